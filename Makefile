@@ -1,0 +1,129 @@
+# Nexus build.  `make` builds everything into $(BUILD)/ with the same layout
+# as an installation: bin/nexus, libexec/nexus/{bin/nexus_cli,lib/...}.
+# `make check` runs unit tests, fuzz-corpus replays and the end-to-end suite.
+# `make asan` does the same build with AddressSanitizer + UBSan in build-asan/.
+
+VERSION    := 0.1.0
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+BUILD      ?= build
+CC         ?= cc
+PYTHON     ?= /usr/bin/python3
+NEXUS_CACHE ?= $(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME),$(HOME)/.cache)/nexus
+ORT_DIR    ?= $(NEXUS_CACHE)/onnxruntime-1.30.0
+ORT_LIB    := $(ORT_DIR)/lib/libonnxruntime.so.1
+ORT_INC    := $(ORT_DIR)/include
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wformat=2 -Wno-unused-parameter -Wvla
+CPPFLAGS += -Iinclude -D_GNU_SOURCE -DNX_VERSION='"$(VERSION)"'
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 $(WARN) -fstack-protector-strong -fPIE -D_FORTIFY_SOURCE=2 $(SAN)
+LDFLAGS  += -pie -Wl,-z,relro,-z,now $(SAN)
+# The tool links its libraries dynamically; the in-bundle runtime links them
+# statically so that a production host needs only glibc and libstdc++.
+LIBS     := -lcrypto -ljansson -lyaml -lutf8proc -lm -lpthread
+RT_LIBS  := -Wl,-Bstatic -lcrypto -ljansson -lyaml -lutf8proc -Wl,-Bdynamic -ldl -lm -lpthread
+
+LIB_SRC := $(sort $(wildcard src/lib/*.c))
+CLI_SRC := $(sort $(wildcard src/cli/*.c))
+RT_SRC  := $(sort $(wildcard src/runtime/*.c))
+UT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
+FZ_SRC  := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+RT_OBJ  := $(RT_SRC:%.c=$(BUILD)/obj/%.o)
+UT_BIN  := $(UT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+FZ_BIN  := $(FZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/%_replay)
+
+NEXUS   := $(BUILD)/bin/nexus
+RTDIR   := $(BUILD)/libexec/nexus
+NX_CLI  := $(RTDIR)/bin/nexus_cli
+RT_ORT  := $(RTDIR)/lib/libonnxruntime.so.1
+
+.PHONY: all check unit fuzz-replay e2e asan fuzz install uninstall clean demo bench setup
+all: $(NEXUS) $(NX_CLI) $(RT_ORT) $(UT_BIN) $(FZ_BIN)
+
+$(ORT_LIB) $(ORT_INC)/onnxruntime_c_api.h:
+	@echo "error: ONNX Runtime not found in $(ORT_DIR); run scripts/setup.sh first" >&2; exit 3
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/obj/src/runtime/%.o: CPPFLAGS += -I$(ORT_INC)
+$(RT_OBJ): $(ORT_INC)/onnxruntime_c_api.h
+
+$(BUILD)/libnexus.a: $(LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(NEXUS): $(CLI_OBJ) $(BUILD)/libnexus.a
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libnexus.a $(LIBS)
+
+$(NX_CLI): $(RT_OBJ) $(BUILD)/libnexus.a $(ORT_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -Wl,-rpath,'$$ORIGIN/../lib' -Wl,--build-id=none -o $@ $(RT_OBJ) \
+		$(BUILD)/libnexus.a $(ORT_LIB) $(RT_LIBS)
+
+$(RT_ORT): $(ORT_LIB)
+	@mkdir -p $(@D)
+	install -m 0444 $< $@
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libnexus.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libnexus.a -lcmocka $(LIBS)
+
+# Fuzz targets are also built as plain programs that replay their corpus.
+$(BUILD)/tests/fuzz_%_replay: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(BUILD)/libnexus.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/fuzz/replay.c $(BUILD)/libnexus.a $(LIBS)
+
+unit: $(UT_BIN)
+	@set -e; for t in $(UT_BIN); do echo "== $$t"; $$t; done
+
+fuzz-replay: $(FZ_BIN)
+	@set -e; for t in $(FZ_BIN); do n=$${t##*/fuzz_}; n=$${n%_replay}; \
+		echo "== replay $$n"; $$t tests/fuzz/corpus/$$n; done
+
+e2e: all
+	NEXUS_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/e2e
+
+check: all unit fuzz-replay e2e
+
+asan:
+	$(MAKE) BUILD=build-asan SAN='-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all' CFLAGS='-O1 -g' all unit fuzz-replay
+
+fuzz:
+	@mkdir -p $(BUILD)/fuzz
+	@set -e; for f in $(FZ_SRC); do n=$$(basename $$f .c); \
+		clang $(CPPFLAGS) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -o $(BUILD)/fuzz/$$n $$f $(LIB_SRC) $(LIBS); done
+	@echo "fuzzers in $(BUILD)/fuzz; run e.g. $(BUILD)/fuzz/fuzz_onnx tests/fuzz/corpus/onnx"
+
+demo: all
+	$(PYTHON) scripts/demo.py --nexus $(NEXUS) examples/spam-distill
+
+bench: all
+	$(PYTHON) bench/run.py --nexus $(NEXUS)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/libexec/nexus/bin \
+		$(DESTDIR)$(PREFIX)/libexec/nexus/lib $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0755 $(NEXUS) $(DESTDIR)$(PREFIX)/bin/nexus
+	install -m 0555 $(NX_CLI) $(DESTDIR)$(PREFIX)/libexec/nexus/bin/nexus_cli
+	install -m 0444 $(RT_ORT) $(DESTDIR)$(PREFIX)/libexec/nexus/lib/libonnxruntime.so.1
+	install -m 0644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/nexus $(DESTDIR)$(PREFIX)/share/man/man1/nexus*.1
+	rm -rf $(DESTDIR)$(PREFIX)/libexec/nexus
+
+clean:
+	rm -rf build build-asan
+
+setup:
+	bash scripts/setup.sh
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

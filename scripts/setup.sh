@@ -1,0 +1,118 @@
+#!/bin/bash
+# scripts/setup.sh - install everything Nexus needs on Debian 12 (bookworm).
+#
+#  1. Debian packages (compiler, libraries, bubblewrap, test tools);
+#  2. ONNX Runtime 1.30: the CPU library from the npm package
+#     onnxruntime-node (fetched with `npm pack`, install scripts never run)
+#     and the C header from Debian 13's libonnxruntime-dev (fetched with
+#     `apt-get download` through a private sources list, so the system's own
+#     apt configuration is untouched).  Both are checked against pinned
+#     SHA-256 digests and cached in $NEXUS_CACHE; a second run, even offline,
+#     reuses the cache.
+#
+# Idempotent: re-running it does nothing that is already done.
+# Usage: scripts/setup.sh [--no-apt]
+set -euo pipefail
+
+ORT_VERSION=1.30.0
+ORT_TGZ_SHA256=6e3390d6b783e7be946fad629292799da28d0b42f84856e50d2c1b0383291e75
+ORT_SO_SHA256=ffb75a925ba05e47b235bb66e3e3911714a80b328a9c9425539feb204aa32a23
+HDR_DEB=libonnxruntime-dev_1.21.0+dfsg-1_amd64.deb
+HDR_DEB_SHA256=14f7d959d5deacbcf1504830d4189f91fc67382b399ed9ae9d3aa9c4050ced08
+
+NEXUS_CACHE=${NEXUS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nexus}
+ORT_DIR=$NEXUS_CACHE/onnxruntime-$ORT_VERSION
+
+APT_PACKAGES=(build-essential make pkg-config ca-certificates
+	libssl-dev libjansson-dev libyaml-dev libutf8proc-dev libcmocka-dev
+	bubblewrap python3 python3-pytest python3-numpy python3-onnx python3-torch)
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 3; }
+
+SUDO=
+if [ "$(id -u)" != 0 ]; then
+	command -v sudo >/dev/null || die "not root and no sudo: run as root"
+	SUDO=sudo
+fi
+
+check_sha() { # file expected
+	local got
+	got=$(sha256sum "$1" | cut -d' ' -f1)
+	[ "$got" = "$2" ] || die "checksum mismatch for $1: got $got, want $2 (delete it and re-run)"
+}
+
+install_apt() {
+	local missing=() p
+	for p in "${APT_PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+	done
+	# npm only fetches the ONNX Runtime package; any working npm will do.
+	if ! command -v npm >/dev/null && [ ! -f "$ORT_DIR/lib/libonnxruntime.so.1" ]; then
+		missing+=(npm)
+	fi
+	if [ ${#missing[@]} -eq 0 ]; then
+		say "debian packages: all present"
+		return
+	fi
+	say "installing: ${missing[*]}"
+	$SUDO apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+fetch_ort_lib() {
+	local tgz=$NEXUS_CACHE/onnxruntime-node-$ORT_VERSION.tgz tmp
+	if [ -f "$ORT_DIR/lib/libonnxruntime.so.1" ]; then
+		check_sha "$ORT_DIR/lib/libonnxruntime.so.1" "$ORT_SO_SHA256"
+		return
+	fi
+	if [ ! -f "$tgz" ]; then
+		say "fetching onnxruntime-node@$ORT_VERSION with npm pack (no scripts run)"
+		tmp=$(mktemp -d "$NEXUS_CACHE/npm.XXXXXX")
+		(cd "$tmp" && npm pack --silent "onnxruntime-node@$ORT_VERSION" >/dev/null)
+		mv "$tmp/onnxruntime-node-$ORT_VERSION.tgz" "$tgz"
+		rm -rf "$tmp"
+	fi
+	check_sha "$tgz" "$ORT_TGZ_SHA256"
+	tmp=$(mktemp -d "$NEXUS_CACHE/ort.XXXXXX")
+	tar -xzf "$tgz" -C "$tmp" package/bin/napi-v6/linux/x64/libonnxruntime.so.1
+	check_sha "$tmp/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" "$ORT_SO_SHA256"
+	mkdir -p "$ORT_DIR/lib"
+	mv "$tmp/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" "$ORT_DIR/lib/"
+	rm -rf "$tmp"
+}
+
+fetch_ort_header() {
+	local deb=$NEXUS_CACHE/$HDR_DEB tmp apt
+	if [ -f "$ORT_DIR/include/onnxruntime_c_api.h" ]; then
+		return
+	fi
+	if [ ! -f "$deb" ]; then
+		say "fetching the ONNX Runtime C header (Debian 13 libonnxruntime-dev)"
+		apt=$(mktemp -d "$NEXUS_CACHE/apt.XXXXXX")
+		mkdir -p "$apt/lists/partial" "$apt/parts"
+		echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" \
+			>"$apt/sources.list"
+		local opts=(-o "Dir::Etc::sourcelist=$apt/sources.list" -o "Dir::Etc::sourceparts=$apt/parts"
+			-o "Dir::State::Lists=$apt/lists" -o "APT::Sandbox::User=root")
+		apt-get -q "${opts[@]}" update >/dev/null
+		(cd "$apt" && apt-get -q "${opts[@]}" download libonnxruntime-dev=1.21.0+dfsg-1 >/dev/null)
+		mv "$apt/$HDR_DEB" "$deb"
+		rm -rf "$apt"
+	fi
+	check_sha "$deb" "$HDR_DEB_SHA256"
+	tmp=$(mktemp -d "$NEXUS_CACHE/hdr.XXXXXX")
+	dpkg-deb -x "$deb" "$tmp"
+	mkdir -p "$ORT_DIR/include"
+	cp "$tmp"/usr/include/onnxruntime/onnxruntime_c_api.h "$ORT_DIR/include/"
+	rm -rf "$tmp"
+}
+
+main() {
+	[ "${1:-}" = "--no-apt" ] || install_apt
+	mkdir -p "$NEXUS_CACHE"
+	fetch_ort_lib
+	fetch_ort_header
+	say "ok: onnx runtime in $ORT_DIR"
+}
+main "$@"

@@ -1,0 +1,129 @@
+/* cli.c - option parsing and help generated from the verb's option table. */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+void cli_init(struct cli_parser *p, const struct cli_verb *verb, int argc, char **argv)
+{
+	memset(p, 0, sizeof(*p));
+	p->verb = verb;
+	p->argc = argc;
+	p->argv = argv;
+	p->i = 1;
+}
+
+void cli_help(const struct cli_verb *verb, FILE *f)
+{
+	const struct cli_opt *o;
+
+	fprintf(f, "usage: nexus %s [OPTIONS]%s%s\n\n%s\n", verb->name,
+		verb->args ? " " : "", verb->args ? verb->args : "", verb->summary);
+	if (verb->details)
+		fprintf(f, "\n%s\n", verb->details);
+	fprintf(f, "\noptions:\n");
+	for (o = verb->opts; o && o->name; o++) {
+		char left[64];
+
+		snprintf(left, sizeof(left), "%s%c%s--%s%s%s",
+			 o->short_name ? "-" : "", o->short_name ? o->short_name : ' ',
+			 o->short_name ? ", " : "  ", o->name, o->arg ? " " : "",
+			 o->arg ? o->arg : "");
+		fprintf(f, "  %-28s %s\n", o->short_name ? left : left + 1, o->help);
+	}
+	fprintf(f, "  %-28s %s\n", "-h, --help", "show this help and exit");
+	fprintf(f, "\nexit status: 0 ok, 1 a check failed, 2 usage or configuration error,\n"
+		   "3 input or environment error.\n");
+}
+
+int cli_usage(const struct cli_verb *verb, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "nexus %s: ", verb->name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\ntry 'nexus %s --help'\n", verb->name);
+	return 2;
+}
+
+static const struct cli_opt *find_long(const struct cli_verb *v, const char *name, size_t n)
+{
+	const struct cli_opt *o;
+
+	for (o = v->opts; o && o->name; o++)
+		if (strlen(o->name) == n && strncmp(o->name, name, n) == 0)
+			return o;
+	return NULL;
+}
+
+static const struct cli_opt *find_short(const struct cli_verb *v, char c)
+{
+	const struct cli_opt *o;
+
+	for (o = v->opts; o && o->name; o++)
+		if (o->short_name == c)
+			return o;
+	return NULL;
+}
+
+int cli_next(struct cli_parser *p)
+{
+	while (p->i < p->argc) {
+		char *a = p->argv[p->i++];
+		const struct cli_opt *o;
+		const char *eq = NULL;
+
+		if (p->only_pos || a[0] != '-' || a[1] == '\0') {
+			if (p->npos >= (int)(sizeof(p->pos) / sizeof(p->pos[0])))
+				return cli_usage(p->verb, "too many arguments"), -2;
+			p->pos[p->npos++] = a;
+			continue;
+		}
+		if (strcmp(a, "--") == 0) {
+			p->only_pos = true;
+			continue;
+		}
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			cli_help(p->verb, stdout);
+			return -1;
+		}
+		if (a[1] == '-') {
+			eq = strchr(a + 2, '=');
+			o = find_long(p->verb, a + 2, eq ? (size_t)(eq - a - 2) : strlen(a + 2));
+		} else {
+			o = a[2] == '\0' ? find_short(p->verb, a[1]) : NULL;
+		}
+		if (!o)
+			return cli_usage(p->verb, "unknown option '%s'", a), -2;
+		p->optarg = NULL;
+		if (o->arg) {
+			if (eq)
+				p->optarg = eq + 1;
+			else if (p->i < p->argc)
+				p->optarg = p->argv[p->i++];
+			else
+				return cli_usage(p->verb, "option '%s' needs %s", a, o->arg), -2;
+		} else if (eq) {
+			return cli_usage(p->verb, "option '--%s' takes no value", o->name), -2;
+		}
+		return o->key;
+	}
+	return 0;
+}
+
+int cli_fail(const char *verb, const nx_error *err)
+{
+	fprintf(stderr, "nexus %s: error: ", verb);
+	if (err->path[0] && !strstr(err->message, err->path)) {
+		fprintf(stderr, "%s", err->path);
+		if (err->line > 0)
+			fprintf(stderr, ":%ld", err->line);
+		else if (err->offset >= 0)
+			fprintf(stderr, " @%lld", err->offset);
+		fprintf(stderr, ": ");
+	}
+	fprintf(stderr, "%s\n", err->message);
+	return nx_error_exit_status(err->code);
+}

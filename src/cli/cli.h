@@ -1,0 +1,69 @@
+/*
+ * cli.h - shared pieces of the `nexus` program: the verb table, one option
+ * table per verb (which also generates that verb's --help), and printing of
+ * libnexus errors.  Only src/cli/ includes this.
+ */
+#ifndef NEXUS_CLI_H
+#define NEXUS_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "nexus/error.h"
+
+/* One option of a verb.  `key` is what cli_next() returns for it. */
+struct cli_opt {
+	const char *name;  /* long name without "--" */
+	char short_name;   /* 0 for none */
+	const char *arg;   /* metavariable ("PATH") or NULL for a flag */
+	const char *help;  /* one line */
+	int key;
+};
+
+struct cli_verb {
+	const char *name;
+	const char *args;     /* positional synopsis, e.g. "BUNDLE" */
+	const char *summary;  /* one line */
+	const char *details;  /* extra paragraph(s) for --help, may be NULL */
+	const struct cli_opt *opts; /* terminated by {0} */
+	int (*run)(const struct cli_verb *verb, int argc, char **argv);
+};
+
+/* Parser state over argv for one verb; --help is handled here. */
+struct cli_parser {
+	const struct cli_verb *verb;
+	int argc;
+	char **argv;
+	int i;              /* next argv index */
+	const char *optarg; /* argument of the option just returned */
+	bool only_pos;      /* after "--" */
+	char *pos[64];      /* positional arguments, in order */
+	int npos;
+};
+
+void cli_init(struct cli_parser *p, const struct cli_verb *verb, int argc, char **argv);
+
+/*
+ * Return the key of the next option (optarg set when it takes one), or 0 at
+ * the end.  Positionals are collected into p->pos.  On --help it prints the
+ * help and returns -1 (caller exits 0); on a usage error it prints the error
+ * and returns -2 (caller exits 2).
+ */
+int cli_next(struct cli_parser *p);
+
+/* Print the verb's help to f. */
+void cli_help(const struct cli_verb *verb, FILE *f);
+
+/* Print "nexus VERB: error: message" (with path:line or @offset) to stderr
+ * and return the exit status for err->code. */
+int cli_fail(const char *verb, const nx_error *err);
+
+/* Print a usage error for verb and return 2. */
+int cli_usage(const struct cli_verb *verb, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* The verbs, one file each (cmd_<name>.c). */
+extern const struct cli_verb cmd_build, cmd_verify, cmd_inspect, cmd_keygen,
+	cmd_sign, cmd_manifest;
+
+#endif

@@ -1,0 +1,59 @@
+/* test_error.c - the error contract. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <string.h>
+
+#include "nexus/error.h"
+
+static void set_fills_all_fields(void **state)
+{
+	nx_error e;
+
+	nx_error_clear(&e);
+	assert_int_equal(e.code, NX_OK);
+	assert_int_equal(nx_error_set(&e, NX_EFORMAT, "a.onnx", 0, 17, "bad tag %d", 3),
+			 NX_EFORMAT);
+	assert_string_equal(e.message, "bad tag 3");
+	assert_string_equal(e.path, "a.onnx");
+	assert_int_equal(e.offset, 17);
+}
+
+static void null_error_is_allowed(void **state)
+{
+	assert_int_equal(nx_error_set(NULL, NX_EIO, NULL, 0, -1, "x"), NX_EIO);
+	nx_error_clear(NULL);
+}
+
+static void errno_appends_reason(void **state)
+{
+	nx_error e;
+
+	nx_error_errno(&e, NX_EIO, ENOENT, "f", "cannot open %s", "f");
+	assert_non_null(strstr(e.message, "cannot open f: "));
+	assert_non_null(strstr(e.message, strerror(ENOENT)));
+}
+
+static void exit_status_mapping(void **state)
+{
+	assert_int_equal(nx_error_exit_status(NX_OK), 0);
+	assert_int_equal(nx_error_exit_status(NX_ECHECK), 1);
+	assert_int_equal(nx_error_exit_status(NX_ECONFIG), 2);
+	assert_int_equal(nx_error_exit_status(NX_EUSAGE), 2);
+	assert_int_equal(nx_error_exit_status(NX_EIO), 3);
+	assert_int_equal(nx_error_exit_status(NX_EFORMAT), 3);
+	assert_string_equal(nx_error_name(NX_ELIMIT), "limit");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(set_fills_all_fields),
+		cmocka_unit_test(null_error_is_allowed),
+		cmocka_unit_test(errno_appends_reason),
+		cmocka_unit_test(exit_status_mapping),
+	};
+	return cmocka_run_group_tests_name("error", tests, NULL, NULL);
+}
