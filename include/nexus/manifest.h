@@ -63,7 +63,8 @@ int nx_manifest_set(nx_manifest *m, char **field, const char *value, nx_error *e
 
 /*
  * Add a file entry (the path is copied), keeping files sorted.  NX_EUNSAFE
- * if the path breaks nx_manifest_path_check or is "manifest.json" itself;
+ * if the path breaks nx_manifest_path_check or is "manifest.json" itself
+ * (in any case);
  * NX_EEXIST if it equals an existing path or collides with one when
  * ASCII-case-folded; NX_ELIMIT past NX_MANIFEST_FILES_MAX.  Costs O(nfiles).
  */

@@ -163,7 +163,7 @@ int nx_manifest_add_file(nx_manifest *m, const char *path,
 	rc = nx_manifest_path_check(path, err);
 	if (rc)
 		return rc;
-	if (strcmp(path, NX_MANIFEST_NAME) == 0)
+	if (strcasecmp(path, NX_MANIFEST_NAME) == 0)
 		return nx_error_set(err, NX_EUNSAFE, path, 0, -1,
 				    "the manifest cannot list itself");
 	if (size > (uint64_t)LLONG_MAX)

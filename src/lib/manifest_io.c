@@ -143,7 +143,7 @@ static int parse_files(nx_manifest *m, const json_t *arr, const char *path, nx_e
 		m->nfiles = i + 1;
 		if ((rc = nx_manifest_path_check(f->path, err)))
 			return rc;
-		if (strcmp(f->path, NX_MANIFEST_NAME) == 0)
+		if (strcasecmp(f->path, NX_MANIFEST_NAME) == 0)
 			return nx_error_set(err, NX_EUNSAFE, path, 0, -1,
 					    "%s: the manifest lists itself", path);
 		if (!json_is_string(json_object_get(e, "sha256")) ||
