@@ -220,3 +220,17 @@ def big_model(path, mbytes=50):
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n])], [w])
     return _save(_model(g), path)
+
+
+def sparse_model(path, dense=(10, 10), nnz=7):
+    """y = x + S with S a sparse_initializer of shape `dense` holding `nnz`
+    stored values (which are its parameters)."""
+    vals = numpy_helper.from_array(np.arange(1, nnz + 1, dtype=np.float32), "sparse_w")
+    idx = numpy_helper.from_array(np.arange(nnz, dtype=np.int64) * 3, "sparse_w_idx")
+    s = helper.make_sparse_tensor(vals, idx, list(dense))
+    g = helper.make_graph(
+        [helper.make_node("Add", ["x", "sparse_w"], ["y"])], "sparse_graph",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(dense))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(dense))], [],
+        sparse_initializer=[s])
+    return _save(_model(g), path)

@@ -129,3 +129,12 @@ def test_large_model_is_fast(nexus, tmp_path):
     assert d["parameters"] == models.param_count(m) == 50 * 1024 * 1024 // 4
     # process start-up included; reading 50 MB would take far longer
     assert best < 0.1, best
+
+
+def test_sparse_initializer(nexus, tmp_path):
+    m = models.sparse_model(tmp_path / "s.onnx", dense=(10, 10), nnz=7)
+    d = inspect(nexus, tmp_path / "s.onnx")
+    assert d["parameters"] == 7 == models.param_count(m)
+    # values (7 floats) + indices (7 int64)
+    assert d["weight_bytes"] == 7 * 4 + 7 * 8
+    assert [i["name"] for i in d["inputs"]] == ["x"]
