@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* `import_module as im` aliases remembered per file. */
+#define NX_SCAN_ALIASES_MAX 16
+
 static unsigned char fold(unsigned char c)
 {
 	return c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c;
@@ -115,6 +118,9 @@ struct pyscan {
 	size_t nterms;
 	nx_term_fn fn;
 	void *ctx;
+	size_t alias[NX_SCAN_ALIASES_MAX];       /* tokens naming an alias */
+	const char *alias_of[NX_SCAN_ALIASES_MAX];
+	size_t naliases;
 	char *cat;            /* joined contents of a run of literals */
 	size_t catlen, catcap;
 	const char *path;
@@ -151,16 +157,18 @@ static size_t prev_sig(const struct pyscan *s, size_t i)
 
 /*
  * Join the literal run starting at string token i (literals separated by
- * nothing or by '+') into s->cat.  Returns the index after the run, sets
- * *count and *fstr (some literal of the run is an f-string).
+ * nothing or by '+') into s->cat.  Sets *end to the index after the run,
+ * *count, *fstr (some literal is an f-string) and *plus (some '+' joined).
  */
-static int join_run(struct pyscan *s, size_t i, size_t *end, size_t *count, int *fstr)
+static int join_run(struct pyscan *s, size_t i, size_t *end, size_t *count, int *fstr,
+		    int *plus)
 {
 	size_t j = i, n;
 
 	s->catlen = 0;
 	*count = 0;
 	*fstr = 0;
+	*plus = 0;
 	while (j < s->ntok && s->tok[j].kind == NX_PY_STRING) {
 		const nx_py_token *t = &s->tok[j];
 
@@ -182,16 +190,17 @@ static int join_run(struct pyscan *s, size_t i, size_t *end, size_t *count, int 
 			s->cat = p;
 			s->catcap = n;
 		}
-		memcpy(s->cat + s->catlen, s->buf + t->body, t->body_len);
+		if (t->body_len)
+			memcpy(s->cat + s->catlen, s->buf + t->body, t->body_len);
 		s->catlen += t->body_len;
 		*fstr |= !!(t->flags & NX_PY_STR_F);
 		(*count)++;
 		j = next_sig(s, j + 1);
 		if (op_is(s, j, "+") && next_sig(s, j + 1) < s->ntok &&
-		    s->tok[next_sig(s, j + 1)].kind == NX_PY_STRING)
+		    s->tok[next_sig(s, j + 1)].kind == NX_PY_STRING) {
 			j = next_sig(s, j + 1);
-		else
-			break;
+			*plus = 1;
+		}
 	}
 	*end = j;
 	return 0;
@@ -238,30 +247,77 @@ static int report_call(struct pyscan *s, size_t name, const char *term)
  * NAME token i: a call of __import__, import_module, exec, eval or compile?
  * Judge its first argument (see nexus/scan.h).
  */
+static const char *const dyn_fns[] = { "__import__", "import_module", "exec", "eval",
+	"compile", NULL };
+
+/* The dyn_fns[] entry that token i names, directly or through an alias. */
+static const char *dyn_name(const struct pyscan *s, size_t i)
+{
+	size_t k;
+
+	for (k = 0; dyn_fns[k]; k++)
+		if (name_is(s, i, dyn_fns[k]))
+			return dyn_fns[k];
+	for (k = 0; k < s->naliases; k++)
+		if (s->tok[i].kind == NX_PY_NAME && s->tok[i].len == s->tok[s->alias[k]].len &&
+		    memcmp(s->buf + s->tok[i].start, s->buf + s->tok[s->alias[k]].start,
+			   s->tok[i].len) == 0)
+			return s->alias_of[k];
+	return NULL;
+}
+
+/* `from importlib import import_module as im`: remember im. */
+static void find_aliases(struct pyscan *s)
+{
+	size_t i, a, b;
+	const char *name;
+
+	for (i = 0; i < s->ntok && s->naliases < NX_SCAN_ALIASES_MAX; i++) {
+		if (s->tok[i].kind != NX_PY_NAME)
+			continue;
+		a = next_sig(s, i + 1);
+		b = next_sig(s, a + 1);
+		if (!name_is(s, a, "as") || b >= s->ntok || s->tok[b].kind != NX_PY_NAME)
+			continue;
+		if (!(name = dyn_name(s, i)) || dyn_name(s, b))
+			continue;
+		s->alias[s->naliases] = b;
+		s->alias_of[s->naliases++] = name;
+	}
+}
+
 static int scan_call(struct pyscan *s, size_t i)
 {
-	static const char *const fns[] = { "__import__", "import_module", "exec", "eval",
-		"compile", NULL };
 	size_t open = next_sig(s, i + 1), arg, end, count, p, k;
-	const char *name = NULL;
-	int fstr, rc, importer, found = 0;
+	const char *name = dyn_name(s, i);
+	int fstr, plus, rc, importer, found = 0, method;
 
-	for (k = 0; fns[k]; k++)
-		if (name_is(s, i, fns[k]))
-			name = fns[k];
-	if (!name || !op_is(s, open, "("))
+	if (!name)
 		return 0;
 	importer = name[0] == '_' || name[0] == 'i';
 	p = prev_sig(s, i);
 	/* model.eval(), re.compile(): methods, unless of builtins */
-	if (!importer && p != (size_t)-1 && op_is(s, p, ".") && !name_is(s, prev_sig(s, p), "builtins"))
+	method = p != (size_t)-1 && op_is(s, p, ".") && !name_is(s, prev_sig(s, p), "builtins");
+	if (p != (size_t)-1 && (name_is(s, p, "def") || name_is(s, p, "class")))
+		return 0;
+	if (!op_is(s, open, "(")) {
+		/* `f = __import__`, `run = eval`: the function escapes; but not
+		 * `def eval`, `import x as eval`, `f(eval=1)`, `x.exec` */
+		if (name[0] == 'i' || name[0] == 'c' || method ||
+		    (p != (size_t)-1 && (name_is(s, p, "def") || name_is(s, p, "as") ||
+					 name_is(s, p, "import") || op_is(s, p, ","))) ||
+		    (s->tok[i].depth > 0 && op_is(s, open, "=")))
+			return 0;
+		return report_call(s, i, name);
+	}
+	if (!importer && method)
 		return 0;
 	arg = next_sig(s, open + 1);
 	if (arg >= s->ntok || s->tok[arg].kind != NX_PY_STRING)
 		return report_call(s, i, name);
-	if ((rc = join_run(s, arg, &end, &count, &fstr)))
+	if ((rc = join_run(s, arg, &end, &count, &fstr, &plus)))
 		return rc;
-	if (fstr || (!op_is(s, end, ",") && !op_is(s, end, ")")))
+	if (fstr || plus || (!op_is(s, end, ",") && !op_is(s, end, ")")))
 		return report_call(s, i, name);
 	for (k = 0; k < s->nterms; k++) {
 		if (nx_scan_find(s->cat, s->catlen, s->terms[k]) < 0)
@@ -283,7 +339,7 @@ static int scan_call(struct pyscan *s, size_t i)
 static int scan_tokens(struct pyscan *s)
 {
 	size_t i, end, count, prev;
-	int rc, fstr;
+	int rc, fstr, plus;
 
 	for (i = 0; i < s->ntok; i++) {
 		const nx_py_token *t = &s->tok[i];
@@ -318,7 +374,7 @@ static int scan_tokens(struct pyscan *s)
 			    (op_is(s, prev, "+") && prev_sig(s, prev) != (size_t)-1 &&
 			     s->tok[prev_sig(s, prev)].kind == NX_PY_STRING)))
 				break;
-			if ((rc = join_run(s, i, &end, &count, &fstr)))
+			if ((rc = join_run(s, i, &end, &count, &fstr, &plus)))
 				return rc;
 			if (count > 1 && (rc = scan_joined(s, i, end)))
 				return rc;
@@ -374,6 +430,7 @@ int nx_scan_python(const char *buf, size_t len, const char *const *terms, size_t
 		}
 		s.ntok++;
 	} while (k != NX_PY_ENDMARKER);
+	find_aliases(&s);
 	rc = scan_tokens(&s);
 out:
 	free(s.tok);

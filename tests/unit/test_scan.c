@@ -78,6 +78,8 @@ static void fstrings_and_joined_literals(void **state)
 	assert_string_equal(py("s = 'soft_' + \"targets\"\n"), "string:soft_targets:1:5");
 	/* found in a literal alone: not reported again for the run */
 	assert_string_equal(py("s = 'teacher' 'x'\n"), "string:teacher:1:5");
+	/* empty literals joined (a UBSan finding of the fuzzer) */
+	assert_string_equal(py("s = '' \"\"\n"), "");
 	/* separate statements are not joined */
 	assert_string_equal(py("'tea'\n'cher'\n"), "");
 }
@@ -106,6 +108,13 @@ static void dynamic_imports(void **state)
 	assert_string_equal(py("import_module(\n    'json',\n)\n"), "");
 	assert_string_equal(py("model.eval()\nr = re.compile(p)\nx = eval('1+1')\n"), "");
 	assert_string_equal(py("def eval_all(): pass\nexec_count = 1\n"), "");
+	assert_string_equal(py("def eval(x): pass\nf(exec=1)\nfrom builtins import eval, exec\n"), "");
+	/* the importer escaping into a variable, or through an alias */
+	assert_string_equal(py("imp = __import__\nrun = eval\n"),
+			    "dynamic-import:__import__:1:7; dynamic-import:eval:2:7");
+	assert_string_equal(py("from importlib import import_module as im\nm = im(n)\n"
+			       "j = im('json')\n"),
+			    "dynamic-import:import_module:2:5");
 }
 
 static void python_errors_and_stop(void **state)
