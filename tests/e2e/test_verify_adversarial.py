@@ -639,3 +639,19 @@ def test_real_runtime_bundle(nexus, tmp_path):
     assert r.returncode == 0, rep["findings"]
     assert codes(rep, "WARN") == {"unsigned"}
     b.unlock()
+
+
+# -- the CI entry point the spec names ---------------------------------------------
+
+
+
+def test_ci_wrapper_exit_status_and_summary(nexus, bundle):
+    wrapper = __import__("pathlib").Path(__file__).resolve().parents[1] / "verify_teacher_free.py"
+    env = dict(os.environ, NEXUS=nexus, NEXUS_RUNTIME_DIR=str(bundle.runtime_dir))
+    r = run("/usr/bin/python3", wrapper, bundle.root, "--no-sandbox", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "teacher-free verdict: WARN" in r.stdout
+    bundle.smuggle("src/helpers.py", npy())
+    r = run("/usr/bin/python3", wrapper, bundle.root, env=env)
+    assert r.returncode == 1
+    assert "FAIL allowlist weights-content src/helpers.py" in r.stdout
