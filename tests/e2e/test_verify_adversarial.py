@@ -655,3 +655,36 @@ def test_ci_wrapper_exit_status_and_summary(nexus, bundle):
     r = run("/usr/bin/python3", wrapper, bundle.root, env=env)
     assert r.returncode == 1
     assert "FAIL allowlist weights-content src/helpers.py" in r.stdout
+
+
+# -- signatures ---------------------------------------------------------------------
+
+def sign(nexus, b, tmp_path, name="release"):
+    prefix = tmp_path / name
+    if not (tmp_path / f"{name}.key").exists():
+        r = run(nexus, "keygen", "-o", prefix)
+        assert r.returncode == 0, r.stderr
+    r = run(nexus, "sign", b.root, "--key", tmp_path / f"{name}.key")
+    assert r.returncode == 0, r.stderr
+    return tmp_path / f"{name}.pub"
+
+
+def test_signed_by_trusted_key(nexus, bundle, tmp_path):
+    pub = sign(nexus, bundle, tmp_path)
+    rc, rep = verify(nexus, bundle, "--pubkey", pub, "--require-signature", "--no-sandbox")
+    assert rc == 0 and rep["verdict"] == "PASS", rep["findings"]
+    assert "signed" in codes(rep, "INFO")
+
+
+def test_signed_by_unknown_key(nexus, bundle, tmp_path):
+    sign(nexus, bundle, tmp_path, "attacker")
+    run(nexus, "keygen", "-o", tmp_path / "release")
+    expect_fail(nexus, bundle, "unknown-key", "--pubkey", tmp_path / "release.pub")
+
+
+def test_manifest_edited_after_signing(nexus, bundle, tmp_path):
+    pub = sign(nexus, bundle, tmp_path)
+    m = manifest_obj(bundle)
+    m["model_metadata"]["architecture"] = "Other"
+    bundle.write_manifest_text(bundle.canonical(m))
+    expect_fail(nexus, bundle, "bad-signature", "--pubkey", pub)
