@@ -385,7 +385,8 @@ int nx_parse_size(uint64_t *out, const char *s, nx_error *err)
 		}
 		p += nfrac;
 	}
-	while (*p == ' ')
+	/* "500 MB": one space, and only before a unit. */
+	if (p[0] == ' ' && p[1] && p[1] != ' ')
 		p++;
 	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
 		if (strcmp(p, units[i].name) == 0)
