@@ -270,7 +270,7 @@ static int parse_root(struct cfg *c, const nx_yaml_node *root, nx_workspace *ws)
 	if (root->type != NX_YAML_MAPPING)
 		return nx_error_set(c->err, NX_ECONFIG, c->path, root->line, -1,
 				    "the top level must be a mapping of keys (student:, tokenizer:, ...)");
-	if ((rc = cfg_check_keys(c, root, "nexus.yaml", top_keys)) ||
+	if ((rc = cfg_check_keys(c, root, "the top level", top_keys)) ||
 	    (rc = set_defaults(c, ws)))
 		return rc;
 	if ((rc = need(c, root, "student", &v)) || (rc = parse_student(c, v, ws)) ||
