@@ -175,8 +175,11 @@ static void block_style_and_options(void **state)
 	assert_string_equal(ws->tokenizer, "tok");
 	assert_string_equal(ws->source_dir, "serving");
 	assert_string_equal(ws->source_files[0], "pkg/a.py");
-	assert_int_equal(ws->nforbidden_imports, 1);
+	/* configured imports add to the spec's two, never replace them */
+	assert_int_equal(ws->nforbidden_imports, 3);
 	assert_string_equal(ws->forbidden_imports[0], "big_model.train");
+	assert_string_equal(ws->forbidden_imports[1], "teacher_model");
+	assert_string_equal(ws->forbidden_imports[2], "training_modules");
 	assert_int_equal(ws->nforbidden_terms, 2);
 	assert_string_equal(ws->forbidden_terms[1], "Lehrer");
 	assert_int_equal(ws->nallow_shared, 1);
