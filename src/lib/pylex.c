@@ -92,21 +92,19 @@ static int is_triple(const nx_pylex *lx, size_t p, char q)
 	return at(lx, p, q) && at(lx, p + 1, q) && at(lx, p + 2, q);
 }
 
-/*
- * Scan a string whose opening quote is at *pp; on success leave *pp after
- * the closing quote and return NULL.  On error return the message and leave
- * *pp where lexing should resume.  `fstr` turns on replacement fields.
- */
-static const char *scan_quoted(nx_pylex *lx, size_t *pp, int fstr, size_t *body,
-			       size_t *body_len, int nest);
-
-/* The expression part of f-string replacement fields: returns at the '}'
- * closing the field (or at an error), with *pp on it. */
+/* One open replacement field of an f-string. */
 struct ffield {
 	unsigned char spec;   /* in the format spec after ':' */
 	long brackets;        /* open brackets of the expression */
 };
 
+/*
+ * Scan a string whose opening quote is at *pp; on success leave *pp after
+ * the closing quote and return NULL.  On error return the message and leave
+ * *pp where lexing should resume.  `fstr` turns on replacement fields, in
+ * whose expressions a quote starts a nested (plain) string, as in 3.12.
+ * `nest` bounds the recursion.
+ */
 static const char *scan_quoted(nx_pylex *lx, size_t *pp, int fstr, size_t *body,
 			       size_t *body_len, int nest)
 {
