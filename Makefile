@@ -115,6 +115,8 @@ install: all
 	install -m 0555 $(NX_CLI) $(DESTDIR)$(PREFIX)/libexec/nexus/bin/nexus_cli
 	install -m 0444 $(RT_ORT) $(DESTDIR)$(PREFIX)/libexec/nexus/lib/libonnxruntime.so.1
 	install -m 0644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -d $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 0644 docs/man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/nexus $(DESTDIR)$(PREFIX)/share/man/man1/nexus*.1
