@@ -362,3 +362,17 @@ def test_kill_9_never_leaves_partial_bundle(nexus, big_ws, out):
         assert_complete(target)
         assert [s for s in stages(out) if s.startswith(f".b{i}.")] == []
     assert saw_stale, "no kill landed mid-build; the test did not test anything"
+
+
+def test_signed_build(nexus, ws, out, tmp_path):
+    assert run(nexus, "keygen", "-o", tmp_path / "rel").returncode == 0
+    r = build(nexus, ws, out / "b", "--key", tmp_path / "rel.key", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    m = assert_complete(out / "b")
+    assert doc["signed"] and m["signature"].startswith(f"ed25519:{doc['key_id']}:")
+    # Deterministic: Ed25519 signs the same bytes the same way.
+    assert build(nexus, ws, out / "c", "--key", tmp_path / "rel.key").returncode == 0
+    assert (out / "b/manifest.json").read_bytes() == (out / "c/manifest.json").read_bytes()
+    r = build(nexus, ws, out / "d", "--key", tmp_path / "missing.key")
+    assert r.returncode in (2, 3) and not (out / "d").exists()
