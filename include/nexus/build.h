@@ -13,9 +13,12 @@
  *   assemble tokenizer, config/runtime.yaml, README.md, LICENSE, bin/, lib/
  *   manifest every file's SHA-256 (hashed while copied, never re-read),
  *            metadata from the student's own weights
- *   verify   the self_verify hook; invariants are true only if it passes
  *   sign     invariants set, signed when a key is given, manifest.json written
- *   publish  modes, fsync, renameat2(RENAME_NOREPLACE)
+ *   verify   the stage is sealed (final modes) and nx_verify_bundle() runs
+ *            every TRV check on it, exactly as `nexus verify` would on the
+ *            published bundle; any FAIL and nothing is published, so the
+ *            invariants written true are true of every published bundle
+ *   publish  fsync, renameat2(RENAME_NOREPLACE)
  *
  * The library never prints: progress goes to the callback.  On error the
  * staging directory is removed and nothing exists at the output path that
@@ -27,6 +30,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+struct nx_report;
 
 #include "nexus/error.h"
 #include "nexus/fs.h"
@@ -43,7 +48,7 @@ struct nx_key;
 
 enum nx_build_step {
 	NX_BUILD_LOAD, NX_BUILD_STAGE, NX_BUILD_EXPORT, NX_BUILD_FILTER,
-	NX_BUILD_ASSEMBLE, NX_BUILD_MANIFEST, NX_BUILD_VERIFY, NX_BUILD_SIGN, NX_BUILD_PUBLISH,
+	NX_BUILD_ASSEMBLE, NX_BUILD_MANIFEST, NX_BUILD_SIGN, NX_BUILD_VERIFY, NX_BUILD_PUBLISH,
 	NX_BUILD_NSTEPS
 };
 
@@ -53,15 +58,6 @@ const char *nx_build_step_name(enum nx_build_step step);
 /* Called at the start (done=false, seconds=0) and end of every step. */
 typedef void (*nx_build_progress_fn)(void *ctx, enum nx_build_step step, bool done,
 				     double seconds);
-
-/*
- * Self-verification of the staged tree before publish.  m is the manifest
- * about to be written (files filled, invariants not yet set, unsigned);
- * the hook may read the staged files and may add files to the stage (it then
- * adds them to m too).  Return 0 to accept; NX_ECHECK (with err) to refuse.
- */
-typedef int (*nx_build_verify_fn)(void *ctx, int stage_dirfd, const char *stage_path,
-				  struct nx_manifest *m, nx_error *err);
 
 /*
  * Told the active stage right after it is created, and NULL before it is
@@ -79,8 +75,11 @@ struct nx_build_opts {
 	int64_t source_date_epoch;  /* build_timestamp; -1 = now */
 	nx_build_progress_fn progress;
 	void *progress_ctx;
-	nx_build_verify_fn self_verify; /* NULL: not yet wired (see build_manifest.c) */
-	void *verify_ctx;
+	bool functional;            /* run TRV-5 (sandboxed selftest) in the self-check */
+	struct nx_report **report;  /* optional out: the self-verification report, set
+				       whenever the verify step ran (also when it failed
+				       with NX_ECHECK); the caller frees it with
+				       nx_report_free() */
 	nx_build_stage_fn on_stage;
 	void *stage_ctx;
 };

@@ -122,7 +122,15 @@ int nx_stage_create_file(int *out, nx_stage *s, const char *relpath, bool exec,
 			 nx_error *err);
 
 /*
- * Set final modes, fsync every file and directory, then
+ * Set the final modes (files 0444, executables 0555, directories 0555) and
+ * fsync every file and directory, without publishing: the tree is then in
+ * the exact state it will be published in, so it can be verified as such.
+ * Nothing can be added to a sealed stage.
+ */
+int nx_stage_seal(nx_stage *s, nx_error *err);
+
+/*
+ * Seal (see above), then
  * renameat2(RENAME_NOREPLACE) the stage to final_path.  With force and an
  * existing target: RENAME_EXCHANGE, then remove the old tree.  Finally fsync
  * the parent.  NX_EEXIST if final_path appeared and !force.  After success

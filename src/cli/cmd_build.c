@@ -18,6 +18,7 @@
 #include "nexus/build.h"
 #include "nexus/fs.h"
 #include "nexus/sign.h"
+#include "nexus/verify.h"
 
 enum { OPT_OUTPUT = 1, OPT_KEY, OPT_FORCE, OPT_JSON };
 
@@ -118,6 +119,26 @@ static void human_size(char *out, size_t n, uint64_t b)
 		snprintf(out, n, "%llu B", (unsigned long long)b);
 }
 
+/* The self-verification's findings (WARN and FAIL), one per line. */
+static void print_findings(const nx_report *rep, FILE *f)
+{
+	const struct nx_finding *fd;
+	size_t i, n;
+
+	if (!rep)
+		return;
+	fd = nx_report_findings(rep, &n);
+	for (i = 0; i < n; i++) {
+		if (fd[i].severity == NX_SEV_INFO)
+			continue;
+		fprintf(f, "  %-4s %s %s %s", nx_severity_name(fd[i].severity), fd[i].check,
+			fd[i].code, fd[i].path ? fd[i].path : "");
+		if (fd[i].line > 0)
+			fprintf(f, ":%ld", fd[i].line);
+		fprintf(f, ": %s\n", fd[i].message);
+	}
+}
+
 static void print_human(const struct nx_build_result *r, const char *path)
 {
 	char size[32];
@@ -145,7 +166,7 @@ static void print_human(const struct nx_build_result *r, const char *path)
 		       r->removed[i].module, r->removed[i].statement_kind);
 }
 
-static int print_json(const struct nx_build_result *r, const char *path)
+static int print_json(const struct nx_build_result *r, const nx_report *rep, const char *path)
 {
 	json_t *doc, *files, *steps, *removed;
 	size_t i;
@@ -181,6 +202,13 @@ static int print_json(const struct nx_build_result *r, const char *path)
 	json_object_set_new(doc, "bytes", json_integer((json_int_t)r->bytes));
 	json_object_set_new(doc, "steps", steps);
 	json_object_set_new(doc, "removed_imports", removed);
+	if (rep) {
+		char *vj = NULL;
+
+		if (nx_report_json(&vj, rep, NULL) == 0)
+			json_object_set_new(doc, "verify", json_loads(vj, 0, NULL));
+		free(vj);
+	}
 	rc = json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
 	printf("\n");
 	json_decref(doc);
@@ -191,6 +219,7 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 {
 	struct nx_build_opts o = { .source_date_epoch = -1 };
 	struct nx_build_result *r = NULL;
+	nx_report *rep = NULL;
 	const char *key_path = NULL;
 	char *rt = NULL, *abs = NULL;
 	struct cli_parser p;
@@ -223,16 +252,18 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	o.runtime_dir = rt;
 	o.progress = on_progress;
 	o.on_stage = on_stage;
-	/* TODO(verify): o.self_verify = the TRV checks on the staged tree. */
+	o.report = &rep;
 	install_handlers();
 	if (nx_build(&r, &o, &err) != 0) {
+		print_findings(rep, stderr);
 		status = cli_fail(verb->name, &err);
 		goto out;
 	}
 	abs = realpath(r->bundle_path, NULL);
-	status = json ? print_json(r, abs ? abs : r->bundle_path)
-		      : (print_human(r, abs ? abs : r->bundle_path), 0);
+	status = json ? print_json(r, rep, abs ? abs : r->bundle_path)
+		      : (print_human(r, abs ? abs : r->bundle_path), print_findings(rep, stdout), 0);
 out:
+	nx_report_free(rep);
 	free(abs);
 	nx_build_result_free(r);
 	nx_key_free(key);

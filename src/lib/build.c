@@ -15,7 +15,7 @@
 #define BUILD_INPUTS_MAX 4096
 
 static const char *const step_names[NX_BUILD_NSTEPS] = {
-	"load", "stage", "export", "filter", "assemble", "manifest", "verify", "sign", "publish",
+	"load", "stage", "export", "filter", "assemble", "manifest", "sign", "verify", "publish",
 };
 
 const char *nx_build_step_name(enum nx_build_step step)
@@ -155,14 +155,17 @@ static int load(struct build *b)
 	b->capin = ws->nsource_files + 8;
 	b->in = calloc(b->capin, sizeof(*b->in));
 	b->teacher_st = calloc(ws->nteacher + 1, sizeof(*b->teacher_st));
-	if (!b->in || !b->teacher_st)
+	b->teacher_present = calloc(ws->nteacher + 1, sizeof(*b->teacher_present));
+	if (!b->in || !b->teacher_st || !b->teacher_present)
 		return nx_error_set(b->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	/* Teacher files are never read here, only identified (verify fingerprints them). */
 	for (i = 0; i < ws->nteacher; i++) {
 		if (nx_fs_open_beneath(&fd, b->wsfd, ws->teacher[i], O_PATH, NULL) != 0)
 			continue;
-		if (fstat(fd, &b->teacher_st[b->nteacher_st]) == 0)
+		if (fstat(fd, &b->teacher_st[b->nteacher_st]) == 0) {
 			b->nteacher_st++;
+			b->teacher_present[i] = true;
+		}
 		close(fd);
 	}
 	rc = open_input(b, &b->student_fd, &b->student_st, b->wsfd, ws->student.model,
@@ -327,14 +330,6 @@ static int stage(struct build *b)
 	return nx_manifest_new(&b->m, b->err);
 }
 
-static int verify(struct build *b)
-{
-	if (!b->opts->self_verify)
-		return 0;
-	return b->opts->self_verify(b->opts->verify_ctx, nx_stage_dirfd(b->stage),
-				    nx_stage_path(b->stage), b->m, b->err);
-}
-
 static int publish(struct build *b)
 {
 	return nx_stage_publish(b->stage, b->err);
@@ -353,6 +348,7 @@ static void build_release(struct build *b)
 	}
 	free(b->in);
 	free(b->teacher_st);
+	free(b->teacher_present);
 	if (b->stage && b->opts->on_stage)
 		b->opts->on_stage(b->opts->stage_ctx, NULL);
 	nx_stage_free(b->stage);
@@ -371,7 +367,7 @@ int nx_build(struct nx_build_result **out, const struct nx_build_opts *opts, nx_
 {
 	static int (*const steps[NX_BUILD_NSTEPS])(struct build *) = {
 		NULL, stage, build_export, build_filter, build_assemble, build_manifest,
-		verify, build_sign, publish,
+		build_sign, build_verify, publish,
 	};
 	nx_error local;
 	struct build b = { .opts = opts, .err = err ? err : &local, .wsfd = -1, .rtfd = -1,
@@ -380,6 +376,7 @@ int nx_build(struct nx_build_result **out, const struct nx_build_opts *opts, nx_
 	int rc = 0, s;
 
 	nx_error_clear(b.err);
+	b.wspath = wspath;
 	b.res = calloc(1, sizeof(*b.res));
 	if (!b.res)
 		return nx_error_set(b.err, NX_ENOMEM, NULL, 0, -1, "out of memory");

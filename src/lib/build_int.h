@@ -49,7 +49,9 @@ struct build {
 	nx_onnx_model *model;
 	int student_fd;
 	struct stat student_st;
+	const char *wspath;       /* the workspace as given (for teacher paths) */
 	struct stat *teacher_st;  /* identities of the teacher files that exist */
+	bool *teacher_present;    /* per ws->teacher[i]: exists (fingerprinted at verify) */
 	size_t nteacher_st;
 	struct build_input *in;
 	size_t nin, capin;
@@ -61,6 +63,7 @@ int build_filter(struct build *b);
 int build_assemble(struct build *b);
 int build_manifest(struct build *b);
 int build_sign(struct build *b);
+int build_verify(struct build *b);
 
 /* Write buf to relpath in the stage, hash it, add it to the manifest. */
 int build_put(struct build *b, const char *relpath, const void *buf, size_t len, bool exec);

@@ -89,10 +89,9 @@ int build_sign(struct build *b)
 	int fd = -1, rc;
 
 	/*
-	 * The invariants are claims the self-verification (the verify step, run
-	 * just before) proved.  TODO: until the verify module plugs
-	 * nx_build_opts.self_verify in (cmd_build.c), they are written true on
-	 * the strength of the subtractive build alone.
+	 * The invariants are claims that the verify step, run next on this very
+	 * tree, must prove: if it does not, the stage is removed unpublished, so
+	 * no published bundle carries them untrue.
 	 */
 	b->m->teacher_free = true;
 	b->m->training_code_excluded = true;

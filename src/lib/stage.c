@@ -320,14 +320,12 @@ static int seal(nx_stage *s, const struct nx_fs_entry *e, nx_error *err)
 	return rc;
 }
 
-int nx_stage_publish(nx_stage *s, nx_error *err)
+int nx_stage_seal(nx_stage *s, nx_error *err)
 {
 	struct nx_fs_entry *e = NULL;
 	size_t n = 0, i;
 	int rc;
 
-	if (s->published)
-		return nx_error_set(err, NX_EINTERNAL, s->final_path, 0, -1, "stage already published");
 	rc = nx_fs_walk(&e, &n, s->dirfd, STAGE_ENTRIES_MAX, err);
 	if (rc)
 		goto out;
@@ -340,10 +338,23 @@ int nx_stage_publish(nx_stage *s, nx_error *err)
 			rc = seal(s, &e[i - 1], err);
 	if (rc)
 		goto out;
-	if (fchmod(s->dirfd, 0555) < 0 || fsync(s->dirfd) < 0) {
+	if (fchmod(s->dirfd, 0555) < 0 || fsync(s->dirfd) < 0)
 		rc = nx_error_errno(err, NX_EIO, errno, s->stage_path, "cannot seal %s", s->stage_path);
-		goto out;
-	}
+out:
+	nx_fs_entries_free(e, n);
+	return rc;
+}
+
+int nx_stage_publish(nx_stage *s, nx_error *err)
+{
+	int rc = 0;
+
+	if (s->published)
+		return nx_error_set(err, NX_EINTERNAL, s->final_path, 0, -1, "stage already published");
+	/* Sealing twice is harmless; it makes sure nothing changed modes since. */
+	rc = nx_stage_seal(s, err);
+	if (rc)
+		return rc;
 	if (renameat2(s->parentfd, s->stage_name, s->parentfd, s->name, RENAME_NOREPLACE) == 0) {
 		s->published = 1;
 	} else if (errno == EEXIST && s->force) {
@@ -370,7 +381,6 @@ int nx_stage_publish(nx_stage *s, nx_error *err)
 		rc = nx_error_errno(err, NX_EIO, errno, s->final_path,
 				    "published %s but cannot sync its directory", s->final_path);
 out:
-	nx_fs_entries_free(e, n);
 	return rc;
 }
 

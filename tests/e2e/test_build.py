@@ -376,3 +376,29 @@ def test_signed_build(nexus, ws, out, tmp_path):
     assert (out / "b/manifest.json").read_bytes() == (out / "c/manifest.json").read_bytes()
     r = build(nexus, ws, out / "d", "--key", tmp_path / "missing.key")
     assert r.returncode in (2, 3) and not (out / "d").exists()
+
+
+@pytest.mark.parametrize("where,code", [
+    ("serving", 'LABEL_SOURCE = "teacher logits"\n'),
+    ("serving", "soft_targets = None\n"),
+    ("runtime", "# tuned against the distillation run\n"),
+])
+def test_self_verification_blocks_publish(nexus, tmp_path, out, where, code):
+    """What TRV would refuse after publishing is refused before it: nothing published."""
+    if where == "serving":
+        ws = make_workspace(tmp_path / "ws", utils_py=code)
+    else:
+        ws = make_workspace(tmp_path / "ws")
+        rt = ws / "config/runtime.yaml"
+        rt.write_text(code + rt.read_text())
+    r = build(nexus, ws, out / "b")
+    if where == "runtime":
+        # A forbidden term in a comment is a WARN: published, and reported.
+        assert r.returncode == 0, r.stderr
+        assert "WARN code" in r.stdout
+        return
+    assert r.returncode == 1, r.stderr
+    assert "self-verification failed" in r.stderr
+    assert "FAIL code" in r.stderr
+    assert not (out / "b").exists()
+    assert stages(out) == []
