@@ -11,9 +11,11 @@
 
 #include "cli.h"
 #include "nexus/export.h"
+#include "nexus/fingerprint.h"
 #include "nexus/onnx.h"
 
-enum { OPT_JSON = 1, OPT_OUTPUT, OPT_KEEP, OPT_FORBID, OPT_EXPORT, OPT_NO_EXTRACT };
+enum { OPT_JSON = 1, OPT_OUTPUT, OPT_KEEP, OPT_FORBID, OPT_EXPORT, OPT_NO_EXTRACT,
+       OPT_TEACHER };
 
 static const struct cli_opt opts[] = {
 	{ "json", 0, NULL, "print one JSON document instead of text", OPT_JSON },
@@ -25,6 +27,8 @@ static const struct cli_opt opts[] = {
 	  "soft_targets (repeatable)", OPT_FORBID },
 	{ "no-extract", 0, NULL, "export: keep every node (no output subgraph extraction)",
 	  OPT_NO_EXTRACT },
+	{ "teacher", 0, "PATH", "fingerprint: fail (exit 1) if a tensor of 4 KiB or more equals "
+	  "one of this teacher file (ONNX, PyTorch zip, safetensors; repeatable)", OPT_TEACHER },
 	{ "export-to", 0, "PATH", "write the exported model to PATH (must not exist); "
 	  "external data goes beside it as " NX_EXPORT_DATA_NAME, OPT_EXPORT },
 	{0},
@@ -34,7 +38,8 @@ static const struct cli_opt opts[] = {
 
 struct export_args {
 	const char *outputs[INSPECT_LIST_MAX], *keep[INSPECT_LIST_MAX], *forbid[INSPECT_LIST_MAX];
-	size_t noutputs, nkeep, nforbid;
+	const char *teachers[INSPECT_LIST_MAX];
+	size_t noutputs, nkeep, nforbid, nteachers;
 	bool no_extract;
 	const char *to;
 	int dirfd;           /* directory of the model */
@@ -344,6 +349,54 @@ static void print_text(const char *path, const nx_onnx_summary *s)
 		       s->first_unknown_offset);
 }
 
+/* --teacher: the student's tensors against the teachers' fingerprints. */
+static int fingerprint(const char *model, const struct export_args *a, bool json)
+{
+	nx_fp_set *set = NULL;
+	struct nx_fp_match *m = NULL;
+	size_t n = 0, i;
+	nx_error err;
+	int rc;
+
+	nx_error_clear(&err);
+	if ((rc = nx_fp_set_new(&set, &err)) != 0)
+		return cli_fail("inspect", &err);
+	for (i = 0; i < a->nteachers; i++)
+		if (nx_fingerprint_file(set, AT_FDCWD, a->teachers[i], NX_FP_MIN_BYTES, &err) != 0)
+			goto fail;
+	if (nx_fingerprint_student(&m, &n, set, AT_FDCWD, model, NX_FP_MIN_BYTES, &err) != 0)
+		goto fail;
+	if (json) {
+		json_t *arr = json_array(), *root;
+
+		for (i = 0; i < n; i++)
+			json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I}", "tensor",
+							     m[i].student_tensor, "teacher_tensor",
+							     m[i].teacher_tensor, "teacher_file",
+							     m[i].teacher_file, "bytes",
+							     (json_int_t)m[i].bytes));
+		root = json_pack("{s:o, s:I, s:I}", "shared_tensors", arr, "teacher_tensors",
+				 (json_int_t)nx_fp_set_count(set), "compressed_records",
+				 (json_int_t)nx_fp_set_compressed(set));
+		json_dumpf(root, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+		fputc('\n', stdout);
+		json_decref(root);
+	} else {
+		for (i = 0; i < n; i++)
+			printf("FAIL %s (%" PRIu64 " bytes) equals %s in %s\n", m[i].student_tensor,
+			       m[i].bytes, m[i].teacher_tensor, m[i].teacher_file);
+		if (!n)
+			printf("no tensor shared with %zu teacher tensors\n", nx_fp_set_count(set));
+	}
+	rc = n ? 1 : 0;
+	nx_fp_matches_free(m, n);
+	nx_fp_set_free(set);
+	return rc;
+fail:
+	nx_fp_set_free(set);
+	return cli_fail("inspect", &err);
+}
+
 static int run(const struct cli_verb *verb, int argc, char **argv)
 {
 	struct cli_parser p;
@@ -373,6 +426,8 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 			list = a.keep, n = &a.nkeep;
 		else if (k == OPT_FORBID)
 			list = a.forbid, n = &a.nforbid;
+		else if (k == OPT_TEACHER)
+			list = a.teachers, n = &a.nteachers;
 		if (list && *n == INSPECT_LIST_MAX)
 			return cli_usage(verb, "at most %d values per option", INSPECT_LIST_MAX);
 		if (list)
@@ -400,7 +455,9 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 		rc = cli_fail(verb->name, &err);
 		goto out;
 	}
-	if (a.to) {
+	if (a.nteachers) {
+		rc = fingerprint(p.pos[0], &a, json);
+	} else if (a.to) {
 		rc = do_export(fd, p.pos[0], &a, json);
 	} else if (json) {
 		rc = print_json(nx_onnx_summary_get(m), preview_json(fd, p.pos[0], &a));

@@ -29,7 +29,7 @@ static int unsafe(struct ex *x, const char *tensor, const char *location, uint64
 }
 
 /* Lexical rules: relative, no empty/./.. component, no NUL. */
-static const char *location_problem(const char *loc)
+const char *ex_location_problem(const char *loc)
 {
 	const char *p = loc;
 
@@ -57,7 +57,7 @@ static const char *location_problem(const char *loc)
 }
 
 /* Open dir/location below dirfd without following any symlink. */
-static int open_beneath(int dirfd, const char *path, int *out)
+int ex_open_beneath(int dirfd, const char *path, int *out)
 {
 	char *copy = strdup(path), *p, *slash;
 	int fd = dirfd, next, rc = 0;
@@ -93,7 +93,7 @@ int ex_external(struct ex *x, const char *tensor, const char *location, int64_t 
 		int64_t length, uint64_t field_offset, uint64_t *out_offset, uint64_t *out_len)
 {
 	const struct nx_export_opts *o = x->o;
-	const char *why = location_problem(location);
+	const char *why = ex_location_problem(location);
 	char *full = NULL;
 	struct stat st;
 	uint64_t off = offset < 0 ? 0 : (uint64_t)offset, len;
@@ -119,7 +119,7 @@ int ex_external(struct ex *x, const char *tensor, const char *location, int64_t 
 		memcpy(full, rel, dlen);
 		strcpy(full + dlen, location);
 	}
-	if ((rc = open_beneath(o->ws_dirfd, full, &fd)) != 0) {
+	if ((rc = ex_open_beneath(o->ws_dirfd, full, &fd)) != 0) {
 		if (rc == -ELOOP || rc == -ENOTDIR)
 			rc = unsafe(x, tensor, location, field_offset, "is or passes through a symlink");
 		else

@@ -149,5 +149,9 @@ int ex_add_sub(struct pw_msg *parent, const struct nx_pb_field *fld, struct pw_m
  * *out_offset is where it now lives in the data file. */
 int ex_external(struct ex *x, const char *tensor, const char *location, int64_t offset,
 		int64_t length, uint64_t field_offset, uint64_t *out_offset, uint64_t *out_len);
+/* Why a location is refused (NULL when it is acceptable), and an open of a
+ * relative path below dirfd that follows no symlink (-errno on failure). */
+const char *ex_location_problem(const char *loc);
+int ex_open_beneath(int dirfd, const char *path, int *out);
 
 #endif
