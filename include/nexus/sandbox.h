@@ -59,6 +59,8 @@ struct nx_sandbox_opts {
 	int bundle_dirfd;              /* -1 = no bundle; borrowed */
 	const char *const *argv;       /* NULL-terminated; argv[0] absolute inside the sandbox */
 	const char *const *ro_paths;   /* NULL-terminated absolute host paths, or NULL */
+	const char *const *ro_map;     /* NULL-terminated host,dest pairs bound read-only as
+	                                  they are (for trusted private dirs), or NULL */
 	const char *const *env;        /* NULL-terminated "NAME=VALUE", or NULL */
 	const char *chdir;             /* NULL = NX_SANDBOX_BUNDLE, or "/" without a bundle */
 	const void *stdin_data;        /* fed to the program's stdin (borrowed) */

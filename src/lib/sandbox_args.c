@@ -184,6 +184,8 @@ int sbx_args_build(struct sbx_args *a, const struct nx_sandbox_opts *o, int bund
 					    "more than %d sandbox paths", NX_SANDBOX_PATHS_MAX);
 		rc = sbx_args_host_path(a, o->ro_paths[i], err);
 	}
+	for (i = 0; !rc && o->ro_map && o->ro_map[i] && o->ro_map[i + 1]; i += 2)
+		rc = push3(a, "--ro-bind", o->ro_map[i], o->ro_map[i + 1], err);
 	if (!rc && access("/sys/devices/system/cpu", R_OK) == 0)
 		rc = sbx_args_host_path(a, "/sys/devices/system/cpu", err);
 	snprintf(num, sizeof(num), "%" PRIu64, (uint64_t)NX_SANDBOX_TMP_BYTES);
