@@ -19,6 +19,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -69,16 +70,17 @@ static void limit(int res, uint64_t v)
 
 /* Between fork and exec: system calls only.  On failure write errno to ew. */
 static void child(const struct nx_sandbox_opts *o, char **argv, int in, int out, int errp,
-		  int ew, pid_t parent)
+		  int ew, int info, pid_t parent)
 {
 	static char *const envp[] = { NULL };
-	int e = fcntl(ew, F_DUPFD_CLOEXEC, 64), s[4], i, n = o->bundle_dirfd >= 0 ? 4 : 3;
+	int e = fcntl(ew, F_DUPFD_CLOEXEC, 64), s[5], i, n = 5;
 
 	s[0] = fcntl(in, F_DUPFD, 64);
 	s[1] = fcntl(out, F_DUPFD, 64);
 	s[2] = fcntl(errp, F_DUPFD, 64);
-	s[3] = n == 4 ? fcntl(o->bundle_dirfd, F_DUPFD, 64) : 0;
-	if (e < 0 || s[0] < 0 || s[1] < 0 || s[2] < 0 || s[3] < 0)
+	s[3] = fcntl(o->bundle_dirfd >= 0 ? o->bundle_dirfd : info, F_DUPFD, 64);
+	s[4] = fcntl(info, F_DUPFD, 64);
+	if (e < 0 || s[0] < 0 || s[1] < 0 || s[2] < 0 || s[3] < 0 || s[4] < 0)
 		goto fail;
 	for (i = 0; i < n; i++)
 		if (dup2(s[i], i) != i)
@@ -246,6 +248,49 @@ out:
 		close(errp);
 }
 
+/* A pidfd of the sandbox's init (pid from bwrap --info-fd), or -1.  Taken
+ * at once so that later signals can never reach a recycled pid. */
+static int sandbox_init(int info, double deadline)
+{
+	char buf[512];
+	size_t len = 0;
+	const char *p;
+
+	for (;;) {
+		struct pollfd pf = { info, POLLIN, 0 };
+		int ms = (int)((deadline - now_s()) * 1000.0);
+		ssize_t n;
+
+		if (ms <= 0 || poll(&pf, 1, ms) <= 0)
+			break;
+		n = read(info, buf + len, sizeof(buf) - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		if (len == sizeof(buf) - 1)
+			break;
+	}
+	buf[len] = '\0';
+	p = strstr(buf, "\"child-pid\":");
+	if (!p || atol(p + strlen("\"child-pid\":")) <= 0)
+		return -1;
+	return (int)syscall(SYS_pidfd_open, (pid_t)atol(p + strlen("\"child-pid\":")), 0);
+}
+
+/* Kill the sandbox's init, which takes its whole pid namespace with it,
+ * and wait (bounded) until the namespace is empty. */
+static void kill_namespace(int pfd)
+{
+	struct pollfd pf = { pfd, POLLIN, 0 };
+
+	if (pfd < 0)
+		return;
+	syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
+	poll(&pf, 1, 10000);
+}
+
 /* Reap pid, killing it at the deadline; never returns before it is reaped. */
 static void reap(struct nx_sandbox_result *r, pid_t pid, double deadline)
 {
@@ -280,6 +325,8 @@ int nx_sandbox_run(struct nx_sandbox_result *out, const struct nx_sandbox_opts *
 	struct pump p = { .r = &r, .o = o };
 	const char *bwrap = o->bwrap ? o->bwrap : NX_SANDBOX_BWRAP;
 	int in[2] = { -1, -1 }, po[2] = { -1, -1 }, pe[2] = { -1, -1 }, ep[2] = { -1, -1 };
+	int inf[2] = { -1, -1 };
+	int init = -1;
 	double t0 = now_s(), deadline;
 	pid_t pid;
 	int rc, cerr = 0;
@@ -304,7 +351,8 @@ int nx_sandbox_run(struct nx_sandbox_result *out, const struct nx_sandbox_opts *
 	}
 	r.out[0] = r.errout[0] = '\0';
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) != 0 ||
-	    pipe2(po, O_CLOEXEC) != 0 || pipe2(pe, O_CLOEXEC) != 0 || pipe2(ep, O_CLOEXEC) != 0) {
+	    pipe2(po, O_CLOEXEC) != 0 || pipe2(pe, O_CLOEXEC) != 0 || pipe2(ep, O_CLOEXEC) != 0 ||
+	    pipe2(inf, O_CLOEXEC) != 0) {
 		rc = nx_error_errno(err, NX_EIO, errno, NULL, "cannot create sandbox pipes");
 		goto out;
 	}
@@ -314,9 +362,9 @@ int nx_sandbox_run(struct nx_sandbox_result *out, const struct nx_sandbox_opts *
 		goto out;
 	}
 	if (pid == 0)
-		child(o, a.v, in[1], po[1], pe[1], ep[1], getppid());
-	close(in[1]), close(po[1]), close(pe[1]), close(ep[1]);
-	in[1] = po[1] = pe[1] = ep[1] = -1;
+		child(o, a.v, in[1], po[1], pe[1], ep[1], inf[1], getppid());
+	close(in[1]), close(po[1]), close(pe[1]), close(ep[1]), close(inf[1]);
+	in[1] = po[1] = pe[1] = ep[1] = inf[1] = -1;
 	do
 		n = read(ep[0], &cerr, sizeof(cerr));
 	while (n < 0 && errno == EINTR);
@@ -328,9 +376,14 @@ int nx_sandbox_run(struct nx_sandbox_result *out, const struct nx_sandbox_opts *
 		rc = nx_error_errno(err, NX_EDEP, cerr, bwrap, "cannot start %s", bwrap);
 		goto out;
 	}
+	init = sandbox_init(inf[0], deadline);
 	pump(&p, pid, in[0], po[0], pe[0], deadline);
 	in[0] = po[0] = pe[0] = -1;
+	if (r.timed_out || r.output_capped)
+		kill_namespace(init);
 	reap(&r, pid, deadline);
+	kill_namespace(init);   /* stragglers that closed their output */
+	close(init);
 	r.seconds = now_s() - t0;
 	*out = r;
 	memset(&r, 0, sizeof(r));
@@ -345,6 +398,8 @@ out:
 			close(pe[i]);
 		if (ep[i] >= 0)
 			close(ep[i]);
+		if (inf[i] >= 0)
+			close(inf[i]);
 	}
 	if (o->stdin_fd >= 0)
 		free(p.inbuf);

@@ -174,6 +174,9 @@ int sbx_args_build(struct sbx_args *a, const struct nx_sandbox_opts *o, int bund
 		rc = push3(a, "--new-session", "--clearenv", NULL, err);
 	if (!rc)
 		rc = push3(a, "--cap-drop", "ALL", NULL, err);
+	/* fd 4 in bwrap: it reports the pid of the sandbox's init there. */
+	if (!rc)
+		rc = push3(a, "--info-fd", "4", NULL, err);
 	if (!rc && bundle_fd_no >= 0) {
 		snprintf(num, sizeof(num), "%d", bundle_fd_no);
 		rc = push3(a, "--ro-bind-fd", num, NX_SANDBOX_BUNDLE, err);
