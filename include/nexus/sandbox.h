@@ -20,8 +20,9 @@
  * RLIMIT_NOFILE, RLIMIT_NPROC and RLIMIT_CORE=0, which the sandboxed program
  * inherits.  RLIMIT_NPROC does not apply to uid 0, so when the caller is
  * root the child first drops to NX_SANDBOX_UID/GID (bwrap then builds an
- * unprivileged user namespace); the bundle must therefore be readable by
- * that user (bundles are 0444/0555).  The parent enforces a wall-clock
+ * unprivileged user namespace) - if that user can reach the bundle's
+ * path; otherwise (a bundle below a 0700 directory) bwrap stays root and
+ * the pid namespace and the timeout, not RLIMIT_NPROC, bound the processes.  The parent enforces a wall-clock
  * timeout and a cap on the bytes of stdout+stderr, killing bwrap's process
  * group (the pid namespace dies with it) when either is exceeded, and
  * always reaps it.

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -68,6 +69,32 @@ static void limit(int res, uint64_t v)
 		setrlimit(res, &rl);
 }
 
+/*
+ * Unprivileged bwrap resolves the bundle fd to its path, so uid
+ * NX_SANDBOX_UID must be able to reach it; when it cannot (a bundle below a
+ * 0700 directory), bwrap keeps running as root and the pid namespace and
+ * the timeout, not RLIMIT_NPROC, bound the processes.
+ */
+static bool reachable_as_nobody(bool bundle)
+{
+	char path[4096];
+	ssize_t n;
+	bool ok;
+
+	if (!bundle)
+		return true;
+	n = readlink("/proc/self/fd/3", path, sizeof(path) - 1);
+	if (n <= 0)
+		return false;
+	path[n] = '\0';
+	setfsgid(NX_SANDBOX_GID);
+	setfsuid(NX_SANDBOX_UID);
+	ok = faccessat(AT_FDCWD, path, R_OK | X_OK, AT_EACCESS) == 0;
+	setfsuid(0);
+	setfsgid(0);
+	return ok;
+}
+
 /* Between fork and exec: system calls only.  On failure write errno to ew. */
 static void child(const struct nx_sandbox_opts *o, char **argv, int in, int out, int errp,
 		  int ew, int info, pid_t parent)
@@ -95,7 +122,7 @@ static void child(const struct nx_sandbox_opts *o, char **argv, int in, int out,
 	limit(RLIMIT_FSIZE, o->fsize_bytes);
 	limit(RLIMIT_NOFILE, o->nofile);
 	limit(RLIMIT_CORE, 0);
-	if (geteuid() == 0) {
+	if (geteuid() == 0 && reachable_as_nobody(n == 5 && o->bundle_dirfd >= 0)) {
 		/* RLIMIT_NPROC is ignored for root: run bwrap as nobody. */
 		if (setgroups(0, NULL) != 0 || setgid(NX_SANDBOX_GID) != 0 ||
 		    setuid(NX_SANDBOX_UID) != 0)
