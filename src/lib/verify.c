@@ -3,6 +3,7 @@
  * and collects their findings.  Each check lives in its own file
  * (verify_<check>.c); this one owns the shared context.
  */
+#include "nexus/functional.h"
 #include "verify_internal.h"
 
 #include <ctype.h>
@@ -83,15 +84,32 @@ static void open_student(struct vfy_ctx *c)
 	close(fd);
 }
 
+static int functional_finding(void *ctx, enum nx_functional_sev sev, const char *code,
+			      const char *path, long line, const char *message)
+{
+	enum nx_severity s = sev == NX_FUNCTIONAL_FAIL ? NX_SEV_FAIL :
+			     sev == NX_FUNCTIONAL_WARN ? NX_SEV_WARN : NX_SEV_INFO;
+
+	return nx_report_add(ctx, NX_CHECK_FUNCTIONAL, s, code, path, line, "%s", message);
+}
+
+/* TRV-5: the bundle's selftest and its Python imports, in the sandbox. */
 static int functional(struct vfy_ctx *c, bool *skipped)
 {
+	struct nx_functional_opts fo;
+	nx_error err;
+
 	*skipped = true;
 	if (!c->opts->functional)
 		return 0;
-	return nx_report_add(c->r, NX_CHECK_FUNCTIONAL, NX_SEV_WARN, "functional-not-run", NULL, 0,
-			     "the sandboxed selftest (TRV-5) is not available in this build; "
-			     "run bin/nexus_cli selftest in an isolated environment, or pass "
-			     "--no-sandbox to acknowledge");
+	nx_functional_opts_init(&fo);
+	fo.strict = c->opts->strict;
+	nx_error_clear(&err);
+	if (nx_functional_check(skipped, c->dirfd, c->bundle_path, &fo, functional_finding, c->r,
+				&err) != 0)
+		return nx_report_add(c->r, NX_CHECK_FUNCTIONAL, NX_SEV_FAIL, "functional-error",
+				     err.path[0] ? err.path : NULL, 0, "%s", err.message);
+	return 0;
 }
 
 int nx_verify_bundle(nx_report **out, int bundle_dirfd, const char *bundle_path,
