@@ -67,6 +67,8 @@ struct nx_verify_opts {
 	bool require_signature;         /* unsigned is FAIL instead of WARN */
 	const char *const *teachers;    /* teacher model files to fingerprint against */
 	size_t nteachers;
+	const char *const *allow_shared; /* student tensor names allowed to equal a teacher's */
+	size_t nallow_shared;
 	const char *const *extra_terms; /* forbidden terms besides teacher/distillation/soft_targets */
 	size_t nextra_terms;
 	const char *runtime_dir;        /* trusted nexus release: bin/nexus_cli, lib/... ; NULL = none */

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define NX_BUILD_ALLOW_MAX 256
+
 #include "nexus/sign.h"
 #include "nexus/verify.h"
 
@@ -19,6 +21,7 @@ int build_verify(struct build *b)
 	nx_report *rep = NULL;
 	char **teachers = NULL;
 	nx_key *signer = NULL;
+	const char *allow[NX_BUILD_ALLOW_MAX];
 	size_t i, nteachers = 0, nfail = 0, n;
 	const struct nx_finding *f;
 	int rc;
@@ -45,6 +48,10 @@ int build_verify(struct build *b)
 	vo.teachers = (const char *const *)teachers;
 	vo.nteachers = nteachers;
 	vo.runtime_dir = b->opts->runtime_dir;
+	for (i = 0; i < ws->nallow_shared && i < NX_BUILD_ALLOW_MAX; i++)
+		allow[i] = ws->allow_shared[i].name;
+	vo.allow_shared = allow;
+	vo.nallow_shared = i;
 	vo.max_model_bytes = ws->max_model_bytes;
 	vo.size_slack = ws->size_slack;
 	vo.functional = b->opts->functional;
