@@ -1,0 +1,137 @@
+/*
+ * nexus/config.h - the two configuration files: a workspace's nexus.yaml
+ * (DESIGN.md §2) and the bundle's config/runtime.yaml (read by nexus_cli).
+ *
+ * Both are parsed strictly (nexus/yaml.h) and then typed strictly:
+ *  - unknown keys are errors naming the key and listing the valid ones, so a
+ *    typo never silently disables a check;
+ *  - booleans are plain `true`/`false`; integers are plain decimal (no
+ *    quotes, no leading zeros, no 0x/0o); a quoted "2" is not an integer;
+ *  - a string value that YAML 1.1 would read as something else (null, ~,
+ *    yes/no/on/off, true/false, numbers) must be quoted, because the bundle's
+ *    Python sources may read the same file with another YAML library;
+ *  - a list is a YAML sequence, never a single scalar;
+ *  - every path is relative, non-empty, `/`-separated, with no `.`, `..` or
+ *    empty component and no backslash or control character.
+ *
+ * Errors: NX_ECONFIG with err->path = the `path` given and err->line = the
+ * 1-based line of the offending node (of the enclosing mapping for a
+ * missing key); NX_EFORMAT/NX_ELIMIT from the YAML layer; NX_ENOMEM; the
+ * _load functions also NX_EIO (cannot read) and NX_EUNSAFE (symlink,
+ * not a regular file).  *out is written only on success.
+ */
+#ifndef NEXUS_CONFIG_H
+#define NEXUS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nexus/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NX_CONFIG_PATH_MAX 4095      /* bytes of one configured path */
+#define NX_CONFIG_BUNDLE_ID_MAX 255  /* bytes of bundle_id (a file name) */
+#define NX_CONFIG_DEFAULT_MAX_MODEL_BYTES (2ULL << 30)
+
+struct nx_student {
+	char *model;     /* path of the student ONNX model */
+	char **outputs;  /* graph outputs to keep; none = all graph outputs */
+	size_t noutputs;
+};
+
+struct nx_shared_tensor {
+	char *name;   /* student initializer allowed to equal a teacher tensor */
+	char *reason; /* why; non-empty */
+};
+
+typedef struct nx_workspace {
+	char *bundle_id;            /* default "nexus_bundle_v1"; [A-Za-z0-9._-]+, not "." or ".." */
+	char *architecture;         /* default "student" */
+	struct nx_student student;  /* required; outputs default empty = all graph outputs */
+	char **teacher; size_t nteacher;          /* default none */
+	char *tokenizer;            /* required: directory, stored without trailing '/' */
+	char *runtime_config;       /* required */
+	char *source_dir; char **source_files; size_t nsource_files; /* required: source {dir, files} */
+	char **forbidden_imports; size_t nforbidden_imports; /* default [teacher_model, training_modules] */
+	char **forbidden_terms; size_t nforbidden_terms;     /* configured extras only; default [] */
+	char **metadata_keep; size_t nmetadata_keep;         /* default [] */
+	struct nx_shared_tensor *allow_shared; size_t nallow_shared; /* allow_shared_tensors: [{name, reason}] */
+	uint64_t max_model_bytes;   /* limits.max_model_bytes, default 2 GiB */
+	double size_slack;          /* limits.size_slack, 0..1, default 0.05 */
+	char **selftest; size_t nselftest;                   /* default [] */
+	char *readme;               /* default "README.md" */
+	char *license;              /* default "LICENSE" */
+	bool export_extract;        /* export.extract, default true */
+	bool export_strip_metadata; /* export.strip_metadata, default true */
+} nx_workspace;
+
+/*
+ * Parse nexus.yaml text buf[0..len) (borrowed, need not be NUL-terminated).
+ * path is used only in errors.  On success *out owns a new workspace; free
+ * it with nx_workspace_free().  source_dir, like tokenizer, is stored
+ * without a trailing '/'; source_files are relative to source_dir and
+ * unique.  forbidden_imports entries are dotted Python module names.
+ */
+int nx_workspace_parse(nx_workspace **out, const char *buf, size_t len,
+		       const char *path, nx_error *err);
+
+/* Read <dirfd>/<name> (O_NOFOLLOW, regular file, at most
+ * NX_YAML_INPUT_MAX bytes) and parse it; errors name `name`. */
+int nx_workspace_load(nx_workspace **out, int dirfd, const char *name,
+		      nx_error *err);
+
+/* Free a workspace. Accepts NULL. */
+void nx_workspace_free(nx_workspace *ws);
+
+enum nx_task { NX_TASK_CLASSIFICATION, NX_TASK_EMBEDDING, NX_TASK_RAW };
+enum nx_pooling { NX_POOL_MEAN, NX_POOL_CLS };
+enum nx_integrity { NX_INTEGRITY_FULL, NX_INTEGRITY_SIZE };
+
+typedef struct nx_runtime_config {
+	enum nx_task task;          /* required: classification | embedding | raw */
+	char **labels; size_t nlabels;   /* classification: required, non-empty, unique */
+	enum nx_pooling pooling;    /* embedding: mean | cls, default mean */
+	bool normalize;             /* embedding: default true */
+	int max_sequence_length;    /* default 128, 1..8192 */
+	int batch_size;             /* default 8, 1..1024 */
+	int threads;                /* default 1, 0..256 (0 = ONNX Runtime default) */
+	enum nx_integrity integrity;/* default full */
+	char *graph_optimization;   /* "disable" | "basic" | "extended" | "all", default "all" */
+	char *output;               /* NULL = decode the model's first output */
+	char **python_packages; size_t npython_packages; /* default []; dotted module names */
+} nx_runtime_config;
+
+/*
+ * Parse runtime.yaml text.  labels are allowed only with task
+ * classification, pooling and normalize only with task embedding.
+ * Ownership and errors as nx_workspace_parse().
+ */
+int nx_runtime_config_parse(nx_runtime_config **out, const char *buf,
+			    size_t len, const char *path, nx_error *err);
+int nx_runtime_config_load(nx_runtime_config **out, int dirfd,
+			   const char *name, nx_error *err);
+void nx_runtime_config_free(nx_runtime_config *rc);
+
+/*
+ * Parse a size: decimal digits with an optional fraction, optional spaces,
+ * and an optional unit B, KB/MB/GB/TB (1000^n) or KiB/MiB/GiB/TiB (1024^n),
+ * e.g. "2GiB", "500 MB", "1.5GB", "1234".  The result must be a whole number
+ * of bytes.  NX_ECONFIG on anything else or on overflow (err->path unset).
+ */
+int nx_parse_size(uint64_t *out, const char *s, nx_error *err);
+
+/* True if p is a valid workspace-relative path by the rules above
+ * (no trailing '/'). */
+bool nx_config_path_ok(const char *p);
+
+/* True if s is a dotted Python module name ("numpy", "a.b_c"). */
+bool nx_config_module_ok(const char *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

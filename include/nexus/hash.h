@@ -1,0 +1,62 @@
+/*
+ * nexus/hash.h - SHA-256 of files, ranges and buffers (OpenSSL EVP), and a
+ * copy that hashes the bytes it copies.
+ *
+ * All functions read files with pread() from explicit offsets, so they
+ * neither use nor move the file offset, and they read exactly the number of
+ * bytes they are told: a file that is shorter than announced (it changed
+ * after fstat) is an error, bytes past the announced size are never read.
+ * `path` is only used in error messages and may be NULL.
+ */
+#ifndef NEXUS_HASH_H
+#define NEXUS_HASH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nexus/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NX_SHA256_LEN 32
+
+/*
+ * Hash exactly `size` bytes of fd from offset 0.  out is written only on
+ * success.  NX_EIO on a read error, NX_EFORMAT if the file ends before
+ * `size` bytes, NX_ENOMEM.
+ */
+int nx_sha256_fd(unsigned char out[NX_SHA256_LEN], int fd, uint64_t size,
+		 const char *path, nx_error *err);
+
+/* Same as nx_sha256_fd over [offset, offset + len). */
+int nx_sha256_range(unsigned char out[NX_SHA256_LEN], int fd, uint64_t offset,
+		    uint64_t len, const char *path, nx_error *err);
+
+/* Hash a buffer.  Returns 0, or NX_EINTERNAL if OpenSSL fails. */
+int nx_sha256_buf(unsigned char out[NX_SHA256_LEN], const void *buf, size_t len);
+
+/*
+ * Copy `size` bytes from src_fd (offset 0) to dst_fd (offset 0) and hash
+ * them, reading every source byte once.  Large copies hash on a second
+ * thread while the calling thread reads and writes, so the wall time is about
+ * max(copy, hash).  dst_fd is not truncated, synced or closed.  Errors as
+ * nx_sha256_fd, plus NX_EIO for a failed write (the path named is src_path).
+ */
+int nx_copy_hash(unsigned char out[NX_SHA256_LEN], int dst_fd, int src_fd,
+		 uint64_t size, const char *src_path, nx_error *err);
+
+/* Lower-case hex of a digest, NUL-terminated. */
+void nx_hex(char out[2 * NX_SHA256_LEN + 1], const unsigned char in[NX_SHA256_LEN]);
+
+/*
+ * Parse exactly 64 lower-case hex digits (nothing before or after).
+ * Returns 0, or NX_EFORMAT without touching out.
+ */
+int nx_unhex(unsigned char out[NX_SHA256_LEN], const char *hex);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

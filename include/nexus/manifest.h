@@ -1,0 +1,138 @@
+/*
+ * nexus/manifest.h - the bundle manifest (SPEC.md §3, DESIGN.md §4): an
+ * in-memory form, its one canonical serialization, the bytes a signature
+ * covers, and a strict parser.  docs/FORMAT.md is the normative description
+ * with test vectors.
+ *
+ * Canonical form: jansson json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS)
+ * followed by "\n".  Strings are raw UTF-8 (no \u escapes for non-ASCII)
+ * and may not hold control characters, so the form equals Python's
+ * json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n".
+ */
+#ifndef NEXUS_MANIFEST_H
+#define NEXUS_MANIFEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nexus/error.h"
+#include "nexus/hash.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NX_MANIFEST_NAME "manifest.json"
+#define NX_MANIFEST_SCHEMA "1.0"
+#define NX_MANIFEST_SIGNED_PREFIX "nexus-manifest-v1\n"
+#define NX_MANIFEST_MAX (16u << 20)        /* bytes of manifest.json */
+#define NX_MANIFEST_FILES_MAX 65536        /* entries of "files" */
+#define NX_MANIFEST_PATH_MAX 1024          /* bytes of one path */
+#define NX_MANIFEST_COMPONENT_MAX 255      /* bytes of one path component */
+#define NX_MANIFEST_STRING_MAX 4096        /* bytes of any other string value */
+
+struct nx_manifest_file {
+	char *path;
+	unsigned char sha256[NX_SHA256_LEN];
+	uint64_t size;
+};
+
+typedef struct nx_manifest {
+	char *schema_version;   /* "1.0" */
+	char *bundle_id;        /* one path component, e.g. "nexus_bundle_v1" */
+	char *build_timestamp;  /* ISO 8601 UTC "2026-11-27T01:02:03Z" */
+	char *architecture, *parameters, *format, *quantization; /* model_metadata */
+	bool teacher_free, training_code_excluded;               /* invariants */
+	struct nx_manifest_file *files; /* sorted by path (byte order), unique */
+	size_t nfiles;
+	char *signature;        /* "" when unsigned */
+} nx_manifest;
+
+/*
+ * Allocate a manifest with schema_version "1.0", every other string "",
+ * both invariants false and no files.  Free with nx_manifest_free.
+ */
+int nx_manifest_new(nx_manifest **out, nx_error *err);
+
+/*
+ * Replace the string *field (one of m's char * members) with a copy of
+ * value.  NX_ENOMEM leaves *field unchanged.
+ */
+int nx_manifest_set(nx_manifest *m, char **field, const char *value, nx_error *err);
+
+/*
+ * Add a file entry (the path is copied), keeping files sorted.  NX_EUNSAFE
+ * if the path breaks nx_manifest_path_check or is "manifest.json" itself
+ * (in any case);
+ * NX_EEXIST if it equals an existing path or collides with one when
+ * ASCII-case-folded; NX_ELIMIT past NX_MANIFEST_FILES_MAX.  Costs O(nfiles).
+ */
+int nx_manifest_add_file(nx_manifest *m, const char *path,
+			 const unsigned char sha256[NX_SHA256_LEN], uint64_t size,
+			 nx_error *err);
+
+/*
+ * The path rules: relative, '/'-separated, every component non-empty,
+ * made of [A-Za-z0-9._-], not "." or "..", at most NX_MANIFEST_COMPONENT_MAX
+ * bytes; whole path at most NX_MANIFEST_PATH_MAX bytes.  0, or NX_EUNSAFE
+ * with a message naming the path.
+ */
+int nx_manifest_path_check(const char *path, nx_error *err);
+
+/*
+ * The canonical serialization, signature key included.  *out is
+ * NUL-terminated and malloc'd (caller frees); *out_len excludes the NUL.
+ */
+int nx_manifest_serialize(char **out, size_t *out_len, const nx_manifest *m, nx_error *err);
+
+/*
+ * The signed message: NX_MANIFEST_SIGNED_PREFIX followed by the canonical
+ * serialization of m without its "signature" key.  Ownership as above.
+ */
+int nx_manifest_signed_bytes(char **out, size_t *out_len, const nx_manifest *m,
+			     nx_error *err);
+
+/*
+ * Strict parse of len bytes (buf need not be NUL-terminated; path is for
+ * messages).  Rejects, with NX_EFORMAT naming the key or entry: invalid JSON,
+ * duplicate keys, trailing data, a missing or unknown key at any level,
+ * wrong types, schema_version other than "1.0", a bundle_id that is not one
+ * path component, a build_timestamp not of the form YYYY-MM-DDTHH:MM:SSZ,
+ * strings with control characters or longer than NX_MANIFEST_STRING_MAX,
+ * sha256 not 64 lower-case hex digits, size_bytes not a non-negative
+ * integer, files unsorted or repeated (also ASCII-case-folded), and bytes
+ * that differ from the canonical re-serialization ("not in canonical
+ * form").  Path rule violations are NX_EUNSAFE; the caps NX_MANIFEST_MAX and
+ * NX_MANIFEST_FILES_MAX give NX_ELIMIT.  The signature string is not checked
+ * here (see nx_manifest_verify_signature).
+ */
+int nx_manifest_parse(nx_manifest **out, const char *buf, size_t len, const char *path,
+		      nx_error *err);
+
+/*
+ * Open <dirfd>/<name> (name NULL means "manifest.json") with O_NOFOLLOW,
+ * require a regular file of at most NX_MANIFEST_MAX bytes, read and parse it.
+ * NX_EUNSAFE for a symlink or non-regular file, NX_EIO for read errors.
+ */
+int nx_manifest_load(nx_manifest **out, int dirfd, const char *name, nx_error *err);
+
+/*
+ * Write m canonically to <dirfd>/manifest.json atomically: a temporary
+ * "manifest.json.tmp.XXXXXX" (mode 0444) in the same directory, fsync,
+ * renameat over manifest.json, fsync the directory.  The directory must be
+ * writable.  On error the temporary file is removed and manifest.json is
+ * untouched.
+ */
+int nx_manifest_write_atomic(int dirfd, const nx_manifest *m, nx_error *err);
+
+/* Entry with exactly this path, or NULL.  Binary search; borrowed pointer. */
+const struct nx_manifest_file *nx_manifest_find(const nx_manifest *m, const char *path);
+
+/* Free m and everything it owns.  Accepts NULL. */
+void nx_manifest_free(nx_manifest *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,158 @@
+/*
+ * config_runtime.c - config/runtime.yaml, the bundle's inference settings
+ * read by nexus_cli and copied verbatim into the bundle.
+ */
+#include "config_priv.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const keys[] = {
+	"task", "labels", "pooling", "normalize", "max_sequence_length",
+	"batch_size", "threads", "integrity", "graph_optimization", "output",
+	"python_packages", NULL
+};
+/* Indexed by enum nx_task / nx_pooling / nx_integrity. */
+static const char *const tasks[] = { "classification", "embedding", "raw", NULL };
+static const char *const poolings[] = { "mean", "cls", NULL };
+static const char *const integrities[] = { "full", "size", NULL };
+static const char *const optimizations[] = { "disable", "basic", "extended", "all", NULL };
+
+void nx_runtime_config_free(nx_runtime_config *rc)
+{
+	if (!rc)
+		return;
+	cfg_strv_free(rc->labels, rc->nlabels);
+	free(rc->graph_optimization);
+	free(rc->output);
+	cfg_strv_free(rc->python_packages, rc->npython_packages);
+	free(rc);
+}
+
+/* A key that only means something for one task must not appear otherwise. */
+static int only_for(struct cfg *c, const nx_yaml_node *root, const char *key,
+		    const char *task, int actual, int wanted)
+{
+	const nx_yaml_node *v = nx_yaml_map_get(root, key);
+
+	if (!v || actual == wanted)
+		return 0;
+	return nx_error_set(c->err, NX_ECONFIG, c->path, v->line, -1,
+			    "%s is only valid with task: %s; remove it", key, task);
+}
+
+static int parse_root(struct cfg *c, const nx_yaml_node *root, nx_runtime_config *rc)
+{
+	const nx_yaml_node *v;
+	int task, e, r;
+
+	if (root->type != NX_YAML_MAPPING)
+		return nx_error_set(c->err, NX_ECONFIG, c->path, root->line, -1,
+				    "the top level must be a mapping of keys (task:, ...)");
+	if ((r = cfg_check_keys(c, root, "runtime.yaml", keys)))
+		return r;
+	if (!(v = nx_yaml_map_get(root, "task")))
+		return cfg_missing(c, root, "task");
+	if ((r = cfg_enum(c, v, "task", tasks, &task)))
+		return r;
+	rc->task = (enum nx_task)task;
+	if ((r = only_for(c, root, "labels", "classification", task, NX_TASK_CLASSIFICATION)) ||
+	    (r = only_for(c, root, "pooling", "embedding", task, NX_TASK_EMBEDDING)) ||
+	    (r = only_for(c, root, "normalize", "embedding", task, NX_TASK_EMBEDDING)))
+		return r;
+
+	if (task == NX_TASK_CLASSIFICATION) {
+		if (!(v = nx_yaml_map_get(root, "labels")))
+			return cfg_missing(c, root, "labels (required with task: classification)");
+		if ((r = cfg_string_list(c, v, "labels", cfg_nonempty, true, &rc->labels,
+					 &rc->nlabels)))
+			return r;
+		if (!rc->nlabels)
+			return nx_error_set(c->err, NX_ECONFIG, c->path, v->line, -1,
+					    "labels must list at least one label");
+	}
+	if ((v = nx_yaml_map_get(root, "pooling"))) {
+		if ((r = cfg_enum(c, v, "pooling", poolings, &e)))
+			return r;
+		rc->pooling = (enum nx_pooling)e;
+	}
+	if ((v = nx_yaml_map_get(root, "normalize")) &&
+	    (r = cfg_bool(c, v, "normalize", &rc->normalize)))
+		return r;
+	if ((v = nx_yaml_map_get(root, "max_sequence_length")) &&
+	    (r = cfg_int(c, v, "max_sequence_length", 1, 8192, &rc->max_sequence_length)))
+		return r;
+	if ((v = nx_yaml_map_get(root, "batch_size")) &&
+	    (r = cfg_int(c, v, "batch_size", 1, 1024, &rc->batch_size)))
+		return r;
+	if ((v = nx_yaml_map_get(root, "threads")) &&
+	    (r = cfg_int(c, v, "threads", 0, 256, &rc->threads)))
+		return r;
+	if ((v = nx_yaml_map_get(root, "integrity"))) {
+		if ((r = cfg_enum(c, v, "integrity", integrities, &e)))
+			return r;
+		rc->integrity = (enum nx_integrity)e;
+	}
+	if ((v = nx_yaml_map_get(root, "graph_optimization"))) {
+		if ((r = cfg_enum(c, v, "graph_optimization", optimizations, &e)))
+			return r;
+		free(rc->graph_optimization);
+		rc->graph_optimization = NULL;
+		if ((r = cfg_strdup(c, optimizations[e], &rc->graph_optimization)))
+			return r;
+	}
+	if ((v = nx_yaml_map_get(root, "output")) &&
+	    (r = cfg_string(c, v, "output", cfg_nonempty, &rc->output)))
+		return r;
+	if ((v = nx_yaml_map_get(root, "python_packages")) &&
+	    (r = cfg_string_list(c, v, "python_packages", cfg_module, true,
+				 &rc->python_packages, &rc->npython_packages)))
+		return r;
+	return 0;
+}
+
+int nx_runtime_config_parse(nx_runtime_config **out, const char *buf,
+			    size_t len, const char *path, nx_error *err)
+{
+	struct cfg c = { .path = path, .err = err };
+	nx_yaml_node *root = NULL;
+	nx_runtime_config *rc = NULL;
+	int r;
+
+	if ((r = nx_yaml_parse(&root, buf, len, path, err)))
+		return r;
+	if (!(rc = calloc(1, sizeof(*rc)))) {
+		r = cfg_oom(&c);
+		goto out_root;
+	}
+	rc->pooling = NX_POOL_MEAN;
+	rc->normalize = true;
+	rc->max_sequence_length = 128;
+	rc->batch_size = 8;
+	rc->threads = 1;
+	rc->integrity = NX_INTEGRITY_FULL;
+	if ((r = cfg_strdup(&c, "all", &rc->graph_optimization)) ||
+	    (r = parse_root(&c, root, rc)))
+		goto out_rc;
+	*out = rc;
+	rc = NULL;
+out_rc:
+	nx_runtime_config_free(rc);
+out_root:
+	nx_yaml_free(root);
+	return r;
+}
+
+int nx_runtime_config_load(nx_runtime_config **out, int dirfd,
+			   const char *name, nx_error *err)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	int r;
+
+	if ((r = cfg_read_file(&buf, &len, dirfd, name, err)))
+		return r;
+	r = nx_runtime_config_parse(out, buf, len, name, err);
+	free(buf);
+	return r;
+}

@@ -1,0 +1,321 @@
+/*
+ * hash.c - SHA-256 over files and buffers, and copy-while-hashing.
+ *
+ * Reads are large (NX_HASH_CHUNK) preads so SHA-NI, not syscalls, sets the
+ * pace.  nx_copy_hash overlaps the two halves of the work: the calling
+ * thread preads a chunk into a ring slot and pwrites it while a hash thread
+ * digests the same slot; a slot is refilled only after both are done with it.
+ */
+#include "nexus/hash.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#define NX_HASH_CHUNK (1u << 20)   /* bytes per pread */
+#define NX_HASH_RING 4             /* slots in the copy ring */
+
+/* Read exactly len bytes at off, or fail naming the path. */
+static int pread_full(int fd, void *buf, size_t len, uint64_t off,
+		      const char *path, nx_error *err)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return nx_error_errno(err, NX_EIO, errno, path, "cannot read %s",
+					      path ? path : "file");
+		}
+		if (n == 0)
+			return nx_error_set(err, NX_EFORMAT, path, 0, (long long)(off + got),
+					    "%s ended after %llu bytes, expected more; "
+					    "was it changed while being read?",
+					    path ? path : "file",
+					    (unsigned long long)(off + got));
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off,
+		       const char *path, nx_error *err)
+{
+	size_t put = 0;
+
+	while (put < len) {
+		ssize_t n = pwrite(fd, (const char *)buf + put, len - put, (off_t)(off + put));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return nx_error_errno(err, NX_EIO, errno, path,
+					      "cannot write the copy of %s",
+					      path ? path : "file");
+		}
+		put += (size_t)n;
+	}
+	return 0;
+}
+
+int nx_sha256_buf(unsigned char out[NX_SHA256_LEN], const void *buf, size_t len)
+{
+	unsigned int n = 0;
+
+	if (!EVP_Digest(buf, len, out, &n, EVP_sha256(), NULL) || n != NX_SHA256_LEN)
+		return NX_EINTERNAL;
+	return 0;
+}
+
+int nx_sha256_range(unsigned char out[NX_SHA256_LEN], int fd, uint64_t offset,
+		    uint64_t len, const char *path, nx_error *err)
+{
+	EVP_MD_CTX *ctx = NULL;
+	unsigned char *buf = NULL;
+	unsigned char md[NX_SHA256_LEN];
+	uint64_t done = 0;
+	int rc;
+
+	ctx = EVP_MD_CTX_new();
+	buf = malloc(NX_HASH_CHUNK);
+	if (!ctx || !buf) {
+		rc = nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory hashing %s",
+				  path ? path : "file");
+		goto out;
+	}
+	if (!EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+		rc = nx_error_set(err, NX_EINTERNAL, path, 0, -1, "sha-256 unavailable in openssl");
+		goto out;
+	}
+	if (offset == 0 && len > NX_HASH_CHUNK)
+		posix_fadvise(fd, 0, (off_t)len, POSIX_FADV_SEQUENTIAL);
+	while (done < len) {
+		size_t n = len - done < NX_HASH_CHUNK ? (size_t)(len - done) : NX_HASH_CHUNK;
+
+		rc = pread_full(fd, buf, n, offset + done, path, err);
+		if (rc)
+			goto out;
+		EVP_DigestUpdate(ctx, buf, n);
+		done += n;
+	}
+	if (!EVP_DigestFinal_ex(ctx, md, NULL)) {
+		rc = nx_error_set(err, NX_EINTERNAL, path, 0, -1, "sha-256 failed in openssl");
+		goto out;
+	}
+	memcpy(out, md, NX_SHA256_LEN);
+	rc = 0;
+out:
+	free(buf);
+	EVP_MD_CTX_free(ctx);
+	return rc;
+}
+
+int nx_sha256_fd(unsigned char out[NX_SHA256_LEN], int fd, uint64_t size,
+		 const char *path, nx_error *err)
+{
+	return nx_sha256_range(out, fd, 0, size, path, err);
+}
+
+/* The ring shared by the copying thread (producer) and the hash thread. */
+struct ring {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned char *slot[NX_HASH_RING];
+	size_t len[NX_HASH_RING];
+	uint64_t filled;   /* chunks read so far */
+	uint64_t hashed;   /* chunks digested so far */
+	bool eof;          /* no more chunks will be filled */
+	bool stop;         /* producer failed: hash thread exits at once */
+	EVP_MD_CTX *ctx;
+};
+
+static void *hash_thread(void *arg)
+{
+	struct ring *r = arg;
+
+	pthread_mutex_lock(&r->lock);
+	for (;;) {
+		unsigned i;
+
+		while (!r->stop && r->hashed == r->filled && !r->eof)
+			pthread_cond_wait(&r->cond, &r->lock);
+		if (r->stop || r->hashed == r->filled)
+			break;
+		i = (unsigned)(r->hashed % NX_HASH_RING);
+		pthread_mutex_unlock(&r->lock);
+		EVP_DigestUpdate(r->ctx, r->slot[i], r->len[i]);
+		pthread_mutex_lock(&r->lock);
+		r->hashed++;
+		pthread_cond_broadcast(&r->cond);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return NULL;
+}
+
+/* Small copies are not worth a thread. */
+static int copy_hash_inline(EVP_MD_CTX *ctx, int dst_fd, int src_fd, uint64_t size,
+			    const char *path, nx_error *err)
+{
+	unsigned char *buf = malloc(size ? (size_t)size : 1);
+	int rc;
+
+	if (!buf)
+		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory copying %s",
+				    path ? path : "file");
+	rc = pread_full(src_fd, buf, (size_t)size, 0, path, err);
+	if (!rc)
+		rc = pwrite_full(dst_fd, buf, (size_t)size, 0, path, err);
+	if (!rc)
+		EVP_DigestUpdate(ctx, buf, (size_t)size);
+	free(buf);
+	return rc;
+}
+
+static int copy_hash_threaded(EVP_MD_CTX *ctx, int dst_fd, int src_fd, uint64_t size,
+			      const char *path, nx_error *err)
+{
+	struct ring r;
+	pthread_t tid;
+	uint64_t off = 0, k;
+	int rc = 0, i;
+
+	memset(&r, 0, sizeof(r));
+	r.ctx = ctx;
+	for (i = 0; i < NX_HASH_RING; i++) {
+		r.slot[i] = malloc(NX_HASH_CHUNK);
+		if (!r.slot[i]) {
+			rc = nx_error_set(err, NX_ENOMEM, path, 0, -1,
+					  "out of memory copying %s", path ? path : "file");
+			goto out_free;
+		}
+	}
+	pthread_mutex_init(&r.lock, NULL);
+	pthread_cond_init(&r.cond, NULL);
+	if (pthread_create(&tid, NULL, hash_thread, &r) != 0) {
+		rc = nx_error_set(err, NX_EINTERNAL, path, 0, -1,
+				  "cannot start the hash thread for %s", path ? path : "file");
+		goto out_sync;
+	}
+	posix_fadvise(src_fd, 0, (off_t)size, POSIX_FADV_SEQUENTIAL);
+	for (k = 0; off < size; k++) {
+		size_t n = size - off < NX_HASH_CHUNK ? (size_t)(size - off) : NX_HASH_CHUNK;
+		unsigned s = (unsigned)(k % NX_HASH_RING);
+
+		/* Wait until the hash thread has released this slot. */
+		pthread_mutex_lock(&r.lock);
+		while (k - r.hashed >= NX_HASH_RING)
+			pthread_cond_wait(&r.cond, &r.lock);
+		pthread_mutex_unlock(&r.lock);
+
+		rc = pread_full(src_fd, r.slot[s], n, off, path, err);
+		if (rc)
+			break;
+		pthread_mutex_lock(&r.lock);
+		r.len[s] = n;
+		r.filled = k + 1;
+		pthread_cond_broadcast(&r.cond);
+		pthread_mutex_unlock(&r.lock);
+		/* The hash thread only reads the slot, so writing it now is safe. */
+		rc = pwrite_full(dst_fd, r.slot[s], n, off, path, err);
+		if (rc)
+			break;
+		off += n;
+	}
+	pthread_mutex_lock(&r.lock);
+	r.eof = true;
+	r.stop = rc != 0;
+	pthread_cond_broadcast(&r.cond);
+	pthread_mutex_unlock(&r.lock);
+	pthread_join(tid, NULL);
+out_sync:
+	pthread_cond_destroy(&r.cond);
+	pthread_mutex_destroy(&r.lock);
+out_free:
+	for (i = 0; i < NX_HASH_RING; i++)
+		free(r.slot[i]);
+	return rc;
+}
+
+int nx_copy_hash(unsigned char out[NX_SHA256_LEN], int dst_fd, int src_fd,
+		 uint64_t size, const char *src_path, nx_error *err)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned char md[NX_SHA256_LEN];
+	int rc;
+
+	if (!ctx)
+		return nx_error_set(err, NX_ENOMEM, src_path, 0, -1, "out of memory");
+	if (!EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+		rc = nx_error_set(err, NX_EINTERNAL, src_path, 0, -1,
+				  "sha-256 unavailable in openssl");
+		goto out;
+	}
+	if (size <= 2 * NX_HASH_CHUNK)
+		rc = copy_hash_inline(ctx, dst_fd, src_fd, size, src_path, err);
+	else
+		rc = copy_hash_threaded(ctx, dst_fd, src_fd, size, src_path, err);
+	if (rc)
+		goto out;
+	if (!EVP_DigestFinal_ex(ctx, md, NULL)) {
+		rc = nx_error_set(err, NX_EINTERNAL, src_path, 0, -1, "sha-256 failed in openssl");
+		goto out;
+	}
+	memcpy(out, md, NX_SHA256_LEN);
+out:
+	EVP_MD_CTX_free(ctx);
+	return rc;
+}
+
+void nx_hex(char out[2 * NX_SHA256_LEN + 1], const unsigned char in[NX_SHA256_LEN])
+{
+	static const char digits[] = "0123456789abcdef";
+	int i;
+
+	for (i = 0; i < NX_SHA256_LEN; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[2 * NX_SHA256_LEN] = '\0';
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+int nx_unhex(unsigned char out[NX_SHA256_LEN], const char *hex)
+{
+	unsigned char tmp[NX_SHA256_LEN];
+	int i;
+
+	if (!hex)
+		return NX_EFORMAT;
+	for (i = 0; i < NX_SHA256_LEN; i++) {
+		int hi, lo;
+
+		if (!hex[2 * i] || !hex[2 * i + 1])
+			return NX_EFORMAT;
+		hi = hexval(hex[2 * i]);
+		lo = hexval(hex[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return NX_EFORMAT;
+		tmp[i] = (unsigned char)(hi << 4 | lo);
+	}
+	if (hex[2 * NX_SHA256_LEN] != '\0')
+		return NX_EFORMAT;
+	memcpy(out, tmp, NX_SHA256_LEN);
+	return 0;
+}

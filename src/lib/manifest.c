@@ -1,0 +1,282 @@
+/*
+ * manifest.c - the manifest's in-memory form, canonical serialization and
+ * strict parser.  The parser validates field by field for precise messages,
+ * then insists that the input bytes equal the canonical re-serialization,
+ * which closes every remaining degree of freedom (spacing, key order,
+ * escapes, number spelling) in one comparison.
+ */
+#include "nexus/manifest.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+
+#define DUMP_FLAGS (JSON_INDENT(2) | JSON_SORT_KEYS)
+
+static int oom(nx_error *err, const char *path)
+{
+	return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+}
+
+int nx_manifest_new(nx_manifest **out, nx_error *err)
+{
+	nx_manifest *m = calloc(1, sizeof(*m));
+	size_t i;
+
+	if (!m)
+		return oom(err, NULL);
+	char **s[] = { &m->schema_version, &m->bundle_id, &m->build_timestamp,
+		       &m->architecture, &m->parameters, &m->format,
+		       &m->quantization, &m->signature };
+	for (i = 0; i < sizeof(s) / sizeof(s[0]); i++) {
+		if (!(*s[i] = strdup(i == 0 ? NX_MANIFEST_SCHEMA : ""))) {
+			nx_manifest_free(m);
+			return oom(err, NULL);
+		}
+	}
+	*out = m;
+	return 0;
+}
+
+int nx_manifest_set(nx_manifest *m, char **field, const char *value, nx_error *err)
+{
+	char *copy = strdup(value ? value : "");
+
+	if (!copy)
+		return oom(err, NULL);
+	free(*field);
+	*field = copy;
+	return 0;
+}
+
+void nx_manifest_free(nx_manifest *m)
+{
+	size_t i;
+
+	if (!m)
+		return;
+	for (i = 0; i < m->nfiles; i++)
+		free(m->files[i].path);
+	free(m->files);
+	free(m->schema_version);
+	free(m->bundle_id);
+	free(m->build_timestamp);
+	free(m->architecture);
+	free(m->parameters);
+	free(m->format);
+	free(m->quantization);
+	free(m->signature);
+	free(m);
+}
+
+static int component_char(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+}
+
+int nx_manifest_path_check(const char *path, nx_error *err)
+{
+	const char *p = path, *start = path;
+	size_t len;
+
+	if (!path || !*path)
+		return nx_error_set(err, NX_EUNSAFE, NULL, 0, -1, "empty path in manifest");
+	len = strnlen(path, NX_MANIFEST_PATH_MAX + 1);
+	if (len > NX_MANIFEST_PATH_MAX)
+		return nx_error_set(err, NX_EUNSAFE, NULL, 0, -1,
+				    "path longer than %d bytes in manifest", NX_MANIFEST_PATH_MAX);
+	for (;; p++) {
+		if (*p == '/' || *p == '\0') {
+			size_t n = (size_t)(p - start);
+
+			if (n == 0)
+				return nx_error_set(err, NX_EUNSAFE, path, 0, -1,
+						    "unsafe path '%s': %s", path,
+						    p == path ? "absolute paths are not allowed"
+							      : "empty path component");
+			if ((n == 1 && start[0] == '.') ||
+			    (n == 2 && start[0] == '.' && start[1] == '.'))
+				return nx_error_set(err, NX_EUNSAFE, path, 0, -1,
+						    "unsafe path '%s': '.' and '..' components "
+						    "are not allowed", path);
+			if (n > NX_MANIFEST_COMPONENT_MAX)
+				return nx_error_set(err, NX_EUNSAFE, path, 0, -1,
+						    "unsafe path '%s': component longer than %d bytes",
+						    path, NX_MANIFEST_COMPONENT_MAX);
+			if (*p == '\0')
+				return 0;
+			start = p + 1;
+		} else if (!component_char((unsigned char)*p)) {
+			return nx_error_set(err, NX_EUNSAFE, path, 0, (long long)(p - path),
+					    "unsafe path '%s': byte 0x%02x is not one of "
+					    "[A-Za-z0-9._-]", path, (unsigned char)*p);
+		}
+	}
+}
+
+/* Index where path belongs in m->files; *found set on an exact match. */
+static size_t lower_bound(const nx_manifest *m, const char *path, int *found)
+{
+	size_t lo = 0, hi = m->nfiles;
+
+	*found = 0;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(m->files[mid].path, path);
+
+		if (c == 0) {
+			*found = 1;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+const struct nx_manifest_file *nx_manifest_find(const nx_manifest *m, const char *path)
+{
+	int found;
+	size_t i;
+
+	if (!m || !path)
+		return NULL;
+	i = lower_bound(m, path, &found);
+	return found ? &m->files[i] : NULL;
+}
+
+int nx_manifest_add_file(nx_manifest *m, const char *path,
+			 const unsigned char sha256[NX_SHA256_LEN], uint64_t size,
+			 nx_error *err)
+{
+	struct nx_manifest_file *files;
+	char *copy;
+	size_t i, at;
+	int rc, found;
+
+	rc = nx_manifest_path_check(path, err);
+	if (rc)
+		return rc;
+	if (strcasecmp(path, NX_MANIFEST_NAME) == 0)
+		return nx_error_set(err, NX_EUNSAFE, path, 0, -1,
+				    "the manifest cannot list itself");
+	if (size > (uint64_t)LLONG_MAX)
+		return nx_error_set(err, NX_ELIMIT, path, 0, -1, "%s is too large", path);
+	if (m->nfiles >= NX_MANIFEST_FILES_MAX)
+		return nx_error_set(err, NX_ELIMIT, path, 0, -1,
+				    "more than %d files in the manifest", NX_MANIFEST_FILES_MAX);
+	at = lower_bound(m, path, &found);
+	if (found)
+		return nx_error_set(err, NX_EEXIST, path, 0, -1,
+				    "%s is already in the manifest", path);
+	for (i = 0; i < m->nfiles; i++)
+		if (strcasecmp(m->files[i].path, path) == 0)
+			return nx_error_set(err, NX_EEXIST, path, 0, -1,
+					    "%s and %s differ only in case; rename one",
+					    m->files[i].path, path);
+	if (!(copy = strdup(path)))
+		return oom(err, path);
+	files = realloc(m->files, (m->nfiles + 1) * sizeof(*files));
+	if (!files) {
+		free(copy);
+		return oom(err, path);
+	}
+	m->files = files;
+	memmove(&files[at + 1], &files[at], (m->nfiles - at) * sizeof(*files));
+	files[at].path = copy;
+	memcpy(files[at].sha256, sha256, NX_SHA256_LEN);
+	files[at].size = size;
+	m->nfiles++;
+	return 0;
+}
+
+/* Build the JSON tree; the signature key only when with_signature. */
+static json_t *to_json(const nx_manifest *m, int with_signature)
+{
+	json_t *root = json_object(), *files = json_array(), *meta, *inv;
+	size_t i;
+	int bad = !root || !files;
+
+	meta = json_pack("{s:s, s:s, s:s, s:s}", "architecture", m->architecture,
+			 "parameters", m->parameters, "format", m->format,
+			 "quantization", m->quantization);
+	inv = json_pack("{s:b, s:b}", "teacher_free", m->teacher_free,
+			"training_code_excluded", m->training_code_excluded);
+	bad |= !meta || !inv;
+	for (i = 0; !bad && i < m->nfiles; i++) {
+		char hex[2 * NX_SHA256_LEN + 1];
+
+		nx_hex(hex, m->files[i].sha256);
+		bad |= json_array_append_new(files, json_pack("{s:s, s:s, s:I}",
+			"path", m->files[i].path, "sha256", hex,
+			"size_bytes", (json_int_t)m->files[i].size)) != 0;
+	}
+	if (!bad) {
+		bad |= json_object_set_new(root, "schema_version", json_string(m->schema_version));
+		bad |= json_object_set_new(root, "bundle_id", json_string(m->bundle_id));
+		bad |= json_object_set_new(root, "build_timestamp",
+					   json_string(m->build_timestamp));
+		bad |= json_object_set(root, "model_metadata", meta);
+		bad |= json_object_set(root, "invariants", inv);
+		bad |= json_object_set(root, "files", files);
+		if (with_signature)
+			bad |= json_object_set_new(root, "signature", json_string(m->signature));
+	}
+	json_decref(meta);
+	json_decref(inv);
+	json_decref(files);
+	if (bad) {
+		json_decref(root);
+		return NULL;
+	}
+	return root;
+}
+
+/* prefix + dump + "\n" into one malloc'd, NUL-terminated buffer. */
+static int dump(char **out, size_t *out_len, const nx_manifest *m, int with_signature,
+		const char *prefix, nx_error *err)
+{
+	json_t *root = to_json(m, with_signature);
+	char *text = NULL, *buf;
+	size_t plen = strlen(prefix), tlen;
+
+	if (!root)
+		return nx_error_set(err, NX_EFORMAT, NULL, 0, -1,
+				    "cannot serialize the manifest: a string is not valid "
+				    "utf-8 or memory ran out");
+	text = json_dumps(root, DUMP_FLAGS);
+	json_decref(root);
+	if (!text)
+		return oom(err, NULL);
+	tlen = strlen(text);
+	buf = malloc(plen + tlen + 2);
+	if (!buf) {
+		free(text);
+		return oom(err, NULL);
+	}
+	memcpy(buf, prefix, plen);
+	memcpy(buf + plen, text, tlen);
+	buf[plen + tlen] = '\n';
+	buf[plen + tlen + 1] = '\0';
+	free(text);
+	*out = buf;
+	*out_len = plen + tlen + 1;
+	return 0;
+}
+
+int nx_manifest_serialize(char **out, size_t *out_len, const nx_manifest *m, nx_error *err)
+{
+	return dump(out, out_len, m, 1, "", err);
+}
+
+int nx_manifest_signed_bytes(char **out, size_t *out_len, const nx_manifest *m,
+			     nx_error *err)
+{
+	return dump(out, out_len, m, 0, NX_MANIFEST_SIGNED_PREFIX, err);
+}

@@ -1,0 +1,154 @@
+/* test_hash.c - SHA-256 helpers and copy-while-hashing against known digests. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nexus/hash.h"
+
+#define ABC_HEX "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+#define EMPTY_HEX "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+static int tmpfile_with(const void *data, size_t len)
+{
+	char name[] = "/tmp/nx_hash_XXXXXX";
+	int fd = mkstemp(name);
+
+	assert_true(fd >= 0);
+	unlink(name);
+	assert_int_equal(write(fd, data, len), (ssize_t)len);
+	return fd;
+}
+
+static void buf_known_vectors(void **state)
+{
+	unsigned char md[NX_SHA256_LEN];
+	char hex[65];
+
+	assert_int_equal(nx_sha256_buf(md, "abc", 3), 0);
+	nx_hex(hex, md);
+	assert_string_equal(hex, ABC_HEX);
+	assert_int_equal(nx_sha256_buf(md, "", 0), 0);
+	nx_hex(hex, md);
+	assert_string_equal(hex, EMPTY_HEX);
+}
+
+static void unhex_strict(void **state)
+{
+	unsigned char md[NX_SHA256_LEN], back[NX_SHA256_LEN];
+	char hex[65];
+
+	assert_int_equal(nx_unhex(md, ABC_HEX), 0);
+	nx_hex(hex, md);
+	assert_string_equal(hex, ABC_HEX);
+	memcpy(back, md, sizeof(md));
+	/* Upper case, short, long, non-hex: all refused and out untouched. */
+	assert_int_equal(nx_unhex(md, "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"),
+			 NX_EFORMAT);
+	assert_int_equal(nx_unhex(md, "ba7816"), NX_EFORMAT);
+	assert_int_equal(nx_unhex(md, ABC_HEX "0"), NX_EFORMAT);
+	assert_int_equal(nx_unhex(md, "ga7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"), NX_EFORMAT);
+	assert_int_equal(nx_unhex(md, " " ABC_HEX), NX_EFORMAT);
+	assert_int_equal(nx_unhex(md, ""), NX_EFORMAT);
+	assert_memory_equal(md, back, sizeof(md));
+}
+
+static void fd_and_range(void **state)
+{
+	unsigned char md[NX_SHA256_LEN];
+	char hex[65];
+	nx_error err;
+	int fd = tmpfile_with("xxabcyy", 7);
+
+	assert_int_equal(nx_sha256_range(md, fd, 2, 3, "t", &err), 0);
+	nx_hex(hex, md);
+	assert_string_equal(hex, ABC_HEX);
+	/* Only the announced size is read, never past it. */
+	assert_int_equal(nx_sha256_fd(md, fd, 0, "t", &err), 0);
+	nx_hex(hex, md);
+	assert_string_equal(hex, EMPTY_HEX);
+	close(fd);
+}
+
+static void short_file_is_error(void **state)
+{
+	unsigned char md[NX_SHA256_LEN];
+	nx_error err;
+	int fd = tmpfile_with("abc", 3);
+
+	nx_error_clear(&err);
+	assert_int_equal(nx_sha256_fd(md, fd, 4, "short.bin", &err), NX_EFORMAT);
+	assert_string_equal(err.path, "short.bin");
+	assert_int_equal(nx_sha256_range(md, fd, 2, 2, "short.bin", NULL), NX_EFORMAT);
+	close(fd);
+	assert_int_equal(nx_sha256_fd(md, -1, 1, "bad", &err), NX_EIO);
+}
+
+/* Sizes around the chunk and ring boundaries, inline and threaded. */
+static void copy_hash_matches(void **state)
+{
+	static const size_t sizes[] = { 0, 1, 4096, (1u << 20) - 1, 1u << 20, (2u << 20) + 1,
+					(9u << 20) + 12345 };
+	size_t i, j;
+
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		size_t n = sizes[i];
+		unsigned char *data = malloc(n + 1), *back = malloc(n + 1);
+		unsigned char a[NX_SHA256_LEN], b[NX_SHA256_LEN];
+		nx_error err;
+		int src, dst;
+		char name[] = "/tmp/nx_copy_XXXXXX";
+
+		for (j = 0; j < n; j++)
+			data[j] = (unsigned char)(j * 2654435761u >> 13);
+		src = tmpfile_with(data, n);
+		dst = mkstemp(name);
+		assert_true(dst >= 0);
+		unlink(name);
+		assert_int_equal(nx_copy_hash(a, dst, src, n, "src", &err), 0);
+		assert_int_equal(nx_sha256_buf(b, data, n), 0);
+		assert_memory_equal(a, b, sizeof(a));
+		assert_int_equal(pread(dst, back, n + 1, 0), (ssize_t)n);
+		assert_memory_equal(back, data, n);
+		close(src);
+		close(dst);
+		free(data);
+		free(back);
+	}
+}
+
+static void copy_hash_short_source(void **state)
+{
+	unsigned char md[NX_SHA256_LEN];
+	size_t n = 5u << 20;
+	unsigned char *data = calloc(1, n);
+	char name[] = "/tmp/nx_copy_XXXXXX";
+	nx_error err;
+	int src = tmpfile_with(data, n), dst = mkstemp(name);
+
+	unlink(name);
+	assert_int_equal(nx_copy_hash(md, dst, src, n + 1, "src", &err), NX_EFORMAT);
+	assert_int_equal(nx_copy_hash(md, dst, src, 100, "src", &err), 0);
+	assert_int_equal(nx_copy_hash(md, -1, src, n, "src", &err), NX_EIO);
+	close(src);
+	close(dst);
+	free(data);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(buf_known_vectors),
+		cmocka_unit_test(unhex_strict),
+		cmocka_unit_test(fd_and_range),
+		cmocka_unit_test(short_file_is_error),
+		cmocka_unit_test(copy_hash_matches),
+		cmocka_unit_test(copy_hash_short_source),
+	};
+	return cmocka_run_group_tests_name("hash", tests, NULL, NULL);
+}

@@ -1,0 +1,305 @@
+/* test_manifest.c - canonical form (docs/FORMAT.md vector) and every rejection. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "nexus/manifest.h"
+
+/* The test vector of docs/FORMAT.md, byte for byte. */
+static const char VECTOR[] =
+	"{\n"
+	"  \"build_timestamp\": \"2026-11-27T01:02:03Z\",\n"
+	"  \"bundle_id\": \"nexus_bundle_v1\",\n"
+	"  \"files\": [\n"
+	"    {\n"
+	"      \"path\": \"README.md\",\n"
+	"      \"sha256\": \"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\",\n"
+	"      \"size_bytes\": 3\n"
+	"    },\n"
+	"    {\n"
+	"      \"path\": \"model/student_model.onnx\",\n"
+	"      \"sha256\": \"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\",\n"
+	"      \"size_bytes\": 0\n"
+	"    }\n"
+	"  ],\n"
+	"  \"invariants\": {\n"
+	"    \"teacher_free\": true,\n"
+	"    \"training_code_excluded\": true\n"
+	"  },\n"
+	"  \"model_metadata\": {\n"
+	"    \"architecture\": \"SpamStudent-2L\",\n"
+	"    \"format\": \"ONNX\",\n"
+	"    \"parameters\": \"4.4M\",\n"
+	"    \"quantization\": \"none\"\n"
+	"  },\n"
+	"  \"schema_version\": \"1.0\",\n"
+	"  \"signature\": \"\"\n"
+	"}\n";
+#define VECTOR_SHA256 "e64f7f875aa9d749f7b53bbc97496efc006cd92bd8d6eae51cb0381769504f63"
+#define SIGNED_SHA256 "b98dcbd28bf6fb50958c8caa6d9a086321326d633377c728f3bb83190e2a3a31"
+
+static nx_manifest *make_vector(void)
+{
+	unsigned char md[NX_SHA256_LEN];
+	nx_manifest *m;
+
+	assert_int_equal(nx_manifest_new(&m, NULL), 0);
+	assert_string_equal(m->schema_version, "1.0");
+	assert_string_equal(m->signature, "");
+	assert_int_equal(nx_manifest_set(m, &m->bundle_id, "nexus_bundle_v1", NULL), 0);
+	assert_int_equal(nx_manifest_set(m, &m->build_timestamp, "2026-11-27T01:02:03Z", NULL), 0);
+	assert_int_equal(nx_manifest_set(m, &m->architecture, "SpamStudent-2L", NULL), 0);
+	assert_int_equal(nx_manifest_set(m, &m->parameters, "4.4M", NULL), 0);
+	assert_int_equal(nx_manifest_set(m, &m->format, "ONNX", NULL), 0);
+	assert_int_equal(nx_manifest_set(m, &m->quantization, "none", NULL), 0);
+	m->teacher_free = m->training_code_excluded = true;
+	nx_sha256_buf(md, "", 0);
+	assert_int_equal(nx_manifest_add_file(m, "model/student_model.onnx", md, 0, NULL), 0);
+	nx_sha256_buf(md, "abc", 3);
+	assert_int_equal(nx_manifest_add_file(m, "README.md", md, 3, NULL), 0);
+	return m;
+}
+
+static void serialize_matches_vector(void **state)
+{
+	nx_manifest *m = make_vector();
+	unsigned char md[NX_SHA256_LEN];
+	char *s = NULL, hex[65];
+	size_t n;
+
+	assert_int_equal(nx_manifest_serialize(&s, &n, m, NULL), 0);
+	assert_int_equal(n, strlen(VECTOR));
+	assert_string_equal(s, VECTOR);
+	nx_sha256_buf(md, s, n);
+	nx_hex(hex, md);
+	assert_string_equal(hex, VECTOR_SHA256);
+	free(s);
+	nx_manifest_free(m);
+}
+
+static void signed_bytes_drop_signature(void **state)
+{
+	nx_manifest *m = make_vector();
+	unsigned char md[NX_SHA256_LEN];
+	char *s = NULL, hex[65];
+	const char *tail;
+	size_t n;
+
+	assert_int_equal(nx_manifest_set(m, &m->signature, "ed25519:x", NULL), 0);
+	assert_int_equal(nx_manifest_signed_bytes(&s, &n, m, NULL), 0);
+	assert_int_equal(n, strlen(s));
+	assert_memory_equal(s, "nexus-manifest-v1\n{\n", 20);
+	assert_null(strstr(s, "signature"));
+	tail = "  \"schema_version\": \"1.0\"\n}\n";
+	assert_memory_equal(s + n - strlen(tail), tail, strlen(tail));
+	nx_sha256_buf(md, s, n);
+	nx_hex(hex, md);
+	assert_string_equal(hex, SIGNED_SHA256);
+	free(s);
+	nx_manifest_free(m);
+}
+
+static void parse_round_trip(void **state)
+{
+	nx_manifest *m = NULL;
+	nx_error err;
+
+	assert_int_equal(nx_manifest_parse(&m, VECTOR, strlen(VECTOR), "manifest.json", &err), 0);
+	assert_int_equal(m->nfiles, 2);
+	assert_string_equal(m->files[0].path, "README.md");
+	assert_int_equal(m->files[0].size, 3);
+	assert_non_null(nx_manifest_find(m, "model/student_model.onnx"));
+	assert_null(nx_manifest_find(m, "model"));
+	assert_null(nx_manifest_find(m, "readme.md"));
+	assert_string_equal(m->architecture, "SpamStudent-2L");
+	assert_true(m->teacher_free);
+	nx_manifest_free(m);
+}
+
+static void big_sizes_round_trip(void **state)
+{
+	nx_manifest *m = make_vector(), *back = NULL;
+	unsigned char md[NX_SHA256_LEN] = { 0 };
+	char *s = NULL;
+	size_t n;
+
+	assert_int_equal(nx_manifest_add_file(m, "lib/big", md, (1ULL << 53) + 1, NULL), 0);
+	assert_int_equal(nx_manifest_serialize(&s, &n, m, NULL), 0);
+	assert_non_null(strstr(s, "9007199254740993"));
+	assert_int_equal(nx_manifest_parse(&back, s, n, NULL, NULL), 0);
+	assert_int_equal(nx_manifest_find(back, "lib/big")->size, (1ULL << 53) + 1);
+	free(s);
+	nx_manifest_free(back);
+	nx_manifest_free(m);
+}
+
+/* Replace the first `from` in VECTOR with `to`, parse, expect code and text. */
+static void expect_reject(const char *from, const char *to, int code, const char *msg)
+{
+	const char *at = strstr(VECTOR, from);
+	char buf[4096];
+	nx_manifest *m = NULL;
+	nx_error err;
+
+	assert_non_null(at);
+	snprintf(buf, sizeof(buf), "%.*s%s%s", (int)(at - VECTOR), VECTOR, to, at + strlen(from));
+	nx_error_clear(&err);
+	if (nx_manifest_parse(&m, buf, strlen(buf), "manifest.json", &err) != code || !strstr(err.message, msg)) {
+		print_error("replacing '%s' by '%s': got %d '%s'\n", from, to, err.code, err.message);
+		fail();
+	}
+	assert_null(m);
+}
+
+static void rejections(void **state)
+{
+	expect_reject("\"bundle_id\"", "\"bundle_id\": \"x\",\n  \"bundle_id\"", NX_EFORMAT, "duplicate");
+	expect_reject("\"bundle_id\"", "\"colour\": \"x\",\n  \"bundle_id\"", NX_EFORMAT,
+		      "unknown key \"colour\"");
+	expect_reject("    \"format\": \"ONNX\",\n", "", NX_EFORMAT, "missing key \"format\"");
+	expect_reject("      \"size_bytes\": 0\n", "      \"size_bytes\": 0,\n      \"mode\": 1\n",
+		      NX_EFORMAT, "unknown key \"mode\"");
+	expect_reject("\"\"\n}\n", "\"\"\n}\n{}", NX_EFORMAT, "end of file expected");
+	expect_reject("\"\"\n}\n", "\"\"\n}\n\n", NX_EFORMAT, "not in canonical form");
+	expect_reject("\"\"\n}\n", "\"\"\n}", NX_EFORMAT, "not in canonical form");
+	expect_reject("\"signature\": \"\"", "\"signature\": \"\\u0041\"", NX_EFORMAT,
+		      "not in canonical form");
+	expect_reject("\"bundle_id\": ", "\"bundle_id\":", NX_EFORMAT, "not in canonical form");
+	expect_reject("\"size_bytes\": 3", "\"size_bytes\": 3.0", NX_EFORMAT, "non-negative integer");
+	expect_reject("\"size_bytes\": 3", "\"size_bytes\": -3", NX_EFORMAT, "non-negative integer");
+	expect_reject("\"size_bytes\": 3", "\"size_bytes\": \"3\"", NX_EFORMAT, "non-negative integer");
+	expect_reject("\"teacher_free\": true", "\"teacher_free\": 1", NX_EFORMAT, "true or false");
+	expect_reject("ba7816bf", "BA7816BF", NX_EFORMAT, "64 lower-case hex");
+	expect_reject("ba7816bf", "ba7816b", NX_EFORMAT, "64 lower-case hex");
+	expect_reject("\"1.0\"", "\"2.0\"", NX_EFORMAT, "not supported");
+	expect_reject("2026-11-27T01:02:03Z", "2026-11-27 01:02:03", NX_EFORMAT, "build_timestamp");
+	expect_reject("2026-11-27T01:02:03Z", "2026-13-27T01:02:03Z", NX_EFORMAT, "build_timestamp");
+	expect_reject("\"nexus_bundle_v1\"", "\"a/b\"", NX_EFORMAT, "bundle_id");
+	expect_reject("\"SpamStudent-2L\"", "\"Spam\\u0007\"", NX_EFORMAT, "control character");
+	expect_reject("\"SpamStudent-2L\"", "5", NX_EFORMAT, "must be a string");
+	expect_reject("\"README.md\"", "\"zz.md\"", NX_EFORMAT, "not sorted");
+	expect_reject("\"README.md\"", "\"model/student_model.onnx\"", NX_EFORMAT, "not sorted");
+	expect_reject("\"README.md\"", "\"MODEL/STUDENT_MODEL.ONNX\"", NX_EFORMAT, "differ only in case");
+	expect_reject("\"README.md\"", "\"../README.md\"", NX_EUNSAFE, "unsafe path");
+	expect_reject("\"README.md\"", "\"\"", NX_EUNSAFE, "empty path");
+	expect_reject("\"README.md\"", "\"a//b\"", NX_EUNSAFE, "empty path component");
+	expect_reject("\"README.md\"", "\"/abs\"", NX_EUNSAFE, "absolute");
+	expect_reject("\"README.md\"", "\"./a\"", NX_EUNSAFE, "'.' and '..'");
+	expect_reject("\"README.md\"", "\"a b\"", NX_EUNSAFE, "0x20");
+	expect_reject("\"README.md\"", "\"A\\tb\"", NX_EFORMAT, "control character");
+	expect_reject("\"README.md\"", "\"Manifest.json\"", NX_EUNSAFE, "lists itself");
+	expect_reject("\"README.md\"", "\"manifest.json\"", NX_EUNSAFE, "lists itself");
+	expect_reject("\"files\": [", "\"files\": {\"a\": [", NX_EFORMAT, "");
+	expect_reject("{\n", "[\n", NX_EFORMAT, "");
+}
+
+static void path_rules(void **state)
+{
+	static const char *const bad[] = { "", "/abs", "a//b", "a/", "..", ".", "a/../b", "a/./b",
+					   "sp ace", "tab\t", "new\nline", "uni\xc3\xa9", "back\\slash",
+					   "colon:x", NULL };
+	static const char *const good[] = { "a", "README.md", "model/tokenizer/vocab.txt", "...",
+					    ".hidden", "a-b_c.d", NULL };
+	char longp[NX_MANIFEST_PATH_MAX + 2];
+	nx_error err;
+	int i;
+
+	for (i = 0; bad[i]; i++) {
+		nx_error_clear(&err);
+		if (nx_manifest_path_check(bad[i], &err) != NX_EUNSAFE)
+			fail_msg("accepted bad path '%s'", bad[i]);
+	}
+	for (i = 0; good[i]; i++)
+		if (nx_manifest_path_check(good[i], &err) != 0)
+			fail_msg("refused good path '%s': %s", good[i], err.message);
+	assert_int_equal(nx_manifest_path_check("a/../b", &err), NX_EUNSAFE);
+	assert_non_null(strstr(err.message, "a/../b"));
+	memset(longp, 'a', sizeof(longp) - 1);
+	longp[sizeof(longp) - 1] = '\0';
+	assert_int_equal(nx_manifest_path_check(longp, NULL), NX_EUNSAFE);
+	memset(longp, 'a', 256);
+	longp[256] = '\0';
+	assert_int_equal(nx_manifest_path_check(longp, NULL), NX_EUNSAFE);
+}
+
+static void add_file_refusals(void **state)
+{
+	nx_manifest *m = make_vector();
+	unsigned char md[NX_SHA256_LEN] = { 0 };
+	nx_error err;
+
+	assert_int_equal(nx_manifest_add_file(m, "README.md", md, 1, &err), NX_EEXIST);
+	assert_int_equal(nx_manifest_add_file(m, "readme.MD", md, 1, &err), NX_EEXIST);
+	assert_non_null(strstr(err.message, "differ only in case"));
+	assert_int_equal(nx_manifest_add_file(m, "manifest.json", md, 1, &err), NX_EUNSAFE);
+	assert_int_equal(nx_manifest_add_file(m, "MANIFEST.json", md, 1, &err), NX_EUNSAFE);
+	assert_int_equal(nx_manifest_add_file(m, "../x", md, 1, &err), NX_EUNSAFE);
+	assert_int_equal(nx_manifest_add_file(m, "a", md, UINT64_MAX, &err), NX_ELIMIT);
+	assert_int_equal(m->nfiles, 2);
+	assert_int_equal(nx_manifest_add_file(m, "LICENSE", md, 1, &err), 0);
+	assert_int_equal(nx_manifest_add_file(m, "bin/nexus_cli", md, 1, &err), 0);
+	assert_string_equal(m->files[0].path, "LICENSE");
+	assert_string_equal(m->files[1].path, "README.md");
+	assert_string_equal(m->files[2].path, "bin/nexus_cli");
+	nx_manifest_free(m);
+	nx_manifest_free(NULL);
+}
+
+static void load_and_write_atomic(void **state)
+{
+	char dir[] = "/tmp/nx_mf_XXXXXX";
+	nx_manifest *m = make_vector(), *back = NULL;
+	nx_error err;
+	struct stat st;
+	int dfd;
+
+	assert_non_null(mkdtemp(dir));
+	dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	assert_int_equal(nx_manifest_load(&back, dfd, NULL, &err), NX_EIO);
+	assert_int_equal(nx_manifest_write_atomic(dfd, m, &err), 0);
+	assert_int_equal(fstatat(dfd, "manifest.json", &st, 0), 0);
+	assert_int_equal(st.st_mode & 0777, 0444);
+	assert_int_equal(nx_manifest_load(&back, dfd, NULL, &err), 0);
+	assert_int_equal(back->nfiles, 2);
+	nx_manifest_free(back);
+	/* A symlinked manifest is refused, not followed. */
+	assert_int_equal(symlinkat("manifest.json", dfd, "link.json"), 0);
+	assert_int_equal(nx_manifest_load(&back, dfd, "link.json", &err), NX_EUNSAFE);
+	unlinkat(dfd, "link.json", 0);
+	unlinkat(dfd, "manifest.json", 0);
+	close(dfd);
+	rmdir(dir);
+	nx_manifest_free(m);
+}
+
+static void size_cap(void **state)
+{
+	nx_manifest *m = NULL;
+	nx_error err;
+
+	assert_int_equal(nx_manifest_parse(&m, VECTOR, (size_t)NX_MANIFEST_MAX + 1, NULL, &err),
+			 NX_ELIMIT);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(serialize_matches_vector),
+		cmocka_unit_test(signed_bytes_drop_signature),
+		cmocka_unit_test(parse_round_trip),
+		cmocka_unit_test(big_sizes_round_trip),
+		cmocka_unit_test(rejections),
+		cmocka_unit_test(path_rules),
+		cmocka_unit_test(add_file_refusals),
+		cmocka_unit_test(load_and_write_atomic),
+		cmocka_unit_test(size_cap),
+	};
+	return cmocka_run_group_tests_name("manifest", tests, NULL, NULL);
+}
