@@ -37,11 +37,12 @@ int rt_reader_open(struct rt_reader **out, const char *path, nx_error *err)
 	return 0;
 }
 
-static int bad(struct rt_input *in, const char *fmt, long lineno, const char *why)
+/* The line becomes an error result "line N: why"; returns 1 (one input). */
+static int bad(struct rt_input *in, long lineno, const char *why)
 {
 	char msg[512];
 
-	snprintf(msg, sizeof(msg), fmt, lineno, why);
+	snprintf(msg, sizeof(msg), "line %ld: %s", lineno, why);
 	in->error = strdup(msg);
 	return in->error ? 1 : NX_ENOMEM;
 }
@@ -63,7 +64,7 @@ int rt_reader_next(struct rt_reader *r, struct rt_input *in, nx_error *err)
 	if (n > 0 && r->line[n - 1] == '\r')
 		n--;
 	if ((size_t)n > RT_LINE_MAX)
-		return bad(in, "line %ld: longer than the %s byte limit", r->lineno, "4194304");
+		return bad(in, r->lineno, "longer than the 4 MiB line limit");
 	if (n == 0 || r->line[0] != '{') {
 		if (!(in->text = malloc((size_t)n + 1)))
 			return NX_ENOMEM;
@@ -74,11 +75,11 @@ int rt_reader_next(struct rt_reader *r, struct rt_input *in, nx_error *err)
 	}
 	j = json_loadb(r->line, (size_t)n, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &jerr);
 	if (!j)
-		return bad(in, "line %ld: not valid JSON: %s", r->lineno, jerr.text);
+		return bad(in, r->lineno, jerr.text);
 	t = json_object_get(j, "text");
 	if (!json_is_object(j) || !json_is_string(t)) {
 		json_decref(j);
-		return bad(in, "line %ld: %s", r->lineno, "a JSON line must be an object with a \"text\" string");
+		return bad(in, r->lineno, "a JSON line must be an object with a \"text\" string");
 	}
 	in->len = json_string_length(t);
 	if ((in->text = malloc(in->len + 1)))
@@ -199,6 +200,7 @@ int rt_batcher_flush(struct rt_batcher *q, nx_error *err)
 		if (rc)
 			goto out;
 	}
+	rc = q->emit(q->ctx, NULL);
 out:
 	for (i = 0; i < q->n; i++) {
 		json_decref(q->errors[i]);

@@ -17,13 +17,20 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "nexus/config.h"
 #include "nexus/error.h"
+#include "nexus/manifest.h"
 #include "nexus/tokenizer.h"
 
 #define RT_LINE_MAX (4u << 20)       /* bytes of one input line */
 #define RT_BATCH_MAX 4096            /* batch_size cap */
 #define RT_SEQ_MAX 65536             /* max_sequence_length cap */
 #define RT_OUTPUTS_MAX 64            /* model inputs/outputs handled */
+
+#define RT_MODEL "model/student_model.onnx"
+#define RT_TOKENIZER "model/tokenizer"
+#define RT_CONFIG "config/runtime.yaml"
+#define RT_SELFTEST "config/selftest.json"
 
 enum rt_task { RT_TASK_CLASSIFICATION, RT_TASK_EMBEDDING, RT_TASK_RAW };
 
@@ -45,9 +52,10 @@ struct rt_settings {
 struct rt_bundle {
 	char root[4096];
 	int rootfd;
-	struct rt_settings set;
+	struct rt_settings set; /* borrows from rc */
+	nx_runtime_config *rc;
 	nx_tokenizer *tok;
-	json_t *manifest;       /* parsed manifest.json, NULL without one */
+	nx_manifest *manifest;  /* NULL when opened without the check */
 	int model_fd;           /* model/student_model.onnx, checked */
 	uint64_t model_size;
 };
@@ -93,7 +101,9 @@ void rt_input_release(struct rt_input *in);
 
 /*
  * Tokenize and run texts in batches of b->set.batch_size; each result goes
- * to `emit` in input order.  A per-input problem becomes {"error": ...}.
+ * to `emit` in input order (borrowed: emit takes its own reference if it
+ * keeps it), then emit(ctx, NULL) marks the end of a batch.  A per-input
+ * problem becomes {"error": ...}.
  */
 typedef int (*rt_emit_fn)(void *ctx, json_t *result);
 struct rt_batcher;
