@@ -2,7 +2,7 @@
  * tokenizer.c - encoding: BertNormalizer, BertPreTokenizer, WordPiece and
  * the [CLS] ... [SEP] post-processor, with the exact character classes of
  * Hugging Face `tokenizers` (Rust char::is_whitespace, Unicode category P*
- * plus ASCII punctuation, category C* as "control").
+ * plus ASCII punctuation, categories Cc Cf Co as "control").
  *
  * The text is decoded and normalized in one pass into a codepoint array
  * owned by the tokenizer (grown by doubling, never per character); words are
@@ -53,11 +53,10 @@ static int is_punct(uint32_t c)
 	return k >= UTF8PROC_CATEGORY_PC && k <= UTF8PROC_CATEGORY_PO;
 }
 
+/* Cc, Cf, Cs, Co; not Cn: Hugging Face keeps unassigned code points. */
 static int is_other(uint32_t c)
 {
-	utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
-
-	return k == UTF8PROC_CATEGORY_CN || k >= UTF8PROC_CATEGORY_CC;
+	return utf8proc_category((utf8proc_int32_t)c) >= UTF8PROC_CATEGORY_CC;
 }
 
 static int is_cjk(uint32_t c)
