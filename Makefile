@@ -16,10 +16,10 @@ ORT_INC    := $(ORT_DIR)/include
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wformat=2 -Wno-unused-parameter -Wvla
-CPPFLAGS += -Iinclude -D_GNU_SOURCE -DNX_VERSION='"$(VERSION)"'
+override CPPFLAGS += -Iinclude -D_GNU_SOURCE -DNX_VERSION='"$(VERSION)"'
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c11 $(WARN) -fstack-protector-strong -fPIE -D_FORTIFY_SOURCE=2 $(SAN)
-LDFLAGS  += -pie -Wl,-z,relro,-z,now $(SAN)
+override CFLAGS += -std=c11 $(WARN) -fstack-protector-strong -fPIE -D_FORTIFY_SOURCE=2 $(SAN)
+override LDFLAGS += -pie -Wl,-z,relro,-z,now $(SAN)
 # The tool links its libraries dynamically; the in-bundle runtime links them
 # statically so that a production host needs only glibc and libstdc++.
 LIBS     := -lcrypto -ljansson -lyaml -lutf8proc -lm -lpthread

@@ -18,8 +18,8 @@
 
 #include <openssl/evp.h>
 
-#define NX_HASH_CHUNK (1u << 20)   /* bytes per pread */
-#define NX_HASH_RING 4             /* slots in the copy ring */
+#define NX_HASH_CHUNK (1u << 18)   /* bytes per pread: slots stay cache-resident */
+#define NX_HASH_RING 8             /* slots in the copy ring */
 
 /* Read exactly len bytes at off, or fail naming the path. */
 static int pread_full(int fd, void *buf, size_t len, uint64_t off,

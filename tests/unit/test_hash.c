@@ -92,7 +92,7 @@ static void short_file_is_error(void **state)
 /* Sizes around the chunk and ring boundaries, inline and threaded. */
 static void copy_hash_matches(void **state)
 {
-	static const size_t sizes[] = { 0, 1, 4096, (1u << 20) - 1, 1u << 20, (2u << 20) + 1,
+	static const size_t sizes[] = { 0, 1, 4096, 1u << 18, (1u << 19) + 1, (1u << 20) - 1, 1u << 20, (2u << 20) + 1,
 					(9u << 20) + 12345 };
 	size_t i, j;
 
