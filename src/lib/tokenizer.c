@@ -14,6 +14,7 @@
 #include <utf8proc.h>
 
 #include "tokenizer_int.h"
+#include "tokenizer_ucd.h"
 
 #define NX_TOKENIZER_TEXT_MAX (64u << 20)  /* bytes of one input text */
 
@@ -43,20 +44,41 @@ static int is_ws(uint32_t c)
 	       c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
 }
 
-static int is_punct(uint32_t c)
+/*
+ * Hugging Face's control / punctuation / non-spacing-mark classes for a
+ * non-ASCII character: utf8proc's category, except for the few hundred code
+ * points whose category is newer than Hugging Face's tables (tokenizer_ucd.h).
+ */
+static unsigned hf_class(uint32_t c)
 {
+	size_t lo = 0, hi = sizeof(nx_ucd_hf) / sizeof(nx_ucd_hf[0]);
 	utf8proc_category_t k;
 
-	if (c < 0x80)
-		return ascii_class(c) & A_PUNCT;
+	if (c >= nx_ucd_hf[0].lo) {
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+
+			if (c < nx_ucd_hf[mid].lo)
+				hi = mid;
+			else if (c > nx_ucd_hf[mid].hi)
+				lo = mid + 1;
+			else
+				return nx_ucd_hf[mid].cls;
+		}
+	}
 	k = utf8proc_category((utf8proc_int32_t)c);
-	return k >= UTF8PROC_CATEGORY_PC && k <= UTF8PROC_CATEGORY_PO;
+	if (k >= UTF8PROC_CATEGORY_CC)  /* Cc Cf Cs Co; not Cn: HF keeps unassigned */
+		return NX_UCD_OTHER;
+	if (k >= UTF8PROC_CATEGORY_PC && k <= UTF8PROC_CATEGORY_PO)
+		return NX_UCD_PUNCT;
+	return k == UTF8PROC_CATEGORY_MN ? NX_UCD_MN : 0;
 }
 
-/* Cc, Cf, Cs, Co; not Cn: Hugging Face keeps unassigned code points. */
-static int is_other(uint32_t c)
+static int is_punct(uint32_t c)
 {
-	return utf8proc_category((utf8proc_int32_t)c) >= UTF8PROC_CATEGORY_CC;
+	if (c < 0x80)
+		return ascii_class(c) & A_PUNCT;
+	return hf_class(c) & NX_UCD_PUNCT;
 }
 
 static int is_cjk(uint32_t c)
@@ -106,8 +128,7 @@ static int emit(nx_tokenizer *t, uint32_t c)
 	if (n < 0 || n > 16)
 		return push_lower(t, c);
 	for (k = 0; k < n; k++)
-		if (utf8proc_category(d[k]) != UTF8PROC_CATEGORY_MN &&
-		    push_lower(t, (uint32_t)d[k]))
+		if (!(hf_class((uint32_t)d[k]) & NX_UCD_MN) && push_lower(t, (uint32_t)d[k]))
 			return NX_ENOMEM;
 	return 0;
 }
@@ -196,7 +217,7 @@ static int normalize(nx_tokenizer *t, const char *text, size_t len, nx_error *er
 				return nx_error_set(err, NX_EFORMAT, NULL, 0, (long long)i,
 						    "invalid UTF-8 at byte %zu of the text", i);
 			if (t->clean_text) {
-				if (c == 0xfffd || is_other(c))
+				if (c == 0xfffd || (hf_class(c) & NX_UCD_OTHER))
 					continue;
 				if (is_ws(c))
 					c = ' ';
