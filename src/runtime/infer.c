@@ -31,6 +31,7 @@ struct rt_session {
 	char *out_names[RT_OUTPUTS_MAX];
 	size_t nout;
 	size_t main_out;        /* output used by the task */
+	bool out_seq[RT_OUTPUTS_MAX]; /* declared [batch, dynamic, ...]: per token */
 	json_t *describe;
 };
 
@@ -62,8 +63,8 @@ static const char *type_name(ONNXTensorElementDataType t)
 }
 
 /* {"name", "type", "shape": [dims, -1 = dynamic]} and the element type */
-static int describe_value(json_t **out, ONNXTensorElementDataType *type, struct rt_session *s,
-			  OrtTypeInfo *ti, const char *name, nx_error *err)
+static int describe_value(json_t **out, ONNXTensorElementDataType *type, bool *seq,
+			  struct rt_session *s, OrtTypeInfo *ti, const char *name, nx_error *err)
 {
 	const OrtTensorTypeAndShapeInfo *tsi = NULL;
 	int64_t dims[16];
@@ -72,6 +73,7 @@ static int describe_value(json_t **out, ONNXTensorElementDataType *type, struct 
 	int rc = 0;
 
 	*type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+	*seq = false;
 	ORT_TRY(s->ort->CastTypeInfoToTensorInfo(ti, &tsi), "type info");
 	if (tsi) {
 		ORT_TRY(s->ort->GetTensorElementType(tsi, type), "element type");
@@ -81,6 +83,7 @@ static int describe_value(json_t **out, ONNXTensorElementDataType *type, struct 
 		ORT_TRY(s->ort->GetDimensions(tsi, dims, nd), "shape");
 		for (i = 0; i < nd; i++)
 			json_array_append_new(shape, json_integer(dims[i]));
+		*seq = nd >= 2 && dims[1] < 0;
 	}
 	*out = json_pack("{s:s,s:s,s:O}", "name", name, "type", type_name(*type), "shape", shape);
 out:
@@ -101,10 +104,11 @@ static int discover(struct rt_session *s, const struct rt_settings *set, nx_erro
 		char *name = NULL;
 		OrtTypeInfo *ti = NULL;
 		ONNXTensorElementDataType t;
+		bool seq;
 
 		ORT_TRY(s->ort->SessionGetInputName(s->sess, i, alloc, &name), "input name");
 		ORT_TRY(s->ort->SessionGetInputTypeInfo(s->sess, i, &ti), "input type");
-		rc = describe_value(&d, &t, s, ti, name, err);
+		rc = describe_value(&d, &t, &seq, s, ti, name, err);
 		s->ort->ReleaseTypeInfo(ti);
 		json_array_append_new(ins, d);
 		for (k = 0; k < IN_COUNT && strcmp(name, in_names[k]); k++)
@@ -148,7 +152,7 @@ static int discover(struct rt_session *s, const struct rt_settings *set, nx_erro
 		s->out_names[s->nout++] = strdup(name);
 		rc = s->ort->SessionGetOutputTypeInfo(s->sess, i, &ti) ? NX_EIO : 0;
 		if (!rc) {
-			rc = describe_value(&d, &t, s, ti, name, err);
+			rc = describe_value(&d, &t, &s->out_seq[i], s, ti, name, err);
 			s->ort->ReleaseTypeInfo(ti);
 			json_array_append_new(outs, d);
 		}
@@ -446,9 +450,15 @@ int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *con
 			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 			goto out;
 		}
-		for (k = 0; k < s->nout; k++)
-			json_object_set_new(outs, s->out_names[k],
-					    reals(o[k].v + r * (o[k].count / n), o[k].count / n));
+		for (k = 0; k < s->nout; k++) {
+			size_t per = o[k].count / n, keep = per;
+
+			/* per-token outputs lose their padding, so that a result does
+			 * not depend on the other texts of its batch */
+			if (s->out_seq[k] && o[k].dims[1] == (int64_t)L)
+				keep = per / L * lens[r];
+			json_object_set_new(outs, s->out_names[k], reals(o[k].v + r * per, keep));
+		}
 		json_object_set_new(res, "outputs", outs);
 		if (b->set.task == RT_TASK_CLASSIFICATION)
 			rc = classify(res, &b->set, m->v + r * row, row, err);

@@ -275,7 +275,7 @@ static int cmd_info(const struct verb *v, int argc, char **argv)
 		json_array_append_new(files, json_pack("{s:s,s:I}", "path", b.manifest->files[i].path,
 						       "size_bytes", (json_int_t)b.manifest->files[i].size));
 	model = rt_session_describe(s);
-	doc = json_pack("{s:s,s:s,s:s,s:s,s:{s:s,s:s,s:s,s:s},s:b,s:o,s:O,O,s:{s:s,s:I},s:s,s:s}",
+	doc = json_pack("{s:s,s:s,s:s,s:s,s:{s:s,s:s,s:s,s:s},s:b,s:o,s:O,s:O,s:{s:s,s:I},s:s,s:s}",
 			"schema", "nexus.info.v1",
 			"bundle_id", b.manifest->bundle_id,
 			"build_timestamp", b.manifest->build_timestamp,
