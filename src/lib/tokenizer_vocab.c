@@ -50,8 +50,8 @@ static int64_t find(const struct nx_vocab *v, const char *a, size_t alen,
 		const struct nx_vocab_entry *e = &v->ent[v->slots[s] - 1];
 		const char *p = v->arena + e->off;
 
-		if (e->len == alen + blen && !memcmp(p, a, alen) &&
-		    !memcmp(p + alen, b, blen)) {
+		if (e->len == alen + blen && (!alen || !memcmp(p, a, alen)) &&
+		    (!blen || !memcmp(p + alen, b, blen))) {
 			*slot = s;
 			return (int64_t)(v->slots[s] - 1);
 		}
