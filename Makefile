@@ -42,6 +42,16 @@ RTDIR   := $(BUILD)/libexec/nexus
 NX_CLI  := $(RTDIR)/bin/nexus_cli
 RT_ORT  := $(RTDIR)/lib/libonnxruntime.so.1
 
+# `make V=1` shows full command lines.
+V ?= 0
+ifeq ($(V),0)
+Q = @
+msg = @printf '  %-6s %s\n' $(1) $(2)
+else
+Q =
+msg = @true
+endif
+
 .PHONY: all check unit fuzz-replay e2e asan fuzz install uninstall clean demo bench setup
 all: $(NEXUS) $(NX_CLI) $(RT_ORT) $(UT_BIN) $(FZ_BIN)
 
@@ -50,22 +60,26 @@ $(ORT_LIB) $(ORT_INC)/onnxruntime_c_api.h:
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(call msg,CC,$<)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/obj/src/runtime/%.o: CPPFLAGS += -I$(ORT_INC)
 $(RT_OBJ): $(ORT_INC)/onnxruntime_c_api.h
 
 $(BUILD)/libnexus.a: $(LIB_OBJ)
 	@mkdir -p $(@D)
-	rm -f $@ && ar rcs $@ $^
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(NEXUS): $(CLI_OBJ) $(BUILD)/libnexus.a
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libnexus.a $(LIBS)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libnexus.a $(LIBS)
 
 $(NX_CLI): $(RT_OBJ) $(BUILD)/libnexus.a $(ORT_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -Wl,-rpath,'$$ORIGIN/../lib' -Wl,--build-id=none -o $@ $(RT_OBJ) \
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) -Wl,-rpath,'$$ORIGIN/../lib' -Wl,--build-id=none -o $@ $(RT_OBJ) \
 		$(BUILD)/libnexus.a $(ORT_LIB) $(RT_LIBS)
 
 $(RT_ORT): $(ORT_LIB)
@@ -74,12 +88,14 @@ $(RT_ORT): $(ORT_LIB)
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libnexus.a
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libnexus.a -lcmocka $(LIBS)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libnexus.a -lcmocka $(LIBS)
 
 # Fuzz targets are also built as plain programs that replay their corpus.
 $(BUILD)/tests/fuzz_%_replay: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(BUILD)/libnexus.a
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/fuzz/replay.c $(BUILD)/libnexus.a $(LIBS)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/fuzz/replay.c $(BUILD)/libnexus.a $(LIBS)
 
 unit: $(UT_BIN)
 	@set -e; for t in $(UT_BIN); do echo "== $$t"; $$t; done
@@ -115,6 +131,8 @@ install: all
 	install -m 0555 $(NX_CLI) $(DESTDIR)$(PREFIX)/libexec/nexus/bin/nexus_cli
 	install -m 0444 $(RT_ORT) $(DESTDIR)$(PREFIX)/libexec/nexus/lib/libonnxruntime.so.1
 	install -m 0644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -d $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 0644 docs/man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/nexus $(DESTDIR)$(PREFIX)/share/man/man1/nexus*.1

@@ -117,7 +117,7 @@ int nx_runtime_config_load(nx_runtime_config **out, int dirfd,
 void nx_runtime_config_free(nx_runtime_config *rc);
 
 /*
- * Parse a size: decimal digits with an optional fraction, optional spaces,
+ * Parse a size: decimal digits with an optional fraction, at most one space,
  * and an optional unit B, KB/MB/GB/TB (1000^n) or KiB/MiB/GiB/TiB (1024^n),
  * e.g. "2GiB", "500 MB", "1.5GB", "1234".  The result must be a whole number
  * of bytes.  NX_ECONFIG on anything else or on overflow (err->path unset).

@@ -26,7 +26,8 @@ extern "C" {
 
 #define NX_YAML_INPUT_MAX (1024 * 1024) /* bytes of one file */
 #define NX_YAML_DEPTH_MAX 32            /* nested collections */
-#define NX_YAML_NODES_MAX 65536         /* nodes of one document */
+#define NX_YAML_NODES_MAX 16384         /* nodes of one document; keeps the
+                                          * quadratic duplicate-key check cheap */
 
 enum nx_yaml_type { NX_YAML_SCALAR, NX_YAML_SEQUENCE, NX_YAML_MAPPING };
 

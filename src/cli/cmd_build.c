@@ -1,30 +1,286 @@
-/* cmd_build.c - `nexus build` (placeholder until its module lands). */
+/*
+ * cmd_build.c - `nexus build [WORKSPACE] [-o PATH] [--key KEY] [--force] [--json]`.
+ *
+ * The program's part of a build: options, the trusted runtime directory,
+ * SOURCE_DATE_EPOCH, signal handlers that remove the staging directory, and
+ * printing.  Everything else is nx_build() (include/nexus/build.h).
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "nexus/build.h"
+#include "nexus/fs.h"
+#include "nexus/sign.h"
+#include "nexus/verify.h"
+
+enum { OPT_OUTPUT = 1, OPT_KEY, OPT_FORCE, OPT_JSON };
 
 static const struct cli_opt opts[] = {
-	{0},
+	{ "output", 'o', "PATH", "bundle directory to create (default ./<bundle_id>)", OPT_OUTPUT },
+	{ "key", 0, "KEY", "sign the manifest with this Ed25519 private key (PEM)", OPT_KEY },
+	{ "force", 0, NULL, "replace an existing bundle at PATH (atomically)", OPT_FORCE },
+	{ "json", 0, NULL, "print one JSON document describing the bundle", OPT_JSON },
+	{ 0 },
 };
+
+/* The stage being built, for the signal handlers; set through on_stage. */
+static nx_stage *volatile active_stage;
+
+static void on_signal(int sig)
+{
+	nx_stage *s = active_stage;
+
+	if (s)
+		(void)nx_stage_remove_signal_safe(s);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void on_stage(void *ctx, nx_stage *s)
+{
+	active_stage = s;
+}
+
+static void install_handlers(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaddset(&sa.sa_mask, SIGINT);
+	sigaddset(&sa.sa_mask, SIGTERM);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+/* Progress only for steps slow enough that a silent terminal would worry. */
+static void on_progress(void *ctx, enum nx_build_step step, bool done, double seconds)
+{
+	if (done && seconds > 1.0)
+		fprintf(stderr, "nexus build: %s took %.1f s\n", nx_build_step_name(step), seconds);
+}
+
+/* $NEXUS_RUNTIME_DIR, else <dir of this executable>/../libexec/nexus. */
+static char *runtime_dir(void)
+{
+	const char *env = getenv("NEXUS_RUNTIME_DIR");
+	char exe[PATH_MAX], *slash, *out = NULL;
+	ssize_t n;
+
+	if (env && *env)
+		return strdup(env);
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return NULL;
+	exe[n] = '\0';
+	slash = strrchr(exe, '/');
+	if (!slash)
+		return NULL;
+	*slash = '\0';
+	if (asprintf(&out, "%s/../libexec/nexus", exe) < 0)
+		return NULL;
+	return out;
+}
+
+static int source_date_epoch(int64_t *out)
+{
+	const char *s = getenv("SOURCE_DATE_EPOCH");
+	char *end;
+	long long v;
+
+	*out = -1;
+	if (!s || !*s)
+		return 0;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || *end || v < 0 || s[0] == '-' || s[0] == '+')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static void human_size(char *out, size_t n, uint64_t b)
+{
+	if (b >= 1024ull * 1024 * 1024)
+		snprintf(out, n, "%.1f GiB", (double)b / (1024.0 * 1024 * 1024));
+	else if (b >= 1024 * 1024)
+		snprintf(out, n, "%.1f MiB", (double)b / (1024.0 * 1024));
+	else if (b >= 1024)
+		snprintf(out, n, "%.1f KiB", (double)b / 1024.0);
+	else
+		snprintf(out, n, "%llu B", (unsigned long long)b);
+}
+
+/* The self-verification's findings (WARN and FAIL), one per line. */
+static void print_findings(const nx_report *rep, FILE *f)
+{
+	const struct nx_finding *fd;
+	size_t i, n;
+
+	if (!rep)
+		return;
+	fd = nx_report_findings(rep, &n);
+	for (i = 0; i < n; i++) {
+		if (fd[i].severity == NX_SEV_INFO)
+			continue;
+		fprintf(f, "  %-4s %s %s %s", nx_severity_name(fd[i].severity), fd[i].check,
+			fd[i].code, fd[i].path ? fd[i].path : "");
+		if (fd[i].line > 0)
+			fprintf(f, ":%ld", fd[i].line);
+		fprintf(f, ": %s\n", fd[i].message);
+	}
+}
+
+static void print_human(const struct nx_build_result *r, const char *path)
+{
+	char size[32];
+	size_t i;
+	int s;
+
+	human_size(size, sizeof(size), r->bytes);
+	printf("built %s\n", path);
+	printf("  bundle_id     %s\n", r->bundle_id);
+	printf("  architecture  %s\n", r->architecture);
+	printf("  parameters    %s (%llu), quantization %s\n", r->parameters,
+	       (unsigned long long)r->parameter_count, r->quantization);
+	printf("  files         %zu, %s\n", r->nfiles, size);
+	printf("  signature     %s%s\n", r->is_signed ? "ed25519 key " : "unsigned",
+	       r->is_signed ? r->key_id : "");
+	printf("  timestamp     %s\n", r->build_timestamp);
+	printf("  steps        ");
+	for (s = 0; s < NX_BUILD_NSTEPS; s++)
+		printf(" %s %.2fs", nx_build_step_name((enum nx_build_step)s), r->step_seconds[s]);
+	printf("\n");
+	if (!r->nremoved)
+		printf("  removed imports: none\n");
+	for (i = 0; i < r->nremoved; i++)
+		printf("  removed       %s:%ld %s (%s)\n", r->removed[i].file, r->removed[i].line,
+		       r->removed[i].module, r->removed[i].statement_kind);
+}
+
+static int print_json(const struct nx_build_result *r, const nx_report *rep, const char *path)
+{
+	json_t *doc, *files, *steps, *removed;
+	size_t i;
+	int s, rc;
+
+	doc = json_object();
+	files = json_array();
+	steps = json_object();
+	removed = json_array();
+	for (i = 0; i < r->nfiles; i++)
+		json_array_append_new(files, json_pack("{s:s, s:I}", "path", r->files[i].path,
+						       "size_bytes", (json_int_t)r->files[i].size));
+	for (s = 0; s < NX_BUILD_NSTEPS; s++)
+		json_object_set_new(steps, nx_build_step_name((enum nx_build_step)s),
+				    json_real(r->step_seconds[s]));
+	for (i = 0; i < r->nremoved; i++)
+		json_array_append_new(removed, json_pack("{s:s, s:I, s:s, s:s}",
+							 "file", r->removed[i].file,
+							 "line", (json_int_t)r->removed[i].line,
+							 "module", r->removed[i].module,
+							 "statement", r->removed[i].statement_kind));
+	json_object_set_new(doc, "schema", json_string("nexus.build.v1"));
+	json_object_set_new(doc, "bundle_path", json_string(path));
+	json_object_set_new(doc, "bundle_id", json_string(r->bundle_id));
+	json_object_set_new(doc, "architecture", json_string(r->architecture));
+	json_object_set_new(doc, "parameters", json_string(r->parameters));
+	json_object_set_new(doc, "parameter_count", json_integer((json_int_t)r->parameter_count));
+	json_object_set_new(doc, "quantization", json_string(r->quantization));
+	json_object_set_new(doc, "build_timestamp", json_string(r->build_timestamp));
+	json_object_set_new(doc, "signed", json_boolean(r->is_signed));
+	json_object_set_new(doc, "key_id", r->is_signed ? json_string(r->key_id) : json_null());
+	json_object_set_new(doc, "files", files);
+	json_object_set_new(doc, "bytes", json_integer((json_int_t)r->bytes));
+	json_object_set_new(doc, "steps", steps);
+	json_object_set_new(doc, "removed_imports", removed);
+	if (rep) {
+		char *vj = NULL;
+
+		if (nx_report_json(&vj, rep, NULL) == 0)
+			json_object_set_new(doc, "verify", json_loads(vj, 0, NULL));
+		free(vj);
+	}
+	rc = json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+	printf("\n");
+	json_decref(doc);
+	return rc == 0 ? 0 : 3;
+}
 
 static int run(const struct cli_verb *verb, int argc, char **argv)
 {
+	struct nx_build_opts o = { .source_date_epoch = -1 };
+	struct nx_build_result *r = NULL;
+	nx_report *rep = NULL;
+	const char *key_path = NULL;
+	char *rt = NULL, *abs = NULL;
 	struct cli_parser p;
-	int k;
+	nx_key *key = NULL;
+	bool json = false;
+	nx_error err;
+	int k, status;
 
 	cli_init(&p, verb, argc, argv);
-	while ((k = cli_next(&p)) > 0)
-		;
+	while ((k = cli_next(&p)) > 0) {
+		switch (k) {
+		case OPT_OUTPUT: o.output = p.optarg; break;
+		case OPT_KEY: key_path = p.optarg; break;
+		case OPT_FORCE: o.force = true; break;
+		case OPT_JSON: json = true; break;
+		}
+	}
 	if (k < 0)
 		return k == -1 ? 0 : 2;
-	fprintf(stderr, "nexus build: not available in this build yet\n");
-	return 3;
+	if (p.npos > 1)
+		return cli_usage(verb, "expected at most one WORKSPACE, got %d arguments", p.npos);
+	o.workspace = p.npos ? p.pos[0] : ".";
+	if (source_date_epoch(&o.source_date_epoch) < 0)
+		return cli_usage(verb, "SOURCE_DATE_EPOCH must be a non-negative integer of seconds");
+	nx_error_clear(&err);
+	if (key_path && nx_key_load_private(&key, key_path, &err) != 0)
+		return cli_fail(verb->name, &err);
+	rt = runtime_dir();
+	o.key = key;
+	o.runtime_dir = rt;
+	o.progress = on_progress;
+	o.on_stage = on_stage;
+	o.report = &rep;
+	install_handlers();
+	if (nx_build(&r, &o, &err) != 0) {
+		print_findings(rep, stderr);
+		status = cli_fail(verb->name, &err);
+		goto out;
+	}
+	abs = realpath(r->bundle_path, NULL);
+	status = json ? print_json(r, rep, abs ? abs : r->bundle_path)
+		      : (print_human(r, abs ? abs : r->bundle_path), print_findings(rep, stdout), 0);
+out:
+	nx_report_free(rep);
+	free(abs);
+	nx_build_result_free(r);
+	nx_key_free(key);
+	free(rt);
+	return status;
 }
 
 const struct cli_verb cmd_build = {
 	.name = "build",
-	.args = NULL,
-	.summary = "build (not available yet)",
+	.args = "[WORKSPACE]",
+	.summary = "package a workspace into an immutable, teacher-free bundle",
+	.details = "Reads WORKSPACE/nexus.yaml (default: the current directory), copies only what it\n"
+		   "names - the student ONNX, the inference sources with forbidden imports removed,\n"
+		   "the tokenizer, runtime.yaml, README and LICENSE - plus the trusted runtime\n"
+		   "($NEXUS_RUNTIME_DIR or <prefix>/libexec/nexus) into a staging directory,\n"
+		   "writes manifest.json and publishes the bundle with one atomic rename.\n"
+		   "With SOURCE_DATE_EPOCH set, rebuilds are byte-identical.",
 	.opts = opts,
 	.run = run,
 };

@@ -1,30 +1,225 @@
-/* cmd_verify.c - `nexus verify` (placeholder until its module lands). */
+/* cmd_verify.c - `nexus verify`: the TRV gate for deployment CI. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "nexus/sign.h"
+#include "nexus/verify.h"
+
+#define LIST_MAX 64
+
+enum {
+	OPT_JSON = 1, OPT_STRICT, OPT_PUBKEY, OPT_REQUIRE_SIG, OPT_TEACHER, OPT_NO_SANDBOX,
+	OPT_MAX_MODEL, OPT_TRUSTED_LIST, OPT_TERM,
+};
 
 static const struct cli_opt opts[] = {
+	{"json", 0, NULL, "print the report as one JSON document (schema nexus.verify.v1)", OPT_JSON},
+	{"strict", 0, NULL, "a WARN verdict exits 1", OPT_STRICT},
+	{"pubkey", 0, "PUB", "trust this Ed25519 public key (PEM); repeatable", OPT_PUBKEY},
+	{"require-signature", 0, NULL, "an unsigned manifest FAILs instead of WARNs", OPT_REQUIRE_SIG},
+	{"teacher", 0, "PATH", "fingerprint the student against this teacher model; repeatable",
+	 OPT_TEACHER},
+	{"no-sandbox", 0, NULL, "do not run the functional check (TRV-5)", OPT_NO_SANDBOX},
+	{"max-model-bytes", 0, "N", "model size threshold, e.g. 500MiB (default 2GiB)", OPT_MAX_MODEL},
+	{"trusted-list", 0, "FILE", "trusted runtime files as '<sha256>  <path>' lines",
+	 OPT_TRUSTED_LIST},
+	{"forbidden-term", 0, "TERM", "also forbid TERM (besides teacher, distillation, "
+	 "soft_targets); repeatable", OPT_TERM},
 	{0},
 };
 
+/* "123", "2GiB", "500MB", "1.5G": bytes.  0 on success. */
+static int parse_size(uint64_t *out, const char *s)
+{
+	static const struct { const char *suffix; double mul; } units[] = {
+		{"", 1}, {"B", 1}, {"K", 1024}, {"KiB", 1024}, {"KB", 1e3}, {"M", 1048576},
+		{"MiB", 1048576}, {"MB", 1e6}, {"G", 1073741824.0}, {"GiB", 1073741824.0},
+		{"GB", 1e9}, {"T", 1099511627776.0}, {"TiB", 1099511627776.0}, {"TB", 1e12},
+	};
+	char *end;
+	double v;
+	size_t i;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || v < 0)
+		return -1;
+	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (!strcmp(end, units[i].suffix)) {
+			v *= units[i].mul;
+			if (v < 1 || v > 1.8e19)
+				return -1;
+			*out = (uint64_t)v;
+			return 0;
+		}
+	return -1;
+}
+
+/* $NEXUS_RUNTIME_DIR, else <dir of this executable>/../libexec/nexus. */
+static char *runtime_dir(void)
+{
+	const char *env = getenv("NEXUS_RUNTIME_DIR");
+	char exe[PATH_MAX], *slash, *out;
+	ssize_t n;
+
+	if (env && env[0])
+		return strdup(env);
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return NULL;
+	exe[n] = '\0';
+	slash = strrchr(exe, '/');
+	if (!slash)
+		return NULL;
+	*slash = '\0';
+	if (asprintf(&out, "%s/../libexec/nexus", exe) < 0)
+		return NULL;
+	return out;
+}
+
+static void print_human(const nx_report *r, FILE *f)
+{
+	const struct nx_check_result *checks;
+	const struct nx_finding *fs;
+	size_t n, i;
+
+	checks = nx_report_checks(r, &n);
+	for (i = 0; i < n; i++)
+		fprintf(f, "%-4s  %-10s (%.0f ms)\n", nx_check_status_name(checks[i].status),
+			checks[i].id, checks[i].seconds * 1000.0);
+	fs = nx_report_findings(r, &n);
+	if (n)
+		fprintf(f, "\n");
+	for (i = 0; i < n; i++) {
+		fprintf(f, "%s %s %s %s", nx_severity_name(fs[i].severity), fs[i].check, fs[i].code,
+			fs[i].path[0] ? fs[i].path : "-");
+		if (fs[i].line > 0)
+			fprintf(f, ":%ld", fs[i].line);
+		fprintf(f, ": %s\n", fs[i].message);
+	}
+	if (nx_report_dropped(r))
+		fprintf(f, "... and %zu more findings\n", nx_report_dropped(r));
+	fprintf(f, "\nverdict: %s\n", nx_report_verdict(r));
+}
+
 static int run(const struct cli_verb *verb, int argc, char **argv)
 {
+	const char *teachers[LIST_MAX], *terms[LIST_MAX];
+	nx_key *keys[LIST_MAX];
+	struct nx_verify_opts vo;
 	struct cli_parser p;
-	int k;
+	nx_report *r = NULL;
+	char *rt = NULL, *json = NULL;
+	bool as_json = false;
+	nx_error err;
+	size_t nkeys = 0, i;
+	int k, dfd = -1, status = 0;
 
+	nx_error_clear(&err);
+	nx_verify_opts_init(&vo);
+	vo.teachers = teachers;
+	vo.extra_terms = terms;
 	cli_init(&p, verb, argc, argv);
-	while ((k = cli_next(&p)) > 0)
-		;
-	if (k < 0)
-		return k == -1 ? 0 : 2;
-	fprintf(stderr, "nexus verify: not available in this build yet\n");
-	return 3;
+	while ((k = cli_next(&p)) > 0) {
+		switch (k) {
+		case OPT_JSON: as_json = true; break;
+		case OPT_STRICT: vo.strict = true; break;
+		case OPT_REQUIRE_SIG: vo.require_signature = true; break;
+		case OPT_NO_SANDBOX: vo.functional = false; break;
+		case OPT_TRUSTED_LIST: vo.trusted_list = p.optarg; break;
+		case OPT_MAX_MODEL:
+			if (parse_size(&vo.max_model_bytes, p.optarg)) {
+				status = cli_usage(verb, "--max-model-bytes: '%s' is not a size", p.optarg);
+				goto out;
+			}
+			break;
+		case OPT_TEACHER:
+		case OPT_TERM:
+		case OPT_PUBKEY:
+			if ((k == OPT_TEACHER ? vo.nteachers : k == OPT_TERM ? vo.nextra_terms : nkeys) >= LIST_MAX) {
+				status = cli_usage(verb, "at most %d of each repeatable option", LIST_MAX);
+				goto out;
+			}
+			if (k == OPT_TEACHER)
+				teachers[vo.nteachers++] = p.optarg;
+			else if (k == OPT_TERM)
+				terms[vo.nextra_terms++] = p.optarg;
+			else if (nx_key_load_public(&keys[nkeys], p.optarg, &err)) {
+				status = cli_fail(verb->name, &err);
+				goto out;
+			} else {
+				nkeys++;
+			}
+			break;
+		}
+	}
+	if (k < 0) {
+		status = k == -1 ? 0 : 2;
+		goto out;
+	}
+	if (p.npos != 1) {
+		status = cli_usage(verb, "expected one BUNDLE directory");
+		goto out;
+	}
+	vo.keys = keys;
+	vo.nkeys = nkeys;
+	rt = runtime_dir();
+	vo.runtime_dir = rt;
+	dfd = open(p.pos[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		nx_error_errno(&err, NX_EIO, errno, p.pos[0], "cannot open bundle directory %s", p.pos[0]);
+		status = cli_fail(verb->name, &err);
+		goto out;
+	}
+	if (nx_verify_bundle(&r, dfd, p.pos[0], &vo, &err)) {
+		status = cli_fail(verb->name, &err);
+		goto out;
+	}
+	if (as_json) {
+		if (nx_report_json(&json, r, &err)) {
+			status = cli_fail(verb->name, &err);
+			goto out;
+		}
+		printf("%s\n", json);
+	} else {
+		print_human(r, stdout);
+	}
+	if (!strcmp(nx_report_verdict(r), "FAIL"))
+		status = 1;
+	else if (!strcmp(nx_report_verdict(r), "WARN") && vo.strict)
+		status = 1;
+out:
+	if (fflush(stdout) && !status)
+		status = 3;
+	for (i = 0; i < nkeys; i++)
+		nx_key_free(keys[i]);
+	if (dfd >= 0)
+		close(dfd);
+	nx_report_free(r);
+	free(json);
+	free(rt);
+	return status;
 }
 
 const struct cli_verb cmd_verify = {
 	.name = "verify",
-	.args = NULL,
-	.summary = "verify (not available yet)",
+	.args = "BUNDLE",
+	.summary = "prove a bundle intact and teacher-free (Teacher Removal Validation)",
+	.details =
+	"Checks, in order: integrity (files == manifest, sizes then SHA-256, no\n"
+	"symlink/hard link/special/writable file), signature (--pubkey), allowlist\n"
+	"(TRV-1: layout, names, content by magic bytes, bin/ and lib/ identical to the\n"
+	"trusted runtime in $NEXUS_RUNTIME_DIR or <prefix>/libexec/nexus), code (TRV-2),\n"
+	"weights (TRV-3), size (TRV-4), functional (TRV-5).  Every finding has a stable\n"
+	"code explained in docs/TRV.md.  Verdict PASS/WARN exits 0 (WARN exits 1 with\n"
+	"--strict), FAIL exits 1.",
 	.opts = opts,
 	.run = run,
 };

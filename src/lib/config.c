@@ -36,11 +36,36 @@ void cfg_strv_free(char **v, size_t n)
 	free(v);
 }
 
+/* Edit distance of two short keys, capped: enough to spot a typo. */
+static size_t distance(const char *a, const char *b)
+{
+	size_t row[64], i, j, la = strlen(a), lb = strlen(b), diag, up;
+
+	if (la >= 64 || lb >= 64)
+		return 99;
+	for (j = 0; j <= lb; j++)
+		row[j] = j;
+	for (i = 1; i <= la; i++) {
+		diag = row[0];
+		row[0] = i;
+		for (j = 1; j <= lb; j++) {
+			up = row[j];
+			row[j] = diag + (a[i - 1] != b[j - 1]);
+			if (up + 1 < row[j])
+				row[j] = up + 1;
+			if (row[j - 1] + 1 < row[j])
+				row[j] = row[j - 1] + 1;
+			diag = up;
+		}
+	}
+	return row[lb];
+}
+
 int cfg_check_keys(struct cfg *c, const nx_yaml_node *map, const char *where,
 		   const char *const *valid)
 {
-	char list[512];
-	size_t i, j, used = 0;
+	char list[512], hint[96];
+	size_t i, j, used = 0, d, best;
 
 	for (i = 0; i < map->npairs; i++) {
 		const char *k = map->pairs[i].key->value;
@@ -49,13 +74,20 @@ int cfg_check_keys(struct cfg *c, const nx_yaml_node *map, const char *where,
 			;
 		if (valid[j])
 			continue;
-		list[0] = '\0';
-		for (j = 0; valid[j] && used < sizeof(list); j++)
-			used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",
-						 j ? ", " : "", valid[j]);
+		list[0] = hint[0] = '\0';
+		best = 3; /* suggest only keys within two edits */
+		for (j = 0; valid[j]; j++) {
+			if (used < sizeof(list))
+				used += (size_t)snprintf(list + used, sizeof(list) - used,
+							 "%s%s", j ? ", " : "", valid[j]);
+			if ((d = distance(k, valid[j])) < best) {
+				best = d;
+				snprintf(hint, sizeof(hint), " (did you mean \"%s\"?)", valid[j]);
+			}
+		}
 		return nx_error_set(c->err, NX_ECONFIG, c->path, map->pairs[i].key->line, -1,
-				    "unknown key \"%s\" in %s; valid keys are: %s",
-				    k, where, list);
+				    "unknown key \"%s\"%s in %s; valid keys are: %s",
+				    k, hint, where, list);
 	}
 	return 0;
 }

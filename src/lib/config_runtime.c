@@ -49,7 +49,7 @@ static int parse_root(struct cfg *c, const nx_yaml_node *root, nx_runtime_config
 	if (root->type != NX_YAML_MAPPING)
 		return nx_error_set(c->err, NX_ECONFIG, c->path, root->line, -1,
 				    "the top level must be a mapping of keys (task:, ...)");
-	if ((r = cfg_check_keys(c, root, "runtime.yaml", keys)))
+	if ((r = cfg_check_keys(c, root, "the top level", keys)))
 		return r;
 	if (!(v = nx_yaml_map_get(root, "task")))
 		return cfg_missing(c, root, "task");

@@ -203,9 +203,40 @@ static int parse_export(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 	return rc;
 }
 
+static const char *const required_imports[] = { "teacher_model", "training_modules" };
+#define NREQUIRED_IMPORTS (sizeof(required_imports) / sizeof(required_imports[0]))
+
+/*
+ * The spec's forbidden imports always apply: a configured list adds to them
+ * and can never switch them off (`forbidden_imports: []` must not disable
+ * the filter).
+ */
+static int add_required_imports(struct cfg *c, nx_workspace *ws)
+{
+	size_t i, j;
+	char **l;
+	int rc;
+
+	for (i = 0; i < NREQUIRED_IMPORTS; i++) {
+		for (j = 0; j < ws->nforbidden_imports; j++)
+			if (!strcmp(ws->forbidden_imports[j], required_imports[i]))
+				break;
+		if (j < ws->nforbidden_imports)
+			continue;
+		l = realloc(ws->forbidden_imports, (ws->nforbidden_imports + 1) * sizeof(*l));
+		if (!l)
+			return cfg_oom(c);
+		ws->forbidden_imports = l;
+		if ((rc = cfg_strdup(c, required_imports[i], &l[ws->nforbidden_imports])))
+			return rc;
+		ws->nforbidden_imports++;
+	}
+	return 0;
+}
+
 static int set_defaults(struct cfg *c, nx_workspace *ws)
 {
-	static const char *const imports[] = { "teacher_model", "training_modules" };
+	const char *const *imports = required_imports;
 	size_t i;
 	int rc;
 
@@ -270,7 +301,7 @@ static int parse_root(struct cfg *c, const nx_yaml_node *root, nx_workspace *ws)
 	if (root->type != NX_YAML_MAPPING)
 		return nx_error_set(c->err, NX_ECONFIG, c->path, root->line, -1,
 				    "the top level must be a mapping of keys (student:, tokenizer:, ...)");
-	if ((rc = cfg_check_keys(c, root, "nexus.yaml", top_keys)) ||
+	if ((rc = cfg_check_keys(c, root, "the top level", top_keys)) ||
 	    (rc = set_defaults(c, ws)))
 		return rc;
 	if ((rc = need(c, root, "student", &v)) || (rc = parse_student(c, v, ws)) ||
@@ -287,6 +318,7 @@ static int parse_root(struct cfg *c, const nx_yaml_node *root, nx_workspace *ws)
 	    (rc = opt_list(c, root, "teacher", cfg_path, true, &ws->teacher, &ws->nteacher)) ||
 	    (rc = opt_list(c, root, "forbidden_imports", cfg_module, true,
 			   &ws->forbidden_imports, &ws->nforbidden_imports)) ||
+	    (rc = add_required_imports(c, ws)) ||
 	    (rc = opt_list(c, root, "forbidden_terms", cfg_nonempty, true,
 			   &ws->forbidden_terms, &ws->nforbidden_terms)) ||
 	    (rc = opt_list(c, root, "metadata_keep", cfg_nonempty, true,

@@ -175,8 +175,11 @@ static void block_style_and_options(void **state)
 	assert_string_equal(ws->tokenizer, "tok");
 	assert_string_equal(ws->source_dir, "serving");
 	assert_string_equal(ws->source_files[0], "pkg/a.py");
-	assert_int_equal(ws->nforbidden_imports, 1);
+	/* configured imports add to the spec's two, never replace them */
+	assert_int_equal(ws->nforbidden_imports, 3);
 	assert_string_equal(ws->forbidden_imports[0], "big_model.train");
+	assert_string_equal(ws->forbidden_imports[1], "teacher_model");
+	assert_string_equal(ws->forbidden_imports[2], "training_modules");
 	assert_int_equal(ws->nforbidden_terms, 2);
 	assert_string_equal(ws->forbidden_terms[1], "Lehrer");
 	assert_int_equal(ws->nallow_shared, 1);
@@ -215,13 +218,13 @@ static void required_keys(void **state)
 static void unknown_keys(void **state)
 {
 	ws_fails(MINIMAL "forbiden_terms: [x]\n", NX_ECONFIG, 5,
-		 "unknown key \"forbiden_terms\" in nexus.yaml; valid keys are: bundle_id,");
+		 "unknown key \"forbiden_terms\" (did you mean \"forbidden_terms\"?) in the top level; valid keys are: bundle_id,");
 	ws_fails("student: {model: m, output: [x]}\n", NX_ECONFIG, 1,
-		 "unknown key \"output\" in student; valid keys are: model, outputs");
+		 "unknown key \"output\" (did you mean \"outputs\"?) in student; valid keys are: model, outputs");
 	ws_fails(MINIMAL "limits:\n  max_bytes: 1\n", NX_ECONFIG, 6, "max_model_bytes, size_slack");
 	ws_fails(MINIMAL "export: {extrct: true}\n", NX_ECONFIG, 5, "extract, strip_metadata");
 	ws_fails(MINIMAL "allow_shared_tensors: [{name: a, reason: b, why: c}]\n",
-		 NX_ECONFIG, 5, "unknown key \"why\"");
+		 NX_ECONFIG, 5, "unknown key \"why\" in allow_shared_tensors");
 	ws_fails("student: {model: m}\ntokenizer: t\nruntime_config: r\n"
 		 "source: {dir: s, files: [], glob: \"*\"}\n", NX_ECONFIG, 4, "glob");
 }
@@ -336,6 +339,17 @@ static void path_rules(void **state)
 	assert_false(nx_config_module_ok(".a"));
 	assert_false(nx_config_module_ok("a.2b"));
 	assert_false(nx_config_module_ok(""));
+}
+
+static void crlf_line_endings(void **state)
+{
+	nx_workspace *ws = ws_ok("student: {model: m.onnx}\r\ntokenizer: tok/\r\n"
+				 "runtime_config: r.yaml\r\nsource: {dir: s, files: [a.py]}\r\n");
+
+	assert_string_equal(ws->tokenizer, "tok");
+	assert_string_equal(ws->runtime_config, "r.yaml");
+	nx_workspace_free(ws);
+	ws_fails(MINIMAL "readme: a\r\nreadme: b\r\n", NX_ECONFIG, 6, "duplicate key");
 }
 
 static void yaml_policy_reaches_config(void **state)
@@ -472,7 +486,7 @@ static void runtime_errors(void **state)
 	rc_fails("task: raw\noutput: \"\"\n", NX_ECONFIG, 2, "must not be empty");
 	rc_fails("task: raw\npython_packages: numpy\n", NX_ECONFIG, 2, "must be a list");
 	rc_fails("task: raw\npython_packages: [scikit-learn]\n", NX_ECONFIG, 2, "Python module");
-	rc_fails("task: raw\ntheads: 2\n", NX_ECONFIG, 2, "unknown key \"theads\" in runtime.yaml");
+	rc_fails("task: raw\ntheads: 2\n", NX_ECONFIG, 2, "unknown key \"theads\" (did you mean \"threads\"?) in the top level");
 	rc_fails("task: raw\ntask: raw\n", NX_ECONFIG, 2, "duplicate key");
 	rc_fails("[task]\n", NX_ECONFIG, 1, "top level must be a mapping");
 }
@@ -561,6 +575,7 @@ int main(void)
 		cmocka_unit_test(limits_validated),
 		cmocka_unit_test(bundle_id_rules),
 		cmocka_unit_test(path_rules),
+		cmocka_unit_test(crlf_line_endings),
 		cmocka_unit_test(yaml_policy_reaches_config),
 		cmocka_unit_test(size_parsing),
 		cmocka_unit_test(runtime_classification),

@@ -1,0 +1,156 @@
+/*
+ * nexus/fs.h - filesystem access that never follows a link out of where it
+ * was asked to look, and the atomic publish of a bundle directory.
+ *
+ * Every path given to these functions is relative to a directory fd and is
+ * resolved *beneath* it: no symlink is followed (not even one that points
+ * back inside), no ".." may climb out, no mount point is crossed.  On kernels
+ * with openat2(2) the kernel enforces this (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS
+ * | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV); elsewhere a checked walk opens
+ * one component at a time with O_NOFOLLOW and refuses "..".
+ *
+ * Errors follow nexus/error.h: NX_EUNSAFE for a symlink, an escaping path or
+ * a file of the wrong type (the message names the path and what it is),
+ * NX_EIO for the system saying no (the message carries strerror), NX_ELIMIT
+ * for a cap, NX_ENOMEM.  Output parameters are written only on success.
+ */
+#ifndef NEXUS_FS_H
+#define NEXUS_FS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "nexus/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NX_FS_DEPTH_MAX 32      /* directory nesting walked or removed */
+#define NX_FS_RELPATH_MAX 4095  /* bytes of one relative path */
+
+/*
+ * Open relpath beneath dirfd without following any symlink.  flags are
+ * open(2) flags; O_CLOEXEC|O_NOFOLLOW are always added.  O_CREAT is not
+ * supported (there is no mode).  relpath must be relative and non-empty.
+ * On success *out is a new fd the caller closes.
+ */
+int nx_fs_open_beneath(int *out, int dirfd, const char *relpath, int flags,
+		       nx_error *err);
+
+/*
+ * Open a regular file beneath dirfd for reading.  It is opened O_NONBLOCK so
+ * that a FIFO cannot block, then fstat'ed: anything but a regular file is
+ * NX_EUNSAFE naming the type; st_size > max_size is NX_ELIMIT.  *out_st (may
+ * be NULL) is the fstat of the returned fd, so callers check nlink, mode and
+ * size of exactly what they read.  O_NONBLOCK is cleared before returning.
+ */
+int nx_fs_open_regular(int *out, struct stat *out_st, int dirfd,
+		       const char *relpath, uint64_t max_size, nx_error *err);
+
+/*
+ * Read a whole regular file beneath dirfd (rules of nx_fs_open_regular) into
+ * a new NUL-terminated buffer the caller frees; *out_len excludes the NUL.
+ * A file that grows past max_size while being read is NX_ELIMIT.
+ */
+int nx_fs_read_all(char **out, size_t *out_len, int dirfd, const char *relpath,
+		   size_t max_size, nx_error *err);
+
+struct nx_fs_entry {
+	char *path;    /* relative to the walked directory, '/'-separated */
+	mode_t mode;   /* lstat st_mode: type and permission bits */
+	uint64_t size;
+	nlink_t nlink;
+	dev_t dev;
+	ino_t ino;
+};
+
+/*
+ * List every entry beneath dirfd - files, directories, symlinks and special
+ * files, with lstat semantics, never following a link - sorted by path in
+ * byte order, dot-files included, dirfd itself excluded.  More than
+ * max_entries entries or a nesting deeper than NX_FS_DEPTH_MAX is NX_ELIMIT.
+ * A directory swapped for something else while walked is NX_EUNSAFE.
+ * *out is an array of *out_n entries the caller frees with
+ * nx_fs_entries_free().
+ */
+int nx_fs_walk(struct nx_fs_entry **out, size_t *out_n, int dirfd,
+	       size_t max_entries, nx_error *err);
+
+/* Free what nx_fs_walk returned.  Accepts NULL. */
+void nx_fs_entries_free(struct nx_fs_entry *e, size_t n);
+
+/*
+ * Test-only: make nx_fs_open_beneath() use the component-by-component walk
+ * even when openat2 is available, so that the fallback is exercised.
+ */
+void nx_fs_test_force_fallback(bool on);
+
+/*
+ * Atomic publish of a directory (DESIGN.md §3).
+ *
+ * nx_stage_create() makes a sibling staging directory
+ * "<parent>/.<name>.nexus-stage.<pid>.<random>" (mode 0700) on the same
+ * filesystem as final_path, after sweeping stale staging directories of the
+ * same <name> whose process is no longer alive.  It refuses with NX_EEXIST
+ * when final_path exists and !force (it is checked again, atomically, at
+ * publish).  The parent directory of final_path must exist.
+ *
+ * Files are created in the stage with nx_stage_create_file(); a file created
+ * with exec=true is published 0555, every other file 0444, every directory
+ * 0555.  The stage may hold only regular files and directories.
+ */
+typedef struct nx_stage nx_stage;
+
+int nx_stage_create(nx_stage **out, const char *final_path, bool force,
+		    nx_error *err);
+
+/* The staging directory's fd (owned by the stage) and path. */
+int nx_stage_dirfd(const nx_stage *s);
+const char *nx_stage_path(const nx_stage *s);
+/* final_path as given to nx_stage_create. */
+const char *nx_stage_final_path(const nx_stage *s);
+
+/*
+ * Create relpath (new, O_EXCL) in the stage for writing, making missing
+ * parent directories.  *out is an fd the caller closes.
+ */
+int nx_stage_create_file(int *out, nx_stage *s, const char *relpath, bool exec,
+			 nx_error *err);
+
+/*
+ * Set the final modes (files 0444, executables 0555, directories 0555) and
+ * fsync every file and directory, without publishing: the tree is then in
+ * the exact state it will be published in, so it can be verified as such.
+ * Nothing can be added to a sealed stage.
+ */
+int nx_stage_seal(nx_stage *s, nx_error *err);
+
+/*
+ * Seal (see above), then
+ * renameat2(RENAME_NOREPLACE) the stage to final_path.  With force and an
+ * existing target: RENAME_EXCHANGE, then remove the old tree.  Finally fsync
+ * the parent.  NX_EEXIST if final_path appeared and !force.  After success
+ * the stage no longer exists under its staging name.
+ */
+int nx_stage_publish(nx_stage *s, nx_error *err);
+
+/*
+ * Remove the staging tree if not published, close and free.  Accepts NULL.
+ */
+void nx_stage_free(nx_stage *s);
+
+/*
+ * Remove the staging tree using only async-signal-safe system calls and no
+ * allocation, for a SIGINT/SIGTERM handler.  Does not free s; a no-op after
+ * publish.  Returns 0 or -1.
+ */
+int nx_stage_remove_signal_safe(const nx_stage *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

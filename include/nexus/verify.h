@@ -1,0 +1,142 @@
+/*
+ * nexus/verify.h - the Teacher Removal Validation (TRV) gate of
+ * DESIGN.md §5: integrity, signature, allowlist (TRV-1), code (TRV-2),
+ * weights (TRV-3), size (TRV-4) and functional (TRV-5) checks over a bundle
+ * directory, producing a report of findings with stable codes
+ * (docs/TRV.md lists and explains every code).
+ *
+ * The bundle is untrusted: every file is opened beneath the bundle
+ * directory without following symlinks, sizes are compared before any byte
+ * is read, nothing is read past the size the manifest declares, and special
+ * files are never opened for reading.
+ */
+#ifndef NEXUS_VERIFY_H
+#define NEXUS_VERIFY_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nexus/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nx_key nx_key;   /* nexus/sign.h */
+
+enum nx_severity { NX_SEV_INFO, NX_SEV_WARN, NX_SEV_FAIL };
+enum nx_check_status { NX_CHECK_PASS, NX_CHECK_WARN, NX_CHECK_FAIL, NX_CHECK_SKIP };
+
+/* The check ids, in the order they run and are reported. */
+#define NX_CHECK_INTEGRITY "integrity"
+#define NX_CHECK_SIGNATURE "signature"
+#define NX_CHECK_ALLOWLIST "allowlist"
+#define NX_CHECK_CODE "code"
+#define NX_CHECK_WEIGHTS "weights"
+#define NX_CHECK_SIZE "size"
+#define NX_CHECK_FUNCTIONAL "functional"
+
+#define NX_VERIFY_MAX_MODEL_BYTES (2ull << 30)  /* default TRV-4 threshold */
+#define NX_VERIFY_SIZE_SLACK 0.05               /* default TRV-4 slack */
+#define NX_REPORT_FINDINGS_MAX 2000             /* further findings are counted */
+
+struct nx_finding {
+	char *check;               /* check id */
+	enum nx_severity severity;
+	char *code;                /* stable, kebab-case, see docs/TRV.md */
+	char *path;                /* bundle-relative path, "" if none */
+	long line;                 /* 1-based, 0 if not applicable */
+	char *message;
+};
+
+struct nx_check_result {
+	char *id;
+	enum nx_check_status status;
+	double seconds;            /* wall-clock duration */
+};
+
+/* Opaque: the checks run so far and their findings. */
+typedef struct nx_report nx_report;
+
+struct nx_verify_opts {
+	bool strict;                    /* recorded in the report; exit policy is the caller's */
+	nx_key *const *keys;            /* trusted public keys (borrowed) */
+	size_t nkeys;
+	bool require_signature;         /* unsigned is FAIL instead of WARN */
+	const char *const *teachers;    /* teacher model files to fingerprint against */
+	size_t nteachers;
+	const char *const *extra_terms; /* forbidden terms besides teacher/distillation/soft_targets */
+	size_t nextra_terms;
+	const char *runtime_dir;        /* trusted nexus release: bin/nexus_cli, lib/... ; NULL = none */
+	const char *trusted_list;       /* optional file of "<sha256>  <bin/..|lib/..>" lines */
+	bool functional;                /* run TRV-5 (not available yet: reported as a WARN skip) */
+	uint64_t max_model_bytes;       /* 0 = NX_VERIFY_MAX_MODEL_BYTES */
+	double size_slack;              /* < 0 = NX_VERIFY_SIZE_SLACK */
+	int threads;                    /* hashing threads, <= 0 = 2 */
+};
+
+/* Defaults: everything off/empty, functional on, default limits. */
+void nx_verify_opts_init(struct nx_verify_opts *opts);
+
+/*
+ * Run every check over the bundle open at bundle_dirfd (borrowed; used with
+ * *at() calls only).  bundle_path is for messages and the report.  On
+ * success *out is a report (free with nx_report_free) whatever its verdict:
+ * a tampered or teacher-carrying bundle is a FAIL verdict, not an error.
+ * Errors (NX_ENOMEM, NX_EIO on the bundle directory itself, NX_EINTERNAL)
+ * are for environment failures only; *out is then untouched.
+ */
+int nx_verify_bundle(nx_report **out, int bundle_dirfd, const char *bundle_path,
+		     const struct nx_verify_opts *opts, nx_error *err);
+
+/* An empty report for bundle_path (may be NULL). */
+int nx_report_new(nx_report **out, const char *bundle_path, nx_error *err);
+
+/*
+ * Add a finding (strings copied; path may be NULL).  Past
+ * NX_REPORT_FINDINGS_MAX findings only the counters and the verdict change.
+ * Returns 0 or NX_ENOMEM.
+ */
+int nx_report_add(nx_report *r, const char *check, enum nx_severity sev, const char *code,
+		  const char *path, long line, const char *fmt, ...)
+	__attribute__((format(printf, 7, 8)));
+int nx_report_vadd(nx_report *r, const char *check, enum nx_severity sev, const char *code,
+		   const char *path, long line, const char *fmt, va_list ap)
+	__attribute__((format(printf, 7, 0)));
+
+/*
+ * Record that check `id` ran for `seconds`.  Its status is derived from its
+ * findings (worst severity: INFO is PASS) unless skipped is true (SKIP).
+ */
+int nx_report_check(nx_report *r, const char *id, bool skipped, double seconds);
+
+/* "PASS", "WARN" or "FAIL": the worst finding severity of the report. */
+const char *nx_report_verdict(const nx_report *r);
+
+/* Borrowed views, valid until the next nx_report_* call that modifies r. */
+const struct nx_finding *nx_report_findings(const nx_report *r, size_t *out_n);
+const struct nx_check_result *nx_report_checks(const nx_report *r, size_t *out_n);
+/* Findings not stored because of NX_REPORT_FINDINGS_MAX. */
+size_t nx_report_dropped(const nx_report *r);
+/* Number of findings of a code (including dropped ones is not possible: stored only). */
+size_t nx_report_count(const nx_report *r, const char *code);
+
+const char *nx_severity_name(enum nx_severity s);          /* "INFO","WARN","FAIL" */
+const char *nx_check_status_name(enum nx_check_status s);  /* "PASS","WARN","FAIL","SKIP" */
+
+/*
+ * The report as one JSON document (malloc'd, NUL-terminated, caller frees):
+ * {"schema": "nexus.verify.v1", "bundle", "verdict", "checks": [{"id",
+ * "status", "duration_ms", "findings"}], "findings": [{"check", "severity",
+ * "code", "path", "line" (only when known), "message"}], "dropped_findings"}.
+ */
+int nx_report_json(char **out, const nx_report *r, nx_error *err);
+
+void nx_report_free(nx_report *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,42 @@
+/*
+ * build_assemble.c - the assemble step: tokenizer files, runtime settings,
+ * README/LICENSE and the runtime (bin/nexus_cli + lib/) into the SPEC §1
+ * layout.  Only the inputs opened by the load step are written, so nothing
+ * unnamed (a teacher checkpoint beside the tokenizer, say) can slip in.
+ */
+#include "build_int.h"
+
+#include <string.h>
+
+int build_assemble(struct build *b)
+{
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < b->nin && !rc; i++) {
+		struct build_input *in = &b->in[i];
+
+		switch (in->kind) {
+		case BUILD_COPY:
+			rc = build_copy(b, in->dst, in->fd, (uint64_t)in->st.st_size, in->src, in->exec);
+			break;
+		case BUILD_RUNTIME: {
+			nx_runtime_config *rc_cfg = NULL;
+
+			/* A bundle must not ship settings its runtime would reject. */
+			rc = nx_runtime_config_parse(&rc_cfg, in->buf, in->len, in->src, b->err);
+			nx_runtime_config_free(rc_cfg);
+			if (!rc)
+				rc = build_put(b, in->dst, in->buf, in->len, false);
+			break;
+		}
+		case BUILD_TEXT:
+			if (strncmp(in->dst, "src/", 4) != 0) /* sources went through filter */
+				rc = build_put(b, in->dst, in->buf, in->len, false);
+			break;
+		case BUILD_PYTHON:
+			break;
+		}
+	}
+	return rc;
+}

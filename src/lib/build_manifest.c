@@ -1,0 +1,127 @@
+/*
+ * build_manifest.c - the manifest and sign steps.  Every file's digest was
+ * taken while it was written to the stage (build_put/build_copy), so nothing
+ * is re-read here; the metadata comes from the student's own weights.
+ */
+#include "build_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nexus/sign.h"
+
+static int format_timestamp(char out[32], int64_t epoch, nx_error *err)
+{
+	struct tm tm;
+	time_t t = epoch < 0 ? time(NULL) : (time_t)epoch;
+
+	if (!gmtime_r(&t, &tm) || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		return nx_error_set(err, NX_EUSAGE, NULL, 0, -1,
+				    "SOURCE_DATE_EPOCH %lld is out of range", (long long)epoch);
+	return 0;
+}
+
+int build_manifest(struct build *b)
+{
+	nx_manifest *m = b->m;
+	char ts[32];
+	int rc;
+
+	rc = format_timestamp(ts, b->opts->source_date_epoch, b->err);
+	if (!rc)
+		rc = nx_manifest_set(m, &m->bundle_id, b->ws->bundle_id, b->err);
+	if (!rc)
+		rc = nx_manifest_set(m, &m->build_timestamp, ts, b->err);
+	if (!rc)
+		rc = nx_manifest_set(m, &m->architecture, b->ws->architecture ? b->ws->architecture : "",
+				     b->err);
+	if (!rc)
+		rc = nx_manifest_set(m, &m->parameters, b->res->parameters, b->err);
+	if (!rc)
+		rc = nx_manifest_set(m, &m->format, "ONNX", b->err);
+	if (!rc)
+		rc = nx_manifest_set(m, &m->quantization, b->res->quantization, b->err);
+	if (rc)
+		return rc;
+	b->res->build_timestamp = strdup(ts);
+	b->res->architecture = strdup(m->architecture);
+	if (!b->res->build_timestamp || !b->res->architecture)
+		return nx_error_set(b->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	return 0;
+}
+
+static int file_cmp(const void *x, const void *y)
+{
+	return strcmp(((const struct nx_build_file *)x)->path, ((const struct nx_build_file *)y)->path);
+}
+
+static int result_files(struct build *b, size_t manifest_len)
+{
+	const nx_manifest *m = b->m;
+	struct nx_build_result *r = b->res;
+	size_t i;
+
+	r->files = calloc(m->nfiles + 1, sizeof(*r->files));
+	if (!r->files)
+		return nx_error_set(b->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	for (i = 0; i <= m->nfiles; i++) {
+		struct nx_build_file *f = &r->files[r->nfiles];
+
+		f->path = strdup(i < m->nfiles ? m->files[i].path : "manifest.json");
+		f->size = i < m->nfiles ? m->files[i].size : manifest_len;
+		if (!f->path)
+			return nx_error_set(b->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		r->bytes += f->size;
+		r->nfiles++;
+	}
+	qsort(r->files, r->nfiles, sizeof(*r->files), file_cmp);
+	return 0;
+}
+
+int build_sign(struct build *b)
+{
+	char *json = NULL;
+	size_t len = 0;
+	int fd = -1, rc;
+
+	/*
+	 * The invariants are claims that the verify step, run next on this very
+	 * tree, must prove: if it does not, the stage is removed unpublished, so
+	 * no published bundle carries them untrue.
+	 */
+	b->m->teacher_free = true;
+	b->m->training_code_excluded = true;
+	if (b->opts->key) {
+		rc = nx_manifest_sign(b->m, b->opts->key, b->err);
+		if (rc)
+			return rc;
+		nx_key_id(b->res->key_id, b->opts->key);
+		b->res->is_signed = true;
+	}
+	rc = nx_manifest_serialize(&json, &len, b->m, b->err);
+	if (rc)
+		return rc;
+	rc = nx_stage_create_file(&fd, b->stage, "manifest.json", false, b->err);
+	if (!rc) {
+		size_t off = 0;
+
+		while (off < len && !rc) {
+			ssize_t n = write(fd, json + off, len - off);
+
+			if (n < 0)
+				rc = nx_error_errno(b->err, NX_EIO, errno, "manifest.json",
+						    "cannot write staged manifest.json");
+			else
+				off += (size_t)n;
+		}
+		close(fd);
+	}
+	if (!rc)
+		rc = result_files(b, len);
+	free(json);
+	return rc;
+}

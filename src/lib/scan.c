@@ -1,0 +1,439 @@
+/*
+ * scan.c - forbidden-term search in Python sources and plain text
+ * (nexus/scan.h); YAML is in scan_yaml.c.
+ *
+ * The Python scanner tokenizes the file once (nexus/pylex.h) and then looks
+ * at each token with a little context: runs of string literals joined by
+ * juxtaposition or '+' are searched joined too, so "tea" "cher" is caught;
+ * calls of the import/eval family are judged by their first argument.
+ */
+#include "nexus/scan.h"
+#include "nexus/pylex.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* `import_module as im` aliases remembered per file. */
+#define NX_SCAN_ALIASES_MAX 16
+
+static unsigned char fold(unsigned char c)
+{
+	return c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c;
+}
+
+long long nx_scan_find(const char *hay, size_t n, const char *term)
+{
+	size_t m = strlen(term), i, j;
+
+	if (m == 0 || m > n)
+		return -1;
+	for (i = 0; i + m <= n; i++) {
+		for (j = 0; j < m; j++)
+			if (fold((unsigned char)hay[i + j]) != fold((unsigned char)term[j]))
+				break;
+		if (j == m)
+			return (long long)i;
+	}
+	return -1;
+}
+
+static void excerpt(char *dst, const char *tok, size_t n)
+{
+	size_t i;
+
+	if (n > NX_SCAN_EXCERPT_MAX)
+		n = NX_SCAN_EXCERPT_MAX;
+	for (i = 0; i < n; i++)
+		dst[i] = (unsigned char)tok[i] < 0x20 || tok[i] == 0x7f ? ' ' : tok[i];
+	dst[n] = '\0';
+}
+
+int nx_scan_token(const char *tok, size_t n, const char *const *terms, size_t nterms,
+		  enum nx_term_where where, long line, long col, nx_term_fn fn, void *ctx)
+{
+	char ex[NX_SCAN_EXCERPT_MAX + 1];
+	size_t i;
+	int rc;
+
+	for (i = 0; i < nterms; i++) {
+		if (nx_scan_find(tok, n, terms[i]) < 0)
+			continue;
+		excerpt(ex, tok, n);
+		if ((rc = fn(ctx, terms[i], where, line, col, ex)))
+			return rc;
+	}
+	return 0;
+}
+
+const char *nx_term_where_name(enum nx_term_where w)
+{
+	switch (w) {
+	case NX_TERM_CODE: return "code";
+	case NX_TERM_STRING: return "string";
+	case NX_TERM_COMMENT: return "comment";
+	case NX_TERM_DOCSTRING: return "docstring";
+	case NX_TERM_KEY: return "key";
+	case NX_TERM_VALUE: return "value";
+	case NX_TERM_DYNAMIC_IMPORT: return "dynamic-import";
+	}
+	return "unknown";
+}
+
+int nx_scan_text(const char *buf, size_t len, const char *const *terms, size_t nterms,
+		 nx_term_fn fn, void *ctx, const char *path, nx_error *err)
+{
+	char ex[NX_SCAN_EXCERPT_MAX + 1];
+	size_t p = 0, e, i, off;
+	long line = 1;
+	long long k;
+	int rc;
+
+	while (p < len) {
+		for (e = p; e < len && buf[e] != '\n'; e++)
+			;
+		for (i = 0; i < nterms; i++) {
+			off = p;
+			while (off < e && (k = nx_scan_find(buf + off, e - off, terms[i])) >= 0) {
+				excerpt(ex, buf + p, e - p);
+				rc = fn(ctx, terms[i], NX_TERM_STRING, line,
+					(long)(off + (size_t)k - p) + 1, ex);
+				if (rc)
+					return rc;
+				off += (size_t)k + 1;
+			}
+		}
+		p = e + 1;
+		line++;
+	}
+	return 0;
+}
+
+/* ---- Python ---- */
+
+struct pyscan {
+	const char *buf;
+	nx_py_token *tok;
+	size_t ntok;
+	const char *const *terms;
+	size_t nterms;
+	nx_term_fn fn;
+	void *ctx;
+	size_t alias[NX_SCAN_ALIASES_MAX];       /* tokens naming an alias */
+	const char *alias_of[NX_SCAN_ALIASES_MAX];
+	size_t naliases;
+	char *cat;            /* joined contents of a run of literals */
+	size_t catlen, catcap;
+	const char *path;
+	nx_error *err;
+};
+
+static int op_is(const struct pyscan *s, size_t i, const char *op)
+{
+	return i < s->ntok && s->tok[i].kind == NX_PY_OP && s->tok[i].len == strlen(op) &&
+	       memcmp(s->buf + s->tok[i].start, op, s->tok[i].len) == 0;
+}
+
+static int name_is(const struct pyscan *s, size_t i, const char *name)
+{
+	return i < s->ntok && s->tok[i].kind == NX_PY_NAME && s->tok[i].len == strlen(name) &&
+	       memcmp(s->buf + s->tok[i].start, name, s->tok[i].len) == 0;
+}
+
+static size_t next_sig(const struct pyscan *s, size_t i)
+{
+	while (i < s->ntok && (s->tok[i].kind == NX_PY_NL || s->tok[i].kind == NX_PY_COMMENT))
+		i++;
+	return i;
+}
+
+/* Previous token before i that is not a comment/NL, or (size_t)-1. */
+static size_t prev_sig(const struct pyscan *s, size_t i)
+{
+	while (i-- > 0)
+		if (s->tok[i].kind != NX_PY_NL && s->tok[i].kind != NX_PY_COMMENT)
+			return i;
+	return (size_t)-1;
+}
+
+/*
+ * Join the literal run starting at string token i (literals separated by
+ * nothing or by '+') into s->cat.  Sets *end to the index after the run,
+ * *count, *fstr (some literal is an f-string) and *plus (some '+' joined).
+ */
+static int join_run(struct pyscan *s, size_t i, size_t *end, size_t *count, int *fstr,
+		    int *plus)
+{
+	size_t j = i, n;
+
+	s->catlen = 0;
+	*count = 0;
+	*fstr = 0;
+	*plus = 0;
+	while (j < s->ntok && s->tok[j].kind == NX_PY_STRING) {
+		const nx_py_token *t = &s->tok[j];
+
+		if (s->catlen + t->body_len > NX_SCAN_CONCAT_MAX)
+			return nx_error_set(s->err, NX_ELIMIT, s->path, t->line, (long long)t->start,
+					    "%s:%ld: string literals joined exceed %u bytes; "
+					    "the file cannot be scanned",
+					    s->path ? s->path : "<source>", t->line,
+					    NX_SCAN_CONCAT_MAX);
+		if (s->catlen + t->body_len > s->catcap) {
+			char *p;
+
+			for (n = s->catcap ? s->catcap : 256; n < s->catlen + t->body_len; n *= 2)
+				;
+			if (!(p = realloc(s->cat, n)))
+				return nx_error_set(s->err, NX_ENOMEM, s->path, 0, -1,
+						    "%s: out of memory while scanning",
+						    s->path ? s->path : "<source>");
+			s->cat = p;
+			s->catcap = n;
+		}
+		if (t->body_len)
+			memcpy(s->cat + s->catlen, s->buf + t->body, t->body_len);
+		s->catlen += t->body_len;
+		*fstr |= !!(t->flags & NX_PY_STR_F);
+		(*count)++;
+		j = next_sig(s, j + 1);
+		if (op_is(s, j, "+") && next_sig(s, j + 1) < s->ntok &&
+		    s->tok[next_sig(s, j + 1)].kind == NX_PY_STRING) {
+			j = next_sig(s, j + 1);
+			*plus = 1;
+		}
+	}
+	*end = j;
+	return 0;
+}
+
+/* Terms found in the joined run but in none of its literals alone. */
+static int scan_joined(struct pyscan *s, size_t first, size_t end)
+{
+	char ex[NX_SCAN_EXCERPT_MAX + 1];
+	const nx_py_token *t0 = &s->tok[first];
+	size_t i, j;
+	int rc;
+
+	for (i = 0; i < s->nterms; i++) {
+		int alone = 0;
+
+		if (nx_scan_find(s->cat, s->catlen, s->terms[i]) < 0)
+			continue;
+		for (j = first; j < end && !alone; j++)
+			alone = s->tok[j].kind == NX_PY_STRING &&
+				nx_scan_find(s->buf + s->tok[j].start, s->tok[j].len, s->terms[i]) >= 0;
+		if (alone)
+			continue;
+		excerpt(ex, s->cat, s->catlen);
+		rc = s->fn(s->ctx, s->terms[i], t0->docstring ? NX_TERM_DOCSTRING : NX_TERM_STRING,
+			   t0->line, t0->col, ex);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int report_call(struct pyscan *s, size_t name, const char *term)
+{
+	const nx_py_token *t = &s->tok[name];
+	char ex[NX_SCAN_EXCERPT_MAX + 1];
+	size_t n = s->tok[s->ntok - 1].start - t->start;
+
+	excerpt(ex, s->buf + t->start, n);
+	return s->fn(s->ctx, term, NX_TERM_DYNAMIC_IMPORT, t->line, t->col, ex);
+}
+
+/*
+ * NAME token i: a call of __import__, import_module, exec, eval or compile?
+ * Judge its first argument (see nexus/scan.h).
+ */
+static const char *const dyn_fns[] = { "__import__", "import_module", "exec", "eval",
+	"compile", NULL };
+
+/* The dyn_fns[] entry that token i names, directly or through an alias. */
+static const char *dyn_name(const struct pyscan *s, size_t i)
+{
+	size_t k;
+
+	for (k = 0; dyn_fns[k]; k++)
+		if (name_is(s, i, dyn_fns[k]))
+			return dyn_fns[k];
+	for (k = 0; k < s->naliases; k++)
+		if (s->tok[i].kind == NX_PY_NAME && s->tok[i].len == s->tok[s->alias[k]].len &&
+		    memcmp(s->buf + s->tok[i].start, s->buf + s->tok[s->alias[k]].start,
+			   s->tok[i].len) == 0)
+			return s->alias_of[k];
+	return NULL;
+}
+
+/* `from importlib import import_module as im`: remember im. */
+static void find_aliases(struct pyscan *s)
+{
+	size_t i, a, b;
+	const char *name;
+
+	for (i = 0; i < s->ntok && s->naliases < NX_SCAN_ALIASES_MAX; i++) {
+		if (s->tok[i].kind != NX_PY_NAME)
+			continue;
+		a = next_sig(s, i + 1);
+		b = next_sig(s, a + 1);
+		if (!name_is(s, a, "as") || b >= s->ntok || s->tok[b].kind != NX_PY_NAME)
+			continue;
+		if (!(name = dyn_name(s, i)) || dyn_name(s, b))
+			continue;
+		s->alias[s->naliases] = b;
+		s->alias_of[s->naliases++] = name;
+	}
+}
+
+static int scan_call(struct pyscan *s, size_t i)
+{
+	size_t open = next_sig(s, i + 1), arg, end, count, p, k;
+	const char *name = dyn_name(s, i);
+	int fstr, plus, rc, importer, found = 0, method;
+
+	if (!name)
+		return 0;
+	importer = name[0] == '_' || name[0] == 'i';
+	p = prev_sig(s, i);
+	/* model.eval(), re.compile(): methods, unless of builtins */
+	method = p != (size_t)-1 && op_is(s, p, ".") && !name_is(s, prev_sig(s, p), "builtins");
+	if (p != (size_t)-1 && (name_is(s, p, "def") || name_is(s, p, "class")))
+		return 0;
+	if (!op_is(s, open, "(")) {
+		/* `f = __import__`, `run = eval`: the function escapes; but not
+		 * `def eval`, `import x as eval`, `f(eval=1)`, `x.exec` */
+		if (name[0] == 'i' || name[0] == 'c' || method ||
+		    (p != (size_t)-1 && (name_is(s, p, "def") || name_is(s, p, "as") ||
+					 name_is(s, p, "import") || op_is(s, p, ","))) ||
+		    (s->tok[i].depth > 0 && op_is(s, open, "=")))
+			return 0;
+		return report_call(s, i, name);
+	}
+	if (!importer && method)
+		return 0;
+	arg = next_sig(s, open + 1);
+	if (arg >= s->ntok || s->tok[arg].kind != NX_PY_STRING)
+		return report_call(s, i, name);
+	if ((rc = join_run(s, arg, &end, &count, &fstr, &plus)))
+		return rc;
+	if (fstr || plus || (!op_is(s, end, ",") && !op_is(s, end, ")")))
+		return report_call(s, i, name);
+	for (k = 0; k < s->nterms; k++) {
+		if (nx_scan_find(s->cat, s->catlen, s->terms[k]) < 0)
+			continue;
+		found = 1;
+		if ((rc = report_call(s, i, s->terms[k])))
+			return rc;
+	}
+	if (found || !importer)
+		return 0;
+	/* getattr(__import__("x"), name) / getattr(importlib.import_module(...), ...) */
+	if (p != (size_t)-1 && op_is(s, p, ".") && name_is(s, prev_sig(s, p), "importlib"))
+		p = prev_sig(s, prev_sig(s, p));
+	if (p != (size_t)-1 && op_is(s, p, "(") && name_is(s, prev_sig(s, p), "getattr"))
+		return report_call(s, i, name);
+	return 0;
+}
+
+static int scan_tokens(struct pyscan *s)
+{
+	size_t i, end, count, prev;
+	int rc, fstr, plus;
+
+	for (i = 0; i < s->ntok; i++) {
+		const nx_py_token *t = &s->tok[i];
+		const char *text = s->buf + t->start;
+
+		switch (t->kind) {
+		case NX_PY_NAME:
+			if ((rc = nx_scan_token(text, t->len, s->terms, s->nterms, NX_TERM_CODE,
+						t->line, t->col, s->fn, s->ctx)) ||
+			    (rc = scan_call(s, i)))
+				return rc;
+			break;
+		case NX_PY_COMMENT:
+			if ((rc = nx_scan_token(text, t->len, s->terms, s->nterms, NX_TERM_COMMENT,
+						t->line, t->col, s->fn, s->ctx)))
+				return rc;
+			break;
+		case NX_PY_STRING:
+			if ((rc = nx_scan_token(text, t->len, s->terms, s->nterms,
+						t->docstring ? NX_TERM_DOCSTRING : NX_TERM_STRING,
+						t->line, t->col, s->fn, s->ctx)))
+				return rc;
+			/* getattr(importlib, "import_module") reaches the importer too */
+			if ((t->body_len == 10 && memcmp(s->buf + t->body, "__import__", 10) == 0) ||
+			    (t->body_len == 13 && memcmp(s->buf + t->body, "import_module", 13) == 0))
+				if ((rc = report_call(s, i, t->body_len == 10 ? "__import__"
+									  : "import_module")))
+					return rc;
+			/* first literal of a run: search the joined contents */
+			prev = prev_sig(s, i);
+			if (prev != (size_t)-1 && (s->tok[prev].kind == NX_PY_STRING ||
+			    (op_is(s, prev, "+") && prev_sig(s, prev) != (size_t)-1 &&
+			     s->tok[prev_sig(s, prev)].kind == NX_PY_STRING)))
+				break;
+			if ((rc = join_run(s, i, &end, &count, &fstr, &plus)))
+				return rc;
+			if (count > 1 && (rc = scan_joined(s, i, end)))
+				return rc;
+			break;
+		default:
+			break;
+		}
+	}
+	return 0;
+}
+
+int nx_scan_python(const char *buf, size_t len, const char *const *terms, size_t nterms,
+		   nx_term_fn fn, void *ctx, const char *path, nx_error *err)
+{
+	struct pyscan s = { 0 };
+	nx_pylex lx;
+	size_t cap = 0;
+	const char *name = path ? path : "<source>";
+	int rc = 0, k;
+
+	if (len > NX_SCAN_SRC_MAX)
+		return nx_error_set(err, NX_ELIMIT, path, 0, -1,
+				    "%s: python file larger than %u bytes; it cannot be scanned",
+				    name, NX_SCAN_SRC_MAX);
+	s.buf = buf;
+	s.terms = terms;
+	s.nterms = nterms;
+	s.fn = fn;
+	s.ctx = ctx;
+	s.path = path;
+	s.err = err;
+	nx_pylex_init(&lx, buf, len);
+	do {
+		if (s.ntok + 1 > cap) {
+			nx_py_token *n;
+			size_t c = cap ? cap * 2 : 256;
+
+			if (!(n = realloc(s.tok, c * sizeof(*n)))) {
+				rc = nx_error_set(err, NX_ENOMEM, path, 0, -1,
+						  "%s: out of memory while scanning", name);
+				goto out;
+			}
+			s.tok = n;
+			cap = c;
+		}
+		k = nx_pylex_next(&lx, &s.tok[s.ntok]);
+		if (k == NX_PY_ERROR) {
+			rc = nx_error_set(err, NX_EFORMAT, path, s.tok[s.ntok].line,
+					  (long long)s.tok[s.ntok].start,
+					  "%s:%ld: %s; the file cannot be scanned, fix it",
+					  name, s.tok[s.ntok].line, s.tok[s.ntok].msg);
+			goto out;
+		}
+		s.ntok++;
+	} while (k != NX_PY_ENDMARKER);
+	find_aliases(&s);
+	rc = scan_tokens(&s);
+out:
+	free(s.tok);
+	free(s.cat);
+	return rc;
+}

@@ -1,0 +1,231 @@
+/*
+ * scan_yaml.c - forbidden-term search in YAML and JSON (nexus/scan.h).
+ *
+ * A line-oriented lexer that knows just enough YAML to tell keys, values
+ * and comments apart: indicators (- ? : , [ ] { }), plain scalars (ended
+ * by ": ", " #", or a flow indicator inside [] / {}), quoted scalars (which
+ * may run over several lines) and block scalars (| and >, whose lines are
+ * the ones indented deeper than the line that opened them).  libyaml is not
+ * used because it drops comments, and comments must be reported too.
+ */
+#include "nexus/scan.h"
+
+#include <string.h>
+
+struct ys {
+	const char *buf;
+	size_t len;
+	size_t p;             /* current byte */
+	size_t ls;            /* start of the current line */
+	long line;
+	long flow;            /* open [ and { */
+	int block;            /* inside a block scalar */
+	size_t block_indent;  /* its lines are indented deeper than this */
+	const char *const *terms;
+	size_t nterms;
+	nx_term_fn fn;
+	void *ctx;
+	const char *path;
+	nx_error *err;
+};
+
+static int blank(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+static int eol(const struct ys *y, size_t p)
+{
+	return p >= y->len || y->buf[p] == '\n' || y->buf[p] == '\r';
+}
+
+/* blank or end of line at p */
+static int sep(const struct ys *y, size_t p)
+{
+	return eol(y, p) || blank(y->buf[p]);
+}
+
+static int flow_char(char c)
+{
+	return c == ',' || c == '[' || c == ']' || c == '{' || c == '}';
+}
+
+/* ':' at p is a mapping indicator (not part of a scalar like "a:b"). */
+static int map_colon(const struct ys *y, size_t p)
+{
+	return p < y->len && y->buf[p] == ':' &&
+	       (sep(y, p + 1) || (y->flow > 0 && flow_char(y->buf[p + 1])));
+}
+
+static int report(struct ys *y, size_t a, size_t b, enum nx_term_where w, long line, size_t ls)
+{
+	return nx_scan_token(y->buf + a, b - a, y->terms, y->nterms, w, line,
+			     (long)(a - ls) + 1, y->fn, y->ctx);
+}
+
+/* Skip the newline at y->p, if any, and start the next line. */
+static void next_line(struct ys *y)
+{
+	while (!eol(y, y->p))
+		y->p++;
+	if (y->p < y->len) {
+		y->p += y->buf[y->p] == '\r' && y->p + 1 < y->len && y->buf[y->p + 1] == '\n' ? 2 : 1;
+		y->line++;
+	}
+	y->ls = y->p;
+}
+
+/* A quoted scalar at y->p; it may span lines. */
+static int quoted(struct ys *y)
+{
+	size_t a = y->p, ls = y->ls, p = y->p + 1;
+	long line = y->line;
+	char q = y->buf[a];
+	int rc;
+
+	for (;;) {
+		if (p >= y->len)
+			return nx_error_set(y->err, NX_EFORMAT, y->path, line, (long long)a,
+					    "%s:%ld: unterminated quoted scalar; close the quote",
+					    y->path ? y->path : "<yaml>", line);
+		/* a backslash before a newline only folds the line */
+		if (q == '"' && y->buf[p] == '\\' && !eol(y, p + 1)) {
+			p += 2;
+			continue;
+		}
+		if (y->buf[p] == q) {
+			if (q == '\'' && p + 1 < y->len && y->buf[p + 1] == '\'') {
+				p += 2;
+				continue;
+			}
+			break;
+		}
+		if (y->buf[p] == '\n' || (y->buf[p] == '\r' && !(p + 1 < y->len && y->buf[p + 1] == '\n'))) {
+			y->line++;
+			y->ls = p + 1;
+		}
+		p++;
+	}
+	y->p = ++p;
+	while (p < y->len && blank(y->buf[p]))
+		p++;
+	rc = report(y, a, y->p, p < y->len && y->buf[p] == ':' ? NX_TERM_KEY : NX_TERM_VALUE,
+		    line, ls);
+	return rc;
+}
+
+/* A plain scalar at y->p, up to the end of the line at most. */
+static int plain(struct ys *y)
+{
+	size_t a = y->p, p = y->p, b;
+	enum nx_term_where w = NX_TERM_VALUE;
+
+	while (!eol(y, p)) {
+		if (map_colon(y, p)) {
+			w = NX_TERM_KEY;
+			break;
+		}
+		if (blank(y->buf[p]) && p + 1 < y->len && y->buf[p + 1] == '#')
+			break;
+		if (y->flow > 0 && flow_char(y->buf[p]))
+			break;
+		p++;
+	}
+	for (b = p; b > a && blank(y->buf[b - 1]); b--)
+		;
+	y->p = p;
+	return report(y, a, b, w, y->line, y->ls);
+}
+
+/* The rest of the current line (and of any quoted scalar it opens). */
+static int scan_line(struct ys *y, size_t indent)
+{
+	int rc;
+
+	for (;;) {
+		char c;
+
+		while (y->p < y->len && blank(y->buf[y->p]))
+			y->p++;
+		if (eol(y, y->p))
+			return 0;
+		c = y->buf[y->p];
+		if (c == '#') {
+			size_t a = y->p;
+
+			while (!eol(y, y->p))
+				y->p++;
+			return report(y, a, y->p, NX_TERM_COMMENT, y->line, y->ls);
+		}
+		if ((c == '-' || c == '?' || c == ':') && sep(y, y->p + 1)) {
+			y->p++;
+		} else if (c == '[' || c == '{') {
+			y->flow++;
+			y->p++;
+		} else if (c == ']' || c == '}') {
+			if (y->flow > 0)
+				y->flow--;
+			y->p++;
+		} else if (c == ',' && y->flow > 0) {
+			y->p++;
+		} else if (c == ':' && y->flow > 0) {
+			y->p++;   /* "a":1 in JSON style */
+		} else if ((c == '|' || c == '>') && y->flow == 0) {
+			y->block = 1;
+			y->block_indent = indent;
+			while (!sep(y, y->p))
+				y->p++;
+		} else if (c == '"' || c == '\'') {
+			if ((rc = quoted(y)))
+				return rc;
+		} else if ((rc = plain(y))) {
+			return rc;
+		}
+	}
+}
+
+int nx_scan_yaml(const char *buf, size_t len, const char *const *terms, size_t nterms,
+		 nx_term_fn fn, void *ctx, const char *path, nx_error *err)
+{
+	struct ys y = { 0 };
+	int rc;
+
+	y.buf = buf;
+	y.len = len;
+	y.line = 1;
+	y.terms = terms;
+	y.nterms = nterms;
+	y.fn = fn;
+	y.ctx = ctx;
+	y.path = path;
+	y.err = err;
+	while (y.p < y.len) {
+		size_t indent = 0, q;
+
+		while (y.p + indent < y.len && y.buf[y.p + indent] == ' ')
+			indent++;
+		for (q = y.p + indent; q < y.len && blank(y.buf[q]); q++)
+			;
+		if (y.block && !eol(&y, q) && indent <= y.block_indent)
+			y.block = 0;
+		if (y.block) {
+			size_t e = q;
+
+			while (!eol(&y, e))
+				e++;
+			if (e > q && (rc = report(&y, q, e, NX_TERM_VALUE, y.line, y.ls)))
+				return rc;
+			next_line(&y);
+			continue;
+		}
+		y.p += indent;
+		/* document markers */
+		if (indent == 0 && y.p + 3 <= y.len && (memcmp(y.buf + y.p, "---", 3) == 0 ||
+		    memcmp(y.buf + y.p, "...", 3) == 0) && sep(&y, y.p + 3))
+			y.p += 3;
+		if ((rc = scan_line(&y, indent)))
+			return rc;
+		next_line(&y);
+	}
+	return 0;
+}

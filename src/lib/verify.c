@@ -1,0 +1,162 @@
+/*
+ * verify.c - nx_verify_bundle: runs the TRV checks in order over one bundle
+ * and collects their findings.  Each check lives in its own file
+ * (verify_<check>.c); this one owns the shared context.
+ */
+#include "verify_internal.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const builtin_terms[] = {"teacher", "distillation", "soft_targets"};
+#define NBUILTIN (sizeof(builtin_terms) / sizeof(builtin_terms[0]))
+
+void nx_verify_opts_init(struct nx_verify_opts *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->functional = true;
+	opts->size_slack = -1;
+}
+
+long vfy_find(const struct vfy_ctx *c, const char *path)
+{
+	size_t lo = 0, hi = c->nentries;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int d = strcmp(c->entries[mid].path, path);
+
+		if (!d)
+			return (long)mid;
+		if (d < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+const char *vfy_term_in(const struct vfy_ctx *c, const char *s, size_t len)
+{
+	size_t t, i, j;
+
+	for (t = 0; t < c->nterms; t++) {
+		size_t tl = strlen(c->terms[t]);
+
+		for (i = 0; tl && i + tl <= len; i++) {
+			for (j = 0; j < tl; j++)
+				if (tolower((unsigned char)s[i + j]) !=
+				    tolower((unsigned char)c->terms[t][j]))
+					break;
+			if (j == tl)
+				return c->terms[t];
+		}
+	}
+	return NULL;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Open the student once for the checks that read it (allowlist needs its
+ * external data names, weights and size its summary).  Failure is a
+ * weights finding, reported there. */
+static void open_student(struct vfy_ctx *c)
+{
+	int fd = -1;
+	long i = vfy_find(c, NX_MODEL_PATH);
+
+	if (i < 0 || !S_ISREG(c->entries[i].mode) || c->entries[i].nlink != 1)
+		return;
+	if (vfy_open_regular(&fd, NULL, c->dirfd, NX_MODEL_PATH, NULL))
+		return;
+	if (nx_onnx_open(&c->onnx, fd, NX_MODEL_PATH, NULL))
+		c->onnx = NULL;
+	close(fd);
+}
+
+static int functional(struct vfy_ctx *c, bool *skipped)
+{
+	*skipped = true;
+	if (!c->opts->functional)
+		return 0;
+	return nx_report_add(c->r, NX_CHECK_FUNCTIONAL, NX_SEV_WARN, "functional-not-run", NULL, 0,
+			     "the sandboxed selftest (TRV-5) is not available in this build; "
+			     "run bin/nexus_cli selftest in an isolated environment, or pass "
+			     "--no-sandbox to acknowledge");
+}
+
+int nx_verify_bundle(nx_report **out, int bundle_dirfd, const char *bundle_path,
+		     const struct nx_verify_opts *opts, nx_error *err)
+{
+	struct nx_verify_opts defaults;
+	struct vfy_ctx c = {0};
+	double t;
+	bool skipped;
+	size_t i;
+	int rc;
+
+	if (!opts) {
+		nx_verify_opts_init(&defaults);
+		opts = &defaults;
+	}
+	c.dirfd = bundle_dirfd;
+	c.bundle_path = bundle_path;
+	c.opts = opts;
+	c.terms = calloc(NBUILTIN + opts->nextra_terms, sizeof(*c.terms));
+	if (!c.terms)
+		return nx_error_set(err, NX_ENOMEM, bundle_path, 0, -1, "out of memory");
+	for (i = 0; i < NBUILTIN; i++)
+		c.terms[c.nterms++] = builtin_terms[i];
+	for (i = 0; i < opts->nextra_terms; i++)
+		if (opts->extra_terms[i] && opts->extra_terms[i][0])
+			c.terms[c.nterms++] = opts->extra_terms[i];
+	rc = nx_report_new(&c.r, bundle_path, err);
+	if (rc)
+		goto out;
+
+#define RUN(id, call)                                                   \
+	do {                                                            \
+		skipped = false;                                        \
+		t = now();                                              \
+		rc = (call);                                            \
+		if (rc)                                                 \
+			goto out;                                       \
+		rc = nx_report_check(c.r, id, skipped, now() - t);      \
+		if (rc) {                                               \
+			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory"); \
+			goto out;                                       \
+		}                                                       \
+	} while (0)
+
+	RUN(NX_CHECK_INTEGRITY, vfy_integrity(&c, err));
+	open_student(&c);
+	RUN(NX_CHECK_SIGNATURE, vfy_signature(&c, &skipped, err));
+	RUN(NX_CHECK_ALLOWLIST, vfy_allowlist(&c, err));
+	RUN(NX_CHECK_CODE, vfy_code(&c, err));
+	RUN(NX_CHECK_WEIGHTS, vfy_weights(&c, &skipped, err));
+	RUN(NX_CHECK_SIZE, vfy_size(&c, &skipped, err));
+	RUN(NX_CHECK_FUNCTIONAL, functional(&c, &skipped));
+#undef RUN
+	*out = c.r;
+	c.r = NULL;
+out:
+	if (rc == NX_ENOMEM && err && err->code != NX_ENOMEM)
+		nx_error_set(err, NX_ENOMEM, bundle_path, 0, -1, "out of memory verifying %s",
+			     bundle_path);
+	nx_report_free(c.r);
+	nx_onnx_free(c.onnx);
+	nx_manifest_free(c.m);
+	vfy_entries_free(c.entries, c.nentries);
+	free(c.files);
+	free(c.terms);
+	return rc;
+}

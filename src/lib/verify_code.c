@@ -1,0 +1,236 @@
+/*
+ * verify_code.c - check `code` (TRV-2): Python sources, YAML and JSON
+ * configuration and the tokenizer are scanned with real lexers/parsers for
+ * the forbidden terms.  Terms in code, strings, keys or values FAIL; in
+ * comments and docstrings they WARN; README.md and LICENSE are prose and
+ * only WARN.  Tokenizer vocabularies are data: each entry is exempt from the
+ * term scan, but an entry that is too long or holds control bytes is a
+ * place to smuggle data and FAILs.
+ */
+#include "verify_internal.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nexus/scan.h"
+
+#define CHECK NX_CHECK_CODE
+#define JSON_DEPTH_MAX 64
+
+struct scan_ctx {
+	struct vfy_ctx *c;
+	const char *path;
+	bool docs;     /* README/LICENSE: WARN only */
+};
+
+static const char *where_code(enum nx_term_where w, enum nx_severity *sev)
+{
+	*sev = NX_SEV_FAIL;
+	switch (w) {
+	case NX_TERM_CODE: return "term-in-code";
+	case NX_TERM_STRING: return "term-in-string";
+	case NX_TERM_KEY: return "term-in-key";
+	case NX_TERM_VALUE: return "term-in-value";
+	case NX_TERM_DYNAMIC_IMPORT: return "dynamic-import";
+	case NX_TERM_COMMENT:
+		*sev = NX_SEV_WARN;
+		return "term-in-comment";
+	default:
+		*sev = NX_SEV_WARN;
+		return "term-in-docstring";
+	}
+}
+
+static int on_term(void *arg, const char *term, enum nx_term_where where, long line, long col,
+		   const char *excerpt)
+{
+	struct scan_ctx *s = arg;
+	enum nx_severity sev;
+	const char *code = where_code(where, &sev);
+
+	if (s->docs) {
+		sev = NX_SEV_WARN;
+		code = "term-in-docs";
+	}
+	if (where == NX_TERM_DYNAMIC_IMPORT && !s->docs)
+		return nx_report_add(s->c->r, CHECK, sev, code, s->path, line,
+				     "dynamic import (%s) at column %ld: imports must be static so "
+				     "the filter and this check can see them: %s", term ? term : "?",
+				     col, excerpt ? excerpt : "");
+	return nx_report_add(s->c->r, CHECK, sev, code, s->path, line,
+			     "forbidden term '%s' in %s at column %ld: %s", term ? term : "?",
+			     nx_term_where_name(where), col, excerpt ? excerpt : "");
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+
+	return a >= b && !strcmp(s + a - b, suffix);
+}
+
+/* A vocabulary entry is data, but bounded, printable data. */
+static int vocab_entry(struct vfy_ctx *c, const char *path, const char *s, size_t len, long line,
+		       const char *where)
+{
+	size_t i;
+
+	if (len > NX_VERIFY_VOCAB_ENTRY_MAX)
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "vocab-entry-suspicious", path, line,
+				     "%s: a vocabulary entry of %zu bytes (over %d) can carry "
+				     "smuggled data", where, len, NX_VERIFY_VOCAB_ENTRY_MAX);
+	for (i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x20)
+			return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "vocab-entry-suspicious", path,
+					     line, "%s: a vocabulary entry holds control byte 0x%02x",
+					     where, (unsigned char)s[i]);
+	return 0;
+}
+
+static int json_str(struct vfy_ctx *c, const char *path, const char *ptr, const char *s,
+		    size_t len, bool key)
+{
+	const char *t = vfy_term_in(c, s, len);
+
+	if (!t)
+		return 0;
+	return nx_report_add(c->r, CHECK, NX_SEV_FAIL, key ? "term-in-key" : "term-in-value", path, 0,
+			     "forbidden term '%s' in a JSON %s at %s", t, key ? "key" : "value", ptr);
+}
+
+/* Walk a JSON value; vocab marks the entries of model.vocab / model.merges. */
+static int json_walk(struct vfy_ctx *c, const char *path, json_t *v, const char *ptr, int depth,
+		     bool vocab)
+{
+	char sub[512];
+	int rc = 0;
+
+	if (depth > JSON_DEPTH_MAX)
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "config-unparsable", path, 0,
+				     "JSON nested deeper than %d at %s", JSON_DEPTH_MAX, ptr);
+	if (json_is_string(v))
+		return vocab ? vocab_entry(c, path, json_string_value(v), json_string_length(v), 0, ptr) :
+			       json_str(c, path, ptr, json_string_value(v), json_string_length(v), false);
+	if (json_is_object(v)) {
+		const char *k;
+		json_t *x;
+
+		json_object_foreach(v, k, x) {
+			bool sub_vocab = vocab || (depth == 1 && !strcmp(ptr, "/model") &&
+						   (!strcmp(k, "vocab") || !strcmp(k, "merges")));
+
+			snprintf(sub, sizeof(sub), "%s/%s", ptr, k);
+			rc = vocab ? vocab_entry(c, path, k, strlen(k), 0, sub) :
+				     json_str(c, path, sub, k, strlen(k), true);
+			if (!rc)
+				rc = json_walk(c, path, x, sub, depth + 1, sub_vocab);
+			if (rc)
+				return rc;
+		}
+	} else if (json_is_array(v)) {
+		size_t i;
+		json_t *x;
+
+		json_array_foreach(v, i, x) {
+			snprintf(sub, sizeof(sub), "%s/%zu", ptr, i);
+			if ((rc = json_walk(c, path, x, sub, depth + 1, vocab)))
+				return rc;
+		}
+	}
+	return rc;
+}
+
+static int scan_json(struct vfy_ctx *c, const char *path, const char *buf, size_t len)
+{
+	json_error_t je;
+	json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
+	int rc;
+
+	if (!root)
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "config-unparsable", path, je.line,
+				     "%s is not valid JSON (duplicate keys are rejected): %s", path,
+				     je.text);
+	rc = json_walk(c, path, root, "", 0, false);
+	json_decref(root);
+	return rc;
+}
+
+static int scan_vocab_txt(struct vfy_ctx *c, const char *path, const char *buf, size_t len)
+{
+	const char *p = buf, *end = buf + len;
+	long line = 1;
+	int rc = 0;
+
+	while (!rc && p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		const char *next = nl ? nl + 1 : end;
+
+		if (n && p[n - 1] == '\r')
+			n--;
+		rc = vocab_entry(c, path, p, n, line, "vocab.txt");
+		p = next;
+		line++;
+	}
+	return rc;
+}
+
+static int scan_file(struct vfy_ctx *c, const char *path)
+{
+	struct scan_ctx s = {.c = c, .path = path};
+	const char *const *terms = c->terms;
+	char *buf = NULL;
+	size_t len = 0;
+	nx_error e;
+	int rc;
+
+	nx_error_clear(&e);
+	rc = vfy_read_all(&buf, &len, c->dirfd, path, NX_VERIFY_TEXT_MAX, &e);
+	if (rc)
+		return rc == NX_ENOMEM ? rc :
+		       nx_report_add(c->r, CHECK, NX_SEV_FAIL, "unreadable", path, 0, "%s", e.message);
+	if (ends_with(path, ".py"))
+		rc = nx_scan_python(buf, len, terms, c->nterms, on_term, &s, path, &e);
+	else if (ends_with(path, ".yaml") || ends_with(path, ".yml"))
+		rc = nx_scan_yaml(buf, len, terms, c->nterms, on_term, &s, path, &e);
+	else if (!strcmp(path, "model/tokenizer/vocab.txt"))
+		rc = scan_vocab_txt(c, path, buf, len);
+	else if (ends_with(path, ".json"))
+		rc = scan_json(c, path, buf, len);
+	else {
+		s.docs = true;
+		rc = nx_scan_text(buf, len, terms, c->nterms, on_term, &s, path, &e);
+	}
+	if (rc && rc != NX_ENOMEM && e.code != NX_OK)
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "code-unparsable", path, e.line,
+				   "%s cannot be scanned, so it cannot be shown clean: %s", path,
+				   e.message);
+	free(buf);
+	return rc;
+}
+
+static bool scanned(const char *p)
+{
+	if (!strncmp(p, "src/", 4) && ends_with(p, ".py"))
+		return true;
+	if (!strncmp(p, "config/", 7) &&
+	    (ends_with(p, ".yaml") || ends_with(p, ".yml") || ends_with(p, ".json")))
+		return true;
+	return !strcmp(p, "model/tokenizer/tokenizer.json") ||
+	       !strcmp(p, "model/tokenizer/vocab.txt") || !strcmp(p, "README.md") ||
+	       !strcmp(p, "LICENSE");
+}
+
+int vfy_code(struct vfy_ctx *c, nx_error *err)
+{
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; !rc && i < c->nentries; i++)
+		if (S_ISREG(c->entries[i].mode) && c->entries[i].nlink == 1 &&
+		    scanned(c->entries[i].path))
+			rc = scan_file(c, c->entries[i].path);
+	return rc;
+}

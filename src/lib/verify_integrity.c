@@ -1,0 +1,327 @@
+/*
+ * verify_integrity.c - check `integrity`: the files on disk are exactly the
+ * manifest's, byte for byte, and nothing on disk could change or redirect
+ * what is read (symlinks, hard links, special files, writable or setuid
+ * files).  Sizes are compared before any byte is read, and a file is hashed
+ * from the descriptor that was fstat'ed, never past the manifest's size.
+ */
+#include "verify_internal.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CHECK NX_CHECK_INTEGRITY
+#define ADD(sev, code, path, ...) \
+	do { if (nx_report_add(c->r, CHECK, sev, code, path, 0, __VA_ARGS__)) return NX_ENOMEM; } while (0)
+
+enum job_state { JOB_OK, JOB_SIZE, JOB_HASH, JOB_OPEN };
+
+struct job {
+	size_t entry;                  /* index into c->entries */
+	const struct nx_manifest_file *mf;
+	enum job_state state;
+	uint64_t actual_size;
+	unsigned char sha256[NX_SHA256_LEN];
+	char *error;                   /* JOB_OPEN: message */
+};
+
+struct pool {
+	struct vfy_ctx *c;
+	struct job *jobs;
+	size_t njobs, next;
+	pthread_mutex_t lock;
+};
+
+static void run_job(struct vfy_ctx *c, struct job *j)
+{
+	const char *path = c->entries[j->entry].path;
+	struct stat st;
+	nx_error e;
+	int fd = -1;
+
+	nx_error_clear(&e);
+	if (vfy_open_regular(&fd, &st, c->dirfd, path, &e))
+		goto out_error;
+	j->actual_size = (uint64_t)st.st_size;
+	if (j->actual_size != j->mf->size) {
+		/* a sparse 1 TB file with the wrong size costs nothing */
+		j->state = JOB_SIZE;
+		goto out_close;
+	}
+	if (nx_sha256_fd(j->sha256, fd, j->mf->size, path, &e))
+		goto out_error;
+	j->state = memcmp(j->sha256, j->mf->sha256, NX_SHA256_LEN) ? JOB_HASH : JOB_OK;
+	goto out_close;
+out_error:
+	j->state = JOB_OPEN;
+	j->error = strdup(e.message);
+out_close:
+	if (fd >= 0)
+		close(fd);
+}
+
+static void *worker(void *arg)
+{
+	struct pool *p = arg;
+
+	for (;;) {
+		size_t i;
+
+		pthread_mutex_lock(&p->lock);
+		i = p->next++;
+		pthread_mutex_unlock(&p->lock);
+		if (i >= p->njobs)
+			return NULL;
+		run_job(p->c, &p->jobs[i]);
+	}
+}
+
+/* Hash on up to opts->threads threads (2 by default) when there are
+ * several files: hashing is what a verify of a large model costs. */
+static void run_jobs(struct vfy_ctx *c, struct job *jobs, size_t n)
+{
+	struct pool p = {.c = c, .jobs = jobs, .njobs = n};
+	pthread_t th[8];
+	int want = c->opts->threads > 0 ? c->opts->threads : 2, started = 0, i;
+
+	if (want > 8)
+		want = 8;
+	pthread_mutex_init(&p.lock, NULL);
+	for (i = 1; n > 1 && i < want; i++)
+		if (pthread_create(&th[started], NULL, worker, &p) == 0)
+			started++;
+	worker(&p);
+	for (i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	pthread_mutex_destroy(&p.lock);
+}
+
+static int check_entry_type(struct vfy_ctx *c, const struct vfy_entry *e)
+{
+	mode_t perm = e->mode & 0777;
+	nx_error pe;
+
+	if (nx_manifest_path_check(e->path, &pe))
+		ADD(NX_SEV_FAIL, "path-invalid", e->path, "%s", pe.message);
+	if (S_ISLNK(e->mode))
+		ADD(NX_SEV_FAIL, "symlink", e->path, "%s is a symbolic link; bundles hold regular files only",
+		    e->path);
+	else if (!S_ISREG(e->mode) && !S_ISDIR(e->mode))
+		ADD(NX_SEV_FAIL, "special-file", e->path,
+		    "%s is a special file (fifo, socket or device); bundles hold regular files only",
+		    e->path);
+	if (S_ISLNK(e->mode) || (!S_ISREG(e->mode) && !S_ISDIR(e->mode)))
+		return 0;
+	if (S_ISREG(e->mode) && e->nlink > 1)
+		ADD(NX_SEV_FAIL, "hardlink", e->path,
+		    "%s has %lu hard links; a linked file can be changed from outside the bundle",
+		    e->path, (unsigned long)e->nlink);
+	if (e->mode & (S_ISUID | S_ISGID | S_ISVTX))
+		ADD(NX_SEV_FAIL, "setuid", e->path, "%s has the setuid, setgid or sticky bit (mode %04o)",
+		    e->path, (unsigned)(e->mode & 07777));
+	if (perm & 0222) {
+		ADD(NX_SEV_FAIL, "writable", e->path,
+		    "%s is writable (mode %04o); bundle files are 0444 (bin/nexus_cli 0555), directories 0555",
+		    e->path, (unsigned)perm);
+	} else {
+		mode_t want = S_ISDIR(e->mode) || !strcmp(e->path, "bin/nexus_cli") ? 0555 : 0444;
+
+		if (perm != want)
+			ADD(NX_SEV_WARN, "mode-unexpected", e->path, "%s has mode %04o, expected %04o",
+			    e->path, (unsigned)perm, (unsigned)want);
+	}
+	return 0;
+}
+
+static int by_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Names that differ only by case collide on case-insensitive filesystems
+ * (macOS, Windows shares): one would silently replace the other. */
+static int check_case(struct vfy_ctx *c)
+{
+	char **low = calloc(c->nentries + 1, sizeof(*low));
+	size_t i, j;
+	int rc = 0;
+
+	if (!low)
+		return NX_ENOMEM;
+	for (i = 0; i < c->nentries; i++) {
+		if (!(low[i] = strdup(c->entries[i].path))) {
+			rc = NX_ENOMEM;
+			goto out_free;
+		}
+		for (j = 0; low[i][j]; j++)
+			low[i][j] = (char)tolower((unsigned char)low[i][j]);
+	}
+	qsort(low, c->nentries, sizeof(*low), by_str);
+	for (i = 1; i < c->nentries; i++)
+		if (!strcmp(low[i], low[i - 1]) &&
+		    (rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "case-collision", low[i], 0,
+					"two entries are named '%s' when case is ignored", low[i])))
+			goto out_free;
+out_free:
+	for (i = 0; i < c->nentries; i++)
+		free(low[i]);
+	free(low);
+	return rc;
+}
+
+/* A directory is explained by the manifest when some listed file is in it. */
+static bool dir_listed(const nx_manifest *m, const char *dir)
+{
+	size_t lo = 0, hi = m->nfiles, dl = strlen(dir);
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (strcmp(m->files[mid].path, dir) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < m->nfiles && !strncmp(m->files[lo].path, dir, dl); lo++)
+		if (m->files[lo].path[dl] == '/')
+			return true;
+	return false;
+}
+
+static int load_manifest(struct vfy_ctx *c)
+{
+	long i = vfy_find(c, NX_MANIFEST_NAME);
+	nx_error e;
+
+	if (i < 0)
+		ADD(NX_SEV_FAIL, "manifest-missing", NX_MANIFEST_NAME,
+		    "the bundle has no manifest.json; rebuild it with nexus build");
+	if (i < 0 || !S_ISREG(c->entries[i].mode))
+		return 0;   /* symlink / special file reported by the type check */
+	nx_error_clear(&e);
+	if (nx_manifest_load(&c->m, c->dirfd, NX_MANIFEST_NAME, &e)) {
+		if (e.code == NX_ENOMEM)
+			return NX_ENOMEM;
+		c->m = NULL;
+		ADD(NX_SEV_FAIL, "manifest-invalid", NX_MANIFEST_NAME, "%s", e.message);
+		return 0;
+	}
+	if (!c->m->teacher_free || !c->m->training_code_excluded)
+		ADD(NX_SEV_FAIL, "manifest-invariant-false", NX_MANIFEST_NAME,
+		    "the manifest's invariants are not both true: the bundle did not pass "
+		    "teacher-removal validation when it was built");
+	return 0;
+}
+
+static int compare(struct vfy_ctx *c)
+{
+	struct job *jobs = NULL;
+	size_t i, n = 0;
+	int rc = 0;
+
+	jobs = calloc(c->m->nfiles + 1, sizeof(*jobs));
+	if (!jobs)
+		return NX_ENOMEM;
+	for (i = 0; i < c->nentries; i++) {
+		const struct vfy_entry *e = &c->entries[i];
+		const struct nx_manifest_file *mf;
+
+		if (!S_ISREG(e->mode) && !S_ISDIR(e->mode))
+			continue;
+		if (S_ISDIR(e->mode)) {
+			if (!dir_listed(c->m, e->path) &&
+			    (rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "extra-dir", e->path, 0,
+						"directory %s holds no file of the manifest", e->path)))
+				goto out_free;
+			continue;
+		}
+		if (!strcmp(e->path, NX_MANIFEST_NAME))
+			continue;
+		mf = nx_manifest_find(c->m, e->path);
+		if (!mf) {
+			if ((rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "extra-file", e->path, 0,
+						"%s is not listed in the manifest", e->path)))
+				goto out_free;
+			continue;
+		}
+		c->files[i].in_manifest = true;
+		jobs[n].entry = i;
+		jobs[n++].mf = mf;
+	}
+	for (i = 0; i < c->m->nfiles; i++) {
+		long k = vfy_find(c, c->m->files[i].path);
+
+		if (k < 0 && (rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "missing-file",
+						  c->m->files[i].path, 0,
+						  "%s is listed in the manifest but missing",
+						  c->m->files[i].path)))
+			goto out_free;
+	}
+	run_jobs(c, jobs, n);
+	for (i = 0; !rc && i < n; i++) {
+		struct job *j = &jobs[i];
+		const char *p = c->entries[j->entry].path;
+		char want[2 * NX_SHA256_LEN + 1], got[2 * NX_SHA256_LEN + 1];
+
+		switch (j->state) {
+		case JOB_OK:
+			c->files[j->entry].verified = true;
+			c->files[j->entry].hashed = true;
+			memcpy(c->files[j->entry].sha256, j->sha256, NX_SHA256_LEN);
+			break;
+		case JOB_SIZE:
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "size-mismatch", p, 0,
+					   "%s is %llu bytes, the manifest says %llu", p,
+					   (unsigned long long)j->actual_size,
+					   (unsigned long long)j->mf->size);
+			break;
+		case JOB_HASH:
+			c->files[j->entry].hashed = true;
+			memcpy(c->files[j->entry].sha256, j->sha256, NX_SHA256_LEN);
+			nx_hex(want, j->mf->sha256);
+			nx_hex(got, j->sha256);
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "hash-mismatch", p, 0,
+					   "%s has sha256 %s, the manifest says %s", p, got, want);
+			break;
+		case JOB_OPEN:
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "unreadable", p, 0, "%s",
+					   j->error ? j->error : "cannot read the file");
+			break;
+		}
+	}
+out_free:
+	for (i = 0; i < n; i++)
+		free(jobs[i].error);
+	free(jobs);
+	return rc;
+}
+
+int vfy_integrity(struct vfy_ctx *c, nx_error *err)
+{
+	nx_error e;
+	size_t i;
+	int rc;
+
+	nx_error_clear(&e);
+	rc = vfy_walk(&c->entries, &c->nentries, c->dirfd, NX_VERIFY_ENTRIES_MAX, &e);
+	if (rc == NX_ENOMEM)
+		return nx_error_set(err, rc, c->bundle_path, 0, -1, "%s", e.message);
+	if (rc) {
+		c->entries = NULL;
+		c->nentries = 0;
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "unreadable", e.path, 0, "%s",
+				     e.message);
+	}
+	c->files = calloc(c->nentries + 1, sizeof(*c->files));
+	if (!c->files)
+		return NX_ENOMEM;
+	for (i = 0; i < c->nentries; i++)
+		if ((rc = check_entry_type(c, &c->entries[i])))
+			return rc;
+	if ((rc = check_case(c)) || (rc = load_manifest(c)))
+		return rc;
+	return c->m ? compare(c) : 0;
+}

@@ -1,0 +1,79 @@
+/*
+ * verify_internal.h - shared state of the TRV checks (src/lib/verify*.c).
+ * Not installed; nexus/verify.h is the public face.
+ */
+#ifndef NEXUS_VERIFY_INTERNAL_H
+#define NEXUS_VERIFY_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "nexus/hash.h"
+#include "nexus/manifest.h"
+#include "nexus/onnx.h"
+#include "nexus/verify.h"
+
+#define NX_VERIFY_ENTRIES_MAX 100000     /* entries walked in a bundle */
+#define NX_VERIFY_TEXT_MAX (64u << 20)   /* bytes of a config/source file read for TRV-2 */
+#define NX_VERIFY_VOCAB_ENTRY_MAX 200    /* bytes of one vocabulary entry */
+#define NX_VERIFY_TEACHER_TENSOR_MIN 4096 /* bytes: smaller tensors are not fingerprinted */
+
+#define NX_MODEL_PATH "model/student_model.onnx"
+
+/* Private stand-in for nexus/fs.h (branch build) until it lands. */
+struct vfy_entry {
+	char *path;
+	mode_t mode;
+	uint64_t size;
+	nlink_t nlink;
+};
+int vfy_open_regular(int *out, struct stat *out_st, int dirfd, const char *relpath,
+		     nx_error *err);
+int vfy_walk(struct vfy_entry **out, size_t *out_n, int dirfd, size_t max_entries,
+	     nx_error *err);
+void vfy_entries_free(struct vfy_entry *e, size_t n);
+int vfy_read_all(char **out, size_t *out_len, int dirfd, const char *relpath,
+		 size_t max_size, nx_error *err);
+/* Same for a trusted file named by the user (follows symlinks). */
+int vfy_read_path(char **out, size_t *out_len, const char *path, size_t max_size,
+		  nx_error *err);
+
+/* What integrity learnt about each walked regular file. */
+struct vfy_file {
+	bool in_manifest;      /* listed with the same path */
+	bool verified;         /* size and sha256 equal the manifest's */
+	bool hashed;           /* sha256 below is the file's actual digest */
+	unsigned char sha256[NX_SHA256_LEN];
+};
+
+struct vfy_ctx {
+	nx_report *r;
+	int dirfd;
+	const char *bundle_path;
+	const struct nx_verify_opts *opts;
+	nx_manifest *m;                /* NULL when the manifest did not load */
+	struct vfy_entry *entries;     /* sorted by path */
+	size_t nentries;
+	struct vfy_file *files;        /* parallel to entries */
+	nx_onnx_model *onnx;           /* the student, NULL when it did not open */
+	const char **terms;            /* built-in + extra forbidden terms */
+	size_t nterms;
+};
+
+/* Index of path in entries, or -1. */
+long vfy_find(const struct vfy_ctx *c, const char *path);
+/* Case-insensitive substring search of any term in s[0..len); the term or NULL. */
+const char *vfy_term_in(const struct vfy_ctx *c, const char *s, size_t len);
+
+/* The checks: findings go to c->r; errors only for environment failures. */
+int vfy_integrity(struct vfy_ctx *c, nx_error *err);
+int vfy_signature(struct vfy_ctx *c, bool *skipped, nx_error *err);
+int vfy_allowlist(struct vfy_ctx *c, nx_error *err);
+int vfy_code(struct vfy_ctx *c, nx_error *err);
+int vfy_weights(struct vfy_ctx *c, bool *skipped, nx_error *err);
+int vfy_teacher(struct vfy_ctx *c, nx_error *err);
+int vfy_size(struct vfy_ctx *c, bool *skipped, nx_error *err);
+
+#endif

@@ -1,0 +1,158 @@
+/*
+ * verify_weights.c - check `weights` (TRV-3): the student ONNX model is
+ * walked without loading its weights.  Every string in it (metadata,
+ * producer, doc strings, graph/node/tensor/value names, attribute strings,
+ * functions, subgraphs) is searched for the forbidden terms; training_info,
+ * training operators, unknown protobuf fields, unreferenced initializers
+ * and external data that leaves the bundle all FAIL.
+ */
+#include "verify_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CHECK NX_CHECK_WEIGHTS
+#define EXCERPT_MAX 80
+#define TRAINING_DOMAIN "ai.onnx.preview.training"
+
+/* Operators that only a training graph has (ONNX preview.training and
+ * ONNX Runtime training kernels). */
+static const char *const training_ops[] = {
+	"Gradient", "Momentum", "Adagrad", "Adam", "AdamW", "SGDOptimizer", "AdamOptimizer",
+	"LambOptimizer", "InPlaceAccumulator", "ZeroGradient", "GradientAccumulator",
+	"SoftmaxCrossEntropyLossGrad", "SoftmaxCrossEntropyLossInternalGrad", "YieldOp",
+};
+
+static void excerpt(char out[EXCERPT_MAX + 4], const char *s, size_t len)
+{
+	size_t i, n = len < EXCERPT_MAX ? len : EXCERPT_MAX;
+
+	for (i = 0; i < n; i++)
+		out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+	strcpy(out + n, len > n ? "..." : "");
+}
+
+static bool is_training_op(const char *s)
+{
+	size_t i, len = strlen(s);
+
+	for (i = 0; i < sizeof(training_ops) / sizeof(training_ops[0]); i++)
+		if (!strcmp(s, training_ops[i]))
+			return true;
+	return len > 4 && !strcmp(s + len - 4, "Grad");
+}
+
+static int on_string(void *arg, enum nx_onnx_str_kind kind, const char *s, size_t len,
+		     uint64_t offset, const char *scope)
+{
+	struct vfy_ctx *c = arg;
+	const char *term = vfy_term_in(c, s, len);
+	char ex[EXCERPT_MAX + 4];
+	int rc = 0;
+
+	excerpt(ex, s, len);
+	if (term)
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-teacher-reference", NX_MODEL_PATH, 0,
+				   "%s at byte %llu (%s) mentions '%s': \"%s\"",
+				   nx_onnx_str_kind_name(kind), (unsigned long long)offset,
+				   scope ? scope : "model", term, ex);
+	if (!rc && ((kind == NX_ONNX_OP_TYPE && is_training_op(s)) ||
+		    ((kind == NX_ONNX_NODE_DOMAIN || kind == NX_ONNX_DOMAIN) &&
+		     !strcmp(s, TRAINING_DOMAIN))))
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-training-op", NX_MODEL_PATH, 0,
+				   "%s '%s' at byte %llu (%s) belongs to a training graph",
+				   nx_onnx_str_kind_name(kind), ex, (unsigned long long)offset,
+				   scope ? scope : "model");
+	return rc;
+}
+
+/* External data must name a file of the bundle, beside the model. */
+static int check_external(struct vfy_ctx *c, const struct nx_onnx_tensor *t)
+{
+	char path[NX_MANIFEST_PATH_MAX + 8];
+	const char *loc = t->ext_location;
+	long i;
+
+	if (!loc || !loc[0] || loc[0] == '/' || strstr(loc, "..") || strchr(loc, '\\') ||
+	    (size_t)snprintf(path, sizeof(path), "model/%s", loc) >= sizeof(path) ||
+	    nx_manifest_path_check(path, NULL))
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-external-outside", NX_MODEL_PATH, 0,
+				     "tensor '%s' keeps its data at '%s', outside the bundle's model/ "
+				     "directory", t->name, loc ? loc : "(no location)");
+	i = vfy_find(c, path);
+	if (i < 0 || (c->m && !nx_manifest_find(c->m, path)))
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-external-outside", NX_MODEL_PATH, 0,
+				     "tensor '%s' keeps its data in %s, which is not a file of the "
+				     "bundle's manifest", t->name, path);
+	if (t->ext_offset < 0 || t->ext_length < 0 ||
+	    (uint64_t)t->ext_offset + (uint64_t)t->ext_length > c->entries[i].size)
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-external-range", path, 0,
+				     "tensor '%s' reads bytes [%lld, +%lld) past the end of %s (%llu bytes)",
+				     t->name, (long long)t->ext_offset, (long long)t->ext_length, path,
+				     (unsigned long long)c->entries[i].size);
+	return 0;
+}
+
+static int check_summary(struct vfy_ctx *c, const nx_onnx_summary *s)
+{
+	size_t i;
+	int rc = 0;
+
+	if (s->has_training_info)
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-training-info", NX_MODEL_PATH, 0,
+				   "the model carries training_info (training algorithm and state); "
+				   "export an inference-only graph");
+	if (!rc && s->unknown_fields)
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-unknown-fields", NX_MODEL_PATH, 0,
+				   "%llu protobuf field(s) unknown to ONNX, the first at byte %lld: "
+				   "unknown fields and trailing bytes can hide data",
+				   (unsigned long long)s->unknown_fields, (long long)s->first_unknown_offset);
+	for (i = 0; !rc && i < s->nopsets; i++)
+		if (s->opsets[i].domain && !strcmp(s->opsets[i].domain, TRAINING_DOMAIN))
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-training-op", NX_MODEL_PATH, 0,
+					   "the model imports the opset %s", TRAINING_DOMAIN);
+	for (i = 0; !rc && i < s->ntensors; i++) {
+		const struct nx_onnx_tensor *t = &s->tensors[i];
+
+		if (!t->attribute && !t->referenced)
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-unreferenced-initializer",
+					   NX_MODEL_PATH, 0,
+					   "initializer '%s' (%s) is used by no node: extra tensors are "
+					   "where copied weights hide", t->name, t->scope ? t->scope : "graph");
+		if (!rc && t->location == NX_TENSOR_EXTERNAL)
+			rc = check_external(c, t);
+	}
+	return rc;
+}
+
+int vfy_weights(struct vfy_ctx *c, bool *skipped, nx_error *err)
+{
+	long i = vfy_find(c, NX_MODEL_PATH);
+	nx_error e;
+	int fd = -1, rc;
+
+	if (i < 0 || !S_ISREG(c->entries[i].mode)) {
+		*skipped = true;   /* allowlist / integrity say why */
+		return 0;
+	}
+	nx_error_clear(&e);
+	rc = vfy_open_regular(&fd, NULL, c->dirfd, NX_MODEL_PATH, &e);
+	if (!rc) {
+		rc = nx_onnx_visit_strings(fd, NX_MODEL_PATH, on_string, c, &e);
+		close(fd);
+	}
+	if (rc == NX_ENOMEM)
+		return rc;
+	if (rc && e.code == NX_OK)
+		return rc;   /* from the callback */
+	if (rc || !c->onnx)
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-invalid", NX_MODEL_PATH, 0,
+				     "%s is not a valid ONNX model: %s", NX_MODEL_PATH,
+				     rc ? e.message : "it could not be opened");
+	rc = check_summary(c, nx_onnx_summary_get(c->onnx));
+	if (!rc && c->opts->nteachers)
+		rc = vfy_teacher(c, err);
+	return rc;
+}

@@ -1,0 +1,4 @@
+try: import teacher_model
+except E: pass
+x = (1,
+ 2)

@@ -1,0 +1,2 @@
+import teacher_model as tm
+x = tm.f()

@@ -1,0 +1,230 @@
+/* test_scan.c - the TRV-2 forbidden-term scanner. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "nexus/scan.h"
+
+static const char *const terms[] = { "teacher", "distillation", "soft_targets" };
+
+struct hits {
+	char s[8192];     /* "where:term:line:col; ..." */
+	size_t n;
+	int count;
+	int stop_after;   /* return 7 from the callback at this hit (0: never) */
+	char last_excerpt[NX_SCAN_EXCERPT_MAX + 1];
+};
+
+static int collect(void *ctx, const char *term, enum nx_term_where where, long line,
+		   long col, const char *excerpt)
+{
+	struct hits *h = ctx;
+
+	h->n += snprintf(h->s + h->n, sizeof(h->s) - h->n, "%s%s:%s:%ld:%ld",
+			 h->n ? "; " : "", nx_term_where_name(where), term, line, col);
+	assert_true(strlen(excerpt) <= NX_SCAN_EXCERPT_MAX);
+	snprintf(h->last_excerpt, sizeof(h->last_excerpt), "%s", excerpt);
+	h->count++;
+	return h->stop_after && h->count == h->stop_after ? 7 : 0;
+}
+
+static struct hits h;
+
+static const char *py(const char *src)
+{
+	nx_error e;
+
+	memset(&h, 0, sizeof(h));
+	assert_int_equal(nx_scan_python(src, strlen(src), terms, 3, collect, &h, "a.py", &e), 0);
+	return h.s;
+}
+
+static const char *yaml(const char *src)
+{
+	nx_error e;
+
+	memset(&h, 0, sizeof(h));
+	if (nx_scan_yaml(src, strlen(src), terms, 3, collect, &h, "c.yaml", &e))
+		fail_msg("%s", e.message);
+	return h.s;
+}
+
+static void python_where(void **state)
+{
+	assert_string_equal(py("TeacherNet = 1\n"), "code:teacher:1:1");
+	assert_string_equal(py("x = f(use_distillation=True)\n"), "code:distillation:1:7");
+	assert_string_equal(py("import teacher_model\n"), "code:teacher:1:8");
+	assert_string_equal(py("x = 'the TEACHER'\n"), "string:teacher:1:5");
+	assert_string_equal(py("x = 1  # soft_targets here\n"), "comment:soft_targets:1:8");
+	assert_string_equal(py("\"\"\"Distillation notes.\"\"\"\nx = 1\n"),
+			    "docstring:distillation:1:1");
+	assert_string_equal(py("def f():\n    '''no teacher'''\n    return 'teacher'\n"),
+			    "docstring:teacher:2:5; string:teacher:3:12");
+	/* one callback per (token, term), several terms in a token */
+	assert_string_equal(py("x = 'teacher teacher distillation'\n"),
+			    "string:teacher:1:5; string:distillation:1:5");
+	assert_string_equal(py("obj.soft_targets = 3\n"), "code:soft_targets:1:5");
+	assert_string_equal(py("x = 1\n"), "");
+}
+
+static void fstrings_and_joined_literals(void **state)
+{
+	assert_string_equal(py("s = f\"{a} {load_teacher(x)!r:>10}\"\n"), "string:teacher:1:5");
+	assert_string_equal(py("s = 'tea' 'cher'\n"), "string:teacher:1:5");
+	assert_string_equal(py("s = ('dis'\n     'tillation')\n"), "string:distillation:1:6");
+	assert_string_equal(py("s = 'soft_' + \"targets\"\n"), "string:soft_targets:1:5");
+	/* found in a literal alone: not reported again for the run */
+	assert_string_equal(py("s = 'teacher' 'x'\n"), "string:teacher:1:5");
+	/* empty literals joined (a UBSan finding of the fuzzer) */
+	assert_string_equal(py("s = '' \"\"\n"), "");
+	/* separate statements are not joined */
+	assert_string_equal(py("'tea'\n'cher'\n"), "");
+}
+
+static void dynamic_imports(void **state)
+{
+	assert_string_equal(py("m = importlib.import_module('tea' + 'cher_model')\n"),
+			    "dynamic-import:import_module:1:15; string:teacher:1:29");
+	assert_string_equal(py("m = __import__(name)\n"), "dynamic-import:__import__:1:5");
+	assert_string_equal(py("m = getattr(__import__('x'), 'y')\n"),
+			    "dynamic-import:__import__:1:13");
+	assert_string_equal(py("m = importlib.import_module(f\"{a}\")\n"),
+			    "dynamic-import:import_module:1:15");
+	assert_string_equal(py("exec(code)\n"), "dynamic-import:exec:1:1");
+	assert_string_equal(py("y = eval(s, {})\n"), "dynamic-import:eval:1:5");
+	assert_string_equal(py("c = builtins.compile(src, 'f', 'exec')\n"),
+			    "dynamic-import:compile:1:14");
+	/* a literal naming a forbidden module */
+	assert_string_equal(py("m = import_module('teacher_model')\n"),
+			    "dynamic-import:teacher:1:5; string:teacher:1:19");
+	/* the importer reached through getattr */
+	assert_string_equal(py("f = getattr(builtins, '__import__')\n"),
+			    "dynamic-import:__import__:1:23");
+	/* benign forms */
+	assert_string_equal(py("m = importlib.import_module('json')\n"), "");
+	assert_string_equal(py("import_module(\n    'json',\n)\n"), "");
+	assert_string_equal(py("model.eval()\nr = re.compile(p)\nx = eval('1+1')\n"), "");
+	assert_string_equal(py("def eval_all(): pass\nexec_count = 1\n"), "");
+	assert_string_equal(py("def eval(x): pass\nf(exec=1)\nfrom builtins import eval, exec\n"), "");
+	/* the importer escaping into a variable, or through an alias */
+	assert_string_equal(py("imp = __import__\nrun = eval\n"),
+			    "dynamic-import:__import__:1:7; dynamic-import:eval:2:7");
+	assert_string_equal(py("from importlib import import_module as im\nm = im(n)\n"
+			       "j = im('json')\n"),
+			    "dynamic-import:import_module:2:5");
+}
+
+static void python_errors_and_stop(void **state)
+{
+	nx_error e;
+	const char *src = "x = 1\ny = 'teacher\n";
+	const char *two = "teacher = 'teacher'\n";
+
+	memset(&h, 0, sizeof(h));
+	assert_int_equal(nx_scan_python(src, strlen(src), terms, 3, collect, &h, "a.py", &e),
+			 NX_EFORMAT);
+	assert_int_equal(e.line, 2);
+	assert_string_equal(e.path, "a.py");
+	assert_int_equal(h.count, 0);
+	/* the callback's value stops the scan and is returned */
+	memset(&h, 0, sizeof(h));
+	h.stop_after = 1;
+	assert_int_equal(nx_scan_python(two, strlen(two), terms, 3, collect, &h, NULL, NULL), 7);
+	assert_int_equal(h.count, 1);
+	assert_int_equal(nx_scan_python("", 0, terms, 3, collect, &h, NULL, NULL), 0);
+}
+
+static void excerpts_are_truncated(void **state)
+{
+	char src[400];
+
+	memset(src, 'a', sizeof(src));
+	memcpy(src, "# \t", 3);
+	memcpy(src + 200, "teacher", 7);
+	src[398] = '\n';
+	src[399] = '\0';
+	py(src);
+	assert_int_equal(h.count, 1);
+	assert_int_equal(strlen(h.last_excerpt), NX_SCAN_EXCERPT_MAX);
+	assert_null(strchr(h.last_excerpt, '\t'));
+	assert_memory_equal(h.last_excerpt, "#  aaa", 6);
+}
+
+static void yaml_keys_values_comments(void **state)
+{
+	assert_string_equal(yaml("teacher_path: a/b\nmodel: distillation-v2\n"),
+			    "key:teacher:1:1; value:distillation:2:8");
+	assert_string_equal(yaml("# uses a teacher\nx: 1  # soft_targets\n"),
+			    "comment:teacher:1:1; comment:soft_targets:2:7");
+	/* '#' inside quotes or glued to a scalar is not a comment */
+	assert_string_equal(yaml("a: \"x # teacher\"\nb: 'it''s # distillation'\nc: x#teacher\n"),
+			    "value:teacher:1:4; value:distillation:2:4; value:teacher:3:4");
+	assert_string_equal(yaml("'teacher': 1\n\"Distillation\" : 2\n"),
+			    "key:teacher:1:1; key:distillation:2:1");
+	assert_string_equal(yaml("list:\n  - teacher\n  - - x: soft_targets\n"),
+			    "value:teacher:2:5; value:soft_targets:3:10");
+	assert_string_equal(yaml("url: http://teacher:80/x\n"), "value:teacher:1:6");
+}
+
+static void yaml_block_flow_multiline(void **state)
+{
+	assert_string_equal(yaml("doc: |\n  line one\n  has teacher # not a comment\n\n"
+				 "k: v\n"),
+			    "value:teacher:3:3");
+	assert_string_equal(yaml("doc: >- # teacher\n   x\nteacher: 1\n"),
+			    "comment:teacher:1:9; key:teacher:3:1");
+	assert_string_equal(yaml("f: {teacher: [a, distillation], b: 'soft_targets'}\n"),
+			    "key:teacher:1:5; value:distillation:1:18; value:soft_targets:1:36");
+	assert_string_equal(yaml("a: \"multi\n  line teacher\"\nb: 2 # distillation\n"),
+			    "value:teacher:1:4; comment:distillation:3:6");
+	/* JSON */
+	assert_string_equal(yaml("{\"teacher\":\"x\",\n \"y\": [\"distillation\"]}\n"),
+			    "key:teacher:1:2; value:distillation:2:8");
+	assert_string_equal(yaml("---\na: teacher\n...\n"), "value:teacher:2:4");
+}
+
+static void yaml_errors(void **state)
+{
+	nx_error e;
+	const char *src = "a: 1\nb: \"open\n\n";
+
+	memset(&h, 0, sizeof(h));
+	assert_int_equal(nx_scan_yaml(src, strlen(src), terms, 3, collect, &h, "c.yaml", &e),
+			 NX_EFORMAT);
+	assert_int_equal(e.line, 2);
+	assert_string_equal(e.path, "c.yaml");
+	assert_string_equal(yaml(""), "");
+	assert_string_equal(yaml("a: b\r\nteacher: 1\r\n"), "key:teacher:2:1");
+}
+
+static void text_every_occurrence(void **state)
+{
+	const char *src = "A Teacher model.\n\nno teacher, no teacher; distillation\n";
+
+	memset(&h, 0, sizeof(h));
+	assert_int_equal(nx_scan_text(src, strlen(src), terms, 3, collect, &h, "README.md", NULL), 0);
+	assert_string_equal(h.s, "string:teacher:1:3; string:teacher:3:4; string:teacher:3:16; "
+			    "string:distillation:3:25");
+	assert_string_equal(nx_term_where_name(NX_TERM_DYNAMIC_IMPORT), "dynamic-import");
+	assert_int_equal(nx_scan_find("abc", 3, ""), -1);
+	assert_int_equal(nx_scan_find("xTeAcHer", 8, "teacher"), 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(python_where),
+		cmocka_unit_test(fstrings_and_joined_literals),
+		cmocka_unit_test(dynamic_imports),
+		cmocka_unit_test(python_errors_and_stop),
+		cmocka_unit_test(excerpts_are_truncated),
+		cmocka_unit_test(yaml_keys_values_comments),
+		cmocka_unit_test(yaml_block_flow_multiline),
+		cmocka_unit_test(yaml_errors),
+		cmocka_unit_test(text_every_occurrence),
+	};
+	return cmocka_run_group_tests_name("scan", tests, NULL, NULL);
+}

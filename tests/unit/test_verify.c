@@ -1,0 +1,159 @@
+/* test_verify.c - the TRV report and nx_verify_bundle on tiny bundles. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "nexus/verify.h"
+
+static void verdict_is_worst_severity(void **state)
+{
+	nx_report *r = NULL;
+
+	assert_int_equal(nx_report_new(&r, "b", NULL), 0);
+	assert_string_equal(nx_report_verdict(r), "PASS");
+	assert_int_equal(nx_report_add(r, "signature", NX_SEV_INFO, "signed", "manifest.json", 0, "ok"), 0);
+	assert_string_equal(nx_report_verdict(r), "PASS");
+	assert_int_equal(nx_report_add(r, "code", NX_SEV_WARN, "term-in-comment", "src/a.py", 3, "c"), 0);
+	assert_string_equal(nx_report_verdict(r), "WARN");
+	assert_int_equal(nx_report_add(r, "allowlist", NX_SEV_FAIL, "forbidden-name", "x", 0, "%d", 7), 0);
+	assert_string_equal(nx_report_verdict(r), "FAIL");
+	assert_int_equal(nx_report_add(r, "code", NX_SEV_WARN, "term-in-comment", "src/b.py", 1, "c"), 0);
+	assert_string_equal(nx_report_verdict(r), "FAIL");
+	assert_int_equal(nx_report_count(r, "term-in-comment"), 2);
+	nx_report_free(r);
+	nx_report_free(NULL);
+}
+
+static void check_status_from_findings(void **state)
+{
+	const struct nx_check_result *c;
+	nx_report *r = NULL;
+	size_t n;
+
+	assert_int_equal(nx_report_new(&r, NULL, NULL), 0);
+	nx_report_add(r, "code", NX_SEV_WARN, "term-in-comment", "a", 1, "w");
+	nx_report_add(r, "weights", NX_SEV_FAIL, "onnx-invalid", "m", 0, "f");
+	assert_int_equal(nx_report_check(r, "integrity", false, 0.1), 0);
+	assert_int_equal(nx_report_check(r, "code", false, 0.1), 0);
+	assert_int_equal(nx_report_check(r, "weights", false, 0.1), 0);
+	assert_int_equal(nx_report_check(r, "functional", true, 0), 0);
+	c = nx_report_checks(r, &n);
+	assert_int_equal(n, 4);
+	assert_int_equal(c[0].status, NX_CHECK_PASS);
+	assert_int_equal(c[1].status, NX_CHECK_WARN);
+	assert_int_equal(c[2].status, NX_CHECK_FAIL);
+	assert_int_equal(c[3].status, NX_CHECK_SKIP);
+	nx_report_free(r);
+}
+
+static void findings_are_capped_but_verdict_kept(void **state)
+{
+	nx_report *r = NULL;
+	size_t n, i;
+
+	assert_int_equal(nx_report_new(&r, "b", NULL), 0);
+	for (i = 0; i < NX_REPORT_FINDINGS_MAX; i++)
+		nx_report_add(r, "code", NX_SEV_WARN, "term-in-comment", "a", 1, "w");
+	nx_report_add(r, "code", NX_SEV_FAIL, "term-in-code", "a", 2, "f");
+	nx_report_findings(r, &n);
+	assert_int_equal(n, NX_REPORT_FINDINGS_MAX);
+	assert_int_equal(nx_report_dropped(r), 1);
+	assert_string_equal(nx_report_verdict(r), "FAIL");
+	nx_report_free(r);
+}
+
+static void json_has_schema_and_optional_line(void **state)
+{
+	nx_report *r = NULL;
+	json_t *root, *f;
+	char *s = NULL;
+
+	assert_int_equal(nx_report_new(&r, "bundle", NULL), 0);
+	nx_report_add(r, "code", NX_SEV_FAIL, "term-in-string", "src/a.py", 4, "teacher");
+	nx_report_add(r, "weights", NX_SEV_FAIL, "onnx-teacher-reference", "m", 0, "bad \xff byte");
+	nx_report_check(r, "code", false, 0.002);
+	assert_int_equal(nx_report_json(&s, r, NULL), 0);
+	root = json_loads(s, 0, NULL);
+	assert_non_null(root);
+	assert_string_equal(json_string_value(json_object_get(root, "schema")), "nexus.verify.v1");
+	assert_string_equal(json_string_value(json_object_get(root, "verdict")), "FAIL");
+	f = json_array_get(json_object_get(root, "findings"), 0);
+	assert_int_equal(json_integer_value(json_object_get(f, "line")), 4);
+	assert_string_equal(json_string_value(json_object_get(f, "severity")), "FAIL");
+	f = json_array_get(json_object_get(root, "findings"), 1);
+	assert_null(json_object_get(f, "line"));
+	assert_string_equal(json_string_value(json_object_get(f, "message")), "bad ? byte");
+	assert_string_equal(json_string_value(json_object_get(
+		json_array_get(json_object_get(root, "checks"), 0), "status")), "FAIL");
+	json_decref(root);
+	free(s);
+	nx_report_free(r);
+}
+
+/* An empty directory is not a bundle: the verdict is FAIL, not an error. */
+static void empty_dir_fails_with_findings(void **state)
+{
+	char tmpl[] = "/tmp/nx_verify_XXXXXX";
+	struct nx_verify_opts o;
+	nx_report *r = NULL;
+	nx_error e;
+	int fd;
+
+	assert_non_null(mkdtemp(tmpl));
+	fd = open(tmpl, O_RDONLY | O_DIRECTORY);
+	assert_true(fd >= 0);
+	nx_verify_opts_init(&o);
+	o.functional = false;
+	assert_int_equal(nx_verify_bundle(&r, fd, tmpl, &o, &e), 0);
+	assert_string_equal(nx_report_verdict(r), "FAIL");
+	assert_int_equal(nx_report_count(r, "manifest-missing"), 1);
+	assert_int_equal(nx_report_count(r, "required-missing"), 4);
+	assert_int_equal(nx_report_count(r, "runtime-untrusted"), 1);
+	nx_report_free(r);
+	close(fd);
+	rmdir(tmpl);
+}
+
+/* A FIFO at the manifest's name must not block the verifier. */
+static void fifo_manifest_does_not_block(void **state)
+{
+	char tmpl[] = "/tmp/nx_verify_XXXXXX", path[64];
+	nx_report *r = NULL;
+	nx_error e;
+	int fd;
+
+	assert_non_null(mkdtemp(tmpl));
+	snprintf(path, sizeof(path), "%s/manifest.json", tmpl);
+	assert_int_equal(mkfifo(path, 0444), 0);
+	fd = open(tmpl, O_RDONLY | O_DIRECTORY);
+	alarm(10);
+	assert_int_equal(nx_verify_bundle(&r, fd, tmpl, NULL, &e), 0);
+	alarm(0);
+	assert_int_equal(nx_report_count(r, "special-file"), 1);
+	nx_report_free(r);
+	close(fd);
+	unlink(path);
+	rmdir(tmpl);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(verdict_is_worst_severity),
+		cmocka_unit_test(check_status_from_findings),
+		cmocka_unit_test(findings_are_capped_but_verdict_kept),
+		cmocka_unit_test(json_has_schema_and_optional_line),
+		cmocka_unit_test(empty_dir_fails_with_findings),
+		cmocka_unit_test(fifo_manifest_does_not_block),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
