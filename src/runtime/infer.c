@@ -246,23 +246,7 @@ json_t *rt_session_describe(const struct rt_session *s)
 	return s->describe;
 }
 
-/* One output tensor as doubles, with its shape. */
-struct out_tensor {
-	double *v;
-	size_t count;
-	int64_t dims[8];
-	size_t nd;
-};
-
-static double half_to_double(uint16_t h)
-{
-	int e = (h >> 10) & 0x1f, m = h & 0x3ff;
-	double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(m + 1024, e - 25);
-
-	return (h & 0x8000) ? -v : v;
-}
-
-static int fetch(struct out_tensor *o, struct rt_session *s, OrtValue *val, const char *name,
+static int fetch(struct rt_output *o, struct rt_session *s, OrtValue *val, const char *name,
 		 nx_error *err)
 {
 	OrtTensorTypeAndShapeInfo *info = NULL;
@@ -290,7 +274,7 @@ static int fetch(struct out_tensor *o, struct rt_session *s, OrtValue *val, cons
 		switch (t) {
 		case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: o->v[i] = ((float *)data)[i]; break;
 		case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE: o->v[i] = ((double *)data)[i]; break;
-		case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16: o->v[i] = half_to_double(((uint16_t *)data)[i]); break;
+		case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16: o->v[i] = rt_half_to_double(((uint16_t *)data)[i]); break;
 		case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: o->v[i] = (double)((int64_t *)data)[i]; break;
 		case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32: o->v[i] = ((int32_t *)data)[i]; break;
 		case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8: o->v[i] = ((int8_t *)data)[i]; break;
@@ -309,89 +293,13 @@ out:
 	return rc;
 }
 
-static json_t *reals(const double *v, size_t n)
-{
-	json_t *a = json_array();
-	size_t i;
-
-	for (i = 0; a && i < n; i++)
-		json_array_append_new(a, isfinite(v[i]) ? json_real(v[i]) : json_null());
-	return a;
-}
-
-static int classify(json_t *res, const struct rt_settings *set, const double *v, size_t n,
-		    nx_error *err)
-{
-	double mx = -INFINITY, sum = 0, *p;
-	size_t i, best = 0;
-
-	if (set->nlabels && set->nlabels != n)
-		return nx_error_set(err, NX_ECONFIG, NULL, 0, -1,
-				    "runtime.yaml has %zu labels but the model gives %zu scores",
-				    set->nlabels, n);
-	if (!(p = malloc((n ? n : 1) * sizeof(*p))))
-		return NX_ENOMEM;
-	for (i = 0; i < n; i++)
-		if (v[i] > mx) {
-			mx = v[i];
-			best = i;
-		}
-	for (i = 0; i < n; i++)
-		sum += (p[i] = exp(v[i] - mx));
-	for (i = 0; i < n; i++)
-		p[i] /= sum;
-	json_object_set_new(res, "label", set->nlabels ? json_string(set->labels[best])
-						       : json_integer((json_int_t)best));
-	json_object_set_new(res, "scores", reals(p, n));
-	free(p);
-	return 0;
-}
-
-/* Row r of a [B, L, H] or [B, H] output, pooled to H numbers. */
-static int embed(json_t *res, const struct rt_settings *set, const struct out_tensor *o, size_t r,
-		 size_t len, nx_error *err)
-{
-	size_t B = (size_t)o->dims[0], H = (size_t)o->dims[o->nd - 1], L, t, h;
-	const double *row = o->v + r * (o->count / B);
-	double *e = calloc(H ? H : 1, sizeof(*e)), norm = 0;
-
-	if (!e)
-		return NX_ENOMEM;
-	if (o->nd == 2) {
-		memcpy(e, row, H * sizeof(*e));
-	} else if (o->nd == 3) {
-		L = (size_t)o->dims[1];
-		if (set->pool_cls || len > L)
-			len = set->pool_cls ? 1 : L;
-		for (t = 0; t < len; t++)
-			for (h = 0; h < H; h++)
-				e[h] += row[t * H + h];
-		for (h = 0; len && h < H; h++)
-			e[h] /= (double)len;
-	} else {
-		free(e);
-		return nx_error_set(err, NX_ECONFIG, NULL, 0, -1,
-				    "an embedding output must be [batch, seq, hidden] or [batch, hidden]");
-	}
-	if (set->normalize) {
-		for (h = 0; h < H; h++)
-			norm += e[h] * e[h];
-		norm = sqrt(norm);
-		for (h = 0; norm > 0 && h < H; h++)
-			e[h] /= norm;
-	}
-	json_object_set_new(res, "embedding", reals(e, H));
-	free(e);
-	return 0;
-}
-
 int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *const *ids,
 		   const size_t *lens, size_t n, json_t **results, nx_error *err)
 {
 	OrtValue *in[IN_COUNT] = { NULL }, *outv[RT_OUTPUTS_MAX] = { NULL };
-	struct out_tensor o[RT_OUTPUTS_MAX];
+	struct rt_output o[RT_OUTPUTS_MAX];
 	void *buf[IN_COUNT] = { NULL };
-	size_t L = 1, i, r, t, k, ni = 0;
+	size_t L = 1, r, t, k, ni = 0;
 	int64_t shape[2];
 	int rc = 0;
 
@@ -441,7 +349,7 @@ int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *con
 	}
 	for (r = 0; r < n; r++) {
 		json_t *res = json_object(), *outs = json_object();
-		const struct out_tensor *m = &o[s->main_out];
+		const struct rt_output *m = &o[s->main_out];
 		size_t row = m->count / n;
 
 		results[r] = res;
@@ -457,13 +365,13 @@ int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *con
 			 * not depend on the other texts of its batch */
 			if (s->out_seq[k] && o[k].dims[1] == (int64_t)L)
 				keep = per / L * lens[r];
-			json_object_set_new(outs, s->out_names[k], reals(o[k].v + r * per, keep));
+			json_object_set_new(outs, s->out_names[k], rt_reals(o[k].v + r * per, keep));
 		}
 		json_object_set_new(res, "outputs", outs);
 		if (b->set.task == RT_TASK_CLASSIFICATION)
-			rc = classify(res, &b->set, m->v + r * row, row, err);
+			rc = rt_classify(res, &b->set, m->v + r * row, row, err);
 		else if (b->set.task == RT_TASK_EMBEDDING)
-			rc = embed(res, &b->set, m, r, lens[r], err);
+			rc = rt_embed(res, &b->set, m, r, lens[r], err);
 		if (rc)
 			goto out;
 	}
@@ -483,6 +391,5 @@ out:
 			s->ort->ReleaseValue(outv[k]);
 		free(o[k].v);
 	}
-	(void)i;
 	return rc;
 }

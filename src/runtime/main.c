@@ -13,134 +13,6 @@
 #include "onnxruntime_c_api.h"
 #include "rt.h"
 
-enum { O_BUNDLE = 1, O_JSON, O_TEXT, O_INPUT, O_WRITE, O_OUTPUT, O_TOL, O_TOKDIR, O_MAXLEN };
-
-struct opt {
-	const char *name, *arg, *help;
-	int key;
-};
-
-struct verb {
-	const char *name, *summary, *details;
-	const struct opt *opts;
-	int (*fn)(const struct verb *v, int argc, char **argv);
-	bool hidden;
-};
-
-#define OPT_BUNDLE { "bundle", "DIR", "the bundle root (default: the directory above bin/)", O_BUNDLE }
-
-/* Parsed options of one invocation; --text may repeat. */
-struct args {
-	const char *bundle, *input, *output, *tokdir;
-	char **texts;
-	size_t ntexts;
-	bool json, write;
-	double tol;
-	long maxlen;
-};
-
-static void help(const struct verb *v, FILE *f)
-{
-	const struct opt *o;
-
-	fprintf(f, "usage: nexus_cli %s [OPTIONS]\n\n%s\n", v->name, v->summary);
-	if (v->details)
-		fprintf(f, "\n%s\n", v->details);
-	fprintf(f, "\noptions:\n");
-	for (o = v->opts; o->name; o++) {
-		char left[48];
-
-		snprintf(left, sizeof(left), "--%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
-		fprintf(f, "  %-24s %s\n", left, o->help);
-	}
-	fprintf(f, "  %-24s %s\n", "-h, --help", "show this help and exit");
-	fprintf(f, "\nexit status: 0 ok, 1 a check failed (integrity, selftest), 2 usage or\n"
-		   "configuration error, 3 input or environment error.\n");
-}
-
-static int usage(const struct verb *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int usage(const struct verb *v, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "nexus_cli %s: ", v->name);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\ntry 'nexus_cli %s --help'\n", v->name);
-	return 2;
-}
-
-/* 0 parsed, -1 --help printed (exit 0), 2 usage error printed */
-static int parse(struct args *a, const struct verb *v, int argc, char **argv)
-{
-	int i;
-
-	memset(a, 0, sizeof(*a));
-	a->tol = 1e-4;
-	for (i = 1; i < argc; i++) {
-		const struct opt *o;
-		const char *val = NULL, *eq;
-		size_t n;
-
-		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			help(v, stdout);
-			return -1;
-		}
-		if (strncmp(argv[i], "--", 2))
-			return usage(v, "unexpected argument '%s'", argv[i]);
-		eq = strchr(argv[i], '=');
-		n = eq ? (size_t)(eq - argv[i] - 2) : strlen(argv[i] + 2);
-		for (o = v->opts; o->name; o++)
-			if (strlen(o->name) == n && !strncmp(o->name, argv[i] + 2, n))
-				break;
-		if (!o->name)
-			return usage(v, "unknown option '%s'", argv[i]);
-		if (o->arg) {
-			if (eq)
-				val = eq + 1;
-			else if (i + 1 < argc)
-				val = argv[++i];
-			else
-				return usage(v, "option '--%s' needs %s", o->name, o->arg);
-		} else if (eq) {
-			return usage(v, "option '--%s' takes no value", o->name);
-		}
-		switch (o->key) {
-		case O_BUNDLE: a->bundle = val; break;
-		case O_JSON: a->json = true; break;
-		case O_INPUT: a->input = val; break;
-		case O_OUTPUT: a->output = val; break;
-		case O_WRITE: a->write = true; break;
-		case O_TOKDIR: a->tokdir = val; break;
-		case O_TEXT:
-			a->texts = realloc(a->texts, (a->ntexts + 1) * sizeof(*a->texts));
-			if (!a->texts)
-				return usage(v, "out of memory");
-			a->texts[a->ntexts++] = (char *)val;
-			break;
-		case O_TOL: {
-			char *end;
-
-			a->tol = strtod(val, &end);
-			if (*end || !(a->tol >= 0))
-				return usage(v, "--tolerance needs a number >= 0");
-			break;
-		}
-		case O_MAXLEN: {
-			char *end;
-
-			a->maxlen = strtol(val, &end, 10);
-			if (*end || a->maxlen < 2 || a->maxlen > RT_SEQ_MAX)
-				return usage(v, "--max-length needs a number from 2 to %d", RT_SEQ_MAX);
-			break;
-		}
-		}
-	}
-	return 0;
-}
-
 static int fail(const char *verb, const nx_error *err)
 {
 	fprintf(stderr, "nexus_cli %s: error: ", verb);
@@ -152,7 +24,7 @@ static int fail(const char *verb, const nx_error *err)
 
 /* Open the bundle and its session; prints the error and gives the status. */
 static int start(struct rt_bundle *b, struct rt_session **s, const char *verb,
-		 const struct args *a, bool check)
+		 const struct rt_args *a, bool check)
 {
 	nx_error err;
 
@@ -167,7 +39,6 @@ static int start(struct rt_bundle *b, struct rt_session **s, const char *verb,
 struct printer {
 	FILE *f;
 	size_t n, errors;
-	bool ids;   /* tokenize: results are id lists */
 };
 
 static int print_result(void *ctx, json_t *r)
@@ -185,7 +56,7 @@ static int print_result(void *ctx, json_t *r)
 }
 
 /* Feed --text values, then the --input lines, to `add`. */
-static int feed(const struct args *a, int (*add)(void *, const struct rt_input *, nx_error *),
+static int feed(const struct rt_args *a, int (*add)(void *, const struct rt_input *, nx_error *),
 		void *ctx, nx_error *err)
 {
 	struct rt_reader *r = NULL;
@@ -221,20 +92,20 @@ static int batch_add(void *q, const struct rt_input *in, nx_error *err)
 	return rt_batcher_add(q, in, err);
 }
 
-static int cmd_run(const struct verb *v, int argc, char **argv)
+static int cmd_run(const struct rt_verb *v, int argc, char **argv)
 {
-	struct printer p = { stdout, 0, 0, false };
+	struct printer p = { stdout, 0, 0 };
 	struct rt_batcher *q = NULL;
 	struct rt_session *s = NULL;
 	struct rt_bundle b;
-	struct args a;
+	struct rt_args a;
 	nx_error err;
 	int rc;
 
-	if ((rc = parse(&a, v, argc, argv)))
+	if ((rc = rt_parse(&a, v, argc, argv)))
 		return free(a.texts), rc < 0 ? 0 : rc;
 	if (!a.ntexts && !a.input)
-		return free(a.texts), usage(v, "give --text TEXT or --input FILE (- for stdin)");
+		return free(a.texts), rt_usage(v, "give --text TEXT or --input FILE (- for stdin)");
 	if ((rc = start(&b, &s, v->name, &a, true)))
 		return free(a.texts), rc;
 	nx_error_clear(&err);
@@ -257,16 +128,16 @@ static int cmd_run(const struct verb *v, int argc, char **argv)
 	return 0;
 }
 
-static int cmd_info(const struct verb *v, int argc, char **argv)
+static int cmd_info(const struct rt_verb *v, int argc, char **argv)
 {
 	struct rt_session *s = NULL;
 	struct rt_bundle b;
-	struct args a;
+	struct rt_args a;
 	json_t *files, *doc, *model;
 	size_t i;
 	int rc;
 
-	if ((rc = parse(&a, v, argc, argv)))
+	if ((rc = rt_parse(&a, v, argc, argv)))
 		return rc < 0 ? 0 : rc;
 	if ((rc = start(&b, &s, v->name, &a, true)))
 		return rc;
@@ -328,7 +199,7 @@ static int cmd_info(const struct verb *v, int argc, char **argv)
 
 static int collect(void *ctx, const struct rt_input *in, nx_error *err)
 {
-	struct args *a = ctx;
+	struct rt_args *a = ctx;
 	char **t;
 
 	if (!in->text)
@@ -341,24 +212,24 @@ static int collect(void *ctx, const struct rt_input *in, nx_error *err)
 	return 0;
 }
 
-static int cmd_selftest(const struct verb *v, int argc, char **argv)
+static int cmd_selftest(const struct rt_verb *v, int argc, char **argv)
 {
 	struct rt_session *s = NULL;
 	struct rt_bundle b;
-	struct args a;
+	struct rt_args a;
 	nx_error err;
 	size_t given;
 	int rc;
 
-	if ((rc = parse(&a, v, argc, argv)))
+	if ((rc = rt_parse(&a, v, argc, argv)))
 		return free(a.texts), rc < 0 ? 0 : rc;
 	if (a.write && !a.output)
-		return free(a.texts), usage(v, "--write needs --output FILE");
+		return free(a.texts), rt_usage(v, "--write needs --output FILE");
 	if (!a.write && (a.output || a.ntexts || a.input))
-		return free(a.texts), usage(v, "--output, --text and --input go with --write");
+		return free(a.texts), rt_usage(v, "--output, --text and --input go with --write");
 	given = a.ntexts;
 	nx_error_clear(&err);
-	if (a.write && a.input && (rc = feed(&(struct args){ .input = a.input }, collect, &a, &err))) {
+	if (a.write && a.input && (rc = feed(&(struct rt_args){ .input = a.input }, collect, &a, &err))) {
 		rc = fail(v->name, &err);
 		goto out;
 	}
@@ -406,16 +277,16 @@ static int tok_one(void *ctx, const struct rt_input *in, nx_error *err)
 	return i ? nx_error_set(err, NX_EIO, NULL, 0, -1, "cannot write the output") : 0;
 }
 
-static int cmd_tokenize(const struct verb *v, int argc, char **argv)
+static int cmd_tokenize(const struct rt_verb *v, int argc, char **argv)
 {
-	struct printer p = { stdout, 0, 0, true };
+	struct printer p = { stdout, 0, 0 };
 	struct tok_ctx c = { NULL, 0, NULL, &p };
 	struct rt_bundle b;
-	struct args a;
+	struct rt_args a;
 	nx_error err;
 	int rc, fd;
 
-	if ((rc = parse(&a, v, argc, argv)))
+	if ((rc = rt_parse(&a, v, argc, argv)))
 		return free(a.texts), rc < 0 ? 0 : rc;
 	nx_error_clear(&err);
 	memset(&b, 0, sizeof(b));
@@ -444,36 +315,36 @@ static int cmd_tokenize(const struct verb *v, int argc, char **argv)
 	return rc ? fail(v->name, &err) : 0;
 }
 
-static const struct opt run_opts[] = {
-	{ "text", "TEXT", "classify/embed TEXT (repeatable)", O_TEXT },
-	{ "input", "FILE", "one text or {\"text\": ...} per line; - for stdin", O_INPUT },
-	OPT_BUNDLE,
+static const struct rt_opt run_opts[] = {
+	{ "text", "TEXT", "classify/embed TEXT (repeatable)", RT_OPT_TEXT },
+	{ "input", "FILE", "one text or {\"text\": ...} per line; - for stdin", RT_OPT_INPUT },
+	RT_OPT_BUNDLE_ENTRY,
 	{ 0 },
 };
-static const struct opt info_opts[] = {
-	{ "json", NULL, "one JSON document on stdout", O_JSON },
-	OPT_BUNDLE,
+static const struct rt_opt info_opts[] = {
+	{ "json", NULL, "one JSON document on stdout", RT_OPT_JSON },
+	RT_OPT_BUNDLE_ENTRY,
 	{ 0 },
 };
-static const struct opt selftest_opts[] = {
-	{ "write", NULL, "write the golden file instead of checking it (no integrity check)", O_WRITE },
-	{ "output", "FILE", "with --write: where to write it", O_OUTPUT },
-	{ "text", "TEXT", "with --write: a golden input (repeatable)", O_TEXT },
-	{ "input", "FILE", "with --write: golden inputs, one per line like run", O_INPUT },
-	{ "tolerance", "X", "with --write: absolute tolerance recorded (default 1e-4)", O_TOL },
-	OPT_BUNDLE,
+static const struct rt_opt selftest_opts[] = {
+	{ "write", NULL, "write the golden file instead of checking it (no integrity check)", RT_OPT_WRITE },
+	{ "output", "FILE", "with --write: where to write it", RT_OPT_OUTPUT },
+	{ "text", "TEXT", "with --write: a golden input (repeatable)", RT_OPT_TEXT },
+	{ "input", "FILE", "with --write: golden inputs, one per line like run", RT_OPT_INPUT },
+	{ "tolerance", "X", "with --write: absolute tolerance recorded (default 1e-4)", RT_OPT_TOL },
+	RT_OPT_BUNDLE_ENTRY,
 	{ 0 },
 };
-static const struct opt tokenize_opts[] = {
-	{ "text", "TEXT", "tokenize TEXT (repeatable)", O_TEXT },
-	{ "input", "FILE", "one text or {\"text\": ...} per line; - for stdin", O_INPUT },
-	{ "tokenizer", "DIR", "a tokenizer directory instead of the bundle's", O_TOKDIR },
-	{ "max-length", "N", "max_sequence_length (default: runtime.yaml, or 512)", O_MAXLEN },
-	OPT_BUNDLE,
+static const struct rt_opt tokenize_opts[] = {
+	{ "text", "TEXT", "tokenize TEXT (repeatable)", RT_OPT_TEXT },
+	{ "input", "FILE", "one text or {\"text\": ...} per line; - for stdin", RT_OPT_INPUT },
+	{ "tokenizer", "DIR", "a tokenizer directory instead of the bundle's", RT_OPT_TOKDIR },
+	{ "max-length", "N", "max_sequence_length (default: runtime.yaml, or 512)", RT_OPT_MAXLEN },
+	RT_OPT_BUNDLE_ENTRY,
 	{ 0 },
 };
 
-static const struct verb verbs[] = {
+static const struct rt_verb verbs[] = {
 	{ "info", "show the bundle, its model and runtime after checking its integrity", NULL,
 	  info_opts, cmd_info, false },
 	{ "run", "run the model: one JSON object per input on stdout (JSONL)",

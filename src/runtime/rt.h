@@ -3,9 +3,11 @@
  *   main.c     verbs, options, exit codes
  *   bundle.c   finding the bundle, start-up integrity against manifest.json,
  *              runtime.yaml and the tokenizer
- *   infer.c    one ONNX Runtime session, batching, pooling, softmax
- *   input.c    reading texts (--text, JSONL files) and writing results
+ *   infer.c    one ONNX Runtime session: inputs, padding, outputs
+ *   input.c    reading texts (JSONL lines) and the batcher
  *   selftest.c config/selftest.json: compare and --write
+ *   postproc.c softmax, pooling, numbers as JSON
+ *   opts.c     option tables and --help
  * Only src/runtime/ includes this.  It uses libnexus through include/nexus/.
  */
 #ifndef NEXUS_RT_H
@@ -84,6 +86,24 @@ json_t *rt_session_describe(const struct rt_session *s);
 int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *const *ids,
 		   const size_t *lens, size_t n, json_t **results, nx_error *err);
 
+/* One output tensor as doubles, with its shape (infer.c -> postproc.c). */
+struct rt_output {
+	double *v;
+	size_t count;
+	int64_t dims[8];
+	size_t nd;
+};
+
+double rt_half_to_double(uint16_t h);
+/* A JSON array of the numbers; NaN and infinities become null. */
+json_t *rt_reals(const double *v, size_t n);
+/* Sets "label" and "scores" on res from one row of n scores. */
+int rt_classify(json_t *res, const struct rt_settings *set, const double *v, size_t n,
+		nx_error *err);
+/* Sets "embedding" on res from row r of a [B, L, H] (len tokens) or [B, H] output. */
+int rt_embed(json_t *res, const struct rt_settings *set, const struct rt_output *o, size_t r,
+	     size_t len, nx_error *err);
+
 /* One input read from --text or a JSONL line. */
 struct rt_input {
 	char *text;             /* NULL when the line was bad */
@@ -116,5 +136,42 @@ void rt_batcher_free(struct rt_batcher *q);
 int rt_selftest_check(struct rt_session *s, struct rt_bundle *b, FILE *report, nx_error *err);
 int rt_selftest_write(struct rt_session *s, struct rt_bundle *b, char *const *texts,
 		      size_t ntexts, const char *out_path, double tolerance, nx_error *err);
+
+/* Verbs and their options (opts.c, main.c). */
+enum {
+	RT_OPT_BUNDLE = 1, RT_OPT_JSON, RT_OPT_TEXT, RT_OPT_INPUT, RT_OPT_WRITE, RT_OPT_OUTPUT,
+	RT_OPT_TOL, RT_OPT_TOKDIR, RT_OPT_MAXLEN
+};
+
+struct rt_opt {
+	const char *name, *arg, *help;
+	int key;
+};
+
+struct rt_verb {
+	const char *name, *summary, *details;
+	const struct rt_opt *opts;
+	int (*fn)(const struct rt_verb *v, int argc, char **argv);
+	bool hidden;
+};
+
+#define RT_OPT_BUNDLE_ENTRY \
+	{ "bundle", "DIR", "the bundle root (default: the directory above bin/)", RT_OPT_BUNDLE }
+
+/* Parsed options of one invocation; --text may repeat. */
+struct rt_args {
+	const char *bundle, *input, *output, *tokdir;
+	char **texts;
+	size_t ntexts;
+	bool json, write;
+	double tol;
+	long maxlen;
+};
+
+void rt_help(const struct rt_verb *v, FILE *f);
+/* Print "nexus_cli VERB: message" and a hint; returns 2. */
+int rt_usage(const struct rt_verb *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* 0 parsed, -1 --help printed (exit 0), 2 usage error printed */
+int rt_parse(struct rt_args *a, const struct rt_verb *v, int argc, char **argv);
 
 #endif
