@@ -64,6 +64,6 @@ int cli_usage(const struct cli_verb *verb, const char *fmt, ...)
 
 /* The verbs, one file each (cmd_<name>.c). */
 extern const struct cli_verb cmd_build, cmd_verify, cmd_inspect, cmd_keygen,
-	cmd_sign, cmd_manifest;
+	cmd_sign, cmd_manifest, cmd_run;
 
 #endif

@@ -1,5 +1,6 @@
 /* cmd_inspect.c - `nexus inspect MODEL.onnx [--json]`: an ONNX summary read
- * without loading the weights (nexus/onnx.h). */
+ * without loading the weights (nexus/onnx.h), plus what an export would
+ * remove (nexus/export.h), and with --export-to the export itself. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -9,14 +10,179 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "nexus/export.h"
+#include "nexus/fingerprint.h"
 #include "nexus/onnx.h"
 
-enum { OPT_JSON = 1 };
+enum { OPT_JSON = 1, OPT_OUTPUT, OPT_KEEP, OPT_FORBID, OPT_EXPORT, OPT_NO_EXTRACT,
+       OPT_TEACHER };
 
 static const struct cli_opt opts[] = {
 	{ "json", 0, NULL, "print one JSON document instead of text", OPT_JSON },
+	{ "output", 0, "NAME", "export: keep only what this output needs (repeatable)",
+	  OPT_OUTPUT },
+	{ "keep-metadata", 0, "KEY", "export: metadata_props key that survives (repeatable)",
+	  OPT_KEEP },
+	{ "forbid", 0, "TERM", "export: forbidden term besides teacher, distillation, "
+	  "soft_targets (repeatable)", OPT_FORBID },
+	{ "no-extract", 0, NULL, "export: keep every node (no output subgraph extraction)",
+	  OPT_NO_EXTRACT },
+	{ "teacher", 0, "PATH", "fingerprint: fail (exit 1) if a tensor of 4 KiB or more equals "
+	  "one of this teacher file (ONNX, PyTorch zip, safetensors; repeatable)", OPT_TEACHER },
+	{ "export-to", 0, "PATH", "write the exported model to PATH (must not exist); "
+	  "external data goes beside it as " NX_EXPORT_DATA_NAME, OPT_EXPORT },
 	{0},
 };
+
+#define INSPECT_LIST_MAX 64
+
+struct export_args {
+	const char *outputs[INSPECT_LIST_MAX], *keep[INSPECT_LIST_MAX], *forbid[INSPECT_LIST_MAX];
+	const char *teachers[INSPECT_LIST_MAX];
+	size_t noutputs, nkeep, nforbid, nteachers;
+	bool no_extract;
+	const char *to;
+	int dirfd;           /* directory of the model */
+	const char *base;    /* model file name in it */
+	int ext_dirfd;       /* directory of --export-to */
+};
+
+static void export_opts(struct nx_export_opts *o, const struct export_args *a)
+{
+	memset(o, 0, sizeof(*o));
+	o->outputs = a->outputs;
+	o->noutputs = a->noutputs;
+	o->metadata_keep = a->keep;
+	o->nmetadata_keep = a->nkeep;
+	o->forbidden_terms = a->forbid;
+	o->nforbidden_terms = a->nforbid;
+	o->extract = !a->no_extract;
+	o->strip_metadata = true;
+	o->producer_version = NX_VERSION;
+	o->ws_dirfd = a->dirfd;
+	o->model_relpath = a->base;
+}
+
+static json_t *export_json(const struct nx_export_result *r)
+{
+	json_t *root = json_object(), *items = json_array();
+	size_t i;
+
+	for (i = 0; i < r->nremoved; i++)
+		json_array_append_new(items, json_pack("{s:s, s:s, s:I, s:I}", "kind",
+						       nx_export_what_name(r->removed[i].what),
+						       "name", r->removed[i].name, "bytes",
+						       (json_int_t)r->removed[i].bytes, "offset",
+						       (json_int_t)r->removed[i].offset));
+	json_object_set_new(root, "removed", items);
+	json_object_set_new(root, "doc_strings", json_integer((json_int_t)r->doc_strings));
+	json_object_set_new(root, "removed_bytes", json_integer((json_int_t)r->removed_bytes));
+	json_object_set_new(root, "kept_nodes", json_integer((json_int_t)r->kept_nodes));
+	json_object_set_new(root, "kept_initializers",
+			    json_integer((json_int_t)r->kept_initializers));
+	json_object_set_new(root, "external_tensors", json_integer((json_int_t)r->ext_tensors));
+	if (r->size) {
+		char hex[2 * NX_SHA256_LEN + 1];
+
+		nx_hex(hex, r->sha256);
+		json_object_set_new(root, "sha256", json_string(hex));
+		json_object_set_new(root, "size", json_integer((json_int_t)r->size));
+		if (r->has_external) {
+			nx_hex(hex, r->ext_sha256);
+			json_object_set_new(root, "data_sha256", json_string(hex));
+			json_object_set_new(root, "data_size", json_integer((json_int_t)r->ext_size));
+		}
+	}
+	return root;
+}
+
+/* The preview never fails inspect: an export error is shown as such. */
+static json_t *preview_json(int fd, const char *path, const struct export_args *a)
+{
+	struct nx_export_opts o;
+	struct nx_export_result r;
+	nx_error err;
+	json_t *j;
+
+	export_opts(&o, a);
+	nx_error_clear(&err);
+	if (nx_export_plan(&r, fd, path, &o, &err) != 0)
+		return json_pack("{s:{s:s, s:s, s:I}}", "error", "code", nx_error_name(err.code),
+				 "message", err.message, "offset", (json_int_t)err.offset);
+	j = export_json(&r);
+	nx_export_result_release(&r);
+	return j;
+}
+
+static int ext_open(void *ctx, int *out_fd, nx_error *err)
+{
+	const struct export_args *a = ctx;
+	int fd = openat(a->ext_dirfd, NX_EXPORT_DATA_NAME,
+			O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+
+	if (fd < 0)
+		return nx_error_errno(err, NX_EIO, errno, NX_EXPORT_DATA_NAME,
+				      "cannot create %s beside the export", NX_EXPORT_DATA_NAME);
+	*out_fd = fd;
+	return 0;
+}
+
+static int do_export(int fd, const char *path, struct export_args *a, bool json)
+{
+	struct nx_export_opts o;
+	struct nx_export_result r;
+	nx_error err;
+	char *dir = strdup(a->to), *slash;
+	int out = -1, rc;
+
+	nx_error_clear(&err);
+	if (!dir)
+		return 3;
+	slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	a->ext_dirfd = open(slash ? (dir[0] ? dir : "/") : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(dir);
+	if (a->ext_dirfd < 0) {
+		nx_error_errno(&err, NX_EIO, errno, a->to, "cannot open the directory of %s", a->to);
+		return cli_fail("inspect", &err);
+	}
+	out = open(a->to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (out < 0) {
+		nx_error_errno(&err, errno == EEXIST ? NX_EEXIST : NX_EIO, errno, a->to,
+			       "cannot create %s", a->to);
+		rc = cli_fail("inspect", &err);
+		goto out;
+	}
+	export_opts(&o, a);
+	o.ext_open = ext_open;
+	o.ext_ctx = a;
+	if (nx_export_run(&r, fd, path, out, &o, &err) != 0) {
+		unlink(a->to);
+		rc = cli_fail("inspect", &err);
+		goto out;
+	}
+	if (json) {
+		json_t *j = export_json(&r);
+
+		rc = json_dumpf(j, stdout, JSON_INDENT(2) | JSON_SORT_KEYS) == 0 &&
+		     fputc('\n', stdout) != EOF ? 0 : 3;
+		json_decref(j);
+	} else {
+		char hex[2 * NX_SHA256_LEN + 1];
+
+		nx_hex(hex, r.sha256);
+		printf("exported %s -> %s (%" PRIu64 " bytes, sha256 %s), %zu items removed\n",
+		       path, a->to, r.size, hex, r.nremoved);
+		rc = 0;
+	}
+	nx_export_result_release(&r);
+out:
+	if (out >= 0)
+		close(out);
+	close(a->ext_dirfd);
+	return rc;
+}
 
 static const char *opset_domain(const char *d)
 {
@@ -51,7 +217,7 @@ static json_t *values_json(const struct nx_onnx_value *v, size_t n)
 	return a;
 }
 
-static int print_json(const nx_onnx_summary *s)
+static int print_json(const nx_onnx_summary *s, json_t *preview)
 {
 	json_t *root, *opsets = json_object(), *meta = json_object(), *ext = json_array();
 	json_t *domains = json_array();
@@ -104,6 +270,7 @@ static int print_json(const nx_onnx_summary *s)
 	json_object_set_new(root, "training_info", json_boolean(s->has_training_info));
 	json_object_set_new(root, "unknown_fields", json_integer((json_int_t)s->unknown_fields));
 	json_object_set_new(root, "first_unknown_offset", json_integer(s->first_unknown_offset));
+	json_object_set_new(root, "export_preview", preview);
 	if (!root) {
 		fprintf(stderr, "nexus inspect: error: cannot build the JSON output (out of memory?)\n");
 		return 3;
@@ -182,22 +349,102 @@ static void print_text(const char *path, const nx_onnx_summary *s)
 		       s->first_unknown_offset);
 }
 
+/* --teacher: the student's tensors against the teachers' fingerprints. */
+static int fingerprint(const char *model, const struct export_args *a, bool json)
+{
+	nx_fp_set *set = NULL;
+	struct nx_fp_match *m = NULL;
+	size_t n = 0, i;
+	nx_error err;
+	int rc;
+
+	nx_error_clear(&err);
+	if ((rc = nx_fp_set_new(&set, &err)) != 0)
+		return cli_fail("inspect", &err);
+	for (i = 0; i < a->nteachers; i++)
+		if (nx_fingerprint_file(set, AT_FDCWD, a->teachers[i], NX_FP_MIN_BYTES, &err) != 0)
+			goto fail;
+	if (nx_fingerprint_student(&m, &n, set, AT_FDCWD, model, NX_FP_MIN_BYTES, &err) != 0)
+		goto fail;
+	if (json) {
+		json_t *arr = json_array(), *root;
+
+		for (i = 0; i < n; i++)
+			json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I}", "tensor",
+							     m[i].student_tensor, "teacher_tensor",
+							     m[i].teacher_tensor, "teacher_file",
+							     m[i].teacher_file, "bytes",
+							     (json_int_t)m[i].bytes));
+		root = json_pack("{s:o, s:I, s:I}", "shared_tensors", arr, "teacher_tensors",
+				 (json_int_t)nx_fp_set_count(set), "compressed_records",
+				 (json_int_t)nx_fp_set_compressed(set));
+		json_dumpf(root, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+		fputc('\n', stdout);
+		json_decref(root);
+	} else {
+		for (i = 0; i < n; i++)
+			printf("FAIL %s (%" PRIu64 " bytes) equals %s in %s\n", m[i].student_tensor,
+			       m[i].bytes, m[i].teacher_tensor, m[i].teacher_file);
+		if (!n)
+			printf("no tensor shared with %zu teacher tensors\n", nx_fp_set_count(set));
+	}
+	rc = n ? 1 : 0;
+	nx_fp_matches_free(m, n);
+	nx_fp_set_free(set);
+	return rc;
+fail:
+	nx_fp_set_free(set);
+	return cli_fail("inspect", &err);
+}
+
 static int run(const struct cli_verb *verb, int argc, char **argv)
 {
 	struct cli_parser p;
 	nx_onnx_model *m = NULL;
 	nx_error err;
+	struct export_args a;
 	bool json = false;
+	char *dir = NULL, *slash;
 	int k, fd = -1, rc;
 
+	memset(&a, 0, sizeof(a));
+	a.dirfd = -1;
 	cli_init(&p, verb, argc, argv);
-	while ((k = cli_next(&p)) > 0)
+	while ((k = cli_next(&p)) > 0) {
+		const char **list = NULL;
+		size_t *n = NULL;
+
 		if (k == OPT_JSON)
 			json = true;
+		else if (k == OPT_NO_EXTRACT)
+			a.no_extract = true;
+		else if (k == OPT_EXPORT)
+			a.to = p.optarg;
+		else if (k == OPT_OUTPUT)
+			list = a.outputs, n = &a.noutputs;
+		else if (k == OPT_KEEP)
+			list = a.keep, n = &a.nkeep;
+		else if (k == OPT_FORBID)
+			list = a.forbid, n = &a.nforbid;
+		else if (k == OPT_TEACHER)
+			list = a.teachers, n = &a.nteachers;
+		if (list && *n == INSPECT_LIST_MAX)
+			return cli_usage(verb, "at most %d values per option", INSPECT_LIST_MAX);
+		if (list)
+			list[(*n)++] = p.optarg;
+	}
 	if (k < 0)
 		return k == -1 ? 0 : 2;
 	if (p.npos != 1)
 		return cli_usage(verb, "expected one MODEL.onnx argument");
+	if (!(dir = strdup(p.pos[0])))
+		return 3;
+	slash = strrchr(dir, '/');
+	a.base = slash ? p.pos[0] + (slash - dir) + 1 : p.pos[0];
+	if (slash)
+		*slash = '\0';
+	a.dirfd = open(slash ? (dir[0] ? dir : "/") : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(dir);
 	nx_error_clear(&err);
 	fd = open(p.pos[0], O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
@@ -208,8 +455,12 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 		rc = cli_fail(verb->name, &err);
 		goto out;
 	}
-	if (json) {
-		rc = print_json(nx_onnx_summary_get(m));
+	if (a.nteachers) {
+		rc = fingerprint(p.pos[0], &a, json);
+	} else if (a.to) {
+		rc = do_export(fd, p.pos[0], &a, json);
+	} else if (json) {
+		rc = print_json(nx_onnx_summary_get(m), preview_json(fd, p.pos[0], &a));
 	} else {
 		print_text(p.pos[0], nx_onnx_summary_get(m));
 		rc = fflush(stdout) == 0 ? 0 : 3;
@@ -217,6 +468,8 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 out:
 	nx_onnx_free(m);
 	close(fd);
+	if (a.dirfd >= 0)
+		close(a.dirfd);
 	return rc;
 }
 
@@ -227,7 +480,10 @@ const struct cli_verb cmd_inspect = {
 	.details = "Prints the producer, IR and opset versions, inputs and outputs with their\n"
 		   "shapes, the exact parameter count, quantization, metadata, external data\n"
 		   "references, training_info and unknown protobuf fields.  Weight bytes are\n"
-		   "never read, so large models are inspected in milliseconds.",
+		   "never read, so large models are inspected in milliseconds.\n"
+		   "--json adds export_preview: what `nexus build` would remove from the model\n"
+		   "(other nodes, dead initializers, metadata, doc strings, training_info).\n"
+		   "--export-to writes that export, copying the weights without decoding them.",
 	.opts = opts,
 	.run = run,
 };

@@ -5,7 +5,7 @@
 #include "cli.h"
 
 static const struct cli_verb *const verbs[] = {
-	&cmd_build, &cmd_verify, &cmd_inspect, &cmd_keygen, &cmd_sign, &cmd_manifest,
+	&cmd_build, &cmd_verify, &cmd_inspect, &cmd_keygen, &cmd_sign, &cmd_manifest, &cmd_run,
 };
 #define NVERBS (sizeof(verbs) / sizeof(verbs[0]))
 

@@ -1,31 +1,96 @@
 /*
  * build_export.c - the export step: only the student's weights leave the
- * workspace.  Today the student ONNX is validated and copied as is; graph
- * surgery (extracting student.outputs, stripping metadata) replaces
- * export_copy() here later without touching the other steps.
+ * workspace.  nx_export_run (nexus/export.h) rewrites the student ONNX into
+ * the stage - student.outputs extracted, metadata and doc strings stripped,
+ * training_info and dead initializers dropped, external data gathered into
+ * model/student_model.onnx.data - hashing while it writes.  Then every
+ * student tensor is fingerprinted against the workspace's teacher files
+ * (nexus/fingerprint.h): a copied teacher tensor fails the build unless
+ * allow_shared_tensors names it.
  */
 #include "build_int.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "nexus/export.h"
+#include "nexus/fingerprint.h"
 
 #define BUILD_STUDENT_DST "model/student_model.onnx"
+#define BUILD_STUDENT_DATA "model/" NX_EXPORT_DATA_NAME
 
-/* The copy: one read of the source, hashed while copied. */
-static int export_copy(struct build *b)
+static int ext_open(void *ctx, int *out_fd, nx_error *err)
 {
-	return build_copy(b, BUILD_STUDENT_DST, b->student_fd, (uint64_t)b->student_st.st_size,
-			  b->ws->student.model, false);
+	struct build *b = ctx;
+
+	return nx_stage_create_file(out_fd, b->stage, BUILD_STUDENT_DATA, false, err);
 }
 
-int build_export(struct build *b)
+static bool shared_allowed(const struct build *b, const char *tensor)
+{
+	size_t i;
+
+	for (i = 0; i < b->ws->nallow_shared; i++)
+		if (!strcmp(b->ws->allow_shared[i].name, tensor))
+			return true;
+	return false;
+}
+
+/* Teacher files that do not exist are skipped, as in the load step. */
+static int fingerprint(struct build *b)
+{
+	nx_fp_set *set = NULL;
+	struct nx_fp_match *m = NULL;
+	size_t n = 0, i;
+	int rc;
+
+	if (!b->ws->nteacher)
+		return 0;
+	if ((rc = nx_fp_set_new(&set, b->err)) != 0)
+		return rc;
+	for (i = 0; i < b->ws->nteacher; i++) {
+		if (faccessat(b->wsfd, b->ws->teacher[i], F_OK, AT_SYMLINK_NOFOLLOW) != 0 &&
+		    errno == ENOENT)
+			continue;
+		if ((rc = nx_fingerprint_file(set, b->wsfd, b->ws->teacher[i], NX_FP_MIN_BYTES,
+					      b->err)) != 0)
+			goto out;
+	}
+	rc = nx_fingerprint_student(&m, &n, set, nx_stage_dirfd(b->stage), BUILD_STUDENT_DST,
+				    NX_FP_MIN_BYTES, b->err);
+	for (i = 0; !rc && i < n; i++)
+		if (!shared_allowed(b, m[i].student_tensor))
+			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
+					  "student tensor '%s' (%llu bytes) is identical to '%s' "
+					  "of the teacher %s: the student carries teacher weights; "
+					  "retrain it, or list it in allow_shared_tensors with a "
+					  "reason", m[i].student_tensor,
+					  (unsigned long long)m[i].bytes, m[i].teacher_tensor,
+					  m[i].teacher_file);
+out:
+	nx_fp_matches_free(m, n);
+	nx_fp_set_free(set);
+	return rc;
+}
+
+/* Parameters and quantization of the exported student, not of the
+ * combined graph it came from. */
+static int summarise(struct build *b)
 {
 	const nx_onnx_summary *sum;
 	char human[32];
-	int rc, n;
+	int fd, rc, n;
 
-	/* Not ONNX or truncated: nx_onnx_open says where (err->offset). */
-	rc = nx_onnx_open(&b->model, b->student_fd, b->ws->student.model, b->err);
+	fd = openat(nx_stage_dirfd(b->stage), BUILD_STUDENT_DST,
+		    O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return nx_error_errno(b->err, NX_EIO, errno, BUILD_STUDENT_DST,
+				      "cannot reopen the exported %s", BUILD_STUDENT_DST);
+	rc = nx_onnx_open(&b->model, fd, BUILD_STUDENT_DST, b->err);
+	close(fd);
 	if (rc)
 		return rc;
 	sum = nx_onnx_summary_get(b->model);
@@ -38,5 +103,49 @@ int build_export(struct build *b)
 	b->res->quantization = strdup(sum->quantization ? sum->quantization : "none");
 	if (!b->res->parameters || !b->res->quantization)
 		return nx_error_set(b->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
-	return export_copy(b);
+	return 0;
+}
+
+int build_export(struct build *b)
+{
+	const nx_workspace *ws = b->ws;
+	struct nx_export_opts o;
+	struct nx_export_result r;
+	int fd = -1, rc;
+
+	memset(&o, 0, sizeof(o));
+	memset(&r, 0, sizeof(r));
+	o.outputs = (const char *const *)ws->student.outputs;
+	o.noutputs = ws->student.noutputs;
+	o.metadata_keep = (const char *const *)ws->metadata_keep;
+	o.nmetadata_keep = ws->nmetadata_keep;
+	o.forbidden_terms = (const char *const *)ws->forbidden_terms;
+	o.nforbidden_terms = ws->nforbidden_terms;
+	o.extract = ws->export_extract;
+	o.strip_metadata = ws->export_strip_metadata;
+	o.producer_version = NX_VERSION;
+	o.ws_dirfd = b->wsfd;
+	o.model_relpath = ws->student.model;
+	o.ext_open = ext_open;
+	o.ext_ctx = b;
+	if ((rc = nx_stage_create_file(&fd, b->stage, BUILD_STUDENT_DST, false, b->err)) != 0)
+		return rc;
+	/* Not ONNX, truncated, a missing output, a teacher part still needed:
+	 * nx_export_run says what and where (err->offset). */
+	rc = nx_export_run(&r, b->student_fd, ws->student.model, fd, &o, b->err);
+	close(fd);
+	if (rc)
+		goto out;
+	if ((rc = nx_manifest_add_file(b->m, BUILD_STUDENT_DST, r.sha256, r.size, b->err)) != 0)
+		goto out;
+	if (r.has_external &&
+	    (rc = nx_manifest_add_file(b->m, BUILD_STUDENT_DATA, r.ext_sha256, r.ext_size,
+				       b->err)) != 0)
+		goto out;
+	if ((rc = summarise(b)) != 0)
+		goto out;
+	rc = fingerprint(b);
+out:
+	nx_export_result_release(&r);
+	return rc;
 }

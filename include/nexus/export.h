@@ -1,0 +1,149 @@
+/*
+ * nexus/export.h - export by subtraction: re-emit a student ONNX model
+ * without the parts a production bundle must not carry.
+ *
+ * The export reads the source ModelProto with the streaming reader of
+ * nexus/pb.h and writes a new one in which every field that is kept and not
+ * changed - above all the weights (raw_data) - is copied as a byte range
+ * without being decoded (copy_file_range where the kernel allows it, else
+ * pread/pwrite).  Only the messages on the path to a change (model, graph,
+ * the nodes/tensors that lost a field) are re-encoded, so their lengths are
+ * recomputed and nothing else is.  Memory grows with the number of nodes and
+ * names, never with the weight bytes.  The SHA-256 of the output is computed
+ * while it is written: literal bytes from the buffer written, copied ranges
+ * from the source bytes as they are copied; the output is never read back.
+ *
+ * What an export removes (each step optional through nx_export_opts):
+ *  - extract: only the nodes, initializers, value_info and graph inputs
+ *    reachable backwards from the requested outputs (default: all graph
+ *    outputs); names used inside a node's subgraphs count as uses of the
+ *    node.  Requested outputs that are not graph outputs but have a
+ *    value_info become graph outputs; a name with neither is NX_ECONFIG.
+ *  - always: training_info, unreferenced initializers, fields unknown to
+ *    the reader, opset imports of the training domain.  A kept node of the
+ *    training domain (ai.onnx.preview.training) or op Gradient, Momentum,
+ *    Adagrad, Adam is NX_ECHECK.
+ *  - strip_metadata: metadata_props keys not in metadata_keep (at every
+ *    level), every doc_string; producer_name becomes "nexus" and
+ *    producer_version the given version.  A kept graph, node, initializer or
+ *    value name containing a forbidden term (teacher, distillation,
+ *    soft_targets + configured; case-insensitive) is NX_ECHECK: the student
+ *    still depends on a teacher part.
+ *  - external data: `location` is followed only to a regular file inside the
+ *    workspace directory (ws_dirfd), relative, without "..", symlinks or hard
+ *    links (NX_EUNSAFE); offset/length are checked against the file
+ *    (NX_EFORMAT).  The bytes are copied into one data file next to the
+ *    model (NX_EXPORT_DATA_NAME), 4 KiB aligned, and each tensor's
+ *    location/offset/length rewritten to it.
+ *
+ * Errors carry the byte offset of the source field in err->offset.  On error
+ * the output descriptors may hold partial data: the caller owns them (a
+ * staging directory) and discards them.
+ */
+#ifndef NEXUS_EXPORT_H
+#define NEXUS_EXPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nexus/error.h"
+#include "nexus/hash.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NX_EXPORT_DATA_NAME "student_model.onnx.data" /* beside the model */
+#define NX_EXPORT_DATA_ALIGN 4096
+#define NX_EXPORT_NODES_MAX 10000000   /* nodes of the main graph */
+#define NX_EXPORT_REPORT_MAX 1000000   /* entries of the removal report */
+
+/*
+ * Called once, the first time a tensor with external data is exported, to
+ * create the data file; *out_fd is an fd open for writing, owned by the
+ * caller (it closes it after nx_export_run returns).
+ */
+typedef int (*nx_export_ext_open_fn)(void *ctx, int *out_fd, nx_error *err);
+
+struct nx_export_opts {
+	const char *const *outputs;         /* NULL/0: every graph output */
+	size_t noutputs;
+	const char *const *metadata_keep;
+	size_t nmetadata_keep;
+	const char *const *forbidden_terms; /* added to the three built in */
+	size_t nforbidden_terms;
+	bool extract;
+	bool strip_metadata;
+	const char *producer_version;       /* NULL: NX_VERSION-less "unknown" */
+	int ws_dirfd;                       /* workspace root, for external data */
+	const char *model_relpath;          /* source model, relative to ws_dirfd */
+	nx_export_ext_open_fn ext_open;     /* NULL: external data is NX_ECONFIG */
+	void *ext_ctx;
+};
+
+enum nx_export_what {
+	NX_EXPORT_NODE,          /* name = node name or "<op_type>#<index>" */
+	NX_EXPORT_INITIALIZER,   /* bytes = bytes of the TensorProto / external data */
+	NX_EXPORT_INPUT,
+	NX_EXPORT_OUTPUT,
+	NX_EXPORT_VALUE_INFO,
+	NX_EXPORT_METADATA,      /* a metadata_props key */
+	NX_EXPORT_TRAINING_INFO,
+	NX_EXPORT_OPSET,         /* an opset import of the training domain */
+	NX_EXPORT_UNKNOWN_FIELD, /* name = "field <n>" */
+};
+
+struct nx_export_item {
+	enum nx_export_what what;
+	char *name;
+	uint64_t bytes;
+	uint64_t offset;  /* source file offset of the removed field */
+};
+
+struct nx_export_result {
+	unsigned char sha256[NX_SHA256_LEN];   /* of the model written */
+	uint64_t size;
+	bool has_external;
+	unsigned char ext_sha256[NX_SHA256_LEN];
+	uint64_t ext_size;
+	uint64_t ext_tensors;
+	struct nx_export_item *removed;        /* in source order */
+	size_t nremoved;
+	uint64_t doc_strings;                  /* doc_string fields removed */
+	uint64_t removed_bytes;                /* source bytes not carried over */
+	uint64_t kept_nodes, kept_initializers;
+};
+
+/*
+ * Export the model read from src_fd (borrowed; pread only) to dst_fd
+ * (borrowed, written from offset 0 with pwrite, not truncated or synced).
+ * src_path names the source in errors.  On success *out holds the digest,
+ * size and removal report (release with nx_export_result_release).
+ * Errors: NX_EFORMAT/NX_ELIMIT (malformed model, err->offset), NX_ECONFIG
+ * (an output name that does not exist), NX_ECHECK (training ops, a
+ * forbidden term still in a kept name), NX_EUNSAFE (external data
+ * location), NX_EIO, NX_ENOMEM.
+ */
+int nx_export_run(struct nx_export_result *out, int src_fd, const char *src_path, int dst_fd,
+		  const struct nx_export_opts *o, nx_error *err);
+
+/*
+ * The same analysis and checks without writing anything (dst and external
+ * data are not touched; external locations are still checked when ws_dirfd
+ * is not -1): what an export would remove, for `nexus inspect`.  size and
+ * sha256 are left zero.
+ */
+int nx_export_plan(struct nx_export_result *out, int src_fd, const char *src_path,
+		   const struct nx_export_opts *o, nx_error *err);
+
+/* Free the report inside r and zero it.  Accepts NULL. */
+void nx_export_result_release(struct nx_export_result *r);
+
+/* "node", "initializer", ... */
+const char *nx_export_what_name(enum nx_export_what w);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

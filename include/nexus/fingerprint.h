@@ -1,0 +1,82 @@
+/*
+ * nexus/fingerprint.h - SHA-256 fingerprints of the tensors of teacher files,
+ * to catch a student that carries a copied teacher tensor (an embedding
+ * table, a layer) even when every name was changed.
+ *
+ * Teacher formats, recognised by content, not by name:
+ *  - ONNX: every initializer (inline payload bytes; external data, followed
+ *    beside the model with the same rules as the export: relative, no "..",
+ *    no symlink, regular single-link file);
+ *  - PyTorch zip checkpoints (torch.save): every "<archive>/data/<n>" storage
+ *    record, found through the zip central directory (zip64 too), read with
+ *    bounded preads; a compressed record is hashed as stored and counted in
+ *    `compressed` (it cannot match raw student bytes);
+ *  - safetensors: every tensor's data_offsets range.
+ * Anything else (legacy pickle checkpoints, unknown bytes) is NX_EFORMAT:
+ * an unreadable teacher must not pass as "nothing shared".
+ *
+ * The bytes hashed are a tensor's raw little-endian contents, so a torch
+ * storage and an ONNX raw_data holding the same contiguous float32 values
+ * fingerprint the same.  Only tensors of at least min_bytes are recorded
+ * (small ones - biases, scalars - collide by chance).
+ */
+#ifndef NEXUS_FINGERPRINT_H
+#define NEXUS_FINGERPRINT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nexus/error.h"
+#include "nexus/hash.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NX_FP_MIN_BYTES 4096          /* default min_bytes */
+#define NX_FP_TENSORS_MAX 10000000    /* fingerprints in one set */
+#define NX_FP_ZIP_ENTRIES_MAX 1000000 /* central directory entries read */
+#define NX_FP_ST_HEADER_MAX (100u << 20) /* bytes of a safetensors header */
+
+typedef struct nx_fp_set nx_fp_set;
+
+/* A student tensor equal to a teacher tensor. */
+struct nx_fp_match {
+	char *student_tensor;
+	char *teacher_tensor;  /* name in the teacher file (storage record for torch) */
+	char *teacher_file;
+	uint64_t bytes;
+	unsigned char sha256[NX_SHA256_LEN];
+};
+
+/* New empty set; free with nx_fp_set_free. */
+int nx_fp_set_new(nx_fp_set **out, nx_error *err);
+void nx_fp_set_free(nx_fp_set *s);
+/* Number of fingerprints held; compressed torch records seen. */
+size_t nx_fp_set_count(const nx_fp_set *s);
+size_t nx_fp_set_compressed(const nx_fp_set *s);
+
+/*
+ * Fingerprint every tensor of at least min_bytes of the teacher file at path
+ * (relative to dirfd, or AT_FDCWD; opened O_NOFOLLOW) into set.
+ * Errors: NX_EFORMAT (unknown or malformed format, err->offset),
+ * NX_EUNSAFE (external data location), NX_ELIMIT, NX_EIO, NX_ENOMEM.
+ */
+int nx_fingerprint_file(nx_fp_set *set, int dirfd, const char *path, size_t min_bytes,
+			nx_error *err);
+
+/*
+ * Hash every tensor of at least min_bytes of the student ONNX model at path
+ * (relative to dirfd) and return in *out (caller frees with
+ * nx_fp_matches_free) the ones found in teachers; *nout may be 0.
+ * Errors as nx_fingerprint_file.
+ */
+int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_set *teachers,
+			   int dirfd, const char *path, size_t min_bytes, nx_error *err);
+void nx_fp_matches_free(struct nx_fp_match *m, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,85 @@
+/*
+ * nexus/functional.h - TRV-5 `functional` (DESIGN.md §5): run the bundle's
+ * own `bin/nexus_cli selftest` and import its Python sources inside the
+ * sandbox of nexus/sandbox.h.
+ *
+ * Findings are handed to a callback, so that the verifier (nexus/verify.h,
+ * through nx_report_add) and the build's self-check can both collect them.
+ * Codes (docs/TRV.md):
+ *   functional-sandbox-unavailable  WARN (FAIL when strict): no bwrap or no
+ *                                   user namespaces; the check is skipped
+ *   functional-no-runtime           FAIL: bin/nexus_cli missing
+ *   functional-selftest-failed      FAIL: selftest exited non-zero
+ *   functional-killed               FAIL: selftest died of a signal
+ *   functional-timeout              FAIL: wall-clock timeout
+ *   functional-output-cap           FAIL: more output than the cap
+ *   functional-import               FAIL: a Python source imports a module
+ *                                   that is neither stdlib, the bundle, nor
+ *                                   a runtime.yaml python_packages entry;
+ *                                   path:line is the importing statement
+ *   functional-import-error         WARN: a Python source raised something
+ *                                   else while being imported
+ *   functional-python-failed        FAIL: the import driver did not finish
+ *
+ * Python: `/usr/bin/python3 -I -S -B` with only the interpreter's ELF
+ * closure, its standard library directory (incl. lib-dynload and the
+ * closure of its extension modules), the bundle and a private read-only
+ * driver directory visible; no dist-packages or site-packages.  Each name
+ * in runtime.yaml python_packages (and its submodules) is served by a
+ * permissive stand-in module.  Code running in the sandbox can forge the
+ * driver's result lines (they carry a per-run random nonce, but the
+ * imported code runs in the same process); the check proves that honest
+ * sources have no training-time dependency, the sandbox contains the rest.
+ */
+#ifndef NEXUS_FUNCTIONAL_H
+#define NEXUS_FUNCTIONAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "nexus/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NX_FUNCTIONAL_PYTHON "/usr/bin/python3"
+#define NX_FUNCTIONAL_PY_MODULES_MAX 256   /* Python files in src/ imported */
+#define NX_FUNCTIONAL_SELFTEST_MS 60000
+#define NX_FUNCTIONAL_IMPORT_MS 30000
+
+enum nx_functional_sev { NX_FUNCTIONAL_INFO, NX_FUNCTIONAL_WARN, NX_FUNCTIONAL_FAIL };
+
+/* One finding; strings are borrowed for the call.  Return 0 or a negative
+ * NX_E* code, which aborts the check and is returned by it. */
+typedef int (*nx_functional_fn)(void *ctx, enum nx_functional_sev sev, const char *code,
+				const char *path, long line, const char *message);
+
+struct nx_functional_opts {
+	const char *bwrap;       /* NULL = NX_SANDBOX_BWRAP */
+	const char *python;      /* NULL = NX_FUNCTIONAL_PYTHON */
+	bool strict;             /* sandbox unavailable is FAIL instead of WARN */
+	bool selftest;           /* run bin/nexus_cli selftest (default true) */
+	bool imports;            /* import the Python sources (default true) */
+	uint64_t selftest_ms;    /* 0 = NX_FUNCTIONAL_SELFTEST_MS */
+	uint64_t import_ms;      /* 0 = NX_FUNCTIONAL_IMPORT_MS */
+};
+
+void nx_functional_opts_init(struct nx_functional_opts *o);
+
+/*
+ * Run the check over the bundle open at bundle_dirfd (borrowed) whose path
+ * is bundle_path (used to read the ELF closure of bin/nexus_cli; the bundle
+ * itself is bound into the sandbox from the fd).  Findings go to fn.
+ * *skipped is set when the sandbox is unavailable.  Errors are for
+ * environment failures only (NX_ENOMEM, NX_EIO on the temporary directory,
+ * or whatever fn returned).
+ */
+int nx_functional_check(bool *skipped, int bundle_dirfd, const char *bundle_path,
+			const struct nx_functional_opts *o, nx_functional_fn fn, void *ctx,
+			nx_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,281 @@
+/*
+ * export.c - nx_export_run / nx_export_plan (nexus/export.h): validate the
+ * model, analyse the main graph (export_analyze.c), build the rewritten
+ * message tree (export_rewrite.c), then write it while hashing (onnx_write.c).
+ */
+#include "export_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nexus/onnx.h"
+
+static const char *const builtin_terms[] = { "teacher", "distillation", "soft_targets" };
+
+static uint64_t set_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 1099511628211ull;
+	return h;
+}
+
+static char **set_slot(const struct ex_set *s, const char *str)
+{
+	size_t i = (size_t)set_hash(str) & (s->cap - 1);
+
+	while (s->slots[i] && strcmp(s->slots[i], str) != 0)
+		i = (i + 1) & (s->cap - 1);
+	return &s->slots[i];
+}
+
+bool ex_set_has(const struct ex_set *s, const char *str)
+{
+	return s->cap && *set_slot(s, str) != NULL;
+}
+
+/* Returns 0, or NX_ENOMEM (without an error message: callers add it). */
+int ex_set_add(struct ex_set *s, const char *str)
+{
+	char **p;
+
+	if ((s->n + 1) * 2 > s->cap) {
+		struct ex_set bigger = { NULL, s->cap ? s->cap * 2 : 64, 0 };
+		size_t i;
+
+		if (!(bigger.slots = calloc(bigger.cap, sizeof(char *))))
+			return NX_ENOMEM;
+		for (i = 0; i < s->cap; i++)
+			if (s->slots[i])
+				*set_slot(&bigger, s->slots[i]) = s->slots[i];
+		bigger.n = s->n;
+		free(s->slots);
+		*s = bigger;
+	}
+	p = set_slot(s, str);
+	if (*p)
+		return 0;
+	if (!(*p = strdup(str)))
+		return NX_ENOMEM;
+	s->n++;
+	return 0;
+}
+
+void ex_set_release(struct ex_set *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->cap; i++)
+		free(s->slots[i]);
+	free(s->slots);
+	memset(s, 0, sizeof(*s));
+}
+
+int ex_oom(struct ex *x)
+{
+	return nx_error_set(x->err, NX_ENOMEM, x->path, 0, -1, "out of memory exporting %s",
+			    x->path);
+}
+
+int ex_report(struct ex *x, enum nx_export_what what, const char *name, uint64_t bytes,
+	      uint64_t offset)
+{
+	struct nx_export_result *r = x->res;
+	struct nx_export_item *it;
+
+	r->removed_bytes += bytes;
+	if (r->nremoved >= NX_EXPORT_REPORT_MAX)
+		return nx_error_set(x->err, NX_ELIMIT, x->path, 0, (long long)offset,
+				    "%s: more than %u removals to report", x->path,
+				    NX_EXPORT_REPORT_MAX);
+	if (r->nremoved == x->cap_removed) {
+		size_t cap = x->cap_removed ? 2 * x->cap_removed : 16;
+
+		if (!(it = realloc(r->removed, cap * sizeof(*it))))
+			return ex_oom(x);
+		r->removed = it;
+		x->cap_removed = cap;
+	}
+	it = &r->removed[r->nremoved];
+	if (!(it->name = strdup(name ? name : "")))
+		return ex_oom(x);
+	it->what = what;
+	it->bytes = bytes;
+	it->offset = offset;
+	r->nremoved++;
+	return 0;
+}
+
+/* A name field, read into *out (replacing it). */
+int ex_read_name(struct ex *x, const struct nx_pb_field *f, char **out)
+{
+	if (f->wire != NX_PB_LEN)
+		return nx_error_set(x->err, NX_EFORMAT, x->path, 0, (long long)f->tag_offset,
+				    "%s: field %u is not a string: not a valid ONNX model",
+				    x->path, f->num);
+	free(*out);
+	*out = NULL;
+	return nx_pb_read_string(&x->f, f, 0, out, NULL, x->err);
+}
+
+int ex_check_term(struct ex *x, const char *what, const char *name, uint64_t offset)
+{
+	size_t i;
+
+	for (i = 0; i < x->nterms; i++)
+		if (x->terms[i][0] && strcasestr(name, x->terms[i]))
+			return nx_error_set(x->err, NX_ECHECK, x->path, 0, (long long)offset,
+					    "%s: the exported student still holds %s '%s', "
+					    "which names '%s': it depends on a teacher part; "
+					    "list only student outputs in student.outputs",
+					    x->path, what, name, x->terms[i]);
+	return 0;
+}
+
+bool ex_keep_meta(struct ex *x, const char *key)
+{
+	size_t i;
+
+	if (!x->o->strip_metadata)
+		return true;
+	for (i = 0; i < x->o->nmetadata_keep; i++)
+		if (!strcmp(x->o->metadata_keep[i], key))
+			return true;
+	return false;
+}
+
+static void ex_release(struct ex *x)
+{
+	size_t i, j;
+
+	for (i = 0; i < x->nnodes; i++) {
+		for (j = 0; j < x->nodes[i].nin; j++)
+			free(x->nodes[i].in[j]);
+		for (j = 0; j < x->nodes[i].nout; j++)
+			free(x->nodes[i].out[j]);
+		free(x->nodes[i].in);
+		free(x->nodes[i].out);
+	}
+	free(x->nodes);
+	free(x->keep_node);
+	ex_set_release(&x->needed);
+	ex_set_release(&x->requested);
+	ex_set_release(&x->graph_outputs);
+	for (i = 0; i < x->nextra; i++)
+		free(x->extra_outputs[i]);
+	free(x->extra_outputs);
+	free(x->terms);
+	if (x->ext.ctx)
+		pw_out_release(&x->ext);
+	nx_pb_file_release(&x->f);
+}
+
+static int export_do(struct nx_export_result *out, int src_fd, const char *src_path,
+		     int dst_fd, const struct nx_export_opts *o, bool dry, nx_error *err)
+{
+	struct nx_export_result res;
+	struct ex x;
+	struct nx_pb_reader top;
+	struct pw_msg *model = NULL;
+	struct pw_out w = { 0 };
+	nx_onnx_model *check = NULL;
+	size_t i;
+	int rc;
+
+	memset(&res, 0, sizeof(res));
+	memset(&x, 0, sizeof(x));
+	x.src_fd = src_fd;
+	x.path = src_path ? src_path : "model";
+	x.err = err;
+	x.o = o;
+	x.res = &res;
+	x.dry = dry;
+	x.ext_fd = -1;
+	/* The reader's checks (structure, caps) first: the rewrite may then
+	 * assume a well-formed model and report its own errors only. */
+	if ((rc = nx_onnx_open(&check, src_fd, x.path, err)) != 0)
+		goto out;
+	nx_onnx_free(check);
+	if (!(x.terms = calloc(3 + o->nforbidden_terms, sizeof(char *)))) {
+		rc = ex_oom(&x);
+		goto out;
+	}
+	for (i = 0; i < 3; i++)
+		x.terms[x.nterms++] = builtin_terms[i];
+	for (i = 0; i < o->nforbidden_terms; i++)
+		x.terms[x.nterms++] = o->forbidden_terms[i];
+	if ((rc = nx_pb_file_init(&x.f, src_fd, x.path, err)) != 0)
+		goto out;
+	if ((rc = nx_pb_reader_init(&top, &x.f, 0, x.f.size, err)) != 0)
+		goto out;
+	if ((rc = ex_analyze(&x, &top)) != 0)
+		goto out;
+	if ((rc = ex_rewrite_model(&x, &model)) != 0)
+		goto out;
+	if (!dry) {
+		pw_msg_measure(model);
+		if ((rc = pw_out_init(&w, dst_fd, x.path, "model", err)) != 0)
+			goto out;
+		if ((rc = pw_emit(&w, src_fd, model)) != 0)
+			goto out;
+		if ((rc = pw_out_finish(&w, res.sha256)) != 0)
+			goto out;
+		res.size = w.pos;
+		if (x.ext_started) {
+			if ((rc = pw_out_finish(&x.ext, res.ext_sha256)) != 0)
+				goto out;
+			res.ext_size = x.ext.pos;
+		}
+	}
+	*out = res;
+	memset(&res, 0, sizeof(res));
+out:
+	if (w.ctx)
+		pw_out_release(&w);
+	pw_msg_free(model);
+	ex_release(&x);
+	nx_export_result_release(&res);
+	return rc;
+}
+
+int nx_export_run(struct nx_export_result *out, int src_fd, const char *src_path, int dst_fd,
+		  const struct nx_export_opts *o, nx_error *err)
+{
+	return export_do(out, src_fd, src_path, dst_fd, o, false, err);
+}
+
+int nx_export_plan(struct nx_export_result *out, int src_fd, const char *src_path,
+		   const struct nx_export_opts *o, nx_error *err)
+{
+	return export_do(out, src_fd, src_path, -1, o, true, err);
+}
+
+void nx_export_result_release(struct nx_export_result *r)
+{
+	size_t i;
+
+	if (!r)
+		return;
+	for (i = 0; i < r->nremoved; i++)
+		free(r->removed[i].name);
+	free(r->removed);
+	memset(r, 0, sizeof(*r));
+}
+
+const char *nx_export_what_name(enum nx_export_what w)
+{
+	switch (w) {
+	case NX_EXPORT_NODE: return "node";
+	case NX_EXPORT_INITIALIZER: return "initializer";
+	case NX_EXPORT_INPUT: return "input";
+	case NX_EXPORT_OUTPUT: return "output";
+	case NX_EXPORT_VALUE_INFO: return "value_info";
+	case NX_EXPORT_METADATA: return "metadata";
+	case NX_EXPORT_TRAINING_INFO: return "training_info";
+	case NX_EXPORT_OPSET: return "opset_import";
+	case NX_EXPORT_UNKNOWN_FIELD: return "unknown_field";
+	}
+	return "unknown";
+}

@@ -1,0 +1,181 @@
+/*
+ * export_ext.c - external tensor data: follow `location` only to a regular
+ * file inside the workspace, and copy the range into the bundle's one data
+ * file.
+ *
+ * A location is untrusted (ONNX CVE-2022-25882, CVE-2024-27318: "../" and
+ * absolute paths reading arbitrary files).  It must be relative, without
+ * "." / ".." / empty components; it is resolved beside the model one
+ * component at a time with O_NOFOLLOW, so no symlink is followed anywhere on
+ * the way; the file must be regular with a single link.
+ */
+#include "export_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define EX_LOCATION_MAX 4096
+
+static int unsafe(struct ex *x, const char *tensor, const char *location, uint64_t off,
+		  const char *why)
+{
+	return nx_error_set(x->err, NX_EUNSAFE, x->path, 0, (long long)off,
+			    "%s: tensor '%s' has external data at '%s', which %s; keep external "
+			    "data in plain files beside the model", x->path, tensor, location, why);
+}
+
+/* Lexical rules: relative, no empty/./.. component, no NUL. */
+const char *ex_location_problem(const char *loc)
+{
+	const char *p = loc;
+
+	if (!loc[0])
+		return "is empty";
+	if (strlen(loc) > EX_LOCATION_MAX)
+		return "is too long";
+	if (loc[0] == '/')
+		return "is an absolute path";
+	while (*p) {
+		const char *slash = strchr(p, '/');
+		size_t n = slash ? (size_t)(slash - p) : strlen(p);
+
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			return "leaves the model's directory or has an empty, '.' or '..' component";
+		p += n;
+		if (*p == '/')
+			p++;
+		if (!*p && slash)
+			return "ends with '/'";
+	}
+	if (strchr(loc, '\\'))
+		return "holds a backslash";
+	return NULL;
+}
+
+/* Open dir/location below dirfd without following any symlink. */
+int ex_open_beneath(int dirfd, const char *path, int *out)
+{
+	char *copy = strdup(path), *p, *slash;
+	int fd = dirfd, next, rc = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	p = copy;
+	while ((slash = strchr(p, '/')) != NULL) {
+		*slash = '\0';
+		next = openat(fd, p, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd != dirfd)
+			close(fd);
+		if (next < 0) {
+			rc = -errno;
+			goto out;
+		}
+		fd = next;
+		p = slash + 1;
+	}
+	next = openat(fd, p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd != dirfd)
+		close(fd);
+	if (next < 0)
+		rc = -errno;
+	else
+		*out = next;
+out:
+	free(copy);
+	return rc;
+}
+
+int ex_external(struct ex *x, const char *tensor, const char *location, int64_t offset,
+		int64_t length, uint64_t field_offset, uint64_t *out_offset, uint64_t *out_len)
+{
+	const struct nx_export_opts *o = x->o;
+	const char *why = ex_location_problem(location);
+	char *full = NULL;
+	struct stat st;
+	uint64_t off = offset < 0 ? 0 : (uint64_t)offset, len;
+	int fd = -1, rc;
+
+	if (why)
+		return unsafe(x, tensor, location, field_offset, why);
+	if (o->ws_dirfd < 0) {
+		if (x->dry)
+			return 0;
+		return nx_error_set(x->err, NX_ECONFIG, x->path, 0, (long long)field_offset,
+				    "%s: tensor '%s' has external data but no workspace "
+				    "directory was given to read it from", x->path, tensor);
+	}
+	/* relative to the model's directory inside the workspace */
+	{
+		const char *rel = o->model_relpath ? o->model_relpath : "";
+		const char *slash = strrchr(rel, '/');
+		size_t dlen = slash ? (size_t)(slash - rel) + 1 : 0;
+
+		if (!(full = malloc(dlen + strlen(location) + 1)))
+			return ex_oom(x);
+		memcpy(full, rel, dlen);
+		strcpy(full + dlen, location);
+	}
+	if ((rc = ex_open_beneath(o->ws_dirfd, full, &fd)) != 0) {
+		if (rc == -ELOOP || rc == -ENOTDIR)
+			rc = unsafe(x, tensor, location, field_offset, "is or passes through a symlink");
+		else
+			rc = nx_error_errno(x->err, NX_EIO, -rc, full,
+					    "%s: cannot open external data '%s' of tensor '%s'",
+					    x->path, full, tensor);
+		goto out;
+	}
+	if (fstat(fd, &st) != 0) {
+		rc = nx_error_errno(x->err, NX_EIO, errno, full, "cannot stat %s", full);
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
+		rc = unsafe(x, tensor, location, field_offset,
+			    S_ISREG(st.st_mode) ? "has hard links" : "is not a regular file");
+		goto out;
+	}
+	len = length < 0 ? ((uint64_t)st.st_size > off ? (uint64_t)st.st_size - off : 0)
+			 : (uint64_t)length;
+	if (off > (uint64_t)st.st_size || len > (uint64_t)st.st_size - off) {
+		rc = nx_error_set(x->err, NX_EFORMAT, x->path, 0, (long long)field_offset,
+				  "%s: tensor '%s' reads bytes %llu..%llu of '%s', which has only "
+				  "%llu bytes", x->path, tensor, (unsigned long long)off,
+				  (unsigned long long)(off + len), location,
+				  (unsigned long long)st.st_size);
+		goto out;
+	}
+	x->res->has_external = true;
+	x->res->ext_tensors++;
+	if (x->dry) {
+		rc = 0;
+		goto out;
+	}
+	if (!x->ext_started) {
+		if (!o->ext_open) {
+			rc = nx_error_set(x->err, NX_ECONFIG, x->path, 0, (long long)field_offset,
+					  "%s: tensor '%s' has external data but the caller gave "
+					  "no place for the data file", x->path, tensor);
+			goto out;
+		}
+		if ((rc = o->ext_open(o->ext_ctx, &x->ext_fd, x->err)) != 0)
+			goto out;
+		if ((rc = pw_out_init(&x->ext, x->ext_fd, full, NX_EXPORT_DATA_NAME, x->err)) != 0)
+			goto out;
+		x->ext_started = true;
+	}
+	x->ext.src_path = full;
+	if ((rc = pw_out_align(&x->ext, NX_EXPORT_DATA_ALIGN)) != 0)
+		goto out;
+	*out_offset = x->ext.pos;
+	*out_len = len;
+	rc = pw_out_copy(&x->ext, fd, off, len);
+	x->ext.src_path = x->path;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(full);
+	return rc;
+}

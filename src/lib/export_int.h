@@ -1,0 +1,157 @@
+/*
+ * export_int.h - internals of the export (export*.c, onnx_write.c): the
+ * piece tree of a rewritten message and its writer.  Not a public header.
+ *
+ * A rewritten message is a list of pieces: byte ranges of the source copied
+ * as they are (the untouched fields, weights included), literal bytes (a new
+ * string field), and rewritten sub-messages (a field number and a child
+ * list).  Lengths are known only once the children are complete, so the
+ * tree is built first and written second.
+ */
+#ifndef NEXUS_EXPORT_INT_H
+#define NEXUS_EXPORT_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+
+#include "nexus/export.h"
+#include "nexus/pb.h"
+
+enum pw_kind { PW_COPY, PW_LIT, PW_MSG };
+
+struct pw_msg;
+
+struct pw_piece {
+	enum pw_kind kind;
+	uint32_t num;           /* PW_MSG: field number */
+	uint64_t off, len;      /* PW_COPY: source range; PW_LIT: len of lit */
+	unsigned char *lit;     /* PW_LIT, owned */
+	struct pw_msg *child;   /* PW_MSG, owned */
+};
+
+struct pw_msg {
+	struct pw_piece *p;
+	size_t n, cap;
+	uint64_t size;          /* payload bytes, set by pw_msg_measure */
+};
+
+struct pw_msg *pw_msg_new(void);
+void pw_msg_free(struct pw_msg *m);
+/* Append a copy of source bytes [off, off + len); adjacent ranges merge. */
+int pw_copy(struct pw_msg *m, uint64_t off, uint64_t len);
+/* Append literal bytes (copied). */
+int pw_lit(struct pw_msg *m, const void *buf, size_t len);
+/* Append a string field (tag, length, bytes). */
+int pw_string(struct pw_msg *m, uint32_t num, const char *s, size_t len);
+/* Append a varint field. */
+int pw_varint_field(struct pw_msg *m, uint32_t num, uint64_t v);
+/* Append a sub-message field; the child is owned by m from now on. */
+int pw_child(struct pw_msg *m, uint32_t num, struct pw_msg *child);
+/* Compute sizes bottom up; returns the payload size of m. */
+uint64_t pw_msg_measure(struct pw_msg *m);
+size_t pw_varint_encode(unsigned char *buf, uint64_t v);
+
+/*
+ * Sequential writer of one output file that hashes every byte it writes.
+ * Small pieces gather in a buffer; large copied ranges go through
+ * copy_file_range while a second thread hashes the same source range.
+ */
+struct pw_out {
+	int fd;
+	uint64_t pos;           /* bytes written (flushed or buffered) */
+	EVP_MD_CTX *ctx;
+	unsigned char *buf;
+	size_t blen;
+	bool no_cfr;            /* copy_file_range refused once: use pread/pwrite */
+	const char *src_path, *dst_name;
+	nx_error *err;
+};
+
+int pw_out_init(struct pw_out *o, int fd, const char *src_path, const char *dst_name,
+		nx_error *err);
+/* Write len bytes from buf. */
+int pw_out_write(struct pw_out *o, const void *buf, size_t len);
+/* Copy [off, off + len) of src_fd to the output. */
+int pw_out_copy(struct pw_out *o, int src_fd, uint64_t off, uint64_t len);
+/* Pad with zeros up to a multiple of align. */
+int pw_out_align(struct pw_out *o, uint64_t align);
+/* Flush, finish the digest into out. */
+int pw_out_finish(struct pw_out *o, unsigned char out[NX_SHA256_LEN]);
+void pw_out_release(struct pw_out *o);
+/* Write the message tree m (measured) as a top-level message. */
+int pw_emit(struct pw_out *o, int src_fd, const struct pw_msg *m);
+
+/* A set of owned strings (open addressing). */
+struct ex_set {
+	char **slots;
+	size_t cap, n;
+};
+
+int ex_set_add(struct ex_set *s, const char *str);
+bool ex_set_has(const struct ex_set *s, const char *str);
+void ex_set_release(struct ex_set *s);
+
+/* The names of one node of the main graph, read by the analysis pass. */
+struct ex_node {
+	char **in;      /* inputs, then names used inside its subgraphs */
+	size_t nin;
+	char **out;
+	size_t nout;
+};
+
+/* One export (or plan). */
+struct ex {
+	struct nx_pb_file f;
+	int src_fd;
+	const char *path;
+	nx_error *err;
+	const struct nx_export_opts *o;
+	struct nx_export_result *res;
+	size_t cap_removed;
+	bool dry;
+	/* analysis of the main graph */
+	struct ex_node *nodes;
+	size_t nnodes, cap_nodes;
+	bool *keep_node;
+	struct ex_set needed;      /* names the kept part reads */
+	struct ex_set requested;   /* outputs asked for */
+	struct ex_set graph_outputs;
+	char **extra_outputs;      /* requested names that are not graph outputs */
+	size_t nextra;
+	const char **terms;
+	size_t nterms;
+	/* external data */
+	struct pw_out ext;
+	int ext_fd;
+	bool ext_started;
+};
+
+/* export.c */
+int ex_report(struct ex *x, enum nx_export_what what, const char *name, uint64_t bytes,
+	      uint64_t offset);
+int ex_oom(struct ex *x);
+int ex_read_name(struct ex *x, const struct nx_pb_field *f, char **out);
+int ex_check_term(struct ex *x, const char *what, const char *name, uint64_t offset);
+bool ex_keep_meta(struct ex *x, const char *key);
+
+/* export_analyze.c */
+int ex_analyze(struct ex *x, const struct nx_pb_reader *model);
+
+/* export_rewrite.c: each returns the rewritten payload in *out (a single
+ * copy of the payload when nothing changed). */
+int ex_rewrite_model(struct ex *x, struct pw_msg **out);
+/* Add child as field fld of parent: as one copied range if unchanged. */
+int ex_add_sub(struct pw_msg *parent, const struct nx_pb_field *fld, struct pw_msg *child);
+
+/* export_ext.c: check (and unless dry, copy) a tensor's external data;
+ * *out_offset is where it now lives in the data file. */
+int ex_external(struct ex *x, const char *tensor, const char *location, int64_t offset,
+		int64_t length, uint64_t field_offset, uint64_t *out_offset, uint64_t *out_len);
+/* Why a location is refused (NULL when it is acceptable), and an open of a
+ * relative path below dirfd that follows no symlink (-errno on failure). */
+const char *ex_location_problem(const char *loc);
+int ex_open_beneath(int dirfd, const char *path, int *out);
+
+#endif

@@ -1,0 +1,767 @@
+/*
+ * export_rewrite.c - the second pass: build the rewritten message tree.
+ *
+ * Each rewriter walks one message and, field by field, copies it (as a
+ * source range), drops it (into the report), or rewrites it (a child
+ * message).  A rewritten child that came out unchanged is turned back into a
+ * copied range by ex_add_sub, so an export that changes nothing writes the
+ * source byte for byte.
+ */
+#include "export_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* rc is 0 inside the body, 0 or an error after the loop */
+#define LOOP(x, r, f, rc) while (((rc) = nx_pb_next((r), (f), (x)->err)) > 0 && ((rc) = 0) == 0)
+#define TRAINING_DOMAIN "ai.onnx.preview.training"
+
+static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
+			 const struct nx_pb_field *fld, bool main_graph, struct pw_msg **out);
+
+static uint64_t field_bytes(const struct nx_pb_field *f)
+{
+	return f->offset + f->len - f->tag_offset;
+}
+
+static int keep(struct pw_msg *m, const struct nx_pb_field *f)
+{
+	return pw_copy(m, f->tag_offset, field_bytes(f));
+}
+
+int ex_add_sub(struct pw_msg *parent, const struct nx_pb_field *fld, struct pw_msg *child)
+{
+	bool same = (child->n == 0 && fld->len == 0) ||
+		    (child->n == 1 && child->p[0].kind == PW_COPY &&
+		     child->p[0].off == fld->offset && child->p[0].len == fld->len);
+
+	if (same) {
+		pw_msg_free(child);
+		return keep(parent, fld);
+	}
+	return pw_child(parent, fld->num, child);
+}
+
+static int doc(struct ex *x, struct pw_msg *m, const struct nx_pb_field *f)
+{
+	if (!x->o->strip_metadata)
+		return keep(m, f);
+	x->res->doc_strings++;
+	x->res->removed_bytes += field_bytes(f);
+	return 0;
+}
+
+static int unknown(struct ex *x, const struct nx_pb_field *f)
+{
+	char name[32];
+
+	snprintf(name, sizeof(name), "field %u", f->num);
+	return ex_report(x, NX_EXPORT_UNKNOWN_FIELD, name, field_bytes(f), f->tag_offset);
+}
+
+static int oom(struct ex *x, int rc)
+{
+	return rc == NX_ENOMEM ? ex_oom(x) : rc;
+}
+
+/* StringStringEntryProto of metadata_props: kept or reported by key. */
+static int meta(struct ex *x, struct pw_msg *m, const struct nx_pb_reader *parent,
+		const struct nx_pb_field *fld)
+{
+	struct nx_pb_reader r;
+	struct nx_pb_field f;
+	char *key = NULL;
+	int rc;
+
+	if (!x->o->strip_metadata)
+		return keep(m, fld);
+	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
+		return rc;
+	LOOP(x, &r, &f, rc)
+		if (f.num == 1 && (rc = ex_read_name(x, &f, &key)) != 0)
+			break;
+	if (!rc)
+		rc = ex_keep_meta(x, key ? key : "")
+			     ? keep(m, fld)
+			     : ex_report(x, NX_EXPORT_METADATA, key, field_bytes(fld), fld->tag_offset);
+	free(key);
+	return oom(x, rc);
+}
+
+/* The external_data entries of a tensor: location, offset, length. */
+struct ext_ref {
+	char *location;
+	int64_t offset, length;
+};
+
+static int ext_entry(struct ex *x, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
+		     struct ext_ref *e)
+{
+	struct nx_pb_reader r;
+	struct nx_pb_field f;
+	char *key = NULL, *value = NULL, *end = NULL;
+	int rc;
+
+	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
+		return rc;
+	LOOP(x, &r, &f, rc) {
+		if (f.num == 1)
+			rc = ex_read_name(x, &f, &key);
+		else if (f.num == 2)
+			rc = ex_read_name(x, &f, &value);
+		if (rc)
+			goto out;
+	}
+	if (rc || !key || !value)
+		goto out;
+	if (!strcmp(key, "location")) {
+		free(e->location);
+		e->location = value;
+		value = NULL;
+	} else if (!strcmp(key, "offset") || !strcmp(key, "length")) {
+		long long v = strtoll(value, &end, 10);
+
+		if (!value[0] || *end || v < 0) {
+			rc = nx_error_set(x->err, NX_EFORMAT, x->path, 0, (long long)fld->tag_offset,
+					  "%s: external data %s '%s' is not a number", x->path,
+					  key, value);
+			goto out;
+		}
+		*(key[0] == 'o' ? &e->offset : &e->length) = v;
+	}
+out:
+	free(key);
+	free(value);
+	return rc;
+}
+
+/* The three external_data entries of an exported tensor. */
+static int ext_fields(struct pw_msg *m, uint64_t off, uint64_t len)
+{
+	char v[2][32];
+	const char *keys[3] = { "location", "offset", "length" };
+	const char *vals[3] = { NX_EXPORT_DATA_NAME, v[0], v[1] };
+	int i, rc = 0;
+
+	snprintf(v[0], sizeof(v[0]), "%llu", (unsigned long long)off);
+	snprintf(v[1], sizeof(v[1]), "%llu", (unsigned long long)len);
+	for (i = 0; i < 3 && !rc; i++) {
+		struct pw_msg *entry = pw_msg_new();
+
+		if (!entry)
+			return NX_ENOMEM;
+		if ((rc = pw_string(entry, 1, keys[i], strlen(keys[i]))) != 0 ||
+		    (rc = pw_string(entry, 2, vals[i], strlen(vals[i]))) != 0) {
+			pw_msg_free(entry);
+			return rc;
+		}
+		rc = pw_child(m, 13, entry);
+	}
+	return rc ? rc : pw_varint_field(m, 14, 1);
+}
+
+/*
+ * TensorProto.  A first look finds data_location and external_data; when
+ * external, the data is copied into the bundle's data file and the entries
+ * rewritten, otherwise they stay as they were.  *name_out (may be NULL)
+ * receives the tensor name.
+ */
+static int rewrite_tensor(struct ex *x, const struct nx_pb_reader *parent,
+			  const struct nx_pb_field *fld, struct pw_msg **out, char **name_out)
+{
+	struct nx_pb_reader r;
+	struct nx_pb_field f;
+	struct pw_msg *m = NULL;
+	struct ext_ref e = { NULL, -1, -1 };
+	char *name = NULL;
+	bool external = false;
+	uint64_t noff = 0, nlen = 0;
+	int rc;
+
+	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
+		return rc;
+	LOOP(x, &r, &f, rc) {
+		if (f.num == 13 && f.wire == NX_PB_LEN)
+			rc = ext_entry(x, &r, &f, &e);
+		else if (f.num == 14 && f.wire == NX_PB_VARINT)
+			external = f.value == 1;
+		else if (f.num == 8)
+			rc = ex_read_name(x, &f, &name);
+		if (rc)
+			goto out;
+	}
+	if (rc)
+		goto out;
+	if (external) {
+		if (!e.location) {
+			rc = nx_error_set(x->err, NX_EFORMAT, x->path, 0, (long long)fld->tag_offset,
+					  "%s: tensor '%s' is external but names no location",
+					  x->path, name ? name : "");
+			goto out;
+		}
+		if ((rc = ex_external(x, name ? name : "", e.location, e.offset, e.length,
+				      fld->tag_offset, &noff, &nlen)) != 0)
+			goto out;
+	}
+	if (!(m = pw_msg_new())) {
+		rc = ex_oom(x);
+		goto out;
+	}
+	r.pos = fld->offset;
+	LOOP(x, &r, &f, rc) {
+		switch (f.num) {
+		case 12:
+			rc = doc(x, m, &f);
+			break;
+		case 13: case 14:
+			rc = external ? 0 : keep(m, &f);
+			break;
+		case 16:
+			rc = meta(x, m, &r, &f);
+			break;
+		case 1: case 2: case 3: case 4: case 5: case 6: case 7: case 8: case 9:
+		case 10: case 11:
+			rc = keep(m, &f);
+			break;
+		default:
+			rc = unknown(x, &f);
+		}
+		if (rc)
+			goto out;
+	}
+	if (rc)
+		goto out;
+	if (external && (rc = oom(x, ext_fields(m, noff, nlen))) != 0)
+		goto out;
+	*out = m;
+	m = NULL;
+	if (name_out) {
+		*name_out = name;
+		name = NULL;
+	}
+out:
+	pw_msg_free(m);
+	free(name);
+	free(e.location);
+	return rc;
+}
+
+/* SparseTensorProto: values = 1, indices = 2 (tensors), dims = 3. */
+static int rewrite_sparse(struct ex *x, const struct nx_pb_reader *parent,
+			  const struct nx_pb_field *fld, struct pw_msg **out, char **name_out)
+{
+	struct nx_pb_reader r;
+	struct nx_pb_field f;
+	struct pw_msg *m = pw_msg_new(), *t = NULL;
+	char *name = NULL;
+	int rc;
+
+	if (!m)
+		return ex_oom(x);
+	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
+		goto out;
+	LOOP(x, &r, &f, rc) {
+		if ((f.num == 1 || f.num == 2) && f.wire == NX_PB_LEN) {
+			if (!(rc = rewrite_tensor(x, &r, &f, &t, f.num == 1 ? &name : NULL)))
+				rc = oom(x, ex_add_sub(m, &f, t));
+		} else if (f.num == 3) {
+			rc = keep(m, &f);
+		} else {
+			rc = unknown(x, &f);
+		}
+		if (rc)
+			goto out;
+	}
+	if (rc)
+		goto out;
+	*out = m;
+	m = NULL;
+	if (name_out) {
+		*name_out = name;
+		name = NULL;
+	}
+out:
+	pw_msg_free(m);
+	free(name);
+	return rc;
+}
+
+/* ValueInfoProto: name = 1, type = 2, doc_string = 3, metadata_props = 4. */
+static int rewrite_value(struct ex *x, const struct nx_pb_reader *parent,
+			 const struct nx_pb_field *fld, struct pw_msg **out, char **name_out)
+{
+	struct nx_pb_reader r;
+	struct nx_pb_field f;
+	struct pw_msg *m = pw_msg_new();
+	char *name = NULL;
+	int rc;
+
+	if (!m)
+		return ex_oom(x);
+	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
+		goto out;
+	LOOP(x, &r, &f, rc) {
+		if (f.num == 1)
+			rc = ex_read_name(x, &f, &name) ?: keep(m, &f);
+		else if (f.num == 2)
+			rc = keep(m, &f);
+		else if (f.num == 3)
+			rc = doc(x, m, &f);
+		else if (f.num == 4)
+			rc = meta(x, m, &r, &f);
+		else
+			rc = unknown(x, &f);
+		if (rc)
+			goto out;
+	}
+	if (rc)
+		goto out;
+	*out = m;
+	m = NULL;
+	*name_out = name ? name : strdup("");
+	name = NULL;
+	if (!*name_out)
+		rc = ex_oom(x);
+out:
+	pw_msg_free(m);
+	free(name);
+	return rc;
+}
+
+/* AttributeProto: subgraphs and tensors are rewritten, doc_string dropped. */
+static int rewrite_attr(struct ex *x, const struct nx_pb_reader *parent,
+			const struct nx_pb_field *fld, struct pw_msg **out)
+{
+	struct nx_pb_reader r;
+	struct nx_pb_field f;
+	struct pw_msg *m = pw_msg_new(), *c = NULL;
+	int rc;
+
+	if (!m)
+		return ex_oom(x);
+	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
+		goto out;
+	LOOP(x, &r, &f, rc) {
+		switch (f.num) {
+		case 13:
+			rc = doc(x, m, &f);
+			break;
+		case 5: case 10:
+			if (f.wire == NX_PB_LEN && !(rc = rewrite_tensor(x, &r, &f, &c, NULL)))
+				rc = oom(x, ex_add_sub(m, &f, c));
+			else if (!rc)
+				rc = keep(m, &f);
+			break;
+		case 22: case 23:
+			if (f.wire == NX_PB_LEN && !(rc = rewrite_sparse(x, &r, &f, &c, NULL)))
+				rc = oom(x, ex_add_sub(m, &f, c));
+			else if (!rc)
+				rc = keep(m, &f);
+			break;
+		case 6: case 11:
+			if (f.wire == NX_PB_LEN && !(rc = rewrite_graph(x, &r, &f, false, &c)))
+				rc = oom(x, ex_add_sub(m, &f, c));
+			else if (!rc)
+				rc = keep(m, &f);
+			break;
+		case 1: case 2: case 3: case 4: case 7: case 8: case 9: case 14: case 15:
+		case 20: case 21:
+			rc = keep(m, &f);
+			break;
+		default:
+			rc = unknown(x, &f);
+		}
+		if (rc)
+			goto out;
+	}
+	if (rc)
+		goto out;
+	*out = m;
+	m = NULL;
+out:
+	pw_msg_free(m);
+	return rc;
+}
+
+static bool training_op(const char *op)
+{
+	return !strcmp(op, "Gradient") || !strcmp(op, "Momentum") || !strcmp(op, "Adagrad") ||
+	       !strcmp(op, "Adam");
+}
+
+/* NodeProto: op_type/domain checked, name checked for forbidden terms. */
+static int rewrite_node(struct ex *x, const struct nx_pb_reader *parent,
+			const struct nx_pb_field *fld, struct pw_msg **out)
+{
+	struct nx_pb_reader r;
+	struct nx_pb_field f;
+	struct pw_msg *m = pw_msg_new(), *c = NULL;
+	char *op = NULL, *domain = NULL, *name = NULL;
+	int rc;
+
+	if (!m)
+		return ex_oom(x);
+	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
+		goto out;
+	LOOP(x, &r, &f, rc) {
+		switch (f.num) {
+		case 3:
+			if (!(rc = ex_read_name(x, &f, &name)) &&
+			    !(rc = ex_check_term(x, "node", name, f.offset)))
+				rc = keep(m, &f);
+			break;
+		case 4:
+			rc = ex_read_name(x, &f, &op) ?: keep(m, &f);
+			break;
+		case 7:
+			rc = ex_read_name(x, &f, &domain) ?: keep(m, &f);
+			break;
+		case 6:
+			rc = doc(x, m, &f);
+			break;
+		case 9:
+			rc = meta(x, m, &r, &f);
+			break;
+		case 5:
+			if (f.wire == NX_PB_LEN && !(rc = rewrite_attr(x, &r, &f, &c)))
+				rc = oom(x, ex_add_sub(m, &f, c));
+			else if (!rc)
+				rc = keep(m, &f);
+			break;
+		case 1: case 2: case 8:
+			rc = keep(m, &f);
+			break;
+		default:
+			rc = unknown(x, &f);
+		}
+		if (rc)
+			goto out;
+	}
+	if (rc)
+		goto out;
+	if ((domain && !strcmp(domain, TRAINING_DOMAIN)) ||
+	    ((!domain || !domain[0] || !strcmp(domain, "ai.onnx")) && op && training_op(op))) {
+		rc = nx_error_set(x->err, NX_ECHECK, x->path, 0, (long long)fld->tag_offset,
+				  "%s: node '%s' is the training operator %s%s%s, which has no "
+				  "place in an inference bundle; export the model for inference",
+				  x->path, name ? name : "", domain && domain[0] ? domain : "",
+				  domain && domain[0] ? "." : "", op ? op : "");
+		goto out;
+	}
+	*out = m;
+	m = NULL;
+out:
+	pw_msg_free(m);
+	free(op);
+	free(domain);
+	free(name);
+	return rc;
+}
+
+static int node_label(struct ex *x, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
+		      size_t index, char **out)
+{
+	struct nx_pb_reader r;
+	struct nx_pb_field f;
+	char *name = NULL, *op = NULL, buf[300];
+	int rc;
+
+	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
+		return rc;
+	LOOP(x, &r, &f, rc) {
+		if (f.num == 3)
+			rc = ex_read_name(x, &f, &name);
+		else if (f.num == 4)
+			rc = ex_read_name(x, &f, &op);
+		if (rc)
+			break;
+	}
+	if (!rc && name && name[0]) {
+		*out = name;
+		name = NULL;
+	} else if (!rc) {
+		snprintf(buf, sizeof(buf), "%s#%zu", op ? op : "node", index);
+		if (!(*out = strdup(buf)))
+			rc = ex_oom(x);
+	}
+	free(name);
+	free(op);
+	return rc;
+}
+
+/* GraphProto.  In the main graph the analysis decides what is kept; a
+ * subgraph of a kept node is kept whole (minus doc strings/metadata). */
+static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
+			 const struct nx_pb_field *fld, bool main_graph, struct pw_msg **out)
+{
+	struct nx_pb_reader r;
+	struct nx_pb_field f;
+	struct pw_msg *m = pw_msg_new(), *c = NULL;
+	char *name = NULL;
+	size_t nodes = 0;
+	int rc;
+
+	if (!m)
+		return ex_oom(x);
+	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
+		goto out;
+	LOOP(x, &r, &f, rc) {
+		bool drop;
+
+		c = NULL;
+		switch (f.num) {
+		case 1:
+			if (main_graph && nodes < x->nnodes && !x->keep_node[nodes]) {
+				if (!(rc = node_label(x, &r, &f, nodes, &name)))
+					rc = ex_report(x, NX_EXPORT_NODE, name, field_bytes(&f),
+						       f.tag_offset);
+			} else if (!(rc = rewrite_node(x, &r, &f, &c))) {
+				rc = oom(x, ex_add_sub(m, &f, c));
+			}
+			nodes++;
+			break;
+		case 2:
+			if (!(rc = ex_read_name(x, &f, &name)) &&
+			    !(rc = ex_check_term(x, "graph", name, f.offset)))
+				rc = keep(m, &f);
+			break;
+		case 10:
+			rc = doc(x, m, &f);
+			break;
+		case 5: case 15:
+			rc = f.num == 5 ? rewrite_tensor(x, &r, &f, &c, &name)
+					: rewrite_sparse(x, &r, &f, &c, &name);
+			if (rc)
+				break;
+			if (main_graph && !ex_set_has(&x->needed, name ? name : "")) {
+				pw_msg_free(c);
+				rc = ex_report(x, NX_EXPORT_INITIALIZER, name, field_bytes(&f),
+					       f.tag_offset);
+			} else if ((rc = ex_check_term(x, "initializer", name ? name : "",
+						       f.offset)) != 0) {
+				pw_msg_free(c);
+			} else {
+				x->res->kept_initializers += main_graph;
+				rc = oom(x, ex_add_sub(m, &f, c));
+			}
+			break;
+		case 11: case 12: case 13:
+			/* the names were checked by the reader; terms only for kept ones */
+			if ((rc = rewrite_value(x, &r, &f, &c, &name)) != 0)
+				break;
+			if (f.num == 12)
+				drop = main_graph && !ex_set_has(&x->requested, name);
+			else
+				drop = main_graph && !ex_set_has(&x->needed, name);
+			if (drop) {
+				pw_msg_free(c);
+				rc = ex_report(x, f.num == 11 ? NX_EXPORT_INPUT :
+						  f.num == 12 ? NX_EXPORT_OUTPUT : NX_EXPORT_VALUE_INFO,
+					       name, field_bytes(&f), f.tag_offset);
+			} else if (!(rc = ex_check_term(x, "value", name, f.offset))) {
+				rc = oom(x, ex_add_sub(m, &f, c));
+			} else {
+				pw_msg_free(c);
+			}
+			break;
+		case 14:
+			rc = keep(m, &f);
+			break;
+		case 16:
+			rc = meta(x, m, &r, &f);
+			break;
+		default:
+			rc = unknown(x, &f);
+		}
+		free(name);
+		name = NULL;
+		if (rc)
+			goto out;
+	}
+	if (rc)
+		goto out;
+	if (main_graph) {
+		size_t i;
+
+		x->res->kept_nodes = 0;
+		for (i = 0; i < x->nnodes; i++)
+			x->res->kept_nodes += x->keep_node[i];
+		/* requested intermediate values become outputs, typed by their value_info */
+		r.pos = fld->offset;
+		for (i = 0; i < x->nextra && !rc; i++) {
+			r.pos = fld->offset;
+			LOOP(x, &r, &f, rc) {
+				if (f.num != 13)
+					continue;
+				if ((rc = rewrite_value(x, &r, &f, &c, &name)) != 0)
+					break;
+				if (!strcmp(name, x->extra_outputs[i])) {
+					free(name);
+					name = NULL;
+					rc = oom(x, pw_child(m, 12, c));
+					break;
+				}
+				free(name);
+				name = NULL;
+				pw_msg_free(c);
+			}
+			if (rc > 0)
+				rc = 0;
+		}
+		if (rc)
+			goto out;
+	}
+	*out = m;
+	m = NULL;
+out:
+	pw_msg_free(m);
+	free(name);
+	return rc;
+}
+
+/* FunctionProto: nodes and value_info rewritten, doc_string dropped. */
+static int rewrite_function(struct ex *x, const struct nx_pb_reader *parent,
+			    const struct nx_pb_field *fld, struct pw_msg **out)
+{
+	struct nx_pb_reader r;
+	struct nx_pb_field f;
+	struct pw_msg *m = pw_msg_new(), *c = NULL;
+	char *name = NULL;
+	int rc;
+
+	if (!m)
+		return ex_oom(x);
+	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
+		goto out;
+	LOOP(x, &r, &f, rc) {
+		switch (f.num) {
+		case 7:
+			if (!(rc = rewrite_node(x, &r, &f, &c)))
+				rc = oom(x, ex_add_sub(m, &f, c));
+			break;
+		case 11:
+			if (!(rc = rewrite_attr(x, &r, &f, &c)))
+				rc = oom(x, ex_add_sub(m, &f, c));
+			break;
+		case 12:
+			if (!(rc = rewrite_value(x, &r, &f, &c, &name)))
+				rc = oom(x, ex_add_sub(m, &f, c));
+			free(name);
+			name = NULL;
+			break;
+		case 8:
+			rc = doc(x, m, &f);
+			break;
+		case 14:
+			rc = meta(x, m, &r, &f);
+			break;
+		case 1: case 4: case 5: case 6: case 9: case 10: case 13:
+			rc = keep(m, &f);
+			break;
+		default:
+			rc = unknown(x, &f);
+		}
+		if (rc)
+			goto out;
+	}
+	if (rc)
+		goto out;
+	*out = m;
+	m = NULL;
+out:
+	pw_msg_free(m);
+	free(name);
+	return rc;
+}
+
+/* OperatorSetIdProto: the training domain's import goes with its nodes. */
+static int opset(struct ex *x, struct pw_msg *m, const struct nx_pb_reader *parent,
+		 const struct nx_pb_field *fld)
+{
+	struct nx_pb_reader r;
+	struct nx_pb_field f;
+	char *domain = NULL;
+	int rc;
+
+	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
+		return rc;
+	LOOP(x, &r, &f, rc)
+		if (f.num == 1 && (rc = ex_read_name(x, &f, &domain)) != 0)
+			break;
+	if (!rc)
+		rc = domain && !strcmp(domain, TRAINING_DOMAIN)
+			     ? ex_report(x, NX_EXPORT_OPSET, domain, field_bytes(fld), fld->tag_offset)
+			     : keep(m, fld);
+	free(domain);
+	return oom(x, rc);
+}
+
+int ex_rewrite_model(struct ex *x, struct pw_msg **out)
+{
+	struct nx_pb_reader r;
+	struct nx_pb_field f;
+	struct pw_msg *m = pw_msg_new(), *c = NULL;
+	const char *version = x->o->producer_version ? x->o->producer_version : "unknown";
+	size_t training = 0;
+	int rc;
+
+	if (!m)
+		return ex_oom(x);
+	if ((rc = nx_pb_reader_init(&r, &x->f, 0, x->f.size, x->err)) != 0)
+		goto out;
+	LOOP(x, &r, &f, rc) {
+		switch (f.num) {
+		case 2: case 3:
+			rc = x->o->strip_metadata ? 0 : keep(m, &f);
+			if (x->o->strip_metadata)
+				x->res->removed_bytes += field_bytes(&f);
+			break;
+		case 6:
+			rc = doc(x, m, &f);
+			break;
+		case 7:
+			if (!(rc = rewrite_graph(x, &r, &f, true, &c)))
+				rc = oom(x, ex_add_sub(m, &f, c));
+			break;
+		case 8:
+			rc = opset(x, m, &r, &f);
+			break;
+		case 14:
+			rc = meta(x, m, &r, &f);
+			break;
+		case 20: {
+			char label[32];
+
+			snprintf(label, sizeof(label), "training_info[%zu]", training++);
+			rc = ex_report(x, NX_EXPORT_TRAINING_INFO, label, field_bytes(&f),
+				       f.tag_offset);
+			break;
+		}
+		case 25:
+			if (!(rc = rewrite_function(x, &r, &f, &c)))
+				rc = oom(x, ex_add_sub(m, &f, c));
+			break;
+		case 1: case 4: case 5:
+			rc = keep(m, &f);
+			break;
+		default:
+			rc = unknown(x, &f);
+		}
+		if (rc)
+			goto out;
+	}
+	if (rc)
+		goto out;
+	if (x->o->strip_metadata &&
+	    ((rc = pw_string(m, 2, "nexus", 5)) != 0 ||
+	     (rc = pw_string(m, 3, version, strlen(version))) != 0)) {
+		rc = ex_oom(x);
+		goto out;
+	}
+	*out = m;
+	m = NULL;
+out:
+	pw_msg_free(m);
+	return rc;
+}

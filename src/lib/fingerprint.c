@@ -1,0 +1,343 @@
+/*
+ * fingerprint.c - teacher tensor fingerprints (nexus/fingerprint.h): the set,
+ * format detection, ONNX and safetensors tensors, and the student check.
+ * PyTorch zip checkpoints are read in fingerprint_zip.c.
+ */
+#include "fingerprint_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "export_int.h"
+#include "nexus/onnx.h"
+
+int nx_fp_set_new(nx_fp_set **out, nx_error *err)
+{
+	nx_fp_set *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	*out = s;
+	return 0;
+}
+
+void nx_fp_set_free(nx_fp_set *s)
+{
+	size_t i;
+
+	if (!s)
+		return;
+	for (i = 0; i < s->n; i++)
+		free(s->e[i].name);
+	for (i = 0; i < s->nfiles; i++)
+		free(s->files[i]);
+	free(s->files);
+	free(s->e);
+	free(s);
+}
+
+size_t nx_fp_set_count(const nx_fp_set *s)
+{
+	return s ? s->n : 0;
+}
+
+size_t nx_fp_set_compressed(const nx_fp_set *s)
+{
+	return s ? s->compressed : 0;
+}
+
+int fp_add(nx_fp_set *s, const char *name, const unsigned char sha[NX_SHA256_LEN],
+	   uint64_t bytes, nx_error *err)
+{
+	struct fp_entry *e;
+
+	if (s->n >= NX_FP_TENSORS_MAX)
+		return nx_error_set(err, NX_ELIMIT, s->files[s->nfiles - 1], 0, -1,
+				    "more than %u teacher tensors", NX_FP_TENSORS_MAX);
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? 2 * s->cap : 64;
+
+		if (!(e = realloc(s->e, cap * sizeof(*e))))
+			return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		s->e = e;
+		s->cap = cap;
+	}
+	e = &s->e[s->n];
+	if (!(e->name = strdup(name ? name : "")))
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	memcpy(e->sha, sha, NX_SHA256_LEN);
+	e->bytes = bytes;
+	e->file = s->nfiles - 1;
+	s->n++;
+	s->sorted = false;
+	return 0;
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+	return memcmp(((const struct fp_entry *)a)->sha, ((const struct fp_entry *)b)->sha,
+		      NX_SHA256_LEN);
+}
+
+static const struct fp_entry *fp_find(const nx_fp_set *s, const unsigned char sha[NX_SHA256_LEN])
+{
+	struct fp_entry key;
+
+	if (!s->sorted) {
+		qsort(s->e, s->n, sizeof(*s->e), cmp_entry);
+		((nx_fp_set *)s)->sorted = true;
+	}
+	memcpy(key.sha, sha, NX_SHA256_LEN);
+	return s->n ? bsearch(&key, s->e, s->n, sizeof(*s->e), cmp_entry) : NULL;
+}
+
+/* Each tensor of an ONNX model of at least min bytes: fn(name, sha, bytes). */
+typedef int (*tensor_fn)(void *ctx, const char *name, const unsigned char *sha, uint64_t bytes,
+			 nx_error *err);
+
+static int onnx_tensors(int dirfd, const char *path, int fd, size_t min, tensor_fn fn, void *ctx,
+			nx_error *err)
+{
+	nx_onnx_model *m = NULL;
+	const nx_onnx_summary *s;
+	const char *slash = strrchr(path, '/');
+	size_t i, dlen = slash ? (size_t)(slash - path) + 1 : 0;
+	unsigned char sha[NX_SHA256_LEN];
+	int rc;
+
+	if ((rc = nx_onnx_open(&m, fd, path, err)) != 0)
+		return rc;
+	s = nx_onnx_summary_get(m);
+	for (i = 0; i < s->ntensors && !rc; i++) {
+		const struct nx_onnx_tensor *t = &s->tensors[i];
+
+		if (t->location == NX_TENSOR_INLINE) {
+			if (t->data_length < min)
+				continue;
+			if (!(rc = nx_sha256_range(sha, fd, t->data_offset, t->data_length, path, err)))
+				rc = fn(ctx, t->name, sha, t->data_length, err);
+		} else {
+			char *full = NULL;
+			const char *why = t->ext_location ? ex_location_problem(t->ext_location)
+							  : "is missing";
+			int efd = -1;
+			struct stat st;
+			uint64_t off = t->ext_offset < 0 ? 0 : (uint64_t)t->ext_offset, len;
+
+			if (why) {
+				rc = nx_error_set(err, NX_EUNSAFE, path, 0, -1,
+						  "%s: external data of tensor '%s' %s", path,
+						  t->name, why);
+				break;
+			}
+			if (!(full = malloc(dlen + strlen(t->ext_location) + 1))) {
+				rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+				break;
+			}
+			memcpy(full, path, dlen);
+			strcpy(full + dlen, t->ext_location);
+			if ((rc = ex_open_beneath(dirfd, full, &efd)) != 0) {
+				rc = nx_error_errno(err, rc == -ELOOP ? NX_EUNSAFE : NX_EIO, -rc, full,
+						    "cannot open external data %s", full);
+			} else if (fstat(efd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+				rc = nx_error_set(err, NX_EUNSAFE, full, 0, -1,
+						  "%s is not a plain regular file", full);
+			} else {
+				len = t->ext_length < 0 ? (uint64_t)st.st_size - off
+							: (uint64_t)t->ext_length;
+				if (off > (uint64_t)st.st_size || len > (uint64_t)st.st_size - off)
+					rc = nx_error_set(err, NX_EFORMAT, full, 0, -1,
+							  "%s: tensor '%s' runs past the end of %s",
+							  path, t->name, full);
+				else if (len >= min &&
+					 !(rc = nx_sha256_range(sha, efd, off, len, full, err)))
+					rc = fn(ctx, t->name, sha, len, err);
+			}
+			if (efd >= 0)
+				close(efd);
+			free(full);
+		}
+	}
+	nx_onnx_free(m);
+	return rc;
+}
+
+static int add_cb(void *ctx, const char *name, const unsigned char *sha, uint64_t bytes,
+		  nx_error *err)
+{
+	return fp_add(ctx, name, sha, bytes, err);
+}
+
+/* safetensors: u64 LE header size, JSON {name: {dtype, shape, data_offsets}}. */
+static int safetensors(nx_fp_set *set, int fd, const char *path, uint64_t size, uint64_t hlen,
+		       size_t min, nx_error *err)
+{
+	char *hdr = NULL;
+	json_t *root = NULL, *v;
+	json_error_t jerr;
+	const char *key;
+	unsigned char sha[NX_SHA256_LEN];
+	int rc = 0;
+
+	if (hlen > NX_FP_ST_HEADER_MAX)
+		return nx_error_set(err, NX_ELIMIT, path, 0, 0,
+				    "%s: safetensors header of %llu bytes is over the limit", path,
+				    (unsigned long long)hlen);
+	if (!(hdr = malloc(hlen + 1)))
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	if (pread(fd, hdr, hlen, 8) != (ssize_t)hlen) {
+		rc = nx_error_errno(err, NX_EIO, errno, path, "cannot read %s", path);
+		goto out;
+	}
+	if (!(root = json_loadb(hdr, hlen, JSON_REJECT_DUPLICATES, &jerr)) || !json_is_object(root)) {
+		rc = nx_error_set(err, NX_EFORMAT, path, 0, 8, "%s: bad safetensors header: %s", path,
+				  root ? "not an object" : jerr.text);
+		goto out;
+	}
+	json_object_foreach(root, key, v) {
+		json_t *offs = json_object_get(v, "data_offsets");
+		json_int_t a, b;
+
+		if (!strcmp(key, "__metadata__"))
+			continue;
+		if (!json_is_array(offs) || json_array_size(offs) != 2 ||
+		    !json_is_integer(json_array_get(offs, 0)) ||
+		    !json_is_integer(json_array_get(offs, 1)) ||
+		    (a = json_integer_value(json_array_get(offs, 0))) < 0 ||
+		    (b = json_integer_value(json_array_get(offs, 1))) < a ||
+		    (uint64_t)b > size - 8 - hlen) {
+			rc = nx_error_set(err, NX_EFORMAT, path, 0, 8,
+					  "%s: tensor '%s' has bad data_offsets", path, key);
+			goto out;
+		}
+		if ((uint64_t)(b - a) < min)
+			continue;
+		if ((rc = nx_sha256_range(sha, fd, 8 + hlen + (uint64_t)a, (uint64_t)(b - a), path,
+					  err)) != 0 ||
+		    (rc = fp_add(set, key, sha, (uint64_t)(b - a), err)) != 0)
+			goto out;
+	}
+out:
+	json_decref(root);
+	free(hdr);
+	return rc;
+}
+
+int nx_fingerprint_file(nx_fp_set *set, int dirfd, const char *path, size_t min_bytes,
+			nx_error *err)
+{
+	unsigned char head[9] = { 0 };
+	struct stat st;
+	char **files;
+	uint64_t hlen = 0;
+	int fd, rc, i;
+
+	fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0)
+		return nx_error_errno(err, errno == ELOOP ? NX_EUNSAFE : NX_EIO, errno, path,
+				      "cannot open teacher file %s", path);
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		rc = nx_error_set(err, NX_EIO, path, 0, -1, "teacher %s is not a regular file", path);
+		goto out;
+	}
+	if (!(files = realloc(set->files, (set->nfiles + 1) * sizeof(char *))) ||
+	    !(files[set->nfiles] = strdup(path))) {
+		if (files)
+			set->files = files;
+		rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		goto out;
+	}
+	set->files = files;
+	set->nfiles++;
+	if (pread(fd, head, sizeof(head), 0) < 0) {
+		rc = nx_error_errno(err, NX_EIO, errno, path, "cannot read %s", path);
+		goto out;
+	}
+	for (i = 7; i >= 0; i--)
+		hlen = hlen << 8 | head[i];
+	if (st.st_size >= 4 && !memcmp(head, "PK\003\004", 4))
+		rc = fp_torch_zip(set, fd, path, (uint64_t)st.st_size, min_bytes, err);
+	else if (st.st_size > 9 && head[8] == '{' && hlen <= (uint64_t)st.st_size - 8)
+		rc = safetensors(set, fd, path, (uint64_t)st.st_size, hlen, min_bytes, err);
+	else if (st.st_size >= 2 && head[0] == 0x80 && head[1] <= 5)
+		rc = nx_error_set(err, NX_EFORMAT, path, 0, 0,
+				  "%s is a legacy (pickle) PyTorch checkpoint, which cannot be read "
+				  "safely; re-save it with torch.save (zip format) or as safetensors",
+				  path);
+	else
+		rc = onnx_tensors(dirfd, path, fd, min_bytes, add_cb, set, err);
+	if (rc == NX_EFORMAT && err && !strstr(err->message, path))
+		rc = nx_error_set(err, NX_EFORMAT, path, 0, err->offset,
+				  "teacher %s is not ONNX, a PyTorch zip checkpoint or safetensors: %s",
+				  path, err->message);
+out:
+	close(fd);
+	return rc;
+}
+
+struct student_ctx {
+	const nx_fp_set *teachers;
+	struct nx_fp_match *m;
+	size_t n;
+};
+
+static int match_cb(void *ctx, const char *name, const unsigned char *sha, uint64_t bytes,
+		    nx_error *err)
+{
+	struct student_ctx *c = ctx;
+	const struct fp_entry *e = fp_find(c->teachers, sha);
+	struct nx_fp_match *m;
+
+	if (!e || e->bytes != bytes)
+		return 0;
+	if (!(m = realloc(c->m, (c->n + 1) * sizeof(*m))))
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	c->m = m;
+	m = &c->m[c->n];
+	memset(m, 0, sizeof(*m));
+	c->n++;
+	m->student_tensor = strdup(name ? name : "");
+	m->teacher_tensor = strdup(e->name);
+	m->teacher_file = strdup(c->teachers->files[e->file]);
+	m->bytes = bytes;
+	memcpy(m->sha256, sha, NX_SHA256_LEN);
+	if (!m->student_tensor || !m->teacher_tensor || !m->teacher_file)
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	return 0;
+}
+
+int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_set *teachers,
+			   int dirfd, const char *path, size_t min_bytes, nx_error *err)
+{
+	struct student_ctx c = { teachers, NULL, 0 };
+	int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK), rc;
+
+	if (fd < 0)
+		return nx_error_errno(err, NX_EIO, errno, path, "cannot open %s", path);
+	rc = onnx_tensors(dirfd, path, fd, min_bytes, match_cb, &c, err);
+	close(fd);
+	if (rc) {
+		nx_fp_matches_free(c.m, c.n);
+		return rc;
+	}
+	*out = c.m;
+	*nout = c.n;
+	return 0;
+}
+
+void nx_fp_matches_free(struct nx_fp_match *m, size_t n)
+{
+	size_t i;
+
+	for (i = 0; m && i < n; i++) {
+		free(m[i].student_tensor);
+		free(m[i].teacher_tensor);
+		free(m[i].teacher_file);
+	}
+	free(m);
+}

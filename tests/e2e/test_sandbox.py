@@ -1,0 +1,74 @@
+"""nexus run: the bundle's nexus_cli runs in the sandbox; probes planted as
+bin/nexus_cli are contained and reported within the timeout."""
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from conftest import run
+
+PROBES = {
+    "ok": 'int main(void){ puts("{\\"ok\\": true}"); return 0; }',
+    "socket": '''int main(void){ struct sockaddr_in a = { AF_INET, htons(53) };
+        int s = socket(AF_INET, SOCK_STREAM, 0); inet_pton(AF_INET, "1.1.1.1", &a.sin_addr);
+        if (s >= 0 && connect(s, (void *)&a, sizeof(a)) == 0) { puts("ESCAPED"); return 0; } return 1; }''',
+    "passwd": 'int main(void){ if (open("/etc/passwd", O_RDONLY) >= 0) { puts("ESCAPED"); return 0; } return 1; }',
+    "write": 'int main(void){ if (open("/bundle/owned", O_WRONLY|O_CREAT, 0644) >= 0) { puts("ESCAPED"); return 0; } return 1; }',
+    "loop": "int main(void){ for (volatile int i = 0;; i++); }",
+    "spew": "int main(void){ static char b[65536]; memset(b, 'y', sizeof b); for (;;) fwrite(b, 1, sizeof b, stdout); }",
+}
+HEAD = "".join(f"#include <{h}>\n" for h in (
+    "stdio.h", "string.h", "fcntl.h", "unistd.h", "sys/socket.h", "netinet/in.h", "arpa/inet.h"))
+
+
+def sandbox_ok():
+    return os.path.exists("/usr/bin/bwrap") and subprocess.run(
+        ["/usr/bin/bwrap", "--unshare-all", "--ro-bind", "/", "/", "/usr/bin/true"]).returncode == 0
+
+
+pytestmark = pytest.mark.skipif(not sandbox_ok(), reason="bubblewrap cannot run here")
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    def plant(name):
+        b = tmp_path / name
+        (b / "bin").mkdir(parents=True)
+        src = tmp_path / f"{name}.c"
+        src.write_text(HEAD + PROBES[name])
+        subprocess.run(["cc", "-O0", "-o", str(b / "bin" / "nexus_cli"), str(src)], check=True)
+        os.chmod(b, 0o755)
+        return b
+    return plant
+
+
+def test_run_streams_output(nexus, bundle):
+    r = run(nexus, "run", bundle("ok"), "--text", "hello")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == '{"ok": true}'
+
+
+@pytest.mark.parametrize("probe", ["socket", "passwd", "write"])
+def test_escapes_fail(nexus, bundle, probe):
+    b = bundle(probe)
+    r = run(nexus, "run", b, "--text", "x", timeout=30)
+    assert r.returncode == 1
+    assert "ESCAPED" not in r.stdout
+    assert not (b / "owned").exists()
+
+
+@pytest.mark.parametrize("probe", ["loop", "spew"])
+def test_runaway_is_killed_in_time(nexus, bundle, probe):
+    t0 = time.monotonic()
+    r = run(nexus, "run", bundle(probe), "--text", "x", "--timeout", "3", timeout=30)
+    assert time.monotonic() - t0 < 15
+    assert r.returncode == 1
+    assert "killed" in r.stderr
+    assert len(r.stdout) <= 16 << 20
+
+
+def test_usage(nexus, tmp_path):
+    assert run(nexus, "run", tmp_path).returncode == 2
+    assert run(nexus, "run", "--help").returncode == 0
