@@ -1,19 +1,398 @@
-/* main.c - bin/nexus_cli, the bundle's own runtime (placeholder). */
-#include <stdio.h>
+/*
+ * main.c - bin/nexus_cli: the verb table, option parsing (one table per
+ * verb, which also prints --help) and exit codes: 0 ok, 1 a check failed
+ * (integrity, selftest), 2 usage or configuration, 3 input or environment.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "onnxruntime_c_api.h"
+#include "rt.h"
+
+static int fail(const char *verb, const nx_error *err)
+{
+	fprintf(stderr, "nexus_cli %s: error: ", verb);
+	if (err->path[0] && !strstr(err->message, err->path))
+		fprintf(stderr, "%s: ", err->path);
+	fprintf(stderr, "%s\n", err->message);
+	return nx_error_exit_status(err->code);
+}
+
+/* Open the bundle and its session; prints the error and gives the status. */
+static int start(struct rt_bundle *b, struct rt_session **s, const char *verb,
+		 const struct rt_args *a, bool check)
+{
+	nx_error err;
+
+	nx_error_clear(&err);
+	if (rt_bundle_open(b, a->bundle, check, &err) || (s && rt_session_open(s, b, &err))) {
+		rt_bundle_release(b);
+		return fail(verb, &err);
+	}
+	return 0;
+}
+
+struct printer {
+	FILE *f;
+	size_t n, errors;
+};
+
+static int print_result(void *ctx, json_t *r)
+{
+	struct printer *p = ctx;
+
+	if (!r)
+		return fflush(p->f) ? NX_EIO : 0;
+	p->n++;
+	if (json_object_get(r, "error"))
+		p->errors++;
+	if (json_dumpf(r, p->f, JSON_COMPACT | JSON_ENSURE_ASCII) || fputc('\n', p->f) == EOF)
+		return NX_EIO;
+	return 0;
+}
+
+/* Feed --text values, then the --input lines, to `add`. */
+static int feed(const struct rt_args *a, int (*add)(void *, const struct rt_input *, nx_error *),
+		void *ctx, nx_error *err)
+{
+	struct rt_reader *r = NULL;
+	struct rt_input in;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < a->ntexts; i++) {
+		memset(&in, 0, sizeof(in));
+		in.text = a->texts[i];
+		in.len = strlen(a->texts[i]);
+		if ((rc = add(ctx, &in, err)))
+			return rc;
+	}
+	if (!a->input)
+		return 0;
+	if ((rc = rt_reader_open(&r, a->input, err)))
+		return rc;
+	while ((rc = rt_reader_next(r, &in, err)) == 1) {
+		rc = add(ctx, &in, err);
+		rt_input_release(&in);
+		if (rc)
+			break;
+	}
+	if (rc == NX_ENOMEM)
+		nx_error_set(err, rc, NULL, 0, -1, "out of memory reading the input");
+	rt_reader_free(r);
+	return rc;
+}
+
+static int batch_add(void *q, const struct rt_input *in, nx_error *err)
+{
+	return rt_batcher_add(q, in, err);
+}
+
+static int cmd_run(const struct rt_verb *v, int argc, char **argv)
+{
+	struct printer p = { stdout, 0, 0 };
+	struct rt_batcher *q = NULL;
+	struct rt_session *s = NULL;
+	struct rt_bundle b;
+	struct rt_args a;
+	nx_error err;
+	int rc;
+
+	if ((rc = rt_parse(&a, v, argc, argv)))
+		return free(a.texts), rc < 0 ? 0 : rc;
+	if (!a.ntexts && !a.input)
+		return free(a.texts), rt_usage(v, "give --text TEXT or --input FILE (- for stdin)");
+	if ((rc = start(&b, &s, v->name, &a, true)))
+		return free(a.texts), rc;
+	nx_error_clear(&err);
+	rc = rt_batcher_new(&q, s, &b, print_result, &p, &err);
+	if (!rc)
+		rc = feed(&a, batch_add, q, &err);
+	if (!rc)
+		rc = rt_batcher_flush(q, &err);
+	rt_batcher_free(q);
+	rt_session_free(s);
+	rt_bundle_release(&b);
+	free(a.texts);
+	if (rc)
+		return fail(v->name, &err);
+	if (p.errors) {
+		fprintf(stderr, "nexus_cli run: %zu of %zu inputs failed (see their \"error\")\n",
+			p.errors, p.n);
+		return 3;
+	}
+	return 0;
+}
+
+static int cmd_info(const struct rt_verb *v, int argc, char **argv)
+{
+	struct rt_session *s = NULL;
+	struct rt_bundle b;
+	struct rt_args a;
+	json_t *files, *doc, *model;
+	size_t i;
+	int rc;
+
+	if ((rc = rt_parse(&a, v, argc, argv)))
+		return rc < 0 ? 0 : rc;
+	if ((rc = start(&b, &s, v->name, &a, true)))
+		return rc;
+	files = json_array();
+	for (i = 0; i < b.manifest->nfiles; i++)
+		json_array_append_new(files, json_pack("{s:s,s:I}", "path", b.manifest->files[i].path,
+						       "size_bytes", (json_int_t)b.manifest->files[i].size));
+	model = rt_session_describe(s);
+	doc = json_pack("{s:s,s:s,s:s,s:s,s:{s:s,s:s,s:s,s:s},s:b,s:o,s:O,s:O,s:{s:s,s:I},s:s,s:s}",
+			"schema", "nexus.info.v1",
+			"bundle_id", b.manifest->bundle_id,
+			"build_timestamp", b.manifest->build_timestamp,
+			"root", b.root,
+			"model_metadata", "architecture", b.manifest->architecture,
+			"parameters", b.manifest->parameters, "format", b.manifest->format,
+			"quantization", b.manifest->quantization,
+			"signed", b.manifest->signature[0] != '\0',
+			"files", files,
+			"inputs", json_object_get(model, "inputs"),
+			"outputs", json_object_get(model, "outputs"),
+			"tokenizer", "source", nx_tokenizer_source(b.tok),
+			"vocab_size", (json_int_t)nx_tokenizer_vocab_size(b.tok),
+			"onnxruntime", OrtGetApiBase()->GetVersionString(),
+			"nexus_cli", NX_VERSION);
+	if (!doc) {
+		rc = 3;
+		fprintf(stderr, "nexus_cli info: error: out of memory\n");
+	} else if (a.json) {
+		json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+		putchar('\n');
+	} else {
+		json_t *io;
+		size_t k;
+
+		printf("bundle      %s (built %s, %s)\n", b.manifest->bundle_id,
+		       b.manifest->build_timestamp, b.manifest->signature[0] ? "signed" : "unsigned");
+		printf("model       %s, %s parameters, %s, quantization %s\n", b.manifest->architecture,
+		       b.manifest->parameters, b.manifest->format, b.manifest->quantization);
+		printf("runtime     onnx runtime %s, nexus_cli %s\n",
+		       OrtGetApiBase()->GetVersionString(), NX_VERSION);
+		printf("tokenizer   %s, %zu entries\n", nx_tokenizer_source(b.tok),
+		       nx_tokenizer_vocab_size(b.tok));
+		json_array_foreach(json_object_get(model, "inputs"), k, io)
+			printf("input       %s %s\n", json_string_value(json_object_get(io, "name")),
+			       json_string_value(json_object_get(io, "type")));
+		json_array_foreach(json_object_get(model, "outputs"), k, io)
+			printf("output      %s %s\n", json_string_value(json_object_get(io, "name")),
+			       json_string_value(json_object_get(io, "type")));
+		for (i = 0; i < b.manifest->nfiles; i++)
+			printf("file        %s (%llu bytes)\n", b.manifest->files[i].path,
+			       (unsigned long long)b.manifest->files[i].size);
+		printf("integrity   %s check passed\n", b.set.integrity_full ? "full" : "size");
+	}
+	json_decref(doc);
+	rt_session_free(s);
+	rt_bundle_release(&b);
+	return rc;
+}
+
+static int collect(void *ctx, const struct rt_input *in, nx_error *err)
+{
+	struct rt_args *a = ctx;
+	char **t;
+
+	if (!in->text)
+		return nx_error_set(err, NX_EFORMAT, a->input, 0, -1, "%s", in->error);
+	if (!(t = realloc(a->texts, (a->ntexts + 1) * sizeof(*t))) ||
+	    !(t[a->ntexts] = strndup(in->text, in->len)))
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	a->texts = t;
+	a->ntexts++;
+	return 0;
+}
+
+static int cmd_selftest(const struct rt_verb *v, int argc, char **argv)
+{
+	struct rt_session *s = NULL;
+	struct rt_bundle b;
+	struct rt_args a;
+	nx_error err;
+	size_t given;
+	int rc;
+
+	if ((rc = rt_parse(&a, v, argc, argv)))
+		return free(a.texts), rc < 0 ? 0 : rc;
+	if (a.write && !a.output)
+		return free(a.texts), rt_usage(v, "--write needs --output FILE");
+	if (!a.write && (a.output || a.ntexts || a.input))
+		return free(a.texts), rt_usage(v, "--output, --text and --input go with --write");
+	given = a.ntexts;
+	nx_error_clear(&err);
+	if (a.write && a.input && (rc = feed(&(struct rt_args){ .input = a.input }, collect, &a, &err))) {
+		rc = fail(v->name, &err);
+		goto out;
+	}
+	if ((rc = start(&b, &s, v->name, &a, !a.write)))
+		goto out;
+	if (a.write)
+		rc = rt_selftest_write(s, &b, a.texts, a.ntexts, a.output, a.tol, &err);
+	else
+		rc = rt_selftest_check(s, &b, stdout, &err);
+	rt_session_free(s);
+	rt_bundle_release(&b);
+	rc = rc ? fail(v->name, &err) : 0;
+out:
+	while (a.ntexts > given)
+		free(a.texts[--a.ntexts]);
+	free(a.texts);
+	return rc;
+}
+
+struct tok_ctx {
+	nx_tokenizer *tok;
+	size_t max_len;
+	int64_t *ids;
+	struct printer *p;
+};
+
+static int tok_one(void *ctx, const struct rt_input *in, nx_error *err)
+{
+	struct tok_ctx *c = ctx;
+	json_t *r;
+	nx_error e;
+	size_t n = 0, i;
+
+	if (!in->text)
+		r = json_pack("{s:s}", "error", in->error);
+	else if (nx_tokenizer_encode(c->tok, in->text, in->len, c->max_len, c->ids, &n, &e))
+		r = json_pack("{s:s}", "error", e.message);
+	else
+		for (r = json_array(), i = 0; r && i < n; i++)
+			json_array_append_new(r, json_integer(c->ids[i]));
+	if (!r)
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	i = (size_t)print_result(c->p, r);
+	json_decref(r);
+	return i ? nx_error_set(err, NX_EIO, NULL, 0, -1, "cannot write the output") : 0;
+}
+
+static int cmd_tokenize(const struct rt_verb *v, int argc, char **argv)
+{
+	struct printer p = { stdout, 0, 0 };
+	struct tok_ctx c = { NULL, 0, NULL, &p };
+	struct rt_bundle b;
+	struct rt_args a;
+	nx_error err;
+	int rc, fd;
+
+	if ((rc = rt_parse(&a, v, argc, argv)))
+		return free(a.texts), rc < 0 ? 0 : rc;
+	nx_error_clear(&err);
+	memset(&b, 0, sizeof(b));
+	b.rootfd = b.model_fd = -1;
+	if (a.tokdir) {
+		fd = open(a.tokdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		rc = fd < 0 ? nx_error_errno(&err, NX_EIO, errno, a.tokdir, "cannot open %s", a.tokdir)
+			    : nx_tokenizer_load(&c.tok, fd, a.tokdir, &err);
+		if (fd >= 0)
+			close(fd);
+		c.max_len = a.maxlen ? (size_t)a.maxlen : 512;
+	} else if (!(rc = rt_bundle_open(&b, a.bundle, false, &err))) {
+		c.tok = b.tok;
+		c.max_len = a.maxlen ? (size_t)a.maxlen : b.set.max_len;
+	}
+	if (!rc && !(c.ids = calloc(c.max_len, sizeof(*c.ids))))
+		rc = nx_error_set(&err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	if (!rc)
+		rc = feed(&a, tok_one, &c, &err);
+	fflush(stdout);
+	free(c.ids);
+	if (a.tokdir)
+		nx_tokenizer_free(c.tok);
+	rt_bundle_release(&b);
+	free(a.texts);
+	return rc ? fail(v->name, &err) : 0;
+}
+
+static const struct rt_opt run_opts[] = {
+	{ "text", "TEXT", "classify/embed TEXT (repeatable)", RT_OPT_TEXT },
+	{ "input", "FILE", "one text or {\"text\": ...} per line; - for stdin", RT_OPT_INPUT },
+	RT_OPT_BUNDLE_ENTRY,
+	{ 0 },
+};
+static const struct rt_opt info_opts[] = {
+	{ "json", NULL, "one JSON document on stdout", RT_OPT_JSON },
+	RT_OPT_BUNDLE_ENTRY,
+	{ 0 },
+};
+static const struct rt_opt selftest_opts[] = {
+	{ "write", NULL, "write the golden file instead of checking it (no integrity check)", RT_OPT_WRITE },
+	{ "output", "FILE", "with --write: where to write it", RT_OPT_OUTPUT },
+	{ "text", "TEXT", "with --write: a golden input (repeatable)", RT_OPT_TEXT },
+	{ "input", "FILE", "with --write: golden inputs, one per line like run", RT_OPT_INPUT },
+	{ "tolerance", "X", "with --write: absolute tolerance recorded (default 1e-4)", RT_OPT_TOL },
+	RT_OPT_BUNDLE_ENTRY,
+	{ 0 },
+};
+static const struct rt_opt tokenize_opts[] = {
+	{ "text", "TEXT", "tokenize TEXT (repeatable)", RT_OPT_TEXT },
+	{ "input", "FILE", "one text or {\"text\": ...} per line; - for stdin", RT_OPT_INPUT },
+	{ "tokenizer", "DIR", "a tokenizer directory instead of the bundle's", RT_OPT_TOKDIR },
+	{ "max-length", "N", "max_sequence_length (default: runtime.yaml, or 512)", RT_OPT_MAXLEN },
+	RT_OPT_BUNDLE_ENTRY,
+	{ 0 },
+};
+
+static const struct rt_verb verbs[] = {
+	{ "info", "show the bundle, its model and runtime after checking its integrity", NULL,
+	  info_opts, cmd_info, false },
+	{ "run", "run the model: one JSON object per input on stdout (JSONL)",
+	  "each result has \"outputs\" ({output name: flat list of numbers}), plus \"label\" and\n"
+	  "\"scores\" (classification) or \"embedding\" (embedding); a bad input gives\n"
+	  "{\"error\": ...} in its place and exit status 3 after all inputs ran.",
+	  run_opts, cmd_run, false },
+	{ "selftest", "compare the model's outputs with config/selftest.json",
+	  "exit 1 and the case and its max abs diff when they differ.  --write (used by\n"
+	  "`nexus build`) runs the texts and writes the golden file without checking the\n"
+	  "bundle's manifest, which does not exist yet at that point.",
+	  selftest_opts, cmd_selftest, false },
+	{ "tokenize", "print the ids of each input as a JSON list (debugging, parity tests)", NULL,
+	  tokenize_opts, cmd_tokenize, true },
+};
+
+static void top_usage(FILE *f)
+{
+	size_t i;
+
+	fprintf(f, "usage: nexus_cli VERB [OPTIONS]   (nexus_cli VERB --help)\n\n"
+		   "the runtime of a nexus bundle.\n\nverbs:\n");
+	for (i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		if (!verbs[i].hidden)
+			fprintf(f, "  %-10s %s\n", verbs[i].name, verbs[i].summary);
+	fprintf(f, "\n  --version  print the versions\n");
+}
 
 int main(int argc, char **argv)
 {
-	const OrtApi *ort = OrtGetApiBase()->GetApi(ORT_API_VERSION);
+	size_t i;
 
-	if (argc > 1 && !strcmp(argv[1], "--version")) {
-		printf("nexus_cli %s (onnx runtime %s)\n", NX_VERSION,
-		       OrtGetApiBase()->GetVersionString());
+	if (argc < 2) {
+		top_usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("nexus_cli %s (onnx runtime %s)\n", NX_VERSION, OrtGetApiBase()->GetVersionString());
 		return 0;
 	}
-	(void)ort;
-	fprintf(stderr, "usage: nexus_cli info|run|selftest\n");
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		top_usage(stdout);
+		return 0;
+	}
+	for (i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		if (!strcmp(argv[1], verbs[i].name))
+			return verbs[i].fn(&verbs[i], argc - 1, argv + 1);
+	fprintf(stderr, "nexus_cli: unknown verb '%s'\n", argv[1]);
+	top_usage(stderr);
 	return 2;
 }

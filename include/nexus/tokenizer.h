@@ -1,0 +1,88 @@
+/*
+ * nexus/tokenizer.h - the WordPiece tokenizer of the in-bundle runtime.
+ *
+ * Reads a Hugging Face `tokenizer.json` whose model is WordPiece (with the
+ * BertNormalizer, BertPreTokenizer and a BertProcessing or [CLS] $A [SEP]
+ * TemplateProcessing post-processor), or a plain `vocab.txt` (one token per
+ * line, id = line number) with the defaults of an uncased BERT.  Encoding
+ * gives the same ids as the Hugging Face `tokenizers` library for the same
+ * file (tests/e2e/test_tokenizer_parity.py checks this on a large corpus).
+ *
+ * Anything the file asks for that this module does not implement (another
+ * model type, normalizer, pre-tokenizer or post-processor) is an NX_ECONFIG
+ * error naming the field, never silently ignored: a tokenizer that encodes
+ * differently from the one the model was trained with gives wrong answers
+ * without any other sign.
+ *
+ * A tokenizer owns scratch buffers that encoding reuses, so one nx_tokenizer
+ * must not be used by two threads at once.
+ */
+#ifndef NEXUS_TOKENIZER_H
+#define NEXUS_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nexus/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NX_TOKENIZER_FILE_MAX (64u << 20)  /* tokenizer.json / vocab.txt bytes */
+#define NX_TOKENIZER_VOCAB_MAX (1u << 21)  /* vocabulary entries */
+#define NX_TOKENIZER_TOKEN_MAX 512         /* bytes of one vocabulary entry */
+#define NX_TOKENIZER_SPECIAL_MAX 8         /* ids the post-processor adds per side */
+#define NX_TOKENIZER_WORD_CHARS_MAX 10000  /* cap on max_input_chars_per_word */
+
+typedef struct nx_tokenizer nx_tokenizer;
+
+/*
+ * Load the tokenizer of directory `dirfd` (borrowed, not closed):
+ * `tokenizer.json` if it exists, else `vocab.txt`.  `dirpath` is only used
+ * in error messages (may be NULL).  On success *out is a new tokenizer for
+ * nx_tokenizer_free().  Errors: NX_EIO (neither file readable), NX_ELIMIT
+ * (a cap above), NX_EFORMAT (not JSON), NX_ECONFIG (unsupported or missing
+ * field, named in the message), NX_ENOMEM.
+ */
+int nx_tokenizer_load(nx_tokenizer **out, int dirfd, const char *dirpath, nx_error *err);
+
+/* Parse the bytes of a tokenizer.json (borrowed); path for messages. */
+int nx_tokenizer_parse_json(nx_tokenizer **out, const char *buf, size_t len,
+			    const char *path, nx_error *err);
+
+/* Parse the bytes of a vocab.txt (borrowed); BERT uncased defaults. */
+int nx_tokenizer_parse_vocab(nx_tokenizer **out, const char *buf, size_t len,
+			     const char *path, nx_error *err);
+
+/*
+ * Encode `len` bytes of UTF-8 `text` (need not be NUL-terminated) into
+ * ids_out, which has room for `max_len` ids (max_len >= 2 + the number of
+ * ids the post-processor adds, i.e. 2 for [CLS] $A [SEP]).  The words are
+ * truncated so that the whole sequence, special tokens included, fits in
+ * max_len, keeping [SEP] last.  *n_out is the number of ids written; the
+ * attention mask is n_out ones and token_type_ids n_out zeros.
+ * Errors: NX_EFORMAT for invalid UTF-8 (offset of the bad byte in
+ * err->offset), NX_EUSAGE for a too small max_len, NX_ENOMEM.
+ */
+int nx_tokenizer_encode(nx_tokenizer *t, const char *text, size_t len, size_t max_len,
+			int64_t *ids_out, size_t *n_out, nx_error *err);
+
+/* Id used to pad a batch (padding.pad_id, else "[PAD]", else 0). */
+int64_t nx_tokenizer_pad_id(const nx_tokenizer *t);
+
+/* Number of vocabulary entries. */
+size_t nx_tokenizer_vocab_size(const nx_tokenizer *t);
+
+/* Number of ids the post-processor adds around the words (2 for BERT). */
+size_t nx_tokenizer_special_count(const nx_tokenizer *t);
+
+/* Which file it was loaded from: "tokenizer.json" or "vocab.txt". */
+const char *nx_tokenizer_source(const nx_tokenizer *t);
+
+void nx_tokenizer_free(nx_tokenizer *t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,184 @@
+/* tokenizer_vocab.c - the vocabulary hash table and the tokenizer's lifetime. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "tokenizer_int.h"
+
+/* FNV-1a over two pieces, so that "##" + piece needs no copy. */
+static uint64_t hash2(const char *a, size_t alen, const char *b, size_t blen)
+{
+	uint64_t h = 1469598103934665603ull;
+	size_t i;
+
+	for (i = 0; i < alen; i++)
+		h = (h ^ (unsigned char)a[i]) * 1099511628211ull;
+	for (i = 0; i < blen; i++)
+		h = (h ^ (unsigned char)b[i]) * 1099511628211ull;
+	return h ^ (h >> 29);
+}
+
+static int grow_slots(struct nx_vocab *v)
+{
+	size_t nslots = v->mask ? (v->mask + 1) * 2 : 1024, i;
+	uint32_t *slots = calloc(nslots, sizeof(*slots));
+
+	if (!slots)
+		return NX_ENOMEM;
+	for (i = 0; i < v->n; i++) {
+		const struct nx_vocab_entry *e = &v->ent[i];
+		size_t s = hash2(v->arena + e->off, e->len, NULL, 0) & (nslots - 1);
+
+		while (slots[s])
+			s = (s + 1) & (nslots - 1);
+		slots[s] = (uint32_t)i + 1;
+	}
+	free(v->slots);
+	v->slots = slots;
+	v->mask = nslots - 1;
+	return 0;
+}
+
+static int64_t find(const struct nx_vocab *v, const char *a, size_t alen,
+		    const char *b, size_t blen, size_t *slot)
+{
+	size_t s;
+
+	if (!v->mask)
+		return -1;
+	s = hash2(a, alen, b, blen) & v->mask;
+	for (; v->slots[s]; s = (s + 1) & v->mask) {
+		const struct nx_vocab_entry *e = &v->ent[v->slots[s] - 1];
+		const char *p = v->arena + e->off;
+
+		if (e->len == alen + blen && (!alen || !memcmp(p, a, alen)) &&
+		    (!blen || !memcmp(p + alen, b, blen))) {
+			*slot = s;
+			return (int64_t)(v->slots[s] - 1);
+		}
+	}
+	*slot = s;
+	return -1;
+}
+
+int64_t nx_vocab_get2(const struct nx_vocab *v, const char *a, size_t alen,
+		      const char *b, size_t blen)
+{
+	size_t slot;
+	int64_t i;
+
+	if (alen + blen > v->longest)
+		return -1;
+	i = find(v, a, alen, b, blen, &slot);
+	return i < 0 ? -1 : v->ent[i].id;
+}
+
+/* Insert or (as Hugging Face's map does for a repeated token) replace. */
+int nx_vocab_put(struct nx_vocab *v, const char *s, size_t len, int64_t id)
+{
+	size_t slot;
+	int64_t i;
+
+	if ((v->n + 1) * 2 > v->mask + 1 && grow_slots(v))
+		return NX_ENOMEM;
+	i = find(v, s, len, NULL, 0, &slot);
+	if (i >= 0) {
+		v->ent[i].id = id;
+		return 0;
+	}
+	if (v->n == v->cap) {
+		size_t cap = v->cap ? v->cap * 2 : 1024;
+		struct nx_vocab_entry *ent = realloc(v->ent, cap * sizeof(*ent));
+
+		if (!ent)
+			return NX_ENOMEM;
+		v->ent = ent;
+		v->cap = cap;
+	}
+	if (v->arena_len + len > v->arena_cap) {
+		size_t cap = v->arena_cap ? v->arena_cap : 8192;
+		char *arena;
+
+		while (cap < v->arena_len + len)
+			cap *= 2;
+		if (!(arena = realloc(v->arena, cap)))
+			return NX_ENOMEM;
+		v->arena = arena;
+		v->arena_cap = cap;
+	}
+	memcpy(v->arena + v->arena_len, s, len);
+	v->ent[v->n].off = (uint32_t)v->arena_len;
+	v->ent[v->n].len = (uint32_t)len;
+	v->ent[v->n].id = id;
+	v->arena_len += len;
+	v->slots[slot] = (uint32_t)++v->n;
+	if (len > v->longest)
+		v->longest = len;
+	return 0;
+}
+
+int nx_tokenizer_alloc(nx_tokenizer **out, const char *source, nx_error *err)
+{
+	nx_tokenizer *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory loading the tokenizer");
+	t->clean_text = t->chinese = t->strip_accents = t->lowercase = true;
+	memcpy(t->prefix, "##", 2);
+	t->prefix_len = 2;
+	t->max_chars = 100;
+	t->unk_id = t->pad_id = -1;
+	t->source = source;
+	*out = t;
+	return 0;
+}
+
+int nx_tokenizer_finish(nx_tokenizer *t, const char *path, nx_error *err)
+{
+	if (t->unk_id < 0)
+		return nx_error_set(err, NX_ECONFIG, path, 0, -1,
+				    "%s: the unknown token is not in the vocabulary", path);
+	if (t->pad_id < 0) {
+		t->pad_id = nx_vocab_get2(&t->v, "[PAD]", 5, NULL, 0);
+		if (t->pad_id < 0)
+			t->pad_id = 0;
+	}
+	return 0;
+}
+
+int64_t nx_tokenizer_pad_id(const nx_tokenizer *t)
+{
+	return t->pad_id;
+}
+
+size_t nx_tokenizer_vocab_size(const nx_tokenizer *t)
+{
+	return t->v.n;
+}
+
+size_t nx_tokenizer_special_count(const nx_tokenizer *t)
+{
+	return t->npre + t->npost;
+}
+
+const char *nx_tokenizer_source(const nx_tokenizer *t)
+{
+	return t->source;
+}
+
+void nx_tokenizer_free(nx_tokenizer *t)
+{
+	size_t i;
+
+	if (!t)
+		return;
+	for (i = 0; i < t->nadded; i++)
+		free(t->added[i].content);
+	free(t->added);
+	free(t->v.slots);
+	free(t->v.ent);
+	free(t->v.arena);
+	free(t->cp);
+	free(t->wbuf);
+	free(t->boff);
+	free(t);
+}

@@ -1,0 +1,395 @@
+/*
+ * infer.c - the ONNX Runtime session: one env and one session per process,
+ * telemetry off, inputs found by name, dynamic batches padded to the
+ * longest sequence, and the task's post-processing (softmax / pooling).
+ *
+ * The session is created from the bytes of the model fd that bundle.c
+ * checked against the manifest, so the file that runs is the file that was
+ * verified (no second open by path).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "onnxruntime_c_api.h"
+#include "rt.h"
+
+enum { IN_IDS, IN_MASK, IN_TYPES, IN_COUNT };
+static const char *const in_names[IN_COUNT] = { "input_ids", "attention_mask", "token_type_ids" };
+
+struct rt_session {
+	const OrtApi *ort;
+	OrtEnv *env;
+	OrtSession *sess;
+	OrtMemoryInfo *mem;
+	int in_present[IN_COUNT];
+	ONNXTensorElementDataType in_type[IN_COUNT];
+	const char *run_in[IN_COUNT];
+	size_t nin;
+	char *out_names[RT_OUTPUTS_MAX];
+	size_t nout;
+	size_t main_out;        /* output used by the task */
+	bool out_seq[RT_OUTPUTS_MAX]; /* declared [batch, dynamic, ...]: per token */
+	json_t *describe;
+};
+
+static int ort_fail(const OrtApi *ort, OrtStatus *st, nx_error *err, const char *what)
+{
+	int rc = nx_error_set(err, NX_EIO, NULL, 0, -1, "onnx runtime: %s: %s", what,
+			      ort->GetErrorMessage(st));
+
+	ort->ReleaseStatus(st);
+	return rc;
+}
+
+#define ORT_TRY(call, what) do { OrtStatus *st_ = (call); \
+	if (st_) { rc = ort_fail(s->ort, st_, err, what); goto out; } } while (0)
+
+static const char *type_name(ONNXTensorElementDataType t)
+{
+	switch (t) {
+	case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: return "float32";
+	case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE: return "float64";
+	case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16: return "float16";
+	case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: return "int64";
+	case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32: return "int32";
+	case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8: return "int8";
+	case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8: return "uint8";
+	case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL: return "bool";
+	default: return "other";
+	}
+}
+
+/* {"name", "type", "shape": [dims, -1 = dynamic]} and the element type */
+static int describe_value(json_t **out, ONNXTensorElementDataType *type, bool *seq,
+			  struct rt_session *s, OrtTypeInfo *ti, const char *name, nx_error *err)
+{
+	const OrtTensorTypeAndShapeInfo *tsi = NULL;
+	int64_t dims[16];
+	size_t nd = 0, i;
+	json_t *shape = json_array();
+	int rc = 0;
+
+	*type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+	*seq = false;
+	ORT_TRY(s->ort->CastTypeInfoToTensorInfo(ti, &tsi), "type info");
+	if (tsi) {
+		ORT_TRY(s->ort->GetTensorElementType(tsi, type), "element type");
+		ORT_TRY(s->ort->GetDimensionsCount(tsi, &nd), "shape");
+		if (nd > 16)
+			nd = 16;
+		ORT_TRY(s->ort->GetDimensions(tsi, dims, nd), "shape");
+		for (i = 0; i < nd; i++)
+			json_array_append_new(shape, json_integer(dims[i]));
+		*seq = nd >= 2 && dims[1] < 0;
+	}
+	*out = json_pack("{s:s,s:s,s:O}", "name", name, "type", type_name(*type), "shape", shape);
+out:
+	json_decref(shape);
+	return rc;
+}
+
+static int discover(struct rt_session *s, const struct rt_settings *set, nx_error *err)
+{
+	OrtAllocator *alloc = NULL;
+	json_t *ins = json_array(), *outs = json_array(), *d = NULL;
+	size_t n, i, k;
+	int rc = 0;
+
+	ORT_TRY(s->ort->GetAllocatorWithDefaultOptions(&alloc), "allocator");
+	ORT_TRY(s->ort->SessionGetInputCount(s->sess, &n), "inputs");
+	for (i = 0; i < n; i++) {
+		char *name = NULL;
+		OrtTypeInfo *ti = NULL;
+		ONNXTensorElementDataType t;
+		bool seq;
+
+		ORT_TRY(s->ort->SessionGetInputName(s->sess, i, alloc, &name), "input name");
+		ORT_TRY(s->ort->SessionGetInputTypeInfo(s->sess, i, &ti), "input type");
+		rc = describe_value(&d, &t, &seq, s, ti, name, err);
+		s->ort->ReleaseTypeInfo(ti);
+		json_array_append_new(ins, d);
+		for (k = 0; k < IN_COUNT && strcmp(name, in_names[k]); k++)
+			;
+		if (!rc && k < IN_COUNT) {
+			s->in_present[k] = 1;
+			s->in_type[k] = t;
+		}
+		if (!rc && k == IN_COUNT)
+			rc = nx_error_set(err, NX_ECONFIG, NULL, 0, -1,
+					  "the model input '%s' is not one the runtime can feed "
+					  "(input_ids, attention_mask, token_type_ids)", name);
+		else if (!rc && t != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64 &&
+			 t != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32)
+			rc = nx_error_set(err, NX_ECONFIG, NULL, 0, -1,
+					  "the model input '%s' is %s; int64 or int32 expected",
+					  name, type_name(t));
+		alloc->Free(alloc, name);
+		if (rc)
+			goto out;
+	}
+	if (!s->in_present[IN_IDS]) {
+		rc = nx_error_set(err, NX_ECONFIG, NULL, 0, -1, "the model has no input_ids input");
+		goto out;
+	}
+	for (k = 0; k < IN_COUNT; k++)
+		if (s->in_present[k])
+			s->run_in[s->nin++] = in_names[k];
+	ORT_TRY(s->ort->SessionGetOutputCount(s->sess, &n), "outputs");
+	if (n == 0 || n > RT_OUTPUTS_MAX) {
+		rc = nx_error_set(err, NX_ECONFIG, NULL, 0, -1, "the model has %zu outputs (1 to %d handled)",
+				  n, RT_OUTPUTS_MAX);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		char *name = NULL;
+		OrtTypeInfo *ti = NULL;
+		ONNXTensorElementDataType t;
+
+		ORT_TRY(s->ort->SessionGetOutputName(s->sess, i, alloc, &name), "output name");
+		s->out_names[s->nout++] = strdup(name);
+		rc = s->ort->SessionGetOutputTypeInfo(s->sess, i, &ti) ? NX_EIO : 0;
+		if (!rc) {
+			rc = describe_value(&d, &t, &s->out_seq[i], s, ti, name, err);
+			s->ort->ReleaseTypeInfo(ti);
+			json_array_append_new(outs, d);
+		}
+		alloc->Free(alloc, name);
+		if (!s->out_names[i] || rc) {
+			rc = rc ? rc : NX_ENOMEM;
+			goto out;
+		}
+		if (set->output && !strcmp(set->output, s->out_names[i]))
+			s->main_out = i;
+	}
+	if (set->output && strcmp(set->output, s->out_names[s->main_out])) {
+		rc = nx_error_set(err, NX_ECONFIG, NULL, 0, -1,
+				  "runtime.yaml names output '%s', which the model does not have",
+				  set->output);
+		goto out;
+	}
+	s->describe = json_pack("{s:O,s:O}", "inputs", ins, "outputs", outs);
+out:
+	json_decref(ins);
+	json_decref(outs);
+	return rc;
+}
+
+int rt_session_open(struct rt_session **out, const struct rt_bundle *b, nx_error *err)
+{
+	struct rt_session *s = calloc(1, sizeof(*s));
+	const OrtApi *ort = OrtGetApiBase()->GetApi(ORT_API_VERSION);
+	OrtSessionOptions *so = NULL;
+	void *map = MAP_FAILED;
+	int rc = 0;
+
+	if (!s)
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	s->ort = ort;
+	if (!s->ort) {
+		free(s);
+		return nx_error_set(err, NX_EDEP, NULL, 0, -1,
+				    "the bundled onnx runtime (%s) does not offer api version %d",
+				    OrtGetApiBase()->GetVersionString(), ORT_API_VERSION);
+	}
+	ORT_TRY(s->ort->CreateEnv(ORT_LOGGING_LEVEL_ERROR, "nexus_cli", &s->env), "create env");
+	ORT_TRY(s->ort->DisableTelemetryEvents(s->env), "disable telemetry");
+	ORT_TRY(s->ort->CreateSessionOptions(&so), "session options");
+	if (b->set.threads > 0)
+		ORT_TRY(s->ort->SetIntraOpNumThreads(so, b->set.threads), "threads");
+	ORT_TRY(s->ort->SetInterOpNumThreads(so, 1), "threads");
+	ORT_TRY(s->ort->SetSessionGraphOptimizationLevel(so, (GraphOptimizationLevel)b->set.graph_opt),
+		"graph optimization");
+	map = mmap(NULL, b->model_size, PROT_READ, MAP_PRIVATE, b->model_fd, 0);
+	if (map == MAP_FAILED) {
+		rc = nx_error_errno(err, NX_EIO, errno, NULL, "cannot map the model");
+		goto out;
+	}
+	ORT_TRY(s->ort->CreateSessionFromArray(s->env, map, b->model_size, so, &s->sess),
+		"loading model/student_model.onnx");
+	ORT_TRY(s->ort->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &s->mem), "memory info");
+	if ((rc = discover(s, &b->set, err)))
+		goto out;
+	*out = s;
+	s = NULL;
+out:
+	if (map != MAP_FAILED)
+		munmap(map, b->model_size);
+	if (so)
+		ort->ReleaseSessionOptions(so);
+	rt_session_free(s);
+	return rc;
+}
+
+void rt_session_free(struct rt_session *s)
+{
+	size_t i;
+
+	if (!s)
+		return;
+	for (i = 0; i < s->nout; i++)
+		free(s->out_names[i]);
+	json_decref(s->describe);
+	if (s->mem)
+		s->ort->ReleaseMemoryInfo(s->mem);
+	if (s->sess)
+		s->ort->ReleaseSession(s->sess);
+	if (s->env)
+		s->ort->ReleaseEnv(s->env);
+	free(s);
+}
+
+json_t *rt_session_describe(const struct rt_session *s)
+{
+	return s->describe;
+}
+
+static int fetch(struct rt_output *o, struct rt_session *s, OrtValue *val, const char *name,
+		 nx_error *err)
+{
+	OrtTensorTypeAndShapeInfo *info = NULL;
+	ONNXTensorElementDataType t;
+	void *data = NULL;
+	size_t i;
+	int rc = 0;
+
+	ORT_TRY(s->ort->GetTensorTypeAndShape(val, &info), "output shape");
+	ORT_TRY(s->ort->GetTensorElementType(info, &t), "output type");
+	ORT_TRY(s->ort->GetDimensionsCount(info, &o->nd), "output shape");
+	if (o->nd > 8 || o->nd == 0) {
+		rc = nx_error_set(err, NX_ECONFIG, NULL, 0, -1,
+				  "the model output '%s' has %zu dimensions (1 to 8 handled)", name, o->nd);
+		goto out;
+	}
+	ORT_TRY(s->ort->GetDimensions(info, o->dims, o->nd), "output shape");
+	ORT_TRY(s->ort->GetTensorShapeElementCount(info, &o->count), "output size");
+	ORT_TRY(s->ort->GetTensorMutableData(val, &data), "output data");
+	if (!(o->v = malloc((o->count ? o->count : 1) * sizeof(double)))) {
+		rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < o->count; i++) {
+		switch (t) {
+		case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: o->v[i] = ((float *)data)[i]; break;
+		case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE: o->v[i] = ((double *)data)[i]; break;
+		case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16: o->v[i] = rt_half_to_double(((uint16_t *)data)[i]); break;
+		case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: o->v[i] = (double)((int64_t *)data)[i]; break;
+		case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32: o->v[i] = ((int32_t *)data)[i]; break;
+		case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8: o->v[i] = ((int8_t *)data)[i]; break;
+		case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8: o->v[i] = ((uint8_t *)data)[i]; break;
+		case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL: o->v[i] = ((uint8_t *)data)[i] != 0; break;
+		default:
+			rc = nx_error_set(err, NX_ECONFIG, NULL, 0, -1,
+					  "the model output '%s' has an element type the runtime cannot print",
+					  name);
+			goto out;
+		}
+	}
+out:
+	if (info)
+		s->ort->ReleaseTensorTypeAndShapeInfo(info);
+	return rc;
+}
+
+int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *const *ids,
+		   const size_t *lens, size_t n, json_t **results, nx_error *err)
+{
+	OrtValue *in[IN_COUNT] = { NULL }, *outv[RT_OUTPUTS_MAX] = { NULL };
+	struct rt_output o[RT_OUTPUTS_MAX];
+	void *buf[IN_COUNT] = { NULL };
+	size_t L = 1, r, t, k, ni = 0;
+	int64_t shape[2];
+	int rc = 0;
+
+	memset(o, 0, sizeof(o));
+	memset(results, 0, n * sizeof(*results));
+	for (r = 0; r < n; r++)
+		if (lens[r] > L)
+			L = lens[r];
+	shape[0] = (int64_t)n;
+	shape[1] = (int64_t)L;
+	for (k = 0; k < IN_COUNT; k++) {
+		bool i32 = s->in_type[k] == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
+		size_t esz = i32 ? 4 : 8;
+
+		if (!s->in_present[k])
+			continue;
+		if (!(buf[k] = calloc(n * L, esz))) {
+			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			goto out;
+		}
+		for (r = 0; r < n; r++)
+			for (t = 0; t < L; t++) {
+				int64_t v = k == IN_IDS ? (t < lens[r] ? ids[r][t] : nx_tokenizer_pad_id(b->tok))
+					  : k == IN_MASK ? t < lens[r] : 0;
+
+				if (i32)
+					((int32_t *)buf[k])[r * L + t] = (int32_t)v;
+				else
+					((int64_t *)buf[k])[r * L + t] = v;
+			}
+		ORT_TRY(s->ort->CreateTensorWithDataAsOrtValue(s->mem, buf[k], n * L * esz, shape, 2,
+			i32 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 : ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64,
+			&in[ni]), "input tensor");
+		ni++;
+	}
+	ORT_TRY(s->ort->Run(s->sess, NULL, s->run_in, (const OrtValue *const *)in, ni,
+			    (const char *const *)s->out_names, s->nout, outv), "run");
+	for (k = 0; k < s->nout; k++) {
+		if ((rc = fetch(&o[k], s, outv[k], s->out_names[k], err)))
+			goto out;
+		if (o[k].dims[0] != (int64_t)n) {
+			rc = nx_error_set(err, NX_ECONFIG, NULL, 0, -1,
+					  "the model output '%s' is not batched (first dimension %lld, batch %zu)",
+					  s->out_names[k], (long long)o[k].dims[0], n);
+			goto out;
+		}
+	}
+	for (r = 0; r < n; r++) {
+		json_t *res = json_object(), *outs = json_object();
+		const struct rt_output *m = &o[s->main_out];
+		size_t row = m->count / n;
+
+		results[r] = res;
+		if (!res || !outs) {
+			json_decref(outs);
+			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			goto out;
+		}
+		for (k = 0; k < s->nout; k++) {
+			size_t per = o[k].count / n, keep = per;
+
+			/* per-token outputs lose their padding, so that a result does
+			 * not depend on the other texts of its batch */
+			if (s->out_seq[k] && o[k].dims[1] == (int64_t)L)
+				keep = per / L * lens[r];
+			json_object_set_new(outs, s->out_names[k], rt_reals(o[k].v + r * per, keep));
+		}
+		json_object_set_new(res, "outputs", outs);
+		if (b->set.task == RT_TASK_CLASSIFICATION)
+			rc = rt_classify(res, &b->set, m->v + r * row, row, err);
+		else if (b->set.task == RT_TASK_EMBEDDING)
+			rc = rt_embed(res, &b->set, m, r, lens[r], err);
+		if (rc)
+			goto out;
+	}
+out:
+	if (rc)
+		for (r = 0; r < n; r++) {
+			json_decref(results[r]);
+			results[r] = NULL;
+		}
+	for (k = 0; k < IN_COUNT; k++) {
+		if (in[k])
+			s->ort->ReleaseValue(in[k]);
+		free(buf[k]);
+	}
+	for (k = 0; k < s->nout; k++) {
+		if (outv[k])
+			s->ort->ReleaseValue(outv[k]);
+		free(o[k].v);
+	}
+	return rc;
+}

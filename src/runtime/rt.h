@@ -1,0 +1,177 @@
+/*
+ * rt.h - the pieces of bin/nexus_cli, the bundle's own runtime:
+ *   main.c     verbs, options, exit codes
+ *   bundle.c   finding the bundle, start-up integrity against manifest.json,
+ *              runtime.yaml and the tokenizer
+ *   infer.c    one ONNX Runtime session: inputs, padding, outputs
+ *   input.c    reading texts (JSONL lines) and the batcher
+ *   selftest.c config/selftest.json: compare and --write
+ *   postproc.c softmax, pooling, numbers as JSON
+ *   opts.c     option tables and --help
+ * Only src/runtime/ includes this.  It uses libnexus through include/nexus/.
+ */
+#ifndef NEXUS_RT_H
+#define NEXUS_RT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "nexus/config.h"
+#include "nexus/error.h"
+#include "nexus/manifest.h"
+#include "nexus/tokenizer.h"
+
+#define RT_LINE_MAX (4u << 20)       /* bytes of one input line */
+#define RT_BATCH_MAX 4096            /* batch_size cap */
+#define RT_SEQ_MAX 65536             /* max_sequence_length cap */
+#define RT_OUTPUTS_MAX 64            /* model inputs/outputs handled */
+
+#define RT_MODEL "model/student_model.onnx"
+#define RT_TOKENIZER "model/tokenizer"
+#define RT_CONFIG "config/runtime.yaml"
+#define RT_SELFTEST "config/selftest.json"
+
+enum rt_task { RT_TASK_CLASSIFICATION, RT_TASK_EMBEDDING, RT_TASK_RAW };
+
+/* What the runtime needs from config/runtime.yaml. */
+struct rt_settings {
+	enum rt_task task;
+	char **labels;
+	size_t nlabels;
+	bool pool_cls;          /* embedding: CLS instead of mean pooling */
+	bool normalize;         /* embedding: L2 */
+	size_t max_len;
+	size_t batch_size;
+	int threads;            /* 0 = ONNX Runtime's default */
+	bool integrity_full;    /* hash every file vs. sizes only */
+	int graph_opt;          /* GraphOptimizationLevel */
+	char *output;           /* NULL = first output */
+};
+
+struct rt_bundle {
+	char root[4096];
+	int rootfd;
+	struct rt_settings set; /* borrows from rc */
+	nx_runtime_config *rc;
+	nx_tokenizer *tok;
+	nx_manifest *manifest;  /* NULL when opened without the check */
+	int model_fd;           /* model/student_model.onnx, checked */
+	uint64_t model_size;
+};
+
+/*
+ * Open the bundle at `dir` (NULL: <dir of /proc/self/exe>/..), check every
+ * manifest file (sizes, and SHA-256 too when integrity is full) unless
+ * `check` is false, then read runtime.yaml and the tokenizer.  A file that
+ * differs from the manifest is NX_ECHECK naming it.
+ */
+int rt_bundle_open(struct rt_bundle *b, const char *dir, bool check, nx_error *err);
+void rt_bundle_release(struct rt_bundle *b);
+
+struct rt_session;
+int rt_session_open(struct rt_session **out, const struct rt_bundle *b, nx_error *err);
+void rt_session_free(struct rt_session *s);
+
+/* Model description for `info`: inputs/outputs with types and shapes. */
+json_t *rt_session_describe(const struct rt_session *s);
+
+/*
+ * Run one batch: n texts, already tokenized (ids[i] has lens[i] ids).
+ * results[i] is set to a new JSON object per input ({"outputs":..., and
+ * "label"/"scores" or "embedding"}).
+ */
+int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *const *ids,
+		   const size_t *lens, size_t n, json_t **results, nx_error *err);
+
+/* One output tensor as doubles, with its shape (infer.c -> postproc.c). */
+struct rt_output {
+	double *v;
+	size_t count;
+	int64_t dims[8];
+	size_t nd;
+};
+
+double rt_half_to_double(uint16_t h);
+/* A JSON array of the numbers; NaN and infinities become null. */
+json_t *rt_reals(const double *v, size_t n);
+/* Sets "label" and "scores" on res from one row of n scores. */
+int rt_classify(json_t *res, const struct rt_settings *set, const double *v, size_t n,
+		nx_error *err);
+/* Sets "embedding" on res from row r of a [B, L, H] (len tokens) or [B, H] output. */
+int rt_embed(json_t *res, const struct rt_settings *set, const struct rt_output *o, size_t r,
+	     size_t len, nx_error *err);
+
+/* One input read from --text or a JSONL line. */
+struct rt_input {
+	char *text;             /* NULL when the line was bad */
+	size_t len;
+	char *error;            /* why the line was bad */
+};
+
+/* Reads texts: a file of lines (one text or one {"text": ...} per line). */
+struct rt_reader;
+int rt_reader_open(struct rt_reader **out, const char *path, nx_error *err);
+/* 1 = got one, 0 = end, <0 = I/O error */
+int rt_reader_next(struct rt_reader *r, struct rt_input *in, nx_error *err);
+void rt_reader_free(struct rt_reader *r);
+void rt_input_release(struct rt_input *in);
+
+/*
+ * Tokenize and run texts in batches of b->set.batch_size; each result goes
+ * to `emit` in input order (borrowed: emit takes its own reference if it
+ * keeps it), then emit(ctx, NULL) marks the end of a batch.  A per-input
+ * problem becomes {"error": ...}.
+ */
+typedef int (*rt_emit_fn)(void *ctx, json_t *result);
+struct rt_batcher;
+int rt_batcher_new(struct rt_batcher **out, struct rt_session *s, struct rt_bundle *b,
+		   rt_emit_fn emit, void *ctx, nx_error *err);
+int rt_batcher_add(struct rt_batcher *q, const struct rt_input *in, nx_error *err);
+int rt_batcher_flush(struct rt_batcher *q, nx_error *err);
+void rt_batcher_free(struct rt_batcher *q);
+
+int rt_selftest_check(struct rt_session *s, struct rt_bundle *b, FILE *report, nx_error *err);
+int rt_selftest_write(struct rt_session *s, struct rt_bundle *b, char *const *texts,
+		      size_t ntexts, const char *out_path, double tolerance, nx_error *err);
+
+/* Verbs and their options (opts.c, main.c). */
+enum {
+	RT_OPT_BUNDLE = 1, RT_OPT_JSON, RT_OPT_TEXT, RT_OPT_INPUT, RT_OPT_WRITE, RT_OPT_OUTPUT,
+	RT_OPT_TOL, RT_OPT_TOKDIR, RT_OPT_MAXLEN
+};
+
+struct rt_opt {
+	const char *name, *arg, *help;
+	int key;
+};
+
+struct rt_verb {
+	const char *name, *summary, *details;
+	const struct rt_opt *opts;
+	int (*fn)(const struct rt_verb *v, int argc, char **argv);
+	bool hidden;
+};
+
+#define RT_OPT_BUNDLE_ENTRY \
+	{ "bundle", "DIR", "the bundle root (default: the directory above bin/)", RT_OPT_BUNDLE }
+
+/* Parsed options of one invocation; --text may repeat. */
+struct rt_args {
+	const char *bundle, *input, *output, *tokdir;
+	char **texts;
+	size_t ntexts;
+	bool json, write;
+	double tol;
+	long maxlen;
+};
+
+void rt_help(const struct rt_verb *v, FILE *f);
+/* Print "nexus_cli VERB: message" and a hint; returns 2. */
+int rt_usage(const struct rt_verb *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* 0 parsed, -1 --help printed (exit 0), 2 usage error printed */
+int rt_parse(struct rt_args *a, const struct rt_verb *v, int argc, char **argv);
+
+#endif

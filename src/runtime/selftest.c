@@ -1,0 +1,219 @@
+/*
+ * selftest.c - config/selftest.json, the bundle's golden inputs and outputs:
+ *
+ *   {"schema": "nexus.selftest.v1", "tolerance": 1e-4,
+ *    "cases": [{"text": "...", "outputs": {"logits": [..]},
+ *               "label": "spam", "embedding": [..]}]}
+ *
+ * `selftest` runs every case and compares each number of every golden
+ * output (and the embedding) within the absolute tolerance, and the label
+ * exactly.  `selftest --write` produces the file from texts; the build
+ * writes it into the staging bundle before the manifest exists.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "rt.h"
+
+#define RT_SELFTEST_FILE_MAX (16u << 20)
+#define RT_SELFTEST_CASES_MAX 1024
+#define RT_SELFTEST_SCHEMA "nexus.selftest.v1"
+
+/* Run one text; *out is the result object (caller owns). */
+static int run_one(json_t **out, struct rt_session *s, struct rt_bundle *b, const char *text,
+		   size_t len, nx_error *err)
+{
+	int64_t *ids = calloc(b->set.max_len, sizeof(*ids));
+	size_t n = 0;
+	int rc;
+
+	if (!ids)
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	rc = nx_tokenizer_encode(b->tok, text, len, b->set.max_len, ids, &n, err);
+	if (!rc)
+		rc = rt_session_run(s, b, &ids, &n, 1, out, err);
+	free(ids);
+	return rc;
+}
+
+/* Largest |a - b| over two arrays of numbers; INFINITY if they differ in shape. */
+static double max_diff(json_t *golden, json_t *got)
+{
+	double d = 0;
+	size_t i;
+
+	if (!json_is_array(golden) || !json_is_array(got) ||
+	    json_array_size(golden) != json_array_size(got))
+		return INFINITY;
+	for (i = 0; i < json_array_size(golden); i++) {
+		json_t *a = json_array_get(golden, i), *c = json_array_get(got, i);
+		double x;
+
+		if (json_is_null(a) && json_is_null(c))
+			continue;
+		if (!json_is_number(a) || !json_is_number(c))
+			return INFINITY;
+		x = fabs(json_number_value(a) - json_number_value(c));
+		if (!(x <= d))
+			d = x;
+	}
+	return d;
+}
+
+static int load_golden(json_t **out, struct rt_bundle *b, nx_error *err)
+{
+	json_error_t jerr;
+	struct stat st;
+	json_t *j;
+	FILE *f;
+	int fd;
+
+	fd = openat(b->rootfd, RT_SELFTEST, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return nx_error_errno(err, NX_EIO, errno, RT_SELFTEST, "cannot open %s", RT_SELFTEST);
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > RT_SELFTEST_FILE_MAX) {
+		close(fd);
+		return nx_error_set(err, NX_ELIMIT, RT_SELFTEST, 0, -1,
+				    "%s is not a regular file of at most 16 MiB", RT_SELFTEST);
+	}
+	if (!(f = fdopen(fd, "rb"))) {
+		close(fd);
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	}
+	j = json_loadf(f, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+	fclose(f);
+	if (!j)
+		return nx_error_set(err, NX_EFORMAT, RT_SELFTEST, jerr.line, -1,
+				    "%s:%d: not valid JSON: %s", RT_SELFTEST, jerr.line, jerr.text);
+	if (!json_is_object(j) || !json_is_string(json_object_get(j, "schema")) ||
+	    strcmp(json_string_value(json_object_get(j, "schema")), RT_SELFTEST_SCHEMA) ||
+	    !json_is_number(json_object_get(j, "tolerance")) ||
+	    !json_is_array(json_object_get(j, "cases")) ||
+	    json_array_size(json_object_get(j, "cases")) > RT_SELFTEST_CASES_MAX) {
+		json_decref(j);
+		return nx_error_set(err, NX_EFORMAT, RT_SELFTEST, 0, -1,
+				    "%s: expected {\"schema\": \"%s\", \"tolerance\": number, "
+				    "\"cases\": [...]} with at most %d cases", RT_SELFTEST,
+				    RT_SELFTEST_SCHEMA, RT_SELFTEST_CASES_MAX);
+	}
+	*out = j;
+	return 0;
+}
+
+int rt_selftest_check(struct rt_session *s, struct rt_bundle *b, FILE *report, nx_error *err)
+{
+	json_t *golden = NULL, *cases, *c;
+	size_t i, failed = 0;
+	double tol;
+	int rc;
+
+	if ((rc = load_golden(&golden, b, err)))
+		return rc;
+	tol = json_number_value(json_object_get(golden, "tolerance"));
+	cases = json_object_get(golden, "cases");
+	json_array_foreach(cases, i, c) {
+		json_t *text = json_object_get(c, "text"), *res = NULL, *outs, *v, *want;
+		const char *name, *why = NULL;
+		char what[256] = "";
+		double worst = 0, d;
+
+		if (!json_is_string(text) || !json_is_object(json_object_get(c, "outputs"))) {
+			rc = nx_error_set(err, NX_EFORMAT, RT_SELFTEST, 0, -1,
+					  "%s: case %zu needs \"text\" and \"outputs\"", RT_SELFTEST, i);
+			goto out;
+		}
+		if ((rc = run_one(&res, s, b, json_string_value(text), json_string_length(text), err)))
+			goto out;
+		outs = json_object_get(res, "outputs");
+		json_object_foreach(json_object_get(c, "outputs"), name, v) {
+			d = max_diff(v, json_object_get(outs, name));
+			if (!(d <= worst)) {
+				worst = d;
+				snprintf(what, sizeof(what), "output '%s'", name);
+			}
+		}
+		if ((want = json_object_get(c, "embedding"))) {
+			d = max_diff(want, json_object_get(res, "embedding"));
+			if (!(d <= worst)) {
+				worst = d;
+				snprintf(what, sizeof(what), "embedding");
+			}
+		}
+		want = json_object_get(c, "label");
+		if (want && !json_equal(want, json_object_get(res, "label")))
+			why = "label differs";
+		if (!(worst <= tol))
+			why = "outputs differ";
+		if (why) {
+			failed++;
+			fprintf(report, "case %zu: FAIL: %s (max abs diff %.3g in %s, tolerance %.3g)\n",
+				i, why, worst, what[0] ? what : "-", tol);
+		} else {
+			fprintf(report, "case %zu: ok (max abs diff %.3g)\n", i, worst);
+		}
+		json_decref(res);
+	}
+	if (failed)
+		rc = nx_error_set(err, NX_ECHECK, RT_SELFTEST, 0, -1,
+				  "selftest: %zu of %zu cases differ from %s", failed,
+				  json_array_size(cases), RT_SELFTEST);
+	else
+		fprintf(report, "selftest: %zu cases passed\n", json_array_size(cases));
+out:
+	json_decref(golden);
+	return rc;
+}
+
+int rt_selftest_write(struct rt_session *s, struct rt_bundle *b, char *const *texts,
+		      size_t ntexts, const char *out_path, double tolerance, nx_error *err)
+{
+	json_t *doc = NULL, *cases = json_array();
+	char *buf = NULL;
+	size_t i, len;
+	int fd = -1, rc = 0;
+
+	if (ntexts > RT_SELFTEST_CASES_MAX) {
+		rc = nx_error_set(err, NX_ELIMIT, NULL, 0, -1, "at most %d selftest texts",
+				  RT_SELFTEST_CASES_MAX);
+		goto out;
+	}
+	for (i = 0; i < ntexts; i++) {
+		json_t *res = NULL, *c;
+
+		if ((rc = run_one(&res, s, b, texts[i], strlen(texts[i]), err)))
+			goto out;
+		c = json_pack("{s:s,s:O}", "text", texts[i], "outputs", json_object_get(res, "outputs"));
+		if (json_object_get(res, "label"))
+			json_object_set(c, "label", json_object_get(res, "label"));
+		if (json_object_get(res, "embedding"))
+			json_object_set(c, "embedding", json_object_get(res, "embedding"));
+		json_array_append_new(cases, c);
+		json_decref(res);
+	}
+	doc = json_pack("{s:s,s:f,s:O}", "schema", RT_SELFTEST_SCHEMA, "tolerance", tolerance,
+			"cases", cases);
+	buf = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+	if (!buf) {
+		rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		goto out;
+	}
+	len = strlen(buf);
+	buf[len++] = '\n';  /* over the NUL: the buffer is written by length */
+	fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0 || write(fd, buf, len) != (ssize_t)len || fsync(fd)) {
+		rc = nx_error_errno(err, NX_EIO, errno, out_path, "cannot write %s", out_path);
+		goto out;
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	json_decref(doc);
+	json_decref(cases);
+	return rc;
+}
