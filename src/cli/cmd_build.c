@@ -253,6 +253,7 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	o.progress = on_progress;
 	o.on_stage = on_stage;
 	o.report = &rep;
+	o.functional = true;
 	install_handlers();
 	if (nx_build(&r, &o, &err) != 0) {
 		print_findings(rep, stderr);

@@ -38,5 +38,8 @@ int build_assemble(struct build *b)
 			break;
 		}
 	}
+	/* Last: it runs the staged runtime on the staged model and tokenizer. */
+	if (!rc)
+		rc = build_selftest(b);
 	return rc;
 }

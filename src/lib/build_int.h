@@ -63,6 +63,7 @@ int build_filter(struct build *b);
 int build_assemble(struct build *b);
 int build_manifest(struct build *b);
 int build_sign(struct build *b);
+int build_selftest(struct build *b);
 int build_verify(struct build *b);
 
 /* Write buf to relpath in the stage, hash it, add it to the manifest. */

@@ -21,6 +21,7 @@ EXPECTED_FILES = [
     "README.md",
     "bin/nexus_cli",
     "config/runtime.yaml",
+    "config/selftest.json",
     "lib/libonnxruntime.so.1",
     "manifest.json",
     "model/student_model.onnx",
@@ -404,5 +405,34 @@ def test_self_verification_blocks_publish(nexus, tmp_path, out, where, code):
     assert r.returncode == 1, r.stderr
     assert "self-verification failed" in r.stderr
     assert "FAIL code" in r.stderr
+    assert not (out / "b").exists()
+    assert stages(out) == []
+
+
+def test_selftest_golden_file_written_by_the_bundle_runtime(nexus, ws, out, nexus_cli):
+    """config/selftest.json holds what the bundle's own runtime computes, and
+    the published bundle passes its own selftest."""
+    assert build(nexus, ws, out / "b").returncode == 0
+    doc = json.loads((out / "b/config/selftest.json").read_text())
+    assert doc["schema"] == "nexus.selftest.v1"
+    assert doc["cases"] and all("outputs" in c for c in doc["cases"])
+    r = run(out / "b/bin/nexus_cli", "selftest")
+    assert r.returncode == 0, r.stderr
+
+
+def test_student_that_cannot_run_fails_the_build(nexus, tmp_path, out):
+    """A model the runtime cannot load is refused before anything is published."""
+    import onnx
+    from onnx import helper, TensorProto
+    ws = make_workspace(tmp_path / "ws")
+    # Valid ONNX, but its input is not one the runtime can feed from text.
+    g = helper.make_graph([helper.make_node("Identity", ["pixels"], ["logits"])], "g",
+                          [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [1, 3])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)]),
+              str(ws / "artifacts/student.onnx"))
+    r = build(nexus, ws, out / "b")
+    assert r.returncode == 1, r.stderr
+    assert "does not run in the bundle's runtime" in r.stderr
     assert not (out / "b").exists()
     assert stages(out) == []

@@ -1,0 +1,80 @@
+/*
+ * build_selftest.c - config/selftest.json, the bundle's golden outputs.
+ *
+ * They are produced by the bundle's own bin/nexus_cli, run on the staged
+ * tree inside the TRV-5 sandbox (`selftest --write --output -`), so the
+ * golden file records what this exact runtime computes on this exact model,
+ * and a student that cannot run in the runtime fails the build here.
+ */
+#include "build_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nexus/sandbox.h"
+
+#define SELFTEST_ARGS_MAX 200      /* nexus.yaml selftest: texts passed as --text */
+#define SELFTEST_WALL_MS 120000
+#define SELFTEST_TAIL 400
+
+/* Used when nexus.yaml lists no selftest texts: the bundle is still run. */
+static const char *const default_texts[] = { "nexus selftest" };
+
+int build_selftest(struct build *b)
+{
+	const char *args[2 * SELFTEST_ARGS_MAX + 8];
+	const char *const *texts = (const char *const *)b->ws->selftest;
+	size_t ntexts = b->ws->nselftest, i, n = 0;
+	struct nx_sandbox_result r = {0};
+	int rc;
+
+	if (!ntexts) {
+		texts = default_texts;
+		ntexts = 1;
+	}
+	if (ntexts > SELFTEST_ARGS_MAX)
+		return nx_error_set(b->err, NX_ELIMIT, "nexus.yaml", 0, -1,
+				    "nexus.yaml: at most %d selftest texts", SELFTEST_ARGS_MAX);
+	args[n++] = "selftest";
+	args[n++] = "--write";
+	args[n++] = "--bundle";
+	args[n++] = NX_SANDBOX_BUNDLE;
+	args[n++] = "--output";
+	args[n++] = "-";
+	for (i = 0; i < ntexts; i++) {
+		args[n++] = "--text";
+		args[n++] = texts[i];
+	}
+	args[n] = NULL;
+	rc = nx_sandbox_available(NULL, b->err);
+	if (rc)
+		return nx_error_set(b->err, NX_EDEP, NULL, 0, -1,
+				    "cannot run the bundle's selftest in the sandbox: %s; install "
+				    "bubblewrap (scripts/setup.sh) on a host with user namespaces",
+				    b->err->message);
+	rc = nx_sandbox_run_cli(&r, nx_stage_dirfd(b->stage), nx_stage_path(b->stage), args, NULL,
+				0, SELFTEST_WALL_MS, b->err);
+	if (rc)
+		goto out;
+	if (!r.exited || r.status != 0 || r.timed_out || r.output_capped || !r.out_len) {
+		size_t len = r.errout_len;
+		const char *tail = r.errout;
+
+		while (len && (tail[len - 1] == '\n' || tail[len - 1] == ' '))
+			len--;
+		if (len > SELFTEST_TAIL) {
+			tail += len - SELFTEST_TAIL;
+			len = SELFTEST_TAIL;
+		}
+		rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
+				  "the student does not run in the bundle's runtime (bin/nexus_cli "
+				  "selftest --write %s): %.*s", r.timed_out ? "timed out" :
+				  r.output_capped ? "printed too much" : "failed", (int)len, tail);
+		goto out;
+	}
+	rc = build_put(b, "config/selftest.json", r.out, r.out_len, false);
+out:
+	nx_sandbox_result_release(&r);
+	return rc;
+}

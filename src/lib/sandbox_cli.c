@@ -1,0 +1,59 @@
+/*
+ * sandbox_cli.c - nx_sandbox_run_cli(): the bundle's own runtime in the
+ * sandbox, used by `nexus build` (golden selftest outputs) and `nexus run`.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nexus/elf.h"
+#include "nexus/sandbox.h"
+
+#define CLI_ARGS_MAX 256
+
+int nx_sandbox_run_cli(struct nx_sandbox_result *out, int bundle_dirfd, const char *bundle_path,
+		       const char *const *args, const void *stdin_data, size_t stdin_len,
+		       uint64_t wall_ms, nx_error *err)
+{
+	const char *argv[CLI_ARGS_MAX + 2];
+	struct nx_sandbox_opts so;
+	char **libs = NULL, *bin = NULL;
+	const char **paths = NULL;
+	size_t nlibs = 0, i, n = 0;
+	int rc;
+
+	argv[n++] = NX_SANDBOX_BUNDLE "/bin/nexus_cli";
+	for (i = 0; args && args[i]; i++) {
+		if (n > CLI_ARGS_MAX)
+			return nx_error_set(err, NX_ELIMIT, NULL, 0, -1,
+					    "more than %d arguments for bin/nexus_cli", CLI_ARGS_MAX);
+		argv[n++] = args[i];
+	}
+	argv[n] = NULL;
+	if (asprintf(&bin, "%s/bin/nexus_cli", bundle_path) < 0)
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	rc = nx_elf_closure(&libs, &nlibs, (const char *const *)&bin, 1, bundle_path, err);
+	if (rc)
+		goto out;
+	paths = calloc(nlibs + 1, sizeof(*paths));
+	if (!paths) {
+		rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < nlibs; i++)
+		paths[i] = libs[i];
+	nx_sandbox_opts_init(&so);
+	so.bundle_dirfd = bundle_dirfd;
+	so.argv = argv;
+	so.ro_paths = paths;
+	so.stdin_data = stdin_data;
+	so.stdin_len = stdin_len;
+	if (wall_ms)
+		so.wall_ms = wall_ms;
+	rc = nx_sandbox_run(out, &so, err);
+out:
+	free(paths);
+	nx_elf_closure_free(libs, nlibs);
+	free(bin);
+	return rc;
+}
