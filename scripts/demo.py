@@ -41,8 +41,18 @@ def main():
     out.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, SOURCE_DATE_EPOCH=os.environ.get("SOURCE_DATE_EPOCH", "1700000000"))
 
+    key = out.parent / "demo-release"
+    if not key.with_suffix(".key").exists():
+        step("release key (nexus keygen)")
+        r = run([a.nexus, "keygen", "-o", key])
+        if r.returncode != 0:
+            sys.stderr.write(r.stderr)
+            return r.returncode
+        print(f"key id:     {r.stdout.strip()}")
+
     step(f"build {a.workspace}")
-    r = run([a.nexus, "build", a.workspace, "-o", out, "--force", "--json"], env=env)
+    r = run([a.nexus, "build", a.workspace, "-o", out, "--force", "--json",
+             "--key", key.with_suffix(".key")], env=env)
     if r.returncode != 0:
         sys.stderr.write(r.stderr)
         print(f"build failed (exit {r.returncode})")
@@ -56,7 +66,8 @@ def main():
         print(f"filtered:   {len(removed)} teacher/training import(s) removed from the serving code")
 
     step(f"verify {out}")
-    r = run([a.nexus, "verify", out, "--json"])
+    r = run([a.nexus, "verify", out, "--json", "--require-signature",
+             "--pubkey", key.with_suffix(".pub")])
     try:
         rep = json.loads(r.stdout)
     except json.JSONDecodeError:
@@ -65,6 +76,8 @@ def main():
         return r.returncode or 3
     for c in rep.get("checks", []):
         print(f"  {c.get('status', '?').upper():5} {c.get('id')}")
+    print(f"size:       {out.joinpath('model/student_model.onnx').stat().st_size / 1e6:.1f} MB student, "
+          f"parameters {res.get('parameters')}")
     for f in rep.get("findings", []):
         print(f"  {f['severity'].upper():5} {f['check']} {f['code']} {f.get('path', '')}: {f['message']}")
     print(f"verdict:    {rep.get('verdict')}")
