@@ -210,6 +210,11 @@ static int scan_file(struct vfy_ctx *c, const char *path)
 		rc = nx_scan_yaml(buf, len, terms, c->nterms, on_term, &s, path, &e);
 	else if (!strcmp(path, "model/tokenizer/vocab.txt"))
 		rc = scan_vocab_txt(c, path, buf, len);
+	else if (!strcmp(path, "config/selftest.json")) {
+		rc = vfy_selftest_json(c, buf, len);
+		if (!rc)
+			rc = scan_json(c, path, buf, len);
+	}
 	else if (ends_with(path, ".json"))
 		rc = scan_json(c, path, buf, len);
 	else {

@@ -75,6 +75,8 @@ const char *vfy_term_in(const struct vfy_ctx *c, const char *s, size_t len);
 int vfy_integrity(struct vfy_ctx *c, nx_error *err);
 int vfy_signature(struct vfy_ctx *c, bool *skipped, nx_error *err);
 int vfy_allowlist(struct vfy_ctx *c, nx_error *err);
+/* config/selftest.json: strict shape, texts scanned, numbers left to TRV-5. */
+int vfy_selftest_json(struct vfy_ctx *c, const char *buf, size_t len);
 int vfy_code(struct vfy_ctx *c, nx_error *err);
 int vfy_weights(struct vfy_ctx *c, bool *skipped, nx_error *err);
 int vfy_teacher(struct vfy_ctx *c, nx_error *err);

@@ -100,6 +100,31 @@ def test_weights_as_json_array_in_selftest(nexus, bundle):
     st = json.loads(bundle.path("config/selftest.json").read_text())
     st["cache"] = [float(x) for x in floats(4096)]
     bundle.smuggle("config/selftest.json", json.dumps(st))
+    expect_fail(nexus, bundle, "selftest-malformed")
+
+
+def test_weights_as_golden_outputs_without_sandbox(nexus, bundle):
+    """Golden numbers only TRV-5 can account for are capped when it is off."""
+    st = json.loads(bundle.path("config/selftest.json").read_text())
+    st["cases"][0]["outputs"]["hidden"] = [float(x) for x in floats(4096)]
+    bundle.smuggle("config/selftest.json", json.dumps(st))
+    expect_fail(nexus, bundle, "literal-blob")
+
+
+def test_loose_selftest_tolerance(nexus, bundle):
+    """A huge tolerance would let any numbers pass as outputs."""
+    st = json.loads(bundle.path("config/selftest.json").read_text())
+    st["tolerance"] = 1e30
+    bundle.smuggle("config/selftest.json", json.dumps(st))
+    expect_fail(nexus, bundle, "selftest-malformed")
+
+
+def test_weights_as_selftest_texts(nexus, bundle):
+    st = json.loads(bundle.path("config/selftest.json").read_text())
+    blob = base64.b64encode(floats(4096).tobytes()).decode()
+    st["cases"] += [{"text": " ".join(blob[i:i + 60] for i in range(j, j + 3000, 60)),
+                     "outputs": {"logits": [0.5, 0.5]}} for j in range(0, 18000, 3000)]
+    bundle.smuggle("config/selftest.json", json.dumps(st))
     expect_fail(nexus, bundle, "literal-blob")
 
 
