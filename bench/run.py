@@ -435,7 +435,7 @@ def bench_runtime(ctx):
     model = seq128_student(ctx)
     ctx.tmp.mkdir(parents=True, exist_ok=True)
     rows = []
-    for batch, n in ((1, 200 if ctx.a.quick else 1000), (32, 512 if ctx.a.quick else 4096)):
+    for batch, n in ((1, 100 if ctx.a.quick else 1000), (32, 256 if ctx.a.quick else 4096)):
         bundle = spam_bundle(ctx, batch, SEQ, model)
         cli = str(bundle / "bin/nexus_cli")
         texts = ctx.tmp / f"rt_texts_{n}.jsonl"
@@ -499,7 +499,7 @@ def tok_corpus(ctx, mbytes):
 
 def bench_tokenizer(ctx):
     env = dict(node_env(ctx), RAYON_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    corpus = tok_corpus(ctx, 2 if ctx.a.quick else 10)
+    corpus = tok_corpus(ctx, 1 if ctx.a.quick else 10)
     tokdir = ROOT / "examples/spam-distill/artifacts/tokenizer"
     maxlen = "512"
     ctx.tmp.mkdir(parents=True, exist_ok=True)
