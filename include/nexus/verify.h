@@ -67,6 +67,17 @@ struct nx_verify_opts {
 	bool require_signature;         /* unsigned is FAIL instead of WARN */
 	const char *const *teachers;    /* teacher model files to fingerprint against */
 	size_t nteachers;
+	/*
+	 * For nexus build's self-check only: the caller wrote every file of the
+	 * (private, sealed) tree itself and computed the manifest's digests
+	 * while writing, so integrity checks types, modes and sizes but takes
+	 * the digests from the manifest instead of reading every byte again.
+	 * Never set it for a tree someone else could have written.
+	 */
+	bool digests_known;
+	/* TRV-5 without the selftest run (imports only): for nexus build, whose
+	 * golden outputs were computed by that same run moments before. */
+	bool functional_imports_only;
 	const char *const *allow_shared; /* student tensor names allowed to equal a teacher's */
 	size_t nallow_shared;
 	const char *const *extra_terms; /* forbidden terms besides teacher/distillation/soft_targets */

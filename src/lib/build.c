@@ -157,8 +157,7 @@ static int load(struct build *b)
 	b->capin = ws->nsource_files + 8;
 	b->in = calloc(b->capin, sizeof(*b->in));
 	b->teacher_st = calloc(ws->nteacher + 1, sizeof(*b->teacher_st));
-	b->teacher_present = calloc(ws->nteacher + 1, sizeof(*b->teacher_present));
-	if (!b->in || !b->teacher_st || !b->teacher_present)
+	if (!b->in || !b->teacher_st)
 		return nx_error_set(b->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	/* Teacher files are never read here, only identified (verify fingerprints them). */
 	/*
@@ -175,10 +174,8 @@ static int load(struct build *b)
 					     ws->teacher[i]);
 			return b->err->code;
 		}
-		if (fstat(fd, &b->teacher_st[b->nteacher_st]) == 0) {
+		if (fstat(fd, &b->teacher_st[b->nteacher_st]) == 0)
 			b->nteacher_st++;
-			b->teacher_present[i] = true;
-		}
 		close(fd);
 	}
 	rc = open_input(b, &b->student_fd, &b->student_st, b->wsfd, ws->student.model,
@@ -361,7 +358,6 @@ static void build_release(struct build *b)
 	}
 	free(b->in);
 	free(b->teacher_st);
-	free(b->teacher_present);
 	if (b->stage && b->opts->on_stage)
 		b->opts->on_stage(b->opts->stage_ctx, NULL);
 	nx_stage_free(b->stage);
@@ -389,7 +385,6 @@ int nx_build(struct nx_build_result **out, const struct nx_build_opts *opts, nx_
 	int rc = 0, s;
 
 	nx_error_clear(b.err);
-	b.wspath = wspath;
 	b.res = calloc(1, sizeof(*b.res));
 	if (!b.res)
 		return nx_error_set(b.err, NX_ENOMEM, NULL, 0, -1, "out of memory");

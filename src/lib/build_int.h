@@ -49,9 +49,7 @@ struct build {
 	nx_onnx_model *model;
 	int student_fd;
 	struct stat student_st;
-	const char *wspath;       /* the workspace as given (for teacher paths) */
 	struct stat *teacher_st;  /* identities of the teacher files that exist */
-	bool *teacher_present;    /* per ws->teacher[i]: exists (fingerprinted at verify) */
 	size_t nteacher_st;
 	struct build_input *in;
 	size_t nin, capin;

@@ -100,8 +100,11 @@ static const struct fp_entry *fp_find(const nx_fp_set *s, const unsigned char sh
 typedef int (*tensor_fn)(void *ctx, const char *name, const unsigned char *sha, uint64_t bytes,
 			 nx_error *err);
 
-static int onnx_tensors(int dirfd, const char *path, int fd, size_t min, tensor_fn fn, void *ctx,
-			nx_error *err)
+/* Whether a tensor of this many bytes is worth hashing (NULL: all are). */
+typedef bool (*want_fn)(const void *ctx, uint64_t bytes);
+
+static int onnx_tensors(int dirfd, const char *path, int fd, size_t min, tensor_fn fn,
+			want_fn want, void *ctx, nx_error *err)
 {
 	nx_onnx_model *m = NULL;
 	const nx_onnx_summary *s;
@@ -117,7 +120,7 @@ static int onnx_tensors(int dirfd, const char *path, int fd, size_t min, tensor_
 		const struct nx_onnx_tensor *t = &s->tensors[i];
 
 		if (t->location == NX_TENSOR_INLINE) {
-			if (t->data_length < min)
+			if (t->data_length < min || (want && !want(ctx, t->data_length)))
 				continue;
 			if (!(rc = nx_sha256_range(sha, fd, t->data_offset, t->data_length, path, err)))
 				rc = fn(ctx, t->name, sha, t->data_length, err);
@@ -154,7 +157,7 @@ static int onnx_tensors(int dirfd, const char *path, int fd, size_t min, tensor_
 					rc = nx_error_set(err, NX_EFORMAT, full, 0, -1,
 							  "%s: tensor '%s' runs past the end of %s",
 							  path, t->name, full);
-				else if (len >= min &&
+				else if (len >= min && (!want || want(ctx, len)) &&
 					 !(rc = nx_sha256_range(sha, efd, off, len, full, err)))
 					rc = fn(ctx, t->name, sha, len, err);
 			}
@@ -270,7 +273,7 @@ int nx_fingerprint_file(nx_fp_set *set, int dirfd, const char *path, size_t min_
 				  "safely; re-save it with torch.save (zip format) or as safetensors",
 				  path);
 	else
-		rc = onnx_tensors(dirfd, path, fd, min_bytes, add_cb, set, err);
+		rc = onnx_tensors(dirfd, path, fd, min_bytes, add_cb, NULL, set, err);
 	if (rc == NX_EFORMAT && err && !strstr(err->message, path))
 		rc = nx_error_set(err, NX_EFORMAT, path, 0, err->offset,
 				  "teacher %s is not ONNX, a PyTorch zip checkpoint or safetensors: %s",
@@ -284,7 +287,28 @@ struct student_ctx {
 	const nx_fp_set *teachers;
 	struct nx_fp_match *m;
 	size_t n;
+	uint64_t *sizes;     /* distinct teacher tensor sizes, sorted */
+	size_t nsizes;
 };
+
+static int u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Only a student tensor with the byte size of some teacher tensor can be
+ * identical to it, so the others are never read: a multi-GB student with
+ * no teacher-sized tensor costs no hashing at all.
+ */
+static bool size_wanted(const void *ctx, uint64_t bytes)
+{
+	const struct student_ctx *c = ctx;
+
+	return c->nsizes && bsearch(&bytes, c->sizes, c->nsizes, sizeof(*c->sizes), u64_cmp);
+}
 
 static int match_cb(void *ctx, const char *name, const unsigned char *sha, uint64_t bytes,
 		    nx_error *err)
@@ -314,13 +338,28 @@ static int match_cb(void *ctx, const char *name, const unsigned char *sha, uint6
 int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_set *teachers,
 			   int dirfd, const char *path, size_t min_bytes, nx_error *err)
 {
-	struct student_ctx c = { teachers, NULL, 0 };
-	int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK), rc;
+	struct student_ctx c = { teachers, NULL, 0, NULL, 0 };
+	int fd, rc;
+	size_t i;
 
-	if (fd < 0)
+	if (teachers->n) {
+		if (!(c.sizes = malloc(teachers->n * sizeof(*c.sizes))))
+			return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		for (i = 0; i < teachers->n; i++)
+			c.sizes[i] = teachers->e[i].bytes;
+		qsort(c.sizes, teachers->n, sizeof(*c.sizes), u64_cmp);
+		for (i = 0; i < teachers->n; i++)
+			if (!c.nsizes || c.sizes[c.nsizes - 1] != c.sizes[i])
+				c.sizes[c.nsizes++] = c.sizes[i];
+	}
+	fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0) {
+		free(c.sizes);
 		return nx_error_errno(err, NX_EIO, errno, path, "cannot open %s", path);
-	rc = onnx_tensors(dirfd, path, fd, min_bytes, match_cb, &c, err);
+	}
+	rc = onnx_tensors(dirfd, path, fd, min_bytes, match_cb, size_wanted, &c, err);
 	close(fd);
+	free(c.sizes);
 	if (rc) {
 		nx_fp_matches_free(c.m, c.n);
 		return rc;

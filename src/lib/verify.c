@@ -104,6 +104,7 @@ static int functional(struct vfy_ctx *c, bool *skipped)
 		return 0;
 	nx_functional_opts_init(&fo);
 	fo.strict = c->opts->strict;
+	fo.selftest = !c->opts->functional_imports_only;
 	nx_error_clear(&err);
 	if (nx_functional_check(skipped, c->dirfd, c->bundle_path, &fo, functional_finding, c->r,
 				&err) != 0)
