@@ -19,6 +19,10 @@ ORT_TGZ_SHA256=6e3390d6b783e7be946fad629292799da28d0b42f84856e50d2c1b0383291e75
 ORT_SO_SHA256=ffb75a925ba05e47b235bb66e3e3911714a80b328a9c9425539feb204aa32a23
 HDR_DEB=libonnxruntime-dev_1.21.0+dfsg-1_amd64.deb
 HDR_DEB_SHA256=14f7d959d5deacbcf1504830d4189f91fc67382b399ed9ae9d3aa9c4050ced08
+# Test oracle only: Hugging Face tokenizers (the Rust library, native binding)
+# for the tokenizer parity test; never linked into nexus.
+TOK_VERSION=0.23.2
+TOK_TGZ_SHA256=d5196036d6e7ef5934659618ef8f911080bf95f6ba6a2e42c243196a0ea50bc4
 
 NEXUS_CACHE=${NEXUS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nexus}
 ORT_DIR=$NEXUS_CACHE/onnxruntime-$ORT_VERSION
@@ -48,7 +52,9 @@ install_apt() {
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
 	done
 	# npm only fetches the ONNX Runtime package; any working npm will do.
-	if ! command -v npm >/dev/null && [ ! -f "$ORT_DIR/lib/libonnxruntime.so.1" ]; then
+	# npm fetches ONNX Runtime and the tokenizer test oracle; node runs the
+	# oracle.  Any working npm/node will do (Debian's npm brings nodejs).
+	if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
 		missing+=(npm)
 	fi
 	if [ ${#missing[@]} -eq 0 ]; then
@@ -108,11 +114,31 @@ fetch_ort_header() {
 	rm -rf "$tmp"
 }
 
+fetch_tokenizers_oracle() {
+	local tgz=$NEXUS_CACHE/tokenizers-$TOK_VERSION.tgz dir=$NEXUS_CACHE/node_modules/tokenizers tmp
+	[ -f "$dir/package.json" ] && return
+	if [ ! -f "$tgz" ]; then
+		say "fetching tokenizers@$TOK_VERSION (test oracle) with npm pack"
+		tmp=$(mktemp -d "$NEXUS_CACHE/npm.XXXXXX")
+		(cd "$tmp" && npm pack --silent "tokenizers@$TOK_VERSION" >/dev/null)
+		mv "$tmp/tokenizers-$TOK_VERSION.tgz" "$tgz"
+		rm -rf "$tmp"
+	fi
+	check_sha "$tgz" "$TOK_TGZ_SHA256"
+	tmp=$(mktemp -d "$NEXUS_CACHE/tok.XXXXXX")
+	tar -xzf "$tgz" -C "$tmp"
+	mkdir -p "$NEXUS_CACHE/node_modules"
+	rm -rf "$dir"
+	mv "$tmp/package" "$dir"
+	rm -rf "$tmp"
+}
+
 main() {
 	[ "${1:-}" = "--no-apt" ] || install_apt
 	mkdir -p "$NEXUS_CACHE"
 	fetch_ort_lib
 	fetch_ort_header
+	fetch_tokenizers_oracle
 	say "ok: onnx runtime in $ORT_DIR"
 }
 main "$@"

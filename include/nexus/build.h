@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 struct nx_report;
+struct nx_export_result;
 
 #include "nexus/error.h"
 #include "nexus/fs.h"
@@ -112,6 +113,8 @@ struct nx_build_result {
 	double step_seconds[NX_BUILD_NSTEPS];
 	struct nx_build_removed *removed;
 	size_t nremoved;
+	struct nx_export_result *export; /* what the export step removed from the
+					    student (nexus/export.h) */
 };
 
 /*

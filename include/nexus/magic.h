@@ -49,6 +49,18 @@ enum nx_magic_kind {
 #define NX_MAGIC_HEAD_LEN 512
 /* A run of base64 alphabet longer than this (no whitespace) is a blob. */
 #define NX_MAGIC_BASE64_RUN_MAX 4096
+/*
+ * Payload, in estimated bytes, that the words of one text file may carry as
+ * dense literal data (numbers, hex bytes, long base64 words) before it is a
+ * blob.  Whitespace and punctuation between the values defeat the base64 run
+ * check (a float list, "3f a0 ...", b'\x3f\xa0...', base64 wrapped at 76
+ * columns), so the words are counted instead: a number or hex word counts
+ * about half its length (at most 4 bytes when short: one float32), a base64
+ * word of 24+ characters with a digit 3/4 of its length.  8 KiB is more
+ * literal data than code, configuration or prose needs, and less than one
+ * layer of a useful teacher.
+ */
+#define NX_MAGIC_DATA_MAX 8192
 /* nx_magic_scan_fd reads at most this many bytes of one file. */
 #define NX_MAGIC_SCAN_MAX (1ull << 30)
 
@@ -77,8 +89,12 @@ struct nx_text_scan {
 	enum nx_magic_kind embedded;
 	int64_t base64_at;          /* start of the first run > BASE64_RUN_MAX */
 	uint64_t base64_longest;    /* longest base64 run seen */
+	uint64_t data_bytes;        /* estimated literal payload (NX_MAGIC_DATA_MAX) */
+	int64_t data_at;            /* end of the word that took data_bytes over the cap */
 	/* private */
 	uint64_t b64_run;
+	uint64_t word_len;          /* current word (alnum . + - / = _) */
+	bool word_digit, word_numhex, word_b64;
 	unsigned utf8_need;
 	unsigned char win[16];      /* last bytes, for magics split across chunks */
 	size_t nwin;

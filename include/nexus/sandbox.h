@@ -19,7 +19,10 @@
  * executed the child sets RLIMIT_AS, RLIMIT_CPU, RLIMIT_FSIZE,
  * RLIMIT_NOFILE, RLIMIT_NPROC and RLIMIT_CORE=0, which the sandboxed program
  * inherits.  RLIMIT_NPROC does not apply to uid 0, so when the caller is
- * root the child first drops to NX_SANDBOX_UID/GID (bwrap then builds an
+ * root the child first drops to a uid/gid of its own, drawn from
+ * [NX_SANDBOX_UID_BASE, +NX_SANDBOX_UID_SPAN) for each run so that
+ * concurrent sandboxes (parallel builds on one CI host) do not share one
+ * RLIMIT_NPROC budget (bwrap then builds an
  * unprivileged user namespace) - if that user can reach the bundle's
  * path; otherwise (a bundle below a 0700 directory) bwrap stays root and
  * the pid namespace and the timeout, not RLIMIT_NPROC, bound the processes.  The parent enforces a wall-clock
@@ -42,8 +45,8 @@ extern "C" {
 
 #define NX_SANDBOX_BWRAP "/usr/bin/bwrap"
 #define NX_SANDBOX_BUNDLE "/bundle"           /* where the bundle is mounted */
-#define NX_SANDBOX_UID 65534                   /* nobody, when the caller is root */
-#define NX_SANDBOX_GID 65534
+#define NX_SANDBOX_UID_BASE 0x5e000000u        /* per-run uids, when the caller is root */
+#define NX_SANDBOX_UID_SPAN 0x01000000u        /* owned by no account on the host */
 #define NX_SANDBOX_AS_BYTES (4ull << 30)
 #define NX_SANDBOX_CPU_SECONDS 60
 #define NX_SANDBOX_FSIZE_BYTES (64ull << 20)

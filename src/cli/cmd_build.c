@@ -16,6 +16,7 @@
 
 #include "cli.h"
 #include "nexus/build.h"
+#include "nexus/export.h"
 #include "nexus/fs.h"
 #include "nexus/sign.h"
 #include "nexus/verify.h"
@@ -137,11 +138,33 @@ static void print_human(const struct nx_build_result *r, const char *path)
 	for (s = 0; s < NX_BUILD_NSTEPS; s++)
 		printf(" %s %.2fs", nx_build_step_name((enum nx_build_step)s), r->step_seconds[s]);
 	printf("\n");
+	if (r->export)
+		printf("  export        removed %zu item(s), %llu bytes, %llu doc string(s) from the student\n",
+		       r->export->nremoved, (unsigned long long)r->export->removed_bytes,
+		       (unsigned long long)r->export->doc_strings);
 	if (!r->nremoved)
 		printf("  removed imports: none\n");
 	for (i = 0; i < r->nremoved; i++)
 		printf("  removed       %s:%ld %s (%s)\n", r->removed[i].file, r->removed[i].line,
 		       r->removed[i].module, r->removed[i].statement_kind);
+}
+
+/* What the export step removed from the student ONNX. */
+static json_t *export_json(const struct nx_export_result *x)
+{
+	json_t *items = json_array();
+	size_t i;
+
+	for (i = 0; i < x->nremoved; i++)
+		json_array_append_new(items, json_pack("{s:s, s:s, s:I}",
+						       "what", nx_export_what_name(x->removed[i].what),
+						       "name", x->removed[i].name ? x->removed[i].name : "",
+						       "bytes", (json_int_t)x->removed[i].bytes));
+	return json_pack("{s:o, s:I, s:I, s:I, s:I}", "removed", items,
+			 "removed_bytes", (json_int_t)x->removed_bytes,
+			 "doc_strings", (json_int_t)x->doc_strings,
+			 "kept_nodes", (json_int_t)x->kept_nodes,
+			 "kept_initializers", (json_int_t)x->kept_initializers);
 }
 
 static int print_json(const struct nx_build_result *r, const nx_report *rep, const char *path)
@@ -180,6 +203,8 @@ static int print_json(const struct nx_build_result *r, const nx_report *rep, con
 	json_object_set_new(doc, "bytes", json_integer((json_int_t)r->bytes));
 	json_object_set_new(doc, "steps", steps);
 	json_object_set_new(doc, "removed_imports", removed);
+	if (r->export)
+		json_object_set_new(doc, "export", export_json(r->export));
 	if (rep) {
 		char *vj = NULL;
 

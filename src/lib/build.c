@@ -4,6 +4,8 @@
  */
 #include "build_int.h"
 
+#include "nexus/export.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -159,9 +161,20 @@ static int load(struct build *b)
 	if (!b->in || !b->teacher_st || !b->teacher_present)
 		return nx_error_set(b->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	/* Teacher files are never read here, only identified (verify fingerprints them). */
+	/*
+	 * A listed teacher that cannot be found is an error: skipping it would
+	 * let a typo in nexus.yaml silently switch the fingerprint check off.
+	 */
 	for (i = 0; i < ws->nteacher; i++) {
-		if (nx_fs_open_beneath(&fd, b->wsfd, ws->teacher[i], O_PATH, NULL) != 0)
-			continue;
+		rc = nx_fs_open_beneath(&fd, b->wsfd, ws->teacher[i], O_PATH, b->err);
+		if (rc) {
+			if (b->err->code == NX_EIO)
+				nx_error_set(b->err, NX_ECONFIG, "nexus.yaml", 0, -1,
+					     "nexus.yaml: teacher file %s does not exist in the "
+					     "workspace; fix the path or remove it from teacher:",
+					     ws->teacher[i]);
+			return b->err->code;
+		}
 		if (fstat(fd, &b->teacher_st[b->nteacher_st]) == 0) {
 			b->nteacher_st++;
 			b->teacher_present[i] = true;
@@ -413,6 +426,8 @@ void nx_build_result_free(struct nx_build_result *r)
 		free(r->removed[i].statement_kind);
 	}
 	free(r->removed);
+	nx_export_result_release(r->export);
+	free(r->export);
 	free(r->bundle_path);
 	free(r->bundle_id);
 	free(r->architecture);

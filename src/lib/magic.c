@@ -182,6 +182,53 @@ void nx_text_scan_init(struct nx_text_scan *s)
 	s->binary_at = -1;
 	s->embedded_at = -1;
 	s->base64_at = -1;
+	s->data_at = -1;
+}
+
+static bool word_byte(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       c == '.' || c == '+' || c == '-' || c == '/' || c == '=' || c == '_';
+}
+
+/* Characters of numbers and hex bytes: 0.5, -1e-3, 0x3f, x3f (from \x3f), 3f. */
+static bool numhex_byte(unsigned char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
+	       c == '.' || c == '+' || c == '-' || c == 'x' || c == 'X';
+}
+
+/* A word ended at off: add what it can carry to the literal payload. */
+static void word_end(struct nx_text_scan *s, uint64_t off)
+{
+	uint64_t n = s->word_len, add = 0;
+
+	if (n && s->word_digit && s->word_numhex)
+		add = n < 8 ? (n + 1) / 2 > 4 ? 4 : (n + 1) / 2 : n / 2;
+	else if (n >= 24 && s->word_digit && s->word_b64)
+		add = n * 3 / 4;
+	s->data_bytes += add;
+	if (s->data_bytes > NX_MAGIC_DATA_MAX && s->data_at < 0)
+		s->data_at = (int64_t)off;
+	s->word_len = 0;
+}
+
+static void word_byte_feed(struct nx_text_scan *s, unsigned char c, uint64_t off)
+{
+	if (!word_byte(c)) {
+		if (s->word_len)
+			word_end(s, off);
+		return;
+	}
+	if (!s->word_len) {
+		s->word_digit = false;
+		s->word_numhex = true;
+		s->word_b64 = true;
+	}
+	s->word_len++;
+	s->word_digit |= c >= '0' && c <= '9';
+	s->word_numhex &= numhex_byte(c);
+	s->word_b64 &= c != '.';
 }
 
 static bool b64_byte(unsigned char c)
@@ -262,6 +309,7 @@ void nx_text_scan_feed(struct nx_text_scan *s, const unsigned char *buf, size_t 
 		uint64_t off = s->seen + i;
 
 		utf8_byte(s, c, off);
+		word_byte_feed(s, c, off);
 		if (b64_byte(c)) {
 			if (++s->b64_run > s->base64_longest)
 				s->base64_longest = s->b64_run;
@@ -298,6 +346,8 @@ void nx_text_scan_finish(struct nx_text_scan *s)
 {
 	if (s->utf8_need && s->binary_at < 0)
 		s->binary_at = (int64_t)s->seen;
+	if (s->word_len)
+		word_end(s, s->seen);
 }
 
 int nx_magic_scan_fd(struct nx_magic_result *out, int fd, uint64_t size,

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/fsuid.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -70,12 +71,12 @@ static void limit(int res, uint64_t v)
 }
 
 /*
- * Unprivileged bwrap resolves the bundle fd to its path, so uid
- * NX_SANDBOX_UID must be able to reach it; when it cannot (a bundle below a
+ * Unprivileged bwrap resolves the bundle fd to its path, so the run's uid
+ * must be able to reach it; when it cannot (a bundle below a
  * 0700 directory), bwrap keeps running as root and the pid namespace and
  * the timeout, not RLIMIT_NPROC, bound the processes.
  */
-static bool reachable_as_nobody(bool bundle)
+static bool reachable_as(bool bundle, uid_t id)
 {
 	char path[4096];
 	ssize_t n;
@@ -87,8 +88,8 @@ static bool reachable_as_nobody(bool bundle)
 	if (n <= 0)
 		return false;
 	path[n] = '\0';
-	setfsgid(NX_SANDBOX_GID);
-	setfsuid(NX_SANDBOX_UID);
+	setfsgid(id);
+	setfsuid(id);
 	ok = faccessat(AT_FDCWD, path, R_OK | X_OK, AT_EACCESS) == 0;
 	setfsuid(0);
 	setfsgid(0);
@@ -97,7 +98,7 @@ static bool reachable_as_nobody(bool bundle)
 
 /* Between fork and exec: system calls only.  On failure write errno to ew. */
 static void child(const struct nx_sandbox_opts *o, char **argv, int in, int out, int errp,
-		  int ew, int info, pid_t parent)
+		  int ew, int info, pid_t parent, uid_t id)
 {
 	static char *const envp[] = { NULL };
 	int e = fcntl(ew, F_DUPFD_CLOEXEC, 64), s[5], i, n = 5;
@@ -122,10 +123,9 @@ static void child(const struct nx_sandbox_opts *o, char **argv, int in, int out,
 	limit(RLIMIT_FSIZE, o->fsize_bytes);
 	limit(RLIMIT_NOFILE, o->nofile);
 	limit(RLIMIT_CORE, 0);
-	if (geteuid() == 0 && reachable_as_nobody(n == 5 && o->bundle_dirfd >= 0)) {
-		/* RLIMIT_NPROC is ignored for root: run bwrap as nobody. */
-		if (setgroups(0, NULL) != 0 || setgid(NX_SANDBOX_GID) != 0 ||
-		    setuid(NX_SANDBOX_UID) != 0)
+	if (geteuid() == 0 && reachable_as(n == 5 && o->bundle_dirfd >= 0, id)) {
+		/* RLIMIT_NPROC is ignored for root: run bwrap as a uid of its own. */
+		if (setgroups(0, NULL) != 0 || setgid(id) != 0 || setuid(id) != 0)
 			goto fail;
 	}
 	limit(RLIMIT_NPROC, o->nproc);
@@ -357,6 +357,7 @@ int nx_sandbox_run(struct nx_sandbox_result *out, const struct nx_sandbox_opts *
 	double t0 = now_s(), deadline;
 	pid_t pid;
 	int rc, cerr = 0;
+	uint32_t rnd;
 	ssize_t n;
 
 	if (!o->argv || !o->argv[0] || o->argv[0][0] != '/' || !o->max_output)
@@ -383,13 +384,16 @@ int nx_sandbox_run(struct nx_sandbox_result *out, const struct nx_sandbox_opts *
 		rc = nx_error_errno(err, NX_EIO, errno, NULL, "cannot create sandbox pipes");
 		goto out;
 	}
+	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+		rnd = (uint32_t)getpid() * 2654435761u ^ (uint32_t)now_s();
 	pid = fork();
 	if (pid < 0) {
 		rc = nx_error_errno(err, NX_EIO, errno, NULL, "cannot fork the sandbox");
 		goto out;
 	}
 	if (pid == 0)
-		child(o, a.v, in[1], po[1], pe[1], ep[1], inf[1], getppid());
+		child(o, a.v, in[1], po[1], pe[1], ep[1], inf[1], getppid(),
+		      (uid_t)(NX_SANDBOX_UID_BASE + rnd % NX_SANDBOX_UID_SPAN));
 	close(in[1]), close(po[1]), close(pe[1]), close(ep[1]), close(inf[1]);
 	in[1] = po[1] = pe[1] = ep[1] = inf[1] = -1;
 	do

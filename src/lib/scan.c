@@ -12,6 +12,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+#include <utf8proc.h>
 
 /* `import_module as im` aliases remembered per file. */
 #define NX_SCAN_ALIASES_MAX 16
@@ -206,6 +209,8 @@ static int join_run(struct pyscan *s, size_t i, size_t *end, size_t *count, int 
 	return 0;
 }
 
+static int report_call(struct pyscan *s, size_t name, const char *term);
+
 /* Terms found in the joined run but in none of its literals alone. */
 static int scan_joined(struct pyscan *s, size_t first, size_t end)
 {
@@ -214,6 +219,11 @@ static int scan_joined(struct pyscan *s, size_t first, size_t end)
 	size_t i, j;
 	int rc;
 
+	/* getattr(__builtins__, "__imp" + "ort__") */
+	if ((s->catlen == 10 && !memcmp(s->cat, "__import__", 10)) ||
+	    (s->catlen == 13 && !memcmp(s->cat, "import_module", 13)))
+		if ((rc = report_call(s, first, s->catlen == 10 ? "__import__" : "import_module")))
+			return rc;
 	for (i = 0; i < s->nterms; i++) {
 		int alone = 0;
 
@@ -248,7 +258,7 @@ static int report_call(struct pyscan *s, size_t name, const char *term)
  * Judge its first argument (see nexus/scan.h).
  */
 static const char *const dyn_fns[] = { "__import__", "import_module", "exec", "eval",
-	"compile", NULL };
+	"compile", "run_path", "run_module", "spec_from_file_location", "module_from_spec", NULL };
 
 /* The dyn_fns[] entry that token i names, directly or through an alias. */
 static const char *dyn_name(const struct pyscan *s, size_t i)
@@ -294,6 +304,9 @@ static int scan_call(struct pyscan *s, size_t i)
 
 	if (!name)
 		return 0;
+	/* runpy / importlib.util load code by path: never checkable */
+	if (name[0] == 'r' || name[0] == 's' || name[0] == 'm')
+		return report_call(s, i, name);
 	importer = name[0] == '_' || name[0] == 'i';
 	p = prev_sig(s, i);
 	/* model.eval(), re.compile(): methods, unless of builtins */
@@ -336,6 +349,121 @@ static int scan_call(struct pyscan *s, size_t i)
 	return 0;
 }
 
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
+	       c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/*
+ * "te\x61cher", "\u0074eacher", "\N{LATIN SMALL LETTER T}eacher" spell a
+ * term the raw text does not contain.  Decode the escapes that yield ASCII
+ * (\xHH, \uHHHH, \UHHHHHHHH, \ooo, \N{LATIN SMALL|CAPITAL LETTER c},
+ * \N{LOW LINE}) into dst (at least n bytes); others are kept as written.
+ * Returns the decoded length.
+ */
+static size_t unescape(char *dst, const char *b, size_t n)
+{
+	size_t i = 0, o = 0, k, w;
+	unsigned long v;
+
+	while (i < n) {
+		if (b[i] != '\\' || i + 1 >= n) {
+			dst[o++] = b[i++];
+			continue;
+		}
+		w = b[i + 1] == 'x' ? 2 : b[i + 1] == 'u' ? 4 : b[i + 1] == 'U' ? 8 : 0;
+		if (w && i + 2 + w <= n) {
+			for (v = 0, k = 0; k < w && hexval(b[i + 2 + k]) >= 0; k++)
+				v = v * 16 + (unsigned long)hexval(b[i + 2 + k]);
+			if (k == w && v < 0x80) {
+				dst[o++] = (char)v;
+				i += 2 + w;
+				continue;
+			}
+		}
+		if (b[i + 1] >= '0' && b[i + 1] <= '7') {
+			for (v = 0, k = 1; k <= 3 && i + k < n && b[i + k] >= '0' && b[i + k] <= '7'; k++)
+				v = v * 8 + (unsigned long)(b[i + k] - '0');
+			if (v < 0x80) {
+				dst[o++] = (char)v;
+				i += k;
+				continue;
+			}
+		}
+		if (b[i + 1] == 'N' && i + 2 < n && b[i + 2] == '{') {
+			const char *e = memchr(b + i, '}', n - i);
+			size_t len = e ? (size_t)(e - (b + i + 3)) : 0;
+			const char *nm = b + i + 3;
+
+			if (e && len == 22 && !strncasecmp(nm, "LATIN SMALL LETTER ", 19) && nm[21] == ' ')
+				len = 0;   /* not a single letter */
+			if (e && len == 20 && !strncasecmp(nm, "LATIN SMALL LETTER ", 19)) {
+				dst[o++] = (char)(nm[19] | 0x20);
+				i = (size_t)(e - b) + 1;
+				continue;
+			}
+			if (e && len == 22 && !strncasecmp(nm, "LATIN CAPITAL LETTER ", 21)) {
+				dst[o++] = (char)(nm[21] & ~0x20);
+				i = (size_t)(e - b) + 1;
+				continue;
+			}
+			if (e && len == 8 && !strncasecmp(nm, "LOW LINE", 8)) {
+				dst[o++] = '_';
+				i = (size_t)(e - b) + 1;
+				continue;
+			}
+		}
+		dst[o++] = b[i++];
+	}
+	return o;
+}
+
+/* A literal with escapes: scan what it decodes to, when that differs. */
+static int scan_escaped(struct pyscan *s, const nx_py_token *t)
+{
+	char *d;
+	size_t n;
+	int rc = 0;
+
+	if ((t->flags & NX_PY_STR_RAW) || !memchr(s->buf + t->body, '\\', t->body_len))
+		return 0;
+	if (!(d = malloc(t->body_len + 1)))
+		return nx_error_set(s->err, NX_ENOMEM, s->path, 0, -1, "%s: out of memory while scanning",
+				    s->path ? s->path : "<source>");
+	n = unescape(d, s->buf + t->body, t->body_len);
+	rc = nx_scan_token(d, n, s->terms, s->nterms,
+			   t->docstring ? NX_TERM_DOCSTRING : NX_TERM_STRING, t->line, t->col, s->fn,
+			   s->ctx);
+	free(d);
+	return rc;
+}
+
+/*
+ * Python NFKC-normalises identifiers (PEP 3131): "\uff54eacher" (fullwidth
+ * t) IS the name teacher.  Scan the normalised form of non-ASCII names.
+ */
+static int scan_nfkc_name(struct pyscan *s, const nx_py_token *t)
+{
+	utf8proc_uint8_t *d = NULL;
+	utf8proc_ssize_t n;
+	size_t k;
+	int rc;
+
+	for (k = 0; k < t->len && !((unsigned char)s->buf[t->start + k] & 0x80); k++)
+		;
+	if (k == t->len)
+		return 0;
+	n = utf8proc_map((const utf8proc_uint8_t *)s->buf + t->start, (utf8proc_ssize_t)t->len,
+			 &d, UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT);
+	if (n < 0)
+		return 0;   /* invalid UTF-8 never reaches here: the lexer rejects it */
+	rc = nx_scan_token((const char *)d, (size_t)n, s->terms, s->nterms, NX_TERM_CODE, t->line,
+			   t->col, s->fn, s->ctx);
+	free(d);
+	return rc;
+}
+
 static int scan_tokens(struct pyscan *s)
 {
 	size_t i, end, count, prev;
@@ -349,7 +477,7 @@ static int scan_tokens(struct pyscan *s)
 		case NX_PY_NAME:
 			if ((rc = nx_scan_token(text, t->len, s->terms, s->nterms, NX_TERM_CODE,
 						t->line, t->col, s->fn, s->ctx)) ||
-			    (rc = scan_call(s, i)))
+			    (rc = scan_nfkc_name(s, t)) || (rc = scan_call(s, i)))
 				return rc;
 			break;
 		case NX_PY_COMMENT:
@@ -360,7 +488,8 @@ static int scan_tokens(struct pyscan *s)
 		case NX_PY_STRING:
 			if ((rc = nx_scan_token(text, t->len, s->terms, s->nterms,
 						t->docstring ? NX_TERM_DOCSTRING : NX_TERM_STRING,
-						t->line, t->col, s->fn, s->ctx)))
+						t->line, t->col, s->fn, s->ctx)) ||
+			    (rc = scan_escaped(s, t)))
 				return rc;
 			/* getattr(importlib, "import_module") reaches the importer too */
 			if ((t->body_len == 10 && memcmp(s->buf + t->body, "__import__", 10) == 0) ||

@@ -188,6 +188,16 @@ static int sniff(struct vfy_ctx *c, size_t idx)
 				     "%s has a run of %llu base64 characters at byte %lld (over %d): "
 				     "an encoded blob", p, (unsigned long long)mr.text.base64_longest,
 				     (long long)mr.text.base64_at, NX_MAGIC_BASE64_RUN_MAX);
+	/* Vocabularies are checked entry by entry by the code check (their
+	 * ids would count as numbers here); the selftest's golden numbers are
+	 * recomputed by TRV-5 and its texts scanned by the code check
+	 * (verify_selftest.c). */
+	if (mr.text.data_at >= 0 && strncmp(p, "model/tokenizer/", 16) &&
+	    strcmp(p, "config/selftest.json"))
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "literal-blob", p, 0,
+				     "%s carries over %d bytes of data as literals (numbers, hex "
+				     "bytes, base64 words) by byte %lld: an encoded blob", p,
+				     NX_MAGIC_DATA_MAX, (long long)mr.text.data_at);
 	return 0;
 }
 

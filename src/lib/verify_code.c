@@ -76,6 +76,7 @@ static int vocab_entry(struct vfy_ctx *c, const char *path, const char *s, size_
 		       const char *where)
 {
 	size_t i;
+	bool digit = false, alpha = false, coded = true;
 
 	if (len > NX_VERIFY_VOCAB_ENTRY_MAX)
 		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "vocab-entry-suspicious", path, line,
@@ -86,6 +87,18 @@ static int vocab_entry(struct vfy_ctx *c, const char *path, const char *s, size_
 			return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "vocab-entry-suspicious", path,
 					     line, "%s: a vocabulary entry holds control byte 0x%02x",
 					     where, (unsigned char)s[i]);
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		digit |= ch >= '0' && ch <= '9';
+		alpha |= (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+		coded &= (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+			 (ch >= 'A' && ch <= 'Z') || ch == '+' || ch == '/' || ch == '=';
+	}
+	if (len >= NX_VERIFY_VOCAB_CODED_MIN && digit && alpha && coded)
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "vocab-entry-suspicious", path, line,
+				     "%s: a vocabulary entry of %zu base64/hex characters is an "
+				     "encoded blob, not a token", where, len);
 	return 0;
 }
 
@@ -197,6 +210,11 @@ static int scan_file(struct vfy_ctx *c, const char *path)
 		rc = nx_scan_yaml(buf, len, terms, c->nterms, on_term, &s, path, &e);
 	else if (!strcmp(path, "model/tokenizer/vocab.txt"))
 		rc = scan_vocab_txt(c, path, buf, len);
+	else if (!strcmp(path, "config/selftest.json")) {
+		rc = vfy_selftest_json(c, buf, len);
+		if (!rc)
+			rc = scan_json(c, path, buf, len);
+	}
 	else if (ends_with(path, ".json"))
 		rc = scan_json(c, path, buf, len);
 	else {

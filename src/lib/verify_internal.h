@@ -19,6 +19,10 @@
 #define NX_VERIFY_ENTRIES_MAX 100000     /* entries walked in a bundle */
 #define NX_VERIFY_TEXT_MAX (64u << 20)   /* bytes of a config/source file read for TRV-2 */
 #define NX_VERIFY_VOCAB_ENTRY_MAX 200    /* bytes of one vocabulary entry */
+/* An entry this long made only of base64/hex characters, with letters and
+ * digits, is a slice of an encoded blob, not a token: short entries under
+ * the 200-byte cap would otherwise carry a tensor 64 bytes at a time. */
+#define NX_VERIFY_VOCAB_CODED_MIN 24
 #define NX_VERIFY_TEACHER_TENSOR_MIN 4096 /* bytes: smaller tensors are not fingerprinted */
 
 #define NX_MODEL_PATH "model/student_model.onnx"
@@ -64,6 +68,8 @@ const char *vfy_term_in(const struct vfy_ctx *c, const char *s, size_t len);
 int vfy_integrity(struct vfy_ctx *c, nx_error *err);
 int vfy_signature(struct vfy_ctx *c, bool *skipped, nx_error *err);
 int vfy_allowlist(struct vfy_ctx *c, nx_error *err);
+/* config/selftest.json: strict shape, texts scanned, numbers left to TRV-5. */
+int vfy_selftest_json(struct vfy_ctx *c, const char *buf, size_t len);
 int vfy_code(struct vfy_ctx *c, nx_error *err);
 int vfy_weights(struct vfy_ctx *c, bool *skipped, nx_error *err);
 int vfy_teacher(struct vfy_ctx *c, nx_error *err);

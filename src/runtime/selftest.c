@@ -21,8 +21,9 @@
 #include "rt.h"
 
 #define RT_SELFTEST_FILE_MAX (16u << 20)
-#define RT_SELFTEST_CASES_MAX 1024
+#define RT_SELFTEST_CASES_MAX 64       /* as the verifier (verify_selftest.c) */
 #define RT_SELFTEST_SCHEMA "nexus.selftest.v1"
+#define RT_SELFTEST_TOLERANCE_MAX 1e-2  /* the verifier holds the same cap */
 
 /* Run one text; *out is the result object (caller owns). */
 static int run_one(json_t **out, struct rt_session *s, struct rt_bundle *b, const char *text,
@@ -85,7 +86,7 @@ static int load_golden(json_t **out, struct rt_bundle *b, nx_error *err)
 		close(fd);
 		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	}
-	j = json_loadf(f, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+	j = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
 	fclose(f);
 	if (!j)
 		return nx_error_set(err, NX_EFORMAT, RT_SELFTEST, jerr.line, -1,
@@ -93,11 +94,14 @@ static int load_golden(json_t **out, struct rt_bundle *b, nx_error *err)
 	if (!json_is_object(j) || !json_is_string(json_object_get(j, "schema")) ||
 	    strcmp(json_string_value(json_object_get(j, "schema")), RT_SELFTEST_SCHEMA) ||
 	    !json_is_number(json_object_get(j, "tolerance")) ||
+	    /* a loose tolerance would make any golden numbers "match" */
+	    !(json_number_value(json_object_get(j, "tolerance")) >= 0) ||
+	    json_number_value(json_object_get(j, "tolerance")) > RT_SELFTEST_TOLERANCE_MAX ||
 	    !json_is_array(json_object_get(j, "cases")) ||
 	    json_array_size(json_object_get(j, "cases")) > RT_SELFTEST_CASES_MAX) {
 		json_decref(j);
 		return nx_error_set(err, NX_EFORMAT, RT_SELFTEST, 0, -1,
-				    "%s: expected {\"schema\": \"%s\", \"tolerance\": number, "
+				    "%s: expected {\"schema\": \"%s\", \"tolerance\": 0..0.01, "
 				    "\"cases\": [...]} with at most %d cases", RT_SELFTEST,
 				    RT_SELFTEST_SCHEMA, RT_SELFTEST_CASES_MAX);
 	}

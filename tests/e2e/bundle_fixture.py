@@ -153,8 +153,10 @@ class Bundle:
         self.write("model/tokenizer/vocab.txt", "\n".join(VOCAB) + "\n")
         self.write("config/runtime.yaml", RUNTIME_YAML)
         self.write("config/selftest.json", json.dumps(
-            {"inputs": ["free money, click now", "lunch at noon tomorrow?"],
-             "outputs": [[0.1, 0.9], [0.8, 0.2]]}, indent=2) + "\n")
+            {"schema": "nexus.selftest.v1", "tolerance": 1e-4,
+             "cases": [{"text": "free money, click now", "outputs": {"logits": [0.1, 0.9]}},
+                       {"text": "lunch at noon tomorrow?", "outputs": {"logits": [0.8, 0.2]}}]},
+            indent=2) + "\n")
         for rel, text in SOURCES.items():
             self.write(rel, text)
         self.write("README.md", "# Spam classifier\n\nRun `bin/nexus_cli run --text hi`.\n")

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import ROOT, run
-from workspace import INFERENCE_PY, make_workspace, student_onnx
+from workspace import INFERENCE_PY, default_config, make_workspace, student_onnx
 
 # The whole bundle, SPEC §1 + lib/ (DESIGN §3).  config/selftest.json joins
 # this list when self-verification writes it.
@@ -436,3 +436,32 @@ def test_student_that_cannot_run_fails_the_build(nexus, tmp_path, out):
     assert "does not run in the bundle's runtime" in r.stderr
     assert not (out / "b").exists()
     assert stages(out) == []
+
+
+def test_missing_teacher_file_is_config_error(nexus, tmp_path, out):
+    """A typo in teacher: must not silently switch the fingerprint check off."""
+    cfg = default_config()
+    cfg["teacher"] = "[artifacts/teacher.onnx, checkpoints/teachr.pt]"
+    ws = make_workspace(tmp_path / "ws", config=cfg)
+    r = build(nexus, ws, out / "b")
+    assert r.returncode == 2, r.stderr
+    assert "checkpoints/teachr.pt" in r.stderr
+    assert not (out / "b").exists()
+
+
+def test_json_lists_what_export_removed(nexus, tmp_path, out):
+    import onnx
+    ws = make_workspace(tmp_path / "ws")
+    m = onnx.load(str(ws / "artifacts/student.onnx"))
+    onnx.helper.set_model_props(m, {"distilled_from": "teacher-xl", "license": "MIT"})
+    m.doc_string = "trained with soft targets"
+    onnx.save(m, str(ws / "artifacts/student.onnx"))
+    r = build(nexus, ws, out / "b", "--json")
+    assert r.returncode == 0, r.stderr
+    exp = json.loads(r.stdout)["export"]
+    removed = {(i["what"], i["name"]) for i in exp["removed"]}
+    assert ("metadata", "distilled_from") in removed and ("metadata", "license") in removed
+    assert exp["doc_strings"] >= 1
+    shipped = onnx.load(str(out / "b/model/student_model.onnx"))
+    assert not shipped.metadata_props and shipped.doc_string == ""
+    assert shipped.producer_name == "nexus"

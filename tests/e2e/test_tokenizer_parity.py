@@ -24,7 +24,10 @@ HERE = pathlib.Path(__file__).parent
 
 
 def node_modules():
-    cands = [os.environ.get("NEXUS_TOKENIZERS_NODE_MODULES"), str(ROOT / "node_modules"),
+    cache = os.environ.get("NEXUS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "nexus")
+    cands = [os.environ.get("NEXUS_TOKENIZERS_NODE_MODULES"),
+             os.path.join(cache, "node_modules"), str(ROOT / "node_modules"),
              "/tmp/tokparity/node_modules"]
     cands += os.environ.get("NODE_PATH", "").split(":")
     for c in cands:

@@ -1,0 +1,653 @@
+#!/usr/bin/python3
+"""Nexus benchmarks: each figure is a ratio against a named baseline run
+side by side on the same inputs (see docs/BENCHMARKS.md).
+
+    bench/run.py [--nexus build/bin/nexus] [--quick] [--only NAME[,NAME]] [--runs N] [--warm]
+
+Every benchmark first checks that nexus's output is correct, then alternates
+ours/baseline runs and reports medians.  Peak RSS is ru_maxrss from wait4
+of the child, taken by bench/rusage.c (a tiny launcher, so the Python
+runner's own RSS does not leak into it); it covers the child and the
+descendants it waited for.  For
+the file-heavy benchmarks (build, verify, export) the page cache is dropped
+before every timed run when /proc/sys/vm/drop_caches is writable (root);
+otherwise, or with --warm, all runs are warm-cache after a warm-up run.
+Results go to bench/out/results.json; one table is printed.
+"""
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+PY = "/usr/bin/python3"
+NPM_DIR = pathlib.Path(os.environ.get("NEXUS_BENCH_NPM",
+                                      pathlib.Path.home() / ".cache/nexus/bench/npm"))
+NPM_PKGS = ["onnxruntime-node@1.30.0", "tokenizers@0.23.2"]
+MIB = 1024 * 1024
+
+
+class Skip(Exception):
+    pass
+
+
+class Ctx:
+    def __init__(self, a):
+        self.a = a
+        self.nexus = str(pathlib.Path(a.nexus).resolve())
+        self.cli = str(pathlib.Path(self.nexus).parent.parent / "libexec/nexus/bin/nexus_cli")
+        self.cache = ROOT / "build" / "bench"
+        self.tmp = self.cache / "tmp"
+        self.runs = a.runs or (3 if a.quick else 5)
+        self.cold = not a.warm and self._can_drop()
+        self.params = "25M" if a.quick else "300M"
+        self.node_env = None
+
+    @staticmethod
+    def _can_drop():
+        try:
+            with open("/proc/sys/vm/drop_caches", "w") as f:
+                f.write("3\n")
+            return True
+        except OSError:
+            return False
+
+    def drop(self):
+        if self.cold:
+            os.sync()
+            with open("/proc/sys/vm/drop_caches", "w") as f:
+                f.write("3\n")
+
+
+def rusage_tool(ctx):
+    """Build bench/rusage.c (the RSS-measuring launcher) into the cache."""
+    exe = ctx.cache / "rusage"
+    src = ROOT / "bench/rusage.c"
+    if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
+        subprocess.run([os.environ.get("CC", "cc"), "-O2", "-o", str(exe), str(src)], check=True)
+    return str(exe)
+
+
+RUSAGE = None
+
+
+def timed(argv):
+    """Wall time of one child spawned directly (no launcher, no pipes): for
+    millisecond figures, where the launcher's extra exec would show."""
+    t0 = time.perf_counter()
+    rc = subprocess.call([str(x) for x in argv], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    if rc:
+        raise RuntimeError(f"{argv[0]}: exit {rc}")
+    return wall
+
+
+def run(argv, *, shell=False, env=None, stdout=subprocess.DEVNULL, cwd=None, check=True):
+    """Run one child through the rusage launcher; return (wall seconds, peak
+    RSS bytes of the child and the descendants it waited for, exit status)."""
+    rss_file = pathlib.Path(RUSAGE + ".out")
+    cmd = ["sh", "-c", argv] if shell else [str(x) for x in argv]
+    t0 = time.perf_counter()
+    p = subprocess.run([RUSAGE, str(rss_file), *cmd], env=env, stdout=stdout,
+                       stderr=subprocess.PIPE, cwd=cwd)
+    wall = time.perf_counter() - t0
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: exit {p.returncode}: "
+                           f"{p.stderr.decode(errors='replace')[-2000:]}")
+    rss = int(rss_file.read_text()) * 1024
+    return wall, rss, p.returncode
+
+
+def alternate(ctx, ours, base, runs, before=None, cold=True):
+    """Alternate ours()/base() runs (each returns (wall, rss)); a warm-up
+    pair first when the cache is not dropped."""
+    o, b = [], []
+    if not (cold and ctx.cold):
+        if before:
+            before()
+        ours()
+        if before:
+            before()
+        base()
+    for i in range(runs):
+        for fn, acc in ((ours, o), (base, b)) if i % 2 == 0 else ((base, b), (ours, o)):
+            if before:
+                before()
+            if cold:
+                ctx.drop()
+            acc.append(fn())
+    return o, b
+
+
+def med(xs):
+    return statistics.median(xs)
+
+
+def row(name, figure, ours, base, unit, target, ok, baseline, rss=None, rss_target=None,
+        note="", extra=None):
+    r = {"name": name, "figure": figure, "ours": ours, "baseline": base, "unit": unit,
+         "ratio": (ours / base) if (ours is not None and base) else None,
+         "target": target, "pass": ok, "baseline_name": baseline,
+         "peak_rss_mib": rss / MIB if rss is not None else None, "rss_target_mib": rss_target,
+         "note": note}
+    if extra:
+        r.update(extra)
+    return r
+
+
+# ---------------------------------------------------------------- fixtures
+def gen_model(ctx, name, *flags):
+    path = ctx.cache / f"{name}_{ctx.params}.onnx"
+    if not path.exists():
+        subprocess.run([PY, str(ROOT / "bench/gen_model.py"), str(path) + ".part",
+                        "--params", ctx.params, *flags], check=True, stderr=subprocess.DEVNULL)
+        os.rename(str(path) + ".part", path)
+    return path
+
+
+def big_workspace(ctx):
+    """tests/e2e/workspace.py's workspace around the synthetic student."""
+    ws = ctx.cache / f"ws_{ctx.params}"
+    if not (ws / "nexus.yaml").exists():
+        from workspace import make_workspace
+        shutil.rmtree(ws, ignore_errors=True)
+        make_workspace(ws, extra_yaml="limits: {max_model_bytes: 2GiB}\n")
+        os.unlink(ws / "artifacts/student.onnx")
+        # A file of its own: build refuses a student with several hard links.
+        shutil.copyfile(gen_model(ctx, "student"), ws / "artifacts/student.onnx")
+    return ws
+
+
+def big_bundle(ctx):
+    out = ctx.cache / f"bundle_{ctx.params}"
+    if not (out / "manifest.json").exists():
+        shutil.rmtree(out, ignore_errors=True)
+        run([ctx.nexus, "build", "-o", str(out), str(big_workspace(ctx))])
+    return out
+
+
+def fresh(path):
+    path = pathlib.Path(path)
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+    return path
+
+
+def files_under(d):
+    return sorted(str(p) for p in pathlib.Path(d).rglob("*") if p.is_file())
+
+
+def node_env(ctx):
+    """Install the npm baselines once into NPM_DIR; Skip if impossible."""
+    if ctx.node_env is not None:
+        if isinstance(ctx.node_env, Skip):
+            raise ctx.node_env
+        return ctx.node_env
+    try:
+        if not shutil.which("node") or not shutil.which("npm"):
+            raise Skip("node/npm not installed")
+        mods = NPM_DIR / "node_modules"
+        if not ((mods / "onnxruntime-node").exists() and (mods / "tokenizers").exists()):
+            NPM_DIR.mkdir(parents=True, exist_ok=True)
+            r = subprocess.run(["npm", "install", "--ignore-scripts", "--no-audit", "--no-fund",
+                                "--prefix", str(NPM_DIR), *NPM_PKGS],
+                               capture_output=True, text=True, timeout=600)
+            if r.returncode:
+                raise Skip("npm install failed: " + r.stderr.strip().splitlines()[-1][:120])
+        env = dict(os.environ, NODE_PATH=str(mods))
+        # --ignore-scripts skips nothing the binding needs: it finds its
+        # bundled libonnxruntime.so.1 beside it by RUNPATH; check it loads.
+        r = subprocess.run(["node", "-e", "require('onnxruntime-node');require('tokenizers')"],
+                           env=env, capture_output=True, text=True)
+        if r.returncode:
+            raise Skip("npm baselines do not load: " + r.stderr.strip().splitlines()[-1][:120])
+        ctx.node_env = env
+        return env
+    except Skip as e:
+        ctx.node_env = e
+        raise
+    except (OSError, subprocess.SubprocessError) as e:
+        ctx.node_env = Skip(f"npm: {e}")
+        raise ctx.node_env
+
+
+# ---------------------------------------------------------------- benchmarks
+def bench_build(ctx):
+    ws = big_workspace(ctx)
+    out = ctx.tmp / "build_out"
+    cpdir = ctx.tmp / "build_cp"
+    fresh(out)
+    ctx.tmp.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run([ctx.nexus, "build", "--json", "-o", str(out), str(ws)],
+                       capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"nexus build failed: {r.stderr[-1000:]}")
+    doc = json.loads(r.stdout)
+    if doc["verify"]["verdict"] == "FAIL" or doc["parameter_count"] < 1:
+        raise RuntimeError("nexus build: self-verify verdict FAIL")
+    run([ctx.nexus, "verify", "--no-sandbox", str(out)])
+    # The baseline copies what the bundle holds from the workspace (student,
+    # tokenizer, runtime.yaml, sources, README, LICENSE) and hashes the copies.
+    src = [ws / "artifacts/student.onnx", *sorted((ws / "artifacts/tokenizer").glob("*")),
+           ws / "config/runtime.yaml", *(ws / "serving" / f for f in
+                                           ("__init__.py", "inference.py", "utils.py")),
+           ws / "README.md", ws / "LICENSE"]
+    base_cmd = (f"mkdir -p {cpdir} && cp {' '.join(map(str, src))} {cpdir}/ && "
+                f"openssl dgst -sha256 {cpdir}/* >/dev/null")
+    steps = []
+
+    def ours():
+        fresh(out)
+        js = ctx.tmp / "build.json"
+        with open(js, "w") as f:
+            wall, rss, _ = run([ctx.nexus, "build", "--json", "-o", str(out), str(ws)], stdout=f)
+        d = json.loads(js.read_text())
+        s = dict(d["steps"])
+        for c in d["verify"]["checks"]:
+            s["verify." + c["id"]] = c["duration_ms"] / 1000
+        steps.append(s)
+        return wall, rss
+
+    def base():
+        fresh(cpdir)
+        w, rss, _ = run(base_cmd, shell=True)
+        return w, rss
+
+    o, b = alternate(ctx, ours, base, ctx.runs)
+    step_med = {k: round(med([s.get(k, 0) for s in steps]), 3) for k in steps[-1]}
+    ow, bw = med([x[0] for x in o]), med([x[0] for x in b])
+    rss = max(x[1] for x in o)
+    size = os.path.getsize(ws / "artifacts/student.onnx")
+    fresh(out)
+    fresh(cpdir)
+    return [row("build", f"nexus build, {size / 1e9:.2f} GB fp32 student", ow, bw, "s", "<= 0.8x",
+                ow <= 0.8 * bw and rss <= 64 * MIB, "cp + openssl dgst -sha256 of the copies",
+                rss, 64, note="steps (median s): " + ", ".join(
+                    f"{k}={v}" for k, v in sorted(step_med.items(), key=lambda kv: -kv[1])
+                    if v >= 0.01), extra={"steps": step_med})]
+
+
+def bench_inspect(ctx):
+    model = gen_model(ctx, "student")
+    r = subprocess.run([ctx.nexus, "inspect", "--json", str(model)], capture_output=True, text=True)
+    d = json.loads(r.stdout)
+    want = max(8, int(float(ctx.params[:-1]) * 10**6) // 256) * 256 + 512
+    if r.returncode or d["parameters"] != want:
+        raise RuntimeError(f"nexus inspect: parameters {d.get('parameters')} != {want}")
+    code = ("import onnx,sys; m=onnx.load(sys.argv[1], load_external_data=False); "
+            "sum(1 for _ in m.graph.initializer)")
+    ours_t, base_t = [], []
+    _, rss, _ = run([ctx.nexus, "inspect", str(model)])          # warm-up, RSS
+    timed([PY, "-c", code, str(model)])
+    nb = max(3, ctx.runs)
+    for i in range(20):
+        ours_t.append(timed([ctx.nexus, "inspect", str(model)]))
+        if i < nb:
+            base_t.append(timed([PY, "-c", code, str(model)]))
+    ow, bw = med(ours_t), med(base_t)
+    return [row("inspect", "nexus inspect (20 runs, process incl.)", ow, bw, "s", "< 5 ms",
+                ow < 0.005, "python3 onnx.load(load_external_data=False)", rss,
+                note=f"baseline: {nb} runs; warm cache")]
+
+
+def bench_verify(ctx):
+    bundle = big_bundle(ctx)
+    r = subprocess.run([ctx.nexus, "verify", "--json", "--no-sandbox", str(bundle)],
+                       capture_output=True, text=True)
+    d = json.loads(r.stdout)
+    if r.returncode or d["verdict"] == "FAIL":
+        raise RuntimeError(f"nexus verify: verdict {d.get('verdict')}")
+    files = files_under(bundle)
+    checks = []
+
+    def ours():
+        js = ctx.tmp / "verify.json"
+        ctx.tmp.mkdir(parents=True, exist_ok=True)
+        with open(js, "w") as f:
+            wall, rss, _ = run([ctx.nexus, "verify", "--json", "--no-sandbox", str(bundle)],
+                               stdout=f)
+        checks.append({c["id"]: c["duration_ms"] / 1000 for c in json.loads(js.read_text())["checks"]})
+        return wall, rss
+
+    def base():
+        w, rss, _ = run(["openssl", "dgst", "-sha256", *files])
+        return w, rss
+
+    o, b = alternate(ctx, ours, base, ctx.runs)
+    cm = {k: round(med([c[k] for c in checks]), 3) for k in checks[-1]}
+    ow, bw = med([x[0] for x in o]), med([x[0] for x in b])
+    rss = max(x[1] for x in o)
+    return [row("verify", "nexus verify --no-sandbox of the build bundle", ow, bw, "s",
+                "<= 1.1x", ow <= 1.1 * bw and rss <= 64 * MIB,
+                "openssl dgst -sha256 of all bundle files", rss, 64,
+                note="checks (median s): " + ", ".join(
+                    f"{k}={v}" for k, v in sorted(cm.items(), key=lambda kv: -kv[1]) if v >= 0.01),
+                extra={"checks": cm})]
+
+
+def bench_export(ctx):
+    model = gen_model(ctx, "student_prov", "--provenance", "--dead-initializer")
+    out = ctx.tmp / "export.onnx"
+    cp_out = ctx.tmp / "export_cp.onnx"
+    ctx.tmp.mkdir(parents=True, exist_ok=True)
+    fresh(out)
+    run([ctx.nexus, "inspect", "--export-to", str(out), str(model)])
+    d = json.loads(subprocess.run([ctx.nexus, "inspect", "--json", str(out)],
+                                  capture_output=True, text=True, check=True).stdout)
+    if d["metadata"] or d["doc_string"] or d["export_preview"]["removed"] or d["tensors"] != 2:
+        raise RuntimeError("nexus inspect --export-to left provenance or the dead initializer")
+
+    def ours():
+        fresh(out)
+        w, rss, _ = run([ctx.nexus, "inspect", "--export-to", str(out), str(model)])
+        return w, rss
+
+    def base():
+        fresh(cp_out)
+        w, rss, _ = run(["cp", str(model), str(cp_out)])
+        return w, rss
+
+    o, b = alternate(ctx, ours, base, ctx.runs)
+    fresh(out)
+    fresh(cp_out)
+    ow, bw = med([x[0] for x in o]), med([x[0] for x in b])
+    rss = max(x[1] for x in o)
+    return [row("export", "inspect --export-to (provenance + dead init.)", ow, bw, "s",
+                "<= 1.2x", ow <= 1.2 * bw and rss <= 64 * MIB, "cp of the same file", rss, 64)]
+
+
+# ------------------------------------------------ runtime: small transformer
+SEQ = 128
+
+
+def seq128_student(ctx):
+    """The spam-distill student (SpamTransformer-2L-d64) with its positional
+    table tiled from 64 to 128 rows, so it runs at sequence length 128."""
+    path = ctx.cache / "spam_student_seq128.onnx"
+    if not path.exists():
+        import numpy as np
+        import onnx
+        from onnx import numpy_helper
+        m = onnx.load(str(ROOT / "examples/spam-distill/artifacts/student.onnx"))
+        for i, t in enumerate(m.graph.initializer):
+            if t.name == "pos.weight":
+                a = numpy_helper.to_array(t)
+                m.graph.initializer[i].CopyFrom(
+                    numpy_helper.from_array(np.concatenate([a, a[::-1]]), "pos.weight"))
+        del m.metadata_props[:]
+        onnx.save(m, str(path))
+    return path
+
+
+def spam_bundle(ctx, batch, seq, student=None):
+    """A bundle of examples/spam-distill with runtime.yaml set to batch/seq."""
+    name = f"spam_b{batch}_s{seq}" + ("_x" if student else "")
+    out = ctx.cache / name
+    if (out / "manifest.json").exists():
+        return out
+    ws = ctx.cache / (name + "_ws")
+    shutil.rmtree(ws, ignore_errors=True)
+    shutil.copytree(ROOT / "examples/spam-distill", ws,
+                    ignore=shutil.ignore_patterns("nexus_bundle_v1"))
+    if student:
+        shutil.copyfile(student, ws / "artifacts/student.onnx")
+    rt = (ws / "config/runtime.yaml").read_text()
+    rt = rt.replace("max_sequence_length: 64", f"max_sequence_length: {seq}")
+    rt = rt.replace("batch_size: 8", f"batch_size: {batch}")
+    (ws / "config/runtime.yaml").write_text(rt)
+    shutil.rmtree(out, ignore_errors=True)
+    run([ctx.nexus, "build", "-o", str(out), str(ws)])
+    shutil.rmtree(ws)
+    return out
+
+
+def long_texts(n, seed=1):
+    """n texts of at least ~200 words (so each fills 128 tokens)."""
+    src = [json.loads(line)["text"] for line in
+           (ROOT / "examples/spam-distill/artifacts/test_sample.jsonl").read_text().splitlines()]
+    words = " ".join(src).split()
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(words) for _ in range(200)) for _ in range(n)]
+
+
+def read_results(path):
+    return [json.loads(line) for line in pathlib.Path(path).read_text().splitlines() if line]
+
+
+def close(a, b, tol=1e-3):
+    return all(abs(x - y) <= tol * max(1.0, abs(y)) for x, y in zip(a, b)) and len(a) == len(b)
+
+
+def bench_runtime(ctx):
+    env = node_env(ctx)
+    model = seq128_student(ctx)
+    ctx.tmp.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for batch, n in ((1, 100 if ctx.a.quick else 1000), (32, 256 if ctx.a.quick else 4096)):
+        bundle = spam_bundle(ctx, batch, SEQ, model)
+        cli = str(bundle / "bin/nexus_cli")
+        texts = ctx.tmp / f"rt_texts_{n}.jsonl"
+        texts.write_text("".join(json.dumps({"text": t}) + "\n" for t in long_texts(n)))
+        ids = ctx.tmp / f"rt_ids_{n}.jsonl"
+        with open(ids, "w") as f:
+            run([cli, "tokenize", "--input", str(texts)], stdout=f)
+        lens = {len(json.loads(x)) for x in ids.read_text().splitlines()}
+        if lens != {SEQ}:
+            raise RuntimeError(f"runtime: token lengths {sorted(lens)[:5]} != {SEQ}")
+        res = ctx.tmp / "rt_ours.jsonl"
+        nres = ctx.tmp / "rt_node.json"
+        with open(res, "w") as f:
+            run([cli, "run", "--input", str(texts)], stdout=f)
+        node = ["node", str(ROOT / "bench/ort_node_bench.js"), "throughput", str(model),
+                str(ids), str(batch), "1", str(nres)]
+        run(node, env=env)
+        ours_l = [r["outputs"]["logits"] for r in read_results(res)]
+        node_l = json.loads(nres.read_text())["logits"]
+        if len(ours_l) != n or not all(close(a, b) for a, b in zip(ours_l, node_l)):
+            raise RuntimeError(f"runtime batch {batch}: nexus_cli logits differ from onnxruntime-node")
+
+        def ours():
+            w, rss, _ = run([cli, "run", "--input", str(texts)])
+            return w, rss
+
+        def base():
+            w, rss, _ = run(node, env=env)
+            return w, rss
+
+        o, b = alternate(ctx, ours, base, ctx.runs, cold=False)
+        # Throughput in sequences/s over the whole process (load included
+        # on both sides; nexus_cli also tokenizes, node gets the ids).
+        ot, bt = n / med([x[0] for x in o]), n / med([x[0] for x in b])
+        rows.append(row(f"runtime_b{batch}", f"nexus_cli run, batch {batch}, seq {SEQ}, 1 thread",
+                        ot, bt, "seq/s", ">= 0.95x", ot >= 0.95 * bt,
+                        "onnxruntime-node 1.30.0 on the same ids", max(x[1] for x in o),
+                        note=f"{n} texts, process incl.; higher is better; model: "
+                             "spam-distill student, positions tiled to 128"))
+    return rows
+
+
+def tok_corpus(ctx, mbytes):
+    path = ctx.cache / f"tok_corpus_{mbytes}MB.jsonl"
+    if not path.exists():
+        src = [json.loads(line)["text"] for line in
+               (ROOT / "examples/spam-distill/artifacts/test_sample.jsonl").read_text().splitlines()]
+        words = " ".join(src).split()
+        rng = random.Random(7)
+        size, lines = 0, []
+        while size < mbytes * 10**6:
+            t = " ".join(rng.choice(words) for _ in range(rng.randint(5, 120)))
+            if rng.random() < 0.2:
+                t = t.upper()
+            line = json.dumps({"text": t}, ensure_ascii=False) + "\n"
+            lines.append(line)
+            size += len(line.encode())
+        path.write_text("".join(lines))
+    return path
+
+
+def bench_tokenizer(ctx):
+    env = dict(node_env(ctx), RAYON_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    corpus = tok_corpus(ctx, 1 if ctx.a.quick else 10)
+    tokdir = ROOT / "examples/spam-distill/artifacts/tokenizer"
+    maxlen = "512"
+    ctx.tmp.mkdir(parents=True, exist_ok=True)
+    ours_ids, node_ids = ctx.tmp / "tok_ours.jsonl", ctx.tmp / "tok_node.jsonl"
+    ours_cmd = [ctx.cli, "tokenize", "--tokenizer", str(tokdir), "--max-length", maxlen,
+                "--input", str(corpus)]
+    node_cmd = ["node", str(ROOT / "bench/tok_node_bench.js"), str(tokdir / "tokenizer.json"),
+                str(corpus), maxlen]
+    with open(ours_ids, "w") as f:
+        run(ours_cmd, stdout=f)
+    run(node_cmd + [str(node_ids)], env=env)
+    a = [json.loads(x) for x in ours_ids.read_text().splitlines()]
+    b = [json.loads(x) for x in node_ids.read_text().splitlines()]
+    bad = sum(1 for x, y in zip(a, b) if x != y) + abs(len(a) - len(b))
+    if bad:
+        raise RuntimeError(f"tokenizer: {bad} of {len(b)} texts have ids differing from tokenizers")
+
+    def ours():
+        w, rss, _ = run(ours_cmd, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        return w, rss
+
+    def base():
+        w, rss, _ = run(node_cmd, env=env)
+        return w, rss
+
+    o, bb = alternate(ctx, ours, base, ctx.runs, cold=False)
+    mb = os.path.getsize(corpus) / 1e6
+    ot, bt = mb / med([x[0] for x in o]), mb / med([x[0] for x in bb])
+    return [row("tokenizer", f"nexus_cli tokenize, {mb:.0f} MB corpus", ot, bt, "MB/s",
+                ">= 3x", ot >= 3 * bt, "npm tokenizers 0.23.2, RAYON_NUM_THREADS=1",
+                max(x[1] for x in o), note=f"{len(b)} texts, ids equal; process incl.; "
+                "ours prints ids to /dev/null, node only keeps them")]
+
+
+def bench_coldstart(ctx):
+    env = node_env(ctx)
+    bundle = spam_bundle(ctx, 8, 64)
+    cli = str(bundle / "bin/nexus_cli")
+    model = bundle / "model/student_model.onnx"
+    ctx.tmp.mkdir(parents=True, exist_ok=True)
+    ids = ctx.tmp / "cold_ids.jsonl"
+    with open(ids, "w") as f:
+        run([cli, "tokenize", "--text", "hi"], stdout=f)
+    res = ctx.tmp / "cold_ours.jsonl"
+    with open(res, "w") as f:
+        run([cli, "run", "--text", "hi"], stdout=f)
+    nres = ctx.tmp / "cold_node.json"
+    node = ["node", str(ROOT / "bench/ort_node_bench.js"), "cold", str(model), str(ids), "1",
+            str(nres)]
+    run(node, env=env)
+    if not close(read_results(res)[0]["outputs"]["logits"], json.loads(nres.read_text())["logits"][0]):
+        raise RuntimeError("cold start: nexus_cli and onnxruntime-node disagree on 'hi'")
+
+    def ours():
+        w, rss, _ = run([cli, "run", "--text", "hi"])
+        return w, rss
+
+    def base():
+        w, rss, _ = run(node, env=env)
+        return w, rss
+
+    o, b = alternate(ctx, ours, base, max(ctx.runs, 5), cold=False)
+    ow, bw = med([x[0] for x in o]), med([x[0] for x in b])
+    return [row("coldstart", "nexus_cli run --text hi (first result)", ow, bw, "s", "(report)",
+                None, "node + onnxruntime-node: load, run once", max(x[1] for x in o),
+                note="new process each run, warm page cache; includes full integrity check")]
+
+
+BENCHES = {"build": bench_build, "inspect": bench_inspect, "verify": bench_verify,
+           "export": bench_export, "runtime": bench_runtime, "tokenizer": bench_tokenizer,
+           "coldstart": bench_coldstart}
+
+
+def fmt(v, unit):
+    if v is None:
+        return "-"
+    if unit == "s":
+        return f"{v * 1000:.1f} ms" if v < 1 else f"{v:.2f} s"
+    return f"{v:.1f} {unit}"
+
+
+def table(rows):
+    head = ["benchmark", "figure", "ours (median)", "baseline (median)", "ratio", "target",
+            "peak RSS", "result"]
+    lines = []
+    for r in rows:
+        if r.get("skipped"):
+            lines.append([r["name"], r.get("figure", ""), "-", "-", "-", r.get("target", ""),
+                          "-", "skipped: " + r["skipped"]])
+            continue
+        rss = "-" if r["peak_rss_mib"] is None else f"{r['peak_rss_mib']:.1f} MiB"
+        if r["rss_target_mib"]:
+            rss += f" (<= {r['rss_target_mib']})"
+        res = "report" if r["pass"] is None else ("PASS" if r["pass"] else "FAIL")
+        lines.append([r["name"], r["figure"], fmt(r["ours"], r["unit"]),
+                      fmt(r["baseline"], r["unit"]) + f" [{r['baseline_name']}]",
+                      "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", r["target"], rss, res])
+    w = [max(len(str(x[i])) for x in lines + [head]) for i in range(len(head))]
+    out = ["  ".join(str(c).ljust(w[i]) for i, c in enumerate(x)).rstrip()
+           for x in [head, ["-" * n for n in w]] + lines]
+    notes = [f"  {r['name']}: {r['note']}" for r in rows if r.get("note")]
+    return "\n".join(out + (["", "notes:"] + notes if notes else []))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--nexus", default=str(ROOT / "build/bin/nexus"))
+    ap.add_argument("--quick", action="store_true", help="small sizes, 3 runs")
+    ap.add_argument("--only", help="comma-separated: " + ",".join(BENCHES))
+    ap.add_argument("--runs", type=int, help="timed runs per side (default 5, --quick 3)")
+    ap.add_argument("--warm", action="store_true", help="never drop the page cache")
+    a = ap.parse_args()
+    ctx = Ctx(a)
+    names = a.only.split(",") if a.only else list(BENCHES)
+    for n in names:
+        if n not in BENCHES:
+            ap.error(f"unknown benchmark {n!r}; choose from {', '.join(BENCHES)}")
+    ctx.cache.mkdir(parents=True, exist_ok=True)
+    global RUSAGE
+    RUSAGE = rusage_tool(ctx)
+    print(f"nexus bench: {', '.join(names)}; {ctx.runs} runs each; "
+          f"{'cold cache (drop_caches before each file-heavy run)' if ctx.cold else 'warm cache'}; "
+          f"model {ctx.params} parameters", file=sys.stderr)
+    rows = []
+    t_all = time.perf_counter()
+    for n in names:
+        t0 = time.perf_counter()
+        try:
+            rows.extend(BENCHES[n](ctx))
+        except Skip as e:
+            rows.append({"name": n, "skipped": str(e), "pass": None})
+        except Exception as e:  # report and go on: one broken benchmark must not hide the rest
+            rows.append({"name": n, "skipped": f"error: {e}"[:300], "pass": False, "error": True})
+        print(f"  {n}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    shutil.rmtree(ctx.tmp, ignore_errors=True)
+    doc = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
+                       "machine": platform.machine()},
+           "quick": a.quick, "runs": ctx.runs, "cold_cache": ctx.cold,
+           "total_s": round(time.perf_counter() - t_all, 1), "results": rows}
+    outdir = ROOT / "bench/out"
+    outdir.mkdir(parents=True, exist_ok=True)
+    (outdir / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
+    print(table(rows))
+    print(f"\n{doc['date']}, {os.cpu_count()} cpus, {'cold' if ctx.cold else 'warm'} cache, "
+          f"total {doc['total_s']} s; results in bench/out/results.json")
+    return 1 if any(r.get("error") for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Red-team attacks on `nexus verify` and `nexus build`.
+
+Each test is one attack an insider (or a tamperer) could try against the
+claims of docs/TRV.md, written after reading the checks' code.  Attacks
+that re-generate the manifest (Bundle.smuggle) get past integrity by
+construction, so what is asserted is that another check names them.
+"""
+import base64
+import io
+import json
+import os
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import bundle_fixture as bf
+from conftest import run
+from test_verify_adversarial import (bundle, check_status, codes, expect_fail,  # noqa: F401
+                                     runtime, verify, with_model)
+
+
+def floats(n, seed=7):
+    return np.random.default_rng(seed).standard_normal(n).astype(np.float32)
+
+
+# -- weights hidden in text ------------------------------------------------------
+
+def test_npy_after_text_header(nexus, bundle):
+    buf = io.BytesIO()
+    np.save(buf, floats(64))
+    bundle.smuggle("src/helpers.py", b"# data\n" * 10 + buf.getvalue())
+    expect_fail(nexus, bundle, "embedded-magic")
+
+
+def test_zip_after_text(nexus, bundle):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("w.bin", floats(64).tobytes())
+    bundle.smuggle("LICENSE", b"MIT License\n" * 50 + buf.getvalue())
+    expect_fail(nexus, bundle, "embedded-magic")
+
+
+def test_pickle_after_text(nexus, bundle):
+    bundle.smuggle("README.md", b"# readme\n" * 50 + pickle.dumps({"w": [0.5] * 16}, protocol=4))
+    expect_fail(nexus, bundle, "embedded-magic")
+
+
+def test_utf16_readme(nexus, bundle):
+    bundle.smuggle("README.md", "# Spam classifier\n".encode("utf-16"))
+    expect_fail(nexus, bundle, "binary-content")
+
+
+def test_hex_blob_in_python_string(nexus, bundle):
+    bundle.smuggle("src/helpers.py", f'W = "{floats(4096).tobytes().hex()}"\n')
+    expect_fail(nexus, bundle, "base64-blob")
+
+
+def test_base64_in_license(nexus, bundle):
+    bundle.smuggle("LICENSE", "MIT\n" + base64.b64encode(floats(4096).tobytes()).decode() + "\n")
+    expect_fail(nexus, bundle, "base64-blob")
+
+
+# The dense encodings below carry 16 KiB of float32 each: the size of a
+# teacher layer, far more than any legitimate source or config needs as a
+# literal.
+def py_float_list():
+    return "W = [" + ", ".join(f"{x:.6g}" for x in floats(4096)) + "]\n"
+
+
+def py_bytes_literal():
+    return "W = b'" + "".join(f"\\x{c:02x}" for c in floats(4096).tobytes()) + "'\n"
+
+
+def py_wrapped_base64():
+    b = base64.encodebytes(floats(4096).tobytes()).decode()
+    return 'W = """\n' + b + '"""\n'
+
+
+def py_spaced_hex():
+    return 'W = """' + " ".join(f"{c:02x}" for c in floats(4096).tobytes()) + '"""\n'
+
+
+def py_int_tuple():
+    return "W = (" + ",".join(str(c) for c in floats(4096).tobytes()) + ")\n"
+
+
+@pytest.mark.parametrize("make", [py_float_list, py_bytes_literal, py_wrapped_base64,
+                                  py_spaced_hex, py_int_tuple],
+                         ids=["float-list", "bytes-escapes", "wrapped-base64", "spaced-hex",
+                              "int-tuple"])
+def test_weights_as_python_literal(nexus, bundle, make):
+    bundle.smuggle("src/helpers.py", make())
+    expect_fail(nexus, bundle, "literal-blob")
+
+
+def test_weights_as_json_array_in_selftest(nexus, bundle):
+    st = json.loads(bundle.path("config/selftest.json").read_text())
+    st["cache"] = [float(x) for x in floats(4096)]
+    bundle.smuggle("config/selftest.json", json.dumps(st))
+    expect_fail(nexus, bundle, "selftest-malformed")
+
+
+def test_weights_as_golden_outputs_without_sandbox(nexus, bundle):
+    """Golden numbers only TRV-5 can account for are capped when it is off."""
+    st = json.loads(bundle.path("config/selftest.json").read_text())
+    st["cases"][0]["outputs"]["hidden"] = [float(x) for x in floats(4096)]
+    bundle.smuggle("config/selftest.json", json.dumps(st))
+    expect_fail(nexus, bundle, "literal-blob")
+
+
+def test_loose_selftest_tolerance(nexus, bundle):
+    """A huge tolerance would let any numbers pass as outputs."""
+    st = json.loads(bundle.path("config/selftest.json").read_text())
+    st["tolerance"] = 1e30
+    bundle.smuggle("config/selftest.json", json.dumps(st))
+    expect_fail(nexus, bundle, "selftest-malformed")
+
+
+def test_weights_as_selftest_texts(nexus, bundle):
+    st = json.loads(bundle.path("config/selftest.json").read_text())
+    blob = base64.b64encode(floats(4096).tobytes()).decode()
+    st["cases"] += [{"text": " ".join(blob[i:i + 60] for i in range(j, j + 3000, 60)),
+                     "outputs": {"logits": [0.5, 0.5]}} for j in range(0, 18000, 3000)]
+    bundle.smuggle("config/selftest.json", json.dumps(st))
+    expect_fail(nexus, bundle, "literal-blob")
+
+
+def test_weights_as_yaml_list(nexus, bundle):
+    bundle.smuggle("config/runtime.yaml", bf.RUNTIME_YAML + "labels_prior:\n" +
+                   "".join(f"  - {x:.6g}\n" for x in floats(4096)))
+    expect_fail(nexus, bundle, "literal-blob")
+
+
+def test_wrapped_base64_in_readme(nexus, bundle):
+    bundle.smuggle("README.md", "# Spam\n\n" + base64.encodebytes(floats(4096).tobytes()).decode())
+    expect_fail(nexus, bundle, "literal-blob")
+
+
+def test_vocab_txt_carrying_a_tensor(nexus, bundle):
+    b = base64.b64encode(floats(16384).tobytes()).decode()
+    entries = [b[i:i + 64] for i in range(0, len(b), 64)]
+    bundle.smuggle("model/tokenizer/vocab.txt", "\n".join(bf.VOCAB + entries) + "\n")
+    expect_fail(nexus, bundle, "vocab-entry-suspicious")
+
+
+def test_tokenizer_vocab_carrying_a_tensor(nexus, bundle):
+    tok = json.loads(bundle.path("model/tokenizer/tokenizer.json").read_text())
+    b = floats(16384).tobytes().hex()
+    for i in range(0, len(b), 32):
+        tok["model"]["vocab"][b[i:i + 32]] = len(tok["model"]["vocab"])
+    bundle.smuggle("model/tokenizer/tokenizer.json", json.dumps(tok))
+    expect_fail(nexus, bundle, "vocab-entry-suspicious")
+
+
+# -- evading the term scanner ------------------------------------------------------
+
+@pytest.mark.parametrize("src,code", [
+    ('NAME = "te\\x61cher"\n', "term-in-string"),
+    ('NAME = "\\u0074eacher"\n', "term-in-string"),
+    ('NAME = "\\N{LATIN SMALL LETTER T}eacher"\n', "term-in-string"),
+    ("NAME = 'te' 'acher'\n", "term-in-string"),
+    ("from . import teacher_model\n", "term-in-code"),
+    ("from .teacher_model import X\n", "term-in-code"),
+    # Python NFKC-normalises identifiers: this IS the name teacher_model
+    ("import \uff54eacher_model\n", "term-in-code"),
+    ("\uff54eacher = 1\n", "term-in-code"),
+    ("m = getattr(__builtins__, '__imp' + 'ort__')('x')\n", "dynamic-import"),
+    ("m = globals()['__builtins__'].__dict__['__import__']('x')\n", "dynamic-import"),
+    ("import importlib.util as u\ns = u.spec_from_file_location('m', 'x.py')\n", "dynamic-import"),
+    ("import runpy\nrunpy.run_path('x.py')\n", "dynamic-import"),
+    ("exec(compile(open('x').read(), 'x', 'exec'))\n", "dynamic-import"),
+    ("import builtins\nf = builtins.exec\nf('import x')\n", "dynamic-import"),
+    # Not fixed yet (see the red-team report): pickle can import any module,
+    # sys.modules can reach one by computed name.
+    pytest.param("import pickle\nm = pickle.loads(open('x', 'rb').read())\n", "dynamic-import",
+                 marks=pytest.mark.xfail(strict=True, reason="open: pickle.loads not flagged")),
+    pytest.param("import sys\nm = sys.modules['x' + 'y']\n", "dynamic-import",
+                 marks=pytest.mark.xfail(strict=True, reason="open: sys.modules not flagged")),
+])
+def test_python_term_evasion(nexus, bundle, src, code):
+    bundle.smuggle("src/utils.py", src)
+    expect_fail(nexus, bundle, code)
+
+
+@pytest.mark.parametrize("yaml,code", [
+    pytest.param("? teacher_path\n: /m/t.onnx\n", "term-in-key",
+                 marks=pytest.mark.xfail(strict=True, reason="open: YAML complex key")),
+    ("extra: {teacher: /m/t.onnx}\n", "term-in-key"),
+    ("extra: [a, distillation]\n", "term-in-value"),
+    ("extra: first line\n  distillation here\n", "term-in-value"),
+    pytest.param('extra: "te\\x61cher"\n', "term-in-value",
+                 marks=pytest.mark.xfail(strict=True, reason="open: YAML escapes")),
+    pytest.param('extra: "te\\u0061cher"\n', "term-in-value",
+                 marks=pytest.mark.xfail(strict=True, reason="open: YAML escapes")),
+    ("extra: |\n  teacher\n", "term-in-value"),
+    ("extra: !!str teacher\n", "term-in-value"),
+    pytest.param('"teach\\\n  er": 1\n', "term-in-key",
+                 marks=pytest.mark.xfail(strict=True, reason="open: YAML escaped line break")),
+])
+def test_yaml_term_evasion(nexus, bundle, yaml, code):
+    bundle.smuggle("config/runtime.yaml", bf.RUNTIME_YAML + yaml)
+    expect_fail(nexus, bundle, code)
+
+
+def test_json_escape_in_tokenizer_key(nexus, bundle):
+    text = bundle.path("model/tokenizer/tokenizer.json").read_text()
+    text = text.replace('"version"', '"te\\u0061cher_version"', 1)
+    bundle.smuggle("model/tokenizer/tokenizer.json", text)
+    expect_fail(nexus, bundle, "term-in-key")
