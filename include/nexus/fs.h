@@ -59,6 +59,17 @@ int nx_fs_open_regular(int *out, struct stat *out_st, int dirfd,
 int nx_fs_read_all(char **out, size_t *out_len, int dirfd, const char *relpath,
 		   size_t max_size, nx_error *err);
 
+/*
+ * Read fd from its current offset to the end into a new NUL-terminated
+ * buffer the caller frees; *out_len excludes the NUL.  fd is borrowed and
+ * should be a regular file the caller opened and checked (the verifier's
+ * trusted list is one named by the user, outside any bundle); its fstat size
+ * over max_size, or growing past it while read, is NX_ELIMIT.  name is used
+ * in messages only.
+ */
+int nx_fs_read_fd(char **out, size_t *out_len, int fd, const char *name,
+		  size_t max_size, nx_error *err);
+
 struct nx_fs_entry {
 	char *path;    /* relative to the walked directory, '/'-separated */
 	mode_t mode;   /* lstat st_mode: type and permission bits */

@@ -114,16 +114,18 @@ void nx_sandbox_result_release(struct nx_sandbox_result *r);
 
 /*
  * Run the bundle's own bin/nexus_cli with args (NULL-terminated, without the
- * program name) in the sandbox: the bundle open at bundle_dirfd (borrowed)
- * is bound read-only at NX_SANDBOX_BUNDLE, and nothing else is visible but
- * the ELF closure of bundle_path/bin/nexus_cli.  stdin_data may be NULL.
- * On success *out is filled whatever the program did (release it with
+ * program name) in the sandbox described by o: the bundle open at
+ * o->bundle_dirfd (borrowed) is bound read-only at NX_SANDBOX_BUNDLE, and
+ * nothing else is visible but the ELF closure of bundle_path/bin/nexus_cli.
+ * o->argv and o->ro_paths are ignored (they are what this function fills
+ * in); everything else - stdin, out_fd, limits, wall_ms, bwrap - is used as
+ * given, so callers start from nx_sandbox_opts_init().  On success *out is
+ * filled whatever the program did (release it with
  * nx_sandbox_result_release); NX_EFORMAT when bin/nexus_cli is not a
- * loadable ELF program.
+ * loadable ELF program, otherwise the errors of nx_sandbox_run.
  */
-int nx_sandbox_run_cli(struct nx_sandbox_result *out, int bundle_dirfd, const char *bundle_path,
-		       const char *const *args, const void *stdin_data, size_t stdin_len,
-		       uint64_t wall_ms, nx_error *err);
+int nx_sandbox_run_cli(struct nx_sandbox_result *out, const struct nx_sandbox_opts *o,
+		       const char *bundle_path, const char *const *args, nx_error *err);
 
 #ifdef __cplusplus
 }

@@ -1,8 +1,11 @@
 /* cli.c - option parsing and help generated from the verb's option table. */
 #include "cli.h"
 
+#include <limits.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void cli_init(struct cli_parser *p, const struct cli_verb *verb, int argc, char **argv)
 {
@@ -126,4 +129,25 @@ int cli_fail(const char *verb, const nx_error *err)
 	}
 	fprintf(stderr, "%s\n", err->message);
 	return nx_error_exit_status(err->code);
+}
+
+char *cli_runtime_dir(void)
+{
+	const char *env = getenv("NEXUS_RUNTIME_DIR");
+	char exe[PATH_MAX], *slash, *out = NULL;
+	ssize_t n;
+
+	if (env && *env)
+		return strdup(env);
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return NULL;
+	exe[n] = '\0';
+	slash = strrchr(exe, '/');
+	if (!slash)
+		return NULL;
+	*slash = '\0';
+	if (asprintf(&out, "%s/../libexec/nexus", exe) < 0)
+		return NULL;
+	return out;
 }

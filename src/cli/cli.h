@@ -62,6 +62,13 @@ int cli_fail(const char *verb, const nx_error *err);
 int cli_usage(const struct cli_verb *verb, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/*
+ * The trusted nexus runtime that build copies and verify compares with:
+ * $NEXUS_RUNTIME_DIR, else <dir of this executable>/../libexec/nexus.  A new
+ * string the caller frees, or NULL when neither can be found (or no memory).
+ */
+char *cli_runtime_dir(void);
+
 /* The verbs, one file each (cmd_<name>.c). */
 extern const struct cli_verb cmd_build, cmd_verify, cmd_inspect, cmd_keygen,
 	cmd_sign, cmd_manifest, cmd_run;

@@ -69,28 +69,6 @@ static void on_progress(void *ctx, enum nx_build_step step, bool done, double se
 		fprintf(stderr, "nexus build: %s took %.1f s\n", nx_build_step_name(step), seconds);
 }
 
-/* $NEXUS_RUNTIME_DIR, else <dir of this executable>/../libexec/nexus. */
-static char *runtime_dir(void)
-{
-	const char *env = getenv("NEXUS_RUNTIME_DIR");
-	char exe[PATH_MAX], *slash, *out = NULL;
-	ssize_t n;
-
-	if (env && *env)
-		return strdup(env);
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return NULL;
-	exe[n] = '\0';
-	slash = strrchr(exe, '/');
-	if (!slash)
-		return NULL;
-	*slash = '\0';
-	if (asprintf(&out, "%s/../libexec/nexus", exe) < 0)
-		return NULL;
-	return out;
-}
-
 static int source_date_epoch(int64_t *out)
 {
 	const char *s = getenv("SOURCE_DATE_EPOCH");
@@ -272,7 +250,7 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	nx_error_clear(&err);
 	if (key_path && nx_key_load_private(&key, key_path, &err) != 0)
 		return cli_fail(verb->name, &err);
-	rt = runtime_dir();
+	rt = cli_runtime_dir();
 	o.key = key;
 	o.runtime_dir = rt;
 	o.progress = on_progress;

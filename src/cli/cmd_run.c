@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "nexus/elf.h"
 #include "nexus/sandbox.h"
 
 enum { OPT_TEXT = 1, OPT_INPUT, OPT_JSON, OPT_TIMEOUT };
@@ -100,15 +99,13 @@ static int print_json(const char *out, size_t len)
 
 static int run(const struct cli_verb *verb, int argc, char **argv)
 {
-	static const char *const cli_argv[] = { NX_SANDBOX_BUNDLE "/bin/nexus_cli", "run", "--input",
-						"-", NULL };
+	static const char *const cli_args[] = { "run", "--input", "-", NULL };
 	struct cli_parser p;
 	struct nx_sandbox_opts so;
 	struct nx_sandbox_result r = {0};
-	char *texts[RUN_TEXTS_MAX], *data = NULL, *bin = NULL, **libs = NULL;
-	const char **paths = NULL;
+	char *texts[RUN_TEXTS_MAX], *data = NULL;
 	const char *input = NULL;
-	size_t len = 0, nlibs = 0, i;
+	size_t len = 0;
 	int k, ntexts = 0, dirfd = -1, rc;
 	long timeout = 60;
 	bool json = false;
@@ -150,29 +147,19 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 		rc = nx_error_set(&err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	else if (input && strcmp(input, "-"))
 		rc = read_input(&data, &len, input, &err);
-	if (!rc && asprintf(&bin, "%s/bin/nexus_cli", p.pos[0]) < 0)
-		rc = nx_error_set(&err, NX_ENOMEM, NULL, 0, -1, "out of memory");
-	if (!rc)
-		rc = nx_elf_closure(&libs, &nlibs, (const char *const *)&bin, 1, p.pos[0], &err);
-	if (!rc && !(paths = calloc(nlibs + 1, sizeof(*paths))))
-		rc = nx_error_set(&err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	if (rc) {
 		rc = cli_fail(verb->name, &err);
 		goto out;
 	}
-	for (i = 0; i < nlibs; i++)
-		paths[i] = libs[i];
 	nx_sandbox_opts_init(&so);
 	so.bundle_dirfd = dirfd;
-	so.argv = cli_argv;
-	so.ro_paths = paths;
 	so.stdin_data = data;
 	so.stdin_len = len;
 	so.stdin_fd = input && !strcmp(input, "-") ? 0 : -1;
 	so.out_fd = json ? -1 : 1;
 	so.wall_ms = (uint64_t)timeout * 1000;
 	fflush(stdout);
-	if (nx_sandbox_run(&r, &so, &err) != 0) {
+	if (nx_sandbox_run_cli(&r, &so, p.pos[0], cli_args, &err) != 0) {
 		rc = cli_fail(verb->name, &err);
 		goto out;
 	}
@@ -189,9 +176,6 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	}
 out:
 	nx_sandbox_result_release(&r);
-	free(paths);
-	nx_elf_closure_free(libs, nlibs);
-	free(bin);
 	free(data);
 	if (dirfd >= 0)
 		close(dirfd);

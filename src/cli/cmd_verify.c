@@ -62,28 +62,6 @@ static int parse_size(uint64_t *out, const char *s)
 	return -1;
 }
 
-/* $NEXUS_RUNTIME_DIR, else <dir of this executable>/../libexec/nexus. */
-static char *runtime_dir(void)
-{
-	const char *env = getenv("NEXUS_RUNTIME_DIR");
-	char exe[PATH_MAX], *slash, *out;
-	ssize_t n;
-
-	if (env && env[0])
-		return strdup(env);
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return NULL;
-	exe[n] = '\0';
-	slash = strrchr(exe, '/');
-	if (!slash)
-		return NULL;
-	*slash = '\0';
-	if (asprintf(&out, "%s/../libexec/nexus", exe) < 0)
-		return NULL;
-	return out;
-}
-
 static void print_human(const nx_report *r, FILE *f)
 {
 	const struct nx_check_result *checks;
@@ -170,7 +148,7 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	}
 	vo.keys = keys;
 	vo.nkeys = nkeys;
-	rt = runtime_dir();
+	rt = cli_runtime_dir();
 	vo.runtime_dir = rt;
 	dfd = open(p.pos[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0) {

@@ -27,6 +27,7 @@ int build_selftest(struct build *b)
 	const char *const *texts = (const char *const *)b->ws->selftest;
 	size_t ntexts = b->ws->nselftest, i, n = 0;
 	struct nx_sandbox_result r = {0};
+	struct nx_sandbox_opts so;
 	int rc;
 
 	if (!ntexts) {
@@ -53,8 +54,10 @@ int build_selftest(struct build *b)
 				    "cannot run the bundle's selftest in the sandbox: %s; install "
 				    "bubblewrap (scripts/setup.sh) on a host with user namespaces",
 				    b->err->message);
-	rc = nx_sandbox_run_cli(&r, nx_stage_dirfd(b->stage), nx_stage_path(b->stage), args, NULL,
-				0, SELFTEST_WALL_MS, b->err);
+	nx_sandbox_opts_init(&so);
+	so.bundle_dirfd = nx_stage_dirfd(b->stage);
+	so.wall_ms = SELFTEST_WALL_MS;
+	rc = nx_sandbox_run_cli(&r, &so, nx_stage_path(b->stage), args, b->err);
 	if (rc)
 		goto out;
 	if (!r.exited || r.status != 0 || r.timed_out || r.output_capped || !r.out_len) {

@@ -65,22 +65,94 @@ static int oom(struct ex *x, int rc)
 	return rc == NX_ENOMEM ? ex_oom(x) : rc;
 }
 
+/*
+ * Read the string fields na and nb (0: none) of the sub-message fld into *a
+ * and *b (NULL when absent; the caller frees both, also on error).  Other
+ * fields are skipped.
+ */
+static int read_strings(struct ex *x, const struct nx_pb_reader *parent,
+			const struct nx_pb_field *fld, unsigned na, char **a, unsigned nb,
+			char **b)
+{
+	struct nx_pb_reader r;
+	struct nx_pb_field f;
+	int rc;
+
+	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
+		return rc;
+	LOOP(x, &r, &f, rc) {
+		if (f.num == na)
+			rc = ex_read_name(x, &f, a);
+		else if (nb && f.num == nb)
+			rc = ex_read_name(x, &f, b);
+		if (rc)
+			break;
+	}
+	return rc;
+}
+
+/* A rewriter of one kind of sub-message; *out only on success. */
+typedef int (*rewriter)(struct ex *x, const struct nx_pb_reader *parent,
+			const struct nx_pb_field *fld, struct pw_msg **out);
+
+/* Rewrite the sub-message f with fn and add it to m. */
+static int add_rewritten(struct ex *x, struct pw_msg *m, const struct nx_pb_reader *r,
+			 const struct nx_pb_field *f, rewriter fn)
+{
+	struct pw_msg *c = NULL;
+	int rc = fn(x, r, f, &c);
+
+	return rc ? rc : oom(x, ex_add_sub(m, f, c));
+}
+
+/* The same for a field that is a message only when length-delimited. */
+static int add_if_message(struct ex *x, struct pw_msg *m, const struct nx_pb_reader *r,
+			  const struct nx_pb_field *f, rewriter fn)
+{
+	return f->wire == NX_PB_LEN ? add_rewritten(x, m, r, f, fn) : keep(m, f);
+}
+
+/* What a rewriter does with one field of its message: add it to m or report. */
+typedef int (*field_fn)(struct ex *x, struct pw_msg *m, const struct nx_pb_reader *r,
+			const struct nx_pb_field *f, void *ctx);
+
+/* The frame of a one-pass rewriter: a new message made of what fn does with
+ * each field of the sub-message fld.  *out only on success. */
+static int rewrite_fields(struct ex *x, const struct nx_pb_reader *parent,
+			  const struct nx_pb_field *fld, field_fn fn, void *ctx,
+			  struct pw_msg **out)
+{
+	struct nx_pb_reader r;
+	struct nx_pb_field f;
+	struct pw_msg *m = pw_msg_new();
+	int rc;
+
+	if (!m)
+		return ex_oom(x);
+	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
+		goto out;
+	LOOP(x, &r, &f, rc)
+		if ((rc = fn(x, m, &r, &f, ctx)) != 0)
+			goto out;
+	if (rc)
+		goto out;
+	*out = m;
+	m = NULL;
+out:
+	pw_msg_free(m);
+	return rc;
+}
+
 /* StringStringEntryProto of metadata_props: kept or reported by key. */
 static int meta(struct ex *x, struct pw_msg *m, const struct nx_pb_reader *parent,
 		const struct nx_pb_field *fld)
 {
-	struct nx_pb_reader r;
-	struct nx_pb_field f;
 	char *key = NULL;
 	int rc;
 
 	if (!x->o->strip_metadata)
 		return keep(m, fld);
-	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
-		return rc;
-	LOOP(x, &r, &f, rc)
-		if (f.num == 1 && (rc = ex_read_name(x, &f, &key)) != 0)
-			break;
+	rc = read_strings(x, parent, fld, 1, &key, 0, NULL);
 	if (!rc)
 		rc = ex_keep_meta(x, key ? key : "")
 			     ? keep(m, fld)
@@ -98,21 +170,10 @@ struct ext_ref {
 static int ext_entry(struct ex *x, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
 		     struct ext_ref *e)
 {
-	struct nx_pb_reader r;
-	struct nx_pb_field f;
 	char *key = NULL, *value = NULL, *end = NULL;
 	int rc;
 
-	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
-		return rc;
-	LOOP(x, &r, &f, rc) {
-		if (f.num == 1)
-			rc = ex_read_name(x, &f, &key);
-		else if (f.num == 2)
-			rc = ex_read_name(x, &f, &value);
-		if (rc)
-			goto out;
-	}
+	rc = read_strings(x, parent, fld, 1, &key, 2, &value);
 	if (rc || !key || !value)
 		goto out;
 	if (!strcmp(key, "location")) {
@@ -247,141 +308,134 @@ out:
 	return rc;
 }
 
+/* A tensor or sparse tensor as a plain rewriter, its name not needed. */
+static int tensor_msg(struct ex *x, const struct nx_pb_reader *parent,
+		      const struct nx_pb_field *fld, struct pw_msg **out)
+{
+	return rewrite_tensor(x, parent, fld, out, NULL);
+}
+
 /* SparseTensorProto: values = 1, indices = 2 (tensors), dims = 3. */
+static int sparse_field(struct ex *x, struct pw_msg *m, const struct nx_pb_reader *r,
+			const struct nx_pb_field *f, void *ctx)
+{
+	struct pw_msg *t = NULL;
+	int rc;
+
+	if ((f->num == 1 || f->num == 2) && f->wire == NX_PB_LEN) {
+		rc = rewrite_tensor(x, r, f, &t, f->num == 1 ? (char **)ctx : NULL);
+		return rc ? rc : oom(x, ex_add_sub(m, f, t));
+	}
+	return f->num == 3 ? keep(m, f) : unknown(x, f);
+}
+
 static int rewrite_sparse(struct ex *x, const struct nx_pb_reader *parent,
 			  const struct nx_pb_field *fld, struct pw_msg **out, char **name_out)
 {
-	struct nx_pb_reader r;
-	struct nx_pb_field f;
-	struct pw_msg *m = pw_msg_new(), *t = NULL;
 	char *name = NULL;
 	int rc;
 
-	if (!m)
-		return ex_oom(x);
-	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
-		goto out;
-	LOOP(x, &r, &f, rc) {
-		if ((f.num == 1 || f.num == 2) && f.wire == NX_PB_LEN) {
-			if (!(rc = rewrite_tensor(x, &r, &f, &t, f.num == 1 ? &name : NULL)))
-				rc = oom(x, ex_add_sub(m, &f, t));
-		} else if (f.num == 3) {
-			rc = keep(m, &f);
-		} else {
-			rc = unknown(x, &f);
-		}
-		if (rc)
-			goto out;
-	}
-	if (rc)
-		goto out;
-	*out = m;
-	m = NULL;
-	if (name_out) {
+	rc = rewrite_fields(x, parent, fld, sparse_field, &name, out);
+	if (!rc && name_out) {
 		*name_out = name;
 		name = NULL;
 	}
-out:
-	pw_msg_free(m);
 	free(name);
 	return rc;
+}
+
+static int sparse_msg(struct ex *x, const struct nx_pb_reader *parent,
+		      const struct nx_pb_field *fld, struct pw_msg **out)
+{
+	return rewrite_sparse(x, parent, fld, out, NULL);
 }
 
 /* ValueInfoProto: name = 1, type = 2, doc_string = 3, metadata_props = 4. */
+static int value_field(struct ex *x, struct pw_msg *m, const struct nx_pb_reader *r,
+		       const struct nx_pb_field *f, void *ctx)
+{
+	switch (f->num) {
+	case 1:
+		return ex_read_name(x, f, ctx) ?: keep(m, f);
+	case 2:
+		return keep(m, f);
+	case 3:
+		return doc(x, m, f);
+	case 4:
+		return meta(x, m, r, f);
+	default:
+		return unknown(x, f);
+	}
+}
+
 static int rewrite_value(struct ex *x, const struct nx_pb_reader *parent,
 			 const struct nx_pb_field *fld, struct pw_msg **out, char **name_out)
 {
-	struct nx_pb_reader r;
-	struct nx_pb_field f;
-	struct pw_msg *m = pw_msg_new();
+	struct pw_msg *m = NULL;
 	char *name = NULL;
 	int rc;
 
-	if (!m)
-		return ex_oom(x);
-	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
-		goto out;
-	LOOP(x, &r, &f, rc) {
-		if (f.num == 1)
-			rc = ex_read_name(x, &f, &name) ?: keep(m, &f);
-		else if (f.num == 2)
-			rc = keep(m, &f);
-		else if (f.num == 3)
-			rc = doc(x, m, &f);
-		else if (f.num == 4)
-			rc = meta(x, m, &r, &f);
-		else
-			rc = unknown(x, &f);
-		if (rc)
-			goto out;
-	}
+	rc = rewrite_fields(x, parent, fld, value_field, &name, &m);
 	if (rc)
 		goto out;
-	*out = m;
-	m = NULL;
 	*name_out = name ? name : strdup("");
 	name = NULL;
-	if (!*name_out)
+	if (!*name_out) {
 		rc = ex_oom(x);
+		goto out;
+	}
+	*out = m;
+	m = NULL;
 out:
 	pw_msg_free(m);
 	free(name);
 	return rc;
 }
 
+/* A value_info as a plain rewriter, its name not needed. */
+static int value_msg(struct ex *x, const struct nx_pb_reader *parent,
+		     const struct nx_pb_field *fld, struct pw_msg **out)
+{
+	char *name = NULL;
+	int rc = rewrite_value(x, parent, fld, out, &name);
+
+	free(name);
+	return rc;
+}
+
+/* A subgraph (of an attribute): kept whole but for doc strings/metadata. */
+static int subgraph_msg(struct ex *x, const struct nx_pb_reader *parent,
+			const struct nx_pb_field *fld, struct pw_msg **out)
+{
+	return rewrite_graph(x, parent, fld, false, out);
+}
+
 /* AttributeProto: subgraphs and tensors are rewritten, doc_string dropped. */
+static int attr_field(struct ex *x, struct pw_msg *m, const struct nx_pb_reader *r,
+		      const struct nx_pb_field *f, void *ctx)
+{
+	(void)ctx;
+	switch (f->num) {
+	case 13:
+		return doc(x, m, f);
+	case 5: case 10:
+		return add_if_message(x, m, r, f, tensor_msg);
+	case 22: case 23:
+		return add_if_message(x, m, r, f, sparse_msg);
+	case 6: case 11:
+		return add_if_message(x, m, r, f, subgraph_msg);
+	case 1: case 2: case 3: case 4: case 7: case 8: case 9: case 14: case 15:
+	case 20: case 21:
+		return keep(m, f);
+	default:
+		return unknown(x, f);
+	}
+}
+
 static int rewrite_attr(struct ex *x, const struct nx_pb_reader *parent,
 			const struct nx_pb_field *fld, struct pw_msg **out)
 {
-	struct nx_pb_reader r;
-	struct nx_pb_field f;
-	struct pw_msg *m = pw_msg_new(), *c = NULL;
-	int rc;
-
-	if (!m)
-		return ex_oom(x);
-	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
-		goto out;
-	LOOP(x, &r, &f, rc) {
-		switch (f.num) {
-		case 13:
-			rc = doc(x, m, &f);
-			break;
-		case 5: case 10:
-			if (f.wire == NX_PB_LEN && !(rc = rewrite_tensor(x, &r, &f, &c, NULL)))
-				rc = oom(x, ex_add_sub(m, &f, c));
-			else if (!rc)
-				rc = keep(m, &f);
-			break;
-		case 22: case 23:
-			if (f.wire == NX_PB_LEN && !(rc = rewrite_sparse(x, &r, &f, &c, NULL)))
-				rc = oom(x, ex_add_sub(m, &f, c));
-			else if (!rc)
-				rc = keep(m, &f);
-			break;
-		case 6: case 11:
-			if (f.wire == NX_PB_LEN && !(rc = rewrite_graph(x, &r, &f, false, &c)))
-				rc = oom(x, ex_add_sub(m, &f, c));
-			else if (!rc)
-				rc = keep(m, &f);
-			break;
-		case 1: case 2: case 3: case 4: case 7: case 8: case 9: case 14: case 15:
-		case 20: case 21:
-			rc = keep(m, &f);
-			break;
-		default:
-			rc = unknown(x, &f);
-		}
-		if (rc)
-			goto out;
-	}
-	if (rc)
-		goto out;
-	*out = m;
-	m = NULL;
-out:
-	pw_msg_free(m);
-	return rc;
+	return rewrite_fields(x, parent, fld, attr_field, NULL, out);
 }
 
 static bool training_op(const char *op)
@@ -390,93 +444,78 @@ static bool training_op(const char *op)
 	       !strcmp(op, "Adam");
 }
 
+struct node_names {
+	char *op, *domain, *name;
+};
+
 /* NodeProto: op_type/domain checked, name checked for forbidden terms. */
+static int node_field(struct ex *x, struct pw_msg *m, const struct nx_pb_reader *r,
+		      const struct nx_pb_field *f, void *ctx)
+{
+	struct node_names *n = ctx;
+	int rc;
+
+	switch (f->num) {
+	case 3:
+		if ((rc = ex_read_name(x, f, &n->name)) != 0 ||
+		    (rc = ex_check_term(x, "node", n->name, f->offset)) != 0)
+			return rc;
+		return keep(m, f);
+	case 4:
+		return ex_read_name(x, f, &n->op) ?: keep(m, f);
+	case 7:
+		return ex_read_name(x, f, &n->domain) ?: keep(m, f);
+	case 6:
+		return doc(x, m, f);
+	case 9:
+		return meta(x, m, r, f);
+	case 5:
+		return add_if_message(x, m, r, f, rewrite_attr);
+	case 1: case 2: case 8:
+		return keep(m, f);
+	default:
+		return unknown(x, f);
+	}
+}
+
 static int rewrite_node(struct ex *x, const struct nx_pb_reader *parent,
 			const struct nx_pb_field *fld, struct pw_msg **out)
 {
-	struct nx_pb_reader r;
-	struct nx_pb_field f;
-	struct pw_msg *m = pw_msg_new(), *c = NULL;
-	char *op = NULL, *domain = NULL, *name = NULL;
+	struct node_names n = { NULL, NULL, NULL };
+	const char *domain;
+	struct pw_msg *m = NULL;
 	int rc;
 
-	if (!m)
-		return ex_oom(x);
-	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
-		goto out;
-	LOOP(x, &r, &f, rc) {
-		switch (f.num) {
-		case 3:
-			if (!(rc = ex_read_name(x, &f, &name)) &&
-			    !(rc = ex_check_term(x, "node", name, f.offset)))
-				rc = keep(m, &f);
-			break;
-		case 4:
-			rc = ex_read_name(x, &f, &op) ?: keep(m, &f);
-			break;
-		case 7:
-			rc = ex_read_name(x, &f, &domain) ?: keep(m, &f);
-			break;
-		case 6:
-			rc = doc(x, m, &f);
-			break;
-		case 9:
-			rc = meta(x, m, &r, &f);
-			break;
-		case 5:
-			if (f.wire == NX_PB_LEN && !(rc = rewrite_attr(x, &r, &f, &c)))
-				rc = oom(x, ex_add_sub(m, &f, c));
-			else if (!rc)
-				rc = keep(m, &f);
-			break;
-		case 1: case 2: case 8:
-			rc = keep(m, &f);
-			break;
-		default:
-			rc = unknown(x, &f);
-		}
-		if (rc)
-			goto out;
-	}
+	rc = rewrite_fields(x, parent, fld, node_field, &n, &m);
 	if (rc)
 		goto out;
+	domain = n.domain;
 	if ((domain && !strcmp(domain, TRAINING_DOMAIN)) ||
-	    ((!domain || !domain[0] || !strcmp(domain, "ai.onnx")) && op && training_op(op))) {
+	    ((!domain || !domain[0] || !strcmp(domain, "ai.onnx")) && n.op && training_op(n.op))) {
 		rc = nx_error_set(x->err, NX_ECHECK, x->path, 0, (long long)fld->tag_offset,
 				  "%s: node '%s' is the training operator %s%s%s, which has no "
 				  "place in an inference bundle; export the model for inference",
-				  x->path, name ? name : "", domain && domain[0] ? domain : "",
-				  domain && domain[0] ? "." : "", op ? op : "");
+				  x->path, n.name ? n.name : "", domain && domain[0] ? domain : "",
+				  domain && domain[0] ? "." : "", n.op ? n.op : "");
 		goto out;
 	}
 	*out = m;
 	m = NULL;
 out:
 	pw_msg_free(m);
-	free(op);
-	free(domain);
-	free(name);
+	free(n.op);
+	free(n.domain);
+	free(n.name);
 	return rc;
 }
 
 static int node_label(struct ex *x, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
 		      size_t index, char **out)
 {
-	struct nx_pb_reader r;
-	struct nx_pb_field f;
 	char *name = NULL, *op = NULL, buf[300];
 	int rc;
 
-	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
-		return rc;
-	LOOP(x, &r, &f, rc) {
-		if (f.num == 3)
-			rc = ex_read_name(x, &f, &name);
-		else if (f.num == 4)
-			rc = ex_read_name(x, &f, &op);
-		if (rc)
-			break;
-	}
+	rc = read_strings(x, parent, fld, 3, &name, 4, &op);
 	if (!rc && name && name[0]) {
 		*out = name;
 		name = NULL;
@@ -516,8 +555,8 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 				if (!(rc = node_label(x, &r, &f, nodes, &name)))
 					rc = ex_report(x, NX_EXPORT_NODE, name, field_bytes(&f),
 						       f.tag_offset);
-			} else if (!(rc = rewrite_node(x, &r, &f, &c))) {
-				rc = oom(x, ex_add_sub(m, &f, c));
+			} else {
+				rc = add_rewritten(x, m, &r, &f, rewrite_node);
 			}
 			nodes++;
 			break;
@@ -621,74 +660,48 @@ out:
 }
 
 /* FunctionProto: nodes and value_info rewritten, doc_string dropped. */
+static int function_field(struct ex *x, struct pw_msg *m, const struct nx_pb_reader *r,
+			  const struct nx_pb_field *f, void *ctx)
+{
+	(void)ctx;
+	switch (f->num) {
+	case 7:
+		return add_rewritten(x, m, r, f, rewrite_node);
+	case 11:
+		return add_rewritten(x, m, r, f, rewrite_attr);
+	case 12:
+		return add_rewritten(x, m, r, f, value_msg);
+	case 8:
+		return doc(x, m, f);
+	case 14:
+		return meta(x, m, r, f);
+	case 1: case 4: case 5: case 6: case 9: case 10: case 13:
+		return keep(m, f);
+	default:
+		return unknown(x, f);
+	}
+}
+
 static int rewrite_function(struct ex *x, const struct nx_pb_reader *parent,
 			    const struct nx_pb_field *fld, struct pw_msg **out)
 {
-	struct nx_pb_reader r;
-	struct nx_pb_field f;
-	struct pw_msg *m = pw_msg_new(), *c = NULL;
-	char *name = NULL;
-	int rc;
+	return rewrite_fields(x, parent, fld, function_field, NULL, out);
+}
 
-	if (!m)
-		return ex_oom(x);
-	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
-		goto out;
-	LOOP(x, &r, &f, rc) {
-		switch (f.num) {
-		case 7:
-			if (!(rc = rewrite_node(x, &r, &f, &c)))
-				rc = oom(x, ex_add_sub(m, &f, c));
-			break;
-		case 11:
-			if (!(rc = rewrite_attr(x, &r, &f, &c)))
-				rc = oom(x, ex_add_sub(m, &f, c));
-			break;
-		case 12:
-			if (!(rc = rewrite_value(x, &r, &f, &c, &name)))
-				rc = oom(x, ex_add_sub(m, &f, c));
-			free(name);
-			name = NULL;
-			break;
-		case 8:
-			rc = doc(x, m, &f);
-			break;
-		case 14:
-			rc = meta(x, m, &r, &f);
-			break;
-		case 1: case 4: case 5: case 6: case 9: case 10: case 13:
-			rc = keep(m, &f);
-			break;
-		default:
-			rc = unknown(x, &f);
-		}
-		if (rc)
-			goto out;
-	}
-	if (rc)
-		goto out;
-	*out = m;
-	m = NULL;
-out:
-	pw_msg_free(m);
-	free(name);
-	return rc;
+static int main_graph_msg(struct ex *x, const struct nx_pb_reader *parent,
+			  const struct nx_pb_field *fld, struct pw_msg **out)
+{
+	return rewrite_graph(x, parent, fld, true, out);
 }
 
 /* OperatorSetIdProto: the training domain's import goes with its nodes. */
 static int opset(struct ex *x, struct pw_msg *m, const struct nx_pb_reader *parent,
 		 const struct nx_pb_field *fld)
 {
-	struct nx_pb_reader r;
-	struct nx_pb_field f;
 	char *domain = NULL;
 	int rc;
 
-	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
-		return rc;
-	LOOP(x, &r, &f, rc)
-		if (f.num == 1 && (rc = ex_read_name(x, &f, &domain)) != 0)
-			break;
+	rc = read_strings(x, parent, fld, 1, &domain, 0, NULL);
 	if (!rc)
 		rc = domain && !strcmp(domain, TRAINING_DOMAIN)
 			     ? ex_report(x, NX_EXPORT_OPSET, domain, field_bytes(fld), fld->tag_offset)
@@ -701,7 +714,7 @@ int ex_rewrite_model(struct ex *x, struct pw_msg **out)
 {
 	struct nx_pb_reader r;
 	struct nx_pb_field f;
-	struct pw_msg *m = pw_msg_new(), *c = NULL;
+	struct pw_msg *m = pw_msg_new();
 	const char *version = x->o->producer_version ? x->o->producer_version : "unknown";
 	size_t training = 0;
 	int rc;
@@ -721,8 +734,7 @@ int ex_rewrite_model(struct ex *x, struct pw_msg **out)
 			rc = doc(x, m, &f);
 			break;
 		case 7:
-			if (!(rc = rewrite_graph(x, &r, &f, true, &c)))
-				rc = oom(x, ex_add_sub(m, &f, c));
+			rc = add_rewritten(x, m, &r, &f, main_graph_msg);
 			break;
 		case 8:
 			rc = opset(x, m, &r, &f);
@@ -739,8 +751,7 @@ int ex_rewrite_model(struct ex *x, struct pw_msg **out)
 			break;
 		}
 		case 25:
-			if (!(rc = rewrite_function(x, &r, &f, &c)))
-				rc = oom(x, ex_add_sub(m, &f, c));
+			rc = add_rewritten(x, m, &r, &f, rewrite_function);
 			break;
 		case 1: case 4: case 5:
 			rc = keep(m, &f);

@@ -165,13 +165,21 @@ int nx_fs_open_beneath(int *out, int dirfd, const char *relpath, int flags,
 	return open_error(errno, relpath, err);
 }
 
+static int too_large(const char *relpath, const struct stat *st, uint64_t max_size,
+		     nx_error *err)
+{
+	return nx_error_set(err, NX_ELIMIT, relpath, 0, -1,
+			    "%s: %lld bytes, more than the limit of %llu", relpath,
+			    (long long)st->st_size, (unsigned long long)max_size);
+}
+
 int nx_fs_open_regular(int *out, struct stat *out_st, int dirfd,
 		       const char *relpath, uint64_t max_size, nx_error *err)
 {
 	struct stat st;
 	int fd = -1, rc;
 
-	rc = nx_fs_open_beneath(&fd, dirfd, relpath, O_RDONLY | O_NONBLOCK, err);
+	rc = nx_fs_open_beneath(&fd, dirfd, relpath, O_RDONLY | O_NONBLOCK | O_NOCTTY, err);
 	if (rc)
 		return rc;
 	if (fstat(fd, &st) < 0) {
@@ -184,9 +192,7 @@ int nx_fs_open_regular(int *out, struct stat *out_st, int dirfd,
 		goto out;
 	}
 	if ((uint64_t)st.st_size > max_size) {
-		rc = nx_error_set(err, NX_ELIMIT, relpath, 0, -1,
-				  "%s: %lld bytes, more than the limit of %llu", relpath,
-				  (long long)st.st_size, (unsigned long long)max_size);
+		rc = too_large(relpath, &st, max_size, err);
 		goto out;
 	}
 	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
@@ -203,23 +209,22 @@ out:
 	return rc;
 }
 
-int nx_fs_read_all(char **out, size_t *out_len, int dirfd, const char *relpath,
-		   size_t max_size, nx_error *err)
+int nx_fs_read_fd(char **out, size_t *out_len, int fd, const char *name,
+		  size_t max_size, nx_error *err)
 {
 	struct stat st;
 	char *buf = NULL, *nb;
 	size_t len = 0, cap;
-	int fd = -1, rc;
+	int rc = 0;
 
-	rc = nx_fs_open_regular(&fd, &st, dirfd, relpath, max_size, err);
-	if (rc)
-		return rc;
+	if (fstat(fd, &st) < 0)
+		return nx_error_errno(err, NX_EIO, errno, name, "cannot stat %s", name);
+	if (st.st_size < 0 || (uint64_t)st.st_size > max_size)
+		return too_large(name, &st, max_size, err);
 	cap = (size_t)st.st_size + 1;
 	buf = malloc(cap);
-	if (!buf) {
-		rc = nx_error_set(err, NX_ENOMEM, relpath, 0, -1, "out of memory reading %s", relpath);
-		goto out;
-	}
+	if (!buf)
+		return nx_error_set(err, NX_ENOMEM, name, 0, -1, "out of memory reading %s", name);
 	for (;;) {
 		ssize_t n;
 
@@ -231,15 +236,15 @@ int nx_fs_read_all(char **out, size_t *out_len, int dirfd, const char *relpath,
 				n = read(fd, &c, 1);
 				if (n == 0)
 					break;
-				rc = nx_error_set(err, NX_ELIMIT, relpath, 0, -1,
+				rc = nx_error_set(err, NX_ELIMIT, name, 0, -1,
 						  "%s: grew past the limit of %zu bytes while read",
-						  relpath, max_size);
+						  name, max_size);
 				goto out;
 			}
 			cap = cap * 2 > max_size + 1 ? max_size + 1 : cap * 2;
 			nb = realloc(buf, cap);
 			if (!nb) {
-				rc = nx_error_set(err, NX_ENOMEM, relpath, 0, -1, "out of memory reading %s", relpath);
+				rc = nx_error_set(err, NX_ENOMEM, name, 0, -1, "out of memory reading %s", name);
 				goto out;
 			}
 			buf = nb;
@@ -248,7 +253,7 @@ int nx_fs_read_all(char **out, size_t *out_len, int dirfd, const char *relpath,
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			rc = nx_error_errno(err, NX_EIO, errno, relpath, "cannot read %s", relpath);
+			rc = nx_error_errno(err, NX_EIO, errno, name, "cannot read %s", name);
 			goto out;
 		}
 		if (n == 0)
@@ -261,6 +266,18 @@ int nx_fs_read_all(char **out, size_t *out_len, int dirfd, const char *relpath,
 	buf = NULL;
 out:
 	free(buf);
+	return rc;
+}
+
+int nx_fs_read_all(char **out, size_t *out_len, int dirfd, const char *relpath,
+		   size_t max_size, nx_error *err)
+{
+	int fd = -1, rc;
+
+	rc = nx_fs_open_regular(&fd, NULL, dirfd, relpath, max_size, err);
+	if (rc)
+		return rc;
+	rc = nx_fs_read_fd(out, out_len, fd, relpath, max_size, err);
 	close(fd);
 	return rc;
 }

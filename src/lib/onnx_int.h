@@ -49,6 +49,10 @@ int walk_string(struct walk *w, const struct nx_pb_field *fld, enum nx_onnx_str_
 		size_t max, char **out);
 int walk_kv(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
 	    enum nx_onnx_str_kind kkind, enum nx_onnx_str_kind vkind, char **key, char **value);
+/* What every message shares: its doc_string field doc_num, its
+ * metadata_props field meta_num (0: none), and fields it does not know. */
+int walk_common(struct walk *w, const struct nx_pb_reader *r, const struct nx_pb_field *f,
+		uint32_t doc_num, uint32_t meta_num);
 int walk_graph(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
 	       struct strset *parent_used, bool main_graph);
 int walk_function(struct walk *w, const struct nx_pb_reader *parent,

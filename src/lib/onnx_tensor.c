@@ -164,19 +164,12 @@ static int read_tensor(struct walk *w, const struct nx_pb_reader *parent,
 				rc = walk_string(w, &f, NX_ONNX_TENSOR_NAME, NX_ONNX_NAME_MAX,
 						 &t->name);
 				break;
-			case 12:
-				rc = walk_string(w, &f, NX_ONNX_DOC, 0, NULL);
-				break;
 			case 13:
 				rc = read_external(w, &r, &f, t);
 				break;
 			case 14:
 				if (!(rc = walk_expect(w, &f, NX_PB_VARINT)))
 					external = f.value == 1;
-				break;
-			case 16:
-				rc = walk_kv(w, &r, &f, NX_ONNX_META_KEY, NX_ONNX_META_VALUE,
-					     NULL, NULL);
 				break;
 			case 3: {
 				/* Segment: begin = 1, end = 2 */
@@ -196,7 +189,7 @@ static int read_tensor(struct walk *w, const struct nx_pb_reader *parent,
 				break;
 			}
 			default:
-				rc = walk_unknown(w, &f);
+				rc = walk_common(w, &r, &f, 12, 16);
 			}
 		}
 		if (rc)
@@ -482,14 +475,8 @@ int walk_value(struct walk *w, const struct nx_pb_reader *parent, const struct n
 		case 2:
 			rc = walk_type(w, &r, &f, out);
 			break;
-		case 3:
-			rc = walk_string(w, &f, NX_ONNX_DOC, 0, NULL);
-			break;
-		case 4:
-			rc = walk_kv(w, &r, &f, NX_ONNX_META_KEY, NX_ONNX_META_VALUE, NULL, NULL);
-			break;
 		default:
-			rc = walk_unknown(w, &f);
+			rc = walk_common(w, &r, &f, 3, 4);
 		}
 		if (rc)
 			return rc;

@@ -91,6 +91,16 @@ int walk_kv(struct walk *w, const struct nx_pb_reader *parent, const struct nx_p
 	return rc;
 }
 
+int walk_common(struct walk *w, const struct nx_pb_reader *r, const struct nx_pb_field *f,
+		uint32_t doc_num, uint32_t meta_num)
+{
+	if (f->num == doc_num)
+		return walk_string(w, f, NX_ONNX_DOC, 0, NULL);
+	if (meta_num && f->num == meta_num)
+		return walk_kv(w, r, f, NX_ONNX_META_KEY, NX_ONNX_META_VALUE, NULL, NULL);
+	return walk_unknown(w, f);
+}
+
 size_t scope_push(struct walk *w, const char *fmt, ...)
 {
 	size_t len = strlen(w->scope);
@@ -212,9 +222,6 @@ static int walk_attr(struct walk *w, const struct nx_pb_reader *parent,
 		case 1: case 21:
 			rc = walk_string(w, &f, NX_ONNX_ATTR_NAME, 0, NULL);
 			break;
-		case 13:
-			rc = walk_string(w, &f, NX_ONNX_DOC, 0, NULL);
-			break;
 		case 4: case 9:
 			rc = walk_string(w, &f, NX_ONNX_ATTR_STRING, 0, NULL);
 			break;
@@ -247,7 +254,7 @@ static int walk_attr(struct walk *w, const struct nx_pb_reader *parent,
 			rc = walk_type(w, &r, &f, NULL);
 			break;
 		default:
-			rc = walk_unknown(w, &f);
+			rc = walk_common(w, &r, &f, 13, 0);
 		}
 		if (rc)
 			goto out;
@@ -313,20 +320,14 @@ static int walk_node(struct walk *w, const struct nx_pb_reader *parent,
 		case 7:
 			rc = walk_string(w, &f, NX_ONNX_NODE_DOMAIN, NX_ONNX_NAME_MAX, &domain);
 			break;
-		case 6:
-			rc = walk_string(w, &f, NX_ONNX_DOC, 0, NULL);
-			break;
 		case 8:
 			rc = walk_string(w, &f, NX_ONNX_OTHER, 0, NULL);
 			break;
 		case 5:
 			rc = walk_attr(w, &r, &f, label, graph, used);
 			break;
-		case 9:
-			rc = walk_kv(w, &r, &f, NX_ONNX_META_KEY, NX_ONNX_META_VALUE, NULL, NULL);
-			break;
 		default:
-			rc = walk_unknown(w, &f);
+			rc = walk_common(w, &r, &f, 6, 9);
 		}
 		if (rc)
 			goto out;
@@ -415,9 +416,6 @@ int walk_graph(struct walk *w, const struct nx_pb_reader *parent, const struct n
 		case 2:
 			rc = walk_string(w, &f, NX_ONNX_GRAPH_NAME, 0, NULL);
 			break;
-		case 10:
-			rc = walk_string(w, &f, NX_ONNX_DOC, 0, NULL);
-			break;
 		case 5:
 			if (!(rc = walk_tensor(w, &r, &f, id, false)) && main_graph)
 				rc = strset_add(w, &inits, s->tensors[s->ntensors - 1].name);
@@ -470,11 +468,8 @@ int walk_graph(struct walk *w, const struct nx_pb_reader *parent, const struct n
 			}
 			break;
 		}
-		case 16:
-			rc = walk_kv(w, &r, &f, NX_ONNX_META_KEY, NX_ONNX_META_VALUE, NULL, NULL);
-			break;
 		default:
-			rc = walk_unknown(w, &f);
+			rc = walk_common(w, &r, &f, 10, 16);
 		}
 		if (rc)
 			goto out;
@@ -523,9 +518,6 @@ int walk_function(struct walk *w, const struct nx_pb_reader *parent,
 		case 7:
 			rc = walk_node(w, &r, &f, nodes++, id, &used);
 			break;
-		case 8:
-			rc = walk_string(w, &f, NX_ONNX_DOC, 0, NULL);
-			break;
 		case 9:
 			rc = walk_opset(w, &r, &f, false);
 			break;
@@ -538,11 +530,8 @@ int walk_function(struct walk *w, const struct nx_pb_reader *parent,
 		case 13:
 			rc = walk_string(w, &f, NX_ONNX_OTHER, 0, NULL);
 			break;
-		case 14:
-			rc = walk_kv(w, &r, &f, NX_ONNX_META_KEY, NX_ONNX_META_VALUE, NULL, NULL);
-			break;
 		default:
-			rc = walk_unknown(w, &f);
+			rc = walk_common(w, &r, &f, 8, 14);
 		}
 		if (rc)
 			break;

@@ -153,6 +153,18 @@ static int forbidden_module(const struct filt *f, const char *m)
 }
 
 /* Append the dotted name of tokens first..last to b. */
+/* " as NAME" when the kept item binds a name of its own. */
+static int alias(const struct filt *f, struct sbuf *b, const struct item *it)
+{
+	int rc;
+
+	if (it->bind == it->first)
+		return 0;
+	if ((rc = sb_str(b, " as ")))
+		return rc;
+	return sb_add(b, f->src + f->tok[it->bind].start, f->tok[it->bind].len);
+}
+
 static int dotted(const struct filt *f, struct sbuf *b, size_t first, size_t last)
 {
 	size_t i;
@@ -303,9 +315,7 @@ static int do_import(struct filt *f, size_t s, size_t e, size_t last)
 		if ((text.len > 7 && (rc = sb_str(&text, ", "))) ||
 		    (rc = dotted(f, &text, it->first, it->last)))
 			goto out;
-		if (it->bind != it->first &&
-		    ((rc = sb_str(&text, " as ")) ||
-		     (rc = sb_add(&text, f->src + f->tok[it->bind].start, f->tok[it->bind].len))))
+		if ((rc = alias(f, &text, it)))
 			goto out;
 	}
 	rc = emit_edit(f, s, last, kept ? text.p : NULL);
@@ -427,9 +437,7 @@ static int do_from(struct filt *f, size_t s, size_t e, size_t last)
 			goto out;
 		if ((rc = sb_add(&text, f->src + f->tok[it->first].start, f->tok[it->first].len)))
 			goto out;
-		if (it->bind != it->first &&
-		    ((rc = sb_str(&text, " as ")) ||
-		     (rc = sb_add(&text, f->src + f->tok[it->bind].start, f->tok[it->bind].len))))
+		if ((rc = alias(f, &text, it)))
 			goto out;
 	}
 	rc = emit_edit(f, s, last, kept ? text.p : NULL);

@@ -11,9 +11,8 @@
 
 #define CLI_ARGS_MAX 256
 
-int nx_sandbox_run_cli(struct nx_sandbox_result *out, int bundle_dirfd, const char *bundle_path,
-		       const char *const *args, const void *stdin_data, size_t stdin_len,
-		       uint64_t wall_ms, nx_error *err)
+int nx_sandbox_run_cli(struct nx_sandbox_result *out, const struct nx_sandbox_opts *o,
+		       const char *bundle_path, const char *const *args, nx_error *err)
 {
 	const char *argv[CLI_ARGS_MAX + 2];
 	struct nx_sandbox_opts so;
@@ -42,14 +41,9 @@ int nx_sandbox_run_cli(struct nx_sandbox_result *out, int bundle_dirfd, const ch
 	}
 	for (i = 0; i < nlibs; i++)
 		paths[i] = libs[i];
-	nx_sandbox_opts_init(&so);
-	so.bundle_dirfd = bundle_dirfd;
+	so = *o;
 	so.argv = argv;
 	so.ro_paths = paths;
-	so.stdin_data = stdin_data;
-	so.stdin_len = stdin_len;
-	if (wall_ms)
-		so.wall_ms = wall_ms;
 	rc = nx_sandbox_run(out, &so, err);
 out:
 	free(paths);

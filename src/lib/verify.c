@@ -174,7 +174,7 @@ out:
 	nx_report_free(c.r);
 	nx_onnx_free(c.onnx);
 	nx_manifest_free(c.m);
-	vfy_entries_free(c.entries, c.nentries);
+	nx_fs_entries_free(c.entries, c.nentries);
 	free(c.files);
 	free(c.terms);
 	return rc;

@@ -89,7 +89,7 @@ static bool is_runtime(const char *path)
 	       (!strncmp(path, "lib/", 4) && path[4] && !strchr(path + 4, '/'));
 }
 
-static int check_name(struct vfy_ctx *c, const struct vfy_entry *e)
+static int check_name(struct vfy_ctx *c, const struct nx_fs_entry *e)
 {
 	const char *p = e->path, *comp = p;
 	size_t i;
@@ -335,12 +335,12 @@ static int check_runtime(struct vfy_ctx *c)
 			rc = check_runtime_file(c, i, t, nt);
 	/* the trusted runtime's own libraries must all be there */
 	if (!rc && c->opts->runtime_dir) {
-		struct vfy_entry *re = NULL;
+		struct nx_fs_entry *re = NULL;
 		size_t nre = 0;
 		int dfd = open(c->opts->runtime_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 		/* with a trusted list, an absent runtime directory is not needed */
-		if ((dfd < 0 || vfy_walk(&re, &nre, dfd, 1024, NULL)) && !c->opts->trusted_list)
+		if ((dfd < 0 || nx_fs_walk(&re, &nre, dfd, 1024, NULL)) && !c->opts->trusted_list)
 			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "runtime-untrusted", NULL, 0,
 					   "cannot read the trusted runtime in %s", c->opts->runtime_dir);
 		for (i = 0; !rc && i < nre; i++)
@@ -349,7 +349,7 @@ static int check_runtime(struct vfy_ctx *c)
 				rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "runtime-missing", re[i].path, 0,
 						   "%s of the nexus runtime is missing from the bundle",
 						   re[i].path);
-		vfy_entries_free(re, nre);
+		nx_fs_entries_free(re, nre);
 		if (dfd >= 0)
 			close(dfd);
 	}
@@ -365,7 +365,7 @@ int vfy_allowlist(struct vfy_ctx *c, nx_error *err)
 	int rc = 0;
 
 	for (i = 0; !rc && i < c->nentries; i++) {
-		const struct vfy_entry *e = &c->entries[i];
+		const struct nx_fs_entry *e = &c->entries[i];
 
 		if (!S_ISREG(e->mode) && !S_ISDIR(e->mode))
 			continue;

@@ -200,7 +200,7 @@ static int scan_file(struct vfy_ctx *c, const char *path)
 	int rc;
 
 	nx_error_clear(&e);
-	rc = vfy_read_all(&buf, &len, c->dirfd, path, NX_VERIFY_TEXT_MAX, &e);
+	rc = nx_fs_read_all(&buf, &len, c->dirfd, path, NX_VERIFY_TEXT_MAX, &e);
 	if (rc)
 		return rc == NX_ENOMEM ? rc :
 		       nx_report_add(c->r, CHECK, NX_SEV_FAIL, "unreadable", path, 0, "%s", e.message);

@@ -104,7 +104,7 @@ static void run_jobs(struct vfy_ctx *c, struct job *jobs, size_t n)
 	pthread_mutex_destroy(&p.lock);
 }
 
-static int check_entry_type(struct vfy_ctx *c, const struct vfy_entry *e)
+static int check_entry_type(struct vfy_ctx *c, const struct nx_fs_entry *e)
 {
 	mode_t perm = e->mode & 0777;
 	nx_error pe;
@@ -231,7 +231,7 @@ static int compare(struct vfy_ctx *c)
 	if (!jobs)
 		return NX_ENOMEM;
 	for (i = 0; i < c->nentries; i++) {
-		const struct vfy_entry *e = &c->entries[i];
+		const struct nx_fs_entry *e = &c->entries[i];
 		const struct nx_manifest_file *mf;
 
 		if (!S_ISREG(e->mode) && !S_ISDIR(e->mode))
@@ -311,7 +311,7 @@ int vfy_integrity(struct vfy_ctx *c, nx_error *err)
 	int rc;
 
 	nx_error_clear(&e);
-	rc = vfy_walk(&c->entries, &c->nentries, c->dirfd, NX_VERIFY_ENTRIES_MAX, &e);
+	rc = nx_fs_walk(&c->entries, &c->nentries, c->dirfd, NX_VERIFY_ENTRIES_MAX, &e);
 	if (rc == NX_ENOMEM)
 		return nx_error_set(err, rc, c->bundle_path, 0, -1, "%s", e.message);
 	if (rc) {

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include "nexus/fs.h"
 #include "nexus/hash.h"
 #include "nexus/manifest.h"
 #include "nexus/onnx.h"
@@ -26,21 +27,13 @@
 
 #define NX_MODEL_PATH "model/student_model.onnx"
 
-/* Private stand-in for nexus/fs.h (branch build) until it lands. */
-struct vfy_entry {
-	char *path;
-	mode_t mode;
-	uint64_t size;
-	nlink_t nlink;
-};
+/*
+ * Bundle files are opened and walked with nexus/fs.h.  A bundle file is
+ * opened without a size cap: its size is compared with the manifest instead.
+ */
 int vfy_open_regular(int *out, struct stat *out_st, int dirfd, const char *relpath,
 		     nx_error *err);
-int vfy_walk(struct vfy_entry **out, size_t *out_n, int dirfd, size_t max_entries,
-	     nx_error *err);
-void vfy_entries_free(struct vfy_entry *e, size_t n);
-int vfy_read_all(char **out, size_t *out_len, int dirfd, const char *relpath,
-		 size_t max_size, nx_error *err);
-/* Same for a trusted file named by the user (follows symlinks). */
+/* Read a trusted file named by the user (follows symlinks), whole. */
 int vfy_read_path(char **out, size_t *out_len, const char *path, size_t max_size,
 		  nx_error *err);
 
@@ -58,7 +51,7 @@ struct vfy_ctx {
 	const char *bundle_path;
 	const struct nx_verify_opts *opts;
 	nx_manifest *m;                /* NULL when the manifest did not load */
-	struct vfy_entry *entries;     /* sorted by path */
+	struct nx_fs_entry *entries;     /* sorted by path */
 	size_t nentries;
 	struct vfy_file *files;        /* parallel to entries */
 	nx_onnx_model *onnx;           /* the student, NULL when it did not open */

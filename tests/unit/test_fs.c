@@ -139,6 +139,27 @@ static void regular_refuses_fifo_and_caps_size(void **state)
 	close(ws);
 }
 
+/* nx_fs_read_fd reads an fd the caller opened (verify's trusted list): from
+ * its offset, within the cap, which is checked before reading. */
+static void read_fd_from_offset_and_caps_size(void **state)
+{
+	struct fx *f = *state;
+	nx_error e;
+	char *buf = NULL;
+	size_t len = 0;
+	int fd = openat(f->fd, "ws/a.txt", O_RDONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(nx_fs_read_fd(&buf, &len, fd, "a.txt", 4, &e), NX_ELIMIT);
+	assert_null(buf);
+	assert_int_equal(lseek(fd, 2, SEEK_SET), 2);
+	assert_int_equal(nx_fs_read_fd(&buf, &len, fd, "a.txt", 5, &e), 0);
+	assert_int_equal(len, 3);
+	assert_string_equal(buf, "llo");
+	free(buf);
+	close(fd);
+}
+
 static void walk_lists_without_following(void **state)
 {
 	static const char *want[] = { ".hidden", "a.txt", "dirlink", "escape", "fifo",
@@ -329,6 +350,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(beneath_openat2, setup, teardown),
 		cmocka_unit_test_setup_teardown(beneath_fallback, setup, teardown),
 		cmocka_unit_test_setup_teardown(regular_refuses_fifo_and_caps_size, setup, teardown),
+		cmocka_unit_test_setup_teardown(read_fd_from_offset_and_caps_size, setup, teardown),
 		cmocka_unit_test_setup_teardown(walk_lists_without_following, setup, teardown),
 		cmocka_unit_test_setup_teardown(walk_depth_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(stage_publish_modes_and_noreplace, setup, teardown),
