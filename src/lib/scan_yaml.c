@@ -7,9 +7,14 @@
  * may run over several lines) and block scalars (| and >, whose lines are
  * the ones indented deeper than the line that opened them).  libyaml is not
  * used because it drops comments, and comments must be reported too.
+ *
+ * Quoted scalars are scanned as the parser would hand them to a program:
+ * escapes decoded ("te\x61cher"), escaped line breaks joined, folds made
+ * spaces.  Otherwise the raw text hides a term the value holds.
  */
 #include "nexus/scan.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 struct ys {
@@ -20,6 +25,8 @@ struct ys {
 	long line;
 	long flow;            /* open [ and { */
 	int block;            /* inside a block scalar */
+	int qkey;             /* after a `? ` indicator: scalars are keys up to its ':' */
+	size_t qkey_indent;
 	size_t block_indent;  /* its lines are indented deeper than this */
 	const char *const *terms;
 	size_t nterms;
@@ -75,12 +82,83 @@ static void next_line(struct ys *y)
 	y->ls = y->p;
 }
 
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
+	       c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+static int nl(char c)
+{
+	return c == '\n' || c == '\r';
+}
+
+/*
+ * The value of the quoted scalar b[0..n) (quotes excluded) into dst (at
+ * least n bytes): '' in single quotes; \xHH \uHHHH \UHHHHHHHH yielding
+ * ASCII, \\ \" \/ \t and \<space> in double quotes (other escapes kept as
+ * written: they cannot yield an ASCII letter); a backslash before a line
+ * break removes the break and the next line's indentation; an unescaped
+ * break with the blanks around it folds to one space.  Returns the length.
+ */
+static size_t yaml_unquote(char *dst, const char *b, size_t n, char q)
+{
+	size_t i = 0, o = 0, k, w;
+	unsigned long v;
+
+	while (i < n) {
+		if (q == '\'' && b[i] == '\'' && i + 1 < n && b[i + 1] == '\'') {
+			dst[o++] = '\'';
+			i += 2;
+		} else if (nl(b[i])) {
+			while (o > 0 && blank(dst[o - 1]))
+				o--;
+			i += b[i] == '\r' && i + 1 < n && b[i + 1] == '\n' ? 2 : 1;
+			while (i < n && blank(b[i]))
+				i++;
+			dst[o++] = ' ';
+		} else if (q == '"' && b[i] == '\\' && i + 1 < n) {
+			char c = b[i + 1];
+
+			if (nl(c)) {
+				i += 1 + (c == '\r' && i + 2 < n && b[i + 2] == '\n' ? 2 : 1);
+				while (i < n && blank(b[i]))
+					i++;
+				continue;
+			}
+			w = c == 'x' ? 2 : c == 'u' ? 4 : c == 'U' ? 8 : 0;
+			if (w && i + 2 + w <= n) {
+				for (v = 0, k = 0; k < w && hexval(b[i + 2 + k]) >= 0; k++)
+					v = v * 16 + (unsigned long)hexval(b[i + 2 + k]);
+				if (k == w && v < 0x80) {
+					dst[o++] = (char)v;
+					i += 2 + w;
+					continue;
+				}
+			}
+			if (c == '\\' || c == '"' || c == '/' || c == ' ') {
+				dst[o++] = c;
+				i += 2;
+			} else if (c == 't') {
+				dst[o++] = '\t';
+				i += 2;
+			} else {
+				dst[o++] = b[i++];
+			}
+		} else {
+			dst[o++] = b[i++];
+		}
+	}
+	return o;
+}
+
 /* A quoted scalar at y->p; it may span lines. */
 static int quoted(struct ys *y)
 {
 	size_t a = y->p, ls = y->ls, p = y->p + 1;
 	long line = y->line;
-	char q = y->buf[a];
+	char q = y->buf[a], *d;
+	size_t n;
 	int rc;
 
 	for (;;) {
@@ -109,8 +187,14 @@ static int quoted(struct ys *y)
 	y->p = ++p;
 	while (p < y->len && blank(y->buf[p]))
 		p++;
-	rc = report(y, a, y->p, p < y->len && y->buf[p] == ':' ? NX_TERM_KEY : NX_TERM_VALUE,
-		    line, ls);
+	if (!(d = malloc(y->p - a)))
+		return nx_error_set(y->err, NX_ENOMEM, y->path, 0, -1, "%s: out of memory while scanning",
+				    y->path ? y->path : "<yaml>");
+	n = yaml_unquote(d, y->buf + a + 1, y->p - a - 2, q);
+	rc = nx_scan_token(d, n, y->terms, y->nterms,
+			   y->qkey || (p < y->len && y->buf[p] == ':') ? NX_TERM_KEY : NX_TERM_VALUE,
+			   line, (long)(a - ls) + 1, y->fn, y->ctx);
+	free(d);
 	return rc;
 }
 
@@ -134,7 +218,7 @@ static int plain(struct ys *y)
 	for (b = p; b > a && blank(y->buf[b - 1]); b--)
 		;
 	y->p = p;
-	return report(y, a, b, w, y->line, y->ls);
+	return report(y, a, b, y->qkey ? NX_TERM_KEY : w, y->line, y->ls);
 }
 
 /* The rest of the current line (and of any quoted scalar it opens). */
@@ -157,7 +241,14 @@ static int scan_line(struct ys *y, size_t indent)
 				y->p++;
 			return report(y, a, y->p, NX_TERM_COMMENT, y->line, y->ls);
 		}
-		if ((c == '-' || c == '?' || c == ':') && sep(y, y->p + 1)) {
+		if ((c == '-' || c == '?' || c == ':') && (sep(y, y->p + 1) ||
+		    (c == ':' && y->flow > 0))) {
+			if (c == '?') {
+				y->qkey = 1;
+				y->qkey_indent = indent;
+			} else if (c == ':') {
+				y->qkey = 0;
+			}
 			y->p++;
 		} else if (c == '[' || c == '{') {
 			y->flow++;
@@ -168,8 +259,6 @@ static int scan_line(struct ys *y, size_t indent)
 			y->p++;
 		} else if (c == ',' && y->flow > 0) {
 			y->p++;
-		} else if (c == ':' && y->flow > 0) {
-			y->p++;   /* "a":1 in JSON style */
 		} else if ((c == '|' || c == '>') && y->flow == 0) {
 			y->block = 1;
 			y->block_indent = indent;
@@ -218,6 +307,10 @@ int nx_scan_yaml(const char *buf, size_t len, const char *const *terms, size_t n
 			next_line(&y);
 			continue;
 		}
+		/* a `? key` ends at its ':' or at a line no deeper than the '?' */
+		if (y.qkey && !eol(&y, q) && y.buf[q] != '#' && indent <= y.qkey_indent &&
+		    y.buf[q] != ':')
+			y.qkey = 0;
 		y.p += indent;
 		/* document markers */
 		if (indent == 0 && y.p + 3 <= y.len && (memcmp(y.buf + y.p, "---", 3) == 0 ||
