@@ -349,6 +349,61 @@ static int scan_call(struct pyscan *s, size_t i)
 	return 0;
 }
 
+/*
+ * Modules that turn bytes into code: unpickling imports and calls whatever
+ * the data names, marshal loads code objects, shelve unpickles.  Serving
+ * code has no use for them, and what they load cannot be checked.
+ */
+static const char *const loader_mods[] = { "pickle", "_pickle", "cPickle", "marshal", "shelve",
+	"dill", "cloudpickle", "joblib", "copyreg", NULL };
+
+static const char *loader_name(const char *b, size_t n)
+{
+	size_t k;
+
+	for (k = 0; loader_mods[k]; k++)
+		if (strlen(loader_mods[k]) == n && memcmp(b, loader_mods[k], n) == 0)
+			return loader_mods[k];
+	return NULL;
+}
+
+/* First significant token of the logical line holding token i. */
+static size_t stmt_start(const struct pyscan *s, size_t i)
+{
+	while (i > 0 && s->tok[i - 1].kind != NX_PY_NEWLINE)
+		i--;
+	return next_sig(s, i);
+}
+
+/*
+ * NAME token i: an import of a loader module (`import pickle`, `from
+ * marshal import loads`), or sys.modules reached other than by one
+ * literal name (`sys.modules["x" + y]`, `from sys import modules`).
+ */
+static int scan_loader(struct pyscan *s, size_t i)
+{
+	const nx_py_token *t = &s->tok[i];
+	const char *mod = loader_name(s->buf + t->start, t->len);
+	size_t st = stmt_start(s, i), p = prev_sig(s, i), o, a, c;
+
+	if (mod && (name_is(s, st, "import") || name_is(s, st, "from")))
+		return report_call(s, i, mod);
+	if (!name_is(s, i, "modules"))
+		return 0;
+	if (name_is(s, st, "from") && name_is(s, next_sig(s, st + 1), "sys"))
+		return report_call(s, i, "sys.modules");
+	if (p == (size_t)-1 || !op_is(s, p, ".") || !name_is(s, prev_sig(s, p), "sys"))
+		return 0;
+	o = next_sig(s, i + 1);
+	a = next_sig(s, o + 1);
+	c = next_sig(s, a + 1);
+	if (op_is(s, o, "[") && a < s->ntok && s->tok[a].kind == NX_PY_STRING &&
+	    !(s->tok[a].flags & NX_PY_STR_F) && op_is(s, c, "]") &&
+	    !loader_name(s->buf + s->tok[a].body, s->tok[a].body_len))
+		return 0;
+	return report_call(s, i, "sys.modules");
+}
+
 static int hexval(char c)
 {
 	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
@@ -477,7 +532,8 @@ static int scan_tokens(struct pyscan *s)
 		case NX_PY_NAME:
 			if ((rc = nx_scan_token(text, t->len, s->terms, s->nterms, NX_TERM_CODE,
 						t->line, t->col, s->fn, s->ctx)) ||
-			    (rc = scan_nfkc_name(s, t)) || (rc = scan_call(s, i)))
+			    (rc = scan_nfkc_name(s, t)) || (rc = scan_call(s, i)) ||
+			    (rc = scan_loader(s, i)))
 				return rc;
 			break;
 		case NX_PY_COMMENT:
@@ -497,6 +553,13 @@ static int scan_tokens(struct pyscan *s)
 				if ((rc = report_call(s, i, t->body_len == 10 ? "__import__"
 									  : "import_module")))
 					return rc;
+			/* __import__("pickle"), getattr(sys, "modules") */
+			if (loader_name(s->buf + t->body, t->body_len) &&
+			    (rc = report_call(s, i, loader_name(s->buf + t->body, t->body_len))))
+				return rc;
+			if (t->body_len == 7 && memcmp(s->buf + t->body, "modules", 7) == 0 &&
+			    (rc = report_call(s, i, "sys.modules")))
+				return rc;
 			/* first literal of a run: search the joined contents */
 			prev = prev_sig(s, i);
 			if (prev != (size_t)-1 && (s->tok[prev].kind == NX_PY_STRING ||

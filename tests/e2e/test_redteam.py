@@ -173,12 +173,15 @@ def test_tokenizer_vocab_carrying_a_tensor(nexus, bundle):
     ("import runpy\nrunpy.run_path('x.py')\n", "dynamic-import"),
     ("exec(compile(open('x').read(), 'x', 'exec'))\n", "dynamic-import"),
     ("import builtins\nf = builtins.exec\nf('import x')\n", "dynamic-import"),
-    # Not fixed yet (see the red-team report): pickle can import any module,
-    # sys.modules can reach one by computed name.
-    pytest.param("import pickle\nm = pickle.loads(open('x', 'rb').read())\n", "dynamic-import",
-                 marks=pytest.mark.xfail(strict=True, reason="open: pickle.loads not flagged")),
-    pytest.param("import sys\nm = sys.modules['x' + 'y']\n", "dynamic-import",
-                 marks=pytest.mark.xfail(strict=True, reason="open: sys.modules not flagged")),
+    # unpickling imports and calls whatever the data names; marshal loads
+    # code objects; sys.modules reaches a module by computed name
+    ("import pickle\nm = pickle.loads(open('x', 'rb').read())\n", "dynamic-import"),
+    ("from pickle import load\n", "dynamic-import"),
+    ("import marshal\nc = marshal.loads(b'')\n", "dynamic-import"),
+    ("import shelve\nd = shelve.open('x')\n", "dynamic-import"),
+    ("p = __import__('pickle')\n", "dynamic-import"),
+    ("import sys\nm = sys.modules['x' + 'y']\n", "dynamic-import"),
+    ("import sys\nm = getattr(sys, 'modules')['x']\n", "dynamic-import"),
 ])
 def test_python_term_evasion(nexus, bundle, src, code):
     bundle.smuggle("src/utils.py", src)
@@ -186,19 +189,15 @@ def test_python_term_evasion(nexus, bundle, src, code):
 
 
 @pytest.mark.parametrize("yaml,code", [
-    pytest.param("? teacher_path\n: /m/t.onnx\n", "term-in-key",
-                 marks=pytest.mark.xfail(strict=True, reason="open: YAML complex key")),
+    ("? teacher_path\n: /m/t.onnx\n", "term-in-key"),
     ("extra: {teacher: /m/t.onnx}\n", "term-in-key"),
     ("extra: [a, distillation]\n", "term-in-value"),
     ("extra: first line\n  distillation here\n", "term-in-value"),
-    pytest.param('extra: "te\\x61cher"\n', "term-in-value",
-                 marks=pytest.mark.xfail(strict=True, reason="open: YAML escapes")),
-    pytest.param('extra: "te\\u0061cher"\n', "term-in-value",
-                 marks=pytest.mark.xfail(strict=True, reason="open: YAML escapes")),
+    ('extra: "te\\x61cher"\n', "term-in-value"),
+    ('extra: "te\\u0061cher"\n', "term-in-value"),
     ("extra: |\n  teacher\n", "term-in-value"),
     ("extra: !!str teacher\n", "term-in-value"),
-    pytest.param('"teach\\\n  er": 1\n', "term-in-key",
-                 marks=pytest.mark.xfail(strict=True, reason="open: YAML escaped line break")),
+    ('"teach\\\n  er": 1\n', "term-in-key"),
 ])
 def test_yaml_term_evasion(nexus, bundle, yaml, code):
     bundle.smuggle("config/runtime.yaml", bf.RUNTIME_YAML + yaml)

@@ -186,6 +186,52 @@ static void yaml_block_flow_multiline(void **state)
 	assert_string_equal(yaml("---\na: teacher\n...\n"), "value:teacher:2:4");
 }
 
+static int dyn_count(const char *src)
+{
+	py(src);
+	return (int)(strstr(h.s, "dynamic-import") != NULL);
+}
+
+/* Deserialisers run code named by their data; sys.modules by computed name. */
+static void python_loaders_and_sys_modules(void **state)
+{
+	assert_true(dyn_count("import pickle\nm = pickle.loads(b)\n"));
+	assert_true(dyn_count("import os, marshal as m\n"));
+	assert_true(dyn_count("from shelve import open\n"));
+	assert_true(dyn_count("from _pickle import loads\n"));
+	assert_true(dyn_count("m = __import__('pickle')\n"));
+	assert_true(dyn_count("import sys\nm = sys.modules['x' + 'y']\n"));
+	assert_true(dyn_count("import sys\nm = sys.modules[name]\n"));
+	assert_true(dyn_count("import sys\nm = sys.modules.get(name)\n"));
+	assert_true(dyn_count("import sys\nm = sys.modules['pickle']\n"));
+	assert_true(dyn_count("from sys import modules\n"));
+	assert_true(dyn_count("import sys\nm = getattr(sys, 'modules')\n"));
+	/* not loaders */
+	assert_false(dyn_count("import sys\nm = sys.modules['json']\n"));
+	assert_false(dyn_count("import json\nx = json.loads(s)\n"));
+	assert_false(dyn_count("pickle_count = 3\nx = self.modules\n"));
+}
+
+/* What a YAML parser hands the program is scanned, not the raw text. */
+static void yaml_escapes_and_explicit_keys(void **state)
+{
+	assert_string_equal(yaml("a: \"te\\x61cher\"\n"), "value:teacher:1:4");
+	assert_string_equal(yaml("a: \"te\\u0061cher\"\n"), "value:teacher:1:4");
+	assert_string_equal(yaml("a: \"\\U00000074eacher\"\n"), "value:teacher:1:4");
+	/* an escaped line break joins the halves without a space */
+	assert_string_equal(yaml("\"teach\\\n  er\": 1\n"), "key:teacher:1:1");
+	assert_string_equal(yaml("'it''s teacher'\n"), "value:teacher:1:1");
+	/* a plain fold is a space: "teach er" is not the term */
+	assert_string_equal(yaml("a: \"teach\n  er\"\n"), "");
+	/* non-ASCII escapes are not the ASCII term */
+	assert_string_equal(yaml("a: \"\\u0442eacher\"\n"), "");
+	/* `? key` makes what follows a key, up to its ':' */
+	assert_string_equal(yaml("? teacher_path\n: /m/t.onnx\n"), "key:teacher:1:3");
+	assert_string_equal(yaml("? - a\n  - distillation\n: x\nb: teacher\n"),
+			    "key:distillation:2:5; value:teacher:4:4");
+	assert_string_equal(yaml("{? teacher : x}\n"), "key:teacher:1:4");
+}
+
 static void yaml_errors(void **state)
 {
 	nx_error e;
@@ -223,6 +269,8 @@ int main(void)
 		cmocka_unit_test(excerpts_are_truncated),
 		cmocka_unit_test(yaml_keys_values_comments),
 		cmocka_unit_test(yaml_block_flow_multiline),
+		cmocka_unit_test(python_loaders_and_sys_modules),
+		cmocka_unit_test(yaml_escapes_and_explicit_keys),
 		cmocka_unit_test(yaml_errors),
 		cmocka_unit_test(text_every_occurrence),
 	};
