@@ -204,6 +204,12 @@ static int load_manifest(struct vfy_ctx *c)
 	if (i < 0)
 		ADD(NX_SEV_FAIL, "manifest-missing", NX_MANIFEST_NAME,
 		    "the bundle has no manifest.json; rebuild it with nexus build");
+	/* a directory passes the type check, so it must be named here: with
+	 * no manifest nothing was compared and integrity must not PASS */
+	if (i >= 0 && S_ISDIR(c->entries[i].mode))
+		ADD(NX_SEV_FAIL, "manifest-missing", NX_MANIFEST_NAME,
+		    "manifest.json is a directory, not the bundle's manifest; rebuild the "
+		    "bundle with nexus build");
 	if (i < 0 || !S_ISREG(c->entries[i].mode))
 		return 0;   /* symlink / special file reported by the type check */
 	nx_error_clear(&e);

@@ -209,3 +209,81 @@ def test_json_escape_in_tokenizer_key(nexus, bundle):
     text = text.replace('"version"', '"te\\u0061cher_version"', 1)
     bundle.smuggle("model/tokenizer/tokenizer.json", text)
     expect_fail(nexus, bundle, "term-in-key")
+
+
+# -- integrity / filesystem ---------------------------------------------------------
+
+def fail_codes(nexus, b):
+    rc, rep = verify(nexus, b)
+    assert rc == 1 and rep["verdict"] == "FAIL", rep
+    return codes(rep, "FAIL")
+
+
+def test_unreferenced_external_data_file(nexus, bundle):
+    """A data file the model does not name is a channel for anything."""
+    bundle.smuggle("model/student_model.onnx.data", floats(4096).tobytes())
+    assert "unexpected-path" in fail_codes(nexus, bundle)
+
+
+@pytest.mark.parametrize("rel", ["src/helpers.py.", "src/helpers.py ", "src/h\u00e9lpers.py",
+                                 "README.md\u200b", "src/.py"])
+def test_odd_file_names(nexus, bundle, rel):
+    bundle.smuggle(rel, "x = 1\n")
+    assert fail_codes(nexus, bundle) & {"path-invalid", "manifest-invalid", "unexpected-path"}
+
+
+@pytest.mark.parametrize("rel", ["src/manifest.json", "config/runtime.yaml.d", "src/empty",
+                                 "model/tokenizer/x"])
+def test_empty_directory_not_in_manifest(nexus, bundle, rel):
+    bundle.unlock()
+    bundle.path(rel).mkdir()
+    bundle.lock()
+    assert "extra-dir" in fail_codes(nexus, bundle)
+
+
+def test_directory_named_like_the_manifest(nexus, bundle):
+    """manifest.json replaced by a directory: nothing to trust."""
+    bundle.remove("manifest.json")
+    bundle.path("manifest.json").mkdir()
+    bundle.lock()
+    assert fail_codes(nexus, bundle) & {"manifest-missing", "manifest-invalid"}
+
+
+def test_socket_file(nexus, bundle):
+    import socket
+    bundle.unlock()
+    cwd = os.getcwd()
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        os.chdir(bundle.path("src"))   # sun_path is short: bind a relative name
+        s.bind("sock.py")
+    finally:
+        os.chdir(cwd)
+    bundle.lock()
+    try:
+        assert "special-file" in fail_codes(nexus, bundle)
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("size", [2**63 - 1, 2**63, 2**64 - 1, 2**64 + 5, -1, 2**53 + 1])
+def test_size_bytes_overflow(nexus, bundle, size):
+    m = bundle.manifest_obj()
+    m["files"][0]["size_bytes"] = size
+    bundle.write_manifest_text(bundle.canonical(m))
+    assert fail_codes(nexus, bundle) & {"manifest-invalid", "size-mismatch"}
+
+
+def test_manifest_is_a_symlink(nexus, bundle, tmp_path):
+    text = bundle.path("manifest.json").read_text()
+    outside = tmp_path / "m.json"
+    outside.write_text(text)
+    bundle.remove("manifest.json")
+    os.symlink(outside, bundle.path("manifest.json"))
+    bundle.lock()
+    assert fail_codes(nexus, bundle) & {"symlink", "manifest-missing", "manifest-invalid"}
+
+
+def test_manifest_is_a_hardlink(nexus, bundle, tmp_path):
+    os.link(bundle.path("manifest.json"), tmp_path / "m.json")
+    assert "hardlink" in fail_codes(nexus, bundle)
