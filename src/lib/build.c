@@ -32,10 +32,40 @@ static bool ends_with(const char *s, const char *suffix)
 	return n >= m && !strcmp(s + n - m, suffix);
 }
 
-/* Refuse a packaged path that names, or is the same file as, a teacher file. */
-static int check_not_teacher(struct build *b, const char *path, const struct stat *st)
+/*
+ * Is the packaged file fd (size st->st_size) byte-identical to teacher i?
+ * A copy of a teacher under another name is a different inode, and its
+ * tensors may all be under the fingerprint's size floor, so compare the
+ * content; only a teacher of exactly the same size is read.
+ */
+static int same_content(struct build *b, bool *out, int fd, const struct stat *st, size_t i)
+{
+	unsigned char a[NX_SHA256_LEN], t[NX_SHA256_LEN];
+	const char *tp = b->ws->teacher[i];
+	int tfd = -1, rc;
+
+	*out = false;
+	if (!S_ISREG(b->teacher_st[i].st_mode) || b->teacher_st[i].st_size != st->st_size ||
+	    st->st_size == 0)
+		return 0;
+	rc = nx_fs_open_regular(&tfd, NULL, b->wsfd, tp, (uint64_t)st->st_size, b->err);
+	if (rc)
+		return rc;
+	rc = nx_sha256_fd(t, tfd, (uint64_t)st->st_size, tp, b->err);
+	if (!rc)
+		rc = nx_sha256_fd(a, fd, (uint64_t)st->st_size, NULL, b->err);
+	if (!rc)
+		*out = !memcmp(a, t, sizeof(a));
+	close(tfd);
+	return rc;
+}
+
+/* Refuse a packaged path that names, is the same file as, or is a copy of a teacher file. */
+static int check_not_teacher(struct build *b, const char *path, const struct stat *st, int fd)
 {
 	size_t i;
+	bool same;
+	int rc;
 
 	for (i = 0; i < b->ws->nteacher; i++)
 		if (!strcmp(path, b->ws->teacher[i]))
@@ -47,6 +77,14 @@ static int check_not_teacher(struct build *b, const char *path, const struct sta
 			return nx_error_set(b->err, NX_ECONFIG, path, 0, -1,
 					    "%s is the same file as a teacher file; a teacher file is "
 					    "never packaged", path);
+	for (i = 0; st && i < b->nteacher_st; i++) {
+		if ((rc = same_content(b, &same, fd, st, i)))
+			return rc;
+		if (same)
+			return nx_error_set(b->err, NX_ECHECK, path, 0, -1,
+					    "%s is byte-identical to the teacher file %s; a copy of a "
+					    "teacher is never packaged", path, b->ws->teacher[i]);
+	}
 	return 0;
 }
 
@@ -67,7 +105,7 @@ static int open_input(struct build *b, int *out, struct stat *st, int dirfd,
 		goto fail;
 	}
 	if (dirfd == b->wsfd) {
-		rc = check_not_teacher(b, path, st);
+		rc = check_not_teacher(b, path, st, fd);
 		if (rc)
 			goto fail;
 	}
@@ -174,8 +212,14 @@ static int load(struct build *b)
 					     ws->teacher[i]);
 			return b->err->code;
 		}
-		if (fstat(fd, &b->teacher_st[b->nteacher_st]) == 0)
-			b->nteacher_st++;
+		/* teacher_st[i] must stay the identity of ws->teacher[i] */
+		if (fstat(fd, &b->teacher_st[b->nteacher_st]) != 0) {
+			rc = nx_error_errno(b->err, NX_EIO, errno, ws->teacher[i], "cannot stat %s",
+					    ws->teacher[i]);
+			close(fd);
+			return rc;
+		}
+		b->nteacher_st++;
 		close(fd);
 	}
 	rc = open_input(b, &b->student_fd, &b->student_st, b->wsfd, ws->student.model,
