@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nexus/config.h"
 #include "nexus/scan.h"
 
 #define CHECK NX_CHECK_CODE
@@ -241,6 +242,62 @@ static bool scanned(const char *p)
 	       !strcmp(p, "LICENSE");
 }
 
+/*
+ * runtime.yaml python_packages are what the sandboxed import check lets
+ * resolve outside the bundle.  A package that exists only to train
+ * (optimizers, trainers, distributed training) has no place in serving:
+ * FAIL.  A framework that also trains (torch, tensorflow, ...) lets every
+ * training module of it pass the import check: WARN, so the declaration is
+ * a visible decision, not a silent hole.  Submodules count as their parent.
+ */
+static const char *const training_only[] = { "torch.optim", "torch.autograd",
+	"torch.distributed", "torch.utils.data", "transformers.trainer", "transformers.training_args",
+	"deepspeed", "accelerate", "peft", "trl", "pytorch_lightning", "lightning", "optax",
+	"tensorflow.keras.optimizers", "keras.optimizers", "horovod", "apex", "bitsandbytes", NULL };
+static const char *const training_frameworks[] = { "torch", "tensorflow", "jax", "flax",
+	"keras", "transformers", "paddle", "mxnet", "sklearn", "xgboost", "lightgbm", NULL };
+
+static bool module_under(const char *mod, const char *const *list)
+{
+	size_t k, n;
+
+	for (k = 0; list[k]; k++) {
+		n = strlen(list[k]);
+		if (!strncmp(mod, list[k], n) && (mod[n] == '\0' || mod[n] == '.'))
+			return true;
+	}
+	return false;
+}
+
+static int check_packages(struct vfy_ctx *c)
+{
+	nx_runtime_config *rcfg = NULL;
+	size_t i;
+	int rc = 0;
+	long k = vfy_find(c, "config/runtime.yaml");
+
+	if (k < 0 || !S_ISREG(c->entries[k].mode) || c->entries[k].nlink != 1 ||
+	    nx_runtime_config_load(&rcfg, c->dirfd, "config/runtime.yaml", NULL) != 0)
+		return 0;   /* absent or invalid: reported by allowlist / functional */
+	for (i = 0; !rc && i < rcfg->npython_packages; i++) {
+		const char *p = rcfg->python_packages[i];
+
+		if (module_under(p, training_only))
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "training-package-declared",
+					   "config/runtime.yaml", 0,
+					   "python_packages declares %s, a training library: the "
+					   "import check would let training code run; remove it", p);
+		else if (module_under(p, training_frameworks))
+			rc = nx_report_add(c->r, CHECK, NX_SEV_WARN, "training-package-declared",
+					   "config/runtime.yaml", 0,
+					   "python_packages declares %s, a framework with training "
+					   "modules: the import check accepts all of them; serve with "
+					   "onnxruntime/numpy if you can", p);
+	}
+	nx_runtime_config_free(rcfg);
+	return rc;
+}
+
 int vfy_code(struct vfy_ctx *c, nx_error *err)
 {
 	size_t i;
@@ -250,5 +307,7 @@ int vfy_code(struct vfy_ctx *c, nx_error *err)
 		if (S_ISREG(c->entries[i].mode) && c->entries[i].nlink == 1 &&
 		    scanned(c->entries[i].path))
 			rc = scan_file(c, c->entries[i].path);
+	if (!rc)
+		rc = check_packages(c);
 	return rc;
 }

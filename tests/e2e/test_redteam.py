@@ -365,3 +365,36 @@ def test_build_source_file_copied_from_teacher_code(nexus, tmp_path):
     assert r.returncode == 1, r.stderr
     assert "serving/utils.py is byte-identical to the teacher file serving/t.py" in r.stderr
     assert not (tmp_path / "b").exists()
+
+
+# -- declared runtime packages ------------------------------------------------------------
+
+def runtime_with_packages(pkgs):
+    return bf.RUNTIME_YAML.replace("python_packages: [onnxruntime, numpy]",
+                                   f"python_packages: [{', '.join(pkgs)}]")
+
+
+@pytest.mark.parametrize("pkg", ["torch", "tensorflow", "jax", "transformers", "keras"])
+def test_training_framework_declared_warns(nexus, bundle, pkg):
+    """A framework makes the sandbox import check accept its training modules."""
+    bundle.smuggle("config/runtime.yaml", runtime_with_packages(["numpy", pkg]))
+    rc, rep = verify(nexus, bundle)
+    assert rc == 0, rep
+    assert "training-package-declared" in codes(rep, "WARN"), rep
+    rc, rep = verify(nexus, bundle, "--strict")
+    assert rc == 1
+
+
+@pytest.mark.parametrize("pkg", ["torch.optim", "torch.autograd", "transformers.trainer",
+                                 "deepspeed", "accelerate", "peft", "trl", "pytorch_lightning",
+                                 "lightning", "torch.distributed"])
+def test_training_only_package_declared_fails(nexus, bundle, pkg):
+    bundle.smuggle("config/runtime.yaml", runtime_with_packages(["numpy", pkg]))
+    expect_fail(nexus, bundle, "training-package-declared")
+
+
+def test_plain_runtime_packages_are_fine(nexus, bundle):
+    bundle.smuggle("config/runtime.yaml", runtime_with_packages(["numpy", "onnxruntime",
+                                                                 "tokenizers", "torchvision_x"]))
+    rc, rep = verify(nexus, bundle)
+    assert "training-package-declared" not in codes(rep), rep
