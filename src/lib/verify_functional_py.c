@@ -77,6 +77,9 @@ static const char driver[] =
 	"    except ImportError as e:\n"
 	"        f, l = where(e.__traceback__)\n"
 	"        emit(kind='missing', module=e.name or '', importer=name, file=f, line=l, message=str(e)[:300])\n"
+	"    except OSError as e:\n"
+	"        f, l = where(e.__traceback__)\n"
+	"        emit(kind='io', type=type(e).__name__, importer=name, file=f, line=l, message=str(e)[:300])\n"
 	"    except BaseException as e:\n"
 	"        f, l = where(e.__traceback__)\n"
 	"        emit(kind='error', type=type(e).__name__, importer=name, file=f, line=l, message=str(e)[:300])\n"
@@ -187,6 +190,15 @@ static int judge_line(struct fx_ctx *c, const char *line, nx_error *err)
 			 "code?): %s", imp ? imp : "?", mod ? mod : "?", msg ? msg : "");
 		rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "functional-import", file && *file ? file : "src",
 			   ln, text);
+	} else if (!strcmp(kind, "io")) {
+		/* the sandbox shows only the bundle: an OSError at import time is
+		 * the module reaching for a file, socket or device outside it */
+		snprintf(text, sizeof(text),
+			 "importing %s tried I/O outside the bundle and was denied by the sandbox "
+			 "(%s: %s); serving modules must not touch the host or the network when "
+			 "imported", imp ? imp : "?", type ? type : "?", msg ? msg : "");
+		rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "functional-import-io",
+			   file && *file ? file : "src", ln, text);
 	} else {
 		snprintf(text, sizeof(text), "importing %s raised %s: %s", imp ? imp : "?",
 			 type ? type : "?", msg ? msg : "");

@@ -398,3 +398,139 @@ def test_plain_runtime_packages_are_fine(nexus, bundle):
                                                                  "tokenizers", "torchvision_x"]))
     rc, rep = verify(nexus, bundle)
     assert "training-package-declared" not in codes(rep), rep
+
+
+# -- sandbox --------------------------------------------------------------------------------
+
+PROBE_C = r'''
+#include <dirent.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+static int esc;
+static void bad(const char *what) { fprintf(stderr, "ESCAPED %s; ", what); esc = 1; }
+
+int main(int argc, char **argv)
+{
+    const char *dirs[] = { "/root", "/home", "/work", "/tmp", "/etc", NULL };
+    const char *writes[] = { "HOSTMARK", "/tmp/nexus_probe_owned", "/owned", NULL };
+    char self[4096], path[4200];
+    ssize_t n;
+    int i, fd;
+
+    for (i = 0; dirs[i]; i++) {
+        DIR *d = opendir(dirs[i]);
+        if (d && readdir(d) && readdir(d) && readdir(d)) bad(dirs[i]);
+        if (d) closedir(d);
+    }
+    if ((fd = open("/etc/shadow", O_RDONLY)) >= 0) bad("/etc/shadow");
+    if ((fd = open("/etc/passwd", O_RDONLY)) >= 0) bad("/etc/passwd");
+    /* a private tmpfs may accept these: the test looks for them on the host */
+    for (i = 0; writes[i]; i++)
+        if ((fd = open(writes[i], O_WRONLY | O_CREAT, 0644)) >= 0) fprintf(stderr, "wrote %s; ", writes[i]);
+    if ((n = readlink("/proc/self/exe", self, sizeof(self) - 1)) > 0) {
+        self[n] = 0;
+        snprintf(path, sizeof(path), "%s/../owned", dirname(self));
+        if ((fd = open(path, O_WRONLY | O_CREAT, 0644)) >= 0) fprintf(stderr, "wrote %s; ", path);
+    }
+    {
+        struct sockaddr_in a = { AF_INET, htons(53) };
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        inet_pton(AF_INET, "1.1.1.1", &a.sin_addr);
+        if (s >= 0 && connect(s, (void *)&a, sizeof(a)) == 0) bad("network");
+    }
+    fprintf(stderr, "probe done (%s)\n", esc ? "escaped" : "contained");
+    return 3;
+}
+'''
+
+
+def sandbox_ok():
+    import subprocess
+    return os.path.exists("/usr/bin/bwrap") and subprocess.run(
+        ["/usr/bin/bwrap", "--unshare-all", "--ro-bind", "/", "/", "/usr/bin/true"]).returncode == 0
+
+
+@pytest.mark.skipif(not sandbox_ok(), reason="bubblewrap cannot run here")
+def test_planted_nexus_cli_is_refused_and_contained(nexus, bundle, tmp_path):
+    import subprocess
+    mark = tmp_path / "host_owned"
+    src = tmp_path / "probe.c"
+    src.write_text(PROBE_C.replace("HOSTMARK", str(mark)))
+    exe = tmp_path / "probe"
+    subprocess.run(["cc", "-O0", "-o", str(exe), str(src)], check=True)
+    bundle.smuggle("bin/nexus_cli", exe.read_bytes())
+    rc, rep = verify(nexus, bundle, sandbox=True, timeout=120)
+    assert rc == 1
+    assert "runtime-mismatch" in codes(rep, "FAIL")
+    text = json.dumps(rep)
+    assert "probe done (contained)" in text, text   # it ran, and saw nothing
+    assert not mark.exists() and not os.path.exists("/tmp/nexus_probe_owned")
+    assert not bundle.path("owned").exists() and not bundle.path("bin/owned").exists()
+
+
+IMPORT_PROBE = '''\
+import os
+import socket
+
+SEEN = []
+try:
+    SEEN.append("read " + open("/etc/shadow").read(8))
+except OSError:
+    pass
+for d in ("/root", "/home", "/work"):
+    try:
+        if len(os.listdir(d)) > 0:
+            SEEN.append("list " + d)
+    except OSError:
+        pass
+try:
+    socket.create_connection(("1.1.1.1", 53), timeout=2)
+    SEEN.append("network")
+except OSError:
+    pass
+try:
+    with open("HOSTMARK", "w") as f:
+        f.write("x")
+    SEEN.append("wrote host")
+except OSError:
+    pass
+if SEEN:
+    raise SystemExit("ESCAPED " + ", ".join(SEEN))
+'''
+
+
+@pytest.mark.skipif(not sandbox_ok(), reason="bubblewrap cannot run here")
+@pytest.mark.parametrize("catch", [True, False], ids=["attempts-caught", "attempt-raises"])
+def test_python_import_time_escape_is_contained(nexus, tmp_path, catch):
+    """A src/ module that probes the host when imported: the import check
+    runs it in the sandbox, where it sees nothing.  An attempt whose error
+    escapes fails the import; an attempt the module catches is contained
+    but not reported (docs/TRV.md, Known limits)."""
+    from workspace import UTILS_PY
+    mark = tmp_path / "host_owned"
+    probe = IMPORT_PROBE.replace("HOSTMARK", str(mark))
+    if not catch:
+        probe = "open('/etc/shadow').read()\n" + probe
+    ws = make_workspace(tmp_path / "ws", utils_py=UTILS_PY + probe)
+    r = build(nexus, ws, tmp_path / "b")
+    assert "ESCAPED" not in r.stdout + r.stderr, r.stderr
+    assert not mark.exists()
+    if catch:
+        assert r.returncode == 0, r.stderr
+        env = dict(os.environ)
+        rv = run(nexus, "verify", "--json", tmp_path / "b", env=env, timeout=120)
+        assert rv.returncode == 0, rv.stdout
+        assert "ESCAPED" not in rv.stdout
+        assert not mark.exists()
+    else:
+        assert r.returncode == 1, r.stderr
+        assert "functional-import-io" in r.stderr, r.stderr
+        assert "src/utils.py" in r.stderr
+        assert not (tmp_path / "b").exists()
