@@ -14,6 +14,50 @@
 #define CHECK NX_CHECK_SIZE
 #define STRUCTURE_ALLOWANCE (64u << 10)   /* bytes: model header, opsets, metadata */
 #define NODE_ALLOWANCE 1024u              /* bytes per node: names, edges, attributes */
+/* Bytes of Constant-node (attribute) tensors explained without being
+ * parameters: exporters emit shapes and scalars that way, not weights. */
+#define CONSTANT_ALLOWANCE (64u << 10)
+/* Most bytes one element can take in any ONNX encoding (a 10-byte varint). */
+#define ELEMENT_BYTES_MAX 10u
+
+/*
+ * Bytes the tensors explain.  A tensor explains at most what its elements
+ * can take (a float tensor of 2 elements with 40 KiB of raw_data explains
+ * 20 bytes); string tensors explain nothing (data, not parameters); and
+ * attribute tensors, which the manifest's parameter count leaves out, only
+ * up to CONSTANT_ALLOWANCE in all - else 4 MiB of weights in a Constant
+ * node, used and multiplied by zero, would be explained without being
+ * declared as parameters.
+ */
+static uint64_t explained_bytes(const nx_onnx_summary *s)
+{
+	uint64_t params = 0, attr = 0;
+	size_t i;
+
+	for (i = 0; i < s->ntensors; i++) {
+		const struct nx_onnx_tensor *t = &s->tensors[i];
+		size_t bits = nx_onnx_dtype_bits(t->data_type);
+		uint64_t b, per, cap;
+
+		if (t->location == NX_TENSOR_INLINE)
+			b = t->data_length;
+		else if (t->ext_length >= 0)
+			b = (uint64_t)t->ext_length;
+		else
+			b = t->nelem * nx_onnx_dtype_size(t->data_type);
+		b += t->sparse_index_bytes;
+		per = bits > 64 ? bits / 8 : bits ? ELEMENT_BYTES_MAX : 0;
+		cap = per && t->nelem > UINT64_MAX / per ? UINT64_MAX :
+		      t->nelem * per + t->sparse_index_bytes;
+		if (b > cap)
+			b = cap;
+		if (t->attribute)
+			attr += b;
+		else
+			params += b;
+	}
+	return params + (attr < CONSTANT_ALLOWANCE ? attr : CONSTANT_ALLOWANCE);
+}
 
 /* Bytes on disk of the model and of each distinct external data file. */
 static uint64_t model_bytes(const struct vfy_ctx *c, const nx_onnx_summary *s)
@@ -61,7 +105,7 @@ int vfy_size(struct vfy_ctx *c, bool *skipped, nx_error *err)
 				   "the model is %llu bytes, over the threshold of %llu bytes: a larger "
 				   "(teacher?) model may have been packaged", (unsigned long long)total,
 				   (unsigned long long)max);
-	explained = s->weight_bytes;
+	explained = explained_bytes(s);
 	limit = (uint64_t)((double)explained * (1.0 + slack)) + STRUCTURE_ALLOWANCE +
 		(uint64_t)NODE_ALLOWANCE * s->nnodes;
 	if (!rc && total > limit)

@@ -15,6 +15,9 @@
 
 #define CHECK NX_CHECK_WEIGHTS
 #define EXCERPT_MAX 80
+/* Longest ONNX string field (name, doc string, metadata value, string
+ * attribute or string tensor element) that is text rather than data. */
+#define NX_VERIFY_ONNX_STRING_MAX 4096u
 #define TRAINING_DOMAIN "ai.onnx.preview.training"
 
 /* Operators that only a training graph has (ONNX preview.training and
@@ -53,6 +56,16 @@ static int on_string(void *arg, enum nx_onnx_str_kind kind, const char *s, size_
 	int rc = 0;
 
 	excerpt(ex, s, len);
+	/* names, doc strings, metadata and string attributes are short text;
+	 * a long one is where a second model or encoded weights hide, under
+	 * the size check's allowance for the graph's structure */
+	if (len > NX_VERIFY_ONNX_STRING_MAX &&
+	    (rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-string-blob", NX_MODEL_PATH, 0,
+				"%s at byte %llu (%s) is %zu bytes, over %u: a string field is "
+				"not a place for data (\"%s\")", nx_onnx_str_kind_name(kind),
+				(unsigned long long)offset, scope ? scope : "model", len,
+				NX_VERIFY_ONNX_STRING_MAX, ex)))
+		return rc;
 	if (term)
 		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-teacher-reference", NX_MODEL_PATH, 0,
 				   "%s at byte %llu (%s) mentions '%s': \"%s\"",

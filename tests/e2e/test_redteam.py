@@ -534,3 +534,80 @@ def test_python_import_time_escape_is_contained(nexus, tmp_path, catch):
         assert "functional-import-io" in r.stderr, r.stderr
         assert "src/utils.py" in r.stderr
         assert not (tmp_path / "b").exists()
+
+
+# -- ONNX: data hidden in strings and constants -------------------------------------------
+
+def blob_b64(nbytes=40 << 10):
+    """A second model's worth of bytes, under the 64 KiB size slack."""
+    return base64.b64encode(floats(nbytes // 4).tobytes()).decode()
+
+
+def string_tensor(name):
+    t = helper.make_tensor(name, TensorProto.STRING, [1], [blob_b64().encode()])
+    return t
+
+
+@pytest.mark.parametrize("make", [
+    lambda: bf.student_model(metadata={"notes": blob_b64()}),
+    lambda: bf.student_model(doc_string=blob_b64()),
+    lambda: bf.student_model(extra_nodes=[helper.make_node(
+        "Identity", ["logits"], ["x"], name="tag", note=blob_b64())]),
+    lambda: bf.student_model(extra_nodes=[helper.make_node(
+        "Identity", ["logits"], ["x"], name="tag", note=floats(10240).tobytes())]),
+    lambda: bf.student_model(extra_nodes=[helper.make_node(
+        "Constant", [], ["c"], name="k", value=string_tensor("labels"))]),
+], ids=["metadata-base64", "doc-base64", "attribute-base64", "attribute-raw-bytes",
+        "string-constant"])
+def test_onnx_blob_in_a_string_field(nexus, bundle, make):
+    with_model(bundle, make())
+    expect_fail(nexus, bundle, "onnx-string-blob")
+
+
+def test_onnx_short_strings_are_fine(nexus, bundle):
+    with_model(bundle, bf.student_model(metadata={"license": "MIT", "version": "1.2"}))
+    rc, rep = verify(nexus, bundle)
+    assert codes(rep, "FAIL") == set(), rep
+
+
+def test_onnx_big_constant_multiplied_by_zero(nexus, bundle):
+    """4 MiB of weights in a Constant node, referenced (x 0) so no check
+    calls it unreferenced: the parameters do not explain the bytes."""
+    big = numpy_helper.from_array(floats(1 << 20).reshape(1024, 1024), "k")
+    nodes = [helper.make_node("Constant", [], ["kc"], name="k", value=big),
+             helper.make_node("ReduceSum", ["kc"], ["ks"], name="ks", keepdims=0),
+             helper.make_node("Mul", ["ks", "zero"], ["kz"], name="kz")]
+    zero = numpy_helper.from_array(np.zeros((), np.float32), "zero")
+    with_model(bundle, bf.student_model(extra_nodes=nodes, extra_initializers=[zero]))
+    rep = expect_fail(nexus, bundle, "model-size-unexplained")
+    assert check_status(rep, "size") == "FAIL"
+
+
+def test_onnx_big_initializer_multiplied_by_zero_with_teacher(nexus, bundle, tmp_path):
+    """Counted as parameters, so only --teacher can name it (Known limits)."""
+    w = floats(1 << 16, seed=3)
+    t = numpy_helper.from_array(w.reshape(256, 256), "t")
+    nodes = [helper.make_node("ReduceSum", ["t"], ["ts"], name="ts", keepdims=0),
+             helper.make_node("Mul", ["ts", "zero"], ["tz"], name="tz")]
+    zero = numpy_helper.from_array(np.zeros((), np.float32), "zero")
+    m = bf.student_model(extra_nodes=nodes, extra_initializers=[t, zero])
+    bundle.meta["parameters"] = bf.human(bf.parameters(m))
+    with_model(bundle, m)
+    rc, rep = verify(nexus, bundle)
+    assert codes(rep, "FAIL") == set(), rep          # documented limit
+    teacher = bf.student_model(extra_initializers=[numpy_helper.from_array(
+        w.reshape(256, 256), "layer7")])
+    tp = tmp_path / "teacher.onnx"
+    tp.write_bytes(teacher.SerializeToString())
+    expect_fail(nexus, bundle, "teacher-tensor-copied", "--teacher", str(tp))
+
+
+def test_onnx_raw_data_longer_than_its_dims(nexus, bundle):
+    """A 2-element tensor carrying 400 KiB of raw_data: stored bytes are not
+    parameters, only what the elements can take is."""
+    t = TensorProto(name="b", data_type=TensorProto.FLOAT, dims=[bf.LABELS])
+    t.raw_data = floats(100 << 10).tobytes()
+    g = bf.student_graph()
+    g.initializer[2].CopyFrom(t)
+    with_model(bundle, bf.student_model(graph=g))
+    expect_fail(nexus, bundle, "model-size-unexplained")
