@@ -224,6 +224,11 @@ static int scan_joined(struct pyscan *s, size_t first, size_t end)
 	    (s->catlen == 13 && !memcmp(s->cat, "import_module", 13)))
 		if ((rc = report_call(s, first, s->catlen == 10 ? "__import__" : "import_module")))
 			return rc;
+	/* getattr(sys, "mod" + "ules") */
+	if (((s->catlen == 7 && !memcmp(s->cat, "modules", 7)) ||
+	     (s->catlen == 12 && !memcmp(s->cat, "__builtins__", 12))) &&
+	    (rc = report_call(s, first, "sys.modules")))
+		return rc;
 	for (i = 0; i < s->nterms; i++) {
 		int alone = 0;
 
@@ -375,6 +380,34 @@ static size_t stmt_start(const struct pyscan *s, size_t i)
 	return next_sig(s, i);
 }
 
+/* Modules whose attributes include the importer or sys.modules. */
+static bool reflective(const struct pyscan *s, size_t i)
+{
+	return name_is(s, i, "builtins") || name_is(s, i, "__builtins__") ||
+	       name_is(s, i, "sys") || name_is(s, i, "importlib");
+}
+
+/*
+ * getattr(sys, <computed>), vars(builtins)[...], importlib.__dict__: an
+ * attribute of a module that holds the importer, by a name the scanner
+ * cannot read (one plain literal is judged as a string elsewhere).
+ */
+static int scan_reflective(struct pyscan *s, size_t i)
+{
+	size_t o = next_sig(s, i + 1), x = next_sig(s, o + 1), cm = next_sig(s, x + 1);
+	size_t a = next_sig(s, cm + 1), e = next_sig(s, a + 1);
+
+	if (name_is(s, i, "getattr") && op_is(s, o, "(") && reflective(s, x) && op_is(s, cm, ",") &&
+	    !(a < s->ntok && s->tok[a].kind == NX_PY_STRING && !(s->tok[a].flags & NX_PY_STR_F) &&
+	      (op_is(s, e, ")") || op_is(s, e, ","))))
+		return report_call(s, i, "getattr");
+	if (name_is(s, i, "vars") && op_is(s, o, "(") && reflective(s, x))
+		return report_call(s, i, "vars");
+	if (reflective(s, i) && op_is(s, o, ".") && name_is(s, x, "__dict__"))
+		return report_call(s, i, "__dict__");
+	return 0;
+}
+
 /*
  * NAME token i: an import of a loader module (`import pickle`, `from
  * marshal import loads`), or sys.modules reached other than by one
@@ -385,9 +418,14 @@ static int scan_loader(struct pyscan *s, size_t i)
 	const nx_py_token *t = &s->tok[i];
 	const char *mod = loader_name(s->buf + t->start, t->len);
 	size_t st = stmt_start(s, i), p = prev_sig(s, i), o, a, c;
+	int rc;
 
 	if (mod && (name_is(s, st, "import") || name_is(s, st, "from")))
 		return report_call(s, i, mod);
+	if (name_is(s, i, "__builtins__"))
+		return report_call(s, i, "__builtins__");
+	if ((rc = scan_reflective(s, i)))
+		return rc;
 	if (!name_is(s, i, "modules"))
 		return 0;
 	if (name_is(s, st, "from") && name_is(s, next_sig(s, st + 1), "sys"))
@@ -556,6 +594,9 @@ static int scan_tokens(struct pyscan *s)
 			/* __import__("pickle"), getattr(sys, "modules") */
 			if (loader_name(s->buf + t->body, t->body_len) &&
 			    (rc = report_call(s, i, loader_name(s->buf + t->body, t->body_len))))
+				return rc;
+			if (t->body_len == 12 && memcmp(s->buf + t->body, "__builtins__", 12) == 0 &&
+			    (rc = report_call(s, i, "__builtins__")))
 				return rc;
 			if (t->body_len == 7 && memcmp(s->buf + t->body, "modules", 7) == 0 &&
 			    (rc = report_call(s, i, "sys.modules")))

@@ -182,6 +182,12 @@ def test_tokenizer_vocab_carrying_a_tensor(nexus, bundle):
     ("p = __import__('pickle')\n", "dynamic-import"),
     ("import sys\nm = sys.modules['x' + 'y']\n", "dynamic-import"),
     ("import sys\nm = getattr(sys, 'modules')['x']\n", "dynamic-import"),
+    # the importer by a computed attribute name
+    ("import builtins\nf = getattr(builtins, bytes([95, 95]).decode() + 'import__')\n",
+     "dynamic-import"),
+    ("f = __builtins__.__dict__[chr(95) * 2 + 'import' + chr(95) * 2]\n", "dynamic-import"),
+    ("import sys\nm = getattr(sys, 'mod' + 'ules')\n", "dynamic-import"),
+    ("import importlib\nf = vars(importlib)[n]\n", "dynamic-import"),
 ])
 def test_python_term_evasion(nexus, bundle, src, code):
     bundle.smuggle("src/utils.py", src)

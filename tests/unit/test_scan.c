@@ -206,6 +206,15 @@ static void python_loaders_and_sys_modules(void **state)
 	assert_true(dyn_count("import sys\nm = sys.modules['pickle']\n"));
 	assert_true(dyn_count("from sys import modules\n"));
 	assert_true(dyn_count("import sys\nm = getattr(sys, 'modules')\n"));
+	/* the importer reached by a name the scanner cannot read */
+	assert_true(dyn_count("f = getattr(builtins, bytes([95, 95]).decode() + 'import__')\n"));
+	assert_true(dyn_count("f = __builtins__.__dict__[chr(95) * 2 + 'import' + chr(95) * 2]\n"));
+	assert_true(dyn_count("f = globals()['__builtins__']\n"));
+	assert_true(dyn_count("import sys\nm = getattr(sys, 'mod' + 'ules')\n"));
+	assert_true(dyn_count("import importlib\nf = getattr(importlib, name)\n"));
+	assert_true(dyn_count("import builtins\nf = vars(builtins)[name]\n"));
+	assert_true(dyn_count("import sys\nd = sys.__dict__\n"));
+	assert_false(dyn_count("x = getattr(obj, name)\nimport sys\ny = getattr(sys, 'argv')\n"));
 	/* not loaders */
 	assert_false(dyn_count("import sys\nm = sys.modules['json']\n"));
 	assert_false(dyn_count("import json\nx = json.loads(s)\n"));
