@@ -105,6 +105,20 @@ static int functional(struct vfy_ctx *c, bool *skipped)
 	nx_functional_opts_init(&fo);
 	fo.strict = c->opts->strict;
 	fo.selftest = !c->opts->functional_imports_only;
+	/*
+	 * Never execute a bin/ or lib/ that is not the trusted runtime: the
+	 * verdict is already FAIL, and a planted program chooses what the ELF
+	 * closure binds into its sandbox (its DT_NEEDED / RUNPATH) and what its
+	 * stderr puts into this report.  The Python import check runs the
+	 * host's interpreter, not the bundle's binaries, so it still runs.
+	 */
+	if (fo.selftest && c->runtime_untrusted) {
+		fo.selftest = false;
+		if (nx_report_add(c->r, NX_CHECK_FUNCTIONAL, NX_SEV_INFO, "functional-selftest-skipped",
+				  "bin/nexus_cli", 0, "bin/ or lib/ is not the trusted nexus runtime, "
+				  "so bin/nexus_cli selftest is not executed"))
+			return NX_ENOMEM;
+	}
 	nx_error_clear(&err);
 	if (nx_functional_check(skipped, c->dirfd, c->bundle_path, &fo, functional_finding, c->r,
 				&err) != 0)

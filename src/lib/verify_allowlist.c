@@ -18,6 +18,10 @@
 #include "nexus/magic.h"
 
 #define CHECK NX_CHECK_ALLOWLIST
+/* A runtime-* FAIL; remembered, since a flooded report may drop it and
+ * TRV-5 must not execute a runtime that is not the trusted one. */
+#define runtime_fail(c, ...) \
+	((c)->runtime_untrusted = true, nx_report_add((c)->r, CHECK, NX_SEV_FAIL, __VA_ARGS__))
 #define UNVERIFIED_SCAN_MAX (16u << 20)  /* bytes sniffed of a file integrity rejected */
 #define TRUSTED_LIST_MAX (1u << 20)
 #define TRUSTED_ENTRIES_MAX 4096
@@ -293,7 +297,7 @@ static int check_runtime_file(struct vfy_ctx *c, size_t idx, const struct truste
 	if (!have && c->opts->runtime_dir)
 		have = !runtime_digest(want, &want_size, c->opts->runtime_dir, p);
 	if (!have)
-		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "runtime-mismatch", p, 0,
+		return runtime_fail(c, "runtime-mismatch", p, 0,
 				     "%s is not a file of the trusted nexus runtime", p);
 	if (c->files[idx].hashed) {
 		memcpy(got, c->files[idx].sha256, NX_SHA256_LEN);
@@ -310,7 +314,7 @@ static int check_runtime_file(struct vfy_ctx *c, size_t idx, const struct truste
 	if (!memcmp(got, want, NX_SHA256_LEN))
 		return 0;
 mismatch:
-	return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "runtime-mismatch", p, 0,
+	return runtime_fail(c, "runtime-mismatch", p, 0,
 			     "%s differs from the trusted nexus runtime's copy", p);
 }
 
@@ -324,10 +328,10 @@ static int check_runtime(struct vfy_ctx *c)
 	nx_error_clear(&e);
 	if (c->opts->trusted_list && (rc = load_trusted_list(&t, &nt, c->opts->trusted_list, &e)))
 		return rc == NX_ENOMEM ? rc :
-		       nx_report_add(c->r, CHECK, NX_SEV_FAIL, "runtime-untrusted", NULL, 0, "%s",
+		       runtime_fail(c, "runtime-untrusted", NULL, 0, "%s",
 				     e.message);
 	if (!c->opts->runtime_dir && !c->opts->trusted_list)
-		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "runtime-untrusted", NULL, 0,
+		return runtime_fail(c, "runtime-untrusted", NULL, 0,
 				     "no trusted nexus runtime to compare bin/ and lib/ with; set "
 				     "NEXUS_RUNTIME_DIR or pass --trusted-list");
 	for (i = 0; !rc && i < c->nentries; i++)
@@ -341,12 +345,12 @@ static int check_runtime(struct vfy_ctx *c)
 
 		/* with a trusted list, an absent runtime directory is not needed */
 		if ((dfd < 0 || nx_fs_walk(&re, &nre, dfd, 1024, NULL)) && !c->opts->trusted_list)
-			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "runtime-untrusted", NULL, 0,
+			rc = runtime_fail(c, "runtime-untrusted", NULL, 0,
 					   "cannot read the trusted runtime in %s", c->opts->runtime_dir);
 		for (i = 0; !rc && i < nre; i++)
 			if ((S_ISREG(re[i].mode) || S_ISLNK(re[i].mode)) && is_runtime(re[i].path) &&
 			    vfy_find(c, re[i].path) < 0)
-				rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "runtime-missing", re[i].path, 0,
+				rc = runtime_fail(c, "runtime-missing", re[i].path, 0,
 						   "%s of the nexus runtime is missing from the bundle",
 						   re[i].path);
 		nx_fs_entries_free(re, nre);

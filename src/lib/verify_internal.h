@@ -57,6 +57,7 @@ struct vfy_ctx {
 	nx_onnx_model *onnx;           /* the student, NULL when it did not open */
 	const char **terms;            /* built-in + extra forbidden terms */
 	size_t nterms;
+	bool runtime_untrusted;        /* allowlist: bin/ or lib/ is not the trusted runtime */
 };
 
 /* Index of path in entries, or -1. */

@@ -475,8 +475,13 @@ def test_planted_nexus_cli_is_refused_and_contained(nexus, bundle, tmp_path):
     rc, rep = verify(nexus, bundle, sandbox=True, timeout=120)
     assert rc == 1
     assert "runtime-mismatch" in codes(rep, "FAIL")
-    text = json.dumps(rep)
-    assert "probe done (contained)" in text, text   # it ran, and saw nothing
+    # verify never executes a runtime it does not trust
+    assert "functional-selftest-skipped" in codes(rep, "INFO")
+    assert "probe done" not in json.dumps(rep)
+    # nexus run does execute it, in the sandbox: it sees nothing of the host
+    r = run(nexus, "run", bundle.root, "--text", "x", timeout=60)
+    assert "probe done (contained)" in r.stderr, r.stderr
+    assert "ESCAPED" not in r.stderr
     assert not mark.exists() and not os.path.exists("/tmp/nexus_probe_owned")
     assert not bundle.path("owned").exists() and not bundle.path("bin/owned").exists()
 
@@ -617,3 +622,23 @@ def test_onnx_raw_data_longer_than_its_dims(nexus, bundle):
     g.initializer[2].CopyFrom(t)
     with_model(bundle, bf.student_model(graph=g))
     expect_fail(nexus, bundle, "model-size-unexplained")
+
+
+@pytest.mark.skipif(not sandbox_ok(), reason="bubblewrap cannot run here")
+def test_planted_nexus_cli_not_run_when_findings_flood_the_report(nexus, bundle, tmp_path):
+    """2100 extra files push runtime-mismatch past the 2000 stored findings:
+    the decision not to execute must not depend on what the report kept."""
+    import subprocess
+    src = tmp_path / "sleep.c"
+    src.write_text("#include <unistd.h>\nint main(void){ sleep(4); return 3; }\n")
+    exe = tmp_path / "sleep"
+    subprocess.run(["cc", "-O0", "-o", str(exe), str(src)], check=True)
+    bundle.smuggle("bin/nexus_cli", exe.read_bytes())
+    bundle.unlock()
+    for i in range(2100):
+        (bundle.root / "src" / f"f{i}.py").write_text("")
+    bundle.lock()
+    rc, rep = verify(nexus, bundle, sandbox=True, timeout=120)
+    assert rc == 1 and rep["dropped_findings"] > 0
+    fn = next(c for c in rep["checks"] if c["id"] == "functional")
+    assert fn["duration_ms"] < 3000, fn
