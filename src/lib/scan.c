@@ -360,7 +360,13 @@ static int scan_call(struct pyscan *s, size_t i)
  * code has no use for them, and what they load cannot be checked.
  */
 static const char *const loader_mods[] = { "pickle", "_pickle", "cPickle", "marshal", "shelve",
-	"dill", "cloudpickle", "joblib", "copyreg", NULL };
+	"dill", "cloudpickle", "joblib", "copyreg",
+	/* source text, archives, or native code run by path */
+	"code", "codeop", "zipimport", "imp", "ctypes", "_ctypes", "cffi", NULL };
+/* Names that load a module from a path whatever they are reached through. */
+static const char *const loader_names[] = { "SourceFileLoader", "SourcelessFileLoader",
+	"ExtensionFileLoader", "load_module", "exec_module", "load_source", "load_compiled",
+	"load_dynamic", "zipimporter", NULL };
 
 static const char *loader_name(const char *b, size_t n)
 {
@@ -417,11 +423,19 @@ static int scan_loader(struct pyscan *s, size_t i)
 {
 	const nx_py_token *t = &s->tok[i];
 	const char *mod = loader_name(s->buf + t->start, t->len);
-	size_t st = stmt_start(s, i), p = prev_sig(s, i), o, a, c;
+	size_t st = stmt_start(s, i), p = prev_sig(s, i), o, a, c, k;
 	int rc;
 
-	if (mod && (name_is(s, st, "import") || name_is(s, st, "from")))
+	/* `import pickle`, `from marshal import x`; not `from .a import code`,
+	 * `from pkg.code import f` or `import x as code` */
+	if (mod && (name_is(s, st, "import") || name_is(s, st, "from")) && p != (size_t)-1 &&
+	    !op_is(s, p, ".") && !name_is(s, p, "as") &&
+	    !(name_is(s, st, "from") && name_is(s, p, "import") &&
+	      op_is(s, next_sig(s, st + 1), ".")))
 		return report_call(s, i, mod);
+	for (k = 0; loader_names[k]; k++)
+		if (name_is(s, i, loader_names[k]))
+			return report_call(s, i, loader_names[k]);
 	if (name_is(s, i, "__builtins__"))
 		return report_call(s, i, "__builtins__");
 	if ((rc = scan_reflective(s, i)))

@@ -182,6 +182,12 @@ def test_tokenizer_vocab_carrying_a_tensor(nexus, bundle):
     ("p = __import__('pickle')\n", "dynamic-import"),
     ("import sys\nm = sys.modules['x' + 'y']\n", "dynamic-import"),
     ("import sys\nm = getattr(sys, 'modules')['x']\n", "dynamic-import"),
+    # code loaded by path, from source text, or native
+    ("from importlib.machinery import SourceFileLoader\nSourceFileLoader('m', 'x.py').load_module()\n",
+     "dynamic-import"),
+    ("import code\ncode.InteractiveInterpreter().runsource(open('x').read())\n", "dynamic-import"),
+    ("import ctypes\nlib = ctypes.CDLL('/opt/x.so')\n", "dynamic-import"),
+    ("import zipimport\nzipimport.zipimporter('x.zip').load_module('m')\n", "dynamic-import"),
     # the importer by a computed attribute name
     ("import builtins\nf = getattr(builtins, bytes([95, 95]).decode() + 'import__')\n",
      "dynamic-import"),

@@ -215,6 +215,15 @@ static void python_loaders_and_sys_modules(void **state)
 	assert_true(dyn_count("import builtins\nf = vars(builtins)[name]\n"));
 	assert_true(dyn_count("import sys\nd = sys.__dict__\n"));
 	assert_false(dyn_count("x = getattr(obj, name)\nimport sys\ny = getattr(sys, 'argv')\n"));
+	/* code loaded by path or from source text */
+	assert_true(dyn_count("from importlib.machinery import SourceFileLoader\n"));
+	assert_true(dyn_count("import importlib.machinery as m\nm.SourceFileLoader('x', p).load_module()\n"));
+	assert_true(dyn_count("import code\ncode.InteractiveInterpreter().runsource(s)\n"));
+	assert_true(dyn_count("import zipimport\n"));
+	assert_true(dyn_count("import ctypes\nlib = ctypes.CDLL(p)\n"));
+	assert_true(dyn_count("from ctypes import CDLL\n"));
+	assert_false(dyn_count("from .helpers import code\n"));
+	assert_false(dyn_count("from mypkg.code import f\nimport json as pickle_free\n"));
 	/* not loaders */
 	assert_false(dyn_count("import sys\nm = sys.modules['json']\n"));
 	assert_false(dyn_count("import json\nx = json.loads(s)\n"));
