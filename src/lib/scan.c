@@ -210,6 +210,58 @@ static int join_run(struct pyscan *s, size_t i, size_t *end, size_t *count, int 
 }
 
 static int report_call(struct pyscan *s, size_t name, const char *term);
+static size_t unescape(char *dst, const char *b, size_t n);
+
+/* Does literal token j, escapes decoded, contain term? */
+static int decoded_has(const struct pyscan *s, size_t j, const char *term, char *tmp)
+{
+	const nx_py_token *t = &s->tok[j];
+	size_t n = unescape(tmp, s->buf + t->body, t->body_len);
+
+	return nx_scan_find(tmp, n, term) >= 0;
+}
+
+/*
+ * "\x74" "eacher", "te" + "\u0061cher": escapes that spell a term only once
+ * the run is joined.  Terms already found raw in the run, or decoded in one
+ * literal (scan_escaped), are not reported again.
+ */
+static int scan_joined_decoded(struct pyscan *s, size_t first, size_t end)
+{
+	char ex[NX_SCAN_EXCERPT_MAX + 1], *d, *tmp;
+	const nx_py_token *t0 = &s->tok[first];
+	size_t i, j, n;
+	int rc = 0;
+
+	if (!memchr(s->cat, '\\', s->catlen))
+		return 0;
+	d = malloc(s->catlen + 1);
+	tmp = malloc(s->catlen + 1);
+	if (!d || !tmp) {
+		free(d);
+		free(tmp);
+		return nx_error_set(s->err, NX_ENOMEM, s->path, 0, -1, "%s: out of memory while scanning",
+				    s->path ? s->path : "<source>");
+	}
+	n = unescape(d, s->cat, s->catlen);
+	for (i = 0; !rc && i < s->nterms; i++) {
+		int alone = nx_scan_find(s->cat, s->catlen, s->terms[i]) >= 0;
+
+		if (nx_scan_find(d, n, s->terms[i]) < 0)
+			continue;
+		for (j = first; j < end && !alone; j++)
+			alone = s->tok[j].kind == NX_PY_STRING && !(s->tok[j].flags & NX_PY_STR_RAW) &&
+				decoded_has(s, j, s->terms[i], tmp);
+		if (alone)
+			continue;
+		excerpt(ex, d, n);
+		rc = s->fn(s->ctx, s->terms[i], t0->docstring ? NX_TERM_DOCSTRING : NX_TERM_STRING,
+			   t0->line, t0->col, ex);
+	}
+	free(d);
+	free(tmp);
+	return rc;
+}
 
 /* Terms found in the joined run but in none of its literals alone. */
 static int scan_joined(struct pyscan *s, size_t first, size_t end)
@@ -623,7 +675,8 @@ static int scan_tokens(struct pyscan *s)
 				break;
 			if ((rc = join_run(s, i, &end, &count, &fstr, &plus)))
 				return rc;
-			if (count > 1 && (rc = scan_joined(s, i, end)))
+			if (count > 1 && ((rc = scan_joined(s, i, end)) ||
+					  (rc = scan_joined_decoded(s, i, end))))
 				return rc;
 			break;
 		default:

@@ -162,6 +162,8 @@ def test_tokenizer_vocab_carrying_a_tensor(nexus, bundle):
     ('NAME = "\\u0074eacher"\n', "term-in-string"),
     ('NAME = "\\N{LATIN SMALL LETTER T}eacher"\n', "term-in-string"),
     ("NAME = 'te' 'acher'\n", "term-in-string"),
+    ("NAME = '\\x74' 'eacher'\n", "term-in-string"),
+    ("NAME = 'te' + '\\u0061cher'\n", "term-in-string"),
     ("from . import teacher_model\n", "term-in-code"),
     ("from .teacher_model import X\n", "term-in-code"),
     # Python NFKC-normalises identifiers: this IS the name teacher_model

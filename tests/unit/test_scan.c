@@ -192,6 +192,14 @@ static int dyn_count(const char *src)
 	return (int)(strstr(h.s, "dynamic-import") != NULL);
 }
 
+/* Escapes that only spell a term once adjacent literals are joined. */
+static void python_escapes_across_joined_literals(void **state)
+{
+	assert_string_equal(py("N = '\\x74' 'eacher'\n"), "string:teacher:1:5");
+	assert_string_equal(py("N = 'te' + '\\u0061cher'\n"), "string:teacher:1:5");
+	assert_string_equal(py("N = 'a' 'b'\n"), "");
+}
+
 /* Deserialisers run code named by their data; sys.modules by computed name. */
 static void python_loaders_and_sys_modules(void **state)
 {
@@ -287,6 +295,7 @@ int main(void)
 		cmocka_unit_test(excerpts_are_truncated),
 		cmocka_unit_test(yaml_keys_values_comments),
 		cmocka_unit_test(yaml_block_flow_multiline),
+		cmocka_unit_test(python_escapes_across_joined_literals),
 		cmocka_unit_test(python_loaders_and_sys_modules),
 		cmocka_unit_test(yaml_escapes_and_explicit_keys),
 		cmocka_unit_test(yaml_errors),
