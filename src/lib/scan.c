@@ -233,7 +233,7 @@ static int scan_joined_decoded(struct pyscan *s, size_t first, size_t end)
 	size_t i, j, n;
 	int rc = 0;
 
-	if (!memchr(s->cat, '\\', s->catlen))
+	if (!s->catlen || !memchr(s->cat, '\\', s->catlen))
 		return 0;
 	d = malloc(s->catlen + 1);
 	tmp = malloc(s->catlen + 1);

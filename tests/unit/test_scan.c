@@ -198,6 +198,7 @@ static void python_escapes_across_joined_literals(void **state)
 	assert_string_equal(py("N = '\\x74' 'eacher'\n"), "string:teacher:1:5");
 	assert_string_equal(py("N = 'te' + '\\u0061cher'\n"), "string:teacher:1:5");
 	assert_string_equal(py("N = 'a' 'b'\n"), "");
+	assert_string_equal(py("N = '' ''\n"), "");   /* empty run: nothing joined */
 }
 
 /* Deserialisers run code named by their data; sys.modules by computed name. */
