@@ -18,6 +18,9 @@
 /* Longest ONNX string field (name, doc string, metadata value, string
  * attribute or string tensor element) that is text rather than data. */
 #define NX_VERIFY_ONNX_STRING_MAX 4096u
+/* Most zero padding an external data file may hold between or after the
+ * tensors it stores (exporters align large tensors to 64 KiB). */
+#define NX_VERIFY_EXTERNAL_PAD_MAX (1u << 20)
 #define TRAINING_DOMAIN "ai.onnx.preview.training"
 
 /* Operators that only a training graph has (ONNX preview.training and
@@ -108,6 +111,103 @@ static int check_external(struct vfy_ctx *c, const struct nx_onnx_tensor *t)
 	return 0;
 }
 
+struct span {
+	uint64_t a, b;
+};
+
+static int span_cmp(const void *x, const void *y)
+{
+	const struct span *p = x, *q = y;
+
+	return p->a < q->a ? -1 : p->a > q->a;
+}
+
+/* Bytes of [a, b) of fd are all zero (alignment padding)?  -1 on a read error. */
+static int all_zero(int fd, uint64_t a, uint64_t b)
+{
+	unsigned char buf[8192];
+
+	while (a < b) {
+		size_t n = b - a < sizeof(buf) ? (size_t)(b - a) : sizeof(buf), i;
+		ssize_t got = pread(fd, buf, n, (off_t)a);
+
+		if (got <= 0)
+			return -1;
+		for (i = 0; i < (size_t)got; i++)
+			if (buf[i])
+				return 0;
+		a += (uint64_t)got;
+	}
+	return 1;
+}
+
+/*
+ * An external data file is not sniffed by allowlist (it is the model's),
+ * so every byte of it must be read by some tensor or be zero padding
+ * (exporters align large tensors): anything else is data carried beside
+ * the weights, under the size check's allowance.  Checked once per file,
+ * at the first tensor naming it, after check_external passed for all.
+ */
+static int check_external_coverage(struct vfy_ctx *c, const nx_onnx_summary *s, size_t first)
+{
+	const char *loc = s->tensors[first].ext_location;
+	char path[NX_MANIFEST_PATH_MAX + 8];
+	struct span *sp = NULL;
+	uint64_t cur = 0, size, unread = 0, bad_at = 0;
+	size_t i, n = 0;
+	bool bad = false;
+	long k;
+	int fd = -1, z, rc = 0;
+
+	/* a location check_external refused has nothing to cover */
+	if (loc[0] == '/' || strstr(loc, "..") ||
+	    (size_t)snprintf(path, sizeof(path), "model/%s", loc) >= sizeof(path) ||
+	    nx_manifest_path_check(path, NULL) || (k = vfy_find(c, path)) < 0 ||
+	    !S_ISREG(c->entries[k].mode))
+		return 0;
+	size = c->entries[k].size;
+	if (!(sp = calloc(s->ntensors, sizeof(*sp))))
+		return NX_ENOMEM;
+	for (i = first; i < s->ntensors; i++) {
+		const struct nx_onnx_tensor *t = &s->tensors[i];
+
+		if (t->location != NX_TENSOR_EXTERNAL || !t->ext_location || strcmp(t->ext_location, loc))
+			continue;
+		sp[n].a = t->ext_offset > 0 ? (uint64_t)t->ext_offset : 0;
+		sp[n].b = t->ext_length >= 0 ? sp[n].a + (uint64_t)t->ext_length : size;
+		n++;
+	}
+	qsort(sp, n, sizeof(*sp), span_cmp);
+	if (vfy_open_regular(&fd, NULL, c->dirfd, path, NULL)) {
+		fd = -1;
+		bad = true;
+	}
+	for (i = 0; i <= n && !bad; i++) {
+		uint64_t gap_end = i < n ? sp[i].a : size;
+
+		if (gap_end > cur) {
+			unread += gap_end - cur;
+			z = unread > NX_VERIFY_EXTERNAL_PAD_MAX ? 0 : all_zero(fd, cur, gap_end);
+			if (z != 1) {
+				bad = true;
+				bad_at = cur;
+			}
+		}
+		if (i < n && sp[i].b > cur)
+			cur = sp[i].b;
+	}
+	if (bad)
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-external-unread", path, 0,
+				   "%s holds bytes no tensor reads, from byte %llu (%llu unread bytes "
+				   "in all, padding must be zero and at most %u): data beside the "
+				   "weights", path, (unsigned long long)bad_at,
+				   (unsigned long long)unread, NX_VERIFY_EXTERNAL_PAD_MAX);
+	if (fd >= 0)
+		close(fd);
+	free(sp);
+	return rc;
+}
+
 static int check_summary(struct vfy_ctx *c, const nx_onnx_summary *s)
 {
 	size_t i;
@@ -136,6 +236,22 @@ static int check_summary(struct vfy_ctx *c, const nx_onnx_summary *s)
 					   "where copied weights hide", t->name, t->scope ? t->scope : "graph");
 		if (!rc && t->location == NX_TENSOR_EXTERNAL)
 			rc = check_external(c, t);
+	}
+	if (!rc) {
+		for (i = 0; !rc && i < s->ntensors; i++) {
+			const struct nx_onnx_tensor *t = &s->tensors[i];
+			size_t j;
+			bool seen = false;
+
+			if (t->location != NX_TENSOR_EXTERNAL || !t->ext_location)
+				continue;
+			for (j = 0; j < i && !seen; j++)
+				seen = s->tensors[j].location == NX_TENSOR_EXTERNAL &&
+				       s->tensors[j].ext_location &&
+				       !strcmp(s->tensors[j].ext_location, t->ext_location);
+			if (!seen)
+				rc = check_external_coverage(c, s, i);
+		}
 	}
 	return rc;
 }

@@ -650,3 +650,47 @@ def test_planted_nexus_cli_not_run_when_findings_flood_the_report(nexus, bundle,
     assert rc == 1 and rep["dropped_findings"] > 0
     fn = next(c for c in rep["checks"] if c["id"] == "functional")
     assert fn["duration_ms"] < 3000, fn
+
+
+def external_model(bundle, extra, offset=0):
+    """W kept in model/student_model.onnx.data at offset, plus extra bytes
+    in that file that no tensor reads."""
+    m = bf.student_model()
+    w = m.graph.initializer[1]
+    data = w.raw_data
+    w.ClearField("raw_data")
+    w.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", "student_model.onnx.data"), ("offset", str(offset)),
+                 ("length", str(len(data)))):
+        e = w.external_data.add()
+        e.key, e.value = k, v
+    bundle.write("model/student_model.onnx.data", b"\0" * offset + data + extra)
+    with_model(bundle, m)
+
+
+@pytest.mark.parametrize("extra", [1 << 20, 32 << 10], ids=["1MiB", "32KiB"])
+def test_onnx_external_file_with_bytes_no_tensor_reads(nexus, bundle, extra):
+    """A referenced data file is not sniffed: what no tensor reads is a
+    channel as wide as the file."""
+    external_model(bundle, floats(extra // 4).tobytes())
+    expect_fail(nexus, bundle, "onnx-external-unread")
+
+
+def test_onnx_external_file_read_exactly_is_fine(nexus, bundle):
+    external_model(bundle, b"")
+    rc, rep = verify(nexus, bundle)
+    assert rc == 0, rep["findings"]
+
+
+def test_onnx_external_file_zero_alignment_padding_is_fine(nexus, bundle):
+    external_model(bundle, b"\0" * 4000, offset=4096)
+    rc, rep = verify(nexus, bundle)
+    assert rc == 0, rep["findings"]
+
+
+def test_onnx_external_file_data_in_the_alignment_gap(nexus, bundle):
+    external_model(bundle, b"", offset=4096)
+    data = bytearray(bundle.path("model/student_model.onnx.data").read_bytes())
+    data[100:108] = b"smuggled"
+    bundle.smuggle("model/student_model.onnx.data", bytes(data))
+    expect_fail(nexus, bundle, "onnx-external-unread")
