@@ -26,6 +26,10 @@ struct ys {
 	long flow;            /* open [ and { */
 	int block;            /* inside a block scalar */
 	int qkey;             /* after a `? ` indicator: scalars are keys up to its ':' */
+	int binary;           /* after a !!binary tag: the next scalar is base64 */
+	int block_binary;     /* the open block scalar is base64: lines go to bin */
+	char *bin;            /* a binary block scalar's text, decoded when it ends */
+	size_t binlen, bincap;
 	size_t qkey_indent;
 	size_t block_indent;  /* its lines are indented deeper than this */
 	const char *const *terms;
@@ -152,6 +156,86 @@ static size_t yaml_unquote(char *dst, const char *b, size_t n, char q)
 	return o;
 }
 
+static int b64val(char c)
+{
+	return c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26 :
+	       c >= '0' && c <= '9' ? c - '0' + 52 : c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/*
+ * A !!binary scalar is base64 the program reads as bytes: scan what it
+ * decodes to (`!!binary dGVhY2hlcg==` is "teacher").  Characters that are
+ * not base64 (line breaks, blanks, '=') are skipped.
+ */
+static int scan_base64(struct ys *y, const char *b, size_t n, enum nx_term_where w, long line,
+		       long col)
+{
+	char *d = malloc(n / 4 * 3 + 3);
+	size_t i, o = 0;
+	unsigned acc = 0;
+	int bits = 0, v, rc;
+
+	if (!d)
+		return nx_error_set(y->err, NX_ENOMEM, y->path, 0, -1, "%s: out of memory while scanning",
+				    y->path ? y->path : "<yaml>");
+	for (i = 0; i < n; i++) {
+		if ((v = b64val(b[i])) < 0)
+			continue;
+		acc = (acc << 6) | (unsigned)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			d[o++] = (char)((acc >> bits) & 0xff);
+		}
+	}
+	rc = nx_scan_token(d, o, y->terms, y->nterms, w, line, col, y->fn, y->ctx);
+	free(d);
+	return rc;
+}
+
+/* The text of a scalar, and its base64 value after a !!binary tag. */
+static int scalar(struct ys *y, const char *b, size_t n, enum nx_term_where w, long line, long col)
+{
+	int rc = nx_scan_token(b, n, y->terms, y->nterms, w, line, col, y->fn, y->ctx);
+
+	if (!rc && y->binary)
+		rc = scan_base64(y, b, n, w, line, col);
+	y->binary = 0;
+	return rc;
+}
+
+/* A binary block scalar ended: scan its lines joined and decoded. */
+static int end_block(struct ys *y)
+{
+	int rc = 0;
+
+	if (y->block_binary && y->binlen)
+		rc = scan_base64(y, y->bin, y->binlen, NX_TERM_VALUE, y->line, 1);
+	y->block = 0;
+	y->block_binary = 0;
+	y->binlen = 0;
+	return rc;
+}
+
+static int bin_append(struct ys *y, const char *b, size_t n)
+{
+	if (y->binlen + n > y->bincap) {
+		size_t c = y->bincap ? y->bincap : 1024;
+		char *p;
+
+		while (c < y->binlen + n)
+			c *= 2;
+		if (!(p = realloc(y->bin, c)))
+			return nx_error_set(y->err, NX_ENOMEM, y->path, 0, -1,
+					    "%s: out of memory while scanning", y->path ? y->path : "<yaml>");
+		y->bin = p;
+		y->bincap = c;
+	}
+	memcpy(y->bin + y->binlen, b, n);
+	y->binlen += n;
+	return 0;
+}
+
 /* A quoted scalar at y->p; it may span lines. */
 static int quoted(struct ys *y)
 {
@@ -191,9 +275,8 @@ static int quoted(struct ys *y)
 		return nx_error_set(y->err, NX_ENOMEM, y->path, 0, -1, "%s: out of memory while scanning",
 				    y->path ? y->path : "<yaml>");
 	n = yaml_unquote(d, y->buf + a + 1, y->p - a - 2, q);
-	rc = nx_scan_token(d, n, y->terms, y->nterms,
-			   y->qkey || (p < y->len && y->buf[p] == ':') ? NX_TERM_KEY : NX_TERM_VALUE,
-			   line, (long)(a - ls) + 1, y->fn, y->ctx);
+	rc = scalar(y, d, n, y->qkey || (p < y->len && y->buf[p] == ':') ? NX_TERM_KEY : NX_TERM_VALUE,
+		    line, (long)(a - ls) + 1);
 	free(d);
 	return rc;
 }
@@ -218,7 +301,8 @@ static int plain(struct ys *y)
 	for (b = p; b > a && blank(y->buf[b - 1]); b--)
 		;
 	y->p = p;
-	return report(y, a, b, y->qkey ? NX_TERM_KEY : w, y->line, y->ls);
+	return scalar(y, y->buf + a, b - a, y->qkey ? NX_TERM_KEY : w, y->line,
+		      (long)(a - y->ls) + 1);
 }
 
 /* The rest of the current line (and of any quoted scalar it opens). */
@@ -259,8 +343,22 @@ static int scan_line(struct ys *y, size_t indent)
 			y->p++;
 		} else if (c == ',' && y->flow > 0) {
 			y->p++;
+		} else if (c == '!') {
+			/* a tag: itself text (`!teacher`), and !!binary makes the
+			 * scalar after it base64 */
+			size_t a = y->p;
+
+			while (!sep(y, y->p) && !(y->flow > 0 && flow_char(y->buf[y->p])))
+				y->p++;
+			if ((rc = report(y, a, y->p, NX_TERM_VALUE, y->line, y->ls)))
+				return rc;
+			y->binary = (y->p - a == 8 && !memcmp(y->buf + a, "!!binary", 8)) ||
+				    (y->p - a == 27 &&
+				     !memcmp(y->buf + a, "!<tag:yaml.org,2002:binary>", 27));
 		} else if ((c == '|' || c == '>') && y->flow == 0) {
 			y->block = 1;
+			y->block_binary = y->binary;
+			y->binary = 0;
 			y->block_indent = indent;
 			while (!sep(y, y->p))
 				y->p++;
@@ -277,7 +375,7 @@ int nx_scan_yaml(const char *buf, size_t len, const char *const *terms, size_t n
 		 nx_term_fn fn, void *ctx, const char *path, nx_error *err)
 {
 	struct ys y = { 0 };
-	int rc;
+	int rc = 0;
 
 	y.buf = buf;
 	y.len = len;
@@ -295,15 +393,17 @@ int nx_scan_yaml(const char *buf, size_t len, const char *const *terms, size_t n
 			indent++;
 		for (q = y.p + indent; q < y.len && blank(y.buf[q]); q++)
 			;
-		if (y.block && !eol(&y, q) && indent <= y.block_indent)
-			y.block = 0;
+		if (y.block && !eol(&y, q) && indent <= y.block_indent && (rc = end_block(&y)))
+			goto out;
 		if (y.block) {
 			size_t e = q;
 
 			while (!eol(&y, e))
 				e++;
 			if (e > q && (rc = report(&y, q, e, NX_TERM_VALUE, y.line, y.ls)))
-				return rc;
+				goto out;
+			if (y.block_binary && (rc = bin_append(&y, y.buf + q, e - q)))
+				goto out;
 			next_line(&y);
 			continue;
 		}
@@ -317,8 +417,11 @@ int nx_scan_yaml(const char *buf, size_t len, const char *const *terms, size_t n
 		    memcmp(y.buf + y.p, "...", 3) == 0) && sep(&y, y.p + 3))
 			y.p += 3;
 		if ((rc = scan_line(&y, indent)))
-			return rc;
+			goto out;
 		next_line(&y);
 	}
-	return 0;
+	rc = y.block ? end_block(&y) : 0;
+out:
+	free(y.bin);
+	return rc;
 }

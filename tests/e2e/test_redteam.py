@@ -211,6 +211,8 @@ def test_python_term_evasion(nexus, bundle, src, code):
     ('extra: "te\\u0061cher"\n', "term-in-value"),
     ("extra: |\n  teacher\n", "term-in-value"),
     ("extra: !!str teacher\n", "term-in-value"),
+    ("extra: !!binary dGVhY2hlcl9wYXRo\n", "term-in-value"),
+    ("extra: !!binary |\n  dGVhY2hl\n  cl9wYXRo\n", "term-in-value"),
     ('"teach\\\n  er": 1\n', "term-in-key"),
 ])
 def test_yaml_term_evasion(nexus, bundle, yaml, code):

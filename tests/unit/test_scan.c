@@ -252,6 +252,12 @@ static void yaml_escapes_and_explicit_keys(void **state)
 	assert_string_equal(yaml("a: \"teach\n  er\"\n"), "");
 	/* non-ASCII escapes are not the ASCII term */
 	assert_string_equal(yaml("a: \"\\u0442eacher\"\n"), "");
+	/* !!binary is base64 the program reads as bytes */
+	assert_string_equal(yaml("a: !!binary dGVhY2hlcg==\n"), "value:teacher:1:13");
+	assert_string_equal(yaml("a: !!binary \"ZGlzdGlsbGF0aW9u\"\n"), "value:distillation:1:13");
+	assert_string_equal(yaml("a: !!binary |\n  dGVh\n  Y2hlcg==\nb: 1\n"), "value:teacher:4:1");
+	assert_string_equal(yaml("a: !!binary |\n  dGVh\n  Y2hlcg==\n"), "value:teacher:4:1");
+	assert_string_equal(yaml("a: !teacher x\nb: !!str dGVhY2hlcg==\n"), "value:teacher:1:4");
 	/* `? key` makes what follows a key, up to its ':' */
 	assert_string_equal(yaml("? teacher_path\n: /m/t.onnx\n"), "key:teacher:1:3");
 	assert_string_equal(yaml("? - a\n  - distillation\n: x\nb: teacher\n"),
