@@ -414,11 +414,15 @@ static int scan_call(struct pyscan *s, size_t i)
 static const char *const loader_mods[] = { "pickle", "_pickle", "cPickle", "marshal", "shelve",
 	"dill", "cloudpickle", "joblib", "copyreg",
 	/* source text, archives, or native code run by path */
-	"code", "codeop", "zipimport", "imp", "ctypes", "_ctypes", "cffi", NULL };
+	"code", "codeop", "zipimport", "imp", "ctypes", "_ctypes", "cffi",
+	/* pydoc.locate(name) imports by name */
+	"pydoc", NULL };
 /* Names that load a module from a path whatever they are reached through. */
 static const char *const loader_names[] = { "SourceFileLoader", "SourcelessFileLoader",
 	"ExtensionFileLoader", "load_module", "exec_module", "load_source", "load_compiled",
-	"load_dynamic", "zipimporter", NULL };
+	"load_dynamic", "zipimporter",
+	/* import a module by a name given as data */
+	"resolve_name", "find_spec", "find_module", NULL };
 
 static const char *loader_name(const char *b, size_t n)
 {

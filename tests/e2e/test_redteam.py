@@ -190,6 +190,8 @@ def test_tokenizer_vocab_carrying_a_tensor(nexus, bundle):
     ("import code\ncode.InteractiveInterpreter().runsource(open('x').read())\n", "dynamic-import"),
     ("import ctypes\nlib = ctypes.CDLL('/opt/x.so')\n", "dynamic-import"),
     ("import zipimport\nzipimport.zipimporter('x.zip').load_module('m')\n", "dynamic-import"),
+    ("import pkgutil\nm = pkgutil.resolve_name('x' + n)\n", "dynamic-import"),
+    ("import pydoc\nm = pydoc.locate('x' + n)\n", "dynamic-import"),
     # the importer by a computed attribute name
     ("import builtins\nf = getattr(builtins, bytes([95, 95]).decode() + 'import__')\n",
      "dynamic-import"),

@@ -231,6 +231,9 @@ static void python_loaders_and_sys_modules(void **state)
 	assert_true(dyn_count("import zipimport\n"));
 	assert_true(dyn_count("import ctypes\nlib = ctypes.CDLL(p)\n"));
 	assert_true(dyn_count("from ctypes import CDLL\n"));
+	assert_true(dyn_count("import pkgutil\nm = pkgutil.resolve_name(n)\n"));
+	assert_true(dyn_count("from pydoc import locate\n"));
+	assert_true(dyn_count("import importlib.util\ns = importlib.util.find_spec(n)\n"));
 	assert_false(dyn_count("from .helpers import code\n"));
 	assert_false(dyn_count("from mypkg.code import f\nimport json as pickle_free\n"));
 	/* not loaders */
