@@ -148,6 +148,11 @@ static int load(struct build *b)
 	int fd, rc;
 
 	rc = nx_workspace_load(&b->ws, b->wsfd, "nexus.yaml", b->err);
+	if (rc == NX_EIO && faccessat(b->wsfd, "nexus.yaml", F_OK, AT_SYMLINK_NOFOLLOW) != 0)
+		return nx_error_set(b->err, NX_ECONFIG, b->opts->workspace, 0, -1,
+				    "no nexus.yaml in %s: a workspace is a directory with nexus.yaml "
+				    "at its root (see nexus.yaml(5) and examples/spam-distill)",
+				    b->opts->workspace ? b->opts->workspace : ".");
 	if (rc)
 		return rc;
 	ws = b->ws;
