@@ -363,6 +363,7 @@ static void build_release(struct build *b)
 	}
 	free(b->in);
 	free(b->teacher_st);
+	build_writeback_join(b);
 	if (b->stage && b->opts->on_stage)
 		b->opts->on_stage(b->opts->stage_ctx, NULL);
 	nx_stage_free(b->stage);
