@@ -186,6 +186,11 @@ static int load(struct build *b)
 	int fd, rc;
 
 	rc = nx_workspace_load(&b->ws, b->wsfd, "nexus.yaml", b->err);
+	if (rc == NX_EIO && faccessat(b->wsfd, "nexus.yaml", F_OK, AT_SYMLINK_NOFOLLOW) != 0)
+		return nx_error_set(b->err, NX_ECONFIG, b->opts->workspace, 0, -1,
+				    "no nexus.yaml in %s: a workspace is a directory with nexus.yaml "
+				    "at its root (see nexus.yaml(5) and examples/spam-distill)",
+				    b->opts->workspace ? b->opts->workspace : ".");
 	if (rc)
 		return rc;
 	ws = b->ws;
@@ -402,6 +407,7 @@ static void build_release(struct build *b)
 	}
 	free(b->in);
 	free(b->teacher_st);
+	build_writeback_join(b);
 	if (b->stage && b->opts->on_stage)
 		b->opts->on_stage(b->opts->stage_ctx, NULL);
 	nx_stage_free(b->stage);

@@ -12,6 +12,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -71,6 +73,45 @@ out:
 	nx_fp_matches_free(m, n);
 	nx_fp_set_free(set);
 	return rc;
+}
+
+/*
+ * The seal step fsyncs every staged file before publishing; for a multi-GB
+ * model that flush is seconds of disk writes (and sync_file_range blocks
+ * while it queues them).  A thread flushes the exported files now, so the
+ * disk writes while assemble runs the model in ONNX Runtime (CPU work) and
+ * the seal's fsync finds little left to do.  Advisory: a failure here
+ * changes nothing, the seal's fsync still decides.
+ */
+static void *writeback(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+
+	(void)fdatasync(fd);
+	close(fd);
+	return NULL;
+}
+
+static void start_writeback(struct build *b, const char *relpath)
+{
+	int fd;
+
+	if (b->nwb >= BUILD_WRITEBACK_MAX)
+		return;
+	fd = openat(nx_stage_dirfd(b->stage), relpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return;
+	if (pthread_create(&b->wb[b->nwb], NULL, writeback, (void *)(intptr_t)fd) != 0) {
+		close(fd);
+		return;
+	}
+	b->nwb++;
+}
+
+void build_writeback_join(struct build *b)
+{
+	while (b->nwb > 0)
+		pthread_join(b->wb[--b->nwb], NULL);
 }
 
 /* Parameters and quantization of the exported student, not of the
@@ -133,6 +174,9 @@ int build_export(struct build *b)
 	close(fd);
 	if (rc)
 		goto out;
+	start_writeback(b, BUILD_STUDENT_DST);
+	if (r.has_external)
+		start_writeback(b, BUILD_STUDENT_DATA);
 	if ((rc = nx_manifest_add_file(b->m, BUILD_STUDENT_DST, r.sha256, r.size, b->err)) != 0)
 		goto out;
 	if (r.has_external &&

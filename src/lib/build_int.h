@@ -9,6 +9,7 @@
 #ifndef NEXUS_BUILD_INT_H
 #define NEXUS_BUILD_INT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <sys/stat.h>
 
@@ -18,6 +19,8 @@
 #include "nexus/hash.h"
 #include "nexus/manifest.h"
 #include "nexus/onnx.h"
+
+#define BUILD_WRITEBACK_MAX 2  /* the exported model and its external data */
 
 enum build_kind {
 	BUILD_COPY,     /* copied byte for byte from fd */
@@ -53,7 +56,12 @@ struct build {
 	size_t nteacher_st;
 	struct build_input *in;
 	size_t nin, capin;
+	pthread_t wb[BUILD_WRITEBACK_MAX]; /* early fdatasync of the exported model */
+	int nwb;
 };
+
+/* Wait for the export's write-back threads (build_export.c). */
+void build_writeback_join(struct build *b);
 
 /* Steps (each returns 0 or an NX_E* code with b->err filled). */
 int build_export(struct build *b);

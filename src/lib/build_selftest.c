@@ -28,6 +28,7 @@ int build_selftest(struct build *b)
 	size_t ntexts = b->ws->nselftest, i, n = 0;
 	struct nx_sandbox_result r = {0};
 	struct nx_sandbox_opts so;
+	nx_error why;
 	int rc;
 
 	if (!ntexts) {
@@ -48,12 +49,12 @@ int build_selftest(struct build *b)
 		args[n++] = texts[i];
 	}
 	args[n] = NULL;
-	rc = nx_sandbox_available(NULL, b->err);
-	if (rc)
+	nx_error_clear(&why);
+	if (nx_sandbox_available(NULL, &why) != 0)
 		return nx_error_set(b->err, NX_EDEP, NULL, 0, -1,
-				    "cannot run the bundle's selftest in the sandbox: %s; install "
-				    "bubblewrap (scripts/setup.sh) on a host with user namespaces",
-				    b->err->message);
+				    "cannot run the bundle's selftest in the sandbox (%s); install "
+				    "bubblewrap (scripts/setup.sh) on a host that allows user "
+				    "namespaces (not inside a chroot)", why.message);
 	nx_sandbox_opts_init(&so);
 	so.bundle_dirfd = nx_stage_dirfd(b->stage);
 	so.wall_ms = SELFTEST_WALL_MS;

@@ -64,7 +64,6 @@ struct pw_out {
 	EVP_MD_CTX *ctx;
 	unsigned char *buf;
 	size_t blen;
-	bool no_cfr;            /* copy_file_range refused once: use pread/pwrite */
 	const char *src_path, *dst_name;
 	nx_error *err;
 };

@@ -3,6 +3,7 @@
 #include "onnx_int.h"
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #define LOOP_FIELDS(w, r, fld, rc) while (((rc) = nx_pb_next((r), (fld), (w)->err)) > 0)
@@ -250,6 +251,15 @@ int nx_onnx_open(nx_onnx_model **out, int fd, const char *path, nx_error *err)
 		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
 	if ((rc = run_walk(&m->sum, fd, path, NULL, NULL, err)) != 0) {
 		free(m);
+		/* Say what it means for the user before how the bytes broke. */
+		if (rc == NX_EFORMAT && err && strncmp(err->message, "not a valid ONNX", 16)) {
+			char why[NX_ERROR_MSG_MAX];
+
+			snprintf(why, sizeof(why), "%s", err->message);
+			snprintf(err->message, sizeof(err->message),
+				 "not a valid ONNX model (%.900s); export the model to ONNX, or "
+				 "check the file is complete", why);
+		}
 		return rc;
 	}
 	*out = m;
