@@ -7,6 +7,10 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("NEXUS_BUILD", ROOT / "build"))
+# The trusted runtime `nexus` packages: $NEXUS_RUNTIME_DIR, else the one next
+# to the binary.  `make e2e-asan` points it at the plain build's runtime,
+# because a sanitized nexus_cli cannot start inside the sandbox's RLIMIT_AS.
+RUNTIME_DIR = pathlib.Path(os.environ.get("NEXUS_RUNTIME_DIR", BUILD / "libexec" / "nexus"))
 
 
 @pytest.fixture(scope="session")

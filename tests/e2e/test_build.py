@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, run
+from conftest import ROOT, RUNTIME_DIR, run
 from workspace import INFERENCE_PY, default_config, make_workspace, student_onnx
 
 # The whole bundle, SPEC §1 + lib/ (DESIGN §3).  config/selftest.json joins
@@ -113,8 +113,7 @@ def test_tree_modes_and_manifest(nexus, ws, out):
     src = onnx.load(str(ws / "artifacts/student.onnx"))
     assert got.producer_name == "nexus"
     assert got.graph.node == src.graph.node and got.graph.initializer == src.graph.initializer
-    assert sha(b / "bin/nexus_cli") == sha(pathlib.Path(nexus).parents[1] /
-                                           "libexec/nexus/bin/nexus_cli")
+    assert sha(b / "bin/nexus_cli") == sha(RUNTIME_DIR / "bin/nexus_cli")
     assert stages(out) == []
 
 
