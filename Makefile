@@ -104,17 +104,18 @@ fuzz-replay: $(FZ_BIN)
 	@set -e; for t in $(FZ_BIN); do n=$${t##*/fuzz_}; n=$${n%_replay}; \
 		echo "== replay $$n"; $$t tests/fuzz/corpus/$$n; done
 
+E2E = NEXUS_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/e2e
+
 e2e: all
-	NEXUS_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/e2e
+	$(E2E)
 
 # Unit tests, fuzz-corpus replays, the same under ASan+UBSan, then the
 # end-to-end suite last (its summary is the run's closing line).
-check:
-	$(MAKE) all unit fuzz-replay asan
-	$(MAKE) e2e
+check: all unit fuzz-replay asan
+	$(E2E)
 
 asan:
-	$(MAKE) BUILD=build-asan SAN='-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all' CFLAGS='-O1 -g' all unit fuzz-replay
+	$(MAKE) --no-print-directory BUILD=build-asan SAN='-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all' CFLAGS='-O1 -g' all unit fuzz-replay
 
 fuzz:
 	@mkdir -p $(BUILD)/fuzz
