@@ -140,7 +140,8 @@ install: all
 	install -m 0644 docs/man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/nexus $(DESTDIR)$(PREFIX)/share/man/man1/nexus*.1
+	rm -f $(DESTDIR)$(PREFIX)/bin/nexus $(DESTDIR)$(PREFIX)/share/man/man1/nexus*.1 \
+		$(DESTDIR)$(PREFIX)/share/man/man5/nexus.yaml.5
 	rm -rf $(DESTDIR)$(PREFIX)/libexec/nexus
 
 clean:
