@@ -104,16 +104,17 @@ fuzz-replay: $(FZ_BIN)
 	@set -e; for t in $(FZ_BIN); do n=$${t##*/fuzz_}; n=$${n%_replay}; \
 		echo "== replay $$n"; $$t tests/fuzz/corpus/$$n; done
 
+E2E = NEXUS_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/e2e
+
 e2e: all
-	NEXUS_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/e2e
+	$(E2E)
 
 # Unit tests, fuzz-corpus replays, the same under ASan+UBSan, then the
 # end-to-end suite last (its summary is the run's closing line).
-check:
-	$(MAKE) all unit fuzz-replay asan
-	$(MAKE) e2e
+check: all unit fuzz-replay asan
+	$(E2E)
 
-ASAN_MAKE := $(MAKE) BUILD=build-asan CFLAGS='-O1 -g' \
+ASAN_MAKE := $(MAKE) --no-print-directory BUILD=build-asan CFLAGS='-O1 -g' \
 	SAN='-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all'
 asan:
 	$(ASAN_MAKE) all unit fuzz-replay
@@ -163,7 +164,8 @@ install: all
 	install -m 0644 docs/man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/nexus $(DESTDIR)$(PREFIX)/share/man/man1/nexus*.1
+	rm -f $(DESTDIR)$(PREFIX)/bin/nexus $(DESTDIR)$(PREFIX)/share/man/man1/nexus*.1 \
+		$(DESTDIR)$(PREFIX)/share/man/man5/nexus.yaml.5
 	rm -rf $(DESTDIR)$(PREFIX)/libexec/nexus
 
 clean:

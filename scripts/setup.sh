@@ -29,7 +29,8 @@ ORT_DIR=$NEXUS_CACHE/onnxruntime-$ORT_VERSION
 
 APT_PACKAGES=(build-essential make pkg-config ca-certificates
 	libssl-dev libjansson-dev libyaml-dev libutf8proc-dev libcmocka-dev
-	bubblewrap python3 python3-pytest python3-numpy python3-onnx python3-torch)
+	bubblewrap python3 python3-pytest python3-numpy python3-onnx python3-torch
+	groff-base)
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 3; }
@@ -88,6 +89,21 @@ fetch_ort_lib() {
 	rm -rf "$tmp"
 }
 
+# The URI of the Debian archive that apt already uses for the main suite
+# (not -security/-updates), e.g. ".../debian/".
+debian_mirror() {
+	local rel uri
+	rel=$(. /etc/os-release && echo "$VERSION_CODENAME")
+	uri=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 2>/dev/null |
+		awk -v r="$rel" '$2 == r { print $1; exit }')
+	if [ -z "$uri" ]; then
+		$SUDO apt-get update -q >/dev/null
+		uri=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 2>/dev/null |
+			awk -v r="$rel" '$2 == r { print $1; exit }')
+	fi
+	[ -n "$uri" ] && echo "$uri"
+}
+
 fetch_ort_header() {
 	local deb=$NEXUS_CACHE/$HDR_DEB tmp apt
 	if [ -f "$ORT_DIR/include/onnxruntime_c_api.h" ]; then
@@ -97,7 +113,10 @@ fetch_ort_header() {
 		say "fetching the ONNX Runtime C header (Debian 13 libonnxruntime-dev)"
 		apt=$(mktemp -d "$NEXUS_CACHE/apt.XXXXXX")
 		mkdir -p "$apt/lists/partial" "$apt/parts"
-		echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" \
+		# The same Debian mirror this system already uses, trixie suite.
+		local mirror
+		mirror=$(debian_mirror) || die "cannot find this system's Debian mirror in its apt configuration"
+		echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main" \
 			>"$apt/sources.list"
 		local opts=(-o "Dir::Etc::sourcelist=$apt/sources.list" -o "Dir::Etc::sourceparts=$apt/parts"
 			-o "Dir::State::Lists=$apt/lists" -o "APT::Sandbox::User=root")
