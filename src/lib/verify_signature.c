@@ -33,6 +33,15 @@ int vfy_signature(struct vfy_ctx *c, bool *skipped, nx_error *err)
 				     "the manifest is not signed; sign it with nexus sign --key KEY%s",
 				     c->opts->require_signature ? " (--require-signature given)" : "");
 	case NX_SIG_UNKNOWN_KEY:
+		/* No key given at all: an unchecked signature proves nothing but
+		 * betrays nothing either - like unsigned, not like tampering. */
+		if (!c->opts->nkeys)
+			return nx_report_add(c->r, CHECK,
+					     c->opts->require_signature ? NX_SEV_FAIL : NX_SEV_WARN,
+					     "signature-unchecked", NX_MANIFEST_NAME, 0,
+					     "the manifest is signed by key %s but no --pubkey was given, "
+					     "so the signature was not checked; pass the release's public "
+					     "key", keyid[0] ? keyid : "?");
 		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, nx_sig_status_code(st), NX_MANIFEST_NAME, 0,
 				     "signed by key %s, which is not among the %zu trusted key(s) given "
 				     "with --pubkey", keyid[0] ? keyid : "?", c->opts->nkeys);

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from conftest import run
+from conftest import ROOT, run
 
 FILES = {
     "README.md": b"# demo\n",
@@ -198,3 +198,20 @@ def test_manifest_usage_errors(nexus, bundle):
     assert run(nexus, "sign", bundle).returncode == 2
     assert run(nexus, "keygen").returncode == 2
     assert run(nexus, "manifest", bundle / "nope", "--json").returncode == 3
+
+
+
+def test_verify_without_pubkey_warns_signature_unchecked(nexus, tmp_path):
+    """A signed bundle verified with no key: not a tamper FAIL, but not a PASS."""
+    b = tmp_path / "b"
+    assert run(nexus, "keygen", "-o", tmp_path / "k").returncode == 0
+    r = run(nexus, "build", ROOT / "examples/spam-distill", "-o", b, "--key", tmp_path / "k.key")
+    assert r.returncode == 0, r.stderr
+    r = run(nexus, "verify", "--json", b)
+    rep = json.loads(r.stdout)
+    assert r.returncode == 0 and rep["verdict"] == "WARN"
+    assert {f["code"] for f in rep["findings"] if f["severity"] == "WARN"} == {"signature-unchecked"}
+    r = run(nexus, "verify", "--json", "--require-signature", b)
+    assert r.returncode == 1
+    assert "signature-unchecked" in {f["code"] for f in json.loads(r.stdout)["findings"]
+                                     if f["severity"] == "FAIL"}
