@@ -5,8 +5,10 @@
  * pace.  nx_copy_hash overlaps the two halves of the work: the calling
  * thread preads a chunk into a ring slot and pwrites it while a hash thread
  * digests the same slot; a slot is refilled only after both are done with it.
+ * The ONNX writer (onnx_write.c) copies its weight ranges the same way,
+ * through hash_copy_range (hash_int.h).
  */
-#include "nexus/hash.h"
+#include "hash_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,7 +21,8 @@
 #include <openssl/evp.h>
 
 #define NX_HASH_CHUNK (1u << 18)   /* bytes per pread: slots stay cache-resident */
-#define NX_HASH_RING 8             /* slots in the copy ring */
+#define NX_COPY_CHUNK (1u << 20)   /* bytes per copy-ring slot: one pread, one pwrite */
+#define NX_HASH_RING 8             /* slots in the copy ring: 8 MiB in flight */
 
 /* Read exactly len bytes at off, or fail naming the path. */
 static int pread_full(int fd, void *buf, size_t len, uint64_t off,
@@ -48,20 +51,19 @@ static int pread_full(int fd, void *buf, size_t len, uint64_t off,
 }
 
 static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off,
-		       const char *path, nx_error *err)
+		       const char *dst_name, nx_error *err)
 {
 	size_t put = 0;
 
 	while (put < len) {
 		ssize_t n = pwrite(fd, (const char *)buf + put, len - put, (off_t)(off + put));
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return nx_error_errno(err, NX_EIO, errno, path,
-					      "cannot write the copy of %s",
-					      path ? path : "file");
-		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return nx_error_errno(err, NX_EIO, n < 0 ? errno : ENOSPC, dst_name,
+					      "cannot write %s (is the disk full?)",
+					      dst_name ? dst_name : "the copy");
 		put += (size_t)n;
 	}
 	return 0;
@@ -173,41 +175,42 @@ static int copy_hash_inline(EVP_MD_CTX *ctx, int dst_fd, int src_fd, uint64_t si
 				    path ? path : "file");
 	rc = pread_full(src_fd, buf, (size_t)size, 0, path, err);
 	if (!rc)
-		rc = pwrite_full(dst_fd, buf, (size_t)size, 0, path, err);
+		rc = pwrite_full(dst_fd, buf, (size_t)size, 0, NULL, err);
 	if (!rc)
 		EVP_DigestUpdate(ctx, buf, (size_t)size);
 	free(buf);
 	return rc;
 }
 
-static int copy_hash_threaded(EVP_MD_CTX *ctx, int dst_fd, int src_fd, uint64_t size,
-			      const char *path, nx_error *err)
+int hash_copy_range(EVP_MD_CTX *ctx, int dst_fd, uint64_t dst_off, int src_fd,
+		    uint64_t src_off, uint64_t len, const char *src_path, const char *dst_name,
+		    nx_error *err)
 {
 	struct ring r;
 	pthread_t tid;
-	uint64_t off = 0, k;
+	uint64_t done = 0, k;
 	int rc = 0, i;
 
 	memset(&r, 0, sizeof(r));
 	r.ctx = ctx;
 	for (i = 0; i < NX_HASH_RING; i++) {
-		r.slot[i] = malloc(NX_HASH_CHUNK);
+		r.slot[i] = malloc(NX_COPY_CHUNK);
 		if (!r.slot[i]) {
-			rc = nx_error_set(err, NX_ENOMEM, path, 0, -1,
-					  "out of memory copying %s", path ? path : "file");
+			rc = nx_error_set(err, NX_ENOMEM, src_path, 0, -1,
+					  "out of memory copying %s", src_path ? src_path : "file");
 			goto out_free;
 		}
 	}
 	pthread_mutex_init(&r.lock, NULL);
 	pthread_cond_init(&r.cond, NULL);
 	if (pthread_create(&tid, NULL, hash_thread, &r) != 0) {
-		rc = nx_error_set(err, NX_EINTERNAL, path, 0, -1,
-				  "cannot start the hash thread for %s", path ? path : "file");
+		rc = nx_error_set(err, NX_EINTERNAL, src_path, 0, -1,
+				  "cannot start the hash thread for %s", src_path ? src_path : "file");
 		goto out_sync;
 	}
-	posix_fadvise(src_fd, 0, (off_t)size, POSIX_FADV_SEQUENTIAL);
-	for (k = 0; off < size; k++) {
-		size_t n = size - off < NX_HASH_CHUNK ? (size_t)(size - off) : NX_HASH_CHUNK;
+	posix_fadvise(src_fd, (off_t)src_off, (off_t)len, POSIX_FADV_SEQUENTIAL);
+	for (k = 0; done < len; k++) {
+		size_t n = len - done < NX_COPY_CHUNK ? (size_t)(len - done) : NX_COPY_CHUNK;
 		unsigned s = (unsigned)(k % NX_HASH_RING);
 
 		/* Wait until the hash thread has released this slot. */
@@ -216,7 +219,7 @@ static int copy_hash_threaded(EVP_MD_CTX *ctx, int dst_fd, int src_fd, uint64_t 
 			pthread_cond_wait(&r.cond, &r.lock);
 		pthread_mutex_unlock(&r.lock);
 
-		rc = pread_full(src_fd, r.slot[s], n, off, path, err);
+		rc = pread_full(src_fd, r.slot[s], n, src_off + done, src_path, err);
 		if (rc)
 			break;
 		pthread_mutex_lock(&r.lock);
@@ -225,11 +228,12 @@ static int copy_hash_threaded(EVP_MD_CTX *ctx, int dst_fd, int src_fd, uint64_t 
 		pthread_cond_broadcast(&r.cond);
 		pthread_mutex_unlock(&r.lock);
 		/* The hash thread only reads the slot, so writing it now is safe. */
-		rc = pwrite_full(dst_fd, r.slot[s], n, off, path, err);
+		rc = pwrite_full(dst_fd, r.slot[s], n, dst_off + done, dst_name, err);
 		if (rc)
 			break;
-		off += n;
+		done += n;
 	}
+	/* On an error the digest is abandoned, so the thread may stop early. */
 	pthread_mutex_lock(&r.lock);
 	r.eof = true;
 	r.stop = rc != 0;
@@ -262,7 +266,7 @@ int nx_copy_hash(unsigned char out[NX_SHA256_LEN], int dst_fd, int src_fd,
 	if (size <= 2 * NX_HASH_CHUNK)
 		rc = copy_hash_inline(ctx, dst_fd, src_fd, size, src_path, err);
 	else
-		rc = copy_hash_threaded(ctx, dst_fd, src_fd, size, src_path, err);
+		rc = hash_copy_range(ctx, dst_fd, 0, src_fd, 0, size, src_path, NULL, err);
 	if (rc)
 		goto out;
 	if (!EVP_DigestFinal_ex(ctx, md, NULL)) {

@@ -4,18 +4,16 @@
  * hashes what it writes.
  */
 #include "export_int.h"
+#include "hash_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define PW_BUF (1u << 18)        /* gather buffer; copies below it go through it */
-#define PW_RING_CHUNK (1u << 20) /* bytes per ring slot: one pread, one pwrite */
-#define PW_RING 8                /* ring slots: 8 MiB in flight */
-#define PW_CFR_MIN (4u << 20)    /* ranges from this size go through the ring */
+#define PW_CFR_MIN (4u << 20)    /* ranges from this size go through hash_copy_range */
 
 struct pw_msg *pw_msg_new(void)
 {
@@ -274,134 +272,18 @@ static int copy_buffered(struct pw_out *o, int src_fd, uint64_t off, uint64_t le
 	return 0;
 }
 
-/*
- * Large ranges: one reader, one hasher.  The calling thread preads the
- * source into a ring of big slots and writes each slot out; a second thread
- * hashes the same slots meanwhile, so every source byte is read once and
- * hashed once, with the hash (the slower half: ~1.2 GB/s with SHA-NI) on the
- * second core.  Earlier this was copy_file_range plus a thread preading the
- * same fd to hash it: two readers sharing one readahead state, which on a
- * cold page cache cost ~1 s per GB over cp (docs/BENCHMARKS.md).
- */
-struct ring {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	EVP_MD_CTX *ctx;
-	unsigned char *slot[PW_RING];
-	size_t len[PW_RING];
-	uint64_t filled, hashed; /* slots handed over / digested so far */
-	bool eof, stop;   /* no more slots / abandon the digest (an error) */
-};
-
-static void *ring_hash(void *arg)
-{
-	struct ring *r = arg;
-	unsigned i;
-
-	pthread_mutex_lock(&r->lock);
-	for (;;) {
-		while (r->hashed == r->filled && !r->eof && !r->stop)
-			pthread_cond_wait(&r->cond, &r->lock);
-		if (r->stop || r->hashed == r->filled)
-			break;
-		i = (unsigned)(r->hashed % PW_RING);
-		pthread_mutex_unlock(&r->lock);
-		EVP_DigestUpdate(r->ctx, r->slot[i], r->len[i]);
-		pthread_mutex_lock(&r->lock);
-		r->hashed++;
-		pthread_cond_broadcast(&r->cond);
-	}
-	pthread_mutex_unlock(&r->lock);
-	return NULL;
-}
-
-static int ring_fill(struct pw_out *o, struct ring *r, int src_fd, uint64_t off, uint64_t len)
-{
-	uint64_t done = 0, k;
-	int rc = 0;
-
-	for (k = 0; !rc && done < len; k++) {
-		unsigned s = (unsigned)(k % PW_RING);
-		size_t n = len - done < PW_RING_CHUNK ? (size_t)(len - done) : PW_RING_CHUNK;
-		size_t got = 0, put = 0;
-
-		/* The hash thread must be done with this slot before it is refilled. */
-		pthread_mutex_lock(&r->lock);
-		while (k - r->hashed >= PW_RING)
-			pthread_cond_wait(&r->cond, &r->lock);
-		pthread_mutex_unlock(&r->lock);
-		while (!rc && got < n) {
-			ssize_t g = pread(src_fd, r->slot[s] + got, n - got, (off_t)(off + done + got));
-
-			if (g < 0 && errno == EINTR)
-				continue;
-			if (g <= 0)
-				rc = read_err(o, g < 0 ? errno : 0, off + done + got);
-			else
-				got += (size_t)g;
-		}
-		if (rc)
-			break;
-		pthread_mutex_lock(&r->lock);
-		r->len[s] = n;
-		r->filled = k + 1;
-		pthread_cond_broadcast(&r->cond);
-		pthread_mutex_unlock(&r->lock);
-		/* The hash thread only reads the slot: writing it meanwhile is safe. */
-		while (!rc && put < n) {
-			ssize_t w = pwrite(o->fd, r->slot[s] + put, n - put,
-					   (off_t)(o->pos + done + put));
-
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0)
-				rc = write_err(o, w < 0 ? errno : ENOSPC);
-			else
-				put += (size_t)w;
-		}
-		done += n;
-	}
-	return rc;
-}
-
+/* Large ranges (the weights): read once, written and hashed from the same
+ * buffers on two threads (hash_copy_range, shared with nx_copy_hash). */
 static int copy_large(struct pw_out *o, int src_fd, uint64_t off, uint64_t len)
 {
-	struct ring r;
-	pthread_t tid;
-	int rc, i;
+	int rc;
 
 	if ((rc = flush(o)) != 0)
 		return rc;
-	memset(&r, 0, sizeof(r));
-	r.ctx = o->ctx;
-	for (i = 0; i < PW_RING; i++)
-		if (!(r.slot[i] = malloc(PW_RING_CHUNK))) {
-			rc = nx_error_set(o->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
-			goto out_free;
-		}
-	pthread_mutex_init(&r.lock, NULL);
-	pthread_cond_init(&r.cond, NULL);
-	if (pthread_create(&tid, NULL, ring_hash, &r) != 0) {
-		rc = nx_error_set(o->err, NX_EINTERNAL, NULL, 0, -1, "cannot start a hash thread");
-		goto out_sync;
-	}
-	posix_fadvise(src_fd, (off_t)off, (off_t)len, POSIX_FADV_SEQUENTIAL);
-	rc = ring_fill(o, &r, src_fd, off, len);
-	/* On an error the digest is abandoned, so the thread may stop early. */
-	pthread_mutex_lock(&r.lock);
-	r.eof = true;
-	r.stop = rc != 0;
-	pthread_cond_broadcast(&r.cond);
-	pthread_mutex_unlock(&r.lock);
-	pthread_join(tid, NULL);
+	rc = hash_copy_range(o->ctx, o->fd, o->pos, src_fd, off, len, o->src_path, o->dst_name,
+			     o->err);
 	if (!rc)
 		o->pos += len;
-out_sync:
-	pthread_cond_destroy(&r.cond);
-	pthread_mutex_destroy(&r.lock);
-out_free:
-	for (i = 0; i < PW_RING; i++)
-		free(r.slot[i]);
 	return rc;
 }
 

@@ -1,0 +1,26 @@
+/*
+ * hash_int.h - copy-while-hashing for libnexus modules (not public: it
+ * takes OpenSSL's digest context so that a caller can hash a whole output
+ * made of literal pieces and copied ranges in one running digest).
+ */
+#ifndef NEXUS_HASH_INT_H
+#define NEXUS_HASH_INT_H
+
+#include <stdint.h>
+
+#include <openssl/evp.h>
+
+#include "nexus/hash.h"
+
+/*
+ * Copy [src_off, src_off + len) of src_fd to dst_fd at dst_off, feeding the
+ * same bytes to ctx: each source byte is read once, written and hashed from
+ * the same buffer, the hashing on a second thread.  Errors name src_path
+ * (reads; NX_EFORMAT with the offset when the source is shorter) or
+ * dst_name (writes).  On error ctx holds a partial digest: abandon it.
+ */
+int hash_copy_range(EVP_MD_CTX *ctx, int dst_fd, uint64_t dst_off, int src_fd,
+		    uint64_t src_off, uint64_t len, const char *src_path, const char *dst_name,
+		    nx_error *err);
+
+#endif
