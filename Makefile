@@ -86,7 +86,7 @@ $(RT_ORT): $(ORT_LIB)
 	@mkdir -p $(@D)
 	install -m 0444 $< $@
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libnexus.a
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(wildcard tests/unit/*.h) $(BUILD)/libnexus.a
 	@mkdir -p $(@D)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libnexus.a -lcmocka $(LIBS)
