@@ -12,7 +12,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "nexus/elf.h"
 
 #define TAIL_MAX 400   /* bytes of the program's stderr quoted in a finding */
 
@@ -65,11 +64,9 @@ int fx_judge(const struct fx_ctx *c, const struct nx_sandbox_result *r, const ch
 
 static int selftest(struct fx_ctx *c, nx_error *err)
 {
-	static const char *const argv[] = { NX_SANDBOX_BUNDLE "/bin/nexus_cli", "selftest", NULL };
+	static const char *const args[] = { "selftest", NULL };
 	struct nx_sandbox_result r = {0};
 	struct nx_sandbox_opts so;
-	char **libs = NULL, *bin = NULL;
-	size_t nlibs = 0;
 	struct stat st;
 	bool bad;
 	int rc;
@@ -79,9 +76,12 @@ static int selftest(struct fx_ctx *c, nx_error *err)
 		return c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "functional-no-runtime", "bin/nexus_cli", 0,
 			     "bin/nexus_cli is missing or not a regular file, so the bundle "
 			     "cannot run; rebuild it with nexus build");
-	if (asprintf(&bin, "%s/bin/nexus_cli", c->bundle_path) < 0)
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
-	rc = nx_elf_closure(&libs, &nlibs, (const char *const *)&bin, 1, c->bundle_path, err);
+	nx_sandbox_opts_init(&so);
+	so.bwrap = c->o->bwrap;
+	so.bundle_dirfd = c->dirfd;
+	so.wall_ms = c->o->selftest_ms ? c->o->selftest_ms : NX_FUNCTIONAL_SELFTEST_MS;
+	rc = nx_sandbox_run_cli(&r, &so, c->bundle_path, args, err);
+	/* A binary whose ELF headers cannot be followed is the bundle's fault. */
 	if (rc == NX_EFORMAT || rc == NX_ELIMIT) {
 		rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "functional-selftest-failed", "bin/nexus_cli",
 			   0, err ? err->message : "bin/nexus_cli is not a loadable ELF program");
@@ -89,24 +89,10 @@ static int selftest(struct fx_ctx *c, nx_error *err)
 	}
 	if (rc)
 		goto out;
-	rc = fx_strv_append(&libs, &nlibs, NULL, err);  /* NULL-terminate */
-	if (rc)
-		goto out;
-	nx_sandbox_opts_init(&so);
-	so.bwrap = c->o->bwrap;
-	so.bundle_dirfd = c->dirfd;
-	so.argv = argv;
-	so.ro_paths = (const char *const *)libs;
-	so.wall_ms = c->o->selftest_ms ? c->o->selftest_ms : NX_FUNCTIONAL_SELFTEST_MS;
-	rc = nx_sandbox_run(&r, &so, err);
-	if (rc)
-		goto out;
 	rc = fx_judge(c, &r, "bin/nexus_cli selftest", "functional-selftest-failed",
 		      "bin/nexus_cli", &bad);
 out:
 	nx_sandbox_result_release(&r);
-	nx_elf_closure_free(libs, nlibs);
-	free(bin);
 	return rc;
 }
 
