@@ -67,6 +67,7 @@ typedef struct nx_workspace {
 	char *license;              /* default "LICENSE" */
 	bool export_extract;        /* export.extract, default true */
 	bool export_strip_metadata; /* export.strip_metadata, default true */
+	int export_external;        /* export.external_data: enum nx_export_external, default auto */
 } nx_workspace;
 
 /*

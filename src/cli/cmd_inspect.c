@@ -15,7 +15,7 @@
 #include "nexus/onnx.h"
 
 enum { OPT_JSON = 1, OPT_OUTPUT, OPT_KEEP, OPT_FORBID, OPT_EXPORT, OPT_NO_EXTRACT,
-       OPT_TEACHER };
+       OPT_TEACHER, OPT_EXTERNAL };
 
 static const struct cli_opt opts[] = {
 	{ "json", 0, NULL, "print one JSON document instead of text", OPT_JSON },
@@ -31,6 +31,8 @@ static const struct cli_opt opts[] = {
 	  "one of this teacher file (ONNX, PyTorch zip, safetensors; repeatable)", OPT_TEACHER },
 	{ "export-to", 0, "PATH", "write the exported model to PATH (must not exist); "
 	  "external data goes beside it as " NX_EXPORT_DATA_NAME, OPT_EXPORT },
+	{ "external-data", 0, "MODE", "export: auto (default: initializers of 64 KiB or more "
+	  "go to the data file when the model is 64 MiB or more), always, never", OPT_EXTERNAL },
 	{0},
 };
 
@@ -41,6 +43,8 @@ struct export_args {
 	const char *teachers[INSPECT_LIST_MAX];
 	size_t noutputs, nkeep, nforbid, nteachers;
 	bool no_extract;
+	enum nx_export_external external;
+	bool ext_created;    /* the data file exists: remove it on failure */
 	const char *to;
 	int dirfd;           /* directory of the model */
 	const char *base;    /* model file name in it */
@@ -58,6 +62,7 @@ static void export_opts(struct nx_export_opts *o, const struct export_args *a)
 	o->nforbidden_terms = a->nforbid;
 	o->extract = !a->no_extract;
 	o->strip_metadata = true;
+	o->external = a->external;
 	o->producer_version = NX_VERSION;
 	o->ws_dirfd = a->dirfd;
 	o->model_relpath = a->base;
@@ -116,13 +121,14 @@ static json_t *preview_json(int fd, const char *path, const struct export_args *
 
 static int ext_open(void *ctx, int *out_fd, nx_error *err)
 {
-	const struct export_args *a = ctx;
+	struct export_args *a = ctx;
 	int fd = openat(a->ext_dirfd, NX_EXPORT_DATA_NAME,
 			O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
 
 	if (fd < 0)
 		return nx_error_errno(err, NX_EIO, errno, NX_EXPORT_DATA_NAME,
 				      "cannot create %s beside the export", NX_EXPORT_DATA_NAME);
+	a->ext_created = true;
 	*out_fd = fd;
 	return 0;
 }
@@ -159,6 +165,8 @@ static int do_export(int fd, const char *path, struct export_args *a, bool json)
 	o.ext_ctx = a;
 	if (nx_export_run(&r, fd, path, out, &o, &err) != 0) {
 		unlink(a->to);
+		if (a->ext_created)
+			unlinkat(a->ext_dirfd, NX_EXPORT_DATA_NAME, 0);
 		rc = cli_fail("inspect", &err);
 		goto out;
 	}
@@ -420,6 +428,9 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 			a.no_extract = true;
 		else if (k == OPT_EXPORT)
 			a.to = p.optarg;
+		else if (k == OPT_EXTERNAL && nx_export_external_parse(p.optarg, &a.external))
+			return cli_usage(verb, "--external-data takes auto, always or never, not '%s'",
+					 p.optarg);
 		else if (k == OPT_OUTPUT)
 			list = a.outputs, n = &a.noutputs;
 		else if (k == OPT_KEEP)

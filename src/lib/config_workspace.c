@@ -20,7 +20,9 @@ static const char *const student_keys[] = { "model", "outputs", NULL };
 static const char *const source_keys[] = { "dir", "files", NULL };
 static const char *const shared_keys[] = { "name", "reason", NULL };
 static const char *const limits_keys[] = { "max_model_bytes", "size_slack", NULL };
-static const char *const export_keys[] = { "extract", "strip_metadata", NULL };
+static const char *const export_keys[] = { "extract", "strip_metadata", "external_data", NULL };
+/* in the order of enum nx_export_external */
+static const char *const external_modes[] = { "auto", "always", "never", NULL };
 
 void nx_workspace_free(nx_workspace *ws)
 {
@@ -192,15 +194,23 @@ static int parse_export(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 	int rc;
 
 	if ((rc = cfg_want(c, n, "export", NX_YAML_MAPPING,
-			   "a mapping {extract, strip_metadata}")) ||
+			   "a mapping {extract, strip_metadata, external_data}")) ||
 	    (rc = cfg_check_keys(c, n, "export", export_keys)))
 		return rc;
 	if ((v = nx_yaml_map_get(n, "extract")) &&
 	    (rc = cfg_bool(c, v, "export.extract", &ws->export_extract)))
 		return rc;
-	if ((v = nx_yaml_map_get(n, "strip_metadata")))
-		rc = cfg_bool(c, v, "export.strip_metadata", &ws->export_strip_metadata);
-	return rc;
+	if ((v = nx_yaml_map_get(n, "strip_metadata")) &&
+	    (rc = cfg_bool(c, v, "export.strip_metadata", &ws->export_strip_metadata)))
+		return rc;
+	if ((v = nx_yaml_map_get(n, "external_data"))) {
+		int mode;
+
+		if ((rc = cfg_enum(c, v, "export.external_data", external_modes, &mode)))
+			return rc;
+		ws->export_external = mode;
+	}
+	return 0;
 }
 
 static const char *const required_imports[] = { "teacher_model", "training_modules" };

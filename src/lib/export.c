@@ -210,6 +210,8 @@ static int export_do(struct nx_export_result *out, int src_fd, const char *src_p
 		goto out;
 	if ((rc = nx_pb_reader_init(&top, &x.f, 0, x.f.size, err)) != 0)
 		goto out;
+	x.externalize = o->external == NX_EXPORT_EXT_ALWAYS ||
+			(o->external == NX_EXPORT_EXT_AUTO && x.f.size >= NX_EXPORT_AUTO_MIN);
 	if ((rc = ex_analyze(&x, &top)) != 0)
 		goto out;
 	if ((rc = ex_rewrite_model(&x, &model)) != 0)
@@ -262,6 +264,19 @@ void nx_export_result_release(struct nx_export_result *r)
 		free(r->removed[i].name);
 	free(r->removed);
 	memset(r, 0, sizeof(*r));
+}
+
+int nx_export_external_parse(const char *s, enum nx_export_external *out)
+{
+	static const char *const names[] = { "auto", "always", "never" };
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(s, names[i])) {
+			*out = (enum nx_export_external)i;
+			return 0;
+		}
+	return -1;
 }
 
 const char *nx_export_what_name(enum nx_export_what w)

@@ -90,7 +90,7 @@ out:
 }
 
 int ex_external(struct ex *x, const char *tensor, const char *location, int64_t offset,
-		int64_t length, uint64_t field_offset, uint64_t *out_offset, uint64_t *out_len)
+		int64_t length, uint64_t field_offset, struct ex_src *src)
 {
 	const struct nx_export_opts *o = x->o;
 	const char *why = ex_location_problem(location);
@@ -99,6 +99,9 @@ int ex_external(struct ex *x, const char *tensor, const char *location, int64_t 
 	uint64_t off = offset < 0 ? 0 : (uint64_t)offset, len;
 	int fd = -1, rc;
 
+	src->fd = -1;
+	src->path = NULL;
+	src->off = src->len = 0;
 	if (why)
 		return unsafe(x, tensor, location, field_offset, why);
 	if (o->ws_dirfd < 0) {
@@ -147,35 +150,81 @@ int ex_external(struct ex *x, const char *tensor, const char *location, int64_t 
 				  (unsigned long long)st.st_size);
 		goto out;
 	}
-	x->res->has_external = true;
-	x->res->ext_tensors++;
-	if (x->dry) {
-		rc = 0;
-		goto out;
-	}
-	if (!x->ext_started) {
-		if (!o->ext_open) {
-			rc = nx_error_set(x->err, NX_ECONFIG, x->path, 0, (long long)field_offset,
-					  "%s: tensor '%s' has external data but the caller gave "
-					  "no place for the data file", x->path, tensor);
-			goto out;
-		}
-		if ((rc = o->ext_open(o->ext_ctx, &x->ext_fd, x->err)) != 0)
-			goto out;
-		if ((rc = pw_out_init(&x->ext, x->ext_fd, full, NX_EXPORT_DATA_NAME, x->err)) != 0)
-			goto out;
-		x->ext_started = true;
-	}
-	x->ext.src_path = full;
-	if ((rc = pw_out_align(&x->ext, NX_EXPORT_DATA_ALIGN)) != 0)
-		goto out;
-	*out_offset = x->ext.pos;
-	*out_len = len;
-	rc = pw_out_copy(&x->ext, fd, off, len);
-	x->ext.src_path = x->path;
+	src->fd = fd;
+	src->path = full;
+	src->off = off;
+	src->len = len;
+	fd = -1;
+	full = NULL;
 out:
 	if (fd >= 0)
 		close(fd);
 	free(full);
+	return rc;
+}
+
+void ex_src_release(struct ex_src *src)
+{
+	if (src->fd >= 0)
+		close(src->fd);
+	free(src->path);
+	src->fd = -1;
+	src->path = NULL;
+}
+
+int ex_read_small(struct ex *x, const struct ex_src *src, unsigned char **out)
+{
+	unsigned char *buf = malloc(src->len ? (size_t)src->len : 1);
+	uint64_t done = 0;
+
+	if (!buf)
+		return ex_oom(x);
+	while (done < src->len) {
+		ssize_t n = pread(src->fd, buf + done, (size_t)(src->len - done),
+				  (off_t)(src->off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			free(buf);
+			return nx_error_errno(x->err, NX_EIO, n < 0 ? errno : EIO, src->path,
+					      "cannot read external data from %s", src->path);
+		}
+		done += (uint64_t)n;
+	}
+	*out = buf;
+	return 0;
+}
+
+int ex_data_copy(struct ex *x, int fd, const char *src_path, uint64_t off, uint64_t len,
+		 uint64_t field_offset, const char *tensor, uint64_t *out_offset)
+{
+	const struct nx_export_opts *o = x->o;
+	int rc;
+
+	x->res->has_external = true;
+	x->res->ext_tensors++;
+	if (x->dry)
+		return 0;
+	if (!x->ext_started) {
+		if (!o->ext_open)
+			return nx_error_set(x->err, NX_ECONFIG, x->path, 0, (long long)field_offset,
+					    "%s: tensor '%s' needs the data file but the caller "
+					    "gave no place for it", x->path, tensor);
+		if ((rc = o->ext_open(o->ext_ctx, &x->ext_fd, x->err)) != 0)
+			return rc;
+		if ((rc = pw_out_init(&x->ext, x->ext_fd, src_path, NX_EXPORT_DATA_NAME,
+				      x->err)) != 0)
+			return rc;
+		x->ext_started = true;
+	}
+	/* Page-aligned, so that ONNX Runtime maps the weights instead of
+	 * copying them out of the file. */
+	if ((rc = pw_out_align(&x->ext, NX_EXPORT_DATA_ALIGN)) != 0)
+		return rc;
+	*out_offset = x->ext.pos;
+	x->ext.src_path = src_path;
+	rc = pw_out_copy(&x->ext, fd, off, len);
+	x->ext.src_path = x->path;
 	return rc;
 }

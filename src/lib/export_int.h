@@ -122,6 +122,7 @@ struct ex {
 	const char **terms;
 	size_t nterms;
 	/* external data */
+	bool externalize;          /* large inline initializers go to the data file */
 	struct pw_out ext;
 	int ext_fd;
 	bool ext_started;
@@ -144,10 +145,24 @@ int ex_rewrite_model(struct ex *x, struct pw_msg **out);
 /* Add child as field fld of parent: as one copied range if unchanged. */
 int ex_add_sub(struct pw_msg *parent, const struct nx_pb_field *fld, struct pw_msg *child);
 
-/* export_ext.c: check (and unless dry, copy) a tensor's external data;
- * *out_offset is where it now lives in the data file. */
+/* export_ext.c.  A tensor's external data, checked and open. */
+struct ex_src {
+	int fd;          /* -1 in a dry run without a workspace */
+	char *path;      /* workspace-relative, for errors */
+	uint64_t off, len;
+};
+
+/* Check a tensor's external reference and open its file (not in src when
+ * a dry run has no workspace to look in). */
 int ex_external(struct ex *x, const char *tensor, const char *location, int64_t offset,
-		int64_t length, uint64_t field_offset, uint64_t *out_offset, uint64_t *out_len);
+		int64_t length, uint64_t field_offset, struct ex_src *src);
+void ex_src_release(struct ex_src *src);
+/* The bytes of a small external tensor, to put inline (*out malloc'd). */
+int ex_read_small(struct ex *x, const struct ex_src *src, unsigned char **out);
+/* Copy [off, off + len) of fd into the bundle's data file (created on
+ * first use), aligned; *out_offset is where it now starts. */
+int ex_data_copy(struct ex *x, int fd, const char *src_path, uint64_t off, uint64_t len,
+		 uint64_t field_offset, const char *tensor, uint64_t *out_offset);
 /* Why a location is refused (NULL when it is acceptable), and an open of a
  * relative path below dirfd that follows no symlink (-errno on failure). */
 const char *ex_location_problem(const char *loc);

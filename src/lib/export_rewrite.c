@@ -223,20 +223,29 @@ static int ext_fields(struct pw_msg *m, uint64_t off, uint64_t len)
 }
 
 /*
- * TensorProto.  A first look finds data_location and external_data; when
- * external, the data is copied into the bundle's data file and the entries
- * rewritten, otherwise they stay as they were.  *name_out (may be NULL)
- * receives the tensor name.
+ * TensorProto.  A first look finds data_location, external_data and
+ * raw_data.  Where the bytes end up:
+ *  - external, NX_EXPORT_EXTERNAL_MIN or more: copied into the bundle's data
+ *    file, the entries rewritten to it;
+ *  - external but smaller: read and put inline as raw_data (a tensor ONNX
+ *    shape inference may need to read, such as an axes input, must be);
+ *  - inline raw_data of an initializer, NX_EXPORT_EXTERNAL_MIN or more, when
+ *    x->externalize: moved into the data file the same way;
+ *  - otherwise the fields stay as they were.
+ * *name_out (may be NULL) receives the tensor name.
  */
 static int rewrite_tensor(struct ex *x, const struct nx_pb_reader *parent,
-			  const struct nx_pb_field *fld, struct pw_msg **out, char **name_out)
+			  const struct nx_pb_field *fld, struct pw_msg **out, char **name_out,
+			  bool initializer)
 {
 	struct nx_pb_reader r;
-	struct nx_pb_field f;
+	struct nx_pb_field f, raw = { 0 };
 	struct pw_msg *m = NULL;
 	struct ext_ref e = { NULL, -1, -1 };
+	struct ex_src src = { -1, NULL, 0, 0 };
+	unsigned char *inl = NULL;
 	char *name = NULL;
-	bool external = false;
+	bool external = false, has_raw = false, to_file = false, to_inline = false;
 	uint64_t noff = 0, nlen = 0;
 	int rc;
 
@@ -247,7 +256,10 @@ static int rewrite_tensor(struct ex *x, const struct nx_pb_reader *parent,
 			rc = ext_entry(x, &r, &f, &e);
 		else if (f.num == 14 && f.wire == NX_PB_VARINT)
 			external = f.value == 1;
-		else if (f.num == 8)
+		else if (f.num == 9 && f.wire == NX_PB_LEN) {
+			raw = f;
+			has_raw = true;
+		} else if (f.num == 8)
 			rc = ex_read_name(x, &f, &name);
 		if (rc)
 			goto out;
@@ -262,7 +274,24 @@ static int rewrite_tensor(struct ex *x, const struct nx_pb_reader *parent,
 			goto out;
 		}
 		if ((rc = ex_external(x, name ? name : "", e.location, e.offset, e.length,
-				      fld->tag_offset, &noff, &nlen)) != 0)
+				      fld->tag_offset, &src)) != 0)
+			goto out;
+		if (src.fd >= 0 && src.len < NX_EXPORT_EXTERNAL_MIN) {
+			to_inline = true;
+			if (!x->dry && (rc = ex_read_small(x, &src, &inl)) != 0)
+				goto out;
+		} else {
+			to_file = true;
+			nlen = src.len;
+			if ((rc = ex_data_copy(x, src.fd, src.path, src.off, src.len,
+					       fld->tag_offset, name ? name : "", &noff)) != 0)
+				goto out;
+		}
+	} else if (initializer && has_raw && x->externalize && raw.len >= NX_EXPORT_EXTERNAL_MIN) {
+		to_file = true;
+		nlen = raw.len;
+		if ((rc = ex_data_copy(x, x->src_fd, x->path, raw.offset, raw.len,
+				       fld->tag_offset, name ? name : "", &noff)) != 0)
 			goto out;
 	}
 	if (!(m = pw_msg_new())) {
@@ -278,10 +307,13 @@ static int rewrite_tensor(struct ex *x, const struct nx_pb_reader *parent,
 		case 13: case 14:
 			rc = external ? 0 : keep(m, &f);
 			break;
+		case 9:
+			rc = to_file || to_inline ? 0 : keep(m, &f);
+			break;
 		case 16:
 			rc = meta(x, m, &r, &f);
 			break;
-		case 1: case 2: case 3: case 4: case 5: case 6: case 7: case 8: case 9:
+		case 1: case 2: case 3: case 4: case 5: case 6: case 7: case 8:
 		case 10: case 11:
 			rc = keep(m, &f);
 			break;
@@ -293,7 +325,11 @@ static int rewrite_tensor(struct ex *x, const struct nx_pb_reader *parent,
 	}
 	if (rc)
 		goto out;
-	if (external && (rc = oom(x, ext_fields(m, noff, nlen))) != 0)
+	if (to_inline && !x->dry)
+		rc = oom(x, pw_string(m, 9, (const char *)inl, (size_t)src.len));
+	else if (to_file)
+		rc = oom(x, ext_fields(m, noff, nlen));
+	if (rc)
 		goto out;
 	*out = m;
 	m = NULL;
@@ -305,6 +341,8 @@ out:
 	pw_msg_free(m);
 	free(name);
 	free(e.location);
+	free(inl);
+	ex_src_release(&src);
 	return rc;
 }
 
@@ -312,7 +350,7 @@ out:
 static int tensor_msg(struct ex *x, const struct nx_pb_reader *parent,
 		      const struct nx_pb_field *fld, struct pw_msg **out)
 {
-	return rewrite_tensor(x, parent, fld, out, NULL);
+	return rewrite_tensor(x, parent, fld, out, NULL, false);
 }
 
 /* SparseTensorProto: values = 1, indices = 2 (tensors), dims = 3. */
@@ -323,7 +361,7 @@ static int sparse_field(struct ex *x, struct pw_msg *m, const struct nx_pb_reade
 	int rc;
 
 	if ((f->num == 1 || f->num == 2) && f->wire == NX_PB_LEN) {
-		rc = rewrite_tensor(x, r, f, &t, f->num == 1 ? (char **)ctx : NULL);
+		rc = rewrite_tensor(x, r, f, &t, f->num == 1 ? (char **)ctx : NULL, false);
 		return rc ? rc : oom(x, ex_add_sub(m, f, t));
 	}
 	return f->num == 3 ? keep(m, f) : unknown(x, f);
@@ -569,7 +607,9 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 			rc = doc(x, m, &f);
 			break;
 		case 5: case 15:
-			rc = f.num == 5 ? rewrite_tensor(x, &r, &f, &c, &name)
+			/* a dense initializer is rewritten (its data copied) only
+			 * once it is known to be kept */
+			rc = f.num == 5 ? read_strings(x, &r, &f, 8, &name, 0, NULL)
 					: rewrite_sparse(x, &r, &f, &c, &name);
 			if (rc)
 				break;
@@ -580,6 +620,9 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 			} else if ((rc = ex_check_term(x, "initializer", name ? name : "",
 						       f.offset)) != 0) {
 				pw_msg_free(c);
+			} else if (f.num == 5 &&
+				   (rc = rewrite_tensor(x, &r, &f, &c, NULL, true)) != 0) {
+				break;
 			} else {
 				x->res->kept_initializers += main_graph;
 				rc = oom(x, ex_add_sub(m, &f, c));

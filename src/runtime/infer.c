@@ -183,6 +183,7 @@ int rt_session_open(struct rt_session **out, const struct rt_bundle *b, nx_error
 	const OrtApi *ort = OrtGetApiBase()->GetApi(ORT_API_VERSION);
 	OrtSessionOptions *so = NULL;
 	void *map = MAP_FAILED;
+	char dir[sizeof(b->root) + 8];
 	int rc = 0;
 
 	if (!s)
@@ -202,6 +203,17 @@ int rt_session_open(struct rt_session **out, const struct rt_bundle *b, nx_error
 	ORT_TRY(s->ort->SetInterOpNumThreads(so, 1), "threads");
 	ORT_TRY(s->ort->SetSessionGraphOptimizationLevel(so, (GraphOptimizationLevel)b->set.graph_opt),
 		"graph optimization");
+	/* A model loaded from memory resolves external data against the working
+	 * directory; point it at model/, where the export put the data file.
+	 * ONNX Runtime then maps the page-aligned weights rather than copying
+	 * them (the data file was checked against the manifest like every
+	 * file; ORT opens it by name, below the same bundle root). */
+	if (snprintf(dir, sizeof(dir), "%s/model", b->root) >= (int)sizeof(dir)) {
+		rc = nx_error_set(err, NX_EIO, b->root, 0, -1, "bundle path too long");
+		goto out;
+	}
+	ORT_TRY(s->ort->AddSessionConfigEntry(so, "session.model_external_initializers_file_folder_path",
+					      dir), "external data folder");
 	map = mmap(NULL, b->model_size, PROT_READ, MAP_PRIVATE, b->model_fd, 0);
 	if (map == MAP_FAILED) {
 		rc = nx_error_errno(err, NX_EIO, errno, NULL, "cannot map the model");

@@ -160,7 +160,9 @@ def test_training_op_refused(nexus, tmp_path):
     assert r.returncode == 1 and "training operator" in r.stderr
 
 
-def test_external_data_copied_into_one_file(nexus, tmp_path):
+def test_small_external_tensors_come_inline(nexus, tmp_path):
+    """Tensors under 64 KiB are put back inline (ONNX shape inference reads
+    some of them); no data file is written for them."""
     ws = tmp_path / "ws"
     ws.mkdir()
     out = tmp_path / "out"
@@ -169,10 +171,38 @@ def test_external_data_copied_into_one_file(nexus, tmp_path):
     r = export(nexus, ws / "student.onnx", out / "student_model.onnx")
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
+    assert not (out / "student_model.onnx.data").exists()
+    assert rep["external_tensors"] == 0 and "data_sha256" not in rep
+    m = check_student(out / "student_model.onnx", sw)
+    assert all(t.data_location == onnx.TensorProto.DEFAULT and t.raw_data
+               for t in m.graph.initializer)
+
+
+def test_large_external_tensors_copied_into_one_file(nexus, tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    big = np.random.default_rng(3).standard_normal((200, 100)).astype(np.float32)  # 80 KB
+    m = onnx.helper.make_model(onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMul", ["x", "w1"], ["h"]),
+         onnx.helper.make_node("MatMul", ["h", "w2"], ["y"])], "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 200])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 200])],
+        [numpy_helper.from_array(big, "w1"), numpy_helper.from_array(big.T.copy(), "w2")]))
+    onnx.save(m, str(ws / "student.onnx"), save_as_external_data=True,
+              all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
+    r = export(nexus, ws / "student.onnx", out / "student_model.onnx")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
     data = (out / "student_model.onnx.data").read_bytes()
     assert rep["data_sha256"] == hashlib.sha256(data).hexdigest()
-    assert rep["external_tensors"] == 3
-    check_student(out / "student_model.onnx", sw)
+    assert rep["external_tensors"] == 2
+    got = onnx.load(str(out / "student_model.onnx"))
+    onnx.checker.check_model(got)
+    w = {t.name: numpy_helper.to_array(t) for t in got.graph.initializer}
+    np.testing.assert_array_equal(w["w1"], big)
+    np.testing.assert_array_equal(w["w2"], big.T)
     m = onnx.load(str(out / "student_model.onnx"), load_external_data=False)
     for t in m.graph.initializer:
         kv = {e.key: e.value for e in t.external_data}

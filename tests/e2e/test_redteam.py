@@ -692,6 +692,12 @@ def test_onnx_external_file_zero_alignment_padding_is_fine(nexus, bundle):
     assert rc == 0, rep["findings"]
 
 
+def test_onnx_external_file_zero_gap_longer_than_alignment(nexus, bundle):
+    """Zeros carry nothing, but a gap no exporter leaves is not padding."""
+    external_model(bundle, b"", offset=128 << 10)
+    expect_fail(nexus, bundle, "onnx-external-unread")
+
+
 def test_onnx_external_file_data_in_the_alignment_gap(nexus, bundle):
     external_model(bundle, b"", offset=4096)
     data = bytearray(bundle.path("model/student_model.onnx.data").read_bytes())
