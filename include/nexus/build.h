@@ -83,6 +83,7 @@ struct nx_build_opts {
 				       nx_report_free() */
 	nx_build_stage_fn on_stage;
 	void *stage_ctx;
+	bool no_fsync;              /* publish without fsync (nx_stage_set_nosync) */
 };
 
 struct nx_build_file {

@@ -94,6 +94,8 @@ struct nx_export_opts {
 	int ws_dirfd;                       /* workspace root, for external data */
 	const char *model_relpath;          /* source model, relative to ws_dirfd */
 	enum nx_export_external external;   /* zero: AUTO */
+	bool no_data_digest;                /* copy the data file without hashing it:
+					       ext_sha256 is left zero */
 	nx_export_ext_open_fn ext_open;     /* NULL: external data is NX_ECONFIG */
 	void *ext_ctx;
 };

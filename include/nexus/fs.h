@@ -141,6 +141,15 @@ int nx_stage_create_file(int *out, nx_stage *s, const char *relpath, bool exec,
 int nx_stage_seal(nx_stage *s, nx_error *err);
 
 /*
+ * Seal and publish without any fsync: the publish is still atomic for
+ * every process (rename after all writes), but after a power loss or
+ * kernel crash the published tree may hold files whose contents never
+ * reached the disk.  For throw-away build hosts that upload the bundle
+ * at once; a torn bundle then fails its manifest's size/SHA-256 check.
+ */
+void nx_stage_set_nosync(nx_stage *s, bool nosync);
+
+/*
  * Seal (see above), then
  * renameat2(RENAME_NOREPLACE) the stage to final_path.  With force and an
  * existing target: RENAME_EXCHANGE, then remove the old tree.  Finally fsync

@@ -21,13 +21,15 @@
 #include "nexus/sign.h"
 #include "nexus/verify.h"
 
-enum { OPT_OUTPUT = 1, OPT_KEY, OPT_FORCE, OPT_JSON };
+enum { OPT_OUTPUT = 1, OPT_KEY, OPT_FORCE, OPT_JSON, OPT_NO_FSYNC };
 
 static const struct cli_opt opts[] = {
 	{ "output", 'o', "PATH", "bundle directory to create (default ./<bundle_id>)", OPT_OUTPUT },
 	{ "key", 0, "KEY", "sign the manifest with this Ed25519 private key (PEM)", OPT_KEY },
 	{ "force", 0, NULL, "replace an existing bundle at PATH (atomically)", OPT_FORCE },
 	{ "json", 0, NULL, "print one JSON document describing the bundle", OPT_JSON },
+	{ "no-fsync", 0, NULL, "publish without waiting for the disk (atomic, not durable: for "
+	  "throw-away CI hosts)", OPT_NO_FSYNC },
 	{ 0 },
 };
 
@@ -238,6 +240,7 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 		case OPT_KEY: key_path = p.optarg; break;
 		case OPT_FORCE: o.force = true; break;
 		case OPT_JSON: json = true; break;
+		case OPT_NO_FSYNC: o.no_fsync = true; break;
 		}
 	}
 	if (k < 0)

@@ -378,6 +378,8 @@ static int stage(struct build *b)
 	int rc;
 
 	rc = nx_stage_create(&b->stage, out, b->opts->force, b->err);
+	if (!rc)
+		nx_stage_set_nosync(b->stage, b->opts->no_fsync);
 	if (rc)
 		return rc;
 	if (b->opts->on_stage)

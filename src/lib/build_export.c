@@ -96,7 +96,7 @@ static void start_writeback(struct build *b, const char *relpath)
 {
 	int fd;
 
-	if (b->nwb >= BUILD_WRITEBACK_MAX)
+	if (b->nwb >= BUILD_WRITEBACK_MAX || b->opts->no_fsync)
 		return;
 	fd = openat(nx_stage_dirfd(b->stage), relpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)

@@ -216,6 +216,7 @@ int ex_data_copy(struct ex *x, int fd, const char *src_path, uint64_t off, uint6
 		if ((rc = pw_out_init(&x->ext, x->ext_fd, src_path, NX_EXPORT_DATA_NAME,
 				      x->err)) != 0)
 			return rc;
+		x->ext.nohash = o->no_data_digest;
 		x->ext_started = true;
 	}
 	/* Page-aligned, so that ONNX Runtime maps the weights instead of

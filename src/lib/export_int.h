@@ -62,6 +62,7 @@ struct pw_out {
 	int fd;
 	uint64_t pos;           /* bytes written (flushed or buffered) */
 	EVP_MD_CTX *ctx;
+	bool nohash;            /* copy only: finish yields zeros */
 	unsigned char *buf;
 	size_t blen;
 	const char *src_path, *dst_name;

@@ -249,6 +249,49 @@ out_free:
 	return rc;
 }
 
+int copy_range_plain(int dst_fd, uint64_t dst_off, int src_fd, uint64_t src_off, uint64_t len,
+		     const char *src_path, const char *dst_name, nx_error *err)
+{
+	loff_t in = (loff_t)src_off, out = (loff_t)dst_off;
+	unsigned char *buf = NULL;
+	int rc = 0;
+
+	while (len) {
+		size_t n = len < (1u << 30) ? (size_t)len : (1u << 30);
+		ssize_t got = copy_file_range(src_fd, &in, dst_fd, &out, n, 0);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
+				errno == EOPNOTSUPP))
+			break;
+		if (got < 0)
+			return nx_error_errno(err, NX_EIO, errno, dst_name, "cannot copy %s into %s "
+					      "(is the disk full?)", src_path ? src_path : "file",
+					      dst_name ? dst_name : "the copy");
+		if (got == 0)
+			return nx_error_set(err, NX_EFORMAT, src_path, 0, (long long)in,
+					    "%s ended after %llu bytes, expected more; was it "
+					    "changed while being read?", src_path ? src_path : "file",
+					    (unsigned long long)in);
+		len -= (uint64_t)got;
+	}
+	if (len && !(buf = malloc(NX_COPY_CHUNK)))
+		return nx_error_set(err, NX_ENOMEM, src_path, 0, -1, "out of memory");
+	while (len && !rc) {
+		size_t n = len < NX_COPY_CHUNK ? (size_t)len : NX_COPY_CHUNK;
+
+		rc = pread_full(src_fd, buf, n, (uint64_t)in, src_path, err);
+		if (!rc)
+			rc = pwrite_full(dst_fd, buf, n, (uint64_t)out, dst_name, err);
+		in += (loff_t)n;
+		out += (loff_t)n;
+		len -= n;
+	}
+	free(buf);
+	return rc;
+}
+
 int nx_copy_hash(unsigned char out[NX_SHA256_LEN], int dst_fd, int src_fd,
 		 uint64_t size, const char *src_path, nx_error *err)
 {

@@ -23,4 +23,12 @@ int hash_copy_range(EVP_MD_CTX *ctx, int dst_fd, uint64_t dst_off, int src_fd,
 		    uint64_t src_off, uint64_t len, const char *src_path, const char *dst_name,
 		    nx_error *err);
 
+/*
+ * The same copy without a digest: copy_file_range (the kernel moves the
+ * pages, or the filesystem shares the blocks), falling back to pread/pwrite
+ * where it is refused (another filesystem, old kernel).
+ */
+int copy_range_plain(int dst_fd, uint64_t dst_off, int src_fd, uint64_t src_off, uint64_t len,
+		     const char *src_path, const char *dst_name, nx_error *err);
+
 #endif

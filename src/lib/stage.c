@@ -29,6 +29,7 @@ struct nx_stage {
 	int dirfd;
 	volatile sig_atomic_t published;
 	bool force;
+	bool nosync;       /* seal and publish without fsync */
 };
 
 /*
@@ -314,10 +315,15 @@ static int seal(nx_stage *s, const struct nx_fs_entry *e, nx_error *err)
 	}
 	if (fd < 0)
 		return nx_error_errno(err, NX_EIO, errno, e->path, "cannot open staged %s", e->path);
-	if (fchmod(fd, mode) < 0 || fsync(fd) < 0)
+	if (fchmod(fd, mode) < 0 || (!s->nosync && fsync(fd) < 0))
 		rc = nx_error_errno(err, NX_EIO, errno, e->path, "cannot seal staged %s", e->path);
 	close(fd);
 	return rc;
+}
+
+void nx_stage_set_nosync(nx_stage *s, bool nosync)
+{
+	s->nosync = nosync;
 }
 
 int nx_stage_seal(nx_stage *s, nx_error *err)
@@ -338,7 +344,7 @@ int nx_stage_seal(nx_stage *s, nx_error *err)
 			rc = seal(s, &e[i - 1], err);
 	if (rc)
 		goto out;
-	if (fchmod(s->dirfd, 0555) < 0 || fsync(s->dirfd) < 0)
+	if (fchmod(s->dirfd, 0555) < 0 || (!s->nosync && fsync(s->dirfd) < 0))
 		rc = nx_error_errno(err, NX_EIO, errno, s->stage_path, "cannot seal %s", s->stage_path);
 out:
 	nx_fs_entries_free(e, n);
@@ -377,7 +383,7 @@ int nx_stage_publish(nx_stage *s, nx_error *err)
 				    "filesystem with renameat2)", s->final_path);
 		goto out;
 	}
-	if (fsync(s->parentfd) < 0)
+	if (!s->nosync && fsync(s->parentfd) < 0)
 		rc = nx_error_errno(err, NX_EIO, errno, s->final_path,
 				    "published %s but cannot sync its directory", s->final_path);
 out:

@@ -127,6 +127,30 @@ def test_rebuild_is_byte_identical(nexus, ws, out):
         assert (out / "one" / p).read_bytes() == (out / "two" / p).read_bytes(), p
 
 
+def test_no_fsync_builds_the_same_bundle_without_syncing(nexus, ws, out):
+    """--no-fsync changes durability only: same bytes, same modes, and not
+    one fsync/fdatasync/sync_file_range call (traced when strace exists)."""
+    import shutil
+    assert build(nexus, ws, out / "durable").returncode == 0
+    cmd = [nexus, "build", ws, "-o", out / "fast", "--no-fsync"]
+    trace = out / "trace"
+    if shutil.which("strace"):
+        cmd = ["strace", "-f", "-qq", "-e", "signal=none", "-e",
+               "trace=fsync,fdatasync,sync_file_range,syncfs",
+               "-o", trace] + cmd
+    r = run(*cmd, env=dict(os.environ, SOURCE_DATE_EPOCH=EPOCH))
+    assert r.returncode == 0, r.stderr
+    assert tree(out / "durable") == tree(out / "fast")
+    for p in tree(out / "fast"):
+        a, b = out / "durable" / p, out / "fast" / p
+        assert stat.S_IMODE(a.stat().st_mode) == stat.S_IMODE(b.stat().st_mode), p
+        if a.is_file():
+            assert a.read_bytes() == b.read_bytes(), p
+    if trace.exists():
+        calls = [line for line in trace.read_text().splitlines() if "sync" in line]
+        assert calls == []
+
+
 def test_json_output(nexus, ws, out):
     r = build(nexus, ws, out / "b", "--json")
     assert r.returncode == 0, r.stderr

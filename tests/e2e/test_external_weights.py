@@ -138,6 +138,27 @@ def test_inspect_export_to_follows_the_same_rule(nexus, tmp_path):
     onnx.checker.check_model(str(out / "student_model.onnx"))
 
 
+def test_text_export_copies_the_same_bytes_without_hashing(nexus, tmp_path):
+    """Without --json the data file is copied (copy_file_range) and not
+    hashed; it must hold exactly what the hashed copy holds."""
+    src = tmp_path / "s.onnx"
+    src.write_bytes(student_onnx(ROWS))
+    got = {}
+    for mode in ("json", "text"):
+        out = tmp_path / mode
+        out.mkdir()
+        r = run(nexus, "inspect", src, "--export-to", out / "student_model.onnx",
+                "--external-data", "always", *(["--json"] if mode == "json" else []))
+        assert r.returncode == 0, r.stderr
+        got[mode] = (out / "student_model.onnx.data").read_bytes()
+        if mode == "json":
+            import hashlib
+            assert json.loads(r.stdout)["data_sha256"] == hashlib.sha256(got[mode]).hexdigest()
+        else:
+            assert f"{len(got[mode])} bytes in student_model.onnx.data" in r.stdout
+    assert got["json"] == got["text"] and len(got["text"]) == ROWS * 8 * 4
+
+
 @pytest.mark.parametrize("value", ["sometimes", "[always]", "yes"])
 def test_bad_external_data_value_is_config_error(nexus, tmp_path, value):
     ws = make_workspace(tmp_path / "ws", config={"export": "{external_data: %s}" % value})
