@@ -96,8 +96,6 @@ struct nx_export_opts {
 	enum nx_export_external external;   /* zero: AUTO */
 	bool no_data_digest;                /* copy the data file without hashing it:
 					       ext_sha256 is left zero */
-	bool writeback;                     /* the caller will fsync: start the disk
-					       writes of large copies at once */
 	nx_export_ext_open_fn ext_open;     /* NULL: external data is NX_ECONFIG */
 	void *ext_ctx;
 };

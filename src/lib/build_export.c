@@ -162,7 +162,6 @@ int build_export(struct build *b)
 	o.extract = ws->export_extract;
 	o.strip_metadata = ws->export_strip_metadata;
 	o.external = (enum nx_export_external)ws->export_external;
-	o.writeback = !b->opts->no_fsync;
 	o.producer_version = NX_VERSION;
 	o.ws_dirfd = b->wsfd;
 	o.model_relpath = ws->student.model;

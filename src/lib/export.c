@@ -220,7 +220,6 @@ static int export_do(struct nx_export_result *out, int src_fd, const char *src_p
 		pw_msg_measure(model);
 		if ((rc = pw_out_init(&w, dst_fd, x.path, "model", err)) != 0)
 			goto out;
-		w.writeback = o->writeback;
 		if ((rc = pw_emit(&w, src_fd, model)) != 0)
 			goto out;
 		if ((rc = pw_out_finish(&w, res.sha256)) != 0)

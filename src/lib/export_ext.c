@@ -217,7 +217,6 @@ int ex_data_copy(struct ex *x, int fd, const char *src_path, uint64_t off, uint6
 				      x->err)) != 0)
 			return rc;
 		x->ext.nohash = o->no_data_digest;
-		x->ext.writeback = o->writeback;
 		x->ext_started = true;
 	}
 	/* Page-aligned, so that ONNX Runtime maps the weights instead of

@@ -63,7 +63,6 @@ struct pw_out {
 	uint64_t pos;           /* bytes written (flushed or buffered) */
 	EVP_MD_CTX *ctx;
 	bool nohash;            /* copy only: finish yields zeros */
-	bool writeback;         /* start the disk writes while copying */
 	unsigned char *buf;
 	size_t blen;
 	const char *src_path, *dst_name;

@@ -184,7 +184,7 @@ static int copy_hash_inline(EVP_MD_CTX *ctx, int dst_fd, int src_fd, uint64_t si
 
 int hash_copy_range(EVP_MD_CTX *ctx, int dst_fd, uint64_t dst_off, int src_fd,
 		    uint64_t src_off, uint64_t len, const char *src_path, const char *dst_name,
-		    bool writeback, nx_error *err)
+		    nx_error *err)
 {
 	struct ring r;
 	pthread_t tid;
@@ -231,10 +231,6 @@ int hash_copy_range(EVP_MD_CTX *ctx, int dst_fd, uint64_t dst_off, int src_fd,
 		rc = pwrite_full(dst_fd, r.slot[s], n, dst_off + done, dst_name, err);
 		if (rc)
 			break;
-		/* Advisory: the caller's fsync still decides. */
-		if (writeback)
-			(void)sync_file_range(dst_fd, (off_t)(dst_off + done), (off_t)n,
-					      SYNC_FILE_RANGE_WRITE);
 		done += n;
 	}
 	/* On an error the digest is abandoned, so the thread may stop early. */
@@ -313,7 +309,7 @@ int nx_copy_hash(unsigned char out[NX_SHA256_LEN], int dst_fd, int src_fd,
 	if (size <= 2 * NX_HASH_CHUNK)
 		rc = copy_hash_inline(ctx, dst_fd, src_fd, size, src_path, err);
 	else
-		rc = hash_copy_range(ctx, dst_fd, 0, src_fd, 0, size, src_path, NULL, false, err);
+		rc = hash_copy_range(ctx, dst_fd, 0, src_fd, 0, size, src_path, NULL, err);
 	if (rc)
 		goto out;
 	if (!EVP_DigestFinal_ex(ctx, md, NULL)) {

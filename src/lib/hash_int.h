@@ -6,7 +6,6 @@
 #ifndef NEXUS_HASH_INT_H
 #define NEXUS_HASH_INT_H
 
-#include <stdbool.h>
 #include <stdint.h>
 
 #include <openssl/evp.h>
@@ -19,13 +18,10 @@
  * the same buffer, the hashing on a second thread.  Errors name src_path
  * (reads; NX_EFORMAT with the offset when the source is shorter) or
  * dst_name (writes).  On error ctx holds a partial digest: abandon it.
- * writeback: hand each written chunk to the disk at once
- * (sync_file_range WRITE), for a caller that will fsync the file: the disk
- * then writes while the copy reads, instead of all at the fsync.
  */
 int hash_copy_range(EVP_MD_CTX *ctx, int dst_fd, uint64_t dst_off, int src_fd,
 		    uint64_t src_off, uint64_t len, const char *src_path, const char *dst_name,
-		    bool writeback, nx_error *err);
+		    nx_error *err);
 
 /*
  * The same copy without a digest: copy_file_range (the kernel moves the

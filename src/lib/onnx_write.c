@@ -286,7 +286,7 @@ static int copy_large(struct pw_out *o, int src_fd, uint64_t off, uint64_t len)
 				      o->err);
 	else
 		rc = hash_copy_range(o->ctx, o->fd, o->pos, src_fd, off, len, o->src_path,
-				     o->dst_name, o->writeback, o->err);
+				     o->dst_name, o->err);
 	if (!rc)
 		o->pos += len;
 	return rc;
