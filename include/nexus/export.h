@@ -158,6 +158,9 @@ int nx_export_plan(struct nx_export_result *out, int src_fd, const char *src_pat
 /* Free the report inside r and zero it.  Accepts NULL. */
 void nx_export_result_release(struct nx_export_result *r);
 
+/* "auto", "always", "never", NULL: the names, indexed by the enum. */
+extern const char *const nx_export_external_names[];
+
 /* "auto", "always", "never" -> *out; -1 for anything else. */
 int nx_export_external_parse(const char *s, enum nx_export_external *out);
 

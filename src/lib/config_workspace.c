@@ -6,6 +6,7 @@
  * workspace or none.
  */
 #include "config_priv.h"
+#include "nexus/export.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +22,6 @@ static const char *const source_keys[] = { "dir", "files", NULL };
 static const char *const shared_keys[] = { "name", "reason", NULL };
 static const char *const limits_keys[] = { "max_model_bytes", "size_slack", NULL };
 static const char *const export_keys[] = { "extract", "strip_metadata", "external_data", NULL };
-/* in the order of enum nx_export_external */
-static const char *const external_modes[] = { "auto", "always", "never", NULL };
 
 void nx_workspace_free(nx_workspace *ws)
 {
@@ -206,7 +205,7 @@ static int parse_export(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 	if ((v = nx_yaml_map_get(n, "external_data"))) {
 		int mode;
 
-		if ((rc = cfg_enum(c, v, "export.external_data", external_modes, &mode)))
+		if ((rc = cfg_enum(c, v, "export.external_data", nx_export_external_names, &mode)))
 			return rc;
 		ws->export_external = mode;
 	}

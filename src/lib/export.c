@@ -266,13 +266,14 @@ void nx_export_result_release(struct nx_export_result *r)
 	memset(r, 0, sizeof(*r));
 }
 
+const char *const nx_export_external_names[] = { "auto", "always", "never", NULL };
+
 int nx_export_external_parse(const char *s, enum nx_export_external *out)
 {
-	static const char *const names[] = { "auto", "always", "never" };
 	size_t i;
 
-	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (!strcmp(s, names[i])) {
+	for (i = 0; nx_export_external_names[i]; i++)
+		if (!strcmp(s, nx_export_external_names[i])) {
 			*out = (enum nx_export_external)i;
 			return 0;
 		}
