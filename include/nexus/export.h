@@ -96,6 +96,9 @@ struct nx_export_opts {
 	enum nx_export_external external;   /* zero: AUTO */
 	bool no_data_digest;                /* copy the data file without hashing it:
 					       ext_sha256 is left zero */
+	bool defer_data_digest;             /* hash it on a thread that follows the
+					       copy; the result's ext_pending gives
+					       the digest (ext_sha256 is left zero) */
 	nx_export_ext_open_fn ext_open;     /* NULL: external data is NX_ECONFIG */
 	void *ext_ctx;
 };
@@ -126,6 +129,8 @@ struct nx_export_result {
 	unsigned char ext_sha256[NX_SHA256_LEN];
 	uint64_t ext_size;
 	uint64_t ext_tensors;
+	nx_hash_follow *ext_pending;           /* defer_data_digest: collect with
+						  nx_hash_follow_finish(ext_size) */
 	struct nx_export_item *removed;        /* in source order */
 	size_t nremoved;
 	uint64_t doc_strings;                  /* doc_string fields removed */

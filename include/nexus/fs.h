@@ -126,8 +126,8 @@ const char *nx_stage_path(const nx_stage *s);
 const char *nx_stage_final_path(const nx_stage *s);
 
 /*
- * Create relpath (new, O_EXCL) in the stage for writing, making missing
- * parent directories.  *out is an fd the caller closes.
+ * Create relpath (new, O_EXCL) in the stage, open for reading and writing
+ * (a digest may follow the writes), making missing parent directories.  *out is an fd the caller closes.
  */
 int nx_stage_create_file(int *out, nx_stage *s, const char *relpath, bool exec,
 			 nx_error *err);

@@ -47,6 +47,28 @@ int nx_sha256_buf(unsigned char out[NX_SHA256_LEN], const void *buf, size_t len)
 int nx_copy_hash(unsigned char out[NX_SHA256_LEN], int dst_fd, int src_fd,
 		 uint64_t size, const char *src_path, nx_error *err);
 
+/*
+ * A digest that follows a file while it is written.  A thread hashes fd
+ * (duplicated) from offset 0 up to the writer's high-water mark, reading
+ * the pages the writer has just written (from the page cache), so the
+ * writer never waits for SHA-256 and the caller collects the digest later,
+ * after other work.  The writer must write the file sequentially and call
+ * advance after each write; finish joins the thread.
+ */
+typedef struct nx_hash_follow nx_hash_follow;
+
+/* Start following fd, which must be open for reading (it is duplicated);
+ * name (borrowed until finish) names it in errors. */
+int nx_hash_follow_start(nx_hash_follow **out, int fd, const char *name, nx_error *err);
+/* The first `written` bytes of the file are written and final. */
+void nx_hash_follow_advance(nx_hash_follow *h, uint64_t written);
+/* The file is `size` bytes in all: wait for its digest, then free h.
+ * NX_EIO or NX_EFORMAT (shorter than size) naming the file. */
+int nx_hash_follow_finish(nx_hash_follow *h, uint64_t size, unsigned char out[NX_SHA256_LEN],
+			  nx_error *err);
+/* Stop and free without a digest.  Accepts NULL. */
+void nx_hash_follow_cancel(nx_hash_follow *h);
+
 /* Lower-case hex of a digest, NUL-terminated. */
 void nx_hex(char out[2 * NX_SHA256_LEN + 1], const unsigned char in[NX_SHA256_LEN]);
 

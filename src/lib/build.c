@@ -409,6 +409,7 @@ static void build_release(struct build *b)
 	}
 	free(b->in);
 	free(b->teacher_st);
+	nx_hash_follow_cancel(b->data_hash);
 	build_writeback_join(b);
 	if (b->stage && b->opts->on_stage)
 		b->opts->on_stage(b->opts->stage_ctx, NULL);

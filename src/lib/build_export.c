@@ -108,6 +108,19 @@ static void start_writeback(struct build *b, const char *relpath)
 	b->nwb++;
 }
 
+int build_export_join(struct build *b)
+{
+	unsigned char sum[NX_SHA256_LEN];
+	nx_hash_follow *h = b->data_hash;
+	int rc;
+
+	if (!h)
+		return 0;
+	b->data_hash = NULL;
+	rc = nx_hash_follow_finish(h, b->data_size, sum, b->err);
+	return rc ? rc : nx_manifest_add_file(b->m, BUILD_STUDENT_DATA, sum, b->data_size, b->err);
+}
+
 void build_writeback_join(struct build *b)
 {
 	while (b->nwb > 0)
@@ -162,6 +175,7 @@ int build_export(struct build *b)
 	o.extract = ws->export_extract;
 	o.strip_metadata = ws->export_strip_metadata;
 	o.external = (enum nx_export_external)ws->export_external;
+	o.defer_data_digest = true;
 	o.producer_version = NX_VERSION;
 	o.ws_dirfd = b->wsfd;
 	o.model_relpath = ws->student.model;
@@ -180,10 +194,11 @@ int build_export(struct build *b)
 		start_writeback(b, BUILD_STUDENT_DATA);
 	if ((rc = nx_manifest_add_file(b->m, BUILD_STUDENT_DST, r.sha256, r.size, b->err)) != 0)
 		goto out;
-	if (r.has_external &&
-	    (rc = nx_manifest_add_file(b->m, BUILD_STUDENT_DATA, r.ext_sha256, r.ext_size,
-				       b->err)) != 0)
-		goto out;
+	/* The weights file's digest is still being computed, while the next
+	 * steps run; build_export_join adds it to the manifest. */
+	b->data_hash = r.ext_pending;
+	b->data_size = r.ext_size;
+	r.ext_pending = NULL;
 	if ((rc = summarise(b)) != 0)
 		goto out;
 	if ((rc = fingerprint(b)) != 0)

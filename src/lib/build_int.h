@@ -58,8 +58,13 @@ struct build {
 	size_t nin, capin;
 	pthread_t wb[BUILD_WRITEBACK_MAX]; /* early fdatasync of the exported model */
 	int nwb;
+	nx_hash_follow *data_hash;  /* the weights file's digest, still being computed */
+	uint64_t data_size;
 };
 
+/* Wait for the weights file's digest (build_export deferred it) and list the
+ * file in the manifest.  No-op without a data file. */
+int build_export_join(struct build *b);
 /* Wait for the export's write-back threads (build_export.c). */
 void build_writeback_join(struct build *b);
 

@@ -31,6 +31,8 @@ int build_manifest(struct build *b)
 	char ts[32];
 	int rc;
 
+	if ((rc = build_export_join(b)) != 0)
+		return rc;
 	rc = format_timestamp(ts, b->opts->source_date_epoch, b->err);
 	if (!rc)
 		rc = nx_manifest_set(m, &m->bundle_id, b->ws->bundle_id, b->err);

@@ -169,6 +169,7 @@ static void ex_release(struct ex *x)
 	free(x->terms);
 	if (x->ext.ctx)
 		pw_out_release(&x->ext);
+	nx_hash_follow_cancel(x->ext_follow);
 	nx_pb_file_release(&x->f);
 }
 
@@ -229,6 +230,8 @@ static int export_do(struct nx_export_result *out, int src_fd, const char *src_p
 			if ((rc = pw_out_finish(&x.ext, res.ext_sha256)) != 0)
 				goto out;
 			res.ext_size = x.ext.pos;
+			res.ext_pending = x.ext_follow;
+			x.ext_follow = NULL;
 		}
 	}
 	*out = res;
@@ -263,6 +266,7 @@ void nx_export_result_release(struct nx_export_result *r)
 	for (i = 0; i < r->nremoved; i++)
 		free(r->removed[i].name);
 	free(r->removed);
+	nx_hash_follow_cancel(r->ext_pending);
 	memset(r, 0, sizeof(*r));
 }
 

@@ -216,7 +216,13 @@ int ex_data_copy(struct ex *x, int fd, const char *src_path, uint64_t off, uint6
 		if ((rc = pw_out_init(&x->ext, x->ext_fd, src_path, NX_EXPORT_DATA_NAME,
 				      x->err)) != 0)
 			return rc;
-		x->ext.nohash = o->no_data_digest;
+		x->ext.nohash = o->no_data_digest || o->defer_data_digest;
+		if (o->defer_data_digest) {
+			if ((rc = nx_hash_follow_start(&x->ext_follow, x->ext_fd,
+						       NX_EXPORT_DATA_NAME, x->err)) != 0)
+				return rc;
+			x->ext.follow = x->ext_follow;
+		}
 		x->ext_started = true;
 	}
 	/* Page-aligned, so that ONNX Runtime maps the weights instead of

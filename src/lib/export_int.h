@@ -63,6 +63,7 @@ struct pw_out {
 	uint64_t pos;           /* bytes written (flushed or buffered) */
 	EVP_MD_CTX *ctx;
 	bool nohash;            /* copy only: finish yields zeros */
+	nx_hash_follow *follow; /* not owned: told of every write (implies nohash) */
 	unsigned char *buf;
 	size_t blen;
 	const char *src_path, *dst_name;
@@ -125,6 +126,7 @@ struct ex {
 	/* external data */
 	bool externalize;          /* large inline initializers go to the data file */
 	struct pw_out ext;
+	nx_hash_follow *ext_follow;  /* opts.defer_data_digest: the data file's digest */
 	int ext_fd;
 	bool ext_started;
 };

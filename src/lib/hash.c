@@ -249,6 +249,140 @@ out_free:
 	return rc;
 }
 
+struct nx_hash_follow {
+	pthread_t tid;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int fd;
+	const char *name;
+	uint64_t written;   /* final bytes, set by the writer */
+	uint64_t hashed;    /* bytes digested, by the thread */
+	bool ended;         /* written is the whole file */
+	bool stop;          /* cancel */
+	int read_errno;     /* the thread's read failed (-1: file shorter) */
+	EVP_MD_CTX *ctx;
+	unsigned char *buf;
+};
+
+static void *follow_thread(void *arg)
+{
+	struct nx_hash_follow *h = arg;
+
+	pthread_mutex_lock(&h->lock);
+	for (;;) {
+		uint64_t to;
+
+		while (!h->stop && h->hashed == h->written && !h->ended)
+			pthread_cond_wait(&h->cond, &h->lock);
+		if (h->stop || h->hashed == h->written)
+			break;
+		to = h->written;
+		pthread_mutex_unlock(&h->lock);
+		while (h->hashed < to && !h->read_errno) {
+			size_t n = to - h->hashed < NX_HASH_CHUNK ? (size_t)(to - h->hashed)
+								  : NX_HASH_CHUNK;
+			ssize_t got = pread(h->fd, h->buf, n, (off_t)h->hashed);
+
+			if (got < 0 && errno == EINTR)
+				continue;
+			if (got <= 0) {
+				h->read_errno = got < 0 ? errno : -1;
+				break;
+			}
+			EVP_DigestUpdate(h->ctx, h->buf, (size_t)got);
+			h->hashed += (uint64_t)got;
+		}
+		pthread_mutex_lock(&h->lock);
+		if (h->read_errno)
+			break;
+	}
+	pthread_mutex_unlock(&h->lock);
+	return NULL;
+}
+
+static void follow_free(struct nx_hash_follow *h)
+{
+	pthread_cond_destroy(&h->cond);
+	pthread_mutex_destroy(&h->lock);
+	EVP_MD_CTX_free(h->ctx);
+	free(h->buf);
+	if (h->fd >= 0)
+		close(h->fd);
+	free(h);
+}
+
+int nx_hash_follow_start(nx_hash_follow **out, int fd, const char *name, nx_error *err)
+{
+	struct nx_hash_follow *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return nx_error_set(err, NX_ENOMEM, name, 0, -1, "out of memory");
+	pthread_mutex_init(&h->lock, NULL);
+	pthread_cond_init(&h->cond, NULL);
+	h->name = name;
+	h->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	h->ctx = EVP_MD_CTX_new();
+	h->buf = malloc(NX_HASH_CHUNK);
+	if (h->fd < 0 || !h->ctx || !h->buf || !EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) ||
+	    pthread_create(&h->tid, NULL, follow_thread, h) != 0) {
+		follow_free(h);
+		return nx_error_set(err, NX_EINTERNAL, name, 0, -1,
+				    "cannot start hashing %s", name ? name : "file");
+	}
+	*out = h;
+	return 0;
+}
+
+void nx_hash_follow_advance(nx_hash_follow *h, uint64_t written)
+{
+	pthread_mutex_lock(&h->lock);
+	if (written > h->written) {
+		h->written = written;
+		pthread_cond_broadcast(&h->cond);
+	}
+	pthread_mutex_unlock(&h->lock);
+}
+
+static void follow_join(struct nx_hash_follow *h, bool stop)
+{
+	pthread_mutex_lock(&h->lock);
+	h->ended = true;
+	h->stop = stop;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+	pthread_join(h->tid, NULL);
+}
+
+int nx_hash_follow_finish(nx_hash_follow *h, uint64_t size, unsigned char out[NX_SHA256_LEN],
+			  nx_error *err)
+{
+	const char *name = h->name ? h->name : "file";
+	int rc = 0;
+
+	nx_hash_follow_advance(h, size);
+	follow_join(h, false);
+	if (h->read_errno > 0)
+		rc = nx_error_errno(err, NX_EIO, h->read_errno, h->name, "cannot read %s to hash it",
+				    name);
+	else if (h->read_errno || h->hashed != size)
+		rc = nx_error_set(err, NX_EFORMAT, h->name, 0, (long long)h->hashed,
+				  "%s ended after %llu bytes, expected %llu; was it changed while "
+				  "being written?", name, (unsigned long long)h->hashed,
+				  (unsigned long long)size);
+	else if (!EVP_DigestFinal_ex(h->ctx, out, NULL))
+		rc = nx_error_set(err, NX_EINTERNAL, h->name, 0, -1, "sha-256 failed in openssl");
+	follow_free(h);
+	return rc;
+}
+
+void nx_hash_follow_cancel(nx_hash_follow *h)
+{
+	if (!h)
+		return;
+	follow_join(h, true);
+	follow_free(h);
+}
+
 int copy_range_plain(int dst_fd, uint64_t dst_off, int src_fd, uint64_t src_off, uint64_t len,
 		     const char *src_path, const char *dst_name, nx_error *err)
 {

@@ -14,6 +14,7 @@
 
 #define PW_BUF (1u << 18)        /* gather buffer; copies below it go through it */
 #define PW_CFR_MIN (4u << 20)    /* ranges from this size go through hash_copy_range */
+#define PW_FOLLOW_STEP (32u << 20) /* copy step when a nx_hash_follow hashes behind */
 
 struct pw_msg *pw_msg_new(void)
 {
@@ -228,6 +229,8 @@ static int flush(struct pw_out *o)
 		put += (size_t)n;
 	}
 	o->blen = 0;
+	if (o->follow)
+		nx_hash_follow_advance(o->follow, o->pos);
 	return 0;
 }
 
@@ -281,6 +284,22 @@ static int copy_large(struct pw_out *o, int src_fd, uint64_t off, uint64_t len)
 
 	if ((rc = flush(o)) != 0)
 		return rc;
+	if (o->follow) {
+		/* in steps, so that the digest thread follows close behind */
+		while (len && !rc) {
+			uint64_t n = len < PW_FOLLOW_STEP ? len : PW_FOLLOW_STEP;
+
+			rc = copy_range_plain(o->fd, o->pos, src_fd, off, n, o->src_path,
+					      o->dst_name, o->err);
+			if (!rc) {
+				o->pos += n;
+				off += n;
+				len -= n;
+				nx_hash_follow_advance(o->follow, o->pos);
+			}
+		}
+		return rc;
+	}
 	if (o->nohash)
 		rc = copy_range_plain(o->fd, o->pos, src_fd, off, len, o->src_path, o->dst_name,
 				      o->err);

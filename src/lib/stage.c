@@ -287,7 +287,7 @@ int nx_stage_create_file(int *out, nx_stage *s, const char *relpath, bool exec, 
 					      "cannot create %s in %s", buf, s->stage_path);
 		*p = '/';
 	}
-	fd = openat(s->dirfd, relpath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	fd = openat(s->dirfd, relpath, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 		    exec ? 0700 : 0600);
 	if (fd < 0)
 		return nx_error_errno(err, NX_EIO, errno, s->stage_path,

@@ -180,6 +180,53 @@ static void copy_plain(void **state)
 	free(back);
 }
 
+/* nx_hash_follow: the digest of a file written in uneven steps equals the
+ * digest of its bytes; a file shorter than announced, and an fd that cannot
+ * be read, are errors; cancel stops a thread still waiting. */
+static void follow_matches_writes(void **state)
+{
+	size_t n = (5u << 20) + 12345, at = 0, step = 1;
+	unsigned char *data = malloc(n), a[NX_SHA256_LEN], b[NX_SHA256_LEN];
+	char name[] = "/tmp/nx_follow_XXXXXX";
+	nx_hash_follow *h;
+	nx_error err;
+	size_t j;
+	int fd, wo;
+
+	(void)state;
+	for (j = 0; j < n; j++)
+		data[j] = (unsigned char)(j * 2654435761u >> 9);
+	fd = mkstemp(name);
+	assert_true(fd >= 0);
+	wo = open(name, O_WRONLY);
+	assert_true(wo >= 0);
+	unlink(name);
+	assert_int_equal(nx_hash_follow_start(&h, fd, "f", &err), 0);
+	while (at < n) {
+		size_t k = n - at < step ? n - at : step;
+
+		assert_int_equal(pwrite(fd, data + at, k, (off_t)at), (ssize_t)k);
+		at += k;
+		nx_hash_follow_advance(h, at);
+		step = step * 3 + 7;
+	}
+	assert_int_equal(nx_hash_follow_finish(h, n, a, &err), 0);
+	assert_int_equal(nx_sha256_buf(b, data, n), 0);
+	assert_memory_equal(a, b, sizeof(a));
+
+	assert_int_equal(nx_hash_follow_start(&h, fd, "f", &err), 0);
+	assert_int_equal(nx_hash_follow_finish(h, n + 1, a, &err), NX_EFORMAT);
+	assert_int_equal(nx_hash_follow_start(&h, wo, "f", &err), 0);
+	assert_int_equal(nx_hash_follow_finish(h, n, a, &err), NX_EIO);
+	assert_int_equal(nx_hash_follow_start(&h, fd, "f", &err), 0);
+	nx_hash_follow_advance(h, 100);
+	nx_hash_follow_cancel(h);
+	nx_hash_follow_cancel(NULL);
+	close(fd);
+	close(wo);
+	free(data);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -190,6 +237,7 @@ int main(void)
 		cmocka_unit_test(copy_hash_matches),
 		cmocka_unit_test(copy_hash_short_source),
 		cmocka_unit_test(copy_plain),
+		cmocka_unit_test(follow_matches_writes),
 	};
 	return cmocka_run_group_tests_name("hash", tests, NULL, NULL);
 }
