@@ -65,6 +65,14 @@ extern "C" {
 #define NX_EXPORT_EXTERNAL_MIN (64u << 10)  /* smallest tensor kept in the data file */
 #define NX_EXPORT_AUTO_MIN (64ull << 20)    /* NX_EXPORT_EXT_AUTO: a source this big */
 
+/* How the data file's SHA-256 is taken. */
+enum nx_export_data_digest {
+	NX_EXPORT_DIGEST_INLINE,  /* while copying, in ext_sha256 (the copy runs at hash speed) */
+	NX_EXPORT_DIGEST_NONE,    /* not at all (copy_file_range); ext_sha256 left zero */
+	NX_EXPORT_DIGEST_DEFER,   /* by a thread that follows the copy: collect it from
+				     the result's ext_pending; ext_sha256 left zero */
+};
+
 /* Where large inline initializers go. */
 enum nx_export_external {
 	NX_EXPORT_EXT_AUTO,    /* ALWAYS for a source of NX_EXPORT_AUTO_MIN bytes or more */
@@ -94,11 +102,7 @@ struct nx_export_opts {
 	int ws_dirfd;                       /* workspace root, for external data */
 	const char *model_relpath;          /* source model, relative to ws_dirfd */
 	enum nx_export_external external;   /* zero: AUTO */
-	bool no_data_digest;                /* copy the data file without hashing it:
-					       ext_sha256 is left zero */
-	bool defer_data_digest;             /* hash it on a thread that follows the
-					       copy; the result's ext_pending gives
-					       the digest (ext_sha256 is left zero) */
+	enum nx_export_data_digest data_digest; /* zero: INLINE */
 	nx_export_ext_open_fn ext_open;     /* NULL: external data is NX_ECONFIG */
 	void *ext_ctx;
 };
@@ -129,7 +133,7 @@ struct nx_export_result {
 	unsigned char ext_sha256[NX_SHA256_LEN];
 	uint64_t ext_size;
 	uint64_t ext_tensors;
-	nx_hash_follow *ext_pending;           /* defer_data_digest: collect with
+	nx_hash_follow *ext_pending;           /* NX_EXPORT_DIGEST_DEFER: collect with
 						  nx_hash_follow_finish(ext_size) */
 	struct nx_export_item *removed;        /* in source order */
 	size_t nremoved;

@@ -163,7 +163,7 @@ static int do_export(int fd, const char *path, struct export_args *a, bool json)
 	export_opts(&o, a);
 	/* Only --json prints the data file's digest; without it the export is
 	 * a copy, at copy speed (hashing 1 GB takes about a second). */
-	o.no_data_digest = !json;
+	o.data_digest = json ? NX_EXPORT_DIGEST_INLINE : NX_EXPORT_DIGEST_NONE;
 	o.ext_open = ext_open;
 	o.ext_ctx = a;
 	if (nx_export_run(&r, fd, path, out, &o, &err) != 0) {

@@ -175,7 +175,7 @@ int build_export(struct build *b)
 	o.extract = ws->export_extract;
 	o.strip_metadata = ws->export_strip_metadata;
 	o.external = (enum nx_export_external)ws->export_external;
-	o.defer_data_digest = true;
+	o.data_digest = NX_EXPORT_DIGEST_DEFER;
 	o.producer_version = NX_VERSION;
 	o.ws_dirfd = b->wsfd;
 	o.model_relpath = ws->student.model;

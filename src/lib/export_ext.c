@@ -216,8 +216,8 @@ int ex_data_copy(struct ex *x, int fd, const char *src_path, uint64_t off, uint6
 		if ((rc = pw_out_init(&x->ext, x->ext_fd, src_path, NX_EXPORT_DATA_NAME,
 				      x->err)) != 0)
 			return rc;
-		x->ext.nohash = o->no_data_digest || o->defer_data_digest;
-		if (o->defer_data_digest) {
+		x->ext.nohash = o->data_digest != NX_EXPORT_DIGEST_INLINE;
+		if (o->data_digest == NX_EXPORT_DIGEST_DEFER) {
 			if ((rc = nx_hash_follow_start(&x->ext_follow, x->ext_fd,
 						       NX_EXPORT_DATA_NAME, x->err)) != 0)
 				return rc;

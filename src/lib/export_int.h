@@ -126,7 +126,7 @@ struct ex {
 	/* external data */
 	bool externalize;          /* large inline initializers go to the data file */
 	struct pw_out ext;
-	nx_hash_follow *ext_follow;  /* opts.defer_data_digest: the data file's digest */
+	nx_hash_follow *ext_follow;  /* NX_EXPORT_DIGEST_DEFER: the data file's digest */
 	int ext_fd;
 	bool ext_started;
 };
