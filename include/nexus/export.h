@@ -12,6 +12,8 @@
  * names, never with the weight bytes.  The SHA-256 of the output is computed
  * while it is written: literal bytes from the buffer written, copied ranges
  * from the source bytes as they are copied; the output is never read back.
+ * The data file's digest may instead be skipped or left to a thread that
+ * follows the copy (opts.data_digest).
  *
  * What an export removes (each step optional through nx_export_opts):
  *  - extract: only the nodes, initializers, value_info and graph inputs
