@@ -382,6 +382,24 @@ static int rewrite_sparse(struct ex *x, const struct nx_pb_reader *parent,
 	return rc;
 }
 
+/* The name of a SparseTensorProto: that of its values tensor (field 1). */
+static int sparse_name(struct ex *x, const struct nx_pb_reader *parent,
+		       const struct nx_pb_field *fld, char **name)
+{
+	struct nx_pb_reader r;
+	struct nx_pb_field f;
+	int rc;
+
+	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
+		return rc;
+	LOOP(x, &r, &f, rc) {
+		if (f.num == 1 && f.wire == NX_PB_LEN && (rc = read_strings(x, &r, &f, 8, name,
+									   0, NULL)) != 0)
+			break;
+	}
+	return rc;
+}
+
 static int sparse_msg(struct ex *x, const struct nx_pb_reader *parent,
 		      const struct nx_pb_field *fld, struct pw_msg **out)
 {
@@ -607,10 +625,11 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 			rc = doc(x, m, &f);
 			break;
 		case 5: case 15:
-			/* a dense initializer is rewritten (its data copied) only
-			 * once it is known to be kept */
+			/* an initializer is rewritten (its data copied) only once
+			 * it is known to be kept: a dropped one's bytes never
+			 * reach the data file */
 			rc = f.num == 5 ? read_strings(x, &r, &f, 8, &name, 0, NULL)
-					: rewrite_sparse(x, &r, &f, &c, &name);
+					: sparse_name(x, &r, &f, &name);
 			if (rc)
 				break;
 			if (main_graph && !ex_set_has(&x->needed, name ? name : "")) {
@@ -620,8 +639,8 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 			} else if ((rc = ex_check_term(x, "initializer", name ? name : "",
 						       f.offset)) != 0) {
 				pw_msg_free(c);
-			} else if (f.num == 5 &&
-				   (rc = rewrite_tensor(x, &r, &f, &c, NULL, true)) != 0) {
+			} else if ((rc = f.num == 5 ? rewrite_tensor(x, &r, &f, &c, NULL, true)
+						    : rewrite_sparse(x, &r, &f, &c, NULL)) != 0) {
 				break;
 			} else {
 				x->res->kept_initializers += main_graph;

@@ -244,3 +244,38 @@ def test_truncated_model_fails_with_offset(nexus, tmp_path):
     r = export(nexus, src, tmp_path / "s.onnx", "--output", "logits")
     assert r.returncode == 3 and "@" in r.stderr or "offset" in r.stderr or "byte" in r.stderr
     assert not (tmp_path / "s.onnx").exists()
+
+
+def test_dead_sparse_initializer_with_external_values_not_copied(nexus, tmp_path):
+    """A sparse initializer nothing uses is dropped before its data is read:
+    its external values (80 KB, above the inline limit) must not reach the
+    data file, where they would be unreferenced bytes of a dropped tensor."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = np.full(20000, 7.25, np.float32)  # 80 KB, a pattern easy to look for
+    (ws / "weights.bin").write_bytes(dead.tobytes())
+    vals = onnx.TensorProto(name="dead_sparse", data_type=onnx.TensorProto.FLOAT,
+                            dims=[20000], data_location=onnx.TensorProto.EXTERNAL)
+    for k, v in (("location", "weights.bin"), ("offset", "0"), ("length", str(dead.nbytes))):
+        e = vals.external_data.add()
+        e.key, e.value = k, v
+    idx = numpy_helper.from_array(np.arange(20000, dtype=np.int64), "dead_sparse_idx")
+    g = onnx.helper.make_graph(
+        [onnx.helper.make_node("Relu", ["x"], ["y"])], "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])], [],
+        sparse_initializer=[onnx.helper.make_sparse_tensor(vals, idx, [20000])])
+    m = onnx.helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(ws / "student.onnx"))
+    r = export(nexus, ws / "student.onnx", out / "student_model.onnx")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert ("initializer", "dead_sparse") in {(i["kind"], i["name"]) for i in rep["removed"]}
+    assert rep["external_tensors"] == 0
+    assert not (out / "student_model.onnx.data").exists()
+    got = onnx.load(str(out / "student_model.onnx"))
+    onnx.checker.check_model(got)
+    assert len(got.graph.sparse_initializer) == 0
