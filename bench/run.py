@@ -169,8 +169,14 @@ def big_workspace(ctx):
 
 
 def big_bundle(ctx):
+    """The bundle of big_workspace, rebuilt when the runtime it packs is not
+    the one ctx.nexus packs now (verify would rightly FAIL it)."""
     out = ctx.cache / f"bundle_{ctx.params}"
-    if not (out / "manifest.json").exists():
+    rt = pathlib.Path(ctx.cli).parent.parent
+    stale = any(not (out / f).exists() or (out / f).read_bytes() != (rt / f).read_bytes()
+                for f in ("bin/nexus_cli", "lib/libonnxruntime.so.1"))
+    if stale or not (out / "manifest.json").exists():
+        subprocess.run(["chmod", "-R", "u+w", str(out)], stderr=subprocess.DEVNULL)
         shutil.rmtree(out, ignore_errors=True)
         run([ctx.nexus, "build", "-o", str(out), str(big_workspace(ctx))])
     return out
