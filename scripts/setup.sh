@@ -67,6 +67,21 @@ install_apt() {
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
+# npm pack PKG@VERSION into the cache as FILE.tgz; on failure say why (npm's
+# own error lines) and what to check, instead of exiting silently.
+npm_pack() { # spec tgz
+	local tmp log
+	tmp=$(mktemp -d "$NEXUS_CACHE/npm.XXXXXX")
+	log=$tmp/npm.log
+	if ! (cd "$tmp" && npm pack "$1" >"$log" 2>&1); then
+		grep -i 'err' "$log" | tail -n 5 >&2 || tail -n 5 "$log" >&2
+		rm -rf "$tmp"
+		die "npm pack $1 failed (above); check that this machine reaches the npm registry ($(npm config get registry 2>/dev/null)), and npm's proxy and cafile settings (npm config list)"
+	fi
+	mv "$tmp/$(basename "$2")" "$2"
+	rm -rf "$tmp"
+}
+
 fetch_ort_lib() {
 	local tgz=$NEXUS_CACHE/onnxruntime-node-$ORT_VERSION.tgz tmp
 	if [ -f "$ORT_DIR/lib/libonnxruntime.so.1" ]; then
@@ -75,10 +90,7 @@ fetch_ort_lib() {
 	fi
 	if [ ! -f "$tgz" ]; then
 		say "fetching onnxruntime-node@$ORT_VERSION with npm pack (no scripts run)"
-		tmp=$(mktemp -d "$NEXUS_CACHE/npm.XXXXXX")
-		(cd "$tmp" && npm pack --silent "onnxruntime-node@$ORT_VERSION" >/dev/null)
-		mv "$tmp/onnxruntime-node-$ORT_VERSION.tgz" "$tgz"
-		rm -rf "$tmp"
+		npm_pack "onnxruntime-node@$ORT_VERSION" "$tgz"
 	fi
 	check_sha "$tgz" "$ORT_TGZ_SHA256"
 	tmp=$(mktemp -d "$NEXUS_CACHE/ort.XXXXXX")
@@ -138,10 +150,7 @@ fetch_tokenizers_oracle() {
 	[ -f "$dir/package.json" ] && return
 	if [ ! -f "$tgz" ]; then
 		say "fetching tokenizers@$TOK_VERSION (test oracle) with npm pack"
-		tmp=$(mktemp -d "$NEXUS_CACHE/npm.XXXXXX")
-		(cd "$tmp" && npm pack --silent "tokenizers@$TOK_VERSION" >/dev/null)
-		mv "$tmp/tokenizers-$TOK_VERSION.tgz" "$tgz"
-		rm -rf "$tmp"
+		npm_pack "tokenizers@$TOK_VERSION" "$tgz"
 	fi
 	check_sha "$tgz" "$TOK_TGZ_SHA256"
 	tmp=$(mktemp -d "$NEXUS_CACHE/tok.XXXXXX")
