@@ -107,6 +107,9 @@ struct nx_export_opts {
 	enum nx_export_data_digest data_digest; /* zero: INLINE */
 	nx_export_ext_open_fn ext_open;     /* NULL: external data is NX_ECONFIG */
 	void *ext_ctx;
+	const char *dst_name;               /* the model written, in errors (NULL: "model") */
+	const char *ext_name;               /* the data file, in errors (NULL: its file name);
+					       with DEFER, borrowed until ext_pending ends */
 };
 
 enum nx_export_what {

@@ -42,10 +42,12 @@ int nx_sha256_buf(unsigned char out[NX_SHA256_LEN], const void *buf, size_t len)
  * them, reading every source byte once.  Large copies hash on a second
  * thread while the calling thread reads and writes, so the wall time is about
  * max(copy, hash).  dst_fd is not truncated, synced or closed.  Errors as
- * nx_sha256_fd, plus NX_EIO for a failed write (the path named is src_path).
+ * nx_sha256_fd (naming src_path), plus NX_EIO for a failed write, naming
+ * dst_path (may be NULL: "the copy") -- on a full disk the user must learn
+ * which output did not fit, not which input was being read.
  */
 int nx_copy_hash(unsigned char out[NX_SHA256_LEN], int dst_fd, int src_fd,
-		 uint64_t size, const char *src_path, nx_error *err);
+		 uint64_t size, const char *src_path, const char *dst_path, nx_error *err);
 
 /*
  * A digest that follows a file while it is written.  A thread hashes fd

@@ -138,7 +138,7 @@ static int do_export(int fd, const char *path, struct export_args *a, bool json)
 	struct nx_export_opts o;
 	struct nx_export_result r;
 	nx_error err;
-	char *dir = strdup(a->to), *slash;
+	char *dir = strdup(a->to), *slash, ext_name[4096];
 	int out = -1, rc;
 
 	nx_error_clear(&err);
@@ -148,6 +148,9 @@ static int do_export(int fd, const char *path, struct export_args *a, bool json)
 	if (slash)
 		*slash = '\0';
 	a->ext_dirfd = open(slash ? (dir[0] ? dir : "/") : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* errors name the data file where the user will look for it */
+	snprintf(ext_name, sizeof(ext_name), "%s%s%s", slash ? dir : "", slash ? "/" : "",
+		 NX_EXPORT_DATA_NAME);
 	free(dir);
 	if (a->ext_dirfd < 0) {
 		nx_error_errno(&err, NX_EIO, errno, a->to, "cannot open the directory of %s", a->to);
@@ -166,6 +169,8 @@ static int do_export(int fd, const char *path, struct export_args *a, bool json)
 	o.data_digest = json ? NX_EXPORT_DIGEST_INLINE : NX_EXPORT_DIGEST_NONE;
 	o.ext_open = ext_open;
 	o.ext_ctx = a;
+	o.dst_name = a->to;
+	o.ext_name = ext_name;
 	if (nx_export_run(&r, fd, path, out, &o, &err) != 0) {
 		unlink(a->to);
 		if (a->ext_created)

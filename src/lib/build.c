@@ -338,14 +338,19 @@ int build_copy(struct build *b, const char *relpath, int src_fd, uint64_t size,
 	       const char *src_name, bool exec)
 {
 	unsigned char sha[NX_SHA256_LEN];
+	char *dst = NULL;
 	int fd = -1, rc;
 
 	rc = nx_stage_create_file(&fd, b->stage, relpath, exec, b->err);
 	if (rc)
 		return rc;
-	rc = nx_copy_hash(sha, fd, src_fd, size, src_name, b->err);
+	/* A failed write (a full disk) names the bundle file, not the input. */
+	if (asprintf(&dst, "%s/%s", b->res->bundle_path, relpath) < 0)
+		dst = NULL;
+	rc = nx_copy_hash(sha, fd, src_fd, size, src_name, dst ? dst : relpath, b->err);
 	if (!rc)
 		rc = nx_manifest_add_file(b->m, relpath, sha, size, b->err);
+	free(dst);
 	close(fd);
 	return rc;
 }
@@ -410,6 +415,8 @@ static void build_release(struct build *b)
 	free(b->in);
 	free(b->teacher_st);
 	nx_hash_follow_cancel(b->data_hash);
+	free(b->model_name);
+	free(b->data_name);
 	build_writeback_join(b);
 	if (b->stage && b->opts->on_stage)
 		b->opts->on_stage(b->opts->stage_ctx, NULL);

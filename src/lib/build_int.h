@@ -60,6 +60,7 @@ struct build {
 	int nwb;
 	nx_hash_follow *data_hash;  /* the weights file's digest, still being computed */
 	uint64_t data_size;
+	char *model_name, *data_name; /* the exported files' bundle paths, for errors */
 };
 
 /* Wait for the weights file's digest (build_export deferred it) and list the

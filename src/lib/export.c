@@ -219,7 +219,7 @@ static int export_do(struct nx_export_result *out, int src_fd, const char *src_p
 		goto out;
 	if (!dry) {
 		pw_msg_measure(model);
-		if ((rc = pw_out_init(&w, dst_fd, x.path, "model", err)) != 0)
+		if ((rc = pw_out_init(&w, dst_fd, x.path, o->dst_name ? o->dst_name : "model", err)) != 0)
 			goto out;
 		if ((rc = pw_emit(&w, src_fd, model)) != 0)
 			goto out;

@@ -213,13 +213,13 @@ int ex_data_copy(struct ex *x, int fd, const char *src_path, uint64_t off, uint6
 					    "gave no place for it", x->path, tensor);
 		if ((rc = o->ext_open(o->ext_ctx, &x->ext_fd, x->err)) != 0)
 			return rc;
-		if ((rc = pw_out_init(&x->ext, x->ext_fd, src_path, NX_EXPORT_DATA_NAME,
-				      x->err)) != 0)
+		if ((rc = pw_out_init(&x->ext, x->ext_fd, src_path,
+				      o->ext_name ? o->ext_name : NX_EXPORT_DATA_NAME, x->err)) != 0)
 			return rc;
 		x->ext.nohash = o->data_digest != NX_EXPORT_DIGEST_INLINE;
 		if (o->data_digest == NX_EXPORT_DIGEST_DEFER) {
-			if ((rc = nx_hash_follow_start(&x->ext_follow, x->ext_fd,
-						       NX_EXPORT_DATA_NAME, x->err)) != 0)
+			if ((rc = nx_hash_follow_start(&x->ext_follow, x->ext_fd, x->ext.dst_name,
+						       x->err)) != 0)
 				return rc;
 			x->ext.follow = x->ext_follow;
 		}

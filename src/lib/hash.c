@@ -70,6 +70,16 @@ static int pread_full(int fd, void *buf, size_t len, uint64_t off,
 	return 0;
 }
 
+int write_error(nx_error *err, int e, const char *dst_name)
+{
+	const char *name = dst_name ? dst_name : "the copy";
+
+	if (e == ENOSPC || e == EDQUOT)
+		return nx_error_set(err, NX_EIO, dst_name, 0, -1, "cannot write %s: %s; free "
+				    "space on its filesystem and retry", name, strerror(e));
+	return nx_error_errno(err, NX_EIO, e, dst_name, "cannot write %s", name);
+}
+
 static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off,
 		       const char *dst_name, nx_error *err)
 {
@@ -81,9 +91,7 @@ static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			return nx_error_errno(err, NX_EIO, n < 0 ? errno : ENOSPC, dst_name,
-					      "cannot write %s (is the disk full?)",
-					      dst_name ? dst_name : "the copy");
+			return write_error(err, n < 0 ? errno : ENOSPC, dst_name);
 		put += (size_t)n;
 	}
 	return 0;
@@ -185,7 +193,7 @@ static void *hash_thread(void *arg)
 
 /* Small copies are not worth a thread. */
 static int copy_hash_inline(EVP_MD_CTX *ctx, int dst_fd, int src_fd, uint64_t size,
-			    const char *path, nx_error *err)
+			    const char *path, const char *dst_path, nx_error *err)
 {
 	unsigned char *buf = read_buf_alloc((size_t)size);
 	int rc;
@@ -195,7 +203,7 @@ static int copy_hash_inline(EVP_MD_CTX *ctx, int dst_fd, int src_fd, uint64_t si
 				    path ? path : "file");
 	rc = pread_full(src_fd, buf, (size_t)size, 0, path, err);
 	if (!rc)
-		rc = pwrite_full(dst_fd, buf, (size_t)size, 0, NULL, err);
+		rc = pwrite_full(dst_fd, buf, (size_t)size, 0, dst_path, err);
 	if (!rc)
 		EVP_DigestUpdate(ctx, buf, (size_t)size);
 	free(buf);
@@ -441,9 +449,11 @@ int copy_range_plain(int dst_fd, uint64_t dst_off, int src_fd, uint64_t src_off,
 		if (got < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
 				errno == EOPNOTSUPP))
 			break;
+		if (got < 0 && (errno == ENOSPC || errno == EDQUOT))
+			return write_error(err, errno, dst_name);
 		if (got < 0)
-			return nx_error_errno(err, NX_EIO, errno, dst_name, "cannot copy %s into %s "
-					      "(is the disk full?)", src_path ? src_path : "file",
+			return nx_error_errno(err, NX_EIO, errno, dst_name, "cannot copy %s into %s",
+					      src_path ? src_path : "file",
 					      dst_name ? dst_name : "the copy");
 		if (got == 0)
 			return nx_error_set(err, NX_EFORMAT, src_path, 0, (long long)in,
@@ -469,7 +479,7 @@ int copy_range_plain(int dst_fd, uint64_t dst_off, int src_fd, uint64_t src_off,
 }
 
 int nx_copy_hash(unsigned char out[NX_SHA256_LEN], int dst_fd, int src_fd,
-		 uint64_t size, const char *src_path, nx_error *err)
+		 uint64_t size, const char *src_path, const char *dst_path, nx_error *err)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	unsigned char md[NX_SHA256_LEN];
@@ -483,9 +493,9 @@ int nx_copy_hash(unsigned char out[NX_SHA256_LEN], int dst_fd, int src_fd,
 		goto out;
 	}
 	if (size <= NX_COPY_INLINE_MAX)
-		rc = copy_hash_inline(ctx, dst_fd, src_fd, size, src_path, err);
+		rc = copy_hash_inline(ctx, dst_fd, src_fd, size, src_path, dst_path, err);
 	else
-		rc = hash_copy_range(ctx, dst_fd, 0, src_fd, 0, size, src_path, NULL, err);
+		rc = hash_copy_range(ctx, dst_fd, 0, src_fd, 0, size, src_path, dst_path, err);
 	if (rc)
 		goto out;
 	if (!EVP_DigestFinal_ex(ctx, md, NULL)) {

@@ -24,6 +24,12 @@ int hash_copy_range(EVP_MD_CTX *ctx, int dst_fd, uint64_t dst_off, int src_fd,
 		    nx_error *err);
 
 /*
+ * Fail a write of dst_name (NULL: "the copy") with errno e: NX_EIO naming
+ * it, and on a full disk or quota saying what to do.  Returns NX_EIO.
+ */
+int write_error(nx_error *err, int e, const char *dst_name);
+
+/*
  * The same copy without a digest: copy_file_range (the kernel moves the
  * pages, or the filesystem shares the blocks), falling back to pread/pwrite
  * where it is refused (another filesystem, old kernel).

@@ -199,8 +199,7 @@ void pw_out_release(struct pw_out *o)
 
 static int write_err(struct pw_out *o, int e)
 {
-	return nx_error_errno(o->err, NX_EIO, e, o->dst_name, "cannot write the export %s",
-			      o->dst_name);
+	return write_error(o->err, e, o->dst_name);
 }
 
 static int read_err(struct pw_out *o, int e, uint64_t off)

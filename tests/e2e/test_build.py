@@ -392,6 +392,50 @@ def test_kill_9_never_leaves_partial_bundle(nexus, big_ws, out):
     assert saw_stale, "no kill landed mid-build; the test did not test anything"
 
 
+def in_small_fs(tmp_path, size, *argv):
+    """Run argv with a tmpfs of `size` mounted at tmp_path/small, in a mount
+    namespace of its own; return (result, the names left in the tmpfs)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    script = ('mount -t tmpfs -o size="$1" tmpfs "$0" || exit 99; shift; "$@"; rc=$?; '
+              'echo "LEFT:$(cd "$0" && find . -mindepth 1 | sort | tr "\\n" " ")" >&2; exit $rc')
+    r = run("unshare", "-m", "--propagation", "private", "sh", "-c", script, mnt, size,
+            *argv, env=dict(os.environ, SOURCE_DATE_EPOCH=EPOCH))
+    assert r.returncode != 99, r.stderr
+    left = r.stderr.rsplit("LEFT:", 1)[1].split()
+    return r, mnt, left
+
+
+def test_full_disk_during_export_names_the_file_leaves_nothing(nexus, big_ws, tmp_path):
+    """200 MB of weights into a 64 MiB filesystem: exit 3, the error names the
+    bundle file that did not fit and says what to do, no stage is left."""
+    r, mnt, left = in_small_fs(tmp_path, "64m", nexus, "build", big_ws, "-o",
+                               tmp_path / "small/b")
+    assert r.returncode == 3, r.stderr
+    assert f"cannot write {mnt}/b/model/student_model.onnx.data" in r.stderr
+    assert "No space left on device; free space" in r.stderr
+    assert left == []
+
+
+def test_full_disk_during_assemble_names_the_file_leaves_nothing(nexus, ws, tmp_path):
+    """A small student but no room for the 45 MB runtime library."""
+    r, mnt, left = in_small_fs(tmp_path, "24m", nexus, "build", ws, "-o", tmp_path / "small/b")
+    assert r.returncode == 3, r.stderr
+    assert f"cannot write {mnt}/b/" in r.stderr and "No space left on device" in r.stderr
+    assert left == []
+
+
+def test_full_disk_during_inspect_export_removes_both_files(nexus, big_ws, tmp_path):
+    r, mnt, left = in_small_fs(tmp_path, "64m", nexus, "inspect",
+                               big_ws / "artifacts/student.onnx", "--export-to",
+                               tmp_path / "small/s.onnx")
+    assert r.returncode == 3, r.stderr
+    assert f"cannot write {mnt}/student_model.onnx.data" in r.stderr
+    assert left == []
+
+
 def test_signed_build(nexus, ws, out, tmp_path):
     assert run(nexus, "keygen", "-o", tmp_path / "rel").returncode == 0
     r = build(nexus, ws, out / "b", "--key", tmp_path / "rel.key", "--json")

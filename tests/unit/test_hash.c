@@ -111,7 +111,7 @@ static void copy_hash_matches(void **state)
 		dst = mkstemp(name);
 		assert_true(dst >= 0);
 		unlink(name);
-		assert_int_equal(nx_copy_hash(a, dst, src, n, "src", &err), 0);
+		assert_int_equal(nx_copy_hash(a, dst, src, n, "src", "dst", &err), 0);
 		assert_int_equal(nx_sha256_buf(b, data, n), 0);
 		assert_memory_equal(a, b, sizeof(a));
 		assert_int_equal(pread(dst, back, n + 1, 0), (ssize_t)n);
@@ -133,9 +133,12 @@ static void copy_hash_short_source(void **state)
 	int src = tmpfile_with(data, n), dst = mkstemp(name);
 
 	unlink(name);
-	assert_int_equal(nx_copy_hash(md, dst, src, n + 1, "src", &err), NX_EFORMAT);
-	assert_int_equal(nx_copy_hash(md, dst, src, 100, "src", &err), 0);
-	assert_int_equal(nx_copy_hash(md, -1, src, n, "src", &err), NX_EIO);
+	assert_int_equal(nx_copy_hash(md, dst, src, n + 1, "src", "dst", &err), NX_EFORMAT);
+	assert_int_equal(nx_copy_hash(md, dst, src, 100, "src", "dst", &err), 0);
+	assert_int_equal(nx_copy_hash(md, -1, src, n, "src", "out/dst", &err), NX_EIO);
+	assert_string_equal(err.path, "out/dst");  /* the write failed: name the output */
+	assert_int_equal(nx_copy_hash(md, -1, src, 100, "src", "out/small", &err), NX_EIO);
+	assert_string_equal(err.path, "out/small");
 	close(src);
 	close(dst);
 	free(data);
