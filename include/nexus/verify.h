@@ -88,6 +88,9 @@ struct nx_verify_opts {
 	uint64_t max_model_bytes;       /* 0 = NX_VERIFY_MAX_MODEL_BYTES */
 	double size_slack;              /* < 0 = NX_VERIFY_SIZE_SLACK */
 	int threads;                    /* hashing threads, <= 0 = 2 */
+	/* Called as each check starts (done false) and ends; may be NULL. */
+	void (*progress)(void *ctx, const char *check, bool done, double seconds);
+	void *progress_ctx;
 };
 
 /* Defaults: everything off/empty, functional on, default limits. */

@@ -116,6 +116,25 @@ int cli_next(struct cli_parser *p)
 	return 0;
 }
 
+void cli_status(const char *verb, const char *fmt, ...)
+{
+	static int tty = -1;
+	va_list ap;
+
+	if (tty < 0)
+		tty = isatty(STDERR_FILENO);
+	if (!tty)
+		return;
+	fputs("\r\033[K", stderr);
+	if (fmt) {
+		fprintf(stderr, "nexus %s: ", verb);
+		va_start(ap, fmt);
+		vfprintf(stderr, fmt, ap);
+		va_end(ap);
+	}
+	fflush(stderr);
+}
+
 int cli_fail(const char *verb, const nx_error *err)
 {
 	fprintf(stderr, "nexus %s: error: ", verb);

@@ -58,6 +58,13 @@ void cli_help(const struct cli_verb *verb, FILE *f);
  * and return the exit status for err->code. */
 int cli_fail(const char *verb, const nx_error *err);
 
+/*
+ * A live status line on stderr, only when stderr is a terminal: "nexus VERB:
+ * message" overwriting the previous one (no newline).  fmt NULL clears the
+ * line.  Pipes and CI logs get nothing.
+ */
+void cli_status(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Print a usage error for verb and return 2. */
 int cli_usage(const struct cli_verb *verb, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

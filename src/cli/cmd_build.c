@@ -64,10 +64,17 @@ static void install_handlers(void)
 	sigaction(SIGTERM, &sa, NULL);
 }
 
-/* Progress only for steps slow enough that a silent terminal would worry. */
+/* The step under way on a terminal; a line for steps slow enough that a
+ * log reader would wonder where the time went. */
 static void on_progress(void *ctx, enum nx_build_step step, bool done, double seconds)
 {
-	if (done && seconds > 1.0)
+	(void)ctx;
+	if (!done) {
+		cli_status("build", "%s...", nx_build_step_name(step));
+		return;
+	}
+	cli_status("build", NULL);
+	if (seconds > 1.0)
 		fprintf(stderr, "nexus build: %s took %.1f s\n", nx_build_step_name(step), seconds);
 }
 
@@ -262,6 +269,7 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	o.functional = true;
 	install_handlers();
 	if (nx_build(&r, &o, &err) != 0) {
+		cli_status(verb->name, NULL);
 		print_findings(rep, stderr);
 		status = cli_fail(verb->name, &err);
 		goto out;

@@ -62,6 +62,15 @@ static int parse_size(uint64_t *out, const char *s)
 	return -1;
 }
 
+/* The check under way, on a terminal (hashing a multi-GB model takes seconds). */
+static void on_progress(void *ctx, const char *check, bool done, double seconds)
+{
+	(void)ctx;
+	(void)seconds;
+	if (!done)
+		cli_status("verify", "%s...", check);
+}
+
 static void print_human(const nx_report *r, FILE *f)
 {
 	const struct nx_check_result *checks;
@@ -94,6 +103,7 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	struct nx_verify_opts vo;
 	struct cli_parser p;
 	nx_report *r = NULL;
+	int rc;
 	char *rt = NULL, *json = NULL;
 	bool as_json = false;
 	nx_error err;
@@ -156,7 +166,10 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 		status = cli_fail(verb->name, &err);
 		goto out;
 	}
-	if (nx_verify_bundle(&r, dfd, p.pos[0], &vo, &err)) {
+	vo.progress = on_progress;
+	rc = nx_verify_bundle(&r, dfd, p.pos[0], &vo, &err);
+	cli_status(verb->name, NULL);
+	if (rc) {
 		status = cli_fail(verb->name, &err);
 		goto out;
 	}

@@ -159,11 +159,16 @@ int nx_verify_bundle(nx_report **out, int bundle_dirfd, const char *bundle_path,
 #define RUN(id, call)                                                   \
 	do {                                                            \
 		skipped = false;                                        \
+		if (opts->progress)                                     \
+			opts->progress(opts->progress_ctx, id, false, 0); \
 		t = now();                                              \
 		rc = (call);                                            \
 		if (rc)                                                 \
 			goto out;                                       \
-		rc = nx_report_check(c.r, id, skipped, now() - t);      \
+		t = now() - t;                                          \
+		if (opts->progress)                                     \
+			opts->progress(opts->progress_ctx, id, true, t); \
+		rc = nx_report_check(c.r, id, skipped, t);              \
 		if (rc) {                                               \
 			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory"); \
 			goto out;                                       \

@@ -436,6 +436,44 @@ def test_full_disk_during_inspect_export_removes_both_files(nexus, big_ws, tmp_p
     assert left == []
 
 
+def stderr_on_a_terminal(*argv):
+    """Run argv with stderr on a pseudo-terminal; return (exit status, what it wrote)."""
+    import pty
+    master, slave = pty.openpty()
+    p = subprocess.Popen([str(a) for a in argv], stdout=subprocess.DEVNULL, stderr=slave,
+                         env=dict(os.environ, SOURCE_DATE_EPOCH=EPOCH))
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            b = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not b:
+            break
+        chunks.append(b)
+    os.close(master)
+    return p.wait(timeout=300), b"".join(chunks).decode()
+
+
+def test_progress_on_a_terminal_only(nexus, ws, out):
+    """build and verify show the step under way on a terminal, and clear it;
+    a pipe (a CI log) gets no control sequences."""
+    rc, err = stderr_on_a_terminal(nexus, "build", ws, "-o", out / "b")
+    assert rc == 0, err
+    for step in ("export", "assemble", "verify", "publish"):
+        assert f"nexus build: {step}..." in err
+    assert err.endswith("\r\x1b[K")  # the status line is cleared at the end
+    rc, err = stderr_on_a_terminal(nexus, "verify", "--no-sandbox", out / "b")
+    assert rc == 0, err
+    assert "nexus verify: integrity..." in err and "nexus verify: size..." in err
+    assert err.endswith("\r\x1b[K")
+    r = build(nexus, ws, out / "c")
+    assert r.returncode == 0 and "\x1b" not in r.stderr
+    r = run(nexus, "verify", "--no-sandbox", out / "c")
+    assert r.returncode == 0 and "\x1b" not in r.stderr
+
+
 def test_signed_build(nexus, ws, out, tmp_path):
     assert run(nexus, "keygen", "-o", tmp_path / "rel").returncode == 0
     r = build(nexus, ws, out / "b", "--key", tmp_path / "rel.key", "--json")
