@@ -17,7 +17,9 @@
  *
  * The bytes hashed are a tensor's raw little-endian contents, so a torch
  * storage and an ONNX raw_data holding the same contiguous float32 values
- * fingerprint the same.  Only tensors of at least min_bytes are recorded
+ * fingerprint the same; ONNX typed fields (int32_data varints, unpacked or
+ * split float_data) are decoded first (nx_onnx_tensor_sha256), so a tensor
+ * re-encoded still matches.  Only tensors of at least min_bytes are recorded
  * (small ones - biases, scalars - collide by chance).
  */
 #ifndef NEXUS_FINGERPRINT_H

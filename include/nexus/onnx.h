@@ -70,6 +70,15 @@ struct nx_onnx_tensor {
 	 * field(s); for unpacked repeated values, from the first one to the end
 	 * of the last one).  data_length 0 when empty. */
 	uint64_t data_offset, data_length;
+	/* inline: where the tensor's contents (its elements as little-endian
+	 * bytes, as raw_data would hold them) are.  contents_encoded false:
+	 * verbatim in the file range [contents_offset, +contents_length) - the
+	 * last raw_data, or the only (packed) float_data/double_data run;
+	 * true: spread over typed fields (varints, unpacked values, several
+	 * runs) that nx_onnx_tensor_sha256() decodes; contents_length is 0. */
+	uint64_t contents_offset, contents_length;
+	bool contents_encoded;
+	uint64_t msg_offset, msg_length; /* the TensorProto (sparse: its values) */
 	/* external: from external_data; ext_location NULL and -1 when absent */
 	char *ext_location;
 	int64_t ext_offset, ext_length;
@@ -164,6 +173,18 @@ typedef int (*nx_onnx_visit_fn)(void *ctx, enum nx_onnx_str_kind kind, const cha
 				size_t len, uint64_t offset, const char *scope);
 int nx_onnx_visit_strings(int fd, const char *path, nx_onnx_visit_fn fn, void *ctx,
 			  nx_error *err);
+
+/*
+ * SHA-256 of tensor t's contents as little-endian element bytes, however
+ * the protobuf encodes them (raw_data, packed or unpacked typed fields,
+ * varints narrowed to the element width), so that the same tensor written
+ * two ways hashes the same.  t is an inline tensor of the summary of the
+ * model read from fd (borrowed; only pread() is used); *out_len is the
+ * number of bytes hashed.  A string tensor has no such contents: 0 bytes.
+ * Errors: NX_EFORMAT (malformed payload), NX_EIO, NX_ENOMEM.
+ */
+int nx_onnx_tensor_sha256(unsigned char out[32], uint64_t *out_len, int fd, const char *path,
+			  const struct nx_onnx_tensor *t, nx_error *err);
 
 /* Stable lower-case name of a kind ("producer", "node_name", ...). */
 const char *nx_onnx_str_kind_name(enum nx_onnx_str_kind kind);

@@ -120,10 +120,16 @@ static int onnx_tensors(int dirfd, const char *path, int fd, size_t min, tensor_
 		const struct nx_onnx_tensor *t = &s->tensors[i];
 
 		if (t->location == NX_TENSOR_INLINE) {
-			if (t->data_length < min || (want && !want(ctx, t->data_length)))
+			uint64_t len = t->contents_length;
+
+			/* contents spread over typed fields are decoded to be
+			 * sized: a varint takes at least one byte for at most 8 */
+			if (t->contents_encoded ? t->data_length * 8 < min :
+			    len < min || (want && !want(ctx, len)))
 				continue;
-			if (!(rc = nx_sha256_range(sha, fd, t->data_offset, t->data_length, path, err)))
-				rc = fn(ctx, t->name, sha, t->data_length, err);
+			rc = nx_onnx_tensor_sha256(sha, &len, fd, path, t, err);
+			if (!rc && len >= min && (!want || want(ctx, len)))
+				rc = fn(ctx, t->name, sha, len, err);
 		} else {
 			char *full = NULL;
 			const char *why = t->ext_location ? ex_location_problem(t->ext_location)

@@ -1,0 +1,176 @@
+"""Third red-team pass on `nexus verify`.
+
+Each test is one attack that got a PASS/WARN from verify before its fix,
+found by reading the checks' code.  Like test_redteam.py, attacks that
+re-generate the manifest (Bundle.smuggle) get past integrity by
+construction, so what is asserted is that another check names them.
+"""
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import bundle_fixture as bf
+from test_verify_adversarial import (bundle, codes, expect_fail,  # noqa: F401
+                                     runtime, verify)
+
+
+def floats(n, seed=7):
+    return np.random.default_rng(seed).standard_normal(n).astype(np.float32)
+
+
+# -- protobuf by hand: encodings the onnx package never writes -----------------
+
+def varint(n):
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def field(num, wire, payload):
+    """One protobuf field: payload is bytes for LEN (2), an int otherwise."""
+    tag = varint(num << 3 | wire)
+    if wire == 2:
+        return tag + varint(len(payload)) + payload
+    if wire == 0:
+        return tag + varint(payload)
+    if wire == 5:
+        return tag + int(payload).to_bytes(4, "little")
+    return tag + int(payload).to_bytes(8, "little")
+
+
+def tensor_bytes(name, dtype, dims, payload_fields):
+    """A TensorProto: dims (1), data_type (2), name (8), then payload fields."""
+    out = b"".join(field(1, 0, d) for d in dims) + field(2, 0, dtype)
+    return out + field(8, 2, name.encode()) + b"".join(payload_fields)
+
+
+def model_with_initializer(model, tensor):
+    """model's bytes with one more main-graph initializer given as bytes.
+    Fields may come in any order, so the initializer is appended to the
+    graph and the graph to the model."""
+    graph = model.graph.SerializeToString() + field(5, 2, tensor)
+    rest = type(model)()
+    rest.CopyFrom(model)
+    rest.ClearField("graph")
+    return rest.SerializeToString() + field(7, 2, graph)
+
+
+def sink_nodes(name, to_float=True):
+    """Nodes that use initializer `name` and discard it (x 0): the tensor is
+    referenced, so only the fingerprint can name it (docs/TRV.md)."""
+    nodes = []
+    src = name
+    if to_float:
+        nodes.append(helper.make_node("Cast", [name], [name + "_f"], name=name + "_cast",
+                                      to=TensorProto.FLOAT))
+        src = name + "_f"
+    nodes += [helper.make_node("ReduceSum", [src], [name + "_s"], name=name + "_sum", keepdims=0),
+              helper.make_node("Mul", [name + "_s", "zero"], [name + "_z"], name=name + "_mul")]
+    return nodes
+
+
+def smuggle_model_bytes(bundle, data, params):
+    bundle.meta["parameters"] = bf.human(params)
+    bundle.smuggle("model/student_model.onnx", data)
+
+
+# -- teacher fingerprints and tensor encodings ----------------------------------
+
+def teacher_file(tmp_path, arr, name="layer3.weight"):
+    g = helper.make_graph([helper.make_node("Identity", [name], ["o"])], "t", [],
+                          [helper.make_tensor_value_info("o", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(arr, name)])
+    p = tmp_path / "big.onnx"
+    p.write_bytes(helper.make_model(g).SerializeToString())
+    return p
+
+
+def fp16_in_int32_data(arr):
+    # the ONNX way for float16 without raw_data: one varint per element
+    bits = arr.view(np.uint16).ravel()
+    return [field(5, 2, b"".join(varint(int(v)) for v in bits))]
+
+
+def int8_in_int32_data(arr):
+    # int8 as int32 varints: negative values take ten bytes each
+    return [field(5, 2, b"".join(varint(int(v)) for v in arr.ravel()))]
+
+
+def float_unpacked(arr):
+    # float_data written one fixed32 field per element (valid protobuf)
+    return [field(4, 5, int(v)) for v in arr.view(np.uint32).ravel()]
+
+
+def float_split(arr):
+    # float_data in two packed runs: protobuf concatenates them
+    raw = arr.tobytes()
+    return [field(4, 2, raw[:len(raw) // 2]), field(4, 2, raw[len(raw) // 2:])]
+
+
+def raw_after_empty_typed(arr):
+    # an empty int32_data before raw_data: the raw bytes are what is read
+    return [field(5, 2, b""), field(9, 2, arr.tobytes())]
+
+
+def raw_after_decoy_raw(arr):
+    # raw_data twice: protobuf (and ONNX Runtime) keep the last one
+    return [field(9, 2, b"\0" * 16), field(9, 2, arr.tobytes())]
+
+
+ENCODINGS = {
+    "fp16-int32_data": (TensorProto.FLOAT16, lambda: floats(4096, 11).astype(np.float16).reshape(512, 8),
+                        fp16_in_int32_data),
+    "int8-int32_data": (TensorProto.INT8,
+                        lambda: np.random.default_rng(5).integers(-128, 128, 8192, dtype=np.int8),
+                        int8_in_int32_data),
+    "float-unpacked": (TensorProto.FLOAT, lambda: floats(2048, 12), float_unpacked),
+    "float-split": (TensorProto.FLOAT, lambda: floats(2048, 13), float_split),
+    "raw-after-empty-typed": (TensorProto.FLOAT, lambda: floats(2048, 14), raw_after_empty_typed),
+    "raw-after-decoy-raw": (TensorProto.FLOAT, lambda: floats(2048, 15), raw_after_decoy_raw),
+}
+
+
+@pytest.mark.parametrize("enc", ENCODINGS)
+def test_teacher_tensor_copied_in_another_encoding(nexus, bundle, tmp_path, enc):
+    """The fingerprint compares a tensor's contents, not how the protobuf
+    happens to encode them: a teacher's float16 table written as int32_data
+    varints (what onnx.helper.make_tensor does without raw=True), floats
+    written unpacked or in two runs, or raw_data after a decoy field is
+    still the teacher's tensor."""
+    dtype, make, encode = ENCODINGS[enc]
+    arr = make()
+    teacher = teacher_file(tmp_path, arr)
+    zero = numpy_helper.from_array(np.zeros((), np.float32), "zero")
+    m = bf.student_model(extra_nodes=sink_nodes("E2"), extra_initializers=[zero])
+    data = model_with_initializer(m, tensor_bytes("E2", dtype, arr.shape, encode(arr)))
+    smuggle_model_bytes(bundle, data, bf.parameters(m) + arr.size)
+    rc, rep = verify(nexus, bundle)
+    assert codes(rep, "FAIL") == set(), rep["findings"]   # a used, declared tensor
+    rep = expect_fail(nexus, bundle, "teacher-tensor-copied", "--teacher", teacher)
+    assert any("'E2'" in f["message"] for f in rep["findings"]
+               if f["code"] == "teacher-tensor-copied"), rep["findings"]
+
+
+def test_teacher_in_typed_fields_matches_raw_student(nexus, bundle, tmp_path):
+    """The other way round: a teacher written with typed fields still
+    fingerprints by its contents."""
+    arr = floats(4096, 21).astype(np.float16).reshape(512, 8)
+    teacher = tmp_path / "big.onnx"
+    g = helper.make_graph([helper.make_node("Identity", ["w"], ["o"])], "t", [],
+                          [helper.make_tensor_value_info("o", TensorProto.FLOAT16, None)], [])
+    t = helper.make_model(g)
+    teacher.write_bytes(model_with_initializer(
+        t, tensor_bytes("w", TensorProto.FLOAT16, arr.shape, fp16_in_int32_data(arr))))
+    zero = numpy_helper.from_array(np.zeros((), np.float32), "zero")
+    m = bf.student_model(extra_nodes=sink_nodes("E2"),
+                         extra_initializers=[zero, numpy_helper.from_array(arr, "E2")])
+    bundle.meta["parameters"] = bf.human(bf.parameters(m))
+    bundle.smuggle("model/student_model.onnx", m.SerializeToString())
+    expect_fail(nexus, bundle, "teacher-tensor-copied", "--teacher", teacher)
