@@ -18,6 +18,8 @@
 
 /* `import_module as im` aliases remembered per file. */
 #define NX_SCAN_ALIASES_MAX 16
+/* f-strings nested in f-string replacement fields, each scanned as code. */
+#define NX_SCAN_FSTRING_DEPTH_MAX 16
 
 static unsigned char fold(unsigned char c)
 {
@@ -128,7 +130,12 @@ struct pyscan {
 	size_t catlen, catcap;
 	const char *path;
 	nx_error *err;
+	int depth;            /* f-string replacement fields entered */
+	size_t field_of;      /* the f-string token whose fields are scanned */
 };
+
+static int scan_python(const char *buf, size_t len, const char *const *terms, size_t nterms,
+		       nx_term_fn fn, void *ctx, const char *path, nx_error *err, int depth);
 
 static int op_is(const struct pyscan *s, size_t i, const char *op)
 {
@@ -627,6 +634,61 @@ static int scan_nfkc_name(struct pyscan *s, const nx_py_token *t)
 	return rc;
 }
 
+/* Findings inside a replacement field, placed at its line in the file. */
+struct field_at {
+	nx_term_fn fn;
+	void *ctx;
+	long line, col;    /* of the expression's first byte */
+};
+
+static int field_term(void *arg, const char *term, enum nx_term_where where, long line,
+		      long col, const char *excerpt)
+{
+	struct field_at *a = arg;
+
+	return a->fn(a->ctx, term, where, a->line + line - 1, line == 1 ? a->col + col - 2 : col,
+		     excerpt);
+}
+
+/*
+ * One replacement field of the f-string s->tok[s->field_of]: its expression
+ * is code Python runs, scanned as a parenthesised expression with all the
+ * rules (names, calls, loaders, nested f-strings).
+ */
+static int scan_field(void *arg, size_t start, size_t n)
+{
+	struct pyscan *s = arg;
+	const nx_py_token *t = &s->tok[s->field_of];
+	struct field_at at = { s->fn, s->ctx, t->line, t->col };
+	char *code;
+	size_t i, line_start = t->start - (size_t)(t->col - 1);
+	int rc;
+
+	if (s->depth >= NX_SCAN_FSTRING_DEPTH_MAX)
+		return nx_error_set(s->err, NX_EFORMAT, s->path, t->line, (long long)start,
+				    "%s:%ld: f-strings nested deeper than %d; the file cannot be "
+				    "scanned", s->path ? s->path : "<source>", t->line,
+				    NX_SCAN_FSTRING_DEPTH_MAX);
+	for (i = t->start; i < start; i++)
+		if (s->buf[i] == '\n' || (s->buf[i] == '\r' && s->buf[i + 1] != '\n')) {
+			at.line++;
+			line_start = i + 1;
+		}
+	at.col = (long)(start - line_start) + 1;
+	if (!(code = malloc(n + 2)))
+		return nx_error_set(s->err, NX_ENOMEM, s->path, 0, -1, "%s: out of memory while scanning",
+				    s->path ? s->path : "<source>");
+	code[0] = '(';
+	memcpy(code + 1, s->buf + start, n);
+	code[n + 1] = ')';
+	rc = scan_python(code, n + 2, s->terms, s->nterms, field_term, &at, s->path, s->err,
+			 s->depth + 1);
+	if (rc < 0 && s->err && s->err->line > 0)
+		s->err->line += at.line - 1;
+	free(code);
+	return rc;
+}
+
 static int scan_tokens(struct pyscan *s)
 {
 	size_t i, end, count, prev;
@@ -654,6 +716,10 @@ static int scan_tokens(struct pyscan *s)
 						t->docstring ? NX_TERM_DOCSTRING : NX_TERM_STRING,
 						t->line, t->col, s->fn, s->ctx)) ||
 			    (rc = scan_escaped(s, t)))
+				return rc;
+			s->field_of = i;
+			if ((t->flags & NX_PY_STR_F) &&
+			    (rc = nx_pylex_fstring_fields(s->buf, t->start + t->len, t, scan_field, s)))
 				return rc;
 			/* getattr(importlib, "import_module") reaches the importer too */
 			if ((t->body_len == 10 && memcmp(s->buf + t->body, "__import__", 10) == 0) ||
@@ -693,6 +759,12 @@ static int scan_tokens(struct pyscan *s)
 int nx_scan_python(const char *buf, size_t len, const char *const *terms, size_t nterms,
 		   nx_term_fn fn, void *ctx, const char *path, nx_error *err)
 {
+	return scan_python(buf, len, terms, nterms, fn, ctx, path, err, 0);
+}
+
+static int scan_python(const char *buf, size_t len, const char *const *terms, size_t nterms,
+		       nx_term_fn fn, void *ctx, const char *path, nx_error *err, int depth)
+{
 	struct pyscan s = { 0 };
 	nx_pylex lx;
 	size_t cap = 0;
@@ -710,6 +782,7 @@ int nx_scan_python(const char *buf, size_t len, const char *const *terms, size_t
 	s.ctx = ctx;
 	s.path = path;
 	s.err = err;
+	s.depth = depth;
 	nx_pylex_init(&lx, buf, len);
 	do {
 		if (s.ntok + 1 > cap) {

@@ -174,3 +174,52 @@ def test_teacher_in_typed_fields_matches_raw_student(nexus, bundle, tmp_path):
     bundle.meta["parameters"] = bf.human(bf.parameters(m))
     bundle.smuggle("model/student_model.onnx", m.SerializeToString())
     expect_fail(nexus, bundle, "teacher-tensor-copied", "--teacher", teacher)
+
+
+# -- f-strings: their replacement fields are code ---------------------------------
+
+@pytest.mark.parametrize("src", [
+    "def load(n):\n    return f\"{__import__('tr' + n)}\"\n",
+    "def load(code):\n    return f'{eval(code)}'\n",
+    "import builtins\ndef load(n):\n    return f\"{getattr(builtins, n)}\"\n",
+    "def load(b):\n    return f\"{__import__('pick' + 'le').loads(b)}\"\n",
+    # in a nested field of the format spec, after a conversion
+    "def show(x, s):\n    return f'{x!r:>{eval(s)}}'\n",
+    # an f-string inside an f-string's field
+    "def load(n):\n    return f\"{f'{__import__(n)}'}\"\n",
+    # a triple-quoted f-string whose field spans lines
+    "def load(n):\n    return f'''{\n        exec(n)\n    }'''\n",
+], ids=["import-computed", "eval", "getattr-builtins", "pickle", "format-spec", "nested",
+        "multiline"])
+def test_code_in_fstring_field(nexus, bundle, src):
+    """Python runs the expressions of an f-string's replacement fields: the
+    dynamic-import rules apply inside them as anywhere else."""
+    bundle.smuggle("src/helpers.py", src)
+    expect_fail(nexus, bundle, "dynamic-import")
+
+
+def test_term_in_fstring_field_is_code(nexus, bundle):
+    bundle.smuggle("src/helpers.py", "import x\ndef f():\n    return f'{x.teacher_logits}'\n")
+    expect_fail(nexus, bundle, "term-in-code")
+
+
+def test_fstring_after_a_docstring_is_not_a_docstring(nexus, bundle):
+    """`"doc" f"{...}"` is a JoinedStr that Python evaluates at import, not a
+    docstring: a term in it is code, not a comment."""
+    bundle.smuggle("src/helpers.py", '"""Spam helpers.""" f"{open(\'teacher.bin\')}"\n')
+    expect_fail(nexus, bundle, "term-in-string")
+    bundle.smuggle("src/helpers.py", 'class A:\n    "x" f"{\'teacher\'}"\n')
+    expect_fail(nexus, bundle, "term-in-string")
+
+
+def test_fstrings_of_serving_code_are_fine(nexus, bundle):
+    bundle.smuggle("src/helpers.py", (
+        '"""Formatting helpers."""\n'
+        "def fmt(label, score, width, d):\n"
+        "    a = f'{label!r:>{width}} {score:.3f} {d[\"k\"]} {{literal}}'\n"
+        "    b = f\"{score=} {label!s} {(lambda v: v)(1)} {'x' if score else 'y'}\"\n"
+        "    c = f'''{label\n"
+        "        }'''\n"
+        "    return a + b + c + f'{score:{width}.{2}f}' + rf'\\d{width}'\n"))
+    rc, rep = verify(nexus, bundle)
+    assert codes(rep, "FAIL") == set() and codes(rep, "WARN") == {"unsigned"}, rep["findings"]

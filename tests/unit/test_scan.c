@@ -72,7 +72,11 @@ static void python_where(void **state)
 
 static void fstrings_and_joined_literals(void **state)
 {
-	assert_string_equal(py("s = f\"{a} {load_teacher(x)!r:>10}\"\n"), "string:teacher:1:5");
+	/* the field's expression is code too */
+	assert_string_equal(py("s = f\"{a} {load_teacher(x)!r:>10}\"\n"),
+			    "string:teacher:1:5; code:teacher:1:12");
+	assert_string_equal(py("s = (1,\n     f'''x\n {eval(c)}''')\n"),
+			    "dynamic-import:eval:3:3");
 	assert_string_equal(py("s = 'tea' 'cher'\n"), "string:teacher:1:5");
 	assert_string_equal(py("s = ('dis'\n     'tillation')\n"), "string:distillation:1:6");
 	assert_string_equal(py("s = 'soft_' + \"targets\"\n"), "string:soft_targets:1:5");
