@@ -5,6 +5,8 @@ found by reading the checks' code.  Like test_redteam.py, attacks that
 re-generate the manifest (Bundle.smuggle) get past integrity by
 construction, so what is asserted is that another check names them.
 """
+import json
+
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -221,5 +223,88 @@ def test_fstrings_of_serving_code_are_fine(nexus, bundle):
         "    c = f'''{label\n"
         "        }'''\n"
         "    return a + b + c + f'{score:{width}.{2}f}' + rf'\\d{width}'\n"))
+    rc, rep = verify(nexus, bundle)
+    assert codes(rep, "FAIL") == set() and codes(rep, "WARN") == {"unsigned"}, rep["findings"]
+
+
+# -- the tokenizer: vocabularies are data, but only vocabularies ----------------
+
+def tokenizer(bundle):
+    return json.loads(bundle.path("model/tokenizer/tokenizer.json").read_text())
+
+
+def smuggle_tokenizer(bundle, tok):
+    bundle.smuggle("model/tokenizer/tokenizer.json", json.dumps(tok))
+
+
+@pytest.mark.parametrize("where", ["top-level", "merges", "normalizer", "added-token"])
+def test_numbers_in_tokenizer_json_outside_the_vocab(nexus, bundle, where):
+    """Only vocabulary entries are exempt from the literal-data rule: 64 KiB
+    of floats under any other key of tokenizer.json (which the runtime
+    ignores) is a tensor."""
+    tok = tokenizer(bundle)
+    data = [float(x) for x in floats(16384)]
+    if where == "top-level":
+        tok["cache"] = data
+    elif where == "merges":
+        tok["model"]["merges"] = data
+    elif where == "normalizer":
+        tok["normalizer"]["weights"] = data
+    else:
+        tok["added_tokens"] = [{"id": i, "content": f"[X{i}]", "scale": x}
+                               for i, x in enumerate(data[:4096])]
+    smuggle_tokenizer(bundle, tok)
+    expect_fail(nexus, bundle, "literal-blob")
+
+
+def test_vocab_ids_carrying_a_tensor(nexus, bundle):
+    """WordPiece ids are 0..n-1: ids that are 32-bit words of a tensor are
+    not ids."""
+    tok = tokenizer(bundle)
+    words = np.frombuffer(floats(4096).tobytes(), dtype=np.uint32)
+    for i, w in enumerate(words):
+        tok["model"]["vocab"][f"w{i}x"] = int(w)
+    smuggle_tokenizer(bundle, tok)
+    expect_fail(nexus, bundle, "vocab-entry-suspicious")
+
+
+def test_vocab_ids_repeated(nexus, bundle):
+    tok = tokenizer(bundle)
+    for i in range(64):
+        tok["model"]["vocab"][f"extra{i}"] = i % 3
+    smuggle_tokenizer(bundle, tok)
+    expect_fail(nexus, bundle, "vocab-entry-suspicious")
+
+
+@pytest.mark.parametrize("fmt", ["decimal-words", "short-words-repeated"])
+def test_vocab_txt_of_numbers(nexus, bundle, fmt):
+    """A vocab.txt of 10-digit numbers (the runtime never reads it when
+    tokenizer.json is there) is 64 KiB of float32 in decimal; four-digit
+    numbers carry as much once entries may repeat."""
+    words = np.frombuffer(floats(16384).tobytes(), dtype=np.uint32)
+    if fmt == "decimal-words":
+        lines = [str(int(w)) for w in words]
+    else:
+        lines = [f"{int(w) % 10000:04d}" for w in words]
+    bundle.smuggle("model/tokenizer/vocab.txt", "\n".join(bf.VOCAB + lines) + "\n")
+    expect_fail(nexus, bundle, "vocab-entry-suspicious")
+
+
+def test_real_tokenizer_numbers_are_fine(nexus, bundle):
+    """Numeric tokens, added tokens and a post-processor are what real
+    tokenizers hold."""
+    tok = tokenizer(bundle)
+    vocab = tok["model"]["vocab"]
+    for n in list(range(0, 2100)) + [10000, 100000, 1000000]:
+        for w in (str(n), "##" + str(n)):
+            vocab.setdefault(w, len(vocab))
+    tok["added_tokens"] = [{"id": i, "content": t, "single_word": False, "lstrip": False,
+                            "rstrip": False, "normalized": False, "special": True}
+                           for i, t in enumerate(bf.VOCAB[:4])]
+    tok["post_processor"] = {"type": "BertProcessing", "sep": ["[SEP]", 3], "cls": ["[CLS]", 2]}
+    tok["model"]["max_input_chars_per_word"] = 100
+    smuggle_tokenizer(bundle, tok)
+    inv = sorted(vocab, key=vocab.get)
+    bundle.smuggle("model/tokenizer/vocab.txt", "\n".join(inv) + "\n")
     rc, rep = verify(nexus, bundle)
     assert codes(rep, "FAIL") == set() and codes(rep, "WARN") == {"unsigned"}, rep["findings"]
