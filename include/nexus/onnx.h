@@ -91,6 +91,9 @@ struct nx_onnx_tensor {
 	bool referenced;     /* initializers: name used by a node input or graph
 			      * output in its graph or one it encloses; always
 			      * true for attribute tensors */
+	bool duplicate;      /* initializers: another initializer or a node output
+			      * of its graph has the same name, so no node can be
+			      * said to read this one (referenced is false) */
 	uint64_t sparse_index_bytes; /* sparse: payload bytes of the indices */
 };
 

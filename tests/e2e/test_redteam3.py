@@ -308,3 +308,100 @@ def test_real_tokenizer_numbers_are_fine(nexus, bundle):
     bundle.smuggle("model/tokenizer/vocab.txt", "\n".join(inv) + "\n")
     rc, rep = verify(nexus, bundle)
     assert codes(rep, "FAIL") == set() and codes(rep, "WARN") == {"unsigned"}, rep["findings"]
+
+
+# -- tensors and strings the graph never uses -------------------------------------
+
+def test_initializer_defined_twice(nexus, bundle):
+    """Two initializers named `embedding`: a node "uses" both by name, ONNX
+    Runtime keeps one, and the other is a tensor no node reads."""
+    m = bf.student_model()
+    hidden = numpy_helper.from_array(floats(len(bf.VOCAB) * bf.HIDDEN, 3)
+                                     .reshape(len(bf.VOCAB), bf.HIDDEN), "embedding")
+    m.graph.initializer.insert(0, hidden)
+    bundle.meta["parameters"] = bf.human(bf.parameters(m))
+    bundle.smuggle("model/student_model.onnx", m.SerializeToString())
+    rep = expect_fail(nexus, bundle, "onnx-unreferenced-initializer")
+    assert any("embedding" in f["message"] for f in rep["findings"])
+
+
+def test_initializer_shadowed_by_a_node_output(nexus, bundle):
+    m = bf.student_model()
+    m.graph.initializer.append(numpy_helper.from_array(floats(4096, 4), "pooled"))
+    bundle.meta["parameters"] = bf.human(bf.parameters(m))
+    bundle.smuggle("model/student_model.onnx", m.SerializeToString())
+    expect_fail(nexus, bundle, "onnx-unreferenced-initializer")
+
+
+def b64_chunks(n_floats, size):
+    import base64
+    blob = base64.b64encode(floats(n_floats).tobytes()).decode()
+    return [blob[i:i + size] for i in range(0, len(blob), size)]
+
+
+def identity_chain(start, texts, make):
+    """Live Identity nodes start -> start_1 -> ... each carrying a text."""
+    nodes, prev = [], start
+    for i, t in enumerate(texts):
+        out = f"{start}_{i + 1}"
+        nodes.append(helper.make_node("Identity", [prev], [out], name=f"id{i}", **make(t)))
+        prev = out
+    return nodes, prev
+
+
+def test_doc_strings_carrying_a_tensor(nexus, bundle):
+    """Each node may bring 1 KiB of names and attributes; doc strings (and
+    metadata, string attributes) are free text that must not grow with the
+    node count: 160 KiB of base64 floats cut into 900-byte doc strings of
+    live nodes is a tensor."""
+    nodes, last = identity_chain("b", b64_chunks(30000, 900), make=lambda t: {"doc_string": t})
+    g = bf.student_graph()
+    g.node[3].input[1] = last
+    g.node.extend(nodes)
+    bundle.smuggle("model/student_model.onnx", bf.student_model(graph=g).SerializeToString())
+    expect_fail(nexus, bundle, "onnx-string-blob")
+
+
+def test_string_attributes_carrying_a_tensor(nexus, bundle):
+    nodes, last = identity_chain("b", b64_chunks(30000, 900),
+                                 make=lambda t: {"doc_string": "", "note": t})
+    g = bf.student_graph()
+    g.node[3].input[1] = last
+    g.node.extend(nodes)
+    bundle.smuggle("model/student_model.onnx", bf.student_model(graph=g).SerializeToString())
+    expect_fail(nexus, bundle, "onnx-string-blob")
+
+
+def test_external_tensors_aliasing_one_range(nexus, bundle):
+    """Two tensors reading the same bytes of an external file explain them
+    once: counted twice, they let the model hide as much again in names."""
+    big = floats(64 << 10, 8)                      # 256 KiB in the data file
+    m = bf.student_model()
+    g = m.graph
+    names = b64_chunks(45000, 4000)                # 240 KiB of base64 in node names
+    prev = "b"
+    for i, n in enumerate(names):
+        g.node.append(helper.make_node("Identity", [prev], [f"b{i}"], name=n))
+        prev = f"b{i}"
+    g.node[3].input[1] = prev
+    for t in ("big", "alias"):
+        init = g.initializer.add()
+        init.name, init.data_type = t, TensorProto.FLOAT
+        init.dims.extend([big.size])
+        init.data_location = TensorProto.EXTERNAL
+        for k, v in (("location", "student_model.onnx.data"), ("offset", "0"),
+                     ("length", str(big.nbytes))):
+            e = init.external_data.add()
+            e.key, e.value = k, v
+        g.node.extend([
+            helper.make_node("ReduceSum", [t], [t + "_s"], name=t + "_sum", keepdims=0),
+            helper.make_node("Mul", [t + "_s", "zero"], [t + "_z"], name=t + "_mul"),
+            helper.make_node("Add", ["logits0" if t == "big" else "logits1", t + "_z"],
+                             ["logits1" if t == "big" else "logits"], name=t + "_add")])
+    g.initializer.append(numpy_helper.from_array(np.zeros((), np.float32), "zero"))
+    g.node[3].output[0] = "logits0"
+    bundle.write("model/student_model.onnx.data", big.tobytes())
+    bundle.meta["parameters"] = bf.human(bf.parameters(m))
+    bundle.smuggle("model/student_model.onnx", m.SerializeToString())
+    rep = expect_fail(nexus, bundle, "model-size-unexplained")
+    assert codes(rep, "FAIL") == {"model-size-unexplained"}, rep["findings"]
