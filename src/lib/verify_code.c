@@ -245,7 +245,9 @@ static bool scanned(const char *p)
 static const char *const training_only[] = { "torch.optim", "torch.autograd",
 	"torch.distributed", "torch.utils.data", "transformers.trainer", "transformers.training_args",
 	"deepspeed", "accelerate", "peft", "trl", "pytorch_lightning", "lightning", "optax",
-	"tensorflow.keras.optimizers", "keras.optimizers", "horovod", "apex", "bitsandbytes", NULL };
+	"tensorflow.keras.optimizers", "keras.optimizers", "horovod", "apex", "bitsandbytes",
+	/* SPEC §2A.3: always a forbidden import, so never a serving package */
+	"training_modules", NULL };
 static const char *const training_frameworks[] = { "torch", "tensorflow", "jax", "flax",
 	"keras", "transformers", "paddle", "mxnet", "sklearn", "xgboost", "lightgbm", NULL };
 

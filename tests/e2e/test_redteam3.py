@@ -405,3 +405,16 @@ def test_external_tensors_aliasing_one_range(nexus, bundle):
     bundle.smuggle("model/student_model.onnx", m.SerializeToString())
     rep = expect_fail(nexus, bundle, "model-size-unexplained")
     assert codes(rep, "FAIL") == {"model-size-unexplained"}, rep["findings"]
+
+
+# -- runtime.yaml python_packages -------------------------------------------------
+
+@pytest.mark.parametrize("pkg", ["training_modules", "training_modules.distill"])
+def test_spec_training_package_declared(nexus, bundle, pkg):
+    """`training_modules` is the spec's own name for training code (SPEC
+    §2A.3, always a forbidden import): declared as a serving package it
+    would let `import training_modules` through the sandboxed import check."""
+    bundle.smuggle("config/runtime.yaml", bf.RUNTIME_YAML.replace(
+        "python_packages: [onnxruntime, numpy]", f"python_packages: [onnxruntime, numpy, {pkg}]"))
+    bundle.smuggle("src/helpers.py", "from training_modules.distill import kl_loss\n")
+    expect_fail(nexus, bundle, "training-package-declared")
