@@ -288,6 +288,9 @@ static int scan_joined(struct pyscan *s, size_t first, size_t end)
 	     (s->catlen == 12 && !memcmp(s->cat, "__builtins__", 12))) &&
 	    (rc = report_call(s, first, "sys.modules")))
 		return rc;
+	if (s->catlen == 8 && !memcmp(s->cat, "__path__", 8) &&
+	    (rc = report_call(s, first, "__path__")))
+		return rc;
 	for (i = 0; i < s->nterms; i++) {
 		int alone = 0;
 
@@ -441,6 +444,15 @@ static const char *loader_name(const char *b, size_t n)
 	return NULL;
 }
 
+/* Token i is `=` or an augmented assignment (`+=`, `|=`, ...). */
+static bool is_assign(const struct pyscan *s, size_t i)
+{
+	if (i >= s->ntok || s->tok[i].kind != NX_PY_OP ||
+	    s->buf[s->tok[i].start + s->tok[i].len - 1] != '=')
+		return false;
+	return !op_is(s, i, "==") && !op_is(s, i, "<=") && !op_is(s, i, ">=") && !op_is(s, i, "!=");
+}
+
 /* First significant token of the logical line holding token i. */
 static size_t stmt_start(const struct pyscan *s, size_t i)
 {
@@ -503,6 +515,11 @@ static int scan_loader(struct pyscan *s, size_t i)
 		return report_call(s, i, "__builtins__");
 	if ((rc = scan_reflective(s, i)))
 		return rc;
+	/* `__path__ = [...]`, `__path__.append(d)`: a module made a package
+	 * over places (or files) of its choosing answers later imports */
+	o = next_sig(s, i + 1);
+	if (name_is(s, i, "__path__") && (is_assign(s, o) || op_is(s, o, ".") || op_is(s, o, "[")))
+		return report_call(s, i, "__path__");
 	if (!name_is(s, i, "modules"))
 		return 0;
 	if (name_is(s, st, "from") && name_is(s, next_sig(s, st + 1), "sys"))
@@ -512,9 +529,12 @@ static int scan_loader(struct pyscan *s, size_t i)
 	o = next_sig(s, i + 1);
 	a = next_sig(s, o + 1);
 	c = next_sig(s, a + 1);
+	/* reading one module by a literal name is fine; writing or deleting
+	 * one decides what a later import of that name finds */
 	if (op_is(s, o, "[") && a < s->ntok && s->tok[a].kind == NX_PY_STRING &&
 	    !(s->tok[a].flags & NX_PY_STR_F) && op_is(s, c, "]") &&
-	    !loader_name(s->buf + s->tok[a].body, s->tok[a].body_len))
+	    !loader_name(s->buf + s->tok[a].body, s->tok[a].body_len) &&
+	    !is_assign(s, next_sig(s, c + 1)) && !name_is(s, st, "del"))
 		return 0;
 	return report_call(s, i, "sys.modules");
 }
@@ -733,6 +753,10 @@ static int scan_tokens(struct pyscan *s)
 				return rc;
 			if (t->body_len == 12 && memcmp(s->buf + t->body, "__builtins__", 12) == 0 &&
 			    (rc = report_call(s, i, "__builtins__")))
+				return rc;
+			/* setattr(m, "__path__", ...), globals()["__path__"] = ... */
+			if (t->body_len == 8 && memcmp(s->buf + t->body, "__path__", 8) == 0 &&
+			    (rc = report_call(s, i, "__path__")))
 				return rc;
 			if (t->body_len == 7 && memcmp(s->buf + t->body, "modules", 7) == 0 &&
 			    (rc = report_call(s, i, "sys.modules")))

@@ -418,3 +418,64 @@ def test_spec_training_package_declared(nexus, bundle, pkg):
         "python_packages: [onnxruntime, numpy]", f"python_packages: [onnxruntime, numpy, {pkg}]"))
     bundle.smuggle("src/helpers.py", "from training_modules.distill import kl_loss\n")
     expect_fail(nexus, bundle, "training-package-declared")
+
+
+# -- TRV-5: imports satisfied by the bundle posing as a training package ---------
+
+def sandbox_ok():
+    import os
+    import subprocess
+    return os.path.exists("/usr/bin/bwrap") and subprocess.run(
+        ["/usr/bin/bwrap", "--unshare-all", "--ro-bind", "/", "/", "/usr/bin/true"]).returncode == 0
+
+
+FAKE_PACKAGE = {
+    # src/torch.py makes itself a package over src/, so torch.optim is
+    # src/optim.py in the sandbox and the real torch.optim in production
+    "path-assigned": "import os\n__path__ = [os.path.dirname(__file__)]\n",
+    "path-by-computed-name": ("import os\n"
+                              "globals()[chr(95) * 2 + 'pa' + 'th' + chr(95) * 2] = "
+                              "[os.path.dirname(__file__)]\n"),
+}
+
+
+@pytest.mark.skipif(not sandbox_ok(), reason="bubblewrap cannot run here")
+@pytest.mark.parametrize("fake", FAKE_PACKAGE)
+def test_bundle_module_posing_as_a_training_package(nexus, tmp_path, fake):
+    """The import check puts src/ on sys.path so that `import utils` works;
+    a src/torch.py that is a package over src/ then answered `import
+    torch.optim` with src/optim.py, and the undeclared training import
+    passed TRV-5."""
+    from test_build import build
+    from workspace import UTILS_PY, make_workspace
+    ws = make_workspace(tmp_path / "ws", utils_py=UTILS_PY + "import torch.optim\n",
+                        config={"source": "{dir: serving, files: [__init__.py, inference.py, "
+                                          "utils.py, torch.py, optim.py]}"})
+    (ws / "serving/torch.py").write_text(FAKE_PACKAGE[fake])
+    (ws / "serving/optim.py").write_text('"""Optimisers."""\n')
+    r = build(nexus, ws, tmp_path / "b")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "dynamic-import" in r.stderr or "functional-import" in r.stderr, r.stderr
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("src", [
+    "import sys, types\nsys.modules['torch'] = types.ModuleType('torch')\n",
+    "import sys\ndel sys.modules['json']\n",
+    "import os\n__path__ = [os.path.dirname(__file__)]\n",
+    "import os\n__path__.append('/opt/training')\n",
+    "import os\nglobals()['__path__'] = ['/opt/training']\n",
+    "import os\nglobals()['__pa' + 'th__'] = ['/opt/training']\n",
+])
+def test_module_table_written(nexus, bundle, src):
+    """Writing sys.modules or a module's __path__ decides what a later
+    import finds, by a name or a place the import check does not see."""
+    bundle.smuggle("src/helpers.py", src)
+    expect_fail(nexus, bundle, "dynamic-import")
+
+
+def test_module_table_read_is_fine(nexus, bundle):
+    bundle.smuggle("src/helpers.py", "import sys\nm = sys.modules['json']\n"
+                                     "def f(x):\n    return sys.modules['os'].path.join(x, 'a')\n")
+    rc, rep = verify(nexus, bundle)
+    assert codes(rep, "FAIL") == set(), rep["findings"]

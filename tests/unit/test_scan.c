@@ -217,6 +217,15 @@ static void python_loaders_and_sys_modules(void **state)
 	assert_true(dyn_count("import sys\nm = sys.modules[name]\n"));
 	assert_true(dyn_count("import sys\nm = sys.modules.get(name)\n"));
 	assert_true(dyn_count("import sys\nm = sys.modules['pickle']\n"));
+	/* writing the module table or a module's __path__ steers later imports */
+	assert_true(dyn_count("import sys\nsys.modules['torch'] = object()\n"));
+	assert_true(dyn_count("import sys\nsys.modules['torch'] |= {}\n"));
+	assert_true(dyn_count("import sys\ndel sys.modules['json']\n"));
+	assert_true(dyn_count("__path__ = ['.']\n"));
+	assert_true(dyn_count("__path__.insert(0, d)\n"));
+	assert_true(dyn_count("setattr(m, '__path__', [d])\n"));
+	assert_false(dyn_count("import sys\nok = sys.modules['json'] == j\n"));
+	assert_false(dyn_count("p = list(__path__)\n"));
 	assert_true(dyn_count("from sys import modules\n"));
 	assert_true(dyn_count("import sys\nm = getattr(sys, 'modules')\n"));
 	/* the importer reached by a name the scanner cannot read */
