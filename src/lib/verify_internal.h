@@ -67,6 +67,9 @@ const char *vfy_term_in(const struct vfy_ctx *c, const char *s, size_t len);
 
 /* The checks: findings go to c->r; errors only for environment failures. */
 int vfy_integrity(struct vfy_ctx *c, nx_error *err);
+/* After every check: a walked entry that changed since is a FAIL of
+ * integrity (changed-during-verify), whose status is then updated. */
+int vfy_unchanged(struct vfy_ctx *c);
 int vfy_signature(struct vfy_ctx *c, bool *skipped, nx_error *err);
 int vfy_allowlist(struct vfy_ctx *c, nx_error *err);
 /* config/selftest.json: strict shape, texts scanned, numbers left to TRV-5. */

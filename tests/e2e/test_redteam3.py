@@ -479,3 +479,51 @@ def test_module_table_read_is_fine(nexus, bundle):
                                      "def f(x):\n    return sys.modules['os'].path.join(x, 'a')\n")
     rc, rep = verify(nexus, bundle)
     assert codes(rep, "FAIL") == set(), rep["findings"]
+
+
+# -- TOCTOU: a file changed between the hash and the scans ------------------------
+
+def test_file_swapped_after_it_was_hashed(nexus, bundle):
+    """integrity hashes README.md (a base64 blob, as the manifest says);
+    the attacker then writes clean text of the same size in place, so the
+    allowlist and code checks read that, and can put the blob back after
+    verify.  A file whose inode, size or times changed while verify ran is
+    not the file that was judged."""
+    import base64
+    import ctypes
+    import os
+    import threading
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    # a 64 MiB initializer hashed after README.md holds verify in integrity
+    big = numpy_helper.from_array(np.zeros(16 << 20, np.float32), "big")
+    g = bf.student_graph(extra_initializers=[big], extra_nodes=[
+        helper.make_node("ReduceSum", ["big"], ["bs"], name="bs", keepdims=0),
+        helper.make_node("Add", ["logits0", "bs"], ["logits"], name="ba")])
+    g.node[3].output[0] = "logits0"
+    m = bf.student_model(graph=g)
+    bundle.meta["parameters"] = bf.human(bf.parameters(m))
+    bundle.write("model/student_model.onnx", m.SerializeToString())
+    blob = base64.b64encode(floats(8192).tobytes()).decode()
+    evil = "# Spam\n\n" + blob + "\n"
+    clean = "# Spam\n\n" + ("lorem ipsum " * len(blob))[:len(blob)] + "\n"
+    bundle.smuggle("README.md", evil)
+    readme = bundle.path("README.md")
+    fd = libc.inotify_init1(0)
+    assert fd >= 0 and libc.inotify_add_watch(fd, str(readme).encode(), 0x10) >= 0  # IN_CLOSE_NOWRITE
+
+    def swap():
+        os.read(fd, 4096)          # integrity closed README.md after hashing it
+        os.chmod(readme, 0o644)
+        with open(readme, "r+") as f:
+            f.write(clean)
+        os.chmod(readme, 0o444)
+
+    t = threading.Thread(target=swap, daemon=True)
+    t.start()
+    try:
+        rc, rep = verify(nexus, bundle)
+    finally:
+        t.join(5)
+        os.close(fd)
+    assert rc == 1 and "changed-during-verify" in codes(rep, "FAIL"), rep["findings"]
+    assert next(c["status"] for c in rep["checks"] if c["id"] == "integrity") == "FAIL"
