@@ -10,6 +10,7 @@
 #include "nexus/scan.h"
 #include "nexus/pylex.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -780,10 +781,80 @@ static int scan_tokens(struct pyscan *s)
 	return 0;
 }
 
+/* Encodings that read ASCII as ASCII (Python's names, normalised to lower
+ * case and '-'): under them the bytes the scanner reads are the text. */
+static const char *const ascii_codings[] = { "utf-8", "utf8", "ascii", "us-ascii", "latin-1",
+	"latin1", "iso-8859-1", "iso8859-1", "iso-latin-1", "l1", "cp1252", "windows-1252",
+	"iso-8859-15", "latin-9", NULL };
+
+static bool ascii_coding(const char *name, size_t n)
+{
+	char low[32];
+	size_t i, k;
+
+	if (n >= sizeof(low))
+		return false;
+	for (i = 0; i < n; i++)
+		low[i] = name[i] == '_' ? '-' : (char)fold((unsigned char)name[i]);
+	for (k = 0; ascii_codings[k]; k++) {
+		size_t m = strlen(ascii_codings[k]);
+
+		/* "utf-8-unix", "latin-1-dos": Python reads a suffix as the base */
+		if (m <= n && !memcmp(low, ascii_codings[k], m) && (m == n || low[m] == '-'))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * PEP 263: a comment on line 1 or 2 matching `coding[:=]\s*([-\w.]+)`
+ * makes Python decode the file with that codec before tokenizing it.  Under
+ * utf-7 `"+AHQ-eacher"` is "teacher"; unicode_escape decodes escapes in
+ * code.  The scanner reads the bytes as UTF-8, so any other encoding means
+ * it would not see what Python runs.
+ */
+static int check_coding(const char *buf, size_t len, const char *path, nx_error *err)
+{
+	size_t p = 0, e, k;
+	long line;
+
+	for (line = 1; line <= 2 && p < len; line++, p = e + 1) {
+		const char *hit = NULL;
+
+		for (e = p; e < len && buf[e] != '\n'; e++)
+			;
+		for (k = p; k < e && (buf[k] == ' ' || buf[k] == '\t' || buf[k] == '\f'); k++)
+			;
+		if (k >= e || buf[k] != '#')
+			continue;
+		for (; k + 7 <= e && !hit; k++)
+			if (!memcmp(buf + k, "coding", 6) && (buf[k + 6] == ':' || buf[k + 6] == '='))
+				hit = buf + k + 7;
+		if (!hit)
+			continue;
+		while (hit < buf + e && (*hit == ' ' || *hit == '\t'))
+			hit++;
+		for (k = 0; hit + k < buf + e && (isalnum((unsigned char)hit[k]) || hit[k] == '-' ||
+						  hit[k] == '_' || hit[k] == '.'); k++)
+			;
+		if (k && !ascii_coding(hit, k))
+			return nx_error_set(err, NX_EFORMAT, path, line, (long long)(hit - buf),
+					    "%s:%ld: declares the source encoding '%.*s', which Python "
+					    "decodes before it tokenizes; only UTF-8 (or an encoding "
+					    "equal to it on ASCII) can be scanned", path ? path : "<source>",
+					    line, (int)(k < 32 ? k : 32), hit);
+		if (k)
+			return 0;   /* Python uses the first cookie */
+	}
+	return 0;
+}
+
 int nx_scan_python(const char *buf, size_t len, const char *const *terms, size_t nterms,
 		   nx_term_fn fn, void *ctx, const char *path, nx_error *err)
 {
-	return scan_python(buf, len, terms, nterms, fn, ctx, path, err, 0);
+	int rc = check_coding(buf, len, path, err);
+
+	return rc ? rc : scan_python(buf, len, terms, nterms, fn, ctx, path, err, 0);
 }
 
 static int scan_python(const char *buf, size_t len, const char *const *terms, size_t nterms,

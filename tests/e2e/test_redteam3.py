@@ -527,3 +527,30 @@ def test_file_swapped_after_it_was_hashed(nexus, bundle):
         os.close(fd)
     assert rc == 1 and "changed-during-verify" in codes(rep, "FAIL"), rep["findings"]
     assert next(c["status"] for c in rep["checks"] if c["id"] == "integrity") == "FAIL"
+
+
+# -- Python source encodings ------------------------------------------------------
+
+@pytest.mark.parametrize("src", [
+    # UTF-7: Python reads +AHQ- as "t" and +AF8- as "_"
+    '# coding: utf-7\nx = "+AHQ-eacher"\n',
+    "# -*- coding: utf-7 -*-\nimport +AHQ-eacher+AF8-model\n",
+    # the whole file is unicode-escape decoded before it is tokenized
+    "#!/usr/bin/env python3\n# vim: set fileencoding=unicode_escape :\nx = 1\n",
+    "# coding=raw_unicode_escape\nx = 1\n",
+])
+def test_source_encoding_the_scanner_does_not_read(nexus, bundle, src):
+    """A coding cookie makes Python decode the file before it tokenizes it:
+    under utf-7, `"+AHQ-eacher"` is "teacher" and `import +AHQ-eacher+AF8-model`
+    imports teacher_model.  The scanner reads UTF-8, so a file declared in an
+    encoding that differs from UTF-8 on ASCII cannot be shown clean."""
+    bundle.smuggle("src/helpers.py", src)
+    expect_fail(nexus, bundle, "code-unparsable")
+
+
+@pytest.mark.parametrize("cookie", ["# -*- coding: utf-8 -*-", "# coding=UTF8",
+                                    "# vim: set fileencoding=latin-1 :", "# coding: ascii"])
+def test_source_encoding_utf8_compatible_is_fine(nexus, bundle, cookie):
+    bundle.smuggle("src/helpers.py", f"{cookie}\nx = 1\n")
+    rc, rep = verify(nexus, bundle)
+    assert codes(rep, "FAIL") == set(), rep["findings"]

@@ -133,6 +133,13 @@ static void python_errors_and_stop(void **state)
 	assert_int_equal(e.line, 2);
 	assert_string_equal(e.path, "a.py");
 	assert_int_equal(h.count, 0);
+	/* a source encoding other than UTF-8 on ASCII is not what is scanned */
+	src = "#!/usr/bin/python3\n# -*- coding: utf-7 -*-\nx = '+AHQ-eacher'\n";
+	assert_int_equal(nx_scan_python(src, strlen(src), terms, 3, collect, &h, "a.py", &e),
+			 NX_EFORMAT);
+	assert_int_equal(e.line, 2);
+	src = "# coding: utf_8 \n# coding: utf-7\nx = 1\n";
+	assert_int_equal(nx_scan_python(src, strlen(src), terms, 3, collect, &h, "a.py", &e), 0);
 	/* the callback's value stops the scan and is returned */
 	memset(&h, 0, sizeof(h));
 	h.stop_after = 1;
