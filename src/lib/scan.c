@@ -550,7 +550,8 @@ static int hexval(char c)
  * "te\x61cher", "\u0074eacher", "\N{LATIN SMALL LETTER T}eacher" spell a
  * term the raw text does not contain.  Decode the escapes that yield ASCII
  * (\xHH, \uHHHH, \UHHHHHHHH, \ooo, \N{LATIN SMALL|CAPITAL LETTER c},
- * \N{LOW LINE}) into dst (at least n bytes); others are kept as written.
+ * \N{LOW LINE}) and drop backslash-newlines into dst (at least n bytes);
+ * others are kept as written.
  * Returns the decoded length.
  */
 static size_t unescape(char *dst, const char *b, size_t n)
@@ -561,6 +562,11 @@ static size_t unescape(char *dst, const char *b, size_t n)
 	while (i < n) {
 		if (b[i] != '\\' || i + 1 >= n) {
 			dst[o++] = b[i++];
+			continue;
+		}
+		/* backslash-newline continues the literal: "teach\<NL>er" */
+		if (b[i + 1] == '\n' || b[i + 1] == '\r') {
+			i += 2 + (b[i + 1] == '\r' && i + 2 < n && b[i + 2] == '\n');
 			continue;
 		}
 		w = b[i + 1] == 'x' ? 2 : b[i + 1] == 'u' ? 4 : b[i + 1] == 'U' ? 8 : 0;

@@ -554,3 +554,17 @@ def test_source_encoding_utf8_compatible_is_fine(nexus, bundle, cookie):
     bundle.smuggle("src/helpers.py", f"{cookie}\nx = 1\n")
     rc, rep = verify(nexus, bundle)
     assert codes(rep, "FAIL") == set(), rep["findings"]
+
+
+@pytest.mark.parametrize("src", [
+    'x = "teach\\\ner"\n',
+    'x = "teach\\\r\ner"\n',
+    "x = b'teach\\\ner'\n",
+    'x = """teach\\\ner"""\n',
+    'y = 1\nx = f"teach\\\ner{y}"\n',
+], ids=["lf", "crlf", "bytes", "triple", "fstring"])
+def test_backslash_newline_inside_a_string(nexus, bundle, src):
+    """Backslash-newline inside a literal continues it: Python reads
+    "teach\\<newline>er" as "teacher"."""
+    bundle.smuggle("src/helpers.py", src)
+    expect_fail(nexus, bundle, "term-in-string")
