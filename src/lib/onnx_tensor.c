@@ -321,6 +321,7 @@ int walk_sparse(struct walk *w, const struct nx_pb_reader *parent, const struct 
 	struct nx_onnx_tensor vals, idx;
 	int64_t *dims = NULL;
 	size_t ndims = 0;
+	unsigned seen_vals = 0, seen_idx = 0;
 	int rc;
 
 	memset(&vals, 0, sizeof(vals));
@@ -328,11 +329,16 @@ int walk_sparse(struct walk *w, const struct nx_pb_reader *parent, const struct 
 	if ((rc = nx_pb_sub(&r, parent, fld, w->err)) != 0)
 		return rc;
 	LOOP_FIELDS(w, &r, &f, rc) {
+		/* protobuf would merge a second values/indices into the first */
+		if ((f.num == 1 && seen_vals++) || (f.num == 2 && seen_idx++)) {
+			rc = nx_error_set(w->err, NX_EFORMAT, w->f.path, 0, (long long)f.tag_offset,
+					  "sparse tensor has field %u twice: not a valid ONNX model",
+					  f.num);
+			goto out;
+		}
 		if (f.num == 1) {
-			tensor_release(&vals);
 			rc = read_tensor(w, &r, &f, &vals);
 		} else if (f.num == 2) {
-			tensor_release(&idx);
 			rc = read_tensor(w, &r, &f, &idx);
 		} else if (f.num == 3) {
 			rc = read_dims(w, &r, &f, &dims, &ndims);

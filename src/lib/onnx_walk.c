@@ -206,6 +206,7 @@ static int walk_attr(struct walk *w, const struct nx_pb_reader *parent,
 	struct nx_pb_field f;
 	char *name = NULL;
 	size_t mark = (size_t)-1, ngraph = 0;
+	uint32_t once = 0;
 	int rc;
 
 	if ((rc = nx_pb_sub(&r, parent, fld, w->err)) != 0)
@@ -218,6 +219,17 @@ static int walk_attr(struct walk *w, const struct nx_pb_reader *parent,
 	mark = scope_push(w, "/%s:%s", node, name ? name : "");
 	r.pos = fld->offset;
 	LOOP_FIELDS(w, &r, &f, rc) {
+		/* t, g and sparse_tensor are single messages: protobuf would
+		 * merge a second one into the first (two halves of a tensor
+		 * become one), which no reader of fields one by one sees */
+		if ((f.num == 5 || f.num == 6 || f.num == 22) && (once & (1u << (f.num % 32)))) {
+			rc = nx_error_set(w->err, NX_EFORMAT, w->f.path, 0, (long long)f.tag_offset,
+					  "attribute %s has field %u twice: not a valid ONNX model",
+					  name ? name : "", f.num);
+			goto out;
+		}
+		if (f.num == 5 || f.num == 6 || f.num == 22)
+			once |= 1u << (f.num % 32);
 		switch (f.num) {
 		case 1: case 21:
 			rc = walk_string(w, &f, NX_ONNX_ATTR_NAME, 0, NULL);

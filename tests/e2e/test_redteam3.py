@@ -568,3 +568,26 @@ def test_backslash_newline_inside_a_string(nexus, bundle, src):
     "teach\\<newline>er" as "teacher"."""
     bundle.smuggle("src/helpers.py", src)
     expect_fail(nexus, bundle, "term-in-string")
+
+
+def test_attribute_tensor_given_twice(nexus, bundle, tmp_path):
+    """protobuf merges a singular message field given twice: a Constant whose
+    `value` comes in two halves is, for ONNX Runtime, one tensor holding
+    both (repeated values concatenate), so each half alone fingerprinted
+    as nothing.  The reader refuses a second t/g/sparse_tensor."""
+    arr = floats(4096, 31)
+    teacher = teacher_file(tmp_path, arr)
+    raw = arr.tobytes()
+    half = len(raw) // 2
+    t1 = field(1, 0, arr.size) + field(2, 0, TensorProto.FLOAT) + field(4, 2, raw[:half])
+    t2 = field(4, 2, raw[half:])
+    attr = field(1, 2, b"value") + field(20, 0, 4) + field(5, 2, t1) + field(5, 2, t2)
+    const = field(1 + 1, 2, b"k") + field(3, 2, b"k") + field(4, 2, b"Constant") + field(5, 2, attr)
+    zero = numpy_helper.from_array(np.zeros((), np.float32), "zero")
+    m = bf.student_model(extra_initializers=[zero], extra_nodes=sink_nodes("k", to_float=False))
+    graph = m.graph.SerializeToString() + field(1, 2, const)
+    rest = type(m)()
+    rest.CopyFrom(m)
+    rest.ClearField("graph")
+    smuggle_model_bytes(bundle, rest.SerializeToString() + field(7, 2, graph), bf.parameters(m))
+    rep = expect_fail(nexus, bundle, "onnx-invalid", "--teacher", teacher)
