@@ -75,7 +75,7 @@ struct nx_onnx_tensor {
 	 * verbatim in the file range [contents_offset, +contents_length) - the
 	 * last raw_data, or the only (packed) float_data/double_data run;
 	 * true: spread over typed fields (varints, unpacked values, several
-	 * runs) that nx_onnx_tensor_sha256() decodes; contents_length is 0. */
+	 * runs) that nx_onnx_tensor_read() decodes; contents_length is 0. */
 	uint64_t contents_offset, contents_length;
 	bool contents_encoded;
 	uint64_t msg_offset, msg_length; /* the TensorProto (sparse: its values) */
@@ -178,16 +178,18 @@ int nx_onnx_visit_strings(int fd, const char *path, nx_onnx_visit_fn fn, void *c
 			  nx_error *err);
 
 /*
- * SHA-256 of tensor t's contents as little-endian element bytes, however
- * the protobuf encodes them (raw_data, packed or unpacked typed fields,
- * varints narrowed to the element width), so that the same tensor written
- * two ways hashes the same.  t is an inline tensor of the summary of the
- * model read from fd (borrowed; only pread() is used); *out_len is the
- * number of bytes hashed.  A string tensor has no such contents: 0 bytes.
+ * Stream tensor t's contents, as little-endian element bytes, to fn in
+ * pieces of at most 64 KiB, however the protobuf encodes them (raw_data,
+ * packed or unpacked typed fields, varints narrowed to the element width),
+ * so that the same tensor written two ways reads the same.  t is an inline
+ * tensor of the summary of the model read from fd (borrowed; only pread()
+ * is used).  A string tensor has no such contents: fn is never called.
+ * fn returning non-zero stops the read and that value is returned.
  * Errors: NX_EFORMAT (malformed payload), NX_EIO, NX_ENOMEM.
  */
-int nx_onnx_tensor_sha256(unsigned char out[32], uint64_t *out_len, int fd, const char *path,
-			  const struct nx_onnx_tensor *t, nx_error *err);
+typedef int (*nx_onnx_bytes_fn)(void *ctx, const unsigned char *buf, size_t len);
+int nx_onnx_tensor_read(int fd, const char *path, const struct nx_onnx_tensor *t,
+			nx_onnx_bytes_fn fn, void *ctx, nx_error *err);
 
 /* Stable lower-case name of a kind ("producer", "node_name", ...). */
 const char *nx_onnx_str_kind_name(enum nx_onnx_str_kind kind);

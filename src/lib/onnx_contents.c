@@ -11,11 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
 
-#include "nexus/hash.h"
-
-#define CONTENTS_CHUNK (64u << 10)   /* bytes decoded between digest updates */
+#define CONTENTS_CHUNK (64u << 10)   /* bytes handed to the caller at a time */
 
 uint32_t onnx_typed_field(int32_t dtype, unsigned *width)
 {
@@ -48,23 +45,48 @@ uint32_t onnx_typed_field(int32_t dtype, unsigned *width)
 }
 
 struct sink {
-	EVP_MD_CTX *md;
+	nx_onnx_bytes_fn fn;
+	void *ctx;
 	unsigned char *buf;
 	size_t len;
-	uint64_t total;
 };
 
-static void put(struct sink *s, uint64_t v, unsigned width)
+static int flush(struct sink *s)
+{
+	int rc = s->len ? s->fn(s->ctx, s->buf, s->len) : 0;
+
+	s->len = 0;
+	return rc;
+}
+
+static int put(struct sink *s, uint64_t v, unsigned width)
 {
 	unsigned i;
+	int rc;
 
-	if (s->len + width > CONTENTS_CHUNK) {
-		EVP_DigestUpdate(s->md, s->buf, s->len);
-		s->len = 0;
-	}
+	if (s->len + width > CONTENTS_CHUNK && (rc = flush(s)) != 0)
+		return rc;
 	for (i = 0; i < width; i++)
 		s->buf[s->len++] = (unsigned char)(v >> (8 * i));
-	s->total += width;
+	return 0;
+}
+
+/* Bytes [off, off + len) of the file, as they are. */
+static int put_range(struct sink *s, struct nx_pb_file *f, uint64_t off, uint64_t len,
+		     nx_error *err)
+{
+	int rc;
+
+	while (len) {
+		size_t n = len < CONTENTS_CHUNK ? (size_t)len : CONTENTS_CHUNK;
+
+		if ((rc = flush(s)) != 0 || (rc = nx_pb_read_at(f, off, s->buf, n, err)) != 0)
+			return rc;
+		s->len = n;
+		off += n;
+		len -= n;
+	}
+	return flush(s);
 }
 
 /* One occurrence of the typed field: a packed run or a single value. */
@@ -72,13 +94,11 @@ static int decode_field(struct sink *s, const struct nx_pb_reader *r, const stru
 			unsigned width, nx_error *err)
 {
 	struct nx_pb_reader p;
-	uint64_t v, off;
+	uint64_t v;
 	int rc;
 
-	if (f->wire != NX_PB_LEN) {
-		put(s, f->value, width);
-		return 0;
-	}
+	if (f->wire != NX_PB_LEN)
+		return put(s, f->value, width);
 	if ((rc = nx_pb_sub(&p, r, f, err)) != 0)
 		return rc;
 	if (f->num == 4 || f->num == 10) {
@@ -87,54 +107,34 @@ static int decode_field(struct sink *s, const struct nx_pb_reader *r, const stru
 			return nx_error_set(err, NX_EFORMAT, r->f->path, 0, (long long)f->tag_offset,
 					    "packed values of %llu bytes are not whole %u-byte values",
 					    (unsigned long long)f->len, width);
-		for (off = 0; off < f->len;) {
-			size_t n = f->len - off < CONTENTS_CHUNK ? (size_t)(f->len - off) : CONTENTS_CHUNK;
-
-			EVP_DigestUpdate(s->md, s->buf, s->len);
-			s->len = 0;
-			if ((rc = nx_pb_read_at(r->f, f->offset + off, s->buf, n, err)) != 0)
-				return rc;
-			s->len = n;
-			s->total += n;
-			off += n;
-		}
-		return 0;
+		return put_range(s, r->f, f->offset, f->len, err);
 	}
 	while (p.pos < p.end) {
-		if ((rc = nx_pb_read_varint(&p, &v, err)) != 0)
+		if ((rc = nx_pb_read_varint(&p, &v, err)) != 0 || (rc = put(s, v, width)) != 0)
 			return rc;
-		put(s, v, width);
 	}
 	return 0;
 }
 
-int nx_onnx_tensor_sha256(unsigned char out[NX_SHA256_LEN], uint64_t *out_len, int fd,
-			  const char *path, const struct nx_onnx_tensor *t, nx_error *err)
+int nx_onnx_tensor_read(int fd, const char *path, const struct nx_onnx_tensor *t,
+			nx_onnx_bytes_fn fn, void *ctx, nx_error *err)
 {
 	struct nx_pb_file pf = {0};
 	struct nx_pb_reader r;
 	struct nx_pb_field f;
-	struct sink s = {0};
+	struct sink s = { fn, ctx, NULL, 0 };
 	unsigned width = 0;
 	uint32_t num = onnx_typed_field(t->data_type, &width);
 	int rc;
 
-	if (!t->contents_encoded) {
-		if ((rc = nx_sha256_range(out, fd, t->contents_offset, t->contents_length, path,
-					  err)) == 0)
-			*out_len = t->contents_length;
-		return rc;
-	}
 	if ((rc = nx_pb_file_init(&pf, fd, path, err)) != 0)
 		return rc;
-	s.md = EVP_MD_CTX_new();
-	s.buf = malloc(CONTENTS_CHUNK);
-	if (!s.md || !s.buf) {
+	if (!(s.buf = malloc(CONTENTS_CHUNK))) {
 		rc = nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
 		goto out;
 	}
-	if (!EVP_DigestInit_ex(s.md, EVP_sha256(), NULL)) {
-		rc = nx_error_set(err, NX_EINTERNAL, path, 0, -1, "SHA-256 unavailable");
+	if (!t->contents_encoded) {
+		rc = put_range(&s, &pf, t->contents_offset, t->contents_length, err);
 		goto out;
 	}
 	if ((rc = nx_pb_reader_init(&r, &pf, t->msg_offset, t->msg_offset + t->msg_length,
@@ -143,16 +143,9 @@ int nx_onnx_tensor_sha256(unsigned char out[NX_SHA256_LEN], uint64_t *out_len, i
 	while ((rc = nx_pb_next(&r, &f, err)) > 0)
 		if (f.num == num && (rc = decode_field(&s, &r, &f, width, err)) != 0)
 			goto out;
-	if (rc)
-		goto out;
-	EVP_DigestUpdate(s.md, s.buf, s.len);
-	if (!EVP_DigestFinal_ex(s.md, out, NULL)) {
-		rc = nx_error_set(err, NX_EINTERNAL, path, 0, -1, "SHA-256 failed");
-		goto out;
-	}
-	*out_len = s.total;
+	if (!rc)
+		rc = flush(&s);
 out:
-	EVP_MD_CTX_free(s.md);
 	free(s.buf);
 	nx_pb_file_release(&pf);
 	return rc;

@@ -591,3 +591,56 @@ def test_attribute_tensor_given_twice(nexus, bundle, tmp_path):
     rest.ClearField("graph")
     smuggle_model_bytes(bundle, rest.SerializeToString() + field(7, 2, graph), bf.parameters(m))
     rep = expect_fail(nexus, bundle, "onnx-invalid", "--teacher", teacher)
+
+
+# -- teacher tensors cut up or padded -------------------------------------------------
+
+def split_student(parts):
+    """A student whose extra initializers p0, p1, ... are concatenated at
+    run time (Concat) and discarded (x 0): what a copied teacher tensor cut
+    into pieces looks like."""
+    zero = numpy_helper.from_array(np.zeros((), np.float32), "zero")
+    inits = [numpy_helper.from_array(p, f"p{i}") for i, p in enumerate(parts)]
+    nodes = [helper.make_node("Concat", [f"p{i}" for i in range(len(parts))], ["cat"],
+                              name="cat", axis=0)] + sink_nodes("cat", to_float=False)
+    return bf.student_model(extra_nodes=nodes, extra_initializers=inits + [zero])
+
+
+@pytest.mark.parametrize("cut", ["halves", "odd-split", "padded"])
+def test_teacher_tensor_cut_into_pieces(nexus, bundle, tmp_path, cut):
+    """A teacher layer split in two initializers (at a row or at any
+    element) and concatenated at run time, or stored inside a larger tensor,
+    is no tensor byte-identical to the teacher's, yet it is the teacher's
+    data: the fingerprint also compares content-defined chunks."""
+    w = floats(256 * 64, 41).reshape(256, 64)        # a 64 KiB teacher layer
+    teacher = teacher_file(tmp_path, w)
+    flat = w.ravel()
+    if cut == "halves":
+        parts = [flat[:flat.size // 2], flat[flat.size // 2:]]
+    elif cut == "odd-split":
+        parts = [flat[:5003], flat[5003:]]
+    else:
+        parts = [np.concatenate([floats(777, 42), flat, floats(1001, 43)])]
+    m = split_student(parts)
+    bundle.meta["parameters"] = bf.human(bf.parameters(m))
+    bundle.smuggle("model/student_model.onnx", m.SerializeToString())
+    rc, rep = verify(nexus, bundle)
+    assert codes(rep, "FAIL") == set(), rep["findings"]
+    rep = expect_fail(nexus, bundle, "teacher-tensor-copied", "--teacher", teacher)
+
+
+def test_independent_tensors_share_no_chunks(nexus, bundle, tmp_path):
+    """Zeros and constant runs (padding rows, unit norms) are in every model:
+    they are not a copy."""
+    w = floats(256 * 64, 44).reshape(256, 64)
+    w[:16] = 0.0
+    w[100:120] = 1.0
+    teacher = teacher_file(tmp_path, w)
+    s = floats(256 * 64, 45).reshape(256, 64)
+    s[:16] = 0.0
+    s[200:220] = 1.0
+    m = split_student([s.ravel()])
+    bundle.meta["parameters"] = bf.human(bf.parameters(m))
+    bundle.smuggle("model/student_model.onnx", m.SerializeToString())
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    assert codes(rep, "FAIL") == set(), rep["findings"]
