@@ -18,7 +18,7 @@
  * The bytes hashed are a tensor's raw little-endian contents, so a torch
  * storage and an ONNX raw_data holding the same contiguous float32 values
  * fingerprint the same; ONNX typed fields (int32_data varints, unpacked or
- * split float_data) are decoded first (nx_onnx_tensor_sha256), so a tensor
+ * split float_data) are decoded first (nx_onnx_tensor_read), so a tensor
  * re-encoded still matches.  Contents are also cut into content-defined
  * chunks (about 2 KiB, boundaries chosen by the bytes), so a student tensor
  * holding min_bytes or more of a teacher tensor's chunks - a teacher layer

@@ -107,17 +107,32 @@ struct tensors {
 	tensor_fn fn;
 	void *ctx;
 	size_t min;
+	const uint64_t *sizes;       /* student: distinct teacher tensor sizes, sorted */
+	size_t nsizes;
 };
 
-/* Hash bytes [off, off + len) of fd (inline: t's contents) and hand them on. */
+static int u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Hash bytes [off, off + len) of fd (inline: t's contents, len its size if
+ * known, else 0) and hand them on.  Only a student tensor of some teacher
+ * tensor's size can be equal to it, so only then is its SHA-256 taken:
+ * the chunks alone cost a multi-GB student one cheap pass.
+ */
 static int one_tensor(struct tensors *w, const char *name, int fd, const char *path,
 		      const struct nx_onnx_tensor *t, uint64_t off, uint64_t len, nx_error *err)
 {
 	struct fp_hash h;
-	bool keep;
+	bool keep, sha = w->collect || !len ||
+			 bsearch(&len, w->sizes, w->nsizes, sizeof(*w->sizes), u64_cmp);
 	int rc, end;
 
-	if ((rc = fp_hash_begin(&h, w->collect, w->match, err)) != 0)
+	if ((rc = fp_hash_begin(&h, w->collect, w->match, sha, err)) != 0)
 		return rc;
 	rc = t ? nx_onnx_tensor_read(fd, path, t, fp_hash_feed, &h, err) :
 		 fp_hash_range(&h, fd, off, len, path, err);
@@ -148,7 +163,8 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 			/* contents spread over typed fields are decoded to be
 			 * sized: a varint takes at least one byte for at most 8 */
 			if ((t->contents_encoded ? t->data_length * 8 : t->contents_length) >= w->min)
-				rc = one_tensor(w, t->name, fd, path, t, 0, 0, err);
+				rc = one_tensor(w, t->name, fd, path, t, 0,
+						t->contents_encoded ? 0 : t->contents_length, err);
 		} else {
 			char *full = NULL;
 			const char *why = t->ext_location ? ex_location_problem(t->ext_location)
@@ -210,7 +226,7 @@ static int add_cb(void *ctx, const char *name, const struct fp_hash *h, nx_error
 int fp_add_range(nx_fp_set *set, const char *name, int fd, uint64_t off, uint64_t len,
 		 size_t min, const char *path, nx_error *err)
 {
-	struct tensors w = { set, NULL, add_cb, set, min };
+	struct tensors w = { set, NULL, add_cb, set, min, NULL, 0 };
 
 	return one_tensor(&w, name, fd, path, NULL, off, len, err);
 }
@@ -310,7 +326,7 @@ int nx_fingerprint_file(nx_fp_set *set, int dirfd, const char *path, size_t min_
 				  "safely; re-save it with torch.save (zip format) or as safetensors",
 				  path);
 	else {
-		struct tensors w = { set, NULL, add_cb, set, min_bytes };
+		struct tensors w = { set, NULL, add_cb, set, min_bytes, NULL, 0 };
 
 		rc = onnx_tensors(dirfd, path, fd, &w, err);
 	}
@@ -335,7 +351,7 @@ struct student_ctx {
 static int match_cb(void *ctx, const char *name, const struct fp_hash *h, nx_error *err)
 {
 	struct student_ctx *c = ctx;
-	const struct fp_entry *e = fp_find(c->teachers, h->sha);
+	const struct fp_entry *e = h->have_sha ? fp_find(c->teachers, h->sha) : NULL;
 	struct nx_fp_match *m;
 	bool partial = false;
 
@@ -374,14 +390,30 @@ int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_s
 			   int dirfd, const char *path, size_t min_bytes, nx_error *err)
 {
 	struct student_ctx c = { teachers, NULL, 0, min_bytes };
-	struct tensors w = { NULL, teachers, match_cb, &c, min_bytes };
+	struct tensors w = { NULL, teachers, match_cb, &c, min_bytes, NULL, 0 };
+	uint64_t *sizes = NULL;
+	size_t i, n = 0;
 	int fd, rc;
 
+	if (teachers->n && !(sizes = malloc(teachers->n * sizeof(*sizes))))
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	for (i = 0; i < teachers->n; i++)
+		sizes[i] = teachers->e[i].bytes;
+	if (sizes)
+		qsort(sizes, teachers->n, sizeof(*sizes), u64_cmp);
+	for (i = 0; i < teachers->n; i++)
+		if (!n || sizes[n - 1] != sizes[i])
+			sizes[n++] = sizes[i];
+	w.sizes = sizes;
+	w.nsizes = n;
 	fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-	if (fd < 0)
+	if (fd < 0) {
+		free(sizes);
 		return nx_error_errno(err, NX_EIO, errno, path, "cannot open %s", path);
+	}
 	rc = onnx_tensors(dirfd, path, fd, &w, err);
 	close(fd);
+	free(sizes);
 	if (rc) {
 		nx_fp_matches_free(c.m, c.n);
 		return rc;

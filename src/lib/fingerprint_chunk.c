@@ -8,6 +8,8 @@
  * chosen by the bytes (a gear rolling hash over the last 64 bytes hitting a
  * mask), not by offsets, so the same data is cut the same way wherever it
  * starts: a piece of a teacher tensor has the teacher's interior chunks.
+ * Per byte only the rolling hash runs; a chunk is hashed, 8 bytes a step,
+ * when it ends.
  * Chunks that repeat a 1-8 byte pattern (zeros, a row of ones) are in every
  * model and are ignored.
  */
@@ -44,7 +46,8 @@ static void gear_init(void)
 	}
 }
 
-int fp_hash_begin(struct fp_hash *h, nx_fp_set *collect, const nx_fp_set *match, nx_error *err)
+int fp_hash_begin(struct fp_hash *h, nx_fp_set *collect, const nx_fp_set *match, bool sha,
+		  nx_error *err)
 {
 	pthread_once(&gear_once, gear_init);
 	memset(h, 0, sizeof(*h));
@@ -52,11 +55,12 @@ int fp_hash_begin(struct fp_hash *h, nx_fp_set *collect, const nx_fp_set *match,
 	h->match = match;
 	h->err = err;
 	h->first_chunk = collect ? collect->nchunks : 0;
-	h->h = 1469598103934665603ull;
-	h->per4 = h->per8 = true;
-	if (!(h->md = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(h->md, EVP_sha256(), NULL)) {
+	h->have_sha = sha;
+	if (!(h->buf = malloc(CHUNK_MAX)) ||
+	    (sha && (!(h->md = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(h->md, EVP_sha256(), NULL)))) {
 		EVP_MD_CTX_free(h->md);
-		h->md = NULL;
+		free(h->buf);
+		h->md = h->buf = NULL;
 		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	}
 	return 0;
@@ -97,10 +101,37 @@ static void match_pending(struct fp_hash *h)
 	}
 }
 
-/* The chunk being read ends here. */
+static uint64_t rotl(uint64_t x, int r)
+{
+	return (x << r) | (x >> (64 - r));
+}
+
+/* 64-bit hash of a chunk, 8 bytes a step (an xxh64-like round). */
+static uint64_t chunk_hash(const unsigned char *p, size_t n)
+{
+	const uint64_t p1 = 0x9e3779b185ebca87ull, p2 = 0xc2b2ae3d27d4eb4full;
+	uint64_t h = 0x27d4eb2f165667c5ull ^ n, w;
+	size_t i;
+
+	for (i = 0; i + 8 <= n; i += 8) {
+		memcpy(&w, p + i, 8);
+		h = rotl(h ^ rotl(w * p2, 31) * p1, 27) * p1 + 0x85ebca77c2b2ae63ull;
+	}
+	for (; i < n; i++)
+		h = rotl(h ^ p[i] * 0x165667b19e3779f9ull, 11) * p1;
+	h ^= h >> 33;
+	h *= p2;
+	return h ^ (h >> 29);
+}
+
+/* The chunk in h->buf ends here. */
 static int end_chunk(struct fp_hash *h)
 {
-	bool flat = h->per4 || h->per8;
+	const unsigned char *c = h->buf;
+	uint32_t n = h->len;
+	/* a repeated 1-8 byte pattern (zeros, a row of ones) is in every model */
+	bool flat = n <= 8 || !memcmp(c, c + 4, n - 4) || !memcmp(c, c + 8, n - 8);
+	uint64_t hash = chunk_hash(c, n);
 
 	if (h->collect && !flat) {
 		nx_fp_set *s = h->collect;
@@ -110,15 +141,15 @@ static int end_chunk(struct fp_hash *h)
 					    "teacher tensors of more than %u chunks", NX_FP_CHUNKS_MAX);
 		if (s->nchunks == s->capchunks) {
 			size_t cap = s->capchunks ? 2 * s->capchunks : 1024;
-			struct fp_chunk *c = realloc(s->chunks, cap * sizeof(*c));
+			struct fp_chunk *g = realloc(s->chunks, cap * sizeof(*g));
 
-			if (!c)
+			if (!g)
 				return nx_error_set(h->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
-			s->chunks = c;
+			s->chunks = g;
 			s->capchunks = cap;
 		}
-		s->chunks[s->nchunks].hash = h->h;
-		s->chunks[s->nchunks].len = h->len;
+		s->chunks[s->nchunks].hash = hash;
+		s->chunks[s->nchunks].len = n;
 		s->chunks[s->nchunks].name = NULL;   /* fp_add names them */
 		s->chunks[s->nchunks++].file = s->nfiles - 1;
 		s->chunks_sorted = false;
@@ -128,39 +159,39 @@ static int end_chunk(struct fp_hash *h)
 		h->have_pending = true;
 		h->pending_first = h->nchunks == 0;
 		h->pending_flat = flat;
-		h->pending_hash = h->h;
-		h->pending_len = h->len;
+		h->pending_hash = hash;
+		h->pending_len = n;
 	}
 	h->nchunks++;
-	h->h = 1469598103934665603ull;
 	h->len = 0;
-	h->per4 = h->per8 = true;
 	return 0;
 }
 
 int fp_hash_feed(void *ctx, const unsigned char *buf, size_t len)
 {
 	struct fp_hash *h = ctx;
-	size_t i;
+	size_t i, start = 0;
+	uint64_t g = h->gear;
+	uint32_t n = h->len;
 	int rc;
 
-	EVP_DigestUpdate(h->md, buf, len);
+	if (h->md)
+		EVP_DigestUpdate(h->md, buf, len);
 	h->total += len;
 	for (i = 0; i < len; i++) {
-		unsigned char b = buf[i];
-
-		h->gear = (h->gear << 1) + gear[b];
-		h->h = (h->h ^ b) * 1099511628211ull;
-		if (h->len >= 4)
-			h->per4 &= h->ring[(h->len - 4) & 7] == b;
-		if (h->len >= 8)
-			h->per8 &= h->ring[h->len & 7] == b;
-		h->ring[h->len & 7] = b;
-		h->len++;
-		if ((h->len >= CHUNK_MIN && !(h->gear & CHUNK_MASK)) || h->len >= CHUNK_MAX)
-			if ((rc = end_chunk(h)) != 0)
-				return rc;
+		g = (g << 1) + gear[buf[i]];
+		if (++n < CHUNK_MIN || ((g & CHUNK_MASK) && n < CHUNK_MAX))
+			continue;
+		memcpy(h->buf + h->len, buf + start, i + 1 - start);
+		h->len = n;
+		start = i + 1;
+		n = 0;
+		if ((rc = end_chunk(h)) != 0)
+			return rc;
 	}
+	memcpy(h->buf + h->len, buf + start, len - start);
+	h->len = n;
+	h->gear = g;
 	return 0;
 }
 
@@ -198,10 +229,11 @@ int fp_hash_end(struct fp_hash *h, bool keep)
 		rc = end_chunk(h);
 	else if (h->match)
 		match_pending(h);
-	if (!rc && !EVP_DigestFinal_ex(h->md, h->sha, NULL))
+	if (!rc && h->md && !EVP_DigestFinal_ex(h->md, h->sha, NULL))
 		rc = nx_error_set(h->err, NX_EINTERNAL, NULL, 0, -1, "SHA-256 failed");
 	EVP_MD_CTX_free(h->md);
-	h->md = NULL;
+	free(h->buf);
+	h->md = h->buf = NULL;
 	/* a teacher tensor not recorded leaves no chunks naming it */
 	if ((rc || !keep) && h->collect)
 		h->collect->nchunks = h->first_chunk;

@@ -13,7 +13,7 @@ struct fp_entry {
 
 /* A content-defined chunk of a teacher tensor (fingerprint_chunk.c). */
 struct fp_chunk {
-	uint64_t hash;       /* FNV-1a of its bytes */
+	uint64_t hash;       /* of its bytes (chunk_hash) */
 	uint32_t len;
 	const char *name;    /* its tensor's (owned by the entry; set by fp_add_chunks) */
 	size_t file;         /* index into files */
@@ -42,13 +42,13 @@ struct fp_hash {
 	nx_fp_set *collect;
 	const nx_fp_set *match;
 	nx_error *err;
-	void *md;                    /* EVP_MD_CTX */
+	void *md;                    /* EVP_MD_CTX; NULL: no sha wanted */
 	unsigned char sha[NX_SHA256_LEN];
+	bool have_sha;
 	uint64_t total;              /* bytes fed */
-	uint64_t gear, h;            /* rolling boundary hash; hash of the chunk */
-	uint32_t len;                /* bytes of the chunk so far */
-	unsigned char ring[8];       /* its last bytes */
-	bool per4, per8;             /* it repeats a 4- or 8-byte pattern so far */
+	uint64_t gear;               /* rolling boundary hash */
+	unsigned char *buf;          /* the chunk so far (up to its maximum) */
+	uint32_t len;
 	size_t nchunks, first_chunk;
 	bool have_pending, pending_first, pending_flat;
 	uint64_t pending_hash;
@@ -57,7 +57,9 @@ struct fp_hash {
 	const struct fp_chunk *match_chunk;   /* the first chunk matched */
 };
 
-int fp_hash_begin(struct fp_hash *h, nx_fp_set *collect, const nx_fp_set *match, nx_error *err);
+/* sha false: the whole-tensor SHA-256 is not needed (h->sha left zero). */
+int fp_hash_begin(struct fp_hash *h, nx_fp_set *collect, const nx_fp_set *match, bool sha,
+		  nx_error *err);
 /* nx_onnx_bytes_fn: feed buf[0..len) (ctx is the fp_hash). */
 int fp_hash_feed(void *ctx, const unsigned char *buf, size_t len);
 /* Feed bytes [off, off + len) of fd. */
