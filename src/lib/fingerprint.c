@@ -128,8 +128,8 @@ static int one_tensor(struct tensors *w, const char *name, int fd, const char *p
 		      const struct nx_onnx_tensor *t, uint64_t off, uint64_t len, nx_error *err)
 {
 	struct fp_hash h;
-	bool keep, sha = w->collect || !len ||
-			 bsearch(&len, w->sizes, w->nsizes, sizeof(*w->sizes), u64_cmp);
+	bool keep, sha = w->collect || !len || (w->nsizes &&
+			 bsearch(&len, w->sizes, w->nsizes, sizeof(*w->sizes), u64_cmp));
 	int rc, end;
 
 	if ((rc = fp_hash_begin(&h, w->collect, w->match, sha, err)) != 0)

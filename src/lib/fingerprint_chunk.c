@@ -79,12 +79,13 @@ static const struct fp_chunk *find_chunk(const nx_fp_set *s, uint64_t hash, uint
 {
 	struct fp_chunk key = { hash, len, NULL, 0 };
 
+	if (!s->nchunks)
+		return NULL;
 	if (!s->chunks_sorted) {
 		qsort(s->chunks, s->nchunks, sizeof(*s->chunks), chunk_cmp);
 		((nx_fp_set *)s)->chunks_sorted = true;
 	}
-	return s->nchunks ? bsearch(&key, s->chunks, s->nchunks, sizeof(*s->chunks), chunk_cmp) :
-			    NULL;
+	return bsearch(&key, s->chunks, s->nchunks, sizeof(*s->chunks), chunk_cmp);
 }
 
 /* A student chunk cut on both sides by content: is it a teacher's? */

@@ -100,6 +100,8 @@ static int check_repeats(struct vfy_ctx *c, const char *path, struct line_ref *e
 {
 	size_t i;
 
+	if (n < 2)
+		return 0;
 	qsort(e, n, sizeof(*e), line_cmp);
 	for (i = 1; i < n; i++)
 		if (!line_cmp(&e[i - 1], &e[i]))
