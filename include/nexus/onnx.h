@@ -165,8 +165,8 @@ enum nx_onnx_str_kind {
 /*
  * Call fn for every string of the model (names, doc strings, metadata,
  * attribute strings, strings inside training_info and functions,
- * external_data keys/values, string tensor data up to
- * NX_ONNX_VISIT_STRINGS_MAX entries per tensor): s is NUL-terminated (len is
+ * external_data keys/values, string tensor data - a tensor of more than
+ * NX_ONNX_VISIT_STRINGS_MAX strings is NX_ELIMIT): s is NUL-terminated (len is
  * its true length; it may hold NULs), offset is the file offset of the
  * string's bytes, scope as for nx_onnx_tensor.scope.  fn returning non-zero
  * stops the walk and that value is returned.  The model is fully checked as

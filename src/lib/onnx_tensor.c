@@ -185,8 +185,14 @@ static int read_tensor(struct walk *w, const struct nx_pb_reader *parent,
 			rc = walk_expect(w, &f, NX_PB_LEN);
 			break;
 		case 6:
+			/* a visitor must see every string or none can be vouched for */
 			if (nstr++ < NX_ONNX_VISIT_STRINGS_MAX)
 				rc = walk_string(w, &f, NX_ONNX_TENSOR_STRING, 0, NULL);
+			else if (w->fn)
+				rc = nx_error_set(w->err, NX_ELIMIT, w->f.path, 0,
+						  (long long)f.tag_offset,
+						  "a string tensor has more than %u elements: not all "
+						  "of them can be scanned", NX_ONNX_VISIT_STRINGS_MAX);
 			else
 				rc = walk_expect(w, &f, NX_PB_LEN);
 			break;

@@ -644,3 +644,22 @@ def test_independent_tensors_share_no_chunks(nexus, bundle, tmp_path):
     bundle.smuggle("model/student_model.onnx", m.SerializeToString())
     rc, rep = verify(nexus, bundle, "--teacher", teacher)
     assert codes(rep, "FAIL") == set(), rep["findings"]
+
+
+def test_term_after_the_strings_a_tensor_visits(nexus, bundle):
+    """Only the first 100000 elements of a string tensor were visited: a
+    term in the next one went unread, and 200 KB of empty strings fit the
+    size check's allowance of a model of a few hundred nodes."""
+    vals = [b""] * 100000 + [b"teacher_model_path"]
+    t = helper.make_tensor("labels", TensorProto.STRING, [len(vals)], vals)
+    nodes, last = identity_chain("b", [""] * 300, make=lambda t: {})
+    g = bf.student_graph(extra_nodes=[helper.make_node("Identity", ["labels"], ["labels_out"],
+                                                       name="lab")])
+    g.output.append(helper.make_tensor_value_info("labels_out", TensorProto.STRING, None))
+    g.initializer.append(t)
+    g.node[3].input[1] = last
+    g.node.extend(nodes)
+    m = bf.student_model(graph=g)
+    bundle.meta["parameters"] = bf.human(bf.parameters(m))
+    bundle.smuggle("model/student_model.onnx", m.SerializeToString())
+    expect_fail(nexus, bundle, "onnx-invalid")
