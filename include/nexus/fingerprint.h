@@ -17,7 +17,12 @@
  *
  * The bytes hashed are a tensor's raw little-endian contents, so a torch
  * storage and an ONNX raw_data holding the same contiguous float32 values
- * fingerprint the same.  Only tensors of at least min_bytes are recorded
+ * fingerprint the same; ONNX typed fields (int32_data varints, unpacked or
+ * split float_data) are decoded first (nx_onnx_tensor_read), so a tensor
+ * re-encoded still matches.  Contents are also cut into content-defined
+ * chunks (about 2 KiB, boundaries chosen by the bytes), so a student tensor
+ * holding min_bytes or more of a teacher tensor's chunks - a teacher layer
+ * cut into pieces, or stored inside a larger tensor - matches too.  Only tensors of at least min_bytes are recorded
  * (small ones - biases, scalars - collide by chance).
  */
 #ifndef NEXUS_FINGERPRINT_H
@@ -38,16 +43,18 @@ extern "C" {
 #define NX_FP_TENSORS_MAX 10000000    /* fingerprints in one set */
 #define NX_FP_ZIP_ENTRIES_MAX 1000000 /* central directory entries read */
 #define NX_FP_ST_HEADER_MAX (100u << 20) /* bytes of a safetensors header */
+#define NX_FP_CHUNKS_MAX (1u << 24)   /* teacher chunks (~48 GB of tensors) */
 
 typedef struct nx_fp_set nx_fp_set;
 
-/* A student tensor equal to a teacher tensor. */
+/* A student tensor equal to a teacher tensor, or holding pieces of one. */
 struct nx_fp_match {
 	char *student_tensor;
 	char *teacher_tensor;  /* name in the teacher file (storage record for torch) */
 	char *teacher_file;
-	uint64_t bytes;
-	unsigned char sha256[NX_SHA256_LEN];
+	uint64_t bytes;        /* the tensor's, or (partial) the bytes shared */
+	bool partial;          /* not equal: shares chunks with the teacher tensor */
+	unsigned char sha256[NX_SHA256_LEN];  /* the student tensor's */
 };
 
 /* New empty set; free with nx_fp_set_free. */
@@ -69,7 +76,8 @@ int nx_fingerprint_file(nx_fp_set *set, int dirfd, const char *path, size_t min_
 /*
  * Hash every tensor of at least min_bytes of the student ONNX model at path
  * (relative to dirfd) and return in *out (caller frees with
- * nx_fp_matches_free) the ones found in teachers; *nout may be 0.
+ * nx_fp_matches_free) the ones found in teachers, whole or (partial) by at
+ * least min_bytes of chunks; *nout may be 0.
  * Errors as nx_fingerprint_file.
  */
 int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_set *teachers,

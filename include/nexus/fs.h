@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "nexus/error.h"
 
@@ -77,6 +78,7 @@ struct nx_fs_entry {
 	nlink_t nlink;
 	dev_t dev;
 	ino_t ino;
+	struct timespec mtime, ctime;  /* a write or rename changes ctime */
 };
 
 /*

@@ -64,6 +64,9 @@ enum nx_magic_kind {
 /* nx_magic_scan_fd reads at most this many bytes of one file. */
 #define NX_MAGIC_SCAN_MAX (1ull << 30)
 
+/* Payload a number or hex word of len characters counts for (as above). */
+uint64_t nx_magic_number_payload(size_t len);
+
 /* Kind of the file that starts with buf[0..len). */
 enum nx_magic_kind nx_magic_sniff(const unsigned char *buf, size_t len);
 

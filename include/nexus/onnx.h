@@ -70,6 +70,15 @@ struct nx_onnx_tensor {
 	 * field(s); for unpacked repeated values, from the first one to the end
 	 * of the last one).  data_length 0 when empty. */
 	uint64_t data_offset, data_length;
+	/* inline: where the tensor's contents (its elements as little-endian
+	 * bytes, as raw_data would hold them) are.  contents_encoded false:
+	 * verbatim in the file range [contents_offset, +contents_length) - the
+	 * last raw_data, or the only (packed) float_data/double_data run;
+	 * true: spread over typed fields (varints, unpacked values, several
+	 * runs) that nx_onnx_tensor_read() decodes; contents_length is 0. */
+	uint64_t contents_offset, contents_length;
+	bool contents_encoded;
+	uint64_t msg_offset, msg_length; /* the TensorProto (sparse: its values) */
 	/* external: from external_data; ext_location NULL and -1 when absent */
 	char *ext_location;
 	int64_t ext_offset, ext_length;
@@ -82,6 +91,9 @@ struct nx_onnx_tensor {
 	bool referenced;     /* initializers: name used by a node input or graph
 			      * output in its graph or one it encloses; always
 			      * true for attribute tensors */
+	bool duplicate;      /* initializers: another initializer or a node output
+			      * of its graph has the same name, so no node can be
+			      * said to read this one (referenced is false) */
 	uint64_t sparse_index_bytes; /* sparse: payload bytes of the indices */
 };
 
@@ -153,8 +165,8 @@ enum nx_onnx_str_kind {
 /*
  * Call fn for every string of the model (names, doc strings, metadata,
  * attribute strings, strings inside training_info and functions,
- * external_data keys/values, string tensor data up to
- * NX_ONNX_VISIT_STRINGS_MAX entries per tensor): s is NUL-terminated (len is
+ * external_data keys/values, string tensor data - a tensor of more than
+ * NX_ONNX_VISIT_STRINGS_MAX strings is NX_ELIMIT): s is NUL-terminated (len is
  * its true length; it may hold NULs), offset is the file offset of the
  * string's bytes, scope as for nx_onnx_tensor.scope.  fn returning non-zero
  * stops the walk and that value is returned.  The model is fully checked as
@@ -164,6 +176,20 @@ typedef int (*nx_onnx_visit_fn)(void *ctx, enum nx_onnx_str_kind kind, const cha
 				size_t len, uint64_t offset, const char *scope);
 int nx_onnx_visit_strings(int fd, const char *path, nx_onnx_visit_fn fn, void *ctx,
 			  nx_error *err);
+
+/*
+ * Stream tensor t's contents, as little-endian element bytes, to fn in
+ * pieces of at most 64 KiB, however the protobuf encodes them (raw_data,
+ * packed or unpacked typed fields, varints narrowed to the element width),
+ * so that the same tensor written two ways reads the same.  t is an inline
+ * tensor of the summary of the model read from fd (borrowed; only pread()
+ * is used).  A string tensor has no such contents: fn is never called.
+ * fn returning non-zero stops the read and that value is returned.
+ * Errors: NX_EFORMAT (malformed payload), NX_EIO, NX_ENOMEM.
+ */
+typedef int (*nx_onnx_bytes_fn)(void *ctx, const unsigned char *buf, size_t len);
+int nx_onnx_tensor_read(int fd, const char *path, const struct nx_onnx_tensor *t,
+			nx_onnx_bytes_fn fn, void *ctx, nx_error *err);
 
 /* Stable lower-case name of a kind ("producer", "node_name", ...). */
 const char *nx_onnx_str_kind_name(enum nx_onnx_str_kind kind);

@@ -90,6 +90,19 @@ void nx_pylex_init(nx_pylex *lx, const char *buf, size_t len);
  */
 int nx_pylex_next(nx_pylex *lx, nx_py_token *out);
 
+/*
+ * The expressions of an f-string's replacement fields are code that runs.
+ * For f-string token t lexed from buf[0..len), call fn(ctx, start, n) for
+ * each field's expression, buf[start..start+n), in order; fields nested in
+ * a format spec ({x:{width}}) are reported too, a conversion (!r) and the
+ * format spec are not part of an expression.  An f-string nested in an
+ * expression is part of that expression's text.  Stops at the first
+ * non-zero return of fn and returns it; 0 otherwise.
+ */
+typedef int (*nx_pylex_field_fn)(void *ctx, size_t start, size_t n);
+int nx_pylex_fstring_fields(const char *buf, size_t len, const nx_py_token *t,
+			    nx_pylex_field_fn fn, void *ctx);
+
 /* Short name of a kind ("NAME", "STRING", ...). Never NULL. */
 const char *nx_py_kind_name(int kind);
 

@@ -56,7 +56,9 @@ typedef int (*nx_term_fn)(void *ctx, const char *term, enum nx_term_where where,
  * Python source.  line/col (1-based, col in bytes) are where the token
  * starts; for adjacent string literals that match only once joined, the
  * first literal of the run.  A term inside an f-string's replacement field
- * is found as NX_TERM_STRING (the whole f-string is one token).
+ * is found as NX_TERM_STRING (the whole f-string is one token), and each
+ * field's expression is also scanned as code (NX_TERM_CODE, dynamic
+ * imports), since Python runs it.
  */
 int nx_scan_python(const char *buf, size_t len, const char *const *terms, size_t nterms,
 		   nx_term_fn fn, void *ctx, const char *path, nx_error *err);

@@ -127,6 +127,9 @@ int nx_report_vadd(nx_report *r, const char *check, enum nx_severity sev, const 
  * findings (worst severity: INFO is PASS) unless skipped is true (SKIP).
  */
 int nx_report_check(nx_report *r, const char *id, bool skipped, double seconds);
+/* Recompute the status of check id, recorded before, from the findings
+ * reported so far (a finding may come after its check ran).  Returns 0. */
+int nx_report_check_update(nx_report *r, const char *id);
 
 /* "PASS", "WARN" or "FAIL": the worst finding severity of the report. */
 const char *nx_report_verdict(const nx_report *r);

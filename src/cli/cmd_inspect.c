@@ -390,11 +390,12 @@ static int fingerprint(const char *model, const struct export_args *a, bool json
 		json_t *arr = json_array(), *root;
 
 		for (i = 0; i < n; i++)
-			json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I}", "tensor",
+			json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:b}", "tensor",
 							     m[i].student_tensor, "teacher_tensor",
 							     m[i].teacher_tensor, "teacher_file",
 							     m[i].teacher_file, "bytes",
-							     (json_int_t)m[i].bytes));
+							     (json_int_t)m[i].bytes, "partial",
+							     m[i].partial));
 		root = json_pack("{s:o, s:I, s:I}", "shared_tensors", arr, "teacher_tensors",
 				 (json_int_t)nx_fp_set_count(set), "compressed_records",
 				 (json_int_t)nx_fp_set_compressed(set));
@@ -403,8 +404,9 @@ static int fingerprint(const char *model, const struct export_args *a, bool json
 		json_decref(root);
 	} else {
 		for (i = 0; i < n; i++)
-			printf("FAIL %s (%" PRIu64 " bytes) equals %s in %s\n", m[i].student_tensor,
-			       m[i].bytes, m[i].teacher_tensor, m[i].teacher_file);
+			printf("FAIL %s (%" PRIu64 " bytes) %s %s in %s\n", m[i].student_tensor,
+			       m[i].bytes, m[i].partial ? "are pieces of" : "equals",
+			       m[i].teacher_tensor, m[i].teacher_file);
 		if (!n)
 			printf("no tensor shared with %zu teacher tensors\n", nx_fp_set_count(set));
 	}

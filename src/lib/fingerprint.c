@@ -38,6 +38,7 @@ void nx_fp_set_free(nx_fp_set *s)
 		free(s->files[i]);
 	free(s->files);
 	free(s->e);
+	free(s->chunks);
 	free(s);
 }
 
@@ -96,21 +97,60 @@ static const struct fp_entry *fp_find(const nx_fp_set *s, const unsigned char sh
 	return s->n ? bsearch(&key, s->e, s->n, sizeof(*s->e), cmp_entry) : NULL;
 }
 
-/* Each tensor of an ONNX model of at least min bytes: fn(name, sha, bytes). */
-typedef int (*tensor_fn)(void *ctx, const char *name, const unsigned char *sha, uint64_t bytes,
-			 nx_error *err);
+/* Each tensor of an ONNX model of at least min bytes, hashed (h). */
+typedef int (*tensor_fn)(void *ctx, const char *name, const struct fp_hash *h, nx_error *err);
 
-/* Whether a tensor of this many bytes is worth hashing (NULL: all are). */
-typedef bool (*want_fn)(const void *ctx, uint64_t bytes);
+/* What a walk over the tensors of one file does with each. */
+struct tensors {
+	nx_fp_set *collect;          /* teacher: record into this set */
+	const nx_fp_set *match;      /* student: look up in this set */
+	tensor_fn fn;
+	void *ctx;
+	size_t min;
+	const uint64_t *sizes;       /* student: distinct teacher tensor sizes, sorted */
+	size_t nsizes;
+};
 
-static int onnx_tensors(int dirfd, const char *path, int fd, size_t min, tensor_fn fn,
-			want_fn want, void *ctx, nx_error *err)
+static int u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Hash bytes [off, off + len) of fd (inline: t's contents, len its size if
+ * known, else 0) and hand them on.  Only a student tensor of some teacher
+ * tensor's size can be equal to it, so only then is its SHA-256 taken:
+ * the chunks alone cost a multi-GB student one cheap pass.
+ */
+static int one_tensor(struct tensors *w, const char *name, int fd, const char *path,
+		      const struct nx_onnx_tensor *t, uint64_t off, uint64_t len, nx_error *err)
+{
+	struct fp_hash h;
+	bool keep, sha = w->collect || !len || (w->nsizes &&
+			 bsearch(&len, w->sizes, w->nsizes, sizeof(*w->sizes), u64_cmp));
+	int rc, end;
+
+	if ((rc = fp_hash_begin(&h, w->collect, w->match, sha, err)) != 0)
+		return rc;
+	rc = t ? nx_onnx_tensor_read(fd, path, t, fp_hash_feed, &h, err) :
+		 fp_hash_range(&h, fd, off, len, path, err);
+	keep = !rc && h.total >= w->min;
+	end = fp_hash_end(&h, keep);
+	if (!rc)
+		rc = end;
+	if (rc || !keep)
+		return rc;
+	return w->fn(w->ctx, name, &h, err);
+}
+
+static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, nx_error *err)
 {
 	nx_onnx_model *m = NULL;
 	const nx_onnx_summary *s;
 	const char *slash = strrchr(path, '/');
 	size_t i, dlen = slash ? (size_t)(slash - path) + 1 : 0;
-	unsigned char sha[NX_SHA256_LEN];
 	int rc;
 
 	if ((rc = nx_onnx_open(&m, fd, path, err)) != 0)
@@ -120,10 +160,11 @@ static int onnx_tensors(int dirfd, const char *path, int fd, size_t min, tensor_
 		const struct nx_onnx_tensor *t = &s->tensors[i];
 
 		if (t->location == NX_TENSOR_INLINE) {
-			if (t->data_length < min || (want && !want(ctx, t->data_length)))
-				continue;
-			if (!(rc = nx_sha256_range(sha, fd, t->data_offset, t->data_length, path, err)))
-				rc = fn(ctx, t->name, sha, t->data_length, err);
+			/* contents spread over typed fields are decoded to be
+			 * sized: a varint takes at least one byte for at most 8 */
+			if ((t->contents_encoded ? t->data_length * 8 : t->contents_length) >= w->min)
+				rc = one_tensor(w, t->name, fd, path, t, 0,
+						t->contents_encoded ? 0 : t->contents_length, err);
 		} else {
 			char *full = NULL;
 			const char *why = t->ext_location ? ex_location_problem(t->ext_location)
@@ -157,9 +198,8 @@ static int onnx_tensors(int dirfd, const char *path, int fd, size_t min, tensor_
 					rc = nx_error_set(err, NX_EFORMAT, full, 0, -1,
 							  "%s: tensor '%s' runs past the end of %s",
 							  path, t->name, full);
-				else if (len >= min && (!want || want(ctx, len)) &&
-					 !(rc = nx_sha256_range(sha, efd, off, len, full, err)))
-					rc = fn(ctx, t->name, sha, len, err);
+				else if (len >= w->min)
+					rc = one_tensor(w, t->name, efd, full, NULL, off, len, err);
 			}
 			if (efd >= 0)
 				close(efd);
@@ -170,10 +210,25 @@ static int onnx_tensors(int dirfd, const char *path, int fd, size_t min, tensor_
 	return rc;
 }
 
-static int add_cb(void *ctx, const char *name, const unsigned char *sha, uint64_t bytes,
-		  nx_error *err)
+/* A teacher tensor: its entry, and the name of the chunks collected for it. */
+static int add_cb(void *ctx, const char *name, const struct fp_hash *h, nx_error *err)
 {
-	return fp_add(ctx, name, sha, bytes, err);
+	nx_fp_set *s = ctx;
+	size_t k;
+	int rc = fp_add(s, name, h->sha, h->total, err);
+
+	for (k = h->first_chunk; !rc && k < s->nchunks; k++)
+		s->chunks[k].name = s->e[s->n - 1].name;
+	return rc;
+}
+
+/* A record of bytes [off, off + len) of a teacher file (torch, safetensors). */
+int fp_add_range(nx_fp_set *set, const char *name, int fd, uint64_t off, uint64_t len,
+		 size_t min, const char *path, nx_error *err)
+{
+	struct tensors w = { set, NULL, add_cb, set, min, NULL, 0 };
+
+	return one_tensor(&w, name, fd, path, NULL, off, len, err);
 }
 
 /* safetensors: u64 LE header size, JSON {name: {dtype, shape, data_offsets}}. */
@@ -184,7 +239,6 @@ static int safetensors(nx_fp_set *set, int fd, const char *path, uint64_t size, 
 	json_t *root = NULL, *v;
 	json_error_t jerr;
 	const char *key;
-	unsigned char sha[NX_SHA256_LEN];
 	int rc = 0;
 
 	if (hlen > NX_FP_ST_HEADER_MAX)
@@ -220,9 +274,8 @@ static int safetensors(nx_fp_set *set, int fd, const char *path, uint64_t size, 
 		}
 		if ((uint64_t)(b - a) < min)
 			continue;
-		if ((rc = nx_sha256_range(sha, fd, 8 + hlen + (uint64_t)a, (uint64_t)(b - a), path,
-					  err)) != 0 ||
-		    (rc = fp_add(set, key, sha, (uint64_t)(b - a), err)) != 0)
+		if ((rc = fp_add_range(set, key, fd, 8 + hlen + (uint64_t)a, (uint64_t)(b - a), min,
+				       path, err)) != 0)
 			goto out;
 	}
 out:
@@ -272,8 +325,11 @@ int nx_fingerprint_file(nx_fp_set *set, int dirfd, const char *path, size_t min_
 				  "%s is a legacy (pickle) PyTorch checkpoint, which cannot be read "
 				  "safely; re-save it with torch.save (zip format) or as safetensors",
 				  path);
-	else
-		rc = onnx_tensors(dirfd, path, fd, min_bytes, add_cb, NULL, set, err);
+	else {
+		struct tensors w = { set, NULL, add_cb, set, min_bytes, NULL, 0 };
+
+		rc = onnx_tensors(dirfd, path, fd, &w, err);
+	}
 	if (rc == NX_EFORMAT && err && !strstr(err->message, path))
 		rc = nx_error_set(err, NX_EFORMAT, path, 0, err->offset,
 				  "teacher %s is not ONNX, a PyTorch zip checkpoint or safetensors: %s",
@@ -287,38 +343,30 @@ struct student_ctx {
 	const nx_fp_set *teachers;
 	struct nx_fp_match *m;
 	size_t n;
-	uint64_t *sizes;     /* distinct teacher tensor sizes, sorted */
-	size_t nsizes;
+	size_t min;
 };
 
-static int u64_cmp(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/*
- * Only a student tensor with the byte size of some teacher tensor can be
- * identical to it, so the others are never read: a multi-GB student with
- * no teacher-sized tensor costs no hashing at all.
- */
-static bool size_wanted(const void *ctx, uint64_t bytes)
-{
-	const struct student_ctx *c = ctx;
-
-	return c->nsizes && bsearch(&bytes, c->sizes, c->nsizes, sizeof(*c->sizes), u64_cmp);
-}
-
-static int match_cb(void *ctx, const char *name, const unsigned char *sha, uint64_t bytes,
-		    nx_error *err)
+/* A student tensor equal to a teacher tensor, or holding min bytes of
+ * chunks of one. */
+static int match_cb(void *ctx, const char *name, const struct fp_hash *h, nx_error *err)
 {
 	struct student_ctx *c = ctx;
-	const struct fp_entry *e = fp_find(c->teachers, sha);
+	const struct fp_entry *e = h->have_sha ? fp_find(c->teachers, h->sha) : NULL;
 	struct nx_fp_match *m;
+	bool partial = false;
 
-	if (!e || e->bytes != bytes)
+	const char *tname, *tfile;
+
+	if (e && e->bytes == h->total) {
+		tname = e->name;
+		tfile = c->teachers->files[e->file];
+	} else if (h->matched >= c->min) {
+		tname = h->match_chunk->name;
+		tfile = c->teachers->files[h->match_chunk->file];
+		partial = true;
+	} else {
 		return 0;
+	}
 	if (!(m = realloc(c->m, (c->n + 1) * sizeof(*m))))
 		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	c->m = m;
@@ -326,40 +374,46 @@ static int match_cb(void *ctx, const char *name, const unsigned char *sha, uint6
 	memset(m, 0, sizeof(*m));
 	c->n++;
 	m->student_tensor = strdup(name ? name : "");
-	m->teacher_tensor = strdup(e->name);
-	m->teacher_file = strdup(c->teachers->files[e->file]);
-	m->bytes = bytes;
-	memcpy(m->sha256, sha, NX_SHA256_LEN);
+	m->teacher_tensor = strdup(tname);
+	m->teacher_file = strdup(tfile);
+	m->bytes = partial ? h->matched : h->total;
+	m->partial = partial;
+	memcpy(m->sha256, h->sha, NX_SHA256_LEN);
 	if (!m->student_tensor || !m->teacher_tensor || !m->teacher_file)
 		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	return 0;
 }
 
+/* Every student tensor of min bytes is read: a piece of a teacher tensor
+ * can be in a tensor of any size. */
 int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_set *teachers,
 			   int dirfd, const char *path, size_t min_bytes, nx_error *err)
 {
-	struct student_ctx c = { teachers, NULL, 0, NULL, 0 };
+	struct student_ctx c = { teachers, NULL, 0, min_bytes };
+	struct tensors w = { NULL, teachers, match_cb, &c, min_bytes, NULL, 0 };
+	uint64_t *sizes = NULL;
+	size_t i, n = 0;
 	int fd, rc;
-	size_t i;
 
-	if (teachers->n) {
-		if (!(c.sizes = malloc(teachers->n * sizeof(*c.sizes))))
-			return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
-		for (i = 0; i < teachers->n; i++)
-			c.sizes[i] = teachers->e[i].bytes;
-		qsort(c.sizes, teachers->n, sizeof(*c.sizes), u64_cmp);
-		for (i = 0; i < teachers->n; i++)
-			if (!c.nsizes || c.sizes[c.nsizes - 1] != c.sizes[i])
-				c.sizes[c.nsizes++] = c.sizes[i];
-	}
+	if (teachers->n && !(sizes = malloc(teachers->n * sizeof(*sizes))))
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	for (i = 0; i < teachers->n; i++)
+		sizes[i] = teachers->e[i].bytes;
+	if (sizes)
+		qsort(sizes, teachers->n, sizeof(*sizes), u64_cmp);
+	for (i = 0; i < teachers->n; i++)
+		if (!n || sizes[n - 1] != sizes[i])
+			sizes[n++] = sizes[i];
+	w.sizes = sizes;
+	w.nsizes = n;
 	fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0) {
-		free(c.sizes);
+		free(sizes);
 		return nx_error_errno(err, NX_EIO, errno, path, "cannot open %s", path);
 	}
-	rc = onnx_tensors(dirfd, path, fd, min_bytes, match_cb, size_wanted, &c, err);
+	rc = onnx_tensors(dirfd, path, fd, &w, err);
 	close(fd);
-	free(c.sizes);
+	free(sizes);
 	if (rc) {
 		nx_fp_matches_free(c.m, c.n);
 		return rc;

@@ -11,6 +11,14 @@ struct fp_entry {
 	size_t file;     /* index into files */
 };
 
+/* A content-defined chunk of a teacher tensor (fingerprint_chunk.c). */
+struct fp_chunk {
+	uint64_t hash;       /* of its bytes (chunk_hash) */
+	uint32_t len;
+	const char *name;    /* its tensor's (owned by the entry; set by fp_add_chunks) */
+	size_t file;         /* index into files */
+};
+
 struct nx_fp_set {
 	struct fp_entry *e;
 	size_t n, cap;
@@ -18,11 +26,57 @@ struct nx_fp_set {
 	char **files;
 	size_t nfiles;
 	size_t compressed;
+	struct fp_chunk *chunks;
+	size_t nchunks, capchunks;
+	bool chunks_sorted;
 };
+
+/*
+ * fingerprint_chunk.c: one tensor's contents, fed in pieces, hashed whole
+ * (sha) and cut into content-defined chunks.  Teacher (collect): the
+ * chunks go into the set, for the entry fp_add records next.  Student
+ * (match): chunks cut by content on both sides are looked up in the set;
+ * matched counts their bytes, match_entry names the first teacher tensor.
+ */
+struct fp_hash {
+	nx_fp_set *collect;
+	const nx_fp_set *match;
+	nx_error *err;
+	void *md;                    /* EVP_MD_CTX; NULL: no sha wanted */
+	unsigned char sha[NX_SHA256_LEN];
+	bool have_sha;
+	uint64_t total;              /* bytes fed */
+	uint64_t gear;               /* rolling boundary hash */
+	unsigned char *buf;          /* the chunk so far (up to its maximum) */
+	uint32_t len;
+	size_t nchunks, first_chunk;
+	bool have_pending, pending_first, pending_flat;
+	uint64_t pending_hash;
+	uint32_t pending_len;
+	uint64_t matched;
+	const struct fp_chunk *match_chunk;   /* the first chunk matched */
+};
+
+/* sha false: the whole-tensor SHA-256 is not needed (h->sha left zero). */
+int fp_hash_begin(struct fp_hash *h, nx_fp_set *collect, const nx_fp_set *match, bool sha,
+		  nx_error *err);
+/* nx_onnx_bytes_fn: feed buf[0..len) (ctx is the fp_hash). */
+int fp_hash_feed(void *ctx, const unsigned char *buf, size_t len);
+/* Feed bytes [off, off + len) of fd. */
+int fp_hash_range(struct fp_hash *h, int fd, uint64_t off, uint64_t len, const char *path,
+		  nx_error *err);
+/* Finish sha and the last chunk; keep false (a teacher tensor under the
+ * size floor, or an error before) drops the chunks collected for it.
+ * Always frees what begin allocated. */
+int fp_hash_end(struct fp_hash *h, bool keep);
 
 /* Record one teacher tensor of the file added last. */
 int fp_add(nx_fp_set *s, const char *name, const unsigned char sha[NX_SHA256_LEN],
 	   uint64_t bytes, nx_error *err);
+/* Record a teacher tensor of min bytes or more at [off, off + len) of fd,
+ * with its chunks. */
+int fp_add_range(nx_fp_set *set, const char *name, int fd, uint64_t off, uint64_t len,
+		 size_t min, const char *path, nx_error *err);
 /* fingerprint_zip.c: every <archive>/data/<n> record of a torch.save zip. */
 int fp_torch_zip(nx_fp_set *set, int fd, const char *path, uint64_t size, size_t min,
 		 nx_error *err);

@@ -122,7 +122,7 @@ out:
 int fp_torch_zip(nx_fp_set *set, int fd, const char *path, uint64_t size, size_t min,
 		 nx_error *err)
 {
-	unsigned char h[CDH_SIZE], lfh[LFH_SIZE], sha[NX_SHA256_LEN];
+	unsigned char h[CDH_SIZE], lfh[LFH_SIZE];
 	unsigned char *var = NULL;
 	uint64_t cd_off = 0, count = 0, pos, k;
 	int rc;
@@ -190,8 +190,7 @@ int fp_torch_zip(nx_fp_set *set, int fd, const char *path, uint64_t size, size_t
 		(void)usize;
 		if (csize < min)
 			continue;
-		if ((rc = nx_sha256_range(sha, fd, data, csize, path, err)) != 0 ||
-		    (rc = fp_add(set, (char *)var, sha, csize, err)) != 0)
+		if ((rc = fp_add_range(set, (char *)var, fd, data, csize, min, path, err)) != 0)
 			goto out;
 	}
 out:

@@ -315,6 +315,8 @@ static int walk_add(struct walk *w, const char *path, const struct stat *st)
 	e->nlink = st->st_nlink;
 	e->dev = st->st_dev;
 	e->ino = st->st_ino;
+	e->mtime = st->st_mtim;
+	e->ctime = st->st_ctim;
 	w->n++;
 	return 0;
 }

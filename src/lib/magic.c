@@ -198,13 +198,18 @@ static bool numhex_byte(unsigned char c)
 	       c == '.' || c == '+' || c == '-' || c == 'x' || c == 'X';
 }
 
+uint64_t nx_magic_number_payload(size_t n)
+{
+	return n < 8 ? (n + 1) / 2 > 4 ? 4 : (n + 1) / 2 : n / 2;
+}
+
 /* A word ended at off: add what it can carry to the literal payload. */
 static void word_end(struct nx_text_scan *s, uint64_t off)
 {
 	uint64_t n = s->word_len, add = 0;
 
 	if (n && s->word_digit && s->word_numhex)
-		add = n < 8 ? (n + 1) / 2 > 4 ? 4 : (n + 1) / 2 : n / 2;
+		add = nx_magic_number_payload(n);
 	else if (n >= 24 && s->word_digit && s->word_b64)
 		add = n * 3 / 4;
 	s->data_bytes += add;

@@ -74,4 +74,10 @@ int walk_type(struct walk *w, const struct nx_pb_reader *parent, const struct nx
 void value_release(struct nx_onnx_value *v);
 void tensor_release(struct nx_onnx_tensor *t);
 
+/* onnx_contents.c: the TensorProto field (float_data = 4, int32_data = 5,
+ * int64_data = 7, double_data = 10, uint64_data = 11) that holds the values
+ * of data type dtype when there is no raw_data, and the bytes each value
+ * takes in the contents; 0 for string and unknown types. */
+uint32_t onnx_typed_field(int32_t dtype, unsigned *width);
+
 #endif

@@ -112,18 +112,51 @@ out:
 	return rc;
 }
 
+/* The occurrences of one payload field of a TensorProto. */
+struct typed {
+	unsigned count;
+	struct nx_pb_field field;   /* the first (raw_data: the last) */
+};
+
+/*
+ * Where t's contents are (nx_onnx_tensor.contents_*): raw_data wins, as it
+ * does for ONNX Runtime; else the typed field of the data type.  They are
+ * verbatim only when one packed run of 4- or 8-byte values holds them.
+ */
+static void locate_contents(struct nx_onnx_tensor *t, const struct typed *runs)
+{
+	unsigned width = 0;
+	uint32_t num = onnx_typed_field(t->data_type, &width);
+	const struct typed *k = runs[9].count ? &runs[9] : num ? &runs[num] : NULL;
+
+	t->contents_encoded = false;
+	t->contents_offset = t->contents_length = 0;
+	if (!k || !k->count)
+		return;
+	if (k == &runs[9] ||
+	    ((num == 4 || num == 10) && k->count == 1 && k->field.wire == NX_PB_LEN)) {
+		t->contents_offset = k->field.offset;
+		t->contents_length = k->field.len;
+		return;
+	}
+	t->contents_encoded = true;
+}
+
 /* Fill *t from a TensorProto; payload fields are only located. */
 static int read_tensor(struct walk *w, const struct nx_pb_reader *parent,
 		       const struct nx_pb_field *fld, struct nx_onnx_tensor *t)
 {
 	struct nx_pb_reader r;
 	struct nx_pb_field f;
+	struct typed runs[12] = {{0}};
 	uint64_t first = 0, last = 0, nstr = 0, n = 1;
 	bool any = false, external = false;
 	size_t i;
 	int rc;
 
 	t->ext_offset = t->ext_length = -1;
+	t->msg_offset = fld->offset;
+	t->msg_length = fld->len;
 	if ((rc = nx_pb_sub(&r, parent, fld, w->err)) != 0)
 		return rc;
 	LOOP_FIELDS(w, &r, &f, rc) {
@@ -152,8 +185,14 @@ static int read_tensor(struct walk *w, const struct nx_pb_reader *parent,
 			rc = walk_expect(w, &f, NX_PB_LEN);
 			break;
 		case 6:
+			/* a visitor must see every string or none can be vouched for */
 			if (nstr++ < NX_ONNX_VISIT_STRINGS_MAX)
 				rc = walk_string(w, &f, NX_ONNX_TENSOR_STRING, 0, NULL);
+			else if (w->fn)
+				rc = nx_error_set(w->err, NX_ELIMIT, w->f.path, 0,
+						  (long long)f.tag_offset,
+						  "a string tensor has more than %u elements: not all "
+						  "of them can be scanned", NX_ONNX_VISIT_STRINGS_MAX);
 			else
 				rc = walk_expect(w, &f, NX_PB_LEN);
 			break;
@@ -199,10 +238,15 @@ static int read_tensor(struct walk *w, const struct nx_pb_reader *parent,
 				first = f.offset;
 			any = true;
 			last = f.offset + f.len;
+			if (f.num < sizeof(runs) / sizeof(runs[0]) && !runs[f.num].count++)
+				runs[f.num].field = f;
+			if (f.num == 9)
+				runs[9].field = f;   /* raw_data: the last one is the one read */
 		}
 	}
 	if (rc)
 		return rc;
+	locate_contents(t, runs);
 	for (i = 0; i < t->ndims; i++) {
 		uint64_t d = (uint64_t)t->dims[i];
 
@@ -283,6 +327,7 @@ int walk_sparse(struct walk *w, const struct nx_pb_reader *parent, const struct 
 	struct nx_onnx_tensor vals, idx;
 	int64_t *dims = NULL;
 	size_t ndims = 0;
+	unsigned seen_vals = 0, seen_idx = 0;
 	int rc;
 
 	memset(&vals, 0, sizeof(vals));
@@ -290,11 +335,16 @@ int walk_sparse(struct walk *w, const struct nx_pb_reader *parent, const struct 
 	if ((rc = nx_pb_sub(&r, parent, fld, w->err)) != 0)
 		return rc;
 	LOOP_FIELDS(w, &r, &f, rc) {
+		/* protobuf would merge a second values/indices into the first */
+		if ((f.num == 1 && seen_vals++) || (f.num == 2 && seen_idx++)) {
+			rc = nx_error_set(w->err, NX_EFORMAT, w->f.path, 0, (long long)f.tag_offset,
+					  "sparse tensor has field %u twice: not a valid ONNX model",
+					  f.num);
+			goto out;
+		}
 		if (f.num == 1) {
-			tensor_release(&vals);
 			rc = read_tensor(w, &r, &f, &vals);
 		} else if (f.num == 2) {
-			tensor_release(&idx);
 			rc = read_tensor(w, &r, &f, &idx);
 		} else if (f.num == 3) {
 			rc = read_dims(w, &r, &f, &dims, &ndims);

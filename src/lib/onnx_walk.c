@@ -206,6 +206,7 @@ static int walk_attr(struct walk *w, const struct nx_pb_reader *parent,
 	struct nx_pb_field f;
 	char *name = NULL;
 	size_t mark = (size_t)-1, ngraph = 0;
+	uint32_t once = 0;
 	int rc;
 
 	if ((rc = nx_pb_sub(&r, parent, fld, w->err)) != 0)
@@ -218,6 +219,17 @@ static int walk_attr(struct walk *w, const struct nx_pb_reader *parent,
 	mark = scope_push(w, "/%s:%s", node, name ? name : "");
 	r.pos = fld->offset;
 	LOOP_FIELDS(w, &r, &f, rc) {
+		/* t, g and sparse_tensor are single messages: protobuf would
+		 * merge a second one into the first (two halves of a tensor
+		 * become one), which no reader of fields one by one sees */
+		if ((f.num == 5 || f.num == 6 || f.num == 22) && (once & (1u << (f.num % 32)))) {
+			rc = nx_error_set(w->err, NX_EFORMAT, w->f.path, 0, (long long)f.tag_offset,
+					  "attribute %s has field %u twice: not a valid ONNX model",
+					  name ? name : "", f.num);
+			goto out;
+		}
+		if (f.num == 5 || f.num == 6 || f.num == 22)
+			once |= 1u << (f.num % 32);
 		switch (f.num) {
 		case 1: case 21:
 			rc = walk_string(w, &f, NX_ONNX_ATTR_NAME, 0, NULL);
@@ -270,7 +282,7 @@ out:
  * node's subgraphs whatever the field order. */
 static int walk_node(struct walk *w, const struct nx_pb_reader *parent,
 		     const struct nx_pb_field *fld, size_t index, uint32_t graph,
-		     struct strset *used)
+		     struct strset *used, struct strset *defs)
 {
 	struct nx_pb_reader r;
 	struct nx_pb_field f;
@@ -309,7 +321,15 @@ static int walk_node(struct walk *w, const struct nx_pb_reader *parent,
 			}
 			break;
 		case 2:
-			rc = walk_string(w, &f, NX_ONNX_EDGE, 0, NULL);
+			/* outputs are kept: one may take an initializer's name */
+			if (!(rc = walk_string(w, &f, NX_ONNX_EDGE, NX_ONNX_NAME_MAX, &input)) &&
+			    input[0] && defs)
+				rc = strset_add(w, defs, input);
+			if (input) {
+				w->held -= strlen(input) + 1;
+				free(input);
+				input = NULL;
+			}
 			break;
 		case 3:
 			rc = walk_string(w, &f, NX_ONNX_NODE_NAME, 0, NULL);
@@ -347,16 +367,31 @@ out:
 }
 
 /* Mark the initializers of graph `id` used by a node or output of it or of
- * an enclosed graph (whose uses were merged into `used`). */
-static void resolve_refs(struct walk *w, size_t first, uint32_t id, const struct strset *used)
+ * an enclosed graph (whose uses were merged into `used`).  A name another
+ * initializer or a node output (`dups`) of the graph also takes is no use
+ * of it: ONNX Runtime reads one definition, the other is dead weight. */
+static void resolve_refs(struct walk *w, size_t first, uint32_t id, const struct strset *used,
+			 const struct strset *dups)
 {
 	nx_onnx_summary *s = w->sum;
 	size_t i;
 
-	for (i = first; i < s->ntensors; i++)
-		if (w->tensor_graph[i] == id && !s->tensors[i].attribute)
-			s->tensors[i].referenced = s->tensors[i].name &&
-						   strset_has(used, s->tensors[i].name);
+	for (i = first; i < s->ntensors; i++) {
+		struct nx_onnx_tensor *t = &s->tensors[i];
+
+		if (w->tensor_graph[i] != id || t->attribute)
+			continue;
+		t->duplicate = t->name && strset_has(dups, t->name);
+		t->referenced = t->name && !t->duplicate && strset_has(used, t->name);
+	}
+}
+
+/* Initializer `name` of a graph: remember it, and whether it is defined twice. */
+static int add_init(struct walk *w, struct strset *inits, struct strset *dups, const char *name)
+{
+	if (strset_has(inits, name))
+		return strset_has(dups, name) ? 0 : strset_add(w, dups, name);
+	return strset_add(w, inits, name);
 }
 
 /* Keep only the main graph inputs that are not initializers. */
@@ -399,9 +434,9 @@ int walk_graph(struct walk *w, const struct nx_pb_reader *parent, const struct n
 {
 	struct nx_pb_reader r;
 	struct nx_pb_field f;
-	struct strset used = { 0 }, inits = { 0 };
+	struct strset used = { 0 }, inits = { 0 }, defs = { 0 }, dups = { 0 };
 	nx_onnx_summary *s = w->sum;
-	size_t first = s->ntensors, nodes = 0;
+	size_t first = s->ntensors, nodes = 0, i;
 	uint32_t id = w->next_graph++;
 	int rc;
 
@@ -411,18 +446,18 @@ int walk_graph(struct walk *w, const struct nx_pb_reader *parent, const struct n
 	LOOP_FIELDS(w, &r, &f, rc) {
 		switch (f.num) {
 		case 1:
-			rc = walk_node(w, &r, &f, nodes++, id, &used);
+			rc = walk_node(w, &r, &f, nodes++, id, &used, &defs);
 			break;
 		case 2:
 			rc = walk_string(w, &f, NX_ONNX_GRAPH_NAME, 0, NULL);
 			break;
 		case 5:
-			if (!(rc = walk_tensor(w, &r, &f, id, false)) && main_graph)
-				rc = strset_add(w, &inits, s->tensors[s->ntensors - 1].name);
+			if (!(rc = walk_tensor(w, &r, &f, id, false)))
+				rc = add_init(w, &inits, &dups, s->tensors[s->ntensors - 1].name);
 			break;
 		case 15:
-			if (!(rc = walk_sparse(w, &r, &f, id, false)) && main_graph)
-				rc = strset_add(w, &inits, s->tensors[s->ntensors - 1].name);
+			if (!(rc = walk_sparse(w, &r, &f, id, false)))
+				rc = add_init(w, &inits, &dups, s->tensors[s->ntensors - 1].name);
 			break;
 		case 11:
 			if (main_graph)
@@ -476,7 +511,11 @@ int walk_graph(struct walk *w, const struct nx_pb_reader *parent, const struct n
 	}
 	if (rc)
 		goto out;
-	resolve_refs(w, first, id, &used);
+	for (i = 0; i < defs.cap; i++)
+		if (defs.slots[i] && strset_has(&inits, defs.slots[i]) &&
+		    !strset_has(&dups, defs.slots[i]) && (rc = strset_add(w, &dups, defs.slots[i])))
+			goto out;
+	resolve_refs(w, first, id, &used, &dups);
 	if (main_graph)
 		drop_initializer_inputs(w, &inits);
 	if (parent_used)
@@ -484,6 +523,8 @@ int walk_graph(struct walk *w, const struct nx_pb_reader *parent, const struct n
 out:
 	strset_release(&used);
 	strset_release(&inits);
+	strset_release(&defs);
+	strset_release(&dups);
 	return rc;
 }
 
@@ -516,7 +557,7 @@ int walk_function(struct walk *w, const struct nx_pb_reader *parent,
 			rc = walk_attr(w, &r, &f, "attribute", id, &used);
 			break;
 		case 7:
-			rc = walk_node(w, &r, &f, nodes++, id, &used);
+			rc = walk_node(w, &r, &f, nodes++, id, &used, NULL);
 			break;
 		case 9:
 			rc = walk_opset(w, &r, &f, false);

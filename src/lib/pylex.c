@@ -95,8 +95,27 @@ static int is_triple(const nx_pylex *lx, size_t p, char q)
 /* One open replacement field of an f-string. */
 struct ffield {
 	unsigned char spec;   /* in the format spec after ':' */
+	unsigned char ended;  /* its expression was reported (at '!', ':' or '}') */
 	long brackets;        /* open brackets of the expression */
+	size_t start;         /* offset of the expression */
 };
+
+/* Where scan_quoted reports each replacement field's expression. */
+struct fsink {
+	nx_pylex_field_fn fn;
+	void *ctx;
+	int rc;
+};
+
+/* Report the expression of field f, which ends at p, once. */
+static void field_end(struct fsink *out, struct ffield *f, size_t p)
+{
+	if (f->ended)
+		return;
+	f->ended = 1;
+	if (out && !out->rc)
+		out->rc = out->fn(out->ctx, f->start, p - f->start);
+}
 
 /*
  * Scan a string whose opening quote is at *pp; on success leave *pp after
@@ -106,7 +125,7 @@ struct ffield {
  * `nest` bounds the recursion.
  */
 static const char *scan_quoted(nx_pylex *lx, size_t *pp, int fstr, size_t *body,
-			       size_t *body_len, int nest)
+			       size_t *body_len, int nest, struct fsink *out)
 {
 	struct ffield st[NX_PYLEX_FSTRING_NEST_MAX];
 	int top = -1;
@@ -142,21 +161,26 @@ static const char *scan_quoted(nx_pylex *lx, size_t *pp, int fstr, size_t *body,
 					*pp = p + 1;
 					return "f-string nested too deeply";
 				}
-				msg = scan_quoted(lx, &p, 0, &b, &bl, nest + 1);
+				msg = scan_quoted(lx, &p, 0, &b, &bl, nest + 1, NULL);
 				if (msg) {
 					*pp = p;
 					return msg;
 				}
 				continue;
 			}
-			if (c == '(' || c == '[' || c == '{')
+			if (c == '(' || c == '[' || c == '{') {
 				st[top].brackets++;
-			else if ((c == ')' || c == ']' || c == '}') && st[top].brackets > 0)
+			} else if ((c == ')' || c == ']' || c == '}') && st[top].brackets > 0) {
 				st[top].brackets--;
-			else if (c == '}')
+			} else if (c == '}') {
+				field_end(out, &st[top], p);
 				top--;
-			else if (c == ':' && st[top].brackets == 0)
+			} else if (c == ':' && st[top].brackets == 0) {
+				field_end(out, &st[top], p);
 				st[top].spec = 1;
+			} else if (c == '!' && st[top].brackets == 0 && !at(lx, p + 1, '=')) {
+				field_end(out, &st[top], p);   /* a conversion: !r, !s, !a */
+			}
 			p++;
 			continue;
 		}
@@ -186,7 +210,9 @@ static const char *scan_quoted(nx_pylex *lx, size_t *pp, int fstr, size_t *body,
 			}
 			top++;
 			st[top].spec = 0;
+			st[top].ended = 0;
 			st[top].brackets = 0;
+			st[top].start = p + 1;
 		} else if (fstr && c == '}' && top >= 0) {
 			top--;    /* end of a field whose format spec we were in */
 		}
@@ -302,7 +328,8 @@ static int rest_is_strings(const nx_pylex *lx)
 
 	copy.peeking = 1;
 	while ((k = nx_pylex_next(&copy, &u)) == NX_PY_STRING || k == NX_PY_COMMENT)
-		;
+		if (k == NX_PY_STRING && (u.flags & (NX_PY_STR_F | NX_PY_STR_BYTES)))
+			return 0;   /* "doc" f"{x}" is a JoinedStr, run at import */
 	return k == NX_PY_NEWLINE || k == NX_PY_ENDMARKER;
 }
 
@@ -317,7 +344,8 @@ static void significant(nx_pylex *lx, nx_py_token *t)
 		if (t->kind == NX_PY_NAME)
 			lx->head_kind = tok_is(lx, t, "def") || tok_is(lx, t, "class") ? 1 :
 					tok_is(lx, t, "async") ? 2 : 0;
-		if (t->kind == NX_PY_STRING && !(t->flags & NX_PY_STR_F) && !lx->peeking &&
+		if (t->kind == NX_PY_STRING && !(t->flags & (NX_PY_STR_F | NX_PY_STR_BYTES)) &&
+		    !lx->peeking &&
 		    (lx->nlogical == 0 || lx->doc_next) && rest_is_strings(lx))
 			lx->head_kind = 3;  /* a docstring line */
 	} else if (lx->head_kind == 2) {
@@ -415,7 +443,7 @@ again:
 	string:
 		if (is_triple(lx, p, lx->buf[p]))
 			t->flags |= NX_PY_STR_TRIPLE;
-		msg = scan_quoted(lx, &p, t->flags & NX_PY_STR_F, &t->body, &t->body_len, 0);
+		msg = scan_quoted(lx, &p, t->flags & NX_PY_STR_F, &t->body, &t->body_len, 0, NULL);
 		if (msg) {
 			t->kind = NX_PY_ERROR;
 			t->msg = msg;
@@ -455,4 +483,20 @@ again:
 	lx->pos = p;
 	significant(lx, t);
 	return t->kind;
+}
+
+int nx_pylex_fstring_fields(const char *buf, size_t len, const nx_py_token *t,
+			    nx_pylex_field_fn fn, void *ctx)
+{
+	struct fsink out = { fn, ctx, 0 };
+	nx_pylex lx;
+	size_t p, body, body_len;
+
+	if (t->kind != NX_PY_STRING || !(t->flags & NX_PY_STR_F) || t->start + t->len > len)
+		return 0;
+	nx_pylex_init(&lx, buf, t->start + t->len);
+	lx.pos = p = t->body - ((t->flags & NX_PY_STR_TRIPLE) ? 3 : 1);
+	/* the token was lexed from this very text: the scan cannot fail */
+	scan_quoted(&lx, &p, 1, &body, &body_len, 0, &out);
+	return out.rc;
 }

@@ -10,6 +10,7 @@
 #include "nexus/scan.h"
 #include "nexus/pylex.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -18,6 +19,8 @@
 
 /* `import_module as im` aliases remembered per file. */
 #define NX_SCAN_ALIASES_MAX 16
+/* f-strings nested in f-string replacement fields, each scanned as code. */
+#define NX_SCAN_FSTRING_DEPTH_MAX 16
 
 static unsigned char fold(unsigned char c)
 {
@@ -128,7 +131,12 @@ struct pyscan {
 	size_t catlen, catcap;
 	const char *path;
 	nx_error *err;
+	int depth;            /* f-string replacement fields entered */
+	size_t field_of;      /* the f-string token whose fields are scanned */
 };
+
+static int scan_python(const char *buf, size_t len, const char *const *terms, size_t nterms,
+		       nx_term_fn fn, void *ctx, const char *path, nx_error *err, int depth);
 
 static int op_is(const struct pyscan *s, size_t i, const char *op)
 {
@@ -280,6 +288,9 @@ static int scan_joined(struct pyscan *s, size_t first, size_t end)
 	if (((s->catlen == 7 && !memcmp(s->cat, "modules", 7)) ||
 	     (s->catlen == 12 && !memcmp(s->cat, "__builtins__", 12))) &&
 	    (rc = report_call(s, first, "sys.modules")))
+		return rc;
+	if (s->catlen == 8 && !memcmp(s->cat, "__path__", 8) &&
+	    (rc = report_call(s, first, "__path__")))
 		return rc;
 	for (i = 0; i < s->nterms; i++) {
 		int alone = 0;
@@ -434,6 +445,15 @@ static const char *loader_name(const char *b, size_t n)
 	return NULL;
 }
 
+/* Token i is `=` or an augmented assignment (`+=`, `|=`, ...). */
+static bool is_assign(const struct pyscan *s, size_t i)
+{
+	if (i >= s->ntok || s->tok[i].kind != NX_PY_OP ||
+	    s->buf[s->tok[i].start + s->tok[i].len - 1] != '=')
+		return false;
+	return !op_is(s, i, "==") && !op_is(s, i, "<=") && !op_is(s, i, ">=") && !op_is(s, i, "!=");
+}
+
 /* First significant token of the logical line holding token i. */
 static size_t stmt_start(const struct pyscan *s, size_t i)
 {
@@ -496,6 +516,11 @@ static int scan_loader(struct pyscan *s, size_t i)
 		return report_call(s, i, "__builtins__");
 	if ((rc = scan_reflective(s, i)))
 		return rc;
+	/* `__path__ = [...]`, `__path__.append(d)`: a module made a package
+	 * over places (or files) of its choosing answers later imports */
+	o = next_sig(s, i + 1);
+	if (name_is(s, i, "__path__") && (is_assign(s, o) || op_is(s, o, ".") || op_is(s, o, "[")))
+		return report_call(s, i, "__path__");
 	if (!name_is(s, i, "modules"))
 		return 0;
 	if (name_is(s, st, "from") && name_is(s, next_sig(s, st + 1), "sys"))
@@ -505,9 +530,12 @@ static int scan_loader(struct pyscan *s, size_t i)
 	o = next_sig(s, i + 1);
 	a = next_sig(s, o + 1);
 	c = next_sig(s, a + 1);
+	/* reading one module by a literal name is fine; writing or deleting
+	 * one decides what a later import of that name finds */
 	if (op_is(s, o, "[") && a < s->ntok && s->tok[a].kind == NX_PY_STRING &&
 	    !(s->tok[a].flags & NX_PY_STR_F) && op_is(s, c, "]") &&
-	    !loader_name(s->buf + s->tok[a].body, s->tok[a].body_len))
+	    !loader_name(s->buf + s->tok[a].body, s->tok[a].body_len) &&
+	    !is_assign(s, next_sig(s, c + 1)) && !name_is(s, st, "del"))
 		return 0;
 	return report_call(s, i, "sys.modules");
 }
@@ -522,7 +550,8 @@ static int hexval(char c)
  * "te\x61cher", "\u0074eacher", "\N{LATIN SMALL LETTER T}eacher" spell a
  * term the raw text does not contain.  Decode the escapes that yield ASCII
  * (\xHH, \uHHHH, \UHHHHHHHH, \ooo, \N{LATIN SMALL|CAPITAL LETTER c},
- * \N{LOW LINE}) into dst (at least n bytes); others are kept as written.
+ * \N{LOW LINE}) and drop backslash-newlines into dst (at least n bytes);
+ * others are kept as written.
  * Returns the decoded length.
  */
 static size_t unescape(char *dst, const char *b, size_t n)
@@ -533,6 +562,11 @@ static size_t unescape(char *dst, const char *b, size_t n)
 	while (i < n) {
 		if (b[i] != '\\' || i + 1 >= n) {
 			dst[o++] = b[i++];
+			continue;
+		}
+		/* backslash-newline continues the literal: "teach\<NL>er" */
+		if (b[i + 1] == '\n' || b[i + 1] == '\r') {
+			i += 2 + (b[i + 1] == '\r' && i + 2 < n && b[i + 2] == '\n');
 			continue;
 		}
 		w = b[i + 1] == 'x' ? 2 : b[i + 1] == 'u' ? 4 : b[i + 1] == 'U' ? 8 : 0;
@@ -627,6 +661,61 @@ static int scan_nfkc_name(struct pyscan *s, const nx_py_token *t)
 	return rc;
 }
 
+/* Findings inside a replacement field, placed at its line in the file. */
+struct field_at {
+	nx_term_fn fn;
+	void *ctx;
+	long line, col;    /* of the expression's first byte */
+};
+
+static int field_term(void *arg, const char *term, enum nx_term_where where, long line,
+		      long col, const char *excerpt)
+{
+	struct field_at *a = arg;
+
+	return a->fn(a->ctx, term, where, a->line + line - 1, line == 1 ? a->col + col - 2 : col,
+		     excerpt);
+}
+
+/*
+ * One replacement field of the f-string s->tok[s->field_of]: its expression
+ * is code Python runs, scanned as a parenthesised expression with all the
+ * rules (names, calls, loaders, nested f-strings).
+ */
+static int scan_field(void *arg, size_t start, size_t n)
+{
+	struct pyscan *s = arg;
+	const nx_py_token *t = &s->tok[s->field_of];
+	struct field_at at = { s->fn, s->ctx, t->line, t->col };
+	char *code;
+	size_t i, line_start = t->start - (size_t)(t->col - 1);
+	int rc;
+
+	if (s->depth >= NX_SCAN_FSTRING_DEPTH_MAX)
+		return nx_error_set(s->err, NX_EFORMAT, s->path, t->line, (long long)start,
+				    "%s:%ld: f-strings nested deeper than %d; the file cannot be "
+				    "scanned", s->path ? s->path : "<source>", t->line,
+				    NX_SCAN_FSTRING_DEPTH_MAX);
+	for (i = t->start; i < start; i++)
+		if (s->buf[i] == '\n' || (s->buf[i] == '\r' && s->buf[i + 1] != '\n')) {
+			at.line++;
+			line_start = i + 1;
+		}
+	at.col = (long)(start - line_start) + 1;
+	if (!(code = malloc(n + 2)))
+		return nx_error_set(s->err, NX_ENOMEM, s->path, 0, -1, "%s: out of memory while scanning",
+				    s->path ? s->path : "<source>");
+	code[0] = '(';
+	memcpy(code + 1, s->buf + start, n);
+	code[n + 1] = ')';
+	rc = scan_python(code, n + 2, s->terms, s->nterms, field_term, &at, s->path, s->err,
+			 s->depth + 1);
+	if (rc < 0 && s->err && s->err->line > 0)
+		s->err->line += at.line - 1;
+	free(code);
+	return rc;
+}
+
 static int scan_tokens(struct pyscan *s)
 {
 	size_t i, end, count, prev;
@@ -655,6 +744,10 @@ static int scan_tokens(struct pyscan *s)
 						t->line, t->col, s->fn, s->ctx)) ||
 			    (rc = scan_escaped(s, t)))
 				return rc;
+			s->field_of = i;
+			if ((t->flags & NX_PY_STR_F) &&
+			    (rc = nx_pylex_fstring_fields(s->buf, t->start + t->len, t, scan_field, s)))
+				return rc;
 			/* getattr(importlib, "import_module") reaches the importer too */
 			if ((t->body_len == 10 && memcmp(s->buf + t->body, "__import__", 10) == 0) ||
 			    (t->body_len == 13 && memcmp(s->buf + t->body, "import_module", 13) == 0))
@@ -667,6 +760,10 @@ static int scan_tokens(struct pyscan *s)
 				return rc;
 			if (t->body_len == 12 && memcmp(s->buf + t->body, "__builtins__", 12) == 0 &&
 			    (rc = report_call(s, i, "__builtins__")))
+				return rc;
+			/* setattr(m, "__path__", ...), globals()["__path__"] = ... */
+			if (t->body_len == 8 && memcmp(s->buf + t->body, "__path__", 8) == 0 &&
+			    (rc = report_call(s, i, "__path__")))
 				return rc;
 			if (t->body_len == 7 && memcmp(s->buf + t->body, "modules", 7) == 0 &&
 			    (rc = report_call(s, i, "sys.modules")))
@@ -690,8 +787,84 @@ static int scan_tokens(struct pyscan *s)
 	return 0;
 }
 
+/* Encodings that read ASCII as ASCII (Python's names, normalised to lower
+ * case and '-'): under them the bytes the scanner reads are the text. */
+static const char *const ascii_codings[] = { "utf-8", "utf8", "ascii", "us-ascii", "latin-1",
+	"latin1", "iso-8859-1", "iso8859-1", "iso-latin-1", "l1", "cp1252", "windows-1252",
+	"iso-8859-15", "latin-9", NULL };
+
+static bool ascii_coding(const char *name, size_t n)
+{
+	char low[32];
+	size_t i, k;
+
+	if (n >= sizeof(low))
+		return false;
+	for (i = 0; i < n; i++)
+		low[i] = name[i] == '_' ? '-' : (char)fold((unsigned char)name[i]);
+	for (k = 0; ascii_codings[k]; k++) {
+		size_t m = strlen(ascii_codings[k]);
+
+		/* "utf-8-unix", "latin-1-dos": Python reads a suffix as the base */
+		if (m <= n && !memcmp(low, ascii_codings[k], m) && (m == n || low[m] == '-'))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * PEP 263: a comment on line 1 or 2 matching `coding[:=]\s*([-\w.]+)`
+ * makes Python decode the file with that codec before tokenizing it.  Under
+ * utf-7 `"+AHQ-eacher"` is "teacher"; unicode_escape decodes escapes in
+ * code.  The scanner reads the bytes as UTF-8, so any other encoding means
+ * it would not see what Python runs.
+ */
+static int check_coding(const char *buf, size_t len, const char *path, nx_error *err)
+{
+	size_t p = 0, e, k;
+	long line;
+
+	for (line = 1; line <= 2 && p < len; line++, p = e + 1) {
+		const char *hit = NULL;
+
+		for (e = p; e < len && buf[e] != '\n'; e++)
+			;
+		for (k = p; k < e && (buf[k] == ' ' || buf[k] == '\t' || buf[k] == '\f'); k++)
+			;
+		if (k >= e || buf[k] != '#')
+			continue;
+		for (; k + 7 <= e && !hit; k++)
+			if (!memcmp(buf + k, "coding", 6) && (buf[k + 6] == ':' || buf[k + 6] == '='))
+				hit = buf + k + 7;
+		if (!hit)
+			continue;
+		while (hit < buf + e && (*hit == ' ' || *hit == '\t'))
+			hit++;
+		for (k = 0; hit + k < buf + e && (isalnum((unsigned char)hit[k]) || hit[k] == '-' ||
+						  hit[k] == '_' || hit[k] == '.'); k++)
+			;
+		if (k && !ascii_coding(hit, k))
+			return nx_error_set(err, NX_EFORMAT, path, line, (long long)(hit - buf),
+					    "%s:%ld: declares the source encoding '%.*s', which Python "
+					    "decodes before it tokenizes; only UTF-8 (or an encoding "
+					    "equal to it on ASCII) can be scanned", path ? path : "<source>",
+					    line, (int)(k < 32 ? k : 32), hit);
+		if (k)
+			return 0;   /* Python uses the first cookie */
+	}
+	return 0;
+}
+
 int nx_scan_python(const char *buf, size_t len, const char *const *terms, size_t nterms,
 		   nx_term_fn fn, void *ctx, const char *path, nx_error *err)
+{
+	int rc = check_coding(buf, len, path, err);
+
+	return rc ? rc : scan_python(buf, len, terms, nterms, fn, ctx, path, err, 0);
+}
+
+static int scan_python(const char *buf, size_t len, const char *const *terms, size_t nterms,
+		       nx_term_fn fn, void *ctx, const char *path, nx_error *err, int depth)
 {
 	struct pyscan s = { 0 };
 	nx_pylex lx;
@@ -710,6 +883,7 @@ int nx_scan_python(const char *buf, size_t len, const char *const *terms, size_t
 	s.ctx = ctx;
 	s.path = path;
 	s.err = err;
+	s.depth = depth;
 	nx_pylex_init(&lx, buf, len);
 	do {
 		if (s.ntok + 1 > cap) {

@@ -184,6 +184,8 @@ int nx_verify_bundle(nx_report **out, int bundle_dirfd, const char *bundle_path,
 	RUN(NX_CHECK_SIZE, vfy_size(&c, &skipped, err));
 	RUN(NX_CHECK_FUNCTIONAL, functional(&c, &skipped));
 #undef RUN
+	if ((rc = vfy_unchanged(&c)) != 0)
+		goto out;
 	*out = c.r;
 	c.r = NULL;
 out:

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "nexus/config.h"
+#include "nexus/magic.h"
 #include "nexus/scan.h"
 
 #define CHECK NX_CHECK_CODE
@@ -72,37 +73,6 @@ static bool ends_with(const char *s, const char *suffix)
 	return a >= b && !strcmp(s + a - b, suffix);
 }
 
-/* A vocabulary entry is data, but bounded, printable data. */
-static int vocab_entry(struct vfy_ctx *c, const char *path, const char *s, size_t len, long line,
-		       const char *where)
-{
-	size_t i;
-	bool digit = false, alpha = false, coded = true;
-
-	if (len > NX_VERIFY_VOCAB_ENTRY_MAX)
-		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "vocab-entry-suspicious", path, line,
-				     "%s: a vocabulary entry of %zu bytes (over %d) can carry "
-				     "smuggled data", where, len, NX_VERIFY_VOCAB_ENTRY_MAX);
-	for (i = 0; i < len; i++)
-		if ((unsigned char)s[i] < 0x20)
-			return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "vocab-entry-suspicious", path,
-					     line, "%s: a vocabulary entry holds control byte 0x%02x",
-					     where, (unsigned char)s[i]);
-	for (i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)s[i];
-
-		digit |= ch >= '0' && ch <= '9';
-		alpha |= (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
-		coded &= (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
-			 (ch >= 'A' && ch <= 'Z') || ch == '+' || ch == '/' || ch == '=';
-	}
-	if (len >= NX_VERIFY_VOCAB_CODED_MIN && digit && alpha && coded)
-		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "vocab-entry-suspicious", path, line,
-				     "%s: a vocabulary entry of %zu base64/hex characters is an "
-				     "encoded blob, not a token", where, len);
-	return 0;
-}
-
 static int json_str(struct vfy_ctx *c, const char *path, const char *ptr, const char *s,
 		    size_t len, bool key)
 {
@@ -114,32 +84,69 @@ static int json_str(struct vfy_ctx *c, const char *path, const char *ptr, const 
 			     "forbidden term '%s' in a JSON %s at %s", t, key ? "key" : "value", ptr);
 }
 
-/* Walk a JSON value; vocab marks the entries of model.vocab / model.merges. */
-static int json_walk(struct vfy_ctx *c, const char *path, json_t *v, const char *ptr, int depth,
-		     bool vocab)
+/* One JSON file being walked. */
+struct json_scan {
+	struct vfy_ctx *c;
+	const char *path;
+	bool count;              /* numbers outside the vocabulary are literal data */
+	uint64_t literal;        /* their payload so far */
+	struct vfy_vocab vocab;
+};
+
+/* A number outside a vocabulary's ids: data, as in any other text file. */
+static int json_number(struct json_scan *js, json_t *v, const char *ptr)
 {
+	char num[64];
+	int n = json_is_integer(v) ? snprintf(num, sizeof(num), "%lld",
+					      (long long)json_integer_value(v)) :
+		snprintf(num, sizeof(num), "%.9g", json_real_value(v));
+
+	if (!js->count || js->literal > NX_MAGIC_DATA_MAX)
+		return 0;
+	js->literal += nx_magic_number_payload((size_t)n);
+	if (js->literal <= NX_MAGIC_DATA_MAX)
+		return 0;
+	return nx_report_add(js->c->r, CHECK, NX_SEV_FAIL, "literal-blob", js->path, 0,
+			     "%s carries over %d bytes of data as numbers by %s: only the "
+			     "vocabulary's ids are exempt, and they are not this", js->path,
+			     NX_MAGIC_DATA_MAX, ptr);
+}
+
+/*
+ * Walk a JSON value; vocab marks the entries of model.vocab / model.merges,
+ * ids the values of the model.vocab object (checked by vfy_vocab_ids).
+ */
+static int json_walk(struct json_scan *js, json_t *v, const char *ptr, int depth, bool vocab,
+		     bool ids)
+{
+	struct vfy_ctx *c = js->c;
 	char sub[512];
 	int rc = 0;
 
 	if (depth > JSON_DEPTH_MAX)
-		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "config-unparsable", path, 0,
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "config-unparsable", js->path, 0,
 				     "JSON nested deeper than %d at %s", JSON_DEPTH_MAX, ptr);
 	if (json_is_string(v))
-		return vocab ? vocab_entry(c, path, json_string_value(v), json_string_length(v), 0, ptr) :
-			       json_str(c, path, ptr, json_string_value(v), json_string_length(v), false);
+		return vocab ? vfy_vocab_entry(c, &js->vocab, js->path, json_string_value(v),
+					       json_string_length(v), 0, ptr) :
+			       json_str(c, js->path, ptr, json_string_value(v),
+					json_string_length(v), false);
+	if (json_is_number(v))
+		return ids ? 0 : json_number(js, v, ptr);
 	if (json_is_object(v)) {
 		const char *k;
 		json_t *x;
+		bool vocab_obj = depth == 2 && !strcmp(ptr, "/model/vocab");
 
 		json_object_foreach(v, k, x) {
 			bool sub_vocab = vocab || (depth == 1 && !strcmp(ptr, "/model") &&
 						   (!strcmp(k, "vocab") || !strcmp(k, "merges")));
 
 			snprintf(sub, sizeof(sub), "%s/%s", ptr, k);
-			rc = vocab ? vocab_entry(c, path, k, strlen(k), 0, sub) :
-				     json_str(c, path, sub, k, strlen(k), true);
+			rc = vocab ? vfy_vocab_entry(c, &js->vocab, js->path, k, strlen(k), 0, sub) :
+				     json_str(c, js->path, sub, k, strlen(k), true);
 			if (!rc)
-				rc = json_walk(c, path, x, sub, depth + 1, sub_vocab);
+				rc = json_walk(js, x, sub, depth + 1, sub_vocab, vocab_obj);
 			if (rc)
 				return rc;
 		}
@@ -149,15 +156,18 @@ static int json_walk(struct vfy_ctx *c, const char *path, json_t *v, const char 
 
 		json_array_foreach(v, i, x) {
 			snprintf(sub, sizeof(sub), "%s/%zu", ptr, i);
-			if ((rc = json_walk(c, path, x, sub, depth + 1, vocab)))
+			if ((rc = json_walk(js, x, sub, depth + 1, vocab, false)))
 				return rc;
 		}
 	}
 	return rc;
 }
 
-static int scan_json(struct vfy_ctx *c, const char *path, const char *buf, size_t len)
+/* A JSON file; count: its numbers are literal data (all but selftest.json,
+ * whose golden numbers are TRV-5's to prove). */
+static int scan_json(struct vfy_ctx *c, const char *path, const char *buf, size_t len, bool count)
 {
+	struct json_scan js = {.c = c, .path = path, .count = count};
 	json_error_t je;
 	json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
 	int rc;
@@ -166,28 +176,10 @@ static int scan_json(struct vfy_ctx *c, const char *path, const char *buf, size_
 		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "config-unparsable", path, je.line,
 				     "%s is not valid JSON (duplicate keys are rejected): %s", path,
 				     je.text);
-	rc = json_walk(c, path, root, "", 0, false);
+	rc = json_walk(&js, root, "", 0, false, false);
+	if (!rc)
+		rc = vfy_vocab_ids(c, path, root);
 	json_decref(root);
-	return rc;
-}
-
-static int scan_vocab_txt(struct vfy_ctx *c, const char *path, const char *buf, size_t len)
-{
-	const char *p = buf, *end = buf + len;
-	long line = 1;
-	int rc = 0;
-
-	while (!rc && p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-		const char *next = nl ? nl + 1 : end;
-
-		if (n && p[n - 1] == '\r')
-			n--;
-		rc = vocab_entry(c, path, p, n, line, "vocab.txt");
-		p = next;
-		line++;
-	}
 	return rc;
 }
 
@@ -210,14 +202,14 @@ static int scan_file(struct vfy_ctx *c, const char *path)
 	else if (ends_with(path, ".yaml") || ends_with(path, ".yml"))
 		rc = nx_scan_yaml(buf, len, terms, c->nterms, on_term, &s, path, &e);
 	else if (!strcmp(path, "model/tokenizer/vocab.txt"))
-		rc = scan_vocab_txt(c, path, buf, len);
+		rc = vfy_vocab_txt(c, path, buf, len);
 	else if (!strcmp(path, "config/selftest.json")) {
 		rc = vfy_selftest_json(c, buf, len);
 		if (!rc)
-			rc = scan_json(c, path, buf, len);
+			rc = scan_json(c, path, buf, len, false);
 	}
 	else if (ends_with(path, ".json"))
-		rc = scan_json(c, path, buf, len);
+		rc = scan_json(c, path, buf, len, true);
 	else {
 		s.docs = true;
 		rc = nx_scan_text(buf, len, terms, c->nterms, on_term, &s, path, &e);
@@ -253,7 +245,9 @@ static bool scanned(const char *p)
 static const char *const training_only[] = { "torch.optim", "torch.autograd",
 	"torch.distributed", "torch.utils.data", "transformers.trainer", "transformers.training_args",
 	"deepspeed", "accelerate", "peft", "trl", "pytorch_lightning", "lightning", "optax",
-	"tensorflow.keras.optimizers", "keras.optimizers", "horovod", "apex", "bitsandbytes", NULL };
+	"tensorflow.keras.optimizers", "keras.optimizers", "horovod", "apex", "bitsandbytes",
+	/* SPEC §2A.3: always a forbidden import, so never a serving package */
+	"training_modules", NULL };
 static const char *const training_frameworks[] = { "torch", "tensorflow", "jax", "flax",
 	"keras", "transformers", "paddle", "mxnet", "sklearn", "xgboost", "lightgbm", NULL };
 

@@ -83,6 +83,18 @@ static const char driver[] =
 	"    except BaseException as e:\n"
 	"        f, l = where(e.__traceback__)\n"
 	"        emit(kind='error', type=type(e).__name__, importer=name, file=f, line=l, message=str(e)[:300])\n"
+	"# a bundle file is src, src.<stem> or <stem>; under another name, or\n"
+	"# with a __path__, it poses as a package the sandbox lacks (torch.optim)\n"
+	"for n, m in list(sys.modules.items()):\n"
+	"    d = getattr(m, '__dict__', None)\n"
+	"    if not isinstance(d, dict): continue\n"
+	"    for f in (getattr(d.get('__spec__'), 'origin', None), d.get('__file__')):\n"
+	"        if not isinstance(f, str) or not f.startswith('/bundle/'): continue\n"
+	"        rel = f[8:]; stem = rel[4:-3] if rel.startswith('src/') and rel.endswith('.py') else None\n"
+	"        ok = ('src',) if rel == 'src/__init__.py' else (stem, 'src.' + stem) if stem and '/' not in stem else ()\n"
+	"        if n not in ok or ('__path__' in d and n != 'src'):\n"
+	"            emit(kind='posing', module=n, importer=n, file=rel, line=0, message='')\n"
+	"            break\n"
 	"emit(kind='done')\n";
 
 /* Module names of the .py files in src/ (identifier stems, __init__ excluded). */
@@ -190,6 +202,14 @@ static int judge_line(struct fx_ctx *c, const char *line, nx_error *err)
 			 "code?): %s", imp ? imp : "?", mod ? mod : "?", msg ? msg : "");
 		rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "functional-import", file && *file ? file : "src",
 			   ln, text);
+	} else if (!strcmp(kind, "posing")) {
+		snprintf(text, sizeof(text),
+			 "module '%s' was loaded from the bundle file %s, which is not that module "
+			 "(or is a module made a package): a bundle file standing in for a package "
+			 "the sandbox does not have, which production would import for real",
+			 mod ? mod : "?", file && *file ? file : "?");
+		rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "functional-import",
+			   file && *file ? file : "src", 0, text);
 	} else if (!strcmp(kind, "io")) {
 		/* the sandbox shows only the bundle: an OSError at import time is
 		 * the module reaching for a file, socket or device outside it */

@@ -8,6 +8,7 @@
 #include "verify_internal.h"
 
 #include <ctype.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -335,4 +336,40 @@ int vfy_integrity(struct vfy_ctx *c, nx_error *err)
 	if ((rc = check_case(c)) || (rc = load_manifest(c)))
 		return rc;
 	return c->m ? compare(c) : 0;
+}
+
+static bool same_time(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+/*
+ * Every check after the walk reads files again (sniffing, scanning, the
+ * ONNX walk, the sandbox).  A file rewritten or renamed over in between
+ * was hashed as one thing and judged as another - and can be put back
+ * afterwards.  Any write or rename changes an inode's ctime, which no one
+ * can set back, so the walk's lstat is compared once all reads are done.
+ */
+int vfy_unchanged(struct vfy_ctx *c)
+{
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; !rc && i < c->nentries; i++) {
+		const struct nx_fs_entry *e = &c->entries[i];
+		struct stat st;
+
+		if (!S_ISREG(e->mode) && !S_ISDIR(e->mode))
+			continue;
+		if (fstatat(c->dirfd, e->path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    st.st_ino == e->ino && st.st_dev == e->dev && st.st_mode == e->mode &&
+		    (uint64_t)st.st_size == e->size && same_time(&st.st_mtim, &e->mtime) &&
+		    same_time(&st.st_ctim, &e->ctime))
+			continue;
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "changed-during-verify", e->path, 0,
+				   "%s changed while it was verified (its inode, size or times are "
+				   "not those it had when listed): what was hashed is not what was "
+				   "judged", e->path);
+	}
+	return rc ? rc : nx_report_check_update(c->r, CHECK);
 }

@@ -67,11 +67,29 @@ const char *vfy_term_in(const struct vfy_ctx *c, const char *s, size_t len);
 
 /* The checks: findings go to c->r; errors only for environment failures. */
 int vfy_integrity(struct vfy_ctx *c, nx_error *err);
+/* After every check: a walked entry that changed since is a FAIL of
+ * integrity (changed-during-verify), whose status is then updated. */
+int vfy_unchanged(struct vfy_ctx *c);
 int vfy_signature(struct vfy_ctx *c, bool *skipped, nx_error *err);
 int vfy_allowlist(struct vfy_ctx *c, nx_error *err);
 /* config/selftest.json: strict shape, texts scanned, numbers left to TRV-5. */
 int vfy_selftest_json(struct vfy_ctx *c, const char *buf, size_t len);
 int vfy_code(struct vfy_ctx *c, nx_error *err);
+
+/* verify_vocab.c: tokenizer vocabularies (part of `code`). */
+struct vfy_vocab {
+	uint64_t numbers;      /* payload of the long number entries so far */
+	bool reported;
+};
+struct json_t;
+/* One vocabulary entry s[0..len) at line (0: unknown) of path; where
+ * labels it ("vocab.txt", a JSON pointer). */
+int vfy_vocab_entry(struct vfy_ctx *c, struct vfy_vocab *v, const char *path, const char *s,
+		    size_t len, long line, const char *where);
+/* model/tokenizer/vocab.txt: each line an entry, none twice. */
+int vfy_vocab_txt(struct vfy_ctx *c, const char *path, const char *buf, size_t len);
+/* tokenizer.json's model.vocab ids: integers, distinct, dense from 0. */
+int vfy_vocab_ids(struct vfy_ctx *c, const char *path, struct json_t *root);
 int vfy_weights(struct vfy_ctx *c, bool *skipped, nx_error *err);
 int vfy_teacher(struct vfy_ctx *c, nx_error *err);
 int vfy_size(struct vfy_ctx *c, bool *skipped, nx_error *err);

@@ -104,23 +104,39 @@ int nx_report_add(nx_report *r, const char *check, enum nx_severity sev, const c
 	return rc;
 }
 
-int nx_report_check(nx_report *r, const char *id, bool skipped, double seconds)
+/* Status of check id from the findings reported so far. */
+static enum nx_check_status status_of(const nx_report *r, const char *id, bool skipped)
 {
-	struct nx_check_result *n, c = {0};
 	enum nx_severity worst = NX_SEV_INFO;
 	size_t i;
 
+	if (skipped)
+		return NX_CHECK_SKIP;
 	for (i = 0; i < r->nfindings; i++)
 		if (!strcmp(r->findings[i].check, id) && r->findings[i].severity > worst)
 			worst = r->findings[i].severity;
-	if (skipped)
-		c.status = NX_CHECK_SKIP;
-	else
-		c.status = worst == NX_SEV_FAIL ? NX_CHECK_FAIL :
-			   worst == NX_SEV_WARN ? NX_CHECK_WARN : NX_CHECK_PASS;
 	/* a check whose findings were dropped still fails if the report does */
-	if (!skipped && r->dropped && r->worst > worst)
-		c.status = r->worst == NX_SEV_FAIL ? NX_CHECK_FAIL : NX_CHECK_WARN;
+	if (r->dropped && r->worst > worst)
+		worst = r->worst;
+	return worst == NX_SEV_FAIL ? NX_CHECK_FAIL :
+	       worst == NX_SEV_WARN ? NX_CHECK_WARN : NX_CHECK_PASS;
+}
+
+int nx_report_check_update(nx_report *r, const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < r->nchecks; i++)
+		if (!strcmp(r->checks[i].id, id) && r->checks[i].status != NX_CHECK_SKIP)
+			r->checks[i].status = status_of(r, id, false);
+	return 0;
+}
+
+int nx_report_check(nx_report *r, const char *id, bool skipped, double seconds)
+{
+	struct nx_check_result *n, c = {0};
+
+	c.status = status_of(r, id, skipped);
 	c.seconds = seconds;
 	c.id = strdup(id);
 	if (!c.id)

@@ -21,40 +21,85 @@
 #define ELEMENT_BYTES_MAX 10u
 
 /*
- * Bytes the tensors explain.  A tensor explains at most what its elements
- * can take (a float tensor of 2 elements with 40 KiB of raw_data explains
- * 20 bytes); string tensors explain nothing (data, not parameters); and
- * attribute tensors, which the manifest's parameter count leaves out, only
- * up to CONSTANT_ALLOWANCE in all - else 4 MiB of weights in a Constant
- * node, used and multiplied by zero, would be explained without being
- * declared as parameters.
+ * Bytes tensor t explains: at most what its elements can take (a float
+ * tensor of 2 elements with 40 KiB of raw_data explains 20 bytes); string
+ * tensors explain nothing (data, not parameters).
  */
-static uint64_t explained_bytes(const nx_onnx_summary *s)
+static uint64_t tensor_explained(const struct nx_onnx_tensor *t)
+{
+	size_t bits = nx_onnx_dtype_bits(t->data_type);
+	uint64_t b, per, cap;
+
+	if (t->location == NX_TENSOR_INLINE)
+		b = t->data_length;
+	else if (t->ext_length >= 0)
+		b = (uint64_t)t->ext_length;
+	else
+		b = t->nelem * nx_onnx_dtype_size(t->data_type);
+	b += t->sparse_index_bytes;
+	per = bits > 64 ? bits / 8 : bits ? ELEMENT_BYTES_MAX : 0;
+	cap = per && t->nelem > UINT64_MAX / per ? UINT64_MAX :
+	      t->nelem * per + t->sparse_index_bytes;
+	return b < cap ? b : cap;
+}
+
+/* An initializer (not an attribute tensor) whose data is in a file. */
+static bool external_param(const struct nx_onnx_tensor *t)
+{
+	return !t->attribute && t->location == NX_TENSOR_EXTERNAL && t->ext_location;
+}
+
+/*
+ * Bytes the external initializers naming the file of tensor `first` (the
+ * first to name it) explain: what each can take, but never more than the
+ * file holds - two tensors reading the same range explain it once, else
+ * aliases would make room for data hidden elsewhere in the model.
+ */
+static uint64_t external_explained(const struct vfy_ctx *c, const nx_onnx_summary *s,
+				   size_t first)
+{
+	const char *loc = s->tensors[first].ext_location;
+	char path[NX_MANIFEST_PATH_MAX + 8];
+	uint64_t sum = 0, file = UINT64_MAX;
+	size_t i;
+	long k;
+
+	if ((size_t)snprintf(path, sizeof(path), "model/%s", loc) < sizeof(path) &&
+	    (k = vfy_find(c, path)) >= 0)
+		file = c->entries[k].size;
+	for (i = first; i < s->ntensors; i++)
+		if (external_param(&s->tensors[i]) && !strcmp(s->tensors[i].ext_location, loc))
+			sum += tensor_explained(&s->tensors[i]);
+	return sum < file ? sum : file;
+}
+
+/*
+ * Bytes the tensors explain (tensor_explained, external_explained).
+ * Attribute tensors, which the manifest's parameter count leaves out, only
+ * explain up to CONSTANT_ALLOWANCE in all - else 4 MiB of weights in a
+ * Constant node, used and multiplied by zero, would be explained without
+ * being declared as parameters.
+ */
+static uint64_t explained_bytes(const struct vfy_ctx *c, const nx_onnx_summary *s)
 {
 	uint64_t params = 0, attr = 0;
-	size_t i;
+	size_t i, j;
 
 	for (i = 0; i < s->ntensors; i++) {
 		const struct nx_onnx_tensor *t = &s->tensors[i];
-		size_t bits = nx_onnx_dtype_bits(t->data_type);
-		uint64_t b, per, cap;
+		bool seen = false;
 
-		if (t->location == NX_TENSOR_INLINE)
-			b = t->data_length;
-		else if (t->ext_length >= 0)
-			b = (uint64_t)t->ext_length;
-		else
-			b = t->nelem * nx_onnx_dtype_size(t->data_type);
-		b += t->sparse_index_bytes;
-		per = bits > 64 ? bits / 8 : bits ? ELEMENT_BYTES_MAX : 0;
-		cap = per && t->nelem > UINT64_MAX / per ? UINT64_MAX :
-		      t->nelem * per + t->sparse_index_bytes;
-		if (b > cap)
-			b = cap;
-		if (t->attribute)
-			attr += b;
-		else
-			params += b;
+		if (t->attribute) {
+			attr += tensor_explained(t);
+		} else if (!external_param(t)) {
+			params += tensor_explained(t);
+		} else {
+			for (j = 0; j < i && !seen; j++)
+				seen = external_param(&s->tensors[j]) &&
+				       !strcmp(s->tensors[j].ext_location, t->ext_location);
+			if (!seen)
+				params += external_explained(c, s, i);
+		}
 	}
 	return params + (attr < CONSTANT_ALLOWANCE ? attr : CONSTANT_ALLOWANCE);
 }
@@ -105,7 +150,7 @@ int vfy_size(struct vfy_ctx *c, bool *skipped, nx_error *err)
 				   "the model is %llu bytes, over the threshold of %llu bytes: a larger "
 				   "(teacher?) model may have been packaged", (unsigned long long)total,
 				   (unsigned long long)max);
-	explained = explained_bytes(s);
+	explained = explained_bytes(c, s);
 	limit = (uint64_t)((double)explained * (1.0 + slack)) + STRUCTURE_ALLOWANCE +
 		(uint64_t)NODE_ALLOWANCE * s->nnodes;
 	if (!rc && total > limit)

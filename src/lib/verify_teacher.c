@@ -72,6 +72,12 @@ int vfy_teacher(struct vfy_ctx *c, nx_error *err)
 					   "student tensor '%s' equals '%s' of teacher %s (allowed by "
 					   "allow_shared_tensors)", m[i].student_tensor,
 					   m[i].teacher_tensor, m[i].teacher_file);
+		else if (m[i].partial)
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "teacher-tensor-copied", NX_MODEL_PATH, 0,
+					   "student tensor '%s' holds %llu bytes of '%s' of teacher %s "
+					   "(pieces of it: the tensor cut up, or inside a larger one)",
+					   m[i].student_tensor, (unsigned long long)m[i].bytes,
+					   m[i].teacher_tensor, m[i].teacher_file);
 		else
 			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "teacher-tensor-copied", NX_MODEL_PATH, 0,
 					   "student tensor '%s' (%llu bytes) is byte-identical to '%s' of "

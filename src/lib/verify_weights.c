@@ -23,6 +23,11 @@
  * others to 64 KiB): a cap per gap, so a model of many tensors is fine. */
 #define NX_VERIFY_EXTERNAL_GAP_MAX (64u << 10)
 #define TRAINING_DOMAIN "ai.onnx.preview.training"
+/* Bytes of free text (doc strings, metadata, string attributes and string
+ * tensors, ...) in a whole model.  Unlike names, which the size check lets
+ * grow with the node count, free text has no reason to: 1000 nodes do not
+ * need 1 MB of doc strings, and that is where a base64 tensor fits. */
+#define NX_VERIFY_ONNX_TEXT_MAX (64u << 10)
 
 /* Operators that only a training graph has (ONNX preview.training and
  * ONNX Runtime training kernels). */
@@ -51,13 +56,42 @@ static bool is_training_op(const char *s)
 	return len > 4 && !strcmp(s + len - 4, "Grad");
 }
 
+/* The walk of the model's strings. */
+struct strings {
+	struct vfy_ctx *c;
+	uint64_t text;      /* bytes of free text so far */
+};
+
+/* Names, op types and domains are the graph's structure; the rest is text. */
+static bool free_text(enum nx_onnx_str_kind kind)
+{
+	switch (kind) {
+	case NX_ONNX_DOC: case NX_ONNX_META_KEY: case NX_ONNX_META_VALUE:
+	case NX_ONNX_ATTR_STRING: case NX_ONNX_TENSOR_STRING: case NX_ONNX_PRODUCER:
+	case NX_ONNX_TRAINING: case NX_ONNX_OTHER:
+		return true;
+	default:
+		return false;
+	}
+}
+
 static int on_string(void *arg, enum nx_onnx_str_kind kind, const char *s, size_t len,
 		     uint64_t offset, const char *scope)
 {
-	struct vfy_ctx *c = arg;
+	struct strings *st = arg;
+	struct vfy_ctx *c = st->c;
 	const char *term = vfy_term_in(c, s, len);
 	char ex[EXCERPT_MAX + 4];
 	int rc = 0;
+
+	if (free_text(kind) && st->text <= NX_VERIFY_ONNX_TEXT_MAX &&
+	    (st->text += len) > NX_VERIFY_ONNX_TEXT_MAX &&
+	    (rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-string-blob", NX_MODEL_PATH, 0,
+				"the model's doc strings, metadata, string attributes and string "
+				"tensors hold over %u bytes by byte %llu (%s): free text is not a "
+				"place for data", NX_VERIFY_ONNX_TEXT_MAX, (unsigned long long)offset,
+				scope ? scope : "model")))
+		return rc;
 
 	excerpt(ex, s, len);
 	/* names, doc strings, metadata and string attributes are short text;
@@ -231,7 +265,13 @@ static int check_summary(struct vfy_ctx *c, const nx_onnx_summary *s)
 	for (i = 0; !rc && i < s->ntensors; i++) {
 		const struct nx_onnx_tensor *t = &s->tensors[i];
 
-		if (!t->attribute && !t->referenced)
+		if (!t->attribute && t->duplicate)
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-unreferenced-initializer",
+					   NX_MODEL_PATH, 0,
+					   "initializer '%s' (%s) shares its name with another initializer "
+					   "or a node output: ONNX Runtime reads one of them, the other is "
+					   "a tensor no node uses", t->name, t->scope ? t->scope : "graph");
+		else if (!t->attribute && !t->referenced)
 			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-unreferenced-initializer",
 					   NX_MODEL_PATH, 0,
 					   "initializer '%s' (%s) is used by no node: extra tensors are "
@@ -261,6 +301,7 @@ static int check_summary(struct vfy_ctx *c, const nx_onnx_summary *s)
 int vfy_weights(struct vfy_ctx *c, bool *skipped, nx_error *err)
 {
 	long i = vfy_find(c, NX_MODEL_PATH);
+	struct strings st = {.c = c};
 	nx_error e;
 	int fd = -1, rc;
 
@@ -271,7 +312,7 @@ int vfy_weights(struct vfy_ctx *c, bool *skipped, nx_error *err)
 	nx_error_clear(&e);
 	rc = vfy_open_regular(&fd, NULL, c->dirfd, NX_MODEL_PATH, &e);
 	if (!rc) {
-		rc = nx_onnx_visit_strings(fd, NX_MODEL_PATH, on_string, c, &e);
+		rc = nx_onnx_visit_strings(fd, NX_MODEL_PATH, on_string, &st, &e);
 		close(fd);
 	}
 	if (rc == NX_ENOMEM)

@@ -198,7 +198,9 @@ static void docstrings(void **state)
 		 "async def g():\n    r'''doc'''\n"
 		 "if x:\n    'not doc'\n"
 		 "class C:\n    'doc' + 'no'\n"
-		 "def h():\n    f'not doc'\n");
+		 "def h():\n    f'not doc'\n"
+		 "def i():\n    'not doc' f'{x}'\n"
+		 "def j():\n    b'not doc'\n");
 	{
 		int i, doc = 0, str = 0;
 		const char *expect[] = { "\"\"\"module\"\"\"", "'doc'", "\"more\"", "r'''doc'''" };
@@ -215,8 +217,42 @@ static void docstrings(void **state)
 			doc++;
 		}
 		assert_int_equal(doc, 4);
-		assert_int_equal(str, 9);
+		assert_int_equal(str, 12);
 	}
+}
+
+/* Collect "expr|expr|..." of an f-string's replacement fields. */
+static int field(void *ctx, size_t start, size_t n)
+{
+	char *out = ctx;
+	size_t len = strlen(out);
+
+	snprintf(out + len, 512 - len, "%s%.*s", len ? "|" : "", (int)n, ts.src + start);
+	return 0;
+}
+
+static const char *fields(const char *src)
+{
+	static char out[512];
+	int i;
+
+	out[0] = '\0';
+	lex(&ts, src);
+	for (i = 0; i < ts.n; i++)
+		if (ts.t[i].kind == NX_PY_STRING)
+			assert_int_equal(nx_pylex_fstring_fields(ts.src, strlen(ts.src), &ts.t[i], field,
+								 out), 0);
+	return out;
+}
+
+static void fstring_fields(void **state)
+{
+	assert_string_equal(fields("f'{a} {b!r:>{w}} {{lit}} {c=} {d!=e}'\n"), "a|b|w|c=|d!=e");
+	assert_string_equal(fields("f'{x[\"k\"]:{\"{\"}}' + 'plain {y}'\n"), "x[\"k\"]|\"{\"");
+	assert_string_equal(fields("f'{ {1: 2}[1] }' rf'{z}'\n"), " {1: 2}[1] |z");
+	assert_string_equal(fields("f'''{\n  g(1)\n}'''\n"), "\n  g(1)\n");
+	assert_string_equal(fields("f\"{f'{inner}'}\"\n"), "f'{inner}'");
+	assert_string_equal(fields("b'{no}' '{no}'\n"), "");
 }
 
 int main(void)
@@ -232,6 +268,7 @@ int main(void)
 		cmocka_unit_test(crlf_and_no_trailing_newline),
 		cmocka_unit_test(empty_and_non_ascii),
 		cmocka_unit_test(docstrings),
+		cmocka_unit_test(fstring_fields),
 	};
 	return cmocka_run_group_tests_name("pylex", tests, NULL, NULL);
 }

@@ -72,7 +72,11 @@ static void python_where(void **state)
 
 static void fstrings_and_joined_literals(void **state)
 {
-	assert_string_equal(py("s = f\"{a} {load_teacher(x)!r:>10}\"\n"), "string:teacher:1:5");
+	/* the field's expression is code too */
+	assert_string_equal(py("s = f\"{a} {load_teacher(x)!r:>10}\"\n"),
+			    "string:teacher:1:5; code:teacher:1:12");
+	assert_string_equal(py("s = (1,\n     f'''x\n {eval(c)}''')\n"),
+			    "dynamic-import:eval:3:3");
 	assert_string_equal(py("s = 'tea' 'cher'\n"), "string:teacher:1:5");
 	assert_string_equal(py("s = ('dis'\n     'tillation')\n"), "string:distillation:1:6");
 	assert_string_equal(py("s = 'soft_' + \"targets\"\n"), "string:soft_targets:1:5");
@@ -129,6 +133,13 @@ static void python_errors_and_stop(void **state)
 	assert_int_equal(e.line, 2);
 	assert_string_equal(e.path, "a.py");
 	assert_int_equal(h.count, 0);
+	/* a source encoding other than UTF-8 on ASCII is not what is scanned */
+	src = "#!/usr/bin/python3\n# -*- coding: utf-7 -*-\nx = '+AHQ-eacher'\n";
+	assert_int_equal(nx_scan_python(src, strlen(src), terms, 3, collect, &h, "a.py", &e),
+			 NX_EFORMAT);
+	assert_int_equal(e.line, 2);
+	src = "# coding: utf_8 \n# coding: utf-7\nx = 1\n";
+	assert_int_equal(nx_scan_python(src, strlen(src), terms, 3, collect, &h, "a.py", &e), 0);
 	/* the callback's value stops the scan and is returned */
 	memset(&h, 0, sizeof(h));
 	h.stop_after = 1;
@@ -213,6 +224,15 @@ static void python_loaders_and_sys_modules(void **state)
 	assert_true(dyn_count("import sys\nm = sys.modules[name]\n"));
 	assert_true(dyn_count("import sys\nm = sys.modules.get(name)\n"));
 	assert_true(dyn_count("import sys\nm = sys.modules['pickle']\n"));
+	/* writing the module table or a module's __path__ steers later imports */
+	assert_true(dyn_count("import sys\nsys.modules['torch'] = object()\n"));
+	assert_true(dyn_count("import sys\nsys.modules['torch'] |= {}\n"));
+	assert_true(dyn_count("import sys\ndel sys.modules['json']\n"));
+	assert_true(dyn_count("__path__ = ['.']\n"));
+	assert_true(dyn_count("__path__.insert(0, d)\n"));
+	assert_true(dyn_count("setattr(m, '__path__', [d])\n"));
+	assert_false(dyn_count("import sys\nok = sys.modules['json'] == j\n"));
+	assert_false(dyn_count("p = list(__path__)\n"));
 	assert_true(dyn_count("from sys import modules\n"));
 	assert_true(dyn_count("import sys\nm = getattr(sys, 'modules')\n"));
 	/* the importer reached by a name the scanner cannot read */

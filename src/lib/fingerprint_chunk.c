@@ -1,0 +1,242 @@
+/*
+ * fingerprint_chunk.c - a tensor's contents hashed whole (SHA-256) and cut
+ * into content-defined chunks.
+ *
+ * A whole-tensor hash only finds a tensor copied as it was.  Cut in two
+ * initializers and concatenated at run time, or stored inside a larger
+ * tensor, a teacher layer is no tensor of its own.  Chunk boundaries are
+ * chosen by the bytes (a gear rolling hash over the last 64 bytes hitting a
+ * mask), not by offsets, so the same data is cut the same way wherever it
+ * starts: a piece of a teacher tensor has the teacher's interior chunks.
+ * Per byte only the rolling hash runs; a chunk is hashed, 8 bytes a step,
+ * when it ends.
+ * Chunks that repeat a 1-8 byte pattern (zeros, a row of ones) are in every
+ * model and are ignored.
+ */
+#include "fingerprint_int.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#define CHUNK_MIN 1024u                 /* bytes before a boundary may fall */
+#define CHUNK_MASK ((1u << 11) - 1)     /* a boundary every ~2 KiB after that */
+#define CHUNK_MAX (16u << 10)           /* a boundary at the latest here */
+#define READ_CHUNK (64u << 10)
+
+static uint64_t gear[256];
+static pthread_once_t gear_once = PTHREAD_ONCE_INIT;
+
+/* Fixed pseudo-random table (splitmix64): boundaries must not change
+ * between the teacher's run and the student's. */
+static void gear_init(void)
+{
+	uint64_t x = 0x6e657875735f6670ull;
+	int i;
+
+	for (i = 0; i < 256; i++) {
+		uint64_t z = (x += 0x9e3779b97f4a7c15ull);
+
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+		gear[i] = z ^ (z >> 31);
+	}
+}
+
+int fp_hash_begin(struct fp_hash *h, nx_fp_set *collect, const nx_fp_set *match, bool sha,
+		  nx_error *err)
+{
+	pthread_once(&gear_once, gear_init);
+	memset(h, 0, sizeof(*h));
+	h->collect = collect;
+	h->match = match;
+	h->err = err;
+	h->first_chunk = collect ? collect->nchunks : 0;
+	h->have_sha = sha;
+	if (!(h->buf = malloc(CHUNK_MAX)) ||
+	    (sha && (!(h->md = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(h->md, EVP_sha256(), NULL)))) {
+		EVP_MD_CTX_free(h->md);
+		free(h->buf);
+		h->md = h->buf = NULL;
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	}
+	return 0;
+}
+
+static int chunk_cmp(const void *a, const void *b)
+{
+	const struct fp_chunk *x = a, *y = b;
+
+	if (x->hash != y->hash)
+		return x->hash < y->hash ? -1 : 1;
+	return x->len < y->len ? -1 : x->len > y->len;
+}
+
+static const struct fp_chunk *find_chunk(const nx_fp_set *s, uint64_t hash, uint32_t len)
+{
+	struct fp_chunk key = { hash, len, NULL, 0 };
+
+	if (!s->nchunks)
+		return NULL;
+	if (!s->chunks_sorted) {
+		qsort(s->chunks, s->nchunks, sizeof(*s->chunks), chunk_cmp);
+		((nx_fp_set *)s)->chunks_sorted = true;
+	}
+	return bsearch(&key, s->chunks, s->nchunks, sizeof(*s->chunks), chunk_cmp);
+}
+
+/* A student chunk cut on both sides by content: is it a teacher's? */
+static void match_pending(struct fp_hash *h)
+{
+	const struct fp_chunk *c;
+
+	if (!h->have_pending || h->pending_first || h->pending_flat)
+		return;
+	if ((c = find_chunk(h->match, h->pending_hash, h->pending_len))) {
+		if (!h->matched)
+			h->match_chunk = c;
+		h->matched += h->pending_len;
+	}
+}
+
+static uint64_t rotl(uint64_t x, int r)
+{
+	return (x << r) | (x >> (64 - r));
+}
+
+/* 64-bit hash of a chunk, 8 bytes a step (an xxh64-like round). */
+static uint64_t chunk_hash(const unsigned char *p, size_t n)
+{
+	const uint64_t p1 = 0x9e3779b185ebca87ull, p2 = 0xc2b2ae3d27d4eb4full;
+	uint64_t h = 0x27d4eb2f165667c5ull ^ n, w;
+	size_t i;
+
+	for (i = 0; i + 8 <= n; i += 8) {
+		memcpy(&w, p + i, 8);
+		h = rotl(h ^ rotl(w * p2, 31) * p1, 27) * p1 + 0x85ebca77c2b2ae63ull;
+	}
+	for (; i < n; i++)
+		h = rotl(h ^ p[i] * 0x165667b19e3779f9ull, 11) * p1;
+	h ^= h >> 33;
+	h *= p2;
+	return h ^ (h >> 29);
+}
+
+/* The chunk in h->buf ends here. */
+static int end_chunk(struct fp_hash *h)
+{
+	const unsigned char *c = h->buf;
+	uint32_t n = h->len;
+	/* a repeated 1-8 byte pattern (zeros, a row of ones) is in every model */
+	bool flat = n <= 8 || !memcmp(c, c + 4, n - 4) || !memcmp(c, c + 8, n - 8);
+	uint64_t hash = chunk_hash(c, n);
+
+	if (h->collect && !flat) {
+		nx_fp_set *s = h->collect;
+
+		if (s->nchunks >= NX_FP_CHUNKS_MAX)
+			return nx_error_set(h->err, NX_ELIMIT, NULL, 0, -1,
+					    "teacher tensors of more than %u chunks", NX_FP_CHUNKS_MAX);
+		if (s->nchunks == s->capchunks) {
+			size_t cap = s->capchunks ? 2 * s->capchunks : 1024;
+			struct fp_chunk *g = realloc(s->chunks, cap * sizeof(*g));
+
+			if (!g)
+				return nx_error_set(h->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			s->chunks = g;
+			s->capchunks = cap;
+		}
+		s->chunks[s->nchunks].hash = hash;
+		s->chunks[s->nchunks].len = n;
+		s->chunks[s->nchunks].name = NULL;   /* fp_add names them */
+		s->chunks[s->nchunks++].file = s->nfiles - 1;
+		s->chunks_sorted = false;
+	}
+	if (h->match) {
+		match_pending(h);
+		h->have_pending = true;
+		h->pending_first = h->nchunks == 0;
+		h->pending_flat = flat;
+		h->pending_hash = hash;
+		h->pending_len = n;
+	}
+	h->nchunks++;
+	h->len = 0;
+	return 0;
+}
+
+int fp_hash_feed(void *ctx, const unsigned char *buf, size_t len)
+{
+	struct fp_hash *h = ctx;
+	size_t i, start = 0;
+	uint64_t g = h->gear;
+	uint32_t n = h->len;
+	int rc;
+
+	if (h->md)
+		EVP_DigestUpdate(h->md, buf, len);
+	h->total += len;
+	for (i = 0; i < len; i++) {
+		g = (g << 1) + gear[buf[i]];
+		if (++n < CHUNK_MIN || ((g & CHUNK_MASK) && n < CHUNK_MAX))
+			continue;
+		memcpy(h->buf + h->len, buf + start, i + 1 - start);
+		h->len = n;
+		start = i + 1;
+		n = 0;
+		if ((rc = end_chunk(h)) != 0)
+			return rc;
+	}
+	memcpy(h->buf + h->len, buf + start, len - start);
+	h->len = n;
+	h->gear = g;
+	return 0;
+}
+
+int fp_hash_range(struct fp_hash *h, int fd, uint64_t off, uint64_t len, const char *path,
+		  nx_error *err)
+{
+	unsigned char *buf = malloc(READ_CHUNK);
+	int rc = 0;
+
+	if (!buf)
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	while (!rc && len) {
+		size_t n = len < READ_CHUNK ? (size_t)len : READ_CHUNK;
+		ssize_t got = pread(fd, buf, n, (off_t)off);
+
+		if (got <= 0)
+			rc = nx_error_set(err, NX_EIO, path, 0, (long long)off,
+					  "cannot read %s at byte %llu", path, (unsigned long long)off);
+		else if (!(rc = fp_hash_feed(h, buf, (size_t)got))) {
+			off += (uint64_t)got;
+			len -= (uint64_t)got;
+		}
+	}
+	free(buf);
+	return rc;
+}
+
+int fp_hash_end(struct fp_hash *h, bool keep)
+{
+	int rc = 0;
+
+	/* the last chunk is cut by the end of the tensor: kept for a teacher,
+	 * not looked up for a student (its interior chunks are) */
+	if (keep && h->len && h->collect)
+		rc = end_chunk(h);
+	else if (h->match)
+		match_pending(h);
+	if (!rc && h->md && !EVP_DigestFinal_ex(h->md, h->sha, NULL))
+		rc = nx_error_set(h->err, NX_EINTERNAL, NULL, 0, -1, "SHA-256 failed");
+	EVP_MD_CTX_free(h->md);
+	free(h->buf);
+	h->md = h->buf = NULL;
+	/* a teacher tensor not recorded leaves no chunks naming it */
+	if ((rc || !keep) && h->collect)
+		h->collect->nchunks = h->first_chunk;
+	return rc;
+}
