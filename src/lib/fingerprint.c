@@ -53,7 +53,7 @@ size_t nx_fp_set_compressed(const nx_fp_set *s)
 }
 
 int fp_add(nx_fp_set *s, const char *name, const unsigned char sha[NX_SHA256_LEN],
-	   uint64_t bytes, nx_error *err)
+	   uint64_t bytes, uint64_t first, nx_error *err)
 {
 	struct fp_entry *e;
 
@@ -73,6 +73,7 @@ int fp_add(nx_fp_set *s, const char *name, const unsigned char sha[NX_SHA256_LEN
 		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	memcpy(e->sha, sha, NX_SHA256_LEN);
 	e->bytes = bytes;
+	e->first = first;
 	e->file = s->nfiles - 1;
 	s->n++;
 	s->sorted = false;
@@ -109,6 +110,8 @@ struct tensors {
 	size_t min;
 	const uint64_t *sizes;       /* student: distinct teacher tensor sizes, sorted */
 	size_t nsizes;
+	const uint64_t *firsts;      /* student: teacher first-chunk hashes, sorted */
+	size_t nfirsts;
 };
 
 static int u64_cmp(const void *a, const void *b)
@@ -120,19 +123,26 @@ static int u64_cmp(const void *a, const void *b)
 
 /*
  * Hash bytes [off, off + len) of fd (inline: t's contents, len its size if
- * known, else 0) and hand them on.  Only a student tensor of some teacher
- * tensor's size can be equal to it, so only then is its SHA-256 taken:
- * the chunks alone cost a multi-GB student one cheap pass.
+ * known, else 0) and hand them on.  A student tensor can equal a teacher
+ * tensor only if it has its size and starts with its first chunk, so only
+ * then is its SHA-256 taken (FP_SHA_IF_FIRST); with no teacher chunks to
+ * find either, it is not read at all.  A multi-GB student unrelated to its
+ * teacher costs one pass of the chunker, no SHA-256.
  */
 static int one_tensor(struct tensors *w, const char *name, int fd, const char *path,
 		      const struct nx_onnx_tensor *t, uint64_t off, uint64_t len, nx_error *err)
 {
 	struct fp_hash h;
-	bool keep, sha = w->collect || !len || (w->nsizes &&
-			 bsearch(&len, w->sizes, w->nsizes, sizeof(*w->sizes), u64_cmp));
+	bool keep, sized = !len || (w->nsizes &&
+			   bsearch(&len, w->sizes, w->nsizes, sizeof(*w->sizes), u64_cmp));
 	int rc, end;
 
-	if ((rc = fp_hash_begin(&h, w->collect, w->match, sha, err)) != 0)
+	if (!w->collect && !sized && !w->match->nchunks)
+		return 0;
+	rc = fp_hash_begin(&h, w->collect, w->match,
+			   w->collect ? FP_SHA_ALWAYS : sized ? FP_SHA_IF_FIRST : FP_SHA_NEVER,
+			   w->firsts, w->nfirsts, err);
+	if (rc)
 		return rc;
 	rc = t ? nx_onnx_tensor_read(fd, path, t, fp_hash_feed, &h, err) :
 		 fp_hash_range(&h, fd, off, len, path, err);
@@ -215,7 +225,7 @@ static int add_cb(void *ctx, const char *name, const struct fp_hash *h, nx_error
 {
 	nx_fp_set *s = ctx;
 	size_t k;
-	int rc = fp_add(s, name, h->sha, h->total, err);
+	int rc = fp_add(s, name, h->sha, h->total, h->first_hash, err);
 
 	for (k = h->first_chunk; !rc && k < s->nchunks; k++)
 		s->chunks[k].name = s->e[s->n - 1].name;
@@ -226,7 +236,7 @@ static int add_cb(void *ctx, const char *name, const struct fp_hash *h, nx_error
 int fp_add_range(nx_fp_set *set, const char *name, int fd, uint64_t off, uint64_t len,
 		 size_t min, const char *path, nx_error *err)
 {
-	struct tensors w = { set, NULL, add_cb, set, min, NULL, 0 };
+	struct tensors w = { set, NULL, add_cb, set, min, NULL, 0, NULL, 0 };
 
 	return one_tensor(&w, name, fd, path, NULL, off, len, err);
 }
@@ -326,7 +336,7 @@ int nx_fingerprint_file(nx_fp_set *set, int dirfd, const char *path, size_t min_
 				  "safely; re-save it with torch.save (zip format) or as safetensors",
 				  path);
 	else {
-		struct tensors w = { set, NULL, add_cb, set, min_bytes, NULL, 0 };
+		struct tensors w = { set, NULL, add_cb, set, min_bytes, NULL, 0, NULL, 0 };
 
 		rc = onnx_tensors(dirfd, path, fd, &w, err);
 	}
@@ -386,34 +396,54 @@ static int match_cb(void *ctx, const char *name, const struct fp_hash *h, nx_err
 
 /* Every student tensor of min bytes is read: a piece of a teacher tensor
  * can be in a tensor of any size. */
+/* The teachers' tensor sizes (first false) or first-chunk hashes, sorted,
+ * each once, in a new array (NULL when there are none). */
+static int distinct(uint64_t **out, size_t *nout, const nx_fp_set *t, bool first, nx_error *err)
+{
+	uint64_t *v = NULL;
+	size_t i, n = 0;
+
+	*out = NULL;
+	*nout = 0;
+	if (!t->n)
+		return 0;
+	if (!(v = malloc(t->n * sizeof(*v))))
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	for (i = 0; i < t->n; i++)
+		v[i] = first ? t->e[i].first : t->e[i].bytes;
+	qsort(v, t->n, sizeof(*v), u64_cmp);
+	for (i = 0; i < t->n; i++)
+		if (!n || v[n - 1] != v[i])
+			v[n++] = v[i];
+	*out = v;
+	*nout = n;
+	return 0;
+}
+
 int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_set *teachers,
 			   int dirfd, const char *path, size_t min_bytes, nx_error *err)
 {
 	struct student_ctx c = { teachers, NULL, 0, min_bytes };
-	struct tensors w = { NULL, teachers, match_cb, &c, min_bytes, NULL, 0 };
-	uint64_t *sizes = NULL;
-	size_t i, n = 0;
-	int fd, rc;
+	struct tensors w = { NULL, teachers, match_cb, &c, min_bytes, NULL, 0, NULL, 0 };
+	uint64_t *sizes = NULL, *firsts = NULL;
+	int fd = -1, rc;
 
-	if (teachers->n && !(sizes = malloc(teachers->n * sizeof(*sizes))))
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
-	for (i = 0; i < teachers->n; i++)
-		sizes[i] = teachers->e[i].bytes;
-	if (sizes)
-		qsort(sizes, teachers->n, sizeof(*sizes), u64_cmp);
-	for (i = 0; i < teachers->n; i++)
-		if (!n || sizes[n - 1] != sizes[i])
-			sizes[n++] = sizes[i];
+	if ((rc = distinct(&sizes, &w.nsizes, teachers, false, err)) != 0 ||
+	    (rc = distinct(&firsts, &w.nfirsts, teachers, true, err)) != 0)
+		goto out;
 	w.sizes = sizes;
-	w.nsizes = n;
+	w.firsts = firsts;
 	fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0) {
-		free(sizes);
-		return nx_error_errno(err, NX_EIO, errno, path, "cannot open %s", path);
+		rc = nx_error_errno(err, NX_EIO, errno, path, "cannot open %s", path);
+		goto out;
 	}
 	rc = onnx_tensors(dirfd, path, fd, &w, err);
-	close(fd);
+out:
+	if (fd >= 0)
+		close(fd);
 	free(sizes);
+	free(firsts);
 	if (rc) {
 		nx_fp_matches_free(c.m, c.n);
 		return rc;

@@ -26,6 +26,7 @@
 #define CHUNK_MASK ((1u << 11) - 1)     /* a boundary every ~2 KiB after that */
 #define CHUNK_MAX (16u << 10)           /* a boundary at the latest here */
 #define READ_CHUNK (64u << 10)
+#define GEAR_WINDOW 64u                 /* bytes the boundary hash depends on */
 
 static uint64_t gear[256];
 static pthread_once_t gear_once = PTHREAD_ONCE_INIT;
@@ -46,18 +47,21 @@ static void gear_init(void)
 	}
 }
 
-int fp_hash_begin(struct fp_hash *h, nx_fp_set *collect, const nx_fp_set *match, bool sha,
-		  nx_error *err)
+int fp_hash_begin(struct fp_hash *h, nx_fp_set *collect, const nx_fp_set *match,
+		  enum fp_sha sha, const uint64_t *firsts, size_t nfirsts, nx_error *err)
 {
 	pthread_once(&gear_once, gear_init);
 	memset(h, 0, sizeof(*h));
 	h->collect = collect;
 	h->match = match;
 	h->err = err;
+	h->sha_mode = sha;
+	h->firsts = firsts;
+	h->nfirsts = nfirsts;
 	h->first_chunk = collect ? collect->nchunks : 0;
-	h->have_sha = sha;
 	if (!(h->buf = malloc(CHUNK_MAX)) ||
-	    (sha && (!(h->md = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(h->md, EVP_sha256(), NULL)))) {
+	    (sha == FP_SHA_ALWAYS && (!(h->md = EVP_MD_CTX_new()) ||
+				      !EVP_DigestInit_ex(h->md, EVP_sha256(), NULL)))) {
 		EVP_MD_CTX_free(h->md);
 		free(h->buf);
 		h->md = h->buf = NULL;
@@ -88,20 +92,6 @@ static const struct fp_chunk *find_chunk(const nx_fp_set *s, uint64_t hash, uint
 	return bsearch(&key, s->chunks, s->nchunks, sizeof(*s->chunks), chunk_cmp);
 }
 
-/* A student chunk cut on both sides by content: is it a teacher's? */
-static void match_pending(struct fp_hash *h)
-{
-	const struct fp_chunk *c;
-
-	if (!h->have_pending || h->pending_first || h->pending_flat)
-		return;
-	if ((c = find_chunk(h->match, h->pending_hash, h->pending_len))) {
-		if (!h->matched)
-			h->match_chunk = c;
-		h->matched += h->pending_len;
-	}
-}
-
 static uint64_t rotl(uint64_t x, int r)
 {
 	return (x << r) | (x >> (64 - r));
@@ -125,15 +115,51 @@ static uint64_t chunk_hash(const unsigned char *p, size_t n)
 	return h ^ (h >> 29);
 }
 
-/* The chunk in h->buf ends here. */
-static int end_chunk(struct fp_hash *h)
+static int u64_cmp(const void *a, const void *b)
 {
-	const unsigned char *c = h->buf;
-	uint32_t n = h->len;
-	/* a repeated 1-8 byte pattern (zeros, a row of ones) is in every model */
-	bool flat = n <= 8 || !memcmp(c, c + 4, n - 4) || !memcmp(c, c + 8, n - 8);
-	uint64_t hash = chunk_hash(c, n);
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 
+	return x < y ? -1 : x > y;
+}
+
+/* The first chunk decides whether an FP_SHA_IF_FIRST tensor is hashed. */
+static int first_chunk(struct fp_hash *h, uint64_t hash)
+{
+	h->first_hash = hash;
+	if (h->sha_mode != FP_SHA_IF_FIRST || !h->nfirsts ||
+	    !bsearch(&hash, h->firsts, h->nfirsts, sizeof(*h->firsts), u64_cmp))
+		return 0;
+	if (!(h->md = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(h->md, EVP_sha256(), NULL))
+		return nx_error_set(h->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	return 0;
+}
+
+/*
+ * A chunk ends: the bytes under way in h->buf (h->len of them) followed by
+ * tail[0..n).  by_content: its end was chosen by the bytes, not by the end
+ * of the tensor.
+ */
+static int end_chunk(struct fp_hash *h, const unsigned char *tail, size_t n, bool by_content)
+{
+	const unsigned char *c = tail;
+	uint64_t hash;
+	bool flat;
+	int rc;
+
+	if (h->len) {
+		if (n)
+			memcpy(h->buf + h->len, tail, n);
+		c = h->buf;
+		n += h->len;
+		h->len = 0;
+	}
+	/* a repeated 1-8 byte pattern (zeros, a row of ones) is in every model */
+	flat = n <= 8 || !memcmp(c, c + 4, n - 4) || !memcmp(c, c + 8, n - 8);
+	hash = chunk_hash(c, n);
+	if (!h->nchunks && (rc = first_chunk(h, hash)) != 0)
+		return rc;
+	if (h->md)
+		EVP_DigestUpdate(h->md, c, n);
 	if (h->collect && !flat) {
 		nx_fp_set *s = h->collect;
 
@@ -150,48 +176,62 @@ static int end_chunk(struct fp_hash *h)
 			s->capchunks = cap;
 		}
 		s->chunks[s->nchunks].hash = hash;
-		s->chunks[s->nchunks].len = n;
+		s->chunks[s->nchunks].len = (uint32_t)n;
 		s->chunks[s->nchunks].name = NULL;   /* fp_add names them */
 		s->chunks[s->nchunks++].file = s->nfiles - 1;
 		s->chunks_sorted = false;
 	}
-	if (h->match) {
-		match_pending(h);
-		h->have_pending = true;
-		h->pending_first = h->nchunks == 0;
-		h->pending_flat = flat;
-		h->pending_hash = hash;
-		h->pending_len = n;
+	/* A student chunk is a teacher's only if cut by content on both sides:
+	 * not the first (it starts where the tensor does), not the last. */
+	if (h->match && h->nchunks && by_content && !flat) {
+		const struct fp_chunk *t = find_chunk(h->match, hash, (uint32_t)n);
+
+		if (t) {
+			if (!h->matched)
+				h->match_chunk = t;
+			h->matched += n;
+		}
 	}
 	h->nchunks++;
-	h->len = 0;
 	return 0;
 }
 
+/*
+ * The boundary hash g = (g << 1) + gear[byte] has shifted a byte out after
+ * GEAR_WINDOW steps, so it depends on the last GEAR_WINDOW bytes only; no
+ * boundary falls before CHUNK_MIN, so the first CHUNK_MIN - GEAR_WINDOW
+ * bytes of a chunk are skipped, not rolled (the boundaries are the same).
+ * A chunk is hashed where it lies; only one that spans two feeds is copied.
+ */
 int fp_hash_feed(void *ctx, const unsigned char *buf, size_t len)
 {
 	struct fp_hash *h = ctx;
-	size_t i, start = 0;
 	uint64_t g = h->gear;
-	uint32_t n = h->len;
+	size_t i = 0, start = 0, n = h->len;   /* n: bytes of the chunk under way */
 	int rc;
 
-	if (h->md)
-		EVP_DigestUpdate(h->md, buf, len);
 	h->total += len;
-	for (i = 0; i < len; i++) {
-		g = (g << 1) + gear[buf[i]];
+	while (i < len) {
+		if (n < CHUNK_MIN - GEAR_WINDOW) {
+			size_t skip = CHUNK_MIN - GEAR_WINDOW - n;
+
+			if (skip > len - i)
+				skip = len - i;
+			i += skip;
+			n += skip;
+			continue;
+		}
+		g = (g << 1) + gear[buf[i++]];
 		if (++n < CHUNK_MIN || ((g & CHUNK_MASK) && n < CHUNK_MAX))
 			continue;
-		memcpy(h->buf + h->len, buf + start, i + 1 - start);
-		h->len = n;
-		start = i + 1;
-		n = 0;
-		if ((rc = end_chunk(h)) != 0)
+		if ((rc = end_chunk(h, buf + start, i - start, true)) != 0)
 			return rc;
+		start = i;
+		n = 0;
 	}
-	memcpy(h->buf + h->len, buf + start, len - start);
-	h->len = n;
+	if (len > start)
+		memcpy(h->buf + h->len, buf + start, len - start);
+	h->len = (uint32_t)n;
 	h->gear = g;
 	return 0;
 }
@@ -199,10 +239,11 @@ int fp_hash_feed(void *ctx, const unsigned char *buf, size_t len)
 int fp_hash_range(struct fp_hash *h, int fd, uint64_t off, uint64_t len, const char *path,
 		  nx_error *err)
 {
-	unsigned char *buf = malloc(READ_CHUNK);
+	unsigned char *buf = NULL;
 	int rc = 0;
 
-	if (!buf)
+	/* page-aligned: the kernel copies a read there much faster (hash.c) */
+	if (posix_memalign((void **)&buf, 4096, READ_CHUNK) != 0)
 		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	while (!rc && len) {
 		size_t n = len < READ_CHUNK ? (size_t)len : READ_CHUNK;
@@ -224,14 +265,20 @@ int fp_hash_end(struct fp_hash *h, bool keep)
 {
 	int rc = 0;
 
-	/* the last chunk is cut by the end of the tensor: kept for a teacher,
-	 * not looked up for a student (its interior chunks are) */
-	if (keep && h->len && h->collect)
-		rc = end_chunk(h);
-	else if (h->match)
-		match_pending(h);
-	if (!rc && h->md && !EVP_DigestFinal_ex(h->md, h->sha, NULL))
-		rc = nx_error_set(h->err, NX_EINTERNAL, NULL, 0, -1, "SHA-256 failed");
+	/* the last chunk is cut by the end of the tensor: recorded for a
+	 * teacher, hashed into the sha, never looked up for a student */
+	if (h->len && (keep || !h->collect)) {
+		nx_fp_set *collect = h->collect;
+
+		h->collect = keep ? collect : NULL;
+		rc = end_chunk(h, NULL, 0, false);
+		h->collect = collect;
+	}
+	if (!rc && h->md) {
+		if (!EVP_DigestFinal_ex(h->md, h->sha, NULL))
+			rc = nx_error_set(h->err, NX_EINTERNAL, NULL, 0, -1, "SHA-256 failed");
+		h->have_sha = !rc;
+	}
 	EVP_MD_CTX_free(h->md);
 	free(h->buf);
 	h->md = h->buf = NULL;

@@ -96,3 +96,28 @@ def test_truncated_zip_is_error(nexus, tmp_path):
     t.write_bytes(t.read_bytes()[:-30])
     r = fp(nexus, student, t)
     assert r.returncode == 3
+
+
+@pytest.mark.parametrize("nbytes", [4096, 4100, 3 * 4096 + 12, 1 << 20])
+def test_exact_copy_is_equal_not_pieces(nexus, tmp_path, nbytes):
+    """A copied tensor is reported as equal (whole-tensor SHA-256), whatever
+    its size relative to the chunker's: one chunk (4 KiB, no boundary
+    inside), a few, many.  The SHA-256 is taken only for a student tensor
+    that starts with a teacher tensor's first chunk, so this is what proves
+    that shortcut never skips an equal tensor."""
+    from onnx import TensorProto, helper, numpy_helper
+    import onnx
+    w = np.random.default_rng(nbytes).integers(0, 256, nbytes, dtype=np.uint8)
+    other = np.random.default_rng(nbytes + 1).integers(0, 256, nbytes, dtype=np.uint8)
+    student = tmp_path / "student.onnx"
+    g = helper.make_graph(
+        [helper.make_node("Identity", ["w"], ["y"]), helper.make_node("Identity", ["o"], ["z"])],
+        "s", [], [helper.make_tensor_value_info("y", TensorProto.UINT8, None),
+                  helper.make_tensor_value_info("z", TensorProto.UINT8, None)],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(other, "o")])
+    onnx.save(helper.make_model(g), str(student))
+    teacher = teacher_with(tmp_path, "safetensors", {"t.w": w})
+    r = fp(nexus, student, teacher)
+    assert r.returncode == 1, r.stderr
+    shared = json.loads(r.stdout)["shared_tensors"]
+    assert [(m["tensor"], m["partial"], m["bytes"]) for m in shared] == [("w", False, nbytes)]
