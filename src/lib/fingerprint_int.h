@@ -12,6 +12,19 @@ struct fp_entry {
 	size_t file;     /* index into files */
 };
 
+/*
+ * Content-defined chunks (fingerprint_chunk.c): with g = (g << 1) +
+ * gear[byte] rolled over a tensor's bytes, a chunk ends after the byte
+ * that makes it n >= FP_CHUNK_MIN bytes long when g & FP_CHUNK_MASK is 0,
+ * or when n reaches FP_CHUNK_MAX.
+ */
+#define FP_CHUNK_MIN 1024u                 /* bytes before a boundary may fall */
+#define FP_CHUNK_MASK ((1u << 11) - 1)     /* a boundary every ~2 KiB after that */
+#define FP_CHUNK_MAX (16u << 10)           /* a boundary at the latest here */
+
+/* The 256 gear values (fixed: teacher and student runs must agree). */
+const uint64_t *fp_gear(void);
+
 /* A content-defined chunk of a teacher tensor (fingerprint_chunk.c). */
 struct fp_chunk {
 	uint64_t hash;       /* of its bytes (chunk_hash) */
