@@ -593,9 +593,60 @@ def bench_coldstart(ctx):
                 note="new process each run, warm page cache; includes full integrity check")]
 
 
+def bench_fingerprint(ctx):
+    """`nexus inspect STUDENT --teacher TEACHER`: every teacher tensor hashed
+    and cut into content-defined chunks, every student tensor's chunks
+    looked up, against `openssl dgst -sha256` of the two files (each read
+    and hashed once)."""
+    student = gen_model(ctx, "student")
+    tparams = "6M" if ctx.a.quick else "64M"
+    teacher = ctx.cache / f"fpteacher_{tparams}.onnx"
+    if not teacher.exists():
+        subprocess.run([PY, str(ROOT / "bench/gen_model.py"), str(teacher) + ".part",
+                        "--params", tparams], check=True, stderr=subprocess.DEVNULL)
+        os.rename(str(teacher) + ".part", teacher)
+    # Correct first: an unrelated teacher shares nothing, and 8 MB of the
+    # student's weights (from an odd offset) in a safetensors teacher are found.
+    r = subprocess.run([ctx.nexus, "inspect", "--json", str(student), "--teacher", str(teacher)],
+                       capture_output=True, text=True)
+    d = json.loads(r.stdout)
+    if r.returncode or d["shared_tensors"] or d["teacher_tensors"] < 1:
+        raise RuntimeError(f"fingerprint of an unrelated teacher: exit {r.returncode}, {d}")
+    piece = ctx.cache / "fpteacher_piece.safetensors"
+    with open(student, "rb") as f:
+        f.seek(os.path.getsize(student) // 2 + 1)
+        data = f.read(8 << 20)
+    hdr = json.dumps({"w": {"dtype": "U8", "shape": [len(data)],
+                            "data_offsets": [0, len(data)]}}).encode()
+    piece.write_bytes(len(hdr).to_bytes(8, "little") + hdr + data)
+    r = subprocess.run([ctx.nexus, "inspect", "--json", str(student), "--teacher", str(piece)],
+                       capture_output=True, text=True)
+    found = json.loads(r.stdout)["shared_tensors"] if r.stdout else []
+    if r.returncode != 1 or not found or not found[0]["partial"]:
+        raise RuntimeError(f"a teacher piece in the student was not found: exit {r.returncode}")
+
+    def ours():
+        w, rss, _ = run([ctx.nexus, "inspect", str(student), "--teacher", str(teacher)])
+        return w, rss
+
+    def base():
+        w, rss, _ = run(["openssl", "dgst", "-sha256", str(student), str(teacher)])
+        return w, rss
+
+    o, b = alternate(ctx, ours, base, ctx.runs)
+    ow, bw = med([x[0] for x in o]), med([x[0] for x in b])
+    rss = max(x[1] for x in o)
+    size = (os.path.getsize(student) + os.path.getsize(teacher)) / 1e9
+    return [row("fingerprint", f"inspect --teacher, {size:.2f} GB student + teacher", ow, bw,
+                "s", "<= 1.0x", ow <= bw and rss <= 64 * MIB,
+                "openssl dgst -sha256 of student and teacher", rss, 64,
+                note="teacher: gen_model.py --params " + tparams + "; checked first: an 8 MB "
+                     "piece of the student in a teacher is found")]
+
+
 BENCHES = {"build": bench_build, "inspect": bench_inspect, "verify": bench_verify,
            "export": bench_export, "runtime": bench_runtime, "tokenizer": bench_tokenizer,
-           "coldstart": bench_coldstart}
+           "coldstart": bench_coldstart, "fingerprint": bench_fingerprint}
 
 
 def fmt(v, unit):
