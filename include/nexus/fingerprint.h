@@ -1,5 +1,5 @@
 /*
- * nexus/fingerprint.h - SHA-256 fingerprints of the tensors of teacher files,
+ * nexus/fingerprint.h - fingerprints of the tensors of teacher files,
  * to catch a student that carries a copied teacher tensor (an embedding
  * table, a layer) even when every name was changed.
  *
@@ -22,8 +22,15 @@
  * re-encoded still matches.  Contents are also cut into content-defined
  * chunks (about 2 KiB, boundaries chosen by the bytes), so a student tensor
  * holding min_bytes or more of a teacher tensor's chunks - a teacher layer
- * cut into pieces, or stored inside a larger tensor - matches too.  Only tensors of at least min_bytes are recorded
- * (small ones - biases, scalars - collide by chance).
+ * cut into pieces, or stored inside a larger tensor - matches too.  Only
+ * tensors of at least min_bytes are recorded (small ones - biases, scalars
+ * - collide by chance).
+ *
+ * Chunks and whole tensors are compared by 64-bit hashes (chunk hashes and
+ * lengths; a whole tensor by the sequence of its chunks' and its size), not
+ * SHA-256: a collision can only report an unrelated tensor as shared (a
+ * false alarm, never a miss), and hashing every teacher byte with SHA-256
+ * as well as chunking it made a multi-GB teacher twice as slow.
  */
 #ifndef NEXUS_FINGERPRINT_H
 #define NEXUS_FINGERPRINT_H
@@ -33,7 +40,6 @@
 #include <stdint.h>
 
 #include "nexus/error.h"
-#include "nexus/hash.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -54,7 +60,6 @@ struct nx_fp_match {
 	char *teacher_file;
 	uint64_t bytes;        /* the tensor's, or (partial) the bytes shared */
 	bool partial;          /* not equal: shares chunks with the teacher tensor */
-	unsigned char sha256[NX_SHA256_LEN];  /* the student tensor's */
 };
 
 /* New empty set; free with nx_fp_set_free. */

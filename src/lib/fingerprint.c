@@ -52,8 +52,7 @@ size_t nx_fp_set_compressed(const nx_fp_set *s)
 	return s ? s->compressed : 0;
 }
 
-int fp_add(nx_fp_set *s, const char *name, const unsigned char sha[NX_SHA256_LEN],
-	   uint64_t bytes, uint64_t first, nx_error *err)
+int fp_add(nx_fp_set *s, const char *name, uint64_t whole, uint64_t bytes, nx_error *err)
 {
 	struct fp_entry *e;
 
@@ -71,9 +70,8 @@ int fp_add(nx_fp_set *s, const char *name, const unsigned char sha[NX_SHA256_LEN
 	e = &s->e[s->n];
 	if (!(e->name = strdup(name ? name : "")))
 		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
-	memcpy(e->sha, sha, NX_SHA256_LEN);
+	e->whole = whole;
 	e->bytes = bytes;
-	e->first = first;
 	e->file = s->nfiles - 1;
 	s->n++;
 	s->sorted = false;
@@ -82,20 +80,27 @@ int fp_add(nx_fp_set *s, const char *name, const unsigned char sha[NX_SHA256_LEN
 
 static int cmp_entry(const void *a, const void *b)
 {
-	return memcmp(((const struct fp_entry *)a)->sha, ((const struct fp_entry *)b)->sha,
-		      NX_SHA256_LEN);
+	const struct fp_entry *x = a, *y = b;
+
+	if (x->whole != y->whole)
+		return x->whole < y->whole ? -1 : 1;
+	return x->bytes < y->bytes ? -1 : x->bytes > y->bytes;
 }
 
-static const struct fp_entry *fp_find(const nx_fp_set *s, const unsigned char sha[NX_SHA256_LEN])
+/* The teacher tensor of these contents, or NULL. */
+static const struct fp_entry *fp_find(const nx_fp_set *s, uint64_t whole, uint64_t bytes)
 {
 	struct fp_entry key;
 
+	if (!s->n)
+		return NULL;
 	if (!s->sorted) {
 		qsort(s->e, s->n, sizeof(*s->e), cmp_entry);
 		((nx_fp_set *)s)->sorted = true;
 	}
-	memcpy(key.sha, sha, NX_SHA256_LEN);
-	return s->n ? bsearch(&key, s->e, s->n, sizeof(*s->e), cmp_entry) : NULL;
+	key.whole = whole;
+	key.bytes = bytes;
+	return bsearch(&key, s->e, s->n, sizeof(*s->e), cmp_entry);
 }
 
 /* Each tensor of an ONNX model of at least min bytes, hashed (h). */
@@ -110,8 +115,6 @@ struct tensors {
 	size_t min;
 	const uint64_t *sizes;       /* student: distinct teacher tensor sizes, sorted */
 	size_t nsizes;
-	const uint64_t *firsts;      /* student: teacher first-chunk hashes, sorted */
-	size_t nfirsts;
 };
 
 static int u64_cmp(const void *a, const void *b)
@@ -123,11 +126,9 @@ static int u64_cmp(const void *a, const void *b)
 
 /*
  * Hash bytes [off, off + len) of fd (inline: t's contents, len its size if
- * known, else 0) and hand them on.  A student tensor can equal a teacher
- * tensor only if it has its size and starts with its first chunk, so only
- * then is its SHA-256 taken (FP_SHA_IF_FIRST); with no teacher chunks to
- * find either, it is not read at all.  A multi-GB student unrelated to its
- * teacher costs one pass of the chunker, no SHA-256.
+ * known, else 0) and hand them on.  A student tensor is not read at all
+ * when there are no teacher chunks to find in it and no teacher tensor of
+ * its size to equal.
  */
 static int one_tensor(struct tensors *w, const char *name, int fd, const char *path,
 		      const struct nx_onnx_tensor *t, uint64_t off, uint64_t len, nx_error *err)
@@ -139,10 +140,7 @@ static int one_tensor(struct tensors *w, const char *name, int fd, const char *p
 
 	if (!w->collect && !sized && !w->match->nchunks)
 		return 0;
-	rc = fp_hash_begin(&h, w->collect, w->match,
-			   w->collect ? FP_SHA_ALWAYS : sized ? FP_SHA_IF_FIRST : FP_SHA_NEVER,
-			   w->firsts, w->nfirsts, err);
-	if (rc)
+	if ((rc = fp_hash_begin(&h, w->collect, w->match, err)) != 0)
 		return rc;
 	rc = t ? nx_onnx_tensor_read(fd, path, t, fp_hash_feed, &h, err) :
 		 fp_hash_range(&h, fd, off, len, path, err);
@@ -225,7 +223,7 @@ static int add_cb(void *ctx, const char *name, const struct fp_hash *h, nx_error
 {
 	nx_fp_set *s = ctx;
 	size_t k;
-	int rc = fp_add(s, name, h->sha, h->total, h->first_hash, err);
+	int rc = fp_add(s, name, h->whole, h->total, err);
 
 	for (k = h->first_chunk; !rc && k < s->nchunks; k++)
 		s->chunks[k].name = s->e[s->n - 1].name;
@@ -236,7 +234,7 @@ static int add_cb(void *ctx, const char *name, const struct fp_hash *h, nx_error
 int fp_add_range(nx_fp_set *set, const char *name, int fd, uint64_t off, uint64_t len,
 		 size_t min, const char *path, nx_error *err)
 {
-	struct tensors w = { set, NULL, add_cb, set, min, NULL, 0, NULL, 0 };
+	struct tensors w = { set, NULL, add_cb, set, min, NULL, 0 };
 
 	return one_tensor(&w, name, fd, path, NULL, off, len, err);
 }
@@ -336,7 +334,7 @@ int nx_fingerprint_file(nx_fp_set *set, int dirfd, const char *path, size_t min_
 				  "safely; re-save it with torch.save (zip format) or as safetensors",
 				  path);
 	else {
-		struct tensors w = { set, NULL, add_cb, set, min_bytes, NULL, 0, NULL, 0 };
+		struct tensors w = { set, NULL, add_cb, set, min_bytes, NULL, 0 };
 
 		rc = onnx_tensors(dirfd, path, fd, &w, err);
 	}
@@ -361,13 +359,13 @@ struct student_ctx {
 static int match_cb(void *ctx, const char *name, const struct fp_hash *h, nx_error *err)
 {
 	struct student_ctx *c = ctx;
-	const struct fp_entry *e = h->have_sha ? fp_find(c->teachers, h->sha) : NULL;
+	const struct fp_entry *e = fp_find(c->teachers, h->whole, h->total);
 	struct nx_fp_match *m;
 	bool partial = false;
 
 	const char *tname, *tfile;
 
-	if (e && e->bytes == h->total) {
+	if (e) {
 		tname = e->name;
 		tfile = c->teachers->files[e->file];
 	} else if (h->matched >= c->min) {
@@ -388,17 +386,14 @@ static int match_cb(void *ctx, const char *name, const struct fp_hash *h, nx_err
 	m->teacher_file = strdup(tfile);
 	m->bytes = partial ? h->matched : h->total;
 	m->partial = partial;
-	memcpy(m->sha256, h->sha, NX_SHA256_LEN);
 	if (!m->student_tensor || !m->teacher_tensor || !m->teacher_file)
 		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	return 0;
 }
 
-/* Every student tensor of min bytes is read: a piece of a teacher tensor
- * can be in a tensor of any size. */
-/* The teachers' tensor sizes (first false) or first-chunk hashes, sorted,
- * each once, in a new array (NULL when there are none). */
-static int distinct(uint64_t **out, size_t *nout, const nx_fp_set *t, bool first, nx_error *err)
+/* The teachers' tensor sizes, sorted, each once, in a new array (NULL
+ * when there are none). */
+static int distinct_sizes(uint64_t **out, size_t *nout, const nx_fp_set *t, nx_error *err)
 {
 	uint64_t *v = NULL;
 	size_t i, n = 0;
@@ -410,7 +405,7 @@ static int distinct(uint64_t **out, size_t *nout, const nx_fp_set *t, bool first
 	if (!(v = malloc(t->n * sizeof(*v))))
 		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	for (i = 0; i < t->n; i++)
-		v[i] = first ? t->e[i].first : t->e[i].bytes;
+		v[i] = t->e[i].bytes;
 	qsort(v, t->n, sizeof(*v), u64_cmp);
 	for (i = 0; i < t->n; i++)
 		if (!n || v[n - 1] != v[i])
@@ -420,19 +415,19 @@ static int distinct(uint64_t **out, size_t *nout, const nx_fp_set *t, bool first
 	return 0;
 }
 
+/* A piece of a teacher tensor can be in a student tensor of any size:
+ * every one of min bytes is read while there are teacher chunks. */
 int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_set *teachers,
 			   int dirfd, const char *path, size_t min_bytes, nx_error *err)
 {
 	struct student_ctx c = { teachers, NULL, 0, min_bytes };
-	struct tensors w = { NULL, teachers, match_cb, &c, min_bytes, NULL, 0, NULL, 0 };
-	uint64_t *sizes = NULL, *firsts = NULL;
+	struct tensors w = { NULL, teachers, match_cb, &c, min_bytes, NULL, 0 };
+	uint64_t *sizes = NULL;
 	int fd = -1, rc;
 
-	if ((rc = distinct(&sizes, &w.nsizes, teachers, false, err)) != 0 ||
-	    (rc = distinct(&firsts, &w.nfirsts, teachers, true, err)) != 0)
+	if ((rc = distinct_sizes(&sizes, &w.nsizes, teachers, err)) != 0)
 		goto out;
 	w.sizes = sizes;
-	w.firsts = firsts;
 	fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0) {
 		rc = nx_error_errno(err, NX_EIO, errno, path, "cannot open %s", path);
@@ -443,7 +438,6 @@ out:
 	if (fd >= 0)
 		close(fd);
 	free(sizes);
-	free(firsts);
 	if (rc) {
 		nx_fp_matches_free(c.m, c.n);
 		return rc;

@@ -1,6 +1,6 @@
 /*
- * fingerprint_chunk.c - a tensor's contents hashed whole (SHA-256) and cut
- * into content-defined chunks.
+ * fingerprint_chunk.c - a tensor's contents cut into content-defined chunks
+ * and hashed whole.
  *
  * A whole-tensor hash only finds a tensor copied as it was.  Cut in two
  * initializers and concatenated at run time, or stored inside a larger
@@ -12,6 +12,13 @@
  * step, when it ends.
  * Chunks that repeat a 1-8 byte pattern (zeros, a row of ones) are in every
  * model and are ignored.
+ *
+ * The hashes are 64-bit and not cryptographic, and need not be: a
+ * collision can only make an unrelated tensor look like a teacher's (a
+ * false alarm, never a miss), and nobody hides teacher weights by making
+ * the student look more like the teacher.  A 64-bit hash per chunk costs a
+ * fraction of SHA-256, which made fingerprinting a multi-GB teacher twice
+ * as slow.
  */
 #include "fingerprint_int.h"
 
@@ -20,7 +27,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
 
 #define READ_CHUNK (64u << 10)
 #define GEAR_WINDOW 64u                 /* bytes the boundary hash depends on */
@@ -51,25 +57,16 @@ const uint64_t *fp_gear(void)
 }
 
 int fp_hash_begin(struct fp_hash *h, nx_fp_set *collect, const nx_fp_set *match,
-		  enum fp_sha sha, const uint64_t *firsts, size_t nfirsts, nx_error *err)
+		  nx_error *err)
 {
 	pthread_once(&gear_once, gear_init);
 	memset(h, 0, sizeof(*h));
 	h->collect = collect;
 	h->match = match;
 	h->err = err;
-	h->sha_mode = sha;
-	h->firsts = firsts;
-	h->nfirsts = nfirsts;
 	h->first_chunk = collect ? collect->nchunks : 0;
-	if (!(h->buf = malloc(FP_CHUNK_MAX)) ||
-	    (sha == FP_SHA_ALWAYS && (!(h->md = EVP_MD_CTX_new()) ||
-				      !EVP_DigestInit_ex(h->md, EVP_sha256(), NULL)))) {
-		EVP_MD_CTX_free(h->md);
-		free(h->buf);
-		h->md = h->buf = NULL;
+	if (!(h->buf = malloc(FP_CHUNK_MAX)))
 		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
-	}
 	return 0;
 }
 
@@ -139,25 +136,6 @@ static uint64_t chunk_hash(const unsigned char *p, size_t n)
 	return h ^ (h >> 29);
 }
 
-static int u64_cmp(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* The first chunk decides whether an FP_SHA_IF_FIRST tensor is hashed. */
-static int first_chunk(struct fp_hash *h, uint64_t hash)
-{
-	h->first_hash = hash;
-	if (h->sha_mode != FP_SHA_IF_FIRST || !h->nfirsts ||
-	    !bsearch(&hash, h->firsts, h->nfirsts, sizeof(*h->firsts), u64_cmp))
-		return 0;
-	if (!(h->md = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(h->md, EVP_sha256(), NULL))
-		return nx_error_set(h->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
-	return 0;
-}
-
 /*
  * A chunk ends: the bytes under way in h->buf (h->len of them) followed by
  * tail[0..n).  by_content: its end was chosen by the bytes, not by the end
@@ -168,7 +146,6 @@ static int end_chunk(struct fp_hash *h, const unsigned char *tail, size_t n, boo
 	const unsigned char *c = tail;
 	uint64_t hash;
 	bool flat;
-	int rc;
 
 	if (h->len) {
 		if (n)
@@ -180,10 +157,7 @@ static int end_chunk(struct fp_hash *h, const unsigned char *tail, size_t n, boo
 	/* a repeated 1-8 byte pattern (zeros, a row of ones) is in every model */
 	flat = n <= 8 || !memcmp(c, c + 4, n - 4) || !memcmp(c, c + 8, n - 8);
 	hash = chunk_hash(c, n);
-	if (!h->nchunks && (rc = first_chunk(h, hash)) != 0)
-		return rc;
-	if (h->md)
-		EVP_DigestUpdate(h->md, c, n);
+	h->whole = rotl(h->whole ^ (hash + n * 0xc2b2ae3d27d4eb4full), 29) * 0x9e3779b185ebca87ull;
 	if (h->collect && !flat) {
 		nx_fp_set *s = h->collect;
 
@@ -338,7 +312,7 @@ int fp_hash_end(struct fp_hash *h, bool keep)
 	int rc = 0;
 
 	/* the last chunk is cut by the end of the tensor: recorded for a
-	 * teacher, hashed into the sha, never looked up for a student */
+	 * teacher, part of whole, never looked up for a student */
 	if (h->len && (keep || !h->collect)) {
 		nx_fp_set *collect = h->collect;
 
@@ -346,14 +320,8 @@ int fp_hash_end(struct fp_hash *h, bool keep)
 		rc = end_chunk(h, NULL, 0, false);
 		h->collect = collect;
 	}
-	if (!rc && h->md) {
-		if (!EVP_DigestFinal_ex(h->md, h->sha, NULL))
-			rc = nx_error_set(h->err, NX_EINTERNAL, NULL, 0, -1, "SHA-256 failed");
-		h->have_sha = !rc;
-	}
-	EVP_MD_CTX_free(h->md);
 	free(h->buf);
-	h->md = h->buf = NULL;
+	h->buf = NULL;
 	/* a teacher tensor not recorded leaves no chunks naming it */
 	if ((rc || !keep) && h->collect)
 		h->collect->nchunks = h->first_chunk;

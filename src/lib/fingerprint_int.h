@@ -5,9 +5,8 @@
 #include "nexus/fingerprint.h"
 
 struct fp_entry {
-	unsigned char sha[NX_SHA256_LEN];
+	uint64_t whole;  /* fp_hash.whole: its whole contents */
 	uint64_t bytes;
-	uint64_t first;  /* chunk_hash of its first chunk (FP_SHA_IF_FIRST) */
 	char *name;
 	size_t file;     /* index into files */
 };
@@ -46,54 +45,42 @@ struct nx_fp_set {
 };
 
 /*
- * fingerprint_chunk.c: one tensor's contents, fed in pieces, hashed whole
- * (sha) and cut into content-defined chunks.  Teacher (collect): the
+ * fingerprint_chunk.c: one tensor's contents, fed in pieces, cut into
+ * content-defined chunks and hashed whole (whole: the chunks' hashes and
+ * lengths in order, so two tensors with the same whole and size are, but
+ * for a 2^-64 accident, equal).  Teacher (collect): the
  * chunks go into the set, for the entry fp_add records next.  Student
  * (match): chunks cut by content on both sides are looked up in the set;
  * matched counts their bytes, match_chunk is the first teacher chunk found.
  */
-enum fp_sha {
-	FP_SHA_NEVER,
-	FP_SHA_ALWAYS,
-	FP_SHA_IF_FIRST,   /* only when the first chunk's hash is in firsts: a
-			      tensor equal to a teacher's starts with its first chunk */
-};
-
 struct fp_hash {
 	nx_fp_set *collect;
 	const nx_fp_set *match;
 	nx_error *err;
-	enum fp_sha sha_mode;
-	const uint64_t *firsts;      /* FP_SHA_IF_FIRST: sorted first-chunk hashes */
-	size_t nfirsts;
-	void *md;                    /* EVP_MD_CTX while the sha is being taken */
-	unsigned char sha[NX_SHA256_LEN];
-	bool have_sha;               /* sha holds the tensor's SHA-256 */
+	uint64_t whole;              /* every chunk's hash and length, in order */
 	uint64_t total;              /* bytes fed */
 	uint64_t gear;               /* rolling boundary hash */
 	unsigned char *buf;          /* the chunk under way, when it spans feeds */
 	uint32_t len;                /* bytes of the chunk under way */
-	uint64_t first_hash;         /* chunk_hash of the first chunk */
 	size_t nchunks, first_chunk;
 	uint64_t matched;
 	const struct fp_chunk *match_chunk;   /* the first chunk matched */
 };
 
 int fp_hash_begin(struct fp_hash *h, nx_fp_set *collect, const nx_fp_set *match,
-		  enum fp_sha sha, const uint64_t *firsts, size_t nfirsts, nx_error *err);
+		  nx_error *err);
 /* nx_onnx_bytes_fn: feed buf[0..len) (ctx is the fp_hash). */
 int fp_hash_feed(void *ctx, const unsigned char *buf, size_t len);
 /* Feed bytes [off, off + len) of fd. */
 int fp_hash_range(struct fp_hash *h, int fd, uint64_t off, uint64_t len, const char *path,
 		  nx_error *err);
-/* Finish the last chunk and sha; keep false (a teacher tensor under the
+/* Finish the last chunk and whole; keep false (a teacher tensor under the
  * size floor, or an error before) drops the chunks collected for it.
  * Always frees what begin allocated. */
 int fp_hash_end(struct fp_hash *h, bool keep);
 
 /* Record one teacher tensor of the file added last. */
-int fp_add(nx_fp_set *s, const char *name, const unsigned char sha[NX_SHA256_LEN],
-	   uint64_t bytes, uint64_t first, nx_error *err);
+int fp_add(nx_fp_set *s, const char *name, uint64_t whole, uint64_t bytes, nx_error *err);
 /* Record a teacher tensor of min bytes or more at [off, off + len) of fd,
  * with its chunks. */
 int fp_add_range(nx_fp_set *set, const char *name, int fd, uint64_t off, uint64_t len,
