@@ -100,11 +100,11 @@ def test_truncated_zip_is_error(nexus, tmp_path):
 
 @pytest.mark.parametrize("nbytes", [4096, 4100, 3 * 4096 + 12, 1 << 20])
 def test_exact_copy_is_equal_not_pieces(nexus, tmp_path, nbytes):
-    """A copied tensor is reported as equal (whole-tensor SHA-256), whatever
-    its size relative to the chunker's: one chunk (4 KiB, no boundary
-    inside), a few, many.  The SHA-256 is taken only for a student tensor
-    that starts with a teacher tensor's first chunk, so this is what proves
-    that shortcut never skips an equal tensor."""
+    """A copied tensor is reported as equal, not as pieces, whatever its size
+    relative to the chunker's: one chunk (4 KiB, no boundary inside, never
+    looked up as a piece), a few, many.  Equality is the size and the
+    sequence of chunk hashes, so this is what proves the first and last
+    chunks (cut by the tensor's ends) count in it."""
     from onnx import TensorProto, helper, numpy_helper
     import onnx
     w = np.random.default_rng(nbytes).integers(0, 256, nbytes, dtype=np.uint8)
