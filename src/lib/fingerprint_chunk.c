@@ -21,14 +21,13 @@
  * as slow.
  */
 #include "fingerprint_int.h"
+#include "hash_int.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 
-#define READ_CHUNK (64u << 10)
 #define GEAR_WINDOW 64u                 /* bytes the boundary hash depends on */
 
 static uint64_t gear[256];
@@ -103,19 +102,20 @@ static uint64_t rotl(uint64_t x, int r)
  * from a collision but a false alarm).  Four independent lanes of 8 bytes
  * take 32 bytes a step, as xxh64 does, so the multiplies overlap.
  */
+#define P1 0x9e3779b185ebca87ull    /* odd 64-bit mixing constants */
+#define P2 0xc2b2ae3d27d4eb4full
+
 static uint64_t lane(uint64_t v, const unsigned char *p)
 {
-	const uint64_t p1 = 0x9e3779b185ebca87ull, p2 = 0xc2b2ae3d27d4eb4full;
 	uint64_t w;
 
 	memcpy(&w, p, 8);
-	return rotl(v + w * p2, 31) * p1;
+	return rotl(v + w * P2, 31) * P1;
 }
 
 static uint64_t chunk_hash(const unsigned char *p, size_t n)
 {
-	const uint64_t p1 = 0x9e3779b185ebca87ull, p2 = 0xc2b2ae3d27d4eb4full;
-	uint64_t v0 = p1 + p2, v1 = p2, v2 = 0, v3 = 0 - p1, h, w;
+	uint64_t v0 = P1 + P2, v1 = P2, v2 = 0, v3 = 0 - P1, h, w;
 	size_t i = 0;
 
 	for (; i + 32 <= n; i += 32) {
@@ -127,12 +127,12 @@ static uint64_t chunk_hash(const unsigned char *p, size_t n)
 	h = rotl(v0, 1) + rotl(v1, 7) + rotl(v2, 12) + rotl(v3, 18) + n;
 	for (; i + 8 <= n; i += 8) {
 		memcpy(&w, p + i, 8);
-		h = rotl(h ^ rotl(w * p2, 31) * p1, 27) * p1 + 0x85ebca77c2b2ae63ull;
+		h = rotl(h ^ rotl(w * P2, 31) * P1, 27) * P1 + 0x85ebca77c2b2ae63ull;
 	}
 	for (; i < n; i++)
-		h = rotl(h ^ p[i] * 0x165667b19e3779f9ull, 11) * p1;
+		h = rotl(h ^ p[i] * 0x165667b19e3779f9ull, 11) * P1;
 	h ^= h >> 33;
-	h *= p2;
+	h *= P2;
 	return h ^ (h >> 29);
 }
 
@@ -157,13 +157,15 @@ static int end_chunk(struct fp_hash *h, const unsigned char *tail, size_t n, boo
 	/* a repeated 1-8 byte pattern (zeros, a row of ones) is in every model */
 	flat = n <= 8 || !memcmp(c, c + 4, n - 4) || !memcmp(c, c + 8, n - 8);
 	hash = chunk_hash(c, n);
-	h->whole = rotl(h->whole ^ (hash + n * 0xc2b2ae3d27d4eb4full), 29) * 0x9e3779b185ebca87ull;
+	h->whole = rotl(h->whole ^ (hash + n * P2), 29) * P1;
 	if (h->collect && !flat) {
 		nx_fp_set *s = h->collect;
 
 		if (s->nchunks >= NX_FP_CHUNKS_MAX)
 			return nx_error_set(h->err, NX_ELIMIT, NULL, 0, -1,
-					    "teacher tensors of more than %u chunks", NX_FP_CHUNKS_MAX);
+					    "the teacher files hold more than %u chunks (~48 GB of "
+					    "tensors); fingerprint against fewer of them at a time",
+					    NX_FP_CHUNKS_MAX);
 		if (s->nchunks == s->capchunks) {
 			size_t cap = s->capchunks ? 2 * s->capchunks : 1024;
 			struct fp_chunk *g = realloc(s->chunks, cap * sizeof(*g));
@@ -285,26 +287,7 @@ int fp_hash_feed(void *ctx, const unsigned char *buf, size_t len)
 int fp_hash_range(struct fp_hash *h, int fd, uint64_t off, uint64_t len, const char *path,
 		  nx_error *err)
 {
-	unsigned char *buf = NULL;
-	int rc = 0;
-
-	/* page-aligned: the kernel copies a read there much faster (hash.c) */
-	if (posix_memalign((void **)&buf, 4096, READ_CHUNK) != 0)
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
-	while (!rc && len) {
-		size_t n = len < READ_CHUNK ? (size_t)len : READ_CHUNK;
-		ssize_t got = pread(fd, buf, n, (off_t)off);
-
-		if (got <= 0)
-			rc = nx_error_set(err, NX_EIO, path, 0, (long long)off,
-					  "cannot read %s at byte %llu", path, (unsigned long long)off);
-		else if (!(rc = fp_hash_feed(h, buf, (size_t)got))) {
-			off += (uint64_t)got;
-			len -= (uint64_t)got;
-		}
-	}
-	free(buf);
-	return rc;
+	return read_range(fd, path, off, len, fp_hash_feed, h, err);
 }
 
 int fp_hash_end(struct fp_hash *h, bool keep)

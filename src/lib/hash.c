@@ -106,45 +106,56 @@ int nx_sha256_buf(unsigned char out[NX_SHA256_LEN], const void *buf, size_t len)
 	return 0;
 }
 
+int read_range(int fd, const char *path, uint64_t off, uint64_t len,
+	       int (*fn)(void *ctx, const unsigned char *buf, size_t n), void *ctx,
+	       nx_error *err)
+{
+	unsigned char *buf = read_buf_alloc(NX_HASH_CHUNK);
+	int rc = 0;
+
+	if (!buf)
+		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory reading %s",
+				    path ? path : "file");
+	while (!rc && len) {
+		size_t n = len < NX_HASH_CHUNK ? (size_t)len : NX_HASH_CHUNK;
+
+		if ((rc = pread_full(fd, buf, n, off, path, err)) == 0)
+			rc = fn(ctx, buf, n);
+		off += n;
+		len -= n;
+	}
+	free(buf);
+	return rc;
+}
+
+static int digest_update(void *ctx, const unsigned char *buf, size_t n)
+{
+	EVP_DigestUpdate(ctx, buf, n);
+	return 0;
+}
+
 int nx_sha256_range(unsigned char out[NX_SHA256_LEN], int fd, uint64_t offset,
 		    uint64_t len, const char *path, nx_error *err)
 {
-	EVP_MD_CTX *ctx = NULL;
-	unsigned char *buf = NULL;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	unsigned char md[NX_SHA256_LEN];
-	uint64_t done = 0;
 	int rc;
 
-	ctx = EVP_MD_CTX_new();
-	buf = read_buf_alloc(NX_HASH_CHUNK);
-	if (!ctx || !buf) {
-		rc = nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory hashing %s",
-				  path ? path : "file");
-		goto out;
-	}
+	if (!ctx)
+		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory hashing %s",
+				    path ? path : "file");
 	if (!EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
 		rc = nx_error_set(err, NX_EINTERNAL, path, 0, -1, "sha-256 unavailable in openssl");
 		goto out;
 	}
 	if (offset == 0 && len > NX_HASH_CHUNK)
 		posix_fadvise(fd, 0, (off_t)len, POSIX_FADV_SEQUENTIAL);
-	while (done < len) {
-		size_t n = len - done < NX_HASH_CHUNK ? (size_t)(len - done) : NX_HASH_CHUNK;
-
-		rc = pread_full(fd, buf, n, offset + done, path, err);
-		if (rc)
-			goto out;
-		EVP_DigestUpdate(ctx, buf, n);
-		done += n;
-	}
-	if (!EVP_DigestFinal_ex(ctx, md, NULL)) {
+	rc = read_range(fd, path, offset, len, digest_update, ctx, err);
+	if (!rc && !EVP_DigestFinal_ex(ctx, md, NULL))
 		rc = nx_error_set(err, NX_EINTERNAL, path, 0, -1, "sha-256 failed in openssl");
-		goto out;
-	}
-	memcpy(out, md, NX_SHA256_LEN);
-	rc = 0;
+	if (!rc)
+		memcpy(out, md, NX_SHA256_LEN);
 out:
-	free(buf);
 	EVP_MD_CTX_free(ctx);
 	return rc;
 }

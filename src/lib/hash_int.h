@@ -24,6 +24,17 @@ int hash_copy_range(EVP_MD_CTX *ctx, int dst_fd, uint64_t dst_off, int src_fd,
 		    nx_error *err);
 
 /*
+ * Hand bytes [off, off + len) of fd to fn, NX_HASH_CHUNK at a time, read
+ * into one page-aligned buffer (hash.c says why the alignment matters).
+ * Errors name path: NX_EIO for a failed read, NX_EFORMAT with the offset
+ * when the file ends first, NX_ENOMEM; fn's non-zero return ends the read
+ * and is returned as it is.
+ */
+int read_range(int fd, const char *path, uint64_t off, uint64_t len,
+	       int (*fn)(void *ctx, const unsigned char *buf, size_t n), void *ctx,
+	       nx_error *err);
+
+/*
  * Fail a write of dst_name (NULL: "the copy") with errno e: NX_EIO naming
  * it, and on a full disk or quota saying what to do.  Returns NX_EIO.
  */

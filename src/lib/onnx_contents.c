@@ -7,12 +7,10 @@
  * not the encoding, or re-encoding a copied tensor would hide it.
  */
 #include "onnx_int.h"
+#include "hash_int.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
 
 #define CONTENTS_CHUNK (64u << 10)   /* bytes handed to the caller at a time */
 
@@ -74,10 +72,10 @@ static int put(struct sink *s, uint64_t v, unsigned width)
 }
 
 /*
- * Bytes [off, off + len) of the file, as they are: pread straight into the
- * page-aligned sink buffer, not copied through the protobuf reader's
- * window (for the weights of a multi-GB model that copy was a quarter of
- * the fingerprint's time).
+ * Bytes [off, off + len) of the file, as they are: read straight into a
+ * page-aligned buffer and handed on (read_range), not copied through the
+ * protobuf reader's window (for the weights of a multi-GB model that copy
+ * was a quarter of the fingerprint's time).
  */
 static int put_range(struct sink *s, struct nx_pb_file *f, uint64_t off, uint64_t len,
 		     nx_error *err)
@@ -88,26 +86,9 @@ static int put_range(struct sink *s, struct nx_pb_file *f, uint64_t off, uint64_
 		return nx_error_set(err, NX_EFORMAT, f->path, 0, (long long)off,
 				    "%llu bytes at this offset run past the end of the file",
 				    (unsigned long long)len);
-	while (len) {
-		size_t n = len < CONTENTS_CHUNK ? (size_t)len : CONTENTS_CHUNK;
-		ssize_t got;
-
-		if ((rc = flush(s)) != 0)
-			return rc;
-		got = pread(f->fd, s->buf, n, (off_t)off);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0)
-			return nx_error_errno(err, NX_EIO, errno, f->path, "cannot read %s", f->path);
-		if (got == 0)
-			return nx_error_set(err, NX_EFORMAT, f->path, 0, (long long)off,
-					    "%s ended at byte %llu: was it changed while being read?",
-					    f->path, (unsigned long long)off);
-		s->len = (size_t)got;
-		off += (uint64_t)got;
-		len -= (uint64_t)got;
-	}
-	return flush(s);
+	if ((rc = flush(s)) != 0)
+		return rc;
+	return read_range(f->fd, f->path, off, len, s->fn, s->ctx, err);
 }
 
 /* One occurrence of the typed field: a packed run or a single value. */
@@ -150,9 +131,7 @@ int nx_onnx_tensor_read(int fd, const char *path, const struct nx_onnx_tensor *t
 
 	if ((rc = nx_pb_file_init(&pf, fd, path, err)) != 0)
 		return rc;
-	/* page-aligned: the kernel copies a read there much faster (hash.c) */
-	if (posix_memalign((void **)&s.buf, 4096, CONTENTS_CHUNK) != 0) {
-		s.buf = NULL;
+	if (!(s.buf = malloc(CONTENTS_CHUNK))) {
 		rc = nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
 		goto out;
 	}
