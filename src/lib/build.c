@@ -334,6 +334,11 @@ int build_put(struct build *b, const char *relpath, const void *buf, size_t len,
 	return rc;
 }
 
+char *build_bundle_file(const struct build *b, const char *relpath)
+{
+	return join(b->res->bundle_path, relpath);
+}
+
 int build_copy(struct build *b, const char *relpath, int src_fd, uint64_t size,
 	       const char *src_name, bool exec)
 {
@@ -345,8 +350,7 @@ int build_copy(struct build *b, const char *relpath, int src_fd, uint64_t size,
 	if (rc)
 		return rc;
 	/* A failed write (a full disk) names the bundle file, not the input. */
-	if (asprintf(&dst, "%s/%s", b->res->bundle_path, relpath) < 0)
-		dst = NULL;
+	dst = build_bundle_file(b, relpath);
 	rc = nx_copy_hash(sha, fd, src_fd, size, src_name, dst ? dst : relpath, b->err);
 	if (!rc)
 		rc = nx_manifest_add_file(b->m, relpath, sha, size, b->err);

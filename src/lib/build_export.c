@@ -14,7 +14,6 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -183,12 +182,9 @@ int build_export(struct build *b)
 	o.ext_open = ext_open;
 	o.ext_ctx = b;
 	/* A failed write (a full disk) names the bundle file. */
-	if (asprintf(&b->model_name, "%s/%s", b->res->bundle_path, BUILD_STUDENT_DST) < 0)
-		b->model_name = NULL;
-	if (b->model_name &&
-	    asprintf(&b->data_name, "%s/%s", b->res->bundle_path, BUILD_STUDENT_DATA) < 0)
-		b->data_name = NULL;
-	if (!b->data_name)
+	b->model_name = build_bundle_file(b, BUILD_STUDENT_DST);
+	b->data_name = build_bundle_file(b, BUILD_STUDENT_DATA);
+	if (!b->model_name || !b->data_name)
 		return nx_error_set(b->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	o.dst_name = b->model_name;
 	o.ext_name = b->data_name;

@@ -63,6 +63,10 @@ struct build {
 	char *model_name, *data_name; /* the exported files' bundle paths, for errors */
 };
 
+/* "<bundle path>/<relpath>", a new string (NULL: out of memory): how errors
+ * name a bundle file the build is writing (the stage is a hidden name). */
+char *build_bundle_file(const struct build *b, const char *relpath);
+
 /* Wait for the weights file's digest (build_export deferred it) and list the
  * file in the manifest.  No-op without a data file. */
 int build_export_join(struct build *b);
