@@ -40,6 +40,40 @@ long vfy_find(const struct vfy_ctx *c, const char *path)
 	return -1;
 }
 
+static bool is_external(const struct nx_onnx_tensor *t)
+{
+	return t->location == NX_TENSOR_EXTERNAL && t->ext_location;
+}
+
+static int by_location(const void *a, const void *b, void *summary)
+{
+	const nx_onnx_summary *s = summary;
+
+	return strcmp(s->tensors[*(const size_t *)a].ext_location,
+		      s->tensors[*(const size_t *)b].ext_location);
+}
+
+int vfy_external_by_file(size_t **out, size_t *nout, const nx_onnx_summary *s)
+{
+	size_t i, n = 0, *v;
+
+	*out = NULL;
+	*nout = 0;
+	for (i = 0; i < s->ntensors; i++)
+		n += is_external(&s->tensors[i]);
+	if (!n)
+		return 0;
+	if (!(v = malloc(n * sizeof(*v))))
+		return NX_ENOMEM;
+	for (i = 0, n = 0; i < s->ntensors; i++)
+		if (is_external(&s->tensors[i]))
+			v[n++] = i;
+	qsort_r(v, n, sizeof(*v), by_location, (void *)s);
+	*out = v;
+	*nout = n;
+	return 0;
+}
+
 const char *vfy_term_in(const struct vfy_ctx *c, const char *s, size_t len)
 {
 	size_t t, i, j;

@@ -9,6 +9,7 @@
 #include "verify_internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define CHECK NX_CHECK_SIZE
@@ -49,85 +50,59 @@ static bool external_param(const struct nx_onnx_tensor *t)
 	return !t->attribute && t->location == NX_TENSOR_EXTERNAL && t->ext_location;
 }
 
-/*
- * Bytes the external initializers naming the file of tensor `first` (the
- * first to name it) explain: what each can take, but never more than the
- * file holds - two tensors reading the same range explain it once, else
- * aliases would make room for data hidden elsewhere in the model.
- */
-static uint64_t external_explained(const struct vfy_ctx *c, const nx_onnx_summary *s,
-				   size_t first)
+/* Size of the bundle file model/<loc>, or UINT64_MAX when there is none. */
+static uint64_t data_file_size(const struct vfy_ctx *c, const char *loc)
 {
-	const char *loc = s->tensors[first].ext_location;
 	char path[NX_MANIFEST_PATH_MAX + 8];
-	uint64_t sum = 0, file = UINT64_MAX;
-	size_t i;
 	long k;
 
-	if ((size_t)snprintf(path, sizeof(path), "model/%s", loc) < sizeof(path) &&
-	    (k = vfy_find(c, path)) >= 0)
-		file = c->entries[k].size;
-	for (i = first; i < s->ntensors; i++)
-		if (external_param(&s->tensors[i]) && !strcmp(s->tensors[i].ext_location, loc))
-			sum += tensor_explained(&s->tensors[i]);
-	return sum < file ? sum : file;
+	if ((size_t)snprintf(path, sizeof(path), "model/%s", loc) >= sizeof(path) ||
+	    (k = vfy_find(c, path)) < 0)
+		return UINT64_MAX;
+	return c->entries[k].size;
 }
 
 /*
- * Bytes the tensors explain (tensor_explained, external_explained).
- * Attribute tensors, which the manifest's parameter count leaves out, only
- * explain up to CONSTANT_ALLOWANCE in all - else 4 MiB of weights in a
- * Constant node, used and multiplied by zero, would be explained without
- * being declared as parameters.
+ * *total: bytes on disk of the model and of each distinct external data
+ * file.  *explained: bytes the tensors explain (tensor_explained); the
+ * external initializers of one file never more than the file holds - two
+ * tensors reading the same range explain it once, else aliases would make
+ * room for data hidden elsewhere in the model.  Attribute tensors, which
+ * the manifest's parameter count leaves out, only explain up to
+ * CONSTANT_ALLOWANCE in all - else 4 MiB of weights in a Constant node,
+ * used and multiplied by zero, would be explained without being declared
+ * as parameters.
  */
-static uint64_t explained_bytes(const struct vfy_ctx *c, const nx_onnx_summary *s)
+static int measure(uint64_t *total, uint64_t *explained, const struct vfy_ctx *c,
+		   const nx_onnx_summary *s)
 {
 	uint64_t params = 0, attr = 0;
-	size_t i, j;
+	size_t *ext = NULL, n, i, j;
+	int rc;
 
+	if ((rc = vfy_external_by_file(&ext, &n, s)) != 0)
+		return rc;
+	*total = s->file_size;
 	for (i = 0; i < s->ntensors; i++) {
-		const struct nx_onnx_tensor *t = &s->tensors[i];
-		bool seen = false;
-
-		if (t->attribute) {
-			attr += tensor_explained(t);
-		} else if (!external_param(t)) {
-			params += tensor_explained(t);
-		} else {
-			for (j = 0; j < i && !seen; j++)
-				seen = external_param(&s->tensors[j]) &&
-				       !strcmp(s->tensors[j].ext_location, t->ext_location);
-			if (!seen)
-				params += external_explained(c, s, i);
-		}
+		if (s->tensors[i].attribute)
+			attr += tensor_explained(&s->tensors[i]);
+		else if (!external_param(&s->tensors[i]))
+			params += tensor_explained(&s->tensors[i]);
 	}
-	return params + (attr < CONSTANT_ALLOWANCE ? attr : CONSTANT_ALLOWANCE);
-}
+	for (i = 0; i < n; i = j) {
+		const char *loc = s->tensors[ext[i]].ext_location;
+		uint64_t file = data_file_size(c, loc), sum = 0;
 
-/* Bytes on disk of the model and of each distinct external data file. */
-static uint64_t model_bytes(const struct vfy_ctx *c, const nx_onnx_summary *s)
-{
-	uint64_t total = s->file_size;
-	size_t i, j;
-
-	for (i = 0; i < s->ntensors; i++) {
-		const char *loc = s->tensors[i].ext_location;
-		char path[NX_MANIFEST_PATH_MAX + 8];
-		bool seen = false;
-		long k;
-
-		if (s->tensors[i].location != NX_TENSOR_EXTERNAL || !loc)
-			continue;
-		for (j = 0; j < i && !seen; j++)
-			seen = s->tensors[j].location == NX_TENSOR_EXTERNAL && s->tensors[j].ext_location &&
-			       !strcmp(s->tensors[j].ext_location, loc);
-		if (seen || (size_t)snprintf(path, sizeof(path), "model/%s", loc) >= sizeof(path))
-			continue;
-		k = vfy_find(c, path);
-		if (k >= 0)
-			total += c->entries[k].size;
+		for (j = i; j < n && !strcmp(s->tensors[ext[j]].ext_location, loc); j++)
+			if (external_param(&s->tensors[ext[j]]))
+				sum += tensor_explained(&s->tensors[ext[j]]);
+		if (file != UINT64_MAX)
+			*total += file;
+		params += sum < file ? sum : file;
 	}
-	return total;
+	free(ext);
+	*explained = params + (attr < CONSTANT_ALLOWANCE ? attr : CONSTANT_ALLOWANCE);
+	return 0;
 }
 
 int vfy_size(struct vfy_ctx *c, bool *skipped, nx_error *err)
@@ -143,14 +118,14 @@ int vfy_size(struct vfy_ctx *c, bool *skipped, nx_error *err)
 		return 0;
 	}
 	s = nx_onnx_summary_get(c->onnx);
-	total = model_bytes(c, s);
+	if (measure(&total, &explained, c, s) != 0)
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	max = c->opts->max_model_bytes ? c->opts->max_model_bytes : NX_VERIFY_MAX_MODEL_BYTES;
 	if (total > max)
 		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "model-too-large", NX_MODEL_PATH, 0,
 				   "the model is %llu bytes, over the threshold of %llu bytes: a larger "
 				   "(teacher?) model may have been packaged", (unsigned long long)total,
 				   (unsigned long long)max);
-	explained = explained_bytes(c, s);
 	limit = (uint64_t)((double)explained * (1.0 + slack)) + STRUCTURE_ALLOWANCE +
 		(uint64_t)NODE_ALLOWANCE * s->nnodes;
 	if (!rc && total > limit)

@@ -181,11 +181,13 @@ static int all_zero(int fd, uint64_t a, uint64_t b)
  * so every byte of it must be read by some tensor or be zero padding
  * (exporters align large tensors): anything else is data carried beside
  * the weights, under the size check's allowance.  Checked once per file,
- * at the first tensor naming it, after check_external passed for all.
+ * for the tensors ext[0..next) that name it, after check_external passed
+ * for all.
  */
-static int check_external_coverage(struct vfy_ctx *c, const nx_onnx_summary *s, size_t first)
+static int check_external_coverage(struct vfy_ctx *c, const nx_onnx_summary *s,
+				   const size_t *ext, size_t next)
 {
-	const char *loc = s->tensors[first].ext_location;
+	const char *loc = s->tensors[ext[0]].ext_location;
 	char path[NX_MANIFEST_PATH_MAX + 8];
 	struct span *sp = NULL;
 	uint64_t cur = 0, size, unread = 0, bad_at = 0;
@@ -201,13 +203,11 @@ static int check_external_coverage(struct vfy_ctx *c, const nx_onnx_summary *s, 
 	    !S_ISREG(c->entries[k].mode))
 		return 0;
 	size = c->entries[k].size;
-	if (!(sp = calloc(s->ntensors, sizeof(*sp))))
+	if (!(sp = calloc(next, sizeof(*sp))))
 		return NX_ENOMEM;
-	for (i = first; i < s->ntensors; i++) {
-		const struct nx_onnx_tensor *t = &s->tensors[i];
+	for (i = 0; i < next; i++) {
+		const struct nx_onnx_tensor *t = &s->tensors[ext[i]];
 
-		if (t->location != NX_TENSOR_EXTERNAL || !t->ext_location || strcmp(t->ext_location, loc))
-			continue;
 		sp[n].a = t->ext_offset > 0 ? (uint64_t)t->ext_offset : 0;
 		sp[n].b = t->ext_length >= 0 ? sp[n].a + (uint64_t)t->ext_length : size;
 		n++;
@@ -246,7 +246,7 @@ static int check_external_coverage(struct vfy_ctx *c, const nx_onnx_summary *s, 
 
 static int check_summary(struct vfy_ctx *c, const nx_onnx_summary *s)
 {
-	size_t i;
+	size_t *ext = NULL, n = 0, i, j;
 	int rc = 0;
 
 	if (s->has_training_info)
@@ -279,22 +279,15 @@ static int check_summary(struct vfy_ctx *c, const nx_onnx_summary *s)
 		if (!rc && t->location == NX_TENSOR_EXTERNAL)
 			rc = check_external(c, t);
 	}
-	if (!rc) {
-		for (i = 0; !rc && i < s->ntensors; i++) {
-			const struct nx_onnx_tensor *t = &s->tensors[i];
-			size_t j;
-			bool seen = false;
-
-			if (t->location != NX_TENSOR_EXTERNAL || !t->ext_location)
-				continue;
-			for (j = 0; j < i && !seen; j++)
-				seen = s->tensors[j].location == NX_TENSOR_EXTERNAL &&
-				       s->tensors[j].ext_location &&
-				       !strcmp(s->tensors[j].ext_location, t->ext_location);
-			if (!seen)
-				rc = check_external_coverage(c, s, i);
+	if (!rc && !(rc = vfy_external_by_file(&ext, &n, s))) {
+		for (i = 0; !rc && i < n; i = j) {
+			for (j = i + 1; j < n && !strcmp(s->tensors[ext[j]].ext_location,
+							 s->tensors[ext[i]].ext_location); j++)
+				;
+			rc = check_external_coverage(c, s, ext + i, j - i);
 		}
 	}
+	free(ext);
 	return rc;
 }
 

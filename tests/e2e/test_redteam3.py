@@ -349,22 +349,15 @@ def identity_chain(start, texts, make):
     return nodes, prev
 
 
-def test_doc_strings_carrying_a_tensor(nexus, bundle):
+@pytest.mark.parametrize("make", [lambda t: {"doc_string": t},
+                                  lambda t: {"doc_string": "", "note": t}],
+                         ids=["doc_strings", "string_attributes"])
+def test_free_text_carrying_a_tensor(nexus, bundle, make):
     """Each node may bring 1 KiB of names and attributes; doc strings (and
     metadata, string attributes) are free text that must not grow with the
-    node count: 160 KiB of base64 floats cut into 900-byte doc strings of
-    live nodes is a tensor."""
-    nodes, last = identity_chain("b", b64_chunks(30000, 900), make=lambda t: {"doc_string": t})
-    g = bf.student_graph()
-    g.node[3].input[1] = last
-    g.node.extend(nodes)
-    bundle.smuggle("model/student_model.onnx", bf.student_model(graph=g).SerializeToString())
-    expect_fail(nexus, bundle, "onnx-string-blob")
-
-
-def test_string_attributes_carrying_a_tensor(nexus, bundle):
-    nodes, last = identity_chain("b", b64_chunks(30000, 900),
-                                 make=lambda t: {"doc_string": "", "note": t})
+    node count: 160 KiB of base64 floats cut into 900-byte doc strings or
+    string attributes of live nodes is a tensor."""
+    nodes, last = identity_chain("b", b64_chunks(30000, 900), make=make)
     g = bf.student_graph()
     g.node[3].input[1] = last
     g.node.extend(nodes)
@@ -663,3 +656,18 @@ def test_term_after_the_strings_a_tensor_visits(nexus, bundle):
     bundle.meta["parameters"] = bf.human(bf.parameters(m))
     bundle.smuggle("model/student_model.onnx", m.SerializeToString())
     expect_fail(nexus, bundle, "onnx-invalid")
+
+
+def test_many_external_locations_do_not_stall_verify(nexus, bundle):
+    """200,000 external initializers, each naming another data file: the
+    size check groups tensors by file once (it compared every pair, ~4e10
+    string compares, minutes of CPU) and fails the model in seconds."""
+    from onnx import TensorProto
+    m = bf.student_model()
+    for i in range(200_000):
+        t = m.graph.initializer.add(name=f"x{i}", data_type=TensorProto.FLOAT, dims=[1],
+                                    data_location=TensorProto.EXTERNAL)
+        e = t.external_data.add()
+        e.key, e.value = "location", f"d{i}.bin"
+    bundle.smuggle("model/student_model.onnx", m.SerializeToString())
+    expect_fail(nexus, bundle, "onnx-external-outside", timeout=30)
