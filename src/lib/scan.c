@@ -133,6 +133,10 @@ struct pyscan {
 	nx_error *err;
 	int depth;            /* f-string replacement fields entered */
 	size_t field_of;      /* the f-string token whose fields are scanned */
+	/* where the last field of it was: fields come in order, so each one's
+	 * line is counted on from there, not from the string's start */
+	size_t field_pos, field_line_start;
+	long field_line;
 };
 
 static int scan_python(const char *buf, size_t len, const char *const *terms, size_t nterms,
@@ -686,9 +690,9 @@ static int scan_field(void *arg, size_t start, size_t n)
 {
 	struct pyscan *s = arg;
 	const nx_py_token *t = &s->tok[s->field_of];
-	struct field_at at = { s->fn, s->ctx, t->line, t->col };
+	struct field_at at = { s->fn, s->ctx, 0, 0 };
 	char *code;
-	size_t i, line_start = t->start - (size_t)(t->col - 1);
+	size_t i;
 	int rc;
 
 	if (s->depth >= NX_SCAN_FSTRING_DEPTH_MAX)
@@ -696,12 +700,14 @@ static int scan_field(void *arg, size_t start, size_t n)
 				    "%s:%ld: f-strings nested deeper than %d; the file cannot be "
 				    "scanned", s->path ? s->path : "<source>", t->line,
 				    NX_SCAN_FSTRING_DEPTH_MAX);
-	for (i = t->start; i < start; i++)
+	for (i = s->field_pos; i < start; i++)
 		if (s->buf[i] == '\n' || (s->buf[i] == '\r' && s->buf[i + 1] != '\n')) {
-			at.line++;
-			line_start = i + 1;
+			s->field_line++;
+			s->field_line_start = i + 1;
 		}
-	at.col = (long)(start - line_start) + 1;
+	s->field_pos = start;
+	at.line = s->field_line;
+	at.col = (long)(start - s->field_line_start) + 1;
 	if (!(code = malloc(n + 2)))
 		return nx_error_set(s->err, NX_ENOMEM, s->path, 0, -1, "%s: out of memory while scanning",
 				    s->path ? s->path : "<source>");
@@ -745,6 +751,9 @@ static int scan_tokens(struct pyscan *s)
 			    (rc = scan_escaped(s, t)))
 				return rc;
 			s->field_of = i;
+			s->field_pos = t->start;
+			s->field_line = t->line;
+			s->field_line_start = t->start - (size_t)(t->col - 1);
 			if ((t->flags & NX_PY_STR_F) &&
 			    (rc = nx_pylex_fstring_fields(s->buf, t->start + t->len, t, scan_field, s)))
 				return rc;

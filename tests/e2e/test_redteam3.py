@@ -671,3 +671,13 @@ def test_many_external_locations_do_not_stall_verify(nexus, bundle):
         e.key, e.value = "location", f"d{i}.bin"
     bundle.smuggle("model/student_model.onnx", m.SerializeToString())
     expect_fail(nexus, bundle, "onnx-external-outside", timeout=30)
+
+
+def test_many_fstring_fields_do_not_stall_verify(nexus, bundle):
+    """An f-string of 300,000 replacement fields over 15 lines: each field
+    is scanned as code at its line, counted on from the field before (it
+    was counted from the string's start, ~1e11 bytes walked)."""
+    body = "\n".join("{a}" * 20000 for _ in range(15))
+    bundle.smuggle("src/utils.py", ('a = 1\nS = f"""' + body + '"""\n').encode())
+    rc, rep = verify(nexus, bundle, timeout=30)
+    assert rc == 0, rep

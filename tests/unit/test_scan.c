@@ -77,6 +77,9 @@ static void fstrings_and_joined_literals(void **state)
 			    "string:teacher:1:5; code:teacher:1:12");
 	assert_string_equal(py("s = (1,\n     f'''x\n {eval(c)}''')\n"),
 			    "dynamic-import:eval:3:3");
+	/* each field at its own line, counted on from the field before */
+	assert_string_equal(py("s = f'''{a}\n{eval(c)} {b}\r\n\n  {exec(d)}'''\n"),
+			    "dynamic-import:eval:2:2; dynamic-import:exec:4:4");
 	assert_string_equal(py("s = 'tea' 'cher'\n"), "string:teacher:1:5");
 	assert_string_equal(py("s = ('dis'\n     'tillation')\n"), "string:distillation:1:6");
 	assert_string_equal(py("s = 'soft_' + \"targets\"\n"), "string:soft_targets:1:5");
