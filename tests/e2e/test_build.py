@@ -384,7 +384,17 @@ def test_kill_9_never_leaves_partial_bundle(nexus, big_ws, out):
         target = out / f"b{i}"
         p = subprocess.Popen([nexus, "build", str(big_ws), "-o", str(target)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0, took * 1.1))
+        if i % 2:
+            # at any time from the start (the probe build was cold, so a
+            # later one may well be done by then: a complete bundle)
+            time.sleep(rng.uniform(0, took * 1.1))
+        else:
+            # once the stage exists, so that some kills surely land mid-build
+            deadline = time.time() + 60
+            while (not any(s.startswith(f".b{i}.") for s in stages(out)) and
+                   p.poll() is None and time.time() < deadline):
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0, took * 0.3))
         p.kill()
         p.wait()
         if target.exists():
