@@ -44,27 +44,43 @@ static bool only_keys(json_t *o, const char *const *keys)
 	return true;
 }
 
-/* Count numbers in an array of numbers (or nulls); -1 if anything else. */
-static long numbers(json_t *a)
+/* Count numbers in an array of numbers (or nulls); -1 if anything else.
+ * *null_at is the index of the first null, or -1. */
+static long numbers(json_t *a, long *null_at)
 {
 	size_t i;
 	json_t *v;
 
+	*null_at = -1;
 	if (!json_is_array(a))
 		return -1;
-	json_array_foreach(a, i, v)
-		if (!json_is_number(v) && !json_is_null(v))
+	json_array_foreach(a, i, v) {
+		if (json_is_null(v) && *null_at < 0)
+			*null_at = (long)i;
+		else if (!json_is_number(v) && !json_is_null(v))
 			return -1;
+	}
 	return (long)json_array_size(a);
 }
 
-static int check_case(struct vfy_ctx *c, json_t *cs, struct nx_text_scan *ts, long *nums)
+/* A null golden number is a NaN or infinity the model computed (older
+ * runtimes wrote them so): such a model must not pass, even unrun. */
+static int nonfinite(struct vfy_ctx *c, size_t index, const char *name, long at)
+{
+	return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "non-finite-output", SELFTEST_PATH, 0,
+			     "%s: case %zu output '%s' index %ld is not a finite number (the model "
+			     "computed NaN or infinity); fix the student and rebuild", SELFTEST_PATH,
+			     index, name, at);
+}
+
+static int check_case(struct vfy_ctx *c, size_t index, json_t *cs, struct nx_text_scan *ts,
+		      long *nums)
 {
 	static const char *const keys[] = { "text", "outputs", "label", "embedding", NULL };
 	json_t *text = json_object_get(cs, "text"), *outs = json_object_get(cs, "outputs");
 	json_t *v, *lab = json_object_get(cs, "label"), *emb = json_object_get(cs, "embedding");
 	const char *name;
-	long n;
+	long n, at;
 
 	if (!json_is_object(cs) || !only_keys(cs, keys) || !json_is_string(text) ||
 	    !json_is_object(outs) || (lab && !json_is_string(lab)))
@@ -77,13 +93,17 @@ static int check_case(struct vfy_ctx *c, json_t *cs, struct nx_text_scan *ts, lo
 	if (lab && json_string_length(lab) > 256)
 		return bad(c, "a label is longer than 256 bytes");
 	json_object_foreach(outs, name, v) {
-		if ((n = numbers(v)) < 0)
+		if ((n = numbers(v, &at)) < 0)
 			return bad(c, "every output must be a list of numbers");
+		if (at >= 0)
+			return nonfinite(c, index, name, at);
 		*nums += n;
 	}
 	if (emb) {
-		if ((n = numbers(emb)) < 0)
+		if ((n = numbers(emb, &at)) < 0)
 			return bad(c, "embedding must be a list of numbers");
+		if (at >= 0)
+			return nonfinite(c, index, "embedding", at);
 		*nums += n;
 	}
 	return 0;
@@ -122,7 +142,7 @@ int vfy_selftest_json(struct vfy_ctx *c, const char *buf, size_t len)
 	}
 	nx_text_scan_init(&ts);
 	json_array_foreach(cases, i, cs)
-		if ((rc = check_case(c, cs, &ts, &nums)))
+		if ((rc = check_case(c, i, cs, &ts, &nums)))
 			goto out;
 	nx_text_scan_finish(&ts);
 	if (ts.data_at >= 0 || ts.base64_at >= 0)

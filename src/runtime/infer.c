@@ -360,7 +360,7 @@ int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *con
 		}
 	}
 	for (r = 0; r < n; r++) {
-		json_t *res = json_object(), *outs = json_object();
+		json_t *res = json_object(), *outs = json_object(), *bad;
 		const struct rt_output *m = &o[s->main_out];
 		size_t row = m->count / n;
 
@@ -386,6 +386,10 @@ int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *con
 			rc = rt_embed(res, &b->set, m, r, lens[r], err);
 		if (rc)
 			goto out;
+		if ((bad = rt_nonfinite_result(res))) {
+			json_decref(res);
+			results[r] = bad;
+		}
 	}
 out:
 	if (rc)

@@ -350,7 +350,8 @@ static const struct rt_verb verbs[] = {
 	{ "run", "run the model: one JSON object per input on stdout (JSONL)",
 	  "each result has \"outputs\" ({output name: flat list of numbers}), plus \"label\" and\n"
 	  "\"scores\" (classification) or \"embedding\" (embedding); a bad input gives\n"
-	  "{\"error\": ...} in its place and exit status 3 after all inputs ran.",
+	  "{\"error\": ...} in its place and exit status 3 after all inputs ran; so does an\n"
+	  "input whose outputs are NaN or infinite (\"code\": \"non-finite-output\").",
 	  run_opts, cmd_run, false },
 	{ "selftest", "compare the model's outputs with config/selftest.json",
 	  "exit 1 and the case and its max abs diff when they differ.  --write (used by\n"

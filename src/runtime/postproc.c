@@ -27,6 +27,43 @@ json_t *rt_reals(const double *v, size_t n)
 	return a;
 }
 
+bool rt_reals_nonfinite(const json_t *a, size_t *at)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(a, i, v)
+		if (json_is_null(v)) {
+			*at = i;
+			return true;
+		}
+	return false;
+}
+
+/* A model that computes NaN or infinity is broken: its result must not pass
+ * for an answer (nulls in "scores" used to), so the input reports an error. */
+json_t *rt_nonfinite_result(json_t *res)
+{
+	static const char *const derived[] = { "scores", "embedding" };
+	const char *name = NULL;
+	json_t *v;
+	size_t i, at = 0;
+	char msg[512];
+
+	json_object_foreach(json_object_get(res, "outputs"), name, v)
+		if (rt_reals_nonfinite(v, &at))
+			break;
+	for (i = 0; !name && i < sizeof(derived) / sizeof(derived[0]); i++)
+		if ((v = json_object_get(res, derived[i])) && rt_reals_nonfinite(v, &at))
+			name = derived[i];
+	if (!name)
+		return NULL;
+	snprintf(msg, sizeof(msg), "non-finite-output: output '%s' index %zu is not a finite "
+		 "number (NaN or infinity); the model is broken for this input", name, at);
+	return json_pack("{s:s,s:s,s:s,s:I}", "error", msg, "code", "non-finite-output",
+			 "output", name, "index", (json_int_t)at);
+}
+
 int rt_classify(json_t *res, const struct rt_settings *set, const double *v, size_t n,
 		    nx_error *err)
 {

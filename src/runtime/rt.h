@@ -103,6 +103,13 @@ int rt_classify(json_t *res, const struct rt_settings *set, const double *v, siz
 /* Sets "embedding" on res from row r of a [B, L, H] (len tokens) or [B, H] output. */
 int rt_embed(json_t *res, const struct rt_settings *set, const struct rt_output *o, size_t r,
 	     size_t len, nx_error *err);
+/* Where a list of numbers holds a null (a NaN or infinity, see rt_reals):
+ * true and its index in *at, false when every entry is a number. */
+bool rt_reals_nonfinite(const json_t *a, size_t *at);
+/* The result that replaces res when one of its numbers is not finite:
+ * {"error": "...", "code": "non-finite-output", "output": NAME, "index": I}
+ * (new reference), or NULL when every number of res is finite. */
+json_t *rt_nonfinite_result(json_t *res);
 
 /* One input read from --text or a JSONL line. */
 struct rt_input {

@@ -109,10 +109,32 @@ static int load_golden(json_t **out, struct rt_bundle *b, nx_error *err)
 	return 0;
 }
 
+/* A null among a case's golden numbers stands for a NaN or infinity that an
+ * older runtime wrote: "the why" and " (output NAME index I)" in where. */
+static const char *golden_nonfinite(json_t *c, char *where, size_t size)
+{
+	const char *name;
+	json_t *v;
+	size_t at;
+
+	json_object_foreach(json_object_get(c, "outputs"), name, v)
+		if (json_is_array(v) && rt_reals_nonfinite(v, &at))
+			goto found;
+	name = "embedding";
+	v = json_object_get(c, "embedding");
+	if (json_is_array(v) && rt_reals_nonfinite(v, &at))
+		goto found;
+	return NULL;
+found:
+	snprintf(where, size, " (output '%s' index %zu)", name, at);
+	return "non-finite-output: a golden number is not finite";
+}
+
 int rt_selftest_check(struct rt_session *s, struct rt_bundle *b, FILE *report, nx_error *err)
 {
 	json_t *golden = NULL, *cases, *c;
-	size_t i, failed = 0;
+	size_t i, failed = 0, nonfinite = 0;
+	char first[400] = "";
 	double tol;
 	int rc;
 
@@ -133,6 +155,15 @@ int rt_selftest_check(struct rt_session *s, struct rt_bundle *b, FILE *report, n
 		}
 		if ((rc = run_one(&res, s, b, json_string_value(text), json_string_length(text), err)))
 			goto out;
+		if ((why = golden_nonfinite(c, what, sizeof(what))) ||
+		    (json_object_get(res, "error") &&
+		     (why = json_string_value(json_object_get(res, "error"))))) {
+			if (!nonfinite++)
+				snprintf(first, sizeof(first), "case %zu: %s%s", i, why, what);
+			fprintf(report, "case %zu: FAIL: %s%s\n", i, why, what);
+			json_decref(res);
+			continue;
+		}
 		outs = json_object_get(res, "outputs");
 		json_object_foreach(json_object_get(c, "outputs"), name, v) {
 			d = max_diff(v, json_object_get(outs, name));
@@ -162,7 +193,12 @@ int rt_selftest_check(struct rt_session *s, struct rt_bundle *b, FILE *report, n
 		}
 		json_decref(res);
 	}
-	if (failed)
+	/* verify names the finding by the code in this message */
+	if (nonfinite)
+		rc = nx_error_set(err, NX_ECHECK, RT_SELFTEST, 0, -1,
+				  "selftest: %zu of %zu cases have a NaN or infinite output; %s",
+				  nonfinite, json_array_size(cases), first);
+	else if (failed)
 		rc = nx_error_set(err, NX_ECHECK, RT_SELFTEST, 0, -1,
 				  "selftest: %zu of %zu cases differ from %s", failed,
 				  json_array_size(cases), RT_SELFTEST);
@@ -191,6 +227,13 @@ int rt_selftest_write(struct rt_session *s, struct rt_bundle *b, char *const *te
 
 		if ((rc = run_one(&res, s, b, texts[i], strlen(texts[i]), err)))
 			goto out;
+		/* a golden file of nulls would "match" any broken model */
+		if (json_object_get(res, "error")) {
+			rc = nx_error_set(err, NX_ECHECK, NULL, 0, -1, "selftest text %zu (\"%.60s\"): %s",
+					  i, texts[i], json_string_value(json_object_get(res, "error")));
+			json_decref(res);
+			goto out;
+		}
 		c = json_pack("{s:s,s:O}", "text", texts[i], "outputs", json_object_get(res, "outputs"));
 		if (json_object_get(res, "label"))
 			json_object_set(c, "label", json_object_get(res, "label"));
