@@ -120,17 +120,26 @@ int ex_read_name(struct ex *x, const struct nx_pb_field *f, char **out)
 	return nx_pb_read_string(&x->f, f, 0, out, NULL, x->err);
 }
 
-int ex_check_term(struct ex *x, const char *what, const char *name, uint64_t offset)
+const char *ex_term_of(const struct ex *x, const char *name)
 {
 	size_t i;
 
 	for (i = 0; i < x->nterms; i++)
 		if (x->terms[i][0] && strcasestr(name, x->terms[i]))
-			return nx_error_set(x->err, NX_ECHECK, x->path, 0, (long long)offset,
-					    "%s: the exported student still holds %s '%s', "
-					    "which names '%s': it depends on a teacher part; "
-					    "list only student outputs in student.outputs",
-					    x->path, what, name, x->terms[i]);
+			return x->terms[i];
+	return NULL;
+}
+
+int ex_check_term(struct ex *x, const char *what, const char *name, uint64_t offset)
+{
+	const char *term = ex_term_of(x, name);
+
+	if (term)
+		return nx_error_set(x->err, NX_ECHECK, x->path, 0, (long long)offset,
+				    "%s: the exported student still holds %s '%s', "
+				    "which names '%s': it depends on a teacher part; "
+				    "list only student outputs in student.outputs",
+				    x->path, what, name, term);
 	return 0;
 }
 
@@ -157,12 +166,14 @@ static void ex_release(struct ex *x)
 			free(x->nodes[i].out[j]);
 		free(x->nodes[i].in);
 		free(x->nodes[i].out);
+		free(x->nodes[i].op);
 	}
 	free(x->nodes);
 	free(x->keep_node);
 	ex_set_release(&x->needed);
 	ex_set_release(&x->requested);
 	ex_set_release(&x->graph_outputs);
+	ex_set_release(&x->initializers);
 	for (i = 0; i < x->nextra; i++)
 		free(x->extra_outputs[i]);
 	free(x->extra_outputs);

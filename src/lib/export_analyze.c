@@ -125,6 +125,8 @@ static int read_node(struct ex *x, const struct nx_pb_reader *gr, const struct n
 	if ((rc = nx_pb_sub(&r, gr, nf, x->err)) != 0)
 		return rc;
 	LOOP(x, &r, &f, rc) {
+		if (f.num == 4 && (rc = ex_read_name(x, &f, &node->op)) != 0)
+			return rc;
 		if (f.num != 2)
 			continue;
 		if ((rc = ex_read_name(x, &f, &s)) != 0 ||
@@ -180,7 +182,7 @@ static int check_outputs(struct ex *x, const struct nx_pb_reader *gr, const stru
 				continue;
 			if ((rc = ex_read_name(x, &vf, &s)) != 0)
 				goto out;
-			if (ex_set_add(into, s)) {
+			if (ex_set_add(into, s) || (f.num == 5 && ex_set_add(&x->initializers, s))) {
 				rc = ex_oom(x);
 				goto out;
 			}
@@ -241,12 +243,17 @@ static int reach(struct ex *x)
 			struct ex_node *n = &x->nodes[i];
 			bool need = !x->o->extract;
 
-			if (x->keep_node[i])
+			if (x->keep_node[i] || n->materialise)
 				continue;
 			for (j = 0; j < n->nout && !need; j++)
 				need = ex_set_has(&x->needed, n->out[j]);
 			if (!need)
 				continue;
+			/* an alias becomes an initializer: the teacher name is not read */
+			if (n->alias) {
+				n->materialise = true;
+				continue;
+			}
 			x->keep_node[i] = changed = true;
 			for (j = 0; j < n->nin; j++)
 				if (ex_set_add(&x->needed, n->in[j]))
@@ -287,6 +294,7 @@ int ex_analyze(struct ex *x, const struct nx_pb_reader *model)
 		return rc;
 	if ((rc = check_outputs(x, model, &graph)) != 0)
 		return rc;
+	ex_alias_mark(x);
 	/* no outputs requested: every graph output is */
 	if (!x->o->noutputs)
 		for (i = 0; i < x->graph_outputs.cap; i++)

@@ -100,6 +100,9 @@ struct ex_node {
 	size_t nin;
 	char **out;
 	size_t nout;
+	char *op;           /* op_type */
+	bool alias;         /* Identity of a teacher-named initializer (export_alias.c) */
+	bool materialise;   /* an alias the kept part reads: its tensor is copied */
 };
 
 /* One export (or plan). */
@@ -119,6 +122,7 @@ struct ex {
 	struct ex_set needed;      /* names the kept part reads */
 	struct ex_set requested;   /* outputs asked for */
 	struct ex_set graph_outputs;
+	struct ex_set initializers;  /* names of the main graph's initializers */
 	char **extra_outputs;      /* requested names that are not graph outputs */
 	size_t nextra;
 	const char **terms;
@@ -137,16 +141,32 @@ int ex_report(struct ex *x, enum nx_export_what what, const char *name, uint64_t
 int ex_oom(struct ex *x);
 int ex_read_name(struct ex *x, const struct nx_pb_field *f, char **out);
 int ex_check_term(struct ex *x, const char *what, const char *name, uint64_t offset);
+/* The forbidden term name holds (case-insensitive), or NULL. */
+const char *ex_term_of(const struct ex *x, const char *name);
 bool ex_keep_meta(struct ex *x, const char *key);
 
 /* export_analyze.c */
 int ex_analyze(struct ex *x, const struct nx_pb_reader *model);
+
+/* export_alias.c.  torch.onnx.export stores equal initializers once, so a
+ * student's zero bias may be a teacher's tensor reached through Identity.
+ * Mark such nodes (after the nodes and initializers are read). */
+void ex_alias_mark(struct ex *x);
+/* In the rewrite of the main graph's initializer fld (named name): every
+ * materialised alias of it is added to graph m as a copy of the tensor
+ * under the alias's name, when its contents are a constant fill or under
+ * NX_FP_MIN_BYTES; other contents are teacher weights (NX_ECHECK). */
+int ex_alias_emit(struct ex *x, const struct nx_pb_reader *r, const struct nx_pb_field *fld,
+		  const char *name, struct pw_msg *m);
 
 /* export_rewrite.c: each returns the rewritten payload in *out (a single
  * copy of the payload when nothing changed). */
 int ex_rewrite_model(struct ex *x, struct pw_msg **out);
 /* Add child as field fld of parent: as one copied range if unchanged. */
 int ex_add_sub(struct pw_msg *parent, const struct nx_pb_field *fld, struct pw_msg *child);
+/* An initializer rewritten as rewrite_tensor does, named rename instead. */
+int ex_rewrite_tensor_as(struct ex *x, const struct nx_pb_reader *parent,
+			 const struct nx_pb_field *fld, const char *rename, struct pw_msg **out);
 
 /* export_ext.c.  A tensor's external data, checked and open. */
 struct ex_src {

@@ -236,7 +236,7 @@ static int ext_fields(struct pw_msg *m, uint64_t off, uint64_t len)
  */
 static int rewrite_tensor(struct ex *x, const struct nx_pb_reader *parent,
 			  const struct nx_pb_field *fld, struct pw_msg **out, char **name_out,
-			  bool initializer)
+			  bool initializer, const char *rename)
 {
 	struct nx_pb_reader r;
 	struct nx_pb_field f, raw = { 0 };
@@ -313,7 +313,10 @@ static int rewrite_tensor(struct ex *x, const struct nx_pb_reader *parent,
 		case 16:
 			rc = meta(x, m, &r, &f);
 			break;
-		case 1: case 2: case 3: case 4: case 5: case 6: case 7: case 8:
+		case 8:
+			rc = rename ? oom(x, pw_string(m, 8, rename, strlen(rename))) : keep(m, &f);
+			break;
+		case 1: case 2: case 3: case 4: case 5: case 6: case 7:
 		case 10: case 11:
 			rc = keep(m, &f);
 			break;
@@ -346,11 +349,17 @@ out:
 	return rc;
 }
 
+int ex_rewrite_tensor_as(struct ex *x, const struct nx_pb_reader *parent,
+			 const struct nx_pb_field *fld, const char *rename, struct pw_msg **out)
+{
+	return rewrite_tensor(x, parent, fld, out, NULL, true, rename);
+}
+
 /* A tensor or sparse tensor as a plain rewriter, its name not needed. */
 static int tensor_msg(struct ex *x, const struct nx_pb_reader *parent,
 		      const struct nx_pb_field *fld, struct pw_msg **out)
 {
-	return rewrite_tensor(x, parent, fld, out, NULL, false);
+	return rewrite_tensor(x, parent, fld, out, NULL, false, NULL);
 }
 
 /* SparseTensorProto: values = 1, indices = 2 (tensors), dims = 3. */
@@ -361,7 +370,7 @@ static int sparse_field(struct ex *x, struct pw_msg *m, const struct nx_pb_reade
 	int rc;
 
 	if ((f->num == 1 || f->num == 2) && f->wire == NX_PB_LEN) {
-		rc = rewrite_tensor(x, r, f, &t, f->num == 1 ? (char **)ctx : NULL, false);
+		rc = rewrite_tensor(x, r, f, &t, f->num == 1 ? (char **)ctx : NULL, false, NULL);
 		return rc ? rc : oom(x, ex_add_sub(m, f, t));
 	}
 	return f->num == 3 ? keep(m, f) : unknown(x, f);
@@ -632,6 +641,9 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 					: sparse_name(x, &r, &f, &name);
 			if (rc)
 				break;
+			if (f.num == 5 && main_graph &&
+			    (rc = ex_alias_emit(x, &r, &f, name ? name : "", m)) != 0)
+				break;
 			if (main_graph && !ex_set_has(&x->needed, name ? name : "")) {
 				pw_msg_free(c);
 				rc = ex_report(x, NX_EXPORT_INITIALIZER, name, field_bytes(&f),
@@ -639,7 +651,7 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 			} else if ((rc = ex_check_term(x, "initializer", name ? name : "",
 						       f.offset)) != 0) {
 				pw_msg_free(c);
-			} else if ((rc = f.num == 5 ? rewrite_tensor(x, &r, &f, &c, NULL, true)
+			} else if ((rc = f.num == 5 ? rewrite_tensor(x, &r, &f, &c, NULL, true, NULL)
 						    : rewrite_sparse(x, &r, &f, &c, NULL)) != 0) {
 				break;
 			} else {
