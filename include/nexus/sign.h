@@ -41,9 +41,9 @@ int nx_key_generate(const char *prefix, char out_keyid[NX_KEY_ID_LEN + 1], nx_er
 int nx_key_load_private(nx_key **out, const char *path, nx_error *err);
 
 /*
- * Load an Ed25519 public key: a SubjectPublicKeyInfo PEM (.pub), or the
- * public half of an unencrypted private key PEM (the private half is
- * dropped at once).  Errors as nx_key_load_private, without the mode check.
+ * Load an Ed25519 public key: a SubjectPublicKeyInfo PEM (.pub).  A file
+ * holding a private key is NX_ECONFIG (the message names the .pub to pass
+ * instead).  Other errors as nx_key_load_private, without the mode check.
  */
 int nx_key_load_public(nx_key **out, const char *path, nx_error *err);
 

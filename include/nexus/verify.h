@@ -78,6 +78,9 @@ struct nx_verify_opts {
 	/* TRV-5 without the selftest run (imports only): for nexus build, whose
 	 * golden outputs were computed by that same run moments before. */
 	bool functional_imports_only;
+	/* Only the integrity check (nexus sign: files == manifest before a
+	 * signature vouches for them); the other checks are not reported. */
+	bool integrity_only;
 	const char *const *allow_shared; /* student tensor names allowed to equal a teacher's */
 	size_t nallow_shared;
 	const char *const *extra_terms; /* forbidden terms besides teacher/distillation/soft_targets */

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include "cli.h"
 #include "nexus/manifest.h"
 #include "nexus/sign.h"
+#include "nexus/verify.h"
 
 enum { OPT_KEY = 1, OPT_JSON };
 
@@ -52,10 +54,41 @@ static int sign_bundle(int dirfd, const char *bundle, nx_manifest *m, const nx_k
 	return rc;
 }
 
+/* The files must be those the manifest lists (sizes and SHA-256) before a
+ * signature vouches for them: a modified bundle is refused (NX_ECHECK). */
+static int check_integrity(int dirfd, const char *bundle, nx_error *err)
+{
+	struct nx_verify_opts vo;
+	const struct nx_finding *f;
+	nx_report *rep = NULL;
+	size_t i, n;
+	int rc;
+
+	nx_verify_opts_init(&vo);
+	vo.integrity_only = true;
+	vo.functional = false;
+	if ((rc = nx_verify_bundle(&rep, dirfd, bundle, &vo, err)))
+		return rc;
+	f = nx_report_findings(rep, &n);
+	for (i = 0; i < n && f[i].severity != NX_SEV_FAIL; i++)
+		;
+	if (i < n)
+		rc = nx_error_set(err, NX_ECHECK, f[i].path, 0, -1,
+				  "%s/%s: %s (%s); the bundle is not what its manifest lists, so it "
+				  "is not signed: rebuild it with nexus build", bundle,
+				  f[i].path && f[i].path[0] ? f[i].path : "manifest.json", f[i].message, f[i].code);
+	else if (!strcmp(nx_report_verdict(rep), "FAIL"))
+		rc = nx_error_set(err, NX_ECHECK, bundle, 0, -1,
+				  "%s fails its integrity check, so it is not signed: rebuild it",
+				  bundle);
+	nx_report_free(rep);
+	return rc;
+}
+
 static int print_json(const char *bundle, const char *id, const char *sig)
 {
-	json_t *o = json_pack("{s:s, s:s, s:s}", "bundle", bundle, "key_id", id,
-			      "signature", sig);
+	json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "schema", "nexus.sign.v1", "bundle", bundle,
+			      "key_id", id, "signature", sig);
 	char *s = o ? json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
 
 	json_decref(o);
@@ -100,6 +133,7 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 		goto fail;
 	}
 	if (nx_manifest_load(&m, dirfd, NULL, &err) != 0 ||
+	    check_integrity(dirfd, bundle, &err) != 0 ||
 	    sign_bundle(dirfd, bundle, m, key, &err) != 0)
 		goto fail;
 	nx_key_id(id, key);
@@ -126,8 +160,10 @@ const struct cli_verb cmd_sign = {
 	.summary = "sign (or re-sign) a bundle's manifest with an Ed25519 key",
 	.details = "Loads BUNDLE/manifest.json strictly, replaces its signature with one made\n"
 		   "by KEY over the signed bytes ('nexus manifest BUNDLE --signed-bytes'), and\n"
-		   "replaces manifest.json atomically.  It does not re-hash the bundle's files:\n"
-		   "run 'nexus verify' for that.",
+		   "replaces manifest.json atomically.  The files are checked against the\n"
+		   "manifest first (integrity: exactly the listed files, sizes and SHA-256); a\n"
+		   "modified bundle is not signed (exit 1, the file named).  The other checks\n"
+		   "are 'nexus verify''s.",
 	.opts = opts,
 	.run = run,
 };

@@ -205,9 +205,8 @@ int nx_key_load_private(nx_key **out, const char *path, nx_error *err)
 
 int nx_key_load_public(nx_key **out, const char *path, nx_error *err)
 {
-	EVP_PKEY *pkey = NULL, *priv = NULL;
-	unsigned char pub[ED25519_PUB_LEN];
-	size_t plen = sizeof(pub);
+	EVP_PKEY *pkey = NULL;
+	const char *dot = strrchr(path, '.');
 	char *buf = NULL;
 	size_t len;
 	BIO *bio;
@@ -215,22 +214,20 @@ int nx_key_load_public(nx_key **out, const char *path, nx_error *err)
 
 	if ((rc = read_key_file(&buf, &len, path, 0, err)))
 		return rc;
+	/* A private key where a public one is expected is a mistake that
+	 * spreads the signing key to every verifying host: refuse it. */
+	if (memmem(buf, len, "PRIVATE KEY", 11)) {
+		rc = nx_error_set(err, NX_ECONFIG, path, 0, -1,
+				  "%s is a private key; pass the public key (%.*s.pub, written "
+				  "beside it by 'nexus keygen') and keep the private key off the "
+				  "hosts that verify", path,
+				  dot && !strcmp(dot, ".key") ? (int)(dot - path) : (int)strlen(path),
+				  path);
+		goto out;
+	}
 	if ((bio = BIO_new_mem_buf(buf, (int)len)))
 		pkey = PEM_read_bio_PUBKEY(bio, NULL, no_password, &asked);
 	BIO_free(bio);
-	if (!pkey && strstr(buf, "PRIVATE KEY")) {
-		/* Keep only the public half of a private key file. */
-		priv = parse_private(buf, len, &asked);
-		if (!priv) {
-			rc = private_error(buf, asked, path, err);
-			goto out;
-		}
-		if (EVP_PKEY_get_id(priv) == EVP_PKEY_ED25519 &&
-		    EVP_PKEY_get_raw_public_key(priv, pub, &plen))
-			pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub, plen);
-		else
-			pkey = EVP_PKEY_dup(priv);
-	}
 	if (!pkey) {
 		ERR_clear_error();
 		rc = nx_error_set(err, NX_ECONFIG, path, 0, -1,
@@ -240,7 +237,6 @@ int nx_key_load_public(nx_key **out, const char *path, nx_error *err)
 	}
 	rc = wrap_key(out, pkey, 0, path, err);
 out:
-	EVP_PKEY_free(priv);
 	wipe(buf);
 	return rc;
 }
