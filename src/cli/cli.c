@@ -1,11 +1,14 @@
 /* cli.c - option parsing and help generated from the verb's option table. */
 #include "cli.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 void cli_init(struct cli_parser *p, const struct cli_verb *verb, int argc, char **argv)
 {
@@ -39,16 +42,101 @@ void cli_help(const struct cli_verb *verb, FILE *f)
 		   "3 input or environment error.\n");
 }
 
+static bool json_mode, json_done;
+static unsigned long long stdout_bytes;  /* under --json: what reached stdout */
+
+/* stdout under --json: the same fd 1, with the bytes counted, so that a
+ * failure after a verb printed its document does not print a second one. */
+static ssize_t counted_write(void *cookie, const char *buf, size_t len)
+{
+	size_t put = 0;
+	ssize_t n;
+
+	(void)cookie;
+	while (put < len) {
+		n = write(STDOUT_FILENO, buf + put, len - put);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return put ? (ssize_t)put : -1;
+		put += (size_t)n;
+		stdout_bytes += (size_t)n;
+	}
+	return (ssize_t)put;
+}
+
+void cli_json_mode(int argc, char **argv)
+{
+	static const cookie_io_functions_t io = { .write = counted_write };
+	FILE *f;
+	int i;
+
+	for (i = 1; i < argc && strcmp(argv[i], "--"); i++)
+		if (!strcmp(argv[i], "--json"))
+			json_mode = true;
+	/* glibc's stdout is a variable that may be assigned (glibc manual,
+	 * "Standard Streams") */
+	if (json_mode && (f = fopencookie(NULL, "w", io)) != NULL) {
+		fflush(stdout);
+		stdout = f;
+	}
+}
+
+int cli_json_finish(const char *verb, int status)
+{
+	nx_error err;
+
+	fflush(stdout);
+	if (!json_mode || !status || json_done || stdout_bytes)
+		return status;
+	nx_error_clear(&err);
+	err.code = status == 1 ? NX_ECHECK : status == 2 ? NX_EUSAGE : NX_EIO;
+	snprintf(err.message, sizeof(err.message),
+		 "nexus %s failed with exit status %d; its error is on stderr", verb, status);
+	return cli_json_error(verb, status, &err);
+}
+
+bool cli_json_on(void)
+{
+	return json_mode;
+}
+
+int cli_json_error(const char *verb, int status, const nx_error *err)
+{
+	json_t *e, *doc;
+
+	fflush(stdout);
+	if (!json_mode || json_done || stdout_bytes)
+		return status;
+	json_done = true;
+	e = json_pack("{s:s, s:s, s:s}", "code", nx_error_name(err->code), "message",
+		      err->message, "path", err->path);
+	if (e && err->line > 0)
+		json_object_set_new(e, "line", json_integer(err->line));
+	else if (e && err->offset >= 0)
+		json_object_set_new(e, "offset", json_integer(err->offset));
+	doc = json_pack("{s:s, s:s, s:i, s:o}", "schema", "nexus.error.v1", "verb", verb,
+			"exit_status", status, "error", e);
+	if (!doc || json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_SORT_KEYS) || putchar('\n') == EOF)
+		fprintf(stderr, "nexus %s: error: cannot print the JSON error document\n", verb);
+	fflush(stdout);
+	json_decref(doc);
+	return status;
+}
+
 int cli_usage(const struct cli_verb *verb, const char *fmt, ...)
 {
 	va_list ap;
+	nx_error err;
 
-	fprintf(stderr, "nexus %s: ", verb->name);
+	nx_error_clear(&err);
+	err.code = NX_EUSAGE;
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(err.message, sizeof(err.message), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\ntry 'nexus %s --help'\n", verb->name);
-	return 2;
+	fprintf(stderr, "nexus %s: %s\ntry 'nexus %s --help'\n", verb->name, err.message,
+		verb->name);
+	return cli_json_error(verb->name, 2, &err);
 }
 
 static const struct cli_opt *find_long(const struct cli_verb *v, const char *name, size_t n)
@@ -147,7 +235,7 @@ int cli_fail(const char *verb, const nx_error *err)
 		fprintf(stderr, ": ");
 	}
 	fprintf(stderr, "%s\n", err->message);
-	return nx_error_exit_status(err->code);
+	return cli_json_error(verb, nx_error_exit_status(err->code), err);
 }
 
 char *cli_runtime_dir(void)

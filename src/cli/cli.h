@@ -55,8 +55,26 @@ int cli_next(struct cli_parser *p);
 void cli_help(const struct cli_verb *verb, FILE *f);
 
 /* Print "nexus VERB: error: message" (with path:line or @offset) to stderr
- * and return the exit status for err->code. */
+ * and return the exit status for err->code.  Under --json the error is also
+ * the one document on stdout (cli_json_error). */
 int cli_fail(const char *verb, const nx_error *err);
+
+/*
+ * --json anywhere among args (before "--"): stdout's bytes are counted, and
+ * every failure
+ * reported by cli_fail/cli_usage/cli_json_error prints, on stdout,
+ *   {"schema": "nexus.error.v1", "verb": V, "exit_status": N,
+ *    "error": {"code": nx_error_name, "message": M, "path": P, "line"?, "offset"?}}
+ * so that a pipeline parsing stdout always gets one JSON document.
+ */
+void cli_json_mode(int argc, char **argv);
+bool cli_json_on(void);
+/* Under --json, print the error document above (unless stdout already has
+ * a document) and return status; without --json only return status. */
+int cli_json_error(const char *verb, int status, const nx_error *err);
+/* After a verb ran: under --json, a failure that printed nothing to stdout
+ * gets a generic error document.  Returns status. */
+int cli_json_finish(const char *verb, int status);
 
 /*
  * A live status line on stderr, only when stderr is a terminal: "nexus VERB:

@@ -97,6 +97,20 @@ static int print_json(const char *out, size_t len)
 	return rc == 0 && fputc('\n', stdout) != EOF ? 0 : 3;
 }
 
+/* What bin/nexus_cli said on stderr (its last line), as the error of status. */
+static const nx_error *stderr_error(nx_error *err, int status, const struct nx_sandbox_result *r)
+{
+	size_t len = r->errout_len, start;
+
+	while (len && (r->errout[len - 1] == '\n' || r->errout[len - 1] == ' '))
+		len--;
+	for (start = len; start && r->errout[start - 1] != '\n'; start--)
+		;
+	nx_error_set(err, status == 1 ? NX_ECHECK : status == 2 ? NX_ECONFIG : NX_EIO,
+		     "bin/nexus_cli", 0, -1, "%.*s", (int)(len - start), r->errout + start);
+	return err;
+}
+
 static int run(const struct cli_verb *verb, int argc, char **argv)
 {
 	static const char *const cli_args[] = { "run", "--input", "-", NULL };
@@ -165,12 +179,17 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	}
 	fwrite(r.errout, 1, r.errout_len, stderr);
 	if (r.timed_out || r.output_capped || !r.exited) {
-		fprintf(stderr, "nexus run: error: bin/nexus_cli %s\n",
-			r.timed_out ? "timed out and was killed" :
-			r.output_capped ? "printed more than 16 MiB and was killed" : "was killed");
-		rc = 1;
+		nx_error_set(&err, NX_ECHECK, "bin/nexus_cli", 0, -1, "bin/nexus_cli %s",
+			     r.timed_out ? "timed out and was killed" :
+			     r.output_capped ? "printed more than 16 MiB and was killed" : "was killed");
+		rc = cli_fail(verb->name, &err);
 	} else if (r.status != 0) {
 		rc = r.status >= 1 && r.status <= 3 ? r.status : 1;
+		/* inputs that failed are {"error": ...} results among the others */
+		if (json && r.out_len && print_json(r.out, r.out_len) != 0)
+			rc = 3;
+		else if (json && !r.out_len)
+			rc = cli_json_error(verb->name, rc, stderr_error(&err, rc, &r));
 	} else {
 		rc = json ? print_json(r.out, r.out_len) : 0;
 	}

@@ -37,10 +37,12 @@ int main(int argc, char **argv)
 		printf("nexus %s\n", NX_VERSION);
 		return 0;
 	}
+	cli_json_mode(argc - 1, argv + 1);
 	for (i = 0; i < NVERBS; i++)
 		if (!strcmp(argv[1], verbs[i]->name))
-			return verbs[i]->run(verbs[i], argc - 1, argv + 1);
+			return cli_json_finish(verbs[i]->name,
+					       verbs[i]->run(verbs[i], argc - 1, argv + 1));
 	fprintf(stderr, "nexus: unknown verb '%s'\n", argv[1]);
 	usage(stderr);
-	return 2;
+	return cli_json_finish(argv[1], 2);
 }

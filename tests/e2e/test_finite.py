@@ -41,6 +41,10 @@ def test_build_refuses_a_student_that_outputs_nan(nexus, tmp_path):
     assert "non-finite-output" in r.stderr
     assert "output 'logits' index 0" in r.stderr, r.stderr
     assert not (tmp_path / "out").exists()
+    r = build(nexus, ws, tmp_path / "out", "--json")
+    doc = json.loads(r.stdout)
+    assert r.returncode == 1 and doc["schema"] == "nexus.error.v1"
+    assert doc["error"]["code"] == "check" and "non-finite-output" in doc["error"]["message"]
 
 
 @pytest.fixture
