@@ -22,15 +22,20 @@ pytestmark = pytest.mark.skipif(not sandbox_ok(), reason="bubblewrap cannot run 
 
 
 class Tower(nn.Module):
+    """Zero biases, as many initialisations leave them: the hidden one is
+    4 KiB (judged by its contents), the head's 8 bytes (by its size)."""
+
     def __init__(self, dim, emb=None):
         super().__init__()
         self.emb = emb if emb is not None else nn.Embedding(len(VOCAB), dim)
-        self.fc = nn.Linear(dim, 2)
+        self.hid = nn.Linear(dim, 1024)
+        self.fc = nn.Linear(1024, 2)
         with torch.no_grad():
+            self.hid.bias.zero_()
             self.fc.bias.zero_()
 
     def forward(self, ids):
-        return self.fc(self.emb(ids).mean(1))
+        return self.fc(torch.relu(self.hid(self.emb(ids).mean(1))))
 
 
 class Distill(nn.Module):
@@ -73,14 +78,15 @@ def test_deduplicated_zero_bias_builds_and_matches(nexus, tmp_path):
     module, model, ws = combined_workspace(tmp_path)
     # the premise: torch did store the student's bias under a teacher name
     aliases = [n for n in model.graph.node if n.op_type == "Identity"]
-    assert [(list(n.input), list(n.output)) for n in aliases] == \
-        [(["teacher.fc.bias"], ["student.fc.bias"])]
+    assert sorted((list(n.input), list(n.output)) for n in aliases) == \
+        [(["teacher.fc.bias"], ["student.fc.bias"]), (["teacher.hid.bias"], ["student.hid.bias"])]
     out = tmp_path / "out"
     r = build(nexus, ws, out)
     assert r.returncode == 0, r.stderr
     student = onnx.load(str(out / "model/student_model.onnx"))
     names = [t.name for t in student.graph.initializer]
-    assert "student.fc.bias" in names and not any("teacher" in n for n in names)
+    assert {"student.fc.bias", "student.hid.bias"} <= set(names)
+    assert not any("teacher" in n for n in names)
     assert not [n for n in student.graph.node if n.op_type == "Identity"]
     texts = ["free money, click now", "lunch at noon tomorrow?", "win a prize!"]
     cli = out / "bin/nexus_cli"
