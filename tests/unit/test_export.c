@@ -219,6 +219,84 @@ static void truncated_everywhere(void **state)
 	free(m.d);
 }
 
+/*
+ * torch.onnx.export's shared initializer: y = x + b where b is
+ * Identity(teacher.b), a float tensor of n elements, all zero when flat.
+ */
+static struct buf alias_model(size_t n, bool flat)
+{
+	struct buf m = { 0 }, g = { 0 }, id = { 0 }, add = { 0 }, op = { 0 }, t = { 0 };
+	uint8_t *raw = calloc(n * 4 + 1, 1);
+	size_t i;
+
+	assert_non_null(raw);
+	for (i = 0; !flat && i < n * 4; i++)
+		raw[i] = (uint8_t)(i * 7 + 3);
+	f_varint(&m, 1, 8);
+	f_str(&op, 1, "");
+	f_varint(&op, 2, 13);
+	f_msg(&m, 8, &op);
+	f_str(&id, 1, "teacher.b");
+	f_str(&id, 2, "b");
+	f_str(&id, 4, "Identity");
+	f_msg(&g, 1, &id);
+	f_str(&add, 1, "x");
+	f_str(&add, 1, "b");
+	f_str(&add, 2, "y");
+	f_str(&add, 4, "Add");
+	f_msg(&g, 1, &add);
+	f_str(&g, 2, "g");
+	f_varint(&t, 1, n);
+	f_varint(&t, 2, 1);
+	f_str(&t, 8, "teacher.b");
+	f_bytes(&t, 9, raw, n * 4);
+	f_msg(&g, 5, &t);
+	value(&g, 11, "x");
+	value(&g, 12, "y");
+	f_msg(&m, 7, &g);
+	free(raw);
+	return m;
+}
+
+/* The alias becomes the student's own initializer when its contents are a
+ * constant fill or small; other shared contents are teacher weights. */
+static void shared_initializer_resolved_by_content(void **state)
+{
+	static const struct { size_t n; bool flat; int rc; } cases[] = {
+		{ 2, false, 0 }, { 4096, true, 0 }, { 1024, false, NX_ECHECK },
+	};
+	const char *outs[] = { "y" };
+	struct nx_export_opts o = { .outputs = outs, .noutputs = 1, .extract = true,
+				    .ws_dirfd = -1 };
+	size_t i, len;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct buf m = alias_model(cases[i].n, cases[i].flat);
+		struct nx_export_result r;
+		nx_error err;
+		int in = memfd(&m), out = memfd(NULL);
+		uint8_t *got;
+
+		assert_int_equal(nx_export_run(&r, in, "m.onnx", out, &o, &err), cases[i].rc);
+		if (!cases[i].rc) {
+			got = slurp(out, &len);
+			assert_null(memmem(got, len, "teacher", 7));
+			assert_null(memmem(got, len, "Identity", 8));
+			assert_non_null(memmem(got, len, "\x42\x01" "b", 3)); /* name field 8 = "b" */
+			assert_int_equal(r.kept_initializers, 1);
+			assert_int_equal(r.kept_nodes, 1);
+			free(got);
+			nx_export_result_release(&r);
+		} else {
+			assert_non_null(strstr(err.message, "teacher weights"));
+			assert_non_null(strstr(err.message, "'b'"));
+		}
+		close(in);
+		close(out);
+		free(m.d);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -227,6 +305,7 @@ int main(void)
 		cmocka_unit_test(lengths_recomputed),
 		cmocka_unit_test(missing_output_is_config_error),
 		cmocka_unit_test(truncated_everywhere),
+		cmocka_unit_test(shared_initializer_resolved_by_content),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
