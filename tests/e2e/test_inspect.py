@@ -99,7 +99,10 @@ def test_truncated_file_exits_3(nexus, tmp_path, cut):
     (tmp_path / "t.onnx").write_bytes(data[:cut] if cut > 0 else data[:len(data) + cut])
     r = run(nexus, "inspect", tmp_path / "t.onnx", "--json")
     assert r.returncode == 3
-    assert r.stdout == ""
+    # --json: the error is the one document on stdout (nexus(1), JSON OUTPUT)
+    doc = json.loads(r.stdout)
+    assert doc["schema"] == "nexus.error.v1" and doc["error"]["code"] == "format"
+    assert doc["error"]["path"] == str(tmp_path / "t.onnx") and doc["error"]["offset"] >= 0
     assert r.stderr.startswith(f"nexus inspect: error: {tmp_path / 't.onnx'} @")
 
 
