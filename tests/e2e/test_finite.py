@@ -95,3 +95,11 @@ def test_verify_fails_a_null_golden_output(nexus, tmp_path):
         assert bad and "output 'logits' index 1" in bad[0]["message"], r.stdout
     finally:
         b.unlock()
+
+
+@needs_sandbox
+def test_nexus_run_json_lists_the_error(nexus, nan_bundle):
+    r = run(nexus, "run", nan_bundle.root, "--text", "free money", "--json", timeout=120)
+    assert r.returncode == 3, r.stderr
+    results = json.loads(r.stdout)
+    assert [res["code"] for res in results] == ["non-finite-output"]
