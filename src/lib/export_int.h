@@ -162,6 +162,16 @@ int ex_alias_emit(struct ex *x, const struct nx_pb_reader *r, const struct nx_pb
 /* export_rewrite.c: each returns the rewritten payload in *out (a single
  * copy of the payload when nothing changed). */
 int ex_rewrite_model(struct ex *x, struct pw_msg **out);
+/* The external_data entries of a tensor: location, offset, length (-1
+ * when absent). */
+struct ext_ref {
+	char *location;
+	int64_t offset, length;
+};
+
+/* Read one external_data entry (StringStringEntryProto fld) into e. */
+int ex_ext_entry(struct ex *x, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
+		 struct ext_ref *e);
 /* Add child as field fld of parent: as one copied range if unchanged. */
 int ex_add_sub(struct pw_msg *parent, const struct nx_pb_field *fld, struct pw_msg *child);
 /* An initializer rewritten as rewrite_tensor does, named rename instead. */

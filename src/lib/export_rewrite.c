@@ -161,14 +161,8 @@ static int meta(struct ex *x, struct pw_msg *m, const struct nx_pb_reader *paren
 	return oom(x, rc);
 }
 
-/* The external_data entries of a tensor: location, offset, length. */
-struct ext_ref {
-	char *location;
-	int64_t offset, length;
-};
-
-static int ext_entry(struct ex *x, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
-		     struct ext_ref *e)
+int ex_ext_entry(struct ex *x, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
+		 struct ext_ref *e)
 {
 	char *key = NULL, *value = NULL, *end = NULL;
 	int rc;
@@ -253,7 +247,7 @@ static int rewrite_tensor(struct ex *x, const struct nx_pb_reader *parent,
 		return rc;
 	LOOP(x, &r, &f, rc) {
 		if (f.num == 13 && f.wire == NX_PB_LEN)
-			rc = ext_entry(x, &r, &f, &e);
+			rc = ex_ext_entry(x, &r, &f, &e);
 		else if (f.num == 14 && f.wire == NX_PB_VARINT)
 			external = f.value == 1;
 		else if (f.num == 9 && f.wire == NX_PB_LEN) {

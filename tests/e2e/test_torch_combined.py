@@ -65,17 +65,22 @@ def export(module, path):
     return onnx.load(str(path))
 
 
-def combined_workspace(tmp_path, share=None):
+def combined_workspace(tmp_path, share=None, external=False):
     module = Distill(share)
     model = export(module, tmp_path / "combined.onnx")
     ws = make_workspace(tmp_path / "ws",
                         config={"student": "{model: artifacts/student.onnx, outputs: [logits]}"},
                         student=model.SerializeToString())
+    if external:  # as torch saves a model over 2 GB: tensors of 1 KiB or more outside
+        onnx.save(model, str(ws / "artifacts/student.onnx"), save_as_external_data=True,
+                  all_tensors_to_one_file=True, location="student.onnx.data",
+                  size_threshold=1024)
     return module, model, ws
 
 
-def test_deduplicated_zero_bias_builds_and_matches(nexus, tmp_path):
-    module, model, ws = combined_workspace(tmp_path)
+@pytest.mark.parametrize("external", [False, True], ids=["inline", "external-data"])
+def test_deduplicated_zero_bias_builds_and_matches(nexus, tmp_path, external):
+    module, model, ws = combined_workspace(tmp_path, external=external)
     # the premise: torch did store the student's bias under a teacher name
     aliases = [n for n in model.graph.node if n.op_type == "Identity"]
     assert sorted((list(n.input), list(n.output)) for n in aliases) == \
