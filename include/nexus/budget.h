@@ -1,0 +1,85 @@
+/*
+ * nexus/budget.h - the leak budget: how many bytes of information a bundle
+ * carries outside the model's weights (docs/TRV.md, "Leak budget").
+ *
+ * Every file that is not a tensor (README, LICENSE, the tokenizer, config,
+ * src/, the model's strings, the manifest's strings) is reduced to what its
+ * grammar does not explain - its residual - and the residual is measured by
+ * a real compressor (zstd, Debian's libzstd): its compressed size is the
+ * file's charge.  A compressor cannot shrink encoded random bytes (a
+ * tensor's mantissas) below their information, so a teacher tensor hidden
+ * in any encoding costs at least about its own size, wherever it is.
+ *
+ * What a grammar explains costs nothing: a vocabulary token that looks like
+ * a token of a natural language (nx_budget_token_plausible), a
+ * tokenizer.json id equal to its token's position.  Anything else is
+ * appended to the residual verbatim.
+ */
+#ifndef NEXUS_BUDGET_H
+#define NEXUS_BUDGET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nexus/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The default (and largest) leak budget of a bundle, in bytes. */
+#define NX_BUDGET_DEFAULT (64u << 10)
+/* Residual bytes one buffer holds; past it the charge is the raw size of
+ * what did not fit plus the compressed size of what did (never less). */
+#define NX_BUDGET_RESIDUAL_MAX (16u << 20)
+/* Residuals up to this size are compressed at the strongest level (fewer
+ * false alarms); larger ones at a fast level, which only charges more. */
+#define NX_BUDGET_STRONG_MAX (1u << 20)
+
+/* The residual of one file. */
+typedef struct nx_budget_buf nx_budget_buf;
+
+/* A new empty residual (*out freed with nx_budget_buf_free).  0 or NX_ENOMEM. */
+int nx_budget_buf_new(nx_budget_buf **out, nx_error *err);
+void nx_budget_buf_free(nx_budget_buf *b);
+
+/* Append s[0..len) to the residual verbatim (it is charged).  0 or NX_ENOMEM. */
+int nx_budget_add(nx_budget_buf *b, const char *s, size_t len, nx_error *err);
+
+/*
+ * Judge s[0..len) as one vocabulary token: a plausible token is explained
+ * (costs nothing), any other is appended, with a separator, to the
+ * residual.  *out_charged (may be NULL) says which.  0 or NX_ENOMEM.
+ */
+int nx_budget_add_token(nx_budget_buf *b, const char *s, size_t len, bool *out_charged,
+			nx_error *err);
+
+/*
+ * True when s[0..len) (UTF-8) is what a tokenizer trained on natural text
+ * produces: after one word-piece prefix ("##", "Ġ", "▁") it is empty, one
+ * code point, a special token ([CLS], <s>, <|endoftext|>, [unused12]), up
+ * to 4 digits, up to 3 punctuation/symbol code points, or letters of one
+ * script in lower, Capitalized or (up to 6) UPPER case, optionally with
+ * one apostrophe; Latin, Greek and Cyrillic words of 3+ letters must also
+ * read like words (a vowel, no 5 consonants in a row; Latin: an average
+ * letter-bigram cost of at most 4.5 bits under an English model), CJK and
+ * kana tokens hold at most 4 characters, other scripts at most 8.
+ * Anything else - base64/base85/hex in any alphabet, digits mixed with
+ * letters, mixed scripts or case - is not plausible.
+ */
+bool nx_budget_token_plausible(const char *s, size_t len);
+
+/* Bytes appended to the residual so far (charged before compression). */
+uint64_t nx_budget_residual(const nx_budget_buf *b);
+
+/*
+ * The charge of the residual: its zstd-compressed size, 0 when it is
+ * empty.  Errors: NX_ENOMEM, NX_EINTERNAL (compressor failure).
+ */
+int nx_budget_cost(uint64_t *out, const nx_budget_buf *b, nx_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

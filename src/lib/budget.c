@@ -1,0 +1,286 @@
+/*
+ * budget.c - the leak budget's measure (nexus/budget.h): residuals,
+ * vocabulary tokens judged as tokens, and their zstd-compressed size.
+ */
+#include "nexus/budget.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <utf8proc.h>
+#include <zstd.h>
+
+#include "budget_bigram.h"
+
+#define STRONG_LEVEL 19
+#define FAST_LEVEL 3
+#define TOKEN_CP_MAX 64          /* code points of a token judged at all */
+#define SPECIAL_MAX 24           /* bytes inside [..] or <..> of a special token */
+#define UPPER_MAX 6              /* letters of an all-capitals token (acronyms) */
+#define CONSONANT_RUN_MAX 4
+#define BIGRAM_LIMIT 36          /* average eighths of a bit per Latin bigram (4.5 bits) */
+
+struct nx_budget_buf {
+	char *data;
+	size_t len, cap;
+	uint64_t overflow;       /* bytes past NX_BUDGET_RESIDUAL_MAX, charged raw */
+};
+
+int nx_budget_buf_new(nx_budget_buf **out, nx_error *err)
+{
+	nx_budget_buf *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	*out = b;
+	return 0;
+}
+
+void nx_budget_buf_free(nx_budget_buf *b)
+{
+	if (!b)
+		return;
+	free(b->data);
+	free(b);
+}
+
+int nx_budget_add(nx_budget_buf *b, const char *s, size_t len, nx_error *err)
+{
+	size_t fit = len;
+
+	if (b->len + fit > NX_BUDGET_RESIDUAL_MAX)
+		fit = NX_BUDGET_RESIDUAL_MAX - b->len;
+	b->overflow += len - fit;
+	if (b->len + fit > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		char *d;
+
+		while (cap < b->len + fit)
+			cap *= 2;
+		if (!(d = realloc(b->data, cap)))
+			return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		b->data = d;
+		b->cap = cap;
+	}
+	if (fit)
+		memcpy(b->data + b->len, s, fit);
+	b->len += fit;
+	return 0;
+}
+
+uint64_t nx_budget_residual(const nx_budget_buf *b)
+{
+	return b->len + b->overflow;
+}
+
+int nx_budget_cost(uint64_t *out, const nx_budget_buf *b, nx_error *err)
+{
+	size_t bound, n;
+	void *dst;
+
+	if (!b->len) {
+		*out = b->overflow;
+		return 0;
+	}
+	bound = ZSTD_compressBound(b->len);
+	if (!(dst = malloc(bound)))
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	n = ZSTD_compress(dst, bound, b->data, b->len,
+			  b->len <= NX_BUDGET_STRONG_MAX ? STRONG_LEVEL : FAST_LEVEL);
+	free(dst);
+	if (ZSTD_isError(n))
+		return nx_error_set(err, NX_EINTERNAL, NULL, 0, -1, "zstd failed: %s",
+				    ZSTD_getErrorName(n));
+	*out = n + b->overflow;
+	return 0;
+}
+
+int nx_budget_add_token(nx_budget_buf *b, const char *s, size_t len, bool *out_charged,
+			nx_error *err)
+{
+	bool charged = !nx_budget_token_plausible(s, len);
+	int rc = 0;
+
+	if (charged && !(rc = nx_budget_add(b, s, len, err)))
+		rc = nx_budget_add(b, "\n", 1, err);
+	if (!rc && out_charged)
+		*out_charged = charged;
+	return rc;
+}
+
+/* Token judging ------------------------------------------------------------ */
+
+enum script { SC_NONE, SC_LATIN, SC_GREEK, SC_CYRILLIC, SC_CJK, SC_HANGUL, SC_OTHER };
+
+static enum script script_of(utf8proc_int32_t cp)
+{
+	if (cp < 0x250 || (cp >= 0x1E00 && cp < 0x1F00))
+		return SC_LATIN;
+	if (cp >= 0x370 && cp < 0x400)
+		return SC_GREEK;
+	if (cp >= 0x400 && cp < 0x530)
+		return SC_CYRILLIC;
+	if ((cp >= 0x3040 && cp < 0x3100) || (cp >= 0x3400 && cp < 0xA000) ||
+	    (cp >= 0xF900 && cp < 0xFB00) || cp >= 0x20000)
+		return SC_CJK;
+	if ((cp >= 0xAC00 && cp < 0xD7B0) || (cp >= 0x1100 && cp < 0x1200))
+		return SC_HANGUL;
+	/* other alphabets: one script per 128-code-point block */
+	return (enum script)(SC_OTHER + (cp >> 7));
+}
+
+static bool is_vowel(utf8proc_int32_t lower, enum script sc)
+{
+	static const utf8proc_int32_t greek[] = {0x3B1, 0x3B5, 0x3B7, 0x3B9, 0x3BF, 0x3C5, 0x3C9,
+		0x3AC, 0x3AD, 0x3AE, 0x3AF, 0x3CC, 0x3CD, 0x3CE, 0x3CA, 0x3CB, 0x390, 0x3B0};
+	static const utf8proc_int32_t cyr[] = {0x430, 0x435, 0x451, 0x438, 0x43E, 0x443, 0x44B,
+		0x44D, 0x44E, 0x44F, 0x456, 0x457, 0x454, 0x45E};
+	const utf8proc_int32_t *v = sc == SC_GREEK ? greek : cyr;
+	size_t n = sc == SC_GREEK ? sizeof(greek) / sizeof(*greek) : sizeof(cyr) / sizeof(*cyr), i;
+
+	if (sc == SC_LATIN)
+		return lower >= 0x80 || strchr("aeiouy", (int)lower);  /* accented: a vowel */
+	for (i = 0; i < n; i++)
+		if (v[i] == lower)
+			return true;
+	return false;
+}
+
+/* [CLS], [unused12], <s>, <|endoftext|>, <pad>: bracketed ASCII names. */
+static bool special_token(const char *s, size_t len)
+{
+	size_t i = 1, end;
+
+	if (len < 3 || !((s[0] == '[' && s[len - 1] == ']') || (s[0] == '<' && s[len - 1] == '>')))
+		return false;
+	end = len - 1;
+	if (end - i > SPECIAL_MAX)
+		return false;
+	if (s[i] == '|' || s[i] == '/')
+		i++;
+	if (end > i && s[end - 1] == '|')
+		end--;
+	if (i >= end || !((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z')))
+		return false;
+	while (i < end && ((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+			   s[i] == '_'))
+		i++;
+	while (i < end && s[i] >= '0' && s[i] <= '9')
+		i++;
+	return i == end;
+}
+
+static size_t strip_prefix(const char *s, size_t len)
+{
+	if (len >= 2 && s[0] == '#' && s[1] == '#')
+		return 2;
+	if (len >= 2 && !memcmp(s, "\xC4\xA0", 2))          /* Ġ: byte-level BPE space */
+		return 2;
+	if (len >= 3 && !memcmp(s, "\xE2\x96\x81", 3))      /* ▁: SentencePiece space */
+		return 3;
+	return 0;
+}
+
+/* Average bigram cost of a lower-case ASCII word, in eighths of a bit. */
+static unsigned bigram_cost(const utf8proc_int32_t *w, size_t n, bool word_start)
+{
+	unsigned sum = 0, k = 0, prev = word_start ? 0 : 27;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		unsigned cur = (unsigned)(w[i] - 'a' + 1);
+
+		if (prev != 27) {
+			sum += nx_budget__bigram[prev][cur];
+			k++;
+		}
+		prev = cur;
+	}
+	sum += nx_budget__bigram[prev][27];
+	k++;
+	return sum / k;
+}
+
+/* Letters of one script and case: do they read like a word? */
+static bool word_like(const utf8proc_int32_t *cp, size_t n, enum script sc, bool word_start)
+{
+	utf8proc_int32_t low[TOKEN_CP_MAX];
+	size_t i, upper = 0, run = 0;
+	bool vowel = false, ascii = true;
+
+	for (i = 0; i < n; i++) {
+		low[i] = utf8proc_tolower(cp[i]);
+		if (low[i] != cp[i])
+			upper++;
+		ascii &= low[i] >= 'a' && low[i] <= 'z';
+	}
+	/* lower, Capitalized, or a short acronym */
+	if (upper && !(upper == 1 && low[0] != cp[0]) && !(upper == n && n <= UPPER_MAX))
+		return false;
+	if (sc == SC_CJK)
+		return n <= 4;
+	if (sc == SC_HANGUL || sc >= SC_OTHER)
+		return n <= 8;
+	if (n < 3)
+		return true;
+	for (i = 0; i < n; i++) {
+		bool v = is_vowel(low[i], sc);
+
+		vowel |= v;
+		run = v ? 0 : run + 1;
+		if (run > CONSONANT_RUN_MAX)
+			return false;
+	}
+	if (!vowel)
+		return false;
+	return sc != SC_LATIN || !ascii || bigram_cost(low, n, word_start) <= BIGRAM_LIMIT;
+}
+
+bool nx_budget_token_plausible(const char *s, size_t len)
+{
+	utf8proc_int32_t cp[TOKEN_CP_MAX], letters[TOKEN_CP_MAX];
+	size_t pre = strip_prefix(s, len), n = 0, nl = 0, digits = 0, other = 0, apos = 0, i;
+	enum script sc = SC_NONE;
+	utf8proc_ssize_t k;
+
+	if (special_token(s, len))
+		return true;
+	s += pre;
+	len -= pre;
+	for (i = 0; i < len; i += (size_t)k) {
+		if (n == TOKEN_CP_MAX)
+			return false;
+		k = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(len - i),
+				     &cp[n]);
+		if (k <= 0)
+			return false;
+		n++;
+	}
+	if (n <= 1)
+		return true;
+	for (i = 0; i < n; i++) {
+		utf8proc_category_t cat = utf8proc_category(cp[i]);
+
+		if (cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_LO) {
+			enum script t = script_of(cp[i]);
+
+			if (sc != SC_NONE && t != sc)
+				return false;
+			sc = t;
+			letters[nl++] = cp[i];
+		} else if (cat >= UTF8PROC_CATEGORY_MN && cat <= UTF8PROC_CATEGORY_ME) {
+			if (!nl)
+				other++;           /* a mark on a letter is part of it */
+		} else if (cat == UTF8PROC_CATEGORY_ND) {
+			digits++;
+		} else if (cp[i] == '\'' || cp[i] == 0x2019) {
+			apos++;
+		} else {
+			other++;
+		}
+	}
+	if (!nl && !apos)
+		return digits ? !other && digits <= 4 : other <= 3;
+	if (!nl || digits || other || apos > 1)
+		return false;
+	return word_like(letters, nl, sc, pre != 2);
+}
