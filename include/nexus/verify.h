@@ -1,7 +1,8 @@
 /*
  * nexus/verify.h - the Teacher Removal Validation (TRV) gate of
  * DESIGN.md §5: integrity, signature, allowlist (TRV-1), code (TRV-2),
- * weights (TRV-3), size (TRV-4) and functional (TRV-5) checks over a bundle
+ * budget (the leak budget, nexus/budget.h), weights (TRV-3), size (TRV-4)
+ * and functional (TRV-5) checks over a bundle
  * directory, producing a report of findings with stable codes
  * (docs/TRV.md lists and explains every code).
  *
@@ -34,6 +35,7 @@ enum nx_check_status { NX_CHECK_PASS, NX_CHECK_WARN, NX_CHECK_FAIL, NX_CHECK_SKI
 #define NX_CHECK_SIGNATURE "signature"
 #define NX_CHECK_ALLOWLIST "allowlist"
 #define NX_CHECK_CODE "code"
+#define NX_CHECK_BUDGET "budget"
 #define NX_CHECK_WEIGHTS "weights"
 #define NX_CHECK_SIZE "size"
 #define NX_CHECK_FUNCTIONAL "functional"
@@ -90,6 +92,9 @@ struct nx_verify_opts {
 	bool functional;                /* run TRV-5 (not available yet: reported as a WARN skip) */
 	uint64_t max_model_bytes;       /* 0 = NX_VERIFY_MAX_MODEL_BYTES */
 	double size_slack;              /* < 0 = NX_VERIFY_SIZE_SLACK */
+	/* leak budget in bytes: 0 = NX_BUDGET_DEFAULT, which is also the
+	 * most any caller gets (a larger value counts as the default) */
+	uint64_t max_leak_bytes;
 	int threads;                    /* hashing threads, <= 0 = 2 */
 	/* Called as each check starts (done false) and ends; may be NULL. */
 	void (*progress)(void *ctx, const char *check, bool done, double seconds);

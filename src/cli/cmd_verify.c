@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "nexus/budget.h"
 #include "nexus/sign.h"
 #include "nexus/verify.h"
 
@@ -16,7 +17,7 @@
 
 enum {
 	OPT_JSON = 1, OPT_STRICT, OPT_PUBKEY, OPT_REQUIRE_SIG, OPT_TEACHER, OPT_NO_SANDBOX,
-	OPT_MAX_MODEL, OPT_TRUSTED_LIST, OPT_TERM,
+	OPT_MAX_MODEL, OPT_TRUSTED_LIST, OPT_TERM, OPT_MAX_LEAK,
 };
 
 static const struct cli_opt opts[] = {
@@ -28,6 +29,8 @@ static const struct cli_opt opts[] = {
 	 OPT_TEACHER},
 	{"no-sandbox", 0, NULL, "do not run the functional check (TRV-5)", OPT_NO_SANDBOX},
 	{"max-model-bytes", 0, "N", "model size threshold, e.g. 500MiB (default 2GiB)", OPT_MAX_MODEL},
+	{"max-leak-bytes", 0, "N", "leak budget: information outside the weights, at most "
+	 "the default 64KiB (it can only be lowered)", OPT_MAX_LEAK},
 	{"trusted-list", 0, "FILE", "trusted runtime files as '<sha256>  <path>' lines",
 	 OPT_TRUSTED_LIST},
 	{"forbidden-term", 0, "TERM", "also forbid TERM (besides teacher, distillation, "
@@ -125,6 +128,15 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 		case OPT_MAX_MODEL:
 			if (parse_size(&vo.max_model_bytes, p.optarg)) {
 				status = cli_usage(verb, "--max-model-bytes: '%s' is not a size", p.optarg);
+				goto out;
+			}
+			break;
+		case OPT_MAX_LEAK:
+			if (parse_size(&vo.max_leak_bytes, p.optarg) ||
+			    vo.max_leak_bytes > NX_BUDGET_DEFAULT) {
+				status = cli_usage(verb, "--max-leak-bytes: '%s' is not a size of at "
+						   "most %u bytes (the budget can only be lowered)",
+						   p.optarg, NX_BUDGET_DEFAULT);
 				goto out;
 			}
 			break;

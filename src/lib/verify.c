@@ -215,6 +215,7 @@ int nx_verify_bundle(nx_report **out, int bundle_dirfd, const char *bundle_path,
 		RUN(NX_CHECK_SIGNATURE, vfy_signature(&c, &skipped, err));
 		RUN(NX_CHECK_ALLOWLIST, vfy_allowlist(&c, err));
 		RUN(NX_CHECK_CODE, vfy_code(&c, err));
+		RUN(NX_CHECK_BUDGET, vfy_budget(&c, err));
 		RUN(NX_CHECK_WEIGHTS, vfy_weights(&c, &skipped, err));
 		RUN(NX_CHECK_SIZE, vfy_size(&c, &skipped, err));
 		RUN(NX_CHECK_FUNCTIONAL, functional(&c, &skipped));

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include "nexus/budget.h"
 #include "nexus/fs.h"
 #include "nexus/hash.h"
 #include "nexus/manifest.h"
@@ -97,6 +98,14 @@ int vfy_vocab_entry(struct vfy_ctx *c, struct vfy_vocab *v, const char *path, co
 int vfy_vocab_txt(struct vfy_ctx *c, const char *path, const char *buf, size_t len);
 /* tokenizer.json's model.vocab ids: integers, distinct, dense from 0. */
 int vfy_vocab_ids(struct vfy_ctx *c, const char *path, struct json_t *root);
+/* verify_budget.c: the leak budget (check `budget`). */
+int vfy_budget(struct vfy_ctx *c, nx_error *err);
+/* verify_tokjson.c: tokenizer.json against the schema of the tokenizer
+ * types nexus_cli reads, its tokens judged as tokens and its settings
+ * appended to b; *failed when it broke the schema (tokenizer-schema
+ * reported) or did not parse (config-unparsable, from check code). */
+int vfy_tokjson_residual(struct vfy_ctx *c, const char *path, const char *buf, size_t len,
+			 nx_budget_buf *b, bool *failed, nx_error *err);
 int vfy_weights(struct vfy_ctx *c, bool *skipped, nx_error *err);
 int vfy_teacher(struct vfy_ctx *c, nx_error *err);
 int vfy_size(struct vfy_ctx *c, bool *skipped, nx_error *err);

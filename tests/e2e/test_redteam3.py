@@ -397,7 +397,8 @@ def test_external_tensors_aliasing_one_range(nexus, bundle):
     bundle.meta["parameters"] = bf.human(bf.parameters(m))
     bundle.smuggle("model/student_model.onnx", m.SerializeToString())
     rep = expect_fail(nexus, bundle, "model-size-unexplained")
-    assert codes(rep, "FAIL") == {"model-size-unexplained"}, rep["findings"]
+    # the base64 in the names is also over the leak budget on its own
+    assert codes(rep, "FAIL") == {"model-size-unexplained", "budget-exceeded"}, rep["findings"]
 
 
 # -- runtime.yaml python_packages -------------------------------------------------

@@ -72,7 +72,7 @@ def test_clean_bundle_passes_with_only_expected_warnings(nexus, bundle):
     assert codes(rep, "FAIL") == set()
     assert codes(rep, "WARN") == {"unsigned"}
     assert [c["id"] for c in rep["checks"]] == [
-        "integrity", "signature", "allowlist", "code", "weights", "size", "functional"]
+        "integrity", "signature", "allowlist", "code", "budget", "weights", "size", "functional"]
     assert check_status(rep, "functional") == "SKIP"
     for c in ("integrity", "allowlist", "code", "weights", "size"):
         assert check_status(rep, c) == "PASS", rep

@@ -1,0 +1,254 @@
+/*
+ * verify_budget.c - check `budget`: the leak budget (nexus/budget.h,
+ * docs/TRV.md).  Each file outside the weights is reduced to what its
+ * grammar does not explain and charged the zstd-compressed size of that;
+ * the bundle FAILs when the charges add up to more than the budget.
+ *
+ *   README.md, LICENSE, src/ (.py), config/ (.yaml)  the whole text
+ *   config/selftest.json       its strings (its numbers are recomputed from
+ *                              the model by TRV-5; without it, the whole file)
+ *   model/tokenizer/           tokens judged as tokens, the rest of
+ *                              tokenizer.json by its schema (verify_tokjson.c);
+ *                              both files share one residual, so a vocabulary
+ *                              given twice is charged about once
+ *   model/student_model.onnx   every string of the model (names, doc strings,
+ *                              metadata, attribute and tensor strings)
+ *   manifest.json              its strings (paths, ids, architecture, ...)
+ *
+ * bin/ and lib/ are the trusted runtime (allowlist) and external data files
+ * hold tensors: they are not charged.
+ */
+#include "verify_internal.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nexus/budget.h"
+
+#define CHECK NX_CHECK_BUDGET
+#define TOKENIZER_DIR "model/tokenizer/"
+
+struct tally {
+	struct vfy_ctx *c;
+	uint64_t total;
+	nx_error *err;
+};
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+
+	return a >= b && !strcmp(s + a - b, suffix);
+}
+
+/* Charge the residual of path (its cost less what was charged before, for
+ * a residual shared with an earlier file). */
+static int charge(struct tally *t, const char *path, nx_budget_buf *b, uint64_t before,
+		  uint64_t *out_cost)
+{
+	uint64_t cost;
+	int rc = nx_budget_cost(&cost, b, t->err);
+
+	if (rc)
+		return rc;
+	if (out_cost)
+		*out_cost = cost;
+	cost = cost > before ? cost - before : 0;
+	t->total += cost;
+	return nx_report_add(t->c->r, CHECK, NX_SEV_INFO, "budget-used", path, 0,
+			     "%s uses %llu bytes of the leak budget (%llu bytes not explained by "
+			     "its grammar)", path, (unsigned long long)cost,
+			     (unsigned long long)nx_budget_residual(b));
+}
+
+static int json_strings(nx_budget_buf *b, json_t *v, int depth, nx_error *err)
+{
+	const char *k;
+	json_t *x;
+	size_t i;
+	int rc = 0;
+
+	if (depth > 64)
+		return 0;   /* config-unparsable, from check code */
+	if (json_is_string(v)) {
+		rc = nx_budget_add(b, json_string_value(v), json_string_length(v), err);
+		return rc ? rc : nx_budget_add(b, "\n", 1, err);
+	}
+	if (json_is_object(v))
+		json_object_foreach(v, k, x) {
+			if ((rc = nx_budget_add(b, k, strlen(k), err)) ||
+			    (rc = nx_budget_add(b, "\n", 1, err)) ||
+			    (rc = json_strings(b, x, depth + 1, err)))
+				return rc;
+		}
+	else if (json_is_array(v))
+		json_array_foreach(v, i, x)
+			if ((rc = json_strings(b, x, depth + 1, err)))
+				return rc;
+	return rc;
+}
+
+static int vocab_txt(nx_budget_buf *b, const char *buf, size_t len, nx_error *err)
+{
+	const char *p = buf, *end = buf + len;
+	int rc = 0;
+
+	while (!rc && p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t k = nl ? (size_t)(nl - p) : (size_t)(end - p);
+
+		if (k && p[k - 1] == '\r')
+			k--;
+		rc = nx_budget_add_token(b, p, k, NULL, err);
+		p = nl ? nl + 1 : end;
+	}
+	return rc;
+}
+
+/* One text file of the bundle, read whole (allowlist caps what is text). */
+static int text_file(struct tally *t, const char *path, nx_budget_buf *tok, uint64_t *tok_cost)
+{
+	struct vfy_ctx *c = t->c;
+	nx_budget_buf *b = NULL;
+	char *buf = NULL;
+	size_t len = 0;
+	json_t *root = NULL;
+	bool failed = false, shared = !strncmp(path, TOKENIZER_DIR, strlen(TOKENIZER_DIR));
+	nx_error e;
+	int rc;
+
+	nx_error_clear(&e);
+	rc = nx_fs_read_all(&buf, &len, c->dirfd, path, NX_VERIFY_TEXT_MAX, &e);
+	if (rc) {
+		rc = rc == NX_ENOMEM ? rc :
+		     nx_report_add(c->r, CHECK, NX_SEV_FAIL, "unreadable", path, 0, "%s", e.message);
+		goto out;
+	}
+	if (!shared && (rc = nx_budget_buf_new(&b, t->err)))
+		goto out;
+	if (!strcmp(path, TOKENIZER_DIR "vocab.txt"))
+		rc = vocab_txt(tok, buf, len, t->err);
+	else if (!strcmp(path, TOKENIZER_DIR "tokenizer.json"))
+		rc = vfy_tokjson_residual(c, path, buf, len, tok, &failed, t->err);
+	else if (!strcmp(path, "config/selftest.json") && c->opts->functional &&
+		 (root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL)))
+		rc = json_strings(b, root, 0, t->err);
+	else
+		rc = nx_budget_add(b, buf, len, t->err);
+	if (!rc && !failed)
+		rc = shared ? charge(t, path, tok, *tok_cost, tok_cost) : charge(t, path, b, 0, NULL);
+out:
+	json_decref(root);
+	nx_budget_buf_free(b);
+	free(buf);
+	return rc;
+}
+
+static int onnx_string(void *ctx, enum nx_onnx_str_kind kind, const char *s, size_t len,
+		       uint64_t offset, const char *scope)
+{
+	nx_budget_buf *b = ctx;
+	int rc;
+
+	(void)kind;
+	(void)offset;
+	(void)scope;
+	rc = nx_budget_add(b, s, len, NULL);
+	return rc ? rc : nx_budget_add(b, "\n", 1, NULL);
+}
+
+/* The model's strings; a model that does not walk is weights' onnx-invalid. */
+static int model_strings(struct tally *t)
+{
+	nx_budget_buf *b = NULL;
+	nx_error e;
+	int fd = -1, rc;
+
+	if ((rc = nx_budget_buf_new(&b, t->err)))
+		return rc;
+	nx_error_clear(&e);
+	rc = vfy_open_regular(&fd, NULL, t->c->dirfd, NX_MODEL_PATH, &e);
+	if (!rc)
+		rc = nx_onnx_visit_strings(fd, NX_MODEL_PATH, onnx_string, b, &e);
+	if (rc != NX_ENOMEM)
+		rc = rc ? 0 : charge(t, NX_MODEL_PATH, b, 0, NULL);
+	if (fd >= 0)
+		close(fd);
+	nx_budget_buf_free(b);
+	return rc;
+}
+
+/* The manifest's own strings (not its digests and sizes, which the files
+ * explain, nor the signature, which the key explains). */
+static int manifest_strings(struct tally *t)
+{
+	const nx_manifest *m = t->c->m;
+	const char *s[] = {m->schema_version, m->bundle_id, m->build_timestamp, m->architecture,
+			   m->parameters, m->format, m->quantization};
+	nx_budget_buf *b = NULL;
+	size_t i;
+	int rc;
+
+	if ((rc = nx_budget_buf_new(&b, t->err)))
+		return rc;
+	for (i = 0; !rc && i < sizeof(s) / sizeof(*s); i++)
+		if (!(rc = nx_budget_add(b, s[i], strlen(s[i]), t->err)))
+			rc = nx_budget_add(b, "\n", 1, t->err);
+	for (i = 0; !rc && i < m->nfiles; i++)
+		if (!(rc = nx_budget_add(b, m->files[i].path, strlen(m->files[i].path), t->err)))
+			rc = nx_budget_add(b, "\n", 1, t->err);
+	if (!rc)
+		rc = charge(t, "manifest.json", b, 0, NULL);
+	nx_budget_buf_free(b);
+	return rc;
+}
+
+static bool charged_text(const char *p)
+{
+	if (!strcmp(p, "README.md") || !strcmp(p, "LICENSE") || !strncmp(p, TOKENIZER_DIR, 16))
+		return true;
+	if (!strncmp(p, "src/", 4) && ends_with(p, ".py"))
+		return true;
+	return !strncmp(p, "config/", 7) &&
+	       (ends_with(p, ".yaml") || ends_with(p, ".yml") || ends_with(p, ".json"));
+}
+
+int vfy_budget(struct vfy_ctx *c, nx_error *err)
+{
+	struct tally t = {.c = c, .err = err};
+	uint64_t limit = c->opts->max_leak_bytes && c->opts->max_leak_bytes < NX_BUDGET_DEFAULT ?
+			 c->opts->max_leak_bytes : NX_BUDGET_DEFAULT;
+	nx_budget_buf *tok = NULL;
+	uint64_t tok_cost = 0;
+	size_t i;
+	int rc;
+
+	if ((rc = nx_budget_buf_new(&tok, err)))
+		return rc;
+	/* entries are sorted: tokenizer.json comes before vocab.txt */
+	for (i = 0; !rc && i < c->nentries; i++) {
+		const struct nx_fs_entry *e = &c->entries[i];
+
+		if (!S_ISREG(e->mode) || e->nlink != 1)
+			continue;
+		if (charged_text(e->path))
+			rc = text_file(&t, e->path, tok, &tok_cost);
+		else if (!strcmp(e->path, NX_MODEL_PATH))
+			rc = model_strings(&t);
+	}
+	if (!rc && c->m)
+		rc = manifest_strings(&t);
+	if (!rc)
+		rc = nx_report_add(c->r, CHECK, t.total > limit ? NX_SEV_FAIL : NX_SEV_INFO,
+				   t.total > limit ? "budget-exceeded" : "budget-total", NULL, 0,
+				   "the bundle carries %llu bytes of information outside the model's "
+				   "weights (leak budget %llu bytes)%s", (unsigned long long)t.total,
+				   (unsigned long long)limit,
+				   t.total > limit ? ": text, tokens or strings hold encoded data; "
+				   "remove it (see budget-used for each file)" : "");
+	nx_budget_buf_free(tok);
+	return rc;
+}
