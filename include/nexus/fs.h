@@ -53,6 +53,17 @@ int nx_fs_open_regular(int *out, struct stat *out_st, int dirfd,
 		       const char *relpath, uint64_t max_size, nx_error *err);
 
 /*
+ * The names of fd's extended attributes (file capabilities included),
+ * ", "-joined, in a new string the caller frees; *out is NULL when there
+ * are none (also on a filesystem without them).  Errors: NX_EIO, NX_ENOMEM.
+ */
+int nx_fs_xattrs(char **out, int fd, const char *path, nx_error *err);
+
+/* Remove every extended attribute of fd (a staged bundle file inherits a
+ * default ACL from its directory).  Errors: NX_EIO, NX_ENOMEM. */
+int nx_fs_clear_xattrs(int fd, const char *path, nx_error *err);
+
+/*
  * Read a whole regular file beneath dirfd (rules of nx_fs_open_regular) into
  * a new NUL-terminated buffer the caller frees; *out_len excludes the NUL.
  * A file that grows past max_size while being read is NX_ELIMIT.

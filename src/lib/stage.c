@@ -315,7 +315,9 @@ static int seal(nx_stage *s, const struct nx_fs_entry *e, nx_error *err)
 	}
 	if (fd < 0)
 		return nx_error_errno(err, NX_EIO, errno, e->path, "cannot open staged %s", e->path);
-	if (fchmod(fd, mode) < 0 || (!s->nosync && fsync(fd) < 0))
+	/* bundle files are plain: no xattr, ACL or file capability goes out */
+	rc = nx_fs_clear_xattrs(fd, e->path, err);
+	if (!rc && (fchmod(fd, mode) < 0 || (!s->nosync && fsync(fd) < 0)))
 		rc = nx_error_errno(err, NX_EIO, errno, e->path, "cannot seal staged %s", e->path);
 	close(fd);
 	return rc;
@@ -343,6 +345,8 @@ int nx_stage_seal(nx_stage *s, nx_error *err)
 		if (S_ISDIR(e[i - 1].mode))
 			rc = seal(s, &e[i - 1], err);
 	if (rc)
+		goto out;
+	if ((rc = nx_fs_clear_xattrs(s->dirfd, s->stage_path, err)))
 		goto out;
 	if (fchmod(s->dirfd, 0555) < 0 || (!s->nosync && fsync(s->dirfd) < 0))
 		rc = nx_error_errno(err, NX_EIO, errno, s->stage_path, "cannot seal %s", s->stage_path);

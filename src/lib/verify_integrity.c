@@ -311,6 +311,37 @@ out_free:
 	return rc;
 }
 
+/* One entry's (or, path NULL, the bundle directory's) extended attributes:
+ * data beside the manifest, or privileges (security.capability). */
+static int check_xattr(struct vfy_ctx *c, const char *path, bool dir)
+{
+	const char *name = path ? path : ".";
+	char *names = NULL;
+	nx_error e;
+	int fd = -1, rc;
+
+	nx_error_clear(&e);
+	if (!path)
+		rc = nx_fs_xattrs(&names, c->dirfd, c->bundle_path, &e);
+	else if (!(rc = dir ? nx_fs_open_beneath(&fd, c->dirfd, path, O_RDONLY | O_DIRECTORY, &e) :
+			      vfy_open_regular(&fd, NULL, c->dirfd, path, &e)))
+		rc = nx_fs_xattrs(&names, fd, path, &e);
+	if (fd >= 0)
+		close(fd);
+	if (rc)
+		return rc == NX_ENOMEM ? rc :
+		       nx_report_add(c->r, CHECK, NX_SEV_FAIL, "unreadable", name, 0, "%s", e.message);
+	if (names)
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL,
+				   strstr(names, "security.capability") ? "file-capability" : "xattr",
+				   name, 0, "%s has extended attributes (%s): bundle files carry "
+				   "their bytes and mode only; an xattr is data the manifest does not "
+				   "cover, a file capability grants privileges like setuid. Rebuild "
+				   "with nexus build, which never copies them", name, names);
+	free(names);
+	return rc;
+}
+
 int vfy_integrity(struct vfy_ctx *c, nx_error *err)
 {
 	nx_error e;
@@ -332,6 +363,12 @@ int vfy_integrity(struct vfy_ctx *c, nx_error *err)
 		return NX_ENOMEM;
 	for (i = 0; i < c->nentries; i++)
 		if ((rc = check_entry_type(c, &c->entries[i])))
+			return rc;
+	if ((rc = check_xattr(c, NULL, true)))
+		return rc;
+	for (i = 0; i < c->nentries; i++)
+		if ((S_ISREG(c->entries[i].mode) || S_ISDIR(c->entries[i].mode)) &&
+		    (rc = check_xattr(c, c->entries[i].path, S_ISDIR(c->entries[i].mode))))
 			return rc;
 	if ((rc = check_case(c)) || (rc = load_manifest(c)))
 		return rc;
