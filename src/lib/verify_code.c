@@ -292,6 +292,33 @@ static int check_packages(struct vfy_ctx *c)
 	return rc;
 }
 
+/* The manifest's own strings are text like any other: a teacher's name as
+ * `architecture` is a term in a value. */
+static int scan_manifest(struct vfy_ctx *c)
+{
+	const nx_manifest *m = c->m;
+	const struct { const char *key, *value; } f[] = {
+		{"schema_version", m->schema_version}, {"bundle_id", m->bundle_id},
+		{"build_timestamp", m->build_timestamp}, {"model_metadata.architecture", m->architecture},
+		{"model_metadata.parameters", m->parameters}, {"model_metadata.format", m->format},
+		{"model_metadata.quantization", m->quantization}, {"signature", m->signature},
+	};
+	const char *t;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; !rc && i < sizeof(f) / sizeof(*f); i++)
+		if ((t = vfy_term_in(c, f[i].value, strlen(f[i].value))))
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "term-in-value", NX_MANIFEST_NAME,
+					   0, "forbidden term '%s' in the manifest's %s", t, f[i].key);
+	for (i = 0; !rc && i < m->nfiles; i++)
+		if ((t = vfy_term_in(c, m->files[i].path, strlen(m->files[i].path))))
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "term-in-value", NX_MANIFEST_NAME,
+					   0, "forbidden term '%s' in the manifest's path %s", t,
+					   m->files[i].path);
+	return rc;
+}
+
 int vfy_code(struct vfy_ctx *c, nx_error *err)
 {
 	size_t i;
@@ -303,5 +330,7 @@ int vfy_code(struct vfy_ctx *c, nx_error *err)
 			rc = scan_file(c, c->entries[i].path);
 	if (!rc)
 		rc = check_packages(c);
+	if (!rc && c->m)
+		rc = scan_manifest(c);
 	return rc;
 }
