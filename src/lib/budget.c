@@ -17,6 +17,8 @@
 #define SPECIAL_MAX 24           /* bytes inside [..] or <..> of a special token */
 #define UPPER_MAX 6              /* letters of an all-capitals token (acronyms) */
 #define CONSONANT_RUN_MAX 4
+#define ASIAN_MAX 3              /* characters of a CJK or Hangul token */
+#define UNMODELLED_MAX 3         /* letters of a word in a script with no letter model */
 #define BIGRAM_LIMIT 36          /* average eighths of a bit per Latin bigram (4.5 bits) */
 
 struct nx_budget_buf {
@@ -128,21 +130,9 @@ static enum script script_of(utf8proc_int32_t cp)
 	return (enum script)(SC_OTHER + (cp >> 7));
 }
 
-static bool is_vowel(utf8proc_int32_t lower, enum script sc)
+static bool is_vowel(utf8proc_int32_t lower)
 {
-	static const utf8proc_int32_t greek[] = {0x3B1, 0x3B5, 0x3B7, 0x3B9, 0x3BF, 0x3C5, 0x3C9,
-		0x3AC, 0x3AD, 0x3AE, 0x3AF, 0x3CC, 0x3CD, 0x3CE, 0x3CA, 0x3CB, 0x390, 0x3B0};
-	static const utf8proc_int32_t cyr[] = {0x430, 0x435, 0x451, 0x438, 0x43E, 0x443, 0x44B,
-		0x44D, 0x44E, 0x44F, 0x456, 0x457, 0x454, 0x45E};
-	const utf8proc_int32_t *v = sc == SC_GREEK ? greek : cyr;
-	size_t n = sc == SC_GREEK ? sizeof(greek) / sizeof(*greek) : sizeof(cyr) / sizeof(*cyr), i;
-
-	if (sc == SC_LATIN)
-		return lower >= 0x80 || strchr("aeiouy", (int)lower);  /* accented: a vowel */
-	for (i = 0; i < n; i++)
-		if (v[i] == lower)
-			return true;
-	return false;
+	return lower >= 0x80 || strchr("aeiouy", (int)lower);  /* accented: a vowel */
 }
 
 /* [CLS], [unused12], <s>, <|endoftext|>, <pad>: bracketed ASCII names. */
@@ -216,14 +206,16 @@ static bool word_like(const utf8proc_int32_t *cp, size_t n, enum script sc, bool
 	/* lower, Capitalized, or a short acronym */
 	if (upper && !(upper == 1 && low[0] != cp[0]) && !(upper == n && n <= UPPER_MAX))
 		return false;
-	if (sc == SC_CJK)
-		return n <= 4;
-	if (sc == SC_HANGUL || sc >= SC_OTHER)
-		return n <= 8;
+	/* Without a letter model for the script, only short words are
+	 * explained: random words in a 32-letter alphabet read like words. */
+	if (sc == SC_CJK || sc == SC_HANGUL)
+		return n <= ASIAN_MAX;
+	if (sc != SC_LATIN)
+		return n <= UNMODELLED_MAX;
 	if (n < 3)
 		return true;
 	for (i = 0; i < n; i++) {
-		bool v = is_vowel(low[i], sc);
+		bool v = is_vowel(low[i]);
 
 		vowel |= v;
 		run = v ? 0 : run + 1;
@@ -232,7 +224,7 @@ static bool word_like(const utf8proc_int32_t *cp, size_t n, enum script sc, bool
 	}
 	if (!vowel)
 		return false;
-	return sc != SC_LATIN || !ascii || bigram_cost(low, n, word_start) <= BIGRAM_LIMIT;
+	return !ascii || bigram_cost(low, n, word_start) <= BIGRAM_LIMIT;
 }
 
 bool nx_budget_token_plausible(const char *s, size_t len)

@@ -45,7 +45,7 @@ def test_example_passes_trv_with_no_warning(nexus, bundle):
     assert rep["verdict"] == "PASS", rep["findings"]
     assert {c["id"]: c["status"] for c in rep["checks"]} == {
         "integrity": "PASS", "signature": "PASS", "allowlist": "PASS", "code": "PASS",
-        "weights": "PASS", "size": "PASS", "functional": "PASS"}
+        "budget": "PASS", "weights": "PASS", "size": "PASS", "functional": "PASS"}
     assert not [f for f in rep["findings"] if f["severity"] not in ("info", "INFO")]
 
 
