@@ -62,6 +62,7 @@ typedef struct nx_workspace {
 	struct nx_shared_tensor *allow_shared; size_t nallow_shared; /* allow_shared_tensors: [{name, reason}] */
 	uint64_t max_model_bytes;   /* limits.max_model_bytes, default 2 GiB */
 	double size_slack;          /* limits.size_slack, 0..1, default 0.05 */
+	uint64_t max_leak_bytes;    /* limits.max_leak_bytes, 0 = the default 64 KiB (nexus/budget.h) */
 	char **selftest; size_t nselftest;                   /* default [] */
 	char *readme;               /* default "README.md" */
 	char *license;              /* default "LICENSE" */

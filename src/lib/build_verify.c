@@ -38,6 +38,7 @@ int build_verify(struct build *b)
 	vo.runtime_dir = b->opts->runtime_dir;
 	vo.max_model_bytes = ws->max_model_bytes;
 	vo.size_slack = ws->size_slack;
+	vo.max_leak_bytes = ws->max_leak_bytes;
 	vo.functional = b->opts->functional;
 	vo.functional_imports_only = true;
 	vo.digests_known = true;

@@ -6,6 +6,7 @@
  * workspace or none.
  */
 #include "config_priv.h"
+#include "nexus/budget.h"
 #include "nexus/export.h"
 
 #include <stdlib.h>
@@ -20,7 +21,8 @@ static const char *const top_keys[] = {
 static const char *const student_keys[] = { "model", "outputs", NULL };
 static const char *const source_keys[] = { "dir", "files", NULL };
 static const char *const shared_keys[] = { "name", "reason", NULL };
-static const char *const limits_keys[] = { "max_model_bytes", "size_slack", NULL };
+static const char *const limits_keys[] = { "max_model_bytes", "size_slack", "max_leak_bytes",
+	NULL };
 static const char *const export_keys[] = { "extract", "strip_metadata", "external_data", NULL };
 
 void nx_workspace_free(nx_workspace *ws)
@@ -169,7 +171,7 @@ static int parse_limits(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 	int rc;
 
 	if ((rc = cfg_want(c, n, "limits", NX_YAML_MAPPING,
-			   "a mapping {max_model_bytes, size_slack}")) ||
+			   "a mapping {max_model_bytes, size_slack, max_leak_bytes}")) ||
 	    (rc = cfg_check_keys(c, n, "limits", limits_keys)))
 		return rc;
 	if ((v = nx_yaml_map_get(n, "max_model_bytes"))) {
@@ -181,6 +183,18 @@ static int parse_limits(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 			return nx_error_set(c->err, NX_ECONFIG, c->path, v->line, -1,
 					    "limits.max_model_bytes: %s",
 					    ws->max_model_bytes ? e.message : "must be greater than 0");
+	}
+	if ((v = nx_yaml_map_get(n, "max_leak_bytes"))) {
+		nx_error e;
+
+		if ((rc = cfg_want(c, v, "limits.max_leak_bytes", NX_YAML_SCALAR, "a size")))
+			return rc;
+		/* the leak budget can be lowered, never raised (docs/TRV.md) */
+		if (nx_parse_size(&ws->max_leak_bytes, v->value, &e) || !ws->max_leak_bytes ||
+		    ws->max_leak_bytes > NX_BUDGET_DEFAULT)
+			return nx_error_set(c->err, NX_ECONFIG, c->path, v->line, -1,
+					    "limits.max_leak_bytes: '%s' is not a size from 1 byte to "
+					    "64KiB (the leak budget can only be lowered)", v->value);
 	}
 	if ((v = nx_yaml_map_get(n, "size_slack")))
 		rc = cfg_number(c, v, "limits.size_slack", 0.0, 1.0, &ws->size_slack);

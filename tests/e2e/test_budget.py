@@ -332,3 +332,15 @@ def test_manifest_strings_are_scanned(nexus, bundle):
     assert rc == 1 and "term-in-value" in codes(rep, "FAIL"), rep["findings"]
     assert any(f["path"] == "manifest.json" for f in rep["findings"]
                if f["code"] == "term-in-value")
+
+
+def test_workspace_can_lower_the_budget_not_raise_it(nexus, tmp_path):
+    ws = make_workspace(tmp_path / "ws", extra_yaml="limits: {max_leak_bytes: 512}\n")
+    out = tmp_path / "b"
+    r = _build(nexus, ws, out)
+    assert r.returncode == 1 and "budget-exceeded" in r.stdout + r.stderr, r.stderr
+    assert not out.exists()
+    ws = make_workspace(tmp_path / "ws2", extra_yaml="limits: {max_leak_bytes: 1MiB}\n")
+    r = _build(nexus, ws, out)
+    assert r.returncode == 2 and "max_leak_bytes" in r.stderr, r.stderr
+    assert not out.exists()
