@@ -61,9 +61,10 @@ int nx_budget_add_token(nx_budget_buf *b, const char *s, size_t len, bool *out_c
  * code point, a special token ([CLS], <s>, <|endoftext|>, [unused12]), up
  * to 4 digits, up to 3 punctuation/symbol code points, or letters of one
  * script in lower, Capitalized or (up to 6) UPPER case, optionally with
- * one apostrophe; Latin words of 3+ letters must also read like words (a
- * vowel, no 5 consonants in a row, an average letter-bigram cost of at most
- * 4.5 bits under an English model); CJK and Hangul tokens hold at most 3
+ * one apostrophe; a Latin word holds at most 2 accented letters (judged
+ * by their base letter) and 1 without an ASCII base (æ, ø), and from 3
+ * letters on must read like a word (a vowel, no 5 consonants in a row, an
+ * average letter-bigram cost of at most 4.5 bits under an English model); CJK and Hangul tokens hold at most 3
  * characters, words of other scripts (no letter model) at most 3 letters.
  * Anything else - base64/base85/hex in any alphabet, digits mixed with
  * letters, mixed scripts or case - is not plausible.

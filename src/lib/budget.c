@@ -17,6 +17,7 @@
 #define SPECIAL_MAX 24           /* bytes inside [..] or <..> of a special token */
 #define UPPER_MAX 6              /* letters of an all-capitals token (acronyms) */
 #define CONSONANT_RUN_MAX 4
+#define ACCENTED_MAX 2           /* accented letters in a Latin word */
 #define ASIAN_MAX 3              /* characters of a CJK or Hangul token */
 #define UNMODELLED_MAX 3         /* letters of a word in a script with no letter model */
 #define BIGRAM_LIMIT 36          /* average eighths of a bit per Latin bigram (4.5 bits) */
@@ -130,9 +131,26 @@ static enum script script_of(utf8proc_int32_t cp)
 	return (enum script)(SC_OTHER + (cp >> 7));
 }
 
-static bool is_vowel(utf8proc_int32_t lower)
+static bool is_vowel(utf8proc_int32_t base)
 {
-	return lower >= 0x80 || strchr("aeiouy", (int)lower);  /* accented: a vowel */
+	return base < 0x80 && strchr("aeiouy", (int)base);
+}
+
+/* A lower-case Latin letter's base letter (é -> e, ß -> s), or 0 for one
+ * with no ASCII base (æ, ø, ł, þ). */
+static utf8proc_int32_t latin_base(utf8proc_int32_t lower)
+{
+	utf8proc_int32_t d[4];
+	int last = 0;
+
+	if (lower < 0x80)
+		return lower;
+	if (lower == 0xDF)
+		return 's';
+	if (utf8proc_decompose_char(lower, d, 4, UTF8PROC_DECOMPOSE, &last) < 1 ||
+	    d[0] < 'a' || d[0] > 'z')
+		return 0;
+	return d[0];
 }
 
 /* [CLS], [unused12], <s>, <|endoftext|>, <pad>: bracketed ASCII names. */
@@ -194,14 +212,13 @@ static unsigned bigram_cost(const utf8proc_int32_t *w, size_t n, bool word_start
 static bool word_like(const utf8proc_int32_t *cp, size_t n, enum script sc, bool word_start)
 {
 	utf8proc_int32_t low[TOKEN_CP_MAX];
-	size_t i, upper = 0, run = 0;
-	bool vowel = false, ascii = true;
+	size_t i, upper = 0, run = 0, accented = 0, nobase = 0;
+	bool vowel = false;
 
 	for (i = 0; i < n; i++) {
 		low[i] = utf8proc_tolower(cp[i]);
 		if (low[i] != cp[i])
 			upper++;
-		ascii &= low[i] >= 'a' && low[i] <= 'z';
 	}
 	/* lower, Capitalized, or a short acronym */
 	if (upper && !(upper == 1 && low[0] != cp[0]) && !(upper == n && n <= UPPER_MAX))
@@ -212,6 +229,18 @@ static bool word_like(const utf8proc_int32_t *cp, size_t n, enum script sc, bool
 		return n <= ASIAN_MAX;
 	if (sc != SC_LATIN)
 		return n <= UNMODELLED_MAX;
+	/* Latin: accented letters are judged by their base letter; a word
+	 * holds few of them (straße, naïve), random words in an alphabet of
+	 * accented letters hold many */
+	for (i = 0; i < n; i++) {
+		utf8proc_int32_t base = latin_base(low[i]);
+
+		accented += base != low[i];
+		nobase += !base;
+		low[i] = base ? base : 'x';
+	}
+	if (accented > ACCENTED_MAX || nobase > 1)
+		return false;
 	if (n < 3)
 		return true;
 	for (i = 0; i < n; i++) {
@@ -222,9 +251,7 @@ static bool word_like(const utf8proc_int32_t *cp, size_t n, enum script sc, bool
 		if (run > CONSONANT_RUN_MAX)
 			return false;
 	}
-	if (!vowel)
-		return false;
-	return !ascii || bigram_cost(low, n, word_start) <= BIGRAM_LIMIT;
+	return vowel && bigram_cost(low, n, word_start) <= BIGRAM_LIMIT;
 }
 
 bool nx_budget_token_plausible(const char *s, size_t len)

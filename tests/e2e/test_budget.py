@@ -73,7 +73,15 @@ def enc_cyrillic(raw, rng):
         str.maketrans(src, cyr))
 
 
-ENCODINGS = [enc_hex_letters, enc_base64_alphabet, enc_base85, enc_base32_lower, enc_cyrillic]
+def enc_accented(raw, rng):
+    """base32 spelled in accented Latin letters"""
+    src = "abcdefghijklmnopqrstuvwxyz234567"
+    acc = "àáâãäåçèéêëìíîïñòóôõöùúûüýÿāăąćĉ"
+    return base64.b32encode(raw).decode().rstrip("=").lower().translate(
+        str.maketrans(src, acc))
+
+
+ENCODINGS = [enc_accented, enc_hex_letters, enc_base64_alphabet, enc_base85, enc_base32_lower, enc_cyrillic]
 
 
 def words(text, rng, prefix=""):

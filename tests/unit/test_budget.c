@@ -20,7 +20,7 @@ static void real_tokens_are_explained(void **state)
 {
 	static const char *const ok[] = {
 		"the", "##ing", "##s", "play", "Hello", "USA", "don't", "n't", "1999", "42",
-		"...", "!", "é", "café", "naïve", "strasse", "straße", "\xC4\xA0the",
+		"...", "!", "é", "café", "naïve", "strasse", "straße", "größe", "français", "niño", "\xC4\xA0the",
 		"\xC4\xA0Hello", "\xE2\x96\x81world", "[CLS]", "[unused12]", "<s>", "</s>",
 		"<|endoftext|>", "<pad>", "中", "中文", "日本語", "при", "Мир", "αβγ", "😀", "##😀", "i̇", "understanding", "through",
 		"mortgage", "subscribe", "##ization", "##able", "",
@@ -39,7 +39,7 @@ static void encoded_tokens_are_charged(void **state)
 	static const char *const bad[] = {
 		"aGVsbG8", "##aGVsbG8", "-QUJDRA", "_x9fQ", "3fa0", "0x3f", "a1b2",
 		"X>9?z", "Fz(1", "qxmwzt", "bcdfgh", "zkqjvx", "pqtwxz", "ПрИвЕт", "abcпр",
-		"HeLLo", "aBcD", "12345", "++--//", "日本語中文字", "жщфвпо", "λόγοςαβ", "##qxzvbt", "abc'de'f",
+		"HeLLo", "aBcD", "12345", "++--//", "日本語中文字", "жщфвпо", "λόγοςαβ", "éàüõ", "ąęćłń", "##ñãçõ", "##qxzvbt", "abc'de'f",
 		"wWwWw", "tsktsktsk",
 	};
 	size_t i;
