@@ -333,7 +333,7 @@ static int check_xattr(struct vfy_ctx *c, const char *path, bool dir)
 		       nx_report_add(c->r, CHECK, NX_SEV_FAIL, "unreadable", name, 0, "%s", e.message);
 	if (names)
 		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL,
-				   strstr(names, "security.capability") ? "file-capability" : "xattr",
+				   strstr(names, "security.capability") ? "file-capability" : "extended-attribute",
 				   name, 0, "%s has extended attributes (%s): bundle files carry "
 				   "their bytes and mode only; an xattr is data the manifest does not "
 				   "cover, a file capability grants privileges like setuid. Rebuild "

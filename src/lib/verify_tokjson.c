@@ -105,12 +105,13 @@ static char key_mark(const char *keys, const char *k)
 __attribute__((format(printf, 2, 3)))
 static int fail(struct walk *w, const char *fmt, ...)
 {
+	const char *code = "tokenizer-schema";
 	va_list ap;
 	int rc;
 
 	w->failed = true;
 	va_start(ap, fmt);
-	rc = nx_report_vadd(w->c->r, CHECK, NX_SEV_FAIL, "tokenizer-schema", w->path, 0, fmt, ap);
+	rc = nx_report_vadd(w->c->r, CHECK, NX_SEV_FAIL, code, w->path, 0, fmt, ap);
 	va_end(ap);
 	return rc;
 }

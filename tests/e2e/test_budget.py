@@ -302,14 +302,14 @@ def _setfattr(path, name, value):
 def test_xattr_on_a_bundle_file_fails(nexus, bundle, rel, name, value):
     _setfattr(bundle.path(rel), name, value)
     rc, rep = verify(nexus, bundle)
-    assert rc == 1 and "xattr" in codes(rep, "FAIL"), rep["findings"]
-    assert any(f["path"] == rel for f in rep["findings"] if f["code"] == "xattr")
+    assert rc == 1 and "extended-attribute" in codes(rep, "FAIL"), rep["findings"]
+    assert any(f["path"] == rel for f in rep["findings"] if f["code"] == "extended-attribute")
 
 
 def test_xattr_on_the_bundle_directory_fails(nexus, bundle):
     _setfattr(bundle.root, "user.x", "y")
     rc, rep = verify(nexus, bundle)
-    assert rc == 1 and "xattr" in codes(rep, "FAIL"), rep["findings"]
+    assert rc == 1 and "extended-attribute" in codes(rep, "FAIL"), rep["findings"]
 
 
 def test_file_capability_fails(nexus, bundle):
