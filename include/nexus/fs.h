@@ -52,16 +52,30 @@ int nx_fs_open_beneath(int *out, int dirfd, const char *relpath, int flags,
 int nx_fs_open_regular(int *out, struct stat *out_st, int dirfd,
 		       const char *relpath, uint64_t max_size, nx_error *err);
 
+#define NX_FS_SELINUX_XATTR "security.selinux"
+#define NX_FS_SELINUX_LABEL_MAX 255   /* bytes of a label we accept */
+
 /*
  * The names of fd's extended attributes (file capabilities included),
  * ", "-joined, in a new string the caller frees; *out is NULL when there
- * are none (also on a filesystem without them).  Errors: NX_EIO, NX_ENOMEM.
+ * are none (also on a filesystem without them).  The SELinux label
+ * (NX_FS_SELINUX_XATTR), which the host's policy puts on every file, is
+ * left out: see nx_fs_selinux_label.  Errors: NX_EIO, NX_ENOMEM.
  */
 int nx_fs_xattrs(char **out, int fd, const char *path, nx_error *err);
 
-/* Remove every extended attribute of fd (a staged bundle file inherits a
- * default ACL from its directory).  Errors: NX_EIO, NX_ENOMEM. */
+/* Remove every extended attribute of fd but its SELinux label (a staged
+ * bundle file inherits a default ACL from its directory; the label is the
+ * host policy's).  Errors: NX_EIO, NX_ENOMEM. */
 int nx_fs_clear_xattrs(int fd, const char *path, nx_error *err);
+
+/*
+ * fd's SELinux label in a new string (*out NULL when it has none).  A value
+ * that is not label-shaped (user:role:type[:level] in [A-Za-z0-9_.,-], at
+ * most NX_FS_SELINUX_LABEL_MAX bytes) is NX_EUNSAFE: it would carry data.
+ * Errors: NX_EUNSAFE, NX_EIO, NX_ENOMEM.
+ */
+int nx_fs_selinux_label(char **out, int fd, const char *path, nx_error *err);
 
 /*
  * Read a whole regular file beneath dirfd (rules of nx_fs_open_regular) into

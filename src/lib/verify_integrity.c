@@ -312,25 +312,32 @@ out_free:
 }
 
 /* One entry's (or, path NULL, the bundle directory's) extended attributes:
- * data beside the manifest, or privileges (security.capability). */
-static int check_xattr(struct vfy_ctx *c, const char *path, bool dir)
+ * data beside the manifest, or privileges (security.capability).  The one
+ * exception is the SELinux label an SELinux host puts on every file: it must
+ * be label-shaped and the same on every entry as on the bundle directory,
+ * so it carries at most NX_FS_SELINUX_LABEL_MAX bytes in all. */
+static int check_xattr(struct vfy_ctx *c, const char *path, bool dir, char **root_label)
 {
 	const char *name = path ? path : ".";
-	char *names = NULL;
+	char *names = NULL, *label = NULL;
 	nx_error e;
 	int fd = -1, rc;
 
 	nx_error_clear(&e);
-	if (!path)
-		rc = nx_fs_xattrs(&names, c->dirfd, c->bundle_path, &e);
-	else if (!(rc = dir ? nx_fs_open_beneath(&fd, c->dirfd, path, O_RDONLY | O_DIRECTORY, &e) :
-			      vfy_open_regular(&fd, NULL, c->dirfd, path, &e)))
-		rc = nx_fs_xattrs(&names, fd, path, &e);
+	rc = !path ? 0 : dir ? nx_fs_open_beneath(&fd, c->dirfd, path, O_RDONLY | O_DIRECTORY, &e) :
+	     vfy_open_regular(&fd, NULL, c->dirfd, path, &e);
+	if (!rc && !(rc = nx_fs_xattrs(&names, path ? fd : c->dirfd, path ? path : c->bundle_path,
+				       &e)))
+		rc = nx_fs_selinux_label(&label, path ? fd : c->dirfd, path ? path : c->bundle_path,
+					 &e);
 	if (fd >= 0)
 		close(fd);
-	if (rc)
-		return rc == NX_ENOMEM ? rc :
-		       nx_report_add(c->r, CHECK, NX_SEV_FAIL, "unreadable", name, 0, "%s", e.message);
+	if (rc && rc != NX_ENOMEM)
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL,
+				   rc == NX_EUNSAFE ? "extended-attribute" : "unreadable", name, 0,
+				   "%s", e.message);
+	if (rc || e.code)
+		goto out_free;
 	if (names)
 		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL,
 				   strstr(names, "security.capability") ? "file-capability" : "extended-attribute",
@@ -338,12 +345,24 @@ static int check_xattr(struct vfy_ctx *c, const char *path, bool dir)
 				   "their bytes and mode only; an xattr is data the manifest does not "
 				   "cover, a file capability grants privileges like setuid. Rebuild "
 				   "with nexus build, which never copies them", name, names);
+	if (!rc && !path)
+		*root_label = label, label = NULL;
+	else if (!rc && (label || *root_label) &&
+		 (!label || !*root_label || strcmp(label, *root_label) != 0))
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "extended-attribute", name, 0,
+				   "%s has SELinux label '%s' where the bundle directory has '%s': "
+				   "a bundle's files carry the one label of their tree (relabel it with "
+				   "restorecon -R, or copy it with cp -r)", name, label ? label : "none",
+				   *root_label ? *root_label : "none");
+out_free:
+	free(label);
 	free(names);
 	return rc;
 }
 
 int vfy_integrity(struct vfy_ctx *c, nx_error *err)
 {
+	char *root_label = NULL;
 	nx_error e;
 	size_t i;
 	int rc;
@@ -364,12 +383,14 @@ int vfy_integrity(struct vfy_ctx *c, nx_error *err)
 	for (i = 0; i < c->nentries; i++)
 		if ((rc = check_entry_type(c, &c->entries[i])))
 			return rc;
-	if ((rc = check_xattr(c, NULL, true)))
+	rc = check_xattr(c, NULL, true, &root_label);
+	for (i = 0; !rc && i < c->nentries; i++)
+		if (S_ISREG(c->entries[i].mode) || S_ISDIR(c->entries[i].mode))
+			rc = check_xattr(c, c->entries[i].path, S_ISDIR(c->entries[i].mode),
+					 &root_label);
+	free(root_label);
+	if (rc)
 		return rc;
-	for (i = 0; i < c->nentries; i++)
-		if ((S_ISREG(c->entries[i].mode) || S_ISDIR(c->entries[i].mode)) &&
-		    (rc = check_xattr(c, c->entries[i].path, S_ISDIR(c->entries[i].mode))))
-			return rc;
 	if ((rc = check_case(c)) || (rc = load_manifest(c)))
 		return rc;
 	return c->m ? compare(c) : 0;

@@ -319,6 +319,47 @@ def test_file_capability_fails(nexus, bundle):
     assert rc == 1 and "file-capability" in codes(rep, "FAIL"), rep["findings"]
 
 
+SELINUX = "security.selinux"
+
+
+def _label_tree(root, label):
+    """Label every entry as an SELinux host does: one label for the tree."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in filenames + dirnames:
+            _setfattr(os.path.join(dirpath, n), SELINUX, label)
+    _setfattr(root, SELINUX, label)
+
+
+def test_one_selinux_label_on_the_whole_tree_passes(nexus, bundle):
+    # An SELinux host labels every file; that is the policy's, not data.
+    _label_tree(bundle.root, "system_u:object_r:usr_t:s0")
+    rc, rep = verify(nexus, bundle)
+    assert rc == 0, [f for f in rep["findings"] if f["severity"] == "FAIL"]
+
+
+@pytest.mark.parametrize("rel,label", [
+    ("LICENSE", "system_u:object_r:user_home_t:s0"),       # another label
+    ("model/tokenizer/vocab.txt", "c3lzdGVtX3U6b2JqZWN0X3I=:a:b"),  # data, not a label
+    ("src/utils.py", "system_u:object_r:usr_t:s0:" + "c" * 300),    # too long
+])
+def test_a_selinux_label_that_differs_or_carries_data_fails(nexus, bundle, rel, label):
+    _label_tree(bundle.root, "system_u:object_r:usr_t:s0")
+    _setfattr(bundle.path(rel), SELINUX, label)
+    rc, rep = verify(nexus, bundle)
+    assert rc == 1 and "extended-attribute" in codes(rep, "FAIL"), rep["findings"]
+    assert any(f["path"] == rel for f in rep["findings"] if f["code"] == "extended-attribute")
+
+
+def test_build_keeps_the_hosts_selinux_label(nexus, tmp_path):
+    ws = make_workspace(tmp_path / "ws")
+    _label_tree(ws, "system_u:object_r:usr_t:s0")
+    out = tmp_path / "out"
+    out.mkdir()
+    _setfattr(out, SELINUX, "system_u:object_r:usr_t:s0")
+    r = _build(nexus, ws, out / "b")
+    assert r.returncode == 0, r.stderr
+
+
 def test_build_never_copies_xattrs(nexus, tmp_path):
     ws = make_workspace(tmp_path / "ws")
     for rel in ("LICENSE", "README.md", "artifacts/student.onnx",
