@@ -1,0 +1,429 @@
+/*
+ * pyaudit_lists.c - what the Python import audit allows and refuses
+ * (nexus/pyaudit.h).  Every refusal carries its reason: these lists are the
+ * place of record, docs/TRV.md summarises them.
+ */
+#include "nexus/pyaudit.h"
+#include "pyaudit_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "pystdlib.h"
+
+struct rule {
+	const char *name;
+	const char *reason;
+};
+
+/*
+ * Training packages and submodules: refused even when python_packages
+ * declares their package (declaring torch to serve with it must not let
+ * its optimisers in).  Dotted entries also match attribute chains
+ * (`torch.optim.SGD` after `import torch`) and from-imports of classes
+ * a package re-exports (`from transformers import Trainer`).
+ */
+static const struct rule training[] = {
+	{ "torch.optim", "optimisers update weights" },
+	{ "torch.autograd", "gradients are computed only to train" },
+	{ "torch.distributed", "distributed training" },
+	{ "torch.utils.data", "training data sets and loaders" },
+	{ "torch.utils.tensorboard", "training logs" },
+	{ "torch.nn.parallel.DistributedDataParallel", "distributed training" },
+	{ "torch.cuda.amp.GradScaler", "mixed-precision training" },
+	{ "torch.amp.GradScaler", "mixed-precision training" },
+	{ "torch.func.grad", "gradients are computed only to train" },
+	{ "torch.load", "unpickles a checkpoint: imports and runs what the file names" },
+	{ "torch.hub", "downloads and runs code" },
+	{ "torch_optimizer", "optimisers" },
+	{ "onnxruntime.training", "ONNX Runtime's training API" },
+	{ "transformers.trainer", "the training loop" },
+	{ "transformers.trainer_callback", "the training loop" },
+	{ "transformers.trainer_pt_utils", "the training loop" },
+	{ "transformers.trainer_seq2seq", "the training loop" },
+	{ "transformers.trainer_utils", "the training loop" },
+	{ "transformers.training_args", "training arguments" },
+	{ "transformers.training_args_seq2seq", "training arguments" },
+	{ "transformers.optimization", "optimisers and schedules" },
+	{ "transformers.data", "training data collators" },
+	{ "transformers.Trainer", "the training loop" },
+	{ "transformers.Seq2SeqTrainer", "the training loop" },
+	{ "transformers.TrainingArguments", "training arguments" },
+	{ "transformers.Seq2SeqTrainingArguments", "training arguments" },
+	{ "transformers.TrainerCallback", "the training loop" },
+	{ "transformers.AdamW", "optimisers" },
+	{ "transformers.get_scheduler", "learning-rate schedules" },
+	{ "accelerate", "distributed training" },
+	{ "deepspeed", "distributed training" },
+	{ "lightning", "the training loop" },
+	{ "lightning_fabric", "distributed training" },
+	{ "pytorch_lightning", "the training loop" },
+	{ "peft", "fine-tuning adapters" },
+	{ "trl", "reinforcement-learning fine-tuning" },
+	{ "optax", "optimisers" },
+	{ "jax.grad", "gradients are computed only to train" },
+	{ "jax.value_and_grad", "gradients are computed only to train" },
+	{ "horovod", "distributed training" },
+	{ "apex", "mixed-precision training and fused optimisers" },
+	{ "bitsandbytes", "8-bit optimisers" },
+	{ "fairscale", "distributed training" },
+	{ "colossalai", "distributed training" },
+	{ "megatron", "distributed training" },
+	{ "datasets", "training data sets" },
+	{ "evaluate", "training metrics" },
+	{ "wandb", "training logs" },
+	{ "tensorboard", "training logs" },
+	{ "tensorboardX", "training logs" },
+	{ "tensorflow.keras.optimizers", "optimisers" },
+	{ "tensorflow.distribute", "distributed training" },
+	{ "tf_keras.optimizers", "optimisers" },
+	{ "keras.optimizers", "optimisers" },
+	{ "keras.callbacks", "the training loop" },
+	/* SPEC §2A.3: always a forbidden import */
+	{ "training_modules", "the workspace's training code" },
+	{ "teacher_model", "the workspace's teacher code" },
+	{ NULL, NULL }
+};
+
+/*
+ * Never importable by serving code, from any source (standard library or
+ * declared): each runs code given as data, imports by a computed name, or
+ * leaves the process.  Private standard modules (`_pickle`, `_imp`...) are
+ * refused by the engine as a class.
+ */
+static const struct rule denied[] = {
+	/* import machinery: imports by a computed name or path */
+	{ "importlib", "import machinery: imports by computed name or path" },
+	{ "imp", "import machinery: imports by computed name or path" },
+	{ "zipimport", "import machinery: imports from an archive" },
+	{ "pkgutil", "import machinery: imports by computed name" },
+	{ "runpy", "runs a module or file by name" },
+	{ "modulefinder", "import machinery" },
+	{ "site", "extends the import path and runs .pth lines" },
+	{ "pydoc", "imports by computed name (pydoc.locate)" },
+	{ "unittest", "its loader imports by computed name" },
+	{ "logging.config", "dictConfig and fileConfig import by computed name; listen runs code" },
+	{ "warnings._getcategory", "imports by computed name" },
+	/* string execution */
+	{ "code", "runs source text" },
+	{ "codeop", "compiles source text" },
+	{ "doctest", "runs source text in docstrings" },
+	{ "timeit", "runs source text" },
+	{ "cProfile", "runs source text" },
+	{ "profile", "runs source text" },
+	{ "pdb", "runs source text" },
+	{ "bdb", "runs source text" },
+	{ "trace", "runs source text" },
+	{ "py_compile", "compiles source files" },
+	{ "compileall", "compiles source files" },
+	{ "inspect", "frames, namespaces and evaluation of annotation strings" },
+	{ "gc", "reaches every live object, modules included" },
+	{ "builtins", "the importer and the string executors" },
+	{ "types.CodeType", "builds code from bytes" },
+	{ "types.FunctionType", "builds functions from code objects" },
+	{ "types.LambdaType", "builds functions from code objects" },
+	{ "typing.get_type_hints", "evaluates annotation strings" },
+	{ "typing.ForwardRef", "evaluates annotation strings" },
+	{ "functools.singledispatch", "evaluates annotation strings" },
+	{ "functools.singledispatchmethod", "evaluates annotation strings" },
+	{ "tkinter", "runs Tcl source text" },
+	{ "idlelib", "runs source text" },
+	{ "turtledemo", "runs source text" },
+	{ "lib2to3", "runs fixers by computed name" },
+	/* deserialisers that import and call what the data names */
+	{ "pickle", "unpickling imports and calls what the data names" },
+	{ "copyreg", "pickle's constructor registry" },
+	{ "shelve", "unpickles" },
+	{ "marshal", "loads code objects" },
+	{ "multiprocessing", "pickles callables between processes and starts interpreters" },
+	{ "dill", "unpickles" },
+	{ "cloudpickle", "unpickles" },
+	{ "joblib", "unpickles" },
+	{ "pandas.read_pickle", "unpickles" },
+	/* processes and native code */
+	{ "subprocess", "runs programs" },
+	{ "pty", "runs programs" },
+	{ "pipes", "runs shell commands" },
+	{ "posix", "runs programs (os without its checks)" },
+	{ "nt", "runs programs (os without its checks)" },
+	{ "ctypes", "loads and calls native code" },
+	{ "cffi", "loads and calls native code" },
+	{ "webbrowser", "runs programs" },
+	{ "antigravity", "runs a web browser" },
+	{ "ensurepip", "installs packages" },
+	{ "venv", "creates environments and runs programs" },
+	{ "distutils", "builds and runs programs" },
+	{ "setuptools", "builds and runs programs" },
+	{ "pip", "installs packages" },
+	{ "sqlite3.Connection.load_extension", "loads native code" },
+	{ "imaplib.IMAP4_stream", "runs a program" },
+	{ NULL, NULL }
+};
+
+/* Attribute names refused on any object. */
+static const struct rule attrs[] = {
+	/* the module table and the import system */
+	{ "modules", "sys.modules: every loaded module by name" },
+	{ "meta_path", "the import system" },
+	{ "path_hooks", "the import system" },
+	{ "path_importer_cache", "the import system" },
+	{ "import_module", "imports by computed name" },
+	{ "reload", "re-imports a module" },
+	{ "find_spec", "import machinery" },
+	{ "find_module", "import machinery" },
+	{ "find_loader", "import machinery" },
+	{ "load_module", "import machinery" },
+	{ "exec_module", "import machinery" },
+	{ "module_from_spec", "import machinery" },
+	{ "spec_from_file_location", "imports a file by path" },
+	{ "spec_from_loader", "import machinery" },
+	{ "resolve_name", "imports by computed name" },
+	{ "locate", "imports by computed name (pydoc.locate)" },
+	{ "run_path", "runs a file" },
+	{ "run_module", "runs a module by name" },
+	{ "SourceFileLoader", "imports a file by path" },
+	{ "SourcelessFileLoader", "loads bytecode by path" },
+	{ "ExtensionFileLoader", "loads native code by path" },
+	{ "zipimporter", "imports from an archive" },
+	{ "load_source", "imports a file by path" },
+	{ "load_compiled", "loads bytecode by path" },
+	{ "load_dynamic", "loads native code by path" },
+	{ "get_type_hints", "evaluates annotation strings" },
+	{ "ForwardRef", "evaluates annotation strings" },
+	{ "singledispatch", "evaluates annotation strings" },
+	{ "singledispatchmethod", "evaluates annotation strings" },
+	/* frames and code objects */
+	{ "f_globals", "a frame's namespace" },
+	{ "f_locals", "a frame's namespace" },
+	{ "f_builtins", "the builtins of a frame" },
+	{ "f_back", "the calling frame" },
+	{ "f_code", "a frame's code object" },
+	{ "tb_frame", "a frame" },
+	{ "gi_frame", "a frame" },
+	{ "gi_code", "a code object" },
+	{ "cr_frame", "a frame" },
+	{ "cr_code", "a code object" },
+	{ "ag_frame", "a frame" },
+	{ "ag_code", "a code object" },
+	{ "co_code", "bytecode" },
+	{ "co_consts", "bytecode" },
+	{ "co_names", "bytecode" },
+	{ "CodeType", "builds code from bytes" },
+	{ "FunctionType", "builds functions from code objects" },
+	{ "LambdaType", "builds functions from code objects" },
+	{ "settrace", "a hook that receives every frame" },
+	{ "setprofile", "a hook that receives every frame" },
+	{ "breakpointhook", "imports a hook by computed name" },
+	/* processes and native code */
+	{ "Popen", "runs programs" },
+	{ "popen", "runs programs" },
+	{ "create_subprocess_exec", "runs programs" },
+	{ "create_subprocess_shell", "runs programs" },
+	{ "subprocess_exec", "runs programs" },
+	{ "subprocess_shell", "runs programs" },
+	{ "fork_exec", "runs programs" },
+	{ "load_extension", "loads native code" },
+	{ "enable_load_extension", "loads native code" },
+	{ "IMAP4_stream", "runs a program" },
+	{ "read_pickle", "unpickles" },
+	{ "addsitedir", "extends the import path and runs .pth lines" },
+	/* modules reached as attributes of other modules (`shutil.os`,
+	 * `typing.sys`, `codecs.builtins`): import them, so the audit sees it */
+	{ "sys", "a module reached through another module" },
+	{ "os", "a module reached through another module" },
+	{ "builtins", "a module reached through another module" },
+	{ "importlib", "a module reached through another module" },
+	{ "subprocess", "a module reached through another module" },
+	{ "pickle", "a module reached through another module" },
+	{ "marshal", "a module reached through another module" },
+	{ "ctypes", "a module reached through another module" },
+	{ "runpy", "a module reached through another module" },
+	{ "pkgutil", "a module reached through another module" },
+	{ "gc", "a module reached through another module" },
+	{ "inspect", "a module reached through another module" },
+	{ "multiprocessing", "a module reached through another module" },
+	{ "posix", "a module reached through another module" },
+	{ "machinery", "a module reached through another module" },
+	{ "copyreg", "a module reached through another module" },
+	{ "codeop", "a module reached through another module" },
+	{ "pydoc", "a module reached through another module" },
+	{ "webbrowser", "a module reached through another module" },
+	{ NULL, NULL }
+};
+
+/* Dunders of the data model and module metadata; every other dunder
+ * (__dict__, __globals__, __subclasses__, __builtins__, __self__,
+ * __getattribute__, __loader__, __spec__, __path__, __code__...) reaches
+ * namespaces, frames or the import system. */
+static const char *const dunders[] = {
+	"__abs__", "__add__", "__aenter__", "__aexit__", "__aiter__", "__all__", "__and__",
+	"__anext__", "__author__", "__await__", "__bool__", "__bytes__", "__call__", "__ceil__",
+	"__class__", "__class_getitem__", "__complex__", "__contains__", "__copy__",
+	"__debug__", "__deepcopy__", "__del__", "__delete__", "__delitem__", "__dir__",
+	"__divmod__", "__doc__", "__enter__", "__eq__", "__exit__", "__file__", "__float__",
+	"__floor__", "__floordiv__", "__format__", "__fspath__", "__future__", "__ge__",
+	"__get__", "__getitem__", "__getstate__", "__gt__", "__hash__", "__iadd__", "__iand__",
+	"__ifloordiv__", "__ilshift__", "__imatmul__", "__imod__", "__imul__", "__index__",
+	"__init__", "__init_subclass__", "__int__", "__invert__", "__ior__", "__ipow__",
+	"__irshift__", "__isub__", "__iter__", "__itruediv__", "__ixor__", "__le__", "__len__",
+	"__length_hint__", "__license__", "__lshift__", "__lt__", "__main__", "__match_args__",
+	"__matmul__", "__missing__", "__mod__", "__module__", "__mul__", "__name__", "__ne__",
+	"__neg__", "__new__", "__next__", "__or__", "__pos__", "__post_init__", "__pow__",
+	"__qualname__", "__radd__", "__rand__", "__rdivmod__", "__repr__", "__reversed__",
+	"__rfloordiv__", "__rlshift__", "__rmatmul__", "__rmod__", "__rmul__", "__ror__",
+	"__round__", "__rpow__", "__rrshift__", "__rshift__", "__rsub__", "__rtruediv__",
+	"__rxor__", "__set__", "__set_name__", "__setitem__", "__setstate__", "__sizeof__",
+	"__slots__", "__str__", "__sub__", "__truediv__", "__trunc__", "__version__",
+	"__wrapped__", "__xor__", NULL
+};
+
+static const struct rule builtins[] = {
+	{ "__import__", "imports by computed name" },
+	{ "exec", "runs source text" },
+	{ "eval", "evaluates source text" },
+	{ "compile", "compiles source text" },
+	{ "globals", "a namespace by name" },
+	{ "locals", "a namespace by name" },
+	{ "vars", "a namespace by name" },
+	{ "breakpoint", "imports a hook by computed name" },
+	{ "help", "imports by computed name" },
+	{ "__builtins__", "the builtins namespace" },
+	{ "__loader__", "the import machinery of a module" },
+	{ "__spec__", "the import machinery of a module" },
+	{ NULL, NULL }
+};
+
+/* sys: only these attributes (reading the process's state and streams). */
+static const char *const sys_ok[] = {
+	"api_version", "argv", "builtin_module_names", "byteorder", "exc_info", "exception",
+	"executable", "exit", "flags", "float_info", "float_repr_style",
+	"get_int_max_str_digits", "getdefaultencoding", "getfilesystemencoding",
+	"getrecursionlimit", "getrefcount", "getsizeof", "getswitchinterval", "hash_info",
+	"hexversion", "implementation", "int_info", "intern", "is_finalizing", "maxsize",
+	"maxunicode", "orig_argv", "platform", "set_int_max_str_digits", "setrecursionlimit",
+	"stderr", "stdin", "stdlib_module_names", "stdout", "thread_info", "version",
+	"version_info", NULL
+};
+
+/* os: process creation (a prefix ends with '*'). */
+static const char *const os_bad[] = {
+	"system", "popen", "exec*", "spawn*", "posix_spawn*", "fork*", "startfile",
+	"add_dll_directory", NULL
+};
+
+static const struct rule keywords[] = {
+	{ "allow_pickle", "makes numpy unpickle: imports and calls what the data names" },
+	{ "trust_remote_code", "makes transformers download and run a model's code" },
+	{ NULL, NULL }
+};
+
+static const char *const private_ok[] = { "_asdict", "_field_defaults", "_fields", "_make",
+	"_replace", NULL };
+
+static bool eq(const char *entry, const char *name, size_t n)
+{
+	return strlen(entry) == n && memcmp(entry, name, n) == 0;
+}
+
+/* dotted == entry, or dotted starts with entry + "." */
+static const char *under(const struct rule *list, const char *dotted)
+{
+	size_t k, n;
+
+	for (k = 0; list[k].name; k++) {
+		n = strlen(list[k].name);
+		if (!strncmp(dotted, list[k].name, n) && (dotted[n] == '\0' || dotted[n] == '.'))
+			return list[k].reason;
+	}
+	return NULL;
+}
+
+static const char *named(const struct rule *list, const char *name, size_t n)
+{
+	size_t k;
+
+	for (k = 0; list[k].name; k++)
+		if (eq(list[k].name, name, n))
+			return list[k].reason;
+	return NULL;
+}
+
+static bool listed(const char *const *list, const char *name, size_t n)
+{
+	size_t k;
+
+	for (k = 0; list[k]; k++)
+		if (eq(list[k], name, n))
+			return true;
+	return false;
+}
+
+const char *nx_pyaudit_training(const char *module)
+{
+	return module ? under(training, module) : NULL;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+bool nx_pyaudit_stdlib(const char *top)
+{
+	return top && bsearch(&top, nx_py_stdlib, sizeof(nx_py_stdlib) / sizeof(nx_py_stdlib[0]),
+			      sizeof(nx_py_stdlib[0]), cmp_str) != NULL;
+}
+
+const char *nx_pyaudit__stdlib_version(void)
+{
+	return NX_PY_STDLIB_VERSION;
+}
+
+const char *nx_pyaudit__denied(const char *dotted)
+{
+	return under(denied, dotted);
+}
+
+const char *nx_pyaudit__attr(const char *name, size_t n)
+{
+	return named(attrs, name, n);
+}
+
+bool nx_pyaudit__dunder_ok(const char *name, size_t n)
+{
+	return listed(dunders, name, n);
+}
+
+const char *nx_pyaudit__builtin(const char *name, size_t n)
+{
+	return named(builtins, name, n);
+}
+
+const char *nx_pyaudit__member(const char *module, const char *name, size_t n)
+{
+	size_t k, m;
+
+	if (!strcmp(module, "sys"))
+		return listed(sys_ok, name, n) ? NULL :
+		       "sys beyond reading the process's state and streams (the import path, "
+		       "module table, hooks and frames are not for serving code)";
+	if (strcmp(module, "os"))
+		return NULL;
+	for (k = 0; os_bad[k]; k++) {
+		m = strlen(os_bad[k]);
+		if (os_bad[k][m - 1] == '*' ? n >= m - 1 && !memcmp(os_bad[k], name, m - 1) :
+		    eq(os_bad[k], name, n))
+			return "runs programs";
+	}
+	return NULL;
+}
+
+const char *nx_pyaudit__keyword(const char *name, size_t n)
+{
+	return named(keywords, name, n);
+}
+
+bool nx_pyaudit__private_ok(const char *name, size_t n)
+{
+	return listed(private_ok, name, n);
+}

@@ -1,0 +1,347 @@
+/* test_pyaudit.c - Python by allow-list: imports, training code, reflection. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nexus/pyaudit.h"
+
+static const char *const packages[] = { "onnxruntime", "numpy", "torch", "transformers" };
+static const char *const modules[] = { "inference", "utils" };
+
+struct seen {
+	char codes[2048];
+	long line;
+	int n;
+};
+
+static int collect(void *ctx, const char *code, long line, long col, const char *message)
+{
+	struct seen *s = ctx;
+	size_t k = strlen(s->codes);
+
+	if (!s->n)
+		s->line = line;
+	s->n++;
+	snprintf(s->codes + k, sizeof(s->codes) - k, "%s:%ld:%ld %s\n", code, line, col, message);
+	return 0;
+}
+
+static struct seen audit(const char *src)
+{
+	struct nx_pyaudit_opts o = { packages, 4, modules, 2 };
+	struct seen s = { "", 0, 0 };
+	nx_error e;
+	int rc;
+
+	nx_error_clear(&e);
+	rc = nx_pyaudit_run(src, strlen(src), &o, collect, &s, "src/x.py", &e);
+	if (rc)
+		fail_msg("audit failed (%d): %s", rc, e.message);
+	return s;
+}
+
+/* Each source of a family must report code (first line of a finding). */
+static void expect_all(const char *code, const char *const *srcs)
+{
+	for (; *srcs; srcs++) {
+		struct seen s = audit(*srcs);
+		char want[64];
+
+		snprintf(want, sizeof(want), "%s:", code);
+		if (!strstr(s.codes, want))
+			fail_msg("expected %s for:\n%s\ngot:\n%s", code, *srcs, s.codes);
+	}
+}
+
+static void expect_clean(const char *const *srcs)
+{
+	for (; *srcs; srcs++) {
+		struct seen s = audit(*srcs);
+
+		if (s.n)
+			fail_msg("false alarm for:\n%s\ngot:\n%s", *srcs, s.codes);
+	}
+}
+
+static void serving_code_is_clean(void **state)
+{
+	static const char *const ok[] = {
+		"import json\nimport os\nimport sys\n\nimport numpy as np\n"
+		"try:\n    from . import utils\nexcept ImportError:\n    import utils\n"
+		"def f(root):\n    import onnxruntime as ort\n"
+		"    o = ort.SessionOptions()\n    return os.path.join(root, 'x')\n"
+		"if __name__ == '__main__':\n    sys.exit(f(sys.argv[1:]))\n",
+		"from __future__ import annotations\nimport re, unicodedata\n"
+		"class T:\n    def __init__(self, d):\n        super().__init__()\n"
+		"        self._re = re.compile('x')\n        self.__dict__.update(d)\n"
+		"    def __len__(self):\n        return len(self._re.pattern)\n",
+		"from .utils import _helper, Tokenizer\nimport src.utils\nfrom src import inference\n"
+		"from . import utils\nx = utils._private if src.utils else 0\n",
+		"import numpy as np\nx = np.load('f.npy', allow_pickle=False)\n"
+		"y = getattr(x, 'shape', None)\nz = hasattr(x, \"dtype\")\n",
+		"from collections import namedtuple\nP = namedtuple('P', 'a b')\n"
+		"p = P(1, 2)._replace(a=3)\nq = p._asdict()\n",
+		"import sys\nif sys.flags.isolated:\n    pass\nprint(sys.version_info, file=sys.stderr)\n",
+		"try:\n    import numpy as np\nexcept ImportError:\n    np = None\n"
+		"if np is None:\n    pass\nif np:\n    pass\n",
+		"def f(x, w):\n    return f\"{x!r:>{w}} {x.real}\"\n",
+		"import torch\nwith torch.no_grad():\n    y = torch.zeros(3)\n",
+		"from transformers import AutoTokenizer\nt = AutoTokenizer.from_pretrained('d')\n",
+		"def eval_batch(model):\n    return model.eval()\n",
+		"import os\np = os.environ.get('X', os.sep)\n",
+		NULL
+	};
+
+	expect_clean(ok);
+}
+
+static void unresolved_anywhere(void **state)
+{
+	static const char *const bad[] = {
+		"import teacher_utils\n",
+		"def f():\n    import sklearn\n",
+		"class A:\n    import scipy.optimize as so\n",
+		"try:\n    import scipy\nexcept ImportError:\n    pass\n",
+		"import sys\nif not sys.flags.isolated:\n    import secret_training\n",
+		"x = 1; import hidden\n",
+		"if True: from hidden.sub import f\n",
+		"from .. import utils\n",
+		"from .helpers import f\n",
+		"from .utils.sub import f\n",
+		"import utils.sub\n",
+		"from numpy import *\n",
+		"import \\\n  hidden\n",
+		"import os, hidden as h\n",
+		"from hidden import (a,\n    b)\n",
+		"import src.hidden\n",
+		NULL
+	};
+
+	expect_all("import-unresolved", bad);
+}
+
+static void training_even_if_declared(void **state)
+{
+	static const char *const bad[] = {
+		"import torch.optim\n",
+		"import torch.optim as o\n",
+		"from torch import optim\n",
+		"from torch.optim import SGD\n",
+		"import torch\nopt = torch.optim.SGD([], lr=0.1)\n",
+		"import torch as t\nopt = t.optim.Adam\n",
+		"import torch.nn\nd = torch.distributed\n",
+		"from torch.utils import data\n",
+		"import torch.utils.data\n",
+		"from transformers import Trainer\n",
+		"from transformers import TrainingArguments as A\n",
+		"import transformers\nt = transformers.Trainer\n",
+		"import onnxruntime.training\n",
+		"from onnxruntime import training\n",
+		"import torch\nm = getattr(torch, 'optim')\n",
+		"from torch import utils\nl = utils.data.DataLoader\n",
+		"def f():\n    from training_modules.distill import loss\n",
+		"import accelerate\n",
+		"import torch\nsd = torch.load('x.pt')\n",
+		NULL
+	};
+
+	expect_all("import-training", bad);
+}
+
+static void denied_modules(void **state)
+{
+	static const char *const bad[] = {
+		"import importlib\n",
+		"from importlib import import_module\n",
+		"import importlib._bootstrap as b\n",
+		"from importlib.util import spec_from_file_location\n",
+		"from importlib import machinery\n",
+		"import runpy\n",
+		"import pickle\n",
+		"import _pickle\n",
+		"import marshal\n",
+		"import subprocess\n",
+		"def f():\n    import ctypes\n",
+		"from logging.config import dictConfig\n",
+		"import logging.config\n",
+		"import logging\nlogging.config.dictConfig({})\n",
+		"import pkgutil\n",
+		"from pydoc import locate\n",
+		"import code\n",
+		"import timeit\n",
+		"import inspect\n",
+		"import builtins\n",
+		"from types import CodeType\n",
+		"import types\nf = types.FunctionType(c, {})\n",
+		"import multiprocessing\n",
+		"import \uff50ickle\n",
+		NULL
+	};
+
+	expect_all("import-denied", bad);
+}
+
+static void reflective_access(void **state)
+{
+	static const char *const bad[] = {
+		/* builtins that import or execute */
+		"m = __import__('json')\n",
+		"x = eval('1')\n",
+		"exec(s)\n",
+		"c = compile(s, 'x', 'exec')\n",
+		"x = \uff45\uff56\uff41\uff4c(s)\n",
+		"run = eval\n",
+		"g = globals()['x']\n",
+		"v = vars(m)\n",
+		"help('torch.optim')\n",
+		"breakpoint()\n",
+		"b = __builtins__\n",
+		"l = __loader__.load_module('x')\n",
+		/* lookups by computed name */
+		"f = getattr(x, n)\n",
+		"f = getattr(x, 'a' + b)\n",
+		"f = getattr(x, f'{n}')\n",
+		"g = getattr\n",
+		"import functools\ng = functools.partial(getattr, x)\n",
+		"setattr(o, name, 1)\n",
+		"from operator import attrgetter\nf = attrgetter(n)\n",
+		"import operator\nf = operator.methodcaller(name)\n",
+		/* namespaces, frames, subclasses */
+		"d = obj.__dict__\n",
+		"s = ().__class__.__base__.__subclasses__()\n",
+		"g = f.__globals__\n",
+		"b = len.__self__\n",
+		"f = x.__getattribute__('y')\n",
+		"g = getattr(f, '__globals__')\n",
+		"import sys\nf = sys._getframe().f_globals\n",
+		"try:\n    1 / 0\nexcept Exception as e:\n    g = e.__traceback__.tb_frame\n",
+		/* sys.modules and the import path, through any alias */
+		"import sys\nm = sys.modules['torch']\n",
+		"import sys as s\nm = s.modules\n",
+		"import sys\nalias = sys\nalias.modules.clear()\n",
+		"import sys\nm = getattr(sys, 'modules')\n",
+		"from sys import modules\n",
+		"import sys\nsys.path.insert(0, '/opt/train')\n",
+		"import sys\nsetattr(sys, 'path', [])\n",
+		"import sys\nsys.meta_path.append(f)\n",
+		"import typing\nm = typing.sys.modules\n",
+		"import os\nm = os.sys\n",
+		"def f(m):\n    return m.modules\n",
+		/* processes through other modules */
+		"import os\nos.system('python3 -m train')\n",
+		"import os\nos.execv('/usr/bin/python3', a)\n",
+		"from os import popen\n",
+		"import shutil\nshutil.os.system('x')\n",
+		"import tempfile\ntempfile._os.system('x')\n",
+		"import asyncio\np = asyncio.create_subprocess_exec('x')\n",
+		/* code loaded from data */
+		"import numpy as np\nx = np.load(f, allow_pickle=True)\n",
+		"from transformers import AutoModel\nm = AutoModel.from_pretrained(p, trust_remote_code=True)\n",
+		"import typing\nh = typing.get_type_hints(f)\n",
+		/* f-string fields are code */
+		"s = f\"{__import__('x')}\"\n",
+		"s = f\"{getattr(m, n)}\"\n",
+		"s = f\"{x:{eval(w)}}\"\n",
+		"s = f'''\n{\n  eval(w)\n}'''\n",
+		/* a module made a package */
+		"__path__ = ['/opt/train']\n",
+		NULL
+	};
+
+	expect_all("python-reflective", bad);
+}
+
+static void line_numbers(void **state)
+{
+	struct seen s = audit("import os\n\n\ndef f():\n    import hidden\n");
+
+	assert_int_equal(s.n, 1);
+	assert_int_equal(s.line, 5);
+	s = audit("x = 1\ny = f'''a\n\n{eval(w)}'''\n");
+	assert_int_equal(s.n, 1);
+	assert_int_equal(s.line, 4);
+}
+
+static void lists(void **state)
+{
+	assert_true(nx_pyaudit_stdlib("json"));
+	assert_true(nx_pyaudit_stdlib("__future__"));
+	assert_false(nx_pyaudit_stdlib("numpy"));
+	assert_false(nx_pyaudit_stdlib(NULL));
+	assert_non_null(nx_pyaudit_training("torch.optim.lr_scheduler"));
+	assert_non_null(nx_pyaudit_training("onnxruntime.training"));
+	assert_null(nx_pyaudit_training("torch.optimx"));
+	assert_null(nx_pyaudit_training("torch"));
+	assert_null(nx_pyaudit_training(NULL));
+}
+
+static void errors(void **state)
+{
+	struct seen s = { "", 0, 0 };
+	nx_error e;
+
+	nx_error_clear(&e);
+	assert_int_equal(nx_pyaudit_run("x = 'unterminated\n", 18, NULL, collect, &s, "a.py", &e),
+			 NX_EFORMAT);
+	assert_int_equal(e.line, 1);
+	nx_error_clear(&e);
+	assert_int_equal(nx_pyaudit_run("x", (size_t)NX_PYAUDIT_SRC_MAX + 1, NULL, collect, &s,
+					"a.py", &e), NX_ELIMIT);
+	/* a name bound to too many modules cannot be followed */
+	s = audit("try:\n import json as j\nexcept E:\n import re as j\n"
+		  "try:\n import io as j\nexcept E:\n import os as j\n import csv as j\n");
+	assert_non_null(strstr(s.codes, "import-unresolved"));
+}
+
+/* The callback's non-zero value stops the audit and is returned. */
+static int stop(void *ctx, const char *code, long line, long col, const char *message)
+{
+	(*(int *)ctx)++;
+	return 7;
+}
+
+static void callback_stops(void **state)
+{
+	int n = 0;
+
+	assert_int_equal(nx_pyaudit_run("import a\nimport b\n", 18, NULL, stop, &n, NULL, NULL), 7);
+	assert_int_equal(n, 1);
+}
+
+/* 200,000 names in one statement: linear, not quadratic. */
+static void long_statement(void **state)
+{
+	size_t n = 200000, i, k = 0;
+	char *src = malloc(n * 8 + 64);
+	struct seen s;
+
+	assert_non_null(src);
+	k += (size_t)sprintf(src, "import sys\nx = [");
+	for (i = 0; i < n; i++)
+		k += (size_t)sprintf(src + k, "sys.a%zu,", i % 10);
+	strcpy(src + k, "]\n");
+	s = audit(src);
+	assert_true(s.n >= 1);   /* sys.a0 is beyond sys's allow-list */
+	free(src);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(serving_code_is_clean),
+		cmocka_unit_test(unresolved_anywhere),
+		cmocka_unit_test(training_even_if_declared),
+		cmocka_unit_test(denied_modules),
+		cmocka_unit_test(reflective_access),
+		cmocka_unit_test(line_numbers),
+		cmocka_unit_test(lists),
+		cmocka_unit_test(errors),
+		cmocka_unit_test(callback_stops),
+		cmocka_unit_test(long_statement),
+	};
+	return cmocka_run_group_tests_name("pyaudit", tests, NULL, NULL);
+}
