@@ -5,7 +5,10 @@
  * comments and docstrings they WARN; README.md and LICENSE are prose and
  * only WARN.  Tokenizer vocabularies are data: each entry is exempt from the
  * term scan, but an entry that is too long or holds control bytes is a
- * place to smuggle data and FAILs.
+ * place to smuggle data and FAILs.  Python sources are also audited by
+ * allow-list (nexus/pyaudit.h): every import resolves to the standard
+ * library, the bundle's src/ or a declared serving package, and nothing is
+ * imported, executed or looked up by a computed name.
  */
 #include "verify_internal.h"
 
@@ -16,6 +19,7 @@
 
 #include "nexus/config.h"
 #include "nexus/magic.h"
+#include "nexus/pyaudit.h"
 #include "nexus/scan.h"
 
 #define CHECK NX_CHECK_CODE
@@ -183,7 +187,15 @@ static int scan_json(struct vfy_ctx *c, const char *path, const char *buf, size_
 	return rc;
 }
 
-static int scan_file(struct vfy_ctx *c, const char *path)
+static int on_audit(void *arg, const char *code, long line, long col, const char *message)
+{
+	struct scan_ctx *s = arg;
+
+	return nx_report_add(s->c->r, CHECK, NX_SEV_FAIL, code, s->path, line, "%s (column %ld)",
+			     message, col);
+}
+
+static int scan_file(struct vfy_ctx *c, const char *path, const struct nx_pyaudit_opts *po)
 {
 	struct scan_ctx s = {.c = c, .path = path};
 	const char *const *terms = c->terms;
@@ -197,8 +209,11 @@ static int scan_file(struct vfy_ctx *c, const char *path)
 	if (rc)
 		return rc == NX_ENOMEM ? rc :
 		       nx_report_add(c->r, CHECK, NX_SEV_FAIL, "unreadable", path, 0, "%s", e.message);
-	if (ends_with(path, ".py"))
+	if (ends_with(path, ".py")) {
 		rc = nx_scan_python(buf, len, terms, c->nterms, on_term, &s, path, &e);
+		if (!rc)
+			rc = nx_pyaudit_run(buf, len, po, on_audit, &s, path, &e);
+	}
 	else if (ends_with(path, ".yaml") || ends_with(path, ".yml"))
 		rc = nx_scan_yaml(buf, len, terms, c->nterms, on_term, &s, path, &e);
 	else if (!strcmp(path, "model/tokenizer/vocab.txt"))
@@ -235,19 +250,13 @@ static bool scanned(const char *p)
 }
 
 /*
- * runtime.yaml python_packages are what the sandboxed import check lets
- * resolve outside the bundle.  A package that exists only to train
- * (optimizers, trainers, distributed training) has no place in serving:
- * FAIL.  A framework that also trains (torch, tensorflow, ...) lets every
- * training module of it pass the import check: WARN, so the declaration is
- * a visible decision, not a silent hole.  Submodules count as their parent.
+ * runtime.yaml python_packages are what the import audit and the sandboxed
+ * import check let resolve outside the bundle.  A package that exists only
+ * to train (nx_pyaudit_training: optimizers, trainers, distributed training)
+ * has no place in serving: FAIL.  A framework that also trains (torch,
+ * tensorflow, ...) has training modules beyond the audit's list: WARN, so
+ * the declaration is a visible decision, not a silent hole.
  */
-static const char *const training_only[] = { "torch.optim", "torch.autograd",
-	"torch.distributed", "torch.utils.data", "transformers.trainer", "transformers.training_args",
-	"deepspeed", "accelerate", "peft", "trl", "pytorch_lightning", "lightning", "optax",
-	"tensorflow.keras.optimizers", "keras.optimizers", "horovod", "apex", "bitsandbytes",
-	/* SPEC §2A.3: always a forbidden import, so never a serving package */
-	"training_modules", NULL };
 static const char *const training_frameworks[] = { "torch", "tensorflow", "jax", "flax",
 	"keras", "transformers", "paddle", "mxnet", "sklearn", "xgboost", "lightgbm", NULL };
 
@@ -263,32 +272,28 @@ static bool module_under(const char *mod, const char *const *list)
 	return false;
 }
 
-static int check_packages(struct vfy_ctx *c)
+static int check_packages(struct vfy_ctx *c, const nx_runtime_config *rcfg)
 {
-	nx_runtime_config *rcfg = NULL;
+	const char *why;
 	size_t i;
 	int rc = 0;
-	long k = vfy_find(c, "config/runtime.yaml");
 
-	if (k < 0 || !S_ISREG(c->entries[k].mode) || c->entries[k].nlink != 1 ||
-	    nx_runtime_config_load(&rcfg, c->dirfd, "config/runtime.yaml", NULL) != 0)
-		return 0;   /* absent or invalid: reported by allowlist / functional */
-	for (i = 0; !rc && i < rcfg->npython_packages; i++) {
+	for (i = 0; !rc && rcfg && i < rcfg->npython_packages; i++) {
 		const char *p = rcfg->python_packages[i];
 
-		if (module_under(p, training_only))
+		if ((why = nx_pyaudit_training(p)))
 			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "training-package-declared",
 					   "config/runtime.yaml", 0,
-					   "python_packages declares %s, a training library: the "
-					   "import check would let training code run; remove it", p);
+					   "python_packages declares %s, a training library (%s): the "
+					   "import check would let training code run; remove it", p,
+					   why);
 		else if (module_under(p, training_frameworks))
 			rc = nx_report_add(c->r, CHECK, NX_SEV_WARN, "training-package-declared",
 					   "config/runtime.yaml", 0,
 					   "python_packages declares %s, a framework with training "
-					   "modules: the import check accepts all of them; serve with "
-					   "onnxruntime/numpy if you can", p);
+					   "modules: the import audit refuses those it lists, not every "
+					   "one; serve with onnxruntime/numpy if you can", p);
 	}
-	nx_runtime_config_free(rcfg);
 	return rc;
 }
 
@@ -319,18 +324,54 @@ static int scan_manifest(struct vfy_ctx *c)
 	return rc;
 }
 
+/* src/<stem>.py: the stem is a module of the bundle (borrowed from path). */
+static const char *src_stem(const char *path, char *out, size_t cap)
+{
+	size_t n = strlen(path);
+
+	if (strncmp(path, "src/", 4) || !ends_with(path, ".py") || strchr(path + 4, '/') ||
+	    n - 7 >= cap || n < 8)
+		return NULL;
+	memcpy(out, path + 4, n - 7);
+	out[n - 7] = '\0';
+	return out;
+}
+
 int vfy_code(struct vfy_ctx *c, nx_error *err)
 {
-	size_t i;
+	struct nx_pyaudit_opts po = { 0 };
+	nx_runtime_config *rcfg = NULL;
+	char **stems = NULL, stem[256];
+	size_t i, nstems = 0;
+	long k = vfy_find(c, "config/runtime.yaml");
 	int rc = 0;
 
+	if (k >= 0 && S_ISREG(c->entries[k].mode) && c->entries[k].nlink == 1 &&
+	    nx_runtime_config_load(&rcfg, c->dirfd, "config/runtime.yaml", NULL) != 0)
+		rcfg = NULL;   /* absent or invalid: reported by allowlist / functional */
+	if (!(stems = calloc(c->nentries + 1, sizeof(*stems))))
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	for (i = 0; !rc && i < c->nentries; i++)
+		if (S_ISREG(c->entries[i].mode) && src_stem(c->entries[i].path, stem, sizeof(stem)) &&
+		    strcmp(stem, "__init__") && !(stems[nstems++] = strdup(stem)))
+			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	po.modules = (const char *const *)stems;
+	po.nmodules = nstems;
+	if (rcfg) {
+		po.packages = (const char *const *)rcfg->python_packages;
+		po.npackages = rcfg->npython_packages;
+	}
 	for (i = 0; !rc && i < c->nentries; i++)
 		if (S_ISREG(c->entries[i].mode) && c->entries[i].nlink == 1 &&
 		    scanned(c->entries[i].path))
-			rc = scan_file(c, c->entries[i].path);
+			rc = scan_file(c, c->entries[i].path, &po);
 	if (!rc)
-		rc = check_packages(c);
+		rc = check_packages(c, rcfg);
 	if (!rc && c->m)
 		rc = scan_manifest(c);
+	for (i = 0; i < nstems; i++)
+		free(stems[i]);
+	free(stems);
+	nx_runtime_config_free(rcfg);
 	return rc;
 }

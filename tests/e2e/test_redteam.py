@@ -395,7 +395,7 @@ def runtime_with_packages(pkgs):
 @pytest.mark.parametrize("pkg", ["torch", "tensorflow", "jax", "transformers", "keras"])
 def test_training_framework_declared_warns(nexus, bundle, pkg):
     """A framework makes the sandbox import check accept its training modules."""
-    bundle.smuggle("config/runtime.yaml", runtime_with_packages(["numpy", pkg]))
+    bundle.smuggle("config/runtime.yaml", runtime_with_packages(["onnxruntime", "numpy", pkg]))
     rc, rep = verify(nexus, bundle)
     assert rc == 0, rep
     assert "training-package-declared" in codes(rep, "WARN"), rep

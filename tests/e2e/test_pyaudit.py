@@ -1,0 +1,191 @@
+"""Python by allow-list (issue 22, item 3): every import of a bundle's src/
+resolves to the standard library, the bundle or a declared serving package;
+training packages are refused even if declared; nothing is imported,
+executed or looked up by a computed name; and the sandboxed import check
+shows the code an ordinary interpreter, not the gate's isolation flags."""
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import run
+from test_build import build
+from test_verify_adversarial import bundle, expect_fail, runtime, verify, codes  # noqa: F401
+from workspace import INFERENCE_PY, UTILS_PY, make_workspace
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_stdlib_list_is_the_running_pythons():
+    """src/lib/pystdlib.h is generated from sys.stdlib_module_names; a python3
+    that adds or drops a module must regenerate it (scripts/pystdlib_gen.py)."""
+    text = (ROOT / "src/lib/pystdlib.h").read_text()
+    listed = re.findall(r'^\t"([^"]+)",$', text, re.M)
+    assert listed == sorted(sys.stdlib_module_names), "run scripts/pystdlib_gen.py"
+    ver = re.search(r'NX_PY_STDLIB_VERSION "([0-9.]+)"', text).group(1)
+    assert ver == "%d.%d" % sys.version_info[:2]
+
+
+# -- the gate on a hand-made bundle: one family per class, several spellings ------
+
+UNRESOLVED = [
+    "def fit():\n    import sklearn.linear_model\n",
+    "class K:\n    import scipy.optimize as so\n",
+    "try:\n    import secret_trainer\nexcept ImportError:\n    secret_trainer = None\n",
+    "import sys\nif not sys.flags.isolated:\n    from secret_trainer import fit\n",
+    "x = 1; import hidden\n",
+    "from .. import anything\n",
+    "from .missing import f\n",
+    "from numpy import *\n",
+]
+TRAINING = [
+    "import onnxruntime.training\n",
+    "from onnxruntime import training\n",
+    "import onnxruntime as ort\nt = ort.training.api\n",
+    "def f():\n    from torch.optim import SGD\n",
+    "import torch_optimizer\n",
+    "try:\n    import accelerate\nexcept ImportError:\n    pass\n",
+    "from transformers import Trainer\n",
+]
+DENIED = [
+    "import importlib._bootstrap as b\nm = b._gcd_import('x')\n",
+    "from importlib.util import spec_from_file_location\n",
+    "from importlib import machinery\n",
+    "import runpy\n",
+    "def f(b):\n    import marshal\n    return marshal.loads(b)\n",
+    "import logging.config\nlogging.config.dictConfig({})\n",
+    "import subprocess\n",
+    "from pydoc import locate\n",
+    "import _imp\n",
+]
+REFLECTIVE = [
+    "import json\ng = json.__loader__\n",
+    "import json\nf = json.JSONDecoder.__init__.__globals__\n",
+    "n = ().__class__.__base__.__subclasses__()\n",
+    "import json\nm = object.__getattribute__(json, 'x')\n",
+    "import sys as _s\nm = _s.modules\n",
+    "import sys\nalias = sys\n",
+    "import typing\nm = typing.sys.modules\n",
+    "import os\nos.system(bytes.fromhex('707974686f6e33').decode() + ' -m fit')\n",
+    "import sys\nsys.path.append(b'/opt/tr'.decode())\n",
+    "x = eval(s)\n",
+    "c = compile(s, 'f', 'exec')\n",
+    "getattr(obj, name)()\n",
+    "f = globals()['x']\n",
+    "import codecs\nb = codecs.builtins\n",
+    "s = f\"{__import__('x')}\"\n",
+]
+
+
+@pytest.mark.parametrize("code,srcs", [("import-unresolved", UNRESOLVED),
+                                       ("import-training", TRAINING),
+                                       ("import-denied", DENIED),
+                                       ("python-reflective", REFLECTIVE)],
+                         ids=["unresolved", "training", "denied", "reflective"])
+def test_verify_refuses(nexus, bundle, code, srcs):
+    for src in srcs:
+        bundle.smuggle("src/helpers.py", src)
+        rep = expect_fail(nexus, bundle, code)
+        assert any(f["path"] == "src/helpers.py" and f["code"] == code
+                   for f in rep["findings"]), (src, rep["findings"])
+
+
+def test_verify_serving_idioms_pass(nexus, bundle):
+    """No false alarms on what serving code does: the audit's allow-lists
+    cover it."""
+    bundle.smuggle("src/helpers.py", (
+        "from __future__ import annotations\n"
+        "import json, os, sys\n"
+        "import numpy as np\n"
+        "try:\n    from . import utils\nexcept ImportError:\n    import utils\n"
+        "from .inference import Engine\n\n"
+        "class Cache:\n"
+        "    def __init__(self, **kw):\n"
+        "        super().__init__()\n"
+        "        self.__dict__.update(kw)\n"
+        "        self._n = getattr(self, 'n', 0)\n\n"
+        "def main(argv=None):\n"
+        "    import onnxruntime as ort\n"
+        "    o = ort.SessionOptions()\n"
+        "    p = os.path.join(os.path.dirname(__file__), 'x')\n"
+        "    if sys.flags.isolated:\n        pass\n"
+        "    print(json.dumps({'p': p, 'v': f'{sys.version_info!r:>{10}}'}), file=sys.stderr)\n"
+        "    return np.zeros(3), utils.softmax, Engine, o\n"))
+    rc, rep = verify(nexus, bundle)
+    assert rc == 0, rep["findings"]
+
+
+# -- the insider path: only the workspace changes, the official build signs -------
+
+INSIDER = {
+    "nested-training-import": ("def _fit(model):\n    import torch.optim as optim\n"
+                               "    return optim.SGD(model.parameters(), lr=0.1)\n",
+                               "import-training"),
+    "declared-package-submodule": ("def _fit():\n    from onnxruntime.training import api\n"
+                                   "    return api\n", "import-training"),
+    "skipped-when-isolated": ("import sys\nif not sys.flags.isolated:\n"
+                              "    import secret_trainer\n", "import-unresolved"),
+    "importlib-internals": ("import importlib._bootstrap as _b\n"
+                            "def _load(n):\n    return _b._gcd_import(n)\n", "import-denied"),
+    "computed-name-lookup": ("import json\n"
+                             "def _load(n):\n    return getattr(json, n)\n", "python-reflective"),
+    "module-table-alias": ("import sys\n_mods = sys\n"
+                           "def _get(n):\n    return _mods.modules[n]\n", "python-reflective"),
+    "string-execution": ("import os\n"
+                         "def _train():\n    os.system('python3 -m trainer')\n",
+                         "python-reflective"),
+}
+
+
+@pytest.fixture(scope="module")
+def release_key(tmp_path_factory, nexus):
+    d = tmp_path_factory.mktemp("key")
+    assert run(nexus, "keygen", "-o", d / "rel").returncode == 0
+    return d / "rel.key"
+
+
+@pytest.mark.parametrize("name", sorted(INSIDER))
+def test_insider_workspace_build_with_release_key_refused(nexus, tmp_path, release_key, name):
+    src, code = INSIDER[name]
+    ws = make_workspace(tmp_path / "ws", inference_py=INFERENCE_PY + "\n" + src)
+    r = build(nexus, ws, tmp_path / "b", "--key", release_key)
+    assert r.returncode == 1, r.stderr
+    assert code in r.stderr, r.stderr
+    assert "src/inference.py" in r.stderr
+    assert not (tmp_path / "b").exists()
+    assert not [p for p in os.listdir(tmp_path) if ".nexus-stage." in p]
+
+
+def test_insider_clean_workspace_still_builds(nexus, tmp_path, release_key):
+    """The control: the same workspace without the insider's lines builds."""
+    ws = make_workspace(tmp_path / "ws")
+    r = build(nexus, ws, tmp_path / "b", "--key", release_key)
+    assert r.returncode == 0, r.stderr
+
+
+# -- TRV-5: the import check hides its isolation flags ---------------------------
+
+def sandbox_ok():
+    return os.path.exists("/usr/bin/bwrap") and subprocess.run(
+        ["/usr/bin/bwrap", "--unshare-all", "--ro-bind", "/", "/", "/usr/bin/true"]).returncode == 0
+
+
+@pytest.mark.skipif(not sandbox_ok(), reason="bubblewrap cannot run here")
+@pytest.mark.parametrize("probe", [
+    "if not sys.flags.isolated:\n",
+    "if not (sys.flags.no_site or sys.flags.ignore_environment):\n",
+    "if '-I' not in sys.orig_argv:\n",
+    "if len(sys.argv) < 2:\n",
+], ids=["isolated", "no-site", "orig-argv", "argv"])
+def test_import_check_code_sees_ordinary_flags(nexus, tmp_path, probe):
+    """A module that reaches outside the bundle only when it is not run by
+    the gate: the gate must run that branch, so the reach fails the import."""
+    utils = UTILS_PY + "import sys\n" + probe + "    open('/opt/nexus-not-there/x').read()\n"
+    ws = make_workspace(tmp_path / "ws", utils_py=utils)
+    r = build(nexus, ws, tmp_path / "b")
+    assert r.returncode == 1, r.stderr
+    assert "functional-import-io" in r.stderr, r.stderr
+    assert not (tmp_path / "b").exists()
