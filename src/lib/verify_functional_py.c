@@ -5,6 +5,11 @@
  * python_packages resolve.  The driver reports each failed import as one
  * JSON line (prefixed by a per-run nonce) naming the missing module and the
  * bundle file:line of the import statement.
+ *
+ * The code it imports sees an ordinary interpreter: sys.flags as without
+ * -I -S -B, and sys.argv/orig_argv without the driver's arguments (the
+ * nonce included), so a module cannot behave one way under the gate and
+ * another in production by looking at how it was started.
  */
 #include "functional_int.h"
 
@@ -65,6 +70,18 @@ static const char driver[] =
 	"        return m\n"
 	"    def exec_module(self, m): pass\n"
 	"sys.meta_path.append(Finder())\n"
+	"import collections\n"
+	"names = type(sys.flags).__match_args__\n"
+	"normal = dict(zip(names, sys.flags))\n"
+	"normal.update(isolated=0, ignore_environment=0, no_user_site=0, no_site=0,\n"
+	"              dont_write_bytecode=0, safe_path=False)\n"
+	"Flags = collections.namedtuple('flags', names)\n"
+	"Flags.__module__ = 'sys'\n"
+	"Flags.__repr__ = lambda s: 'sys.flags(' + ', '.join('%s=%r' % kv for kv in zip(names, s)) + ')'\n"
+	"sys.flags = Flags(**normal)\n"
+	"sys.dont_write_bytecode = False\n"
+	"sys.argv = ['']; sys.orig_argv = [sys.executable]\n"
+	"del names, normal, Flags\n"
 	"sys.path += ['/bundle', '/bundle/src']\n"
 	"def where(tb):\n"
 	"    f, l = '', 0\n"
