@@ -65,6 +65,19 @@ extern "C" {
 /* Longest dotted module name resolved (bytes); longer ones are unresolved. */
 #define NX_PYAUDIT_DOTTED_MAX 255
 
+/*
+ * A name another bundle module binds by an import statement: `utils.np`
+ * for `import numpy as np` in src/utils.py.  Through it, `utils.np` in
+ * another file is numpy, followed and judged like a direct import.
+ */
+struct nx_pyaudit_export {
+	char *name;            /* "<stem>.<bound name>"; stem "__init__" for the package */
+	char *target;          /* dotted module (or module.attribute); for a bundle
+				* name, "<stem>.<name>" again, or a stem */
+	bool bundle;           /* target is a bundle name */
+	bool module;           /* bound by `import` (a module object) */
+};
+
 struct nx_pyaudit_opts {
 	/* runtime.yaml python_packages (top-level names; borrowed) */
 	const char *const *packages;
@@ -73,6 +86,9 @@ struct nx_pyaudit_opts {
 	 * borrowed) */
 	const char *const *modules;
 	size_t nmodules;
+	/* what the bundle's modules bind (nx_pyaudit_exports of each; borrowed) */
+	const struct nx_pyaudit_export *exports;
+	size_t nexports;
 };
 
 /*
@@ -91,6 +107,19 @@ typedef int (*nx_pyaudit_fn)(void *ctx, const char *code, long line, long col,
  */
 int nx_pyaudit_run(const char *src, size_t len, const struct nx_pyaudit_opts *o,
 		   nx_pyaudit_fn fn, void *ctx, const char *path, nx_error *err);
+
+/*
+ * Append to *v (*n entries, reallocated) what src[0..len), the bundle module
+ * `stem` ("__init__" for src/__init__.py), binds by import statements.
+ * Reports nothing: a file that does not tokenize exports nothing (its audit
+ * reports it).  0, NX_ELIMIT or NX_ENOMEM (err filled; *v still valid).
+ */
+int nx_pyaudit_exports(struct nx_pyaudit_export **v, size_t *n, const char *stem,
+		       const char *src, size_t len, const struct nx_pyaudit_opts *o,
+		       nx_error *err);
+
+/* Free an export array.  Accepts NULL. */
+void nx_pyaudit_exports_free(struct nx_pyaudit_export *v, size_t n);
 
 /*
  * Is the dotted module name (or a package it is under) a training package

@@ -45,11 +45,14 @@ struct binding {
 	enum origin origin;
 	bool module;           /* bound by `import`: a module object */
 	size_t tok;            /* the name's token (of the file's top level) */
+	bool own;              /* name was copied (an NFKC form outlives its token) */
 };
 
 struct bindings {
 	struct binding *v;
 	size_t n, cap;
+	const struct nx_pyaudit_export **ex;   /* opts' exports sorted by name */
+	size_t nex;
 };
 
 struct audit {
@@ -75,6 +78,9 @@ struct audit {
 	size_t ntargets;
 	char cpath[TARGETS_MAX][NX_PYAUDIT_DOTTED_MAX + 1];
 	bool cdead[TARGETS_MAX];
+	bool on_module;        /* the chain stands on an imported module object */
+	char bpath[NX_PYAUDIT_DOTTED_MAX + 1];   /* bundle name the chain follows */
+	bool bvalid;
 	/* f-string fields: line counting carried from one field to the next */
 	size_t field_of, field_pos, field_line_start;
 	long field_line;
@@ -290,6 +296,11 @@ static int bind(struct audit *a, size_t name_tok, const char *target, enum origi
 		return oom(a);
 	v->name = a->t[name_tok].name;
 	v->nlen = a->t[name_tok].nlen;
+	v->own = a->t[name_tok].owned;
+	if (v->own && !(v->name = strndup(v->name, v->nlen))) {
+		free(v->target);
+		return oom(a);
+	}
 	v->origin = origin;
 	v->module = module;
 	v->tok = name_tok;
@@ -333,6 +344,8 @@ static int seal_bindings(struct audit *a)
 		if (w && !cmp_binding(&b->v[w - 1], &b->v[i])) {
 			b->v[w - 1].module |= b->v[i].module;
 			free(b->v[i].target);
+			if (b->v[i].own)
+				free((void *)b->v[i].name);
 			continue;
 		}
 		run = w && b->v[w - 1].nlen == b->v[i].nlen &&
@@ -476,8 +489,10 @@ static int import_stmt(struct audit *a, size_t i, size_t *end)
 		org = resolve(a, mod, first, &stem, &rc);
 		if (rc)
 			break;
-		if (org == O_BUNDLE)
-			rc = bind(a, as != NONE ? as : first, stem, org, true);
+		if (org == O_BUNDLE)   /* `import src.utils` binds src, the package */
+			rc = bind(a, as != NONE ? as : first,
+				  *stem && (as != NONE || !strchr(mod, '.')) ? stem : "__init__", org,
+				  true);
 		else if (org != O_NONE && as != NONE)
 			rc = bind(a, as, mod, org, true);
 		else if (org != O_NONE) {
@@ -527,8 +542,12 @@ static int from_names(struct audit *a, size_t *jp, const char *prefix, enum orig
 			     a->t[nm].name) < (int)sizeof(full) && (why = nx_pyaudit_training(full)))
 			rc = report(a, "import-training", nm, "import of '%s' refused: %s", full, why);
 		if (org != O_NONE) {
-			int w = snprintf(full, sizeof(full), "%s%s%.*s", prefix, *prefix ? "." : "",
-					 (int)a->t[nm].nlen, a->t[nm].name);
+			/* a bundle name: "<stem>.<name>", or a stem, or "__init__.<name>" */
+			bool pkg = org == O_BUNDLE && !*prefix;
+			int w = pkg && bundle_module(a, a->t[nm].name, a->t[nm].nlen) ?
+				snprintf(full, sizeof(full), "%.*s", (int)a->t[nm].nlen, a->t[nm].name) :
+				snprintf(full, sizeof(full), "%s%s%.*s", pkg ? "__init__" : prefix,
+					 pkg || *prefix ? "." : "", (int)a->t[nm].nlen, a->t[nm].name);
 
 			if (w < 0 || (size_t)w >= sizeof(full))
 				rc = report(a, "import-unresolved", nm, "imported name over %d bytes",
@@ -648,31 +667,121 @@ static int name_rules(struct audit *a, size_t i, const char *s, size_t n, enum r
 	return 0;
 }
 
+/* The export bundle name p (a "<stem>.<name>") leads to, following
+ * re-exports between bundle modules; NULL when p is no import binding. */
+static const struct nx_pyaudit_export *exported(const struct audit *a, const char *p)
+{
+	int hops;
+
+	for (hops = 0; hops < 8 && a->b->nex; hops++) {
+		size_t l = 0, h = a->b->nex;
+
+		while (l < h) {
+			size_t m = l + (h - l) / 2;
+
+			if (strcmp(a->b->ex[m]->name, p) < 0)
+				l = m + 1;
+			else
+				h = m;
+		}
+		if (l == a->b->nex || strcmp(a->b->ex[l]->name, p))
+			return NULL;
+		if (!a->b->ex[l]->bundle)
+			return a->b->ex[l];
+		p = a->b->ex[l]->target;
+	}
+	return NULL;
+}
+
+/* The chain reached a module through a bundle module's import of it. */
+static void add_target(struct audit *a, const struct nx_pyaudit_export *e)
+{
+	if (a->ntargets < TARGETS_MAX) {
+		snprintf(a->cpath[a->ntargets], sizeof(a->cpath[0]), "%s", e->target);
+		a->cdead[a->ntargets++] = false;
+	}
+	a->on_module |= e->module;
+	a->root = R_MODULE;
+}
+
 /* Start a chain at NAME i. */
 static void chain_start(struct audit *a, size_t i)
 {
+	const struct nx_pyaudit_export *e;
 	size_t lo, cnt, k;
-	bool all_bundle = true;
 
 	a->chain = i;
 	a->ntargets = 0;
 	a->root = R_UNKNOWN;
+	a->on_module = false;
+	a->bvalid = false;
 	if (name_is(a, i, "self") || name_is(a, i, "cls")) {
 		a->root = R_SELF;
 		return;
 	}
 	cnt = lookup(a->b, a->t[i].name, a->t[i].nlen, &lo);
-	for (k = lo; k < lo + cnt && a->ntargets < TARGETS_MAX; k++) {
+	if (cnt)
+		a->root = R_BUNDLE;
+	for (k = lo; k < lo + cnt; k++) {
 		const struct binding *v = &a->b->v[k];
 
-		all_bundle &= v->origin == O_BUNDLE;
-		if (v->origin == O_BUNDLE)
-			continue;
-		snprintf(a->cpath[a->ntargets], sizeof(a->cpath[0]), "%s", v->target);
-		a->cdead[a->ntargets++] = false;
+		if (v->origin == O_BUNDLE && (e = exported(a, v->target))) {
+			add_target(a, e);
+		} else if (v->origin == O_BUNDLE) {
+			if (!a->bvalid)
+				snprintf(a->bpath, sizeof(a->bpath), "%s", v->target);
+			a->bvalid = true;
+		} else if (a->ntargets < TARGETS_MAX) {
+			snprintf(a->cpath[a->ntargets], sizeof(a->cpath[0]), "%s", v->target);
+			a->cdead[a->ntargets++] = false;
+			a->on_module |= v->module;
+			a->root = R_MODULE;
+		}
 	}
-	if (cnt)
-		a->root = all_bundle ? R_BUNDLE : R_MODULE;
+}
+
+/* Follow the bundle name of the chain to attribute s[0..n). */
+static void bundle_step(struct audit *a, const char *s, size_t n)
+{
+	const struct nx_pyaudit_export *e;
+	size_t len = strlen(a->bpath);
+
+	if (!a->bvalid)
+		return;
+	if (!strcmp(a->bpath, "__init__") && bundle_module(a, s, n)) {
+		memcpy(a->bpath, s, n);
+		a->bpath[n] = '\0';
+		return;
+	}
+	if (len + 1 + n > NX_PYAUDIT_DOTTED_MAX) {
+		a->bvalid = false;
+		return;
+	}
+	a->bpath[len] = '.';
+	memcpy(a->bpath + len + 1, s, n);
+	a->bpath[len + 1 + n] = '\0';
+	if ((e = exported(a, a->bpath))) {
+		add_target(a, e);
+		a->bvalid = false;
+	}
+}
+
+/* The chain ends here: a module, or a package holding training or denied
+ * modules, is a value the audit would stop following. */
+static int chain_end(struct audit *a, size_t i)
+{
+	size_t k;
+
+	if (a->on_module)
+		return report(a, "python-reflective", i, "module '%.*s' used as a value (passed, "
+			      "stored or returned) refused: the audit follows a module only through "
+			      "its attributes", (int)a->t[i].nlen, a->t[i].name);
+	for (k = 0; k < a->ntargets; k++)
+		if (!a->cdead[k] && nx_pyaudit__holds(a->cpath[k]))
+			return report(a, "python-reflective", i, "'%s' used as a value refused: it "
+				      "holds training or denied modules the audit would stop "
+				      "following", a->cpath[k]);
+	return 0;
 }
 
 /* Extend the chain by attribute NAME i: judge what the path reaches. */
@@ -764,7 +873,11 @@ static int getattr_call(struct audit *a, size_t i)
 		a->skip[first] = 1;
 		if ((rc = name_rules(a, c + 1, lit, strlen(lit), root, NULL)))
 			return rc;
-		return chain_step(a, c + 1, lit, strlen(lit));
+		a->on_module = false;
+		if ((rc = chain_step(a, c + 1, lit, strlen(lit))))
+			return rc;
+		bundle_step(a, lit, strlen(lit));
+		return chain_end(a, c + 1);   /* what getattr returns is a value */
 	}
 	return name_rules(a, c + 1, lit, strlen(lit), root, NULL);
 }
@@ -816,22 +929,15 @@ static int module_value(struct audit *a, size_t i)
 	static const char *const cond[] = { "if", "elif", "while", "not", "and", "or", NULL };
 	static const char *const after[] = { "del", "global", "nonlocal", NULL };
 	static const char *const logic[] = { "and", "or", NULL };
-	size_t lo, cnt, k;
-	bool module = false;
 
-	cnt = lookup(a->b, a->t[i].name, a->t[i].nlen, &lo);
-	for (k = lo; k < lo + cnt; k++)
-		module |= a->b->v[k].module && a->b->v[k].origin != O_BUNDLE;
-	if (!module || a->skip[i] || is_op(a, i + 1, "."))
+	if (a->root != R_MODULE || a->skip[i] || is_op(a, i + 1, "."))
 		return 0;
 	if ((is_assign(a, i + 1) && stmt_start(a, i)) || (i && one_of(a, i - 1, after)) ||
 	    name_is(a, i + 1, "is") || (i && name_is(a, i - 1, "is")) ||
 	    (i > 1 && name_is(a, i - 1, "not") && name_is(a, i - 2, "is")) ||
 	    (i && one_of(a, i - 1, cond) && (is_op(a, i + 1, ":") || one_of(a, i + 1, logic))))
 		return 0;
-	return report(a, "python-reflective", i, "module '%.*s' used as a value (passed, stored "
-		      "or returned) refused: the audit follows a module only through its "
-		      "attributes", (int)a->t[i].nlen, a->t[i].name);
+	return chain_end(a, i);
 }
 
 /* NAME i followed by '=' inside a call: a keyword argument. */
@@ -918,6 +1024,14 @@ static int names(struct audit *a)
 			rc = nx_pylex_fstring_fields(a->buf, t->start + t->len, t, field, a);
 			continue;
 		}
+		/* **{"allow_pickle": True}: the keyword spelled as a string */
+		if (t->kind == NX_PY_STRING && !(t->flags & NX_PY_STR_F) &&
+		    nx_pyaudit__keyword(a->buf + t->body, t->body_len)) {
+			rc = report(a, "python-reflective", i, "'%.*s' refused as a string: %s",
+				    (int)t->body_len, a->buf + t->body,
+				    nx_pyaudit__keyword(a->buf + t->body, t->body_len));
+			continue;
+		}
 		if (t->kind != NX_PY_NAME || a->skip[i])
 			continue;
 		if (name_is(a, i, "attrgetter") || name_is(a, i, "methodcaller")) {
@@ -935,10 +1049,14 @@ static int names(struct audit *a)
 				 a->match[i - 2] > 0 && name_is(a, a->match[i - 2] - 1, "super"))
 				root = R_SELF;
 			rc = name_rules(a, i, a->t[i].name, a->t[i].nlen, root, NULL);
-			if (!rc && cont && a->root == R_MODULE)
-				rc = chain_step(a, i, a->t[i].name, a->t[i].nlen);
-			if (cont)
-				a->chain = i;
+			if (rc || !cont)
+				continue;
+			a->chain = i;
+			a->on_module = false;
+			rc = chain_step(a, i, a->t[i].name, a->t[i].nlen);
+			bundle_step(a, a->t[i].name, a->t[i].nlen);
+			if (!rc && !is_op(a, i + 1, ".") && !a->skip[i])
+				rc = chain_end(a, i);
 			continue;
 		}
 		chain_start(a, i);
@@ -947,6 +1065,7 @@ static int names(struct audit *a)
 	return rc;
 }
 
+/* depth: 0 a file, > 0 an f-string field, -1 a file's imports only */
 static int audit_text(const char *buf, size_t len, const struct nx_pyaudit_opts *o,
 		      struct bindings *b, nx_pyaudit_fn fn, void *ctx, const char *path,
 		      nx_error *err, int depth, long line0, long col0)
@@ -959,14 +1078,13 @@ static int audit_text(const char *buf, size_t len, const struct nx_pyaudit_opts 
 	rc = lex(&a, len);
 	if (!rc)
 		rc = pair(&a);
-	if (!rc && depth == 0) {
+	if (!rc && depth <= 0) {
 		rc = imports(&a);
 		if (!rc)
 			rc = seal_bindings(&a);
 	}
-	if (!rc)
+	if (!rc && depth >= 0)
 		rc = names(&a);
-	/* the bindings point at names of the top level: done with them too */
 	for (i = 0; i < a.n; i++)
 		if (a.t[i].owned)
 			free((void *)a.t[i].name);
@@ -977,6 +1095,25 @@ static int audit_text(const char *buf, size_t len, const struct nx_pyaudit_opts 
 	return rc;
 }
 
+static int cmp_export(const void *x, const void *y)
+{
+	return strcmp((*(const struct nx_pyaudit_export *const *)x)->name,
+		      (*(const struct nx_pyaudit_export *const *)y)->name);
+}
+
+static void bindings_release(struct bindings *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->n; i++) {
+		free(b->v[i].target);
+		if (b->v[i].own)
+			free((void *)b->v[i].name);
+	}
+	free(b->v);
+	free(b->ex);
+}
+
 int nx_pyaudit_run(const char *src, size_t len, const struct nx_pyaudit_opts *o,
 		   nx_pyaudit_fn fn, void *ctx, const char *path, nx_error *err)
 {
@@ -985,13 +1122,79 @@ int nx_pyaudit_run(const char *src, size_t len, const struct nx_pyaudit_opts *o,
 	size_t i;
 	int rc;
 
+	if (!o)
+		o = &none;
 	if (len > NX_PYAUDIT_SRC_MAX)
 		return nx_error_set(err, NX_ELIMIT, path, 0, -1, "%s: python file larger than %u "
 				    "bytes; it cannot be audited", path ? path : "<source>",
 				    NX_PYAUDIT_SRC_MAX);
-	rc = audit_text(src, len, o ? o : &none, &b, fn, ctx, path, err, 0, 1, 1);
-	for (i = 0; i < b.n; i++)
-		free(b.v[i].target);
-	free(b.v);
+	if (o->nexports) {
+		if (!(b.ex = malloc(o->nexports * sizeof(*b.ex))))
+			return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+		for (i = 0; i < o->nexports; i++)
+			b.ex[i] = &o->exports[i];
+		qsort(b.ex, o->nexports, sizeof(*b.ex), cmp_export);
+		b.nex = o->nexports;
+	}
+	rc = audit_text(src, len, o, &b, fn, ctx, path, err, 0, 1, 1);
+	bindings_release(&b);
 	return rc;
+}
+
+static int silent(void *ctx, const char *code, long line, long col, const char *message)
+{
+	return 0;
+}
+
+int nx_pyaudit_exports(struct nx_pyaudit_export **v, size_t *n, const char *stem,
+		       const char *src, size_t len, const struct nx_pyaudit_opts *o,
+		       nx_error *err)
+{
+	static const struct nx_pyaudit_opts none = { 0 };
+	struct bindings b = { 0 };
+	struct nx_pyaudit_export *p;
+	size_t i;
+	int rc = 0;
+
+	if (len > NX_PYAUDIT_SRC_MAX ||
+	    audit_text(src, len, o ? o : &none, &b, silent, NULL, NULL, NULL, -1, 1, 1) != 0)
+		goto out;   /* the file's own audit reports why */
+	if (!b.n)
+		goto out;
+	if (!(p = realloc(*v, (*n + b.n) * sizeof(*p)))) {
+		rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		goto out;
+	}
+	*v = p;
+	for (i = 0; i < b.n; i++) {
+		struct nx_pyaudit_export *e = &p[*n];
+		size_t k = strlen(stem) + b.v[i].nlen + 2;
+
+		e->name = malloc(k);
+		e->target = strdup(b.v[i].target);
+		if (!e->name || !e->target) {
+			free(e->name);
+			free(e->target);
+			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			goto out;
+		}
+		snprintf(e->name, k, "%s.%.*s", stem, (int)b.v[i].nlen, b.v[i].name);
+		e->bundle = b.v[i].origin == O_BUNDLE;
+		e->module = b.v[i].module;
+		(*n)++;
+	}
+out:
+	bindings_release(&b);
+	return rc;
+}
+
+void nx_pyaudit_exports_free(struct nx_pyaudit_export *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; v && i < n; i++) {
+		free(v[i].name);
+		free(v[i].target);
+	}
+	free(v);
 }

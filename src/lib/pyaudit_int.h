@@ -15,6 +15,9 @@
  * code: import machinery, string execution, code-loading deserialisers,
  * processes and native code.  Matches the entry or anything under it. */
 const char *nx_pyaudit__denied(const char *dotted);
+/* Does the dotted path hold (is a proper prefix of) a training or denied
+ * entry?  `torch.utils` holds torch.utils.data. */
+bool nx_pyaudit__holds(const char *dotted);
 /* An attribute name refused on any object (reflection, frames, import
  * machinery, process creation, modules reached as attributes). */
 const char *nx_pyaudit__attr(const char *name, size_t n);

@@ -33,7 +33,6 @@ static const struct rule training[] = {
 	{ "torch.cuda.amp.GradScaler", "mixed-precision training" },
 	{ "torch.amp.GradScaler", "mixed-precision training" },
 	{ "torch.func.grad", "gradients are computed only to train" },
-	{ "torch.load", "unpickles a checkpoint: imports and runs what the file names" },
 	{ "torch.hub", "downloads and runs code" },
 	{ "torch_optimizer", "optimisers" },
 	{ "onnxruntime.training", "ONNX Runtime's training API" },
@@ -140,6 +139,9 @@ static const struct rule denied[] = {
 	{ "cloudpickle", "unpickles" },
 	{ "joblib", "unpickles" },
 	{ "pandas.read_pickle", "unpickles" },
+	{ "torch.load", "unpickles a checkpoint: imports and runs what the file names" },
+	{ "torch.serialization", "unpickles checkpoints" },
+	{ "numpy.ctypeslib", "loads and calls native code" },
 	/* processes and native code */
 	{ "subprocess", "runs programs" },
 	{ "pty", "runs programs" },
@@ -382,6 +384,21 @@ const char *nx_pyaudit__stdlib_version(void)
 const char *nx_pyaudit__denied(const char *dotted)
 {
 	return under(denied, dotted);
+}
+
+static bool holds(const struct rule *list, const char *dotted)
+{
+	size_t k, n = strlen(dotted);
+
+	for (k = 0; list[k].name; k++)
+		if (!strncmp(list[k].name, dotted, n) && list[k].name[n] == '.')
+			return true;
+	return false;
+}
+
+bool nx_pyaudit__holds(const char *dotted)
+{
+	return holds(training, dotted) || holds(denied, dotted);
 }
 
 const char *nx_pyaudit__attr(const char *name, size_t n)

@@ -337,6 +337,31 @@ static const char *src_stem(const char *path, char *out, size_t cap)
 	return out;
 }
 
+/* What each src/<stem>.py binds by import, for the audit of the others. */
+static int collect_exports(struct vfy_ctx *c, struct nx_pyaudit_opts *po, nx_error *err)
+{
+	struct nx_pyaudit_export *ex = NULL;
+	size_t i, nex = 0;
+	char stem[256];
+	int rc = 0;
+
+	for (i = 0; !rc && i < c->nentries; i++) {
+		char *buf = NULL;
+		size_t len = 0;
+
+		if (!S_ISREG(c->entries[i].mode) || c->entries[i].nlink != 1 ||
+		    !src_stem(c->entries[i].path, stem, sizeof(stem)) ||
+		    nx_fs_read_all(&buf, &len, c->dirfd, c->entries[i].path, NX_VERIFY_TEXT_MAX,
+				   NULL) != 0)
+			continue;   /* unreadable: its scan reports it */
+		rc = nx_pyaudit_exports(&ex, &nex, stem, buf, len, po, err);
+		free(buf);
+	}
+	po->exports = ex;
+	po->nexports = nex;
+	return rc;
+}
+
 int vfy_code(struct vfy_ctx *c, nx_error *err)
 {
 	struct nx_pyaudit_opts po = { 0 };
@@ -361,6 +386,8 @@ int vfy_code(struct vfy_ctx *c, nx_error *err)
 		po.packages = (const char *const *)rcfg->python_packages;
 		po.npackages = rcfg->npython_packages;
 	}
+	if (!rc)
+		rc = collect_exports(c, &po, err);
 	for (i = 0; !rc && i < c->nentries; i++)
 		if (S_ISREG(c->entries[i].mode) && c->entries[i].nlink == 1 &&
 		    scanned(c->entries[i].path))
@@ -372,6 +399,7 @@ int vfy_code(struct vfy_ctx *c, nx_error *err)
 	for (i = 0; i < nstems; i++)
 		free(stems[i]);
 	free(stems);
+	nx_pyaudit_exports_free((struct nx_pyaudit_export *)po.exports, po.nexports);
 	nx_runtime_config_free(rcfg);
 	return rc;
 }

@@ -30,9 +30,13 @@ static int collect(void *ctx, const char *code, long line, long col, const char 
 	return 0;
 }
 
+static struct nx_pyaudit_export *exports;
+static size_t nexports;
+
 static struct seen audit(const char *src)
 {
-	struct nx_pyaudit_opts o = { packages, 4, modules, 2 };
+	struct nx_pyaudit_opts o = { .packages = packages, .npackages = 4, .modules = modules,
+				     .nmodules = 2, .exports = exports, .nexports = nexports };
 	struct seen s = { "", 0, 0 };
 	nx_error e;
 	int rc;
@@ -145,7 +149,6 @@ static void training_even_if_declared(void **state)
 		"from torch import utils\nl = utils.data.DataLoader\n",
 		"def f():\n    from training_modules.distill import loss\n",
 		"import accelerate\n",
-		"import torch\nsd = torch.load('x.pt')\n",
 		NULL
 	};
 
@@ -179,6 +182,9 @@ static void denied_modules(void **state)
 		"import types\nf = types.FunctionType(c, {})\n",
 		"import multiprocessing\n",
 		"import \uff50ickle\n",
+		"import torch\nsd = torch.load('x.pt')\n",
+		"from torch import serialization\n",
+		"import numpy as np\nl = np.ctypeslib.load_library('x', '.')\n",
 		NULL
 	};
 
@@ -240,6 +246,7 @@ static void reflective_access(void **state)
 		"import asyncio\np = asyncio.create_subprocess_exec('x')\n",
 		/* code loaded from data */
 		"import numpy as np\nx = np.load(f, allow_pickle=True)\n",
+		"import numpy as np\nx = np.load(f, **{'allow_pickle': True})\n",
 		"from transformers import AutoModel\nm = AutoModel.from_pretrained(p, trust_remote_code=True)\n",
 		"import typing\nh = typing.get_type_hints(f)\n",
 		/* f-string fields are code */
@@ -297,6 +304,51 @@ static void errors(void **state)
 	assert_non_null(strstr(s.codes, "import-unresolved"));
 }
 
+/* A module another bundle module imported is followed through it. */
+static void through_bundle_modules(void **state)
+{
+	static const char *const utils_py =
+		"import torch\nimport torch as T\nimport numpy as np\n"
+		"from torch import utils as tu\nfrom .inference import eng\ndef helper(): pass\n";
+	static const char *const inference_py = "import torch as eng\n";
+	static const char *const bad_training[] = {
+		"from . import utils\nx = utils.torch.optim\n",
+		"from .utils import T\nT.optim.SGD\n",
+		"import utils\nu = utils.tu.data\n",
+		"import src.utils\no = src.utils.T.optim\n",
+		"from . import utils\no = utils.eng.optim\n",
+		NULL
+	};
+	static const char *const bad_value[] = {
+		"from .utils import torch\nt = torch\n",
+		"from . import utils\nx = utils.torch\n",
+		"from . import utils\nx = getattr(utils, 'T')\n",
+		"import torch\nu = torch.utils\n",
+		"import torch\nu = getattr(torch, 'utils').data\n",
+		NULL
+	};
+	static const char *const ok[] = {
+		"from . import utils\nx = utils.np.zeros(3)\nutils.helper()\n",
+		"from .utils import helper, np\nhelper(np.ones(2))\n",
+		NULL
+	};
+
+	struct nx_pyaudit_opts o = { .packages = packages, .npackages = 4, .modules = modules,
+				     .nmodules = 2 };
+
+	assert_int_equal(nx_pyaudit_exports(&exports, &nexports, "utils", utils_py,
+					    strlen(utils_py), &o, NULL), 0);
+	assert_int_equal(nx_pyaudit_exports(&exports, &nexports, "inference", inference_py,
+					    strlen(inference_py), &o, NULL), 0);
+	assert_true(nexports >= 6);
+	expect_all("import-training", bad_training);
+	expect_all("python-reflective", bad_value);
+	expect_clean(ok);
+	nx_pyaudit_exports_free(exports, nexports);
+	exports = NULL;
+	nexports = 0;
+}
+
 /* The callback's non-zero value stops the audit and is returned. */
 static int stop(void *ctx, const char *code, long line, long col, const char *message)
 {
@@ -341,6 +393,7 @@ int main(void)
 		cmocka_unit_test(lists),
 		cmocka_unit_test(errors),
 		cmocka_unit_test(callback_stops),
+		cmocka_unit_test(through_bundle_modules),
 		cmocka_unit_test(long_statement),
 	};
 	return cmocka_run_group_tests_name("pyaudit", tests, NULL, NULL);
