@@ -20,7 +20,7 @@
  * executes or looks up anything by a computed name.  Findings, all FAIL:
  *   import-unresolved  a module outside stdlib, bundle and declared packages
  *                      (or an import that does not parse, a relative import
- *                      above src/, `from X import *` outside the bundle);
+ *                      above src/, any `from X import *`);
  *   import-training    a training package, submodule or attribute, reached
  *                      by import or by attribute (`torch.optim`,
  *                      `from transformers import Trainer`);

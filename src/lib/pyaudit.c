@@ -523,11 +523,9 @@ static int from_names(struct audit *a, size_t *jp, const char *prefix, enum orig
 		j++;
 	if (is_op(a, j, "*")) {
 		*jp = j + 1;
-		if (org == O_BUNDLE)
-			return 0;
-		return report(a, "import-unresolved", stmt, "'from %s import *' refused: a star "
+		return report(a, "import-unresolved", stmt, "'from %s%s import *' refused: a star "
 			      "import binds names the audit cannot see; import the names you use",
-			      prefix);
+			      org == O_BUNDLE ? "." : "", prefix);
 	}
 	while (is_name(a, j)) {
 		size_t as = NONE;
@@ -970,6 +968,11 @@ static int bare_name(struct audit *a, size_t i)
 	if (name_is(a, i, "getattr") || name_is(a, i, "setattr") || name_is(a, i, "delattr") ||
 	    name_is(a, i, "hasattr"))
 		return getattr_call(a, i);
+	/* `from operator import attrgetter as ag`: ag is attrgetter */
+	if (a->root == R_MODULE && a->ntargets &&
+	    (!strcmp(a->cpath[0], "operator.attrgetter") ||
+	     !strcmp(a->cpath[0], "operator.methodcaller")))
+		return getter_call(a, i, !strcmp(a->cpath[0], "operator.attrgetter"));
 	return module_value(a, i);
 }
 
