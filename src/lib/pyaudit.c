@@ -31,10 +31,17 @@
 enum origin { O_NONE, O_STDLIB, O_DECLARED, O_BUNDLE };
 enum root { R_UNKNOWN, R_SELF, R_BUNDLE, R_MODULE };
 
+/* What the audit keeps of a token (nx_py_token is twice the size). */
+struct ctok {
+	uint32_t start, len, body, body_len;   /* files are under 4 GiB (the cap) */
+	int32_t line, col, depth;
+	uint8_t kind, flags;
+};
+
 struct ptok {
-	nx_py_token t;
+	struct ctok t;
 	const char *name;      /* NAME: NFKC form (into the buffer when ASCII) */
-	size_t nlen;
+	uint32_t nlen;
 	bool owned;            /* name was allocated */
 };
 
@@ -100,7 +107,7 @@ __attribute__((format(printf, 4, 5)))
 static int report(struct audit *a, const char *code, size_t i, const char *fmt, ...)
 {
 	char msg[768];
-	const nx_py_token *t = &a->t[i < a->n ? i : a->n - 1].t;
+	const struct ctok *t = &a->t[i < a->n ? i : a->n - 1].t;
 	long line = a->line0 + t->line - 1;
 	long col = t->line == 1 ? a->col0 + t->col - 1 : t->col;
 	va_list ap;
@@ -168,11 +175,11 @@ static int normalise(struct audit *a, struct ptok *p, size_t *budget)
 		return nx_error_set(a->err, NX_ELIMIT, a->path, p->t.line, (long long)p->t.start,
 				    "%s:%ld: identifiers expand past %u bytes when normalised; the "
 				    "file cannot be audited", a->path ? a->path : "<source>",
-				    p->t.line, NX_PYAUDIT_SRC_MAX);
+				    (long)p->t.line, NX_PYAUDIT_SRC_MAX);
 	}
 	*budget -= (size_t)n;
 	p->name = (const char *)d;
-	p->nlen = (size_t)n;
+	p->nlen = (uint32_t)n;
 	p->owned = true;
 	return 0;
 }
@@ -203,7 +210,10 @@ static int lex(struct audit *a, size_t len)
 			a->t = p;
 		}
 		memset(&a->t[a->n], 0, sizeof(a->t[a->n]));
-		a->t[a->n].t = tk;
+		a->t[a->n].t = (struct ctok){ (uint32_t)tk.start, (uint32_t)tk.len, (uint32_t)tk.body,
+					      (uint32_t)tk.body_len, (int32_t)tk.line,
+					      (int32_t)tk.col, (int32_t)tk.depth, (uint8_t)tk.kind,
+					      (uint8_t)tk.flags };
 		if (k == NX_PY_NAME && (rc = normalise(a, &a->t[a->n], &budget)))
 			return rc;
 		a->n++;
@@ -281,7 +291,7 @@ static int bind(struct audit *a, size_t name_tok, const char *target, enum origi
 	if (b->n >= NX_PYAUDIT_BINDINGS_MAX)
 		return nx_error_set(a->err, NX_ELIMIT, a->path, a->t[name_tok].t.line, -1,
 				    "%s:%ld: more than %d names bound by imports; the file cannot be "
-				    "audited", a->path ? a->path : "<source>", a->t[name_tok].t.line,
+				    "audited", a->path ? a->path : "<source>", (long)a->t[name_tok].t.line,
 				    NX_PYAUDIT_BINDINGS_MAX);
 	if (b->n == b->cap) {
 		size_t cap = b->cap ? b->cap * 2 : 32;
@@ -828,7 +838,7 @@ static bool plain_literal(const struct audit *a, size_t lo, size_t hi, char *out
 	if (lo >= hi)
 		return false;
 	for (i = lo; i < hi; i++) {
-		const nx_py_token *t = &a->t[i].t;
+		const struct ctok *t = &a->t[i].t;
 
 		if (t->kind != NX_PY_STRING || (t->flags & (NX_PY_STR_F | NX_PY_STR_BYTES)))
 			return false;
@@ -980,7 +990,7 @@ static int bare_name(struct audit *a, size_t i)
 static int field(void *arg, size_t start, size_t n)
 {
 	struct audit *a = arg;
-	const nx_py_token *t = &a->t[a->field_of].t;
+	const struct ctok *t = &a->t[a->field_of].t;
 	char *code;
 	size_t i;
 	long line, col;
@@ -989,7 +999,7 @@ static int field(void *arg, size_t start, size_t n)
 	if (a->depth >= NX_PYAUDIT_FSTRING_DEPTH_MAX)
 		return nx_error_set(a->err, NX_EFORMAT, a->path, t->line, (long long)start,
 				    "%s:%ld: f-strings nested deeper than %d; the file cannot be "
-				    "audited", a->path ? a->path : "<source>", t->line,
+				    "audited", a->path ? a->path : "<source>", (long)t->line,
 				    NX_PYAUDIT_FSTRING_DEPTH_MAX);
 	for (i = a->field_pos; i < start; i++)
 		if (a->buf[i] == '\n') {
@@ -1017,14 +1027,18 @@ static int names(struct audit *a)
 
 	a->chain = NONE;
 	for (i = 0; !rc && i < a->n; i++) {
-		const nx_py_token *t = &a->t[i].t;
+		const struct ctok *t = &a->t[i].t;
 
 		if (t->kind == NX_PY_STRING && (t->flags & NX_PY_STR_F)) {
+			nx_py_token full = { .kind = t->kind, .start = t->start, .len = t->len,
+					     .line = t->line, .col = t->col, .flags = t->flags,
+					     .body = t->body, .body_len = t->body_len };
+
 			a->field_of = i;
 			a->field_pos = t->start;
 			a->field_line = t->line;
 			a->field_line_start = t->start - (size_t)(t->col - 1);
-			rc = nx_pylex_fstring_fields(a->buf, t->start + t->len, t, field, a);
+			rc = nx_pylex_fstring_fields(a->buf, t->start + t->len, &full, field, a);
 			continue;
 		}
 		/* **{"allow_pickle": True}: the keyword spelled as a string */

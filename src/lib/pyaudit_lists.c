@@ -331,9 +331,10 @@ static const struct rule keywords[] = {
 static const char *const private_ok[] = { "_asdict", "_field_defaults", "_fields", "_make",
 	"_replace", NULL };
 
+/* The first byte decides most comparisons: test it before strlen. */
 static bool eq(const char *entry, const char *name, size_t n)
 {
-	return strlen(entry) == n && memcmp(entry, name, n) == 0;
+	return n && entry[0] == name[0] && strlen(entry) == n && memcmp(entry, name, n) == 0;
 }
 
 /* dotted == entry, or dotted starts with entry + "." */
@@ -342,6 +343,8 @@ static const char *under(const struct rule *list, const char *dotted)
 	size_t k, n;
 
 	for (k = 0; list[k].name; k++) {
+		if (list[k].name[0] != dotted[0])
+			continue;
 		n = strlen(list[k].name);
 		if (!strncmp(dotted, list[k].name, n) && (dotted[n] == '\0' || dotted[n] == '.'))
 			return list[k].reason;
@@ -400,7 +403,8 @@ static bool holds(const struct rule *list, const char *dotted)
 	size_t k, n = strlen(dotted);
 
 	for (k = 0; list[k].name; k++)
-		if (!strncmp(list[k].name, dotted, n) && list[k].name[n] == '.')
+		if (list[k].name[0] == dotted[0] && !strncmp(list[k].name, dotted, n) &&
+		    list[k].name[n] == '.')
 			return true;
 	return false;
 }
