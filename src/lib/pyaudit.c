@@ -560,11 +560,11 @@ static int from_names(struct audit *a, size_t *jp, const char *prefix, enum orig
 			if (w < 0 || (size_t)w >= sizeof(full))
 				rc = report(a, "import-unresolved", nm, "imported name over %d bytes",
 					    NX_PYAUDIT_DOTTED_MAX);
-			else if (org != O_BUNDLE && (why = nx_pyaudit_training(full)))
+			else if ((why = nx_pyaudit_training(full)))
 				rc = report(a, "import-training", nm, "import of '%s' refused: %s; a "
 					    "training package or submodule is refused even when "
 					    "python_packages declares its package", full, why);
-			else if (org != O_BUNDLE && (why = nx_pyaudit__denied(full)))
+			else if ((why = nx_pyaudit__denied(full)))
 				rc = report(a, "import-denied", nm, "import of '%s' refused: %s", full,
 					    why);
 			else if (!(rc = name_rules(a, nm, a->t[nm].name, a->t[nm].nlen,
@@ -748,22 +748,27 @@ static void chain_start(struct audit *a, size_t i)
 	}
 }
 
-/* Follow the bundle name of the chain to attribute s[0..n). */
-static void bundle_step(struct audit *a, const char *s, size_t n)
+/*
+ * Follow the bundle name of the chain to attribute NAME i, s[0..n).  A
+ * bundle module named like a package (src/torch.py) is judged as that
+ * package, since production may import the real one under its name.
+ */
+static int bundle_step(struct audit *a, size_t i, const char *s, size_t n)
 {
 	const struct nx_pyaudit_export *e;
 	size_t len = strlen(a->bpath);
+	const char *why;
 
 	if (!a->bvalid)
-		return;
+		return 0;
 	if (!strcmp(a->bpath, "__init__") && bundle_module(a, s, n)) {
 		memcpy(a->bpath, s, n);
 		a->bpath[n] = '\0';
-		return;
+		return 0;
 	}
 	if (len + 1 + n > NX_PYAUDIT_DOTTED_MAX) {
 		a->bvalid = false;
-		return;
+		return 0;
 	}
 	a->bpath[len] = '.';
 	memcpy(a->bpath + len + 1, s, n);
@@ -771,7 +776,16 @@ static void bundle_step(struct audit *a, const char *s, size_t n)
 	if ((e = exported(a, a->bpath))) {
 		add_target(a, e);
 		a->bvalid = false;
+	} else if ((why = nx_pyaudit_training(a->bpath))) {
+		a->bvalid = false;
+		return report(a, "import-training", i, "'%s' refused: %s (a bundle module named "
+			      "like the package it shadows)", a->bpath, why);
+	} else if ((why = nx_pyaudit__denied(a->bpath))) {
+		a->bvalid = false;
+		return report(a, "import-denied", i, "'%s' refused: %s (a bundle module named like "
+			      "the package it shadows)", a->bpath, why);
 	}
+	return 0;
 }
 
 /* The chain ends here: a module, or a package holding training or denied
@@ -780,7 +794,8 @@ static int chain_end(struct audit *a, size_t i)
 {
 	size_t k;
 
-	if (a->on_module)
+	/* a bundle module is a namespace of modules too (utils.torch) */
+	if (a->on_module || (a->bvalid && !strchr(a->bpath, '.')))
 		return report(a, "python-reflective", i, "module '%.*s' used as a value (passed, "
 			      "stored or returned) refused: the audit follows a module only through "
 			      "its attributes", (int)a->t[i].nlen, a->t[i].name);
@@ -882,9 +897,9 @@ static int getattr_call(struct audit *a, size_t i)
 		if ((rc = name_rules(a, c + 1, lit, strlen(lit), root, NULL)))
 			return rc;
 		a->on_module = false;
-		if ((rc = chain_step(a, c + 1, lit, strlen(lit))))
+		if ((rc = chain_step(a, c + 1, lit, strlen(lit))) ||
+		    (rc = bundle_step(a, c + 1, lit, strlen(lit))))
 			return rc;
-		bundle_step(a, lit, strlen(lit));
 		return chain_end(a, c + 1);   /* what getattr returns is a value */
 	}
 	return name_rules(a, c + 1, lit, strlen(lit), root, NULL);
@@ -938,7 +953,7 @@ static int module_value(struct audit *a, size_t i)
 	static const char *const after[] = { "del", "global", "nonlocal", NULL };
 	static const char *const logic[] = { "and", "or", NULL };
 
-	if (a->root != R_MODULE || a->skip[i] || is_op(a, i + 1, "."))
+	if ((a->root != R_MODULE && !a->bvalid) || a->skip[i] || is_op(a, i + 1, "."))
 		return 0;
 	if ((is_assign(a, i + 1) && stmt_start(a, i)) || (i && one_of(a, i - 1, after)) ||
 	    name_is(a, i + 1, "is") || (i && name_is(a, i - 1, "is")) ||
@@ -1071,7 +1086,8 @@ static int names(struct audit *a)
 			a->chain = i;
 			a->on_module = false;
 			rc = chain_step(a, i, a->t[i].name, a->t[i].nlen);
-			bundle_step(a, a->t[i].name, a->t[i].nlen);
+			if (!rc)
+				rc = bundle_step(a, i, a->t[i].name, a->t[i].nlen);
 			if (!rc && !is_op(a, i + 1, ".") && !a->skip[i])
 				rc = chain_end(a, i);
 			continue;

@@ -84,7 +84,7 @@ static void serving_code_is_clean(void **state)
 		"        self._re = re.compile('x')\n        self.__dict__.update(d)\n"
 		"    def __len__(self):\n        return len(self._re.pattern)\n",
 		"from .utils import _helper, Tokenizer\nimport src.utils\nfrom src import inference\n"
-		"from . import utils\nx = utils._private if src.utils else 0\n",
+		"from . import utils\nx = utils._private if True else src.utils.f\n",
 		"import numpy as np\nx = np.load('f.npy', allow_pickle=False)\n"
 		"y = getattr(x, 'shape', None)\nz = hasattr(x, \"dtype\")\n",
 		"from collections import namedtuple\nP = namedtuple('P', 'a b')\n"
@@ -333,6 +333,9 @@ static void through_bundle_modules(void **state)
 		"from . import utils\nx = getattr(utils, 'T')\n",
 		"import torch\nu = torch.utils\n",
 		"import torch\nu = getattr(torch, 'utils').data\n",
+		"from . import utils\ndef f(m):\n    return m.torch.optim\nf(utils)\n",
+		"import src.utils\nx = src.utils\n",
+		"import utils\nx = [utils]\n",
 		NULL
 	};
 	static const char *const ok[] = {
@@ -355,6 +358,30 @@ static void through_bundle_modules(void **state)
 	nx_pyaudit_exports_free(exports, nexports);
 	exports = NULL;
 	nexports = 0;
+}
+
+/* src/torch.py: production may import the real torch under that name. */
+static void bundle_module_shadowing_a_package(void **state)
+{
+	static const char *const shadow[] = { "torch" };
+	static const char *const srcs[] = {
+		"import torch\nx = torch.optim.SGD\n",
+		"from torch import optim\n",
+		"from . import torch\nx = torch.optim\n",
+		"import src.torch\nx = src.torch.optim\n",
+		"import torch\nx = getattr(torch, 'optim')\n",
+	};
+	struct nx_pyaudit_opts o = { .modules = shadow, .nmodules = 1 };
+	size_t k;
+
+	for (k = 0; k < sizeof(srcs) / sizeof(srcs[0]); k++) {
+		struct seen s = { "", 0, 0 };
+
+		assert_int_equal(nx_pyaudit_run(srcs[k], strlen(srcs[k]), &o, collect, &s, NULL,
+						NULL), 0);
+		if (!strstr(s.codes, "import-training:"))
+			fail_msg("expected import-training for:\n%s\ngot:\n%s", srcs[k], s.codes);
+	}
 }
 
 /* The callback's non-zero value stops the audit and is returned. */
@@ -402,6 +429,7 @@ int main(void)
 		cmocka_unit_test(errors),
 		cmocka_unit_test(callback_stops),
 		cmocka_unit_test(through_bundle_modules),
+		cmocka_unit_test(bundle_module_shadowing_a_package),
 		cmocka_unit_test(long_statement),
 	};
 	return cmocka_run_group_tests_name("pyaudit", tests, NULL, NULL);
