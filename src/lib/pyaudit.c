@@ -59,6 +59,7 @@ struct bindings {
 	struct binding *v;
 	size_t n, cap;
 	const struct nx_pyaudit_export **ex;   /* opts' exports sorted by name */
+	const struct nx_pyaudit_export **exb;  /* the same by bound name (after the stem) */
 	size_t nex;
 };
 
@@ -69,6 +70,7 @@ struct audit {
 	size_t *match;         /* bracket -> its partner */
 	size_t *next;          /* open bracket or comma -> next comma of its level or close */
 	unsigned char *skip;   /* inside an import statement, or getattr's module argument */
+	unsigned char *param;  /* inside a def's parameter list */
 	const struct nx_pyaudit_opts *o;
 	struct bindings *b;
 	nx_pyaudit_fn fn;
@@ -230,9 +232,10 @@ static int pair(struct audit *a)
 	a->match = malloc(a->n * sizeof(size_t));
 	a->next = malloc(a->n * sizeof(size_t));
 	a->skip = calloc(a->n, 1);
+	a->param = calloc(a->n, 1);
 	stack = malloc(a->n * sizeof(size_t));
 	last = malloc(a->n * sizeof(size_t));
-	if (!a->match || !a->next || !a->skip || !stack || !last) {
+	if (!a->match || !a->next || !a->skip || !a->param || !stack || !last) {
 		free(stack);
 		free(last);
 		return oom(a);
@@ -262,6 +265,15 @@ static int pair(struct audit *a)
 			break;
 		}
 	}
+	/* def f(...): parameter lists do not nest, so marking them is linear */
+	for (i = 0; i + 2 < a->n; i++)
+		if (name_is(a, i, "def") && is_op(a, i + 2, "(") && a->match[i + 2] != NONE) {
+			size_t k;
+
+			for (k = i + 3; k < a->match[i + 2]; k++)
+				a->param[k] = 1;
+			i = a->match[i + 2];
+		}
 	free(stack);
 	free(last);
 	return 0;
@@ -794,8 +806,9 @@ static int chain_end(struct audit *a, size_t i)
 {
 	size_t k;
 
-	/* a bundle module is a namespace of modules too (utils.torch) */
-	if (a->on_module || (a->bvalid && !strchr(a->bpath, '.')))
+	/* a bundle module is a namespace of modules too (utils.torch); a
+	 * module is not callable, so `resp.json()` is no module */
+	if ((a->on_module || (a->bvalid && !strchr(a->bpath, '.'))) && !is_op(a, i + 1, "("))
 		return report(a, "python-reflective", i, "module '%.*s' used as a value (passed, "
 			      "stored or returned) refused: the audit follows a module only through "
 			      "its attributes", (int)a->t[i].nlen, a->t[i].name);
@@ -805,6 +818,48 @@ static int chain_end(struct audit *a, size_t i)
 				      "holds training or denied modules the audit would stop "
 				      "following", a->cpath[k]);
 	return 0;
+}
+
+static const char *bound_name(const struct nx_pyaudit_export *e)
+{
+	const char *d = strchr(e->name, '.');
+
+	return d ? d + 1 : e->name;
+}
+
+/*
+ * Attribute NAME i of an object the audit does not follow, named like a
+ * name some import binds (here, or in another bundle module): `class A:
+ * import torch` makes A.torch (and self.torch) that module.  Continue the
+ * chain as that module; false when no import binds the name.
+ */
+static bool rebind(struct audit *a, size_t i)
+{
+	const struct nx_pyaudit_export *e;
+	const char *s = a->t[i].name;
+	size_t n = a->t[i].nlen, lo, cnt, k, l = 0, h = a->b->nex;
+
+	cnt = lookup(a->b, s, n, &lo);
+	for (k = lo; k < lo + cnt && a->ntargets < TARGETS_MAX; k++)
+		if (a->b->v[k].origin != O_BUNDLE) {
+			snprintf(a->cpath[a->ntargets], sizeof(a->cpath[0]), "%s", a->b->v[k].target);
+			a->cdead[a->ntargets++] = false;
+			a->on_module |= a->b->v[k].module;
+		}
+	while (l < h) {
+		size_t m = l + (h - l) / 2;
+		if (strncmp(bound_name(a->b->exb[m]), s, n) < 0)
+			l = m + 1;
+		else
+			h = m;
+	}
+	for (k = l; k < a->b->nex && !strncmp(bound_name(a->b->exb[k]), s, n) &&
+	     bound_name(a->b->exb[k])[n] == '\0'; k++)
+		if ((e = exported(a, a->b->exb[k]->name)))
+			add_target(a, e);
+	if (a->ntargets)
+		a->root = R_MODULE;
+	return a->ntargets > 0;
 }
 
 /* Extend the chain by attribute NAME i: judge what the path reaches. */
@@ -1035,6 +1090,51 @@ static int field(void *arg, size_t start, size_t n)
 	return rc;
 }
 
+/* STRING i is an annotation: `-> "T"`, `def f(x: "T")`, `x: "T" = ...`. */
+static bool annotation(const struct audit *a, size_t i)
+{
+	const struct ctok *t = &a->t[i].t;
+
+	if (!i || (t->flags & (NX_PY_STR_F | NX_PY_STR_BYTES)) || is_name(a, i + 1))
+		return false;
+	if (is_op(a, i - 1, "->"))
+		return true;
+	return i > 1 && is_op(a, i - 1, ":") && is_name(a, i - 2) &&
+	       (a->param[i - 1] || (a->t[i - 1].t.depth == 0 && stmt_start(a, i - 2)));
+}
+
+/* Typing tools evaluate an annotation string: audit it as code.  One that
+ * is not an expression cannot be evaluated either. */
+static int annotation_code(struct audit *a, size_t i)
+{
+	const struct ctok *t = &a->t[i].t;
+	nx_error sub;
+	char *code;
+	int rc;
+
+	/* escapes and pieces are decoded and joined before evaluation */
+	if (memchr(a->buf + t->body, '\\', t->body_len) ||
+	    (i + 1 < a->n && a->t[i + 1].t.kind == NX_PY_STRING) ||
+	    a->depth >= NX_PYAUDIT_FSTRING_DEPTH_MAX)
+		return report(a, "python-reflective", i, "annotation string with escapes or in "
+			      "pieces refused: typing tools evaluate it as code, and the audit "
+			      "reads only plain annotation strings");
+	if (!(code = malloc((size_t)t->body_len + 2)))
+		return oom(a);
+	code[0] = '(';
+	memcpy(code + 1, a->buf + t->body, t->body_len);
+	code[t->body_len + 1] = ')';
+	nx_error_clear(&sub);
+	rc = audit_text(code, (size_t)t->body_len + 2, a->o, a->b, a->fn, a->ctx, a->path, &sub,
+			a->depth + 1, a->line0 + t->line - 1, a->col0 + t->col - 1);
+	free(code);
+	if (rc == NX_EFORMAT)
+		return 0;   /* not an expression: it cannot be evaluated either */
+	if (rc < 0 && a->err)
+		*a->err = sub;
+	return rc;
+}
+
 static int names(struct audit *a)
 {
 	size_t i;
@@ -1054,6 +1154,10 @@ static int names(struct audit *a)
 			a->field_line = t->line;
 			a->field_line_start = t->start - (size_t)(t->col - 1);
 			rc = nx_pylex_fstring_fields(a->buf, t->start + t->len, &full, field, a);
+			continue;
+		}
+		if (t->kind == NX_PY_STRING && annotation(a, i)) {
+			rc = annotation_code(a, i);
 			continue;
 		}
 		/* **{"allow_pickle": True}: the keyword spelled as a string */
@@ -1081,13 +1185,23 @@ static int names(struct audit *a)
 				 a->match[i - 2] > 0 && name_is(a, a->match[i - 2] - 1, "super"))
 				root = R_SELF;
 			rc = name_rules(a, i, a->t[i].name, a->t[i].nlen, root, NULL);
-			if (rc || !cont)
+			if (rc)
 				continue;
+			if (!cont) {
+				a->ntargets = 0;
+				a->bvalid = false;
+				a->root = R_UNKNOWN;
+			}
 			a->chain = i;
 			a->on_module = false;
 			rc = chain_step(a, i, a->t[i].name, a->t[i].nlen);
 			if (!rc)
 				rc = bundle_step(a, i, a->t[i].name, a->t[i].nlen);
+			/* an object the audit does not follow (A.torch, self.torch,
+			 * f().torch): an attribute named like an imported module is
+			 * judged as that module */
+			if (!rc && a->root != R_MODULE)
+				rebind(a, i);
 			if (!rc && !is_op(a, i + 1, ".") && !a->skip[i])
 				rc = chain_end(a, i);
 			continue;
@@ -1125,6 +1239,7 @@ static int audit_text(const char *buf, size_t len, const struct nx_pyaudit_opts 
 	free(a.match);
 	free(a.next);
 	free(a.skip);
+	free(a.param);
 	return rc;
 }
 
@@ -1132,6 +1247,12 @@ static int cmp_export(const void *x, const void *y)
 {
 	return strcmp((*(const struct nx_pyaudit_export *const *)x)->name,
 		      (*(const struct nx_pyaudit_export *const *)y)->name);
+}
+
+static int cmp_export_bound(const void *x, const void *y)
+{
+	return strcmp(bound_name(*(const struct nx_pyaudit_export *const *)x),
+		      bound_name(*(const struct nx_pyaudit_export *const *)y));
 }
 
 static void bindings_release(struct bindings *b)
@@ -1145,6 +1266,7 @@ static void bindings_release(struct bindings *b)
 	}
 	free(b->v);
 	free(b->ex);
+	free(b->exb);
 }
 
 int nx_pyaudit_run(const char *src, size_t len, const struct nx_pyaudit_opts *o,
@@ -1162,11 +1284,16 @@ int nx_pyaudit_run(const char *src, size_t len, const struct nx_pyaudit_opts *o,
 				    "bytes; it cannot be audited", path ? path : "<source>",
 				    NX_PYAUDIT_SRC_MAX);
 	if (o->nexports) {
-		if (!(b.ex = malloc(o->nexports * sizeof(*b.ex))))
+		b.ex = malloc(o->nexports * sizeof(*b.ex));
+		b.exb = malloc(o->nexports * sizeof(*b.exb));
+		if (!b.ex || !b.exb) {
+			bindings_release(&b);
 			return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+		}
 		for (i = 0; i < o->nexports; i++)
-			b.ex[i] = &o->exports[i];
+			b.ex[i] = b.exb[i] = &o->exports[i];
 		qsort(b.ex, o->nexports, sizeof(*b.ex), cmp_export);
+		qsort(b.exb, o->nexports, sizeof(*b.exb), cmp_export_bound);
 		b.nex = o->nexports;
 	}
 	rc = audit_text(src, len, o, &b, fn, ctx, path, err, 0, 1, 1);

@@ -96,6 +96,8 @@ static void serving_code_is_clean(void **state)
 		"import torch\nwith torch.no_grad():\n    y = torch.zeros(3)\n",
 		"from transformers import AutoTokenizer\nt = AutoTokenizer.from_pretrained('d')\n",
 		"def eval_batch(model):\n    return model.eval()\n",
+		"from typing import List\ndef f(x: \"List[int]\", y: \"it's\" = 1) -> \"dict\":\n"
+		"    d = {\"mode\": \"eval\"}\n    return d\n",
 		"import os\np = os.environ.get('X', os.sep)\n",
 		NULL
 	};
@@ -262,6 +264,12 @@ static void reflective_access(void **state)
 		"s = f\"{getattr(m, n)}\"\n",
 		"s = f\"{x:{eval(w)}}\"\n",
 		"s = f'''\n{\n  eval(w)\n}'''\n",
+		/* annotation strings are evaluated by typing tools */
+		"class A:\n    x: \"__import__('torch.optim')\" = 1\n",
+		"def f(x: \"eval('1')\") -> None:\n    pass\n",
+		"def f(x) -> \"globals()\":\n    pass\n",
+		"y: \"\\x65val('1')\"\n",
+		"y: \"ev\" \"al('1')\"\n",
 		/* a module made a package */
 		"__path__ = ['/opt/train']\n",
 		NULL
@@ -325,6 +333,10 @@ static void through_bundle_modules(void **state)
 		"import utils\nu = utils.tu.data\n",
 		"import src.utils\no = src.utils.T.optim\n",
 		"from . import utils\no = utils.eng.optim\n",
+		/* a class or object holding an imported module */
+		"class A:\n    import torch\nx = A.torch.optim\n",
+		"class A:\n    import torch\n    def f(self):\n        return self.torch.optim\n",
+		"from . import utils\nx = utils.Holder.tu.data\n",
 		NULL
 	};
 	static const char *const bad_value[] = {
@@ -341,6 +353,7 @@ static void through_bundle_modules(void **state)
 	static const char *const ok[] = {
 		"from . import utils\nx = utils.np.zeros(3)\nutils.helper()\n",
 		"from .utils import helper, np\nhelper(np.ones(2))\n",
+		"import json\ndef f(resp):\n    return resp.json()\n",
 		NULL
 	};
 
