@@ -112,7 +112,7 @@ int nx_pyaudit_run(const char *src, size_t len, const struct nx_pyaudit_opts *o,
  * Append to *v (*n entries, reallocated) what src[0..len), the bundle module
  * `stem` ("__init__" for src/__init__.py), binds by import statements.
  * Reports nothing: a file that does not tokenize exports nothing (its audit
- * reports it).  0, NX_ELIMIT or NX_ENOMEM (err filled; *v still valid).
+ * reports it).  0 or NX_ENOMEM (err filled; *v, *n still valid).
  */
 int nx_pyaudit_exports(struct nx_pyaudit_export **v, size_t *n, const char *stem,
 		       const char *src, size_t len, const struct nx_pyaudit_opts *o,
