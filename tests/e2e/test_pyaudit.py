@@ -93,6 +93,22 @@ def test_verify_refuses(nexus, bundle, code, srcs):
                    for f in rep["findings"]), (src, rep["findings"])
 
 
+def test_verify_follows_modules_across_bundle_files(nexus, bundle):
+    """torch is declared and src/helpers.py imports it (fine); another file
+    reaches its optimisers through helpers: that file is refused."""
+    import bundle_fixture as bf
+    bundle.smuggle("config/runtime.yaml", bf.RUNTIME_YAML.replace(
+        "python_packages: [onnxruntime, numpy]", "python_packages: [onnxruntime, numpy, torch]"))
+    bundle.smuggle("src/helpers.py", "import torch as _t\n\nclass Box:\n    import torch\n")
+    for src in ("from . import helpers\nopt = helpers._t.optim.SGD\n",
+                "from .helpers import _t\nopt = _t.optim\n",
+                "from .helpers import Box\nopt = Box.torch.optim\n"):
+        bundle.smuggle("src/other.py", src)
+        rep = expect_fail(nexus, bundle, "import-training")
+        assert [f["path"] for f in rep["findings"] if f["code"] == "import-training"] == \
+            ["src/other.py"], (src, rep["findings"])
+
+
 def test_verify_serving_idioms_pass(nexus, bundle):
     """No false alarms on what serving code does: the audit's allow-lists
     cover it."""
