@@ -233,6 +233,7 @@ static const struct rule attrs[] = {
 	{ "load_extension", "loads native code" },
 	{ "enable_load_extension", "loads native code" },
 	{ "IMAP4_stream", "runs a program" },
+	{ "CGIHTTPRequestHandler", "runs programs" },
 	{ "read_pickle", "unpickles" },
 	{ "load_library", "loads native code" },
 	{ "register_custom_ops_library", "loads native code" },

@@ -254,6 +254,7 @@ static void reflective_access(void **state)
 		"import shutil\nshutil.os.system('x')\n",
 		"import tempfile\ntempfile._os.system('x')\n",
 		"import asyncio\np = asyncio.create_subprocess_exec('x')\n",
+		"import http.server as h\nk = h.CGIHTTPRequestHandler\n",
 		/* code loaded from data */
 		"import numpy as np\nx = np.load(f, allow_pickle=True)\n",
 		"import numpy as np\nx = np.load(f, **{'allow_pickle': True})\n",
