@@ -22,7 +22,7 @@ CODE = r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*"
 # A code is the first literal of a report call, or assigned / returned as one.
 CALL_RE = re.compile(r"(?:nx_report_add|runtime_fail|\bADD|->fn)\s*\([^;\"{}#]*?\"(" + CODE + r")\"")
 ASSIGN_RE = re.compile(r"(?:\bcode\s*=|\?|:|return)\s*\"(" + CODE + r"-" + r"[a-z0-9-]+)\"")
-AUDIT_RE = re.compile(r"\breport\s*\([^;\"{}#]*?\"(" + CODE + r")\"")
+AUDIT_RE = re.compile(r"report\s*\([^;\"{}#]*?\"(" + CODE + r")\"")
 # nx_sig_status_code(): "valid" is reported as "signed", never by itself.
 SIG_RE = re.compile(r"case NX_SIG_\w+: return \"(" + CODE + r")\"")
 
@@ -35,7 +35,8 @@ def emitted_codes():
         codes.update(ASSIGN_RE.findall(text))
     codes.update(c for c in SIG_RE.findall((LIB / "sign.c").read_text()) if c != "valid")
     # the Python import audit reports through check `code` (verify_code.c)
-    codes.update(AUDIT_RE.findall((LIB / "pyaudit.c").read_text()))
+    for src in sorted(LIB.glob("pyaudit*.c")):
+        codes.update(AUDIT_RE.findall(src.read_text()))
     return codes
 
 

@@ -1,0 +1,560 @@
+/*
+ * pyaudit_names.c - the second pass of the Python import audit
+ * (nexus/pyaudit.h): every name with the tokens around it.  A bare name
+ * (builtins, getattr, a module used as a value), an attribute (what it
+ * reaches: the dotted path of a chain that starts at an imported module
+ * is carried along the chain, through other bundle modules' imports too),
+ * a keyword argument, an f-string field or an annotation string (audited
+ * as code).  pyaudit.c lexes, pairs brackets and resolves the imports.
+ */
+#include "pyaudit_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* What attribute s[0..n) of a chain with this root reaches; module is the
+ * dotted path it is an attribute of when that is an imported module. */
+int nx_pyaudit__name_rules(struct audit *a, size_t i, const char *s, size_t n, enum root root,
+		      const char *module)
+{
+	const char *why;
+
+	if (is_dunder(s, n)) {
+		if (nx_pyaudit__dunder_ok(s, n) || (root == R_SELF && n == 8 &&
+						    !memcmp(s, "__dict__", 8)))
+			return 0;
+		return nx_pyaudit__report(a, "python-reflective", i, "'%.*s' refused: a dunder outside the data "
+			      "model reaches namespaces, frames or the import system", (int)n, s);
+	}
+	if (n > 1 && s[0] == '_' && root != R_SELF && root != R_BUNDLE &&
+	    !nx_pyaudit__private_ok(s, n))
+		return nx_pyaudit__report(a, "python-reflective", i, "private attribute '%.*s' of an object that "
+			      "is not self, cls, super() or a bundle module refused: library "
+			      "internals reach modules and importers", (int)n, s);
+	if ((why = nx_pyaudit__attr(s, n)))
+		return nx_pyaudit__report(a, "python-reflective", i, "'%.*s' refused: %s", (int)n, s, why);
+	if (module && (why = nx_pyaudit__member(module, s, n)))
+		return nx_pyaudit__report(a, "python-reflective", i, "'%s.%.*s' refused: %s", module, (int)n, s,
+			      why);
+	return 0;
+}
+
+/* The export bundle name p (a "<stem>.<name>") leads to, following
+ * re-exports between bundle modules; NULL when p is no import binding. */
+static const struct nx_pyaudit_export *exported(const struct audit *a, const char *p)
+{
+	int hops;
+
+	for (hops = 0; hops < 8 && a->b->nex; hops++) {
+		size_t l = 0, h = a->b->nex;
+
+		while (l < h) {
+			size_t m = l + (h - l) / 2;
+
+			if (strcmp(a->b->ex[m]->name, p) < 0)
+				l = m + 1;
+			else
+				h = m;
+		}
+		if (l == a->b->nex || strcmp(a->b->ex[l]->name, p))
+			return NULL;
+		if (!a->b->ex[l]->bundle)
+			return a->b->ex[l];
+		p = a->b->ex[l]->target;
+	}
+	return NULL;
+}
+
+/* The chain reached a module through a bundle module's import of it. */
+static void add_target(struct audit *a, const struct nx_pyaudit_export *e)
+{
+	if (a->ntargets < TARGETS_MAX) {
+		snprintf(a->cpath[a->ntargets], sizeof(a->cpath[0]), "%s", e->target);
+		a->cdead[a->ntargets++] = false;
+	}
+	a->on_module |= e->module;
+	a->root = R_MODULE;
+}
+
+/* Start a chain at NAME i. */
+static void chain_start(struct audit *a, size_t i)
+{
+	const struct nx_pyaudit_export *e;
+	size_t lo, cnt, k;
+
+	a->chain = i;
+	a->ntargets = 0;
+	a->root = R_UNKNOWN;
+	a->on_module = false;
+	a->bvalid = false;
+	if (name_is(a, i, "self") || name_is(a, i, "cls")) {
+		a->root = R_SELF;
+		return;
+	}
+	cnt = nx_pyaudit__lookup(a->b, a->t[i].name, a->t[i].nlen, &lo);
+	if (cnt)
+		a->root = R_BUNDLE;
+	for (k = lo; k < lo + cnt; k++) {
+		const struct binding *v = &a->b->v[k];
+
+		if (v->origin == O_BUNDLE && (e = exported(a, v->target))) {
+			add_target(a, e);
+		} else if (v->origin == O_BUNDLE) {
+			if (!a->bvalid)
+				snprintf(a->bpath, sizeof(a->bpath), "%s", v->target);
+			a->bvalid = true;
+		} else if (a->ntargets < TARGETS_MAX) {
+			snprintf(a->cpath[a->ntargets], sizeof(a->cpath[0]), "%s", v->target);
+			a->cdead[a->ntargets++] = false;
+			a->on_module |= v->module;
+			a->root = R_MODULE;
+		}
+	}
+}
+
+/*
+ * Follow the bundle name of the chain to attribute NAME i, s[0..n).  A
+ * bundle module named like a package (src/torch.py) is judged as that
+ * package, since production may import the real one under its name.
+ */
+static int bundle_step(struct audit *a, size_t i, const char *s, size_t n)
+{
+	const struct nx_pyaudit_export *e;
+	size_t len = strlen(a->bpath);
+	const char *why;
+
+	if (!a->bvalid)
+		return 0;
+	if (!strcmp(a->bpath, "__init__") && nx_pyaudit__bundle_module(a, s, n)) {
+		memcpy(a->bpath, s, n);
+		a->bpath[n] = '\0';
+		return 0;
+	}
+	if (len + 1 + n > NX_PYAUDIT_DOTTED_MAX) {
+		a->bvalid = false;
+		return 0;
+	}
+	a->bpath[len] = '.';
+	memcpy(a->bpath + len + 1, s, n);
+	a->bpath[len + 1 + n] = '\0';
+	if ((e = exported(a, a->bpath))) {
+		add_target(a, e);
+		a->bvalid = false;
+	} else if ((why = nx_pyaudit_training(a->bpath))) {
+		a->bvalid = false;
+		return nx_pyaudit__report(a, "import-training", i, "'%s' refused: %s (a bundle module named "
+			      "like the package it shadows)", a->bpath, why);
+	} else if ((why = nx_pyaudit__denied(a->bpath))) {
+		a->bvalid = false;
+		return nx_pyaudit__report(a, "import-denied", i, "'%s' refused: %s (a bundle module named like "
+			      "the package it shadows)", a->bpath, why);
+	}
+	return 0;
+}
+
+/* The chain ends here: a module, or a package holding training or denied
+ * modules, is a value the audit would stop following. */
+static int chain_end(struct audit *a, size_t i)
+{
+	size_t k;
+
+	/* a bundle module is a namespace of modules too (utils.torch); a
+	 * module is not callable, so `resp.json()` is no module */
+	if ((a->on_module || (a->bvalid && !strchr(a->bpath, '.'))) && !is_op(a, i + 1, "("))
+		return nx_pyaudit__report(a, "python-reflective", i, "module '%.*s' used as a value (passed, "
+			      "stored or returned) refused: the audit follows a module only through "
+			      "its attributes", (int)a->t[i].nlen, a->t[i].name);
+	for (k = 0; k < a->ntargets; k++)
+		if (!a->cdead[k] && nx_pyaudit__holds(a->cpath[k]))
+			return nx_pyaudit__report(a, "python-reflective", i, "'%s' used as a value refused: it "
+				      "holds training or denied modules the audit would stop "
+				      "following", a->cpath[k]);
+	return 0;
+}
+
+/*
+ * Attribute NAME i of an object the audit does not follow, named like a
+ * name some import binds (here, or in another bundle module): `class A:
+ * import torch` makes A.torch (and self.torch) that module.  Continue the
+ * chain as that module; false when no import binds the name.
+ */
+static bool rebind(struct audit *a, size_t i)
+{
+	const struct nx_pyaudit_export *e;
+	const char *s = a->t[i].name;
+	size_t n = a->t[i].nlen, lo, cnt, k, l = 0, h = a->b->nex;
+
+	cnt = nx_pyaudit__lookup(a->b, s, n, &lo);
+	for (k = lo; k < lo + cnt && a->ntargets < TARGETS_MAX; k++)
+		if (a->b->v[k].origin != O_BUNDLE) {
+			snprintf(a->cpath[a->ntargets], sizeof(a->cpath[0]), "%s", a->b->v[k].target);
+			a->cdead[a->ntargets++] = false;
+			a->on_module |= a->b->v[k].module;
+		}
+	while (l < h) {
+		size_t m = l + (h - l) / 2;
+		if (strncmp(bound_name(a->b->exb[m]), s, n) < 0)
+			l = m + 1;
+		else
+			h = m;
+	}
+	for (k = l; k < a->b->nex && !strncmp(bound_name(a->b->exb[k]), s, n) &&
+	     bound_name(a->b->exb[k])[n] == '\0'; k++)
+		if ((e = exported(a, a->b->exb[k]->name)))
+			add_target(a, e);
+	if (a->ntargets)
+		a->root = R_MODULE;
+	return a->ntargets > 0;
+}
+
+/* Extend the chain by attribute NAME i: judge what the path reaches. */
+static int chain_step(struct audit *a, size_t i, const char *s, size_t n)
+{
+	const char *why;
+	size_t k, len;
+	int rc = 0;
+
+	for (k = 0; !rc && k < a->ntargets; k++) {
+		char *p = a->cpath[k];
+
+		if (a->cdead[k])
+			continue;
+		len = strlen(p);
+		if ((why = nx_pyaudit__member(p, s, n)))
+			rc = nx_pyaudit__report(a, "python-reflective", i, "'%s.%.*s' refused: %s", p, (int)n, s,
+				    why);
+		if (rc || len + 1 + n > NX_PYAUDIT_DOTTED_MAX) {
+			/* no list entry is this long: nothing further can match */
+			a->cdead[k] = true;
+			continue;
+		}
+		p[len] = '.';
+		memcpy(p + len + 1, s, n);
+		p[len + 1 + n] = '\0';
+		if ((why = nx_pyaudit_training(p))) {
+			rc = nx_pyaudit__report(a, "import-training", i, "'%s' refused: %s; a training package or "
+				    "submodule is refused even when python_packages declares its "
+				    "package", p, why);
+			a->cdead[k] = true;
+		} else if ((why = nx_pyaudit__denied(p))) {
+			rc = nx_pyaudit__report(a, "import-denied", i, "'%s' refused: %s", p, why);
+			a->cdead[k] = true;
+		}
+	}
+	return rc;
+}
+
+/* Tokens [lo, hi): one literal (adjacent literals joined) naming an
+ * attribute, identifier characters and dots only, into out. */
+static bool plain_literal(const struct audit *a, size_t lo, size_t hi, char *out, size_t cap)
+{
+	size_t o = 0, i, k;
+
+	if (lo >= hi)
+		return false;
+	for (i = lo; i < hi; i++) {
+		const struct ctok *t = &a->t[i].t;
+
+		if (t->kind != NX_PY_STRING || (t->flags & (NX_PY_STR_F | NX_PY_STR_BYTES)))
+			return false;
+		for (k = 0; k < t->body_len; k++) {
+			char c = a->buf[t->body + k];
+
+			if (!(c == '_' || c == '.' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			      (c >= '0' && c <= '9')) || o + 1 >= cap)
+				return false;
+			out[o++] = c;
+		}
+	}
+	out[o] = '\0';
+	return o > 0;
+}
+
+/* getattr/setattr/delattr/hasattr at NAME i: only called, with a plain
+ * literal name, which is judged as an attribute of the first argument. */
+static int getattr_call(struct audit *a, size_t i)
+{
+	char lit[NX_PYAUDIT_DOTTED_MAX + 1];
+	size_t o = i + 1, c, e, first = i + 2;
+	enum root root = R_UNKNOWN;
+	int rc;
+
+	if (!is_op(a, o, "(") || a->match[o] == NONE)
+		return nx_pyaudit__report(a, "python-reflective", i, "'%.*s' used other than called with a "
+			      "literal attribute name: a lookup by computed name", (int)a->t[i].nlen,
+			      a->t[i].name);
+	c = a->next[o];
+	e = c != NONE && c != a->match[o] ? a->next[c] : NONE;
+	if (e == NONE || !plain_literal(a, c + 1, e, lit, sizeof(lit)) || strchr(lit, '.'))
+		return nx_pyaudit__report(a, "python-reflective", i, "'%.*s' with a computed attribute name "
+			      "refused: the audit cannot see what it reaches; use the attribute "
+			      "itself", (int)a->t[i].nlen, a->t[i].name);
+	if (c == first + 1 && is_name(a, first)) {
+		/* getattr(module, "name"): the module is not passed on */
+		chain_start(a, first);
+		root = a->root;
+		a->skip[first] = 1;
+		if ((rc = nx_pyaudit__name_rules(a, c + 1, lit, strlen(lit), root, NULL)))
+			return rc;
+		a->on_module = false;
+		if ((rc = chain_step(a, c + 1, lit, strlen(lit))) ||
+		    (rc = bundle_step(a, c + 1, lit, strlen(lit))))
+			return rc;
+		return chain_end(a, c + 1);   /* what getattr returns is a value */
+	}
+	return nx_pyaudit__name_rules(a, c + 1, lit, strlen(lit), root, NULL);
+}
+
+/* operator.attrgetter / methodcaller at NAME i: literal names only. */
+static int getter_call(struct audit *a, size_t i, bool all)
+{
+	char lit[NX_PYAUDIT_DOTTED_MAX + 1];
+	size_t o = i + 1, c, start;
+	int rc = 0;
+
+	if (!is_op(a, o, "(") || a->match[o] == NONE)
+		return nx_pyaudit__report(a, "python-reflective", i, "'%.*s' used other than called with "
+			      "literal attribute names: a lookup by computed name",
+			      (int)a->t[i].nlen, a->t[i].name);
+	for (start = o + 1, c = a->next[o]; !rc && c != NONE; start = c + 1, c = a->next[c]) {
+		char *p, *dot;
+
+		if (!plain_literal(a, start, c, lit, sizeof(lit)))
+			return nx_pyaudit__report(a, "python-reflective", i, "'%.*s' with a computed attribute "
+				      "name refused", (int)a->t[i].nlen, a->t[i].name);
+		for (p = lit; !rc && p; p = dot ? dot + 1 : NULL) {
+			dot = strchr(p, '.');
+			rc = nx_pyaudit__name_rules(a, start, p, dot ? (size_t)(dot - p) : strlen(p), R_UNKNOWN,
+					NULL);
+		}
+		if (!all || c == a->match[o])
+			break;
+	}
+	return rc;
+}
+
+static bool one_of(const struct audit *a, size_t i, const char *const *names)
+{
+	for (; *names; names++)
+		if (name_is(a, i, *names))
+			return true;
+	return false;
+}
+
+static bool is_assign(const struct audit *a, size_t i)
+{
+	return is_op(a, i, "=");
+}
+
+/* An imported module used other than through its attributes. */
+static int module_value(struct audit *a, size_t i)
+{
+	static const char *const cond[] = { "if", "elif", "while", "not", "and", "or", NULL };
+	static const char *const after[] = { "del", "global", "nonlocal", NULL };
+	static const char *const logic[] = { "and", "or", NULL };
+
+	if ((a->root != R_MODULE && !a->bvalid) || a->skip[i] || is_op(a, i + 1, "."))
+		return 0;
+	if ((is_assign(a, i + 1) && stmt_start(a, i)) || (i && one_of(a, i - 1, after)) ||
+	    name_is(a, i + 1, "is") || (i && name_is(a, i - 1, "is")) ||
+	    (i > 1 && name_is(a, i - 1, "not") && name_is(a, i - 2, "is")) ||
+	    (i && one_of(a, i - 1, cond) && (is_op(a, i + 1, ":") || one_of(a, i + 1, logic))))
+		return 0;
+	return chain_end(a, i);
+}
+
+/* NAME i followed by '=' inside a call: a keyword argument. */
+static bool keyword_arg(const struct audit *a, size_t i)
+{
+	return a->t[i].t.depth > 0 && is_assign(a, i + 1) && i &&
+	       (is_op(a, i - 1, "(") || is_op(a, i - 1, ","));
+}
+
+static int bare_name(struct audit *a, size_t i)
+{
+	const char *s = a->t[i].name, *why;
+	size_t n = a->t[i].nlen;
+
+	if (keyword_arg(a, i)) {
+		if ((why = nx_pyaudit__keyword(s, n)) &&
+		    !(name_is(a, i + 2, "False") && (is_op(a, i + 3, ",") || is_op(a, i + 3, ")"))))
+			return nx_pyaudit__report(a, "python-reflective", i, "keyword '%.*s' refused unless False: "
+				      "%s", (int)n, s, why);
+		return 0;
+	}
+	if (i && (name_is(a, i - 1, "def") || name_is(a, i - 1, "class")))
+		return 0;
+	if ((why = nx_pyaudit__builtin(s, n)))
+		return nx_pyaudit__report(a, "python-reflective", i, "'%.*s' refused: %s; serving code must "
+			      "import and call only what the audit can see", (int)n, s, why);
+	if (is_dunder(s, n) && !nx_pyaudit__dunder_ok(s, n))
+		return nx_pyaudit__report(a, "python-reflective", i, "'%.*s' refused: a dunder outside the data "
+			      "model reaches namespaces, frames or the import system", (int)n, s);
+	if (name_is(a, i, "getattr") || name_is(a, i, "setattr") || name_is(a, i, "delattr") ||
+	    name_is(a, i, "hasattr"))
+		return getattr_call(a, i);
+	/* `from operator import attrgetter as ag`: ag is attrgetter */
+	if (a->root == R_MODULE && a->ntargets &&
+	    (!strcmp(a->cpath[0], "operator.attrgetter") ||
+	     !strcmp(a->cpath[0], "operator.methodcaller")))
+		return getter_call(a, i, !strcmp(a->cpath[0], "operator.attrgetter"));
+	return module_value(a, i);
+}
+
+/* Audit an f-string's replacement field as code. */
+static int field(void *arg, size_t start, size_t n)
+{
+	struct audit *a = arg;
+	const struct ctok *t = &a->t[a->field_of].t;
+	char *code;
+	size_t i;
+	long line, col;
+	int rc;
+
+	if (a->depth >= NX_PYAUDIT_FSTRING_DEPTH_MAX)
+		return nx_error_set(a->err, NX_EFORMAT, a->path, t->line, (long long)start,
+				    "%s:%ld: f-strings nested deeper than %d; the file cannot be "
+				    "audited", a->path ? a->path : "<source>", (long)t->line,
+				    NX_PYAUDIT_FSTRING_DEPTH_MAX);
+	for (i = a->field_pos; i < start; i++)
+		if (a->buf[i] == '\n') {
+			a->field_line++;
+			a->field_line_start = i + 1;
+		}
+	a->field_pos = start;
+	line = a->line0 + a->field_line - 1;
+	col = (long)(start - a->field_line_start) + (a->field_line == 1 ? a->col0 : 1);
+	if (!(code = malloc(n + 2)))
+		return nx_pyaudit__oom(a);
+	code[0] = '(';
+	memcpy(code + 1, a->buf + start, n);
+	code[n + 1] = ')';
+	rc = nx_pyaudit__text(code, n + 2, a->o, a->b, a->fn, a->ctx, a->path, a->err, a->depth + 1,
+			line, col - 1);
+	free(code);
+	return rc;
+}
+
+/* STRING i is an annotation: `-> "T"`, `def f(x: "T")`, `x: "T" = ...`. */
+static bool annotation(const struct audit *a, size_t i)
+{
+	const struct ctok *t = &a->t[i].t;
+
+	if (!i || (t->flags & (NX_PY_STR_F | NX_PY_STR_BYTES)) || is_name(a, i + 1))
+		return false;
+	if (is_op(a, i - 1, "->"))
+		return true;
+	return i > 1 && is_op(a, i - 1, ":") && is_name(a, i - 2) &&
+	       (a->param[i - 1] || (a->t[i - 1].t.depth == 0 && stmt_start(a, i - 2)));
+}
+
+/* Typing tools evaluate an annotation string: audit it as code.  One that
+ * is not an expression cannot be evaluated either. */
+static int annotation_code(struct audit *a, size_t i)
+{
+	const struct ctok *t = &a->t[i].t;
+	nx_error sub;
+	char *code;
+	int rc;
+
+	/* escapes and pieces are decoded and joined before evaluation */
+	if (memchr(a->buf + t->body, '\\', t->body_len) ||
+	    (i + 1 < a->n && a->t[i + 1].t.kind == NX_PY_STRING) ||
+	    a->depth >= NX_PYAUDIT_FSTRING_DEPTH_MAX)
+		return nx_pyaudit__report(a, "python-reflective", i, "annotation string with escapes or in "
+			      "pieces refused: typing tools evaluate it as code, and the audit "
+			      "reads only plain annotation strings");
+	if (!(code = malloc((size_t)t->body_len + 2)))
+		return nx_pyaudit__oom(a);
+	code[0] = '(';
+	memcpy(code + 1, a->buf + t->body, t->body_len);
+	code[t->body_len + 1] = ')';
+	nx_error_clear(&sub);
+	rc = nx_pyaudit__text(code, (size_t)t->body_len + 2, a->o, a->b, a->fn, a->ctx, a->path, &sub,
+			a->depth + 1, a->line0 + t->line - 1, a->col0 + t->col - 1);
+	free(code);
+	if (rc == NX_EFORMAT)
+		return 0;   /* not an expression: it cannot be evaluated either */
+	if (rc < 0 && a->err)
+		*a->err = sub;
+	return rc;
+}
+
+int nx_pyaudit__names(struct audit *a)
+{
+	size_t i;
+	int rc = 0;
+
+	a->chain = NONE;
+	for (i = 0; !rc && i < a->n; i++) {
+		const struct ctok *t = &a->t[i].t;
+
+		if (t->kind == NX_PY_STRING && (t->flags & NX_PY_STR_F)) {
+			nx_py_token full = { .kind = t->kind, .start = t->start, .len = t->len,
+					     .line = t->line, .col = t->col, .flags = t->flags,
+					     .body = t->body, .body_len = t->body_len };
+
+			a->field_of = i;
+			a->field_pos = t->start;
+			a->field_line = t->line;
+			a->field_line_start = t->start - (size_t)(t->col - 1);
+			rc = nx_pylex_fstring_fields(a->buf, t->start + t->len, &full, field, a);
+			continue;
+		}
+		if (t->kind == NX_PY_STRING && annotation(a, i)) {
+			rc = annotation_code(a, i);
+			continue;
+		}
+		/* **{"allow_pickle": True}: the keyword spelled as a string */
+		if (t->kind == NX_PY_STRING && !(t->flags & NX_PY_STR_F) &&
+		    nx_pyaudit__keyword(a->buf + t->body, t->body_len)) {
+			rc = nx_pyaudit__report(a, "python-reflective", i, "'%.*s' refused as a string: %s",
+				    (int)t->body_len, a->buf + t->body,
+				    nx_pyaudit__keyword(a->buf + t->body, t->body_len));
+			continue;
+		}
+		if (t->kind != NX_PY_NAME || a->skip[i])
+			continue;
+		if (name_is(a, i, "attrgetter") || name_is(a, i, "methodcaller")) {
+			rc = getter_call(a, i, name_is(a, i, "attrgetter"));
+			if (rc)
+				break;
+		}
+		if (i && is_op(a, i - 1, ".")) {
+			enum root root = R_UNKNOWN;
+			bool cont = i > 1 && a->chain == i - 2;
+
+			if (cont)
+				root = a->root;
+			else if (i > 1 && is_op(a, i - 2, ")") && a->match[i - 2] != NONE &&
+				 a->match[i - 2] > 0 && name_is(a, a->match[i - 2] - 1, "super"))
+				root = R_SELF;
+			rc = nx_pyaudit__name_rules(a, i, a->t[i].name, a->t[i].nlen, root, NULL);
+			if (rc)
+				continue;
+			if (!cont) {
+				a->ntargets = 0;
+				a->bvalid = false;
+				a->root = R_UNKNOWN;
+			}
+			a->chain = i;
+			a->on_module = false;
+			rc = chain_step(a, i, a->t[i].name, a->t[i].nlen);
+			if (!rc)
+				rc = bundle_step(a, i, a->t[i].name, a->t[i].nlen);
+			/* an object the audit does not follow (A.torch, self.torch,
+			 * f().torch): an attribute named like an imported module is
+			 * judged as that module */
+			if (!rc && a->root != R_MODULE)
+				rebind(a, i);
+			if (!rc && !is_op(a, i + 1, ".") && !a->skip[i])
+				rc = chain_end(a, i);
+			continue;
+		}
+		chain_start(a, i);
+		rc = bare_name(a, i);
+	}
+	return rc;
+}
+
