@@ -331,7 +331,8 @@ static int slurp(char **out, size_t *out_len, int dirfd, const char *name,
 	size_t got = 0;
 	int fd, rc = 0;
 
-	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* O_NONBLOCK: a FIFO planted here must not block the open. */
+	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0)
 		return errno == ENOENT ? -ENOENT
 			: nx_error_errno(err, NX_EIO, errno, path, "cannot open %s", path);

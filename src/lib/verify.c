@@ -127,6 +127,19 @@ static int functional_finding(void *ctx, enum nx_functional_sev sev, const char 
 	return nx_report_add(ctx, NX_CHECK_FUNCTIONAL, s, code, path, line, "%s", message);
 }
 
+/* True when check id already FAILed. */
+static bool check_failed(const nx_report *r, const char *id)
+{
+	const struct nx_check_result *cr;
+	size_t n, i;
+
+	cr = nx_report_checks(r, &n);
+	for (i = 0; i < n; i++)
+		if (!strcmp(cr[i].id, id))
+			return cr[i].status == NX_CHECK_FAIL;
+	return false;
+}
+
 /* TRV-5: the bundle's selftest and its Python imports, in the sandbox. */
 static int functional(struct vfy_ctx *c, bool *skipped)
 {
@@ -136,6 +149,14 @@ static int functional(struct vfy_ctx *c, bool *skipped)
 	*skipped = true;
 	if (!c->opts->functional)
 		return 0;
+	/*
+	 * Nothing of a bundle whose files are not the signed ones (or include
+	 * files no bundle may have) is executed: the verdict is FAIL already,
+	 * and a file swapped for a FIFO would block the run until its timeout.
+	 */
+	if (check_failed(c->r, NX_CHECK_INTEGRITY) || check_failed(c->r, NX_CHECK_ALLOWLIST))
+		return nx_report_add(c->r, NX_CHECK_FUNCTIONAL, NX_SEV_INFO, "functional-skipped",
+				     NULL, 0, "skipped: integrity failed");
 	nx_functional_opts_init(&fo);
 	fo.strict = c->opts->strict;
 	fo.selftest = !c->opts->functional_imports_only;

@@ -13,6 +13,7 @@ import os
 import pickle
 import struct
 import tarfile
+import time
 import zipfile
 
 import numpy as np
@@ -702,3 +703,32 @@ def test_manifest_edited_after_signing(nexus, bundle, tmp_path):
     m["model_metadata"]["architecture"] = "Other"
     bundle.write_manifest_text(bundle.canonical(m))
     expect_fail(nexus, bundle, "bad-signature", "--pubkey", pub)
+
+
+# -- nothing of a tampered bundle is executed (#15 item 8) ---------------------
+
+@pytest.mark.parametrize("rel", ["src/utils.py", "model/student_model.onnx", "config/runtime.yaml"])
+def test_fifo_in_place_of_a_file_fails_fast_and_runs_nothing(nexus, bundle, rel):
+    """A FIFO (no writer) where a bundle file was: integrity FAILs, no open
+    blocks, and the functional check reports SKIP instead of running the
+    bundle (today it waited for the sandbox's full timeout)."""
+    bundle.unlock()
+    bundle.path(rel).unlink()
+    os.mkfifo(bundle.path(rel), 0o644)
+    t0 = time.monotonic()
+    rc, rep = verify(nexus, bundle, sandbox=True, timeout=120)
+    assert time.monotonic() - t0 < 20
+    assert rc == 1 and check_status(rep, "integrity") == "FAIL"
+    assert check_status(rep, "functional") == "SKIP"
+    skip = [f for f in rep["findings"] if f["check"] == "functional"]
+    assert [f["message"] for f in skip] == ["skipped: integrity failed"], skip
+
+
+def test_allowlist_failure_also_runs_nothing(nexus, bundle):
+    bundle.write("notes.txt", "an extra file\n")
+    bundle.regen_manifest()
+    rc, rep = verify(nexus, bundle, sandbox=True, timeout=120)
+    assert rc == 1 and check_status(rep, "allowlist") == "FAIL"
+    assert check_status(rep, "functional") == "SKIP"
+    assert any(f["check"] == "functional" and f["message"] == "skipped: integrity failed"
+               for f in rep["findings"])

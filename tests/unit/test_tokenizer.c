@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "nexus/tokenizer.h"
@@ -288,7 +289,13 @@ static void load_prefers_json(void **state)
 	assert_non_null(mkdtemp(dir));
 	fd = open(dir, O_RDONLY | O_DIRECTORY);
 	assert_int_equal(nx_tokenizer_load(&t, fd, dir, &e), NX_EIO);
+	/* A FIFO with no writer is refused at once, not read (it would block). */
 	snprintf(path, sizeof(path), "%s/vocab.txt", dir);
+	assert_int_equal(mkfifo(path, 0644), 0);
+	alarm(10);
+	assert_int_equal(nx_tokenizer_load(&t, fd, dir, &e), NX_EUNSAFE);
+	alarm(0);
+	unlink(path);
 	f = fopen(path, "w");
 	fputs(v, f);
 	fclose(f);
