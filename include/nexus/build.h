@@ -35,6 +35,7 @@ struct nx_report;
 struct nx_export_result;
 
 #include "nexus/error.h"
+#include "nexus/sandbox.h"
 #include "nexus/fs.h"
 
 #ifdef __cplusplus
@@ -77,6 +78,8 @@ struct nx_build_opts {
 	nx_build_progress_fn progress;
 	void *progress_ctx;
 	bool functional;            /* run TRV-5 (sandboxed selftest) in the self-check */
+	enum nx_sandbox_backend sandbox;  /* NX_SANDBOX_AUTO: the first that runs */
+	uint64_t sandbox_memory;    /* RLIMIT_AS; 0 = limits.sandbox_memory, else scaled */
 	struct nx_report **report;  /* optional out: the self-verification report, set
 				       whenever the verify step ran (also when it failed
 				       with NX_ECHECK); the caller frees it with

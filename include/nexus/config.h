@@ -63,6 +63,7 @@ typedef struct nx_workspace {
 	uint64_t max_model_bytes;   /* limits.max_model_bytes, default 2 GiB */
 	double size_slack;          /* limits.size_slack, 0..1, default 0.05 */
 	uint64_t max_leak_bytes;    /* limits.max_leak_bytes, 0 = the default 64 KiB (nexus/budget.h) */
+	uint64_t sandbox_memory;    /* limits.sandbox_memory (RLIMIT_AS), 0 = scaled */
 	char **selftest; size_t nselftest;                   /* default [] */
 	char *readme;               /* default "README.md" */
 	char *license;              /* default "LICENSE" */

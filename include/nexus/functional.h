@@ -6,8 +6,10 @@
  * Findings are handed to a callback, so that the verifier (nexus/verify.h,
  * through nx_report_add) and the build's self-check can both collect them.
  * Codes (docs/TRV.md):
- *   functional-sandbox-unavailable  WARN (FAIL when strict): no bwrap or no
- *                                   user namespaces; the check is skipped
+ *   functional-sandbox-unavailable  FAIL (WARN with allow_no_sandbox, FAIL
+ *                                   again when strict): no sandbox backend
+ *                                   can run here; the check is skipped
+ *   functional-sandbox              INFO: the backend the check ran in
  *   functional-no-runtime           FAIL: bin/nexus_cli missing
  *   functional-selftest-failed      FAIL: selftest exited non-zero
  *   functional-killed               FAIL: selftest died of a signal
@@ -38,6 +40,7 @@
 #include <stdint.h>
 
 #include "nexus/error.h"
+#include "nexus/sandbox.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -56,6 +59,10 @@ typedef int (*nx_functional_fn)(void *ctx, enum nx_functional_sev sev, const cha
 				const char *path, long line, const char *message);
 
 struct nx_functional_opts {
+	enum nx_sandbox_backend backend;   /* NX_SANDBOX_AUTO = the first that runs */
+	bool allow_no_sandbox;   /* no usable backend is a WARN, not a FAIL */
+	uint64_t model_bytes;    /* the model and its external data: scales the limits */
+	uint64_t sandbox_memory; /* RLIMIT_AS; 0 = nx_sandbox_scale(model_bytes) */
 	const char *bwrap;       /* NULL = NX_SANDBOX_BWRAP */
 	const char *python;      /* NULL = NX_FUNCTIONAL_PYTHON */
 	bool strict;             /* sandbox unavailable is FAIL instead of WARN */

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "nexus/error.h"
+#include "nexus/sandbox.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -89,7 +90,10 @@ struct nx_verify_opts {
 	size_t nextra_terms;
 	const char *runtime_dir;        /* trusted nexus release: bin/nexus_cli, lib/... ; NULL = none */
 	const char *trusted_list;       /* optional file of "<sha256>  <bin/..|lib/..>" lines */
-	bool functional;                /* run TRV-5 (not available yet: reported as a WARN skip) */
+	bool functional;                /* run TRV-5 */
+	enum nx_sandbox_backend sandbox; /* TRV-5's backend; NX_SANDBOX_AUTO = the first that runs */
+	bool allow_no_sandbox;          /* no usable backend: WARN instead of FAIL */
+	uint64_t sandbox_memory;        /* TRV-5's RLIMIT_AS; 0 = scaled to the model */
 	uint64_t max_model_bytes;       /* 0 = NX_VERIFY_MAX_MODEL_BYTES */
 	double size_slack;              /* < 0 = NX_VERIFY_SIZE_SLACK */
 	/* leak budget in bytes: 0 = NX_BUDGET_DEFAULT, which is also the

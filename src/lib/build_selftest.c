@@ -28,6 +28,8 @@ int build_selftest(struct build *b)
 	size_t ntexts = b->ws->nselftest, i, n = 0;
 	struct nx_sandbox_result r = {0};
 	struct nx_sandbox_opts so;
+	char lim[128];
+	const char *hit;
 	nx_error why;
 	int rc;
 
@@ -50,17 +52,24 @@ int build_selftest(struct build *b)
 	}
 	args[n] = NULL;
 	nx_error_clear(&why);
-	if (nx_sandbox_available(NULL, &why) != 0)
-		return nx_error_set(b->err, NX_EDEP, NULL, 0, -1,
-				    "cannot run the bundle's selftest in the sandbox (%s); install "
-				    "bubblewrap (scripts/setup.sh) on a host that allows user "
-				    "namespaces (not inside a chroot)", why.message);
 	nx_sandbox_opts_init(&so);
+	if (nx_sandbox_available(&so.backend, b->opts->sandbox, NULL, &why) != 0)
+		return nx_error_set(b->err, NX_EDEP, NULL, 0, -1,
+				    "cannot run the bundle's selftest in a sandbox: %s", why.message);
 	so.bundle_dirfd = nx_stage_dirfd(b->stage);
 	so.wall_ms = SELFTEST_WALL_MS;
+	nx_sandbox_scale(&so, (uint64_t)b->student_st.st_size + b->data_size,
+			 b->opts->sandbox_memory ? b->opts->sandbox_memory : b->ws->sandbox_memory);
 	rc = nx_sandbox_run_cli(&r, &so, nx_stage_path(b->stage), args, b->err);
 	if (rc)
 		goto out;
+	if ((hit = nx_sandbox_limit_hit(lim, sizeof(lim), &r, &so))) {
+		rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
+				  "the student's selftest in the sandbox was stopped by %s; raise the "
+				  "memory with limits.sandbox_memory in nexus.yaml or --sandbox-memory",
+				  hit);
+		goto out;
+	}
 	if (!r.exited || r.status != 0 || r.timed_out || r.output_capped || !r.out_len) {
 		size_t len = r.errout_len;
 		const char *tail = r.errout;

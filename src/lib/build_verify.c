@@ -40,6 +40,8 @@ int build_verify(struct build *b)
 	vo.size_slack = ws->size_slack;
 	vo.max_leak_bytes = ws->max_leak_bytes;
 	vo.functional = b->opts->functional;
+	vo.sandbox = b->opts->sandbox;
+	vo.sandbox_memory = b->opts->sandbox_memory ? b->opts->sandbox_memory : ws->sandbox_memory;
 	vo.functional_imports_only = true;
 	vo.digests_known = true;
 	/* A signed build checks its signature with the public half of its key. */

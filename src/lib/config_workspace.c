@@ -8,6 +8,7 @@
 #include "config_priv.h"
 #include "nexus/budget.h"
 #include "nexus/export.h"
+#include "nexus/sandbox.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,7 @@ static const char *const student_keys[] = { "model", "outputs", NULL };
 static const char *const source_keys[] = { "dir", "files", NULL };
 static const char *const shared_keys[] = { "name", "reason", NULL };
 static const char *const limits_keys[] = { "max_model_bytes", "size_slack", "max_leak_bytes",
-	NULL };
+	"sandbox_memory", NULL };
 static const char *const export_keys[] = { "extract", "strip_metadata", "external_data", NULL };
 
 void nx_workspace_free(nx_workspace *ws)
@@ -165,25 +166,38 @@ static int parse_shared(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 	return 0;
 }
 
+/* A size key (nx_parse_size grammar) of at least min bytes. */
+static int cfg_size(struct cfg *c, const nx_yaml_node *v, const char *key, uint64_t min,
+		    uint64_t *out)
+{
+	uint64_t n = 0;
+	nx_error e;
+	int rc;
+
+	if ((rc = cfg_want(c, v, key, NX_YAML_SCALAR, "a size")))
+		return rc;
+	if (nx_parse_size(&n, v->value, &e))
+		return nx_error_set(c->err, NX_ECONFIG, c->path, v->line, -1, "%s: %s", key, e.message);
+	if (n < min)
+		return nx_error_set(c->err, NX_ECONFIG, c->path, v->line, -1,
+				    "%s: must be %s %llu bytes", key, min == 1 ? "greater than" : "at least",
+				    (unsigned long long)(min == 1 ? 0 : min));
+	*out = n;
+	return 0;
+}
+
 static int parse_limits(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 {
 	const nx_yaml_node *v;
 	int rc;
 
 	if ((rc = cfg_want(c, n, "limits", NX_YAML_MAPPING,
-			   "a mapping {max_model_bytes, size_slack, max_leak_bytes}")) ||
+			   "a mapping {max_model_bytes, size_slack, max_leak_bytes, sandbox_memory}")) ||
 	    (rc = cfg_check_keys(c, n, "limits", limits_keys)))
 		return rc;
-	if ((v = nx_yaml_map_get(n, "max_model_bytes"))) {
-		nx_error e;
-
-		if ((rc = cfg_want(c, v, "limits.max_model_bytes", NX_YAML_SCALAR, "a size")))
-			return rc;
-		if (nx_parse_size(&ws->max_model_bytes, v->value, &e) || !ws->max_model_bytes)
-			return nx_error_set(c->err, NX_ECONFIG, c->path, v->line, -1,
-					    "limits.max_model_bytes: %s",
-					    ws->max_model_bytes ? e.message : "must be greater than 0");
-	}
+	if ((v = nx_yaml_map_get(n, "max_model_bytes")) &&
+	    (rc = cfg_size(c, v, "limits.max_model_bytes", 1, &ws->max_model_bytes)))
+		return rc;
 	if ((v = nx_yaml_map_get(n, "max_leak_bytes"))) {
 		nx_error e;
 
@@ -198,6 +212,8 @@ static int parse_limits(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 	}
 	if ((v = nx_yaml_map_get(n, "size_slack")))
 		rc = cfg_number(c, v, "limits.size_slack", 0.0, 1.0, &ws->size_slack);
+	if (!rc && (v = nx_yaml_map_get(n, "sandbox_memory")))
+		rc = cfg_size(c, v, "limits.sandbox_memory", NX_SANDBOX_MEMORY_MIN, &ws->sandbox_memory);
 	return rc;
 }
 

@@ -1,6 +1,8 @@
 /*
- * sandbox.c - spawn bwrap with limits, feed stdin, collect output under a
- * wall-clock deadline and an output cap, and always reap (nexus/sandbox.h).
+ * sandbox.c - spawn a sandboxed program with limits (the confinement is
+ * the backend's: sandbox_bwrap.c, sandbox_landlock.c), feed stdin, collect
+ * output under a wall-clock deadline and an output cap, and always reap
+ * (nexus/sandbox.h).
  *
  * The child only makes system calls between fork and exec (the caller may
  * have threads).  stdin is a socketpair so writes can use MSG_NOSIGNAL: a
@@ -29,6 +31,7 @@
 #include "nexus/elf.h"
 
 #define CHUNK 65536
+#define GROUP_WAIT_MS 2000   /* for a killed process group to be gone */
 
 void nx_sandbox_opts_init(struct nx_sandbox_opts *o)
 {
@@ -54,7 +57,7 @@ void nx_sandbox_result_release(struct nx_sandbox_result *r)
 	memset(r, 0, sizeof(*r));
 }
 
-static double now_s(void)
+double sbx_now(void)
 {
 	struct timespec ts;
 
@@ -97,42 +100,46 @@ static bool reachable_as(bool bundle, uid_t id)
 }
 
 /* Between fork and exec: system calls only.  On failure write errno to ew. */
-static void child(const struct nx_sandbox_opts *o, char **argv, int in, int out, int errp,
-		  int ew, int info, pid_t parent, uid_t id)
+static void child(const struct sbx_backend *be, const struct sbx_prep *pr,
+		  const struct nx_sandbox_opts *o, int in, int out, int errp, int ew,
+		  pid_t parent, uid_t id)
 {
-	static char *const envp[] = { NULL };
-	int e = fcntl(ew, F_DUPFD_CLOEXEC, 64), s[5], i, n = 5;
+	int e = fcntl(ew, F_DUPFD_CLOEXEC, 64), s[5], i, n = 3;
 
 	s[0] = fcntl(in, F_DUPFD, 64);
 	s[1] = fcntl(out, F_DUPFD, 64);
 	s[2] = fcntl(errp, F_DUPFD, 64);
-	s[3] = fcntl(o->bundle_dirfd >= 0 ? o->bundle_dirfd : info, F_DUPFD, 64);
-	s[4] = fcntl(info, F_DUPFD, 64);
-	if (e < 0 || s[0] < 0 || s[1] < 0 || s[2] < 0 || s[3] < 0 || s[4] < 0)
+	if (o->bundle_dirfd >= 0 || pr->child_fd >= 0)
+		s[n++] = fcntl(o->bundle_dirfd >= 0 ? o->bundle_dirfd : pr->child_fd, F_DUPFD, 64);
+	if (pr->child_fd >= 0)
+		s[n++] = fcntl(pr->child_fd, F_DUPFD, 64);
+	if (e < 0)
 		goto fail;
 	for (i = 0; i < n; i++)
-		if (dup2(s[i], i) != i)
+		if (s[i] < 0 || dup2(s[i], i) != i)
 			goto fail;
 	if (e > n)
 		close_range((unsigned)n, (unsigned)e - 1, 0);
 	close_range((unsigned)e + 1, ~0u, 0);
-	if (setpgid(0, 0) != 0)
+	/* A session (and so a process group) of its own: no controlling
+	 * terminal, and kill(-pid) reaches everything it starts. */
+	if (setsid() < 0)
 		goto fail;
 	limit(RLIMIT_AS, o->as_bytes);
 	limit(RLIMIT_CPU, o->cpu_seconds);
 	limit(RLIMIT_FSIZE, o->fsize_bytes);
 	limit(RLIMIT_NOFILE, o->nofile);
 	limit(RLIMIT_CORE, 0);
-	if (geteuid() == 0 && reachable_as(n == 5 && o->bundle_dirfd >= 0, id)) {
-		/* RLIMIT_NPROC is ignored for root: run bwrap as a uid of its own. */
+	if (geteuid() == 0 && reachable_as(o->bundle_dirfd >= 0, id)) {
+		/* RLIMIT_NPROC is ignored for root: run as a uid of its own. */
 		if (setgroups(0, NULL) != 0 || setgid(id) != 0 || setuid(id) != 0)
 			goto fail;
 	}
-	limit(RLIMIT_NPROC, o->nproc);
+	limit(RLIMIT_NPROC, pr->nproc);
 	/* After the uid change, which clears it; then re-check the parent. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
 		goto fail;
-	execve(argv[0], argv, envp);
+	be->enter(pr);
 fail:
 	i = errno;
 	if (write(e, &i, sizeof(i)) < 0)
@@ -206,7 +213,7 @@ static void pump(struct pump *p, pid_t pid, int in, int out, int errp, double de
 
 	while (out >= 0 || errp >= 0) {
 		struct pollfd fds[4];
-		int nf = 0, ms = (int)((deadline - now_s()) * 1000.0), k;
+		int nf = 0, ms = (int)((deadline - sbx_now()) * 1000.0), k;
 		bool want_in = in >= 0 && p->inoff < p->inlen;
 		bool want_src = in >= 0 && !want_in && p->o->stdin_fd >= 0 && !p->in_eof;
 
@@ -275,39 +282,8 @@ out:
 		close(errp);
 }
 
-/* A pidfd of the sandbox's init (pid from bwrap --info-fd), or -1.  Taken
- * at once so that later signals can never reach a recycled pid. */
-static int sandbox_init(int info, double deadline)
-{
-	char buf[512];
-	size_t len = 0;
-	const char *p;
-
-	for (;;) {
-		struct pollfd pf = { info, POLLIN, 0 };
-		int ms = (int)((deadline - now_s()) * 1000.0);
-		ssize_t n;
-
-		if (ms <= 0 || poll(&pf, 1, ms) <= 0)
-			break;
-		n = read(info, buf + len, sizeof(buf) - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-		if (len == sizeof(buf) - 1)
-			break;
-	}
-	buf[len] = '\0';
-	p = strstr(buf, "\"child-pid\":");
-	if (!p || atol(p + strlen("\"child-pid\":")) <= 0)
-		return -1;
-	return (int)syscall(SYS_pidfd_open, (pid_t)atol(p + strlen("\"child-pid\":")), 0);
-}
-
-/* Kill the sandbox's init, which takes its whole pid namespace with it,
- * and wait (bounded) until the namespace is empty. */
+/* Kill the sandbox's init (bwrap), which takes its whole pid namespace
+ * with it, and wait (bounded) until the namespace is empty. */
 static void kill_namespace(int pfd)
 {
 	struct pollfd pf = { pfd, POLLIN, 0 };
@@ -330,7 +306,7 @@ static void reap(struct nx_sandbox_result *r, pid_t pid, double deadline)
 			break;
 		if (w < 0 && errno != EINTR)
 			return;
-		if (w == 0 && now_s() >= deadline) {
+		if (w == 0 && sbx_now() >= deadline) {
 			r->timed_out = true;
 			kill_all(pid);
 			continue;
@@ -338,23 +314,50 @@ static void reap(struct nx_sandbox_result *r, pid_t pid, double deadline)
 		if (w == 0)
 			nanosleep(&(struct timespec){ 0, 5000000 }, NULL);
 	}
-	kill(-pid, SIGKILL);    /* anything left in bwrap's process group */
+	/* Anything left in the child's process group (the landlock backend has
+	 * no pid namespace to take it down) is killed, and waited for (bounded)
+	 * until it is gone: the dying still hold the program's file open. */
+	for (int i = 0; i < GROUP_WAIT_MS / 5 && kill(-pid, SIGKILL) == 0; i++)
+		nanosleep(&(struct timespec){ 0, 5000000 }, NULL);
 	r->exited = WIFEXITED(st);
 	r->status = r->exited ? WEXITSTATUS(st) : 0;
 	r->signal = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+}
+
+static const struct sbx_backend *backend_of(enum nx_sandbox_backend id)
+{
+	return id == NX_SANDBOX_BACKEND_LANDLOCK ? &sbx_landlock : &sbx_bwrap;
+}
+
+void sbx_prep_release(struct sbx_prep *p)
+{
+	size_t i;
+
+	sbx_args_release(&p->args);
+	for (i = 0; p->envp && p->envp[i]; i++)
+		free(p->envp[i]);
+	free(p->envp);
+	free(p->chdir);
+	free(p->filter.filter);
+	if (p->child_fd >= 0)
+		close(p->child_fd);
+	if (p->parent_fd >= 0)
+		close(p->parent_fd);
+	memset(p, 0, sizeof(*p));
+	p->child_fd = p->parent_fd = -1;
 }
 
 int nx_sandbox_run(struct nx_sandbox_result *out, const struct nx_sandbox_opts *o,
 		   nx_error *err)
 {
 	struct nx_sandbox_result r = {0};
-	struct sbx_args a = {0};
+	struct sbx_prep pr = { .child_fd = -1, .parent_fd = -1 };
 	struct pump p = { .r = &r, .o = o };
-	const char *bwrap = o->bwrap ? o->bwrap : NX_SANDBOX_BWRAP;
+	const struct sbx_backend *be;
+	enum nx_sandbox_backend id = o->backend;
 	int in[2] = { -1, -1 }, po[2] = { -1, -1 }, pe[2] = { -1, -1 }, ep[2] = { -1, -1 };
-	int inf[2] = { -1, -1 };
 	int init = -1;
-	double t0 = now_s(), deadline;
+	double t0 = sbx_now(), deadline;
 	pid_t pid;
 	int rc, cerr = 0;
 	uint32_t rnd;
@@ -363,12 +366,12 @@ int nx_sandbox_run(struct nx_sandbox_result *out, const struct nx_sandbox_opts *
 	if (!o->argv || !o->argv[0] || o->argv[0][0] != '/' || !o->max_output)
 		return nx_error_set(err, NX_EUSAGE, NULL, 0, -1,
 				    "sandbox: argv[0] must be an absolute path inside the sandbox");
-	if (access(bwrap, X_OK) != 0)
-		return nx_error_errno(err, NX_EDEP, errno, bwrap,
-				      "bubblewrap not found at %s; install the bubblewrap package", bwrap);
-	rc = sbx_args_build(&a, o, o->bundle_dirfd >= 0 ? 3 : -1, err);
-	if (rc)
+	if (id == NX_SANDBOX_AUTO && (rc = nx_sandbox_available(&id, id, o->bwrap, err)) != 0)
+		return rc;
+	be = backend_of(id);
+	if ((rc = be->check(o, err)) != 0 || (rc = be->prepare(&pr, o, err)) != 0)
 		goto out;
+	pr.nproc = pr.nproc ? pr.nproc : o->nproc;
 	r.out = malloc(o->max_output + 1);
 	r.errout = malloc(o->max_output + 1);
 	p.inbuf = o->stdin_fd >= 0 ? malloc(CHUNK) : (char *)o->stdin_data;
@@ -379,43 +382,47 @@ int nx_sandbox_run(struct nx_sandbox_result *out, const struct nx_sandbox_opts *
 	}
 	r.out[0] = r.errout[0] = '\0';
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) != 0 ||
-	    pipe2(po, O_CLOEXEC) != 0 || pipe2(pe, O_CLOEXEC) != 0 || pipe2(ep, O_CLOEXEC) != 0 ||
-	    pipe2(inf, O_CLOEXEC) != 0) {
+	    pipe2(po, O_CLOEXEC) != 0 || pipe2(pe, O_CLOEXEC) != 0 || pipe2(ep, O_CLOEXEC) != 0) {
 		rc = nx_error_errno(err, NX_EIO, errno, NULL, "cannot create sandbox pipes");
 		goto out;
 	}
 	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
-		rnd = (uint32_t)getpid() * 2654435761u ^ (uint32_t)now_s();
+		rnd = (uint32_t)getpid() * 2654435761u ^ (uint32_t)sbx_now();
 	pid = fork();
 	if (pid < 0) {
 		rc = nx_error_errno(err, NX_EIO, errno, NULL, "cannot fork the sandbox");
 		goto out;
 	}
 	if (pid == 0)
-		child(o, a.v, in[1], po[1], pe[1], ep[1], inf[1], getppid(),
+		child(be, &pr, o, in[1], po[1], pe[1], ep[1], getppid(),
 		      (uid_t)(NX_SANDBOX_UID_BASE + rnd % NX_SANDBOX_UID_SPAN));
-	close(in[1]), close(po[1]), close(pe[1]), close(ep[1]), close(inf[1]);
-	in[1] = po[1] = pe[1] = ep[1] = inf[1] = -1;
+	close(in[1]), close(po[1]), close(pe[1]), close(ep[1]);
+	in[1] = po[1] = pe[1] = ep[1] = -1;
+	if (pr.child_fd >= 0)
+		close(pr.child_fd);
+	pr.child_fd = -1;
 	do
 		n = read(ep[0], &cerr, sizeof(cerr));
 	while (n < 0 && errno == EINTR);
-	deadline = now_s() + (double)o->wall_ms / 1000.0;
+	deadline = sbx_now() + (double)o->wall_ms / 1000.0;
 	if (n == (ssize_t)sizeof(cerr)) {
 		close(in[0]), close(po[0]), close(pe[0]);
 		in[0] = po[0] = pe[0] = -1;
 		reap(&r, pid, deadline);
-		rc = nx_error_errno(err, NX_EDEP, cerr, bwrap, "cannot start %s", bwrap);
+		rc = nx_error_errno(err, NX_EDEP, cerr, o->argv[0], "cannot start the %s sandbox",
+				    nx_sandbox_backend_name(id));
 		goto out;
 	}
-	init = sandbox_init(inf[0], deadline);
+	init = be->init_pidfd ? be->init_pidfd(&pr, deadline) : -1;
 	pump(&p, pid, in[0], po[0], pe[0], deadline);
 	in[0] = po[0] = pe[0] = -1;
 	if (r.timed_out || r.output_capped)
 		kill_namespace(init);
 	reap(&r, pid, deadline);
 	kill_namespace(init);   /* stragglers that closed their output */
-	close(init);
-	r.seconds = now_s() - t0;
+	if (init >= 0)
+		close(init);
+	r.seconds = sbx_now() - t0;
 	*out = r;
 	memset(&r, 0, sizeof(r));
 	rc = 0;
@@ -429,17 +436,37 @@ out:
 			close(pe[i]);
 		if (ep[i] >= 0)
 			close(ep[i]);
-		if (inf[i] >= 0)
-			close(inf[i]);
 	}
 	if (o->stdin_fd >= 0)
 		free(p.inbuf);
 	nx_sandbox_result_release(&r);
-	sbx_args_release(&a);
+	sbx_prep_release(&pr);
 	return rc;
 }
 
-int nx_sandbox_available(const char *bwrap, nx_error *err)
+const char *nx_sandbox_backend_name(enum nx_sandbox_backend b)
+{
+	return b == NX_SANDBOX_BACKEND_BWRAP ? "bwrap" :
+	       b == NX_SANDBOX_BACKEND_LANDLOCK ? "landlock" : "auto";
+}
+
+int nx_sandbox_backend_parse(enum nx_sandbox_backend *out, const char *s, nx_error *err)
+{
+	static const enum nx_sandbox_backend all[] = {
+		NX_SANDBOX_AUTO, NX_SANDBOX_BACKEND_BWRAP, NX_SANDBOX_BACKEND_LANDLOCK,
+	};
+
+	for (size_t i = 0; s && i < sizeof(all) / sizeof(all[0]); i++)
+		if (!strcmp(s, nx_sandbox_backend_name(all[i]))) {
+			*out = all[i];
+			return 0;
+		}
+	return nx_error_set(err, NX_EUSAGE, NULL, 0, -1,
+			    "unknown sandbox '%s': use auto, bwrap or landlock", s ? s : "");
+}
+
+/* Run /usr/bin/true under backend id: 0 when it exits 0. */
+static int probe(enum nx_sandbox_backend id, const char *bwrap, nx_error *err)
 {
 	static const char *const argv[] = { "/usr/bin/true", NULL };
 	const char *bins[] = { "/usr/bin/true" };
@@ -463,6 +490,7 @@ int nx_sandbox_available(const char *bwrap, nx_error *err)
 		paths[i] = libs[i];
 	paths[nlibs] = (char *)"/usr/bin/true";
 	nx_sandbox_opts_init(&o);
+	o.backend = id;
 	o.bwrap = bwrap;
 	o.argv = argv;
 	o.ro_paths = (const char *const *)paths;
@@ -474,14 +502,97 @@ int nx_sandbox_available(const char *bwrap, nx_error *err)
 	if (!r.exited || r.status != 0) {
 		size_t len = strcspn(r.errout, "\n");
 
-		rc = nx_error_set(err, NX_EDEP, bwrap ? bwrap : NX_SANDBOX_BWRAP, 0, -1,
-				  "bubblewrap cannot create a sandbox here (%.*s); user namespaces "
-				  "may be disabled", (int)(len > 300 ? 300 : len),
-				  r.timed_out ? "timed out" : r.errout);
+		rc = nx_error_set(err, NX_EDEP, NULL, 0, -1, "%s cannot start a program here (%.*s)",
+				  nx_sandbox_backend_name(id), (int)(len > 300 ? 300 : len),
+				  r.timed_out ? "timed out" : r.errout[0] ? r.errout : "no message");
 	}
 out:
 	nx_sandbox_result_release(&r);
 	free(paths);
 	nx_elf_closure_free(libs, nlibs);
 	return rc;
+}
+
+#define BWRAP_HOWTO "enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1; " \
+	"on Ubuntu 24.04 kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor profile " \
+	"that allows userns for bwrap; in a container, a seccomp/AppArmor profile that allows " \
+	"unshare(CLONE_NEWUSER)) and install bubblewrap"
+
+int nx_sandbox_available(enum nx_sandbox_backend *out, enum nx_sandbox_backend want,
+			 const char *bwrap, nx_error *err)
+{
+	nx_error why_bwrap, why_ll;
+	int rc;
+
+	nx_error_clear(&why_bwrap);
+	nx_error_clear(&why_ll);
+	if (want != NX_SANDBOX_BACKEND_LANDLOCK) {
+		rc = probe(NX_SANDBOX_BACKEND_BWRAP, bwrap, &why_bwrap);
+		if (!rc || (rc != NX_EDEP && rc != NX_EIO)) {
+			if (!rc)
+				*out = NX_SANDBOX_BACKEND_BWRAP;
+			else if (err)
+				*err = why_bwrap;
+			return rc;
+		}
+		if (want == NX_SANDBOX_BACKEND_BWRAP)
+			return nx_error_set(err, NX_EDEP, NULL, 0, -1, "no bwrap sandbox: %s; "
+					    BWRAP_HOWTO, why_bwrap.message);
+	}
+	rc = probe(NX_SANDBOX_BACKEND_LANDLOCK, NULL, &why_ll);
+	if (!rc) {
+		*out = NX_SANDBOX_BACKEND_LANDLOCK;
+		return 0;
+	}
+	if (want == NX_SANDBOX_BACKEND_LANDLOCK)
+		return nx_error_set(err, NX_EDEP, NULL, 0, -1, "no landlock sandbox: %s",
+				    why_ll.message);
+	return nx_error_set(err, NX_EDEP, NULL, 0, -1,
+			    "no sandbox can run here: bwrap: %s - to use it, " BWRAP_HOWTO
+			    "; landlock: %s", why_bwrap.message, why_ll.message);
+}
+
+void nx_sandbox_scale(struct nx_sandbox_opts *o, uint64_t model_bytes, uint64_t memory)
+{
+	uint64_t gib = (model_bytes + (1ull << 30) - 1) >> 30, as;
+	uint64_t secs = NX_SANDBOX_CPU_SECONDS + NX_SANDBOX_SECONDS_PER_GIB * gib;
+
+	as = model_bytes > (UINT64_MAX - NX_SANDBOX_AS_BASE) / NX_SANDBOX_AS_PER_MODEL ? UINT64_MAX :
+	     NX_SANDBOX_AS_BASE + NX_SANDBOX_AS_PER_MODEL * model_bytes;
+	o->as_bytes = memory ? memory : as > NX_SANDBOX_AS_BYTES ? as : NX_SANDBOX_AS_BYTES;
+	o->cpu_seconds = secs;
+	o->wall_ms += NX_SANDBOX_SECONDS_PER_GIB * gib * 1000;
+}
+
+const char *nx_sandbox_limit_hit(char *buf, size_t n, const struct nx_sandbox_result *r,
+				 const struct nx_sandbox_opts *o)
+{
+	static const char *const oom[] = {
+		"bad_alloc", "MemoryError", "Cannot allocate memory", "out of memory",
+		"Failed to allocate",
+	};
+	int sig = r->exited ? (r->status > 128 ? r->status - 128 : 0) : r->signal;
+	size_t i;
+
+	if (r->timed_out) {
+		snprintf(buf, n, "the wall-clock limit (%.0f s)", (double)o->wall_ms / 1000.0);
+		return buf;
+	}
+	if (sig == SIGXCPU) {
+		snprintf(buf, n, "the CPU time limit (RLIMIT_CPU = %llu s)",
+			 (unsigned long long)o->cpu_seconds);
+		return buf;
+	}
+	if (sig == SIGXFSZ) {
+		snprintf(buf, n, "the file size limit (RLIMIT_FSIZE = %llu MiB)",
+			 (unsigned long long)(o->fsize_bytes >> 20));
+		return buf;
+	}
+	for (i = 0; r->errout && (!r->exited || r->status) && i < sizeof(oom) / sizeof(oom[0]); i++)
+		if (strstr(r->errout, oom[i])) {
+			snprintf(buf, n, "the memory limit (RLIMIT_AS = %.1f GiB)",
+				 (double)o->as_bytes / (double)(1ull << 30));
+			return buf;
+		}
+	return NULL;
 }

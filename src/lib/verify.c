@@ -159,6 +159,12 @@ static int functional(struct vfy_ctx *c, bool *skipped)
 				     NULL, 0, "skipped: integrity failed");
 	nx_functional_opts_init(&fo);
 	fo.strict = c->opts->strict;
+	fo.backend = c->opts->sandbox;
+	fo.allow_no_sandbox = c->opts->allow_no_sandbox;
+	fo.sandbox_memory = c->opts->sandbox_memory;
+	for (size_t i = 0; i < c->nentries; i++)   /* the model and its external data */
+		if (!strncmp(c->entries[i].path, "model/", 6) && S_ISREG(c->entries[i].mode))
+			fo.model_bytes += c->entries[i].size;
 	fo.selftest = !c->opts->functional_imports_only;
 	/*
 	 * Never execute a bin/ or lib/ that is not the trusted runtime: the

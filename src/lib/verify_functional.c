@@ -31,21 +31,37 @@ const char *fx_tail(const char *s, size_t len)
 	return len > TAIL_MAX ? s + len - TAIL_MAX : s;
 }
 
-/* A finding for a sandbox run that did not end in exit 0; 1 if one was added. */
-int fx_judge(const struct fx_ctx *c, const struct nx_sandbox_result *r, const char *what,
-	     const char *fail_code, const char *path, bool *bad)
+void fx_sandbox_opts(struct nx_sandbox_opts *so, const struct fx_ctx *c, uint64_t wall_ms)
 {
-	char msg[TAIL_MAX + 256];
-	const char *code = NULL;
+	nx_sandbox_opts_init(so);
+	so->backend = c->backend;
+	so->bwrap = c->o->bwrap;
+	so->bundle_dirfd = c->dirfd;
+	so->wall_ms = wall_ms;
+	nx_sandbox_scale(so, c->o->model_bytes, c->o->sandbox_memory);
+}
+
+/* A finding for a sandbox run that did not end in exit 0; 1 if one was added. */
+int fx_judge(const struct fx_ctx *c, const struct nx_sandbox_result *r,
+	     const struct nx_sandbox_opts *so, const char *what, const char *fail_code,
+	     const char *path, bool *bad)
+{
+	char msg[TAIL_MAX + 512], lim[128];
+	const char *code = NULL, *hit = nx_sandbox_limit_hit(lim, sizeof(lim), r, so);
 
 	*bad = true;
 	if (r->timed_out) {
 		code = "functional-timeout";
-		snprintf(msg, sizeof(msg), "%s did not finish within %.0f s and was killed", what,
-			 r->seconds);
+		snprintf(msg, sizeof(msg), "%s did not finish within %s and was killed", what, hit);
 	} else if (r->output_capped) {
 		code = "functional-output-cap";
 		snprintf(msg, sizeof(msg), "%s printed more than the output cap and was killed", what);
+	} else if (hit) {
+		/* Named, never the program's raw words (a C++ exception's what()). */
+		code = "functional-limit";
+		snprintf(msg, sizeof(msg), "%s was stopped by the sandbox's %s; raise it with "
+			 "limits.sandbox_memory in nexus.yaml or --sandbox-memory (memory), or "
+			 "make the model smaller", what, hit);
 	} else if (!r->exited || r->status > 128) {
 		code = "functional-killed";
 		snprintf(msg, sizeof(msg), "%s was killed by signal %d (rlimit exceeded or crash): %s",
@@ -77,10 +93,7 @@ static int selftest(struct fx_ctx *c, nx_error *err)
 		return c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "functional-no-runtime", "bin/nexus_cli", 0,
 			     "bin/nexus_cli is missing or not a regular file, so the bundle "
 			     "cannot run; rebuild it with nexus build");
-	nx_sandbox_opts_init(&so);
-	so.bwrap = c->o->bwrap;
-	so.bundle_dirfd = c->dirfd;
-	so.wall_ms = c->o->selftest_ms ? c->o->selftest_ms : NX_FUNCTIONAL_SELFTEST_MS;
+	fx_sandbox_opts(&so, c, c->o->selftest_ms ? c->o->selftest_ms : NX_FUNCTIONAL_SELFTEST_MS);
 	rc = nx_sandbox_run_cli(&r, &so, c->bundle_path, args, err);
 	/* A binary whose ELF headers cannot be followed is the bundle's fault. */
 	if (rc == NX_EFORMAT || rc == NX_ELIMIT) {
@@ -91,7 +104,7 @@ static int selftest(struct fx_ctx *c, nx_error *err)
 	if (rc)
 		goto out;
 	/* bin/ is the trusted runtime (allowlist), so its word on why is trusted */
-	rc = fx_judge(c, &r, "bin/nexus_cli selftest",
+	rc = fx_judge(c, &r, &so, "bin/nexus_cli selftest",
 		      r.errout && memmem(r.errout, r.errout_len, NONFINITE, strlen(NONFINITE)) ?
 		      NONFINITE : "functional-selftest-failed", "bin/nexus_cli", &bad);
 out:
@@ -123,6 +136,7 @@ int nx_functional_check(bool *skipped, int bundle_dirfd, const char *bundle_path
 	struct nx_functional_opts defaults;
 	struct fx_ctx c = { .dirfd = bundle_dirfd, .bundle_path = bundle_path, .fn = fn, .ctx = ctx };
 	nx_error why;
+	char desc[128];
 	int rc;
 
 	if (!o) {
@@ -132,11 +146,23 @@ int nx_functional_check(bool *skipped, int bundle_dirfd, const char *bundle_path
 	c.o = o;
 	*skipped = false;
 	nx_error_clear(&why);
-	if (nx_sandbox_available(o->bwrap, &why) != 0) {
+	if (nx_sandbox_available(&c.backend, o->backend, o->bwrap, &why) != 0) {
+		char msg[NX_ERROR_MSG_MAX + 128];
+
 		*skipped = true;
-		return fn(ctx, o->strict ? NX_FUNCTIONAL_FAIL : NX_FUNCTIONAL_WARN,
-			  "functional-sandbox-unavailable", NULL, 0, why.message);
+		snprintf(msg, sizeof(msg), "%s; TRV-5 did not run%s", why.message,
+			 o->allow_no_sandbox ? " (--allow-no-sandbox)" : "; --allow-no-sandbox makes "
+			 "this a WARN");
+		return fn(ctx, o->strict || !o->allow_no_sandbox ? NX_FUNCTIONAL_FAIL :
+			  NX_FUNCTIONAL_WARN, "functional-sandbox-unavailable", NULL, 0, msg);
 	}
+	if (c.backend == NX_SANDBOX_BACKEND_LANDLOCK)
+		snprintf(desc, sizeof(desc), "ran in the landlock sandbox (Landlock ABI %d + seccomp, "
+			 "no namespaces)", nx_sandbox_landlock_abi());
+	else
+		snprintf(desc, sizeof(desc), "ran in the bwrap sandbox (bubblewrap namespaces)");
+	if ((rc = fn(ctx, NX_FUNCTIONAL_INFO, "functional-sandbox", NULL, 0, desc)) != 0)
+		return rc;
 	if (o->selftest && (rc = selftest(&c, err)) != 0)
 		return rc;
 	if (o->imports)

@@ -33,8 +33,8 @@
 
 static const char driver[] =
 	"import sys, json, types, importlib, importlib.abc, importlib.machinery, traceback\n"
-	"nonce = sys.argv[1]; sep = sys.argv.index('--')\n"
-	"pkgs = sys.argv[2:sep]; mods = sys.argv[sep + 1:]\n"
+	"nonce = sys.argv[1]; root = sys.argv[2]; R = root + '/'; sep = sys.argv.index('--')\n"
+	"pkgs = sys.argv[3:sep]; mods = sys.argv[sep + 1:]\n"
 	"out = sys.stdout\n"
 	"def emit(**kw):\n"
 	"    out.write('NEXUS-' + nonce + ' ' + json.dumps(kw) + '\\n'); out.flush()\n"
@@ -82,11 +82,11 @@ static const char driver[] =
 	"sys.dont_write_bytecode = False\n"
 	"sys.argv = ['']; sys.orig_argv = [sys.executable]\n"
 	"del names, normal, Flags\n"
-	"sys.path += ['/bundle', '/bundle/src']\n"
+	"sys.path += [root, R + 'src']\n"
 	"def where(tb):\n"
 	"    f, l = '', 0\n"
 	"    for fr in traceback.extract_tb(tb):\n"
-	"        if fr.filename.startswith('/bundle/'): f, l = fr.filename[8:], fr.lineno\n"
+	"        if fr.filename.startswith(R): f, l = fr.filename[len(R):], fr.lineno\n"
 	"    return f, l\n"
 	"for name in ['src'] + ['src.' + m for m in mods]:\n"
 	"    try:\n"
@@ -106,8 +106,8 @@ static const char driver[] =
 	"    d = getattr(m, '__dict__', None)\n"
 	"    if not isinstance(d, dict): continue\n"
 	"    for f in (getattr(d.get('__spec__'), 'origin', None), d.get('__file__')):\n"
-	"        if not isinstance(f, str) or not f.startswith('/bundle/'): continue\n"
-	"        rel = f[8:]; stem = rel[4:-3] if rel.startswith('src/') and rel.endswith('.py') else None\n"
+	"        if not isinstance(f, str) or not f.startswith(R): continue\n"
+	"        rel = f[len(R):]; stem = rel[4:-3] if rel.startswith('src/') and rel.endswith('.py') else None\n"
 	"        ok = ('src',) if rel == 'src/__init__.py' else (stem, 'src.' + stem) if stem and '/' not in stem else ()\n"
 	"        if n not in ok or ('__path__' in d and n != 'src'):\n"
 	"            emit(kind='posing', module=n, importer=n, file=rel, line=0, message='')\n"
@@ -329,7 +329,10 @@ int fx_imports(struct fx_ctx *c, nx_error *err)
 		goto out;
 	}
 	rc = fx_strv_append(&argv, &nargv, python, err);
-	for (const char *a[] = { "-I", "-S", "-B", PY_DIR "/driver.py", nonce, NULL }, **q = a;
+	/* The bundle's path in the sandbox is an argument: the landlock
+	 * backend runs it at its host path (nexus/sandbox.h). */
+	for (const char *a[] = { "-I", "-S", "-B", PY_DIR "/driver.py", nonce, NX_SANDBOX_BUNDLE,
+				 NULL }, **q = a;
 	     !rc && *q; q++)
 		rc = fx_strv_append(&argv, &nargv, *q, err);
 	for (i = 0; !rc && rcfg && i < rcfg->npython_packages; i++)
@@ -342,18 +345,15 @@ int fx_imports(struct fx_ctx *c, nx_error *err)
 		rc = fx_strv_append(&paths, &npaths, NULL, err);
 	if (rc)
 		goto out;
-	nx_sandbox_opts_init(&so);
-	so.bwrap = c->o->bwrap;
-	so.bundle_dirfd = c->dirfd;
+	fx_sandbox_opts(&so, c, c->o->import_ms ? c->o->import_ms : NX_FUNCTIONAL_IMPORT_MS);
 	so.argv = (const char *const *)argv;
 	so.ro_paths = (const char *const *)paths;
 	so.ro_map = map;
 	so.chdir = "/tmp";
-	so.wall_ms = c->o->import_ms ? c->o->import_ms : NX_FUNCTIONAL_IMPORT_MS;
 	rc = nx_sandbox_run(&r, &so, err);
 	if (rc)
 		goto out;
-	rc = fx_judge(c, &r, "the Python import check", "functional-python-failed", "src", &bad);
+	rc = fx_judge(c, &r, &so, "the Python import check", "functional-python-failed", "src", &bad);
 	if (!rc && !bad)
 		rc = parse_output(c, &r, nonce, err);
 out:

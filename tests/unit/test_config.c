@@ -275,6 +275,8 @@ static void limits_validated(void **state)
 		 "limits.max_model_bytes: invalid size");
 	ws_fails(MINIMAL "limits: {max_model_bytes: 0}\n", NX_ECONFIG, 5, "greater than 0");
 	ws_fails(MINIMAL "limits: {max_model_bytes: -1}\n", NX_ECONFIG, 5, NULL);
+	ws_fails(MINIMAL "limits: {sandbox_memory: 1MiB}\n", NX_ECONFIG, 5, "at least 268435456");
+	ws_fails(MINIMAL "limits: {sandbox_memory: lots}\n", NX_ECONFIG, 5, "limits.sandbox_memory");
 	ws_fails(MINIMAL "limits:\n  size_slack: 1.5\n", NX_ECONFIG, 6, "between 0 and 1");
 	ws_fails(MINIMAL "limits:\n  size_slack: -0.1\n", NX_ECONFIG, 6, NULL);
 	ws_fails(MINIMAL "limits:\n  size_slack: \"0.1\"\n", NX_ECONFIG, 6, "quoted");

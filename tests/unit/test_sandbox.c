@@ -1,6 +1,7 @@
 /* test_sandbox.c - nexus/sandbox.h and the functional check against probes
- * planted as bin/nexus_cli: each escape attempt must end as a FAIL within
- * the timeout.  Skipped (not failed) where bubblewrap cannot run. */
+ * planted as bin/nexus_cli, under each backend (bwrap, landlock): each
+ * escape attempt must end as a FAIL within the timeout.  A backend that
+ * cannot run here is skipped (not failed). */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,7 +27,7 @@ static const char probe_src[] =
 	"#if P == 0\n return 0;\n"
 	"#elif P == 1\n struct sockaddr_in a = { AF_INET, htons(53) }; int s = socket(AF_INET, SOCK_STREAM, 0);\n"
 	" inet_pton(AF_INET, \"1.1.1.1\", &a.sin_addr); return s >= 0 && connect(s, (void *)&a, sizeof(a)) == 0 ? 0 : 1;\n"
-	"#elif P == 2\n return open(\"/etc/passwd\", O_RDONLY) >= 0 || access(\"/root\", F_OK) == 0 ? 0 : 1;\n"
+	"#elif P == 2\n return open(\"/etc/passwd\", O_RDONLY) >= 0 || open(\"/root\", O_RDONLY | O_DIRECTORY) >= 0 ? 0 : 1;\n"
 	"#elif P == 3\n return open(\"/bundle/owned\", O_WRONLY | O_CREAT, 0644) >= 0 ? 0 : 1;\n"
 	"#elif P == 4\n char c = 'x'; return ioctl(0, TIOCSTI, &c) == 0 ? 0 : 1;\n"
 	"#elif P == 5\n for (;;) fork();\n"
@@ -36,14 +37,20 @@ static const char probe_src[] =
 	"#endif\n}\n";
 
 static char bundle[64];
-static bool available;
+static bool available[3];            /* by enum nx_sandbox_backend */
+static enum nx_sandbox_backend backend;
 
 static int setup(void **state)
 {
 	char cmd[512], path[128];
 	FILE *f;
 
-	available = nx_sandbox_available(NULL, NULL) == 0;
+	for (int b = NX_SANDBOX_BACKEND_BWRAP; b <= NX_SANDBOX_BACKEND_LANDLOCK; b++) {
+		enum nx_sandbox_backend got;
+
+		available[b] = nx_sandbox_available(&got, (enum nx_sandbox_backend)b, NULL, NULL) == 0 &&
+			       got == (enum nx_sandbox_backend)b;
+	}
 	snprintf(bundle, sizeof(bundle), "/tmp/nx-sbx-XXXXXX");
 	if (!mkdtemp(bundle))
 		return -1;
@@ -101,6 +108,7 @@ static void run_probe(int p, struct seen *s)
 	nx_functional_opts_init(&o);
 	o.imports = false;
 	o.selftest_ms = 3000;
+	o.backend = backend;
 	fd = open(bundle, O_RDONLY | O_DIRECTORY);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	assert_int_equal(nx_functional_check(&skipped, fd, bundle, &o, collect, s, NULL), 0);
@@ -120,12 +128,13 @@ static void probes_are_contained(void **state)
 	struct seen s;
 	char owned[128];
 
-	if (!available)
+	if (!available[backend])
 		skip();
 	for (int p = 0; p <= 8; p++) {
 		run_probe(p, &s);
+		print_message("backend %d probe %d: %s\n", backend, p, s.codes);
 		if (!expect[p][0])
-			assert_string_equal(s.codes, "");
+			assert_string_equal(s.codes, "functional-sandbox::0;");
 		else
 			assert_non_null(strstr(s.codes, expect[p]));
 	}
@@ -154,7 +163,7 @@ static void python_imports(void **state)
 	bool skipped;
 	int fd;
 
-	if (!available)
+	if (!available[backend])
 		skip();
 	snprintf(path, sizeof(path), "%s/src", bundle);
 	mkdir(path, 0755);
@@ -166,23 +175,38 @@ static void python_imports(void **state)
 	write_file("config/runtime.yaml", "task: raw\npython_packages: [numpy]\n");
 	nx_functional_opts_init(&o);
 	o.selftest = false;
+	o.backend = backend;
 	fd = open(bundle, O_RDONLY | O_DIRECTORY);
 	assert_int_equal(nx_functional_check(&skipped, fd, bundle, &o, collect, &s, NULL), 0);
-	assert_string_equal(s.codes, "functional-import:src/inference.py:3;");
+	assert_string_equal(s.codes, "functional-sandbox::0;functional-import:src/inference.py:3;");
 	write_file("src/inference.py", "import torch\n");
 	memset(&s, 0, sizeof(s));
 	unlink(strcat(strcpy(path, bundle), "/src/inference.py"));
 	write_file("src/inference.py", "import json\n");
 	assert_int_equal(nx_functional_check(&skipped, fd, bundle, &o, collect, &s, NULL), 0);
-	assert_string_equal(s.codes, "");
+	assert_string_equal(s.codes, "functional-sandbox::0;");
 	close(fd);
+}
+
+static int use_bwrap(void **state)
+{
+	backend = NX_SANDBOX_BACKEND_BWRAP;
+	return 0;
+}
+
+static int use_landlock(void **state)
+{
+	backend = NX_SANDBOX_BACKEND_LANDLOCK;
+	return 0;
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(probes_are_contained),
-		cmocka_unit_test(python_imports),
+		cmocka_unit_test_setup(probes_are_contained, use_bwrap),
+		cmocka_unit_test_setup(python_imports, use_bwrap),
+		cmocka_unit_test_setup(probes_are_contained, use_landlock),
+		cmocka_unit_test_setup(python_imports, use_landlock),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
