@@ -1,5 +1,6 @@
 /* cli.c - option parsing and help generated from the verb's option table. */
 #include "cli.h"
+#include "nexus/config.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -257,4 +258,19 @@ char *cli_runtime_dir(void)
 	if (asprintf(&out, "%s/../libexec/nexus", exe) < 0)
 		return NULL;
 	return out;
+}
+
+int cli_sandbox_opts(const struct cli_verb *verb, enum nx_sandbox_backend *backend,
+		     const char *arg, uint64_t *memory, const char *mem)
+{
+	const char *env = getenv("NEXUS_SANDBOX");
+	nx_error err;
+
+	if (!arg && env && *env && nx_sandbox_backend_parse(backend, env, &err))
+		return cli_usage(verb, "NEXUS_SANDBOX: %s", err.message);
+	if (arg && nx_sandbox_backend_parse(backend, arg, &err))
+		return cli_usage(verb, "--sandbox: %s", err.message);
+	if (mem && (nx_parse_size(memory, mem, &err) || *memory < NX_SANDBOX_MEMORY_MIN))
+		return cli_usage(verb, "--sandbox-memory: '%s' is not a size of at least 256MiB", mem);
+	return 0;
 }

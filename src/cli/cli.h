@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "nexus/error.h"
+#include "nexus/sandbox.h"
 
 /* One option of a verb.  `key` is what cli_next() returns for it. */
 struct cli_opt {
@@ -82,6 +83,19 @@ int cli_json_finish(const char *verb, int status);
  * line.  Pipes and CI logs get nothing.
  */
 void cli_status(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * The sandbox options shared by build, verify and run: --sandbox=NAME
+ * (arg; NULL = $NEXUS_SANDBOX, else auto) into *backend, and
+ * --sandbox-memory=SIZE (mem; NULL = not given) into *memory.  0, or the
+ * exit status of a usage error (2) already printed.
+ */
+#define CLI_SANDBOX_HELP "sandbox backend: auto (bwrap, else landlock), bwrap or landlock " \
+	"(default $NEXUS_SANDBOX, else auto)"
+#define CLI_SANDBOX_MEMORY_HELP "the sandbox's memory limit (RLIMIT_AS), e.g. 16GiB (default " \
+	"scaled to the model; docs/TRV.md)"
+int cli_sandbox_opts(const struct cli_verb *verb, enum nx_sandbox_backend *backend,
+		     const char *arg, uint64_t *memory, const char *mem);
 
 /* Print a usage error for verb and return 2. */
 int cli_usage(const struct cli_verb *verb, const char *fmt, ...)

@@ -21,12 +21,16 @@
 #include "nexus/sign.h"
 #include "nexus/verify.h"
 
-enum { OPT_OUTPUT = 1, OPT_KEY, OPT_FORCE, OPT_JSON, OPT_NO_FSYNC };
+enum { OPT_OUTPUT = 1, OPT_KEY, OPT_FORCE, OPT_JSON, OPT_NO_FSYNC, OPT_SANDBOX,
+       OPT_SANDBOX_MEMORY };
 
 static const struct cli_opt opts[] = {
 	{ "output", 'o', "PATH", "bundle directory to create (default ./<bundle_id>)", OPT_OUTPUT },
 	{ "key", 0, "KEY", "sign the manifest with this Ed25519 private key (PEM)", OPT_KEY },
 	{ "force", 0, NULL, "replace an existing bundle at PATH (atomically)", OPT_FORCE },
+	{ "sandbox", 0, "NAME", CLI_SANDBOX_HELP, OPT_SANDBOX },
+	{ "sandbox-memory", 0, "SIZE", CLI_SANDBOX_MEMORY_HELP " (overrides limits.sandbox_memory)",
+	  OPT_SANDBOX_MEMORY },
 	{ "json", 0, NULL, "print one JSON document describing the bundle", OPT_JSON },
 	{ "no-fsync", 0, NULL, "publish without waiting for the disk (atomic, not durable: for "
 	  "throw-away CI hosts)", OPT_NO_FSYNC },
@@ -232,7 +236,7 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	struct nx_build_opts o = { .source_date_epoch = -1 };
 	struct nx_build_result *r = NULL;
 	nx_report *rep = NULL;
-	const char *key_path = NULL;
+	const char *key_path = NULL, *sandbox = NULL, *sandbox_mem = NULL;
 	char *rt = NULL, *abs = NULL;
 	struct cli_parser p;
 	nx_key *key = NULL;
@@ -248,6 +252,8 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 		case OPT_FORCE: o.force = true; break;
 		case OPT_JSON: json = true; break;
 		case OPT_NO_FSYNC: o.no_fsync = true; break;
+		case OPT_SANDBOX: sandbox = p.optarg; break;
+		case OPT_SANDBOX_MEMORY: sandbox_mem = p.optarg; break;
 		}
 	}
 	if (k < 0)
@@ -257,6 +263,8 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	o.workspace = p.npos ? p.pos[0] : ".";
 	if (source_date_epoch(&o.source_date_epoch) < 0)
 		return cli_usage(verb, "SOURCE_DATE_EPOCH must be a non-negative integer of seconds");
+	if ((status = cli_sandbox_opts(verb, &o.sandbox, sandbox, &o.sandbox_memory, sandbox_mem)))
+		return status;
 	nx_error_clear(&err);
 	if (key_path && nx_key_load_private(&key, key_path, &err) != 0)
 		return cli_fail(verb->name, &err);

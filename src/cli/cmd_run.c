@@ -1,18 +1,20 @@
 /* cmd_run.c - `nexus run BUNDLE [--text T]... [--input FILE|-] [--json]`:
  * the bundle's own `bin/nexus_cli run` inside the TRV-5 sandbox
  * (nexus/sandbox.h), inputs fed on stdin as JSONL. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "nexus/sandbox.h"
 
-enum { OPT_TEXT = 1, OPT_INPUT, OPT_JSON, OPT_TIMEOUT };
+enum { OPT_TEXT = 1, OPT_INPUT, OPT_JSON, OPT_TIMEOUT, OPT_SANDBOX, OPT_SANDBOX_MEMORY };
 
 #define RUN_INPUT_MAX (64u << 20)   /* bytes of an --input FILE */
 #define RUN_TEXTS_MAX 64
@@ -21,7 +23,10 @@ static const struct cli_opt opts[] = {
 	{ "text", 't', "TEXT", "run the model on TEXT (repeatable)", OPT_TEXT },
 	{ "input", 'i', "FILE", "one text or {\"text\": ...} per line; - for stdin", OPT_INPUT },
 	{ "json", 0, NULL, "print one JSON document (an array of the results)", OPT_JSON },
-	{ "timeout", 0, "SECONDS", "wall-clock limit (default 60)", OPT_TIMEOUT },
+	{ "timeout", 0, "SECONDS", "wall-clock limit (default 60, plus 60 per GiB of model)",
+	  OPT_TIMEOUT },
+	{ "sandbox", 0, "NAME", CLI_SANDBOX_HELP, OPT_SANDBOX },
+	{ "sandbox-memory", 0, "SIZE", CLI_SANDBOX_MEMORY_HELP, OPT_SANDBOX_MEMORY },
 	{0},
 };
 
@@ -77,6 +82,28 @@ static int read_input(char **out, size_t *len, const char *path, nx_error *err)
 	return 0;
 }
 
+/* Bytes of the regular files in the bundle's model/ (model + external data):
+ * what the sandbox limits scale with. */
+static uint64_t model_bytes(int dirfd)
+{
+	int fd = openat(dirfd, "model", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *e;
+	struct stat st;
+	uint64_t n = 0;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	while ((e = readdir(d)))
+		if (!fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) && S_ISREG(st.st_mode))
+			n += (uint64_t)st.st_size;
+	closedir(d);
+	return n;
+}
+
 static int print_json(const char *out, size_t len)
 {
 	json_t *arr = json_array();
@@ -122,6 +149,10 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	size_t len = 0;
 	int k, ntexts = 0, dirfd = -1, rc;
 	long timeout = 60;
+	const char *sandbox = NULL, *sandbox_mem = NULL;
+	uint64_t memory = 0;
+	char lim[128];
+	const char *hit;
 	bool json = false;
 	nx_error err;
 
@@ -133,6 +164,10 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 			texts[ntexts++] = (char *)p.optarg;
 		} else if (k == OPT_INPUT) {
 			input = p.optarg;
+		} else if (k == OPT_SANDBOX) {
+			sandbox = p.optarg;
+		} else if (k == OPT_SANDBOX_MEMORY) {
+			sandbox_mem = p.optarg;
 		} else if (k == OPT_JSON) {
 			json = true;
 		} else if (k == OPT_TIMEOUT) {
@@ -149,6 +184,9 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 		return cli_usage(verb, "expected one BUNDLE argument");
 	if (!!ntexts + !!input != 1)
 		return cli_usage(verb, "give either --text (repeatable) or --input");
+	nx_sandbox_opts_init(&so);
+	if ((rc = cli_sandbox_opts(verb, &so.backend, sandbox, &memory, sandbox_mem)))
+		return rc;
 	nx_error_clear(&err);
 	dirfd = open(p.pos[0], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dirfd < 0) {
@@ -165,20 +203,27 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 		rc = cli_fail(verb->name, &err);
 		goto out;
 	}
-	nx_sandbox_opts_init(&so);
 	so.bundle_dirfd = dirfd;
 	so.stdin_data = data;
 	so.stdin_len = len;
 	so.stdin_fd = input && !strcmp(input, "-") ? 0 : -1;
 	so.out_fd = json ? -1 : 1;
 	so.wall_ms = (uint64_t)timeout * 1000;
+	nx_sandbox_scale(&so, model_bytes(dirfd), memory);
 	fflush(stdout);
 	if (nx_sandbox_run_cli(&r, &so, p.pos[0], cli_args, &err) != 0) {
 		rc = cli_fail(verb->name, &err);
 		goto out;
 	}
-	fwrite(r.errout, 1, r.errout_len, stderr);
-	if (r.timed_out || r.output_capped || !r.exited) {
+	if ((hit = nx_sandbox_limit_hit(lim, sizeof(lim), &r, &so))) {
+		/* The limit by name, not the program's raw words (std::bad_alloc). */
+		nx_error_set(&err, NX_ECHECK, "bin/nexus_cli", 0, -1, "bin/nexus_cli hit the "
+			     "sandbox's %s and was killed; raise it with %s", hit + 4,
+			     strstr(hit, "memory") ? "--sandbox-memory" :
+			     strstr(hit, "wall") ? "--timeout" : "a smaller model");
+		rc = cli_fail(verb->name, &err);
+	} else if (fwrite(r.errout, 1, r.errout_len, stderr), r.timed_out || r.output_capped ||
+		   !r.exited) {
 		nx_error_set(&err, NX_ECHECK, "bin/nexus_cli", 0, -1, "bin/nexus_cli %s",
 			     r.timed_out ? "timed out and was killed" :
 			     r.output_capped ? "printed more than 16 MiB and was killed" : "was killed");

@@ -17,7 +17,8 @@
 
 enum {
 	OPT_JSON = 1, OPT_STRICT, OPT_PUBKEY, OPT_REQUIRE_SIG, OPT_TEACHER, OPT_NO_SANDBOX,
-	OPT_MAX_MODEL, OPT_TRUSTED_LIST, OPT_TERM, OPT_MAX_LEAK,
+	OPT_MAX_MODEL, OPT_TRUSTED_LIST, OPT_TERM, OPT_MAX_LEAK, OPT_SANDBOX, OPT_ALLOW_NO_SANDBOX,
+	OPT_SANDBOX_MEMORY,
 };
 
 static const struct cli_opt opts[] = {
@@ -28,6 +29,10 @@ static const struct cli_opt opts[] = {
 	{"teacher", 0, "PATH", "fingerprint the student against this teacher model; repeatable",
 	 OPT_TEACHER},
 	{"no-sandbox", 0, NULL, "do not run the functional check (TRV-5)", OPT_NO_SANDBOX},
+	{"sandbox", 0, "NAME", CLI_SANDBOX_HELP, OPT_SANDBOX},
+	{"allow-no-sandbox", 0, NULL, "no usable sandbox backend is a WARN, not a FAIL",
+	 OPT_ALLOW_NO_SANDBOX},
+	{"sandbox-memory", 0, "SIZE", CLI_SANDBOX_MEMORY_HELP, OPT_SANDBOX_MEMORY},
 	{"max-model-bytes", 0, "N", "model size threshold, e.g. 500MiB (default 2GiB)", OPT_MAX_MODEL},
 	{"max-leak-bytes", 0, "N", "leak budget: information outside the weights, at most "
 	 "the default 64KiB (it can only be lowered)", OPT_MAX_LEAK},
@@ -109,6 +114,7 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	int rc;
 	char *rt = NULL, *json = NULL;
 	bool as_json = false;
+	const char *sandbox = NULL, *sandbox_mem = NULL;
 	nx_error err;
 	size_t nkeys = 0, i;
 	int k, dfd = -1, status = 0;
@@ -125,6 +131,9 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 		case OPT_REQUIRE_SIG: vo.require_signature = true; break;
 		case OPT_NO_SANDBOX: vo.functional = false; break;
 		case OPT_TRUSTED_LIST: vo.trusted_list = p.optarg; break;
+		case OPT_SANDBOX: sandbox = p.optarg; break;
+		case OPT_ALLOW_NO_SANDBOX: vo.allow_no_sandbox = true; break;
+		case OPT_SANDBOX_MEMORY: sandbox_mem = p.optarg; break;
 		case OPT_MAX_MODEL:
 			if (parse_size(&vo.max_model_bytes, p.optarg)) {
 				status = cli_usage(verb, "--max-model-bytes: '%s' is not a size", p.optarg);
@@ -168,6 +177,8 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 		status = cli_usage(verb, "expected one BUNDLE directory");
 		goto out;
 	}
+	if ((status = cli_sandbox_opts(verb, &vo.sandbox, sandbox, &vo.sandbox_memory, sandbox_mem)))
+		goto out;
 	vo.keys = keys;
 	vo.nkeys = nkeys;
 	rt = cli_runtime_dir();

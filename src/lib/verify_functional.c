@@ -59,7 +59,7 @@ int fx_judge(const struct fx_ctx *c, const struct nx_sandbox_result *r,
 	} else if (hit) {
 		/* Named, never the program's raw words (a C++ exception's what()). */
 		code = "functional-limit";
-		snprintf(msg, sizeof(msg), "%s was stopped by the sandbox's %s; raise it with "
+		snprintf(msg, sizeof(msg), "%s hit the sandbox's %s and was stopped; raise it with "
 			 "limits.sandbox_memory in nexus.yaml or --sandbox-memory (memory), or "
 			 "make the model smaller", what, hit);
 	} else if (!r->exited || r->status > 128) {

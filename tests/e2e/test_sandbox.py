@@ -23,12 +23,24 @@ HEAD = "".join(f"#include <{h}>\n" for h in (
     "stdio.h", "string.h", "fcntl.h", "unistd.h", "sys/socket.h", "netinet/in.h", "arpa/inet.h"))
 
 
-def sandbox_ok():
+def bwrap_ok():
     return os.path.exists("/usr/bin/bwrap") and subprocess.run(
         ["/usr/bin/bwrap", "--unshare-all", "--ro-bind", "/", "/", "/usr/bin/true"]).returncode == 0
 
 
-pytestmark = pytest.mark.skipif(not sandbox_ok(), reason="bubblewrap cannot run here")
+def landlock_ok():
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.syscall(444, None, 0, 1) >= 1   # landlock_create_ruleset(VERSION)
+
+
+# Every probe runs under both backends, forced through NEXUS_SANDBOX.
+@pytest.fixture(params=["bwrap", "landlock"], autouse=True)
+def backend(request, monkeypatch):
+    if not {"bwrap": bwrap_ok, "landlock": landlock_ok}[request.param]():
+        pytest.skip(f"the {request.param} sandbox cannot run here")
+    monkeypatch.setenv("NEXUS_SANDBOX", request.param)
+    return request.param
 
 
 @pytest.fixture
@@ -72,3 +84,48 @@ def test_runaway_is_killed_in_time(nexus, bundle, probe):
 def test_usage(nexus, tmp_path):
     assert run(nexus, "run", tmp_path).returncode == 2
     assert run(nexus, "run", "--help").returncode == 0
+    assert run(nexus, "run", tmp_path, "--text", "x", "--sandbox", "chroot").returncode == 2
+
+
+PROBES.update({
+    # leave the process group the parent kills, then outlive the timeout
+    "setsid": 'int main(void){ if (setsid() >= 0 || setpgid(0, 0) == 0 && getpgrp() != getpid()) puts("ESCAPED"); if (fork() == 0) { setsid(); for (;;) pause(); } for (;;) pause(); }',
+    "unshare": 'int main(void){ if (unshare(CLONE_NEWUSER) == 0 || unshare(CLONE_NEWNS) == 0) { puts("ESCAPED"); return 0; } return 1; }',
+    "ptrace": 'int main(void){ if (ptrace(PTRACE_ATTACH, getppid(), 0, 0) == 0) { puts("ESCAPED"); return 0; } return 1; }',
+    "bigalloc": 'int main(void){ size_t n = 64ull << 30; char *p = malloc(n); if (!p) { fputs("terminate called after throwing an instance of std::bad_alloc\\n", stderr); abort(); } return 0; }',
+})
+HEAD += "".join(f"#include <{h}>\n" for h in ("stdlib.h", "sched.h", "signal.h", "sys/ptrace.h"))
+HEAD = "#define _GNU_SOURCE\n" + HEAD
+
+
+@pytest.mark.parametrize("probe", ["unshare", "ptrace"])
+def test_namespace_and_ptrace_escapes_fail(nexus, bundle, backend, probe):
+    if backend == "bwrap":
+        pytest.skip("inside bwrap's namespaces both stay inside (nested userns, its own pid ns)")
+    r = run(nexus, "run", bundle(probe), "--text", "x", "--timeout", "5", timeout=30)
+    assert r.returncode == 1 and "ESCAPED" not in r.stdout
+
+
+def test_no_escape_from_the_killed_process_group(nexus, bundle):
+    b = bundle("setsid")
+    t0 = time.monotonic()
+    r = run(nexus, "run", b, "--text", "x", "--timeout", "2", timeout=30)
+    assert time.monotonic() - t0 < 15
+    assert r.returncode == 1 and "ESCAPED" not in r.stdout
+    exe = os.stat(b / "bin" / "nexus_cli")
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            st = os.stat(f"/proc/{pid}/exe")
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (exe.st_dev, exe.st_ino):
+            left.append(pid)
+    assert left == []
+
+
+def test_memory_limit_is_named(nexus, bundle):
+    r = run(nexus, "run", bundle("bigalloc"), "--text", "x", "--sandbox-memory", "1GiB", timeout=30)
+    assert r.returncode == 1
+    assert "memory limit (RLIMIT_AS = 1.0 GiB)" in r.stderr, r.stderr
+    assert "bad_alloc" not in r.stderr
