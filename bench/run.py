@@ -354,6 +354,45 @@ def bench_verify(ctx):
                 extra={"checks": cm})]
 
 
+def bench_sandbox(ctx):
+    """TRV-5 (the selftest of the big bundle and its Python imports) under
+    the landlock backend against the bwrap backend: the functional check's
+    duration_ms from `nexus verify --json --sandbox X`, and the whole verify
+    with landlock against openssl dgst of the bundle's files."""
+    bundle = big_bundle(ctx)
+    files = files_under(bundle)
+    fx = {"landlock": [], "bwrap": []}
+    whole = []
+
+    def verify(backend):
+        js = ctx.tmp / f"verify-{backend}.json"
+        ctx.tmp.mkdir(parents=True, exist_ok=True)
+        with open(js, "w") as f:
+            wall, rss, _ = run([ctx.nexus, "verify", "--json", "--sandbox", backend, str(bundle)],
+                               stdout=f, check=False)
+        d = json.loads(js.read_text())
+        if d["verdict"] == "FAIL":
+            raise RuntimeError(f"nexus verify --sandbox {backend}: verdict FAIL")
+        fx[backend].append(next(c["duration_ms"] for c in d["checks"] if c["id"] == "functional") / 1000)
+        return wall, rss
+
+    def landlock():
+        w = verify("landlock")
+        whole.append(w[0])
+        return w
+
+    o, b = alternate(ctx, landlock, lambda: verify("bwrap"), ctx.runs)
+    ll, bw = med(fx["landlock"][-ctx.runs:]), med(fx["bwrap"][-ctx.runs:])
+    ow = med(whole[-ctx.runs:])
+    dg = [run(["openssl", "dgst", "-sha256", *files])[0] for _ in range(ctx.runs)]
+    return [row("sandbox", "TRV-5 of the build bundle, landlock backend (duration_ms)", ll, bw,
+                "s", "<= 1.0x", ll <= bw, "the same check, bwrap backend"),
+            row("sandbox-verify", "nexus verify --sandbox landlock of the build bundle", ow,
+                med(dg), "s", "informative", True, "openssl dgst -sha256 of all bundle files",
+                note="includes TRV-5 (the selftest runs the model); the <= 1.1x gate is the "
+                     "verify row (--no-sandbox)")]
+
+
 def bench_export(ctx):
     """`nexus inspect --export-to` (text mode: the model file is hashed, the
     weights are copied into the data file by copy_file_range) against cp of
@@ -648,7 +687,8 @@ def bench_fingerprint(ctx):
 
 BENCHES = {"build": bench_build, "inspect": bench_inspect, "verify": bench_verify,
            "export": bench_export, "runtime": bench_runtime, "tokenizer": bench_tokenizer,
-           "coldstart": bench_coldstart, "fingerprint": bench_fingerprint}
+           "coldstart": bench_coldstart, "fingerprint": bench_fingerprint,
+           "sandbox": bench_sandbox}
 
 
 def fmt(v, unit):

@@ -16,9 +16,10 @@
  *   6  (6.12) + scoped: no signals to, no abstract UNIX sockets of, any
  *               process outside the sandbox
  *   7  (6.15) audit flags only: nothing more to ask for
- * With ABI 1-5 a sandboxed program that keeps the caller's uid (caller not
- * root) can still signal the caller's other processes; the process group
- * kill and RLIMIT_NPROC still hold.  No Landlock at all: not usable.
+ * With ABI 1-5 a sandboxed program that keeps the caller's uid (a caller
+ * that is not root, or root when the run's uid cannot reach the bundle) can
+ * still signal the caller's other processes; the process group kill and
+ * RLIMIT_NPROC still hold.  No Landlock at all: not usable.
  */
 #include "sandbox_int.h"
 
@@ -131,7 +132,7 @@ static int grant(int ruleset, const char *path, uint64_t access, bool optional, 
 
 /* s with a sandbox path prefix (NX_SANDBOX_BUNDLE, a ro_map destination)
  * replaced by the host path it stands for; a copy of s otherwise.  *rel is
- * the part after the bundle prefix when s names something in the bundle. */
+ * the part after "<bundle>/" when s names something below the bundle. */
 static char *translate(const char *s, const char *bundle, const struct nx_sandbox_opts *o,
 		       const char **rel)
 {
@@ -143,7 +144,7 @@ static char *translate(const char *s, const char *bundle, const struct nx_sandbo
 	if (bundle && !strncmp(s, NX_SANDBOX_BUNDLE, n) && (s[n] == '/' || !s[n])) {
 		if (asprintf(&out, "%s%s", bundle, s + n) < 0)
 			return NULL;
-		*rel = s[n] ? out + strlen(bundle) + 1 : ".";
+		*rel = s[n] ? out + strlen(bundle) + 1 : NULL;
 		return out;
 	}
 	for (i = 0; o->ro_map && o->ro_map[i] && o->ro_map[i + 1]; i += 2) {
@@ -267,7 +268,7 @@ static int prepare(struct sbx_prep *p, const struct nx_sandbox_opts *o, nx_error
 	cwd = o->chdir ? o->chdir : o->bundle_dirfd >= 0 ? NX_SANDBOX_BUNDLE : "/";
 	if (!(p->chdir = translate(cwd, o->bundle_dirfd >= 0 ? bundle : NULL, o, &rel)))
 		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
-	if (rel && !strcmp(rel, ".")) {   /* the bundle itself: fchdir to its fd */
+	if (!strcmp(cwd, NX_SANDBOX_BUNDLE) && o->bundle_dirfd >= 0) {   /* fchdir to its fd */
 		free(p->chdir);
 		p->chdir = NULL;
 	} else if (strcmp(p->chdir, cwd) == 0 && strcmp(cwd, "/") != 0) {

@@ -129,6 +129,19 @@ int fx_strv_append(char ***v, size_t *n, const char *s, nx_error *err)
 	return 0;
 }
 
+/* The INFO finding that names the backend the check runs in. */
+static int name_backend(const struct fx_ctx *c)
+{
+	char desc[128];
+
+	if (c->backend == NX_SANDBOX_BACKEND_LANDLOCK)
+		snprintf(desc, sizeof(desc), "ran in the landlock sandbox (Landlock ABI %d + seccomp, "
+			 "no namespaces)", nx_sandbox_landlock_abi());
+	else
+		snprintf(desc, sizeof(desc), "ran in the bwrap sandbox (bubblewrap namespaces)");
+	return c->fn(c->ctx, NX_FUNCTIONAL_INFO, "functional-sandbox", NULL, 0, desc);
+}
+
 int nx_functional_check(bool *skipped, int bundle_dirfd, const char *bundle_path,
 			const struct nx_functional_opts *o, nx_functional_fn fn, void *ctx,
 			nx_error *err)
@@ -136,7 +149,6 @@ int nx_functional_check(bool *skipped, int bundle_dirfd, const char *bundle_path
 	struct nx_functional_opts defaults;
 	struct fx_ctx c = { .dirfd = bundle_dirfd, .bundle_path = bundle_path, .fn = fn, .ctx = ctx };
 	nx_error why;
-	char desc[128];
 	int rc;
 
 	if (!o) {
@@ -156,12 +168,7 @@ int nx_functional_check(bool *skipped, int bundle_dirfd, const char *bundle_path
 		return fn(ctx, o->strict || !o->allow_no_sandbox ? NX_FUNCTIONAL_FAIL :
 			  NX_FUNCTIONAL_WARN, "functional-sandbox-unavailable", NULL, 0, msg);
 	}
-	if (c.backend == NX_SANDBOX_BACKEND_LANDLOCK)
-		snprintf(desc, sizeof(desc), "ran in the landlock sandbox (Landlock ABI %d + seccomp, "
-			 "no namespaces)", nx_sandbox_landlock_abi());
-	else
-		snprintf(desc, sizeof(desc), "ran in the bwrap sandbox (bubblewrap namespaces)");
-	if ((rc = fn(ctx, NX_FUNCTIONAL_INFO, "functional-sandbox", NULL, 0, desc)) != 0)
+	if ((rc = name_backend(&c)) != 0)
 		return rc;
 	if (o->selftest && (rc = selftest(&c, err)) != 0)
 		return rc;

@@ -177,7 +177,36 @@ out:
 	return rc;
 }
 
-int rt_session_open(struct rt_session **out, const struct rt_bundle *b, nx_error *err)
+/* ONNX Runtime's log, one line each on stderr as "nexus_cli: onnxruntime
+ * <level>: <message>", without its colour escapes or other control bytes. */
+static void ORT_API_CALL ort_log(void *param, OrtLoggingLevel level, const char *category,
+				 const char *logid, const char *where, const char *message)
+{
+	static const char *const names[] = { "verbose", "info", "warning", "error", "fatal" };
+	char line[RT_LOG_LINE_MAX];
+	size_t n = 0;
+	const char *p;
+
+	(void)param, (void)category, (void)logid, (void)where;
+	for (p = message; p && *p && n < sizeof(line) - 1; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == 0x1b && p[1] == '[') {        /* CSI ... final byte */
+			for (p += 2; *p && !(*p >= 0x40 && *p <= 0x7e); p++)
+				;
+			if (!*p)
+				break;
+			continue;
+		}
+		line[n++] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
+	}
+	line[n] = '\0';
+	fprintf(stderr, "nexus_cli: onnxruntime %s: %s\n",
+		(unsigned)level < sizeof(names) / sizeof(names[0]) ? names[level] : "log", line);
+}
+
+int rt_session_open(struct rt_session **out, const struct rt_bundle *b, bool verbose,
+		    nx_error *err)
 {
 	struct rt_session *s = calloc(1, sizeof(*s));
 	const OrtApi *ort = OrtGetApiBase()->GetApi(ORT_API_VERSION);
@@ -195,7 +224,9 @@ int rt_session_open(struct rt_session **out, const struct rt_bundle *b, nx_error
 				    "the bundled onnx runtime (%s) does not offer api version %d",
 				    OrtGetApiBase()->GetVersionString(), ORT_API_VERSION);
 	}
-	ORT_TRY(s->ort->CreateEnv(ORT_LOGGING_LEVEL_ERROR, "nexus_cli", &s->env), "create env");
+	ORT_TRY(s->ort->CreateEnvWithCustomLogger(ort_log, NULL, verbose ? ORT_LOGGING_LEVEL_INFO :
+						  ORT_LOGGING_LEVEL_ERROR, "nexus_cli", &s->env),
+		"create env");
 	ORT_TRY(s->ort->DisableTelemetryEvents(s->env), "disable telemetry");
 	ORT_TRY(s->ort->CreateSessionOptions(&so), "session options");
 	if (b->set.threads > 0)

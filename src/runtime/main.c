@@ -29,7 +29,7 @@ static int start(struct rt_bundle *b, struct rt_session **s, const char *verb,
 	nx_error err;
 
 	nx_error_clear(&err);
-	if (rt_bundle_open(b, a->bundle, check, &err) || (s && rt_session_open(s, b, &err))) {
+	if (rt_bundle_open(b, a->bundle, check, &err) || (s && rt_session_open(s, b, a->verbose, &err))) {
 		rt_bundle_release(b);
 		return fail(verb, &err);
 	}

@@ -28,6 +28,7 @@
 #define RT_BATCH_MAX 4096            /* batch_size cap */
 #define RT_SEQ_MAX 65536             /* max_sequence_length cap */
 #define RT_OUTPUTS_MAX 64            /* model inputs/outputs handled */
+#define RT_LOG_LINE_MAX 2048         /* bytes of one ONNX Runtime log line printed */
 
 #define RT_MODEL "model/student_model.onnx"
 #define RT_TOKENIZER "model/tokenizer"
@@ -72,7 +73,11 @@ int rt_bundle_open(struct rt_bundle *b, const char *dir, bool check, nx_error *e
 void rt_bundle_release(struct rt_bundle *b);
 
 struct rt_session;
-int rt_session_open(struct rt_session **out, const struct rt_bundle *b, nx_error *err);
+/* verbose: ONNX Runtime's log from INFO up, else ERROR up; either way its
+ * lines go through nexus_cli's own logger on stderr, control bytes (colour
+ * escapes) removed. */
+int rt_session_open(struct rt_session **out, const struct rt_bundle *b, bool verbose,
+		    nx_error *err);
 void rt_session_free(struct rt_session *s);
 
 /* Model description for `info`: inputs/outputs with types and shapes. */
@@ -147,7 +152,7 @@ int rt_selftest_write(struct rt_session *s, struct rt_bundle *b, char *const *te
 /* Verbs and their options (opts.c, main.c). */
 enum {
 	RT_OPT_BUNDLE = 1, RT_OPT_JSON, RT_OPT_TEXT, RT_OPT_INPUT, RT_OPT_WRITE, RT_OPT_OUTPUT,
-	RT_OPT_TOL, RT_OPT_TOKDIR, RT_OPT_MAXLEN
+	RT_OPT_TOL, RT_OPT_TOKDIR, RT_OPT_MAXLEN, RT_OPT_VERBOSE
 };
 
 struct rt_opt {
@@ -163,7 +168,8 @@ struct rt_verb {
 };
 
 #define RT_OPT_BUNDLE_ENTRY \
-	{ "bundle", "DIR", "the bundle root (default: the directory above bin/)", RT_OPT_BUNDLE }
+	{ "bundle", "DIR", "the bundle root (default: the directory above bin/)", RT_OPT_BUNDLE }, \
+	{ "verbose", NULL, "also print ONNX Runtime's informational log lines", RT_OPT_VERBOSE }
 
 /* Parsed options of one invocation; --text may repeat. */
 struct rt_args {
@@ -171,6 +177,7 @@ struct rt_args {
 	char **texts;
 	size_t ntexts;
 	bool json, write;
+	bool verbose;           /* ONNX Runtime logs from INFO instead of ERROR */
 	double tol;
 	long maxlen;
 };

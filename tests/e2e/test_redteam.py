@@ -487,8 +487,9 @@ def test_planted_nexus_cli_is_refused_and_contained(nexus, bundle, tmp_path):
     rc, rep = verify(nexus, bundle, sandbox=True, timeout=120)
     assert rc == 1
     assert "runtime-mismatch" in codes(rep, "FAIL")
-    # verify never executes a runtime it does not trust
-    assert "functional-selftest-skipped" in codes(rep, "INFO")
+    # verify never executes a runtime it does not trust (nor anything of a
+    # bundle whose allow-list FAILed)
+    assert "functional-skipped" in codes(rep, "INFO")
     assert "probe done" not in json.dumps(rep)
     # nexus run does execute it, in the sandbox: it sees nothing of the host
     r = run(nexus, "run", bundle.root, "--text", "x", timeout=60)

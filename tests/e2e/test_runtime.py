@@ -358,3 +358,15 @@ def test_binary_needs_only_base_libraries():
         allowed |= {"libasan.so.8", "libubsan.so.1"}
     assert needed <= allowed, needed - allowed
     assert "$ORIGIN/../lib" in d
+
+
+def test_onnxruntime_log_goes_through_our_logger(bundle):
+    """--verbose shows ONNX Runtime's log, each line prefixed by nexus_cli's
+    logger and without its colour escapes; by default only errors."""
+    r = run_texts(bundle, TEXTS[:1], "--verbose")
+    assert r.returncode == 0, r.stderr
+    lines = [l for l in r.stderr.splitlines() if l]
+    assert lines and all(l.startswith("nexus_cli: onnxruntime ") for l in lines), lines[:5]
+    assert "\x1b" not in r.stderr
+    r = run_texts(bundle, TEXTS[:1])
+    assert r.returncode == 0 and r.stderr == ""

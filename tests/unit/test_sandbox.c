@@ -78,6 +78,7 @@ static int teardown(void **state)
 }
 
 struct seen { char codes[512]; };
+static enum nx_functional_sev last_sev;
 
 static int collect(void *ctx, enum nx_functional_sev sev, const char *code, const char *path,
 		   long line, const char *message)
@@ -85,6 +86,7 @@ static int collect(void *ctx, enum nx_functional_sev sev, const char *code, cons
 	struct seen *s = ctx;
 	char one[128];
 
+	last_sev = sev;
 	snprintf(one, sizeof(one), "%s:%s:%ld;", code, path ? path : "", line);
 	strncat(s->codes, one, sizeof(s->codes) - strlen(s->codes) - 1);
 	return 0;
@@ -132,7 +134,6 @@ static void probes_are_contained(void **state)
 		skip();
 	for (int p = 0; p <= 8; p++) {
 		run_probe(p, &s);
-		print_message("backend %d probe %d: %s\n", backend, p, s.codes);
 		if (!expect[p][0])
 			assert_string_equal(s.codes, "functional-sandbox::0;");
 		else
@@ -188,6 +189,37 @@ static void python_imports(void **state)
 	close(fd);
 }
 
+/* No backend that can run: TRV-5 is a FAIL, a WARN only when allowed, and
+ * the message says what is missing. */
+static void no_sandbox_fails_unless_allowed(void **state)
+{
+	struct nx_functional_opts o;
+	struct seen s = {{0}};
+	nx_error e;
+	bool skipped;
+	int fd;
+
+	assert_int_equal(nx_sandbox_available(&backend, NX_SANDBOX_BACKEND_BWRAP, "/nonexistent/bwrap",
+					      &e), NX_EDEP);
+	assert_non_null(strstr(e.message, "bubblewrap not found"));
+	assert_non_null(strstr(e.message, "user namespaces"));
+	nx_functional_opts_init(&o);
+	o.backend = NX_SANDBOX_BACKEND_BWRAP;
+	o.bwrap = "/nonexistent/bwrap";
+	fd = open(bundle, O_RDONLY | O_DIRECTORY);
+	assert_int_equal(nx_functional_check(&skipped, fd, bundle, &o, collect, &s, NULL), 0);
+	assert_true(skipped);
+	assert_string_equal(s.codes, "functional-sandbox-unavailable::0;");
+	assert_int_equal(last_sev, NX_FUNCTIONAL_FAIL);
+	o.allow_no_sandbox = true;
+	assert_int_equal(nx_functional_check(&skipped, fd, bundle, &o, collect, &s, NULL), 0);
+	assert_int_equal(last_sev, NX_FUNCTIONAL_WARN);
+	o.strict = true;
+	assert_int_equal(nx_functional_check(&skipped, fd, bundle, &o, collect, &s, NULL), 0);
+	assert_int_equal(last_sev, NX_FUNCTIONAL_FAIL);
+	close(fd);
+}
+
 static int use_bwrap(void **state)
 {
 	backend = NX_SANDBOX_BACKEND_BWRAP;
@@ -207,6 +239,7 @@ int main(void)
 		cmocka_unit_test_setup(python_imports, use_bwrap),
 		cmocka_unit_test_setup(probes_are_contained, use_landlock),
 		cmocka_unit_test_setup(python_imports, use_landlock),
+		cmocka_unit_test(no_sandbox_fails_unless_allowed),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
