@@ -134,12 +134,13 @@ struct nx_sandbox_result {
 #define NX_SANDBOX_AS_PER_MODEL 4             /* bytes of address space per model byte */
 #define NX_SANDBOX_AS_BASE (1ull << 30)
 #define NX_SANDBOX_SECONDS_PER_GIB 60
+#define NX_SANDBOX_SCALE_GIB_MAX 1024         /* GiB of model the time limits scale to */
 #define NX_SANDBOX_MEMORY_MIN (256ull << 20)  /* smallest sandbox_memory accepted */
 void nx_sandbox_scale(struct nx_sandbox_opts *o, uint64_t model_bytes, uint64_t memory);
 
 /*
  * Which limit of o ended run r, as "the memory limit (RLIMIT_AS = 4.0 GiB)"
- * in buf (n bytes); NULL when none did.  Memory is recognised by the
+ * in buf (n bytes; always starting "the "); NULL when none did.  Memory is recognised by the
  * program's own words on stderr (std::bad_alloc, MemoryError, ENOMEM), CPU
  * and file size by SIGXCPU/SIGXFSZ, the wall clock by r->timed_out.
  */

@@ -65,9 +65,9 @@ int build_selftest(struct build *b)
 		goto out;
 	if ((hit = nx_sandbox_limit_hit(lim, sizeof(lim), &r, &so))) {
 		rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
-				  "the student's selftest in the sandbox was stopped by %s; raise the "
-				  "memory with limits.sandbox_memory in nexus.yaml or --sandbox-memory",
-				  hit);
+				  "the student's selftest hit the sandbox's %s and was stopped; raise "
+				  "the memory with limits.sandbox_memory in nexus.yaml or "
+				  "--sandbox-memory", hit + 4);
 		goto out;
 	}
 	if (!r.exited || r.status != 0 || r.timed_out || r.output_capped || !r.out_len) {

@@ -554,8 +554,12 @@ int nx_sandbox_available(enum nx_sandbox_backend *out, enum nx_sandbox_backend w
 
 void nx_sandbox_scale(struct nx_sandbox_opts *o, uint64_t model_bytes, uint64_t memory)
 {
-	uint64_t gib = (model_bytes + (1ull << 30) - 1) >> 30, as;
-	uint64_t secs = NX_SANDBOX_CPU_SECONDS + NX_SANDBOX_SECONDS_PER_GIB * gib;
+	uint64_t gib = (model_bytes >> 30) + !!(model_bytes & ((1ull << 30) - 1)), as;
+	uint64_t secs;
+
+	if (gib > NX_SANDBOX_SCALE_GIB_MAX)
+		gib = NX_SANDBOX_SCALE_GIB_MAX;
+	secs = NX_SANDBOX_CPU_SECONDS + NX_SANDBOX_SECONDS_PER_GIB * gib;
 
 	as = model_bytes > (UINT64_MAX - NX_SANDBOX_AS_BASE) / NX_SANDBOX_AS_PER_MODEL ? UINT64_MAX :
 	     NX_SANDBOX_AS_BASE + NX_SANDBOX_AS_PER_MODEL * model_bytes;

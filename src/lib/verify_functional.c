@@ -59,9 +59,9 @@ int fx_judge(const struct fx_ctx *c, const struct nx_sandbox_result *r,
 	} else if (hit) {
 		/* Named, never the program's raw words (a C++ exception's what()). */
 		code = "functional-limit";
-		snprintf(msg, sizeof(msg), "%s hit the sandbox's %s and was stopped; raise it with "
-			 "limits.sandbox_memory in nexus.yaml or --sandbox-memory (memory), or "
-			 "make the model smaller", what, hit);
+		snprintf(msg, sizeof(msg), "%s hit the sandbox's %s and was stopped; %s", what, hit + 4,
+			 strstr(hit, "memory") ? "raise it with limits.sandbox_memory in nexus.yaml or "
+			 "--sandbox-memory" : "make the model or its imports cheaper");
 	} else if (!r->exited || r->status > 128) {
 		code = "functional-killed";
 		snprintf(msg, sizeof(msg), "%s was killed by signal %d (rlimit exceeded or crash): %s",

@@ -220,6 +220,43 @@ static void no_sandbox_fails_unless_allowed(void **state)
 	close(fd);
 }
 
+/* The limits scale with the model: a 4.8 GB fp32 student gets the address
+ * space it needs instead of a fixed 4 GiB; an override replaces RLIMIT_AS;
+ * a limit that stopped a run is named with its value. */
+static void limits_scale_with_the_model(void **state)
+{
+	struct nx_sandbox_opts o;
+	struct nx_sandbox_result r = {0};
+	char buf[128], err[] = "terminate called after throwing an instance of 'std::bad_alloc'";
+
+	nx_sandbox_opts_init(&o);
+	nx_sandbox_scale(&o, 0, 0);
+	assert_true(o.as_bytes == NX_SANDBOX_AS_BYTES && o.cpu_seconds == NX_SANDBOX_CPU_SECONDS);
+	assert_true(o.wall_ms == NX_SANDBOX_WALL_MS);
+	nx_sandbox_opts_init(&o);
+	nx_sandbox_scale(&o, 4800000000ull, 0);
+	assert_true(o.as_bytes == (1ull << 30) + 4 * 4800000000ull);
+	assert_true(o.cpu_seconds == NX_SANDBOX_CPU_SECONDS + 5 * 60);
+	assert_true(o.wall_ms == NX_SANDBOX_WALL_MS + 5 * 60000);
+	nx_sandbox_scale(&o, 4800000000ull, 8ull << 30);
+	assert_true(o.as_bytes == 8ull << 30);
+	nx_sandbox_opts_init(&o);
+	nx_sandbox_scale(&o, UINT64_MAX, 0);    /* no overflow */
+	assert_true(o.as_bytes == UINT64_MAX);
+	assert_true(o.cpu_seconds == NX_SANDBOX_CPU_SECONDS + 60 * NX_SANDBOX_SCALE_GIB_MAX);
+	nx_sandbox_scale(&o, 4800000000ull, 8ull << 30);
+	r.exited = false;
+	r.signal = 6;
+	r.errout = err;
+	assert_string_equal(nx_sandbox_limit_hit(buf, sizeof(buf), &r, &o),
+			    "the memory limit (RLIMIT_AS = 8.0 GiB)");
+	r.signal = 24;   /* SIGXCPU */
+	r.errout = (char *)"";
+	assert_non_null(strstr(nx_sandbox_limit_hit(buf, sizeof(buf), &r, &o), "RLIMIT_CPU = 360 s"));
+	r.signal = 9;
+	assert_null(nx_sandbox_limit_hit(buf, sizeof(buf), &r, &o));
+}
+
 static int use_bwrap(void **state)
 {
 	backend = NX_SANDBOX_BACKEND_BWRAP;
@@ -240,6 +277,7 @@ int main(void)
 		cmocka_unit_test_setup(probes_are_contained, use_landlock),
 		cmocka_unit_test_setup(python_imports, use_landlock),
 		cmocka_unit_test(no_sandbox_fails_unless_allowed),
+		cmocka_unit_test(limits_scale_with_the_model),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
