@@ -31,3 +31,24 @@ def run(*args, **kw):
     kw.setdefault("text", True)
     kw.setdefault("timeout", 300)
     return subprocess.run([str(a) for a in args], **kw)
+
+
+def sandbox_usable(backend):
+    """True when the named sandbox backend can run here (what `nexus` would
+    find by itself, checked cheaply from Python)."""
+    if backend == "bwrap":
+        return os.path.exists("/usr/bin/bwrap") and subprocess.run(
+            ["/usr/bin/bwrap", "--unshare-all", "--ro-bind", "/", "/", "/usr/bin/true"],
+            capture_output=True).returncode == 0
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.syscall(444, None, 0, 1) >= 1   # landlock_create_ruleset(VERSION)
+
+
+@pytest.fixture(params=["bwrap", "landlock"])
+def sandbox_backend(request, monkeypatch):
+    """Run the test once per sandbox backend, forced through NEXUS_SANDBOX."""
+    if not sandbox_usable(request.param):
+        pytest.skip(f"the {request.param} sandbox cannot run here")
+    monkeypatch.setenv("NEXUS_SANDBOX", request.param)
+    return request.param

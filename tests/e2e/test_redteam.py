@@ -469,14 +469,7 @@ int main(int argc, char **argv)
 '''
 
 
-def sandbox_ok():
-    import subprocess
-    return os.path.exists("/usr/bin/bwrap") and subprocess.run(
-        ["/usr/bin/bwrap", "--unshare-all", "--ro-bind", "/", "/", "/usr/bin/true"]).returncode == 0
-
-
-@pytest.mark.skipif(not sandbox_ok(), reason="bubblewrap cannot run here")
-def test_planted_nexus_cli_is_refused_and_contained(nexus, bundle, tmp_path):
+def test_planted_nexus_cli_is_refused_and_contained(nexus, bundle, tmp_path, sandbox_backend):
     import subprocess
     mark = tmp_path / "host_owned"
     src = tmp_path / "probe.c"
@@ -530,9 +523,8 @@ if SEEN:
 '''
 
 
-@pytest.mark.skipif(not sandbox_ok(), reason="bubblewrap cannot run here")
 @pytest.mark.parametrize("catch", [True, False], ids=["attempts-caught", "attempt-raises"])
-def test_python_import_time_escape_is_contained(nexus, tmp_path, catch):
+def test_python_import_time_escape_is_contained(nexus, tmp_path, catch, sandbox_backend):
     """A src/ module that probes the host when imported: the import check
     runs it in the sandbox, where it sees nothing.  An attempt whose error
     escapes fails the import; an attempt the module catches is contained
@@ -637,8 +629,8 @@ def test_onnx_raw_data_longer_than_its_dims(nexus, bundle):
     expect_fail(nexus, bundle, "model-size-unexplained")
 
 
-@pytest.mark.skipif(not sandbox_ok(), reason="bubblewrap cannot run here")
-def test_planted_nexus_cli_not_run_when_findings_flood_the_report(nexus, bundle, tmp_path):
+def test_planted_nexus_cli_not_run_when_findings_flood_the_report(nexus, bundle, tmp_path,
+                                                                 sandbox_backend):
     """2100 extra files push runtime-mismatch past the 2000 stored findings:
     the decision not to execute must not depend on what the report kept."""
     import subprocess

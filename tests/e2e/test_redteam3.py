@@ -416,13 +416,6 @@ def test_spec_training_package_declared(nexus, bundle, pkg):
 
 # -- TRV-5: imports satisfied by the bundle posing as a training package ---------
 
-def sandbox_ok():
-    import os
-    import subprocess
-    return os.path.exists("/usr/bin/bwrap") and subprocess.run(
-        ["/usr/bin/bwrap", "--unshare-all", "--ro-bind", "/", "/", "/usr/bin/true"]).returncode == 0
-
-
 FAKE_PACKAGE = {
     # src/torch.py makes itself a package over src/, so torch.optim is
     # src/optim.py in the sandbox and the real torch.optim in production
@@ -433,9 +426,8 @@ FAKE_PACKAGE = {
 }
 
 
-@pytest.mark.skipif(not sandbox_ok(), reason="bubblewrap cannot run here")
 @pytest.mark.parametrize("fake", FAKE_PACKAGE)
-def test_bundle_module_posing_as_a_training_package(nexus, tmp_path, fake):
+def test_bundle_module_posing_as_a_training_package(nexus, tmp_path, fake, sandbox_backend):
     """The import check puts src/ on sys.path so that `import utils` works;
     a src/torch.py that is a package over src/ then answered `import
     torch.optim` with src/optim.py, and the undeclared training import
