@@ -25,7 +25,7 @@ struct pw_msg;
 
 struct pw_piece {
 	enum pw_kind kind;
-	uint32_t num;           /* PW_MSG: field number */
+	uint32_t num;           /* field number (PW_COPY: of every field it holds) */
 	uint64_t off, len;      /* PW_COPY: source range; PW_LIT: len of lit */
 	unsigned char *lit;     /* PW_LIT, owned */
 	struct pw_msg *child;   /* PW_MSG, owned */
@@ -39,17 +39,21 @@ struct pw_msg {
 
 struct pw_msg *pw_msg_new(void);
 void pw_msg_free(struct pw_msg *m);
-/* Append a copy of source bytes [off, off + len); adjacent ranges merge. */
-int pw_copy(struct pw_msg *m, uint64_t off, uint64_t len);
-/* Append literal bytes (copied). */
-int pw_lit(struct pw_msg *m, const void *buf, size_t len);
+/* Append a copy of source bytes [off, off + len), whole fields numbered
+ * num; adjacent ranges of the same field number merge. */
+int pw_copy(struct pw_msg *m, uint32_t num, uint64_t off, uint64_t len);
+/* Append literal bytes (copied): one whole field numbered num. */
+int pw_lit(struct pw_msg *m, uint32_t num, const void *buf, size_t len);
 /* Append a string field (tag, length, bytes). */
 int pw_string(struct pw_msg *m, uint32_t num, const char *s, size_t len);
 /* Append a varint field. */
 int pw_varint_field(struct pw_msg *m, uint32_t num, uint64_t v);
 /* Append a sub-message field; the child is owned by m from now on. */
 int pw_child(struct pw_msg *m, uint32_t num, struct pw_msg *child);
-/* Compute sizes bottom up; returns the payload size of m. */
+/* Put every message's fields in ascending number order (stable: repeated
+ * fields keep their order), as the canonical form has them
+ * (nx_onnx_canon_check), and compute sizes bottom up; returns the payload
+ * size of m. */
 uint64_t pw_msg_measure(struct pw_msg *m);
 size_t pw_varint_encode(unsigned char *buf, uint64_t v);
 

@@ -27,7 +27,7 @@ static uint64_t field_bytes(const struct nx_pb_field *f)
 
 static int keep(struct pw_msg *m, const struct nx_pb_field *f)
 {
-	return pw_copy(m, f->tag_offset, field_bytes(f));
+	return pw_copy(m, f->num, f->tag_offset, field_bytes(f));
 }
 
 int ex_add_sub(struct pw_msg *parent, const struct nx_pb_field *fld, struct pw_msg *child)

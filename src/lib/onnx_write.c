@@ -50,25 +50,27 @@ static struct pw_piece *pw_add(struct pw_msg *m)
 	return &m->p[m->n++];
 }
 
-int pw_copy(struct pw_msg *m, uint64_t off, uint64_t len)
+int pw_copy(struct pw_msg *m, uint32_t num, uint64_t off, uint64_t len)
 {
 	struct pw_piece *p;
 
 	if (!len)
 		return 0;
-	if (m->n && m->p[m->n - 1].kind == PW_COPY && m->p[m->n - 1].off + m->p[m->n - 1].len == off) {
+	if (m->n && m->p[m->n - 1].kind == PW_COPY && m->p[m->n - 1].num == num &&
+	    m->p[m->n - 1].off + m->p[m->n - 1].len == off) {
 		m->p[m->n - 1].len += len;
 		return 0;
 	}
 	if (!(p = pw_add(m)))
 		return NX_ENOMEM;
 	p->kind = PW_COPY;
+	p->num = num;
 	p->off = off;
 	p->len = len;
 	return 0;
 }
 
-int pw_lit(struct pw_msg *m, const void *buf, size_t len)
+int pw_lit(struct pw_msg *m, uint32_t num, const void *buf, size_t len)
 {
 	struct pw_piece *p;
 	unsigned char *b = malloc(len ? len : 1);
@@ -81,6 +83,7 @@ int pw_lit(struct pw_msg *m, const void *buf, size_t len)
 	}
 	memcpy(b, buf, len);
 	p->kind = PW_LIT;
+	p->num = num;
 	p->lit = b;
 	p->len = len;
 	return 0;
@@ -120,6 +123,7 @@ int pw_string(struct pw_msg *m, uint32_t num, const char *s, size_t len)
 		return NX_ENOMEM;
 	}
 	p->kind = PW_LIT;
+	p->num = num;
 	p->lit = b;
 	p->len = n + len;
 	return 0;
@@ -131,7 +135,7 @@ int pw_varint_field(struct pw_msg *m, uint32_t num, uint64_t v)
 	size_t n = pw_varint_encode(b, (uint64_t)num << 3 | NX_PB_VARINT);
 
 	n += pw_varint_encode(b + n, v);
-	return pw_lit(m, b, n);
+	return pw_lit(m, num, b, n);
 }
 
 int pw_child(struct pw_msg *m, uint32_t num, struct pw_msg *child)
@@ -148,11 +152,28 @@ int pw_child(struct pw_msg *m, uint32_t num, struct pw_msg *child)
 	return 0;
 }
 
+/* Stable insertion sort by field number: pieces come almost in order
+ * (kept fields in source order, a few rewritten ones appended), so each
+ * moves a short way. */
+static void sort_fields(struct pw_msg *m)
+{
+	size_t i, j;
+
+	for (i = 1; i < m->n; i++) {
+		struct pw_piece p = m->p[i];
+
+		for (j = i; j > 0 && m->p[j - 1].num > p.num; j--)
+			m->p[j] = m->p[j - 1];
+		m->p[j] = p;
+	}
+}
+
 uint64_t pw_msg_measure(struct pw_msg *m)
 {
 	uint64_t size = 0;
 	size_t i;
 
+	sort_fields(m);
 	for (i = 0; i < m->n; i++) {
 		struct pw_piece *p = &m->p[i];
 
