@@ -191,6 +191,39 @@ typedef int (*nx_onnx_bytes_fn)(void *ctx, const unsigned char *buf, size_t len)
 int nx_onnx_tensor_read(int fd, const char *path, const struct nx_onnx_tensor *t,
 			nx_onnx_bytes_fn fn, void *ctx, nx_error *err);
 
+/*
+ * The canonical form (docs/FORMAT.md, "Canonical ONNX"): the bytes nexus's
+ * encoder writes for what ONNX Runtime reads, and nothing else.  Shortest
+ * varints, the wire form onnx.proto declares (packed payloads, unpacked
+ * dims and attribute lists), fields in ascending number order with each
+ * singular field once, no field unknown to ONNX; each tensor one payload
+ * (raw_data, the one typed field of its data type, string_data or
+ * external_data) of exactly the bytes or values its dims and data_type
+ * give, typed values in their type's range; each attribute the one value
+ * field its type names, lists of at most NX_ONNX_ATTR_LIST_MAX values;
+ * shape dimensions of at most NX_ONNX_DIM_VALUE_MAX and ranks of at most
+ * NX_ONNX_SHAPE_RANK_MAX; no more value_info entries in a graph than its
+ * nodes have outputs.  training_info is not descended (TRV-3 fails it).
+ */
+#define NX_ONNX_DIM_VALUE_MAX (1u << 24) /* a value_info/input/output dimension */
+#define NX_ONNX_SHAPE_RANK_MAX 16        /* dimensions of a value_info shape */
+#define NX_ONNX_ATTR_LIST_MAX 256        /* values of a list attribute */
+
+struct nx_onnx_canon {
+	bool canonical;
+	int64_t offset;      /* file offset of the first departure, -1 none */
+	char what[256];      /* what departs there, lower-case */
+	uint64_t list_bytes; /* bytes of list attribute values (floats, ints) */
+};
+
+/*
+ * Check that the model read from fd (borrowed; pread() only) is in the
+ * canonical form, streaming: payloads are skipped, typed varints read.
+ * Returns 0 with *out filled (canonical or the first departure), or
+ * NX_EFORMAT / NX_ELIMIT (malformed protobuf), NX_EIO, NX_ENOMEM.
+ */
+int nx_onnx_canon_check(struct nx_onnx_canon *out, int fd, const char *path, nx_error *err);
+
 /* Stable lower-case name of a kind ("producer", "node_name", ...). */
 const char *nx_onnx_str_kind_name(enum nx_onnx_str_kind kind);
 /* "float", "float16", "int8", ...; "undefined" for unknown types. */

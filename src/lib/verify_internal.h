@@ -59,6 +59,7 @@ struct vfy_ctx {
 	const char **terms;            /* built-in + extra forbidden terms */
 	size_t nterms;
 	bool runtime_untrusted;        /* allowlist: bin/ or lib/ is not the trusted runtime */
+	uint64_t list_bytes;           /* weights: bytes of list attribute values (size counts them) */
 };
 
 /* Index of path in entries, or -1. */

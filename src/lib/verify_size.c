@@ -18,18 +18,18 @@
 /* Bytes of Constant-node (attribute) tensors explained without being
  * parameters: exporters emit shapes and scalars that way, not weights. */
 #define CONSTANT_ALLOWANCE (64u << 10)
-/* Most bytes one element can take in any ONNX encoding (a 10-byte varint). */
-#define ELEMENT_BYTES_MAX 10u
-
 /*
- * Bytes tensor t explains: at most what its elements can take (a float
- * tensor of 2 elements with 40 KiB of raw_data explains 20 bytes); string
- * tensors explain nothing (data, not parameters).
+ * Bytes tensor t explains: exactly what its canonical encoding takes
+ * (nx_onnx_canon_check): its elements at their type's width (sub-byte
+ * types packed), or, for typed varints, the bytes the weights check
+ * proved to be their shortest encoding.  A float tensor of 2 elements
+ * with 40 KiB of raw_data explains 8 bytes; string tensors explain
+ * nothing (data, not parameters).
  */
 static uint64_t tensor_explained(const struct nx_onnx_tensor *t)
 {
 	size_t bits = nx_onnx_dtype_bits(t->data_type);
-	uint64_t b, per, cap;
+	uint64_t b, exact;
 
 	if (t->location == NX_TENSOR_INLINE)
 		b = t->data_length;
@@ -37,11 +37,16 @@ static uint64_t tensor_explained(const struct nx_onnx_tensor *t)
 		b = (uint64_t)t->ext_length;
 	else
 		b = t->nelem * nx_onnx_dtype_size(t->data_type);
+	if (!bits)
+		return t->sparse_index_bytes < b ? t->sparse_index_bytes : b;
+	if (t->location == NX_TENSOR_INLINE && t->contents_encoded && !t->sparse)
+		return b;   /* varints: their length was checked canonical */
+	exact = t->nelem > (UINT64_MAX - 7) / bits ? UINT64_MAX : (t->nelem * bits + 7) / 8;
+	if (t->sparse)
+		exact = exact > UINT64_MAX - t->sparse_index_bytes ? UINT64_MAX :
+			exact + t->sparse_index_bytes;
 	b += t->sparse_index_bytes;
-	per = bits > 64 ? bits / 8 : bits ? ELEMENT_BYTES_MAX : 0;
-	cap = per && t->nelem > UINT64_MAX / per ? UINT64_MAX :
-	      t->nelem * per + t->sparse_index_bytes;
-	return b < cap ? b : cap;
+	return b < exact ? b : exact;
 }
 
 /* An initializer (not an attribute tensor) whose data is in a file. */
@@ -101,6 +106,8 @@ static int measure(uint64_t *total, uint64_t *explained, const struct vfy_ctx *c
 		params += sum < file ? sum : file;
 	}
 	free(ext);
+	/* list attributes (a Constant's value_floats) are tensor data too */
+	attr += c->list_bytes;
 	*explained = params + (attr < CONSTANT_ALLOWANCE ? attr : CONSTANT_ALLOWANCE);
 	return 0;
 }

@@ -295,6 +295,7 @@ int vfy_weights(struct vfy_ctx *c, bool *skipped, nx_error *err)
 {
 	long i = vfy_find(c, NX_MODEL_PATH);
 	struct strings st = {.c = c};
+	struct nx_onnx_canon canon;
 	nx_error e;
 	int fd = -1, rc;
 
@@ -303,9 +304,12 @@ int vfy_weights(struct vfy_ctx *c, bool *skipped, nx_error *err)
 		return 0;
 	}
 	nx_error_clear(&e);
+	memset(&canon, 0, sizeof(canon));
 	rc = vfy_open_regular(&fd, NULL, c->dirfd, NX_MODEL_PATH, &e);
 	if (!rc) {
 		rc = nx_onnx_visit_strings(fd, NX_MODEL_PATH, on_string, &st, &e);
+		if (!rc && c->onnx)
+			rc = nx_onnx_canon_check(&canon, fd, NX_MODEL_PATH, &e);
 		close(fd);
 	}
 	if (rc == NX_ENOMEM)
@@ -316,6 +320,14 @@ int vfy_weights(struct vfy_ctx *c, bool *skipped, nx_error *err)
 		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-invalid", NX_MODEL_PATH, 0,
 				     "%s is not a valid ONNX model: %s", NX_MODEL_PATH,
 				     rc ? e.message : "it could not be opened");
+	c->list_bytes = canon.list_bytes;
+	if (!canon.canonical &&
+	    (rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-not-canonical", NX_MODEL_PATH, 0,
+				"%s is not in nexus's canonical ONNX form at byte %lld: %s; bytes "
+				"ONNX Runtime does not read could carry data (rebuild it with "
+				"nexus build, which writes the canonical form)", NX_MODEL_PATH,
+				(long long)canon.offset, canon.what)) != 0)
+		return rc;
 	rc = check_summary(c, nx_onnx_summary_get(c->onnx));
 	if (!rc && c->opts->nteachers)
 		rc = vfy_teacher(c, err);

@@ -1,5 +1,6 @@
-/* fuzz_onnx.c - libFuzzer target: nx_onnx_open and nx_onnx_visit_strings on
- * arbitrary bytes, through a memfd as the real callers use a file. */
+/* fuzz_onnx.c - libFuzzer target: nx_onnx_open, nx_onnx_visit_strings and
+ * nx_onnx_canon_check on arbitrary bytes, through a memfd as the real
+ * callers use a file. */
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -41,6 +42,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		nx_onnx_free(m);
 	}
 	nx_onnx_visit_strings(fd, "fuzz.onnx", visit, &total, &err);
+	{
+		struct nx_onnx_canon c;
+
+		if (nx_onnx_canon_check(&c, fd, "fuzz.onnx", &err) == 0)
+			total += c.canonical + strlen(c.what) + (size_t)c.list_bytes;
+	}
 out:
 	close(fd);
 	return 0;
