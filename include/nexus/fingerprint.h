@@ -26,6 +26,13 @@
  * tensors of at least min_bytes are recorded (small ones - biases, scalars
  * - collide by chance).
  *
+ * The exporter's forms: a float32 teacher tensor (ONNX float, safetensors
+ * F32, or a torch storage of 4-byte elements, whose type is in the pickle)
+ * is also recorded cast to float16 and to bfloat16 (round to nearest even),
+ * and a 2-D float student tensor of a teacher tensor's size is also hashed
+ * transposed and compared whole ("<name> (transposed)"): torch.onnx.export
+ * writes Linear weights transposed relative to the checkpoint.
+ *
  * Chunks and whole tensors are compared by 64-bit hashes (chunk hashes and
  * lengths; a whole tensor by the sequence of its chunks' and its size), not
  * SHA-256: a collision can only report an unrelated tensor as shared (a

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "export_int.h"
+#include "hash_int.h"
 #include "nexus/onnx.h"
 
 int nx_fp_set_new(nx_fp_set **out, nx_error *err)
@@ -124,33 +125,105 @@ static int u64_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/*
- * Hash bytes [off, off + len) of fd (inline: t's contents, len its size if
- * known, else 0) and hand them on.  A student tensor is not read at all
- * when there are no teacher chunks to find in it and no teacher tensor of
- * its size to equal.
- */
-static int one_tensor(struct tensors *w, const char *name, int fd, const char *path,
-		      const struct nx_onnx_tensor *t, uint64_t off, uint64_t len, nx_error *err)
+/* How a tensor is read: t (inline, decoded) or bytes [off, off + len) of
+ * fd; f32 if it may hold float32 values (a teacher's are then also cast);
+ * rows x cols of width bytes if it is a 2-D float matrix (a student's is
+ * then also hashed transposed). */
+struct tensor_src {
+	const struct nx_onnx_tensor *t;
+	uint64_t off, len;
+	bool f32;
+	uint64_t rows, cols;
+	unsigned width;
+};
+
+/* A student tensor, transposed back, against the teachers' whole tensors
+ * of its size (a transposed piece is not looked for). */
+static int one_transposed(struct tensors *w, const char *name, int fd, const char *path,
+			  const struct tensor_src *src, nx_error *err)
 {
 	struct fp_hash h;
-	bool keep, sized = !len || (w->nsizes &&
+	char *full = NULL;
+	int rc, end;
+
+	if (!w->match || src->rows < 2 || src->cols < 2 || !w->nsizes ||
+	    !bsearch(&src->len, w->sizes, w->nsizes, sizeof(*w->sizes), u64_cmp))
+		return 0;
+	if ((rc = fp_hash_begin(&h, NULL, w->match, err)) != 0)
+		return rc;
+	rc = fp_hash_transposed(&h, fd, path, src->off, src->rows, src->cols, src->width, err);
+	end = fp_hash_end(&h, !rc);
+	if (!rc)
+		rc = end;
+	if (rc || h.total != src->len)
+		return rc;
+	h.matched = 0;   /* only a whole transposed copy is reported here */
+	if (!(full = malloc(strlen(name) + sizeof(" (transposed)"))))
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	strcpy(full, name);
+	strcat(full, " (transposed)");
+	rc = w->fn(w->ctx, full, &h, err);
+	free(full);
+	return rc;
+}
+
+/*
+ * Hash a tensor (src) and hand it on.  A student tensor is not read at all
+ * when there are no teacher chunks to find in it and no teacher tensor of
+ * its size to equal.  A teacher's float32 tensor is cast as it is read.
+ */
+static int one_tensor(struct tensors *w, const char *name, int fd, const char *path,
+		      const struct tensor_src *src, nx_error *err)
+{
+	struct fp_hash h;
+	struct fp_casts casts;
+	uint64_t len = src->len;
+	bool keep, cast = w->collect && src->f32, sized = !len || (w->nsizes &&
 			   bsearch(&len, w->sizes, w->nsizes, sizeof(*w->sizes), u64_cmp));
+	nx_onnx_bytes_fn feed = cast ? fp_casts_feed : fp_hash_feed;
+	void *ctx = &h;
 	int rc, end;
 
 	if (!w->collect && !sized && !w->match->nchunks)
-		return 0;
+		return one_transposed(w, name, fd, path, src, err);
 	if ((rc = fp_hash_begin(&h, w->collect, w->match, err)) != 0)
 		return rc;
-	rc = t ? nx_onnx_tensor_read(fd, path, t, fp_hash_feed, &h, err) :
-		 fp_hash_range(&h, fd, off, len, path, err);
+	if (cast && (rc = fp_casts_begin(&casts, &h, err)) != 0) {
+		fp_hash_end(&h, false);
+		return rc;
+	}
+	if (cast)
+		ctx = &casts;
+	rc = src->t ? nx_onnx_tensor_read(fd, path, src->t, feed, ctx, err) :
+		      read_range(fd, path, src->off, src->len, feed, ctx, err);
 	keep = !rc && h.total >= w->min;
 	end = fp_hash_end(&h, keep);
 	if (!rc)
 		rc = end;
-	if (rc || !keep)
-		return rc;
-	return w->fn(w->ctx, name, &h, err);
+	if (!rc && keep)
+		rc = w->fn(w->ctx, name, &h, err);
+	if (cast) {
+		end = fp_casts_end(&casts, rc ? NULL : w->collect, name, w->min, err);
+		if (!rc)
+			rc = end;
+	}
+	if (!rc)
+		rc = one_transposed(w, name, fd, path, src, err);
+	return rc;
+}
+
+/* A 2-D float tensor whose contents are exactly rows x cols elements. */
+static void matrix(struct tensor_src *src, const struct nx_onnx_tensor *t)
+{
+	unsigned width = t->data_type == 1 ? 4 : (t->data_type == 10 || t->data_type == 16) ? 2 : 0;
+
+	if (t->ndims != 2 || !width || t->dims[0] <= 0 || t->dims[1] <= 0 ||
+	    (uint64_t)t->dims[0] > src->len / width / (uint64_t)t->dims[1] ||
+	    (uint64_t)t->dims[0] * (uint64_t)t->dims[1] * width != src->len)
+		return;
+	src->rows = (uint64_t)t->dims[0];
+	src->cols = (uint64_t)t->dims[1];
+	src->width = width;
 }
 
 static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, nx_error *err)
@@ -170,9 +243,15 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 		if (t->location == NX_TENSOR_INLINE) {
 			/* contents spread over typed fields are decoded to be
 			 * sized: a varint takes at least one byte for at most 8 */
+			struct tensor_src src = { t, t->contents_offset,
+						  t->contents_encoded ? 0 : t->contents_length,
+						  t->data_type == 1, 0, 0, 0 };
+
+			/* only verbatim contents can be read transposed */
+			if (!t->contents_encoded)
+				matrix(&src, t);
 			if ((t->contents_encoded ? t->data_length * 8 : t->contents_length) >= w->min)
-				rc = one_tensor(w, t->name, fd, path, t, 0,
-						t->contents_encoded ? 0 : t->contents_length, err);
+				rc = one_tensor(w, t->name, fd, path, &src, err);
 		} else {
 			char *full = NULL;
 			const char *why = t->ext_location ? ex_location_problem(t->ext_location)
@@ -206,8 +285,13 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 					rc = nx_error_set(err, NX_EFORMAT, full, 0, -1,
 							  "%s: tensor '%s' runs past the end of %s",
 							  path, t->name, full);
-				else if (len >= w->min)
-					rc = one_tensor(w, t->name, efd, full, NULL, off, len, err);
+				else if (len >= w->min) {
+					struct tensor_src src = { NULL, off, len, t->data_type == 1,
+								  0, 0, 0 };
+
+					matrix(&src, t);
+					rc = one_tensor(w, t->name, efd, full, &src, err);
+				}
 			}
 			if (efd >= 0)
 				close(efd);
@@ -231,12 +315,13 @@ static int add_cb(void *ctx, const char *name, const struct fp_hash *h, nx_error
 }
 
 /* A record of bytes [off, off + len) of a teacher file (torch, safetensors). */
-int fp_add_range(nx_fp_set *set, const char *name, int fd, uint64_t off, uint64_t len,
+int fp_add_range(nx_fp_set *set, const char *name, bool f32, int fd, uint64_t off, uint64_t len,
 		 size_t min, const char *path, nx_error *err)
 {
 	struct tensors w = { set, NULL, add_cb, set, min, NULL, 0 };
+	struct tensor_src src = { NULL, off, len, f32, 0, 0, 0 };
 
-	return one_tensor(&w, name, fd, path, NULL, off, len, err);
+	return one_tensor(&w, name, fd, path, &src, err);
 }
 
 /* safetensors: u64 LE header size, JSON {name: {dtype, shape, data_offsets}}. */
@@ -266,6 +351,7 @@ static int safetensors(nx_fp_set *set, int fd, const char *path, uint64_t size, 
 	}
 	json_object_foreach(root, key, v) {
 		json_t *offs = json_object_get(v, "data_offsets");
+		const char *dt;
 		json_int_t a, b;
 
 		if (!strcmp(key, "__metadata__"))
@@ -282,7 +368,9 @@ static int safetensors(nx_fp_set *set, int fd, const char *path, uint64_t size, 
 		}
 		if ((uint64_t)(b - a) < min)
 			continue;
-		if ((rc = fp_add_range(set, key, fd, 8 + hlen + (uint64_t)a, (uint64_t)(b - a), min,
+		dt = json_string_value(json_object_get(v, "dtype"));
+		if ((rc = fp_add_range(set, key, dt && !strcmp(dt, "F32"), fd,
+				       8 + hlen + (uint64_t)a, (uint64_t)(b - a), min,
 				       path, err)) != 0)
 			goto out;
 	}

@@ -83,10 +83,37 @@ int fp_hash_end(struct fp_hash *h, bool keep);
 int fp_add(nx_fp_set *s, const char *name, uint64_t whole, uint64_t bytes, nx_error *err);
 /* Record a teacher tensor of min bytes or more at [off, off + len) of fd,
  * with its chunks. */
-int fp_add_range(nx_fp_set *set, const char *name, int fd, uint64_t off, uint64_t len,
+int fp_add_range(nx_fp_set *set, const char *name, bool f32, int fd, uint64_t off, uint64_t len,
 		 size_t min, const char *path, nx_error *err);
 /* fingerprint_zip.c: every <archive>/data/<n> record of a torch.save zip. */
 int fp_torch_zip(nx_fp_set *set, int fd, const char *path, uint64_t size, size_t min,
 		 nx_error *err);
+
+/*
+ * fingerprint_forms.c: a float32 teacher tensor is also recorded cast to
+ * float16 and to bfloat16 (entries named "<name> as float16" ...), hashed
+ * in the same pass as its own bytes: fp_casts_feed (an nx_onnx_bytes_fn,
+ * ctx the fp_casts) feeds orig and the casts.  The casts collect into
+ * sets of their own, moved into `set` by fp_casts_end for those of at
+ * least min bytes (set NULL: only release).
+ */
+#define FP_CASTS 2
+struct fp_casts {
+	struct fp_hash *orig;
+	struct fp_hash h[FP_CASTS];
+	nx_fp_set tmp[FP_CASTS];
+	unsigned char carry[4];
+	size_t ncarry;
+	unsigned char *out;
+};
+int fp_casts_begin(struct fp_casts *c, struct fp_hash *orig, nx_error *err);
+int fp_casts_feed(void *ctx, const unsigned char *buf, size_t len);
+int fp_casts_end(struct fp_casts *c, nx_fp_set *set, const char *name, size_t min,
+		 nx_error *err);
+/* Feed h the rows x cols matrix of width-byte elements at off of fd,
+ * transposed (column after column); nothing when a column would take
+ * over 64 MiB. */
+int fp_hash_transposed(struct fp_hash *h, int fd, const char *path, uint64_t off,
+		       uint64_t rows, uint64_t cols, unsigned width, nx_error *err);
 
 #endif

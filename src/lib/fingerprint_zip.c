@@ -190,7 +190,10 @@ int fp_torch_zip(nx_fp_set *set, int fd, const char *path, uint64_t size, size_t
 		(void)usize;
 		if (csize < min)
 			continue;
-		if ((rc = fp_add_range(set, (char *)var, fd, data, csize, min, path, err)) != 0)
+		/* a storage's type is in the pickle, not read: one of 4-byte
+		 * elements may be float32, so its casts are recorded too */
+		if ((rc = fp_add_range(set, (char *)var, method == 0 && csize % 4 == 0, fd, data,
+				       csize, min, path, err)) != 0)
 			goto out;
 	}
 out:

@@ -1,0 +1,247 @@
+/*
+ * fingerprint_forms.c - teacher tensors in the forms an exporter writes.
+ *
+ * torch.onnx.export stores a Linear weight transposed relative to the
+ * checkpoint (MatMul wants [in, out], the checkpoint has [out, in]), and a
+ * model exported for serving is often cast to float16 or bfloat16.  So a
+ * float32 teacher tensor is also fingerprinted cast to float16 and to
+ * bfloat16 (round to nearest even, as torch casts), and a 2-D student
+ * tensor of a teacher tensor's size is also hashed transposed back.
+ * Transposing on the student side needs no teacher shape, which a torch
+ * checkpoint's storages do not carry without running its pickle.
+ */
+#include "fingerprint_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CAST_ELEMS 16384u            /* float32 values converted at a time */
+#define TRANSPOSE_BUF (4u << 20)     /* bytes of a strip of columns read at once */
+#define TRANSPOSE_ROW_MAX (64u << 20) /* bytes of one column: larger is not transposed */
+
+static const char *const cast_suffix[FP_CASTS] = { " as float16", " as bfloat16" };
+
+static uint16_t f32_to_f16(uint32_t x)
+{
+	uint32_t sign = (x >> 16) & 0x8000, e = (x >> 23) & 0xff, m = x & 0x7fffff, r, rest;
+	int32_t he = (int32_t)e - 127 + 15;
+
+	if (e == 0xff)
+		return (uint16_t)(sign | 0x7c00 | (m ? 0x200 | (m >> 13) : 0));
+	if (he >= 31)
+		return (uint16_t)(sign | 0x7c00);
+	if (he <= 0) {
+		unsigned shift;
+
+		if (he < -10)
+			return (uint16_t)sign;
+		m |= 0x800000;
+		shift = (unsigned)(14 - he);
+		r = m >> shift;
+		rest = m & ((1u << shift) - 1);
+		if (rest > 1u << (shift - 1) || (rest == 1u << (shift - 1) && (r & 1)))
+			r++;
+		return (uint16_t)(sign | r);
+	}
+	r = (uint32_t)he << 10 | m >> 13;
+	rest = m & 0x1fff;
+	if (rest > 0x1000 || (rest == 0x1000 && (r & 1)))
+		r++;    /* a carry into the exponent rounds up to the next one, or inf */
+	return (uint16_t)(sign | r);
+}
+
+static uint16_t f32_to_bf16(uint32_t x)
+{
+	if ((x & 0x7fffffff) > 0x7f800000)
+		return (uint16_t)(x >> 16 | 0x40);
+	return (uint16_t)((x + 0x7fff + ((x >> 16) & 1)) >> 16);
+}
+
+int fp_casts_begin(struct fp_casts *c, struct fp_hash *orig, nx_error *err)
+{
+	int i, rc;
+
+	memset(c, 0, sizeof(*c));
+	c->orig = orig;
+	for (i = 0; i < FP_CASTS; i++)
+		if ((rc = fp_hash_begin(&c->h[i], &c->tmp[i], NULL, err)) != 0)
+			goto fail;
+	if (!(c->out = malloc(FP_CASTS * CAST_ELEMS * 2))) {
+		rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		goto fail;
+	}
+	return 0;
+fail:
+	fp_casts_end(c, NULL, NULL, 0, err);
+	return rc;
+}
+
+/* n float32 values at p (little-endian) cast and fed to both hashes. */
+static int cast_some(struct fp_casts *c, const unsigned char *p, size_t n)
+{
+	unsigned char *o16 = c->out, *obf = c->out + CAST_ELEMS * 2;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < n; i++, p += 4) {
+		uint32_t x = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+			     (uint32_t)p[3] << 24;
+		uint16_t h = f32_to_f16(x), b = f32_to_bf16(x);
+
+		o16[2 * i] = (unsigned char)h;
+		o16[2 * i + 1] = (unsigned char)(h >> 8);
+		obf[2 * i] = (unsigned char)b;
+		obf[2 * i + 1] = (unsigned char)(b >> 8);
+	}
+	if ((rc = fp_hash_feed(&c->h[0], o16, 2 * n)) != 0)
+		return rc;
+	return fp_hash_feed(&c->h[1], obf, 2 * n);
+}
+
+int fp_casts_feed(void *ctx, const unsigned char *buf, size_t len)
+{
+	struct fp_casts *c = ctx;
+	size_t n;
+	int rc;
+
+	if ((rc = fp_hash_feed(c->orig, buf, len)) != 0)
+		return rc;
+	while (len && c->ncarry) {
+		c->carry[c->ncarry++] = *buf++;
+		len--;
+		if (c->ncarry == 4) {
+			c->ncarry = 0;
+			if ((rc = cast_some(c, c->carry, 1)) != 0)
+				return rc;
+		}
+	}
+	while (len >= 4) {
+		n = len / 4 < CAST_ELEMS ? len / 4 : CAST_ELEMS;
+		if ((rc = cast_some(c, buf, n)) != 0)
+			return rc;
+		buf += 4 * n;
+		len -= 4 * n;
+	}
+	memcpy(c->carry, buf, len);
+	c->ncarry = len;
+	return 0;
+}
+
+/* The chunks one cast collected (in tmp), moved into set for its entry. */
+static int move_chunks(nx_fp_set *set, nx_fp_set *tmp, nx_error *err)
+{
+	size_t k;
+
+	if (set->nchunks + tmp->nchunks > NX_FP_CHUNKS_MAX)
+		return nx_error_set(err, NX_ELIMIT, NULL, 0, -1,
+				    "the teacher files hold more than %u chunks (~48 GB of tensors); "
+				    "fingerprint against fewer of them at a time", NX_FP_CHUNKS_MAX);
+	if (set->nchunks + tmp->nchunks > set->capchunks) {
+		size_t cap = set->capchunks ? set->capchunks : 1024;
+		struct fp_chunk *g;
+
+		while (cap < set->nchunks + tmp->nchunks)
+			cap *= 2;
+		if (!(g = realloc(set->chunks, cap * sizeof(*g))))
+			return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		set->chunks = g;
+		set->capchunks = cap;
+	}
+	for (k = 0; k < tmp->nchunks; k++) {
+		set->chunks[set->nchunks] = tmp->chunks[k];
+		set->chunks[set->nchunks++].file = set->nfiles - 1;
+	}
+	set->chunks_sorted = false;
+	return 0;
+}
+
+int fp_casts_end(struct fp_casts *c, nx_fp_set *set, const char *name, size_t min,
+		 nx_error *err)
+{
+	int i, rc = 0;
+
+	for (i = 0; i < FP_CASTS; i++) {
+		bool keep = set && c->h[i].buf && c->h[i].total >= min;
+		int end = c->h[i].buf ? fp_hash_end(&c->h[i], keep) : 0;
+		size_t first = set ? set->nchunks : 0, k;
+
+		if (!rc)
+			rc = end;
+		if (!rc && keep && !(rc = move_chunks(set, &c->tmp[i], err))) {
+			size_t nlen = strlen(name), slen = strlen(cast_suffix[i]);
+			char *full = malloc(nlen + slen + 1);
+
+			if (!full) {
+				rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			} else {
+				memcpy(full, name, nlen);
+				memcpy(full + nlen, cast_suffix[i], slen + 1);
+				rc = fp_add(set, full, c->h[i].whole, c->h[i].total, err);
+				free(full);
+			}
+			for (k = first; !rc && k < set->nchunks; k++)
+				set->chunks[k].name = set->e[set->n - 1].name;
+			if (rc)
+				set->nchunks = first;
+		}
+		free(c->tmp[i].chunks);
+		c->tmp[i].chunks = NULL;
+		c->tmp[i].nchunks = c->tmp[i].capchunks = 0;
+	}
+	free(c->out);
+	c->out = NULL;
+	return rc;
+}
+
+int fp_hash_transposed(struct fp_hash *h, int fd, const char *path, uint64_t off,
+		       uint64_t rows, uint64_t cols, unsigned width, nx_error *err)
+{
+	unsigned char *strip = NULL, *out = NULL;
+	uint64_t k, j0, i, jj;
+	int rc = 0;
+
+	if (!rows || !cols || !width || rows > TRANSPOSE_ROW_MAX / width)
+		return 0;
+	k = TRANSPOSE_BUF / (rows * width);
+	if (k == 0)
+		k = 1;
+	if (k > cols)
+		k = cols;
+	if (!(strip = malloc(rows * k * width)) || !(out = malloc(rows * width))) {
+		rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		goto out;
+	}
+	for (j0 = 0; j0 < cols && !rc; j0 += k) {
+		uint64_t kk = cols - j0 < k ? cols - j0 : k;
+
+		/* columns j0 .. j0 + kk of every row */
+		for (i = 0; i < rows; i++) {
+			size_t want = (size_t)(kk * width);
+			ssize_t n;
+
+			do
+				n = pread(fd, strip + i * kk * width, want,
+					  (off_t)(off + (i * cols + j0) * width));
+			while (n < 0 && errno == EINTR);
+			if (n != (ssize_t)want) {
+				rc = n < 0 ? nx_error_errno(err, NX_EIO, errno, path, "cannot read %s",
+							    path)
+					   : nx_error_set(err, NX_EFORMAT, path, 0, -1,
+							  "%s: a tensor runs past the end", path);
+				goto out;
+			}
+		}
+		/* each of them as a row of the transposed tensor */
+		for (jj = 0; jj < kk && !rc; jj++) {
+			for (i = 0; i < rows; i++)
+				memcpy(out + i * width, strip + (i * kk + jj) * width, width);
+			rc = fp_hash_feed(h, out, (size_t)(rows * width));
+		}
+	}
+out:
+	free(strip);
+	free(out);
+	return rc;
+}
