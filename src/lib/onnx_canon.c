@@ -282,9 +282,9 @@ static bool plain_decimal(const char *s)
 	return true;
 }
 
-/* external_data: location once, then offset and length at most once each
- * (in that order, as the ONNX helpers and nexus write them), plain values;
- * *length the length (-1 absent). */
+/* external_data: location, offset and length, once each and in that
+ * order (as the ONNX helpers, torch and nexus write them), plain decimal
+ * values; *length the length. */
 static int check_external(struct canon *c, const struct nx_pb_reader *r, const struct nx_pb_field *fld,
 			  int64_t *length)
 {
@@ -313,9 +313,9 @@ static int check_external(struct canon *c, const struct nx_pb_reader *r, const s
 			if ((rc = nx_pb_read_string(&c->f, &ef, NX_ONNX_NAME_MAX, dst, NULL, c->err)))
 				break;
 		}
-		for (k = next; !rc && key && k < 3 && strcmp(key, keys[k]); k++)
-			;
-		if (!rc && (!key || !val || k == 3 || (k > 0 && !plain_decimal(val))))
+		k = next;
+		if (!rc && (!key || !val || k == 3 || strcmp(key, keys[k]) ||
+			    (k > 0 && !plain_decimal(val))))
 			rc = depart(c, f.tag_offset, "external_data entry '%.64s' is not location, "
 				    "offset, length (once each, in that order, plain decimal values)",
 				    key ? key : "");
@@ -329,7 +329,8 @@ static int check_external(struct canon *c, const struct nx_pb_reader *r, const s
 	}
 	if (rc)
 		return rc;
-	return next ? 0 : depart(c, fld->tag_offset, "external_data has no location");
+	return next == 3 ? 0 : depart(c, fld->tag_offset, "external_data lacks its location, "
+				      "offset or length");
 }
 
 /* TensorProto: exactly one payload, of exactly the size dims and

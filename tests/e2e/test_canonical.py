@@ -312,3 +312,38 @@ def test_insider_workspace_official_build_refuses(nexus, tmp_path, case):
     assert r.returncode == 1, r.stderr
     assert "onnx-not-canonical" in r.stderr, r.stderr
     assert not out.exists() and list(out.parent.iterdir()) == []
+
+
+# -- external data: location, offset, length, plainly ------------------------------
+
+def entry(k, v):
+    return field(13, 2, field(1, 2, k.encode()) + field(2, 2, v.encode()))
+
+
+EXTERNAL = {
+    "canonical": [("location", "student_model.onnx.data"), ("offset", "0"),
+                  ("length", str(len(RAW)))],
+    "no-offset": [("location", "student_model.onnx.data"), ("length", str(len(RAW)))],
+    "extra-key": [("location", "student_model.onnx.data"), ("offset", "0"),
+                  ("length", str(len(RAW))), ("checksum", "x" * 600)],
+    "padded-number": [("location", "student_model.onnx.data"), ("offset", "0000"),
+                      ("length", str(len(RAW)))],
+    "no-location-first": [("offset", "0"), ("length", str(len(RAW))),
+                          ("location", "student_model.onnx.data")],
+    "length-past-shape": [("location", "student_model.onnx.data"), ("offset", "0"),
+                          ("length", str(len(RAW) + 4))],
+}
+
+
+@pytest.mark.parametrize("case", EXTERNAL)
+def test_external_data_entries(nexus, bundle, case):
+    t = tensor_bytes("E2", TensorProto.FLOAT, ARR.shape, [])
+    t += b"".join(entry(k, v) for k, v in EXTERNAL[case]) + field(14, 0, 1)
+    m = bf.student_model(extra_nodes=sink_nodes("E2"), extra_initializers=[ZERO])
+    bundle.write("model/student_model.onnx.data", RAW + b"\0" * 4)
+    smuggle_model_bytes(bundle, model_with(m, tensor=t), bf.parameters(m) + ARR.size)
+    if case == "canonical":
+        rc, rep = verify(nexus, bundle)
+        assert codes(rep, "FAIL") == set(), rep["findings"]
+    else:
+        not_canonical(nexus, bundle)

@@ -294,6 +294,75 @@ static void human_counts(void **state)
 	assert_string_equal(s, "18446744T");
 }
 
+/* A canonical model: fields in number order, one payload per tensor of
+ * exactly its size.  kind picks one departure (0: none). */
+static struct buf canon_model(int kind)
+{
+	struct buf m = { 0 }, g = { 0 }, n = { 0 }, a = { 0 }, op = { 0 };
+	static const int64_t d23[] = { 2, 3 };
+
+	f_varint(&m, 1, 8);
+	f_str(&m, 2, "hand-built");
+	if (kind == 4)
+		f_str(&m, 2, "again");   /* only the last is read */
+	f_str(&n, 1, "x");
+	f_str(&n, 1, "w");
+	f_str(&n, 2, "y");
+	f_str(&n, 4, kind == 3 ? "Flatten" : "Add");
+	if (kind == 3) {
+		/* an INT attribute that also carries a float list */
+		f_str(&a, 1, "axis");
+		f_varint(&a, 3, 1);
+		varint(&a, 7 << 3 | 5);
+		put(&a, "\x01\x02\x03\x04", 4);
+		f_varint(&a, 20, 2);
+		f_msg(&n, 5, &a);
+	}
+	f_msg(&g, 1, &n);
+	f_str(&g, 2, "g");
+	tensor(&g, "w", d23, 2, kind == 1 ? 28 : 24);
+	value(&g, 11, "x", "batch", 3);
+	value(&g, 12, "y", "batch", kind == 2 ? (int64_t)1 << 40 : 3);
+	f_msg(&m, 7, &g);
+	f_varint(&op, 2, 13);
+	f_msg(&m, 8, &op);
+	return m;
+}
+
+static void canonical_form(void **state)
+{
+	static const char *const why[] = {
+		NULL, "raw_data of 28 bytes", "over the limit", "never reads", "given twice",
+	};
+	struct nx_onnx_canon c;
+	nx_error e;
+	size_t k, cut;
+
+	for (k = 0; k < sizeof(why) / sizeof(why[0]); k++) {
+		struct buf b = canon_model((int)k);
+		int fd = memfile(b.d, b.n);
+
+		nx_error_clear(&e);
+		assert_int_equal(nx_onnx_canon_check(&c, fd, "m.onnx", &e), 0);
+		assert_true(c.canonical == (k == 0));
+		if (k)
+			assert_non_null(strstr(c.what, why[k]));
+		else
+			assert_int_equal(c.offset, -1);
+		/* cut anywhere: an error or a verdict, never a crash */
+		for (cut = 0; k == 0 && cut < b.n; cut++) {
+			int fd2 = memfile(b.d, cut), rc;
+
+			rc = nx_onnx_canon_check(&c, fd2, "m.onnx", &e);
+			assert_true(rc == 0 || rc == NX_EFORMAT);
+			close(fd2);
+		}
+		close(fd);
+		free(b.d);
+	}
+	(void)state;
+}
+
 static void dtypes(void **state)
 {
 	assert_string_equal(nx_onnx_dtype_name(1), "float");
@@ -319,6 +388,7 @@ int main(void)
 		cmocka_unit_test(visitor_sees_every_string),
 		cmocka_unit_test(human_counts),
 		cmocka_unit_test(dtypes),
+		cmocka_unit_test(canonical_form),
 	};
 	return cmocka_run_group_tests_name("onnx", tests, NULL, NULL);
 }
