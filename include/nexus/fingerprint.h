@@ -72,7 +72,8 @@ struct nx_fp_match {
 /* New empty set; free with nx_fp_set_free. */
 int nx_fp_set_new(nx_fp_set **out, nx_error *err);
 void nx_fp_set_free(nx_fp_set *s);
-/* Number of fingerprints held; compressed torch records seen. */
+/* Number of teacher tensors fingerprinted (their float16/bfloat16 casts
+ * not counted); compressed torch records seen. */
 size_t nx_fp_set_count(const nx_fp_set *s);
 size_t nx_fp_set_compressed(const nx_fp_set *s);
 

@@ -45,7 +45,7 @@ void nx_fp_set_free(nx_fp_set *s)
 
 size_t nx_fp_set_count(const nx_fp_set *s)
 {
-	return s ? s->n : 0;
+	return s ? s->n - s->ncasts : 0;
 }
 
 size_t nx_fp_set_compressed(const nx_fp_set *s)

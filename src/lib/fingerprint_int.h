@@ -39,6 +39,7 @@ struct nx_fp_set {
 	char **files;
 	size_t nfiles;
 	size_t compressed;
+	size_t ncasts;   /* entries of e that are casts of a teacher tensor */
 	struct fp_chunk *chunks;
 	size_t nchunks, capchunks;
 	bool chunks_sorted;
@@ -98,6 +99,7 @@ int fp_torch_zip(nx_fp_set *set, int fd, const char *path, uint64_t size, size_t
  * least min bytes (set NULL: only release).
  */
 #define FP_CASTS 2
+typedef void (*fp_casts_fn)(uint16_t *o16, uint16_t *obf, const unsigned char *p, size_t n);
 struct fp_casts {
 	struct fp_hash *orig;
 	struct fp_hash h[FP_CASTS];
@@ -105,6 +107,7 @@ struct fp_casts {
 	unsigned char carry[4];
 	size_t ncarry;
 	unsigned char *out;
+	fp_casts_fn cast;   /* AVX2 + F16C where the CPU has them */
 };
 int fp_casts_begin(struct fp_casts *c, struct fp_hash *orig, nx_error *err);
 int fp_casts_feed(void *ctx, const unsigned char *buf, size_t len);
