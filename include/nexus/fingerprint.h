@@ -30,7 +30,7 @@
  * F32, or a torch storage of 4-byte elements, whose type is in the pickle)
  * is also recorded cast to float16 and to bfloat16 (round to nearest even),
  * and a 2-D float student tensor of a teacher tensor's size is also hashed
- * transposed and compared whole ("<name> (transposed)"): torch.onnx.export
+ * transposed and compared whole (nx_fp_match.transposed): torch.onnx.export
  * writes Linear weights transposed relative to the checkpoint.
  *
  * Chunks and whole tensors are compared by 64-bit hashes (chunk hashes and
@@ -67,6 +67,7 @@ struct nx_fp_match {
 	char *teacher_file;
 	uint64_t bytes;        /* the tensor's, or (partial) the bytes shared */
 	bool partial;          /* not equal: shares chunks with the teacher tensor */
+	bool transposed;       /* equal once the (2-D) student tensor is transposed */
 };
 
 /* New empty set; free with nx_fp_set_free. */

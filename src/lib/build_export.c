@@ -64,11 +64,11 @@ static int fingerprint(struct build *b)
 		if (!shared_allowed(b, m[i].student_tensor))
 			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
 					  "student tensor '%s' (%llu bytes) is identical to '%s' "
-					  "of the teacher %s: the student carries teacher weights; "
+					  "of the teacher %s%s: the student carries teacher weights; "
 					  "retrain it, or list it in allow_shared_tensors with a "
 					  "reason", m[i].student_tensor,
 					  (unsigned long long)m[i].bytes, m[i].teacher_tensor,
-					  m[i].teacher_file);
+					  m[i].teacher_file, m[i].transposed ? " once transposed" : "");
 out:
 	nx_fp_matches_free(m, n);
 	nx_fp_set_free(set);

@@ -105,7 +105,8 @@ static const struct fp_entry *fp_find(const nx_fp_set *s, uint64_t whole, uint64
 }
 
 /* Each tensor of an ONNX model of at least min bytes, hashed (h). */
-typedef int (*tensor_fn)(void *ctx, const char *name, const struct fp_hash *h, nx_error *err);
+typedef int (*tensor_fn)(void *ctx, const char *name, const struct fp_hash *h, bool transposed,
+			 nx_error *err);
 
 /* What a walk over the tensors of one file does with each. */
 struct tensors {
@@ -143,7 +144,6 @@ static int one_transposed(struct tensors *w, const char *name, int fd, const cha
 			  const struct tensor_src *src, nx_error *err)
 {
 	struct fp_hash h;
-	char *full = NULL;
 	int rc, end;
 
 	if (!w->match || src->rows < 2 || src->cols < 2 || !w->nsizes ||
@@ -158,13 +158,7 @@ static int one_transposed(struct tensors *w, const char *name, int fd, const cha
 	if (rc || h.total != src->len)
 		return rc;
 	h.matched = 0;   /* only a whole transposed copy is reported here */
-	if (!(full = malloc(strlen(name) + sizeof(" (transposed)"))))
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
-	strcpy(full, name);
-	strcat(full, " (transposed)");
-	rc = w->fn(w->ctx, full, &h, err);
-	free(full);
-	return rc;
+	return w->fn(w->ctx, name, &h, true, err);
 }
 
 /*
@@ -201,7 +195,7 @@ static int one_tensor(struct tensors *w, const char *name, int fd, const char *p
 	if (!rc)
 		rc = end;
 	if (!rc && keep)
-		rc = w->fn(w->ctx, name, &h, err);
+		rc = w->fn(w->ctx, name, &h, false, err);
 	if (cast) {
 		end = fp_casts_end(&casts, rc ? NULL : w->collect, name, w->min, err);
 		if (!rc)
@@ -303,11 +297,14 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 }
 
 /* A teacher tensor: its entry, and the name of the chunks collected for it. */
-static int add_cb(void *ctx, const char *name, const struct fp_hash *h, nx_error *err)
+static int add_cb(void *ctx, const char *name, const struct fp_hash *h, bool transposed,
+		  nx_error *err)
 {
 	nx_fp_set *s = ctx;
 	size_t k;
 	int rc = fp_add(s, name, h->whole, h->total, err);
+
+	(void)transposed;   /* only student tensors are transposed */
 
 	for (k = h->first_chunk; !rc && k < s->nchunks; k++)
 		s->chunks[k].name = s->e[s->n - 1].name;
@@ -444,7 +441,8 @@ struct student_ctx {
 
 /* A student tensor equal to a teacher tensor, or holding min bytes of
  * chunks of one. */
-static int match_cb(void *ctx, const char *name, const struct fp_hash *h, nx_error *err)
+static int match_cb(void *ctx, const char *name, const struct fp_hash *h, bool transposed,
+		    nx_error *err)
 {
 	struct student_ctx *c = ctx;
 	const struct fp_entry *e = fp_find(c->teachers, h->whole, h->total);
@@ -474,6 +472,7 @@ static int match_cb(void *ctx, const char *name, const struct fp_hash *h, nx_err
 	m->teacher_file = strdup(tfile);
 	m->bytes = partial ? h->matched : h->total;
 	m->partial = partial;
+	m->transposed = transposed;
 	if (!m->student_tensor || !m->teacher_tensor || !m->teacher_file)
 		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	return 0;

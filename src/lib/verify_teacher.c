@@ -81,9 +81,10 @@ int vfy_teacher(struct vfy_ctx *c, nx_error *err)
 		else
 			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "teacher-tensor-copied", NX_MODEL_PATH, 0,
 					   "student tensor '%s' (%llu bytes) is byte-identical to '%s' of "
-					   "teacher %s", m[i].student_tensor,
+					   "teacher %s%s", m[i].student_tensor,
 					   (unsigned long long)m[i].bytes, m[i].teacher_tensor,
-					   m[i].teacher_file);
+					   m[i].teacher_file, m[i].transposed ? " once transposed (the "
+					   "order torch.onnx.export writes a Linear weight in)" : "");
 	}
 out:
 	nx_fp_matches_free(m, n);

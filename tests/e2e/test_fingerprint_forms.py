@@ -62,8 +62,12 @@ def test_teacher_layer_in_exporter_form(nexus, bundle, tmp_path, form, teacher):
     assert codes(rep, "FAIL") == set(), rep["findings"]   # nothing else names it
     path = onnx_teacher(tmp_path) if teacher == "onnx" else pt_teacher(tmp_path)
     rep = expect_fail(nexus, bundle, "teacher-tensor-copied", "--teacher", path)
-    assert any("'E2" in f["message"] for f in rep["findings"]
-               if f["code"] == "teacher-tensor-copied"), rep["findings"]
+    msgs = [f["message"] for f in rep["findings"] if f["code"] == "teacher-tensor-copied"]
+    assert any("'E2'" in m for m in msgs), rep["findings"]
+    # the finding says which form was found
+    cast = "as bfloat16" if "bfloat16" in form else "as float16" if "float16" in form else None
+    assert any(("once transposed" in m) == ("transposed" in form) and
+               (cast is None or cast in m) for m in msgs), msgs
 
 
 def test_unrelated_matrix_of_the_same_size_is_not_found(nexus, bundle, tmp_path):

@@ -47,7 +47,7 @@ static void value(struct buf *b, unsigned num, const char *name)
 }
 
 struct spec {
-	bool model_doc, node_doc, dead, producer;
+	bool model_doc, node_doc, dead, producer, opset_first;
 	size_t big;   /* elements of the used initializer */
 };
 
@@ -56,13 +56,15 @@ static struct buf model(const struct spec *s)
 	struct buf m = { 0 }, g = { 0 }, n = { 0 }, op = { 0 };
 
 	f_varint(&m, 1, 8);
+	if (s->opset_first) {
+		f_str(&op, 1, "");
+		f_varint(&op, 2, 13);
+		f_msg(&m, 8, &op);
+	}
 	if (s->producer) {
 		f_str(&m, 2, "nexus");
 		f_str(&m, 3, "9.9");
 	}
-	f_str(&op, 1, "");
-	f_varint(&op, 2, 13);
-	f_msg(&m, 8, &op);
 	if (s->model_doc)
 		f_str(&m, 6, "trained by distilling a large teacher");
 	f_str(&n, 1, "x");
@@ -80,6 +82,12 @@ static struct buf model(const struct spec *s)
 	value(&g, 11, "x");
 	value(&g, 12, "y");
 	f_msg(&m, 7, &g);
+	/* fields in number order, as the export writes them */
+	if (!s->opset_first) {
+		f_str(&op, 1, "");
+		f_varint(&op, 2, 13);
+		f_msg(&m, 8, &op);
+	}
 	return m;
 }
 
@@ -160,16 +168,13 @@ static void large_weights_copied(void **state)
 static void lengths_recomputed(void **state)
 {
 	struct spec src = { .model_doc = true, .node_doc = true, .dead = true, .big = 40 };
-	struct spec dst = { .producer = false, .big = 40 };
-	struct buf m = model(&src), want = model(&dst), tail = { 0 };
+	struct spec dst = { .producer = true, .big = 40 };
+	struct buf m = model(&src), want = model(&dst);
 	struct nx_export_opts o = { .extract = true, .strip_metadata = true, .ws_dirfd = -1,
 				    .producer_version = "9.9" };
 	struct nx_export_result r;
 
-	/* producer fields are appended at the end of the model */
-	f_str(&tail, 2, "nexus");
-	f_str(&tail, 3, "9.9");
-	put(&want, tail.d, tail.n);
+	/* producer fields are added where their numbers put them */
 	expect_export(&m, &o, &want, &r);
 	assert_int_equal(r.doc_strings, 2);
 	assert_int_equal(r.nremoved, 1);
@@ -178,7 +183,22 @@ static void lengths_recomputed(void **state)
 	nx_export_result_release(&r);
 	free(m.d);
 	free(want.d);
-	free(tail.d);
+}
+
+/* The canonical form has every message's fields in number order: a
+ * model with opset_import (8) before its graph (7) is written reordered. */
+static void fields_put_in_number_order(void **state)
+{
+	struct spec src = { .opset_first = true, .big = 10 }, dst = { .big = 10 };
+	struct buf m = model(&src), want = model(&dst);
+	struct nx_export_opts o = { .extract = true, .ws_dirfd = -1 };
+	struct nx_export_result r;
+
+	assert_memory_not_equal(m.d, want.d, m.n < want.n ? m.n : want.n);
+	expect_export(&m, &o, &want, &r);
+	nx_export_result_release(&r);
+	free(m.d);
+	free(want.d);
 }
 
 static void missing_output_is_config_error(void **state)
@@ -303,6 +323,7 @@ int main(void)
 		cmocka_unit_test(nothing_changed_is_identical),
 		cmocka_unit_test(large_weights_copied),
 		cmocka_unit_test(lengths_recomputed),
+		cmocka_unit_test(fields_put_in_number_order),
 		cmocka_unit_test(missing_output_is_config_error),
 		cmocka_unit_test(truncated_everywhere),
 		cmocka_unit_test(shared_initializer_resolved_by_content),
