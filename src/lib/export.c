@@ -13,66 +13,6 @@
 
 static const char *const builtin_terms[] = { "teacher", "distillation", "soft_targets" };
 
-static uint64_t set_hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
-
-	while (*s)
-		h = (h ^ (unsigned char)*s++) * 1099511628211ull;
-	return h;
-}
-
-static char **set_slot(const struct ex_set *s, const char *str)
-{
-	size_t i = (size_t)set_hash(str) & (s->cap - 1);
-
-	while (s->slots[i] && strcmp(s->slots[i], str) != 0)
-		i = (i + 1) & (s->cap - 1);
-	return &s->slots[i];
-}
-
-bool ex_set_has(const struct ex_set *s, const char *str)
-{
-	return s->cap && *set_slot(s, str) != NULL;
-}
-
-/* Returns 0, or NX_ENOMEM (without an error message: callers add it). */
-int ex_set_add(struct ex_set *s, const char *str)
-{
-	char **p;
-
-	if ((s->n + 1) * 2 > s->cap) {
-		struct ex_set bigger = { NULL, s->cap ? s->cap * 2 : 64, 0 };
-		size_t i;
-
-		if (!(bigger.slots = calloc(bigger.cap, sizeof(char *))))
-			return NX_ENOMEM;
-		for (i = 0; i < s->cap; i++)
-			if (s->slots[i])
-				*set_slot(&bigger, s->slots[i]) = s->slots[i];
-		bigger.n = s->n;
-		free(s->slots);
-		*s = bigger;
-	}
-	p = set_slot(s, str);
-	if (*p)
-		return 0;
-	if (!(*p = strdup(str)))
-		return NX_ENOMEM;
-	s->n++;
-	return 0;
-}
-
-void ex_set_release(struct ex_set *s)
-{
-	size_t i;
-
-	for (i = 0; i < s->cap; i++)
-		free(s->slots[i]);
-	free(s->slots);
-	memset(s, 0, sizeof(*s));
-}
-
 int ex_oom(struct ex *x)
 {
 	return nx_error_set(x->err, NX_ENOMEM, x->path, 0, -1, "out of memory exporting %s",
@@ -170,10 +110,10 @@ static void ex_release(struct ex *x)
 	}
 	free(x->nodes);
 	free(x->keep_node);
-	ex_set_release(&x->needed);
-	ex_set_release(&x->requested);
-	ex_set_release(&x->graph_outputs);
-	ex_set_release(&x->initializers);
+	nx_strset_release(&x->needed);
+	nx_strset_release(&x->requested);
+	nx_strset_release(&x->graph_outputs);
+	nx_strset_release(&x->initializers);
 	for (i = 0; i < x->nextra; i++)
 		free(x->extra_outputs[i]);
 	free(x->extra_outputs);

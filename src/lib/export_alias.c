@@ -35,7 +35,7 @@ void ex_alias_mark(struct ex *x)
 		struct ex_node *n = &x->nodes[i];
 
 		n->alias = n->op && !strcmp(n->op, "Identity") && n->nin == 1 && n->nout == 1 &&
-			   ex_set_has(&x->initializers, n->in[0]) && ex_term_of(x, n->in[0]);
+			   nx_strset_has(&x->initializers, n->in[0]) && ex_term_of(x, n->in[0]);
 	}
 }
 

@@ -154,7 +154,7 @@ static int check_outputs(struct ex *x, const struct nx_pb_reader *gr, const stru
 {
 	struct nx_pb_reader r, v;
 	struct nx_pb_field f, vf;
-	struct ex_set typed = { 0 }, defined = { 0 };
+	struct strset typed = { 0 }, defined = { 0 };
 	const struct nx_export_opts *o = x->o;
 	char *s = NULL;
 	size_t i;
@@ -163,7 +163,7 @@ static int check_outputs(struct ex *x, const struct nx_pb_reader *gr, const stru
 	if ((rc = nx_pb_sub(&r, gr, gf, x->err)) != 0)
 		return rc;
 	LOOP(x, &r, &f, rc) {
-		struct ex_set *into;
+		struct strset *into;
 
 		if (f.num == 12)
 			into = &x->graph_outputs;
@@ -182,7 +182,8 @@ static int check_outputs(struct ex *x, const struct nx_pb_reader *gr, const stru
 				continue;
 			if ((rc = ex_read_name(x, &vf, &s)) != 0)
 				goto out;
-			if (ex_set_add(into, s) || (f.num == 5 && ex_set_add(&x->initializers, s))) {
+			if (nx_strset_add(into, s, NULL) ||
+			    (f.num == 5 && nx_strset_add(&x->initializers, s, NULL))) {
 				rc = ex_oom(x);
 				goto out;
 			}
@@ -195,20 +196,20 @@ static int check_outputs(struct ex *x, const struct nx_pb_reader *gr, const stru
 	for (i = 0; i < o->noutputs; i++) {
 		const char *name = o->outputs[i];
 
-		if (ex_set_add(&x->requested, name)) {
+		if (nx_strset_add(&x->requested, name, NULL)) {
 			rc = ex_oom(x);
 			goto out;
 		}
-		if (ex_set_has(&x->graph_outputs, name))
+		if (nx_strset_has(&x->graph_outputs, name))
 			continue;
-		if (!produced(x, name) && !ex_set_has(&defined, name)) {
+		if (!produced(x, name) && !nx_strset_has(&defined, name)) {
 			rc = nx_error_set(x->err, NX_ECONFIG, x->path, 0, -1,
 					  "%s has no output or value named '%s': fix "
 					  "student.outputs in nexus.yaml (see nexus inspect)",
 					  x->path, name);
 			goto out;
 		}
-		if (!ex_set_has(&typed, name)) {
+		if (!nx_strset_has(&typed, name)) {
 			rc = nx_error_set(x->err, NX_ECONFIG, x->path, 0, -1,
 					  "%s: '%s' is not a graph output and has no value_info "
 					  "giving its type, so it cannot become one: export the "
@@ -225,8 +226,8 @@ static int check_outputs(struct ex *x, const struct nx_pb_reader *gr, const stru
 	}
 out:
 	free(s);
-	ex_set_release(&typed);
-	ex_set_release(&defined);
+	nx_strset_release(&typed);
+	nx_strset_release(&defined);
 	return rc;
 }
 
@@ -246,7 +247,7 @@ static int reach(struct ex *x)
 			if (x->keep_node[i] || n->materialise)
 				continue;
 			for (j = 0; j < n->nout && !need; j++)
-				need = ex_set_has(&x->needed, n->out[j]);
+				need = nx_strset_has(&x->needed, n->out[j]);
 			if (!need)
 				continue;
 			/* an alias becomes an initializer: the teacher name is not read */
@@ -256,14 +257,14 @@ static int reach(struct ex *x)
 			}
 			x->keep_node[i] = changed = true;
 			for (j = 0; j < n->nin; j++)
-				if (ex_set_add(&x->needed, n->in[j]))
+				if (nx_strset_add(&x->needed, n->in[j], NULL))
 					return ex_oom(x);
 		}
 	}
 	/* a kept node's own outputs keep their value_info */
 	for (i = 0; i < x->nnodes; i++)
 		for (j = 0; x->keep_node[i] && j < x->nodes[i].nout; j++)
-			if (ex_set_add(&x->needed, x->nodes[i].out[j]))
+			if (nx_strset_add(&x->needed, x->nodes[i].out[j], NULL))
 				return ex_oom(x);
 	return 0;
 }
@@ -299,10 +300,10 @@ int ex_analyze(struct ex *x, const struct nx_pb_reader *model)
 	if (!x->o->noutputs)
 		for (i = 0; i < x->graph_outputs.cap; i++)
 			if (x->graph_outputs.slots[i] &&
-			    ex_set_add(&x->requested, x->graph_outputs.slots[i]))
+			    nx_strset_add(&x->requested, x->graph_outputs.slots[i], NULL))
 				return ex_oom(x);
 	for (i = 0; i < x->requested.cap; i++)
-		if (x->requested.slots[i] && ex_set_add(&x->needed, x->requested.slots[i]))
+		if (x->requested.slots[i] && nx_strset_add(&x->needed, x->requested.slots[i], NULL))
 			return ex_oom(x);
 	return reach(x);
 }

@@ -18,6 +18,7 @@
 
 #include "nexus/export.h"
 #include "nexus/pb.h"
+#include "strset_int.h"
 
 enum pw_kind { PW_COPY, PW_LIT, PW_MSG };
 
@@ -88,15 +89,6 @@ void pw_out_release(struct pw_out *o);
 /* Write the message tree m (measured) as a top-level message. */
 int pw_emit(struct pw_out *o, int src_fd, const struct pw_msg *m);
 
-/* A set of owned strings (open addressing). */
-struct ex_set {
-	char **slots;
-	size_t cap, n;
-};
-
-int ex_set_add(struct ex_set *s, const char *str);
-bool ex_set_has(const struct ex_set *s, const char *str);
-void ex_set_release(struct ex_set *s);
 
 /* The names of one node of the main graph, read by the analysis pass. */
 struct ex_node {
@@ -123,10 +115,10 @@ struct ex {
 	struct ex_node *nodes;
 	size_t nnodes, cap_nodes;
 	bool *keep_node;
-	struct ex_set needed;      /* names the kept part reads */
-	struct ex_set requested;   /* outputs asked for */
-	struct ex_set graph_outputs;
-	struct ex_set initializers;  /* names of the main graph's initializers */
+	struct strset needed;      /* names the kept part reads */
+	struct strset requested;   /* outputs asked for */
+	struct strset graph_outputs;
+	struct strset initializers;  /* names of the main graph's initializers */
 	char **extra_outputs;      /* requested names that are not graph outputs */
 	size_t nextra;
 	const char **terms;

@@ -638,7 +638,7 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 			if (f.num == 5 && main_graph &&
 			    (rc = ex_alias_emit(x, &r, &f, name ? name : "", m)) != 0)
 				break;
-			if (main_graph && !ex_set_has(&x->needed, name ? name : "")) {
+			if (main_graph && !nx_strset_has(&x->needed, name ? name : "")) {
 				pw_msg_free(c);
 				rc = ex_report(x, NX_EXPORT_INITIALIZER, name, field_bytes(&f),
 					       f.tag_offset);
@@ -658,9 +658,9 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 			if ((rc = rewrite_value(x, &r, &f, &c, &name)) != 0)
 				break;
 			if (f.num == 12)
-				drop = main_graph && !ex_set_has(&x->requested, name);
+				drop = main_graph && !nx_strset_has(&x->requested, name);
 			else
-				drop = main_graph && !ex_set_has(&x->needed, name);
+				drop = main_graph && !nx_strset_has(&x->needed, name);
 			if (drop) {
 				pw_msg_free(c);
 				rc = ex_report(x, f.num == 11 ? NX_EXPORT_INPUT :

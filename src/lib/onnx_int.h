@@ -8,16 +8,12 @@
 
 #include "nexus/onnx.h"
 #include "nexus/pb.h"
+#include "strset_int.h"
 
 /* Returned up the walk when the visitor asked to stop (w->stop_rc holds its
  * value); every walker returns at once on any non-zero code. */
 #define WALK_STOP 1
 
-/* An open-addressing set of owned strings. */
-struct strset {
-	char **slots;
-	size_t cap, n;
-};
 
 struct walk {
 	struct nx_pb_file f;

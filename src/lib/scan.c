@@ -131,6 +131,10 @@ struct pyscan {
 	size_t catlen, catcap;
 	const char *path;
 	nx_error *err;
+	/* first significant token of the logical line under way: kept as each
+	 * NEWLINE passes, since searching back from every name was quadratic
+	 * in a statement's length (500,000 names: minutes) */
+	size_t stmt;
 	int depth;            /* f-string replacement fields entered */
 	size_t field_of;      /* the f-string token whose fields are scanned */
 	/* where the last field of it was: fields come in order, so each one's
@@ -458,14 +462,6 @@ static bool is_assign(const struct pyscan *s, size_t i)
 	return !op_is(s, i, "==") && !op_is(s, i, "<=") && !op_is(s, i, ">=") && !op_is(s, i, "!=");
 }
 
-/* First significant token of the logical line holding token i. */
-static size_t stmt_start(const struct pyscan *s, size_t i)
-{
-	while (i > 0 && s->tok[i - 1].kind != NX_PY_NEWLINE)
-		i--;
-	return next_sig(s, i);
-}
-
 /* Modules whose attributes include the importer or sys.modules. */
 static bool reflective(const struct pyscan *s, size_t i)
 {
@@ -503,7 +499,7 @@ static int scan_loader(struct pyscan *s, size_t i)
 {
 	const nx_py_token *t = &s->tok[i];
 	const char *mod = loader_name(s->buf + t->start, t->len);
-	size_t st = stmt_start(s, i), p = prev_sig(s, i), o, a, c, k;
+	size_t st = s->stmt, p = prev_sig(s, i), o, a, c, k;
 	int rc;
 
 	/* `import pickle`, `from marshal import x`; not `from .a import code`,
@@ -730,6 +726,9 @@ static int scan_tokens(struct pyscan *s)
 	for (i = 0; i < s->ntok; i++) {
 		const nx_py_token *t = &s->tok[i];
 		const char *text = s->buf + t->start;
+
+		if (i == 0 || s->tok[i - 1].kind == NX_PY_NEWLINE)
+			s->stmt = next_sig(s, i);
 
 		switch (t->kind) {
 		case NX_PY_NAME:

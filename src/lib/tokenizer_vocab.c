@@ -2,20 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "strset_int.h"
 #include "tokenizer_int.h"
-
-/* FNV-1a over two pieces, so that "##" + piece needs no copy. */
-static uint64_t hash2(const char *a, size_t alen, const char *b, size_t blen)
-{
-	uint64_t h = 1469598103934665603ull;
-	size_t i;
-
-	for (i = 0; i < alen; i++)
-		h = (h ^ (unsigned char)a[i]) * 1099511628211ull;
-	for (i = 0; i < blen; i++)
-		h = (h ^ (unsigned char)b[i]) * 1099511628211ull;
-	return h ^ (h >> 29);
-}
 
 static int grow_slots(struct nx_vocab *v)
 {
@@ -26,7 +14,7 @@ static int grow_slots(struct nx_vocab *v)
 		return NX_ENOMEM;
 	for (i = 0; i < v->n; i++) {
 		const struct nx_vocab_entry *e = &v->ent[i];
-		size_t s = hash2(v->arena + e->off, e->len, NULL, 0) & (nslots - 1);
+		size_t s = nx_keyhash(v->arena + e->off, e->len, NULL, 0) & (nslots - 1);
 
 		while (slots[s])
 			s = (s + 1) & (nslots - 1);
@@ -45,7 +33,7 @@ static int64_t find(const struct nx_vocab *v, const char *a, size_t alen,
 
 	if (!v->mask)
 		return -1;
-	s = hash2(a, alen, b, blen) & v->mask;
+	s = nx_keyhash(a, alen, b, blen) & v->mask;
 	for (; v->slots[s]; s = (s + 1) & v->mask) {
 		const struct nx_vocab_entry *e = &v->ent[v->slots[s] - 1];
 		const char *p = v->arena + e->off;

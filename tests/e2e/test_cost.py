@@ -1,0 +1,121 @@
+"""Bounded cost (issue #22 item 5): inputs an adversary shapes so that a
+check's cost grows faster than the input must still be judged in time.
+
+Each test is small (a few MB at most) but sized so that the super-linear
+code it guards against would run past the timeout many times over: the
+statement scan that searched back from every name (500,000 names: 538 s),
+the build's filter that compared every use with every removed name, and
+hash tables with an unkeyed hash (FNV-1a) whose chains an input chose
+(80,000 initializer names: 137 s).
+"""
+import itertools
+import random
+import string
+import subprocess
+
+import pytest
+from onnx import TensorProto, helper
+
+import bundle_fixture as bf
+import workspace as ws
+from conftest import run
+from test_verify_adversarial import bundle, runtime, verify  # noqa: F401 (fixtures)
+
+FNV_OFFSET, FNV_PRIME, M64 = 1469598103934665603, 1099511628211, (1 << 64) - 1
+
+
+def names(n):
+    """n distinct identifiers without digits (digits would be literal data)."""
+    out = []
+    for i in range(n):
+        s = "v"
+        while True:
+            s += string.ascii_lowercase[i % 26]
+            i //= 26
+            if not i:
+                break
+        out.append(s)
+    return out
+
+
+def fnv1a(h, data):
+    for c in data:
+        h = ((h ^ c) * FNV_PRIME) & M64
+    return h
+
+
+def fnv_colliding_names(n, bits=20, seed=7):
+    """n distinct names whose 64-bit FNV-1a hashes agree in the low `bits`
+    bits, so that every one lands in the same slot of a table of up to
+    2**bits slots.  The low bits of FNV-1a's state depend only on its low
+    bits, so two 4-byte blocks that agree there from one state agree from
+    then on: 17 such pairs give 2**17 names."""
+    rng = random.Random(seed)
+    mask = (1 << bits) - 1
+    alpha = (string.ascii_letters + string.digits).encode()
+    h = fnv1a(FNV_OFFSET, b"w_")
+    pairs = []
+    while (1 << len(pairs)) < n:
+        seen = {}
+        while True:
+            u = bytes(rng.choice(alpha) for _ in range(4))
+            k = fnv1a(h, u) & mask
+            if k in seen and seen[k] != u:
+                pairs.append((seen[k], u))
+                h = fnv1a(h, u)
+                break
+            seen[k] = u
+    return [("w_" + "".join(p[c].decode() for p, c in zip(pairs, pick)))
+            for pick in itertools.islice(itertools.product((0, 1), repeat=len(pairs)), n)]
+
+
+def test_collision_generator_collides():
+    got = fnv_colliding_names(1000)
+    assert len(set(got)) == 1000
+    assert len({fnv1a(FNV_OFFSET, x.encode()) & 0xfffff for x in got}) == 1
+
+
+@pytest.mark.parametrize("shape", ["from", "tuple", "call"])
+def test_long_statement_scans_in_linear_time(nexus, bundle, shape):  # noqa: F811
+    """200,000 names in one statement (the quadratic scan needed minutes)."""
+    ns = ", ".join(names(200_000))
+    text = {"from": f"from os import {ns}\n", "tuple": f"x = ({ns})\n",
+            "call": f"f({ns})\n"}[shape]
+    bundle.write("src/utils.py", text)
+    bundle.regen_manifest()
+    rc, rep = verify(nexus, bundle, timeout=20)
+    assert rc == 0, rep["findings"]
+
+
+def colliding_model(n):
+    ns = fnv_colliding_names(n)
+    inits = [helper.make_tensor(x, TensorProto.FLOAT, [1], [0.5]) for x in ns]
+    graph = helper.make_graph(
+        [helper.make_node("Sum", ns, ["y"], name="s")], "g", [],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_colliding_initializer_names_inspect_in_time(nexus, tmp_path):
+    """60,000 initializer names that collide under FNV-1a: the walk's keyed
+    set keeps its chains short (unkeyed, this took about a minute)."""
+    path = tmp_path / "m.onnx"
+    path.write_bytes(colliding_model(60_000).SerializeToString())
+    r = run(nexus, "inspect", "--json", path, timeout=20)
+    assert r.returncode == 0, r.stderr
+    assert '"parameters": 60000' in r.stdout
+
+
+def test_build_filter_of_many_removed_names_in_time(nexus, tmp_path):
+    """`from teacher_model import` 120,000 names, then as many other names:
+    the build's filter looks each use up in a keyed set instead of comparing
+    it with every removed name (that took about a minute)."""
+    ns = names(120_000)
+    inference = (ws.INFERENCE_PY + "from teacher_model import " + ", ".join(ns) + "\n" +
+                 "other = [" + ", ".join("y" + x for x in ns) + "]\n")
+    root = ws.make_workspace(tmp_path / "ws", inference_py=inference)
+    try:
+        r = run(nexus, "build", root, "-o", tmp_path / "out", timeout=40)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the build's filter did not finish in 40 s")
+    assert r.returncode == 0, r.stderr
