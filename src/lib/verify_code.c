@@ -24,6 +24,20 @@
 
 #define CHECK NX_CHECK_CODE
 #define JSON_DEPTH_MAX 64
+/*
+ * Bytes the parsed tree of one JSON file may take.  jansson holds every
+ * value as its own allocation: a file of 64 MiB can take gigabytes (`[{},
+ * {}, ...]`: 230 bytes per 3 of input), so the tree is costed before it is
+ * built and a file over this FAILs (json-over-budget) instead.  With the
+ * file itself (NX_VERIFY_TEXT_MAX) it keeps verify under its 256 MiB.  A
+ * tokenizer.json of 250,000 tokens and 250,000 merges costs about 90 MiB.
+ */
+#define JSON_TREE_MAX (128u << 20)
+/* What jansson 2.14 allocates on glibc, measured (rounded up), per value. */
+#define JSON_COST_SCALAR 48      /* number, true, false, null */
+#define JSON_COST_STRING 96      /* string or key, plus its length */
+#define JSON_COST_ARRAY 144
+#define JSON_COST_OBJECT 256
 
 struct scan_ctx {
 	struct vfy_ctx *c;
@@ -167,15 +181,54 @@ static int json_walk(struct json_scan *js, json_t *v, const char *ptr, int depth
 	return rc;
 }
 
+/* The bytes jansson would take to hold buf[0..n) as a tree, estimated in
+ * one pass without building it.  Malformed input is costed all the same:
+ * the parser that follows reports it. */
+static uint64_t json_tree_cost(const char *b, size_t n)
+{
+	uint64_t cost = 0;
+	bool in_scalar = false;
+	size_t i, start;
+
+	for (i = 0; i < n; i++) {
+		char ch = b[i];
+
+		if (ch == '"') {
+			for (start = i++; i < n && b[i] != '"'; i++)
+				i += b[i] == '\\';
+			cost += JSON_COST_STRING + (i - start);
+			in_scalar = false;
+		} else if (ch == '[' || ch == '{') {
+			cost += ch == '[' ? JSON_COST_ARRAY : JSON_COST_OBJECT;
+			in_scalar = false;
+		} else if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == ',' ||
+			   ch == ':' || ch == ']' || ch == '}') {
+			in_scalar = false;
+		} else if (!in_scalar) {
+			cost += JSON_COST_SCALAR;
+			in_scalar = true;
+		}
+	}
+	return cost;
+}
+
 /* A JSON file; count: its numbers are literal data (all but selftest.json,
  * whose golden numbers are TRV-5's to prove). */
 static int scan_json(struct vfy_ctx *c, const char *path, const char *buf, size_t len, bool count)
 {
 	struct json_scan js = {.c = c, .path = path, .count = count};
 	json_error_t je;
-	json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
+	json_t *root;
+	uint64_t cost = json_tree_cost(buf, len);
 	int rc;
 
+	if (cost > JSON_TREE_MAX)
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "json-over-budget", path, 0,
+				     "%s would take about %llu MiB of memory to check (its values "
+				     "are many and small), over the %u MiB budget: a tokenizer or "
+				     "configuration is not this shape; regenerate it", path,
+				     (unsigned long long)(cost >> 20), JSON_TREE_MAX >> 20);
+	root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
 	if (!root)
 		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "config-unparsable", path, je.line,
 				     "%s is not valid JSON (duplicate keys are rejected): %s", path,

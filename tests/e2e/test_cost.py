@@ -119,3 +119,50 @@ def test_build_filter_of_many_removed_names_in_time(nexus, tmp_path):
     except subprocess.TimeoutExpired:
         pytest.fail("the build's filter did not finish in 40 s")
     assert r.returncode == 0, r.stderr
+
+
+def verify_rss(nexus, b):
+    """verify --json --no-sandbox, its report and its own peak RSS in MiB."""
+    import json
+    import os
+    env = dict(os.environ, NEXUS_RUNTIME_DIR=str(b.runtime_dir))
+    p = subprocess.Popen([nexus, "verify", "--json", "--no-sandbox", str(b.root)],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    out = p.stdout.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return p.returncode, json.loads(out), ru.ru_maxrss / 1024
+
+
+def tokenizer_with(b, key, text):
+    import json
+    tj = json.loads(b.path("model/tokenizer/tokenizer.json").read_text())
+    tj["model"][key] = "@@"
+    b.write("model/tokenizer/tokenizer.json", json.dumps(tj).replace('"@@"', text))
+    b.regen_manifest()
+
+
+@pytest.mark.parametrize("shape,count", [("{}", 2_000_000), ("[]", 3_000_000), ("0", 8_000_000)])
+def test_json_of_many_small_values_fails_within_memory_budget(nexus, bundle, shape, count):  # noqa: F811
+    """A tokenizer.json of a few MiB whose parsed tree would take gigabytes
+    (230 bytes per `{}`) FAILs json-over-budget before it is built."""
+    tokenizer_with(bundle, "extra", "[" + ",".join([shape] * count) + "]")
+    rc, rep = verify(nexus, bundle, timeout=60)
+    assert rc == 1
+    assert any(f["code"] == "json-over-budget" and f["severity"] == "FAIL"
+               for f in rep["findings"]), rep["findings"]
+
+
+def test_real_shaped_large_tokenizer_passes_under_256_mib(nexus, bundle):  # noqa: F811
+    """250,000 tokens and 250,000 merges (a large real BPE): no alarm, and
+    verify stays under its 256 MiB budget."""
+    import json
+    tj = json.loads(bundle.path("model/tokenizer/tokenizer.json").read_text())
+    tj["model"]["vocab"] = {f"tok{i}": i for i in range(250_000)}
+    tj["model"]["merges"] = [f"t{i} x{i}" for i in range(250_000)]
+    bundle.write("model/tokenizer/tokenizer.json", json.dumps(tj))
+    bundle.regen_manifest()
+    rc, rep, rss = verify_rss(nexus, bundle)
+    assert rc in (0, 1)
+    assert "json-over-budget" not in {f["code"] for f in rep["findings"]}
+    assert rss is not None and rss < 256, rss
