@@ -123,6 +123,16 @@ int nx_verify_bundle(nx_report **out, int bundle_dirfd, const char *bundle_path,
 int nx_report_new(nx_report **out, const char *bundle_path, nx_error *err);
 
 /*
+ * The report of a verify stopped because check `check` ran past its time
+ * budget of `budget` seconds: one FAIL finding, check-over-budget.  For a
+ * caller that watches nx_verify_bundle's progress and must answer instead
+ * of waiting (the library cannot stop a check from outside).  0, or
+ * NX_ENOMEM with *out untouched.
+ */
+int nx_report_over_budget(nx_report **out, const char *bundle_path, const char *check,
+			  double budget, nx_error *err);
+
+/*
  * Add a finding (strings copied; path may be NULL).  Past
  * NX_REPORT_FINDINGS_MAX findings only the counters and the verdict change.
  * Returns 0 or NX_ENOMEM.

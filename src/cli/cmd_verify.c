@@ -2,10 +2,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -18,8 +20,15 @@
 enum {
 	OPT_JSON = 1, OPT_STRICT, OPT_PUBKEY, OPT_REQUIRE_SIG, OPT_TEACHER, OPT_NO_SANDBOX,
 	OPT_MAX_MODEL, OPT_TRUSTED_LIST, OPT_TERM, OPT_MAX_LEAK, OPT_SANDBOX, OPT_ALLOW_NO_SANDBOX,
-	OPT_SANDBOX_MEMORY,
+	OPT_SANDBOX_MEMORY, OPT_TIME_BUDGET,
 };
+
+/* Seconds one check may take (--time-budget).  Every check is linear in
+ * the bundle (docs/TRV.md "Cost"): hashing a 2 GiB model from a slow disk
+ * at 10 MB/s stays well inside; the functional check's own timeouts (60 s
+ * selftest, 30 s imports) too. */
+#define TIME_BUDGET_DEFAULT 300.0
+#define TIME_BUDGET_MAX 86400.0
 
 static const struct cli_opt opts[] = {
 	{"json", 0, NULL, "print the report as one JSON document (schema nexus.verify.v1)", OPT_JSON},
@@ -40,6 +49,8 @@ static const struct cli_opt opts[] = {
 	 OPT_TRUSTED_LIST},
 	{"forbidden-term", 0, "TERM", "also forbid TERM (besides teacher, distillation, "
 	 "soft_targets); repeatable", OPT_TERM},
+	{"time-budget", 0, "SECONDS", "a check running longer FAILs (check-over-budget) "
+	 "instead of hanging (default 300)", OPT_TIME_BUDGET},
 	{0},
 };
 
@@ -70,15 +81,6 @@ static int parse_size(uint64_t *out, const char *s)
 	return -1;
 }
 
-/* The check under way, on a terminal (hashing a multi-GB model takes seconds). */
-static void on_progress(void *ctx, const char *check, bool done, double seconds)
-{
-	(void)ctx;
-	(void)seconds;
-	if (!done)
-		cli_status("verify", "%s...", check);
-}
-
 static void print_human(const nx_report *r, FILE *f)
 {
 	const struct nx_check_result *checks;
@@ -104,6 +106,88 @@ static void print_human(const nx_report *r, FILE *f)
 	fprintf(f, "\nverdict: %s\n", nx_report_verdict(r));
 }
 
+/*
+ * The watchdog: a thread that holds the deadline of the check under way
+ * (told by the progress callback).  A check past its budget ends verify
+ * with a FAIL report naming it (check-over-budget) and exit 1: a gate must
+ * answer, and an input that makes a check slow is an attack on the gate.
+ * The library cannot be stopped mid-check, so the process exits; what the
+ * other checks found is lost, the verdict is FAIL either way.
+ */
+struct watchdog {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	const char *check;          /* under way, or NULL */
+	struct timespec deadline;   /* CLOCK_MONOTONIC */
+	double budget;
+	bool json, quit;
+	const char *bundle;
+};
+
+static void over_budget(struct watchdog *w)
+{
+	nx_report *r = NULL;
+	char *json = NULL;
+
+	cli_status("verify", NULL);
+	if (nx_report_over_budget(&r, w->bundle, w->check, w->budget, NULL))
+		fprintf(stderr, "nexus verify: the %s check ran past its time budget; verdict: FAIL\n",
+			w->check);
+	else if (!w->json)
+		print_human(r, stdout);
+	else if (!nx_report_json(&json, r, NULL))
+		printf("%s\n", json);
+	fflush(stdout);
+	_exit(1);
+}
+
+static void *watchdog_main(void *arg)
+{
+	struct watchdog *w = arg;
+
+	pthread_mutex_lock(&w->mu);
+	while (!w->quit) {
+		if (!w->check)
+			pthread_cond_wait(&w->cv, &w->mu);
+		else if (pthread_cond_timedwait(&w->cv, &w->mu, &w->deadline) == ETIMEDOUT &&
+			 w->check)
+			over_budget(w);   /* does not return; the lock stays held */
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+static void watchdog_stop(struct watchdog *w, pthread_t t)
+{
+	pthread_mutex_lock(&w->mu);
+	w->quit = true;
+	w->check = NULL;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(t, NULL);
+}
+
+/* A check starts (done false) or ends: arm or disarm the watchdog. */
+static void on_progress(void *ctx, const char *check, bool done, double seconds)
+{
+	struct watchdog *w = ctx;
+	double end;
+
+	(void)seconds;
+	if (!done)
+		cli_status("verify", "%s...", check);
+	pthread_mutex_lock(&w->mu);
+	w->check = done ? NULL : check;
+	if (!done) {
+		clock_gettime(CLOCK_MONOTONIC, &w->deadline);
+		end = (double)w->deadline.tv_nsec / 1e9 + w->budget;
+		w->deadline.tv_sec += (time_t)end;
+		w->deadline.tv_nsec = (long)((end - (double)(time_t)end) * 1e9);
+	}
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
 static int run(const struct cli_verb *verb, int argc, char **argv)
 {
 	const char *teachers[LIST_MAX], *terms[LIST_MAX];
@@ -113,7 +197,12 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	nx_report *r = NULL;
 	int rc;
 	char *rt = NULL, *json = NULL;
-	bool as_json = false;
+	bool as_json = false, watching = false;
+	struct watchdog wd = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL,
+			       { 0, 0 }, TIME_BUDGET_DEFAULT, false, false, NULL };
+	pthread_condattr_t ca;
+	pthread_t wd_thread;
+	char *end;
 	const char *sandbox = NULL, *sandbox_mem = NULL;
 	nx_error err;
 	size_t nkeys = 0, i;
@@ -146,6 +235,16 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 				status = cli_usage(verb, "--max-leak-bytes: '%s' is not a size of at "
 						   "most %u bytes (the budget can only be lowered)",
 						   p.optarg, NX_BUDGET_DEFAULT);
+				goto out;
+			}
+			break;
+		case OPT_TIME_BUDGET:
+			errno = 0;
+			wd.budget = strtod(p.optarg, &end);
+			if (errno || end == p.optarg || *end || !(wd.budget > 0) ||
+			    wd.budget > TIME_BUDGET_MAX) {
+				status = cli_usage(verb, "--time-budget: '%s' is not a number of "
+						   "seconds (0 < s <= %.0f)", p.optarg, TIME_BUDGET_MAX);
 				goto out;
 			}
 			break;
@@ -189,8 +288,22 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 		status = cli_fail(verb->name, &err);
 		goto out;
 	}
+	wd.json = as_json;
+	wd.bundle = p.pos[0];
+	/* deadlines on the monotonic clock: a clock step must not fire one */
+	if (pthread_condattr_init(&ca) || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) ||
+	    pthread_cond_init(&wd.cv, &ca) ||
+	    (errno = pthread_create(&wd_thread, NULL, watchdog_main, &wd)) != 0) {
+		nx_error_errno(&err, NX_EIO, errno, NULL, "cannot start the time-budget watchdog");
+		status = cli_fail(verb->name, &err);
+		goto out;
+	}
+	watching = true;
 	vo.progress = on_progress;
+	vo.progress_ctx = &wd;
 	rc = nx_verify_bundle(&r, dfd, p.pos[0], &vo, &err);
+	watchdog_stop(&wd, wd_thread);
+	watching = false;
 	cli_status(verb->name, NULL);
 	if (rc) {
 		status = cli_fail(verb->name, &err);
@@ -210,6 +323,8 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	else if (!strcmp(nx_report_verdict(r), "WARN") && vo.strict)
 		status = 1;
 out:
+	if (watching)
+		watchdog_stop(&wd, wd_thread);
 	if (fflush(stdout) && !status)
 		status = 3;
 	for (i = 0; i < nkeys; i++)
@@ -233,7 +348,8 @@ const struct cli_verb cmd_verify = {
 	"trusted runtime in $NEXUS_RUNTIME_DIR or <prefix>/libexec/nexus), code (TRV-2),\n"
 	"weights (TRV-3), size (TRV-4), functional (TRV-5).  Every finding has a stable\n"
 	"code explained in docs/TRV.md.  Verdict PASS/WARN exits 0 (WARN exits 1 with\n"
-	"--strict), FAIL exits 1.",
+	"--strict), FAIL exits 1.  A check running past --time-budget seconds stops\n"
+	"verify with a FAIL (check-over-budget).",
 	.opts = opts,
 	.run = run,
 };

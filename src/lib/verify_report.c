@@ -32,6 +32,26 @@ out_nomem:
 	return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory creating a report");
 }
 
+int nx_report_over_budget(nx_report **out, const char *bundle_path, const char *check,
+			  double budget, nx_error *err)
+{
+	nx_report *r = NULL;
+	int rc = nx_report_new(&r, bundle_path, err);
+
+	if (rc)
+		return rc;
+	if (nx_report_add(r, check, NX_SEV_FAIL, "check-over-budget", NULL, 0,
+			  "the %s check ran past its time budget of %g s and was stopped: the "
+			  "bundle is shaped to make it slow, or the disk is very slow (raise "
+			  "--time-budget)", check, budget) ||
+	    nx_report_check(r, check, false, budget)) {
+		nx_report_free(r);
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory creating a report");
+	}
+	*out = r;
+	return 0;
+}
+
 const char *nx_severity_name(enum nx_severity s)
 {
 	return s == NX_SEV_FAIL ? "FAIL" : s == NX_SEV_WARN ? "WARN" : "INFO";

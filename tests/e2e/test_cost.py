@@ -121,17 +121,18 @@ def test_build_filter_of_many_removed_names_in_time(nexus, tmp_path):
     assert r.returncode == 0, r.stderr
 
 
-def verify_rss(nexus, b):
-    """verify --json --no-sandbox, its report and its own peak RSS in MiB."""
+def verify_rss(nexus, b, tmp):
+    """verify --json --no-sandbox: exit status, report, and its own peak RSS
+    in MiB, taken by bench/rusage.c (a child forked from this Python process
+    would carry the process's RSS into ru_maxrss)."""
     import json
     import os
+    from conftest import ROOT
+    tool, out = tmp / "rusage", tmp / "rss"
+    subprocess.run(["cc", "-O2", "-o", tool, ROOT / "bench" / "rusage.c"], check=True)
     env = dict(os.environ, NEXUS_RUNTIME_DIR=str(b.runtime_dir))
-    p = subprocess.Popen([nexus, "verify", "--json", "--no-sandbox", str(b.root)],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-    out = p.stdout.read()
-    _, status, ru = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    return p.returncode, json.loads(out), ru.ru_maxrss / 1024
+    r = run(tool, out, nexus, "verify", "--json", "--no-sandbox", b.root, env=env, timeout=120)
+    return r.returncode, json.loads(r.stdout), int(out.read_text()) / 1024
 
 
 def tokenizer_with(b, key, text):
@@ -153,7 +154,7 @@ def test_json_of_many_small_values_fails_within_memory_budget(nexus, bundle, sha
                for f in rep["findings"]), rep["findings"]
 
 
-def test_real_shaped_large_tokenizer_passes_under_256_mib(nexus, bundle):  # noqa: F811
+def test_real_shaped_large_tokenizer_passes_under_256_mib(nexus, bundle, tmp_path):  # noqa: F811
     """250,000 tokens and 250,000 merges (a large real BPE): no alarm, and
     verify stays under its 256 MiB budget."""
     import json
@@ -162,7 +163,37 @@ def test_real_shaped_large_tokenizer_passes_under_256_mib(nexus, bundle):  # noq
     tj["model"]["merges"] = [f"t{i} x{i}" for i in range(250_000)]
     bundle.write("model/tokenizer/tokenizer.json", json.dumps(tj))
     bundle.regen_manifest()
-    rc, rep, rss = verify_rss(nexus, bundle)
+    rc, rep, rss = verify_rss(nexus, bundle, tmp_path)
     assert rc in (0, 1)
     assert "json-over-budget" not in {f["code"] for f in rep["findings"]}
     assert rss is not None and rss < 256, rss
+
+
+def test_check_past_its_time_budget_fails_instead_of_hanging(nexus, bundle):  # noqa: F811
+    """--time-budget: a check that runs longer stops verify with a FAIL
+    report naming it (a 250,000-token tokenizer takes the allowlist and code
+    checks well over 10 ms), in both output forms; the default budget lets
+    the same bundle through."""
+    import json
+    import os
+    tj = json.loads(bundle.path("model/tokenizer/tokenizer.json").read_text())
+    tj["model"]["vocab"] = {f"tok{i}": i for i in range(250_000)}
+    bundle.write("model/tokenizer/tokenizer.json", json.dumps(tj))
+    bundle.regen_manifest()
+    env = dict(os.environ, NEXUS_RUNTIME_DIR=str(bundle.runtime_dir))
+    r = run(nexus, "verify", "--json", "--no-sandbox", "--time-budget", "0.01", bundle.root,
+            env=env, timeout=60)
+    assert r.returncode == 1, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["verdict"] == "FAIL"
+    [f] = rep["findings"]
+    assert f["code"] == "check-over-budget" and f["severity"] == "FAIL"
+    assert f["check"] in {c["id"] for c in rep["checks"]}
+    r = run(nexus, "verify", "--no-sandbox", "--time-budget", "0.01", bundle.root, env=env,
+            timeout=60)
+    assert r.returncode == 1 and "check-over-budget" in r.stdout and "verdict: FAIL" in r.stdout
+    rc, rep = verify(nexus, bundle, timeout=60)
+    assert rc == 0, rep["findings"]
+    for bad in ("0", "-1", "x", "1e9"):
+        r = run(nexus, "verify", "--time-budget", bad, bundle.root, env=env)
+        assert r.returncode == 2 and "--time-budget" in r.stderr
