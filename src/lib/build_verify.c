@@ -11,6 +11,10 @@
  * same sandbox moments ago.  Everything else - the tree, modes, allowlist,
  * code, weights, size, the Python imports in the sandbox - is checked
  * exactly as `nexus verify` checks it.  See docs/BENCHMARKS.md.
+ *
+ * A signed build publishes only what the deployment gate passes: `nexus
+ * verify --strict --require-signature --teacher ...` (tests/e2e/
+ * test_insider.py), so a WARN blocks it too.
  */
 #include "build_int.h"
 
@@ -26,7 +30,7 @@ int build_verify(struct build *b)
 	nx_report *rep = NULL;
 	nx_key *signer = NULL;
 	const struct nx_finding *f;
-	size_t i, n, nfail = 0;
+	size_t i, n, nfail = 0, nwarn = 0;
 	int rc;
 
 	rc = nx_stage_seal(b->stage, b->err);
@@ -54,12 +58,22 @@ int build_verify(struct build *b)
 	if (rc)
 		goto out;
 	f = nx_report_findings(rep, &n);
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		nfail += f[i].severity == NX_SEV_FAIL;
+		nwarn += f[i].severity == NX_SEV_WARN;
+	}
 	if (strcmp(nx_report_verdict(rep), "FAIL") == 0)
 		rc = nx_error_set(b->err, NX_ECHECK, b->opts->output, 0, -1,
 				  "self-verification failed with %zu finding(s); nothing was "
 				  "published (see the findings above, or docs/TRV.md)", nfail);
+	/* A signed bundle is one the deployment gate will see with --strict,
+	 * where a WARN fails: signing it would publish what the gate refuses. */
+	else if (signer && nwarn)
+		rc = nx_error_set(b->err, NX_ECHECK, b->opts->output, 0, -1,
+				  "self-verification found %zu warning(s), which fail `nexus verify "
+				  "--strict`; a signed bundle must pass it, so nothing was published "
+				  "(fix them - see the findings above, or docs/TRV.md - or build "
+				  "without --key)", nwarn);
 	if (b->opts->report) {
 		*b->opts->report = rep;
 		rep = NULL;
