@@ -99,6 +99,14 @@ def teacher_layer_copied(root):
                               helper.make_node("Add", ["pooled0", "nothing"], ["pooled"])])
 
 
+def random_output(root):
+    """Logits plus noise drawn on every run: the golden outputs the build
+    wrote once are not what the gate's selftest computes again."""
+    student_with(root, extra_nodes=[
+        helper.make_node("RandomUniformLike", ["pooled0"], ["noise"], low=0.0, high=1.0),
+        helper.make_node("Add", ["pooled0", "noise"], ["pooled"])])
+
+
 def legacy_pickle_teacher(root):
     """teacher.pt as a legacy (non-zip) pickle: it cannot be fingerprinted."""
     (root / "checkpoints/teacher.pt").write_bytes(
@@ -160,6 +168,9 @@ CASES = {
     "size": {
         "teacher layer carried and zeroed": teacher_layer_copied,
         "teacher checkpoint that cannot be fingerprinted": legacy_pickle_teacher,
+    },
+    "functional": {
+        "outputs that change on every run": random_output,
     },
     "cost": {
         "tokenizer.json of many small values": lambda r: tokenizer_extra(
