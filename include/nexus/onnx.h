@@ -33,12 +33,14 @@
 extern "C" {
 #endif
 
-#define NX_ONNX_TENSORS_MAX 1000000   /* initializers + attribute tensors */
+#define NX_ONNX_TENSORS_MAX 250000    /* initializers + attribute tensors (verify's 256 MiB) */
 #define NX_ONNX_VALUES_MAX 100000     /* graph inputs / outputs */
 #define NX_ONNX_ENTRIES_MAX 100000    /* opsets, metadata entries, op domains */
 #define NX_ONNX_DIMS_MAX 64           /* rank of a tensor or value */
 #define NX_ONNX_NAME_MAX 65536        /* bytes of a name kept in the summary */
-#define NX_ONNX_HELD_MAX (256u << 20) /* bytes of names held while walking */
+#define NX_ONNX_HELD_MAX (64u << 20)  /* bytes of names held while walking, each
+                                        * counted with NX_ONNX_HELD_OVERHEAD */
+#define NX_ONNX_HELD_OVERHEAD 48      /* allocator and set slots per name held */
 #define NX_ONNX_SCOPE_MAX 1024        /* bytes of a scope path (truncated) */
 #define NX_ONNX_VISIT_STRINGS_MAX 100000 /* string_data entries visited per tensor */
 

@@ -17,12 +17,12 @@ int strset_add(struct walk *w, struct strset *s, const char *str)
 
 	if (nx_strset_has(s, str))
 		return 0;
-	if (w->held + len + 1 > NX_ONNX_HELD_MAX)
+	if (w->held + len + NX_ONNX_HELD_OVERHEAD > NX_ONNX_HELD_MAX)
 		return nx_error_set(w->err, NX_ELIMIT, w->f.path, 0, -1,
 				    "the model's names exceed %u bytes", NX_ONNX_HELD_MAX);
 	if (nx_strset_add(s, str, NULL))
 		return nx_error_set(w->err, NX_ENOMEM, w->f.path, 0, -1, "out of memory");
-	w->held += len + 1;
+	w->held += len + NX_ONNX_HELD_OVERHEAD;
 	return 0;
 }
 

@@ -54,12 +54,12 @@ int walk_string(struct walk *w, const struct nx_pb_field *fld, enum nx_onnx_str_
 		return WALK_STOP;
 	}
 	if (out) {
-		if (w->held + len + 1 > NX_ONNX_HELD_MAX) {
+		if (w->held + len + NX_ONNX_HELD_OVERHEAD > NX_ONNX_HELD_MAX) {
 			free(s);
 			return nx_error_set(w->err, NX_ELIMIT, w->f.path, 0, -1,
 					    "the model's names exceed %u bytes", NX_ONNX_HELD_MAX);
 		}
-		w->held += len + 1;
+		w->held += len + NX_ONNX_HELD_OVERHEAD;
 		free(*out);
 		*out = s;
 	} else {

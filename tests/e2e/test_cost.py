@@ -197,3 +197,41 @@ def test_check_past_its_time_budget_fails_instead_of_hanging(nexus, bundle):  # 
     for bad in ("0", "-1", "x", "1e9"):
         r = run(nexus, "verify", "--time-budget", bad, bundle.root, env=env)
         assert r.returncode == 2 and "--time-budget" in r.stderr
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        out.append((n & 0x7f) | (0x80 if n > 0x7f else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def ld(field, payload):
+    """A length-delimited protobuf field."""
+    return varint(field << 3 | 2) + varint(len(payload)) + payload
+
+
+def model_with_initializers(n, name_len):
+    """The fixture student plus n one-float initializers, encoded directly
+    (the onnx helpers take minutes for half a million tensors)."""
+    m = bf.student_model()
+    graph = m.graph.SerializeToString()
+    extra = b"".join(
+        ld(5, b"\x08\x01\x10\x01" + ld(4, b"\x00\x00\x00\x3f") + ld(8, f"x{i:x}".ljust(
+            name_len, "q").encode())) for i in range(n))
+    m.ClearField("graph")
+    return m.SerializeToString() + ld(7, graph + extra)
+
+
+@pytest.mark.parametrize("n,name_len", [(500_000, 8), (240_000, 40)])
+def test_many_tensors_verify_within_256_mib(nexus, bundle, tmp_path, n, name_len):  # noqa: F811
+    """Half a million tiny initializers took verify to 300 MB; the tensor
+    count (250,000) and the bytes of names held (64 MiB, with what the
+    allocator and the sets add per name) are capped so that the walk's
+    summary stays near 160 MiB, and it is never held beside a JSON tree."""
+    bundle.smuggle("model/student_model.onnx", model_with_initializers(n, name_len))
+    rc, rep, rss = verify_rss(nexus, bundle, tmp_path)
+    assert rc == 1
+    assert rss < 256, rss
