@@ -71,6 +71,12 @@ long vfy_find(const struct vfy_ctx *c, const char *path);
  * the distinct files took minutes on 200,000 tensors.)  0 or NX_ENOMEM.
  */
 int vfy_external_by_file(size_t **out, size_t *nout, const nx_onnx_summary *s);
+/*
+ * Would jansson's tree of this JSON text exceed the code check's budget
+ * (128 MiB)?  Then nothing may parse it: the code check reports it
+ * (json-over-budget), every other reader skips it.
+ */
+bool vfy_json_over_budget(const char *buf, size_t len);
 /* Case-insensitive substring search of any term in s[0..len); the term or NULL. */
 const char *vfy_term_in(const struct vfy_ctx *c, const char *s, size_t len);
 

@@ -231,11 +231,13 @@ int vfy_tokjson_residual(struct vfy_ctx *c, const char *path, const char *buf, s
 {
 	struct walk w = {.c = c, .path = path, .b = b, .err = err};
 	json_error_t je;
-	json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
+	json_t *root;
 	int rc;
 
 	*failed = true;
-	if (!root)
+	if (vfy_json_over_budget(buf, len))
+		return 0;   /* json-over-budget, from check code */
+	if (!(root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je)))
 		return 0;   /* config-unparsable, from check code */
 	if (!json_is_object(root))
 		rc = fail(&w, "%s: %s is not a JSON object", path, "the document");

@@ -143,15 +143,24 @@ def tokenizer_with(b, key, text):
     b.regen_manifest()
 
 
-@pytest.mark.parametrize("shape,count", [("{}", 2_000_000), ("[]", 3_000_000), ("0", 8_000_000)])
-def test_json_of_many_small_values_fails_within_memory_budget(nexus, bundle, shape, count):  # noqa: F811
-    """A tokenizer.json of a few MiB whose parsed tree would take gigabytes
-    (230 bytes per `{}`) FAILs json-over-budget before it is built."""
-    tokenizer_with(bundle, "extra", "[" + ",".join([shape] * count) + "]")
-    rc, rep = verify(nexus, bundle, timeout=60)
+@pytest.mark.parametrize("where,shape,count", [
+    ("tokenizer", "{}", 2_000_000), ("tokenizer", "[]", 3_000_000), ("tokenizer", "0", 8_000_000),
+    ("selftest", "{}", 2_000_000)])
+def test_json_of_many_small_values_fails_within_memory_budget(nexus, bundle, tmp_path,  # noqa: F811
+                                                              where, shape, count):
+    """A tokenizer.json or selftest.json of a few MiB whose parsed tree would
+    take gigabytes (230 bytes per `{}`) FAILs json-over-budget, and no check
+    builds that tree: verify stays under 256 MiB."""
+    text = "[" + ",".join([shape] * count) + "]"
+    if where == "tokenizer":
+        tokenizer_with(bundle, "extra", text)
+    else:
+        bundle.smuggle("config/selftest.json", text)
+    rc, rep, rss = verify_rss(nexus, bundle, tmp_path)
     assert rc == 1
     assert any(f["code"] == "json-over-budget" and f["severity"] == "FAIL"
                for f in rep["findings"]), rep["findings"]
+    assert rss < 256, rss
 
 
 def test_real_shaped_large_tokenizer_passes_under_256_mib(nexus, bundle, tmp_path):  # noqa: F811
