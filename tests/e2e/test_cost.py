@@ -77,14 +77,16 @@ def test_collision_generator_collides():
 
 @pytest.mark.parametrize("shape", ["from", "tuple", "call"])
 def test_long_statement_scans_in_linear_time(nexus, bundle, shape):  # noqa: F811
-    """200,000 names in one statement (the quadratic scan needed minutes)."""
+    """200,000 names in one statement (the quadratic scan needed minutes):
+    the code check answers in time, and clean (the file is far over the
+    leak budget, which is another check's verdict)."""
     ns = ", ".join(names(200_000))
     text = {"from": f"from os import {ns}\n", "tuple": f"x = ({ns})\n",
             "call": f"f({ns})\n"}[shape]
     bundle.write("src/utils.py", text)
     bundle.regen_manifest()
     rc, rep = verify(nexus, bundle, timeout=20)
-    assert rc == 0, rep["findings"]
+    assert {c["id"]: c["status"] for c in rep["checks"]}["code"] == "PASS", rep["findings"]
 
 
 def colliding_model(n):
@@ -182,7 +184,7 @@ def test_check_past_its_time_budget_fails_instead_of_hanging(nexus, bundle):  # 
     """--time-budget: a check that runs longer stops verify with a FAIL
     report naming it (a 250,000-token tokenizer takes the allowlist and code
     checks well over 10 ms), in both output forms; the default budget lets
-    the same bundle through."""
+    every check of the same bundle finish."""
     import json
     import os
     tj = json.loads(bundle.path("model/tokenizer/tokenizer.json").read_text())
@@ -202,7 +204,7 @@ def test_check_past_its_time_budget_fails_instead_of_hanging(nexus, bundle):  # 
             timeout=60)
     assert r.returncode == 1 and "check-over-budget" in r.stdout and "verdict: FAIL" in r.stdout
     rc, rep = verify(nexus, bundle, timeout=60)
-    assert rc == 0, rep["findings"]
+    assert "check-over-budget" not in {f["code"] for f in rep["findings"]}
     for bad in ("0", "-1", "x", "1e9"):
         r = run(nexus, "verify", "--time-budget", bad, bundle.root, env=env)
         assert r.returncode == 2 and "--time-budget" in r.stderr
