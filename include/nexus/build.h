@@ -87,6 +87,8 @@ struct nx_build_opts {
 	nx_build_stage_fn on_stage;
 	void *stage_ctx;
 	bool no_fsync;              /* publish without fsync (nx_stage_set_nosync) */
+	bool strict;                /* self-verify as `nexus verify --strict` does (e.g. no
+				       teacher: is FAIL no-teacher-fingerprint) */
 };
 
 struct nx_build_file {

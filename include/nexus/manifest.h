@@ -24,19 +24,62 @@ extern "C" {
 #endif
 
 #define NX_MANIFEST_NAME "manifest.json"
+/*
+ * schema_version: "1.0" is SPEC.md §3 exactly (no "policy", no "runtime");
+ * "1.1" adds both, and both are then required.  Readers accept the two and
+ * nothing else; writers write "1.1" whenever they record a policy.
+ */
 #define NX_MANIFEST_SCHEMA "1.0"
+#define NX_MANIFEST_SCHEMA_1_1 "1.1"
 #define NX_MANIFEST_SIGNED_PREFIX "nexus-manifest-v1\n"
 #define NX_MANIFEST_MAX (16u << 20)        /* bytes of manifest.json */
 #define NX_MANIFEST_FILES_MAX 65536        /* entries of "files" */
 #define NX_MANIFEST_PATH_MAX 1024          /* bytes of one path */
 #define NX_MANIFEST_COMPONENT_MAX 255      /* bytes of one path component */
 #define NX_MANIFEST_STRING_MAX 4096        /* bytes of any other string value */
+#define NX_MANIFEST_LIST_MAX 1024          /* entries of each list in "policy" */
+#define NX_MANIFEST_RUNTIME_FILES_MAX 64   /* entries of "runtime.files" */
 
 struct nx_manifest_file {
 	char *path;
 	unsigned char sha256[NX_SHA256_LEN];
 	uint64_t size;
 };
+
+struct nx_manifest_shared {
+	char *name;    /* student tensor allowed to equal a teacher tensor */
+	char *reason;  /* why, as nexus.yaml gives it */
+};
+
+/*
+ * "policy" (schema 1.1): what the build enforced, so that `nexus verify`
+ * enforces the same (docs/FORMAT.md §1.1).  Numbers that are not whole are
+ * serialized as strings ("%.9g") so the canonical form stays one fixed
+ * spelling in C and Python alike.
+ */
+typedef struct nx_manifest_policy {
+	char *nexus_version;          /* of the nexus that built and checked */
+	uint64_t max_model_bytes;     /* limits.max_model_bytes */
+	double size_slack;            /* limits.size_slack, 0..1 */
+	double selftest_tolerance;    /* config/selftest.json's tolerance, 0..0.01 */
+	char **forbidden_terms; size_t nforbidden_terms;   /* configured extras */
+	char **forbidden_imports; size_t nforbidden_imports;
+	char **python_packages; size_t npython_packages;   /* runtime.yaml's */
+	struct nx_manifest_shared *allow_shared; size_t nallow_shared;
+	uint64_t teacher_files;       /* teacher files fingerprinted; 0 = none */
+} nx_manifest_policy;
+
+/* "runtime" (schema 1.1): the nexus runtime packaged in bin/ and lib/. */
+struct nx_manifest_runtime_file {
+	char *path;                   /* "bin/nexus_cli" or "lib/<name>" */
+	unsigned char sha256[NX_SHA256_LEN];
+};
+
+typedef struct nx_manifest_runtime {
+	char *version;                /* nexus version of the runtime */
+	struct nx_manifest_runtime_file *files; /* sorted by path; each also in files[] */
+	size_t nfiles;
+} nx_manifest_runtime;
 
 typedef struct nx_manifest {
 	char *schema_version;   /* "1.0" */
@@ -47,6 +90,8 @@ typedef struct nx_manifest {
 	struct nx_manifest_file *files; /* sorted by path (byte order), unique */
 	size_t nfiles;
 	char *signature;        /* "" when unsigned */
+	nx_manifest_policy *policy;   /* schema 1.1; NULL for 1.0 */
+	nx_manifest_runtime *runtime; /* schema 1.1; NULL for 1.0 */
 } nx_manifest;
 
 /*
@@ -60,6 +105,21 @@ int nx_manifest_new(nx_manifest **out, nx_error *err);
  * value.  NX_ENOMEM leaves *field unchanged.
  */
 int nx_manifest_set(nx_manifest *m, char **field, const char *value, nx_error *err);
+
+/*
+ * Record policy and runtime (both taken over: m frees them; on error they
+ * are freed here) and set schema_version "1.1".  runtime lists, with their
+ * digests from m->files, every file of m under bin/ and lib/, so call it
+ * after the last nx_manifest_add_file.  NX_ENOMEM.
+ */
+int nx_manifest_set_v11(nx_manifest *m, nx_manifest_policy *policy, const char *runtime_version,
+			nx_error *err);
+
+/* Free a policy and everything it owns.  Accepts NULL. */
+void nx_manifest_policy_free(nx_manifest_policy *p);
+
+/* True for a runtime path: "bin/nexus_cli" or "lib/<one component>". */
+bool nx_manifest_is_runtime_path(const char *path);
 
 /*
  * Add a file entry (the path is copied), keeping files sorted.  NX_EUNSAFE
@@ -97,7 +157,10 @@ int nx_manifest_signed_bytes(char **out, size_t *out_len, const nx_manifest *m,
  * Strict parse of len bytes (buf need not be NUL-terminated; path is for
  * messages).  Rejects, with NX_EFORMAT naming the key or entry: invalid JSON,
  * duplicate keys, trailing data, a missing or unknown key at any level,
- * wrong types, schema_version other than "1.0", a bundle_id that is not one
+ * wrong types, schema_version other than "1.0" and "1.1", "policy" or
+ * "runtime" missing under 1.1 or present under 1.0, a runtime file not
+ * listed in files with the same digest (or a bin/ or lib/ file of files
+ * missing from runtime), a bundle_id that is not one
  * path component, a build_timestamp not of the form YYYY-MM-DDTHH:MM:SSZ,
  * strings with control characters or longer than NX_MANIFEST_STRING_MAX,
  * sha256 not 64 lower-case hex digits, size_bytes not a non-negative

@@ -34,6 +34,7 @@ enum nx_check_status { NX_CHECK_PASS, NX_CHECK_WARN, NX_CHECK_FAIL, NX_CHECK_SKI
 /* The check ids, in the order they run and are reported. */
 #define NX_CHECK_INTEGRITY "integrity"
 #define NX_CHECK_SIGNATURE "signature"
+#define NX_CHECK_POLICY "policy"
 #define NX_CHECK_ALLOWLIST "allowlist"
 #define NX_CHECK_CODE "code"
 #define NX_CHECK_BUDGET "budget"
@@ -62,6 +63,27 @@ struct nx_check_result {
 
 /* Opaque: the checks run so far and their findings. */
 typedef struct nx_report nx_report;
+
+/*
+ * Fields of the manifest's signed policy (docs/FORMAT.md §1.1) that
+ * --override-policy may loosen: bits of nx_verify_opts.override_policy.
+ * Without the bit, verify's own limits can only tighten the recorded one.
+ */
+enum nx_policy_field {
+	NX_POLICY_MAX_MODEL_BYTES = 1 << 0,
+	NX_POLICY_SIZE_SLACK = 1 << 1,
+	NX_POLICY_FORBIDDEN_TERMS = 1 << 2,
+	NX_POLICY_FORBIDDEN_IMPORTS = 1 << 3,
+	NX_POLICY_ALLOW_SHARED = 1 << 4,
+	NX_POLICY_ALL = (1 << 5) - 1,
+};
+/* Names --override-policy accepts, comma-separated, for help and errors. */
+#define NX_POLICY_FIELD_NAMES \
+	"max_model_bytes, size_slack, forbidden_terms, forbidden_imports, allow_shared_tensors, all"
+
+/* The field called name (a policy key, or "all"): *out |= its bit.
+ * 0, or NX_EUSAGE naming the valid names. */
+int nx_verify_policy_field(unsigned *out, const char *name, nx_error *err);
 
 struct nx_verify_opts {
 	bool strict;                    /* recorded in the report; exit policy is the caller's */
@@ -94,8 +116,19 @@ struct nx_verify_opts {
 	enum nx_sandbox_backend sandbox; /* TRV-5's backend; NX_SANDBOX_AUTO = the first that runs */
 	bool allow_no_sandbox;          /* no usable backend: WARN instead of FAIL */
 	uint64_t sandbox_memory;        /* TRV-5's RLIMIT_AS; 0 = scaled to the model */
-	uint64_t max_model_bytes;       /* 0 = NX_VERIFY_MAX_MODEL_BYTES */
-	double size_slack;              /* < 0 = NX_VERIFY_SIZE_SLACK */
+	/* Verify's own limits.  With a recorded policy they only tighten it
+	 * (a looser value is reported and ignored) unless override_policy has
+	 * their bit. */
+	uint64_t max_model_bytes;       /* 0 = the policy's, else NX_VERIFY_MAX_MODEL_BYTES */
+	double size_slack;              /* < 0 = the policy's, else NX_VERIFY_SIZE_SLACK */
+	unsigned override_policy;       /* enum nx_policy_field bits: each a WARN finding */
+	/*
+	 * For nexus build's self-check only: the manifest's policy is the one
+	 * the caller just wrote, so it applies as if signed by a trusted key.
+	 * (Otherwise a policy looser than verify's defaults applies only when
+	 * the signature is valid for a --pubkey key.)
+	 */
+	bool trust_policy;
 	/* leak budget in bytes: 0 = NX_BUDGET_DEFAULT, which is also the
 	 * most any caller gets (a larger value counts as the default) */
 	uint64_t max_leak_bytes;

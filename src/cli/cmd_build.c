@@ -22,7 +22,7 @@
 #include "nexus/verify.h"
 
 enum { OPT_OUTPUT = 1, OPT_KEY, OPT_FORCE, OPT_JSON, OPT_NO_FSYNC, OPT_SANDBOX,
-       OPT_SANDBOX_MEMORY };
+       OPT_SANDBOX_MEMORY, OPT_STRICT };
 
 static const struct cli_opt opts[] = {
 	{ "output", 'o', "PATH", "bundle directory to create (default ./<bundle_id>)", OPT_OUTPUT },
@@ -34,6 +34,8 @@ static const struct cli_opt opts[] = {
 	{ "json", 0, NULL, "print one JSON document describing the bundle", OPT_JSON },
 	{ "no-fsync", 0, NULL, "publish without waiting for the disk (atomic, not durable: for "
 	  "throw-away CI hosts)", OPT_NO_FSYNC },
+	{ "strict", 0, NULL, "self-verify as 'nexus verify --strict': e.g. a workspace without "
+	  "teacher: fails (no-teacher-fingerprint)", OPT_STRICT },
 	{ 0 },
 };
 
@@ -254,6 +256,7 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 		case OPT_NO_FSYNC: o.no_fsync = true; break;
 		case OPT_SANDBOX: sandbox = p.optarg; break;
 		case OPT_SANDBOX_MEMORY: sandbox_mem = p.optarg; break;
+		case OPT_STRICT: o.strict = true; break;
 		}
 	}
 	if (k < 0)

@@ -20,7 +20,7 @@
 enum {
 	OPT_JSON = 1, OPT_STRICT, OPT_PUBKEY, OPT_REQUIRE_SIG, OPT_TEACHER, OPT_NO_SANDBOX,
 	OPT_MAX_MODEL, OPT_TRUSTED_LIST, OPT_TERM, OPT_MAX_LEAK, OPT_SANDBOX, OPT_ALLOW_NO_SANDBOX,
-	OPT_SANDBOX_MEMORY, OPT_TIME_BUDGET,
+	OPT_SANDBOX_MEMORY, OPT_TIME_BUDGET, OPT_OVERRIDE,
 };
 
 /* Seconds one check may take (--time-budget).  Every check is linear in
@@ -42,7 +42,8 @@ static const struct cli_opt opts[] = {
 	{"allow-no-sandbox", 0, NULL, "no usable sandbox backend is a WARN, not a FAIL",
 	 OPT_ALLOW_NO_SANDBOX},
 	{"sandbox-memory", 0, "SIZE", CLI_SANDBOX_MEMORY_HELP, OPT_SANDBOX_MEMORY},
-	{"max-model-bytes", 0, "N", "model size threshold, e.g. 500MiB (default 2GiB)", OPT_MAX_MODEL},
+	{"max-model-bytes", 0, "N", "model size threshold, e.g. 500MiB (default: the bundle's "
+	 "policy, else 2GiB); only tightens the policy", OPT_MAX_MODEL},
 	{"max-leak-bytes", 0, "N", "leak budget: information outside the weights, at most "
 	 "the default 64KiB (it can only be lowered)", OPT_MAX_LEAK},
 	{"trusted-list", 0, "FILE", "trusted runtime files as '<sha256>  <path>' lines",
@@ -51,6 +52,9 @@ static const struct cli_opt opts[] = {
 	 "soft_targets); repeatable", OPT_TERM},
 	{"time-budget", 0, "SECONDS", "a check running longer FAILs (check-over-budget) "
 	 "instead of hanging (default 300)", OPT_TIME_BUDGET},
+	{"override-policy", 0, "FIELD", "let verify's own value replace this field of the bundle's "
+	 "signed policy, even if looser (" NX_POLICY_FIELD_NAMES "); a WARN finding; repeatable",
+	 OPT_OVERRIDE},
 	{0},
 };
 
@@ -223,6 +227,12 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 		case OPT_SANDBOX: sandbox = p.optarg; break;
 		case OPT_ALLOW_NO_SANDBOX: vo.allow_no_sandbox = true; break;
 		case OPT_SANDBOX_MEMORY: sandbox_mem = p.optarg; break;
+		case OPT_OVERRIDE:
+			if (nx_verify_policy_field(&vo.override_policy, p.optarg, &err)) {
+				status = cli_usage(verb, "%s", err.message);
+				goto out;
+			}
+			break;
 		case OPT_MAX_MODEL:
 			if (parse_size(&vo.max_model_bytes, p.optarg)) {
 				status = cli_usage(verb, "--max-model-bytes: '%s' is not a size", p.optarg);

@@ -428,6 +428,7 @@ static void build_release(struct build *b)
 	nx_onnx_free(b->model);
 	nx_manifest_free(b->m);
 	nx_workspace_free(b->ws);
+	nx_runtime_config_free(b->rtcfg);
 	if (b->student_fd >= 0)
 		close(b->student_fd);
 	if (b->rtfd >= 0)

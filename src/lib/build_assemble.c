@@ -21,11 +21,11 @@ int build_assemble(struct build *b)
 			rc = build_copy(b, in->dst, in->fd, (uint64_t)in->st.st_size, in->src, in->exec);
 			break;
 		case BUILD_RUNTIME: {
-			nx_runtime_config *rc_cfg = NULL;
-
-			/* A bundle must not ship settings its runtime would reject. */
-			rc = nx_runtime_config_parse(&rc_cfg, in->buf, in->len, in->src, b->err);
-			nx_runtime_config_free(rc_cfg);
+			/* A bundle must not ship settings its runtime would reject;
+			 * its python_packages go into the manifest's policy. */
+			nx_runtime_config_free(b->rtcfg);
+			b->rtcfg = NULL;
+			rc = nx_runtime_config_parse(&b->rtcfg, in->buf, in->len, in->src, b->err);
 			if (!rc)
 				rc = build_put(b, in->dst, in->buf, in->len, false);
 			break;

@@ -21,6 +21,9 @@
 #include "nexus/onnx.h"
 
 #define BUILD_WRITEBACK_MAX 2  /* the exported model and its external data */
+/* The tolerance config/selftest.json records; the manifest's policy too. */
+#define BUILD_SELFTEST_TOLERANCE 1e-4
+#define BUILD_SELFTEST_TOLERANCE_ARG "0.0001"
 
 enum build_kind {
 	BUILD_COPY,     /* copied byte for byte from fd */
@@ -46,6 +49,7 @@ struct build {
 	nx_error *err;
 	int wsfd, rtfd;
 	nx_workspace *ws;
+	nx_runtime_config *rtcfg;   /* config/runtime.yaml, parsed by the assemble step */
 	nx_stage *stage;
 	nx_manifest *m;
 	struct nx_build_result *res;

@@ -25,9 +25,70 @@ static int format_timestamp(char out[32], int64_t epoch, nx_error *err)
 	return 0;
 }
 
+static int strv_copy(char ***out, size_t *nout, char *const *v, size_t n)
+{
+	size_t i;
+
+	if (!(*out = calloc(n + 1, sizeof(**out))))
+		return NX_ENOMEM;
+	for (i = 0; i < n; i++) {
+		if (!((*out)[i] = strdup(v[i])))
+			return NX_ENOMEM;
+		*nout = i + 1;
+	}
+	return 0;
+}
+
+/*
+ * The policy this build enforces (docs/FORMAT.md §1.1): recorded in the
+ * signed manifest, and the one the build's self-verification applies
+ * (build_verify reads it back from there), so what is recorded is exactly
+ * what was enforced.
+ */
+static int make_policy(nx_manifest_policy **out, const struct build *b)
+{
+	const nx_workspace *ws = b->ws;
+	nx_manifest_policy *p = calloc(1, sizeof(*p));
+	size_t i;
+	int rc = 0;
+
+	if (!p || !(p->nexus_version = strdup(NX_VERSION)))
+		rc = NX_ENOMEM;
+	if (!rc) {
+		p->max_model_bytes = ws->max_model_bytes ? ws->max_model_bytes :
+				     NX_CONFIG_DEFAULT_MAX_MODEL_BYTES;
+		p->size_slack = ws->size_slack;
+		p->selftest_tolerance = BUILD_SELFTEST_TOLERANCE;
+		p->teacher_files = ws->nteacher;
+		rc = strv_copy(&p->forbidden_terms, &p->nforbidden_terms, ws->forbidden_terms,
+			       ws->nforbidden_terms);
+	}
+	if (!rc)
+		rc = strv_copy(&p->forbidden_imports, &p->nforbidden_imports, ws->forbidden_imports,
+			       ws->nforbidden_imports);
+	if (!rc && b->rtcfg)
+		rc = strv_copy(&p->python_packages, &p->npython_packages,
+			       b->rtcfg->python_packages, b->rtcfg->npython_packages);
+	if (!rc && !(p->allow_shared = calloc(ws->nallow_shared + 1, sizeof(*p->allow_shared))))
+		rc = NX_ENOMEM;
+	for (i = 0; !rc && i < ws->nallow_shared; i++) {
+		p->nallow_shared = i + 1;
+		if (!(p->allow_shared[i].name = strdup(ws->allow_shared[i].name)) ||
+		    !(p->allow_shared[i].reason = strdup(ws->allow_shared[i].reason)))
+			rc = NX_ENOMEM;
+	}
+	if (rc) {
+		nx_manifest_policy_free(p);
+		return rc;
+	}
+	*out = p;
+	return 0;
+}
+
 int build_manifest(struct build *b)
 {
 	nx_manifest *m = b->m;
+	nx_manifest_policy *policy = NULL;
 	char ts[32];
 	int rc;
 
@@ -48,6 +109,11 @@ int build_manifest(struct build *b)
 	if (!rc)
 		rc = nx_manifest_set(m, &m->quantization, b->res->quantization, b->err);
 	if (rc)
+		return rc;
+	if (make_policy(&policy, b) != 0)
+		return nx_error_set(b->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	/* Last: the runtime record lists the bin/ and lib/ files added so far. */
+	if ((rc = nx_manifest_set_v11(m, policy, NX_VERSION, b->err)) != 0)
 		return rc;
 	b->res->build_timestamp = strdup(ts);
 	b->res->architecture = strdup(m->architecture);

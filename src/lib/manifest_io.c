@@ -19,6 +19,14 @@
 
 static const char *const ROOT_KEYS[] = { "schema_version", "bundle_id", "build_timestamp",
 	"model_metadata", "invariants", "files", "signature", NULL };
+static const char *const ROOT_KEYS_1_1[] = { "schema_version", "bundle_id", "build_timestamp",
+	"model_metadata", "invariants", "files", "signature", "policy", "runtime", NULL };
+static const char *const POLICY_KEYS[] = { "allow_shared_tensors", "forbidden_imports",
+	"forbidden_terms", "max_model_bytes", "nexus_version", "python_packages",
+	"selftest_tolerance", "size_slack", "teacher_files", NULL };
+static const char *const SHARED_KEYS[] = { "name", "reason", NULL };
+static const char *const RUNTIME_KEYS[] = { "files", "version", NULL };
+static const char *const RUNTIME_FILE_KEYS[] = { "path", "sha256", NULL };
 static const char *const META_KEYS[] = { "architecture", "parameters", "format",
 	"quantization", NULL };
 static const char *const INV_KEYS[] = { "teacher_free", "training_code_excluded", NULL };
@@ -110,6 +118,171 @@ static int timestamp_ok(const char *s)
 	return mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h <= 23 && mi <= 59 && se <= 60;
 }
 
+static int get_uint(uint64_t *out, const json_t *obj, const char *key, const char *path,
+		    nx_error *err)
+{
+	const json_t *v = json_object_get(obj, key);
+
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		return nx_error_set(err, NX_EFORMAT, path, 0, -1,
+				    "%s: policy \"%s\" must be a non-negative integer", path, key);
+	*out = (uint64_t)json_integer_value(v);
+	return 0;
+}
+
+/* A decimal string ("0.05") within [0, max]; its spelling is then held to
+ * the canonical "%.9g" by the final comparison. */
+static int get_decimal(double *out, const json_t *obj, const char *key, double max,
+		       const char *path, nx_error *err)
+{
+	const json_t *v = json_object_get(obj, key);
+	const char *s = json_string_value(v);
+	char *end = NULL;
+	double d;
+
+	if (s && *s >= '0' && *s <= '9') {
+		d = strtod(s, &end);
+		if (end && !*end && d >= 0 && d <= max) {
+			*out = d;
+			return 0;
+		}
+	}
+	return nx_error_set(err, NX_EFORMAT, path, 0, -1,
+			    "%s: policy \"%s\" must be a decimal string between 0 and %g",
+			    path, key, max);
+}
+
+/* An array of at most NX_MANIFEST_LIST_MAX strings. */
+static int get_strv(char ***out, size_t *n, const json_t *obj, const char *key,
+		    const char *path, nx_error *err)
+{
+	const json_t *a = json_object_get(obj, key);
+	json_t *wrap = NULL;
+	size_t i;
+	int rc = 0;
+
+	if (!json_is_array(a) || json_array_size(a) > NX_MANIFEST_LIST_MAX)
+		return nx_error_set(err, NX_EFORMAT, path, 0, -1,
+				    "%s: policy \"%s\" must be an array of at most %d strings",
+				    path, key, NX_MANIFEST_LIST_MAX);
+	if (!(*out = calloc(json_array_size(a) + 1, sizeof(**out))) || !(wrap = json_object()))
+		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+	for (i = 0; !rc && i < json_array_size(a); i++) {
+		json_object_set(wrap, key, json_array_get(a, i));
+		rc = get_string(&(*out)[i], wrap, key, path, err);
+		*n = i + !rc;
+	}
+	json_decref(wrap);
+	return rc;
+}
+
+static int parse_shared(nx_manifest_policy *p, const json_t *a, const char *path, nx_error *err)
+{
+	size_t i;
+	int rc = 0;
+
+	if (!json_is_array(a) || json_array_size(a) > NX_MANIFEST_LIST_MAX)
+		return nx_error_set(err, NX_EFORMAT, path, 0, -1,
+				    "%s: policy \"allow_shared_tensors\" must be an array of at most "
+				    "%d {name, reason}", path, NX_MANIFEST_LIST_MAX);
+	if (!(p->allow_shared = calloc(json_array_size(a) + 1, sizeof(*p->allow_shared))))
+		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+	for (i = 0; !rc && i < json_array_size(a); i++) {
+		const json_t *e = json_array_get(a, i);
+
+		p->nallow_shared = i + 1;
+		if (!(rc = exact_keys(e, SHARED_KEYS, "policy.allow_shared_tensors[]", path, err)) &&
+		    !(rc = get_string(&p->allow_shared[i].name, e, "name", path, err)))
+			rc = get_string(&p->allow_shared[i].reason, e, "reason", path, err);
+	}
+	return rc;
+}
+
+static int parse_policy(nx_manifest *m, const json_t *obj, const char *path, nx_error *err)
+{
+	nx_manifest_policy *p;
+	int rc;
+
+	if ((rc = exact_keys(obj, POLICY_KEYS, "policy", path, err)))
+		return rc;
+	if (!(p = m->policy = calloc(1, sizeof(*p))))
+		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+	if ((rc = get_string(&p->nexus_version, obj, "nexus_version", path, err)) ||
+	    (rc = get_uint(&p->max_model_bytes, obj, "max_model_bytes", path, err)) ||
+	    (rc = get_uint(&p->teacher_files, obj, "teacher_files", path, err)) ||
+	    (rc = get_decimal(&p->size_slack, obj, "size_slack", 1.0, path, err)) ||
+	    (rc = get_decimal(&p->selftest_tolerance, obj, "selftest_tolerance", 0.01, path, err)) ||
+	    (rc = get_strv(&p->forbidden_terms, &p->nforbidden_terms, obj, "forbidden_terms",
+			   path, err)) ||
+	    (rc = get_strv(&p->forbidden_imports, &p->nforbidden_imports, obj, "forbidden_imports",
+			   path, err)) ||
+	    (rc = get_strv(&p->python_packages, &p->npython_packages, obj, "python_packages",
+			   path, err)))
+		return rc;
+	if (p->max_model_bytes == 0)
+		return nx_error_set(err, NX_EFORMAT, path, 0, -1,
+				    "%s: policy \"max_model_bytes\" must be at least 1", path);
+	return parse_shared(p, json_object_get(obj, "allow_shared_tensors"), path, err);
+}
+
+/*
+ * "runtime": every entry is a bin/ or lib/ file of files[] with the same
+ * digest, and every such file of files[] is an entry, so the record can
+ * never disagree with what integrity checks.
+ */
+static int parse_runtime(nx_manifest *m, const json_t *obj, const char *path, nx_error *err)
+{
+	const json_t *a = json_object_get(obj, "files");
+	nx_manifest_runtime *r;
+	size_t i, nrt = 0;
+	int rc;
+
+	if ((rc = exact_keys(obj, RUNTIME_KEYS, "runtime", path, err)))
+		return rc;
+	if (!(r = m->runtime = calloc(1, sizeof(*r))))
+		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+	if ((rc = get_string(&r->version, obj, "version", path, err)))
+		return rc;
+	if (!json_is_array(a) || json_array_size(a) > NX_MANIFEST_RUNTIME_FILES_MAX)
+		return nx_error_set(err, NX_EFORMAT, path, 0, -1,
+				    "%s: runtime \"files\" must be an array of at most %d entries",
+				    path, NX_MANIFEST_RUNTIME_FILES_MAX);
+	if (!(r->files = calloc(json_array_size(a) + 1, sizeof(*r->files))))
+		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+	for (i = 0; i < json_array_size(a); i++) {
+		const json_t *e = json_array_get(a, i);
+		struct nx_manifest_runtime_file *f = &r->files[i];
+		const struct nx_manifest_file *mf;
+
+		if ((rc = exact_keys(e, RUNTIME_FILE_KEYS, "runtime.files[]", path, err)) ||
+		    (rc = get_string(&f->path, e, "path", path, err)))
+			return rc;
+		r->nfiles = i + 1;
+		if (!json_is_string(json_object_get(e, "sha256")) ||
+		    nx_unhex(f->sha256, json_string_value(json_object_get(e, "sha256"))))
+			return nx_error_set(err, NX_EFORMAT, path, 0, -1,
+					    "%s: runtime sha256 of %s must be 64 lower-case hex digits",
+					    path, f->path);
+		if (i > 0 && strcmp(r->files[i - 1].path, f->path) >= 0)
+			return nx_error_set(err, NX_EFORMAT, path, 0, -1,
+					    "%s: runtime files are not sorted by path or repeat one "
+					    "(%s after %s)", path, f->path, r->files[i - 1].path);
+		mf = nx_manifest_find(m, f->path);
+		if (!nx_manifest_is_runtime_path(f->path) || !mf ||
+		    memcmp(mf->sha256, f->sha256, NX_SHA256_LEN))
+			return nx_error_set(err, NX_EFORMAT, path, 0, -1,
+					    "%s: runtime file %s is not a bin/ or lib/ file listed in "
+					    "files with the same sha256", path, f->path);
+	}
+	for (i = 0; i < m->nfiles; i++)
+		nrt += nx_manifest_is_runtime_path(m->files[i].path);
+	if (nrt != r->nfiles)
+		return nx_error_set(err, NX_EFORMAT, path, 0, -1,
+				    "%s: runtime lists %zu files but files has %zu under bin/ and lib/",
+				    path, r->nfiles, nrt);
+	return 0;
+}
+
 static int cmp_fold(const void *a, const void *b)
 {
 	return strcasecmp(*(char *const *)a, *(char *const *)b);
@@ -182,9 +355,12 @@ static int parse_files(nx_manifest *m, const json_t *arr, const char *path, nx_e
 static int from_json(nx_manifest *m, const json_t *root, const char *path, nx_error *err)
 {
 	const json_t *meta, *inv;
+	bool v11 = json_is_string(json_object_get(root, "schema_version")) &&
+		   !strcmp(json_string_value(json_object_get(root, "schema_version")),
+			   NX_MANIFEST_SCHEMA_1_1);
 	int rc;
 
-	if ((rc = exact_keys(root, ROOT_KEYS, "the manifest", path, err)))
+	if ((rc = exact_keys(root, v11 ? ROOT_KEYS_1_1 : ROOT_KEYS, "the manifest", path, err)))
 		return rc;
 	meta = json_object_get(root, "model_metadata");
 	inv = json_object_get(root, "invariants");
@@ -201,10 +377,11 @@ static int from_json(nx_manifest *m, const json_t *root, const char *path, nx_er
 	    (rc = get_bool(&m->teacher_free, inv, "teacher_free", path, err)) ||
 	    (rc = get_bool(&m->training_code_excluded, inv, "training_code_excluded", path, err)))
 		return rc;
-	if (strcmp(m->schema_version, NX_MANIFEST_SCHEMA) != 0)
+	if (!v11 && strcmp(m->schema_version, NX_MANIFEST_SCHEMA) != 0)
 		return nx_error_set(err, NX_EFORMAT, path, 0, -1,
-				    "%s: schema_version \"%s\" is not supported (expected \"%s\"); "
-				    "use a newer nexus", path, m->schema_version, NX_MANIFEST_SCHEMA);
+				    "%s: schema_version \"%s\" is not supported (expected \"%s\" or "
+				    "\"%s\"); use a newer nexus", path, m->schema_version,
+				    NX_MANIFEST_SCHEMA, NX_MANIFEST_SCHEMA_1_1);
 	if (strchr(m->bundle_id, '/') || nx_manifest_path_check(m->bundle_id, NULL))
 		return nx_error_set(err, NX_EFORMAT, path, 0, -1,
 				    "%s: bundle_id \"%s\" must be one name of [A-Za-z0-9._-]",
@@ -213,7 +390,11 @@ static int from_json(nx_manifest *m, const json_t *root, const char *path, nx_er
 		return nx_error_set(err, NX_EFORMAT, path, 0, -1,
 				    "%s: build_timestamp \"%s\" is not of the form "
 				    "YYYY-MM-DDTHH:MM:SSZ", path, m->build_timestamp);
-	return parse_files(m, json_object_get(root, "files"), path, err);
+	if ((rc = parse_files(m, json_object_get(root, "files"), path, err)) || !v11)
+		return rc;
+	if ((rc = parse_policy(m, json_object_get(root, "policy"), path, err)))
+		return rc;
+	return parse_runtime(m, json_object_get(root, "runtime"), path, err);
 }
 
 /* Where two buffers first differ, for the "not canonical" message. */

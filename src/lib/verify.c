@@ -240,6 +240,7 @@ int nx_verify_bundle(nx_report **out, int bundle_dirfd, const char *bundle_path,
 	if (!opts->integrity_only) {
 		open_student(&c);
 		RUN(NX_CHECK_SIGNATURE, vfy_signature(&c, &skipped, err));
+		RUN(NX_CHECK_POLICY, vfy_policy(&c, err));
 		RUN(NX_CHECK_ALLOWLIST, vfy_allowlist(&c, err));
 		/* The code and budget checks may hold a JSON tree of 128 MiB and
 		 * the student's summary takes up to ~160 MiB: never both, so that
@@ -269,5 +270,6 @@ out:
 	nx_fs_entries_free(c.entries, c.nentries);
 	free(c.files);
 	free(c.terms);
+	vfy_policy_release(&c);
 	return rc;
 }

@@ -271,6 +271,8 @@ static int scan_file(struct vfy_ctx *c, const char *path, const struct nx_pyaudi
 		rc = nx_scan_python(buf, len, terms, c->nterms, on_term, &s, path, &e);
 		if (!rc)
 			rc = nx_pyaudit_run(buf, len, po, on_audit, &s, path, &e);
+		if (!rc)
+			rc = vfy_policy_imports(c, path, buf, len);
 	}
 	else if (ends_with(path, ".yaml") || ends_with(path, ".yml"))
 		rc = nx_scan_yaml(buf, len, terms, c->nterms, on_term, &s, path, &e);

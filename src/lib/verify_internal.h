@@ -46,6 +46,18 @@ struct vfy_file {
 	unsigned char sha256[NX_SHA256_LEN];
 };
 
+/* The limits the checks apply: the manifest's policy with verify's own
+ * options and --override-policy folded in (verify_policy.c). */
+struct vfy_policy {
+	uint64_t max_model_bytes;
+	double size_slack;
+	const char **imports;          /* forbidden imports (borrowed strings) */
+	size_t nimports;
+	const char **allow_shared;     /* tensor names allowed to equal a teacher's */
+	size_t nallow_shared;
+	bool teacher_recorded;         /* the build fingerprinted against a teacher */
+};
+
 struct vfy_ctx {
 	nx_report *r;
 	int dirfd;
@@ -60,6 +72,8 @@ struct vfy_ctx {
 	size_t nterms;
 	bool runtime_untrusted;        /* allowlist: bin/ or lib/ is not the trusted runtime */
 	uint64_t list_bytes;           /* weights: bytes of list attribute values (size counts them) */
+	bool signature_valid;          /* signed by a --pubkey key */
+	struct vfy_policy pol;         /* set by vfy_policy, before the TRV checks */
 };
 
 /* Index of path in entries, or -1. */
@@ -86,6 +100,16 @@ int vfy_integrity(struct vfy_ctx *c, nx_error *err);
  * integrity (changed-during-verify), whose status is then updated. */
 int vfy_unchanged(struct vfy_ctx *c);
 int vfy_signature(struct vfy_ctx *c, bool *skipped, nx_error *err);
+/* verify_policy.c: fills c->pol and c->terms from the manifest's policy and
+ * the options; its findings are the `policy` check's. */
+int vfy_policy(struct vfy_ctx *c, nx_error *err);
+void vfy_policy_release(struct vfy_ctx *c);
+/* A Python source of src/ (buf[0..len)) importing a forbidden module: FAIL
+ * forbidden-import (part of `code`). */
+int vfy_policy_imports(struct vfy_ctx *c, const char *path, const char *buf, size_t len);
+/* weights: no --teacher and no teacher fingerprinted at build: WARN
+ * no-teacher-fingerprint (FAIL under --strict). */
+int vfy_policy_teacher(struct vfy_ctx *c);
 int vfy_allowlist(struct vfy_ctx *c, nx_error *err);
 /* config/selftest.json: strict shape, texts scanned, numbers left to TRV-5. */
 int vfy_selftest_json(struct vfy_ctx *c, const char *buf, size_t len);

@@ -25,6 +25,7 @@ int vfy_signature(struct vfy_ctx *c, bool *skipped, nx_error *err)
 		return rc;
 	switch (st) {
 	case NX_SIG_VALID:
+		c->signature_valid = true;
 		return nx_report_add(c->r, CHECK, NX_SEV_INFO, "signed", NX_MANIFEST_NAME, 0,
 				     "manifest signed by trusted key %s", keyid);
 	case NX_SIG_UNSIGNED:

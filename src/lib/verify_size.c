@@ -116,7 +116,7 @@ int vfy_size(struct vfy_ctx *c, bool *skipped, nx_error *err)
 {
 	const nx_onnx_summary *s;
 	uint64_t total, max, explained, limit;
-	double slack = c->opts->size_slack >= 0 ? c->opts->size_slack : NX_VERIFY_SIZE_SLACK;
+	double slack = c->pol.size_slack;   /* the policy's, tightened by options */
 	char human[32];
 	int rc = 0;
 
@@ -127,7 +127,7 @@ int vfy_size(struct vfy_ctx *c, bool *skipped, nx_error *err)
 	s = nx_onnx_summary_get(c->onnx);
 	if (measure(&total, &explained, c, s) != 0)
 		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
-	max = c->opts->max_model_bytes ? c->opts->max_model_bytes : NX_VERIFY_MAX_MODEL_BYTES;
+	max = c->pol.max_model_bytes;
 	if (total > max)
 		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "model-too-large", NX_MODEL_PATH, 0,
 				   "the model is %llu bytes, over the threshold of %llu bytes: a larger "

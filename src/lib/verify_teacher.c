@@ -19,8 +19,8 @@ static bool allowed(const struct vfy_ctx *c, const char *tensor)
 {
 	size_t i;
 
-	for (i = 0; i < c->opts->nallow_shared; i++)
-		if (!strcmp(c->opts->allow_shared[i], tensor))
+	for (i = 0; i < c->pol.nallow_shared; i++)
+		if (!strcmp(c->pol.allow_shared[i], tensor))
 			return true;
 	return false;
 }

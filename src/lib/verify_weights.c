@@ -331,5 +331,7 @@ int vfy_weights(struct vfy_ctx *c, bool *skipped, nx_error *err)
 	rc = check_summary(c, nx_onnx_summary_get(c->onnx));
 	if (!rc && c->opts->nteachers)
 		rc = vfy_teacher(c, err);
+	if (!rc)
+		rc = vfy_policy_teacher(c);
 	return rc;
 }
