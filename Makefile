@@ -41,6 +41,9 @@ NEXUS   := $(BUILD)/bin/nexus
 RTDIR   := $(BUILD)/libexec/nexus
 NX_CLI  := $(RTDIR)/bin/nexus_cli
 RT_ORT  := $(RTDIR)/lib/libonnxruntime.so.1
+# The runtimes this installation trusts: its own, then earlier releases'.
+TRUSTED := $(RTDIR)/trusted-runtimes
+TRUSTED_EARLIER := src/runtime/trusted-runtimes.txt
 
 # `make V=1` shows full command lines.
 V ?= 0
@@ -53,7 +56,7 @@ msg = @true
 endif
 
 .PHONY: all check unit fuzz-replay e2e e2e-asan asan fuzz install uninstall clean demo bench setup
-all: $(NEXUS) $(NX_CLI) $(RT_ORT) $(UT_BIN) $(FZ_BIN)
+all: $(NEXUS) $(NX_CLI) $(RT_ORT) $(TRUSTED) $(UT_BIN) $(FZ_BIN)
 
 $(ORT_LIB) $(ORT_INC)/onnxruntime_c_api.h:
 	@echo "error: ONNX Runtime not found in $(ORT_DIR); run scripts/setup.sh first" >&2; exit 3
@@ -85,6 +88,11 @@ $(NX_CLI): $(RT_OBJ) $(BUILD)/libnexus.a $(ORT_LIB)
 $(RT_ORT): $(ORT_LIB)
 	@mkdir -p $(@D)
 	install -m 0444 $< $@
+
+$(TRUSTED): $(NX_CLI) $(RT_ORT) $(TRUSTED_EARLIER)
+	$(call msg,GEN,$@)
+	$(Q){ echo "nexus $(VERSION)"; (cd $(RTDIR) && sha256sum bin/nexus_cli lib/*); \
+		grep -v '^#' $(TRUSTED_EARLIER) || true; } > $@.tmp && chmod 0644 $@.tmp && mv $@.tmp $@
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(wildcard tests/unit/*.h) $(BUILD)/libnexus.a
 	@mkdir -p $(@D)
@@ -159,6 +167,7 @@ install: all
 	install -m 0755 $(NEXUS) $(DESTDIR)$(PREFIX)/bin/nexus
 	install -m 0555 $(NX_CLI) $(DESTDIR)$(PREFIX)/libexec/nexus/bin/nexus_cli
 	install -m 0444 $(RT_ORT) $(DESTDIR)$(PREFIX)/libexec/nexus/lib/libonnxruntime.so.1
+	install -m 0644 $(TRUSTED) $(DESTDIR)$(PREFIX)/libexec/nexus/trusted-runtimes
 	install -m 0644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -d $(DESTDIR)$(PREFIX)/share/man/man5
 	install -m 0644 docs/man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/

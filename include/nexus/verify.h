@@ -44,7 +44,11 @@ enum nx_check_status { NX_CHECK_PASS, NX_CHECK_WARN, NX_CHECK_FAIL, NX_CHECK_SKI
 
 #define NX_VERIFY_MAX_MODEL_BYTES (2ull << 30)  /* default TRV-4 threshold */
 #define NX_VERIFY_SIZE_SLACK 0.05               /* default TRV-4 slack */
-#define NX_REPORT_FINDINGS_MAX 2000             /* further findings are counted */
+#define NX_REPORT_FINDINGS_MAX 2000
+/* The installation's list of trusted runtimes, in its runtime directory
+ * (beside bin/nexus_cli): "nexus <version>" lines, each followed by the
+ * "<sha256>  <path>" lines of that release's bin/ and lib/ files. */
+#define NX_TRUSTED_RUNTIMES_NAME "trusted-runtimes"             /* further findings are counted */
 
 struct nx_finding {
 	char *check;               /* check id */
@@ -111,7 +115,9 @@ struct nx_verify_opts {
 	const char *const *extra_terms; /* forbidden terms besides teacher/distillation/soft_targets */
 	size_t nextra_terms;
 	const char *runtime_dir;        /* trusted nexus release: bin/nexus_cli, lib/... ; NULL = none */
-	const char *trusted_list;       /* optional file of "<sha256>  <bin/..|lib/..>" lines */
+	/* optional file of trusted runtimes, in the format of
+	 * NX_TRUSTED_RUNTIMES_NAME (runtime_dir's own list is also read) */
+	const char *trusted_list;
 	bool functional;                /* run TRV-5 */
 	enum nx_sandbox_backend sandbox; /* TRV-5's backend; NX_SANDBOX_AUTO = the first that runs */
 	bool allow_no_sandbox;          /* no usable backend: WARN instead of FAIL */

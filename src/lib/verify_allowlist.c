@@ -89,8 +89,7 @@ static bool is_source(const char *path)
 
 static bool is_runtime(const char *path)
 {
-	return !strcmp(path, "bin/nexus_cli") ||
-	       (!strncmp(path, "lib/", 4) && path[4] && !strchr(path + 4, '/'));
+	return nx_manifest_is_runtime_path(path);
 }
 
 static int check_name(struct vfy_ctx *c, const struct nx_fs_entry *e)
@@ -205,57 +204,176 @@ static int sniff(struct vfy_ctx *c, size_t idx)
 	return 0;
 }
 
+/*
+ * Trusted runtimes.  The bundle's bin/ + lib/ as a whole must be the
+ * runtime of one nexus release the verifier trusts: its own installation
+ * (runtime_dir), or a release of a trusted list - the installation's own
+ * (<runtime_dir>/trusted-runtimes, written by make) or --trusted-list.  A
+ * list is "<sha256>  <path>" lines as sha256sum prints them, grouped into
+ * releases by "nexus <version>" lines (lines before the first form one
+ * release).  Mixing files of two releases is no release.
+ */
 struct trusted {
 	char *path;
 	unsigned char sha256[NX_SHA256_LEN];
+	size_t release;          /* index into the list's releases */
 };
 
-static int load_trusted_list(struct trusted **out, size_t *out_n, const char *file, nx_error *err)
+struct trusted_list {
+	const char *file;
+	struct trusted *t;
+	size_t nt;
+	char **release;          /* "nexus <version>" or "" */
+	size_t nrelease;
+};
+
+static void trusted_list_release(struct trusted_list *l)
 {
-	struct trusted *t = NULL;
-	char *buf = NULL, *line, *save = NULL;
-	size_t len, n = 0;
+	size_t i;
+
+	for (i = 0; i < l->nt; i++)
+		free(l->t[i].path);
+	for (i = 0; i < l->nrelease; i++)
+		free(l->release[i]);
+	free(l->t);
+	free(l->release);
+	memset(l, 0, sizeof(*l));
+}
+
+static int add_release(struct trusted_list *l, const char *name, nx_error *err)
+{
+	char **r = realloc(l->release, (l->nrelease + 1) * sizeof(*r));
+
+	if (!r)
+		return nx_error_set(err, NX_ENOMEM, l->file, 0, -1, "out of memory");
+	l->release = r;
+	if (!(r[l->nrelease] = strdup(name)))
+		return nx_error_set(err, NX_ENOMEM, l->file, 0, -1, "out of memory");
+	l->nrelease++;
+	return 0;
+}
+
+static int parse_list_line(struct trusted_list *l, char *line, long lineno, nx_error *err)
+{
+	struct trusted *e;
+	char hex[65];
+	const char *p = line + 64;
+
+	if (!strncmp(line, "nexus ", 6))
+		return add_release(l, line, err);
+	if (!l->nrelease && add_release(l, "", err))
+		return NX_ENOMEM;
+	if (strlen(line) < 67 || p[0] != ' ' || (p[1] != ' ' && p[1] != '*') ||
+	    l->nt >= TRUSTED_ENTRIES_MAX)
+		return nx_error_set(err, NX_ECONFIG, l->file, lineno, -1,
+				    "%s:%ld: lines must be 'nexus <version>' or '<sha256>  <path>' "
+				    "(at most %d)", l->file, lineno, TRUSTED_ENTRIES_MAX);
+	e = &l->t[l->nt];
+	memcpy(hex, line, 64);
+	hex[64] = '\0';
+	if (nx_unhex(e->sha256, hex))
+		return nx_error_set(err, NX_ECONFIG, l->file, lineno, -1, "%s:%ld: bad sha256 '%s'",
+				    l->file, lineno, hex);
+	if (!(e->path = strdup(p + 2)))
+		return nx_error_set(err, NX_ENOMEM, l->file, 0, -1, "out of memory");
+	e->release = l->nrelease - 1;
+	l->nt++;
+	return 0;
+}
+
+/*
+ * Load a list.  installed: the installation's own, which is trusted as the
+ * nexus binary itself is - so, like a binary, it must not be writable by
+ * anyone but its owner.
+ */
+static int load_trusted_list(struct trusted_list *l, const char *file, bool installed,
+			     nx_error *err)
+{
+	char *buf = NULL, *line, *next;
+	struct stat st;
+	long lineno = 0;
+	size_t len;
 	int rc;
 
-	rc = vfy_read_path(&buf, &len, file, TRUSTED_LIST_MAX, err);
+	memset(l, 0, sizeof(*l));
+	l->file = file;
+	rc = vfy_read_path(&buf, &len, &st, file, TRUSTED_LIST_MAX, err);
 	if (rc)
 		return rc;
-	t = calloc(TRUSTED_ENTRIES_MAX, sizeof(*t));
-	if (!t) {
+	if (installed && (st.st_mode & 022)) {
+		rc = nx_error_set(err, NX_ECONFIG, file, 0, -1,
+				  "%s is writable by group or others, so it is not trusted; "
+				  "chmod go-w it (it is part of the nexus installation)", file);
+		goto out;
+	}
+	if (!(l->t = calloc(TRUSTED_ENTRIES_MAX, sizeof(*l->t)))) {
 		rc = NX_ENOMEM;
-		goto out_free;
+		goto out;
 	}
-	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char hex[65];
-		const char *p = line + 64;
+	if (memchr(buf, '\0', len)) {
+		rc = nx_error_set(err, NX_ECONFIG, file, 0, -1, "%s is not a text file", file);
+		goto out;
+	}
+	for (line = buf; !rc && line < buf + len; line = next) {
+		char *nl = memchr(line, '\n', (size_t)(buf + len - line));
 
-		if (!line[0] || line[0] == '#')
-			continue;
-		if (strlen(line) < 67 || (p[0] != ' ') || (p[1] != ' ' && p[1] != '*') ||
-		    n >= TRUSTED_ENTRIES_MAX) {
-			rc = nx_error_set(err, NX_ECONFIG, file, 0, -1,
-					  "%s: lines must be '<sha256>  <path>' (at most %d)", file,
-					  TRUSTED_ENTRIES_MAX);
-			goto out_free;
-		}
-		memcpy(hex, line, 64);
-		hex[64] = '\0';
-		if (nx_unhex(t[n].sha256, hex) || !(t[n].path = strdup(p + 2))) {
-			rc = nx_error_set(err, NX_ECONFIG, file, 0, -1, "%s: bad sha256 '%s'", file, hex);
-			goto out_free;
-		}
-		n++;
+		next = nl ? nl + 1 : buf + len;
+		if (nl)
+			*nl = '\0';
+		lineno++;
+		if (line[0] && line[0] != '#')
+			rc = parse_list_line(l, line, lineno, err);
 	}
-	*out = t;
-	*out_n = n;
-	t = NULL;
-out_free:
-	if (t)
-		for (len = 0; len < n; len++)
-			free(t[len].path);
-	free(t);
+out:
+	if (rc)
+		trusted_list_release(l);
 	free(buf);
 	return rc;
+}
+
+/* The bundle file's digest: integrity's, else the manifest's if integrity
+ * verified it, else read now.  0, or -1 when it cannot be read. */
+static int bundle_digest(struct vfy_ctx *c, size_t idx, unsigned char out[NX_SHA256_LEN])
+{
+	const struct nx_manifest_file *mf;
+	int fd = -1, rc;
+
+	if (c->files[idx].hashed) {
+		memcpy(out, c->files[idx].sha256, NX_SHA256_LEN);
+		return 0;
+	}
+	if (c->files[idx].verified && c->m && (mf = nx_manifest_find(c->m, c->entries[idx].path))) {
+		memcpy(out, mf->sha256, NX_SHA256_LEN);
+		return 0;
+	}
+	if (vfy_open_regular(&fd, NULL, c->dirfd, c->entries[idx].path, NULL))
+		return -1;
+	rc = nx_sha256_fd(out, fd, c->entries[idx].size, c->entries[idx].path, NULL);
+	close(fd);
+	return rc ? -1 : 0;
+}
+
+/* Release r of list l holds exactly the bundle's runtime files. */
+static bool release_matches(struct vfy_ctx *c, const struct trusted_list *l, size_t r)
+{
+	unsigned char got[NX_SHA256_LEN];
+	size_t i, n = 0, nb = 0;
+
+	for (i = 0; i < l->nt; i++) {
+		long k;
+
+		if (l->t[i].release != r)
+			continue;
+		n++;
+		k = vfy_find(c, l->t[i].path);
+		if (k < 0 || !S_ISREG(c->entries[k].mode) || bundle_digest(c, (size_t)k, got) ||
+		    memcmp(got, l->t[i].sha256, NX_SHA256_LEN))
+			return false;
+	}
+	for (i = 0; i < c->nentries; i++)
+		nb += (S_ISREG(c->entries[i].mode) || S_ISLNK(c->entries[i].mode)) &&
+		      is_runtime(c->entries[i].path);
+	return n && n == nb;
 }
 
 /* Digest of the trusted runtime's copy of path, from runtime_dir. */
@@ -280,73 +398,108 @@ static int runtime_digest(unsigned char out[NX_SHA256_LEN], uint64_t *out_size,
 	return rc;
 }
 
-static int check_runtime_file(struct vfy_ctx *c, size_t idx, const struct trusted *t, size_t nt)
+/* What to do about a runtime that is not this installation's. */
+static const char *upgrade_hint(const struct vfy_ctx *c, char *buf, size_t n)
+{
+	snprintf(buf, n, "the bundle's runtime is nexus %s, this is nexus %s: if you trust that "
+		 "release, pass its runtime digests with --trusted-list FILE (docs/TRV.md), else "
+		 "rebuild the bundle with this nexus",
+		 c->m && c->m->runtime ? c->m->runtime->version : "(not recorded)", NX_VERSION);
+	return buf;
+}
+
+static int check_runtime_file(struct vfy_ctx *c, size_t idx)
 {
 	const char *p = c->entries[idx].path;
 	unsigned char want[NX_SHA256_LEN], got[NX_SHA256_LEN];
 	uint64_t want_size = 0;
-	bool have = false;
-	size_t i;
+	char hint[256];
 
-	for (i = 0; i < nt; i++)
-		if (!strcmp(t[i].path, p)) {
-			memcpy(want, t[i].sha256, NX_SHA256_LEN);
-			have = true;
-			want_size = c->entries[idx].size;   /* size unknown from the list */
-		}
-	if (!have && c->opts->runtime_dir)
-		have = !runtime_digest(want, &want_size, c->opts->runtime_dir, p);
-	if (!have)
+	if (!c->opts->runtime_dir || runtime_digest(want, &want_size, c->opts->runtime_dir, p))
 		return runtime_fail(c, "runtime-mismatch", p, 0,
-				     "%s is not a file of the trusted nexus runtime", p);
-	if (c->files[idx].hashed) {
-		memcpy(got, c->files[idx].sha256, NX_SHA256_LEN);
-	} else {
-		int fd = -1, rc;
-
-		if (c->entries[idx].size != want_size || vfy_open_regular(&fd, NULL, c->dirfd, p, NULL))
-			goto mismatch;
-		rc = nx_sha256_fd(got, fd, want_size, p, NULL);
-		close(fd);
-		if (rc)
-			goto mismatch;
-	}
-	if (!memcmp(got, want, NX_SHA256_LEN))
+				    "%s is not a file of the trusted nexus runtime; %s", p,
+				    upgrade_hint(c, hint, sizeof(hint)));
+	if (c->entries[idx].size == want_size && !bundle_digest(c, idx, got) &&
+	    !memcmp(got, want, NX_SHA256_LEN))
 		return 0;
-mismatch:
 	return runtime_fail(c, "runtime-mismatch", p, 0,
-			     "%s differs from the trusted nexus runtime's copy", p);
+			    "%s differs from the trusted nexus runtime's copy; %s", p,
+			    upgrade_hint(c, hint, sizeof(hint)));
+}
+
+/* The bundle's runtime is a release of list l: an INFO naming it. */
+static int list_match(struct vfy_ctx *c, const struct trusted_list *l, bool *matched)
+{
+	size_t r;
+
+	for (r = 0; r < l->nrelease; r++)
+		if (release_matches(c, l, r)) {
+			*matched = true;
+			return nx_report_add(c->r, CHECK, NX_SEV_INFO, "runtime-trusted", NULL, 0,
+					     "bin/ and lib/ are the runtime %s listed in %s",
+					     l->release[r][0] ? l->release[r] : "of a release", l->file);
+		}
+	return 0;
+}
+
+/* The installation's own list, if it has one. */
+static int installed_list(struct vfy_ctx *c, bool *matched)
+{
+	struct trusted_list l;
+	char path[NX_ERROR_PATH_MAX];
+	nx_error e;
+	int rc;
+
+	if (!c->opts->runtime_dir ||
+	    (size_t)snprintf(path, sizeof(path), "%s/" NX_TRUSTED_RUNTIMES_NAME,
+			     c->opts->runtime_dir) >= sizeof(path) ||
+	    access(path, F_OK) != 0)
+		return 0;
+	nx_error_clear(&e);
+	if ((rc = load_trusted_list(&l, path, true, &e)))
+		return rc == NX_ENOMEM ? rc : runtime_fail(c, "runtime-untrusted", NULL, 0, "%s",
+							    e.message);
+	rc = list_match(c, &l, matched);
+	trusted_list_release(&l);
+	return rc;
 }
 
 static int check_runtime(struct vfy_ctx *c)
 {
-	struct trusted *t = NULL;
-	size_t nt = 0, i;
+	struct trusted_list l = {0};
+	bool matched = false;
+	size_t i;
 	nx_error e;
 	int rc = 0;
 
 	nx_error_clear(&e);
-	if (c->opts->trusted_list && (rc = load_trusted_list(&t, &nt, c->opts->trusted_list, &e)))
-		return rc == NX_ENOMEM ? rc :
-		       runtime_fail(c, "runtime-untrusted", NULL, 0, "%s",
-				     e.message);
-	if (!c->opts->runtime_dir && !c->opts->trusted_list)
+	if (c->opts->trusted_list) {
+		if ((rc = load_trusted_list(&l, c->opts->trusted_list, false, &e)))
+			return rc == NX_ENOMEM ? rc :
+			       runtime_fail(c, "runtime-untrusted", NULL, 0, "%s", e.message);
+		rc = list_match(c, &l, &matched);
+		trusted_list_release(&l);
+	}
+	if (!rc && !matched)
+		rc = installed_list(c, &matched);
+	if (rc || matched || c->runtime_untrusted)
+		return rc;
+	if (!c->opts->runtime_dir)
 		return runtime_fail(c, "runtime-untrusted", NULL, 0,
-				     "no trusted nexus runtime to compare bin/ and lib/ with; set "
-				     "NEXUS_RUNTIME_DIR or pass --trusted-list");
+				    "no trusted nexus runtime to compare bin/ and lib/ with; set "
+				    "NEXUS_RUNTIME_DIR or pass --trusted-list");
 	for (i = 0; !rc && i < c->nentries; i++)
 		if (S_ISREG(c->entries[i].mode) && is_runtime(c->entries[i].path))
-			rc = check_runtime_file(c, i, t, nt);
+			rc = check_runtime_file(c, i);
 	/* the trusted runtime's own libraries must all be there */
-	if (!rc && c->opts->runtime_dir) {
+	if (!rc) {
 		struct nx_fs_entry *re = NULL;
 		size_t nre = 0;
 		int dfd = open(c->opts->runtime_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
-		/* with a trusted list, an absent runtime directory is not needed */
-		if ((dfd < 0 || nx_fs_walk(&re, &nre, dfd, 1024, NULL)) && !c->opts->trusted_list)
+		if (dfd < 0 || nx_fs_walk(&re, &nre, dfd, 1024, NULL))
 			rc = runtime_fail(c, "runtime-untrusted", NULL, 0,
-					   "cannot read the trusted runtime in %s", c->opts->runtime_dir);
+					  "cannot read the trusted runtime in %s", c->opts->runtime_dir);
 		for (i = 0; !rc && i < nre; i++)
 			if ((S_ISREG(re[i].mode) || S_ISLNK(re[i].mode)) && is_runtime(re[i].path) &&
 			    vfy_find(c, re[i].path) < 0)
@@ -357,9 +510,6 @@ static int check_runtime(struct vfy_ctx *c)
 		if (dfd >= 0)
 			close(dfd);
 	}
-	for (i = 0; i < nt; i++)
-		free(t[i].path);
-	free(t);
 	return rc;
 }
 

@@ -15,7 +15,8 @@ int vfy_open_regular(int *out, struct stat *out_st, int dirfd, const char *relpa
 	return nx_fs_open_regular(out, out_st, dirfd, relpath, UINT64_MAX, err);
 }
 
-int vfy_read_path(char **out, size_t *out_len, const char *path, size_t max_size, nx_error *err)
+int vfy_read_path(char **out, size_t *out_len, struct stat *out_st, const char *path,
+		  size_t max_size, nx_error *err)
 {
 	struct stat st;
 	int fd, rc;
@@ -27,6 +28,8 @@ int vfy_read_path(char **out, size_t *out_len, const char *path, size_t max_size
 		rc = nx_error_set(err, NX_EIO, path, 0, -1, "%s is not a readable regular file", path);
 	else
 		rc = nx_fs_read_fd(out, out_len, fd, path, max_size, err);
+	if (!rc && out_st)
+		*out_st = st;
 	close(fd);
 	return rc;
 }

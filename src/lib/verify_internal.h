@@ -34,9 +34,10 @@
  */
 int vfy_open_regular(int *out, struct stat *out_st, int dirfd, const char *relpath,
 		     nx_error *err);
-/* Read a trusted file named by the user (follows symlinks), whole. */
-int vfy_read_path(char **out, size_t *out_len, const char *path, size_t max_size,
-		  nx_error *err);
+/* Read a trusted file named by the user (follows symlinks), whole; its
+ * fstat into *out_st when not NULL. */
+int vfy_read_path(char **out, size_t *out_len, struct stat *out_st, const char *path,
+		  size_t max_size, nx_error *err);
 
 /* What integrity learnt about each walked regular file. */
 struct vfy_file {
