@@ -355,11 +355,16 @@ static int parse_files(nx_manifest *m, const json_t *arr, const char *path, nx_e
 static int from_json(nx_manifest *m, const json_t *root, const char *path, nx_error *err)
 {
 	const json_t *meta, *inv;
-	bool v11 = json_is_string(json_object_get(root, "schema_version")) &&
-		   !strcmp(json_string_value(json_object_get(root, "schema_version")),
-			   NX_MANIFEST_SCHEMA_1_1);
+	const char *schema = json_string_value(json_object_get(root, "schema_version"));
+	bool v11 = schema && !strcmp(schema, NX_MANIFEST_SCHEMA_1_1);
 	int rc;
 
+	/* A newer schema is named as such, not as its first unknown key. */
+	if (schema && !v11 && strcmp(schema, NX_MANIFEST_SCHEMA) != 0)
+		return nx_error_set(err, NX_EFORMAT, path, 0, -1,
+				    "%s: schema_version \"%.64s\" is not supported (expected \"%s\" or "
+				    "\"%s\"); use a newer nexus", path, schema,
+				    NX_MANIFEST_SCHEMA, NX_MANIFEST_SCHEMA_1_1);
 	if ((rc = exact_keys(root, v11 ? ROOT_KEYS_1_1 : ROOT_KEYS, "the manifest", path, err)))
 		return rc;
 	meta = json_object_get(root, "model_metadata");
@@ -377,11 +382,6 @@ static int from_json(nx_manifest *m, const json_t *root, const char *path, nx_er
 	    (rc = get_bool(&m->teacher_free, inv, "teacher_free", path, err)) ||
 	    (rc = get_bool(&m->training_code_excluded, inv, "training_code_excluded", path, err)))
 		return rc;
-	if (!v11 && strcmp(m->schema_version, NX_MANIFEST_SCHEMA) != 0)
-		return nx_error_set(err, NX_EFORMAT, path, 0, -1,
-				    "%s: schema_version \"%s\" is not supported (expected \"%s\" or "
-				    "\"%s\"); use a newer nexus", path, m->schema_version,
-				    NX_MANIFEST_SCHEMA, NX_MANIFEST_SCHEMA_1_1);
 	if (strchr(m->bundle_id, '/') || nx_manifest_path_check(m->bundle_id, NULL))
 		return nx_error_set(err, NX_EFORMAT, path, 0, -1,
 				    "%s: bundle_id \"%s\" must be one name of [A-Za-z0-9._-]",

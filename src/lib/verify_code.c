@@ -333,6 +333,16 @@ static bool module_under(const char *mod, const char *const *list)
 	return false;
 }
 
+static bool listed(const char *s, char *const *list, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!strcmp(s, list[i]))
+			return true;
+	return false;
+}
+
 static int check_packages(struct vfy_ctx *c, const nx_runtime_config *rcfg)
 {
 	const char *why;
@@ -342,7 +352,13 @@ static int check_packages(struct vfy_ctx *c, const nx_runtime_config *rcfg)
 	for (i = 0; !rc && rcfg && i < rcfg->npython_packages; i++) {
 		const char *p = rcfg->python_packages[i];
 
-		if ((why = nx_pyaudit_training(p)))
+		if (c->m && c->m->policy && !listed(p, c->m->policy->python_packages,
+						   c->m->policy->npython_packages))
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "policy-mismatch",
+					   "config/runtime.yaml", 0,
+					   "python_packages declares %s, which the manifest's policy does "
+					   "not record; rebuild with nexus build", p);
+		else if ((why = nx_pyaudit_training(p)))
 			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "training-package-declared",
 					   "config/runtime.yaml", 0,
 					   "python_packages declares %s, a training library (%s): the "

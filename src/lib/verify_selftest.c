@@ -136,6 +136,13 @@ int vfy_selftest_json(struct vfy_ctx *c, const char *buf, size_t len)
 		rc = bad(c, "tolerance must be between 0 and 0.01");
 		goto out;
 	}
+	if (c->m && c->m->policy && tol > c->m->policy->selftest_tolerance) {
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "policy-mismatch", SELFTEST_PATH, 0,
+				   "%s: tolerance %g is looser than the %g the manifest's policy "
+				   "records; rebuild with nexus build", SELFTEST_PATH, tol,
+				   c->m->policy->selftest_tolerance);
+		goto out;
+	}
 	if (json_array_size(cases) > SELFTEST_CASES_MAX) {
 		rc = bad(c, "more than 64 cases");
 		goto out;

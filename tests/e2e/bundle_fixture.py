@@ -132,6 +132,10 @@ class Bundle:
             "quantization": "none",
         }
         self.signature = ""
+        # A teacher outside the bundle, as a deployment gate passes one with
+        # --teacher: an unrelated model (other seed), so nothing matches.
+        self.teacher = self.root.parent / "teacher_model.onnx"
+        self.teacher.write_bytes(student_model(seed=7).SerializeToString())
         self._write_tree()
         self.regen_manifest()
 

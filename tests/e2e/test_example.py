@@ -44,9 +44,12 @@ def test_example_passes_trv_with_no_warning(nexus, bundle):
     assert r.returncode == 0, rep
     assert rep["verdict"] == "PASS", rep["findings"]
     assert {c["id"]: c["status"] for c in rep["checks"]} == {
-        "integrity": "PASS", "signature": "PASS", "allowlist": "PASS", "code": "PASS",
-        "budget": "PASS", "weights": "PASS", "size": "PASS", "functional": "PASS"}
+        "integrity": "PASS", "signature": "PASS", "policy": "PASS", "allowlist": "PASS",
+        "code": "PASS", "budget": "PASS", "weights": "PASS", "size": "PASS", "functional": "PASS"}
     assert not [f for f in rep["findings"] if f["severity"] not in ("info", "INFO")]
+    # the example's own 4 MiB limit is the one verify applies (signed policy)
+    assert any(f["code"] == "policy-differs" and "max_model_bytes 4194304" in f["message"]
+               for f in rep["findings"]), rep["findings"]
 
 
 def test_example_predictions_match_training_evaluation(bundle):

@@ -36,12 +36,16 @@ def bundle(tmp_path, runtime):
     b.unlock()
 
 
-def verify(nexus, b, *args, timeout=60, sandbox=False):
+def verify(nexus, b, *args, timeout=60, sandbox=False, teacher=True):
     """The fixture bundle has no runnable model: TRV-5 is tested on real
-    bundles (test_sandbox.py, test_build.py); here it is off unless asked."""
+    bundles (test_sandbox.py, test_build.py); here it is off unless asked.
+    Like a deployment gate, it passes the teacher (an unrelated model), so
+    the student is fingerprinted (no no-teacher-fingerprint warning)."""
     env = dict(os.environ, NEXUS_RUNTIME_DIR=str(b.runtime_dir))
     if not sandbox and "--no-sandbox" not in args:
         args = ("--no-sandbox",) + args
+    if teacher and "--teacher" not in args:
+        args = ("--teacher", b.teacher) + args
     r = run(nexus, "verify", "--json", *args, b.root, env=env, timeout=timeout)
     assert r.returncode in (0, 1), r.stderr
     rep = json.loads(r.stdout)
@@ -73,9 +77,12 @@ def test_clean_bundle_passes_with_only_expected_warnings(nexus, bundle):
     assert codes(rep, "FAIL") == set()
     assert codes(rep, "WARN") == {"unsigned"}
     assert [c["id"] for c in rep["checks"]] == [
-        "integrity", "signature", "allowlist", "code", "budget", "weights", "size", "functional"]
+        "integrity", "signature", "policy", "allowlist", "code", "budget", "weights", "size",
+        "functional"]
+    # a schema 1.0 manifest records no policy: verify's own limits apply
+    assert "policy-missing" in codes(rep, "INFO")
     assert check_status(rep, "functional") == "SKIP"
-    for c in ("integrity", "allowlist", "code", "weights", "size"):
+    for c in ("integrity", "policy", "allowlist", "code", "weights", "size"):
         assert check_status(rep, c) == "PASS", rep
 
 
@@ -650,7 +657,7 @@ def test_unreadable_teacher_is_an_environment_error(nexus, bundle, tmp_path):
 def test_real_runtime_bundle(nexus, tmp_path):
     b = bf.Bundle(tmp_path / "real", RUNTIME_DIR)
     # the runtime is found from the binary (or $NEXUS_RUNTIME_DIR under e2e-asan)
-    r = run(nexus, "verify", "--json", "--no-sandbox", b.root)
+    r = run(nexus, "verify", "--json", "--no-sandbox", "--teacher", b.teacher, b.root)
     rep = json.loads(r.stdout)
     assert r.returncode == 0, rep["findings"]
     assert codes(rep, "WARN") == {"unsigned"}

@@ -67,6 +67,199 @@ static nx_manifest *make_vector(void)
 	return m;
 }
 
+/* The schema 1.1 vector of docs/FORMAT.md §5.4: policy and runtime added. */
+static const char VECTOR_1_1[] =
+	"{\n"
+	"  \"build_timestamp\": \"2026-11-27T01:02:03Z\",\n"
+	"  \"bundle_id\": \"nexus_bundle_v1\",\n"
+	"  \"files\": [\n"
+	"    {\n"
+	"      \"path\": \"README.md\",\n"
+	"      \"sha256\": \"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\",\n"
+	"      \"size_bytes\": 3\n"
+	"    },\n"
+	"    {\n"
+	"      \"path\": \"bin/nexus_cli\",\n"
+	"      \"sha256\": \"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\",\n"
+	"      \"size_bytes\": 0\n"
+	"    },\n"
+	"    {\n"
+	"      \"path\": \"model/student_model.onnx\",\n"
+	"      \"sha256\": \"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\",\n"
+	"      \"size_bytes\": 0\n"
+	"    }\n"
+	"  ],\n"
+	"  \"invariants\": {\n"
+	"    \"teacher_free\": true,\n"
+	"    \"training_code_excluded\": true\n"
+	"  },\n"
+	"  \"model_metadata\": {\n"
+	"    \"architecture\": \"SpamStudent-2L\",\n"
+	"    \"format\": \"ONNX\",\n"
+	"    \"parameters\": \"4.4M\",\n"
+	"    \"quantization\": \"none\"\n"
+	"  },\n"
+	"  \"policy\": {\n"
+	"    \"allow_shared_tensors\": [\n"
+	"      {\n"
+	"        \"name\": \"embeddings.weight\",\n"
+	"        \"reason\": \"frozen vocabulary table\"\n"
+	"      }\n"
+	"    ],\n"
+	"    \"forbidden_imports\": [\n"
+	"      \"teacher_model\",\n"
+	"      \"training_modules\"\n"
+	"    ],\n"
+	"    \"forbidden_terms\": [\n"
+	"      \"wandb\"\n"
+	"    ],\n"
+	"    \"max_model_bytes\": 4194304,\n"
+	"    \"nexus_version\": \"0.1.0\",\n"
+	"    \"python_packages\": [\n"
+	"      \"numpy\",\n"
+	"      \"onnxruntime\"\n"
+	"    ],\n"
+	"    \"selftest_tolerance\": \"0.0001\",\n"
+	"    \"size_slack\": \"0.05\",\n"
+	"    \"teacher_files\": 1\n"
+	"  },\n"
+	"  \"runtime\": {\n"
+	"    \"files\": [\n"
+	"      {\n"
+	"        \"path\": \"bin/nexus_cli\",\n"
+	"        \"sha256\": \"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"\n"
+	"      }\n"
+	"    ],\n"
+	"    \"version\": \"0.1.0\"\n"
+	"  },\n"
+	"  \"schema_version\": \"1.1\",\n"
+	"  \"signature\": \"\"\n"
+	"}\n";
+#define VECTOR_1_1_SHA256 "095523a30d8c3ac4c9c5db903d5611175e01aba0f5bf5122b81e03f7e62c26eb"
+#define SIGNED_1_1_SHA256 "2281c4b4d0eb70268a77ee0b3ead4ba314a125a30d276595b415949d87dfbdb2"
+
+static char **strv(const char *a, const char *b)
+{
+	char **v = calloc(3, sizeof(*v));
+
+	assert_non_null(v);
+	v[0] = strdup(a);
+	v[1] = b ? strdup(b) : NULL;
+	return v;
+}
+
+/* The 1.0 vector's manifest plus an empty bin/nexus_cli, recorded 1.1. */
+static nx_manifest *make_vector_1_1(void)
+{
+	unsigned char md[NX_SHA256_LEN];
+	nx_manifest_policy *p = calloc(1, sizeof(*p));
+	nx_manifest *m = make_vector();
+
+	nx_sha256_buf(md, "", 0);
+	assert_int_equal(nx_manifest_add_file(m, "bin/nexus_cli", md, 0, NULL), 0);
+	assert_non_null(p);
+	p->nexus_version = strdup("0.1.0");
+	p->max_model_bytes = 4u << 20;
+	p->size_slack = 0.05;
+	p->selftest_tolerance = 1e-4;
+	p->teacher_files = 1;
+	p->forbidden_terms = strv("wandb", NULL);
+	p->nforbidden_terms = 1;
+	p->forbidden_imports = strv("teacher_model", "training_modules");
+	p->nforbidden_imports = 2;
+	p->python_packages = strv("numpy", "onnxruntime");
+	p->npython_packages = 2;
+	p->allow_shared = calloc(1, sizeof(*p->allow_shared));
+	assert_non_null(p->allow_shared);
+	p->allow_shared[0].name = strdup("embeddings.weight");
+	p->allow_shared[0].reason = strdup("frozen vocabulary table");
+	p->nallow_shared = 1;
+	assert_int_equal(nx_manifest_set_v11(m, p, "0.1.0", NULL), 0);
+	assert_string_equal(m->schema_version, "1.1");
+	return m;
+}
+
+static void vector_1_1(void **state)
+{
+	unsigned char md[NX_SHA256_LEN];
+	char hex[2 * NX_SHA256_LEN + 1], *out = NULL;
+	nx_manifest *m = make_vector_1_1(), *back = NULL;
+	size_t len;
+
+	(void)state;
+	assert_int_equal(nx_manifest_serialize(&out, &len, m, NULL), 0);
+	assert_string_equal(out, VECTOR_1_1);
+	nx_sha256_buf(md, out, len);
+	nx_hex(hex, md);
+	assert_string_equal(hex, VECTOR_1_1_SHA256);
+	free(out);
+	assert_int_equal(nx_manifest_signed_bytes(&out, &len, m, NULL), 0);
+	nx_sha256_buf(md, out, len);
+	nx_hex(hex, md);
+	assert_string_equal(hex, SIGNED_1_1_SHA256);
+	free(out);
+	/* parse: every field back */
+	assert_int_equal(nx_manifest_parse(&back, VECTOR_1_1, strlen(VECTOR_1_1), NULL, NULL), 0);
+	assert_non_null(back->policy);
+	assert_non_null(back->runtime);
+	assert_int_equal(back->policy->max_model_bytes, 4u << 20);
+	assert_true(back->policy->size_slack == 0.05);
+	assert_string_equal(back->policy->allow_shared[0].reason, "frozen vocabulary table");
+	assert_int_equal(back->runtime->nfiles, 1);
+	assert_string_equal(back->runtime->files[0].path, "bin/nexus_cli");
+	nx_manifest_free(back);
+	nx_manifest_free(m);
+}
+
+static void expect_reject_1_1(const char *from, const char *to, const char *msg)
+{
+	char *buf = malloc(sizeof(VECTOR_1_1) + 256), *at;
+	nx_manifest *m = NULL;
+	nx_error err;
+
+	assert_non_null(buf);
+	at = strstr(VECTOR_1_1, from);
+	assert_non_null(at);
+	memcpy(buf, VECTOR_1_1, (size_t)(at - VECTOR_1_1));
+	strcpy(buf + (at - VECTOR_1_1), to);
+	strcat(buf, at + strlen(from));
+	nx_error_clear(&err);
+	assert_int_not_equal(nx_manifest_parse(&m, buf, strlen(buf), NULL, &err), 0);
+	assert_null(m);
+	if (!strstr(err.message, msg))
+		fail_msg("'%s' does not contain '%s'", err.message, msg);
+	free(buf);
+}
+
+static void rejections_1_1(void **state)
+{
+	(void)state;
+	/* 1.0 knows no policy or runtime; 1.1 needs both */
+	expect_reject_1_1("\"schema_version\": \"1.1\"", "\"schema_version\": \"1.0\"",
+			  "unknown key \"policy\"");
+	expect_reject_1_1("\"schema_version\": \"1.1\"", "\"schema_version\": \"1.2\"",
+			  "not supported");
+	expect_reject_1_1("\"max_model_bytes\": 4194304", "\"max_model_bytes\": 0", "at least 1");
+	expect_reject_1_1("\"max_model_bytes\": 4194304", "\"max_model_bytes\": -1",
+			  "non-negative");
+	expect_reject_1_1("\"size_slack\": \"0.05\"", "\"size_slack\": 0.05", "decimal string");
+	expect_reject_1_1("\"size_slack\": \"0.05\"", "\"size_slack\": \"1.5\"", "decimal string");
+	expect_reject_1_1("\"size_slack\": \"0.05\"", "\"size_slack\": \"0.050\"", "canonical");
+	expect_reject_1_1("\"selftest_tolerance\": \"0.0001\"",
+			  "\"selftest_tolerance\": \"0.5\"", "decimal string");
+	expect_reject_1_1("\"teacher_files\": 1", "\"teacher_files\": 1, \"x\": 1",
+			  "unknown key \"x\" in policy");
+	expect_reject_1_1("\"reason\": \"frozen vocabulary table\"", "\"why\": \"x\"",
+			  "allow_shared_tensors");
+	expect_reject_1_1("\"wandb\"", "7", "must be a string");
+	/* the runtime record cannot disagree with files */
+	expect_reject_1_1("\"sha256\": \"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"\n      }\n    ],\n    \"version\"",
+			  "\"sha256\": \"a3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"\n      }\n    ],\n    \"version\"",
+			  "same sha256");
+	expect_reject_1_1("\"files\": [\n      {\n        \"path\": \"bin/nexus_cli\",\n        \"sha256\": \"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"\n      }\n    ]",
+			  "\"files\": []", "runtime lists 0 files");
+}
+
 static void serialize_matches_vector(void **state)
 {
 	nx_manifest *m = make_vector();
@@ -300,6 +493,8 @@ int main(void)
 		cmocka_unit_test(add_file_refusals),
 		cmocka_unit_test(load_and_write_atomic),
 		cmocka_unit_test(size_cap),
+		cmocka_unit_test(vector_1_1),
+		cmocka_unit_test(rejections_1_1),
 	};
 	return cmocka_run_group_tests_name("manifest", tests, NULL, NULL);
 }
