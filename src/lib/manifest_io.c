@@ -57,11 +57,10 @@ static int exact_keys(const json_t *obj, const char *const *keys, const char *wh
 	return 0;
 }
 
-/* A string without control characters, copied into *out. */
-static int get_string(char **out, const json_t *obj, const char *key, const char *path,
-		      nx_error *err)
+/* v a string without control characters, copied into *out; key names it. */
+static int copy_string(char **out, const json_t *v, const char *key, const char *path,
+		       nx_error *err)
 {
-	const json_t *v = json_object_get(obj, key);
 	const char *s;
 	size_t n, i;
 	char *copy;
@@ -84,6 +83,12 @@ static int get_string(char **out, const json_t *obj, const char *key, const char
 	free(*out);
 	*out = copy;
 	return 0;
+}
+
+static int get_string(char **out, const json_t *obj, const char *key, const char *path,
+		      nx_error *err)
+{
+	return copy_string(out, json_object_get(obj, key), key, path, err);
 }
 
 static int get_bool(bool *out, const json_t *obj, const char *key, const char *path,
@@ -157,7 +162,6 @@ static int get_strv(char ***out, size_t *n, const json_t *obj, const char *key,
 		    const char *path, nx_error *err)
 {
 	const json_t *a = json_object_get(obj, key);
-	json_t *wrap = NULL;
 	size_t i;
 	int rc = 0;
 
@@ -165,14 +169,12 @@ static int get_strv(char ***out, size_t *n, const json_t *obj, const char *key,
 		return nx_error_set(err, NX_EFORMAT, path, 0, -1,
 				    "%s: policy \"%s\" must be an array of at most %d strings",
 				    path, key, NX_MANIFEST_LIST_MAX);
-	if (!(*out = calloc(json_array_size(a) + 1, sizeof(**out))) || !(wrap = json_object()))
+	if (!(*out = calloc(json_array_size(a) + 1, sizeof(**out))))
 		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
 	for (i = 0; !rc && i < json_array_size(a); i++) {
-		json_object_set(wrap, key, json_array_get(a, i));
-		rc = get_string(&(*out)[i], wrap, key, path, err);
+		rc = copy_string(&(*out)[i], json_array_get(a, i), key, path, err);
 		*n = i + !rc;
 	}
-	json_decref(wrap);
 	return rc;
 }
 

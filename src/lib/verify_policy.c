@@ -138,6 +138,10 @@ static int append(const char ***v, size_t *nv, const char *const *add, size_t n)
 	return 0;
 }
 
+/* The policy's lists: each, when overridden, is simply not applied. */
+static const unsigned list_fields[] = { NX_POLICY_FORBIDDEN_TERMS, NX_POLICY_FORBIDDEN_IMPORTS,
+					NX_POLICY_ALLOW_SHARED };
+
 static int lists(struct vfy_ctx *c, const nx_manifest_policy *p, bool trusted)
 {
 	unsigned ov = c->opts->override_policy;
@@ -172,20 +176,16 @@ static int lists(struct vfy_ctx *c, const nx_manifest_policy *p, bool trusted)
 					   "teacher tensor: %s", p->allow_shared[i].name,
 					   p->allow_shared[i].reason);
 	}
-	if (!rc && p->nallow_shared && !trusted)
+	if (!rc && p->nallow_shared && !trusted && c->opts->nteachers)
 		rc = nx_report_add(c->r, CHECK, NX_SEV_WARN, "policy-untrusted", NX_MANIFEST_NAME, 0,
 				   "the bundle's policy allows %zu student tensor(s) to equal teacher "
 				   "tensors, but the manifest is not signed by a key given with --pubkey, "
 				   "so no tensor is allowed", p->nallow_shared);
-	for (i = 0; !rc && i < 5; i++) {
-		unsigned bit = 1u << i;
-
-		if ((ov & bit) && (bit == NX_POLICY_FORBIDDEN_TERMS || bit == NX_POLICY_FORBIDDEN_IMPORTS ||
-				   bit == NX_POLICY_ALLOW_SHARED))
+	for (i = 0; !rc && i < sizeof(list_fields) / sizeof(list_fields[0]); i++)
+		if (ov & list_fields[i])
 			rc = nx_report_add(c->r, CHECK, NX_SEV_WARN, "policy-overridden", NX_MANIFEST_NAME,
 					   0, "--override-policy %s: the bundle's recorded %s are not "
-					   "applied", field_name(bit), field_name(bit));
-	}
+					   "applied", field_name(list_fields[i]), field_name(list_fields[i]));
 	return rc;
 }
 

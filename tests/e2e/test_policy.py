@@ -139,6 +139,8 @@ def test_build_limit_is_enforced_by_verify(nexus, tmp_path):
         r = run(nexus, "verify", "--no-sandbox", "--max-model-bytes", "1GiB",
                 "--override-policy", "max_model_bytes", *fmt, b)
         assert "model-too-large" not in r.stdout and "policy-overridden" in r.stdout, r.stdout
+    r = run(nexus, "verify", "--override-policy", "max_model_byte", b)
+    assert r.returncode == 2 and "max_model_bytes, size_slack" in r.stderr
     rc, rep = verify(nexus, b, "--max-model-bytes", "1GiB", "--override-policy", "max_model_bytes")
     assert "model-too-large" not in codes(rep)
     assert finding(rep, "policy-overridden")["severity"] == "WARN"
