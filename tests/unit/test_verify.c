@@ -144,6 +144,23 @@ static void fifo_manifest_does_not_block(void **state)
 	rmdir(tmpl);
 }
 
+/* --override-policy names: each field's bit, "all", and a usage error. */
+static void policy_field_names(void **state)
+{
+	unsigned bits = 0;
+	nx_error e;
+
+	(void)state;
+	assert_int_equal(nx_verify_policy_field(&bits, "max_model_bytes", NULL), 0);
+	assert_int_equal(nx_verify_policy_field(&bits, "forbidden_terms", NULL), 0);
+	assert_int_equal(bits, NX_POLICY_MAX_MODEL_BYTES | NX_POLICY_FORBIDDEN_TERMS);
+	assert_int_equal(nx_verify_policy_field(&bits, "all", NULL), 0);
+	assert_int_equal(bits, NX_POLICY_ALL);
+	nx_error_clear(&e);
+	assert_int_equal(nx_verify_policy_field(&bits, "max-model-bytes", &e), NX_EUSAGE);
+	assert_non_null(strstr(e.message, "allow_shared_tensors"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -153,6 +170,7 @@ int main(void)
 		cmocka_unit_test(json_has_schema_and_optional_line),
 		cmocka_unit_test(empty_dir_fails_with_findings),
 		cmocka_unit_test(fifo_manifest_does_not_block),
+		cmocka_unit_test(policy_field_names),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
