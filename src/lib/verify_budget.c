@@ -182,6 +182,46 @@ static int model_strings(struct tally *t)
 	return rc;
 }
 
+static int add_line(nx_budget_buf *b, const char *s, nx_error *err)
+{
+	int rc = nx_budget_add(b, s, strlen(s), err);
+
+	return rc ? rc : nx_budget_add(b, "\n", 1, err);
+}
+
+static int add_lines(nx_budget_buf *b, char *const *v, size_t n, nx_error *err)
+{
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; !rc && i < n; i++)
+		rc = add_line(b, v[i], err);
+	return rc;
+}
+
+/* A 1.1 manifest's policy and runtime strings: free text (the allow list's
+ * reasons, the lists, the versions) is a channel like any other. */
+static int policy_strings(nx_budget_buf *b, const nx_manifest *m, nx_error *err)
+{
+	const nx_manifest_policy *p = m->policy;
+	size_t i;
+	int rc = 0;
+
+	if (m->runtime)
+		rc = add_line(b, m->runtime->version, err);
+	if (!p || rc)
+		return rc;
+	if ((rc = add_line(b, p->nexus_version, err)) ||
+	    (rc = add_lines(b, p->forbidden_terms, p->nforbidden_terms, err)) ||
+	    (rc = add_lines(b, p->forbidden_imports, p->nforbidden_imports, err)) ||
+	    (rc = add_lines(b, p->python_packages, p->npython_packages, err)))
+		return rc;
+	for (i = 0; !rc && i < p->nallow_shared; i++)
+		if (!(rc = add_line(b, p->allow_shared[i].name, err)))
+			rc = add_line(b, p->allow_shared[i].reason, err);
+	return rc;
+}
+
 /* The manifest's own strings (not its digests and sizes, which the files
  * explain, nor the signature, which the key explains). */
 static int manifest_strings(struct tally *t)
@@ -196,11 +236,11 @@ static int manifest_strings(struct tally *t)
 	if ((rc = nx_budget_buf_new(&b, t->err)))
 		return rc;
 	for (i = 0; !rc && i < sizeof(s) / sizeof(*s); i++)
-		if (!(rc = nx_budget_add(b, s[i], strlen(s[i]), t->err)))
-			rc = nx_budget_add(b, "\n", 1, t->err);
+		rc = add_line(b, s[i], t->err);
 	for (i = 0; !rc && i < m->nfiles; i++)
-		if (!(rc = nx_budget_add(b, m->files[i].path, strlen(m->files[i].path), t->err)))
-			rc = nx_budget_add(b, "\n", 1, t->err);
+		rc = add_line(b, m->files[i].path, t->err);
+	if (!rc)
+		rc = policy_strings(b, m, t->err);
 	if (!rc)
 		rc = charge(t, "manifest.json", b, 0, NULL);
 	nx_budget_buf_free(b);

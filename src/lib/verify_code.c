@@ -374,6 +374,33 @@ static int check_packages(struct vfy_ctx *c, const nx_runtime_config *rcfg)
 	return rc;
 }
 
+/*
+ * A 1.1 manifest's versions are values; the allow list's reasons are prose
+ * a person wrote about the teacher ("equal to the teacher's embedding"),
+ * so, like README.md, only WARN.  The policy's lists are not scanned: they
+ * name what is forbidden (teacher_model), and the budget charges them.
+ */
+static int scan_manifest_policy(struct vfy_ctx *c, const nx_manifest *m)
+{
+	const nx_manifest_policy *p = m->policy;
+	const char *v[2] = { m->runtime ? m->runtime->version : "", p ? p->nexus_version : "" };
+	const char *t;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; !rc && i < 2; i++)
+		if ((t = vfy_term_in(c, v[i], strlen(v[i]))))
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "term-in-value", NX_MANIFEST_NAME,
+					   0, "forbidden term '%s' in the manifest's %s", t,
+					   i ? "policy.nexus_version" : "runtime.version");
+	for (i = 0; !rc && p && i < p->nallow_shared; i++)
+		if ((t = vfy_term_in(c, p->allow_shared[i].reason, strlen(p->allow_shared[i].reason))))
+			rc = nx_report_add(c->r, CHECK, NX_SEV_WARN, "term-in-docs", NX_MANIFEST_NAME,
+					   0, "forbidden term '%s' in the reason for allowing %s "
+					   "(policy.allow_shared_tensors)", t, p->allow_shared[i].name);
+	return rc;
+}
+
 /* The manifest's own strings are text like any other: a teacher's name as
  * `architecture` is a term in a value. */
 static int scan_manifest(struct vfy_ctx *c)
@@ -398,6 +425,8 @@ static int scan_manifest(struct vfy_ctx *c)
 			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "term-in-value", NX_MANIFEST_NAME,
 					   0, "forbidden term '%s' in the manifest's path %s", t,
 					   m->files[i].path);
+	if (!rc)
+		rc = scan_manifest_policy(c, m);
 	return rc;
 }
 

@@ -9,7 +9,9 @@ import hashlib
 import json
 import os
 import pathlib
+import random
 import shutil
+import string
 
 import pytest
 
@@ -212,6 +214,27 @@ def test_files_looser_than_the_recorded_policy_fail(nexus, tmp_path):
     rc, rep = verify(nexus, b)
     paths = {f["path"] for f in rep["findings"] if f["code"] == "policy-mismatch"}
     assert rc == 1 and paths == {"config/runtime.yaml", "config/selftest.json"}, rep["findings"]
+
+
+def test_policy_strings_are_scanned_and_charged(nexus, tmp_path):
+    """The policy's free text is packaged: a reason naming the teacher is
+    prose (WARN), and data hidden in reasons counts against the leak budget."""
+    b = built(nexus, tmp_path, extra_yaml=(
+        "allow_shared_tensors: [{name: classifier.weight, reason: as in the teacher}]\n"))
+    rc, rep = verify(nexus, b)
+    assert "term-in-docs" in codes(rep, "WARN"), rep["findings"]
+    assert finding(rep, "term-in-docs")["path"] == "manifest.json"
+    # random letters in short words: no literal blob, but information
+    rnd = random.Random(15)
+
+    def words():
+        return " ".join("".join(rnd.choice(string.ascii_lowercase)
+                                for _ in range(rnd.randint(3, 8))) for _ in range(600))[:4000]
+
+    rewrite(b, edit=lambda m: m["policy"]["allow_shared_tensors"].extend(
+        {"name": f"t{i}", "reason": words()} for i in range(40)))
+    rc, rep = verify(nexus, b)
+    assert rc == 1 and "budget-exceeded" in codes(rep, "FAIL"), rep["findings"]
 
 
 def test_tampered_policy_fails_the_signature(nexus, tmp_path, keys):
