@@ -60,6 +60,8 @@ struct nx_manifest_shared {
 typedef struct nx_manifest_policy {
 	char *nexus_version;          /* of the nexus that built and checked */
 	uint64_t max_model_bytes;     /* limits.max_model_bytes */
+	uint64_t max_leak_bytes;      /* the leak budget enforced, limits.max_leak_bytes or
+					 NX_BUDGET_DEFAULT (nexus/budget.h) */
 	double size_slack;            /* limits.size_slack, 0..1 */
 	double selftest_tolerance;    /* config/selftest.json's tolerance, 0..0.01 */
 	char **forbidden_terms; size_t nforbidden_terms;   /* configured extras */

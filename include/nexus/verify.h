@@ -79,11 +79,13 @@ enum nx_policy_field {
 	NX_POLICY_FORBIDDEN_TERMS = 1 << 2,
 	NX_POLICY_FORBIDDEN_IMPORTS = 1 << 3,
 	NX_POLICY_ALLOW_SHARED = 1 << 4,
-	NX_POLICY_ALL = (1 << 5) - 1,
+	NX_POLICY_MAX_LEAK_BYTES = 1 << 5,
+	NX_POLICY_ALL = (1 << 6) - 1,
 };
 /* Names --override-policy accepts, comma-separated, for help and errors. */
 #define NX_POLICY_FIELD_NAMES \
-	"max_model_bytes, size_slack, forbidden_terms, forbidden_imports, allow_shared_tensors, all"
+	"max_model_bytes, size_slack, max_leak_bytes, forbidden_terms, forbidden_imports, " \
+	"allow_shared_tensors, all"
 
 /* The field called name (a policy key, or "all"): *out |= its bit.
  * 0, or NX_EUSAGE naming the valid names. */
@@ -135,8 +137,9 @@ struct nx_verify_opts {
 	 * the signature is valid for a --pubkey key.)
 	 */
 	bool trust_policy;
-	/* leak budget in bytes: 0 = NX_BUDGET_DEFAULT, which is also the
-	 * most any caller gets (a larger value counts as the default) */
+	/* leak budget in bytes: 0 = the policy's, else NX_BUDGET_DEFAULT, which
+	 * is also the most any caller gets (a larger value counts as the
+	 * default); like max_model_bytes it only tightens the policy */
 	uint64_t max_leak_bytes;
 	int threads;                    /* hashing threads, <= 0 = 2 */
 	/* Called as each check starts (done false) and ends; may be NULL. */

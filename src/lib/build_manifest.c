@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nexus/budget.h"
 #include "nexus/sign.h"
 
 static int format_timestamp(char out[32], int64_t epoch, nx_error *err)
@@ -58,6 +59,7 @@ static int make_policy(nx_manifest_policy **out, const struct build *b)
 		p->max_model_bytes = ws->max_model_bytes ? ws->max_model_bytes :
 				     NX_CONFIG_DEFAULT_MAX_MODEL_BYTES;
 		p->size_slack = ws->size_slack;
+		p->max_leak_bytes = ws->max_leak_bytes ? ws->max_leak_bytes : NX_BUDGET_DEFAULT;
 		p->selftest_tolerance = BUILD_SELFTEST_TOLERANCE;
 		p->teacher_files = ws->nteacher;
 		rc = strv_copy(&p->forbidden_terms, &p->nforbidden_terms, ws->forbidden_terms,

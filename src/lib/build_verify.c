@@ -42,8 +42,6 @@ int build_verify(struct build *b)
 	vo.trust_policy = true;
 	vo.strict = b->opts->strict;
 	vo.runtime_dir = b->opts->runtime_dir;
-	/* the leak budget is not part of the recorded policy yet */
-	vo.max_leak_bytes = b->ws->max_leak_bytes;
 	vo.functional = b->opts->functional;
 	vo.sandbox = b->opts->sandbox;
 	vo.sandbox_memory = b->opts->sandbox_memory ? b->opts->sandbox_memory : ws->sandbox_memory;

@@ -315,10 +315,11 @@ static json_t *policy_json(const nx_manifest_policy *p)
 		}
 	if (!shared)
 		return NULL;
-	return json_pack("{s:o, s:o, s:o, s:I, s:s, s:o, s:o, s:o, s:I}",
+	return json_pack("{s:o, s:o, s:o, s:I, s:I, s:s, s:o, s:o, s:o, s:I}",
 			 "allow_shared_tensors", shared,
 			 "forbidden_imports", strv_json(p->forbidden_imports, p->nforbidden_imports),
 			 "forbidden_terms", strv_json(p->forbidden_terms, p->nforbidden_terms),
+			 "max_leak_bytes", (json_int_t)p->max_leak_bytes,
 			 "max_model_bytes", (json_int_t)p->max_model_bytes,
 			 "nexus_version", p->nexus_version,
 			 "python_packages", strv_json(p->python_packages, p->npython_packages),

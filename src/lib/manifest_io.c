@@ -22,7 +22,7 @@ static const char *const ROOT_KEYS[] = { "schema_version", "bundle_id", "build_t
 static const char *const ROOT_KEYS_1_1[] = { "schema_version", "bundle_id", "build_timestamp",
 	"model_metadata", "invariants", "files", "signature", "policy", "runtime", NULL };
 static const char *const POLICY_KEYS[] = { "allow_shared_tensors", "forbidden_imports",
-	"forbidden_terms", "max_model_bytes", "nexus_version", "python_packages",
+	"forbidden_terms", "max_leak_bytes", "max_model_bytes", "nexus_version", "python_packages",
 	"selftest_tolerance", "size_slack", "teacher_files", NULL };
 static const char *const SHARED_KEYS[] = { "name", "reason", NULL };
 static const char *const RUNTIME_KEYS[] = { "files", "version", NULL };
@@ -211,6 +211,7 @@ static int parse_policy(nx_manifest *m, const json_t *obj, const char *path, nx_
 		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
 	if ((rc = get_string(&p->nexus_version, obj, "nexus_version", path, err)) ||
 	    (rc = get_uint(&p->max_model_bytes, obj, "max_model_bytes", path, err)) ||
+	    (rc = get_uint(&p->max_leak_bytes, obj, "max_leak_bytes", path, err)) ||
 	    (rc = get_uint(&p->teacher_files, obj, "teacher_files", path, err)) ||
 	    (rc = get_decimal(&p->size_slack, obj, "size_slack", 1.0, path, err)) ||
 	    (rc = get_decimal(&p->selftest_tolerance, obj, "selftest_tolerance", 0.01, path, err)) ||
@@ -221,9 +222,10 @@ static int parse_policy(nx_manifest *m, const json_t *obj, const char *path, nx_
 	    (rc = get_strv(&p->python_packages, &p->npython_packages, obj, "python_packages",
 			   path, err)))
 		return rc;
-	if (p->max_model_bytes == 0)
+	if (p->max_model_bytes == 0 || p->max_leak_bytes == 0)
 		return nx_error_set(err, NX_EFORMAT, path, 0, -1,
-				    "%s: policy \"max_model_bytes\" must be at least 1", path);
+				    "%s: policy \"%s\" must be at least 1", path,
+				    p->max_model_bytes ? "max_leak_bytes" : "max_model_bytes");
 	return parse_shared(p, json_object_get(obj, "allow_shared_tensors"), path, err);
 }
 

@@ -260,8 +260,7 @@ static bool charged_text(const char *p)
 int vfy_budget(struct vfy_ctx *c, nx_error *err)
 {
 	struct tally t = {.c = c, .err = err};
-	uint64_t limit = c->opts->max_leak_bytes && c->opts->max_leak_bytes < NX_BUDGET_DEFAULT ?
-			 c->opts->max_leak_bytes : NX_BUDGET_DEFAULT;
+	uint64_t limit = c->pol.max_leak_bytes;   /* the policy's, tightened by options */
 	nx_budget_buf *tok = NULL;
 	uint64_t tok_cost = 0;
 	size_t i;

@@ -52,6 +52,7 @@ struct vfy_file {
 struct vfy_policy {
 	uint64_t max_model_bytes;
 	double size_slack;
+	uint64_t max_leak_bytes;       /* at most NX_BUDGET_DEFAULT */
 	const char **imports;          /* forbidden imports (borrowed strings) */
 	size_t nimports;
 	const char **allow_shared;     /* tensor names allowed to equal a teacher's */

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nexus/budget.h"
 #include "nexus/pyfilter.h"
 
 #define CHECK NX_CHECK_POLICY
@@ -30,6 +31,7 @@ static const struct {
 } fields[] = {
 	{ "max_model_bytes", NX_POLICY_MAX_MODEL_BYTES },
 	{ "size_slack", NX_POLICY_SIZE_SLACK },
+	{ "max_leak_bytes", NX_POLICY_MAX_LEAK_BYTES },
 	{ "forbidden_terms", NX_POLICY_FORBIDDEN_TERMS },
 	{ "forbidden_imports", NX_POLICY_FORBIDDEN_IMPORTS },
 	{ "allow_shared_tensors", NX_POLICY_ALLOW_SHARED },
@@ -200,10 +202,14 @@ int vfy_policy(struct vfy_ctx *c, nx_error *err)
 	struct limit slack = { NX_POLICY_SIZE_SLACK, o->size_slack >= 0,
 			       (long double)o->size_slack, 0, (long double)NX_VERIFY_SIZE_SLACK,
 			       false };
+	uint64_t leak_flag = o->max_leak_bytes < NX_BUDGET_DEFAULT ? o->max_leak_bytes : 0;
+	struct limit leak = { NX_POLICY_MAX_LEAK_BYTES, leak_flag > 0, (long double)leak_flag, 0,
+			      (long double)NX_BUDGET_DEFAULT, true };
 	long double v;
 	int rc;
 
 	(void)err;
+	c->pol.max_leak_bytes = leak.has_flag ? leak_flag : NX_BUDGET_DEFAULT;
 	c->pol.max_model_bytes = size.has_flag ? o->max_model_bytes : NX_VERIFY_MAX_MODEL_BYTES;
 	c->pol.size_slack = slack.has_flag ? o->size_slack : NX_VERIFY_SIZE_SLACK;
 	if ((rc = lists(c, p, trusted)))
@@ -226,6 +232,11 @@ int vfy_policy(struct vfy_ctx *c, nx_error *err)
 	if ((rc = apply(c, &slack, trusted, &v)))
 		return rc;
 	c->pol.size_slack = (double)v;
+	leak.recorded = (long double)p->max_leak_bytes;
+	if ((rc = apply(c, &leak, trusted, &v)))
+		return rc;
+	/* never above the default: the budget can only be lowered */
+	c->pol.max_leak_bytes = v < NX_BUDGET_DEFAULT ? (uint64_t)v : NX_BUDGET_DEFAULT;
 	if (strcmp(p->nexus_version, NX_VERSION))
 		rc = nx_report_add(c->r, CHECK, NX_SEV_INFO, "policy-differs", NX_MANIFEST_NAME, 0,
 				   "the policy was recorded by nexus %s (this is %s)", p->nexus_version,

@@ -106,6 +106,7 @@ def test_build_records_the_policy_it_enforced(nexus, tmp_path):
     assert m["schema_version"] == "1.1"
     p = m["policy"]
     assert p["max_model_bytes"] == 4 << 20
+    assert p["max_leak_bytes"] == 65536   # the default budget, enforced
     assert p["size_slack"] == "0.1"
     assert p["forbidden_terms"] == ["wandb"]
     assert p["forbidden_imports"] == ["teacher_model", "training_modules"]
@@ -147,6 +148,21 @@ def test_build_limit_is_enforced_by_verify(nexus, tmp_path):
     assert "model-too-large" not in codes(rep)
     assert finding(rep, "policy-overridden")["severity"] == "WARN"
     assert "1073741824" in finding(rep, "policy-overridden")["message"]
+
+
+def test_recorded_leak_budget_is_enforced_by_verify(nexus, tmp_path):
+    """limits.max_leak_bytes lowered the budget only at build; verify held
+    the bundle to the default 64 KiB."""
+    b = built(nexus, tmp_path, extra_yaml="limits: {max_leak_bytes: 4KiB}\n")
+    assert manifest(b)["policy"]["max_leak_bytes"] == 4096
+    rnd = random.Random(4)
+    prose = " ".join("".join(rnd.choice(string.ascii_lowercase) for _ in range(rnd.randint(3, 8)))
+                     for _ in range(1500))
+    rewrite(b, {"README.md": (b / "README.md").read_bytes() + prose.encode() + b"\n"})
+    rc, rep = verify(nexus, b)
+    assert rc == 1 and "budget-exceeded" in codes(rep, "FAIL"), rep["findings"]
+    rc, rep = verify(nexus, b, "--override-policy", "max_leak_bytes")
+    assert "budget-exceeded" not in codes(rep) and "policy-overridden" in codes(rep, "WARN")
 
 
 def test_large_build_limit_is_not_failed_by_verify_default(nexus, tmp_path, keys):

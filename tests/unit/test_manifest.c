@@ -113,6 +113,7 @@ static const char VECTOR_1_1[] =
 	"    \"forbidden_terms\": [\n"
 	"      \"wandb\"\n"
 	"    ],\n"
+	"    \"max_leak_bytes\": 16384,\n"
 	"    \"max_model_bytes\": 4194304,\n"
 	"    \"nexus_version\": \"0.1.0\",\n"
 	"    \"python_packages\": [\n"
@@ -135,8 +136,8 @@ static const char VECTOR_1_1[] =
 	"  \"schema_version\": \"1.1\",\n"
 	"  \"signature\": \"\"\n"
 	"}\n";
-#define VECTOR_1_1_SHA256 "095523a30d8c3ac4c9c5db903d5611175e01aba0f5bf5122b81e03f7e62c26eb"
-#define SIGNED_1_1_SHA256 "2281c4b4d0eb70268a77ee0b3ead4ba314a125a30d276595b415949d87dfbdb2"
+#define VECTOR_1_1_SHA256 "e9984bab211f8ef63bb413093851253781cc8c47e46f4c35f58ea744e162b412"
+#define SIGNED_1_1_SHA256 "4a3f114798dd919dc12c1f176d6bc33e731b632a370346050600ea4ac75f2ea2"
 
 static char **strv(const char *a, const char *b)
 {
@@ -160,6 +161,7 @@ static nx_manifest *make_vector_1_1(void)
 	assert_non_null(p);
 	p->nexus_version = strdup("0.1.0");
 	p->max_model_bytes = 4u << 20;
+	p->max_leak_bytes = 16384;
 	p->size_slack = 0.05;
 	p->selftest_tolerance = 1e-4;
 	p->teacher_files = 1;
@@ -242,6 +244,8 @@ static void rejections_1_1(void **state)
 	expect_reject_1_1("\"max_model_bytes\": 4194304", "\"max_model_bytes\": 0", "at least 1");
 	expect_reject_1_1("\"max_model_bytes\": 4194304", "\"max_model_bytes\": -1",
 			  "non-negative");
+	expect_reject_1_1("\"max_leak_bytes\": 16384", "\"max_leak_bytes\": 0",
+			  "\"max_leak_bytes\" must be at least 1");
 	expect_reject_1_1("\"size_slack\": \"0.05\"", "\"size_slack\": 0.05", "decimal string");
 	expect_reject_1_1("\"size_slack\": \"0.05\"", "\"size_slack\": \"1.5\"", "decimal string");
 	expect_reject_1_1("\"size_slack\": \"0.05\"", "\"size_slack\": \"0.050\"", "canonical");
