@@ -46,8 +46,8 @@ static const struct cli_opt opts[] = {
 	 "policy, else 2GiB); only tightens the policy", OPT_MAX_MODEL},
 	{"max-leak-bytes", 0, "N", "leak budget: information outside the weights, at most "
 	 "the default 64KiB (it can only be lowered)", OPT_MAX_LEAK},
-	{"trusted-list", 0, "FILE", "trusted runtime files as '<sha256>  <path>' lines",
-	 OPT_TRUSTED_LIST},
+	{"trusted-list", 0, "FILE", "trusted runtime releases: 'nexus <version>' lines, each "
+	 "followed by its '<sha256>  <path>' lines", OPT_TRUSTED_LIST},
 	{"forbidden-term", 0, "TERM", "also forbid TERM (besides teacher, distillation, "
 	 "soft_targets); repeatable", OPT_TERM},
 	{"time-budget", 0, "SECONDS", "a check running longer FAILs (check-over-budget) "
@@ -353,13 +353,15 @@ const struct cli_verb cmd_verify = {
 	.summary = "prove a bundle intact and teacher-free (Teacher Removal Validation)",
 	.details =
 	"Checks, in order: integrity (files == manifest, sizes then SHA-256, no\n"
-	"symlink/hard link/special/writable file), signature (--pubkey), allowlist\n"
-	"(TRV-1: layout, names, content by magic bytes, bin/ and lib/ identical to the\n"
-	"trusted runtime in $NEXUS_RUNTIME_DIR or <prefix>/libexec/nexus), code (TRV-2),\n"
-	"weights (TRV-3), size (TRV-4), functional (TRV-5).  Every finding has a stable\n"
-	"code explained in docs/TRV.md.  Verdict PASS/WARN exits 0 (WARN exits 1 with\n"
-	"--strict), FAIL exits 1.  A check running past --time-budget seconds stops\n"
-	"verify with a FAIL (check-over-budget).",
+	"symlink/hard link/special/writable file), signature (--pubkey), policy (the\n"
+	"limits the build recorded in the manifest: options only tighten them,\n"
+	"--override-policy loosens them), allowlist (TRV-1: layout, names, content by\n"
+	"magic bytes, bin/ and lib/ one trusted runtime release: $NEXUS_RUNTIME_DIR or\n"
+	"<prefix>/libexec/nexus, its trusted-runtimes list, or --trusted-list), code\n"
+	"(TRV-2), budget, weights (TRV-3), size (TRV-4), functional (TRV-5).  Every\n"
+	"finding has a stable code explained in docs/TRV.md.  Verdict PASS/WARN exits 0\n"
+	"(WARN exits 1 with --strict), FAIL exits 1.  A check running past --time-budget\n"
+	"seconds stops verify with a FAIL (check-over-budget).",
 	.opts = opts,
 	.run = run,
 };
