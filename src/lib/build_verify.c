@@ -44,7 +44,7 @@ int build_verify(struct build *b)
 	vo.runtime_dir = b->opts->runtime_dir;
 	vo.functional = b->opts->functional;
 	vo.sandbox = b->opts->sandbox;
-	vo.sandbox_memory = b->opts->sandbox_memory ? b->opts->sandbox_memory : ws->sandbox_memory;
+	vo.sandbox_memory = b->opts->sandbox_memory ? b->opts->sandbox_memory : b->ws->sandbox_memory;
 	vo.functional_imports_only = true;
 	vo.digests_known = true;
 	/* A signed build checks its signature with the public half of its key,
