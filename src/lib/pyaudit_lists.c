@@ -60,6 +60,8 @@ static const struct rule training[] = {
 	{ "peft", "fine-tuning adapters" },
 	{ "trl", "reinforcement-learning fine-tuning" },
 	{ "optax", "optimisers" },
+	{ "functorch.grad", "gradients are computed only to train" },
+	{ "functorch.grad_and_value", "gradients are computed only to train" },
 	{ "jax.grad", "gradients are computed only to train" },
 	{ "jax.value_and_grad", "gradients are computed only to train" },
 	{ "horovod", "distributed training" },
@@ -339,17 +341,23 @@ static bool eq(const char *entry, const char *name, size_t n)
 }
 
 /* dotted == entry, or dotted starts with entry + "." */
+static bool starts_with(const char *entry, const char *dotted)
+{
+	size_t n;
+
+	if (entry[0] != dotted[0])
+		return false;
+	n = strlen(entry);
+	return !strncmp(dotted, entry, n) && (dotted[n] == '\0' || dotted[n] == '.');
+}
+
 static const char *under(const struct rule *list, const char *dotted)
 {
-	size_t k, n;
+	size_t k;
 
-	for (k = 0; list[k].name; k++) {
-		if (list[k].name[0] != dotted[0])
-			continue;
-		n = strlen(list[k].name);
-		if (!strncmp(dotted, list[k].name, n) && (dotted[n] == '\0' || dotted[n] == '.'))
+	for (k = 0; list[k].name; k++)
+		if (starts_with(list[k].name, dotted))
 			return list[k].reason;
-	}
 	return NULL;
 }
 
@@ -373,9 +381,26 @@ static bool listed(const char *const *list, const char *name, size_t n)
 	return false;
 }
 
+/*
+ * A package can hand out another as an attribute (`functorch.torch` is
+ * torch itself), so a dotted entry also matches from any component of the
+ * name on: `functorch.torch.optim.SGD` is `torch.optim`.  Single-component
+ * entries match only at the top, where the import names them.
+ */
 const char *nx_pyaudit_training(const char *module)
 {
-	return module ? under(training, module) : NULL;
+	const char *why, *tail;
+	size_t k;
+
+	if (!module)
+		return NULL;
+	if ((why = under(training, module)))
+		return why;
+	for (tail = strchr(module, '.'); tail; tail = strchr(tail + 1, '.'))
+		for (k = 0; training[k].name; k++)
+			if (strchr(training[k].name, '.') && starts_with(training[k].name, tail + 1))
+				return training[k].reason;
+	return NULL;
 }
 
 static int cmp_str(const void *a, const void *b)

@@ -318,7 +318,7 @@ static bool scanned(const char *p)
  * tensorflow, ...) has training modules beyond the audit's list: WARN, so
  * the declaration is a visible decision, not a silent hole.
  */
-static const char *const training_frameworks[] = { "torch", "tensorflow", "jax", "flax",
+static const char *const training_frameworks[] = { "torch", "functorch", "tensorflow", "jax", "flax",
 	"keras", "transformers", "paddle", "mxnet", "sklearn", "xgboost", "lightgbm", NULL };
 
 static bool module_under(const char *mod, const char *const *list)

@@ -49,6 +49,10 @@ TRAINING = [
     "import torch_optimizer\n",
     "try:\n    import accelerate\nexcept ImportError:\n    pass\n",
     "from transformers import Trainer\n",
+    # a declared package that re-exports a training package as an attribute
+    "import onnxruntime as ort\no = ort.torch.optim.SGD\n",
+    "from onnxruntime import torch as backend\nopt = backend.optim.Adam\n",
+    "import onnxruntime\nt = onnxruntime.capi.transformers.Trainer\n",
 ]
 DENIED = [
     "import importlib._bootstrap as b\nm = b._gcd_import('x')\n",
