@@ -1,6 +1,7 @@
 # Nexus build.  `make` builds everything into $(BUILD)/ with the same layout
 # as an installation: bin/nexus, libexec/nexus/{bin/nexus_cli,lib/...}.
-# `make check` runs unit tests, fuzz-corpus replays and the end-to-end suite.
+# `make test` (= `make check`) runs unit tests, fuzz-corpus replays and the
+# end-to-end suite.
 # `make asan` does the same build with AddressSanitizer + UBSan in build-asan/.
 
 VERSION    := 0.1.0
@@ -55,7 +56,7 @@ Q =
 msg = @true
 endif
 
-.PHONY: all check unit fuzz-replay e2e e2e-asan asan fuzz install uninstall clean demo bench setup
+.PHONY: all check test unit fuzz-replay e2e e2e-asan asan fuzz install uninstall clean demo bench setup
 all: $(NEXUS) $(NX_CLI) $(RT_ORT) $(TRUSTED) $(UT_BIN) $(FZ_BIN)
 
 $(ORT_LIB) $(ORT_INC)/onnxruntime_c_api.h:
@@ -121,6 +122,10 @@ e2e: all
 # end-to-end suite last (its summary is the run's closing line).
 check: all unit fuzz-replay asan
 	$(E2E)
+
+# `make test` is the README's name for the whole suite; `make check` is the
+# GNU name.  They are the same target.
+test: check
 
 ASAN_MAKE := $(MAKE) --no-print-directory BUILD=build-asan CFLAGS='-O1 -g' \
 	SAN='-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all'
