@@ -350,16 +350,6 @@ def test_a_selinux_label_that_differs_or_carries_data_fails(nexus, bundle, rel, 
     assert any(f["path"] == rel for f in rep["findings"] if f["code"] == "extended-attribute")
 
 
-def test_build_keeps_the_hosts_selinux_label(nexus, tmp_path):
-    ws = make_workspace(tmp_path / "ws")
-    _label_tree(ws, "system_u:object_r:usr_t:s0")
-    out = tmp_path / "out"
-    out.mkdir()
-    _setfattr(out, SELINUX, "system_u:object_r:usr_t:s0")
-    r = _build(nexus, ws, out / "b")
-    assert r.returncode == 0, r.stderr
-
-
 def test_build_never_copies_xattrs(nexus, tmp_path):
     ws = make_workspace(tmp_path / "ws")
     for rel in ("LICENSE", "README.md", "artifacts/student.onnx",

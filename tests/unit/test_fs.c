@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "nexus/fs.h"
@@ -136,6 +137,43 @@ static void regular_refuses_fifo_and_caps_size(void **state)
 	assert_string_equal(buf, "bee");
 	free(buf);
 	assert_int_equal(nx_fs_read_all(&buf, &len, ws, "escape", 100, &e), NX_EUNSAFE);
+	close(ws);
+}
+
+/* The build clears every xattr of a staged file but the host's SELinux
+ * label; verify lists the others and judges the label's shape. */
+static void xattrs_keep_only_a_label_shaped_selinux_label(void **state)
+{
+	struct fx *f = *state;
+	static const char label[] = "system_u:object_r:usr_t:s0";
+	char *names = NULL, *got = NULL, buf[64];
+	nx_error e;
+	int ws = wsfd(f), fd = openat(ws, "a.txt", O_RDONLY);
+
+	assert_true(fd >= 0);
+	if (fsetxattr(fd, "user.x", "data", 4, 0) || fsetxattr(fd, NX_FS_SELINUX_XATTR, label,
+							      sizeof(label), 0)) {
+		close(fd);
+		close(ws);
+		skip();   /* a filesystem without user or security xattrs */
+	}
+	assert_int_equal(nx_fs_xattrs(&names, fd, "a.txt", &e), 0);
+	assert_string_equal(names, "user.x");   /* the label is not listed */
+	free(names);
+	assert_int_equal(nx_fs_selinux_label(&got, fd, "a.txt", &e), 0);
+	assert_string_equal(got, label);
+	free(got);
+
+	assert_int_equal(nx_fs_clear_xattrs(fd, "a.txt", &e), 0);
+	assert_int_equal(nx_fs_xattrs(&names, fd, "a.txt", &e), 0);
+	assert_null(names);
+	assert_true(fgetxattr(fd, NX_FS_SELINUX_XATTR, buf, sizeof(buf)) > 0);
+
+	/* data in the label's place is not a label */
+	assert_int_equal(fsetxattr(fd, NX_FS_SELINUX_XATTR, "aGVsbG8gd29ybGQ=", 16, 0), 0);
+	assert_int_equal(nx_fs_selinux_label(&got, fd, "a.txt", &e), NX_EUNSAFE);
+	assert_null(got);
+	close(fd);
 	close(ws);
 }
 
@@ -351,6 +389,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(beneath_fallback, setup, teardown),
 		cmocka_unit_test_setup_teardown(regular_refuses_fifo_and_caps_size, setup, teardown),
 		cmocka_unit_test_setup_teardown(read_fd_from_offset_and_caps_size, setup, teardown),
+		cmocka_unit_test_setup_teardown(xattrs_keep_only_a_label_shaped_selinux_label, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(walk_lists_without_following, setup, teardown),
 		cmocka_unit_test_setup_teardown(walk_depth_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(stage_publish_modes_and_noreplace, setup, teardown),
