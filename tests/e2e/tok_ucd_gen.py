@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Generate src/lib/tokenizer_ucd.h: where Hugging Face `tokenizers` classes a
+"""Generate src/lib/tokenizer/tokenizer_ucd.h: where Hugging Face `tokenizers` classes a
 character differently from utf8proc.
 
 Hugging Face takes "control" (Cc Cf Co), "punctuation" (P*) and "non-spacing

@@ -21,7 +21,7 @@
  * as slow.
  */
 #include "fingerprint_int.h"
-#include "hash_int.h"
+#include "lib/format/hash_int.h"
 
 #include <pthread.h>
 #include <stdlib.h>

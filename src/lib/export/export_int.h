@@ -18,7 +18,7 @@
 
 #include "nexus/export.h"
 #include "nexus/pb.h"
-#include "strset_int.h"
+#include "util/strset_int.h"
 
 enum pw_kind { PW_COPY, PW_LIT, PW_MSG };
 

@@ -5,7 +5,7 @@
  * filled struct is freed, so a caller sees either a complete, validated
  * workspace or none.
  */
-#include "config_priv.h"
+#include "lib/format/config_priv.h"
 #include "nexus/budget.h"
 #include "nexus/export.h"
 #include "nexus/sandbox.h"

@@ -8,7 +8,7 @@
 
 #include "nexus/onnx.h"
 #include "nexus/pb.h"
-#include "strset_int.h"
+#include "util/strset_int.h"
 
 /* Returned up the walk when the visitor asked to stop (w->stop_rc holds its
  * value); every walker returns at once on any non-zero code. */

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "strset_int.h"
+#include "util/strset_int.h"
 #include "tokenizer_int.h"
 
 static int grow_slots(struct nx_vocab *v)

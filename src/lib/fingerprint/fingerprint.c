@@ -13,8 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "export_int.h"
-#include "hash_int.h"
+#include "lib/export/export_int.h"
+#include "lib/format/hash_int.h"
 #include "nexus/onnx.h"
 
 int nx_fp_set_new(nx_fp_set **out, nx_error *err)

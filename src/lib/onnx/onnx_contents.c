@@ -7,7 +7,7 @@
  * not the encoding, or re-encoding a copied tensor would hide it.
  */
 #include "onnx_int.h"
-#include "hash_int.h"
+#include "lib/format/hash_int.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -8,7 +8,7 @@
  */
 #include "nexus/pyfilter.h"
 #include "nexus/pylex.h"
-#include "strset_int.h"
+#include "util/strset_int.h"
 
 #include <stdlib.h>
 #include <string.h>

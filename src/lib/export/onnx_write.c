@@ -4,7 +4,7 @@
  * hashes what it writes.
  */
 #include "export_int.h"
-#include "hash_int.h"
+#include "lib/format/hash_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
