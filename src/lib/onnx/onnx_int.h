@@ -38,7 +38,7 @@ int strset_merge(struct walk *w, struct strset *dst, const struct strset *src);
 void strset_release(struct strset *s);
 int walk_grow(struct walk *w, void **arr, size_t *cap, size_t n, size_t elem, size_t max);
 
-/* onnx_walk.c */
+/* onnx_field.c */
 int walk_unknown(struct walk *w, const struct nx_pb_field *fld);
 int walk_expect(struct walk *w, const struct nx_pb_field *fld, enum nx_pb_wire wire);
 int walk_string(struct walk *w, const struct nx_pb_field *fld, enum nx_onnx_str_kind kind,
@@ -49,14 +49,16 @@ int walk_kv(struct walk *w, const struct nx_pb_reader *parent, const struct nx_p
  * metadata_props field meta_num (0: none), and fields it does not know. */
 int walk_common(struct walk *w, const struct nx_pb_reader *r, const struct nx_pb_field *f,
 		uint32_t doc_num, uint32_t meta_num);
+size_t scope_push(struct walk *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void scope_pop(struct walk *w, size_t len);
+
+/* onnx_walk.c */
 int walk_graph(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
 	       struct strset *parent_used, bool main_graph);
 int walk_function(struct walk *w, const struct nx_pb_reader *parent,
 		  const struct nx_pb_field *fld);
 int walk_opset(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
 	       bool keep);
-size_t scope_push(struct walk *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void scope_pop(struct walk *w, size_t len);
 
 /* onnx_tensor.c */
 int walk_tensor(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
