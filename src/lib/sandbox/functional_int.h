@@ -1,4 +1,5 @@
-/* functional_int.h - shared by verify_functional.c and verify_functional_py.c. */
+/* functional_int.h - shared by verify_functional.c, verify_functional_py.c and
+ * verify_functional_judge.c. */
 #ifndef NEXUS_FUNCTIONAL_INT_H
 #define NEXUS_FUNCTIONAL_INT_H
 
@@ -17,6 +18,8 @@ struct fx_ctx {
 	enum nx_sandbox_backend backend;   /* resolved: bwrap or landlock */
 };
 
+/* verify_functional_judge.c */
+
 /* Sandbox options for one run of the check: backend, bundle, limits scaled
  * to the model, wall_ms (plus the per-GiB time). */
 void fx_sandbox_opts(struct nx_sandbox_opts *so, const struct fx_ctx *c, uint64_t wall_ms);
@@ -28,7 +31,7 @@ const char *fx_tail(const char *s, size_t len);
 int fx_judge(const struct fx_ctx *c, const struct nx_sandbox_result *r,
 	     const struct nx_sandbox_opts *so, const char *what, const char *fail_code,
 	     const char *path, bool *bad);
-/* The Python import half of the check. */
+/* verify_functional_py.c: the Python import half of the check. */
 int fx_imports(struct fx_ctx *c, nx_error *err);
 
 #endif
