@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include "lib/export/export_int.h"
-#include "lib/format/hash_int.h"
 #include "nexus/onnx.h"
 
 int nx_fp_set_new(nx_fp_set **out, nx_error *err)
@@ -53,32 +52,6 @@ size_t nx_fp_set_compressed(const nx_fp_set *s)
 	return s ? s->compressed : 0;
 }
 
-int fp_add(nx_fp_set *s, const char *name, uint64_t whole, uint64_t bytes, nx_error *err)
-{
-	struct fp_entry *e;
-
-	if (s->n >= NX_FP_TENSORS_MAX)
-		return nx_error_set(err, NX_ELIMIT, s->files[s->nfiles - 1], 0, -1,
-				    "more than %u teacher tensors", NX_FP_TENSORS_MAX);
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? 2 * s->cap : 64;
-
-		if (!(e = realloc(s->e, cap * sizeof(*e))))
-			return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
-		s->e = e;
-		s->cap = cap;
-	}
-	e = &s->e[s->n];
-	if (!(e->name = strdup(name ? name : "")))
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
-	e->whole = whole;
-	e->bytes = bytes;
-	e->file = s->nfiles - 1;
-	s->n++;
-	s->sorted = false;
-	return 0;
-}
-
 static int cmp_entry(const void *a, const void *b)
 {
 	const struct fp_entry *x = a, *y = b;
@@ -104,107 +77,6 @@ static const struct fp_entry *fp_find(const nx_fp_set *s, uint64_t whole, uint64
 	return bsearch(&key, s->e, s->n, sizeof(*s->e), cmp_entry);
 }
 
-/* Each tensor of an ONNX model of at least min bytes, hashed (h). */
-typedef int (*tensor_fn)(void *ctx, const char *name, const struct fp_hash *h, bool transposed,
-			 nx_error *err);
-
-/* What a walk over the tensors of one file does with each. */
-struct tensors {
-	nx_fp_set *collect;          /* teacher: record into this set */
-	const nx_fp_set *match;      /* student: look up in this set */
-	tensor_fn fn;
-	void *ctx;
-	size_t min;
-	const uint64_t *sizes;       /* student: distinct teacher tensor sizes, sorted */
-	size_t nsizes;
-};
-
-static int u64_cmp(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* How a tensor is read: t (inline, decoded) or bytes [off, off + len) of
- * fd; f32 if it may hold float32 values (a teacher's are then also cast);
- * rows x cols of width bytes if it is a 2-D float matrix (a student's is
- * then also hashed transposed). */
-struct tensor_src {
-	const struct nx_onnx_tensor *t;
-	uint64_t off, len;
-	bool f32;
-	uint64_t rows, cols;
-	unsigned width;
-};
-
-/* A student tensor, transposed back, against the teachers' whole tensors
- * of its size (a transposed piece is not looked for). */
-static int one_transposed(struct tensors *w, const char *name, int fd, const char *path,
-			  const struct tensor_src *src, nx_error *err)
-{
-	struct fp_hash h;
-	int rc, end;
-
-	if (!w->match || src->rows < 2 || src->cols < 2 || !w->nsizes ||
-	    !bsearch(&src->len, w->sizes, w->nsizes, sizeof(*w->sizes), u64_cmp))
-		return 0;
-	if ((rc = fp_hash_begin(&h, NULL, w->match, err)) != 0)
-		return rc;
-	rc = fp_hash_transposed(&h, fd, path, src->off, src->rows, src->cols, src->width, err);
-	end = fp_hash_end(&h, !rc);
-	if (!rc)
-		rc = end;
-	if (rc || h.total != src->len)
-		return rc;
-	h.matched = 0;   /* only a whole transposed copy is reported here */
-	return w->fn(w->ctx, name, &h, true, err);
-}
-
-/*
- * Hash a tensor (src) and hand it on.  A student tensor is not read at all
- * when there are no teacher chunks to find in it and no teacher tensor of
- * its size to equal.  A teacher's float32 tensor is cast as it is read.
- */
-static int one_tensor(struct tensors *w, const char *name, int fd, const char *path,
-		      const struct tensor_src *src, nx_error *err)
-{
-	struct fp_hash h;
-	struct fp_casts casts;
-	uint64_t len = src->len;
-	bool keep, cast = w->collect && src->f32, sized = !len || (w->nsizes &&
-			   bsearch(&len, w->sizes, w->nsizes, sizeof(*w->sizes), u64_cmp));
-	nx_onnx_bytes_fn feed = cast ? fp_casts_feed : fp_hash_feed;
-	void *ctx = &h;
-	int rc, end;
-
-	if (!w->collect && !sized && !w->match->nchunks)
-		return one_transposed(w, name, fd, path, src, err);
-	if ((rc = fp_hash_begin(&h, w->collect, w->match, err)) != 0)
-		return rc;
-	if (cast && (rc = fp_casts_begin(&casts, &h, err)) != 0) {
-		fp_hash_end(&h, false);
-		return rc;
-	}
-	if (cast)
-		ctx = &casts;
-	rc = src->t ? nx_onnx_tensor_read(fd, path, src->t, feed, ctx, err) :
-		      read_range(fd, path, src->off, src->len, feed, ctx, err);
-	keep = !rc && h.total >= w->min;
-	end = fp_hash_end(&h, keep);
-	if (!rc)
-		rc = end;
-	if (!rc && keep)
-		rc = w->fn(w->ctx, name, &h, false, err);
-	if (cast) {
-		end = fp_casts_end(&casts, rc ? NULL : w->collect, name, w->min, err);
-		if (!rc)
-			rc = end;
-	}
-	if (!rc)
-		rc = one_transposed(w, name, fd, path, src, err);
-	return rc;
-}
 
 /* A 2-D float tensor whose contents are exactly rows x cols elements. */
 static void matrix(struct tensor_src *src, const struct nx_onnx_tensor *t)
@@ -245,7 +117,7 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 			if (!t->contents_encoded)
 				matrix(&src, t);
 			if ((t->contents_encoded ? t->data_length * 8 : t->contents_length) >= w->min)
-				rc = one_tensor(w, t->name, fd, path, &src, err);
+				rc = fp_one_tensor(w, t->name, fd, path, &src, err);
 		} else {
 			char *full = NULL;
 			const char *why = t->ext_location ? ex_location_problem(t->ext_location)
@@ -284,7 +156,7 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 								  0, 0, 0 };
 
 					matrix(&src, t);
-					rc = one_tensor(w, t->name, efd, full, &src, err);
+					rc = fp_one_tensor(w, t->name, efd, full, &src, err);
 				}
 			}
 			if (efd >= 0)
@@ -294,31 +166,6 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 	}
 	nx_onnx_free(m);
 	return rc;
-}
-
-/* A teacher tensor: its entry, and the name of the chunks collected for it. */
-static int add_cb(void *ctx, const char *name, const struct fp_hash *h, bool transposed,
-		  nx_error *err)
-{
-	nx_fp_set *s = ctx;
-	size_t k;
-	int rc = fp_add(s, name, h->whole, h->total, err);
-
-	(void)transposed;   /* only student tensors are transposed */
-
-	for (k = h->first_chunk; !rc && k < s->nchunks; k++)
-		s->chunks[k].name = s->e[s->n - 1].name;
-	return rc;
-}
-
-/* A record of bytes [off, off + len) of a teacher file (torch, safetensors). */
-int fp_add_range(nx_fp_set *set, const char *name, bool f32, int fd, uint64_t off, uint64_t len,
-		 size_t min, const char *path, nx_error *err)
-{
-	struct tensors w = { set, NULL, add_cb, set, min, NULL, 0 };
-	struct tensor_src src = { NULL, off, len, f32, 0, 0, 0 };
-
-	return one_tensor(&w, name, fd, path, &src, err);
 }
 
 /* safetensors: u64 LE header size, JSON {name: {dtype, shape, data_offsets}}. */
@@ -419,7 +266,7 @@ int nx_fingerprint_file(nx_fp_set *set, int dirfd, const char *path, size_t min_
 				  "safely; re-save it with torch.save (zip format) or as safetensors",
 				  path);
 	else {
-		struct tensors w = { set, NULL, add_cb, set, min_bytes, NULL, 0 };
+		struct tensors w = { set, NULL, fp_add_cb, set, min_bytes, NULL, 0 };
 
 		rc = onnx_tensors(dirfd, path, fd, &w, err);
 	}
@@ -493,7 +340,7 @@ static int distinct_sizes(uint64_t **out, size_t *nout, const nx_fp_set *t, nx_e
 		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	for (i = 0; i < t->n; i++)
 		v[i] = t->e[i].bytes;
-	qsort(v, t->n, sizeof(*v), u64_cmp);
+	qsort(v, t->n, sizeof(*v), fp_u64_cmp);
 	for (i = 0; i < t->n; i++)
 		if (!n || v[n - 1] != v[i])
 			v[n++] = v[i];

@@ -310,3 +310,29 @@ int fp_hash_end(struct fp_hash *h, bool keep)
 		h->collect->nchunks = h->first_chunk;
 	return rc;
 }
+
+int fp_add(nx_fp_set *s, const char *name, uint64_t whole, uint64_t bytes, nx_error *err)
+{
+	struct fp_entry *e;
+
+	if (s->n >= NX_FP_TENSORS_MAX)
+		return nx_error_set(err, NX_ELIMIT, s->files[s->nfiles - 1], 0, -1,
+				    "more than %u teacher tensors", NX_FP_TENSORS_MAX);
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? 2 * s->cap : 64;
+
+		if (!(e = realloc(s->e, cap * sizeof(*e))))
+			return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		s->e = e;
+		s->cap = cap;
+	}
+	e = &s->e[s->n];
+	if (!(e->name = strdup(name ? name : "")))
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	e->whole = whole;
+	e->bytes = bytes;
+	e->file = s->nfiles - 1;
+	s->n++;
+	s->sorted = false;
+	return 0;
+}

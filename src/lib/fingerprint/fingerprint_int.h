@@ -80,8 +80,43 @@ int fp_hash_range(struct fp_hash *h, int fd, uint64_t off, uint64_t len, const c
  * Always frees what begin allocated. */
 int fp_hash_end(struct fp_hash *h, bool keep);
 
-/* Record one teacher tensor of the file added last. */
+/* fingerprint_chunk.c: record one teacher tensor of the file added last. */
 int fp_add(nx_fp_set *s, const char *name, uint64_t whole, uint64_t bytes, nx_error *err);
+/* fingerprint_tensor.c */
+/* Each tensor of an ONNX model of at least min bytes, hashed (h). */
+typedef int (*tensor_fn)(void *ctx, const char *name, const struct fp_hash *h, bool transposed,
+			 nx_error *err);
+
+/* What a walk over the tensors of one file does with each. */
+struct tensors {
+	nx_fp_set *collect;          /* teacher: record into this set */
+	const nx_fp_set *match;      /* student: look up in this set */
+	tensor_fn fn;
+	void *ctx;
+	size_t min;
+	const uint64_t *sizes;       /* student: distinct teacher tensor sizes, sorted */
+	size_t nsizes;
+};
+
+/* How a tensor is read: t (inline, decoded) or bytes [off, off + len) of
+ * fd; f32 if it may hold float32 values (a teacher's are then also cast);
+ * rows x cols of width bytes if it is a 2-D float matrix (a student's is
+ * then also hashed transposed). */
+struct tensor_src {
+	const struct nx_onnx_tensor *t;
+	uint64_t off, len;
+	bool f32;
+	uint64_t rows, cols;
+	unsigned width;
+};
+int fp_u64_cmp(const void *a, const void *b);
+/* Hash a tensor (src) and hand it on to w->fn (see the file). */
+int fp_one_tensor(struct tensors *w, const char *name, int fd, const char *path,
+		  const struct tensor_src *src, nx_error *err);
+/* w->fn of a teacher walk: record the tensor and name its chunks. */
+int fp_add_cb(void *ctx, const char *name, const struct fp_hash *h, bool transposed,
+	      nx_error *err);
+
 /* Record a teacher tensor of min bytes or more at [off, off + len) of fd,
  * with its chunks. */
 int fp_add_range(nx_fp_set *set, const char *name, bool f32, int fd, uint64_t off, uint64_t len,
