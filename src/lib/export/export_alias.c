@@ -17,12 +17,10 @@
 #include "export_int.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "nexus/fingerprint.h"
 
 #define ALIAS_BLOCK (64u << 10)   /* bytes read at a time to judge contents */
 #define ALIAS_PERIOD 8u           /* the widest element a constant fill repeats */
@@ -78,8 +76,8 @@ static int judge_range(struct ex *x, struct judge *j, int fd, const char *path, 
  * size.  String data, unpacked lists and external data that cannot be read
  * (a dry run without a workspace) are never "flat".
  */
-static int tensor_flat(struct ex *x, const struct nx_pb_reader *parent,
-		       const struct nx_pb_field *fld, bool *flat, uint64_t *bytes, const char *name)
+int ex_alias_flat(struct ex *x, const struct nx_pb_reader *parent,
+		  const struct nx_pb_field *fld, bool *flat, uint64_t *bytes, const char *name)
 {
 	struct judge j = { .flat = true };
 	struct ext_ref e = { NULL, -1, -1 };
@@ -126,43 +124,5 @@ out:
 	free(j.buf);
 	free(e.location);
 	ex_src_release(&src);
-	return rc;
-}
-
-int ex_alias_emit(struct ex *x, const struct nx_pb_reader *r, const struct nx_pb_field *fld,
-		  const char *name, struct pw_msg *m)
-{
-	struct pw_msg *c = NULL;
-	bool judged = false, flat = false;
-	uint64_t bytes = 0;
-	size_t i;
-	int rc = 0;
-
-	for (i = 0; i < x->nnodes && !rc; i++) {
-		const struct ex_node *n = &x->nodes[i];
-
-		if (!n->materialise || strcmp(n->in[0], name))
-			continue;
-		if (!judged && (rc = tensor_flat(x, r, fld, &flat, &bytes, name)) != 0)
-			break;
-		judged = true;
-		if (!flat && bytes >= NX_FP_MIN_BYTES) {
-			rc = nx_error_set(x->err, NX_ECHECK, x->path, 0, (long long)fld->tag_offset,
-					  "%s: the student's tensor '%s' is the teacher's '%s' (the "
-					  "exporter stored equal tensors once), and its %" PRIu64
-					  " bytes are not a constant fill: the student computes with "
-					  "teacher weights; give the student its own values and "
-					  "re-export", x->path, n->out[0], name, bytes);
-			break;
-		}
-		if ((rc = ex_check_term(x, "initializer", n->out[0], fld->offset)) != 0 ||
-		    (rc = ex_rewrite_tensor_as(x, r, fld, n->out[0], &c)) != 0)
-			break;
-		if ((rc = pw_child(m, fld->num, c)) != 0) {
-			rc = ex_oom(x);
-			break;
-		}
-		x->res->kept_initializers++;
-	}
 	return rc;
 }

@@ -235,3 +235,33 @@ int ex_data_copy(struct ex *x, int fd, const char *src_path, uint64_t off, uint6
 	x->ext.src_path = x->path;
 	return rc;
 }
+
+int ex_ext_entry(struct ex *x, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
+		 struct ext_ref *e)
+{
+	char *key = NULL, *value = NULL, *end = NULL;
+	int rc;
+
+	rc = ex_read_strings(x, parent, fld, 1, &key, 2, &value);
+	if (rc || !key || !value)
+		goto out;
+	if (!strcmp(key, "location")) {
+		free(e->location);
+		e->location = value;
+		value = NULL;
+	} else if (!strcmp(key, "offset") || !strcmp(key, "length")) {
+		long long v = strtoll(value, &end, 10);
+
+		if (!value[0] || *end || v < 0) {
+			rc = nx_error_set(x->err, NX_EFORMAT, x->path, 0, (long long)fld->tag_offset,
+					  "%s: external data %s '%s' is not a number", x->path,
+					  key, value);
+			goto out;
+		}
+		*(key[0] == 'o' ? &e->offset : &e->length) = v;
+	}
+out:
+	free(key);
+	free(value);
+	return rc;
+}

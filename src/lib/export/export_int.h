@@ -131,7 +131,7 @@ struct ex {
 	bool ext_started;
 };
 
-/* export.c */
+/* export_ctx.c */
 int ex_report(struct ex *x, enum nx_export_what what, const char *name, uint64_t bytes,
 	      uint64_t offset);
 int ex_oom(struct ex *x);
@@ -140,6 +140,9 @@ int ex_check_term(struct ex *x, const char *what, const char *name, uint64_t off
 /* The forbidden term name holds (case-insensitive), or NULL. */
 const char *ex_term_of(const struct ex *x, const char *name);
 bool ex_keep_meta(struct ex *x, const char *key);
+/* The string fields na and nb (0: none) of sub-message fld into *a, *b. */
+int ex_read_strings(struct ex *x, const struct nx_pb_reader *parent,
+		    const struct nx_pb_field *fld, unsigned na, char **a, unsigned nb, char **b);
 
 /* export_analyze.c */
 int ex_analyze(struct ex *x, const struct nx_pb_reader *model);
@@ -148,31 +151,25 @@ int ex_analyze(struct ex *x, const struct nx_pb_reader *model);
  * student's zero bias may be a teacher's tensor reached through Identity.
  * Mark such nodes (after the nodes and initializers are read). */
 void ex_alias_mark(struct ex *x);
+/* Whether tensor fld's data repeats its first 8 bytes throughout (a
+ * constant fill), and its size in bytes. */
+int ex_alias_flat(struct ex *x, const struct nx_pb_reader *parent,
+		  const struct nx_pb_field *fld, bool *flat, uint64_t *bytes, const char *name);
+
+/* export_rewrite.c: each returns the rewritten payload in *out (a single
+ * copy of the payload when nothing changed). */
+int ex_rewrite_model(struct ex *x, struct pw_msg **out);
+/* Add child as field fld of parent: as one copied range if unchanged. */
+int ex_add_sub(struct pw_msg *parent, const struct nx_pb_field *fld, struct pw_msg *child);
+/* An initializer rewritten as rewrite_tensor does, named rename instead. */
+int ex_rewrite_tensor_as(struct ex *x, const struct nx_pb_reader *parent,
+			 const struct nx_pb_field *fld, const char *rename, struct pw_msg **out);
 /* In the rewrite of the main graph's initializer fld (named name): every
  * materialised alias of it is added to graph m as a copy of the tensor
  * under the alias's name, when its contents are a constant fill or under
  * NX_FP_MIN_BYTES; other contents are teacher weights (NX_ECHECK). */
 int ex_alias_emit(struct ex *x, const struct nx_pb_reader *r, const struct nx_pb_field *fld,
 		  const char *name, struct pw_msg *m);
-
-/* export_rewrite.c: each returns the rewritten payload in *out (a single
- * copy of the payload when nothing changed). */
-int ex_rewrite_model(struct ex *x, struct pw_msg **out);
-/* The external_data entries of a tensor: location, offset, length (-1
- * when absent). */
-struct ext_ref {
-	char *location;
-	int64_t offset, length;
-};
-
-/* Read one external_data entry (StringStringEntryProto fld) into e. */
-int ex_ext_entry(struct ex *x, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
-		 struct ext_ref *e);
-/* Add child as field fld of parent: as one copied range if unchanged. */
-int ex_add_sub(struct pw_msg *parent, const struct nx_pb_field *fld, struct pw_msg *child);
-/* An initializer rewritten as rewrite_tensor does, named rename instead. */
-int ex_rewrite_tensor_as(struct ex *x, const struct nx_pb_reader *parent,
-			 const struct nx_pb_field *fld, const char *rename, struct pw_msg **out);
 
 /* export_ext.c.  A tensor's external data, checked and open. */
 struct ex_src {
@@ -186,6 +183,16 @@ struct ex_src {
 int ex_external(struct ex *x, const char *tensor, const char *location, int64_t offset,
 		int64_t length, uint64_t field_offset, struct ex_src *src);
 void ex_src_release(struct ex_src *src);
+/* The external_data entries of a tensor: location, offset, length (-1
+ * when absent). */
+struct ext_ref {
+	char *location;
+	int64_t offset, length;
+};
+
+/* Read one external_data entry (StringStringEntryProto fld) into e. */
+int ex_ext_entry(struct ex *x, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
+		 struct ext_ref *e);
 /* The bytes of a small external tensor, to put inline (*out malloc'd). */
 int ex_read_small(struct ex *x, const struct ex_src *src, unsigned char **out);
 /* Copy [off, off + len) of fd into the bundle's data file (created on

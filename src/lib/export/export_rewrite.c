@@ -9,9 +9,12 @@
  */
 #include "export_int.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "nexus/fingerprint.h"
 
 /* rc is 0 inside the body, 0 or an error after the loop */
 #define LOOP(x, r, f, rc) while (((rc) = nx_pb_next((r), (f), (x)->err)) > 0 && ((rc) = 0) == 0)
@@ -63,32 +66,6 @@ static int unknown(struct ex *x, const struct nx_pb_field *f)
 static int oom(struct ex *x, int rc)
 {
 	return rc == NX_ENOMEM ? ex_oom(x) : rc;
-}
-
-/*
- * Read the string fields na and nb (0: none) of the sub-message fld into *a
- * and *b (NULL when absent; the caller frees both, also on error).  Other
- * fields are skipped.
- */
-static int read_strings(struct ex *x, const struct nx_pb_reader *parent,
-			const struct nx_pb_field *fld, unsigned na, char **a, unsigned nb,
-			char **b)
-{
-	struct nx_pb_reader r;
-	struct nx_pb_field f;
-	int rc;
-
-	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
-		return rc;
-	LOOP(x, &r, &f, rc) {
-		if (f.num == na)
-			rc = ex_read_name(x, &f, a);
-		else if (nb && f.num == nb)
-			rc = ex_read_name(x, &f, b);
-		if (rc)
-			break;
-	}
-	return rc;
 }
 
 /* A rewriter of one kind of sub-message; *out only on success. */
@@ -152,43 +129,13 @@ static int meta(struct ex *x, struct pw_msg *m, const struct nx_pb_reader *paren
 
 	if (!x->o->strip_metadata)
 		return keep(m, fld);
-	rc = read_strings(x, parent, fld, 1, &key, 0, NULL);
+	rc = ex_read_strings(x, parent, fld, 1, &key, 0, NULL);
 	if (!rc)
 		rc = ex_keep_meta(x, key ? key : "")
 			     ? keep(m, fld)
 			     : ex_report(x, NX_EXPORT_METADATA, key, field_bytes(fld), fld->tag_offset);
 	free(key);
 	return oom(x, rc);
-}
-
-int ex_ext_entry(struct ex *x, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
-		 struct ext_ref *e)
-{
-	char *key = NULL, *value = NULL, *end = NULL;
-	int rc;
-
-	rc = read_strings(x, parent, fld, 1, &key, 2, &value);
-	if (rc || !key || !value)
-		goto out;
-	if (!strcmp(key, "location")) {
-		free(e->location);
-		e->location = value;
-		value = NULL;
-	} else if (!strcmp(key, "offset") || !strcmp(key, "length")) {
-		long long v = strtoll(value, &end, 10);
-
-		if (!value[0] || *end || v < 0) {
-			rc = nx_error_set(x->err, NX_EFORMAT, x->path, 0, (long long)fld->tag_offset,
-					  "%s: external data %s '%s' is not a number", x->path,
-					  key, value);
-			goto out;
-		}
-		*(key[0] == 'o' ? &e->offset : &e->length) = v;
-	}
-out:
-	free(key);
-	free(value);
-	return rc;
 }
 
 /* The three external_data entries of an exported tensor. */
@@ -396,7 +343,7 @@ static int sparse_name(struct ex *x, const struct nx_pb_reader *parent,
 	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
 		return rc;
 	LOOP(x, &r, &f, rc) {
-		if (f.num == 1 && f.wire == NX_PB_LEN && (rc = read_strings(x, &r, &f, 8, name,
+		if (f.num == 1 && f.wire == NX_PB_LEN && (rc = ex_read_strings(x, &r, &f, 8, name,
 									   0, NULL)) != 0)
 			break;
 	}
@@ -574,7 +521,7 @@ static int node_label(struct ex *x, const struct nx_pb_reader *parent, const str
 	char *name = NULL, *op = NULL, buf[300];
 	int rc;
 
-	rc = read_strings(x, parent, fld, 3, &name, 4, &op);
+	rc = ex_read_strings(x, parent, fld, 3, &name, 4, &op);
 	if (!rc && name && name[0]) {
 		*out = name;
 		name = NULL;
@@ -631,7 +578,7 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 			/* an initializer is rewritten (its data copied) only once
 			 * it is known to be kept: a dropped one's bytes never
 			 * reach the data file */
-			rc = f.num == 5 ? read_strings(x, &r, &f, 8, &name, 0, NULL)
+			rc = f.num == 5 ? ex_read_strings(x, &r, &f, 8, &name, 0, NULL)
 					: sparse_name(x, &r, &f, &name);
 			if (rc)
 				break;
@@ -769,7 +716,7 @@ static int opset(struct ex *x, struct pw_msg *m, const struct nx_pb_reader *pare
 	char *domain = NULL;
 	int rc;
 
-	rc = read_strings(x, parent, fld, 1, &domain, 0, NULL);
+	rc = ex_read_strings(x, parent, fld, 1, &domain, 0, NULL);
 	if (!rc)
 		rc = domain && !strcmp(domain, TRAINING_DOMAIN)
 			     ? ex_report(x, NX_EXPORT_OPSET, domain, field_bytes(fld), fld->tag_offset)
@@ -842,5 +789,43 @@ int ex_rewrite_model(struct ex *x, struct pw_msg **out)
 	m = NULL;
 out:
 	pw_msg_free(m);
+	return rc;
+}
+
+int ex_alias_emit(struct ex *x, const struct nx_pb_reader *r, const struct nx_pb_field *fld,
+		  const char *name, struct pw_msg *m)
+{
+	struct pw_msg *c = NULL;
+	bool judged = false, flat = false;
+	uint64_t bytes = 0;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < x->nnodes && !rc; i++) {
+		const struct ex_node *n = &x->nodes[i];
+
+		if (!n->materialise || strcmp(n->in[0], name))
+			continue;
+		if (!judged && (rc = ex_alias_flat(x, r, fld, &flat, &bytes, name)) != 0)
+			break;
+		judged = true;
+		if (!flat && bytes >= NX_FP_MIN_BYTES) {
+			rc = nx_error_set(x->err, NX_ECHECK, x->path, 0, (long long)fld->tag_offset,
+					  "%s: the student's tensor '%s' is the teacher's '%s' (the "
+					  "exporter stored equal tensors once), and its %" PRIu64
+					  " bytes are not a constant fill: the student computes with "
+					  "teacher weights; give the student its own values and "
+					  "re-export", x->path, n->out[0], name, bytes);
+			break;
+		}
+		if ((rc = ex_check_term(x, "initializer", n->out[0], fld->offset)) != 0 ||
+		    (rc = ex_rewrite_tensor_as(x, r, fld, n->out[0], &c)) != 0)
+			break;
+		if ((rc = pw_child(m, fld->num, c)) != 0) {
+			rc = ex_oom(x);
+			break;
+		}
+		x->res->kept_initializers++;
+	}
 	return rc;
 }
