@@ -67,7 +67,7 @@ struct build {
 	char *model_name, *data_name; /* the exported files' bundle paths, for errors */
 };
 
-/* "<bundle path>/<relpath>", a new string (NULL: out of memory): how errors
+/* build_ctx.c: "<bundle path>/<relpath>", a new string (NULL: out of memory): how errors
  * name a bundle file the build is writing (the stage is a hidden name). */
 char *build_bundle_file(const struct build *b, const char *relpath);
 
@@ -86,7 +86,7 @@ int build_sign(struct build *b);
 int build_selftest(struct build *b);
 int build_verify(struct build *b);
 
-/* Write buf to relpath in the stage, hash it, add it to the manifest. */
+/* build_ctx.c: write buf to relpath in the stage, hash it, add it to the manifest. */
 int build_put(struct build *b, const char *relpath, const void *buf, size_t len, bool exec);
 /* Copy size bytes of src_fd to relpath in the stage, hashing while copying. */
 int build_copy(struct build *b, const char *relpath, int src_fd, uint64_t size,

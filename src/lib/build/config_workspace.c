@@ -1,5 +1,5 @@
 /*
- * config_workspace.c - nexus.yaml, the workspace schema of DESIGN.md §2.
+ * config_workspace.c - nexus.yaml, the workspace schema of nexus.yaml(5) (docs/man/nexus.yaml.5).
  *
  * Parsing fills a zeroed nx_workspace key by key; on any error the partly
  * filled struct is freed, so a caller sees either a complete, validated
