@@ -16,7 +16,6 @@
  */
 #include "onnx_canon_int.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,29 +124,6 @@ static const struct mspec specs[] = {
 	[M_SPARSE] = MS("sparse tensor", f_sparse), [M_ANNOT] = MS("annotation", f_annot),
 	[M_FUNCTION] = MS("function", f_function),
 };
-
-int canon_depart(struct canon *c, uint64_t offset, const char *fmt, ...)
-{
-	va_list ap;
-
-	c->out->canonical = false;
-	c->out->offset = (int64_t)offset;
-	va_start(ap, fmt);
-	vsnprintf(c->out->what, sizeof(c->out->what), fmt, ap);
-	va_end(ap);
-	return CANON_STOP;
-}
-
-unsigned canon_varint_len(uint64_t v)
-{
-	unsigned n = 1;
-
-	while (v >= 0x80) {
-		v >>= 7;
-		n++;
-	}
-	return n;
-}
 
 static const struct fspec *find_spec(const struct mspec *m, uint32_t num)
 {

@@ -1,10 +1,13 @@
 /*
  * onnx_canon_rules.c - what the canonical form (nx_onnx_canon_check) asks
  * of a tensor's payload and of an attribute's value, once the walk in
- * onnx_canon.c has seen all their fields.
+ * onnx_canon.c has seen all their fields.  It also holds what both files
+ * use to report a departure (canon_depart) and to size a varint.
  */
 #include "onnx_canon_int.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -264,4 +267,27 @@ int canon_attr(struct canon *c, const struct nx_pb_field *fld, const struct seen
 	    want != 10 && want != 11 && want != 15 && want != 23)
 		return canon_depart(c, fld->tag_offset, "attribute has no value");
 	return 0;
+}
+
+int canon_depart(struct canon *c, uint64_t offset, const char *fmt, ...)
+{
+	va_list ap;
+
+	c->out->canonical = false;
+	c->out->offset = (int64_t)offset;
+	va_start(ap, fmt);
+	vsnprintf(c->out->what, sizeof(c->out->what), fmt, ap);
+	va_end(ap);
+	return CANON_STOP;
+}
+
+unsigned canon_varint_len(uint64_t v)
+{
+	unsigned n = 1;
+
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
 }

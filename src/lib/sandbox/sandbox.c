@@ -57,14 +57,6 @@ void nx_sandbox_result_release(struct nx_sandbox_result *r)
 	memset(r, 0, sizeof(*r));
 }
 
-double sbx_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void limit(int res, uint64_t v)
 {
 	struct rlimit rl = { (rlim_t)v, (rlim_t)v };

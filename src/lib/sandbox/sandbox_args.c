@@ -5,6 +5,7 @@
  * `--symlink` in the sandbox and only real directories/files are bound, so
  * /lib64/ld-linux-x86-64.so.2 -> /lib/x86_64-linux-gnu/... with /lib ->
  * usr/lib resolves inside exactly as outside.
+ * It also holds sbx_now, the clock both backends time a run by.
  */
 #include "sandbox_int.h"
 
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define ARGS_MAX (8 * NX_SANDBOX_PATHS_MAX + 256)
@@ -220,4 +222,13 @@ int sbx_args_build(struct sbx_args *a, const struct nx_sandbox_opts *o, int bund
 	for (i = 0; !rc && o->argv[i]; i++)
 		rc = sbx_args_push(a, o->argv[i], err);
 	return rc;
+}
+
+/* The monotonic clock in seconds (the run loops and the wall limit). */
+double sbx_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
