@@ -19,6 +19,7 @@
 #include "nexus/export.h"
 #include "nexus/pb.h"
 #include "util/strset_int.h"
+#include "export_ext.h"
 
 enum pw_kind { PW_COPY, PW_LIT, PW_MSG };
 
@@ -199,9 +200,5 @@ int ex_read_small(struct ex *x, const struct ex_src *src, unsigned char **out);
  * first use), aligned; *out_offset is where it now starts. */
 int ex_data_copy(struct ex *x, int fd, const char *src_path, uint64_t off, uint64_t len,
 		 uint64_t field_offset, const char *tensor, uint64_t *out_offset);
-/* Why a location is refused (NULL when it is acceptable), and an open of a
- * relative path below dirfd that follows no symlink (-errno on failure). */
-const char *ex_location_problem(const char *loc);
-int ex_open_beneath(int dirfd, const char *path, int *out);
 
 #endif

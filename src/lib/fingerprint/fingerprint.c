@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "lib/export/export_int.h"
+#include "lib/export/export_ext.h"
 #include "nexus/onnx.h"
 
 int nx_fp_set_new(nx_fp_set **out, nx_error *err)
