@@ -33,6 +33,7 @@ struct rt_session {
 	size_t main_out;        /* output used by the task */
 	bool out_seq[RT_OUTPUTS_MAX]; /* declared [batch, dynamic, ...]: per token */
 	json_t *describe;
+	OrtValue *override;     /* an initializer replaced (liveness.c); must outlive sess */
 };
 
 static int ort_fail(const OrtApi *ort, OrtStatus *st, nx_error *err, const char *what)
@@ -208,6 +209,12 @@ static void ORT_API_CALL ort_log(void *param, OrtLoggingLevel level, const char 
 int rt_session_open(struct rt_session **out, const struct rt_bundle *b, bool verbose,
 		    nx_error *err)
 {
+	return rt_session_open_with(out, b, verbose, NULL, err);
+}
+
+int rt_session_open_with(struct rt_session **out, const struct rt_bundle *b, bool verbose,
+			 const struct rt_override *ov, nx_error *err)
+{
 	struct rt_session *s = calloc(1, sizeof(*s));
 	const OrtApi *ort = OrtGetApiBase()->GetApi(ORT_API_VERSION);
 	OrtSessionOptions *so = NULL;
@@ -245,6 +252,16 @@ int rt_session_open(struct rt_session **out, const struct rt_bundle *b, bool ver
 	}
 	ORT_TRY(s->ort->AddSessionConfigEntry(so, "session.model_external_initializers_file_folder_path",
 					      dir), "external data folder");
+	/* ONNX Runtime takes an initializer given in the options instead of
+	 * the model's own of that name (OrtApi::AddInitializer). */
+	if (ov) {
+		ORT_TRY(s->ort->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &s->mem),
+			"memory info");
+		ORT_TRY(s->ort->CreateTensorWithDataAsOrtValue(s->mem, ov->data, ov->bytes, ov->dims,
+			ov->ndims, (ONNXTensorElementDataType)ov->data_type, &s->override),
+			"replacement initializer");
+		ORT_TRY(s->ort->AddInitializer(so, ov->name, s->override), "replacement initializer");
+	}
 	map = mmap(NULL, b->model_size, PROT_READ, MAP_PRIVATE, b->model_fd, 0);
 	if (map == MAP_FAILED) {
 		rc = nx_error_errno(err, NX_EIO, errno, NULL, "cannot map the model");
@@ -252,7 +269,9 @@ int rt_session_open(struct rt_session **out, const struct rt_bundle *b, bool ver
 	}
 	ORT_TRY(s->ort->CreateSessionFromArray(s->env, map, b->model_size, so, &s->sess),
 		"loading model/student_model.onnx");
-	ORT_TRY(s->ort->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &s->mem), "memory info");
+	if (!s->mem)
+		ORT_TRY(s->ort->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &s->mem),
+			"memory info");
 	if ((rc = discover(s, &b->set, err)))
 		goto out;
 	*out = s;
@@ -275,10 +294,12 @@ void rt_session_free(struct rt_session *s)
 	for (i = 0; i < s->nout; i++)
 		free(s->out_names[i]);
 	json_decref(s->describe);
-	if (s->mem)
-		s->ort->ReleaseMemoryInfo(s->mem);
 	if (s->sess)
 		s->ort->ReleaseSession(s->sess);
+	if (s->override)
+		s->ort->ReleaseValue(s->override);
+	if (s->mem)
+		s->ort->ReleaseMemoryInfo(s->mem);
 	if (s->env)
 		s->ort->ReleaseEnv(s->env);
 	free(s);

@@ -249,6 +249,26 @@ out:
 	return rc;
 }
 
+static int cmd_liveness(const struct rt_verb *v, int argc, char **argv)
+{
+	struct rt_bundle b;
+	struct rt_args a;
+	nx_error err;
+	int rc;
+
+	if ((rc = rt_parse(&a, v, argc, argv)))
+		return free(a.texts), rc < 0 ? 0 : rc;
+	free(a.texts);
+	if ((rc = start(&b, NULL, v->name, &a, true)))
+		return rc;
+	nx_error_clear(&err);
+	rc = rt_liveness(&b, stdout, a.min_bytes ? a.min_bytes : RT_LIVE_MIN_BYTES,
+			 a.budget_ms ? a.budget_ms : RT_LIVE_BUDGET_MS, &err);
+	fflush(stdout);
+	rt_bundle_release(&b);
+	return rc ? fail(v->name, &err) : 0;
+}
+
 struct tok_ctx {
 	nx_tokenizer *tok;
 	size_t max_len;
@@ -335,6 +355,12 @@ static const struct rt_opt selftest_opts[] = {
 	RT_OPT_BUNDLE_ENTRY,
 	{ 0 },
 };
+static const struct rt_opt liveness_opts[] = {
+	{ "min-bytes", "N", "initializers of at least N bytes are checked (default 1024)", RT_OPT_MINBYTES },
+	{ "budget-ms", "MS", "stop checking after MS milliseconds (default 60000)", RT_OPT_BUDGET },
+	RT_OPT_BUNDLE_ENTRY,
+	{ 0 },
+};
 static const struct rt_opt tokenize_opts[] = {
 	{ "text", "TEXT", "tokenize TEXT (repeatable)", RT_OPT_TEXT },
 	{ "input", "FILE", "one text or {\"text\": ...} per line; - for stdin", RT_OPT_INPUT },
@@ -358,6 +384,12 @@ static const struct rt_verb verbs[] = {
 	  "`nexus build`) runs the texts and writes the golden file without checking the\n"
 	  "bundle's manifest, which does not exist yet at that point.",
 	  selftest_opts, cmd_selftest, false },
+	{ "liveness", "check that every initializer influences the outputs (verify runs it)",
+	  "each initializer of at least --min-bytes is replaced by a copy plus noise of its\n"
+	  "own scale and the selftest texts run again; one JSON line per initializer\n"
+	  "(\"live\", \"dead\" or \"unchecked\" once the budget is spent); exit 1 when one\n"
+	  "changes the outputs by less than 1e-4 (relative).",
+	  liveness_opts, cmd_liveness, true },
 	{ "tokenize", "print the ids of each input as a JSON list (debugging, parity tests)", NULL,
 	  tokenize_opts, cmd_tokenize, true },
 };

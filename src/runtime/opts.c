@@ -95,6 +95,19 @@ int rt_parse(struct rt_args *a, const struct rt_verb *v, int argc, char **argv)
 				return rt_usage(v, "--tolerance needs a number >= 0");
 			break;
 		}
+		case RT_OPT_MINBYTES:
+		case RT_OPT_BUDGET: {
+			char *end;
+			unsigned long long x = strtoull(val, &end, 10);
+
+			if (*end || !*val || val[0] == '-' || x > (1ull << 40))
+				return rt_usage(v, "--%s needs a whole number", o->name);
+			if (o->key == RT_OPT_MINBYTES)
+				a->min_bytes = (uint64_t)x;
+			else
+				a->budget_ms = (uint64_t)x;
+			break;
+		}
 		case RT_OPT_MAXLEN: {
 			char *end;
 

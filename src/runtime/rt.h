@@ -6,6 +6,7 @@
  *   infer.c    one ONNX Runtime session: inputs, padding, outputs
  *   input.c    reading texts (JSONL lines) and the batcher
  *   selftest.c config/selftest.json: compare and --write
+ *   liveness.c every initializer must move the outputs (hidden verb)
  *   postproc.c softmax, pooling, numbers as JSON
  *   opts.c     option tables and --help
  * Only src/runtime/ includes this.  It uses libnexus through include/nexus/.
@@ -21,6 +22,7 @@
 
 #include "nexus/config.h"
 #include "nexus/error.h"
+#include "nexus/functional.h"
 #include "nexus/manifest.h"
 #include "nexus/tokenizer.h"
 
@@ -79,6 +81,21 @@ struct rt_session;
 int rt_session_open(struct rt_session **out, const struct rt_bundle *b, bool verbose,
 		    nx_error *err);
 void rt_session_free(struct rt_session *s);
+
+/* An initializer of the model replaced by these contents (borrowed; they
+ * must outlive the session): data_type is ONNX's (1 float, 10 float16...),
+ * which ONNX Runtime's element types number alike. */
+struct rt_override {
+	const char *name;
+	int32_t data_type;
+	const int64_t *dims;
+	size_t ndims;
+	void *data;
+	size_t bytes;
+};
+/* rt_session_open with ov (NULL: none) replacing one initializer. */
+int rt_session_open_with(struct rt_session **out, const struct rt_bundle *b, bool verbose,
+			 const struct rt_override *ov, nx_error *err);
 
 /* Model description for `info`: inputs/outputs with types and shapes. */
 json_t *rt_session_describe(const struct rt_session *s);
@@ -146,13 +163,21 @@ int rt_batcher_flush(struct rt_batcher *q, nx_error *err);
 void rt_batcher_free(struct rt_batcher *q);
 
 int rt_selftest_check(struct rt_session *s, struct rt_bundle *b, FILE *report, nx_error *err);
+/* config/selftest.json, checked ({"schema", "tolerance", "cases"}). */
+int rt_selftest_load(json_t **out, struct rt_bundle *b, nx_error *err);
+/* liveness.c: see there; NX_ECHECK when an initializer is dead. */
+#define RT_LIVE_MIN_BYTES NX_FUNCTIONAL_LIVE_MIN_BYTES
+#define RT_LIVE_BUDGET_MS NX_FUNCTIONAL_LIVENESS_MS
+int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t budget_ms,
+		nx_error *err);
 int rt_selftest_write(struct rt_session *s, struct rt_bundle *b, char *const *texts,
 		      size_t ntexts, const char *out_path, double tolerance, nx_error *err);
 
 /* Verbs and their options (opts.c, main.c). */
 enum {
 	RT_OPT_BUNDLE = 1, RT_OPT_JSON, RT_OPT_TEXT, RT_OPT_INPUT, RT_OPT_WRITE, RT_OPT_OUTPUT,
-	RT_OPT_TOL, RT_OPT_TOKDIR, RT_OPT_MAXLEN, RT_OPT_VERBOSE
+	RT_OPT_TOL, RT_OPT_TOKDIR, RT_OPT_MAXLEN, RT_OPT_VERBOSE, RT_OPT_MINBYTES,
+	RT_OPT_BUDGET
 };
 
 struct rt_opt {
@@ -180,6 +205,7 @@ struct rt_args {
 	bool verbose;           /* ONNX Runtime logs from INFO instead of ERROR */
 	double tol;
 	long maxlen;
+	uint64_t min_bytes, budget_ms;   /* liveness */
 };
 
 void rt_help(const struct rt_verb *v, FILE *f);

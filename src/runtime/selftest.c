@@ -66,7 +66,7 @@ static double max_diff(json_t *golden, json_t *got)
 	return d;
 }
 
-static int load_golden(json_t **out, struct rt_bundle *b, nx_error *err)
+int rt_selftest_load(json_t **out, struct rt_bundle *b, nx_error *err)
 {
 	json_error_t jerr;
 	struct stat st;
@@ -138,7 +138,7 @@ int rt_selftest_check(struct rt_session *s, struct rt_bundle *b, FILE *report, n
 	double tol;
 	int rc;
 
-	if ((rc = load_golden(&golden, b, err)))
+	if ((rc = rt_selftest_load(&golden, b, err)))
 		return rc;
 	tol = json_number_value(json_object_get(golden, "tolerance"));
 	cases = json_object_get(golden, "cases");
