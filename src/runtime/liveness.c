@@ -13,9 +13,15 @@
  * 1, clamped to their type).  The change is ||new - old|| / ||old|| over
  * every number of every output of every case; below RT_LIVE_REL_MIN the
  * initializer is "dead".  A run that fails or turns an output non-finite
- * counts as a change.  One JSON line per initializer on stdout:
- *   {"initializer": NAME, "verdict": "live"|"dead"|"unchecked", "bytes": N,
- *    "change": X}
+ * counts as a change, but for a float tensor only if a change 1000 times
+ * smaller moves the outputs finitely (a tripwire, sqrt(-|w - copy|) x 0,
+ * turns any change into a NaN).  A dead tensor whose elements are all
+ * equal (a zero key bias, which softmax cannot see) carries nothing:
+ * "dead-empty", not a failure.  Subgraph initializers cannot be replaced
+ * (AddInitializer reaches the main graph only): "subgraph".  One JSON line
+ * per initializer on stdout:
+ *   {"initializer": NAME, "verdict": "live"|"dead"|"dead-empty"|
+ *    "unchecked"|"subgraph", "bytes": N, "change": X}
  * then {"checked": N, "of": M, "bytes_checked": B, "bytes": T}.  The time
  * budget (--budget-ms) stops the loop: what is left is "unchecked".
  * Exit 1 when one is dead.
@@ -149,7 +155,7 @@ static bool is_float(int32_t dt)
 
 /* A copy of every element plus noise at the tensor's own scale. */
 static void perturb(unsigned char *dst, const unsigned char *src, int32_t dt, uint64_t n,
-		    uint64_t *seed)
+		    double scale, uint64_t *seed)
 {
 	double sum = 0, v, sigma;
 	uint64_t i;
@@ -160,6 +166,7 @@ static void perturb(unsigned char *dst, const unsigned char *src, int32_t dt, ui
 	sigma = n ? sqrt(sum / (double)n) : 0;
 	if (!(sigma > 0) || !isfinite(sigma))
 		sigma = is_float(dt) ? 1e-2 : 1;
+	sigma *= scale;
 	if (!is_float(dt) && sigma < 1)
 		sigma = 1;
 	for (i = 0; i < n; i++) {
@@ -173,6 +180,17 @@ static void perturb(unsigned char *dst, const unsigned char *src, int32_t dt, ui
 		}
 		put(dst, dt, i, v + d);
 	}
+}
+
+/* Every element the same (zeros, a fill): nothing to carry, dead or not. */
+static bool uniform(const unsigned char *p, size_t bytes, size_t es)
+{
+	size_t i;
+
+	for (i = es; i + es <= bytes; i += es)
+		if (memcmp(p, p + i, es))
+			return false;
+	return true;
 }
 
 struct reader {
@@ -341,7 +359,7 @@ static void print_line(FILE *f, const char *name, const char *verdict, size_t by
 
 	if (!j)
 		return;
-	if (!strcmp(verdict, "unchecked"))
+	if (!strcmp(verdict, "unchecked") || !strcmp(verdict, "subgraph"))
 		;
 	else if (isfinite(ch))
 		json_object_set_new(j, "change", json_real(ch));
@@ -353,20 +371,32 @@ static void print_line(FILE *f, const char *name, const char *verdict, size_t by
 }
 
 /* The main graph's initializers the check perturbs, shuffled. */
-static int candidates(struct live_tensor **out, size_t *nout, const nx_onnx_summary *s,
+static int candidates(struct live_tensor **out, size_t *nout,
+		      const struct nx_onnx_tensor ***subout, size_t *nsub, const nx_onnx_summary *s,
 		      size_t min_bytes, uint64_t *seed, nx_error *err)
 {
 	struct live_tensor *v = calloc(s->ntensors ? s->ntensors : 1, sizeof(*v));
+	const struct nx_onnx_tensor **sub = calloc(s->ntensors ? s->ntensors : 1, sizeof(*sub));
 	size_t i, n = 0;
 	double x;
 
-	if (!v)
+	*nsub = 0;
+	if (!v || !sub) {
+		free(v);
+		free(sub);
 		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	}
 	for (i = 0; i < s->ntensors; i++) {
 		const struct nx_onnx_tensor *t = &s->tensors[i];
 		size_t es = nx_onnx_dtype_size(t->data_type);
 		unsigned char probe[8] = { 0 };
 
+		/* ONNX Runtime replaces only the main graph's initializers */
+		if (!t->attribute && strcmp(t->scope, "graph") &&
+		    (!es || t->nelem >= (min_bytes + es - 1) / es)) {
+			sub[(*nsub)++] = t;
+			continue;
+		}
 		if (t->attribute || t->sparse || strcmp(t->scope, "graph") || !es ||
 		    !get(&x, t->data_type, probe, 0) || t->nelem > RT_LIVE_TENSOR_MAX / es ||
 		    t->nelem * es < min_bytes)
@@ -383,6 +413,7 @@ static int candidates(struct live_tensor **out, size_t *nout, const nx_onnx_summ
 	}
 	*out = v;
 	*nout = n;
+	*subout = sub;
 	return 0;
 }
 
@@ -391,6 +422,8 @@ int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t bu
 {
 	struct outputs base = {0}, o = {0};
 	struct live_tensor *v = NULL;
+	const struct nx_onnx_tensor **sub = NULL;
+	size_t nsub = 0;
 	nx_onnx_model *m = NULL;
 	json_t *golden = NULL, *cases;
 	unsigned char *orig = NULL, *copy = NULL;
@@ -406,7 +439,7 @@ int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t bu
 		return rc;
 	cases = json_object_get(golden, "cases");
 	if ((rc = nx_onnx_open(&m, b->model_fd, RT_MODEL, err)) ||
-	    (rc = candidates(&v, &n, nx_onnx_summary_get(m), min_bytes, &seed, err)) ||
+	    (rc = candidates(&v, &n, &sub, &nsub, nx_onnx_summary_get(m), min_bytes, &seed, err)) ||
 	    (rc = run_all(&base, b, NULL, cases, err)))
 		goto out;
 	for (i = 0; i < n; i++)
@@ -415,6 +448,7 @@ int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t bu
 		const struct nx_onnx_tensor *t = v[i].t;
 		struct rt_override ov = { t->name, t->data_type, t->dims, t->ndims, NULL, v[i].bytes };
 		double ch;
+		bool dead;
 
 		if (budget_ms && now_ms() - start > budget_ms) {
 			print_line(report, t->name, "unchecked", v[i].bytes, 0);
@@ -430,17 +464,34 @@ int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t bu
 		}
 		if ((rc = contents(orig, v[i].bytes, b, t, err)))
 			goto out;
-		perturb(copy, orig, t->data_type, t->nelem, &seed);
+		perturb(copy, orig, t->data_type, t->nelem, 1, &seed);
 		ov.data = copy;
 		if ((rc = run_all(&o, b, &ov, cases, err)))
 			goto out;
 		ch = change(&base, &o);
+		/* A float tensor whose every change turns the outputs non-finite
+		 * (or fails the run) may be wired to a tripwire (sqrt(-|w - copy|)):
+		 * a smaller change must then move them finitely. */
+		if (!isfinite(ch) && is_float(t->data_type)) {
+			perturb(copy, orig, t->data_type, t->nelem, 1e-3, &seed);
+			if ((rc = run_all(&o, b, &ov, cases, err)))
+				goto out;
+			ch = change(&base, &o);
+			if (!isfinite(ch))
+				ch = 0;
+		}
 		checked++;
 		done += v[i].bytes;
-		if (!(ch >= RT_LIVE_REL_MIN) && !ndead++)
+		dead = !(ch >= RT_LIVE_REL_MIN) &&
+		       !uniform(orig, v[i].bytes, nx_onnx_dtype_size(t->data_type));
+		if (dead && !ndead++)
 			snprintf(first, sizeof(first), "'%.200s' (relative change %.3g)", t->name, ch);
-		print_line(report, t->name, ch >= RT_LIVE_REL_MIN ? "live" : "dead", v[i].bytes, ch);
+		print_line(report, t->name, dead ? "dead" : ch >= RT_LIVE_REL_MIN ? "live" :
+			   "dead-empty", v[i].bytes, ch);
 	}
+	for (i = 0; i < nsub; i++)
+		print_line(report, sub[i]->name, "subgraph", (size_t)(sub[i]->nelem *
+			   nx_onnx_dtype_size(sub[i]->data_type)), 0);
 	fprintf(report, "{\"checked\":%zu,\"of\":%zu,\"bytes_checked\":%llu,\"bytes\":%llu,"
 		"\"threshold\":%g}\n", checked, n, (unsigned long long)done,
 		(unsigned long long)total, RT_LIVE_REL_MIN);
@@ -454,6 +505,7 @@ out:
 	free(base.v);
 	free(o.v);
 	free(v);
+	free(sub);
 	nx_onnx_free(m);
 	json_decref(golden);
 	return rc;

@@ -356,7 +356,7 @@ static const struct rt_opt selftest_opts[] = {
 	{ 0 },
 };
 static const struct rt_opt liveness_opts[] = {
-	{ "min-bytes", "N", "initializers of at least N bytes are checked (default 1024)", RT_OPT_MINBYTES },
+	{ "min-bytes", "N", "initializers of at least N bytes are checked (default 64)", RT_OPT_MINBYTES },
 	{ "budget-ms", "MS", "stop checking after MS milliseconds (default 60000)", RT_OPT_BUDGET },
 	RT_OPT_BUNDLE_ENTRY,
 	{ 0 },

@@ -188,6 +188,62 @@ def additive(layer):
     return {"a": a, "b": layer - a}
 
 
+def low_bit_flipped(layer):
+    p = permuted(layer)["w"]
+    return {"w": (p.view(np.uint32) ^ np.uint32(1)).view(np.float32)}
+
+
+def pieces(layer, n=8):
+    p = permuted(layer)["w"].reshape(-1)
+    return {f"w{i}": c.reshape(8, -1).copy() for i, c in enumerate(np.split(p, n))}
+
+
+def small_pieces(layer):
+    """64 pieces of 512 bytes: each under the fingerprint's 4 KiB."""
+    return pieces(layer, 64)
+
+
+def launder(name, tag):
+    """name + Sub(x, x): the same values, no longer a constant."""
+    return [helper.make_node("ReduceMean", ["pooled0"], [tag + "_x"], axes=[0, 1], keepdims=0),
+            helper.make_node("Sub", [tag + "_x", tag + "_x"], [tag + "_0"]),
+            helper.make_node("Add", [name, tag + "_0"], [tag + "_l"])]
+
+
+def dec_tripwire(stored):
+    """w used through sqrt(-|w - copy|) x 0: any change of w (or of the
+    copy) turns the output into NaN, so both look influential."""
+    nodes = launder("w", "tw") + [
+        helper.make_node("Sub", ["tw_l", "w_copy"], ["tw_d"]),
+        helper.make_node("Abs", ["tw_d"], ["tw_a"]),
+        helper.make_node("Neg", ["tw_a"], ["tw_n"]),
+        helper.make_node("Sqrt", ["tw_n"], ["tw_s"]),
+        helper.make_node("Reshape", ["tw_s", "shape_8x"], ["w_m"])]
+    return nodes, [i64("shape_8x", [8, -1])], ["w_m"]
+
+
+def with_copy(layer):
+    w = permuted(layer)["w"]
+    return {"w": w, "w_copy": w.copy()}
+
+
+def dec_subgraph(stored):
+    """w kept inside the else branch of an If on a condition the texts
+    never meet: an initializer of a subgraph."""
+    w = numpy_helper.from_array(stored.pop("w"), "w_inner")
+    branch = lambda name, nodes, inits: helper.make_graph(  # noqa: E731
+        nodes, name, [], [helper.make_tensor_value_info(name + "_o", TensorProto.FLOAT, None)],
+        inits)
+    then_g = branch("then", [helper.make_node("Identity", ["w_inner"], ["then_o"])], [w])
+    else_g = branch("else", [helper.make_node("Identity", ["zeros8"], ["else_o"])], [])
+    nodes = [helper.make_node("ReduceMax", ["input_ids"], ["sg_max"], keepdims=0),
+             helper.make_node("Greater", ["sg_max", "sg_big"], ["sg_c"]),
+             helper.make_node("If", ["sg_c"], ["sg_w"], then_branch=then_g, else_branch=else_g),
+             helper.make_node("Reshape", ["sg_w", "shape_8x"], ["w_m"])]
+    return nodes, [i64("sg_big", 10 ** 9), i64("shape_8x", [8, -1]),
+                   numpy_helper.from_array(np.zeros((8, 8), np.float32), "zeros8")], ["w_m"]
+
+
 def case_dead(encode, zero):
     return lambda root: build_case(root, encode(teacher_layer()), each_as_matrix, zero)
 
@@ -244,6 +300,11 @@ CASES = {
         "XOR one-time pad in two tensors, times Sub(x, x)": case_dead(xor_pad, "sub"),
         "additive split, times 1e-30": case_dead(additive, "tiny"),
         "plain copy, times Sub(x, x)": case_dead(plain, "sub"),
+        "64 pieces of 512 bytes, times Sub(x, x)": case_dead(small_pieces, "sub"),
+        "NaN tripwire against a copy": lambda r: build_case(
+            r, with_copy(teacher_layer()), dec_tripwire, "const"),
+        "in an If branch never taken": lambda r: build_case(
+            r, permuted(teacher_layer()), dec_subgraph),
     },
     "constant": {
         "additive split summed in the graph": lambda r: build_case(
@@ -263,6 +324,8 @@ CASES = {
         "interleaved with zeros": case_values(interleaved),
         "scaled by 2": case_values(doubled),
         "cast to float16": case_values(as_f16),
+        "permuted, lowest bit flipped": case_values(low_bit_flipped),
+        "permuted, in 8 tensors": case_values(pieces),
     },
 }
 
@@ -283,6 +346,8 @@ def test_reencoded_teacher_is_never_signed(nexus, release_key, tmp_path, cls, ca
     want = {"dead": "dead-initializer", "constant": "constant-subgraph",
             "values": "teacher-values-copied"}[cls]
     text = b.stdout + b.stderr
+    if "If branch" in case:
+        want = "liveness-subgraph"
     assert want in text or (cls == "values" and "teacher-tensor-copied" in text) or (
         cls == "values" and "is identical to" in text), text[-3000:]
 
@@ -296,6 +361,18 @@ def test_dead_initializer_fails_verify_without_a_teacher(nexus, tmp_path):
     rep = json.loads(run(nexus, "verify", "--json", out).stdout)
     assert "dead-initializer" not in findings(rep)
     assert "liveness-checked" in findings(rep, "INFO")
+
+
+def test_dead_tensor_of_zeros_is_not_a_finding(nexus, tmp_path):
+    """A parameter the outputs cannot see (a key bias before softmax) is
+    dead, but all its elements equal carries nothing: it passes."""
+    root = ws.make_workspace(tmp_path / "ws")
+    build_case(root, {"kb": np.zeros((8, 256), np.float32)}, each_as_matrix, "sub")
+    out = tmp_path / "b"
+    r = run(nexus, "build", root, "-o", out, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lv = run(ROOT / "build/libexec/nexus/bin/nexus_cli", "liveness", "--bundle", out)
+    assert '"verdict":"dead-empty"' in lv.stdout, lv.stdout
 
 
 # --- no false alarms ---------------------------------------------------------

@@ -78,6 +78,11 @@ bool fp_vfeed_student(struct fp_vfeed *f, const nx_fp_set *set, int32_t dtype, n
 int fp_vfeed(void *ctx, const unsigned char *buf, size_t len);
 void fp_vfeed_judge(struct fp_vfeed *f, struct fp_values_match *m);
 void fp_values_free(struct fp_values *s);
+/* Before a student model: clear the whole-model counts.  After it: each
+ * call gives one teacher tensor whose samples the model holds only across
+ * tensors (*next starts at 0; false when there are no more). */
+int fp_values_begin_model(const nx_fp_set *set, nx_error *err);
+bool fp_values_judge_model(const nx_fp_set *set, size_t *next, struct fp_values_match *m);
 /* The sampling rate the set ended at, out of 2^32 (0: no values). */
 uint32_t fp_values_rate(const nx_fp_set *set);
 

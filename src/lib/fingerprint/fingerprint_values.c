@@ -28,7 +28,10 @@
  * value with its lowest mantissa bit flipped, which the teacher does not
  * hold and an unrelated tensor holds as often.  A student tensor copies a
  * teacher tensor when, at one power-of-two scale, it holds at least half
- * of its samples and the hits beat the decoys by 5 standard deviations.
+ * of its samples and the hits beat the decoys by 5 standard deviations
+ * (or the decoys the hits: the values with their lowest bit flipped).
+ * The same count over the whole student model finds a tensor cut into
+ * pieces too small to hold half of it each.
  */
 #include "fingerprint_int.h"
 #include "lib/format/hash_int.h"
@@ -42,7 +45,7 @@
 #define FP_VALUES_SLOTS0 (1u << 14)
 #define FP_SHIFTS 7                  /* scales 2^-3 .. 2^3 */
 
-enum { V_COMMON = 1, V_SHARED = 2 };
+enum { V_COMMON = 1, V_SHARED = 2, V_DROP = 3, V_GHIT = 4, V_GDECOY = 8 };
 
 struct fp_val {
 	uint32_t key;      /* sign and mantissa bits 22..1, plus 1 (0: empty) */
@@ -70,6 +73,8 @@ struct fp_values {
 	bool ready;
 	uint32_t stamp;
 	uint32_t *cnt;            /* per owner: FP_SHIFTS x {hit, decoy} */
+	uint32_t *gcnt;           /* the same over the whole student model */
+	bool *found;              /* per owner: a student tensor matched it */
 	uint32_t *touched;        /* owners counted for this student tensor */
 	uint32_t *tstamp;         /* per owner: the stamp it was last touched in */
 	size_t ntouched;
@@ -120,6 +125,8 @@ void fp_values_free(struct fp_values *s)
 	free(s->o);
 	free(s->v);
 	free(s->cnt);
+	free(s->gcnt);
+	free(s->found);
 	free(s->touched);
 	free(s->tstamp);
 	free(s);
@@ -248,17 +255,21 @@ static int ready(struct fp_values *s, nx_error *err)
 	for (i = 0; i < s->cap; i++) {
 		const struct fp_val *e = &s->v[i];
 
-		if (e->key && !e->flags && e->variants != 3)
+		if (e->key && !(e->flags & V_DROP) && e->variants != 3)
 			s->o[e->owner].n++;
 	}
 	free(s->cnt);
+	free(s->gcnt);
+	free(s->found);
 	free(s->touched);
 	free(s->tstamp);
+	s->gcnt = calloc(s->no ? s->no : 1, FP_SHIFTS * 2 * sizeof(*s->gcnt));
+	s->found = calloc(s->no ? s->no : 1, sizeof(*s->found));
 	s->cnt = calloc(s->no ? s->no : 1, FP_SHIFTS * 2 * sizeof(*s->cnt));
 	s->touched = malloc((s->no ? s->no : 1) * sizeof(*s->touched));
 	s->tstamp = calloc(s->no ? s->no : 1, sizeof(*s->tstamp));
 	s->ntouched = 0;
-	if (!s->cnt || !s->touched || !s->tstamp)
+	if (!s->cnt || !s->touched || !s->tstamp || !s->gcnt || !s->found)
 		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	s->ready = true;
 	return 0;
@@ -278,13 +289,18 @@ static void look_up(struct fp_values *s, uint32_t bits)
 		bool hit;
 		uint32_t *c;
 
-		if (e->key != key || e->flags || e->variants == 3 || shift < -3 || shift > 3)
+		if (e->key != key || (e->flags & V_DROP) || e->variants == 3 || shift < -3 ||
+		    shift > 3)
 			continue;
+		hit = (e->variants >> (bits & 1)) & 1;
+		if (!(e->flags & (hit ? V_GHIT : V_GDECOY))) {
+			e->flags |= hit ? V_GHIT : V_GDECOY;
+			s->gcnt[(size_t)e->owner * FP_SHIFTS * 2 + (shift + 3) * 2 + !hit]++;
+		}
 		if (e->stamp != s->stamp) {
 			e->stamp = s->stamp;
 			e->seen = 0;
 		}
-		hit = (e->variants >> (bits & 1)) & 1;
 		if (e->seen & (hit ? 1 : 2))
 			continue;
 		e->seen |= hit ? 1 : 2;
@@ -405,31 +421,88 @@ bool fp_vfeed_student(struct fp_vfeed *f, const nx_fp_set *set, int32_t dtype, n
 	return true;
 }
 
+/*
+ * Does one scale of counts c (hits, decoys) show teacher tensor o's values?
+ * Either side may be the copy: decoys far above the hits are the values
+ * with their lowest bit flipped, a re-encoding as good as any other.
+ */
+static bool shows(const uint32_t *c, uint32_t n)
+{
+	double h = c[0], d = c[1], hi = h > d ? h : d, lo = h > d ? d : h;
+
+	return n >= FP_VALUES_MIN && 2 * hi >= n && hi - lo >= 5 * sqrt(h + d + 1);
+}
+
+static void best(struct fp_values_match *m, const struct fp_values *s, uint32_t o,
+		 const uint32_t *c)
+{
+	int k;
+
+	for (k = 0; k < FP_SHIFTS; k++) {
+		uint32_t hi = c[2 * k] > c[2 * k + 1] ? c[2 * k] : c[2 * k + 1];
+
+		if (shows(c + 2 * k, s->o[o].n) && hi > m->hits) {
+			m->hits = hi;
+			m->samples = s->o[o].n;
+			m->shift = k - 3;
+			m->name = s->o[o].name;
+			m->file = s->o[o].file;
+		}
+	}
+}
+
 void fp_vfeed_judge(struct fp_vfeed *f, struct fp_values_match *m)
 {
 	struct fp_values *s = f->s;
 	size_t i;
-	int k;
 
 	memset(m, 0, sizeof(*m));
 	for (i = 0; i < s->ntouched; i++) {
 		uint32_t o = s->touched[i], *c = &s->cnt[(size_t)o * FP_SHIFTS * 2];
-		uint32_t n = s->o[o].n;
+		uint32_t before = m->hits;
 
-		for (k = 0; k < FP_SHIFTS && n >= FP_VALUES_MIN; k++) {
-			double h = c[2 * k], d = c[2 * k + 1];
-
-			if (2 * h >= n && h - d >= 5 * sqrt(h + d + 1) && c[2 * k] > m->hits) {
-				m->hits = c[2 * k];
-				m->samples = n;
-				m->shift = k - 3;
-				m->name = s->o[o].name;
-				m->file = s->o[o].file;
-			}
-		}
+		best(m, s, o, c);
+		if (m->hits != before)
+			s->found[o] = true;
 		memset(c, 0, FP_SHIFTS * 2 * sizeof(*c));
 	}
 	s->ntouched = 0;
+}
+
+int fp_values_begin_model(const nx_fp_set *set, nx_error *err)
+{
+	struct fp_values *s = set->values;
+	size_t i;
+	int rc;
+
+	if (!s || !s->no)
+		return 0;
+	if ((rc = ready(s, err)) != 0)
+		return rc;
+	for (i = 0; i < s->cap; i++)
+		s->v[i].flags &= V_DROP;
+	memset(s->gcnt, 0, s->no * FP_SHIFTS * 2 * sizeof(*s->gcnt));
+	memset(s->found, 0, s->no * sizeof(*s->found));
+	return 0;
+}
+
+bool fp_values_judge_model(const nx_fp_set *set, size_t *next, struct fp_values_match *m)
+{
+	struct fp_values *s = set->values;
+
+	memset(m, 0, sizeof(*m));
+	for (; s && s->gcnt && *next < s->no; (*next)++) {
+		uint32_t o = (uint32_t)*next;
+
+		if (s->found[o])
+			continue;
+		best(m, s, o, &s->gcnt[(size_t)o * FP_SHIFTS * 2]);
+		if (m->hits) {
+			(*next)++;
+			return true;
+		}
+	}
+	return false;
 }
 
 uint32_t fp_values_rate(const nx_fp_set *set)

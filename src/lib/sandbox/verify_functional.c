@@ -82,6 +82,13 @@ static int liveness_line(struct fx_ctx *c, const char *line, size_t len, size_t 
 			 json_is_number(ch) ? json_number_value(ch) : 0.0, NX_FUNCTIONAL_LIVE_REL_MIN);
 		rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "dead-initializer", NX_FUNCTIONAL_MODEL, 0,
 			   msg);
+	} else if (name && verdict && !strcmp(verdict, "subgraph")) {
+		snprintf(msg, sizeof(msg), "initializer '%.300s' (%lld bytes) belongs to a subgraph "
+			 "(If, Loop, Scan), which the liveness check cannot replace: whether it "
+			 "influences the outputs is unknown; keep weights in the main graph",
+			 name, (long long)json_integer_value(json_object_get(j, "bytes")));
+		rc = c->fn(c->ctx, NX_FUNCTIONAL_WARN, "liveness-subgraph", NX_FUNCTIONAL_MODEL, 0,
+			   msg);
 	} else if (name && verdict && !strcmp(verdict, "unchecked")) {
 		(*unchecked)++;
 		*unchecked_bytes += (uint64_t)json_integer_value(json_object_get(j, "bytes"));
