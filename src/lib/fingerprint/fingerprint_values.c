@@ -77,19 +77,23 @@ struct fp_values {
 	bool *found;              /* per owner: a student tensor matched it */
 	uint32_t *touched;        /* owners counted for this student tensor */
 	uint32_t *tstamp;         /* per owner: the stamp it was last touched in */
+	uint64_t *bits;           /* 2^23 bits: a teacher key may be at key - 1 */
 	size_t ntouched;
 };
 
-static uint32_t vkey(uint32_t bits)
+static inline uint32_t vkey(uint32_t bits)
 {
 	return (((bits >> 1) & 0x3fffffu) | ((bits >> 31) << 22)) + 1;
 }
 
-static uint32_t vhash(const struct fp_values *s, uint32_t key)
+/* A multiplicative hash (the product's high bits depend on every key
+ * bit, and a value is taken when they are all zero up to the rate): one
+ * multiply a word, which the student's scan of every element can afford.
+ * The key only makes the sample unpredictable; a copy holds the same
+ * values, so it is sampled alike whatever the key. */
+static inline uint32_t vhash(const struct fp_values *s, uint32_t key)
 {
-	uint64_t x = (uint64_t)key * s->mul;
-
-	return (uint32_t)(x ^ (x >> 29));
+	return key * s->mul;
 }
 
 static size_t vslot(const struct fp_values *s, uint32_t key)
@@ -109,6 +113,11 @@ static int values_init(nx_fp_set *set, nx_error *err)
 	}
 	s->cap = FP_VALUES_SLOTS0;
 	s->rate = FP_VALUES_RATE0;
+	if (!(s->bits = calloc((1u << 23) / 64, sizeof(uint64_t)))) {
+		free(s->v);
+		free(s);
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	}
 	s->mul = (uint32_t)nx_keyhash("fp_values", 9, NULL, 0) | 1;
 	set->values = s;
 	return 0;
@@ -129,6 +138,7 @@ void fp_values_free(struct fp_values *s)
 	free(s->found);
 	free(s->touched);
 	free(s->tstamp);
+	free(s->bits);
 	free(s);
 }
 
@@ -240,6 +250,7 @@ static int add_value(struct fp_values *s, uint32_t owner, uint32_t bits, nx_erro
 	e->variants = (uint8_t)(1u << (bits & 1));
 	e->owner = owner;
 	s->n++;
+	s->bits[(key - 1) >> 6] |= 1ull << ((key - 1) & 63);
 	return 0;
 }
 
@@ -281,7 +292,8 @@ static void look_up(struct fp_values *s, uint32_t bits)
 	uint32_t exp = (bits >> 23) & 0xff, key = vkey(bits);
 	size_t j;
 
-	if (exp == 0 || exp == 0xff || vhash(s, key) >= s->rate)
+	if (exp == 0 || exp == 0xff || vhash(s, key) >= s->rate ||
+	    !(s->bits[(key - 1) >> 6] >> ((key - 1) & 63) & 1))
 		return;
 	for (j = vslot(s, key); s->v[j].key; j = (j + 1) & (s->cap - 1)) {
 		struct fp_val *e = &s->v[j];
@@ -332,10 +344,74 @@ static uint32_t f16_to_f32(uint16_t h)
 	return sign | (e + 112) << 23 | m << 13;
 }
 
+/* Float32 words: the loop every element of every tensor goes through,
+ * so it does no more than the sampling test. */
+static void scan32(struct fp_vfeed *f, const unsigned char *p, size_t n)
+{
+	struct fp_values *s = f->s;
+	const uint32_t mul = s->mul, rate = s->rate;
+	size_t i;
+
+	for (i = 0; i + 4 <= n; i += 4) {
+		uint32_t bits;
+
+		memcpy(&bits, p + i, 4);
+		if (vkey(bits) * mul >= rate)
+			continue;
+		if (!f->teacher)
+			look_up(s, bits);
+		else if (!f->rc)
+			f->rc = add_value(s, f->owner, bits, f->err);
+	}
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/*
+ * scan32 eight words a step: the rate is a power of two (2^26, halved), so
+ * "key x mul < rate" is "key x mul >> log2(rate) == 0", which AVX2 tests
+ * for eight keys at once; the rare step with a candidate goes word by
+ * word.  The scalar loop made the fingerprint bench 1.8x slower in CPU.
+ */
+__attribute__((target("avx2"))) static void scan32_avx2(struct fp_vfeed *f,
+							 const unsigned char *p, size_t n)
+{
+	const struct fp_values *s = f->s;
+	const __m256i mask = _mm256_set1_epi32(0x3fffff), one = _mm256_set1_epi32(1);
+	const __m256i mul = _mm256_set1_epi32((int)s->mul), zero = _mm256_setzero_si256();
+	const __m128i shift = _mm_cvtsi32_si128(__builtin_ctz(s->rate));
+	size_t i = 0;
+
+	for (; i + 32 <= n; i += 32) {
+		__m256i w = _mm256_loadu_si256((const __m256i *)(const void *)(p + i));
+		__m256i k = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(w, 1), mask),
+					    _mm256_slli_epi32(_mm256_srli_epi32(w, 31), 22));
+		__m256i h = _mm256_srl_epi32(_mm256_mullo_epi32(_mm256_add_epi32(k, one), mul), shift);
+
+		if (_mm256_movemask_epi8(_mm256_cmpeq_epi32(h, zero)))
+			scan32(f, p + i, 32);
+	}
+	scan32(f, p + i, n - i);
+}
+#endif
+
 /* Elements of width bytes each, as float32 bits, to fn. */
 static void each_value(struct fp_vfeed *f, const unsigned char *p, size_t n)
 {
 	size_t i;
+
+	if (f->width == 4) {
+#if defined(__x86_64__)
+		if (f->s->rate > 1 && !(f->s->rate & (f->s->rate - 1)) &&
+		    __builtin_cpu_supports("avx2")) {
+			scan32_avx2(f, p, n);
+			return;
+		}
+#endif
+		scan32(f, p, n);
+		return;
+	}
 
 	for (i = 0; i + f->width <= n; i += f->width) {
 		uint32_t bits;

@@ -76,8 +76,9 @@ static int liveness_line(struct fx_ctx *c, const char *line, size_t len, size_t 
 		snprintf(msg, sizeof(msg), "initializer '%.300s' (%lld bytes) does not influence the "
 			 "model's outputs: replaced by noise of its own scale, it changed them by "
 			 "%.3g (relative; under %.0e is dead).  A tensor kept in the graph only "
-			 "through a product with zero can carry anything; remove it, or make it do "
-			 "what it is there for", name,
+			 "through a product with zero can carry anything; remove it, or set it to "
+			 "zeros if it is a parameter the outputs cannot see (a key bias before "
+			 "softmax): that changes no output", name,
 			 (long long)json_integer_value(json_object_get(j, "bytes")),
 			 json_is_number(ch) ? json_number_value(ch) : 0.0, NX_FUNCTIONAL_LIVE_REL_MIN);
 		rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "dead-initializer", NX_FUNCTIONAL_MODEL, 0,
