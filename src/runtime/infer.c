@@ -209,11 +209,11 @@ static void ORT_API_CALL ort_log(void *param, OrtLoggingLevel level, const char 
 int rt_session_open(struct rt_session **out, const struct rt_bundle *b, bool verbose,
 		    nx_error *err)
 {
-	return rt_session_open_with(out, b, verbose, NULL, err);
+	return rt_session_open_with(out, b, verbose, NULL, false, err);
 }
 
 int rt_session_open_with(struct rt_session **out, const struct rt_bundle *b, bool verbose,
-			 const struct rt_override *ov, nx_error *err)
+			 const struct rt_override *ov, bool unoptimized, nx_error *err)
 {
 	struct rt_session *s = calloc(1, sizeof(*s));
 	const OrtApi *ort = OrtGetApiBase()->GetApi(ORT_API_VERSION);
@@ -239,7 +239,8 @@ int rt_session_open_with(struct rt_session **out, const struct rt_bundle *b, boo
 	if (b->set.threads > 0)
 		ORT_TRY(s->ort->SetIntraOpNumThreads(so, b->set.threads), "threads");
 	ORT_TRY(s->ort->SetInterOpNumThreads(so, 1), "threads");
-	ORT_TRY(s->ort->SetSessionGraphOptimizationLevel(so, (GraphOptimizationLevel)b->set.graph_opt),
+	ORT_TRY(s->ort->SetSessionGraphOptimizationLevel(so, unoptimized ? ORT_DISABLE_ALL :
+							 (GraphOptimizationLevel)b->set.graph_opt),
 		"graph optimization");
 	/* A model loaded from memory resolves external data against the working
 	 * directory; point it at model/, where the export put the data file.

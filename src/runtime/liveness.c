@@ -295,7 +295,10 @@ static int run_all(struct outputs *o, struct rt_bundle *b, const struct rt_overr
 	o->n = 0;
 	o->failed = false;
 	nx_error_clear(&e);
-	if (rt_session_open_with(&s, b, false, ov, &e)) {
+	/* unoptimized, baseline too: ONNX Runtime folds Cast(initializer) and
+	 * the like from the model's own tensor, so a replacement behind one
+	 * would change nothing */
+	if (rt_session_open_with(&s, b, false, ov, true, &e)) {
 		if (!ov)
 			return nx_error_set(err, e.code, e.path, 0, -1, "%s", e.message);
 		o->failed = true;

@@ -93,9 +93,11 @@ struct rt_override {
 	void *data;
 	size_t bytes;
 };
-/* rt_session_open with ov (NULL: none) replacing one initializer. */
+/* rt_session_open with ov (NULL: none) replacing one initializer;
+ * unoptimized: no graph optimization (constant folding would compute
+ * from the model's own initializer, not the replacement). */
 int rt_session_open_with(struct rt_session **out, const struct rt_bundle *b, bool verbose,
-			 const struct rt_override *ov, nx_error *err);
+			 const struct rt_override *ov, bool unoptimized, nx_error *err);
 
 /* Model description for `info`: inputs/outputs with types and shapes. */
 json_t *rt_session_describe(const struct rt_session *s);

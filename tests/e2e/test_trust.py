@@ -363,6 +363,19 @@ def test_dead_initializer_fails_verify_without_a_teacher(nexus, tmp_path):
     assert "liveness-checked" in findings(rep, "INFO")
 
 
+def test_float16_weight_behind_a_cast_is_live(nexus, tmp_path):
+    """A weight stored in float16 and Cast where it is used (a conversion
+    ONNX Runtime folds at load) is replaced before folding: it is live."""
+    root = ws.make_workspace(tmp_path / "ws")
+    w = np.random.default_rng(13).standard_normal((8, 512)).astype(np.float16)
+    build_case(root, {"w16": w}, each_as_matrix)
+    out = tmp_path / "b"
+    r = run(nexus, "build", root, "-o", out, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lv = run(ROOT / "build/libexec/nexus/bin/nexus_cli", "liveness", "--bundle", out)
+    assert '"initializer":"w16","verdict":"live"' in lv.stdout, lv.stdout
+
+
 def test_dead_tensor_of_zeros_is_not_a_finding(nexus, tmp_path):
     """A parameter the outputs cannot see (a key bias before softmax) is
     dead, but all its elements equal carries nothing: it passes."""
@@ -480,3 +493,45 @@ def test_transformer_shaped_student_passes(nexus, tmp_path, layers):
     print(f"\ntransformer student, {layers} layer(s): {len(changes)} initializers, "
           f"smallest relative change {min(changes):.3g}")
     assert len(changes) >= 6 + 5 * (layers - 1) and min(changes) > 1e-3
+
+
+# --- the red team's documented limits (docs/TRV.md, Known limits) -----------
+# What passes on purpose: each case is a tensor that is live - it moves the
+# outputs - and whose values are not the teacher's.  These tests pin the
+# limit down (they pass today); a check that closes one turns its test red,
+# and the test then moves to CASES.
+
+def dec_laundered_sum(stored):
+    """a + (b + Sub(x, x)): the split summed after one half is laundered
+    through an activation, so no node computes from constants only."""
+    return launder("b", "ln") + [helper.make_node("Add", ["a", "ln_l"], ["sum"])], [], ["sum"]
+
+
+def low_bits(layer):
+    """A live student weight whose low 8 mantissa bits are teacher bytes."""
+    w = np.random.default_rng(12).standard_normal(
+        (8, layer.nbytes // 8), dtype=np.float32)  # one teacher byte per weight
+    bits = w.view(np.uint32) & np.uint32(0xFFFFFF00)
+    return {"w": (bits | layer.view(np.uint8).reshape(8, -1)).view(np.float32)}
+
+
+LIMITS = {
+    "additive split, one half laundered, summed and used": lambda r: build_case(
+        r, additive(teacher_layer()), dec_laundered_sum, None, True),
+    "teacher bytes in the low mantissa bits of a live weight": lambda r: build_case(
+        r, low_bits(teacher_layer()), each_as_matrix, None, True),
+    "XOR-padded halves used as live weights": lambda r: build_case(
+        r, xor_pad(teacher_layer()), each_as_matrix, None, True),
+}
+
+
+@pytest.mark.parametrize("case", LIMITS)
+def test_documented_limit_live_weights_carry_data(nexus, tmp_path, case):
+    root = ws.make_workspace(tmp_path / "ws")
+    LIMITS[case](root)
+    out = tmp_path / "b"
+    r = run(nexus, "build", root, "-o", out, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads(run(nexus, "verify", "--json", "--teacher", root / "artifacts/teacher.onnx",
+                         out).stdout)
+    assert not findings(rep) & DEFENCES, rep["findings"]
