@@ -42,6 +42,7 @@ static int selftest(struct fx_ctx *c, nx_error *err)
 	rc = nx_sandbox_run_cli(&r, &so, c->bundle_path, args, err);
 	/* A binary whose ELF headers cannot be followed is the bundle's fault. */
 	if (rc == NX_EFORMAT || rc == NX_ELIMIT) {
+		c->selftest_failed = true;
 		rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "functional-selftest-failed", "bin/nexus_cli",
 			   0, err ? err->message : "bin/nexus_cli is not a loadable ELF program");
 		goto out;
@@ -52,6 +53,7 @@ static int selftest(struct fx_ctx *c, nx_error *err)
 	rc = fx_judge(c, &r, &so, "bin/nexus_cli selftest",
 		      r.errout && memmem(r.errout, r.errout_len, NONFINITE, strlen(NONFINITE)) ?
 		      NONFINITE : "functional-selftest-failed", "bin/nexus_cli", &bad);
+	c->selftest_failed = bad;
 out:
 	nx_sandbox_result_release(&r);
 	return rc;
@@ -220,7 +222,7 @@ int nx_functional_check(bool *skipped, int bundle_dirfd, const char *bundle_path
 		return rc;
 	if (o->selftest && (rc = selftest(&c, err)) != 0)
 		return rc;
-	if (o->liveness && (rc = liveness(&c, err)) != 0)
+	if (o->liveness && !c.selftest_failed && (rc = liveness(&c, err)) != 0)
 		return rc;
 	if (o->imports)
 		return fx_imports(&c, err);
