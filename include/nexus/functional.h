@@ -63,7 +63,7 @@ extern "C" {
 #define NX_FUNCTIONAL_IMPORT_MS 30000
 #define NX_FUNCTIONAL_LIVENESS_MS 60000     /* the liveness check's time budget */
 #define NX_FUNCTIONAL_LIVE_MIN_BYTES 64     /* initializers it perturbs */
-#define NX_FUNCTIONAL_LIVE_REL_MIN 1e-4     /* relative output change: below is dead */
+#define NX_FUNCTIONAL_LIVE_REL_MIN 1e-6     /* relative output change: below is dead */
 #define NX_FUNCTIONAL_MODEL "model/student_model.onnx"
 
 enum nx_functional_sev { NX_FUNCTIONAL_INFO, NX_FUNCTIONAL_WARN, NX_FUNCTIONAL_FAIL };

@@ -388,7 +388,7 @@ static const struct rt_verb verbs[] = {
 	  "each initializer of at least --min-bytes is replaced by a copy plus noise of its\n"
 	  "own scale and the selftest texts run again; one JSON line per initializer\n"
 	  "(\"live\", \"dead\" or \"unchecked\" once the budget is spent); exit 1 when one\n"
-	  "changes the outputs by less than 1e-4 (relative).",
+	  "changes the outputs by less than 1e-6 (relative).",
 	  liveness_opts, cmd_liveness, true },
 	{ "tokenize", "print the ids of each input as a JSON list (debugging, parity tests)", NULL,
 	  tokenize_opts, cmd_tokenize, true },

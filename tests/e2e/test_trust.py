@@ -492,7 +492,7 @@ def test_transformer_shaped_student_passes(nexus, tmp_path, layers):
     changes = [json.loads(ln)["change"] for ln in lv.stdout.splitlines() if '"verdict"' in ln]
     print(f"\ntransformer student, {layers} layer(s): {len(changes)} initializers, "
           f"smallest relative change {min(changes):.3g}")
-    assert len(changes) >= 6 + 5 * (layers - 1) and min(changes) > 1e-3
+    assert len(changes) >= 6 + 5 * (layers - 1) and min(changes) > 1e-4   # threshold 1e-6
 
 
 # --- the red team's documented limits (docs/TRV.md, Known limits) -----------
