@@ -109,11 +109,15 @@ static int settings(struct rt_bundle *b, nx_error *err)
 	const char *g = rc->graph_optimization ? rc->graph_optimization : "all";
 
 	s->task = rc->task == NX_TASK_CLASSIFICATION ? RT_TASK_CLASSIFICATION
-		: rc->task == NX_TASK_EMBEDDING ? RT_TASK_EMBEDDING : RT_TASK_RAW;
+		: rc->task == NX_TASK_EMBEDDING ? RT_TASK_EMBEDDING
+		: rc->task == NX_TASK_RERANK ? RT_TASK_RERANK : RT_TASK_RAW;
 	s->labels = rc->labels;
 	s->nlabels = rc->nlabels;
-	s->pool_cls = rc->pooling == NX_POOL_CLS;
+	s->scores_map = rc->scores_map;
+	s->pool = rc->pooling == NX_POOL_CLS ? RT_POOL_CLS
+		: rc->pooling == NX_POOL_LAST ? RT_POOL_LAST : RT_POOL_MEAN;
 	s->normalize = rc->normalize;
+	s->output_dims = (size_t)rc->output_dims;
 	s->max_len = (size_t)rc->max_sequence_length;
 	s->batch_size = (size_t)rc->batch_size;
 	s->threads = rc->threads;
