@@ -39,8 +39,13 @@ struct rt_session {
 
 static int ort_fail(const OrtApi *ort, OrtStatus *st, nx_error *err, const char *what)
 {
-	int rc = nx_error_set(err, NX_EIO, NULL, 0, -1, "onnx runtime: %s: %s", what,
-			      ort->GetErrorMessage(st));
+	const char *m = ort->GetErrorMessage(st);
+	size_t n = strlen(m);
+	int rc;
+
+	while (n && (m[n - 1] == '\n' || m[n - 1] == ' '))  /* ORT ends some with a newline */
+		n--;
+	rc = nx_error_set(err, NX_EIO, NULL, 0, -1, "onnx runtime: %s: %.*s", what, (int)n, m);
 
 	ort->ReleaseStatus(st);
 	return rc;

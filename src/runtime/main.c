@@ -228,8 +228,9 @@ static int cmd_selftest(const struct rt_verb *v, int argc, char **argv)
 		return free(a.texts), rc < 0 ? 0 : rc;
 	if (a.write && !a.output)
 		return free(a.texts), rt_usage(v, "--write needs --output FILE");
-	if (!a.write && (a.output || a.ntexts || a.input))
-		return free(a.texts), rt_usage(v, "--output, --text and --input go with --write");
+	if (!a.write && (a.output || a.ntexts || a.input || a.long_case))
+		return free(a.texts), rt_usage(v, "--output, --text, --input and --long-case go "
+					       "with --write");
 	given = a.ntexts;
 	nx_error_clear(&err);
 	if (a.write && a.input && (rc = feed(&(struct rt_args){ .input = a.input }, collect, &a, &err))) {
@@ -240,7 +241,7 @@ static int cmd_selftest(const struct rt_verb *v, int argc, char **argv)
 		goto out;
 	b.set.raw = true;       /* the golden file holds every output */
 	if (a.write)
-		rc = rt_selftest_write(s, &b, a.texts, a.ntexts, a.output, a.tol, &err);
+		rc = rt_selftest_write(s, &b, a.texts, a.ntexts, a.long_case, a.output, a.tol, &err);
 	else
 		rc = rt_selftest_check(s, &b, stdout, &err);
 	rt_session_free(s);
@@ -337,6 +338,7 @@ static const struct rt_opt selftest_opts[] = {
 	{ "text", "TEXT", "with --write: a golden input (repeatable)", RT_OPT_TEXT },
 	{ "input", "FILE", "with --write: golden inputs, one per line like run", RT_OPT_INPUT },
 	{ "tolerance", "X", "with --write: absolute tolerance recorded (default 1e-4)", RT_OPT_TOL },
+	{ "long-case", NULL, "with --write: add a text of max_sequence_length tokens", RT_OPT_LONG },
 	RT_OPT_BUNDLE_ENTRY,
 	{ 0 },
 };

@@ -178,13 +178,17 @@ int rt_batcher_flush(struct rt_batcher *q, nx_error *err);
 void rt_batcher_free(struct rt_batcher *q);
 
 int rt_selftest_check(struct rt_session *s, struct rt_bundle *b, FILE *report, nx_error *err);
+/* long_case: one more case, a text of max_sequence_length tokens; when the
+ * model rejects it, NX_ECONFIG naming max_sequence_length and the longest
+ * input the model takes. */
 int rt_selftest_write(struct rt_session *s, struct rt_bundle *b, char *const *texts,
-		      size_t ntexts, const char *out_path, double tolerance, nx_error *err);
+		      size_t ntexts, bool long_case, const char *out_path, double tolerance,
+		      nx_error *err);
 
 /* Verbs and their options (opts.c, main.c). */
 enum {
 	RT_OPT_BUNDLE = 1, RT_OPT_JSON, RT_OPT_TEXT, RT_OPT_INPUT, RT_OPT_WRITE, RT_OPT_OUTPUT,
-	RT_OPT_TOL, RT_OPT_TOKDIR, RT_OPT_MAXLEN, RT_OPT_VERBOSE, RT_OPT_RAW
+	RT_OPT_TOL, RT_OPT_TOKDIR, RT_OPT_MAXLEN, RT_OPT_VERBOSE, RT_OPT_RAW, RT_OPT_LONG
 };
 
 struct rt_opt {
@@ -208,7 +212,7 @@ struct rt_args {
 	const char *bundle, *input, *output, *tokdir;
 	char **texts;
 	size_t ntexts;
-	bool json, write, raw;
+	bool json, write, raw, long_case;
 	bool verbose;           /* ONNX Runtime logs from INFO instead of ERROR */
 	double tol;
 	long maxlen;

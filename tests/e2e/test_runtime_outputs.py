@@ -23,11 +23,11 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 V = len(tokfixture.vocab())
 
 
-def pos_model(path, positions, classes=3, seed=3):
+def pos_model(path, positions, classes=3, seed=3, vocab=V):
     """hidden = (E[ids] + P[0..L)) * mask, logits = mean(hidden) @ W + b: a
     position table of `positions` rows, as BERT-shaped models have."""
     rnd = np.random.RandomState(seed)
-    E = rnd.randn(V, H).astype(np.float32)
+    E = rnd.randn(vocab, H).astype(np.float32)
     P = rnd.randn(positions, H).astype(np.float32)
     W = rnd.randn(H, classes).astype(np.float32)
     b = rnd.randn(classes).astype(np.float32)
@@ -55,6 +55,8 @@ def pos_model(path, positions, classes=3, seed=3):
                               producer_name="nexus-tests")
     model.ir_version = 8
     onnx.checker.check_model(model)
+    if path is None:
+        return model.SerializeToString()
     onnx.save(model, str(path))
     return E, P, W, b
 
@@ -246,3 +248,27 @@ def test_bucketed_batches_keep_order_and_results(tmp_path):
     for a, c in zip(*outs):
         np.testing.assert_allclose(a["outputs"]["logits"], c["outputs"]["logits"], atol=1e-6)
         assert len(a["outputs"]["hidden"]) == len(c["outputs"]["hidden"])
+
+
+@pytest.mark.parametrize("positions", [16, 32])
+def test_build_checks_max_sequence_length_against_the_model(nexus, tmp_path, positions):
+    """runtime.yaml says 32 tokens: a model with 16 positions is refused at
+    build time naming both numbers (exit 2); one with 32 builds, and its
+    selftest holds a text of 32 tokens."""
+    from test_build import build
+    from workspace import VOCAB, make_workspace
+    ws = make_workspace(tmp_path / "ws", student=pos_model(None, positions, classes=2,
+                                                           vocab=len(VOCAB)))
+    r = build(nexus, ws, tmp_path / "out")
+    if positions == 16:
+        assert r.returncode == 2, r.stderr
+        assert "max_sequence_length 32 is more than the model takes" in r.stderr
+        assert "up to 16 tokens" in r.stderr and "runtime.yaml" in r.stderr
+        return
+    assert r.returncode == 0, r.stderr
+    golden = json.loads((tmp_path / "out" / "config" / "selftest.json").read_text())
+    long = golden["cases"][-1]
+    cli = tmp_path / "out" / "bin" / "nexus_cli"
+    assert len(token_ids(cli, [long["text"]])[0]) == 32
+    assert long["outputs"] == {} and long["label"] in ("ham", "spam")
+    assert run(cli, "selftest").returncode == 0

@@ -23,7 +23,7 @@ static const char *const default_texts[] = { "nexus selftest" };
 
 int build_selftest(struct build *b)
 {
-	const char *args[2 * SELFTEST_ARGS_MAX + 8];
+	const char *args[2 * SELFTEST_ARGS_MAX + 10];
 	const char *const *texts = (const char *const *)b->ws->selftest;
 	size_t ntexts = b->ws->nselftest, i, n = 0;
 	struct nx_sandbox_result r = {0};
@@ -48,6 +48,9 @@ int build_selftest(struct build *b)
 	args[n++] = "-";
 	args[n++] = "--tolerance";
 	args[n++] = BUILD_SELFTEST_TOLERANCE_ARG;
+	/* a text of max_sequence_length tokens: a runtime.yaml promising more
+	 * positions than the model has fails here, naming both numbers */
+	args[n++] = "--long-case";
 	for (i = 0; i < ntexts; i++) {
 		args[n++] = "--text";
 		args[n++] = texts[i];
@@ -82,10 +85,27 @@ int build_selftest(struct build *b)
 			tail += len - SELFTEST_TAIL;
 			len = SELFTEST_TAIL;
 		}
-		rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
-				  "the student does not run in the bundle's runtime (bin/nexus_cli "
-				  "selftest --write %s): %.*s", r.timed_out ? "timed out" :
-				  r.output_capped ? "printed too much" : "failed", (int)len, tail);
+		/* exit 2: the runtime judged runtime.yaml wrong for this model;
+		 * its last line says why */
+		if (r.exited && r.status == 2 && !r.timed_out) {
+			const char *line = r.errout, *nl;
+
+			len = r.errout_len;
+			while (len && (line[len - 1] == '\n' || line[len - 1] == ' '))
+				len--;
+			while ((nl = memchr(line, '\n', len))) {
+				len -= (size_t)(nl + 1 - line);
+				line = nl + 1;
+			}
+			rc = nx_error_set(b->err, NX_ECONFIG, b->ws->runtime_config, 0, -1,
+					  "%s does not fit the student: %.*s", b->ws->runtime_config,
+					  (int)(len < 700 ? len : 700), line);
+		} else
+			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
+					  "the student does not run in the bundle's runtime "
+					  "(bin/nexus_cli selftest --write %s): %.*s",
+					  r.timed_out ? "timed out" : r.output_capped ?
+					  "printed too much" : "failed", (int)len, tail);
 		goto out;
 	}
 	rc = build_put(b, "config/selftest.json", r.out, r.out_len, false);
