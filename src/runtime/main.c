@@ -29,7 +29,18 @@ static int start(struct rt_bundle *b, struct rt_session **s, const char *verb,
 	nx_error err;
 
 	nx_error_clear(&err);
-	if (rt_bundle_open(b, a->bundle, check, &err) || (s && rt_session_open(s, b, a->verbose, &err))) {
+	if (rt_bundle_open(b, a->bundle, check, &err) || (s && rt_session_open(s, b, a->verbose, &err)) ||
+	    rt_bundle_verified(b, &err)) {
+		nx_error herr;
+
+		/* a modified file is the verdict even when the load failed on it */
+		nx_error_clear(&herr);
+		if (err.code != NX_ECHECK && rt_bundle_verified(b, &herr))
+			err = herr;
+		if (s) {
+			rt_session_free(*s);
+			*s = NULL;
+		}
 		rt_bundle_release(b);
 		return fail(verb, &err);
 	}

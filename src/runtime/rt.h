@@ -59,6 +59,8 @@ struct rt_settings {
 	char *output;           /* NULL = first output */
 };
 
+struct rt_hashjob;
+
 struct rt_bundle {
 	char root[4096];
 	int rootfd;
@@ -68,15 +70,23 @@ struct rt_bundle {
 	nx_manifest *manifest;  /* NULL when opened without the check */
 	int model_fd;           /* model/student_model.onnx, checked */
 	uint64_t model_size;
+	struct rt_hashjob *hash; /* SHA-256 of the files, running beside the load */
 };
 
 /*
  * Open the bundle at `dir` (NULL: <dir of /proc/self/exe>/..), check every
- * manifest file (sizes, and SHA-256 too when integrity is full) unless
- * `check` is false, then read runtime.yaml and the tokenizer.  A file that
- * differs from the manifest is NX_ECHECK naming it.
+ * manifest file unless `check` is false, then read runtime.yaml and the
+ * tokenizer.  runtime.yaml is hashed before it is read; the sizes of the
+ * others are checked here, and with integrity: full their SHA-256 is
+ * computed on a second thread, started here, while the caller loads the
+ * model: rt_bundle_verified() waits for it, and nothing may be answered
+ * before it returned 0 (docs/DESIGN-NOTES.md, "start-up integrity").  A
+ * file that differs from the manifest is NX_ECHECK naming it.
  */
 int rt_bundle_open(struct rt_bundle *b, const char *dir, bool check, nx_error *err);
+/* Wait for the hashes started by rt_bundle_open; 0 when every file matched
+ * (or nothing was to hash), else NX_ECHECK naming the first that did not. */
+int rt_bundle_verified(struct rt_bundle *b, nx_error *err);
 void rt_bundle_release(struct rt_bundle *b);
 
 struct rt_session;

@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import tokfixture  # noqa: E402
-from conftest import run  # noqa: E402
+from conftest import BUILD, run  # noqa: E402
 from test_runtime import (H, LABELS, TEXTS, expected, jsonl, make_bundle,  # noqa: E402
                           masked_mean_head, run_texts, token_ids, write_manifest)
 
@@ -272,3 +272,22 @@ def test_build_checks_max_sequence_length_against_the_model(nexus, tmp_path, pos
     assert len(token_ids(cli, [long["text"]])[0]) == 32
     assert long["outputs"] == {} and long["label"] in ("ham", "spam")
     assert run(cli, "selftest").returncode == 0
+
+
+@pytest.mark.parametrize("rel", ["model/tokenizer/vocab.txt", "bin/nexus_cli"])
+def test_integrity_checked_beside_the_load_still_gates_every_answer(tmp_path, rel):
+    """SHA-256 runs on a second thread while the model loads: a file that
+    still loads fine (the same size, one byte changed) is refused all the
+    same, before any answer."""
+    cli = make_bundle(tmp_path / "b")
+    f = tmp_path / "b" / rel
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    if rel == "bin/nexus_cli":   # the build's copy runs; the bundle's is the one changed
+        cli = BUILD / "libexec" / "nexus" / "bin" / "nexus_cli"
+    f.write_bytes(bytes(data))
+    for verb in (["run", "--text", "x"], ["info"], ["selftest"]):
+        r = run(cli, *verb, "--bundle", tmp_path / "b")
+        assert r.returncode == 1, (verb, r.stderr)
+        assert rel in r.stderr and "integrity" in r.stderr
+        assert r.stdout == ""

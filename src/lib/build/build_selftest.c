@@ -17,9 +17,25 @@
 #define SELFTEST_ARGS_MAX 200      /* nexus.yaml selftest: texts passed as --text */
 #define SELFTEST_WALL_MS 120000
 #define SELFTEST_TAIL 400
+#define RUNTIME_BLAME "nexus_cli selftest: error: config/runtime.yaml: "
 
 /* Used when nexus.yaml lists no selftest texts: the bundle is still run. */
 static const char *const default_texts[] = { "nexus selftest" };
+
+/* The last non-empty line of s[0..len), its length in *n. */
+static const char *last_line(const char *s, size_t len, size_t *n)
+{
+	const char *nl;
+
+	while (len && (s[len - 1] == '\n' || s[len - 1] == ' '))
+		len--;
+	while ((nl = memchr(s, '\n', len))) {
+		len -= (size_t)(nl + 1 - s);
+		s = nl + 1;
+	}
+	*n = len;
+	return s;
+}
 
 int build_selftest(struct build *b)
 {
@@ -76,8 +92,8 @@ int build_selftest(struct build *b)
 		goto out;
 	}
 	if (!r.exited || r.status != 0 || r.timed_out || r.output_capped || !r.out_len) {
-		size_t len = r.errout_len;
-		const char *tail = r.errout;
+		size_t len = r.errout_len, ln = 0;
+		const char *tail = r.errout, *line;
 
 		while (len && (tail[len - 1] == '\n' || tail[len - 1] == ' '))
 			len--;
@@ -85,21 +101,14 @@ int build_selftest(struct build *b)
 			tail += len - SELFTEST_TAIL;
 			len = SELFTEST_TAIL;
 		}
-		/* exit 2: the runtime judged runtime.yaml wrong for this model;
-		 * its last line says why */
-		if (r.exited && r.status == 2 && !r.timed_out) {
-			const char *line = r.errout, *nl;
-
-			len = r.errout_len;
-			while (len && (line[len - 1] == '\n' || line[len - 1] == ' '))
-				len--;
-			while ((nl = memchr(line, '\n', len))) {
-				len -= (size_t)(nl + 1 - line);
-				line = nl + 1;
-			}
+		/* exit 2 and a last line blaming runtime.yaml: it promises what
+		 * the model does not do (max_sequence_length above its positions) */
+		if (r.exited && r.status == 2 && !r.timed_out &&
+		    (line = last_line(r.errout, r.errout_len, &ln)) && ln > sizeof(RUNTIME_BLAME) &&
+		    !memcmp(line, RUNTIME_BLAME, sizeof(RUNTIME_BLAME) - 1)) {
 			rc = nx_error_set(b->err, NX_ECONFIG, b->ws->runtime_config, 0, -1,
 					  "%s does not fit the student: %.*s", b->ws->runtime_config,
-					  (int)(len < 700 ? len : 700), line);
+					  (int)(ln < 700 ? ln : 700), line);
 		} else
 			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
 					  "the student does not run in the bundle's runtime "
