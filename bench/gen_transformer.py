@@ -2,8 +2,9 @@
 """Real-sized BERT-family students for the runtime benchmarks, built with
 torch (random weights; the shapes are what costs time):
 
-    gen_transformer.py OUT.onnx distilbert   # 66.9M: DistilBERT-base + 2-class head, logits
-    gen_transformer.py OUT.onnx minilm       # 22.7M: all-MiniLM-L6-v2 shape, last_hidden_state
+    gen_transformer.py OUT.onnx distilbert   # 67.0M: DistilBERT-base + 2-class head, logits
+    gen_transformer.py OUT.onnx minilm       # 22.6M: all-MiniLM-L6-v2 shape, last_hidden_state
+    gen_transformer.py OUT.onnx tiny-distilbert|tiny-minilm   # the same graphs, 32 wide (tests)
 
 Both take input_ids and attention_mask ([batch, seq], int64; MiniLM also
 token_type_ids), have 512 learned positions and a 30522-row vocabulary.
@@ -20,6 +21,9 @@ SHAPES = {
     # dim, layers, heads, ffn, token types, head
     "distilbert": (768, 6, 12, 3072, 0, "classifier"),
     "minilm": (384, 6, 12, 1536, 2, "hidden"),
+    # the same graphs, small enough for the test suite
+    "tiny-distilbert": (32, 2, 4, 64, 0, "classifier"),
+    "tiny-minilm": (32, 2, 4, 64, 2, "hidden"),
 }
 VOCAB, POSITIONS = 30522, 512
 

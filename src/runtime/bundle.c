@@ -263,6 +263,8 @@ int rt_bundle_open(struct rt_bundle *b, const char *dir, bool check, nx_error *e
 	if (fstat(b->model_fd, &st) || !S_ISREG(st.st_mode) || st.st_size == 0)
 		return nx_error_set(err, NX_EIO, RT_MODEL, 0, -1, "%s is not a model file", RT_MODEL);
 	b->model_size = (uint64_t)st.st_size;
+	if (!fstatat(b->rootfd, RT_MODEL_DATA, &st, AT_SYMLINK_NOFOLLOW) && S_ISREG(st.st_mode))
+		b->data_size = (uint64_t)st.st_size;
 	tokfd = openat(b->rootfd, RT_TOKENIZER, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	if (tokfd < 0)
 		return nx_error_errno(err, NX_EIO, errno, RT_TOKENIZER, "cannot open %s", RT_TOKENIZER);

@@ -242,6 +242,16 @@ int rt_session_open(struct rt_session **out, const struct rt_bundle *b, bool ver
 	ORT_TRY(s->ort->SetInterOpNumThreads(so, 1), "threads");
 	ORT_TRY(s->ort->SetSessionGraphOptimizationLevel(so, (GraphOptimizationLevel)b->set.graph_opt),
 		"graph optimization");
+	/* The memory pattern is a plan cached per input shape; batches
+	 * bucketed by length have a new shape almost every time, so it only
+	 * costs planning.  The arena stays: it reuses the activations. */
+	ORT_TRY(s->ort->DisableMemPattern(so), "memory pattern");
+	/* A large model's weights (and their pre-packed copies) outside the
+	 * arena: the arena's growth rounding would add up to their size to
+	 * the peak memory of every process. */
+	if (b->model_size + b->data_size >= RT_LARGE_MODEL)
+		ORT_TRY(s->ort->AddSessionConfigEntry(so, "session.use_device_allocator_for_initializers",
+						      "1"), "initializer allocator");
 	/* A model loaded from memory resolves external data against the working
 	 * directory; point it at model/, where the export put the data file.
 	 * ONNX Runtime then maps the page-aligned weights rather than copying

@@ -30,9 +30,11 @@
 #define RT_OUTPUTS_MAX 64            /* model inputs/outputs handled */
 #define RT_WINDOW_BATCHES 16         /* inputs read ahead and sorted by length, in batches */
 #define RT_WINDOW_MAX 1024           /* ... and in inputs */
-#define RT_LOG_LINE_MAX 2048         /* bytes of one ONNX Runtime log line printed */
+#define RT_LOG_LINE_MAX 2048
+#define RT_LARGE_MODEL (64u << 20)   /* bytes of model + data: session options for large */         /* bytes of one ONNX Runtime log line printed */
 
 #define RT_MODEL "model/student_model.onnx"
+#define RT_MODEL_DATA "model/student_model.onnx.data"
 #define RT_TOKENIZER "model/tokenizer"
 #define RT_CONFIG "config/runtime.yaml"
 #define RT_SELFTEST "config/selftest.json"
@@ -70,6 +72,7 @@ struct rt_bundle {
 	nx_manifest *manifest;  /* NULL when opened without the check */
 	int model_fd;           /* model/student_model.onnx, checked */
 	uint64_t model_size;
+	uint64_t data_size;     /* model/student_model.onnx.data, 0 if none */
 	struct rt_hashjob *hash; /* SHA-256 of the files, running beside the load */
 };
 
