@@ -298,3 +298,35 @@ def test_decoder_errors_name_the_component(nexus_cli, tmp_path):
         r = run(nexus_cli, "detokenize", "--tokenizer", d, "--ids", "1,2")
         assert r.returncode == 2, r.stderr
         assert path in r.stderr and "tokenizer" in r.stderr, r.stderr
+
+
+def test_tokenize_detokenize_cli(nexus_cli, tmp_path):
+    """The verbs themselves (no oracle needed): --json fields, --pair, the
+    plain forms, ids from --ids and --input, bad lines and usage errors."""
+    import tokfixture
+    tokfixture.write(str(tmp_path / "tok"))
+    tok = tmp_path / "tok"
+    r = run(nexus_cli, "tokenize", "--tokenizer", tok, "--json", "--text", "Hello, [MASK] unable!")
+    assert r.returncode == 0, r.stderr
+    e = json.loads(r.stdout)
+    assert e["tokens"] == ["[CLS]", "hello", ",", "[MASK]", "un", "##able", "!", "[SEP]"]
+    assert e["type_ids"] == [0] * 8 and e["attention_mask"] == [1] * 8
+    assert e["special_tokens_mask"] == [1, 0, 0, 0, 0, 0, 0, 1]
+    plain = run(nexus_cli, "tokenize", "--tokenizer", tok, "--text", "Hello, [MASK] unable!")
+    assert json.loads(plain.stdout) == e["ids"]
+    ids = ",".join(map(str, e["ids"]))
+    r = run(nexus_cli, "detokenize", "--tokenizer", tok, "--ids", ids, "--ids", json.dumps(e["ids"]))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "[CLS] hello, [MASK] unable! [SEP]\n" * 2
+    r = run(nexus_cli, "detokenize", "--tokenizer", tok, "--skip-special-tokens", "--json",
+            "--ids", ids)
+    assert json.loads(r.stdout) == {"text": "hello, unable!"}
+    inp = tmp_path / "ids.txt"
+    inp.write_text(json.dumps(e["ids"][1:3]) + "\n[1, \"x\"]\n5 6 z\n")
+    r = run(nexus_cli, "detokenize", "--tokenizer", tok, "--json", "--input", inp)
+    got = [json.loads(l) for l in r.stdout.splitlines()]
+    assert got[0] == {"text": "hello,"} and "error" in got[1] and "error" in got[2]
+    r = run(nexus_cli, "tokenize", "--tokenizer", tok, "--json", "--text", "a", "--pair", "b")
+    assert "error" in json.loads(r.stdout) or json.loads(r.stdout)["type_ids"][-1] == 1
+    assert run(nexus_cli, "tokenize", "--tokenizer", tok, "--pair", "b").returncode == 2
+    assert run(nexus_cli, "detokenize", "--tokenizer", tok).returncode == 2
