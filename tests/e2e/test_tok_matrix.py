@@ -330,3 +330,18 @@ def test_tokenize_detokenize_cli(nexus_cli, tmp_path):
     assert "error" in json.loads(r.stdout) or json.loads(r.stdout)["type_ids"][-1] == 1
     assert run(nexus_cli, "tokenize", "--tokenizer", tok, "--pair", "b").returncode == 2
     assert run(nexus_cli, "detokenize", "--tokenizer", tok).returncode == 2
+
+
+def test_detokenize_vocab_txt(nexus_cli, tmp_path):
+    """A vocab.txt decodes as transformers' BertTokenizerFast does: WordPiece,
+    '##' joined, cleanup, and its special tokens skipped on request."""
+    import tokfixture
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v/vocab.txt").write_text("\n".join(tokfixture.vocab()) + "\n", encoding="utf-8")
+    ids = json.loads(run(nexus_cli, "tokenize", "--tokenizer", tmp_path / "v",
+                         "--text", "Hello, unable!").stdout)
+    r = run(nexus_cli, "detokenize", "--tokenizer", tmp_path / "v", "--ids", json.dumps(ids))
+    assert r.stdout == "[CLS] hello, unable! [SEP]\n", r.stdout
+    r = run(nexus_cli, "detokenize", "--tokenizer", tmp_path / "v", "--ids", json.dumps(ids),
+            "--skip-special-tokens")
+    assert r.stdout == "hello, unable!\n", r.stdout

@@ -759,6 +759,12 @@ int nx_tokdecoder_new(nx_tokdecoder **out, const nx_tokenizer *t, const char *pa
 		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
 	d->t = t;
 	d->none = !j;
+	if (!j && !strcmp(nx_tokenizer_source(t), "vocab.txt")) {
+		/* what transformers' BertTokenizerFast gets for a vocab.txt */
+		d->none = false;
+		d->nsteps = 1;
+		d->steps[0] = (struct step){ .kind = S_WORDPIECE, .a = "##", .alen = 2, .flag = true };
+	}
 	if (j && (rc = compile(&c, j, "decoder", 0))) {
 		nx_tokdecoder_free(d);
 		return rc;
