@@ -190,6 +190,8 @@ DECODERS = {
     "strip_left": {"type": "Strip", "content": " ", "start": 3, "stop": 0},
     "strip_right": {"type": "Strip", "content": "▁", "start": 0, "stop": 1},
     "replace": {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+    "replace_regex": {"type": "Replace", "pattern": {"Regex": "▁+|\\s{2,}|\\p{Lu}"}, "content": "_"},
+    "replace_regex_empty": {"type": "Replace", "pattern": {"Regex": "a*"}, "content": "-"},
     "ctc": {"type": "CTC", "pad_token": "<pad>", "word_delimiter_token": "|", "cleanup": True},
     "ctc_raw": {"type": "CTC", "pad_token": "<pad>", "word_delimiter_token": "|", "cleanup": False},
     "llama": {"type": "Sequence", "decoders": [
@@ -288,8 +290,8 @@ def test_decoder_errors_name_the_component(nexus_cli, tmp_path):
     for dec, path in (({"type": "Foo"}, "decoder type 'Foo'"),
                       ({"type": "Sequence", "decoders": [{"type": "Fuse"}, {"type": "Strip"}]},
                        "decoder.decoders[1]"),
-                      ({"type": "Replace", "pattern": {"Regex": "a+"}, "content": ""},
-                       "decoder (Replace) has a Regex pattern")):
+                      ({"type": "Replace", "pattern": {"Regex": "(a"}, "content": ""},
+                       "decoder (Replace) has a Regex that does not compile")):
         d = tmp_path / f"t{len(path)}"
         j = tokfixture.tokenizer_json()
         j["decoder"] = dec

@@ -118,7 +118,7 @@ static void bad_decoders_refused(void **state)
 {
 	static const char *const bad[] = {
 		"{\"type\": \"Foo\"}", "{\"type\": \"Strip\", \"content\": \"ab\", \"start\": 1, \"stop\": 0}",
-		"{\"type\": \"Replace\", \"pattern\": {\"Regex\": \"a\"}, \"content\": \"\"}",
+		"{\"type\": \"Replace\", \"pattern\": {\"Regex\": \"(a\"}, \"content\": \"\"}",
 		"{\"type\": \"Metaspace\", \"replacement\": \"_\", \"add_prefix_space\": false}",
 		"[1]",
 	};
