@@ -25,6 +25,7 @@ import json
 import os
 import pathlib
 import random
+import shutil
 import subprocess
 import sys
 
@@ -259,7 +260,7 @@ def id_sequences(vocab, n=2000, seed=11):
 
 
 @pytest.mark.parametrize("dec", sorted(DECODERS))
-def test_decoder_matrix(nexus_cli, tmp_path, dec):
+def test_decoder_matrix(nexus_cli, dec):
     nm, why = hf_available()
     if not nm:
         pytest.skip(why)
@@ -270,13 +271,18 @@ def test_decoder_matrix(nexus_cli, tmp_path, dec):
            "post_processor": None, "decoder": DECODERS[dec],
            "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
                      "max_input_chars_per_word": 100, "vocab": {t: i for i, t in enumerate(vocab)}}}
-    (tmp_path / "tok").mkdir()
-    (tmp_path / "tok/tokenizer.json").write_text(json.dumps(tok, ensure_ascii=False), encoding="utf-8")
+    # kept in the build tree, so that the oracle's answers are cached across runs
+    d = BUILD / "tokmatrix" / "decoders" / dec
+    body = json.dumps(tok, ensure_ascii=False)
+    if not (d / "tokenizer.json").exists() or (d / "tokenizer.json").read_text(encoding="utf-8") != body:
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        (d / "tokenizer.json").write_text(body, encoding="utf-8")
     seqs = id_sequences(vocab)
-    want, inp = oracle(nm, "decode", tmp_path / "tok", seqs, "ids")
+    want, inp = oracle(nm, "decode", d, seqs, "ids")
     assert not any("error" in w for w in want), [w for w in want if "error" in w][:1]
     for skip, key in ((False, "text"), (True, "text_skip")):
-        got = ours(nexus_cli, "detokenize", tmp_path / "tok", inp,
+        got = ours(nexus_cli, "detokenize", d, inp,
                    *(["--skip-special-tokens"] if skip else []), may_refuse=False)
         assert len(got) == len(want)
         bad = [(i, seqs[i], got[i], w[key]) for i, w in enumerate(want) if got[i].get("text") != w[key]]

@@ -72,7 +72,8 @@ static int tl_add(struct tlist *l, const void *s, size_t len)
 {
 	if (grow(&l->buf, &l->cap, l->len + len + 1))
 		return NX_ENOMEM;
-	memcpy(l->buf + l->len, s, len);
+	if (len)  /* s may be NULL then */
+		memcpy(l->buf + l->len, s, len);
 	l->len += len;
 	return 0;
 }
@@ -80,6 +81,8 @@ static int tl_add(struct tlist *l, const void *s, size_t len)
 /* close the token being appended to */
 static int tl_end(struct tlist *l)
 {
+	if (grow(&l->buf, &l->cap, l->len + 1))  /* a buffer even for empty tokens */
+		return NX_ENOMEM;
 	if (l->n == l->ncap) {
 		size_t c = l->ncap ? l->ncap * 2 : 64;
 		size_t *e = realloc(l->end, c * sizeof(*e));
@@ -261,7 +264,8 @@ static int dec_bytelevel(struct tlist *out, const struct tlist *in)
 	len = out->len - mark;
 	if (!(bytes = malloc(len ? len : 1)))
 		return NX_ENOMEM;
-	memcpy(bytes, out->buf + mark, len);
+	if (len)
+		memcpy(bytes, out->buf + mark, len);
 	out->len = mark;
 	rc = tl_add_lossy(out, bytes, len);
 	free(bytes);
@@ -537,7 +541,8 @@ static int dec_ctc(nx_tokdecoder *d, struct tlist *out, const struct tlist *in,
 			n = out->len - from;
 			if (!(copy = malloc(n ? n : 1)))
 				return NX_ENOMEM;
-			memcpy(copy, out->buf + from, n);
+			if (n)
+				memcpy(copy, out->buf + from, n);
 			out->len = from;
 			rc = tl_add_replaced(out, copy, n, st->b, st->blen, " ", 1);
 			free(copy);
@@ -613,7 +618,8 @@ int nx_tokdecoder_decode(nx_tokdecoder *d, const int64_t *ids, size_t n, bool sk
 				    "went over its match limit decoding %zu ids", n);
 	if (rc)
 		return nx_error_set(err, rc, NULL, 0, -1, "out of memory decoding %zu ids", n);
-	memcpy(res, in->buf, in->len);  /* the tokens joined with "" */
+	if (in->len)  /* the tokens joined with "" (no buffer yet when there were none) */
+		memcpy(res, in->buf, in->len);
 	res[in->len] = '\0';
 	*out = res;
 	*out_len = in->len;
