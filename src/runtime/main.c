@@ -30,7 +30,18 @@ static int start(struct rt_bundle *b, struct rt_session **s, const char *verb,
 	nx_error err;
 
 	nx_error_clear(&err);
-	if (rt_bundle_open(b, a->bundle, check, &err) || (s && rt_session_open(s, b, a->verbose, &err))) {
+	if (rt_bundle_open(b, a->bundle, check, &err) || (s && rt_session_open(s, b, a->verbose, &err)) ||
+	    rt_bundle_verified(b, &err)) {
+		nx_error herr;
+
+		/* a modified file is the verdict even when the load failed on it */
+		nx_error_clear(&herr);
+		if (err.code != NX_ECHECK && rt_bundle_verified(b, &herr))
+			err = herr;
+		if (s) {
+			rt_session_free(*s);
+			*s = NULL;
+		}
 		rt_bundle_release(b);
 		return fail(verb, &err);
 	}
@@ -40,6 +51,7 @@ static int start(struct rt_bundle *b, struct rt_session **s, const char *verb,
 struct printer {
 	FILE *f;
 	size_t n, errors;
+	size_t flags;           /* rt_session_json_flags */
 };
 
 static int print_result(void *ctx, json_t *r)
@@ -51,7 +63,7 @@ static int print_result(void *ctx, json_t *r)
 	p->n++;
 	if (json_object_get(r, "error"))
 		p->errors++;
-	if (json_dumpf(r, p->f, JSON_COMPACT | JSON_ENSURE_ASCII) || fputc('\n', p->f) == EOF)
+	if (json_dumpf(r, p->f, JSON_COMPACT | JSON_ENSURE_ASCII | p->flags) || fputc('\n', p->f) == EOF)
 		return NX_EIO;
 	return 0;
 }
@@ -99,7 +111,7 @@ static int batch_add(void *q, const struct rt_input *in, nx_error *err)
 
 static int cmd_run(const struct rt_verb *v, int argc, char **argv)
 {
-	struct printer p = { stdout, 0, 0 };
+	struct printer p = { stdout, 0, 0, 0 };
 	struct rt_batcher *q = NULL;
 	struct rt_session *s = NULL;
 	struct rt_bundle b;
@@ -113,6 +125,8 @@ static int cmd_run(const struct rt_verb *v, int argc, char **argv)
 		return free(a.texts), rt_usage(v, "give --text TEXT or --input FILE (- for stdin)");
 	if ((rc = start(&b, &s, v->name, &a, true)))
 		return free(a.texts), rc;
+	b.set.raw = a.raw;
+	p.flags = rt_session_json_flags(s);
 	nx_error_clear(&err);
 	rc = rt_batcher_new(&q, s, &b, print_result, &p, &err);
 	if (!rc)
@@ -230,8 +244,9 @@ static int cmd_selftest(const struct rt_verb *v, int argc, char **argv)
 		return free(a.texts), rc < 0 ? 0 : rc;
 	if (a.write && !a.output)
 		return free(a.texts), rt_usage(v, "--write needs --output FILE");
-	if (!a.write && (a.output || a.ntexts || a.input))
-		return free(a.texts), rt_usage(v, "--output, --text and --input go with --write");
+	if (!a.write && (a.output || a.ntexts || a.input || a.long_case))
+		return free(a.texts), rt_usage(v, "--output, --text, --input and --long-case go "
+					       "with --write");
 	given = a.ntexts;
 	nx_error_clear(&err);
 	if (a.write && a.input && (rc = feed(&(struct rt_args){ .input = a.input }, collect, &a, &err))) {
@@ -240,8 +255,9 @@ static int cmd_selftest(const struct rt_verb *v, int argc, char **argv)
 	}
 	if ((rc = start(&b, &s, v->name, &a, !a.write)))
 		goto out;
+	b.set.raw = true;       /* the golden file holds every output */
 	if (a.write)
-		rc = rt_selftest_write(s, &b, a.texts, a.ntexts, a.output, a.tol, &err);
+		rc = rt_selftest_write(s, &b, a.texts, a.ntexts, a.long_case, a.output, a.tol, &err);
 	else
 		rc = rt_selftest_check(s, &b, stdout, &err);
 	rt_session_free(s);
@@ -434,7 +450,7 @@ static int open_tokenizer(struct tok_ctx *c, struct rt_bundle *b, const struct r
 
 static int tok_verb(const struct rt_verb *v, int argc, char **argv, bool detok)
 {
-	struct printer p = { stdout, 0, 0 };
+	struct printer p = { stdout, 0, 0, 0 };
 	struct tok_ctx c = { 0 };
 	struct rt_bundle b;
 	struct rt_args a;
@@ -491,6 +507,7 @@ static int cmd_detokenize(const struct rt_verb *v, int argc, char **argv)
 static const struct rt_opt run_opts[] = {
 	{ "text", "TEXT", "classify/embed TEXT (repeatable)", RT_OPT_TEXT },
 	{ "input", "FILE", "one text or {\"text\": ...} per line; - for stdin", RT_OPT_INPUT },
+	{ "raw", NULL, "also print every model output (\"outputs\") for embedding and rerank", RT_OPT_RAW },
 	RT_OPT_BUNDLE_ENTRY,
 	{ 0 },
 };
@@ -505,6 +522,7 @@ static const struct rt_opt selftest_opts[] = {
 	{ "text", "TEXT", "with --write: a golden input (repeatable)", RT_OPT_TEXT },
 	{ "input", "FILE", "with --write: golden inputs, one per line like run", RT_OPT_INPUT },
 	{ "tolerance", "X", "with --write: absolute tolerance recorded (default 1e-4)", RT_OPT_TOL },
+	{ "long-case", NULL, "with --write: add a text of max_sequence_length tokens", RT_OPT_LONG },
 	RT_OPT_BUNDLE_ENTRY,
 	{ 0 },
 };
@@ -535,8 +553,11 @@ static const struct rt_verb verbs[] = {
 	{ "info", "show the bundle, its model and runtime after checking its integrity", NULL,
 	  info_opts, cmd_info, false },
 	{ "run", "run the model: one JSON object per input on stdout (JSONL)",
-	  "each result has \"outputs\" ({output name: flat list of numbers}), plus \"label\" and\n"
-	  "\"scores\" (classification) or \"embedding\" (embedding); a bad input gives\n"
+	  "classification: \"label\", \"scores\" (softmax, a list in label order or with\n"
+	  "scores: map a {label: score} object) and \"outputs\" ({output name: flat list of\n"
+	  "numbers}); embedding: \"embedding\" (pooled); rerank: \"score\"; raw: \"outputs\".\n"
+	  "--raw adds \"outputs\" everywhere.  float32 numbers print in the shortest form\n"
+	  "that reads back as the same float32.  A bad input gives\n"
 	  "{\"error\": ...} in its place and exit status 3 after all inputs ran; so does an\n"
 	  "input whose outputs are NaN or infinite (\"code\": \"non-finite-output\").",
 	  run_opts, cmd_run, false },
