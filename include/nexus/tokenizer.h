@@ -68,6 +68,20 @@ int nx_tokenizer_parse_vocab(nx_tokenizer **out, const char *buf, size_t len,
 int nx_tokenizer_encode(nx_tokenizer *t, const char *text, size_t len, size_t max_len,
 			int64_t *ids_out, size_t *n_out, nx_error *err);
 
+/*
+ * Encode text `a` (alen bytes) and, when `b` is not NULL, the pair text `b`
+ * (blen bytes) as Hugging Face's encode(a, b, add_special_tokens=true).
+ * Every output array has room for max_len entries; ids_out is required,
+ * type_ids, attention_mask and special_mask (1 where the post-processor
+ * added the token or padding did) may be NULL.  *n_out is the number of
+ * entries written.  Errors: as nx_tokenizer_encode; NX_ECONFIG for a pair
+ * the tokenizer cannot encode.
+ */
+int nx_tokenizer_encode_pair(nx_tokenizer *t, const char *a, size_t alen, const char *b,
+			     size_t blen, size_t max_len, int64_t *ids_out, int64_t *type_ids,
+			     int64_t *attention_mask, int64_t *special_mask, size_t *n_out,
+			     nx_error *err);
+
 /* Id used to pad a batch (padding.pad_id, else "[PAD]", else 0). */
 int64_t nx_tokenizer_pad_id(const nx_tokenizer *t);
 
@@ -76,6 +90,26 @@ size_t nx_tokenizer_vocab_size(const nx_tokenizer *t);
 
 /* Number of ids the post-processor adds around the words (2 for BERT). */
 size_t nx_tokenizer_special_count(const nx_tokenizer *t);
+
+/*
+ * The vocabulary entry (or added token) of `id`, its length in *len (may be
+ * NULL); not NUL-terminated, valid as long as the tokenizer.  NULL for an
+ * id that names nothing.  Added tokens are looked up first, as Hugging
+ * Face's decode does.
+ */
+const char *nx_tokenizer_id_to_token(const nx_tokenizer *t, int64_t id, size_t *len);
+
+/* The id of the token of `len` bytes (added tokens first), or -1. */
+int64_t nx_tokenizer_token_to_id(const nx_tokenizer *t, const char *tok, size_t len);
+
+/* 1 if `id` is a special added token (skipped by skip_special_tokens), else 0. */
+int nx_tokenizer_is_special(const nx_tokenizer *t, int64_t id);
+
+/*
+ * The file's `decoder` object (a jansson json_t *, kept alive by the
+ * tokenizer), or NULL when it has none (and for vocab.txt).
+ */
+const void *nx_tokenizer_decoder_json(const nx_tokenizer *t);
 
 /* Which file it was loaded from: "tokenizer.json" or "vocab.txt". */
 const char *nx_tokenizer_source(const nx_tokenizer *t);

@@ -182,6 +182,8 @@ struct rt_input {
 	char *text;             /* NULL when the line was bad */
 	size_t len;
 	char *error;            /* why the line was bad */
+	char *pair;             /* "text_pair" of a JSONL line, or --pair; NULL if none */
+	size_t pair_len;
 };
 
 /* Reads texts: a file of lines (one text or one {"text": ...} per line). */
@@ -227,7 +229,7 @@ int rt_selftest_write(struct rt_session *s, struct rt_bundle *b, char *const *te
 enum {
 	RT_OPT_BUNDLE = 1, RT_OPT_JSON, RT_OPT_TEXT, RT_OPT_INPUT, RT_OPT_WRITE, RT_OPT_OUTPUT,
 	RT_OPT_TOL, RT_OPT_TOKDIR, RT_OPT_MAXLEN, RT_OPT_VERBOSE, RT_OPT_RAW, RT_OPT_LONG,
-	RT_OPT_MINBYTES, RT_OPT_BUDGET
+	RT_OPT_MINBYTES, RT_OPT_BUDGET, RT_OPT_SKIP_SPECIAL, RT_OPT_PAIR
 };
 
 struct rt_opt {
@@ -251,7 +253,10 @@ struct rt_args {
 	const char *bundle, *input, *output, *tokdir;
 	char **texts;
 	size_t ntexts;
+	char **pairs;           /* --pair values, the i-th going with the i-th --text */
+	size_t npairs;
 	bool json, write, raw, long_case;
+	bool skip_special;      /* detokenize --skip-special-tokens */
 	bool verbose;           /* ONNX Runtime logs from INFO instead of ERROR */
 	double tol;
 	long maxlen;
