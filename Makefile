@@ -23,7 +23,7 @@ override CFLAGS += -std=c11 $(WARN) -fstack-protector-strong -fPIE -D_FORTIFY_SO
 override LDFLAGS += -pie -Wl,-z,relro,-z,now $(SAN)
 # The tool links its libraries dynamically; the in-bundle runtime links them
 # statically so that a production host needs only glibc and libstdc++.
-LIBS     := -lcrypto -ljansson -lyaml -lutf8proc -lpcre2-8 -lzstd -lseccomp -lm -lpthread
+LIBS     := -lcurl -lcrypto -ljansson -lyaml -lutf8proc -lpcre2-8 -lzstd -lseccomp -lm -lpthread
 RT_LIBS  := -Wl,-Bstatic -lcrypto -ljansson -lyaml -lutf8proc -lpcre2-8 -Wl,-Bdynamic -ldl -lm -lpthread
 
 # libnexus is one archive per folder, lowest layer first (docs/INTERNALS.md).
@@ -32,7 +32,7 @@ RT_LIBS  := -Wl,-Bstatic -lcrypto -ljansson -lyaml -lutf8proc -lpcre2-8 -Wl,-Bdy
 # it.  A new folder under src/lib/ is one word in LAYERS.  PROD_LAYERS are
 # all that bin/nexus_cli, the runtime shipped to production hosts, may link.
 LAYERS      := util lib/tokenizer lib/format lib/onnx lib/scan lib/export lib/sandbox \
-               lib/fingerprint lib/verify lib/build
+               lib/fingerprint lib/verify lib/build lib/oci
 PROD_LAYERS := util lib/tokenizer lib/format lib/onnx
 STRAY := $(filter-out $(addprefix src/,$(addsuffix /,$(LAYERS))),$(sort $(dir $(wildcard src/lib/*.c src/lib/*/*.c))))
 ifneq ($(STRAY),)
