@@ -152,7 +152,7 @@ static int split_auth(struct oci_creds *c, const char *b64)
 		len--;
 	buf[len] = 0;
 	colon = strchr((char *)buf, ':');
-	if (!colon || memchr(buf, 0, (size_t)len) != buf + len) {
+	if (!colon || memchr(buf, 0, (size_t)len)) {
 		OPENSSL_cleanse(buf, n);
 		free(buf);
 		return -1;
