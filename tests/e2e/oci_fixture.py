@@ -104,10 +104,14 @@ class FaultProxy:
                 pass
 
             def body(self):
+                if self.body_read:
+                    return b""
+                self.body_read = True
                 n = int(self.headers.get("Content-Length") or 0)
                 return self.rfile.read(n) if n else b""
 
             def handle_any(self):
+                self.body_read = False
                 proxy.log.append((self.command, self.path, dict(self.headers)))
                 for f in list(proxy.faults):
                     if f(self, self.command, self.path):
@@ -137,6 +141,7 @@ class FaultProxy:
                 c.close()
 
             def answer(self, status, body=b"", headers=()):
+                self.body()   # a request body left unread would be read as the next request
                 self.send_response(status)
                 for k, v in headers:
                     self.send_header(k, v)

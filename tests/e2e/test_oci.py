@@ -15,9 +15,9 @@ import stat
 
 import pytest
 
-import bundle_fixture as bf
 import oci_fixture as of
 from conftest import run
+from test_verify_adversarial import bundle, runtime  # noqa: F401
 
 pytestmark = pytest.mark.skipif(not of.REGISTRY, reason="docker-registry not installed "
                                 "(scripts/setup.sh)")
@@ -44,18 +44,6 @@ def proxy(registry):
     p = of.FaultProxy(registry.host)
     yield p
     p.stop()
-
-
-@pytest.fixture(scope="module")
-def runtime(tmp_path_factory):
-    return bf.make_runtime(tmp_path_factory.mktemp("runtime") / "nexus")
-
-
-@pytest.fixture
-def bundle(tmp_path, runtime):
-    b = bf.Bundle(tmp_path / "nexus_bundle_v1", runtime)
-    yield b
-    b.unlock()
 
 
 @pytest.fixture
@@ -248,3 +236,270 @@ def test_require_signature_refuses_unsigned(nexus, registry, bundle, env, tmp_pa
     r = pull(nexus, ref, tmp_path / "o", env, "--require-signature")
     assert r.returncode == 1 and "unsigned" in r.stderr, r.stderr
     nothing_published(tmp_path / "o")
+
+
+# -- the fault-injecting proxy: retries, resume, corruption ------------------------------------
+
+def pushed(nexus, registry, bundle, env, request, tag="v1"):
+    ref = f"{registry.host}/{repo(request)}:{tag}"
+    r = push(nexus, bundle, ref, env)
+    assert r.returncode == 0, r.stderr
+    return ref.split("/", 1)[1]
+
+
+def blob_of(bundle, rel):
+    return "sha256:" + hashlib.sha256(bundle.path(rel).read_bytes()).hexdigest()
+
+
+def test_retry_after_429_and_503(nexus, registry, proxy, bundle, env, tmp_path, request):
+    count = {"n": 0}
+
+    def busy(h, method, path):
+        # every second request is refused, alternately 429 and 503
+        count["n"] += 1
+        if count["n"] % 2:
+            h.answer(429 if count["n"] % 4 == 1 else 503, b'{"errors":[{"code":"TOOMANYREQUESTS",'
+                     b'"message":"slow down"}]}', [("Retry-After", "0")])
+            return True
+        return False
+    proxy.faults.append(busy)
+    name = f"{repo(request)}:v1"
+    r = push(nexus, bundle, f"{proxy.host}/{name}", env, "--chunk-size", "2000")
+    assert r.returncode == 0, r.stderr
+    r = pull(nexus, f"{proxy.host}/{name}", tmp_path / "o", env)
+    assert r.returncode == 0, r.stderr
+    assert tree(tmp_path / "o") == tree(bundle.root)
+    assert len([e for e in proxy.log]) > 20
+
+
+def test_persistent_503_names_the_registry_error(nexus, registry, proxy, bundle, env, tmp_path,
+                                                 request):
+    name = pushed(nexus, registry, bundle, env, request)
+    proxy.faults.append(lambda h, m, p: "/manifests/" in p and h.answer(
+        503, b'{"errors":[{"code":"UNAVAILABLE","message":"maintenance window"}]}',
+        [("Retry-After", "0")]) is None)
+    r = pull(nexus, f"{proxy.host}/{name}", tmp_path / "o", env)
+    assert r.returncode == 3, r.stderr
+    assert "UNAVAILABLE: maintenance window" in r.stderr and "HTTP 503" in r.stderr
+    assert len(proxy.requests("GET", "/manifests/")) == 5   # NX_OCI_ATTEMPTS
+    nothing_published(tmp_path / "o")
+
+
+def test_dropped_blob_download_resumes_with_range(nexus, registry, proxy, bundle, env, tmp_path,
+                                                  request):
+    name = pushed(nexus, registry, bundle, env, request)
+    digest = blob_of(bundle, "model/student_model.onnx")
+    data = bundle.path("model/student_model.onnx").read_bytes()
+
+    def drop(h, method, path):
+        if method != "GET" or digest not in path:
+            return False
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data[:len(data) // 2])
+        h.wfile.flush()
+        h.close_connection = True
+        h.connection.shutdown(2)
+        return True
+    proxy.faults.append(of.once(drop))
+    r = pull(nexus, f"{proxy.host}/{name}", tmp_path / "o", env)
+    assert r.returncode == 0, r.stderr
+    ranged = [e for e in proxy.requests("GET", digest) if "Range" in e[2]]
+    assert ranged and ranged[0][2]["Range"] == f"bytes={len(data) // 2}-"
+    assert tree(tmp_path / "o") == tree(bundle.root)
+
+
+def test_truncated_body_is_resumed(nexus, registry, proxy, bundle, env, tmp_path, request):
+    # a response that claims fewer bytes than the blob has: no transport
+    # error, but the file is short, so the rest is asked for with Range
+    name = pushed(nexus, registry, bundle, env, request)
+    digest = blob_of(bundle, "model/student_model.onnx")
+    data = bundle.path("model/student_model.onnx").read_bytes()
+    proxy.faults.append(of.once(lambda h, m, p: m == "GET" and digest in p and
+                                h.answer(200, data[:100]) is None))
+    r = pull(nexus, f"{proxy.host}/{name}", tmp_path / "o", env)
+    assert r.returncode == 0, r.stderr
+    assert tree(tmp_path / "o") == tree(bundle.root)
+
+
+def test_registry_serving_another_blob_publishes_nothing(nexus, registry, proxy, bundle, env,
+                                                        tmp_path, request):
+    name = pushed(nexus, registry, bundle, env, request)
+    digest = blob_of(bundle, "model/student_model.onnx")
+    n = bundle.path("model/student_model.onnx").stat().st_size
+    proxy.faults.append(lambda h, m, p: m == "GET" and digest in p and
+                        h.answer(200, b"\0" * n) is None)
+    out = tmp_path / "o"
+    r = pull(nexus, f"{proxy.host}/{name}", out, env)
+    assert r.returncode == 1, r.stderr
+    assert "digest" in r.stderr and "model/student_model.onnx" in r.stderr
+    nothing_published(out)
+
+
+def test_blob_bigger_than_declared_is_cut_off(nexus, registry, proxy, bundle, env, tmp_path,
+                                              request):
+    name = pushed(nexus, registry, bundle, env, request)
+    digest = blob_of(bundle, "README.md")
+    proxy.faults.append(lambda h, m, p: m == "GET" and digest in p and
+                        h.answer(200, b"x" * (1 << 20)) is None)
+    out = tmp_path / "o"
+    r = pull(nexus, f"{proxy.host}/{name}", out, env)
+    assert r.returncode == 3, r.stderr
+    assert "more than the" in r.stderr and "README.md" in r.stderr
+    nothing_published(out)
+
+
+def test_huge_manifest_is_refused(nexus, registry, proxy, bundle, env, tmp_path, request):
+    name = pushed(nexus, registry, bundle, env, request)
+
+    def huge(h, method, path):
+        if "/manifests/" not in path:
+            return False
+        h.send_response(200)
+        h.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        h.send_header("Content-Length", str(10 * 10**9))   # "10 GB"
+        h.end_headers()
+        try:
+            chunk = b" " * 65536
+            for _ in range(200):   # 12.5 MiB at most, then give up
+                h.wfile.write(chunk)
+        except OSError:
+            pass
+        h.close_connection = True
+        return True
+    proxy.faults.append(huge)
+    out = tmp_path / "o"
+    r = pull(nexus, f"{proxy.host}/{name}", out, env)
+    assert r.returncode == 3, r.stderr
+    assert "over 4194304 bytes" in r.stderr
+    nothing_published(out)
+
+
+def swap_manifest(proxy, change):
+    """Serve the registry's manifest after change(obj) (None: as it is)."""
+    def rewrite(status, headers, data):
+        obj = json.loads(data)
+        change(obj)
+        data = json.dumps(obj).encode()
+        return data, status, [(k, v) for k, v in headers if k.lower() != "docker-content-digest"]
+
+    proxy.faults.append(lambda h, m, p: m == "GET" and "/manifests/" in p and
+                        h.forward(rewrite=rewrite) is None)
+
+
+def dup_layer(o):
+    o["layers"].append(o["layers"][-1])
+
+
+def drop_layer(o):
+    del o["layers"][-1]
+
+
+def retitle(path):
+    def f(o):
+        o["layers"][-1]["annotations"]["org.opencontainers.image.title"] = path
+    return f
+
+
+def oversize(o):
+    o["layers"][-1]["size"] += 1
+
+
+@pytest.mark.parametrize("change,code,words", [
+    (dup_layer, 3, "listed twice"),
+    (drop_layer, 1, "file layers but the signed manifest lists"),
+    (retitle("../escape.txt"), 3, "escape.txt"),
+    (retitle("/etc/passwd"), 3, "/etc/passwd"),
+    (retitle("src/extra.py"), 1, "not a file of the signed manifest"),
+    (oversize, 1, "is not the file the signed manifest lists"),
+], ids=["twice", "missing", "dotdot", "absolute", "unlisted", "size"])
+def test_layer_set_must_be_the_manifest_files(nexus, registry, proxy, bundle, env, tmp_path,
+                                              request, change, code, words):
+    name = pushed(nexus, registry, bundle, env, request)
+    swap_manifest(proxy, change)
+    out = tmp_path / "o"
+    r = pull(nexus, f"{proxy.host}/{name}", out, env)
+    assert r.returncode == code, r.stderr
+    assert words in r.stderr
+    nothing_published(out)
+
+
+def test_pinned_digest_must_match(nexus, registry, proxy, bundle, env, tmp_path, request):
+    name = pushed(nexus, registry, bundle, env, request)
+    r = push(nexus, bundle, f"{registry.host}/{name}", env, "--json")
+    digest = json.loads(r.stdout)["digest"]
+    swap_manifest(proxy, lambda o: o["annotations"].update(x="y"))
+    out = tmp_path / "o"
+    r = pull(nexus, f"{proxy.host}/{name.split(':')[0]}@{digest}", out, env)
+    assert r.returncode == 1 and "refused" in r.stderr, r.stderr
+    nothing_published(out)
+
+
+def test_manifest_redirect_is_refused(nexus, registry, proxy, bundle, env, tmp_path, request):
+    name = pushed(nexus, registry, bundle, env, request)
+    proxy.faults.append(lambda h, m, p: "/manifests/" in p and h.answer(
+        307, headers=[("Location", f"http://{registry.host}{p}")]) is None)
+    r = pull(nexus, f"{proxy.host}/{name}", tmp_path / "o", env)
+    assert r.returncode == 3 and "redirects" in r.stderr, r.stderr
+    nothing_published(tmp_path / "o")
+
+
+def test_blob_redirect_to_another_host_carries_no_credentials(nexus, auth_registry, bundle, env,
+                                                              tmp_path, request):
+    ref = f"{auth_registry.host}/{repo(request)}:v1"
+    r = push(nexus, bundle, ref, env, "--username", USER, "--password-stdin", input=PASSWORD + "\n")
+    assert r.returncode == 0, r.stderr
+    front = of.FaultProxy(auth_registry.host)     # the registry, as the client sees it
+    storage = of.FaultProxy(auth_registry.host)   # "another host": its blob storage
+    try:
+        digest = blob_of(bundle, "model/student_model.onnx")
+        data = bundle.path("model/student_model.onnx").read_bytes()
+        front.faults.append(lambda h, m, p: m == "GET" and digest in p and h.answer(
+            307, headers=[("Location", f"http://{storage.host}/storage/{digest}")]) is None)
+        storage.faults.append(lambda h, m, p: h.answer(200, data) is None)
+        r = pull(nexus, f"{front.host}/{ref.split('/', 1)[1]}", tmp_path / "o", env,
+                 "--username", USER, "--password-stdin", input=PASSWORD + "\n")
+        assert r.returncode == 0, r.stderr
+        assert any("Authorization" in e[2] for e in front.log)
+        assert storage.log and not any("Authorization" in e[2] for e in storage.log)
+    finally:
+        front.stop()
+        storage.stop()
+
+
+def test_upload_location_elsewhere_is_refused(nexus, registry, proxy, bundle, env, request):
+    proxy.faults.append(lambda h, m, p: m == "POST" and h.answer(
+        202, headers=[("Location", "http://198.51.100.7/v2/upload/1")]) is None)
+    r = push(nexus, bundle, f"{proxy.host}/{repo(request)}:v1", env)
+    assert r.returncode == 3 and "another host" in r.stderr, r.stderr
+    assert not proxy.requests("PUT") and not proxy.requests("PATCH")
+
+
+def test_wrong_manifest_digest_from_registry_fails_push(nexus, registry, proxy, bundle, env,
+                                                        request):
+    def lie(status, headers, data):
+        return data, status, [(k, "sha256:" + "0" * 64 if k.lower() == "docker-content-digest"
+                               else v) for k, v in headers]
+    proxy.faults.append(lambda h, m, p: m == "PUT" and "/manifests/" in p and
+                        h.forward(rewrite=lie) is None)
+    r = push(nexus, bundle, f"{proxy.host}/{repo(request)}:v1", env)
+    assert r.returncode == 1 and "stored the manifest as sha256:000" in r.stderr, r.stderr
+
+
+def test_dropped_chunk_upload_resumes(nexus, registry, proxy, bundle, env, tmp_path, request):
+    def drop(h, method, path):
+        if method != "PATCH" or h.headers.get("Content-Range", "").startswith("0-"):
+            return False
+        h.body()   # swallow the chunk, answer nothing: the connection is lost
+        h.close_connection = True
+        h.connection.shutdown(2)
+        return True
+    proxy.faults.append(of.once(drop))
+    name = f"{repo(request)}:v1"
+    r = push(nexus, bundle, f"{proxy.host}/{name}", env, "--chunk-size", "1500")
+    assert r.returncode == 0, r.stderr
+    assert proxy.requests("GET", "/blobs/uploads/"), "no upload status asked after the drop"
+    r = pull(nexus, f"{registry.host}/{name}", tmp_path / "o", env)
+    assert r.returncode == 0, r.stderr
+    assert tree(tmp_path / "o") == tree(bundle.root)

@@ -485,7 +485,7 @@ static bool transport_retryable(CURLcode cc)
 	}
 }
 
-static void back_off(const struct oci_client *c, unsigned attempt, long retry_after)
+void oci__back_off(const struct oci_client *c, unsigned attempt, long retry_after)
 {
 	double base = c->o->backoff > 0 ? c->o->backoff : 0.5, s;
 	unsigned char j = 0;
@@ -533,7 +533,7 @@ int oci__request(struct oci_client *c, const struct oci_req *q, struct oci_resp 
 		if (cc != CURLE_OK) {
 			if (q->idempotent && transport_retryable(cc) && ++attempt < NX_OCI_ATTEMPTS) {
 				c->retries++;
-				back_off(c, attempt - 1, -1);
+				oci__back_off(c, attempt - 1, -1);
 				continue;
 			}
 			return nx_error_set(err, NX_EIO, NULL, 0, -1, "%s %s%s: %s", q->method,
@@ -554,7 +554,7 @@ int oci__request(struct oci_client *c, const struct oci_req *q, struct oci_resp 
 		if ((r->status == 429 || r->status >= 500) && q->idempotent &&
 		    ++attempt < NX_OCI_ATTEMPTS) {
 			c->retries++;
-			back_off(c, attempt - 1, r->retry_after);
+			oci__back_off(c, attempt - 1, r->retry_after);
 			continue;
 		}
 		return 0;

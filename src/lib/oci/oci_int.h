@@ -87,6 +87,11 @@ int oci__request(struct oci_client *c, const struct oci_req *q, struct oci_resp 
 		 nx_error *err);
 void oci__resp_release(struct oci_resp *r);
 
+/* Sleep before retry number attempt (0-based): retry_after seconds when the
+ * registry said (>= 0), else jittered exponential back-off; capped at
+ * NX_OCI_RETRY_AFTER_MAX. */
+void oci__back_off(const struct oci_client *c, unsigned attempt, long retry_after);
+
 /* "METHOD URL: HTTP status (CODE: message; ...)" from the registry's
  * errors[] into err with code; returns code. */
 int oci__http_error(nx_error *err, int code, const struct oci_req *q,

@@ -59,9 +59,11 @@ static long long upload_offset(struct oci_client *c, const char *loc, nx_error *
 	unsigned long long a, b;
 	long long off = -1;
 
+	/* "0-0" is 0 or 1 byte: resend from 0 (a registry holding 1 byte
+	 * answers 416, and the upload starts over) */
 	if (!oci__request(c, &q, &r, err) && r.status == 204 &&
-	    sscanf(r.range, "%llu-%llu", &a, &b) == 2 && a == 0 && b > 0)
-		off = (long long)b + 1;  /* "0-0" is 0 or 1 byte: start over */
+	    sscanf(r.range, "%llu-%llu", &a, &b) == 2 && a == 0)
+		off = b ? (long long)b + 1 : 0;
 	oci__resp_release(&r);
 	return off;
 }
@@ -99,7 +101,10 @@ static int upload(struct oci_client *c, const struct blob *b, struct nx_oci_push
 			 b->digest, c->o->mount_from);
 	else
 		snprintf(url, sizeof(url), "/v2/%s/blobs/uploads/", c->repo);
-	q = (struct oci_req){ .method = "POST", .url = url, .body_fd = -1, .body = "" };
+	/* retried like an idempotent request: a session started twice is
+	 * only an abandoned session, which the registry collects */
+	q = (struct oci_req){ .method = "POST", .url = url, .body_fd = -1, .body = "",
+			      .idempotent = true };
 	if ((rc = oci__request(c, &q, &r, err)))
 		goto lost;
 	if (r.status == 201 && c->o->mount_from) {
@@ -128,23 +133,38 @@ static int upload(struct oci_client *c, const struct blob *b, struct nx_oci_push
 					goto out;
 				off += n;
 				res->bytes_uploaded += n;
+				resumes = 0;   /* tries are counted per chunk */
 				continue;
 			}
 			if (rc == NX_EUNSAFE || rc == NX_ELIMIT ||
-			    (!rc && r.status < 500 && r.status != 429 && r.status != 416))
+			    (!rc && r.status < 500 && r.status != 429 && r.status != 416 &&
+			     r.status != 404))
 				goto fail;
+			if (!rc && r.status == 429 && ++resumes < NX_OCI_ATTEMPTS) {
+				/* refused before the registry took it: send it again */
+				c->retries++;
+				oci__back_off(c, resumes - 1, r.retry_after);
+				continue;
+			}
 			/* lost mid-chunk: ask the registry where it stands and go on */
+			/* never behind what a 202 acknowledged: progress is monotonic,
+			 * so a registry cannot keep the upload going forever */
 			if (++resumes >= NX_OCI_ATTEMPTS || (at = upload_offset(c, loc, err)) < 0 ||
-			    (uint64_t)at > b->size)
+			    (uint64_t)at > b->size || (uint64_t)at < off) {
+				if (!rc)
+					rc = oci__http_error(err, NX_EIO, &q, &r, b->what);
 				goto lost;
+			}
 			c->retries++;
 			off = (uint64_t)at;
 		}
 		q = (struct oci_req){ .method = "PUT", .url = with_digest(url, sizeof(url), loc, b->digest),
-				      .body_fd = -1, .body = "" };
+				      .body_fd = -1, .body = "", .idempotent = true };
 	} else {
+		/* repeatable: if a lost answer hid a commit, the repeat gets 404
+		 * and the next try finds the blob with HEAD */
 		q = (struct oci_req){ .method = "PUT", .url = with_digest(url, sizeof(url), loc, b->digest),
-				      .content_type = "application/octet-stream" };
+				      .content_type = "application/octet-stream", .idempotent = true };
 		body(&q, b, 0, b->size);
 	}
 	if ((rc = oci__request(c, &q, &r, err)))
