@@ -9,6 +9,7 @@ as a test tells it, answers 429/503 with Retry-After, drops a connection
 mid-blob, serves other bytes or more bytes than declared, swaps the image
 manifest, redirects, or rewrites headers.  Everything it saw is in `log`.
 """
+import base64
 import hashlib
 import http.client
 import http.server
@@ -20,6 +21,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.parse
 import urllib.request
 
 REGISTRY = shutil.which("docker-registry")
@@ -45,7 +47,7 @@ def wait_http(url, timeout=20):
 
 
 class Registry:
-    def __init__(self, tmp, htpasswd=None):
+    def __init__(self, tmp, htpasswd=None, token=None):
         self.dir = tmp
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
@@ -61,6 +63,9 @@ class Registry:
                                 capture_output=True, text=True).stdout
             (tmp / "htpasswd").write_text(pw)
             cfg.append(f"auth: {{htpasswd: {{realm: test, path: {tmp / 'htpasswd'}}}}}")
+        if token:
+            cfg.append(f"auth: {{token: {{realm: '{token.realm}', service: {token.service}, "
+                       f"issuer: {token.issuer}, rootcertbundle: {token.cert}}}}}")
         (tmp / "config.yml").write_text("\n".join(cfg) + "\n")
         self.log = open(tmp / "registry.log", "wb")
         self.proc = subprocess.Popen([REGISTRY, "serve", str(tmp / "config.yml")],
@@ -225,3 +230,80 @@ def artifact_manifest(bundle_root):
         "annotations": {"org.opencontainers.image.created": m["build_timestamp"]},
     })
     return manifest, config
+
+
+class TokenService:
+    """A test-only Bearer token service (distribution's token auth): checks
+    Basic credentials, then answers a JWT (RS256, the signing certificate in
+    x5c, the registry trusting it as its root) granting what the scope asks.
+    `log` keeps (scope, had credentials) per request."""
+
+    service, issuer = "nexus-test-registry", "nexus-test-issuer"
+
+    def __init__(self, tmp, user, password):
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+        import datetime
+
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nexus test token signer")])
+        now = datetime.datetime.utcnow()
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                .public_key(self.key.public_key()).serial_number(1)
+                .not_valid_before(now - datetime.timedelta(days=1))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .sign(self.key, hashes.SHA256()))
+        self.cert = tmp / "token-signer.pem"
+        self.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        self.der = cert.public_bytes(serialization.Encoding.DER)
+        self.auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        self.log = []
+        svc = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+                scope = q.get("scope", [""])[0]
+                svc.log.append((scope, self.headers.get("Authorization") is not None))
+                if self.headers.get("Authorization") != svc.auth:
+                    body, status = b'{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}', 401
+                else:
+                    body, status = json.dumps({"token": svc.jwt(scope), "expires_in": 300}).encode(), 200
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def jwt(self, scope):
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        def b64(b):
+            return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+        access = []
+        parts = scope.split(":")
+        if len(parts) == 3 and parts[0] == "repository":
+            access.append({"type": "repository", "name": parts[1],
+                           "actions": parts[2].split(",")})
+        now = int(time.time())
+        head = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(self.der).decode()]}
+        claims = {"iss": self.issuer, "sub": "ci", "aud": self.service, "exp": now + 300,
+                  "nbf": now - 10, "iat": now, "jti": os.urandom(8).hex(), "access": access}
+        signing = b64(json.dumps(head).encode()) + "." + b64(json.dumps(claims).encode())
+        sig = self.key.sign(signing.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return signing + "." + b64(sig)
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()

@@ -503,3 +503,25 @@ def test_dropped_chunk_upload_resumes(nexus, registry, proxy, bundle, env, tmp_p
     r = pull(nexus, f"{registry.host}/{name}", tmp_path / "o", env)
     assert r.returncode == 0, r.stderr
     assert tree(tmp_path / "o") == tree(bundle.root)
+
+
+def test_bearer_token_flow(nexus, bundle, env, tmp_path_factory, tmp_path, request):
+    tmp = tmp_path_factory.mktemp("token-registry")
+    tokens = of.TokenService(tmp, USER, PASSWORD)
+    reg = of.Registry(tmp, token=tokens)
+    try:
+        ref = f"{reg.host}/{repo(request)}:v1"
+        r = push(nexus, bundle, ref, env, "--username", USER, "--password-stdin", input="nope\n")
+        assert r.returncode == 3 and "token service refused" in r.stderr, r.stderr
+        r = push(nexus, bundle, ref, env, "--username", USER, "--password-stdin",
+                 input=PASSWORD + "\n")
+        assert r.returncode == 0, r.stderr
+        assert (f"repository:{repo(request)}:pull,push", True) in tokens.log
+        r = pull(nexus, ref, tmp_path / "o", env, "--username", USER, "--password-stdin",
+                 input=PASSWORD + "\n")
+        assert r.returncode == 0, r.stderr
+        assert (f"repository:{repo(request)}:pull", True) in tokens.log
+        assert tree(tmp_path / "o") == tree(bundle.root)
+    finally:
+        reg.stop()
+        tokens.stop()
