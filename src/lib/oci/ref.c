@@ -105,9 +105,8 @@ int nx_oci_ref_parse(nx_oci_ref **out, const char *s, nx_error *err)
 			goto nomem;
 	}
 	n = at ? (size_t)(at - rest) : strlen(rest);
-	colon = memchr(rest, ':', n);
-	colon = colon ? strrchr(rest, ':') : NULL;
-	if (colon && (!at || colon < at)) {
+	colon = memrchr(rest, ':', n);
+	if (colon) {
 		if (!(r->tag = strndup(colon + 1, n - (size_t)(colon + 1 - rest))))
 			goto nomem;
 		if (!tag_ok(r->tag))
