@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "nexus/error.h"
+#include "nexus/fs.h"
 #include "nexus/hash.h"
 #include "nexus/manifest.h"
 #include "nexus/sign.h"
@@ -114,6 +115,10 @@ struct nx_oci_pull_opts {
 	bool require_signature;
 	bool force;               /* replace an existing out_dir */
 	const struct nx_verify_opts *verify; /* run on the sealed stage; NULL: do not verify */
+	/* told the stage when it exists and NULL when it is gone (for a signal
+	 * handler that removes it); may be NULL */
+	void (*on_stage)(void *ctx, nx_stage *stage);
+	void *stage_ctx;
 };
 
 struct nx_oci_pull_result {

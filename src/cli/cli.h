@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "nexus/error.h"
+#include "nexus/fs.h"
 #include "nexus/oci.h"
 #include "nexus/verify.h"
 #include "nexus/sandbox.h"
@@ -161,6 +162,15 @@ int cli_oci_print_json(struct json_t *o);
 void cli_oci_findings(const char *verb, const nx_report *rep);
 /* nx_oci_progress for struct cli_oci *ctx. */
 void cli_oci_progress(void *ctx, const char *what, uint64_t done, uint64_t total);
+
+/*
+ * SIGINT/SIGTERM remove the staging directory being written (nx_stage),
+ * then the signal takes its default action: cli_stage_guard is the
+ * on_stage callback of build and pull, cli_stage_guard_install sets the
+ * handlers.
+ */
+void cli_stage_guard(void *ctx, nx_stage *s);
+void cli_stage_guard_install(void);
 
 /* The verbs, one file each (cmd_<name>.c). */
 extern const struct cli_verb cmd_build, cmd_verify, cmd_inspect, cmd_keygen,

@@ -80,6 +80,8 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	po.nkeys = r.nkeys;
 	po.require_signature = r.require_sig;
 	po.verify = &vo;
+	po.on_stage = cli_stage_guard;
+	cli_stage_guard_install();
 	r.o.progress = cli_oci_progress;
 	r.o.progress_ctx = &r;
 	if (nx_oci_ref_parse(&ref, p.pos[0], &err))

@@ -525,3 +525,37 @@ def test_bearer_token_flow(nexus, bundle, env, tmp_path_factory, tmp_path, reque
     finally:
         reg.stop()
         tokens.stop()
+
+
+def test_interrupted_pull_leaves_nothing(nexus, registry, proxy, bundle, env, tmp_path, request):
+    import signal
+    import subprocess
+    import time
+    name = pushed(nexus, registry, bundle, env, request)
+    digest = blob_of(bundle, "model/student_model.onnx")
+    stalled = []
+
+    def stall(h, method, path):
+        if method != "GET" or digest not in path:
+            return False
+        h.send_response(200)
+        h.send_header("Content-Length", "4473")
+        h.end_headers()
+        h.wfile.write(b"\0" * 100)
+        h.wfile.flush()
+        stalled.append(1)
+        time.sleep(5)
+        return True
+    proxy.faults.append(stall)
+    out = tmp_path / "o"
+    p = subprocess.Popen([nexus, "pull", "--plain-http", "--no-sandbox",
+                          f"{proxy.host}/{name}", "-o", str(out)], env=env,
+                         stderr=subprocess.PIPE)
+    for _ in range(200):
+        if stalled:
+            break
+        time.sleep(0.05)
+    assert stalled and [e for e in tmp_path.iterdir() if ".nexus-stage." in e.name]
+    os.kill(p.pid, signal.SIGTERM)
+    assert p.wait(10) == -signal.SIGTERM
+    nothing_published(out)

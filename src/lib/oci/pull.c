@@ -300,6 +300,8 @@ int nx_oci_pull(struct nx_oci_pull_result *out, const nx_oci_ref *ref, const cha
 	    (rc = match_files(ly, n, m, err)) ||
 	    (rc = nx_stage_create(&st, out_dir, po->force, err)))
 		goto out;
+	if (po->on_stage)
+		po->on_stage(po->stage_ctx, st);
 	for (i = 1; i < n; i++) {
 		if ((rc = nx_stage_create_file(&fd, st, ly[i].path, !strcmp(ly[i].path, "bin/nexus_cli"),
 					       err)) ||
@@ -332,6 +334,8 @@ int nx_oci_pull(struct nx_oci_pull_result *out, const nx_oci_ref *ref, const cha
 out:
 	if (fd >= 0)
 		close(fd);
+	if (po->on_stage && st)
+		po->on_stage(po->stage_ctx, NULL);
 	nx_stage_free(st);
 	oci__client_close(&c);
 	if (out) {
