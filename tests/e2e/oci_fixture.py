@@ -46,8 +46,56 @@ def wait_http(url, timeout=20):
     raise RuntimeError(f"{url} did not come up")
 
 
+def wait_port(port, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open")
+
+
+def test_ca(tmp):
+    """A test CA and a server certificate for 127.0.0.1 it signed:
+    (ca.pem, cert.pem, key.pem)."""
+    import datetime
+    import ipaddress
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.utcnow()
+    day = datetime.timedelta(days=1)
+
+    def name(cn):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("nexus test CA")).issuer_name(name("nexus test CA"))
+          .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now - day)
+          .not_valid_after(now + day)
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(name("127.0.0.1")).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(2).not_valid_before(now - day)
+            .not_valid_after(now + day)
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = tmp / "ca.pem", tmp / "cert.pem", tmp / "key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
+
+
 class Registry:
-    def __init__(self, tmp, htpasswd=None, token=None):
+    def __init__(self, tmp, htpasswd=None, token=None, tls=None):
         self.dir = tmp
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
@@ -55,7 +103,8 @@ class Registry:
             "version: 0.1",
             "log: {level: error}",
             f"storage: {{filesystem: {{rootdirectory: {tmp / 'data'}}}, delete: {{enabled: true}}}}",
-            f"http: {{addr: '127.0.0.1:{self.port}'}}",
+            f"http: {{addr: '127.0.0.1:{self.port}'"
+            + (f", tls: {{certificate: {tls[0]}, key: {tls[1]}}}" if tls else "") + "}",
         ]
         if htpasswd:
             user, password = htpasswd
@@ -71,7 +120,7 @@ class Registry:
         self.proc = subprocess.Popen([REGISTRY, "serve", str(tmp / "config.yml")],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         try:
-            wait_http(f"http://{self.host}/v2/")
+            wait_http(f"http://{self.host}/v2/") if not tls else wait_port(self.port)
         except Exception:
             self.stop()
             raise

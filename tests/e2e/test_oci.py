@@ -559,3 +559,20 @@ def test_interrupted_pull_leaves_nothing(nexus, registry, proxy, bundle, env, tm
     os.kill(p.pid, signal.SIGTERM)
     assert p.wait(10) == -signal.SIGTERM
     nothing_published(out)
+
+
+def test_tls_with_a_test_ca(nexus, bundle, env, tmp_path_factory, tmp_path, request):
+    tmp = tmp_path_factory.mktemp("tls-registry")
+    ca, cert, key = of.test_ca(tmp)
+    reg = of.Registry(tmp, tls=(cert, key))
+    try:
+        ref = f"{reg.host}/{repo(request)}:v1"
+        r = run(nexus, "push", "--no-sandbox", bundle.root, ref, env=env)
+        assert r.returncode == 3 and "certificate" in r.stderr.lower(), r.stderr
+        r = run(nexus, "push", "--no-sandbox", "--ca-file", ca, bundle.root, ref, env=env)
+        assert r.returncode == 0, r.stderr
+        r = run(nexus, "pull", "--no-sandbox", "--ca-file", ca, ref, "-o", tmp_path / "o", env=env)
+        assert r.returncode == 0, r.stderr
+        assert tree(tmp_path / "o") == tree(bundle.root)
+    finally:
+        reg.stop()

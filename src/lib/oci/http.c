@@ -271,6 +271,9 @@ static CURLcode perform(struct oci_client *c, const struct oci_req *q, struct oc
 	curl_easy_setopt(k, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(k, CURLOPT_LOW_SPEED_TIME, 60L);
 	curl_easy_setopt(k, CURLOPT_PROTOCOLS_STR, "http,https");
+	/* fewer, larger reads and writes for blobs (defaults: 16 and 64 KiB) */
+	curl_easy_setopt(k, CURLOPT_BUFFERSIZE, 512L << 10);
+	curl_easy_setopt(k, CURLOPT_UPLOAD_BUFFERSIZE, 2L << 20);
 	if (c->o->ca_file)
 		curl_easy_setopt(k, CURLOPT_CAINFO, c->o->ca_file);
 	if (q->follow) {
