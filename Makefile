@@ -23,7 +23,7 @@ override CFLAGS += -std=c11 $(WARN) -fstack-protector-strong -fPIE -D_FORTIFY_SO
 override LDFLAGS += -pie -Wl,-z,relro,-z,now $(SAN)
 # The tool links its libraries dynamically; the in-bundle runtime links them
 # statically so that a production host needs only glibc and libstdc++.
-LIBS     := -lcurl -lcrypto -ljansson -lyaml -lutf8proc -lpcre2-8 -lzstd -lseccomp -lm -lpthread
+LIBS     := -lcrypto -ljansson -lyaml -lutf8proc -lpcre2-8 -lzstd -lseccomp -lm -lpthread
 RT_LIBS  := -Wl,-Bstatic -lcrypto -ljansson -lyaml -lutf8proc -lpcre2-8 -Wl,-Bdynamic -ldl -lm -lpthread
 
 # libnexus is one archive per folder, lowest layer first (docs/INTERNALS.md).

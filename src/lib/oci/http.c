@@ -9,6 +9,7 @@
  * is what lets blob GETs follow a registry's redirect to its storage.
  */
 #include <ctype.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,6 +25,69 @@
 #include "oci_int.h"
 
 #define TOKEN_MAX (64u << 10)   /* bytes of a token service's answer */
+
+/*
+ * libcurl is opened with dlopen when push or pull first needs it, not
+ * linked: libcurl4 brings some twenty shared libraries (nghttp2, ssh2,
+ * ldap, gssapi, rtmp, ...) whose loading and relocation at every start
+ * cost every nexus verb tens of milliseconds, inspect's included.  The
+ * twelve entry points used here, by the names libcurl.so.4 exports.
+ */
+static struct {
+	CURLcode (*global_init)(long);
+	CURL *(*easy_init)(void);
+	CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+	CURLcode (*easy_perform)(CURL *);
+	CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+	void (*easy_cleanup)(CURL *);
+	void (*easy_reset)(CURL *);
+	const char *(*easy_strerror)(CURLcode);
+	char *(*easy_escape)(CURL *, const char *, int);
+	void (*free)(void *);
+	struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
+	void (*slist_free_all)(struct curl_slist *);
+} cu;
+
+static int curl_load(nx_error *err)
+{
+	static const char *const names[] = {
+		"curl_global_init", "curl_easy_init", "curl_easy_setopt", "curl_easy_perform",
+		"curl_easy_getinfo", "curl_easy_cleanup", "curl_easy_reset", "curl_easy_strerror",
+		"curl_easy_escape", "curl_free", "curl_slist_append", "curl_slist_free_all",
+	};
+	void (**slot)(void) = (void (**)(void))&cu;
+	void *h;
+	size_t i;
+
+	if (cu.slist_free_all)
+		return 0;
+	if (!(h = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL)))
+		return nx_error_set(err, NX_EDEP, NULL, 0, -1,
+				    "push and pull need libcurl (Debian package libcurl4): %s", dlerror());
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		*(void **)&slot[i] = dlsym(h, names[i]);
+		if (!slot[i])
+			return nx_error_set(err, NX_EDEP, NULL, 0, -1,
+					    "libcurl.so.4 has no %s: install Debian's libcurl4", names[i]);
+	}
+	if (cu.global_init(CURL_GLOBAL_DEFAULT))
+		return nx_error_set(err, NX_EDEP, NULL, 0, -1, "libcurl cannot start");
+	return 0;
+}
+
+#define curl_easy_init cu.easy_init
+#undef curl_easy_setopt
+#undef curl_easy_getinfo
+#define curl_easy_setopt cu.easy_setopt
+#define curl_easy_perform cu.easy_perform
+#define curl_easy_getinfo cu.easy_getinfo
+#define curl_easy_cleanup cu.easy_cleanup
+#define curl_easy_reset cu.easy_reset
+#define curl_easy_strerror cu.easy_strerror
+#define curl_easy_escape cu.easy_escape
+#define curl_free cu.free
+#define curl_slist_append cu.slist_append
+#define curl_slist_free_all cu.slist_free_all
 #define URL_MAX 4096
 
 static double now_mono(void)
@@ -644,8 +708,10 @@ int oci__client_open(struct oci_client *c, const nx_oci_ref *ref, const struct n
 	c->repo = ref->repository;
 	c->actions = actions;
 	snprintf(c->base, sizeof(c->base), "%s://%s", o->plain_http ? "http" : "https", ref->registry);
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) || !(c->curl = curl_easy_init()))
-		return nx_error_set(err, NX_EDEP, NULL, 0, -1, "libcurl cannot start");
+	if ((rc = curl_load(err)))
+		return rc;
+	if (!(c->curl = curl_easy_init()))
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "libcurl cannot start: out of memory");
 	if (o->username) {
 		c->creds.user = strdup(o->username);
 		c->creds.pass = strdup(o->password ? o->password : "");
