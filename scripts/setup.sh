@@ -67,6 +67,16 @@ install_apt() {
 	say "installing: ${missing[*]}"
 	$SUDO apt-get update -q
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+	# The tests start their own registry on 127.0.0.1 and need only the
+	# binary; the package also enables a system service listening on
+	# port 5000 of every interface.  Stop it when this run installed it
+	# (a registry the administrator set up before is left alone).
+	for p in "${missing[@]}"; do
+		if [ "$p" = docker-registry ] && [ -d /run/systemd/system ]; then
+			say "disabling the docker-registry system service (the tests run their own)"
+			$SUDO systemctl disable --now docker-registry >/dev/null 2>&1 || true
+		fi
+	done
 }
 
 # npm pack PKG@VERSION into the cache as FILE.tgz; on failure say why (npm's
