@@ -73,7 +73,7 @@ Q =
 msg = @true
 endif
 
-.PHONY: all check-layers check test unit fuzz-replay e2e e2e-asan asan fuzz install uninstall clean demo bench setup
+.PHONY: all check-layers check-symbols check test unit fuzz-replay e2e e2e-asan asan fuzz install uninstall clean demo bench setup
 all: $(NEXUS) $(NX_CLI) $(RT_ORT) $(TRUSTED) $(UT_BIN) $(FZ_BIN)
 
 $(ORT_LIB) $(ORT_INC)/onnxruntime_c_api.h:
@@ -110,6 +110,11 @@ check-layers: $(LAYER_AR) $(RT_OBJ)
 	$(Q)$(PYTHON) scripts/dev/check_layers.py --runtime $(RT_OBJ) \
 		--production $(words $(PROD_LAYERS)) -- $(LAYER_AR)
 
+# Every global symbol of the archives starts with nx_: public ones are
+# nx_<verb>, a folder's cross-file internals nx_<module>__<verb>.
+check-symbols: $(LAYER_AR)
+	$(Q)$(PYTHON) scripts/dev/check_symbols.py $(LAYER_AR)
+
 $(RT_ORT): $(ORT_LIB)
 	@mkdir -p $(@D)
 	install -m 0444 $< $@
@@ -142,9 +147,9 @@ E2E = NEXUS_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/e2e
 e2e: all
 	$(E2E)
 
-# The layer check, unit tests, fuzz-corpus replays, the same under ASan+UBSan, then the
+# The layer and symbol checks, unit tests, fuzz-corpus replays, the same under ASan+UBSan, then the
 # end-to-end suite last (its summary is the run's closing line).
-check: all check-layers unit fuzz-replay asan
+check: all check-layers check-symbols unit fuzz-replay asan
 	$(E2E)
 
 # `make test` is the README's name for the whole suite; `make check` is the

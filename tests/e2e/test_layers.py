@@ -43,3 +43,22 @@ def test_runtime_outside_production_fails(tmp_path):
     assert r.returncode == 1
     assert "uses t_fn, defined in top" in r.stderr and "u_fn" not in r.stderr
     assert check("--runtime", rt, "--production", "2", "--", util, top).returncode == 0
+
+
+SYMBOLS = ROOT / "scripts" / "dev" / "check_symbols.py"
+
+
+def test_exported_symbol_without_prefix_fails(tmp_path):
+    """make check-symbols: a global without nx_ fails; static ones and
+    nx_ ones (public or nx_<module>__<verb>) pass."""
+    _, bad = archive(tmp_path, "bad", "int nx_ok(void) { return 0; }\n"
+                     "int walk_graph(void) { return 1; }\n")
+    _, good = archive(tmp_path, "good", "static int walk(void) { return 0; }\n"
+                      "int nx_onnx__walk_graph(void) { return walk(); }\n"
+                      "int nx_count = 1;\n")
+    r = subprocess.run([sys.executable, SYMBOLS, bad, good], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "(bad.o): walk_graph" in r.stderr and "nx_ok" not in r.stderr
+    assert "1 exported symbol(s)" in r.stderr
+    r = subprocess.run([sys.executable, SYMBOLS, good], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
