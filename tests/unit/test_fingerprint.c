@@ -26,7 +26,7 @@ static bool flat(const unsigned char *c, size_t n)
 /* Lengths of the chunks recorded by the rule of fingerprint_int.h, byte by byte. */
 static size_t reference(uint32_t *lens, const unsigned char *d, size_t len)
 {
-	const uint64_t *gear = fp_gear();
+	const uint64_t *gear = nx_fp__gear();
 	uint64_t g = 0;
 	size_t i, n = 0, k = 0;
 
@@ -52,10 +52,10 @@ static size_t chunked(uint32_t *lens, const unsigned char *d, size_t len, size_t
 	size_t i, k;
 
 	assert_int_equal(nx_fp_set_new(&set, &err), 0);
-	assert_int_equal(fp_hash_begin(&h, set, NULL, &err), 0);
+	assert_int_equal(nx_fp__hash_begin(&h, set, NULL, &err), 0);
 	for (i = 0; i < len; i += step)
-		assert_int_equal(fp_hash_feed(&h, d + i, len - i < step ? len - i : step), 0);
-	assert_int_equal(fp_hash_end(&h, true), 0);
+		assert_int_equal(nx_fp__hash_feed(&h, d + i, len - i < step ? len - i : step), 0);
+	assert_int_equal(nx_fp__hash_end(&h, true), 0);
 	for (k = 0; k < set->nchunks; k++)
 		lens[k] = set->chunks[k].len;
 	nx_fp_set_free(set);

@@ -144,7 +144,7 @@ static void copy_hash_short_source(void **state)
 	free(data);
 }
 
-/* copy_range_plain, in place (copy_file_range) and across filesystems
+/* nx_hash__copy_range_plain, in place (copy_file_range) and across filesystems
  * (/dev/shm -> /tmp: the kernel refuses, the pread/pwrite fallback runs),
  * at an offset on both sides, and from a source that is too short. */
 static void copy_plain(void **state)
@@ -171,10 +171,10 @@ static void copy_plain(void **state)
 		dst = mkstemp(dname);
 		assert_true(dst >= 0);
 		unlink(dname);
-		assert_int_equal(copy_range_plain(dst, 10, src, 5, n - 5, "src", "dst", &err), 0);
+		assert_int_equal(nx_hash__copy_range_plain(dst, 10, src, 5, n - 5, "src", "dst", &err), 0);
 		assert_int_equal(pread(dst, back, n + 10, 0), (ssize_t)(n + 5));
 		assert_memory_equal(back + 10, data + 5, n - 5);
-		assert_int_equal(copy_range_plain(dst, 0, src, 100, n, "src", "dst", &err),
+		assert_int_equal(nx_hash__copy_range_plain(dst, 0, src, 100, n, "src", "dst", &err),
 				 NX_EFORMAT);
 		close(src);
 		close(dst);

@@ -343,7 +343,7 @@ static void build_release(struct build *b)
 	nx_hash_follow_cancel(b->data_hash);
 	free(b->model_name);
 	free(b->data_name);
-	build_writeback_join(b);
+	nx_build__writeback_join(b);
 	if (b->stage && b->opts->on_stage)
 		b->opts->on_stage(b->opts->stage_ctx, NULL);
 	nx_stage_free(b->stage);
@@ -362,8 +362,8 @@ static void build_release(struct build *b)
 int nx_build(struct nx_build_result **out, const struct nx_build_opts *opts, nx_error *err)
 {
 	static int (*const steps[NX_BUILD_NSTEPS])(struct build *) = {
-		NULL, stage, build_export, build_filter, build_assemble, build_manifest,
-		build_sign, build_verify, publish,
+		NULL, stage, nx_build__export, nx_build__filter, nx_build__assemble, nx_build__manifest,
+		nx_build__sign, nx_build__verify, publish,
 	};
 	nx_error local;
 	struct build b = { .opts = opts, .err = err ? err : &local, .wsfd = -1, .rtfd = -1,

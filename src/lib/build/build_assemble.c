@@ -8,7 +8,7 @@
 
 #include <string.h>
 
-int build_assemble(struct build *b)
+int nx_build__assemble(struct build *b)
 {
 	size_t i;
 	int rc = 0;
@@ -18,7 +18,7 @@ int build_assemble(struct build *b)
 
 		switch (in->kind) {
 		case BUILD_COPY:
-			rc = build_copy(b, in->dst, in->fd, (uint64_t)in->st.st_size, in->src, in->exec);
+			rc = nx_build__copy(b, in->dst, in->fd, (uint64_t)in->st.st_size, in->src, in->exec);
 			break;
 		case BUILD_RUNTIME: {
 			/* A bundle must not ship settings its runtime would reject;
@@ -27,12 +27,12 @@ int build_assemble(struct build *b)
 			b->rtcfg = NULL;
 			rc = nx_runtime_config_parse(&b->rtcfg, in->buf, in->len, in->src, b->err);
 			if (!rc)
-				rc = build_put(b, in->dst, in->buf, in->len, false);
+				rc = nx_build__put(b, in->dst, in->buf, in->len, false);
 			break;
 		}
 		case BUILD_TEXT:
 			if (strncmp(in->dst, "src/", 4) != 0) /* sources went through filter */
-				rc = build_put(b, in->dst, in->buf, in->len, false);
+				rc = nx_build__put(b, in->dst, in->buf, in->len, false);
 			break;
 		case BUILD_PYTHON:
 			break;
@@ -40,6 +40,6 @@ int build_assemble(struct build *b)
 	}
 	/* Last: it runs the staged runtime on the staged model and tokenizer. */
 	if (!rc)
-		rc = build_selftest(b);
+		rc = nx_build__selftest(b);
 	return rc;
 }

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-int build_removed_add(struct build *b, const char *file, long line, const char *module,
+int nx_build__removed_add(struct build *b, const char *file, long line, const char *module,
 		      const char *kind)
 {
 	struct nx_build_result *r = b->res;
@@ -48,7 +48,7 @@ static int write_all(int fd, const char *buf, size_t len, const char *path, nx_e
 	return 0;
 }
 
-int build_put(struct build *b, const char *relpath, const void *buf, size_t len, bool exec)
+int nx_build__put(struct build *b, const char *relpath, const void *buf, size_t len, bool exec)
 {
 	unsigned char sha[NX_SHA256_LEN];
 	int fd = -1, rc;
@@ -65,7 +65,7 @@ int build_put(struct build *b, const char *relpath, const void *buf, size_t len,
 	return rc;
 }
 
-char *build_bundle_file(const struct build *b, const char *relpath)
+char *nx_build__bundle_file(const struct build *b, const char *relpath)
 {
 	char *s;
 
@@ -74,7 +74,7 @@ char *build_bundle_file(const struct build *b, const char *relpath)
 	return s;
 }
 
-int build_copy(struct build *b, const char *relpath, int src_fd, uint64_t size,
+int nx_build__copy(struct build *b, const char *relpath, int src_fd, uint64_t size,
 	       const char *src_name, bool exec)
 {
 	unsigned char sha[NX_SHA256_LEN];
@@ -85,7 +85,7 @@ int build_copy(struct build *b, const char *relpath, int src_fd, uint64_t size,
 	if (rc)
 		return rc;
 	/* A failed write (a full disk) names the bundle file, not the input. */
-	dst = build_bundle_file(b, relpath);
+	dst = nx_build__bundle_file(b, relpath);
 	rc = nx_copy_hash(sha, fd, src_fd, size, src_name, dst ? dst : relpath, b->err);
 	if (!rc)
 		rc = nx_manifest_add_file(b->m, relpath, sha, size, b->err);

@@ -118,7 +118,7 @@ static void start_writeback(struct build *b, const char *relpath)
 	b->nwb++;
 }
 
-int build_export_join(struct build *b)
+int nx_build__export_join(struct build *b)
 {
 	unsigned char sum[NX_SHA256_LEN];
 	nx_hash_follow *h = b->data_hash;
@@ -131,7 +131,7 @@ int build_export_join(struct build *b)
 	return rc ? rc : nx_manifest_add_file(b->m, BUILD_STUDENT_DATA, sum, b->data_size, b->err);
 }
 
-void build_writeback_join(struct build *b)
+void nx_build__writeback_join(struct build *b)
 {
 	while (b->nwb > 0)
 		pthread_join(b->wb[--b->nwb], NULL);
@@ -167,7 +167,7 @@ static int summarise(struct build *b)
 	return 0;
 }
 
-int build_export(struct build *b)
+int nx_build__export(struct build *b)
 {
 	const nx_workspace *ws = b->ws;
 	struct nx_export_opts o;
@@ -192,8 +192,8 @@ int build_export(struct build *b)
 	o.ext_open = ext_open;
 	o.ext_ctx = b;
 	/* A failed write (a full disk) names the bundle file. */
-	b->model_name = build_bundle_file(b, BUILD_STUDENT_DST);
-	b->data_name = build_bundle_file(b, BUILD_STUDENT_DATA);
+	b->model_name = nx_build__bundle_file(b, BUILD_STUDENT_DST);
+	b->data_name = nx_build__bundle_file(b, BUILD_STUDENT_DATA);
 	if (!b->model_name || !b->data_name)
 		return nx_error_set(b->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	o.dst_name = b->model_name;
@@ -212,7 +212,7 @@ int build_export(struct build *b)
 	if ((rc = nx_manifest_add_file(b->m, BUILD_STUDENT_DST, r.sha256, r.size, b->err)) != 0)
 		goto out;
 	/* The weights file's digest is still being computed, while the next
-	 * steps run; build_export_join adds it to the manifest. */
+	 * steps run; nx_build__export_join adds it to the manifest. */
 	b->data_hash = r.ext_pending;
 	b->data_size = r.ext_size;
 	r.ext_pending = NULL;

@@ -10,7 +10,7 @@
 
 #include "nexus/pyfilter.h"
 
-int build_filter(struct build *b)
+int nx_build__filter(struct build *b)
 {
 	const nx_workspace *ws = b->ws;
 	size_t i, j;
@@ -28,15 +28,15 @@ int build_filter(struct build *b)
 		if (rc)
 			break;
 		for (j = 0; j < r.nremoved && !rc; j++)
-			rc = build_removed_add(b, in->dst, r.removed[j].line, r.removed[j].module,
+			rc = nx_build__removed_add(b, in->dst, r.removed[j].line, r.removed[j].module,
 					       r.removed[j].statement_kind);
 		if (!rc)
-			rc = build_put(b, in->dst, r.text, r.len, false);
+			rc = nx_build__put(b, in->dst, r.text, r.len, false);
 		nx_pyfilter_result_release(&r);
 	}
 	/* Non-Python sources (data files the code reads) are copied unchanged. */
 	for (i = 0; i < b->nin && !rc; i++)
 		if (b->in[i].kind == BUILD_TEXT && !strncmp(b->in[i].dst, "src/", 4))
-			rc = build_put(b, b->in[i].dst, b->in[i].buf, b->in[i].len, false);
+			rc = nx_build__put(b, b->in[i].dst, b->in[i].buf, b->in[i].len, false);
 	return rc;
 }

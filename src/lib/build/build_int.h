@@ -69,30 +69,30 @@ struct build {
 
 /* build_ctx.c: "<bundle path>/<relpath>", a new string (NULL: out of memory): how errors
  * name a bundle file the build is writing (the stage is a hidden name). */
-char *build_bundle_file(const struct build *b, const char *relpath);
+char *nx_build__bundle_file(const struct build *b, const char *relpath);
 
-/* Wait for the weights file's digest (build_export deferred it) and list the
+/* Wait for the weights file's digest (nx_build__export deferred it) and list the
  * file in the manifest.  No-op without a data file. */
-int build_export_join(struct build *b);
+int nx_build__export_join(struct build *b);
 /* Wait for the export's write-back threads (build_export.c). */
-void build_writeback_join(struct build *b);
+void nx_build__writeback_join(struct build *b);
 
 /* Steps (each returns 0 or an NX_E* code with b->err filled). */
-int build_export(struct build *b);
-int build_filter(struct build *b);
-int build_assemble(struct build *b);
-int build_manifest(struct build *b);
-int build_sign(struct build *b);
-int build_selftest(struct build *b);
-int build_verify(struct build *b);
+int nx_build__export(struct build *b);
+int nx_build__filter(struct build *b);
+int nx_build__assemble(struct build *b);
+int nx_build__manifest(struct build *b);
+int nx_build__sign(struct build *b);
+int nx_build__selftest(struct build *b);
+int nx_build__verify(struct build *b);
 
 /* build_ctx.c: write buf to relpath in the stage, hash it, add it to the manifest. */
-int build_put(struct build *b, const char *relpath, const void *buf, size_t len, bool exec);
+int nx_build__put(struct build *b, const char *relpath, const void *buf, size_t len, bool exec);
 /* Copy size bytes of src_fd to relpath in the stage, hashing while copying. */
-int build_copy(struct build *b, const char *relpath, int src_fd, uint64_t size,
+int nx_build__copy(struct build *b, const char *relpath, int src_fd, uint64_t size,
 	       const char *src_name, bool exec);
 /* Record one import removed by the filter. */
-int build_removed_add(struct build *b, const char *file, long line, const char *module,
+int nx_build__removed_add(struct build *b, const char *file, long line, const char *module,
 		      const char *kind);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * build_manifest.c - the manifest and sign steps.  Every file's digest was
- * taken while it was written to the stage (build_put/build_copy), so nothing
+ * taken while it was written to the stage (nx_build__put/build_copy), so nothing
  * is re-read here; the metadata comes from the student's own weights.
  */
 #include "build_int.h"
@@ -43,7 +43,7 @@ static int strv_copy(char ***out, size_t *nout, char *const *v, size_t n)
 /*
  * The policy this build enforces (docs/FORMAT.md §1.1): recorded in the
  * signed manifest, and the one the build's self-verification applies
- * (build_verify reads it back from there), so what is recorded is exactly
+ * (nx_build__verify reads it back from there), so what is recorded is exactly
  * what was enforced.
  */
 static int make_policy(nx_manifest_policy **out, const struct build *b)
@@ -87,14 +87,14 @@ static int make_policy(nx_manifest_policy **out, const struct build *b)
 	return 0;
 }
 
-int build_manifest(struct build *b)
+int nx_build__manifest(struct build *b)
 {
 	nx_manifest *m = b->m;
 	nx_manifest_policy *policy = NULL;
 	char ts[32];
 	int rc;
 
-	if ((rc = build_export_join(b)) != 0)
+	if ((rc = nx_build__export_join(b)) != 0)
 		return rc;
 	rc = format_timestamp(ts, b->opts->source_date_epoch, b->err);
 	if (!rc)
@@ -152,7 +152,7 @@ static int result_files(struct build *b, size_t manifest_len)
 	return 0;
 }
 
-int build_sign(struct build *b)
+int nx_build__sign(struct build *b)
 {
 	char *json = NULL;
 	size_t len = 0;

@@ -37,7 +37,7 @@ static const char *last_line(const char *s, size_t len, size_t *n)
 	return s;
 }
 
-int build_selftest(struct build *b)
+int nx_build__selftest(struct build *b)
 {
 	const char *args[2 * SELFTEST_ARGS_MAX + 10];
 	const char *const *texts = (const char *const *)b->ws->selftest;
@@ -117,7 +117,7 @@ int build_selftest(struct build *b)
 					  "printed too much" : "failed", (int)len, tail);
 		goto out;
 	}
-	rc = build_put(b, "config/selftest.json", r.out, r.out_len, false);
+	rc = nx_build__put(b, "config/selftest.json", r.out, r.out_len, false);
 out:
 	nx_sandbox_result_release(&r);
 	return rc;

@@ -5,7 +5,7 @@
  *
  * What the build itself has just established is not redone (and so costs
  * no second pass over a multi-GB model): the digests were taken while
- * writing (build_put/build_copy/export), the teacher fingerprints were
+ * writing (nx_build__put/build_copy/export), the teacher fingerprints were
  * compared by the export step with the same module and allow list, and the
  * golden selftest outputs were computed by the bundle's own runtime in the
  * same sandbox moments ago.  Everything else - the tree, modes, allowlist,
@@ -24,7 +24,7 @@
 #include "nexus/sign.h"
 #include "nexus/verify.h"
 
-int build_verify(struct build *b)
+int nx_build__verify(struct build *b)
 {
 	struct nx_verify_opts vo;
 	nx_report *rep = NULL;

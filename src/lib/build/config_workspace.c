@@ -35,21 +35,21 @@ void nx_workspace_free(nx_workspace *ws)
 	free(ws->bundle_id);
 	free(ws->architecture);
 	free(ws->student.model);
-	cfg_strv_free(ws->student.outputs, ws->student.noutputs);
-	cfg_strv_free(ws->teacher, ws->nteacher);
+	nx_cfg__strv_free(ws->student.outputs, ws->student.noutputs);
+	nx_cfg__strv_free(ws->teacher, ws->nteacher);
 	free(ws->tokenizer);
 	free(ws->runtime_config);
 	free(ws->source_dir);
-	cfg_strv_free(ws->source_files, ws->nsource_files);
-	cfg_strv_free(ws->forbidden_imports, ws->nforbidden_imports);
-	cfg_strv_free(ws->forbidden_terms, ws->nforbidden_terms);
-	cfg_strv_free(ws->metadata_keep, ws->nmetadata_keep);
+	nx_cfg__strv_free(ws->source_files, ws->nsource_files);
+	nx_cfg__strv_free(ws->forbidden_imports, ws->nforbidden_imports);
+	nx_cfg__strv_free(ws->forbidden_terms, ws->nforbidden_terms);
+	nx_cfg__strv_free(ws->metadata_keep, ws->nmetadata_keep);
 	for (i = 0; i < ws->nallow_shared; i++) {
 		free(ws->allow_shared[i].name);
 		free(ws->allow_shared[i].reason);
 	}
 	free(ws->allow_shared);
-	cfg_strv_free(ws->selftest, ws->nselftest);
+	nx_cfg__strv_free(ws->selftest, ws->nselftest);
 	free(ws->readme);
 	free(ws->license);
 	free(ws);
@@ -75,7 +75,7 @@ static int dir_string(struct cfg *c, const nx_yaml_node *n, const char *key,
 	size_t len;
 	int rc;
 
-	if ((rc = cfg_string(c, n, key, cfg_dir, &s)))
+	if ((rc = nx_cfg__string(c, n, key, nx_cfg__dir, &s)))
 		return rc;
 	len = strlen(s);
 	while (len > 1 && s[len - 1] == '/')
@@ -91,7 +91,7 @@ static int need(struct cfg *c, const nx_yaml_node *map, const char *key,
 	const nx_yaml_node *n = nx_yaml_map_get(map, key);
 
 	if (!n)
-		return cfg_missing(c, map, key);
+		return nx_cfg__missing(c, map, key);
 	*out = n;
 	return 0;
 }
@@ -101,15 +101,15 @@ static int parse_student(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 	const nx_yaml_node *v;
 	int rc;
 
-	if ((rc = cfg_want(c, n, "student", NX_YAML_MAPPING, "a mapping {model, outputs}")) ||
-	    (rc = cfg_check_keys(c, n, "student", student_keys)))
+	if ((rc = nx_cfg__want(c, n, "student", NX_YAML_MAPPING, "a mapping {model, outputs}")) ||
+	    (rc = nx_cfg__check_keys(c, n, "student", student_keys)))
 		return rc;
 	if (!(v = nx_yaml_map_get(n, "model")))
-		return cfg_missing(c, n, "student.model");
-	if ((rc = cfg_string(c, v, "student.model", cfg_path, &ws->student.model)))
+		return nx_cfg__missing(c, n, "student.model");
+	if ((rc = nx_cfg__string(c, v, "student.model", nx_cfg__path, &ws->student.model)))
 		return rc;
 	if ((v = nx_yaml_map_get(n, "outputs")))
-		rc = cfg_string_list(c, v, "student.outputs", cfg_nonempty, true,
+		rc = nx_cfg__string_list(c, v, "student.outputs", nx_cfg__nonempty, true,
 				     &ws->student.outputs, &ws->student.noutputs);
 	return rc;
 }
@@ -119,16 +119,16 @@ static int parse_source(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 	const nx_yaml_node *v;
 	int rc;
 
-	if ((rc = cfg_want(c, n, "source", NX_YAML_MAPPING, "a mapping {dir, files}")) ||
-	    (rc = cfg_check_keys(c, n, "source", source_keys)))
+	if ((rc = nx_cfg__want(c, n, "source", NX_YAML_MAPPING, "a mapping {dir, files}")) ||
+	    (rc = nx_cfg__check_keys(c, n, "source", source_keys)))
 		return rc;
 	if (!(v = nx_yaml_map_get(n, "dir")))
-		return cfg_missing(c, n, "source.dir");
+		return nx_cfg__missing(c, n, "source.dir");
 	if ((rc = dir_string(c, v, "source.dir", &ws->source_dir)))
 		return rc;
 	if (!(v = nx_yaml_map_get(n, "files")))
-		return cfg_missing(c, n, "source.files");
-	return cfg_string_list(c, v, "source.files", cfg_path, true,
+		return nx_cfg__missing(c, n, "source.files");
+	return nx_cfg__string_list(c, v, "source.files", nx_cfg__path, true,
 			       &ws->source_files, &ws->nsource_files);
 }
 
@@ -138,28 +138,28 @@ static int parse_shared(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 	size_t i;
 	int rc;
 
-	if ((rc = cfg_want(c, n, key, NX_YAML_SEQUENCE, "a list of {name, reason}")))
+	if ((rc = nx_cfg__want(c, n, key, NX_YAML_SEQUENCE, "a list of {name, reason}")))
 		return rc;
 	if (!n->nitems)
 		return 0;
 	if (!(ws->allow_shared = calloc(n->nitems, sizeof(*ws->allow_shared))))
-		return cfg_oom(c);
+		return nx_cfg__oom(c);
 	for (i = 0; i < n->nitems; i++) {
 		const nx_yaml_node *item = n->items[i], *v;
 		struct nx_shared_tensor *t = &ws->allow_shared[i];
 
 		/* Count first so that a failure frees what was filled. */
 		ws->nallow_shared = i + 1;
-		if ((rc = cfg_want(c, item, key, NX_YAML_MAPPING, "a list of {name, reason}")) ||
-		    (rc = cfg_check_keys(c, item, key, shared_keys)))
+		if ((rc = nx_cfg__want(c, item, key, NX_YAML_MAPPING, "a list of {name, reason}")) ||
+		    (rc = nx_cfg__check_keys(c, item, key, shared_keys)))
 			return rc;
 		if (!(v = nx_yaml_map_get(item, "name")))
-			return cfg_missing(c, item, "allow_shared_tensors[].name");
-		if ((rc = cfg_string(c, v, "allow_shared_tensors[].name", cfg_nonempty, &t->name)))
+			return nx_cfg__missing(c, item, "allow_shared_tensors[].name");
+		if ((rc = nx_cfg__string(c, v, "allow_shared_tensors[].name", nx_cfg__nonempty, &t->name)))
 			return rc;
 		if (!(v = nx_yaml_map_get(item, "reason")))
-			return cfg_missing(c, item, "allow_shared_tensors[].reason");
-		if ((rc = cfg_string(c, v, "allow_shared_tensors[].reason", cfg_nonempty,
+			return nx_cfg__missing(c, item, "allow_shared_tensors[].reason");
+		if ((rc = nx_cfg__string(c, v, "allow_shared_tensors[].reason", nx_cfg__nonempty,
 				     &t->reason)))
 			return rc;
 	}
@@ -174,7 +174,7 @@ static int cfg_size(struct cfg *c, const nx_yaml_node *v, const char *key, uint6
 	nx_error e;
 	int rc;
 
-	if ((rc = cfg_want(c, v, key, NX_YAML_SCALAR, "a size")))
+	if ((rc = nx_cfg__want(c, v, key, NX_YAML_SCALAR, "a size")))
 		return rc;
 	if (nx_parse_size(&n, v->value, &e))
 		return nx_error_set(c->err, NX_ECONFIG, c->path, v->line, -1, "%s: %s", key, e.message);
@@ -191,9 +191,9 @@ static int parse_limits(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 	const nx_yaml_node *v;
 	int rc;
 
-	if ((rc = cfg_want(c, n, "limits", NX_YAML_MAPPING,
+	if ((rc = nx_cfg__want(c, n, "limits", NX_YAML_MAPPING,
 			   "a mapping {max_model_bytes, size_slack, max_leak_bytes, sandbox_memory}")) ||
-	    (rc = cfg_check_keys(c, n, "limits", limits_keys)))
+	    (rc = nx_cfg__check_keys(c, n, "limits", limits_keys)))
 		return rc;
 	if ((v = nx_yaml_map_get(n, "max_model_bytes")) &&
 	    (rc = cfg_size(c, v, "limits.max_model_bytes", 1, &ws->max_model_bytes)))
@@ -201,7 +201,7 @@ static int parse_limits(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 	if ((v = nx_yaml_map_get(n, "max_leak_bytes"))) {
 		nx_error e;
 
-		if ((rc = cfg_want(c, v, "limits.max_leak_bytes", NX_YAML_SCALAR, "a size")))
+		if ((rc = nx_cfg__want(c, v, "limits.max_leak_bytes", NX_YAML_SCALAR, "a size")))
 			return rc;
 		/* the leak budget can be lowered, never raised (docs/TRV.md) */
 		if (nx_parse_size(&ws->max_leak_bytes, v->value, &e) || !ws->max_leak_bytes ||
@@ -211,7 +211,7 @@ static int parse_limits(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 					    "64KiB (the leak budget can only be lowered)", v->value);
 	}
 	if ((v = nx_yaml_map_get(n, "size_slack")))
-		rc = cfg_number(c, v, "limits.size_slack", 0.0, 1.0, &ws->size_slack);
+		rc = nx_cfg__number(c, v, "limits.size_slack", 0.0, 1.0, &ws->size_slack);
 	if (!rc && (v = nx_yaml_map_get(n, "sandbox_memory")))
 		rc = cfg_size(c, v, "limits.sandbox_memory", NX_SANDBOX_MEMORY_MIN, &ws->sandbox_memory);
 	return rc;
@@ -222,20 +222,20 @@ static int parse_export(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 	const nx_yaml_node *v;
 	int rc;
 
-	if ((rc = cfg_want(c, n, "export", NX_YAML_MAPPING,
+	if ((rc = nx_cfg__want(c, n, "export", NX_YAML_MAPPING,
 			   "a mapping {extract, strip_metadata, external_data}")) ||
-	    (rc = cfg_check_keys(c, n, "export", export_keys)))
+	    (rc = nx_cfg__check_keys(c, n, "export", export_keys)))
 		return rc;
 	if ((v = nx_yaml_map_get(n, "extract")) &&
-	    (rc = cfg_bool(c, v, "export.extract", &ws->export_extract)))
+	    (rc = nx_cfg__bool(c, v, "export.extract", &ws->export_extract)))
 		return rc;
 	if ((v = nx_yaml_map_get(n, "strip_metadata")) &&
-	    (rc = cfg_bool(c, v, "export.strip_metadata", &ws->export_strip_metadata)))
+	    (rc = nx_cfg__bool(c, v, "export.strip_metadata", &ws->export_strip_metadata)))
 		return rc;
 	if ((v = nx_yaml_map_get(n, "external_data"))) {
 		int mode;
 
-		if ((rc = cfg_enum(c, v, "export.external_data", nx_export_external_names, &mode)))
+		if ((rc = nx_cfg__enum(c, v, "export.external_data", nx_export_external_names, &mode)))
 			return rc;
 		ws->export_external = mode;
 	}
@@ -264,9 +264,9 @@ static int add_required_imports(struct cfg *c, nx_workspace *ws)
 			continue;
 		l = realloc(ws->forbidden_imports, (ws->nforbidden_imports + 1) * sizeof(*l));
 		if (!l)
-			return cfg_oom(c);
+			return nx_cfg__oom(c);
 		ws->forbidden_imports = l;
-		if ((rc = cfg_strdup(c, required_imports[i], &l[ws->nforbidden_imports])))
+		if ((rc = nx_cfg__strdup(c, required_imports[i], &l[ws->nforbidden_imports])))
 			return rc;
 		ws->nforbidden_imports++;
 	}
@@ -283,16 +283,16 @@ static int set_defaults(struct cfg *c, nx_workspace *ws)
 	ws->size_slack = 0.05;
 	ws->export_extract = true;
 	ws->export_strip_metadata = true;
-	if ((rc = cfg_strdup(c, "nexus_bundle_v1", &ws->bundle_id)) ||
-	    (rc = cfg_strdup(c, "student", &ws->architecture)) ||
-	    (rc = cfg_strdup(c, "README.md", &ws->readme)) ||
-	    (rc = cfg_strdup(c, "LICENSE", &ws->license)))
+	if ((rc = nx_cfg__strdup(c, "nexus_bundle_v1", &ws->bundle_id)) ||
+	    (rc = nx_cfg__strdup(c, "student", &ws->architecture)) ||
+	    (rc = nx_cfg__strdup(c, "README.md", &ws->readme)) ||
+	    (rc = nx_cfg__strdup(c, "LICENSE", &ws->license)))
 		return rc;
 	if (!(ws->forbidden_imports = calloc(2, sizeof(char *))))
-		return cfg_oom(c);
+		return nx_cfg__oom(c);
 	ws->nforbidden_imports = 2;
 	for (i = 0; i < 2; i++)
-		if ((rc = cfg_strdup(c, imports[i], &ws->forbidden_imports[i])))
+		if ((rc = nx_cfg__strdup(c, imports[i], &ws->forbidden_imports[i])))
 			return rc;
 	return 0;
 }
@@ -307,7 +307,7 @@ static int opt_string(struct cfg *c, const nx_yaml_node *root, const char *key,
 
 	if (!v)
 		return 0;
-	if ((rc = cfg_string(c, v, key, check, &s)))
+	if ((rc = nx_cfg__string(c, v, key, check, &s)))
 		return rc;
 	free(*field);
 	*field = s;
@@ -324,9 +324,9 @@ static int opt_list(struct cfg *c, const nx_yaml_node *root, const char *key,
 
 	if (!v)
 		return 0;
-	if ((rc = cfg_string_list(c, v, key, check, unique, &l, &n)))
+	if ((rc = nx_cfg__string_list(c, v, key, check, unique, &l, &n)))
 		return rc;
-	cfg_strv_free(*field, *nfield);
+	nx_cfg__strv_free(*field, *nfield);
 	*field = l;
 	*nfield = n;
 	return 0;
@@ -340,27 +340,27 @@ static int parse_root(struct cfg *c, const nx_yaml_node *root, nx_workspace *ws)
 	if (root->type != NX_YAML_MAPPING)
 		return nx_error_set(c->err, NX_ECONFIG, c->path, root->line, -1,
 				    "the top level must be a mapping of keys (student:, tokenizer:, ...)");
-	if ((rc = cfg_check_keys(c, root, "the top level", top_keys)) ||
+	if ((rc = nx_cfg__check_keys(c, root, "the top level", top_keys)) ||
 	    (rc = set_defaults(c, ws)))
 		return rc;
 	if ((rc = need(c, root, "student", &v)) || (rc = parse_student(c, v, ws)) ||
 	    (rc = need(c, root, "tokenizer", &v)) ||
 	    (rc = dir_string(c, v, "tokenizer", &ws->tokenizer)) ||
 	    (rc = need(c, root, "runtime_config", &v)) ||
-	    (rc = cfg_string(c, v, "runtime_config", cfg_path, &ws->runtime_config)) ||
+	    (rc = nx_cfg__string(c, v, "runtime_config", nx_cfg__path, &ws->runtime_config)) ||
 	    (rc = need(c, root, "source", &v)) || (rc = parse_source(c, v, ws)))
 		return rc;
 	if ((rc = opt_string(c, root, "bundle_id", check_bundle_id, &ws->bundle_id)) ||
-	    (rc = opt_string(c, root, "architecture", cfg_nonempty, &ws->architecture)) ||
-	    (rc = opt_string(c, root, "readme", cfg_path, &ws->readme)) ||
-	    (rc = opt_string(c, root, "license", cfg_path, &ws->license)) ||
-	    (rc = opt_list(c, root, "teacher", cfg_path, true, &ws->teacher, &ws->nteacher)) ||
-	    (rc = opt_list(c, root, "forbidden_imports", cfg_module, true,
+	    (rc = opt_string(c, root, "architecture", nx_cfg__nonempty, &ws->architecture)) ||
+	    (rc = opt_string(c, root, "readme", nx_cfg__path, &ws->readme)) ||
+	    (rc = opt_string(c, root, "license", nx_cfg__path, &ws->license)) ||
+	    (rc = opt_list(c, root, "teacher", nx_cfg__path, true, &ws->teacher, &ws->nteacher)) ||
+	    (rc = opt_list(c, root, "forbidden_imports", nx_cfg__module, true,
 			   &ws->forbidden_imports, &ws->nforbidden_imports)) ||
 	    (rc = add_required_imports(c, ws)) ||
-	    (rc = opt_list(c, root, "forbidden_terms", cfg_nonempty, true,
+	    (rc = opt_list(c, root, "forbidden_terms", nx_cfg__nonempty, true,
 			   &ws->forbidden_terms, &ws->nforbidden_terms)) ||
-	    (rc = opt_list(c, root, "metadata_keep", cfg_nonempty, true,
+	    (rc = opt_list(c, root, "metadata_keep", nx_cfg__nonempty, true,
 			   &ws->metadata_keep, &ws->nmetadata_keep)) ||
 	    (rc = opt_list(c, root, "selftest", NULL, false, &ws->selftest, &ws->nselftest)))
 		return rc;
@@ -385,7 +385,7 @@ int nx_workspace_parse(nx_workspace **out, const char *buf, size_t len,
 	if ((rc = nx_yaml_parse(&root, buf, len, path, err)))
 		return rc;
 	if (!(ws = calloc(1, sizeof(*ws)))) {
-		rc = cfg_oom(&c);
+		rc = nx_cfg__oom(&c);
 		goto out_root;
 	}
 	if ((rc = parse_root(&c, root, ws)))
@@ -406,7 +406,7 @@ int nx_workspace_load(nx_workspace **out, int dirfd, const char *name,
 	size_t len = 0;
 	int rc;
 
-	if ((rc = cfg_read_file(&buf, &len, dirfd, name, err)))
+	if ((rc = nx_cfg__read_file(&buf, &len, dirfd, name, err)))
 		return rc;
 	rc = nx_workspace_parse(out, buf, len, name, err);
 	free(buf);

@@ -37,7 +37,7 @@ static void ex_release(struct ex *x)
 	free(x->extra_outputs);
 	free(x->terms);
 	if (x->ext.ctx)
-		pw_out_release(&x->ext);
+		nx_pw__out_release(&x->ext);
 	nx_hash_follow_cancel(x->ext_follow);
 	nx_pb_file_release(&x->f);
 }
@@ -69,7 +69,7 @@ static int export_do(struct nx_export_result *out, int src_fd, const char *src_p
 		goto out;
 	nx_onnx_free(check);
 	if (!(x.terms = calloc(3 + o->nforbidden_terms, sizeof(char *)))) {
-		rc = ex_oom(&x);
+		rc = nx_export__oom(&x);
 		goto out;
 	}
 	for (i = 0; i < 3; i++)
@@ -82,21 +82,21 @@ static int export_do(struct nx_export_result *out, int src_fd, const char *src_p
 		goto out;
 	x.externalize = o->external == NX_EXPORT_EXT_ALWAYS ||
 			(o->external == NX_EXPORT_EXT_AUTO && x.f.size >= NX_EXPORT_AUTO_MIN);
-	if ((rc = ex_analyze(&x, &top)) != 0)
+	if ((rc = nx_export__analyze(&x, &top)) != 0)
 		goto out;
-	if ((rc = ex_rewrite_model(&x, &model)) != 0)
+	if ((rc = nx_export__rewrite_model(&x, &model)) != 0)
 		goto out;
 	if (!dry) {
-		pw_msg_measure(model);
-		if ((rc = pw_out_init(&w, dst_fd, x.path, o->dst_name ? o->dst_name : "model", err)) != 0)
+		nx_pw__msg_measure(model);
+		if ((rc = nx_pw__out_init(&w, dst_fd, x.path, o->dst_name ? o->dst_name : "model", err)) != 0)
 			goto out;
-		if ((rc = pw_emit(&w, src_fd, model)) != 0)
+		if ((rc = nx_pw__emit(&w, src_fd, model)) != 0)
 			goto out;
-		if ((rc = pw_out_finish(&w, res.sha256)) != 0)
+		if ((rc = nx_pw__out_finish(&w, res.sha256)) != 0)
 			goto out;
 		res.size = w.pos;
 		if (x.ext_started) {
-			if ((rc = pw_out_finish(&x.ext, res.ext_sha256)) != 0)
+			if ((rc = nx_pw__out_finish(&x.ext, res.ext_sha256)) != 0)
 				goto out;
 			res.ext_size = x.ext.pos;
 			res.ext_pending = x.ext_follow;
@@ -107,8 +107,8 @@ static int export_do(struct nx_export_result *out, int src_fd, const char *src_p
 	memset(&res, 0, sizeof(res));
 out:
 	if (w.ctx)
-		pw_out_release(&w);
-	pw_msg_free(model);
+		nx_pw__out_release(&w);
+	nx_pw__msg_free(model);
 	ex_release(&x);
 	nx_export_result_release(&res);
 	return rc;

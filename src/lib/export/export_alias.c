@@ -25,7 +25,7 @@
 #define ALIAS_BLOCK (64u << 10)   /* bytes read at a time to judge contents */
 #define ALIAS_PERIOD 8u           /* the widest element a constant fill repeats */
 
-void ex_alias_mark(struct ex *x)
+void nx_export__alias_mark(struct ex *x)
 {
 	size_t i;
 
@@ -33,7 +33,7 @@ void ex_alias_mark(struct ex *x)
 		struct ex_node *n = &x->nodes[i];
 
 		n->alias = n->op && !strcmp(n->op, "Identity") && n->nin == 1 && n->nout == 1 &&
-			   nx_strset_has(&x->initializers, n->in[0]) && ex_term_of(x, n->in[0]);
+			   nx_strset_has(&x->initializers, n->in[0]) && nx_export__term_of(x, n->in[0]);
 	}
 }
 
@@ -76,7 +76,7 @@ static int judge_range(struct ex *x, struct judge *j, int fd, const char *path, 
  * size.  String data, unpacked lists and external data that cannot be read
  * (a dry run without a workspace) are never "flat".
  */
-int ex_alias_flat(struct ex *x, const struct nx_pb_reader *parent,
+int nx_export__alias_flat(struct ex *x, const struct nx_pb_reader *parent,
 		  const struct nx_pb_field *fld, bool *flat, uint64_t *bytes, const char *name)
 {
 	struct judge j = { .flat = true };
@@ -90,14 +90,14 @@ int ex_alias_flat(struct ex *x, const struct nx_pb_reader *parent,
 	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
 		return rc;
 	if (!(j.buf = malloc(ALIAS_BLOCK)))
-		return ex_oom(x);
+		return nx_export__oom(x);
 	while ((rc = nx_pb_next(&r, &f, x->err)) > 0) {
 		bool data = f.num == 9 || f.num == 4 || f.num == 5 || f.num == 7 || f.num == 10 ||
 			    f.num == 11;
 
 		rc = 0;
 		if (f.num == 13 && f.wire == NX_PB_LEN)
-			rc = ex_ext_entry(x, &r, &f, &e);
+			rc = nx_export__ext_entry(x, &r, &f, &e);
 		else if (f.num == 14 && f.wire == NX_PB_VARINT)
 			external = f.value == 1;
 		else if (data && f.wire == NX_PB_LEN)
@@ -112,7 +112,7 @@ int ex_alias_flat(struct ex *x, const struct nx_pb_reader *parent,
 	if (rc)
 		goto out;
 	if (external && e.location &&
-	    (rc = ex_external(x, name, e.location, e.offset, e.length, fld->tag_offset, &src)) != 0)
+	    (rc = nx_export__external(x, name, e.location, e.offset, e.length, fld->tag_offset, &src)) != 0)
 		goto out;
 	if (external && src.fd >= 0)
 		rc = judge_range(x, &j, src.fd, src.path, src.off, src.len);
@@ -123,6 +123,6 @@ int ex_alias_flat(struct ex *x, const struct nx_pb_reader *parent,
 out:
 	free(j.buf);
 	free(e.location);
-	ex_src_release(&src);
+	nx_export__src_release(&src);
 	return rc;
 }

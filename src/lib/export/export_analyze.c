@@ -21,7 +21,7 @@ static int push_name(struct ex *x, char ***arr, size_t *n, char *s)
 
 	if (!a) {
 		free(s);
-		return ex_oom(x);
+		return nx_export__oom(x);
 	}
 	a[(*n)++] = s;
 	*arr = a;
@@ -44,7 +44,7 @@ static int node_sub_uses(struct ex *x, const struct nx_pb_reader *nr, const stru
 		return rc;
 	LOOP(x, &r, &f, rc) {
 		if (f.num == 1 && inputs) {
-			if ((rc = ex_read_name(x, &f, &s)) != 0)
+			if ((rc = nx_export__read_name(x, &f, &s)) != 0)
 				return rc;
 			if (s[0] && (rc = push_name(x, &node->in, &node->nin, s)) != 0)
 				return rc;
@@ -85,7 +85,7 @@ static int graph_uses(struct ex *x, const struct nx_pb_reader *parent,
 			LOOP(x, &v, &vf, rc) {
 				if (vf.num != 1)
 					continue;
-				if ((rc = ex_read_name(x, &vf, &s)) != 0 ||
+				if ((rc = nx_export__read_name(x, &vf, &s)) != 0 ||
 				    (rc = push_name(x, &node->in, &node->nin, s)) != 0)
 					return rc;
 				s = NULL;
@@ -114,7 +114,7 @@ static int read_node(struct ex *x, const struct nx_pb_reader *gr, const struct n
 		struct ex_node *n = realloc(x->nodes, cap * sizeof(*n));
 
 		if (!n)
-			return ex_oom(x);
+			return nx_export__oom(x);
 		x->nodes = n;
 		x->cap_nodes = cap;
 	}
@@ -125,11 +125,11 @@ static int read_node(struct ex *x, const struct nx_pb_reader *gr, const struct n
 	if ((rc = nx_pb_sub(&r, gr, nf, x->err)) != 0)
 		return rc;
 	LOOP(x, &r, &f, rc) {
-		if (f.num == 4 && (rc = ex_read_name(x, &f, &node->op)) != 0)
+		if (f.num == 4 && (rc = nx_export__read_name(x, &f, &node->op)) != 0)
 			return rc;
 		if (f.num != 2)
 			continue;
-		if ((rc = ex_read_name(x, &f, &s)) != 0 ||
+		if ((rc = nx_export__read_name(x, &f, &s)) != 0 ||
 		    (rc = push_name(x, &node->out, &node->nout, s)) != 0)
 			return rc;
 		s = NULL;
@@ -180,11 +180,11 @@ static int check_outputs(struct ex *x, const struct nx_pb_reader *gr, const stru
 		LOOP(x, &v, &vf, rc) {
 			if (vf.num != (f.num == 5 ? 8u : 1u))
 				continue;
-			if ((rc = ex_read_name(x, &vf, &s)) != 0)
+			if ((rc = nx_export__read_name(x, &vf, &s)) != 0)
 				goto out;
 			if (nx_strset_add(into, s, NULL) ||
 			    (f.num == 5 && nx_strset_add(&x->initializers, s, NULL))) {
-				rc = ex_oom(x);
+				rc = nx_export__oom(x);
 				goto out;
 			}
 		}
@@ -197,7 +197,7 @@ static int check_outputs(struct ex *x, const struct nx_pb_reader *gr, const stru
 		const char *name = o->outputs[i];
 
 		if (nx_strset_add(&x->requested, name, NULL)) {
-			rc = ex_oom(x);
+			rc = nx_export__oom(x);
 			goto out;
 		}
 		if (nx_strset_has(&x->graph_outputs, name))
@@ -220,7 +220,7 @@ static int check_outputs(struct ex *x, const struct nx_pb_reader *gr, const stru
 		if ((rc = push_name(x, &x->extra_outputs, &x->nextra, strdup(name))) != 0)
 			goto out;
 		if (!x->extra_outputs[x->nextra - 1]) {
-			rc = ex_oom(x);
+			rc = nx_export__oom(x);
 			goto out;
 		}
 	}
@@ -237,7 +237,7 @@ static int reach(struct ex *x)
 	size_t i, j;
 
 	if (!(x->keep_node = calloc(x->nnodes ? x->nnodes : 1, sizeof(bool))))
-		return ex_oom(x);
+		return nx_export__oom(x);
 	while (changed) {
 		changed = false;
 		for (i = x->nnodes; i-- > 0;) {
@@ -258,18 +258,18 @@ static int reach(struct ex *x)
 			x->keep_node[i] = changed = true;
 			for (j = 0; j < n->nin; j++)
 				if (nx_strset_add(&x->needed, n->in[j], NULL))
-					return ex_oom(x);
+					return nx_export__oom(x);
 		}
 	}
 	/* a kept node's own outputs keep their value_info */
 	for (i = 0; i < x->nnodes; i++)
 		for (j = 0; x->keep_node[i] && j < x->nodes[i].nout; j++)
 			if (nx_strset_add(&x->needed, x->nodes[i].out[j], NULL))
-				return ex_oom(x);
+				return nx_export__oom(x);
 	return 0;
 }
 
-int ex_analyze(struct ex *x, const struct nx_pb_reader *model)
+int nx_export__analyze(struct ex *x, const struct nx_pb_reader *model)
 {
 	struct nx_pb_reader top = *model, g;
 	struct nx_pb_field f, gf, graph;
@@ -295,15 +295,15 @@ int ex_analyze(struct ex *x, const struct nx_pb_reader *model)
 		return rc;
 	if ((rc = check_outputs(x, model, &graph)) != 0)
 		return rc;
-	ex_alias_mark(x);
+	nx_export__alias_mark(x);
 	/* no outputs requested: every graph output is */
 	if (!x->o->noutputs)
 		for (i = 0; i < x->graph_outputs.cap; i++)
 			if (x->graph_outputs.slots[i] &&
 			    nx_strset_add(&x->requested, x->graph_outputs.slots[i], NULL))
-				return ex_oom(x);
+				return nx_export__oom(x);
 	for (i = 0; i < x->requested.cap; i++)
 		if (x->requested.slots[i] && nx_strset_add(&x->needed, x->requested.slots[i], NULL))
-			return ex_oom(x);
+			return nx_export__oom(x);
 	return reach(x);
 }

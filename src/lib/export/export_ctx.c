@@ -11,13 +11,13 @@
 
 #define LOOP(x, r, f, rc) while (((rc) = nx_pb_next((r), (f), (x)->err)) > 0 && ((rc) = 0) == 0)
 
-int ex_oom(struct ex *x)
+int nx_export__oom(struct ex *x)
 {
 	return nx_error_set(x->err, NX_ENOMEM, x->path, 0, -1, "out of memory exporting %s",
 			    x->path);
 }
 
-int ex_report(struct ex *x, enum nx_export_what what, const char *name, uint64_t bytes,
+int nx_export__report(struct ex *x, enum nx_export_what what, const char *name, uint64_t bytes,
 	      uint64_t offset)
 {
 	struct nx_export_result *r = x->res;
@@ -32,13 +32,13 @@ int ex_report(struct ex *x, enum nx_export_what what, const char *name, uint64_t
 		size_t cap = x->cap_removed ? 2 * x->cap_removed : 16;
 
 		if (!(it = realloc(r->removed, cap * sizeof(*it))))
-			return ex_oom(x);
+			return nx_export__oom(x);
 		r->removed = it;
 		x->cap_removed = cap;
 	}
 	it = &r->removed[r->nremoved];
 	if (!(it->name = strdup(name ? name : "")))
-		return ex_oom(x);
+		return nx_export__oom(x);
 	it->what = what;
 	it->bytes = bytes;
 	it->offset = offset;
@@ -47,7 +47,7 @@ int ex_report(struct ex *x, enum nx_export_what what, const char *name, uint64_t
 }
 
 /* A name field, read into *out (replacing it). */
-int ex_read_name(struct ex *x, const struct nx_pb_field *f, char **out)
+int nx_export__read_name(struct ex *x, const struct nx_pb_field *f, char **out)
 {
 	if (f->wire != NX_PB_LEN)
 		return nx_error_set(x->err, NX_EFORMAT, x->path, 0, (long long)f->tag_offset,
@@ -58,7 +58,7 @@ int ex_read_name(struct ex *x, const struct nx_pb_field *f, char **out)
 	return nx_pb_read_string(&x->f, f, 0, out, NULL, x->err);
 }
 
-const char *ex_term_of(const struct ex *x, const char *name)
+const char *nx_export__term_of(const struct ex *x, const char *name)
 {
 	size_t i;
 
@@ -68,9 +68,9 @@ const char *ex_term_of(const struct ex *x, const char *name)
 	return NULL;
 }
 
-int ex_check_term(struct ex *x, const char *what, const char *name, uint64_t offset)
+int nx_export__check_term(struct ex *x, const char *what, const char *name, uint64_t offset)
 {
-	const char *term = ex_term_of(x, name);
+	const char *term = nx_export__term_of(x, name);
 
 	if (term)
 		return nx_error_set(x->err, NX_ECHECK, x->path, 0, (long long)offset,
@@ -81,7 +81,7 @@ int ex_check_term(struct ex *x, const char *what, const char *name, uint64_t off
 	return 0;
 }
 
-bool ex_keep_meta(struct ex *x, const char *key)
+bool nx_export__keep_meta(struct ex *x, const char *key)
 {
 	size_t i;
 
@@ -98,7 +98,7 @@ bool ex_keep_meta(struct ex *x, const char *key)
  * and *b (NULL when absent; the caller frees both, also on error).  Other
  * fields are skipped.
  */
-int ex_read_strings(struct ex *x, const struct nx_pb_reader *parent,
+int nx_export__read_strings(struct ex *x, const struct nx_pb_reader *parent,
 		    const struct nx_pb_field *fld, unsigned na, char **a, unsigned nb, char **b)
 {
 	struct nx_pb_reader r;
@@ -109,9 +109,9 @@ int ex_read_strings(struct ex *x, const struct nx_pb_reader *parent,
 		return rc;
 	LOOP(x, &r, &f, rc) {
 		if (f.num == na)
-			rc = ex_read_name(x, &f, a);
+			rc = nx_export__read_name(x, &f, a);
 		else if (nb && f.num == nb)
-			rc = ex_read_name(x, &f, b);
+			rc = nx_export__read_name(x, &f, b);
 		if (rc)
 			break;
 	}

@@ -29,7 +29,7 @@ static int unsafe(struct ex *x, const char *tensor, const char *location, uint64
 }
 
 /* Lexical rules: relative, no empty/./.. component, no NUL. */
-const char *ex_location_problem(const char *loc)
+const char *nx_export__location_problem(const char *loc)
 {
 	const char *p = loc;
 
@@ -57,7 +57,7 @@ const char *ex_location_problem(const char *loc)
 }
 
 /* Open dir/location below dirfd without following any symlink. */
-int ex_open_beneath(int dirfd, const char *path, int *out)
+int nx_export__open_beneath(int dirfd, const char *path, int *out)
 {
 	char *copy = strdup(path), *p, *slash;
 	int fd = dirfd, next, rc = 0;
@@ -89,11 +89,11 @@ out:
 	return rc;
 }
 
-int ex_external(struct ex *x, const char *tensor, const char *location, int64_t offset,
+int nx_export__external(struct ex *x, const char *tensor, const char *location, int64_t offset,
 		int64_t length, uint64_t field_offset, struct ex_src *src)
 {
 	const struct nx_export_opts *o = x->o;
-	const char *why = ex_location_problem(location);
+	const char *why = nx_export__location_problem(location);
 	char *full = NULL;
 	struct stat st;
 	uint64_t off = offset < 0 ? 0 : (uint64_t)offset, len;
@@ -118,11 +118,11 @@ int ex_external(struct ex *x, const char *tensor, const char *location, int64_t 
 		size_t dlen = slash ? (size_t)(slash - rel) + 1 : 0;
 
 		if (!(full = malloc(dlen + strlen(location) + 1)))
-			return ex_oom(x);
+			return nx_export__oom(x);
 		memcpy(full, rel, dlen);
 		strcpy(full + dlen, location);
 	}
-	if ((rc = ex_open_beneath(o->ws_dirfd, full, &fd)) != 0) {
+	if ((rc = nx_export__open_beneath(o->ws_dirfd, full, &fd)) != 0) {
 		if (rc == -ELOOP || rc == -ENOTDIR)
 			rc = unsafe(x, tensor, location, field_offset, "is or passes through a symlink");
 		else
@@ -163,7 +163,7 @@ out:
 	return rc;
 }
 
-void ex_src_release(struct ex_src *src)
+void nx_export__src_release(struct ex_src *src)
 {
 	if (src->fd >= 0)
 		close(src->fd);
@@ -172,13 +172,13 @@ void ex_src_release(struct ex_src *src)
 	src->path = NULL;
 }
 
-int ex_read_small(struct ex *x, const struct ex_src *src, unsigned char **out)
+int nx_export__read_small(struct ex *x, const struct ex_src *src, unsigned char **out)
 {
 	unsigned char *buf = malloc(src->len ? (size_t)src->len : 1);
 	uint64_t done = 0;
 
 	if (!buf)
-		return ex_oom(x);
+		return nx_export__oom(x);
 	while (done < src->len) {
 		ssize_t n = pread(src->fd, buf + done, (size_t)(src->len - done),
 				  (off_t)(src->off + done));
@@ -196,7 +196,7 @@ int ex_read_small(struct ex *x, const struct ex_src *src, unsigned char **out)
 	return 0;
 }
 
-int ex_data_copy(struct ex *x, int fd, const char *src_path, uint64_t off, uint64_t len,
+int nx_export__data_copy(struct ex *x, int fd, const char *src_path, uint64_t off, uint64_t len,
 		 uint64_t field_offset, const char *tensor, uint64_t *out_offset)
 {
 	const struct nx_export_opts *o = x->o;
@@ -213,7 +213,7 @@ int ex_data_copy(struct ex *x, int fd, const char *src_path, uint64_t off, uint6
 					    "gave no place for it", x->path, tensor);
 		if ((rc = o->ext_open(o->ext_ctx, &x->ext_fd, x->err)) != 0)
 			return rc;
-		if ((rc = pw_out_init(&x->ext, x->ext_fd, src_path,
+		if ((rc = nx_pw__out_init(&x->ext, x->ext_fd, src_path,
 				      o->ext_name ? o->ext_name : NX_EXPORT_DATA_NAME, x->err)) != 0)
 			return rc;
 		x->ext.nohash = o->data_digest != NX_EXPORT_DIGEST_INLINE;
@@ -227,22 +227,22 @@ int ex_data_copy(struct ex *x, int fd, const char *src_path, uint64_t off, uint6
 	}
 	/* Page-aligned, so that ONNX Runtime maps the weights instead of
 	 * copying them out of the file. */
-	if ((rc = pw_out_align(&x->ext, NX_EXPORT_DATA_ALIGN)) != 0)
+	if ((rc = nx_pw__out_align(&x->ext, NX_EXPORT_DATA_ALIGN)) != 0)
 		return rc;
 	*out_offset = x->ext.pos;
 	x->ext.src_path = src_path;
-	rc = pw_out_copy(&x->ext, fd, off, len);
+	rc = nx_pw__out_copy(&x->ext, fd, off, len);
 	x->ext.src_path = x->path;
 	return rc;
 }
 
-int ex_ext_entry(struct ex *x, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
+int nx_export__ext_entry(struct ex *x, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
 		 struct ext_ref *e)
 {
 	char *key = NULL, *value = NULL, *end = NULL;
 	int rc;
 
-	rc = ex_read_strings(x, parent, fld, 1, &key, 2, &value);
+	rc = nx_export__read_strings(x, parent, fld, 1, &key, 2, &value);
 	if (rc || !key || !value)
 		goto out;
 	if (!strcmp(key, "location")) {

@@ -9,7 +9,7 @@
 
 /* Why a location is refused (NULL when it is acceptable), and an open of a
  * relative path below dirfd that follows no symlink (-errno on failure). */
-const char *ex_location_problem(const char *loc);
-int ex_open_beneath(int dirfd, const char *path, int *out);
+const char *nx_export__location_problem(const char *loc);
+int nx_export__open_beneath(int dirfd, const char *path, int *out);
 
 #endif

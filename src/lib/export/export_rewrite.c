@@ -4,7 +4,7 @@
  * Each rewriter walks one message and, field by field, copies it (as a
  * source range), drops it (into the report), or rewrites it (a child
  * message).  A rewritten child that came out unchanged is turned back into a
- * copied range by ex_add_sub, so an export that changes nothing writes the
+ * copied range by nx_export__add_sub, so an export that changes nothing writes the
  * source byte for byte.
  */
 #include "export_int.h"
@@ -30,20 +30,20 @@ static uint64_t field_bytes(const struct nx_pb_field *f)
 
 static int keep(struct pw_msg *m, const struct nx_pb_field *f)
 {
-	return pw_copy(m, f->num, f->tag_offset, field_bytes(f));
+	return nx_pw__copy(m, f->num, f->tag_offset, field_bytes(f));
 }
 
-int ex_add_sub(struct pw_msg *parent, const struct nx_pb_field *fld, struct pw_msg *child)
+int nx_export__add_sub(struct pw_msg *parent, const struct nx_pb_field *fld, struct pw_msg *child)
 {
 	bool same = (child->n == 0 && fld->len == 0) ||
 		    (child->n == 1 && child->p[0].kind == PW_COPY &&
 		     child->p[0].off == fld->offset && child->p[0].len == fld->len);
 
 	if (same) {
-		pw_msg_free(child);
+		nx_pw__msg_free(child);
 		return keep(parent, fld);
 	}
-	return pw_child(parent, fld->num, child);
+	return nx_pw__child(parent, fld->num, child);
 }
 
 static int doc(struct ex *x, struct pw_msg *m, const struct nx_pb_field *f)
@@ -60,12 +60,12 @@ static int unknown(struct ex *x, const struct nx_pb_field *f)
 	char name[32];
 
 	snprintf(name, sizeof(name), "field %u", f->num);
-	return ex_report(x, NX_EXPORT_UNKNOWN_FIELD, name, field_bytes(f), f->tag_offset);
+	return nx_export__report(x, NX_EXPORT_UNKNOWN_FIELD, name, field_bytes(f), f->tag_offset);
 }
 
 static int oom(struct ex *x, int rc)
 {
-	return rc == NX_ENOMEM ? ex_oom(x) : rc;
+	return rc == NX_ENOMEM ? nx_export__oom(x) : rc;
 }
 
 /* A rewriter of one kind of sub-message; *out only on success. */
@@ -79,7 +79,7 @@ static int add_rewritten(struct ex *x, struct pw_msg *m, const struct nx_pb_read
 	struct pw_msg *c = NULL;
 	int rc = fn(x, r, f, &c);
 
-	return rc ? rc : oom(x, ex_add_sub(m, f, c));
+	return rc ? rc : oom(x, nx_export__add_sub(m, f, c));
 }
 
 /* The same for a field that is a message only when length-delimited. */
@@ -101,11 +101,11 @@ static int rewrite_fields(struct ex *x, const struct nx_pb_reader *parent,
 {
 	struct nx_pb_reader r;
 	struct nx_pb_field f;
-	struct pw_msg *m = pw_msg_new();
+	struct pw_msg *m = nx_pw__msg_new();
 	int rc;
 
 	if (!m)
-		return ex_oom(x);
+		return nx_export__oom(x);
 	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
 		goto out;
 	LOOP(x, &r, &f, rc)
@@ -116,7 +116,7 @@ static int rewrite_fields(struct ex *x, const struct nx_pb_reader *parent,
 	*out = m;
 	m = NULL;
 out:
-	pw_msg_free(m);
+	nx_pw__msg_free(m);
 	return rc;
 }
 
@@ -129,11 +129,11 @@ static int meta(struct ex *x, struct pw_msg *m, const struct nx_pb_reader *paren
 
 	if (!x->o->strip_metadata)
 		return keep(m, fld);
-	rc = ex_read_strings(x, parent, fld, 1, &key, 0, NULL);
+	rc = nx_export__read_strings(x, parent, fld, 1, &key, 0, NULL);
 	if (!rc)
-		rc = ex_keep_meta(x, key ? key : "")
+		rc = nx_export__keep_meta(x, key ? key : "")
 			     ? keep(m, fld)
-			     : ex_report(x, NX_EXPORT_METADATA, key, field_bytes(fld), fld->tag_offset);
+			     : nx_export__report(x, NX_EXPORT_METADATA, key, field_bytes(fld), fld->tag_offset);
 	free(key);
 	return oom(x, rc);
 }
@@ -149,18 +149,18 @@ static int ext_fields(struct pw_msg *m, uint64_t off, uint64_t len)
 	snprintf(v[0], sizeof(v[0]), "%llu", (unsigned long long)off);
 	snprintf(v[1], sizeof(v[1]), "%llu", (unsigned long long)len);
 	for (i = 0; i < 3 && !rc; i++) {
-		struct pw_msg *entry = pw_msg_new();
+		struct pw_msg *entry = nx_pw__msg_new();
 
 		if (!entry)
 			return NX_ENOMEM;
-		if ((rc = pw_string(entry, 1, keys[i], strlen(keys[i]))) != 0 ||
-		    (rc = pw_string(entry, 2, vals[i], strlen(vals[i]))) != 0) {
-			pw_msg_free(entry);
+		if ((rc = nx_pw__string(entry, 1, keys[i], strlen(keys[i]))) != 0 ||
+		    (rc = nx_pw__string(entry, 2, vals[i], strlen(vals[i]))) != 0) {
+			nx_pw__msg_free(entry);
 			return rc;
 		}
-		rc = pw_child(m, 13, entry);
+		rc = nx_pw__child(m, 13, entry);
 	}
-	return rc ? rc : pw_varint_field(m, 14, 1);
+	return rc ? rc : nx_pw__varint_field(m, 14, 1);
 }
 
 /*
@@ -194,14 +194,14 @@ static int rewrite_tensor(struct ex *x, const struct nx_pb_reader *parent,
 		return rc;
 	LOOP(x, &r, &f, rc) {
 		if (f.num == 13 && f.wire == NX_PB_LEN)
-			rc = ex_ext_entry(x, &r, &f, &e);
+			rc = nx_export__ext_entry(x, &r, &f, &e);
 		else if (f.num == 14 && f.wire == NX_PB_VARINT)
 			external = f.value == 1;
 		else if (f.num == 9 && f.wire == NX_PB_LEN) {
 			raw = f;
 			has_raw = true;
 		} else if (f.num == 8)
-			rc = ex_read_name(x, &f, &name);
+			rc = nx_export__read_name(x, &f, &name);
 		if (rc)
 			goto out;
 	}
@@ -214,29 +214,29 @@ static int rewrite_tensor(struct ex *x, const struct nx_pb_reader *parent,
 					  x->path, name ? name : "");
 			goto out;
 		}
-		if ((rc = ex_external(x, name ? name : "", e.location, e.offset, e.length,
+		if ((rc = nx_export__external(x, name ? name : "", e.location, e.offset, e.length,
 				      fld->tag_offset, &src)) != 0)
 			goto out;
 		if (src.fd >= 0 && src.len < NX_EXPORT_EXTERNAL_MIN) {
 			to_inline = true;
-			if (!x->dry && (rc = ex_read_small(x, &src, &inl)) != 0)
+			if (!x->dry && (rc = nx_export__read_small(x, &src, &inl)) != 0)
 				goto out;
 		} else {
 			to_file = true;
 			nlen = src.len;
-			if ((rc = ex_data_copy(x, src.fd, src.path, src.off, src.len,
+			if ((rc = nx_export__data_copy(x, src.fd, src.path, src.off, src.len,
 					       fld->tag_offset, name ? name : "", &noff)) != 0)
 				goto out;
 		}
 	} else if (initializer && has_raw && x->externalize && raw.len >= NX_EXPORT_EXTERNAL_MIN) {
 		to_file = true;
 		nlen = raw.len;
-		if ((rc = ex_data_copy(x, x->src_fd, x->path, raw.offset, raw.len,
+		if ((rc = nx_export__data_copy(x, x->src_fd, x->path, raw.offset, raw.len,
 				       fld->tag_offset, name ? name : "", &noff)) != 0)
 			goto out;
 	}
-	if (!(m = pw_msg_new())) {
-		rc = ex_oom(x);
+	if (!(m = nx_pw__msg_new())) {
+		rc = nx_export__oom(x);
 		goto out;
 	}
 	r.pos = fld->offset;
@@ -255,7 +255,7 @@ static int rewrite_tensor(struct ex *x, const struct nx_pb_reader *parent,
 			rc = meta(x, m, &r, &f);
 			break;
 		case 8:
-			rc = rename ? oom(x, pw_string(m, 8, rename, strlen(rename))) : keep(m, &f);
+			rc = rename ? oom(x, nx_pw__string(m, 8, rename, strlen(rename))) : keep(m, &f);
 			break;
 		case 1: case 2: case 3: case 4: case 5: case 6: case 7:
 		case 10: case 11:
@@ -270,7 +270,7 @@ static int rewrite_tensor(struct ex *x, const struct nx_pb_reader *parent,
 	if (rc)
 		goto out;
 	if (to_inline && !x->dry)
-		rc = oom(x, pw_string(m, 9, (const char *)inl, (size_t)src.len));
+		rc = oom(x, nx_pw__string(m, 9, (const char *)inl, (size_t)src.len));
 	else if (to_file)
 		rc = oom(x, ext_fields(m, noff, nlen));
 	if (rc)
@@ -282,15 +282,15 @@ static int rewrite_tensor(struct ex *x, const struct nx_pb_reader *parent,
 		name = NULL;
 	}
 out:
-	pw_msg_free(m);
+	nx_pw__msg_free(m);
 	free(name);
 	free(e.location);
 	free(inl);
-	ex_src_release(&src);
+	nx_export__src_release(&src);
 	return rc;
 }
 
-int ex_rewrite_tensor_as(struct ex *x, const struct nx_pb_reader *parent,
+int nx_export__rewrite_tensor_as(struct ex *x, const struct nx_pb_reader *parent,
 			 const struct nx_pb_field *fld, const char *rename, struct pw_msg **out)
 {
 	return rewrite_tensor(x, parent, fld, out, NULL, true, rename);
@@ -312,7 +312,7 @@ static int sparse_field(struct ex *x, struct pw_msg *m, const struct nx_pb_reade
 
 	if ((f->num == 1 || f->num == 2) && f->wire == NX_PB_LEN) {
 		rc = rewrite_tensor(x, r, f, &t, f->num == 1 ? (char **)ctx : NULL, false, NULL);
-		return rc ? rc : oom(x, ex_add_sub(m, f, t));
+		return rc ? rc : oom(x, nx_export__add_sub(m, f, t));
 	}
 	return f->num == 3 ? keep(m, f) : unknown(x, f);
 }
@@ -343,7 +343,7 @@ static int sparse_name(struct ex *x, const struct nx_pb_reader *parent,
 	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
 		return rc;
 	LOOP(x, &r, &f, rc) {
-		if (f.num == 1 && f.wire == NX_PB_LEN && (rc = ex_read_strings(x, &r, &f, 8, name,
+		if (f.num == 1 && f.wire == NX_PB_LEN && (rc = nx_export__read_strings(x, &r, &f, 8, name,
 									   0, NULL)) != 0)
 			break;
 	}
@@ -362,7 +362,7 @@ static int value_field(struct ex *x, struct pw_msg *m, const struct nx_pb_reader
 {
 	switch (f->num) {
 	case 1:
-		return ex_read_name(x, f, ctx) ?: keep(m, f);
+		return nx_export__read_name(x, f, ctx) ?: keep(m, f);
 	case 2:
 		return keep(m, f);
 	case 3:
@@ -387,13 +387,13 @@ static int rewrite_value(struct ex *x, const struct nx_pb_reader *parent,
 	*name_out = name ? name : strdup("");
 	name = NULL;
 	if (!*name_out) {
-		rc = ex_oom(x);
+		rc = nx_export__oom(x);
 		goto out;
 	}
 	*out = m;
 	m = NULL;
 out:
-	pw_msg_free(m);
+	nx_pw__msg_free(m);
 	free(name);
 	return rc;
 }
@@ -463,14 +463,14 @@ static int node_field(struct ex *x, struct pw_msg *m, const struct nx_pb_reader 
 
 	switch (f->num) {
 	case 3:
-		if ((rc = ex_read_name(x, f, &n->name)) != 0 ||
-		    (rc = ex_check_term(x, "node", n->name, f->offset)) != 0)
+		if ((rc = nx_export__read_name(x, f, &n->name)) != 0 ||
+		    (rc = nx_export__check_term(x, "node", n->name, f->offset)) != 0)
 			return rc;
 		return keep(m, f);
 	case 4:
-		return ex_read_name(x, f, &n->op) ?: keep(m, f);
+		return nx_export__read_name(x, f, &n->op) ?: keep(m, f);
 	case 7:
-		return ex_read_name(x, f, &n->domain) ?: keep(m, f);
+		return nx_export__read_name(x, f, &n->domain) ?: keep(m, f);
 	case 6:
 		return doc(x, m, f);
 	case 9:
@@ -508,7 +508,7 @@ static int rewrite_node(struct ex *x, const struct nx_pb_reader *parent,
 	*out = m;
 	m = NULL;
 out:
-	pw_msg_free(m);
+	nx_pw__msg_free(m);
 	free(n.op);
 	free(n.domain);
 	free(n.name);
@@ -521,14 +521,14 @@ static int node_label(struct ex *x, const struct nx_pb_reader *parent, const str
 	char *name = NULL, *op = NULL, buf[300];
 	int rc;
 
-	rc = ex_read_strings(x, parent, fld, 3, &name, 4, &op);
+	rc = nx_export__read_strings(x, parent, fld, 3, &name, 4, &op);
 	if (!rc && name && name[0]) {
 		*out = name;
 		name = NULL;
 	} else if (!rc) {
 		snprintf(buf, sizeof(buf), "%s#%zu", op ? op : "node", index);
 		if (!(*out = strdup(buf)))
-			rc = ex_oom(x);
+			rc = nx_export__oom(x);
 	}
 	free(name);
 	free(op);
@@ -542,13 +542,13 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 {
 	struct nx_pb_reader r;
 	struct nx_pb_field f;
-	struct pw_msg *m = pw_msg_new(), *c = NULL;
+	struct pw_msg *m = nx_pw__msg_new(), *c = NULL;
 	char *name = NULL;
 	size_t nodes = 0;
 	int rc;
 
 	if (!m)
-		return ex_oom(x);
+		return nx_export__oom(x);
 	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
 		goto out;
 	LOOP(x, &r, &f, rc) {
@@ -559,7 +559,7 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 		case 1:
 			if (main_graph && nodes < x->nnodes && !x->keep_node[nodes]) {
 				if (!(rc = node_label(x, &r, &f, nodes, &name)))
-					rc = ex_report(x, NX_EXPORT_NODE, name, field_bytes(&f),
+					rc = nx_export__report(x, NX_EXPORT_NODE, name, field_bytes(&f),
 						       f.tag_offset);
 			} else {
 				rc = add_rewritten(x, m, &r, &f, rewrite_node);
@@ -567,8 +567,8 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 			nodes++;
 			break;
 		case 2:
-			if (!(rc = ex_read_name(x, &f, &name)) &&
-			    !(rc = ex_check_term(x, "graph", name, f.offset)))
+			if (!(rc = nx_export__read_name(x, &f, &name)) &&
+			    !(rc = nx_export__check_term(x, "graph", name, f.offset)))
 				rc = keep(m, &f);
 			break;
 		case 10:
@@ -578,26 +578,26 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 			/* an initializer is rewritten (its data copied) only once
 			 * it is known to be kept: a dropped one's bytes never
 			 * reach the data file */
-			rc = f.num == 5 ? ex_read_strings(x, &r, &f, 8, &name, 0, NULL)
+			rc = f.num == 5 ? nx_export__read_strings(x, &r, &f, 8, &name, 0, NULL)
 					: sparse_name(x, &r, &f, &name);
 			if (rc)
 				break;
 			if (f.num == 5 && main_graph &&
-			    (rc = ex_alias_emit(x, &r, &f, name ? name : "", m)) != 0)
+			    (rc = nx_export__alias_emit(x, &r, &f, name ? name : "", m)) != 0)
 				break;
 			if (main_graph && !nx_strset_has(&x->needed, name ? name : "")) {
-				pw_msg_free(c);
-				rc = ex_report(x, NX_EXPORT_INITIALIZER, name, field_bytes(&f),
+				nx_pw__msg_free(c);
+				rc = nx_export__report(x, NX_EXPORT_INITIALIZER, name, field_bytes(&f),
 					       f.tag_offset);
-			} else if ((rc = ex_check_term(x, "initializer", name ? name : "",
+			} else if ((rc = nx_export__check_term(x, "initializer", name ? name : "",
 						       f.offset)) != 0) {
-				pw_msg_free(c);
+				nx_pw__msg_free(c);
 			} else if ((rc = f.num == 5 ? rewrite_tensor(x, &r, &f, &c, NULL, true, NULL)
 						    : rewrite_sparse(x, &r, &f, &c, NULL)) != 0) {
 				break;
 			} else {
 				x->res->kept_initializers += main_graph;
-				rc = oom(x, ex_add_sub(m, &f, c));
+				rc = oom(x, nx_export__add_sub(m, &f, c));
 			}
 			break;
 		case 11: case 12: case 13:
@@ -609,14 +609,14 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 			else
 				drop = main_graph && !nx_strset_has(&x->needed, name);
 			if (drop) {
-				pw_msg_free(c);
-				rc = ex_report(x, f.num == 11 ? NX_EXPORT_INPUT :
+				nx_pw__msg_free(c);
+				rc = nx_export__report(x, f.num == 11 ? NX_EXPORT_INPUT :
 						  f.num == 12 ? NX_EXPORT_OUTPUT : NX_EXPORT_VALUE_INFO,
 					       name, field_bytes(&f), f.tag_offset);
-			} else if (!(rc = ex_check_term(x, "value", name, f.offset))) {
-				rc = oom(x, ex_add_sub(m, &f, c));
+			} else if (!(rc = nx_export__check_term(x, "value", name, f.offset))) {
+				rc = oom(x, nx_export__add_sub(m, &f, c));
 			} else {
-				pw_msg_free(c);
+				nx_pw__msg_free(c);
 			}
 			break;
 		case 14:
@@ -653,12 +653,12 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 				if (!strcmp(name, x->extra_outputs[i])) {
 					free(name);
 					name = NULL;
-					rc = oom(x, pw_child(m, 12, c));
+					rc = oom(x, nx_pw__child(m, 12, c));
 					break;
 				}
 				free(name);
 				name = NULL;
-				pw_msg_free(c);
+				nx_pw__msg_free(c);
 			}
 			if (rc > 0)
 				rc = 0;
@@ -669,7 +669,7 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 	*out = m;
 	m = NULL;
 out:
-	pw_msg_free(m);
+	nx_pw__msg_free(m);
 	free(name);
 	return rc;
 }
@@ -716,26 +716,26 @@ static int opset(struct ex *x, struct pw_msg *m, const struct nx_pb_reader *pare
 	char *domain = NULL;
 	int rc;
 
-	rc = ex_read_strings(x, parent, fld, 1, &domain, 0, NULL);
+	rc = nx_export__read_strings(x, parent, fld, 1, &domain, 0, NULL);
 	if (!rc)
 		rc = domain && !strcmp(domain, TRAINING_DOMAIN)
-			     ? ex_report(x, NX_EXPORT_OPSET, domain, field_bytes(fld), fld->tag_offset)
+			     ? nx_export__report(x, NX_EXPORT_OPSET, domain, field_bytes(fld), fld->tag_offset)
 			     : keep(m, fld);
 	free(domain);
 	return oom(x, rc);
 }
 
-int ex_rewrite_model(struct ex *x, struct pw_msg **out)
+int nx_export__rewrite_model(struct ex *x, struct pw_msg **out)
 {
 	struct nx_pb_reader r;
 	struct nx_pb_field f;
-	struct pw_msg *m = pw_msg_new();
+	struct pw_msg *m = nx_pw__msg_new();
 	const char *version = x->o->producer_version ? x->o->producer_version : "unknown";
 	size_t training = 0;
 	int rc;
 
 	if (!m)
-		return ex_oom(x);
+		return nx_export__oom(x);
 	if ((rc = nx_pb_reader_init(&r, &x->f, 0, x->f.size, x->err)) != 0)
 		goto out;
 	LOOP(x, &r, &f, rc) {
@@ -761,7 +761,7 @@ int ex_rewrite_model(struct ex *x, struct pw_msg **out)
 			char label[32];
 
 			snprintf(label, sizeof(label), "training_info[%zu]", training++);
-			rc = ex_report(x, NX_EXPORT_TRAINING_INFO, label, field_bytes(&f),
+			rc = nx_export__report(x, NX_EXPORT_TRAINING_INFO, label, field_bytes(&f),
 				       f.tag_offset);
 			break;
 		}
@@ -780,19 +780,19 @@ int ex_rewrite_model(struct ex *x, struct pw_msg **out)
 	if (rc)
 		goto out;
 	if (x->o->strip_metadata &&
-	    ((rc = pw_string(m, 2, "nexus", 5)) != 0 ||
-	     (rc = pw_string(m, 3, version, strlen(version))) != 0)) {
-		rc = ex_oom(x);
+	    ((rc = nx_pw__string(m, 2, "nexus", 5)) != 0 ||
+	     (rc = nx_pw__string(m, 3, version, strlen(version))) != 0)) {
+		rc = nx_export__oom(x);
 		goto out;
 	}
 	*out = m;
 	m = NULL;
 out:
-	pw_msg_free(m);
+	nx_pw__msg_free(m);
 	return rc;
 }
 
-int ex_alias_emit(struct ex *x, const struct nx_pb_reader *r, const struct nx_pb_field *fld,
+int nx_export__alias_emit(struct ex *x, const struct nx_pb_reader *r, const struct nx_pb_field *fld,
 		  const char *name, struct pw_msg *m)
 {
 	struct pw_msg *c = NULL;
@@ -806,7 +806,7 @@ int ex_alias_emit(struct ex *x, const struct nx_pb_reader *r, const struct nx_pb
 
 		if (!n->materialise || strcmp(n->in[0], name))
 			continue;
-		if (!judged && (rc = ex_alias_flat(x, r, fld, &flat, &bytes, name)) != 0)
+		if (!judged && (rc = nx_export__alias_flat(x, r, fld, &flat, &bytes, name)) != 0)
 			break;
 		judged = true;
 		if (!flat && bytes >= NX_FP_MIN_BYTES) {
@@ -818,11 +818,11 @@ int ex_alias_emit(struct ex *x, const struct nx_pb_reader *r, const struct nx_pb
 					  "re-export", x->path, n->out[0], name, bytes);
 			break;
 		}
-		if ((rc = ex_check_term(x, "initializer", n->out[0], fld->offset)) != 0 ||
-		    (rc = ex_rewrite_tensor_as(x, r, fld, n->out[0], &c)) != 0)
+		if ((rc = nx_export__check_term(x, "initializer", n->out[0], fld->offset)) != 0 ||
+		    (rc = nx_export__rewrite_tensor_as(x, r, fld, n->out[0], &c)) != 0)
 			break;
-		if ((rc = pw_child(m, fld->num, c)) != 0) {
-			rc = ex_oom(x);
+		if ((rc = nx_pw__child(m, fld->num, c)) != 0) {
+			rc = nx_export__oom(x);
 			break;
 		}
 		x->res->kept_initializers++;

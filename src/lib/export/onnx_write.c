@@ -13,15 +13,15 @@
 #include <unistd.h>
 
 #define PW_BUF (1u << 18)        /* gather buffer; copies below it go through it */
-#define PW_CFR_MIN (4u << 20)    /* ranges from this size go through hash_copy_range */
+#define PW_CFR_MIN (4u << 20)    /* ranges from this size go through nx_hash__copy_range */
 #define PW_FOLLOW_STEP (32u << 20) /* copy step when a nx_hash_follow hashes behind */
 
-struct pw_msg *pw_msg_new(void)
+struct pw_msg *nx_pw__msg_new(void)
 {
 	return calloc(1, sizeof(struct pw_msg));
 }
 
-void pw_msg_free(struct pw_msg *m)
+void nx_pw__msg_free(struct pw_msg *m)
 {
 	size_t i;
 
@@ -29,7 +29,7 @@ void pw_msg_free(struct pw_msg *m)
 		return;
 	for (i = 0; i < m->n; i++) {
 		free(m->p[i].lit);
-		pw_msg_free(m->p[i].child);
+		nx_pw__msg_free(m->p[i].child);
 	}
 	free(m->p);
 	free(m);
@@ -50,7 +50,7 @@ static struct pw_piece *pw_add(struct pw_msg *m)
 	return &m->p[m->n++];
 }
 
-int pw_copy(struct pw_msg *m, uint32_t num, uint64_t off, uint64_t len)
+int nx_pw__copy(struct pw_msg *m, uint32_t num, uint64_t off, uint64_t len)
 {
 	struct pw_piece *p;
 
@@ -70,7 +70,7 @@ int pw_copy(struct pw_msg *m, uint32_t num, uint64_t off, uint64_t len)
 	return 0;
 }
 
-int pw_lit(struct pw_msg *m, uint32_t num, const void *buf, size_t len)
+int nx_pw__lit(struct pw_msg *m, uint32_t num, const void *buf, size_t len)
 {
 	struct pw_piece *p;
 	unsigned char *b = malloc(len ? len : 1);
@@ -89,7 +89,7 @@ int pw_lit(struct pw_msg *m, uint32_t num, const void *buf, size_t len)
 	return 0;
 }
 
-size_t pw_varint_encode(unsigned char *buf, uint64_t v)
+size_t nx_pw__varint_encode(unsigned char *buf, uint64_t v)
 {
 	size_t n = 0;
 
@@ -104,10 +104,10 @@ static size_t varint_len(uint64_t v)
 {
 	unsigned char tmp[10];
 
-	return pw_varint_encode(tmp, v);
+	return nx_pw__varint_encode(tmp, v);
 }
 
-int pw_string(struct pw_msg *m, uint32_t num, const char *s, size_t len)
+int nx_pw__string(struct pw_msg *m, uint32_t num, const char *s, size_t len)
 {
 	unsigned char *b = malloc(len + 20);
 	size_t n;
@@ -115,8 +115,8 @@ int pw_string(struct pw_msg *m, uint32_t num, const char *s, size_t len)
 
 	if (!b)
 		return NX_ENOMEM;
-	n = pw_varint_encode(b, (uint64_t)num << 3 | NX_PB_LEN);
-	n += pw_varint_encode(b + n, len);
+	n = nx_pw__varint_encode(b, (uint64_t)num << 3 | NX_PB_LEN);
+	n += nx_pw__varint_encode(b + n, len);
 	memcpy(b + n, s, len);
 	if (!(p = pw_add(m))) {
 		free(b);
@@ -129,21 +129,21 @@ int pw_string(struct pw_msg *m, uint32_t num, const char *s, size_t len)
 	return 0;
 }
 
-int pw_varint_field(struct pw_msg *m, uint32_t num, uint64_t v)
+int nx_pw__varint_field(struct pw_msg *m, uint32_t num, uint64_t v)
 {
 	unsigned char b[20];
-	size_t n = pw_varint_encode(b, (uint64_t)num << 3 | NX_PB_VARINT);
+	size_t n = nx_pw__varint_encode(b, (uint64_t)num << 3 | NX_PB_VARINT);
 
-	n += pw_varint_encode(b + n, v);
-	return pw_lit(m, num, b, n);
+	n += nx_pw__varint_encode(b + n, v);
+	return nx_pw__lit(m, num, b, n);
 }
 
-int pw_child(struct pw_msg *m, uint32_t num, struct pw_msg *child)
+int nx_pw__child(struct pw_msg *m, uint32_t num, struct pw_msg *child)
 {
 	struct pw_piece *p = pw_add(m);
 
 	if (!p) {
-		pw_msg_free(child);
+		nx_pw__msg_free(child);
 		return NX_ENOMEM;
 	}
 	p->kind = PW_MSG;
@@ -168,7 +168,7 @@ static void sort_fields(struct pw_msg *m)
 	}
 }
 
-uint64_t pw_msg_measure(struct pw_msg *m)
+uint64_t nx_pw__msg_measure(struct pw_msg *m)
 {
 	uint64_t size = 0;
 	size_t i;
@@ -178,7 +178,7 @@ uint64_t pw_msg_measure(struct pw_msg *m)
 		struct pw_piece *p = &m->p[i];
 
 		if (p->kind == PW_MSG) {
-			uint64_t c = pw_msg_measure(p->child);
+			uint64_t c = nx_pw__msg_measure(p->child);
 
 			size += varint_len((uint64_t)p->num << 3 | NX_PB_LEN) + varint_len(c) + c;
 		} else {
@@ -189,7 +189,7 @@ uint64_t pw_msg_measure(struct pw_msg *m)
 	return size;
 }
 
-int pw_out_init(struct pw_out *o, int fd, const char *src_path, const char *dst_name,
+int nx_pw__out_init(struct pw_out *o, int fd, const char *src_path, const char *dst_name,
 		nx_error *err)
 {
 	memset(o, 0, sizeof(*o));
@@ -200,17 +200,17 @@ int pw_out_init(struct pw_out *o, int fd, const char *src_path, const char *dst_
 	o->ctx = EVP_MD_CTX_new();
 	o->buf = malloc(PW_BUF);
 	if (!o->ctx || !o->buf) {
-		pw_out_release(o);
+		nx_pw__out_release(o);
 		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	}
 	if (!EVP_DigestInit_ex(o->ctx, EVP_sha256(), NULL)) {
-		pw_out_release(o);
+		nx_pw__out_release(o);
 		return nx_error_set(err, NX_EINTERNAL, NULL, 0, -1, "sha-256 unavailable in openssl");
 	}
 	return 0;
 }
 
-void pw_out_release(struct pw_out *o)
+void nx_pw__out_release(struct pw_out *o)
 {
 	EVP_MD_CTX_free(o->ctx);
 	free(o->buf);
@@ -220,7 +220,7 @@ void pw_out_release(struct pw_out *o)
 
 static int write_err(struct pw_out *o, int e)
 {
-	return write_error(o->err, e, o->dst_name);
+	return nx_hash__write_error(o->err, e, o->dst_name);
 }
 
 static int read_err(struct pw_out *o, int e, uint64_t off)
@@ -254,7 +254,7 @@ static int flush(struct pw_out *o)
 	return 0;
 }
 
-int pw_out_write(struct pw_out *o, const void *buf, size_t len)
+int nx_pw__out_write(struct pw_out *o, const void *buf, size_t len)
 {
 	const unsigned char *b = buf;
 	int rc;
@@ -297,7 +297,7 @@ static int copy_buffered(struct pw_out *o, int src_fd, uint64_t off, uint64_t le
 }
 
 /* Large ranges (the weights): read once, written and hashed from the same
- * buffers on two threads (hash_copy_range, shared with nx_copy_hash). */
+ * buffers on two threads (nx_hash__copy_range, shared with nx_copy_hash). */
 static int copy_large(struct pw_out *o, int src_fd, uint64_t off, uint64_t len)
 {
 	int rc;
@@ -309,7 +309,7 @@ static int copy_large(struct pw_out *o, int src_fd, uint64_t off, uint64_t len)
 		while (len && !rc) {
 			uint64_t n = len < PW_FOLLOW_STEP ? len : PW_FOLLOW_STEP;
 
-			rc = copy_range_plain(o->fd, o->pos, src_fd, off, n, o->src_path,
+			rc = nx_hash__copy_range_plain(o->fd, o->pos, src_fd, off, n, o->src_path,
 					      o->dst_name, o->err);
 			if (!rc) {
 				o->pos += n;
@@ -321,24 +321,24 @@ static int copy_large(struct pw_out *o, int src_fd, uint64_t off, uint64_t len)
 		return rc;
 	}
 	if (o->nohash)
-		rc = copy_range_plain(o->fd, o->pos, src_fd, off, len, o->src_path, o->dst_name,
+		rc = nx_hash__copy_range_plain(o->fd, o->pos, src_fd, off, len, o->src_path, o->dst_name,
 				      o->err);
 	else
-		rc = hash_copy_range(o->ctx, o->fd, o->pos, src_fd, off, len, o->src_path,
+		rc = nx_hash__copy_range(o->ctx, o->fd, o->pos, src_fd, off, len, o->src_path,
 				     o->dst_name, o->err);
 	if (!rc)
 		o->pos += len;
 	return rc;
 }
 
-int pw_out_copy(struct pw_out *o, int src_fd, uint64_t off, uint64_t len)
+int nx_pw__out_copy(struct pw_out *o, int src_fd, uint64_t off, uint64_t len)
 {
 	if (len < PW_CFR_MIN)
 		return copy_buffered(o, src_fd, off, len);
 	return copy_large(o, src_fd, off, len);
 }
 
-int pw_out_align(struct pw_out *o, uint64_t align)
+int nx_pw__out_align(struct pw_out *o, uint64_t align)
 {
 	static const unsigned char zeros[256];
 	int rc;
@@ -346,13 +346,13 @@ int pw_out_align(struct pw_out *o, uint64_t align)
 	while (o->pos % align) {
 		uint64_t pad = align - o->pos % align;
 
-		if ((rc = pw_out_write(o, zeros, pad < sizeof(zeros) ? (size_t)pad : sizeof(zeros))))
+		if ((rc = nx_pw__out_write(o, zeros, pad < sizeof(zeros) ? (size_t)pad : sizeof(zeros))))
 			return rc;
 	}
 	return 0;
 }
 
-int pw_out_finish(struct pw_out *o, unsigned char out[NX_SHA256_LEN])
+int nx_pw__out_finish(struct pw_out *o, unsigned char out[NX_SHA256_LEN])
 {
 	int rc = flush(o);
 
@@ -367,7 +367,7 @@ int pw_out_finish(struct pw_out *o, unsigned char out[NX_SHA256_LEN])
 	return 0;
 }
 
-int pw_emit(struct pw_out *o, int src_fd, const struct pw_msg *m)
+int nx_pw__emit(struct pw_out *o, int src_fd, const struct pw_msg *m)
 {
 	size_t i;
 	int rc = 0;
@@ -376,16 +376,16 @@ int pw_emit(struct pw_out *o, int src_fd, const struct pw_msg *m)
 		const struct pw_piece *p = &m->p[i];
 
 		if (p->kind == PW_COPY) {
-			rc = pw_out_copy(o, src_fd, p->off, p->len);
+			rc = nx_pw__out_copy(o, src_fd, p->off, p->len);
 		} else if (p->kind == PW_LIT) {
-			rc = pw_out_write(o, p->lit, (size_t)p->len);
+			rc = nx_pw__out_write(o, p->lit, (size_t)p->len);
 		} else {
 			unsigned char hdr[20];
-			size_t n = pw_varint_encode(hdr, (uint64_t)p->num << 3 | NX_PB_LEN);
+			size_t n = nx_pw__varint_encode(hdr, (uint64_t)p->num << 3 | NX_PB_LEN);
 
-			n += pw_varint_encode(hdr + n, p->child->size);
-			if (!(rc = pw_out_write(o, hdr, n)))
-				rc = pw_emit(o, src_fd, p->child);
+			n += nx_pw__varint_encode(hdr + n, p->child->size);
+			if (!(rc = nx_pw__out_write(o, hdr, n)))
+				rc = nx_pw__emit(o, src_fd, p->child);
 		}
 	}
 	return rc;

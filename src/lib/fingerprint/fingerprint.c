@@ -118,10 +118,10 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 			if (!t->contents_encoded)
 				matrix(&src, t);
 			if ((t->contents_encoded ? t->data_length * 8 : t->contents_length) >= w->min)
-				rc = fp_one_tensor(w, t->name, fd, path, &src, err);
+				rc = nx_fp__one_tensor(w, t->name, fd, path, &src, err);
 		} else {
 			char *full = NULL;
-			const char *why = t->ext_location ? ex_location_problem(t->ext_location)
+			const char *why = t->ext_location ? nx_export__location_problem(t->ext_location)
 							  : "is missing";
 			int efd = -1;
 			struct stat st;
@@ -139,7 +139,7 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 			}
 			memcpy(full, path, dlen);
 			strcpy(full + dlen, t->ext_location);
-			if ((rc = ex_open_beneath(dirfd, full, &efd)) != 0) {
+			if ((rc = nx_export__open_beneath(dirfd, full, &efd)) != 0) {
 				rc = nx_error_errno(err, rc == -ELOOP ? NX_EUNSAFE : NX_EIO, -rc, full,
 						    "cannot open external data %s", full);
 			} else if (fstat(efd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
@@ -157,7 +157,7 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 								  0, 0, 0, t->data_type };
 
 					matrix(&src, t);
-					rc = fp_one_tensor(w, t->name, efd, full, &src, err);
+					rc = nx_fp__one_tensor(w, t->name, efd, full, &src, err);
 				}
 			}
 			if (efd >= 0)
@@ -214,7 +214,7 @@ static int safetensors(nx_fp_set *set, int fd, const char *path, uint64_t size, 
 		if ((uint64_t)(b - a) < min)
 			continue;
 		dt = json_string_value(json_object_get(v, "dtype"));
-		if ((rc = fp_add_range(set, key, dt && !strcmp(dt, "F32"), fd,
+		if ((rc = nx_fp__add_range(set, key, dt && !strcmp(dt, "F32"), fd,
 				       8 + hlen + (uint64_t)a, (uint64_t)(b - a), min,
 				       path, err)) != 0)
 			goto out;
@@ -258,7 +258,7 @@ int nx_fingerprint_file(nx_fp_set *set, int dirfd, const char *path, size_t min_
 	for (i = 7; i >= 0; i--)
 		hlen = hlen << 8 | head[i];
 	if (st.st_size >= 4 && !memcmp(head, "PK\003\004", 4))
-		rc = fp_torch_zip(set, fd, path, (uint64_t)st.st_size, min_bytes, err);
+		rc = nx_fp__torch_zip(set, fd, path, (uint64_t)st.st_size, min_bytes, err);
 	else if (st.st_size > 9 && head[8] == '{' && hlen <= (uint64_t)st.st_size - 8)
 		rc = safetensors(set, fd, path, (uint64_t)st.st_size, hlen, min_bytes, err);
 	else if (st.st_size >= 2 && head[0] == 0x80 && head[1] <= 5)
@@ -267,7 +267,7 @@ int nx_fingerprint_file(nx_fp_set *set, int dirfd, const char *path, size_t min_
 				  "safely; re-save it with torch.save (zip format) or as safetensors",
 				  path);
 	else {
-		struct tensors w = { set, NULL, fp_add_cb, set, min_bytes, NULL, 0 };
+		struct tensors w = { set, NULL, nx_fp__add_cb, set, min_bytes, NULL, 0 };
 
 		rc = onnx_tensors(dirfd, path, fd, &w, err);
 	}
@@ -350,7 +350,7 @@ static int distinct_sizes(uint64_t **out, size_t *nout, const nx_fp_set *t, nx_e
 		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	for (i = 0; i < t->n; i++)
 		v[i] = t->e[i].bytes;
-	qsort(v, t->n, sizeof(*v), fp_u64_cmp);
+	qsort(v, t->n, sizeof(*v), nx_fp__u64_cmp);
 	for (i = 0; i < t->n; i++)
 		if (!n || v[n - 1] != v[i])
 			v[n++] = v[i];

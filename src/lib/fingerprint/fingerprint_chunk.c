@@ -49,13 +49,13 @@ static void gear_init(void)
 	}
 }
 
-const uint64_t *fp_gear(void)
+const uint64_t *nx_fp__gear(void)
 {
 	pthread_once(&gear_once, gear_init);
 	return gear;
 }
 
-int fp_hash_begin(struct fp_hash *h, nx_fp_set *collect, const nx_fp_set *match,
+int nx_fp__hash_begin(struct fp_hash *h, nx_fp_set *collect, const nx_fp_set *match,
 		  nx_error *err)
 {
 	pthread_once(&gear_once, gear_init);
@@ -177,7 +177,7 @@ static int end_chunk(struct fp_hash *h, const unsigned char *tail, size_t n, boo
 		}
 		s->chunks[s->nchunks].hash = hash;
 		s->chunks[s->nchunks].len = (uint32_t)n;
-		s->chunks[s->nchunks].name = NULL;   /* fp_add names them */
+		s->chunks[s->nchunks].name = NULL;   /* nx_fp__add names them */
 		s->chunks[s->nchunks++].file = s->nfiles - 1;
 		s->chunks_sorted = false;
 	}
@@ -263,7 +263,7 @@ static bool roll(uint64_t *gp, size_t *np, const unsigned char *buf, size_t *ip,
 }
 
 /* Cut buf into chunks (the one under way continues from the last feed). */
-int fp_hash_feed(void *ctx, const unsigned char *buf, size_t len)
+int nx_fp__hash_feed(void *ctx, const unsigned char *buf, size_t len)
 {
 	struct fp_hash *h = ctx;
 	size_t i = 0, start = 0, n = h->len;   /* n: bytes of the chunk under way */
@@ -286,13 +286,13 @@ int fp_hash_feed(void *ctx, const unsigned char *buf, size_t len)
 	return 0;
 }
 
-int fp_hash_range(struct fp_hash *h, int fd, uint64_t off, uint64_t len, const char *path,
+int nx_fp__hash_range(struct fp_hash *h, int fd, uint64_t off, uint64_t len, const char *path,
 		  nx_error *err)
 {
-	return read_range(fd, path, off, len, fp_hash_feed, h, err);
+	return nx_hash__read_range(fd, path, off, len, nx_fp__hash_feed, h, err);
 }
 
-int fp_hash_end(struct fp_hash *h, bool keep)
+int nx_fp__hash_end(struct fp_hash *h, bool keep)
 {
 	int rc = 0;
 
@@ -313,7 +313,7 @@ int fp_hash_end(struct fp_hash *h, bool keep)
 	return rc;
 }
 
-int fp_add(nx_fp_set *s, const char *name, uint64_t whole, uint64_t bytes, nx_error *err)
+int nx_fp__add(nx_fp_set *s, const char *name, uint64_t whole, uint64_t bytes, nx_error *err)
 {
 	struct fp_entry *e;
 

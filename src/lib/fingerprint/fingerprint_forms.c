@@ -124,14 +124,14 @@ static fp_casts_fn casts_pick(void)
 }
 #endif
 
-int fp_casts_begin(struct fp_casts *c, struct fp_hash *orig, nx_error *err)
+int nx_fp__casts_begin(struct fp_casts *c, struct fp_hash *orig, nx_error *err)
 {
 	int i, rc;
 
 	memset(c, 0, sizeof(*c));
 	c->orig = orig;
 	for (i = 0; i < FP_CASTS; i++)
-		if ((rc = fp_hash_begin(&c->h[i], &c->tmp[i], NULL, err)) != 0)
+		if ((rc = nx_fp__hash_begin(&c->h[i], &c->tmp[i], NULL, err)) != 0)
 			goto fail;
 	c->cast = casts_pick();
 	if (!(c->out = malloc(FP_CASTS * CAST_ELEMS * 2))) {
@@ -140,7 +140,7 @@ int fp_casts_begin(struct fp_casts *c, struct fp_hash *orig, nx_error *err)
 	}
 	return 0;
 fail:
-	fp_casts_end(c, NULL, NULL, 0, err);
+	nx_fp__casts_end(c, NULL, NULL, 0, err);
 	return rc;
 }
 
@@ -151,18 +151,18 @@ static int cast_some(struct fp_casts *c, const unsigned char *p, size_t n)
 	int rc;
 
 	c->cast(o16, obf, p, n);
-	if ((rc = fp_hash_feed(&c->h[0], (const unsigned char *)o16, 2 * n)) != 0)
+	if ((rc = nx_fp__hash_feed(&c->h[0], (const unsigned char *)o16, 2 * n)) != 0)
 		return rc;
-	return fp_hash_feed(&c->h[1], (const unsigned char *)obf, 2 * n);
+	return nx_fp__hash_feed(&c->h[1], (const unsigned char *)obf, 2 * n);
 }
 
-int fp_casts_feed(void *ctx, const unsigned char *buf, size_t len)
+int nx_fp__casts_feed(void *ctx, const unsigned char *buf, size_t len)
 {
 	struct fp_casts *c = ctx;
 	size_t n;
 	int rc;
 
-	if ((rc = fp_hash_feed(c->orig, buf, len)) != 0)
+	if ((rc = nx_fp__hash_feed(c->orig, buf, len)) != 0)
 		return rc;
 	while (len && c->ncarry) {
 		c->carry[c->ncarry++] = *buf++;
@@ -213,14 +213,14 @@ static int move_chunks(nx_fp_set *set, nx_fp_set *tmp, nx_error *err)
 	return 0;
 }
 
-int fp_casts_end(struct fp_casts *c, nx_fp_set *set, const char *name, size_t min,
+int nx_fp__casts_end(struct fp_casts *c, nx_fp_set *set, const char *name, size_t min,
 		 nx_error *err)
 {
 	int i, rc = 0;
 
 	for (i = 0; i < FP_CASTS; i++) {
 		bool keep = set && c->h[i].buf && c->h[i].total >= min;
-		int end = c->h[i].buf ? fp_hash_end(&c->h[i], keep) : 0;
+		int end = c->h[i].buf ? nx_fp__hash_end(&c->h[i], keep) : 0;
 		size_t first = set ? set->nchunks : 0, k;
 
 		if (!rc)
@@ -234,7 +234,7 @@ int fp_casts_end(struct fp_casts *c, nx_fp_set *set, const char *name, size_t mi
 			} else {
 				memcpy(full, name, nlen);
 				memcpy(full + nlen, cast_suffix[i], slen + 1);
-				if (!(rc = fp_add(set, full, c->h[i].whole, c->h[i].total, err)))
+				if (!(rc = nx_fp__add(set, full, c->h[i].whole, c->h[i].total, err)))
 					set->ncasts++;
 				free(full);
 			}
@@ -252,7 +252,7 @@ int fp_casts_end(struct fp_casts *c, nx_fp_set *set, const char *name, size_t mi
 	return rc;
 }
 
-int fp_hash_transposed(struct fp_hash *h, int fd, const char *path, uint64_t off,
+int nx_fp__hash_transposed(struct fp_hash *h, int fd, const char *path, uint64_t off,
 		       uint64_t rows, uint64_t cols, unsigned width, nx_error *err)
 {
 	unsigned char *strip = NULL, *out = NULL;
@@ -294,7 +294,7 @@ int fp_hash_transposed(struct fp_hash *h, int fd, const char *path, uint64_t off
 		for (jj = 0; jj < kk && !rc; jj++) {
 			for (i = 0; i < rows; i++)
 				memcpy(out + i * width, strip + (i * kk + jj) * width, width);
-			rc = fp_hash_feed(h, out, (size_t)(rows * width));
+			rc = nx_fp__hash_feed(h, out, (size_t)(rows * width));
 		}
 	}
 out:

@@ -22,7 +22,7 @@ struct fp_entry {
 #define FP_CHUNK_MAX (16u << 10)           /* a boundary at the latest here */
 
 /* The 256 gear values (fixed: teacher and student runs must agree). */
-const uint64_t *fp_gear(void);
+const uint64_t *nx_fp__gear(void);
 
 /* A content-defined chunk of a teacher tensor (fingerprint_chunk.c). */
 struct fp_chunk {
@@ -91,7 +91,7 @@ uint32_t fp_values_rate(const nx_fp_set *set);
  * content-defined chunks and hashed whole (whole: the chunks' hashes and
  * lengths in order, so two tensors with the same whole and size are, but
  * for a 2^-64 accident, equal).  Teacher (collect): the
- * chunks go into the set, for the entry fp_add records next.  Student
+ * chunks go into the set, for the entry nx_fp__add records next.  Student
  * (match): chunks cut by content on both sides are looked up in the set;
  * matched counts their bytes, match_chunk is the first teacher chunk found.
  */
@@ -111,20 +111,20 @@ struct fp_hash {
 	struct fp_values_match values;        /* student: set after the last byte */
 };
 
-int fp_hash_begin(struct fp_hash *h, nx_fp_set *collect, const nx_fp_set *match,
+int nx_fp__hash_begin(struct fp_hash *h, nx_fp_set *collect, const nx_fp_set *match,
 		  nx_error *err);
 /* nx_onnx_bytes_fn: feed buf[0..len) (ctx is the fp_hash). */
-int fp_hash_feed(void *ctx, const unsigned char *buf, size_t len);
+int nx_fp__hash_feed(void *ctx, const unsigned char *buf, size_t len);
 /* Feed bytes [off, off + len) of fd. */
-int fp_hash_range(struct fp_hash *h, int fd, uint64_t off, uint64_t len, const char *path,
+int nx_fp__hash_range(struct fp_hash *h, int fd, uint64_t off, uint64_t len, const char *path,
 		  nx_error *err);
 /* Finish the last chunk and whole; keep false (a teacher tensor under the
  * size floor, or an error before) drops the chunks collected for it.
  * Always frees what begin allocated. */
-int fp_hash_end(struct fp_hash *h, bool keep);
+int nx_fp__hash_end(struct fp_hash *h, bool keep);
 
 /* fingerprint_chunk.c: record one teacher tensor of the file added last. */
-int fp_add(nx_fp_set *s, const char *name, uint64_t whole, uint64_t bytes, nx_error *err);
+int nx_fp__add(nx_fp_set *s, const char *name, uint64_t whole, uint64_t bytes, nx_error *err);
 /* fingerprint_tensor.c */
 /* Each tensor of an ONNX model of at least min bytes, hashed (h). */
 typedef int (*tensor_fn)(void *ctx, const char *name, const struct fp_hash *h, bool transposed,
@@ -153,28 +153,28 @@ struct tensor_src {
 	unsigned width;
 	int32_t dtype;      /* student: its ONNX type, how its values are read */
 };
-int fp_u64_cmp(const void *a, const void *b);
+int nx_fp__u64_cmp(const void *a, const void *b);
 /* Hash a tensor (src) and hand it on to w->fn (see the file). */
-int fp_one_tensor(struct tensors *w, const char *name, int fd, const char *path,
+int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *path,
 		  const struct tensor_src *src, nx_error *err);
 /* w->fn of a teacher walk: record the tensor and name its chunks. */
-int fp_add_cb(void *ctx, const char *name, const struct fp_hash *h, bool transposed,
+int nx_fp__add_cb(void *ctx, const char *name, const struct fp_hash *h, bool transposed,
 	      nx_error *err);
 
 /* Record a teacher tensor of min bytes or more at [off, off + len) of fd,
  * with its chunks. */
-int fp_add_range(nx_fp_set *set, const char *name, bool f32, int fd, uint64_t off, uint64_t len,
+int nx_fp__add_range(nx_fp_set *set, const char *name, bool f32, int fd, uint64_t off, uint64_t len,
 		 size_t min, const char *path, nx_error *err);
 /* fingerprint_zip.c: every <archive>/data/<n> record of a torch.save zip. */
-int fp_torch_zip(nx_fp_set *set, int fd, const char *path, uint64_t size, size_t min,
+int nx_fp__torch_zip(nx_fp_set *set, int fd, const char *path, uint64_t size, size_t min,
 		 nx_error *err);
 
 /*
  * fingerprint_forms.c: a float32 teacher tensor is also recorded cast to
  * float16 and to bfloat16 (entries named "<name> as float16" ...), hashed
- * in the same pass as its own bytes: fp_casts_feed (an nx_onnx_bytes_fn,
+ * in the same pass as its own bytes: nx_fp__casts_feed (an nx_onnx_bytes_fn,
  * ctx the fp_casts) feeds orig and the casts.  The casts collect into
- * sets of their own, moved into `set` by fp_casts_end for those of at
+ * sets of their own, moved into `set` by nx_fp__casts_end for those of at
  * least min bytes (set NULL: only release).
  */
 #define FP_CASTS 2
@@ -188,14 +188,14 @@ struct fp_casts {
 	unsigned char *out;
 	fp_casts_fn cast;   /* AVX2 + F16C where the CPU has them */
 };
-int fp_casts_begin(struct fp_casts *c, struct fp_hash *orig, nx_error *err);
-int fp_casts_feed(void *ctx, const unsigned char *buf, size_t len);
-int fp_casts_end(struct fp_casts *c, nx_fp_set *set, const char *name, size_t min,
+int nx_fp__casts_begin(struct fp_casts *c, struct fp_hash *orig, nx_error *err);
+int nx_fp__casts_feed(void *ctx, const unsigned char *buf, size_t len);
+int nx_fp__casts_end(struct fp_casts *c, nx_fp_set *set, const char *name, size_t min,
 		 nx_error *err);
 /* Feed h the rows x cols matrix of width-byte elements at off of fd,
  * transposed (column after column); nothing when a column would take
  * over 64 MiB. */
-int fp_hash_transposed(struct fp_hash *h, int fd, const char *path, uint64_t off,
+int nx_fp__hash_transposed(struct fp_hash *h, int fd, const char *path, uint64_t off,
 		       uint64_t rows, uint64_t cols, unsigned width, nx_error *err);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * fingerprint_tensor.c - one tensor's bytes hashed and handed on: to the
- * teacher set (fp_add_range, fp_add_cb) or to the student's matcher, also
+ * teacher set (nx_fp__add_range, nx_fp__add_cb) or to the student's matcher, also
  * cast (fingerprint_forms.c) and transposed.  Shared by the driver
  * (fingerprint.c: ONNX, safetensors) and the torch zip reader
  * (fingerprint_zip.c); it calls neither.
@@ -12,7 +12,7 @@
 #include "lib/format/hash_int.h"
 #include "nexus/onnx.h"
 
-int fp_u64_cmp(const void *a, const void *b)
+int nx_fp__u64_cmp(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 
@@ -28,12 +28,12 @@ static int one_transposed(struct tensors *w, const char *name, int fd, const cha
 	int rc, end;
 
 	if (!w->match || src->rows < 2 || src->cols < 2 || !w->nsizes ||
-	    !bsearch(&src->len, w->sizes, w->nsizes, sizeof(*w->sizes), fp_u64_cmp))
+	    !bsearch(&src->len, w->sizes, w->nsizes, sizeof(*w->sizes), nx_fp__u64_cmp))
 		return 0;
-	if ((rc = fp_hash_begin(&h, NULL, w->match, err)) != 0)
+	if ((rc = nx_fp__hash_begin(&h, NULL, w->match, err)) != 0)
 		return rc;
-	rc = fp_hash_transposed(&h, fd, path, src->off, src->rows, src->cols, src->width, err);
-	end = fp_hash_end(&h, !rc);
+	rc = nx_fp__hash_transposed(&h, fd, path, src->off, src->rows, src->cols, src->width, err);
+	end = nx_fp__hash_end(&h, !rc);
 	if (!rc)
 		rc = end;
 	if (rc || h.total != src->len)
@@ -47,7 +47,7 @@ static int one_transposed(struct tensors *w, const char *name, int fd, const cha
  * when there are no teacher chunks to find in it and no teacher tensor of
  * its size to equal.  A teacher's float32 tensor is cast as it is read.
  */
-int fp_one_tensor(struct tensors *w, const char *name, int fd, const char *path,
+int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *path,
 		  const struct tensor_src *src, nx_error *err)
 {
 	struct fp_hash h;
@@ -55,43 +55,43 @@ int fp_one_tensor(struct tensors *w, const char *name, int fd, const char *path,
 	struct fp_vfeed vf;
 	uint64_t len = src->len;
 	bool keep, cast = w->collect && src->f32, sized = !len || (w->nsizes &&
-			   bsearch(&len, w->sizes, w->nsizes, sizeof(*w->sizes), fp_u64_cmp));
-	nx_onnx_bytes_fn feed = cast ? fp_casts_feed : fp_hash_feed;
+			   bsearch(&len, w->sizes, w->nsizes, sizeof(*w->sizes), nx_fp__u64_cmp));
+	nx_onnx_bytes_fn feed = cast ? nx_fp__casts_feed : nx_fp__hash_feed;
 	void *ctx = &h;
 	int rc, end;
 
 	if (!w->collect && !sized && !w->match->nchunks && !w->match->values)
 		return one_transposed(w, name, fd, path, src, err);
-	if ((rc = fp_hash_begin(&h, w->collect, w->match, err)) != 0)
+	if ((rc = nx_fp__hash_begin(&h, w->collect, w->match, err)) != 0)
 		return rc;
 	/* the value sample (fingerprint_values.c) rides on the same read */
 	if (w->collect && src->f32 && (!len || len >= w->min)) {
 		if ((rc = fp_vfeed_teacher(&vf, w->collect, name, err)) != 0) {
-			fp_hash_end(&h, false);
+			nx_fp__hash_end(&h, false);
 			return rc;
 		}
 		h.vf = &vf;
 	} else if (!w->collect && fp_vfeed_student(&vf, w->match, src->dtype, err)) {
 		h.vf = &vf;
 	}
-	if (cast && (rc = fp_casts_begin(&casts, &h, err)) != 0) {
-		fp_hash_end(&h, false);
+	if (cast && (rc = nx_fp__casts_begin(&casts, &h, err)) != 0) {
+		nx_fp__hash_end(&h, false);
 		return rc;
 	}
 	if (cast)
 		ctx = &casts;
 	rc = src->t ? nx_onnx_tensor_read(fd, path, src->t, feed, ctx, err) :
-		      read_range(fd, path, src->off, src->len, feed, ctx, err);
+		      nx_hash__read_range(fd, path, src->off, src->len, feed, ctx, err);
 	keep = !rc && h.total >= w->min;
 	if (!rc && !w->collect && h.vf)
 		fp_vfeed_judge(&vf, &h.values);
-	end = fp_hash_end(&h, keep);
+	end = nx_fp__hash_end(&h, keep);
 	if (!rc)
 		rc = end;
 	if (!rc && keep)
 		rc = w->fn(w->ctx, name, &h, false, err);
 	if (cast) {
-		end = fp_casts_end(&casts, rc ? NULL : w->collect, name, w->min, err);
+		end = nx_fp__casts_end(&casts, rc ? NULL : w->collect, name, w->min, err);
 		if (!rc)
 			rc = end;
 	}
@@ -101,12 +101,12 @@ int fp_one_tensor(struct tensors *w, const char *name, int fd, const char *path,
 }
 
 /* A teacher tensor: its entry, and the name of the chunks collected for it. */
-int fp_add_cb(void *ctx, const char *name, const struct fp_hash *h, bool transposed,
+int nx_fp__add_cb(void *ctx, const char *name, const struct fp_hash *h, bool transposed,
 		  nx_error *err)
 {
 	nx_fp_set *s = ctx;
 	size_t k;
-	int rc = fp_add(s, name, h->whole, h->total, err);
+	int rc = nx_fp__add(s, name, h->whole, h->total, err);
 
 	(void)transposed;   /* only student tensors are transposed */
 
@@ -116,11 +116,11 @@ int fp_add_cb(void *ctx, const char *name, const struct fp_hash *h, bool transpo
 }
 
 /* A record of bytes [off, off + len) of a teacher file (torch, safetensors). */
-int fp_add_range(nx_fp_set *set, const char *name, bool f32, int fd, uint64_t off, uint64_t len,
+int nx_fp__add_range(nx_fp_set *set, const char *name, bool f32, int fd, uint64_t off, uint64_t len,
 		 size_t min, const char *path, nx_error *err)
 {
-	struct tensors w = { set, NULL, fp_add_cb, set, min, NULL, 0 };
+	struct tensors w = { set, NULL, nx_fp__add_cb, set, min, NULL, 0 };
 	struct tensor_src src = { NULL, off, len, f32, 0, 0, 0, 1 };
 
-	return fp_one_tensor(&w, name, fd, path, &src, err);
+	return nx_fp__one_tensor(&w, name, fd, path, &src, err);
 }

@@ -119,7 +119,7 @@ out:
 	return rc;
 }
 
-int fp_torch_zip(nx_fp_set *set, int fd, const char *path, uint64_t size, size_t min,
+int nx_fp__torch_zip(nx_fp_set *set, int fd, const char *path, uint64_t size, size_t min,
 		 nx_error *err)
 {
 	unsigned char h[CDH_SIZE], lfh[LFH_SIZE];
@@ -192,7 +192,7 @@ int fp_torch_zip(nx_fp_set *set, int fd, const char *path, uint64_t size, size_t
 			continue;
 		/* a storage's type is in the pickle, not read: one of 4-byte
 		 * elements may be float32, so its casts are recorded too */
-		if ((rc = fp_add_range(set, (char *)var, method == 0 && csize % 4 == 0, fd, data,
+		if ((rc = nx_fp__add_range(set, (char *)var, method == 0 && csize % 4 == 0, fd, data,
 				       csize, min, path, err)) != 0)
 			goto out;
 	}

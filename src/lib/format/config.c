@@ -12,22 +12,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int cfg_oom(struct cfg *c)
+int nx_cfg__oom(struct cfg *c)
 {
 	return nx_error_set(c->err, NX_ENOMEM, c->path, 0, -1, "out of memory");
 }
 
-int cfg_strdup(struct cfg *c, const char *s, char **out)
+int nx_cfg__strdup(struct cfg *c, const char *s, char **out)
 {
 	char *p = strdup(s);
 
 	if (!p)
-		return cfg_oom(c);
+		return nx_cfg__oom(c);
 	*out = p;
 	return 0;
 }
 
-void cfg_strv_free(char **v, size_t n)
+void nx_cfg__strv_free(char **v, size_t n)
 {
 	size_t i;
 
@@ -61,7 +61,7 @@ static size_t distance(const char *a, const char *b)
 	return row[lb];
 }
 
-int cfg_check_keys(struct cfg *c, const nx_yaml_node *map, const char *where,
+int nx_cfg__check_keys(struct cfg *c, const nx_yaml_node *map, const char *where,
 		   const char *const *valid)
 {
 	char list[512], hint[96];
@@ -92,13 +92,13 @@ int cfg_check_keys(struct cfg *c, const nx_yaml_node *map, const char *where,
 	return 0;
 }
 
-int cfg_missing(struct cfg *c, const nx_yaml_node *map, const char *key)
+int nx_cfg__missing(struct cfg *c, const nx_yaml_node *map, const char *key)
 {
 	return nx_error_set(c->err, NX_ECONFIG, c->path, map->line, -1,
 			    "missing required key %s; add it", key);
 }
 
-int cfg_want(struct cfg *c, const nx_yaml_node *n, const char *key,
+int nx_cfg__want(struct cfg *c, const nx_yaml_node *n, const char *key,
 	     enum nx_yaml_type type, const char *what)
 {
 	if (n->type == type)
@@ -140,12 +140,12 @@ static bool plain_not_string(const char *s)
 	return strspn(p, "0123456789abcdefABCDEFxXoO_.:+-") == strlen(p);
 }
 
-int cfg_string(struct cfg *c, const nx_yaml_node *n, const char *key,
+int nx_cfg__string(struct cfg *c, const nx_yaml_node *n, const char *key,
 	       cfg_check_fn check, char **out)
 {
 	int rc;
 
-	if ((rc = cfg_want(c, n, key, NX_YAML_SCALAR, "a string")))
+	if ((rc = nx_cfg__want(c, n, key, NX_YAML_SCALAR, "a string")))
 		return rc;
 	if (n->style == NX_YAML_PLAIN && plain_not_string(n->value))
 		return nx_error_set(c->err, NX_ECONFIG, c->path, n->line, -1,
@@ -154,22 +154,22 @@ int cfg_string(struct cfg *c, const nx_yaml_node *n, const char *key,
 				    *n->value ? "`" : "");
 	if (check && (rc = check(c, n, key)))
 		return rc;
-	return cfg_strdup(c, n->value, out);
+	return nx_cfg__strdup(c, n->value, out);
 }
 
-int cfg_string_list(struct cfg *c, const nx_yaml_node *n, const char *key,
+int nx_cfg__string_list(struct cfg *c, const nx_yaml_node *n, const char *key,
 		    cfg_check_fn check, bool unique, char ***out, size_t *nout)
 {
 	char **v = NULL;
 	size_t i, j;
 	int rc;
 
-	if ((rc = cfg_want(c, n, key, NX_YAML_SEQUENCE, "a list ([a, b])")))
+	if ((rc = nx_cfg__want(c, n, key, NX_YAML_SEQUENCE, "a list ([a, b])")))
 		return rc;
 	if (n->nitems && !(v = calloc(n->nitems, sizeof(*v))))
-		return cfg_oom(c);
+		return nx_cfg__oom(c);
 	for (i = 0; i < n->nitems; i++) {
-		if ((rc = cfg_string(c, n->items[i], key, check, &v[i])))
+		if ((rc = nx_cfg__string(c, n->items[i], key, check, &v[i])))
 			goto out_free;
 		for (j = 0; unique && j < i; j++) {
 			if (strcmp(v[i], v[j]) == 0) {
@@ -183,7 +183,7 @@ int cfg_string_list(struct cfg *c, const nx_yaml_node *n, const char *key,
 	*nout = n->nitems;
 	return 0;
 out_free:
-	cfg_strv_free(v, n->nitems);
+	nx_cfg__strv_free(v, n->nitems);
 	return rc;
 }
 
@@ -192,7 +192,7 @@ static int want_plain(struct cfg *c, const nx_yaml_node *n, const char *key,
 {
 	int rc;
 
-	if ((rc = cfg_want(c, n, key, NX_YAML_SCALAR, what)))
+	if ((rc = nx_cfg__want(c, n, key, NX_YAML_SCALAR, what)))
 		return rc;
 	if (n->style != NX_YAML_PLAIN)
 		return nx_error_set(c->err, NX_ECONFIG, c->path, n->line, -1,
@@ -201,7 +201,7 @@ static int want_plain(struct cfg *c, const nx_yaml_node *n, const char *key,
 	return 0;
 }
 
-int cfg_bool(struct cfg *c, const nx_yaml_node *n, const char *key, bool *out)
+int nx_cfg__bool(struct cfg *c, const nx_yaml_node *n, const char *key, bool *out)
 {
 	int rc;
 
@@ -214,7 +214,7 @@ int cfg_bool(struct cfg *c, const nx_yaml_node *n, const char *key, bool *out)
 	return 0;
 }
 
-int cfg_int(struct cfg *c, const nx_yaml_node *n, const char *key, long min,
+int nx_cfg__int(struct cfg *c, const nx_yaml_node *n, const char *key, long min,
 	    long max, int *out)
 {
 	const char *p;
@@ -240,7 +240,7 @@ int cfg_int(struct cfg *c, const nx_yaml_node *n, const char *key, long min,
 	return 0;
 }
 
-int cfg_number(struct cfg *c, const nx_yaml_node *n, const char *key,
+int nx_cfg__number(struct cfg *c, const nx_yaml_node *n, const char *key,
 	       double min, double max, double *out)
 {
 	const char *s = n->value;
@@ -264,7 +264,7 @@ int cfg_number(struct cfg *c, const nx_yaml_node *n, const char *key,
 	return 0;
 }
 
-int cfg_enum(struct cfg *c, const nx_yaml_node *n, const char *key,
+int nx_cfg__enum(struct cfg *c, const nx_yaml_node *n, const char *key,
 	     const char *const *names, int *out)
 {
 	char list[256];
@@ -287,7 +287,7 @@ int cfg_enum(struct cfg *c, const nx_yaml_node *n, const char *key,
 			    "%s must be one of %s, not `%s`", key, list, n->value);
 }
 
-int cfg_nonempty(struct cfg *c, const nx_yaml_node *n, const char *key)
+int nx_cfg__nonempty(struct cfg *c, const nx_yaml_node *n, const char *key)
 {
 	const unsigned char *p;
 
@@ -343,12 +343,12 @@ static int bad_path(struct cfg *c, const nx_yaml_node *n, const char *key)
 			    key, n->value);
 }
 
-int cfg_path(struct cfg *c, const nx_yaml_node *n, const char *key)
+int nx_cfg__path(struct cfg *c, const nx_yaml_node *n, const char *key)
 {
 	return path_ok(n->value, false) ? 0 : bad_path(c, n, key);
 }
 
-int cfg_dir(struct cfg *c, const nx_yaml_node *n, const char *key)
+int nx_cfg__dir(struct cfg *c, const nx_yaml_node *n, const char *key)
 {
 	return path_ok(n->value, true) ? 0 : bad_path(c, n, key);
 }
@@ -374,7 +374,7 @@ bool nx_config_module_ok(const char *s)
 	return !start;
 }
 
-int cfg_module(struct cfg *c, const nx_yaml_node *n, const char *key)
+int nx_cfg__module(struct cfg *c, const nx_yaml_node *n, const char *key)
 {
 	if (nx_config_module_ok(n->value))
 		return 0;
@@ -443,7 +443,7 @@ bad:
 			    "(KiB/MiB/GiB/TiB = 1024^n, KB/MB/GB/TB = 1000^n)", s);
 }
 
-int cfg_read_file(char **out, size_t *len, int dirfd, const char *name,
+int nx_cfg__read_file(char **out, size_t *len, int dirfd, const char *name,
 		  nx_error *err)
 {
 	struct stat st;

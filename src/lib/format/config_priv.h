@@ -21,37 +21,37 @@ struct cfg {
 typedef int (*cfg_check_fn)(struct cfg *c, const nx_yaml_node *n, const char *key);
 
 /* Every key of map must be in valid[] (NULL-terminated). */
-int cfg_check_keys(struct cfg *c, const nx_yaml_node *map, const char *where,
+int nx_cfg__check_keys(struct cfg *c, const nx_yaml_node *map, const char *where,
 		   const char *const *valid);
-int cfg_missing(struct cfg *c, const nx_yaml_node *map, const char *key);
-int cfg_want(struct cfg *c, const nx_yaml_node *n, const char *key,
+int nx_cfg__missing(struct cfg *c, const nx_yaml_node *map, const char *key);
+int nx_cfg__want(struct cfg *c, const nx_yaml_node *n, const char *key,
 	     enum nx_yaml_type type, const char *what);
 
-int cfg_string(struct cfg *c, const nx_yaml_node *n, const char *key,
+int nx_cfg__string(struct cfg *c, const nx_yaml_node *n, const char *key,
 	       cfg_check_fn check, char **out);
-int cfg_string_list(struct cfg *c, const nx_yaml_node *n, const char *key,
+int nx_cfg__string_list(struct cfg *c, const nx_yaml_node *n, const char *key,
 		    cfg_check_fn check, bool unique, char ***out, size_t *nout);
-int cfg_bool(struct cfg *c, const nx_yaml_node *n, const char *key, bool *out);
-int cfg_int(struct cfg *c, const nx_yaml_node *n, const char *key, long min,
+int nx_cfg__bool(struct cfg *c, const nx_yaml_node *n, const char *key, bool *out);
+int nx_cfg__int(struct cfg *c, const nx_yaml_node *n, const char *key, long min,
 	    long max, int *out);
-int cfg_number(struct cfg *c, const nx_yaml_node *n, const char *key,
+int nx_cfg__number(struct cfg *c, const nx_yaml_node *n, const char *key,
 	       double min, double max, double *out);
 /* Index of n's plain value in names[] (NULL-terminated). */
-int cfg_enum(struct cfg *c, const nx_yaml_node *n, const char *key,
+int nx_cfg__enum(struct cfg *c, const nx_yaml_node *n, const char *key,
 	     const char *const *names, int *out);
 
-/* Checks for cfg_string / cfg_string_list. */
-int cfg_nonempty(struct cfg *c, const nx_yaml_node *n, const char *key);
-int cfg_path(struct cfg *c, const nx_yaml_node *n, const char *key);
-int cfg_dir(struct cfg *c, const nx_yaml_node *n, const char *key);
-int cfg_module(struct cfg *c, const nx_yaml_node *n, const char *key);
+/* Checks for nx_cfg__string / nx_cfg__string_list. */
+int nx_cfg__nonempty(struct cfg *c, const nx_yaml_node *n, const char *key);
+int nx_cfg__path(struct cfg *c, const nx_yaml_node *n, const char *key);
+int nx_cfg__dir(struct cfg *c, const nx_yaml_node *n, const char *key);
+int nx_cfg__module(struct cfg *c, const nx_yaml_node *n, const char *key);
 
-int cfg_oom(struct cfg *c);
-int cfg_strdup(struct cfg *c, const char *s, char **out);
-void cfg_strv_free(char **v, size_t n);
+int nx_cfg__oom(struct cfg *c);
+int nx_cfg__strdup(struct cfg *c, const char *s, char **out);
+void nx_cfg__strv_free(char **v, size_t n);
 
 /* Read a whole config file under dirfd into a malloc'd buffer. */
-int cfg_read_file(char **out, size_t *len, int dirfd, const char *name,
+int nx_cfg__read_file(char **out, size_t *len, int dirfd, const char *name,
 		  nx_error *err);
 
 #endif

@@ -23,10 +23,10 @@ void nx_runtime_config_free(nx_runtime_config *rc)
 {
 	if (!rc)
 		return;
-	cfg_strv_free(rc->labels, rc->nlabels);
+	nx_cfg__strv_free(rc->labels, rc->nlabels);
 	free(rc->graph_optimization);
 	free(rc->output);
-	cfg_strv_free(rc->python_packages, rc->npython_packages);
+	nx_cfg__strv_free(rc->python_packages, rc->npython_packages);
 	free(rc);
 }
 
@@ -50,11 +50,11 @@ static int parse_root(struct cfg *c, const nx_yaml_node *root, nx_runtime_config
 	if (root->type != NX_YAML_MAPPING)
 		return nx_error_set(c->err, NX_ECONFIG, c->path, root->line, -1,
 				    "the top level must be a mapping of keys (task:, ...)");
-	if ((r = cfg_check_keys(c, root, "the top level", keys)))
+	if ((r = nx_cfg__check_keys(c, root, "the top level", keys)))
 		return r;
 	if (!(v = nx_yaml_map_get(root, "task")))
-		return cfg_missing(c, root, "task");
-	if ((r = cfg_enum(c, v, "task", tasks, &task)))
+		return nx_cfg__missing(c, root, "task");
+	if ((r = nx_cfg__enum(c, v, "task", tasks, &task)))
 		return r;
 	rc->task = (enum nx_task)task;
 	if ((r = only_for(c, root, "labels", "classification", task, NX_TASK_CLASSIFICATION)) ||
@@ -66,8 +66,8 @@ static int parse_root(struct cfg *c, const nx_yaml_node *root, nx_runtime_config
 
 	if (task == NX_TASK_CLASSIFICATION) {
 		if (!(v = nx_yaml_map_get(root, "labels")))
-			return cfg_missing(c, root, "labels (required with task: classification)");
-		if ((r = cfg_string_list(c, v, "labels", cfg_nonempty, true, &rc->labels,
+			return nx_cfg__missing(c, root, "labels (required with task: classification)");
+		if ((r = nx_cfg__string_list(c, v, "labels", nx_cfg__nonempty, true, &rc->labels,
 					 &rc->nlabels)))
 			return r;
 		if (!rc->nlabels)
@@ -75,48 +75,48 @@ static int parse_root(struct cfg *c, const nx_yaml_node *root, nx_runtime_config
 					    "labels must list at least one label");
 	}
 	if ((v = nx_yaml_map_get(root, "scores"))) {
-		if ((r = cfg_enum(c, v, "scores", score_forms, &e)))
+		if ((r = nx_cfg__enum(c, v, "scores", score_forms, &e)))
 			return r;
 		rc->scores_map = e == 1;
 	}
 	if ((v = nx_yaml_map_get(root, "output_dims")) &&
-	    (r = cfg_int(c, v, "output_dims", 1, 65536, &rc->output_dims)))
+	    (r = nx_cfg__int(c, v, "output_dims", 1, 65536, &rc->output_dims)))
 		return r;
 	if ((v = nx_yaml_map_get(root, "pooling"))) {
-		if ((r = cfg_enum(c, v, "pooling", poolings, &e)))
+		if ((r = nx_cfg__enum(c, v, "pooling", poolings, &e)))
 			return r;
 		rc->pooling = (enum nx_pooling)e;
 	}
 	if ((v = nx_yaml_map_get(root, "normalize")) &&
-	    (r = cfg_bool(c, v, "normalize", &rc->normalize)))
+	    (r = nx_cfg__bool(c, v, "normalize", &rc->normalize)))
 		return r;
 	if ((v = nx_yaml_map_get(root, "max_sequence_length")) &&
-	    (r = cfg_int(c, v, "max_sequence_length", 1, 8192, &rc->max_sequence_length)))
+	    (r = nx_cfg__int(c, v, "max_sequence_length", 1, 8192, &rc->max_sequence_length)))
 		return r;
 	if ((v = nx_yaml_map_get(root, "batch_size")) &&
-	    (r = cfg_int(c, v, "batch_size", 1, 1024, &rc->batch_size)))
+	    (r = nx_cfg__int(c, v, "batch_size", 1, 1024, &rc->batch_size)))
 		return r;
 	if ((v = nx_yaml_map_get(root, "threads")) &&
-	    (r = cfg_int(c, v, "threads", 0, 256, &rc->threads)))
+	    (r = nx_cfg__int(c, v, "threads", 0, 256, &rc->threads)))
 		return r;
 	if ((v = nx_yaml_map_get(root, "integrity"))) {
-		if ((r = cfg_enum(c, v, "integrity", integrities, &e)))
+		if ((r = nx_cfg__enum(c, v, "integrity", integrities, &e)))
 			return r;
 		rc->integrity = (enum nx_integrity)e;
 	}
 	if ((v = nx_yaml_map_get(root, "graph_optimization"))) {
-		if ((r = cfg_enum(c, v, "graph_optimization", optimizations, &e)))
+		if ((r = nx_cfg__enum(c, v, "graph_optimization", optimizations, &e)))
 			return r;
 		free(rc->graph_optimization);
 		rc->graph_optimization = NULL;
-		if ((r = cfg_strdup(c, optimizations[e], &rc->graph_optimization)))
+		if ((r = nx_cfg__strdup(c, optimizations[e], &rc->graph_optimization)))
 			return r;
 	}
 	if ((v = nx_yaml_map_get(root, "output")) &&
-	    (r = cfg_string(c, v, "output", cfg_nonempty, &rc->output)))
+	    (r = nx_cfg__string(c, v, "output", nx_cfg__nonempty, &rc->output)))
 		return r;
 	if ((v = nx_yaml_map_get(root, "python_packages")) &&
-	    (r = cfg_string_list(c, v, "python_packages", cfg_module, true,
+	    (r = nx_cfg__string_list(c, v, "python_packages", nx_cfg__module, true,
 				 &rc->python_packages, &rc->npython_packages)))
 		return r;
 	return 0;
@@ -133,7 +133,7 @@ int nx_runtime_config_parse(nx_runtime_config **out, const char *buf,
 	if ((r = nx_yaml_parse(&root, buf, len, path, err)))
 		return r;
 	if (!(rc = calloc(1, sizeof(*rc)))) {
-		r = cfg_oom(&c);
+		r = nx_cfg__oom(&c);
 		goto out_root;
 	}
 	rc->pooling = NX_POOL_MEAN;
@@ -142,7 +142,7 @@ int nx_runtime_config_parse(nx_runtime_config **out, const char *buf,
 	rc->batch_size = 8;
 	rc->threads = 1;
 	rc->integrity = NX_INTEGRITY_FULL;
-	if ((r = cfg_strdup(&c, "all", &rc->graph_optimization)) ||
+	if ((r = nx_cfg__strdup(&c, "all", &rc->graph_optimization)) ||
 	    (r = parse_root(&c, root, rc)))
 		goto out_rc;
 	*out = rc;
@@ -161,7 +161,7 @@ int nx_runtime_config_load(nx_runtime_config **out, int dirfd,
 	size_t len = 0;
 	int r;
 
-	if ((r = cfg_read_file(&buf, &len, dirfd, name, err)))
+	if ((r = nx_cfg__read_file(&buf, &len, dirfd, name, err)))
 		return r;
 	r = nx_runtime_config_parse(out, buf, len, name, err);
 	free(buf);

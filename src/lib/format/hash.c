@@ -7,7 +7,7 @@
  * into a ring slot and pwrites it while a hash thread digests the same
  * slot; a slot is refilled only after both are done with it.
  * The ONNX writer (onnx_write.c) copies its weight ranges the same way,
- * through hash_copy_range (hash_int.h).
+ * through nx_hash__copy_range (hash_int.h).
  */
 #include "hash_int.h"
 
@@ -70,7 +70,7 @@ static int pread_full(int fd, void *buf, size_t len, uint64_t off,
 	return 0;
 }
 
-int write_error(nx_error *err, int e, const char *dst_name)
+int nx_hash__write_error(nx_error *err, int e, const char *dst_name)
 {
 	const char *name = dst_name ? dst_name : "the copy";
 
@@ -91,7 +91,7 @@ static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			return write_error(err, n < 0 ? errno : ENOSPC, dst_name);
+			return nx_hash__write_error(err, n < 0 ? errno : ENOSPC, dst_name);
 		put += (size_t)n;
 	}
 	return 0;
@@ -106,7 +106,7 @@ int nx_sha256_buf(unsigned char out[NX_SHA256_LEN], const void *buf, size_t len)
 	return 0;
 }
 
-int read_range(int fd, const char *path, uint64_t off, uint64_t len,
+int nx_hash__read_range(int fd, const char *path, uint64_t off, uint64_t len,
 	       int (*fn)(void *ctx, const unsigned char *buf, size_t n), void *ctx,
 	       nx_error *err)
 {
@@ -150,7 +150,7 @@ int nx_sha256_range(unsigned char out[NX_SHA256_LEN], int fd, uint64_t offset,
 	}
 	if (offset == 0 && len > NX_HASH_CHUNK)
 		posix_fadvise(fd, 0, (off_t)len, POSIX_FADV_SEQUENTIAL);
-	rc = read_range(fd, path, offset, len, digest_update, ctx, err);
+	rc = nx_hash__read_range(fd, path, offset, len, digest_update, ctx, err);
 	if (!rc && !EVP_DigestFinal_ex(ctx, md, NULL))
 		rc = nx_error_set(err, NX_EINTERNAL, path, 0, -1, "sha-256 failed in openssl");
 	if (!rc)
@@ -221,7 +221,7 @@ static int copy_hash_inline(EVP_MD_CTX *ctx, int dst_fd, int src_fd, uint64_t si
 	return rc;
 }
 
-int hash_copy_range(EVP_MD_CTX *ctx, int dst_fd, uint64_t dst_off, int src_fd,
+int nx_hash__copy_range(EVP_MD_CTX *ctx, int dst_fd, uint64_t dst_off, int src_fd,
 		    uint64_t src_off, uint64_t len, const char *src_path, const char *dst_name,
 		    nx_error *err)
 {
@@ -442,7 +442,7 @@ void nx_hash_follow_cancel(nx_hash_follow *h)
 	follow_free(h);
 }
 
-int copy_range_plain(int dst_fd, uint64_t dst_off, int src_fd, uint64_t src_off, uint64_t len,
+int nx_hash__copy_range_plain(int dst_fd, uint64_t dst_off, int src_fd, uint64_t src_off, uint64_t len,
 		     const char *src_path, const char *dst_name, nx_error *err)
 {
 	loff_t in = (loff_t)src_off, out = (loff_t)dst_off;
@@ -461,7 +461,7 @@ int copy_range_plain(int dst_fd, uint64_t dst_off, int src_fd, uint64_t src_off,
 				errno == EOPNOTSUPP))
 			break;
 		if (got < 0 && (errno == ENOSPC || errno == EDQUOT))
-			return write_error(err, errno, dst_name);
+			return nx_hash__write_error(err, errno, dst_name);
 		if (got < 0)
 			return nx_error_errno(err, NX_EIO, errno, dst_name, "cannot copy %s into %s",
 					      src_path ? src_path : "file",
@@ -506,7 +506,7 @@ int nx_copy_hash(unsigned char out[NX_SHA256_LEN], int dst_fd, int src_fd,
 	if (size <= NX_COPY_INLINE_MAX)
 		rc = copy_hash_inline(ctx, dst_fd, src_fd, size, src_path, dst_path, err);
 	else
-		rc = hash_copy_range(ctx, dst_fd, 0, src_fd, 0, size, src_path, dst_path, err);
+		rc = nx_hash__copy_range(ctx, dst_fd, 0, src_fd, 0, size, src_path, dst_path, err);
 	if (rc)
 		goto out;
 	if (!EVP_DigestFinal_ex(ctx, md, NULL)) {

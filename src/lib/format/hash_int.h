@@ -19,7 +19,7 @@
  * (reads; NX_EFORMAT with the offset when the source is shorter) or
  * dst_name (writes).  On error ctx holds a partial digest: abandon it.
  */
-int hash_copy_range(EVP_MD_CTX *ctx, int dst_fd, uint64_t dst_off, int src_fd,
+int nx_hash__copy_range(EVP_MD_CTX *ctx, int dst_fd, uint64_t dst_off, int src_fd,
 		    uint64_t src_off, uint64_t len, const char *src_path, const char *dst_name,
 		    nx_error *err);
 
@@ -30,7 +30,7 @@ int hash_copy_range(EVP_MD_CTX *ctx, int dst_fd, uint64_t dst_off, int src_fd,
  * when the file ends first, NX_ENOMEM; fn's non-zero return ends the read
  * and is returned as it is.
  */
-int read_range(int fd, const char *path, uint64_t off, uint64_t len,
+int nx_hash__read_range(int fd, const char *path, uint64_t off, uint64_t len,
 	       int (*fn)(void *ctx, const unsigned char *buf, size_t n), void *ctx,
 	       nx_error *err);
 
@@ -38,14 +38,14 @@ int read_range(int fd, const char *path, uint64_t off, uint64_t len,
  * Fail a write of dst_name (NULL: "the copy") with errno e: NX_EIO naming
  * it, and on a full disk or quota saying what to do.  Returns NX_EIO.
  */
-int write_error(nx_error *err, int e, const char *dst_name);
+int nx_hash__write_error(nx_error *err, int e, const char *dst_name);
 
 /*
  * The same copy without a digest: copy_file_range (the kernel moves the
  * pages, or the filesystem shares the blocks), falling back to pread/pwrite
  * where it is refused (another filesystem, old kernel).
  */
-int copy_range_plain(int dst_fd, uint64_t dst_off, int src_fd, uint64_t src_off, uint64_t len,
+int nx_hash__copy_range_plain(int dst_fd, uint64_t dst_off, int src_fd, uint64_t src_off, uint64_t len,
 		     const char *src_path, const char *dst_name, nx_error *err);
 
 #endif

@@ -29,13 +29,13 @@ static void summary_release(nx_onnx_summary *s)
 	}
 	free(s->metadata);
 	for (i = 0; i < s->ninputs; i++)
-		value_release(&s->inputs[i]);
+		nx_onnx__value_release(&s->inputs[i]);
 	free(s->inputs);
 	for (i = 0; i < s->noutputs; i++)
-		value_release(&s->outputs[i]);
+		nx_onnx__value_release(&s->outputs[i]);
 	free(s->outputs);
 	for (i = 0; i < s->ntensors; i++)
-		tensor_release(&s->tensors[i]);
+		nx_onnx__tensor_release(&s->tensors[i]);
 	free(s->tensors);
 	for (i = 0; i < s->nop_domains; i++)
 		free(s->op_domains[i]);
@@ -49,13 +49,13 @@ static int add_metadata(struct walk *w, const struct nx_pb_reader *r, const stru
 	struct nx_onnx_kv kv = { NULL, NULL };
 	int rc;
 
-	if ((rc = walk_kv(w, r, f, NX_ONNX_META_KEY, NX_ONNX_META_VALUE, &kv.key, &kv.value)) != 0)
+	if ((rc = nx_onnx__walk_kv(w, r, f, NX_ONNX_META_KEY, NX_ONNX_META_VALUE, &kv.key, &kv.value)) != 0)
 		goto out;
 	if ((!kv.key && !(kv.key = strdup(""))) || (!kv.value && !(kv.value = strdup("")))) {
 		rc = nx_error_set(w->err, NX_ENOMEM, w->f.path, 0, -1, "out of memory");
 		goto out;
 	}
-	if ((rc = walk_grow(w, (void **)&s->metadata, &w->cap_meta, s->nmetadata, sizeof(kv),
+	if ((rc = nx_onnx__walk_grow(w, (void **)&s->metadata, &w->cap_meta, s->nmetadata, sizeof(kv),
 			    NX_ONNX_ENTRIES_MAX)) != 0)
 		goto out;
 	s->metadata[s->nmetadata++] = kv;
@@ -81,16 +81,16 @@ static int walk_training(struct walk *w, const struct nx_pb_reader *parent,
 	w->sum->has_training_info = true;
 	LOOP_FIELDS(w, &r, &f, rc) {
 		if (f.num == 1 || f.num == 2) {
-			mark = scope_push(w, "training_info[%zu]/%s", index,
+			mark = nx_onnx__scope_push(w, "training_info[%zu]/%s", index,
 					  f.num == 1 ? "initialization" : "algorithm");
-			rc = walk_graph(w, &r, &f, NULL, false);
-			scope_pop(w, mark);
+			rc = nx_onnx__walk_graph(w, &r, &f, NULL, false);
+			nx_onnx__scope_pop(w, mark);
 		} else if (f.num == 3 || f.num == 4) {
-			mark = scope_push(w, "training_info[%zu]", index);
-			rc = walk_kv(w, &r, &f, NX_ONNX_TRAINING, NX_ONNX_TRAINING, NULL, NULL);
-			scope_pop(w, mark);
+			mark = nx_onnx__scope_push(w, "training_info[%zu]", index);
+			rc = nx_onnx__walk_kv(w, &r, &f, NX_ONNX_TRAINING, NX_ONNX_TRAINING, NULL, NULL);
+			nx_onnx__scope_pop(w, mark);
 		} else {
-			rc = walk_unknown(w, &f);
+			rc = nx_onnx__walk_unknown(w, &f);
 		}
 		if (rc)
 			break;
@@ -112,30 +112,30 @@ static int walk_model(struct walk *w)
 	LOOP_FIELDS(w, &r, &f, rc) {
 		switch (f.num) {
 		case 1:
-			if (!(rc = walk_expect(w, &f, NX_PB_VARINT))) {
+			if (!(rc = nx_onnx__walk_expect(w, &f, NX_PB_VARINT))) {
 				s->ir_version = (int64_t)f.value;
 				have_ir = true;
 			}
 			break;
 		case 5:
-			if (!(rc = walk_expect(w, &f, NX_PB_VARINT)))
+			if (!(rc = nx_onnx__walk_expect(w, &f, NX_PB_VARINT)))
 				s->model_version = (int64_t)f.value;
 			break;
 		case 2:
-			rc = walk_string(w, &f, NX_ONNX_PRODUCER, NX_ONNX_NAME_MAX, &s->producer_name);
+			rc = nx_onnx__walk_string(w, &f, NX_ONNX_PRODUCER, NX_ONNX_NAME_MAX, &s->producer_name);
 			break;
 		case 3:
-			rc = walk_string(w, &f, NX_ONNX_PRODUCER, NX_ONNX_NAME_MAX,
+			rc = nx_onnx__walk_string(w, &f, NX_ONNX_PRODUCER, NX_ONNX_NAME_MAX,
 					 &s->producer_version);
 			break;
 		case 4:
-			rc = walk_string(w, &f, NX_ONNX_DOMAIN, NX_ONNX_NAME_MAX, &s->domain);
+			rc = nx_onnx__walk_string(w, &f, NX_ONNX_DOMAIN, NX_ONNX_NAME_MAX, &s->domain);
 			break;
 		case 6:
-			rc = walk_string(w, &f, NX_ONNX_DOC, NX_PB_STRING_MAX, &s->doc_string);
+			rc = nx_onnx__walk_string(w, &f, NX_ONNX_DOC, NX_PB_STRING_MAX, &s->doc_string);
 			break;
 		case 8:
-			rc = walk_opset(w, &r, &f, true);
+			rc = nx_onnx__walk_opset(w, &r, &f, true);
 			break;
 		case 7:
 			/* protobuf would merge two graphs; a model never has two */
@@ -146,9 +146,9 @@ static int walk_model(struct walk *w)
 				break;
 			}
 			have_graph = true;
-			mark = scope_push(w, "graph");
-			rc = walk_graph(w, &r, &f, NULL, true);
-			scope_pop(w, mark);
+			mark = nx_onnx__scope_push(w, "graph");
+			rc = nx_onnx__walk_graph(w, &r, &f, NULL, true);
+			nx_onnx__scope_pop(w, mark);
 			break;
 		case 14:
 			rc = add_metadata(w, &r, &f);
@@ -157,12 +157,12 @@ static int walk_model(struct walk *w)
 			rc = walk_training(w, &r, &f, ntraining++);
 			break;
 		case 25:
-			mark = scope_push(w, "function[%zu]", nfunc++);
-			rc = walk_function(w, &r, &f);
-			scope_pop(w, mark);
+			mark = nx_onnx__scope_push(w, "function[%zu]", nfunc++);
+			rc = nx_onnx__walk_function(w, &r, &f);
+			nx_onnx__scope_pop(w, mark);
 			break;
 		default:
-			rc = walk_unknown(w, &f);
+			rc = nx_onnx__walk_unknown(w, &f);
 		}
 		if (rc)
 			return rc;

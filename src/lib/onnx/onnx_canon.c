@@ -150,15 +150,15 @@ static enum nx_pb_wire wire_of(unsigned kind)
 /* The tag and (LEN) length prefix are the shortest varints. */
 static int check_header(struct canon *c, const struct mspec *m, const struct nx_pb_field *f)
 {
-	uint64_t want = canon_varint_len((uint64_t)f->num << 3 | f->wire);
+	uint64_t want = nx_canon__varint_len((uint64_t)f->num << 3 | f->wire);
 
 	if (f->wire == NX_PB_LEN)
-		want += canon_varint_len(f->len);
+		want += nx_canon__varint_len(f->len);
 	if (f->offset - f->tag_offset != want)
-		return canon_depart(c, f->tag_offset, "%s field %u has a padded tag or length varint",
+		return nx_canon__depart(c, f->tag_offset, "%s field %u has a padded tag or length varint",
 			      m->name, f->num);
-	if (f->wire == NX_PB_VARINT && f->len != canon_varint_len(f->value))
-		return canon_depart(c, f->tag_offset, "%s field %u has a padded varint", m->name, f->num);
+	if (f->wire == NX_PB_VARINT && f->len != nx_canon__varint_len(f->value))
+		return nx_canon__depart(c, f->tag_offset, "%s field %u has a padded varint", m->name, f->num);
 	return 0;
 }
 
@@ -171,19 +171,19 @@ static int finish(struct canon *c, const struct nx_pb_reader *r, const struct nx
 {
 	switch (type) {
 	case M_TENSOR:
-		return canon_tensor(c, r, fld, s);
+		return nx_canon__tensor(c, r, fld, s);
 	case M_ATTR:
-		return canon_attr(c, fld, s);
+		return nx_canon__attr(c, fld, s);
 	case M_TYPE: {
 		unsigned k = s->count[1] + s->count[4] + s->count[5] + s->count[7] +
 			     s->count[8] + s->count[9];
 
-		return k == 1 ? 0 : canon_depart(c, fld->tag_offset, "type has %u values where "
+		return k == 1 ? 0 : nx_canon__depart(c, fld->tag_offset, "type has %u values where "
 					   "it takes one", k);
 	}
 	case M_DIM:
 		if (s->count[1] + s->count[2] > 1)
-			return canon_depart(c, fld->tag_offset, "dimension has both a value and a "
+			return nx_canon__depart(c, fld->tag_offset, "dimension has both a value and a "
 				      "parameter");
 		return 0;
 	case M_GRAPH:
@@ -192,7 +192,7 @@ static int finish(struct canon *c, const struct nx_pb_reader *r, const struct nx
 		uint32_t infos = s->count[type == M_GRAPH ? 13 : 12];
 
 		return infos <= s->first[0].value ? 0 :
-		       canon_depart(c, fld->tag_offset, "%u value_info entries for %llu node outputs",
+		       nx_canon__depart(c, fld->tag_offset, "%u value_info entries for %llu node outputs",
 			      infos, (unsigned long long)s->first[0].value);
 	}
 	default:
@@ -209,25 +209,25 @@ static int walk_field(struct canon *c, const struct nx_pb_reader *r, enum msg ty
 	int rc;
 
 	if (!fs)
-		return canon_depart(c, f->tag_offset, "%s has field %u, unknown to ONNX", m->name, f->num);
+		return nx_canon__depart(c, f->tag_offset, "%s has field %u, unknown to ONNX", m->name, f->num);
 	if (f->wire != wire_of(fs->kind))
-		return canon_depart(c, f->tag_offset, "%s field %u is written as %s, not %s", m->name,
+		return nx_canon__depart(c, f->tag_offset, "%s field %u is written as %s, not %s", m->name,
 			      f->num, nx_pb_wire_name(f->wire), nx_pb_wire_name(wire_of(fs->kind)));
 	if ((rc = check_header(c, m, f)) != 0)
 		return rc;
 	if (f->num < *last || (f->num == *last && !fs->repeated))
-		return canon_depart(c, f->tag_offset, f->num == *last ?
+		return nx_canon__depart(c, f->tag_offset, f->num == *last ?
 			      "%s field %u is given twice: only the last is read" :
 			      "%s field %u comes after field %u: not in field order", m->name,
 			      f->num, *last);
 	if (fs->kind == K_PACKED && f->len == 0)
-		return canon_depart(c, f->tag_offset, "%s field %u is an empty packed run", m->name,
+		return nx_canon__depart(c, f->tag_offset, "%s field %u is an empty packed run", m->name,
 			      f->num);
 	*last = f->num;
 	if (!s->count[f->num]++)
 		s->first[f->num] = *f;
 	if (fs->kind == K_INT32 && (int64_t)f->value != (int32_t)f->value)
-		return canon_depart(c, f->tag_offset, "%s field %u holds %lld, not an int32",
+		return nx_canon__depart(c, f->tag_offset, "%s field %u holds %lld, not an int32",
 			      m->name, f->num, (long long)f->value);
 	if (type == M_TENSOR && f->num == 1) {
 		if (f->value > NX_ONNX_DIM_VALUE_MAX)
@@ -237,13 +237,13 @@ static int walk_field(struct canon *c, const struct nx_pb_reader *r, enum msg ty
 		s->nelem *= f->value;
 	}
 	if (type == M_DIM && f->num == 1 && f->value > NX_ONNX_DIM_VALUE_MAX)
-		return canon_depart(c, f->tag_offset, "shape dimension %llu is over the limit of %u",
+		return nx_canon__depart(c, f->tag_offset, "shape dimension %llu is over the limit of %u",
 			      (unsigned long long)f->value, NX_ONNX_DIM_VALUE_MAX);
 	if (type == M_SHAPE && s->count[1] > NX_ONNX_SHAPE_RANK_MAX)
-		return canon_depart(c, f->tag_offset, "shape of more than %u dimensions",
+		return nx_canon__depart(c, f->tag_offset, "shape of more than %u dimensions",
 			      NX_ONNX_SHAPE_RANK_MAX);
 	if (type == M_ATTR && (f->num == 7 || f->num == 8))
-		c->out->list_bytes += f->num == 7 ? 4 : canon_varint_len(f->value);
+		c->out->list_bytes += f->num == 7 ? 4 : nx_canon__varint_len(f->value);
 	/* node outputs, counted into the enclosing graph's first[0] */
 	if (type == M_NODE && f->num == 2 && up)
 		up->first[0].value++;

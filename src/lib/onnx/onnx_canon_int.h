@@ -31,15 +31,15 @@ struct canon {
 
 /* Record the first departure at offset (what: printf-style) and return
  * CANON_STOP, which every walker passes up at once. */
-int canon_depart(struct canon *c, uint64_t offset, const char *fmt, ...)
+int nx_canon__depart(struct canon *c, uint64_t offset, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* Bytes of the shortest varint of v. */
-unsigned canon_varint_len(uint64_t v);
+unsigned nx_canon__varint_len(uint64_t v);
 /* TensorProto fld (its reader r, what the walk saw s): one payload of
  * exactly its size. */
-int canon_tensor(struct canon *c, const struct nx_pb_reader *r, const struct nx_pb_field *fld,
+int nx_canon__tensor(struct canon *c, const struct nx_pb_reader *r, const struct nx_pb_field *fld,
 		 const struct seen *s);
 /* AttributeProto fld: the one value its type names, lists short. */
-int canon_attr(struct canon *c, const struct nx_pb_field *fld, const struct seen *s);
+int nx_canon__attr(struct canon *c, const struct nx_pb_field *fld, const struct seen *s);
 
 #endif

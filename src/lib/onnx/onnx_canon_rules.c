@@ -2,7 +2,7 @@
  * onnx_canon_rules.c - what the canonical form (nx_onnx_canon_check) asks
  * of a tensor's payload and of an attribute's value, once the walk in
  * onnx_canon.c has seen all their fields.  It also holds what both files
- * use to report a departure (canon_depart) and to size a varint.
+ * use to report a departure (nx_canon__depart) and to size a varint.
  */
 #include "onnx_canon_int.h"
 
@@ -30,13 +30,13 @@ static int packed_varints(struct canon *c, const struct nx_pb_reader *r,
 		if ((rc = nx_pb_read_varint(&p, &v, c->err)) != 0)
 			return rc;
 		s = (int64_t)v;
-		if (p.pos - start != canon_varint_len(v))
-			return canon_depart(c, start, "tensor field %u holds a padded varint", f->num);
+		if (p.pos - start != nx_canon__varint_len(v))
+			return nx_canon__depart(c, start, "tensor field %u holds a padded varint", f->num);
 		if (int32 && s != (int32_t)s)
-			return canon_depart(c, start, "tensor field %u holds %lld, not an int32: "
+			return nx_canon__depart(c, start, "tensor field %u holds %lld, not an int32: "
 				      "ONNX Runtime reads only its low 32 bits", f->num, (long long)s);
 		if (s < lo || s > hi)
-			return canon_depart(c, start, "tensor field %u holds %lld, outside the range of "
+			return nx_canon__depart(c, start, "tensor field %u holds %lld, outside the range of "
 				      "the tensor's data type", f->num, (long long)s);
 		(*count)++;
 	}
@@ -116,7 +116,7 @@ static int check_external(struct canon *c, const struct nx_pb_reader *r, const s
 		k = next;
 		if (!rc && (!key || !val || k == 3 || strcmp(key, keys[k]) ||
 			    (k > 0 && !plain_decimal(val))))
-			rc = canon_depart(c, f.tag_offset, "external_data entry '%.64s' is not location, "
+			rc = nx_canon__depart(c, f.tag_offset, "external_data entry '%.64s' is not location, "
 				    "offset, length (once each, in that order, plain decimal values)",
 				    key ? key : "");
 		else if (!rc && k == 2)
@@ -129,45 +129,45 @@ static int check_external(struct canon *c, const struct nx_pb_reader *r, const s
 	}
 	if (rc)
 		return rc;
-	return next == 3 ? 0 : canon_depart(c, fld->tag_offset, "external_data lacks its location, "
+	return next == 3 ? 0 : nx_canon__depart(c, fld->tag_offset, "external_data lacks its location, "
 				      "offset or length");
 }
 
 /* TensorProto: exactly one payload, of exactly the size dims and
  * data_type give. */
-int canon_tensor(struct canon *c, const struct nx_pb_reader *r,
+int nx_canon__tensor(struct canon *c, const struct nx_pb_reader *r,
 			const struct nx_pb_field *fld, const struct seen *s)
 {
 	static const uint32_t payloads[] = { 4, 5, 6, 7, 9, 10, 11 };
 	int32_t dtype = s->count[2] ? (int32_t)s->first[2].value : 0;
 	size_t bits = nx_onnx_dtype_bits(dtype);
 	unsigned width = 0;
-	uint32_t typed = onnx_typed_field(dtype, &width), have = 0, i;
+	uint32_t typed = nx_onnx__typed_field(dtype, &width), have = 0, i;
 	uint64_t want, n = s->nelem;
 	bool external = s->count[14] && s->first[14].value == 1;
 	int64_t length;
 	int rc;
 
 	if (s->nelem_overflow)
-		return canon_depart(c, fld->tag_offset, "tensor has more than 2^64 elements");
+		return nx_canon__depart(c, fld->tag_offset, "tensor has more than 2^64 elements");
 	if (!s->count[2] || (!bits && dtype != 8))
-		return canon_depart(c, fld->tag_offset, "tensor has no known data_type");
+		return nx_canon__depart(c, fld->tag_offset, "tensor has no known data_type");
 	if (s->count[3])
-		return canon_depart(c, s->first[3].tag_offset, "tensor has a segment (split tensors "
+		return nx_canon__depart(c, s->first[3].tag_offset, "tensor has a segment (split tensors "
 			      "are not read by ONNX Runtime)");
 	if (n == 0 && s->dims_big)
-		return canon_depart(c, fld->tag_offset, "an empty tensor has a dimension over %u",
+		return nx_canon__depart(c, fld->tag_offset, "an empty tensor has a dimension over %u",
 			      NX_ONNX_DIM_VALUE_MAX);
 	if (s->count[14] && s->first[14].value > 1)
-		return canon_depart(c, s->first[14].tag_offset, "tensor has an unknown data_location");
+		return nx_canon__depart(c, s->first[14].tag_offset, "tensor has an unknown data_location");
 	if (external != (s->count[13] > 0))
-		return canon_depart(c, fld->tag_offset, "tensor has external_data without "
+		return nx_canon__depart(c, fld->tag_offset, "tensor has external_data without "
 			      "data_location EXTERNAL, or the reverse");
 	for (i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++) {
 		if (!s->count[payloads[i]])
 			continue;
 		if (have || external)
-			return canon_depart(c, s->first[payloads[i]].tag_offset, "tensor has a second "
+			return nx_canon__depart(c, s->first[payloads[i]].tag_offset, "tensor has a second "
 				      "payload field (%u): ONNX Runtime reads only one",
 				      payloads[i]);
 		have = payloads[i];
@@ -178,28 +178,28 @@ int canon_tensor(struct canon *c, const struct nx_pb_reader *r,
 		if ((rc = check_external(c, r, &s->first[13], &length)) != 0)
 			return rc;
 		if (length < 0 || (uint64_t)length != want)
-			return canon_depart(c, s->first[13].tag_offset, "external tensor's length is "
+			return nx_canon__depart(c, s->first[13].tag_offset, "external tensor's length is "
 				      "not the %llu bytes its shape and type take",
 				      (unsigned long long)want);
 		return 0;
 	}
 	if (!have)
-		return n == 0 ? 0 : canon_depart(c, fld->tag_offset, "tensor of %llu elements has no "
+		return n == 0 ? 0 : nx_canon__depart(c, fld->tag_offset, "tensor of %llu elements has no "
 					   "data", (unsigned long long)n);
 	if (dtype == 8)
 		return have == 6 && s->count[6] == n ? 0 :
-		       canon_depart(c, s->first[have].tag_offset, "string tensor does not hold exactly "
+		       nx_canon__depart(c, s->first[have].tag_offset, "string tensor does not hold exactly "
 			      "one string per element");
 	if (have == 9)
 		return s->first[9].len == want ? 0 :
-		       canon_depart(c, s->first[9].tag_offset, "raw_data of %llu bytes where its shape "
+		       nx_canon__depart(c, s->first[9].tag_offset, "raw_data of %llu bytes where its shape "
 			      "and type take %llu", (unsigned long long)s->first[9].len,
 			      (unsigned long long)want);
 	if (have != typed)
-		return canon_depart(c, s->first[have].tag_offset, "tensor field %u does not hold a %s",
+		return nx_canon__depart(c, s->first[have].tag_offset, "tensor field %u does not hold a %s",
 			      have, nx_onnx_dtype_name(dtype));
 	if (s->count[have] > 1)
-		return canon_depart(c, s->first[have].tag_offset, "tensor field %u is split into "
+		return nx_canon__depart(c, s->first[have].tag_offset, "tensor field %u is split into "
 			      "several runs", have);
 	/* one value per element (two for complex; per byte for sub-byte) */
 	if (bits < 8)
@@ -210,7 +210,7 @@ int canon_tensor(struct canon *c, const struct nx_pb_reader *r,
 		uint64_t per = have == 4 ? 4 : 8;
 
 		return n <= UINT64_MAX / per && s->first[have].len == n * per ? 0 :
-		       canon_depart(c, s->first[have].tag_offset, "tensor field %u does not hold "
+		       nx_canon__depart(c, s->first[have].tag_offset, "tensor field %u does not hold "
 			      "exactly its %llu elements", have, (unsigned long long)n);
 	} else {
 		int64_t lo = INT64_MIN, hi = INT64_MAX;
@@ -225,7 +225,7 @@ int canon_tensor(struct canon *c, const struct nx_pb_reader *r,
 		if ((rc = packed_varints(c, r, &s->first[have], have == 5, lo, hi, &count)) != 0)
 			return rc;
 		return count == n ? 0 :
-		       canon_depart(c, s->first[have].tag_offset, "tensor field %u holds %llu values "
+		       nx_canon__depart(c, s->first[have].tag_offset, "tensor field %u holds %llu values "
 			      "for %llu elements", have, (unsigned long long)count,
 			      (unsigned long long)n);
 	}
@@ -243,33 +243,33 @@ static uint32_t attr_value_field(uint64_t type)
 }
 
 /* AttributeProto: the value its type names and no other; lists short. */
-int canon_attr(struct canon *c, const struct nx_pb_field *fld, const struct seen *s)
+int nx_canon__attr(struct canon *c, const struct nx_pb_field *fld, const struct seen *s)
 {
 	static const uint32_t values[] = { 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 14, 15, 22, 23 };
 	uint32_t want = s->count[20] ? attr_value_field(s->first[20].value) : 0, i;
 
 	if (!want)
-		return canon_depart(c, fld->tag_offset, "attribute has no known type");
+		return nx_canon__depart(c, fld->tag_offset, "attribute has no known type");
 	for (i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
 		uint32_t v = values[i];
 
 		if (v != want && s->count[v])
-			return canon_depart(c, s->first[v].tag_offset, "attribute of type %llu also has "
+			return nx_canon__depart(c, s->first[v].tag_offset, "attribute of type %llu also has "
 				      "field %u, which ONNX Runtime never reads",
 				      (unsigned long long)s->first[20].value, v);
 		if (v == want && s->count[v] > NX_ONNX_ATTR_LIST_MAX)
-			return canon_depart(c, s->first[v].tag_offset, "attribute list of %u values, over "
+			return nx_canon__depart(c, s->first[v].tag_offset, "attribute list of %u values, over "
 				      "the limit of %u: data belongs in an initializer", s->count[v],
 				      NX_ONNX_ATTR_LIST_MAX);
 	}
 	/* a value is required unless the attribute refers to a function's */
 	if (!s->count[want] && !s->count[21] && want != 7 && want != 8 && want != 9 &&
 	    want != 10 && want != 11 && want != 15 && want != 23)
-		return canon_depart(c, fld->tag_offset, "attribute has no value");
+		return nx_canon__depart(c, fld->tag_offset, "attribute has no value");
 	return 0;
 }
 
-int canon_depart(struct canon *c, uint64_t offset, const char *fmt, ...)
+int nx_canon__depart(struct canon *c, uint64_t offset, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -281,7 +281,7 @@ int canon_depart(struct canon *c, uint64_t offset, const char *fmt, ...)
 	return CANON_STOP;
 }
 
-unsigned canon_varint_len(uint64_t v)
+unsigned nx_canon__varint_len(uint64_t v)
 {
 	unsigned n = 1;
 

@@ -14,7 +14,7 @@
 
 #define CONTENTS_CHUNK (64u << 10)   /* bytes handed to the caller at a time */
 
-uint32_t onnx_typed_field(int32_t dtype, unsigned *width)
+uint32_t nx_onnx__typed_field(int32_t dtype, unsigned *width)
 {
 	size_t bits = nx_onnx_dtype_bits(dtype);
 
@@ -73,7 +73,7 @@ static int put(struct sink *s, uint64_t v, unsigned width)
 
 /*
  * Bytes [off, off + len) of the file, as they are: read straight into a
- * page-aligned buffer and handed on (read_range), not copied through the
+ * page-aligned buffer and handed on (nx_hash__read_range), not copied through the
  * protobuf reader's window (for the weights of a multi-GB model that copy
  * was a quarter of the fingerprint's time).
  */
@@ -88,7 +88,7 @@ static int put_range(struct sink *s, struct nx_pb_file *f, uint64_t off, uint64_
 				    (unsigned long long)len);
 	if ((rc = flush(s)) != 0)
 		return rc;
-	return read_range(f->fd, f->path, off, len, s->fn, s->ctx, err);
+	return nx_hash__read_range(f->fd, f->path, off, len, s->fn, s->ctx, err);
 }
 
 /* One occurrence of the typed field: a packed run or a single value. */
@@ -126,7 +126,7 @@ int nx_onnx_tensor_read(int fd, const char *path, const struct nx_onnx_tensor *t
 	struct nx_pb_field f;
 	struct sink s = { fn, ctx, NULL, 0 };
 	unsigned width = 0;
-	uint32_t num = onnx_typed_field(t->data_type, &width);
+	uint32_t num = nx_onnx__typed_field(t->data_type, &width);
 	int rc;
 
 	if ((rc = nx_pb_file_init(&pf, fd, path, err)) != 0)

@@ -13,14 +13,14 @@
 
 #define LOOP_FIELDS(w, r, fld, rc) while (((rc) = nx_pb_next((r), (fld), (w)->err)) > 0)
 
-int walk_unknown(struct walk *w, const struct nx_pb_field *fld)
+int nx_onnx__walk_unknown(struct walk *w, const struct nx_pb_field *fld)
 {
 	if (w->sum->unknown_fields++ == 0)
 		w->sum->first_unknown_offset = (int64_t)fld->tag_offset;
 	return 0;
 }
 
-int walk_expect(struct walk *w, const struct nx_pb_field *fld, enum nx_pb_wire wire)
+int nx_onnx__walk_expect(struct walk *w, const struct nx_pb_field *fld, enum nx_pb_wire wire)
 {
 	if (fld->wire == wire)
 		return 0;
@@ -33,14 +33,14 @@ int walk_expect(struct walk *w, const struct nx_pb_field *fld, enum nx_pb_wire w
  * A string field: visited with `kind` when there is a visitor, returned in
  * *out (caller frees) when out is not NULL.  Without either nothing is read.
  */
-int walk_string(struct walk *w, const struct nx_pb_field *fld, enum nx_onnx_str_kind kind,
+int nx_onnx__walk_string(struct walk *w, const struct nx_pb_field *fld, enum nx_onnx_str_kind kind,
 		size_t max, char **out)
 {
 	char *s = NULL;
 	size_t len = 0;
 	int rc;
 
-	if ((rc = walk_expect(w, fld, NX_PB_LEN)) != 0)
+	if ((rc = nx_onnx__walk_expect(w, fld, NX_PB_LEN)) != 0)
 		return rc;
 	if (!out && !w->fn)
 		return 0;
@@ -73,7 +73,7 @@ int walk_string(struct walk *w, const struct nx_pb_field *fld, enum nx_onnx_str_
 }
 
 /* StringStringEntryProto: key = 1, value = 2. */
-int walk_kv(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
+int nx_onnx__walk_kv(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
 	    enum nx_onnx_str_kind kkind, enum nx_onnx_str_kind vkind, char **key, char **value)
 {
 	struct nx_pb_reader r;
@@ -84,28 +84,28 @@ int walk_kv(struct walk *w, const struct nx_pb_reader *parent, const struct nx_p
 		return rc;
 	LOOP_FIELDS(w, &r, &f, rc) {
 		if (f.num == 1)
-			rc = walk_string(w, &f, kkind, NX_PB_STRING_MAX, key);
+			rc = nx_onnx__walk_string(w, &f, kkind, NX_PB_STRING_MAX, key);
 		else if (f.num == 2)
-			rc = walk_string(w, &f, vkind, NX_PB_STRING_MAX, value);
+			rc = nx_onnx__walk_string(w, &f, vkind, NX_PB_STRING_MAX, value);
 		else
-			rc = walk_unknown(w, &f);
+			rc = nx_onnx__walk_unknown(w, &f);
 		if (rc)
 			return rc;
 	}
 	return rc;
 }
 
-int walk_common(struct walk *w, const struct nx_pb_reader *r, const struct nx_pb_field *f,
+int nx_onnx__walk_common(struct walk *w, const struct nx_pb_reader *r, const struct nx_pb_field *f,
 		uint32_t doc_num, uint32_t meta_num)
 {
 	if (f->num == doc_num)
-		return walk_string(w, f, NX_ONNX_DOC, 0, NULL);
+		return nx_onnx__walk_string(w, f, NX_ONNX_DOC, 0, NULL);
 	if (meta_num && f->num == meta_num)
-		return walk_kv(w, r, f, NX_ONNX_META_KEY, NX_ONNX_META_VALUE, NULL, NULL);
-	return walk_unknown(w, f);
+		return nx_onnx__walk_kv(w, r, f, NX_ONNX_META_KEY, NX_ONNX_META_VALUE, NULL, NULL);
+	return nx_onnx__walk_unknown(w, f);
 }
 
-size_t scope_push(struct walk *w, const char *fmt, ...)
+size_t nx_onnx__scope_push(struct walk *w, const char *fmt, ...)
 {
 	size_t len = strlen(w->scope);
 	va_list ap;
@@ -117,7 +117,7 @@ size_t scope_push(struct walk *w, const char *fmt, ...)
 	return len;
 }
 
-void scope_pop(struct walk *w, size_t len)
+void nx_onnx__scope_pop(struct walk *w, size_t len)
 {
 	w->scope[len] = '\0';
 }

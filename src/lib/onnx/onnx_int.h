@@ -32,50 +32,50 @@ struct walk {
 };
 
 /* onnx_set.c */
-int strset_add(struct walk *w, struct strset *s, const char *str);
-bool strset_has(const struct strset *s, const char *str);
-int strset_merge(struct walk *w, struct strset *dst, const struct strset *src);
-void strset_release(struct strset *s);
-int walk_grow(struct walk *w, void **arr, size_t *cap, size_t n, size_t elem, size_t max);
+int nx_onnx__strset_add(struct walk *w, struct strset *s, const char *str);
+bool nx_onnx__strset_has(const struct strset *s, const char *str);
+int nx_onnx__strset_merge(struct walk *w, struct strset *dst, const struct strset *src);
+void nx_onnx__strset_release(struct strset *s);
+int nx_onnx__walk_grow(struct walk *w, void **arr, size_t *cap, size_t n, size_t elem, size_t max);
 
 /* onnx_field.c */
-int walk_unknown(struct walk *w, const struct nx_pb_field *fld);
-int walk_expect(struct walk *w, const struct nx_pb_field *fld, enum nx_pb_wire wire);
-int walk_string(struct walk *w, const struct nx_pb_field *fld, enum nx_onnx_str_kind kind,
+int nx_onnx__walk_unknown(struct walk *w, const struct nx_pb_field *fld);
+int nx_onnx__walk_expect(struct walk *w, const struct nx_pb_field *fld, enum nx_pb_wire wire);
+int nx_onnx__walk_string(struct walk *w, const struct nx_pb_field *fld, enum nx_onnx_str_kind kind,
 		size_t max, char **out);
-int walk_kv(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
+int nx_onnx__walk_kv(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
 	    enum nx_onnx_str_kind kkind, enum nx_onnx_str_kind vkind, char **key, char **value);
 /* What every message shares: its doc_string field doc_num, its
  * metadata_props field meta_num (0: none), and fields it does not know. */
-int walk_common(struct walk *w, const struct nx_pb_reader *r, const struct nx_pb_field *f,
+int nx_onnx__walk_common(struct walk *w, const struct nx_pb_reader *r, const struct nx_pb_field *f,
 		uint32_t doc_num, uint32_t meta_num);
-size_t scope_push(struct walk *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void scope_pop(struct walk *w, size_t len);
+size_t nx_onnx__scope_push(struct walk *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void nx_onnx__scope_pop(struct walk *w, size_t len);
 
 /* onnx_walk.c */
-int walk_graph(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
+int nx_onnx__walk_graph(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
 	       struct strset *parent_used, bool main_graph);
-int walk_function(struct walk *w, const struct nx_pb_reader *parent,
+int nx_onnx__walk_function(struct walk *w, const struct nx_pb_reader *parent,
 		  const struct nx_pb_field *fld);
-int walk_opset(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
+int nx_onnx__walk_opset(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
 	       bool keep);
 
 /* onnx_tensor.c */
-int walk_tensor(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
+int nx_onnx__walk_tensor(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
 		uint32_t graph, bool attribute);
-int walk_sparse(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
+int nx_onnx__walk_sparse(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
 		uint32_t graph, bool attribute);
-int walk_value(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
+int nx_onnx__walk_value(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
 	       struct nx_onnx_value *out);
-int walk_type(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
+int nx_onnx__walk_type(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
 	      struct nx_onnx_value *out);
-void value_release(struct nx_onnx_value *v);
-void tensor_release(struct nx_onnx_tensor *t);
+void nx_onnx__value_release(struct nx_onnx_value *v);
+void nx_onnx__tensor_release(struct nx_onnx_tensor *t);
 
 /* onnx_contents.c: the TensorProto field (float_data = 4, int32_data = 5,
  * int64_data = 7, double_data = 10, uint64_data = 11) that holds the values
  * of data type dtype when there is no raw_data, and the bytes each value
  * takes in the contents; 0 for string and unknown types. */
-uint32_t onnx_typed_field(int32_t dtype, unsigned *width);
+uint32_t nx_onnx__typed_field(int32_t dtype, unsigned *width);
 
 #endif

@@ -5,13 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-bool strset_has(const struct strset *s, const char *str)
+bool nx_onnx__strset_has(const struct strset *s, const char *str)
 {
 	return nx_strset_has(s, str);
 }
 
 /* nx_strset_add under the walk's cap on the bytes of names it keeps. */
-int strset_add(struct walk *w, struct strset *s, const char *str)
+int nx_onnx__strset_add(struct walk *w, struct strset *s, const char *str)
 {
 	size_t len = strlen(str);
 
@@ -26,23 +26,23 @@ int strset_add(struct walk *w, struct strset *s, const char *str)
 	return 0;
 }
 
-int strset_merge(struct walk *w, struct strset *dst, const struct strset *src)
+int nx_onnx__strset_merge(struct walk *w, struct strset *dst, const struct strset *src)
 {
 	size_t i;
 	int rc;
 
 	for (i = 0; i < src->cap; i++)
-		if (src->slots[i] && (rc = strset_add(w, dst, src->slots[i])) != 0)
+		if (src->slots[i] && (rc = nx_onnx__strset_add(w, dst, src->slots[i])) != 0)
 			return rc;
 	return 0;
 }
 
-void strset_release(struct strset *s)
+void nx_onnx__strset_release(struct strset *s)
 {
 	nx_strset_release(s);
 }
 
-int walk_grow(struct walk *w, void **arr, size_t *cap, size_t n, size_t elem, size_t max)
+int nx_onnx__walk_grow(struct walk *w, void **arr, size_t *cap, size_t n, size_t elem, size_t max)
 {
 	size_t ncap;
 	void *p;

@@ -8,7 +8,7 @@
 
 #define LOOP_FIELDS(w, r, fld, rc) while (((rc) = nx_pb_next((r), (fld), (w)->err)) > 0)
 
-void tensor_release(struct nx_onnx_tensor *t)
+void nx_onnx__tensor_release(struct nx_onnx_tensor *t)
 {
 	free(t->name);
 	free(t->dims);
@@ -17,7 +17,7 @@ void tensor_release(struct nx_onnx_tensor *t)
 	memset(t, 0, sizeof(*t));
 }
 
-void value_release(struct nx_onnx_value *v)
+void nx_onnx__value_release(struct nx_onnx_value *v)
 {
 	size_t i;
 
@@ -33,7 +33,7 @@ void value_release(struct nx_onnx_value *v)
 /* A repeated scalar field, packed (LEN) or not (`wire`). */
 static int expect_repeated(struct walk *w, const struct nx_pb_field *f, enum nx_pb_wire wire)
 {
-	return f->wire == NX_PB_LEN ? 0 : walk_expect(w, f, wire);
+	return f->wire == NX_PB_LEN ? 0 : nx_onnx__walk_expect(w, f, wire);
 }
 
 /* Append the varint(s) of a dims field (packed or not) to *dims. */
@@ -93,7 +93,7 @@ static int read_external(struct walk *w, const struct nx_pb_reader *r, const str
 	char *key = NULL, *value = NULL;
 	int rc;
 
-	if ((rc = walk_kv(w, r, f, NX_ONNX_OTHER, NX_ONNX_OTHER, &key, &value)) != 0)
+	if ((rc = nx_onnx__walk_kv(w, r, f, NX_ONNX_OTHER, NX_ONNX_OTHER, &key, &value)) != 0)
 		goto out;
 	if (!key || !value)
 		goto out;
@@ -126,7 +126,7 @@ struct typed {
 static void locate_contents(struct nx_onnx_tensor *t, const struct typed *runs)
 {
 	unsigned width = 0;
-	uint32_t num = onnx_typed_field(t->data_type, &width);
+	uint32_t num = nx_onnx__typed_field(t->data_type, &width);
 	const struct typed *k = runs[9].count ? &runs[9] : num ? &runs[num] : NULL;
 
 	t->contents_encoded = false;
@@ -169,7 +169,7 @@ static int read_tensor(struct walk *w, const struct nx_pb_reader *parent,
 			break;
 		case 2:
 			payload = false;
-			if (!(rc = walk_expect(w, &f, NX_PB_VARINT)))
+			if (!(rc = nx_onnx__walk_expect(w, &f, NX_PB_VARINT)))
 				t->data_type = (int32_t)f.value;
 			break;
 		case 4:
@@ -182,32 +182,32 @@ static int read_tensor(struct walk *w, const struct nx_pb_reader *parent,
 			rc = expect_repeated(w, &f, NX_PB_I64);
 			break;
 		case 9:
-			rc = walk_expect(w, &f, NX_PB_LEN);
+			rc = nx_onnx__walk_expect(w, &f, NX_PB_LEN);
 			break;
 		case 6:
 			/* a visitor must see every string or none can be vouched for */
 			if (nstr++ < NX_ONNX_VISIT_STRINGS_MAX)
-				rc = walk_string(w, &f, NX_ONNX_TENSOR_STRING, 0, NULL);
+				rc = nx_onnx__walk_string(w, &f, NX_ONNX_TENSOR_STRING, 0, NULL);
 			else if (w->fn)
 				rc = nx_error_set(w->err, NX_ELIMIT, w->f.path, 0,
 						  (long long)f.tag_offset,
 						  "a string tensor has more than %u elements: not all "
 						  "of them can be scanned", NX_ONNX_VISIT_STRINGS_MAX);
 			else
-				rc = walk_expect(w, &f, NX_PB_LEN);
+				rc = nx_onnx__walk_expect(w, &f, NX_PB_LEN);
 			break;
 		default:
 			payload = false;
 			switch (f.num) {
 			case 8:
-				rc = walk_string(w, &f, NX_ONNX_TENSOR_NAME, NX_ONNX_NAME_MAX,
+				rc = nx_onnx__walk_string(w, &f, NX_ONNX_TENSOR_NAME, NX_ONNX_NAME_MAX,
 						 &t->name);
 				break;
 			case 13:
 				rc = read_external(w, &r, &f, t);
 				break;
 			case 14:
-				if (!(rc = walk_expect(w, &f, NX_PB_VARINT)))
+				if (!(rc = nx_onnx__walk_expect(w, &f, NX_PB_VARINT)))
 					external = f.value == 1;
 				break;
 			case 3: {
@@ -219,16 +219,16 @@ static int read_tensor(struct walk *w, const struct nx_pb_reader *parent,
 					break;
 				LOOP_FIELDS(w, &s, &sf, rc) {
 					if (sf.num == 1 || sf.num == 2)
-						rc = walk_expect(w, &sf, NX_PB_VARINT);
+						rc = nx_onnx__walk_expect(w, &sf, NX_PB_VARINT);
 					else
-						rc = walk_unknown(w, &sf);
+						rc = nx_onnx__walk_unknown(w, &sf);
 					if (rc)
 						break;
 				}
 				break;
 			}
 			default:
-				rc = walk_common(w, &r, &f, 12, 16);
+				rc = nx_onnx__walk_common(w, &r, &f, 12, 16);
 			}
 		}
 		if (rc)
@@ -284,9 +284,9 @@ static int push(struct walk *w, struct nx_onnx_tensor *t, uint32_t graph)
 	nx_onnx_summary *s = w->sum;
 	int rc;
 
-	if ((rc = walk_grow(w, (void **)&s->tensors, &w->cap_tensors, s->ntensors,
+	if ((rc = nx_onnx__walk_grow(w, (void **)&s->tensors, &w->cap_tensors, s->ntensors,
 			    sizeof(*t), NX_ONNX_TENSORS_MAX)) != 0 ||
-	    (rc = walk_grow(w, (void **)&w->tensor_graph, &w->cap_tg, s->ntensors,
+	    (rc = nx_onnx__walk_grow(w, (void **)&w->tensor_graph, &w->cap_tg, s->ntensors,
 			    sizeof(uint32_t), NX_ONNX_TENSORS_MAX)) != 0)
 		return rc;
 	if (!t->name && !(t->name = strdup("")))
@@ -303,7 +303,7 @@ static int push(struct walk *w, struct nx_onnx_tensor *t, uint32_t graph)
 	return 0;
 }
 
-int walk_tensor(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
+int nx_onnx__walk_tensor(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
 		uint32_t graph, bool attribute)
 {
 	struct nx_onnx_tensor t;
@@ -313,13 +313,13 @@ int walk_tensor(struct walk *w, const struct nx_pb_reader *parent, const struct 
 	t.attribute = attribute;
 	if (!(rc = read_tensor(w, parent, fld, &t)))
 		rc = push(w, &t, graph);
-	tensor_release(&t);
+	nx_onnx__tensor_release(&t);
 	return rc;
 }
 
 /* SparseTensorProto: values = 1, indices = 2, dims = 3.  Recorded as one
  * tensor with the dense shape, holding the values' element count. */
-int walk_sparse(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
+int nx_onnx__walk_sparse(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
 		uint32_t graph, bool attribute)
 {
 	struct nx_pb_reader r;
@@ -349,7 +349,7 @@ int walk_sparse(struct walk *w, const struct nx_pb_reader *parent, const struct 
 		} else if (f.num == 3) {
 			rc = read_dims(w, &r, &f, &dims, &ndims);
 		} else {
-			rc = walk_unknown(w, &f);
+			rc = nx_onnx__walk_unknown(w, &f);
 		}
 		if (rc)
 			goto out;
@@ -366,8 +366,8 @@ int walk_sparse(struct walk *w, const struct nx_pb_reader *parent, const struct 
 	rc = push(w, &vals, graph);
 out:
 	free(dims);
-	tensor_release(&vals);
-	tensor_release(&idx);
+	nx_onnx__tensor_release(&vals);
+	nx_onnx__tensor_release(&idx);
 	return rc;
 }
 
@@ -397,14 +397,14 @@ static int read_dim(struct walk *w, const struct nx_pb_reader *parent,
 	if ((rc = nx_pb_sub(&r, parent, fld, w->err)) != 0)
 		return rc;
 	LOOP_FIELDS(w, &r, &f, rc) {
-		if (f.num == 1 && !(rc = walk_expect(w, &f, NX_PB_VARINT)))
+		if (f.num == 1 && !(rc = nx_onnx__walk_expect(w, &f, NX_PB_VARINT)))
 			dims[k] = (int64_t)f.value < 0 ? -1 : (int64_t)f.value;
 		else if (f.num == 2)
-			rc = walk_string(w, &f, NX_ONNX_OTHER, NX_ONNX_NAME_MAX, &params[k]);
+			rc = nx_onnx__walk_string(w, &f, NX_ONNX_OTHER, NX_ONNX_NAME_MAX, &params[k]);
 		else if (f.num == 3)
-			rc = walk_string(w, &f, NX_ONNX_OTHER, 0, NULL);
+			rc = nx_onnx__walk_string(w, &f, NX_ONNX_OTHER, 0, NULL);
 		else if (f.num != 1)
-			rc = walk_unknown(w, &f);
+			rc = nx_onnx__walk_unknown(w, &f);
 		if (rc)
 			return rc;
 	}
@@ -422,17 +422,17 @@ static int read_tensor_type(struct walk *w, const struct nx_pb_reader *parent,
 	if ((rc = nx_pb_sub(&r, parent, fld, w->err)) != 0)
 		return rc;
 	LOOP_FIELDS(w, &r, &f, rc) {
-		if (f.num == 1 && !(rc = walk_expect(w, &f, NX_PB_VARINT))) {
+		if (f.num == 1 && !(rc = nx_onnx__walk_expect(w, &f, NX_PB_VARINT))) {
 			v->elem_type = (int32_t)f.value;
 		} else if (f.num == 2 && !(rc = nx_pb_sub(&s, &r, &f, w->err))) {
 			v->has_shape = true;
 			LOOP_FIELDS(w, &s, &sf, rc) {
-				rc = sf.num == 1 ? read_dim(w, &s, &sf, v) : walk_unknown(w, &sf);
+				rc = sf.num == 1 ? read_dim(w, &s, &sf, v) : nx_onnx__walk_unknown(w, &sf);
 				if (rc)
 					break;
 			}
 		} else if (f.num != 1 && f.num != 2) {
-			rc = walk_unknown(w, &f);
+			rc = nx_onnx__walk_unknown(w, &f);
 		}
 		if (rc)
 			return rc;
@@ -452,20 +452,20 @@ static int read_elem_type(struct walk *w, const struct nx_pb_reader *parent,
 		return rc;
 	LOOP_FIELDS(w, &r, &f, rc) {
 		if (f.num == type_field)
-			rc = walk_type(w, &r, &f, NULL);
+			rc = nx_onnx__walk_type(w, &r, &f, NULL);
 		else if (type_field == 2 && f.num == 1)  /* Map.key_type */
-			rc = walk_expect(w, &f, NX_PB_VARINT);
+			rc = nx_onnx__walk_expect(w, &f, NX_PB_VARINT);
 		else if (type_field == 0 && (f.num == 1 || f.num == 2))  /* Opaque */
-			rc = walk_string(w, &f, NX_ONNX_OTHER, 0, NULL);
+			rc = nx_onnx__walk_string(w, &f, NX_ONNX_OTHER, 0, NULL);
 		else
-			rc = walk_unknown(w, &f);
+			rc = nx_onnx__walk_unknown(w, &f);
 		if (rc)
 			return rc;
 	}
 	return rc;
 }
 
-int walk_type(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
+int nx_onnx__walk_type(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
 	      struct nx_onnx_value *out)
 {
 	struct nx_pb_reader r;
@@ -492,20 +492,20 @@ int walk_type(struct walk *w, const struct nx_pb_reader *parent, const struct nx
 			rc = read_elem_type(w, &r, &f, 0);
 			break;
 		case 6:
-			rc = walk_string(w, &f, NX_ONNX_OTHER, 0, NULL);
+			rc = nx_onnx__walk_string(w, &f, NX_ONNX_OTHER, 0, NULL);
 			break;
 		default:
-			rc = walk_unknown(w, &f);
+			rc = nx_onnx__walk_unknown(w, &f);
 		}
 		if (rc)
 			break;
 	}
-	value_release(&tmp);
+	nx_onnx__value_release(&tmp);
 	return rc;
 }
 
 /* ValueInfoProto: name = 1, type = 2, doc_string = 3, metadata_props = 4. */
-int walk_value(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
+int nx_onnx__walk_value(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
 	       struct nx_onnx_value *out)
 {
 	struct nx_pb_reader r;
@@ -519,14 +519,14 @@ int walk_value(struct walk *w, const struct nx_pb_reader *parent, const struct n
 	LOOP_FIELDS(w, &r, &f, rc) {
 		switch (f.num) {
 		case 1:
-			rc = walk_string(w, &f, NX_ONNX_VALUE_NAME, NX_ONNX_NAME_MAX,
+			rc = nx_onnx__walk_string(w, &f, NX_ONNX_VALUE_NAME, NX_ONNX_NAME_MAX,
 					 out ? &out->name : NULL);
 			break;
 		case 2:
-			rc = walk_type(w, &r, &f, out);
+			rc = nx_onnx__walk_type(w, &r, &f, out);
 			break;
 		default:
-			rc = walk_common(w, &r, &f, 3, 4);
+			rc = nx_onnx__walk_common(w, &r, &f, 3, 4);
 		}
 		if (rc)
 			return rc;

@@ -9,7 +9,7 @@
 #define LOOP_FIELDS(w, r, fld, rc) while (((rc) = nx_pb_next((r), (fld), (w)->err)) > 0)
 
 /* OperatorSetIdProto: domain = 1, version = 2. */
-int walk_opset(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
+int nx_onnx__walk_opset(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
 	       bool keep)
 {
 	struct nx_pb_reader r;
@@ -22,12 +22,12 @@ int walk_opset(struct walk *w, const struct nx_pb_reader *parent, const struct n
 		return rc;
 	LOOP_FIELDS(w, &r, &f, rc) {
 		if (f.num == 1)
-			rc = walk_string(w, &f, NX_ONNX_DOMAIN, NX_ONNX_NAME_MAX,
+			rc = nx_onnx__walk_string(w, &f, NX_ONNX_DOMAIN, NX_ONNX_NAME_MAX,
 					 keep ? &o.domain : NULL);
-		else if (f.num == 2 && !(rc = walk_expect(w, &f, NX_PB_VARINT)))
+		else if (f.num == 2 && !(rc = nx_onnx__walk_expect(w, &f, NX_PB_VARINT)))
 			o.version = (int64_t)f.value;
 		else if (f.num != 2)
-			rc = walk_unknown(w, &f);
+			rc = nx_onnx__walk_unknown(w, &f);
 		if (rc)
 			goto out;
 	}
@@ -37,7 +37,7 @@ int walk_opset(struct walk *w, const struct nx_pb_reader *parent, const struct n
 		rc = nx_error_set(w->err, NX_ENOMEM, w->f.path, 0, -1, "out of memory");
 		goto out;
 	}
-	if ((rc = walk_grow(w, (void **)&s->opsets, &w->cap_opsets, s->nopsets, sizeof(o),
+	if ((rc = nx_onnx__walk_grow(w, (void **)&s->opsets, &w->cap_opsets, s->nopsets, sizeof(o),
 			    NX_ONNX_ENTRIES_MAX)) != 0)
 		goto out;
 	s->opsets[s->nopsets++] = o;
@@ -63,7 +63,7 @@ static int add_domain(struct walk *w, const char *domain)
 	for (i = 0; i < s->nop_domains; i++)
 		if (!strcmp(s->op_domains[i], domain))
 			return 0;
-	if ((rc = walk_grow(w, (void **)&s->op_domains, &w->cap_domains, s->nop_domains,
+	if ((rc = nx_onnx__walk_grow(w, (void **)&s->op_domains, &w->cap_domains, s->nop_domains,
 			    sizeof(char *), NX_ONNX_ENTRIES_MAX)) != 0)
 		return rc;
 	if (!(s->op_domains[s->nop_domains] = strdup(domain)))
@@ -77,7 +77,7 @@ static int peek_string(struct walk *w, const struct nx_pb_field *fld, char **out
 {
 	int rc;
 
-	if ((rc = walk_expect(w, fld, NX_PB_LEN)) != 0)
+	if ((rc = nx_onnx__walk_expect(w, fld, NX_PB_LEN)) != 0)
 		return rc;
 	free(*out);
 	*out = NULL;
@@ -106,7 +106,7 @@ static int walk_attr(struct walk *w, const struct nx_pb_reader *parent,
 			goto out;
 	if (rc)
 		goto out;
-	mark = scope_push(w, "/%s:%s", node, name ? name : "");
+	mark = nx_onnx__scope_push(w, "/%s:%s", node, name ? name : "");
 	r.pos = fld->offset;
 	LOOP_FIELDS(w, &r, &f, rc) {
 		/* t, g and sparse_tensor are single messages: protobuf would
@@ -122,48 +122,48 @@ static int walk_attr(struct walk *w, const struct nx_pb_reader *parent,
 			once |= 1u << (f.num % 32);
 		switch (f.num) {
 		case 1: case 21:
-			rc = walk_string(w, &f, NX_ONNX_ATTR_NAME, 0, NULL);
+			rc = nx_onnx__walk_string(w, &f, NX_ONNX_ATTR_NAME, 0, NULL);
 			break;
 		case 4: case 9:
-			rc = walk_string(w, &f, NX_ONNX_ATTR_STRING, 0, NULL);
+			rc = nx_onnx__walk_string(w, &f, NX_ONNX_ATTR_STRING, 0, NULL);
 			break;
 		case 20: case 3:
-			rc = walk_expect(w, &f, NX_PB_VARINT);
+			rc = nx_onnx__walk_expect(w, &f, NX_PB_VARINT);
 			break;
 		case 2:
-			rc = walk_expect(w, &f, NX_PB_I32);
+			rc = nx_onnx__walk_expect(w, &f, NX_PB_I32);
 			break;
 		case 7:
-			rc = f.wire == NX_PB_LEN ? 0 : walk_expect(w, &f, NX_PB_I32);
+			rc = f.wire == NX_PB_LEN ? 0 : nx_onnx__walk_expect(w, &f, NX_PB_I32);
 			break;
 		case 8:
-			rc = f.wire == NX_PB_LEN ? 0 : walk_expect(w, &f, NX_PB_VARINT);
+			rc = f.wire == NX_PB_LEN ? 0 : nx_onnx__walk_expect(w, &f, NX_PB_VARINT);
 			break;
 		case 5: case 10:
-			rc = walk_tensor(w, &r, &f, graph, true);
+			rc = nx_onnx__walk_tensor(w, &r, &f, graph, true);
 			break;
 		case 22: case 23:
-			rc = walk_sparse(w, &r, &f, graph, true);
+			rc = nx_onnx__walk_sparse(w, &r, &f, graph, true);
 			break;
 		case 6: case 11: {
-			size_t m2 = f.num == 11 ? scope_push(w, "[%zu]", ngraph++) : strlen(w->scope);
+			size_t m2 = f.num == 11 ? nx_onnx__scope_push(w, "[%zu]", ngraph++) : strlen(w->scope);
 
-			rc = walk_graph(w, &r, &f, used, false);
-			scope_pop(w, m2);
+			rc = nx_onnx__walk_graph(w, &r, &f, used, false);
+			nx_onnx__scope_pop(w, m2);
 			break;
 		}
 		case 14: case 15:
-			rc = walk_type(w, &r, &f, NULL);
+			rc = nx_onnx__walk_type(w, &r, &f, NULL);
 			break;
 		default:
-			rc = walk_common(w, &r, &f, 13, 0);
+			rc = nx_onnx__walk_common(w, &r, &f, 13, 0);
 		}
 		if (rc)
 			goto out;
 	}
 out:
 	if (mark != (size_t)-1)
-		scope_pop(w, mark);
+		nx_onnx__scope_pop(w, mark);
 	free(name);
 	return rc;
 }
@@ -201,9 +201,9 @@ static int walk_node(struct walk *w, const struct nx_pb_reader *parent,
 		switch (f.num) {
 		case 1:
 			/* every input is kept: it may name an initializer */
-			if (!(rc = walk_string(w, &f, NX_ONNX_EDGE, NX_ONNX_NAME_MAX, &input)) &&
+			if (!(rc = nx_onnx__walk_string(w, &f, NX_ONNX_EDGE, NX_ONNX_NAME_MAX, &input)) &&
 			    input[0])
-				rc = strset_add(w, used, input);
+				rc = nx_onnx__strset_add(w, used, input);
 			if (input) {
 				w->held -= strlen(input) + 1;
 				free(input);
@@ -212,9 +212,9 @@ static int walk_node(struct walk *w, const struct nx_pb_reader *parent,
 			break;
 		case 2:
 			/* outputs are kept: one may take an initializer's name */
-			if (!(rc = walk_string(w, &f, NX_ONNX_EDGE, NX_ONNX_NAME_MAX, &input)) &&
+			if (!(rc = nx_onnx__walk_string(w, &f, NX_ONNX_EDGE, NX_ONNX_NAME_MAX, &input)) &&
 			    input[0] && defs)
-				rc = strset_add(w, defs, input);
+				rc = nx_onnx__strset_add(w, defs, input);
 			if (input) {
 				w->held -= strlen(input) + 1;
 				free(input);
@@ -222,22 +222,22 @@ static int walk_node(struct walk *w, const struct nx_pb_reader *parent,
 			}
 			break;
 		case 3:
-			rc = walk_string(w, &f, NX_ONNX_NODE_NAME, 0, NULL);
+			rc = nx_onnx__walk_string(w, &f, NX_ONNX_NODE_NAME, 0, NULL);
 			break;
 		case 4:
-			rc = walk_string(w, &f, NX_ONNX_OP_TYPE, 0, NULL);
+			rc = nx_onnx__walk_string(w, &f, NX_ONNX_OP_TYPE, 0, NULL);
 			break;
 		case 7:
-			rc = walk_string(w, &f, NX_ONNX_NODE_DOMAIN, NX_ONNX_NAME_MAX, &domain);
+			rc = nx_onnx__walk_string(w, &f, NX_ONNX_NODE_DOMAIN, NX_ONNX_NAME_MAX, &domain);
 			break;
 		case 8:
-			rc = walk_string(w, &f, NX_ONNX_OTHER, 0, NULL);
+			rc = nx_onnx__walk_string(w, &f, NX_ONNX_OTHER, 0, NULL);
 			break;
 		case 5:
 			rc = walk_attr(w, &r, &f, label, graph, used);
 			break;
 		default:
-			rc = walk_common(w, &r, &f, 6, 9);
+			rc = nx_onnx__walk_common(w, &r, &f, 6, 9);
 		}
 		if (rc)
 			goto out;
@@ -271,17 +271,17 @@ static void resolve_refs(struct walk *w, size_t first, uint32_t id, const struct
 
 		if (w->tensor_graph[i] != id || t->attribute)
 			continue;
-		t->duplicate = t->name && strset_has(dups, t->name);
-		t->referenced = t->name && !t->duplicate && strset_has(used, t->name);
+		t->duplicate = t->name && nx_onnx__strset_has(dups, t->name);
+		t->referenced = t->name && !t->duplicate && nx_onnx__strset_has(used, t->name);
 	}
 }
 
 /* Initializer `name` of a graph: remember it, and whether it is defined twice. */
 static int add_init(struct walk *w, struct strset *inits, struct strset *dups, const char *name)
 {
-	if (strset_has(inits, name))
-		return strset_has(dups, name) ? 0 : strset_add(w, dups, name);
-	return strset_add(w, inits, name);
+	if (nx_onnx__strset_has(inits, name))
+		return nx_onnx__strset_has(dups, name) ? 0 : nx_onnx__strset_add(w, dups, name);
+	return nx_onnx__strset_add(w, inits, name);
 }
 
 /* Keep only the main graph inputs that are not initializers. */
@@ -291,8 +291,8 @@ static void drop_initializer_inputs(struct walk *w, const struct strset *inits)
 	size_t i, n = 0;
 
 	for (i = 0; i < s->ninputs; i++) {
-		if (s->inputs[i].name && strset_has(inits, s->inputs[i].name))
-			value_release(&s->inputs[i]);
+		if (s->inputs[i].name && nx_onnx__strset_has(inits, s->inputs[i].name))
+			nx_onnx__value_release(&s->inputs[i]);
 		else
 			s->inputs[n++] = s->inputs[i];
 	}
@@ -304,10 +304,10 @@ static int add_value(struct walk *w, const struct nx_pb_reader *r, const struct 
 {
 	int rc;
 
-	if ((rc = walk_grow(w, (void **)arr, cap, *n, sizeof(**arr), NX_ONNX_VALUES_MAX)) != 0)
+	if ((rc = nx_onnx__walk_grow(w, (void **)arr, cap, *n, sizeof(**arr), NX_ONNX_VALUES_MAX)) != 0)
 		return rc;
-	if ((rc = walk_value(w, r, f, &(*arr)[*n])) != 0) {
-		value_release(&(*arr)[*n]);
+	if ((rc = nx_onnx__walk_value(w, r, f, &(*arr)[*n])) != 0) {
+		nx_onnx__value_release(&(*arr)[*n]);
 		return rc;
 	}
 	(*n)++;
@@ -319,7 +319,7 @@ static int add_value(struct walk *w, const struct nx_pb_reader *r, const struct 
  * enclosed subgraphs, which may refer to outer initializers) are merged into
  * parent_used so that enclosing graphs can resolve their initializers too.
  */
-int walk_graph(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
+int nx_onnx__walk_graph(struct walk *w, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
 	       struct strset *parent_used, bool main_graph)
 {
 	struct nx_pb_reader r;
@@ -339,39 +339,39 @@ int walk_graph(struct walk *w, const struct nx_pb_reader *parent, const struct n
 			rc = walk_node(w, &r, &f, nodes++, id, &used, &defs);
 			break;
 		case 2:
-			rc = walk_string(w, &f, NX_ONNX_GRAPH_NAME, 0, NULL);
+			rc = nx_onnx__walk_string(w, &f, NX_ONNX_GRAPH_NAME, 0, NULL);
 			break;
 		case 5:
-			if (!(rc = walk_tensor(w, &r, &f, id, false)))
+			if (!(rc = nx_onnx__walk_tensor(w, &r, &f, id, false)))
 				rc = add_init(w, &inits, &dups, s->tensors[s->ntensors - 1].name);
 			break;
 		case 15:
-			if (!(rc = walk_sparse(w, &r, &f, id, false)))
+			if (!(rc = nx_onnx__walk_sparse(w, &r, &f, id, false)))
 				rc = add_init(w, &inits, &dups, s->tensors[s->ntensors - 1].name);
 			break;
 		case 11:
 			if (main_graph)
 				rc = add_value(w, &r, &f, &s->inputs, &s->ninputs, &w->cap_inputs);
 			else
-				rc = walk_value(w, &r, &f, NULL);
+				rc = nx_onnx__walk_value(w, &r, &f, NULL);
 			break;
 		case 12:
 			if (main_graph) {
 				if (!(rc = add_value(w, &r, &f, &s->outputs, &s->noutputs,
 						     &w->cap_outputs)) &&
 				    s->outputs[s->noutputs - 1].name)
-					rc = strset_add(w, &used, s->outputs[s->noutputs - 1].name);
+					rc = nx_onnx__strset_add(w, &used, s->outputs[s->noutputs - 1].name);
 			} else {
 				struct nx_onnx_value v;
 
 				memset(&v, 0, sizeof(v));
-				if (!(rc = walk_value(w, &r, &f, &v)) && v.name)
-					rc = strset_add(w, &used, v.name);
-				value_release(&v);
+				if (!(rc = nx_onnx__walk_value(w, &r, &f, &v)) && v.name)
+					rc = nx_onnx__strset_add(w, &used, v.name);
+				nx_onnx__value_release(&v);
 			}
 			break;
 		case 13:
-			rc = walk_value(w, &r, &f, NULL);
+			rc = nx_onnx__walk_value(w, &r, &f, NULL);
 			break;
 		case 14: {
 			/* TensorAnnotation: tensor_name = 1, quant_parameter_tensor_names = 2 */
@@ -382,19 +382,19 @@ int walk_graph(struct walk *w, const struct nx_pb_reader *parent, const struct n
 				break;
 			LOOP_FIELDS(w, &a, &af, rc) {
 				if (af.num == 1)
-					rc = walk_string(w, &af, NX_ONNX_OTHER, 0, NULL);
+					rc = nx_onnx__walk_string(w, &af, NX_ONNX_OTHER, 0, NULL);
 				else if (af.num == 2)
-					rc = walk_kv(w, &a, &af, NX_ONNX_OTHER, NX_ONNX_OTHER,
+					rc = nx_onnx__walk_kv(w, &a, &af, NX_ONNX_OTHER, NX_ONNX_OTHER,
 						     NULL, NULL);
 				else
-					rc = walk_unknown(w, &af);
+					rc = nx_onnx__walk_unknown(w, &af);
 				if (rc)
 					break;
 			}
 			break;
 		}
 		default:
-			rc = walk_common(w, &r, &f, 10, 16);
+			rc = nx_onnx__walk_common(w, &r, &f, 10, 16);
 		}
 		if (rc)
 			goto out;
@@ -402,25 +402,25 @@ int walk_graph(struct walk *w, const struct nx_pb_reader *parent, const struct n
 	if (rc)
 		goto out;
 	for (i = 0; i < defs.cap; i++)
-		if (defs.slots[i] && strset_has(&inits, defs.slots[i]) &&
-		    !strset_has(&dups, defs.slots[i]) && (rc = strset_add(w, &dups, defs.slots[i])))
+		if (defs.slots[i] && nx_onnx__strset_has(&inits, defs.slots[i]) &&
+		    !nx_onnx__strset_has(&dups, defs.slots[i]) && (rc = nx_onnx__strset_add(w, &dups, defs.slots[i])))
 			goto out;
 	resolve_refs(w, first, id, &used, &dups);
 	if (main_graph)
 		drop_initializer_inputs(w, &inits);
 	if (parent_used)
-		rc = strset_merge(w, parent_used, &used);
+		rc = nx_onnx__strset_merge(w, parent_used, &used);
 out:
-	strset_release(&used);
-	strset_release(&inits);
-	strset_release(&defs);
-	strset_release(&dups);
+	nx_onnx__strset_release(&used);
+	nx_onnx__strset_release(&inits);
+	nx_onnx__strset_release(&defs);
+	nx_onnx__strset_release(&dups);
 	return rc;
 }
 
 /* FunctionProto.  Its nodes count towards nnodes and op domains; names used
  * inside are resolved against nothing (functions hold no initializers). */
-int walk_function(struct walk *w, const struct nx_pb_reader *parent,
+int nx_onnx__walk_function(struct walk *w, const struct nx_pb_reader *parent,
 		  const struct nx_pb_field *fld)
 {
 	struct nx_pb_reader r;
@@ -435,13 +435,13 @@ int walk_function(struct walk *w, const struct nx_pb_reader *parent,
 	LOOP_FIELDS(w, &r, &f, rc) {
 		switch (f.num) {
 		case 1:
-			rc = walk_string(w, &f, NX_ONNX_FUNCTION_NAME, 0, NULL);
+			rc = nx_onnx__walk_string(w, &f, NX_ONNX_FUNCTION_NAME, 0, NULL);
 			break;
 		case 4: case 5:
-			rc = walk_string(w, &f, NX_ONNX_EDGE, 0, NULL);
+			rc = nx_onnx__walk_string(w, &f, NX_ONNX_EDGE, 0, NULL);
 			break;
 		case 6:
-			rc = walk_string(w, &f, NX_ONNX_ATTR_NAME, 0, NULL);
+			rc = nx_onnx__walk_string(w, &f, NX_ONNX_ATTR_NAME, 0, NULL);
 			break;
 		case 11:
 			rc = walk_attr(w, &r, &f, "attribute", id, &used);
@@ -450,25 +450,25 @@ int walk_function(struct walk *w, const struct nx_pb_reader *parent,
 			rc = walk_node(w, &r, &f, nodes++, id, &used, NULL);
 			break;
 		case 9:
-			rc = walk_opset(w, &r, &f, false);
+			rc = nx_onnx__walk_opset(w, &r, &f, false);
 			break;
 		case 10:
-			rc = walk_string(w, &f, NX_ONNX_DOMAIN, 0, NULL);
+			rc = nx_onnx__walk_string(w, &f, NX_ONNX_DOMAIN, 0, NULL);
 			break;
 		case 12:
-			rc = walk_value(w, &r, &f, NULL);
+			rc = nx_onnx__walk_value(w, &r, &f, NULL);
 			break;
 		case 13:
-			rc = walk_string(w, &f, NX_ONNX_OTHER, 0, NULL);
+			rc = nx_onnx__walk_string(w, &f, NX_ONNX_OTHER, 0, NULL);
 			break;
 		default:
-			rc = walk_common(w, &r, &f, 8, 14);
+			rc = nx_onnx__walk_common(w, &r, &f, 8, 14);
 		}
 		if (rc)
 			break;
 	}
 	if (!rc)
 		w->sum->nfunctions++;
-	strset_release(&used);
+	nx_onnx__strset_release(&used);
 	return rc;
 }

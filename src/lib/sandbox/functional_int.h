@@ -23,16 +23,16 @@ struct fx_ctx {
 
 /* Sandbox options for one run of the check: backend, bundle, limits scaled
  * to the model, wall_ms (plus the per-GiB time). */
-void fx_sandbox_opts(struct nx_sandbox_opts *so, const struct fx_ctx *c, uint64_t wall_ms);
+void nx_fx__sandbox_opts(struct nx_sandbox_opts *so, const struct fx_ctx *c, uint64_t wall_ms);
 
 /* Append a copy of s (or just keep the array NULL-terminated when s is NULL). */
-int fx_strv_append(char ***v, size_t *n, const char *s, nx_error *err);
-const char *fx_tail(const char *s, size_t len);
+int nx_fx__strv_append(char ***v, size_t *n, const char *s, nx_error *err);
+const char *nx_fx__tail(const char *s, size_t len);
 /* Report a run that did not exit 0 (timeout, cap, signal, status); *bad tells. */
-int fx_judge(const struct fx_ctx *c, const struct nx_sandbox_result *r,
+int nx_fx__judge(const struct fx_ctx *c, const struct nx_sandbox_result *r,
 	     const struct nx_sandbox_opts *so, const char *what, const char *fail_code,
 	     const char *path, bool *bad);
 /* verify_functional_py.c: the Python import half of the check. */
-int fx_imports(struct fx_ctx *c, nx_error *err);
+int nx_fx__imports(struct fx_ctx *c, nx_error *err);
 
 #endif

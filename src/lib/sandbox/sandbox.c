@@ -261,7 +261,7 @@ static void pump(struct pump *p, pid_t pid, int in, int out, int errp, double de
 
 	while (out >= 0 || errp >= 0) {
 		struct pollfd fds[4];
-		int nf = 0, ms = (int)((deadline - sbx_now()) * 1000.0), k;
+		int nf = 0, ms = (int)((deadline - nx_sbx__now()) * 1000.0), k;
 		bool want_in = in >= 0 && p->inoff < p->inlen;
 		bool want_src = in >= 0 && !want_in && p->o->stdin_fd >= 0 && !p->in_eof;
 
@@ -354,7 +354,7 @@ static void reap(struct nx_sandbox_result *r, pid_t pid, double deadline)
 			break;
 		if (w < 0 && errno != EINTR)
 			return;
-		if (w == 0 && sbx_now() >= deadline) {
+		if (w == 0 && nx_sbx__now() >= deadline) {
 			r->timed_out = true;
 			kill_all(pid);
 			continue;
@@ -374,14 +374,14 @@ static void reap(struct nx_sandbox_result *r, pid_t pid, double deadline)
 
 static const struct sbx_backend *backend_of(enum nx_sandbox_backend id)
 {
-	return id == NX_SANDBOX_BACKEND_LANDLOCK ? &sbx_landlock : &sbx_bwrap;
+	return id == NX_SANDBOX_BACKEND_LANDLOCK ? &nx_sbx__landlock : &nx_sbx__bwrap;
 }
 
-void sbx_prep_release(struct sbx_prep *p)
+void nx_sbx__prep_release(struct sbx_prep *p)
 {
 	size_t i;
 
-	sbx_args_release(&p->args);
+	nx_sbx__args_release(&p->args);
 	for (i = 0; p->envp && p->envp[i]; i++)
 		free(p->envp[i]);
 	free(p->envp);
@@ -405,7 +405,7 @@ int nx_sandbox_run(struct nx_sandbox_result *out, const struct nx_sandbox_opts *
 	enum nx_sandbox_backend id = o->backend;
 	int in[2] = { -1, -1 }, po[2] = { -1, -1 }, pe[2] = { -1, -1 }, ep[2] = { -1, -1 };
 	int init = -1;
-	double t0 = sbx_now(), deadline;
+	double t0 = nx_sbx__now(), deadline;
 	pid_t pid;
 	int rc, cerr = 0;
 	uint32_t rnd;
@@ -435,7 +435,7 @@ int nx_sandbox_run(struct nx_sandbox_result *out, const struct nx_sandbox_opts *
 		goto out;
 	}
 	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
-		rnd = (uint32_t)getpid() * 2654435761u ^ (uint32_t)sbx_now();
+		rnd = (uint32_t)getpid() * 2654435761u ^ (uint32_t)nx_sbx__now();
 	pid = fork();
 	if (pid < 0) {
 		rc = nx_error_errno(err, NX_EIO, errno, NULL, "cannot fork the sandbox");
@@ -452,7 +452,7 @@ int nx_sandbox_run(struct nx_sandbox_result *out, const struct nx_sandbox_opts *
 	do
 		n = read(ep[0], &cerr, sizeof(cerr));
 	while (n < 0 && errno == EINTR);
-	deadline = sbx_now() + (double)o->wall_ms / 1000.0;
+	deadline = nx_sbx__now() + (double)o->wall_ms / 1000.0;
 	if (n == (ssize_t)sizeof(cerr)) {
 		close(in[0]), close(po[0]), close(pe[0]);
 		in[0] = po[0] = pe[0] = -1;
@@ -470,7 +470,7 @@ int nx_sandbox_run(struct nx_sandbox_result *out, const struct nx_sandbox_opts *
 	kill_namespace(init);   /* stragglers that closed their output */
 	if (init >= 0)
 		close(init);
-	r.seconds = sbx_now() - t0;
+	r.seconds = nx_sbx__now() - t0;
 	*out = r;
 	memset(&r, 0, sizeof(r));
 	rc = 0;
@@ -488,7 +488,7 @@ out:
 	if (o->stdin_fd >= 0)
 		free(p.inbuf);
 	nx_sandbox_result_release(&r);
-	sbx_prep_release(&pr);
+	nx_sbx__prep_release(&pr);
 	return rc;
 }
 

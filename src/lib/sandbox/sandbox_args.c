@@ -5,7 +5,7 @@
  * `--symlink` in the sandbox and only real directories/files are bound, so
  * /lib64/ld-linux-x86-64.so.2 -> /lib/x86_64-linux-gnu/... with /lib ->
  * usr/lib resolves inside exactly as outside.
- * It also holds sbx_now, the clock both backends time a run by.
+ * It also holds nx_sbx__now, the clock both backends time a run by.
  */
 #include "sandbox_int.h"
 
@@ -21,7 +21,7 @@
 
 #define ARGS_MAX (8 * NX_SANDBOX_PATHS_MAX + 256)
 
-int sbx_args_push(struct sbx_args *a, const char *s, nx_error *err)
+int nx_sbx__args_push(struct sbx_args *a, const char *s, nx_error *err)
 {
 	if (a->n + 2 > a->cap) {
 		size_t cap = a->cap ? a->cap * 2 : 64;
@@ -45,16 +45,16 @@ int sbx_args_push(struct sbx_args *a, const char *s, nx_error *err)
 
 static int push3(struct sbx_args *a, const char *x, const char *y, const char *z, nx_error *err)
 {
-	int rc = sbx_args_push(a, x, err);
+	int rc = nx_sbx__args_push(a, x, err);
 
 	if (!rc && y)
-		rc = sbx_args_push(a, y, err);
+		rc = nx_sbx__args_push(a, y, err);
 	if (!rc && z)
-		rc = sbx_args_push(a, z, err);
+		rc = nx_sbx__args_push(a, z, err);
 	return rc;
 }
 
-void sbx_args_release(struct sbx_args *a)
+void nx_sbx__args_release(struct sbx_args *a)
 {
 	size_t i;
 
@@ -94,7 +94,7 @@ static int seen(struct sbx_args *a, const char *dest, bool *out, nx_error *err)
  * symlinks in it); `rest` what is left to walk.  A symlink at cur/comp is
  * recorded and its target spliced in front of rest.
  */
-int sbx_args_host_path(struct sbx_args *a, const char *path, nx_error *err)
+int nx_sbx__args_host_path(struct sbx_args *a, const char *path, nx_error *err)
 {
 	char cur[PATH_MAX] = "", rest[PATH_MAX], tmp[PATH_MAX], target[PATH_MAX];
 	int hops = 0, rc;
@@ -164,7 +164,7 @@ int sbx_args_host_path(struct sbx_args *a, const char *path, nx_error *err)
 	return push3(a, "--ro-bind", cur, cur, err);
 }
 
-int sbx_args_build(struct sbx_args *a, const struct nx_sandbox_opts *o, int bundle_fd_no,
+int nx_sbx__args_build(struct sbx_args *a, const struct nx_sandbox_opts *o, int bundle_fd_no,
 		   nx_error *err)
 {
 	char num[32];
@@ -187,12 +187,12 @@ int sbx_args_build(struct sbx_args *a, const struct nx_sandbox_opts *o, int bund
 		if (i >= NX_SANDBOX_PATHS_MAX)
 			return nx_error_set(err, NX_ELIMIT, NULL, 0, -1,
 					    "more than %d sandbox paths", NX_SANDBOX_PATHS_MAX);
-		rc = sbx_args_host_path(a, o->ro_paths[i], err);
+		rc = nx_sbx__args_host_path(a, o->ro_paths[i], err);
 	}
 	for (i = 0; !rc && o->ro_map && o->ro_map[i] && o->ro_map[i + 1]; i += 2)
 		rc = push3(a, "--ro-bind", o->ro_map[i], o->ro_map[i + 1], err);
 	if (!rc && access("/sys/devices/system/cpu", R_OK) == 0)
-		rc = sbx_args_host_path(a, "/sys/devices/system/cpu", err);
+		rc = nx_sbx__args_host_path(a, "/sys/devices/system/cpu", err);
 	snprintf(num, sizeof(num), "%" PRIu64, (uint64_t)NX_SANDBOX_TMP_BYTES);
 	if (!rc)
 		rc = push3(a, "--size", num, NULL, err);
@@ -220,12 +220,12 @@ int sbx_args_build(struct sbx_args *a, const struct nx_sandbox_opts *o, int bund
 		rc = push3(a, "--chdir", o->chdir ? o->chdir : bundle_fd_no >= 0 ? NX_SANDBOX_BUNDLE : "/",
 			   "--", err);
 	for (i = 0; !rc && o->argv[i]; i++)
-		rc = sbx_args_push(a, o->argv[i], err);
+		rc = nx_sbx__args_push(a, o->argv[i], err);
 	return rc;
 }
 
 /* The monotonic clock in seconds (the run loops and the wall limit). */
-double sbx_now(void)
+double nx_sbx__now(void)
 {
 	struct timespec ts;
 

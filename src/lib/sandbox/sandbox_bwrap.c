@@ -31,7 +31,7 @@ static int prepare(struct sbx_prep *p, const struct nx_sandbox_opts *o, nx_error
 {
 	int info[2], rc;
 
-	rc = sbx_args_build(&p->args, o, o->bundle_dirfd >= 0 ? 3 : -1, err);
+	rc = nx_sbx__args_build(&p->args, o, o->bundle_dirfd >= 0 ? 3 : -1, err);
 	if (rc)
 		return rc;
 	if (!(p->envp = calloc(1, sizeof(*p->envp))))
@@ -58,7 +58,7 @@ static int init_pidfd(struct sbx_prep *p, double deadline)
 
 	for (;;) {
 		struct pollfd pf = { p->parent_fd, POLLIN, 0 };
-		int ms = (int)((deadline - sbx_now()) * 1000.0);
+		int ms = (int)((deadline - nx_sbx__now()) * 1000.0);
 		ssize_t n;
 
 		if (ms <= 0 || poll(&pf, 1, ms) <= 0)
@@ -79,7 +79,7 @@ static int init_pidfd(struct sbx_prep *p, double deadline)
 	return (int)syscall(SYS_pidfd_open, (pid_t)atol(s + strlen("\"child-pid\":")), 0);
 }
 
-const struct sbx_backend sbx_bwrap = {
+const struct sbx_backend nx_sbx__bwrap = {
 	.id = NX_SANDBOX_BACKEND_BWRAP,
 	.check = check,
 	.prepare = prepare,

@@ -20,14 +20,14 @@ struct sbx_args {
 	size_t ndests;
 };
 
-int sbx_args_push(struct sbx_args *a, const char *s, nx_error *err);
+int nx_sbx__args_push(struct sbx_args *a, const char *s, nx_error *err);
 /* Bind host `path` read-only at the same place, symlinks reproduced. */
-int sbx_args_host_path(struct sbx_args *a, const char *path, nx_error *err);
+int nx_sbx__args_host_path(struct sbx_args *a, const char *path, nx_error *err);
 /* The whole bwrap command line for o; bundle_fd_no is the fd number the
  * bundle directory will have in bwrap, or -1. */
-int sbx_args_build(struct sbx_args *a, const struct nx_sandbox_opts *o, int bundle_fd_no,
+int nx_sbx__args_build(struct sbx_args *a, const struct nx_sandbox_opts *o, int bundle_fd_no,
 		   nx_error *err);
-void sbx_args_release(struct sbx_args *a);
+void nx_sbx__args_release(struct sbx_args *a);
 
 /*
  * What one run needs, made by a backend's prepare() in the parent (which
@@ -60,12 +60,12 @@ struct sbx_backend {
 	int (*init_pidfd)(struct sbx_prep *p, double deadline);
 };
 
-extern const struct sbx_backend sbx_bwrap, sbx_landlock;
+extern const struct sbx_backend nx_sbx__bwrap, nx_sbx__landlock;
 
-void sbx_prep_release(struct sbx_prep *p);
-double sbx_now(void);
+void nx_sbx__prep_release(struct sbx_prep *p);
+double nx_sbx__now(void);
 
 /* sandbox_seccomp.c: the landlock backend's system call filter. */
-int sbx_seccomp_build(struct sock_fprog *out, nx_error *err);
+int nx_sbx__seccomp_build(struct sock_fprog *out, nx_error *err);
 
 #endif

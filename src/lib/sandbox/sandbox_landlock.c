@@ -250,7 +250,7 @@ static int prepare(struct sbx_prep *p, const struct nx_sandbox_opts *o, nx_error
 	for (i = 0; o->argv[i]; i++) {
 		char *t = translate(o->argv[i], o->bundle_dirfd >= 0 ? bundle : NULL, o, &rel);
 
-		rc = t ? sbx_args_push(&p->args, t, err)
+		rc = t ? nx_sbx__args_push(&p->args, t, err)
 		       : nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 		if (!rc && i == 0 && rel)   /* executed from the bundle's fd, not its path */
 			p->exec_rel = p->args.v[0] + (rel - t);
@@ -278,7 +278,7 @@ static int prepare(struct sbx_prep *p, const struct nx_sandbox_opts *o, nx_error
 	}
 	if ((rc = ruleset(&p->child_fd, p->abi, o, err)) != 0)
 		return rc;
-	if ((rc = sbx_seccomp_build(&p->filter, err)) != 0)
+	if ((rc = nx_sbx__seccomp_build(&p->filter, err)) != 0)
 		return rc;
 	/* RLIMIT_NPROC counts every task of the uid; a caller that keeps its
 	 * own (not root) gets nproc on top of what it already runs. */
@@ -319,7 +319,7 @@ static void enter(const struct sbx_prep *p)
 		execve(p->args.v[0], p->args.v, p->envp);
 }
 
-const struct sbx_backend sbx_landlock = {
+const struct sbx_backend nx_sbx__landlock = {
 	.id = NX_SANDBOX_BACKEND_LANDLOCK,
 	.check = check,
 	.prepare = prepare,

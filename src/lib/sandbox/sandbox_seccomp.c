@@ -68,7 +68,7 @@ static int rules(scmp_filter_ctx f)
 	return rc;
 }
 
-int sbx_seccomp_build(struct sock_fprog *out, nx_error *err)
+int nx_sbx__seccomp_build(struct sock_fprog *out, nx_error *err)
 {
 	scmp_filter_ctx f = seccomp_init(SCMP_ACT_ALLOW);
 	struct stat st;

@@ -38,7 +38,7 @@ static int selftest(struct fx_ctx *c, nx_error *err)
 		return c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "functional-no-runtime", "bin/nexus_cli", 0,
 			     "bin/nexus_cli is missing or not a regular file, so the bundle "
 			     "cannot run; rebuild it with nexus build");
-	fx_sandbox_opts(&so, c, c->o->selftest_ms ? c->o->selftest_ms : NX_FUNCTIONAL_SELFTEST_MS);
+	nx_fx__sandbox_opts(&so, c, c->o->selftest_ms ? c->o->selftest_ms : NX_FUNCTIONAL_SELFTEST_MS);
 	rc = nx_sandbox_run_cli(&r, &so, c->bundle_path, args, err);
 	/* A binary whose ELF headers cannot be followed is the bundle's fault. */
 	if (rc == NX_EFORMAT || rc == NX_ELIMIT) {
@@ -50,7 +50,7 @@ static int selftest(struct fx_ctx *c, nx_error *err)
 	if (rc)
 		goto out;
 	/* bin/ is the trusted runtime (allowlist), so its word on why is trusted */
-	rc = fx_judge(c, &r, &so, "bin/nexus_cli selftest",
+	rc = nx_fx__judge(c, &r, &so, "bin/nexus_cli selftest",
 		      r.errout && memmem(r.errout, r.errout_len, NONFINITE, strlen(NONFINITE)) ?
 		      NONFINITE : "functional-selftest-failed", "bin/nexus_cli", &bad);
 	c->selftest_failed = bad;
@@ -127,7 +127,7 @@ static int liveness(struct fx_ctx *c, nx_error *err)
 	snprintf(budget, sizeof(budget), "%llu", (unsigned long long)ms);
 	/* the runtime stops itself at the budget; the sandbox's clock is the
 	 * backstop (one more session, plus loading the model) */
-	fx_sandbox_opts(&so, c, 2 * ms);
+	nx_fx__sandbox_opts(&so, c, 2 * ms);
 	rc = nx_sandbox_run_cli(&r, &so, c->bundle_path, args, err);
 	if (rc == NX_EFORMAT || rc == NX_ELIMIT) {
 		rc = 0;   /* the selftest has said so already */
@@ -154,10 +154,10 @@ static int liveness(struct fx_ctx *c, nx_error *err)
 		 * the summary line the check did not get that far */
 		if (!summary[0])
 			rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "liveness-failed", "bin/nexus_cli", 0,
-				   fx_tail(r.errout, r.errout_len));
+				   nx_fx__tail(r.errout, r.errout_len));
 		goto out;
 	}
-	if ((rc = fx_judge(c, &r, &so, "bin/nexus_cli liveness", "liveness-failed",
+	if ((rc = nx_fx__judge(c, &r, &so, "bin/nexus_cli liveness", "liveness-failed",
 			   "bin/nexus_cli", &bad)) != 0 || bad)
 		goto out;
 	if (unchecked) {
@@ -225,6 +225,6 @@ int nx_functional_check(bool *skipped, int bundle_dirfd, const char *bundle_path
 	if (o->liveness && !c.selftest_failed && (rc = liveness(&c, err)) != 0)
 		return rc;
 	if (o->imports)
-		return fx_imports(&c, err);
+		return nx_fx__imports(&c, err);
 	return 0;
 }

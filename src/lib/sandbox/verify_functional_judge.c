@@ -13,14 +13,14 @@
 #define TAIL_MAX 400   /* bytes of the program's stderr quoted in a finding */
 
 /* The last line(s) of a program's stderr, for a message. */
-const char *fx_tail(const char *s, size_t len)
+const char *nx_fx__tail(const char *s, size_t len)
 {
 	while (len && (s[len - 1] == '\n' || s[len - 1] == ' '))
 		len--;
 	return len > TAIL_MAX ? s + len - TAIL_MAX : s;
 }
 
-void fx_sandbox_opts(struct nx_sandbox_opts *so, const struct fx_ctx *c, uint64_t wall_ms)
+void nx_fx__sandbox_opts(struct nx_sandbox_opts *so, const struct fx_ctx *c, uint64_t wall_ms)
 {
 	nx_sandbox_opts_init(so);
 	so->backend = c->backend;
@@ -31,7 +31,7 @@ void fx_sandbox_opts(struct nx_sandbox_opts *so, const struct fx_ctx *c, uint64_
 }
 
 /* A finding for a sandbox run that did not end in exit 0; 1 if one was added. */
-int fx_judge(const struct fx_ctx *c, const struct nx_sandbox_result *r,
+int nx_fx__judge(const struct fx_ctx *c, const struct nx_sandbox_result *r,
 	     const struct nx_sandbox_opts *so, const char *what, const char *fail_code,
 	     const char *path, bool *bad)
 {
@@ -55,11 +55,11 @@ int fx_judge(const struct fx_ctx *c, const struct nx_sandbox_result *r,
 		code = "functional-killed";
 		snprintf(msg, sizeof(msg), "%s was killed by signal %d (rlimit exceeded or crash): %s",
 			 what, r->exited ? r->status - 128 : r->signal,
-			 fx_tail(r->errout, r->errout_len));
+			 nx_fx__tail(r->errout, r->errout_len));
 	} else if (r->status != 0) {
 		code = fail_code;
 		snprintf(msg, sizeof(msg), "%s exited with status %d: %s", what, r->status,
-			 fx_tail(r->errout, r->errout_len));
+			 nx_fx__tail(r->errout, r->errout_len));
 	}
 	if (!code) {
 		*bad = false;
@@ -68,7 +68,7 @@ int fx_judge(const struct fx_ctx *c, const struct nx_sandbox_result *r,
 	return c->fn(c->ctx, NX_FUNCTIONAL_FAIL, code, path, 0, msg);
 }
 
-int fx_strv_append(char ***v, size_t *n, const char *s, nx_error *err)
+int nx_fx__strv_append(char ***v, size_t *n, const char *s, nx_error *err)
 {
 	char **nv = realloc(*v, (*n + 2) * sizeof(char *));
 

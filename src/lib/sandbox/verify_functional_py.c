@@ -147,7 +147,7 @@ static int list_modules(char ***out, size_t *n, int dirfd, nx_error *err)
 			break;
 		}
 		snprintf(name, sizeof(name), "%.*s", (int)(len - 3), e->d_name);
-		rc = fx_strv_append(out, n, name, err);
+		rc = nx_fx__strv_append(out, n, name, err);
 	}
 	closedir(d);
 	return rc;
@@ -168,7 +168,7 @@ static int python_paths(char ***paths, size_t *n, const char *python, nx_error *
 	base = strrchr(real, '/') + 1;
 	snprintf(stdlib, sizeof(stdlib), "/usr/lib/%s", base);   /* /usr/lib/python3.11 */
 	snprintf(dyn, sizeof(dyn), "%s/lib-dynload", stdlib);
-	rc = fx_strv_append(&bins, &nbins, real, err);
+	rc = nx_fx__strv_append(&bins, &nbins, real, err);
 	d = opendir(dyn);
 	while (!rc && d && (e = readdir(d))) {
 		char so[PATH_MAX * 2];
@@ -177,16 +177,16 @@ static int python_paths(char ***paths, size_t *n, const char *python, nx_error *
 		if (len < 4 || strcmp(e->d_name + len - 3, ".so"))
 			continue;
 		snprintf(so, sizeof(so), "%s/%s", dyn, e->d_name);
-		rc = fx_strv_append(&bins, &nbins, so, err);
+		rc = nx_fx__strv_append(&bins, &nbins, so, err);
 	}
 	if (!rc)
 		rc = nx_elf_closure(&libs, &nlibs, (const char *const *)bins, nbins, NULL, err);
 	if (!rc)
-		rc = fx_strv_append(paths, n, python, err);
+		rc = nx_fx__strv_append(paths, n, python, err);
 	if (!rc && access(stdlib, R_OK) == 0)
-		rc = fx_strv_append(paths, n, stdlib, err);
+		rc = nx_fx__strv_append(paths, n, stdlib, err);
 	for (i = 0; !rc && i < nlibs; i++)
-		rc = fx_strv_append(paths, n, libs[i], err);
+		rc = nx_fx__strv_append(paths, n, libs[i], err);
 	if (d)
 		closedir(d);
 	nx_elf_closure_free(libs, nlibs);
@@ -281,7 +281,7 @@ static int parse_output(struct fx_ctx *c, const struct nx_sandbox_result *r, con
 	return rc;
 }
 
-int fx_imports(struct fx_ctx *c, nx_error *err)
+int nx_fx__imports(struct fx_ctx *c, nx_error *err)
 {
 	const char *python = c->o->python ? c->o->python : NX_FUNCTIONAL_PYTHON;
 	char tmp[] = "/tmp/nexus-py-XXXXXX", drv[64], nonce[33];
@@ -328,24 +328,24 @@ int fx_imports(struct fx_ctx *c, nx_error *err)
 		rc = nx_error_errno(err, NX_EIO, errno, drv, "cannot write %s", drv);
 		goto out;
 	}
-	rc = fx_strv_append(&argv, &nargv, python, err);
+	rc = nx_fx__strv_append(&argv, &nargv, python, err);
 	/* The bundle's path in the sandbox is an argument: the landlock
 	 * backend runs it at its host path (nexus/sandbox.h). */
 	for (const char *a[] = { "-I", "-S", "-B", PY_DIR "/driver.py", nonce, NX_SANDBOX_BUNDLE,
 				 NULL }, **q = a;
 	     !rc && *q; q++)
-		rc = fx_strv_append(&argv, &nargv, *q, err);
+		rc = nx_fx__strv_append(&argv, &nargv, *q, err);
 	for (i = 0; !rc && rcfg && i < rcfg->npython_packages; i++)
-		rc = fx_strv_append(&argv, &nargv, rcfg->python_packages[i], err);
+		rc = nx_fx__strv_append(&argv, &nargv, rcfg->python_packages[i], err);
 	if (!rc)
-		rc = fx_strv_append(&argv, &nargv, "--", err);
+		rc = nx_fx__strv_append(&argv, &nargv, "--", err);
 	for (i = 0; !rc && i < nmods; i++)
-		rc = fx_strv_append(&argv, &nargv, mods[i], err);
+		rc = nx_fx__strv_append(&argv, &nargv, mods[i], err);
 	if (!rc)
-		rc = fx_strv_append(&paths, &npaths, NULL, err);
+		rc = nx_fx__strv_append(&paths, &npaths, NULL, err);
 	if (rc)
 		goto out;
-	fx_sandbox_opts(&so, c, c->o->import_ms ? c->o->import_ms : NX_FUNCTIONAL_IMPORT_MS);
+	nx_fx__sandbox_opts(&so, c, c->o->import_ms ? c->o->import_ms : NX_FUNCTIONAL_IMPORT_MS);
 	so.argv = (const char *const *)argv;
 	so.ro_paths = (const char *const *)paths;
 	so.ro_map = map;
@@ -353,7 +353,7 @@ int fx_imports(struct fx_ctx *c, nx_error *err)
 	rc = nx_sandbox_run(&r, &so, err);
 	if (rc)
 		goto out;
-	rc = fx_judge(c, &r, &so, "the Python import check", "functional-python-failed", "src", &bad);
+	rc = nx_fx__judge(c, &r, &so, "the Python import check", "functional-python-failed", "src", &bad);
 	if (!rc && !bad)
 		rc = parse_output(c, &r, nonce, err);
 out:

@@ -35,11 +35,11 @@ static double now(void)
 static void open_student(struct vfy_ctx *c)
 {
 	int fd = -1;
-	long i = vfy_find(c, NX_MODEL_PATH);
+	long i = nx_vfy__find(c, NX_MODEL_PATH);
 
 	if (i < 0 || !S_ISREG(c->entries[i].mode) || c->entries[i].nlink != 1)
 		return;
-	if (vfy_open_regular(&fd, NULL, c->dirfd, NX_MODEL_PATH, NULL))
+	if (nx_vfy__open_regular(&fd, NULL, c->dirfd, NX_MODEL_PATH, NULL))
 		return;
 	if (nx_onnx_open(&c->onnx, fd, NX_MODEL_PATH, NULL))
 		c->onnx = NULL;
@@ -167,27 +167,27 @@ int nx_verify_bundle(nx_report **out, int bundle_dirfd, const char *bundle_path,
 		}                                                       \
 	} while (0)
 
-	RUN(NX_CHECK_INTEGRITY, vfy_integrity(&c, err));
+	RUN(NX_CHECK_INTEGRITY, nx_vfy__integrity(&c, err));
 	if (!opts->integrity_only) {
 		open_student(&c);
-		RUN(NX_CHECK_SIGNATURE, vfy_signature(&c, &skipped, err));
-		RUN(NX_CHECK_POLICY, vfy_policy(&c, err));
-		RUN(NX_CHECK_ALLOWLIST, vfy_allowlist(&c, err));
+		RUN(NX_CHECK_SIGNATURE, nx_vfy__signature(&c, &skipped, err));
+		RUN(NX_CHECK_POLICY, nx_vfy__policy(&c, err));
+		RUN(NX_CHECK_ALLOWLIST, nx_vfy__allowlist(&c, err));
 		/* The code and budget checks may hold a JSON tree of 128 MiB and
 		 * the student's summary takes up to ~160 MiB: never both, so that
 		 * verify stays within its 256 MiB (docs/TRV.md "Cost").  Reading
 		 * the summary again walks the protobuf only, not the weights. */
 		nx_onnx_free(c.onnx);
 		c.onnx = NULL;
-		RUN(NX_CHECK_CODE, vfy_code(&c, err));
-		RUN(NX_CHECK_BUDGET, vfy_budget(&c, err));
+		RUN(NX_CHECK_CODE, nx_vfy__code(&c, err));
+		RUN(NX_CHECK_BUDGET, nx_vfy__budget(&c, err));
 		open_student(&c);
-		RUN(NX_CHECK_WEIGHTS, vfy_weights(&c, &skipped, err));
-		RUN(NX_CHECK_SIZE, vfy_size(&c, &skipped, err));
+		RUN(NX_CHECK_WEIGHTS, nx_vfy__weights(&c, &skipped, err));
+		RUN(NX_CHECK_SIZE, nx_vfy__size(&c, &skipped, err));
 		RUN(NX_CHECK_FUNCTIONAL, functional(&c, &skipped));
 	}
 #undef RUN
-	if ((rc = vfy_unchanged(&c)) != 0)
+	if ((rc = nx_vfy__unchanged(&c)) != 0)
 		goto out;
 	*out = c.r;
 	c.r = NULL;
@@ -201,6 +201,6 @@ out:
 	nx_fs_entries_free(c.entries, c.nentries);
 	free(c.files);
 	free(c.terms);
-	vfy_policy_release(&c);
+	nx_vfy__policy_release(&c);
 	return rc;
 }

@@ -128,15 +128,15 @@ static int check_required(struct vfy_ctx *c)
 	int rc = 0;
 
 	for (i = 0; !rc && i < sizeof(need) / sizeof(need[0]); i++)
-		if (vfy_find(c, need[i]) < 0)
+		if (nx_vfy__find(c, need[i]) < 0)
 			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "required-missing", need[i], 0,
 					   "%s is missing: every bundle has it", need[i]);
-	if (!rc && vfy_find(c, "model/tokenizer/tokenizer.json") < 0 &&
-	    vfy_find(c, "model/tokenizer/vocab.txt") < 0)
+	if (!rc && nx_vfy__find(c, "model/tokenizer/tokenizer.json") < 0 &&
+	    nx_vfy__find(c, "model/tokenizer/vocab.txt") < 0)
 		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "required-missing", "model/tokenizer", 0,
 				   "the bundle has neither model/tokenizer/tokenizer.json nor vocab.txt");
 	for (i = 0; !rc && i < 2; i++)
-		if (vfy_find(c, i ? "LICENSE" : "README.md") < 0)
+		if (nx_vfy__find(c, i ? "LICENSE" : "README.md") < 0)
 			rc = nx_report_add(c->r, CHECK, NX_SEV_WARN, "doc-missing",
 					   i ? "LICENSE" : "README.md", 0, "%s is missing",
 					   i ? "LICENSE" : "README.md");
@@ -153,7 +153,7 @@ static int sniff(struct vfy_ctx *c, size_t idx)
 	int fd = -1, rc;
 
 	nx_error_clear(&e);
-	if (vfy_open_regular(&fd, &st, c->dirfd, p, &e))
+	if (nx_vfy__open_regular(&fd, &st, c->dirfd, p, &e))
 		return 0;   /* integrity reports why */
 	limit = (uint64_t)st.st_size;
 	if (!c->files[idx].verified && limit > UNVERIFIED_SCAN_MAX)
@@ -297,7 +297,7 @@ static int load_trusted_list(struct trusted_list *l, const char *file, bool inst
 
 	memset(l, 0, sizeof(*l));
 	l->file = file;
-	rc = vfy_read_path(&buf, &len, &st, file, TRUSTED_LIST_MAX, err);
+	rc = nx_vfy__read_path(&buf, &len, &st, file, TRUSTED_LIST_MAX, err);
 	if (rc)
 		return rc;
 	if (installed && (st.st_mode & 022)) {
@@ -346,7 +346,7 @@ static int bundle_digest(struct vfy_ctx *c, size_t idx, unsigned char out[NX_SHA
 		memcpy(out, mf->sha256, NX_SHA256_LEN);
 		return 0;
 	}
-	if (vfy_open_regular(&fd, NULL, c->dirfd, c->entries[idx].path, NULL))
+	if (nx_vfy__open_regular(&fd, NULL, c->dirfd, c->entries[idx].path, NULL))
 		return -1;
 	rc = nx_sha256_fd(out, fd, c->entries[idx].size, c->entries[idx].path, NULL);
 	close(fd);
@@ -365,7 +365,7 @@ static bool release_matches(struct vfy_ctx *c, const struct trusted_list *l, siz
 		if (l->t[i].release != r)
 			continue;
 		n++;
-		k = vfy_find(c, l->t[i].path);
+		k = nx_vfy__find(c, l->t[i].path);
 		if (k < 0 || !S_ISREG(c->entries[k].mode) || bundle_digest(c, (size_t)k, got) ||
 		    memcmp(got, l->t[i].sha256, NX_SHA256_LEN))
 			return false;
@@ -502,7 +502,7 @@ static int check_runtime(struct vfy_ctx *c)
 					  "cannot read the trusted runtime in %s", c->opts->runtime_dir);
 		for (i = 0; !rc && i < nre; i++)
 			if ((S_ISREG(re[i].mode) || S_ISLNK(re[i].mode)) && is_runtime(re[i].path) &&
-			    vfy_find(c, re[i].path) < 0)
+			    nx_vfy__find(c, re[i].path) < 0)
 				rc = runtime_fail(c, "runtime-missing", re[i].path, 0,
 						   "%s of the nexus runtime is missing from the bundle",
 						   re[i].path);
@@ -513,7 +513,7 @@ static int check_runtime(struct vfy_ctx *c)
 	return rc;
 }
 
-int vfy_allowlist(struct vfy_ctx *c, nx_error *err)
+int nx_vfy__allowlist(struct vfy_ctx *c, nx_error *err)
 {
 	size_t i;
 	int rc = 0;

@@ -132,9 +132,9 @@ static int text_file(struct tally *t, const char *path, nx_budget_buf *tok, uint
 	if (!strcmp(path, TOKENIZER_DIR "vocab.txt"))
 		rc = vocab_txt(tok, buf, len, t->err);
 	else if (!strcmp(path, TOKENIZER_DIR "tokenizer.json"))
-		rc = vfy_tokjson_residual(c, path, buf, len, tok, &failed, t->err);
+		rc = nx_vfy__tokjson_residual(c, path, buf, len, tok, &failed, t->err);
 	else if (!strcmp(path, "config/selftest.json") && c->opts->functional &&
-		 !vfy_json_over_budget(buf, len) &&
+		 !nx_vfy__json_over_budget(buf, len) &&
 		 (root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL)))
 		rc = json_strings(b, root, 0, t->err);
 	else
@@ -171,7 +171,7 @@ static int model_strings(struct tally *t)
 	if ((rc = nx_budget_buf_new(&b, t->err)))
 		return rc;
 	nx_error_clear(&e);
-	rc = vfy_open_regular(&fd, NULL, t->c->dirfd, NX_MODEL_PATH, &e);
+	rc = nx_vfy__open_regular(&fd, NULL, t->c->dirfd, NX_MODEL_PATH, &e);
 	if (!rc)
 		rc = nx_onnx_visit_strings(fd, NX_MODEL_PATH, onnx_string, b, &e);
 	if (rc != NX_ENOMEM)
@@ -257,7 +257,7 @@ static bool charged_text(const char *p)
 	       (ends_with(p, ".yaml") || ends_with(p, ".yml") || ends_with(p, ".json"));
 }
 
-int vfy_budget(struct vfy_ctx *c, nx_error *err)
+int nx_vfy__budget(struct vfy_ctx *c, nx_error *err)
 {
 	struct tally t = {.c = c, .err = err};
 	uint64_t limit = c->pol.max_leak_bytes;   /* the policy's, tightened by options */

@@ -94,7 +94,7 @@ static bool ends_with(const char *s, const char *suffix)
 static int json_str(struct vfy_ctx *c, const char *path, const char *ptr, const char *s,
 		    size_t len, bool key)
 {
-	const char *t = vfy_term_in(c, s, len);
+	const char *t = nx_vfy__term_in(c, s, len);
 
 	if (!t)
 		return 0;
@@ -132,7 +132,7 @@ static int json_number(struct json_scan *js, json_t *v, const char *ptr)
 
 /*
  * Walk a JSON value; vocab marks the entries of model.vocab / model.merges,
- * ids the values of the model.vocab object (checked by vfy_vocab_ids).
+ * ids the values of the model.vocab object (checked by nx_vfy__vocab_ids).
  */
 static int json_walk(struct json_scan *js, json_t *v, const char *ptr, int depth, bool vocab,
 		     bool ids)
@@ -145,7 +145,7 @@ static int json_walk(struct json_scan *js, json_t *v, const char *ptr, int depth
 		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "config-unparsable", js->path, 0,
 				     "JSON nested deeper than %d at %s", JSON_DEPTH_MAX, ptr);
 	if (json_is_string(v))
-		return vocab ? vfy_vocab_entry(c, &js->vocab, js->path, json_string_value(v),
+		return vocab ? nx_vfy__vocab_entry(c, &js->vocab, js->path, json_string_value(v),
 					       json_string_length(v), 0, ptr) :
 			       json_str(c, js->path, ptr, json_string_value(v),
 					json_string_length(v), false);
@@ -161,7 +161,7 @@ static int json_walk(struct json_scan *js, json_t *v, const char *ptr, int depth
 						   (!strcmp(k, "vocab") || !strcmp(k, "merges")));
 
 			snprintf(sub, sizeof(sub), "%s/%s", ptr, k);
-			rc = vocab ? vfy_vocab_entry(c, &js->vocab, js->path, k, strlen(k), 0, sub) :
+			rc = vocab ? nx_vfy__vocab_entry(c, &js->vocab, js->path, k, strlen(k), 0, sub) :
 				     json_str(c, js->path, sub, k, strlen(k), true);
 			if (!rc)
 				rc = json_walk(js, x, sub, depth + 1, sub_vocab, vocab_obj);
@@ -212,7 +212,7 @@ static uint64_t json_tree_cost(const char *b, size_t n)
 	return cost;
 }
 
-bool vfy_json_over_budget(const char *buf, size_t len)
+bool nx_vfy__json_over_budget(const char *buf, size_t len)
 {
 	return json_tree_cost(buf, len) > JSON_TREE_MAX;
 }
@@ -240,7 +240,7 @@ static int scan_json(struct vfy_ctx *c, const char *path, const char *buf, size_
 				     je.text);
 	rc = json_walk(&js, root, "", 0, false, false);
 	if (!rc)
-		rc = vfy_vocab_ids(c, path, root);
+		rc = nx_vfy__vocab_ids(c, path, root);
 	json_decref(root);
 	return rc;
 }
@@ -272,15 +272,15 @@ static int scan_file(struct vfy_ctx *c, const char *path, const struct nx_pyaudi
 		if (!rc)
 			rc = nx_pyaudit_run(buf, len, po, on_audit, &s, path, &e);
 		if (!rc)
-			rc = vfy_policy_imports(c, path, buf, len);
+			rc = nx_vfy__policy_imports(c, path, buf, len);
 	}
 	else if (ends_with(path, ".yaml") || ends_with(path, ".yml"))
 		rc = nx_scan_yaml(buf, len, terms, c->nterms, on_term, &s, path, &e);
 	else if (!strcmp(path, "model/tokenizer/vocab.txt"))
-		rc = vfy_vocab_txt(c, path, buf, len);
+		rc = nx_vfy__vocab_txt(c, path, buf, len);
 	else if (!strcmp(path, "config/selftest.json")) {
 		/* scan_json reports a tree over budget; never parse it here */
-		rc = vfy_json_over_budget(buf, len) ? 0 : vfy_selftest_json(c, buf, len);
+		rc = nx_vfy__json_over_budget(buf, len) ? 0 : nx_vfy__selftest_json(c, buf, len);
 		if (!rc)
 			rc = scan_json(c, path, buf, len, false);
 	}
@@ -389,12 +389,12 @@ static int scan_manifest_policy(struct vfy_ctx *c, const nx_manifest *m)
 	int rc = 0;
 
 	for (i = 0; !rc && i < 2; i++)
-		if ((t = vfy_term_in(c, v[i], strlen(v[i]))))
+		if ((t = nx_vfy__term_in(c, v[i], strlen(v[i]))))
 			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "term-in-value", NX_MANIFEST_NAME,
 					   0, "forbidden term '%s' in the manifest's %s", t,
 					   i ? "policy.nexus_version" : "runtime.version");
 	for (i = 0; !rc && p && i < p->nallow_shared; i++)
-		if ((t = vfy_term_in(c, p->allow_shared[i].reason, strlen(p->allow_shared[i].reason))))
+		if ((t = nx_vfy__term_in(c, p->allow_shared[i].reason, strlen(p->allow_shared[i].reason))))
 			rc = nx_report_add(c->r, CHECK, NX_SEV_WARN, "term-in-docs", NX_MANIFEST_NAME,
 					   0, "forbidden term '%s' in the reason for allowing %s "
 					   "(policy.allow_shared_tensors)", t, p->allow_shared[i].name);
@@ -417,11 +417,11 @@ static int scan_manifest(struct vfy_ctx *c)
 	int rc = 0;
 
 	for (i = 0; !rc && i < sizeof(f) / sizeof(*f); i++)
-		if ((t = vfy_term_in(c, f[i].value, strlen(f[i].value))))
+		if ((t = nx_vfy__term_in(c, f[i].value, strlen(f[i].value))))
 			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "term-in-value", NX_MANIFEST_NAME,
 					   0, "forbidden term '%s' in the manifest's %s", t, f[i].key);
 	for (i = 0; !rc && i < m->nfiles; i++)
-		if ((t = vfy_term_in(c, m->files[i].path, strlen(m->files[i].path))))
+		if ((t = nx_vfy__term_in(c, m->files[i].path, strlen(m->files[i].path))))
 			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "term-in-value", NX_MANIFEST_NAME,
 					   0, "forbidden term '%s' in the manifest's path %s", t,
 					   m->files[i].path);
@@ -468,13 +468,13 @@ static int collect_exports(struct vfy_ctx *c, struct nx_pyaudit_opts *po, nx_err
 	return rc;
 }
 
-int vfy_code(struct vfy_ctx *c, nx_error *err)
+int nx_vfy__code(struct vfy_ctx *c, nx_error *err)
 {
 	struct nx_pyaudit_opts po = { 0 };
 	nx_runtime_config *rcfg = NULL;
 	char **stems = NULL, stem[256];
 	size_t i, nstems = 0;
-	long k = vfy_find(c, "config/runtime.yaml");
+	long k = nx_vfy__find(c, "config/runtime.yaml");
 	int rc = 0;
 
 	if (k >= 0 && S_ISREG(c->entries[k].mode) && c->entries[k].nlink == 1 &&

@@ -348,7 +348,7 @@ int vfy_constant_subgraphs(struct vfy_ctx *c)
 
 	nx_error_clear(&e);
 	w.err = &e;
-	if ((rc = vfy_open_regular(&fd, NULL, c->dirfd, NX_MODEL_PATH, &e)) != 0)
+	if ((rc = nx_vfy__open_regular(&fd, NULL, c->dirfd, NX_MODEL_PATH, &e)) != 0)
 		goto out;
 	if ((rc = nx_pb_file_init(&w.f, fd, NX_MODEL_PATH, &e)) != 0 ||
 	    (rc = nx_pb_reader_init(&top, &w.f, 0, w.f.size, &e)) != 0)

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-long vfy_find(const struct vfy_ctx *c, const char *path)
+long nx_vfy__find(const struct vfy_ctx *c, const char *path)
 {
 	size_t lo = 0, hi = c->nentries;
 
@@ -41,7 +41,7 @@ static int by_location(const void *a, const void *b, void *summary)
 		      s->tensors[*(const size_t *)b].ext_location);
 }
 
-int vfy_external_by_file(size_t **out, size_t *nout, const nx_onnx_summary *s)
+int nx_vfy__external_by_file(size_t **out, size_t *nout, const nx_onnx_summary *s)
 {
 	size_t i, n = 0, *v;
 
@@ -62,7 +62,7 @@ int vfy_external_by_file(size_t **out, size_t *nout, const nx_onnx_summary *s)
 	return 0;
 }
 
-const char *vfy_term_in(const struct vfy_ctx *c, const char *s, size_t len)
+const char *nx_vfy__term_in(const struct vfy_ctx *c, const char *s, size_t len)
 {
 	size_t t, i, j;
 

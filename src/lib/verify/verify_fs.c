@@ -9,13 +9,13 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-int vfy_open_regular(int *out, struct stat *out_st, int dirfd, const char *relpath,
+int nx_vfy__open_regular(int *out, struct stat *out_st, int dirfd, const char *relpath,
 		     nx_error *err)
 {
 	return nx_fs_open_regular(out, out_st, dirfd, relpath, UINT64_MAX, err);
 }
 
-int vfy_read_path(char **out, size_t *out_len, struct stat *out_st, const char *path,
+int nx_vfy__read_path(char **out, size_t *out_len, struct stat *out_st, const char *path,
 		  size_t max_size, nx_error *err)
 {
 	struct stat st;

@@ -44,7 +44,7 @@ static void run_job(struct vfy_ctx *c, struct job *j)
 	int fd = -1;
 
 	nx_error_clear(&e);
-	if (vfy_open_regular(&fd, &st, c->dirfd, path, &e))
+	if (nx_vfy__open_regular(&fd, &st, c->dirfd, path, &e))
 		goto out_error;
 	j->actual_size = (uint64_t)st.st_size;
 	if (j->actual_size != j->mf->size) {
@@ -199,7 +199,7 @@ static bool dir_listed(const nx_manifest *m, const char *dir)
 
 static int load_manifest(struct vfy_ctx *c)
 {
-	long i = vfy_find(c, NX_MANIFEST_NAME);
+	long i = nx_vfy__find(c, NX_MANIFEST_NAME);
 	nx_error e;
 
 	if (i < 0)
@@ -264,7 +264,7 @@ static int compare(struct vfy_ctx *c)
 		jobs[n++].mf = mf;
 	}
 	for (i = 0; i < c->m->nfiles; i++) {
-		long k = vfy_find(c, c->m->files[i].path);
+		long k = nx_vfy__find(c, c->m->files[i].path);
 
 		if (k < 0 && (rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "missing-file",
 						  c->m->files[i].path, 0,
@@ -325,7 +325,7 @@ static int check_xattr(struct vfy_ctx *c, const char *path, bool dir, char **roo
 
 	nx_error_clear(&e);
 	rc = !path ? 0 : dir ? nx_fs_open_beneath(&fd, c->dirfd, path, O_RDONLY | O_DIRECTORY, &e) :
-	     vfy_open_regular(&fd, NULL, c->dirfd, path, &e);
+	     nx_vfy__open_regular(&fd, NULL, c->dirfd, path, &e);
 	if (!rc && !(rc = nx_fs_xattrs(&names, path ? fd : c->dirfd, path ? path : c->bundle_path,
 				       &e)))
 		rc = nx_fs_selinux_label(&label, path ? fd : c->dirfd, path ? path : c->bundle_path,
@@ -360,7 +360,7 @@ out_free:
 	return rc;
 }
 
-int vfy_integrity(struct vfy_ctx *c, nx_error *err)
+int nx_vfy__integrity(struct vfy_ctx *c, nx_error *err)
 {
 	char *root_label = NULL;
 	nx_error e;
@@ -408,7 +408,7 @@ static bool same_time(const struct timespec *a, const struct timespec *b)
  * afterwards.  Any write or rename changes an inode's ctime, which no one
  * can set back, so the walk's lstat is compared once all reads are done.
  */
-int vfy_unchanged(struct vfy_ctx *c)
+int nx_vfy__unchanged(struct vfy_ctx *c)
 {
 	size_t i;
 	int rc = 0;

@@ -32,11 +32,11 @@
  * Bundle files are opened and walked with nexus/fs.h.  A bundle file is
  * opened without a size cap: its size is compared with the manifest instead.
  */
-int vfy_open_regular(int *out, struct stat *out_st, int dirfd, const char *relpath,
+int nx_vfy__open_regular(int *out, struct stat *out_st, int dirfd, const char *relpath,
 		     nx_error *err);
 /* Read a trusted file named by the user (follows symlinks), whole; its
  * fstat into *out_st when not NULL. */
-int vfy_read_path(char **out, size_t *out_len, struct stat *out_st, const char *path,
+int nx_vfy__read_path(char **out, size_t *out_len, struct stat *out_st, const char *path,
 		  size_t max_size, nx_error *err);
 
 /* What integrity learnt about each walked regular file. */
@@ -49,7 +49,7 @@ struct vfy_file {
 
 /* The limits the checks apply: the manifest's policy with verify's own
  * options and --override-policy folded in (verify_policy.c). */
-struct vfy_policy {
+struct nx_vfy__policy {
 	uint64_t max_model_bytes;
 	double size_slack;
 	uint64_t max_leak_bytes;       /* at most NX_BUDGET_DEFAULT */
@@ -75,51 +75,51 @@ struct vfy_ctx {
 	bool runtime_untrusted;        /* allowlist: bin/ or lib/ is not the trusted runtime */
 	uint64_t list_bytes;           /* weights: bytes of list attribute values (size counts them) */
 	bool signature_valid;          /* signed by a --pubkey key */
-	struct vfy_policy pol;         /* set by vfy_policy, before the TRV checks */
+	struct nx_vfy__policy pol;         /* set by nx_vfy__policy, before the TRV checks */
 };
 
 /* Index of path in entries, or -1. */
-long vfy_find(const struct vfy_ctx *c, const char *path);
+long nx_vfy__find(const struct vfy_ctx *c, const char *path);
 /*
  * The indices of the model's tensors with external data, sorted by the
  * file they name, in a new array (*out NULL when there are none): each
  * file is then one run.  (Comparing every tensor with every other to find
  * the distinct files took minutes on 200,000 tensors.)  0 or NX_ENOMEM.
  */
-int vfy_external_by_file(size_t **out, size_t *nout, const nx_onnx_summary *s);
+int nx_vfy__external_by_file(size_t **out, size_t *nout, const nx_onnx_summary *s);
 /*
  * Would jansson's tree of this JSON text exceed the code check's budget
  * (128 MiB)?  Then nothing may parse it: the code check reports it
  * (json-over-budget), every other reader skips it.
  */
-bool vfy_json_over_budget(const char *buf, size_t len);
+bool nx_vfy__json_over_budget(const char *buf, size_t len);
 /* Case-insensitive substring search of any term in s[0..len); the term or NULL. */
-const char *vfy_term_in(const struct vfy_ctx *c, const char *s, size_t len);
+const char *nx_vfy__term_in(const struct vfy_ctx *c, const char *s, size_t len);
 
 /* verify_consts.c: nodes of the main graph computing only from constants
  * (constant-subgraph); 0 or NX_ENOMEM. */
 int vfy_constant_subgraphs(struct vfy_ctx *c);
 
 /* The checks: findings go to c->r; errors only for environment failures. */
-int vfy_integrity(struct vfy_ctx *c, nx_error *err);
+int nx_vfy__integrity(struct vfy_ctx *c, nx_error *err);
 /* After every check: a walked entry that changed since is a FAIL of
  * integrity (changed-during-verify), whose status is then updated. */
-int vfy_unchanged(struct vfy_ctx *c);
-int vfy_signature(struct vfy_ctx *c, bool *skipped, nx_error *err);
+int nx_vfy__unchanged(struct vfy_ctx *c);
+int nx_vfy__signature(struct vfy_ctx *c, bool *skipped, nx_error *err);
 /* verify_policy.c: fills c->pol and c->terms from the manifest's policy and
  * the options; its findings are the `policy` check's. */
-int vfy_policy(struct vfy_ctx *c, nx_error *err);
-void vfy_policy_release(struct vfy_ctx *c);
+int nx_vfy__policy(struct vfy_ctx *c, nx_error *err);
+void nx_vfy__policy_release(struct vfy_ctx *c);
 /* A Python source of src/ (buf[0..len)) importing a forbidden module: FAIL
  * forbidden-import (part of `code`). */
-int vfy_policy_imports(struct vfy_ctx *c, const char *path, const char *buf, size_t len);
+int nx_vfy__policy_imports(struct vfy_ctx *c, const char *path, const char *buf, size_t len);
 /* weights: no --teacher and no teacher fingerprinted at build: WARN
  * no-teacher-fingerprint (FAIL under --strict). */
-int vfy_policy_teacher(struct vfy_ctx *c);
-int vfy_allowlist(struct vfy_ctx *c, nx_error *err);
+int nx_vfy__policy_teacher(struct vfy_ctx *c);
+int nx_vfy__allowlist(struct vfy_ctx *c, nx_error *err);
 /* config/selftest.json: strict shape, texts scanned, numbers left to TRV-5. */
-int vfy_selftest_json(struct vfy_ctx *c, const char *buf, size_t len);
-int vfy_code(struct vfy_ctx *c, nx_error *err);
+int nx_vfy__selftest_json(struct vfy_ctx *c, const char *buf, size_t len);
+int nx_vfy__code(struct vfy_ctx *c, nx_error *err);
 
 /* verify_vocab.c: tokenizer vocabularies (part of `code`). */
 struct vfy_vocab {
@@ -129,22 +129,22 @@ struct vfy_vocab {
 struct json_t;
 /* One vocabulary entry s[0..len) at line (0: unknown) of path; where
  * labels it ("vocab.txt", a JSON pointer). */
-int vfy_vocab_entry(struct vfy_ctx *c, struct vfy_vocab *v, const char *path, const char *s,
+int nx_vfy__vocab_entry(struct vfy_ctx *c, struct vfy_vocab *v, const char *path, const char *s,
 		    size_t len, long line, const char *where);
 /* model/tokenizer/vocab.txt: each line an entry, none twice. */
-int vfy_vocab_txt(struct vfy_ctx *c, const char *path, const char *buf, size_t len);
+int nx_vfy__vocab_txt(struct vfy_ctx *c, const char *path, const char *buf, size_t len);
 /* tokenizer.json's model.vocab ids: integers, distinct, dense from 0. */
-int vfy_vocab_ids(struct vfy_ctx *c, const char *path, struct json_t *root);
+int nx_vfy__vocab_ids(struct vfy_ctx *c, const char *path, struct json_t *root);
 /* verify_budget.c: the leak budget (check `budget`). */
-int vfy_budget(struct vfy_ctx *c, nx_error *err);
+int nx_vfy__budget(struct vfy_ctx *c, nx_error *err);
 /* verify_tokjson.c: tokenizer.json against the schema of the tokenizer
  * types nexus_cli reads, its tokens judged as tokens and its settings
  * appended to b; *failed when it broke the schema (tokenizer-schema
  * reported) or did not parse (config-unparsable, from check code). */
-int vfy_tokjson_residual(struct vfy_ctx *c, const char *path, const char *buf, size_t len,
+int nx_vfy__tokjson_residual(struct vfy_ctx *c, const char *path, const char *buf, size_t len,
 			 nx_budget_buf *b, bool *failed, nx_error *err);
-int vfy_weights(struct vfy_ctx *c, bool *skipped, nx_error *err);
-int vfy_teacher(struct vfy_ctx *c, nx_error *err);
-int vfy_size(struct vfy_ctx *c, bool *skipped, nx_error *err);
+int nx_vfy__weights(struct vfy_ctx *c, bool *skipped, nx_error *err);
+int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err);
+int nx_vfy__size(struct vfy_ctx *c, bool *skipped, nx_error *err);
 
 #endif

@@ -191,7 +191,7 @@ static int lists(struct vfy_ctx *c, const nx_manifest_policy *p, bool trusted)
 	return rc;
 }
 
-int vfy_policy(struct vfy_ctx *c, nx_error *err)
+int nx_vfy__policy(struct vfy_ctx *c, nx_error *err)
 {
 	const nx_manifest_policy *p = c->m ? c->m->policy : NULL;
 	const struct nx_verify_opts *o = c->opts;
@@ -244,13 +244,13 @@ int vfy_policy(struct vfy_ctx *c, nx_error *err)
 	return rc;
 }
 
-void vfy_policy_release(struct vfy_ctx *c)
+void nx_vfy__policy_release(struct vfy_ctx *c)
 {
 	free(c->pol.imports);
 	free(c->pol.allow_shared);
 }
 
-int vfy_policy_imports(struct vfy_ctx *c, const char *path, const char *buf, size_t len)
+int nx_vfy__policy_imports(struct vfy_ctx *c, const char *path, const char *buf, size_t len)
 {
 	struct nx_pyfilter_result res = {0};
 	nx_error e;
@@ -273,7 +273,7 @@ int vfy_policy_imports(struct vfy_ctx *c, const char *path, const char *buf, siz
 	return rc;
 }
 
-int vfy_policy_teacher(struct vfy_ctx *c)
+int nx_vfy__policy_teacher(struct vfy_ctx *c)
 {
 	if (c->opts->nteachers || c->pol.teacher_recorded)
 		return 0;

@@ -109,7 +109,7 @@ static int check_case(struct vfy_ctx *c, size_t index, json_t *cs, struct nx_tex
 	return 0;
 }
 
-int vfy_selftest_json(struct vfy_ctx *c, const char *buf, size_t len)
+int nx_vfy__selftest_json(struct vfy_ctx *c, const char *buf, size_t len)
 {
 	static const char *const top[] = { "schema", "tolerance", "cases", NULL };
 	struct nx_text_scan ts;

@@ -9,7 +9,7 @@
 
 #define CHECK NX_CHECK_SIGNATURE
 
-int vfy_signature(struct vfy_ctx *c, bool *skipped, nx_error *err)
+int nx_vfy__signature(struct vfy_ctx *c, bool *skipped, nx_error *err)
 {
 	enum nx_sig_status st;
 	char keyid[NX_KEY_ID_LEN + 1] = "";

@@ -62,7 +62,7 @@ static uint64_t data_file_size(const struct vfy_ctx *c, const char *loc)
 	long k;
 
 	if ((size_t)snprintf(path, sizeof(path), "model/%s", loc) >= sizeof(path) ||
-	    (k = vfy_find(c, path)) < 0)
+	    (k = nx_vfy__find(c, path)) < 0)
 		return UINT64_MAX;
 	return c->entries[k].size;
 }
@@ -85,7 +85,7 @@ static int measure(uint64_t *total, uint64_t *explained, const struct vfy_ctx *c
 	size_t *ext = NULL, n, i, j;
 	int rc;
 
-	if ((rc = vfy_external_by_file(&ext, &n, s)) != 0)
+	if ((rc = nx_vfy__external_by_file(&ext, &n, s)) != 0)
 		return rc;
 	*total = s->file_size;
 	for (i = 0; i < s->ntensors; i++) {
@@ -112,7 +112,7 @@ static int measure(uint64_t *total, uint64_t *explained, const struct vfy_ctx *c
 	return 0;
 }
 
-int vfy_size(struct vfy_ctx *c, bool *skipped, nx_error *err)
+int nx_vfy__size(struct vfy_ctx *c, bool *skipped, nx_error *err)
 {
 	const nx_onnx_summary *s;
 	uint64_t total, max, explained, limit;

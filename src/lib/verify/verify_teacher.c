@@ -25,7 +25,7 @@ static bool allowed(const struct vfy_ctx *c, const char *tensor)
 	return false;
 }
 
-int vfy_teacher(struct vfy_ctx *c, nx_error *err)
+int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err)
 {
 	struct nx_fp_match *m = NULL;
 	nx_fp_set *set = NULL;

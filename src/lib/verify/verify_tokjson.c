@@ -226,7 +226,7 @@ static int walk(struct walk *w, json_t *v, const char *ctx, const char *ptr, cha
 	return 0;
 }
 
-int vfy_tokjson_residual(struct vfy_ctx *c, const char *path, const char *buf, size_t len,
+int nx_vfy__tokjson_residual(struct vfy_ctx *c, const char *path, const char *buf, size_t len,
 			 nx_budget_buf *b, bool *failed, nx_error *err)
 {
 	struct walk w = {.c = c, .path = path, .b = b, .err = err};
@@ -235,7 +235,7 @@ int vfy_tokjson_residual(struct vfy_ctx *c, const char *path, const char *buf, s
 	int rc;
 
 	*failed = true;
-	if (vfy_json_over_budget(buf, len))
+	if (nx_vfy__json_over_budget(buf, len))
 		return 0;   /* json-over-budget, from check code */
 	if (!(root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je)))
 		return 0;   /* config-unparsable, from check code */

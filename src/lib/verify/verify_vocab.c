@@ -38,7 +38,7 @@ static size_t number_len(const char *s, size_t len)
 	return digit ? len - i : 0;
 }
 
-int vfy_vocab_entry(struct vfy_ctx *c, struct vfy_vocab *v, const char *path, const char *s,
+int nx_vfy__vocab_entry(struct vfy_ctx *c, struct vfy_vocab *v, const char *path, const char *s,
 		    size_t len, long line, const char *where)
 {
 	size_t i, num;
@@ -113,7 +113,7 @@ static int check_repeats(struct vfy_ctx *c, const char *path, struct line_ref *e
 	return 0;
 }
 
-int vfy_vocab_txt(struct vfy_ctx *c, const char *path, const char *buf, size_t len)
+int nx_vfy__vocab_txt(struct vfy_ctx *c, const char *path, const char *buf, size_t len)
 {
 	const char *p = buf, *end = buf + len;
 	struct vfy_vocab v = {0};
@@ -129,7 +129,7 @@ int vfy_vocab_txt(struct vfy_ctx *c, const char *path, const char *buf, size_t l
 
 		if (k && p[k - 1] == '\r')
 			k--;
-		rc = vfy_vocab_entry(c, &v, path, p, k, line, "vocab.txt");
+		rc = nx_vfy__vocab_entry(c, &v, path, p, k, line, "vocab.txt");
 		if (!rc && k) {
 			if (n == cap) {
 				struct line_ref *g = realloc(e, (cap ? 2 * cap : 1024) * sizeof(*e));
@@ -161,7 +161,7 @@ static int id_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-int vfy_vocab_ids(struct vfy_ctx *c, const char *path, json_t *root)
+int nx_vfy__vocab_ids(struct vfy_ctx *c, const char *path, json_t *root)
 {
 	json_t *vocab = json_object_get(json_object_get(root, "model"), "vocab"), *v;
 	json_int_t *ids = NULL;

@@ -80,7 +80,7 @@ static int on_string(void *arg, enum nx_onnx_str_kind kind, const char *s, size_
 {
 	struct strings *st = arg;
 	struct vfy_ctx *c = st->c;
-	const char *term = vfy_term_in(c, s, len);
+	const char *term = nx_vfy__term_in(c, s, len);
 	char ex[EXCERPT_MAX + 4];
 	int rc = 0;
 
@@ -132,7 +132,7 @@ static int check_external(struct vfy_ctx *c, const struct nx_onnx_tensor *t)
 		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-external-outside", NX_MODEL_PATH, 0,
 				     "tensor '%s' keeps its data at '%s', outside the bundle's model/ "
 				     "directory", t->name, loc ? loc : "(no location)");
-	i = vfy_find(c, path);
+	i = nx_vfy__find(c, path);
 	if (i < 0 || (c->m && !nx_manifest_find(c->m, path)))
 		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-external-outside", NX_MODEL_PATH, 0,
 				     "tensor '%s' keeps its data in %s, which is not a file of the "
@@ -199,7 +199,7 @@ static int check_external_coverage(struct vfy_ctx *c, const nx_onnx_summary *s,
 	/* a location check_external refused has nothing to cover */
 	if (loc[0] == '/' || strstr(loc, "..") ||
 	    (size_t)snprintf(path, sizeof(path), "model/%s", loc) >= sizeof(path) ||
-	    nx_manifest_path_check(path, NULL) || (k = vfy_find(c, path)) < 0 ||
+	    nx_manifest_path_check(path, NULL) || (k = nx_vfy__find(c, path)) < 0 ||
 	    !S_ISREG(c->entries[k].mode))
 		return 0;
 	size = c->entries[k].size;
@@ -213,7 +213,7 @@ static int check_external_coverage(struct vfy_ctx *c, const nx_onnx_summary *s,
 		n++;
 	}
 	qsort(sp, n, sizeof(*sp), span_cmp);
-	if (vfy_open_regular(&fd, NULL, c->dirfd, path, NULL)) {
+	if (nx_vfy__open_regular(&fd, NULL, c->dirfd, path, NULL)) {
 		fd = -1;
 		bad = true;
 	}
@@ -279,7 +279,7 @@ static int check_summary(struct vfy_ctx *c, const nx_onnx_summary *s)
 		if (!rc && t->location == NX_TENSOR_EXTERNAL)
 			rc = check_external(c, t);
 	}
-	if (!rc && !(rc = vfy_external_by_file(&ext, &n, s))) {
+	if (!rc && !(rc = nx_vfy__external_by_file(&ext, &n, s))) {
 		for (i = 0; !rc && i < n; i = j) {
 			for (j = i + 1; j < n && !strcmp(s->tensors[ext[j]].ext_location,
 							 s->tensors[ext[i]].ext_location); j++)
@@ -291,9 +291,9 @@ static int check_summary(struct vfy_ctx *c, const nx_onnx_summary *s)
 	return rc;
 }
 
-int vfy_weights(struct vfy_ctx *c, bool *skipped, nx_error *err)
+int nx_vfy__weights(struct vfy_ctx *c, bool *skipped, nx_error *err)
 {
-	long i = vfy_find(c, NX_MODEL_PATH);
+	long i = nx_vfy__find(c, NX_MODEL_PATH);
 	struct strings st = {.c = c};
 	struct nx_onnx_canon canon;
 	nx_error e;
@@ -305,7 +305,7 @@ int vfy_weights(struct vfy_ctx *c, bool *skipped, nx_error *err)
 	}
 	nx_error_clear(&e);
 	memset(&canon, 0, sizeof(canon));
-	rc = vfy_open_regular(&fd, NULL, c->dirfd, NX_MODEL_PATH, &e);
+	rc = nx_vfy__open_regular(&fd, NULL, c->dirfd, NX_MODEL_PATH, &e);
 	if (!rc) {
 		rc = nx_onnx_visit_strings(fd, NX_MODEL_PATH, on_string, &st, &e);
 		if (!rc && c->onnx)
@@ -332,8 +332,8 @@ int vfy_weights(struct vfy_ctx *c, bool *skipped, nx_error *err)
 	if (!rc)
 		rc = vfy_constant_subgraphs(c);
 	if (!rc && c->opts->nteachers)
-		rc = vfy_teacher(c, err);
+		rc = nx_vfy__teacher(c, err);
 	if (!rc)
-		rc = vfy_policy_teacher(c);
+		rc = nx_vfy__policy_teacher(c);
 	return rc;
 }
