@@ -44,8 +44,6 @@ void nx_pw__msg_free(struct pw_msg *m);
 /* Append a copy of source bytes [off, off + len), whole fields numbered
  * num; adjacent ranges of the same field number merge. */
 int nx_pw__copy(struct pw_msg *m, uint32_t num, uint64_t off, uint64_t len);
-/* Append literal bytes (copied): one whole field numbered num. */
-int nx_pw__lit(struct pw_msg *m, uint32_t num, const void *buf, size_t len);
 /* Append a string field (tag, length, bytes). */
 int nx_pw__string(struct pw_msg *m, uint32_t num, const char *s, size_t len);
 /* Append a varint field. */
@@ -57,7 +55,6 @@ int nx_pw__child(struct pw_msg *m, uint32_t num, struct pw_msg *child);
  * (nx_onnx_canon_check), and compute sizes bottom up; returns the payload
  * size of m. */
 uint64_t nx_pw__msg_measure(struct pw_msg *m);
-size_t nx_pw__varint_encode(unsigned char *buf, uint64_t v);
 
 /*
  * Sequential writer of one output file that hashes every byte it writes.
@@ -78,8 +75,6 @@ struct pw_out {
 
 int nx_pw__out_init(struct pw_out *o, int fd, const char *src_path, const char *dst_name,
 		nx_error *err);
-/* Write len bytes from buf. */
-int nx_pw__out_write(struct pw_out *o, const void *buf, size_t len);
 /* Copy [off, off + len) of src_fd to the output. */
 int nx_pw__out_copy(struct pw_out *o, int src_fd, uint64_t off, uint64_t len);
 /* Pad with zeros up to a multiple of align. */
@@ -160,17 +155,6 @@ int nx_export__alias_flat(struct ex *x, const struct nx_pb_reader *parent,
 /* export_rewrite.c: each returns the rewritten payload in *out (a single
  * copy of the payload when nothing changed). */
 int nx_export__rewrite_model(struct ex *x, struct pw_msg **out);
-/* Add child as field fld of parent: as one copied range if unchanged. */
-int nx_export__add_sub(struct pw_msg *parent, const struct nx_pb_field *fld, struct pw_msg *child);
-/* An initializer rewritten as rewrite_tensor does, named rename instead. */
-int nx_export__rewrite_tensor_as(struct ex *x, const struct nx_pb_reader *parent,
-			 const struct nx_pb_field *fld, const char *rename, struct pw_msg **out);
-/* In the rewrite of the main graph's initializer fld (named name): every
- * materialised alias of it is added to graph m as a copy of the tensor
- * under the alias's name, when its contents are a constant fill or under
- * NX_FP_MIN_BYTES; other contents are teacher weights (NX_ECHECK). */
-int nx_export__alias_emit(struct ex *x, const struct nx_pb_reader *r, const struct nx_pb_field *fld,
-		  const char *name, struct pw_msg *m);
 
 /* export_ext.c.  A tensor's external data, checked and open. */
 struct ex_src {

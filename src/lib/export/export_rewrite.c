@@ -4,7 +4,7 @@
  * Each rewriter walks one message and, field by field, copies it (as a
  * source range), drops it (into the report), or rewrites it (a child
  * message).  A rewritten child that came out unchanged is turned back into a
- * copied range by nx_export__add_sub, so an export that changes nothing writes the
+ * copied range by add_sub, so an export that changes nothing writes the
  * source byte for byte.
  */
 #include "export_int.h"
@@ -22,6 +22,12 @@
 
 static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 			 const struct nx_pb_field *fld, bool main_graph, struct pw_msg **out);
+/* In the rewrite of the main graph's initializer fld (named name): every
+ * materialised alias of it is added to graph m as a copy of the tensor
+ * under the alias's name, when its contents are a constant fill or under
+ * NX_FP_MIN_BYTES; other contents are teacher weights (NX_ECHECK). */
+static int alias_emit(struct ex *x, const struct nx_pb_reader *r, const struct nx_pb_field *fld,
+		      const char *name, struct pw_msg *m);
 
 static uint64_t field_bytes(const struct nx_pb_field *f)
 {
@@ -33,7 +39,8 @@ static int keep(struct pw_msg *m, const struct nx_pb_field *f)
 	return nx_pw__copy(m, f->num, f->tag_offset, field_bytes(f));
 }
 
-int nx_export__add_sub(struct pw_msg *parent, const struct nx_pb_field *fld, struct pw_msg *child)
+/* Add child as field fld of parent: as one copied range if unchanged. */
+static int add_sub(struct pw_msg *parent, const struct nx_pb_field *fld, struct pw_msg *child)
 {
 	bool same = (child->n == 0 && fld->len == 0) ||
 		    (child->n == 1 && child->p[0].kind == PW_COPY &&
@@ -79,7 +86,7 @@ static int add_rewritten(struct ex *x, struct pw_msg *m, const struct nx_pb_read
 	struct pw_msg *c = NULL;
 	int rc = fn(x, r, f, &c);
 
-	return rc ? rc : oom(x, nx_export__add_sub(m, f, c));
+	return rc ? rc : oom(x, add_sub(m, f, c));
 }
 
 /* The same for a field that is a message only when length-delimited. */
@@ -290,7 +297,8 @@ out:
 	return rc;
 }
 
-int nx_export__rewrite_tensor_as(struct ex *x, const struct nx_pb_reader *parent,
+/* An initializer rewritten as rewrite_tensor does, named rename instead. */
+static int rewrite_tensor_as(struct ex *x, const struct nx_pb_reader *parent,
 			 const struct nx_pb_field *fld, const char *rename, struct pw_msg **out)
 {
 	return rewrite_tensor(x, parent, fld, out, NULL, true, rename);
@@ -312,7 +320,7 @@ static int sparse_field(struct ex *x, struct pw_msg *m, const struct nx_pb_reade
 
 	if ((f->num == 1 || f->num == 2) && f->wire == NX_PB_LEN) {
 		rc = rewrite_tensor(x, r, f, &t, f->num == 1 ? (char **)ctx : NULL, false, NULL);
-		return rc ? rc : oom(x, nx_export__add_sub(m, f, t));
+		return rc ? rc : oom(x, add_sub(m, f, t));
 	}
 	return f->num == 3 ? keep(m, f) : unknown(x, f);
 }
@@ -583,7 +591,7 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 			if (rc)
 				break;
 			if (f.num == 5 && main_graph &&
-			    (rc = nx_export__alias_emit(x, &r, &f, name ? name : "", m)) != 0)
+			    (rc = alias_emit(x, &r, &f, name ? name : "", m)) != 0)
 				break;
 			if (main_graph && !nx_strset_has(&x->needed, name ? name : "")) {
 				nx_pw__msg_free(c);
@@ -597,7 +605,7 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 				break;
 			} else {
 				x->res->kept_initializers += main_graph;
-				rc = oom(x, nx_export__add_sub(m, &f, c));
+				rc = oom(x, add_sub(m, &f, c));
 			}
 			break;
 		case 11: case 12: case 13:
@@ -614,7 +622,7 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 						  f.num == 12 ? NX_EXPORT_OUTPUT : NX_EXPORT_VALUE_INFO,
 					       name, field_bytes(&f), f.tag_offset);
 			} else if (!(rc = nx_export__check_term(x, "value", name, f.offset))) {
-				rc = oom(x, nx_export__add_sub(m, &f, c));
+				rc = oom(x, add_sub(m, &f, c));
 			} else {
 				nx_pw__msg_free(c);
 			}
@@ -792,7 +800,7 @@ out:
 	return rc;
 }
 
-int nx_export__alias_emit(struct ex *x, const struct nx_pb_reader *r, const struct nx_pb_field *fld,
+static int alias_emit(struct ex *x, const struct nx_pb_reader *r, const struct nx_pb_field *fld,
 		  const char *name, struct pw_msg *m)
 {
 	struct pw_msg *c = NULL;
@@ -819,7 +827,7 @@ int nx_export__alias_emit(struct ex *x, const struct nx_pb_reader *r, const stru
 			break;
 		}
 		if ((rc = nx_export__check_term(x, "initializer", n->out[0], fld->offset)) != 0 ||
-		    (rc = nx_export__rewrite_tensor_as(x, r, fld, n->out[0], &c)) != 0)
+		    (rc = rewrite_tensor_as(x, r, fld, n->out[0], &c)) != 0)
 			break;
 		if ((rc = nx_pw__child(m, fld->num, c)) != 0) {
 			rc = nx_export__oom(x);

@@ -70,7 +70,8 @@ int nx_pw__copy(struct pw_msg *m, uint32_t num, uint64_t off, uint64_t len)
 	return 0;
 }
 
-int nx_pw__lit(struct pw_msg *m, uint32_t num, const void *buf, size_t len)
+/* Append literal bytes (copied): one whole field numbered num. */
+static int lit_field(struct pw_msg *m, uint32_t num, const void *buf, size_t len)
 {
 	struct pw_piece *p;
 	unsigned char *b = malloc(len ? len : 1);
@@ -89,7 +90,7 @@ int nx_pw__lit(struct pw_msg *m, uint32_t num, const void *buf, size_t len)
 	return 0;
 }
 
-size_t nx_pw__varint_encode(unsigned char *buf, uint64_t v)
+static size_t varint_encode(unsigned char *buf, uint64_t v)
 {
 	size_t n = 0;
 
@@ -104,7 +105,7 @@ static size_t varint_len(uint64_t v)
 {
 	unsigned char tmp[10];
 
-	return nx_pw__varint_encode(tmp, v);
+	return varint_encode(tmp, v);
 }
 
 int nx_pw__string(struct pw_msg *m, uint32_t num, const char *s, size_t len)
@@ -115,8 +116,8 @@ int nx_pw__string(struct pw_msg *m, uint32_t num, const char *s, size_t len)
 
 	if (!b)
 		return NX_ENOMEM;
-	n = nx_pw__varint_encode(b, (uint64_t)num << 3 | NX_PB_LEN);
-	n += nx_pw__varint_encode(b + n, len);
+	n = varint_encode(b, (uint64_t)num << 3 | NX_PB_LEN);
+	n += varint_encode(b + n, len);
 	memcpy(b + n, s, len);
 	if (!(p = pw_add(m))) {
 		free(b);
@@ -132,10 +133,10 @@ int nx_pw__string(struct pw_msg *m, uint32_t num, const char *s, size_t len)
 int nx_pw__varint_field(struct pw_msg *m, uint32_t num, uint64_t v)
 {
 	unsigned char b[20];
-	size_t n = nx_pw__varint_encode(b, (uint64_t)num << 3 | NX_PB_VARINT);
+	size_t n = varint_encode(b, (uint64_t)num << 3 | NX_PB_VARINT);
 
-	n += nx_pw__varint_encode(b + n, v);
-	return nx_pw__lit(m, num, b, n);
+	n += varint_encode(b + n, v);
+	return lit_field(m, num, b, n);
 }
 
 int nx_pw__child(struct pw_msg *m, uint32_t num, struct pw_msg *child)
@@ -254,7 +255,8 @@ static int flush(struct pw_out *o)
 	return 0;
 }
 
-int nx_pw__out_write(struct pw_out *o, const void *buf, size_t len)
+/* Write len bytes from buf. */
+static int out_write(struct pw_out *o, const void *buf, size_t len)
 {
 	const unsigned char *b = buf;
 	int rc;
@@ -346,7 +348,7 @@ int nx_pw__out_align(struct pw_out *o, uint64_t align)
 	while (o->pos % align) {
 		uint64_t pad = align - o->pos % align;
 
-		if ((rc = nx_pw__out_write(o, zeros, pad < sizeof(zeros) ? (size_t)pad : sizeof(zeros))))
+		if ((rc = out_write(o, zeros, pad < sizeof(zeros) ? (size_t)pad : sizeof(zeros))))
 			return rc;
 	}
 	return 0;
@@ -378,13 +380,13 @@ int nx_pw__emit(struct pw_out *o, int src_fd, const struct pw_msg *m)
 		if (p->kind == PW_COPY) {
 			rc = nx_pw__out_copy(o, src_fd, p->off, p->len);
 		} else if (p->kind == PW_LIT) {
-			rc = nx_pw__out_write(o, p->lit, (size_t)p->len);
+			rc = out_write(o, p->lit, (size_t)p->len);
 		} else {
 			unsigned char hdr[20];
-			size_t n = nx_pw__varint_encode(hdr, (uint64_t)p->num << 3 | NX_PB_LEN);
+			size_t n = varint_encode(hdr, (uint64_t)p->num << 3 | NX_PB_LEN);
 
-			n += nx_pw__varint_encode(hdr + n, p->child->size);
-			if (!(rc = nx_pw__out_write(o, hdr, n)))
+			n += varint_encode(hdr + n, p->child->size);
+			if (!(rc = out_write(o, hdr, n)))
 				rc = nx_pw__emit(o, src_fd, p->child);
 		}
 	}

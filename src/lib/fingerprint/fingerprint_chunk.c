@@ -286,12 +286,6 @@ int nx_fp__hash_feed(void *ctx, const unsigned char *buf, size_t len)
 	return 0;
 }
 
-int nx_fp__hash_range(struct fp_hash *h, int fd, uint64_t off, uint64_t len, const char *path,
-		  nx_error *err)
-{
-	return nx_hash__read_range(fd, path, off, len, nx_fp__hash_feed, h, err);
-}
-
 int nx_fp__hash_end(struct fp_hash *h, bool keep)
 {
 	int rc = 0;

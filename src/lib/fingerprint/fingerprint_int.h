@@ -115,9 +115,6 @@ int nx_fp__hash_begin(struct fp_hash *h, nx_fp_set *collect, const nx_fp_set *ma
 		  nx_error *err);
 /* nx_onnx_bytes_fn: feed buf[0..len) (ctx is the fp_hash). */
 int nx_fp__hash_feed(void *ctx, const unsigned char *buf, size_t len);
-/* Feed bytes [off, off + len) of fd. */
-int nx_fp__hash_range(struct fp_hash *h, int fd, uint64_t off, uint64_t len, const char *path,
-		  nx_error *err);
 /* Finish the last chunk and whole; keep false (a teacher tensor under the
  * size floor, or an error before) drops the chunks collected for it.
  * Always frees what begin allocated. */

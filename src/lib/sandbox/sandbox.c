@@ -377,7 +377,7 @@ static const struct sbx_backend *backend_of(enum nx_sandbox_backend id)
 	return id == NX_SANDBOX_BACKEND_LANDLOCK ? &nx_sbx__landlock : &nx_sbx__bwrap;
 }
 
-void nx_sbx__prep_release(struct sbx_prep *p)
+static void prep_release(struct sbx_prep *p)
 {
 	size_t i;
 
@@ -488,7 +488,7 @@ out:
 	if (o->stdin_fd >= 0)
 		free(p.inbuf);
 	nx_sandbox_result_release(&r);
-	nx_sbx__prep_release(&pr);
+	prep_release(&pr);
 	return rc;
 }
 

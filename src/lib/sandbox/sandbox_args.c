@@ -94,7 +94,8 @@ static int seen(struct sbx_args *a, const char *dest, bool *out, nx_error *err)
  * symlinks in it); `rest` what is left to walk.  A symlink at cur/comp is
  * recorded and its target spliced in front of rest.
  */
-int nx_sbx__args_host_path(struct sbx_args *a, const char *path, nx_error *err)
+/* Bind host `path` read-only at the same place, symlinks reproduced. */
+static int host_path(struct sbx_args *a, const char *path, nx_error *err)
 {
 	char cur[PATH_MAX] = "", rest[PATH_MAX], tmp[PATH_MAX], target[PATH_MAX];
 	int hops = 0, rc;
@@ -187,12 +188,12 @@ int nx_sbx__args_build(struct sbx_args *a, const struct nx_sandbox_opts *o, int 
 		if (i >= NX_SANDBOX_PATHS_MAX)
 			return nx_error_set(err, NX_ELIMIT, NULL, 0, -1,
 					    "more than %d sandbox paths", NX_SANDBOX_PATHS_MAX);
-		rc = nx_sbx__args_host_path(a, o->ro_paths[i], err);
+		rc = host_path(a, o->ro_paths[i], err);
 	}
 	for (i = 0; !rc && o->ro_map && o->ro_map[i] && o->ro_map[i + 1]; i += 2)
 		rc = push3(a, "--ro-bind", o->ro_map[i], o->ro_map[i + 1], err);
 	if (!rc && access("/sys/devices/system/cpu", R_OK) == 0)
-		rc = nx_sbx__args_host_path(a, "/sys/devices/system/cpu", err);
+		rc = host_path(a, "/sys/devices/system/cpu", err);
 	snprintf(num, sizeof(num), "%" PRIu64, (uint64_t)NX_SANDBOX_TMP_BYTES);
 	if (!rc)
 		rc = push3(a, "--size", num, NULL, err);

@@ -21,8 +21,6 @@ struct sbx_args {
 };
 
 int nx_sbx__args_push(struct sbx_args *a, const char *s, nx_error *err);
-/* Bind host `path` read-only at the same place, symlinks reproduced. */
-int nx_sbx__args_host_path(struct sbx_args *a, const char *path, nx_error *err);
 /* The whole bwrap command line for o; bundle_fd_no is the fd number the
  * bundle directory will have in bwrap, or -1. */
 int nx_sbx__args_build(struct sbx_args *a, const struct nx_sandbox_opts *o, int bundle_fd_no,
@@ -62,7 +60,6 @@ struct sbx_backend {
 
 extern const struct sbx_backend nx_sbx__bwrap, nx_sbx__landlock;
 
-void nx_sbx__prep_release(struct sbx_prep *p);
 double nx_sbx__now(void);
 
 /* sandbox_seccomp.c: the landlock backend's system call filter. */
