@@ -223,10 +223,13 @@ static int collect(void *ctx, const struct rt_input *in, nx_error *err)
 
 	if (!in->text)
 		return nx_error_set(err, NX_EFORMAT, a->input, 0, -1, "%s", in->error);
-	if (!(t = realloc(a->texts, (a->ntexts + 1) * sizeof(*t))) ||
-	    !(t[a->ntexts] = strndup(in->text, in->len)))
+	/* a->texts takes the moved array before strndup can fail: the caller
+	 * frees a->texts, and the old pointer is already freed by realloc */
+	if (!(t = realloc(a->texts, (a->ntexts + 1) * sizeof(*t))))
 		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	a->texts = t;
+	if (!(t[a->ntexts] = strndup(in->text, in->len)))
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	a->ntexts++;
 	return 0;
 }
