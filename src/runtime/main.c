@@ -157,7 +157,7 @@ static int cmd_info(const struct rt_verb *v, int argc, char **argv)
 	int rc;
 
 	if ((rc = rt_parse(&a, v, argc, argv)))
-		return rc < 0 ? 0 : rc;
+		return free(a.texts), rc < 0 ? 0 : rc;
 	if ((rc = start(&b, &s, v->name, &a, true)))
 		return rc;
 	files = json_array();
@@ -481,7 +481,7 @@ static int tok_verb(const struct rt_verb *v, int argc, char **argv, bool detok)
 	int rc;
 
 	if ((rc = rt_parse(&a, v, argc, argv)))
-		return free(a.texts), rc < 0 ? 0 : rc;
+		return free(a.texts), free(a.pairs), rc < 0 ? 0 : rc;
 	if (a.npairs > a.ntexts)
 		rc = rt_usage(v, "each --pair goes with a --text before it");
 	else if (!a.ntexts && !a.input)

@@ -84,18 +84,26 @@ int rt_parse(struct rt_args *a, const struct rt_verb *v, int argc, char **argv)
 		case RT_OPT_LONG: a->long_case = true; break;
 		case RT_OPT_SKIP_SPECIAL: a->skip_special = true; break;
 		case RT_OPT_TOKDIR: a->tokdir = val; break;
-		case RT_OPT_PAIR:
-			a->pairs = realloc(a->pairs, (a->npairs + 1) * sizeof(*a->pairs));
-			if (!a->pairs)
+		case RT_OPT_PAIR: {
+			/* on failure a->pairs stays, for the caller to free */
+			char **t = realloc(a->pairs, (a->npairs + 1) * sizeof(*a->pairs));
+
+			if (!t)
 				return rt_usage(v, "out of memory");
+			a->pairs = t;
 			a->pairs[a->npairs++] = (char *)val;
 			break;
-		case RT_OPT_TEXT:
-			a->texts = realloc(a->texts, (a->ntexts + 1) * sizeof(*a->texts));
-			if (!a->texts)
+		}
+		case RT_OPT_TEXT: {
+			/* on failure a->texts stays, for the caller to free */
+			char **t = realloc(a->texts, (a->ntexts + 1) * sizeof(*a->texts));
+
+			if (!t)
 				return rt_usage(v, "out of memory");
+			a->texts = t;
 			a->texts[a->ntexts++] = (char *)val;
 			break;
+		}
 		case RT_OPT_TOL: {
 			char *end;
 

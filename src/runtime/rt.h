@@ -266,7 +266,8 @@ struct rt_args {
 void rt_help(const struct rt_verb *v, FILE *f);
 /* Print "nexus_cli VERB: message" and a hint; returns 2. */
 int rt_usage(const struct rt_verb *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* 0 parsed, -1 --help printed (exit 0), 2 usage error printed */
+/* 0 parsed, -1 --help printed (exit 0), 2 usage error printed; in every
+ * case the caller frees a->texts and a->pairs (the values, not copied). */
 int rt_parse(struct rt_args *a, const struct rt_verb *v, int argc, char **argv);
 
 #endif
