@@ -119,7 +119,7 @@ struct nx_build_result {
 	double step_seconds[NX_BUILD_NSTEPS];
 	struct nx_build_removed *removed;
 	size_t nremoved;
-	struct nx_export_result *export; /* what the export step removed from the
+	struct nx_export_result *exported; /* what the export step removed from the
 					    student (nexus/export.h) */
 };
 

@@ -121,10 +121,10 @@ static void print_human(const struct nx_build_result *r, const char *path)
 	for (s = 0; s < NX_BUILD_NSTEPS; s++)
 		printf(" %s %.2fs", nx_build_step_name((enum nx_build_step)s), r->step_seconds[s]);
 	printf("\n");
-	if (r->export)
+	if (r->exported)
 		printf("  export        removed %zu item(s), %llu bytes, %llu doc string(s) from the student\n",
-		       r->export->nremoved, (unsigned long long)r->export->removed_bytes,
-		       (unsigned long long)r->export->doc_strings);
+		       r->exported->nremoved, (unsigned long long)r->exported->removed_bytes,
+		       (unsigned long long)r->exported->doc_strings);
 	if (!r->nremoved)
 		printf("  removed imports: none\n");
 	for (i = 0; i < r->nremoved; i++)
@@ -186,8 +186,8 @@ static int print_json(const struct nx_build_result *r, const nx_report *rep, con
 	json_object_set_new(doc, "bytes", json_integer((json_int_t)r->bytes));
 	json_object_set_new(doc, "steps", steps);
 	json_object_set_new(doc, "removed_imports", removed);
-	if (r->export)
-		json_object_set_new(doc, "export", export_json(r->export));
+	if (r->exported)
+		json_object_set_new(doc, "export", export_json(r->exported));
 	if (rep) {
 		char *vj = NULL;
 

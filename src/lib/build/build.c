@@ -408,8 +408,8 @@ void nx_build_result_free(struct nx_build_result *r)
 		free(r->removed[i].statement_kind);
 	}
 	free(r->removed);
-	nx_export_result_release(r->export);
-	free(r->export);
+	nx_export_result_release(r->exported);
+	free(r->exported);
 	free(r->bundle_path);
 	free(r->bundle_id);
 	free(r->architecture);

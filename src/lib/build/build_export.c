@@ -221,11 +221,11 @@ int nx_build__export(struct build *b)
 	if ((rc = fingerprint(b)) != 0)
 		goto out;
 	/* The removal report moves into the result, for `nexus build --json`. */
-	if (!(b->res->export = malloc(sizeof(r)))) {
+	if (!(b->res->exported = malloc(sizeof(r)))) {
 		rc = nx_error_set(b->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 		goto out;
 	}
-	*b->res->export = r;
+	*b->res->exported = r;
 	return 0;
 out:
 	nx_export_result_release(&r);
