@@ -48,7 +48,7 @@ static int list(char **out, size_t *out_len, int fd, const char *path, nx_error 
 int nx_fs_xattrs(char **out, int fd, const char *path, nx_error *err)
 {
 	char *names = NULL, *s = NULL;
-	size_t n = 0, i;
+	size_t n = 0, i, at = 0;
 	int rc;
 
 	*out = NULL;
@@ -59,11 +59,17 @@ int nx_fs_xattrs(char **out, int fd, const char *path, nx_error *err)
 		goto out_free;
 	}
 	for (i = 0, s[0] = '\0'; i < n; i += strlen(names + i) + 1) {
+		size_t len = strnlen(names + i, n - i);
+
 		if (is_label(names + i))
 			continue;
-		if (s[0])
-			strcat(s, ", ");
-		strncat(s, names + i, n - i);
+		if (at) {
+			memcpy(s + at, ", ", 2);
+			at += 2;
+		}
+		memcpy(s + at, names + i, len);   /* 2 * n + 1 bytes hold them all */
+		at += len;
+		s[at] = '\0';
 	}
 	if (s[0])
 		*out = s, s = NULL;

@@ -279,7 +279,7 @@ int nx_stage_create_file(int *out, nx_stage *s, const char *relpath, bool exec, 
 	    strstr(relpath, "/../") || (strlen(relpath) >= 3 && !strcmp(relpath + strlen(relpath) - 3, "/..")))
 		return nx_error_set(err, NX_EINTERNAL, relpath, 0, -1,
 				    "bad path '%s' for a staged file", relpath ? relpath : "");
-	strcpy(buf, relpath);
+	memcpy(buf, relpath, strlen(relpath) + 1);
 	for (p = strchr(buf, '/'); p; p = strchr(p + 1, '/')) {
 		*p = '\0';
 		if (mkdirat(s->dirfd, buf, 0700) < 0 && errno != EEXIST)

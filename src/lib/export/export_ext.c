@@ -120,7 +120,7 @@ int nx_export__external(struct ex *x, const char *tensor, const char *location, 
 		if (!(full = malloc(dlen + strlen(location) + 1)))
 			return nx_export__oom(x);
 		memcpy(full, rel, dlen);
-		strcpy(full + dlen, location);
+		memcpy(full + dlen, location, strlen(location) + 1);
 	}
 	if ((rc = nx_export__open_beneath(o->ws_dirfd, full, &fd)) != 0) {
 		if (rc == -ELOOP || rc == -ENOTDIR)

@@ -138,7 +138,7 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 				break;
 			}
 			memcpy(full, path, dlen);
-			strcpy(full + dlen, t->ext_location);
+			memcpy(full + dlen, t->ext_location, strlen(t->ext_location) + 1);
 			if ((rc = nx_export__open_beneath(dirfd, full, &efd)) != 0) {
 				rc = nx_error_errno(err, rc == -ELOOP ? NX_EUNSAFE : NX_EIO, -rc, full,
 						    "cannot open external data %s", full);

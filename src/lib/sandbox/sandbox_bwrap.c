@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,7 @@ static int init_pidfd(struct sbx_prep *p, double deadline)
 	char buf[512];
 	size_t len = 0;
 	const char *s;
+	long pid;
 
 	for (;;) {
 		struct pollfd pf = { p->parent_fd, POLLIN, 0 };
@@ -74,9 +76,13 @@ static int init_pidfd(struct sbx_prep *p, double deadline)
 	}
 	buf[len] = '\0';
 	s = strstr(buf, "\"child-pid\":");
-	if (!s || atol(s + strlen("\"child-pid\":")) <= 0)
+	if (!s)
 		return -1;
-	return (int)syscall(SYS_pidfd_open, (pid_t)atol(s + strlen("\"child-pid\":")), 0);
+	errno = 0;
+	pid = strtol(s + strlen("\"child-pid\":"), NULL, 10);
+	if (errno || pid <= 0 || pid > INT_MAX)
+		return -1;
+	return (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
 }
 
 const struct sbx_backend nx_sbx__bwrap = {

@@ -274,7 +274,8 @@ static int prepare(struct sbx_prep *p, const struct nx_sandbox_opts *o, nx_error
 	} else if (strcmp(p->chdir, cwd) == 0 && strcmp(cwd, "/") != 0) {
 		/* Somewhere of the host nobody granted (the bwrap backend's private
 		 * /tmp): start at / instead, which shows nothing either. */
-		strcpy(p->chdir, "/");
+		p->chdir[0] = '/';   /* p->chdir equals cwd, not "": room for "/" */
+		p->chdir[1] = '\0';
 	}
 	if ((rc = ruleset(&p->child_fd, p->abi, o, err)) != 0)
 		return rc;

@@ -43,7 +43,7 @@ static void excerpt(char out[EXCERPT_MAX + 4], const char *s, size_t len)
 
 	for (i = 0; i < n; i++)
 		out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-	strcpy(out + n, len > n ? "..." : "");
+	memcpy(out + n, len > n ? "..." : "", len > n ? 4 : 1);
 }
 
 static bool is_training_op(const char *s)
