@@ -19,7 +19,8 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototy
             -Wformat=2 -Wno-unused-parameter -Wvla
 override CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE -DNX_VERSION='"$(VERSION)"'
 CFLAGS   ?= -O2 -g
-override CFLAGS += -std=c11 $(WARN) -fstack-protector-strong -fPIE -D_FORTIFY_SOURCE=2 $(SAN)
+# GNU C: the code uses `?:`, __int128 and __attribute__, so it says so.
+override CFLAGS += -std=gnu11 $(WARN) -fstack-protector-strong -fPIE -D_FORTIFY_SOURCE=2 $(SAN)
 override LDFLAGS += -pie -Wl,-z,relro,-z,now $(SAN)
 # The tool links its libraries dynamically; the in-bundle runtime links them
 # statically so that a production host needs only glibc and libstdc++.
@@ -73,7 +74,7 @@ Q =
 msg = @true
 endif
 
-.PHONY: all check-layers check-symbols check test unit fuzz-replay e2e e2e-asan asan fuzz install uninstall clean demo bench setup
+.PHONY: all check-layers check-symbols lint check test unit fuzz-replay e2e e2e-asan asan fuzz install uninstall clean demo bench setup
 all: $(NEXUS) $(NX_CLI) $(RT_ORT) $(TRUSTED) $(UT_BIN) $(FZ_BIN)
 
 $(ORT_LIB) $(ORT_INC)/onnxruntime_c_api.h:
@@ -115,6 +116,11 @@ check-layers: $(LAYER_AR) $(RT_OBJ)
 check-symbols: $(LAYER_AR)
 	$(Q)$(PYTHON) scripts/dev/check_symbols.py $(LAYER_AR)
 
+# Headers that compile alone (public ones as C++ too), no banned functions
+# (scripts/dev/lint.py), and the symbol check.
+lint: check-symbols
+	$(Q)$(PYTHON) scripts/dev/lint.py --cc $(CC)
+
 $(RT_ORT): $(ORT_LIB)
 	@mkdir -p $(@D)
 	install -m 0444 $< $@
@@ -147,9 +153,9 @@ E2E = NEXUS_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/e2e
 e2e: all
 	$(E2E)
 
-# The layer and symbol checks, unit tests, fuzz-corpus replays, the same under ASan+UBSan, then the
+# The layer check, lint (symbols, headers, banned functions), unit tests, fuzz-corpus replays, the same under ASan+UBSan, then the
 # end-to-end suite last (its summary is the run's closing line).
-check: all check-layers check-symbols unit fuzz-replay asan
+check: all check-layers lint unit fuzz-replay asan
 	$(E2E)
 
 # `make test` is the README's name for the whole suite; `make check` is the
@@ -186,7 +192,7 @@ e2e-asan: all
 fuzz:
 	@mkdir -p $(BUILD)/fuzz
 	@set -e; for f in $(FZ_SRC); do n=$$(basename $$f .c); \
-		clang $(CPPFLAGS) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -o $(BUILD)/fuzz/$$n $$f $(LIB_SRC) $(LIBS); done
+		clang $(CPPFLAGS) -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -o $(BUILD)/fuzz/$$n $$f $(LIB_SRC) $(LIBS); done
 	@echo "fuzzers in $(BUILD)/fuzz; run e.g. $(BUILD)/fuzz/fuzz_onnx tests/fuzz/corpus/onnx"
 
 demo: all
