@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "nexus/budget.h"
+#include "nexus/config.h"
 #include "nexus/sign.h"
 #include "nexus/verify.h"
 
@@ -58,31 +59,18 @@ static const struct cli_opt opts[] = {
 	{0},
 };
 
-/* "123", "2GiB", "500MB", "1.5G": bytes.  0 on success. */
+/* A size by nexus.yaml's grammar (nx_parse_size: "123", "2GiB", "500 MB",
+ * "1.5GB"), at least one byte.  0 on success. */
 static int parse_size(uint64_t *out, const char *s)
 {
-	static const struct { const char *suffix; double mul; } units[] = {
-		{"", 1}, {"B", 1}, {"K", 1024}, {"KiB", 1024}, {"KB", 1e3}, {"M", 1048576},
-		{"MiB", 1048576}, {"MB", 1e6}, {"G", 1073741824.0}, {"GiB", 1073741824.0},
-		{"GB", 1e9}, {"T", 1099511627776.0}, {"TiB", 1099511627776.0}, {"TB", 1e12},
-	};
-	char *end;
-	double v;
-	size_t i;
+	nx_error err;
+	uint64_t v;
 
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || v < 0)
+	nx_error_clear(&err);
+	if (nx_parse_size(&v, s, &err) || v < 1)
 		return -1;
-	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
-		if (!strcmp(end, units[i].suffix)) {
-			v *= units[i].mul;
-			if (v < 1 || v > 1.8e19)
-				return -1;
-			*out = (uint64_t)v;
-			return 0;
-		}
-	return -1;
+	*out = v;
+	return 0;
 }
 
 static void print_human(const nx_report *r, FILE *f)

@@ -108,6 +108,16 @@ def test_human_report_and_exit_codes(nexus, bundle, tmp_path):
     assert run(nexus, "verify", bundle.root, "--max-model-bytes", "lots").returncode == 2
 
 
+@pytest.mark.parametrize("opt", ["--max-model-bytes", "--max-leak-bytes"])
+@pytest.mark.parametrize("size", ["nan", "inf", "nanGiB", "-0", "1e3", "0x10", "1.5B"])
+def test_size_options_use_the_size_grammar(nexus, bundle, opt, size):
+    """Sizes on the command line follow nexus.yaml's grammar (nx_parse_size):
+    strtod accepted NaN, which was then cast to an integer (undefined)."""
+    r = run(nexus, "verify", "--no-sandbox", bundle.root, opt, size)
+    assert r.returncode == 2, (size, r.returncode, r.stderr)
+    assert f"'{size}' is not a size" in r.stderr
+
+
 # -- tampering after the build -------------------------------------------------
 
 def test_flipped_byte(nexus, bundle):
