@@ -149,8 +149,6 @@ int nx_stage_create(nx_stage **out, const char *final_path, bool force,
 /* The staging directory's fd (owned by the stage) and path. */
 int nx_stage_dirfd(const nx_stage *s);
 const char *nx_stage_path(const nx_stage *s);
-/* final_path as given to nx_stage_create. */
-const char *nx_stage_final_path(const nx_stage *s);
 
 /*
  * Create relpath (new, O_EXCL) in the stage, open for reading and writing

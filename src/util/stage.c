@@ -263,11 +263,6 @@ const char *nx_stage_path(const nx_stage *s)
 	return s->stage_path;
 }
 
-const char *nx_stage_final_path(const nx_stage *s)
-{
-	return s->final_path;
-}
-
 int nx_stage_create_file(int *out, nx_stage *s, const char *relpath, bool exec, nx_error *err)
 {
 	char buf[NX_FS_RELPATH_MAX + 1];
