@@ -372,6 +372,38 @@ def test_sigterm_removes_stage(nexus, big_ws, out):
     assert stages(out) == []
 
 
+# LD_PRELOAD shim: SIGTERM the moment the staging directory exists, before
+# nx_stage_create has returned it (the window where the signal handler did
+# not know the stage yet: a stage left behind, seen once under load).
+SIGTERM_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+int mkdirat(int dirfd, const char *path, mode_t mode)
+{
+	int (*real)(int, const char *, mode_t) =
+		(int (*)(int, const char *, mode_t))dlsym(RTLD_NEXT, "mkdirat");
+	int rc = real(dirfd, path, mode);
+	if (rc == 0 && strstr(path, ".nexus-stage."))
+		raise(SIGTERM);
+	return rc;
+}
+"""
+
+
+def test_sigterm_as_the_stage_appears_removes_it(nexus, ws, out, tmp_path):
+    src = tmp_path / "shim.c"
+    src.write_text(SIGTERM_SHIM)
+    shim = tmp_path / "shim.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", shim, src, "-ldl"], check=True)
+    r = build(nexus, ws, out / "b", env={**os.environ, "LD_PRELOAD": str(shim)})
+    assert r.returncode == -signal.SIGTERM, (r.returncode, r.stderr)
+    assert not (out / "b").exists()
+    assert stages(out) == []
+
+
 def test_kill_9_never_leaves_partial_bundle(nexus, big_ws, out):
     t0 = time.time()
     r = build(nexus, big_ws, out / "probe")

@@ -8,6 +8,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,18 +305,47 @@ static int run_step(struct build *b, enum nx_build_step step, int (*fn)(struct b
 	return rc;
 }
 
+/*
+ * The termination signals are held while the staging directory exists but
+ * on_stage has not been told (from mkdir until the hook returns, and from
+ * the hook's NULL until the directory is removed): a program whose handler
+ * removes the stage it was told about would otherwise leave one behind.
+ * A signal that arrives meanwhile is delivered when they are released.  The
+ * mask is this thread's: the build has no other thread at either point
+ * (the export's threads start after the stage and are joined before).
+ */
+static void hold_signals(bool hold, sigset_t *old)
+{
+	sigset_t set;
+
+	if (!hold) {
+		pthread_sigmask(SIG_SETMASK, old, NULL);
+		return;
+	}
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGQUIT);
+	pthread_sigmask(SIG_BLOCK, &set, old);
+}
+
 static int stage(struct build *b)
 {
 	const char *out = b->opts->output ? b->opts->output : b->ws->bundle_id;
+	sigset_t old;
 	int rc;
 
+	hold_signals(true, &old);
 	rc = nx_stage_create(&b->stage, out, b->opts->force, b->err);
-	if (!rc)
+	if (!rc) {
 		nx_stage_set_nosync(b->stage, b->opts->no_fsync);
+		if (b->opts->on_stage)
+			b->opts->on_stage(b->opts->stage_ctx, b->stage);
+	}
+	hold_signals(false, &old);
 	if (rc)
 		return rc;
-	if (b->opts->on_stage)
-		b->opts->on_stage(b->opts->stage_ctx, b->stage);
 	b->res->bundle_path = strdup(out);
 	b->res->bundle_id = strdup(b->ws->bundle_id);
 	if (!b->res->bundle_path || !b->res->bundle_id)
@@ -329,6 +360,7 @@ static int publish(struct build *b)
 
 static void build_release(struct build *b)
 {
+	sigset_t old;
 	size_t i;
 
 	for (i = 0; i < b->nin; i++) {
@@ -344,9 +376,11 @@ static void build_release(struct build *b)
 	free(b->model_name);
 	free(b->data_name);
 	nx_build__writeback_join(b);
+	hold_signals(true, &old);
 	if (b->stage && b->opts->on_stage)
 		b->opts->on_stage(b->opts->stage_ctx, NULL);
 	nx_stage_free(b->stage);
+	hold_signals(false, &old);
 	nx_onnx_free(b->model);
 	nx_manifest_free(b->m);
 	nx_workspace_free(b->ws);
