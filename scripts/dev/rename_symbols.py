@@ -31,6 +31,10 @@ def load(path):
     return pairs
 
 
+def shown(p):
+    return p.relative_to(ROOT) if p.is_relative_to(ROOT) else p
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--list", type=pathlib.Path,
@@ -54,11 +58,11 @@ def main():
         if a.check:
             for m in word.finditer(text):
                 line = text.count("\n", 0, m.start()) + 1
-                print(f"{p.relative_to(ROOT)}:{line}: {m.group(1)} -> {pairs[m.group(1)]}")
+                print(f"{shown(p)}:{line}: {m.group(1)} -> {pairs[m.group(1)]}")
             left += n
             continue
         p.write_text(out)
-        print(f"{p.relative_to(ROOT)}: {n} renamed")
+        print(f"{shown(p)}: {n} renamed")
     if a.check and left:
         print(f"{left} old name(s) left; run scripts/dev/rename_symbols.py", file=sys.stderr)
         return 1

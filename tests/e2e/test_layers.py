@@ -62,3 +62,29 @@ def test_exported_symbol_without_prefix_fails(tmp_path):
     assert "1 exported symbol(s)" in r.stderr
     r = subprocess.run([sys.executable, SYMBOLS, good], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+RENAME = ROOT / "scripts" / "dev" / "rename_symbols.py"
+
+
+def test_rename_symbols_is_idempotent_and_leaves_file_names(tmp_path):
+    """scripts/dev/rename_symbols.py, which the lead re-runs after merges:
+    identifiers renamed, file names in comments kept, a second run a no-op."""
+    lst = tmp_path / "renames.txt"
+    lst.write_text("# comment\nwalk_graph nx_onnx__walk_graph\nex_oom nx_export__oom\n")
+    src = tmp_path / "src"
+    src.mkdir()
+    c = src / "a.c"
+    c.write_text("/* see walk_graph.c and lib/ex_oom */\n"
+                 "int walk_graph(void);\nint f(void) { return walk_graph() + ex_oom(0); }\n"
+                 "int walk_graphs;\n")
+    cmd = [sys.executable, RENAME, "--list", lst, src]
+    assert subprocess.run([*cmd[:-1], "--check", src], capture_output=True).returncode == 1
+    subprocess.run(cmd, check=True, capture_output=True)
+    assert c.read_text() == ("/* see walk_graph.c and lib/ex_oom */\n"
+                             "int nx_onnx__walk_graph(void);\n"
+                             "int f(void) { return nx_onnx__walk_graph() + nx_export__oom(0); }\n"
+                             "int walk_graphs;\n")
+    r = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    assert r.stdout == ""
+    assert subprocess.run([*cmd[:-1], "--check", src], capture_output=True).returncode == 0
