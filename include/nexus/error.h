@@ -58,6 +58,10 @@ int nx_error_set(nx_error *err, int code, const char *path, long line,
 		 long long offset, const char *fmt, ...)
 	__attribute__((format(printf, 6, 7)));
 
+/* nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory"): returns
+ * NX_ENOMEM.  path may be NULL. */
+int nx_error_oom(nx_error *err, const char *path);
+
 /* Same as nx_error_set with strerror(errnum) appended as ": <reason>". */
 int nx_error_errno(nx_error *err, int code, int errnum, const char *path,
 		   const char *fmt, ...) __attribute__((format(printf, 5, 6)));

@@ -68,7 +68,7 @@ static int read_input(char **out, size_t *len, const char *path, nx_error *err)
 	buf = malloc(RUN_INPUT_MAX + 1);
 	if (!buf) {
 		fclose(f);
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	}
 	n = fread(buf, 1, RUN_INPUT_MAX + 1, f);
 	fclose(f);
@@ -196,7 +196,7 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	}
 	rc = 0;
 	if (ntexts && !(data = texts_jsonl(texts, ntexts, &len)))
-		rc = nx_error_set(&err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		rc = nx_error_oom(&err, NULL);
 	else if (input && strcmp(input, "-"))
 		rc = read_input(&data, &len, input, &err);
 	if (rc) {

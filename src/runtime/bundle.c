@@ -242,7 +242,7 @@ int rt_bundle_open(struct rt_bundle *b, const char *dir, bool check, nx_error *e
 	    (!(b->hash = calloc(1, sizeof(*b->hash))) ||
 	     !(b->hash->files = calloc(b->manifest->nfiles ? b->manifest->nfiles : 1,
 				       sizeof(*b->hash->files)))))
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	for (i = 0; check && i < b->manifest->nfiles; i++) {
 		mf = &b->manifest->files[i];
 		if (!strcmp(mf->path, RT_CONFIG))

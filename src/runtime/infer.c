@@ -231,7 +231,7 @@ int rt_session_open_with(struct rt_session **out, const struct rt_bundle *b, boo
 	int rc = 0;
 
 	if (!s)
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	s->ort = ort;
 	if (!s->ort) {
 		free(s);
@@ -360,7 +360,7 @@ static int fetch(struct rt_output *o, struct rt_session *s, OrtValue *val, const
 	ORT_TRY(s->ort->GetTensorShapeElementCount(info, &o->count), "output size");
 	ORT_TRY(s->ort->GetTensorMutableData(val, &data), "output data");
 	if (!(o->v = malloc((o->count ? o->count : 1) * sizeof(double)))) {
-		rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		rc = nx_error_oom(err, NULL);
 		goto out;
 	}
 	o->num = t == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || t == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16
@@ -413,7 +413,7 @@ int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *con
 		if (!s->in_present[k])
 			continue;
 		if (!(buf[k] = calloc(n * L, esz))) {
-			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			rc = nx_error_oom(err, NULL);
 			goto out;
 		}
 		for (r = 0; r < n; r++)
@@ -453,7 +453,7 @@ int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *con
 		results[r] = res;
 		if (!res || !outs) {
 			json_decref(outs);
-			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			rc = nx_error_oom(err, NULL);
 			goto out;
 		}
 		for (k = 0; raw && k < s->nout; k++) {

@@ -22,7 +22,7 @@ int rt_reader_open(struct rt_reader **out, const char *path, nx_error *err)
 	struct rt_reader *r = calloc(1, sizeof(*r));
 
 	if (!r)
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	if (!strcmp(path, "-")) {
 		r->f = stdin;
 	} else if (!(r->f = fopen(path, "rbe"))) {
@@ -192,11 +192,11 @@ int rt_batcher_add(struct rt_batcher *q, const struct rt_input *in, nx_error *er
 	} else if (nx_tokenizer_encode(q->b->tok, in->text, in->len, q->b->set.max_len,
 				       q->idbuf + slot * q->b->set.max_len, &q->lens[slot], &e)) {
 		if (e.code == NX_ENOMEM)
-			return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			return nx_error_oom(err, NULL);
 		why = e.message;
 	}
 	if (why && !(q->results[slot] = error_result(why, NULL)))
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	if (!why)
 		q->order[q->nvalid++] = slot;
 	q->n++;
@@ -248,8 +248,7 @@ static int run_batch(struct rt_batcher *q, const size_t *slots, size_t n, nx_err
 		snprintf(msg, sizeof(msg), "model-error: the model failed on this input: %s",
 			 e.message);
 		q->results[slots[0]] = error_result(msg, "model-error");
-		return q->results[slots[0]] ? 0 : nx_error_set(err, NX_ENOMEM, NULL, 0, -1,
-							       "out of memory");
+		return q->results[slots[0]] ? 0 : nx_error_oom(err, NULL);
 	}
 	for (i = 0; i < n; i++)
 		if ((rc = run_batch(q, slots + i, 1, err)))
@@ -269,7 +268,7 @@ int rt_batcher_flush(struct rt_batcher *q, nx_error *err)
 		k = malloc(q->nvalid * sizeof(*k));
 		slots = malloc(q->nvalid * sizeof(*slots));
 		if (!k || !slots) {
-			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			rc = nx_error_oom(err, NULL);
 			goto out;
 		}
 		for (i = 0; i < q->nvalid; i++)

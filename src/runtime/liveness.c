@@ -308,7 +308,7 @@ static int run_all(struct outputs *o, struct rt_bundle *b, const struct rt_overr
 		return 0;
 	}
 	if (!(ids = calloc(b->set.max_len ? b->set.max_len : 1, sizeof(*ids)))) {
-		rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		rc = nx_error_oom(err, NULL);
 		goto out;
 	}
 	json_array_foreach(cases, i, c) {
@@ -332,7 +332,7 @@ static int run_all(struct outputs *o, struct rt_bundle *b, const struct rt_overr
 		rc = append_result(o, res);
 		json_decref(res);
 		if (rc) {
-			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			rc = nx_error_oom(err, NULL);
 			goto out;
 		}
 	}
@@ -390,7 +390,7 @@ static int candidates(struct live_tensor **out, size_t *nout,
 	if (!v || !sub) {
 		free(v);
 		free(sub);
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	}
 	for (i = 0; i < s->ntensors; i++) {
 		const struct nx_onnx_tensor *t = &s->tensors[i];
@@ -465,7 +465,7 @@ int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t bu
 		orig = malloc(v[i].bytes ? v[i].bytes : 1);
 		copy = malloc(v[i].bytes ? v[i].bytes : 1);
 		if (!orig || !copy) {
-			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			rc = nx_error_oom(err, NULL);
 			goto out;
 		}
 		if ((rc = contents(orig, v[i].bytes, b, t, err)))

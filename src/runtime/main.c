@@ -226,10 +226,10 @@ static int collect(void *ctx, const struct rt_input *in, nx_error *err)
 	/* a->texts takes the moved array before strndup can fail: the caller
 	 * frees a->texts, and the old pointer is already freed by realloc */
 	if (!(t = realloc(a->texts, (a->ntexts + 1) * sizeof(*t))))
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	a->texts = t;
 	if (!(t[a->ntexts] = strndup(in->text, in->len)))
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	a->ntexts++;
 	return 0;
 }
@@ -339,7 +339,7 @@ static int emit(struct printer *p, json_t *r, nx_error *err)
 	int rc;
 
 	if (!r)
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	rc = print_result(p, r);
 	json_decref(r);
 	return rc ? nx_error_set(err, NX_EIO, NULL, 0, -1, "cannot write the output") : 0;
@@ -500,7 +500,7 @@ static int tok_verb(const struct rt_verb *v, int argc, char **argv, bool detok)
 		    !(c.type_ids = calloc(c.max_len, sizeof(*c.ids))) ||
 		    !(c.mask = calloc(c.max_len, sizeof(*c.ids))) ||
 		    !(c.special = calloc(c.max_len, sizeof(*c.ids)))))
-		rc = nx_error_set(&err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		rc = nx_error_oom(&err, NULL);
 	if (!rc)
 		rc = feed(&a, detok ? detok_one : tok_one, &c, &err);
 	fflush(stdout);

@@ -35,7 +35,7 @@ static int run_one(json_t **out, struct rt_session *s, struct rt_bundle *b, cons
 	int rc;
 
 	if (!ids)
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	rc = nx_tokenizer_encode(b->tok, text, len, b->set.max_len, ids, &n, err);
 	if (!rc)
 		rc = rt_session_run(s, b, &ids, &n, 1, out, err);
@@ -85,7 +85,7 @@ int rt_selftest_load(json_t **out, struct rt_bundle *b, nx_error *err)
 	}
 	if (!(f = fdopen(fd, "rb"))) {
 		close(fd);
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	}
 	j = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
 	fclose(f);
@@ -245,7 +245,7 @@ static int long_case(json_t **out, struct rt_session *s, struct rt_bundle *b, ch
 
 	if (!(*text = malloc(want + 1)) || !(ids = calloc(b->set.max_len, sizeof(*ids)))) {
 		free(ids);
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	}
 	memset(*text, '.', want);
 	(*text)[want] = '\0';
@@ -345,7 +345,7 @@ int rt_selftest_write(struct rt_session *s, struct rt_bundle *b, char *const *te
 		if (rc)
 			goto out;
 		if (!c) {
-			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			rc = nx_error_oom(err, NULL);
 			goto out;
 		}
 	}
@@ -353,7 +353,7 @@ int rt_selftest_write(struct rt_session *s, struct rt_bundle *b, char *const *te
 			"cases", cases);
 	buf = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS | rt_session_json_flags(s)) : NULL;
 	if (!buf) {
-		rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		rc = nx_error_oom(err, NULL);
 		goto out;
 	}
 	len = strlen(buf);

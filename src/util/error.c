@@ -39,6 +39,11 @@ int nx_error_set(nx_error *err, int code, const char *path, long line,
 	return code;
 }
 
+int nx_error_oom(nx_error *err, const char *path)
+{
+	return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+}
+
 int nx_error_errno(nx_error *err, int code, int errnum, const char *path,
 		   const char *fmt, ...)
 {

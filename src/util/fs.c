@@ -302,14 +302,14 @@ static int walk_add(struct walk *w, const char *path, const struct stat *st)
 
 		e = realloc(w->v, cap * sizeof(*e));
 		if (!e)
-			return nx_error_set(w->err, NX_ENOMEM, path, 0, -1, "out of memory");
+			return nx_error_oom(w->err, path);
 		w->v = e;
 		w->cap = cap;
 	}
 	e = &w->v[w->n];
 	e->path = strdup(path);
 	if (!e->path)
-		return nx_error_set(w->err, NX_ENOMEM, path, 0, -1, "out of memory");
+		return nx_error_oom(w->err, path);
 	e->mode = st->st_mode;
 	e->size = (uint64_t)st->st_size;
 	e->nlink = st->st_nlink;

@@ -31,7 +31,7 @@ static int list(char **out, size_t *out_len, int fd, const char *path, nx_error 
 	*out = NULL;
 	*out_len = 0;
 	if (!names)
-		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+		return nx_error_oom(err, path);
 	n = flistxattr(fd, names, XATTR_LIST_MAX_BYTES);
 	if (n < 0 && (errno == ENOTSUP || errno == ENODATA))
 		n = 0;   /* a filesystem without xattrs has none */
@@ -55,7 +55,7 @@ int nx_fs_xattrs(char **out, int fd, const char *path, nx_error *err)
 	if ((rc = list(&names, &n, fd, path, err)) || !n)
 		goto out_free;
 	if (!(s = malloc(2 * n + 1))) {
-		rc = nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+		rc = nx_error_oom(err, path);
 		goto out_free;
 	}
 	for (i = 0, s[0] = '\0'; i < n; i += strlen(names + i) + 1) {
@@ -130,6 +130,6 @@ int nx_fs_selinux_label(char **out, int fd, const char *path, nx_error *err)
 				    "%s has a %s attribute that is no SELinux label: it carries "
 				    "data the manifest does not cover", path, NX_FS_SELINUX_XATTR);
 	if (!(*out = strndup(buf, (size_t)n)))
-		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+		return nx_error_oom(err, path);
 	return 0;
 }

@@ -142,7 +142,7 @@ static int split_final(char **out_parent, char **out_name, const char *final_pat
 	int rc = 0;
 
 	if (!p)
-		return nx_error_set(err, NX_ENOMEM, final_path, 0, -1, "out of memory");
+		return nx_error_oom(err, final_path);
 	while (n > 1 && p[n - 1] == '/')
 		p[--n] = '\0';
 	slash = strrchr(p, '/');
@@ -167,7 +167,7 @@ static int split_final(char **out_parent, char **out_name, const char *final_pat
 	if (!*out_name || !*out_parent) {
 		free(*out_name);
 		free(*out_parent);
-		rc = nx_error_set(err, NX_ENOMEM, final_path, 0, -1, "out of memory");
+		rc = nx_error_oom(err, final_path);
 	}
 out:
 	free(p);
@@ -183,7 +183,7 @@ int nx_stage_create(nx_stage **out, const char *final_path, bool force, nx_error
 
 	s = calloc(1, sizeof(*s));
 	if (!s)
-		return nx_error_set(err, NX_ENOMEM, final_path, 0, -1, "out of memory");
+		return nx_error_oom(err, final_path);
 	s->parentfd = s->dirfd = -1;
 	s->published = 1; /* nothing to remove until the directory exists */
 	s->force = force;
@@ -192,7 +192,7 @@ int nx_stage_create(nx_stage **out, const char *final_path, bool force, nx_error
 		goto fail;
 	s->final_path = strdup(final_path);
 	if (!s->final_path) {
-		rc = nx_error_set(err, NX_ENOMEM, final_path, 0, -1, "out of memory");
+		rc = nx_error_oom(err, final_path);
 		goto fail;
 	}
 	s->parentfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -236,7 +236,7 @@ int nx_stage_create(nx_stage **out, const char *final_path, bool force, nx_error
 	s->published = 0;
 	if (asprintf(&s->stage_path, "%s/%s", parent, s->stage_name) < 0) {
 		s->stage_path = NULL;
-		rc = nx_error_set(err, NX_ENOMEM, parent, 0, -1, "out of memory");
+		rc = nx_error_oom(err, parent);
 		goto fail;
 	}
 	s->dirfd = openat(s->parentfd, s->stage_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

@@ -27,6 +27,18 @@ static void null_error_is_allowed(void **state)
 	nx_error_clear(NULL);
 }
 
+static void oom_is_enomem(void **state)
+{
+	nx_error e;
+
+	nx_error_clear(&e);
+	assert_int_equal(nx_error_oom(&e, "m.onnx"), NX_ENOMEM);
+	assert_int_equal(e.code, NX_ENOMEM);
+	assert_string_equal(e.message, "out of memory");
+	assert_string_equal(e.path, "m.onnx");
+	assert_int_equal(nx_error_oom(NULL, NULL), NX_ENOMEM);
+}
+
 static void errno_appends_reason(void **state)
 {
 	nx_error e;
@@ -52,6 +64,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(set_fills_all_fields),
 		cmocka_unit_test(null_error_is_allowed),
+		cmocka_unit_test(oom_is_enomem),
 		cmocka_unit_test(errno_appends_reason),
 		cmocka_unit_test(exit_status_mapping),
 	};

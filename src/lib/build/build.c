@@ -128,7 +128,7 @@ static int add_input(struct build *b, int dirfd, char *src, char *dst,
 	if (!src || !dst) {
 		free(src);
 		free(dst);
-		return nx_error_set(b->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(b->err, NULL);
 	}
 	if (b->nin >= b->capin) {
 		free(src);
@@ -203,7 +203,7 @@ static int load(struct build *b)
 	b->in = calloc(b->capin, sizeof(*b->in));
 	b->teacher_st = calloc(ws->nteacher + 1, sizeof(*b->teacher_st));
 	if (!b->in || !b->teacher_st)
-		return nx_error_set(b->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(b->err, NULL);
 	/* Teacher files are never read here, only identified (verify fingerprints them). */
 	/*
 	 * A listed teacher that cannot be found is an error: skipping it would
@@ -349,7 +349,7 @@ static int stage(struct build *b)
 	b->res->bundle_path = strdup(out);
 	b->res->bundle_id = strdup(b->ws->bundle_id);
 	if (!b->res->bundle_path || !b->res->bundle_id)
-		return nx_error_set(b->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(b->err, NULL);
 	return nx_manifest_new(&b->m, b->err);
 }
 
@@ -408,7 +408,7 @@ int nx_build(struct nx_build_result **out, const struct nx_build_opts *opts, nx_
 	nx_error_clear(b.err);
 	b.res = calloc(1, sizeof(*b.res));
 	if (!b.res)
-		return nx_error_set(b.err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(b.err, NULL);
 	b.wsfd = open(wspath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (b.wsfd < 0) {
 		rc = nx_error_errno(b.err, NX_EIO, errno, wspath, "cannot open workspace %s", wspath);

@@ -20,7 +20,7 @@ int nx_build__removed_add(struct build *b, const char *file, long line, const ch
 
 	v = realloc(r->removed, (r->nremoved + 1) * sizeof(*v));
 	if (!v)
-		return nx_error_set(b->err, NX_ENOMEM, file, 0, -1, "out of memory");
+		return nx_error_oom(b->err, file);
 	r->removed = v;
 	v += r->nremoved;
 	v->file = strdup(file);
@@ -29,7 +29,7 @@ int nx_build__removed_add(struct build *b, const char *file, long line, const ch
 	v->line = line;
 	r->nremoved++;
 	if (!v->file || !v->module || !v->statement_kind)
-		return nx_error_set(b->err, NX_ENOMEM, file, 0, -1, "out of memory");
+		return nx_error_oom(b->err, file);
 	return 0;
 }
 

@@ -163,7 +163,7 @@ static int summarise(struct build *b)
 	b->res->parameters = strdup(human);
 	b->res->quantization = strdup(sum->quantization ? sum->quantization : "none");
 	if (!b->res->parameters || !b->res->quantization)
-		return nx_error_set(b->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(b->err, NULL);
 	return 0;
 }
 
@@ -195,7 +195,7 @@ int nx_build__export(struct build *b)
 	b->model_name = nx_build__bundle_file(b, BUILD_STUDENT_DST);
 	b->data_name = nx_build__bundle_file(b, BUILD_STUDENT_DATA);
 	if (!b->model_name || !b->data_name)
-		return nx_error_set(b->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(b->err, NULL);
 	o.dst_name = b->model_name;
 	o.ext_name = b->data_name;
 	if ((rc = nx_stage_create_file(&fd, b->stage, BUILD_STUDENT_DST, false, b->err)) != 0)
@@ -222,7 +222,7 @@ int nx_build__export(struct build *b)
 		goto out;
 	/* The removal report moves into the result, for `nexus build --json`. */
 	if (!(b->res->exported = malloc(sizeof(r)))) {
-		rc = nx_error_set(b->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		rc = nx_error_oom(b->err, NULL);
 		goto out;
 	}
 	*b->res->exported = r;

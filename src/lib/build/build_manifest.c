@@ -113,14 +113,14 @@ int nx_build__manifest(struct build *b)
 	if (rc)
 		return rc;
 	if (make_policy(&policy, b) != 0)
-		return nx_error_set(b->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(b->err, NULL);
 	/* Last: the runtime record lists the bin/ and lib/ files added so far. */
 	if ((rc = nx_manifest_set_v11(m, policy, NX_VERSION, b->err)) != 0)
 		return rc;
 	b->res->build_timestamp = strdup(ts);
 	b->res->architecture = strdup(m->architecture);
 	if (!b->res->build_timestamp || !b->res->architecture)
-		return nx_error_set(b->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(b->err, NULL);
 	return 0;
 }
 
@@ -137,14 +137,14 @@ static int result_files(struct build *b, size_t manifest_len)
 
 	r->files = calloc(m->nfiles + 1, sizeof(*r->files));
 	if (!r->files)
-		return nx_error_set(b->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(b->err, NULL);
 	for (i = 0; i <= m->nfiles; i++) {
 		struct nx_build_file *f = &r->files[r->nfiles];
 
 		f->path = strdup(i < m->nfiles ? m->files[i].path : "manifest.json");
 		f->size = i < m->nfiles ? m->files[i].size : manifest_len;
 		if (!f->path)
-			return nx_error_set(b->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			return nx_error_oom(b->err, NULL);
 		r->bytes += f->size;
 		r->nfiles++;
 	}

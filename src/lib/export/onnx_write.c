@@ -202,7 +202,7 @@ int nx_pw__out_init(struct pw_out *o, int fd, const char *src_path, const char *
 	o->buf = malloc(PW_BUF);
 	if (!o->ctx || !o->buf) {
 		nx_pw__out_release(o);
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	}
 	if (!EVP_DigestInit_ex(o->ctx, EVP_sha256(), NULL)) {
 		nx_pw__out_release(o);

@@ -21,7 +21,7 @@ int nx_fp_set_new(nx_fp_set **out, nx_error *err)
 	nx_fp_set *s = calloc(1, sizeof(*s));
 
 	if (!s)
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	*out = s;
 	return 0;
 }
@@ -134,7 +134,7 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 				break;
 			}
 			if (!(full = malloc(dlen + strlen(t->ext_location) + 1))) {
-				rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+				rc = nx_error_oom(err, NULL);
 				break;
 			}
 			memcpy(full, path, dlen);
@@ -184,7 +184,7 @@ static int safetensors(nx_fp_set *set, int fd, const char *path, uint64_t size, 
 				    "%s: safetensors header of %llu bytes is over the limit", path,
 				    (unsigned long long)hlen);
 	if (!(hdr = malloc(hlen + 1)))
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	if (pread(fd, hdr, hlen, 8) != (ssize_t)hlen) {
 		rc = nx_error_errno(err, NX_EIO, errno, path, "cannot read %s", path);
 		goto out;
@@ -246,7 +246,7 @@ int nx_fingerprint_file(nx_fp_set *set, int dirfd, const char *path, size_t min_
 	    !(files[set->nfiles] = strdup(path))) {
 		if (files)
 			set->files = files;
-		rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		rc = nx_error_oom(err, NULL);
 		goto out;
 	}
 	set->files = files;
@@ -313,7 +313,7 @@ static int match_cb(void *ctx, const char *name, const struct fp_hash *h, bool t
 		return 0;
 	}
 	if (!(m = realloc(c->m, (c->n + 1) * sizeof(*m))))
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	c->m = m;
 	m = &c->m[c->n];
 	memset(m, 0, sizeof(*m));
@@ -331,7 +331,7 @@ static int match_cb(void *ctx, const char *name, const struct fp_hash *h, bool t
 		m->value_shift = h->values.shift;
 	}
 	if (!m->student_tensor || !m->teacher_tensor || !m->teacher_file)
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	return 0;
 }
 
@@ -347,7 +347,7 @@ static int distinct_sizes(uint64_t **out, size_t *nout, const nx_fp_set *t, nx_e
 	if (!t->n)
 		return 0;
 	if (!(v = malloc(t->n * sizeof(*v))))
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	for (i = 0; i < t->n; i++)
 		v[i] = t->e[i].bytes;
 	qsort(v, t->n, sizeof(*v), nx_fp__u64_cmp);

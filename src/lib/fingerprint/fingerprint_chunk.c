@@ -65,7 +65,7 @@ int nx_fp__hash_begin(struct fp_hash *h, nx_fp_set *collect, const nx_fp_set *ma
 	h->err = err;
 	h->first_chunk = collect ? collect->nchunks : 0;
 	if (!(h->buf = malloc(FP_CHUNK_MAX)))
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	return 0;
 }
 
@@ -171,7 +171,7 @@ static int end_chunk(struct fp_hash *h, const unsigned char *tail, size_t n, boo
 			struct fp_chunk *g = realloc(s->chunks, cap * sizeof(*g));
 
 			if (!g)
-				return nx_error_set(h->err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+				return nx_error_oom(h->err, NULL);
 			s->chunks = g;
 			s->capchunks = cap;
 		}
@@ -318,13 +318,13 @@ int nx_fp__add(nx_fp_set *s, const char *name, uint64_t whole, uint64_t bytes, n
 		size_t cap = s->cap ? 2 * s->cap : 64;
 
 		if (!(e = realloc(s->e, cap * sizeof(*e))))
-			return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			return nx_error_oom(err, NULL);
 		s->e = e;
 		s->cap = cap;
 	}
 	e = &s->e[s->n];
 	if (!(e->name = strdup(name ? name : "")))
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	e->whole = whole;
 	e->bytes = bytes;
 	e->file = s->nfiles - 1;

@@ -135,7 +135,7 @@ int nx_fp__casts_begin(struct fp_casts *c, struct fp_hash *orig, nx_error *err)
 			goto fail;
 	c->cast = casts_pick();
 	if (!(c->out = malloc(FP_CASTS * CAST_ELEMS * 2))) {
-		rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		rc = nx_error_oom(err, NULL);
 		goto fail;
 	}
 	return 0;
@@ -201,7 +201,7 @@ static int move_chunks(nx_fp_set *set, nx_fp_set *tmp, nx_error *err)
 		while (cap < set->nchunks + tmp->nchunks)
 			cap *= 2;
 		if (!(g = realloc(set->chunks, cap * sizeof(*g))))
-			return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			return nx_error_oom(err, NULL);
 		set->chunks = g;
 		set->capchunks = cap;
 	}
@@ -230,7 +230,7 @@ int nx_fp__casts_end(struct fp_casts *c, nx_fp_set *set, const char *name, size_
 			char *full = malloc(nlen + slen + 1);
 
 			if (!full) {
-				rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+				rc = nx_error_oom(err, NULL);
 			} else {
 				memcpy(full, name, nlen);
 				memcpy(full + nlen, cast_suffix[i], slen + 1);
@@ -267,7 +267,7 @@ int nx_fp__hash_transposed(struct fp_hash *h, int fd, const char *path, uint64_t
 	if (k > cols)
 		k = cols;
 	if (!(strip = malloc(rows * k * width)) || !(out = malloc(rows * width))) {
-		rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		rc = nx_error_oom(err, NULL);
 		goto out;
 	}
 	for (j0 = 0; j0 < cols && !rc; j0 += k) {

@@ -109,14 +109,14 @@ static int values_init(nx_fp_set *set, nx_error *err)
 		return 0;
 	if (!(s = calloc(1, sizeof(*s))) || !(s->v = calloc(FP_VALUES_SLOTS0, sizeof(*s->v)))) {
 		free(s);
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	}
 	s->cap = FP_VALUES_SLOTS0;
 	s->rate = FP_VALUES_RATE0;
 	if (!(s->bits = calloc((1u << 23) / 64, sizeof(uint64_t)))) {
 		free(s->v);
 		free(s);
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	}
 	s->mul = (uint32_t)nx_keyhash("fp_values", 9, NULL, 0) | 1;
 	set->values = s;
@@ -168,7 +168,7 @@ static int make_room(struct fp_values *s, nx_error *err)
 		return 0;
 	if (2 * s->cap <= 2 * (size_t)NX_FP_VALUES_MAX) {
 		if (!(v = calloc(2 * cap, sizeof(*v))))
-			return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			return nx_error_oom(err, NULL);
 		s->v = v;
 		s->cap = 2 * cap;
 		rehash(s, old, cap);
@@ -177,7 +177,7 @@ static int make_room(struct fp_values *s, nx_error *err)
 	}
 	while (2 * (s->n + 1) > s->cap && s->rate > 1) {
 		if (!(v = calloc(cap, sizeof(*v))))
-			return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			return nx_error_oom(err, NULL);
 		s->rate /= 2;
 		old = s->v;
 		s->v = v;
@@ -203,12 +203,12 @@ static int fp_values_owner(nx_fp_set *set, const char *name, uint32_t *out, nx_e
 		struct fp_owner *o = realloc(s->o, cap * sizeof(*o));
 
 		if (!o)
-			return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			return nx_error_oom(err, NULL);
 		s->o = o;
 		s->capo = cap;
 	}
 	if (!(s->o[s->no].name = strdup(name ? name : "")))
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	s->o[s->no].file = set->nfiles - 1;
 	s->o[s->no].n = 0;
 	*out = (uint32_t)s->no++;
@@ -281,7 +281,7 @@ static int ready(struct fp_values *s, nx_error *err)
 	s->tstamp = calloc(s->no ? s->no : 1, sizeof(*s->tstamp));
 	s->ntouched = 0;
 	if (!s->cnt || !s->touched || !s->tstamp || !s->gcnt || !s->found)
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	s->ready = true;
 	return 0;
 }

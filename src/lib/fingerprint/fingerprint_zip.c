@@ -81,7 +81,7 @@ static int find_cd(int fd, const char *path, uint64_t size, uint64_t *cd_off, ui
 	int rc;
 
 	if (!tail)
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	if ((rc = rd(fd, tail, n, base, path, size, err)) != 0)
 		goto out;
 	rc = bad(path, size, "no end of central directory record", err);
@@ -133,7 +133,7 @@ int nx_fp__torch_zip(nx_fp_set *set, int fd, const char *path, uint64_t size, si
 		return nx_error_set(err, NX_ELIMIT, path, 0, -1, "%s: more than %u zip entries",
 				    path, NX_FP_ZIP_ENTRIES_MAX);
 	if (!(var = malloc(65536 * 2 + 1)))
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	for (pos = cd_off, k = 0; k < count; k++) {
 		uint16_t method, nlen, elen, clen;
 		uint64_t csize, usize, lho, data, e;

@@ -14,7 +14,7 @@
 
 int nx_cfg__oom(struct cfg *c)
 {
-	return nx_error_set(c->err, NX_ENOMEM, c->path, 0, -1, "out of memory");
+	return nx_error_oom(c->err, c->path);
 }
 
 int nx_cfg__strdup(struct cfg *c, const char *s, char **out)
@@ -470,7 +470,7 @@ int nx_cfg__read_file(char **out, size_t *len, int dirfd, const char *name,
 	}
 	/* One byte more than the cap, so that a file that grew is noticed. */
 	if (!(buf = malloc(NX_YAML_INPUT_MAX + 1))) {
-		rc = nx_error_set(err, NX_ENOMEM, name, 0, -1, "out of memory");
+		rc = nx_error_oom(err, name);
 		goto out_close;
 	}
 	while (used <= NX_YAML_INPUT_MAX) {

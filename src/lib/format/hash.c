@@ -375,7 +375,7 @@ int nx_hash_follow_start(nx_hash_follow **out, int fd, const char *name, nx_erro
 	struct nx_hash_follow *h = calloc(1, sizeof(*h));
 
 	if (!h)
-		return nx_error_set(err, NX_ENOMEM, name, 0, -1, "out of memory");
+		return nx_error_oom(err, name);
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->cond, NULL);
 	h->name = name;
@@ -474,7 +474,7 @@ int nx_hash__copy_range_plain(int dst_fd, uint64_t dst_off, int src_fd, uint64_t
 		len -= (uint64_t)got;
 	}
 	if (len && !(buf = read_buf_alloc(NX_COPY_CHUNK)))
-		return nx_error_set(err, NX_ENOMEM, src_path, 0, -1, "out of memory");
+		return nx_error_oom(err, src_path);
 	while (len && !rc) {
 		size_t n = len < NX_COPY_CHUNK ? (size_t)len : NX_COPY_CHUNK;
 
@@ -497,7 +497,7 @@ int nx_copy_hash(unsigned char out[NX_SHA256_LEN], int dst_fd, int src_fd,
 	int rc;
 
 	if (!ctx)
-		return nx_error_set(err, NX_ENOMEM, src_path, 0, -1, "out of memory");
+		return nx_error_oom(err, src_path);
 	if (!EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
 		rc = nx_error_set(err, NX_EINTERNAL, src_path, 0, -1,
 				  "sha-256 unavailable in openssl");

@@ -19,7 +19,7 @@
 
 static int oom(nx_error *err, const char *path)
 {
-	return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+	return nx_error_oom(err, path);
 }
 
 int nx_manifest_new(nx_manifest **out, nx_error *err)

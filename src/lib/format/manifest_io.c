@@ -79,7 +79,7 @@ static int copy_string(char **out, const json_t *v, const char *key, const char 
 			return nx_error_set(err, NX_EFORMAT, path, 0, -1,
 					    "%s: \"%s\" contains a control character", path, key);
 	if (!(copy = strdup(s)))
-		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+		return nx_error_oom(err, path);
 	free(*out);
 	*out = copy;
 	return 0;
@@ -170,7 +170,7 @@ static int get_strv(char ***out, size_t *n, const json_t *obj, const char *key,
 				    "%s: policy \"%s\" must be an array of at most %d strings",
 				    path, key, NX_MANIFEST_LIST_MAX);
 	if (!(*out = calloc(json_array_size(a) + 1, sizeof(**out))))
-		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+		return nx_error_oom(err, path);
 	for (i = 0; !rc && i < json_array_size(a); i++) {
 		rc = copy_string(&(*out)[i], json_array_get(a, i), key, path, err);
 		*n = i + !rc;
@@ -188,7 +188,7 @@ static int parse_shared(nx_manifest_policy *p, const json_t *a, const char *path
 				    "%s: policy \"allow_shared_tensors\" must be an array of at most "
 				    "%d {name, reason}", path, NX_MANIFEST_LIST_MAX);
 	if (!(p->allow_shared = calloc(json_array_size(a) + 1, sizeof(*p->allow_shared))))
-		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+		return nx_error_oom(err, path);
 	for (i = 0; !rc && i < json_array_size(a); i++) {
 		const json_t *e = json_array_get(a, i);
 
@@ -208,7 +208,7 @@ static int parse_policy(nx_manifest *m, const json_t *obj, const char *path, nx_
 	if ((rc = exact_keys(obj, POLICY_KEYS, "policy", path, err)))
 		return rc;
 	if (!(p = m->policy = calloc(1, sizeof(*p))))
-		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+		return nx_error_oom(err, path);
 	if ((rc = get_string(&p->nexus_version, obj, "nexus_version", path, err)) ||
 	    (rc = get_uint(&p->max_model_bytes, obj, "max_model_bytes", path, err)) ||
 	    (rc = get_uint(&p->max_leak_bytes, obj, "max_leak_bytes", path, err)) ||
@@ -244,7 +244,7 @@ static int parse_runtime(nx_manifest *m, const json_t *obj, const char *path, nx
 	if ((rc = exact_keys(obj, RUNTIME_KEYS, "runtime", path, err)))
 		return rc;
 	if (!(r = m->runtime = calloc(1, sizeof(*r))))
-		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+		return nx_error_oom(err, path);
 	if ((rc = get_string(&r->version, obj, "version", path, err)))
 		return rc;
 	if (!json_is_array(a) || json_array_size(a) > NX_MANIFEST_RUNTIME_FILES_MAX)
@@ -252,7 +252,7 @@ static int parse_runtime(nx_manifest *m, const json_t *obj, const char *path, nx
 				    "%s: runtime \"files\" must be an array of at most %d entries",
 				    path, NX_MANIFEST_RUNTIME_FILES_MAX);
 	if (!(r->files = calloc(json_array_size(a) + 1, sizeof(*r->files))))
-		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+		return nx_error_oom(err, path);
 	for (i = 0; i < json_array_size(a); i++) {
 		const json_t *e = json_array_get(a, i);
 		struct nx_manifest_runtime_file *f = &r->files[i];
@@ -306,7 +306,7 @@ static int parse_files(nx_manifest *m, const json_t *arr, const char *path, nx_e
 		return nx_error_set(err, NX_ELIMIT, path, 0, -1, "%s: more than %d files listed",
 				    path, NX_MANIFEST_FILES_MAX);
 	if (n && !(m->files = calloc(n, sizeof(*m->files))))
-		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+		return nx_error_oom(err, path);
 	for (i = 0; i < n; i++) {
 		const json_t *e = json_array_get(arr, i), *size;
 		struct nx_manifest_file *f = &m->files[i];
@@ -342,7 +342,7 @@ static int parse_files(nx_manifest *m, const json_t *arr, const char *path, nx_e
 	/* Paths that differ only in case would collide on case-insensitive filesystems. */
 	if (n > 1) {
 		if (!(sorted = malloc(n * sizeof(*sorted))))
-			return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+			return nx_error_oom(err, path);
 		for (i = 0; i < n; i++)
 			sorted[i] = m->files[i].path;
 		qsort(sorted, n, sizeof(*sorted), cmp_fold);
@@ -486,7 +486,7 @@ int nx_manifest_load(nx_manifest **out, int dirfd, const char *name, nx_error *e
 	}
 	/* One byte more than fstat said, to notice a file that grew meanwhile. */
 	if (!(buf = malloc((size_t)st.st_size + 1))) {
-		rc = nx_error_set(err, NX_ENOMEM, name, 0, -1, "out of memory");
+		rc = nx_error_oom(err, name);
 		goto out;
 	}
 	for (;;) {

@@ -55,7 +55,7 @@ static int wrap_key(nx_key **out, EVP_PKEY *pkey, int has_private, const char *p
 	}
 	if (!(k = calloc(1, sizeof(*k)))) {
 		EVP_PKEY_free(pkey);
-		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+		return nx_error_oom(err, path);
 	}
 	nx_hex(hex, md);
 	memcpy(k->id, hex, NX_KEY_ID_LEN);
@@ -113,7 +113,7 @@ static int read_key_file(char **out, size_t *out_len, const char *path, int priv
 		goto out;
 	}
 	if (!(buf = malloc(NX_KEY_FILE_MAX + 1))) {
-		rc = nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+		rc = nx_error_oom(err, path);
 		goto out;
 	}
 	for (;;) {
@@ -437,7 +437,7 @@ int nx_manifest_verify_signature(enum nx_sig_status *out, char out_keyid[NX_KEY_
 			continue;
 		known = 1;
 		if (!(ctx = EVP_MD_CTX_new())) {
-			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			rc = nx_error_oom(err, NULL);
 			goto out;
 		}
 		ok = EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, keys[i]->pkey) == 1 &&

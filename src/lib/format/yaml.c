@@ -238,7 +238,7 @@ static int new_node(struct builder *b, const yaml_event_t *ev,
 		return nx_error_set(b->err, NX_ELIMIT, b->path, (long)m->line + 1, -1,
 				    "yaml nested deeper than %d levels", NX_YAML_DEPTH_MAX);
 	if (!(node = calloc(1, sizeof(*node))))
-		return nx_error_set(b->err, NX_ENOMEM, b->path, 0, -1, "out of memory");
+		return nx_error_oom(b->err, b->path);
 	node->type = type;
 	node->line = (long)m->line + 1;
 	node->column = (long)m->column + 1;
@@ -252,7 +252,7 @@ static int new_node(struct builder *b, const yaml_event_t *ev,
 		}
 		if (!(node->value = malloc(n + 1))) {
 			nx_yaml_free(node);
-			return nx_error_set(b->err, NX_ENOMEM, b->path, 0, -1, "out of memory");
+			return nx_error_oom(b->err, b->path);
 		}
 		memcpy(node->value, ev->data.scalar.value, n);
 		node->value[n] = '\0';
@@ -303,7 +303,7 @@ static int on_event(struct builder *b, const yaml_event_t *ev)
 static int syntax_error(const yaml_parser_t *p, const char *path, nx_error *err)
 {
 	if (p->error == YAML_MEMORY_ERROR)
-		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+		return nx_error_oom(err, path);
 	return nx_error_set(err, NX_EFORMAT, path, (long)p->problem_mark.line + 1,
 			    (long long)p->problem_mark.index,
 			    "yaml syntax error: %s%s%s; check indentation and quoting",
@@ -323,7 +323,7 @@ int nx_yaml_parse(nx_yaml_node **out, const char *buf, size_t len,
 	if ((rc = check_bytes(buf, len, path, err)))
 		return rc;
 	if (!yaml_parser_initialize(&parser))
-		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+		return nx_error_oom(err, path);
 	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
 	yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING);
 	while (!done) {
@@ -339,7 +339,7 @@ int nx_yaml_parse(nx_yaml_node **out, const char *buf, size_t len,
 	}
 	if (!b.root) {
 		if (!(b.root = calloc(1, sizeof(*b.root)))) {
-			rc = nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+			rc = nx_error_oom(err, path);
 			goto out_parser;
 		}
 		b.root->type = NX_YAML_MAPPING;

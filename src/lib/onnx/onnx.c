@@ -52,7 +52,7 @@ static int add_metadata(struct walk *w, const struct nx_pb_reader *r, const stru
 	if ((rc = nx_onnx__walk_kv(w, r, f, NX_ONNX_META_KEY, NX_ONNX_META_VALUE, &kv.key, &kv.value)) != 0)
 		goto out;
 	if ((!kv.key && !(kv.key = strdup(""))) || (!kv.value && !(kv.value = strdup("")))) {
-		rc = nx_error_set(w->err, NX_ENOMEM, w->f.path, 0, -1, "out of memory");
+		rc = nx_error_oom(w->err, w->f.path);
 		goto out;
 	}
 	if ((rc = nx_onnx__walk_grow(w, (void **)&s->metadata, &w->cap_meta, s->nmetadata, sizeof(kv),
@@ -211,7 +211,7 @@ static int run_walk(nx_onnx_summary *out, int fd, const char *path, nx_onnx_visi
 	int rc;
 
 	if (!(w = calloc(1, sizeof(*w))))
-		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+		return nx_error_oom(err, path);
 	w->err = err;
 	w->sum = out;
 	w->fn = fn;
@@ -227,7 +227,7 @@ static int run_walk(nx_onnx_summary *out, int fd, const char *path, nx_onnx_visi
 	    (!out->producer_version && !(out->producer_version = strdup(""))) ||
 	    (!out->domain && !(out->domain = strdup(""))) ||
 	    (!out->doc_string && !(out->doc_string = strdup("")))) {
-		rc = nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+		rc = nx_error_oom(err, path);
 		goto out;
 	}
 	classify(out, w->quant_op);
@@ -248,7 +248,7 @@ int nx_onnx_open(nx_onnx_model **out, int fd, const char *path, nx_error *err)
 	int rc;
 
 	if (!(m = calloc(1, sizeof(*m))))
-		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+		return nx_error_oom(err, path);
 	if ((rc = run_walk(&m->sum, fd, path, NULL, NULL, err)) != 0) {
 		free(m);
 		/* Say what it means for the user before how the bytes broke. */

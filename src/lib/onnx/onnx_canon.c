@@ -264,7 +264,7 @@ static int walk_msg(struct canon *c, const struct nx_pb_reader *parent,
 	int rc;
 
 	if (!(s = calloc(1, sizeof(*s))))
-		return nx_error_set(c->err, NX_ENOMEM, c->f.path, 0, -1, "out of memory");
+		return nx_error_oom(c->err, c->f.path);
 	s->nelem = 1;
 	if ((rc = nx_pb_sub(&r, parent, fld, c->err)) != 0)
 		goto out;
@@ -300,7 +300,7 @@ int nx_onnx_canon_check(struct nx_onnx_canon *out, int fd, const char *path, nx_
 	    (rc = nx_pb_reader_init(&r, &c.f, 0, c.f.size, err)) != 0)
 		goto out;
 	if (!(s = calloc(1, sizeof(*s)))) {
-		rc = nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+		rc = nx_error_oom(err, path);
 		goto out;
 	}
 	LOOP_FIELDS(&c, &r, &f, rc)

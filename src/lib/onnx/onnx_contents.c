@@ -132,7 +132,7 @@ int nx_onnx_tensor_read(int fd, const char *path, const struct nx_onnx_tensor *t
 	if ((rc = nx_pb_file_init(&pf, fd, path, err)) != 0)
 		return rc;
 	if (!(s.buf = malloc(CONTENTS_CHUNK))) {
-		rc = nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+		rc = nx_error_oom(err, path);
 		goto out;
 	}
 	if (!t->contents_encoded) {

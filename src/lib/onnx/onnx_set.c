@@ -21,7 +21,7 @@ int nx_onnx__strset_add(struct walk *w, struct strset *s, const char *str)
 		return nx_error_set(w->err, NX_ELIMIT, w->f.path, 0, -1,
 				    "the model's names exceed %u bytes", NX_ONNX_HELD_MAX);
 	if (nx_strset_add(s, str, NULL))
-		return nx_error_set(w->err, NX_ENOMEM, w->f.path, 0, -1, "out of memory");
+		return nx_error_oom(w->err, w->f.path);
 	w->held += len + NX_ONNX_HELD_OVERHEAD;
 	return 0;
 }
@@ -56,7 +56,7 @@ int nx_onnx__walk_grow(struct walk *w, void **arr, size_t *cap, size_t n, size_t
 	if (ncap > max)
 		ncap = max;
 	if (!(p = realloc(*arr, ncap * elem)))
-		return nx_error_set(w->err, NX_ENOMEM, w->f.path, 0, -1, "out of memory");
+		return nx_error_oom(w->err, w->f.path);
 	memset((char *)p + *cap * elem, 0, (ncap - *cap) * elem);
 	*arr = p;
 	*cap = ncap;

@@ -66,7 +66,7 @@ static int read_dims(struct walk *w, const struct nx_pb_reader *r, const struct 
 					    (long long)f->tag_offset,
 					    "tensor has more than %d dimensions", NX_ONNX_DIMS_MAX);
 		if (!(d = realloc(*dims, (*ndims + 1) * sizeof(*d))))
-			return nx_error_set(w->err, NX_ENOMEM, w->f.path, 0, -1, "out of memory");
+			return nx_error_oom(w->err, w->f.path);
 		*dims = d;
 		d[(*ndims)++] = (int64_t)v;
 	} while (f->wire == NX_PB_LEN);
@@ -290,9 +290,9 @@ static int push(struct walk *w, struct nx_onnx_tensor *t, uint32_t graph)
 			    sizeof(uint32_t), NX_ONNX_TENSORS_MAX)) != 0)
 		return rc;
 	if (!t->name && !(t->name = strdup("")))
-		return nx_error_set(w->err, NX_ENOMEM, w->f.path, 0, -1, "out of memory");
+		return nx_error_oom(w->err, w->f.path);
 	if (!(t->scope = strdup(w->scope)))
-		return nx_error_set(w->err, NX_ENOMEM, w->f.path, 0, -1, "out of memory");
+		return nx_error_oom(w->err, w->f.path);
 	t->referenced = t->attribute;
 	if (!t->attribute)
 		s->parameters += t->nelem;
@@ -386,10 +386,10 @@ static int read_dim(struct walk *w, const struct nx_pb_reader *parent,
 		return nx_error_set(w->err, NX_ELIMIT, w->f.path, 0, (long long)fld->tag_offset,
 				    "value has more than %d dimensions", NX_ONNX_DIMS_MAX);
 	if (!(dims = realloc(v->dims, (k + 1) * sizeof(*dims))))
-		return nx_error_set(w->err, NX_ENOMEM, w->f.path, 0, -1, "out of memory");
+		return nx_error_oom(w->err, w->f.path);
 	v->dims = dims;
 	if (!(params = realloc(v->dim_params, (k + 1) * sizeof(*params))))
-		return nx_error_set(w->err, NX_ENOMEM, w->f.path, 0, -1, "out of memory");
+		return nx_error_oom(w->err, w->f.path);
 	v->dim_params = params;
 	dims[k] = -1;
 	params[k] = NULL;
@@ -540,6 +540,6 @@ int nx_onnx__walk_value(struct walk *w, const struct nx_pb_reader *parent, const
 		out->dim_params = NULL;
 	}
 	if (!out->name && !(out->name = strdup("")))
-		return nx_error_set(w->err, NX_ENOMEM, w->f.path, 0, -1, "out of memory");
+		return nx_error_oom(w->err, w->f.path);
 	return 0;
 }

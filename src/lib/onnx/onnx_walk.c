@@ -34,7 +34,7 @@ int nx_onnx__walk_opset(struct walk *w, const struct nx_pb_reader *parent, const
 	if (rc || !keep)
 		goto out;
 	if (!o.domain && !(o.domain = strdup(""))) {
-		rc = nx_error_set(w->err, NX_ENOMEM, w->f.path, 0, -1, "out of memory");
+		rc = nx_error_oom(w->err, w->f.path);
 		goto out;
 	}
 	if ((rc = nx_onnx__walk_grow(w, (void **)&s->opsets, &w->cap_opsets, s->nopsets, sizeof(o),
@@ -67,7 +67,7 @@ static int add_domain(struct walk *w, const char *domain)
 			    sizeof(char *), NX_ONNX_ENTRIES_MAX)) != 0)
 		return rc;
 	if (!(s->op_domains[s->nop_domains] = strdup(domain)))
-		return nx_error_set(w->err, NX_ENOMEM, w->f.path, 0, -1, "out of memory");
+		return nx_error_oom(w->err, w->f.path);
 	s->nop_domains++;
 	return 0;
 }

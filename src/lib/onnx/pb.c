@@ -27,7 +27,7 @@ int nx_pb_file_init(struct nx_pb_file *f, int fd, const char *path, nx_error *er
 	f->size = (uint64_t)st.st_size;
 	f->buf = malloc(NX_PB_WINDOW);
 	if (!f->buf)
-		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+		return nx_error_oom(err, path);
 	return 0;
 }
 
@@ -247,7 +247,7 @@ int nx_pb_read_string(struct nx_pb_file *f, const struct nx_pb_field *fld, size_
 				    "string of %llu bytes is over the limit of %zu bytes",
 				    (unsigned long long)fld->len, max);
 	if (!(s = malloc((size_t)fld->len + 1)))
-		return nx_error_set(err, NX_ENOMEM, f->path, 0, -1, "out of memory");
+		return nx_error_oom(err, f->path);
 	if ((rc = nx_pb_read_at(f, fld->offset, s, (size_t)fld->len, err)) < 0) {
 		free(s);
 		return rc;

@@ -90,7 +90,7 @@ static int list_path(struct walk *w, const char *lookup, const char *real, nx_er
 				    "library closure has more than %d files", NX_ELF_CLOSURE_MAX);
 	w->listed[w->nlisted] = strdup(lookup);
 	if (!w->listed[w->nlisted])
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	w->nlisted++;
 	return 0;
 }
@@ -115,7 +115,7 @@ static int add(struct walk *w, const char *lookup, const char *real, int depth, 
 				    "library closure has more than %d files", NX_ELF_CLOSURE_MAX);
 	w->nodes[w->nnodes].real = strdup(real);
 	if (!w->nodes[w->nnodes].real)
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	w->nodes[w->nnodes].depth = depth;
 	w->nodes[w->nnodes].binary = false;
 	w->nnodes++;
@@ -227,7 +227,7 @@ int nx_elf_closure(char ***out, size_t *out_n, const char *const *binaries,
 	w.nodes = calloc(NX_ELF_CLOSURE_MAX, sizeof(*w.nodes));
 	w.listed = calloc(NX_ELF_CLOSURE_MAX, sizeof(*w.listed));
 	if (!w.nodes || !w.listed) {
-		rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		rc = nx_error_oom(err, NULL);
 		goto out;
 	}
 	for (i = 0; i < NSYSDIRS; i++) {
@@ -251,7 +251,7 @@ int nx_elf_closure(char ***out, size_t *out_n, const char *const *binaries,
 		}
 		w.nodes[w.nnodes].real = strdup(real);
 		if (!w.nodes[w.nnodes].real) {
-			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			rc = nx_error_oom(err, NULL);
 			goto out;
 		}
 		w.nodes[w.nnodes++].binary = true;

@@ -425,7 +425,7 @@ int nx_sandbox_run(struct nx_sandbox_result *out, const struct nx_sandbox_opts *
 	p.inbuf = o->stdin_fd >= 0 ? malloc(CHUNK) : (char *)o->stdin_data;
 	p.inlen = o->stdin_fd >= 0 ? 0 : o->stdin_len;
 	if (!r.out || !r.errout || (o->stdin_fd >= 0 && !p.inbuf)) {
-		rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		rc = nx_error_oom(err, NULL);
 		goto out;
 	}
 	r.out[0] = r.errout[0] = '\0';
@@ -531,7 +531,7 @@ static int probe(enum nx_sandbox_backend id, const char *bwrap, nx_error *err)
 				    : rc;
 	paths = calloc(nlibs + 2, sizeof(*paths));
 	if (!paths) {
-		rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		rc = nx_error_oom(err, NULL);
 		goto out;
 	}
 	for (i = 0; i < nlibs; i++)

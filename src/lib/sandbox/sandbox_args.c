@@ -32,13 +32,13 @@ int nx_sbx__args_push(struct sbx_args *a, const char *s, nx_error *err)
 					    "sandbox command line longer than %d words", ARGS_MAX);
 		v = realloc(a->v, cap * sizeof(*v));
 		if (!v)
-			return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			return nx_error_oom(err, NULL);
 		a->v = v;
 		a->cap = cap;
 	}
 	a->v[a->n] = strdup(s);
 	if (!a->v[a->n])
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	a->v[++a->n] = NULL;
 	return 0;
 }
@@ -80,10 +80,10 @@ static int seen(struct sbx_args *a, const char *dest, bool *out, nx_error *err)
 		}
 	d = realloc(a->dests, (a->ndests + 1) * sizeof(*d));
 	if (!d)
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	a->dests = d;
 	if (!(d[a->ndests] = strdup(dest)))
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	a->ndests++;
 	*out = false;
 	return 0;

@@ -36,7 +36,7 @@ static int prepare(struct sbx_prep *p, const struct nx_sandbox_opts *o, nx_error
 	if (rc)
 		return rc;
 	if (!(p->envp = calloc(1, sizeof(*p->envp))))
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	if (pipe2(info, O_CLOEXEC) != 0)
 		return nx_error_errno(err, NX_EIO, errno, NULL, "cannot create sandbox pipes");
 	p->parent_fd = info[0];

@@ -30,13 +30,13 @@ int nx_sandbox_run_cli(struct nx_sandbox_result *out, const struct nx_sandbox_op
 	}
 	argv[n] = NULL;
 	if (asprintf(&bin, "%s/bin/nexus_cli", bundle_path) < 0)
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	rc = nx_elf_closure(&libs, &nlibs, (const char *const *)&bin, 1, bundle_path, err);
 	if (rc)
 		goto out;
 	paths = calloc(nlibs + 1, sizeof(*paths));
 	if (!paths) {
-		rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		rc = nx_error_oom(err, NULL);
 		goto out;
 	}
 	for (i = 0; i < nlibs; i++)

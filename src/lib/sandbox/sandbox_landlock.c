@@ -251,7 +251,7 @@ static int prepare(struct sbx_prep *p, const struct nx_sandbox_opts *o, nx_error
 		char *t = translate(o->argv[i], o->bundle_dirfd >= 0 ? bundle : NULL, o, &rel);
 
 		rc = t ? nx_sbx__args_push(&p->args, t, err)
-		       : nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		       : nx_error_oom(err, NULL);
 		if (!rc && i == 0 && rel)   /* executed from the bundle's fd, not its path */
 			p->exec_rel = p->args.v[0] + (rel - t);
 		free(t);
@@ -261,13 +261,13 @@ static int prepare(struct sbx_prep *p, const struct nx_sandbox_opts *o, nx_error
 	for (n = 0; o->env && o->env[n]; n++)
 		;
 	if (!(p->envp = calloc(n + 1, sizeof(*p->envp))))
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	for (i = 0; i < n; i++)
 		if (!(p->envp[i] = strdup(o->env[i])))
-			return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			return nx_error_oom(err, NULL);
 	cwd = o->chdir ? o->chdir : o->bundle_dirfd >= 0 ? NX_SANDBOX_BUNDLE : "/";
 	if (!(p->chdir = translate(cwd, o->bundle_dirfd >= 0 ? bundle : NULL, o, &rel)))
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	if (!strcmp(cwd, NX_SANDBOX_BUNDLE) && o->bundle_dirfd >= 0) {   /* fchdir to its fd */
 		free(p->chdir);
 		p->chdir = NULL;

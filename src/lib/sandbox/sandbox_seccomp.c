@@ -76,7 +76,7 @@ int nx_sbx__seccomp_build(struct sock_fprog *out, nx_error *err)
 	int fd = -1, rc;
 
 	if (!f)
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	rc = seccomp_attr_set(f, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
 	if (!rc)
 		rc = seccomp_attr_set(f, SCMP_FLTATR_CTL_NNP, 0);   /* the child sets it itself */

@@ -73,14 +73,14 @@ int nx_fx__strv_append(char ***v, size_t *n, const char *s, nx_error *err)
 	char **nv = realloc(*v, (*n + 2) * sizeof(char *));
 
 	if (!nv)
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	*v = nv;
 	nv[*n] = NULL;
 	nv[*n + 1] = NULL;
 	if (!s)
 		return 0;
 	if (!(nv[*n] = strdup(s)))
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	(*n)++;
 	return 0;
 }

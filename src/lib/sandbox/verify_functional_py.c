@@ -264,7 +264,7 @@ static int parse_output(struct fx_ctx *c, const struct nx_sandbox_result *r, con
 			char *line = strndup(p + strlen(prefix), len - strlen(prefix));
 
 			if (!line)
-				return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+				return nx_error_oom(err, NULL);
 			rc = judge_line(c, line, err);
 			free(line);
 			if (rc == 1) {

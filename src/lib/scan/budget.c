@@ -33,7 +33,7 @@ int nx_budget_buf_new(nx_budget_buf **out, nx_error *err)
 	nx_budget_buf *b = calloc(1, sizeof(*b));
 
 	if (!b)
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	*out = b;
 	return 0;
 }
@@ -60,7 +60,7 @@ int nx_budget_add(nx_budget_buf *b, const char *s, size_t len, nx_error *err)
 		while (cap < b->len + fit)
 			cap *= 2;
 		if (!(d = realloc(b->data, cap)))
-			return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			return nx_error_oom(err, NULL);
 		b->data = d;
 		b->cap = cap;
 	}
@@ -86,7 +86,7 @@ int nx_budget_cost(uint64_t *out, const nx_budget_buf *b, nx_error *err)
 	}
 	bound = ZSTD_compressBound(b->len);
 	if (!(dst = malloc(bound)))
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	n = ZSTD_compress(dst, bound, b->data, b->len,
 			  b->len <= NX_BUDGET_STRONG_MAX ? STRONG_LEVEL : FAST_LEVEL);
 	free(dst);

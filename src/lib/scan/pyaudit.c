@@ -619,7 +619,7 @@ int nx_pyaudit_run(const char *src, size_t len, const struct nx_pyaudit_opts *o,
 		b.exb = malloc(o->nexports * sizeof(*b.exb));
 		if (!b.ex || !b.exb) {
 			bindings_release(&b);
-			return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+			return nx_error_oom(err, path);
 		}
 		for (i = 0; i < o->nexports; i++)
 			b.ex[i] = b.exb[i] = &o->exports[i];
@@ -653,7 +653,7 @@ int nx_pyaudit_exports(struct nx_pyaudit_export **v, size_t *n, const char *stem
 	if (!b.n)
 		goto out;
 	if (!(p = realloc(*v, (*n + b.n) * sizeof(*p)))) {
-		rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		rc = nx_error_oom(err, NULL);
 		goto out;
 	}
 	*v = p;
@@ -666,7 +666,7 @@ int nx_pyaudit_exports(struct nx_pyaudit_export **v, size_t *n, const char *stem
 		if (!e->name || !e->target) {
 			free(e->name);
 			free(e->target);
-			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			rc = nx_error_oom(err, NULL);
 			goto out;
 		}
 		snprintf(e->name, k, "%s.%.*s", stem, (int)b.v[i].nlen, b.v[i].name);

@@ -829,7 +829,7 @@ int nx_tokdecoder_new(nx_tokdecoder **out, const nx_tokenizer *t, const char *pa
 	int rc;
 
 	if (!d)
-		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+		return nx_error_oom(err, path);
 	d->t = t;
 	d->none = !j;
 	if (!j && !strcmp(nx_tokenizer_source(t), "vocab.txt")) {
@@ -840,7 +840,7 @@ int nx_tokdecoder_new(nx_tokdecoder **out, const nx_tokenizer *t, const char *pa
 	}
 	if (!(d->md = pcre2_match_data_create(1, NULL))) {
 		nx_tokdecoder_free(d);
-		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+		return nx_error_oom(err, path);
 	}
 	if (j && (rc = compile(&c, j, "decoder", 0))) {
 		nx_tokdecoder_free(d);

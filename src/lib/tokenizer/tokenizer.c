@@ -347,7 +347,7 @@ int nx_tokenizer_encode(nx_tokenizer *t, const char *text, size_t len, size_t ma
 			       !is_punct(t->cp[j]))
 				j++;
 		if (wordpiece(t, i, j, out, &n, limit))
-			return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			return nx_error_oom(err, NULL);
 		i = j;
 	}
 	memcpy(ids_out, t->pre, t->npre * sizeof(*ids_out));

@@ -165,11 +165,11 @@ static int parse_added(nx_tokenizer *t, json_t *added, const char *path, nx_erro
 					    path, NX_TOK_ADDED_MAX);
 		tok = realloc(t->added, (t->nadded + 1) * sizeof(*tok));
 		if (!tok)
-			return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+			return nx_error_oom(err, path);
 		t->added = tok;
 		tok = &t->added[t->nadded];
 		if (!(tok->content = strdup(content)))
-			return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+			return nx_error_oom(err, path);
 		tok->len = strlen(content);
 		tok->id = json_integer_value(id);
 		tok->special = json_is_true(json_object_get(a, "special"));
@@ -206,7 +206,7 @@ static int parse_model(nx_tokenizer *t, json_t *m, const char *path, nx_error *e
 					    "%s: a vocabulary entry is over %d bytes", path,
 					    NX_TOKENIZER_TOKEN_MAX);
 		if (nx_vocab_put(&t->v, key, len, json_integer_value(val)))
-			return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+			return nx_error_oom(err, path);
 	}
 	unk = json_string_value(json_object_get(m, "unk_token"));
 	t->unk_id = nx_vocab_get2(&t->v, unk ? unk : "[UNK]", strlen(unk ? unk : "[UNK]"), NULL, 0);
@@ -303,7 +303,7 @@ int nx_tokenizer_parse_vocab(nx_tokenizer **out, const char *buf, size_t len,
 			goto out;
 		}
 		if (nx_vocab_put(&t->v, buf + i, e - i, (int64_t)(line - 1))) {
-			rc = nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+			rc = nx_error_oom(err, path);
 			goto out;
 		}
 		i = end + 1;

@@ -134,7 +134,7 @@ int nx_tokenizer_finish(nx_tokenizer *t, const char *path, nx_error *err)
 	size_t i;
 
 	if (!(t->by_id = malloc((t->v.n ? t->v.n : 1) * sizeof(*t->by_id))))
-		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+		return nx_error_oom(err, path);
 	for (i = 0; i < t->v.n; i++)
 		t->by_id[i] = (uint32_t)i;
 	qsort_r(t->by_id, t->v.n, sizeof(*t->by_id), by_id_cmp, &t->v);

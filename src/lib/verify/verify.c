@@ -138,7 +138,7 @@ int nx_verify_bundle(nx_report **out, int bundle_dirfd, const char *bundle_path,
 	c.opts = opts;
 	c.terms = calloc(NBUILTIN + opts->nextra_terms, sizeof(*c.terms));
 	if (!c.terms)
-		return nx_error_set(err, NX_ENOMEM, bundle_path, 0, -1, "out of memory");
+		return nx_error_oom(err, bundle_path);
 	for (i = 0; i < NBUILTIN; i++)
 		c.terms[c.nterms++] = builtin_terms[i];
 	for (i = 0; i < opts->nextra_terms; i++)
@@ -162,7 +162,7 @@ int nx_verify_bundle(nx_report **out, int bundle_dirfd, const char *bundle_path,
 			opts->progress(opts->progress_ctx, id, true, t); \
 		rc = nx_report_check(c.r, id, skipped, t);              \
 		if (rc) {                                               \
-			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory"); \
+			rc = nx_error_oom(err, NULL); \
 			goto out;                                       \
 		}                                                       \
 	} while (0)

@@ -245,10 +245,10 @@ static int add_release(struct trusted_list *l, const char *name, nx_error *err)
 	char **r = realloc(l->release, (l->nrelease + 1) * sizeof(*r));
 
 	if (!r)
-		return nx_error_set(err, NX_ENOMEM, l->file, 0, -1, "out of memory");
+		return nx_error_oom(err, l->file);
 	l->release = r;
 	if (!(r[l->nrelease] = strdup(name)))
-		return nx_error_set(err, NX_ENOMEM, l->file, 0, -1, "out of memory");
+		return nx_error_oom(err, l->file);
 	l->nrelease++;
 	return 0;
 }
@@ -275,7 +275,7 @@ static int parse_list_line(struct trusted_list *l, char *line, long lineno, nx_e
 		return nx_error_set(err, NX_ECONFIG, l->file, lineno, -1, "%s:%ld: bad sha256 '%s'",
 				    l->file, lineno, hex);
 	if (!(e->path = strdup(p + 2)))
-		return nx_error_set(err, NX_ENOMEM, l->file, 0, -1, "out of memory");
+		return nx_error_oom(err, l->file);
 	e->release = l->nrelease - 1;
 	l->nt++;
 	return 0;

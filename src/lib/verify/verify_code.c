@@ -481,11 +481,11 @@ int nx_vfy__code(struct vfy_ctx *c, nx_error *err)
 	    nx_runtime_config_load(&rcfg, c->dirfd, "config/runtime.yaml", NULL) != 0)
 		rcfg = NULL;   /* absent or invalid: reported by allowlist / functional */
 	if (!(stems = calloc(c->nentries + 1, sizeof(*stems))))
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	for (i = 0; !rc && i < c->nentries; i++)
 		if (S_ISREG(c->entries[i].mode) && src_stem(c->entries[i].path, stem, sizeof(stem)) &&
 		    strcmp(stem, "__init__") && !(stems[nstems++] = strdup(stem)))
-			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			rc = nx_error_oom(err, NULL);
 	po.modules = (const char *const *)stems;
 	po.nmodules = nstems;
 	if (rcfg) {

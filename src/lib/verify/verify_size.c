@@ -126,7 +126,7 @@ int nx_vfy__size(struct vfy_ctx *c, bool *skipped, nx_error *err)
 	}
 	s = nx_onnx_summary_get(c->onnx);
 	if (measure(&total, &explained, c, s) != 0)
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	max = c->pol.max_model_bytes;
 	if (total > max)
 		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "model-too-large", NX_MODEL_PATH, 0,
