@@ -27,6 +27,8 @@ void nx_fx__sandbox_opts(struct nx_sandbox_opts *so, const struct fx_ctx *c, uin
 
 /* Append a copy of s (or just keep the array NULL-terminated when s is NULL). */
 int nx_fx__strv_append(char ***v, size_t *n, const char *s, nx_error *err);
+/* The last line(s) of a program's stderr, for a message. */
+const char *nx_fx__tail(const char *s, size_t len);
 /* Report a run that did not exit 0 (timeout, cap, signal, status); *bad tells. */
 int nx_fx__judge(const struct fx_ctx *c, const struct nx_sandbox_result *r,
 	     const struct nx_sandbox_opts *so, const char *what, const char *fail_code,

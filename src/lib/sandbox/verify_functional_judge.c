@@ -13,7 +13,7 @@
 #define TAIL_MAX 400   /* bytes of the program's stderr quoted in a finding */
 
 /* The last line(s) of a program's stderr, for a message. */
-static const char *err_tail(const char *s, size_t len)
+const char *nx_fx__tail(const char *s, size_t len)
 {
 	while (len && (s[len - 1] == '\n' || s[len - 1] == ' '))
 		len--;
@@ -55,11 +55,11 @@ int nx_fx__judge(const struct fx_ctx *c, const struct nx_sandbox_result *r,
 		code = "functional-killed";
 		snprintf(msg, sizeof(msg), "%s was killed by signal %d (rlimit exceeded or crash): %s",
 			 what, r->exited ? r->status - 128 : r->signal,
-			 err_tail(r->errout, r->errout_len));
+			 nx_fx__tail(r->errout, r->errout_len));
 	} else if (r->status != 0) {
 		code = fail_code;
 		snprintf(msg, sizeof(msg), "%s exited with status %d: %s", what, r->status,
-			 err_tail(r->errout, r->errout_len));
+			 nx_fx__tail(r->errout, r->errout_len));
 	}
 	if (!code) {
 		*bad = false;
