@@ -39,7 +39,7 @@ void nx_fp_set_free(nx_fp_set *s)
 	free(s->files);
 	free(s->e);
 	free(s->chunks);
-	fp_values_free(s->values);
+	nx_fp__values_free(s->values);
 	free(s);
 }
 
@@ -377,14 +377,14 @@ int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_s
 		rc = nx_error_errno(err, NX_EIO, errno, path, "cannot open %s", path);
 		goto out;
 	}
-	if ((rc = fp_values_begin_model(teachers, err)) != 0)
+	if ((rc = nx_fp__values_begin_model(teachers, err)) != 0)
 		goto out;
 	rc = onnx_tensors(dirfd, path, fd, &w, err);
 	for (size_t next = 0; !rc;) {
 		struct fp_hash h;
 
 		memset(&h, 0, sizeof(h));
-		if (!fp_values_judge_model(teachers, &next, &h.values))
+		if (!nx_fp__values_judge_model(teachers, &next, &h.values))
 			break;
 		rc = match_cb(&c, "(spread over several tensors)", &h, false, err);
 	}

@@ -270,7 +270,7 @@ int nx_fp__hash_feed(void *ctx, const unsigned char *buf, size_t len)
 	int rc;
 
 	h->total += len;
-	if (h->vf && (rc = fp_vfeed(h->vf, buf, len)) != 0)
+	if (h->vf && (rc = nx_fp__vfeed(h->vf, buf, len)) != 0)
 		return rc;
 	while (i < len) {
 		if (!roll(&h->gear, &n, buf, &i, len))

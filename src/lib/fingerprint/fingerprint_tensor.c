@@ -52,7 +52,7 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 {
 	struct fp_hash h;
 	struct fp_casts casts;
-	struct fp_vfeed vf;
+	struct nx_fp__vfeed vf;
 	uint64_t len = src->len;
 	bool keep, cast = w->collect && src->f32, sized = !len || (w->nsizes &&
 			   bsearch(&len, w->sizes, w->nsizes, sizeof(*w->sizes), nx_fp__u64_cmp));
@@ -66,12 +66,12 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 		return rc;
 	/* the value sample (fingerprint_values.c) rides on the same read */
 	if (w->collect && src->f32 && (!len || len >= w->min)) {
-		if ((rc = fp_vfeed_teacher(&vf, w->collect, name, err)) != 0) {
+		if ((rc = nx_fp__vfeed_teacher(&vf, w->collect, name, err)) != 0) {
 			nx_fp__hash_end(&h, false);
 			return rc;
 		}
 		h.vf = &vf;
-	} else if (!w->collect && fp_vfeed_student(&vf, w->match, src->dtype, err)) {
+	} else if (!w->collect && nx_fp__vfeed_student(&vf, w->match, src->dtype, err)) {
 		h.vf = &vf;
 	}
 	if (cast && (rc = nx_fp__casts_begin(&casts, &h, err)) != 0) {
@@ -84,7 +84,7 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 		      nx_hash__read_range(fd, path, src->off, src->len, feed, ctx, err);
 	keep = !rc && h.total >= w->min;
 	if (!rc && !w->collect && h.vf)
-		fp_vfeed_judge(&vf, &h.values);
+		nx_fp__vfeed_judge(&vf, &h.values);
 	end = nx_fp__hash_end(&h, keep);
 	if (!rc)
 		rc = end;

@@ -123,7 +123,7 @@ static int values_init(nx_fp_set *set, nx_error *err)
 	return 0;
 }
 
-void fp_values_free(struct fp_values *s)
+void nx_fp__values_free(struct fp_values *s)
 {
 	size_t i;
 
@@ -346,7 +346,7 @@ static uint32_t f16_to_f32(uint16_t h)
 
 /* Float32 words: the loop every element of every tensor goes through,
  * so it does no more than the sampling test. */
-static void scan32(struct fp_vfeed *f, const unsigned char *p, size_t n)
+static void scan32(struct nx_fp__vfeed *f, const unsigned char *p, size_t n)
 {
 	struct fp_values *s = f->s;
 	const uint32_t mul = s->mul, rate = s->rate;
@@ -374,7 +374,7 @@ static void scan32(struct fp_vfeed *f, const unsigned char *p, size_t n)
  * for eight keys at once; the rare step with a candidate goes word by
  * word.  The scalar loop made the fingerprint bench 1.8x slower in CPU.
  */
-__attribute__((target("avx2"))) static void scan32_avx2(struct fp_vfeed *f,
+__attribute__((target("avx2"))) static void scan32_avx2(struct nx_fp__vfeed *f,
 							 const unsigned char *p, size_t n)
 {
 	const struct fp_values *s = f->s;
@@ -397,7 +397,7 @@ __attribute__((target("avx2"))) static void scan32_avx2(struct fp_vfeed *f,
 #endif
 
 /* Elements of width bytes each, as float32 bits, to fn. */
-static void each_value(struct fp_vfeed *f, const unsigned char *p, size_t n)
+static void each_value(struct nx_fp__vfeed *f, const unsigned char *p, size_t n)
 {
 	size_t i;
 
@@ -442,9 +442,9 @@ static void each_value(struct fp_vfeed *f, const unsigned char *p, size_t n)
 	}
 }
 
-int fp_vfeed(void *ctx, const unsigned char *buf, size_t len)
+int nx_fp__vfeed(void *ctx, const unsigned char *buf, size_t len)
 {
-	struct fp_vfeed *f = ctx;
+	struct nx_fp__vfeed *f = ctx;
 	size_t take;
 
 	if (f->ncarry) {
@@ -465,7 +465,7 @@ int fp_vfeed(void *ctx, const unsigned char *buf, size_t len)
 	return f->rc;
 }
 
-int fp_vfeed_teacher(struct fp_vfeed *f, nx_fp_set *set, const char *name, nx_error *err)
+int nx_fp__vfeed_teacher(struct nx_fp__vfeed *f, nx_fp_set *set, const char *name, nx_error *err)
 {
 	int rc;
 
@@ -479,7 +479,7 @@ int fp_vfeed_teacher(struct fp_vfeed *f, nx_fp_set *set, const char *name, nx_er
 	return 0;
 }
 
-bool fp_vfeed_student(struct fp_vfeed *f, const nx_fp_set *set, int32_t dtype, nx_error *err)
+bool nx_fp__vfeed_student(struct nx_fp__vfeed *f, const nx_fp_set *set, int32_t dtype, nx_error *err)
 {
 	struct fp_values *s = set->values;
 
@@ -527,7 +527,7 @@ static void best(struct fp_values_match *m, const struct fp_values *s, uint32_t 
 	}
 }
 
-void fp_vfeed_judge(struct fp_vfeed *f, struct fp_values_match *m)
+void nx_fp__vfeed_judge(struct nx_fp__vfeed *f, struct fp_values_match *m)
 {
 	struct fp_values *s = f->s;
 	size_t i;
@@ -545,7 +545,7 @@ void fp_vfeed_judge(struct fp_vfeed *f, struct fp_values_match *m)
 	s->ntouched = 0;
 }
 
-int fp_values_begin_model(const nx_fp_set *set, nx_error *err)
+int nx_fp__values_begin_model(const nx_fp_set *set, nx_error *err)
 {
 	struct fp_values *s = set->values;
 	size_t i;
@@ -562,7 +562,7 @@ int fp_values_begin_model(const nx_fp_set *set, nx_error *err)
 	return 0;
 }
 
-bool fp_values_judge_model(const nx_fp_set *set, size_t *next, struct fp_values_match *m)
+bool nx_fp__values_judge_model(const nx_fp_set *set, size_t *next, struct fp_values_match *m)
 {
 	struct fp_values *s = set->values;
 
@@ -581,7 +581,7 @@ bool fp_values_judge_model(const nx_fp_set *set, size_t *next, struct fp_values_
 	return false;
 }
 
-uint32_t fp_values_rate(const nx_fp_set *set)
+uint32_t nx_fp__values_rate(const nx_fp_set *set)
 {
 	return set->values ? set->values->rate : 0;
 }

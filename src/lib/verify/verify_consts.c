@@ -334,7 +334,7 @@ static int judge(struct vfy_ctx *c, struct walk *w, struct cmap *m)
 	return rc;
 }
 
-int vfy_constant_subgraphs(struct vfy_ctx *c)
+int nx_vfy__constant_subgraphs(struct vfy_ctx *c)
 {
 	const nx_onnx_summary *s = nx_onnx_summary_get(c->onnx);
 	struct walk w = {0};

@@ -98,7 +98,7 @@ const char *nx_vfy__term_in(const struct vfy_ctx *c, const char *s, size_t len);
 
 /* verify_consts.c: nodes of the main graph computing only from constants
  * (constant-subgraph); 0 or NX_ENOMEM. */
-int vfy_constant_subgraphs(struct vfy_ctx *c);
+int nx_vfy__constant_subgraphs(struct vfy_ctx *c);
 
 /* The checks: findings go to c->r; errors only for environment failures. */
 int nx_vfy__integrity(struct vfy_ctx *c, nx_error *err);

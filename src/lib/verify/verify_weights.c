@@ -330,7 +330,7 @@ int nx_vfy__weights(struct vfy_ctx *c, bool *skipped, nx_error *err)
 		return rc;
 	rc = check_summary(c, nx_onnx_summary_get(c->onnx));
 	if (!rc)
-		rc = vfy_constant_subgraphs(c);
+		rc = nx_vfy__constant_subgraphs(c);
 	if (!rc && c->opts->nteachers)
 		rc = nx_vfy__teacher(c, err);
 	if (!rc)
