@@ -402,7 +402,7 @@ static int set_auth(struct oci_client *c, const char *scheme, const char *v, nx_
 	char *a = malloc(n);
 
 	if (!a)
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	snprintf(a, n, "Authorization: %s %s", scheme, v);
 	wipe_free(c->auth);
 	c->auth = a;
@@ -417,7 +417,7 @@ static int basic_value(char **out, const struct oci_creds *cr, nx_error *err)
 	if (!plain || !b64) {
 		free(plain);
 		free(b64);
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	}
 	snprintf(plain, n, "%s:%s", cr->user, cr->pass);
 	EVP_EncodeBlock((unsigned char *)b64, (unsigned char *)plain, (int)(n - 1));
@@ -449,7 +449,7 @@ static int bearer(struct oci_client *c, const char *challenge, nx_error *err)
 	es = curl_easy_escape(c->curl, service, 0);
 	esc = curl_easy_escape(c->curl, scope, 0);
 	if (!es || !esc) {
-		rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		rc = nx_error_oom(err, NULL);
 		goto out;
 	}
 	snprintf(url, sizeof(url), "%s%sservice=%s&scope=%s", realm, strchr(realm, '?') ? "&" : "?",
@@ -458,7 +458,7 @@ static int bearer(struct oci_client *c, const char *challenge, nx_error *err)
 		if ((rc = basic_value(&basic, &c->creds, err)))
 			goto out;
 		if (!(auth = malloc(strlen(basic) + 32))) {
-			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			rc = nx_error_oom(err, NULL);
 			goto out;
 		}
 		sprintf(auth, "Authorization: Basic %s", basic);
@@ -499,7 +499,7 @@ static int bearer(struct oci_client *c, const char *challenge, nx_error *err)
 	if (c->challenge != challenge) {
 		free(c->challenge);
 		if (!(c->challenge = strdup(challenge)))
-			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			rc = nx_error_oom(err, NULL);
 	}
 out:
 	if (r.body)
@@ -716,7 +716,7 @@ int oci__client_open(struct oci_client *c, const nx_oci_ref *ref, const struct n
 		c->creds.user = strdup(o->username);
 		c->creds.pass = strdup(o->password ? o->password : "");
 		if (!c->creds.user || !c->creds.pass) {
-			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			rc = nx_error_oom(err, NULL);
 			goto fail;
 		}
 	} else if ((rc = oci__creds_from_docker(&c->creds, ref->registry, err))) {

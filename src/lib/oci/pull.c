@@ -94,7 +94,7 @@ static int parse_layers(struct layer **out, size_t *out_n, json_t **out_root, co
 		goto out;
 	}
 	if (!(ly = calloc(n, sizeof(*ly)))) {
-		rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		rc = nx_error_oom(err, NULL);
 		goto out;
 	}
 	json_array_foreach(ls, i, l) {
@@ -141,7 +141,7 @@ static int match_files(const struct layer *ly, size_t n, const nx_manifest *m, n
 	int rc = 0;
 
 	if (!seen)
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		return nx_error_oom(err, NULL);
 	for (i = 1; i < n && !rc; i++) {
 		if ((rc = nx_manifest_path_check(ly[i].path, err)))
 			break;
@@ -186,7 +186,7 @@ static int get_blob(char **mem, struct oci_client *c, const struct layer *l, int
 	snprintf(url, sizeof(url), "/v2/%s/blobs/%s", c->repo, l->digest);
 	if (fd >= 0) {
 		if (!(s.md = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(s.md, EVP_sha256(), NULL)) {
-			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			rc = nx_error_oom(err, NULL);
 			goto out;
 		}
 		q.sink = &s;

@@ -129,7 +129,7 @@ bad:
 			    "[A-Za-z0-9_.-], at most 128)", s);
 nomem:
 	nx_oci_ref_free(r);
-	return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	return nx_error_oom(err, NULL);
 }
 
 /* "user:password" from base64; NULL on any malformation. */
