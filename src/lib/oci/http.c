@@ -105,7 +105,7 @@ static void wipe_free(char *s)
 	free(s);
 }
 
-void oci__resp_release(struct oci_resp *r)
+void nx_oci__resp_release(struct oci_resp *r)
 {
 	free(r->body);
 	memset(r, 0, sizeof(*r));
@@ -311,7 +311,7 @@ static CURLcode perform(struct oci_client *c, const struct oci_req *q, struct oc
 	CURLcode cc = CURLE_OUT_OF_MEMORY;
 	uint64_t blen = q->body_fd >= 0 ? q->fd_len : q->body_len;
 
-	oci__resp_release(r);
+	nx_oci__resp_release(r);
 	if (q->url[0] == '/')
 		snprintf(url, sizeof(url), "%s%s", c->base, q->url);
 	else
@@ -457,11 +457,11 @@ static int bearer(struct oci_client *c, const char *challenge, nx_error *err)
 	if (c->creds.user) {
 		if ((rc = basic_value(&basic, &c->creds, err)))
 			goto out;
-		if (!(auth = malloc(strlen(basic) + 32))) {
+		if (asprintf(&auth, "Authorization: Basic %s", basic) < 0) {
+			auth = NULL;
 			rc = nx_error_oom(err, NULL);
 			goto out;
 		}
-		sprintf(auth, "Authorization: Basic %s", basic);
 	}
 	for (tries = 0;; tries++) {
 		cc = perform(c, &q, &r, auth, NULL);
@@ -470,13 +470,13 @@ static int bearer(struct oci_client *c, const char *challenge, nx_error *err)
 		if (tries + 1 >= NX_OCI_ATTEMPTS) {
 			rc = cc ? nx_error_set(err, NX_EIO, NULL, 0, -1, "token service %s: %s", realm,
 					       curl_easy_strerror(cc))
-				: oci__http_error(err, NX_EIO, &q, &r, "token service");
+				: nx_oci__http_error(err, NX_EIO, &q, &r, "token service");
 			goto out;
 		}
 		usleep(200000u << tries);
 	}
 	if (r.status != 200) {
-		rc = oci__http_error(err, NX_EIO, &q, &r, r.status == 401 || r.status == 403 ?
+		rc = nx_oci__http_error(err, NX_EIO, &q, &r, r.status == 401 || r.status == 403 ?
 				     "token service refused the credentials (docker login, or "
 				     "--username with --password-stdin)" : "token service");
 		goto out;
@@ -504,7 +504,7 @@ static int bearer(struct oci_client *c, const char *challenge, nx_error *err)
 out:
 	if (r.body)
 		OPENSSL_cleanse(r.body, r.len);
-	oci__resp_release(&r);
+	nx_oci__resp_release(&r);
 	json_decref(root);
 	curl_free(es);
 	curl_free(esc);
@@ -552,7 +552,7 @@ static bool transport_retryable(CURLcode cc)
 	}
 }
 
-void oci__back_off(const struct oci_client *c, unsigned attempt, long retry_after)
+void nx_oci__back_off(const struct oci_client *c, unsigned attempt, long retry_after)
 {
 	double base = c->o->backoff > 0 ? c->o->backoff : 0.5, s;
 	unsigned char j = 0;
@@ -568,7 +568,7 @@ void oci__back_off(const struct oci_client *c, unsigned attempt, long retry_afte
 	usleep((useconds_t)(s * 1e6));
 }
 
-int oci__request(struct oci_client *c, const struct oci_req *q, struct oci_resp *r,
+int nx_oci__request(struct oci_client *c, const struct oci_req *q, struct oci_resp *r,
 		 nx_error *err)
 {
 	char range[48];
@@ -600,7 +600,7 @@ int oci__request(struct oci_client *c, const struct oci_req *q, struct oci_resp 
 		if (cc != CURLE_OK) {
 			if (q->idempotent && transport_retryable(cc) && ++attempt < NX_OCI_ATTEMPTS) {
 				c->retries++;
-				oci__back_off(c, attempt - 1, -1);
+				nx_oci__back_off(c, attempt - 1, -1);
 				continue;
 			}
 			return nx_error_set(err, NX_EIO, NULL, 0, -1, "%s %s%s: %s", q->method,
@@ -621,7 +621,7 @@ int oci__request(struct oci_client *c, const struct oci_req *q, struct oci_resp 
 		if ((r->status == 429 || r->status >= 500) && q->idempotent &&
 		    ++attempt < NX_OCI_ATTEMPTS) {
 			c->retries++;
-			oci__back_off(c, attempt - 1, r->retry_after);
+			nx_oci__back_off(c, attempt - 1, r->retry_after);
 			continue;
 		}
 		return 0;
@@ -630,7 +630,7 @@ int oci__request(struct oci_client *c, const struct oci_req *q, struct oci_resp 
 
 /* --- errors and locations ------------------------------------------------------------ */
 
-bool oci__has_error_code(const struct oci_resp *r, const char *code)
+bool nx_oci__has_error_code(const struct oci_resp *r, const char *code)
 {
 	json_t *root = r->body ? json_loadb(r->body, r->len, 0, NULL) : NULL, *e;
 	size_t i;
@@ -644,7 +644,7 @@ bool oci__has_error_code(const struct oci_resp *r, const char *code)
 	return found;
 }
 
-int oci__http_error(nx_error *err, int code, const struct oci_req *q,
+int nx_oci__http_error(nx_error *err, int code, const struct oci_req *q,
 		    const struct oci_resp *r, const char *what)
 {
 	json_t *root = r->body ? json_loadb(r->body, r->len, 0, NULL) : NULL, *e;
@@ -666,7 +666,7 @@ int oci__http_error(nx_error *err, int code, const struct oci_req *q,
 			    q->url, r->status, detail);
 }
 
-int oci__location(char *out, size_t outsz, const struct oci_client *c, const char *loc,
+int nx_oci__location(char *out, size_t outsz, const struct oci_client *c, const char *loc,
 		  nx_error *err)
 {
 	size_t bl = strlen(c->base);
@@ -696,7 +696,7 @@ long_:
 
 /* --- the client --------------------------------------------------------------------- */
 
-int oci__client_open(struct oci_client *c, const nx_oci_ref *ref, const struct nx_oci_opts *o,
+int nx_oci__client_open(struct oci_client *c, const nx_oci_ref *ref, const struct nx_oci_opts *o,
 		     const char *actions, nx_error *err)
 {
 	struct oci_req q = { .method = "GET", .url = "/v2/", .body_fd = -1, .idempotent = true };
@@ -719,33 +719,33 @@ int oci__client_open(struct oci_client *c, const nx_oci_ref *ref, const struct n
 			rc = nx_error_oom(err, NULL);
 			goto fail;
 		}
-	} else if ((rc = oci__creds_from_docker(&c->creds, ref->registry, err))) {
+	} else if ((rc = nx_oci__creds_from_docker(&c->creds, ref->registry, err))) {
 		goto fail;
 	}
 	/* ping: 200, or 401 whose challenge we answer now */
-	if ((rc = oci__request(c, &q, &r, err)))
+	if ((rc = nx_oci__request(c, &q, &r, err)))
 		goto fail;
 	if (r.status != 200) {
-		rc = oci__http_error(err, NX_EIO, &q, &r, r.status == 401 ?
+		rc = nx_oci__http_error(err, NX_EIO, &q, &r, r.status == 401 ?
 				     "registry refused the credentials (docker login, or --username "
 				     "with --password-stdin)" : "registry does not answer the OCI "
 				     "distribution API");
 		goto fail;
 	}
-	oci__resp_release(&r);
+	nx_oci__resp_release(&r);
 	return 0;
 fail:
-	oci__resp_release(&r);
-	oci__client_close(c);
+	nx_oci__resp_release(&r);
+	nx_oci__client_close(c);
 	return rc;
 }
 
-void oci__client_close(struct oci_client *c)
+void nx_oci__client_close(struct oci_client *c)
 {
 	if (c->curl)
 		curl_easy_cleanup(c->curl);
 	c->curl = NULL;
-	oci__creds_release(&c->creds);
+	nx_oci__creds_release(&c->creds);
 	wipe_free(c->auth);
 	c->auth = NULL;
 	free(c->challenge);
