@@ -67,15 +67,15 @@ struct oci_resp {
 	long long clen;       /* Content-Length; -1: none */
 };
 
-bool oci__digest_ok(const char *d);
-void oci__creds_release(struct oci_creds *c);
-int oci__creds_from_docker(struct oci_creds *c, const char *registry, nx_error *err);
+bool nx_oci__digest_ok(const char *d);
+void nx_oci__creds_release(struct oci_creds *c);
+int nx_oci__creds_from_docker(struct oci_creds *c, const char *registry, nx_error *err);
 
 /* Open a client for ref's registry and repository, wanting `actions`
  * ("pull" or "pull,push"), and ping /v2/ (authenticating if challenged). */
-int oci__client_open(struct oci_client *c, const nx_oci_ref *ref, const struct nx_oci_opts *o,
+int nx_oci__client_open(struct oci_client *c, const nx_oci_ref *ref, const struct nx_oci_opts *o,
 		     const char *actions, nx_error *err);
-void oci__client_close(struct oci_client *c);
+void nx_oci__client_close(struct oci_client *c);
 
 /*
  * One request with authentication (one re-auth on 401) and, when
@@ -83,28 +83,28 @@ void oci__client_close(struct oci_client *c);
  * honouring Retry-After up to NX_OCI_RETRY_AFTER_MAX.  0 when a response
  * came (any status: the caller judges it), NX_EIO when none did, NX_ELIMIT
  * when a sink's cap or the body cap was passed, NX_EUNSAFE for a redirect
- * the request may not follow.  r is released by oci__resp_release.
+ * the request may not follow.  r is released by nx_oci__resp_release.
  */
-int oci__request(struct oci_client *c, const struct oci_req *q, struct oci_resp *r,
+int nx_oci__request(struct oci_client *c, const struct oci_req *q, struct oci_resp *r,
 		 nx_error *err);
-void oci__resp_release(struct oci_resp *r);
+void nx_oci__resp_release(struct oci_resp *r);
 
 /* Sleep before retry number attempt (0-based): retry_after seconds when the
  * registry said (>= 0), else jittered exponential back-off; capped at
  * NX_OCI_RETRY_AFTER_MAX. */
-void oci__back_off(const struct oci_client *c, unsigned attempt, long retry_after);
+void nx_oci__back_off(const struct oci_client *c, unsigned attempt, long retry_after);
 
 /* "METHOD URL: HTTP status (CODE: message; ...)" from the registry's
  * errors[] into err with code; returns code. */
-int oci__http_error(nx_error *err, int code, const struct oci_req *q,
+int nx_oci__http_error(nx_error *err, int code, const struct oci_req *q,
 		    const struct oci_resp *r, const char *what);
 
 /* True when the response's errors[] has this code (e.g. "DIGEST_INVALID"). */
-bool oci__has_error_code(const struct oci_resp *r, const char *code);
+bool nx_oci__has_error_code(const struct oci_resp *r, const char *code);
 
 /* Resolve a Location against the registry: a path, or an absolute URL on
  * exactly the registry's scheme, host and port (else NX_EUNSAFE). */
-int oci__location(char *out, size_t outsz, const struct oci_client *c, const char *loc,
+int nx_oci__location(char *out, size_t outsz, const struct oci_client *c, const char *loc,
 		  nx_error *err);
 
 #endif

@@ -36,10 +36,10 @@ static int get_manifest(char **out, size_t *out_len, char digest[7 + 2 * NX_SHA2
 	int rc;
 
 	snprintf(url, sizeof(url), "/v2/%s/manifests/%s", c->repo, ref->digest ? ref->digest : ref->tag);
-	if ((rc = oci__request(c, &q, &r, err)))
+	if ((rc = nx_oci__request(c, &q, &r, err)))
 		goto out;
 	if (r.status != 200) {
-		rc = oci__http_error(err, NX_EIO, &q, &r, r.status == 404 ?
+		rc = nx_oci__http_error(err, NX_EIO, &q, &r, r.status == 404 ?
 				     "no such artifact in the registry" : "cannot fetch the manifest");
 		goto out;
 	}
@@ -62,7 +62,7 @@ static int get_manifest(char **out, size_t *out_len, char digest[7 + 2 * NX_SHA2
 	*out_len = r.len;
 	r.body = NULL;
 out:
-	oci__resp_release(&r);
+	nx_oci__resp_release(&r);
 	return rc;
 }
 
@@ -103,7 +103,7 @@ static int parse_layers(struct layer **out, size_t *out_n, json_t **out_root, co
 		ly[i].path = json_string_value(v ? v : json_object_get(a, NX_OCI_FILEPATH));
 		ly[i].digest = json_string_value(json_object_get(l, "digest"));
 		v = json_object_get(l, "size");
-		if (!ly[i].path || !oci__digest_ok(ly[i].digest) || !json_is_integer(v) ||
+		if (!ly[i].path || !nx_oci__digest_ok(ly[i].digest) || !json_is_integer(v) ||
 		    json_integer_value(v) < 0) {
 			nx_error_set(err, NX_EFORMAT, NULL, 0, -1,
 				     "layer %zu of the registry's manifest has no %s annotation, no "
@@ -195,10 +195,10 @@ static int get_blob(char **mem, struct oci_client *c, const struct layer *l, int
 	}
 	/* a body that ends early without a transport error is resumed too */
 	for (tries = 0; tries < NX_OCI_ATTEMPTS; tries++) {
-		if ((rc = oci__request(c, &q, &r, err)))
+		if ((rc = nx_oci__request(c, &q, &r, err)))
 			goto out;
 		if (r.status != 200 && r.status != 206) {
-			rc = oci__http_error(err, NX_EIO, &q, &r, l->path);
+			rc = nx_oci__http_error(err, NX_EIO, &q, &r, l->path);
 			goto out;
 		}
 		if (fd < 0 || s.written == l->size)
@@ -237,7 +237,7 @@ static int get_blob(char **mem, struct oci_client *c, const struct layer *l, int
 	}
 out:
 	EVP_MD_CTX_free(s.md);
-	oci__resp_release(&r);
+	nx_oci__resp_release(&r);
 	return rc;
 }
 
@@ -291,7 +291,7 @@ int nx_oci_pull(struct nx_oci_pull_result *out, const nx_oci_ref *ref, const cha
 	const char *verdict;
 	int rc, fd = -1;
 
-	if ((rc = oci__client_open(&c, ref, o, "pull", err)) ||
+	if ((rc = nx_oci__client_open(&c, ref, o, "pull", err)) ||
 	    (rc = get_manifest(&art, &alen, res.digest, &c, ref, err)) ||
 	    (rc = parse_layers(&ly, &n, &root, art, alen, err)) ||
 	    (rc = get_blob(&mjson, &c, &ly[0], -1, err)) ||
@@ -343,7 +343,7 @@ out:
 	if (po->on_stage && st)
 		po->on_stage(po->stage_ctx, NULL);
 	nx_stage_free(st);
-	oci__client_close(&c);
+	nx_oci__client_close(&c);
 	if (out) {
 		res.report = rep;
 		rep = NULL;

@@ -61,10 +61,10 @@ static long long upload_offset(struct oci_client *c, const char *loc, nx_error *
 
 	/* "0-0" is 0 or 1 byte: resend from 0 (a registry holding 1 byte
 	 * answers 416, and the upload starts over) */
-	if (!oci__request(c, &q, &r, err) && r.status == 204 &&
+	if (!nx_oci__request(c, &q, &r, err) && r.status == 204 &&
 	    sscanf(r.range, "%llu-%llu", &a, &b) == 2 && a == 0)
 		off = b ? (long long)b + 1 : 0;
-	oci__resp_release(&r);
+	nx_oci__resp_release(&r);
 	return off;
 }
 
@@ -89,7 +89,7 @@ static int upload(struct oci_client *c, const struct blob *b, struct nx_oci_push
 	q.method = "HEAD";
 	q.url = url;
 	q.idempotent = true;
-	if ((rc = oci__request(c, &q, &r, err)))
+	if ((rc = nx_oci__request(c, &q, &r, err)))
 		goto out;
 	if (r.status == 200 && (r.clen < 0 || (uint64_t)r.clen == b->size)) {
 		res->blobs_skipped++;
@@ -105,18 +105,18 @@ static int upload(struct oci_client *c, const struct blob *b, struct nx_oci_push
 	 * only an abandoned session, which the registry collects */
 	q = (struct oci_req){ .method = "POST", .url = url, .body_fd = -1, .body = "",
 			      .idempotent = true };
-	if ((rc = oci__request(c, &q, &r, err)))
+	if ((rc = nx_oci__request(c, &q, &r, err)))
 		goto lost;
 	if (r.status == 201 && c->o->mount_from) {
 		res->blobs_mounted++;
 		goto out;
 	}
 	if (r.status != 202) {
-		rc = oci__http_error(err, NX_EIO, &q, &r, "cannot start an upload");
+		rc = nx_oci__http_error(err, NX_EIO, &q, &r, "cannot start an upload");
 		*again = r.status >= 500 || r.status == 429;
 		goto out;
 	}
-	if ((rc = oci__location(loc, sizeof(loc), c, r.location, err)))
+	if ((rc = nx_oci__location(loc, sizeof(loc), c, r.location, err)))
 		goto out;
 	if (b->size > chunk) {
 		while (off < b->size) {
@@ -127,9 +127,9 @@ static int upload(struct oci_client *c, const struct blob *b, struct nx_oci_push
 					      .content_type = "application/octet-stream",
 					      .content_range = range };
 			body(&q, b, off, n);
-			rc = oci__request(c, &q, &r, err);
+			rc = nx_oci__request(c, &q, &r, err);
 			if (!rc && r.status == 202) {
-				if ((rc = oci__location(loc, sizeof(loc), c, r.location, err)))
+				if ((rc = nx_oci__location(loc, sizeof(loc), c, r.location, err)))
 					goto out;
 				off += n;
 				res->bytes_uploaded += n;
@@ -143,7 +143,7 @@ static int upload(struct oci_client *c, const struct blob *b, struct nx_oci_push
 			if (!rc && r.status == 429 && ++resumes < NX_OCI_ATTEMPTS) {
 				/* refused before the registry took it: send it again */
 				c->retries++;
-				oci__back_off(c, resumes - 1, r.retry_after);
+				nx_oci__back_off(c, resumes - 1, r.retry_after);
 				continue;
 			}
 			/* lost mid-chunk: ask the registry where it stands and go on */
@@ -152,7 +152,7 @@ static int upload(struct oci_client *c, const struct blob *b, struct nx_oci_push
 			if (++resumes >= NX_OCI_ATTEMPTS || (at = upload_offset(c, loc, err)) < 0 ||
 			    (uint64_t)at > b->size || (uint64_t)at < off) {
 				if (!rc)
-					rc = oci__http_error(err, NX_EIO, &q, &r, b->what);
+					rc = nx_oci__http_error(err, NX_EIO, &q, &r, b->what);
 				goto lost;
 			}
 			c->retries++;
@@ -167,7 +167,7 @@ static int upload(struct oci_client *c, const struct blob *b, struct nx_oci_push
 				      .content_type = "application/octet-stream", .idempotent = true };
 		body(&q, b, 0, b->size);
 	}
-	if ((rc = oci__request(c, &q, &r, err)))
+	if ((rc = nx_oci__request(c, &q, &r, err)))
 		goto lost;
 	if (r.status != 201)
 		goto fail;
@@ -176,22 +176,22 @@ static int upload(struct oci_client *c, const struct blob *b, struct nx_oci_push
 	res->blobs_uploaded++;
 	goto out;
 fail:
-	if (!rc && oci__has_error_code(&r, "DIGEST_INVALID")) {
+	if (!rc && nx_oci__has_error_code(&r, "DIGEST_INVALID")) {
 		char why[1200];
 
 		snprintf(why, sizeof(why), "the registry's digest of %s is not the manifest's (the "
 			 "file changed since it was verified)", b->what);
-		rc = oci__http_error(err, NX_ECHECK, &q, &r, why);
+		rc = nx_oci__http_error(err, NX_ECHECK, &q, &r, why);
 		goto out;
 	}
 	if (!rc)
-		rc = oci__http_error(err, NX_EIO, &q, &r, b->what);
+		rc = nx_oci__http_error(err, NX_EIO, &q, &r, b->what);
 	*again = rc == NX_EIO && (r.status == 0 || r.status >= 500 || r.status == 429 || r.status == 404);
 	goto out;
 lost:
 	*again = rc == NX_EIO;
 out:
-	oci__resp_release(&r);
+	nx_oci__resp_release(&r);
 	return rc;
 }
 
@@ -225,16 +225,16 @@ static int put_manifest(struct oci_client *c, const nx_oci_ref *ref, const char 
 	int rc;
 
 	snprintf(url, sizeof(url), "/v2/%s/manifests/%s", c->repo, ref->tag ? ref->tag : digest);
-	if ((rc = oci__request(c, &q, &r, err)))
+	if ((rc = nx_oci__request(c, &q, &r, err)))
 		goto out;
 	if (r.status != 201)
-		rc = oci__http_error(err, NX_EIO, &q, &r, "the registry refused the manifest");
+		rc = nx_oci__http_error(err, NX_EIO, &q, &r, "the registry refused the manifest");
 	else if (r.digest[0] && strcmp(r.digest, digest))
 		rc = nx_error_set(err, NX_ECHECK, NULL, 0, -1,
 				  "the registry stored the manifest as %.100s, not %s: it changed "
 				  "what it was sent; do not use this registry", r.digest, digest);
 out:
-	oci__resp_release(&r);
+	nx_oci__resp_release(&r);
 	return rc;
 }
 
@@ -263,7 +263,7 @@ int nx_oci_push(struct nx_oci_push_result *out, int dirfd, const char *bundle,
 				  bundle, res.digest);
 		goto out;
 	}
-	if ((rc = oci__client_open(&c, ref, o, "pull,push", err)))
+	if ((rc = nx_oci__client_open(&c, ref, o, "pull,push", err)))
 		goto out;
 	b = (struct blob){ .size = clen, .buf = cfg, .fd = -1, .what = "config" };
 	nx_sha256_buf(sha, cfg, clen);
@@ -300,7 +300,7 @@ int nx_oci_push(struct nx_oci_push_result *out, int dirfd, const char *bundle,
 out:
 	if (fd >= 0)
 		close(fd);
-	oci__client_close(&c);
+	nx_oci__client_close(&c);
 	nx_manifest_free(m);
 	free(mjson);
 	free(art);

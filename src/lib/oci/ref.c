@@ -72,7 +72,7 @@ static bool host_ok(const char *s, size_t n)
 	return memchr(s, '.', n) || memchr(s, ':', n) || (n == 9 && !memcmp(s, "localhost", 9));
 }
 
-bool oci__digest_ok(const char *d)
+bool nx_oci__digest_ok(const char *d)
 {
 	unsigned char b[NX_SHA256_LEN];
 
@@ -99,7 +99,7 @@ int nx_oci_ref_parse(nx_oci_ref **out, const char *s, nx_error *err)
 	rest = slash + 1;
 	at = strchr(rest, '@');
 	if (at) {
-		if (!oci__digest_ok(at + 1))
+		if (!nx_oci__digest_ok(at + 1))
 			goto bad;
 		if (!(r->digest = strdup(at + 1)))
 			goto nomem;
@@ -164,7 +164,7 @@ static int split_auth(struct oci_creds *c, const char *b64)
 	return c->user && c->pass ? 0 : -1;
 }
 
-void oci__creds_release(struct oci_creds *c)
+void nx_oci__creds_release(struct oci_creds *c)
 {
 	if (c->pass)
 		OPENSSL_cleanse(c->pass, strlen(c->pass));
@@ -179,7 +179,7 @@ void oci__creds_release(struct oci_creds *c)
  * its base64 "auth".  No file or no entry is no credentials (0); a file that
  * is there but malformed is an error naming it.
  */
-int oci__creds_from_docker(struct oci_creds *c, const char *registry, nx_error *err)
+int nx_oci__creds_from_docker(struct oci_creds *c, const char *registry, nx_error *err)
 {
 	const char *dir = getenv("DOCKER_CONFIG"), *home = getenv("HOME");
 	static const char *const forms[] = {"", "https://", "http://"};
@@ -217,7 +217,7 @@ int oci__creds_from_docker(struct oci_creds *c, const char *registry, nx_error *
 			continue;
 		a = json_object_get(e, "auth");
 		if (!json_is_string(a) || split_auth(c, json_string_value(a))) {
-			oci__creds_release(c);
+			nx_oci__creds_release(c);
 			rc = nx_error_set(err, NX_ECONFIG, path, 0, -1,
 					  "%s: auths[\"%s\"].auth is not base64 of 'user:password'; "
 					  "run 'docker login %s' again or pass --username", path, key,
