@@ -15,7 +15,7 @@
 #include "nexus/onnx.h"
 
 enum { OPT_JSON = 1, OPT_OUTPUT, OPT_KEEP, OPT_FORBID, OPT_EXPORT, OPT_NO_EXTRACT,
-       OPT_TEACHER, OPT_EXTERNAL };
+       OPT_TEACHER, OPT_EXTERNAL, OPT_QUANTIZE, OPT_QEXCLUDE };
 
 static const struct cli_opt opts[] = {
 	{ "json", 0, NULL, "print one JSON document instead of text", OPT_JSON },
@@ -33,6 +33,10 @@ static const struct cli_opt opts[] = {
 	  "external data goes beside it as " NX_EXPORT_DATA_NAME, OPT_EXPORT },
 	{ "external-data", 0, "MODE", "export: auto (default: initializers of 64 KiB or more "
 	  "go to the data file when the model is 64 MiB or more), always, never", OPT_EXTERNAL },
+	{ "quantize", 0, "MODE", "export: none (default) or int8 (MatMul and Gather weights, "
+	  "as export.quantize in nexus.yaml(5))", OPT_QUANTIZE },
+	{ "quantize-exclude", 0, "PATTERN", "export: node or initializer names kept in float "
+	  "(fnmatch; repeatable)", OPT_QEXCLUDE },
 	{0},
 };
 
@@ -40,8 +44,9 @@ static const struct cli_opt opts[] = {
 
 struct export_args {
 	const char *outputs[INSPECT_LIST_MAX], *keep[INSPECT_LIST_MAX], *forbid[INSPECT_LIST_MAX];
-	const char *teachers[INSPECT_LIST_MAX];
-	size_t noutputs, nkeep, nforbid, nteachers;
+	const char *teachers[INSPECT_LIST_MAX], *qexclude[INSPECT_LIST_MAX];
+	size_t noutputs, nkeep, nforbid, nteachers, nqexclude;
+	int quantize;        /* enum nx_export_quantize */
 	bool no_extract;
 	enum nx_export_external external;
 	bool ext_created;    /* the data file exists: remove it on failure */
@@ -50,6 +55,17 @@ struct export_args {
 	const char *base;    /* model file name in it */
 	int ext_dirfd;       /* directory of --export-to */
 };
+
+/* The index of s in names (NULL-terminated), or -1. */
+static int name_index(const char *const *names, const char *s)
+{
+	int i;
+
+	for (i = 0; names[i]; i++)
+		if (!strcmp(names[i], s))
+			return i;
+	return -1;
+}
 
 static void export_opts(struct nx_export_opts *o, const struct export_args *a)
 {
@@ -63,6 +79,9 @@ static void export_opts(struct nx_export_opts *o, const struct export_args *a)
 	o->extract = !a->no_extract;
 	o->strip_metadata = true;
 	o->external = a->external;
+	o->quantize = (enum nx_export_quantize)a->quantize;
+	o->quantize_exclude = a->qexclude;
+	o->nquantize_exclude = a->nqexclude;
 	o->producer_version = NX_VERSION;
 	o->ws_dirfd = a->dirfd;
 	o->model_relpath = a->base;
@@ -86,6 +105,10 @@ static json_t *export_json(const struct nx_export_result *r)
 	json_object_set_new(root, "kept_initializers",
 			    json_integer((json_int_t)r->kept_initializers));
 	json_object_set_new(root, "external_tensors", json_integer((json_int_t)r->ext_tensors));
+	json_object_set_new(root, "quantized_tensors", json_integer((json_int_t)r->quantized));
+	json_object_set_new(root, "quantized_float_bytes",
+			    json_integer((json_int_t)r->quant_float_bytes));
+	json_object_set_new(root, "quantized_bytes", json_integer((json_int_t)r->quant_bytes));
 	if (r->size) {
 		char hex[2 * NX_SHA256_LEN + 1];
 
@@ -448,6 +471,11 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 		else if (k == OPT_EXTERNAL && nx_export_external_parse(p.optarg, &a.external))
 			return cli_usage(verb, "--external-data takes auto, always or never, not '%s'",
 					 p.optarg);
+		else if (k == OPT_QUANTIZE && (a.quantize = name_index(nx_export_quantize_names,
+								      p.optarg)) < 0)
+			return cli_usage(verb, "--quantize takes none or int8, not '%s'", p.optarg);
+		else if (k == OPT_QEXCLUDE)
+			list = a.qexclude, n = &a.nqexclude;
 		else if (k == OPT_OUTPUT)
 			list = a.outputs, n = &a.noutputs;
 		else if (k == OPT_KEEP)

@@ -191,6 +191,10 @@ int build_export(struct build *b)
 	o.model_relpath = ws->student.model;
 	o.ext_open = ext_open;
 	o.ext_ctx = b;
+	o.quantize = (enum nx_export_quantize)ws->export_quantize;
+	o.quantize_exclude = (const char *const *)ws->quantize_exclude;
+	o.nquantize_exclude = ws->nquantize_exclude;
+	o.quantize_min_elements = ws->quantize_min_elements;
 	/* A failed write (a full disk) names the bundle file. */
 	b->model_name = build_bundle_file(b, BUILD_STUDENT_DST);
 	b->data_name = build_bundle_file(b, BUILD_STUDENT_DATA);

@@ -138,8 +138,7 @@ static int meta(struct ex *x, struct pw_msg *m, const struct nx_pb_reader *paren
 	return oom(x, rc);
 }
 
-/* The three external_data entries of an exported tensor. */
-static int ext_fields(struct pw_msg *m, uint64_t off, uint64_t len)
+int ex_ext_fields(struct pw_msg *m, uint64_t off, uint64_t len)
 {
 	char v[2][32];
 	const char *keys[3] = { "location", "offset", "length" };
@@ -161,6 +160,28 @@ static int ext_fields(struct pw_msg *m, uint64_t off, uint64_t len)
 		rc = pw_child(m, 13, entry);
 	}
 	return rc ? rc : pw_varint_field(m, 14, 1);
+}
+
+int ex_tensor_payload(struct ex *x, struct nx_pb_reader *r, struct ext_ref *e, bool *external,
+		      struct nx_pb_field *raw, bool *has_raw, char **name)
+{
+	struct nx_pb_field f;
+	int rc;
+
+	LOOP(x, r, &f, rc) {
+		if (f.num == 13 && f.wire == NX_PB_LEN)
+			rc = ex_ext_entry(x, r, &f, e);
+		else if (f.num == 14 && f.wire == NX_PB_VARINT)
+			*external = f.value == 1;
+		else if (f.num == 9 && f.wire == NX_PB_LEN) {
+			*raw = f;
+			*has_raw = true;
+		} else if (f.num == 8 && name)
+			rc = ex_read_name(x, &f, name);
+		if (rc)
+			return rc;
+	}
+	return rc;
 }
 
 /*
@@ -192,20 +213,7 @@ static int rewrite_tensor(struct ex *x, const struct nx_pb_reader *parent,
 
 	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
 		return rc;
-	LOOP(x, &r, &f, rc) {
-		if (f.num == 13 && f.wire == NX_PB_LEN)
-			rc = ex_ext_entry(x, &r, &f, &e);
-		else if (f.num == 14 && f.wire == NX_PB_VARINT)
-			external = f.value == 1;
-		else if (f.num == 9 && f.wire == NX_PB_LEN) {
-			raw = f;
-			has_raw = true;
-		} else if (f.num == 8)
-			rc = ex_read_name(x, &f, &name);
-		if (rc)
-			goto out;
-	}
-	if (rc)
+	if ((rc = ex_tensor_payload(x, &r, &e, &external, &raw, &has_raw, &name)) != 0)
 		goto out;
 	if (external) {
 		if (!e.location) {
@@ -272,7 +280,7 @@ static int rewrite_tensor(struct ex *x, const struct nx_pb_reader *parent,
 	if (to_inline && !x->dry)
 		rc = oom(x, pw_string(m, 9, (const char *)inl, (size_t)src.len));
 	else if (to_file)
-		rc = oom(x, ext_fields(m, noff, nlen));
+		rc = oom(x, ex_ext_fields(m, noff, nlen));
 	if (rc)
 		goto out;
 	*out = m;
@@ -552,7 +560,7 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
 		goto out;
 	LOOP(x, &r, &f, rc) {
-		bool drop;
+		bool drop, quantized = false;
 
 		c = NULL;
 		switch (f.num) {
@@ -561,6 +569,8 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 				if (!(rc = node_label(x, &r, &f, nodes, &name)))
 					rc = ex_report(x, NX_EXPORT_NODE, name, field_bytes(&f),
 						       f.tag_offset);
+			} else if (main_graph && x->qnode && x->qnode[nodes]) {
+				rc = ex_quant_node(x, &f, nodes, m);
 			} else {
 				rc = add_rewritten(x, m, &r, &f, rewrite_node);
 			}
@@ -592,6 +602,10 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 			} else if ((rc = ex_check_term(x, "initializer", name ? name : "",
 						       f.offset)) != 0) {
 				pw_msg_free(c);
+			} else if (f.num == 5 && main_graph &&
+				   ((rc = ex_quant_tensor(x, &r, &f, name ? name : "", m, &quantized)) != 0 ||
+				    quantized)) {
+				x->res->kept_initializers += !rc;
 			} else if ((rc = f.num == 5 ? rewrite_tensor(x, &r, &f, &c, NULL, true, NULL)
 						    : rewrite_sparse(x, &r, &f, &c, NULL)) != 0) {
 				break;

@@ -1,0 +1,242 @@
+"""export.quantize: int8 (issue #19).  Quantized students are run by the
+bundle's own runtime (ONNX Runtime) and compared with the float student
+run the same way; exports must pass onnx.checker (full check) and the
+build's own verify (canonical ONNX, budget, fingerprints)."""
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import ROOT, run
+from workspace import VOCAB, make_workspace
+
+SPAM = ROOT / "examples/spam-distill"
+
+
+def build(nexus, ws, out):
+    r = run(nexus, "build", ws, "-o", out, "--json")
+    assert r.returncode == 0, r.stderr + r.stdout
+    return json.loads(r.stdout)
+
+
+def run_texts(bundle, texts):
+    args = [bundle / "bin/nexus_cli", "run"]
+    for t in texts:
+        args += ["--text", t]
+    r = run(*args)
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line) for line in r.stdout.splitlines()]
+
+
+def export(nexus, src, dst, *args):
+    return run(nexus, "inspect", src, "--export-to", dst, "--json", *args)
+
+
+def spam_ws(tmp_path, name, extra=""):
+    ws = tmp_path / name
+    shutil.copytree(SPAM, ws, ignore=shutil.ignore_patterns("nexus_bundle_v1"))
+    with open(ws / "nexus.yaml", "a") as f:
+        f.write(extra)
+    return ws
+
+
+@pytest.fixture(scope="module")
+def spam_bundles(nexus, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("spam")
+    f = build(nexus, spam_ws(tmp, "f"), tmp / "f_out")
+    q = build(nexus, spam_ws(tmp, "q", "export: {quantize: int8}\n"), tmp / "q_out")
+    return tmp / "f_out", f, tmp / "q_out", q
+
+
+def test_spam_int8_accuracy_within_half_a_point(spam_bundles):
+    fdir, f, qdir, q = spam_bundles
+    rows = [json.loads(x) for x in (SPAM / "artifacts/test_sample.jsonl").read_text().splitlines()]
+    texts = [r["text"] for r in rows]
+    fr, qr = run_texts(fdir, texts), run_texts(qdir, texts)
+    acc = lambda res: 100.0 * np.mean([a["label"] == r["true_label"] for a, r in zip(res, rows)])
+    print(f"spam-distill test sample: fp32 {acc(fr):.1f}%  int8 {acc(qr):.1f}%")
+    assert abs(acc(fr) - acc(qr)) <= 0.5
+    agree = np.mean([a["label"] == b["label"] for a, b in zip(fr, qr)])
+    assert agree >= 0.98
+
+
+def test_spam_int8_manifest_and_size(spam_bundles):
+    fdir, f, qdir, q = spam_bundles
+    man = json.loads((qdir / "manifest.json").read_text())
+    assert man["model_metadata"]["quantization"] == "int8"
+    assert json.loads((fdir / "manifest.json").read_text())["model_metadata"]["quantization"] == "none"
+    fsize = (fdir / "model/student_model.onnx").stat().st_size
+    qsize = (qdir / "model/student_model.onnx").stat().st_size
+    assert qsize < 0.3 * fsize, (qsize, fsize)
+    m = onnx.load(str(qdir / "model/student_model.onnx"))
+    onnx.checker.check_model(m, full_check=True)
+    ops = [n.op_type for n in m.graph.node]
+    assert ops.count("MatMulInteger") == 8 and ops.count("DynamicQuantizeLinear") == 8
+    int8 = {t.name for t in m.graph.initializer if t.data_type == TensorProto.INT8}
+    assert "tok.weight/int8" in int8
+    assert not any(t.name == "tok.weight" for t in m.graph.initializer)
+
+
+def embedder(dim=64, vocab=len(VOCAB), seed=3):
+    rng = np.random.default_rng(seed)
+    emb = rng.standard_normal((vocab, dim)).astype(np.float32)
+    w1 = (rng.standard_normal((dim, dim)) / np.sqrt(dim)).astype(np.float32)
+    w2 = (rng.standard_normal((dim, dim)) / np.sqrt(dim)).astype(np.float32)
+    nodes = [
+        helper.make_node("Gather", ["embeddings.weight", "input_ids"], ["emb"], name="embed"),
+        helper.make_node("MatMul", ["emb", "dense1.weight"], ["h1"], name="dense1"),
+        helper.make_node("Tanh", ["h1"], ["a1"]),
+        helper.make_node("MatMul", ["a1", "dense2.weight"], ["last_hidden_state"], name="dense2"),
+    ]
+    g = helper.make_graph(
+        nodes, "embedder",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT,
+                                       ["batch", "seq", dim])],
+        [numpy_helper.from_array(emb, "embeddings.weight"),
+         numpy_helper.from_array(w1, "dense1.weight"),
+         numpy_helper.from_array(w2, "dense2.weight")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    return m
+
+
+EMBED_RT = """\
+task: embedding
+pooling: mean
+normalize: true
+max_sequence_length: 32
+batch_size: 1
+threads: 1
+integrity: full
+python_packages: [numpy, onnxruntime]
+"""
+
+
+def test_embedder_int8_cosine(nexus, tmp_path):
+    model = embedder().SerializeToString()
+    texts = ["free money, click now", "lunch at noon tomorrow?", "win a prize now!",
+             "meeting tomorrow at noon", "click, click, click"]
+    out = {}
+    for mode in ("none", "int8"):
+        ws = make_workspace(tmp_path / mode, student=model, runtime_yaml=EMBED_RT,
+                            extra_yaml=f"export: {{quantize: {mode}, quantize_min_elements: 512}}\n")
+        build(nexus, ws, tmp_path / f"{mode}_out")
+        out[mode] = [np.array(r["embedding"]) for r in run_texts(tmp_path / f"{mode}_out", texts)]
+    m = onnx.load(str(tmp_path / "int8_out/model/student_model.onnx"))
+    assert sum(t.data_type == TensorProto.INT8 for t in m.graph.initializer) == 3
+    cos = [float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) for a, b in zip(out["none"], out["int8"])]
+    print("embedder cosine int8 vs fp32:", [round(c, 5) for c in cos])
+    assert min(cos) >= 0.99
+
+
+def test_exclude_and_min_elements_keep_float(nexus, tmp_path):
+    src = tmp_path / "e.onnx"
+    onnx.save(embedder(), str(src))
+    r = export(nexus, src, tmp_path / "a.onnx", "--quantize", "int8", "--quantize-exclude",
+               "dense2", "--quantize-exclude", "embeddings.*")
+    assert r.returncode == 0, r.stderr
+    m = onnx.load(str(tmp_path / "a.onnx"))
+    names = {t.name: t.data_type for t in m.graph.initializer}
+    assert names["dense1.weight/int8"] == TensorProto.INT8
+    assert names["dense2.weight"] == TensorProto.FLOAT
+    assert names["embeddings.weight"] == TensorProto.FLOAT
+    assert json.loads(r.stdout)["quantized_tensors"] == 1
+    onnx.checker.check_model(m, full_check=True)
+
+
+def test_int8_values_are_per_channel_symmetric(nexus, tmp_path):
+    src = tmp_path / "e.onnx"
+    em = embedder(vocab=128)
+    onnx.save(em, str(src))
+    r = export(nexus, src, tmp_path / "a.onnx", "--quantize", "int8")
+    assert r.returncode == 0, r.stderr
+    w = {t.name: numpy_helper.to_array(t) for t in em.graph.initializer}
+    q = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(tmp_path / "a.onnx")).graph.initializer}
+    a = w["dense1.weight"]
+    scale = np.abs(a).max(axis=0) / np.float32(127)
+    assert q["dense1.weight/scale"].shape == (a.shape[1],)
+    np.testing.assert_array_equal(q["dense1.weight/scale"], scale)
+    np.testing.assert_array_equal(q["dense1.weight/int8"], np.clip(np.rint(a / scale), -127, 127))
+    e = w["embeddings.weight"]
+    rs = (np.abs(e).max(axis=1) / np.float32(127))[:, None]
+    np.testing.assert_array_equal(q["embeddings.weight/scale"], rs)
+    np.testing.assert_array_equal(q["embeddings.weight/int8"], np.clip(np.rint(e / rs), -127, 127))
+
+
+def test_external_weights_quantized_into_page_aligned_data(nexus, tmp_path):
+    m = embedder(dim=256, vocab=512)
+    src = tmp_path / "e.onnx"
+    onnx.save(m, str(src))
+    dst = tmp_path / "a.onnx"
+    r = export(nexus, src, dst, "--quantize", "int8", "--external-data", "always")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["quantized_tensors"] == 3
+    assert rep["quantized_bytes"] < 0.27 * rep["quantized_float_bytes"]
+    out = onnx.load(str(dst), load_external_data=False)
+    ext = [t for t in out.graph.initializer if t.data_location == TensorProto.EXTERNAL]
+    assert {t.name for t in ext} >= {"dense1.weight/int8", "embeddings.weight/int8"}
+    for t in ext:
+        e = {x.key: x.value for x in t.external_data}
+        assert int(e["offset"]) % 4096 == 0
+    full = onnx.load(str(dst))
+    onnx.checker.check_model(full, full_check=True)
+    q = {t.name: numpy_helper.to_array(t) for t in full.graph.initializer}
+    assert q["embeddings.weight/int8"].shape == (512, 256)
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf"])
+def test_non_finite_weight_names_the_tensor(nexus, tmp_path, bad):
+    m = embedder()
+    a = numpy_helper.to_array(m.graph.initializer[1]).copy()
+    a[3, 5] = np.nan if bad == "nan" else np.inf
+    m.graph.initializer[1].CopyFrom(numpy_helper.from_array(a, "dense1.weight"))
+    src, dst = tmp_path / "e.onnx", tmp_path / "a.onnx"
+    onnx.save(m, str(src))
+    r = export(nexus, src, dst, "--quantize", "int8")
+    assert r.returncode == 3, r.stderr
+    assert "dense1.weight" in r.stderr and ("NaN" if bad == "nan" else "infinity") in r.stderr
+    assert not dst.exists()
+
+
+def test_computed_matmul_weight_is_refused(nexus, tmp_path):
+    m = embedder()
+    w = m.graph.initializer[1]
+    m.graph.node[1].input[1] = "dense1.weight_t"
+    m.graph.node.insert(1, helper.make_node("Transpose", ["dense1.weight"], ["dense1.weight_t"],
+                                            perm=[1, 0], name="t"))
+    src, dst = tmp_path / "e.onnx", tmp_path / "a.onnx"
+    onnx.save(m, str(src))
+    r = export(nexus, src, dst, "--quantize", "int8")
+    assert r.returncode == 2, r.stderr
+    assert "dense1" in r.stderr and "Transpose" in r.stderr and "quantize_exclude" in r.stderr
+    assert not dst.exists()
+    assert w.name == "dense1.weight"
+    # listed in quantize_exclude it stays float, and the rest is quantized
+    r = export(nexus, src, dst, "--quantize", "int8", "--quantize-exclude", "dense1")
+    assert r.returncode == 0, r.stderr
+
+
+def test_already_quantized_is_refused(nexus, tmp_path):
+    src, once, twice = tmp_path / "e.onnx", tmp_path / "a.onnx", tmp_path / "b.onnx"
+    onnx.save(embedder(), str(src))
+    assert export(nexus, src, once, "--quantize", "int8").returncode == 0
+    r = export(nexus, once, twice, "--quantize", "int8")
+    assert r.returncode == 2 and "already quantized" in r.stderr, r.stderr
+    assert not twice.exists()
+    # without quantize it exports as it is
+    assert export(nexus, once, twice).returncode == 0
+
+
+def test_quantize_config_is_checked(nexus, tmp_path):
+    ws = make_workspace(tmp_path / "w", extra_yaml="export: {quantize: int3}\n")
+    r = run(nexus, "build", ws, "-o", tmp_path / "out")
+    assert r.returncode == 2 and "export.quantize" in r.stderr
+    ws = make_workspace(tmp_path / "w2", extra_yaml="export: {quantize_tolerance: 2}\n")
+    r = run(nexus, "build", ws, "-o", tmp_path / "out")
+    assert r.returncode == 2 and "quantize_tolerance" in r.stderr
