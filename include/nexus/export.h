@@ -215,6 +215,10 @@ extern const char *const nx_export_quantize_names[];
 float nx_quant_int8_scale(float maxabs);
 signed char nx_quant_int8(float v, float scale);
 
+/* name is tensor, or the source tensor it is the int8 form of ("W" for
+ * "W/int8"): allow_shared_tensors names the tensor the student was given. */
+bool nx_quant_same_tensor(const char *name, const char *tensor);
+
 /* "node", "initializer", ... */
 const char *nx_export_what_name(enum nx_export_what w);
 

@@ -145,6 +145,9 @@ static void print_human(const struct nx_build_result *r, const char *path)
 	printf("  architecture  %s\n", r->architecture);
 	printf("  parameters    %s (%llu), quantization %s\n", r->parameters,
 	       (unsigned long long)r->parameter_count, r->quantization);
+	if (r->quant_cases)
+		printf("  quantized     selftest vs float: labels agree %zu/%zu, lowest cosine %.6f\n",
+		       r->quant_agree, r->quant_cases, r->quant_min_cosine);
 	printf("  files         %zu, %s\n", r->nfiles, size);
 	printf("  signature     %s%s\n", r->is_signed ? "ed25519 key " : "unsigned",
 	       r->is_signed ? r->key_id : "");
@@ -175,11 +178,14 @@ static json_t *export_json(const struct nx_export_result *x)
 						       "what", nx_export_what_name(x->removed[i].what),
 						       "name", x->removed[i].name ? x->removed[i].name : "",
 						       "bytes", (json_int_t)x->removed[i].bytes));
-	return json_pack("{s:o, s:I, s:I, s:I, s:I}", "removed", items,
+	return json_pack("{s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "removed", items,
 			 "removed_bytes", (json_int_t)x->removed_bytes,
 			 "doc_strings", (json_int_t)x->doc_strings,
 			 "kept_nodes", (json_int_t)x->kept_nodes,
-			 "kept_initializers", (json_int_t)x->kept_initializers);
+			 "kept_initializers", (json_int_t)x->kept_initializers,
+			 "quantized_tensors", (json_int_t)x->quantized,
+			 "quantized_float_bytes", (json_int_t)x->quant_float_bytes,
+			 "quantized_bytes", (json_int_t)x->quant_bytes);
 }
 
 static int print_json(const struct nx_build_result *r, const nx_report *rep, const char *path)
@@ -220,6 +226,12 @@ static int print_json(const struct nx_build_result *r, const nx_report *rep, con
 	json_object_set_new(doc, "removed_imports", removed);
 	if (r->export)
 		json_object_set_new(doc, "export", export_json(r->export));
+	if (r->quant_cases)
+		json_object_set_new(doc, "quantization_check",
+				    json_pack("{s:I, s:I, s:f}", "selftest_inputs",
+					      (json_int_t)r->quant_cases, "labels_agree",
+					      (json_int_t)r->quant_agree, "min_cosine",
+					      r->quant_min_cosine));
 	if (rep) {
 		char *vj = NULL;
 

@@ -404,6 +404,8 @@ static int fingerprint(const char *model, const struct export_args *a, bool json
 	nx_error_clear(&err);
 	if ((rc = nx_fp_set_new(&set, &err)) != 0)
 		return cli_fail("inspect", &err);
+	if (nx_fp_set_quant_shapes(set, AT_FDCWD, model, &err) != 0)
+		goto fail;
 	for (i = 0; i < a->nteachers; i++)
 		if (nx_fingerprint_file(set, AT_FDCWD, a->teachers[i], NX_FP_MIN_BYTES, &err) != 0)
 			goto fail;

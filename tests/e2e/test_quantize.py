@@ -240,3 +240,108 @@ def test_quantize_config_is_checked(nexus, tmp_path):
     ws = make_workspace(tmp_path / "w2", extra_yaml="export: {quantize_tolerance: 2}\n")
     r = run(nexus, "build", ws, "-o", tmp_path / "out")
     assert r.returncode == 2 and "quantize_tolerance" in r.stderr
+
+
+def copied_teacher_ws(tmp_path, name, quantize="int8"):
+    """An embedder student whose three weights are teacher tensors: the
+    embedding and dense2 copied from the teacher ONNX (as stored), dense1
+    from the torch checkpoint's Linear weight (stored [out, in],
+    transposed by the export)."""
+    import torch
+    m = embedder(vocab=128)
+    w = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    ws = make_workspace(tmp_path / name, student=m.SerializeToString(), runtime_yaml=EMBED_RT,
+                        extra_yaml=f"export: {{quantize: {quantize}}}\n")
+    torch.save({"state_dict": {"enc.weight": torch.tensor(w["dense1.weight"].T.copy())}},
+               str(ws / "checkpoints/teacher.pt"))
+    g = helper.make_graph(
+        [helper.make_node("Gather", ["enc_emb", "ids"], ["e"]),
+         helper.make_node("MatMul", ["e", "enc_out"], ["y"])], "teacher",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["s"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["s", 64])],
+        [numpy_helper.from_array(w["embeddings.weight"], "enc_emb"),
+         numpy_helper.from_array(w["dense2.weight"], "enc_out")])
+    t = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    t.ir_version = 7
+    onnx.save(t, str(ws / "artifacts/teacher.onnx"))
+    return ws
+
+
+def test_teacher_tensor_copied_then_quantized_fails_the_build(nexus, tmp_path):
+    ws = copied_teacher_ws(tmp_path, "w")
+    r = run(nexus, "build", ws, "-o", tmp_path / "out")
+    assert r.returncode == 1, r.stderr
+    assert "as int8" in r.stderr and "/int8" in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("shared, form", [("embeddings.weight/int8", "enc_emb as int8 per row"),
+                                          ("dense2.weight/int8", "enc_out as int8 per column"),
+                                          ("dense1.weight/int8", "as int8 transposed")])
+def test_inspect_teacher_finds_each_int8_form(nexus, tmp_path, shared, form):
+    ws = copied_teacher_ws(tmp_path, "w")
+    dst = tmp_path / "q.onnx"
+    assert export(nexus, ws / "artifacts/student.onnx", dst, "--quantize", "int8").returncode == 0
+    r = run(nexus, "inspect", dst, "--json", "--teacher", ws / "artifacts/teacher.onnx",
+            "--teacher", ws / "checkpoints/teacher.pt")
+    assert r.returncode == 1, r.stderr
+    found = {(x["tensor"], x["teacher_tensor"]) for x in json.loads(r.stdout)["shared_tensors"]}
+    assert any(s == shared and form in t for s, t in found), found
+
+
+def test_verify_teacher_finds_quantized_copy(nexus, tmp_path):
+    """The deployment gate: a teacher file given to verify holding the
+    float tensor the bundle's int8 tensor was made from."""
+    import torch
+    m = embedder(vocab=128)
+    ws = make_workspace(tmp_path / "w", student=m.SerializeToString(), runtime_yaml=EMBED_RT,
+                        extra_yaml="export: {quantize: int8}\n")
+    build(nexus, ws, tmp_path / "out")
+    w = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    teacher = tmp_path / "other_teacher.pt"
+    torch.save({"lm.weight": torch.tensor(w["dense2.weight"].T.copy())}, str(teacher))
+    r = run(nexus, "verify", tmp_path / "out", "--json", "--teacher", teacher)
+    assert r.returncode == 1, r.stdout
+    assert "dense2.weight/int8" in r.stdout and "as int8 transposed" in r.stdout
+    r = run(nexus, "verify", tmp_path / "out", "--teacher", ws / "checkpoints/teacher.pt")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_allow_shared_names_the_source_tensor(nexus, tmp_path):
+    ws = copied_teacher_ws(tmp_path, "w")
+    with open(ws / "nexus.yaml", "a") as f:
+        f.write("allow_shared_tensors:\n"
+                + "".join(f"  - {{name: {n}, reason: test}}\n"
+                          for n in ("embeddings.weight", "dense1.weight", "dense2.weight")))
+    r = run(nexus, "build", ws, "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+
+
+def test_accuracy_gate_compares_float_and_int8(nexus, tmp_path):
+    """A tolerance of 0 on an embedding fails the build with the measured
+    cosine, which must show the float model really ran (int8 against
+    itself would give a cosine of 1 to 1e-15)."""
+    import re
+    ws = make_workspace(tmp_path / "w", student=embedder(vocab=128).SerializeToString(),
+                        runtime_yaml=EMBED_RT,
+                        extra_yaml="export: {quantize: int8, quantize_tolerance: 0}\n")
+    r = run(nexus, "build", ws, "-o", tmp_path / "out")
+    assert r.returncode == 1, r.stderr
+    m = re.search(r"lowest cosine of the outputs is ([0-9.]+)", r.stderr)
+    assert m and 0.99 < float(m.group(1)) < 0.999995, r.stderr
+    assert "quantize_tolerance" in r.stderr and not (tmp_path / "out").exists()
+    # the default tolerance (0.01) passes, and nothing of the float model is packaged
+    ws = make_workspace(tmp_path / "w2", student=embedder(vocab=128).SerializeToString(),
+                        runtime_yaml=EMBED_RT, extra_yaml="export: {quantize: int8}\n")
+    out = build(nexus, ws, tmp_path / "out2")
+    assert out["quantization_check"]["selftest_inputs"] == 2
+    assert 0.99 < out["quantization_check"]["min_cosine"] < 0.999995
+    assert sorted(p.name for p in (tmp_path / "out2/model").iterdir()) == ["student_model.onnx",
+                                                                         "tokenizer"]
+
+
+def test_spam_gate_labels(spam_bundles):
+    fdir, f, qdir, q = spam_bundles
+    assert q["quantization_check"]["selftest_inputs"] == 4
+    assert q["quantization_check"]["labels_agree"] == 4
+    assert "quantization_check" not in f

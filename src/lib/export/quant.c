@@ -67,6 +67,13 @@ signed char nx_quant_int8(float v, float scale)
 	return (signed char)(q > 127.0f ? 127 : q < -127.0f ? -127 : (int)q);
 }
 
+bool nx_quant_same_tensor(const char *name, const char *tensor)
+{
+	size_t n = strlen(name);
+
+	return !strcmp(name, tensor) || (!strncmp(name, tensor, n) && !strcmp(tensor + n, "/int8"));
+}
+
 void ex_quant_release(struct ex *x)
 {
 	size_t i;

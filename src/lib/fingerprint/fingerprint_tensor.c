@@ -97,6 +97,9 @@ int fp_one_tensor(struct tensors *w, const char *name, int fd, const char *path,
 	}
 	if (!rc)
 		rc = one_transposed(w, name, fd, path, src, err);
+	if (!rc && w->collect && src->f32 && w->collect->nqshapes)
+		rc = fp_quant_forms(w->collect, name, fd, path, src->t, src->off,
+				    src->t ? src->t->nelem * 4 : src->len, w->min, err);
 	return rc;
 }
 
