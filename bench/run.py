@@ -893,12 +893,143 @@ def bench_fingerprint(ctx):
                      "first: an 8 MB piece of the student in a teacher is found")]
 
 
+# ------------------------------------------ quantize: int8 (issue #19)
+def distil_fp32(ctx):
+    """The DistilBERT-shaped float32 classifier of bench/quant_forms.py
+    (6 layers, d 768; --quick: 2 layers), exported by torch."""
+    layers = 2 if ctx.a.quick else 6
+    path = ctx.cache / f"distil_{layers}l_fp32.onnx"
+    if not path.exists():
+        import torch
+        sys.path.insert(0, str(ROOT / "bench"))
+        from quant_forms import Model
+        torch.manual_seed(0)
+        ids = torch.randint(0, 30522, (1, SEQ))
+        torch.onnx.export(Model(layers).eval(), (ids, torch.ones_like(ids)), str(path) + ".part",
+                          input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                          dynamic_axes={"input_ids": {0: "b", 1: "s"},
+                                        "attention_mask": {0: "b", 1: "s"}}, opset_version=17)
+        os.rename(str(path) + ".part", path)
+    return path
+
+
+def quant_bundle(ctx, model, batch):
+    """examples/spam-distill around the DistilBERT-shaped student, int8,
+    runtime at batch/SEQ.  The student is untrained (random logits), so
+    the accuracy gate is opened (tolerance 1): accuracy is tested on the
+    trained spam student (tests/e2e/test_quantize.py), speed here."""
+    out = ctx.cache / f"{model.stem}_int8_b{batch}"
+    if (out / "manifest.json").exists():
+        return out
+    ws = ctx.cache / (out.name + "_ws")
+    shutil.rmtree(ws, ignore_errors=True)
+    shutil.copytree(ROOT / "examples/spam-distill", ws,
+                    ignore=shutil.ignore_patterns("nexus_bundle_v1"))
+    shutil.copyfile(model, ws / "artifacts/student.onnx")
+    y = (ws / "nexus.yaml").read_text().replace("max_model_bytes: 4MiB", "max_model_bytes: 2GiB")
+    (ws / "nexus.yaml").write_text(y + "export: {quantize: int8, quantize_tolerance: 1}\n")
+    rt = (ws / "config/runtime.yaml").read_text()
+    rt = rt.replace("max_sequence_length: 64", f"max_sequence_length: {SEQ}")
+    rt = rt.replace("batch_size: 8", f"batch_size: {batch}")
+    (ws / "config/runtime.yaml").write_text(rt)
+    shutil.rmtree(out, ignore_errors=True)
+    run([ctx.nexus, "build", "-o", str(out), str(ws)])
+    shutil.rmtree(ws)
+    return out
+
+
+def cosine(a, b):
+    import numpy as np
+    a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def bench_quant(ctx):
+    env = node_env(ctx)
+    model = distil_fp32(ctx)
+    ctx.tmp.mkdir(parents=True, exist_ok=True)
+    rows = []
+    # export + int8 of the float student vs cp + openssl dgst of the same file
+    outdir = ctx.tmp / "qexport"
+    out = outdir / "student_model.onnx"
+    cp_out = ctx.tmp / "qexport_cp.onnx"
+
+    def export():
+        fresh(outdir)
+        outdir.mkdir()
+        return run([ctx.nexus, "inspect", "--export-to", str(out), "--quantize", "int8",
+                    "--external-data", "always", str(model)])
+
+    def ours():
+        w, rss, _ = export()
+        return w, rss
+
+    def base():
+        fresh(cp_out)
+        w, rss, _ = run(f"cp '{model}' '{cp_out}' && openssl dgst -sha256 '{cp_out}'", shell=True)
+        return w, rss
+
+    o, b = alternate(ctx, ours, base, ctx.runs)
+    qsize = sum(p.stat().st_size for p in outdir.iterdir())
+    fsize = model.stat().st_size
+    fresh(outdir)
+    fresh(cp_out)
+    ow, bw = med([x[0] for x in o]), med([x[0] for x in b])
+    rss = max(x[1] for x in o)
+    rows.append(row("quant_export", "inspect --export-to --quantize int8 (data file hashed)",
+                    ow, bw, "s", "<= 1.5x", ow <= 1.5 * bw and rss <= 256 * MIB,
+                    "cp + openssl dgst -sha256 of the same file", rss, 256,
+                    note=f"{fsize / MIB:.0f} MiB fp32 -> {qsize / MIB:.0f} MiB int8 "
+                         f"({qsize / fsize:.3f}x); DistilBERT-shaped, {model.stem}"))
+    rows.append(row("quant_size", "int8 export size / fp32 size", qsize / MIB, fsize / MIB,
+                    "MiB", "<= 0.27x", qsize <= 0.27 * fsize, "the fp32 model",
+                    note="MatMul weights per column, embeddings per row, + float scales"))
+    # inference: nexus_cli on the int8 bundle vs onnxruntime-node on fp32
+    for batch, n in ((1, 8 if ctx.a.quick else 16), (8, 16 if ctx.a.quick else 32)):
+        bundle = quant_bundle(ctx, model, batch)
+        cli = str(bundle / "bin/nexus_cli")
+        texts = ctx.tmp / f"q_texts_{n}.jsonl"
+        texts.write_text("".join(json.dumps({"text": t}) + "\n" for t in long_texts(n)))
+        ids = ctx.tmp / f"q_ids_{n}.jsonl"
+        with open(ids, "w") as f:
+            run([cli, "tokenize", "--input", str(texts)], stdout=f)
+        res, nres = ctx.tmp / "q_ours.jsonl", ctx.tmp / "q_node.json"
+        with open(res, "w") as f:
+            run([cli, "run", "--input", str(texts)], stdout=f)
+        node = ["node", str(ROOT / "bench/ort_node_bench.js"), "throughput", str(model),
+                str(ids), str(batch), "1", str(nres)]
+        run(node, env=env)
+        ours_l = [r["outputs"]["logits"] for r in read_results(res)]
+        node_l = json.loads(nres.read_text())["logits"]
+        cos = cosine(ours_l, node_l)
+        if len(ours_l) != n or cos < 0.99:
+            raise RuntimeError(f"quant batch {batch}: int8 logits differ from fp32 (cosine {cos:.4f})")
+
+        def q_ours():
+            w, rss, _ = run([cli, "run", "--input", str(texts)])
+            return w, rss
+
+        def q_base():
+            w, rss, _ = run(node, env=env)
+            return w, rss
+
+        o, b = alternate(ctx, q_ours, q_base, ctx.runs, cold=False)
+        ot, bt = n / med([x[0] for x in o]), n / med([x[0] for x in b])
+        rows.append(row(f"quant_runtime_b{batch}",
+                        f"nexus_cli int8 vs ORT fp32, batch {batch}, seq {SEQ}, 1 thread",
+                        ot, bt, "seq/s", ">= 1.5x", ot >= 1.5 * bt,
+                        "onnxruntime-node 1.30.0 running the fp32 model on the same ids",
+                        max(x[1] for x in o),
+                        note=f"{n} texts, process incl.; logits cosine int8/fp32 {cos:.5f}"))
+    return rows
+
+
 BENCHES = {"build": bench_build, "inspect": bench_inspect, "verify": bench_verify,
            "export": bench_export, "runtime": bench_runtime, "tokenizer": bench_tokenizer,
            "tokenizer_types": bench_tok_types,
            "coldstart": bench_coldstart, "fingerprint": bench_fingerprint,
            "realrt": bench_realrt,
-           "sandbox": bench_sandbox}
+           "sandbox": bench_sandbox, "quant": bench_quant}
 
 
 def fmt(v, unit):
