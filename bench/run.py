@@ -494,6 +494,44 @@ def close(a, b, tol=1e-3):
     return all(abs(x - y) <= tol * max(1.0, abs(y)) for x, y in zip(a, b)) and len(a) == len(b)
 
 
+def cli_vs_node(ctx, env, cli, model, batch, n, check, tag):
+    """nexus_cli run on n long texts against onnxruntime-node running model
+    on the ids nexus_cli gives them, batch rows at a time, one thread:
+    check(ours_logits, node_logits) first, then alternating runs.  Returns
+    (ours seq/s, node seq/s, ours runs) over the whole process (load
+    included on both sides; nexus_cli also tokenizes, node gets the ids)."""
+    texts = ctx.tmp / f"{tag}_texts_{n}.jsonl"
+    texts.write_text("".join(json.dumps({"text": t}) + "\n" for t in long_texts(n)))
+    ids = ctx.tmp / f"{tag}_ids_{n}.jsonl"
+    with open(ids, "w") as f:
+        run([cli, "tokenize", "--input", str(texts)], stdout=f)
+    lens = {len(json.loads(x)) for x in ids.read_text().splitlines()}
+    if lens != {SEQ}:
+        raise RuntimeError(f"{tag}: token lengths {sorted(lens)[:5]} != {SEQ}")
+    res, nres = ctx.tmp / f"{tag}_ours.jsonl", ctx.tmp / f"{tag}_node.json"
+    with open(res, "w") as f:
+        run([cli, "run", "--input", str(texts)], stdout=f)
+    node = ["node", str(ROOT / "bench/ort_node_bench.js"), "throughput", str(model),
+            str(ids), str(batch), "1", str(nres)]
+    run(node, env=env)
+    ours_l = [r["outputs"]["logits"] for r in read_results(res)]
+    node_l = json.loads(nres.read_text())["logits"]
+    if len(ours_l) != n or len(node_l) != n:
+        raise RuntimeError(f"{tag} batch {batch}: {len(ours_l)}/{len(node_l)} results for {n}")
+    check(ours_l, node_l)
+
+    def ours():
+        w, rss, _ = run([cli, "run", "--input", str(texts)])
+        return w, rss
+
+    def base():
+        w, rss, _ = run(node, env=env)
+        return w, rss
+
+    o, b = alternate(ctx, ours, base, ctx.runs, cold=False)
+    return n / med([x[0] for x in o]), n / med([x[0] for x in b]), o
+
+
 def bench_runtime(ctx):
     env = node_env(ctx)
     model = seq128_student(ctx)
@@ -501,39 +539,13 @@ def bench_runtime(ctx):
     rows = []
     for batch, n in ((1, 100 if ctx.a.quick else 1000), (32, 256 if ctx.a.quick else 4096)):
         bundle = spam_bundle(ctx, batch, SEQ, model)
-        cli = str(bundle / "bin/nexus_cli")
-        texts = ctx.tmp / f"rt_texts_{n}.jsonl"
-        texts.write_text("".join(json.dumps({"text": t}) + "\n" for t in long_texts(n)))
-        ids = ctx.tmp / f"rt_ids_{n}.jsonl"
-        with open(ids, "w") as f:
-            run([cli, "tokenize", "--input", str(texts)], stdout=f)
-        lens = {len(json.loads(x)) for x in ids.read_text().splitlines()}
-        if lens != {SEQ}:
-            raise RuntimeError(f"runtime: token lengths {sorted(lens)[:5]} != {SEQ}")
-        res = ctx.tmp / "rt_ours.jsonl"
-        nres = ctx.tmp / "rt_node.json"
-        with open(res, "w") as f:
-            run([cli, "run", "--input", str(texts)], stdout=f)
-        node = ["node", str(ROOT / "bench/ort_node_bench.js"), "throughput", str(model),
-                str(ids), str(batch), "1", str(nres)]
-        run(node, env=env)
-        ours_l = [r["outputs"]["logits"] for r in read_results(res)]
-        node_l = json.loads(nres.read_text())["logits"]
-        if len(ours_l) != n or not all(close(a, b) for a, b in zip(ours_l, node_l)):
-            raise RuntimeError(f"runtime batch {batch}: nexus_cli logits differ from onnxruntime-node")
 
-        def ours():
-            w, rss, _ = run([cli, "run", "--input", str(texts)])
-            return w, rss
-
-        def base():
-            w, rss, _ = run(node, env=env)
-            return w, rss
-
-        o, b = alternate(ctx, ours, base, ctx.runs, cold=False)
-        # Throughput in sequences/s over the whole process (load included
-        # on both sides; nexus_cli also tokenizes, node gets the ids).
-        ot, bt = n / med([x[0] for x in o]), n / med([x[0] for x in b])
+        def check(ours_l, node_l):
+            if not all(close(a, b) for a, b in zip(ours_l, node_l)):
+                raise RuntimeError(f"runtime batch {batch}: nexus_cli logits differ from "
+                                   "onnxruntime-node")
+        ot, bt, o = cli_vs_node(ctx, env, str(bundle / "bin/nexus_cli"), model, batch, n,
+                                check, "rt")
         rows.append(row(f"runtime_b{batch}", f"nexus_cli run, batch {batch}, seq {SEQ}, 1 thread",
                         ot, bt, "seq/s", ">= 0.95x", ot >= 0.95 * bt,
                         "onnxruntime-node 1.30.0 on the same ids", max(x[1] for x in o),
@@ -987,40 +999,21 @@ def bench_quant(ctx):
     # inference: nexus_cli on the int8 bundle vs onnxruntime-node on fp32
     for batch, n in ((1, 8 if ctx.a.quick else 16), (8, 16 if ctx.a.quick else 32)):
         bundle = quant_bundle(ctx, model, batch)
-        cli = str(bundle / "bin/nexus_cli")
-        texts = ctx.tmp / f"q_texts_{n}.jsonl"
-        texts.write_text("".join(json.dumps({"text": t}) + "\n" for t in long_texts(n)))
-        ids = ctx.tmp / f"q_ids_{n}.jsonl"
-        with open(ids, "w") as f:
-            run([cli, "tokenize", "--input", str(texts)], stdout=f)
-        res, nres = ctx.tmp / "q_ours.jsonl", ctx.tmp / "q_node.json"
-        with open(res, "w") as f:
-            run([cli, "run", "--input", str(texts)], stdout=f)
-        node = ["node", str(ROOT / "bench/ort_node_bench.js"), "throughput", str(model),
-                str(ids), str(batch), "1", str(nres)]
-        run(node, env=env)
-        ours_l = [r["outputs"]["logits"] for r in read_results(res)]
-        node_l = json.loads(nres.read_text())["logits"]
-        cos = cosine(ours_l, node_l)
-        if len(ours_l) != n or cos < 0.99:
-            raise RuntimeError(f"quant batch {batch}: int8 logits differ from fp32 (cosine {cos:.4f})")
+        cos = []
 
-        def q_ours():
-            w, rss, _ = run([cli, "run", "--input", str(texts)])
-            return w, rss
-
-        def q_base():
-            w, rss, _ = run(node, env=env)
-            return w, rss
-
-        o, b = alternate(ctx, q_ours, q_base, ctx.runs, cold=False)
-        ot, bt = n / med([x[0] for x in o]), n / med([x[0] for x in b])
+        def check(ours_l, node_l):
+            cos.append(cosine(ours_l, node_l))
+            if cos[0] < 0.99:
+                raise RuntimeError(f"quant batch {batch}: int8 logits differ from fp32 "
+                                   f"(cosine {cos[0]:.4f})")
+        ot, bt, o = cli_vs_node(ctx, env, str(bundle / "bin/nexus_cli"), model, batch, n,
+                                check, "q")
         rows.append(row(f"quant_runtime_b{batch}",
                         f"nexus_cli int8 vs ORT fp32, batch {batch}, seq {SEQ}, 1 thread",
                         ot, bt, "seq/s", ">= 1.5x", ot >= 1.5 * bt,
                         "onnxruntime-node 1.30.0 running the fp32 model on the same ids",
                         max(x[1] for x in o),
-                        note=f"{n} texts, process incl.; logits cosine int8/fp32 {cos:.5f}"))
+                        note=f"{n} texts, process incl.; logits cosine int8/fp32 {cos[0]:.5f}"))
     return rows
 
 
