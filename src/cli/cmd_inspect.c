@@ -260,6 +260,37 @@ static json_t *values_json(const struct nx_onnx_value *v, size_t n)
 	return a;
 }
 
+/* Weights by element type: {dtype: {tensors, elements, bytes}} (node
+ * attribute tensors left out, as from the parameter count): what a
+ * quantized export holds in int8 and what stayed float. */
+static json_t *dtypes_json(const nx_onnx_summary *s)
+{
+	json_t *d = json_object();
+	size_t i;
+
+	for (i = 0; i < s->ntensors; i++) {
+		const struct nx_onnx_tensor *t = &s->tensors[i];
+		const char *name = nx_onnx_dtype_name(t->data_type);
+		json_t *e;
+		uint64_t bytes = (t->nelem * nx_onnx_dtype_bits(t->data_type) + 7) / 8;
+
+		if (t->attribute)
+			continue;
+		if (!(e = json_object_get(d, name))) {
+			e = json_pack("{s:I, s:I, s:I}", "tensors", (json_int_t)0, "elements",
+				      (json_int_t)0, "bytes", (json_int_t)0);
+			json_object_set_new(d, name, e);
+		}
+		json_object_set_new(e, "tensors",
+				    json_integer(json_integer_value(json_object_get(e, "tensors")) + 1));
+		json_object_set_new(e, "elements", json_integer(json_integer_value(
+					   json_object_get(e, "elements")) + (json_int_t)t->nelem));
+		json_object_set_new(e, "bytes", json_integer(json_integer_value(
+					   json_object_get(e, "bytes")) + (json_int_t)bytes));
+	}
+	return d;
+}
+
 static int print_json(const nx_onnx_summary *s, json_t *preview)
 {
 	json_t *root, *opsets = json_object(), *meta = json_object(), *ext = json_array();
@@ -306,6 +337,7 @@ static int print_json(const nx_onnx_summary *s, json_t *preview)
 	json_object_set_new(root, "file_size", json_integer((json_int_t)s->file_size));
 	json_object_set_new(root, "weight_bytes", json_integer((json_int_t)s->weight_bytes));
 	json_object_set_new(root, "tensors", json_integer((json_int_t)s->ntensors));
+	json_object_set_new(root, "dtypes", dtypes_json(s));
 	json_object_set_new(root, "nodes", json_integer((json_int_t)s->nnodes));
 	json_object_set_new(root, "graphs", json_integer((json_int_t)s->ngraphs));
 	json_object_set_new(root, "functions", json_integer((json_int_t)s->nfunctions));

@@ -345,3 +345,14 @@ def test_spam_gate_labels(spam_bundles):
     assert q["quantization_check"]["selftest_inputs"] == 4
     assert q["quantization_check"]["labels_agree"] == 4
     assert "quantization_check" not in f
+
+
+def test_inspect_shows_weights_by_dtype(nexus, spam_bundles):
+    fdir, f, qdir, q = spam_bundles
+    d = {}
+    for k, b in (("f", fdir), ("q", qdir)):
+        r = run(nexus, "inspect", b / "model/student_model.onnx", "--json")
+        assert r.returncode == 0, r.stderr
+        d[k] = json.loads(r.stdout)["dtypes"]
+    assert "int8" not in d["f"] and d["q"]["int8"]["tensors"] == 9
+    assert d["q"]["int8"]["bytes"] + d["q"]["float"]["bytes"] < 0.3 * d["f"]["float"]["bytes"]
