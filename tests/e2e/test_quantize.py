@@ -3,7 +3,9 @@ bundle's own runtime (ONNX Runtime) and compared with the float student
 run the same way; exports must pass onnx.checker (full check) and the
 build's own verify (canonical ONNX, budget, fingerprints)."""
 import json
+import os
 import shutil
+import subprocess
 
 import numpy as np
 import onnx
@@ -356,3 +358,43 @@ def test_inspect_shows_weights_by_dtype(nexus, spam_bundles):
         d[k] = json.loads(r.stdout)["dtypes"]
     assert "int8" not in d["f"] and d["q"]["int8"]["tensors"] == 9
     assert d["q"]["int8"]["bytes"] + d["q"]["float"]["bytes"] < 0.3 * d["f"]["float"]["bytes"]
+
+
+def test_over_2gb_external_weight_streams_in_bounded_memory(nexus, tmp_path):
+    """A 2.1 GB float32 MatMul weight in external data (a sparse file: the
+    values do not matter here) is quantized tensor by tensor: peak RSS of
+    the export stays far below the tensor (fixed buffer + scales)."""
+    k, n = 16384, 32768                     # 536M elements, 2 GiB + of float32
+    data = tmp_path / "w.bin"
+    with open(data, "wb") as f:
+        f.truncate(k * n * 4)
+    w = TensorProto(name="big.weight", data_type=TensorProto.FLOAT, dims=[k, n],
+                    data_location=TensorProto.EXTERNAL)
+    for key, v in (("location", "w.bin"), ("offset", "0"), ("length", str(k * n * 4))):
+        e = w.external_data.add()
+        e.key, e.value = key, v
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "big.weight"], ["y"], name="mm")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, k])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    src = tmp_path / "big.onnx"
+    src.write_bytes(m.SerializeToString())
+    out = tmp_path / "out"
+    out.mkdir()
+    # wait4: the export's own peak RSS, not the largest of every child so far
+    p = subprocess.Popen([nexus, "inspect", src, "--export-to", out / "m.onnx", "--quantize",
+                          "int8", "--json"], stdout=subprocess.PIPE)
+    stdout = p.stdout.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    assert p.returncode == 0
+    rep = json.loads(stdout)
+    assert rep["quantized_tensors"] == 1 and rep["quantized_float_bytes"] == k * n * 4
+    assert (out / "student_model.onnx.data").stat().st_size >= k * n
+    assert ru.ru_maxrss * 1024 < 64 << 20, ru.ru_maxrss
+    q = onnx.load(str(out / "m.onnx"), load_external_data=False)
+    t = {x.name: x for x in q.graph.initializer}
+    assert list(t["big.weight/int8"].dims) == [k, n] and t["big.weight/int8"].data_type == TensorProto.INT8
+    assert list(t["big.weight/scale"].dims) == [n]
+
