@@ -74,6 +74,7 @@ typedef struct nx_workspace {
 	char **quantize_exclude; size_t nquantize_exclude; /* export.quantize_exclude (fnmatch patterns) */
 	uint64_t quantize_min_elements; /* export.quantize_min_elements, default NX_QUANT_MIN_ELEMENTS */
 	double quantize_tolerance;  /* export.quantize_tolerance, 0..1, default NX_QUANT_TOLERANCE */
+	unsigned quantize_block;    /* export.quantize_block (int4): 32, 64, 128; 0 = default 32 */
 } nx_workspace;
 
 /*

@@ -93,7 +93,10 @@ enum nx_export_external {
 enum nx_export_quantize {
 	NX_EXPORT_QUANT_NONE,
 	NX_EXPORT_QUANT_INT8,  /* weight-only symmetric int8 (MatMul per column, Gather per row) */
+	NX_EXPORT_QUANT_INT4,  /* MatMul weights int4 in blocks (com.microsoft.MatMulNBits),
+				  Gather embeddings int8 per row */
 };
+#define NX_QUANT_BLOCK 32           /* default export.quantize_block (int4) */
 #define NX_QUANT_MIN_ELEMENTS 4096  /* default export.quantize_min_elements */
 #define NX_QUANT_TOLERANCE 0.01     /* default export.quantize_tolerance */
 
@@ -131,6 +134,7 @@ struct nx_export_opts {
 						names kept in float */
 	size_t nquantize_exclude;
 	uint64_t quantize_min_elements;     /* 0: NX_QUANT_MIN_ELEMENTS */
+	unsigned quantize_block;            /* int4: 32, 64 or 128 (0: NX_QUANT_BLOCK) */
 };
 
 enum nx_export_what {
@@ -167,6 +171,7 @@ struct nx_export_result {
 	uint64_t removed_bytes;                /* source bytes not carried over */
 	uint64_t kept_nodes, kept_initializers;
 	uint64_t quantized;                    /* weight tensors quantized */
+	uint64_t quantized_int4;               /* of those, int4 (MatMulNBits) */
 	uint64_t quant_float_bytes;            /* their float32 bytes in the source */
 	uint64_t quant_bytes;                  /* their bytes now (int8 values + scales) */
 };
@@ -202,7 +207,7 @@ extern const char *const nx_export_external_names[];
 /* "auto", "always", "never" -> *out; -1 for anything else. */
 int nx_export_external_parse(const char *s, enum nx_export_external *out);
 
-/* "none", "int8", NULL: the names of export.quantize, indexed by the enum. */
+/* "none", "int8", "int4", NULL: the names of export.quantize, by the enum. */
 extern const char *const nx_export_quantize_names[];
 
 /*
@@ -214,6 +219,13 @@ extern const char *const nx_export_quantize_names[];
  */
 float nx_quant_int8_scale(float maxabs);
 signed char nx_quant_int8(float v, float scale);
+/* int4 (MatMulNBits, zero point 8): scale = maxabs / 7 (1 when 0) per block
+ * of block values; q = round-half-even(v / scale) within [-7, 7], stored
+ * as q + 8.  Packs the n values of one column (n <= nblocks * block, the
+ * rest of the last block zero) into out[nblocks * block / 2] (low nibble
+ * first) and scales[nblocks]; the fingerprints share it. */
+void nx_quant_int4_column(const float *v, uint64_t n, unsigned block, unsigned char *out,
+			  float *scales);
 
 /* name is tensor, or the source tensor it is the int8 form of ("W" for
  * "W/int8"): allow_shared_tensors names the tensor the student was given. */

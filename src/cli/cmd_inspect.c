@@ -15,7 +15,7 @@
 #include "nexus/onnx.h"
 
 enum { OPT_JSON = 1, OPT_OUTPUT, OPT_KEEP, OPT_FORBID, OPT_EXPORT, OPT_NO_EXTRACT,
-       OPT_TEACHER, OPT_EXTERNAL, OPT_QUANTIZE, OPT_QEXCLUDE };
+       OPT_TEACHER, OPT_EXTERNAL, OPT_QUANTIZE, OPT_QEXCLUDE, OPT_QBLOCK };
 
 static const struct cli_opt opts[] = {
 	{ "json", 0, NULL, "print one JSON document instead of text", OPT_JSON },
@@ -33,8 +33,10 @@ static const struct cli_opt opts[] = {
 	  "external data goes beside it as " NX_EXPORT_DATA_NAME, OPT_EXPORT },
 	{ "external-data", 0, "MODE", "export: auto (default: initializers of 64 KiB or more "
 	  "go to the data file when the model is 64 MiB or more), always, never", OPT_EXTERNAL },
-	{ "quantize", 0, "MODE", "export: none (default) or int8 (MatMul and Gather weights, "
-	  "as export.quantize in nexus.yaml(5))", OPT_QUANTIZE },
+	{ "quantize", 0, "MODE", "export: none (default), int8 (MatMul and Gather weights) or "
+	  "int4 (MatMul weights in MatMulNBits blocks), as export.quantize in nexus.yaml(5)",
+	  OPT_QUANTIZE },
+	{ "quantize-block", 0, "N", "export: int4 block size, 32 (default), 64 or 128", OPT_QBLOCK },
 	{ "quantize-exclude", 0, "PATTERN", "export: node or initializer names kept in float "
 	  "(fnmatch; repeatable)", OPT_QEXCLUDE },
 	{0},
@@ -47,6 +49,7 @@ struct export_args {
 	const char *teachers[INSPECT_LIST_MAX], *qexclude[INSPECT_LIST_MAX];
 	size_t noutputs, nkeep, nforbid, nteachers, nqexclude;
 	int quantize;        /* enum nx_export_quantize */
+	unsigned block;      /* --quantize-block, 0: default */
 	bool no_extract;
 	enum nx_export_external external;
 	bool ext_created;    /* the data file exists: remove it on failure */
@@ -80,6 +83,7 @@ static void export_opts(struct nx_export_opts *o, const struct export_args *a)
 	o->strip_metadata = true;
 	o->external = a->external;
 	o->quantize = (enum nx_export_quantize)a->quantize;
+	o->quantize_block = a->block;
 	o->quantize_exclude = a->qexclude;
 	o->nquantize_exclude = a->nqexclude;
 	o->producer_version = NX_VERSION;
@@ -106,6 +110,7 @@ static json_t *export_json(const struct nx_export_result *r)
 			    json_integer((json_int_t)r->kept_initializers));
 	json_object_set_new(root, "external_tensors", json_integer((json_int_t)r->ext_tensors));
 	json_object_set_new(root, "quantized_tensors", json_integer((json_int_t)r->quantized));
+	json_object_set_new(root, "quantized_int4", json_integer((json_int_t)r->quantized_int4));
 	json_object_set_new(root, "quantized_float_bytes",
 			    json_integer((json_int_t)r->quant_float_bytes));
 	json_object_set_new(root, "quantized_bytes", json_integer((json_int_t)r->quant_bytes));
@@ -507,7 +512,12 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 					 p.optarg);
 		else if (k == OPT_QUANTIZE && (a.quantize = name_index(nx_export_quantize_names,
 								      p.optarg)) < 0)
-			return cli_usage(verb, "--quantize takes none or int8, not '%s'", p.optarg);
+			return cli_usage(verb, "--quantize takes none, int8 or int4, not '%s'", p.optarg);
+		else if (k == OPT_QBLOCK && (!strcmp(p.optarg, "32") || !strcmp(p.optarg, "64") ||
+					     !strcmp(p.optarg, "128")))
+			a.block = (unsigned)atoi(p.optarg);
+		else if (k == OPT_QBLOCK)
+			return cli_usage(verb, "--quantize-block takes 32, 64 or 128, not '%s'", p.optarg);
 		else if (k == OPT_QEXCLUDE)
 			list = a.qexclude, n = &a.nqexclude;
 		else if (k == OPT_OUTPUT)

@@ -3,7 +3,6 @@ bundle's own runtime (ONNX Runtime) and compared with the float student
 run the same way; exports must pass onnx.checker (full check) and the
 build's own verify (canonical ONNX, budget, fingerprints)."""
 import json
-import os
 import shutil
 import subprocess
 
@@ -244,13 +243,13 @@ def test_quantize_config_is_checked(nexus, tmp_path):
     assert r.returncode == 2 and "quantize_tolerance" in r.stderr
 
 
-def copied_teacher_ws(tmp_path, name, quantize="int8"):
+def copied_teacher_ws(tmp_path, name, quantize="int8", dim=64):
     """An embedder student whose three weights are teacher tensors: the
     embedding and dense2 copied from the teacher ONNX (as stored), dense1
     from the torch checkpoint's Linear weight (stored [out, in],
     transposed by the export)."""
     import torch
-    m = embedder(vocab=128)
+    m = embedder(vocab=128, dim=dim)
     w = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
     ws = make_workspace(tmp_path / name, student=m.SerializeToString(), runtime_yaml=EMBED_RT,
                         extra_yaml=f"export: {{quantize: {quantize}}}\n")
@@ -260,7 +259,7 @@ def copied_teacher_ws(tmp_path, name, quantize="int8"):
         [helper.make_node("Gather", ["enc_emb", "ids"], ["e"]),
          helper.make_node("MatMul", ["e", "enc_out"], ["y"])], "teacher",
         [helper.make_tensor_value_info("ids", TensorProto.INT64, ["s"])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["s", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["s", dim])],
         [numpy_helper.from_array(w["embeddings.weight"], "enc_emb"),
          numpy_helper.from_array(w["dense2.weight"], "enc_out")])
     t = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
@@ -382,19 +381,79 @@ def test_over_2gb_external_weight_streams_in_bounded_memory(nexus, tmp_path):
     src.write_bytes(m.SerializeToString())
     out = tmp_path / "out"
     out.mkdir()
-    # wait4: the export's own peak RSS, not the largest of every child so far
-    p = subprocess.Popen([nexus, "inspect", src, "--export-to", out / "m.onnx", "--quantize",
-                          "int8", "--json"], stdout=subprocess.PIPE)
-    stdout = p.stdout.read()
-    _, status, ru = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    assert p.returncode == 0
+    # through bench/rusage.c: a child forked from this (large) Python process
+    # would carry the process's RSS into its ru_maxrss
+    tool, rss = tmp_path / "rusage", tmp_path / "rss"
+    subprocess.run(["cc", "-O2", "-o", tool, ROOT / "bench/rusage.c"], check=True)
+    r = run(tool, rss, nexus, "inspect", src, "--export-to", out / "m.onnx", "--quantize",
+            "int8", "--json")
+    assert r.returncode == 0, r.stderr
+    stdout = r.stdout
     rep = json.loads(stdout)
     assert rep["quantized_tensors"] == 1 and rep["quantized_float_bytes"] == k * n * 4
     assert (out / "student_model.onnx.data").stat().st_size >= k * n
-    assert ru.ru_maxrss * 1024 < 64 << 20, ru.ru_maxrss
+    assert int(rss.read_text()) * 1024 < 64 << 20, rss.read_text()
     q = onnx.load(str(out / "m.onnx"), load_external_data=False)
     t = {x.name: x for x in q.graph.initializer}
     assert list(t["big.weight/int8"].dims) == [k, n] and t["big.weight/int8"].data_type == TensorProto.INT8
     assert list(t["big.weight/scale"].dims) == [n]
 
+
+
+# ---------------------------------------------------------------- int4
+def test_spam_int4_accuracy_and_form(nexus, spam_bundles, tmp_path):
+    """int4 (MatMulNBits, block 32): the spam student's accuracy on the 50
+    test texts in the repository; one text is 2 points, so "within 0.5" of
+    the issue (586 texts) reads here as at most one text changing."""
+    fdir, f, _, _ = spam_bundles
+    q = build(nexus, spam_ws(tmp_path, "q4", "export: {quantize: int4}\n"), tmp_path / "q4_out")
+    qdir = tmp_path / "q4_out"
+    rows = [json.loads(x) for x in (SPAM / "artifacts/test_sample.jsonl").read_text().splitlines()]
+    texts = [r["text"] for r in rows]
+    fr, qr = run_texts(fdir, texts), run_texts(qdir, texts)
+    acc = lambda res: 100.0 * np.mean([a["label"] == r["true_label"] for a, r in zip(res, rows)])
+    print(f"spam-distill test sample: fp32 {acc(fr):.1f}%  int4 {acc(qr):.1f}%")
+    assert sum(a["label"] != b["label"] for a, b in zip(fr, qr)) <= 1
+    assert q["quantization"] == "int4" and q["quantization_check"]["labels_agree"] == 4
+    m = onnx.load(str(qdir / "model/student_model.onnx"))
+    onnx.checker.check_model(m, full_check=True)
+    nb = [n for n in m.graph.node if n.op_type == "MatMulNBits"]
+    assert len(nb) == 8 and all(n.domain == "com.microsoft" for n in nb)
+    assert {o.domain: o.version for o in m.opset_import}["com.microsoft"] == 1
+    # embeddings stay int8 per row (no int4 Gather in ONNX Runtime's CPU kernels here)
+    assert any(t.name == "tok.weight/int8" for t in m.graph.initializer)
+
+
+def test_int4_packing_matches_reference(nexus, tmp_path):
+    src = tmp_path / "e.onnx"
+    em = embedder(vocab=128, dim=80)         # K = 80: the last block of 32 is padded
+    onnx.save(em, str(src))
+    r = export(nexus, src, tmp_path / "a.onnx", "--quantize", "int4", "--quantize-block", "32")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["quantized_int4"] == 2
+    w = {t.name: numpy_helper.to_array(t) for t in em.graph.initializer}["dense1.weight"]
+    q = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(tmp_path / "a.onnx")).graph.initializer}
+    k, n = w.shape
+    nb = (k + 31) // 32
+    col = np.zeros((n, nb * 32), np.float32)
+    col[:, :k] = w.T
+    blocks = col.reshape(n, nb, 32)
+    scale = np.abs(blocks).max(axis=2) / np.float32(7)
+    scale[scale == 0] = 1
+    qv = (np.clip(np.rint(blocks / scale[:, :, None]), -7, 7) + 8).astype(np.uint8)
+    packed = qv[:, :, 0::2] | (qv[:, :, 1::2] << 4)
+    np.testing.assert_array_equal(q["dense1.weight/int4"], packed)
+    np.testing.assert_array_equal(q["dense1.weight/scale"], scale.ravel())
+
+
+def test_int4_teacher_copy_found(nexus, tmp_path):
+    ws = copied_teacher_ws(tmp_path, "w", quantize="int4", dim=128)  # int4 tensors >= 4 KiB
+    r = run(nexus, "build", ws, "-o", tmp_path / "out")
+    assert r.returncode == 1 and "identical to" in r.stderr, r.stderr
+    dst = tmp_path / "q.onnx"
+    assert export(nexus, ws / "artifacts/student.onnx", dst, "--quantize", "int4").returncode == 0
+    r = run(nexus, "inspect", dst, "--json", "--teacher", ws / "artifacts/teacher.onnx",
+            "--teacher", ws / "checkpoints/teacher.pt")
+    found = {(x["tensor"], x["teacher_tensor"]) for x in json.loads(r.stdout)["shared_tensors"]}
+    assert any(s == "dense1.weight/int4" and "as int4 transposed" in t for s, t in found), found
+    assert any(s == "dense2.weight/int4" and "enc_out as int4 (block 32)" in t for s, t in found), found

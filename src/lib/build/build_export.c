@@ -206,6 +206,7 @@ int build_export(struct build *b)
 	o.quantize_exclude = (const char *const *)ws->quantize_exclude;
 	o.nquantize_exclude = ws->nquantize_exclude;
 	o.quantize_min_elements = ws->quantize_min_elements;
+	o.quantize_block = ws->quantize_block;
 	/* A failed write (a full disk) names the bundle file. */
 	b->model_name = build_bundle_file(b, BUILD_STUDENT_DST);
 	b->data_name = build_bundle_file(b, BUILD_STUDENT_DATA);

@@ -26,7 +26,7 @@ static const char *const limits_keys[] = { "max_model_bytes", "size_slack", "max
 	"sandbox_memory", NULL };
 static const char *const export_keys[] = { "extract", "strip_metadata", "external_data",
 					   "quantize", "quantize_exclude", "quantize_min_elements",
-					   "quantize_tolerance", NULL };
+					   "quantize_tolerance", "quantize_block", NULL };
 
 void nx_workspace_free(nx_workspace *ws)
 {
@@ -227,7 +227,7 @@ static int parse_export(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 
 	if ((rc = cfg_want(c, n, "export", NX_YAML_MAPPING,
 			   "a mapping {extract, strip_metadata, external_data, quantize, "
-			   "quantize_exclude, quantize_min_elements, quantize_tolerance}")) ||
+			   "quantize_exclude, quantize_min_elements, quantize_tolerance, quantize_block}")) ||
 	    (rc = cfg_check_keys(c, n, "export", export_keys)))
 		return rc;
 	if ((v = nx_yaml_map_get(n, "extract")) &&
@@ -260,6 +260,16 @@ static int parse_export(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 		if ((rc = cfg_int(c, v, "export.quantize_min_elements", 1, INT32_MAX, &min)))
 			return rc;
 		ws->quantize_min_elements = (uint64_t)min;
+	}
+	if ((v = nx_yaml_map_get(n, "quantize_block"))) {
+		int block;
+
+		if ((rc = cfg_int(c, v, "export.quantize_block", 32, 128, &block)))
+			return rc;
+		if (block != 32 && block != 64 && block != 128)
+			return nx_error_set(c->err, NX_ECONFIG, c->path, v->line, -1,
+					    "export.quantize_block: %d is not 32, 64 or 128", block);
+		ws->quantize_block = (unsigned)block;
 	}
 	if ((v = nx_yaml_map_get(n, "quantize_tolerance")) &&
 	    (rc = cfg_number(c, v, "export.quantize_tolerance", 0.0, 1.0, &ws->quantize_tolerance)))

@@ -136,6 +136,7 @@ struct ex {
 	bool ext_started;
 	/* quantization (export/quant.c): what each kept node and initializer becomes */
 	unsigned char *qnode;      /* per node: enum ex_qkind */
+	bool ms_opset;             /* the model imports com.microsoft */
 	struct ex_qinit *qinits;   /* the main graph's 2-D float initializers */
 	size_t nqinits;
 };

@@ -731,6 +731,8 @@ static int opset(struct ex *x, struct pw_msg *m, const struct nx_pb_reader *pare
 	int rc;
 
 	rc = ex_read_strings(x, parent, fld, 1, &domain, 0, NULL);
+	if (domain && !strcmp(domain, "com.microsoft"))
+		x->ms_opset = true;
 	if (!rc)
 		rc = domain && !strcmp(domain, TRAINING_DOMAIN)
 			     ? ex_report(x, NX_EXPORT_OPSET, domain, field_bytes(fld), fld->tag_offset)
@@ -793,6 +795,17 @@ int ex_rewrite_model(struct ex *x, struct pw_msg **out)
 	}
 	if (rc)
 		goto out;
+	/* MatMulNBits (int4) is a com.microsoft contrib op */
+	if (x->res->quantized_int4 && !x->ms_opset) {
+		struct pw_msg *o = pw_msg_new();
+
+		if (!o || pw_string(o, 1, "com.microsoft", 13) || pw_varint_field(o, 2, 1) ||
+		    pw_child(m, 8, o)) {
+			pw_msg_free(o);
+			rc = ex_oom(x);
+			goto out;
+		}
+	}
 	if (x->o->strip_metadata &&
 	    ((rc = pw_string(m, 2, "nexus", 5)) != 0 ||
 	     (rc = pw_string(m, 3, version, strlen(version))) != 0)) {

@@ -46,7 +46,8 @@
 /* rc is 0 inside the body, 0 or an error after the loop */
 #define LOOP(x, r, f, rc) while (((rc) = nx_pb_next((r), (f), (x)->err)) > 0 && ((rc) = 0) == 0)
 
-#define QBUF (4u << 20)          /* bytes of float32 rows read at a time */
+#define QBUF (4u << 20)
+#define NX_QUANT_MS_DOMAIN "com.microsoft"          /* bytes of float32 rows read at a time */
 #define QNAME_MAX 4096
 
 static const char *const q_ops[] = {
@@ -327,9 +328,15 @@ int ex_quant_plan(struct ex *x, const struct nx_pb_reader *model, const struct n
 
 /* ------------------------------------------------------------ new nodes */
 
+/* An int attribute of a new node. */
+struct qattr {
+	const char *name;
+	int64_t value;
+};
+
 static int node_new(struct ex *x, struct pw_msg *g, const char *op, const char *name,
 		    const char *const *in, size_t nin, const char *const *out, size_t nout,
-		    const char *int_attr, int64_t attr_value)
+		    const struct qattr *attrs, size_t nattrs, const char *domain)
 {
 	struct pw_msg *n = pw_msg_new(), *a = NULL;
 	size_t i;
@@ -345,20 +352,27 @@ static int node_new(struct ex *x, struct pw_msg *g, const char *op, const char *
 		rc = pw_string(n, 3, name, strlen(name));
 	if (!rc)
 		rc = pw_string(n, 4, op, strlen(op));
-	if (!rc && int_attr) {
-		if (!(a = pw_msg_new()) || pw_string(a, 1, int_attr, strlen(int_attr)) ||
-		    pw_varint_field(a, 3, (uint64_t)attr_value) || pw_varint_field(a, 20, 2)) {
+	for (i = 0; i < nattrs && !rc; i++) {
+		if (!(a = pw_msg_new()) || pw_string(a, 1, attrs[i].name, strlen(attrs[i].name)) ||
+		    pw_varint_field(a, 3, (uint64_t)attrs[i].value) || pw_varint_field(a, 20, 2)) {
 			pw_msg_free(a);
 			rc = NX_ENOMEM;
 		} else {
 			rc = pw_child(n, 5, a);
 		}
 	}
+	if (!rc && domain)
+		rc = pw_string(n, 7, domain, strlen(domain));
 	if (rc) {
 		pw_msg_free(n);
 		return ex_oom(x);
 	}
 	return pw_child(g, 1, n) ? ex_oom(x) : 0;
+}
+
+static unsigned qblock(const struct ex *x)
+{
+	return x->o->quantize_block ? x->o->quantize_block : NX_QUANT_BLOCK;
 }
 
 /* base + suffix, in buf. */
@@ -372,6 +386,7 @@ int ex_quant_node(struct ex *x, const struct nx_pb_field *fld, size_t i, struct 
 {
 	const struct ex_node *n = &x->nodes[i];
 	const char *y = n->out[0], *base = n->name && n->name[0] ? n->name : y;
+	const struct qattr to_float = { "to", 1 };
 	char b[12][QNAME_MAX];
 	int rc;
 
@@ -381,7 +396,16 @@ int ex_quant_node(struct ex *x, const struct nx_pb_field *fld, size_t i, struct 
 	    strlen(n->in[0]) + 32 > QNAME_MAX || strlen(n->in[1]) + 32 > QNAME_MAX)
 		return nx_error_set(x->err, NX_ELIMIT, x->path, 0, (long long)fld->tag_offset,
 				    "%s: node '%s' has a name too long to quantize", x->path, base);
-	if (x->qnode[i] == EX_Q_MATMUL) {
+	if (x->qnode[i] == EX_Q_MATMUL && x->o->quantize == NX_EXPORT_QUANT_INT4) {
+		const struct ex_qinit *q = qinit_find(x, n->in[1]);
+		const char *nb_in[] = { n->in[0], nm(b[0], n->in[1], "/int4"),
+					nm(b[1], n->in[1], "/scale") };
+		const char *nb_out[] = { y };
+		struct qattr at[4] = { { "K", (int64_t)q->rows }, { "N", (int64_t)q->cols },
+				       { "bits", 4 }, { "block_size", (int64_t)qblock(x) } };
+
+		return node_new(x, m, "MatMulNBits", base, nb_in, 3, nb_out, 1, at, 4, NX_QUANT_MS_DOMAIN);
+	} else if (x->qnode[i] == EX_Q_MATMUL) {
 		const char *dq_in[] = { n->in[0] };
 		const char *dq_out[] = { nm(b[0], y, "/int8/x"), nm(b[1], y, "/int8/x_scale"),
 					 nm(b[2], y, "/int8/x_zero") };
@@ -394,15 +418,15 @@ int ex_quant_node(struct ex *x, const struct nx_pb_field *fld, size_t i, struct 
 		const char *y_out[] = { y };
 
 		if ((rc = node_new(x, m, "DynamicQuantizeLinear", nm(b[8], base, "/int8/quantize"),
-				   dq_in, 1, dq_out, 3, NULL, 0)) ||
+				   dq_in, 1, dq_out, 3, NULL, 0, NULL)) ||
 		    (rc = node_new(x, m, "MatMulInteger", nm(b[9], base, "/int8/matmul"), mm_in, 3,
-				   mm_out, 1, NULL, 0)) ||
+				   mm_out, 1, NULL, 0, NULL)) ||
 		    (rc = node_new(x, m, "Cast", nm(b[10], base, "/int8/cast"), mm_out, 1, cast_out, 1,
-				   "to", 1)) ||
+				   &to_float, 1, NULL)) ||
 		    (rc = node_new(x, m, "Mul", nm(b[11], base, "/int8/scale"), s_in, 2, s_out, 1,
-				   NULL, 0)))
+				   NULL, 0, NULL)))
 			return rc;
-		return node_new(x, m, "Mul", base, y_in, 2, y_out, 1, NULL, 0);
+		return node_new(x, m, "Mul", base, y_in, 2, y_out, 1, NULL, 0, NULL);
 	} else {
 		const char *g_in[] = { nm(b[0], n->in[0], "/int8"), n->in[1] };
 		const char *g_out[] = { nm(b[1], y, "/int8/rows") };
@@ -413,13 +437,13 @@ int ex_quant_node(struct ex *x, const struct nx_pb_field *fld, size_t i, struct 
 		const char *y_out[] = { y };
 
 		if ((rc = node_new(x, m, "Gather", nm(b[5], base, "/int8/gather"), g_in, 2, g_out, 1,
-				   NULL, 0)) ||
+				   NULL, 0, NULL)) ||
 		    (rc = node_new(x, m, "Gather", nm(b[6], base, "/int8/gather_scale"), s_in, 2,
-				   s_out, 1, NULL, 0)) ||
+				   s_out, 1, NULL, 0, NULL)) ||
 		    (rc = node_new(x, m, "Cast", nm(b[7], base, "/int8/cast"), g_out, 1, c_out, 1,
-				   "to", 1)))
+				   &to_float, 1, NULL)))
 			return rc;
-		return node_new(x, m, "Mul", base, y_in, 2, y_out, 1, NULL, 0);
+		return node_new(x, m, "Mul", base, y_in, 2, y_out, 1, NULL, 0, NULL);
 	}
 }
 
@@ -464,18 +488,19 @@ static int qout_write(struct qout *o, const void *buf, size_t len)
 
 /* The TensorProto of what o wrote, added to graph m; frees o. */
 static int qout_tensor(struct qout *o, struct pw_msg *m, const char *name, int dtype,
-		       uint64_t d0, uint64_t d1, int ndims)
+		       const uint64_t *dims, int ndims)
 {
 	struct ex *x = o->x;
 	struct pw_msg *t = pw_msg_new();
-	int rc;
+	int rc, k;
 
 	if (!t) {
 		free(o->inl);
 		return ex_oom(x);
 	}
-	rc = pw_varint_field(t, 1, d0) || (ndims == 2 && pw_varint_field(t, 1, d1)) ||
-	     pw_varint_field(t, 2, (uint64_t)dtype) || pw_string(t, 8, name, strlen(name));
+	for (rc = 0, k = 0; k < ndims && !rc; k++)
+		rc = pw_varint_field(t, 1, dims[k]);
+	rc = rc || pw_varint_field(t, 2, (uint64_t)dtype) || pw_string(t, 8, name, strlen(name));
 	if (!rc && !o->to_file && !x->dry)
 		rc = pw_string(t, 9, (const char *)o->inl, (size_t)o->len);
 	if (!rc && o->to_file)
@@ -597,6 +622,101 @@ out:
 	return rc;
 }
 
+void nx_quant_int4_column(const float *v, uint64_t n, unsigned block, unsigned char *out,
+			  float *scales)
+{
+	uint64_t nb = (n + block - 1) / block, b, i;
+
+	memset(out, 0x88, (size_t)(nb * block / 2));   /* padding: q 0, stored 8 */
+	for (b = 0; b < nb; b++) {
+		uint64_t end = (b + 1) * block < n ? (b + 1) * block : n;
+		float m = 0, s;
+
+		for (i = b * block; i < end; i++)
+			m = fabsf(v[i]) > m ? fabsf(v[i]) : m;
+		s = scales[b] = m > 0.0f ? m / 7.0f : 1.0f;
+		for (i = b * block; i < end; i++) {
+			float q = rintf(v[i] / s);
+			unsigned u = (unsigned)((q > 7.0f ? 7 : q < -7.0f ? -7 : (int)q) + 8);
+
+			out[i / 2] = (unsigned char)(i % 2 ? (out[i / 2] & 0x0f) | u << 4
+							: (out[i / 2] & 0xf0) | u);
+		}
+	}
+}
+
+/*
+ * A MatMul weight W[K, N] as MatMulNBits wants it: per column n, blocks of
+ * `block` values along K, packed [N, nblocks, block / 2] uint8 (zero point
+ * 8 by default), scales [N * nblocks].  The column order needs the whole
+ * tensor: it is read at once (memory: the largest such tensor).
+ */
+static int int4_tensor(struct ex *x, const struct ex_qinit *q, int fd, const char *path,
+		       uint64_t off, uint64_t field, const char *name, bool external,
+		       struct pw_msg *m)
+{
+	unsigned block = qblock(x);
+	uint64_t k = q->rows, n = q->cols, nb = (k + block - 1) / block, c, r, dims[3];
+	uint64_t bytes = n * nb * block / 2;
+	struct qout vo = { 0 }, so = { 0 };
+	float *a = NULL, *col = NULL, *sc = NULL;
+	unsigned char *packed = NULL;
+	char qn[QNAME_MAX];
+	int rc;
+
+	if (k > INT32_MAX || n > INT32_MAX || nb > UINT64_MAX / n / block)
+		return nx_error_set(x->err, NX_ELIMIT, x->path, 0, (long long)field,
+				    "%s: tensor '%s' [%llu, %llu] is too big for the int4 block "
+				    "layout of MatMulNBits (K and N at most 2^31 - 1): list it in "
+				    "export.quantize_exclude or use int8", x->path, name,
+				    (unsigned long long)k, (unsigned long long)n);
+	if ((rc = qout_begin(&vo, x, (external || x->externalize) && bytes >= NX_EXPORT_EXTERNAL_MIN,
+			     bytes, field, name)) != 0 ||
+	    (rc = qout_begin(&so, x, false, n * nb * 4, field, name)) != 0)
+		goto out;
+	if (!x->dry) {
+		if (!(a = malloc((size_t)(k * n * 4))) || !(col = malloc((size_t)k * 4)) ||
+		    !(sc = malloc((size_t)nb * 4)) || !(packed = malloc((size_t)(nb * block / 2)))) {
+			rc = ex_oom(x);
+			goto out;
+		}
+		if ((rc = rd(x, fd, path, a, (size_t)(k * n * 4), off)) != 0)
+			goto out;
+		for (r = 0; r < k * n; r++)
+			if (!isfinite(a[r])) {
+				rc = not_finite(x, name, r, a[r], field);
+				goto out;
+			}
+		for (c = 0; c < n; c++) {
+			for (r = 0; r < k; r++)
+				col[r] = a[r * n + c];
+			nx_quant_int4_column(col, k, block, packed, sc);
+			if ((rc = qout_write(&vo, packed, (size_t)(nb * block / 2))) != 0 ||
+			    (rc = qout_write(&so, sc, (size_t)nb * 4)) != 0)
+				goto out;
+		}
+	}
+	dims[0] = n;
+	dims[1] = nb;
+	dims[2] = block / 2;
+	if ((rc = qout_tensor(&vo, m, nm(qn, name, "/int4"), 2, dims, 3)) != 0)
+		goto out;
+	dims[0] = n * nb;
+	if ((rc = qout_tensor(&so, m, nm(qn, name, "/scale"), 1, dims, 1)) != 0)
+		goto out;
+	x->res->quantized++;
+	x->res->quantized_int4++;
+	x->res->quant_float_bytes += k * n * 4;
+out:
+	free(vo.inl);
+	free(so.inl);
+	free(a);
+	free(col);
+	free(sc);
+	free(packed);
+	return rc;
+}
+
 int ex_quant_tensor(struct ex *x, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
 		    const char *name, struct pw_msg *m, bool *done)
 {
@@ -607,7 +727,7 @@ int ex_quant_tensor(struct ex *x, const struct nx_pb_reader *parent, const struc
 	struct ex_src src = { -1, NULL, 0, 0 };
 	struct qout vo = { 0 }, so = { 0 };
 	bool external = false, has_raw = false, to_file;
-	uint64_t n, nscale;
+	uint64_t n, nscale, dims[3];
 	char qn[QNAME_MAX];
 	int fd, rc;
 	const char *path;
@@ -646,6 +766,10 @@ int ex_quant_tensor(struct ex *x, const struct nx_pb_reader *parent, const struc
 				  x->path, name, (unsigned long long)len, (unsigned long long)(n * 4));
 		goto out;
 	}
+	if (q->kind == EX_Q_MATMUL && x->o->quantize == NX_EXPORT_QUANT_INT4) {
+		rc = int4_tensor(x, q, fd, path, off, fld->tag_offset, name, external, m);
+		goto out;
+	}
 	to_file = (external || x->externalize) && n >= NX_EXPORT_EXTERNAL_MIN;
 	nscale = q->kind == EX_Q_MATMUL ? q->cols : q->rows;
 	if (strlen(name) + 16 > QNAME_MAX) {
@@ -660,7 +784,9 @@ int ex_quant_tensor(struct ex *x, const struct nx_pb_reader *parent, const struc
 		goto out;
 	if (!x->dry && (rc = quantize(x, q, fd, path, off, &vo, &so, fld->tag_offset)) != 0)
 		goto out;
-	if ((rc = qout_tensor(&vo, m, nm(qn, name, "/int8"), 3, q->rows, q->cols, 2)) != 0)
+	dims[0] = q->rows;
+	dims[1] = q->cols;
+	if ((rc = qout_tensor(&vo, m, nm(qn, name, "/int8"), 3, dims, 2)) != 0)
 		goto out;
 	/* the scales of a big embedding go to the data file too */
 	if (!x->dry && (external || x->externalize) && nscale * 4 >= NX_EXPORT_EXTERNAL_MIN) {
@@ -673,14 +799,15 @@ int ex_quant_tensor(struct ex *x, const struct nx_pb_reader *parent, const struc
 		so.inl = NULL;
 		so = big;
 	}
-	rc = q->kind == EX_Q_MATMUL ? qout_tensor(&so, m, nm(qn, name, "/scale"), 1, q->cols, 0, 1)
-				    : qout_tensor(&so, m, nm(qn, name, "/scale"), 1, q->rows, 1, 2);
+	dims[0] = nscale;
+	dims[1] = 1;
+	rc = qout_tensor(&so, m, nm(qn, name, "/scale"), 1, dims, q->kind == EX_Q_MATMUL ? 1 : 2);
 	if (rc)
 		goto out;
 	x->res->quantized++;
 	x->res->quant_float_bytes += n * 4;
-	*done = true;
 out:
+	*done = !rc;
 	free(vo.inl);
 	free(so.inl);
 	free(e.location);

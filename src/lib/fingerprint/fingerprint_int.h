@@ -47,7 +47,9 @@ struct nx_fp_set {
 	size_t nchunks, capchunks;
 	bool chunks_sorted;
 	struct fp_values *values;   /* fingerprint_values.c, NULL until a float32 tensor */
-	uint64_t (*qshapes)[2];  /* the student's int8 matrices (nx_fp_set_quant_shapes) */
+	uint64_t (*qshapes)[3];  /* the student's int8 matrices [rows, cols, 0] and int4
+				    MatMulNBits weights [N, blocks, block bytes]
+				    (nx_fp_set_quant_shapes) */
 	size_t nqshapes;
 };
 

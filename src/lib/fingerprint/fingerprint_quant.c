@@ -54,13 +54,15 @@ int nx_fp_set_quant_shapes(nx_fp_set *s, int dirfd, const char *path, nx_error *
 	sum = nx_onnx_summary_get(m);
 	for (i = 0; i < sum->ntensors && !rc; i++) {
 		const struct nx_onnx_tensor *t = &sum->tensors[i];
-		uint64_t (*q)[2];
+		uint64_t (*q)[3], d2;
 
-		if (t->data_type != 3 || t->ndims != 2 || t->dims[0] <= 0 || t->dims[1] <= 0)
+		if (!((t->data_type == 3 && t->ndims == 2) || (t->data_type == 2 && t->ndims == 3)) ||
+		    t->dims[0] <= 0 || t->dims[1] <= 0 || (t->ndims == 3 && t->dims[2] <= 0))
 			continue;
+		d2 = t->ndims == 3 ? (uint64_t)t->dims[2] : 0;
 		for (j = 0; j < s->nqshapes; j++)
 			if (s->qshapes[j][0] == (uint64_t)t->dims[0] &&
-			    s->qshapes[j][1] == (uint64_t)t->dims[1])
+			    s->qshapes[j][1] == (uint64_t)t->dims[1] && s->qshapes[j][2] == d2)
 				break;
 		if (j < s->nqshapes || s->nqshapes >= QSHAPES_MAX)
 			continue;
@@ -71,6 +73,7 @@ int nx_fp_set_quant_shapes(nx_fp_set *s, int dirfd, const char *path, nx_error *
 		s->qshapes = q;
 		q[s->nqshapes][0] = (uint64_t)t->dims[0];
 		q[s->nqshapes][1] = (uint64_t)t->dims[1];
+		q[s->nqshapes][2] = d2;
 		s->nqshapes++;
 	}
 	nx_onnx_free(m);
@@ -156,6 +159,48 @@ static int record(nx_fp_set *set, const char *name, const char *suffix, const si
 	return rc;
 }
 
+/* The K of an int4 weight [N, blocks, bytes] that n float values fill
+ * (n = K x N with K within the last block), or 0. */
+static uint64_t int4_k(const uint64_t *shape, uint64_t n)
+{
+	uint64_t block = shape[2] * 2, k = n / shape[0];
+
+	return n % shape[0] || !k || (k + block - 1) / block != shape[1] ? 0 : k;
+}
+
+/* The MatMulNBits forms of a [K, N] (ONNX MatMul) or [N, K] (torch Linear)
+ * teacher tensor: columns of K values, packed as the exporter packs them. */
+static int int4_forms(nx_fp_set *set, const char *name, const float *a, uint64_t n,
+		      const uint64_t *shape, size_t min, nx_error *err)
+{
+	uint64_t nn = shape[0], nb = shape[1], bytes = shape[2], k = int4_k(shape, n), c, r;
+	unsigned block = (unsigned)(bytes * 2);
+	unsigned char *out = malloc((size_t)(nn * nb * bytes));
+	float *col = malloc((size_t)k * sizeof(float)), *sc = malloc((size_t)nb * sizeof(float));
+	char sfx[96];
+	int t, rc = 0;
+
+	if (!out || !col || !sc) {
+		rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		goto out;
+	}
+	for (t = 0; t < 2 && !rc; t++) {
+		for (c = 0; c < nn; c++) {
+			for (r = 0; r < k; r++)
+				col[r] = t ? a[c * k + r] : a[r * nn + c];
+			nx_quant_int4_column(col, k, block, out + c * nb * bytes, sc);
+		}
+		snprintf(sfx, sizeof(sfx), " as int4%s (block %u) [%llu, %llu]",
+			 t ? " transposed" : "", block, (unsigned long long)k, (unsigned long long)nn);
+		rc = record(set, name, sfx, (const signed char *)out, nn * nb * bytes, min, err);
+	}
+out:
+	free(out);
+	free(col);
+	free(sc);
+	return rc;
+}
+
 int fp_quant_forms(nx_fp_set *set, const char *name, int fd, const char *path,
 		   const struct nx_onnx_tensor *t, uint64_t off, uint64_t len, size_t min,
 		   nx_error *err)
@@ -169,7 +214,8 @@ int fp_quant_forms(nx_fp_set *set, const char *name, int fd, const char *path,
 	int rc = 0;
 
 	for (k = 0; k < set->nqshapes && !any; k++)
-		any = set->qshapes[k][0] * set->qshapes[k][1] == n;
+		any = set->qshapes[k][2] ? int4_k(set->qshapes[k], n) != 0
+					 : set->qshapes[k][0] * set->qshapes[k][1] == n;
 	if (!any || len % 4 || n < min)
 		return 0;
 	if (!(f.p = malloc((size_t)len)) || !(q = malloc((size_t)n)) || !(qt = malloc((size_t)n))) {
@@ -188,6 +234,11 @@ int fp_quant_forms(nx_fp_set *set, const char *name, int fd, const char *path,
 		uint64_t rows = set->qshapes[k][0], cols = set->qshapes[k][1];
 		char sfx[96];
 
+		if (set->qshapes[k][2]) {
+			if (int4_k(set->qshapes[k], n))
+				rc = int4_forms(set, name, a, n, set->qshapes[k], min, err);
+			continue;
+		}
 		if (rows * cols != n)
 			continue;
 		if (!(scale = realloc(scale, (size_t)(rows > cols ? rows : cols) * sizeof(float)))) {
