@@ -925,12 +925,12 @@ def distil_fp32(ctx):
     return path
 
 
-def quant_bundle(ctx, model, batch):
+def quant_bundle(ctx, model, batch, mode="int8"):
     """examples/spam-distill around the DistilBERT-shaped student, int8,
     runtime at batch/SEQ.  The student is untrained (random logits), so
     the accuracy gate is opened (tolerance 1): accuracy is tested on the
     trained spam student (tests/e2e/test_quantize.py), speed here."""
-    out = ctx.cache / f"{model.stem}_int8_b{batch}"
+    out = ctx.cache / f"{model.stem}_{mode}_b{batch}"
     if (out / "manifest.json").exists():
         return out
     ws = ctx.cache / (out.name + "_ws")
@@ -939,7 +939,7 @@ def quant_bundle(ctx, model, batch):
                     ignore=shutil.ignore_patterns("nexus_bundle_v1"))
     shutil.copyfile(model, ws / "artifacts/student.onnx")
     y = (ws / "nexus.yaml").read_text().replace("max_model_bytes: 4MiB", "max_model_bytes: 2GiB")
-    (ws / "nexus.yaml").write_text(y + "export: {quantize: int8, quantize_tolerance: 1}\n")
+    (ws / "nexus.yaml").write_text(y + f"export: {{quantize: {mode}, quantize_tolerance: 1}}\n")
     rt = (ws / "config/runtime.yaml").read_text()
     rt = rt.replace("max_sequence_length: 64", f"max_sequence_length: {SEQ}")
     rt = rt.replace("batch_size: 8", f"batch_size: {batch}")
@@ -996,24 +996,28 @@ def bench_quant(ctx):
     rows.append(row("quant_size", "int8 export size / fp32 size", qsize / MIB, fsize / MIB,
                     "MiB", "<= 0.27x", qsize <= 0.27 * fsize, "the fp32 model",
                     note="MatMul weights per column, embeddings per row, + float scales"))
-    # inference: nexus_cli on the int8 bundle vs onnxruntime-node on fp32
-    for batch, n in ((1, 8 if ctx.a.quick else 16), (8, 16 if ctx.a.quick else 32)):
-        bundle = quant_bundle(ctx, model, batch)
+    # inference: nexus_cli on the int8 (int4) bundle vs onnxruntime-node on fp32
+    for mode, batch, n in (("int8", 1, 8 if ctx.a.quick else 16),
+                           ("int8", 8, 16 if ctx.a.quick else 32),
+                           ("int4", 1, 8 if ctx.a.quick else 16)):
+        bundle = quant_bundle(ctx, model, batch, mode)
         cos = []
 
         def check(ours_l, node_l):
             cos.append(cosine(ours_l, node_l))
-            if cos[0] < 0.99:
-                raise RuntimeError(f"quant batch {batch}: int8 logits differ from fp32 "
+            if cos[0] < 0.98:
+                raise RuntimeError(f"quant {mode} batch {batch}: logits differ from fp32 "
                                    f"(cosine {cos[0]:.4f})")
         ot, bt, o = cli_vs_node(ctx, env, str(bundle / "bin/nexus_cli"), model, batch, n,
                                 check, "q")
-        rows.append(row(f"quant_runtime_b{batch}",
-                        f"nexus_cli int8 vs ORT fp32, batch {batch}, seq {SEQ}, 1 thread",
+        size = sum(p.stat().st_size for p in (bundle / "model").glob("student_model.onnx*"))
+        rows.append(row(f"quant_runtime_{mode}_b{batch}",
+                        f"nexus_cli {mode} vs ORT fp32, batch {batch}, seq {SEQ}, 1 thread",
                         ot, bt, "seq/s", ">= 1.5x", ot >= 1.5 * bt,
                         "onnxruntime-node 1.30.0 running the fp32 model on the same ids",
                         max(x[1] for x in o),
-                        note=f"{n} texts, process incl.; logits cosine int8/fp32 {cos[0]:.5f}"))
+                        note=f"{n} texts, process incl.; logits cosine {mode}/fp32 {cos[0]:.5f}; "
+                             f"model {size / fsize:.3f}x of fp32"))
     return rows
 
 

@@ -202,29 +202,27 @@ static int read_input(struct ex *x, const struct nx_pb_reader *g, const struct n
 }
 
 /* The node that produces name, or NULL. */
-static const struct ex_node *producer(const struct ex *x, const char *name, size_t *idx)
+static const struct ex_node *producer(const struct ex *x, const char *name)
 {
 	size_t i, j;
 
 	for (i = 0; i < x->nnodes; i++)
 		for (j = 0; j < x->nodes[i].nout; j++)
-			if (x->keep_node[i] && !strcmp(x->nodes[i].out[j], name)) {
-				*idx = i;
+			if (x->keep_node[i] && !strcmp(x->nodes[i].out[j], name))
 				return &x->nodes[i];
-			}
 	return NULL;
 }
 
 /* A MatMul weight computed from an initializer by a layout op is a
  * constant the exporter did not fold: say so instead of leaving it float
  * without a word. */
-static int computed_weight(struct ex *x, const struct ex_node *mm, size_t i)
+static int computed_weight(struct ex *x, const struct ex_node *mm)
 {
 	static const char *const layout[] = { "Transpose", "Identity", "Cast", "Reshape" };
 	const struct ex_node *p;
-	size_t k, j;
+	size_t k;
 
-	if (!(p = producer(x, mm->in[1], &j)) || !p->op || p->ndirect < 1)
+	if (!(p = producer(x, mm->in[1])) || !p->op || p->ndirect < 1)
 		return 0;
 	for (k = 0; k < sizeof(layout) / sizeof(layout[0]); k++)
 		if (!strcmp(p->op, layout[k]) && qinit_find(x, p->in[0]))
@@ -236,7 +234,6 @@ static int computed_weight(struct ex *x, const struct ex_node *mm, size_t i)
 					    "'%s' in export.quantize_exclude", x->path,
 					    mm->name ? mm->name : mm->out[0], mm->in[1], p->op, p->in[0],
 					    mm->name ? mm->name : mm->out[0]);
-	(void)i;
 	return 0;
 }
 
@@ -292,7 +289,7 @@ int ex_quant_plan(struct ex *x, const struct nx_pb_reader *model, const struct n
 		if (!x->keep_node[i])
 			continue;
 		if (n->op && !strcmp(n->op, "MatMul") && n->ndirect == 2 && !qinit_find(x, n->in[1]) &&
-		    !excluded(x, n->name) && (rc = computed_weight(x, n, i)) != 0)
+		    !excluded(x, n->name) && (rc = computed_weight(x, n)) != 0)
 			return rc;
 		for (j = 0; j < n->nin; j++) {
 			struct ex_qinit *q = qinit_find(x, n->in[j]);
@@ -309,8 +306,10 @@ int ex_quant_plan(struct ex *x, const struct nx_pb_reader *model, const struct n
 	for (i = 0; i < x->nqinits; i++) {
 		struct ex_qinit *q = &x->qinits[i];
 
+		/* a graph output or input of that name must keep its float tensor */
 		if (q->mixed || q->input || !q->payload || excluded(x, q->name) ||
-		    q->rows * q->cols < min || q->rows > UINT64_MAX / q->cols)
+		    nx_strset_has(&x->graph_outputs, q->name) || q->rows > UINT64_MAX / q->cols ||
+		    q->rows * q->cols < min)
 			q->kind = EX_Q_NONE;
 	}
 	for (i = 0; i < x->nnodes; i++) {
