@@ -214,7 +214,7 @@ extern const char *const nx_export_quantize_names[];
  * The int8 form of one float32 value given its group's largest magnitude
  * (a row or column): scale = maxabs / 127 (1 when maxabs is 0), q =
  * round-half-even(v / scale) within [-127, 127].  The exporter and the
- * teacher fingerprints (fingerprint_quant.c) share it, so a teacher tensor
+ * teacher fingerprints (lib/fingerprint/fingerprint_quant.c) share it, so a teacher tensor
  * quantized by one is byte for byte what the other wrote.
  */
 float nx_quant_int8_scale(float maxabs);

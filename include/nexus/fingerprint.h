@@ -94,7 +94,7 @@ struct nx_fp_match {
  * model at path (relative to dirfd), so that every float32 teacher tensor
  * of one of those sizes is also recorded in the forms export.quantize
  * writes (int8 per column, per row, transposed; int4 blocks of a [K, N] or
- * an [N, K] tensor: src/lib/fingerprint_quant.c), and a teacher tensor
+ * an [N, K] tensor: src/lib/fingerprint/fingerprint_quant.c), and a teacher tensor
  * copied into the student and then quantized still matches exactly.
  */
 int nx_fp_set_quant_shapes(nx_fp_set *s, int dirfd, const char *path, nx_error *err);
