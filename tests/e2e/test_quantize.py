@@ -106,10 +106,11 @@ def embedder(dim=64, vocab=len(VOCAB), seed=3):
     return m
 
 
+# task: raw (the hidden states themselves): on main at the time of writing,
+# the liveness check (dead-initializer) saw no change in an embedding task's
+# outputs for this model, float or not
 EMBED_RT = """\
-task: embedding
-pooling: mean
-normalize: true
+task: raw
 max_sequence_length: 32
 batch_size: 1
 threads: 1
@@ -127,7 +128,8 @@ def test_embedder_int8_cosine(nexus, tmp_path):
         ws = make_workspace(tmp_path / mode, student=model, runtime_yaml=EMBED_RT,
                             extra_yaml=f"export: {{quantize: {mode}, quantize_min_elements: 512}}\n")
         build(nexus, ws, tmp_path / f"{mode}_out")
-        out[mode] = [np.array(r["embedding"]) for r in run_texts(tmp_path / f"{mode}_out", texts)]
+        out[mode] = [np.array(r["outputs"]["last_hidden_state"]).ravel()
+                     for r in run_texts(tmp_path / f"{mode}_out", texts)]
     m = onnx.load(str(tmp_path / "int8_out/model/student_model.onnx"))
     assert sum(t.data_type == TensorProto.INT8 for t in m.graph.initializer) == 3
     cos = [float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) for a, b in zip(out["none"], out["int8"])]
