@@ -1,12 +1,13 @@
 /*
- * nexus/tokenizer.h - the WordPiece tokenizer of the in-bundle runtime.
+ * nexus/tokenizer.h - the tokenizer of the in-bundle runtime.
  *
- * Reads a Hugging Face `tokenizer.json` whose model is WordPiece (with the
- * BertNormalizer, BertPreTokenizer and a BertProcessing or [CLS] $A [SEP]
- * TemplateProcessing post-processor), or a plain `vocab.txt` (one token per
- * line, id = line number) with the defaults of an uncased BERT.  Encoding
- * gives the same ids as the Hugging Face `tokenizers` library for the same
- * file (tests/e2e/test_tokenizer_parity.py checks this on a large corpus).
+ * Reads a Hugging Face `tokenizer.json` (models WordPiece, BPE, Unigram,
+ * WordLevel; its normalizer, pre-tokenizer, added tokens, post-processor,
+ * truncation and padding), or a plain `vocab.txt` (one token per line, id =
+ * line number) with the defaults of an uncased BERT.  Encoding gives the
+ * same ids, type ids and masks as the Hugging Face `tokenizers` library for
+ * the same file (tests/e2e/test_tokenizer_parity.py checks this on a large
+ * corpus).
  *
  * Anything the file asks for that this module does not implement (another
  * model type, normalizer, pre-tokenizer or post-processor) is an NX_ECONFIG
@@ -67,6 +68,51 @@ int nx_tokenizer_parse_vocab(nx_tokenizer **out, const char *buf, size_t len,
  */
 int nx_tokenizer_encode(nx_tokenizer *t, const char *text, size_t len, size_t max_len,
 			int64_t *ids_out, size_t *n_out, nx_error *err);
+
+/*
+ * Encode text `a` (alen bytes) and, when `b` is not NULL, the pair text `b`
+ * (blen bytes) as Hugging Face's encode(a, b, add_special_tokens=true):
+ * added tokens, normalizer, pre-tokenizer, model, truncation, post-processor
+ * (type ids of a pair included) and the padding the file asks for.  The
+ * length limit is the smaller of `max_len` and the file's
+ * truncation.max_length; padding never goes beyond max_len.  Every output
+ * array has room for max_len entries; ids_out is required, type_ids,
+ * attention_mask and special_mask (1 where the post-processor added the
+ * token or padding did) may be NULL.  *n_out is the number of entries
+ * written.  Errors: as nx_tokenizer_encode, plus NX_EUSAGE when the
+ * truncation the file asks for cannot be done (only_second without a pair,
+ * a sequence too short to remove enough from).
+ */
+int nx_tokenizer_encode_pair(nx_tokenizer *t, const char *a, size_t alen, const char *b,
+			     size_t blen, size_t max_len, int64_t *ids_out, int64_t *type_ids,
+			     int64_t *attention_mask, int64_t *special_mask, size_t *n_out,
+			     nx_error *err);
+
+/*
+ * The token string of `id` (not NUL-terminated; *len its bytes), borrowed
+ * from the tokenizer: the added token's content, else the model's piece.
+ * NULL if the id is unknown.
+ */
+const char *nx_tokenizer_id_to_token(const nx_tokenizer *t, int64_t id, size_t *len);
+
+/* The id of token `s` (len bytes): added tokens first, then the model; -1 if none. */
+int64_t nx_tokenizer_token_to_id(const nx_tokenizer *t, const char *s, size_t len);
+
+/* 1 if `id` is an added token marked "special": true, else 0. */
+int nx_tokenizer_is_special(const nx_tokenizer *t, int64_t id);
+
+/*
+ * The tokenizer.json's `decoder` object as a jansson json_t * (borrowed,
+ * alive as long as the tokenizer), or NULL if the file has none (or the
+ * tokenizer came from a vocab.txt).
+ */
+const void *nx_tokenizer_decoder_json(const nx_tokenizer *t);
+
+/* Type id used to pad (padding.pad_type_id, else 0). */
+int64_t nx_tokenizer_pad_type_id(const nx_tokenizer *t);
+
+/* 1 if the file pads on the left (padding.direction "Left"), else 0. */
+int nx_tokenizer_pad_left(const nx_tokenizer *t);
 
 /* Id used to pad a batch (padding.pad_id, else "[PAD]", else 0). */
 int64_t nx_tokenizer_pad_id(const nx_tokenizer *t);
