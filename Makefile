@@ -23,10 +23,11 @@ override CFLAGS += -std=c11 $(WARN) -fstack-protector-strong -fPIE -D_FORTIFY_SO
 override LDFLAGS += -pie -Wl,-z,relro,-z,now $(SAN)
 # The tool links its libraries dynamically; the in-bundle runtime links them
 # statically so that a production host needs only glibc and libstdc++.
-LIBS     := -lcrypto -ljansson -lyaml -lutf8proc -lzstd -lseccomp -lm -lpthread
-RT_LIBS  := -Wl,-Bstatic -lcrypto -ljansson -lyaml -lutf8proc -Wl,-Bdynamic -ldl -lm -lpthread
+LIBS     := -lcrypto -ljansson -lyaml -lutf8proc -lpcre2-8 -lzstd -lseccomp -lm -lpthread
+RT_LIBS  := -Wl,-Bstatic -lcrypto -ljansson -lyaml -lutf8proc -lpcre2-8 -Wl,-Bdynamic -ldl -lm -lpthread
 
 LIB_SRC := $(sort $(wildcard src/lib/*.c))
+LIB_SRC += $(sort $(wildcard src/lib/tokenizer/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 RT_SRC  := $(sort $(wildcard src/runtime/*.c))
 UT_SRC  := $(sort $(wildcard tests/unit/test_*.c))

@@ -32,7 +32,7 @@ extern "C" {
 
 #define NX_TOKENIZER_FILE_MAX (64u << 20)  /* tokenizer.json / vocab.txt bytes */
 #define NX_TOKENIZER_VOCAB_MAX (1u << 21)  /* vocabulary entries */
-#define NX_TOKENIZER_TOKEN_MAX 512         /* bytes of one vocabulary entry */
+#define NX_TOKENIZER_TOKEN_MAX 4096        /* bytes of one vocabulary entry */
 #define NX_TOKENIZER_SPECIAL_MAX 8         /* ids the post-processor adds per side */
 #define NX_TOKENIZER_WORD_CHARS_MAX 10000  /* cap on max_input_chars_per_word */
 
