@@ -409,7 +409,7 @@ static int parse_model(nx_tokenizer *t, json_t *m, const char *path, nx_error *e
 				return nx_tok__cfg(err, path, "model.unk_id", "must be an index of model.vocab");
 			md->unk_id = json_integer_value(v);
 		}
-		return 0;
+		return nx_tok__unigram_index(t) ? nomem(err, path) : 0;
 	}
 	return nx_tok__cfg(err, path, "model.type", "'%.40s' is not supported (WordPiece, BPE, "
 			   "Unigram, WordLevel)", type);

@@ -126,6 +126,9 @@ void nx_tok__model_release(struct tmodel *m)
 	free(m->cache);
 	free(m->syms);
 	free(m->heap);
+	free(m->trie_keys);
+	free(m->trie_child);
+	free(m->trie_piece);
 	free(m->scores);
 	free(m->lattice);
 	free(m->fuse.p);

@@ -181,6 +181,12 @@ struct tmodel {
 	struct bpe_heap_ent *heap;
 	size_t heap_cap;
 	/* Unigram */
+	/* byte trie of the pieces: edge (node << 8 | byte) + 1 -> child */
+	uint64_t *trie_keys;
+	uint32_t *trie_child;
+	size_t trie_mask;
+	int32_t *trie_piece;     /* node -> piece id, -1 */
+	size_t trie_nodes, trie_cap;
 	double *scores;          /* by id */
 	double min_score;
 	struct unigram_node {
@@ -294,6 +300,7 @@ int nx_tok__bpe(nx_tokenizer *t, const char *s, size_t len, struct ib *out, nx_e
 int nx_tok__unigram(nx_tokenizer *t, const char *s, size_t len, struct ib *out,
 		    nx_error *err);
 void nx_tok__model_release(struct tmodel *m);
+int nx_tok__unigram_index(nx_tokenizer *t);
 /* merges map */
 int nx_tok__merge_put(struct tmodel *m, uint32_t a, uint32_t b, uint32_t rank, uint32_t new_id);
 const struct merge_slot *nx_tok__merge_get(const struct tmodel *m, uint32_t a, uint32_t b);

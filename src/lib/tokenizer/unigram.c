@@ -1,8 +1,8 @@
 /*
  * unigram.c - the Unigram model as Hugging Face's encode_optimized: a
  * Viterbi pass over the bytes of the word, every vocabulary piece that
- * starts at a character boundary a candidate (looked up by length up to the
- * longest piece, instead of a trie: the hash table is already there), an
+ * starts at a character boundary a candidate (a common-prefix search in a
+ * byte trie of the pieces, its edges in one open-addressing table), an
  * unknown character scored min_score - 10, unknowns fused when fuse_unk,
  * and the pieces then mapped to ids (byte_fallback to <0xNN>).
  */
@@ -43,6 +43,24 @@ static int piece_ids(nx_tokenizer *t, const char *s, size_t len, struct ib *out,
 	return nx_tok__ib_push(out, t->m.unk_id);
 }
 
+static uint64_t mix(uint64_t k)
+{
+	k ^= k >> 33;
+	k *= 0xff51afd7ed558ccdULL;
+	return k ^ (k >> 33);
+}
+
+static uint32_t trie_child(const struct tmodel *m, uint32_t node, unsigned char b)
+{
+	uint64_t key = (((uint64_t)node << 8) | b) + 1;
+	size_t i = mix(key) & m->trie_mask;
+
+	for (; m->trie_keys[i]; i = (i + 1) & m->trie_mask)
+		if (m->trie_keys[i] == key)
+			return m->trie_child[i];
+	return 0;
+}
+
 int nx_tok__unigram(nx_tokenizer *t, const char *s, size_t len, struct ib *out, nx_error *err)
 {
 	struct tmodel *m = &t->m;
@@ -73,11 +91,14 @@ int nx_tok__unigram(nx_tokenizer *t, const char *s, size_t len, struct ib *out, 
 		bool single = false;
 
 		nx_tok__next(s, len, &next);
-		for (end = next; end <= len && end - start <= t->v.longest;) {
-			int64_t e = nx_vocab_find(&t->v, s + start, end - start, NULL, 0);
+		uint32_t node = 0;
 
-			if (e >= 0) {
-				int64_t id = t->v.ent[e].id;
+		for (end = start; end < len;) {
+			int64_t id;
+
+			if (!(node = trie_child(m, node, (unsigned char)s[end++])))
+				break;
+			if ((id = m->trie_piece[node]) >= 0) {
 				double sc = base + m->scores[id];
 
 				if (lat[end].start < 0 || sc > lat[end].score) {
@@ -88,9 +109,6 @@ int nx_tok__unigram(nx_tokenizer *t, const char *s, size_t len, struct ib *out, 
 				if (end == next)
 					single = true;
 			}
-			if (end == len)
-				break;
-			nx_tok__next(s, len, &end);
 		}
 		if (!single) {
 			double sc = base + unk_score;
@@ -107,35 +125,91 @@ int nx_tok__unigram(nx_tokenizer *t, const char *s, size_t len, struct ib *out, 
 		}
 		start = next;
 	}
-	/* walk back, collecting (start, end) ranges; fuse consecutive unknowns */
+	/* walk back, collecting (start, end, id) with id -1 for a run of
+	 * unknowns (fused) or an unknown: those are looked up as strings */
 	m->fuse.n = 0;
 	end = len;
 	fuse_end = 0;
 	while (end > 0) {
 		size_t st = (size_t)lat[end].start;
+		int64_t id = lat[end].id;
 
-		if (m->fuse_unk && m->unk_id >= 0 && lat[end].id == m->unk_id) {
+		if (m->fuse_unk && m->unk_id >= 0 && id == m->unk_id) {
 			if (!fuse_end)
 				fuse_end = end;
 		} else {
 			if (fuse_end) {
 				if (nx_tok__ib_push(&m->fuse, (int64_t)end) ||
-				    nx_tok__ib_push(&m->fuse, (int64_t)fuse_end))
+				    nx_tok__ib_push(&m->fuse, (int64_t)fuse_end) ||
+				    nx_tok__ib_push(&m->fuse, -1))
 					return NX_ENOMEM;
 				fuse_end = 0;
 			}
-			if (nx_tok__ib_push(&m->fuse, (int64_t)st) || nx_tok__ib_push(&m->fuse, (int64_t)end))
+			if (nx_tok__ib_push(&m->fuse, (int64_t)st) ||
+			    nx_tok__ib_push(&m->fuse, (int64_t)end) ||
+			    nx_tok__ib_push(&m->fuse, id == m->unk_id ? -1 : id))
 				return NX_ENOMEM;
 		}
 		end = st;
 	}
-	if (fuse_end && (nx_tok__ib_push(&m->fuse, 0) || nx_tok__ib_push(&m->fuse, (int64_t)fuse_end)))
+	if (fuse_end && (nx_tok__ib_push(&m->fuse, 0) ||
+			 nx_tok__ib_push(&m->fuse, (int64_t)fuse_end) || nx_tok__ib_push(&m->fuse, -1)))
 		return NX_ENOMEM;
-	for (nr = m->fuse.n / 2; nr-- > 0;) {
-		size_t a = (size_t)m->fuse.p[2 * nr], b = (size_t)m->fuse.p[2 * nr + 1];
+	for (nr = m->fuse.n / 3; nr-- > 0;) {
+		size_t a = (size_t)m->fuse.p[3 * nr], b = (size_t)m->fuse.p[3 * nr + 1];
+		int64_t id = m->fuse.p[3 * nr + 2];
 
-		if ((rc = piece_ids(t, s + a, b - a, out, err)))
+		if (id >= 0)
+			rc = nx_tok__ib_push(out, id);
+		else
+			rc = piece_ids(t, s + a, b - a, out, err);
+		if (rc)
 			return rc;
+	}
+	return 0;
+}
+
+/* The byte trie of the pieces (after the vocabulary is loaded). */
+int nx_tok__unigram_index(nx_tokenizer *t)
+{
+	struct tmodel *m = &t->m;
+	size_t i, k, slots = 1024;
+
+	for (i = 0; i < t->v.n; i++)
+		m->trie_cap += t->v.ent[i].len;
+	m->trie_cap += 1;
+	while (slots < m->trie_cap * 2)
+		slots *= 2;
+	m->trie_mask = slots - 1;
+	if (!(m->trie_keys = calloc(slots, sizeof(*m->trie_keys))) ||
+	    !(m->trie_child = calloc(slots, sizeof(*m->trie_child))) ||
+	    !(m->trie_piece = malloc(m->trie_cap * sizeof(*m->trie_piece))))
+		return NX_ENOMEM;
+	m->trie_piece[0] = -1;
+	m->trie_nodes = 1;
+	for (i = 0; i < t->v.n; i++) {
+		const struct nx_vocab_entry *e = &t->v.ent[i];
+		const unsigned char *p = (const unsigned char *)t->v.arena + e->off;
+		uint32_t node = 0;
+
+		for (k = 0; k < e->len; k++) {
+			uint32_t c = trie_child(m, node, p[k]);
+
+			if (!c) {
+				uint64_t key = (((uint64_t)node << 8) | p[k]) + 1;
+				size_t s = mix(key) & m->trie_mask;
+
+				while (m->trie_keys[s])
+					s = (s + 1) & m->trie_mask;
+				c = (uint32_t)m->trie_nodes++;
+				m->trie_keys[s] = key;
+				m->trie_child[s] = c;
+				m->trie_piece[c] = -1;
+			}
+			node = c;
+		}
+		if (e->len)
+			m->trie_piece[node] = (int32_t)e->id;
 	}
 	return 0;
 }
