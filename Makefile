@@ -27,6 +27,7 @@ LIBS     := -lcrypto -ljansson -lyaml -lutf8proc -lzstd -lseccomp -lm -lpthread
 RT_LIBS  := -Wl,-Bstatic -lcrypto -ljansson -lyaml -lutf8proc -Wl,-Bdynamic -ldl -lm -lpthread
 
 LIB_SRC := $(sort $(wildcard src/lib/*.c))
+LIB_SRC += $(sort $(wildcard src/lib/tokenizer/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 RT_SRC  := $(sort $(wildcard src/runtime/*.c))
 UT_SRC  := $(sort $(wildcard tests/unit/test_*.c))

@@ -77,6 +77,26 @@ size_t nx_tokenizer_vocab_size(const nx_tokenizer *t);
 /* Number of ids the post-processor adds around the words (2 for BERT). */
 size_t nx_tokenizer_special_count(const nx_tokenizer *t);
 
+/*
+ * The vocabulary entry (or added token) of `id`, its length in *len (may be
+ * NULL); not NUL-terminated, valid as long as the tokenizer.  NULL for an
+ * id that names nothing.  Added tokens are looked up first, as Hugging
+ * Face's decode does.
+ */
+const char *nx_tokenizer_id_to_token(const nx_tokenizer *t, int64_t id, size_t *len);
+
+/* The id of the token of `len` bytes (added tokens first), or -1. */
+int64_t nx_tokenizer_token_to_id(const nx_tokenizer *t, const char *tok, size_t len);
+
+/* 1 if `id` is a special added token (skipped by skip_special_tokens), else 0. */
+int nx_tokenizer_is_special(const nx_tokenizer *t, int64_t id);
+
+/*
+ * The file's `decoder` object (a jansson json_t *, kept alive by the
+ * tokenizer), or NULL when it has none (and for vocab.txt).
+ */
+const void *nx_tokenizer_decoder_json(const nx_tokenizer *t);
+
 /* Which file it was loaded from: "tokenizer.json" or "vocab.txt". */
 const char *nx_tokenizer_source(const nx_tokenizer *t);
 

@@ -41,6 +41,7 @@ struct nx_added_token {
 	char *content;
 	size_t len;
 	int64_t id;
+	bool special;
 };
 
 struct nx_tokenizer {
@@ -56,6 +57,8 @@ struct nx_tokenizer {
 	size_t nadded;
 	unsigned char added_first[32];  /* bitmap of first bytes of added tokens */
 	const char *source;
+	uint32_t *by_id;    /* vocabulary entry indices sorted by id, for id_to_token */
+	void *decoder;      /* json_t * of the file's "decoder", or NULL */
 	/* scratch reused by encode */
 	uint32_t *cp;
 	size_t cp_len, cp_cap;

@@ -172,6 +172,7 @@ static int parse_added(nx_tokenizer *t, json_t *added, const char *path, nx_erro
 			return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
 		tok->len = strlen(content);
 		tok->id = json_integer_value(id);
+		tok->special = json_is_true(json_object_get(a, "special"));
 		t->nadded++;
 		t->added_first[(unsigned char)content[0] >> 3] |= 1u << ((unsigned char)content[0] & 7);
 	}
@@ -261,6 +262,9 @@ int nx_tokenizer_parse_json(nx_tokenizer **out, const char *buf, size_t len,
 			 type ? type : "null");
 		goto out;
 	}
+	pre = json_object_get(root, "decoder");
+	if (pre && !json_is_null(pre))
+		t->decoder = json_incref(pre);
 	pad = json_object_get(json_object_get(root, "padding"), "pad_id");
 	if (json_is_integer(pad) && json_integer_value(pad) >= 0)
 		t->pad_id = json_integer_value(pad);

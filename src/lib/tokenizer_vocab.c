@@ -1,4 +1,5 @@
 /* tokenizer_vocab.c - the vocabulary hash table and the tokenizer's lifetime. */
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,8 +121,23 @@ int nx_tokenizer_alloc(nx_tokenizer **out, const char *source, nx_error *err)
 	return 0;
 }
 
+static int by_id_cmp(const void *a, const void *b, void *ctx)
+{
+	const struct nx_vocab *v = ctx;
+	int64_t x = v->ent[*(const uint32_t *)a].id, y = v->ent[*(const uint32_t *)b].id;
+
+	return (x > y) - (x < y);
+}
+
 int nx_tokenizer_finish(nx_tokenizer *t, const char *path, nx_error *err)
 {
+	size_t i;
+
+	if (!(t->by_id = malloc((t->v.n ? t->v.n : 1) * sizeof(*t->by_id))))
+		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+	for (i = 0; i < t->v.n; i++)
+		t->by_id[i] = (uint32_t)i;
+	qsort_r(t->by_id, t->v.n, sizeof(*t->by_id), by_id_cmp, &t->v);
 	if (t->unk_id < 0)
 		return nx_error_set(err, NX_ECONFIG, path, 0, -1,
 				    "%s: the unknown token is not in the vocabulary", path);
@@ -153,6 +169,66 @@ const char *nx_tokenizer_source(const nx_tokenizer *t)
 	return t->source;
 }
 
+const char *nx_tokenizer_id_to_token(const nx_tokenizer *t, int64_t id, size_t *len)
+{
+	size_t i, lo = 0, hi = t->v.n;
+
+	for (i = 0; i < t->nadded; i++)
+		if (t->added[i].id == id) {
+			if (len)
+				*len = t->added[i].len;
+			return t->added[i].content;
+		}
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct nx_vocab_entry *e = &t->v.ent[t->by_id[mid]];
+
+		if (e->id == id) {
+			if (len)
+				*len = e->len;
+			return t->v.arena + e->off;
+		}
+		if (e->id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+int64_t nx_tokenizer_token_to_id(const nx_tokenizer *t, const char *tok, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < t->nadded; i++)
+		if (t->added[i].len == len && !memcmp(t->added[i].content, tok, len))
+			return t->added[i].id;
+	return nx_vocab_get2(&t->v, tok, len, NULL, 0);
+}
+
+int nx_tokenizer_is_special(const nx_tokenizer *t, int64_t id)
+{
+	static const char *const bert[] = { "[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]" };
+	const char *s;
+	size_t i, len;
+
+	for (i = 0; i < t->nadded; i++)
+		if (t->added[i].id == id)
+			return t->added[i].special;
+	/* vocab.txt: the special tokens of Hugging Face's BertTokenizer */
+	if (strcmp(t->source, "vocab.txt") || !(s = nx_tokenizer_id_to_token(t, id, &len)))
+		return 0;
+	for (i = 0; i < sizeof(bert) / sizeof(bert[0]); i++)
+		if (len == strlen(bert[i]) && !memcmp(s, bert[i], len))
+			return 1;
+	return 0;
+}
+
+const void *nx_tokenizer_decoder_json(const nx_tokenizer *t)
+{
+	return t->decoder;
+}
+
 void nx_tokenizer_free(nx_tokenizer *t)
 {
 	size_t i;
@@ -168,5 +244,7 @@ void nx_tokenizer_free(nx_tokenizer *t)
 	free(t->cp);
 	free(t->wbuf);
 	free(t->boff);
+	free(t->by_id);
+	json_decref(t->decoder);
 	free(t);
 }

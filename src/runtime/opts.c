@@ -80,6 +80,7 @@ int rt_parse(struct rt_args *a, const struct rt_verb *v, int argc, char **argv)
 		case RT_OPT_OUTPUT: a->output = val; break;
 		case RT_OPT_WRITE: a->write = true; break;
 		case RT_OPT_VERBOSE: a->verbose = true; break;
+		case RT_OPT_SKIP_SPECIAL: a->skip_special = true; break;
 		case RT_OPT_TOKDIR: a->tokdir = val; break;
 		case RT_OPT_TEXT:
 			a->texts = realloc(a->texts, (a->ntexts + 1) * sizeof(*a->texts));

@@ -152,7 +152,7 @@ int rt_selftest_write(struct rt_session *s, struct rt_bundle *b, char *const *te
 /* Verbs and their options (opts.c, main.c). */
 enum {
 	RT_OPT_BUNDLE = 1, RT_OPT_JSON, RT_OPT_TEXT, RT_OPT_INPUT, RT_OPT_WRITE, RT_OPT_OUTPUT,
-	RT_OPT_TOL, RT_OPT_TOKDIR, RT_OPT_MAXLEN, RT_OPT_VERBOSE
+	RT_OPT_TOL, RT_OPT_TOKDIR, RT_OPT_MAXLEN, RT_OPT_VERBOSE, RT_OPT_SKIP_SPECIAL
 };
 
 struct rt_opt {
@@ -177,6 +177,7 @@ struct rt_args {
 	char **texts;
 	size_t ntexts;
 	bool json, write;
+	bool skip_special;      /* detokenize --skip-special-tokens */
 	bool verbose;           /* ONNX Runtime logs from INFO instead of ERROR */
 	double tol;
 	long maxlen;
