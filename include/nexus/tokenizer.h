@@ -68,6 +68,20 @@ int nx_tokenizer_parse_vocab(nx_tokenizer **out, const char *buf, size_t len,
 int nx_tokenizer_encode(nx_tokenizer *t, const char *text, size_t len, size_t max_len,
 			int64_t *ids_out, size_t *n_out, nx_error *err);
 
+/*
+ * Encode text `a` (alen bytes) and, when `b` is not NULL, the pair text `b`
+ * (blen bytes) as Hugging Face's encode(a, b, add_special_tokens=true).
+ * Every output array has room for max_len entries; ids_out is required,
+ * type_ids, attention_mask and special_mask (1 where the post-processor
+ * added the token or padding did) may be NULL.  *n_out is the number of
+ * entries written.  Errors: as nx_tokenizer_encode; NX_ECONFIG for a pair
+ * the tokenizer cannot encode.
+ */
+int nx_tokenizer_encode_pair(nx_tokenizer *t, const char *a, size_t alen, const char *b,
+			     size_t blen, size_t max_len, int64_t *ids_out, int64_t *type_ids,
+			     int64_t *attention_mask, int64_t *special_mask, size_t *n_out,
+			     nx_error *err);
+
 /* Id used to pad a batch (padding.pad_id, else "[PAD]", else 0). */
 int64_t nx_tokenizer_pad_id(const nx_tokenizer *t);
 

@@ -355,3 +355,33 @@ int nx_tokenizer_encode(nx_tokenizer *t, const char *text, size_t len, size_t ma
 	*n_out = t->npre + n + t->npost;
 	return 0;
 }
+
+/*
+ * The pair API of the tokenizer.json engine (issue #16) on this WordPiece
+ * encoder: one sequence, type ids 0, a mask of ones, and the ids the
+ * post-processor put around the words marked special.
+ */
+int nx_tokenizer_encode_pair(nx_tokenizer *t, const char *a, size_t alen, const char *b,
+			     size_t blen, size_t max_len, int64_t *ids_out, int64_t *type_ids,
+			     int64_t *attention_mask, int64_t *special_mask, size_t *n_out,
+			     nx_error *err)
+{
+	size_t i, n = 0;
+	int rc;
+
+	if (b)
+		return nx_error_set(err, NX_ECONFIG, NULL, 0, -1,
+				    "this tokenizer does not encode sentence pairs yet");
+	if ((rc = nx_tokenizer_encode(t, a, alen, max_len, ids_out, &n, err)))
+		return rc;
+	for (i = 0; i < n; i++) {
+		if (type_ids)
+			type_ids[i] = 0;
+		if (attention_mask)
+			attention_mask[i] = 1;
+		if (special_mask)
+			special_mask[i] = i < t->npre || i + t->npost >= n;
+	}
+	*n_out = n;
+	return 0;
+}

@@ -69,6 +69,10 @@ static int feed(const struct rt_args *a, int (*add)(void *, const struct rt_inpu
 		memset(&in, 0, sizeof(in));
 		in.text = a->texts[i];
 		in.len = strlen(a->texts[i]);
+		if (i < a->npairs) {
+			in.pair = a->pairs[i];
+			in.pair_len = strlen(a->pairs[i]);
+		}
 		if ((rc = add(ctx, &in, err)))
 			return rc;
 	}
@@ -254,25 +258,25 @@ struct tok_ctx {
 	nx_tokenizer *tok;
 	nx_tokdecoder *dec;
 	size_t max_len;
-	int64_t *ids;
+	int64_t *ids, *type_ids, *mask, *special;
 	bool json, skip_special;
 	struct printer *p;
 };
 
-static json_t *int_list(const int64_t *v, size_t n, int64_t fixed, bool use_fixed)
+static json_t *int_list(const int64_t *v, size_t n)
 {
 	json_t *r = json_array();
 	size_t i;
 
 	for (i = 0; r && i < n; i++)
-		if (json_array_append_new(r, json_integer(use_fixed ? fixed : v[i]))) {
+		if (json_array_append_new(r, json_integer(v[i]))) {
 			json_decref(r);
 			return NULL;
 		}
 	return r;
 }
 
-/* {"ids", "tokens", "type_ids", "attention_mask"} of one encoding */
+/* {"ids", "tokens", "type_ids", "attention_mask", "special_tokens_mask"} */
 static json_t *tok_object(const struct tok_ctx *c, size_t n)
 {
 	json_t *toks = json_array();
@@ -286,10 +290,9 @@ static json_t *tok_object(const struct tok_ctx *c, size_t n)
 			return NULL;
 		}
 	}
-	/* the current encoder feeds the model type ids 0 and an attention mask of ones */
-	return json_pack("{s:o,s:o,s:o,s:o}", "ids", int_list(c->ids, n, 0, false),
-			 "tokens", toks, "type_ids", int_list(c->ids, n, 0, true),
-			 "attention_mask", int_list(c->ids, n, 1, true));
+	return json_pack("{s:o,s:o,s:o,s:o,s:o}", "ids", int_list(c->ids, n), "tokens", toks,
+			 "type_ids", int_list(c->type_ids, n), "attention_mask", int_list(c->mask, n),
+			 "special_tokens_mask", int_list(c->special, n));
 }
 
 static int emit(struct printer *p, json_t *r, nx_error *err)
@@ -311,9 +314,10 @@ static int tok_one(void *ctx, const struct rt_input *in, nx_error *err)
 
 	if (!in->text)
 		return emit(c->p, json_pack("{s:s}", "error", in->error), err);
-	if (nx_tokenizer_encode(c->tok, in->text, in->len, c->max_len, c->ids, &n, &e))
+	if (nx_tokenizer_encode_pair(c->tok, in->text, in->len, in->pair, in->pair_len, c->max_len,
+				     c->ids, c->type_ids, c->mask, c->special, &n, &e))
 		return emit(c->p, json_pack("{s:s}", "error", e.message), err);
-	return emit(c->p, c->json ? tok_object(c, n) : int_list(c->ids, n, 0, false), err);
+	return emit(c->p, c->json ? tok_object(c, n) : int_list(c->ids, n), err);
 }
 
 /* ids of a detokenize input: a JSON list, {"ids": [...]}, or "5, 6 7" */
@@ -438,9 +442,13 @@ static int tok_verb(const struct rt_verb *v, int argc, char **argv, bool detok)
 
 	if ((rc = rt_parse(&a, v, argc, argv)))
 		return free(a.texts), rc < 0 ? 0 : rc;
-	if (!a.ntexts && !a.input)
-		return free(a.texts), rt_usage(v, detok ? "give --ids IDS or --input FILE (- for stdin)"
-					       : "give --text TEXT or --input FILE (- for stdin)");
+	if (a.npairs > a.ntexts)
+		rc = rt_usage(v, "each --pair goes with a --text before it");
+	else if (!a.ntexts && !a.input)
+		rc = rt_usage(v, detok ? "give --ids IDS or --input FILE (- for stdin)"
+			      : "give --text TEXT or --input FILE (- for stdin)");
+	if (rc)
+		return free(a.texts), free(a.pairs), rc;
 	nx_error_clear(&err);
 	c.p = &p;
 	c.json = a.json;
@@ -448,12 +456,19 @@ static int tok_verb(const struct rt_verb *v, int argc, char **argv, bool detok)
 	rc = open_tokenizer(&c, &b, &a, &err);
 	if (!rc && detok)
 		rc = nx_tokdecoder_new(&c.dec, c.tok, a.tokdir ? a.tokdir : "model/tokenizer", &err);
-	if (!rc && !(c.ids = calloc(c.max_len, sizeof(*c.ids))))
+	if (!rc && (!(c.ids = calloc(c.max_len, sizeof(*c.ids))) ||
+		    !(c.type_ids = calloc(c.max_len, sizeof(*c.ids))) ||
+		    !(c.mask = calloc(c.max_len, sizeof(*c.ids))) ||
+		    !(c.special = calloc(c.max_len, sizeof(*c.ids)))))
 		rc = nx_error_set(&err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	if (!rc)
 		rc = feed(&a, detok ? detok_one : tok_one, &c, &err);
 	fflush(stdout);
 	free(c.ids);
+	free(c.type_ids);
+	free(c.mask);
+	free(c.special);
+	free(a.pairs);
 	nx_tokdecoder_free(c.dec);
 	if (a.tokdir)
 		nx_tokenizer_free(c.tok);
@@ -494,8 +509,11 @@ static const struct rt_opt selftest_opts[] = {
 };
 static const struct rt_opt tokenize_opts[] = {
 	{ "text", "TEXT", "tokenize TEXT (repeatable)", RT_OPT_TEXT },
-	{ "input", "FILE", "one text or {\"text\": ...} per line; - for stdin", RT_OPT_INPUT },
-	{ "json", NULL, "one object per input: ids, tokens, type_ids, attention_mask", RT_OPT_JSON },
+	{ "input", "FILE", "one text or {\"text\": ..., \"text_pair\"?: ...} per line; - for stdin",
+	  RT_OPT_INPUT },
+	{ "pair", "TEXT", "the second text of the previous --text (sentence pairs)", RT_OPT_PAIR },
+	{ "json", NULL, "one object per input: ids, tokens, type_ids, attention_mask, "
+	  "special_tokens_mask", RT_OPT_JSON },
 	{ "tokenizer", "DIR", "a tokenizer directory instead of the bundle's", RT_OPT_TOKDIR },
 	{ "max-length", "N", "max_sequence_length (default: runtime.yaml, or 512)", RT_OPT_MAXLEN },
 	RT_OPT_BUNDLE_ENTRY,
@@ -528,9 +546,9 @@ static const struct rt_verb verbs[] = {
 	  "bundle's manifest, which does not exist yet at that point.",
 	  selftest_opts, cmd_selftest, false },
 	{ "tokenize", "print the ids of each input as a JSON list (one line per input)",
-	  "with --json, one object per input with the ids, their tokens, type_ids and\n"
-	  "attention_mask, exactly what `run` feeds the model; a bad input gives\n"
-	  "{\"error\": ...} in its place.",
+	  "with --json, one object per input with the ids, their tokens, type_ids,\n"
+	  "attention_mask and special_tokens_mask (as Hugging Face's encode gives them);\n"
+	  "a bad input gives {\"error\": ...} in its place.",
 	  tokenize_opts, cmd_tokenize, false },
 	{ "detokenize", "turn ids back into text (the tokenizer.json's decoder, as Hugging Face)",
 	  "one line of text per input (or {\"text\": ...} with --json); ids the vocabulary\n"

@@ -241,15 +241,14 @@ static int dec_bytelevel(struct tlist *out, const struct tlist *in)
 		const char *s = tl_get(in, i, &len);
 		size_t at = out->len;
 
-		for (k = 0; k < len;) {
-			int b = bytelevel_byte(next_cp(s, len, &k));
+		int b = 0;
 
-			if (b < 0)
-				break;
-			if (tl_add(out, &(unsigned char){ (unsigned char)b }, 1))
+		for (k = 0; k < len && b >= 0;) {
+			b = bytelevel_byte(next_cp(s, len, &k));
+			if (b >= 0 && tl_add(out, &(unsigned char){ (unsigned char)b }, 1))
 				return NX_ENOMEM;
 		}
-		if (k < len) {
+		if (b < 0) {
 			out->len = at;  /* a char outside the alphabet: the token's own bytes */
 			if (tl_add(out, s, len))
 				return NX_ENOMEM;
@@ -535,7 +534,7 @@ int nx_tokdecoder_decode(nx_tokdecoder *d, const int64_t *ids, size_t n, bool sk
 			 char **out, size_t *out_len, nx_error *err)
 {
 	struct tlist *in = &d->l[0], *o = &d->l[1], *sw;
-	size_t i, len;
+	size_t i, len, got = 0;
 	char *res;
 	int rc = 0;
 
@@ -545,7 +544,7 @@ int nx_tokdecoder_decode(nx_tokdecoder *d, const int64_t *ids, size_t n, bool sk
 
 		if (!s || (skip_special && nx_tokenizer_is_special(d->t, ids[i])))
 			continue;
-		if (d->none && in->n)
+		if (d->none && got++)
 			rc = tl_add(in, " ", 1);  /* no decoder: tokens.join(" ") into one */
 		if (!rc)
 			rc = tl_add(in, s, len);
