@@ -89,16 +89,18 @@ int nx_tokenizer_encode_pair(nx_tokenizer *t, const char *a, size_t alen, const 
 			     nx_error *err);
 
 /*
- * The token string of `id` (not NUL-terminated; *len its bytes), borrowed
- * from the tokenizer: the added token's content, else the model's piece.
- * NULL if the id is unknown.
+ * The token string of `id` (not NUL-terminated; its bytes in *len, which
+ * may be NULL), borrowed from the tokenizer: the added token's content,
+ * else the model's piece (added tokens first, as Hugging Face's decode
+ * looks them up).  NULL for an id that names nothing.
  */
 const char *nx_tokenizer_id_to_token(const nx_tokenizer *t, int64_t id, size_t *len);
 
 /* The id of token `s` (len bytes): added tokens first, then the model; -1 if none. */
 int64_t nx_tokenizer_token_to_id(const nx_tokenizer *t, const char *s, size_t len);
 
-/* 1 if `id` is an added token marked "special": true, else 0. */
+/* 1 if `id` is an added token marked "special": true (skipped by
+ * skip_special_tokens; for vocab.txt, BertTokenizer's five), else 0. */
 int nx_tokenizer_is_special(const nx_tokenizer *t, int64_t id);
 
 /*

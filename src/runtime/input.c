@@ -50,7 +50,7 @@ static int bad(struct rt_input *in, long lineno, const char *why)
 int rt_reader_next(struct rt_reader *r, struct rt_input *in, nx_error *err)
 {
 	ssize_t n;
-	json_t *j, *t;
+	json_t *j, *t, *pair;
 	json_error_t jerr;
 
 	memset(in, 0, sizeof(*in));
@@ -81,9 +81,23 @@ int rt_reader_next(struct rt_reader *r, struct rt_input *in, nx_error *err)
 		json_decref(j);
 		return bad(in, r->lineno, "a JSON line must be an object with a \"text\" string");
 	}
+	pair = json_object_get(j, "text_pair");
+	if (pair && !json_is_string(pair) && !json_is_null(pair)) {
+		json_decref(j);
+		return bad(in, r->lineno, "\"text_pair\" must be a string");
+	}
 	in->len = json_string_length(t);
 	if ((in->text = malloc(in->len + 1)))
 		memcpy(in->text, json_string_value(t), in->len + 1);
+	if (in->text && json_is_string(pair)) {
+		in->pair_len = json_string_length(pair);
+		if ((in->pair = malloc(in->pair_len + 1)))
+			memcpy(in->pair, json_string_value(pair), in->pair_len + 1);
+		else {
+			free(in->text);
+			in->text = NULL;
+		}
+	}
 	json_decref(j);
 	return in->text ? 1 : NX_ENOMEM;
 }
@@ -102,6 +116,7 @@ void rt_input_release(struct rt_input *in)
 {
 	free(in->text);
 	free(in->error);
+	free(in->pair);
 	memset(in, 0, sizeof(*in));
 }
 

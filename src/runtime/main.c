@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "onnxruntime_c_api.h"
+#include "nexus/tokdecode.h"
 #include "rt.h"
 
 static int fail(const char *verb, const nx_error *err)
@@ -68,6 +69,10 @@ static int feed(const struct rt_args *a, int (*add)(void *, const struct rt_inpu
 		memset(&in, 0, sizeof(in));
 		in.text = a->texts[i];
 		in.len = strlen(a->texts[i]);
+		if (i < a->npairs) {
+			in.pair = a->pairs[i];
+			in.pair_len = strlen(a->pairs[i]);
+		}
 		if ((rc = add(ctx, &in, err)))
 			return rc;
 	}
@@ -251,68 +256,235 @@ out:
 
 struct tok_ctx {
 	nx_tokenizer *tok;
+	nx_tokdecoder *dec;
 	size_t max_len;
-	int64_t *ids;
+	int64_t *ids, *type_ids, *mask, *special;
+	bool json, skip_special;
 	struct printer *p;
 };
+
+static json_t *int_list(const int64_t *v, size_t n)
+{
+	json_t *r = json_array();
+	size_t i;
+
+	for (i = 0; r && i < n; i++)
+		if (json_array_append_new(r, json_integer(v[i]))) {
+			json_decref(r);
+			return NULL;
+		}
+	return r;
+}
+
+/* {"ids", "tokens", "type_ids", "attention_mask", "special_tokens_mask"} */
+static json_t *tok_object(const struct tok_ctx *c, size_t n)
+{
+	json_t *toks = json_array();
+	size_t i, len;
+
+	for (i = 0; toks && i < n; i++) {
+		const char *s = nx_tokenizer_id_to_token(c->tok, c->ids[i], &len);
+
+		if (json_array_append_new(toks, s ? json_stringn(s, len) : json_null())) {
+			json_decref(toks);
+			return NULL;
+		}
+	}
+	return json_pack("{s:o,s:o,s:o,s:o,s:o}", "ids", int_list(c->ids, n), "tokens", toks,
+			 "type_ids", int_list(c->type_ids, n), "attention_mask", int_list(c->mask, n),
+			 "special_tokens_mask", int_list(c->special, n));
+}
+
+static int emit(struct printer *p, json_t *r, nx_error *err)
+{
+	int rc;
+
+	if (!r)
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	rc = print_result(p, r);
+	json_decref(r);
+	return rc ? nx_error_set(err, NX_EIO, NULL, 0, -1, "cannot write the output") : 0;
+}
 
 static int tok_one(void *ctx, const struct rt_input *in, nx_error *err)
 {
 	struct tok_ctx *c = ctx;
-	json_t *r;
 	nx_error e;
-	size_t n = 0, i;
+	size_t n = 0;
 
 	if (!in->text)
-		r = json_pack("{s:s}", "error", in->error);
-	else if (nx_tokenizer_encode(c->tok, in->text, in->len, c->max_len, c->ids, &n, &e))
-		r = json_pack("{s:s}", "error", e.message);
-	else
-		for (r = json_array(), i = 0; r && i < n; i++)
-			json_array_append_new(r, json_integer(c->ids[i]));
-	if (!r)
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
-	i = (size_t)print_result(c->p, r);
-	json_decref(r);
-	return i ? nx_error_set(err, NX_EIO, NULL, 0, -1, "cannot write the output") : 0;
+		return emit(c->p, json_pack("{s:s}", "error", in->error), err);
+	if (nx_tokenizer_encode_pair(c->tok, in->text, in->len, in->pair, in->pair_len, c->max_len,
+				     c->ids, c->type_ids, c->mask, c->special, &n, &e))
+		return emit(c->p, json_pack("{s:s}", "error", e.message), err);
+	return emit(c->p, c->json ? tok_object(c, n) : int_list(c->ids, n), err);
 }
 
-static int cmd_tokenize(const struct rt_verb *v, int argc, char **argv)
+/* ids of a detokenize input: a JSON list, {"ids": [...]}, or "5, 6 7" */
+static int parse_ids(const char *s, size_t len, int64_t **ids, size_t *n, const char **why)
+{
+	json_t *j = NULL, *list, *v;
+	size_t i, cap = 0;
+	int rc = 0;
+
+	*n = 0;
+	while (len && (*s == ' ' || *s == '\t'))
+		s++, len--;
+	if (len && (*s == '[' || *s == '{')) {
+		j = json_loadb(s, len, 0, NULL);
+		list = json_is_object(j) ? json_object_get(j, "ids") : j;
+		if (!json_is_array(list)) {
+			*why = "not a JSON list of ids nor {\"ids\": [...]}";
+			rc = 1;
+			goto out;
+		}
+		if (!(*ids = realloc(*ids, (json_array_size(list) + 1) * sizeof(**ids))))
+			return NX_ENOMEM;
+		json_array_foreach(list, i, v) {
+			if (!json_is_integer(v)) {
+				*why = "an id is not an integer";
+				rc = 1;
+				goto out;
+			}
+			(*ids)[(*n)++] = json_integer_value(v);
+		}
+		goto out;
+	}
+	while (len) {
+		char buf[32], *end;
+		size_t k = 0;
+
+		while (len && (*s == ' ' || *s == ',' || *s == '\t' || *s == '\r'))
+			s++, len--;
+		while (len && k < sizeof(buf) - 1 && *s != ' ' && *s != ',' && *s != '\t' && *s != '\r')
+			buf[k++] = *s++, len--;
+		if (!k)
+			break;
+		buf[k] = '\0';
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 64;
+			if (!(*ids = realloc(*ids, cap * sizeof(**ids))))
+				return NX_ENOMEM;
+		}
+		(*ids)[(*n)++] = strtoll(buf, &end, 10);
+		if (*end) {
+			*why = "ids must be integers separated by commas or spaces, or a JSON list";
+			return 1;
+		}
+	}
+out:
+	json_decref(j);
+	return rc;
+}
+
+static int detok_one(void *ctx, const struct rt_input *in, nx_error *err)
+{
+	struct tok_ctx *c = ctx;
+	const char *why = NULL;
+	int64_t *ids = NULL;
+	size_t n = 0, len;
+	char *text = NULL;
+	json_t *r;
+	int rc;
+
+	if (!in->text)
+		return emit(c->p, json_pack("{s:s}", "error", in->error), err);
+	rc = parse_ids(in->text, in->len, &ids, &n, &why);
+	if (rc == NX_ENOMEM)
+		r = NULL;
+	else if (rc)
+		r = json_pack("{s:s}", "error", why);
+	else if (nx_tokdecoder_decode(c->dec, ids, n, c->skip_special, &text, &len, err))
+		r = NULL;
+	else if (!c->json) {
+		/* plain: the text and a newline */
+		rc = fwrite(text, 1, len, c->p->f) != len || fputc('\n', c->p->f) == EOF;
+		free(text);
+		free(ids);
+		return rc ? nx_error_set(err, NX_EIO, NULL, 0, -1, "cannot write the output") : 0;
+	} else
+		r = json_pack("{s:s%}", "text", text, len);
+	free(text);
+	free(ids);
+	return emit(c->p, r, err);
+}
+
+/* The tokenizer of --tokenizer DIR, else of the bundle (b keeps it). */
+static int open_tokenizer(struct tok_ctx *c, struct rt_bundle *b, const struct rt_args *a,
+			  nx_error *err)
+{
+	int rc, fd;
+
+	memset(b, 0, sizeof(*b));
+	b->rootfd = b->model_fd = -1;
+	if (a->tokdir) {
+		fd = open(a->tokdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		rc = fd < 0 ? nx_error_errno(err, NX_EIO, errno, a->tokdir, "cannot open %s", a->tokdir)
+			    : nx_tokenizer_load(&c->tok, fd, a->tokdir, err);
+		if (fd >= 0)
+			close(fd);
+		c->max_len = a->maxlen ? (size_t)a->maxlen : 512;
+	} else if (!(rc = rt_bundle_open(b, a->bundle, false, err))) {
+		c->tok = b->tok;
+		c->max_len = a->maxlen ? (size_t)a->maxlen : b->set.max_len;
+	}
+	return rc;
+}
+
+static int tok_verb(const struct rt_verb *v, int argc, char **argv, bool detok)
 {
 	struct printer p = { stdout, 0, 0 };
-	struct tok_ctx c = { NULL, 0, NULL, &p };
+	struct tok_ctx c = { 0 };
 	struct rt_bundle b;
 	struct rt_args a;
 	nx_error err;
-	int rc, fd;
+	int rc;
 
 	if ((rc = rt_parse(&a, v, argc, argv)))
 		return free(a.texts), rc < 0 ? 0 : rc;
+	if (a.npairs > a.ntexts)
+		rc = rt_usage(v, "each --pair goes with a --text before it");
+	else if (!a.ntexts && !a.input)
+		rc = rt_usage(v, detok ? "give --ids IDS or --input FILE (- for stdin)"
+			      : "give --text TEXT or --input FILE (- for stdin)");
+	if (rc)
+		return free(a.texts), free(a.pairs), rc;
 	nx_error_clear(&err);
-	memset(&b, 0, sizeof(b));
-	b.rootfd = b.model_fd = -1;
-	if (a.tokdir) {
-		fd = open(a.tokdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		rc = fd < 0 ? nx_error_errno(&err, NX_EIO, errno, a.tokdir, "cannot open %s", a.tokdir)
-			    : nx_tokenizer_load(&c.tok, fd, a.tokdir, &err);
-		if (fd >= 0)
-			close(fd);
-		c.max_len = a.maxlen ? (size_t)a.maxlen : 512;
-	} else if (!(rc = rt_bundle_open(&b, a.bundle, false, &err))) {
-		c.tok = b.tok;
-		c.max_len = a.maxlen ? (size_t)a.maxlen : b.set.max_len;
-	}
-	if (!rc && !(c.ids = calloc(c.max_len, sizeof(*c.ids))))
+	c.p = &p;
+	c.json = a.json;
+	c.skip_special = a.skip_special;
+	rc = open_tokenizer(&c, &b, &a, &err);
+	if (!rc && detok)
+		rc = nx_tokdecoder_new(&c.dec, c.tok, a.tokdir ? a.tokdir : "model/tokenizer", &err);
+	if (!rc && (!(c.ids = calloc(c.max_len, sizeof(*c.ids))) ||
+		    !(c.type_ids = calloc(c.max_len, sizeof(*c.ids))) ||
+		    !(c.mask = calloc(c.max_len, sizeof(*c.ids))) ||
+		    !(c.special = calloc(c.max_len, sizeof(*c.ids)))))
 		rc = nx_error_set(&err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	if (!rc)
-		rc = feed(&a, tok_one, &c, &err);
+		rc = feed(&a, detok ? detok_one : tok_one, &c, &err);
 	fflush(stdout);
 	free(c.ids);
+	free(c.type_ids);
+	free(c.mask);
+	free(c.special);
+	free(a.pairs);
+	nx_tokdecoder_free(c.dec);
 	if (a.tokdir)
 		nx_tokenizer_free(c.tok);
 	rt_bundle_release(&b);
 	free(a.texts);
 	return rc ? fail(v->name, &err) : 0;
+}
+
+static int cmd_tokenize(const struct rt_verb *v, int argc, char **argv)
+{
+	return tok_verb(v, argc, argv, false);
+}
+
+static int cmd_detokenize(const struct rt_verb *v, int argc, char **argv)
+{
+	return tok_verb(v, argc, argv, true);
 }
 
 static const struct rt_opt run_opts[] = {
@@ -337,9 +509,24 @@ static const struct rt_opt selftest_opts[] = {
 };
 static const struct rt_opt tokenize_opts[] = {
 	{ "text", "TEXT", "tokenize TEXT (repeatable)", RT_OPT_TEXT },
-	{ "input", "FILE", "one text or {\"text\": ...} per line; - for stdin", RT_OPT_INPUT },
+	{ "input", "FILE", "one text or {\"text\": ..., \"text_pair\"?: ...} per line; - for stdin",
+	  RT_OPT_INPUT },
+	{ "pair", "TEXT", "the second text of the previous --text (sentence pairs)", RT_OPT_PAIR },
+	{ "json", NULL, "one object per input: ids, tokens, type_ids, attention_mask, "
+	  "special_tokens_mask", RT_OPT_JSON },
 	{ "tokenizer", "DIR", "a tokenizer directory instead of the bundle's", RT_OPT_TOKDIR },
 	{ "max-length", "N", "max_sequence_length (default: runtime.yaml, or 512)", RT_OPT_MAXLEN },
+	RT_OPT_BUNDLE_ENTRY,
+	{ 0 },
+};
+static const struct rt_opt detokenize_opts[] = {
+	{ "ids", "IDS", "decode IDS: \"5,6,7\" or a JSON list (repeatable)", RT_OPT_TEXT },
+	{ "input", "FILE", "one JSON list of ids (or {\"ids\": [...]}) per line; - for stdin",
+	  RT_OPT_INPUT },
+	{ "skip-special-tokens", NULL, "leave out the special added tokens ([CLS], <s>, ...)",
+	  RT_OPT_SKIP_SPECIAL },
+	{ "json", NULL, "one {\"text\": ...} object per input instead of the text", RT_OPT_JSON },
+	{ "tokenizer", "DIR", "a tokenizer directory instead of the bundle's", RT_OPT_TOKDIR },
 	RT_OPT_BUNDLE_ENTRY,
 	{ 0 },
 };
@@ -358,8 +545,15 @@ static const struct rt_verb verbs[] = {
 	  "`nexus build`) runs the texts and writes the golden file without checking the\n"
 	  "bundle's manifest, which does not exist yet at that point.",
 	  selftest_opts, cmd_selftest, false },
-	{ "tokenize", "print the ids of each input as a JSON list (debugging, parity tests)", NULL,
-	  tokenize_opts, cmd_tokenize, true },
+	{ "tokenize", "print the ids of each input as a JSON list (one line per input)",
+	  "with --json, one object per input with the ids, their tokens, type_ids,\n"
+	  "attention_mask and special_tokens_mask (as Hugging Face's encode gives them);\n"
+	  "a bad input gives {\"error\": ...} in its place.",
+	  tokenize_opts, cmd_tokenize, false },
+	{ "detokenize", "turn ids back into text (the tokenizer.json's decoder, as Hugging Face)",
+	  "one line of text per input (or {\"text\": ...} with --json); ids the vocabulary\n"
+	  "does not have are left out, as Hugging Face's decode does.",
+	  detokenize_opts, cmd_detokenize, false },
 };
 
 static void top_usage(FILE *f)

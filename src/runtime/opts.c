@@ -80,7 +80,14 @@ int rt_parse(struct rt_args *a, const struct rt_verb *v, int argc, char **argv)
 		case RT_OPT_OUTPUT: a->output = val; break;
 		case RT_OPT_WRITE: a->write = true; break;
 		case RT_OPT_VERBOSE: a->verbose = true; break;
+		case RT_OPT_SKIP_SPECIAL: a->skip_special = true; break;
 		case RT_OPT_TOKDIR: a->tokdir = val; break;
+		case RT_OPT_PAIR:
+			a->pairs = realloc(a->pairs, (a->npairs + 1) * sizeof(*a->pairs));
+			if (!a->pairs)
+				return rt_usage(v, "out of memory");
+			a->pairs[a->npairs++] = (char *)val;
+			break;
 		case RT_OPT_TEXT:
 			a->texts = realloc(a->texts, (a->ntexts + 1) * sizeof(*a->texts));
 			if (!a->texts)

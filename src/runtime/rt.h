@@ -121,6 +121,8 @@ struct rt_input {
 	char *text;             /* NULL when the line was bad */
 	size_t len;
 	char *error;            /* why the line was bad */
+	char *pair;             /* "text_pair" of a JSONL line, or --pair; NULL if none */
+	size_t pair_len;
 };
 
 /* Reads texts: a file of lines (one text or one {"text": ...} per line). */
@@ -152,7 +154,7 @@ int rt_selftest_write(struct rt_session *s, struct rt_bundle *b, char *const *te
 /* Verbs and their options (opts.c, main.c). */
 enum {
 	RT_OPT_BUNDLE = 1, RT_OPT_JSON, RT_OPT_TEXT, RT_OPT_INPUT, RT_OPT_WRITE, RT_OPT_OUTPUT,
-	RT_OPT_TOL, RT_OPT_TOKDIR, RT_OPT_MAXLEN, RT_OPT_VERBOSE
+	RT_OPT_TOL, RT_OPT_TOKDIR, RT_OPT_MAXLEN, RT_OPT_VERBOSE, RT_OPT_SKIP_SPECIAL, RT_OPT_PAIR
 };
 
 struct rt_opt {
@@ -176,7 +178,10 @@ struct rt_args {
 	const char *bundle, *input, *output, *tokdir;
 	char **texts;
 	size_t ntexts;
+	char **pairs;           /* --pair values, the i-th going with the i-th --text */
+	size_t npairs;
 	bool json, write;
+	bool skip_special;      /* detokenize --skip-special-tokens */
 	bool verbose;           /* ONNX Runtime logs from INFO instead of ERROR */
 	double tol;
 	long maxlen;

@@ -181,7 +181,8 @@ const char *nx_tokenizer_id_to_token(const nx_tokenizer *t, int64_t id, size_t *
 {
 	if (id < 0 || (size_t)id >= t->id_n || !t->id_tok[id])
 		return NULL;
-	*len = t->id_len[id];
+	if (len)
+		*len = t->id_len[id];
 	return t->id_tok[id];
 }
 
