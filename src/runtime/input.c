@@ -127,7 +127,8 @@ struct rt_batcher {
 	void *ctx;
 	size_t cap, n;
 	int64_t *idbuf;         /* cap slots of max_len ids */
-	int64_t **ids;          /* valid slots, in order */
+	int64_t *typebuf, *maskbuf; /* their token type ids and attention masks */
+	int64_t **ids, **types, **masks; /* valid slots, in order */
 	size_t *lens;
 	json_t **errors;        /* per slot: error result or NULL */
 	json_t **results;
@@ -147,11 +148,16 @@ int rt_batcher_new(struct rt_batcher **out, struct rt_session *s, struct rt_bund
 	q->ctx = ctx;
 	q->cap = cap;
 	q->idbuf = calloc(cap * b->set.max_len, sizeof(*q->idbuf));
+	q->typebuf = calloc(cap * b->set.max_len, sizeof(*q->typebuf));
+	q->maskbuf = calloc(cap * b->set.max_len, sizeof(*q->maskbuf));
 	q->ids = calloc(cap, sizeof(*q->ids));
+	q->types = calloc(cap, sizeof(*q->types));
+	q->masks = calloc(cap, sizeof(*q->masks));
 	q->lens = calloc(cap, sizeof(*q->lens));
 	q->errors = calloc(cap, sizeof(*q->errors));
 	q->results = calloc(cap, sizeof(*q->results));
-	if (!q->idbuf || !q->ids || !q->lens || !q->errors || !q->results)
+	if (!q->idbuf || !q->typebuf || !q->maskbuf || !q->ids || !q->types || !q->masks ||
+	    !q->lens || !q->errors || !q->results)
 		goto nomem;
 	*out = q;
 	return 0;
@@ -174,8 +180,11 @@ int rt_batcher_add(struct rt_batcher *q, const struct rt_input *in, nx_error *er
 	q->errors[slot] = NULL;
 	if (!in->text) {
 		q->errors[slot] = error_result(in->error ? in->error : "bad input");
-	} else if (nx_tokenizer_encode(q->b->tok, in->text, in->len, q->b->set.max_len,
-				       q->idbuf + slot * q->b->set.max_len, &q->lens[slot], &e)) {
+	} else if (nx_tokenizer_encode_pair(q->b->tok, in->text, in->len, in->pair, in->pair_len,
+					    q->b->set.max_len, q->idbuf + slot * q->b->set.max_len,
+					    q->typebuf + slot * q->b->set.max_len,
+					    q->maskbuf + slot * q->b->set.max_len, NULL, &q->lens[slot],
+					    &e)) {
 		if (e.code == NX_ENOMEM)
 			return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 		q->errors[slot] = error_result(e.message);
@@ -196,10 +205,13 @@ int rt_batcher_flush(struct rt_batcher *q, nx_error *err)
 		if (q->errors[i])
 			continue;
 		q->ids[nvalid] = q->idbuf + i * q->b->set.max_len;
+		q->types[nvalid] = q->typebuf + i * q->b->set.max_len;
+		q->masks[nvalid] = q->maskbuf + i * q->b->set.max_len;
 		q->lens[nvalid] = q->lens[i];
 		nvalid++;
 	}
-	if (nvalid && (rc = rt_session_run(q->s, q->b, q->ids, q->lens, nvalid, q->results, err)))
+	if (nvalid && (rc = rt_session_run(q->s, q->b, q->ids, q->types, q->masks, q->lens, nvalid,
+					      q->results, err)))
 		goto out;
 	ran = true;
 	for (i = 0; i < q->n; i++) {
@@ -232,6 +244,10 @@ void rt_batcher_free(struct rt_batcher *q)
 	if (!q)
 		return;
 	free(q->idbuf);
+	free(q->typebuf);
+	free(q->maskbuf);
+	free(q->types);
+	free(q->masks);
 	free(q->ids);
 	free(q->lens);
 	free(q->errors);

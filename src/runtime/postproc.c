@@ -94,8 +94,9 @@ int rt_classify(json_t *res, const struct rt_settings *set, const double *v, siz
 
 /* Row r of a [B, L, H] or [B, H] output, pooled to H numbers. */
 int rt_embed(json_t *res, const struct rt_settings *set, const struct rt_output *o, size_t r,
-		 size_t len, nx_error *err)
+		 size_t len, const int64_t *mask, nx_error *err)
 {
+	size_t used = 0;
 	size_t B = (size_t)o->dims[0], H = (size_t)o->dims[o->nd - 1], L, t, h;
 	const double *row = o->v + r * (o->count / B);
 	double *e = calloc(H ? H : 1, sizeof(*e)), norm = 0;
@@ -108,11 +109,16 @@ int rt_embed(json_t *res, const struct rt_settings *set, const struct rt_output 
 		L = (size_t)o->dims[1];
 		if (set->pool_cls || len > L)
 			len = set->pool_cls ? 1 : L;
-		for (t = 0; t < len; t++)
+		for (t = 0; t < len; t++) {
+			/* padding the tokenizer.json asks for is not averaged in */
+			if (mask && !mask[t] && !set->pool_cls)
+				continue;
+			used++;
 			for (h = 0; h < H; h++)
 				e[h] += row[t * H + h];
-		for (h = 0; len && h < H; h++)
-			e[h] /= (double)len;
+		}
+		for (h = 0; used && h < H; h++)
+			e[h] /= (double)used;
 	} else {
 		free(e);
 		return nx_error_set(err, NX_ECONFIG, NULL, 0, -1,

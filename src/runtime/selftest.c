@@ -29,15 +29,18 @@
 static int run_one(json_t **out, struct rt_session *s, struct rt_bundle *b, const char *text,
 		   size_t len, nx_error *err)
 {
-	int64_t *ids = calloc(b->set.max_len, sizeof(*ids));
+	int64_t *ids = calloc(b->set.max_len * 3, sizeof(*ids)), *types, *mask;
 	size_t n = 0;
 	int rc;
 
 	if (!ids)
 		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
-	rc = nx_tokenizer_encode(b->tok, text, len, b->set.max_len, ids, &n, err);
+	types = ids + b->set.max_len;
+	mask = types + b->set.max_len;
+	rc = nx_tokenizer_encode_pair(b->tok, text, len, NULL, 0, b->set.max_len, ids, types, mask,
+				      NULL, &n, err);
 	if (!rc)
-		rc = rt_session_run(s, b, &ids, &n, 1, out, err);
+		rc = rt_session_run(s, b, &ids, &types, &mask, &n, 1, out, err);
 	free(ids);
 	return rc;
 }
