@@ -121,6 +121,9 @@ struct nx_build_result {
 	size_t nremoved;
 	struct nx_export_result *export; /* what the export step removed from the
 					    student (nexus/export.h) */
+	char **warnings;           /* WARN lines for the user (e.g. the tokenizer's
+				      truncation and runtime.yaml disagree) */
+	size_t nwarnings;
 };
 
 /*

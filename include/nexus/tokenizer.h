@@ -110,6 +110,9 @@ int nx_tokenizer_is_special(const nx_tokenizer *t, int64_t id);
  */
 const void *nx_tokenizer_decoder_json(const nx_tokenizer *t);
 
+/* truncation.max_length of the tokenizer.json, or 0 when it has none. */
+size_t nx_tokenizer_max_length(const nx_tokenizer *t);
+
 /* Type id used to pad (padding.pad_type_id, else 0). */
 int64_t nx_tokenizer_pad_type_id(const nx_tokenizer *t);
 

@@ -157,6 +157,8 @@ static void print_human(const struct nx_build_result *r, const char *path)
 		printf("  export        removed %zu item(s), %llu bytes, %llu doc string(s) from the student\n",
 		       r->export->nremoved, (unsigned long long)r->export->removed_bytes,
 		       (unsigned long long)r->export->doc_strings);
+	for (i = 0; i < r->nwarnings; i++)
+		fprintf(stderr, "nexus build: WARN: %s\n", r->warnings[i]);
 	if (!r->nremoved)
 		printf("  removed imports: none\n");
 	for (i = 0; i < r->nremoved; i++)
@@ -205,6 +207,13 @@ static int print_json(const struct nx_build_result *r, const nx_report *rep, con
 							 "module", r->removed[i].module,
 							 "statement", r->removed[i].statement_kind));
 	json_object_set_new(doc, "schema", json_string("nexus.build.v1"));
+	{
+		json_t *warn = json_array();
+
+		for (i = 0; i < r->nwarnings; i++)
+			json_array_append_new(warn, json_string(r->warnings[i]));
+		json_object_set_new(doc, "warnings", warn);
+	}
 	json_object_set_new(doc, "bundle_path", json_string(path));
 	json_object_set_new(doc, "bundle_id", json_string(r->bundle_id));
 	json_object_set_new(doc, "architecture", json_string(r->architecture));

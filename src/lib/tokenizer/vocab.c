@@ -152,6 +152,11 @@ int64_t nx_tokenizer_pad_id(const nx_tokenizer *t)
 	return t->pad_id;
 }
 
+size_t nx_tokenizer_max_length(const nx_tokenizer *t)
+{
+	return t->has_trunc ? t->trunc_max : 0;
+}
+
 int64_t nx_tokenizer_pad_type_id(const nx_tokenizer *t)
 {
 	return t->pad_type_id;
