@@ -17,7 +17,7 @@ ORT_INC    := $(ORT_DIR)/include
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wformat=2 -Wno-unused-parameter -Wvla
-override CPPFLAGS += -Iinclude -D_GNU_SOURCE -DNX_VERSION='"$(VERSION)"'
+override CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE -DNX_VERSION='"$(VERSION)"'
 CFLAGS   ?= -O2 -g
 override CFLAGS += -std=c11 $(WARN) -fstack-protector-strong -fPIE -D_FORTIFY_SOURCE=2 $(SAN)
 override LDFLAGS += -pie -Wl,-z,relro,-z,now $(SAN)
@@ -26,8 +26,24 @@ override LDFLAGS += -pie -Wl,-z,relro,-z,now $(SAN)
 LIBS     := -lcrypto -ljansson -lyaml -lutf8proc -lpcre2-8 -lzstd -lseccomp -lm -lpthread
 RT_LIBS  := -Wl,-Bstatic -lcrypto -ljansson -lyaml -lutf8proc -lpcre2-8 -Wl,-Bdynamic -ldl -lm -lpthread
 
-LIB_SRC := $(sort $(wildcard src/lib/*.c))
-LIB_SRC += $(sort $(wildcard src/lib/tokenizer/*.c))
+# libnexus is one archive per folder, lowest layer first (docs/INTERNALS.md).
+# A layer may use only the layers before it; they are linked in reverse
+# order, so a reference upwards does not link, and `make check-layers` names
+# it.  A new folder under src/lib/ is one word in LAYERS.  PROD_LAYERS are
+# all that bin/nexus_cli, the runtime shipped to production hosts, may link.
+LAYERS      := util lib/tokenizer lib/format lib/onnx lib/scan lib/export lib/sandbox \
+               lib/fingerprint lib/verify lib/build
+PROD_LAYERS := util lib/tokenizer lib/format
+STRAY := $(filter-out $(addprefix src/,$(addsuffix /,$(LAYERS))),$(sort $(dir $(wildcard src/lib/*.c src/lib/*/*.c))))
+ifneq ($(STRAY),)
+$(error $(STRAY): not a layer; add the folder to LAYERS in the Makefile (or move the file into one))
+endif
+layer_ar  = $(BUILD)/ar/libnx_$(notdir $(1)).a
+reverse   = $(if $(1),$(call reverse,$(wordlist 2,$(words $(1)),$(1))) $(firstword $(1)))
+LAYER_AR  := $(foreach l,$(LAYERS),$(call layer_ar,$(l)))
+LINK_AR   := $(call reverse,$(LAYER_AR))
+PROD_AR   := $(call reverse,$(foreach l,$(PROD_LAYERS),$(call layer_ar,$(l))))
+LIB_SRC := $(foreach l,$(LAYERS),$(sort $(wildcard src/$(l)/*.c)))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 RT_SRC  := $(sort $(wildcard src/runtime/*.c))
 UT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
@@ -57,7 +73,7 @@ Q =
 msg = @true
 endif
 
-.PHONY: all check test unit fuzz-replay e2e e2e-asan asan fuzz install uninstall clean demo bench setup
+.PHONY: all check-layers check test unit fuzz-replay e2e e2e-asan asan fuzz install uninstall clean demo bench setup
 all: $(NEXUS) $(NX_CLI) $(RT_ORT) $(TRUSTED) $(UT_BIN) $(FZ_BIN)
 
 $(ORT_LIB) $(ORT_INC)/onnxruntime_c_api.h:
@@ -71,21 +87,28 @@ $(BUILD)/obj/%.o: %.c
 $(BUILD)/obj/src/runtime/%.o: CPPFLAGS += -I$(ORT_INC)
 $(RT_OBJ): $(ORT_INC)/onnxruntime_c_api.h
 
-$(BUILD)/libnexus.a: $(LIB_OBJ)
+$(foreach l,$(LAYERS),$(eval $(call layer_ar,$(l)): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard src/$(l)/*.c))))
+$(LAYER_AR):
 	@mkdir -p $(@D)
 	$(call msg,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(NEXUS): $(CLI_OBJ) $(BUILD)/libnexus.a
+$(NEXUS): $(CLI_OBJ) $(LAYER_AR)
 	@mkdir -p $(@D)
 	$(call msg,LD,$@)
-	$(Q)$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libnexus.a $(LIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LINK_AR) $(LIBS)
 
-$(NX_CLI): $(RT_OBJ) $(BUILD)/libnexus.a $(ORT_LIB)
+$(NX_CLI): $(RT_OBJ) $(PROD_AR) $(ORT_LIB)
 	@mkdir -p $(@D)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) -Wl,-rpath,'$$ORIGIN/../lib' -Wl,--build-id=none -o $@ $(RT_OBJ) \
-		$(BUILD)/libnexus.a $(ORT_LIB) $(RT_LIBS)
+		$(PROD_AR) $(ORT_LIB) $(RT_LIBS)
+
+# No layer uses a symbol defined only in a later one, and the runtime uses
+# nothing outside PROD_LAYERS.
+check-layers: $(LAYER_AR) $(RT_OBJ)
+	$(Q)$(PYTHON) scripts/dev/check_layers.py --runtime $(RT_OBJ) \
+		--production $(words $(PROD_LAYERS)) -- $(LAYER_AR)
 
 $(RT_ORT): $(ORT_LIB)
 	@mkdir -p $(@D)
@@ -96,16 +119,16 @@ $(TRUSTED): $(NX_CLI) $(RT_ORT) $(TRUSTED_EARLIER)
 	$(Q){ echo "nexus $(VERSION)"; (cd $(RTDIR) && sha256sum bin/nexus_cli lib/*); \
 		grep -v '^#' $(TRUSTED_EARLIER) || true; } > $@.tmp && chmod 0644 $@.tmp && mv $@.tmp $@
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(wildcard tests/unit/*.h) $(BUILD)/libnexus.a
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(wildcard tests/unit/*.h) $(LAYER_AR)
 	@mkdir -p $(@D)
 	$(call msg,LD,$@)
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libnexus.a -lcmocka $(LIBS)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LINK_AR) -lcmocka $(LIBS)
 
 # Fuzz targets are also built as plain programs that replay their corpus.
-$(BUILD)/tests/fuzz_%_replay: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(BUILD)/libnexus.a
+$(BUILD)/tests/fuzz_%_replay: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LAYER_AR)
 	@mkdir -p $(@D)
 	$(call msg,LD,$@)
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/fuzz/replay.c $(BUILD)/libnexus.a $(LIBS)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/fuzz/replay.c $(LINK_AR) $(LIBS)
 
 unit: $(UT_BIN)
 	@set -e; for t in $(UT_BIN); do echo "== $$t"; $$t; done
@@ -119,9 +142,9 @@ E2E = NEXUS_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/e2e
 e2e: all
 	$(E2E)
 
-# Unit tests, fuzz-corpus replays, the same under ASan+UBSan, then the
+# The layer check, unit tests, fuzz-corpus replays, the same under ASan+UBSan, then the
 # end-to-end suite last (its summary is the run's closing line).
-check: all unit fuzz-replay asan
+check: all check-layers unit fuzz-replay asan
 	$(E2E)
 
 # `make test` is the README's name for the whole suite; `make check` is the

@@ -1,12 +1,12 @@
 #!/usr/bin/python3
-"""Generate src/lib/budget_bigram.h: the letter-bigram model the leak budget
-judges Latin vocabulary tokens with (src/lib/budget.c).
+"""Generate src/lib/scan/budget_bigram.h: the letter-bigram model the leak budget
+judges Latin vocabulary tokens with (src/lib/scan/budget.c).
 
 Corpus: English prose every Debian 12 system ships (the licence texts in
 /usr/share/common-licenses and the first 400 READMEs under /usr/share/doc,
 sorted).  Cost of letter b after a (27 symbols: '^' word start, a-z, '$'
 word end) = -log2 P(b | a) with add-1/2 smoothing, in eighths of a bit,
-capped at 204 (25.5 bits).  Run: scripts/budget_bigram_gen.py > src/lib/budget_bigram.h
+capped at 204 (25.5 bits).  Run: scripts/budget_bigram_gen.py > src/lib/scan/budget_bigram.h
 """
 import collections
 import glob

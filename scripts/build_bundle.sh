@@ -1,5 +1,5 @@
 #!/bin/sh
-# build_bundle.sh - the packaging entry point named by SPEC.md §2A.
+# build_bundle.sh - the packaging entry point (nexus build, docs/man/nexus-build.1).
 #
 #   scripts/build_bundle.sh [WORKSPACE] [-o PATH] [--key KEY] [--force] [--json]
 #

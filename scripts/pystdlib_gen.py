@@ -1,8 +1,8 @@
 #!/usr/bin/python3
-"""Generate src/lib/pystdlib.h: the top-level modules of the standard library
+"""Generate src/lib/scan/pystdlib.h: the top-level modules of the standard library
 of the python3 that serving code runs on (Debian 12: /usr/bin/python3, 3.11),
 from its own sys.stdlib_module_names.  The Python import audit
-(src/lib/pyaudit.c) lets a bundle's src/ import these, the bundle's own
+(src/lib/scan/pyaudit.c) lets a bundle's src/ import these, the bundle's own
 modules and runtime.yaml python_packages, nothing else.
 
 tests/e2e/test_pyaudit.py compares the header with the running python3, so a

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""verify_teacher_free.py - the CI entry point SPEC.md §2B names.
+"""verify_teacher_free.py - the CI entry point of the verify gate (docs/TRV.md).
 
 A thin wrapper: runs `nexus verify --json BUNDLE [options...]`, prints a
 one-screen summary (checks, then FAIL/WARN findings) and exits with nexus's

@@ -1,5 +1,5 @@
 /*
- * nexus/build.h - workspace -> bundle (SPEC.md §2A, DESIGN.md §3-4).
+ * nexus/build.h - workspace -> bundle (docs/INTERNALS.md, docs/man/nexus-build.1).
  *
  * nx_build() is strictly subtractive: it copies only what nexus.yaml names,
  * each input opened beneath the workspace without following links, into a

@@ -1,6 +1,6 @@
 /*
  * nexus/config.h - the two configuration files: a workspace's nexus.yaml
- * (DESIGN.md §2) and the bundle's config/runtime.yaml (read by nexus_cli).
+ * (nexus.yaml(5)) and the bundle's config/runtime.yaml (read by nexus_cli).
  *
  * Both are parsed strictly (nexus/yaml.h) and then typed strictly:
  *  - unknown keys are errors naming the key and listing the valid ones, so a

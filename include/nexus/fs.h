@@ -128,7 +128,7 @@ void nx_fs_entries_free(struct nx_fs_entry *e, size_t n);
 void nx_fs_test_force_fallback(bool on);
 
 /*
- * Atomic publish of a directory (DESIGN.md §3).
+ * Atomic publish of a directory (docs/INTERNALS.md).
  *
  * nx_stage_create() makes a sibling staging directory
  * "<parent>/.<name>.nexus-stage.<pid>.<random>" (mode 0700) on the same

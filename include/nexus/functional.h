@@ -1,5 +1,5 @@
 /*
- * nexus/functional.h - TRV-5 `functional` (DESIGN.md §5): run the bundle's
+ * nexus/functional.h - TRV-5 `functional` (docs/TRV.md): run the bundle's
  * own `bin/nexus_cli selftest` and import its Python sources inside the
  * sandbox of nexus/sandbox.h.
  *

@@ -1,5 +1,5 @@
 /*
- * nexus/manifest.h - the bundle manifest (SPEC.md §3, DESIGN.md §4): an
+ * nexus/manifest.h - the bundle manifest (docs/FORMAT.md): an
  * in-memory form, its one canonical serialization, the bytes a signature
  * covers, and a strict parser.  docs/FORMAT.md is the normative description
  * with test vectors.
@@ -25,7 +25,7 @@ extern "C" {
 
 #define NX_MANIFEST_NAME "manifest.json"
 /*
- * schema_version: "1.0" is SPEC.md §3 exactly (no "policy", no "runtime");
+ * schema_version: "1.0" is docs/FORMAT.md §1 exactly (no "policy", no "runtime");
  * "1.1" adds both, and both are then required.  Readers accept the two and
  * nothing else; writers write "1.1" whenever they record a policy.
  */

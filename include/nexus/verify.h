@@ -1,6 +1,6 @@
 /*
  * nexus/verify.h - the Teacher Removal Validation (TRV) gate of
- * DESIGN.md §5: integrity, signature, allowlist (TRV-1), code (TRV-2),
+ * docs/TRV.md: integrity, signature, allowlist (TRV-1), code (TRV-2),
  * budget (the leak budget, nexus/budget.h), weights (TRV-3), size (TRV-4)
  * and functional (TRV-5) checks over a bundle
  * directory, producing a report of findings with stable codes

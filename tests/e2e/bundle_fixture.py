@@ -1,6 +1,6 @@
 """Hand-made bundles for the verifier's adversarial tests.
 
-A Bundle writes the SPEC.md §1 tree (plus lib/ and config/selftest.json)
+A Bundle writes the bundle tree (docs/FORMAT.md §3) (plus lib/ and config/selftest.json)
 without `nexus build`, so that every attack can start from a known-good
 bundle and change exactly one thing.  `regen_manifest()` re-hashes the tree
 after planting something, so integrity passes and the attack must be caught

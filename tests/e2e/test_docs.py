@@ -1,6 +1,6 @@
 """The user-facing docs cannot drift from the code.
 
-- every finding code src/lib/verify*.c can report is in docs/TRV.md, and
+- every finding code src/lib/*/verify*.c can report is in docs/TRV.md, and
   every code TRV.md's tables list can still be reported;
 - every option a verb's --help lists is in its man page, and every option
   a man page's OPTIONS section documents exists in --help;
@@ -29,13 +29,13 @@ SIG_RE = re.compile(r"case NX_SIG_\w+: return \"(" + CODE + r")\"")
 
 def emitted_codes():
     codes = set()
-    for src in sorted(LIB.glob("verify*.c")):
+    for src in sorted(LIB.glob("*/verify*.c")):
         text = src.read_text()
         codes.update(CALL_RE.findall(text))
         codes.update(ASSIGN_RE.findall(text))
-    codes.update(c for c in SIG_RE.findall((LIB / "sign.c").read_text()) if c != "valid")
+    codes.update(c for c in SIG_RE.findall((LIB / "format" / "sign.c").read_text()) if c != "valid")
     # the Python import audit reports through check `code` (verify_code.c)
-    for src in sorted(LIB.glob("pyaudit*.c")):
+    for src in sorted(LIB.glob("*/pyaudit*.c")):
         codes.update(AUDIT_RE.findall(src.read_text()))
     return codes
 

@@ -20,9 +20,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_stdlib_list_is_the_running_pythons():
-    """src/lib/pystdlib.h is generated from sys.stdlib_module_names; a python3
+    """src/lib/scan/pystdlib.h is generated from sys.stdlib_module_names; a python3
     that adds or drops a module must regenerate it (scripts/pystdlib_gen.py)."""
-    text = (ROOT / "src/lib/pystdlib.h").read_text()
+    text = (ROOT / "src/lib/scan/pystdlib.h").read_text()
     listed = re.findall(r'^\t"([^"]+)",$', text, re.M)
     assert listed == sorted(sys.stdlib_module_names), "run scripts/pystdlib_gen.py"
     ver = re.search(r'NX_PY_STDLIB_VERSION "([0-9.]+)"', text).group(1)

@@ -13,7 +13,7 @@
 #include "nexus/config.h"
 #include "nexus/yaml.h"
 
-/* DESIGN.md §2, verbatim. */
+/* The reference nexus.yaml (schema: docs/man/nexus.yaml.5), verbatim. */
 static const char design_example[] =
 	"bundle_id: nexus_bundle_v1\n"
 	"architecture: SpamStudent-2L\n"

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../src/lib/fingerprint_int.h"
+#include "../../src/lib/fingerprint/fingerprint_int.h"
 
 #define DATA_LEN (512u << 10)
 

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "nexus/hash.h"
-#include "../../src/lib/hash_int.h"
+#include "../../src/lib/format/hash_int.h"
 
 #define ABC_HEX "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 #define EMPTY_HEX "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"

@@ -11,7 +11,7 @@
 #include <openssl/evp.h>
 
 #include "nexus/error.h"
-#include "../../src/lib/strset_int.h"
+#include "../../src/util/strset_int.h"
 
 /* OpenSSL's SipHash-2-4 (EVP_MAC "SIPHASH", 8-byte output) of a || b. */
 static uint64_t openssl_siphash(const unsigned char key[16], const void *a, size_t alen,

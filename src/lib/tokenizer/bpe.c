@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../strset_int.h"
+#include "util/strset_int.h"
 #include "tok_int.h"
 
 static int heap_less(const struct bpe_heap_ent *a, const struct bpe_heap_ent *b)

@@ -1,11 +1,10 @@
 /* vocab.c - the vocabulary hash table, the tokenizer's lifetime and look-ups. */
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../strset_int.h"
-#include <jansson.h>
-
 #include "tok_int.h"
+#include "util/strset_int.h"
 
 static int grow_slots(struct nx_vocab *v)
 {

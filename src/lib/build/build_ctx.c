@@ -1,0 +1,95 @@
+/*
+ * build_ctx.c - how every build step puts a file into the staged bundle
+ * (written from memory or copied from an input, hashed, listed in the
+ * manifest), names it in errors, and records an import the filter removed.
+ * Support for build.c and its steps; it calls none of them.
+ */
+#include "build_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int build_removed_add(struct build *b, const char *file, long line, const char *module,
+		      const char *kind)
+{
+	struct nx_build_result *r = b->res;
+	struct nx_build_removed *v;
+
+	v = realloc(r->removed, (r->nremoved + 1) * sizeof(*v));
+	if (!v)
+		return nx_error_set(b->err, NX_ENOMEM, file, 0, -1, "out of memory");
+	r->removed = v;
+	v += r->nremoved;
+	v->file = strdup(file);
+	v->module = strdup(module ? module : "");
+	v->statement_kind = strdup(kind ? kind : "");
+	v->line = line;
+	r->nremoved++;
+	if (!v->file || !v->module || !v->statement_kind)
+		return nx_error_set(b->err, NX_ENOMEM, file, 0, -1, "out of memory");
+	return 0;
+}
+
+static int write_all(int fd, const char *buf, size_t len, const char *path, nx_error *err)
+{
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return nx_error_errno(err, NX_EIO, errno, path, "cannot write staged %s", path);
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int build_put(struct build *b, const char *relpath, const void *buf, size_t len, bool exec)
+{
+	unsigned char sha[NX_SHA256_LEN];
+	int fd = -1, rc;
+
+	rc = nx_stage_create_file(&fd, b->stage, relpath, exec, b->err);
+	if (rc)
+		return rc;
+	rc = write_all(fd, buf, len, relpath, b->err);
+	if (!rc && nx_sha256_buf(sha, buf, len) != 0)
+		rc = nx_error_set(b->err, NX_EINTERNAL, relpath, 0, -1, "cannot hash %s", relpath);
+	if (!rc)
+		rc = nx_manifest_add_file(b->m, relpath, sha, len, b->err);
+	close(fd);
+	return rc;
+}
+
+char *build_bundle_file(const struct build *b, const char *relpath)
+{
+	char *s;
+
+	if (asprintf(&s, "%s/%s", b->res->bundle_path, relpath) < 0)
+		return NULL;
+	return s;
+}
+
+int build_copy(struct build *b, const char *relpath, int src_fd, uint64_t size,
+	       const char *src_name, bool exec)
+{
+	unsigned char sha[NX_SHA256_LEN];
+	char *dst = NULL;
+	int fd = -1, rc;
+
+	rc = nx_stage_create_file(&fd, b->stage, relpath, exec, b->err);
+	if (rc)
+		return rc;
+	/* A failed write (a full disk) names the bundle file, not the input. */
+	dst = build_bundle_file(b, relpath);
+	rc = nx_copy_hash(sha, fd, src_fd, size, src_name, dst ? dst : relpath, b->err);
+	if (!rc)
+		rc = nx_manifest_add_file(b->m, relpath, sha, size, b->err);
+	free(dst);
+	close(fd);
+	return rc;
+}

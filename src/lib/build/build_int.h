@@ -1,0 +1,98 @@
+/*
+ * build_int.h - state shared by the build steps (build*.c); not public.
+ *
+ * A byte of the model goes: workspace fd (opened in build.c, load step) ->
+ * build_export.c (validated by nx_onnx_open, copied and hashed in one read
+ * by nx_copy_hash into the stage) -> its digest into the manifest
+ * (build_manifest.c) -> published by nx_stage_publish (stage.c).
+ */
+#ifndef NEXUS_BUILD_INT_H
+#define NEXUS_BUILD_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/stat.h>
+
+#include "nexus/build.h"
+#include "nexus/config.h"
+#include "nexus/fs.h"
+#include "nexus/hash.h"
+#include "nexus/manifest.h"
+#include "nexus/onnx.h"
+
+#define BUILD_WRITEBACK_MAX 2  /* the exported model and its external data */
+/* The tolerance config/selftest.json records; the manifest's policy too. */
+#define BUILD_SELFTEST_TOLERANCE 1e-4
+#define BUILD_SELFTEST_TOLERANCE_ARG "0.0001"
+
+enum build_kind {
+	BUILD_COPY,     /* copied byte for byte from fd */
+	BUILD_PYTHON,   /* read into buf, filtered, written */
+	BUILD_RUNTIME,  /* runtime.yaml: read into buf, validated, written */
+	BUILD_TEXT,     /* README/LICENSE/other sources: read into buf, written */
+};
+
+/* One file that goes into the bundle, opened during the load step. */
+struct build_input {
+	char *src;           /* workspace-relative (or runtime_dir-relative) path */
+	char *dst;           /* bundle-relative path */
+	enum build_kind kind;
+	bool exec;
+	int fd;              /* BUILD_COPY: open until copied */
+	struct stat st;
+	char *buf;           /* other kinds */
+	size_t len;
+};
+
+struct build {
+	const struct nx_build_opts *opts;
+	nx_error *err;
+	int wsfd, rtfd;
+	nx_workspace *ws;
+	nx_runtime_config *rtcfg;   /* config/runtime.yaml, parsed by the assemble step */
+	nx_stage *stage;
+	nx_manifest *m;
+	struct nx_build_result *res;
+	nx_onnx_model *model;
+	int student_fd;
+	struct stat student_st;
+	struct stat *teacher_st;  /* identities of the teacher files that exist */
+	size_t nteacher_st;
+	struct build_input *in;
+	size_t nin, capin;
+	pthread_t wb[BUILD_WRITEBACK_MAX]; /* early fdatasync of the exported model */
+	int nwb;
+	nx_hash_follow *data_hash;  /* the weights file's digest, still being computed */
+	uint64_t data_size;
+	char *model_name, *data_name; /* the exported files' bundle paths, for errors */
+};
+
+/* build_ctx.c: "<bundle path>/<relpath>", a new string (NULL: out of memory): how errors
+ * name a bundle file the build is writing (the stage is a hidden name). */
+char *build_bundle_file(const struct build *b, const char *relpath);
+
+/* Wait for the weights file's digest (build_export deferred it) and list the
+ * file in the manifest.  No-op without a data file. */
+int build_export_join(struct build *b);
+/* Wait for the export's write-back threads (build_export.c). */
+void build_writeback_join(struct build *b);
+
+/* Steps (each returns 0 or an NX_E* code with b->err filled). */
+int build_export(struct build *b);
+int build_filter(struct build *b);
+int build_assemble(struct build *b);
+int build_manifest(struct build *b);
+int build_sign(struct build *b);
+int build_selftest(struct build *b);
+int build_verify(struct build *b);
+
+/* build_ctx.c: write buf to relpath in the stage, hash it, add it to the manifest. */
+int build_put(struct build *b, const char *relpath, const void *buf, size_t len, bool exec);
+/* Copy size bytes of src_fd to relpath in the stage, hashing while copying. */
+int build_copy(struct build *b, const char *relpath, int src_fd, uint64_t size,
+	       const char *src_name, bool exec);
+/* Record one import removed by the filter. */
+int build_removed_add(struct build *b, const char *file, long line, const char *module,
+		      const char *kind);
+
+#endif

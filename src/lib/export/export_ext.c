@@ -1,0 +1,267 @@
+/*
+ * export_ext.c - external tensor data: follow `location` only to a regular
+ * file inside the workspace, and copy the range into the bundle's one data
+ * file.
+ *
+ * A location is untrusted (ONNX CVE-2022-25882, CVE-2024-27318: "../" and
+ * absolute paths reading arbitrary files).  It must be relative, without
+ * "." / ".." / empty components; it is resolved beside the model one
+ * component at a time with O_NOFOLLOW, so no symlink is followed anywhere on
+ * the way; the file must be regular with a single link.
+ */
+#include "export_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define EX_LOCATION_MAX 4096
+
+static int unsafe(struct ex *x, const char *tensor, const char *location, uint64_t off,
+		  const char *why)
+{
+	return nx_error_set(x->err, NX_EUNSAFE, x->path, 0, (long long)off,
+			    "%s: tensor '%s' has external data at '%s', which %s; keep external "
+			    "data in plain files beside the model", x->path, tensor, location, why);
+}
+
+/* Lexical rules: relative, no empty/./.. component, no NUL. */
+const char *ex_location_problem(const char *loc)
+{
+	const char *p = loc;
+
+	if (!loc[0])
+		return "is empty";
+	if (strlen(loc) > EX_LOCATION_MAX)
+		return "is too long";
+	if (loc[0] == '/')
+		return "is an absolute path";
+	while (*p) {
+		const char *slash = strchr(p, '/');
+		size_t n = slash ? (size_t)(slash - p) : strlen(p);
+
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			return "leaves the model's directory or has an empty, '.' or '..' component";
+		p += n;
+		if (*p == '/')
+			p++;
+		if (!*p && slash)
+			return "ends with '/'";
+	}
+	if (strchr(loc, '\\'))
+		return "holds a backslash";
+	return NULL;
+}
+
+/* Open dir/location below dirfd without following any symlink. */
+int ex_open_beneath(int dirfd, const char *path, int *out)
+{
+	char *copy = strdup(path), *p, *slash;
+	int fd = dirfd, next, rc = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	p = copy;
+	while ((slash = strchr(p, '/')) != NULL) {
+		*slash = '\0';
+		next = openat(fd, p, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd != dirfd)
+			close(fd);
+		if (next < 0) {
+			rc = -errno;
+			goto out;
+		}
+		fd = next;
+		p = slash + 1;
+	}
+	next = openat(fd, p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd != dirfd)
+		close(fd);
+	if (next < 0)
+		rc = -errno;
+	else
+		*out = next;
+out:
+	free(copy);
+	return rc;
+}
+
+int ex_external(struct ex *x, const char *tensor, const char *location, int64_t offset,
+		int64_t length, uint64_t field_offset, struct ex_src *src)
+{
+	const struct nx_export_opts *o = x->o;
+	const char *why = ex_location_problem(location);
+	char *full = NULL;
+	struct stat st;
+	uint64_t off = offset < 0 ? 0 : (uint64_t)offset, len;
+	int fd = -1, rc;
+
+	src->fd = -1;
+	src->path = NULL;
+	src->off = src->len = 0;
+	if (why)
+		return unsafe(x, tensor, location, field_offset, why);
+	if (o->ws_dirfd < 0) {
+		if (x->dry)
+			return 0;
+		return nx_error_set(x->err, NX_ECONFIG, x->path, 0, (long long)field_offset,
+				    "%s: tensor '%s' has external data but no workspace "
+				    "directory was given to read it from", x->path, tensor);
+	}
+	/* relative to the model's directory inside the workspace */
+	{
+		const char *rel = o->model_relpath ? o->model_relpath : "";
+		const char *slash = strrchr(rel, '/');
+		size_t dlen = slash ? (size_t)(slash - rel) + 1 : 0;
+
+		if (!(full = malloc(dlen + strlen(location) + 1)))
+			return ex_oom(x);
+		memcpy(full, rel, dlen);
+		strcpy(full + dlen, location);
+	}
+	if ((rc = ex_open_beneath(o->ws_dirfd, full, &fd)) != 0) {
+		if (rc == -ELOOP || rc == -ENOTDIR)
+			rc = unsafe(x, tensor, location, field_offset, "is or passes through a symlink");
+		else
+			rc = nx_error_errno(x->err, NX_EIO, -rc, full,
+					    "%s: cannot open external data '%s' of tensor '%s'",
+					    x->path, full, tensor);
+		goto out;
+	}
+	if (fstat(fd, &st) != 0) {
+		rc = nx_error_errno(x->err, NX_EIO, errno, full, "cannot stat %s", full);
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
+		rc = unsafe(x, tensor, location, field_offset,
+			    S_ISREG(st.st_mode) ? "has hard links" : "is not a regular file");
+		goto out;
+	}
+	len = length < 0 ? ((uint64_t)st.st_size > off ? (uint64_t)st.st_size - off : 0)
+			 : (uint64_t)length;
+	if (off > (uint64_t)st.st_size || len > (uint64_t)st.st_size - off) {
+		rc = nx_error_set(x->err, NX_EFORMAT, x->path, 0, (long long)field_offset,
+				  "%s: tensor '%s' reads bytes %llu..%llu of '%s', which has only "
+				  "%llu bytes", x->path, tensor, (unsigned long long)off,
+				  (unsigned long long)(off + len), location,
+				  (unsigned long long)st.st_size);
+		goto out;
+	}
+	src->fd = fd;
+	src->path = full;
+	src->off = off;
+	src->len = len;
+	fd = -1;
+	full = NULL;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(full);
+	return rc;
+}
+
+void ex_src_release(struct ex_src *src)
+{
+	if (src->fd >= 0)
+		close(src->fd);
+	free(src->path);
+	src->fd = -1;
+	src->path = NULL;
+}
+
+int ex_read_small(struct ex *x, const struct ex_src *src, unsigned char **out)
+{
+	unsigned char *buf = malloc(src->len ? (size_t)src->len : 1);
+	uint64_t done = 0;
+
+	if (!buf)
+		return ex_oom(x);
+	while (done < src->len) {
+		ssize_t n = pread(src->fd, buf + done, (size_t)(src->len - done),
+				  (off_t)(src->off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			free(buf);
+			return nx_error_errno(x->err, NX_EIO, n < 0 ? errno : EIO, src->path,
+					      "cannot read external data from %s", src->path);
+		}
+		done += (uint64_t)n;
+	}
+	*out = buf;
+	return 0;
+}
+
+int ex_data_copy(struct ex *x, int fd, const char *src_path, uint64_t off, uint64_t len,
+		 uint64_t field_offset, const char *tensor, uint64_t *out_offset)
+{
+	const struct nx_export_opts *o = x->o;
+	int rc;
+
+	x->res->has_external = true;
+	x->res->ext_tensors++;
+	if (x->dry)
+		return 0;
+	if (!x->ext_started) {
+		if (!o->ext_open)
+			return nx_error_set(x->err, NX_ECONFIG, x->path, 0, (long long)field_offset,
+					    "%s: tensor '%s' needs the data file but the caller "
+					    "gave no place for it", x->path, tensor);
+		if ((rc = o->ext_open(o->ext_ctx, &x->ext_fd, x->err)) != 0)
+			return rc;
+		if ((rc = pw_out_init(&x->ext, x->ext_fd, src_path,
+				      o->ext_name ? o->ext_name : NX_EXPORT_DATA_NAME, x->err)) != 0)
+			return rc;
+		x->ext.nohash = o->data_digest != NX_EXPORT_DIGEST_INLINE;
+		if (o->data_digest == NX_EXPORT_DIGEST_DEFER) {
+			if ((rc = nx_hash_follow_start(&x->ext_follow, x->ext_fd, x->ext.dst_name,
+						       x->err)) != 0)
+				return rc;
+			x->ext.follow = x->ext_follow;
+		}
+		x->ext_started = true;
+	}
+	/* Page-aligned, so that ONNX Runtime maps the weights instead of
+	 * copying them out of the file. */
+	if ((rc = pw_out_align(&x->ext, NX_EXPORT_DATA_ALIGN)) != 0)
+		return rc;
+	*out_offset = x->ext.pos;
+	x->ext.src_path = src_path;
+	rc = pw_out_copy(&x->ext, fd, off, len);
+	x->ext.src_path = x->path;
+	return rc;
+}
+
+int ex_ext_entry(struct ex *x, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
+		 struct ext_ref *e)
+{
+	char *key = NULL, *value = NULL, *end = NULL;
+	int rc;
+
+	rc = ex_read_strings(x, parent, fld, 1, &key, 2, &value);
+	if (rc || !key || !value)
+		goto out;
+	if (!strcmp(key, "location")) {
+		free(e->location);
+		e->location = value;
+		value = NULL;
+	} else if (!strcmp(key, "offset") || !strcmp(key, "length")) {
+		long long v = strtoll(value, &end, 10);
+
+		if (!value[0] || *end || v < 0) {
+			rc = nx_error_set(x->err, NX_EFORMAT, x->path, 0, (long long)fld->tag_offset,
+					  "%s: external data %s '%s' is not a number", x->path,
+					  key, value);
+			goto out;
+		}
+		*(key[0] == 'o' ? &e->offset : &e->length) = v;
+	}
+out:
+	free(key);
+	free(value);
+	return rc;
+}

@@ -1,0 +1,204 @@
+/*
+ * export_int.h - internals of the export (export*.c, onnx_write.c): the
+ * piece tree of a rewritten message and its writer.  Not a public header.
+ *
+ * A rewritten message is a list of pieces: byte ranges of the source copied
+ * as they are (the untouched fields, weights included), literal bytes (a new
+ * string field), and rewritten sub-messages (a field number and a child
+ * list).  Lengths are known only once the children are complete, so the
+ * tree is built first and written second.
+ */
+#ifndef NEXUS_EXPORT_INT_H
+#define NEXUS_EXPORT_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+
+#include "nexus/export.h"
+#include "nexus/pb.h"
+#include "util/strset_int.h"
+#include "export_ext.h"
+
+enum pw_kind { PW_COPY, PW_LIT, PW_MSG };
+
+struct pw_msg;
+
+struct pw_piece {
+	enum pw_kind kind;
+	uint32_t num;           /* field number (PW_COPY: of every field it holds) */
+	uint64_t off, len;      /* PW_COPY: source range; PW_LIT: len of lit */
+	unsigned char *lit;     /* PW_LIT, owned */
+	struct pw_msg *child;   /* PW_MSG, owned */
+};
+
+struct pw_msg {
+	struct pw_piece *p;
+	size_t n, cap;
+	uint64_t size;          /* payload bytes, set by pw_msg_measure */
+};
+
+struct pw_msg *pw_msg_new(void);
+void pw_msg_free(struct pw_msg *m);
+/* Append a copy of source bytes [off, off + len), whole fields numbered
+ * num; adjacent ranges of the same field number merge. */
+int pw_copy(struct pw_msg *m, uint32_t num, uint64_t off, uint64_t len);
+/* Append literal bytes (copied): one whole field numbered num. */
+int pw_lit(struct pw_msg *m, uint32_t num, const void *buf, size_t len);
+/* Append a string field (tag, length, bytes). */
+int pw_string(struct pw_msg *m, uint32_t num, const char *s, size_t len);
+/* Append a varint field. */
+int pw_varint_field(struct pw_msg *m, uint32_t num, uint64_t v);
+/* Append a sub-message field; the child is owned by m from now on. */
+int pw_child(struct pw_msg *m, uint32_t num, struct pw_msg *child);
+/* Put every message's fields in ascending number order (stable: repeated
+ * fields keep their order), as the canonical form has them
+ * (nx_onnx_canon_check), and compute sizes bottom up; returns the payload
+ * size of m. */
+uint64_t pw_msg_measure(struct pw_msg *m);
+size_t pw_varint_encode(unsigned char *buf, uint64_t v);
+
+/*
+ * Sequential writer of one output file that hashes every byte it writes.
+ * Small pieces gather in a buffer; large copied ranges go through
+ * copy_file_range while a second thread hashes the same source range.
+ */
+struct pw_out {
+	int fd;
+	uint64_t pos;           /* bytes written (flushed or buffered) */
+	EVP_MD_CTX *ctx;
+	bool nohash;            /* copy only: finish yields zeros */
+	nx_hash_follow *follow; /* not owned: told of every write (implies nohash) */
+	unsigned char *buf;
+	size_t blen;
+	const char *src_path, *dst_name;
+	nx_error *err;
+};
+
+int pw_out_init(struct pw_out *o, int fd, const char *src_path, const char *dst_name,
+		nx_error *err);
+/* Write len bytes from buf. */
+int pw_out_write(struct pw_out *o, const void *buf, size_t len);
+/* Copy [off, off + len) of src_fd to the output. */
+int pw_out_copy(struct pw_out *o, int src_fd, uint64_t off, uint64_t len);
+/* Pad with zeros up to a multiple of align. */
+int pw_out_align(struct pw_out *o, uint64_t align);
+/* Flush, finish the digest into out. */
+int pw_out_finish(struct pw_out *o, unsigned char out[NX_SHA256_LEN]);
+void pw_out_release(struct pw_out *o);
+/* Write the message tree m (measured) as a top-level message. */
+int pw_emit(struct pw_out *o, int src_fd, const struct pw_msg *m);
+
+
+/* The names of one node of the main graph, read by the analysis pass. */
+struct ex_node {
+	char **in;      /* inputs, then names used inside its subgraphs */
+	size_t nin;
+	char **out;
+	size_t nout;
+	char *op;           /* op_type */
+	bool alias;         /* Identity of a teacher-named initializer (export_alias.c) */
+	bool materialise;   /* an alias the kept part reads: its tensor is copied */
+};
+
+/* One export (or plan). */
+struct ex {
+	struct nx_pb_file f;
+	int src_fd;
+	const char *path;
+	nx_error *err;
+	const struct nx_export_opts *o;
+	struct nx_export_result *res;
+	size_t cap_removed;
+	bool dry;
+	/* analysis of the main graph */
+	struct ex_node *nodes;
+	size_t nnodes, cap_nodes;
+	bool *keep_node;
+	struct strset needed;      /* names the kept part reads */
+	struct strset requested;   /* outputs asked for */
+	struct strset graph_outputs;
+	struct strset initializers;  /* names of the main graph's initializers */
+	char **extra_outputs;      /* requested names that are not graph outputs */
+	size_t nextra;
+	const char **terms;
+	size_t nterms;
+	/* external data */
+	bool externalize;          /* large inline initializers go to the data file */
+	struct pw_out ext;
+	nx_hash_follow *ext_follow;  /* NX_EXPORT_DIGEST_DEFER: the data file's digest */
+	int ext_fd;
+	bool ext_started;
+};
+
+/* export_ctx.c */
+int ex_report(struct ex *x, enum nx_export_what what, const char *name, uint64_t bytes,
+	      uint64_t offset);
+int ex_oom(struct ex *x);
+int ex_read_name(struct ex *x, const struct nx_pb_field *f, char **out);
+int ex_check_term(struct ex *x, const char *what, const char *name, uint64_t offset);
+/* The forbidden term name holds (case-insensitive), or NULL. */
+const char *ex_term_of(const struct ex *x, const char *name);
+bool ex_keep_meta(struct ex *x, const char *key);
+/* The string fields na and nb (0: none) of sub-message fld into *a, *b. */
+int ex_read_strings(struct ex *x, const struct nx_pb_reader *parent,
+		    const struct nx_pb_field *fld, unsigned na, char **a, unsigned nb, char **b);
+
+/* export_analyze.c */
+int ex_analyze(struct ex *x, const struct nx_pb_reader *model);
+
+/* export_alias.c.  torch.onnx.export stores equal initializers once, so a
+ * student's zero bias may be a teacher's tensor reached through Identity.
+ * Mark such nodes (after the nodes and initializers are read). */
+void ex_alias_mark(struct ex *x);
+/* Whether tensor fld's data repeats its first 8 bytes throughout (a
+ * constant fill), and its size in bytes. */
+int ex_alias_flat(struct ex *x, const struct nx_pb_reader *parent,
+		  const struct nx_pb_field *fld, bool *flat, uint64_t *bytes, const char *name);
+
+/* export_rewrite.c: each returns the rewritten payload in *out (a single
+ * copy of the payload when nothing changed). */
+int ex_rewrite_model(struct ex *x, struct pw_msg **out);
+/* Add child as field fld of parent: as one copied range if unchanged. */
+int ex_add_sub(struct pw_msg *parent, const struct nx_pb_field *fld, struct pw_msg *child);
+/* An initializer rewritten as rewrite_tensor does, named rename instead. */
+int ex_rewrite_tensor_as(struct ex *x, const struct nx_pb_reader *parent,
+			 const struct nx_pb_field *fld, const char *rename, struct pw_msg **out);
+/* In the rewrite of the main graph's initializer fld (named name): every
+ * materialised alias of it is added to graph m as a copy of the tensor
+ * under the alias's name, when its contents are a constant fill or under
+ * NX_FP_MIN_BYTES; other contents are teacher weights (NX_ECHECK). */
+int ex_alias_emit(struct ex *x, const struct nx_pb_reader *r, const struct nx_pb_field *fld,
+		  const char *name, struct pw_msg *m);
+
+/* export_ext.c.  A tensor's external data, checked and open. */
+struct ex_src {
+	int fd;          /* -1 in a dry run without a workspace */
+	char *path;      /* workspace-relative, for errors */
+	uint64_t off, len;
+};
+
+/* Check a tensor's external reference and open its file (not in src when
+ * a dry run has no workspace to look in). */
+int ex_external(struct ex *x, const char *tensor, const char *location, int64_t offset,
+		int64_t length, uint64_t field_offset, struct ex_src *src);
+void ex_src_release(struct ex_src *src);
+/* The external_data entries of a tensor: location, offset, length (-1
+ * when absent). */
+struct ext_ref {
+	char *location;
+	int64_t offset, length;
+};
+
+/* Read one external_data entry (StringStringEntryProto fld) into e. */
+int ex_ext_entry(struct ex *x, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
+		 struct ext_ref *e);
+/* The bytes of a small external tensor, to put inline (*out malloc'd). */
+int ex_read_small(struct ex *x, const struct ex_src *src, unsigned char **out);
+/* Copy [off, off + len) of fd into the bundle's data file (created on
+ * first use), aligned; *out_offset is where it now starts. */
+int ex_data_copy(struct ex *x, int fd, const char *src_path, uint64_t off, uint64_t len,
+		 uint64_t field_offset, const char *tensor, uint64_t *out_offset);
+
+#endif

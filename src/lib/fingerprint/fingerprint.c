@@ -1,0 +1,394 @@
+/*
+ * fingerprint.c - teacher tensor fingerprints (nexus/fingerprint.h): the set,
+ * format detection, ONNX and safetensors tensors, and the student check.
+ * PyTorch zip checkpoints are read in fingerprint_zip.c.
+ */
+#include "fingerprint_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/export/export_ext.h"
+#include "nexus/onnx.h"
+
+int nx_fp_set_new(nx_fp_set **out, nx_error *err)
+{
+	nx_fp_set *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	*out = s;
+	return 0;
+}
+
+void nx_fp_set_free(nx_fp_set *s)
+{
+	size_t i;
+
+	if (!s)
+		return;
+	for (i = 0; i < s->n; i++)
+		free(s->e[i].name);
+	for (i = 0; i < s->nfiles; i++)
+		free(s->files[i]);
+	free(s->files);
+	free(s->e);
+	free(s->chunks);
+	free(s);
+}
+
+size_t nx_fp_set_count(const nx_fp_set *s)
+{
+	return s ? s->n - s->ncasts : 0;
+}
+
+size_t nx_fp_set_compressed(const nx_fp_set *s)
+{
+	return s ? s->compressed : 0;
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+	const struct fp_entry *x = a, *y = b;
+
+	if (x->whole != y->whole)
+		return x->whole < y->whole ? -1 : 1;
+	return x->bytes < y->bytes ? -1 : x->bytes > y->bytes;
+}
+
+/* The teacher tensor of these contents, or NULL. */
+static const struct fp_entry *fp_find(const nx_fp_set *s, uint64_t whole, uint64_t bytes)
+{
+	struct fp_entry key;
+
+	if (!s->n)
+		return NULL;
+	if (!s->sorted) {
+		qsort(s->e, s->n, sizeof(*s->e), cmp_entry);
+		((nx_fp_set *)s)->sorted = true;
+	}
+	key.whole = whole;
+	key.bytes = bytes;
+	return bsearch(&key, s->e, s->n, sizeof(*s->e), cmp_entry);
+}
+
+
+/* A 2-D float tensor whose contents are exactly rows x cols elements. */
+static void matrix(struct tensor_src *src, const struct nx_onnx_tensor *t)
+{
+	unsigned width = t->data_type == 1 ? 4 : (t->data_type == 10 || t->data_type == 16) ? 2 : 0;
+
+	if (t->ndims != 2 || !width || t->dims[0] <= 0 || t->dims[1] <= 0 ||
+	    (uint64_t)t->dims[0] > src->len / width / (uint64_t)t->dims[1] ||
+	    (uint64_t)t->dims[0] * (uint64_t)t->dims[1] * width != src->len)
+		return;
+	src->rows = (uint64_t)t->dims[0];
+	src->cols = (uint64_t)t->dims[1];
+	src->width = width;
+}
+
+static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, nx_error *err)
+{
+	nx_onnx_model *m = NULL;
+	const nx_onnx_summary *s;
+	const char *slash = strrchr(path, '/');
+	size_t i, dlen = slash ? (size_t)(slash - path) + 1 : 0;
+	int rc;
+
+	if ((rc = nx_onnx_open(&m, fd, path, err)) != 0)
+		return rc;
+	s = nx_onnx_summary_get(m);
+	for (i = 0; i < s->ntensors && !rc; i++) {
+		const struct nx_onnx_tensor *t = &s->tensors[i];
+
+		if (t->location == NX_TENSOR_INLINE) {
+			/* contents spread over typed fields are decoded to be
+			 * sized: a varint takes at least one byte for at most 8 */
+			struct tensor_src src = { t, t->contents_offset,
+						  t->contents_encoded ? 0 : t->contents_length,
+						  t->data_type == 1, 0, 0, 0 };
+
+			/* only verbatim contents can be read transposed */
+			if (!t->contents_encoded)
+				matrix(&src, t);
+			if ((t->contents_encoded ? t->data_length * 8 : t->contents_length) >= w->min)
+				rc = fp_one_tensor(w, t->name, fd, path, &src, err);
+		} else {
+			char *full = NULL;
+			const char *why = t->ext_location ? ex_location_problem(t->ext_location)
+							  : "is missing";
+			int efd = -1;
+			struct stat st;
+			uint64_t off = t->ext_offset < 0 ? 0 : (uint64_t)t->ext_offset, len;
+
+			if (why) {
+				rc = nx_error_set(err, NX_EUNSAFE, path, 0, -1,
+						  "%s: external data of tensor '%s' %s", path,
+						  t->name, why);
+				break;
+			}
+			if (!(full = malloc(dlen + strlen(t->ext_location) + 1))) {
+				rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+				break;
+			}
+			memcpy(full, path, dlen);
+			strcpy(full + dlen, t->ext_location);
+			if ((rc = ex_open_beneath(dirfd, full, &efd)) != 0) {
+				rc = nx_error_errno(err, rc == -ELOOP ? NX_EUNSAFE : NX_EIO, -rc, full,
+						    "cannot open external data %s", full);
+			} else if (fstat(efd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+				rc = nx_error_set(err, NX_EUNSAFE, full, 0, -1,
+						  "%s is not a plain regular file", full);
+			} else {
+				len = t->ext_length < 0 ? (uint64_t)st.st_size - off
+							: (uint64_t)t->ext_length;
+				if (off > (uint64_t)st.st_size || len > (uint64_t)st.st_size - off)
+					rc = nx_error_set(err, NX_EFORMAT, full, 0, -1,
+							  "%s: tensor '%s' runs past the end of %s",
+							  path, t->name, full);
+				else if (len >= w->min) {
+					struct tensor_src src = { NULL, off, len, t->data_type == 1,
+								  0, 0, 0 };
+
+					matrix(&src, t);
+					rc = fp_one_tensor(w, t->name, efd, full, &src, err);
+				}
+			}
+			if (efd >= 0)
+				close(efd);
+			free(full);
+		}
+	}
+	nx_onnx_free(m);
+	return rc;
+}
+
+/* safetensors: u64 LE header size, JSON {name: {dtype, shape, data_offsets}}. */
+static int safetensors(nx_fp_set *set, int fd, const char *path, uint64_t size, uint64_t hlen,
+		       size_t min, nx_error *err)
+{
+	char *hdr = NULL;
+	json_t *root = NULL, *v;
+	json_error_t jerr;
+	const char *key;
+	int rc = 0;
+
+	if (hlen > NX_FP_ST_HEADER_MAX)
+		return nx_error_set(err, NX_ELIMIT, path, 0, 0,
+				    "%s: safetensors header of %llu bytes is over the limit", path,
+				    (unsigned long long)hlen);
+	if (!(hdr = malloc(hlen + 1)))
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	if (pread(fd, hdr, hlen, 8) != (ssize_t)hlen) {
+		rc = nx_error_errno(err, NX_EIO, errno, path, "cannot read %s", path);
+		goto out;
+	}
+	if (!(root = json_loadb(hdr, hlen, JSON_REJECT_DUPLICATES, &jerr)) || !json_is_object(root)) {
+		rc = nx_error_set(err, NX_EFORMAT, path, 0, 8, "%s: bad safetensors header: %s", path,
+				  root ? "not an object" : jerr.text);
+		goto out;
+	}
+	json_object_foreach(root, key, v) {
+		json_t *offs = json_object_get(v, "data_offsets");
+		const char *dt;
+		json_int_t a, b;
+
+		if (!strcmp(key, "__metadata__"))
+			continue;
+		if (!json_is_array(offs) || json_array_size(offs) != 2 ||
+		    !json_is_integer(json_array_get(offs, 0)) ||
+		    !json_is_integer(json_array_get(offs, 1)) ||
+		    (a = json_integer_value(json_array_get(offs, 0))) < 0 ||
+		    (b = json_integer_value(json_array_get(offs, 1))) < a ||
+		    (uint64_t)b > size - 8 - hlen) {
+			rc = nx_error_set(err, NX_EFORMAT, path, 0, 8,
+					  "%s: tensor '%s' has bad data_offsets", path, key);
+			goto out;
+		}
+		if ((uint64_t)(b - a) < min)
+			continue;
+		dt = json_string_value(json_object_get(v, "dtype"));
+		if ((rc = fp_add_range(set, key, dt && !strcmp(dt, "F32"), fd,
+				       8 + hlen + (uint64_t)a, (uint64_t)(b - a), min,
+				       path, err)) != 0)
+			goto out;
+	}
+out:
+	json_decref(root);
+	free(hdr);
+	return rc;
+}
+
+int nx_fingerprint_file(nx_fp_set *set, int dirfd, const char *path, size_t min_bytes,
+			nx_error *err)
+{
+	unsigned char head[9] = { 0 };
+	struct stat st;
+	char **files;
+	uint64_t hlen = 0;
+	int fd, rc, i;
+
+	fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0)
+		return nx_error_errno(err, errno == ELOOP ? NX_EUNSAFE : NX_EIO, errno, path,
+				      "cannot open teacher file %s", path);
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		rc = nx_error_set(err, NX_EIO, path, 0, -1, "teacher %s is not a regular file", path);
+		goto out;
+	}
+	if (!(files = realloc(set->files, (set->nfiles + 1) * sizeof(char *))) ||
+	    !(files[set->nfiles] = strdup(path))) {
+		if (files)
+			set->files = files;
+		rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		goto out;
+	}
+	set->files = files;
+	set->nfiles++;
+	if (pread(fd, head, sizeof(head), 0) < 0) {
+		rc = nx_error_errno(err, NX_EIO, errno, path, "cannot read %s", path);
+		goto out;
+	}
+	for (i = 7; i >= 0; i--)
+		hlen = hlen << 8 | head[i];
+	if (st.st_size >= 4 && !memcmp(head, "PK\003\004", 4))
+		rc = fp_torch_zip(set, fd, path, (uint64_t)st.st_size, min_bytes, err);
+	else if (st.st_size > 9 && head[8] == '{' && hlen <= (uint64_t)st.st_size - 8)
+		rc = safetensors(set, fd, path, (uint64_t)st.st_size, hlen, min_bytes, err);
+	else if (st.st_size >= 2 && head[0] == 0x80 && head[1] <= 5)
+		rc = nx_error_set(err, NX_EFORMAT, path, 0, 0,
+				  "%s is a legacy (pickle) PyTorch checkpoint, which cannot be read "
+				  "safely; re-save it with torch.save (zip format) or as safetensors",
+				  path);
+	else {
+		struct tensors w = { set, NULL, fp_add_cb, set, min_bytes, NULL, 0 };
+
+		rc = onnx_tensors(dirfd, path, fd, &w, err);
+	}
+	if (rc == NX_EFORMAT && err && !strstr(err->message, path))
+		rc = nx_error_set(err, NX_EFORMAT, path, 0, err->offset,
+				  "teacher %s is not ONNX, a PyTorch zip checkpoint or safetensors: %s",
+				  path, err->message);
+out:
+	close(fd);
+	return rc;
+}
+
+struct student_ctx {
+	const nx_fp_set *teachers;
+	struct nx_fp_match *m;
+	size_t n;
+	size_t min;
+};
+
+/* A student tensor equal to a teacher tensor, or holding min bytes of
+ * chunks of one. */
+static int match_cb(void *ctx, const char *name, const struct fp_hash *h, bool transposed,
+		    nx_error *err)
+{
+	struct student_ctx *c = ctx;
+	const struct fp_entry *e = fp_find(c->teachers, h->whole, h->total);
+	struct nx_fp_match *m;
+	bool partial = false;
+
+	const char *tname, *tfile;
+
+	if (e) {
+		tname = e->name;
+		tfile = c->teachers->files[e->file];
+	} else if (h->matched >= c->min) {
+		tname = h->match_chunk->name;
+		tfile = c->teachers->files[h->match_chunk->file];
+		partial = true;
+	} else {
+		return 0;
+	}
+	if (!(m = realloc(c->m, (c->n + 1) * sizeof(*m))))
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	c->m = m;
+	m = &c->m[c->n];
+	memset(m, 0, sizeof(*m));
+	c->n++;
+	m->student_tensor = strdup(name ? name : "");
+	m->teacher_tensor = strdup(tname);
+	m->teacher_file = strdup(tfile);
+	m->bytes = partial ? h->matched : h->total;
+	m->partial = partial;
+	m->transposed = transposed;
+	if (!m->student_tensor || !m->teacher_tensor || !m->teacher_file)
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	return 0;
+}
+
+/* The teachers' tensor sizes, sorted, each once, in a new array (NULL
+ * when there are none). */
+static int distinct_sizes(uint64_t **out, size_t *nout, const nx_fp_set *t, nx_error *err)
+{
+	uint64_t *v = NULL;
+	size_t i, n = 0;
+
+	*out = NULL;
+	*nout = 0;
+	if (!t->n)
+		return 0;
+	if (!(v = malloc(t->n * sizeof(*v))))
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	for (i = 0; i < t->n; i++)
+		v[i] = t->e[i].bytes;
+	qsort(v, t->n, sizeof(*v), fp_u64_cmp);
+	for (i = 0; i < t->n; i++)
+		if (!n || v[n - 1] != v[i])
+			v[n++] = v[i];
+	*out = v;
+	*nout = n;
+	return 0;
+}
+
+/* A piece of a teacher tensor can be in a student tensor of any size:
+ * every one of min bytes is read while there are teacher chunks. */
+int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_set *teachers,
+			   int dirfd, const char *path, size_t min_bytes, nx_error *err)
+{
+	struct student_ctx c = { teachers, NULL, 0, min_bytes };
+	struct tensors w = { NULL, teachers, match_cb, &c, min_bytes, NULL, 0 };
+	uint64_t *sizes = NULL;
+	int fd = -1, rc;
+
+	if ((rc = distinct_sizes(&sizes, &w.nsizes, teachers, err)) != 0)
+		goto out;
+	w.sizes = sizes;
+	fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0) {
+		rc = nx_error_errno(err, NX_EIO, errno, path, "cannot open %s", path);
+		goto out;
+	}
+	rc = onnx_tensors(dirfd, path, fd, &w, err);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(sizes);
+	if (rc) {
+		nx_fp_matches_free(c.m, c.n);
+		return rc;
+	}
+	*out = c.m;
+	*nout = c.n;
+	return 0;
+}
+
+void nx_fp_matches_free(struct nx_fp_match *m, size_t n)
+{
+	size_t i;
+
+	for (i = 0; m && i < n; i++) {
+		free(m[i].student_tensor);
+		free(m[i].teacher_tensor);
+		free(m[i].teacher_file);
+	}
+	free(m);
+}

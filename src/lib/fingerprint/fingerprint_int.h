@@ -1,0 +1,157 @@
+/* fingerprint_int.h - the fingerprint set shared by fingerprint*.c. */
+#ifndef NEXUS_FINGERPRINT_INT_H
+#define NEXUS_FINGERPRINT_INT_H
+
+#include "nexus/fingerprint.h"
+
+struct fp_entry {
+	uint64_t whole;  /* fp_hash.whole: its whole contents */
+	uint64_t bytes;
+	char *name;
+	size_t file;     /* index into files */
+};
+
+/*
+ * Content-defined chunks (fingerprint_chunk.c): with g = (g << 1) +
+ * gear[byte] rolled over a tensor's bytes, a chunk ends after the byte
+ * that makes it n >= FP_CHUNK_MIN bytes long when g & FP_CHUNK_MASK is 0,
+ * or when n reaches FP_CHUNK_MAX.
+ */
+#define FP_CHUNK_MIN 1024u                 /* bytes before a boundary may fall */
+#define FP_CHUNK_MASK ((1u << 11) - 1)     /* a boundary every ~2 KiB after that */
+#define FP_CHUNK_MAX (16u << 10)           /* a boundary at the latest here */
+
+/* The 256 gear values (fixed: teacher and student runs must agree). */
+const uint64_t *fp_gear(void);
+
+/* A content-defined chunk of a teacher tensor (fingerprint_chunk.c). */
+struct fp_chunk {
+	uint64_t hash;       /* of its bytes (chunk_hash) */
+	uint32_t len;
+	const char *name;    /* its tensor's (owned by the entry; set by fp_add_chunks) */
+	size_t file;         /* index into files */
+};
+
+struct nx_fp_set {
+	struct fp_entry *e;
+	size_t n, cap;
+	bool sorted;     /* e sorted by sha (done lazily before lookups) */
+	char **files;
+	size_t nfiles;
+	size_t compressed;
+	size_t ncasts;   /* entries of e that are casts of a teacher tensor */
+	struct fp_chunk *chunks;
+	size_t nchunks, capchunks;
+	bool chunks_sorted;
+};
+
+/*
+ * fingerprint_chunk.c: one tensor's contents, fed in pieces, cut into
+ * content-defined chunks and hashed whole (whole: the chunks' hashes and
+ * lengths in order, so two tensors with the same whole and size are, but
+ * for a 2^-64 accident, equal).  Teacher (collect): the
+ * chunks go into the set, for the entry fp_add records next.  Student
+ * (match): chunks cut by content on both sides are looked up in the set;
+ * matched counts their bytes, match_chunk is the first teacher chunk found.
+ */
+struct fp_hash {
+	nx_fp_set *collect;
+	const nx_fp_set *match;
+	nx_error *err;
+	uint64_t whole;              /* every chunk's hash and length, in order */
+	uint64_t total;              /* bytes fed */
+	uint64_t gear;               /* rolling boundary hash */
+	unsigned char *buf;          /* the chunk under way, when it spans feeds */
+	uint32_t len;                /* bytes of the chunk under way */
+	size_t nchunks, first_chunk;
+	uint64_t matched;
+	const struct fp_chunk *match_chunk;   /* the first chunk matched */
+};
+
+int fp_hash_begin(struct fp_hash *h, nx_fp_set *collect, const nx_fp_set *match,
+		  nx_error *err);
+/* nx_onnx_bytes_fn: feed buf[0..len) (ctx is the fp_hash). */
+int fp_hash_feed(void *ctx, const unsigned char *buf, size_t len);
+/* Feed bytes [off, off + len) of fd. */
+int fp_hash_range(struct fp_hash *h, int fd, uint64_t off, uint64_t len, const char *path,
+		  nx_error *err);
+/* Finish the last chunk and whole; keep false (a teacher tensor under the
+ * size floor, or an error before) drops the chunks collected for it.
+ * Always frees what begin allocated. */
+int fp_hash_end(struct fp_hash *h, bool keep);
+
+/* fingerprint_chunk.c: record one teacher tensor of the file added last. */
+int fp_add(nx_fp_set *s, const char *name, uint64_t whole, uint64_t bytes, nx_error *err);
+/* fingerprint_tensor.c */
+/* Each tensor of an ONNX model of at least min bytes, hashed (h). */
+typedef int (*tensor_fn)(void *ctx, const char *name, const struct fp_hash *h, bool transposed,
+			 nx_error *err);
+
+/* What a walk over the tensors of one file does with each. */
+struct tensors {
+	nx_fp_set *collect;          /* teacher: record into this set */
+	const nx_fp_set *match;      /* student: look up in this set */
+	tensor_fn fn;
+	void *ctx;
+	size_t min;
+	const uint64_t *sizes;       /* student: distinct teacher tensor sizes, sorted */
+	size_t nsizes;
+};
+
+/* How a tensor is read: t (inline, decoded) or bytes [off, off + len) of
+ * fd; f32 if it may hold float32 values (a teacher's are then also cast);
+ * rows x cols of width bytes if it is a 2-D float matrix (a student's is
+ * then also hashed transposed). */
+struct tensor_src {
+	const struct nx_onnx_tensor *t;
+	uint64_t off, len;
+	bool f32;
+	uint64_t rows, cols;
+	unsigned width;
+};
+int fp_u64_cmp(const void *a, const void *b);
+/* Hash a tensor (src) and hand it on to w->fn (see the file). */
+int fp_one_tensor(struct tensors *w, const char *name, int fd, const char *path,
+		  const struct tensor_src *src, nx_error *err);
+/* w->fn of a teacher walk: record the tensor and name its chunks. */
+int fp_add_cb(void *ctx, const char *name, const struct fp_hash *h, bool transposed,
+	      nx_error *err);
+
+/* Record a teacher tensor of min bytes or more at [off, off + len) of fd,
+ * with its chunks. */
+int fp_add_range(nx_fp_set *set, const char *name, bool f32, int fd, uint64_t off, uint64_t len,
+		 size_t min, const char *path, nx_error *err);
+/* fingerprint_zip.c: every <archive>/data/<n> record of a torch.save zip. */
+int fp_torch_zip(nx_fp_set *set, int fd, const char *path, uint64_t size, size_t min,
+		 nx_error *err);
+
+/*
+ * fingerprint_forms.c: a float32 teacher tensor is also recorded cast to
+ * float16 and to bfloat16 (entries named "<name> as float16" ...), hashed
+ * in the same pass as its own bytes: fp_casts_feed (an nx_onnx_bytes_fn,
+ * ctx the fp_casts) feeds orig and the casts.  The casts collect into
+ * sets of their own, moved into `set` by fp_casts_end for those of at
+ * least min bytes (set NULL: only release).
+ */
+#define FP_CASTS 2
+typedef void (*fp_casts_fn)(uint16_t *o16, uint16_t *obf, const unsigned char *p, size_t n);
+struct fp_casts {
+	struct fp_hash *orig;
+	struct fp_hash h[FP_CASTS];
+	nx_fp_set tmp[FP_CASTS];
+	unsigned char carry[4];
+	size_t ncarry;
+	unsigned char *out;
+	fp_casts_fn cast;   /* AVX2 + F16C where the CPU has them */
+};
+int fp_casts_begin(struct fp_casts *c, struct fp_hash *orig, nx_error *err);
+int fp_casts_feed(void *ctx, const unsigned char *buf, size_t len);
+int fp_casts_end(struct fp_casts *c, nx_fp_set *set, const char *name, size_t min,
+		 nx_error *err);
+/* Feed h the rows x cols matrix of width-byte elements at off of fd,
+ * transposed (column after column); nothing when a column would take
+ * over 64 MiB. */
+int fp_hash_transposed(struct fp_hash *h, int fd, const char *path, uint64_t off,
+		       uint64_t rows, uint64_t cols, unsigned width, nx_error *err);
+
+#endif

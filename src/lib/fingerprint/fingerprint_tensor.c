@@ -1,0 +1,113 @@
+/*
+ * fingerprint_tensor.c - one tensor's bytes hashed and handed on: to the
+ * teacher set (fp_add_range, fp_add_cb) or to the student's matcher, also
+ * cast (fingerprint_forms.c) and transposed.  Shared by the driver
+ * (fingerprint.c: ONNX, safetensors) and the torch zip reader
+ * (fingerprint_zip.c); it calls neither.
+ */
+#include "fingerprint_int.h"
+
+#include <stdlib.h>
+
+#include "lib/format/hash_int.h"
+#include "nexus/onnx.h"
+
+int fp_u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* A student tensor, transposed back, against the teachers' whole tensors
+ * of its size (a transposed piece is not looked for). */
+static int one_transposed(struct tensors *w, const char *name, int fd, const char *path,
+			  const struct tensor_src *src, nx_error *err)
+{
+	struct fp_hash h;
+	int rc, end;
+
+	if (!w->match || src->rows < 2 || src->cols < 2 || !w->nsizes ||
+	    !bsearch(&src->len, w->sizes, w->nsizes, sizeof(*w->sizes), fp_u64_cmp))
+		return 0;
+	if ((rc = fp_hash_begin(&h, NULL, w->match, err)) != 0)
+		return rc;
+	rc = fp_hash_transposed(&h, fd, path, src->off, src->rows, src->cols, src->width, err);
+	end = fp_hash_end(&h, !rc);
+	if (!rc)
+		rc = end;
+	if (rc || h.total != src->len)
+		return rc;
+	h.matched = 0;   /* only a whole transposed copy is reported here */
+	return w->fn(w->ctx, name, &h, true, err);
+}
+
+/*
+ * Hash a tensor (src) and hand it on.  A student tensor is not read at all
+ * when there are no teacher chunks to find in it and no teacher tensor of
+ * its size to equal.  A teacher's float32 tensor is cast as it is read.
+ */
+int fp_one_tensor(struct tensors *w, const char *name, int fd, const char *path,
+		  const struct tensor_src *src, nx_error *err)
+{
+	struct fp_hash h;
+	struct fp_casts casts;
+	uint64_t len = src->len;
+	bool keep, cast = w->collect && src->f32, sized = !len || (w->nsizes &&
+			   bsearch(&len, w->sizes, w->nsizes, sizeof(*w->sizes), fp_u64_cmp));
+	nx_onnx_bytes_fn feed = cast ? fp_casts_feed : fp_hash_feed;
+	void *ctx = &h;
+	int rc, end;
+
+	if (!w->collect && !sized && !w->match->nchunks)
+		return one_transposed(w, name, fd, path, src, err);
+	if ((rc = fp_hash_begin(&h, w->collect, w->match, err)) != 0)
+		return rc;
+	if (cast && (rc = fp_casts_begin(&casts, &h, err)) != 0) {
+		fp_hash_end(&h, false);
+		return rc;
+	}
+	if (cast)
+		ctx = &casts;
+	rc = src->t ? nx_onnx_tensor_read(fd, path, src->t, feed, ctx, err) :
+		      read_range(fd, path, src->off, src->len, feed, ctx, err);
+	keep = !rc && h.total >= w->min;
+	end = fp_hash_end(&h, keep);
+	if (!rc)
+		rc = end;
+	if (!rc && keep)
+		rc = w->fn(w->ctx, name, &h, false, err);
+	if (cast) {
+		end = fp_casts_end(&casts, rc ? NULL : w->collect, name, w->min, err);
+		if (!rc)
+			rc = end;
+	}
+	if (!rc)
+		rc = one_transposed(w, name, fd, path, src, err);
+	return rc;
+}
+
+/* A teacher tensor: its entry, and the name of the chunks collected for it. */
+int fp_add_cb(void *ctx, const char *name, const struct fp_hash *h, bool transposed,
+		  nx_error *err)
+{
+	nx_fp_set *s = ctx;
+	size_t k;
+	int rc = fp_add(s, name, h->whole, h->total, err);
+
+	(void)transposed;   /* only student tensors are transposed */
+
+	for (k = h->first_chunk; !rc && k < s->nchunks; k++)
+		s->chunks[k].name = s->e[s->n - 1].name;
+	return rc;
+}
+
+/* A record of bytes [off, off + len) of a teacher file (torch, safetensors). */
+int fp_add_range(nx_fp_set *set, const char *name, bool f32, int fd, uint64_t off, uint64_t len,
+		 size_t min, const char *path, nx_error *err)
+{
+	struct tensors w = { set, NULL, fp_add_cb, set, min, NULL, 0 };
+	struct tensor_src src = { NULL, off, len, f32, 0, 0, 0 };
+
+	return fp_one_tensor(&w, name, fd, path, &src, err);
+}

@@ -1,0 +1,203 @@
+/*
+ * verify.c - nx_verify_bundle: runs the TRV checks in order over one bundle
+ * and collects their findings.  Each check lives in its own file
+ * (verify_<check>.c); this one owns the shared context.
+ */
+#include "nexus/functional.h"
+#include "verify_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const builtin_terms[] = {"teacher", "distillation", "soft_targets"};
+#define NBUILTIN (sizeof(builtin_terms) / sizeof(builtin_terms[0]))
+
+void nx_verify_opts_init(struct nx_verify_opts *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->functional = true;
+	opts->size_slack = -1;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Open the student once for the checks that read it (allowlist needs its
+ * external data names, weights and size its summary).  Failure is a
+ * weights finding, reported there. */
+static void open_student(struct vfy_ctx *c)
+{
+	int fd = -1;
+	long i = vfy_find(c, NX_MODEL_PATH);
+
+	if (i < 0 || !S_ISREG(c->entries[i].mode) || c->entries[i].nlink != 1)
+		return;
+	if (vfy_open_regular(&fd, NULL, c->dirfd, NX_MODEL_PATH, NULL))
+		return;
+	if (nx_onnx_open(&c->onnx, fd, NX_MODEL_PATH, NULL))
+		c->onnx = NULL;
+	close(fd);
+}
+
+static int functional_finding(void *ctx, enum nx_functional_sev sev, const char *code,
+			      const char *path, long line, const char *message)
+{
+	enum nx_severity s = sev == NX_FUNCTIONAL_FAIL ? NX_SEV_FAIL :
+			     sev == NX_FUNCTIONAL_WARN ? NX_SEV_WARN : NX_SEV_INFO;
+
+	return nx_report_add(ctx, NX_CHECK_FUNCTIONAL, s, code, path, line, "%s", message);
+}
+
+/* True when check id already FAILed. */
+static bool check_failed(const nx_report *r, const char *id)
+{
+	const struct nx_check_result *cr;
+	size_t n, i;
+
+	cr = nx_report_checks(r, &n);
+	for (i = 0; i < n; i++)
+		if (!strcmp(cr[i].id, id))
+			return cr[i].status == NX_CHECK_FAIL;
+	return false;
+}
+
+/* TRV-5: the bundle's selftest and its Python imports, in the sandbox. */
+static int functional(struct vfy_ctx *c, bool *skipped)
+{
+	struct nx_functional_opts fo;
+	nx_error err;
+
+	*skipped = true;
+	if (!c->opts->functional)
+		return 0;
+	/*
+	 * Nothing of a bundle whose files are not the signed ones (or include
+	 * files no bundle may have) is executed: the verdict is FAIL already,
+	 * and a file swapped for a FIFO would block the run until its timeout.
+	 */
+	if (check_failed(c->r, NX_CHECK_INTEGRITY) || check_failed(c->r, NX_CHECK_ALLOWLIST))
+		return nx_report_add(c->r, NX_CHECK_FUNCTIONAL, NX_SEV_INFO, "functional-skipped",
+				     NULL, 0, "skipped: integrity failed");
+	nx_functional_opts_init(&fo);
+	fo.strict = c->opts->strict;
+	fo.backend = c->opts->sandbox;
+	fo.allow_no_sandbox = c->opts->allow_no_sandbox;
+	fo.sandbox_memory = c->opts->sandbox_memory;
+	for (size_t i = 0; i < c->nentries; i++)   /* the model and its external data */
+		if (!strncmp(c->entries[i].path, "model/", 6) && S_ISREG(c->entries[i].mode))
+			fo.model_bytes += c->entries[i].size;
+	fo.selftest = !c->opts->functional_imports_only;
+	/*
+	 * Never execute a bin/ or lib/ that is not the trusted runtime: the
+	 * verdict is already FAIL, and a planted program chooses what the ELF
+	 * closure binds into its sandbox (its DT_NEEDED / RUNPATH) and what its
+	 * stderr puts into this report.  The Python import check runs the
+	 * host's interpreter, not the bundle's binaries, so it still runs.
+	 */
+	if (fo.selftest && c->runtime_untrusted) {
+		fo.selftest = false;
+		if (nx_report_add(c->r, NX_CHECK_FUNCTIONAL, NX_SEV_INFO, "functional-selftest-skipped",
+				  "bin/nexus_cli", 0, "bin/ or lib/ is not the trusted nexus runtime, "
+				  "so bin/nexus_cli selftest is not executed"))
+			return NX_ENOMEM;
+	}
+	nx_error_clear(&err);
+	if (nx_functional_check(skipped, c->dirfd, c->bundle_path, &fo, functional_finding, c->r,
+				&err) != 0)
+		return nx_report_add(c->r, NX_CHECK_FUNCTIONAL, NX_SEV_FAIL, "functional-error",
+				     err.path[0] ? err.path : NULL, 0, "%s", err.message);
+	return 0;
+}
+
+int nx_verify_bundle(nx_report **out, int bundle_dirfd, const char *bundle_path,
+		     const struct nx_verify_opts *opts, nx_error *err)
+{
+	struct nx_verify_opts defaults;
+	struct vfy_ctx c = {0};
+	double t;
+	bool skipped;
+	size_t i;
+	int rc;
+
+	if (!opts) {
+		nx_verify_opts_init(&defaults);
+		opts = &defaults;
+	}
+	c.dirfd = bundle_dirfd;
+	c.bundle_path = bundle_path;
+	c.opts = opts;
+	c.terms = calloc(NBUILTIN + opts->nextra_terms, sizeof(*c.terms));
+	if (!c.terms)
+		return nx_error_set(err, NX_ENOMEM, bundle_path, 0, -1, "out of memory");
+	for (i = 0; i < NBUILTIN; i++)
+		c.terms[c.nterms++] = builtin_terms[i];
+	for (i = 0; i < opts->nextra_terms; i++)
+		if (opts->extra_terms[i] && opts->extra_terms[i][0])
+			c.terms[c.nterms++] = opts->extra_terms[i];
+	rc = nx_report_new(&c.r, bundle_path, err);
+	if (rc)
+		goto out;
+
+#define RUN(id, call)                                                   \
+	do {                                                            \
+		skipped = false;                                        \
+		if (opts->progress)                                     \
+			opts->progress(opts->progress_ctx, id, false, 0); \
+		t = now();                                              \
+		rc = (call);                                            \
+		if (rc)                                                 \
+			goto out;                                       \
+		t = now() - t;                                          \
+		if (opts->progress)                                     \
+			opts->progress(opts->progress_ctx, id, true, t); \
+		rc = nx_report_check(c.r, id, skipped, t);              \
+		if (rc) {                                               \
+			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory"); \
+			goto out;                                       \
+		}                                                       \
+	} while (0)
+
+	RUN(NX_CHECK_INTEGRITY, vfy_integrity(&c, err));
+	if (!opts->integrity_only) {
+		open_student(&c);
+		RUN(NX_CHECK_SIGNATURE, vfy_signature(&c, &skipped, err));
+		RUN(NX_CHECK_POLICY, vfy_policy(&c, err));
+		RUN(NX_CHECK_ALLOWLIST, vfy_allowlist(&c, err));
+		/* The code and budget checks may hold a JSON tree of 128 MiB and
+		 * the student's summary takes up to ~160 MiB: never both, so that
+		 * verify stays within its 256 MiB (docs/TRV.md "Cost").  Reading
+		 * the summary again walks the protobuf only, not the weights. */
+		nx_onnx_free(c.onnx);
+		c.onnx = NULL;
+		RUN(NX_CHECK_CODE, vfy_code(&c, err));
+		RUN(NX_CHECK_BUDGET, vfy_budget(&c, err));
+		open_student(&c);
+		RUN(NX_CHECK_WEIGHTS, vfy_weights(&c, &skipped, err));
+		RUN(NX_CHECK_SIZE, vfy_size(&c, &skipped, err));
+		RUN(NX_CHECK_FUNCTIONAL, functional(&c, &skipped));
+	}
+#undef RUN
+	if ((rc = vfy_unchanged(&c)) != 0)
+		goto out;
+	*out = c.r;
+	c.r = NULL;
+out:
+	if (rc == NX_ENOMEM && err && err->code != NX_ENOMEM)
+		nx_error_set(err, NX_ENOMEM, bundle_path, 0, -1, "out of memory verifying %s",
+			     bundle_path);
+	nx_report_free(c.r);
+	nx_onnx_free(c.onnx);
+	nx_manifest_free(c.m);
+	nx_fs_entries_free(c.entries, c.nentries);
+	free(c.files);
+	free(c.terms);
+	vfy_policy_release(&c);
+	return rc;
+}
