@@ -89,7 +89,8 @@ static void push_pair(struct tmodel *m, size_t *hn, size_t pos)
 	b = &m->syms[a->next];
 	mg = nx_tok__merge_get(m, (uint32_t)a->id, (uint32_t)b->id);
 	if (mg && *hn < m->heap_cap)
-		heap_push(m->heap, hn, (struct bpe_heap_ent){ mg->rank, (uint32_t)pos, mg->new_id });
+		heap_push(m->heap, hn, (struct bpe_heap_ent){ mg->rank, (uint32_t)pos, mg->new_id,
+							      (uint32_t)a->id, (uint32_t)b->id });
 }
 
 static void merge_all(struct tmodel *m, size_t n)
@@ -109,9 +110,13 @@ static void merge_all(struct tmodel *m, size_t n)
 		if (!a->len || a->next < 0)
 			continue;
 		b = &m->syms[a->next];
-		mg = nx_tok__merge_get(m, (uint32_t)a->id, (uint32_t)b->id);
-		if (!mg || mg->new_id != top.new_id)
-			continue;  /* stale */
+		/* stale unless the pair is the one pushed or (as HF checks) merges
+		 * into the same token */
+		if ((uint32_t)a->id != top.left || (uint32_t)b->id != top.right) {
+			mg = nx_tok__merge_get(m, (uint32_t)a->id, (uint32_t)b->id);
+			if (!mg || mg->new_id != top.new_id)
+				continue;
+		}
 		a->id = top.new_id;
 		a->len += b->len;
 		a->next = b->next;

@@ -237,6 +237,13 @@ static int bpe_merges(nx_tokenizer *t, json_t *merges, const char *path, nx_erro
 		return nomem(err, path);
 	}
 	m->merges_mask = slots - 1;
+	/* 16 filter bits per merge slot pair: about 1 in 10 pairs that do not
+	 * merge gets past it */
+	if (!(m->merge_bits = calloc(slots / 4 + 1, sizeof(uint64_t)))) {
+		json_decref(merges);
+		return nomem(err, path);
+	}
+	m->merge_bits_mask = slots / 4 - 1;
 	json_array_foreach(merges, i, mg) {
 		const char *a, *b;
 		size_t alen, blen;

@@ -98,6 +98,9 @@ int nx_tok__merge_put(struct tmodel *m, uint32_t a, uint32_t b, uint32_t rank, u
 	uint64_t key = (((uint64_t)a << 32) | b) + 1;
 	size_t s = mix(key) & m->merges_mask;
 
+	uint64_t h = mix(key) >> 24;
+
+	m->merge_bits[(h >> 6) & m->merge_bits_mask] |= 1ull << (h & 63);
 	while (m->merges[s].key && m->merges[s].key != key)
 		s = (s + 1) & m->merges_mask;
 	m->merges[s].key = key;
@@ -108,12 +111,12 @@ int nx_tok__merge_put(struct tmodel *m, uint32_t a, uint32_t b, uint32_t rank, u
 
 const struct merge_slot *nx_tok__merge_get(const struct tmodel *m, uint32_t a, uint32_t b)
 {
-	uint64_t key = (((uint64_t)a << 32) | b) + 1;
+	uint64_t key = (((uint64_t)a << 32) | b) + 1, h = mix(key), f = h >> 24;
 	size_t s;
 
-	if (!m->merges)
+	if (!m->merges || !(m->merge_bits[(f >> 6) & m->merge_bits_mask] & (1ull << (f & 63))))
 		return NULL;
-	s = mix(key) & m->merges_mask;
+	s = h & m->merges_mask;
 	for (; m->merges[s].key; s = (s + 1) & m->merges_mask)
 		if (m->merges[s].key == key)
 			return &m->merges[s];
@@ -123,6 +126,7 @@ const struct merge_slot *nx_tok__merge_get(const struct tmodel *m, uint32_t a, u
 void nx_tok__model_release(struct tmodel *m)
 {
 	free(m->merges);
+	free(m->merge_bits);
 	free(m->cache);
 	free(m->syms);
 	free(m->heap);

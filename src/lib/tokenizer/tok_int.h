@@ -162,6 +162,7 @@ struct bpe_sym {
 struct bpe_heap_ent {
 	uint32_t rank, pos;
 	uint32_t new_id;
+	uint32_t left, right;    /* the pair's ids when pushed */
 };
 
 struct tmodel {
@@ -175,6 +176,8 @@ struct tmodel {
 	/* BPE */
 	struct merge_slot *merges;
 	size_t merges_mask;
+	uint64_t *merge_bits;    /* a one-hash filter before the table: most pairs merge not */
+	size_t merge_bits_mask;
 	struct cache_slot *cache;
 	struct bpe_sym *syms;
 	size_t syms_cap;
