@@ -598,6 +598,70 @@ def bench_tokenizer(ctx):
                 "ours prints ids to /dev/null, node only keeps them")]
 
 
+TOK_TYPES = [("WordPiece", "wp_uncased"), ("byte-level BPE", "bpe_gpt2"),
+             ("Unigram", "unigram_xlmr")]
+
+
+def bench_tok_types(ctx):
+    """One row per model type: nexus_cli tokenize against the npm package's
+    encodeBatch (the baseline judged: its fastest path) and per-line encode,
+    single thread, on the parity matrix's tokenizers and corpus
+    (tests/e2e/tok_matrix.py, tok_corpus.py), ids checked equal first."""
+    import tok_corpus
+    import tok_matrix
+    env = dict(node_env(ctx), RAYON_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    toks = tok_matrix.build(ctx.cache / "tokmatrix", env["NODE_PATH"])
+    reps = 1 if ctx.a.quick else 4
+    corpus = ctx.cache / f"tok_types_{reps}.jsonl"
+    if not corpus.exists():
+        lines = tok_corpus.lines() * reps
+        corpus.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n"
+                                  for t in lines), encoding="utf-8")
+    mb = os.path.getsize(corpus) / 1e6
+    maxlen = str(tok_matrix.MAXLEN)
+    ctx.tmp.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for label, name in TOK_TYPES:
+        figure = f"tokenize {label} ({name}), {mb:.1f} MB corpus"
+        if name not in toks:
+            rows.append({"name": f"tokenizer_{name}", "figure": figure, "target": ">= 3x",
+                         "skipped": "spm_train (Debian sentencepiece) is not installed",
+                         "pass": None})
+            continue
+        tokdir = toks[name]
+        ours_cmd = [ctx.cli, "tokenize", "--tokenizer", str(tokdir), "--max-length", maxlen,
+                    "--input", str(corpus)]
+        node_cmd = ["node", str(ROOT / "bench/tok_node_bench.js"), str(tokdir / "tokenizer.json"),
+                    str(corpus), maxlen]
+        ours_ids, node_ids = ctx.tmp / "tt_ours.jsonl", ctx.tmp / "tt_node.jsonl"
+        with open(ours_ids, "w") as f:
+            r = subprocess.run(ours_cmd, stdout=f, stderr=subprocess.PIPE, text=True)
+        if r.returncode == 2:
+            rows.append({"name": f"tokenizer_{name}", "figure": figure, "target": ">= 3x",
+                         "skipped": "nexus refuses it: " + r.stderr.strip()[-160:], "pass": None})
+            continue
+        run(node_cmd + [str(node_ids)], env=env)
+        a = ours_ids.read_text().split("\n")
+        b = node_ids.read_text().split("\n")
+        bad = sum(1 for x, y in zip(a, b) if json.loads(x or "0") != json.loads(y or "0"))
+        if bad or len(a) != len(b):
+            raise RuntimeError(f"{name}: {bad} of {len(b)} texts have ids differing from tokenizers")
+        line_env = dict(env, NEXUS_TOK_MODE="line")
+        o, bb = alternate(ctx, lambda: run(ours_cmd)[:2], lambda: run(node_cmd, env=env)[:2],
+                          ctx.runs, cold=False)
+        _, bl = alternate(ctx, lambda: (0.0, 0), lambda: run(node_cmd, env=line_env)[:2],
+                          max(1, ctx.runs // 2), cold=False)
+        ot, bt = mb / med([x[0] for x in o]), mb / med([x[0] for x in bb])
+        lt = mb / med([x[0] for x in bl])
+        rows.append(row(f"tokenizer_{name}", figure, ot, bt, "MB/s", ">= 3x", ot >= 3 * bt,
+                        "npm tokenizers 0.23.2 encodeBatch, RAYON_NUM_THREADS=1",
+                        max(x[1] for x in o), extra={"baseline_per_line": lt,
+                                                     "ratio_per_line": ot / lt},
+                        note=f"{len(b) - 1} texts, ids equal; per-line encode baseline "
+                             f"{lt:.2f} MB/s (ours {ot / lt:.2f}x); process incl."))
+    return rows
+
+
 def bench_coldstart(ctx):
     env = node_env(ctx)
     bundle = spam_bundle(ctx, 8, 64)
@@ -687,6 +751,7 @@ def bench_fingerprint(ctx):
 
 BENCHES = {"build": bench_build, "inspect": bench_inspect, "verify": bench_verify,
            "export": bench_export, "runtime": bench_runtime, "tokenizer": bench_tokenizer,
+           "tokenizer_types": bench_tok_types,
            "coldstart": bench_coldstart, "fingerprint": bench_fingerprint,
            "sandbox": bench_sandbox}
 

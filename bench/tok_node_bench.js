@@ -2,7 +2,9 @@
 // bench/run.py: encode a JSONL corpus ({"text": ...} per line) with
 // encodeBatch in chunks of 1000 (its fastest path; run with
 // RAYON_NUM_THREADS=1 for one thread) and, if OUT is given, write the ids as
-// JSONL so run.py can check them against `nexus_cli tokenize`.
+// JSONL so run.py can check them against `nexus_cli tokenize`.  With
+// NEXUS_TOK_MODE=line it awaits encode() once per text instead (the per-line
+// baseline: what a server tokenizing one request at a time gets).
 //   node tok_node_bench.js TOKENIZER.json CORPUS.jsonl MAXLEN [OUT]
 'use strict';
 const fs = require('fs');
@@ -16,8 +18,15 @@ async function main() {
 		.filter((l) => l.length > 0).map((l) => JSON.parse(l).text);
 	const out = outPath ? [] : null;
 	let total = 0;
+	const perLine = process.env.NEXUS_TOK_MODE === 'line';
 	for (let i = 0; i < texts.length; i += 1000) {
-		const encs = await tok.encodeBatch(texts.slice(i, i + 1000));
+		const chunk = texts.slice(i, i + 1000);
+		const encs = [];
+		if (perLine)
+			for (const t of chunk)
+				encs.push(await tok.encode(t));
+		else
+			encs.push(...await tok.encodeBatch(chunk));
 		for (const e of encs) {
 			const ids = e.getIds();
 			total += ids.length;

@@ -4,8 +4,11 @@
  *
  * The decoder is compiled once from the tokenizer's `decoder` object
  * (nx_tokenizer_decoder_json): ByteLevel, Metaspace, WordPiece, BPEDecoder,
- * ByteFallback, Fuse, Strip, Replace (a String pattern), CTC and Sequence.
- * Without a decoder the tokens are joined with one space, as HF does.
+ * ByteFallback, Fuse, Strip, Replace (a String, or a Regex run by PCRE2), CTC
+ * and Sequence.
+ * Without a decoder the tokens are joined with one space, as HF does; a
+ * vocab.txt gets the WordPiece decoder ("##", cleanup) that transformers'
+ * BertTokenizerFast builds for one.
  * Decoding looks each id up (added tokens first); ids that name nothing are
  * dropped, and with skip_special the special added tokens are too.
  */

@@ -325,7 +325,8 @@ static int tok_one(void *ctx, const struct rt_input *in, nx_error *err)
 	return emit(c->p, c->json ? tok_object(c, n) : int_list(c->ids, n), err);
 }
 
-/* ids of a detokenize input: a JSON list, {"ids": [...]}, or "5, 6 7" */
+/* ids of a detokenize input: a JSON list or "5, 6 7" (a line starting with
+ * '{' is taken by the input reader as {"text": ...}, so there is no object form) */
 static int parse_ids(const char *s, size_t len, int64_t **ids, size_t *n, const char **why)
 {
 	json_t *j = NULL, *list, *v;
@@ -335,11 +336,11 @@ static int parse_ids(const char *s, size_t len, int64_t **ids, size_t *n, const 
 	*n = 0;
 	while (len && (*s == ' ' || *s == '\t'))
 		s++, len--;
-	if (len && (*s == '[' || *s == '{')) {
+	if (len && *s == '[') {
 		j = json_loadb(s, len, 0, NULL);
-		list = json_is_object(j) ? json_object_get(j, "ids") : j;
+		list = j;
 		if (!json_is_array(list)) {
-			*why = "not a JSON list of ids nor {\"ids\": [...]}";
+			*why = "not a JSON list of ids";
 			rc = 1;
 			goto out;
 		}
@@ -529,8 +530,7 @@ static const struct rt_opt tokenize_opts[] = {
 };
 static const struct rt_opt detokenize_opts[] = {
 	{ "ids", "IDS", "decode IDS: \"5,6,7\" or a JSON list (repeatable)", RT_OPT_TEXT },
-	{ "input", "FILE", "one JSON list of ids (or {\"ids\": [...]}) per line; - for stdin",
-	  RT_OPT_INPUT },
+	{ "input", "FILE", "one JSON list of ids (or \"5,6,7\") per line; - for stdin", RT_OPT_INPUT },
 	{ "skip-special-tokens", NULL, "leave out the special added tokens ([CLS], <s>, ...)",
 	  RT_OPT_SKIP_SPECIAL },
 	{ "json", NULL, "one {\"text\": ...} object per input instead of the text", RT_OPT_JSON },

@@ -8,7 +8,9 @@
  * subpart by one U+FFFD).  A token list is one byte buffer plus the end
  * offset of each token, so a decode costs a handful of allocations.
  */
+#define PCRE2_CODE_UNIT_WIDTH 8
 #include <jansson.h>
+#include <pcre2.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +26,7 @@ struct step {
 	const char *a, *b;   /* prefix / suffix / pattern / pad token; content / delimiter */
 	size_t alen, blen;
 	uint32_t ch;         /* Metaspace replacement, Strip content */
+	pcre2_code *re;      /* Replace with a Regex pattern */
 	size_t start, stop;  /* Strip */
 	bool flag;           /* WordPiece/CTC cleanup; Metaspace prepend_scheme != never */
 };
@@ -38,6 +41,7 @@ struct tlist {
 
 struct nx_tokdecoder {
 	const nx_tokenizer *t;
+	pcre2_match_data *md;
 	struct step steps[NX_TOKDECODE_STEPS_MAX];
 	size_t nsteps;
 	bool none;           /* no decoder: join with " " */
@@ -68,7 +72,8 @@ static int tl_add(struct tlist *l, const void *s, size_t len)
 {
 	if (grow(&l->buf, &l->cap, l->len + len + 1))
 		return NX_ENOMEM;
-	memcpy(l->buf + l->len, s, len);
+	if (len)  /* s may be NULL then */
+		memcpy(l->buf + l->len, s, len);
 	l->len += len;
 	return 0;
 }
@@ -76,6 +81,8 @@ static int tl_add(struct tlist *l, const void *s, size_t len)
 /* close the token being appended to */
 static int tl_end(struct tlist *l)
 {
+	if (grow(&l->buf, &l->cap, l->len + 1))  /* a buffer even for empty tokens */
+		return NX_ENOMEM;
 	if (l->n == l->ncap) {
 		size_t c = l->ncap ? l->ncap * 2 : 64;
 		size_t *e = realloc(l->end, c * sizeof(*e));
@@ -257,7 +264,8 @@ static int dec_bytelevel(struct tlist *out, const struct tlist *in)
 	len = out->len - mark;
 	if (!(bytes = malloc(len ? len : 1)))
 		return NX_ENOMEM;
-	memcpy(bytes, out->buf + mark, len);
+	if (len)
+		memcpy(bytes, out->buf + mark, len);
 	out->len = mark;
 	rc = tl_add_lossy(out, bytes, len);
 	free(bytes);
@@ -452,15 +460,57 @@ static int dec_strip(struct tlist *out, const struct tlist *in, const struct ste
 	return 0;
 }
 
-static int dec_replace(struct tlist *out, const struct tlist *in, const struct step *st)
+/* Every match of st->re in s replaced by the content, as tokenizers' find_matches
+ * over the onig crate's find_iter: an empty match is replaced too, except one
+ * right where the previous match ended, and the search then goes on one char
+ * further; an empty token is left alone. */
+static int regex_replace(nx_tokdecoder *d, struct tlist *out, const char *s, size_t len,
+			 const struct step *st)
+{
+	size_t prev = 0, at = 0, last = SIZE_MAX;
+
+	while (len && at <= len) {
+		int rc = pcre2_match(st->re, (PCRE2_SPTR)s, len, at, 0, d->md, NULL);
+		PCRE2_SIZE *ov;
+		size_t b, e;
+
+		if (rc == PCRE2_ERROR_NOMATCH)
+			break;
+		if (rc < 0)
+			return NX_ELIMIT;  /* match limit: a pathological pattern */
+		ov = pcre2_get_ovector_pointer(d->md);
+		b = ov[0];
+		e = ov[1];
+		if (b != e || e != last) {
+			if (tl_add(out, s + prev, b - prev) || tl_add(out, st->b, st->blen))
+				return NX_ENOMEM;
+			prev = last = e;
+		}
+		at = e;
+		if (b == e) {
+			if (at >= len)
+				break;
+			next_cp(s, len, &at);
+		}
+	}
+	return tl_add(out, s + prev, len - prev);
+}
+
+static int dec_replace(nx_tokdecoder *d, struct tlist *out, const struct tlist *in,
+		       const struct step *st)
 {
 	size_t i, len;
+	int rc;
 
 	for (i = 0; i < in->n; i++) {
 		const char *s = tl_get(in, i, &len);
 
-		if (tl_add_replaced(out, s, len, st->a, st->alen, st->b, st->blen) || tl_end(out))
-			return NX_ENOMEM;
+		if (st->re)
+			rc = regex_replace(d, out, s, len, st);
+		else
+			rc = tl_add_replaced(out, s, len, st->a, st->alen, st->b, st->blen);
+		if (rc || tl_end(out))
+			return rc ? rc : NX_ENOMEM;
 	}
 	return 0;
 }
@@ -491,7 +541,8 @@ static int dec_ctc(nx_tokdecoder *d, struct tlist *out, const struct tlist *in,
 			n = out->len - from;
 			if (!(copy = malloc(n ? n : 1)))
 				return NX_ENOMEM;
-			memcpy(copy, out->buf + from, n);
+			if (n)
+				memcpy(copy, out->buf + from, n);
 			out->len = from;
 			rc = tl_add_replaced(out, copy, n, st->b, st->blen, " ", 1);
 			free(copy);
@@ -523,7 +574,7 @@ static int run_step(nx_tokdecoder *d, const struct step *st, struct tlist *out,
 	case S_STRIP:
 		return dec_strip(out, in, st);
 	case S_REPLACE:
-		return dec_replace(out, in, st);
+		return dec_replace(d, out, in, st);
 	case S_CTC:
 		return dec_ctc(d, out, in, st);
 	}
@@ -562,9 +613,13 @@ int nx_tokdecoder_decode(nx_tokdecoder *d, const int64_t *ids, size_t n, bool sk
 	}
 	if (!rc && !(res = malloc(in->len + 1)))
 		rc = NX_ENOMEM;
+	if (rc == NX_ELIMIT)
+		return nx_error_set(err, rc, NULL, 0, -1, "the tokenizer's Replace decoder regex "
+				    "went over its match limit decoding %zu ids", n);
 	if (rc)
 		return nx_error_set(err, rc, NULL, 0, -1, "out of memory decoding %zu ids", n);
-	memcpy(res, in->buf, in->len);  /* the tokens joined with "" */
+	if (in->len)  /* the tokens joined with "" (no buffer yet when there were none) */
+		memcpy(res, in->buf, in->len);
 	res[in->len] = '\0';
 	*out = res;
 	*out_len = in->len;
@@ -728,11 +783,29 @@ static int compile(struct cctx *c, json_t *o, const char *jpath, int depth)
 		json_t *pat = json_object_get(o, "pattern");
 
 		st->kind = S_REPLACE;
-		if (json_object_get(pat, "Regex"))
-			return bad(c, jpath, "(Replace) has a Regex pattern, which is not supported "
-				   "in a decoder (a String pattern is)");
-		if (!(rc = get_str(c, pat, "String", NULL, &st->a, &st->alen, jpath)))
-			rc = get_str(c, o, "content", NULL, &st->b, &st->blen, jpath);
+		if (json_object_get(pat, "Regex")) {
+			int ecode;
+			PCRE2_SIZE eoff;
+
+			if ((rc = get_str(c, pat, "Regex", NULL, &st->a, &st->alen, jpath)))
+				return rc;
+			st->re = pcre2_compile((PCRE2_SPTR)st->a, st->alen, PCRE2_UTF | PCRE2_UCP,
+					       &ecode, &eoff, NULL);
+			if (!st->re) {
+				PCRE2_UCHAR msg[120];
+
+				pcre2_get_error_message(ecode, msg, sizeof(msg));
+				snprintf(sub, sizeof(sub), "(Replace) has a Regex that does not compile: "
+					 "%s at offset %zu", (const char *)msg, (size_t)eoff);
+				return bad(c, jpath, sub);
+			}
+			pcre2_jit_compile(st->re, PCRE2_JIT_COMPLETE);  /* else the interpreter */
+		} else if ((rc = get_str(c, pat, "String", NULL, &st->a, &st->alen, jpath)))
+			return rc;
+		rc = get_str(c, o, "content", NULL, &st->b, &st->blen, jpath);
+		if (!rc)
+			c->d->nsteps++;  /* counted now so that free() finds the compiled regex */
+		return rc;
 	} else if (!strcmp(type, "CTC")) {
 		st->kind = S_CTC;
 		if (!(rc = get_str(c, o, "pad_token", "<pad>", &st->a, &st->alen, jpath)) &&
@@ -759,6 +832,16 @@ int nx_tokdecoder_new(nx_tokdecoder **out, const nx_tokenizer *t, const char *pa
 		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
 	d->t = t;
 	d->none = !j;
+	if (!j && !strcmp(nx_tokenizer_source(t), "vocab.txt")) {
+		/* what transformers' BertTokenizerFast gets for a vocab.txt */
+		d->none = false;
+		d->nsteps = 1;
+		d->steps[0] = (struct step){ .kind = S_WORDPIECE, .a = "##", .alen = 2, .flag = true };
+	}
+	if (!(d->md = pcre2_match_data_create(1, NULL))) {
+		nx_tokdecoder_free(d);
+		return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory");
+	}
 	if (j && (rc = compile(&c, j, "decoder", 0))) {
 		nx_tokdecoder_free(d);
 		return rc;
@@ -773,6 +856,9 @@ void nx_tokdecoder_free(nx_tokdecoder *d)
 
 	if (!d)
 		return;
+	for (i = 0; i < d->nsteps; i++)
+		pcre2_code_free(d->steps[i].re);
+	pcre2_match_data_free(d->md);
 	for (i = 0; i < 2; i++) {
 		free(d->l[i].buf);
 		free(d->l[i].end);
