@@ -224,7 +224,7 @@ static int replace(nx_tokenizer *t, const struct tnorm *n, const char *s, size_t
 	struct tre *re = (struct tre *)&n->re;
 	size_t from = 0, last = 0, ms, me;
 	long long prev_end = -1;
-	int r;
+	int r = 0;
 
 	while (from <= len && (r = nx_tok__re_next(re, s, len, from, &ms, &me)) > 0) {
 		if (ms == me && (long long)me == prev_end) {

@@ -191,7 +191,7 @@ static int spans_re(nx_tokenizer *t, struct tre *re, const char *s, size_t len, 
 {
 	size_t from = 0, prev = 0, ms, me;
 	long long last_end = -1;
-	int r;
+	int r = 0;
 
 	*n = 0;
 	if (!len)
