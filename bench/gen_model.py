@@ -86,8 +86,21 @@ def parse_count(text):
     return int(float(t[:-1]) * mult[t[-1]]) if t[-1] in mult else int(t)
 
 
-def write_payload(f, nbytes):
-    block = os.urandom(BLOCK)
+def finite(raw, dtype):
+    """Random bytes as finite floats: the top exponent bit of every float32
+    (and float16) cleared, so |x| < 2 and no NaN or Inf reaches the outputs
+    (the build refuses a model with non-finite outputs)."""
+    width = WIDTH.get(dtype, 1)
+    if dtype not in (FLOAT, FLOAT16):
+        return raw
+    b = bytearray(raw)
+    for i in range(width - 1, len(b), width):
+        b[i] &= 0xBF
+    return bytes(b)
+
+
+def write_payload(f, nbytes, dtype):
+    block = finite(os.urandom(BLOCK), dtype)
     left = nbytes
     while left:
         n = min(left, BLOCK)
@@ -121,9 +134,9 @@ def main():
     nodes.append(node("ReduceMean", [src], ["pooled"], "pool",
                       [attr_ints("axes", [1]), attr_int("keepdims", 0)]))
     nodes.append(node("MatMul", ["pooled", "head"], ["logits"], "head_mm"))
-    inits.append(small_tensor("head", FLOAT, [DIM, 2], os.urandom(DIM * 2 * 4)))
+    inits.append(small_tensor("head", FLOAT, [DIM, 2], finite(os.urandom(DIM * 2 * 4), FLOAT)))
     if a.dead_initializer:
-        inits.append(small_tensor("dead_weight", FLOAT, [1024, 64], os.urandom(1024 * 64 * 4)))
+        inits.append(small_tensor("dead_weight", FLOAT, [1024, 64], finite(os.urandom(1024 * 64 * 4), FLOAT)))
 
     emb_head = tensor_head("emb", dtype, [vocab, DIM])
     if a.external:
@@ -131,7 +144,7 @@ def main():
         emb_head += ld(13, s(1, "location") + s(2, loc)) + ld(13, s(1, "offset") + s(2, "0")) \
             + ld(13, s(1, "length") + s(2, str(emb_bytes))) + vi(14, 1)
         with open(os.path.join(os.path.dirname(os.path.abspath(a.out)), loc), "wb") as f:
-            write_payload(f, emb_bytes)
+            write_payload(f, emb_bytes, dtype)
         emb_tensor_len = len(emb_head)
     else:
         emb_tensor_len = len(emb_head) + len(key(9, 2)) + len(varint(emb_bytes)) + emb_bytes
@@ -154,7 +167,7 @@ def main():
         f.write(key(5, 2) + varint(emb_tensor_len) + emb_head)
         if not a.external:
             f.write(key(9, 2) + varint(emb_bytes))
-            write_payload(f, emb_bytes)
+            write_payload(f, emb_bytes, dtype)
         f.write(tail)
     print(f"{a.out}: {vocab * DIM + DIM * 2} parameters, {os.path.getsize(a.out)} bytes", file=sys.stderr)
 

@@ -3,6 +3,10 @@
 //   node ort_node_bench.js throughput MODEL IDS.jsonl BATCH THREADS OUT.json
 //   node ort_node_bench.js cold MODEL IDS.jsonl THREADS OUT.json
 //
+// With NEXUS_BENCH_POOL=mean a [batch, seq, hidden] output is mean-pooled
+// over each row's tokens and L2-normalised (what an embedding user needs,
+// and what nexus_cli prints for task: embedding) instead of sliced.
+//
 // IDS.jsonl holds one JSON list of token ids per line (what
 // `nexus_cli tokenize` prints), so both sides run the same tensors.  Batches
 // are padded to their longest row with id 0 and attention_mask 0, as the
@@ -49,6 +53,24 @@ async function main() {
 		const out = await sess.run(feeds(rows.slice(i, Math.min(n, i + batch)), sess.inputNames));
 		const o = out[sess.outputNames[0]];
 		const w = o.dims[o.dims.length - 1];
+		const rows_ = rows.slice(i, Math.min(n, i + batch));
+		if (process.env.NEXUS_BENCH_POOL === 'mean' && o.dims.length === 3) {
+			const L = o.dims[1];
+			for (let r = 0; r < o.dims[0]; r++) {
+				const e = new Float64Array(w), len = rows_[r].length;
+				for (let t = 0; t < len; t++)
+					for (let h = 0; h < w; h++)
+						e[h] += o.data[(r * L + t) * w + h];
+				let norm = 0;
+				for (let h = 0; h < w; h++) {
+					e[h] /= len;
+					norm += e[h] * e[h];
+				}
+				norm = Math.sqrt(norm);
+				logits.push(Array.from(e, (x) => x / norm));
+			}
+			continue;
+		}
 		for (let r = 0; r < o.dims[0]; r++)
 			logits.push(Array.from(o.data.slice(r * w, (r + 1) * w)));
 	}

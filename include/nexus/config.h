@@ -90,15 +90,17 @@ int nx_workspace_load(nx_workspace **out, int dirfd, const char *name,
 /* Free a workspace. Accepts NULL. */
 void nx_workspace_free(nx_workspace *ws);
 
-enum nx_task { NX_TASK_CLASSIFICATION, NX_TASK_EMBEDDING, NX_TASK_RAW };
-enum nx_pooling { NX_POOL_MEAN, NX_POOL_CLS };
+enum nx_task { NX_TASK_CLASSIFICATION, NX_TASK_EMBEDDING, NX_TASK_RAW, NX_TASK_RERANK };
+enum nx_pooling { NX_POOL_MEAN, NX_POOL_CLS, NX_POOL_LAST };
 enum nx_integrity { NX_INTEGRITY_FULL, NX_INTEGRITY_SIZE };
 
 typedef struct nx_runtime_config {
-	enum nx_task task;          /* required: classification | embedding | raw */
+	enum nx_task task;          /* required: classification | embedding | raw | rerank */
 	char **labels; size_t nlabels;   /* classification: required, non-empty, unique */
-	enum nx_pooling pooling;    /* embedding: mean | cls, default mean */
+	bool scores_map;            /* classification: scores as {label: score}; default false (list) */
+	enum nx_pooling pooling;    /* embedding: mean | cls | last, default mean */
 	bool normalize;             /* embedding: default true */
+	int output_dims;            /* embedding: keep the first N dims (Matryoshka); 0 = all */
 	int max_sequence_length;    /* default 128, 1..8192 */
 	int batch_size;             /* default 8, 1..1024 */
 	int threads;                /* default 1, 0..256 (0 = ONNX Runtime default) */

@@ -33,6 +33,17 @@
  * transposed and compared whole (nx_fp_match.transposed): torch.onnx.export
  * writes Linear weights transposed relative to the checkpoint.
  *
+ * Values (docs/TRV.md, "Re-encoded teacher tensors"; src/lib/fingerprint/fingerprint_values.c):
+ * a keyed sample of each float32 teacher tensor's values (zeros and values
+ * it repeats left out) is kept as a set, at most NX_FP_VALUES_MAX of them
+ * (the sampling rate halves to stay under it), and each student tensor,
+ * its elements read as float32 (float64 when exactly one, float16,
+ * bfloat16, other types' bytes as float32 words), is asked how many it
+ * holds, at any scale 2^-3..2^3.  Holding half of a teacher tensor's
+ * samples (32 at least), well beyond what decoy values one bit away
+ * find by chance, is a match (nx_fp_match.values): the tensor reversed,
+ * permuted, interleaved with zeros, widened, cast or scaled.
+ *
  * Chunks and whole tensors are compared by 64-bit hashes (chunk hashes and
  * lengths; a whole tensor by the sequence of its chunks' and its size), not
  * SHA-256: a collision can only report an unrelated tensor as shared (a
@@ -57,6 +68,7 @@ extern "C" {
 #define NX_FP_ZIP_ENTRIES_MAX 1000000 /* central directory entries read */
 #define NX_FP_ST_HEADER_MAX (100u << 20) /* bytes of a safetensors header */
 #define NX_FP_CHUNKS_MAX (1u << 24)   /* teacher chunks (~48 GB of tensors) */
+#define NX_FP_VALUES_MAX (1u << 19)   /* sampled teacher values kept (16 MiB) */
 
 typedef struct nx_fp_set nx_fp_set;
 
@@ -68,6 +80,12 @@ struct nx_fp_match {
 	uint64_t bytes;        /* the tensor's, or (partial) the bytes shared */
 	bool partial;          /* not equal: shares chunks with the teacher tensor */
 	bool transposed;       /* equal once the (2-D) student tensor is transposed */
+	/* values: not equal, and no chunk shared, but it holds value_hits of
+	 * the value_samples values sampled from the teacher tensor, each
+	 * times 2^value_shift (reordered, interleaved, widened, scaled) */
+	bool values;
+	uint32_t value_hits, value_samples;
+	int value_shift;
 };
 
 /* New empty set; free with nx_fp_set_free. */

@@ -22,6 +22,17 @@
  *   functional-import-error         WARN: a Python source raised something
  *                                   else while being imported
  *   functional-python-failed        FAIL: the import driver did not finish
+ *   dead-initializer                FAIL: an initializer of at least
+ *                                   NX_FUNCTIONAL_LIVE_MIN_BYTES that, replaced
+ *                                   by noise of its own scale, changes the
+ *                                   selftest outputs by less than
+ *                                   NX_FUNCTIONAL_LIVE_REL_MIN (relative L2)
+ *   liveness-checked / -sampled     INFO: how many were checked (sampled:
+ *                                   the time budget ran out first)
+ *   liveness-failed                 FAIL: `nexus_cli liveness` did not finish
+ *   liveness-unavailable            WARN: the runtime has no liveness verb
+ *   liveness-subgraph               WARN: an initializer of a subgraph (If,
+ *                                   Loop, Scan), which cannot be replaced
  *
  * Python: `/usr/bin/python3 -I -S -B` with only the interpreter's ELF
  * closure, its standard library directory (incl. lib-dynload and the
@@ -50,6 +61,10 @@ extern "C" {
 #define NX_FUNCTIONAL_PY_MODULES_MAX 256   /* Python files in src/ imported */
 #define NX_FUNCTIONAL_SELFTEST_MS 60000
 #define NX_FUNCTIONAL_IMPORT_MS 30000
+#define NX_FUNCTIONAL_LIVENESS_MS 60000     /* the liveness check's time budget */
+#define NX_FUNCTIONAL_LIVE_MIN_BYTES 64     /* initializers it perturbs */
+#define NX_FUNCTIONAL_LIVE_REL_MIN 1e-6     /* relative output change: below is dead */
+#define NX_FUNCTIONAL_MODEL "model/student_model.onnx"
 
 enum nx_functional_sev { NX_FUNCTIONAL_INFO, NX_FUNCTIONAL_WARN, NX_FUNCTIONAL_FAIL };
 
@@ -68,8 +83,10 @@ struct nx_functional_opts {
 	bool strict;             /* sandbox unavailable is FAIL instead of WARN */
 	bool selftest;           /* run bin/nexus_cli selftest (default true) */
 	bool imports;            /* import the Python sources (default true) */
+	bool liveness;           /* bin/nexus_cli liveness (default true) */
 	uint64_t selftest_ms;    /* 0 = NX_FUNCTIONAL_SELFTEST_MS */
 	uint64_t import_ms;      /* 0 = NX_FUNCTIONAL_IMPORT_MS */
+	uint64_t liveness_ms;    /* 0 = NX_FUNCTIONAL_LIVENESS_MS */
 };
 
 void nx_functional_opts_init(struct nx_functional_opts *o);

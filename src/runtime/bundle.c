@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/openat2.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -58,11 +59,81 @@ static int find_root(char *out, size_t n, const char *dir, nx_error *err)
 	return 0;
 }
 
-/* One manifest entry against the file on disk: regular, size, SHA-256. */
-static int check_file(struct rt_bundle *b, const struct nx_manifest_file *f, bool full,
-		      int *fd_out, nx_error *err)
+/* The files whose SHA-256 is checked beside the model load. */
+struct rt_hashjob {
+	pthread_t thread;
+	bool started;
+	size_t n;
+	struct { int fd; const struct nx_manifest_file *f; } *files;
+	int rc;
+	nx_error err;
+};
+
+static int compare_sha(int fd, const struct nx_manifest_file *f, nx_error *err)
 {
 	unsigned char sum[NX_SHA256_LEN];
+	int rc;
+
+	if ((rc = nx_sha256_fd(sum, fd, f->size, f->path, err)))
+		return rc;
+	if (memcmp(sum, f->sha256, NX_SHA256_LEN))
+		return nx_error_set(err, NX_ECHECK, f->path, 0, -1,
+				    "integrity: %s does not match its SHA-256 in manifest.json; "
+				    "the bundle was modified, reinstall it", f->path);
+	return 0;
+}
+
+static void *hash_files(void *arg)
+{
+	struct rt_hashjob *h = arg;
+	size_t i;
+
+	for (i = 0; i < h->n && !h->rc; i++)
+		h->rc = compare_sha(h->files[i].fd, h->files[i].f, &h->err);
+	return NULL;
+}
+
+static void hashjob_free(struct rt_hashjob *h)
+{
+	size_t i;
+
+	if (!h)
+		return;
+	if (h->started)
+		pthread_join(h->thread, NULL);
+	for (i = 0; i < h->n; i++)
+		if (h->files[i].fd >= 0)
+			close(h->files[i].fd);
+	free(h->files);
+	free(h);
+}
+
+int rt_bundle_verified(struct rt_bundle *b, nx_error *err)
+{
+	struct rt_hashjob *h = b->hash;
+	int rc;
+
+	if (!h)
+		return 0;
+	if (h->started)
+		pthread_join(h->thread, NULL);
+	h->started = false;
+	rc = h->rc;
+	if (rc)
+		*err = h->err;
+	hashjob_free(h);
+	b->hash = NULL;
+	return rc;
+}
+
+/*
+ * One manifest entry against the file on disk: regular, size; with `full`
+ * its SHA-256 now (full == 1) or on the hash thread (full == 2: the fd is
+ * kept in b->hash).
+ */
+static int check_file(struct rt_bundle *b, const struct nx_manifest_file *f, int full,
+		      int *fd_out, nx_error *err)
+{
 	struct stat st;
 	int fd, rc = 0;
 
@@ -82,15 +153,20 @@ static int check_file(struct rt_bundle *b, const struct nx_manifest_file *f, boo
 				  (unsigned long long)f->size);
 		goto out;
 	}
-	if (full) {
-		if ((rc = nx_sha256_fd(sum, fd, f->size, f->path, err)))
-			goto out;
-		if (memcmp(sum, f->sha256, NX_SHA256_LEN)) {
-			rc = nx_error_set(err, NX_ECHECK, f->path, 0, -1,
-					  "integrity: %s does not match its SHA-256 in manifest.json; "
-					  "the bundle was modified, reinstall it", f->path);
+	if (full == 1 && (rc = compare_sha(fd, f, err)))
+		goto out;
+	if (full == 2) {
+		struct rt_hashjob *h = b->hash;
+		int keep = fd_out ? dup(fd) : fd;
+
+		if (keep < 0) {
+			rc = nx_error_errno(err, NX_EIO, errno, f->path, "cannot open %s", f->path);
 			goto out;
 		}
+		h->files[h->n].fd = keep;
+		h->files[h->n++].f = f;
+		if (!fd_out)
+			fd = -1;
 	}
 	if (fd_out) {
 		*fd_out = fd;
@@ -109,11 +185,15 @@ static int settings(struct rt_bundle *b, nx_error *err)
 	const char *g = rc->graph_optimization ? rc->graph_optimization : "all";
 
 	s->task = rc->task == NX_TASK_CLASSIFICATION ? RT_TASK_CLASSIFICATION
-		: rc->task == NX_TASK_EMBEDDING ? RT_TASK_EMBEDDING : RT_TASK_RAW;
+		: rc->task == NX_TASK_EMBEDDING ? RT_TASK_EMBEDDING
+		: rc->task == NX_TASK_RERANK ? RT_TASK_RERANK : RT_TASK_RAW;
 	s->labels = rc->labels;
 	s->nlabels = rc->nlabels;
-	s->pool_cls = rc->pooling == NX_POOL_CLS;
+	s->scores_map = rc->scores_map;
+	s->pool = rc->pooling == NX_POOL_CLS ? RT_POOL_CLS
+		: rc->pooling == NX_POOL_LAST ? RT_POOL_LAST : RT_POOL_MEAN;
 	s->normalize = rc->normalize;
+	s->output_dims = (size_t)rc->output_dims;
 	s->max_len = (size_t)rc->max_sequence_length;
 	s->batch_size = (size_t)rc->batch_size;
 	s->threads = rc->threads;
@@ -152,23 +232,39 @@ int rt_bundle_open(struct rt_bundle *b, const char *dir, bool check, nx_error *e
 			return nx_error_set(err, NX_ECHECK, "manifest.json", 0, -1,
 					    "integrity: manifest.json does not list %s and %s",
 					    RT_MODEL, RT_CONFIG);
-		if ((rc = check_file(b, mf, true, NULL, err)))
+		if ((rc = check_file(b, mf, 1, NULL, err)))
 			return rc;
 	}
 	if ((rc = nx_runtime_config_load(&b->rc, b->rootfd, RT_CONFIG, err)) ||
 	    (rc = settings(b, err)))
 		return rc;
+	if (check && b->set.integrity_full &&
+	    (!(b->hash = calloc(1, sizeof(*b->hash))) ||
+	     !(b->hash->files = calloc(b->manifest->nfiles ? b->manifest->nfiles : 1,
+				       sizeof(*b->hash->files)))))
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	for (i = 0; check && i < b->manifest->nfiles; i++) {
 		mf = &b->manifest->files[i];
-		if ((rc = check_file(b, mf, b->set.integrity_full,
+		if (!strcmp(mf->path, RT_CONFIG))
+			continue;       /* hashed above */
+		if ((rc = check_file(b, mf, b->set.integrity_full ? 2 : 0,
 				     !strcmp(mf->path, RT_MODEL) ? &b->model_fd : NULL, err)))
 			return rc;
+	}
+	/* the hashes run while the caller loads the model (the costly part of
+	 * a start on a large model); rt_bundle_verified() gates every answer */
+	if (b->hash && b->hash->n) {
+		if ((rc = pthread_create(&b->hash->thread, NULL, hash_files, b->hash)))
+			return nx_error_errno(err, NX_EIO, rc, NULL, "cannot start the integrity check");
+		b->hash->started = true;
 	}
 	if (b->model_fd < 0 && (b->model_fd = open_beneath(b->rootfd, RT_MODEL)) < 0)
 		return nx_error_errno(err, NX_EIO, errno, RT_MODEL, "cannot open %s", RT_MODEL);
 	if (fstat(b->model_fd, &st) || !S_ISREG(st.st_mode) || st.st_size == 0)
 		return nx_error_set(err, NX_EIO, RT_MODEL, 0, -1, "%s is not a model file", RT_MODEL);
 	b->model_size = (uint64_t)st.st_size;
+	if (!fstatat(b->rootfd, RT_MODEL_DATA, &st, AT_SYMLINK_NOFOLLOW) && S_ISREG(st.st_mode))
+		b->data_size = (uint64_t)st.st_size;
 	tokfd = openat(b->rootfd, RT_TOKENIZER, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	if (tokfd < 0)
 		return nx_error_errno(err, NX_EIO, errno, RT_TOKENIZER, "cannot open %s", RT_TOKENIZER);
@@ -183,6 +279,7 @@ int rt_bundle_open(struct rt_bundle *b, const char *dir, bool check, nx_error *e
 
 void rt_bundle_release(struct rt_bundle *b)
 {
+	hashjob_free(b->hash);
 	if (b->rootfd >= 0)
 		close(b->rootfd);
 	if (b->model_fd >= 0)

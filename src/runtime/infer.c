@@ -33,12 +33,20 @@ struct rt_session {
 	size_t main_out;        /* output used by the task */
 	bool out_seq[RT_OUTPUTS_MAX]; /* declared [batch, dynamic, ...]: per token */
 	json_t *describe;
+	OrtValue *override;     /* an initializer replaced (liveness.c); must outlive sess */
+	bool any_f64;           /* some output is float64: print 17 digits */
+	bool run_failed;        /* the last rt_session_run failed in ORT's Run */
 };
 
 static int ort_fail(const OrtApi *ort, OrtStatus *st, nx_error *err, const char *what)
 {
-	int rc = nx_error_set(err, NX_EIO, NULL, 0, -1, "onnx runtime: %s: %s", what,
-			      ort->GetErrorMessage(st));
+	const char *m = ort->GetErrorMessage(st);
+	size_t n = strlen(m);
+	int rc;
+
+	while (n && (m[n - 1] == '\n' || m[n - 1] == ' '))  /* ORT ends some with a newline */
+		n--;
+	rc = nx_error_set(err, NX_EIO, NULL, 0, -1, "onnx runtime: %s: %.*s", what, (int)n, m);
 
 	ort->ReleaseStatus(st);
 	return rc;
@@ -154,6 +162,7 @@ static int discover(struct rt_session *s, const struct rt_settings *set, nx_erro
 		if (!rc) {
 			rc = describe_value(&d, &t, &s->out_seq[i], s, ti, name, err);
 			s->ort->ReleaseTypeInfo(ti);
+			s->any_f64 |= t == ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE;
 			json_array_append_new(outs, d);
 		}
 		alloc->Free(alloc, name);
@@ -208,6 +217,12 @@ static void ORT_API_CALL ort_log(void *param, OrtLoggingLevel level, const char 
 int rt_session_open(struct rt_session **out, const struct rt_bundle *b, bool verbose,
 		    nx_error *err)
 {
+	return rt_session_open_with(out, b, verbose, NULL, false, err);
+}
+
+int rt_session_open_with(struct rt_session **out, const struct rt_bundle *b, bool verbose,
+			 const struct rt_override *ov, bool unoptimized, nx_error *err)
+{
 	struct rt_session *s = calloc(1, sizeof(*s));
 	const OrtApi *ort = OrtGetApiBase()->GetApi(ORT_API_VERSION);
 	OrtSessionOptions *so = NULL;
@@ -232,8 +247,19 @@ int rt_session_open(struct rt_session **out, const struct rt_bundle *b, bool ver
 	if (b->set.threads > 0)
 		ORT_TRY(s->ort->SetIntraOpNumThreads(so, b->set.threads), "threads");
 	ORT_TRY(s->ort->SetInterOpNumThreads(so, 1), "threads");
-	ORT_TRY(s->ort->SetSessionGraphOptimizationLevel(so, (GraphOptimizationLevel)b->set.graph_opt),
+	ORT_TRY(s->ort->SetSessionGraphOptimizationLevel(so, unoptimized ? ORT_DISABLE_ALL :
+							 (GraphOptimizationLevel)b->set.graph_opt),
 		"graph optimization");
+	/* The memory pattern is a plan cached per input shape; batches
+	 * bucketed by length have a new shape almost every time, so it only
+	 * costs planning.  The arena stays: it reuses the activations. */
+	ORT_TRY(s->ort->DisableMemPattern(so), "memory pattern");
+	/* A large model's weights (and their pre-packed copies) outside the
+	 * arena: the arena's growth rounding would add up to their size to
+	 * the peak memory of every process. */
+	if (b->model_size + b->data_size >= RT_LARGE_MODEL)
+		ORT_TRY(s->ort->AddSessionConfigEntry(so, "session.use_device_allocator_for_initializers",
+						      "1"), "initializer allocator");
 	/* A model loaded from memory resolves external data against the working
 	 * directory; point it at model/, where the export put the data file.
 	 * ONNX Runtime then maps the page-aligned weights rather than copying
@@ -245,6 +271,16 @@ int rt_session_open(struct rt_session **out, const struct rt_bundle *b, bool ver
 	}
 	ORT_TRY(s->ort->AddSessionConfigEntry(so, "session.model_external_initializers_file_folder_path",
 					      dir), "external data folder");
+	/* ONNX Runtime takes an initializer given in the options instead of
+	 * the model's own of that name (OrtApi::AddInitializer). */
+	if (ov) {
+		ORT_TRY(s->ort->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &s->mem),
+			"memory info");
+		ORT_TRY(s->ort->CreateTensorWithDataAsOrtValue(s->mem, ov->data, ov->bytes, ov->dims,
+			ov->ndims, (ONNXTensorElementDataType)ov->data_type, &s->override),
+			"replacement initializer");
+		ORT_TRY(s->ort->AddInitializer(so, ov->name, s->override), "replacement initializer");
+	}
 	map = mmap(NULL, b->model_size, PROT_READ, MAP_PRIVATE, b->model_fd, 0);
 	if (map == MAP_FAILED) {
 		rc = nx_error_errno(err, NX_EIO, errno, NULL, "cannot map the model");
@@ -252,7 +288,9 @@ int rt_session_open(struct rt_session **out, const struct rt_bundle *b, bool ver
 	}
 	ORT_TRY(s->ort->CreateSessionFromArray(s->env, map, b->model_size, so, &s->sess),
 		"loading model/student_model.onnx");
-	ORT_TRY(s->ort->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &s->mem), "memory info");
+	if (!s->mem)
+		ORT_TRY(s->ort->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &s->mem),
+			"memory info");
 	if ((rc = discover(s, &b->set, err)))
 		goto out;
 	*out = s;
@@ -275,10 +313,12 @@ void rt_session_free(struct rt_session *s)
 	for (i = 0; i < s->nout; i++)
 		free(s->out_names[i]);
 	json_decref(s->describe);
-	if (s->mem)
-		s->ort->ReleaseMemoryInfo(s->mem);
 	if (s->sess)
 		s->ort->ReleaseSession(s->sess);
+	if (s->override)
+		s->ort->ReleaseValue(s->override);
+	if (s->mem)
+		s->ort->ReleaseMemoryInfo(s->mem);
 	if (s->env)
 		s->ort->ReleaseEnv(s->env);
 	free(s);
@@ -287,6 +327,16 @@ void rt_session_free(struct rt_session *s)
 json_t *rt_session_describe(const struct rt_session *s)
 {
 	return s->describe;
+}
+
+bool rt_session_run_failed(const struct rt_session *s)
+{
+	return s->run_failed;
+}
+
+size_t rt_session_json_flags(const struct rt_session *s)
+{
+	return JSON_REAL_PRECISION(s->any_f64 ? 17 : 9);
 }
 
 static int fetch(struct rt_output *o, struct rt_session *s, OrtValue *val, const char *name,
@@ -313,6 +363,8 @@ static int fetch(struct rt_output *o, struct rt_session *s, OrtValue *val, const
 		rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 		goto out;
 	}
+	o->num = t == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || t == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16
+		 ? RT_NUM_F32 : t == ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE ? RT_NUM_F64 : RT_NUM_INT;
 	for (i = 0; i < o->count; i++) {
 		switch (t) {
 		case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: o->v[i] = ((float *)data)[i]; break;
@@ -344,6 +396,7 @@ int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *con
 	struct rt_output o[RT_OUTPUTS_MAX];
 	void *buf[IN_COUNT] = { NULL };
 	size_t L = 1, r, t, k, ni = 0;
+	bool raw = b->set.raw || b->set.task == RT_TASK_CLASSIFICATION || b->set.task == RT_TASK_RAW;
 	int64_t shape[2];
 	int rc = 0;
 
@@ -388,8 +441,10 @@ int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *con
 			&in[ni]), "input tensor");
 		ni++;
 	}
+	s->run_failed = true;
 	ORT_TRY(s->ort->Run(s->sess, NULL, s->run_in, (const OrtValue *const *)in, ni,
 			    (const char *const *)s->out_names, s->nout, outv), "run");
+	s->run_failed = false;
 	for (k = 0; k < s->nout; k++) {
 		if ((rc = fetch(&o[k], s, outv[k], s->out_names[k], err)))
 			goto out;
@@ -411,20 +466,25 @@ int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *con
 			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 			goto out;
 		}
-		for (k = 0; k < s->nout; k++) {
+		for (k = 0; raw && k < s->nout; k++) {
 			size_t per = o[k].count / n, keep = per;
 
 			/* per-token outputs lose their padding, so that a result does
 			 * not depend on the other texts of its batch */
 			if (s->out_seq[k] && o[k].dims[1] == (int64_t)L)
 				keep = per / L * lens[r];
-			json_object_set_new(outs, s->out_names[k], rt_reals(o[k].v + r * per, keep));
+			json_object_set_new(outs, s->out_names[k], rt_reals(o[k].v + r * per, keep, o[k].num));
 		}
-		json_object_set_new(res, "outputs", outs);
+		if (raw)
+			json_object_set_new(res, "outputs", outs);
+		else
+			json_decref(outs);
 		if (b->set.task == RT_TASK_CLASSIFICATION)
-			rc = rt_classify(res, &b->set, m->v + r * row, row, err);
+			rc = rt_classify(res, &b->set, m->v + r * row, row, m->num, err);
 		else if (b->set.task == RT_TASK_EMBEDDING)
 			rc = rt_embed(res, &b->set, m, r, lens[r], masks ? masks[r] : NULL, err);
+		else if (b->set.task == RT_TASK_RERANK)
+			rc = rt_rerank(res, m->v + r * row, row, m->num, err);
 		if (rc)
 			goto out;
 		if ((bad = rt_nonfinite_result(res))) {

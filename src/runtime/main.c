@@ -30,7 +30,18 @@ static int start(struct rt_bundle *b, struct rt_session **s, const char *verb,
 	nx_error err;
 
 	nx_error_clear(&err);
-	if (rt_bundle_open(b, a->bundle, check, &err) || (s && rt_session_open(s, b, a->verbose, &err))) {
+	if (rt_bundle_open(b, a->bundle, check, &err) || (s && rt_session_open(s, b, a->verbose, &err)) ||
+	    rt_bundle_verified(b, &err)) {
+		nx_error herr;
+
+		/* a modified file is the verdict even when the load failed on it */
+		nx_error_clear(&herr);
+		if (err.code != NX_ECHECK && rt_bundle_verified(b, &herr))
+			err = herr;
+		if (s) {
+			rt_session_free(*s);
+			*s = NULL;
+		}
 		rt_bundle_release(b);
 		return fail(verb, &err);
 	}
@@ -40,6 +51,7 @@ static int start(struct rt_bundle *b, struct rt_session **s, const char *verb,
 struct printer {
 	FILE *f;
 	size_t n, errors;
+	size_t flags;           /* rt_session_json_flags */
 };
 
 static int print_result(void *ctx, json_t *r)
@@ -51,7 +63,7 @@ static int print_result(void *ctx, json_t *r)
 	p->n++;
 	if (json_object_get(r, "error"))
 		p->errors++;
-	if (json_dumpf(r, p->f, JSON_COMPACT | JSON_ENSURE_ASCII) || fputc('\n', p->f) == EOF)
+	if (json_dumpf(r, p->f, JSON_COMPACT | JSON_ENSURE_ASCII | p->flags) || fputc('\n', p->f) == EOF)
 		return NX_EIO;
 	return 0;
 }
@@ -99,7 +111,7 @@ static int batch_add(void *q, const struct rt_input *in, nx_error *err)
 
 static int cmd_run(const struct rt_verb *v, int argc, char **argv)
 {
-	struct printer p = { stdout, 0, 0 };
+	struct printer p = { stdout, 0, 0, 0 };
 	struct rt_batcher *q = NULL;
 	struct rt_session *s = NULL;
 	struct rt_bundle b;
@@ -117,6 +129,8 @@ static int cmd_run(const struct rt_verb *v, int argc, char **argv)
 		       rt_usage(v, "give --text TEXT or --input FILE (- for stdin)");
 	if ((rc = start(&b, &s, v->name, &a, true)))
 		return free(a.texts), free(a.pairs), rc;
+	b.set.raw = a.raw;
+	p.flags = rt_session_json_flags(s);
 	nx_error_clear(&err);
 	rc = rt_batcher_new(&q, s, &b, print_result, &p, &err);
 	if (!rc)
@@ -235,8 +249,9 @@ static int cmd_selftest(const struct rt_verb *v, int argc, char **argv)
 		return free(a.texts), rc < 0 ? 0 : rc;
 	if (a.write && !a.output)
 		return free(a.texts), rt_usage(v, "--write needs --output FILE");
-	if (!a.write && (a.output || a.ntexts || a.input))
-		return free(a.texts), rt_usage(v, "--output, --text and --input go with --write");
+	if (!a.write && (a.output || a.ntexts || a.input || a.long_case))
+		return free(a.texts), rt_usage(v, "--output, --text, --input and --long-case go "
+					       "with --write");
 	given = a.ntexts;
 	nx_error_clear(&err);
 	if (a.write && a.input && (rc = feed(&(struct rt_args){ .input = a.input }, collect, &a, &err))) {
@@ -245,8 +260,9 @@ static int cmd_selftest(const struct rt_verb *v, int argc, char **argv)
 	}
 	if ((rc = start(&b, &s, v->name, &a, !a.write)))
 		goto out;
+	b.set.raw = true;       /* the golden file holds every output */
 	if (a.write)
-		rc = rt_selftest_write(s, &b, a.texts, a.ntexts, a.output, a.tol, &err);
+		rc = rt_selftest_write(s, &b, a.texts, a.ntexts, a.long_case, a.output, a.tol, &err);
 	else
 		rc = rt_selftest_check(s, &b, stdout, &err);
 	rt_session_free(s);
@@ -257,6 +273,26 @@ out:
 		free(a.texts[--a.ntexts]);
 	free(a.texts);
 	return rc;
+}
+
+static int cmd_liveness(const struct rt_verb *v, int argc, char **argv)
+{
+	struct rt_bundle b;
+	struct rt_args a;
+	nx_error err;
+	int rc;
+
+	if ((rc = rt_parse(&a, v, argc, argv)))
+		return free(a.texts), rc < 0 ? 0 : rc;
+	free(a.texts);
+	if ((rc = start(&b, NULL, v->name, &a, true)))
+		return rc;
+	nx_error_clear(&err);
+	rc = rt_liveness(&b, stdout, a.min_bytes ? a.min_bytes : RT_LIVE_MIN_BYTES,
+			 a.budget_ms ? a.budget_ms : RT_LIVE_BUDGET_MS, &err);
+	fflush(stdout);
+	rt_bundle_release(&b);
+	return rc ? fail(v->name, &err) : 0;
 }
 
 struct tok_ctx {
@@ -439,7 +475,7 @@ static int open_tokenizer(struct tok_ctx *c, struct rt_bundle *b, const struct r
 
 static int tok_verb(const struct rt_verb *v, int argc, char **argv, bool detok)
 {
-	struct printer p = { stdout, 0, 0 };
+	struct printer p = { stdout, 0, 0, 0 };
 	struct tok_ctx c = { 0 };
 	struct rt_bundle b;
 	struct rt_args a;
@@ -499,6 +535,7 @@ static const struct rt_opt run_opts[] = {
 	  RT_OPT_PAIR },
 	{ "input", "FILE", "one text or {\"text\": ..., \"text_pair\"?: ...} per line; - for stdin",
 	  RT_OPT_INPUT },
+	{ "raw", NULL, "also print every model output (\"outputs\") for embedding and rerank", RT_OPT_RAW },
 	RT_OPT_BUNDLE_ENTRY,
 	{ 0 },
 };
@@ -513,6 +550,13 @@ static const struct rt_opt selftest_opts[] = {
 	{ "text", "TEXT", "with --write: a golden input (repeatable)", RT_OPT_TEXT },
 	{ "input", "FILE", "with --write: golden inputs, one per line like run", RT_OPT_INPUT },
 	{ "tolerance", "X", "with --write: absolute tolerance recorded (default 1e-4)", RT_OPT_TOL },
+	{ "long-case", NULL, "with --write: add a text of max_sequence_length tokens", RT_OPT_LONG },
+	RT_OPT_BUNDLE_ENTRY,
+	{ 0 },
+};
+static const struct rt_opt liveness_opts[] = {
+	{ "min-bytes", "N", "initializers of at least N bytes are checked (default 64)", RT_OPT_MINBYTES },
+	{ "budget-ms", "MS", "stop checking after MS milliseconds (default 60000)", RT_OPT_BUDGET },
 	RT_OPT_BUNDLE_ENTRY,
 	{ 0 },
 };
@@ -543,8 +587,11 @@ static const struct rt_verb verbs[] = {
 	{ "info", "show the bundle, its model and runtime after checking its integrity", NULL,
 	  info_opts, cmd_info, false },
 	{ "run", "run the model: one JSON object per input on stdout (JSONL)",
-	  "each result has \"outputs\" ({output name: flat list of numbers}), plus \"label\" and\n"
-	  "\"scores\" (classification) or \"embedding\" (embedding); a bad input gives\n"
+	  "classification: \"label\", \"scores\" (softmax, a list in label order or with\n"
+	  "scores: map a {label: score} object) and \"outputs\" ({output name: flat list of\n"
+	  "numbers}); embedding: \"embedding\" (pooled); rerank: \"score\"; raw: \"outputs\".\n"
+	  "--raw adds \"outputs\" everywhere.  float32 numbers print in the shortest form\n"
+	  "that reads back as the same float32.  A bad input gives\n"
 	  "{\"error\": ...} in its place and exit status 3 after all inputs ran; so does an\n"
 	  "input whose outputs are NaN or infinite (\"code\": \"non-finite-output\").",
 	  run_opts, cmd_run, false },
@@ -553,6 +600,12 @@ static const struct rt_verb verbs[] = {
 	  "`nexus build`) runs the texts and writes the golden file without checking the\n"
 	  "bundle's manifest, which does not exist yet at that point.",
 	  selftest_opts, cmd_selftest, false },
+	{ "liveness", "check that every initializer influences the outputs (verify runs it)",
+	  "each initializer of at least --min-bytes is replaced by a copy plus noise of its\n"
+	  "own scale and the selftest texts run again; one JSON line per initializer\n"
+	  "(\"live\", \"dead\" or \"unchecked\" once the budget is spent); exit 1 when one\n"
+	  "changes the outputs by less than 1e-6 (relative).",
+	  liveness_opts, cmd_liveness, true },
 	{ "tokenize", "print the ids of each input as a JSON list (one line per input)",
 	  "with --json, one object per input with the ids, their tokens, type_ids,\n"
 	  "attention_mask and special_tokens_mask (as Hugging Face's encode gives them);\n"

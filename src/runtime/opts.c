@@ -80,6 +80,8 @@ int rt_parse(struct rt_args *a, const struct rt_verb *v, int argc, char **argv)
 		case RT_OPT_OUTPUT: a->output = val; break;
 		case RT_OPT_WRITE: a->write = true; break;
 		case RT_OPT_VERBOSE: a->verbose = true; break;
+		case RT_OPT_RAW: a->raw = true; break;
+		case RT_OPT_LONG: a->long_case = true; break;
 		case RT_OPT_SKIP_SPECIAL: a->skip_special = true; break;
 		case RT_OPT_TOKDIR: a->tokdir = val; break;
 		case RT_OPT_PAIR:
@@ -100,6 +102,19 @@ int rt_parse(struct rt_args *a, const struct rt_verb *v, int argc, char **argv)
 			a->tol = strtod(val, &end);
 			if (*end || !(a->tol >= 0))
 				return rt_usage(v, "--tolerance needs a number >= 0");
+			break;
+		}
+		case RT_OPT_MINBYTES:
+		case RT_OPT_BUDGET: {
+			char *end;
+			unsigned long long x = strtoull(val, &end, 10);
+
+			if (*end || !*val || val[0] == '-' || x > (1ull << 40))
+				return rt_usage(v, "--%s needs a whole number", o->name);
+			if (o->key == RT_OPT_MINBYTES)
+				a->min_bytes = (uint64_t)x;
+			else
+				a->budget_ms = (uint64_t)x;
 			break;
 		}
 		case RT_OPT_MAXLEN: {

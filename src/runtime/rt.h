@@ -6,6 +6,7 @@
  *   infer.c    one ONNX Runtime session: inputs, padding, outputs
  *   input.c    reading texts (JSONL lines) and the batcher
  *   selftest.c config/selftest.json: compare and --write
+ *   liveness.c every initializer must move the outputs (hidden verb)
  *   postproc.c softmax, pooling, numbers as JSON
  *   opts.c     option tables and --help
  * Only src/runtime/ includes this.  It uses libnexus through include/nexus/.
@@ -21,6 +22,7 @@
 
 #include "nexus/config.h"
 #include "nexus/error.h"
+#include "nexus/functional.h"
 #include "nexus/manifest.h"
 #include "nexus/tokenizer.h"
 
@@ -28,22 +30,31 @@
 #define RT_BATCH_MAX 4096            /* batch_size cap */
 #define RT_SEQ_MAX 65536             /* max_sequence_length cap */
 #define RT_OUTPUTS_MAX 64            /* model inputs/outputs handled */
-#define RT_LOG_LINE_MAX 2048         /* bytes of one ONNX Runtime log line printed */
+#define RT_WINDOW_BATCHES 16         /* inputs read ahead and sorted by length, in batches */
+#define RT_WINDOW_MAX 1024           /* ... and in inputs */
+#define RT_LOG_LINE_MAX 2048
+#define RT_LARGE_MODEL (64u << 20)   /* bytes of model + data: session options for large */         /* bytes of one ONNX Runtime log line printed */
 
 #define RT_MODEL "model/student_model.onnx"
+#define RT_MODEL_DATA "model/student_model.onnx.data"
 #define RT_TOKENIZER "model/tokenizer"
 #define RT_CONFIG "config/runtime.yaml"
 #define RT_SELFTEST "config/selftest.json"
 
-enum rt_task { RT_TASK_CLASSIFICATION, RT_TASK_EMBEDDING, RT_TASK_RAW };
+enum rt_task { RT_TASK_CLASSIFICATION, RT_TASK_EMBEDDING, RT_TASK_RAW, RT_TASK_RERANK };
+enum rt_pool { RT_POOL_MEAN, RT_POOL_CLS, RT_POOL_LAST };
 
 /* What the runtime needs from config/runtime.yaml. */
 struct rt_settings {
 	enum rt_task task;
 	char **labels;
 	size_t nlabels;
-	bool pool_cls;          /* embedding: CLS instead of mean pooling */
-	bool normalize;         /* embedding: L2 */
+	bool scores_map;        /* classification: "scores" as {label: score} */
+	enum rt_pool pool;      /* embedding: mean over the text's tokens, first, last */
+	bool normalize;         /* embedding: L2 (after output_dims) */
+	size_t output_dims;     /* embedding: keep the first N numbers; 0 = all */
+	bool raw;               /* "outputs" in every result (run --raw, selftest);
+				 * always for classification and raw */
 	size_t max_len;
 	size_t batch_size;
 	int threads;            /* 0 = ONNX Runtime's default */
@@ -51,6 +62,8 @@ struct rt_settings {
 	int graph_opt;          /* GraphOptimizationLevel */
 	char *output;           /* NULL = first output */
 };
+
+struct rt_hashjob;
 
 struct rt_bundle {
 	char root[4096];
@@ -61,15 +74,24 @@ struct rt_bundle {
 	nx_manifest *manifest;  /* NULL when opened without the check */
 	int model_fd;           /* model/student_model.onnx, checked */
 	uint64_t model_size;
+	uint64_t data_size;     /* model/student_model.onnx.data, 0 if none */
+	struct rt_hashjob *hash; /* SHA-256 of the files, running beside the load */
 };
 
 /*
  * Open the bundle at `dir` (NULL: <dir of /proc/self/exe>/..), check every
- * manifest file (sizes, and SHA-256 too when integrity is full) unless
- * `check` is false, then read runtime.yaml and the tokenizer.  A file that
- * differs from the manifest is NX_ECHECK naming it.
+ * manifest file unless `check` is false, then read runtime.yaml and the
+ * tokenizer.  runtime.yaml is hashed before it is read; the sizes of the
+ * others are checked here, and with integrity: full their SHA-256 is
+ * computed on a second thread, started here, while the caller loads the
+ * model: rt_bundle_verified() waits for it, and nothing may be answered
+ * before it returned 0 (docs/DESIGN-NOTES.md, "start-up integrity").  A
+ * file that differs from the manifest is NX_ECHECK naming it.
  */
 int rt_bundle_open(struct rt_bundle *b, const char *dir, bool check, nx_error *err);
+/* Wait for the hashes started by rt_bundle_open; 0 when every file matched
+ * (or nothing was to hash), else NX_ECHECK naming the first that did not. */
+int rt_bundle_verified(struct rt_bundle *b, nx_error *err);
 void rt_bundle_release(struct rt_bundle *b);
 
 struct rt_session;
@@ -79,6 +101,26 @@ struct rt_session;
 int rt_session_open(struct rt_session **out, const struct rt_bundle *b, bool verbose,
 		    nx_error *err);
 void rt_session_free(struct rt_session *s);
+
+/* An initializer of the model replaced by these contents (borrowed; they
+ * must outlive the session): data_type is ONNX's (1 float, 10 float16...),
+ * which ONNX Runtime's element types number alike. */
+struct rt_override {
+	const char *name;
+	int32_t data_type;
+	const int64_t *dims;
+	size_t ndims;
+	void *data;
+	size_t bytes;
+};
+/* rt_session_open with ov (NULL: none) replacing one initializer;
+ * unoptimized: no graph optimization (constant folding would compute
+ * from the model's own initializer, not the replacement). */
+int rt_session_open_with(struct rt_session **out, const struct rt_bundle *b, bool verbose,
+			 const struct rt_override *ov, bool unoptimized, nx_error *err);
+/* Whether the last rt_session_run failed in ONNX Runtime's Run (the model
+ * rejected these inputs) rather than before or after it. */
+bool rt_session_run_failed(const struct rt_session *s);
 
 /* Model description for `info`: inputs/outputs with types and shapes. */
 json_t *rt_session_describe(const struct rt_session *s);
@@ -95,24 +137,43 @@ int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *con
 		   int64_t *const *types, int64_t *const *masks, const size_t *lens, size_t n,
 		   json_t **results, nx_error *err);
 
+/* How an output's numbers print: float32 (and float16) in the shortest
+ * form that reads back as the same float32, float64 in full, integers as
+ * integers. */
+enum rt_num { RT_NUM_F32, RT_NUM_F64, RT_NUM_INT };
+
 /* One output tensor as doubles, with its shape (infer.c -> postproc.c). */
 struct rt_output {
 	double *v;
 	size_t count;
 	int64_t dims[8];
 	size_t nd;
+	enum rt_num num;
 };
 
 double rt_half_to_double(uint16_t h);
-/* A JSON array of the numbers; NaN and infinities become null. */
-json_t *rt_reals(const double *v, size_t n);
+/*
+ * The shortest decimal (at most 9 significant digits) that reads back as
+ * the float32 f, into buf (at least 24 bytes); returns its length.
+ */
+size_t rt_f32_shortest(char *buf, size_t size, float f);
+/* A JSON array of the numbers; NaN and infinities become null.  With
+ * RT_NUM_F32 each number is the double nearest rt_f32_shortest() of it, so
+ * that json_dumps with JSON_REAL_PRECISION(9) prints that shortest form. */
+json_t *rt_reals(const double *v, size_t n, enum rt_num num);
+/* jansson dump flags for results: JSON_REAL_PRECISION(9) unless some
+ * output is float64 (17 digits). */
+size_t rt_session_json_flags(const struct rt_session *s);
 /* Sets "label" and "scores" on res from one row of n scores. */
 int rt_classify(json_t *res, const struct rt_settings *set, const double *v, size_t n,
-		nx_error *err);
+		enum rt_num num, nx_error *err);
 /* Sets "embedding" on res from row r of a [B, L, H] (len tokens; the mean
  * is over those whose mask is 1, all when mask is NULL) or [B, H] output. */
 int rt_embed(json_t *res, const struct rt_settings *set, const struct rt_output *o, size_t r,
 	     size_t len, const int64_t *mask, nx_error *err);
+/* Sets "score" on res from one row of n numbers: the logit when n is 1,
+ * the softmax probability of class 1 when n is 2. */
+int rt_rerank(json_t *res, const double *v, size_t n, enum rt_num num, nx_error *err);
 /* Where a list of numbers holds a null (a NaN or infinity, see rt_reals):
  * true and its index in *at, false when every entry is a number. */
 bool rt_reals_nonfinite(const json_t *a, size_t *at);
@@ -139,10 +200,12 @@ void rt_reader_free(struct rt_reader *r);
 void rt_input_release(struct rt_input *in);
 
 /*
- * Tokenize and run texts in batches of b->set.batch_size; each result goes
- * to `emit` in input order (borrowed: emit takes its own reference if it
- * keeps it), then emit(ctx, NULL) marks the end of a batch.  A per-input
- * problem becomes {"error": ...}.
+ * Tokenize and run texts in batches of b->set.batch_size, bucketed by
+ * length over a window of RT_WINDOW_BATCHES batches; each result goes to
+ * `emit` in input order (borrowed: emit takes its own reference if it keeps
+ * it), then emit(ctx, NULL) marks the end of a window.  A per-input problem
+ * (bad line, tokenizer error, an input the model rejects) becomes
+ * {"error": ...} in its place.
  */
 typedef int (*rt_emit_fn)(void *ctx, json_t *result);
 struct rt_batcher;
@@ -153,13 +216,25 @@ int rt_batcher_flush(struct rt_batcher *q, nx_error *err);
 void rt_batcher_free(struct rt_batcher *q);
 
 int rt_selftest_check(struct rt_session *s, struct rt_bundle *b, FILE *report, nx_error *err);
+/* config/selftest.json, checked ({"schema", "tolerance", "cases"}). */
+int rt_selftest_load(json_t **out, struct rt_bundle *b, nx_error *err);
+/* liveness.c: see there; NX_ECHECK when an initializer is dead. */
+#define RT_LIVE_MIN_BYTES NX_FUNCTIONAL_LIVE_MIN_BYTES
+#define RT_LIVE_BUDGET_MS NX_FUNCTIONAL_LIVENESS_MS
+int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t budget_ms,
+		nx_error *err);
+/* long_case: one more case, a text of max_sequence_length tokens; when the
+ * model rejects it, NX_ECONFIG naming max_sequence_length and the longest
+ * input the model takes. */
 int rt_selftest_write(struct rt_session *s, struct rt_bundle *b, char *const *texts,
-		      size_t ntexts, const char *out_path, double tolerance, nx_error *err);
+		      size_t ntexts, bool long_case, const char *out_path, double tolerance,
+		      nx_error *err);
 
 /* Verbs and their options (opts.c, main.c). */
 enum {
 	RT_OPT_BUNDLE = 1, RT_OPT_JSON, RT_OPT_TEXT, RT_OPT_INPUT, RT_OPT_WRITE, RT_OPT_OUTPUT,
-	RT_OPT_TOL, RT_OPT_TOKDIR, RT_OPT_MAXLEN, RT_OPT_VERBOSE, RT_OPT_SKIP_SPECIAL, RT_OPT_PAIR
+	RT_OPT_TOL, RT_OPT_TOKDIR, RT_OPT_MAXLEN, RT_OPT_VERBOSE, RT_OPT_RAW, RT_OPT_LONG,
+	RT_OPT_MINBYTES, RT_OPT_BUDGET, RT_OPT_SKIP_SPECIAL, RT_OPT_PAIR
 };
 
 struct rt_opt {
@@ -185,11 +260,12 @@ struct rt_args {
 	size_t ntexts;
 	char **pairs;           /* --pair values, the i-th going with the i-th --text */
 	size_t npairs;
-	bool json, write;
+	bool json, write, raw, long_case;
 	bool skip_special;      /* detokenize --skip-special-tokens */
 	bool verbose;           /* ONNX Runtime logs from INFO instead of ERROR */
 	double tol;
 	long maxlen;
+	uint64_t min_bytes, budget_ms;   /* liveness */
 };
 
 void rt_help(const struct rt_verb *v, FILE *f);

@@ -24,6 +24,7 @@
 #define RT_SELFTEST_CASES_MAX 64       /* as the verifier (verify_selftest.c) */
 #define RT_SELFTEST_SCHEMA "nexus.selftest.v1"
 #define RT_SELFTEST_TOLERANCE_MAX 1e-2  /* the verifier holds the same cap */
+#define RT_SELFTEST_TEXT_MAX 4096       /* bytes of one text, as the verifier */
 
 /* Run one text; *out is the result object (caller owns). */
 static int run_one(json_t **out, struct rt_session *s, struct rt_bundle *b, const char *text,
@@ -69,7 +70,7 @@ static double max_diff(json_t *golden, json_t *got)
 	return d;
 }
 
-static int load_golden(json_t **out, struct rt_bundle *b, nx_error *err)
+int rt_selftest_load(json_t **out, struct rt_bundle *b, nx_error *err)
 {
 	json_error_t jerr;
 	struct stat st;
@@ -141,7 +142,7 @@ int rt_selftest_check(struct rt_session *s, struct rt_bundle *b, FILE *report, n
 	double tol;
 	int rc;
 
-	if ((rc = load_golden(&golden, b, err)))
+	if ((rc = rt_selftest_load(&golden, b, err)))
 		return rc;
 	tol = json_number_value(json_object_get(golden, "tolerance"));
 	cases = json_object_get(golden, "cases");
@@ -212,15 +213,96 @@ out:
 	return rc;
 }
 
+/* Whether the model runs ids[0..n) with its last id moved to n - 1. */
+static bool runs_at(struct rt_session *s, struct rt_bundle *b, int64_t *ids, size_t full,
+		    size_t n, nx_error *why)
+{
+	int64_t last = ids[n - 1];
+	json_t *res = NULL;
+	bool ok;
+
+	ids[n - 1] = ids[full - 1];
+	ok = !rt_session_run(s, b, &ids, NULL, NULL, &n, 1, &res, why);
+	ids[n - 1] = last;
+	json_decref(res);
+	return ok;
+}
+
+/*
+ * The long case: "." once per token (the pre-tokenizer splits punctuation
+ * into one token each, [UNK] where the vocabulary lacks it), so that the
+ * text reaches max_sequence_length within the verifier's 4096 bytes.  When
+ * the model rejects it, find the longest input it takes (halving; models
+ * fail past their position table, not below it) and name both numbers:
+ * the build then refuses a runtime.yaml that promises more than the model
+ * holds, instead of a bundle that fails on the first long text.
+ */
+static int long_case(json_t **out, struct rt_session *s, struct rt_bundle *b, char **text,
+		     nx_error *err)
+{
+	size_t want = b->set.max_len < RT_SELFTEST_TEXT_MAX ? b->set.max_len : RT_SELFTEST_TEXT_MAX;
+	size_t n = 0, lo, hi, mid;
+	int64_t *ids = NULL;
+	nx_error why;
+	int rc;
+
+	if (!(*text = malloc(want + 1)) || !(ids = calloc(b->set.max_len, sizeof(*ids)))) {
+		free(ids);
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	}
+	memset(*text, '.', want);
+	(*text)[want] = '\0';
+	if ((rc = nx_tokenizer_encode(b->tok, *text, want, b->set.max_len, ids, &n, err)))
+		goto out;
+	nx_error_clear(&why);
+	rc = rt_session_run(s, b, &ids, NULL, NULL, &n, 1, out, &why);
+	if (!rc || !rt_session_run_failed(s)) {
+		if (rc)
+			*err = why;
+		goto out;
+	}
+	for (lo = 0, hi = n; hi - lo > 1;) {   /* runs at lo (0: none yet), fails at hi */
+		nx_error e;
+
+		mid = lo ? lo + (hi - lo) / 2 : (hi > 8 ? hi / 2 : 2);
+		if (mid >= hi || mid < 2)
+			break;
+		nx_error_clear(&e);
+		if (runs_at(s, b, ids, n, mid, &e))
+			lo = mid;
+		else if (!rt_session_run_failed(s)) {
+			*err = e;
+			rc = e.code;
+			goto out;
+		} else
+			hi = mid;
+	}
+	/* the numbers last: the build quotes the tail of this message */
+	if (lo)
+		rc = nx_error_set(err, NX_ECONFIG, RT_CONFIG, 0, -1,
+				  "%s: the model rejects a text of max_sequence_length tokens "
+				  "(%.160s): max_sequence_length %zu is more than the model takes, it "
+				  "runs inputs of up to %zu tokens and fails on %zu; set "
+				  "max_sequence_length: %zu or less", RT_CONFIG, why.message,
+				  b->set.max_len, lo, hi, lo);
+	else
+		rc = nx_error_set(err, NX_ECHECK, NULL, 0, -1,
+				  "the model fails on an input of %zu tokens: %s", n, why.message);
+out:
+	free(ids);
+	return rc;
+}
+
 int rt_selftest_write(struct rt_session *s, struct rt_bundle *b, char *const *texts,
-		      size_t ntexts, const char *out_path, double tolerance, nx_error *err)
+		      size_t ntexts, bool long_text, const char *out_path, double tolerance,
+		      nx_error *err)
 {
 	json_t *doc = NULL, *cases = json_array();
 	char *buf = NULL;
 	size_t i, len;
 	int fd = -1, rc = 0;
 
-	if (ntexts > RT_SELFTEST_CASES_MAX) {
+	if (ntexts + long_text > RT_SELFTEST_CASES_MAX) {
 		rc = nx_error_set(err, NX_ELIMIT, NULL, 0, -1, "at most %d selftest texts",
 				  RT_SELFTEST_CASES_MAX);
 		goto out;
@@ -245,9 +327,35 @@ int rt_selftest_write(struct rt_session *s, struct rt_bundle *b, char *const *te
 		json_array_append_new(cases, c);
 		json_decref(res);
 	}
+	if (long_text) {
+		json_t *res = NULL, *c;
+		char *text = NULL;
+
+		rc = long_case(&res, s, b, &text, err);
+		/* its per-token outputs would be megabytes: the derived ones only */
+		c = rc ? NULL : json_pack("{s:s,s:{}}", "text", text, "outputs");
+		if (c && json_object_get(res, "label"))
+			json_object_set(c, "label", json_object_get(res, "label"));
+		if (c && json_object_get(res, "embedding"))
+			json_object_set(c, "embedding", json_object_get(res, "embedding"));
+		if (c && json_object_get(res, "error")) {
+			rc = nx_error_set(err, NX_ECHECK, NULL, 0, -1, "selftest long text: %s",
+					  json_string_value(json_object_get(res, "error")));
+			json_decref(c);
+		} else if (c)
+			json_array_append_new(cases, c);
+		free(text);
+		json_decref(res);
+		if (rc)
+			goto out;
+		if (!c) {
+			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			goto out;
+		}
+	}
 	doc = json_pack("{s:s,s:f,s:O}", "schema", RT_SELFTEST_SCHEMA, "tolerance", tolerance,
 			"cases", cases);
-	buf = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+	buf = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS | rt_session_json_flags(s)) : NULL;
 	if (!buf) {
 		rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 		goto out;

@@ -65,15 +65,26 @@ def model_with_initializer(model, tensor):
 
 
 def sink_nodes(name, to_float=True):
-    """Nodes that use initializer `name` and discard it (x 0): the tensor is
-    referenced, so only the fingerprint can name it (docs/TRV.md)."""
+    """Nodes that use initializer `name` and discard it (x a zero computed
+    from the input, so that no node computes from constants only, which
+    would be constant-subgraph): the tensor is referenced, and only the
+    fingerprint (or, where the selftest runs, liveness) can name it
+    (docs/TRV.md)."""
     nodes = []
     src = name
     if to_float:
         nodes.append(helper.make_node("Cast", [name], [name + "_f"], name=name + "_cast",
                                       to=TensorProto.FLOAT))
         src = name + "_f"
-    nodes += [helper.make_node("ReduceSum", [src], [name + "_s"], name=name + "_sum", keepdims=0),
+    nodes += [helper.make_node("Cast", ["input_ids"], [name + "_ids"], name=name + "_ids",
+                               to=TensorProto.FLOAT),
+              helper.make_node("ReduceSum", [name + "_ids"], [name + "_a"], name=name + "_a",
+                               keepdims=0),
+              helper.make_node("Sub", [name + "_a", name + "_a"], [name + "_0"],
+                               name=name + "_0"),
+              helper.make_node("Mul", [src, name + "_0"], [name + "_m"], name=name + "_m"),
+              helper.make_node("ReduceSum", [name + "_m"], [name + "_s"], name=name + "_sum",
+                               keepdims=0),
               helper.make_node("Mul", [name + "_s", "zero"], [name + "_z"], name=name + "_mul")]
     return nodes
 
@@ -389,9 +400,7 @@ def test_external_tensors_aliasing_one_range(nexus, bundle):
                      ("length", str(big.nbytes))):
             e = init.external_data.add()
             e.key, e.value = k, v
-        g.node.extend([
-            helper.make_node("ReduceSum", [t], [t + "_s"], name=t + "_sum", keepdims=0),
-            helper.make_node("Mul", [t + "_s", "zero"], [t + "_z"], name=t + "_mul"),
+        g.node.extend(sink_nodes(t, to_float=False) + [
             helper.make_node("Add", ["logits0" if t == "big" else "logits1", t + "_z"],
                              ["logits1" if t == "big" else "logits"], name=t + "_add")])
     g.initializer.append(numpy_helper.from_array(np.zeros((), np.float32), "zero"))
@@ -588,13 +597,12 @@ def test_attribute_tensor_given_twice(nexus, bundle, tmp_path):
 # -- teacher tensors cut up or padded -------------------------------------------------
 
 def split_student(parts):
-    """A student whose extra initializers p0, p1, ... are concatenated at
-    run time (Concat) and discarded (x 0): what a copied teacher tensor cut
-    into pieces looks like."""
+    """A student whose extra initializers p0, p1, ... are each discarded
+    (x 0): what a copied teacher tensor cut into pieces looks like.
+    (Concatenated in the graph, the pieces would be constant-subgraph.)"""
     zero = numpy_helper.from_array(np.zeros((), np.float32), "zero")
     inits = [numpy_helper.from_array(p, f"p{i}") for i, p in enumerate(parts)]
-    nodes = [helper.make_node("Concat", [f"p{i}" for i in range(len(parts))], ["cat"],
-                              name="cat", axis=0)] + sink_nodes("cat", to_float=False)
+    nodes = [n for i in range(len(parts)) for n in sink_nodes(f"p{i}", to_float=False)]
     return bf.student_model(extra_nodes=nodes, extra_initializers=inits + [zero])
 
 

@@ -30,21 +30,26 @@ def weights(vocab_size, seed=7):
             rnd.randn(H, C).astype(np.float32), rnd.randn(C).astype(np.float32))
 
 
-def make_model(path, vocab_size, int32=False, token_types=False):
-    """logits = (masked mean of E[ids]) @ W + b; hidden = E[ids] * mask."""
-    E, W, b = weights(vocab_size)
-    it = TensorProto.INT32 if int32 else TensorProto.INT64
-    nodes = [
-        helper.make_node("Gather", ["E", "input_ids"], ["emb"]),
+def masked_mean_head(src):
+    """hidden = src * mask; logits = (masked mean of src) @ W + b
+    (initializers W, b, ax1 = [1], ax2 = [2])."""
+    return [
         helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
         helper.make_node("Unsqueeze", ["maskf", "ax2"], ["mask3"]),
-        helper.make_node("Mul", ["emb", "mask3"], ["hidden"]),
+        helper.make_node("Mul", [src, "mask3"], ["hidden"]),
         helper.make_node("ReduceSum", ["hidden", "ax1"], ["sum"], keepdims=0),
         helper.make_node("ReduceSum", ["maskf", "ax1"], ["cnt"], keepdims=1),
         helper.make_node("Div", ["sum", "cnt"], ["pooled"]),
         helper.make_node("MatMul", ["pooled", "W"], ["mm"]),
         helper.make_node("Add", ["mm", "b"], ["logits"]),
     ]
+
+
+def make_model(path, vocab_size, int32=False, token_types=False):
+    """logits = (masked mean of E[ids]) @ W + b; hidden = E[ids] * mask."""
+    E, W, b = weights(vocab_size)
+    it = TensorProto.INT32 if int32 else TensorProto.INT64
+    nodes = [helper.make_node("Gather", ["E", "input_ids"], ["emb"])] + masked_mean_head("emb")
     inputs = [helper.make_tensor_value_info("input_ids", it, ["batch", "seq"]),
               helper.make_tensor_value_info("attention_mask", it, ["batch", "seq"])]
     if token_types:

@@ -115,3 +115,44 @@ def test_memory_limit_is_named(nexus, bundle):
     assert r.returncode == 1
     assert "memory limit (RLIMIT_AS = 1.0 GiB)" in r.stderr, r.stderr
     assert "bad_alloc" not in r.stderr
+
+
+PROBES["daemons"] = ('int main(void){ for (int i = 0; i < 8; i++) if (fork() == 0) break; '
+                     'puts("up"); fflush(stdout); for (;;) pause(); }')
+
+
+def _running(exe):
+    st = os.stat(exe)
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            s = os.stat(f"/proc/{pid}/exe")
+        except OSError:
+            continue
+        if (s.st_dev, s.st_ino) == (st.st_dev, st.st_ino):
+            pids.append(int(pid))
+    return pids
+
+
+def test_nothing_outlives_a_killed_caller(nexus, bundle):
+    """SIGKILL of `nexus run` (a CI job cancelled mid-verify) takes the
+    sandboxed program and everything it started with it, under every backend."""
+    b = bundle("daemons")
+    exe = b / "bin" / "nexus_cli"
+    p = subprocess.Popen([nexus, "run", str(b), "--text", "x", "--timeout", "60"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while len(_running(exe)) < 9 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(_running(exe)) == 9
+        p.kill()
+        p.wait()
+        deadline = time.monotonic() + 10
+        while _running(exe) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _running(exe) == []
+    finally:
+        for pid in _running(exe):
+            os.kill(pid, 9)
+        p.kill()

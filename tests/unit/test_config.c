@@ -445,6 +445,20 @@ static void runtime_defaults(void **state)
 	rc = rc_ok("task: embedding\npooling: cls\nnormalize: false\n");
 	assert_int_equal(rc->pooling, NX_POOL_CLS);
 	assert_false(rc->normalize);
+	assert_int_equal(rc->output_dims, 0);
+	nx_runtime_config_free(rc);
+	rc = rc_ok("task: embedding\npooling: last\noutput_dims: 256\n");
+	assert_int_equal(rc->pooling, NX_POOL_LAST);
+	assert_int_equal(rc->output_dims, 256);
+	nx_runtime_config_free(rc);
+	rc = rc_ok("task: classification\nlabels: [a, b]\nscores: map\n");
+	assert_true(rc->scores_map);
+	nx_runtime_config_free(rc);
+	rc = rc_ok("task: classification\nlabels: [a, b]\nscores: list\n");
+	assert_false(rc->scores_map);
+	nx_runtime_config_free(rc);
+	rc = rc_ok("task: rerank\n");
+	assert_int_equal(rc->task, NX_TASK_RERANK);
 	nx_runtime_config_free(rc);
 	rc = rc_ok("task: raw\nmax_sequence_length: 8192\nbatch_size: 1024\nthreads: 256\n");
 	assert_int_equal(rc->task, NX_TASK_RAW);
@@ -457,7 +471,11 @@ static void runtime_defaults(void **state)
 static void runtime_errors(void **state)
 {
 	rc_fails("", NX_ECONFIG, 1, "missing required key task");
-	rc_fails("task: regression\n", NX_ECONFIG, 1, "classification, embedding, raw");
+	rc_fails("task: regression\n", NX_ECONFIG, 1, "classification, embedding, raw, rerank");
+	rc_fails("task: raw\noutput_dims: 8\n", NX_ECONFIG, 2, "only valid with task: embedding");
+	rc_fails("task: embedding\noutput_dims: 0\n", NX_ECONFIG, 2, "between 1 and 65536");
+	rc_fails("task: rerank\nscores: map\n", NX_ECONFIG, 2, "only valid with task: classification");
+	rc_fails("task: classification\nlabels: [a]\nscores: dict\n", NX_ECONFIG, 3, "list, map");
 	rc_fails("task: \"raw\"\n", NX_ECONFIG, 1, "quoted");
 	rc_fails("task: classification\n", NX_ECONFIG, 1, "labels");
 	rc_fails("task: classification\nlabels: []\n", NX_ECONFIG, 2, "at least one");
@@ -468,7 +486,7 @@ static void runtime_errors(void **state)
 	rc_fails("task: raw\npooling: mean\n", NX_ECONFIG, 2, "only valid with task: embedding");
 	rc_fails("task: classification\nlabels: [a]\nnormalize: true\n", NX_ECONFIG, 3,
 		 "only valid with task: embedding");
-	rc_fails("task: embedding\npooling: max\n", NX_ECONFIG, 2, "mean, cls");
+	rc_fails("task: embedding\npooling: max\n", NX_ECONFIG, 2, "mean, cls, last");
 	rc_fails("task: embedding\nnormalize: yes\n", NX_ECONFIG, 2, "true or false");
 	rc_fails("task: raw\nthreads: \"2\"\n", NX_ECONFIG, 2, "not a quoted string");
 	rc_fails("task: raw\nthreads: 257\n", NX_ECONFIG, 2, "between 0 and 256");

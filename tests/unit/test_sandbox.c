@@ -109,6 +109,7 @@ static void run_probe(int p, struct seen *s)
 	memset(s, 0, sizeof(*s));
 	nx_functional_opts_init(&o);
 	o.imports = false;
+	o.liveness = false;   /* the probe is the selftest's program */
 	o.selftest_ms = 3000;
 	o.backend = backend;
 	fd = open(bundle, O_RDONLY | O_DIRECTORY);
@@ -176,6 +177,7 @@ static void python_imports(void **state)
 	write_file("config/runtime.yaml", "task: raw\npython_packages: [numpy]\n");
 	nx_functional_opts_init(&o);
 	o.selftest = false;
+	o.liveness = false;   /* the bundle has no runnable model */
 	o.backend = backend;
 	fd = open(bundle, O_RDONLY | O_DIRECTORY);
 	assert_int_equal(nx_functional_check(&skipped, fd, bundle, &o, collect, &s, NULL), 0);

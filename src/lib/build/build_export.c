@@ -61,7 +61,17 @@ static int fingerprint(struct build *b)
 	rc = nx_fingerprint_student(&m, &n, set, nx_stage_dirfd(b->stage), BUILD_STUDENT_DST,
 				    NX_FP_MIN_BYTES, b->err);
 	for (i = 0; !rc && i < n; i++)
-		if (!shared_allowed(b, m[i].student_tensor))
+		if (shared_allowed(b, m[i].student_tensor))
+			continue;
+		else if (m[i].values)
+			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
+					  "student tensor '%s' holds %u of the %u values sampled from "
+					  "'%s' of the teacher %s (teacher-values-copied: reordered, "
+					  "interleaved, widened, cast or scaled): the student carries "
+					  "teacher weights; retrain it", m[i].student_tensor,
+					  m[i].value_hits, m[i].value_samples, m[i].teacher_tensor,
+					  m[i].teacher_file);
+		else
 			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
 					  "student tensor '%s' (%llu bytes) is identical to '%s' "
 					  "of the teacher %s%s: the student carries teacher weights; "

@@ -17,13 +17,29 @@
 #define SELFTEST_ARGS_MAX 200      /* nexus.yaml selftest: texts passed as --text */
 #define SELFTEST_WALL_MS 120000
 #define SELFTEST_TAIL 400
+#define RUNTIME_BLAME "nexus_cli selftest: error: config/runtime.yaml: "
 
 /* Used when nexus.yaml lists no selftest texts: the bundle is still run. */
 static const char *const default_texts[] = { "nexus selftest" };
 
+/* The last non-empty line of s[0..len), its length in *n. */
+static const char *last_line(const char *s, size_t len, size_t *n)
+{
+	const char *nl;
+
+	while (len && (s[len - 1] == '\n' || s[len - 1] == ' '))
+		len--;
+	while ((nl = memchr(s, '\n', len))) {
+		len -= (size_t)(nl + 1 - s);
+		s = nl + 1;
+	}
+	*n = len;
+	return s;
+}
+
 int build_selftest(struct build *b)
 {
-	const char *args[2 * SELFTEST_ARGS_MAX + 8];
+	const char *args[2 * SELFTEST_ARGS_MAX + 10];
 	const char *const *texts = (const char *const *)b->ws->selftest;
 	size_t ntexts = b->ws->nselftest, i, n = 0;
 	struct nx_sandbox_result r = {0};
@@ -48,6 +64,9 @@ int build_selftest(struct build *b)
 	args[n++] = "-";
 	args[n++] = "--tolerance";
 	args[n++] = BUILD_SELFTEST_TOLERANCE_ARG;
+	/* a text of max_sequence_length tokens: a runtime.yaml promising more
+	 * positions than the model has fails here, naming both numbers */
+	args[n++] = "--long-case";
 	for (i = 0; i < ntexts; i++) {
 		args[n++] = "--text";
 		args[n++] = texts[i];
@@ -73,8 +92,8 @@ int build_selftest(struct build *b)
 		goto out;
 	}
 	if (!r.exited || r.status != 0 || r.timed_out || r.output_capped || !r.out_len) {
-		size_t len = r.errout_len;
-		const char *tail = r.errout;
+		size_t len = r.errout_len, ln = 0;
+		const char *tail = r.errout, *line;
 
 		while (len && (tail[len - 1] == '\n' || tail[len - 1] == ' '))
 			len--;
@@ -82,10 +101,20 @@ int build_selftest(struct build *b)
 			tail += len - SELFTEST_TAIL;
 			len = SELFTEST_TAIL;
 		}
-		rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
-				  "the student does not run in the bundle's runtime (bin/nexus_cli "
-				  "selftest --write %s): %.*s", r.timed_out ? "timed out" :
-				  r.output_capped ? "printed too much" : "failed", (int)len, tail);
+		/* exit 2 and a last line blaming runtime.yaml: it promises what
+		 * the model does not do (max_sequence_length above its positions) */
+		if (r.exited && r.status == 2 && !r.timed_out &&
+		    (line = last_line(r.errout, r.errout_len, &ln)) && ln > sizeof(RUNTIME_BLAME) &&
+		    !memcmp(line, RUNTIME_BLAME, sizeof(RUNTIME_BLAME) - 1)) {
+			rc = nx_error_set(b->err, NX_ECONFIG, b->ws->runtime_config, 0, -1,
+					  "%s does not fit the student: %.*s", b->ws->runtime_config,
+					  (int)(ln < 700 ? ln : 700), line);
+		} else
+			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
+					  "the student does not run in the bundle's runtime "
+					  "(bin/nexus_cli selftest --write %s): %.*s",
+					  r.timed_out ? "timed out" : r.output_capped ?
+					  "printed too much" : "failed", (int)len, tail);
 		goto out;
 	}
 	rc = build_put(b, "config/selftest.json", r.out, r.out_len, false);

@@ -39,6 +39,7 @@ void nx_fp_set_free(nx_fp_set *s)
 	free(s->files);
 	free(s->e);
 	free(s->chunks);
+	fp_values_free(s->values);
 	free(s);
 }
 
@@ -111,7 +112,7 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 			 * sized: a varint takes at least one byte for at most 8 */
 			struct tensor_src src = { t, t->contents_offset,
 						  t->contents_encoded ? 0 : t->contents_length,
-						  t->data_type == 1, 0, 0, 0 };
+						  t->data_type == 1, 0, 0, 0, t->data_type };
 
 			/* only verbatim contents can be read transposed */
 			if (!t->contents_encoded)
@@ -153,7 +154,7 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 							  path, t->name, full);
 				else if (len >= w->min) {
 					struct tensor_src src = { NULL, off, len, t->data_type == 1,
-								  0, 0, 0 };
+								  0, 0, 0, t->data_type };
 
 					matrix(&src, t);
 					rc = fp_one_tensor(w, t->name, efd, full, &src, err);
@@ -305,6 +306,9 @@ static int match_cb(void *ctx, const char *name, const struct fp_hash *h, bool t
 		tname = h->match_chunk->name;
 		tfile = c->teachers->files[h->match_chunk->file];
 		partial = true;
+	} else if (h->values.hits && !transposed) {
+		tname = h->values.name;
+		tfile = c->teachers->files[h->values.file];
 	} else {
 		return 0;
 	}
@@ -320,6 +324,12 @@ static int match_cb(void *ctx, const char *name, const struct fp_hash *h, bool t
 	m->bytes = partial ? h->matched : h->total;
 	m->partial = partial;
 	m->transposed = transposed;
+	if (!e && !partial) {
+		m->values = true;
+		m->value_hits = h->values.hits;
+		m->value_samples = h->values.samples;
+		m->value_shift = h->values.shift;
+	}
 	if (!m->student_tensor || !m->teacher_tensor || !m->teacher_file)
 		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	return 0;
@@ -367,7 +377,17 @@ int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_s
 		rc = nx_error_errno(err, NX_EIO, errno, path, "cannot open %s", path);
 		goto out;
 	}
+	if ((rc = fp_values_begin_model(teachers, err)) != 0)
+		goto out;
 	rc = onnx_tensors(dirfd, path, fd, &w, err);
+	for (size_t next = 0; !rc;) {
+		struct fp_hash h;
+
+		memset(&h, 0, sizeof(h));
+		if (!fp_values_judge_model(teachers, &next, &h.values))
+			break;
+		rc = match_cb(&c, "(spread over several tensors)", &h, false, err);
+	}
 out:
 	if (fd >= 0)
 		close(fd);

@@ -270,6 +270,8 @@ int fp_hash_feed(void *ctx, const unsigned char *buf, size_t len)
 	int rc;
 
 	h->total += len;
+	if (h->vf && (rc = fp_vfeed(h->vf, buf, len)) != 0)
+		return rc;
 	while (i < len) {
 		if (!roll(&h->gear, &n, buf, &i, len))
 			continue;

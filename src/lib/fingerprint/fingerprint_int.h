@@ -32,6 +32,8 @@ struct fp_chunk {
 	size_t file;         /* index into files */
 };
 
+struct fp_values;
+
 struct nx_fp_set {
 	struct fp_entry *e;
 	size_t n, cap;
@@ -43,7 +45,46 @@ struct nx_fp_set {
 	struct fp_chunk *chunks;
 	size_t nchunks, capchunks;
 	bool chunks_sorted;
+	struct fp_values *values;   /* fingerprint_values.c, NULL until a float32 tensor */
 };
+
+/*
+ * fingerprint_values.c: the value fingerprint.  A teacher's float32 tensor feeds
+ * its values (fp_vfeed_teacher, then fp_vfeed as an nx_onnx_bytes_fn); a
+ * student tensor of ONNX type dtype is looked up (fp_vfeed_student: false
+ * when the set has no values or on ENOMEM, then nothing to do) and judged
+ * after its last byte (fp_vfeed_judge: m->hits 0 when it holds no teacher
+ * tensor's values).
+ */
+#define FP_VALUES_MIN 32   /* samples a teacher tensor needs to be judged */
+struct fp_vfeed {
+	struct fp_values *s;
+	uint32_t owner;
+	bool teacher, bf16;
+	unsigned width;
+	unsigned char carry[8];
+	size_t ncarry;
+	int rc;
+	nx_error *err;
+};
+struct fp_values_match {
+	uint32_t hits, samples;
+	int shift;           /* the student's values are the teacher's x 2^shift */
+	const char *name;    /* the teacher tensor (owned by the set) */
+	size_t file;
+};
+int fp_vfeed_teacher(struct fp_vfeed *f, nx_fp_set *set, const char *name, nx_error *err);
+bool fp_vfeed_student(struct fp_vfeed *f, const nx_fp_set *set, int32_t dtype, nx_error *err);
+int fp_vfeed(void *ctx, const unsigned char *buf, size_t len);
+void fp_vfeed_judge(struct fp_vfeed *f, struct fp_values_match *m);
+void fp_values_free(struct fp_values *s);
+/* Before a student model: clear the whole-model counts.  After it: each
+ * call gives one teacher tensor whose samples the model holds only across
+ * tensors (*next starts at 0; false when there are no more). */
+int fp_values_begin_model(const nx_fp_set *set, nx_error *err);
+bool fp_values_judge_model(const nx_fp_set *set, size_t *next, struct fp_values_match *m);
+/* The sampling rate the set ended at, out of 2^32 (0: no values). */
+uint32_t fp_values_rate(const nx_fp_set *set);
 
 /*
  * fingerprint_chunk.c: one tensor's contents, fed in pieces, cut into
@@ -66,6 +107,8 @@ struct fp_hash {
 	size_t nchunks, first_chunk;
 	uint64_t matched;
 	const struct fp_chunk *match_chunk;   /* the first chunk matched */
+	struct fp_vfeed *vf;                  /* also fed the bytes, when set */
+	struct fp_values_match values;        /* student: set after the last byte */
 };
 
 int fp_hash_begin(struct fp_hash *h, nx_fp_set *collect, const nx_fp_set *match,
@@ -108,6 +151,7 @@ struct tensor_src {
 	bool f32;
 	uint64_t rows, cols;
 	unsigned width;
+	int32_t dtype;      /* student: its ONNX type, how its values are read */
 };
 int fp_u64_cmp(const void *a, const void *b);
 /* Hash a tensor (src) and hand it on to w->fn (see the file). */

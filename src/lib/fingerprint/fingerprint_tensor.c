@@ -52,6 +52,7 @@ int fp_one_tensor(struct tensors *w, const char *name, int fd, const char *path,
 {
 	struct fp_hash h;
 	struct fp_casts casts;
+	struct fp_vfeed vf;
 	uint64_t len = src->len;
 	bool keep, cast = w->collect && src->f32, sized = !len || (w->nsizes &&
 			   bsearch(&len, w->sizes, w->nsizes, sizeof(*w->sizes), fp_u64_cmp));
@@ -59,10 +60,20 @@ int fp_one_tensor(struct tensors *w, const char *name, int fd, const char *path,
 	void *ctx = &h;
 	int rc, end;
 
-	if (!w->collect && !sized && !w->match->nchunks)
+	if (!w->collect && !sized && !w->match->nchunks && !w->match->values)
 		return one_transposed(w, name, fd, path, src, err);
 	if ((rc = fp_hash_begin(&h, w->collect, w->match, err)) != 0)
 		return rc;
+	/* the value sample (fingerprint_values.c) rides on the same read */
+	if (w->collect && src->f32 && (!len || len >= w->min)) {
+		if ((rc = fp_vfeed_teacher(&vf, w->collect, name, err)) != 0) {
+			fp_hash_end(&h, false);
+			return rc;
+		}
+		h.vf = &vf;
+	} else if (!w->collect && fp_vfeed_student(&vf, w->match, src->dtype, err)) {
+		h.vf = &vf;
+	}
 	if (cast && (rc = fp_casts_begin(&casts, &h, err)) != 0) {
 		fp_hash_end(&h, false);
 		return rc;
@@ -72,6 +83,8 @@ int fp_one_tensor(struct tensors *w, const char *name, int fd, const char *path,
 	rc = src->t ? nx_onnx_tensor_read(fd, path, src->t, feed, ctx, err) :
 		      read_range(fd, path, src->off, src->len, feed, ctx, err);
 	keep = !rc && h.total >= w->min;
+	if (!rc && !w->collect && h.vf)
+		fp_vfeed_judge(&vf, &h.values);
 	end = fp_hash_end(&h, keep);
 	if (!rc)
 		rc = end;
@@ -107,7 +120,7 @@ int fp_add_range(nx_fp_set *set, const char *name, bool f32, int fd, uint64_t of
 		 size_t min, const char *path, nx_error *err)
 {
 	struct tensors w = { set, NULL, fp_add_cb, set, min, NULL, 0 };
-	struct tensor_src src = { NULL, off, len, f32, 0, 0, 0 };
+	struct tensor_src src = { NULL, off, len, f32, 0, 0, 0, 1 };
 
 	return fp_one_tensor(&w, name, fd, path, &src, err);
 }

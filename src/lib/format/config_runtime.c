@@ -8,13 +8,14 @@
 #include <string.h>
 
 static const char *const keys[] = {
-	"task", "labels", "pooling", "normalize", "max_sequence_length",
+	"task", "labels", "scores", "pooling", "output_dims", "normalize", "max_sequence_length",
 	"batch_size", "threads", "integrity", "graph_optimization", "output",
 	"python_packages", NULL
 };
 /* Indexed by enum nx_task / nx_pooling / nx_integrity. */
-static const char *const tasks[] = { "classification", "embedding", "raw", NULL };
-static const char *const poolings[] = { "mean", "cls", NULL };
+static const char *const tasks[] = { "classification", "embedding", "raw", "rerank", NULL };
+static const char *const poolings[] = { "mean", "cls", "last", NULL };
+static const char *const score_forms[] = { "list", "map", NULL };
 static const char *const integrities[] = { "full", "size", NULL };
 static const char *const optimizations[] = { "disable", "basic", "extended", "all", NULL };
 
@@ -57,7 +58,9 @@ static int parse_root(struct cfg *c, const nx_yaml_node *root, nx_runtime_config
 		return r;
 	rc->task = (enum nx_task)task;
 	if ((r = only_for(c, root, "labels", "classification", task, NX_TASK_CLASSIFICATION)) ||
+	    (r = only_for(c, root, "scores", "classification", task, NX_TASK_CLASSIFICATION)) ||
 	    (r = only_for(c, root, "pooling", "embedding", task, NX_TASK_EMBEDDING)) ||
+	    (r = only_for(c, root, "output_dims", "embedding", task, NX_TASK_EMBEDDING)) ||
 	    (r = only_for(c, root, "normalize", "embedding", task, NX_TASK_EMBEDDING)))
 		return r;
 
@@ -71,6 +74,14 @@ static int parse_root(struct cfg *c, const nx_yaml_node *root, nx_runtime_config
 			return nx_error_set(c->err, NX_ECONFIG, c->path, v->line, -1,
 					    "labels must list at least one label");
 	}
+	if ((v = nx_yaml_map_get(root, "scores"))) {
+		if ((r = cfg_enum(c, v, "scores", score_forms, &e)))
+			return r;
+		rc->scores_map = e == 1;
+	}
+	if ((v = nx_yaml_map_get(root, "output_dims")) &&
+	    (r = cfg_int(c, v, "output_dims", 1, 65536, &rc->output_dims)))
+		return r;
 	if ((v = nx_yaml_map_get(root, "pooling"))) {
 		if ((r = cfg_enum(c, v, "pooling", poolings, &e)))
 			return r;

@@ -16,6 +16,7 @@ struct fx_ctx {
 	nx_functional_fn fn;
 	void *ctx;
 	enum nx_sandbox_backend backend;   /* resolved: bwrap or landlock */
+	bool selftest_failed;              /* a finding says why: liveness is moot */
 };
 
 /* verify_functional_judge.c */

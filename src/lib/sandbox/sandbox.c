@@ -91,6 +91,60 @@ static bool reachable_as(bool bundle, uid_t id)
 	return ok;
 }
 
+/*
+ * Without a pid namespace (the landlock backend) nothing would take the
+ * program's descendants down if the caller itself were killed (a CI job
+ * cancelled mid-verify): PR_SET_PDEATHSIG reaches only the direct child, and
+ * grandchildren are re-parented to init and run on.  So the forked child
+ * stays behind as a small supervisor: it leads the session and process group
+ * that the program cannot leave (seccomp denies setsid and setpgid), keeps
+ * the caller's uid (root's, when the program gets a uid of its own, so the
+ * program cannot signal it), and does nothing but wait.  When the caller
+ * dies the kernel sends it SIGTERM and it kills the whole group, itself
+ * included, with one kill(0, SIGKILL).  While the caller lives, it exits with
+ * the program's status and the caller kills the group as before (reap()).
+ * Signal-safe calls only: the caller may have threads.
+ */
+static void on_orphaned(int sig)
+{
+	(void)sig;
+	kill(0, SIGKILL);
+}
+
+/* Returns 0 in the program's process, with *boss the supervisor's pid, or
+ * -1 with errno set; the supervisor itself never returns. */
+static int supervise(pid_t parent, int nfds, int ew, pid_t *boss)
+{
+	struct sigaction sa = { .sa_handler = on_orphaned };
+	pid_t self = getpid(), prog;
+	int st, i;
+
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGTERM, &sa, NULL) != 0 || prctl(PR_SET_PDEATHSIG, SIGTERM) != 0)
+		return -1;
+	if (getppid() != parent)   /* the caller died before the line above */
+		kill(0, SIGKILL);
+	if ((prog = fork()) < 0)
+		return -1;
+	if (prog == 0) {
+		sa.sa_handler = SIG_DFL;
+		*boss = self;
+		return sigaction(SIGTERM, &sa, NULL);
+	}
+	for (i = 0; i < nfds; i++)   /* the caller sees EOF when the program closes them */
+		close(i);
+	close(ew);
+	while (waitpid(prog, &st, 0) < 0)
+		if (errno != EINTR)
+			_exit(127);
+	if (WIFSIGNALED(st)) {
+		sa.sa_handler = SIG_DFL;
+		sigaction(WTERMSIG(st), &sa, NULL);
+		kill(self, WTERMSIG(st));
+	}
+	_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 127);
+}
+
 /* Between fork and exec: system calls only.  On failure write errno to ew. */
 static void child(const struct sbx_backend *be, const struct sbx_prep *pr,
 		  const struct nx_sandbox_opts *o, int in, int out, int errp, int ew,
@@ -122,6 +176,8 @@ static void child(const struct sbx_backend *be, const struct sbx_prep *pr,
 	limit(RLIMIT_FSIZE, o->fsize_bytes);
 	limit(RLIMIT_NOFILE, o->nofile);
 	limit(RLIMIT_CORE, 0);
+	if (!be->init_pidfd && supervise(parent, n, e, &parent) != 0)
+		goto fail;
 	if (geteuid() == 0 && reachable_as(o->bundle_dirfd >= 0, id)) {
 		/* RLIMIT_NPROC is ignored for root: run as a uid of its own. */
 		if (setgroups(0, NULL) != 0 || setgid(id) != 0 || setuid(id) != 0)

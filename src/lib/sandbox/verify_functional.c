@@ -6,6 +6,7 @@
 #include "functional_int.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@ void nx_functional_opts_init(struct nx_functional_opts *o)
 	memset(o, 0, sizeof(*o));
 	o->selftest = true;
 	o->imports = true;
+	o->liveness = true;
 }
 
 static int selftest(struct fx_ctx *c, nx_error *err)
@@ -40,6 +42,7 @@ static int selftest(struct fx_ctx *c, nx_error *err)
 	rc = nx_sandbox_run_cli(&r, &so, c->bundle_path, args, err);
 	/* A binary whose ELF headers cannot be followed is the bundle's fault. */
 	if (rc == NX_EFORMAT || rc == NX_ELIMIT) {
+		c->selftest_failed = true;
 		rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "functional-selftest-failed", "bin/nexus_cli",
 			   0, err ? err->message : "bin/nexus_cli is not a loadable ELF program");
 		goto out;
@@ -50,6 +53,127 @@ static int selftest(struct fx_ctx *c, nx_error *err)
 	rc = fx_judge(c, &r, &so, "bin/nexus_cli selftest",
 		      r.errout && memmem(r.errout, r.errout_len, NONFINITE, strlen(NONFINITE)) ?
 		      NONFINITE : "functional-selftest-failed", "bin/nexus_cli", &bad);
+	c->selftest_failed = bad;
+out:
+	nx_sandbox_result_release(&r);
+	return rc;
+}
+
+/* One line of `nexus_cli liveness` output. */
+static int liveness_line(struct fx_ctx *c, const char *line, size_t len, size_t *unchecked,
+			 uint64_t *unchecked_bytes, char *summary, size_t summary_size)
+{
+	json_t *j = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL);
+	const char *name, *verdict;
+	char msg[1024];
+	int rc = 0;
+
+	if (!j)
+		return 0;
+	name = json_string_value(json_object_get(j, "initializer"));
+	verdict = json_string_value(json_object_get(j, "verdict"));
+	if (name && verdict && !strcmp(verdict, "dead")) {
+		json_t *ch = json_object_get(j, "change");
+
+		snprintf(msg, sizeof(msg), "initializer '%.300s' (%lld bytes) does not influence the "
+			 "model's outputs: replaced by noise of its own scale, it changed them by "
+			 "%.3g (relative; under %.0e is dead).  A tensor kept in the graph only "
+			 "through a product with zero can carry anything; remove it, or set it to "
+			 "zeros if it is a parameter the outputs cannot see (a key bias before "
+			 "softmax): that changes no output", name,
+			 (long long)json_integer_value(json_object_get(j, "bytes")),
+			 json_is_number(ch) ? json_number_value(ch) : 0.0, NX_FUNCTIONAL_LIVE_REL_MIN);
+		rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "dead-initializer", NX_FUNCTIONAL_MODEL, 0,
+			   msg);
+	} else if (name && verdict && !strcmp(verdict, "subgraph")) {
+		snprintf(msg, sizeof(msg), "initializer '%.300s' (%lld bytes) belongs to a subgraph "
+			 "(If, Loop, Scan), which the liveness check cannot replace: whether it "
+			 "influences the outputs is unknown; keep weights in the main graph",
+			 name, (long long)json_integer_value(json_object_get(j, "bytes")));
+		rc = c->fn(c->ctx, NX_FUNCTIONAL_WARN, "liveness-subgraph", NX_FUNCTIONAL_MODEL, 0,
+			   msg);
+	} else if (name && verdict && !strcmp(verdict, "unchecked")) {
+		(*unchecked)++;
+		*unchecked_bytes += (uint64_t)json_integer_value(json_object_get(j, "bytes"));
+	} else if (json_is_integer(json_object_get(j, "checked"))) {
+		snprintf(summary, summary_size, "%lld of %lld initializers (%lld of %lld bytes)",
+			 (long long)json_integer_value(json_object_get(j, "checked")),
+			 (long long)json_integer_value(json_object_get(j, "of")),
+			 (long long)json_integer_value(json_object_get(j, "bytes_checked")),
+			 (long long)json_integer_value(json_object_get(j, "bytes")));
+	}
+	json_decref(j);
+	return rc;
+}
+
+/*
+ * Every initializer of the model must influence its outputs: the bundle's
+ * runtime replaces each in turn by noise (src/runtime/liveness.c) and says
+ * which moved nothing.  Bounded by the time budget; what it left is said.
+ */
+static int liveness(struct fx_ctx *c, nx_error *err)
+{
+	char budget[32], summary[256] = "";
+	const char *args[] = { "liveness", "--budget-ms", budget, NULL };
+	struct nx_sandbox_result r = {0};
+	struct nx_sandbox_opts so;
+	uint64_t ms = c->o->liveness_ms ? c->o->liveness_ms : NX_FUNCTIONAL_LIVENESS_MS;
+	uint64_t unchecked_bytes = 0;
+	size_t unchecked = 0;
+	const char *p, *end, *nl;
+	bool bad;
+	int rc;
+
+	snprintf(budget, sizeof(budget), "%llu", (unsigned long long)ms);
+	/* the runtime stops itself at the budget; the sandbox's clock is the
+	 * backstop (one more session, plus loading the model) */
+	fx_sandbox_opts(&so, c, 2 * ms);
+	rc = nx_sandbox_run_cli(&r, &so, c->bundle_path, args, err);
+	if (rc == NX_EFORMAT || rc == NX_ELIMIT) {
+		rc = 0;   /* the selftest has said so already */
+		goto out;
+	}
+	if (rc)
+		goto out;
+	for (p = r.out ? r.out : "", end = p + r.out_len; p < end && !rc; p = nl + 1) {
+		if (!(nl = memchr(p, '\n', (size_t)(end - p))))
+			nl = end;
+		rc = liveness_line(c, p, (size_t)(nl - p), &unchecked, &unchecked_bytes, summary,
+				   sizeof(summary));
+	}
+	if (rc)
+		goto out;
+	if (r.exited && r.status == 2) {
+		rc = c->fn(c->ctx, NX_FUNCTIONAL_WARN, "liveness-unavailable", "bin/nexus_cli", 0,
+			   "this bundle's runtime has no liveness check (an earlier release): "
+			   "whether every initializer influences the outputs was not checked");
+		goto out;
+	}
+	if (r.exited && r.status == 1) {
+		/* exit 1 is "dead initializers", each a finding above; without
+		 * the summary line the check did not get that far */
+		if (!summary[0])
+			rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "liveness-failed", "bin/nexus_cli", 0,
+				   fx_tail(r.errout, r.errout_len));
+		goto out;
+	}
+	if ((rc = fx_judge(c, &r, &so, "bin/nexus_cli liveness", "liveness-failed",
+			   "bin/nexus_cli", &bad)) != 0 || bad)
+		goto out;
+	if (unchecked) {
+		char msg[512];
+
+		snprintf(msg, sizeof(msg), "the liveness check's time budget (%llu ms) ran out: %s "
+			 "checked, %zu (%llu bytes) in a random order were not", (unsigned long long)ms,
+			 summary, unchecked, (unsigned long long)unchecked_bytes);
+		rc = c->fn(c->ctx, NX_FUNCTIONAL_INFO, "liveness-sampled", NX_FUNCTIONAL_MODEL, 0, msg);
+	} else if (summary[0]) {
+		char msg[512];
+
+		snprintf(msg, sizeof(msg), "every initializer checked influences the outputs: %s",
+			 summary);
+		rc = c->fn(c->ctx, NX_FUNCTIONAL_INFO, "liveness-checked", NX_FUNCTIONAL_MODEL, 0, msg);
+	}
 out:
 	nx_sandbox_result_release(&r);
 	return rc;
@@ -97,6 +221,8 @@ int nx_functional_check(bool *skipped, int bundle_dirfd, const char *bundle_path
 	if ((rc = name_backend(&c)) != 0)
 		return rc;
 	if (o->selftest && (rc = selftest(&c, err)) != 0)
+		return rc;
+	if (o->liveness && !c.selftest_failed && (rc = liveness(&c, err)) != 0)
 		return rc;
 	if (o->imports)
 		return fx_imports(&c, err);

@@ -94,6 +94,8 @@ static int functional(struct vfy_ctx *c, bool *skipped)
 		if (!strncmp(c->entries[i].path, "model/", 6) && S_ISREG(c->entries[i].mode))
 			fo.model_bytes += c->entries[i].size;
 	fo.selftest = !c->opts->functional_imports_only;
+	/* not a repeat of anything the build did: it runs in every build too */
+	fo.liveness = true;
 	/*
 	 * Never execute a bin/ or lib/ that is not the trusted runtime: the
 	 * verdict is already FAIL, and a planted program chooses what the ELF
@@ -101,8 +103,9 @@ static int functional(struct vfy_ctx *c, bool *skipped)
 	 * stderr puts into this report.  The Python import check runs the
 	 * host's interpreter, not the bundle's binaries, so it still runs.
 	 */
-	if (fo.selftest && c->runtime_untrusted) {
+	if ((fo.selftest || fo.liveness) && c->runtime_untrusted) {
 		fo.selftest = false;
+		fo.liveness = false;
 		if (nx_report_add(c->r, NX_CHECK_FUNCTIONAL, NX_SEV_INFO, "functional-selftest-skipped",
 				  "bin/nexus_cli", 0, "bin/ or lib/ is not the trusted nexus runtime, "
 				  "so bin/nexus_cli selftest is not executed"))

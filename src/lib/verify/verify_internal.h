@@ -96,6 +96,10 @@ bool vfy_json_over_budget(const char *buf, size_t len);
 /* Case-insensitive substring search of any term in s[0..len); the term or NULL. */
 const char *vfy_term_in(const struct vfy_ctx *c, const char *s, size_t len);
 
+/* verify_consts.c: nodes of the main graph computing only from constants
+ * (constant-subgraph); 0 or NX_ENOMEM. */
+int vfy_constant_subgraphs(struct vfy_ctx *c);
+
 /* The checks: findings go to c->r; errors only for environment failures. */
 int vfy_integrity(struct vfy_ctx *c, nx_error *err);
 /* After every check: a walked entry that changed since is a FAIL of

@@ -72,6 +72,14 @@ int vfy_teacher(struct vfy_ctx *c, nx_error *err)
 					   "student tensor '%s' equals '%s' of teacher %s (allowed by "
 					   "allow_shared_tensors)", m[i].student_tensor,
 					   m[i].teacher_tensor, m[i].teacher_file);
+		else if (m[i].values)
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "teacher-values-copied", NX_MODEL_PATH, 0,
+					   "student tensor '%s' holds %u of the %u values sampled from "
+					   "'%s' of teacher %s%s, in another order or form (reversed, "
+					   "permuted, interleaved, widened or cast): the tensor re-encoded",
+					   m[i].student_tensor, m[i].value_hits, m[i].value_samples,
+					   m[i].teacher_tensor, m[i].teacher_file,
+					   m[i].value_shift ? " scaled by a power of two" : "");
 		else if (m[i].partial)
 			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "teacher-tensor-copied", NX_MODEL_PATH, 0,
 					   "student tensor '%s' holds %llu bytes of '%s' of teacher %s "

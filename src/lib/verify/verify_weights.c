@@ -329,6 +329,8 @@ int vfy_weights(struct vfy_ctx *c, bool *skipped, nx_error *err)
 				(long long)canon.offset, canon.what)) != 0)
 		return rc;
 	rc = check_summary(c, nx_onnx_summary_get(c->onnx));
+	if (!rc)
+		rc = vfy_constant_subgraphs(c);
 	if (!rc && c->opts->nteachers)
 		rc = vfy_teacher(c, err);
 	if (!rc)

@@ -1,0 +1,587 @@
+/*
+ * fingerprint_values.c - the order-invariant value fingerprint (nexus/fingerprint.h,
+ * "Values").
+ *
+ * Chunks find a teacher tensor's bytes in their order.  Reversed,
+ * permuted, interleaved with zeros, widened to float64 or scaled by a
+ * power of two, the same values are still there, in no order a hash of
+ * bytes can follow.  So a sample of each float32 teacher tensor's values
+ * is kept as a set, and each student tensor is asked how many of them it
+ * holds.
+ *
+ * Sample: a value is taken when a keyed hash of its sign and mantissa
+ * (not the exponent, so 2^k x v is the same candidate; not the lowest
+ * mantissa bit, see decoys) falls under a rate; zeros, subnormals, NaN and
+ * infinities never.  A value seen twice in the teacher (1.0 in every
+ * LayerNorm) is "common" and dropped, as is one two teacher tensors share.
+ * The rate starts at 1/64 and halves whenever the set would pass
+ * NX_FP_VALUES_MAX entries (16 MiB), so a teacher of any size costs the
+ * same memory; a tensor is judged when it kept FP_VALUES_MIN samples.
+ *
+ * Student: each element, as the float32 it is (float32, float16 and
+ * bfloat16 widened exactly, float64 narrowed when exact, any other type's
+ * bytes read as float32 words), is hashed the same way and looked up.
+ * A value of that tensor of the student in the teacher's set is a hit.
+ * By chance a large student tensor holds many teacher values (a float32
+ * drawn from the same distribution equals a given one with probability
+ * ~N / 3.5e7 for N elements), so every sample brings a decoy: the same
+ * value with its lowest mantissa bit flipped, which the teacher does not
+ * hold and an unrelated tensor holds as often.  A student tensor copies a
+ * teacher tensor when, at one power-of-two scale, it holds at least half
+ * of its samples and the hits beat the decoys by 5 standard deviations
+ * (or the decoys the hits: the values with their lowest bit flipped).
+ * The same count over the whole student model finds a tensor cut into
+ * pieces too small to hold half of it each.
+ */
+#include "fingerprint_int.h"
+#include "lib/format/hash_int.h"
+#include "util/strset_int.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FP_VALUES_RATE0 (1u << 26)   /* 2^32 / 64: the starting rate */
+#define FP_VALUES_SLOTS0 (1u << 14)
+#define FP_SHIFTS 7                  /* scales 2^-3 .. 2^3 */
+
+enum { V_COMMON = 1, V_SHARED = 2, V_DROP = 3, V_GHIT = 4, V_GDECOY = 8 };
+
+struct fp_val {
+	uint32_t key;      /* sign and mantissa bits 22..1, plus 1 (0: empty) */
+	uint8_t exp;       /* biased exponent */
+	uint8_t variants;  /* bit b: the teacher holds the value with lowest bit b */
+	uint8_t flags;
+	uint8_t seen;      /* counted for the student tensor `stamp`: 1 hit, 2 decoy */
+	uint32_t owner;
+	uint32_t stamp;
+};
+
+struct fp_owner {
+	char *name;
+	size_t file;
+	uint32_t n;        /* usable samples (fp_values_ready) */
+};
+
+struct fp_values {
+	struct fp_val *v;
+	size_t cap, n;            /* slots (a power of two), entries */
+	uint32_t rate;            /* a value is sampled when its hash < rate */
+	uint32_t mul;             /* keyed odd multiplier */
+	struct fp_owner *o;
+	size_t no, capo;
+	bool ready;
+	uint32_t stamp;
+	uint32_t *cnt;            /* per owner: FP_SHIFTS x {hit, decoy} */
+	uint32_t *gcnt;           /* the same over the whole student model */
+	bool *found;              /* per owner: a student tensor matched it */
+	uint32_t *touched;        /* owners counted for this student tensor */
+	uint32_t *tstamp;         /* per owner: the stamp it was last touched in */
+	uint64_t *bits;           /* 2^23 bits: a teacher key may be at key - 1 */
+	size_t ntouched;
+};
+
+static inline uint32_t vkey(uint32_t bits)
+{
+	return (((bits >> 1) & 0x3fffffu) | ((bits >> 31) << 22)) + 1;
+}
+
+/* A multiplicative hash (the product's high bits depend on every key
+ * bit, and a value is taken when they are all zero up to the rate): one
+ * multiply a word, which the student's scan of every element can afford.
+ * The key only makes the sample unpredictable; a copy holds the same
+ * values, so it is sampled alike whatever the key. */
+static inline uint32_t vhash(const struct fp_values *s, uint32_t key)
+{
+	return key * s->mul;
+}
+
+static size_t vslot(const struct fp_values *s, uint32_t key)
+{
+	return (size_t)((uint64_t)key * 0x9e3779b97f4a7c15ull >> 20) & (s->cap - 1);
+}
+
+static int values_init(nx_fp_set *set, nx_error *err)
+{
+	struct fp_values *s;
+
+	if (set->values)
+		return 0;
+	if (!(s = calloc(1, sizeof(*s))) || !(s->v = calloc(FP_VALUES_SLOTS0, sizeof(*s->v)))) {
+		free(s);
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	}
+	s->cap = FP_VALUES_SLOTS0;
+	s->rate = FP_VALUES_RATE0;
+	if (!(s->bits = calloc((1u << 23) / 64, sizeof(uint64_t)))) {
+		free(s->v);
+		free(s);
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	}
+	s->mul = (uint32_t)nx_keyhash("fp_values", 9, NULL, 0) | 1;
+	set->values = s;
+	return 0;
+}
+
+void fp_values_free(struct fp_values *s)
+{
+	size_t i;
+
+	if (!s)
+		return;
+	for (i = 0; i < s->no; i++)
+		free(s->o[i].name);
+	free(s->o);
+	free(s->v);
+	free(s->cnt);
+	free(s->gcnt);
+	free(s->found);
+	free(s->touched);
+	free(s->tstamp);
+	free(s->bits);
+	free(s);
+}
+
+/* Put every entry of old (cap slots) still under the rate into s->v. */
+static void rehash(struct fp_values *s, struct fp_val *old, size_t cap)
+{
+	size_t i, j;
+
+	s->n = 0;
+	for (i = 0; i < cap; i++) {
+		if (!old[i].key || vhash(s, old[i].key) >= s->rate)
+			continue;
+		for (j = vslot(s, old[i].key); s->v[j].key; j = (j + 1) & (s->cap - 1))
+			;
+		s->v[j] = old[i];
+		s->n++;
+	}
+}
+
+/* Room for one more entry: grow to the cap, then halve the rate. */
+static int make_room(struct fp_values *s, nx_error *err)
+{
+	struct fp_val *old = s->v, *v;
+	size_t cap = s->cap;
+
+	if (2 * (s->n + 1) <= s->cap)
+		return 0;
+	if (2 * s->cap <= 2 * (size_t)NX_FP_VALUES_MAX) {
+		if (!(v = calloc(2 * cap, sizeof(*v))))
+			return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		s->v = v;
+		s->cap = 2 * cap;
+		rehash(s, old, cap);
+		free(old);
+		return 0;
+	}
+	while (2 * (s->n + 1) > s->cap && s->rate > 1) {
+		if (!(v = calloc(cap, sizeof(*v))))
+			return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		s->rate /= 2;
+		old = s->v;
+		s->v = v;
+		rehash(s, old, cap);
+		free(old);
+	}
+	return 0;
+}
+
+static int fp_values_owner(nx_fp_set *set, const char *name, uint32_t *out, nx_error *err)
+{
+	struct fp_values *s;
+	int rc;
+
+	if ((rc = values_init(set, err)) != 0)
+		return rc;
+	s = set->values;
+	if (s->no >= NX_FP_TENSORS_MAX)
+		return nx_error_set(err, NX_ELIMIT, NULL, 0, -1, "more than %u teacher tensors",
+				    NX_FP_TENSORS_MAX);
+	if (s->no == s->capo) {
+		size_t cap = s->capo ? 2 * s->capo : 64;
+		struct fp_owner *o = realloc(s->o, cap * sizeof(*o));
+
+		if (!o)
+			return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		s->o = o;
+		s->capo = cap;
+	}
+	if (!(s->o[s->no].name = strdup(name ? name : "")))
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	s->o[s->no].file = set->nfiles - 1;
+	s->o[s->no].n = 0;
+	*out = (uint32_t)s->no++;
+	s->ready = false;
+	return 0;
+}
+
+/* One float32 value of teacher tensor owner. */
+static int add_value(struct fp_values *s, uint32_t owner, uint32_t bits, nx_error *err)
+{
+	uint32_t exp = (bits >> 23) & 0xff, key = vkey(bits);
+	struct fp_val *e;
+	size_t j;
+	int rc;
+
+	if (exp == 0 || exp == 0xff || vhash(s, key) >= s->rate)
+		return 0;
+	for (j = vslot(s, key); s->v[j].key; j = (j + 1) & (s->cap - 1)) {
+		e = &s->v[j];
+		if (e->key != key || e->exp != exp)
+			continue;
+		if (e->owner != owner)
+			e->flags |= V_SHARED;
+		else if (e->variants & (1u << (bits & 1)))
+			e->flags |= V_COMMON;
+		e->variants |= (uint8_t)(1u << (bits & 1));
+		return 0;
+	}
+	if ((rc = make_room(s, err)) != 0)
+		return rc;
+	if (vhash(s, key) >= s->rate)
+		return 0;   /* the rate fell below this value's hash */
+	for (j = vslot(s, key); s->v[j].key; j = (j + 1) & (s->cap - 1))
+		;
+	e = &s->v[j];
+	memset(e, 0, sizeof(*e));
+	e->key = key;
+	e->exp = (uint8_t)exp;
+	e->variants = (uint8_t)(1u << (bits & 1));
+	e->owner = owner;
+	s->n++;
+	s->bits[(key - 1) >> 6] |= 1ull << ((key - 1) & 63);
+	return 0;
+}
+
+/* Count each teacher tensor's usable samples and size the counters. */
+static int ready(struct fp_values *s, nx_error *err)
+{
+	size_t i;
+
+	if (s->ready)
+		return 0;
+	for (i = 0; i < s->no; i++)
+		s->o[i].n = 0;
+	for (i = 0; i < s->cap; i++) {
+		const struct fp_val *e = &s->v[i];
+
+		if (e->key && !(e->flags & V_DROP) && e->variants != 3)
+			s->o[e->owner].n++;
+	}
+	free(s->cnt);
+	free(s->gcnt);
+	free(s->found);
+	free(s->touched);
+	free(s->tstamp);
+	s->gcnt = calloc(s->no ? s->no : 1, FP_SHIFTS * 2 * sizeof(*s->gcnt));
+	s->found = calloc(s->no ? s->no : 1, sizeof(*s->found));
+	s->cnt = calloc(s->no ? s->no : 1, FP_SHIFTS * 2 * sizeof(*s->cnt));
+	s->touched = malloc((s->no ? s->no : 1) * sizeof(*s->touched));
+	s->tstamp = calloc(s->no ? s->no : 1, sizeof(*s->tstamp));
+	s->ntouched = 0;
+	if (!s->cnt || !s->touched || !s->tstamp || !s->gcnt || !s->found)
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	s->ready = true;
+	return 0;
+}
+
+/* One float32 value of the student tensor under way. */
+static void look_up(struct fp_values *s, uint32_t bits)
+{
+	uint32_t exp = (bits >> 23) & 0xff, key = vkey(bits);
+	size_t j;
+
+	if (exp == 0 || exp == 0xff || vhash(s, key) >= s->rate ||
+	    !(s->bits[(key - 1) >> 6] >> ((key - 1) & 63) & 1))
+		return;
+	for (j = vslot(s, key); s->v[j].key; j = (j + 1) & (s->cap - 1)) {
+		struct fp_val *e = &s->v[j];
+		int shift = (int)exp - (int)e->exp;
+		bool hit;
+		uint32_t *c;
+
+		if (e->key != key || (e->flags & V_DROP) || e->variants == 3 || shift < -3 ||
+		    shift > 3)
+			continue;
+		hit = (e->variants >> (bits & 1)) & 1;
+		if (!(e->flags & (hit ? V_GHIT : V_GDECOY))) {
+			e->flags |= hit ? V_GHIT : V_GDECOY;
+			s->gcnt[(size_t)e->owner * FP_SHIFTS * 2 + (shift + 3) * 2 + !hit]++;
+		}
+		if (e->stamp != s->stamp) {
+			e->stamp = s->stamp;
+			e->seen = 0;
+		}
+		if (e->seen & (hit ? 1 : 2))
+			continue;
+		e->seen |= hit ? 1 : 2;
+		c = &s->cnt[(size_t)e->owner * FP_SHIFTS * 2];
+		if (s->tstamp[e->owner] != s->stamp) {
+			s->tstamp[e->owner] = s->stamp;
+			s->touched[s->ntouched++] = e->owner;
+		}
+		c[(shift + 3) * 2 + !hit]++;
+	}
+}
+
+static uint32_t f16_to_f32(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+
+	if (e == 0) {
+		if (!m)
+			return sign;
+		while (!(m & 0x400)) {   /* subnormal: normalise */
+			m <<= 1;
+			e--;
+		}
+		m &= 0x3ff;
+		e++;
+	} else if (e == 31) {
+		return sign | 0x7f800000u | m << 13;
+	}
+	return sign | (e + 112) << 23 | m << 13;
+}
+
+/* Float32 words: the loop every element of every tensor goes through,
+ * so it does no more than the sampling test. */
+static void scan32(struct fp_vfeed *f, const unsigned char *p, size_t n)
+{
+	struct fp_values *s = f->s;
+	const uint32_t mul = s->mul, rate = s->rate;
+	size_t i;
+
+	for (i = 0; i + 4 <= n; i += 4) {
+		uint32_t bits;
+
+		memcpy(&bits, p + i, 4);
+		if (vkey(bits) * mul >= rate)
+			continue;
+		if (!f->teacher)
+			look_up(s, bits);
+		else if (!f->rc)
+			f->rc = add_value(s, f->owner, bits, f->err);
+	}
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/*
+ * scan32 eight words a step: the rate is a power of two (2^26, halved), so
+ * "key x mul < rate" is "key x mul >> log2(rate) == 0", which AVX2 tests
+ * for eight keys at once; the rare step with a candidate goes word by
+ * word.  The scalar loop made the fingerprint bench 1.8x slower in CPU.
+ */
+__attribute__((target("avx2"))) static void scan32_avx2(struct fp_vfeed *f,
+							 const unsigned char *p, size_t n)
+{
+	const struct fp_values *s = f->s;
+	const __m256i mask = _mm256_set1_epi32(0x3fffff), one = _mm256_set1_epi32(1);
+	const __m256i mul = _mm256_set1_epi32((int)s->mul), zero = _mm256_setzero_si256();
+	const __m128i shift = _mm_cvtsi32_si128(__builtin_ctz(s->rate));
+	size_t i = 0;
+
+	for (; i + 32 <= n; i += 32) {
+		__m256i w = _mm256_loadu_si256((const __m256i *)(const void *)(p + i));
+		__m256i k = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(w, 1), mask),
+					    _mm256_slli_epi32(_mm256_srli_epi32(w, 31), 22));
+		__m256i h = _mm256_srl_epi32(_mm256_mullo_epi32(_mm256_add_epi32(k, one), mul), shift);
+
+		if (_mm256_movemask_epi8(_mm256_cmpeq_epi32(h, zero)))
+			scan32(f, p + i, 32);
+	}
+	scan32(f, p + i, n - i);
+}
+#endif
+
+/* Elements of width bytes each, as float32 bits, to fn. */
+static void each_value(struct fp_vfeed *f, const unsigned char *p, size_t n)
+{
+	size_t i;
+
+	if (f->width == 4) {
+#if defined(__x86_64__)
+		if (f->s->rate > 1 && !(f->s->rate & (f->s->rate - 1)) &&
+		    __builtin_cpu_supports("avx2")) {
+			scan32_avx2(f, p, n);
+			return;
+		}
+#endif
+		scan32(f, p, n);
+		return;
+	}
+
+	for (i = 0; i + f->width <= n; i += f->width) {
+		uint32_t bits;
+
+		if (f->width == 8) {
+			double d;
+			float x;
+
+			memcpy(&d, p + i, 8);
+			x = (float)d;
+			if ((double)x != d)
+				continue;
+			memcpy(&bits, &x, 4);
+		} else if (f->width == 2) {
+			uint16_t h;
+
+			memcpy(&h, p + i, 2);
+			bits = f->bf16 ? (uint32_t)h << 16 : f16_to_f32(h);
+		} else {
+			memcpy(&bits, p + i, 4);
+		}
+		if (f->teacher) {
+			if (!f->rc)
+				f->rc = add_value(f->s, f->owner, bits, f->err);
+		} else {
+			look_up(f->s, bits);
+		}
+	}
+}
+
+int fp_vfeed(void *ctx, const unsigned char *buf, size_t len)
+{
+	struct fp_vfeed *f = ctx;
+	size_t take;
+
+	if (f->ncarry) {
+		take = f->width - f->ncarry < len ? f->width - f->ncarry : len;
+		memcpy(f->carry + f->ncarry, buf, take);
+		f->ncarry += take;
+		buf += take;
+		len -= take;
+		if (f->ncarry < f->width)
+			return 0;
+		each_value(f, f->carry, f->width);
+		f->ncarry = 0;
+	}
+	take = len - len % f->width;
+	each_value(f, buf, take);
+	memcpy(f->carry, buf + take, len - take);
+	f->ncarry = len - take;
+	return f->rc;
+}
+
+int fp_vfeed_teacher(struct fp_vfeed *f, nx_fp_set *set, const char *name, nx_error *err)
+{
+	int rc;
+
+	memset(f, 0, sizeof(*f));
+	if ((rc = fp_values_owner(set, name, &f->owner, err)) != 0)
+		return rc;
+	f->s = set->values;
+	f->teacher = true;
+	f->width = 4;
+	f->err = err;
+	return 0;
+}
+
+bool fp_vfeed_student(struct fp_vfeed *f, const nx_fp_set *set, int32_t dtype, nx_error *err)
+{
+	struct fp_values *s = set->values;
+
+	memset(f, 0, sizeof(*f));
+	if (!s || !s->no)
+		return false;
+	if (ready(s, err) != 0)
+		return false;
+	f->s = s;
+	f->err = err;
+	f->width = dtype == 11 ? 8 : (dtype == 10 || dtype == 16) ? 2 : 4;
+	f->bf16 = dtype == 16;
+	s->stamp++;
+	s->ntouched = 0;
+	return true;
+}
+
+/*
+ * Does one scale of counts c (hits, decoys) show teacher tensor o's values?
+ * Either side may be the copy: decoys far above the hits are the values
+ * with their lowest bit flipped, a re-encoding as good as any other.
+ */
+static bool shows(const uint32_t *c, uint32_t n)
+{
+	double h = c[0], d = c[1], hi = h > d ? h : d, lo = h > d ? d : h;
+
+	return n >= FP_VALUES_MIN && 2 * hi >= n && hi - lo >= 5 * sqrt(h + d + 1);
+}
+
+static void best(struct fp_values_match *m, const struct fp_values *s, uint32_t o,
+		 const uint32_t *c)
+{
+	int k;
+
+	for (k = 0; k < FP_SHIFTS; k++) {
+		uint32_t hi = c[2 * k] > c[2 * k + 1] ? c[2 * k] : c[2 * k + 1];
+
+		if (shows(c + 2 * k, s->o[o].n) && hi > m->hits) {
+			m->hits = hi;
+			m->samples = s->o[o].n;
+			m->shift = k - 3;
+			m->name = s->o[o].name;
+			m->file = s->o[o].file;
+		}
+	}
+}
+
+void fp_vfeed_judge(struct fp_vfeed *f, struct fp_values_match *m)
+{
+	struct fp_values *s = f->s;
+	size_t i;
+
+	memset(m, 0, sizeof(*m));
+	for (i = 0; i < s->ntouched; i++) {
+		uint32_t o = s->touched[i], *c = &s->cnt[(size_t)o * FP_SHIFTS * 2];
+		uint32_t before = m->hits;
+
+		best(m, s, o, c);
+		if (m->hits != before)
+			s->found[o] = true;
+		memset(c, 0, FP_SHIFTS * 2 * sizeof(*c));
+	}
+	s->ntouched = 0;
+}
+
+int fp_values_begin_model(const nx_fp_set *set, nx_error *err)
+{
+	struct fp_values *s = set->values;
+	size_t i;
+	int rc;
+
+	if (!s || !s->no)
+		return 0;
+	if ((rc = ready(s, err)) != 0)
+		return rc;
+	for (i = 0; i < s->cap; i++)
+		s->v[i].flags &= V_DROP;
+	memset(s->gcnt, 0, s->no * FP_SHIFTS * 2 * sizeof(*s->gcnt));
+	memset(s->found, 0, s->no * sizeof(*s->found));
+	return 0;
+}
+
+bool fp_values_judge_model(const nx_fp_set *set, size_t *next, struct fp_values_match *m)
+{
+	struct fp_values *s = set->values;
+
+	memset(m, 0, sizeof(*m));
+	for (; s && s->gcnt && *next < s->no; (*next)++) {
+		uint32_t o = (uint32_t)*next;
+
+		if (s->found[o])
+			continue;
+		best(m, s, o, &s->gcnt[(size_t)o * FP_SHIFTS * 2]);
+		if (m->hits) {
+			(*next)++;
+			return true;
+		}
+	}
+	return false;
+}
+
+uint32_t fp_values_rate(const nx_fp_set *set)
+{
+	return set->values ? set->values->rate : 0;
+}

@@ -1,0 +1,518 @@
+/*
+ * liveness.c - `nexus_cli liveness` (hidden; verify's TRV-5 runs it): every
+ * initializer of the main graph of at least --min-bytes must influence the
+ * model's outputs.  A teacher tensor carried in a student and kept "used"
+ * by a product with zero (a constant zero, Sub(x, x), a 1e-30 factor) moves
+ * nothing: replacing it changes no output.
+ *
+ * For each such initializer, in a random order, the selftest texts of
+ * config/selftest.json are run once more by a session in which ONNX Runtime
+ * takes a perturbed copy instead of the model's tensor (AddInitializer):
+ * the whole tensor, each element plus Gaussian noise of the tensor's own
+ * root mean square, at least 1e-2 (integers rounded, at least 1, clamped
+ * to their type).  The change is ||new - old|| / ||old|| over
+ * every number of every output of every case; below RT_LIVE_REL_MIN the
+ * initializer is "dead".  A run that fails or turns an output non-finite
+ * counts as a change, but for a float tensor only if a change 1000 times
+ * smaller moves the outputs finitely (a tripwire, sqrt(-|w - copy|) x 0,
+ * turns any change into a NaN).  A dead tensor whose elements are all
+ * equal (a zero key bias, which softmax cannot see) carries nothing:
+ * "dead-empty", not a failure.  Subgraph initializers cannot be replaced
+ * (AddInitializer reaches the main graph only): "subgraph".  One JSON line
+ * per initializer on stdout:
+ *   {"initializer": NAME, "verdict": "live"|"dead"|"dead-empty"|
+ *    "unchecked"|"subgraph", "bytes": N, "change": X}
+ * then {"checked": N, "of": M, "bytes_checked": B, "bytes": T}.  The time
+ * budget (--budget-ms) stops the loop: what is left is "unchecked".
+ * Exit 1 when one is dead.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nexus/functional.h"
+#include "nexus/onnx.h"
+#include "rt.h"
+
+/* Below this relative change of the outputs an initializer is dead.  A
+ * live tensor replaced by noise of its own size moves the outputs by
+ * 2e-4 to 0.5 (docs/TRV.md has the numbers; a near-zero LayerNorm beta
+ * is the least); a product with zero moves them by exactly 0, a 1e-30
+ * factor by 1e-30.  1e-6 sits between with two orders on each side. */
+#define RT_LIVE_REL_MIN NX_FUNCTIONAL_LIVE_REL_MIN
+#define RT_LIVE_TENSOR_MAX (1ull << 31)   /* bytes of one tensor copied */
+
+struct live_tensor {
+	const struct nx_onnx_tensor *t;
+	size_t bytes;
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* xorshift64*: the noise needs no cryptographic strength, only a seed the
+ * model's author cannot know (getrandom). */
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 0x2545F4914F6CDD1Dull;
+}
+
+static double gauss(uint64_t *s)
+{
+	double u = ((double)(rnd(s) >> 11) + 1) / 9007199254740993.0;
+	double v = (double)(rnd(s) >> 11) / 9007199254740992.0;
+
+	return sqrt(-2 * log(u)) * cos(2 * M_PI * v);
+}
+
+static uint16_t to_half(float f)
+{
+	uint32_t x;
+	uint32_t sign, e, m;
+
+	memcpy(&x, &f, 4);
+	sign = (x >> 16) & 0x8000;
+	e = (x >> 23) & 0xff;
+	m = x & 0x7fffff;
+	if (e == 0xff || (int)e - 112 >= 31)
+		return (uint16_t)(sign | 0x7bff);          /* clamp to the largest finite */
+	if ((int)e - 112 <= 0)
+		return (uint16_t)sign;                     /* flush tiny values to zero */
+	return (uint16_t)(sign | (e - 112) << 10 | m >> 13);
+}
+
+static float from_bf16(uint16_t h)
+{
+	uint32_t x = (uint32_t)h << 16;
+	float f;
+
+	memcpy(&f, &x, 4);
+	return f;
+}
+
+static uint16_t to_bf16(float f)
+{
+	uint32_t x;
+
+	memcpy(&x, &f, 4);
+	return (uint16_t)(x >> 16);
+}
+
+/* Element i as a double, and back (clamped for integers); false for a
+ * type the check does not perturb. */
+static bool get(double *v, int32_t dt, const unsigned char *p, size_t i)
+{
+	switch (dt) {
+	case 1: { float f; memcpy(&f, p + 4 * i, 4); *v = f; return true; }
+	case 11: { double d; memcpy(&d, p + 8 * i, 8); *v = d; return true; }
+	case 10: { uint16_t h; memcpy(&h, p + 2 * i, 2); *v = rt_half_to_double(h); return true; }
+	case 16: { uint16_t h; memcpy(&h, p + 2 * i, 2); *v = from_bf16(h); return true; }
+	case 2: *v = p[i]; return true;
+	case 3: *v = (int8_t)p[i]; return true;
+	case 5: { int16_t x; memcpy(&x, p + 2 * i, 2); *v = x; return true; }
+	case 6: { int32_t x; memcpy(&x, p + 4 * i, 4); *v = x; return true; }
+	case 7: { int64_t x; memcpy(&x, p + 8 * i, 8); *v = (double)x; return true; }
+	default: return false;
+	}
+}
+
+static double clampd(double v, double lo, double hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
+static void put(unsigned char *p, int32_t dt, size_t i, double v)
+{
+	switch (dt) {
+	case 1: { float f = (float)v; memcpy(p + 4 * i, &f, 4); break; }
+	case 11: memcpy(p + 8 * i, &v, 8); break;
+	case 10: { uint16_t h = to_half((float)v); memcpy(p + 2 * i, &h, 2); break; }
+	case 16: { uint16_t h = to_bf16((float)v); memcpy(p + 2 * i, &h, 2); break; }
+	case 2: p[i] = (unsigned char)clampd(v, 0, 255); break;
+	case 3: p[i] = (unsigned char)(int8_t)clampd(v, -128, 127); break;
+	case 5: { int16_t x = (int16_t)clampd(v, -32768, 32767); memcpy(p + 2 * i, &x, 2); break; }
+	case 6: { int32_t x = (int32_t)clampd(v, -2147483648.0, 2147483647.0); memcpy(p + 4 * i, &x, 4); break; }
+	case 7: { int64_t x = (int64_t)clampd(v, -9.2e18, 9.2e18); memcpy(p + 8 * i, &x, 8); break; }
+	}
+}
+
+static bool is_float(int32_t dt)
+{
+	return dt == 1 || dt == 10 || dt == 11 || dt == 16;
+}
+
+/* A copy of every element plus noise at the tensor's own scale. */
+static void perturb(unsigned char *dst, const unsigned char *src, int32_t dt, uint64_t n,
+		    double scale, uint64_t *seed)
+{
+	double sum = 0, v, sigma;
+	uint64_t i;
+
+	for (i = 0; i < n; i++)
+		if (get(&v, dt, src, i) && isfinite(v))
+			sum += v * v;
+	sigma = n ? sqrt(sum / (double)n) : 0;
+	/* at least 1e-2: a bias of near-zero values (a LayerNorm beta of
+	 * examples/) moved only by its own scale moves the outputs least */
+	if (!isfinite(sigma) || sigma < 1e-2)
+		sigma = is_float(dt) ? 1e-2 : 1;
+	sigma *= scale;
+	if (!is_float(dt) && sigma < 1)
+		sigma = 1;
+	for (i = 0; i < n; i++) {
+		double d = sigma * gauss(seed);
+
+		get(&v, dt, src, i);
+		if (!is_float(dt)) {
+			d = nearbyint(d);
+			if (d == 0)
+				d = rnd(seed) & 1 ? 1 : -1;
+		}
+		put(dst, dt, i, v + d);
+	}
+}
+
+/* Every element the same (zeros, a fill): nothing to carry, dead or not. */
+static bool uniform(const unsigned char *p, size_t bytes, size_t es)
+{
+	size_t i;
+
+	for (i = es; i + es <= bytes; i += es)
+		if (memcmp(p, p + i, es))
+			return false;
+	return true;
+}
+
+struct reader {
+	unsigned char *p;
+	size_t len, cap;
+};
+
+static int collect(void *ctx, const unsigned char *buf, size_t len)
+{
+	struct reader *r = ctx;
+
+	if (len > r->cap - r->len)
+		return NX_EFORMAT;
+	memcpy(r->p + r->len, buf, len);
+	r->len += len;
+	return 0;
+}
+
+/* The contents of initializer t (inline, or external beside the model). */
+static int contents(unsigned char *dst, size_t bytes, const struct rt_bundle *b,
+		    const struct nx_onnx_tensor *t, nx_error *err)
+{
+	struct reader r = { dst, 0, bytes };
+	char path[4096];
+	int fd, rc = 0;
+	ssize_t got;
+
+	if (t->location == NX_TENSOR_INLINE) {
+		rc = nx_onnx_tensor_read(b->model_fd, RT_MODEL, t, collect, &r, err);
+		if (!rc && r.len != bytes)
+			rc = nx_error_set(err, NX_EFORMAT, RT_MODEL, 0, -1,
+					  "%s: tensor '%s' holds %zu bytes, not %zu", RT_MODEL,
+					  t->name, r.len, bytes);
+		return rc;
+	}
+	/* the bundle's integrity check covered the data file; its location is
+	 * relative to model/ and verify refuses any that leaves it */
+	if (!t->ext_location || strstr(t->ext_location, "..") || t->ext_location[0] == '/' ||
+	    snprintf(path, sizeof(path), "model/%s", t->ext_location) >= (int)sizeof(path))
+		return nx_error_set(err, NX_EFORMAT, RT_MODEL, 0, -1,
+				    "%s: tensor '%s' has a bad external data location", RT_MODEL,
+				    t->name);
+	fd = openat(b->rootfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return nx_error_errno(err, NX_EIO, errno, path, "cannot open %s", path);
+	got = pread(fd, dst, bytes, t->ext_offset < 0 ? 0 : t->ext_offset);
+	if (got != (ssize_t)bytes)
+		rc = nx_error_set(err, NX_EFORMAT, path, 0, -1, "%s: tensor '%s' is short",
+				  path, t->name);
+	close(fd);
+	return rc;
+}
+
+/* Every number of every output of every case, in order. */
+struct outputs {
+	double *v;
+	size_t n, cap;
+	bool failed;   /* a run failed or an output was not finite */
+};
+
+static int append_result(struct outputs *o, json_t *res)
+{
+	const char *name;
+	json_t *arr, *x;
+	size_t i;
+
+	if (!res || json_object_get(res, "error")) {
+		o->failed = true;
+		return 0;
+	}
+	json_object_foreach(json_object_get(res, "outputs"), name, arr) {
+		json_array_foreach(arr, i, x) {
+			if (o->n == o->cap) {
+				size_t cap = o->cap ? 2 * o->cap : 1024;
+				double *v = realloc(o->v, cap * sizeof(*v));
+
+				if (!v)
+					return NX_ENOMEM;
+				o->v = v;
+				o->cap = cap;
+			}
+			if (!json_is_number(x))
+				o->failed = true;
+			o->v[o->n++] = json_is_number(x) ? json_number_value(x) : NAN;
+		}
+	}
+	return 0;
+}
+
+/* Run every text through a session opened with ov; a failure to open or
+ * run is recorded as o->failed, not returned. */
+static int run_all(struct outputs *o, struct rt_bundle *b, const struct rt_override *ov,
+		   json_t *cases, nx_error *err)
+{
+	struct rt_session *s = NULL;
+	int64_t *ids = NULL;
+	json_t *c;
+	size_t i, n;
+	nx_error e;
+	int rc = 0;
+
+	o->n = 0;
+	o->failed = false;
+	nx_error_clear(&e);
+	/* unoptimized, baseline too: ONNX Runtime folds Cast(initializer) and
+	 * the like from the model's own tensor, so a replacement behind one
+	 * would change nothing */
+	if (rt_session_open_with(&s, b, false, ov, true, &e)) {
+		if (!ov)
+			return nx_error_set(err, e.code, e.path, 0, -1, "%s", e.message);
+		o->failed = true;
+		return 0;
+	}
+	if (!(ids = calloc(b->set.max_len ? b->set.max_len : 1, sizeof(*ids)))) {
+		rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		goto out;
+	}
+	json_array_foreach(cases, i, c) {
+		json_t *text = json_object_get(c, "text"), *res = NULL;
+
+		if (!json_is_string(text))
+			continue;
+		n = 0;
+		if ((rc = nx_tokenizer_encode(b->tok, json_string_value(text), json_string_length(text),
+					      b->set.max_len, ids, &n, err)))
+			goto out;
+		nx_error_clear(&e);
+		if (rt_session_run(s, b, &ids, NULL, NULL, &n, 1, &res, &e)) {
+			if (!ov) {
+				rc = nx_error_set(err, e.code, e.path, 0, -1, "%s", e.message);
+				goto out;
+			}
+			o->failed = true;
+			continue;
+		}
+		rc = append_result(o, res);
+		json_decref(res);
+		if (rc) {
+			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			goto out;
+		}
+	}
+out:
+	free(ids);
+	rt_session_free(s);
+	return rc;
+}
+
+static double change(const struct outputs *base, const struct outputs *o)
+{
+	double d = 0, n = 0;
+	size_t i;
+
+	if (o->failed || o->n != base->n)
+		return INFINITY;
+	for (i = 0; i < o->n; i++) {
+		double x = o->v[i] - base->v[i];
+
+		d += x * x;
+		n += base->v[i] * base->v[i];
+	}
+	return sqrt(d) / (sqrt(n) + 1e-30);
+}
+
+static void print_line(FILE *f, const char *name, const char *verdict, size_t bytes, double ch)
+{
+	json_t *j = json_pack("{s:s,s:s,s:I}", "initializer", name, "verdict", verdict,
+			      "bytes", (json_int_t)bytes);
+
+	if (!j)
+		return;
+	if (!strcmp(verdict, "unchecked") || !strcmp(verdict, "subgraph"))
+		;
+	else if (isfinite(ch))
+		json_object_set_new(j, "change", json_real(ch));
+	else
+		json_object_set_new(j, "change", json_string("run failed or not finite"));
+	json_dumpf(j, f, JSON_COMPACT | JSON_ENSURE_ASCII);
+	fputc('\n', f);
+	json_decref(j);
+}
+
+/* The main graph's initializers the check perturbs, shuffled. */
+static int candidates(struct live_tensor **out, size_t *nout,
+		      const struct nx_onnx_tensor ***subout, size_t *nsub, const nx_onnx_summary *s,
+		      size_t min_bytes, uint64_t *seed, nx_error *err)
+{
+	struct live_tensor *v = calloc(s->ntensors ? s->ntensors : 1, sizeof(*v));
+	const struct nx_onnx_tensor **sub = calloc(s->ntensors ? s->ntensors : 1, sizeof(*sub));
+	size_t i, n = 0;
+	double x;
+
+	*nsub = 0;
+	if (!v || !sub) {
+		free(v);
+		free(sub);
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	}
+	for (i = 0; i < s->ntensors; i++) {
+		const struct nx_onnx_tensor *t = &s->tensors[i];
+		size_t es = nx_onnx_dtype_size(t->data_type);
+		unsigned char probe[8] = { 0 };
+
+		/* ONNX Runtime replaces only the main graph's initializers */
+		if (!t->attribute && strcmp(t->scope, "graph") &&
+		    (!es || t->nelem >= (min_bytes + es - 1) / es)) {
+			sub[(*nsub)++] = t;
+			continue;
+		}
+		if (t->attribute || t->sparse || strcmp(t->scope, "graph") || !es ||
+		    !get(&x, t->data_type, probe, 0) || t->nelem > RT_LIVE_TENSOR_MAX / es ||
+		    t->nelem * es < min_bytes)
+			continue;
+		v[n].t = t;
+		v[n++].bytes = t->nelem * es;
+	}
+	for (i = n; i > 1; i--) {
+		size_t j = rnd(seed) % i;
+		struct live_tensor tmp = v[i - 1];
+
+		v[i - 1] = v[j];
+		v[j] = tmp;
+	}
+	*out = v;
+	*nout = n;
+	*subout = sub;
+	return 0;
+}
+
+int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t budget_ms,
+		nx_error *err)
+{
+	struct outputs base = {0}, o = {0};
+	struct live_tensor *v = NULL;
+	const struct nx_onnx_tensor **sub = NULL;
+	size_t nsub = 0;
+	nx_onnx_model *m = NULL;
+	json_t *golden = NULL, *cases;
+	unsigned char *orig = NULL, *copy = NULL;
+	size_t i, n = 0, checked = 0, ndead = 0;
+	uint64_t seed = 0, start = now_ms(), total = 0, done = 0;
+	char first[300] = "";
+	int rc;
+
+	if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+		seed = (uint64_t)start * 0x9E3779B97F4A7C15ull;
+	seed |= 1;
+	if ((rc = rt_selftest_load(&golden, b, err)))
+		return rc;
+	cases = json_object_get(golden, "cases");
+	if ((rc = nx_onnx_open(&m, b->model_fd, RT_MODEL, err)) ||
+	    (rc = candidates(&v, &n, &sub, &nsub, nx_onnx_summary_get(m), min_bytes, &seed, err)) ||
+	    (rc = run_all(&base, b, NULL, cases, err)))
+		goto out;
+	for (i = 0; i < n; i++)
+		total += v[i].bytes;
+	for (i = 0; i < n; i++) {
+		const struct nx_onnx_tensor *t = v[i].t;
+		struct rt_override ov = { t->name, t->data_type, t->dims, t->ndims, NULL, v[i].bytes };
+		double ch;
+		bool dead;
+
+		if (budget_ms && now_ms() - start > budget_ms) {
+			print_line(report, t->name, "unchecked", v[i].bytes, 0);
+			continue;
+		}
+		free(orig);
+		free(copy);
+		orig = malloc(v[i].bytes ? v[i].bytes : 1);
+		copy = malloc(v[i].bytes ? v[i].bytes : 1);
+		if (!orig || !copy) {
+			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			goto out;
+		}
+		if ((rc = contents(orig, v[i].bytes, b, t, err)))
+			goto out;
+		perturb(copy, orig, t->data_type, t->nelem, 1, &seed);
+		ov.data = copy;
+		if ((rc = run_all(&o, b, &ov, cases, err)))
+			goto out;
+		ch = change(&base, &o);
+		/* A float tensor whose every change turns the outputs non-finite
+		 * (or fails the run) may be wired to a tripwire (sqrt(-|w - copy|)):
+		 * a smaller change must then move them finitely. */
+		if (!isfinite(ch) && is_float(t->data_type)) {
+			perturb(copy, orig, t->data_type, t->nelem, 1e-3, &seed);
+			if ((rc = run_all(&o, b, &ov, cases, err)))
+				goto out;
+			ch = change(&base, &o);
+			if (!isfinite(ch))
+				ch = 0;
+		}
+		checked++;
+		done += v[i].bytes;
+		dead = !(ch >= RT_LIVE_REL_MIN) &&
+		       !uniform(orig, v[i].bytes, nx_onnx_dtype_size(t->data_type));
+		if (dead && !ndead++)
+			snprintf(first, sizeof(first), "'%.200s' (relative change %.3g)", t->name, ch);
+		print_line(report, t->name, dead ? "dead" : ch >= RT_LIVE_REL_MIN ? "live" :
+			   "dead-empty", v[i].bytes, ch);
+	}
+	for (i = 0; i < nsub; i++)
+		print_line(report, sub[i]->name, "subgraph", (size_t)(sub[i]->nelem *
+			   nx_onnx_dtype_size(sub[i]->data_type)), 0);
+	fprintf(report, "{\"checked\":%zu,\"of\":%zu,\"bytes_checked\":%llu,\"bytes\":%llu,"
+		"\"threshold\":%g}\n", checked, n, (unsigned long long)done,
+		(unsigned long long)total, RT_LIVE_REL_MIN);
+	if (ndead)
+		rc = nx_error_set(err, NX_ECHECK, RT_MODEL, 0, -1,
+				  "liveness: %zu initializer(s) do not influence the outputs, "
+				  "first %s", ndead, first);
+out:
+	free(orig);
+	free(copy);
+	free(base.v);
+	free(o.v);
+	free(v);
+	free(sub);
+	nx_onnx_free(m);
+	json_decref(golden);
+	return rc;
+}
