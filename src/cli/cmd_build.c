@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,37 +37,6 @@ static const struct cli_opt opts[] = {
 	  "teacher: fails (no-teacher-fingerprint)", OPT_STRICT },
 	{ 0 },
 };
-
-/* The stage being built, for the signal handlers; set through on_stage. */
-static nx_stage *volatile active_stage;
-
-static void on_signal(int sig)
-{
-	nx_stage *s = active_stage;
-
-	if (s)
-		(void)nx_stage_remove_signal_safe(s);
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
-
-static void on_stage(void *ctx, nx_stage *s)
-{
-	active_stage = s;
-}
-
-static void install_handlers(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaddset(&sa.sa_mask, SIGINT);
-	sigaddset(&sa.sa_mask, SIGTERM);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-}
 
 /* The step under way on a terminal; a line for steps slow enough that a
  * log reader would wonder where the time went. */
@@ -284,10 +252,10 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	o.key = key;
 	o.runtime_dir = rt;
 	o.progress = on_progress;
-	o.on_stage = on_stage;
+	o.on_stage = cli_stage_guard;
 	o.report = &rep;
 	o.functional = true;
-	install_handlers();
+	cli_stage_guard_install();
 	if (nx_build(&r, &o, &err) != 0) {
 		cli_status(verb->name, NULL);
 		print_findings(rep, stderr);
