@@ -1018,6 +1018,122 @@ def bench_quant(ctx):
                         max(x[1] for x in o),
                         note=f"{n} texts, process incl.; logits cosine {mode}/fp32 {cos[0]:.5f}; "
                              f"model {size / fsize:.3f}x of fp32"))
+
+
+def oci_layout(ctx, bundle, layout):
+    """An OCI image layout holding exactly the artifact nexus push makes of
+    bundle (blobs hard-linked to the bundle's files), for skopeo to copy."""
+    from oci_fixture import artifact_manifest
+    import hashlib
+    fresh(layout)
+    blobs = layout / "blobs/sha256"
+    blobs.mkdir(parents=True)
+    manifest, config = artifact_manifest(bundle)
+    m = json.loads(manifest)
+    for data in (manifest, config, (bundle / "manifest.json").read_bytes()):
+        (blobs / hashlib.sha256(data).hexdigest()).write_bytes(data)
+    for l in m["layers"][1:]:
+        dst = blobs / l["digest"].split(":")[1]
+        if not dst.exists():
+            os.link(bundle / l["annotations"]["org.opencontainers.image.title"], dst)
+    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": m["mediaType"], "digest": "sha256:" + hashlib.sha256(manifest).hexdigest(),
+        "size": len(manifest), "annotations": {"org.opencontainers.image.ref.name": "v1"}}]}))
+    return "sha256:" + hashlib.sha256(manifest).hexdigest()
+
+
+def bench_oci(ctx):
+    """nexus push / nexus pull of the build bundle to a loopback registry
+    (Debian's docker-registry) against skopeo copy of the same artifact
+    (an OCI layout of the same blobs) to and from it.  Push is transport
+    only (--no-verify); pull includes verification (--no-sandbox), which
+    skopeo's does not.  Every push goes to an empty registry, so every blob
+    is uploaded; then a second push of an unchanged bundle, every blob
+    skipped."""
+    import oci_fixture
+    if not oci_fixture.REGISTRY or not shutil.which("skopeo"):
+        raise Skip("docker-registry or skopeo missing (scripts/setup.sh)")
+    bundle = big_bundle(ctx)
+    gb = sum(os.path.getsize(f) for f in files_under(bundle)) / 1e9
+    layout = ctx.tmp / "layout"
+    ctx.tmp.mkdir(parents=True, exist_ok=True)
+    digest = oci_layout(ctx, bundle, layout)
+    reg_dir = fresh(ctx.tmp / "registry")
+    reg_dir.mkdir()
+    reg = oci_fixture.Registry(reg_dir)
+    env = dict(os.environ, DOCKER_CONFIG=str(ctx.tmp / "docker"))
+    n = {"i": 0}
+    try:
+        # correctness first: same digest as skopeo's copy, and the pull verifies
+        r = subprocess.run([ctx.nexus, "push", "--no-verify", "--plain-http", str(bundle),
+                            f"{reg.host}/check/ours:v1"], capture_output=True, text=True, env=env)
+        if r.returncode or not r.stdout.strip().endswith(digest):
+            raise RuntimeError(f"nexus push: {r.stderr or r.stdout}")
+
+        def push_ours():
+            n["i"] += 1
+            w, rss, _ = run([ctx.nexus, "push", "--no-verify", "--plain-http", str(bundle),
+                             f"{reg.host}/push/ours{n['i']}:v1"], env=env)
+            return w, rss
+
+        def push_base():
+            n["i"] += 1
+            w, rss, _ = run(["skopeo", "copy", "-q", "--dest-tls-verify=false",
+                             f"oci:{layout}:v1", f"docker://{reg.host}/push/base{n['i']}:v1"])
+            return w, rss
+
+        def empty_registry():
+            # a registry that has no blob yet, for both: skopeo's blob-info
+            # cache would otherwise mount what an earlier run uploaded
+            nonlocal reg
+            reg.stop()
+            fresh(reg_dir / "data")
+            reg = oci_fixture.Registry(reg_dir)
+
+        po, pb = alternate(ctx, push_ours, push_base, ctx.runs, before=empty_registry, cold=False)
+        empty_registry()
+        r = subprocess.run([ctx.nexus, "push", "--no-verify", "--plain-http", str(bundle),
+                            f"{reg.host}/check/ours:v1"], capture_output=True, text=True, env=env)
+        if r.returncode:
+            raise RuntimeError(f"nexus push: {r.stderr}")
+        out = ctx.tmp / "pulled"
+
+        def clean():
+            subprocess.run(["chmod", "-R", "u+w", str(out)], stderr=subprocess.DEVNULL)
+            fresh(out)
+
+        def pull_ours():
+            w, rss, _ = run([ctx.nexus, "pull", "--plain-http", "--no-sandbox",
+                             f"{reg.host}/check/ours:v1", "-o", str(out)], env=env)
+            return w, rss
+
+        def pull_base():
+            w, rss, _ = run(["skopeo", "copy", "-q", "--src-tls-verify=false",
+                             f"docker://{reg.host}/check/ours:v1", f"oci:{out}:v1"])
+            return w, rss
+
+        lo, lb = alternate(ctx, pull_ours, pull_base, ctx.runs, before=clean, cold=False)
+        again = [run([ctx.nexus, "push", "--no-verify", "--plain-http", str(bundle),
+                      f"{reg.host}/check/ours:v1"], env=env)[0] for _ in range(ctx.runs)]
+        clean()
+    finally:
+        if reg:
+            reg.stop()
+        fresh(reg_dir)
+    rows = []
+    for name, o, b, what in (("oci-push", po, pb, "push"), ("oci-pull", lo, lb, "pull")):
+        ow, bw = med([x[0] for x in o]), med([x[0] for x in b])
+        rss = max(x[1] for x in o)
+        rows.append(row(name, f"nexus {what} of the build bundle ({gb:.2f} GB), loopback "
+                        "docker-registry", ow, bw, "s", "<= 1.0x", ow <= bw and rss <= 64 * MIB,
+                        f"skopeo copy ({'oci layout -> registry' if what == 'push' else 'registry -> oci layout'})",
+                        rss, 64, note="pull includes nexus verify --no-sandbox; skopeo's does not"
+                        if what == "pull" else "every blob uploaded (an empty registry per run)"))
+    a = med(again)
+    rows.append(row("oci-push-again", "second push of the unchanged bundle, per GB", a / gb, None,
+                    "s", "<= 0.1 s/GB", a / gb <= 0.1, "-", note=f"{a * 1000:.0f} ms for "
+                    f"{gb:.2f} GB, every blob skipped"))
     return rows
 
 
@@ -1026,7 +1142,7 @@ BENCHES = {"build": bench_build, "inspect": bench_inspect, "verify": bench_verif
            "tokenizer_types": bench_tok_types,
            "coldstart": bench_coldstart, "fingerprint": bench_fingerprint,
            "realrt": bench_realrt,
-           "sandbox": bench_sandbox, "quant": bench_quant}
+           "sandbox": bench_sandbox, "quant": bench_quant, "oci": bench_oci}
 
 
 def fmt(v, unit):

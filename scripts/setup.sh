@@ -28,10 +28,11 @@ NEXUS_CACHE=${NEXUS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nexus}
 ORT_DIR=$NEXUS_CACHE/onnxruntime-$ORT_VERSION
 
 APT_PACKAGES=(build-essential make pkg-config ca-certificates
-	libssl-dev libjansson-dev libyaml-dev libutf8proc-dev libzstd-dev libcmocka-dev libseccomp-dev
+	libssl-dev libjansson-dev libyaml-dev libutf8proc-dev libpcre2-dev libzstd-dev libcmocka-dev libseccomp-dev
 	bubblewrap python3 python3-pytest python3-numpy python3-onnx python3-torch
 	groff-base strace attr libcap2-bin
-	sentencepiece)  # spm_train: the Unigram + Precompiled tokenizer of the parity matrix
+	sentencepiece  # spm_train: the Unigram + Precompiled tokenizer of the parity matrix
+	libcurl4-openssl-dev libcurl4 docker-registry skopeo apache2-utils)
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 3; }
@@ -66,6 +67,16 @@ install_apt() {
 	say "installing: ${missing[*]}"
 	$SUDO apt-get update -q
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+	# The tests start their own registry on 127.0.0.1 and need only the
+	# binary; the package also enables a system service listening on
+	# port 5000 of every interface.  Stop it when this run installed it
+	# (a registry the administrator set up before is left alone).
+	for p in "${missing[@]}"; do
+		if [ "$p" = docker-registry ] && [ -d /run/systemd/system ]; then
+			say "disabling the docker-registry system service (the tests run their own)"
+			$SUDO systemctl disable --now docker-registry >/dev/null 2>&1 || true
+		fi
+	done
 }
 
 # npm pack PKG@VERSION into the cache as FILE.tgz; on failure say why (npm's

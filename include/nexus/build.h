@@ -125,6 +125,9 @@ struct nx_build_result {
 	 * and the quantized student (quant_cases 0: no gate ran) */
 	size_t quant_cases, quant_agree;   /* inputs; of those, labels equal */
 	double quant_min_cosine;           /* lowest cosine of an input's outputs */
+	char **warnings;           /* WARN lines for the user (e.g. the tokenizer's
+				      truncation and runtime.yaml disagree) */
+	size_t nwarnings;
 };
 
 /*

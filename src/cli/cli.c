@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -273,4 +274,35 @@ int cli_sandbox_opts(const struct cli_verb *verb, enum nx_sandbox_backend *backe
 	if (mem && (nx_parse_size(memory, mem, &err) || *memory < NX_SANDBOX_MEMORY_MIN))
 		return cli_usage(verb, "--sandbox-memory: '%s' is not a size of at least 256MiB", mem);
 	return 0;
+}
+
+/* The stage being written (build, pull), for the signal handlers. */
+static nx_stage *volatile active_stage;
+
+static void on_signal(int sig)
+{
+	nx_stage *s = active_stage;
+
+	if (s)
+		(void)nx_stage_remove_signal_safe(s);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+void cli_stage_guard(void *ctx, nx_stage *s)
+{
+	active_stage = s;
+}
+
+void cli_stage_guard_install(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaddset(&sa.sa_mask, SIGINT);
+	sigaddset(&sa.sa_mask, SIGTERM);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
 }

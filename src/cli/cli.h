@@ -10,6 +10,9 @@
 #include <stdio.h>
 
 #include "nexus/error.h"
+#include "nexus/fs.h"
+#include "nexus/oci.h"
+#include "nexus/verify.h"
 #include "nexus/sandbox.h"
 
 /* One option of a verb.  `key` is what cli_next() returns for it. */
@@ -108,8 +111,69 @@ int cli_usage(const struct cli_verb *verb, const char *fmt, ...)
  */
 char *cli_runtime_dir(void);
 
+/*
+ * Registry options of push and pull (cli_oci.c): keys from CLI_OCI_BASE up,
+ * so a verb's own option keys stay below it.
+ */
+enum {
+	CLI_OCI_BASE = 100, CLI_OCI_USERNAME = CLI_OCI_BASE, CLI_OCI_PASSWORD_STDIN,
+	CLI_OCI_PLAIN_HTTP, CLI_OCI_CA_FILE, CLI_OCI_JSON, CLI_OCI_CHUNK, CLI_OCI_PUBKEY,
+	CLI_OCI_REQUIRE_SIG, CLI_OCI_NO_SANDBOX,
+};
+#define CLI_OCI_KEYS_MAX 64
+#define CLI_OCI_OPTS \
+	{"username", 'u', "USER", "registry user (the password comes from --password-stdin; " \
+	 "default: ~/.docker/config.json)", CLI_OCI_USERNAME}, \
+	{"password-stdin", 0, NULL, "read the registry password from stdin", \
+	 CLI_OCI_PASSWORD_STDIN}, \
+	{"plain-http", 0, NULL, "talk http:// to the registry (a test registry only)", \
+	 CLI_OCI_PLAIN_HTTP}, \
+	{"ca-file", 0, "PEM", "also trust this CA for the registry's TLS", CLI_OCI_CA_FILE}, \
+	{"json", 0, NULL, "print the result as one JSON document", CLI_OCI_JSON}, \
+	{"pubkey", 0, "PUB", "trust this Ed25519 public key (PEM); repeatable", CLI_OCI_PUBKEY}, \
+	{"require-signature", 0, NULL, "an unsigned manifest is refused", CLI_OCI_REQUIRE_SIG}, \
+	{"no-sandbox", 0, NULL, "verify without the functional check (TRV-5)", CLI_OCI_NO_SANDBOX}
+
+struct cli_oci {
+	struct nx_oci_opts o;
+	const char *verb;
+	bool password_stdin, json, require_sig, no_sandbox;
+	char *password;          /* wiped by cli_oci_release */
+	nx_key *keys[CLI_OCI_KEYS_MAX];
+	size_t nkeys;
+	char *runtime_dir;
+	const char *what;        /* progress: the transfer under way */
+	double started, shown;
+};
+/* Handle a CLI_OCI_* key: 0, the exit status of a usage error, or -1 for
+ * a key that is not one. */
+int cli_oci_opt(struct cli_oci *r, const struct cli_verb *verb, int key, const char *arg);
+/* After parsing: check the pairing and read the password.  0 or an exit status. */
+int cli_oci_finish(struct cli_oci *r, const struct cli_verb *verb);
+void cli_oci_release(struct cli_oci *r);
+/* verify's options from the registry options (keys, signature, sandbox,
+ * the trusted runtime); vo is initialised here. */
+void cli_oci_verify_opts(struct cli_oci *r, struct nx_verify_opts *vo);
+/* Print o (taken over; NULL: out of memory) as the one JSON document of
+ * stdout: 0, or 3 when it cannot be printed. */
+struct json_t;
+int cli_oci_print_json(struct json_t *o);
+/* The FAIL (and WARN) findings of a report on stderr, one a line. */
+void cli_oci_findings(const char *verb, const nx_report *rep);
+/* nx_oci_progress for struct cli_oci *ctx. */
+void cli_oci_progress(void *ctx, const char *what, uint64_t done, uint64_t total);
+
+/*
+ * SIGINT/SIGTERM remove the staging directory being written (nx_stage),
+ * then the signal takes its default action: cli_stage_guard is the
+ * on_stage callback of build and pull, cli_stage_guard_install sets the
+ * handlers.
+ */
+void cli_stage_guard(void *ctx, nx_stage *s);
+void cli_stage_guard_install(void);
+
 /* The verbs, one file each (cmd_<name>.c). */
 extern const struct cli_verb cmd_build, cmd_verify, cmd_inspect, cmd_keygen,
-	cmd_sign, cmd_manifest, cmd_run;
+	cmd_sign, cmd_manifest, cmd_run, cmd_push, cmd_pull;
 
 #endif

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,37 +37,6 @@ static const struct cli_opt opts[] = {
 	  "teacher: fails (no-teacher-fingerprint)", OPT_STRICT },
 	{ 0 },
 };
-
-/* The stage being built, for the signal handlers; set through on_stage. */
-static nx_stage *volatile active_stage;
-
-static void on_signal(int sig)
-{
-	nx_stage *s = active_stage;
-
-	if (s)
-		(void)nx_stage_remove_signal_safe(s);
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
-
-static void on_stage(void *ctx, nx_stage *s)
-{
-	active_stage = s;
-}
-
-static void install_handlers(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaddset(&sa.sa_mask, SIGINT);
-	sigaddset(&sa.sa_mask, SIGTERM);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-}
 
 /* The step under way on a terminal; a line for steps slow enough that a
  * log reader would wonder where the time went. */
@@ -160,6 +128,8 @@ static void print_human(const struct nx_build_result *r, const char *path)
 		printf("  export        removed %zu item(s), %llu bytes, %llu doc string(s) from the student\n",
 		       r->export->nremoved, (unsigned long long)r->export->removed_bytes,
 		       (unsigned long long)r->export->doc_strings);
+	for (i = 0; i < r->nwarnings; i++)
+		fprintf(stderr, "nexus build: WARN: %s\n", r->warnings[i]);
 	if (!r->nremoved)
 		printf("  removed imports: none\n");
 	for (i = 0; i < r->nremoved; i++)
@@ -211,6 +181,13 @@ static int print_json(const struct nx_build_result *r, const nx_report *rep, con
 							 "module", r->removed[i].module,
 							 "statement", r->removed[i].statement_kind));
 	json_object_set_new(doc, "schema", json_string("nexus.build.v1"));
+	{
+		json_t *warn = json_array();
+
+		for (i = 0; i < r->nwarnings; i++)
+			json_array_append_new(warn, json_string(r->warnings[i]));
+		json_object_set_new(doc, "warnings", warn);
+	}
 	json_object_set_new(doc, "bundle_path", json_string(path));
 	json_object_set_new(doc, "bundle_id", json_string(r->bundle_id));
 	json_object_set_new(doc, "architecture", json_string(r->architecture));
@@ -287,10 +264,10 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	o.key = key;
 	o.runtime_dir = rt;
 	o.progress = on_progress;
-	o.on_stage = on_stage;
+	o.on_stage = cli_stage_guard;
 	o.report = &rep;
 	o.functional = true;
-	install_handlers();
+	cli_stage_guard_install();
 	if (nx_build(&r, &o, &err) != 0) {
 		cli_status(verb->name, NULL);
 		print_findings(rep, stderr);

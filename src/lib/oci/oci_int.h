@@ -1,0 +1,110 @@
+/*
+ * oci_int.h - inside libnexus's OCI client: the HTTP exchange (libcurl),
+ * authentication and retries shared by push.c and pull.c.
+ */
+#ifndef NEXUS_OCI_INT_H
+#define NEXUS_OCI_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* plain prototypes: http.c calls libcurl through pointers (see there) */
+#define CURL_DISABLE_TYPECHECK 1
+#include <curl/curl.h>
+#include <openssl/evp.h>
+
+#include "nexus/oci.h"
+
+struct oci_creds {
+	char *user, *pass;    /* wiped on release */
+};
+
+struct oci_client {
+	CURL *curl;
+	char base[300];       /* "http[s]://host[:port]" */
+	const char *repo;     /* borrowed from the ref */
+	const struct nx_oci_opts *o;
+	struct oci_creds creds;
+	char *auth;           /* "Authorization: ..." header line, or NULL; wiped */
+	char *challenge;      /* the last Bearer challenge, to renew an expired token */
+	double token_expiry;  /* monotonic seconds; 0: none */
+	const char *actions;  /* "pull" or "pull,push" */
+	unsigned retries;     /* requests retried in all (for --json and tests) */
+};
+
+/* A blob written to a file as it arrives: a running SHA-256, a hard cap. */
+struct oci_sink {
+	int fd;
+	EVP_MD_CTX *md;
+	uint64_t written, cap;
+	bool over;            /* the server sent more than cap */
+	bool bad_range;       /* a 206 that does not continue where we were */
+};
+
+struct oci_req {
+	const char *method;   /* GET HEAD PUT POST PATCH */
+	const char *url;      /* absolute, or a path under the registry ("/v2/...") */
+	const char *accept, *content_type, *content_range;
+	const char *body;     /* a buffer body ... */
+	size_t body_len;
+	int body_fd;          /* ... or a range of a file (body_fd >= 0) */
+	uint64_t body_off, fd_len;
+	struct oci_sink *sink;/* GET into a file, resumed with Range on retries */
+	size_t cap;           /* bytes of a body kept in memory (0: NX_OCI_RESPONSE_MAX) */
+	bool idempotent;      /* retried on 429, 5xx and a lost connection */
+	bool follow;          /* follow redirects (blob GET only; no credentials follow) */
+	const char *what;     /* progress name, or NULL */
+	uint64_t total;       /* progress total */
+};
+
+struct oci_resp {
+	long status;
+	char *body;
+	size_t len;
+	bool body_over;       /* the body passed its cap */
+	char location[2048], digest[96], range[64], www_auth[1024], ctype[160], crange[96];
+	long retry_after;     /* seconds; -1: none */
+	long long clen;       /* Content-Length; -1: none */
+};
+
+bool oci__digest_ok(const char *d);
+void oci__creds_release(struct oci_creds *c);
+int oci__creds_from_docker(struct oci_creds *c, const char *registry, nx_error *err);
+
+/* Open a client for ref's registry and repository, wanting `actions`
+ * ("pull" or "pull,push"), and ping /v2/ (authenticating if challenged). */
+int oci__client_open(struct oci_client *c, const nx_oci_ref *ref, const struct nx_oci_opts *o,
+		     const char *actions, nx_error *err);
+void oci__client_close(struct oci_client *c);
+
+/*
+ * One request with authentication (one re-auth on 401) and, when
+ * q->idempotent, retries with jittered back-off on 429/5xx/lost connections
+ * honouring Retry-After up to NX_OCI_RETRY_AFTER_MAX.  0 when a response
+ * came (any status: the caller judges it), NX_EIO when none did, NX_ELIMIT
+ * when a sink's cap or the body cap was passed, NX_EUNSAFE for a redirect
+ * the request may not follow.  r is released by oci__resp_release.
+ */
+int oci__request(struct oci_client *c, const struct oci_req *q, struct oci_resp *r,
+		 nx_error *err);
+void oci__resp_release(struct oci_resp *r);
+
+/* Sleep before retry number attempt (0-based): retry_after seconds when the
+ * registry said (>= 0), else jittered exponential back-off; capped at
+ * NX_OCI_RETRY_AFTER_MAX. */
+void oci__back_off(const struct oci_client *c, unsigned attempt, long retry_after);
+
+/* "METHOD URL: HTTP status (CODE: message; ...)" from the registry's
+ * errors[] into err with code; returns code. */
+int oci__http_error(nx_error *err, int code, const struct oci_req *q,
+		    const struct oci_resp *r, const char *what);
+
+/* True when the response's errors[] has this code (e.g. "DIGEST_INVALID"). */
+bool oci__has_error_code(const struct oci_resp *r, const char *code);
+
+/* Resolve a Location against the registry: a path, or an absolute URL on
+ * exactly the registry's scheme, host and port (else NX_EUNSAFE). */
+int oci__location(char *out, size_t outsz, const struct oci_client *c, const char *loc,
+		  nx_error *err);
+
+#endif

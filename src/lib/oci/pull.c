@@ -1,0 +1,360 @@
+/*
+ * pull.c - `nexus pull`: the image manifest (capped, digest-checked), then
+ * manifest.json, whose signature is checked before anything large is
+ * fetched, then every file, streamed into a stage with a running SHA-256
+ * and its declared size as a hard cap.  The layer set must be files[]
+ * exactly.  The sealed stage is verified and published atomically; on any
+ * failure it is removed and nothing appears at the output path.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "nexus/fs.h"
+#include "oci_int.h"
+
+#define URL_LEN 2300
+
+struct layer {
+	const char *path;  /* borrowed from the image manifest's JSON */
+	const char *digest;
+	uint64_t size;
+};
+
+static int get_manifest(char **out, size_t *out_len, char digest[7 + 2 * NX_SHA256_LEN + 1],
+			struct oci_client *c, const nx_oci_ref *ref, nx_error *err)
+{
+	char url[URL_LEN];
+	struct oci_req q = { .method = "GET", .url = url, .accept = NX_OCI_MANIFEST_MEDIA,
+			     .body_fd = -1, .cap = NX_OCI_MANIFEST_MAX, .idempotent = true };
+	struct oci_resp r = { 0 };
+	unsigned char sha[NX_SHA256_LEN];
+	int rc;
+
+	snprintf(url, sizeof(url), "/v2/%s/manifests/%s", c->repo, ref->digest ? ref->digest : ref->tag);
+	if ((rc = oci__request(c, &q, &r, err)))
+		goto out;
+	if (r.status != 200) {
+		rc = oci__http_error(err, NX_EIO, &q, &r, r.status == 404 ?
+				     "no such artifact in the registry" : "cannot fetch the manifest");
+		goto out;
+	}
+	nx_sha256_buf(sha, r.body ? r.body : "", r.len);
+	memcpy(digest, "sha256:", 7);
+	nx_hex(digest + 7, sha);
+	if (ref->digest && strcmp(ref->digest, digest)) {
+		rc = nx_error_set(err, NX_ECHECK, NULL, 0, -1,
+				  "the registry served a manifest whose digest is %s for %s; refused",
+				  digest, ref->digest);
+		goto out;
+	}
+	if (r.digest[0] && strcmp(r.digest, digest)) {
+		rc = nx_error_set(err, NX_ECHECK, NULL, 0, -1,
+				  "the registry says the manifest is %.100s but its bytes are %s; refused",
+				  r.digest, digest);
+		goto out;
+	}
+	*out = r.body ? r.body : strdup("");
+	*out_len = r.len;
+	r.body = NULL;
+out:
+	oci__resp_release(&r);
+	return rc;
+}
+
+/* The image manifest's layers, checked for shape (not yet against files[]). */
+static int parse_layers(struct layer **out, size_t *out_n, json_t **out_root, const char *buf,
+			size_t len, nx_error *err)
+{
+	json_error_t je;
+	json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je), *ls, *l, *a, *v;
+	struct layer *ly = NULL;
+	const char *mt;
+	size_t i, n;
+	int rc = NX_EFORMAT;
+
+	if (!root || !json_is_object(root)) {
+		nx_error_set(err, NX_EFORMAT, NULL, 0, -1, "the registry's manifest is not JSON (%s)",
+			     root ? "not an object" : je.text);
+		goto out;
+	}
+	mt = json_string_value(json_object_get(root, "mediaType"));
+	ls = json_object_get(root, "layers");
+	if (json_integer_value(json_object_get(root, "schemaVersion")) != 2 ||
+	    (mt && strcmp(mt, NX_OCI_MANIFEST_MEDIA)) || !json_is_array(ls) ||
+	    (n = json_array_size(ls)) < 1 || n - 1 > NX_MANIFEST_FILES_MAX) {
+		nx_error_set(err, NX_EFORMAT, NULL, 0, -1,
+			     "the registry's manifest is not an OCI image manifest of a nexus bundle "
+			     "(schemaVersion 2, mediaType %s, 1 to %d layers)", NX_OCI_MANIFEST_MEDIA,
+			     NX_MANIFEST_FILES_MAX + 1);
+		goto out;
+	}
+	if (!(ly = calloc(n, sizeof(*ly)))) {
+		rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+		goto out;
+	}
+	json_array_foreach(ls, i, l) {
+		a = json_object_get(l, "annotations");
+		v = json_object_get(a, NX_OCI_TITLE);
+		ly[i].path = json_string_value(v ? v : json_object_get(a, NX_OCI_FILEPATH));
+		ly[i].digest = json_string_value(json_object_get(l, "digest"));
+		v = json_object_get(l, "size");
+		if (!ly[i].path || !oci__digest_ok(ly[i].digest) || !json_is_integer(v) ||
+		    json_integer_value(v) < 0) {
+			nx_error_set(err, NX_EFORMAT, NULL, 0, -1,
+				     "layer %zu of the registry's manifest has no %s annotation, no "
+				     "sha256 digest or no size", i, NX_OCI_TITLE);
+			goto out;
+		}
+		ly[i].size = (uint64_t)json_integer_value(v);
+	}
+	mt = json_string_value(json_object_get(json_array_get(ls, 0), "mediaType"));
+	if (!mt || strcmp(mt, NX_OCI_NEXUS_MANIFEST_MEDIA) || strcmp(ly[0].path, NX_MANIFEST_NAME) ||
+	    ly[0].size > NX_MANIFEST_MAX) {
+		nx_error_set(err, NX_EFORMAT, NULL, 0, -1,
+			     "the first layer is not the bundle's manifest.json (%s, at most %u bytes)",
+			     NX_OCI_NEXUS_MANIFEST_MEDIA, NX_MANIFEST_MAX);
+		goto out;
+	}
+	*out = ly;
+	*out_n = n;
+	*out_root = root;
+	return 0;
+out:
+	free(ly);
+	json_decref(root);
+	return rc;
+}
+
+/* Every layer after the first is one entry of files[], and every entry is
+ * one layer: path (FORMAT's rules), digest and size. */
+static int match_files(const struct layer *ly, size_t n, const nx_manifest *m, nx_error *err)
+{
+	const struct nx_manifest_file *f;
+	unsigned char sha[NX_SHA256_LEN];
+	bool *seen = calloc(m->nfiles + 1, 1);
+	size_t i;
+	int rc = 0;
+
+	if (!seen)
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	for (i = 1; i < n && !rc; i++) {
+		if ((rc = nx_manifest_path_check(ly[i].path, err)))
+			break;
+		if (!(f = nx_manifest_find(m, ly[i].path))) {
+			rc = nx_error_set(err, NX_ECHECK, ly[i].path, 0, -1,
+					  "layer '%s' is not a file of the signed manifest; refused",
+					  ly[i].path);
+		} else if (seen[f - m->files]) {
+			rc = nx_error_set(err, NX_EUNSAFE, ly[i].path, 0, -1,
+					  "layer '%s' is listed twice; refused", ly[i].path);
+		} else if (nx_unhex(sha, ly[i].digest + 7) || memcmp(sha, f->sha256, sizeof(sha)) ||
+			   ly[i].size != f->size) {
+			rc = nx_error_set(err, NX_ECHECK, ly[i].path, 0, -1,
+					  "layer '%s' (%s, %llu bytes) is not the file the signed "
+					  "manifest lists (%llu bytes); refused", ly[i].path,
+					  ly[i].digest, (unsigned long long)ly[i].size,
+					  (unsigned long long)f->size);
+		} else {
+			seen[f - m->files] = true;
+		}
+	}
+	if (!rc && n - 1 != m->nfiles)
+		rc = nx_error_set(err, NX_ECHECK, NULL, 0, -1,
+				  "the artifact has %zu file layers but the signed manifest lists %zu "
+				  "files; refused", n - 1, m->nfiles);
+	free(seen);
+	return rc;
+}
+
+/* GET a blob into fd (or memory when fd < 0), checked against digest and size. */
+static int get_blob(char **mem, struct oci_client *c, const struct layer *l, int fd, nx_error *err)
+{
+	char url[URL_LEN], hex[2 * NX_SHA256_LEN + 1];
+	struct oci_sink s = { .fd = fd, .cap = l->size };
+	struct oci_req q = { .method = "GET", .url = url, .body_fd = -1, .idempotent = true,
+			     .follow = true, .what = l->path, .total = l->size };
+	struct oci_resp r = { 0 };
+	unsigned char sha[NX_SHA256_LEN];
+	unsigned tries;
+	int rc;
+
+	snprintf(url, sizeof(url), "/v2/%s/blobs/%s", c->repo, l->digest);
+	if (fd >= 0) {
+		if (!(s.md = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(s.md, EVP_sha256(), NULL)) {
+			rc = nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+			goto out;
+		}
+		q.sink = &s;
+	} else {
+		q.cap = (size_t)l->size;
+	}
+	/* a body that ends early without a transport error is resumed too */
+	for (tries = 0; tries < NX_OCI_ATTEMPTS; tries++) {
+		if ((rc = oci__request(c, &q, &r, err)))
+			goto out;
+		if (r.status != 200 && r.status != 206) {
+			rc = oci__http_error(err, NX_EIO, &q, &r, l->path);
+			goto out;
+		}
+		if (fd < 0 || s.written == l->size)
+			break;
+		c->retries++;
+	}
+	if (fd >= 0) {
+		unsigned int mdlen = 0;
+
+		if (s.written != l->size || !EVP_DigestFinal_ex(s.md, sha, &mdlen)) {
+			rc = nx_error_set(err, NX_ECHECK, l->path, 0, -1,
+					  "%s: the registry sent %llu of %llu bytes; refused", l->path,
+					  (unsigned long long)s.written, (unsigned long long)l->size);
+			goto out;
+		}
+	} else {
+		if (r.len != l->size) {
+			rc = nx_error_set(err, NX_ECHECK, l->path, 0, -1,
+					  "%s: the registry sent %zu of %llu bytes; refused", l->path,
+					  r.len, (unsigned long long)l->size);
+			goto out;
+		}
+		nx_sha256_buf(sha, r.body ? r.body : "", r.len);
+	}
+	nx_hex(hex, sha);
+	if (strcmp(hex, l->digest + 7)) {
+		rc = nx_error_set(err, NX_ECHECK, l->path, 0, -1,
+				  "%s: the registry served a blob whose digest is sha256:%s for %s; "
+				  "refused (the registry or something on the way is corrupt)",
+				  l->path, hex, l->digest);
+		goto out;
+	}
+	if (mem) {
+		*mem = r.body ? r.body : strdup("");
+		r.body = NULL;
+	}
+out:
+	EVP_MD_CTX_free(s.md);
+	oci__resp_release(&r);
+	return rc;
+}
+
+/* The early trust decision, on manifest.json alone. */
+static int check_signature(const nx_manifest *m, const struct nx_oci_pull_opts *po, nx_error *err)
+{
+	char id[NX_KEY_ID_LEN + 1];
+	enum nx_sig_status st;
+	int rc;
+
+	if ((rc = nx_manifest_verify_signature(&st, id, m, po->keys, po->nkeys, err)))
+		return rc;
+	if (st == NX_SIG_VALID || (st == NX_SIG_UNSIGNED && !po->require_signature))
+		return 0;
+	if (st == NX_SIG_UNKNOWN_KEY && !po->nkeys && !po->require_signature)
+		return 0;  /* verify reports it; nothing to check against */
+	return nx_error_set(err, NX_ECHECK, NX_MANIFEST_NAME, 0, -1,
+			    "the artifact's manifest.json signature is %s%s%s; refused before "
+			    "downloading its files", nx_sig_status_code(st), id[0] ? " (key " : "",
+			    id[0] ? id : "");
+}
+
+static int write_all(int fd, const char *buf, size_t len, const char *path, nx_error *err)
+{
+	ssize_t w;
+
+	while (len) {
+		if ((w = write(fd, buf, len)) < 0) {
+			if (errno == EINTR)
+				continue;
+			return nx_error_errno(err, NX_EIO, errno, path, "cannot write %s", path);
+		}
+		buf += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+int nx_oci_pull(struct nx_oci_pull_result *out, const nx_oci_ref *ref, const char *out_dir,
+		const struct nx_oci_opts *o, const struct nx_oci_pull_opts *po, nx_error *err)
+{
+	struct nx_oci_pull_result res = { 0 };
+	struct oci_client c = { 0 };
+	struct layer *ly = NULL;
+	json_t *root = NULL;
+	char *art = NULL, *mjson = NULL;
+	nx_manifest *m = NULL;
+	nx_stage *st = NULL;
+	nx_report *rep = NULL;
+	size_t alen = 0, n = 0, i;
+	const char *verdict;
+	int rc, fd = -1;
+
+	if ((rc = oci__client_open(&c, ref, o, "pull", err)) ||
+	    (rc = get_manifest(&art, &alen, res.digest, &c, ref, err)) ||
+	    (rc = parse_layers(&ly, &n, &root, art, alen, err)) ||
+	    (rc = get_blob(&mjson, &c, &ly[0], -1, err)) ||
+	    (rc = nx_manifest_parse(&m, mjson, (size_t)ly[0].size, NX_MANIFEST_NAME, err)) ||
+	    (rc = check_signature(m, po, err)) ||
+	    (rc = match_files(ly, n, m, err)) ||
+	    (rc = nx_stage_create(&st, out_dir, po->force, err)))
+		goto out;
+	if (po->on_stage)
+		po->on_stage(po->stage_ctx, st);
+	for (i = 1; i < n; i++) {
+		if ((rc = nx_stage_create_file(&fd, st, ly[i].path, !strcmp(ly[i].path, "bin/nexus_cli"),
+					       err)) ||
+		    (rc = get_blob(NULL, &c, &ly[i], fd, err)))
+			goto out;
+		close(fd);
+		fd = -1;
+		res.files++;
+		res.bytes += ly[i].size;
+	}
+	if ((rc = nx_stage_create_file(&fd, st, NX_MANIFEST_NAME, false, err)) ||
+	    (rc = write_all(fd, mjson, (size_t)ly[0].size, NX_MANIFEST_NAME, err)))
+		goto out;
+	close(fd);
+	fd = -1;
+	if ((rc = nx_stage_seal(st, err)))
+		goto out;
+	if (po->verify) {
+		/* every file of this private stage was written here and its
+		 * SHA-256 checked against the manifest as it streamed in: verify
+		 * takes the digests as known, as build's self-check does */
+		struct nx_verify_opts vo = *po->verify;
+
+		vo.digests_known = true;
+		if ((rc = nx_verify_bundle(&rep, nx_stage_dirfd(st), out_dir, &vo, err)))
+			goto out;
+		verdict = nx_report_verdict(rep);
+		if (!strcmp(verdict, "FAIL") || (po->verify->strict && !strcmp(verdict, "WARN"))) {
+			rc = nx_error_set(err, NX_ECHECK, out_dir, 0, -1,
+					  "the pulled bundle fails verification (verdict %s); nothing "
+					  "was written to %s", verdict, out_dir);
+			goto out;
+		}
+	}
+	rc = nx_stage_publish(st, err);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (po->on_stage && st)
+		po->on_stage(po->stage_ctx, NULL);
+	nx_stage_free(st);
+	oci__client_close(&c);
+	if (out) {
+		res.report = rep;
+		rep = NULL;
+		if (!rc || res.report)
+			*out = res;
+	}
+	nx_report_free(rep);
+	nx_manifest_free(m);
+	json_decref(root);
+	free(ly);
+	free(art);
+	free(mjson);
+	return rc;
+}

@@ -1,0 +1,309 @@
+/*
+ * push.c - `nexus push`: a bundle's blobs (config, manifest.json, every
+ * file), each skipped when the registry has it, mounted from --mount-from,
+ * or uploaded (one PUT up to chunk_size, PATCH chunks above, resumed from
+ * the registry's Range); then the image manifest, whose digest the registry
+ * must confirm.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nexus/fs.h"
+#include "oci_int.h"
+
+#define PATH_URL_MAX 2300
+
+struct blob {
+	char digest[7 + 2 * NX_SHA256_LEN + 1];
+	uint64_t size;
+	const char *buf;   /* or */
+	int fd;
+	const char *what;
+};
+
+static void digest_str(char out[7 + 2 * NX_SHA256_LEN + 1], const unsigned char sha[NX_SHA256_LEN])
+{
+	memcpy(out, "sha256:", 7);
+	nx_hex(out + 7, sha);
+}
+
+/* The body of a blob's range [off, off + len). */
+static void body(struct oci_req *q, const struct blob *b, uint64_t off, uint64_t len)
+{
+	q->body_fd = b->buf ? -1 : b->fd;
+	q->body = b->buf ? b->buf + off : NULL;
+	q->body_len = b->buf ? (size_t)len : 0;
+	q->body_off = b->buf ? 0 : off;
+	q->fd_len = b->buf ? 0 : len;
+	q->what = b->what;
+	q->total = b->size;
+}
+
+static char *with_digest(char *out, size_t n, const char *loc, const char *digest)
+{
+	if (snprintf(out, n, "%s%cdigest=%s", loc, strchr(loc, '?') ? '&' : '?', digest) >= (int)n)
+		out[0] = 0;  /* the registry answers 404 and the upload starts over */
+	return out;
+}
+
+/* Where an interrupted upload stands: the registry's Range "0-N".  -1 when
+ * the session is gone (start over). */
+static long long upload_offset(struct oci_client *c, const char *loc, nx_error *err)
+{
+	struct oci_req q = { .method = "GET", .url = loc, .body_fd = -1, .idempotent = true };
+	struct oci_resp r = { 0 };
+	unsigned long long a, b;
+	long long off = -1;
+
+	/* "0-0" is 0 or 1 byte: resend from 0 (a registry holding 1 byte
+	 * answers 416, and the upload starts over) */
+	if (!oci__request(c, &q, &r, err) && r.status == 204 &&
+	    sscanf(r.range, "%llu-%llu", &a, &b) == 2 && a == 0)
+		off = b ? (long long)b + 1 : 0;
+	oci__resp_release(&r);
+	return off;
+}
+
+/*
+ * One try at uploading b.  *again is set when trying again may help (a lost
+ * connection, a 5xx, a lost session); DIGEST_INVALID never is.
+ */
+static int upload(struct oci_client *c, const struct blob *b, struct nx_oci_push_result *res,
+		  bool *again, nx_error *err)
+{
+	char url[PATH_URL_MAX], loc[PATH_URL_MAX], range[64];
+	struct oci_req q = { .body_fd = -1 };
+	struct oci_resp r = { 0 };
+	uint64_t off = 0, n, chunk = c->o->chunk_size ? c->o->chunk_size : NX_OCI_CHUNK_DEFAULT;
+	long long at;
+	unsigned resumes = 0;
+	int rc;
+
+	*again = false;
+	/* already there? */
+	snprintf(url, sizeof(url), "/v2/%s/blobs/%s", c->repo, b->digest);
+	q.method = "HEAD";
+	q.url = url;
+	q.idempotent = true;
+	if ((rc = oci__request(c, &q, &r, err)))
+		goto out;
+	if (r.status == 200 && (r.clen < 0 || (uint64_t)r.clen == b->size)) {
+		res->blobs_skipped++;
+		goto out;
+	}
+	/* start a session, or mount */
+	if (c->o->mount_from)
+		snprintf(url, sizeof(url), "/v2/%s/blobs/uploads/?mount=%s&from=%s", c->repo,
+			 b->digest, c->o->mount_from);
+	else
+		snprintf(url, sizeof(url), "/v2/%s/blobs/uploads/", c->repo);
+	/* retried like an idempotent request: a session started twice is
+	 * only an abandoned session, which the registry collects */
+	q = (struct oci_req){ .method = "POST", .url = url, .body_fd = -1, .body = "",
+			      .idempotent = true };
+	if ((rc = oci__request(c, &q, &r, err)))
+		goto lost;
+	if (r.status == 201 && c->o->mount_from) {
+		res->blobs_mounted++;
+		goto out;
+	}
+	if (r.status != 202) {
+		rc = oci__http_error(err, NX_EIO, &q, &r, "cannot start an upload");
+		*again = r.status >= 500 || r.status == 429;
+		goto out;
+	}
+	if ((rc = oci__location(loc, sizeof(loc), c, r.location, err)))
+		goto out;
+	if (b->size > chunk) {
+		while (off < b->size) {
+			n = b->size - off < chunk ? b->size - off : chunk;
+			snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)off,
+				 (unsigned long long)(off + n - 1));
+			q = (struct oci_req){ .method = "PATCH", .url = loc,
+					      .content_type = "application/octet-stream",
+					      .content_range = range };
+			body(&q, b, off, n);
+			rc = oci__request(c, &q, &r, err);
+			if (!rc && r.status == 202) {
+				if ((rc = oci__location(loc, sizeof(loc), c, r.location, err)))
+					goto out;
+				off += n;
+				res->bytes_uploaded += n;
+				resumes = 0;   /* tries are counted per chunk */
+				continue;
+			}
+			if (rc == NX_EUNSAFE || rc == NX_ELIMIT ||
+			    (!rc && r.status < 500 && r.status != 429 && r.status != 416 &&
+			     r.status != 404))
+				goto fail;
+			if (!rc && r.status == 429 && ++resumes < NX_OCI_ATTEMPTS) {
+				/* refused before the registry took it: send it again */
+				c->retries++;
+				oci__back_off(c, resumes - 1, r.retry_after);
+				continue;
+			}
+			/* lost mid-chunk: ask the registry where it stands and go on */
+			/* never behind what a 202 acknowledged: progress is monotonic,
+			 * so a registry cannot keep the upload going forever */
+			if (++resumes >= NX_OCI_ATTEMPTS || (at = upload_offset(c, loc, err)) < 0 ||
+			    (uint64_t)at > b->size || (uint64_t)at < off) {
+				if (!rc)
+					rc = oci__http_error(err, NX_EIO, &q, &r, b->what);
+				goto lost;
+			}
+			c->retries++;
+			off = (uint64_t)at;
+		}
+		q = (struct oci_req){ .method = "PUT", .url = with_digest(url, sizeof(url), loc, b->digest),
+				      .body_fd = -1, .body = "", .idempotent = true };
+	} else {
+		/* repeatable: if a lost answer hid a commit, the repeat gets 404
+		 * and the next try finds the blob with HEAD */
+		q = (struct oci_req){ .method = "PUT", .url = with_digest(url, sizeof(url), loc, b->digest),
+				      .content_type = "application/octet-stream", .idempotent = true };
+		body(&q, b, 0, b->size);
+	}
+	if ((rc = oci__request(c, &q, &r, err)))
+		goto lost;
+	if (r.status != 201)
+		goto fail;
+	if (b->size <= chunk)
+		res->bytes_uploaded += b->size;
+	res->blobs_uploaded++;
+	goto out;
+fail:
+	if (!rc && oci__has_error_code(&r, "DIGEST_INVALID")) {
+		char why[1200];
+
+		snprintf(why, sizeof(why), "the registry's digest of %s is not the manifest's (the "
+			 "file changed since it was verified)", b->what);
+		rc = oci__http_error(err, NX_ECHECK, &q, &r, why);
+		goto out;
+	}
+	if (!rc)
+		rc = oci__http_error(err, NX_EIO, &q, &r, b->what);
+	*again = rc == NX_EIO && (r.status == 0 || r.status >= 500 || r.status == 429 || r.status == 404);
+	goto out;
+lost:
+	*again = rc == NX_EIO;
+out:
+	oci__resp_release(&r);
+	return rc;
+}
+
+static int push_blob(struct oci_client *c, const struct blob *b, struct nx_oci_push_result *res,
+		     nx_error *err)
+{
+	unsigned attempt;
+	bool again;
+	int rc = 0;
+
+	for (attempt = 0; attempt < NX_OCI_ATTEMPTS; attempt++) {
+		if (attempt) {
+			c->retries++;
+			usleep((useconds_t)((c->o->backoff > 0 ? c->o->backoff : 0.5) * 1e6) << (attempt - 1));
+		}
+		rc = upload(c, b, res, &again, err);
+		if (!rc || !again)
+			break;
+	}
+	return rc;
+}
+
+static int put_manifest(struct oci_client *c, const nx_oci_ref *ref, const char *mbuf,
+			size_t mlen, const char *digest, nx_error *err)
+{
+	char url[PATH_URL_MAX];
+	struct oci_req q = { .method = "PUT", .url = url, .content_type = NX_OCI_MANIFEST_MEDIA,
+			     .body = mbuf, .body_len = mlen, .body_fd = -1, .idempotent = true,
+			     .what = "manifest", .total = mlen };
+	struct oci_resp r = { 0 };
+	int rc;
+
+	snprintf(url, sizeof(url), "/v2/%s/manifests/%s", c->repo, ref->tag ? ref->tag : digest);
+	if ((rc = oci__request(c, &q, &r, err)))
+		goto out;
+	if (r.status != 201)
+		rc = oci__http_error(err, NX_EIO, &q, &r, "the registry refused the manifest");
+	else if (r.digest[0] && strcmp(r.digest, digest))
+		rc = nx_error_set(err, NX_ECHECK, NULL, 0, -1,
+				  "the registry stored the manifest as %.100s, not %s: it changed "
+				  "what it was sent; do not use this registry", r.digest, digest);
+out:
+	oci__resp_release(&r);
+	return rc;
+}
+
+int nx_oci_push(struct nx_oci_push_result *out, int dirfd, const char *bundle,
+		const nx_oci_ref *ref, const struct nx_oci_opts *o, nx_error *err)
+{
+	struct nx_oci_push_result res = { 0 };
+	struct oci_client c = { 0 };
+	unsigned char sha[NX_SHA256_LEN];
+	char *mjson = NULL, *art = NULL, *cfg = NULL;
+	size_t mlen, alen, clen, i;
+	nx_manifest *m = NULL;
+	struct stat st;
+	struct blob b;
+	int rc, fd = -1;
+
+	if ((rc = nx_fs_read_all(&mjson, &mlen, dirfd, NX_MANIFEST_NAME, NX_MANIFEST_MAX, err)) ||
+	    (rc = nx_manifest_parse(&m, mjson, mlen, NX_MANIFEST_NAME, err)) ||
+	    (rc = nx_oci_artifact(&art, &alen, &cfg, &clen, m, mjson, mlen, err)))
+		goto out;
+	nx_sha256_buf(sha, art, alen);
+	digest_str(res.digest, sha);
+	if (ref->digest && strcmp(ref->digest, res.digest)) {
+		rc = nx_error_set(err, NX_EUSAGE, NULL, 0, -1,
+				  "the reference names %s but %s's artifact is %s", ref->digest,
+				  bundle, res.digest);
+		goto out;
+	}
+	if ((rc = oci__client_open(&c, ref, o, "pull,push", err)))
+		goto out;
+	b = (struct blob){ .size = clen, .buf = cfg, .fd = -1, .what = "config" };
+	nx_sha256_buf(sha, cfg, clen);
+	digest_str(b.digest, sha);
+	if ((rc = push_blob(&c, &b, &res, err)))
+		goto out;
+	b = (struct blob){ .size = mlen, .buf = mjson, .fd = -1, .what = NX_MANIFEST_NAME };
+	nx_sha256_buf(sha, mjson, mlen);
+	digest_str(b.digest, sha);
+	if ((rc = push_blob(&c, &b, &res, err)))
+		goto out;
+	for (i = 0; i < m->nfiles; i++) {
+		const struct nx_manifest_file *f = &m->files[i];
+
+		if ((rc = nx_fs_open_regular(&fd, &st, dirfd, f->path, UINT64_MAX, err)))
+			goto out;
+		if ((uint64_t)st.st_size != f->size) {
+			rc = nx_error_set(err, NX_ECHECK, f->path, 0, -1,
+					  "%s/%s is %lld bytes, the manifest says %llu: the bundle "
+					  "changed since it was verified", bundle, f->path,
+					  (long long)st.st_size, (unsigned long long)f->size);
+			goto out;
+		}
+		b = (struct blob){ .size = f->size, .fd = fd, .what = f->path };
+		digest_str(b.digest, f->sha256);
+		if ((rc = push_blob(&c, &b, &res, err)))
+			goto out;
+		close(fd);
+		fd = -1;
+	}
+	if ((rc = put_manifest(&c, ref, art, alen, res.digest, err)))
+		goto out;
+	*out = res;
+out:
+	if (fd >= 0)
+		close(fd);
+	oci__client_close(&c);
+	nx_manifest_free(m);
+	free(mjson);
+	free(art);
+	free(cfg);
+	return rc;
+}
