@@ -494,6 +494,44 @@ def close(a, b, tol=1e-3):
     return all(abs(x - y) <= tol * max(1.0, abs(y)) for x, y in zip(a, b)) and len(a) == len(b)
 
 
+def cli_vs_node(ctx, env, cli, model, batch, n, check, tag):
+    """nexus_cli run on n long texts against onnxruntime-node running model
+    on the ids nexus_cli gives them, batch rows at a time, one thread:
+    check(ours_logits, node_logits) first, then alternating runs.  Returns
+    (ours seq/s, node seq/s, ours runs) over the whole process (load
+    included on both sides; nexus_cli also tokenizes, node gets the ids)."""
+    texts = ctx.tmp / f"{tag}_texts_{n}.jsonl"
+    texts.write_text("".join(json.dumps({"text": t}) + "\n" for t in long_texts(n)))
+    ids = ctx.tmp / f"{tag}_ids_{n}.jsonl"
+    with open(ids, "w") as f:
+        run([cli, "tokenize", "--input", str(texts)], stdout=f)
+    lens = {len(json.loads(x)) for x in ids.read_text().splitlines()}
+    if lens != {SEQ}:
+        raise RuntimeError(f"{tag}: token lengths {sorted(lens)[:5]} != {SEQ}")
+    res, nres = ctx.tmp / f"{tag}_ours.jsonl", ctx.tmp / f"{tag}_node.json"
+    with open(res, "w") as f:
+        run([cli, "run", "--input", str(texts)], stdout=f)
+    node = ["node", str(ROOT / "bench/ort_node_bench.js"), "throughput", str(model),
+            str(ids), str(batch), "1", str(nres)]
+    run(node, env=env)
+    ours_l = [r["outputs"]["logits"] for r in read_results(res)]
+    node_l = json.loads(nres.read_text())["logits"]
+    if len(ours_l) != n or len(node_l) != n:
+        raise RuntimeError(f"{tag} batch {batch}: {len(ours_l)}/{len(node_l)} results for {n}")
+    check(ours_l, node_l)
+
+    def ours():
+        w, rss, _ = run([cli, "run", "--input", str(texts)])
+        return w, rss
+
+    def base():
+        w, rss, _ = run(node, env=env)
+        return w, rss
+
+    o, b = alternate(ctx, ours, base, ctx.runs, cold=False)
+    return n / med([x[0] for x in o]), n / med([x[0] for x in b]), o
+
+
 def bench_runtime(ctx):
     env = node_env(ctx)
     model = seq128_student(ctx)
@@ -501,39 +539,13 @@ def bench_runtime(ctx):
     rows = []
     for batch, n in ((1, 100 if ctx.a.quick else 1000), (32, 256 if ctx.a.quick else 4096)):
         bundle = spam_bundle(ctx, batch, SEQ, model)
-        cli = str(bundle / "bin/nexus_cli")
-        texts = ctx.tmp / f"rt_texts_{n}.jsonl"
-        texts.write_text("".join(json.dumps({"text": t}) + "\n" for t in long_texts(n)))
-        ids = ctx.tmp / f"rt_ids_{n}.jsonl"
-        with open(ids, "w") as f:
-            run([cli, "tokenize", "--input", str(texts)], stdout=f)
-        lens = {len(json.loads(x)) for x in ids.read_text().splitlines()}
-        if lens != {SEQ}:
-            raise RuntimeError(f"runtime: token lengths {sorted(lens)[:5]} != {SEQ}")
-        res = ctx.tmp / "rt_ours.jsonl"
-        nres = ctx.tmp / "rt_node.json"
-        with open(res, "w") as f:
-            run([cli, "run", "--input", str(texts)], stdout=f)
-        node = ["node", str(ROOT / "bench/ort_node_bench.js"), "throughput", str(model),
-                str(ids), str(batch), "1", str(nres)]
-        run(node, env=env)
-        ours_l = [r["outputs"]["logits"] for r in read_results(res)]
-        node_l = json.loads(nres.read_text())["logits"]
-        if len(ours_l) != n or not all(close(a, b) for a, b in zip(ours_l, node_l)):
-            raise RuntimeError(f"runtime batch {batch}: nexus_cli logits differ from onnxruntime-node")
 
-        def ours():
-            w, rss, _ = run([cli, "run", "--input", str(texts)])
-            return w, rss
-
-        def base():
-            w, rss, _ = run(node, env=env)
-            return w, rss
-
-        o, b = alternate(ctx, ours, base, ctx.runs, cold=False)
-        # Throughput in sequences/s over the whole process (load included
-        # on both sides; nexus_cli also tokenizes, node gets the ids).
-        ot, bt = n / med([x[0] for x in o]), n / med([x[0] for x in b])
+        def check(ours_l, node_l):
+            if not all(close(a, b) for a, b in zip(ours_l, node_l)):
+                raise RuntimeError(f"runtime batch {batch}: nexus_cli logits differ from "
+                                   "onnxruntime-node")
+        ot, bt, o = cli_vs_node(ctx, env, str(bundle / "bin/nexus_cli"), model, batch, n,
+                                check, "rt")
         rows.append(row(f"runtime_b{batch}", f"nexus_cli run, batch {batch}, seq {SEQ}, 1 thread",
                         ot, bt, "seq/s", ">= 0.95x", ot >= 0.95 * bt,
                         "onnxruntime-node 1.30.0 on the same ids", max(x[1] for x in o),
@@ -893,6 +905,121 @@ def bench_fingerprint(ctx):
                      "first: an 8 MB piece of the student in a teacher is found")]
 
 
+# ------------------------------------------ quantize: int8 (issue #19)
+def distil_fp32(ctx):
+    """The DistilBERT-shaped float32 classifier of bench/quant_forms.py
+    (6 layers, d 768; --quick: 2 layers), exported by torch."""
+    layers = 2 if ctx.a.quick else 6
+    path = ctx.cache / f"distil_{layers}l_fp32.onnx"
+    if not path.exists():
+        import torch
+        sys.path.insert(0, str(ROOT / "bench"))
+        from quant_forms import Model
+        torch.manual_seed(0)
+        ids = torch.randint(0, 30522, (1, SEQ))
+        torch.onnx.export(Model(layers).eval(), (ids, torch.ones_like(ids)), str(path) + ".part",
+                          input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                          dynamic_axes={"input_ids": {0: "b", 1: "s"},
+                                        "attention_mask": {0: "b", 1: "s"}}, opset_version=17)
+        os.rename(str(path) + ".part", path)
+    return path
+
+
+def quant_bundle(ctx, model, batch, mode="int8"):
+    """examples/spam-distill around the DistilBERT-shaped student, int8,
+    runtime at batch/SEQ.  The student is untrained (random logits), so
+    the accuracy gate is opened (tolerance 1): accuracy is tested on the
+    trained spam student (tests/e2e/test_quantize.py), speed here."""
+    out = ctx.cache / f"{model.stem}_{mode}_b{batch}"
+    if (out / "manifest.json").exists():
+        return out
+    ws = ctx.cache / (out.name + "_ws")
+    shutil.rmtree(ws, ignore_errors=True)
+    shutil.copytree(ROOT / "examples/spam-distill", ws,
+                    ignore=shutil.ignore_patterns("nexus_bundle_v1"))
+    shutil.copyfile(model, ws / "artifacts/student.onnx")
+    y = (ws / "nexus.yaml").read_text().replace("max_model_bytes: 4MiB", "max_model_bytes: 2GiB")
+    (ws / "nexus.yaml").write_text(y + f"export: {{quantize: {mode}, quantize_tolerance: 1}}\n")
+    rt = (ws / "config/runtime.yaml").read_text()
+    rt = rt.replace("max_sequence_length: 64", f"max_sequence_length: {SEQ}")
+    rt = rt.replace("batch_size: 8", f"batch_size: {batch}")
+    (ws / "config/runtime.yaml").write_text(rt)
+    shutil.rmtree(out, ignore_errors=True)
+    run([ctx.nexus, "build", "-o", str(out), str(ws)])
+    shutil.rmtree(ws)
+    return out
+
+
+def cosine(a, b):
+    import numpy as np
+    a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def bench_quant(ctx):
+    env = node_env(ctx)
+    model = distil_fp32(ctx)
+    ctx.tmp.mkdir(parents=True, exist_ok=True)
+    rows = []
+    # export + int8 of the float student vs cp + openssl dgst of the same file
+    outdir = ctx.tmp / "qexport"
+    out = outdir / "student_model.onnx"
+    cp_out = ctx.tmp / "qexport_cp.onnx"
+
+    def export():
+        fresh(outdir)
+        outdir.mkdir()
+        return run([ctx.nexus, "inspect", "--export-to", str(out), "--quantize", "int8",
+                    "--external-data", "always", str(model)])
+
+    def ours():
+        w, rss, _ = export()
+        return w, rss
+
+    def base():
+        fresh(cp_out)
+        w, rss, _ = run(f"cp '{model}' '{cp_out}' && openssl dgst -sha256 '{cp_out}'", shell=True)
+        return w, rss
+
+    o, b = alternate(ctx, ours, base, ctx.runs)
+    qsize = sum(p.stat().st_size for p in outdir.iterdir())
+    fsize = model.stat().st_size
+    fresh(outdir)
+    fresh(cp_out)
+    ow, bw = med([x[0] for x in o]), med([x[0] for x in b])
+    rss = max(x[1] for x in o)
+    rows.append(row("quant_export", "inspect --export-to --quantize int8 (data file hashed)",
+                    ow, bw, "s", "<= 1.5x", ow <= 1.5 * bw and rss <= 256 * MIB,
+                    "cp + openssl dgst -sha256 of the same file", rss, 256,
+                    note=f"{fsize / MIB:.0f} MiB fp32 -> {qsize / MIB:.0f} MiB int8 "
+                         f"({qsize / fsize:.3f}x); DistilBERT-shaped, {model.stem}"))
+    rows.append(row("quant_size", "int8 export size / fp32 size", qsize / MIB, fsize / MIB,
+                    "MiB", "<= 0.27x", qsize <= 0.27 * fsize, "the fp32 model",
+                    note="MatMul weights per column, embeddings per row, + float scales"))
+    # inference: nexus_cli on the int8 (int4) bundle vs onnxruntime-node on fp32
+    for mode, batch, n in (("int8", 1, 8 if ctx.a.quick else 16),
+                           ("int8", 8, 16 if ctx.a.quick else 32),
+                           ("int4", 1, 8 if ctx.a.quick else 16)):
+        bundle = quant_bundle(ctx, model, batch, mode)
+        cos = []
+
+        def check(ours_l, node_l):
+            cos.append(cosine(ours_l, node_l))
+            if cos[0] < 0.98:
+                raise RuntimeError(f"quant {mode} batch {batch}: logits differ from fp32 "
+                                   f"(cosine {cos[0]:.4f})")
+        ot, bt, o = cli_vs_node(ctx, env, str(bundle / "bin/nexus_cli"), model, batch, n,
+                                check, "q")
+        size = sum(p.stat().st_size for p in (bundle / "model").glob("student_model.onnx*"))
+        rows.append(row(f"quant_runtime_{mode}_b{batch}",
+                        f"nexus_cli {mode} vs ORT fp32, batch {batch}, seq {SEQ}, 1 thread",
+                        ot, bt, "seq/s", ">= 1.5x", ot >= 1.5 * bt,
+                        "onnxruntime-node 1.30.0 running the fp32 model on the same ids",
+                        max(x[1] for x in o),
+                        note=f"{n} texts, process incl.; logits cosine {mode}/fp32 {cos[0]:.5f}; "
+                             f"model {size / fsize:.3f}x of fp32"))
+
+
 def oci_layout(ctx, bundle, layout):
     """An OCI image layout holding exactly the artifact nexus push makes of
     bundle (blobs hard-linked to the bundle's files), for skopeo to copy."""
@@ -1015,7 +1142,7 @@ BENCHES = {"build": bench_build, "inspect": bench_inspect, "verify": bench_verif
            "tokenizer_types": bench_tok_types,
            "coldstart": bench_coldstart, "fingerprint": bench_fingerprint,
            "realrt": bench_realrt,
-           "sandbox": bench_sandbox, "oci": bench_oci}
+           "sandbox": bench_sandbox, "quant": bench_quant, "oci": bench_oci}
 
 
 def fmt(v, unit):

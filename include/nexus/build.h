@@ -121,6 +121,13 @@ struct nx_build_result {
 	size_t nremoved;
 	struct nx_export_result *exported; /* what the export step removed from the
 					    student (nexus/export.h) */
+	/* export.quantize's accuracy gate: the selftest inputs through the float
+	 * and the quantized student (quant_cases 0: no gate ran) */
+	size_t quant_cases, quant_agree;   /* inputs; of those, labels equal */
+	double quant_min_cosine;           /* lowest cosine of an input's outputs */
+	char **warnings;           /* WARN lines for the user (e.g. the tokenizer's
+				      truncation and runtime.yaml disagree) */
+	size_t nwarnings;
 };
 
 /*

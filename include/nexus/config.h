@@ -70,6 +70,11 @@ typedef struct nx_workspace {
 	bool export_extract;        /* export.extract, default true */
 	bool export_strip_metadata; /* export.strip_metadata, default true */
 	int export_external;        /* export.external_data: enum nx_export_external, default auto */
+	int export_quantize;        /* export.quantize: enum nx_export_quantize, default none */
+	char **quantize_exclude; size_t nquantize_exclude; /* export.quantize_exclude (fnmatch patterns) */
+	uint64_t quantize_min_elements; /* export.quantize_min_elements, default NX_QUANT_MIN_ELEMENTS */
+	double quantize_tolerance;  /* export.quantize_tolerance, 0..1, default NX_QUANT_TOLERANCE */
+	unsigned quantize_block;    /* export.quantize_block (int4): 32, 64, 128; 0 = default 32 */
 } nx_workspace;
 
 /*

@@ -44,6 +44,14 @@
  *    the protobuf: it then loads a 1.2 GB model in ~0.1 s and a few MiB
  *    instead of ~2.5 s and three copies of the weights in memory.
  *
+ *  - quantize (opts.quantize, src/lib/export/quant.c): float32 weights of
+ *    MatMul (per output channel) and Gather embeddings (per row) become
+ *    symmetric int8 (scale = max|w| / 127, zero point 0), read and written
+ *    tensor by tensor with a fixed buffer; a MatMul becomes
+ *    DynamicQuantizeLinear + MatMulInteger + Cast + Mul (the form ONNX
+ *    Runtime fuses into one int8 GEMM on CPU, docs/DESIGN-NOTES.md), a
+ *    Gather reads int8 rows and multiplies by their scale.
+ *
  * Errors carry the byte offset of the source field in err->offset.  On error
  * the output descriptors may hold partial data: the caller owns them (a
  * staging directory) and discards them.
@@ -81,6 +89,17 @@ enum nx_export_external {
 	NX_EXPORT_EXT_ALWAYS,  /* initializers of NX_EXPORT_EXTERNAL_MIN bytes or more move */
 	NX_EXPORT_EXT_NEVER,   /* inline weights stay inline */
 };
+/* What export.quantize makes of the weights. */
+enum nx_export_quantize {
+	NX_EXPORT_QUANT_NONE,
+	NX_EXPORT_QUANT_INT8,  /* weight-only symmetric int8 (MatMul per column, Gather per row) */
+	NX_EXPORT_QUANT_INT4,  /* MatMul weights int4 in blocks (com.microsoft.MatMulNBits),
+				  Gather embeddings int8 per row */
+};
+#define NX_QUANT_BLOCK 32           /* default export.quantize_block (int4) */
+#define NX_QUANT_MIN_ELEMENTS 4096  /* default export.quantize_min_elements */
+#define NX_QUANT_TOLERANCE 0.01     /* default export.quantize_tolerance */
+
 #define NX_EXPORT_NODES_MAX 10000000   /* nodes of the main graph */
 #define NX_EXPORT_REPORT_MAX 1000000   /* entries of the removal report */
 
@@ -110,6 +129,12 @@ struct nx_export_opts {
 	const char *dst_name;               /* the model written, in errors (NULL: "model") */
 	const char *ext_name;               /* the data file, in errors (NULL: its file name);
 					       with DEFER, borrowed until ext_pending ends */
+	enum nx_export_quantize quantize;   /* zero: none */
+	const char *const *quantize_exclude; /* fnmatch patterns of node or initializer
+						names kept in float */
+	size_t nquantize_exclude;
+	uint64_t quantize_min_elements;     /* 0: NX_QUANT_MIN_ELEMENTS */
+	unsigned quantize_block;            /* int4: 32, 64 or 128 (0: NX_QUANT_BLOCK) */
 };
 
 enum nx_export_what {
@@ -145,6 +170,10 @@ struct nx_export_result {
 	uint64_t doc_strings;                  /* doc_string fields removed */
 	uint64_t removed_bytes;                /* source bytes not carried over */
 	uint64_t kept_nodes, kept_initializers;
+	uint64_t quantized;                    /* weight tensors quantized */
+	uint64_t quantized_int4;               /* of those, int4 (MatMulNBits) */
+	uint64_t quant_float_bytes;            /* their float32 bytes in the source */
+	uint64_t quant_bytes;                  /* their bytes now (int8 values + scales) */
 };
 
 /*
@@ -177,6 +206,30 @@ extern const char *const nx_export_external_names[];
 
 /* "auto", "always", "never" -> *out; -1 for anything else. */
 int nx_export_external_parse(const char *s, enum nx_export_external *out);
+
+/* "none", "int8", "int4", NULL: the names of export.quantize, by the enum. */
+extern const char *const nx_export_quantize_names[];
+
+/*
+ * The int8 form of one float32 value given its group's largest magnitude
+ * (a row or column): scale = maxabs / 127 (1 when maxabs is 0), q =
+ * round-half-even(v / scale) within [-127, 127].  The exporter and the
+ * teacher fingerprints (lib/fingerprint/fingerprint_quant.c) share it, so a teacher tensor
+ * quantized by one is byte for byte what the other wrote.
+ */
+float nx_quant_int8_scale(float maxabs);
+signed char nx_quant_int8(float v, float scale);
+/* int4 (MatMulNBits, zero point 8): scale = maxabs / 7 (1 when 0) per block
+ * of block values; q = round-half-even(v / scale) within [-7, 7], stored
+ * as q + 8.  Packs the n values of one column (n <= nblocks * block, the
+ * rest of the last block zero) into out[nblocks * block / 2] (low nibble
+ * first) and scales[nblocks]; the fingerprints share it. */
+void nx_quant_int4_column(const float *v, uint64_t n, unsigned block, unsigned char *out,
+			  float *scales);
+
+/* name is tensor, or the source tensor it is the int8 form of ("W" for
+ * "W/int8"): allow_shared_tensors names the tensor the student was given. */
+bool nx_quant_same_tensor(const char *name, const char *tensor);
 
 /* "node", "initializer", ... */
 const char *nx_export_what_name(enum nx_export_what w);

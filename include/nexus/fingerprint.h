@@ -88,6 +88,16 @@ struct nx_fp_match {
 	int value_shift;
 };
 
+/*
+ * Before the teacher files are added: read the shapes of the 2-D int8
+ * tensors and 3-D uint8 (MatMulNBits int4) tensors of the student ONNX
+ * model at path (relative to dirfd), so that every float32 teacher tensor
+ * of one of those sizes is also recorded in the forms export.quantize
+ * writes (int8 per column, per row, transposed; int4 blocks of a [K, N] or
+ * an [N, K] tensor: src/lib/fingerprint/fingerprint_quant.c), and a teacher tensor
+ * copied into the student and then quantized still matches exactly.
+ */
+int nx_fp_set_quant_shapes(nx_fp_set *s, int dirfd, const char *path, nx_error *err);
 /* New empty set; free with nx_fp_set_free. */
 int nx_fp_set_new(nx_fp_set **out, nx_error *err);
 void nx_fp_set_free(nx_fp_set *s);

@@ -114,7 +114,8 @@ typedef struct nx_onnx_summary {
 	/* sum of data_length (inline; + sparse_index_bytes) and ext_length
 	 * (external; nelem x dtype size when the length is absent) */
 	uint64_t weight_bytes;
-	/* "int8" if an initializer is int8/uint8/int4/uint4 or a quantization op
+	/* "int4" if a MatMulNBits node exists (block-wise 4-bit weights);
+	 * "int8" if an initializer is int8/uint8/int4/uint4 or a quantization op
 	 * (QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear, QLinear*,
 	 * MatMulInteger, ConvInteger) exists; else "fp16" if float16/bfloat16
 	 * initializers hold the majority of parameters; else "none". */

@@ -1,12 +1,13 @@
 /*
- * nexus/tokenizer.h - the WordPiece tokenizer of the in-bundle runtime.
+ * nexus/tokenizer.h - the tokenizer of the in-bundle runtime.
  *
- * Reads a Hugging Face `tokenizer.json` whose model is WordPiece (with the
- * BertNormalizer, BertPreTokenizer and a BertProcessing or [CLS] $A [SEP]
- * TemplateProcessing post-processor), or a plain `vocab.txt` (one token per
- * line, id = line number) with the defaults of an uncased BERT.  Encoding
- * gives the same ids as the Hugging Face `tokenizers` library for the same
- * file (tests/e2e/test_tokenizer_parity.py checks this on a large corpus).
+ * Reads a Hugging Face `tokenizer.json` (models WordPiece, BPE, Unigram,
+ * WordLevel; its normalizer, pre-tokenizer, added tokens, post-processor,
+ * truncation and padding), or a plain `vocab.txt` (one token per line, id =
+ * line number) with the defaults of an uncased BERT.  Encoding gives the
+ * same ids, type ids and masks as the Hugging Face `tokenizers` library for
+ * the same file (tests/e2e/test_tokenizer_parity.py checks this on a large
+ * corpus).
  *
  * Anything the file asks for that this module does not implement (another
  * model type, normalizer, pre-tokenizer or post-processor) is an NX_ECONFIG
@@ -31,7 +32,7 @@ extern "C" {
 
 #define NX_TOKENIZER_FILE_MAX (64u << 20)  /* tokenizer.json / vocab.txt bytes */
 #define NX_TOKENIZER_VOCAB_MAX (1u << 21)  /* vocabulary entries */
-#define NX_TOKENIZER_TOKEN_MAX 512         /* bytes of one vocabulary entry */
+#define NX_TOKENIZER_TOKEN_MAX 4096        /* bytes of one vocabulary entry */
 #define NX_TOKENIZER_SPECIAL_MAX 8         /* ids the post-processor adds per side */
 #define NX_TOKENIZER_WORD_CHARS_MAX 10000  /* cap on max_input_chars_per_word */
 
@@ -70,17 +71,53 @@ int nx_tokenizer_encode(nx_tokenizer *t, const char *text, size_t len, size_t ma
 
 /*
  * Encode text `a` (alen bytes) and, when `b` is not NULL, the pair text `b`
- * (blen bytes) as Hugging Face's encode(a, b, add_special_tokens=true).
- * Every output array has room for max_len entries; ids_out is required,
- * type_ids, attention_mask and special_mask (1 where the post-processor
- * added the token or padding did) may be NULL.  *n_out is the number of
- * entries written.  Errors: as nx_tokenizer_encode; NX_ECONFIG for a pair
- * the tokenizer cannot encode.
+ * (blen bytes) as Hugging Face's encode(a, b, add_special_tokens=true):
+ * added tokens, normalizer, pre-tokenizer, model, truncation, post-processor
+ * (type ids of a pair included) and the padding the file asks for.  The
+ * length limit is the smaller of `max_len` and the file's
+ * truncation.max_length; padding never goes beyond max_len.  Every output
+ * array has room for max_len entries; ids_out is required, type_ids,
+ * attention_mask and special_mask (1 where the post-processor added the
+ * token or padding did) may be NULL.  *n_out is the number of entries
+ * written.  Errors: as nx_tokenizer_encode, plus NX_EUSAGE when the
+ * truncation the file asks for cannot be done (only_second without a pair,
+ * a sequence too short to remove enough from).
  */
 int nx_tokenizer_encode_pair(nx_tokenizer *t, const char *a, size_t alen, const char *b,
 			     size_t blen, size_t max_len, int64_t *ids_out, int64_t *type_ids,
 			     int64_t *attention_mask, int64_t *special_mask, size_t *n_out,
 			     nx_error *err);
+
+/*
+ * The token string of `id` (not NUL-terminated; its bytes in *len, which
+ * may be NULL), borrowed from the tokenizer: the added token's content,
+ * else the model's piece (added tokens first, as Hugging Face's decode
+ * looks them up).  NULL for an id that names nothing.
+ */
+const char *nx_tokenizer_id_to_token(const nx_tokenizer *t, int64_t id, size_t *len);
+
+/* The id of token `s` (len bytes): added tokens first, then the model; -1 if none. */
+int64_t nx_tokenizer_token_to_id(const nx_tokenizer *t, const char *s, size_t len);
+
+/* 1 if `id` is an added token marked "special": true (skipped by
+ * skip_special_tokens; for vocab.txt, BertTokenizer's five), else 0. */
+int nx_tokenizer_is_special(const nx_tokenizer *t, int64_t id);
+
+/*
+ * The tokenizer.json's `decoder` object as a jansson json_t * (borrowed,
+ * alive as long as the tokenizer), or NULL if the file has none (or the
+ * tokenizer came from a vocab.txt).
+ */
+const void *nx_tokenizer_decoder_json(const nx_tokenizer *t);
+
+/* truncation.max_length of the tokenizer.json, or 0 when it has none. */
+size_t nx_tokenizer_max_length(const nx_tokenizer *t);
+
+/* Type id used to pad (padding.pad_type_id, else 0). */
+int64_t nx_tokenizer_pad_type_id(const nx_tokenizer *t);
+
+/* 1 if the file pads on the left (padding.direction "Left"), else 0. */
+int nx_tokenizer_pad_left(const nx_tokenizer *t);
 
 /* Id used to pad a batch (padding.pad_id, else "[PAD]", else 0). */
 int64_t nx_tokenizer_pad_id(const nx_tokenizer *t);
@@ -90,26 +127,6 @@ size_t nx_tokenizer_vocab_size(const nx_tokenizer *t);
 
 /* Number of ids the post-processor adds around the words (2 for BERT). */
 size_t nx_tokenizer_special_count(const nx_tokenizer *t);
-
-/*
- * The vocabulary entry (or added token) of `id`, its length in *len (may be
- * NULL); not NUL-terminated, valid as long as the tokenizer.  NULL for an
- * id that names nothing.  Added tokens are looked up first, as Hugging
- * Face's decode does.
- */
-const char *nx_tokenizer_id_to_token(const nx_tokenizer *t, int64_t id, size_t *len);
-
-/* The id of the token of `len` bytes (added tokens first), or -1. */
-int64_t nx_tokenizer_token_to_id(const nx_tokenizer *t, const char *tok, size_t len);
-
-/* 1 if `id` is a special added token (skipped by skip_special_tokens), else 0. */
-int nx_tokenizer_is_special(const nx_tokenizer *t, int64_t id);
-
-/*
- * The file's `decoder` object (a jansson json_t *, kept alive by the
- * tokenizer), or NULL when it has none (and for vocab.txt).
- */
-const void *nx_tokenizer_decoder_json(const nx_tokenizer *t);
 
 /* Which file it was loaded from: "tokenizer.json" or "vocab.txt". */
 const char *nx_tokenizer_source(const nx_tokenizer *t);

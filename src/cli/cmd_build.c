@@ -113,6 +113,9 @@ static void print_human(const struct nx_build_result *r, const char *path)
 	printf("  architecture  %s\n", r->architecture);
 	printf("  parameters    %s (%llu), quantization %s\n", r->parameters,
 	       (unsigned long long)r->parameter_count, r->quantization);
+	if (r->quant_cases)
+		printf("  quantized     selftest vs float: labels agree %zu/%zu, lowest cosine %.6f\n",
+		       r->quant_agree, r->quant_cases, r->quant_min_cosine);
 	printf("  files         %zu, %s\n", r->nfiles, size);
 	printf("  signature     %s%s\n", r->is_signed ? "ed25519 key " : "unsigned",
 	       r->is_signed ? r->key_id : "");
@@ -125,6 +128,8 @@ static void print_human(const struct nx_build_result *r, const char *path)
 		printf("  export        removed %zu item(s), %llu bytes, %llu doc string(s) from the student\n",
 		       r->exported->nremoved, (unsigned long long)r->exported->removed_bytes,
 		       (unsigned long long)r->exported->doc_strings);
+	for (i = 0; i < r->nwarnings; i++)
+		fprintf(stderr, "nexus build: WARN: %s\n", r->warnings[i]);
 	if (!r->nremoved)
 		printf("  removed imports: none\n");
 	for (i = 0; i < r->nremoved; i++)
@@ -143,11 +148,14 @@ static json_t *export_json(const struct nx_export_result *x)
 						       "what", nx_export_what_name(x->removed[i].what),
 						       "name", x->removed[i].name ? x->removed[i].name : "",
 						       "bytes", (json_int_t)x->removed[i].bytes));
-	return json_pack("{s:o, s:I, s:I, s:I, s:I}", "removed", items,
+	return json_pack("{s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "removed", items,
 			 "removed_bytes", (json_int_t)x->removed_bytes,
 			 "doc_strings", (json_int_t)x->doc_strings,
 			 "kept_nodes", (json_int_t)x->kept_nodes,
-			 "kept_initializers", (json_int_t)x->kept_initializers);
+			 "kept_initializers", (json_int_t)x->kept_initializers,
+			 "quantized_tensors", (json_int_t)x->quantized,
+			 "quantized_float_bytes", (json_int_t)x->quant_float_bytes,
+			 "quantized_bytes", (json_int_t)x->quant_bytes);
 }
 
 static int print_json(const struct nx_build_result *r, const nx_report *rep, const char *path)
@@ -173,6 +181,13 @@ static int print_json(const struct nx_build_result *r, const nx_report *rep, con
 							 "module", r->removed[i].module,
 							 "statement", r->removed[i].statement_kind));
 	json_object_set_new(doc, "schema", json_string("nexus.build.v1"));
+	{
+		json_t *warn = json_array();
+
+		for (i = 0; i < r->nwarnings; i++)
+			json_array_append_new(warn, json_string(r->warnings[i]));
+		json_object_set_new(doc, "warnings", warn);
+	}
 	json_object_set_new(doc, "bundle_path", json_string(path));
 	json_object_set_new(doc, "bundle_id", json_string(r->bundle_id));
 	json_object_set_new(doc, "architecture", json_string(r->architecture));
@@ -188,6 +203,12 @@ static int print_json(const struct nx_build_result *r, const nx_report *rep, con
 	json_object_set_new(doc, "removed_imports", removed);
 	if (r->exported)
 		json_object_set_new(doc, "export", export_json(r->exported));
+	if (r->quant_cases)
+		json_object_set_new(doc, "quantization_check",
+				    json_pack("{s:I, s:I, s:f}", "selftest_inputs",
+					      (json_int_t)r->quant_cases, "labels_agree",
+					      (json_int_t)r->quant_agree, "min_cosine",
+					      r->quant_min_cosine));
 	if (rep) {
 		char *vj = NULL;
 

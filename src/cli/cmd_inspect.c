@@ -15,7 +15,7 @@
 #include "nexus/onnx.h"
 
 enum { OPT_JSON = 1, OPT_OUTPUT, OPT_KEEP, OPT_FORBID, OPT_EXPORT, OPT_NO_EXTRACT,
-       OPT_TEACHER, OPT_EXTERNAL };
+       OPT_TEACHER, OPT_EXTERNAL, OPT_QUANTIZE, OPT_QEXCLUDE, OPT_QBLOCK };
 
 static const struct cli_opt opts[] = {
 	{ "json", 0, NULL, "print one JSON document instead of text", OPT_JSON },
@@ -33,6 +33,12 @@ static const struct cli_opt opts[] = {
 	  "external data goes beside it as " NX_EXPORT_DATA_NAME, OPT_EXPORT },
 	{ "external-data", 0, "MODE", "export: auto (default: initializers of 64 KiB or more "
 	  "go to the data file when the model is 64 MiB or more), always, never", OPT_EXTERNAL },
+	{ "quantize", 0, "MODE", "export: none (default), int8 (MatMul and Gather weights) or "
+	  "int4 (MatMul weights in MatMulNBits blocks), as export.quantize in nexus.yaml(5)",
+	  OPT_QUANTIZE },
+	{ "quantize-block", 0, "N", "export: int4 block size, 32 (default), 64 or 128", OPT_QBLOCK },
+	{ "quantize-exclude", 0, "PATTERN", "export: node or initializer names kept in float "
+	  "(fnmatch; repeatable)", OPT_QEXCLUDE },
 	{0},
 };
 
@@ -40,8 +46,10 @@ static const struct cli_opt opts[] = {
 
 struct export_args {
 	const char *outputs[INSPECT_LIST_MAX], *keep[INSPECT_LIST_MAX], *forbid[INSPECT_LIST_MAX];
-	const char *teachers[INSPECT_LIST_MAX];
-	size_t noutputs, nkeep, nforbid, nteachers;
+	const char *teachers[INSPECT_LIST_MAX], *qexclude[INSPECT_LIST_MAX];
+	size_t noutputs, nkeep, nforbid, nteachers, nqexclude;
+	int quantize;        /* enum nx_export_quantize */
+	unsigned block;      /* --quantize-block, 0: default */
 	bool no_extract;
 	enum nx_export_external external;
 	bool ext_created;    /* the data file exists: remove it on failure */
@@ -50,6 +58,17 @@ struct export_args {
 	const char *base;    /* model file name in it */
 	int ext_dirfd;       /* directory of --export-to */
 };
+
+/* The index of s in names (NULL-terminated), or -1. */
+static int name_index(const char *const *names, const char *s)
+{
+	int i;
+
+	for (i = 0; names[i]; i++)
+		if (!strcmp(names[i], s))
+			return i;
+	return -1;
+}
 
 static void export_opts(struct nx_export_opts *o, const struct export_args *a)
 {
@@ -63,6 +82,10 @@ static void export_opts(struct nx_export_opts *o, const struct export_args *a)
 	o->extract = !a->no_extract;
 	o->strip_metadata = true;
 	o->external = a->external;
+	o->quantize = (enum nx_export_quantize)a->quantize;
+	o->quantize_block = a->block;
+	o->quantize_exclude = a->qexclude;
+	o->nquantize_exclude = a->nqexclude;
 	o->producer_version = NX_VERSION;
 	o->ws_dirfd = a->dirfd;
 	o->model_relpath = a->base;
@@ -86,6 +109,11 @@ static json_t *export_json(const struct nx_export_result *r)
 	json_object_set_new(root, "kept_initializers",
 			    json_integer((json_int_t)r->kept_initializers));
 	json_object_set_new(root, "external_tensors", json_integer((json_int_t)r->ext_tensors));
+	json_object_set_new(root, "quantized_tensors", json_integer((json_int_t)r->quantized));
+	json_object_set_new(root, "quantized_int4", json_integer((json_int_t)r->quantized_int4));
+	json_object_set_new(root, "quantized_float_bytes",
+			    json_integer((json_int_t)r->quant_float_bytes));
+	json_object_set_new(root, "quantized_bytes", json_integer((json_int_t)r->quant_bytes));
 	if (r->size) {
 		char hex[2 * NX_SHA256_LEN + 1];
 
@@ -237,6 +265,37 @@ static json_t *values_json(const struct nx_onnx_value *v, size_t n)
 	return a;
 }
 
+/* Weights by element type: {dtype: {tensors, elements, bytes}} (node
+ * attribute tensors left out, as from the parameter count): what a
+ * quantized export holds in int8 and what stayed float. */
+static json_t *dtypes_json(const nx_onnx_summary *s)
+{
+	json_t *d = json_object();
+	size_t i;
+
+	for (i = 0; i < s->ntensors; i++) {
+		const struct nx_onnx_tensor *t = &s->tensors[i];
+		const char *name = nx_onnx_dtype_name(t->data_type);
+		json_t *e;
+		uint64_t bytes = (t->nelem * nx_onnx_dtype_bits(t->data_type) + 7) / 8;
+
+		if (t->attribute)
+			continue;
+		if (!(e = json_object_get(d, name))) {
+			e = json_pack("{s:I, s:I, s:I}", "tensors", (json_int_t)0, "elements",
+				      (json_int_t)0, "bytes", (json_int_t)0);
+			json_object_set_new(d, name, e);
+		}
+		json_object_set_new(e, "tensors",
+				    json_integer(json_integer_value(json_object_get(e, "tensors")) + 1));
+		json_object_set_new(e, "elements", json_integer(json_integer_value(
+					   json_object_get(e, "elements")) + (json_int_t)t->nelem));
+		json_object_set_new(e, "bytes", json_integer(json_integer_value(
+					   json_object_get(e, "bytes")) + (json_int_t)bytes));
+	}
+	return d;
+}
+
 static int print_json(const nx_onnx_summary *s, json_t *preview)
 {
 	json_t *root, *opsets = json_object(), *meta = json_object(), *ext = json_array();
@@ -283,6 +342,7 @@ static int print_json(const nx_onnx_summary *s, json_t *preview)
 	json_object_set_new(root, "file_size", json_integer((json_int_t)s->file_size));
 	json_object_set_new(root, "weight_bytes", json_integer((json_int_t)s->weight_bytes));
 	json_object_set_new(root, "tensors", json_integer((json_int_t)s->ntensors));
+	json_object_set_new(root, "dtypes", dtypes_json(s));
 	json_object_set_new(root, "nodes", json_integer((json_int_t)s->nnodes));
 	json_object_set_new(root, "graphs", json_integer((json_int_t)s->ngraphs));
 	json_object_set_new(root, "functions", json_integer((json_int_t)s->nfunctions));
@@ -381,6 +441,8 @@ static int fingerprint(const char *model, const struct export_args *a, bool json
 	nx_error_clear(&err);
 	if ((rc = nx_fp_set_new(&set, &err)) != 0)
 		return cli_fail("inspect", &err);
+	if (nx_fp_set_quant_shapes(set, AT_FDCWD, model, &err) != 0)
+		goto fail;
 	for (i = 0; i < a->nteachers; i++)
 		if (nx_fingerprint_file(set, AT_FDCWD, a->teachers[i], NX_FP_MIN_BYTES, &err) != 0)
 			goto fail;
@@ -448,6 +510,16 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 		else if (k == OPT_EXTERNAL && nx_export_external_parse(p.optarg, &a.external))
 			return cli_usage(verb, "--external-data takes auto, always or never, not '%s'",
 					 p.optarg);
+		else if (k == OPT_QUANTIZE && (a.quantize = name_index(nx_export_quantize_names,
+								      p.optarg)) < 0)
+			return cli_usage(verb, "--quantize takes none, int8 or int4, not '%s'", p.optarg);
+		else if (k == OPT_QBLOCK && (!strcmp(p.optarg, "32") || !strcmp(p.optarg, "64") ||
+					     !strcmp(p.optarg, "128")))
+			a.block = (unsigned)strtoul(p.optarg, NULL, 10);   /* one of the three above */
+		else if (k == OPT_QBLOCK)
+			return cli_usage(verb, "--quantize-block takes 32, 64 or 128, not '%s'", p.optarg);
+		else if (k == OPT_QEXCLUDE)
+			list = a.qexclude, n = &a.nqexclude;
 		else if (k == OPT_OUTPUT)
 			list = a.outputs, n = &a.noutputs;
 		else if (k == OPT_KEEP)

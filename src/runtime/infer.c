@@ -389,7 +389,8 @@ out:
 }
 
 int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *const *ids,
-		   const size_t *lens, size_t n, json_t **results, nx_error *err)
+		   int64_t *const *types, int64_t *const *masks, const size_t *lens, size_t n,
+		   json_t **results, nx_error *err)
 {
 	OrtValue *in[IN_COUNT] = { NULL }, *outv[RT_OUTPUTS_MAX] = { NULL };
 	struct rt_output o[RT_OUTPUTS_MAX];
@@ -418,8 +419,17 @@ int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *con
 		}
 		for (r = 0; r < n; r++)
 			for (t = 0; t < L; t++) {
-				int64_t v = k == IN_IDS ? (t < lens[r] ? ids[r][t] : nx_tokenizer_pad_id(b->tok))
-					  : k == IN_MASK ? t < lens[r] : 0;
+				int64_t v;
+
+				if (t >= lens[r])
+					v = k == IN_IDS ? nx_tokenizer_pad_id(b->tok)
+					  : k == IN_TYPES ? nx_tokenizer_pad_type_id(b->tok) : 0;
+				else if (k == IN_IDS)
+					v = ids[r][t];
+				else if (k == IN_MASK)
+					v = masks ? masks[r][t] : 1;
+				else
+					v = types ? types[r][t] : 0;
 
 				if (i32)
 					((int32_t *)buf[k])[r * L + t] = (int32_t)v;
@@ -472,7 +482,7 @@ int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *con
 		if (b->set.task == RT_TASK_CLASSIFICATION)
 			rc = rt_classify(res, &b->set, m->v + r * row, row, m->num, err);
 		else if (b->set.task == RT_TASK_EMBEDDING)
-			rc = rt_embed(res, &b->set, m, r, lens[r], err);
+			rc = rt_embed(res, &b->set, m, r, lens[r], masks ? masks[r] : NULL, err);
 		else if (b->set.task == RT_TASK_RERANK)
 			rc = rt_rerank(res, m->v + r * row, row, m->num, err);
 		if (rc)

@@ -134,9 +134,10 @@ struct rt_batcher {
 	void *ctx;
 	size_t cap, n, nvalid;  /* window slots, used, tokenized */
 	int64_t *idbuf;         /* cap slots of max_len ids */
+	int64_t *typebuf, *maskbuf; /* their token type ids and attention masks */
 	size_t *lens;           /* per slot */
 	size_t *order;          /* valid slots, sorted by length */
-	int64_t **ids;          /* one batch: its rows */
+	int64_t **ids, **types, **masks; /* one batch: its rows */
 	size_t *blens;
 	json_t **out;           /* one batch: its results */
 	json_t **results;       /* per slot: result or error result */
@@ -158,13 +159,18 @@ int rt_batcher_new(struct rt_batcher **out, struct rt_session *s, struct rt_bund
 	q->ctx = ctx;
 	q->cap = cap;
 	q->idbuf = calloc(cap * b->set.max_len, sizeof(*q->idbuf));
+	q->typebuf = calloc(cap * b->set.max_len, sizeof(*q->typebuf));
+	q->maskbuf = calloc(cap * b->set.max_len, sizeof(*q->maskbuf));
+	q->types = calloc(bs, sizeof(*q->types));
+	q->masks = calloc(bs, sizeof(*q->masks));
 	q->lens = calloc(cap, sizeof(*q->lens));
 	q->order = calloc(cap, sizeof(*q->order));
 	q->ids = calloc(bs, sizeof(*q->ids));
 	q->blens = calloc(bs, sizeof(*q->blens));
 	q->out = calloc(bs, sizeof(*q->out));
 	q->results = calloc(cap, sizeof(*q->results));
-	if (!q->idbuf || !q->lens || !q->order || !q->ids || !q->blens || !q->out || !q->results)
+	if (!q->idbuf || !q->typebuf || !q->maskbuf || !q->types || !q->masks || !q->lens ||
+	    !q->order || !q->ids || !q->blens || !q->out || !q->results)
 		goto nomem;
 	*out = q;
 	return 0;
@@ -189,8 +195,11 @@ int rt_batcher_add(struct rt_batcher *q, const struct rt_input *in, nx_error *er
 	q->results[slot] = NULL;
 	if (!in->text) {
 		why = in->error ? in->error : "bad input";
-	} else if (nx_tokenizer_encode(q->b->tok, in->text, in->len, q->b->set.max_len,
-				       q->idbuf + slot * q->b->set.max_len, &q->lens[slot], &e)) {
+	} else if (nx_tokenizer_encode_pair(q->b->tok, in->text, in->len, in->pair, in->pair_len,
+					    q->b->set.max_len, q->idbuf + slot * q->b->set.max_len,
+					    q->typebuf + slot * q->b->set.max_len,
+					    q->maskbuf + slot * q->b->set.max_len, NULL, &q->lens[slot],
+					    &e)) {
 		if (e.code == NX_ENOMEM)
 			return nx_error_oom(err, NULL);
 		why = e.message;
@@ -229,10 +238,12 @@ static int run_batch(struct rt_batcher *q, const size_t *slots, size_t n, nx_err
 
 	for (i = 0; i < n; i++) {
 		q->ids[i] = q->idbuf + slots[i] * ml;
+		q->types[i] = q->typebuf + slots[i] * ml;
+		q->masks[i] = q->maskbuf + slots[i] * ml;
 		q->blens[i] = q->lens[slots[i]];
 	}
 	nx_error_clear(&e);
-	rc = rt_session_run(q->s, q->b, q->ids, q->blens, n, q->out, &e);
+	rc = rt_session_run(q->s, q->b, q->ids, q->types, q->masks, q->blens, n, q->out, &e);
 	if (!rc) {
 		for (i = 0; i < n; i++)
 			q->results[slots[i]] = q->out[i];
@@ -306,6 +317,10 @@ void rt_batcher_free(struct rt_batcher *q)
 	if (!q)
 		return;
 	free(q->idbuf);
+	free(q->typebuf);
+	free(q->maskbuf);
+	free(q->types);
+	free(q->masks);
 	free(q->lens);
 	free(q->order);
 	free(q->ids);

@@ -297,6 +297,9 @@ static int run_all(struct outputs *o, struct rt_bundle *b, const struct rt_overr
 
 	o->n = 0;
 	o->failed = false;
+	/* every output, whatever the task prints by default (an embedding or
+	 * rerank result carries only the pooled numbers without it) */
+	b->set.raw = true;
 	nx_error_clear(&e);
 	/* unoptimized, baseline too: ONNX Runtime folds Cast(initializer) and
 	 * the like from the model's own tensor, so a replacement behind one
@@ -321,7 +324,7 @@ static int run_all(struct outputs *o, struct rt_bundle *b, const struct rt_overr
 					      b->set.max_len, ids, &n, err)))
 			goto out;
 		nx_error_clear(&e);
-		if (rt_session_run(s, b, &ids, &n, 1, &res, &e)) {
+		if (rt_session_run(s, b, &ids, NULL, NULL, &n, 1, &res, &e)) {
 			if (!ov) {
 				rc = nx_error_set(err, e.code, e.path, 0, -1, "%s", e.message);
 				goto out;

@@ -120,11 +120,15 @@ static int cmd_run(const struct rt_verb *v, int argc, char **argv)
 	int rc;
 
 	if ((rc = rt_parse(&a, v, argc, argv)))
-		return free(a.texts), rc < 0 ? 0 : rc;
+		return free(a.texts), free(a.pairs), rc < 0 ? 0 : rc;
+	if (a.npairs > a.ntexts)
+		return free(a.texts), free(a.pairs),
+		       rt_usage(v, "each --pair goes with a --text before it");
 	if (!a.ntexts && !a.input)
-		return free(a.texts), rt_usage(v, "give --text TEXT or --input FILE (- for stdin)");
+		return free(a.texts), free(a.pairs),
+		       rt_usage(v, "give --text TEXT or --input FILE (- for stdin)");
 	if ((rc = start(&b, &s, v->name, &a, true)))
-		return free(a.texts), rc;
+		return free(a.texts), free(a.pairs), rc;
 	b.set.raw = a.raw;
 	p.flags = rt_session_json_flags(s);
 	nx_error_clear(&err);
@@ -137,6 +141,7 @@ static int cmd_run(const struct rt_verb *v, int argc, char **argv)
 	rt_session_free(s);
 	rt_bundle_release(&b);
 	free(a.texts);
+	free(a.pairs);
 	if (rc)
 		return fail(v->name, &err);
 	if (p.errors) {
@@ -529,7 +534,10 @@ static int cmd_detokenize(const struct rt_verb *v, int argc, char **argv)
 
 static const struct rt_opt run_opts[] = {
 	{ "text", "TEXT", "classify/embed TEXT (repeatable)", RT_OPT_TEXT },
-	{ "input", "FILE", "one text or {\"text\": ...} per line; - for stdin", RT_OPT_INPUT },
+	{ "pair", "TEXT", "the second text of the previous --text (cross-encoders, rerankers)",
+	  RT_OPT_PAIR },
+	{ "input", "FILE", "one text or {\"text\": ..., \"text_pair\"?: ...} per line; - for stdin",
+	  RT_OPT_INPUT },
 	{ "raw", NULL, "also print every model output (\"outputs\") for embedding and rerank", RT_OPT_RAW },
 	RT_OPT_BUNDLE_ENTRY,
 	{ 0 },

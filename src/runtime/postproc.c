@@ -182,9 +182,9 @@ int rt_rerank(json_t *res, const double *v, size_t n, enum rt_num num, nx_error 
 
 /* Row r of a [B, L, H] or [B, H] output, pooled to H numbers. */
 int rt_embed(json_t *res, const struct rt_settings *set, const struct rt_output *o, size_t r,
-		 size_t len, nx_error *err)
+		 size_t len, const int64_t *mask, nx_error *err)
 {
-	size_t B = (size_t)o->dims[0], H = (size_t)o->dims[o->nd - 1], L, t, h, first = 0;
+	size_t B = (size_t)o->dims[0], H = (size_t)o->dims[o->nd - 1], L, t, h, first = 0, used = 0;
 	const double *row = o->v + r * (o->count / B);
 	double *e = calloc(H ? H : 1, sizeof(*e)), norm = 0;
 
@@ -196,16 +196,24 @@ int rt_embed(json_t *res, const struct rt_settings *set, const struct rt_output 
 		L = (size_t)o->dims[1];
 		if (len > L)
 			len = L;
-		/* the padding of the batch (after len) never counts */
+		/* the padding of the batch (after len) never counts, nor the
+		 * padding the tokenizer.json asks for (mask 0) */
+		if (mask)
+			while (len > 1 && !mask[len - 1])
+				len--;
 		if (set->pool == RT_POOL_CLS && len)
 			len = 1;
 		else if (set->pool == RT_POOL_LAST && len)
 			first = len - 1;
-		for (t = first; t < len; t++)
+		for (t = first; t < len; t++) {
+			if (mask && !mask[t] && set->pool == RT_POOL_MEAN)
+				continue;
+			used++;
 			for (h = 0; h < H; h++)
 				e[h] += row[t * H + h];
-		for (h = 0; len > first && h < H; h++)
-			e[h] /= (double)(len - first);
+		}
+		for (h = 0; used && h < H; h++)
+			e[h] /= (double)used;
 	} else {
 		free(e);
 		return nx_error_set(err, NX_ECONFIG, NULL, 0, -1,

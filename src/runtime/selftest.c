@@ -30,15 +30,18 @@
 static int run_one(json_t **out, struct rt_session *s, struct rt_bundle *b, const char *text,
 		   size_t len, nx_error *err)
 {
-	int64_t *ids = calloc(b->set.max_len, sizeof(*ids));
+	int64_t *ids = calloc(b->set.max_len * 3, sizeof(*ids)), *types, *mask;
 	size_t n = 0;
 	int rc;
 
 	if (!ids)
 		return nx_error_oom(err, NULL);
-	rc = nx_tokenizer_encode(b->tok, text, len, b->set.max_len, ids, &n, err);
+	types = ids + b->set.max_len;
+	mask = types + b->set.max_len;
+	rc = nx_tokenizer_encode_pair(b->tok, text, len, NULL, 0, b->set.max_len, ids, types, mask,
+				      NULL, &n, err);
 	if (!rc)
-		rc = rt_session_run(s, b, &ids, &n, 1, out, err);
+		rc = rt_session_run(s, b, &ids, &types, &mask, &n, 1, out, err);
 	free(ids);
 	return rc;
 }
@@ -219,7 +222,7 @@ static bool runs_at(struct rt_session *s, struct rt_bundle *b, int64_t *ids, siz
 	bool ok;
 
 	ids[n - 1] = ids[full - 1];
-	ok = !rt_session_run(s, b, &ids, &n, 1, &res, why);
+	ok = !rt_session_run(s, b, &ids, NULL, NULL, &n, 1, &res, why);
 	ids[n - 1] = last;
 	json_decref(res);
 	return ok;
@@ -252,7 +255,8 @@ static int long_case(json_t **out, struct rt_session *s, struct rt_bundle *b, ch
 	if ((rc = nx_tokenizer_encode(b->tok, *text, want, b->set.max_len, ids, &n, err)))
 		goto out;
 	nx_error_clear(&why);
-	if (!(rc = rt_session_run(s, b, &ids, &n, 1, out, &why)) || !rt_session_run_failed(s)) {
+	rc = rt_session_run(s, b, &ids, NULL, NULL, &n, 1, out, &why);
+	if (!rc || !rt_session_run_failed(s)) {
 		if (rc)
 			*err = why;
 		goto out;

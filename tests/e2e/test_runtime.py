@@ -343,12 +343,14 @@ def test_unsupported_tokenizer_is_config_error(bundle):
     root = bundle.parents[1]
     tj = root / "model" / "tokenizer" / "tokenizer.json"
     doc = json.loads(tj.read_text())
-    doc["normalizer"] = {"type": "NFKC"}
+    doc["normalizer"] = {"type": "Sequence", "normalizers": [{"type": "NFKC"},
+                                                             {"type": "Frobnicate"}]}
     tj.write_text(json.dumps(doc))
     write_manifest(root)
     r = run(bundle, "run", "--text", "x")
     assert r.returncode == 2
-    assert "normalizer.type 'NFKC'" in r.stderr
+    assert "normalizer.normalizers[1].type: 'Frobnicate'" in r.stderr
+    assert "tokenizer, not the model" in r.stderr
 
 
 def test_binary_needs_only_base_libraries():

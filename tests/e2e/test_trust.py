@@ -535,3 +535,16 @@ def test_documented_limit_live_weights_carry_data(nexus, tmp_path, case):
     rep = json.loads(run(nexus, "verify", "--json", "--teacher", root / "artifacts/teacher.onnx",
                          out).stdout)
     assert not findings(rep) & DEFENCES, rep["findings"]
+
+
+@pytest.mark.parametrize("task", ["embedding", "rerank"])
+def test_liveness_sees_the_outputs_of_every_task(nexus, tmp_path, task):
+    """Embedding and rerank results print no per-token outputs unless asked
+    (--raw); the liveness check compares the model's outputs, so it must ask,
+    or every weight of such a student looks dead."""
+    yaml = ws.RUNTIME_YAML.replace("task: classification\nlabels: [ham, spam]\n", f"task: {task}\n")
+    root = ws.make_workspace(tmp_path / "ws", runtime_yaml=yaml)
+    out = tmp_path / "b"
+    r = run(nexus, "build", root, "-o", out, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "dead-initializer" not in r.stdout + r.stderr

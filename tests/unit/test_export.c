@@ -317,10 +317,31 @@ static void shared_initializer_resolved_by_content(void **state)
 	}
 }
 
+/* The int8 rule the exporter and the teacher fingerprints share. */
+static void quant_int8_rule(void **state)
+{
+	(void)state;
+	assert_true(nx_quant_int8_scale(0.0f) == 1.0f);
+	assert_true(nx_quant_int8_scale(127.0f) == 1.0f);
+	assert_int_equal(nx_quant_int8(127.0f, 1.0f), 127);
+	assert_int_equal(nx_quant_int8(-127.0f, 1.0f), -127);
+	assert_int_equal(nx_quant_int8(300.0f, 1.0f), 127);     /* clamped, never -128 */
+	assert_int_equal(nx_quant_int8(-300.0f, 1.0f), -127);
+	assert_int_equal(nx_quant_int8(2.5f, 1.0f), 2);         /* half to even */
+	assert_int_equal(nx_quant_int8(3.5f, 1.0f), 4);
+	assert_int_equal(nx_quant_int8(-2.5f, 1.0f), -2);
+	assert_int_equal(nx_quant_int8(0.0f, 1.0f), 0);
+	assert_true(nx_quant_same_tensor("W", "W"));
+	assert_true(nx_quant_same_tensor("W", "W/int8"));
+	assert_false(nx_quant_same_tensor("W", "W/scale"));
+	assert_false(nx_quant_same_tensor("W", "Wx/int8"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(nothing_changed_is_identical),
+		cmocka_unit_test(quant_int8_rule),
 		cmocka_unit_test(large_weights_copied),
 		cmocka_unit_test(lengths_recomputed),
 		cmocka_unit_test(fields_put_in_number_order),

@@ -436,6 +436,9 @@ void nx_build_result_free(struct nx_build_result *r)
 	for (i = 0; i < r->nfiles; i++)
 		free(r->files[i].path);
 	free(r->files);
+	for (i = 0; i < r->nwarnings; i++)
+		free(r->warnings[i]);
+	free(r->warnings);
 	for (i = 0; i < r->nremoved; i++) {
 		free(r->removed[i].file);
 		free(r->removed[i].module);

@@ -6,7 +6,55 @@
  */
 #include "build_int.h"
 
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "nexus/tokenizer.h"
+
+/*
+ * The staged tokenizer must load in the runtime's engine: what it cannot
+ * reproduce exactly is an error here, naming the workspace file and the
+ * JSON path, not a bundle that answers wrongly.  Its truncation and
+ * runtime.yaml's max_sequence_length are both limits (the smaller wins);
+ * when they differ the user hears it.
+ */
+static int check_tokenizer(struct build *b)
+{
+	nx_tokenizer *t = NULL;
+	char msg[512], **w;
+	size_t tmax;
+	int fd, rc;
+
+	fd = openat(nx_stage_dirfd(b->stage), "model/tokenizer",
+		    O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return nx_error_set(b->err, NX_EIO, NULL, 0, -1, "cannot open the staged tokenizer");
+	rc = nx_tokenizer_load(&t, fd, b->ws->tokenizer, b->err);
+	close(fd);
+	if (rc)
+		return rc;
+	tmax = nx_tokenizer_max_length(t);
+	nx_tokenizer_free(t);
+	if (!tmax || !b->rtcfg || tmax == (size_t)b->rtcfg->max_sequence_length)
+		return 0;
+	snprintf(msg, sizeof(msg),
+		 "%s/tokenizer.json truncates at %zu tokens (truncation.max_length) but %s says "
+		 "max_sequence_length: %lld; the runtime uses the smaller, %lld",
+		 b->ws->tokenizer, tmax, b->ws->runtime_config,
+		 (long long)b->rtcfg->max_sequence_length,
+		 (long long)(tmax < (size_t)b->rtcfg->max_sequence_length
+				     ? (long long)tmax : (long long)b->rtcfg->max_sequence_length));
+	if (!(w = realloc(b->res->warnings, (b->res->nwarnings + 1) * sizeof(*w))))
+		return nx_error_oom(b->err, NULL);
+	b->res->warnings = w;
+	if (!(w[b->res->nwarnings] = strdup(msg)))
+		return nx_error_oom(b->err, NULL);
+	b->res->nwarnings++;
+	return 0;
+}
 
 int nx_build__assemble(struct build *b)
 {
@@ -38,6 +86,8 @@ int nx_build__assemble(struct build *b)
 			break;
 		}
 	}
+	if (!rc)
+		rc = check_tokenizer(b);
 	/* Last: it runs the staged runtime on the staged model and tokenizer. */
 	if (!rc)
 		rc = nx_build__selftest(b);

@@ -36,7 +36,7 @@ static bool shared_allowed(const struct build *b, const char *tensor)
 	size_t i;
 
 	for (i = 0; i < b->ws->nallow_shared; i++)
-		if (!strcmp(b->ws->allow_shared[i].name, tensor))
+		if (nx_quant_same_tensor(b->ws->allow_shared[i].name, tensor))
 			return true;
 	return false;
 }
@@ -53,6 +53,9 @@ static int fingerprint(struct build *b)
 		return 0;
 	if ((rc = nx_fp_set_new(&set, b->err)) != 0)
 		return rc;
+	if ((rc = nx_fp_set_quant_shapes(set, nx_stage_dirfd(b->stage), BUILD_STUDENT_DST,
+					 b->err)) != 0)
+		goto out;
 	for (i = 0; i < b->ws->nteacher; i++) {
 		if ((rc = nx_fingerprint_file(set, b->wsfd, b->ws->teacher[i], NX_FP_MIN_BYTES,
 					      b->err)) != 0)
@@ -167,6 +170,29 @@ static int summarise(struct build *b)
 	return 0;
 }
 
+void nx_build__export_opts(const struct build *b, struct nx_export_opts *o,
+		       enum nx_export_data_digest digest, nx_export_ext_open_fn ext)
+{
+	const nx_workspace *ws = b->ws;
+
+	memset(o, 0, sizeof(*o));
+	o->outputs = (const char *const *)ws->student.outputs;
+	o->noutputs = ws->student.noutputs;
+	o->metadata_keep = (const char *const *)ws->metadata_keep;
+	o->nmetadata_keep = ws->nmetadata_keep;
+	o->forbidden_terms = (const char *const *)ws->forbidden_terms;
+	o->nforbidden_terms = ws->nforbidden_terms;
+	o->extract = ws->export_extract;
+	o->strip_metadata = ws->export_strip_metadata;
+	o->external = (enum nx_export_external)ws->export_external;
+	o->producer_version = NX_VERSION;
+	o->ws_dirfd = b->wsfd;
+	o->model_relpath = ws->student.model;
+	o->ext_ctx = (void *)b;
+	o->data_digest = digest;
+	o->ext_open = ext;
+}
+
 int nx_build__export(struct build *b)
 {
 	const nx_workspace *ws = b->ws;
@@ -174,23 +200,13 @@ int nx_build__export(struct build *b)
 	struct nx_export_result r;
 	int fd = -1, rc;
 
-	memset(&o, 0, sizeof(o));
 	memset(&r, 0, sizeof(r));
-	o.outputs = (const char *const *)ws->student.outputs;
-	o.noutputs = ws->student.noutputs;
-	o.metadata_keep = (const char *const *)ws->metadata_keep;
-	o.nmetadata_keep = ws->nmetadata_keep;
-	o.forbidden_terms = (const char *const *)ws->forbidden_terms;
-	o.nforbidden_terms = ws->nforbidden_terms;
-	o.extract = ws->export_extract;
-	o.strip_metadata = ws->export_strip_metadata;
-	o.external = (enum nx_export_external)ws->export_external;
-	o.data_digest = NX_EXPORT_DIGEST_DEFER;
-	o.producer_version = NX_VERSION;
-	o.ws_dirfd = b->wsfd;
-	o.model_relpath = ws->student.model;
-	o.ext_open = ext_open;
-	o.ext_ctx = b;
+	nx_build__export_opts(b, &o, NX_EXPORT_DIGEST_DEFER, ext_open);
+	o.quantize = (enum nx_export_quantize)ws->export_quantize;
+	o.quantize_exclude = (const char *const *)ws->quantize_exclude;
+	o.nquantize_exclude = ws->nquantize_exclude;
+	o.quantize_min_elements = ws->quantize_min_elements;
+	o.quantize_block = ws->quantize_block;
 	/* A failed write (a full disk) names the bundle file. */
 	b->model_name = nx_build__bundle_file(b, BUILD_STUDENT_DST);
 	b->data_name = nx_build__bundle_file(b, BUILD_STUDENT_DATA);
@@ -219,6 +235,9 @@ int nx_build__export(struct build *b)
 	if ((rc = summarise(b)) != 0)
 		goto out;
 	if ((rc = fingerprint(b)) != 0)
+		goto out;
+	/* the float student too, for the accuracy gate (build_quant.c) */
+	if (ws->export_quantize != NX_EXPORT_QUANT_NONE && (rc = nx_build__quant_export_float(b)) != 0)
 		goto out;
 	/* The removal report moves into the result, for `nexus build --json`. */
 	if (!(b->res->exported = malloc(sizeof(r)))) {

@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 
 #include "nexus/build.h"
+#include "nexus/export.h"
+#include "nexus/sandbox.h"
 #include "nexus/config.h"
 #include "nexus/fs.h"
 #include "nexus/hash.h"
@@ -65,7 +67,10 @@ struct build {
 	nx_hash_follow *data_hash;  /* the weights file's digest, still being computed */
 	uint64_t data_size;
 	char *model_name, *data_name; /* the exported files' bundle paths, for errors */
+	bool float_staged;  /* export.quantize: the float export is in BUILD_FLOAT_DIR */
 };
+
+#define BUILD_FLOAT_DIR "model/.float"
 
 /* build_ctx.c: "<bundle path>/<relpath>", a new string (NULL: out of memory): how errors
  * name a bundle file the build is writing (the stage is a hidden name). */
@@ -77,6 +82,11 @@ int nx_build__export_join(struct build *b);
 /* Wait for the export's write-back threads (build_export.c). */
 void nx_build__writeback_join(struct build *b);
 
+/* The export options nexus.yaml gives (no quantization), with the data
+ * file's digest and opener. */
+void nx_build__export_opts(const struct build *b, struct nx_export_opts *o,
+		       enum nx_export_data_digest digest, nx_export_ext_open_fn ext);
+
 /* Steps (each returns 0 or an NX_E* code with b->err filled). */
 int nx_build__export(struct build *b);
 int nx_build__filter(struct build *b);
@@ -84,6 +94,14 @@ int nx_build__assemble(struct build *b);
 int nx_build__manifest(struct build *b);
 int nx_build__sign(struct build *b);
 int nx_build__selftest(struct build *b);
+/* Run bin/nexus_cli selftest --write on the stage in the sandbox; *r holds
+ * the golden JSON it printed (release it also on error). */
+int nx_build__selftest_run(struct build *b, struct nx_sandbox_result *r);
+/* build_quant.c: export.quantize's accuracy gate.  The float export beside
+ * the quantized one (in BUILD_FLOAT_DIR), and the comparison of the two
+ * models' selftest outputs (golden: the quantized model's). */
+int nx_build__quant_export_float(struct build *b);
+int nx_build__quant_gate(struct build *b, const char *golden, size_t len);
 int nx_build__verify(struct build *b);
 
 /* build_ctx.c: write buf to relpath in the stage, hash it, add it to the manifest. */

@@ -37,7 +37,7 @@ static const char *last_line(const char *s, size_t len, size_t *n)
 	return s;
 }
 
-int nx_build__selftest(struct build *b)
+int nx_build__selftest_run(struct build *b, struct nx_sandbox_result *rp)
 {
 	const char *args[2 * SELFTEST_ARGS_MAX + 10];
 	const char *const *texts = (const char *const *)b->ws->selftest;
@@ -117,8 +117,21 @@ int nx_build__selftest(struct build *b)
 					  "printed too much" : "failed", (int)len, tail);
 		goto out;
 	}
-	rc = nx_build__put(b, "config/selftest.json", r.out, r.out_len, false);
 out:
+	*rp = r;
+	return rc;
+}
+
+int nx_build__selftest(struct build *b)
+{
+	struct nx_sandbox_result r = {0};
+	int rc = nx_build__selftest_run(b, &r);
+
+	/* export.quantize: the float student on the same inputs, compared */
+	if (!rc && b->float_staged)
+		rc = nx_build__quant_gate(b, r.out, r.out_len);
+	if (!rc)
+		rc = nx_build__put(b, "config/selftest.json", r.out, r.out_len, false);
 	nx_sandbox_result_release(&r);
 	return rc;
 }

@@ -24,7 +24,9 @@ static const char *const source_keys[] = { "dir", "files", NULL };
 static const char *const shared_keys[] = { "name", "reason", NULL };
 static const char *const limits_keys[] = { "max_model_bytes", "size_slack", "max_leak_bytes",
 	"sandbox_memory", NULL };
-static const char *const export_keys[] = { "extract", "strip_metadata", "external_data", NULL };
+static const char *const export_keys[] = { "extract", "strip_metadata", "external_data",
+					   "quantize", "quantize_exclude", "quantize_min_elements",
+					   "quantize_tolerance", "quantize_block", NULL };
 
 void nx_workspace_free(nx_workspace *ws)
 {
@@ -44,6 +46,7 @@ void nx_workspace_free(nx_workspace *ws)
 	nx_cfg__strv_free(ws->forbidden_imports, ws->nforbidden_imports);
 	nx_cfg__strv_free(ws->forbidden_terms, ws->nforbidden_terms);
 	nx_cfg__strv_free(ws->metadata_keep, ws->nmetadata_keep);
+	nx_cfg__strv_free(ws->quantize_exclude, ws->nquantize_exclude);
 	for (i = 0; i < ws->nallow_shared; i++) {
 		free(ws->allow_shared[i].name);
 		free(ws->allow_shared[i].reason);
@@ -223,7 +226,8 @@ static int parse_export(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 	int rc;
 
 	if ((rc = nx_cfg__want(c, n, "export", NX_YAML_MAPPING,
-			   "a mapping {extract, strip_metadata, external_data}")) ||
+			   "a mapping {extract, strip_metadata, external_data, quantize, "
+			   "quantize_exclude, quantize_min_elements, quantize_tolerance, quantize_block}")) ||
 	    (rc = nx_cfg__check_keys(c, n, "export", export_keys)))
 		return rc;
 	if ((v = nx_yaml_map_get(n, "extract")) &&
@@ -239,6 +243,37 @@ static int parse_export(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 			return rc;
 		ws->export_external = mode;
 	}
+	if ((v = nx_yaml_map_get(n, "quantize"))) {
+		int mode;
+
+		if ((rc = nx_cfg__enum(c, v, "export.quantize", nx_export_quantize_names, &mode)))
+			return rc;
+		ws->export_quantize = mode;
+	}
+	if ((v = nx_yaml_map_get(n, "quantize_exclude")) &&
+	    (rc = nx_cfg__string_list(c, v, "export.quantize_exclude", nx_cfg__nonempty, true,
+				  &ws->quantize_exclude, &ws->nquantize_exclude)))
+		return rc;
+	if ((v = nx_yaml_map_get(n, "quantize_min_elements"))) {
+		int min;
+
+		if ((rc = nx_cfg__int(c, v, "export.quantize_min_elements", 1, INT32_MAX, &min)))
+			return rc;
+		ws->quantize_min_elements = (uint64_t)min;
+	}
+	if ((v = nx_yaml_map_get(n, "quantize_block"))) {
+		int block;
+
+		if ((rc = nx_cfg__int(c, v, "export.quantize_block", 32, 128, &block)))
+			return rc;
+		if (block != 32 && block != 64 && block != 128)
+			return nx_error_set(c->err, NX_ECONFIG, c->path, v->line, -1,
+					    "export.quantize_block: %d is not 32, 64 or 128", block);
+		ws->quantize_block = (unsigned)block;
+	}
+	if ((v = nx_yaml_map_get(n, "quantize_tolerance")) &&
+	    (rc = nx_cfg__number(c, v, "export.quantize_tolerance", 0.0, 1.0, &ws->quantize_tolerance)))
+		return rc;
 	return 0;
 }
 
@@ -283,6 +318,8 @@ static int set_defaults(struct cfg *c, nx_workspace *ws)
 	ws->size_slack = 0.05;
 	ws->export_extract = true;
 	ws->export_strip_metadata = true;
+	ws->quantize_min_elements = NX_QUANT_MIN_ELEMENTS;
+	ws->quantize_tolerance = NX_QUANT_TOLERANCE;
 	if ((rc = nx_cfg__strdup(c, "nexus_bundle_v1", &ws->bundle_id)) ||
 	    (rc = nx_cfg__strdup(c, "student", &ws->architecture)) ||
 	    (rc = nx_cfg__strdup(c, "README.md", &ws->readme)) ||

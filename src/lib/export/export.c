@@ -25,7 +25,9 @@ static void ex_release(struct ex *x)
 		free(x->nodes[i].in);
 		free(x->nodes[i].out);
 		free(x->nodes[i].op);
+		free(x->nodes[i].name);
 	}
+	nx_export__quant_release(x);
 	free(x->nodes);
 	free(x->keep_node);
 	nx_strset_release(&x->needed);
@@ -138,6 +140,8 @@ void nx_export_result_release(struct nx_export_result *r)
 	nx_hash_follow_cancel(r->ext_pending);
 	memset(r, 0, sizeof(*r));
 }
+
+const char *const nx_export_quantize_names[] = { "none", "int8", "int4", NULL };
 
 const char *const nx_export_external_names[] = { "auto", "always", "never", NULL };
 

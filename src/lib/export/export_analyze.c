@@ -97,6 +97,34 @@ static int graph_uses(struct ex *x, const struct nx_pb_reader *parent,
 	return rc;
 }
 
+/* An attribute axis, transA or transB that is not 0 (the int8 forms assume
+ * Gather on axis 0). */
+static int read_axis(struct ex *x, const struct nx_pb_reader *nr, const struct nx_pb_field *af,
+		     struct ex_node *node)
+{
+	struct nx_pb_reader a;
+	struct nx_pb_field f;
+	char *name = NULL;
+	int64_t v = 0;
+	int rc;
+
+	if ((rc = nx_pb_sub(&a, nr, af, x->err)) != 0)
+		return rc;
+	LOOP(x, &a, &f, rc) {
+		if (f.num == 1)
+			rc = nx_export__read_name(x, &f, &name);
+		else if (f.num == 3 && f.wire == NX_PB_VARINT)
+			v = (int64_t)f.value;
+		if (rc)
+			break;
+	}
+	if (!rc && name && v != 0 &&
+	    (!strcmp(name, "axis") || !strcmp(name, "transA") || !strcmp(name, "transB")))
+		node->nonzero_axis = true;
+	free(name);
+	return rc;
+}
+
 static int read_node(struct ex *x, const struct nx_pb_reader *gr, const struct nx_pb_field *nf)
 {
 	struct nx_pb_reader r;
@@ -120,12 +148,34 @@ static int read_node(struct ex *x, const struct nx_pb_reader *gr, const struct n
 	}
 	node = &x->nodes[x->nnodes++];
 	memset(node, 0, sizeof(*node));
-	if ((rc = node_sub_uses(x, gr, nf, node, true)) != 0)
-		return rc;
 	if ((rc = nx_pb_sub(&r, gr, nf, x->err)) != 0)
 		return rc;
+	/* the node's own inputs first, in order (quant.c reads them by position) */
+	LOOP(x, &r, &f, rc) {
+		if (f.num != 1)
+			continue;
+		if ((rc = nx_export__read_name(x, &f, &s)) != 0)
+			return rc;
+		if (!s[0]) {
+			node->holes = true;
+			free(s);
+		} else if ((rc = push_name(x, &node->in, &node->nin, s)) != 0) {
+			return rc;
+		}
+		s = NULL;
+	}
+	if (rc)
+		return rc;
+	node->ndirect = node->nin;
+	if ((rc = node_sub_uses(x, gr, nf, node, false)) != 0)
+		return rc;
+	r.pos = nf->offset;
 	LOOP(x, &r, &f, rc) {
 		if (f.num == 4 && (rc = nx_export__read_name(x, &f, &node->op)) != 0)
+			return rc;
+		if (f.num == 3 && (rc = nx_export__read_name(x, &f, &node->name)) != 0)
+			return rc;
+		if (f.num == 5 && f.wire == NX_PB_LEN && (rc = read_axis(x, &r, &f, node)) != 0)
 			return rc;
 		if (f.num != 2)
 			continue;
@@ -305,5 +355,7 @@ int nx_export__analyze(struct ex *x, const struct nx_pb_reader *model)
 	for (i = 0; i < x->requested.cap; i++)
 		if (x->requested.slots[i] && nx_strset_add(&x->needed, x->requested.slots[i], NULL))
 			return nx_export__oom(x);
-	return reach(x);
+	if ((rc = reach(x)) != 0)
+		return rc;
+	return nx_export__quant_plan(x, model, &graph);
 }

@@ -196,8 +196,7 @@ int nx_export__read_small(struct ex *x, const struct ex_src *src, unsigned char 
 	return 0;
 }
 
-int nx_export__data_copy(struct ex *x, int fd, const char *src_path, uint64_t off, uint64_t len,
-		 uint64_t field_offset, const char *tensor, uint64_t *out_offset)
+int nx_export__data_begin(struct ex *x, uint64_t field_offset, const char *tensor, uint64_t *out_offset)
 {
 	const struct nx_export_opts *o = x->o;
 	int rc;
@@ -213,7 +212,7 @@ int nx_export__data_copy(struct ex *x, int fd, const char *src_path, uint64_t of
 					    "gave no place for it", x->path, tensor);
 		if ((rc = o->ext_open(o->ext_ctx, &x->ext_fd, x->err)) != 0)
 			return rc;
-		if ((rc = nx_pw__out_init(&x->ext, x->ext_fd, src_path,
+		if ((rc = nx_pw__out_init(&x->ext, x->ext_fd, x->path,
 				      o->ext_name ? o->ext_name : NX_EXPORT_DATA_NAME, x->err)) != 0)
 			return rc;
 		x->ext.nohash = o->data_digest != NX_EXPORT_DIGEST_INLINE;
@@ -230,6 +229,16 @@ int nx_export__data_copy(struct ex *x, int fd, const char *src_path, uint64_t of
 	if ((rc = nx_pw__out_align(&x->ext, NX_EXPORT_DATA_ALIGN)) != 0)
 		return rc;
 	*out_offset = x->ext.pos;
+	return 0;
+}
+
+int nx_export__data_copy(struct ex *x, int fd, const char *src_path, uint64_t off, uint64_t len,
+		 uint64_t field_offset, const char *tensor, uint64_t *out_offset)
+{
+	int rc;
+
+	if ((rc = nx_export__data_begin(x, field_offset, tensor, out_offset)) != 0 || x->dry)
+		return rc;
 	x->ext.src_path = src_path;
 	rc = nx_pw__out_copy(&x->ext, fd, off, len);
 	x->ext.src_path = x->path;

@@ -75,6 +75,7 @@ struct pw_out {
 
 int nx_pw__out_init(struct pw_out *o, int fd, const char *src_path, const char *dst_name,
 		nx_error *err);
+int nx_pw__out_write(struct pw_out *o, const void *buf, size_t len);
 /* Copy [off, off + len) of src_fd to the output. */
 int nx_pw__out_copy(struct pw_out *o, int src_fd, uint64_t off, uint64_t len);
 /* Pad with zeros up to a multiple of align. */
@@ -93,6 +94,10 @@ struct ex_node {
 	char **out;
 	size_t nout;
 	char *op;           /* op_type */
+	char *name;         /* node name (NULL: none) */
+	size_t ndirect;     /* in[0..ndirect) are its own inputs, in order */
+	bool holes;         /* an empty (omitted) input was skipped */
+	bool nonzero_axis;  /* an attribute axis (or transA/transB) that is not 0 */
 	bool alias;         /* Identity of a teacher-named initializer (export_alias.c) */
 	bool materialise;   /* an alias the kept part reads: its tensor is copied */
 };
@@ -125,6 +130,23 @@ struct ex {
 	nx_hash_follow *ext_follow;  /* NX_EXPORT_DIGEST_DEFER: the data file's digest */
 	int ext_fd;
 	bool ext_started;
+	/* quantization (export/quant.c): what each kept node and initializer becomes */
+	unsigned char *qnode;      /* per node: enum ex_qkind */
+	bool ms_opset;             /* the model imports com.microsoft */
+	struct ex_qinit *qinits;   /* the main graph's 2-D float initializers */
+	size_t nqinits;
+};
+
+enum ex_qkind { EX_Q_NONE, EX_Q_MATMUL, EX_Q_GATHER };
+
+/* A 2-D float32 initializer of the main graph and what becomes of it. */
+struct ex_qinit {
+	char *name;
+	uint64_t rows, cols;
+	bool payload;        /* raw_data or external: readable by the quantizer */
+	bool input;          /* also a graph input (overridable): kept float */
+	enum ex_qkind kind;  /* EX_Q_NONE: kept float */
+	bool mixed;          /* read by a node that is not quantized: kept float */
 };
 
 /* export_ctx.c */
@@ -156,6 +178,20 @@ int nx_export__alias_flat(struct ex *x, const struct nx_pb_reader *parent,
  * copy of the payload when nothing changed). */
 int nx_export__rewrite_model(struct ex *x, struct pw_msg **out);
 
+/* export/quant.c.  After the analysis: decide which weights are quantized
+ * (opts.quantize); NX_ECONFIG for an already quantized model or a MatMul
+ * weight computed from a constant. */
+int nx_export__quant_plan(struct ex *x, const struct nx_pb_reader *graph_parent,
+		  const struct nx_pb_field *graph);
+/* The kept node i (field fld of the main graph) rewritten into the nodes of
+ * its int8 form, added to graph m. */
+int nx_export__quant_node(struct ex *x, const struct nx_pb_field *fld, size_t i, struct pw_msg *m);
+/* The initializer fld (named name): when planned for quantization, its int8
+ * tensor and scales are added to graph m and *done is set. */
+int nx_export__quant_tensor(struct ex *x, const struct nx_pb_reader *r, const struct nx_pb_field *fld,
+		    const char *name, struct pw_msg *m, bool *done);
+void nx_export__quant_release(struct ex *x);
+
 /* export_ext.c.  A tensor's external data, checked and open. */
 struct ex_src {
 	int fd;          /* -1 in a dry run without a workspace */
@@ -178,11 +214,23 @@ struct ext_ref {
 /* Read one external_data entry (StringStringEntryProto fld) into e. */
 int nx_export__ext_entry(struct ex *x, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
 		 struct ext_ref *e);
+/* The first look at a TensorProto (reader r over it, read to its end):
+ * external_data entries into e, data_location EXTERNAL, raw_data, and the
+ * name (when name is not NULL). */
+int nx_export__tensor_payload(struct ex *x, struct nx_pb_reader *r, struct ext_ref *e, bool *external,
+		      struct nx_pb_field *raw, bool *has_raw, char **name);
+/* The three external_data entries (into the bundle's data file at off,
+ * len bytes) and data_location EXTERNAL of a tensor m; NX_ENOMEM. */
+int nx_export__ext_fields(struct pw_msg *m, uint64_t off, uint64_t len);
 /* The bytes of a small external tensor, to put inline (*out malloc'd). */
 int nx_export__read_small(struct ex *x, const struct ex_src *src, unsigned char **out);
 /* Copy [off, off + len) of fd into the bundle's data file (created on
  * first use), aligned; *out_offset is where it now starts. */
 int nx_export__data_copy(struct ex *x, int fd, const char *src_path, uint64_t off, uint64_t len,
 		 uint64_t field_offset, const char *tensor, uint64_t *out_offset);
+/* Start a tensor in the data file (created on first use), aligned:
+ * *out_offset is where it starts; write its bytes with nx_pw__out_write on
+ * x->ext (not in a dry run). */
+int nx_export__data_begin(struct ex *x, uint64_t field_offset, const char *tensor, uint64_t *out_offset);
 
 #endif

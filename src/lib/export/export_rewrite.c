@@ -4,7 +4,7 @@
  * Each rewriter walks one message and, field by field, copies it (as a
  * source range), drops it (into the report), or rewrites it (a child
  * message).  A rewritten child that came out unchanged is turned back into a
- * copied range by add_sub, so an export that changes nothing writes the
+ * copied range by nx_export__add_sub, so an export that changes nothing writes the
  * source byte for byte.
  */
 #include "export_int.h"
@@ -16,18 +16,18 @@
 
 #include "nexus/fingerprint.h"
 
+static int nx_export__add_sub(struct pw_msg *parent, const struct nx_pb_field *fld, struct pw_msg *child);
+static int nx_export__rewrite_tensor_as(struct ex *x, const struct nx_pb_reader *parent,
+			 const struct nx_pb_field *fld, const char *rename, struct pw_msg **out);
+static int nx_export__alias_emit(struct ex *x, const struct nx_pb_reader *r, const struct nx_pb_field *fld,
+		  const char *name, struct pw_msg *m);
+
 /* rc is 0 inside the body, 0 or an error after the loop */
 #define LOOP(x, r, f, rc) while (((rc) = nx_pb_next((r), (f), (x)->err)) > 0 && ((rc) = 0) == 0)
 #define TRAINING_DOMAIN "ai.onnx.preview.training"
 
 static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 			 const struct nx_pb_field *fld, bool main_graph, struct pw_msg **out);
-/* In the rewrite of the main graph's initializer fld (named name): every
- * materialised alias of it is added to graph m as a copy of the tensor
- * under the alias's name, when its contents are a constant fill or under
- * NX_FP_MIN_BYTES; other contents are teacher weights (NX_ECHECK). */
-static int alias_emit(struct ex *x, const struct nx_pb_reader *r, const struct nx_pb_field *fld,
-		      const char *name, struct pw_msg *m);
 
 static uint64_t field_bytes(const struct nx_pb_field *f)
 {
@@ -39,8 +39,7 @@ static int keep(struct pw_msg *m, const struct nx_pb_field *f)
 	return nx_pw__copy(m, f->num, f->tag_offset, field_bytes(f));
 }
 
-/* Add child as field fld of parent: as one copied range if unchanged. */
-static int add_sub(struct pw_msg *parent, const struct nx_pb_field *fld, struct pw_msg *child)
+static int nx_export__add_sub(struct pw_msg *parent, const struct nx_pb_field *fld, struct pw_msg *child)
 {
 	bool same = (child->n == 0 && fld->len == 0) ||
 		    (child->n == 1 && child->p[0].kind == PW_COPY &&
@@ -86,7 +85,7 @@ static int add_rewritten(struct ex *x, struct pw_msg *m, const struct nx_pb_read
 	struct pw_msg *c = NULL;
 	int rc = fn(x, r, f, &c);
 
-	return rc ? rc : oom(x, add_sub(m, f, c));
+	return rc ? rc : oom(x, nx_export__add_sub(m, f, c));
 }
 
 /* The same for a field that is a message only when length-delimited. */
@@ -145,8 +144,7 @@ static int meta(struct ex *x, struct pw_msg *m, const struct nx_pb_reader *paren
 	return oom(x, rc);
 }
 
-/* The three external_data entries of an exported tensor. */
-static int ext_fields(struct pw_msg *m, uint64_t off, uint64_t len)
+int nx_export__ext_fields(struct pw_msg *m, uint64_t off, uint64_t len)
 {
 	char v[2][32];
 	const char *keys[3] = { "location", "offset", "length" };
@@ -168,6 +166,28 @@ static int ext_fields(struct pw_msg *m, uint64_t off, uint64_t len)
 		rc = nx_pw__child(m, 13, entry);
 	}
 	return rc ? rc : nx_pw__varint_field(m, 14, 1);
+}
+
+int nx_export__tensor_payload(struct ex *x, struct nx_pb_reader *r, struct ext_ref *e, bool *external,
+		      struct nx_pb_field *raw, bool *has_raw, char **name)
+{
+	struct nx_pb_field f;
+	int rc;
+
+	LOOP(x, r, &f, rc) {
+		if (f.num == 13 && f.wire == NX_PB_LEN)
+			rc = nx_export__ext_entry(x, r, &f, e);
+		else if (f.num == 14 && f.wire == NX_PB_VARINT)
+			*external = f.value == 1;
+		else if (f.num == 9 && f.wire == NX_PB_LEN) {
+			*raw = f;
+			*has_raw = true;
+		} else if (f.num == 8 && name)
+			rc = nx_export__read_name(x, &f, name);
+		if (rc)
+			return rc;
+	}
+	return rc;
 }
 
 /*
@@ -199,20 +219,7 @@ static int rewrite_tensor(struct ex *x, const struct nx_pb_reader *parent,
 
 	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
 		return rc;
-	LOOP(x, &r, &f, rc) {
-		if (f.num == 13 && f.wire == NX_PB_LEN)
-			rc = nx_export__ext_entry(x, &r, &f, &e);
-		else if (f.num == 14 && f.wire == NX_PB_VARINT)
-			external = f.value == 1;
-		else if (f.num == 9 && f.wire == NX_PB_LEN) {
-			raw = f;
-			has_raw = true;
-		} else if (f.num == 8)
-			rc = nx_export__read_name(x, &f, &name);
-		if (rc)
-			goto out;
-	}
-	if (rc)
+	if ((rc = nx_export__tensor_payload(x, &r, &e, &external, &raw, &has_raw, &name)) != 0)
 		goto out;
 	if (external) {
 		if (!e.location) {
@@ -279,7 +286,7 @@ static int rewrite_tensor(struct ex *x, const struct nx_pb_reader *parent,
 	if (to_inline && !x->dry)
 		rc = oom(x, nx_pw__string(m, 9, (const char *)inl, (size_t)src.len));
 	else if (to_file)
-		rc = oom(x, ext_fields(m, noff, nlen));
+		rc = oom(x, nx_export__ext_fields(m, noff, nlen));
 	if (rc)
 		goto out;
 	*out = m;
@@ -297,8 +304,7 @@ out:
 	return rc;
 }
 
-/* An initializer rewritten as rewrite_tensor does, named rename instead. */
-static int rewrite_tensor_as(struct ex *x, const struct nx_pb_reader *parent,
+static int nx_export__rewrite_tensor_as(struct ex *x, const struct nx_pb_reader *parent,
 			 const struct nx_pb_field *fld, const char *rename, struct pw_msg **out)
 {
 	return rewrite_tensor(x, parent, fld, out, NULL, true, rename);
@@ -320,7 +326,7 @@ static int sparse_field(struct ex *x, struct pw_msg *m, const struct nx_pb_reade
 
 	if ((f->num == 1 || f->num == 2) && f->wire == NX_PB_LEN) {
 		rc = rewrite_tensor(x, r, f, &t, f->num == 1 ? (char **)ctx : NULL, false, NULL);
-		return rc ? rc : oom(x, add_sub(m, f, t));
+		return rc ? rc : oom(x, nx_export__add_sub(m, f, t));
 	}
 	return f->num == 3 ? keep(m, f) : unknown(x, f);
 }
@@ -560,7 +566,7 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
 		goto out;
 	LOOP(x, &r, &f, rc) {
-		bool drop;
+		bool drop, quantized = false;
 
 		c = NULL;
 		switch (f.num) {
@@ -569,6 +575,8 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 				if (!(rc = node_label(x, &r, &f, nodes, &name)))
 					rc = nx_export__report(x, NX_EXPORT_NODE, name, field_bytes(&f),
 						       f.tag_offset);
+			} else if (main_graph && x->qnode && x->qnode[nodes]) {
+				rc = nx_export__quant_node(x, &f, nodes, m);
 			} else {
 				rc = add_rewritten(x, m, &r, &f, rewrite_node);
 			}
@@ -591,7 +599,7 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 			if (rc)
 				break;
 			if (f.num == 5 && main_graph &&
-			    (rc = alias_emit(x, &r, &f, name ? name : "", m)) != 0)
+			    (rc = nx_export__alias_emit(x, &r, &f, name ? name : "", m)) != 0)
 				break;
 			if (main_graph && !nx_strset_has(&x->needed, name ? name : "")) {
 				nx_pw__msg_free(c);
@@ -600,12 +608,16 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 			} else if ((rc = nx_export__check_term(x, "initializer", name ? name : "",
 						       f.offset)) != 0) {
 				nx_pw__msg_free(c);
+			} else if (f.num == 5 && main_graph &&
+				   ((rc = nx_export__quant_tensor(x, &r, &f, name ? name : "", m, &quantized)) != 0 ||
+				    quantized)) {
+				x->res->kept_initializers += !rc;
 			} else if ((rc = f.num == 5 ? rewrite_tensor(x, &r, &f, &c, NULL, true, NULL)
 						    : rewrite_sparse(x, &r, &f, &c, NULL)) != 0) {
 				break;
 			} else {
 				x->res->kept_initializers += main_graph;
-				rc = oom(x, add_sub(m, &f, c));
+				rc = oom(x, nx_export__add_sub(m, &f, c));
 			}
 			break;
 		case 11: case 12: case 13:
@@ -622,7 +634,7 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 						  f.num == 12 ? NX_EXPORT_OUTPUT : NX_EXPORT_VALUE_INFO,
 					       name, field_bytes(&f), f.tag_offset);
 			} else if (!(rc = nx_export__check_term(x, "value", name, f.offset))) {
-				rc = oom(x, add_sub(m, &f, c));
+				rc = oom(x, nx_export__add_sub(m, &f, c));
 			} else {
 				nx_pw__msg_free(c);
 			}
@@ -725,6 +737,8 @@ static int opset(struct ex *x, struct pw_msg *m, const struct nx_pb_reader *pare
 	int rc;
 
 	rc = nx_export__read_strings(x, parent, fld, 1, &domain, 0, NULL);
+	if (domain && !strcmp(domain, "com.microsoft"))
+		x->ms_opset = true;
 	if (!rc)
 		rc = domain && !strcmp(domain, TRAINING_DOMAIN)
 			     ? nx_export__report(x, NX_EXPORT_OPSET, domain, field_bytes(fld), fld->tag_offset)
@@ -787,6 +801,17 @@ int nx_export__rewrite_model(struct ex *x, struct pw_msg **out)
 	}
 	if (rc)
 		goto out;
+	/* MatMulNBits (int4) is a com.microsoft contrib op */
+	if (x->res->quantized_int4 && !x->ms_opset) {
+		struct pw_msg *o = nx_pw__msg_new();
+
+		if (!o || nx_pw__string(o, 1, "com.microsoft", 13) || nx_pw__varint_field(o, 2, 1) ||
+		    nx_pw__child(m, 8, o)) {
+			nx_pw__msg_free(o);
+			rc = nx_export__oom(x);
+			goto out;
+		}
+	}
 	if (x->o->strip_metadata &&
 	    ((rc = nx_pw__string(m, 2, "nexus", 5)) != 0 ||
 	     (rc = nx_pw__string(m, 3, version, strlen(version))) != 0)) {
@@ -800,7 +825,7 @@ out:
 	return rc;
 }
 
-static int alias_emit(struct ex *x, const struct nx_pb_reader *r, const struct nx_pb_field *fld,
+static int nx_export__alias_emit(struct ex *x, const struct nx_pb_reader *r, const struct nx_pb_field *fld,
 		  const char *name, struct pw_msg *m)
 {
 	struct pw_msg *c = NULL;
@@ -827,7 +852,7 @@ static int alias_emit(struct ex *x, const struct nx_pb_reader *r, const struct n
 			break;
 		}
 		if ((rc = nx_export__check_term(x, "initializer", n->out[0], fld->offset)) != 0 ||
-		    (rc = rewrite_tensor_as(x, r, fld, n->out[0], &c)) != 0)
+		    (rc = nx_export__rewrite_tensor_as(x, r, fld, n->out[0], &c)) != 0)
 			break;
 		if ((rc = nx_pw__child(m, fld->num, c)) != 0) {
 			rc = nx_export__oom(x);

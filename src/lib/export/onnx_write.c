@@ -256,7 +256,7 @@ static int flush(struct pw_out *o)
 }
 
 /* Write len bytes from buf. */
-static int out_write(struct pw_out *o, const void *buf, size_t len)
+int nx_pw__out_write(struct pw_out *o, const void *buf, size_t len)
 {
 	const unsigned char *b = buf;
 	int rc;
@@ -348,7 +348,7 @@ int nx_pw__out_align(struct pw_out *o, uint64_t align)
 	while (o->pos % align) {
 		uint64_t pad = align - o->pos % align;
 
-		if ((rc = out_write(o, zeros, pad < sizeof(zeros) ? (size_t)pad : sizeof(zeros))))
+		if ((rc = nx_pw__out_write(o, zeros, pad < sizeof(zeros) ? (size_t)pad : sizeof(zeros))))
 			return rc;
 	}
 	return 0;
@@ -380,13 +380,13 @@ int nx_pw__emit(struct pw_out *o, int src_fd, const struct pw_msg *m)
 		if (p->kind == PW_COPY) {
 			rc = nx_pw__out_copy(o, src_fd, p->off, p->len);
 		} else if (p->kind == PW_LIT) {
-			rc = out_write(o, p->lit, (size_t)p->len);
+			rc = nx_pw__out_write(o, p->lit, (size_t)p->len);
 		} else {
 			unsigned char hdr[20];
 			size_t n = varint_encode(hdr, (uint64_t)p->num << 3 | NX_PB_LEN);
 
 			n += varint_encode(hdr + n, p->child->size);
-			if (!(rc = out_write(o, hdr, n)))
+			if (!(rc = nx_pw__out_write(o, hdr, n)))
 				rc = nx_pw__emit(o, src_fd, p->child);
 		}
 	}

@@ -40,6 +40,7 @@ void nx_fp_set_free(nx_fp_set *s)
 	free(s->e);
 	free(s->chunks);
 	nx_fp__values_free(s->values);
+	free(s->qshapes);
 	free(s);
 }
 

@@ -3,6 +3,7 @@
 #define NEXUS_FINGERPRINT_INT_H
 
 #include "nexus/fingerprint.h"
+#include "nexus/onnx.h"
 
 struct fp_entry {
 	uint64_t whole;  /* fp_hash.whole: its whole contents */
@@ -46,6 +47,10 @@ struct nx_fp_set {
 	size_t nchunks, capchunks;
 	bool chunks_sorted;
 	struct fp_values *values;   /* fingerprint_values.c, NULL until a float32 tensor */
+	uint64_t (*qshapes)[3];  /* the student's int8 matrices [rows, cols, 0] and int4
+				    MatMulNBits weights [N, blocks, block bytes]
+				    (nx_fp_set_quant_shapes) */
+	size_t nqshapes;
 };
 
 /*
@@ -195,4 +200,10 @@ int nx_fp__casts_end(struct fp_casts *c, nx_fp_set *set, const char *name, size_
 int nx_fp__hash_transposed(struct fp_hash *h, int fd, const char *path, uint64_t off,
 		       uint64_t rows, uint64_t cols, unsigned width, nx_error *err);
 
+/* fingerprint_quant.c: a float32 teacher tensor of rows x cols elements
+ * of a shape in set->qshapes, read whole (t inline, else [off, off + len)
+ * of fd), recorded in the int8 forms export.quantize writes. */
+int nx_fp__quant_forms(nx_fp_set *set, const char *name, int fd, const char *path,
+		   const struct nx_onnx_tensor *t, uint64_t off, uint64_t len, size_t min,
+		   nx_error *err);
 #endif

@@ -97,6 +97,9 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 	}
 	if (!rc)
 		rc = one_transposed(w, name, fd, path, src, err);
+	if (!rc && w->collect && src->f32 && w->collect->nqshapes)
+		rc = nx_fp__quant_forms(w->collect, name, fd, path, src->t, src->off,
+				    src->t ? src->t->nelem * 4 : src->len, w->min, err);
 	return rc;
 }
 

@@ -176,7 +176,7 @@ static int walk_model(struct walk *w)
 	return 0;
 }
 
-static void classify(nx_onnx_summary *s, bool quant_op)
+static void classify(nx_onnx_summary *s, bool quant_op, bool nbits_op)
 {
 	uint64_t half = 0;
 	size_t i;
@@ -196,7 +196,9 @@ static void classify(nx_onnx_summary *s, bool quant_op)
 			break;
 		}
 	}
-	if (int8)
+	if (nbits_op)
+		s->quantization = "int4";
+	else if (int8)
 		s->quantization = "int8";
 	else if (s->parameters && half > s->parameters / 2)
 		s->quantization = "fp16";
@@ -230,7 +232,7 @@ static int run_walk(nx_onnx_summary *out, int fd, const char *path, nx_onnx_visi
 		rc = nx_error_oom(err, path);
 		goto out;
 	}
-	classify(out, w->quant_op);
+	classify(out, w->quant_op, w->nbits_op);
 out:
 	if (rc == WALK_STOP)
 		rc = w->stop_rc;

@@ -25,6 +25,7 @@ struct walk {
 	uint32_t next_graph;
 	uint64_t held;               /* bytes of strings kept, against NX_ONNX_HELD_MAX */
 	bool quant_op;
+	bool nbits_op;       /* a MatMulNBits node: int4 weights */
 	nx_onnx_visit_fn fn;         /* NULL: summary only, strings not read */
 	void *ctx;
 	int stop_rc;

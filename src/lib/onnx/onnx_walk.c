@@ -247,6 +247,8 @@ static int walk_node(struct walk *w, const struct nx_pb_reader *parent,
 	w->sum->nnodes++;
 	if (op && is_quant_op(op))
 		w->quant_op = true;
+	if (op && !strcmp(op, "MatMulNBits"))
+		w->nbits_op = true;
 	rc = add_domain(w, domain ? domain : "");
 out:
 	free(name);

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <string.h>
 
+#include "nexus/export.h"
 #include "nexus/fingerprint.h"
 
 #define CHECK NX_CHECK_WEIGHTS
@@ -20,7 +21,7 @@ static bool allowed(const struct vfy_ctx *c, const char *tensor)
 	size_t i;
 
 	for (i = 0; i < c->pol.nallow_shared; i++)
-		if (!strcmp(c->pol.allow_shared[i], tensor))
+		if (nx_quant_same_tensor(c->pol.allow_shared[i], tensor))
 			return true;
 	return false;
 }
@@ -39,6 +40,13 @@ int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err)
 	rc = nx_fp_set_new(&set, err);
 	if (rc)
 		return rc;
+	/* the int8 forms of teacher tensors the student's int8 tensors may be */
+	nx_error_clear(&e);
+	if (nx_fp_set_quant_shapes(set, c->dirfd, NX_MODEL_PATH, &e) != 0) {
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "teacher-check-failed", NX_MODEL_PATH, 0,
+				   "the student's tensors could not be fingerprinted: %s", e.message);
+		goto out;
+	}
 	for (i = 0; i < c->opts->nteachers; i++) {
 		const char *t = c->opts->teachers[i];
 

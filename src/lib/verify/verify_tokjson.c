@@ -1,15 +1,20 @@
 /*
  * verify_tokjson.c - tokenizer.json for the leak budget: the file must
  * follow the schema of the tokenizer types the runtime reads (Hugging Face
- * tokenizers' WordPiece family), so every string in it is either a token
- * (judged as one) or a short setting.  An unknown key or type, or a long
+ * tokenizers' models, normalizers, pre-tokenizers, post-processors and
+ * decoders), so every string in it is either a token (judged as one), a
+ * short setting, a BPE merge the vocabulary explains, a Unigram score
+ * (charged as the float32 it is) or a SentencePiece charsmap (explained
+ * when it is one of spm_train's built-in rules, else charged in full).  An unknown key or type, or a long
  * string where a setting belongs, is a FAIL: extra keys are where a
  * tensor's encoding would otherwise sit unread by the runtime.
  */
 #include "verify_internal.h"
 
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -18,7 +23,8 @@
 #define CHECK NX_CHECK_BUDGET
 #define SETTING_MAX 32     /* bytes of a string that is a setting, not a token */
 #define CTX_MAX 160
-#define DEPTH_MAX 16
+#define DEPTH_MAX 40
+#define CHARSMAP_MAX (8u << 20)  /* base64 bytes of a Precompiled charsmap */
 
 /*
  * Allowed keys per context.  A context is the JSON path with array indices
@@ -41,18 +47,31 @@ static const struct {
 	{"/normalizer:NFD", "type"},
 	{"/normalizer:NFKC", "type"},
 	{"/normalizer:NFKD", "type"},
+	{"/normalizer:Nmt", "type"},
+	{"/normalizer:ByteLevel", "type"},
 	{"/normalizer:StripAccents", "type"},
+	{"/normalizer:Strip", "type strip_left strip_right"},
+	{"/normalizer:Replace", "type pattern #content"},
+	{"/normalizer:Prepend", "type #prepend"},
+	{"/normalizer:Precompiled", "type %precompiled_charsmap"},
 	{"/normalizer:Sequence", "type normalizers"},
-	{"/normalizer/normalizers/*:Lowercase", "type"},
-	{"/normalizer/normalizers/*:NFC", "type"},
-	{"/normalizer/normalizers/*:NFD", "type"},
-	{"/normalizer/normalizers/*:NFKC", "type"},
-	{"/normalizer/normalizers/*:NFKD", "type"},
-	{"/normalizer/normalizers/*:StripAccents", "type"},
+	{"/normalizer/pattern", "#String #Regex"},
 	{"/pre_tokenizer:BertPreTokenizer", "type"},
 	{"/pre_tokenizer:Whitespace", "type"},
 	{"/pre_tokenizer:WhitespaceSplit", "type"},
-	{"/post_processor:BertProcessing", "type sep cls"},
+	{"/pre_tokenizer:ByteLevel", "type add_prefix_space trim_offsets use_regex"},
+	{"/pre_tokenizer:Metaspace", "type #replacement #str_rep prepend_scheme split "
+				     "add_prefix_space"},
+	{"/pre_tokenizer:Split", "type pattern behavior invert"},
+	{"/pre_tokenizer:Punctuation", "type behavior"},
+	{"/pre_tokenizer:Digits", "type individual_digits"},
+	{"/pre_tokenizer:CharDelimiterSplit", "type #delimiter"},
+	{"/pre_tokenizer:Sequence", "type pretokenizers"},
+	{"/pre_tokenizer/pattern", "#String #Regex"},
+	{"/post_processor:BertProcessing", "type #sep #cls"},
+	{"/post_processor:RobertaProcessing", "type #sep #cls trim_offsets add_prefix_space"},
+	{"/post_processor:ByteLevel", "type add_prefix_space trim_offsets use_regex"},
+	{"/post_processor:Sequence", "type processors"},
 	{"/post_processor:TemplateProcessing", "type single pair @special_tokens"},
 	{"/post_processor/single/*", "SpecialToken Sequence"},
 	{"/post_processor/pair/*", "SpecialToken Sequence"},
@@ -62,8 +81,44 @@ static const struct {
 	{"/post_processor/pair/*/Sequence", "id type_id"},
 	{"/post_processor/special_tokens/*", "#id ids #tokens"},
 	{"/decoder:WordPiece", "type #prefix cleanup"},
+	{"/decoder:ByteLevel", "type add_prefix_space trim_offsets use_regex"},
+	{"/decoder:Metaspace", "type #replacement #str_rep prepend_scheme split add_prefix_space"},
+	{"/decoder:BPEDecoder", "type #suffix"},
+	{"/decoder:ByteFallback", "type"},
+	{"/decoder:Fuse", "type"},
+	{"/decoder:Strip", "type #content start stop"},
+	{"/decoder:Replace", "type pattern #content"},
+	{"/decoder:CTC", "type #pad_token #word_delimiter_token cleanup"},
+	{"/decoder:Sequence", "type decoders"},
+	{"/decoder/pattern", "#String #Regex"},
 	{"/model:WordPiece", "type #unk_token #continuing_subword_prefix max_input_chars_per_word "
 			     "@vocab"},
+	{"/model:WordLevel", "type #unk_token @vocab"},
+	{"/model:BPE", "type dropout #unk_token #continuing_subword_prefix #end_of_word_suffix "
+		       "fuse_unk byte_fallback ignore_merges @vocab $merges"},
+	{"/model:Unigram", "type unk_id byte_fallback ~vocab"},
+};
+
+/*
+ * The component lists whose members share their parent's schema: a
+ * Sequence's children are normalizers (pre-tokenizers, ...) like the top one.
+ */
+static const struct {
+	const char *key, *ctx;
+} roots[] = {
+	{"normalizer", "/normalizer"}, {"normalizers", "/normalizer"},
+	{"pre_tokenizer", "/pre_tokenizer"}, {"pretokenizers", "/pre_tokenizer"},
+	{"post_processor", "/post_processor"}, {"processors", "/post_processor"},
+	{"decoder", "/decoder"}, {"decoders", "/decoder"},
+};
+
+/* SHA-256 of the charsmaps spm_train writes for its built-in rules
+ * (sentencepiece 0.1.97): nmt_nfkc, nfkc, nmt_nfkc_cf, nfkc_cf. */
+static const char *const known_charsmaps[] = {
+	"51d3684747b35ef99cd4802f37cc1ee0c6bec4d060814f774efb1066d3c167f2",
+	"557b5397b1133d8abb62f7923e5b53ee496d3e36b9f63fd42625077c33688a14",
+	"6cec34e8016fd0d0a2da28b60b00e36b19a275df83786bf6b494bd033c708f83",
+	"b30e4085ba1fad56d2401f4612419b6b3b42c5adc1e04f3aa1806399895d6bdd",
 };
 
 struct walk {
@@ -84,14 +139,16 @@ static const char *keys_of(const char *ctx)
 	return NULL;
 }
 
-/* The mark ('#', '@' or ' ') of key k in keys, or 0 when k is not there. */
+/* The mark of key k in keys ('#' a token, '@' a map of tokens, '%' a
+ * charsmap, '$' BPE merges, '~' a Unigram vocabulary, ' ' a setting), or
+ * 0 when k is not there. */
 static char key_mark(const char *keys, const char *k)
 {
 	size_t kl = strlen(k);
 	const char *p = keys;
 
 	while (*p) {
-		char mark = *p == '#' || *p == '@' ? *p++ : ' ';
+		char mark = strchr("#@%$~", *p) ? *p++ : ' ';
 		size_t n = strcspn(p, " ");
 
 		if (n == kl && !memcmp(p, k, n))
@@ -160,6 +217,122 @@ static int walk_map(struct walk *w, json_t *v, const char *ctx, const char *ptr,
 	return 0;
 }
 
+/* A charsmap is explained when it is one of spm_train's; else all its bytes are charged. */
+static int walk_charsmap(struct walk *w, json_t *v, const char *ptr)
+{
+	unsigned char md[32], *raw;
+	char hex[65];
+	size_t len = json_string_length(v), i;
+	int n, rc;
+
+	if (!json_is_string(v) || len > CHARSMAP_MAX || len % 4)
+		return fail(w, "%s: %s is not a base64 charsmap", w->path, ptr);
+	if (!(raw = malloc(len / 4 * 3 + 1)))
+		return nx_error_oom(w->err, NULL);
+	n = EVP_DecodeBlock(raw, (const unsigned char *)json_string_value(v), (int)len);
+	if (n < 0) {
+		free(raw);
+		return fail(w, "%s: %s is not a base64 charsmap", w->path, ptr);
+	}
+	if (len && json_string_value(v)[len - 1] == '=')
+		n--;
+	if (len > 1 && json_string_value(v)[len - 2] == '=')
+		n--;
+	EVP_Digest(raw, (size_t)n, md, NULL, EVP_sha256(), NULL);
+	for (i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	for (i = 0; i < sizeof(known_charsmaps) / sizeof(*known_charsmaps); i++)
+		if (!strcmp(hex, known_charsmaps[i])) {
+			free(raw);
+			return 0;
+		}
+	rc = nx_budget_add(w->b, (const char *)raw, (size_t)n, w->err);
+	free(raw);
+	return rc;
+}
+
+/*
+ * BPE merges: explained when both halves and their concatenation are in
+ * the vocabulary and the merged tokens' ids rise with the rank (as trainers
+ * write them); any other merge is charged verbatim, so that the order of
+ * the list carries no free information.
+ */
+static int walk_merges(struct walk *w, json_t *v, json_t *vocab, const char *ptr)
+{
+	json_int_t last = -1;
+	json_t *m;
+	size_t i;
+	int rc;
+
+	if (!json_is_array(v))
+		return fail(w, "%s: %s must be a list", w->path, ptr);
+	json_array_foreach(v, i, m) {
+		const char *a = NULL, *b = NULL, *sp;
+		char buf[1024];
+		json_t *id;
+
+		if (json_is_string(m) && (sp = strchr(json_string_value(m), ' ')) &&
+		    (size_t)(sp - json_string_value(m)) < sizeof(buf)) {
+			memcpy(buf, json_string_value(m), (size_t)(sp - json_string_value(m)));
+			buf[sp - json_string_value(m)] = 0;
+			a = buf;
+			b = sp + 1;
+		} else if (json_is_array(m) && json_array_size(m) == 2) {
+			a = json_string_value(json_array_get(m, 0));
+			b = json_string_value(json_array_get(m, 1));
+		}
+		if (!a || !b)
+			return fail(w, "%s: %s/%zu is not a merge", w->path, ptr, i);
+		{
+			char cat[2048];
+
+			snprintf(cat, sizeof(cat), "%s%s", a, b);
+			id = json_object_get(vocab, cat);
+		}
+		if (json_object_get(vocab, a) && json_object_get(vocab, b) && json_is_integer(id) &&
+		    json_integer_value(id) > last) {
+			last = json_integer_value(id);
+			continue;
+		}
+		if ((rc = nx_budget_add(w->b, a, strlen(a), w->err)) ||
+		    (rc = nx_budget_add(w->b, " ", 1, w->err)) ||
+		    (rc = nx_budget_add(w->b, b, strlen(b), w->err)) ||
+		    (rc = nx_budget_add(w->b, "\n", 1, w->err)))
+			return rc;
+	}
+	return 0;
+}
+
+/* A Unigram vocabulary: [piece, score] pairs; the score is charged as the
+ * float32 SentencePiece stores (8 bytes when it is not one). */
+static int walk_unigram(struct walk *w, json_t *v, const char *ptr)
+{
+	json_t *e;
+	size_t i;
+	int rc;
+
+	if (!json_is_array(v))
+		return fail(w, "%s: %s must be a list", w->path, ptr);
+	json_array_foreach(v, i, e) {
+		json_t *p = json_array_get(e, 0), *sc = json_array_get(e, 1);
+		double d;
+		float f;
+
+		if (!json_is_array(e) || json_array_size(e) != 2 || !json_is_string(p) ||
+		    !json_is_number(sc))
+			return fail(w, "%s: %s/%zu is not [piece, score]", w->path, ptr, i);
+		if ((rc = token(w, json_string_value(p), json_string_length(p))))
+			return rc;
+		d = json_number_value(sc);
+		f = (float)d;
+		rc = (double)f == d ? nx_budget_add(w->b, (const char *)&f, sizeof(f), w->err)
+				    : nx_budget_add(w->b, (const char *)&d, sizeof(d), w->err);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 static int walk_scalar(struct walk *w, json_t *v, const char *ptr, char mark)
 {
 	char num[64];
@@ -196,8 +369,16 @@ static int walk(struct walk *w, json_t *v, const char *ctx, const char *ptr, cha
 		return fail(w, "%s: nested too deep at %s", w->path, ptr);
 	if (mark == '@')
 		return walk_map(w, v, ctx, ptr, depth);
+	if (mark == '%')
+		return walk_charsmap(w, v, ptr);
+	if (mark == '~')
+		return walk_unigram(w, v, ptr);
 	if (json_is_array(v)) {
-		snprintf(sub, sizeof(sub), "%s/*", ctx);
+		/* the members of a Sequence's list share the list's schema */
+		for (i = 0; i < sizeof(roots) / sizeof(*roots); i++)
+			if (!strcmp(ctx, roots[i].ctx))
+				break;
+		snprintf(sub, sizeof(sub), "%s%s", ctx, i < sizeof(roots) / sizeof(*roots) ? "" : "/*");
 		json_array_foreach(v, i, x) {
 			snprintf(subptr, sizeof(subptr), "%s/%zu", ptr, i);
 			if ((rc = walk(w, x, sub, subptr, mark, depth + 1)))
@@ -219,7 +400,16 @@ static int walk(struct walk *w, json_t *v, const char *ctx, const char *ptr, cha
 		if (!km)
 			return fail(w, "%s: unknown key %s: a tokenizer.json holds only the keys "
 				    "of the types nexus_cli reads", w->path, subptr);
+		if (km == '$') {
+			if ((rc = walk_merges(w, x, json_object_get(v, "vocab"), subptr)))
+				return rc;
+			continue;
+		}
 		snprintf(sub, sizeof(sub), "%s/%s", ctx, k);
+		for (i = 0; i < sizeof(roots) / sizeof(*roots); i++)
+			if (!strcmp(k, roots[i].key) && (!*ctx || !strncmp(ctx, roots[i].ctx,
+									   strlen(roots[i].ctx))))
+				snprintf(sub, sizeof(sub), "%s", roots[i].ctx);
 		if ((rc = walk(w, x, sub, subptr, km, depth + 1)))
 			return rc;
 	}

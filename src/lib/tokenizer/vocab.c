@@ -1,10 +1,10 @@
-/* tokenizer_vocab.c - the vocabulary hash table and the tokenizer's lifetime. */
+/* vocab.c - the vocabulary hash table, the tokenizer's lifetime and look-ups. */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "tok_int.h"
 #include "util/strset_int.h"
-#include "tokenizer_int.h"
 
 static int grow_slots(struct nx_vocab *v)
 {
@@ -47,6 +47,23 @@ static int64_t find(const struct nx_vocab *v, const char *a, size_t alen,
 	}
 	*slot = s;
 	return -1;
+}
+
+int64_t nx_vocab_find(const struct nx_vocab *v, const char *a, size_t alen,
+		      const char *b, size_t blen)
+{
+	size_t slot;
+
+	if (alen + blen > v->longest)
+		return -1;
+	return find(v, a, alen, b, blen, &slot);
+}
+
+void nx_vocab_release(struct nx_vocab *v)
+{
+	free(v->slots);
+	free(v->ent);
+	free(v->arena);
 }
 
 int64_t nx_vocab_get2(const struct nx_vocab *v, const char *a, size_t alen,
@@ -111,38 +128,18 @@ int nx_tokenizer_alloc(nx_tokenizer **out, const char *source, nx_error *err)
 
 	if (!t)
 		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory loading the tokenizer");
-	t->clean_text = t->chinese = t->strip_accents = t->lowercase = true;
-	memcpy(t->prefix, "##", 2);
-	t->prefix_len = 2;
-	t->max_chars = 100;
-	t->unk_id = t->pad_id = -1;
+	t->m.max_chars = 100;
+	t->m.unk_id = -1;
+	t->pad_id = -1;
 	t->source = source;
 	*out = t;
 	return 0;
 }
 
-static int by_id_cmp(const void *a, const void *b, void *ctx)
-{
-	const struct nx_vocab *v = ctx;
-	int64_t x = v->ent[*(const uint32_t *)a].id, y = v->ent[*(const uint32_t *)b].id;
-
-	return (x > y) - (x < y);
-}
-
 int nx_tokenizer_finish(nx_tokenizer *t, const char *path, nx_error *err)
 {
-	size_t i;
-
-	if (!(t->by_id = malloc((t->v.n ? t->v.n : 1) * sizeof(*t->by_id))))
-		return nx_error_oom(err, path);
-	for (i = 0; i < t->v.n; i++)
-		t->by_id[i] = (uint32_t)i;
-	qsort_r(t->by_id, t->v.n, sizeof(*t->by_id), by_id_cmp, &t->v);
-	if (t->unk_id < 0)
-		return nx_error_set(err, NX_ECONFIG, path, 0, -1,
-				    "%s: the unknown token is not in the vocabulary", path);
 	if (t->pad_id < 0) {
-		t->pad_id = nx_vocab_get2(&t->v, "[PAD]", 5, NULL, 0);
+		t->pad_id = nx_tokenizer_token_to_id(t, "[PAD]", 5);
 		if (t->pad_id < 0)
 			t->pad_id = 0;
 	}
@@ -154,6 +151,21 @@ int64_t nx_tokenizer_pad_id(const nx_tokenizer *t)
 	return t->pad_id;
 }
 
+size_t nx_tokenizer_max_length(const nx_tokenizer *t)
+{
+	return t->has_trunc ? t->trunc_max : 0;
+}
+
+int64_t nx_tokenizer_pad_type_id(const nx_tokenizer *t)
+{
+	return t->pad_type_id;
+}
+
+int nx_tokenizer_pad_left(const nx_tokenizer *t)
+{
+	return t->pad_left;
+}
+
 size_t nx_tokenizer_vocab_size(const nx_tokenizer *t)
 {
 	return t->v.n;
@@ -161,7 +173,7 @@ size_t nx_tokenizer_vocab_size(const nx_tokenizer *t)
 
 size_t nx_tokenizer_special_count(const nx_tokenizer *t)
 {
-	return t->npre + t->npost;
+	return t->has_post ? t->single.nspecial : 0;
 }
 
 const char *nx_tokenizer_source(const nx_tokenizer *t)
@@ -171,56 +183,30 @@ const char *nx_tokenizer_source(const nx_tokenizer *t)
 
 const char *nx_tokenizer_id_to_token(const nx_tokenizer *t, int64_t id, size_t *len)
 {
-	size_t i, lo = 0, hi = t->v.n;
-
-	for (i = 0; i < t->nadded; i++)
-		if (t->added[i].id == id) {
-			if (len)
-				*len = t->added[i].len;
-			return t->added[i].content;
-		}
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		const struct nx_vocab_entry *e = &t->v.ent[t->by_id[mid]];
-
-		if (e->id == id) {
-			if (len)
-				*len = e->len;
-			return t->v.arena + e->off;
-		}
-		if (e->id < id)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
+	if (id < 0 || (size_t)id >= t->id_n || !t->id_tok[id])
+		return NULL;
+	if (len)
+		*len = t->id_len[id];
+	return t->id_tok[id];
 }
 
-int64_t nx_tokenizer_token_to_id(const nx_tokenizer *t, const char *tok, size_t len)
+int64_t nx_tokenizer_token_to_id(const nx_tokenizer *t, const char *s, size_t len)
 {
 	size_t i;
 
 	for (i = 0; i < t->nadded; i++)
-		if (t->added[i].len == len && !memcmp(t->added[i].content, tok, len))
+		if (t->added[i].raw_len == len && !memcmp(t->added[i].raw, s, len))
 			return t->added[i].id;
-	return nx_vocab_get2(&t->v, tok, len, NULL, 0);
+	return nx_vocab_get2(&t->v, s, len, NULL, 0);
 }
 
 int nx_tokenizer_is_special(const nx_tokenizer *t, int64_t id)
 {
-	static const char *const bert[] = { "[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]" };
-	const char *s;
-	size_t i, len;
+	size_t i;
 
 	for (i = 0; i < t->nadded; i++)
 		if (t->added[i].id == id)
 			return t->added[i].special;
-	/* vocab.txt: the special tokens of Hugging Face's BertTokenizer */
-	if (strcmp(t->source, "vocab.txt") || !(s = nx_tokenizer_id_to_token(t, id, &len)))
-		return 0;
-	for (i = 0; i < sizeof(bert) / sizeof(bert[0]); i++)
-		if (len == strlen(bert[i]) && !memcmp(s, bert[i], len))
-			return 1;
 	return 0;
 }
 
@@ -229,22 +215,51 @@ const void *nx_tokenizer_decoder_json(const nx_tokenizer *t)
 	return t->decoder;
 }
 
-void nx_tokenizer_free(nx_tokenizer *t)
+static void tmpl_release(struct ttemplate *tp)
 {
 	size_t i;
 
+	for (i = 0; i < tp->n; i++)
+		free(tp->items[i].ids);
+	free(tp->items);
+}
+
+void nx_tokenizer_free(nx_tokenizer *t)
+{
+	size_t i, w;
+
 	if (!t)
 		return;
-	for (i = 0; i < t->nadded; i++)
+	for (i = 0; i < t->nadded; i++) {
 		free(t->added[i].content);
+		free(t->added[i].raw);
+	}
 	free(t->added);
-	free(t->v.slots);
-	free(t->v.ent);
-	free(t->v.arena);
-	free(t->cp);
-	free(t->wbuf);
-	free(t->boff);
-	free(t->by_id);
+	for (w = 0; w < 2; w++)
+		for (i = 0; i < 256; i++)
+			free(t->added_by_byte[w][i]);
+	nx_vocab_release(&t->v);
+	free(t->id_tok);
+	free(t->id_len);
+	nx_tok__model_release(&t->m);
+	nx_tok__norm_release(t->norm);
+	free(t->norm);
+	nx_tok__pre_release(t->pre);
+	free(t->pre);
+	tmpl_release(&t->single);
+	tmpl_release(&t->pair);
 	json_decref(t->decoder);
+	free(t->seg.p);
+	free(t->normed.p);
+	free(t->pieces.v);
+	free(t->pieces.text.p);
+	free(t->pieces2.v);
+	free(t->pieces2.text.p);
+	free(t->ids[0].p);
+	free(t->ids[1].p);
+	free(t->word.p);
+	free(t->word2.p);
+	free(t->spans);
+	free(t->boff);
 	free(t);
 }

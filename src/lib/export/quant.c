@@ -1,0 +1,815 @@
+/*
+ * quant.c - export.quantize: int8 (nexus/export.h, opts.quantize).
+ *
+ * Weight-only, symmetric (zero point 0) int8:
+ *  - a MatMul whose second input is a 2-D float32 initializer W[K, N]:
+ *    one scale per output column n, max|W[:, n]| / 127, and the node
+ *    becomes
+ *        DynamicQuantizeLinear(x) -> xq, xs, xz
+ *        MatMulInteger(xq, Wq, xz) -> int32;  Cast -> float
+ *        Mul(xs, Ws) -> s;  Mul(float, s) -> y
+ *    the form onnxruntime.quantization.quantize_dynamic writes, which ONNX
+ *    Runtime fuses into DynamicQuantizeMatMul (an MLAS int8 GEMM): on the
+ *    DistilBERT-shaped model of bench/quant_forms.py it ran 2.6-2.9x faster
+ *    than float32, while the QDQ form (DequantizeLinear -> MatMul) ran at
+ *    float32 speed: ONNX Runtime keeps the DequantizeLinear, so every run
+ *    dequantizes the weights and multiplies in float (docs/DESIGN-NOTES.md);
+ *  - a Gather on axis 0 of a 2-D float32 initializer E[V, D] (an
+ *    embedding): one scale per row, and the node becomes
+ *        Gather(Eq, ids) -> rows;  Gather(Es[V, 1], ids) -> scales
+ *        Cast(rows) -> float;  Mul(float, scales) -> y
+ *    (only the looked-up rows are dequantized).
+ * An initializer is quantized only when every kept node that reads it
+ * reads it in one of those two places (a tied embedding also read by a
+ * MatMul stays float), it has at least quantize_min_elements elements, it
+ * is not a graph input (which a caller may override), and neither its
+ * name nor a reading node's name matches quantize_exclude.
+ *
+ * Streaming: the float values are read with pread through a fixed buffer
+ * (QBUF bytes of whole rows), twice for a MatMul weight (the column maxima,
+ * then the values) and once for an embedding (a row's maximum is in the
+ * row); int8 values go to the data file as they are made when the tensor
+ * is big and the export writes a data file, else into the model inline
+ * (only small models, whose weights are inline anyway).  Memory: the
+ * buffer and one scale per column or row.
+ */
+#include "export_int.h"
+
+#include <errno.h>
+#include <fnmatch.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* rc is 0 inside the body, 0 or an error after the loop */
+#define LOOP(x, r, f, rc) while (((rc) = nx_pb_next((r), (f), (x)->err)) > 0 && ((rc) = 0) == 0)
+
+#define QBUF (4u << 20)
+#define NX_QUANT_MS_DOMAIN "com.microsoft"          /* bytes of float32 rows read at a time */
+#define QNAME_MAX 4096
+
+static const char *const q_ops[] = {
+	"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger",
+	"ConvInteger", "MatMulNBits", "DynamicQuantizeMatMul", "MatMulIntegerToFloat",
+	"QAttention", "QGemm", "DequantizeBFP", "GatherBlockQuantized",
+};
+
+float nx_quant_int8_scale(float maxabs)
+{
+	return maxabs > 0.0f ? maxabs / 127.0f : 1.0f;
+}
+
+signed char nx_quant_int8(float v, float scale)
+{
+	float q = rintf(v / scale);
+
+	return (signed char)(q > 127.0f ? 127 : q < -127.0f ? -127 : (int)q);
+}
+
+bool nx_quant_same_tensor(const char *name, const char *tensor)
+{
+	size_t n = strlen(name);
+
+	return !strcmp(name, tensor) || (!strncmp(name, tensor, n) && !strcmp(tensor + n, "/int8"));
+}
+
+void nx_export__quant_release(struct ex *x)
+{
+	size_t i;
+
+	for (i = 0; i < x->nqinits; i++)
+		free(x->qinits[i].name);
+	free(x->qinits);
+	free(x->qnode);
+	x->qinits = NULL;
+	x->qnode = NULL;
+	x->nqinits = 0;
+}
+
+static bool quant_op(const char *op)
+{
+	size_t i;
+
+	if (!strncmp(op, "QLinear", 7))
+		return true;
+	for (i = 0; i < sizeof(q_ops) / sizeof(q_ops[0]); i++)
+		if (!strcmp(op, q_ops[i]))
+			return true;
+	return false;
+}
+
+static bool excluded(const struct ex *x, const char *name)
+{
+	size_t i;
+
+	for (i = 0; name && i < x->o->nquantize_exclude; i++)
+		if (!fnmatch(x->o->quantize_exclude[i], name, 0))
+			return true;
+	return false;
+}
+
+static struct ex_qinit *qinit_find(const struct ex *x, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < x->nqinits; i++)
+		if (!strcmp(x->qinits[i].name, name))
+			return &x->qinits[i];
+	return NULL;
+}
+
+/* One initializer's name, dims, data type and payload kind; int8/uint8
+ * weights of the minimum size mean the model is already quantized. */
+static int read_init(struct ex *x, const struct nx_pb_reader *g, const struct nx_pb_field *fld,
+		     uint64_t min)
+{
+	struct nx_pb_reader r;
+	struct nx_pb_field f;
+	struct ex_qinit q = { 0 };
+	uint64_t dims[3] = { 0 }, n = 1;
+	size_t ndims = 0, i;
+	int64_t dtype = 0;
+	int rc;
+
+	if ((rc = nx_pb_sub(&r, g, fld, x->err)) != 0)
+		return rc;
+	LOOP(x, &r, &f, rc) {
+		if (f.num == 1 && f.wire == NX_PB_VARINT) {
+			if (ndims < 3)
+				dims[ndims] = f.value;
+			ndims++;
+		} else if (f.num == 2 && f.wire == NX_PB_VARINT) {
+			dtype = (int64_t)f.value;
+		} else if (f.num == 8) {
+			rc = nx_export__read_name(x, &f, &q.name);
+		} else if (f.num == 9 || f.num == 13) {
+			q.payload = true;
+		}
+		if (rc)
+			break;
+	}
+	if (rc)
+		goto out;
+	for (i = 0; i < ndims && i < 3; i++)
+		n = dims[i] && n > UINT64_MAX / dims[i] ? UINT64_MAX : n * dims[i];
+	if ((dtype == 2 || dtype == 3) && n >= min && q.name && nx_strset_has(&x->needed, q.name)) {
+		rc = nx_error_set(x->err, NX_ECONFIG, x->path, 0, (long long)fld->tag_offset,
+				  "%s is already quantized (initializer '%s' holds %s values): "
+				  "set export.quantize: none for this student", x->path, q.name,
+				  dtype == 2 ? "uint8" : "int8");
+		goto out;
+	}
+	if (dtype != 1 || ndims != 2 || !q.name || !dims[0] || !dims[1])
+		goto out;
+	q.rows = dims[0];
+	q.cols = dims[1];
+	if (x->nqinits % 64 == 0) {
+		struct ex_qinit *a = realloc(x->qinits, (x->nqinits + 64) * sizeof(*a));
+
+		if (!a) {
+			rc = nx_export__oom(x);
+			goto out;
+		}
+		x->qinits = a;
+	}
+	x->qinits[x->nqinits++] = q;
+	q.name = NULL;
+out:
+	free(q.name);
+	return rc;
+}
+
+/* Graph inputs that are also initializers stay float (a caller may feed them). */
+static int read_input(struct ex *x, const struct nx_pb_reader *g, const struct nx_pb_field *fld)
+{
+	struct nx_pb_reader r;
+	struct nx_pb_field f;
+	char *name = NULL;
+	struct ex_qinit *q;
+	int rc;
+
+	if ((rc = nx_pb_sub(&r, g, fld, x->err)) != 0)
+		return rc;
+	LOOP(x, &r, &f, rc)
+		if (f.num == 1 && (rc = nx_export__read_name(x, &f, &name)) != 0)
+			break;
+	if (!rc && name && (q = qinit_find(x, name)))
+		q->input = true;
+	free(name);
+	return rc;
+}
+
+/* The node that produces name, or NULL. */
+static const struct ex_node *producer(const struct ex *x, const char *name)
+{
+	size_t i, j;
+
+	for (i = 0; i < x->nnodes; i++)
+		for (j = 0; j < x->nodes[i].nout; j++)
+			if (x->keep_node[i] && !strcmp(x->nodes[i].out[j], name))
+				return &x->nodes[i];
+	return NULL;
+}
+
+/* A MatMul weight computed from an initializer by a layout op is a
+ * constant the exporter did not fold: say so instead of leaving it float
+ * without a word. */
+static int computed_weight(struct ex *x, const struct ex_node *mm)
+{
+	static const char *const layout[] = { "Transpose", "Identity", "Cast", "Reshape" };
+	const struct ex_node *p;
+	size_t k;
+
+	if (!(p = producer(x, mm->in[1])) || !p->op || p->ndirect < 1)
+		return 0;
+	for (k = 0; k < sizeof(layout) / sizeof(layout[0]); k++)
+		if (!strcmp(p->op, layout[k]) && qinit_find(x, p->in[0]))
+			return nx_error_set(x->err, NX_ECONFIG, x->path, 0, -1,
+					    "%s: MatMul '%s' reads its weight '%s' through %s of "
+					    "initializer '%s', not as a constant, so it cannot be "
+					    "quantized: export the student with constant folding "
+					    "(torch.onnx.export do_constant_folding=True) or list "
+					    "'%s' in export.quantize_exclude", x->path,
+					    mm->name ? mm->name : mm->out[0], mm->in[1], p->op, p->in[0],
+					    mm->name ? mm->name : mm->out[0]);
+	return 0;
+}
+
+/* The place node n reads initializer q (in[pos]) in, as a quantized form. */
+static enum ex_qkind use_kind(const struct ex_node *n, size_t pos)
+{
+	if (!n->op || n->holes || n->ndirect != 2 || n->nout != 1 || n->nonzero_axis)
+		return EX_Q_NONE;
+	if (!strcmp(n->op, "MatMul") && pos == 1)
+		return EX_Q_MATMUL;
+	if (!strcmp(n->op, "Gather") && pos == 0)
+		return EX_Q_GATHER;
+	return EX_Q_NONE;
+}
+
+int nx_export__quant_plan(struct ex *x, const struct nx_pb_reader *model, const struct nx_pb_field *graph)
+{
+	struct nx_pb_reader g;
+	struct nx_pb_field f;
+	uint64_t min = x->o->quantize_min_elements ? x->o->quantize_min_elements
+						   : NX_QUANT_MIN_ELEMENTS;
+	size_t i, j;
+	int rc;
+
+	if (x->o->quantize == NX_EXPORT_QUANT_NONE)
+		return 0;
+	for (i = 0; i < x->nnodes; i++)
+		if (x->keep_node[i] && x->nodes[i].op && quant_op(x->nodes[i].op))
+			return nx_error_set(x->err, NX_ECONFIG, x->path, 0, -1,
+					    "%s is already quantized (node '%s' is %s): set "
+					    "export.quantize: none for this student", x->path,
+					    x->nodes[i].name ? x->nodes[i].name : "",
+					    x->nodes[i].op);
+	if ((rc = nx_pb_sub(&g, model, graph, x->err)) != 0)
+		return rc;
+	LOOP(x, &g, &f, rc)
+		if (f.num == 5 && f.wire == NX_PB_LEN && (rc = read_init(x, &g, &f, min)) != 0)
+			return rc;
+	if (rc)
+		return rc;
+	g.pos = graph->offset;
+	LOOP(x, &g, &f, rc)
+		if (f.num == 11 && f.wire == NX_PB_LEN && (rc = read_input(x, &g, &f)) != 0)
+			return rc;
+	if (rc)
+		return rc;
+	if (!(x->qnode = calloc(x->nnodes ? x->nnodes : 1, 1)))
+		return nx_export__oom(x);
+	/* every kept use of each candidate: one kind, or the tensor stays float */
+	for (i = 0; i < x->nnodes; i++) {
+		const struct ex_node *n = &x->nodes[i];
+
+		if (!x->keep_node[i])
+			continue;
+		if (n->op && !strcmp(n->op, "MatMul") && n->ndirect == 2 && !qinit_find(x, n->in[1]) &&
+		    !excluded(x, n->name) && (rc = computed_weight(x, n)) != 0)
+			return rc;
+		for (j = 0; j < n->nin; j++) {
+			struct ex_qinit *q = qinit_find(x, n->in[j]);
+			enum ex_qkind k = j < n->ndirect ? use_kind(n, j) : EX_Q_NONE;
+
+			if (!q)
+				continue;
+			if (k == EX_Q_NONE || excluded(x, n->name) || (q->kind && q->kind != k))
+				q->mixed = true;
+			else
+				q->kind = k;
+		}
+	}
+	for (i = 0; i < x->nqinits; i++) {
+		struct ex_qinit *q = &x->qinits[i];
+
+		/* a graph output or input of that name must keep its float tensor */
+		if (q->mixed || q->input || !q->payload || excluded(x, q->name) ||
+		    nx_strset_has(&x->graph_outputs, q->name) || q->rows > UINT64_MAX / q->cols ||
+		    q->rows * q->cols < min)
+			q->kind = EX_Q_NONE;
+	}
+	for (i = 0; i < x->nnodes; i++) {
+		const struct ex_node *n = &x->nodes[i];
+		struct ex_qinit *q;
+
+		if (!x->keep_node[i] || !n->op || n->ndirect != 2)
+			continue;
+		if ((q = qinit_find(x, n->in[!strcmp(n->op, "Gather") ? 0 : 1])) &&
+		    q->kind != EX_Q_NONE && q->kind == use_kind(n, !strcmp(n->op, "Gather") ? 0 : 1))
+			x->qnode[i] = (unsigned char)q->kind;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ new nodes */
+
+/* An int attribute of a new node. */
+struct qattr {
+	const char *name;
+	int64_t value;
+};
+
+static int node_new(struct ex *x, struct pw_msg *g, const char *op, const char *name,
+		    const char *const *in, size_t nin, const char *const *out, size_t nout,
+		    const struct qattr *attrs, size_t nattrs, const char *domain)
+{
+	struct pw_msg *n = nx_pw__msg_new(), *a = NULL;
+	size_t i;
+	int rc = 0;
+
+	if (!n)
+		return nx_export__oom(x);
+	for (i = 0; i < nin && !rc; i++)
+		rc = nx_pw__string(n, 1, in[i], strlen(in[i]));
+	for (i = 0; i < nout && !rc; i++)
+		rc = nx_pw__string(n, 2, out[i], strlen(out[i]));
+	if (!rc)
+		rc = nx_pw__string(n, 3, name, strlen(name));
+	if (!rc)
+		rc = nx_pw__string(n, 4, op, strlen(op));
+	for (i = 0; i < nattrs && !rc; i++) {
+		if (!(a = nx_pw__msg_new()) || nx_pw__string(a, 1, attrs[i].name, strlen(attrs[i].name)) ||
+		    nx_pw__varint_field(a, 3, (uint64_t)attrs[i].value) || nx_pw__varint_field(a, 20, 2)) {
+			nx_pw__msg_free(a);
+			rc = NX_ENOMEM;
+		} else {
+			rc = nx_pw__child(n, 5, a);
+		}
+	}
+	if (!rc && domain)
+		rc = nx_pw__string(n, 7, domain, strlen(domain));
+	if (rc) {
+		nx_pw__msg_free(n);
+		return nx_export__oom(x);
+	}
+	return nx_pw__child(g, 1, n) ? nx_export__oom(x) : 0;
+}
+
+static unsigned qblock(const struct ex *x)
+{
+	return x->o->quantize_block ? x->o->quantize_block : NX_QUANT_BLOCK;
+}
+
+/* base + suffix, in buf. */
+static const char *nm(char *buf, const char *base, const char *suffix)
+{
+	snprintf(buf, QNAME_MAX, "%s%s", base, suffix);
+	return buf;
+}
+
+int nx_export__quant_node(struct ex *x, const struct nx_pb_field *fld, size_t i, struct pw_msg *m)
+{
+	const struct ex_node *n = &x->nodes[i];
+	const char *y = n->out[0], *base = n->name && n->name[0] ? n->name : y;
+	const struct qattr to_float = { "to", 1 };
+	char b[12][QNAME_MAX];
+	int rc;
+
+	if (n->name && (rc = nx_export__check_term(x, "node", n->name, fld->offset)) != 0)
+		return rc;
+	if (strlen(y) + 32 > QNAME_MAX || strlen(base) + 32 > QNAME_MAX ||
+	    strlen(n->in[0]) + 32 > QNAME_MAX || strlen(n->in[1]) + 32 > QNAME_MAX)
+		return nx_error_set(x->err, NX_ELIMIT, x->path, 0, (long long)fld->tag_offset,
+				    "%s: node '%s' has a name too long to quantize", x->path, base);
+	if (x->qnode[i] == EX_Q_MATMUL && x->o->quantize == NX_EXPORT_QUANT_INT4) {
+		const struct ex_qinit *q = qinit_find(x, n->in[1]);
+		const char *nb_in[] = { n->in[0], nm(b[0], n->in[1], "/int4"),
+					nm(b[1], n->in[1], "/scale") };
+		const char *nb_out[] = { y };
+		struct qattr at[4] = { { "K", (int64_t)q->rows }, { "N", (int64_t)q->cols },
+				       { "bits", 4 }, { "block_size", (int64_t)qblock(x) } };
+
+		return node_new(x, m, "MatMulNBits", base, nb_in, 3, nb_out, 1, at, 4, NX_QUANT_MS_DOMAIN);
+	} else if (x->qnode[i] == EX_Q_MATMUL) {
+		const char *dq_in[] = { n->in[0] };
+		const char *dq_out[] = { nm(b[0], y, "/int8/x"), nm(b[1], y, "/int8/x_scale"),
+					 nm(b[2], y, "/int8/x_zero") };
+		const char *mm_in[] = { b[0], nm(b[3], n->in[1], "/int8"), b[2] };
+		const char *mm_out[] = { nm(b[4], y, "/int8/acc") };
+		const char *cast_out[] = { nm(b[5], y, "/int8/acc_float") };
+		const char *s_in[] = { b[1], nm(b[6], n->in[1], "/scale") };
+		const char *s_out[] = { nm(b[7], y, "/int8/scale") };
+		const char *y_in[] = { b[5], b[7] };
+		const char *y_out[] = { y };
+
+		if ((rc = node_new(x, m, "DynamicQuantizeLinear", nm(b[8], base, "/int8/quantize"),
+				   dq_in, 1, dq_out, 3, NULL, 0, NULL)) ||
+		    (rc = node_new(x, m, "MatMulInteger", nm(b[9], base, "/int8/matmul"), mm_in, 3,
+				   mm_out, 1, NULL, 0, NULL)) ||
+		    (rc = node_new(x, m, "Cast", nm(b[10], base, "/int8/cast"), mm_out, 1, cast_out, 1,
+				   &to_float, 1, NULL)) ||
+		    (rc = node_new(x, m, "Mul", nm(b[11], base, "/int8/scale"), s_in, 2, s_out, 1,
+				   NULL, 0, NULL)))
+			return rc;
+		return node_new(x, m, "Mul", base, y_in, 2, y_out, 1, NULL, 0, NULL);
+	} else {
+		const char *g_in[] = { nm(b[0], n->in[0], "/int8"), n->in[1] };
+		const char *g_out[] = { nm(b[1], y, "/int8/rows") };
+		const char *s_in[] = { nm(b[2], n->in[0], "/scale"), n->in[1] };
+		const char *s_out[] = { nm(b[3], y, "/int8/scale") };
+		const char *c_out[] = { nm(b[4], y, "/int8/rows_float") };
+		const char *y_in[] = { b[4], b[3] };
+		const char *y_out[] = { y };
+
+		if ((rc = node_new(x, m, "Gather", nm(b[5], base, "/int8/gather"), g_in, 2, g_out, 1,
+				   NULL, 0, NULL)) ||
+		    (rc = node_new(x, m, "Gather", nm(b[6], base, "/int8/gather_scale"), s_in, 2,
+				   s_out, 1, NULL, 0, NULL)) ||
+		    (rc = node_new(x, m, "Cast", nm(b[7], base, "/int8/cast"), g_out, 1, c_out, 1,
+				   &to_float, 1, NULL)))
+			return rc;
+		return node_new(x, m, "Mul", base, y_in, 2, y_out, 1, NULL, 0, NULL);
+	}
+}
+
+/* ------------------------------------------------------------ tensors */
+
+/* Where a tensor's bytes go: the data file (streamed) or inline. */
+struct qout {
+	struct ex *x;
+	bool to_file;
+	uint64_t off, len;
+	unsigned char *inl;    /* inline: the whole payload */
+	uint64_t pos;
+};
+
+static int qout_begin(struct qout *o, struct ex *x, bool to_file, uint64_t len,
+		      uint64_t field_offset, const char *name)
+{
+	memset(o, 0, sizeof(*o));
+	o->x = x;
+	o->len = len;
+	o->to_file = to_file;
+	if (to_file)
+		return nx_export__data_begin(x, field_offset, name, &o->off);
+	if (!x->dry && !(o->inl = malloc(len ? (size_t)len : 1)))
+		return nx_export__oom(x);
+	return 0;
+}
+
+static int qout_write(struct qout *o, const void *buf, size_t len)
+{
+	int rc = 0;
+
+	if (o->x->dry)
+		return 0;
+	if (o->to_file)
+		rc = nx_pw__out_write(&o->x->ext, buf, len);
+	else
+		memcpy(o->inl + o->pos, buf, len);
+	o->pos += len;
+	return rc;
+}
+
+/* The TensorProto of what o wrote, added to graph m; frees o. */
+static int qout_tensor(struct qout *o, struct pw_msg *m, const char *name, int dtype,
+		       const uint64_t *dims, int ndims)
+{
+	struct ex *x = o->x;
+	struct pw_msg *t = nx_pw__msg_new();
+	int rc, k;
+
+	if (!t) {
+		free(o->inl);
+		return nx_export__oom(x);
+	}
+	for (rc = 0, k = 0; k < ndims && !rc; k++)
+		rc = nx_pw__varint_field(t, 1, dims[k]);
+	rc = rc || nx_pw__varint_field(t, 2, (uint64_t)dtype) || nx_pw__string(t, 8, name, strlen(name));
+	if (!rc && !o->to_file && !x->dry)
+		rc = nx_pw__string(t, 9, (const char *)o->inl, (size_t)o->len);
+	if (!rc && o->to_file)
+		rc = nx_export__ext_fields(t, o->off, o->len);
+	free(o->inl);
+	o->inl = NULL;
+	if (rc || nx_pw__child(m, 5, t)) {
+		if (rc)
+			nx_pw__msg_free(t);
+		return nx_export__oom(x);
+	}
+	x->res->quant_bytes += o->len;
+	return 0;
+}
+
+/* pread all of [off, off + len) of fd into buf. */
+static int rd(struct ex *x, int fd, const char *path, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return nx_error_errno(x->err, NX_EIO, n < 0 ? errno : EIO, path,
+					      "cannot read weights from %s", path);
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static int not_finite(struct ex *x, const char *name, uint64_t elem, float v, uint64_t field)
+{
+	return nx_error_set(x->err, NX_EFORMAT, x->path, 0, (long long)field,
+			    "%s: tensor '%s' holds %s at element %llu, which has no int8 form: "
+			    "fix the training run, or list '%s' in export.quantize_exclude",
+			    x->path, name, isnan(v) ? "NaN" : "an infinity",
+			    (unsigned long long)elem, name);
+}
+
+/*
+ * Quantize the float32 matrix [rows, cols] at (fd, off): per column
+ * (MatMul) or per row (Gather).  Values to vo, scales to so.
+ */
+static int quantize(struct ex *x, const struct ex_qinit *q, int fd, const char *path,
+		    uint64_t off, struct qout *vo, struct qout *so, uint64_t field)
+{
+	uint64_t rows_per = QBUF / 4 / q->cols ? QBUF / 4 / q->cols : 1, r0, r, c;
+	size_t cap = (size_t)(rows_per * q->cols);
+	float *buf = malloc(cap * sizeof(float)), *scale = NULL;
+	signed char *out = malloc(cap);
+	bool per_col = q->kind == EX_Q_MATMUL;
+	int rc = 0;
+
+	if (!buf || !out || (per_col && !(scale = calloc((size_t)q->cols, sizeof(float))))) {
+		rc = nx_export__oom(x);
+		goto out;
+	}
+	if (per_col) {
+		for (r0 = 0; r0 < q->rows && !rc; r0 += rows_per) {
+			uint64_t nr = q->rows - r0 < rows_per ? q->rows - r0 : rows_per;
+
+			if ((rc = rd(x, fd, path, buf, (size_t)(nr * q->cols * 4),
+				     off + r0 * q->cols * 4)) != 0)
+				goto out;
+			for (r = 0; r < nr; r++)
+				for (c = 0; c < q->cols; c++) {
+					float v = buf[r * q->cols + c], a = fabsf(v);
+
+					if (!isfinite(v)) {
+						rc = not_finite(x, q->name, (r0 + r) * q->cols + c, v, field);
+						goto out;
+					}
+					if (a > scale[c])
+						scale[c] = a;
+				}
+		}
+		for (c = 0; c < q->cols; c++)
+			scale[c] = nx_quant_int8_scale(scale[c]);
+	}
+	for (r0 = 0; r0 < q->rows; r0 += rows_per) {
+		uint64_t nr = q->rows - r0 < rows_per ? q->rows - r0 : rows_per;
+
+		if ((rc = rd(x, fd, path, buf, (size_t)(nr * q->cols * 4), off + r0 * q->cols * 4)) != 0)
+			goto out;
+		for (r = 0; r < nr; r++) {
+			const float *row = buf + r * q->cols;
+			float s;
+
+			if (per_col) {
+				for (c = 0; c < q->cols; c++)
+					out[r * q->cols + c] = nx_quant_int8(row[c], scale[c]);
+				continue;
+			}
+			for (s = 0, c = 0; c < q->cols; c++) {
+				if (!isfinite(row[c])) {
+					rc = not_finite(x, q->name, (r0 + r) * q->cols + c, row[c], field);
+					goto out;
+				}
+				s = fabsf(row[c]) > s ? fabsf(row[c]) : s;
+			}
+			s = nx_quant_int8_scale(s);
+			for (c = 0; c < q->cols; c++)
+				out[r * q->cols + c] = nx_quant_int8(row[c], s);
+			if ((rc = qout_write(so, &s, sizeof(s))) != 0)
+				goto out;
+		}
+		if ((rc = qout_write(vo, out, (size_t)(nr * q->cols))) != 0)
+			goto out;
+	}
+	if (per_col)
+		rc = qout_write(so, scale, (size_t)q->cols * sizeof(float));
+out:
+	free(buf);
+	free(out);
+	free(scale);
+	return rc;
+}
+
+void nx_quant_int4_column(const float *v, uint64_t n, unsigned block, unsigned char *out,
+			  float *scales)
+{
+	uint64_t nb = (n + block - 1) / block, b, i;
+
+	memset(out, 0x88, (size_t)(nb * block / 2));   /* padding: q 0, stored 8 */
+	for (b = 0; b < nb; b++) {
+		uint64_t end = (b + 1) * block < n ? (b + 1) * block : n;
+		float m = 0, s;
+
+		for (i = b * block; i < end; i++)
+			m = fabsf(v[i]) > m ? fabsf(v[i]) : m;
+		s = scales[b] = m > 0.0f ? m / 7.0f : 1.0f;
+		for (i = b * block; i < end; i++) {
+			float q = rintf(v[i] / s);
+			unsigned u = (unsigned)((q > 7.0f ? 7 : q < -7.0f ? -7 : (int)q) + 8);
+
+			out[i / 2] = (unsigned char)(i % 2 ? (out[i / 2] & 0x0f) | u << 4
+							: (out[i / 2] & 0xf0) | u);
+		}
+	}
+}
+
+/*
+ * A MatMul weight W[K, N] as MatMulNBits wants it: per column n, blocks of
+ * `block` values along K, packed [N, nblocks, block / 2] uint8 (zero point
+ * 8 by default), scales [N * nblocks].  The column order needs the whole
+ * tensor: it is read at once (memory: the largest such tensor).
+ */
+static int int4_tensor(struct ex *x, const struct ex_qinit *q, int fd, const char *path,
+		       uint64_t off, uint64_t field, const char *name, bool external,
+		       struct pw_msg *m)
+{
+	unsigned block = qblock(x);
+	uint64_t k = q->rows, n = q->cols, nb = (k + block - 1) / block, c, r, dims[3];
+	uint64_t bytes = n * nb * block / 2;
+	struct qout vo = { 0 }, so = { 0 };
+	float *a = NULL, *col = NULL, *sc = NULL;
+	unsigned char *packed = NULL;
+	char qn[QNAME_MAX];
+	int rc;
+
+	if (k > INT32_MAX || n > INT32_MAX || nb > UINT64_MAX / n / block)
+		return nx_error_set(x->err, NX_ELIMIT, x->path, 0, (long long)field,
+				    "%s: tensor '%s' [%llu, %llu] is too big for the int4 block "
+				    "layout of MatMulNBits (K and N at most 2^31 - 1): list it in "
+				    "export.quantize_exclude or use int8", x->path, name,
+				    (unsigned long long)k, (unsigned long long)n);
+	if ((rc = qout_begin(&vo, x, (external || x->externalize) && bytes >= NX_EXPORT_EXTERNAL_MIN,
+			     bytes, field, name)) != 0 ||
+	    (rc = qout_begin(&so, x, false, n * nb * 4, field, name)) != 0)
+		goto out;
+	if (!x->dry) {
+		if (!(a = malloc((size_t)(k * n * 4))) || !(col = malloc((size_t)k * 4)) ||
+		    !(sc = malloc((size_t)nb * 4)) || !(packed = malloc((size_t)(nb * block / 2)))) {
+			rc = nx_export__oom(x);
+			goto out;
+		}
+		if ((rc = rd(x, fd, path, a, (size_t)(k * n * 4), off)) != 0)
+			goto out;
+		for (r = 0; r < k * n; r++)
+			if (!isfinite(a[r])) {
+				rc = not_finite(x, name, r, a[r], field);
+				goto out;
+			}
+		for (c = 0; c < n; c++) {
+			for (r = 0; r < k; r++)
+				col[r] = a[r * n + c];
+			nx_quant_int4_column(col, k, block, packed, sc);
+			if ((rc = qout_write(&vo, packed, (size_t)(nb * block / 2))) != 0 ||
+			    (rc = qout_write(&so, sc, (size_t)nb * 4)) != 0)
+				goto out;
+		}
+	}
+	dims[0] = n;
+	dims[1] = nb;
+	dims[2] = block / 2;
+	if ((rc = qout_tensor(&vo, m, nm(qn, name, "/int4"), 2, dims, 3)) != 0)
+		goto out;
+	dims[0] = n * nb;
+	if ((rc = qout_tensor(&so, m, nm(qn, name, "/scale"), 1, dims, 1)) != 0)
+		goto out;
+	x->res->quantized++;
+	x->res->quantized_int4++;
+	x->res->quant_float_bytes += k * n * 4;
+out:
+	free(vo.inl);
+	free(so.inl);
+	free(a);
+	free(col);
+	free(sc);
+	free(packed);
+	return rc;
+}
+
+int nx_export__quant_tensor(struct ex *x, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
+		    const char *name, struct pw_msg *m, bool *done)
+{
+	const struct ex_qinit *q = x->qinits ? qinit_find(x, name) : NULL;
+	struct nx_pb_reader r;
+	struct nx_pb_field raw = { 0 };
+	struct ext_ref e = { NULL, -1, -1 };
+	struct ex_src src = { -1, NULL, 0, 0 };
+	struct qout vo = { 0 }, so = { 0 };
+	bool external = false, has_raw = false, to_file;
+	uint64_t n, nscale, dims[3];
+	char qn[QNAME_MAX];
+	int fd, rc;
+	const char *path;
+	uint64_t off, len;
+
+	*done = false;
+	if (!q || q->kind == EX_Q_NONE)
+		return 0;
+	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
+		return rc;
+	if ((rc = nx_export__tensor_payload(x, &r, &e, &external, &raw, &has_raw, NULL)) != 0)
+		goto out;
+	n = q->rows * q->cols;
+	if (external && e.location) {
+		if ((rc = nx_export__external(x, name, e.location, e.offset, e.length, fld->tag_offset,
+				      &src)) != 0)
+			goto out;
+		fd = src.fd;
+		path = src.path;
+		off = src.off;
+		len = src.len;
+	} else if (has_raw && !external) {
+		fd = x->src_fd;
+		path = x->path;
+		off = raw.offset;
+		len = raw.len;
+	} else {
+		rc = nx_error_set(x->err, NX_EFORMAT, x->path, 0, (long long)fld->tag_offset,
+				  "%s: tensor '%s' has no readable float32 payload to quantize",
+				  x->path, name);
+		goto out;
+	}
+	if (!x->dry && (len / 4 != n || len % 4)) {
+		rc = nx_error_set(x->err, NX_EFORMAT, x->path, 0, (long long)fld->tag_offset,
+				  "%s: tensor '%s' has %llu bytes where its shape takes %llu",
+				  x->path, name, (unsigned long long)len, (unsigned long long)(n * 4));
+		goto out;
+	}
+	if (q->kind == EX_Q_MATMUL && x->o->quantize == NX_EXPORT_QUANT_INT4) {
+		rc = int4_tensor(x, q, fd, path, off, fld->tag_offset, name, external, m);
+		goto out;
+	}
+	to_file = (external || x->externalize) && n >= NX_EXPORT_EXTERNAL_MIN;
+	nscale = q->kind == EX_Q_MATMUL ? q->cols : q->rows;
+	if (strlen(name) + 16 > QNAME_MAX) {
+		rc = nx_error_set(x->err, NX_ELIMIT, x->path, 0, (long long)fld->tag_offset,
+				  "%s: tensor name '%.64s...' too long to quantize", x->path, name);
+		goto out;
+	}
+	/* the values first (streamed to the file), the scales after them */
+	if ((rc = qout_begin(&vo, x, to_file, n, fld->tag_offset, name)) != 0)
+		goto out;
+	if ((rc = qout_begin(&so, x, false, nscale * 4, fld->tag_offset, name)) != 0)
+		goto out;
+	if (!x->dry && (rc = quantize(x, q, fd, path, off, &vo, &so, fld->tag_offset)) != 0)
+		goto out;
+	dims[0] = q->rows;
+	dims[1] = q->cols;
+	if ((rc = qout_tensor(&vo, m, nm(qn, name, "/int8"), 3, dims, 2)) != 0)
+		goto out;
+	/* the scales of a big embedding go to the data file too */
+	if (!x->dry && (external || x->externalize) && nscale * 4 >= NX_EXPORT_EXTERNAL_MIN) {
+		struct qout big;
+
+		if ((rc = qout_begin(&big, x, true, nscale * 4, fld->tag_offset, name)) != 0 ||
+		    (rc = qout_write(&big, so.inl, (size_t)(nscale * 4))) != 0)
+			goto out;
+		free(so.inl);
+		so.inl = NULL;
+		so = big;
+	}
+	dims[0] = nscale;
+	dims[1] = 1;
+	rc = qout_tensor(&so, m, nm(qn, name, "/scale"), 1, dims, q->kind == EX_Q_MATMUL ? 1 : 2);
+	if (rc)
+		goto out;
+	x->res->quantized++;
+	x->res->quant_float_bytes += n * 4;
+out:
+	*done = !rc;
+	free(vo.inl);
+	free(so.inl);
+	free(e.location);
+	nx_export__src_release(&src);
+	return rc;
+}

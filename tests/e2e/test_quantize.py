@@ -1,0 +1,464 @@
+"""export.quantize: int8 (issue #19).  Quantized students are run by the
+bundle's own runtime (ONNX Runtime) and compared with the float student
+run the same way; exports must pass onnx.checker (full check) and the
+build's own verify (canonical ONNX, budget, fingerprints)."""
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import ROOT, run
+from workspace import VOCAB, make_workspace
+
+SPAM = ROOT / "examples/spam-distill"
+
+
+def build(nexus, ws, out):
+    r = run(nexus, "build", ws, "-o", out, "--json")
+    assert r.returncode == 0, r.stderr + r.stdout
+    return json.loads(r.stdout)
+
+
+def run_texts(bundle, texts):
+    args = [bundle / "bin/nexus_cli", "run"]
+    for t in texts:
+        args += ["--text", t]
+    r = run(*args)
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line) for line in r.stdout.splitlines()]
+
+
+def export(nexus, src, dst, *args):
+    return run(nexus, "inspect", src, "--export-to", dst, "--json", *args)
+
+
+def spam_ws(tmp_path, name, extra=""):
+    ws = tmp_path / name
+    shutil.copytree(SPAM, ws, ignore=shutil.ignore_patterns("nexus_bundle_v1"))
+    with open(ws / "nexus.yaml", "a") as f:
+        f.write(extra)
+    return ws
+
+
+@pytest.fixture(scope="module")
+def spam_bundles(nexus, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("spam")
+    f = build(nexus, spam_ws(tmp, "f"), tmp / "f_out")
+    q = build(nexus, spam_ws(tmp, "q", "export: {quantize: int8}\n"), tmp / "q_out")
+    return tmp / "f_out", f, tmp / "q_out", q
+
+
+def test_spam_int8_accuracy_within_half_a_point(spam_bundles):
+    fdir, f, qdir, q = spam_bundles
+    rows = [json.loads(x) for x in (SPAM / "artifacts/test_sample.jsonl").read_text().splitlines()]
+    texts = [r["text"] for r in rows]
+    fr, qr = run_texts(fdir, texts), run_texts(qdir, texts)
+    acc = lambda res: 100.0 * np.mean([a["label"] == r["true_label"] for a, r in zip(res, rows)])
+    print(f"spam-distill test sample: fp32 {acc(fr):.1f}%  int8 {acc(qr):.1f}%")
+    assert abs(acc(fr) - acc(qr)) <= 0.5
+    agree = np.mean([a["label"] == b["label"] for a, b in zip(fr, qr)])
+    assert agree >= 0.98
+
+
+def test_spam_int8_manifest_and_size(spam_bundles):
+    fdir, f, qdir, q = spam_bundles
+    man = json.loads((qdir / "manifest.json").read_text())
+    assert man["model_metadata"]["quantization"] == "int8"
+    assert json.loads((fdir / "manifest.json").read_text())["model_metadata"]["quantization"] == "none"
+    fsize = (fdir / "model/student_model.onnx").stat().st_size
+    qsize = (qdir / "model/student_model.onnx").stat().st_size
+    assert qsize < 0.3 * fsize, (qsize, fsize)
+    m = onnx.load(str(qdir / "model/student_model.onnx"))
+    onnx.checker.check_model(m, full_check=True)
+    ops = [n.op_type for n in m.graph.node]
+    assert ops.count("MatMulInteger") == 8 and ops.count("DynamicQuantizeLinear") == 8
+    int8 = {t.name for t in m.graph.initializer if t.data_type == TensorProto.INT8}
+    assert "tok.weight/int8" in int8
+    assert not any(t.name == "tok.weight" for t in m.graph.initializer)
+
+
+def embedder(dim=64, vocab=len(VOCAB), seed=3):
+    rng = np.random.default_rng(seed)
+    emb = rng.standard_normal((vocab, dim)).astype(np.float32)
+    w1 = (rng.standard_normal((dim, dim)) / np.sqrt(dim)).astype(np.float32)
+    w2 = (rng.standard_normal((dim, dim)) / np.sqrt(dim)).astype(np.float32)
+    nodes = [
+        helper.make_node("Gather", ["embeddings.weight", "input_ids"], ["emb"], name="embed"),
+        helper.make_node("MatMul", ["emb", "dense1.weight"], ["h1"], name="dense1"),
+        helper.make_node("Tanh", ["h1"], ["a1"]),
+        helper.make_node("MatMul", ["a1", "dense2.weight"], ["last_hidden_state"], name="dense2"),
+    ]
+    g = helper.make_graph(
+        nodes, "embedder",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT,
+                                       ["batch", "seq", dim])],
+        [numpy_helper.from_array(emb, "embeddings.weight"),
+         numpy_helper.from_array(w1, "dense1.weight"),
+         numpy_helper.from_array(w2, "dense2.weight")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    return m
+
+
+# task: raw (the hidden states themselves): on main at the time of writing,
+# the liveness check (dead-initializer) saw no change in an embedding task's
+# outputs for this model, float or not
+EMBED_RT = """\
+task: raw
+max_sequence_length: 32
+batch_size: 1
+threads: 1
+integrity: full
+python_packages: [numpy, onnxruntime]
+"""
+
+
+def test_embedder_int8_cosine(nexus, tmp_path):
+    model = embedder().SerializeToString()
+    texts = ["free money, click now", "lunch at noon tomorrow?", "win a prize now!",
+             "meeting tomorrow at noon", "click, click, click"]
+    out = {}
+    for mode in ("none", "int8"):
+        ws = make_workspace(tmp_path / mode, student=model, runtime_yaml=EMBED_RT,
+                            extra_yaml=f"export: {{quantize: {mode}, quantize_min_elements: 512}}\n")
+        build(nexus, ws, tmp_path / f"{mode}_out")
+        out[mode] = [np.array(r["outputs"]["last_hidden_state"]).ravel()
+                     for r in run_texts(tmp_path / f"{mode}_out", texts)]
+    m = onnx.load(str(tmp_path / "int8_out/model/student_model.onnx"))
+    assert sum(t.data_type == TensorProto.INT8 for t in m.graph.initializer) == 3
+    cos = [float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) for a, b in zip(out["none"], out["int8"])]
+    print("embedder cosine int8 vs fp32:", [round(c, 5) for c in cos])
+    assert min(cos) >= 0.99
+
+
+def test_exclude_and_min_elements_keep_float(nexus, tmp_path):
+    src = tmp_path / "e.onnx"
+    onnx.save(embedder(), str(src))
+    r = export(nexus, src, tmp_path / "a.onnx", "--quantize", "int8", "--quantize-exclude",
+               "dense2", "--quantize-exclude", "embeddings.*")
+    assert r.returncode == 0, r.stderr
+    m = onnx.load(str(tmp_path / "a.onnx"))
+    names = {t.name: t.data_type for t in m.graph.initializer}
+    assert names["dense1.weight/int8"] == TensorProto.INT8
+    assert names["dense2.weight"] == TensorProto.FLOAT
+    assert names["embeddings.weight"] == TensorProto.FLOAT
+    assert json.loads(r.stdout)["quantized_tensors"] == 1
+    onnx.checker.check_model(m, full_check=True)
+
+
+def test_int8_values_are_per_channel_symmetric(nexus, tmp_path):
+    src = tmp_path / "e.onnx"
+    em = embedder(vocab=128)
+    onnx.save(em, str(src))
+    r = export(nexus, src, tmp_path / "a.onnx", "--quantize", "int8")
+    assert r.returncode == 0, r.stderr
+    w = {t.name: numpy_helper.to_array(t) for t in em.graph.initializer}
+    q = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(tmp_path / "a.onnx")).graph.initializer}
+    a = w["dense1.weight"]
+    scale = np.abs(a).max(axis=0) / np.float32(127)
+    assert q["dense1.weight/scale"].shape == (a.shape[1],)
+    np.testing.assert_array_equal(q["dense1.weight/scale"], scale)
+    np.testing.assert_array_equal(q["dense1.weight/int8"], np.clip(np.rint(a / scale), -127, 127))
+    e = w["embeddings.weight"]
+    rs = (np.abs(e).max(axis=1) / np.float32(127))[:, None]
+    np.testing.assert_array_equal(q["embeddings.weight/scale"], rs)
+    np.testing.assert_array_equal(q["embeddings.weight/int8"], np.clip(np.rint(e / rs), -127, 127))
+
+
+def test_external_weights_quantized_into_page_aligned_data(nexus, tmp_path):
+    m = embedder(dim=256, vocab=512)
+    src = tmp_path / "e.onnx"
+    onnx.save(m, str(src))
+    dst = tmp_path / "a.onnx"
+    r = export(nexus, src, dst, "--quantize", "int8", "--external-data", "always")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["quantized_tensors"] == 3
+    assert rep["quantized_bytes"] < 0.27 * rep["quantized_float_bytes"]
+    out = onnx.load(str(dst), load_external_data=False)
+    ext = [t for t in out.graph.initializer if t.data_location == TensorProto.EXTERNAL]
+    assert {t.name for t in ext} >= {"dense1.weight/int8", "embeddings.weight/int8"}
+    for t in ext:
+        e = {x.key: x.value for x in t.external_data}
+        assert int(e["offset"]) % 4096 == 0
+    full = onnx.load(str(dst))
+    onnx.checker.check_model(full, full_check=True)
+    q = {t.name: numpy_helper.to_array(t) for t in full.graph.initializer}
+    assert q["embeddings.weight/int8"].shape == (512, 256)
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf"])
+def test_non_finite_weight_names_the_tensor(nexus, tmp_path, bad):
+    m = embedder()
+    a = numpy_helper.to_array(m.graph.initializer[1]).copy()
+    a[3, 5] = np.nan if bad == "nan" else np.inf
+    m.graph.initializer[1].CopyFrom(numpy_helper.from_array(a, "dense1.weight"))
+    src, dst = tmp_path / "e.onnx", tmp_path / "a.onnx"
+    onnx.save(m, str(src))
+    r = export(nexus, src, dst, "--quantize", "int8")
+    assert r.returncode == 3, r.stderr
+    assert "dense1.weight" in r.stderr and ("NaN" if bad == "nan" else "infinity") in r.stderr
+    assert not dst.exists()
+
+
+def test_computed_matmul_weight_is_refused(nexus, tmp_path):
+    m = embedder()
+    w = m.graph.initializer[1]
+    m.graph.node[1].input[1] = "dense1.weight_t"
+    m.graph.node.insert(1, helper.make_node("Transpose", ["dense1.weight"], ["dense1.weight_t"],
+                                            perm=[1, 0], name="t"))
+    src, dst = tmp_path / "e.onnx", tmp_path / "a.onnx"
+    onnx.save(m, str(src))
+    r = export(nexus, src, dst, "--quantize", "int8")
+    assert r.returncode == 2, r.stderr
+    assert "dense1" in r.stderr and "Transpose" in r.stderr and "quantize_exclude" in r.stderr
+    assert not dst.exists()
+    assert w.name == "dense1.weight"
+    # listed in quantize_exclude it stays float, and the rest is quantized
+    r = export(nexus, src, dst, "--quantize", "int8", "--quantize-exclude", "dense1")
+    assert r.returncode == 0, r.stderr
+
+
+def test_already_quantized_is_refused(nexus, tmp_path):
+    src, once, twice = tmp_path / "e.onnx", tmp_path / "a.onnx", tmp_path / "b.onnx"
+    onnx.save(embedder(), str(src))
+    assert export(nexus, src, once, "--quantize", "int8").returncode == 0
+    r = export(nexus, once, twice, "--quantize", "int8")
+    assert r.returncode == 2 and "already quantized" in r.stderr, r.stderr
+    assert not twice.exists()
+    # without quantize it exports as it is
+    assert export(nexus, once, twice).returncode == 0
+
+
+def test_quantize_config_is_checked(nexus, tmp_path):
+    ws = make_workspace(tmp_path / "w", extra_yaml="export: {quantize: int3}\n")
+    r = run(nexus, "build", ws, "-o", tmp_path / "out")
+    assert r.returncode == 2 and "export.quantize" in r.stderr
+    ws = make_workspace(tmp_path / "w2", extra_yaml="export: {quantize_tolerance: 2}\n")
+    r = run(nexus, "build", ws, "-o", tmp_path / "out")
+    assert r.returncode == 2 and "quantize_tolerance" in r.stderr
+
+
+def copied_teacher_ws(tmp_path, name, quantize="int8", dim=64):
+    """An embedder student whose three weights are teacher tensors: the
+    embedding and dense2 copied from the teacher ONNX (as stored), dense1
+    from the torch checkpoint's Linear weight (stored [out, in],
+    transposed by the export)."""
+    import torch
+    m = embedder(vocab=128, dim=dim)
+    w = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    ws = make_workspace(tmp_path / name, student=m.SerializeToString(), runtime_yaml=EMBED_RT,
+                        extra_yaml=f"export: {{quantize: {quantize}}}\n")
+    torch.save({"state_dict": {"enc.weight": torch.tensor(w["dense1.weight"].T.copy())}},
+               str(ws / "checkpoints/teacher.pt"))
+    g = helper.make_graph(
+        [helper.make_node("Gather", ["enc_emb", "ids"], ["e"]),
+         helper.make_node("MatMul", ["e", "enc_out"], ["y"])], "teacher",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["s"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["s", dim])],
+        [numpy_helper.from_array(w["embeddings.weight"], "enc_emb"),
+         numpy_helper.from_array(w["dense2.weight"], "enc_out")])
+    t = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    t.ir_version = 7
+    onnx.save(t, str(ws / "artifacts/teacher.onnx"))
+    return ws
+
+
+def test_teacher_tensor_copied_then_quantized_fails_the_build(nexus, tmp_path):
+    ws = copied_teacher_ws(tmp_path, "w")
+    r = run(nexus, "build", ws, "-o", tmp_path / "out")
+    assert r.returncode == 1, r.stderr
+    assert "as int8" in r.stderr and "/int8" in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("shared, form", [("embeddings.weight/int8", "enc_emb as int8 per row"),
+                                          ("dense2.weight/int8", "enc_out as int8 per column"),
+                                          ("dense1.weight/int8", "as int8 transposed")])
+def test_inspect_teacher_finds_each_int8_form(nexus, tmp_path, shared, form):
+    ws = copied_teacher_ws(tmp_path, "w")
+    dst = tmp_path / "q.onnx"
+    assert export(nexus, ws / "artifacts/student.onnx", dst, "--quantize", "int8").returncode == 0
+    r = run(nexus, "inspect", dst, "--json", "--teacher", ws / "artifacts/teacher.onnx",
+            "--teacher", ws / "checkpoints/teacher.pt")
+    assert r.returncode == 1, r.stderr
+    found = {(x["tensor"], x["teacher_tensor"]) for x in json.loads(r.stdout)["shared_tensors"]}
+    assert any(s == shared and form in t for s, t in found), found
+
+
+def test_verify_teacher_finds_quantized_copy(nexus, tmp_path):
+    """The deployment gate: a teacher file given to verify holding the
+    float tensor the bundle's int8 tensor was made from."""
+    import torch
+    m = embedder(vocab=128)
+    ws = make_workspace(tmp_path / "w", student=m.SerializeToString(), runtime_yaml=EMBED_RT,
+                        extra_yaml="export: {quantize: int8}\n")
+    build(nexus, ws, tmp_path / "out")
+    w = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    teacher = tmp_path / "other_teacher.pt"
+    torch.save({"lm.weight": torch.tensor(w["dense2.weight"].T.copy())}, str(teacher))
+    r = run(nexus, "verify", tmp_path / "out", "--json", "--teacher", teacher)
+    assert r.returncode == 1, r.stdout
+    assert "dense2.weight/int8" in r.stdout and "as int8 transposed" in r.stdout
+    r = run(nexus, "verify", tmp_path / "out", "--teacher", ws / "checkpoints/teacher.pt")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_allow_shared_names_the_source_tensor(nexus, tmp_path):
+    ws = copied_teacher_ws(tmp_path, "w")
+    with open(ws / "nexus.yaml", "a") as f:
+        f.write("allow_shared_tensors:\n"
+                + "".join(f"  - {{name: {n}, reason: test}}\n"
+                          for n in ("embeddings.weight", "dense1.weight", "dense2.weight")))
+    r = run(nexus, "build", ws, "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+
+
+def test_accuracy_gate_compares_float_and_int8(nexus, tmp_path):
+    """A tolerance of 0 on an embedding fails the build with the measured
+    cosine, which must show the float model really ran (int8 against
+    itself would give a cosine of 1 to 1e-15)."""
+    import re
+    ws = make_workspace(tmp_path / "w", student=embedder(vocab=128).SerializeToString(),
+                        runtime_yaml=EMBED_RT,
+                        extra_yaml="export: {quantize: int8, quantize_tolerance: 0}\n")
+    r = run(nexus, "build", ws, "-o", tmp_path / "out")
+    assert r.returncode == 1, r.stderr
+    m = re.search(r"lowest cosine of the outputs is ([0-9.]+)", r.stderr)
+    assert m and 0.99 < float(m.group(1)) < 0.999995, r.stderr
+    assert "quantize_tolerance" in r.stderr and not (tmp_path / "out").exists()
+    # the default tolerance (0.01) passes, and nothing of the float model is packaged
+    ws = make_workspace(tmp_path / "w2", student=embedder(vocab=128).SerializeToString(),
+                        runtime_yaml=EMBED_RT, extra_yaml="export: {quantize: int8}\n")
+    out = build(nexus, ws, tmp_path / "out2")
+    cases = json.loads((tmp_path / "out2/config/selftest.json").read_text())["cases"]
+    assert out["quantization_check"]["selftest_inputs"] == len(cases) >= 2
+    assert 0.99 < out["quantization_check"]["min_cosine"] < 0.999995
+    assert sorted(p.name for p in (tmp_path / "out2/model").iterdir()) == ["student_model.onnx",
+                                                                         "tokenizer"]
+
+
+def test_spam_gate_labels(spam_bundles):
+    fdir, f, qdir, q = spam_bundles
+    cases = json.loads((qdir / "config/selftest.json").read_text())["cases"]
+    assert q["quantization_check"]["selftest_inputs"] == len(cases) >= 4
+    assert q["quantization_check"]["labels_agree"] == len(cases)
+    assert "quantization_check" not in f
+
+
+def test_inspect_shows_weights_by_dtype(nexus, spam_bundles):
+    fdir, f, qdir, q = spam_bundles
+    d = {}
+    for k, b in (("f", fdir), ("q", qdir)):
+        r = run(nexus, "inspect", b / "model/student_model.onnx", "--json")
+        assert r.returncode == 0, r.stderr
+        d[k] = json.loads(r.stdout)["dtypes"]
+    assert "int8" not in d["f"] and d["q"]["int8"]["tensors"] == 9
+    assert d["q"]["int8"]["bytes"] + d["q"]["float"]["bytes"] < 0.3 * d["f"]["float"]["bytes"]
+
+
+def test_over_2gb_external_weight_streams_in_bounded_memory(nexus, tmp_path):
+    """A 2.1 GB float32 MatMul weight in external data (a sparse file: the
+    values do not matter here) is quantized tensor by tensor: peak RSS of
+    the export stays far below the tensor (fixed buffer + scales)."""
+    k, n = 16384, 32768                     # 536M elements, 2 GiB + of float32
+    data = tmp_path / "w.bin"
+    with open(data, "wb") as f:
+        f.truncate(k * n * 4)
+    w = TensorProto(name="big.weight", data_type=TensorProto.FLOAT, dims=[k, n],
+                    data_location=TensorProto.EXTERNAL)
+    for key, v in (("location", "w.bin"), ("offset", "0"), ("length", str(k * n * 4))):
+        e = w.external_data.add()
+        e.key, e.value = key, v
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "big.weight"], ["y"], name="mm")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, k])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    src = tmp_path / "big.onnx"
+    src.write_bytes(m.SerializeToString())
+    out = tmp_path / "out"
+    out.mkdir()
+    # through bench/rusage.c: a child forked from this (large) Python process
+    # would carry the process's RSS into its ru_maxrss
+    tool, rss = tmp_path / "rusage", tmp_path / "rss"
+    subprocess.run(["cc", "-O2", "-o", tool, ROOT / "bench/rusage.c"], check=True)
+    r = run(tool, rss, nexus, "inspect", src, "--export-to", out / "m.onnx", "--quantize",
+            "int8", "--json")
+    assert r.returncode == 0, r.stderr
+    stdout = r.stdout
+    rep = json.loads(stdout)
+    assert rep["quantized_tensors"] == 1 and rep["quantized_float_bytes"] == k * n * 4
+    assert (out / "student_model.onnx.data").stat().st_size >= k * n
+    assert int(rss.read_text()) * 1024 < 64 << 20, rss.read_text()
+    q = onnx.load(str(out / "m.onnx"), load_external_data=False)
+    t = {x.name: x for x in q.graph.initializer}
+    assert list(t["big.weight/int8"].dims) == [k, n] and t["big.weight/int8"].data_type == TensorProto.INT8
+    assert list(t["big.weight/scale"].dims) == [n]
+
+
+
+# ---------------------------------------------------------------- int4
+def test_spam_int4_accuracy_and_form(nexus, spam_bundles, tmp_path):
+    """int4 (MatMulNBits, block 32): the spam student's accuracy on the 50
+    test texts in the repository; one text is 2 points, so "within 0.5" of
+    the issue (586 texts) reads here as at most one text changing."""
+    fdir, f, _, _ = spam_bundles
+    q = build(nexus, spam_ws(tmp_path, "q4", "export: {quantize: int4}\n"), tmp_path / "q4_out")
+    qdir = tmp_path / "q4_out"
+    rows = [json.loads(x) for x in (SPAM / "artifacts/test_sample.jsonl").read_text().splitlines()]
+    texts = [r["text"] for r in rows]
+    fr, qr = run_texts(fdir, texts), run_texts(qdir, texts)
+    acc = lambda res: 100.0 * np.mean([a["label"] == r["true_label"] for a, r in zip(res, rows)])
+    print(f"spam-distill test sample: fp32 {acc(fr):.1f}%  int4 {acc(qr):.1f}%")
+    assert sum(a["label"] != b["label"] for a, b in zip(fr, qr)) <= 1
+    cases = json.loads((qdir / "config/selftest.json").read_text())["cases"]
+    assert q["quantization"] == "int4" and q["quantization_check"]["labels_agree"] == len(cases)
+    m = onnx.load(str(qdir / "model/student_model.onnx"))
+    onnx.checker.check_model(m, full_check=True)
+    nb = [n for n in m.graph.node if n.op_type == "MatMulNBits"]
+    assert len(nb) == 8 and all(n.domain == "com.microsoft" for n in nb)
+    assert {o.domain: o.version for o in m.opset_import}["com.microsoft"] == 1
+    # embeddings stay int8 per row (no int4 Gather in ONNX Runtime's CPU kernels here)
+    assert any(t.name == "tok.weight/int8" for t in m.graph.initializer)
+
+
+def test_int4_packing_matches_reference(nexus, tmp_path):
+    src = tmp_path / "e.onnx"
+    em = embedder(vocab=128, dim=80)         # K = 80: the last block of 32 is padded
+    onnx.save(em, str(src))
+    r = export(nexus, src, tmp_path / "a.onnx", "--quantize", "int4", "--quantize-block", "32")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["quantized_int4"] == 2
+    w = {t.name: numpy_helper.to_array(t) for t in em.graph.initializer}["dense1.weight"]
+    q = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(tmp_path / "a.onnx")).graph.initializer}
+    k, n = w.shape
+    nb = (k + 31) // 32
+    col = np.zeros((n, nb * 32), np.float32)
+    col[:, :k] = w.T
+    blocks = col.reshape(n, nb, 32)
+    scale = np.abs(blocks).max(axis=2) / np.float32(7)
+    scale[scale == 0] = 1
+    qv = (np.clip(np.rint(blocks / scale[:, :, None]), -7, 7) + 8).astype(np.uint8)
+    packed = qv[:, :, 0::2] | (qv[:, :, 1::2] << 4)
+    np.testing.assert_array_equal(q["dense1.weight/int4"], packed)
+    np.testing.assert_array_equal(q["dense1.weight/scale"], scale.ravel())
+
+
+def test_int4_teacher_copy_found(nexus, tmp_path):
+    ws = copied_teacher_ws(tmp_path, "w", quantize="int4", dim=128)  # int4 tensors >= 4 KiB
+    r = run(nexus, "build", ws, "-o", tmp_path / "out")
+    assert r.returncode == 1 and "identical to" in r.stderr, r.stderr
+    dst = tmp_path / "q.onnx"
+    assert export(nexus, ws / "artifacts/student.onnx", dst, "--quantize", "int4").returncode == 0
+    r = run(nexus, "inspect", dst, "--json", "--teacher", ws / "artifacts/teacher.onnx",
+            "--teacher", ws / "checkpoints/teacher.pt")
+    found = {(x["tensor"], x["teacher_tensor"]) for x in json.loads(r.stdout)["shared_tensors"]}
+    assert any(s == "dense1.weight/int4" and "as int4 transposed" in t for s, t in found), found
+    assert any(s == "dense2.weight/int4" and "enc_out as int4 (block 32)" in t for s, t in found), found
