@@ -29,6 +29,7 @@ ORT_DIR=$NEXUS_CACHE/onnxruntime-$ORT_VERSION
 
 APT_PACKAGES=(build-essential make pkg-config ca-certificates
 	libssl-dev libjansson-dev libyaml-dev libutf8proc-dev libpcre2-dev libzstd-dev libcmocka-dev libseccomp-dev
+	libmicrohttpd-dev libmicrohttpd12
 	bubblewrap python3 python3-pytest python3-numpy python3-onnx python3-torch
 	groff-base strace attr libcap2-bin
 	sentencepiece  # spm_train: the Unigram + Precompiled tokenizer of the parity matrix

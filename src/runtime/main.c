@@ -13,8 +13,9 @@
 #include "onnxruntime_c_api.h"
 #include "nexus/tokdecode.h"
 #include "rt.h"
+#include "serve.h"
 
-static int fail(const char *verb, const nx_error *err)
+int rt_fail(const char *verb, const nx_error *err)
 {
 	fprintf(stderr, "nexus_cli %s: error: ", verb);
 	if (err->path[0] && !strstr(err->message, err->path))
@@ -24,8 +25,8 @@ static int fail(const char *verb, const nx_error *err)
 }
 
 /* Open the bundle and its session; prints the error and gives the status. */
-static int start(struct rt_bundle *b, struct rt_session **s, const char *verb,
-		 const struct rt_args *a, bool check)
+int rt_start(struct rt_bundle *b, struct rt_session **s, const char *verb,
+	     const struct rt_args *a, bool check)
 {
 	nx_error err;
 
@@ -43,7 +44,7 @@ static int start(struct rt_bundle *b, struct rt_session **s, const char *verb,
 			*s = NULL;
 		}
 		rt_bundle_release(b);
-		return fail(verb, &err);
+		return rt_fail(verb, &err);
 	}
 	return 0;
 }
@@ -127,7 +128,7 @@ static int cmd_run(const struct rt_verb *v, int argc, char **argv)
 	if (!a.ntexts && !a.input)
 		return free(a.texts), free(a.pairs),
 		       rt_usage(v, "give --text TEXT or --input FILE (- for stdin)");
-	if ((rc = start(&b, &s, v->name, &a, true)))
+	if ((rc = rt_start(&b, &s, v->name, &a, true)))
 		return free(a.texts), free(a.pairs), rc;
 	b.set.raw = a.raw;
 	p.flags = rt_session_json_flags(s);
@@ -143,7 +144,7 @@ static int cmd_run(const struct rt_verb *v, int argc, char **argv)
 	free(a.texts);
 	free(a.pairs);
 	if (rc)
-		return fail(v->name, &err);
+		return rt_fail(v->name, &err);
 	if (p.errors) {
 		fprintf(stderr, "nexus_cli run: %zu of %zu inputs failed (see their \"error\")\n",
 			p.errors, p.n);
@@ -163,7 +164,7 @@ static int cmd_info(const struct rt_verb *v, int argc, char **argv)
 
 	if ((rc = rt_parse(&a, v, argc, argv)))
 		return free(a.texts), rc < 0 ? 0 : rc;
-	if ((rc = start(&b, &s, v->name, &a, true)))
+	if ((rc = rt_start(&b, &s, v->name, &a, true)))
 		return rc;
 	files = json_array();
 	for (i = 0; i < b.manifest->nfiles; i++)
@@ -258,10 +259,10 @@ static int cmd_selftest(const struct rt_verb *v, int argc, char **argv)
 	given = a.ntexts;
 	nx_error_clear(&err);
 	if (a.write && a.input && (rc = feed(&(struct rt_args){ .input = a.input }, collect, &a, &err))) {
-		rc = fail(v->name, &err);
+		rc = rt_fail(v->name, &err);
 		goto out;
 	}
-	if ((rc = start(&b, &s, v->name, &a, !a.write)))
+	if ((rc = rt_start(&b, &s, v->name, &a, !a.write)))
 		goto out;
 	b.set.raw = true;       /* the golden file holds every output */
 	if (a.write)
@@ -270,7 +271,7 @@ static int cmd_selftest(const struct rt_verb *v, int argc, char **argv)
 		rc = rt_selftest_check(s, &b, stdout, &err);
 	rt_session_free(s);
 	rt_bundle_release(&b);
-	rc = rc ? fail(v->name, &err) : 0;
+	rc = rc ? rt_fail(v->name, &err) : 0;
 out:
 	while (a.ntexts > given)
 		free(a.texts[--a.ntexts]);
@@ -288,14 +289,14 @@ static int cmd_liveness(const struct rt_verb *v, int argc, char **argv)
 	if ((rc = rt_parse(&a, v, argc, argv)))
 		return free(a.texts), rc < 0 ? 0 : rc;
 	free(a.texts);
-	if ((rc = start(&b, NULL, v->name, &a, true)))
+	if ((rc = rt_start(&b, NULL, v->name, &a, true)))
 		return rc;
 	nx_error_clear(&err);
 	rc = rt_liveness(&b, stdout, a.min_bytes ? a.min_bytes : RT_LIVE_MIN_BYTES,
 			 a.budget_ms ? a.budget_ms : RT_LIVE_BUDGET_MS, &err);
 	fflush(stdout);
 	rt_bundle_release(&b);
-	return rc ? fail(v->name, &err) : 0;
+	return rc ? rt_fail(v->name, &err) : 0;
 }
 
 struct tok_ctx {
@@ -519,7 +520,7 @@ static int tok_verb(const struct rt_verb *v, int argc, char **argv, bool detok)
 		nx_tokenizer_free(c.tok);
 	rt_bundle_release(&b);
 	free(a.texts);
-	return rc ? fail(v->name, &err) : 0;
+	return rc ? rt_fail(v->name, &err) : 0;
 }
 
 static int cmd_tokenize(const struct rt_verb *v, int argc, char **argv)
@@ -586,6 +587,20 @@ static const struct rt_opt detokenize_opts[] = {
 	{ 0 },
 };
 
+static const struct rt_opt serve_opts[] = {
+	{ "listen", "ADDR", "numeric address to listen on (default 127.0.0.1)", RT_OPT_LISTEN },
+	{ "port", "N", "TCP port (default 8080; 0 picks a free one)", RT_OPT_PORT },
+	{ "ready-file", "FILE", "write the bound port there once listening", RT_OPT_READY },
+	{ "queue", "N", "texts waiting at most; beyond: 503 (default 1024)", RT_OPT_QUEUE },
+	{ "max-batch", "N", "texts per inference (default: runtime.yaml batch_size)", RT_OPT_MAXBATCH },
+	{ "max-wait-ms", "MS", "how long a text waits for others to batch with (default 5)", RT_OPT_MAXWAIT },
+	{ "max-body", "BYTES", "request body cap; beyond: 413 (default 1048576)", RT_OPT_MAXBODY },
+	{ "timeout", "S", "drop a connection idle that long (default 30)", RT_OPT_TIMEOUT },
+	{ "max-connections", "N", "open connections at most (default 256)", RT_OPT_MAXCONN },
+	RT_OPT_BUNDLE_ENTRY,
+	{ 0 },
+};
+
 static const struct rt_verb verbs[] = {
 	{ "info", "show the bundle, its model and runtime after checking its integrity", NULL,
 	  info_opts, cmd_info, false },
@@ -618,6 +633,13 @@ static const struct rt_verb verbs[] = {
 	  "one line of text per input (or {\"text\": ...} with --json); ids the vocabulary\n"
 	  "does not have are left out, as Hugging Face's decode does.",
 	  detokenize_opts, cmd_detokenize, false },
+	{ "serve", "answer HTTP requests: /v1/embeddings, /predict, /health, /metrics",
+	  "one inference thread batches the texts of concurrent requests (--max-batch,\n"
+	  "--max-wait-ms); a full --queue answers 503 with Retry-After.  GET /health is\n"
+	  "200 only after the integrity check and one warm-up inference.  SIGTERM or\n"
+	  "SIGINT stop accepting, answer what is in flight and exit 0.  Needs\n"
+	  "libmicrohttpd.so.12 (Debian: libmicrohttpd12).  See nexus_cli(1).",
+	  serve_opts, rt_cmd_serve, false },
 };
 
 static void top_usage(FILE *f)

@@ -2,6 +2,7 @@
  * opts.c - option parsing for nexus_cli's verbs: each verb has one table of
  * options, which also prints its --help.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,12 +40,40 @@ int rt_usage(const struct rt_verb *v, const char *fmt, ...)
 	return 2;
 }
 
+/* serve's numbers: [min, max] in the order of RT_OPT_PORT .. RT_OPT_MAXCONN (rt.h) */
+static const long limits[][2] = {
+	{ 0, 65535 }, { 1, 1L << 20 }, { 1, RT_BATCH_MAX }, { 0, 10000 }, { 1, 1L << 30 },
+	{ 1, 3600 }, { 1, 4096 },
+};
+
+static int number(struct rt_args *a, const struct rt_opt *o, const char *val)
+{
+	long *dst[] = { &a->port, &a->queue, &a->max_batch, &a->max_wait, &a->max_body,
+			&a->timeout, &a->max_conn };
+	int i = o->key - RT_OPT_PORT;
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(val, &end, 10);
+	if (errno || end == val || *end || n < limits[i][0] || n > limits[i][1])
+		return -1;
+	*dst[i] = n;
+	return 0;
+}
+
 int rt_parse(struct rt_args *a, const struct rt_verb *v, int argc, char **argv)
 {
 	int i;
 
 	memset(a, 0, sizeof(*a));
 	a->tol = 1e-4;
+	a->port = 8080;
+	a->queue = 1024;
+	a->max_wait = 5;
+	a->max_body = 1 << 20;
+	a->timeout = 30;
+	a->max_conn = 256;
 	for (i = 1; i < argc; i++) {
 		const struct rt_opt *o;
 		const char *val = NULL, *eq;
@@ -94,6 +123,15 @@ int rt_parse(struct rt_args *a, const struct rt_verb *v, int argc, char **argv)
 			a->pairs[a->npairs++] = (char *)val;
 			break;
 		}
+		case RT_OPT_LISTEN: a->listen = val; break;
+		case RT_OPT_READY: a->ready_file = val; break;
+		case RT_OPT_PORT: case RT_OPT_QUEUE: case RT_OPT_MAXBATCH: case RT_OPT_MAXWAIT:
+		case RT_OPT_MAXBODY: case RT_OPT_TIMEOUT: case RT_OPT_MAXCONN:
+			if (number(a, o, val))
+				return rt_usage(v, "--%s needs a whole number from %ld to %ld", o->name,
+						limits[o->key - RT_OPT_PORT][0],
+						limits[o->key - RT_OPT_PORT][1]);
+			break;
 		case RT_OPT_TEXT: {
 			/* on failure a->texts stays, for the caller to free */
 			char **t = realloc(a->texts, (a->ntexts + 1) * sizeof(*a->texts));

@@ -234,7 +234,9 @@ int rt_selftest_write(struct rt_session *s, struct rt_bundle *b, char *const *te
 enum {
 	RT_OPT_BUNDLE = 1, RT_OPT_JSON, RT_OPT_TEXT, RT_OPT_INPUT, RT_OPT_WRITE, RT_OPT_OUTPUT,
 	RT_OPT_TOL, RT_OPT_TOKDIR, RT_OPT_MAXLEN, RT_OPT_VERBOSE, RT_OPT_RAW, RT_OPT_LONG,
-	RT_OPT_MINBYTES, RT_OPT_BUDGET, RT_OPT_SKIP_SPECIAL, RT_OPT_PAIR
+	RT_OPT_MINBYTES, RT_OPT_BUDGET, RT_OPT_SKIP_SPECIAL, RT_OPT_PAIR,
+	RT_OPT_LISTEN, RT_OPT_READY, RT_OPT_PORT, RT_OPT_QUEUE, RT_OPT_MAXBATCH, RT_OPT_MAXWAIT,
+	RT_OPT_MAXBODY, RT_OPT_TIMEOUT, RT_OPT_MAXCONN
 };
 
 struct rt_opt {
@@ -266,9 +268,19 @@ struct rt_args {
 	double tol;
 	long maxlen;
 	uint64_t min_bytes, budget_ms;   /* liveness */
+	/* serve */
+	const char *listen, *ready_file;
+	long port, queue, max_batch, max_wait, max_body, timeout, max_conn;
 };
 
 void rt_help(const struct rt_verb *v, FILE *f);
+/* Open the bundle (check: against its manifest) and, when s is not NULL,
+ * its session, and wait for the integrity check; on failure prints
+ * "nexus_cli VERB: error: ..." and returns the exit status. */
+int rt_start(struct rt_bundle *b, struct rt_session **s, const char *verb,
+	     const struct rt_args *a, bool check);
+/* Print err as "nexus_cli VERB: error: ..."; returns its exit status. */
+int rt_fail(const char *verb, const nx_error *err);
 /* Print "nexus_cli VERB: message" and a hint; returns 2. */
 int rt_usage(const struct rt_verb *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* 0 parsed, -1 --help printed (exit 0), 2 usage error printed; in every

@@ -1,0 +1,201 @@
+/*
+ * serve.c - `nexus_cli serve`: bind the listening socket (127.0.0.1 by
+ * default), start libmicrohttpd on it, then load the bundle (integrity
+ * check, session, one warm-up inference) while /health answers 503; then
+ * answer until SIGTERM or SIGINT, which stop accepting, drain what is in
+ * flight and exit 0.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "serve.h"
+
+static int listen_on(const char *addr, long port, long *bound, nx_error *err)
+{
+	struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV,
+				  .ai_socktype = SOCK_STREAM }, *ai = NULL;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char service[16];
+	int fd = -1, one = 1, rc;
+
+	snprintf(service, sizeof(service), "%ld", port);
+	if ((rc = getaddrinfo(addr, service, &hints, &ai)))
+		return nx_error_set(err, NX_EUSAGE, NULL, 0, -1, "--listen %s: %s (give a numeric "
+				    "IPv4 or IPv6 address)", addr, gai_strerror(rc));
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 512) ||
+	    getsockname(fd, (struct sockaddr *)&ss, &sl)) {
+		rc = nx_error_errno(err, NX_EIO, errno, NULL, "cannot listen on %s port %ld%s", addr,
+				    port, errno == EADDRINUSE ? " (in use; --port 0 picks a free one)" : "");
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(ai);
+		return rc;
+	}
+	freeaddrinfo(ai);
+	*bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						: ((struct sockaddr_in *)&ss)->sin_port);
+	return fd;
+}
+
+/* The bound port, one line, written to a temporary and renamed into place
+ * so that a reader never sees half of it. */
+static int write_ready(const char *path, long port, nx_error *err)
+{
+	char tmp[4096];
+	FILE *f;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+		return nx_error_set(err, NX_EUSAGE, path, 0, -1, "--ready-file: path too long");
+	if (!(f = fopen(tmp, "we")))
+		return nx_error_errno(err, NX_EIO, errno, path, "cannot write %s", tmp);
+	fprintf(f, "%ld\n", port);
+	if (fclose(f) || rename(tmp, path))
+		return nx_error_errno(err, NX_EIO, errno, path, "cannot write %s", path);
+	return 0;
+}
+
+/* One inference before /health says ready: the first Run allocates and
+ * picks kernels, which should not be a client's latency. */
+static int warm_up(struct rt_bundle *b, struct rt_session *s, nx_error *err)
+{
+	static const char text[] = "warm-up";
+	int64_t *ids = calloc(b->set.max_len, sizeof(*ids));
+	json_t *res = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (!ids)
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	rc = nx_tokenizer_encode(b->tok, text, sizeof(text) - 1, b->set.max_len, ids, &n, err);
+	if (!rc)
+		rc = rt_session_run(s, b, &ids, &n, 1, &res, err);
+	json_decref(res);
+	free(ids);
+	return rc;
+}
+
+static void drain(struct sv_server *sv, struct MHD_Daemon *d)
+{
+	time_t until = time(NULL) + SV_DRAIN_S;
+	MHD_socket fd;
+	size_t left;
+
+	pthread_mutex_lock(&sv->mu);
+	sv->draining = true;
+	pthread_mutex_unlock(&sv->mu);
+	fd = sv->mhd.quiesce_daemon(d);
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+	for (;;) {
+		pthread_mutex_lock(&sv->mu);
+		left = sv->inflight;
+		pthread_mutex_unlock(&sv->mu);
+		if (!left || time(NULL) >= until)
+			break;
+		nanosleep(&(struct timespec){ 0, 10000000L }, NULL);
+	}
+	if (left)
+		fprintf(stderr, "nexus_cli serve: %zu requests still open after %d s; closing them\n",
+			left, SV_DRAIN_S);
+}
+
+int rt_cmd_serve(const struct rt_verb *v, int argc, char **argv)
+{
+	struct sv_server sv;
+	struct MHD_Daemon *d = NULL;
+	struct rt_session *s = NULL;
+	struct rt_bundle b;
+	struct rt_args a;
+	sigset_t sigs;
+	nx_error err;
+	long port = 0;
+	int rc, fd = -1, sig;
+	bool loaded = false;
+
+	if ((rc = rt_parse(&a, v, argc, argv)))
+		return free(a.texts), rc < 0 ? 0 : rc;
+	free(a.texts);
+	memset(&sv, 0, sizeof(sv));
+	pthread_mutex_init(&sv.mu, NULL);
+	sv.max_body = (size_t)a.max_body;
+	nx_error_clear(&err);
+	if ((rc = sv_mhd_open(&sv.mhd, &err)) || (rc = sv_metrics_new(&sv.metrics)))
+		goto fail;
+	/* every thread started from here on inherits the blocked signals;
+	 * this one takes them with sigwait */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if ((fd = listen_on(a.listen ? a.listen : "127.0.0.1", a.port, &port, &err)) < 0) {
+		rc = fd;
+		goto fail;
+	}
+	d = sv.mhd.start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+				MHD_USE_POLL | MHD_USE_ITC, 0, NULL, NULL, sv_http_handle, &sv,
+				MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)a.timeout,
+				MHD_OPTION_CONNECTION_LIMIT, (unsigned int)a.max_conn,
+				MHD_OPTION_NOTIFY_COMPLETED, sv_http_completed, &sv,
+				MHD_OPTION_END);
+	if (!d) {
+		rc = nx_error_set(&err, NX_EIO, NULL, 0, -1, "libmicrohttpd did not start");
+		goto fail;
+	}
+	fprintf(stderr, "nexus_cli serve: listening on %s port %ld\n",
+		a.listen ? a.listen : "127.0.0.1", port);
+	if (a.ready_file && (rc = write_ready(a.ready_file, port, &err)))
+		goto fail;
+	if ((rc = rt_start(&b, &s, v->name, &a, true)))
+		goto out;      /* rt_start printed why */
+	loaded = true;
+	if (a.max_batch)
+		b.set.batch_size = (size_t)a.max_batch;
+	sv.b = &b;
+	sv.json_flags = rt_session_json_flags(s);
+	if ((rc = warm_up(&b, s, &err)) ||
+	    (rc = sv_engine_start(&sv.engine, &b, s, sv.metrics, (size_t)a.queue,
+				  b.set.batch_size, a.max_wait, &err)))
+		goto fail;
+	pthread_mutex_lock(&sv.mu);
+	sv.ready = true;
+	pthread_mutex_unlock(&sv.mu);
+	fprintf(stderr, "nexus_cli serve: ready (%s)\n", b.manifest->bundle_id);
+	do
+		sig = sigwaitinfo(&sigs, NULL);
+	while (sig < 0 && errno == EINTR);
+	fprintf(stderr, "nexus_cli serve: %s: draining\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	drain(&sv, d);
+	rc = 0;
+	goto out;
+fail:
+	rc = rt_fail(v->name, &err);
+out:
+	if (d)
+		sv.mhd.stop_daemon(d);
+	else if (fd >= 0)
+		close(fd);
+	sv_engine_stop(sv.engine);
+	if (loaded) {
+		rt_session_free(s);
+		rt_bundle_release(&b);
+	}
+	sv_metrics_free(sv.metrics);
+	sv_mhd_close(&sv.mhd);
+	pthread_mutex_destroy(&sv.mu);
+	if (a.ready_file && rc)
+		unlink(a.ready_file);
+	return rc;
+}

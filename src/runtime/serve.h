@@ -1,0 +1,100 @@
+/*
+ * serve.h - the pieces of `nexus_cli serve` (issue #17 item 5):
+ *   serve.c         the verb: listening socket, signals, start-up, drain
+ *   serve_http.c    requests: body caps, endpoints, JSON replies
+ *   serve_engine.c  the bounded queue and the one inference thread that
+ *                   batches texts across requests
+ *   serve_metrics.c counters and histograms, Prometheus text
+ *   serve_mhd.c     libmicrohttpd, dlopen()ed at serve time
+ * Only src/runtime/serve*.c include this.
+ */
+#ifndef NEXUS_RT_SERVE_H
+#define NEXUS_RT_SERVE_H
+
+#include <microhttpd.h>
+#include <pthread.h>
+
+#include "rt.h"
+
+#define SV_MHD_SONAME "libmicrohttpd.so.12"
+#define SV_MHD_PACKAGE "libmicrohttpd12"
+#define SV_INPUTS_MAX 2048           /* texts in one request */
+#define SV_DRAIN_S 30                /* seconds SIGTERM waits for in-flight requests */
+
+/* The few MHD_* calls serve uses: the runtime does not link libmicrohttpd
+ * (Debian's static archive needs gnutls); the types come from its header. */
+struct sv_mhd {
+	void *dl;
+	__typeof__(&MHD_start_daemon) start_daemon;
+	__typeof__(&MHD_stop_daemon) stop_daemon;
+	__typeof__(&MHD_quiesce_daemon) quiesce_daemon;
+	__typeof__(&MHD_create_response_from_buffer) create_response_from_buffer;
+	__typeof__(&MHD_add_response_header) add_response_header;
+	__typeof__(&MHD_queue_response) queue_response;
+	__typeof__(&MHD_destroy_response) destroy_response;
+	__typeof__(&MHD_lookup_connection_value) lookup_connection_value;
+};
+/* dlopen libmicrohttpd.so.12; NX_EDEP naming the package when it is missing. */
+int sv_mhd_open(struct sv_mhd *m, nx_error *err);
+void sv_mhd_close(struct sv_mhd *m);
+
+enum sv_endpoint { SV_EP_HEALTH, SV_EP_METRICS, SV_EP_EMBEDDINGS, SV_EP_PREDICT, SV_EP_RERANK,
+		   SV_EP_OTHER, SV_EP_COUNT };
+extern const char *const sv_endpoint_names[SV_EP_COUNT];
+
+struct sv_metrics;
+int sv_metrics_new(struct sv_metrics **out);
+void sv_metrics_free(struct sv_metrics *m);
+void sv_metrics_request(struct sv_metrics *m, enum sv_endpoint ep, unsigned status, double seconds);
+void sv_metrics_batch(struct sv_metrics *m, size_t texts);
+/* The text exposition format (a new string, NULL when out of memory). */
+char *sv_metrics_text(struct sv_metrics *m, size_t queue_depth, size_t inflight, bool ready);
+
+/* One request's texts, answered by the engine. */
+struct sv_job {
+	char **texts;           /* borrowed from the request */
+	size_t *lens;
+	size_t n;
+	json_t **results;       /* per text: run's result object, set by the engine */
+	size_t *tokens;         /* per text: tokens after truncation */
+	int rc;                 /* 0, or the error that failed the whole batch */
+	nx_error err;
+	bool done;
+	struct sv_job *next;
+};
+
+struct sv_engine;
+/* The engine owns neither b nor s; batch caps texts per inference round,
+ * wait_ms is how long the oldest text may wait for more. */
+int sv_engine_start(struct sv_engine **out, struct rt_bundle *b, struct rt_session *s,
+		    struct sv_metrics *m, size_t queue, size_t batch, long wait_ms, nx_error *err);
+/* 0 queued; NX_ELIMIT when the queue has no room for job->n texts. */
+int sv_engine_submit(struct sv_engine *e, struct sv_job *job);
+/* Blocks until the engine answered the job. */
+void sv_engine_wait(struct sv_engine *e, struct sv_job *job);
+size_t sv_engine_depth(struct sv_engine *e);
+/* Answers what is queued, then stops the thread and frees the engine. */
+void sv_engine_stop(struct sv_engine *e);
+
+struct sv_server {
+	struct sv_mhd mhd;
+	struct sv_metrics *metrics;
+	struct sv_engine *engine;   /* set once ready */
+	const struct rt_bundle *b;
+	size_t json_flags;
+	size_t max_body;
+	pthread_mutex_t mu;
+	size_t inflight;        /* requests begun and not completed */
+	bool ready, draining;
+};
+
+/* MHD callbacks (serve_http.c). */
+enum MHD_Result sv_http_handle(void *cls, struct MHD_Connection *c, const char *url,
+			       const char *method, const char *version, const char *upload,
+			       size_t *upload_size, void **con_cls);
+void sv_http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+		       enum MHD_RequestTerminationCode toe);
+
+int rt_cmd_serve(const struct rt_verb *v, int argc, char **argv);
+
+#endif

@@ -1,0 +1,235 @@
+/*
+ * serve_engine.c - dynamic batching for `serve`: request threads queue
+ * jobs (a bounded number of texts); ONE inference thread takes whole jobs
+ * until it has max-batch texts or the oldest has waited max-wait-ms, runs
+ * them through the same batcher as `run` (length buckets, a rejected input
+ * costs only itself) and hands every job its results in order.  One thread
+ * because ONNX Runtime already uses the cores inside a Run, and one session
+ * run at a time keeps memory flat.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "serve.h"
+
+struct sv_engine {
+	pthread_mutex_t mu;
+	pthread_cond_t wake;    /* the inference thread: work or stop */
+	pthread_cond_t answered; /* request threads: some job is done */
+	struct sv_job *head, *tail;
+	size_t depth, cap;      /* texts queued, at most */
+	size_t batch;
+	long wait_ms;
+	bool stopping;
+	pthread_t thread;
+	struct rt_bundle *b;
+	struct rt_session *s;
+	struct sv_metrics *metrics;
+	struct rt_batcher *q;
+	int64_t *scratch;       /* max_len ids: token counts for "usage" */
+	/* the round being emitted: results go to jobs in order */
+	struct sv_job *round;
+	struct sv_job *emit_job;
+	size_t emit_at;
+};
+
+static int emit(void *ctx, json_t *r)
+{
+	struct sv_engine *e = ctx;
+
+	if (!r)
+		return 0;
+	while (e->emit_job && e->emit_at == e->emit_job->n) {
+		e->emit_job = e->emit_job->next;
+		e->emit_at = 0;
+	}
+	if (!e->emit_job)
+		return NX_EINTERNAL;  /* more results than texts: a bug */
+	e->emit_job->results[e->emit_at++] = json_incref(r);
+	return 0;
+}
+
+/* Runs one round of jobs (a list linked by next) and answers them. */
+static void run_round(struct sv_engine *e, struct sv_job *round, size_t ntexts)
+{
+	struct sv_job *j;
+	nx_error err;
+	size_t i;
+	int rc = 0;
+
+	nx_error_clear(&err);
+	e->emit_job = round;
+	e->emit_at = 0;
+	for (j = round; j && !rc; j = j->next)
+		for (i = 0; i < j->n && !rc; i++) {
+			struct rt_input in = { j->texts[i], j->lens[i], NULL, NULL, 0 };
+			nx_error te;
+
+			/* a second encode for the count: the batcher keeps its
+			 * lengths to itself, and tokenizing is cheap next to Run */
+			if (nx_tokenizer_encode(e->b->tok, in.text, in.len, e->b->set.max_len,
+						e->scratch, &j->tokens[i], &te))
+				j->tokens[i] = 0;
+			rc = rt_batcher_add(e->q, &in, &err);
+		}
+	if (!rc)
+		rc = rt_batcher_flush(e->q, &err);
+	sv_metrics_batch(e->metrics, ntexts);
+	pthread_mutex_lock(&e->mu);
+	for (j = round; j; j = j->next) {
+		j->rc = rc;
+		j->err = err;
+		for (i = 0; !rc && i < j->n; i++)
+			if (!j->results[i])
+				j->rc = nx_error_set(&j->err, NX_EINTERNAL, NULL, 0, -1,
+						     "no result for input %zu", i);
+		j->done = true;
+	}
+	pthread_cond_broadcast(&e->answered);
+	pthread_mutex_unlock(&e->mu);
+}
+
+static void deadline_after(struct timespec *ts, long ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+static void *worker(void *arg)
+{
+	struct sv_engine *e = arg;
+
+	pthread_mutex_lock(&e->mu);
+	for (;;) {
+		struct sv_job *round, **tail;
+		struct timespec until;
+		size_t n = 0;
+
+		while (!e->head && !e->stopping)
+			pthread_cond_wait(&e->wake, &e->mu);
+		if (!e->head)
+			break;
+		/* the first text is here: wait for more up to max-wait-ms */
+		deadline_after(&until, e->wait_ms);
+		while (!e->stopping && e->depth < e->batch &&
+		       pthread_cond_timedwait(&e->wake, &e->mu, &until) != ETIMEDOUT)
+			;
+		/* whole jobs, at least one, while they fit in a batch */
+		round = e->head;
+		tail = &round;
+		while (e->head && (!n || n + e->head->n <= e->batch)) {
+			n += e->head->n;
+			tail = &e->head->next;
+			e->head = e->head->next;
+		}
+		*tail = NULL;
+		if (!e->head)
+			e->tail = NULL;
+		e->depth -= n;
+		pthread_mutex_unlock(&e->mu);
+		run_round(e, round, n);
+		pthread_mutex_lock(&e->mu);
+	}
+	pthread_mutex_unlock(&e->mu);
+	return NULL;
+}
+
+int sv_engine_start(struct sv_engine **out, struct rt_bundle *b, struct rt_session *s,
+		    struct sv_metrics *m, size_t queue, size_t batch, long wait_ms, nx_error *err)
+{
+	struct sv_engine *e = calloc(1, sizeof(*e));
+	pthread_condattr_t ca;
+	int rc;
+
+	if (!e || !(e->scratch = calloc(b->set.max_len, sizeof(*e->scratch)))) {
+		free(e);
+		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
+	}
+	e->b = b;
+	e->s = s;
+	e->metrics = m;
+	e->cap = queue;
+	e->batch = batch;
+	e->wait_ms = wait_ms;
+	if ((rc = rt_batcher_new(&e->q, s, b, emit, e, err))) {
+		free(e->scratch);
+		free(e);
+		return rc;
+	}
+	pthread_mutex_init(&e->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&e->wake, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_cond_init(&e->answered, NULL);
+	if ((rc = pthread_create(&e->thread, NULL, worker, e))) {
+		rt_batcher_free(e->q);
+		free(e->scratch);
+		free(e);
+		return nx_error_errno(err, NX_EIO, rc, NULL, "cannot start the inference thread");
+	}
+	*out = e;
+	return 0;
+}
+
+int sv_engine_submit(struct sv_engine *e, struct sv_job *job)
+{
+	pthread_mutex_lock(&e->mu);
+	if (e->stopping || e->depth + job->n > e->cap) {
+		pthread_mutex_unlock(&e->mu);
+		return NX_ELIMIT;
+	}
+	job->next = NULL;
+	job->done = false;
+	if (e->tail)
+		e->tail->next = job;
+	else
+		e->head = job;
+	e->tail = job;
+	e->depth += job->n;
+	pthread_cond_signal(&e->wake);
+	pthread_mutex_unlock(&e->mu);
+	return 0;
+}
+
+void sv_engine_wait(struct sv_engine *e, struct sv_job *job)
+{
+	pthread_mutex_lock(&e->mu);
+	while (!job->done)
+		pthread_cond_wait(&e->answered, &e->mu);
+	pthread_mutex_unlock(&e->mu);
+}
+
+size_t sv_engine_depth(struct sv_engine *e)
+{
+	size_t n;
+
+	pthread_mutex_lock(&e->mu);
+	n = e->depth;
+	pthread_mutex_unlock(&e->mu);
+	return n;
+}
+
+void sv_engine_stop(struct sv_engine *e)
+{
+	if (!e)
+		return;
+	pthread_mutex_lock(&e->mu);
+	e->stopping = true;
+	pthread_cond_signal(&e->wake);
+	pthread_mutex_unlock(&e->mu);
+	pthread_join(e->thread, NULL);
+	rt_batcher_free(e->q);
+	pthread_cond_destroy(&e->wake);
+	pthread_cond_destroy(&e->answered);
+	pthread_mutex_destroy(&e->mu);
+	free(e->scratch);
+	free(e);
+}

@@ -1,0 +1,376 @@
+"""`nexus_cli serve` (issue #17 item 5): concurrent clients get the answers
+`nexus_cli run` gives, batched across requests; a full queue answers 503
+and loses or swaps nothing; bad JSON, huge bodies and slow clients get
+errors and block no one; /metrics parses as Prometheus text; SIGTERM
+drains.  Every server listens on 127.0.0.1, started here, stopped by pid."""
+import http.client
+import json
+import math
+import pathlib
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from test_runtime import TEXTS, jsonl, make_bundle, run_texts, token_ids  # noqa: E402
+
+pytest.importorskip("onnx")
+
+WORDS = ["free", "money", "click", "now", "lunch", "at", "noon", "tomorrow", "hello", "world"]
+# 96 different texts of 1 to 12 words, so that batches mix lengths
+MANY = [" ".join(WORDS[(i * 7 + k) % len(WORDS)] for k in range(1 + i % 12)) for i in range(96)]
+
+
+class Server:
+    def __init__(self, cli, tmp, *args, wait_ready=True):
+        self.ready_file = tmp / f"port-{time.monotonic_ns()}"
+        self.proc = subprocess.Popen([str(cli), "serve", "--port", "0", "--ready-file",
+                                      str(self.ready_file), *map(str, args)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not self.ready_file.exists():
+            assert self.proc.poll() is None, self.proc.stderr.read()
+            assert time.monotonic() < deadline, "serve did not listen in 60 s"
+            time.sleep(0.02)
+        self.port = int(self.ready_file.read_text())
+        while wait_ready and self.get("/health")[0] != 200:
+            assert self.proc.poll() is None, self.proc.stderr.read()
+            assert time.monotonic() < deadline, "serve was not ready in 60 s"
+            time.sleep(0.05)
+
+    def conn(self, timeout=30):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def request(self, method, path, body=None, headers=None):
+        c = self.conn()
+        try:
+            if isinstance(body, (dict, list)):
+                body = json.dumps(body)
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            return r.status, dict(r.getheaders()), r.read()
+        finally:
+            c.close()
+
+    def get(self, path):
+        return self.request("GET", path)
+
+    def post(self, path, doc):
+        s, h, b = self.request("POST", path, doc, {"Content-Type": "application/json"})
+        return s, h, json.loads(b)
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    servers = []
+
+    def start(cli, *args, **kw):
+        s = Server(cli, tmp_path, *args, **kw)
+        servers.append(s)
+        return s
+    yield start
+    for s in servers:
+        s.stop(signal.SIGKILL if s.proc.poll() is None else signal.SIGTERM)
+
+
+@pytest.fixture(scope="module")
+def clf(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve") / "b"
+    cli = make_bundle(root, batch_size=8)
+    r = run_texts(cli, MANY)
+    assert r.returncode == 0, r.stderr
+    return cli, dict(zip(MANY, jsonl(r.stdout)))
+
+
+def same(got, want, tol=1e-5):
+    """Equal JSON, numbers within tol (batches of other sizes pad differently)."""
+    if isinstance(want, float) or isinstance(got, float):
+        return math.isclose(got, want, rel_tol=0, abs_tol=tol)
+    if isinstance(want, dict):
+        return isinstance(got, dict) and got.keys() == want.keys() and \
+            all(same(got[k], want[k], tol) for k in want)
+    if isinstance(want, list):
+        return isinstance(got, list) and len(got) == len(want) and \
+            all(same(g, w, tol) for g, w in zip(got, want))
+    return got == want
+
+
+def concurrently(n, fn):
+    """fn(i) on n threads released together; returns the n results."""
+    out = [None] * n
+    gate = threading.Barrier(n)
+
+    def one(i):
+        gate.wait()
+        try:
+            out[i] = fn(i)
+        except Exception as e:  # noqa: BLE001 - reported by the caller's assert
+            out[i] = e
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    return out
+
+
+def parse_prometheus(text):
+    """A small parser of the text exposition format 0.0.4: {(name, labels):
+    value} plus {family: type}; raises on any line it does not understand."""
+    samples, types = {}, {}
+    sample = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
+    label = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*(,|$)')
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            assert kind in ("counter", "gauge", "histogram", "summary", "untyped"), line
+            types[name] = kind
+            continue
+        if line.startswith("#"):
+            continue
+        m = sample.match(line)
+        assert m, f"not a sample line: {line!r}"
+        labels, rest = {}, m.group(3) or ""
+        while rest:
+            lm = label.match(rest)
+            assert lm, f"bad labels in {line!r}"
+            labels[lm.group(1)] = lm.group(2)
+            rest = rest[lm.end():]
+        value = float(m.group(4))  # also "+Inf", "NaN"
+        key = (m.group(1), tuple(sorted(labels.items())))
+        assert key not in samples, f"duplicate sample {line!r}"
+        samples[key] = value
+    for name, kind in types.items():  # every histogram's buckets add up
+        if kind != "histogram":
+            continue
+        series = {}
+        for (n, labels), v in samples.items():
+            if n == name + "_bucket":
+                rest = tuple(kv for kv in labels if kv[0] != "le")
+                series.setdefault(rest, []).append((float(dict(labels)["le"]), v))
+        assert series, f"histogram {name} has no buckets"
+        for rest, buckets in series.items():
+            buckets.sort()
+            counts = [v for _, v in buckets]
+            assert counts == sorted(counts), f"{name}{rest}: buckets not cumulative"
+            assert buckets[-1][0] == math.inf
+            assert samples[(name + "_count", rest)] == counts[-1]
+            assert (name + "_sum", rest) in samples
+    return samples, types
+
+
+def test_concurrent_clients_match_run_and_are_batched(clf, server_factory):
+    cli, want = clf
+    srv = server_factory(cli, "--max-wait-ms", "50", "--max-batch", "32")
+    got = concurrently(len(MANY), lambda i: srv.post("/predict", {"text": MANY[i]}))
+    for i, g in enumerate(got):
+        assert not isinstance(g, Exception), g
+        status, _, body = g
+        assert status == 200, body
+        assert same(body, want[MANY[i]]), (MANY[i], body, want[MANY[i]])
+    # an array in, the results in its order
+    status, _, body = srv.post("/predict", {"texts": MANY[:10][::-1]})
+    assert status == 200
+    assert all(same(g, want[t]) for g, t in zip(body["results"], MANY[:10][::-1]))
+    samples, types = parse_prometheus(srv.get("/metrics")[2].decode())
+    assert types["nexus_batch_size"] == "histogram"
+    batches = samples[("nexus_batch_size_count", ())]
+    texts = samples[("nexus_batch_size_sum", ())]
+    assert texts == len(MANY) + 10 + 1 - 1  # the warm-up does not count
+    assert batches < len(MANY), "96 concurrent requests ran one by one: no batching"
+    ok = (("endpoint", "/predict"), ("status", "200"))
+    assert samples[("nexus_requests_total", ok)] == len(MANY) + 1
+    assert samples[("nexus_request_duration_seconds_count", (("endpoint", "/predict"),))] \
+        == len(MANY) + 1
+    assert ("nexus_queue_depth", ()) in samples
+    assert srv.stop() == 0
+
+
+def test_embeddings_openai_shape(tmp_path, server_factory):
+    cli = make_bundle(tmp_path / "e", task="embedding", selftest=False,
+                      extra_yaml="pooling: mean\nnormalize: true\noutput: hidden\n")
+    texts = TEXTS[:3] + ["x"]
+    want = jsonl(run_texts(cli, texts).stdout)
+    ntok = sum(len(i) for i in token_ids(cli, texts))
+    srv = server_factory(cli)
+    status, _, body = srv.post("/v1/embeddings", {"input": texts, "model": "whatever"})
+    assert status == 200, body
+    assert body["object"] == "list" and body["model"]
+    assert body["usage"] == {"prompt_tokens": ntok, "total_tokens": ntok}
+    assert [d["index"] for d in body["data"]] == list(range(len(texts)))
+    for d, w in zip(body["data"], want):
+        assert d["object"] == "embedding"
+        assert same(d["embedding"], w["embedding"])
+    status, _, one = srv.post("/v1/embeddings", {"input": texts[0]})
+    assert status == 200 and same(one["data"][0]["embedding"], want[0]["embedding"])
+    status, _, err = srv.post("/v1/embeddings", {"input": "x", "encoding_format": "base64"})
+    assert status == 400 and "encoding_format" in err["error"]["message"]
+
+
+def test_overload_503_loses_and_swaps_nothing(clf, server_factory):
+    cli, want = clf
+    # the thread waits 300 ms for a batch while 64 clients arrive; 4 fit
+    srv = server_factory(cli, "--queue", "4", "--max-batch", "64", "--max-wait-ms", "300")
+    got = concurrently(64, lambda i: srv.post("/predict", {"text": MANY[i]}))
+    codes = []
+    for i, g in enumerate(got):
+        assert not isinstance(g, Exception), g
+        status, headers, body = g
+        codes.append(status)
+        if status == 503:
+            assert headers.get("Retry-After") == "1"
+            assert body["error"]["type"] == "server_overloaded"
+        else:
+            assert status == 200 and same(body, want[MANY[i]]), (i, body)
+    assert 503 in codes and 200 in codes, codes
+    samples, _ = parse_prometheus(srv.get("/metrics")[2].decode())
+    assert samples[("nexus_requests_total", (("endpoint", "/predict"), ("status", "503")))] \
+        == codes.count(503)
+
+
+def test_bad_requests_get_json_errors(clf, server_factory):
+    cli, _ = clf
+    srv = server_factory(cli, "--max-body", "1024")
+    for body, why in [("{not json", "malformed JSON"), ("[1]", "JSON object"),
+                      ({"text": 3}, "string"), ({"texts": []}, "string"), ({}, "needs")]:
+        status, _, err = srv.post("/predict", body)
+        assert status == 400 and why in err["error"]["message"], (body, err)
+        assert err["error"]["code"] == 400
+    status, _, err = srv.post("/v1/embeddings", {"input": "x"})
+    assert status == 400 and "/predict" in err["error"]["message"]
+    status, _, err = srv.post("/rerank", {"query": "q", "documents": ["d"]})
+    assert status == 501 and "pair" in err["error"]["message"]
+    status, _, b = srv.request("GET", "/nope")
+    assert status == 404 and json.loads(b)["error"]["type"] == "not_found"
+    status, _, b = srv.request("GET", "/predict")
+    assert status == 405 and json.loads(b)["error"]
+    # one line of input the tokenizer takes but the model's head is fine with
+    status, _, ok = srv.post("/predict", {"text": "hello"})
+    assert status == 200 and "label" in ok
+
+
+def read_response(sock):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split()[1])
+    length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return status, json.loads(body)
+
+
+def test_huge_bodies_get_413(clf, server_factory):
+    cli, _ = clf
+    srv = server_factory(cli, "--max-body", "4096")
+    # announced: answered before a byte of the body is read
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 1000000000\r\n\r\n")
+        status, err = read_response(s)
+    assert status == 413 and "--max-body" in err["error"]["message"]
+    # chunked, so only counting tells
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"x" * 1000
+        for _ in range(8):
+            s.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        s.sendall(b"0\r\n\r\n")
+        status, err = read_response(s)
+    assert status == 413
+    status, _, ok = srv.post("/predict", {"text": "still fine"})
+    assert status == 200
+
+
+def test_slowloris_does_not_block_others(clf, server_factory):
+    cli, want = clf
+    srv = server_factory(cli, "--timeout", "2")
+    slow = []
+    for _ in range(8):  # headers that never end, a body that never comes
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"te")
+        slow.append(s)
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    s.sendall(b"GET /health HTTP/1.1\r\nHo")
+    slow.append(s)
+    t0 = time.monotonic()
+    for t in MANY[:8]:
+        status, _, body = srv.post("/predict", {"text": t})
+        assert status == 200 and same(body, want[t])
+    assert time.monotonic() - t0 < 2, "slow clients delayed the others"
+    # the server drops them after --timeout
+    for s in slow:
+        s.settimeout(10)
+        try:
+            assert s.recv(1024) == b""
+        except ConnectionResetError:
+            pass
+        s.close()
+
+
+def test_sigterm_drains_in_flight(clf, server_factory):
+    cli, want = clf
+    srv = server_factory(cli, "--max-wait-ms", "1500", "--max-batch", "64")
+    results = []
+
+    def client(i):
+        results.append((i, srv.post("/predict", {"text": MANY[i]})))
+    ts = [threading.Thread(target=client, args=(i,)) for i in range(16)]
+    for t in ts:
+        t.start()
+    deadline = time.monotonic() + 10
+    while True:  # all 16 queued, none answered yet (the batch waits 1.5 s)
+        samples, _ = parse_prometheus(srv.get("/metrics")[2].decode())
+        if samples[("nexus_queue_depth", ())] == 16:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    srv.proc.send_signal(signal.SIGTERM)
+    for t in ts:
+        t.join(30)
+    assert srv.proc.wait(30) == 0
+    assert sorted(i for i, _ in results) == list(range(16))
+    for i, (status, _, body) in results:
+        assert status == 200 and same(body, want[MANY[i]])
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", srv.port), timeout=2).close()
+
+
+def test_modified_bundle_never_ready_and_usage(clf, tmp_path):
+    cli, _ = clf
+    r = subprocess.run([str(cli), "serve", "--port", "x"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--port" in r.stderr
+    bad = tmp_path / "bad"
+    make_bundle(bad)
+    (bad / "config" / "selftest.json").write_text("{}")  # the manifest no longer matches
+    ready = tmp_path / "port"
+    r = subprocess.run([str(bad / "bin" / "nexus_cli"), "serve", "--port", "0", "--ready-file",
+                        str(ready)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "selftest.json" in r.stderr
+    assert "listening" in r.stderr and "ready" not in r.stderr.replace("already", "")
+    assert not ready.exists()
