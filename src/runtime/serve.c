@@ -79,7 +79,7 @@ static int warm_up(struct rt_bundle *b, struct rt_session *s, nx_error *err)
 		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
 	rc = nx_tokenizer_encode(b->tok, text, sizeof(text) - 1, b->set.max_len, ids, &n, err);
 	if (!rc)
-		rc = rt_session_run(s, b, &ids, &n, 1, &res, err);
+		rc = rt_session_run(s, b, &ids, NULL, NULL, &n, 1, &res, err);
 	json_decref(res);
 	free(ids);
 	return rc;

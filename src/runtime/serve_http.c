@@ -272,10 +272,12 @@ static enum MHD_Result route(struct sv_server *sv, struct MHD_Connection *c, str
 			     const char *method)
 {
 	bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
+	size_t inflight;
 	bool ready;
 
 	pthread_mutex_lock(&sv->mu);
 	ready = sv->ready;
+	inflight = sv->inflight;
 	pthread_mutex_unlock(&sv->mu);
 	if (r->ep == SV_EP_OTHER)
 		return fail(sv, c, r, 404, "not_found", NULL, "no such endpoint; see nexus_cli(1)");
@@ -285,7 +287,7 @@ static enum MHD_Result route(struct sv_server *sv, struct MHD_Connection *c, str
 	if (r->ep == SV_EP_METRICS)
 		return reply(sv, c, r, 200, "text/plain; version=0.0.4; charset=utf-8",
 			     sv_metrics_text(sv->metrics, ready ? sv_engine_depth(sv->engine) : 0,
-					     sv->inflight, ready), 0);
+					     inflight, ready), 0);
 	if (r->refuse)
 		return fail(sv, c, r, 503, "shutting_down", NULL, "the server is shutting down");
 	if (!ready)
