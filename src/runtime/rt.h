@@ -9,6 +9,7 @@
  *   liveness.c every initializer must move the outputs (hidden verb)
  *   postproc.c softmax, pooling, numbers as JSON
  *   opts.c     option tables and --help
+ *   serve*.c   the `serve` verb: HTTP, batching thread, metrics (serve.h)
  * Only src/runtime/ includes this.  It uses libnexus through include/nexus/.
  */
 #ifndef NEXUS_RT_H

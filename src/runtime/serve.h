@@ -68,6 +68,10 @@ struct sv_engine;
  * wait_ms is how long the oldest text may wait for more. */
 int sv_engine_start(struct sv_engine **out, struct rt_bundle *b, struct rt_session *s,
 		    struct sv_metrics *m, size_t queue, size_t batch, long wait_ms, nx_error *err);
+/* A request that will submit texts has begun (+1), or has submitted them or
+ * given up (-1): the inference thread waits for more texts only while one
+ * is on its way, so a lone client never pays --max-wait-ms. */
+void sv_engine_expect(struct sv_engine *e, int delta);
 /* 0 queued; NX_ELIMIT when the queue has no room for job->n texts. */
 int sv_engine_submit(struct sv_engine *e, struct sv_job *job);
 /* Blocks until the engine answered the job. */

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "serve.h"
@@ -22,6 +23,7 @@ struct sv_engine {
 	size_t depth, cap;      /* texts queued, at most */
 	size_t batch;
 	long wait_ms;
+	size_t coming;          /* requests begun that have not submitted yet */
 	bool stopping;
 	pthread_t thread;
 	struct rt_bundle *b;
@@ -116,9 +118,10 @@ static void *worker(void *arg)
 			pthread_cond_wait(&e->wake, &e->mu);
 		if (!e->head)
 			break;
-		/* the first text is here: wait for more up to max-wait-ms */
+		/* the first text is here: while more are on their way, wait
+		 * for them up to max-wait-ms */
 		deadline_after(&until, e->wait_ms);
-		while (!e->stopping && e->depth < e->batch &&
+		while (!e->stopping && e->depth < e->batch && e->coming &&
 		       pthread_cond_timedwait(&e->wake, &e->mu, &until) != ETIMEDOUT)
 			;
 		/* whole jobs, at least one, while they fit in a batch */
@@ -177,6 +180,15 @@ int sv_engine_start(struct sv_engine **out, struct rt_bundle *b, struct rt_sessi
 	}
 	*out = e;
 	return 0;
+}
+
+void sv_engine_expect(struct sv_engine *e, int delta)
+{
+	pthread_mutex_lock(&e->mu);
+	e->coming += (size_t)(ssize_t)delta;
+	if (delta < 0)
+		pthread_cond_signal(&e->wake);
+	pthread_mutex_unlock(&e->mu);
 }
 
 int sv_engine_submit(struct sv_engine *e, struct sv_job *job)

@@ -18,6 +18,7 @@ struct sv_req {
 	char *body;
 	size_t len;
 	bool too_big, replied, refuse; /* refuse: draining when it began */
+	struct sv_engine *coming; /* told sv_engine_expect(+1) and not yet -1 */
 	unsigned status;
 };
 
@@ -250,6 +251,9 @@ static enum MHD_Result infer(struct sv_server *sv, struct MHD_Connection *c, str
 			  SV_INPUTS_MAX);
 		goto out;
 	}
+	if (r->coming)  /* NULL when it began before the server was ready */
+		sv_engine_expect(r->coming, -1);
+	r->coming = NULL;
 	if (sv_engine_submit(sv->engine, &job)) {
 		ok = fail(sv, c, r, 503, "server_overloaded", NULL,
 			  "the queue is full; retry after a second");
@@ -321,7 +325,11 @@ enum MHD_Result sv_http_handle(void *cls, struct MHD_Connection *c, const char *
 		pthread_mutex_lock(&sv->mu);
 		sv->inflight++;
 		r->refuse = sv->draining;
+		if (sv->ready && !r->refuse && (r->ep == SV_EP_EMBEDDINGS || r->ep == SV_EP_PREDICT))
+			r->coming = sv->engine;
 		pthread_mutex_unlock(&sv->mu);
+		if (r->coming)
+			sv_engine_expect(r->coming, 1);
 		cl = sv->mhd.lookup_connection_value(c, MHD_HEADER_KIND,
 						     MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl && strtoull(cl, NULL, 10) > sv->max_body) {
@@ -365,6 +373,8 @@ void sv_http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	if (!r)
 		return;
 	sv_metrics_request(sv->metrics, r->ep, r->status, now_s() - r->t0);
+	if (r->coming)
+		sv_engine_expect(r->coming, -1);
 	free(r->body);
 	free(r);
 	*con_cls = NULL;

@@ -204,6 +204,16 @@ def test_concurrent_clients_match_run_and_are_batched(clf, server_factory):
     assert srv.stop() == 0
 
 
+def test_lone_client_does_not_wait_for_a_batch(clf, server_factory):
+    cli, want = clf
+    srv = server_factory(cli, "--max-wait-ms", "2000")
+    t0 = time.monotonic()
+    for t in MANY[:5]:
+        status, _, body = srv.post("/predict", {"text": t})
+        assert status == 200 and same(body, want[t])
+    assert time.monotonic() - t0 < 2, "each request waited --max-wait-ms alone"
+
+
 def test_embeddings_openai_shape(tmp_path, server_factory):
     cli = make_bundle(tmp_path / "e", task="embedding", selftest=False,
                       extra_yaml="pooling: mean\nnormalize: true\noutput: hidden\n")
@@ -335,30 +345,34 @@ def test_slowloris_does_not_block_others(clf, server_factory):
 
 def test_sigterm_drains_in_flight(clf, server_factory):
     cli, want = clf
-    srv = server_factory(cli, "--max-wait-ms", "1500", "--max-batch", "64")
-    results = []
-
-    def client(i):
-        results.append((i, srv.post("/predict", {"text": MANY[i]})))
-    ts = [threading.Thread(target=client, args=(i,)) for i in range(16)]
-    for t in ts:
-        t.start()
+    srv = server_factory(cli)
+    texts = MANY[:8]
+    bodies = [json.dumps({"text": t}).encode() for t in texts]
+    socks = []
+    for b in bodies:  # begun: headers and half the body
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                  % (len(b), b[:len(b) // 2]))
+        socks.append(s)
     deadline = time.monotonic() + 10
-    while True:  # all 16 queued, none answered yet (the batch waits 1.5 s)
+    while True:  # the 8 and this /metrics request
         samples, _ = parse_prometheus(srv.get("/metrics")[2].decode())
-        if samples[("nexus_queue_depth", ())] == 16:
+        if samples[("nexus_requests_in_flight", ())] == 9:
             break
         assert time.monotonic() < deadline
         time.sleep(0.01)
     srv.proc.send_signal(signal.SIGTERM)
-    for t in ts:
-        t.join(30)
-    assert srv.proc.wait(30) == 0
-    assert sorted(i for i, _ in results) == list(range(16))
-    for i, (status, _, body) in results:
-        assert status == 200 and same(body, want[MANY[i]])
-    with pytest.raises(OSError):
+    time.sleep(0.3)
+    assert srv.proc.poll() is None, "exited with requests in flight"
+    with pytest.raises(OSError):  # no longer accepting
         socket.create_connection(("127.0.0.1", srv.port), timeout=2).close()
+    for s, b in zip(socks, bodies):
+        s.sendall(b[len(b) // 2:])
+    for s, t in zip(socks, texts):
+        status, body = read_response(s)
+        s.close()
+        assert status == 200 and same(body, want[t]), (t, body)
+    assert srv.proc.wait(30) == 0
 
 
 def test_modified_bundle_never_ready_and_usage(clf, tmp_path):
