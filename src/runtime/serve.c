@@ -66,10 +66,12 @@ static int write_ready(const char *path, long port, nx_error *err)
 }
 
 /* One inference before /health says ready: the first Run allocates and
- * picks kernels, which should not be a client's latency. */
+ * picks kernels, which should not be a client's latency.  One short word
+ * (a token or two with the special tokens), so that a model with few
+ * positions takes it. */
 static int warm_up(struct rt_bundle *b, struct rt_session *s, nx_error *err)
 {
-	static const char text[] = "warm-up";
+	static const char text[] = "a";
 	int64_t *ids = calloc(b->set.max_len, sizeof(*ids));
 	json_t *res = NULL;
 	size_t n = 0;
@@ -129,6 +131,7 @@ int rt_cmd_serve(const struct rt_verb *v, int argc, char **argv)
 	memset(&sv, 0, sizeof(sv));
 	pthread_mutex_init(&sv.mu, NULL);
 	sv.max_body = (size_t)a.max_body;
+	sv.max_inputs = a.queue < SV_INPUTS_MAX ? (size_t)a.queue : SV_INPUTS_MAX;
 	nx_error_clear(&err);
 	if ((rc = sv_mhd_open(&sv.mhd, &err)) || (rc = sv_metrics_new(&sv.metrics)))
 		goto fail;

@@ -87,6 +87,7 @@ struct sv_server {
 	const struct rt_bundle *b;
 	size_t json_flags;
 	size_t max_body;
+	size_t max_inputs;      /* texts in one request: SV_INPUTS_MAX, or --queue if less */
 	pthread_mutex_t mu;
 	size_t inflight;        /* requests begun and not completed */
 	bool ready, draining;

@@ -245,10 +245,10 @@ static enum MHD_Result infer(struct sv_server *sv, struct MHD_Connection *c, str
 			  key, r->ep == SV_EP_PREDICT ? " (a string) or \"texts\" (an array)" : "");
 		goto out;
 	}
-	if ((st = texts_of(in, &job, SV_INPUTS_MAX, &why))) {
+	if ((st = texts_of(in, &job, sv->max_inputs, &why))) {
 		ok = fail(sv, c, r, (unsigned)st, st == 500 ? "internal_error" :
-			  "invalid_request_error", NULL, "\"%s\": %s (at most %d)", key, why,
-			  SV_INPUTS_MAX);
+			  "invalid_request_error", NULL, "\"%s\": %s (at most %zu)", key, why,
+			  sv->max_inputs);
 		goto out;
 	}
 	if (r->coming)  /* NULL when it began before the server was ready */

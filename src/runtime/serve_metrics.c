@@ -115,9 +115,14 @@ char *sv_metrics_text(struct sv_metrics *m, size_t queue_depth, size_t inflight,
 	for (e = 0; e < SV_EP_COUNT; e++)
 		for (s = 0; s <= NSTATUS; s++)
 			if (m->requests[e][s])
-				fprintf(f, "nexus_requests_total{endpoint=\"%s\",status=\"%s%u\"} %llu\n",
-					sv_endpoint_names[e], s < NSTATUS ? "" : "other",
-					s < NSTATUS ? statuses[s] : 0, m->requests[e][s]);
+			{
+				char st[16] = "other"; /* a client gone before its answer, too */
+
+				if (s < NSTATUS)
+					snprintf(st, sizeof(st), "%u", statuses[s]);
+				fprintf(f, "nexus_requests_total{endpoint=\"%s\",status=\"%s\"} %llu\n",
+					sv_endpoint_names[e], st, m->requests[e][s]);
+			}
 	fprintf(f, "# HELP nexus_request_errors_total HTTP requests answered with a status of 400 or more.\n"
 		   "# TYPE nexus_request_errors_total counter\n");
 	for (e = 0; e < SV_EP_COUNT; e++) {

@@ -258,7 +258,7 @@ def test_overload_503_loses_and_swaps_nothing(clf, server_factory):
 
 def test_bad_requests_get_json_errors(clf, server_factory):
     cli, _ = clf
-    srv = server_factory(cli, "--max-body", "1024")
+    srv = server_factory(cli, "--queue", "100")
     for body, why in [("{not json", "malformed JSON"), ("[1]", "JSON object"),
                       ({"text": 3}, "string"), ({"texts": []}, "string"), ({}, "needs")]:
         status, _, err = srv.post("/predict", body)
@@ -268,6 +268,8 @@ def test_bad_requests_get_json_errors(clf, server_factory):
     assert status == 400 and "/predict" in err["error"]["message"]
     status, _, err = srv.post("/rerank", {"query": "q", "documents": ["d"]})
     assert status == 501 and "pair" in err["error"]["message"]
+    status, _, err = srv.post("/predict", {"texts": ["a"] * 101})
+    assert status == 413 and "at most 100)" in err["error"]["message"]  # --queue 100
     status, _, b = srv.request("GET", "/nope")
     assert status == 404 and json.loads(b)["error"]["type"] == "not_found"
     status, _, b = srv.request("GET", "/predict")
@@ -388,3 +390,19 @@ def test_modified_bundle_never_ready_and_usage(clf, tmp_path):
     assert r.returncode == 1 and "selftest.json" in r.stderr
     assert "listening" in r.stderr and "ready" not in r.stderr.replace("already", "")
     assert not ready.exists()
+
+
+def test_text_the_model_rejects_costs_only_itself(tmp_path, server_factory):
+    from test_runtime_outputs import with_model
+    cli, _ = with_model(tmp_path / "p", positions=8)  # max_sequence_length 32
+    long_text = " ".join(WORDS * 2)
+    texts = ["hello", long_text, "free money"]
+    want = jsonl(run_texts(cli, texts).stdout)
+    assert "error" in want[1] and "label" in want[0]
+    srv = server_factory(cli)
+    status, _, body = srv.post("/predict", {"texts": texts})
+    assert status == 200
+    assert same(body["results"][0], want[0]) and same(body["results"][2], want[2])
+    assert body["results"][1]["code"] == "model-error"
+    status, _, err = srv.post("/predict", {"text": long_text})
+    assert status == 422 and err["error"]["reason"] == "model-error"
