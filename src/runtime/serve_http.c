@@ -302,9 +302,9 @@ static enum MHD_Result route(struct sv_server *sv, struct MHD_Connection *c, str
 							   sv->b->manifest->bundle_id), 0);
 	if (r->ep == SV_EP_RERANK)
 		return fail(sv, c, r, 501, "not_implemented", NULL,
-			    "rerank needs pair encoding (query, document) in the tokenizer, which "
-			    "nexus does not have yet; use POST /predict with task: rerank on "
-			    "pre-joined texts");
+			    "POST /rerank is not in serve yet; a task: rerank bundle answers "
+			    "POST /predict, and `nexus_cli run` takes (query, document) pairs "
+			    "as {\"text\", \"text_pair\"} lines");
 	return infer(sv, c, r);
 }
 

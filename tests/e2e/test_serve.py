@@ -267,7 +267,7 @@ def test_bad_requests_get_json_errors(clf, server_factory):
     status, _, err = srv.post("/v1/embeddings", {"input": "x"})
     assert status == 400 and "/predict" in err["error"]["message"]
     status, _, err = srv.post("/rerank", {"query": "q", "documents": ["d"]})
-    assert status == 501 and "pair" in err["error"]["message"]
+    assert status == 501 and "not in serve yet" in err["error"]["message"]
     status, _, err = srv.post("/predict", {"texts": ["a"] * 101})
     assert status == 413 and "at most 100)" in err["error"]["message"]  # --queue 100
     status, _, b = srv.request("GET", "/nope")
