@@ -73,14 +73,15 @@ static enum MHD_Result reply_json(struct sv_server *sv, struct MHD_Connection *c
 				  struct sv_req *r, unsigned status, json_t *doc, unsigned retry)
 {
 	char *body = doc ? json_dumps(doc, JSON_COMPACT | JSON_ENSURE_ASCII | sv->json_flags) : NULL;
-	char *nl = body ? realloc(body, strlen(body) + 2) : NULL;
+	size_t len = body ? strlen(body) : 0;
+	char *nl = body ? realloc(body, len + 2) : NULL;
 
 	json_decref(doc);
 	if (!nl) {
 		free(body);
 		return MHD_NO;
 	}
-	strcat(nl, "\n");
+	memcpy(nl + len, "\n", 2);
 	return reply(sv, c, r, status, "application/json", nl, retry);
 }
 
