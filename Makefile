@@ -55,6 +55,7 @@ CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 RT_OBJ  := $(RT_SRC:%.c=$(BUILD)/obj/%.o)
 UT_BIN  := $(UT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FZ_BIN  := $(FZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/%_replay)
+FZ_TORTURE := $(FZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/%_torture)
 
 NEXUS   := $(BUILD)/bin/nexus
 RTDIR   := $(BUILD)/libexec/nexus
@@ -74,7 +75,7 @@ Q =
 msg = @true
 endif
 
-.PHONY: all check-layers check-symbols lint check test unit fuzz-replay e2e e2e-asan asan fuzz install uninstall clean demo bench setup
+.PHONY: all check-layers check-symbols lint check test unit fuzz-replay torture e2e e2e-asan asan fuzz install uninstall clean demo bench setup
 all: $(NEXUS) $(NX_CLI) $(RT_ORT) $(TRUSTED) $(UT_BIN) $(FZ_BIN)
 
 $(ORT_LIB) $(ORT_INC)/onnxruntime_c_api.h:
@@ -141,6 +142,20 @@ $(BUILD)/tests/fuzz_%_replay: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LAYER_AR
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/fuzz/replay.c $(LINK_AR) $(LIBS)
 
+# The same replays with allocation-failure injection (tests/fuzz/torture.c):
+# each allocator our objects call is wrapped, and each input is replayed once
+# per allocation it makes, failing that one.  Run by `make asan`, so every
+# error path behind an allocation runs under ASan, UBSan and LeakSanitizer.
+TORTURE_WRAP := $(foreach f,malloc calloc realloc strdup strndup posix_memalign asprintf,-Wl,--wrap=$(f))
+$(BUILD)/tests/fuzz_%_torture: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/torture.c tests/fuzz/torture.h $(LAYER_AR)
+	@mkdir -p $(@D)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(CPPFLAGS) -DNX_TORTURE $(CFLAGS) $(LDFLAGS) $(TORTURE_WRAP) -o $@ $< tests/fuzz/replay.c tests/fuzz/torture.c $(LINK_AR) $(LIBS)
+
+torture: $(FZ_TORTURE)
+	@set -e; for t in $(FZ_TORTURE); do n=$${t##*/fuzz_}; n=$${n%_torture}; \
+		echo "== torture $$n"; $$t tests/fuzz/corpus/$$n; done
+
 unit: $(UT_BIN)
 	@set -e; for t in $(UT_BIN); do echo "== $$t"; $$t; done
 
@@ -165,7 +180,7 @@ test: check
 ASAN_MAKE := $(MAKE) --no-print-directory BUILD=build-asan CFLAGS='-O1 -g' \
 	SAN='-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all'
 asan:
-	$(ASAN_MAKE) all unit fuzz-replay
+	$(ASAN_MAKE) all unit fuzz-replay torture
 
 # The end-to-end suite against the ASan+UBSan binaries (not part of `make
 # check`: it is slow).  ASan reserves terabytes of shadow address space, which

@@ -108,6 +108,10 @@ static int export_do(struct nx_export_result *out, int src_fd, const char *src_p
 	*out = res;
 	memset(&res, 0, sizeof(res));
 out:
+	/* the writer's pieces (nx_pw__*) return a bare NX_ENOMEM: say it here,
+	 * once, so that every failure carries its message */
+	if (rc == NX_ENOMEM && err && err->code != NX_ENOMEM)
+		nx_error_oom(err, x.path);
 	if (w.ctx)
 		nx_pw__out_release(&w);
 	nx_pw__msg_free(model);
