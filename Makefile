@@ -117,10 +117,10 @@ check-layers: $(LAYER_AR) $(RT_OBJ)
 check-symbols: $(LAYER_AR)
 	$(Q)$(PYTHON) scripts/dev/check_symbols.py $(LAYER_AR)
 
-# Headers that compile alone (public ones as C++ too), no banned functions
+# Headers that compile alone as C and C++ (private ones too), no banned functions
 # (scripts/dev/lint.py), and the symbol check.
 lint: check-symbols
-	$(Q)$(PYTHON) scripts/dev/lint.py --cc $(CC)
+	$(Q)$(PYTHON) scripts/dev/lint.py --cc $(CC) --cxx $(CXX) --ort-inc $(ORT_INC)
 
 $(RT_ORT): $(ORT_LIB)
 	@mkdir -p $(@D)
