@@ -83,8 +83,16 @@ int nx_scan_text(const char *buf, size_t len, const char *const *terms, size_t n
 const char *nx_term_where_name(enum nx_term_where w);
 
 /* Does hay[0..n) contain term (ASCII case-insensitive)?  Offset of the
- * first match, or -1.  An empty term never matches. */
+ * first match, or -1.  An empty term never matches.  The one term matcher:
+ * export, verify and the scanners all use it, so a name that one of them
+ * refuses the others refuse too (bytes after a NUL included; the folding
+ * does not depend on the locale). */
 long long nx_scan_find(const char *hay, size_t n, const char *term);
+
+/* The forbidden terms every export and verify checks, before the user's:
+ * "teacher", "distillation", "soft_targets". */
+#define NX_SCAN_BUILTIN_TERMS 3
+extern const char *const nx_scan_builtin_terms[NX_SCAN_BUILTIN_TERMS];
 
 /*
  * Search one token tok[0..n) for every term and call fn once per term found,

@@ -317,6 +317,44 @@ static void shared_initializer_resolved_by_content(void **state)
 	}
 }
 
+/* A NUL in a kept name hides the rest from C readers, not from protobuf
+ * ones (ONNX Runtime, verify's scanners): the export refuses the model
+ * rather than judge the name by its first half. */
+static void name_with_nul_refused(void **state)
+{
+	static const char hidden[] = "add\0teacher";
+	struct buf m = { 0 }, g = { 0 }, n = { 0 }, op = { 0 };
+	struct nx_export_opts o = { .ws_dirfd = -1 };
+	struct nx_export_result res = { 0 };
+	nx_error err;
+	int in, out;
+
+	(void)state;
+	f_varint(&m, 1, 8);
+	f_str(&n, 1, "x");
+	f_str(&n, 1, "w");
+	f_str(&n, 2, "y");
+	f_bytes(&n, 3, hidden, sizeof(hidden) - 1);
+	f_str(&n, 4, "Add");
+	f_msg(&g, 1, &n);
+	f_str(&g, 2, "g");
+	tensor(&g, 5, "w", 4, NULL);
+	value(&g, 11, "x");
+	value(&g, 12, "y");
+	f_msg(&m, 7, &g);
+	f_str(&op, 1, "");
+	f_varint(&op, 2, 13);
+	f_msg(&m, 8, &op);
+	in = memfd(&m);
+	out = memfd(NULL);
+	assert_int_equal(nx_export_run(&res, in, "m.onnx", out, &o, &err), NX_EFORMAT);
+	assert_non_null(strstr(err.message, "NUL"));
+	nx_export_result_release(&res);
+	free(m.d);
+	close(in);
+	close(out);
+}
+
 /* The int8 rule the exporter and the teacher fingerprints share. */
 static void quant_int8_rule(void **state)
 {
@@ -348,6 +386,7 @@ int main(void)
 		cmocka_unit_test(missing_output_is_config_error),
 		cmocka_unit_test(truncated_everywhere),
 		cmocka_unit_test(shared_initializer_resolved_by_content),
+		cmocka_unit_test(name_with_nul_refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

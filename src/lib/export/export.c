@@ -11,7 +11,6 @@
 
 #include "nexus/onnx.h"
 
-static const char *const builtin_terms[] = { "teacher", "distillation", "soft_targets" };
 
 static void ex_release(struct ex *x)
 {
@@ -70,12 +69,12 @@ static int export_do(struct nx_export_result *out, int src_fd, const char *src_p
 	if ((rc = nx_onnx_open(&check, src_fd, x.path, err)) != 0)
 		goto out;
 	nx_onnx_free(check);
-	if (!(x.terms = calloc(3 + o->nforbidden_terms, sizeof(char *)))) {
+	if (!(x.terms = calloc(NX_SCAN_BUILTIN_TERMS + o->nforbidden_terms, sizeof(char *)))) {
 		rc = nx_export__oom(&x);
 		goto out;
 	}
-	for (i = 0; i < 3; i++)
-		x.terms[x.nterms++] = builtin_terms[i];
+	for (i = 0; i < NX_SCAN_BUILTIN_TERMS; i++)
+		x.terms[x.nterms++] = nx_scan_builtin_terms[i];
 	for (i = 0; i < o->nforbidden_terms; i++)
 		x.terms[x.nterms++] = o->forbidden_terms[i];
 	if ((rc = nx_pb_file_init(&x.f, src_fd, x.path, err)) != 0)

@@ -49,13 +49,24 @@ int nx_export__report(struct ex *x, enum nx_export_what what, const char *name, 
 /* A name field, read into *out (replacing it). */
 int nx_export__read_name(struct ex *x, const struct nx_pb_field *f, char **out)
 {
+	size_t len = 0;
+	int rc;
+
 	if (f->wire != NX_PB_LEN)
 		return nx_error_set(x->err, NX_EFORMAT, x->path, 0, (long long)f->tag_offset,
 				    "%s: field %u is not a string: not a valid ONNX model",
 				    x->path, f->num);
 	free(*out);
 	*out = NULL;
-	return nx_pb_read_string(&x->f, f, 0, out, NULL, x->err);
+	if ((rc = nx_pb_read_string(&x->f, f, 0, out, &len, x->err)) != 0)
+		return rc;
+	/* A NUL inside a name ends it for C readers and not for protobuf ones;
+	 * the term check and ONNX Runtime must see the same name. */
+	if (memchr(*out, '\0', len))
+		return nx_error_set(x->err, NX_EFORMAT, x->path, 0, (long long)f->tag_offset,
+				    "%s: a name (field %u) holds a NUL byte: not a valid ONNX model",
+				    x->path, f->num);
+	return 0;
 }
 
 const char *nx_export__term_of(const struct ex *x, const char *name)
@@ -63,7 +74,7 @@ const char *nx_export__term_of(const struct ex *x, const char *name)
 	size_t i;
 
 	for (i = 0; i < x->nterms; i++)
-		if (x->terms[i][0] && strcasestr(name, x->terms[i]))
+		if (nx_scan_find(name, strlen(name), x->terms[i]) >= 0)
 			return x->terms[i];
 	return NULL;
 }

@@ -18,6 +18,7 @@
 
 #include "nexus/export.h"
 #include "nexus/pb.h"
+#include "nexus/scan.h"
 #include "util/strset_int.h"
 #include "export_ext.h"
 

@@ -27,6 +27,10 @@ static unsigned char fold(unsigned char c)
 	return c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c;
 }
 
+const char *const nx_scan_builtin_terms[NX_SCAN_BUILTIN_TERMS] = {
+	"teacher", "distillation", "soft_targets",
+};
+
 long long nx_scan_find(const char *hay, size_t n, const char *term)
 {
 	size_t m = strlen(term), i, j;

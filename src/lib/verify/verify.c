@@ -11,8 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *const builtin_terms[] = {"teacher", "distillation", "soft_targets"};
-#define NBUILTIN (sizeof(builtin_terms) / sizeof(builtin_terms[0]))
+#define NBUILTIN NX_SCAN_BUILTIN_TERMS
 
 void nx_verify_opts_init(struct nx_verify_opts *opts)
 {
@@ -140,7 +139,7 @@ int nx_verify_bundle(nx_report **out, int bundle_dirfd, const char *bundle_path,
 	if (!c.terms)
 		return nx_error_oom(err, bundle_path);
 	for (i = 0; i < NBUILTIN; i++)
-		c.terms[c.nterms++] = builtin_terms[i];
+		c.terms[c.nterms++] = nx_scan_builtin_terms[i];
 	for (i = 0; i < opts->nextra_terms; i++)
 		if (opts->extra_terms[i] && opts->extra_terms[i][0])
 			c.terms[c.nterms++] = opts->extra_terms[i];

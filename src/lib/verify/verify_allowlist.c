@@ -45,15 +45,6 @@ static bool in_list(const char *s, const char *const *list, size_t n)
 	return false;
 }
 
-static bool icase_has(const char *s, size_t len, const char *needle)
-{
-	size_t nl = strlen(needle), i;
-
-	for (i = 0; i + nl <= len; i++)
-		if (!strncasecmp(s + i, needle, nl))
-			return true;
-	return false;
-}
 
 /* model/<name> named as external data by the student. */
 static bool is_external_data(const struct vfy_ctx *c, const char *path)
@@ -102,7 +93,7 @@ static int check_name(struct vfy_ctx *c, const struct nx_fs_entry *e)
 		size_t len = end ? (size_t)(end - comp) : strlen(comp);
 
 		for (i = 0; i < sizeof(forbidden_names) / sizeof(forbidden_names[0]); i++)
-			if (icase_has(comp, len, forbidden_names[i]))
+			if (nx_scan_find(comp, len, forbidden_names[i]) >= 0)
 				return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "forbidden-name", p, 0,
 						     "%s: the name contains '%s'", p, forbidden_names[i]);
 		if ((len == 11 && !strncmp(comp, "__pycache__", 11)) ||

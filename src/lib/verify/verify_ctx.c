@@ -64,19 +64,10 @@ int nx_vfy__external_by_file(size_t **out, size_t *nout, const nx_onnx_summary *
 
 const char *nx_vfy__term_in(const struct vfy_ctx *c, const char *s, size_t len)
 {
-	size_t t, i, j;
+	size_t t;
 
-	for (t = 0; t < c->nterms; t++) {
-		size_t tl = strlen(c->terms[t]);
-
-		for (i = 0; tl && i + tl <= len; i++) {
-			for (j = 0; j < tl; j++)
-				if (tolower((unsigned char)s[i + j]) !=
-				    tolower((unsigned char)c->terms[t][j]))
-					break;
-			if (j == tl)
-				return c->terms[t];
-		}
-	}
+	for (t = 0; t < c->nterms; t++)
+		if (nx_scan_find(s, len, c->terms[t]) >= 0)
+			return c->terms[t];
 	return NULL;
 }

@@ -15,6 +15,7 @@
 #include "nexus/hash.h"
 #include "nexus/manifest.h"
 #include "nexus/onnx.h"
+#include "nexus/scan.h"
 #include "nexus/verify.h"
 
 #define NX_VERIFY_ENTRIES_MAX 100000     /* entries walked in a bundle */
