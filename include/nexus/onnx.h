@@ -229,6 +229,15 @@ int nx_onnx_canon_check(struct nx_onnx_canon *out, int fd, const char *path, nx_
 
 /* Stable lower-case name of a kind ("producer", "node_name", ...). */
 const char *nx_onnx_str_kind_name(enum nx_onnx_str_kind kind);
+
+/* The one external-data location rule (export, verify and the teacher
+ * fingerprint apply it alike): why loc is refused, or NULL when it is a
+ * relative path of at most NX_ONNX_LOCATION_MAX bytes with no empty, "."
+ * or ".." component, no trailing "/" and no backslash.  ONNX CVE-2022-25882
+ * and CVE-2024-27318 were locations that left the model's directory.
+ * "w..1.bin" is a fine name; "../w.bin" is not. */
+#define NX_ONNX_LOCATION_MAX 4096
+const char *nx_onnx_location_problem(const char *loc);
 /* "float", "float16", "int8", ...; "undefined" for unknown types. */
 const char *nx_onnx_dtype_name(int32_t data_type);
 /* Bytes per element; 0 for string, sub-byte (int4/uint4/float4) and unknown

@@ -378,6 +378,26 @@ static void dtypes(void **state)
 	assert_string_equal(nx_onnx_str_kind_name(NX_ONNX_NODE_NAME), "node_name");
 }
 
+/* The one location rule export, verify and the fingerprint share: a name
+ * with two dots in it is a name, a '..' component is an escape. */
+static void location_rule(void **state)
+{
+	static const char *const ok[] = { "w..1.bin", "student.onnx.data", "d/w.bin", "..w", "w.." };
+	static const char *const bad[] = { "", "/w.bin", "../w.bin", "d/../w", "./w", "d//w",
+					   "d/", "..", "d\\w" };
+	char big[NX_ONNX_LOCATION_MAX + 2];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		assert_null(nx_onnx_location_problem(ok[i]));
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_non_null(nx_onnx_location_problem(bad[i]));
+	memset(big, 'w', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_non_null(nx_onnx_location_problem(big));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -388,6 +408,7 @@ int main(void)
 		cmocka_unit_test(visitor_sees_every_string),
 		cmocka_unit_test(human_counts),
 		cmocka_unit_test(dtypes),
+		cmocka_unit_test(location_rule),
 		cmocka_unit_test(canonical_form),
 	};
 	return cmocka_run_group_tests_name("onnx", tests, NULL, NULL);

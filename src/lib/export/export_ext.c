@@ -10,6 +10,7 @@
  * the way; the file must be regular with a single link.
  */
 #include "export_int.h"
+#include "nexus/onnx.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +19,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define EX_LOCATION_MAX 4096
 
 static int unsafe(struct ex *x, const char *tensor, const char *location, uint64_t off,
 		  const char *why)
@@ -26,34 +26,6 @@ static int unsafe(struct ex *x, const char *tensor, const char *location, uint64
 	return nx_error_set(x->err, NX_EUNSAFE, x->path, 0, (long long)off,
 			    "%s: tensor '%s' has external data at '%s', which %s; keep external "
 			    "data in plain files beside the model", x->path, tensor, location, why);
-}
-
-/* Lexical rules: relative, no empty/./.. component, no NUL. */
-const char *nx_export__location_problem(const char *loc)
-{
-	const char *p = loc;
-
-	if (!loc[0])
-		return "is empty";
-	if (strlen(loc) > EX_LOCATION_MAX)
-		return "is too long";
-	if (loc[0] == '/')
-		return "is an absolute path";
-	while (*p) {
-		const char *slash = strchr(p, '/');
-		size_t n = slash ? (size_t)(slash - p) : strlen(p);
-
-		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
-			return "leaves the model's directory or has an empty, '.' or '..' component";
-		p += n;
-		if (*p == '/')
-			p++;
-		if (!*p && slash)
-			return "ends with '/'";
-	}
-	if (strchr(loc, '\\'))
-		return "holds a backslash";
-	return NULL;
 }
 
 /* Open dir/location below dirfd without following any symlink. */
@@ -93,7 +65,7 @@ int nx_export__external(struct ex *x, const char *tensor, const char *location, 
 		int64_t length, uint64_t field_offset, struct ex_src *src)
 {
 	const struct nx_export_opts *o = x->o;
-	const char *why = nx_export__location_problem(location);
+	const char *why = nx_onnx_location_problem(location);
 	char *full = NULL;
 	struct stat st;
 	uint64_t off = offset < 0 ? 0 : (uint64_t)offset, len;

@@ -7,9 +7,8 @@
 #ifndef NEXUS_EXPORT_EXT_H
 #define NEXUS_EXPORT_EXT_H
 
-/* Why a location is refused (NULL when it is acceptable), and an open of a
- * relative path below dirfd that follows no symlink (-errno on failure). */
-const char *nx_export__location_problem(const char *loc);
+/* An open of a relative path below dirfd that follows no symlink (-errno
+ * on failure).  The location rule itself is nx_onnx_location_problem. */
 int nx_export__open_beneath(int dirfd, const char *path, int *out);
 
 #endif

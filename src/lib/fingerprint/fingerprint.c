@@ -122,7 +122,7 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 				rc = nx_fp__one_tensor(w, t->name, fd, path, &src, err);
 		} else {
 			char *full = NULL;
-			const char *why = t->ext_location ? nx_export__location_problem(t->ext_location)
+			const char *why = t->ext_location ? nx_onnx_location_problem(t->ext_location)
 							  : "is missing";
 			int efd = -1;
 			struct stat st;

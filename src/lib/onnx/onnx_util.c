@@ -2,6 +2,7 @@
 #include "nexus/onnx.h"
 
 #include <stdio.h>
+#include <string.h>
 
 struct dtype {
 	const char *name;
@@ -93,4 +94,32 @@ int nx_human_count(char *out, size_t n, uint64_t count)
 			return snprintf(out, n, "%llu%c", (unsigned long long)whole, units[i]);
 	}
 	return snprintf(out, n, "%llu", (unsigned long long)count);
+}
+
+/* Lexical rules: relative, no empty/./.. component, no backslash. */
+const char *nx_onnx_location_problem(const char *loc)
+{
+	const char *p = loc;
+
+	if (!loc[0])
+		return "is empty";
+	if (strlen(loc) > NX_ONNX_LOCATION_MAX)
+		return "is too long";
+	if (loc[0] == '/')
+		return "is an absolute path";
+	while (*p) {
+		const char *slash = strchr(p, '/');
+		size_t n = slash ? (size_t)(slash - p) : strlen(p);
+
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			return "leaves the model's directory or has an empty, '.' or '..' component";
+		p += n;
+		if (*p == '/')
+			p++;
+		if (!*p && slash)
+			return "ends with '/'";
+	}
+	if (strchr(loc, '\\'))
+		return "holds a backslash";
+	return NULL;
 }

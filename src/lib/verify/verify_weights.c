@@ -126,7 +126,7 @@ static int check_external(struct vfy_ctx *c, const struct nx_onnx_tensor *t)
 	const char *loc = t->ext_location;
 	long i;
 
-	if (!loc || !loc[0] || loc[0] == '/' || strstr(loc, "..") || strchr(loc, '\\') ||
+	if (!loc || nx_onnx_location_problem(loc) ||
 	    (size_t)snprintf(path, sizeof(path), "model/%s", loc) >= sizeof(path) ||
 	    nx_manifest_path_check(path, NULL))
 		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-external-outside", NX_MODEL_PATH, 0,
@@ -197,7 +197,7 @@ static int check_external_coverage(struct vfy_ctx *c, const nx_onnx_summary *s,
 	int fd = -1, z, rc = 0;
 
 	/* a location check_external refused has nothing to cover */
-	if (loc[0] == '/' || strstr(loc, "..") ||
+	if (nx_onnx_location_problem(loc) ||
 	    (size_t)snprintf(path, sizeof(path), "model/%s", loc) >= sizeof(path) ||
 	    nx_manifest_path_check(path, NULL) || (k = nx_vfy__find(c, path)) < 0 ||
 	    !S_ISREG(c->entries[k].mode))
