@@ -118,9 +118,11 @@ check-symbols: $(LAYER_AR)
 	$(Q)$(PYTHON) scripts/dev/check_symbols.py $(LAYER_AR)
 
 # Headers that compile alone as C and C++ (private ones too), no banned functions
-# (scripts/dev/lint.py), and the symbol check.
+# (scripts/dev/lint.py), bundle paths only from nexus/bundle.h
+# (scripts/dev/use_bundle_paths.py), and the symbol check.
 lint: check-symbols
 	$(Q)$(PYTHON) scripts/dev/lint.py --cc $(CC) --cxx $(CXX) --ort-inc $(ORT_INC)
+	$(Q)$(PYTHON) scripts/dev/use_bundle_paths.py --check
 
 $(RT_ORT): $(ORT_LIB)
 	@mkdir -p $(@D)

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nexus/bundle.h"
 #include "nexus/error.h"
 #include "nexus/hash.h"
 
@@ -23,7 +24,6 @@
 extern "C" {
 #endif
 
-#define NX_MANIFEST_NAME "manifest.json"
 /*
  * schema_version: "1.0" is docs/FORMAT.md §1 exactly (no "policy", no "runtime");
  * "1.1" adds both, and both are then required.  Readers accept the two and

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "nexus/bundle.h"
 #include "nexus/sandbox.h"
 
 enum { OPT_TEXT = 1, OPT_INPUT, OPT_JSON, OPT_TIMEOUT, OPT_SANDBOX, OPT_SANDBOX_MEMORY };
@@ -134,7 +135,7 @@ static const nx_error *stderr_error(nx_error *err, int status, const struct nx_s
 	for (start = len; start && r->errout[start - 1] != '\n'; start--)
 		;
 	nx_error_set(err, status == 1 ? NX_ECHECK : status == 2 ? NX_ECONFIG : NX_EIO,
-		     "bin/nexus_cli", 0, -1, "%.*s", (int)(len - start), r->errout + start);
+		     NX_BUNDLE_CLI, 0, -1, "%.*s", (int)(len - start), r->errout + start);
 	return err;
 }
 
@@ -217,14 +218,14 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	}
 	if ((hit = nx_sandbox_limit_hit(lim, sizeof(lim), &r, &so))) {
 		/* The limit by name, not the program's raw words (std::bad_alloc). */
-		nx_error_set(&err, NX_ECHECK, "bin/nexus_cli", 0, -1, "bin/nexus_cli hit the "
+		nx_error_set(&err, NX_ECHECK, NX_BUNDLE_CLI, 0, -1, "bin/nexus_cli hit the "
 			     "sandbox's %s and was killed; raise it with %s", hit + 4,
 			     strstr(hit, "memory") ? "--sandbox-memory" :
 			     strstr(hit, "wall") ? "--timeout" : "a smaller model");
 		rc = cli_fail(verb->name, &err);
 	} else if (fwrite(r.errout, 1, r.errout_len, stderr), r.timed_out || r.output_capped ||
 		   !r.exited) {
-		nx_error_set(&err, NX_ECHECK, "bin/nexus_cli", 0, -1, "bin/nexus_cli %s",
+		nx_error_set(&err, NX_ECHECK, NX_BUNDLE_CLI, 0, -1, "bin/nexus_cli %s",
 			     r.timed_out ? "timed out and was killed" :
 			     r.output_capped ? "printed more than 16 MiB and was killed" : "was killed");
 		rc = cli_fail(verb->name, &err);

@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "nexus/bundle.h"
 #include "nexus/manifest.h"
 #include "nexus/sign.h"
 #include "nexus/verify.h"
@@ -76,7 +77,7 @@ static int check_integrity(int dirfd, const char *bundle, nx_error *err)
 		rc = nx_error_set(err, NX_ECHECK, f[i].path, 0, -1,
 				  "%s/%s: %s (%s); the bundle is not what its manifest lists, so it "
 				  "is not signed: rebuild it with nexus build", bundle,
-				  f[i].path && f[i].path[0] ? f[i].path : "manifest.json", f[i].message, f[i].code);
+				  f[i].path && f[i].path[0] ? f[i].path : NX_MANIFEST_NAME, f[i].message, f[i].code);
 	else if (!strcmp(nx_report_verdict(rep), "FAIL"))
 		rc = nx_error_set(err, NX_ECHECK, bundle, 0, -1,
 				  "%s fails its integrity check, so it is not signed: rebuild it",

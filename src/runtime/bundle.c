@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "nexus/hash.h"
+#include "nexus/bundle.h"
 #include "rt.h"
 
 /* openat that resolves no symlink and never leaves the bundle root. */
@@ -225,11 +226,11 @@ int rt_bundle_open(struct rt_bundle *b, const char *dir, bool check, nx_error *e
 	/* runtime.yaml says how thoroughly to check the rest, so it is always
 	 * checked in full before it is read */
 	if (check) {
-		if ((rc = nx_manifest_load(&b->manifest, b->rootfd, "manifest.json", err)))
+		if ((rc = nx_manifest_load(&b->manifest, b->rootfd, NX_MANIFEST_NAME, err)))
 			return rc;
 		mf = nx_manifest_find(b->manifest, RT_CONFIG);
 		if (!mf || !nx_manifest_find(b->manifest, RT_MODEL))
-			return nx_error_set(err, NX_ECHECK, "manifest.json", 0, -1,
+			return nx_error_set(err, NX_ECHECK, NX_MANIFEST_NAME, 0, -1,
 					    "integrity: manifest.json does not list %s and %s",
 					    RT_MODEL, RT_CONFIG);
 		if ((rc = check_file(b, mf, 1, NULL, err)))

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "onnxruntime_c_api.h"
+#include "nexus/bundle.h"
 #include "nexus/tokdecode.h"
 #include "rt.h"
 #include "serve.h"
@@ -501,7 +502,7 @@ static int tok_verb(const struct rt_verb *v, int argc, char **argv, bool detok)
 	c.skip_special = a.skip_special;
 	rc = open_tokenizer(&c, &b, &a, &err);
 	if (!rc && detok)
-		rc = nx_tokdecoder_new(&c.dec, c.tok, a.tokdir ? a.tokdir : "model/tokenizer", &err);
+		rc = nx_tokdecoder_new(&c.dec, c.tok, a.tokdir ? a.tokdir : NX_BUNDLE_TOKENIZER_DIR, &err);
 	if (!rc && (!(c.ids = calloc(c.max_len, sizeof(*c.ids))) ||
 		    !(c.type_ids = calloc(c.max_len, sizeof(*c.ids))) ||
 		    !(c.mask = calloc(c.max_len, sizeof(*c.ids))) ||

@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "nexus/bundle.h"
 #include "nexus/config.h"
 #include "nexus/error.h"
 #include "nexus/functional.h"
@@ -36,11 +37,11 @@
 #define RT_LOG_LINE_MAX 2048
 #define RT_LARGE_MODEL (64u << 20)   /* bytes of model + data: session options for large */         /* bytes of one ONNX Runtime log line printed */
 
-#define RT_MODEL "model/student_model.onnx"
-#define RT_MODEL_DATA "model/student_model.onnx.data"
-#define RT_TOKENIZER "model/tokenizer"
-#define RT_CONFIG "config/runtime.yaml"
-#define RT_SELFTEST "config/selftest.json"
+#define RT_MODEL NX_MODEL_PATH
+#define RT_MODEL_DATA NX_BUNDLE_MODEL_DATA
+#define RT_TOKENIZER NX_BUNDLE_TOKENIZER_DIR
+#define RT_CONFIG NX_BUNDLE_RUNTIME_CONFIG
+#define RT_SELFTEST NX_BUNDLE_SELFTEST
 
 enum rt_task { RT_TASK_CLASSIFICATION, RT_TASK_EMBEDDING, RT_TASK_RAW, RT_TASK_RERANK };
 enum rt_pool { RT_POOL_MEAN, RT_POOL_CLS, RT_POOL_LAST };

@@ -3,6 +3,7 @@
  * anything is written), the step sequence, and the stage-writing helpers.
  */
 #include "build_int.h"
+#include "nexus/bundle.h"
 
 #include "nexus/export.h"
 
@@ -249,7 +250,7 @@ static int load(struct build *b)
 			free(tp);
 			continue;
 		}
-		rc = add_input(b, b->wsfd, tp, join("model/tokenizer", tok_files[i]), BUILD_COPY, false);
+		rc = add_input(b, b->wsfd, tp, join(NX_BUNDLE_TOKENIZER_DIR, tok_files[i]), BUILD_COPY, false);
 		if (rc)
 			return rc;
 		ntok++;
@@ -258,7 +259,7 @@ static int load(struct build *b)
 		return nx_error_set(b->err, NX_ECONFIG, ws->tokenizer, 0, -1,
 				    "%s holds neither tokenizer.json nor vocab.txt; put the "
 				    "tokenizer files there or fix tokenizer: in nexus.yaml", ws->tokenizer);
-	rc = add_input(b, b->wsfd, strdup(ws->runtime_config), strdup("config/runtime.yaml"),
+	rc = add_input(b, b->wsfd, strdup(ws->runtime_config), strdup(NX_BUNDLE_RUNTIME_CONFIG),
 		       BUILD_RUNTIME, false);
 	if (!rc && ws->readme)
 		rc = add_input(b, b->wsfd, strdup(ws->readme), strdup("README.md"), BUILD_TEXT, false);
@@ -274,7 +275,7 @@ static int load(struct build *b)
 	if (b->rtfd < 0)
 		return nx_error_errno(b->err, NX_EDEP, errno, b->opts->runtime_dir,
 				      "cannot open the runtime directory %s", b->opts->runtime_dir);
-	rc = add_input(b, b->rtfd, strdup("bin/nexus_cli"), strdup("bin/nexus_cli"), BUILD_COPY, true);
+	rc = add_input(b, b->rtfd, strdup(NX_BUNDLE_CLI), strdup(NX_BUNDLE_CLI), BUILD_COPY, true);
 	if (!rc)
 		rc = add_input(b, b->rtfd, strdup("lib/libonnxruntime.so.1"),
 			       strdup("lib/libonnxruntime.so.1"), BUILD_COPY, false);

@@ -5,6 +5,7 @@
  * unnamed (a teacher checkpoint beside the tokenizer, say) can slip in.
  */
 #include "build_int.h"
+#include "nexus/bundle.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -28,7 +29,7 @@ static int check_tokenizer(struct build *b)
 	size_t tmax;
 	int fd, rc;
 
-	fd = openat(nx_stage_dirfd(b->stage), "model/tokenizer",
+	fd = openat(nx_stage_dirfd(b->stage), NX_BUNDLE_TOKENIZER_DIR,
 		    O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return nx_error_set(b->err, NX_EIO, NULL, 0, -1, "cannot open the staged tokenizer");

@@ -4,6 +4,7 @@
  * is re-read here; the metadata comes from the student's own weights.
  */
 #include "build_int.h"
+#include "nexus/bundle.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -141,7 +142,7 @@ static int result_files(struct build *b, size_t manifest_len)
 	for (i = 0; i <= m->nfiles; i++) {
 		struct nx_build_file *f = &r->files[r->nfiles];
 
-		f->path = strdup(i < m->nfiles ? m->files[i].path : "manifest.json");
+		f->path = strdup(i < m->nfiles ? m->files[i].path : NX_MANIFEST_NAME);
 		f->size = i < m->nfiles ? m->files[i].size : manifest_len;
 		if (!f->path)
 			return nx_error_oom(b->err, NULL);
@@ -175,7 +176,7 @@ int nx_build__sign(struct build *b)
 	rc = nx_manifest_serialize(&json, &len, b->m, b->err);
 	if (rc)
 		return rc;
-	rc = nx_stage_create_file(&fd, b->stage, "manifest.json", false, b->err);
+	rc = nx_stage_create_file(&fd, b->stage, NX_MANIFEST_NAME, false, b->err);
 	if (!rc) {
 		size_t off = 0;
 
@@ -183,7 +184,7 @@ int nx_build__sign(struct build *b)
 			ssize_t n = write(fd, json + off, len - off);
 
 			if (n < 0)
-				rc = nx_error_errno(b->err, NX_EIO, errno, "manifest.json",
+				rc = nx_error_errno(b->err, NX_EIO, errno, NX_MANIFEST_NAME,
 						    "cannot write staged manifest.json");
 			else
 				off += (size_t)n;

@@ -7,6 +7,7 @@
  * and a student that cannot run in the runtime fails the build here.
  */
 #include "build_int.h"
+#include "nexus/bundle.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,7 +132,7 @@ int nx_build__selftest(struct build *b)
 	if (!rc && b->float_staged)
 		rc = nx_build__quant_gate(b, r.out, r.out_len);
 	if (!rc)
-		rc = nx_build__put(b, "config/selftest.json", r.out, r.out_len, false);
+		rc = nx_build__put(b, NX_BUNDLE_SELFTEST, r.out, r.out_len, false);
 	nx_sandbox_result_release(&r);
 	return rc;
 }

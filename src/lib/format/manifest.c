@@ -6,6 +6,7 @@
  * escapes, number spelling) in one comparison.
  */
 #include "nexus/manifest.h"
+#include "nexus/bundle.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -95,7 +96,7 @@ static void runtime_free(nx_manifest_runtime *r)
 
 bool nx_manifest_is_runtime_path(const char *path)
 {
-	return !strcmp(path, "bin/nexus_cli") ||
+	return !strcmp(path, NX_BUNDLE_CLI) ||
 	       (!strncmp(path, "lib/", 4) && path[4] && !strchr(path + 4, '/'));
 }
 

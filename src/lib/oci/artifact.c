@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "nexus/oci.h"
+#include "nexus/bundle.h"
 
 #define DUMP_FLAGS (JSON_COMPACT | JSON_SORT_KEYS)
 
@@ -20,7 +21,7 @@ static const struct {
 	const char *prefix; /* a directory with '/', or a whole path */
 	const char *media;
 } media_rules[] = {
-	{"model/tokenizer/", "application/vnd.cncf.model.weight.config.v1.raw"},
+	{NX_BUNDLE_TOKENIZER_DIR "/", "application/vnd.cncf.model.weight.config.v1.raw"},
 	{"model/", "application/vnd.cncf.model.weight.v1.raw"},
 	{"config/", "application/vnd.cncf.model.weight.config.v1.raw"},
 	{"README.md", "application/vnd.cncf.model.doc.v1.raw"},

@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "nexus/fs.h"
+#include "nexus/bundle.h"
 #include "oci_int.h"
 
 #define URL_LEN 2300
@@ -303,7 +304,7 @@ int nx_oci_pull(struct nx_oci_pull_result *out, const nx_oci_ref *ref, const cha
 	if (po->on_stage)
 		po->on_stage(po->stage_ctx, st);
 	for (i = 1; i < n; i++) {
-		if ((rc = nx_stage_create_file(&fd, st, ly[i].path, !strcmp(ly[i].path, "bin/nexus_cli"),
+		if ((rc = nx_stage_create_file(&fd, st, ly[i].path, !strcmp(ly[i].path, NX_BUNDLE_CLI),
 					       err)) ||
 		    (rc = get_blob(NULL, &c, &ly[i], fd, err)))
 			goto out;

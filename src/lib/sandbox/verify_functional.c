@@ -4,6 +4,7 @@
  * (verify_functional_py.c).
  */
 #include "functional_int.h"
+#include "nexus/bundle.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -33,9 +34,9 @@ static int selftest(struct fx_ctx *c, nx_error *err)
 	bool bad;
 	int rc;
 
-	if (fstatat(c->dirfd, "bin/nexus_cli", &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+	if (fstatat(c->dirfd, NX_BUNDLE_CLI, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
 	    !S_ISREG(st.st_mode))
-		return c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "functional-no-runtime", "bin/nexus_cli", 0,
+		return c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "functional-no-runtime", NX_BUNDLE_CLI, 0,
 			     "bin/nexus_cli is missing or not a regular file, so the bundle "
 			     "cannot run; rebuild it with nexus build");
 	nx_fx__sandbox_opts(&so, c, c->o->selftest_ms ? c->o->selftest_ms : NX_FUNCTIONAL_SELFTEST_MS);
@@ -43,7 +44,7 @@ static int selftest(struct fx_ctx *c, nx_error *err)
 	/* A binary whose ELF headers cannot be followed is the bundle's fault. */
 	if (rc == NX_EFORMAT || rc == NX_ELIMIT) {
 		c->selftest_failed = true;
-		rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "functional-selftest-failed", "bin/nexus_cli",
+		rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "functional-selftest-failed", NX_BUNDLE_CLI,
 			   0, err ? err->message : "bin/nexus_cli is not a loadable ELF program");
 		goto out;
 	}
@@ -52,7 +53,7 @@ static int selftest(struct fx_ctx *c, nx_error *err)
 	/* bin/ is the trusted runtime (allowlist), so its word on why is trusted */
 	rc = nx_fx__judge(c, &r, &so, "bin/nexus_cli selftest",
 		      r.errout && memmem(r.errout, r.errout_len, NONFINITE, strlen(NONFINITE)) ?
-		      NONFINITE : "functional-selftest-failed", "bin/nexus_cli", &bad);
+		      NONFINITE : "functional-selftest-failed", NX_BUNDLE_CLI, &bad);
 	c->selftest_failed = bad;
 out:
 	nx_sandbox_result_release(&r);
@@ -144,7 +145,7 @@ static int liveness(struct fx_ctx *c, nx_error *err)
 	if (rc)
 		goto out;
 	if (r.exited && r.status == 2) {
-		rc = c->fn(c->ctx, NX_FUNCTIONAL_WARN, "liveness-unavailable", "bin/nexus_cli", 0,
+		rc = c->fn(c->ctx, NX_FUNCTIONAL_WARN, "liveness-unavailable", NX_BUNDLE_CLI, 0,
 			   "this bundle's runtime has no liveness check (an earlier release): "
 			   "whether every initializer influences the outputs was not checked");
 		goto out;
@@ -153,12 +154,12 @@ static int liveness(struct fx_ctx *c, nx_error *err)
 		/* exit 1 is "dead initializers", each a finding above; without
 		 * the summary line the check did not get that far */
 		if (!summary[0])
-			rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "liveness-failed", "bin/nexus_cli", 0,
+			rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "liveness-failed", NX_BUNDLE_CLI, 0,
 				   nx_fx__tail(r.errout, r.errout_len));
 		goto out;
 	}
 	if ((rc = nx_fx__judge(c, &r, &so, "bin/nexus_cli liveness", "liveness-failed",
-			   "bin/nexus_cli", &bad)) != 0 || bad)
+			   NX_BUNDLE_CLI, &bad)) != 0 || bad)
 		goto out;
 	if (unchecked) {
 		char msg[512];

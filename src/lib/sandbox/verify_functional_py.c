@@ -12,6 +12,7 @@
  * another in production by looking at how it was started.
  */
 #include "functional_int.h"
+#include "nexus/bundle.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -301,7 +302,7 @@ int nx_fx__imports(struct fx_ctx *c, nx_error *err)
 	rc = list_modules(&mods, &nmods, c->dirfd, err);
 	if (rc)
 		goto out;
-	if (nx_runtime_config_load(&rcfg, c->dirfd, "config/runtime.yaml", NULL) != 0)
+	if (nx_runtime_config_load(&rcfg, c->dirfd, NX_BUNDLE_RUNTIME_CONFIG, NULL) != 0)
 		rcfg = NULL;   /* reported by the other checks; no packages declared */
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
 		rc = nx_error_set(err, NX_EINTERNAL, NULL, 0, -1, "no randomness for the nonce");

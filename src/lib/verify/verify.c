@@ -4,6 +4,7 @@
  * (verify_<check>.c); this one owns the shared context.
  */
 #include "nexus/functional.h"
+#include "nexus/bundle.h"
 #include "verify_internal.h"
 
 #include <stdlib.h>
@@ -106,7 +107,7 @@ static int functional(struct vfy_ctx *c, bool *skipped)
 		fo.selftest = false;
 		fo.liveness = false;
 		if (nx_report_add(c->r, NX_CHECK_FUNCTIONAL, NX_SEV_INFO, "functional-selftest-skipped",
-				  "bin/nexus_cli", 0, "bin/ or lib/ is not the trusted nexus runtime, "
+				  NX_BUNDLE_CLI, 0, "bin/ or lib/ is not the trusted nexus runtime, "
 				  "so bin/nexus_cli selftest is not executed"))
 			return NX_ENOMEM;
 	}

@@ -6,6 +6,7 @@
  * of a nexus release the verifier trusts.
  */
 #include "verify_internal.h"
+#include "nexus/bundle.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -29,11 +30,11 @@
 static const char *const forbidden_names[] = {"teacher", "checkpoint", "optimizer"};
 
 static const char *const fixed_files[] = {
-	NX_MANIFEST_NAME, "README.md", "LICENSE", "bin/nexus_cli", NX_MODEL_PATH,
-	"model/tokenizer/tokenizer.json", "model/tokenizer/vocab.txt", "config/runtime.yaml",
-	"config/selftest.json",
+	NX_MANIFEST_NAME, "README.md", "LICENSE", NX_BUNDLE_CLI, NX_MODEL_PATH,
+	NX_BUNDLE_TOKENIZER_JSON, NX_BUNDLE_VOCAB, NX_BUNDLE_RUNTIME_CONFIG,
+	NX_BUNDLE_SELFTEST,
 };
-static const char *const fixed_dirs[] = {"bin", "lib", "model", "model/tokenizer", "config", "src"};
+static const char *const fixed_dirs[] = {"bin", "lib", "model", NX_BUNDLE_TOKENIZER_DIR, "config", "src"};
 
 static bool in_list(const char *s, const char *const *list, size_t n)
 {
@@ -114,7 +115,7 @@ static int check_name(struct vfy_ctx *c, const struct nx_fs_entry *e)
 
 static int check_required(struct vfy_ctx *c)
 {
-	static const char *const need[] = {"bin/nexus_cli", NX_MODEL_PATH, "config/runtime.yaml"};
+	static const char *const need[] = {NX_BUNDLE_CLI, NX_MODEL_PATH, NX_BUNDLE_RUNTIME_CONFIG};
 	size_t i;
 	int rc = 0;
 
@@ -122,9 +123,9 @@ static int check_required(struct vfy_ctx *c)
 		if (nx_vfy__find(c, need[i]) < 0)
 			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "required-missing", need[i], 0,
 					   "%s is missing: every bundle has it", need[i]);
-	if (!rc && nx_vfy__find(c, "model/tokenizer/tokenizer.json") < 0 &&
-	    nx_vfy__find(c, "model/tokenizer/vocab.txt") < 0)
-		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "required-missing", "model/tokenizer", 0,
+	if (!rc && nx_vfy__find(c, NX_BUNDLE_TOKENIZER_JSON) < 0 &&
+	    nx_vfy__find(c, NX_BUNDLE_VOCAB) < 0)
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "required-missing", NX_BUNDLE_TOKENIZER_DIR, 0,
 				   "the bundle has neither model/tokenizer/tokenizer.json nor vocab.txt");
 	for (i = 0; !rc && i < 2; i++)
 		if (nx_vfy__find(c, i ? "LICENSE" : "README.md") < 0)
@@ -186,8 +187,8 @@ static int sniff(struct vfy_ctx *c, size_t idx)
 	 * ids would count as numbers here); the selftest's golden numbers are
 	 * recomputed by TRV-5 and its texts scanned by the code check
 	 * (verify_selftest.c). */
-	if (mr.text.data_at >= 0 && strncmp(p, "model/tokenizer/", 16) &&
-	    strcmp(p, "config/selftest.json"))
+	if (mr.text.data_at >= 0 && strncmp(p, NX_BUNDLE_TOKENIZER_DIR "/", 16) &&
+	    strcmp(p, NX_BUNDLE_SELFTEST))
 		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "literal-blob", p, 0,
 				     "%s carries over %d bytes of data as literals (numbers, hex "
 				     "bytes, base64 words) by byte %lld: an encoded blob", p,

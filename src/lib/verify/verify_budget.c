@@ -19,6 +19,7 @@
  * hold tensors: they are not charged.
  */
 #include "verify_internal.h"
+#include "nexus/bundle.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -133,7 +134,7 @@ static int text_file(struct tally *t, const char *path, nx_budget_buf *tok, uint
 		rc = vocab_txt(tok, buf, len, t->err);
 	else if (!strcmp(path, TOKENIZER_DIR "tokenizer.json"))
 		rc = nx_vfy__tokjson_residual(c, path, buf, len, tok, &failed, t->err);
-	else if (!strcmp(path, "config/selftest.json") && c->opts->functional &&
+	else if (!strcmp(path, NX_BUNDLE_SELFTEST) && c->opts->functional &&
 		 !nx_vfy__json_over_budget(buf, len) &&
 		 (root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL)))
 		rc = json_strings(b, root, 0, t->err);
@@ -242,7 +243,7 @@ static int manifest_strings(struct tally *t)
 	if (!rc)
 		rc = policy_strings(b, m, t->err);
 	if (!rc)
-		rc = charge(t, "manifest.json", b, 0, NULL);
+		rc = charge(t, NX_MANIFEST_NAME, b, 0, NULL);
 	nx_budget_buf_free(b);
 	return rc;
 }

@@ -11,6 +11,7 @@
  * imported, executed or looked up by a computed name.
  */
 #include "verify_internal.h"
+#include "nexus/bundle.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -276,9 +277,9 @@ static int scan_file(struct vfy_ctx *c, const char *path, const struct nx_pyaudi
 	}
 	else if (ends_with(path, ".yaml") || ends_with(path, ".yml"))
 		rc = nx_scan_yaml(buf, len, terms, c->nterms, on_term, &s, path, &e);
-	else if (!strcmp(path, "model/tokenizer/vocab.txt"))
+	else if (!strcmp(path, NX_BUNDLE_VOCAB))
 		rc = nx_vfy__vocab_txt(c, path, buf, len);
-	else if (!strcmp(path, "config/selftest.json")) {
+	else if (!strcmp(path, NX_BUNDLE_SELFTEST)) {
 		/* scan_json reports a tree over budget; never parse it here */
 		rc = nx_vfy__json_over_budget(buf, len) ? 0 : nx_vfy__selftest_json(c, buf, len);
 		if (!rc)
@@ -305,8 +306,8 @@ static bool scanned(const char *p)
 	if (!strncmp(p, "config/", 7) &&
 	    (ends_with(p, ".yaml") || ends_with(p, ".yml") || ends_with(p, ".json")))
 		return true;
-	return !strcmp(p, "model/tokenizer/tokenizer.json") ||
-	       !strcmp(p, "model/tokenizer/vocab.txt") || !strcmp(p, "README.md") ||
+	return !strcmp(p, NX_BUNDLE_TOKENIZER_JSON) ||
+	       !strcmp(p, NX_BUNDLE_VOCAB) || !strcmp(p, "README.md") ||
 	       !strcmp(p, "LICENSE");
 }
 
@@ -355,18 +356,18 @@ static int check_packages(struct vfy_ctx *c, const nx_runtime_config *rcfg)
 		if (c->m && c->m->policy && !listed(p, c->m->policy->python_packages,
 						   c->m->policy->npython_packages))
 			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "policy-mismatch",
-					   "config/runtime.yaml", 0,
+					   NX_BUNDLE_RUNTIME_CONFIG, 0,
 					   "python_packages declares %s, which the manifest's policy does "
 					   "not record; rebuild with nexus build", p);
 		else if ((why = nx_pyaudit_training(p)))
 			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "training-package-declared",
-					   "config/runtime.yaml", 0,
+					   NX_BUNDLE_RUNTIME_CONFIG, 0,
 					   "python_packages declares %s, a training library (%s): the "
 					   "import check would let training code run; remove it", p,
 					   why);
 		else if (module_under(p, training_frameworks))
 			rc = nx_report_add(c->r, CHECK, NX_SEV_WARN, "training-package-declared",
-					   "config/runtime.yaml", 0,
+					   NX_BUNDLE_RUNTIME_CONFIG, 0,
 					   "python_packages declares %s, a framework with training "
 					   "modules: the import audit refuses those it lists, not every "
 					   "one; serve with onnxruntime/numpy if you can", p);
@@ -474,11 +475,11 @@ int nx_vfy__code(struct vfy_ctx *c, nx_error *err)
 	nx_runtime_config *rcfg = NULL;
 	char **stems = NULL, stem[256];
 	size_t i, nstems = 0;
-	long k = nx_vfy__find(c, "config/runtime.yaml");
+	long k = nx_vfy__find(c, NX_BUNDLE_RUNTIME_CONFIG);
 	int rc = 0;
 
 	if (k >= 0 && S_ISREG(c->entries[k].mode) && c->entries[k].nlink == 1 &&
-	    nx_runtime_config_load(&rcfg, c->dirfd, "config/runtime.yaml", NULL) != 0)
+	    nx_runtime_config_load(&rcfg, c->dirfd, NX_BUNDLE_RUNTIME_CONFIG, NULL) != 0)
 		rcfg = NULL;   /* absent or invalid: reported by allowlist / functional */
 	if (!(stems = calloc(c->nentries + 1, sizeof(*stems))))
 		return nx_error_oom(err, NULL);

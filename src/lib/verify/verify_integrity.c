@@ -6,6 +6,7 @@
  * from the descriptor that was fstat'ed, never past the manifest's size.
  */
 #include "verify_internal.h"
+#include "nexus/bundle.h"
 
 #include <ctype.h>
 #include <fcntl.h>
@@ -133,7 +134,7 @@ static int check_entry_type(struct vfy_ctx *c, const struct nx_fs_entry *e)
 		    "%s is writable (mode %04o); bundle files are 0444 (bin/nexus_cli 0555), directories 0555",
 		    e->path, (unsigned)perm);
 	} else {
-		mode_t want = S_ISDIR(e->mode) || !strcmp(e->path, "bin/nexus_cli") ? 0555 : 0444;
+		mode_t want = S_ISDIR(e->mode) || !strcmp(e->path, NX_BUNDLE_CLI) ? 0555 : 0444;
 
 		if (perm != want)
 			ADD(NX_SEV_WARN, "mode-unexpected", e->path, "%s has mode %04o, expected %04o",

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "nexus/budget.h"
+#include "nexus/bundle.h"
 #include "nexus/fs.h"
 #include "nexus/hash.h"
 #include "nexus/manifest.h"
@@ -26,8 +27,6 @@
  * the 200-byte cap would otherwise carry a tensor 64 bytes at a time. */
 #define NX_VERIFY_VOCAB_CODED_MIN 24
 #define NX_VERIFY_TEACHER_TENSOR_MIN 4096 /* bytes: smaller tensors are not fingerprinted */
-
-#define NX_MODEL_PATH "model/student_model.onnx"
 
 /*
  * Bundle files are opened and walked with nexus/fs.h.  A bundle file is
