@@ -462,3 +462,114 @@ def test_int4_teacher_copy_found(nexus, tmp_path):
     found = {(x["tensor"], x["teacher_tensor"]) for x in json.loads(r.stdout)["shared_tensors"]}
     assert any(s == "dense1.weight/int4" and "as int4 transposed" in t for s, t in found), found
     assert any(s == "dense2.weight/int4" and "enc_out as int4 (block 32)" in t for s, t in found), found
+
+
+# ---------------------------------------------------------------- Gemm
+def torch_linear_student(tmp_path, dim=64, out=64, vocab=len(VOCAB)):
+    """An embedding, then two torch Linear layers (with biases) that
+    torch.onnx.export writes as Gemm(x, W[out, in], b, transB=1)."""
+    import torch
+    torch.manual_seed(5)
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(vocab, dim)
+            self.fc1 = torch.nn.Linear(dim, dim)
+            self.fc2 = torch.nn.Linear(dim, out)
+
+        def forward(self, input_ids, attention_mask):
+            h = self.emb(input_ids).reshape(-1, dim)
+            y = self.fc2(torch.tanh(self.fc1(h)))
+            return y.reshape(input_ids.shape[0], input_ids.shape[1], out)
+
+    model = M().eval()
+    with torch.no_grad():      # biases of the weights' scale, so they matter
+        model.fc1.bias.normal_()
+        model.fc2.bias.normal_()
+    ids = torch.ones((1, 4), dtype=torch.long)
+    path = tmp_path / "linear.onnx"
+    torch.onnx.export(model, (ids, ids), str(path), input_names=["input_ids", "attention_mask"],
+                      output_names=["last_hidden_state"], opset_version=13,
+                      dynamic_axes={"input_ids": {0: "b", 1: "s"}, "attention_mask": {0: "b", 1: "s"}})
+    m = onnx.load(str(path))
+    if not any(i.name == "attention_mask" for i in m.graph.input):
+        m.graph.input.append(helper.make_tensor_value_info("attention_mask", TensorProto.INT64,
+                                                           ["b", "s"]))
+    gemm = [n for n in m.graph.node if n.op_type == "Gemm"]
+    assert len(gemm) == 2 and all(helper.get_attribute_value(a) == 1 for n in gemm
+                                  for a in n.attribute if a.name == "transB")
+    w = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    return m, {"fc1": w["fc1.weight"], "fc2": w["fc2.weight"]}, model
+
+
+def test_gemm_int8_and_int4_forms(nexus, tmp_path):
+    """A torch Linear's Gemm (transB 1, bias): int8 values per output
+    channel written transposed [in, out] for MatMulInteger, the bias kept
+    float and added after; int4 MatMulNBits blocks along the input."""
+    m, w, _ = torch_linear_student(tmp_path)
+    src = tmp_path / "s.onnx"
+    onnx.save(m, str(src))
+    r = export(nexus, src, tmp_path / "a.onnx", "--quantize", "int8")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["quantized_tensors"] == 2     # the embedding is too small
+    q = onnx.load(str(tmp_path / "a.onnx"))
+    onnx.checker.check_model(q, full_check=True)
+    ops = [n.op_type for n in q.graph.node]
+    assert "Gemm" not in ops and ops.count("MatMulInteger") == 2 and ops.count("Add") == 2
+    t = {x.name: numpy_helper.to_array(x) for x in q.graph.initializer}
+    for name, a in w.items():
+        scale = np.abs(a).max(axis=1) / np.float32(127)
+        np.testing.assert_array_equal(t[f"{name}.weight/scale"], scale)
+        np.testing.assert_array_equal(t[f"{name}.weight/int8"],
+                                      np.clip(np.rint(a / scale[:, None]), -127, 127).T)
+        assert t[f"{name}.bias"].dtype == np.float32
+    r = export(nexus, src, tmp_path / "b.onnx", "--quantize", "int4")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["quantized_int4"] == 2
+    q = onnx.load(str(tmp_path / "b.onnx"))
+    onnx.checker.check_model(q, full_check=True)
+    nb = {n.name: {a.name: a.i for a in n.attribute} for n in q.graph.node if n.op_type == "MatMulNBits"}
+    assert sorted((v["K"], v["N"]) for v in nb.values()) == [(64, 64), (64, 64)]
+    t = {x.name: numpy_helper.to_array(x) for x in q.graph.initializer}
+    a = w["fc1"]                                # [N, K]: its rows are MatMulNBits' columns
+    blocks = a.reshape(64, 2, 32)
+    scale = np.abs(blocks).max(axis=2) / np.float32(7)
+    qv = (np.clip(np.rint(blocks / scale[:, :, None]), -7, 7) + 8).astype(np.uint8)
+    np.testing.assert_array_equal(t["fc1.weight/int4"], qv[:, :, 0::2] | (qv[:, :, 1::2] << 4))
+    np.testing.assert_array_equal(t["fc1.weight/scale"], scale.ravel())
+    # a Gemm with alpha other than 1 is left to the float Gemm
+    g = next(n for n in m.graph.node if n.op_type == "Gemm")
+    g.attribute.append(helper.make_attribute("alpha", 0.5))
+    onnx.save(m, str(src))
+    r = export(nexus, src, tmp_path / "c.onnx", "--quantize", "int8")
+    assert r.returncode == 0 and json.loads(r.stdout)["quantized_tensors"] == 1, r.stderr
+    assert [n.op_type for n in onnx.load(str(tmp_path / "c.onnx")).graph.node].count("Gemm") == 1
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_gemm_quantized_bundle_runs_close_to_float(nexus, tmp_path, mode):
+    """Built and run by the bundle's runtime (ONNX Runtime) against the
+    float student: cosine >= 0.99; the torch checkpoint's Linear weight
+    is still found in the quantized bundle (int8 / int4, transposed)."""
+    import torch
+    m, w, model = torch_linear_student(tmp_path, dim=128, out=128)  # int4 tensors >= 4 KiB
+    texts = ["free money, click now", "lunch at noon tomorrow?", "win a prize now!",
+             "meeting tomorrow at noon"]
+    out = {}
+    for q in ("none", mode):
+        ws = make_workspace(tmp_path / q, student=m.SerializeToString(), runtime_yaml=EMBED_RT,
+                            extra_yaml=f"export: {{quantize: {q}, quantize_min_elements: 512}}\n")
+        build(nexus, ws, tmp_path / f"{q}_out")
+        out[q] = [np.array(r["outputs"]["last_hidden_state"]).ravel()
+                  for r in run_texts(tmp_path / f"{q}_out", texts)]
+    cos = [float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) for a, b in zip(out["none"], out[mode])]
+    print(f"torch Linear (Gemm) {mode} vs fp32 cosine:", [round(c, 5) for c in cos])
+    assert min(cos) >= 0.99
+    qm = onnx.load(str(tmp_path / f"{mode}_out/model/student_model.onnx"))
+    assert "Gemm" not in [n.op_type for n in qm.graph.node]
+    teacher = tmp_path / "teacher.pt"
+    torch.save({"fc1.weight": model.fc1.weight.detach().clone()}, str(teacher))
+    r = run(nexus, "verify", tmp_path / f"{mode}_out", "--json", "--teacher", teacher)
+    assert r.returncode == 1 and f"fc1.weight/{mode}" in r.stdout, r.stdout
+    assert f"as {mode} transposed" in r.stdout, r.stdout
