@@ -392,6 +392,17 @@ static unsigned qblock(const struct ex *x)
 	return x->o->quantize_block ? x->o->quantize_block : NX_QUANT_BLOCK;
 }
 
+/* int4: an embedding E[V, D] whose rows fill whole blocks goes to
+ * com.microsoft.GatherBlockQuantized (uint8 data, bits 4: ONNX Runtime's
+ * CPU kernel reads MatMulNBits' packing, two values a byte, zero point 8,
+ * and wants the packed row to be exactly D / 2 bytes); other embeddings
+ * stay int8 per row. */
+static bool gather_int4(const struct ex *x, const struct ex_qinit *q)
+{
+	return x->o->quantize == NX_EXPORT_QUANT_INT4 && q && q->kind == EX_Q_GATHER &&
+	       q->cols % qblock(x) == 0;
+}
+
 /* base + suffix, in buf. */
 static const char *nm(char *buf, const char *base, const char *suffix)
 {
@@ -465,6 +476,14 @@ int nx_export__quant_node(struct ex *x, const struct nx_pb_field *fld, size_t i,
 				   NULL, 0, NULL)) != 0)
 			return rc;
 		return bias_add(x, m, n, y_out[0], base);
+	} else if (gather_int4(x, qinit_find(x, n->in[0]))) {
+		const char *g_in[] = { nm(b[0], n->in[0], "/int4"), n->in[1], nm(b[1], n->in[0], "/scale") };
+		const char *g_out[] = { y };
+		struct qattr at[4] = { { "gather_axis", 0 }, { "quantize_axis", 1 },
+				       { "block_size", (int64_t)qblock(x) }, { "bits", 4 } };
+
+		return node_new(x, m, "GatherBlockQuantized", base, g_in, 3, g_out, 1, at, 4,
+				NX_QUANT_MS_DOMAIN);
 	} else {
 		const char *g_in[] = { nm(b[0], n->in[0], "/int8"), n->in[1] };
 		const char *g_out[] = { nm(b[1], y, "/int8/rows") };
@@ -723,14 +742,16 @@ void nx_quant_int4_column(const float *v, uint64_t n, unsigned block, unsigned c
  * `block` values along K, packed [N, nblocks, block / 2] uint8 (zero point
  * 8 by default), scales [N * nblocks].  The column order needs the whole
  * tensor: it is read at once (memory: the largest such tensor).  A Gemm's
- * transposed W[N, K] has those columns as its rows: read a row at a time.
+ * transposed W[N, K] has those columns as its rows: read a row at a time;
+ * so has an embedding E[V, D] for GatherBlockQuantized, whose data is
+ * [V, D / 2] and scales [V, D / block] (gather_int4).
  */
 static int int4_tensor(struct ex *x, const struct ex_qinit *q, int fd, const char *path,
 		       uint64_t off, uint64_t field, const char *name, bool external,
 		       struct pw_msg *m)
 {
 	unsigned block = qblock(x);
-	bool trans = q->kind == EX_Q_GEMM_T;
+	bool trans = q->kind != EX_Q_MATMUL, gather = q->kind == EX_Q_GATHER;
 	uint64_t k = trans ? q->cols : q->rows, n = trans ? q->rows : q->cols;
 	uint64_t nb = (k + block - 1) / block, c, r, dims[3];
 	uint64_t bytes = n * nb * block / 2;
@@ -780,12 +801,13 @@ static int int4_tensor(struct ex *x, const struct ex_qinit *q, int fd, const cha
 		}
 	}
 	dims[0] = n;
-	dims[1] = nb;
+	dims[1] = gather ? nb * block / 2 : nb;
 	dims[2] = block / 2;
-	if ((rc = qout_tensor(&vo, m, nm(qn, name, "/int4"), 2, dims, 3)) != 0)
+	if ((rc = qout_tensor(&vo, m, nm(qn, name, "/int4"), 2, dims, gather ? 2 : 3)) != 0)
 		goto out;
-	dims[0] = n * nb;
-	if ((rc = qout_tensor(&so, m, nm(qn, name, "/scale"), 1, dims, 1)) != 0)
+	dims[0] = gather ? n : n * nb;
+	dims[1] = nb;
+	if ((rc = qout_tensor(&so, m, nm(qn, name, "/scale"), 1, dims, gather ? 2 : 1)) != 0)
 		goto out;
 	x->res->quantized++;
 	x->res->quantized_int4++;
@@ -849,7 +871,7 @@ int nx_export__quant_tensor(struct ex *x, const struct nx_pb_reader *parent, con
 				  x->path, name, (unsigned long long)len, (unsigned long long)(n * 4));
 		goto out;
 	}
-	if (q->kind != EX_Q_GATHER && x->o->quantize == NX_EXPORT_QUANT_INT4) {
+	if ((q->kind != EX_Q_GATHER && x->o->quantize == NX_EXPORT_QUANT_INT4) || gather_int4(x, q)) {
 		rc = int4_tensor(x, q, fd, path, off, fld->tag_offset, name, external, m);
 		goto out;
 	}
