@@ -152,9 +152,12 @@ def test_exclude_and_min_elements_keep_float(nexus, tmp_path):
     onnx.checker.check_model(m, full_check=True)
 
 
-def test_int8_values_are_per_channel_symmetric(nexus, tmp_path):
+@pytest.mark.parametrize("vocab, dim", [(128, 64), (2048, 1536)])
+def test_int8_values_are_per_channel_symmetric(nexus, tmp_path, vocab, dim):
+    """(2048, 1536): weights of 3 and 4 chunks of 4 MiB, quantized two
+    chunks at a time on two threads, must give the same bytes."""
     src = tmp_path / "e.onnx"
-    em = embedder(vocab=128)
+    em = embedder(vocab=vocab, dim=dim)
     onnx.save(em, str(src))
     r = export(nexus, src, tmp_path / "a.onnx", "--quantize", "int8")
     assert r.returncode == 0, r.stderr
@@ -544,6 +547,47 @@ def torch_linear_student(tmp_path, dim=64, out=64, vocab=len(VOCAB)):
     return m, {"fc1": w["fc1.weight"], "fc2": w["fc2.weight"]}, model
 
 
+def check_gemm_values(q, w):
+    """int8 of each W[out, in]: scales per row, values written [in, out]."""
+    t = {x.name: numpy_helper.to_array(x) for x in q.graph.initializer}
+    for name, a in w.items():
+        scale = np.abs(a).max(axis=1) / np.float32(127)
+        np.testing.assert_array_equal(t[f"{name}.weight/scale"], scale)
+        np.testing.assert_array_equal(t[f"{name}.weight/int8"],
+                                      np.clip(np.rint(a / scale[:, None]), -127, 127).T)
+        assert t[f"{name}.bias"].dtype == np.float32
+
+
+def test_gemm_multi_chunk_transposed(nexus, tmp_path):
+    """A Gemm weight of 3 chunks (rows quantized on two threads, gathered
+    and written transposed) and a NaN in its last chunk."""
+    rng = np.random.default_rng(7)
+    n, k = 1536, 1536
+    a = rng.standard_normal((n, k)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+
+    def model(weight):
+        g = helper.make_graph(
+            [helper.make_node("Gemm", ["x", "fc.weight", "fc.bias"], ["y"], transB=1, name="fc")],
+            "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, k])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])],
+            [numpy_helper.from_array(weight, "fc.weight"), numpy_helper.from_array(bias, "fc.bias")])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+        m.ir_version = 7
+        return m
+
+    src, dst = tmp_path / "g.onnx", tmp_path / "q.onnx"
+    onnx.save(model(a), str(src))
+    r = export(nexus, src, dst, "--quantize", "int8")
+    assert r.returncode == 0, r.stderr
+    check_gemm_values(onnx.load(str(dst)), {"fc": a})
+    bad = a.copy()
+    bad[1500, 3] = np.nan
+    onnx.save(model(bad), str(src))
+    r = export(nexus, src, tmp_path / "q2.onnx", "--quantize", "int8")
+    assert r.returncode == 3 and f"element {1500 * k + 3}" in r.stderr, r.stderr
+
+
 def test_gemm_int8_and_int4_forms(nexus, tmp_path):
     """A torch Linear's Gemm (transB 1, bias): int8 values per output
     channel written transposed [in, out] for MatMulInteger, the bias kept
@@ -558,13 +602,7 @@ def test_gemm_int8_and_int4_forms(nexus, tmp_path):
     onnx.checker.check_model(q, full_check=True)
     ops = [n.op_type for n in q.graph.node]
     assert "Gemm" not in ops and ops.count("MatMulInteger") == 2 and ops.count("Add") == 2
-    t = {x.name: numpy_helper.to_array(x) for x in q.graph.initializer}
-    for name, a in w.items():
-        scale = np.abs(a).max(axis=1) / np.float32(127)
-        np.testing.assert_array_equal(t[f"{name}.weight/scale"], scale)
-        np.testing.assert_array_equal(t[f"{name}.weight/int8"],
-                                      np.clip(np.rint(a / scale[:, None]), -127, 127).T)
-        assert t[f"{name}.bias"].dtype == np.float32
+    check_gemm_values(q, w)
     r = export(nexus, src, tmp_path / "b.onnx", "--quantize", "int4")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["quantized_int4"] == 2
