@@ -45,7 +45,8 @@
  *    instead of ~2.5 s and three copies of the weights in memory.
  *
  *  - quantize (opts.quantize, src/lib/export/quant.c): float32 weights of
- *    MatMul (per output channel) and Gather embeddings (per row) become
+ *    MatMul and Gemm (per output channel; a Gemm's bias stays float) and
+ *    Gather embeddings (per row) become
  *    symmetric int8 (scale = max|w| / 127, zero point 0), read and written
  *    tensor by tensor with a fixed buffer; a MatMul becomes
  *    DynamicQuantizeLinear + MatMulInteger + Cast + Mul (the form ONNX

@@ -97,8 +97,8 @@ static int graph_uses(struct ex *x, const struct nx_pb_reader *parent,
 	return rc;
 }
 
-/* An attribute axis, transA or transB that is not 0 (the int8 forms assume
- * Gather on axis 0). */
+/* An attribute axis or transA that is not 0 (the int8 forms assume Gather
+ * on axis 0), transB, and a Gemm's alpha or beta that is not 1. */
 static int read_axis(struct ex *x, const struct nx_pb_reader *nr, const struct nx_pb_field *af,
 		     struct ex_node *node)
 {
@@ -106,21 +106,32 @@ static int read_axis(struct ex *x, const struct nx_pb_reader *nr, const struct n
 	struct nx_pb_field f;
 	char *name = NULL;
 	int64_t v = 0;
+	bool fval = false;
+	float fv = 1.0f;
 	int rc;
 
 	if ((rc = nx_pb_sub(&a, nr, af, x->err)) != 0)
 		return rc;
 	LOOP(x, &a, &f, rc) {
-		if (f.num == 1)
+		if (f.num == 1) {
 			rc = nx_export__read_name(x, &f, &name);
-		else if (f.num == 3 && f.wire == NX_PB_VARINT)
+		} else if (f.num == 3 && f.wire == NX_PB_VARINT) {
 			v = (int64_t)f.value;
+		} else if (f.num == 2 && f.wire == NX_PB_I32) {
+			uint32_t u = (uint32_t)f.value;
+
+			memcpy(&fv, &u, sizeof(fv));
+			fval = true;
+		}
 		if (rc)
 			break;
 	}
-	if (!rc && name && v != 0 &&
-	    (!strcmp(name, "axis") || !strcmp(name, "transA") || !strcmp(name, "transB")))
+	if (!rc && name && v != 0 && (!strcmp(name, "axis") || !strcmp(name, "transA")))
 		node->nonzero_axis = true;
+	if (!rc && name && !strcmp(name, "transB"))
+		node->trans_b = v != 0;
+	if (!rc && name && fval && fv != 1.0f && (!strcmp(name, "alpha") || !strcmp(name, "beta")))
+		node->scaled = true;
 	free(name);
 	return rc;
 }

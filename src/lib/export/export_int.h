@@ -98,7 +98,9 @@ struct ex_node {
 	char *name;         /* node name (NULL: none) */
 	size_t ndirect;     /* in[0..ndirect) are its own inputs, in order */
 	bool holes;         /* an empty (omitted) input was skipped */
-	bool nonzero_axis;  /* an attribute axis (or transA/transB) that is not 0 */
+	bool nonzero_axis;  /* an attribute axis or transA that is not 0 */
+	bool trans_b;       /* transB = 1 (Gemm) */
+	bool scaled;        /* an alpha or beta that is not 1 (Gemm) */
 	bool alias;         /* Identity of a teacher-named initializer (export_alias.c) */
 	bool materialise;   /* an alias the kept part reads: its tensor is copied */
 };
@@ -138,7 +140,9 @@ struct ex {
 	size_t nqinits;
 };
 
-enum ex_qkind { EX_Q_NONE, EX_Q_MATMUL, EX_Q_GATHER };
+/* How a weight is read: W[K, N] by a MatMul or a Gemm (transB 0), W[N, K]
+ * by a Gemm with transB 1 (a torch Linear's [out, in]), E[V, D] by a Gather. */
+enum ex_qkind { EX_Q_NONE, EX_Q_MATMUL, EX_Q_GATHER, EX_Q_GEMM_T };
 
 /* A 2-D float32 initializer of the main graph and what becomes of it. */
 struct ex_qinit {

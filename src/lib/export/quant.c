@@ -1,5 +1,5 @@
 /*
- * quant.c - export.quantize: int8 (nexus/export.h, opts.quantize).
+ * quant.c - export.quantize: int8 and int4 (nexus/export.h, opts.quantize).
  *
  * Weight-only, symmetric (zero point 0) int8:
  *  - a MatMul whose second input is a 2-D float32 initializer W[K, N]:
@@ -14,6 +14,11 @@
  *    than float32, while the QDQ form (DequantizeLinear -> MatMul) ran at
  *    float32 speed: ONNX Runtime keeps the DequantizeLinear, so every run
  *    dequantizes the weights and multiplies in float (docs/DESIGN-NOTES.md);
+ *  - a Gemm (alpha and beta 1, transA 0) reading a 2-D float32
+ *    initializer as B: the same form, then Add(product, C) when it has a
+ *    bias C (kept float).  With transB 1 (torch's Linear, W[N, K]) the
+ *    scales are per row of W and the int8 values are written transposed,
+ *    [K, N], so MatMulInteger reads them as it reads a MatMul's;
  *  - a Gather on axis 0 of a 2-D float32 initializer E[V, D] (an
  *    embedding): one scale per row, and the node becomes
  *        Gather(Eq, ids) -> rows;  Gather(Es[V, 1], ids) -> scales
@@ -213,7 +218,7 @@ static const struct ex_node *producer(const struct ex *x, const char *name)
 	return NULL;
 }
 
-/* A MatMul weight computed from an initializer by a layout op is a
+/* A MatMul or Gemm weight computed from an initializer by a layout op is a
  * constant the exporter did not fold: say so instead of leaving it float
  * without a word. */
 static int computed_weight(struct ex *x, const struct ex_node *mm)
@@ -227,20 +232,32 @@ static int computed_weight(struct ex *x, const struct ex_node *mm)
 	for (k = 0; k < sizeof(layout) / sizeof(layout[0]); k++)
 		if (!strcmp(p->op, layout[k]) && qinit_find(x, p->in[0]))
 			return nx_error_set(x->err, NX_ECONFIG, x->path, 0, -1,
-					    "%s: MatMul '%s' reads its weight '%s' through %s of "
+					    "%s: %s '%s' reads its weight '%s' through %s of "
 					    "initializer '%s', not as a constant, so it cannot be "
 					    "quantized: export the student with constant folding "
 					    "(torch.onnx.export do_constant_folding=True) or list "
-					    "'%s' in export.quantize_exclude", x->path,
+					    "'%s' in export.quantize_exclude", x->path, mm->op,
 					    mm->name ? mm->name : mm->out[0], mm->in[1], p->op, p->in[0],
 					    mm->name ? mm->name : mm->out[0]);
 	return 0;
 }
 
-/* The place node n reads initializer q (in[pos]) in, as a quantized form. */
+/* The input of node n that a quantized form reads as its weight. */
+static size_t weight_pos(const struct ex_node *n)
+{
+	return n->op && !strcmp(n->op, "Gather") ? 0 : 1;
+}
+
+/* The place node n reads initializer q (in[pos]) in, as a quantized form.
+ * A Gemm's bias (C) stays float and is added after the quantized product;
+ * alpha and beta other than 1 are left to the float Gemm. */
 static enum ex_qkind use_kind(const struct ex_node *n, size_t pos)
 {
-	if (!n->op || n->holes || n->ndirect != 2 || n->nout != 1 || n->nonzero_axis)
+	if (!n->op || n->holes || n->nout != 1 || n->nonzero_axis)
+		return EX_Q_NONE;
+	if (!strcmp(n->op, "Gemm") && pos == 1 && (n->ndirect == 2 || n->ndirect == 3) && !n->scaled)
+		return n->trans_b ? EX_Q_GEMM_T : EX_Q_MATMUL;
+	if (n->ndirect != 2 || n->trans_b)
 		return EX_Q_NONE;
 	if (!strcmp(n->op, "MatMul") && pos == 1)
 		return EX_Q_MATMUL;
@@ -288,7 +305,8 @@ int nx_export__quant_plan(struct ex *x, const struct nx_pb_reader *model, const 
 
 		if (!x->keep_node[i])
 			continue;
-		if (n->op && !strcmp(n->op, "MatMul") && n->ndirect == 2 && !qinit_find(x, n->in[1]) &&
+		if (n->op && (!strcmp(n->op, "MatMul") || !strcmp(n->op, "Gemm")) && n->ndirect >= 2 &&
+		    !qinit_find(x, n->in[1]) &&
 		    !excluded(x, n->name) && (rc = computed_weight(x, n)) != 0)
 			return rc;
 		for (j = 0; j < n->nin; j++) {
@@ -316,10 +334,10 @@ int nx_export__quant_plan(struct ex *x, const struct nx_pb_reader *model, const 
 		const struct ex_node *n = &x->nodes[i];
 		struct ex_qinit *q;
 
-		if (!x->keep_node[i] || !n->op || n->ndirect != 2)
+		if (!x->keep_node[i] || !n->op || n->ndirect < 2)
 			continue;
-		if ((q = qinit_find(x, n->in[!strcmp(n->op, "Gather") ? 0 : 1])) &&
-		    q->kind != EX_Q_NONE && q->kind == use_kind(n, !strcmp(n->op, "Gather") ? 0 : 1))
+		if ((q = qinit_find(x, n->in[weight_pos(n)])) && q->kind != EX_Q_NONE &&
+		    q->kind == use_kind(n, weight_pos(n)))
 			x->qnode[i] = (unsigned char)q->kind;
 	}
 	return 0;
@@ -374,6 +392,17 @@ static unsigned qblock(const struct ex *x)
 	return x->o->quantize_block ? x->o->quantize_block : NX_QUANT_BLOCK;
 }
 
+/* int4: an embedding E[V, D] whose rows fill whole blocks goes to
+ * com.microsoft.GatherBlockQuantized (uint8 data, bits 4: ONNX Runtime's
+ * CPU kernel reads MatMulNBits' packing, two values a byte, zero point 8,
+ * and wants the packed row to be exactly D / 2 bytes); other embeddings
+ * stay int8 per row. */
+static bool gather_int4(const struct ex *x, const struct ex_qinit *q)
+{
+	return x->o->quantize == NX_EXPORT_QUANT_INT4 && q && q->kind == EX_Q_GATHER &&
+	       q->cols % qblock(x) == 0;
+}
+
 /* base + suffix, in buf. */
 static const char *nm(char *buf, const char *base, const char *suffix)
 {
@@ -381,12 +410,23 @@ static const char *nm(char *buf, const char *base, const char *suffix)
 	return buf;
 }
 
+/* A Gemm's bias: Add(product, C) -> y, named as the Gemm. */
+static int bias_add(struct ex *x, struct pw_msg *m, const struct ex_node *n, const char *product,
+		    const char *base)
+{
+	const char *in[] = { product, n->in[2] };
+	const char *out[] = { n->out[0] };
+
+	return node_new(x, m, "Add", base, in, 2, out, 1, NULL, 0, NULL);
+}
+
 int nx_export__quant_node(struct ex *x, const struct nx_pb_field *fld, size_t i, struct pw_msg *m)
 {
 	const struct ex_node *n = &x->nodes[i];
 	const char *y = n->out[0], *base = n->name && n->name[0] ? n->name : y;
 	const struct qattr to_float = { "to", 1 };
-	char b[12][QNAME_MAX];
+	bool bias = n->ndirect == 3;   /* a Gemm with C: the product goes to b[12] first */
+	char b[14][QNAME_MAX];
 	int rc;
 
 	if (n->name && (rc = nx_export__check_term(x, "node", n->name, fld->offset)) != 0)
@@ -395,16 +435,21 @@ int nx_export__quant_node(struct ex *x, const struct nx_pb_field *fld, size_t i,
 	    strlen(n->in[0]) + 32 > QNAME_MAX || strlen(n->in[1]) + 32 > QNAME_MAX)
 		return nx_error_set(x->err, NX_ELIMIT, x->path, 0, (long long)fld->tag_offset,
 				    "%s: node '%s' has a name too long to quantize", x->path, base);
-	if (x->qnode[i] == EX_Q_MATMUL && x->o->quantize == NX_EXPORT_QUANT_INT4) {
+	if (x->qnode[i] != EX_Q_GATHER && x->o->quantize == NX_EXPORT_QUANT_INT4) {
 		const struct ex_qinit *q = qinit_find(x, n->in[1]);
+		bool t = q->kind == EX_Q_GEMM_T;
 		const char *nb_in[] = { n->in[0], nm(b[0], n->in[1], "/int4"),
 					nm(b[1], n->in[1], "/scale") };
-		const char *nb_out[] = { y };
-		struct qattr at[4] = { { "K", (int64_t)q->rows }, { "N", (int64_t)q->cols },
+		const char *nb_out[] = { bias ? nm(b[12], y, "/int4/product") : y };
+		struct qattr at[4] = { { "K", (int64_t)(t ? q->cols : q->rows) },
+				       { "N", (int64_t)(t ? q->rows : q->cols) },
 				       { "bits", 4 }, { "block_size", (int64_t)qblock(x) } };
 
-		return node_new(x, m, "MatMulNBits", base, nb_in, 3, nb_out, 1, at, 4, NX_QUANT_MS_DOMAIN);
-	} else if (x->qnode[i] == EX_Q_MATMUL) {
+		if ((rc = node_new(x, m, "MatMulNBits", bias ? nm(b[13], base, "/int4/matmul") : base,
+				   nb_in, 3, nb_out, 1, at, 4, NX_QUANT_MS_DOMAIN)) != 0)
+			return rc;
+		return bias ? bias_add(x, m, n, nb_out[0], base) : 0;
+	} else if (x->qnode[i] != EX_Q_GATHER) {
 		const char *dq_in[] = { n->in[0] };
 		const char *dq_out[] = { nm(b[0], y, "/int8/x"), nm(b[1], y, "/int8/x_scale"),
 					 nm(b[2], y, "/int8/x_zero") };
@@ -414,7 +459,7 @@ int nx_export__quant_node(struct ex *x, const struct nx_pb_field *fld, size_t i,
 		const char *s_in[] = { b[1], nm(b[6], n->in[1], "/scale") };
 		const char *s_out[] = { nm(b[7], y, "/int8/scale") };
 		const char *y_in[] = { b[5], b[7] };
-		const char *y_out[] = { y };
+		const char *y_out[] = { bias ? nm(b[12], y, "/int8/product") : y };
 
 		if ((rc = node_new(x, m, "DynamicQuantizeLinear", nm(b[8], base, "/int8/quantize"),
 				   dq_in, 1, dq_out, 3, NULL, 0, NULL)) ||
@@ -425,7 +470,20 @@ int nx_export__quant_node(struct ex *x, const struct nx_pb_field *fld, size_t i,
 		    (rc = node_new(x, m, "Mul", nm(b[11], base, "/int8/scale"), s_in, 2, s_out, 1,
 				   NULL, 0, NULL)))
 			return rc;
-		return node_new(x, m, "Mul", base, y_in, 2, y_out, 1, NULL, 0, NULL);
+		if (!bias)
+			return node_new(x, m, "Mul", base, y_in, 2, y_out, 1, NULL, 0, NULL);
+		if ((rc = node_new(x, m, "Mul", nm(b[13], base, "/int8/product"), y_in, 2, y_out, 1,
+				   NULL, 0, NULL)) != 0)
+			return rc;
+		return bias_add(x, m, n, y_out[0], base);
+	} else if (gather_int4(x, qinit_find(x, n->in[0]))) {
+		const char *g_in[] = { nm(b[0], n->in[0], "/int4"), n->in[1], nm(b[1], n->in[0], "/scale") };
+		const char *g_out[] = { y };
+		struct qattr at[4] = { { "gather_axis", 0 }, { "quantize_axis", 1 },
+				       { "block_size", (int64_t)qblock(x) }, { "bits", 4 } };
+
+		return node_new(x, m, "GatherBlockQuantized", base, g_in, 3, g_out, 1, at, 4,
+				NX_QUANT_MS_DOMAIN);
 	} else {
 		const char *g_in[] = { nm(b[0], n->in[0], "/int8"), n->in[1] };
 		const char *g_out[] = { nm(b[1], y, "/int8/rows") };
@@ -542,9 +600,38 @@ static int not_finite(struct ex *x, const char *name, uint64_t elem, float v, ui
 			    (unsigned long long)elem, name);
 }
 
+/* The int8 matrix t[rows, cols] to vo as [cols, rows], through a staging
+ * buffer of TBLOCK output rows (each source row is read TBLOCK bytes at a
+ * time, so the transposition stays in cache). */
+#define TBLOCK 64
+
+static int write_transposed(struct ex *x, const signed char *t, uint64_t rows, uint64_t cols,
+			    struct qout *vo)
+{
+	signed char *st = malloc((size_t)(TBLOCK * rows));
+	uint64_t c0, c, r;
+	int rc = 0;
+
+	if (!st)
+		return nx_export__oom(x);
+	for (c0 = 0; c0 < cols && !rc; c0 += TBLOCK) {
+		uint64_t nc = cols - c0 < TBLOCK ? cols - c0 : TBLOCK;
+
+		for (r = 0; r < rows; r++)
+			for (c = 0; c < nc; c++)
+				st[c * rows + r] = t[r * cols + c0 + c];
+		rc = qout_write(vo, st, (size_t)(nc * rows));
+	}
+	free(st);
+	return rc;
+}
+
 /*
  * Quantize the float32 matrix [rows, cols] at (fd, off): per column
- * (MatMul) or per row (Gather).  Values to vo, scales to so.
+ * (MatMul) or per row (Gather; a Gemm's transposed W[N, K], whose int8
+ * values are gathered whole and written transposed, [K, N], the layout
+ * MatMulInteger reads: memory rows * cols bytes, a quarter of the
+ * float tensor).  Values to vo, scales to so.
  */
 static int quantize(struct ex *x, const struct ex_qinit *q, int fd, const char *path,
 		    uint64_t off, struct qout *vo, struct qout *so, uint64_t field)
@@ -552,11 +639,12 @@ static int quantize(struct ex *x, const struct ex_qinit *q, int fd, const char *
 	uint64_t rows_per = QBUF / 4 / q->cols ? QBUF / 4 / q->cols : 1, r0, r, c;
 	size_t cap = (size_t)(rows_per * q->cols);
 	float *buf = malloc(cap * sizeof(float)), *scale = NULL;
-	signed char *out = malloc(cap);
-	bool per_col = q->kind == EX_Q_MATMUL;
+	bool per_col = q->kind == EX_Q_MATMUL, trans = q->kind == EX_Q_GEMM_T;
+	signed char *all = trans ? malloc((size_t)(q->rows * q->cols)) : NULL;
+	signed char *out = trans ? NULL : malloc(cap);
 	int rc = 0;
 
-	if (!buf || !out || (per_col && !(scale = calloc((size_t)q->cols, sizeof(float))))) {
+	if (!buf || (!out && !all) || (per_col && !(scale = calloc((size_t)q->cols, sizeof(float))))) {
 		rc = nx_export__oom(x);
 		goto out;
 	}
@@ -585,6 +673,8 @@ static int quantize(struct ex *x, const struct ex_qinit *q, int fd, const char *
 	for (r0 = 0; r0 < q->rows; r0 += rows_per) {
 		uint64_t nr = q->rows - r0 < rows_per ? q->rows - r0 : rows_per;
 
+		signed char *o = trans ? all + r0 * q->cols : out;
+
 		if ((rc = rd(x, fd, path, buf, (size_t)(nr * q->cols * 4), off + r0 * q->cols * 4)) != 0)
 			goto out;
 		for (r = 0; r < nr; r++) {
@@ -593,7 +683,7 @@ static int quantize(struct ex *x, const struct ex_qinit *q, int fd, const char *
 
 			if (per_col) {
 				for (c = 0; c < q->cols; c++)
-					out[r * q->cols + c] = nx_quant_int8(row[c], scale[c]);
+					o[r * q->cols + c] = nx_quant_int8(row[c], scale[c]);
 				continue;
 			}
 			for (s = 0, c = 0; c < q->cols; c++) {
@@ -605,17 +695,20 @@ static int quantize(struct ex *x, const struct ex_qinit *q, int fd, const char *
 			}
 			s = nx_quant_int8_scale(s);
 			for (c = 0; c < q->cols; c++)
-				out[r * q->cols + c] = nx_quant_int8(row[c], s);
+				o[r * q->cols + c] = nx_quant_int8(row[c], s);
 			if ((rc = qout_write(so, &s, sizeof(s))) != 0)
 				goto out;
 		}
-		if ((rc = qout_write(vo, out, (size_t)(nr * q->cols))) != 0)
+		if (!trans && (rc = qout_write(vo, out, (size_t)(nr * q->cols))) != 0)
 			goto out;
 	}
 	if (per_col)
 		rc = qout_write(so, scale, (size_t)q->cols * sizeof(float));
+	else if (trans)
+		rc = write_transposed(x, all, q->rows, q->cols, vo);
 out:
 	free(buf);
+	free(all);
 	free(out);
 	free(scale);
 	return rc;
@@ -648,14 +741,19 @@ void nx_quant_int4_column(const float *v, uint64_t n, unsigned block, unsigned c
  * A MatMul weight W[K, N] as MatMulNBits wants it: per column n, blocks of
  * `block` values along K, packed [N, nblocks, block / 2] uint8 (zero point
  * 8 by default), scales [N * nblocks].  The column order needs the whole
- * tensor: it is read at once (memory: the largest such tensor).
+ * tensor: it is read at once (memory: the largest such tensor).  A Gemm's
+ * transposed W[N, K] has those columns as its rows: read a row at a time;
+ * so has an embedding E[V, D] for GatherBlockQuantized, whose data is
+ * [V, D / 2] and scales [V, D / block] (gather_int4).
  */
 static int int4_tensor(struct ex *x, const struct ex_qinit *q, int fd, const char *path,
 		       uint64_t off, uint64_t field, const char *name, bool external,
 		       struct pw_msg *m)
 {
 	unsigned block = qblock(x);
-	uint64_t k = q->rows, n = q->cols, nb = (k + block - 1) / block, c, r, dims[3];
+	bool trans = q->kind != EX_Q_MATMUL, gather = q->kind == EX_Q_GATHER;
+	uint64_t k = trans ? q->cols : q->rows, n = trans ? q->rows : q->cols;
+	uint64_t nb = (k + block - 1) / block, c, r, dims[3];
 	uint64_t bytes = n * nb * block / 2;
 	struct qout vo = { 0 }, so = { 0 };
 	float *a = NULL, *col = NULL, *sc = NULL;
@@ -674,20 +772,27 @@ static int int4_tensor(struct ex *x, const struct ex_qinit *q, int fd, const cha
 	    (rc = qout_begin(&so, x, false, n * nb * 4, field, name)) != 0)
 		goto out;
 	if (!x->dry) {
-		if (!(a = malloc((size_t)(k * n * 4))) || !(col = malloc((size_t)k * 4)) ||
+		if ((!trans && !(a = malloc((size_t)(k * n * 4)))) || !(col = malloc((size_t)k * 4)) ||
 		    !(sc = malloc((size_t)nb * 4)) || !(packed = malloc((size_t)(nb * block / 2)))) {
 			rc = nx_export__oom(x);
 			goto out;
 		}
-		if ((rc = rd(x, fd, path, a, (size_t)(k * n * 4), off)) != 0)
+		if (!trans && (rc = rd(x, fd, path, a, (size_t)(k * n * 4), off)) != 0)
 			goto out;
-		for (r = 0; r < k * n; r++)
+		for (r = 0; !trans && r < k * n; r++)
 			if (!isfinite(a[r])) {
 				rc = not_finite(x, name, r, a[r], field);
 				goto out;
 			}
 		for (c = 0; c < n; c++) {
-			for (r = 0; r < k; r++)
+			if (trans && (rc = rd(x, fd, path, col, (size_t)k * 4, off + c * k * 4)) != 0)
+				goto out;
+			for (r = 0; trans && r < k; r++)
+				if (!isfinite(col[r])) {
+					rc = not_finite(x, name, c * k + r, col[r], field);
+					goto out;
+				}
+			for (r = 0; !trans && r < k; r++)
 				col[r] = a[r * n + c];
 			nx_quant_int4_column(col, k, block, packed, sc);
 			if ((rc = qout_write(&vo, packed, (size_t)(nb * block / 2))) != 0 ||
@@ -696,12 +801,13 @@ static int int4_tensor(struct ex *x, const struct ex_qinit *q, int fd, const cha
 		}
 	}
 	dims[0] = n;
-	dims[1] = nb;
+	dims[1] = gather ? nb * block / 2 : nb;
 	dims[2] = block / 2;
-	if ((rc = qout_tensor(&vo, m, nm(qn, name, "/int4"), 2, dims, 3)) != 0)
+	if ((rc = qout_tensor(&vo, m, nm(qn, name, "/int4"), 2, dims, gather ? 2 : 3)) != 0)
 		goto out;
-	dims[0] = n * nb;
-	if ((rc = qout_tensor(&so, m, nm(qn, name, "/scale"), 1, dims, 1)) != 0)
+	dims[0] = gather ? n : n * nb;
+	dims[1] = nb;
+	if ((rc = qout_tensor(&so, m, nm(qn, name, "/scale"), 1, dims, gather ? 2 : 1)) != 0)
 		goto out;
 	x->res->quantized++;
 	x->res->quantized_int4++;
@@ -765,12 +871,12 @@ int nx_export__quant_tensor(struct ex *x, const struct nx_pb_reader *parent, con
 				  x->path, name, (unsigned long long)len, (unsigned long long)(n * 4));
 		goto out;
 	}
-	if (q->kind == EX_Q_MATMUL && x->o->quantize == NX_EXPORT_QUANT_INT4) {
+	if ((q->kind != EX_Q_GATHER && x->o->quantize == NX_EXPORT_QUANT_INT4) || gather_int4(x, q)) {
 		rc = int4_tensor(x, q, fd, path, off, fld->tag_offset, name, external, m);
 		goto out;
 	}
 	to_file = (external || x->externalize) && n >= NX_EXPORT_EXTERNAL_MIN;
-	nscale = q->kind == EX_Q_MATMUL ? q->cols : q->rows;
+	nscale = q->kind == EX_Q_MATMUL ? q->cols : q->rows;   /* Gemm transB: per row N */
 	if (strlen(name) + 16 > QNAME_MAX) {
 		rc = nx_error_set(x->err, NX_ELIMIT, x->path, 0, (long long)fld->tag_offset,
 				  "%s: tensor name '%.64s...' too long to quantize", x->path, name);
@@ -783,8 +889,8 @@ int nx_export__quant_tensor(struct ex *x, const struct nx_pb_reader *parent, con
 		goto out;
 	if (!x->dry && (rc = quantize(x, q, fd, path, off, &vo, &so, fld->tag_offset)) != 0)
 		goto out;
-	dims[0] = q->rows;
-	dims[1] = q->cols;
+	dims[0] = q->kind == EX_Q_GEMM_T ? q->cols : q->rows;   /* written [K, N] */
+	dims[1] = q->kind == EX_Q_GEMM_T ? q->rows : q->cols;
 	if ((rc = qout_tensor(&vo, m, nm(qn, name, "/int8"), 3, dims, 2)) != 0)
 		goto out;
 	/* the scales of a big embedding go to the data file too */
@@ -800,7 +906,7 @@ int nx_export__quant_tensor(struct ex *x, const struct nx_pb_reader *parent, con
 	}
 	dims[0] = nscale;
 	dims[1] = 1;
-	rc = qout_tensor(&so, m, nm(qn, name, "/scale"), 1, dims, q->kind == EX_Q_MATMUL ? 1 : 2);
+	rc = qout_tensor(&so, m, nm(qn, name, "/scale"), 1, dims, q->kind == EX_Q_GATHER ? 2 : 1);
 	if (rc)
 		goto out;
 	x->res->quantized++;

@@ -16,6 +16,9 @@
  *   - "as int8 per row": [rows, cols] by row (an embedding table);
  *   - "as int8 transposed": [cols, rows] by row, then transposed (a torch
  *     Linear weight [out, in] that the student's MatMul holds as [in, out]).
+ * and the int4 blocks of MatMulNBits (3-D uint8 student tensors) and of
+ * GatherBlockQuantized (2-D uint8 [V, D / 2]: the rows of an embedding,
+ * blocks of 32, 64 or 128), which int4_forms makes "transposed".
  * Those entries are whole tensors and chunks like any other, so a student
  * int8 tensor equal to one, or holding pieces of one, is reported.  The
  * teacher tensor is read whole into memory for this (it is no larger than
@@ -37,6 +40,27 @@
 
 #define QSHAPES_MAX 100000
 
+/* Record the quantized shape (d0, d1, d2) once. */
+static int add_qshape(nx_fp_set *s, uint64_t d0, uint64_t d1, uint64_t d2, nx_error *err)
+{
+	uint64_t (*q)[3];
+	size_t j;
+
+	for (j = 0; j < s->nqshapes; j++)
+		if (s->qshapes[j][0] == d0 && s->qshapes[j][1] == d1 && s->qshapes[j][2] == d2)
+			return 0;
+	if (s->nqshapes >= QSHAPES_MAX)
+		return 0;
+	if (!(q = realloc(s->qshapes, (s->nqshapes + 1) * sizeof(*q))))
+		return nx_error_oom(err, NULL);
+	s->qshapes = q;
+	q[s->nqshapes][0] = d0;
+	q[s->nqshapes][1] = d1;
+	q[s->nqshapes][2] = d2;
+	s->nqshapes++;
+	return 0;
+}
+
 int nx_fp_set_quant_shapes(nx_fp_set *s, int dirfd, const char *path, nx_error *err)
 {
 	nx_onnx_model *m = NULL;
@@ -54,27 +78,22 @@ int nx_fp_set_quant_shapes(nx_fp_set *s, int dirfd, const char *path, nx_error *
 	sum = nx_onnx_summary_get(m);
 	for (i = 0; i < sum->ntensors && !rc; i++) {
 		const struct nx_onnx_tensor *t = &sum->tensors[i];
-		uint64_t (*q)[3], d2;
+		uint64_t d0 = t->ndims >= 2 ? (uint64_t)t->dims[0] : 0, d1, d2;
 
-		if (!((t->data_type == 3 && t->ndims == 2) || (t->data_type == 2 && t->ndims == 3)) ||
-		    t->dims[0] <= 0 || t->dims[1] <= 0 || (t->ndims == 3 && t->dims[2] <= 0))
+		if (t->ndims < 2 || t->dims[0] <= 0 || t->dims[1] <= 0 ||
+		    (t->ndims == 3 && t->dims[2] <= 0))
 			continue;
+		d1 = (uint64_t)t->dims[1];
 		d2 = t->ndims == 3 ? (uint64_t)t->dims[2] : 0;
-		for (j = 0; j < s->nqshapes; j++)
-			if (s->qshapes[j][0] == (uint64_t)t->dims[0] &&
-			    s->qshapes[j][1] == (uint64_t)t->dims[1] && s->qshapes[j][2] == d2)
-				break;
-		if (j < s->nqshapes || s->nqshapes >= QSHAPES_MAX)
-			continue;
-		if (!(q = realloc(s->qshapes, (s->nqshapes + 1) * sizeof(*q)))) {
-			rc = nx_error_oom(err, NULL);
-			break;
+		if ((t->data_type == 3 && t->ndims == 2) || (t->data_type == 2 && t->ndims == 3)) {
+			rc = add_qshape(s, d0, d1, d2, err);
+		} else if (t->data_type == 2 && t->ndims == 2) {
+			/* a GatherBlockQuantized embedding [V, D / 2]: its rows are
+			 * MatMulNBits columns of every block size that fills them */
+			for (j = 32; j <= 128 && !rc; j *= 2)
+				if ((2 * d1) % j == 0)
+					rc = add_qshape(s, d0, 2 * d1 / j, j / 2, err);
 		}
-		s->qshapes = q;
-		q[s->nqshapes][0] = (uint64_t)t->dims[0];
-		q[s->nqshapes][1] = (uint64_t)t->dims[1];
-		q[s->nqshapes][2] = d2;
-		s->nqshapes++;
 	}
 	nx_onnx_free(m);
 	return rc;
