@@ -67,6 +67,9 @@ typedef struct nx_workspace {
 	char **selftest; size_t nselftest;                   /* default [] */
 	char *readme;               /* default "README.md" */
 	char *license;              /* default "LICENSE" */
+	bool readme_given, license_given; /* the keys were in nexus.yaml: then the file
+					     must exist; by default an absent README is
+					     generated and an absent LICENSE left out */
 	bool export_extract;        /* export.extract, default true */
 	bool export_strip_metadata; /* export.strip_metadata, default true */
 	int export_external;        /* export.external_data: enum nx_export_external, default auto */

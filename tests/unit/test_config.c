@@ -196,8 +196,14 @@ static void block_style_and_options(void **state)
 
 static void required_keys(void **state)
 {
-	ws_fails("", NX_ECONFIG, 1, "missing required key student");
-	ws_fails("# nothing\n", NX_ECONFIG, 1, "missing required key student");
+	ws_fails("", NX_ECONFIG, 1,
+		 "missing required keys student, tokenizer, runtime_config, source; add them");
+	ws_fails("# nothing\n", NX_ECONFIG, 1, "missing required keys student, tokenizer");
+	/* every missing key in one error, nested ones by their dotted name */
+	ws_fails("student: {outputs: [a]}\nsource: {dir: s}\n", NX_ECONFIG, 1,
+		 "missing required keys student.model, tokenizer, runtime_config, source.files");
+	ws_fails("student: {model: m.onnx}\nruntime_config: r.yaml\nsource: {dir: s, files: [a]}\n",
+		 NX_ECONFIG, 1, "missing required key tokenizer; add it");
 	ws_fails("tokenizer: t\nruntime_config: r\nsource: {dir: s, files: []}\n",
 		 NX_ECONFIG, 1, "student");
 	ws_fails("student: {model: m}\nruntime_config: r\nsource: {dir: s, files: []}\n",
@@ -358,7 +364,7 @@ static void yaml_policy_reaches_config(void **state)
 {
 	ws_fails(MINIMAL "readme: &r README.md\n", NX_ECONFIG, 5, "anchors");
 	ws_fails(MINIMAL "readme: !!str README.md\n", NX_ECONFIG, 5, "tags");
-	ws_fails(MINIMAL "readme: [\n", NX_EFORMAT, 6, "syntax");
+	ws_fails(MINIMAL "readme: [\n", NX_ECONFIG, 6, "syntax");
 }
 
 static void size_parsing(void **state)

@@ -172,6 +172,49 @@ static int add_input(struct build *b, int dirfd, char *src, char *dst,
 	return 0;
 }
 
+/*
+ * README.md and LICENSE: the file a key names must exist (the error names
+ * the key); by default an absent README.md is generated from nexus.yaml and
+ * an absent LICENSE is left out (verify WARNs doc-missing).
+ */
+static int add_doc(struct build *b, const char *key, const char *src, bool given,
+		   const char *dst)
+{
+	struct build_input *in;
+	char *text = NULL;
+	int n;
+
+	if (faccessat(b->wsfd, src, F_OK, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)
+		return add_input(b, b->wsfd, strdup(src), strdup(dst), BUILD_TEXT, false);
+	if (given)
+		return nx_error_set(b->err, NX_ECONFIG, "nexus.yaml", 0, -1,
+				    "nexus.yaml: %s: %s does not exist in the workspace; fix the "
+				    "path, or remove the key (%s)", key, src,
+				    strcmp(key, "readme") ? "the bundle then has no LICENSE"
+							  : "a README.md is then generated");
+	if (strcmp(key, "readme"))
+		return 0;
+	if (b->nin >= b->capin)
+		return nx_error_set(b->err, NX_EINTERNAL, NULL, 0, -1, "too many inputs");
+	n = asprintf(&text, "# %s\n\n%s, packaged by nexus. Run it on this host:\n\n"
+			    "    bin/nexus_cli run --text \"...\"\n\n"
+			    "and check it with `nexus verify` (see manifest.json).\n"
+			    "(This README was generated: nexus.yaml names no readme and the "
+			    "workspace has no README.md.)\n", b->ws->bundle_id, b->ws->architecture);
+	in = &b->in[b->nin];
+	memset(in, 0, sizeof(*in));
+	in->fd = -1;
+	in->kind = BUILD_TEXT;
+	in->src = strdup("(generated README.md)");
+	in->dst = strdup(dst);
+	in->buf = text;
+	in->len = n > 0 ? (size_t)n : 0;
+	b->nin++;
+	if (n < 0 || !in->src || !in->dst)
+		return nx_error_oom(b->err, NULL);
+	return 0;
+}
+
 static char *join(const char *a, const char *b)
 {
 	char *s;
@@ -188,11 +231,13 @@ static int load(struct build *b)
 	size_t i, ntok = 0;
 	int fd, rc;
 
-	rc = nx_workspace_load(&b->ws, b->wsfd, "nexus.yaml", b->err);
-	if (rc == NX_EIO && faccessat(b->wsfd, "nexus.yaml", F_OK, AT_SYMLINK_NOFOLLOW) != 0)
+	const char *cfg = b->opts->config ? b->opts->config : "nexus.yaml";
+
+	rc = nx_workspace_load(&b->ws, b->wsfd, cfg, b->err);
+	if (rc == NX_EIO && faccessat(b->wsfd, cfg, F_OK, AT_SYMLINK_NOFOLLOW) != 0)
 		return nx_error_set(b->err, NX_ECONFIG, b->opts->workspace, 0, -1,
-				    "no nexus.yaml in %s: a workspace is a directory with nexus.yaml "
-				    "at its root (see nexus.yaml(5) and examples/spam-distill)",
+				    "no %s in %s: a workspace is a directory with nexus.yaml "
+				    "at its root (see nexus.yaml(5) and examples/spam-distill)", cfg,
 				    b->opts->workspace ? b->opts->workspace : ".");
 	if (rc)
 		return rc;
@@ -262,9 +307,9 @@ static int load(struct build *b)
 	rc = add_input(b, b->wsfd, strdup(ws->runtime_config), strdup(NX_BUNDLE_RUNTIME_CONFIG),
 		       BUILD_RUNTIME, false);
 	if (!rc && ws->readme)
-		rc = add_input(b, b->wsfd, strdup(ws->readme), strdup("README.md"), BUILD_TEXT, false);
+		rc = add_doc(b, "readme", ws->readme, ws->readme_given, "README.md");
 	if (!rc && ws->license)
-		rc = add_input(b, b->wsfd, strdup(ws->license), strdup("LICENSE"), BUILD_TEXT, false);
+		rc = add_doc(b, "license", ws->license, ws->license_given, "LICENSE");
 	if (rc)
 		return rc;
 	if (!b->opts->runtime_dir)

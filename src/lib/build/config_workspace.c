@@ -10,6 +10,7 @@
 #include "nexus/export.h"
 #include "nexus/sandbox.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,6 +88,48 @@ static int dir_string(struct cfg *c, const nx_yaml_node *n, const char *key,
 	return 0;
 }
 
+/*
+ * A required key is absent: the error lists every absent required key, so
+ * that a new user writing nexus.yaml by hand learns them all at once.
+ */
+static int missing(struct cfg *c)
+{
+	static const char *const keys[] = { "student", "student.model", "tokenizer",
+		"runtime_config", "source", "source.dir", "source.files" };
+	const nx_yaml_node *root = c->root;
+	long line = 0;
+	char list[256] = "";
+	size_t i, n = 0;
+
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		const char *dot = strchr(keys[i], '.');
+		const nx_yaml_node *v;
+
+		if (dot) {
+			char parent[16];
+
+			snprintf(parent, sizeof(parent), "%.*s", (int)(dot - keys[i]), keys[i]);
+			v = nx_yaml_map_get(root, parent);
+			/* under an absent parent the parent is what is missing; a
+			 * parent of the wrong type is reported by its own check */
+			if (!v || v->type != NX_YAML_MAPPING || nx_yaml_map_get(v, dot + 1))
+				continue;
+			if (!n)
+				line = v->line;
+		} else if (nx_yaml_map_get(root, keys[i])) {
+			continue;
+		}
+		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", n ? ", " : "",
+			 keys[i]);
+		n++;
+	}
+	if (!n)  /* not reached: called for a key that is missing */
+		return nx_error_set(c->err, NX_EINTERNAL, c->path, 0, -1, "no key is missing");
+	return nx_error_set(c->err, NX_ECONFIG, c->path, line ? line : root->line, -1,
+			    "missing required key%s %s; add %s (nexus.yaml(5), or 'nexus init' "
+			    "writes a commented one)", n > 1 ? "s" : "", list, n > 1 ? "them" : "it");
+}
+
 /* A mapping value that must be present. */
 static int need(struct cfg *c, const nx_yaml_node *map, const char *key,
 		const nx_yaml_node **out)
@@ -94,7 +137,7 @@ static int need(struct cfg *c, const nx_yaml_node *map, const char *key,
 	const nx_yaml_node *n = nx_yaml_map_get(map, key);
 
 	if (!n)
-		return nx_cfg__missing(c, map, key);
+		return missing(c);
 	*out = n;
 	return 0;
 }
@@ -108,7 +151,7 @@ static int parse_student(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 	    (rc = nx_cfg__check_keys(c, n, "student", student_keys)))
 		return rc;
 	if (!(v = nx_yaml_map_get(n, "model")))
-		return nx_cfg__missing(c, n, "student.model");
+		return missing(c);
 	if ((rc = nx_cfg__string(c, v, "student.model", nx_cfg__path, &ws->student.model)))
 		return rc;
 	if ((v = nx_yaml_map_get(n, "outputs")))
@@ -126,11 +169,11 @@ static int parse_source(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 	    (rc = nx_cfg__check_keys(c, n, "source", source_keys)))
 		return rc;
 	if (!(v = nx_yaml_map_get(n, "dir")))
-		return nx_cfg__missing(c, n, "source.dir");
+		return missing(c);
 	if ((rc = dir_string(c, v, "source.dir", &ws->source_dir)))
 		return rc;
 	if (!(v = nx_yaml_map_get(n, "files")))
-		return nx_cfg__missing(c, n, "source.files");
+		return missing(c);
 	return nx_cfg__string_list(c, v, "source.files", nx_cfg__path, true,
 			       &ws->source_files, &ws->nsource_files);
 }
@@ -401,6 +444,8 @@ static int parse_root(struct cfg *c, const nx_yaml_node *root, nx_workspace *ws)
 			   &ws->metadata_keep, &ws->nmetadata_keep)) ||
 	    (rc = opt_list(c, root, "selftest", NULL, false, &ws->selftest, &ws->nselftest)))
 		return rc;
+	ws->readme_given = nx_yaml_map_get(root, "readme") != NULL;
+	ws->license_given = nx_yaml_map_get(root, "license") != NULL;
 	if ((v = nx_yaml_map_get(root, "allow_shared_tensors")) &&
 	    (rc = parse_shared(c, v, ws)))
 		return rc;
@@ -419,8 +464,10 @@ int nx_workspace_parse(nx_workspace **out, const char *buf, size_t len,
 	nx_workspace *ws = NULL;
 	int rc;
 
+	/* a syntax error is a configuration error (exit 2), as an unknown key is */
 	if ((rc = nx_yaml_parse(&root, buf, len, path, err)))
-		return rc;
+		return nx_cfg__syntax_is_config(rc, err);
+	c.root = root;
 	if (!(ws = calloc(1, sizeof(*ws)))) {
 		rc = nx_cfg__oom(&c);
 		goto out_root;

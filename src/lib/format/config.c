@@ -92,6 +92,15 @@ int nx_cfg__check_keys(struct cfg *c, const nx_yaml_node *map, const char *where
 	return 0;
 }
 
+int nx_cfg__syntax_is_config(int rc, nx_error *err)
+{
+	if (rc != NX_EFORMAT)
+		return rc;
+	if (err)
+		err->code = NX_ECONFIG;
+	return NX_ECONFIG;
+}
+
 int nx_cfg__missing(struct cfg *c, const nx_yaml_node *map, const char *key)
 {
 	return nx_error_set(c->err, NX_ECONFIG, c->path, map->line, -1,

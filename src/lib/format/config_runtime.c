@@ -131,7 +131,7 @@ int nx_runtime_config_parse(nx_runtime_config **out, const char *buf,
 	int r;
 
 	if ((r = nx_yaml_parse(&root, buf, len, path, err)))
-		return r;
+		return nx_cfg__syntax_is_config(r, err);
 	if (!(rc = calloc(1, sizeof(*rc)))) {
 		r = nx_cfg__oom(&c);
 		goto out_root;

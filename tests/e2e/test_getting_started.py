@@ -1,0 +1,89 @@
+"""A new user's first steps (issue 21, items 3-4 and 6): finding the
+workspace, -f, -o parents, nexus help VERB, "did you mean", every missing key
+in one error, README/LICENSE optional, configuration errors exit 2."""
+import json
+import os
+import pathlib
+
+from conftest import run
+from workspace import make_workspace
+
+EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
+
+
+def env(**kw):
+    e = dict(os.environ, **EPOCH)
+    e.update(kw)
+    return e
+
+
+def test_help_verb_is_verb_help(nexus):
+    a = run(nexus, "help", "build")
+    b = run(nexus, "build", "--help")
+    assert a.returncode == b.returncode == 0
+    assert a.stdout == b.stdout and "usage: nexus build" in a.stdout
+
+
+def test_did_you_mean(nexus):
+    r = run(nexus, "biuld")
+    assert r.returncode == 2
+    assert "did you mean 'nexus build'?" in r.stderr
+    r = run(nexus, "insp")
+    assert "did you mean 'nexus inspect'?" in r.stderr
+    r = run(nexus, "help", "verfy")
+    assert r.returncode == 2 and "did you mean 'nexus help verify'?" in r.stderr
+    r = run(nexus, "zzzzzzzz")
+    assert r.returncode == 2 and "did you mean" not in r.stderr
+
+
+def test_build_finds_workspace_in_parent_and_f(nexus, tmp_path):
+    ws = make_workspace(tmp_path / "ws")
+    # from a sub-directory, as git finds its repository
+    r = run(nexus, "build", "-o", tmp_path / "out" / "deep" / "b1", "--json",
+            cwd=ws / "serving", env=env())
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["bundle_id"] == "nexus_bundle_v1"
+    # -f FILE, and the file given as the positional argument
+    (ws / "nexus.yaml").rename(ws / "prod.yaml")
+    r = run(nexus, "build", "-f", ws / "prod.yaml", "-o", tmp_path / "b2", env=env())
+    assert r.returncode == 0, r.stderr
+    r = run(nexus, "build", ws / "prod.yaml", "-o", tmp_path / "b3", env=env())
+    assert r.returncode == 0, r.stderr
+    m = [(tmp_path / d / "manifest.json").read_bytes() for d in ("out/deep/b1", "b2", "b3")]
+    assert m[0] == m[1] == m[2]
+    r = run(nexus, "build", "-f", ws / "prod.yaml", ws, "-o", tmp_path / "b4")
+    assert r.returncode == 2 and "not both" in r.stderr
+
+
+def test_all_missing_keys_in_one_error(nexus, tmp_path):
+    ws = make_workspace(tmp_path / "ws", config={"tokenizer": None, "runtime_config": None,
+                                                 "student": "{outputs: [logits]}"})
+    r = run(nexus, "build", ws, "-o", tmp_path / "b")
+    assert r.returncode == 2
+    assert "missing required keys student.model, tokenizer, runtime_config" in r.stderr
+
+
+def test_yaml_syntax_error_is_a_configuration_error(nexus, tmp_path):
+    ws = make_workspace(tmp_path / "ws", extra_yaml="limits: {max_model_bytes: [\n")
+    r = run(nexus, "build", ws, "-o", tmp_path / "b", "--json")
+    assert r.returncode == 2, r.stderr
+    assert "yaml syntax error" in r.stderr
+    assert json.loads(r.stdout)["error"]["code"] == "config"
+    assert not (tmp_path / "b").exists()
+
+
+def test_readme_and_license_optional(nexus, tmp_path):
+    ws = make_workspace(tmp_path / "ws", config={"readme": None, "license": None})
+    (ws / "README.md").unlink()
+    (ws / "LICENSE").unlink()
+    r = run(nexus, "build", ws, "-o", tmp_path / "b", env=env())
+    assert r.returncode == 0, r.stderr
+    readme = (tmp_path / "b" / "README.md").read_text()
+    assert readme.startswith("# nexus_bundle_v1\n") and "generated" in readme
+    assert not (tmp_path / "b" / "LICENSE").exists()
+    assert "doc-missing LICENSE" in r.stdout
+    # a key that names a file that is not there: the error names the key
+    ws2 = make_workspace(tmp_path / "ws2", config={"license": "COPYING"})
+    r = run(nexus, "build", ws2, "-o", tmp_path / "b2")
+    assert r.returncode == 2
+    assert "license: COPYING does not exist" in r.stderr
