@@ -174,6 +174,6 @@ void cli_stage_guard_install(void);
 
 /* The verbs, one file each (cmd_<name>.c). */
 extern const struct cli_verb cmd_build, cmd_verify, cmd_inspect, cmd_keygen,
-	cmd_sign, cmd_manifest, cmd_run, cmd_push, cmd_pull;
+	cmd_sign, cmd_manifest, cmd_run, cmd_push, cmd_pull, cmd_init;
 
 #endif

@@ -87,3 +87,38 @@ def test_readme_and_license_optional(nexus, tmp_path):
     r = run(nexus, "build", ws2, "-o", tmp_path / "b2")
     assert r.returncode == 2
     assert "license: COPYING does not exist" in r.stderr
+
+
+def test_init_on_the_example_builds(nexus, tmp_path):
+    import shutil
+    from conftest import ROOT
+    ws = tmp_path / "spam distill é"   # a path with a space and non-ASCII
+    shutil.copytree(ROOT / "examples" / "spam-distill", ws)
+    (ws / "nexus.yaml").unlink()
+    r = run(nexus, "init", ws, "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["schema"] == "nexus.init.v1"
+    assert doc["found"] == {"student": "artifacts/student.onnx",
+                            "tokenizer": "artifacts/tokenizer",
+                            "runtime_config": "config/runtime.yaml",
+                            "source_dir": "serving"}
+    text = (ws / "nexus.yaml").read_text()
+    assert '"artifacts/teacher.onnx"' in text and '"checkpoints/teacher.pt"' in text
+    assert '["__init__.py", "inference.py", "utils.py"]' in text
+    r = run(nexus, "build", "-o", tmp_path / "b", cwd=ws, env=env())
+    assert r.returncode == 0, r.stderr
+    # never overwrites
+    before = (ws / "nexus.yaml").read_bytes()
+    r = run(nexus, "init", ws)
+    assert r.returncode == 2 and "never overwrites" in r.stderr
+    assert (ws / "nexus.yaml").read_bytes() == before
+
+
+def test_init_says_what_it_did_not_find(nexus, tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = run(nexus, "init", tmp_path / "empty")
+    assert r.returncode == 0, r.stderr
+    assert "to do: student.model" in r.stdout and "to do: tokenizer" in r.stdout
+    r = run(nexus, "build", tmp_path / "empty", "-o", tmp_path / "b")
+    assert r.returncode in (2, 3) and not (tmp_path / "b").exists()
