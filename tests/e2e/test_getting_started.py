@@ -122,3 +122,52 @@ def test_init_says_what_it_did_not_find(nexus, tmp_path):
     assert "to do: student.model" in r.stdout and "to do: tokenizer" in r.stdout
     r = run(nexus, "build", tmp_path / "empty", "-o", tmp_path / "b")
     assert r.returncode in (2, 3) and not (tmp_path / "b").exists()
+
+
+def _build_on_a_pty(nexus, ws, out, **envs):
+    """Build with stderr on a pseudo-terminal; what the terminal got."""
+    import pty
+    import subprocess
+    master, slave = pty.openpty()
+    p = subprocess.Popen([nexus, "build", str(ws), "-o", str(out)], stdout=subprocess.PIPE,
+                         stderr=slave, env=env(**envs))
+    os.close(slave)
+    got = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        got += chunk
+    p.wait(timeout=300)
+    os.close(master)
+    assert p.returncode == 0, got
+    return got
+
+
+def test_no_escapes_for_dumb_terminals(nexus, tmp_path):
+    ws = make_workspace(tmp_path / "ws")
+    assert b"\x1b[" in _build_on_a_pty(nexus, ws, tmp_path / "b1", TERM="xterm")
+    assert b"\x1b" not in _build_on_a_pty(nexus, ws, tmp_path / "b2", TERM="dumb")
+    assert b"\x1b" not in _build_on_a_pty(nexus, ws, tmp_path / "b3", TERM="xterm",
+                                          NO_COLOR="1")
+
+
+def test_runtime_short_options_and_unchecked_signature(nexus, tmp_path):
+    ws = make_workspace(tmp_path / "ws")
+    assert run(nexus, "keygen", "-o", tmp_path / "k").returncode == 0
+    r = run(nexus, "build", ws, "-o", tmp_path / "b", "--key", tmp_path / "k.key", env=env())
+    assert r.returncode == 0, r.stderr
+    cli = tmp_path / "b" / "bin" / "nexus_cli"
+    r = run(cli, "run", "-t", "free money", "-t", "lunch at noon")
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 2
+    r = run(cli, "info")
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stdout.splitlines() if x.startswith("bundle"))
+    assert "signature present, not checked" in line and "(built" in line
+    assert " signed" not in line.replace("signature", "")
+    doc = json.loads(run(cli, "info", "--json").stdout)
+    assert doc["signed"] is True and doc["signature_checked"] is False
