@@ -73,45 +73,57 @@ static int source_date_epoch(int64_t *out)
 	return 0;
 }
 
-static void human_size(char *out, size_t n, uint64_t b)
+static bool same_place(const struct nx_finding *a, const struct nx_finding *b)
 {
-	if (b >= 1024ull * 1024 * 1024)
-		snprintf(out, n, "%.1f GiB", (double)b / (1024.0 * 1024 * 1024));
-	else if (b >= 1024 * 1024)
-		snprintf(out, n, "%.1f MiB", (double)b / (1024.0 * 1024));
-	else if (b >= 1024)
-		snprintf(out, n, "%.1f KiB", (double)b / 1024.0);
-	else
-		snprintf(out, n, "%llu B", (unsigned long long)b);
+	return a->line > 0 && a->line == b->line && b->severity != NX_SEV_INFO &&
+	       !strcmp(a->path ? a->path : "", b->path ? b->path : "");
 }
 
-/* The self-verification's findings (WARN and FAIL), one per line. */
+/*
+ * The self-verification's findings (WARN and FAIL), one per line; more
+ * findings on the same line of the same file (one bad import seen by
+ * several rules) are folded into the first, so a line is reported once.
+ */
 static void print_findings(const nx_report *rep, FILE *f)
 {
 	const struct nx_finding *fd;
-	size_t i, n;
+	size_t i, j, n;
+	bool *done;
 
 	if (!rep)
 		return;
 	fd = nx_report_findings(rep, &n);
+	done = calloc(n ? n : 1, sizeof(*done));
 	for (i = 0; i < n; i++) {
-		if (fd[i].severity == NX_SEV_INFO)
+		const char *sep = "       (the same line also: ";
+
+		if (fd[i].severity == NX_SEV_INFO || (done && done[i]))
 			continue;
 		fprintf(f, "  %-4s %s %s %s", nx_severity_name(fd[i].severity), fd[i].check,
 			fd[i].code, fd[i].path ? fd[i].path : "");
 		if (fd[i].line > 0)
 			fprintf(f, ":%ld", fd[i].line);
 		fprintf(f, ": %s\n", fd[i].message);
+		for (j = i + 1; done && j < n; j++) {
+			if (done[j] || !same_place(&fd[i], &fd[j]))
+				continue;
+			done[j] = true;
+			fprintf(f, "%s%s", sep, fd[j].code);
+			sep = ", ";
+		}
+		if (strcmp(sep, ", ") == 0)
+			fprintf(f, ")\n");
 	}
+	free(done);
 }
 
 static void print_human(const struct nx_build_result *r, const char *path)
 {
-	char size[32];
+	char size[NX_SIZE_STR_MAX];
 	size_t i;
 	int s;
 
-	human_size(size, sizeof(size), r->bytes);
+	nx_size_str(size, r->bytes);
 	printf("built %s\n", path);
 	printf("  bundle_id     %s\n", r->bundle_id);
 	printf("  architecture  %s\n", r->architecture);

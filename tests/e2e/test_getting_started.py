@@ -171,3 +171,50 @@ def test_runtime_short_options_and_unchecked_signature(nexus, tmp_path):
     assert " signed" not in line.replace("signature", "")
     doc = json.loads(run(cli, "info", "--json").stdout)
     assert doc["signed"] is True and doc["signature_checked"] is False
+
+
+def test_teacher_that_is_not_weights_reads_once(nexus, tmp_path):
+    ws = make_workspace(tmp_path / "ws")
+    assert run(nexus, "build", ws, "-o", tmp_path / "b", env=env()).returncode == 0
+    r = run(nexus, "verify", tmp_path / "b", "--teacher", ws / "README.md", "--json")
+    assert r.returncode == 1
+    f = [x for x in json.loads(r.stdout)["findings"] if x["code"] == "teacher-unreadable"]
+    assert len(f) == 1
+    msg = f[0]["message"]
+    # one sentence, whole: the path once, the formats once, the advice at the end
+    assert msg.count(str(ws / "README.md")) == 1, msg
+    assert msg.count("is not ONNX, a PyTorch zip checkpoint or safetensors") == 1, msg
+    assert msg.endswith("name the teacher's weights file"), msg
+
+
+def test_serving_code_findings_name_the_workspace_file_once(nexus, tmp_path):
+    from workspace import UTILS_PY
+    ws = make_workspace(tmp_path / "ws", utils_py=UTILS_PY + (
+        "\n\ndef helper():\n    import importlib\n"
+        "    return importlib.import_module(\"teacher_model\")\n"))
+    r = run(nexus, "build", ws, "-o", tmp_path / "b", env=env())
+    assert r.returncode == 1
+    assert "serving/utils.py:13" in r.stderr and "src/utils.py" not in r.stderr
+    # the line with three findings is printed once, the other codes folded in
+    assert r.stderr.count("serving/utils.py:13") == 1, r.stderr
+    assert "(the same line also:" in r.stderr
+
+
+def test_filter_leaves_nothing_where_imports_were_removed(nexus, tmp_path):
+    from workspace import INFERENCE_PY
+    src = INFERENCE_PY.replace("import teacher_model\n",
+                               "import teacher_model  # noqa: F401\n")
+    ws = make_workspace(tmp_path / "ws", inference_py=src)
+    r = run(nexus, "build", ws, "-o", tmp_path / "b", env=env())
+    assert r.returncode == 0, r.stderr
+    out = (tmp_path / "b" / "src" / "inference.py").read_text()
+    assert "pass" not in out and "noqa" not in out
+    assert out.count("\n") == src.count("\n")   # line numbers kept
+
+
+def test_size_limit_names_the_key_in_readable_units(nexus, tmp_path):
+    ws = make_workspace(tmp_path / "ws", extra_yaml="limits: {max_model_bytes: 100}\n")
+    r = run(nexus, "build", ws, "-o", tmp_path / "b")
+    assert r.returncode == 3
+    assert "is 1.2 KiB, more than limits.max_model_bytes (100 bytes)" in r.stderr, r.stderr
+    assert "raise limits.max_model_bytes in nexus.yaml" in r.stderr

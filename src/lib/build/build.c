@@ -277,6 +277,21 @@ static int load(struct build *b)
 	}
 	rc = open_input(b, &b->student_fd, &b->student_st, b->wsfd, ws->student.model,
 			ws->max_model_bytes ? ws->max_model_bytes : NX_CONFIG_DEFAULT_MAX_MODEL_BYTES);
+	if (rc == NX_ELIMIT) {
+		/* name the key that sets the limit, in the units it is written in */
+		char size[NX_SIZE_STR_MAX], max[NX_SIZE_STR_MAX];
+		struct stat st;
+
+		if (fstatat(b->wsfd, ws->student.model, &st, AT_SYMLINK_NOFOLLOW) != 0)
+			st.st_size = 0;
+		return nx_error_set(b->err, NX_ELIMIT, ws->student.model, 0, -1,
+				    "the student %s is %s, more than limits.max_model_bytes (%s); "
+				    "raise limits.max_model_bytes in nexus.yaml if it is meant to "
+				    "be this large", ws->student.model,
+				    nx_size_str(size, (unsigned long long)st.st_size),
+				    nx_size_str(max, (unsigned long long)(ws->max_model_bytes
+						? ws->max_model_bytes : NX_CONFIG_DEFAULT_MAX_MODEL_BYTES)));
+	}
 	if (rc)
 		return rc;
 	for (i = 0; i < ws->nsource_files; i++) {
