@@ -56,6 +56,8 @@ typedef struct nx_workspace {
 	char *tokenizer;            /* required: directory, stored without trailing '/' */
 	char *runtime_config;       /* required */
 	char *source_dir; char **source_files; size_t nsource_files; /* required: source {dir, files} */
+	char **follow_roots; size_t nfollow_roots; /* source.follow_links_within: directories
+						      links may resolve into ("~" = $HOME) */
 	char **forbidden_imports; size_t nforbidden_imports; /* default [teacher_model, training_modules] */
 	char **forbidden_terms; size_t nforbidden_terms;     /* configured extras only; default [] */
 	char **metadata_keep; size_t nmetadata_keep;         /* default [] */

@@ -91,19 +91,90 @@ static int check_not_teacher(struct build *b, const char *path, const struct sta
 	return 0;
 }
 
-/* Open a workspace input: regular, beneath, not hard-linked, not a teacher. */
+/* A source.follow_links_within entry as a path: "~" and "~/..." are $HOME;
+ * a relative one is relative to the workspace.  A new string or NULL. */
+static char *root_path(const struct build *b, const char *root)
+{
+	const char *home = getenv("HOME");
+	char *s = NULL;
+
+	if ((!strcmp(root, "~") || !strncmp(root, "~/", 2)) && home && *home)
+		return asprintf(&s, "%s%s", home, root + 1) < 0 ? NULL : s;
+	if (root[0] == '/')
+		return strdup(root);
+	return asprintf(&s, "%s/%s", b->opts->workspace ? b->opts->workspace : ".", root) < 0
+		       ? NULL : s;
+}
+
+/*
+ * A workspace path that is or passes through a link (a Hugging Face cache
+ * snapshot, a DVC checkout): resolved, and opened only when its target lies
+ * inside a source.follow_links_within root.  The target is opened beneath
+ * the root with no link allowed, so a link changed after the resolution is
+ * refused rather than followed out of the root.  1: no root holds it.
+ */
+static int open_linked(struct build *b, int *out, struct stat *st, const char *path,
+		       uint64_t max)
+{
+	char *wpath = NULL, *target = NULL;
+	size_t i;
+	int rc = 1;
+
+	if (asprintf(&wpath, "%s/%s", b->opts->workspace ? b->opts->workspace : ".", path) < 0)
+		return nx_error_oom(b->err, path);
+	target = realpath(wpath, NULL);
+	free(wpath);
+	for (i = 0; target && rc == 1 && i < b->ws->nfollow_roots; i++) {
+		char *rp = root_path(b, b->ws->follow_roots[i]), *root = rp ? realpath(rp, NULL) : NULL;
+		size_t n = root ? strlen(root) : 0;
+		int rootfd;
+
+		free(rp);
+		if (root && n > 1 && !strncmp(target, root, n) && target[n] == '/') {
+			rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			if (rootfd < 0)
+				rc = nx_error_errno(b->err, NX_EIO, errno, root, "cannot open %s", root);
+			else
+				rc = nx_fs_open_regular(out, st, rootfd, target + n + 1, max, b->err);
+			if (rootfd >= 0)
+				close(rootfd);
+		}
+		free(root);
+	}
+	free(target);
+	return rc;
+}
+
+/* Open a workspace input: regular, beneath (or, through links, inside a
+ * source.follow_links_within root), not hard-linked, not a teacher. */
 static int open_input(struct build *b, int *out, struct stat *st, int dirfd,
 		      const char *path, uint64_t max)
 {
 	int fd = -1, rc;
 
 	rc = nx_fs_open_regular(&fd, st, dirfd, path, max, b->err);
+	if (rc == NX_EUNSAFE && dirfd == b->wsfd && b->ws->nfollow_roots) {
+		if ((rc = open_linked(b, &fd, st, path, max)) == 1)
+			rc = nx_error_set(b->err, NX_EUNSAFE, path, 0, -1,
+					  "%s: is or passes through a link that leads outside every "
+					  "source.follow_links_within directory; add the directory it "
+					  "leads into there, or copy the real file", path);
+	} else if (rc == NX_EUNSAFE && dirfd == b->wsfd && strstr(b->err->message, "symlink")) {
+		rc = nx_error_set(b->err, NX_EUNSAFE, path, 0, -1,
+				  "%s: is or passes through a symlink; nexus follows links only into "
+				  "the directories nexus.yaml declares (source.follow_links_within: "
+				  "[~/.cache/huggingface/hub] for a Hugging Face cache), else replace "
+				  "it with the real file", path);
+	}
 	if (rc)
 		return rc;
-	if (st->st_nlink > 1) {
+	/* DVC links its cache into the workspace: with linked layouts declared,
+	 * another name of the file is fine (the bytes are hashed as copied) */
+	if (st->st_nlink > 1 && !(dirfd == b->wsfd && b->ws->nfollow_roots)) {
 		rc = nx_error_set(b->err, NX_EUNSAFE, path, 0, -1,
 				  "%s has %lu hard links; copy it to a file of its own so the "
-				  "packaged bytes cannot be changed through another name",
+				  "packaged bytes cannot be changed through another name (or, for a "
+				  "DVC checkout, declare source.follow_links_within in nexus.yaml)",
 				  path, (unsigned long)st->st_nlink);
 		goto fail;
 	}
@@ -257,6 +328,15 @@ static int load(struct build *b)
 	 */
 	for (i = 0; i < ws->nteacher; i++) {
 		rc = nx_fs_open_beneath(&fd, b->wsfd, ws->teacher[i], O_PATH, b->err);
+		if (rc == NX_EUNSAFE && ws->nfollow_roots) {
+			struct stat tst;
+
+			/* a teacher in a Hugging Face cache: identified through its link */
+			if ((rc = open_linked(b, &fd, &tst, ws->teacher[i], UINT64_MAX)) == 1)
+				rc = nx_error_set(b->err, NX_EUNSAFE, ws->teacher[i], 0, -1,
+						  "teacher %s is a link that leads outside every "
+						  "source.follow_links_within directory", ws->teacher[i]);
+		}
 		if (rc) {
 			if (b->err->code == NX_EIO)
 				nx_error_set(b->err, NX_ECONFIG, "nexus.yaml", 0, -1,

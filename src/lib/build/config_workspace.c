@@ -21,7 +21,7 @@ static const char *const top_keys[] = {
 	"license", "export", NULL
 };
 static const char *const student_keys[] = { "model", "outputs", NULL };
-static const char *const source_keys[] = { "dir", "files", NULL };
+static const char *const source_keys[] = { "dir", "files", "follow_links_within", NULL };
 static const char *const shared_keys[] = { "name", "reason", NULL };
 static const char *const limits_keys[] = { "max_model_bytes", "size_slack", "max_leak_bytes",
 	"sandbox_memory", NULL };
@@ -44,6 +44,7 @@ void nx_workspace_free(nx_workspace *ws)
 	free(ws->runtime_config);
 	free(ws->source_dir);
 	nx_cfg__strv_free(ws->source_files, ws->nsource_files);
+	nx_cfg__strv_free(ws->follow_roots, ws->nfollow_roots);
 	nx_cfg__strv_free(ws->forbidden_imports, ws->nforbidden_imports);
 	nx_cfg__strv_free(ws->forbidden_terms, ws->nforbidden_terms);
 	nx_cfg__strv_free(ws->metadata_keep, ws->nmetadata_keep);
@@ -165,7 +166,8 @@ static int parse_source(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 	const nx_yaml_node *v;
 	int rc;
 
-	if ((rc = nx_cfg__want(c, n, "source", NX_YAML_MAPPING, "a mapping {dir, files}")) ||
+	if ((rc = nx_cfg__want(c, n, "source", NX_YAML_MAPPING,
+			       "a mapping {dir, files, follow_links_within}")) ||
 	    (rc = nx_cfg__check_keys(c, n, "source", source_keys)))
 		return rc;
 	if (!(v = nx_yaml_map_get(n, "dir")))
@@ -174,8 +176,13 @@ static int parse_source(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 		return rc;
 	if (!(v = nx_yaml_map_get(n, "files")))
 		return missing(c);
-	return nx_cfg__string_list(c, v, "source.files", nx_cfg__path, true,
-			       &ws->source_files, &ws->nsource_files);
+	if ((rc = nx_cfg__string_list(c, v, "source.files", nx_cfg__path, true,
+				      &ws->source_files, &ws->nsource_files)))
+		return rc;
+	if ((v = nx_yaml_map_get(n, "follow_links_within")))
+		rc = nx_cfg__string_list(c, v, "source.follow_links_within", nx_cfg__nonempty, true,
+					 &ws->follow_roots, &ws->nfollow_roots);
+	return rc;
 }
 
 static int parse_shared(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
