@@ -218,3 +218,23 @@ def test_size_limit_names_the_key_in_readable_units(nexus, tmp_path):
     assert r.returncode == 3
     assert "is 1.2 KiB, more than limits.max_model_bytes (100 bytes)" in r.stderr, r.stderr
     assert "raise limits.max_model_bytes in nexus.yaml" in r.stderr
+
+
+def test_shipped_nexus_cli_is_stripped_with_a_debuglink(nexus_cli):
+    """Every bundle carries bin/nexus_cli: no debug info nor symbol table in
+    it, the debug info beside the build (build/nexus_cli.debug)."""
+    import pathlib
+    import subprocess
+    if os.environ.get("NEXUS_SANITIZED"):
+        import pytest
+        pytest.skip("a sanitizer build keeps its symbols")
+    sections = subprocess.run(["readelf", "-S", "-W", nexus_cli], capture_output=True,
+                              text=True, check=True).stdout
+    assert ".debug_info" not in sections and ".symtab" not in sections
+    assert ".gnu_debuglink" in sections
+    link = subprocess.run(["readelf", "--string-dump=.gnu_debuglink", nexus_cli],
+                          capture_output=True, text=True, check=True).stdout
+    assert "nexus_cli.debug" in link
+    debug = pathlib.Path(nexus_cli).parents[3] / "nexus_cli.debug"
+    assert ".debug_info" in subprocess.run(["readelf", "-S", "-W", debug], capture_output=True,
+                                           text=True, check=True).stdout
