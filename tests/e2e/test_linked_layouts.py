@@ -2,6 +2,7 @@
 into the directories source.follow_links_within declares, content copied,
 the manifest the same as for a plain copy; DVC's hard links accepted."""
 import hashlib
+import json
 import os
 import shutil
 
@@ -92,3 +93,40 @@ def test_dvc_hard_links_accepted_when_declared(nexus, tmp_path):
     assert (tmp_path / "b2/manifest.json").read_bytes() == \
         (tmp_path / "b_plain/manifest.json").read_bytes()
     assert (tmp_path / "b2/model/student_model.onnx").stat().st_nlink == 1
+
+
+def renamed_student():
+    """The test workspace's student with its inputs named tokens and mask."""
+    import onnx
+    from workspace import student_onnx
+    m = onnx.load_from_string(student_onnx())
+    rename = {"input_ids": "tokens", "attention_mask": "mask"}
+    for i in m.graph.input:
+        i.name = rename.get(i.name, i.name)
+    for node in m.graph.node:
+        node.input[:] = [rename.get(x, x) for x in node.input]
+    return m.SerializeToString()
+
+
+def test_student_inputs_maps_roles_to_the_models_names(nexus, tmp_path):
+    ws = make_workspace(tmp_path / "ws", student=renamed_student())
+    r = run(nexus, "build", ws, "-o", tmp_path / "b0", env=env())
+    assert r.returncode != 0
+    assert "'tokens'" in r.stderr and "student.inputs" in r.stderr, r.stderr
+    ws = make_workspace(tmp_path / "ws2", student=renamed_student(),
+                        config={"student": "{model: artifacts/student.onnx, "
+                                           "inputs: {ids: tokens, mask: mask}}"})
+    r = run(nexus, "build", ws, "-o", tmp_path / "b", env=env())
+    assert r.returncode == 0, r.stderr
+    assert 'inputs: {ids: "tokens", mask: "mask"}' in \
+        (tmp_path / "b/config/runtime.yaml").read_text()
+    cli = tmp_path / "b/bin/nexus_cli"
+    r = run(cli, "run", "--text", "free money", "--text", "lunch at noon tomorrow?")
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(x)["label"] in ("ham", "spam") for x in r.stdout.splitlines()] == [True] * 2
+    # the same answers as the model with the default names
+    plain = make_workspace(tmp_path / "plain")
+    assert run(nexus, "build", plain, "-o", tmp_path / "bp", env=env()).returncode == 0
+    r2 = run(tmp_path / "bp/bin/nexus_cli", "run", "--text", "free money", "--text",
+             "lunch at noon tomorrow?")
+    assert r2.stdout == r.stdout

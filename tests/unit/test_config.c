@@ -495,6 +495,10 @@ static void runtime_errors(void **state)
 	rc_fails("task: embedding\npooling: max\n", NX_ECONFIG, 2, "mean, cls, last");
 	rc_fails("task: embedding\nnormalize: yes\n", NX_ECONFIG, 2, "true or false");
 	rc_fails("task: raw\nthreads: \"2\"\n", NX_ECONFIG, 2, "not a quoted string");
+	/* inputs: {role: name}, each name for one role */
+	rc_fails("task: raw\ninputs: {ids: a, mask: a}\n", NX_ECONFIG, 2, "named for two roles");
+	rc_fails("task: raw\ninputs: {idz: a}\n", NX_ECONFIG, 2, "ids, mask, type_ids, positions");
+	rc_fails("task: raw\ninputs: [a]\n", NX_ECONFIG, 2, "must be a mapping");
 	rc_fails("task: raw\nthreads: 257\n", NX_ECONFIG, 2, "between 0 and 256");
 	rc_fails("task: raw\nthreads: -1\n", NX_ECONFIG, 2, "between 0 and 256");
 	rc_fails("task: raw\nthreads: 2.0\n", NX_ECONFIG, 2, "decimal integer");

@@ -20,7 +20,7 @@ static const char *const top_keys[] = {
 	"metadata_keep", "allow_shared_tensors", "limits", "selftest", "readme",
 	"license", "export", NULL
 };
-static const char *const student_keys[] = { "model", "outputs", NULL };
+static const char *const student_keys[] = { "model", "outputs", "inputs", NULL };
 static const char *const source_keys[] = { "dir", "files", "follow_links_within", NULL };
 static const char *const shared_keys[] = { "name", "reason", NULL };
 static const char *const limits_keys[] = { "max_model_bytes", "size_slack", "max_leak_bytes",
@@ -38,6 +38,8 @@ void nx_workspace_free(nx_workspace *ws)
 	free(ws->bundle_id);
 	free(ws->architecture);
 	free(ws->student.model);
+	for (i = 0; i < NX_INPUT_ROLES; i++)
+		free(ws->student.inputs[i]);
 	nx_cfg__strv_free(ws->student.outputs, ws->student.noutputs);
 	nx_cfg__strv_free(ws->teacher, ws->nteacher);
 	free(ws->tokenizer);
@@ -148,7 +150,8 @@ static int parse_student(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 	const nx_yaml_node *v;
 	int rc;
 
-	if ((rc = nx_cfg__want(c, n, "student", NX_YAML_MAPPING, "a mapping {model, outputs}")) ||
+	if ((rc = nx_cfg__want(c, n, "student", NX_YAML_MAPPING,
+					"a mapping {model, outputs, inputs}")) ||
 	    (rc = nx_cfg__check_keys(c, n, "student", student_keys)))
 		return rc;
 	if (!(v = nx_yaml_map_get(n, "model")))
@@ -158,6 +161,8 @@ static int parse_student(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 	if ((v = nx_yaml_map_get(n, "outputs")))
 		rc = nx_cfg__string_list(c, v, "student.outputs", nx_cfg__nonempty, true,
 				     &ws->student.outputs, &ws->student.noutputs);
+	if (!rc && (v = nx_yaml_map_get(n, "inputs")))
+		rc = nx_cfg__inputs(c, v, "student.inputs", ws->student.inputs);
 	return rc;
 }
 

@@ -27,6 +27,10 @@ int nx_cfg__check_keys(struct cfg *c, const nx_yaml_node *map, const char *where
 /* A YAML syntax error (NX_EFORMAT) of a configuration file is a configuration
  * error (NX_ECONFIG, exit 2), as an unknown key is; other codes unchanged. */
 int nx_cfg__syntax_is_config(int rc, nx_error *err);
+/* An `inputs:` mapping {ids, mask, type_ids, positions} of input names
+ * into names[] (unset roles stay NULL; the caller frees the strings). */
+int nx_cfg__inputs(struct cfg *c, const nx_yaml_node *n, const char *key,
+		   char *names[NX_INPUT_ROLES]);
 int nx_cfg__missing(struct cfg *c, const nx_yaml_node *map, const char *key);
 int nx_cfg__want(struct cfg *c, const nx_yaml_node *n, const char *key,
 	     enum nx_yaml_type type, const char *what);
