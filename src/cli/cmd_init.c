@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "nexus/bundle.h"
 
 enum { OPT_JSON = 1 };
 
@@ -315,7 +316,7 @@ static void write_yaml(FILE *out, int dirfd, const struct found *f, const char *
 		  "tokenizer: no tokenizer folder found");
 	fputs("\n# The runtime's settings (task, labels, max_sequence_length; nexus.yaml(5)).\n"
 	      "runtime_config: ", out);
-	put_found(out, todo, f->runtime, "config/runtime.yaml",
+	put_found(out, todo, f->runtime, NX_BUNDLE_RUNTIME_CONFIG,
 		  "write it (nexus.yaml(5), RUNTIME CONFIGURATION)",
 		  "runtime_config: no runtime.yaml found");
 	fputs("\n# The inference-only Python sources; teacher and training imports are\n"

@@ -18,6 +18,7 @@
  * test_insider.py), so a WARN blocks it too, and its selftest runs again.
  */
 #include "build_int.h"
+#include "nexus/bundle.h"
 
 #include <string.h>
 
@@ -66,7 +67,7 @@ int nx_build__verify(struct build *b)
 	 * the bin/ and lib/ runtime and the exported model keep their paths.
 	 */
 	for (i = 0; i < b->nin; i++)
-		if (b->in[i].kind != BUILD_COPY || !strncmp(b->in[i].dst, "model/tokenizer/", 16))
+		if (b->in[i].kind != BUILD_COPY || !strncmp(b->in[i].dst, NX_BUNDLE_TOKENIZER_DIR "/", 16))
 			if (nx_report_rename_path(rep, b->in[i].dst, b->in[i].src)) {
 				rc = nx_error_oom(b->err, NULL);
 				goto out;
