@@ -100,11 +100,19 @@ $(NEXUS): $(CLI_OBJ) $(LAYER_AR)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LINK_AR) $(LIBS)
 
+# Every bundle ships nexus_cli, so it ships stripped; its debug info stays in
+# the build tree ($(NX_CLI_DEBUG), named by a .gnu_debuglink: gdb and
+# addr2line find it with `set debug-file-directory` or beside a copy).  A
+# sanitizer build keeps its symbols (its reports name functions).
+NX_CLI_DEBUG := $(BUILD)/nexus_cli.debug
 $(NX_CLI): $(RT_OBJ) $(PROD_AR) $(ORT_LIB)
 	@mkdir -p $(@D)
 	$(call msg,LD,$@)
-	$(Q)$(CC) $(LDFLAGS) -Wl,-rpath,'$$ORIGIN/../lib' -Wl,--build-id=none -o $@ $(RT_OBJ) \
+	$(Q)$(CC) $(LDFLAGS) -Wl,-rpath,'$$ORIGIN/../lib' -Wl,--build-id=none -o $@.full $(RT_OBJ) \
 		$(PROD_AR) $(ORT_LIB) $(RT_LIBS)
+	$(Q)if [ -n "$(SAN)" ]; then mv $@.full $@; else \
+		objcopy --only-keep-debug $@.full $(NX_CLI_DEBUG) && chmod 0644 $(NX_CLI_DEBUG) && \
+		objcopy --strip-all --add-gnu-debuglink=$(NX_CLI_DEBUG) $@.full $@ && rm -f $@.full; fi
 
 # No layer uses a symbol defined only in a later one, and the runtime uses
 # nothing outside PROD_LAYERS.

@@ -70,6 +70,7 @@ typedef void (*nx_build_stage_fn)(void *ctx, nx_stage *active);
 
 struct nx_build_opts {
 	const char *workspace;      /* directory holding nexus.yaml; NULL = "." */
+	const char *config;         /* the workspace file's name in it; NULL = "nexus.yaml" */
 	const char *output;         /* bundle path; NULL = "<bundle_id>" in the cwd */
 	bool force;                 /* replace an existing output atomically */
 	const struct nx_key *key;   /* private key to sign with, or NULL (unsigned) */

@@ -37,8 +37,22 @@ extern "C" {
 #define NX_CONFIG_BUNDLE_ID_MAX 255  /* bytes of bundle_id (a file name) */
 #define NX_CONFIG_DEFAULT_MAX_MODEL_BYTES (2ULL << 30)
 
+/*
+ * The inputs the runtime feeds a model, by role: token ids, attention mask,
+ * token type ids, position ids (0, 1, ... per text).  A model's input is
+ * matched by its name: by default input_ids, attention_mask,
+ * token_type_ids, position_ids; an `inputs:` mapping {ids, mask, type_ids,
+ * positions} names them otherwise (nexus.yaml student.inputs, copied into
+ * the bundle's runtime.yaml).
+ */
+enum nx_input_role { NX_INPUT_IDS, NX_INPUT_MASK, NX_INPUT_TYPE_IDS, NX_INPUT_POSITIONS,
+		     NX_INPUT_ROLES };
+extern const char *const nx_input_role_keys[NX_INPUT_ROLES];     /* "ids", "mask", ... */
+extern const char *const nx_input_default_names[NX_INPUT_ROLES]; /* "input_ids", ... */
+
 struct nx_student {
 	char *model;     /* path of the student ONNX model */
+	char *inputs[NX_INPUT_ROLES]; /* student.inputs: input name per role, NULL = default */
 	char **outputs;  /* graph outputs to keep; none = all graph outputs */
 	size_t noutputs;
 };
@@ -56,6 +70,8 @@ typedef struct nx_workspace {
 	char *tokenizer;            /* required: directory, stored without trailing '/' */
 	char *runtime_config;       /* required */
 	char *source_dir; char **source_files; size_t nsource_files; /* required: source {dir, files} */
+	char **follow_roots; size_t nfollow_roots; /* source.follow_links_within: directories
+						      links may resolve into ("~" = $HOME) */
 	char **forbidden_imports; size_t nforbidden_imports; /* default [teacher_model, training_modules] */
 	char **forbidden_terms; size_t nforbidden_terms;     /* configured extras only; default [] */
 	char **metadata_keep; size_t nmetadata_keep;         /* default [] */
@@ -67,6 +83,9 @@ typedef struct nx_workspace {
 	char **selftest; size_t nselftest;                   /* default [] */
 	char *readme;               /* default "README.md" */
 	char *license;              /* default "LICENSE" */
+	bool readme_given, license_given; /* the keys were in nexus.yaml: then the file
+					     must exist; by default an absent README is
+					     generated and an absent LICENSE left out */
 	bool export_extract;        /* export.extract, default true */
 	bool export_strip_metadata; /* export.strip_metadata, default true */
 	int export_external;        /* export.external_data: enum nx_export_external, default auto */
@@ -113,6 +132,8 @@ typedef struct nx_runtime_config {
 	char *graph_optimization;   /* "disable" | "basic" | "extended" | "all", default "all" */
 	char *output;               /* NULL = decode the model's first output */
 	char **python_packages; size_t npython_packages; /* default []; dotted module names */
+	char *inputs[NX_INPUT_ROLES]; /* inputs: the model's input name per role; NULL =
+					 nx_input_default_names */
 } nx_runtime_config;
 
 /*

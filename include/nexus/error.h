@@ -72,6 +72,14 @@ const char *nx_error_name(int code);
 /* Process exit status for a code: 0, 1 (check failed), 2 (usage/config) or 3. */
 int nx_error_exit_status(int code);
 
+/*
+ * A size for a message, as people read it and nexus.yaml's sizes are
+ * written: "812 bytes", "1.2 KiB", "4.0 MiB", "2.5 GiB" (binary units).
+ * Returns out.
+ */
+#define NX_SIZE_STR_MAX 32
+char *nx_size_str(char out[NX_SIZE_STR_MAX], unsigned long long bytes);
+
 #ifdef __cplusplus
 }
 #endif

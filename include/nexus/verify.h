@@ -206,6 +206,11 @@ size_t nx_report_dropped(const nx_report *r);
 /* Number of findings of a code (including dropped ones is not possible: stored only). */
 size_t nx_report_count(const nx_report *r, const char *code);
 
+/* Findings whose path is `from` get `to` instead (build: the workspace file
+ * a bundle file was copied from, so that the user knows which to edit).
+ * 0 or NX_ENOMEM. */
+int nx_report_rename_path(nx_report *r, const char *from, const char *to);
+
 const char *nx_severity_name(enum nx_severity s);          /* "INFO","WARN","FAIL" */
 const char *nx_check_status_name(enum nx_check_status s);  /* "PASS","WARN","FAIL","SKIP" */
 

@@ -211,8 +211,15 @@ void cli_status(const char *verb, const char *fmt, ...)
 	static int tty = -1;
 	va_list ap;
 
-	if (tty < 0)
-		tty = isatty(STDERR_FILENO);
+	if (tty < 0) {
+		/* no escapes for a terminal that cannot take them (TERM=dumb,
+		 * Emacs shells), nor where the user asked for none
+		 * (https://no-color.org) */
+		const char *term = getenv("TERM"), *nc = getenv("NO_COLOR");
+
+		tty = isatty(STDERR_FILENO) && term && *term && strcmp(term, "dumb") &&
+		      !(nc && *nc);
+	}
 	if (!tty)
 		return;
 	fputs("\r\033[K", stderr);

@@ -81,9 +81,10 @@ int cli_json_error(const char *verb, int status, const nx_error *err);
 int cli_json_finish(const char *verb, int status);
 
 /*
- * A live status line on stderr, only when stderr is a terminal: "nexus VERB:
- * message" overwriting the previous one (no newline).  fmt NULL clears the
- * line.  Pipes and CI logs get nothing.
+ * A live status line on stderr, only when stderr is a terminal that takes
+ * escapes (TERM set and not "dumb", NO_COLOR unset): "nexus VERB: message"
+ * overwriting the previous one (no newline).  fmt NULL clears the line.
+ * Pipes, CI logs and dumb terminals get nothing.
  */
 void cli_status(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -174,6 +175,6 @@ void cli_stage_guard_install(void);
 
 /* The verbs, one file each (cmd_<name>.c). */
 extern const struct cli_verb cmd_build, cmd_verify, cmd_inspect, cmd_keygen,
-	cmd_sign, cmd_manifest, cmd_run, cmd_push, cmd_pull;
+	cmd_sign, cmd_manifest, cmd_run, cmd_push, cmd_pull, cmd_init;
 
 #endif

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -20,11 +21,14 @@
 #include "nexus/sign.h"
 #include "nexus/verify.h"
 
-enum { OPT_OUTPUT = 1, OPT_KEY, OPT_FORCE, OPT_JSON, OPT_NO_FSYNC, OPT_SANDBOX,
+enum { OPT_OUTPUT = 1, OPT_FILE, OPT_KEY, OPT_FORCE, OPT_JSON, OPT_NO_FSYNC, OPT_SANDBOX,
        OPT_SANDBOX_MEMORY, OPT_STRICT };
 
 static const struct cli_opt opts[] = {
-	{ "output", 'o', "PATH", "bundle directory to create (default ./<bundle_id>)", OPT_OUTPUT },
+	{ "output", 'o', "PATH", "bundle directory to create, its parents too (default "
+	  "./<bundle_id>)", OPT_OUTPUT },
+	{ "file", 'f', "FILE", "the workspace file (default: nexus.yaml in WORKSPACE, else in the "
+	  "current directory or the nearest parent holding one)", OPT_FILE },
 	{ "key", 0, "KEY", "sign the manifest with this Ed25519 private key (PEM)", OPT_KEY },
 	{ "force", 0, NULL, "replace an existing bundle at PATH (atomically)", OPT_FORCE },
 	{ "sandbox", 0, "NAME", CLI_SANDBOX_HELP, OPT_SANDBOX },
@@ -69,45 +73,57 @@ static int source_date_epoch(int64_t *out)
 	return 0;
 }
 
-static void human_size(char *out, size_t n, uint64_t b)
+static bool same_place(const struct nx_finding *a, const struct nx_finding *b)
 {
-	if (b >= 1024ull * 1024 * 1024)
-		snprintf(out, n, "%.1f GiB", (double)b / (1024.0 * 1024 * 1024));
-	else if (b >= 1024 * 1024)
-		snprintf(out, n, "%.1f MiB", (double)b / (1024.0 * 1024));
-	else if (b >= 1024)
-		snprintf(out, n, "%.1f KiB", (double)b / 1024.0);
-	else
-		snprintf(out, n, "%llu B", (unsigned long long)b);
+	return a->line > 0 && a->line == b->line && b->severity != NX_SEV_INFO &&
+	       !strcmp(a->path ? a->path : "", b->path ? b->path : "");
 }
 
-/* The self-verification's findings (WARN and FAIL), one per line. */
+/*
+ * The self-verification's findings (WARN and FAIL), one per line; more
+ * findings on the same line of the same file (one bad import seen by
+ * several rules) are folded into the first, so a line is reported once.
+ */
 static void print_findings(const nx_report *rep, FILE *f)
 {
 	const struct nx_finding *fd;
-	size_t i, n;
+	size_t i, j, n;
+	bool *done;
 
 	if (!rep)
 		return;
 	fd = nx_report_findings(rep, &n);
+	done = calloc(n ? n : 1, sizeof(*done));
 	for (i = 0; i < n; i++) {
-		if (fd[i].severity == NX_SEV_INFO)
+		const char *sep = "       (the same line also: ";
+
+		if (fd[i].severity == NX_SEV_INFO || (done && done[i]))
 			continue;
 		fprintf(f, "  %-4s %s %s %s", nx_severity_name(fd[i].severity), fd[i].check,
 			fd[i].code, fd[i].path ? fd[i].path : "");
 		if (fd[i].line > 0)
 			fprintf(f, ":%ld", fd[i].line);
 		fprintf(f, ": %s\n", fd[i].message);
+		for (j = i + 1; done && j < n; j++) {
+			if (done[j] || !same_place(&fd[i], &fd[j]))
+				continue;
+			done[j] = true;
+			fprintf(f, "%s%s", sep, fd[j].code);
+			sep = ", ";
+		}
+		if (strcmp(sep, ", ") == 0)
+			fprintf(f, ")\n");
 	}
+	free(done);
 }
 
 static void print_human(const struct nx_build_result *r, const char *path)
 {
-	char size[32];
+	char size[NX_SIZE_STR_MAX];
 	size_t i;
 	int s;
 
-	human_size(size, sizeof(size), r->bytes);
+	nx_size_str(size, r->bytes);
 	printf("built %s\n", path);
 	printf("  bundle_id     %s\n", r->bundle_id);
 	printf("  architecture  %s\n", r->architecture);
@@ -222,13 +238,85 @@ static int print_json(const struct nx_build_result *r, const nx_report *rep, con
 	return rc == 0 ? 0 : 3;
 }
 
+/*
+ * Where the workspace is: -f FILE (or a WORKSPACE that is a file) names the
+ * file and its directory is the workspace; a WORKSPACE directory holds
+ * nexus.yaml; with neither, the current directory or the nearest parent
+ * that holds nexus.yaml, as git finds its repository.  *dir is a new string.
+ */
+static int find_workspace(const struct cli_verb *verb, const char *file, const char *pos,
+			  char **dir, const char **name)
+{
+	char cwd[PATH_MAX], *slash;
+	struct stat st;
+
+	*name = NULL;
+	if (file && pos)
+		return cli_usage(verb, "give the workspace as -f FILE or as WORKSPACE, not both");
+	if (!file && pos && stat(pos, &st) == 0 && !S_ISDIR(st.st_mode))
+		file = pos;
+	if (file) {
+		slash = strrchr(file, '/');
+		if (!slash) {
+			*dir = strdup(".");
+			*name = file;
+		} else {
+			*dir = strndup(file, slash == file ? 1 : (size_t)(slash - file));
+			*name = slash + 1;
+		}
+		if (!**name)
+			return free(*dir), *dir = NULL,
+			       cli_usage(verb, "-f %s: name the workspace file, not a directory", file);
+		return *dir ? 0 : 3;
+	}
+	if (pos)
+		return (*dir = strdup(pos)) ? 0 : 3;
+	if (!getcwd(cwd, sizeof(cwd)))
+		return (*dir = strdup(".")) ? 0 : 3;
+	for (;;) {
+		char probe[PATH_MAX + 16];
+
+		snprintf(probe, sizeof(probe), "%s/nexus.yaml", strcmp(cwd, "/") ? cwd : "");
+		if (access(probe, F_OK) == 0)
+			return (*dir = strdup(cwd)) ? 0 : 3;
+		slash = strrchr(cwd, '/');
+		if (!slash || slash == cwd)
+			break;
+		*slash = '\0';
+	}
+	/* none found: the current directory, whose error says so */
+	return (*dir = strdup(".")) ? 0 : 3;
+}
+
+/* mkdir -p of the directories above path (the bundle itself is staged). */
+static int make_parents(const char *verb, const char *path)
+{
+	char *p = strdup(path), *s;
+	int rc = 0;
+
+	if (!p)
+		return 3;
+	for (s = strchr(p + 1, '/'); s; s = strchr(s + 1, '/')) {
+		*s = '\0';
+		if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+			fprintf(stderr, "nexus %s: error: cannot create %s (the parent of -o %s): %s\n",
+				verb, p, path, strerror(errno));
+			rc = 3;
+			break;
+		}
+		*s = '/';
+	}
+	free(p);
+	return rc;
+}
+
 static int run(const struct cli_verb *verb, int argc, char **argv)
 {
 	struct nx_build_opts o = { .source_date_epoch = -1 };
 	struct nx_build_result *r = NULL;
 	nx_report *rep = NULL;
-	const char *key_path = NULL, *sandbox = NULL, *sandbox_mem = NULL;
-	char *rt = NULL, *abs = NULL;
+	const char *key_path = NULL, *sandbox = NULL, *sandbox_mem = NULL, *file = NULL;
+	char *rt = NULL, *abs = NULL, *wsdir = NULL;
 	struct cli_parser p;
 	nx_key *key = NULL;
 	bool json = false;
@@ -239,6 +327,7 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	while ((k = cli_next(&p)) > 0) {
 		switch (k) {
 		case OPT_OUTPUT: o.output = p.optarg; break;
+		case OPT_FILE: file = p.optarg; break;
 		case OPT_KEY: key_path = p.optarg; break;
 		case OPT_FORCE: o.force = true; break;
 		case OPT_JSON: json = true; break;
@@ -252,7 +341,6 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 		return k == -1 ? 0 : 2;
 	if (p.npos > 1)
 		return cli_usage(verb, "expected at most one WORKSPACE, got %d arguments", p.npos);
-	o.workspace = p.npos ? p.pos[0] : ".";
 	if (source_date_epoch(&o.source_date_epoch) < 0)
 		return cli_usage(verb, "SOURCE_DATE_EPOCH must be a non-negative integer of seconds");
 	if ((status = cli_sandbox_opts(verb, &o.sandbox, sandbox, &o.sandbox_memory, sandbox_mem)))
@@ -260,6 +348,10 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	nx_error_clear(&err);
 	if (key_path && nx_key_load_private(&key, key_path, &err) != 0)
 		return cli_fail(verb->name, &err);
+	if ((status = find_workspace(verb, file, p.npos ? p.pos[0] : NULL, &wsdir, &o.config)) ||
+	    (o.output && (status = make_parents(verb->name, o.output))))
+		goto out;
+	o.workspace = wsdir;
 	rt = cli_runtime_dir();
 	o.key = key;
 	o.runtime_dir = rt;
@@ -283,14 +375,16 @@ out:
 	nx_build_result_free(r);
 	nx_key_free(key);
 	free(rt);
+	free(wsdir);
 	return status;
 }
 
 const struct cli_verb cmd_build = {
 	.name = "build",
-	.args = "[WORKSPACE]",
+	.args = "[WORKSPACE | -f FILE]",
 	.summary = "package a workspace into an immutable, teacher-free bundle",
-	.details = "Reads WORKSPACE/nexus.yaml (default: the current directory), copies only what it\n"
+	.details = "Reads WORKSPACE/nexus.yaml (default: the current directory or the nearest parent\n"
+		   "holding a nexus.yaml; -f names another file), copies only what it\n"
 		   "names - the student ONNX, the inference sources with forbidden imports removed,\n"
 		   "the tokenizer, runtime.yaml, README and LICENSE - plus the trusted runtime\n"
 		   "($NEXUS_RUNTIME_DIR or <prefix>/libexec/nexus) into a staging directory,\n"

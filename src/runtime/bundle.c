@@ -200,6 +200,8 @@ static int settings(struct rt_bundle *b, nx_error *err)
 	s->threads = rc->threads;
 	s->integrity_full = rc->integrity == NX_INTEGRITY_FULL;
 	s->output = rc->output;
+	for (int i = 0; i < NX_INPUT_ROLES; i++)
+		s->inputs[i] = rc->inputs[i] ? rc->inputs[i] : nx_input_default_names[i];
 	s->graph_opt = !strcmp(g, "disable") ? 0 : !strcmp(g, "basic") ? 1
 		: !strcmp(g, "extended") ? 2 : 99;
 	if (s->max_len < 2 || s->max_len > RT_SEQ_MAX || s->batch_size < 1 ||

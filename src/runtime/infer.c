@@ -16,8 +16,8 @@
 #include "onnxruntime_c_api.h"
 #include "rt.h"
 
-enum { IN_IDS, IN_MASK, IN_TYPES, IN_COUNT };
-static const char *const in_names[IN_COUNT] = { "input_ids", "attention_mask", "token_type_ids" };
+/* the roles of nx_input_role, in its order */
+enum { IN_IDS, IN_MASK, IN_TYPES, IN_POS, IN_COUNT };
 
 struct rt_session {
 	const OrtApi *ort;
@@ -119,7 +119,7 @@ static int discover(struct rt_session *s, const struct rt_settings *set, nx_erro
 		rc = describe_value(&d, &t, &seq, s, ti, name, err);
 		s->ort->ReleaseTypeInfo(ti);
 		json_array_append_new(ins, d);
-		for (k = 0; k < IN_COUNT && strcmp(name, in_names[k]); k++)
+		for (k = 0; k < IN_COUNT && strcmp(name, set->inputs[k]); k++)
 			;
 		if (!rc && k < IN_COUNT) {
 			s->in_present[k] = 1;
@@ -128,7 +128,9 @@ static int discover(struct rt_session *s, const struct rt_settings *set, nx_erro
 		if (!rc && k == IN_COUNT)
 			rc = nx_error_set(err, NX_ECONFIG, NULL, 0, -1,
 					  "the model input '%s' is not one the runtime can feed "
-					  "(input_ids, attention_mask, token_type_ids)", name);
+					  "(%s, %s, %s, %s); name its role in nexus.yaml student.inputs "
+					  "{ids, mask, type_ids, positions}", name, set->inputs[IN_IDS],
+					  set->inputs[IN_MASK], set->inputs[IN_TYPES], set->inputs[IN_POS]);
 		else if (!rc && t != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64 &&
 			 t != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32)
 			rc = nx_error_set(err, NX_ECONFIG, NULL, 0, -1,
@@ -139,12 +141,13 @@ static int discover(struct rt_session *s, const struct rt_settings *set, nx_erro
 			goto out;
 	}
 	if (!s->in_present[IN_IDS]) {
-		rc = nx_error_set(err, NX_ECONFIG, NULL, 0, -1, "the model has no input_ids input");
+		rc = nx_error_set(err, NX_ECONFIG, NULL, 0, -1, "the model has no %s input (the "
+				  "token ids; student.inputs.ids names another)", set->inputs[IN_IDS]);
 		goto out;
 	}
 	for (k = 0; k < IN_COUNT; k++)
 		if (s->in_present[k])
-			s->run_in[s->nin++] = in_names[k];
+			s->run_in[s->nin++] = set->inputs[k];
 	ORT_TRY(s->ort->SessionGetOutputCount(s->sess, &n), "outputs");
 	if (n == 0 || n > RT_OUTPUTS_MAX) {
 		rc = nx_error_set(err, NX_ECONFIG, NULL, 0, -1, "the model has %zu outputs (1 to %d handled)",
@@ -428,6 +431,8 @@ int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *con
 					v = ids[r][t];
 				else if (k == IN_MASK)
 					v = masks ? masks[r][t] : 1;
+				else if (k == IN_POS)
+					v = (int64_t)t;
 				else
 					v = types ? types[r][t] : 0;
 

@@ -172,7 +172,7 @@ static int cmd_info(const struct rt_verb *v, int argc, char **argv)
 		json_array_append_new(files, json_pack("{s:s,s:I}", "path", b.manifest->files[i].path,
 						       "size_bytes", (json_int_t)b.manifest->files[i].size));
 	model = rt_session_describe(s);
-	doc = json_pack("{s:s,s:s,s:s,s:s,s:{s:s,s:s,s:s,s:s},s:b,s:o,s:O,s:O,s:{s:s,s:I},s:s,s:s}",
+	doc = json_pack("{s:s,s:s,s:s,s:s,s:{s:s,s:s,s:s,s:s},s:b,s:b,s:o,s:O,s:O,s:{s:s,s:I},s:s,s:s}",
 			"schema", "nexus.info.v1",
 			"bundle_id", b.manifest->bundle_id,
 			"build_timestamp", b.manifest->build_timestamp,
@@ -181,6 +181,7 @@ static int cmd_info(const struct rt_verb *v, int argc, char **argv)
 			"parameters", b.manifest->parameters, "format", b.manifest->format,
 			"quantization", b.manifest->quantization,
 			"signed", b.manifest->signature[0] != '\0',
+			"signature_checked", 0,
 			"files", files,
 			"inputs", json_object_get(model, "inputs"),
 			"outputs", json_object_get(model, "outputs"),
@@ -198,8 +199,12 @@ static int cmd_info(const struct rt_verb *v, int argc, char **argv)
 		json_t *io;
 		size_t k;
 
+		/* the runtime holds no trusted key: a signature here is only present */
 		printf("bundle      %s (built %s, %s)\n", b.manifest->bundle_id,
-		       b.manifest->build_timestamp, b.manifest->signature[0] ? "signed" : "unsigned");
+		       b.manifest->build_timestamp,
+		       b.manifest->signature[0] ? "signature present, not checked here: "
+						  "nexus verify --pubkey KEY checks it"
+						: "unsigned");
 		printf("model       %s, %s parameters, %s, quantization %s\n", b.manifest->architecture,
 		       b.manifest->parameters, b.manifest->format, b.manifest->quantization);
 		printf("runtime     onnx runtime %s, nexus_cli %s\n",

@@ -9,6 +9,18 @@
 
 #include "rt.h"
 
+/* The long option a one-letter option stands for, or NULL. */
+static const char *short_name(char c)
+{
+	switch (c) {
+	case 't': return "text";
+	case 'i': return "input";
+	case 'o': return "output";
+	case 'b': return "bundle";
+	default: return NULL;
+	}
+}
+
 void rt_help(const struct rt_verb *v, FILE *f)
 {
 	const struct rt_opt *o;
@@ -18,9 +30,13 @@ void rt_help(const struct rt_verb *v, FILE *f)
 		fprintf(f, "\n%s\n", v->details);
 	fprintf(f, "\noptions:\n");
 	for (o = v->opts; o->name; o++) {
-		char left[48];
+		char left[48], sh[8] = "", c;
 
-		snprintf(left, sizeof(left), "--%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+		for (c = 'a'; c <= 'z'; c++)
+			if (short_name(c) && !strcmp(short_name(c), o->name))
+				snprintf(sh, sizeof(sh), "-%c, ", c);
+		snprintf(left, sizeof(left), "%s--%s%s%s", sh, o->name, o->arg ? " " : "",
+			 o->arg ? o->arg : "");
 		fprintf(f, "  %-24s %s\n", left, o->help);
 	}
 	fprintf(f, "  %-24s %s\n", "-h, --help", "show this help and exit");
@@ -83,13 +99,25 @@ int rt_parse(struct rt_args *a, const struct rt_verb *v, int argc, char **argv)
 			rt_help(v, stdout);
 			return -1;
 		}
-		if (strncmp(argv[i], "--", 2))
+		if (argv[i][0] == '-' && argv[i][1] && argv[i][1] != '-' && !argv[i][2]) {
+			/* -t, -i, -o, -b: the short options `nexus run` has too */
+			const char *lng = short_name(argv[i][1]);
+
+			for (o = v->opts; lng && o->name; o++)
+				if (!strcmp(o->name, lng))
+					break;
+			if (!lng || !o->name)
+				return rt_usage(v, "unknown option '%s'", argv[i]);
+			eq = NULL;
+		} else if (strncmp(argv[i], "--", 2)) {
 			return rt_usage(v, "unexpected argument '%s'", argv[i]);
-		eq = strchr(argv[i], '=');
-		n = eq ? (size_t)(eq - argv[i] - 2) : strlen(argv[i] + 2);
-		for (o = v->opts; o->name; o++)
-			if (strlen(o->name) == n && !strncmp(o->name, argv[i] + 2, n))
-				break;
+		} else {
+			eq = strchr(argv[i], '=');
+			n = eq ? (size_t)(eq - argv[i] - 2) : strlen(argv[i] + 2);
+			for (o = v->opts; o->name; o++)
+				if (strlen(o->name) == n && !strncmp(o->name, argv[i] + 2, n))
+					break;
+		}
 		if (!o->name)
 			return rt_usage(v, "unknown option '%s'", argv[i]);
 		if (o->arg) {

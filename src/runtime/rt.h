@@ -63,6 +63,8 @@ struct rt_settings {
 	bool integrity_full;    /* hash every file vs. sizes only */
 	int graph_opt;          /* GraphOptimizationLevel */
 	char *output;           /* NULL = first output */
+	const char *inputs[NX_INPUT_ROLES]; /* the model's input name per role (runtime.yaml
+					       inputs:, else input_ids, ...) */
 };
 
 struct rt_hashjob;

@@ -90,3 +90,21 @@ int nx_error_exit_status(int code)
 	default: return 3;
 	}
 }
+
+char *nx_size_str(char out[NX_SIZE_STR_MAX], unsigned long long bytes)
+{
+	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+	double v = (double)bytes;
+	int u = -1;
+
+	if (bytes < 1024) {
+		snprintf(out, NX_SIZE_STR_MAX, "%llu byte%s", bytes, bytes == 1 ? "" : "s");
+		return out;
+	}
+	while (v >= 1024.0 && u < 5) {
+		v /= 1024.0;
+		u++;
+	}
+	snprintf(out, NX_SIZE_STR_MAX, "%.1f %s", v, units[u]);
+	return out;
+}

@@ -168,9 +168,12 @@ int nx_fs_open_beneath(int *out, int dirfd, const char *relpath, int flags,
 static int too_large(const char *relpath, const struct stat *st, uint64_t max_size,
 		     nx_error *err)
 {
+	char size[NX_SIZE_STR_MAX], max[NX_SIZE_STR_MAX];
+
 	return nx_error_set(err, NX_ELIMIT, relpath, 0, -1,
-			    "%s: %lld bytes, more than the limit of %llu", relpath,
-			    (long long)st->st_size, (unsigned long long)max_size);
+			    "%s is %s, more than the limit of %s", relpath,
+			    nx_size_str(size, (unsigned long long)st->st_size),
+			    nx_size_str(max, (unsigned long long)max_size));
 }
 
 int nx_fs_open_regular(int *out, struct stat *out_st, int dirfd,

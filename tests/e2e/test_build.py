@@ -345,8 +345,13 @@ def test_unwritable_output_dir(nexus, ws, tmp_path):
 
 
 def test_missing_output_parent(nexus, ws, tmp_path):
+    """-o's missing parents are created (issue 21); the bundle is published."""
     r = build(nexus, ws, tmp_path / "no/such/dir/b")
-    assert r.returncode == 3, r.stderr
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "no/such/dir/b/manifest.json").is_file()
+    (tmp_path / "file").write_text("x")
+    r = build(nexus, ws, tmp_path / "file/b")
+    assert r.returncode == 3 and "Not a directory" in r.stderr, r.stderr
 
 
 @pytest.fixture(scope="module")

@@ -132,7 +132,7 @@ def test_build_limit_is_enforced_by_verify(nexus, tmp_path):
     rewrite(b, {"model/student_model.onnx": student_onnx(vocab_rows=4000)})
     rc, rep = verify(nexus, b)
     assert rc == 1 and "model-too-large" in codes(rep, "FAIL"), rep["findings"]
-    assert "65536" in finding(rep, "model-too-large")["message"]
+    assert "of 64.0 KiB (limits.max_model_bytes" in finding(rep, "model-too-large")["message"]
     # verify's own option cannot loosen the recorded limit ...
     rc, rep = verify(nexus, b, "--max-model-bytes", "1GiB")
     assert rc == 1 and "model-too-large" in codes(rep, "FAIL")

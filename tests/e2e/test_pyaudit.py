@@ -174,7 +174,7 @@ def test_insider_workspace_build_with_release_key_refused(nexus, tmp_path, relea
     r = build(nexus, ws, tmp_path / "b", "--key", release_key)
     assert r.returncode == 1, r.stderr
     assert code in r.stderr, r.stderr
-    assert "src/inference.py" in r.stderr
+    assert "serving/inference.py" in r.stderr   # the workspace file to edit
     assert not (tmp_path / "b").exists()
     assert not [p for p in os.listdir(tmp_path) if ".nexus-stage." in p]
 

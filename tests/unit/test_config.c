@@ -196,8 +196,14 @@ static void block_style_and_options(void **state)
 
 static void required_keys(void **state)
 {
-	ws_fails("", NX_ECONFIG, 1, "missing required key student");
-	ws_fails("# nothing\n", NX_ECONFIG, 1, "missing required key student");
+	ws_fails("", NX_ECONFIG, 1,
+		 "missing required keys student, tokenizer, runtime_config, source; add them");
+	ws_fails("# nothing\n", NX_ECONFIG, 1, "missing required keys student, tokenizer");
+	/* every missing key in one error, nested ones by their dotted name */
+	ws_fails("student: {outputs: [a]}\nsource: {dir: s}\n", NX_ECONFIG, 1,
+		 "missing required keys student.model, tokenizer, runtime_config, source.files");
+	ws_fails("student: {model: m.onnx}\nruntime_config: r.yaml\nsource: {dir: s, files: [a]}\n",
+		 NX_ECONFIG, 1, "missing required key tokenizer; add it");
 	ws_fails("tokenizer: t\nruntime_config: r\nsource: {dir: s, files: []}\n",
 		 NX_ECONFIG, 1, "student");
 	ws_fails("student: {model: m}\nruntime_config: r\nsource: {dir: s, files: []}\n",
@@ -358,7 +364,7 @@ static void yaml_policy_reaches_config(void **state)
 {
 	ws_fails(MINIMAL "readme: &r README.md\n", NX_ECONFIG, 5, "anchors");
 	ws_fails(MINIMAL "readme: !!str README.md\n", NX_ECONFIG, 5, "tags");
-	ws_fails(MINIMAL "readme: [\n", NX_EFORMAT, 6, "syntax");
+	ws_fails(MINIMAL "readme: [\n", NX_ECONFIG, 6, "syntax");
 }
 
 static void size_parsing(void **state)
@@ -489,6 +495,10 @@ static void runtime_errors(void **state)
 	rc_fails("task: embedding\npooling: max\n", NX_ECONFIG, 2, "mean, cls, last");
 	rc_fails("task: embedding\nnormalize: yes\n", NX_ECONFIG, 2, "true or false");
 	rc_fails("task: raw\nthreads: \"2\"\n", NX_ECONFIG, 2, "not a quoted string");
+	/* inputs: {role: name}, each name for one role */
+	rc_fails("task: raw\ninputs: {ids: a, mask: a}\n", NX_ECONFIG, 2, "named for two roles");
+	rc_fails("task: raw\ninputs: {idz: a}\n", NX_ECONFIG, 2, "ids, mask, type_ids, positions");
+	rc_fails("task: raw\ninputs: [a]\n", NX_ECONFIG, 2, "must be a mapping");
 	rc_fails("task: raw\nthreads: 257\n", NX_ECONFIG, 2, "between 0 and 256");
 	rc_fails("task: raw\nthreads: -1\n", NX_ECONFIG, 2, "between 0 and 256");
 	rc_fails("task: raw\nthreads: 2.0\n", NX_ECONFIG, 2, "decimal integer");

@@ -63,24 +63,26 @@ static void expect(const char *src, const char *want, size_t nremoved)
 
 static void plain_imports(void **state)
 {
-	expect("import teacher_model\nimport os\n", "pass\nimport os\n", 1);
-	expect("import teacher_model.sub.x\n", "pass\n", 1);
+	expect("import teacher_model\nimport os\n", "\nimport os\n", 1);
+	expect("import teacher_model.sub.x\n", "\n", 1);
+	/* a comment of a removed line goes with it */
+	expect("import teacher_model  # noqa: F401\nx = 1\n", "\nx = 1\n", 1);
 	expect("import teacher_models\n", "import teacher_models\n", 0);
 	expect("import os, teacher_model as t, sys\n", "import os, sys\n", 1);
-	expect("import training_modules, teacher_model\n", "pass\n", 2);
+	expect("import training_modules, teacher_model\n", "\n", 2);
 	expect("import a.b as c, training_modules.x as y\n", "import a.b as c\n", 1);
 }
 
 static void from_imports(void **state)
 {
 	expect("from teacher_model.sub import (a,\n    b)  # c\nx = 1\n",
-	       "pass\n  # c\nx = 1\n", 1);
-	expect("from training_modules import *\n", "pass\n", 1);
-	expect("from .teacher_model import n\n", "pass\n", 1);
-	expect("from ..teacher_model.y import n\n", "pass\n", 1);
-	expect("from . import teacher_model\n", "pass\n", 1);
+	       "\n\nx = 1\n", 1);
+	expect("from training_modules import *\n", "\n", 1);
+	expect("from .teacher_model import n\n", "\n", 1);
+	expect("from ..teacher_model.y import n\n", "\n", 1);
+	expect("from . import teacher_model\n", "\n", 1);
 	expect("from . import utils, teacher_model as t, io\n", "from . import utils, io\n", 1);
-	expect("from .. import (teacher_model,\n  training_modules)\n", "pass\n\n", 2);
+	expect("from .. import (teacher_model,\n  training_modules)\n", "\n\n", 2);
 	expect("from .utils import teacher_model\n", "from .utils import teacher_model\n", 0);
 	expect("from os import path\n", "from os import path\n", 0);
 }
@@ -97,9 +99,9 @@ static void in_blocks_and_semicolons(void **state)
 	expect("from teacher_model import \\\n    zz; y = 2\n", "pass \\\n; y = 2\n", 1);
 	expect("def f():\n    import teacher_model\n", "def f():\n    pass\n", 1);
 	/* no trailing newline, CRLF */
-	expect("import teacher_model", "pass", 1);
+	expect("import teacher_model", "", 1);
 	expect("import os\r\nimport teacher_model\r\nx = 1\r\n",
-	       "import os\r\npass\r\nx = 1\r\n", 1);
+	       "import os\r\n\r\nx = 1\r\n", 1);
 }
 
 static void removed_records(void **state)
@@ -159,7 +161,7 @@ static void attributes_strings_kwargs_are_not_uses(void **state)
 {
 	expect("import teacher_model as tm\nx = obj.tm\ny = f(tm=1)\n# tm\nz = 'tm'\n"
 	       "w = obj.teacher_model\n",
-	       "pass\nx = obj.tm\ny = f(tm=1)\n# tm\nz = 'tm'\nw = obj.teacher_model\n", 1);
+	       "\nx = obj.tm\ny = f(tm=1)\n# tm\nz = 'tm'\nw = obj.teacher_model\n", 1);
 	expect("import os, teacher_model\nos.path\n", "import os\nos.path\n", 1);
 }
 

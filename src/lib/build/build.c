@@ -91,19 +91,90 @@ static int check_not_teacher(struct build *b, const char *path, const struct sta
 	return 0;
 }
 
-/* Open a workspace input: regular, beneath, not hard-linked, not a teacher. */
+/* A source.follow_links_within entry as a path: "~" and "~/..." are $HOME;
+ * a relative one is relative to the workspace.  A new string or NULL. */
+static char *root_path(const struct build *b, const char *root)
+{
+	const char *home = getenv("HOME");
+	char *s = NULL;
+
+	if ((!strcmp(root, "~") || !strncmp(root, "~/", 2)) && home && *home)
+		return asprintf(&s, "%s%s", home, root + 1) < 0 ? NULL : s;
+	if (root[0] == '/')
+		return strdup(root);
+	return asprintf(&s, "%s/%s", b->opts->workspace ? b->opts->workspace : ".", root) < 0
+		       ? NULL : s;
+}
+
+/*
+ * A workspace path that is or passes through a link (a Hugging Face cache
+ * snapshot, a DVC checkout): resolved, and opened only when its target lies
+ * inside a source.follow_links_within root.  The target is opened beneath
+ * the root with no link allowed, so a link changed after the resolution is
+ * refused rather than followed out of the root.  1: no root holds it.
+ */
+static int open_linked(struct build *b, int *out, struct stat *st, const char *path,
+		       uint64_t max)
+{
+	char *wpath = NULL, *target = NULL;
+	size_t i;
+	int rc = 1;
+
+	if (asprintf(&wpath, "%s/%s", b->opts->workspace ? b->opts->workspace : ".", path) < 0)
+		return nx_error_oom(b->err, path);
+	target = realpath(wpath, NULL);
+	free(wpath);
+	for (i = 0; target && rc == 1 && i < b->ws->nfollow_roots; i++) {
+		char *rp = root_path(b, b->ws->follow_roots[i]), *root = rp ? realpath(rp, NULL) : NULL;
+		size_t n = root ? strlen(root) : 0;
+		int rootfd;
+
+		free(rp);
+		if (root && n > 1 && !strncmp(target, root, n) && target[n] == '/') {
+			rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			if (rootfd < 0)
+				rc = nx_error_errno(b->err, NX_EIO, errno, root, "cannot open %s", root);
+			else
+				rc = nx_fs_open_regular(out, st, rootfd, target + n + 1, max, b->err);
+			if (rootfd >= 0)
+				close(rootfd);
+		}
+		free(root);
+	}
+	free(target);
+	return rc;
+}
+
+/* Open a workspace input: regular, beneath (or, through links, inside a
+ * source.follow_links_within root), not hard-linked, not a teacher. */
 static int open_input(struct build *b, int *out, struct stat *st, int dirfd,
 		      const char *path, uint64_t max)
 {
 	int fd = -1, rc;
 
 	rc = nx_fs_open_regular(&fd, st, dirfd, path, max, b->err);
+	if (rc == NX_EUNSAFE && dirfd == b->wsfd && b->ws->nfollow_roots) {
+		if ((rc = open_linked(b, &fd, st, path, max)) == 1)
+			rc = nx_error_set(b->err, NX_EUNSAFE, path, 0, -1,
+					  "%s: is or passes through a link that leads outside every "
+					  "source.follow_links_within directory; add the directory it "
+					  "leads into there, or copy the real file", path);
+	} else if (rc == NX_EUNSAFE && dirfd == b->wsfd && strstr(b->err->message, "symlink")) {
+		rc = nx_error_set(b->err, NX_EUNSAFE, path, 0, -1,
+				  "%s: is or passes through a symlink; nexus follows links only into "
+				  "the directories nexus.yaml declares (source.follow_links_within: "
+				  "[~/.cache/huggingface/hub] for a Hugging Face cache), else replace "
+				  "it with the real file", path);
+	}
 	if (rc)
 		return rc;
-	if (st->st_nlink > 1) {
+	/* DVC links its cache into the workspace: with linked layouts declared,
+	 * another name of the file is fine (the bytes are hashed as copied) */
+	if (st->st_nlink > 1 && !(dirfd == b->wsfd && b->ws->nfollow_roots)) {
 		rc = nx_error_set(b->err, NX_EUNSAFE, path, 0, -1,
 				  "%s has %lu hard links; copy it to a file of its own so the "
-				  "packaged bytes cannot be changed through another name",
+				  "packaged bytes cannot be changed through another name (or, for a "
+				  "DVC checkout, declare source.follow_links_within in nexus.yaml)",
 				  path, (unsigned long)st->st_nlink);
 		goto fail;
 	}
@@ -172,6 +243,49 @@ static int add_input(struct build *b, int dirfd, char *src, char *dst,
 	return 0;
 }
 
+/*
+ * README.md and LICENSE: the file a key names must exist (the error names
+ * the key); by default an absent README.md is generated from nexus.yaml and
+ * an absent LICENSE is left out (verify WARNs doc-missing).
+ */
+static int add_doc(struct build *b, const char *key, const char *src, bool given,
+		   const char *dst)
+{
+	struct build_input *in;
+	char *text = NULL;
+	int n;
+
+	if (faccessat(b->wsfd, src, F_OK, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)
+		return add_input(b, b->wsfd, strdup(src), strdup(dst), BUILD_TEXT, false);
+	if (given)
+		return nx_error_set(b->err, NX_ECONFIG, "nexus.yaml", 0, -1,
+				    "nexus.yaml: %s: %s does not exist in the workspace; fix the "
+				    "path, or remove the key (%s)", key, src,
+				    strcmp(key, "readme") ? "the bundle then has no LICENSE"
+							  : "a README.md is then generated");
+	if (strcmp(key, "readme"))
+		return 0;
+	if (b->nin >= b->capin)
+		return nx_error_set(b->err, NX_EINTERNAL, NULL, 0, -1, "too many inputs");
+	n = asprintf(&text, "# %s\n\n%s, packaged by nexus. Run it on this host:\n\n"
+			    "    bin/nexus_cli run --text \"...\"\n\n"
+			    "and check it with `nexus verify` (see manifest.json).\n"
+			    "(This README was generated: nexus.yaml names no readme and the "
+			    "workspace has no README.md.)\n", b->ws->bundle_id, b->ws->architecture);
+	in = &b->in[b->nin];
+	memset(in, 0, sizeof(*in));
+	in->fd = -1;
+	in->kind = BUILD_TEXT;
+	in->src = strdup("(generated README.md)");
+	in->dst = strdup(dst);
+	in->buf = text;
+	in->len = n > 0 ? (size_t)n : 0;
+	b->nin++;
+	if (n < 0 || !in->src || !in->dst)
+		return nx_error_oom(b->err, NULL);
+	return 0;
+}
+
 static char *join(const char *a, const char *b)
 {
 	char *s;
@@ -188,11 +302,13 @@ static int load(struct build *b)
 	size_t i, ntok = 0;
 	int fd, rc;
 
-	rc = nx_workspace_load(&b->ws, b->wsfd, "nexus.yaml", b->err);
-	if (rc == NX_EIO && faccessat(b->wsfd, "nexus.yaml", F_OK, AT_SYMLINK_NOFOLLOW) != 0)
+	const char *cfg = b->opts->config ? b->opts->config : "nexus.yaml";
+
+	rc = nx_workspace_load(&b->ws, b->wsfd, cfg, b->err);
+	if (rc == NX_EIO && faccessat(b->wsfd, cfg, F_OK, AT_SYMLINK_NOFOLLOW) != 0)
 		return nx_error_set(b->err, NX_ECONFIG, b->opts->workspace, 0, -1,
-				    "no nexus.yaml in %s: a workspace is a directory with nexus.yaml "
-				    "at its root (see nexus.yaml(5) and examples/spam-distill)",
+				    "no %s in %s: a workspace is a directory with nexus.yaml "
+				    "at its root (see nexus.yaml(5) and examples/spam-distill)", cfg,
 				    b->opts->workspace ? b->opts->workspace : ".");
 	if (rc)
 		return rc;
@@ -212,6 +328,15 @@ static int load(struct build *b)
 	 */
 	for (i = 0; i < ws->nteacher; i++) {
 		rc = nx_fs_open_beneath(&fd, b->wsfd, ws->teacher[i], O_PATH, b->err);
+		if (rc == NX_EUNSAFE && ws->nfollow_roots) {
+			struct stat tst;
+
+			/* a teacher in a Hugging Face cache: identified through its link */
+			if ((rc = open_linked(b, &fd, &tst, ws->teacher[i], UINT64_MAX)) == 1)
+				rc = nx_error_set(b->err, NX_EUNSAFE, ws->teacher[i], 0, -1,
+						  "teacher %s is a link that leads outside every "
+						  "source.follow_links_within directory", ws->teacher[i]);
+		}
 		if (rc) {
 			if (b->err->code == NX_EIO)
 				nx_error_set(b->err, NX_ECONFIG, "nexus.yaml", 0, -1,
@@ -232,6 +357,21 @@ static int load(struct build *b)
 	}
 	rc = open_input(b, &b->student_fd, &b->student_st, b->wsfd, ws->student.model,
 			ws->max_model_bytes ? ws->max_model_bytes : NX_CONFIG_DEFAULT_MAX_MODEL_BYTES);
+	if (rc == NX_ELIMIT) {
+		/* name the key that sets the limit, in the units it is written in */
+		char size[NX_SIZE_STR_MAX], max[NX_SIZE_STR_MAX];
+		struct stat st;
+
+		if (fstatat(b->wsfd, ws->student.model, &st, AT_SYMLINK_NOFOLLOW) != 0)
+			st.st_size = 0;
+		return nx_error_set(b->err, NX_ELIMIT, ws->student.model, 0, -1,
+				    "the student %s is %s, more than limits.max_model_bytes (%s); "
+				    "raise limits.max_model_bytes in nexus.yaml if it is meant to "
+				    "be this large", ws->student.model,
+				    nx_size_str(size, (unsigned long long)st.st_size),
+				    nx_size_str(max, (unsigned long long)(ws->max_model_bytes
+						? ws->max_model_bytes : NX_CONFIG_DEFAULT_MAX_MODEL_BYTES)));
+	}
 	if (rc)
 		return rc;
 	for (i = 0; i < ws->nsource_files; i++) {
@@ -262,9 +402,9 @@ static int load(struct build *b)
 	rc = add_input(b, b->wsfd, strdup(ws->runtime_config), strdup(NX_BUNDLE_RUNTIME_CONFIG),
 		       BUILD_RUNTIME, false);
 	if (!rc && ws->readme)
-		rc = add_input(b, b->wsfd, strdup(ws->readme), strdup("README.md"), BUILD_TEXT, false);
+		rc = add_doc(b, "readme", ws->readme, ws->readme_given, "README.md");
 	if (!rc && ws->license)
-		rc = add_input(b, b->wsfd, strdup(ws->license), strdup("LICENSE"), BUILD_TEXT, false);
+		rc = add_doc(b, "license", ws->license, ws->license_given, "LICENSE");
 	if (rc)
 		return rc;
 	if (!b->opts->runtime_dir)

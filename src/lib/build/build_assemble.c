@@ -15,6 +15,8 @@
 
 #include "nexus/tokenizer.h"
 
+#include <jansson.h>
+
 /*
  * The staged tokenizer must load in the runtime's engine: what it cannot
  * reproduce exactly is an error here, naming the workspace file and the
@@ -57,6 +59,57 @@ static int check_tokenizer(struct build *b)
 	return 0;
 }
 
+/*
+ * nexus.yaml's student.inputs, for the runtime: appended to the bundle's
+ * config/runtime.yaml as its `inputs:` key (the runtime reads no other
+ * file), so the model's own input names need no rewriting.
+ */
+static int add_inputs(struct build *b, struct build_input *in)
+{
+	char *const *names = b->ws->student.inputs;
+	const char *sep = "";
+	char *text = NULL, *buf;
+	size_t i, n = 0;
+	FILE *f;
+	int rc;
+
+	for (i = 0; i < NX_INPUT_ROLES; i++)
+		n += names[i] != NULL;
+	if (!n)
+		return 0;
+	for (i = 0; i < NX_INPUT_ROLES; i++)
+		if (b->rtcfg->inputs[i])
+			return nx_error_set(b->err, NX_ECONFIG, in->src, 0, -1,
+					    "%s has inputs: and nexus.yaml has student.inputs; name "
+					    "the model's inputs in one of them", in->src);
+	if (!(f = open_memstream(&text, &n)))
+		return nx_error_oom(b->err, NULL);
+	fprintf(f, "%.*s%s# student.inputs of nexus.yaml, added by nexus build\ninputs: {",
+		(int)in->len, in->buf, in->len && in->buf[in->len - 1] != '\n' ? "\n" : "");
+	for (i = 0; i < NX_INPUT_ROLES; i++) {
+		json_t *j = names[i] ? json_string(names[i]) : NULL;
+		char *q = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+
+		if (names[i]) {
+			fprintf(f, "%s%s: %s", sep, nx_input_role_keys[i], q ? q : "\"\"");
+			sep = ", ";
+		}
+		free(q);
+		json_decref(j);
+	}
+	fputs("}\n", f);
+	if (fclose(f) || !text)
+		return free(text), nx_error_oom(b->err, NULL);
+	buf = text;
+	nx_runtime_config_free(b->rtcfg);
+	b->rtcfg = NULL;
+	rc = nx_runtime_config_parse(&b->rtcfg, buf, n, in->src, b->err);
+	free(in->buf);
+	in->buf = buf;
+	in->len = n;
+	return rc;
+}
+
 int nx_build__assemble(struct build *b)
 {
 	size_t i;
@@ -75,6 +128,8 @@ int nx_build__assemble(struct build *b)
 			nx_runtime_config_free(b->rtcfg);
 			b->rtcfg = NULL;
 			rc = nx_runtime_config_parse(&b->rtcfg, in->buf, in->len, in->src, b->err);
+			if (!rc)
+				rc = add_inputs(b, in);
 			if (!rc)
 				rc = nx_build__put(b, in->dst, in->buf, in->len, false);
 			break;

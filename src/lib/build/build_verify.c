@@ -18,6 +18,7 @@
  * test_insider.py), so a WARN blocks it too, and its selftest runs again.
  */
 #include "build_int.h"
+#include "nexus/bundle.h"
 
 #include <string.h>
 
@@ -60,6 +61,17 @@ int nx_build__verify(struct build *b)
 	rc = nx_verify_bundle(&rep, nx_stage_dirfd(b->stage), nx_stage_path(b->stage), &vo, b->err);
 	if (rc)
 		goto out;
+	/*
+	 * A finding in a file copied from the workspace names the workspace
+	 * file, the one to edit (the filter keeps the sources' line numbers);
+	 * the bin/ and lib/ runtime and the exported model keep their paths.
+	 */
+	for (i = 0; i < b->nin; i++)
+		if (b->in[i].kind != BUILD_COPY || !strncmp(b->in[i].dst, NX_BUNDLE_TOKENIZER_DIR "/", 16))
+			if (nx_report_rename_path(rep, b->in[i].dst, b->in[i].src)) {
+				rc = nx_error_oom(b->err, NULL);
+				goto out;
+			}
 	f = nx_report_findings(rep, &n);
 	for (i = 0; i < n; i++) {
 		nfail += f[i].severity == NX_SEV_FAIL;

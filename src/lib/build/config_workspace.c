@@ -10,6 +10,7 @@
 #include "nexus/export.h"
 #include "nexus/sandbox.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,8 +20,8 @@ static const char *const top_keys[] = {
 	"metadata_keep", "allow_shared_tensors", "limits", "selftest", "readme",
 	"license", "export", NULL
 };
-static const char *const student_keys[] = { "model", "outputs", NULL };
-static const char *const source_keys[] = { "dir", "files", NULL };
+static const char *const student_keys[] = { "model", "outputs", "inputs", NULL };
+static const char *const source_keys[] = { "dir", "files", "follow_links_within", NULL };
 static const char *const shared_keys[] = { "name", "reason", NULL };
 static const char *const limits_keys[] = { "max_model_bytes", "size_slack", "max_leak_bytes",
 	"sandbox_memory", NULL };
@@ -37,12 +38,15 @@ void nx_workspace_free(nx_workspace *ws)
 	free(ws->bundle_id);
 	free(ws->architecture);
 	free(ws->student.model);
+	for (i = 0; i < NX_INPUT_ROLES; i++)
+		free(ws->student.inputs[i]);
 	nx_cfg__strv_free(ws->student.outputs, ws->student.noutputs);
 	nx_cfg__strv_free(ws->teacher, ws->nteacher);
 	free(ws->tokenizer);
 	free(ws->runtime_config);
 	free(ws->source_dir);
 	nx_cfg__strv_free(ws->source_files, ws->nsource_files);
+	nx_cfg__strv_free(ws->follow_roots, ws->nfollow_roots);
 	nx_cfg__strv_free(ws->forbidden_imports, ws->nforbidden_imports);
 	nx_cfg__strv_free(ws->forbidden_terms, ws->nforbidden_terms);
 	nx_cfg__strv_free(ws->metadata_keep, ws->nmetadata_keep);
@@ -87,6 +91,48 @@ static int dir_string(struct cfg *c, const nx_yaml_node *n, const char *key,
 	return 0;
 }
 
+/*
+ * A required key is absent: the error lists every absent required key, so
+ * that a new user writing nexus.yaml by hand learns them all at once.
+ */
+static int missing(struct cfg *c)
+{
+	static const char *const keys[] = { "student", "student.model", "tokenizer",
+		"runtime_config", "source", "source.dir", "source.files" };
+	const nx_yaml_node *root = c->root;
+	long line = 0;
+	char list[256] = "";
+	size_t i, n = 0;
+
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		const char *dot = strchr(keys[i], '.');
+		const nx_yaml_node *v;
+
+		if (dot) {
+			char parent[16];
+
+			snprintf(parent, sizeof(parent), "%.*s", (int)(dot - keys[i]), keys[i]);
+			v = nx_yaml_map_get(root, parent);
+			/* under an absent parent the parent is what is missing; a
+			 * parent of the wrong type is reported by its own check */
+			if (!v || v->type != NX_YAML_MAPPING || nx_yaml_map_get(v, dot + 1))
+				continue;
+			if (!n)
+				line = v->line;
+		} else if (nx_yaml_map_get(root, keys[i])) {
+			continue;
+		}
+		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", n ? ", " : "",
+			 keys[i]);
+		n++;
+	}
+	if (!n)  /* not reached: called for a key that is missing */
+		return nx_error_set(c->err, NX_EINTERNAL, c->path, 0, -1, "no key is missing");
+	return nx_error_set(c->err, NX_ECONFIG, c->path, line ? line : root->line, -1,
+			    "missing required key%s %s; add %s (nexus.yaml(5), or 'nexus init' "
+			    "writes a commented one)", n > 1 ? "s" : "", list, n > 1 ? "them" : "it");
+}
+
 /* A mapping value that must be present. */
 static int need(struct cfg *c, const nx_yaml_node *map, const char *key,
 		const nx_yaml_node **out)
@@ -94,7 +140,7 @@ static int need(struct cfg *c, const nx_yaml_node *map, const char *key,
 	const nx_yaml_node *n = nx_yaml_map_get(map, key);
 
 	if (!n)
-		return nx_cfg__missing(c, map, key);
+		return missing(c);
 	*out = n;
 	return 0;
 }
@@ -104,16 +150,19 @@ static int parse_student(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 	const nx_yaml_node *v;
 	int rc;
 
-	if ((rc = nx_cfg__want(c, n, "student", NX_YAML_MAPPING, "a mapping {model, outputs}")) ||
+	if ((rc = nx_cfg__want(c, n, "student", NX_YAML_MAPPING,
+					"a mapping {model, outputs, inputs}")) ||
 	    (rc = nx_cfg__check_keys(c, n, "student", student_keys)))
 		return rc;
 	if (!(v = nx_yaml_map_get(n, "model")))
-		return nx_cfg__missing(c, n, "student.model");
+		return missing(c);
 	if ((rc = nx_cfg__string(c, v, "student.model", nx_cfg__path, &ws->student.model)))
 		return rc;
 	if ((v = nx_yaml_map_get(n, "outputs")))
 		rc = nx_cfg__string_list(c, v, "student.outputs", nx_cfg__nonempty, true,
 				     &ws->student.outputs, &ws->student.noutputs);
+	if (!rc && (v = nx_yaml_map_get(n, "inputs")))
+		rc = nx_cfg__inputs(c, v, "student.inputs", ws->student.inputs);
 	return rc;
 }
 
@@ -122,17 +171,23 @@ static int parse_source(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
 	const nx_yaml_node *v;
 	int rc;
 
-	if ((rc = nx_cfg__want(c, n, "source", NX_YAML_MAPPING, "a mapping {dir, files}")) ||
+	if ((rc = nx_cfg__want(c, n, "source", NX_YAML_MAPPING,
+			       "a mapping {dir, files, follow_links_within}")) ||
 	    (rc = nx_cfg__check_keys(c, n, "source", source_keys)))
 		return rc;
 	if (!(v = nx_yaml_map_get(n, "dir")))
-		return nx_cfg__missing(c, n, "source.dir");
+		return missing(c);
 	if ((rc = dir_string(c, v, "source.dir", &ws->source_dir)))
 		return rc;
 	if (!(v = nx_yaml_map_get(n, "files")))
-		return nx_cfg__missing(c, n, "source.files");
-	return nx_cfg__string_list(c, v, "source.files", nx_cfg__path, true,
-			       &ws->source_files, &ws->nsource_files);
+		return missing(c);
+	if ((rc = nx_cfg__string_list(c, v, "source.files", nx_cfg__path, true,
+				      &ws->source_files, &ws->nsource_files)))
+		return rc;
+	if ((v = nx_yaml_map_get(n, "follow_links_within")))
+		rc = nx_cfg__string_list(c, v, "source.follow_links_within", nx_cfg__nonempty, true,
+					 &ws->follow_roots, &ws->nfollow_roots);
+	return rc;
 }
 
 static int parse_shared(struct cfg *c, const nx_yaml_node *n, nx_workspace *ws)
@@ -401,6 +456,8 @@ static int parse_root(struct cfg *c, const nx_yaml_node *root, nx_workspace *ws)
 			   &ws->metadata_keep, &ws->nmetadata_keep)) ||
 	    (rc = opt_list(c, root, "selftest", NULL, false, &ws->selftest, &ws->nselftest)))
 		return rc;
+	ws->readme_given = nx_yaml_map_get(root, "readme") != NULL;
+	ws->license_given = nx_yaml_map_get(root, "license") != NULL;
 	if ((v = nx_yaml_map_get(root, "allow_shared_tensors")) &&
 	    (rc = parse_shared(c, v, ws)))
 		return rc;
@@ -419,8 +476,10 @@ int nx_workspace_parse(nx_workspace **out, const char *buf, size_t len,
 	nx_workspace *ws = NULL;
 	int rc;
 
+	/* a syntax error is a configuration error (exit 2), as an unknown key is */
 	if ((rc = nx_yaml_parse(&root, buf, len, path, err)))
-		return rc;
+		return nx_cfg__syntax_is_config(rc, err);
+	c.root = root;
 	if (!(ws = calloc(1, sizeof(*ws)))) {
 		rc = nx_cfg__oom(&c);
 		goto out_root;

@@ -272,10 +272,16 @@ int nx_fingerprint_file(nx_fp_set *set, int dirfd, const char *path, size_t min_
 
 		rc = onnx_tensors(dirfd, path, fd, &w, err);
 	}
-	if (rc == NX_EFORMAT && err && !strstr(err->message, path))
+	if (rc == NX_EFORMAT && err && !strstr(err->message, path)) {
+		/* the ONNX reader's reason without its advice (it would say to
+		 * export a model to ONNX); copied, since err->message is written */
+		char why[512];
+
+		snprintf(why, sizeof(why), "%.*s", (int)strcspn(err->message, ";"), err->message);
 		rc = nx_error_set(err, NX_EFORMAT, path, 0, err->offset,
-				  "teacher %s is not ONNX, a PyTorch zip checkpoint or safetensors: %s",
-				  path, err->message);
+				  "teacher %s is not ONNX, a PyTorch zip checkpoint or safetensors "
+				  "(read as ONNX: %s); name the teacher's weights file", path, why);
+	}
 out:
 	close(fd);
 	return rc;

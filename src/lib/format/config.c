@@ -92,6 +92,49 @@ int nx_cfg__check_keys(struct cfg *c, const nx_yaml_node *map, const char *where
 	return 0;
 }
 
+const char *const nx_input_role_keys[NX_INPUT_ROLES] = { "ids", "mask", "type_ids",
+							 "positions" };
+const char *const nx_input_default_names[NX_INPUT_ROLES] = { "input_ids", "attention_mask",
+							     "token_type_ids", "position_ids" };
+
+int nx_cfg__inputs(struct cfg *c, const nx_yaml_node *n, const char *key,
+		   char *names[NX_INPUT_ROLES])
+{
+	static const char *const valid[] = { "ids", "mask", "type_ids", "positions", NULL };
+	char sub[64];
+	size_t i, j;
+	int rc;
+
+	if ((rc = nx_cfg__want(c, n, key, NX_YAML_MAPPING,
+			       "a mapping {ids, mask, type_ids, positions} of model input names")) ||
+	    (rc = nx_cfg__check_keys(c, n, key, valid)))
+		return rc;
+	for (i = 0; i < NX_INPUT_ROLES; i++) {
+		const nx_yaml_node *v = nx_yaml_map_get(n, nx_input_role_keys[i]);
+
+		if (!v)
+			continue;
+		snprintf(sub, sizeof(sub), "%s.%s", key, nx_input_role_keys[i]);
+		if ((rc = nx_cfg__string(c, v, sub, nx_cfg__nonempty, &names[i])))
+			return rc;
+		for (j = 0; j < i; j++)
+			if (names[j] && !strcmp(names[j], names[i]))
+				return nx_error_set(c->err, NX_ECONFIG, c->path, v->line, -1,
+						    "%s: input '%s' is named for two roles", key,
+						    names[i]);
+	}
+	return 0;
+}
+
+int nx_cfg__syntax_is_config(int rc, nx_error *err)
+{
+	if (rc != NX_EFORMAT)
+		return rc;
+	if (err)
+		err->code = NX_ECONFIG;
+	return NX_ECONFIG;
+}
+
 int nx_cfg__missing(struct cfg *c, const nx_yaml_node *map, const char *key)
 {
 	return nx_error_set(c->err, NX_ECONFIG, c->path, map->line, -1,

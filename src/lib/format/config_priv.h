@@ -15,6 +15,7 @@
 struct cfg {
 	const char *path;
 	nx_error *err;
+	const nx_yaml_node *root;  /* the document (nexus.yaml: for all-missing-keys errors) */
 };
 
 /* Validates one string of a list or key; 0 or an error set on c. */
@@ -23,6 +24,13 @@ typedef int (*cfg_check_fn)(struct cfg *c, const nx_yaml_node *n, const char *ke
 /* Every key of map must be in valid[] (NULL-terminated). */
 int nx_cfg__check_keys(struct cfg *c, const nx_yaml_node *map, const char *where,
 		   const char *const *valid);
+/* A YAML syntax error (NX_EFORMAT) of a configuration file is a configuration
+ * error (NX_ECONFIG, exit 2), as an unknown key is; other codes unchanged. */
+int nx_cfg__syntax_is_config(int rc, nx_error *err);
+/* An `inputs:` mapping {ids, mask, type_ids, positions} of input names
+ * into names[] (unset roles stay NULL; the caller frees the strings). */
+int nx_cfg__inputs(struct cfg *c, const nx_yaml_node *n, const char *key,
+		   char *names[NX_INPUT_ROLES]);
 int nx_cfg__missing(struct cfg *c, const nx_yaml_node *map, const char *key);
 int nx_cfg__want(struct cfg *c, const nx_yaml_node *n, const char *key,
 	     enum nx_yaml_type type, const char *what);

@@ -10,7 +10,7 @@
 static const char *const keys[] = {
 	"task", "labels", "scores", "pooling", "output_dims", "normalize", "max_sequence_length",
 	"batch_size", "threads", "integrity", "graph_optimization", "output",
-	"python_packages", NULL
+	"python_packages", "inputs", NULL
 };
 /* Indexed by enum nx_task / nx_pooling / nx_integrity. */
 static const char *const tasks[] = { "classification", "embedding", "raw", "rerank", NULL };
@@ -27,6 +27,8 @@ void nx_runtime_config_free(nx_runtime_config *rc)
 	free(rc->graph_optimization);
 	free(rc->output);
 	nx_cfg__strv_free(rc->python_packages, rc->npython_packages);
+	for (int i = 0; i < NX_INPUT_ROLES; i++)
+		free(rc->inputs[i]);
 	free(rc);
 }
 
@@ -119,6 +121,8 @@ static int parse_root(struct cfg *c, const nx_yaml_node *root, nx_runtime_config
 	    (r = nx_cfg__string_list(c, v, "python_packages", nx_cfg__module, true,
 				 &rc->python_packages, &rc->npython_packages)))
 		return r;
+	if ((v = nx_yaml_map_get(root, "inputs")) && (r = nx_cfg__inputs(c, v, "inputs", rc->inputs)))
+		return r;
 	return 0;
 }
 
@@ -131,7 +135,7 @@ int nx_runtime_config_parse(nx_runtime_config **out, const char *buf,
 	int r;
 
 	if ((r = nx_yaml_parse(&root, buf, len, path, err)))
-		return r;
+		return nx_cfg__syntax_is_config(r, err);
 	if (!(rc = calloc(1, sizeof(*rc)))) {
 		r = nx_cfg__oom(&c);
 		goto out_root;

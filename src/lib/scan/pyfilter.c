@@ -245,8 +245,11 @@ static int add_bound(struct filt *f, size_t tok)
 }
 
 /*
- * Replace the statement tokens s..last with `text` (or `pass` if NULL),
- * padded with newlines so that line numbers after it do not move.
+ * Replace the statement tokens s..last with `text` (or, if NULL, `pass`),
+ * padded with newlines so that line numbers after it do not move.  A
+ * removed statement alone on its lines at the top level (column 0, where
+ * no block can become empty) leaves nothing behind: not `pass`, nor its
+ * comment (`# noqa: F401` spoke of the import), only empty lines.
  */
 static int emit_edit(struct filt *f, size_t s, size_t last, const char *text)
 {
@@ -254,9 +257,10 @@ static int emit_edit(struct filt *f, size_t s, size_t last, const char *text)
 	size_t after = sig(f, last + 1);
 	int plain = after >= f->ntok || f->tok[after].kind == NX_PY_NEWLINE ||
 		    f->tok[after].kind == NX_PY_ENDMARKER;
+	int top = plain && (a == 0 || f->src[a - 1] == '\n' || f->src[a - 1] == '\r');
 
 	if (sb_add(&f->out, f->src + f->copied, a - f->copied) ||
-	    sb_str(&f->out, text ? text : "pass"))
+	    sb_str(&f->out, text ? text : top ? "" : "pass"))
 		return NX_ENOMEM;
 	/* a newline ends the statement unless more code follows on its line */
 	for (p = a; p < b; p++) {
@@ -267,6 +271,8 @@ static int emit_edit(struct filt *f, size_t s, size_t last, const char *text)
 			return NX_ENOMEM;
 	}
 	f->copied = b;
+	if (!text && top && last + 1 < f->ntok && f->tok[last + 1].kind == NX_PY_COMMENT)
+		f->copied = f->tok[last + 1].start + f->tok[last + 1].len;
 	return 0;
 }
 

@@ -204,6 +204,22 @@ size_t nx_report_count(const nx_report *r, const char *code)
 	return n;
 }
 
+int nx_report_rename_path(nx_report *r, const char *from, const char *to)
+{
+	size_t i;
+	char *s;
+
+	for (i = 0; i < r->nfindings; i++) {
+		if (!r->findings[i].path || strcmp(r->findings[i].path, from))
+			continue;
+		if (!(s = strdup(to)))
+			return NX_ENOMEM;
+		free(r->findings[i].path);
+		r->findings[i].path = s;
+	}
+	return 0;
+}
+
 static size_t count_for(const nx_report *r, const char *id)
 {
 	size_t i, n = 0;

@@ -128,11 +128,16 @@ int nx_vfy__size(struct vfy_ctx *c, bool *skipped, nx_error *err)
 	if (measure(&total, &explained, c, s) != 0)
 		return nx_error_oom(err, NULL);
 	max = c->pol.max_model_bytes;
-	if (total > max)
+	if (total > max) {
+		char a[NX_SIZE_STR_MAX], b[NX_SIZE_STR_MAX];
+
 		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "model-too-large", NX_MODEL_PATH, 0,
-				   "the model is %llu bytes, over the threshold of %llu bytes: a larger "
-				   "(teacher?) model may have been packaged", (unsigned long long)total,
-				   (unsigned long long)max);
+				   "the model is %s (%llu bytes), over the threshold of %s "
+				   "(limits.max_model_bytes in nexus.yaml, or --max-model-bytes): a "
+				   "larger (teacher?) model may have been packaged",
+				   nx_size_str(a, (unsigned long long)total), (unsigned long long)total,
+				   nx_size_str(b, (unsigned long long)max));
+	}
 	limit = (uint64_t)((double)explained * (1.0 + slack)) + STRUCTURE_ALLOWANCE +
 		(uint64_t)NODE_ALLOWANCE * s->nnodes;
 	if (!rc && total > limit)

@@ -58,8 +58,12 @@ int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err)
 				rc = nx_error_set(err, e.code, t, 0, -1, "%s", e.message);
 				goto out;
 			}
-			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "teacher-unreadable", NULL, 0,
-					   "teacher %s could not be fingerprinted: %s", t, e.message);
+			/* e.message names the teacher already, most of the time */
+			rc = strstr(e.message, t)
+				? nx_report_add(c->r, CHECK, NX_SEV_FAIL, "teacher-unreadable", NULL, 0,
+						"no fingerprint taken: %s", e.message)
+				: nx_report_add(c->r, CHECK, NX_SEV_FAIL, "teacher-unreadable", NULL, 0,
+						"teacher %s could not be fingerprinted: %s", t, e.message);
 			if (rc)
 				goto out;
 			continue;
