@@ -62,7 +62,11 @@ def add_include(text):
 
 
 def main():
-    check = "--check" in sys.argv[1:]
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true",
+                    help="list what would change and exit 1 if anything; write nothing")
+    check = ap.parse_args().check
     table = names()
     changed = []
     for p in sorted((ROOT / "src").rglob("*.c")):
