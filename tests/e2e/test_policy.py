@@ -103,7 +103,7 @@ def test_build_records_the_policy_it_enforced(nexus, tmp_path):
         "forbidden_terms: [wandb]\n"
         "allow_shared_tensors: [{name: classifier.weight, reason: shared head}]\n"))
     m = manifest(b)
-    assert m["schema_version"] == "1.1"
+    assert m["schema_version"] == "1.2"
     p = m["policy"]
     assert p["max_model_bytes"] == 4 << 20
     assert p["max_leak_bytes"] == 65536   # the default budget, enforced
