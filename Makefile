@@ -33,7 +33,7 @@ RT_LIBS  := -Wl,-Bstatic -lcrypto -ljansson -lyaml -lutf8proc -lpcre2-8 -Wl,-Bdy
 # it.  A new folder under src/lib/ is one word in LAYERS.  PROD_LAYERS are
 # all that bin/nexus_cli, the runtime shipped to production hosts, may link.
 LAYERS      := util lib/tokenizer lib/format lib/onnx lib/scan lib/export lib/sandbox \
-               lib/fingerprint lib/verify lib/build lib/oci
+               lib/fingerprint lib/verify lib/build lib/oci lib/pack
 PROD_LAYERS := util lib/tokenizer lib/format lib/onnx
 STRAY := $(filter-out $(addprefix src/,$(addsuffix /,$(LAYERS))),$(sort $(dir $(wildcard src/lib/*.c src/lib/*/*.c))))
 ifneq ($(STRAY),)

@@ -306,3 +306,15 @@ void cli_stage_guard_install(void)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 }
+
+void cli_human_size(char *out, size_t n, uint64_t b)
+{
+	if (b >= 1024ull * 1024 * 1024)
+		snprintf(out, n, "%.1f GiB", (double)b / (1024.0 * 1024 * 1024));
+	else if (b >= 1024 * 1024)
+		snprintf(out, n, "%.1f MiB", (double)b / (1024.0 * 1024));
+	else if (b >= 1024)
+		snprintf(out, n, "%.1f KiB", (double)b / 1024.0);
+	else
+		snprintf(out, n, "%llu B", (unsigned long long)b);
+}

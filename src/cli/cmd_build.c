@@ -69,18 +69,6 @@ static int source_date_epoch(int64_t *out)
 	return 0;
 }
 
-static void human_size(char *out, size_t n, uint64_t b)
-{
-	if (b >= 1024ull * 1024 * 1024)
-		snprintf(out, n, "%.1f GiB", (double)b / (1024.0 * 1024 * 1024));
-	else if (b >= 1024 * 1024)
-		snprintf(out, n, "%.1f MiB", (double)b / (1024.0 * 1024));
-	else if (b >= 1024)
-		snprintf(out, n, "%.1f KiB", (double)b / 1024.0);
-	else
-		snprintf(out, n, "%llu B", (unsigned long long)b);
-}
-
 /* The self-verification's findings (WARN and FAIL), one per line. */
 static void print_findings(const nx_report *rep, FILE *f)
 {
@@ -107,7 +95,7 @@ static void print_human(const struct nx_build_result *r, const char *path)
 	size_t i;
 	int s;
 
-	human_size(size, sizeof(size), r->bytes);
+	cli_human_size(size, sizeof(size), r->bytes);
 	printf("built %s\n", path);
 	printf("  bundle_id     %s\n", r->bundle_id);
 	printf("  architecture  %s\n", r->architecture);
