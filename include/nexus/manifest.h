@@ -211,6 +211,9 @@ int nx_manifest_write_atomic(int dirfd, const nx_manifest *m, nx_error *err);
 /* Entry with exactly this path, or NULL.  Binary search; borrowed pointer. */
 const struct nx_manifest_file *nx_manifest_find(const nx_manifest *m, const char *path);
 
+/* Is some listed file beneath directory dir ("a/b", no trailing slash)? */
+bool nx_manifest_has_dir(const nx_manifest *m, const char *dir);
+
 /* Free m and everything it owns.  Accepts NULL. */
 void nx_manifest_free(nx_manifest *m);
 

@@ -270,10 +270,18 @@ def test_schema_1_0_bundle_still_verifies(nexus, tmp_path):
     """An older bundle (no policy, no runtime record) keeps verifying."""
     b = built(nexus, tmp_path)
 
+    def to_1_1(m):       # before files[].mode
+        for f in m["files"]:
+            del f["mode"]
+        m["schema_version"] = "1.1"
+
     def downgrade(m):
         del m["policy"], m["runtime"]
         m["schema_version"] = "1.0"
 
+    rewrite(b, edit=to_1_1)
+    rc, rep = verify(nexus, b, "--teacher", tmp_path / "ws-b/artifacts/teacher.onnx")
+    assert rc == 0 and codes(rep, "FAIL") == set(), rep["findings"]
     rewrite(b, edit=downgrade)
     rc, rep = verify(nexus, b, "--teacher", tmp_path / "ws-b/artifacts/teacher.onnx")
     assert rc == 0 and codes(rep, "FAIL") == set(), rep["findings"]

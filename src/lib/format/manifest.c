@@ -243,6 +243,19 @@ const struct nx_manifest_file *nx_manifest_find(const nx_manifest *m, const char
 	return found ? &m->files[i] : NULL;
 }
 
+bool nx_manifest_has_dir(const nx_manifest *m, const char *dir)
+{
+	size_t dl = strlen(dir), i;
+	int found;
+
+	/* "a/b-c" sorts between "a/b" and "a/b/...": walk on while the prefix holds */
+	for (i = lower_bound(m, dir, &found); i < m->nfiles &&
+	     !strncmp(m->files[i].path, dir, dl); i++)
+		if (m->files[i].path[dl] == '/')
+			return true;
+	return false;
+}
+
 int nx_manifest_add_file(nx_manifest *m, const char *path,
 			 const unsigned char sha256[NX_SHA256_LEN], uint64_t size,
 			 nx_error *err)

@@ -37,17 +37,6 @@ int nx_pack__open_bundle(int *dirfd_out, nx_manifest **m_out, const char *path, 
 	return 0;
 }
 
-/* A directory belongs to the bundle when some listed file is beneath it. */
-static bool dir_of_bundle(const nx_manifest *m, const char *dir)
-{
-	size_t i, dl = strlen(dir);
-
-	for (i = 0; i < m->nfiles; i++)
-		if (!strncmp(m->files[i].path, dir, dl) && m->files[i].path[dl] == '/')
-			return true;
-	return false;
-}
-
 int nx_pack__walk_bundle(struct nx_fs_entry **out, size_t *n, int dirfd, const nx_manifest *m,
 			 const char *bundle, nx_error *err)
 {
@@ -59,7 +48,7 @@ int nx_pack__walk_bundle(struct nx_fs_entry **out, size_t *n, int dirfd, const n
 		return rc;
 	for (i = 0; i < ne; i++) {
 		const char *p = e[i].path;
-		bool ok = S_ISDIR(e[i].mode) ? dir_of_bundle(m, p) :
+		bool ok = S_ISDIR(e[i].mode) ? nx_manifest_has_dir(m, p) :
 			  S_ISREG(e[i].mode) && (!strcmp(p, NX_MANIFEST_NAME) || nx_manifest_find(m, p));
 
 		if (!ok) {

@@ -175,7 +175,7 @@ static int read_members(struct unpacker *u, const nx_manifest *m, nx_stage *st)
 {
 	bool *seen = calloc(m->nfiles + 1, sizeof(*seen)), end = false;
 	struct archive_entry *ent;
-	size_t i, n = 0;
+	size_t i;
 	int rc = 0, fd = -1;
 
 	if (!seen)
@@ -225,8 +225,9 @@ static int read_members(struct unpacker *u, const nx_manifest *m, nx_stage *st)
 					  "records; nothing was unpacked", u->archive, name);
 		close(fd);
 		fd = -1;
-		n++;
 	}
+	if (fd >= 0)
+		close(fd);
 	for (i = 0; !rc && i < m->nfiles; i++)
 		if (!seen[i])
 			rc = nx_error_set(u->err, NX_EFORMAT, u->archive, 0, -1,

@@ -265,25 +265,6 @@ out_free:
 	return rc;
 }
 
-/* A directory is explained by the manifest when some listed file is in it. */
-static bool dir_listed(const nx_manifest *m, const char *dir)
-{
-	size_t lo = 0, hi = m->nfiles, dl = strlen(dir);
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (strcmp(m->files[mid].path, dir) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	for (; lo < m->nfiles && !strncmp(m->files[lo].path, dir, dl); lo++)
-		if (m->files[lo].path[dl] == '/')
-			return true;
-	return false;
-}
-
 static int load_manifest(struct vfy_ctx *c)
 {
 	long i = nx_vfy__find(c, NX_MANIFEST_NAME);
@@ -331,7 +312,7 @@ static int compare(struct vfy_ctx *c)
 		if (!S_ISREG(e->mode) && !S_ISDIR(e->mode))
 			continue;
 		if (S_ISDIR(e->mode)) {
-			if (!dir_listed(c->m, e->path) &&
+			if (!nx_manifest_has_dir(c->m, e->path) &&
 			    (rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "extra-dir", e->path, 0,
 						"directory %s holds no file of the manifest", e->path)))
 				goto out_free;
