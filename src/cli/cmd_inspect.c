@@ -213,6 +213,7 @@ static int do_export(int fd, const char *path, struct export_args *a, bool json)
 	if (json) {
 		json_t *j = export_json(&r);
 
+		json_object_set_new(j, "schema", json_string("nexus.inspect-export.v1"));
 		rc = json_dumpf(j, stdout, JSON_INDENT(2) | JSON_SORT_KEYS) == 0 &&
 		     fputc('\n', stdout) != EOF ? 0 : 3;
 		json_decref(j);
@@ -355,6 +356,7 @@ static int print_json(const nx_onnx_summary *s, json_t *preview)
 	json_object_set_new(root, "unknown_fields", json_integer((json_int_t)s->unknown_fields));
 	json_object_set_new(root, "first_unknown_offset", json_integer(s->first_unknown_offset));
 	json_object_set_new(root, "export_preview", preview);
+	json_object_set_new(root, "schema", json_string("nexus.inspect.v1"));
 	if (!root) {
 		fprintf(stderr, "nexus inspect: error: cannot build the JSON output (out of memory?)\n");
 		return 3;
@@ -463,7 +465,8 @@ static int fingerprint(const char *model, const struct export_args *a, bool json
 							     (json_int_t)m[i].bytes, "partial",
 							     m[i].partial, "transposed",
 							     m[i].transposed, "values", m[i].values));
-		root = json_pack("{s:o, s:I, s:I}", "shared_tensors", arr, "teacher_tensors",
+		root = json_pack("{s:s, s:o, s:I, s:I}", "schema", "nexus.inspect-teacher.v1",
+				 "shared_tensors", arr, "teacher_tensors",
 				 (json_int_t)nx_fp_set_count(set), "compressed_records",
 				 (json_int_t)nx_fp_set_compressed(set));
 		json_dumpf(root, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
