@@ -33,8 +33,8 @@ struct packer {
 static int ar_fail(struct packer *p, const char *what)
 {
 	return nx_error_set(p->err, NX_EIO, p->bundle, 0, -1, "cannot %s: %s", what,
-			    p->ar->archive_error_string(p->a) ?
-			    p->ar->archive_error_string(p->a) : "libarchive error");
+			    p->ar->error_string(p->a) ?
+			    p->ar->error_string(p->a) : "libarchive error");
 }
 
 /* "2026-11-27T01:02:03Z" (checked by the manifest parser) as a time_t. */
@@ -52,20 +52,20 @@ static int header(struct packer *p, const char *path, uint64_t size, unsigned mo
 {
 	const struct nx_pack__ar *ar = p->ar;
 
-	ar->archive_entry_clear(p->ent);
-	ar->archive_entry_set_pathname(p->ent, path);
-	ar->archive_entry_set_filetype(p->ent, AE_IFREG);
-	ar->archive_entry_set_perm(p->ent, mode);
-	ar->archive_entry_set_size(p->ent, (la_int64_t)size);
-	ar->archive_entry_set_mtime(p->ent, p->mtime, 0);
-	if (ar->archive_write_header(p->a, p->ent) != ARCHIVE_OK)
+	ar->entry_clear(p->ent);
+	ar->entry_set_pathname(p->ent, path);
+	ar->entry_set_filetype(p->ent, AE_IFREG);
+	ar->entry_set_perm(p->ent, mode);
+	ar->entry_set_size(p->ent, (la_int64_t)size);
+	ar->entry_set_mtime(p->ent, p->mtime, 0);
+	if (ar->write_header(p->a, p->ent) != ARCHIVE_OK)
 		return ar_fail(p, "write an archive header");
 	return 0;
 }
 
 static int data(struct packer *p, const void *buf, size_t len)
 {
-	if (len && p->ar->archive_write_data(p->a, buf, len) != (la_ssize_t)len)
+	if (len && p->ar->write_data(p->a, buf, len) != (la_ssize_t)len)
 		return ar_fail(p, "write to the archive");
 	return 0;
 }
@@ -132,18 +132,18 @@ static int write_archive(struct packer *p, int outfd, int dirfd, const nx_manife
 	size_t i;
 	int rc;
 
-	if (!(p->a = ar->archive_write_new()) || !(p->ent = ar->archive_entry_new()))
+	if (!(p->a = ar->write_new()) || !(p->ent = ar->entry_new()))
 		return nx_error_oom(p->err, p->bundle);
-	if (ar->archive_write_set_format_pax_restricted(p->a) != ARCHIVE_OK)
+	if (ar->write_set_format_pax_restricted(p->a) != ARCHIVE_OK)
 		return ar_fail(p, "set the tar format");
 	if (o->zstd_level > 0) {
 		snprintf(level, sizeof(level), "%d", o->zstd_level);
-		if (ar->archive_write_add_filter_zstd(p->a) != ARCHIVE_OK ||
-		    ar->archive_write_set_filter_option(p->a, "zstd", "compression-level",
+		if (ar->write_add_filter_zstd(p->a) != ARCHIVE_OK ||
+		    ar->write_set_filter_option(p->a, "zstd", "compression-level",
 							level) != ARCHIVE_OK)
 			return ar_fail(p, "set up zstd compression");
 	}
-	if (ar->archive_write_open_fd(p->a, outfd) != ARCHIVE_OK)
+	if (ar->write_open_fd(p->a, outfd) != ARCHIVE_OK)
 		return ar_fail(p, "start the archive");
 	/* manifest.json first: unpack reads it before any other member */
 	if ((rc = header(p, NX_MANIFEST_NAME, mlen, 0444)) || (rc = data(p, mjson, mlen)))
@@ -151,7 +151,7 @@ static int write_archive(struct packer *p, int outfd, int dirfd, const nx_manife
 	for (i = 0; i < m->nfiles; i++)
 		if ((rc = member(p, dirfd, &m->files[i])))
 			return rc;
-	if (ar->archive_write_close(p->a) != ARCHIVE_OK)
+	if (ar->write_close(p->a) != ARCHIVE_OK)
 		return ar_fail(p, "finish the archive");
 	return 0;
 }
@@ -215,9 +215,9 @@ int nx_pack(struct nx_pack_result *out, const char *bundle, const char *out_file
 		*out = res;
 out:
 	if (p.a)
-		p.ar->archive_write_free(p.a);   /* closes nothing: the fd is ours */
+		p.ar->write_free(p.a);   /* closes nothing: the fd is ours */
 	if (p.ent)
-		p.ar->archive_entry_free(p.ent);
+		p.ar->entry_free(p.ent);
 	if (outfd >= 0)
 		close(outfd);
 	if (outfd >= 0 && tmp[0])

@@ -12,23 +12,25 @@
 #include "nexus/manifest.h"
 #include "nexus/pack.h"
 
-/* The libarchive functions used here, by the names libarchive.so.13 exports. */
+/* The libarchive functions used here: archive_<name> as libarchive.so.13
+ * exports them, held as table-><name> (a member named like the function
+ * would change its meaning in C++, which the header check compiles). */
 #define NX_PACK__AR_FUNCS(X) \
-	X(archive_error_string) \
-	X(archive_write_new) X(archive_write_set_format_pax_restricted) \
-	X(archive_write_add_filter_zstd) X(archive_write_set_filter_option) \
-	X(archive_write_open_fd) X(archive_write_header) X(archive_write_data) \
-	X(archive_write_close) X(archive_write_free) \
-	X(archive_entry_new) X(archive_entry_free) X(archive_entry_clear) \
-	X(archive_entry_set_pathname) X(archive_entry_set_size) X(archive_entry_set_filetype) \
-	X(archive_entry_set_perm) X(archive_entry_set_mtime) \
-	X(archive_read_new) X(archive_read_support_format_tar) \
-	X(archive_read_support_filter_zstd) X(archive_read_open_fd) \
-	X(archive_read_next_header) X(archive_read_data) X(archive_read_free) \
-	X(archive_entry_pathname) X(archive_entry_filetype) X(archive_entry_size) \
-	X(archive_entry_size_is_set) X(archive_entry_hardlink) X(archive_entry_symlink)
+	X(error_string) \
+	X(write_new) X(write_set_format_pax_restricted) \
+	X(write_add_filter_zstd) X(write_set_filter_option) \
+	X(write_open_fd) X(write_header) X(write_data) \
+	X(write_close) X(write_free) \
+	X(entry_new) X(entry_free) X(entry_clear) \
+	X(entry_set_pathname) X(entry_set_size) X(entry_set_filetype) \
+	X(entry_set_perm) X(entry_set_mtime) \
+	X(read_new) X(read_support_format_tar) \
+	X(read_support_filter_zstd) X(read_open_fd) \
+	X(read_next_header) X(read_data) X(read_free) \
+	X(entry_pathname) X(entry_filetype) X(entry_size) \
+	X(entry_size_is_set) X(entry_hardlink) X(entry_symlink)
 
-#define NX_PACK__AR_SLOT(name) __typeof__(name) *name;
+#define NX_PACK__AR_SLOT(name) __typeof__(archive_##name) *name;
 struct nx_pack__ar {
 	NX_PACK__AR_FUNCS(NX_PACK__AR_SLOT)
 };

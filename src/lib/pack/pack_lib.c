@@ -20,7 +20,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static void load(void)
 {
 	static const char *const names[] = {
-#define NAME(name) #name,
+#define NAME(name) "archive_" #name,
 		NX_PACK__AR_FUNCS(NAME)
 #undef NAME
 	};

@@ -29,7 +29,7 @@ struct unpacker {
 
 static int ar_fail(struct unpacker *u, const char *what)
 {
-	const char *why = u->ar->archive_error_string(u->a);
+	const char *why = u->ar->error_string(u->a);
 
 	return nx_error_set(u->err, NX_EFORMAT, u->archive, 0, -1,
 			    "%s: %s: %s; nothing was unpacked", u->archive, what,
@@ -41,27 +41,27 @@ static int next_member(struct unpacker *u, struct archive_entry **ent, bool *end
 {
 	const struct nx_pack__ar *ar = u->ar;
 	const char *name;
-	int r = ar->archive_read_next_header(u->a, ent);
+	int r = ar->read_next_header(u->a, ent);
 
 	*end = r == ARCHIVE_EOF;
 	if (*end)
 		return 0;
 	if (r != ARCHIVE_OK)
 		return ar_fail(u, "cannot read the next member");
-	name = ar->archive_entry_pathname(*ent);
+	name = ar->entry_pathname(*ent);
 	if (!name)
 		return nx_error_set(u->err, NX_EFORMAT, u->archive, 0, -1,
 				    "%s: a member has no name; nothing was unpacked", u->archive);
-	if (ar->archive_entry_hardlink(*ent) || ar->archive_entry_symlink(*ent) ||
-	    ar->archive_entry_filetype(*ent) != AE_IFREG)
+	if (ar->entry_hardlink(*ent) || ar->entry_symlink(*ent) ||
+	    ar->entry_filetype(*ent) != AE_IFREG)
 		return nx_error_set(u->err, NX_EUNSAFE, u->archive, 0, -1,
 				    "%s: member '%.256s' is %s, not a regular file: bundles hold "
 				    "regular files only; nothing was unpacked", u->archive, name,
-				    ar->archive_entry_hardlink(*ent) ? "a hard link" :
-				    ar->archive_entry_symlink(*ent) ? "a symbolic link" :
-				    ar->archive_entry_filetype(*ent) == AE_IFDIR ? "a directory" :
+				    ar->entry_hardlink(*ent) ? "a hard link" :
+				    ar->entry_symlink(*ent) ? "a symbolic link" :
+				    ar->entry_filetype(*ent) == AE_IFDIR ? "a directory" :
 				    "a special file");
-	if (!ar->archive_entry_size_is_set(*ent) || ar->archive_entry_size(*ent) < 0)
+	if (!ar->entry_size_is_set(*ent) || ar->entry_size(*ent) < 0)
 		return nx_error_set(u->err, NX_EFORMAT, u->archive, 0, -1,
 				    "%s: member '%.256s' has no size; nothing was unpacked",
 				    u->archive, name);
@@ -76,7 +76,7 @@ static int member_data(struct unpacker *u, int fd, char *buf, uint64_t size, con
 	uint64_t got = 0;
 
 	for (;;) {
-		la_ssize_t n = u->ar->archive_read_data(u->a, u->buf, UNPACK_BUF);
+		la_ssize_t n = u->ar->read_data(u->a, u->buf, UNPACK_BUF);
 
 		if (n < 0)
 			return ar_fail(u, "cannot read a member's data (a truncated or damaged "
@@ -128,11 +128,11 @@ static int read_manifest(struct unpacker *u, nx_manifest **m, char **mjson, size
 
 	if ((rc = next_member(u, &ent, &end)))
 		return rc;
-	if (end || strcmp(u->ar->archive_entry_pathname(ent), NX_MANIFEST_NAME))
+	if (end || strcmp(u->ar->entry_pathname(ent), NX_MANIFEST_NAME))
 		return nx_error_set(u->err, NX_EFORMAT, u->archive, 0, -1,
 				    "%s: the first member must be manifest.json (an archive made by "
 				    "nexus pack); nothing was unpacked", u->archive);
-	size = (uint64_t)u->ar->archive_entry_size(ent);
+	size = (uint64_t)u->ar->entry_size(ent);
 	if (size > NX_MANIFEST_MAX)
 		return nx_error_set(u->err, NX_ELIMIT, u->archive, 0, -1,
 				    "%s: manifest.json is larger than %u bytes; nothing was unpacked",
@@ -189,7 +189,7 @@ static int read_members(struct unpacker *u, const nx_manifest *m, nx_stage *st)
 
 		if ((rc = next_member(u, &ent, &end)) || end)
 			break;
-		name = u->ar->archive_entry_pathname(ent);
+		name = u->ar->entry_pathname(ent);
 		if (nx_manifest_path_check(name, &pe)) {
 			rc = nx_error_set(u->err, NX_EUNSAFE, u->archive, 0, -1,
 					  "%s: %s; nothing was unpacked", u->archive, pe.message);
@@ -203,11 +203,11 @@ static int read_members(struct unpacker *u, const nx_manifest *m, nx_stage *st)
 			break;
 		}
 		seen[f - m->files] = true;
-		if ((uint64_t)u->ar->archive_entry_size(ent) != f->size) {
+		if ((uint64_t)u->ar->entry_size(ent) != f->size) {
 			rc = nx_error_set(u->err, NX_ELIMIT, u->archive, 0, -1,
 					  "%s: member %s is %lld bytes, its manifest declares %llu; "
 					  "nothing was unpacked", u->archive, name,
-					  (long long)u->ar->archive_entry_size(ent),
+					  (long long)u->ar->entry_size(ent),
 					  (unsigned long long)f->size);
 			break;
 		}
@@ -283,14 +283,14 @@ int nx_unpack(struct nx_unpack_result *out, const char *archive, const char *out
 					   "%s is not a regular file", archive);
 		goto out;
 	}
-	if (!(u.buf = malloc(UNPACK_BUF)) || !(u.a = u.ar->archive_read_new())) {
+	if (!(u.buf = malloc(UNPACK_BUF)) || !(u.a = u.ar->read_new())) {
 		rc = nx_error_oom(err, archive);
 		goto out;
 	}
 	/* tar only (pax, ustar, GNU), plain or zstd: nothing else is a nexus pack */
-	if (u.ar->archive_read_support_format_tar(u.a) != ARCHIVE_OK ||
-	    u.ar->archive_read_support_filter_zstd(u.a) != ARCHIVE_OK ||
-	    u.ar->archive_read_open_fd(u.a, fd, 64 << 10) != ARCHIVE_OK) {
+	if (u.ar->read_support_format_tar(u.a) != ARCHIVE_OK ||
+	    u.ar->read_support_filter_zstd(u.a) != ARCHIVE_OK ||
+	    u.ar->read_open_fd(u.a, fd, 64 << 10) != ARCHIVE_OK) {
 		rc = ar_fail(&u, "cannot open the archive");
 		goto out;
 	}
@@ -316,7 +316,7 @@ out:
 		o->on_stage(o->stage_ctx, NULL);
 	nx_stage_free(st);
 	if (u.a)
-		u.ar->archive_read_free(u.a);
+		u.ar->read_free(u.a);
 	if (fd >= 0)
 		close(fd);
 	if (out) {
