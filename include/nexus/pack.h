@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nexus/bundle.h"
 #include "nexus/error.h"
 #include "nexus/fs.h"
 #include "nexus/manifest.h"
@@ -132,9 +133,6 @@ typedef struct nx_bundle_desc {
 	enum nx_sig_status sig;    /* against the keys given; unsigned, unknown-key, ... */
 	char keyid[NX_KEY_ID_LEN + 1]; /* the key id the signature names, "" none */
 } nx_bundle_desc;
-
-/* The bundle's model, relative to the bundle directory. */
-#define NX_BUNDLE_MODEL_PATH "model/student_model.onnx"
 
 /*
  * Describe the bundle directory at path (its manifest must parse: NX_EFORMAT

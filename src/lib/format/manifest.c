@@ -104,7 +104,7 @@ unsigned nx_manifest_file_mode(const struct nx_manifest_file *f)
 {
 	if (f->mode)
 		return f->mode;
-	return !strcmp(f->path, "bin/nexus_cli") ? 0555 : 0444;
+	return !strcmp(f->path, NX_BUNDLE_CLI) ? 0555 : 0444;
 }
 
 int nx_manifest_set_v11(nx_manifest *m, nx_manifest_policy *policy, const char *runtime_version,

@@ -28,7 +28,7 @@ static int digest_external(struct nx_bundle_tensor *bt, int dirfd, nx_error *err
 
 	if (!t->ext_location || t->ext_length < 0 || t->ext_offset < 0)
 		return 0;   /* nothing to name: verify reports such a model */
-	snprintf(rel, sizeof(rel), "model/%s", t->ext_location);
+	snprintf(rel, sizeof(rel), NX_BUNDLE_MODEL_DIR "/%s", t->ext_location);
 	if ((rc = nx_fs_open_regular(&fd, NULL, dirfd, rel, UINT64_MAX, err)))
 		return rc;
 	rc = nx_sha256_range(bt->sha256, fd, (uint64_t)t->ext_offset, (uint64_t)t->ext_length,
@@ -50,9 +50,9 @@ static int digest(struct nx_bundle_tensor *bt, int dirfd, int fd, nx_error *err)
 		return 0;
 	if (!(ctx = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
 		EVP_MD_CTX_free(ctx);
-		return nx_error_oom(err, NX_BUNDLE_MODEL_PATH);
+		return nx_error_oom(err, NX_MODEL_PATH);
 	}
-	rc = nx_onnx_tensor_read(fd, NX_BUNDLE_MODEL_PATH, bt->t, digest_piece, ctx, err);
+	rc = nx_onnx_tensor_read(fd, NX_MODEL_PATH, bt->t, digest_piece, ctx, err);
 	if (!rc && EVP_DigestFinal_ex(ctx, bt->sha256, &n))
 		bt->hashed = true;
 	EVP_MD_CTX_free(ctx);
@@ -75,16 +75,16 @@ static int load_model(nx_bundle_desc *d, int dirfd, bool digests, nx_error *err)
 	int fd = -1, rc = 0;
 
 	nx_error_clear(&me);
-	if (nx_fs_open_regular(&fd, NULL, dirfd, NX_BUNDLE_MODEL_PATH, UINT64_MAX, &me) ||
-	    nx_onnx_open(&d->model, fd, NX_BUNDLE_MODEL_PATH, &me)) {
+	if (nx_fs_open_regular(&fd, NULL, dirfd, NX_MODEL_PATH, UINT64_MAX, &me) ||
+	    nx_onnx_open(&d->model, fd, NX_MODEL_PATH, &me)) {
 		d->model = NULL;
 		if (!(d->model_error = strdup(me.message)))
-			rc = nx_error_oom(err, NX_BUNDLE_MODEL_PATH);
+			rc = nx_error_oom(err, NX_MODEL_PATH);
 		goto out;
 	}
 	s = nx_onnx_summary_get(d->model);
 	if (!(d->tensors = calloc(s->ntensors + 1, sizeof(*d->tensors)))) {
-		rc = nx_error_oom(err, NX_BUNDLE_MODEL_PATH);
+		rc = nx_error_oom(err, NX_MODEL_PATH);
 		goto out;
 	}
 	for (i = 0; i < s->ntensors; i++)
