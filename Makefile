@@ -11,7 +11,8 @@ BUILD      ?= build
 CC         ?= cc
 PYTHON     ?= /usr/bin/python3
 NEXUS_CACHE ?= $(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME),$(HOME)/.cache)/nexus
-ORT_DIR    ?= $(NEXUS_CACHE)/onnxruntime-1.30.0
+ORT_VERSION := 1.30.0
+ORT_DIR    ?= $(NEXUS_CACHE)/onnxruntime-$(ORT_VERSION)
 ORT_LIB    := $(ORT_DIR)/lib/libonnxruntime.so.1
 ORT_INC    := $(ORT_DIR)/include
 
@@ -33,7 +34,7 @@ RT_LIBS  := -Wl,-Bstatic -lcrypto -ljansson -lyaml -lutf8proc -lpcre2-8 -Wl,-Bdy
 # it.  A new folder under src/lib/ is one word in LAYERS.  PROD_LAYERS are
 # all that bin/nexus_cli, the runtime shipped to production hosts, may link.
 LAYERS      := util lib/tokenizer lib/format lib/onnx lib/scan lib/export lib/sandbox \
-               lib/fingerprint lib/verify lib/build lib/oci
+               lib/fingerprint lib/verify lib/build lib/oci lib/pack
 PROD_LAYERS := util lib/tokenizer lib/format lib/onnx
 STRAY := $(filter-out $(addprefix src/,$(addsuffix /,$(LAYERS))),$(sort $(dir $(wildcard src/lib/*.c src/lib/*/*.c))))
 ifneq ($(STRAY),)
@@ -75,7 +76,7 @@ Q =
 msg = @true
 endif
 
-.PHONY: all check-layers check-symbols lint check test unit fuzz-replay torture e2e e2e-asan asan fuzz install uninstall clean demo bench setup
+.PHONY: FORCE all check-layers check-symbols lint check test unit fuzz-replay torture e2e e2e-asan asan fuzz install uninstall clean demo bench setup
 all: $(NEXUS) $(NX_CLI) $(RT_ORT) $(TRUSTED) $(UT_BIN) $(FZ_BIN)
 
 $(ORT_LIB) $(ORT_INC)/onnxruntime_c_api.h:
@@ -85,6 +86,24 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(call msg,CC,$<)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+# What --version prints besides VERSION (both programs): the commit, the
+# ONNX Runtime packaged, and a build date that is SOURCE_DATE_EPOCH's or the
+# commit's, so that rebuilding one commit gives the same bytes.  The header
+# is rewritten only when a value changes, and only the two main.c include it.
+BUILD_INFO := $(BUILD)/gen/nx_build_info.h
+$(BUILD_INFO): FORCE
+	@mkdir -p $(@D)
+	@c=$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown); \
+	if [ -n "$$SOURCE_DATE_EPOCH" ]; then d=$$(date -u -d "@$$SOURCE_DATE_EPOCH" +%Y-%m-%d); \
+	else d=$$(TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%d 2>/dev/null); fi; \
+	[ -n "$$d" ] || d=$$(date -u +%Y-%m-%d); \
+	printf '#define NX_COMMIT "%s"\n#define NX_BUILD_DATE "%s"\n#define NX_ORT_VERSION "%s"\n' \
+		"$$c" "$$d" "$(ORT_VERSION)" > $@.tmp; \
+	if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+FORCE:
+$(BUILD)/obj/src/cli/main.o $(BUILD)/obj/src/runtime/main.o: $(BUILD_INFO)
+$(BUILD)/obj/src/cli/main.o $(BUILD)/obj/src/runtime/main.o: CPPFLAGS += -I$(BUILD)/gen
 
 $(BUILD)/obj/src/runtime/%.o: CPPFLAGS += -I$(ORT_INC)
 $(RT_OBJ): $(ORT_INC)/onnxruntime_c_api.h
@@ -236,11 +255,16 @@ install: all
 	install -m 0644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -d $(DESTDIR)$(PREFIX)/share/man/man5
 	install -m 0644 docs/man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	@# the documents messages and man pages point at (docs/TRV.md, ...), and the JSON Schemas
+	install -d $(DESTDIR)$(PREFIX)/share/doc/nexus/schema
+	install -m 0644 README.md docs/TRV.md docs/FORMAT.md docs/INTERNALS.md \
+		docs/nexus_cli-serve.service $(DESTDIR)$(PREFIX)/share/doc/nexus/
+	install -m 0644 docs/schema/*.json $(DESTDIR)$(PREFIX)/share/doc/nexus/schema/
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/nexus $(DESTDIR)$(PREFIX)/share/man/man1/nexus*.1 \
 		$(DESTDIR)$(PREFIX)/share/man/man5/nexus.yaml.5
-	rm -rf $(DESTDIR)$(PREFIX)/libexec/nexus
+	rm -rf $(DESTDIR)$(PREFIX)/libexec/nexus $(DESTDIR)$(PREFIX)/share/doc/nexus
 
 clean:
 	rm -rf build build-asan

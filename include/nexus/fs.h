@@ -189,6 +189,13 @@ int nx_stage_publish(nx_stage *s, nx_error *err);
 void nx_stage_free(nx_stage *s);
 
 /*
+ * Remove parentfd/name and everything beneath it without following links,
+ * making read-only (0555) directories writable first.  NX_EIO naming path
+ * when something could not be removed (what could is gone).
+ */
+int nx_fs_remove_tree(int parentfd, const char *name, const char *path, nx_error *err);
+
+/*
  * Remove the staging tree using only async-signal-safe system calls and no
  * allocation, for a SIGINT/SIGTERM handler.  Does not free s; a no-op after
  * publish.  Returns 0 or -1.

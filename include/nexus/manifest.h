@@ -31,6 +31,8 @@ extern "C" {
  */
 #define NX_MANIFEST_SCHEMA "1.0"
 #define NX_MANIFEST_SCHEMA_1_1 "1.1"
+/* "1.2" is "1.1" plus files[].mode ("0444" or "0555"), required on every file. */
+#define NX_MANIFEST_SCHEMA_1_2 "1.2"
 #define NX_MANIFEST_SIGNED_PREFIX "nexus-manifest-v1\n"
 #define NX_MANIFEST_MAX (16u << 20)        /* bytes of manifest.json */
 #define NX_MANIFEST_FILES_MAX 65536        /* entries of "files" */
@@ -44,6 +46,7 @@ struct nx_manifest_file {
 	char *path;
 	unsigned char sha256[NX_SHA256_LEN];
 	uint64_t size;
+	unsigned mode;  /* 0444 or 0555 (schema 1.2); 0 when not recorded (1.0, 1.1) */
 };
 
 struct nx_manifest_shared {
@@ -120,6 +123,20 @@ int nx_manifest_set_v11(nx_manifest *m, nx_manifest_policy *policy, const char *
 /* Free a policy and everything it owns.  Accepts NULL. */
 void nx_manifest_policy_free(nx_manifest_policy *p);
 
+/*
+ * Record every file's mode (schema "1.2", after nx_manifest_set_v11): 0555
+ * where <dirfd>/<path> has its owner's execute bit, else 0444 - the modes
+ * nx_stage_seal gives them.  NX_EIO naming a file that cannot be stat'ed.
+ */
+int nx_manifest_set_modes(nx_manifest *m, int dirfd, nx_error *err);
+
+/*
+ * The mode a listed file must have: its recorded mode, or for a manifest
+ * without modes (1.0, 1.1) the rule those bundles were built by
+ * (bin/nexus_cli 0555, every other file 0444).
+ */
+unsigned nx_manifest_file_mode(const struct nx_manifest_file *f);
+
 /* True for a runtime path: "bin/nexus_cli" or "lib/<one component>". */
 bool nx_manifest_is_runtime_path(const char *path);
 
@@ -193,6 +210,9 @@ int nx_manifest_write_atomic(int dirfd, const nx_manifest *m, nx_error *err);
 
 /* Entry with exactly this path, or NULL.  Binary search; borrowed pointer. */
 const struct nx_manifest_file *nx_manifest_find(const nx_manifest *m, const char *path);
+
+/* Is some listed file beneath directory dir ("a/b", no trailing slash)? */
+bool nx_manifest_has_dir(const nx_manifest *m, const char *dir);
 
 /* Free m and everything it owns.  Accepts NULL. */
 void nx_manifest_free(nx_manifest *m);

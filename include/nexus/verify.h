@@ -161,6 +161,17 @@ void nx_verify_opts_init(struct nx_verify_opts *opts);
 int nx_verify_bundle(nx_report **out, int bundle_dirfd, const char *bundle_path,
 		     const struct nx_verify_opts *opts, nx_error *err);
 
+/*
+ * Verify a sealed stage (nexus/fs.h) whose every file the caller wrote and
+ * checked against the manifest's SHA-256 as it went (pull, unpack): the
+ * digests are taken as known (opts->digests_known).  *out is the report
+ * (the caller frees it) whenever verification ran.  A verdict of FAIL, or
+ * WARN under opts->strict, is NX_ECHECK: "the <what> bundle fails
+ * verification (verdict V); nothing was written to <final_path>".
+ */
+int nx_verify_stage(nx_report **out, int stage_dirfd, const char *final_path, const char *what,
+		    const struct nx_verify_opts *opts, nx_error *err);
+
 /* An empty report for bundle_path (may be NULL). */
 int nx_report_new(nx_report **out, const char *bundle_path, nx_error *err);
 

@@ -313,3 +313,4 @@ void cli_stage_guard_install(void)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 }
+

@@ -15,6 +15,8 @@
 #include "nexus/verify.h"
 #include "nexus/sandbox.h"
 
+typedef struct json_t json_t;
+
 /* One option of a verb.  `key` is what cli_next() returns for it. */
 struct cli_opt {
 	const char *name;  /* long name without "--" */
@@ -157,7 +159,6 @@ void cli_oci_release(struct cli_oci *r);
 void cli_oci_verify_opts(struct cli_oci *r, struct nx_verify_opts *vo);
 /* Print o (taken over; NULL: out of memory) as the one JSON document of
  * stdout: 0, or 3 when it cannot be printed. */
-struct json_t;
 int cli_oci_print_json(struct json_t *o);
 /* The FAIL (and WARN) findings of a report on stderr, one a line. */
 void cli_oci_findings(const char *verb, const nx_report *rep);
@@ -173,8 +174,18 @@ void cli_oci_progress(void *ctx, const char *what, uint64_t done, uint64_t total
 void cli_stage_guard(void *ctx, nx_stage *s);
 void cli_stage_guard_install(void);
 
+/* cmd_inspect.c: a graph input or output as {name, dtype, shape}. */
+struct nx_onnx_value;
+json_t *cli_onnx_value_json(const struct nx_onnx_value *v);
+/* cmd_bundle.c: <path>/manifest.json as a JSON tree (NULL if unreadable),
+ * for objects shown verbatim; parse it strictly with nx_manifest_load first. */
+json_t *cli_manifest_tree(const char *path);
+/* cmd_bundle.c: `nexus inspect BUNDLE` (a directory); an exit status. */
+int cli_inspect_bundle(const char *path, bool json, nx_key *const *keys, size_t nkeys);
+
 /* The verbs, one file each (cmd_<name>.c). */
 extern const struct cli_verb cmd_build, cmd_verify, cmd_inspect, cmd_keygen,
 	cmd_sign, cmd_manifest, cmd_run, cmd_push, cmd_pull, cmd_init;
+extern const struct cli_verb cmd_pack, cmd_unpack, cmd_fix_modes, cmd_rm, cmd_diff;
 
 #endif

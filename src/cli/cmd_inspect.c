@@ -8,14 +8,16 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "nexus/export.h"
 #include "nexus/fingerprint.h"
 #include "nexus/onnx.h"
+#include "nexus/sign.h"
 
 enum { OPT_JSON = 1, OPT_OUTPUT, OPT_KEEP, OPT_FORBID, OPT_EXPORT, OPT_NO_EXTRACT,
-       OPT_TEACHER, OPT_EXTERNAL, OPT_QUANTIZE, OPT_QEXCLUDE, OPT_QBLOCK };
+       OPT_TEACHER, OPT_EXTERNAL, OPT_QUANTIZE, OPT_QEXCLUDE, OPT_QBLOCK, OPT_PUBKEY };
 
 static const struct cli_opt opts[] = {
 	{ "json", 0, NULL, "print one JSON document instead of text", OPT_JSON },
@@ -39,6 +41,8 @@ static const struct cli_opt opts[] = {
 	{ "quantize-block", 0, "N", "export: int4 block size, 32 (default), 64 or 128", OPT_QBLOCK },
 	{ "quantize-exclude", 0, "PATTERN", "export: node or initializer names kept in float "
 	  "(fnmatch; repeatable)", OPT_QEXCLUDE },
+	{ "pubkey", 0, "PUB", "a BUNDLE's signature: check it with this Ed25519 public key "
+	  "(repeatable)", OPT_PUBKEY },
 	{0},
 };
 
@@ -209,6 +213,7 @@ static int do_export(int fd, const char *path, struct export_args *a, bool json)
 	if (json) {
 		json_t *j = export_json(&r);
 
+		json_object_set_new(j, "schema", json_string("nexus.inspect-export.v1"));
 		rc = json_dumpf(j, stdout, JSON_INDENT(2) | JSON_SORT_KEYS) == 0 &&
 		     fputc('\n', stdout) != EOF ? 0 : 3;
 		json_decref(j);
@@ -237,7 +242,7 @@ static const char *opset_domain(const char *d)
 	return d[0] ? d : "ai.onnx";
 }
 
-static json_t *value_json(const struct nx_onnx_value *v)
+json_t *cli_onnx_value_json(const struct nx_onnx_value *v)
 {
 	json_t *shape = json_array();
 	size_t i;
@@ -261,7 +266,7 @@ static json_t *values_json(const struct nx_onnx_value *v, size_t n)
 	size_t i;
 
 	for (i = 0; i < n; i++)
-		json_array_append_new(a, value_json(&v[i]));
+		json_array_append_new(a, cli_onnx_value_json(&v[i]));
 	return a;
 }
 
@@ -351,6 +356,7 @@ static int print_json(const nx_onnx_summary *s, json_t *preview)
 	json_object_set_new(root, "unknown_fields", json_integer((json_int_t)s->unknown_fields));
 	json_object_set_new(root, "first_unknown_offset", json_integer(s->first_unknown_offset));
 	json_object_set_new(root, "export_preview", preview);
+	json_object_set_new(root, "schema", json_string("nexus.inspect.v1"));
 	if (!root) {
 		fprintf(stderr, "nexus inspect: error: cannot build the JSON output (out of memory?)\n");
 		return 3;
@@ -459,7 +465,8 @@ static int fingerprint(const char *model, const struct export_args *a, bool json
 							     (json_int_t)m[i].bytes, "partial",
 							     m[i].partial, "transposed",
 							     m[i].transposed, "values", m[i].values));
-		root = json_pack("{s:o, s:I, s:I}", "shared_tensors", arr, "teacher_tensors",
+		root = json_pack("{s:s, s:o, s:I, s:I}", "schema", "nexus.inspect-teacher.v1",
+				 "shared_tensors", arr, "teacher_tensors",
 				 (json_int_t)nx_fp_set_count(set), "compressed_records",
 				 (json_int_t)nx_fp_set_compressed(set));
 		json_dumpf(root, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
@@ -484,8 +491,28 @@ fail:
 	return cli_fail("inspect", &err);
 }
 
+/* A bundle directory: its own description (cmd_bundle.c), keys loaded here. */
+static int inspect_bundle(const char *path, bool json, const char *const *pub, size_t npub)
+{
+	nx_key *keys[INSPECT_LIST_MAX];
+	size_t n = 0;
+	nx_error err;
+	int rc = 0;
+
+	nx_error_clear(&err);
+	while (n < npub && !nx_key_load_public(&keys[n], pub[n], &err))
+		n++;
+	rc = n < npub ? cli_fail("inspect", &err) : cli_inspect_bundle(path, json, keys, n);
+	while (n > 0)
+		nx_key_free(keys[--n]);
+	return rc;
+}
+
 static int run(const struct cli_verb *verb, int argc, char **argv)
 {
+	const char *pubkeys[INSPECT_LIST_MAX];
+	size_t npubkeys = 0;
+	struct stat st;
 	struct cli_parser p;
 	nx_onnx_model *m = NULL;
 	nx_error err;
@@ -528,6 +555,8 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 			list = a.forbid, n = &a.nforbid;
 		else if (k == OPT_TEACHER)
 			list = a.teachers, n = &a.nteachers;
+		else if (k == OPT_PUBKEY)
+			list = pubkeys, n = &npubkeys;
 		if (list && *n == INSPECT_LIST_MAX)
 			return cli_usage(verb, "at most %d values per option", INSPECT_LIST_MAX);
 		if (list)
@@ -536,7 +565,9 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	if (k < 0)
 		return k == -1 ? 0 : 2;
 	if (p.npos != 1)
-		return cli_usage(verb, "expected one MODEL.onnx argument");
+		return cli_usage(verb, "expected one MODEL.onnx or BUNDLE argument");
+	if (stat(p.pos[0], &st) == 0 && S_ISDIR(st.st_mode))
+		return inspect_bundle(p.pos[0], json, pubkeys, npubkeys);
 	if (!(dir = strdup(p.pos[0])))
 		return 3;
 	slash = strrchr(dir, '/');
@@ -575,15 +606,18 @@ out:
 
 const struct cli_verb cmd_inspect = {
 	.name = "inspect",
-	.args = "MODEL.onnx",
-	.summary = "summarise an ONNX model without reading its weights",
+	.args = "MODEL.onnx | BUNDLE",
+	.summary = "summarise an ONNX model without reading its weights, or a bundle",
 	.details = "Prints the producer, IR and opset versions, inputs and outputs with their\n"
 		   "shapes, the exact parameter count, quantization, metadata, external data\n"
 		   "references, training_info and unknown protobuf fields.  Weight bytes are\n"
 		   "never read, so large models are inspected in milliseconds.\n"
 		   "--json adds export_preview: what `nexus build` would remove from the model\n"
 		   "(other nodes, dead initializers, metadata, doc strings, training_info).\n"
-		   "--export-to writes that export, copying the weights without decoding them.",
+		   "--export-to writes that export, copying the weights without decoding them.\n"
+		   "Given a BUNDLE directory: its files with sizes and modes, the model's\n"
+		   "summary, the signature and its key id (checked with --pubkey), and the\n"
+		   "policy and runtime its manifest records.",
 	.opts = opts,
 	.run = run,
 };

@@ -414,3 +414,10 @@ void nx_stage_free(nx_stage *s)
 	free(s->stage_path);
 	free(s);
 }
+
+int nx_fs_remove_tree(int parentfd, const char *name, const char *path, nx_error *err)
+{
+	if (rm_tree_at(parentfd, name, 0) != 0)
+		return nx_error_errno(err, NX_EIO, errno, path, "cannot remove all of %s", path);
+	return 0;
+}

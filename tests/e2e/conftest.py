@@ -5,6 +5,8 @@ import subprocess
 
 import pytest
 
+import schema_check
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("NEXUS_BUILD", ROOT / "build"))
 # The trusted runtime `nexus` packages: $NEXUS_RUNTIME_DIR, else the one next
@@ -26,11 +28,16 @@ def nexus_cli():
 
 
 def run(*args, **kw):
-    """Run a command, capture text output, never raise on exit status."""
+    """Run a command, capture text output, never raise on exit status.
+    A --json run of nexus must print one document valid under its schema
+    (docs/schema/, schema_check.py)."""
     kw.setdefault("capture_output", True)
     kw.setdefault("text", True)
     kw.setdefault("timeout", 300)
-    return subprocess.run([str(a) for a in args], **kw)
+    r = subprocess.run([str(a) for a in args], **kw)
+    if kw.get("capture_output") and kw.get("text") and isinstance(r.stdout, str):
+        schema_check.check(args, r.stdout)
+    return r
 
 
 def sandbox_usable(backend):

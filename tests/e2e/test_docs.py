@@ -68,7 +68,7 @@ def test_no_documented_code_is_stale():
 
 
 NEXUS_VERBS = ["build", "verify", "inspect", "run", "keygen", "sign", "manifest", "push", "pull",
-               "init"]
+               "init", "pack", "unpack", "fix-modes", "rm", "diff"]
 CLI_VERBS = ["info", "run", "selftest", "tokenize", "detokenize", "serve"]
 OPT_RE = re.compile(r"^\s+(?:(-[A-Za-z]), )?(--[a-z][a-z0-9-]*)", re.M)
 
@@ -119,7 +119,7 @@ def test_nexus_cli_help_options_in_man_page(nexus_cli, verb):
 
 def test_every_nexus_verb_has_a_man_page(nexus):
     r = run(nexus, "--help")
-    verbs = re.findall(r"^  ([a-z]+) {2,}", r.stdout, re.M)
+    verbs = re.findall(r"^  ([a-z][a-z-]*) {2,}", r.stdout, re.M)
     assert sorted(verbs) == sorted(NEXUS_VERBS)
     overview = man_text("nexus.1")
     for v in verbs:

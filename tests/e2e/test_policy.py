@@ -103,7 +103,7 @@ def test_build_records_the_policy_it_enforced(nexus, tmp_path):
         "forbidden_terms: [wandb]\n"
         "allow_shared_tensors: [{name: classifier.weight, reason: shared head}]\n"))
     m = manifest(b)
-    assert m["schema_version"] == "1.1"
+    assert m["schema_version"] == "1.2"
     p = m["policy"]
     assert p["max_model_bytes"] == 4 << 20
     assert p["max_leak_bytes"] == 65536   # the default budget, enforced
@@ -270,10 +270,18 @@ def test_schema_1_0_bundle_still_verifies(nexus, tmp_path):
     """An older bundle (no policy, no runtime record) keeps verifying."""
     b = built(nexus, tmp_path)
 
+    def to_1_1(m):       # before files[].mode
+        for f in m["files"]:
+            del f["mode"]
+        m["schema_version"] = "1.1"
+
     def downgrade(m):
         del m["policy"], m["runtime"]
         m["schema_version"] = "1.0"
 
+    rewrite(b, edit=to_1_1)
+    rc, rep = verify(nexus, b, "--teacher", tmp_path / "ws-b/artifacts/teacher.onnx")
+    assert rc == 0 and codes(rep, "FAIL") == set(), rep["findings"]
     rewrite(b, edit=downgrade)
     rc, rep = verify(nexus, b, "--teacher", tmp_path / "ws-b/artifacts/teacher.onnx")
     assert rc == 0 and codes(rep, "FAIL") == set(), rep["findings"]

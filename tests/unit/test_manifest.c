@@ -210,8 +210,11 @@ static void rejections_1_1(void **state)
 	/* 1.0 knows no policy or runtime; 1.1 needs both */
 	expect_reject_1_1("\"schema_version\": \"1.1\"", "\"schema_version\": \"1.0\"",
 			  "unknown key \"policy\"");
-	expect_reject_1_1("\"schema_version\": \"1.1\"", "\"schema_version\": \"1.2\"",
+	expect_reject_1_1("\"schema_version\": \"1.1\"", "\"schema_version\": \"1.3\"",
 			  "not supported");
+	/* 1.2 requires a mode on every file */
+	expect_reject_1_1("\"schema_version\": \"1.1\"", "\"schema_version\": \"1.2\"",
+			  "missing key \"mode\"");
 	expect_reject_1_1("\"max_model_bytes\": 4194304", "\"max_model_bytes\": 0", "at least 1");
 	expect_reject_1_1("\"max_model_bytes\": 4194304", "\"max_model_bytes\": -1",
 			  "non-negative");
@@ -233,6 +236,39 @@ static void rejections_1_1(void **state)
 			  "same sha256");
 	expect_reject_1_1("\"files\": [\n      {\n        \"path\": \"bin/nexus_cli\",\n        \"sha256\": \"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"\n      }\n    ]",
 			  "\"files\": []", "runtime lists 0 files");
+}
+
+/* Schema 1.2: files[].mode, "0444" or "0555" and nothing else, only in 1.2. */
+static void modes_1_2(void **state)
+{
+	nx_manifest *m = make_vector_1_1(), *back = NULL;
+	char *out = NULL, *at;
+	size_t len;
+	nx_error err;
+
+	(void)state;
+	for (size_t i = 0; i < m->nfiles; i++)
+		m->files[i].mode = strcmp(m->files[i].path, "bin/nexus_cli") ? 0444 : 0555;
+	assert_int_equal(nx_manifest_set(m, &m->schema_version, NX_MANIFEST_SCHEMA_1_2, NULL), 0);
+	assert_int_equal(nx_manifest_serialize(&out, &len, m, NULL), 0);
+	assert_non_null(strstr(out, "\"mode\": \"0555\",\n      \"path\": \"bin/nexus_cli\""));
+	assert_int_equal(nx_manifest_parse(&back, out, len, NULL, NULL), 0);
+	assert_int_equal(nx_manifest_find(back, "bin/nexus_cli")->mode, 0555);
+	assert_int_equal(nx_manifest_file_mode(nx_manifest_find(back, "README.md")), 0444);
+	nx_manifest_free(back);
+	back = NULL;
+	at = strstr(out, "\"0555\"");
+	memcpy(at, "\"0755\"", 6);
+	nx_error_clear(&err);
+	assert_int_not_equal(nx_manifest_parse(&back, out, len, NULL, &err), 0);
+	assert_non_null(strstr(err.message, "mode of bin/nexus_cli must be"));
+	memcpy(at, "\"0555\"", 6);
+	at = strstr(out, "\"1.2\"");
+	memcpy(at, "\"1.1\"", 5);
+	assert_int_not_equal(nx_manifest_parse(&back, out, len, NULL, &err), 0);
+	assert_non_null(strstr(err.message, "unknown key \"mode\""));
+	free(out);
+	nx_manifest_free(m);
 }
 
 static void serialize_matches_vector(void **state)
@@ -470,6 +506,7 @@ int main(void)
 		cmocka_unit_test(size_cap),
 		cmocka_unit_test(vector_1_1),
 		cmocka_unit_test(rejections_1_1),
+		cmocka_unit_test(modes_1_2),
 	};
 	return cmocka_run_group_tests_name("manifest", tests, NULL, NULL);
 }

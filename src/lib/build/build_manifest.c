@@ -118,6 +118,9 @@ int nx_build__manifest(struct build *b)
 	/* Last: the runtime record lists the bin/ and lib/ files added so far. */
 	if ((rc = nx_manifest_set_v11(m, policy, NX_VERSION, b->err)) != 0)
 		return rc;
+	/* every file is staged by now, with the mode the seal will give it */
+	if ((rc = nx_manifest_set_modes(m, nx_stage_dirfd(b->stage), b->err)) != 0)
+		return rc;
 	b->res->build_timestamp = strdup(ts);
 	b->res->architecture = strdup(m->architecture);
 	if (!b->res->build_timestamp || !b->res->architecture)

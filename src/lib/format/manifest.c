@@ -100,6 +100,13 @@ bool nx_manifest_is_runtime_path(const char *path)
 	       (!strncmp(path, "lib/", 4) && path[4] && !strchr(path + 4, '/'));
 }
 
+unsigned nx_manifest_file_mode(const struct nx_manifest_file *f)
+{
+	if (f->mode)
+		return f->mode;
+	return !strcmp(f->path, NX_BUNDLE_CLI) ? 0555 : 0444;
+}
+
 int nx_manifest_set_v11(nx_manifest *m, nx_manifest_policy *policy, const char *runtime_version,
 			nx_error *err)
 {
@@ -236,6 +243,19 @@ const struct nx_manifest_file *nx_manifest_find(const nx_manifest *m, const char
 	return found ? &m->files[i] : NULL;
 }
 
+bool nx_manifest_has_dir(const nx_manifest *m, const char *dir)
+{
+	size_t dl = strlen(dir), i;
+	int found;
+
+	/* "a/b-c" sorts between "a/b" and "a/b/...": walk on while the prefix holds */
+	for (i = lower_bound(m, dir, &found); i < m->nfiles &&
+	     !strncmp(m->files[i].path, dir, dl); i++)
+		if (m->files[i].path[dl] == '/')
+			return true;
+	return false;
+}
+
 int nx_manifest_add_file(nx_manifest *m, const char *path,
 			 const unsigned char sha256[NX_SHA256_LEN], uint64_t size,
 			 nx_error *err)
@@ -353,6 +373,7 @@ static json_t *runtime_json(const nx_manifest_runtime *r)
 static json_t *to_json(const nx_manifest *m, int with_signature)
 {
 	json_t *root = json_object(), *files = json_array(), *meta, *inv;
+	bool v12 = !strcmp(m->schema_version, NX_MANIFEST_SCHEMA_1_2);
 	size_t i;
 	int bad = !root || !files;
 
@@ -363,12 +384,16 @@ static json_t *to_json(const nx_manifest *m, int with_signature)
 			"training_code_excluded", m->training_code_excluded);
 	bad |= !meta || !inv;
 	for (i = 0; !bad && i < m->nfiles; i++) {
-		char hex[2 * NX_SHA256_LEN + 1];
+		char hex[2 * NX_SHA256_LEN + 1], mode[8];
+		json_t *f;
 
 		nx_hex(hex, m->files[i].sha256);
-		bad |= json_array_append_new(files, json_pack("{s:s, s:s, s:I}",
-			"path", m->files[i].path, "sha256", hex,
-			"size_bytes", (json_int_t)m->files[i].size)) != 0;
+		f = json_pack("{s:s, s:s, s:I}", "path", m->files[i].path, "sha256", hex,
+			      "size_bytes", (json_int_t)m->files[i].size);
+		snprintf(mode, sizeof(mode), "%04o", m->files[i].mode & 07777);
+		if (f && v12)
+			bad |= json_object_set_new(f, "mode", json_string(mode)) != 0;
+		bad |= json_array_append_new(files, f) != 0;
 	}
 	if (!bad) {
 		bad |= json_object_set_new(root, "schema_version", json_string(m->schema_version));

@@ -31,6 +31,7 @@ static const char *const META_KEYS[] = { "architecture", "parameters", "format",
 	"quantization", NULL };
 static const char *const INV_KEYS[] = { "teacher_free", "training_code_excluded", NULL };
 static const char *const FILE_KEYS[] = { "path", "sha256", "size_bytes", NULL };
+static const char *const FILE_KEYS_1_2[] = { "mode", "path", "sha256", "size_bytes", NULL };
 
 /* Every key of obj is in keys[] and every key of keys[] is in obj. */
 static int exact_keys(const json_t *obj, const char *const *keys, const char *where,
@@ -292,7 +293,23 @@ static int cmp_fold(const void *a, const void *b)
 	return strcasecmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int parse_files(nx_manifest *m, const json_t *arr, const char *path, nx_error *err)
+/* files[].mode of schema 1.2: "0444" or "0555", nothing else (docs/FORMAT.md §1.1). */
+static int get_mode(struct nx_manifest_file *f, const json_t *e, const char *path, nx_error *err)
+{
+	const char *s = json_string_value(json_object_get(e, "mode"));
+
+	if (s && !strcmp(s, "0444"))
+		f->mode = 0444;
+	else if (s && !strcmp(s, "0555"))
+		f->mode = 0555;
+	else
+		return nx_error_set(err, NX_EFORMAT, path, 0, -1,
+				    "%s: mode of %s must be \"0444\" or \"0555\"", path, f->path);
+	return 0;
+}
+
+static int parse_files(nx_manifest *m, const json_t *arr, bool v12, const char *path,
+		       nx_error *err)
 {
 	char **sorted = NULL;
 	size_t i, n;
@@ -313,11 +330,13 @@ static int parse_files(nx_manifest *m, const json_t *arr, const char *path, nx_e
 		char where[48];
 
 		snprintf(where, sizeof(where), "files[%zu]", i);
-		if ((rc = exact_keys(e, FILE_KEYS, where, path, err)))
+		if ((rc = exact_keys(e, v12 ? FILE_KEYS_1_2 : FILE_KEYS, where, path, err)))
 			return rc;
 		if ((rc = get_string(&f->path, e, "path", path, err)))
 			return rc;
-		m->nfiles = i + 1;
+		m->nfiles = i + 1;   /* from here f->path is freed with m */
+		if (v12 && (rc = get_mode(f, e, path, err)))
+			return rc;
 		if ((rc = nx_manifest_path_check(f->path, err)))
 			return rc;
 		if (strcasecmp(f->path, NX_MANIFEST_NAME) == 0)
@@ -360,15 +379,16 @@ static int from_json(nx_manifest *m, const json_t *root, const char *path, nx_er
 {
 	const json_t *meta, *inv;
 	const char *schema = json_string_value(json_object_get(root, "schema_version"));
-	bool v11 = schema && !strcmp(schema, NX_MANIFEST_SCHEMA_1_1);
+	bool v12 = schema && !strcmp(schema, NX_MANIFEST_SCHEMA_1_2);
+	bool v11 = v12 || (schema && !strcmp(schema, NX_MANIFEST_SCHEMA_1_1));
 	int rc;
 
 	/* A newer schema is named as such, not as its first unknown key. */
 	if (schema && !v11 && strcmp(schema, NX_MANIFEST_SCHEMA) != 0)
 		return nx_error_set(err, NX_EFORMAT, path, 0, -1,
-				    "%s: schema_version \"%.64s\" is not supported (expected \"%s\" or "
-				    "\"%s\"); use a newer nexus", path, schema,
-				    NX_MANIFEST_SCHEMA, NX_MANIFEST_SCHEMA_1_1);
+				    "%s: schema_version \"%.64s\" is not supported (expected \"%s\", "
+				    "\"%s\" or \"%s\"); use a newer nexus", path, schema,
+				    NX_MANIFEST_SCHEMA, NX_MANIFEST_SCHEMA_1_1, NX_MANIFEST_SCHEMA_1_2);
 	if ((rc = exact_keys(root, v11 ? ROOT_KEYS_1_1 : ROOT_KEYS, "the manifest", path, err)))
 		return rc;
 	meta = json_object_get(root, "model_metadata");
@@ -394,11 +414,25 @@ static int from_json(nx_manifest *m, const json_t *root, const char *path, nx_er
 		return nx_error_set(err, NX_EFORMAT, path, 0, -1,
 				    "%s: build_timestamp \"%s\" is not of the form "
 				    "YYYY-MM-DDTHH:MM:SSZ", path, m->build_timestamp);
-	if ((rc = parse_files(m, json_object_get(root, "files"), path, err)) || !v11)
+	if ((rc = parse_files(m, json_object_get(root, "files"), v12, path, err)) || !v11)
 		return rc;
 	if ((rc = parse_policy(m, json_object_get(root, "policy"), path, err)))
 		return rc;
 	return parse_runtime(m, json_object_get(root, "runtime"), path, err);
+}
+
+int nx_manifest_set_modes(nx_manifest *m, int dirfd, nx_error *err)
+{
+	struct stat st;
+	size_t i;
+
+	for (i = 0; i < m->nfiles; i++) {
+		if (fstatat(dirfd, m->files[i].path, &st, AT_SYMLINK_NOFOLLOW) != 0)
+			return nx_error_errno(err, NX_EIO, errno, m->files[i].path,
+					      "cannot read the mode of %s", m->files[i].path);
+		m->files[i].mode = (st.st_mode & S_IXUSR) ? 0555 : 0444;
+	}
+	return nx_manifest_set(m, &m->schema_version, NX_MANIFEST_SCHEMA_1_2, err);
 }
 
 /* Where two buffers first differ, for the "not canonical" message. */

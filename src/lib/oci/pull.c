@@ -289,7 +289,6 @@ int nx_oci_pull(struct nx_oci_pull_result *out, const nx_oci_ref *ref, const cha
 	nx_stage *st = NULL;
 	nx_report *rep = NULL;
 	size_t alen = 0, n = 0, i;
-	const char *verdict;
 	int rc, fd = -1;
 
 	if ((rc = nx_oci__client_open(&c, ref, o, "pull", err)) ||
@@ -304,8 +303,10 @@ int nx_oci_pull(struct nx_oci_pull_result *out, const nx_oci_ref *ref, const cha
 	if (po->on_stage)
 		po->on_stage(po->stage_ctx, st);
 	for (i = 1; i < n; i++) {
-		if ((rc = nx_stage_create_file(&fd, st, ly[i].path, !strcmp(ly[i].path, NX_BUNDLE_CLI),
-					       err)) ||
+		/* match_files: every layer is a listed file; its mode is the manifest's */
+		if ((rc = nx_stage_create_file(&fd, st, ly[i].path,
+					       nx_manifest_file_mode(nx_manifest_find(m, ly[i].path))
+					       == 0555, err)) ||
 		    (rc = get_blob(NULL, &c, &ly[i], fd, err)))
 			goto out;
 		close(fd);
@@ -320,23 +321,11 @@ int nx_oci_pull(struct nx_oci_pull_result *out, const nx_oci_ref *ref, const cha
 	fd = -1;
 	if ((rc = nx_stage_seal(st, err)))
 		goto out;
-	if (po->verify) {
-		/* every file of this private stage was written here and its
-		 * SHA-256 checked against the manifest as it streamed in: verify
-		 * takes the digests as known, as build's self-check does */
-		struct nx_verify_opts vo = *po->verify;
-
-		vo.digests_known = true;
-		if ((rc = nx_verify_bundle(&rep, nx_stage_dirfd(st), out_dir, &vo, err)))
-			goto out;
-		verdict = nx_report_verdict(rep);
-		if (!strcmp(verdict, "FAIL") || (po->verify->strict && !strcmp(verdict, "WARN"))) {
-			rc = nx_error_set(err, NX_ECHECK, out_dir, 0, -1,
-					  "the pulled bundle fails verification (verdict %s); nothing "
-					  "was written to %s", verdict, out_dir);
-			goto out;
-		}
-	}
+	/* every file of this private stage was written here and its SHA-256
+	 * checked against the manifest as it streamed in */
+	if (po->verify &&
+	    (rc = nx_verify_stage(&rep, nx_stage_dirfd(st), out_dir, "pulled", po->verify, err)))
+		goto out;
 	rc = nx_stage_publish(st, err);
 out:
 	if (fd >= 0)

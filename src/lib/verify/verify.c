@@ -204,3 +204,21 @@ out:
 	nx_vfy__policy_release(&c);
 	return rc;
 }
+
+int nx_verify_stage(nx_report **out, int stage_dirfd, const char *final_path, const char *what,
+		    const struct nx_verify_opts *opts, nx_error *err)
+{
+	struct nx_verify_opts vo = *opts;
+	const char *verdict;
+	int rc;
+
+	vo.digests_known = true;
+	if ((rc = nx_verify_bundle(out, stage_dirfd, final_path, &vo, err)))
+		return rc;
+	verdict = nx_report_verdict(*out);
+	if (!strcmp(verdict, "FAIL") || (opts->strict && !strcmp(verdict, "WARN")))
+		return nx_error_set(err, NX_ECHECK, final_path, 0, -1,
+				    "the %s bundle fails verification (verdict %s); nothing was "
+				    "written to %s", what, verdict, final_path);
+	return 0;
+}

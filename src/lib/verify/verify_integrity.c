@@ -108,7 +108,6 @@ static void run_jobs(struct vfy_ctx *c, struct job *jobs, size_t n)
 
 static int check_entry_type(struct vfy_ctx *c, const struct nx_fs_entry *e)
 {
-	mode_t perm = e->mode & 0777;
 	nx_error pe;
 
 	if (nx_manifest_path_check(e->path, &pe))
@@ -129,16 +128,103 @@ static int check_entry_type(struct vfy_ctx *c, const struct nx_fs_entry *e)
 	if (e->mode & (S_ISUID | S_ISGID | S_ISVTX))
 		ADD(NX_SEV_FAIL, "setuid", e->path, "%s has the setuid, setgid or sticky bit (mode %04o)",
 		    e->path, (unsigned)(e->mode & 07777));
-	if (perm & 0222) {
-		ADD(NX_SEV_FAIL, "writable", e->path,
-		    "%s is writable (mode %04o); bundle files are 0444 (bin/nexus_cli 0555), directories 0555",
-		    e->path, (unsigned)perm);
-	} else {
-		mode_t want = S_ISDIR(e->mode) || !strcmp(e->path, NX_BUNDLE_CLI) ? 0555 : 0444;
+	return 0;
+}
 
-		if (perm != want)
-			ADD(NX_SEV_WARN, "mode-unexpected", e->path, "%s has mode %04o, expected %04o",
-			    e->path, (unsigned)perm, (unsigned)want);
+/* The mode entry i must have: 0555 for a directory, else the manifest's
+ * (nx_manifest_file_mode), else the rule of bundles without modes; 0 for
+ * what is neither a file nor a directory (the type check names it). */
+static mode_t mode_wanted(const struct vfy_ctx *c, size_t i)
+{
+	const struct nx_fs_entry *e = &c->entries[i];
+	const struct nx_manifest_file *mf = c->m ? nx_manifest_find(c->m, e->path) : NULL;
+
+	if (!S_ISREG(e->mode) && !S_ISDIR(e->mode))
+		return 0;
+	if (S_ISDIR(e->mode))
+		return 0555;
+	if (mf)
+		return nx_manifest_file_mode(mf);
+	return !strcmp(e->path, NX_BUNDLE_CLI) ? 0555 : 0444;
+}
+
+/* Every regular file and directory is exactly what the manifest lists
+ * (extra directories aside), byte for byte: only modes can be wrong. */
+static bool content_matches(const struct vfy_ctx *c)
+{
+	size_t i;
+
+	if (!c->m)
+		return false;
+	for (i = 0; i < c->nentries; i++) {
+		const struct nx_fs_entry *e = &c->entries[i];
+
+		if (S_ISREG(e->mode) && strcmp(e->path, NX_MANIFEST_NAME) &&
+		    (!c->files[i].verified || e->nlink > 1))
+			return false;
+		if (!S_ISREG(e->mode) && !S_ISDIR(e->mode))
+			return false;
+		if (e->mode & (S_ISUID | S_ISGID | S_ISVTX))
+			return false;
+	}
+	for (i = 0; i < c->m->nfiles; i++)
+		if (nx_vfy__find(c, c->m->files[i].path) < 0)
+			return false;
+	return true;
+}
+
+/*
+ * Modes.  Transport that drops them (cp --no-preserve=mode, zip artifacts,
+ * S3 sync, oras pull) leaves every file 0644 and every directory 0755: one
+ * finding per entry would bury the one thing to do.  When the content
+ * matches the manifest, several wrong modes are one finding naming the
+ * command that restores them; otherwise each entry is named, as tampering
+ * may be.
+ */
+static int check_modes(struct vfy_ctx *c)
+{
+	const char *fix = "; restore the modes with: nexus fix-modes ";
+	size_t i, nbad = 0, first = 0;
+	bool fail = false, matches;
+
+	for (i = 0; i < c->nentries; i++) {
+		mode_t perm = c->entries[i].mode & 0777, want = mode_wanted(c, i);
+
+		if (!want || perm == want)
+			continue;
+		if (!nbad++)
+			first = i;
+		fail |= (perm & 0222) || (want & 0111 && (perm & 0111) != (want & 0111));
+	}
+	if (!nbad)
+		return 0;
+	matches = content_matches(c);
+	if (matches && nbad > 1) {
+		const struct nx_fs_entry *e = &c->entries[first];
+
+		ADD(fail ? NX_SEV_FAIL : NX_SEV_WARN, "modes-lost", e->path,
+		    "%zu files and directories do not have the modes the manifest records "
+		    "(%s is %04o, expected %04o) although their content matches it: the modes "
+		    "were lost in transport (cp --no-preserve=mode, zip, S3 sync, oras pull). "
+		    "Restore them with: nexus fix-modes %s", nbad, e->path,
+		    (unsigned)(e->mode & 0777), (unsigned)mode_wanted(c, first), c->bundle_path);
+		return 0;
+	}
+	for (i = 0; i < c->nentries; i++) {
+		const struct nx_fs_entry *e = &c->entries[i];
+		mode_t perm = e->mode & 0777, want = mode_wanted(c, i);
+
+		if (!want || perm == want)
+			continue;
+		if (perm & 0222)
+			ADD(NX_SEV_FAIL, "writable", e->path,
+			    "%s is writable (mode %04o); bundle files are 0444 (bin/nexus_cli 0555), "
+			    "directories 0555%s%s", e->path, (unsigned)perm, matches ? fix : "",
+			    matches ? c->bundle_path : "");
+		else
+			ADD(NX_SEV_WARN, "mode-unexpected", e->path, "%s has mode %04o, expected %04o%s%s",
+			    e->path, (unsigned)perm, (unsigned)want, matches ? fix : "",
+			    matches ? c->bundle_path : "");
 	}
 	return 0;
 }
@@ -177,25 +263,6 @@ out_free:
 		free(low[i]);
 	free(low);
 	return rc;
-}
-
-/* A directory is explained by the manifest when some listed file is in it. */
-static bool dir_listed(const nx_manifest *m, const char *dir)
-{
-	size_t lo = 0, hi = m->nfiles, dl = strlen(dir);
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (strcmp(m->files[mid].path, dir) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	for (; lo < m->nfiles && !strncmp(m->files[lo].path, dir, dl); lo++)
-		if (m->files[lo].path[dl] == '/')
-			return true;
-	return false;
 }
 
 static int load_manifest(struct vfy_ctx *c)
@@ -245,7 +312,7 @@ static int compare(struct vfy_ctx *c)
 		if (!S_ISREG(e->mode) && !S_ISDIR(e->mode))
 			continue;
 		if (S_ISDIR(e->mode)) {
-			if (!dir_listed(c->m, e->path) &&
+			if (!nx_manifest_has_dir(c->m, e->path) &&
 			    (rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "extra-dir", e->path, 0,
 						"directory %s holds no file of the manifest", e->path)))
 				goto out_free;
@@ -394,7 +461,9 @@ int nx_vfy__integrity(struct vfy_ctx *c, nx_error *err)
 		return rc;
 	if ((rc = check_case(c)) || (rc = load_manifest(c)))
 		return rc;
-	return c->m ? compare(c) : 0;
+	if (c->m && (rc = compare(c)))
+		return rc;
+	return check_modes(c);
 }
 
 static bool same_time(const struct timespec *a, const struct timespec *b)
