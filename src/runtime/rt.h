@@ -130,8 +130,11 @@ json_t *rt_session_describe(const struct rt_session *s);
 /*
  * Run one batch: n texts, already tokenized (ids[i] has lens[i] ids, with
  * their token type ids types[i] and attention mask masks[i]; types or masks
- * may be NULL: zeros, ones).  The batch is padded on the right with the
- * tokenizer's pad id and pad type id, attention mask 0.
+ * may be NULL: zeros, ones).  The batch is padded with the tokenizer's pad
+ * id and pad type id, attention mask 0, on the side its padding.direction
+ * names (right unless Left); a model input position_ids gets each token's
+ * position among the unmasked ones (Hugging Face's cumsum(mask) - 1; 1 on
+ * padding), so that left padding moves no text's positions.
  * results[i] is set to a new JSON object per input ({"outputs":..., and
  * "label"/"scores" or "embedding"}).
  */
@@ -169,10 +172,11 @@ size_t rt_session_json_flags(const struct rt_session *s);
 /* Sets "label" and "scores" on res from one row of n scores. */
 int rt_classify(json_t *res, const struct rt_settings *set, const double *v, size_t n,
 		enum rt_num num, nx_error *err);
-/* Sets "embedding" on res from row r of a [B, L, H] (len tokens; the mean
- * is over those whose mask is 1, all when mask is NULL) or [B, H] output. */
+/* Sets "embedding" on res from row r of a [B, L, H] (len tokens from
+ * position off, after the batch's left padding; the mean is over those
+ * whose mask is 1, all when mask is NULL) or [B, H] output. */
 int rt_embed(json_t *res, const struct rt_settings *set, const struct rt_output *o, size_t r,
-	     size_t len, const int64_t *mask, nx_error *err);
+	     size_t off, size_t len, const int64_t *mask, nx_error *err);
 /* Sets "score" on res from one row of n numbers: the logit when n is 1,
  * the softmax probability of class 1 when n is 2. */
 int rt_rerank(json_t *res, const double *v, size_t n, enum rt_num num, nx_error *err);
