@@ -242,7 +242,8 @@ enum {
 	RT_OPT_TOL, RT_OPT_TOKDIR, RT_OPT_MAXLEN, RT_OPT_VERBOSE, RT_OPT_RAW, RT_OPT_LONG,
 	RT_OPT_MINBYTES, RT_OPT_BUDGET, RT_OPT_SKIP_SPECIAL, RT_OPT_PAIR,
 	RT_OPT_LISTEN, RT_OPT_READY, RT_OPT_PORT, RT_OPT_QUEUE, RT_OPT_MAXBATCH, RT_OPT_MAXWAIT,
-	RT_OPT_MAXBODY, RT_OPT_TIMEOUT, RT_OPT_MAXCONN
+	RT_OPT_MAXBODY, RT_OPT_TIMEOUT, RT_OPT_MAXCONN, RT_OPT_UNIX, RT_OPT_LISTENFD,
+	RT_OPT_STOP_EOF
 };
 
 struct rt_opt {
@@ -276,6 +277,9 @@ struct rt_args {
 	uint64_t min_bytes, budget_ms;   /* liveness */
 	/* serve */
 	const char *listen, *ready_file;
+	const char *unix_path;  /* --unix: listen there instead of TCP */
+	long listen_fd;         /* --listen-fd: an inherited listening socket; -1 none */
+	bool stop_on_eof;       /* --stop-on-eof: stdin's end stops as SIGTERM does */
 	long port, queue, max_batch, max_wait, max_body, timeout, max_conn;
 };
 

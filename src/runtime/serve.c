@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -48,9 +50,83 @@ static int listen_on(const char *addr, long port, long *bound, nx_error *err)
 	return fd;
 }
 
+/*
+ * A unix socket at `path`.  A socket file already there is taken over only
+ * when nothing answers on it (a server that died without removing it);
+ * anything else there is an error, never removed.  Who may connect is what
+ * the file's mode (umask) and its directory allow.
+ */
+static int listen_unix(const char *path, nx_error *err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd, rc, probe;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return nx_error_set(err, NX_EUSAGE, path, 0, -1,
+				    "--unix %s: longer than a unix socket path may be (%zu bytes)",
+				    path, sizeof(sa.sun_path) - 1);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	if (!lstat(path, &st)) {
+		if (!S_ISSOCK(st.st_mode))
+			return nx_error_set(err, NX_EUSAGE, path, 0, -1, "--unix %s: a file that is "
+					    "not a socket is there; give another path", path);
+		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		rc = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) && errno == ECONNREFUSED;
+		if (probe >= 0)
+			close(probe);
+		if (!rc)
+			return nx_error_set(err, NX_EIO, path, 0, -1, "--unix %s: another server "
+					    "answers there", path);
+		unlink(path);   /* a stale socket: nothing listens */
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 512)) {
+		rc = nx_error_errno(err, NX_EIO, errno, path, "cannot listen on unix socket %s", path);
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+/* A listening socket inherited as descriptor fd (from `nexus serve`, which
+ * bound it outside the sandbox); its port in *bound (0 for a unix socket). */
+static int inherited(long fd, long *bound, nx_error *err)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int on = 0;
+	socklen_t ol = sizeof(on);
+
+	if (getsockopt((int)fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &ol) || !on ||
+	    getsockname((int)fd, (struct sockaddr *)&ss, &sl))
+		return nx_error_set(err, NX_EUSAGE, NULL, 0, -1,
+				    "--listen-fd %ld: not a listening socket", fd);
+	fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+	*bound = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+	       : ss.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port) : 0;
+	return (int)fd;
+}
+
+/* --stop-on-eof: read standard input to its end, then stop the server as
+ * SIGTERM would (the parent of a sandboxed server cannot signal it). */
+static void *wait_eof(void *arg)
+{
+	char buf[256];
+	ssize_t n;
+
+	(void)arg;
+	do
+		n = read(0, buf, sizeof(buf));
+	while (n > 0 || (n < 0 && errno == EINTR));
+	kill(getpid(), SIGTERM);
+	return NULL;
+}
+
 /* The bound port, one line, written to a temporary and renamed into place
  * so that a reader never sees half of it. */
-static int write_ready(const char *path, long port, nx_error *err)
+static int write_ready(const char *path, long port, const char *unix_path, nx_error *err)
 {
 	char tmp[4096];
 	FILE *f;
@@ -59,7 +135,10 @@ static int write_ready(const char *path, long port, nx_error *err)
 		return nx_error_set(err, NX_EUSAGE, path, 0, -1, "--ready-file: path too long");
 	if (!(f = fopen(tmp, "we")))
 		return nx_error_errno(err, NX_EIO, errno, path, "cannot write %s", tmp);
-	fprintf(f, "%ld\n", port);
+	if (unix_path)
+		fprintf(f, "%s\n", unix_path);
+	else
+		fprintf(f, "%ld\n", port);
 	if (fclose(f) || rename(tmp, path))
 		return nx_error_errno(err, NX_EIO, errno, path, "cannot write %s", path);
 	return 0;
@@ -123,7 +202,9 @@ int rt_cmd_serve(const struct rt_verb *v, int argc, char **argv)
 	nx_error err;
 	long port = 0;
 	int rc, fd = -1, sig;
-	bool loaded = false;
+	bool loaded = false, made_unix = false;
+	struct stat sock, now;
+	pthread_t eof_thread;
 
 	if ((rc = rt_parse(&a, v, argc, argv)))
 		return free(a.texts), rc < 0 ? 0 : rc;
@@ -142,10 +223,20 @@ int rt_cmd_serve(const struct rt_verb *v, int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	if ((fd = listen_on(a.listen ? a.listen : "127.0.0.1", a.port, &port, &err)) < 0) {
+	if ((a.unix_path || a.listen_fd >= 0) && (a.listen || a.port != 8080 ||
+						   (a.unix_path && a.listen_fd >= 0))) {
+		rc = rt_usage(v, "give one of --unix, --listen-fd or --listen/--port");
+		goto out;
+	}
+	fd = a.listen_fd >= 0 ? inherited(a.listen_fd, &port, &err)
+	   : a.unix_path ? listen_unix(a.unix_path, &err)
+	   : listen_on(a.listen ? a.listen : "127.0.0.1", a.port, &port, &err);
+	if (fd < 0) {
 		rc = fd;
 		goto fail;
 	}
+	if (a.unix_path && !stat(a.unix_path, &sock))
+		made_unix = true;       /* ours to remove at exit */
 	d = sv.mhd.start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
 				MHD_USE_POLL | MHD_USE_ITC, 0, NULL, NULL, sv_http_handle, &sv,
 				MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
@@ -157,9 +248,14 @@ int rt_cmd_serve(const struct rt_verb *v, int argc, char **argv)
 		rc = nx_error_set(&err, NX_EIO, NULL, 0, -1, "libmicrohttpd did not start");
 		goto fail;
 	}
-	fprintf(stderr, "nexus_cli serve: listening on %s port %ld\n",
-		a.listen ? a.listen : "127.0.0.1", port);
-	if (a.ready_file && (rc = write_ready(a.ready_file, port, &err)))
+	if (a.unix_path)
+		fprintf(stderr, "nexus_cli serve: listening on unix socket %s\n", a.unix_path);
+	else if (a.listen_fd >= 0)
+		fprintf(stderr, "nexus_cli serve: answering on descriptor %ld\n", a.listen_fd);
+	else
+		fprintf(stderr, "nexus_cli serve: listening on %s port %ld\n",
+			a.listen ? a.listen : "127.0.0.1", port);
+	if (a.ready_file && (rc = write_ready(a.ready_file, port, a.unix_path, &err)))
 		goto fail;
 	if ((rc = rt_start(&b, &s, v->name, &a, true)))
 		goto out;      /* rt_start printed why */
@@ -176,6 +272,10 @@ int rt_cmd_serve(const struct rt_verb *v, int argc, char **argv)
 	sv.ready = true;
 	pthread_mutex_unlock(&sv.mu);
 	fprintf(stderr, "nexus_cli serve: ready (%s)\n", b.manifest->bundle_id);
+	if (a.stop_on_eof && (rc = pthread_create(&eof_thread, NULL, wait_eof, NULL))) {
+		rc = nx_error_errno(&err, NX_EIO, rc, NULL, "cannot start the stdin thread");
+		goto fail;
+	}
 	do
 		sig = sigwaitinfo(&sigs, NULL);
 	while (sig < 0 && errno == EINTR);
@@ -200,5 +300,9 @@ out:
 	pthread_mutex_destroy(&sv.mu);
 	if (a.ready_file && rc)
 		unlink(a.ready_file);
+	/* the socket file, if it is still the one bound here */
+	if (made_unix && !stat(a.unix_path, &now) && now.st_dev == sock.st_dev &&
+	    now.st_ino == sock.st_ino)
+		unlink(a.unix_path);
 	return rc;
 }
