@@ -6,7 +6,7 @@
 
 static const struct cli_verb *const verbs[] = {
 	&cmd_build, &cmd_verify, &cmd_inspect, &cmd_keygen, &cmd_sign, &cmd_manifest, &cmd_run,
-	&cmd_push, &cmd_pull,
+	&cmd_push, &cmd_pull, &cmd_serve,
 };
 #define NVERBS (sizeof(verbs) / sizeof(verbs[0]))
 

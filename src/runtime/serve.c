@@ -8,87 +8,16 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "nexus/net.h"
 #include "serve.h"
-
-static int listen_on(const char *addr, long port, long *bound, nx_error *err)
-{
-	struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV,
-				  .ai_socktype = SOCK_STREAM }, *ai = NULL;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	char service[16];
-	int fd = -1, one = 1, rc;
-
-	snprintf(service, sizeof(service), "%ld", port);
-	if ((rc = getaddrinfo(addr, service, &hints, &ai)))
-		return nx_error_set(err, NX_EUSAGE, NULL, 0, -1, "--listen %s: %s (give a numeric "
-				    "IPv4 or IPv6 address)", addr, gai_strerror(rc));
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 512) ||
-	    getsockname(fd, (struct sockaddr *)&ss, &sl)) {
-		rc = nx_error_errno(err, NX_EIO, errno, NULL, "cannot listen on %s port %ld%s", addr,
-				    port, errno == EADDRINUSE ? " (in use; --port 0 picks a free one)" : "");
-		if (fd >= 0)
-			close(fd);
-		freeaddrinfo(ai);
-		return rc;
-	}
-	freeaddrinfo(ai);
-	*bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-						: ((struct sockaddr_in *)&ss)->sin_port);
-	return fd;
-}
-
-/*
- * A unix socket at `path`.  A socket file already there is taken over only
- * when nothing answers on it (a server that died without removing it);
- * anything else there is an error, never removed.  Who may connect is what
- * the file's mode (umask) and its directory allow.
- */
-static int listen_unix(const char *path, nx_error *err)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct stat st;
-	int fd, rc, probe;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return nx_error_set(err, NX_EUSAGE, path, 0, -1,
-				    "--unix %s: longer than a unix socket path may be (%zu bytes)",
-				    path, sizeof(sa.sun_path) - 1);
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	if (!lstat(path, &st)) {
-		if (!S_ISSOCK(st.st_mode))
-			return nx_error_set(err, NX_EUSAGE, path, 0, -1, "--unix %s: a file that is "
-					    "not a socket is there; give another path", path);
-		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		rc = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) && errno == ECONNREFUSED;
-		if (probe >= 0)
-			close(probe);
-		if (!rc)
-			return nx_error_set(err, NX_EIO, path, 0, -1, "--unix %s: another server "
-					    "answers there", path);
-		unlink(path);   /* a stale socket: nothing listens */
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 512)) {
-		rc = nx_error_errno(err, NX_EIO, errno, path, "cannot listen on unix socket %s", path);
-		if (fd >= 0)
-			close(fd);
-		return rc;
-	}
-	return fd;
-}
 
 /* A listening socket inherited as descriptor fd (from `nexus serve`, which
  * bound it outside the sandbox); its port in *bound (0 for a unix socket). */
@@ -122,26 +51,6 @@ static void *wait_eof(void *arg)
 	while (n > 0 || (n < 0 && errno == EINTR));
 	kill(getpid(), SIGTERM);
 	return NULL;
-}
-
-/* The bound port, one line, written to a temporary and renamed into place
- * so that a reader never sees half of it. */
-static int write_ready(const char *path, long port, const char *unix_path, nx_error *err)
-{
-	char tmp[4096];
-	FILE *f;
-
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
-		return nx_error_set(err, NX_EUSAGE, path, 0, -1, "--ready-file: path too long");
-	if (!(f = fopen(tmp, "we")))
-		return nx_error_errno(err, NX_EIO, errno, path, "cannot write %s", tmp);
-	if (unix_path)
-		fprintf(f, "%s\n", unix_path);
-	else
-		fprintf(f, "%ld\n", port);
-	if (fclose(f) || rename(tmp, path))
-		return nx_error_errno(err, NX_EIO, errno, path, "cannot write %s", path);
-	return 0;
 }
 
 /* One inference before /health says ready: the first Run allocates and
@@ -205,6 +114,7 @@ int rt_cmd_serve(const struct rt_verb *v, int argc, char **argv)
 	bool loaded = false, made_unix = false;
 	struct stat sock, now;
 	pthread_t eof_thread;
+	char where[32];
 
 	if ((rc = rt_parse(&a, v, argc, argv)))
 		return free(a.texts), rc < 0 ? 0 : rc;
@@ -229,8 +139,8 @@ int rt_cmd_serve(const struct rt_verb *v, int argc, char **argv)
 		goto out;
 	}
 	fd = a.listen_fd >= 0 ? inherited(a.listen_fd, &port, &err)
-	   : a.unix_path ? listen_unix(a.unix_path, &err)
-	   : listen_on(a.listen ? a.listen : "127.0.0.1", a.port, &port, &err);
+	   : a.unix_path ? nx_listen_unix(a.unix_path, &err)
+	   : nx_listen_tcp(a.listen ? a.listen : "127.0.0.1", a.port, &port, &err);
 	if (fd < 0) {
 		rc = fd;
 		goto fail;
@@ -255,7 +165,9 @@ int rt_cmd_serve(const struct rt_verb *v, int argc, char **argv)
 	else
 		fprintf(stderr, "nexus_cli serve: listening on %s port %ld\n",
 			a.listen ? a.listen : "127.0.0.1", port);
-	if (a.ready_file && (rc = write_ready(a.ready_file, port, a.unix_path, &err)))
+	snprintf(where, sizeof(where), "%ld", port);
+	if (a.ready_file && (rc = nx_ready_file_write(a.ready_file, a.unix_path ? a.unix_path : where,
+						      &err)))
 		goto fail;
 	if ((rc = rt_start(&b, &s, v->name, &a, true)))
 		goto out;      /* rt_start printed why */

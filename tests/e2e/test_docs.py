@@ -67,7 +67,8 @@ def test_no_documented_code_is_stale():
     assert not stale, f"docs/TRV.md lists codes the code no longer emits: {stale}"
 
 
-NEXUS_VERBS = ["build", "verify", "inspect", "run", "keygen", "sign", "manifest", "push", "pull"]
+NEXUS_VERBS = ["build", "verify", "inspect", "run", "keygen", "sign", "manifest", "push", "pull",
+               "serve"]
 CLI_VERBS = ["info", "run", "selftest", "tokenize", "detokenize", "serve"]
 OPT_RE = re.compile(r"^\s+(?:(-[A-Za-z]), )?(--[a-z][a-z0-9-]*)", re.M)
 
