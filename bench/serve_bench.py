@@ -9,13 +9,25 @@ batching).  Prints requests/s, p50 and p99 per setting, medians of
     NEXUS_BUILD=build bench/serve_bench.py [--runs 3] [--seconds 3]
 
 The model is the e2e suite's toy classifier (tests/e2e/test_runtime.py):
-this measures the server, not ONNX Runtime; issue #17's comparison with a
-Node server around onnxruntime-node on real-sized students is not here.
+this measures the server, not ONNX Runtime.
+
+    NEXUS_BUILD=build bench/serve_bench.py --bundle DIR [--runs 3] [--seconds 10]
+
+is issue #17's comparison on a real-sized bundle (bench/run.py builds
+build/bench/real_distilbert_b8 and real_minilm_b8): `nexus_cli serve
+--max-batch B` versus bench/ort_node_server.js, a Node `http` server around
+onnxruntime-node 1.30 with the same batching (one Run at a time, up to B
+queued requests, sorted and padded to the longest), B the bundle's
+batch_size, one intra-op thread each (the bundle's runtime.yaml), texts of
+mixed length (bench/run.py's mixed_texts).  Needs node and the npm packages
+of bench/run.py (NEXUS_BENCH_NPM).
 """
 import argparse
 import http.client
 import json
+import os
 import pathlib
+import re
 import signal
 import statistics
 import subprocess
@@ -32,10 +44,20 @@ WORDS = "free money click now lunch at noon tomorrow hello world".split()
 TEXTS = [" ".join(WORDS[(i * 7 + k) % len(WORDS)] for k in range(1 + i % 24)) for i in range(256)]
 
 
+NPM = pathlib.Path(os.environ.get("NEXUS_BENCH_NPM",
+                                  pathlib.Path.home() / ".cache/nexus/bench/npm"))
+
+
 def start(cli, tmp, *args):
     ready = tmp / f"port-{time.monotonic_ns()}"
-    p = subprocess.Popen([str(cli), "serve", "--port", "0", "--ready-file", str(ready), *args],
-                         stderr=subprocess.DEVNULL)
+    if cli == "node":   # args: bundle, max batch, threads
+        p = subprocess.Popen(["node", str(ROOT / "bench/ort_node_server.js"), str(args[0]),
+                              str(ready), str(args[1]), str(args[2])],
+                             env=dict(os.environ, NODE_PATH=str(NPM / "node_modules")),
+                             stderr=subprocess.DEVNULL)
+    else:
+        p = subprocess.Popen([str(cli), "serve", "--port", "0", "--ready-file", str(ready),
+                              *args], stderr=subprocess.DEVNULL)
     while not ready.exists():
         assert p.poll() is None
         time.sleep(0.02)
@@ -56,7 +78,7 @@ def load(port, clients, seconds):
     lock = threading.Lock()
 
     def client(k):
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
         i, mine = k, []
         while time.monotonic() < stop:
             t0 = time.monotonic()
@@ -90,27 +112,45 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=3)
+    ap.add_argument("--clients", default="1,8,64", help="comma-separated concurrencies")
+    ap.add_argument("--bundle", help="a real-sized bundle: nexus_cli serve vs a Node server")
     a = ap.parse_args()
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="serve-bench-"))
-    cli = make_bundle(tmp / "b", batch_size=8, max_len=32)
-    setups = {"batched": ["--max-batch", "32", "--max-wait-ms", "2"],
-              "baseline (--max-batch 1)": ["--max-batch", "1", "--max-wait-ms", "0"]}
+    global TEXTS
+    if a.bundle:
+        bundle = pathlib.Path(a.bundle).resolve()
+        cli = bundle / "bin/nexus_cli"
+        yaml = (bundle / "config/runtime.yaml").read_text()
+        batch = re.search(r"^batch_size:\s*(\d+)", yaml, re.M).group(1)
+        threads = re.search(r"^threads:\s*(\d+)", yaml, re.M).group(1)
+        sys.path.insert(0, str(ROOT / "bench"))
+        from run import mixed_texts
+        TEXTS = mixed_texts()
+        base = "onnxruntime-node server"
+        setups = {"nexus_cli serve": (cli, ["--max-batch", batch, "--max-wait-ms", "2"]),
+                  base: ("node", [bundle, batch, threads])}
+    else:
+        cli = make_bundle(tmp / "b", batch_size=8, max_len=32)
+        base = "baseline (--max-batch 1)"
+        setups = {"batched": (cli, ["--max-batch", "32", "--max-wait-ms", "2"]),
+                  base: (cli, ["--max-batch", "1", "--max-wait-ms", "0"])}
     print(f"{'clients':>7} {'setting':<26} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
-    for clients in (1, 8, 64):
+    for clients in map(int, a.clients.split(",")):
         med = {}
-        for name, args in setups.items():
+        for name, (prog, args) in setups.items():
             runs = []
             for _ in range(a.runs):
-                p, port = start(cli, tmp, *args)
+                p, port = start(prog, tmp, *args)
                 runs.append(load(port, clients, a.seconds) + (rss_kib(p.pid),))
                 p.send_signal(signal.SIGTERM)
-                assert p.wait(30) == 0
+                assert p.wait(120) == 0
             med[name] = [statistics.median(r[k] for r in runs) for k in range(4)]
-            print(f"{clients:>7} {name:<26} {med[name][0]:>8.0f} {med[name][1]:>8.2f} "
+            print(f"{clients:>7} {name:<26} {med[name][0]:>8.2f} {med[name][1]:>8.2f} "
                   f"{med[name][2]:>8.2f}   peak RSS {med[name][3] / 1024:.0f} MiB")
-        b, o = med["baseline (--max-batch 1)"], med["batched"]
-        print(f"{clients:>7} {'ratio batched/baseline':<26} {o[0] / b[0]:>8.2f}x "
-              f"{o[1] / b[1]:>7.2f}x {o[2] / b[2]:>7.2f}x")
+        names = list(setups)
+        b, o = med[base], med[names[0]]
+        print(f"{clients:>7} {'ratio ours/baseline':<26} {o[0] / b[0]:>8.2f}x "
+              f"{o[1] / b[1]:>7.2f}x {o[2] / b[2]:>7.2f}x   RSS {o[3] / b[3]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ extern "C" {
 #define NX_SANDBOX_OUTPUT_MAX (16u << 20)      /* stdout + stderr bytes */
 #define NX_SANDBOX_PATHS_MAX 4096              /* ro_paths entries */
 #define NX_SANDBOX_SYMLINKS_MAX 40             /* symlinks followed per path */
+#define NX_SANDBOX_PASS_FD 9                   /* where opts.pass_fd appears */
 
 /* Which confinement a run uses. */
 enum nx_sandbox_backend {
@@ -103,9 +104,12 @@ struct nx_sandbox_opts {
 	size_t stdin_len;
 	int stdin_fd;                  /* -1, or copied to the program's stdin instead */
 	uint64_t as_bytes, cpu_seconds, fsize_bytes, nofile, nproc;
-	uint64_t wall_ms;
+	uint64_t wall_ms;              /* 0 = no wall-clock limit (a server) */
 	size_t max_output;             /* stdout + stderr bytes before the program is killed */
 	int out_fd;                    /* -1 = capture stdout, else stream it here */
+	int err_fd;                    /* > 0: stream stderr here; 0 = capture it */
+	int pass_fd;                   /* > 0: given to the program as NX_SANDBOX_PASS_FD
+	                                  (a listening socket: `nexus serve`); 0 = none */
 };
 
 struct nx_sandbox_result {
@@ -184,9 +188,10 @@ void nx_sandbox_result_release(struct nx_sandbox_result *r);
  * Run the bundle's own bin/nexus_cli with args (NULL-terminated, without the
  * program name) in the sandbox described by o: the bundle open at
  * o->bundle_dirfd (borrowed) is bound read-only at NX_SANDBOX_BUNDLE, and
- * nothing else is visible but the ELF closure of bundle_path/bin/nexus_cli.
- * o->argv and o->ro_paths are ignored (they are what this function fills
- * in); everything else - stdin, out_fd, limits, wall_ms, bwrap - is used as
+ * nothing else is visible but the ELF closure of bundle_path/bin/nexus_cli
+ * and of the host libraries o->ro_paths names (NULL: none; the libraries
+ * it dlopens, e.g. libmicrohttpd for `serve`), which are made visible
+ * with their closure.  o->argv is ignored; everything else - stdin, out_fd, limits, wall_ms, bwrap - is used as
  * given, so callers start from nx_sandbox_opts_init().  On success *out is
  * filled whatever the program did (release it with
  * nx_sandbox_result_release); NX_EFORMAT when bin/nexus_cli is not a

@@ -2,12 +2,15 @@
 #include "cli.h"
 #include "nexus/config.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -314,3 +317,24 @@ void cli_stage_guard_install(void)
 	sigaction(SIGTERM, &sa, NULL);
 }
 
+/* Bytes of the regular files in the bundle's model/ (model + external data):
+ * what the sandbox limits scale with. */
+uint64_t cli_model_bytes(int dirfd)
+{
+	int fd = openat(dirfd, "model", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *e;
+	struct stat st;
+	uint64_t n = 0;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	while ((e = readdir(d)))
+		if (!fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) && S_ISREG(st.st_mode))
+			n += (uint64_t)st.st_size;
+	closedir(d);
+	return n;
+}

@@ -102,6 +102,9 @@ void cli_status(const char *verb, const char *fmt, ...) __attribute__((format(pr
 	"scaled to the model; docs/TRV.md)"
 int cli_sandbox_opts(const struct cli_verb *verb, enum nx_sandbox_backend *backend,
 		     const char *arg, uint64_t *memory, const char *mem);
+/* Bytes of the regular files in the bundle's model/ (model + external data):
+ * what the sandbox limits scale with. */
+uint64_t cli_model_bytes(int dirfd);
 
 /* Print a usage error for verb and return 2. */
 int cli_usage(const struct cli_verb *verb, const char *fmt, ...)
@@ -185,7 +188,7 @@ int cli_inspect_bundle(const char *path, bool json, nx_key *const *keys, size_t 
 
 /* The verbs, one file each (cmd_<name>.c). */
 extern const struct cli_verb cmd_build, cmd_verify, cmd_inspect, cmd_keygen,
-	cmd_sign, cmd_manifest, cmd_run, cmd_push, cmd_pull, cmd_init;
+	cmd_sign, cmd_manifest, cmd_run, cmd_push, cmd_pull, cmd_init, cmd_serve;
 extern const struct cli_verb cmd_pack, cmd_unpack, cmd_fix_modes, cmd_rm, cmd_diff;
 
 #endif

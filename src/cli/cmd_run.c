@@ -1,7 +1,6 @@
 /* cmd_run.c - `nexus run BUNDLE [--text T]... [--input FILE|-] [--json]`:
  * the bundle's own `bin/nexus_cli run` inside the TRV-5 sandbox
  * (nexus/sandbox.h), inputs fed on stdin as JSONL. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -81,28 +80,6 @@ static int read_input(char **out, size_t *len, const char *path, nx_error *err)
 	*out = buf;
 	*len = n;
 	return 0;
-}
-
-/* Bytes of the regular files in the bundle's model/ (model + external data):
- * what the sandbox limits scale with. */
-static uint64_t model_bytes(int dirfd)
-{
-	int fd = openat(dirfd, "model", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	struct dirent *e;
-	struct stat st;
-	uint64_t n = 0;
-
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
-		return 0;
-	}
-	while ((e = readdir(d)))
-		if (!fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) && S_ISREG(st.st_mode))
-			n += (uint64_t)st.st_size;
-	closedir(d);
-	return n;
 }
 
 static int print_json(const char *out, size_t len)
@@ -210,7 +187,7 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	so.stdin_fd = input && !strcmp(input, "-") ? 0 : -1;
 	so.out_fd = json ? -1 : 1;
 	so.wall_ms = (uint64_t)timeout * 1000;
-	nx_sandbox_scale(&so, model_bytes(dirfd), memory);
+	nx_sandbox_scale(&so, cli_model_bytes(dirfd), memory);
 	fflush(stdout);
 	if (nx_sandbox_run_cli(&r, &so, p.pos[0], cli_args, &err) != 0) {
 		rc = cli_fail(verb->name, &err);

@@ -7,7 +7,7 @@
 
 static const struct cli_verb *const verbs[] = {
 	&cmd_build, &cmd_verify, &cmd_inspect, &cmd_keygen, &cmd_sign, &cmd_manifest, &cmd_run,
-	&cmd_push, &cmd_pull, &cmd_init,
+	&cmd_push, &cmd_pull, &cmd_init, &cmd_serve,
 	&cmd_pack, &cmd_unpack, &cmd_fix_modes, &cmd_rm, &cmd_diff,
 };
 #define NVERBS (sizeof(verbs) / sizeof(verbs[0]))

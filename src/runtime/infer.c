@@ -400,6 +400,7 @@ int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *con
 	void *buf[IN_COUNT] = { NULL };
 	size_t L = 1, r, t, k, ni = 0;
 	bool raw = b->set.raw || b->set.task == RT_TASK_CLASSIFICATION || b->set.task == RT_TASK_RAW;
+	bool left = nx_tokenizer_pad_left(b->tok);
 	int64_t shape[2];
 	int rc = 0;
 
@@ -420,27 +421,34 @@ int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *con
 			rc = nx_error_oom(err, NULL);
 			goto out;
 		}
-		for (r = 0; r < n; r++)
-			for (t = 0; t < L; t++) {
-				int64_t v;
+		for (r = 0; r < n; r++) {
+			size_t off = left ? L - lens[r] : 0;     /* pads before the text */
+			int64_t pos = 0;
 
-				if (t >= lens[r])
+			for (t = 0; t < L; t++) {
+				size_t at = t - off;    /* the text's token at t, if t >= off */
+				bool pad = t < off || at >= lens[r];
+				int64_t m = pad ? 0 : masks ? masks[r][at] : 1, v;
+
+				pos += m;
+				if (k == IN_POS)
+					v = m ? pos - 1 : 1;
+				else if (pad)
 					v = k == IN_IDS ? nx_tokenizer_pad_id(b->tok)
 					  : k == IN_TYPES ? nx_tokenizer_pad_type_id(b->tok) : 0;
 				else if (k == IN_IDS)
-					v = ids[r][t];
+					v = ids[r][at];
 				else if (k == IN_MASK)
-					v = masks ? masks[r][t] : 1;
-				else if (k == IN_POS)
-					v = (int64_t)t;
+					v = m;
 				else
-					v = types ? types[r][t] : 0;
+					v = types ? types[r][at] : 0;
 
 				if (i32)
 					((int32_t *)buf[k])[r * L + t] = (int32_t)v;
 				else
 					((int64_t *)buf[k])[r * L + t] = v;
 			}
+		}
 		ORT_TRY(s->ort->CreateTensorWithDataAsOrtValue(s->mem, buf[k], n * L * esz, shape, 2,
 			i32 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 : ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64,
 			&in[ni]), "input tensor");
@@ -463,7 +471,7 @@ int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *con
 	for (r = 0; r < n; r++) {
 		json_t *res = json_object(), *outs = json_object(), *bad;
 		const struct rt_output *m = &o[s->main_out];
-		size_t row = m->count / n;
+		size_t row = m->count / n, off = left ? L - lens[r] : 0;
 
 		results[r] = res;
 		if (!res || !outs) {
@@ -472,13 +480,16 @@ int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *con
 			goto out;
 		}
 		for (k = 0; raw && k < s->nout; k++) {
-			size_t per = o[k].count / n, keep = per;
+			size_t per = o[k].count / n, keep = per, from = 0;
 
 			/* per-token outputs lose their padding, so that a result does
 			 * not depend on the other texts of its batch */
-			if (s->out_seq[k] && o[k].dims[1] == (int64_t)L)
+			if (s->out_seq[k] && o[k].dims[1] == (int64_t)L) {
 				keep = per / L * lens[r];
-			json_object_set_new(outs, s->out_names[k], rt_reals(o[k].v + r * per, keep, o[k].num));
+				from = per / L * off;
+			}
+			json_object_set_new(outs, s->out_names[k],
+					    rt_reals(o[k].v + r * per + from, keep, o[k].num));
 		}
 		if (raw)
 			json_object_set_new(res, "outputs", outs);
@@ -487,7 +498,7 @@ int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *con
 		if (b->set.task == RT_TASK_CLASSIFICATION)
 			rc = rt_classify(res, &b->set, m->v + r * row, row, m->num, err);
 		else if (b->set.task == RT_TASK_EMBEDDING)
-			rc = rt_embed(res, &b->set, m, r, lens[r], masks ? masks[r] : NULL, err);
+			rc = rt_embed(res, &b->set, m, r, off, lens[r], masks ? masks[r] : NULL, err);
 		else if (b->set.task == RT_TASK_RERANK)
 			rc = rt_rerank(res, m->v + r * row, row, m->num, err);
 		if (rc)

@@ -597,7 +597,10 @@ static const struct rt_opt detokenize_opts[] = {
 static const struct rt_opt serve_opts[] = {
 	{ "listen", "ADDR", "numeric address to listen on (default 127.0.0.1)", RT_OPT_LISTEN },
 	{ "port", "N", "TCP port (default 8080; 0 picks a free one)", RT_OPT_PORT },
-	{ "ready-file", "FILE", "write the bound port there once listening", RT_OPT_READY },
+	{ "unix", "PATH", "listen on a unix socket at PATH instead of TCP", RT_OPT_UNIX },
+	{ "listen-fd", "N", "answer on the listening socket inherited as descriptor N", RT_OPT_LISTENFD },
+	{ "stop-on-eof", NULL, "the end of standard input stops the server as SIGTERM does", RT_OPT_STOP_EOF },
+	{ "ready-file", "FILE", "write the bound port (or unix socket path) there once listening", RT_OPT_READY },
 	{ "queue", "N", "texts waiting at most; beyond: 503 (default 1024)", RT_OPT_QUEUE },
 	{ "max-batch", "N", "texts per inference (default: runtime.yaml batch_size)", RT_OPT_MAXBATCH },
 	{ "max-wait-ms", "MS", "how long a text waits for others to batch with (default 5)", RT_OPT_MAXWAIT },
@@ -640,7 +643,7 @@ static const struct rt_verb verbs[] = {
 	  "one line of text per input (or {\"text\": ...} with --json); ids the vocabulary\n"
 	  "does not have are left out, as Hugging Face's decode does.",
 	  detokenize_opts, cmd_detokenize, false },
-	{ "serve", "answer HTTP requests: /v1/embeddings, /predict, /health, /metrics",
+	{ "serve", "answer HTTP requests: /v1/embeddings, /predict, /rerank, /health, /metrics",
 	  "one inference thread batches the texts of concurrent requests (--max-batch,\n"
 	  "--max-wait-ms); a full --queue answers 503 with Retry-After.  GET /health is\n"
 	  "200 only after the integrity check and one warm-up inference.  SIGTERM or\n"

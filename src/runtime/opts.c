@@ -90,6 +90,7 @@ int rt_parse(struct rt_args *a, const struct rt_verb *v, int argc, char **argv)
 	a->max_body = 1 << 20;
 	a->timeout = 30;
 	a->max_conn = 256;
+	a->listen_fd = -1;
 	for (i = 1; i < argc; i++) {
 		const struct rt_opt *o;
 		const char *val = NULL, *eq;
@@ -153,6 +154,16 @@ int rt_parse(struct rt_args *a, const struct rt_verb *v, int argc, char **argv)
 		}
 		case RT_OPT_LISTEN: a->listen = val; break;
 		case RT_OPT_READY: a->ready_file = val; break;
+		case RT_OPT_UNIX: a->unix_path = val; break;
+		case RT_OPT_STOP_EOF: a->stop_on_eof = true; break;
+		case RT_OPT_LISTENFD: {
+			char *end;
+
+			a->listen_fd = strtol(val, &end, 10);
+			if (*end || !*val || a->listen_fd < 3 || a->listen_fd > 1023)
+				return rt_usage(v, "--listen-fd needs a descriptor number from 3 to 1023");
+			break;
+		}
 		case RT_OPT_PORT: case RT_OPT_QUEUE: case RT_OPT_MAXBATCH: case RT_OPT_MAXWAIT:
 		case RT_OPT_MAXBODY: case RT_OPT_TIMEOUT: case RT_OPT_MAXCONN:
 			if (number(a, o, val))

@@ -182,9 +182,9 @@ int rt_rerank(json_t *res, const double *v, size_t n, enum rt_num num, nx_error 
 
 /* Row r of a [B, L, H] or [B, H] output, pooled to H numbers. */
 int rt_embed(json_t *res, const struct rt_settings *set, const struct rt_output *o, size_t r,
-		 size_t len, const int64_t *mask, nx_error *err)
+	     size_t off, size_t len, const int64_t *mask, nx_error *err)
 {
-	size_t B = (size_t)o->dims[0], H = (size_t)o->dims[o->nd - 1], L, t, h, first = 0, used = 0;
+	size_t B = (size_t)o->dims[0], H = (size_t)o->dims[o->nd - 1], L, t, h, lo = 0, used = 0;
 	const double *row = o->v + r * (o->count / B);
 	double *e = calloc(H ? H : 1, sizeof(*e)), norm = 0;
 
@@ -194,18 +194,25 @@ int rt_embed(json_t *res, const struct rt_settings *set, const struct rt_output 
 		memcpy(e, row, H * sizeof(*e));
 	} else if (o->nd == 3) {
 		L = (size_t)o->dims[1];
-		if (len > L)
-			len = L;
-		/* the padding of the batch (after len) never counts, nor the
-		 * padding the tokenizer.json asks for (mask 0) */
-		if (mask)
+		if (off > L)
+			off = L;
+		if (len > L - off)
+			len = L - off;
+		row += off * H;
+		/* the padding of the batch (outside off..off+len) never counts,
+		 * nor the padding the tokenizer.json asks for (mask 0), on
+		 * whichever side it is */
+		if (mask) {
 			while (len > 1 && !mask[len - 1])
 				len--;
+			while (lo + 1 < len && !mask[lo])
+				lo++;
+		}
 		if (set->pool == RT_POOL_CLS && len)
-			len = 1;
+			len = lo + 1;
 		else if (set->pool == RT_POOL_LAST && len)
-			first = len - 1;
-		for (t = first; t < len; t++) {
+			lo = len - 1;
+		for (t = lo; t < len; t++) {
 			if (mask && !mask[t] && set->pool == RT_POOL_MEAN)
 				continue;
 			used++;

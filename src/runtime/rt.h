@@ -132,8 +132,11 @@ json_t *rt_session_describe(const struct rt_session *s);
 /*
  * Run one batch: n texts, already tokenized (ids[i] has lens[i] ids, with
  * their token type ids types[i] and attention mask masks[i]; types or masks
- * may be NULL: zeros, ones).  The batch is padded on the right with the
- * tokenizer's pad id and pad type id, attention mask 0.
+ * may be NULL: zeros, ones).  The batch is padded with the tokenizer's pad
+ * id and pad type id, attention mask 0, on the side its padding.direction
+ * names (right unless Left); a model input position_ids gets each token's
+ * position among the unmasked ones (Hugging Face's cumsum(mask) - 1; 1 on
+ * padding), so that left padding moves no text's positions.
  * results[i] is set to a new JSON object per input ({"outputs":..., and
  * "label"/"scores" or "embedding"}).
  */
@@ -171,10 +174,11 @@ size_t rt_session_json_flags(const struct rt_session *s);
 /* Sets "label" and "scores" on res from one row of n scores. */
 int rt_classify(json_t *res, const struct rt_settings *set, const double *v, size_t n,
 		enum rt_num num, nx_error *err);
-/* Sets "embedding" on res from row r of a [B, L, H] (len tokens; the mean
- * is over those whose mask is 1, all when mask is NULL) or [B, H] output. */
+/* Sets "embedding" on res from row r of a [B, L, H] (len tokens from
+ * position off, after the batch's left padding; the mean is over those
+ * whose mask is 1, all when mask is NULL) or [B, H] output. */
 int rt_embed(json_t *res, const struct rt_settings *set, const struct rt_output *o, size_t r,
-	     size_t len, const int64_t *mask, nx_error *err);
+	     size_t off, size_t len, const int64_t *mask, nx_error *err);
 /* Sets "score" on res from one row of n numbers: the logit when n is 1,
  * the softmax probability of class 1 when n is 2. */
 int rt_rerank(json_t *res, const double *v, size_t n, enum rt_num num, nx_error *err);
@@ -240,7 +244,8 @@ enum {
 	RT_OPT_TOL, RT_OPT_TOKDIR, RT_OPT_MAXLEN, RT_OPT_VERBOSE, RT_OPT_RAW, RT_OPT_LONG,
 	RT_OPT_MINBYTES, RT_OPT_BUDGET, RT_OPT_SKIP_SPECIAL, RT_OPT_PAIR,
 	RT_OPT_LISTEN, RT_OPT_READY, RT_OPT_PORT, RT_OPT_QUEUE, RT_OPT_MAXBATCH, RT_OPT_MAXWAIT,
-	RT_OPT_MAXBODY, RT_OPT_TIMEOUT, RT_OPT_MAXCONN
+	RT_OPT_MAXBODY, RT_OPT_TIMEOUT, RT_OPT_MAXCONN, RT_OPT_UNIX, RT_OPT_LISTENFD,
+	RT_OPT_STOP_EOF
 };
 
 struct rt_opt {
@@ -274,6 +279,9 @@ struct rt_args {
 	uint64_t min_bytes, budget_ms;   /* liveness */
 	/* serve */
 	const char *listen, *ready_file;
+	const char *unix_path;  /* --unix: listen there instead of TCP */
+	long listen_fd;         /* --listen-fd: an inherited listening socket; -1 none */
+	bool stop_on_eof;       /* --stop-on-eof: stdin's end stops as SIGTERM does */
 	long port, queue, max_batch, max_wait, max_body, timeout, max_conn;
 };
 

@@ -8,61 +8,49 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "nexus/net.h"
 #include "serve.h"
 
-static int listen_on(const char *addr, long port, long *bound, nx_error *err)
+/* A listening socket inherited as descriptor fd (from `nexus serve`, which
+ * bound it outside the sandbox); its port in *bound (0 for a unix socket). */
+static int inherited(long fd, long *bound, nx_error *err)
 {
-	struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV,
-				  .ai_socktype = SOCK_STREAM }, *ai = NULL;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
-	char service[16];
-	int fd = -1, one = 1, rc;
+	int on = 0;
+	socklen_t ol = sizeof(on);
 
-	snprintf(service, sizeof(service), "%ld", port);
-	if ((rc = getaddrinfo(addr, service, &hints, &ai)))
-		return nx_error_set(err, NX_EUSAGE, NULL, 0, -1, "--listen %s: %s (give a numeric "
-				    "IPv4 or IPv6 address)", addr, gai_strerror(rc));
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 512) ||
-	    getsockname(fd, (struct sockaddr *)&ss, &sl)) {
-		rc = nx_error_errno(err, NX_EIO, errno, NULL, "cannot listen on %s port %ld%s", addr,
-				    port, errno == EADDRINUSE ? " (in use; --port 0 picks a free one)" : "");
-		if (fd >= 0)
-			close(fd);
-		freeaddrinfo(ai);
-		return rc;
-	}
-	freeaddrinfo(ai);
-	*bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-						: ((struct sockaddr_in *)&ss)->sin_port);
-	return fd;
+	if (getsockopt((int)fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &ol) || !on ||
+	    getsockname((int)fd, (struct sockaddr *)&ss, &sl))
+		return nx_error_set(err, NX_EUSAGE, NULL, 0, -1,
+				    "--listen-fd %ld: not a listening socket", fd);
+	fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+	*bound = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+	       : ss.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port) : 0;
+	return (int)fd;
 }
 
-/* The bound port, one line, written to a temporary and renamed into place
- * so that a reader never sees half of it. */
-static int write_ready(const char *path, long port, nx_error *err)
+/* --stop-on-eof: read standard input to its end, then stop the server as
+ * SIGTERM would (the parent of a sandboxed server cannot signal it). */
+static void *wait_eof(void *arg)
 {
-	char tmp[4096];
-	FILE *f;
+	char buf[256];
+	ssize_t n;
 
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
-		return nx_error_set(err, NX_EUSAGE, path, 0, -1, "--ready-file: path too long");
-	if (!(f = fopen(tmp, "we")))
-		return nx_error_errno(err, NX_EIO, errno, path, "cannot write %s", tmp);
-	fprintf(f, "%ld\n", port);
-	if (fclose(f) || rename(tmp, path))
-		return nx_error_errno(err, NX_EIO, errno, path, "cannot write %s", path);
-	return 0;
+	(void)arg;
+	do
+		n = read(0, buf, sizeof(buf));
+	while (n > 0 || (n < 0 && errno == EINTR));
+	kill(getpid(), SIGTERM);
+	return NULL;
 }
 
 /* One inference before /health says ready: the first Run allocates and
@@ -123,7 +111,10 @@ int rt_cmd_serve(const struct rt_verb *v, int argc, char **argv)
 	nx_error err;
 	long port = 0;
 	int rc, fd = -1, sig;
-	bool loaded = false;
+	bool loaded = false, made_unix = false;
+	struct stat sock, now;
+	pthread_t eof_thread;
+	char where[32];
 
 	if ((rc = rt_parse(&a, v, argc, argv)))
 		return free(a.texts), rc < 0 ? 0 : rc;
@@ -142,10 +133,20 @@ int rt_cmd_serve(const struct rt_verb *v, int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	if ((fd = listen_on(a.listen ? a.listen : "127.0.0.1", a.port, &port, &err)) < 0) {
+	if ((a.unix_path || a.listen_fd >= 0) && (a.listen || a.port != 8080 ||
+						   (a.unix_path && a.listen_fd >= 0))) {
+		rc = rt_usage(v, "give one of --unix, --listen-fd or --listen/--port");
+		goto out;
+	}
+	fd = a.listen_fd >= 0 ? inherited(a.listen_fd, &port, &err)
+	   : a.unix_path ? nx_listen_unix(a.unix_path, &err)
+	   : nx_listen_tcp(a.listen ? a.listen : "127.0.0.1", a.port, &port, &err);
+	if (fd < 0) {
 		rc = fd;
 		goto fail;
 	}
+	if (a.unix_path && !stat(a.unix_path, &sock))
+		made_unix = true;       /* ours to remove at exit */
 	d = sv.mhd.start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
 				MHD_USE_POLL | MHD_USE_ITC, 0, NULL, NULL, sv_http_handle, &sv,
 				MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
@@ -157,9 +158,16 @@ int rt_cmd_serve(const struct rt_verb *v, int argc, char **argv)
 		rc = nx_error_set(&err, NX_EIO, NULL, 0, -1, "libmicrohttpd did not start");
 		goto fail;
 	}
-	fprintf(stderr, "nexus_cli serve: listening on %s port %ld\n",
-		a.listen ? a.listen : "127.0.0.1", port);
-	if (a.ready_file && (rc = write_ready(a.ready_file, port, &err)))
+	if (a.unix_path)
+		fprintf(stderr, "nexus_cli serve: listening on unix socket %s\n", a.unix_path);
+	else if (a.listen_fd >= 0)
+		fprintf(stderr, "nexus_cli serve: answering on descriptor %ld\n", a.listen_fd);
+	else
+		fprintf(stderr, "nexus_cli serve: listening on %s port %ld\n",
+			a.listen ? a.listen : "127.0.0.1", port);
+	snprintf(where, sizeof(where), "%ld", port);
+	if (a.ready_file && (rc = nx_ready_file_write(a.ready_file, a.unix_path ? a.unix_path : where,
+						      &err)))
 		goto fail;
 	if ((rc = rt_start(&b, &s, v->name, &a, true)))
 		goto out;      /* rt_start printed why */
@@ -176,6 +184,10 @@ int rt_cmd_serve(const struct rt_verb *v, int argc, char **argv)
 	sv.ready = true;
 	pthread_mutex_unlock(&sv.mu);
 	fprintf(stderr, "nexus_cli serve: ready (%s)\n", b.manifest->bundle_id);
+	if (a.stop_on_eof && (rc = pthread_create(&eof_thread, NULL, wait_eof, NULL))) {
+		rc = nx_error_errno(&err, NX_EIO, rc, NULL, "cannot start the stdin thread");
+		goto fail;
+	}
 	do
 		sig = sigwaitinfo(&sigs, NULL);
 	while (sig < 0 && errno == EINTR);
@@ -200,5 +212,9 @@ out:
 	pthread_mutex_destroy(&sv.mu);
 	if (a.ready_file && rc)
 		unlink(a.ready_file);
+	/* the socket file, if it is still the one bound here */
+	if (made_unix && !stat(a.unix_path, &now) && now.st_dev == sock.st_dev &&
+	    now.st_ino == sock.st_ino)
+		unlink(a.unix_path);
 	return rc;
 }

@@ -54,6 +54,8 @@ char *sv_metrics_text(struct sv_metrics *m, size_t queue_depth, size_t inflight,
 struct sv_job {
 	char **texts;           /* borrowed from the request */
 	size_t *lens;
+	const char *pair;       /* /rerank: the query, paired with every text; NULL if none */
+	size_t pair_len;
 	size_t n;
 	json_t **results;       /* per text: run's result object, set by the engine */
 	size_t *tokens;         /* per text: tokens after truncation */

@@ -66,13 +66,20 @@ static void run_round(struct sv_engine *e, struct sv_job *round, size_t ntexts)
 	e->emit_at = 0;
 	for (j = round; j && !rc; j = j->next)
 		for (i = 0; i < j->n && !rc; i++) {
-			struct rt_input in = { j->texts[i], j->lens[i], NULL, NULL, 0 };
+			/* a pair is (query, document), as a cross-encoder was trained */
+			struct rt_input in = { j->pair ? (char *)j->pair : j->texts[i],
+					       j->pair ? j->pair_len : j->lens[i], NULL,
+					       j->pair ? j->texts[i] : NULL, j->pair ? j->lens[i] : 0 };
 			nx_error te;
 
 			/* a second encode for the count: the batcher keeps its
 			 * lengths to itself, and tokenizing is cheap next to Run */
-			if (nx_tokenizer_encode(e->b->tok, in.text, in.len, e->b->set.max_len,
-						e->scratch, &j->tokens[i], &te))
+			if (in.pair ? nx_tokenizer_encode_pair(e->b->tok, in.text, in.len, in.pair,
+							       in.pair_len, e->b->set.max_len,
+							       e->scratch, NULL, NULL, NULL,
+							       &j->tokens[i], &te)
+				    : nx_tokenizer_encode(e->b->tok, in.text, in.len, e->b->set.max_len,
+							  e->scratch, &j->tokens[i], &te))
 				j->tokens[i] = 0;
 			rc = rt_batcher_add(e->q, &in, &err);
 		}

@@ -208,7 +208,93 @@ static enum MHD_Result answer_predict(struct sv_server *sv, struct MHD_Connectio
 	return reply_json(sv, c, r, 200, json_incref(job->results[0]), 0);
 }
 
-/* POST /v1/embeddings and /predict: parse, queue, wait, answer. */
+/* by relevance_score, highest first; equal scores keep input order */
+static int by_score(const void *a, const void *b)
+{
+	double x = json_real_value(json_object_get(*(json_t *const *)a, "relevance_score"));
+	double y = json_real_value(json_object_get(*(json_t *const *)b, "relevance_score"));
+	json_int_t i = json_integer_value(json_object_get(*(json_t *const *)a, "index"));
+	json_int_t j = json_integer_value(json_object_get(*(json_t *const *)b, "index"));
+
+	if (x != y)
+		return x > y ? -1 : 1;
+	return i < j ? -1 : i > j;
+}
+
+/* The answer of Cohere's and Jina's rerank APIs: results sorted by score,
+ * the first top_n, each with its input index. */
+static enum MHD_Result answer_rerank(struct sv_server *sv, struct MHD_Connection *c,
+				     struct sv_req *r, struct sv_job *job, size_t top_n,
+				     bool with_docs)
+{
+	json_t **rows = calloc(job->n, sizeof(*rows)), *out = json_array(), *bad;
+	size_t i, tokens = 0;
+	enum MHD_Result ok;
+
+	if ((bad = first_error(job, &i))) {
+		free(rows);
+		json_decref(out);
+		return fail(sv, c, r, 422, "invalid_input", json_pack("{s:I,s:O*}", "index",
+				(json_int_t)i, "reason", json_object_get(bad, "code")),
+			    "document %zu: %s", i, json_string_value(json_object_get(bad, "error")));
+	}
+	for (i = 0; rows && out && i < job->n; i++) {
+		tokens += job->tokens[i];
+		rows[i] = json_pack("{s:I,s:O}", "index", (json_int_t)i, "relevance_score",
+				    json_object_get(job->results[i], "score"));
+		if (rows[i] && with_docs)
+			json_object_set_new(rows[i], "document",
+					    json_pack("{s:s%}", "text", job->texts[i], job->lens[i]));
+		if (!rows[i])
+			break;
+	}
+	if (!rows || !out || i < job->n) {
+		ok = MHD_NO;
+		goto out;
+	}
+	qsort(rows, job->n, sizeof(*rows), by_score);
+	for (i = 0; i < job->n && i < top_n; i++)
+		json_array_append(out, rows[i]);
+	ok = reply_json(sv, c, r, 200,
+			json_pack("{s:s,s:O,s:{s:I}}", "model", sv->b->manifest->bundle_id,
+				  "results", out, "usage", "total_tokens", (json_int_t)tokens), 0);
+out:
+	for (i = 0; rows && i < job->n; i++)
+		json_decref(rows[i]);
+	free(rows);
+	json_decref(out);
+	return ok;
+}
+
+/* /rerank's options besides "query" and "documents"; 0 or a 400 in *why. */
+static int rerank_options(json_t *doc, size_t *top_n, bool *with_docs, const char **why)
+{
+	json_t *v;
+
+	*top_n = SIZE_MAX;
+	*with_docs = false;
+	if (!json_is_string(json_object_get(doc, "query"))) {
+		*why = "the body needs \"query\" (a string) and \"documents\" (an array of strings)";
+		return 400;
+	}
+	if ((v = json_object_get(doc, "top_n")) && !json_is_null(v)) {
+		if (!json_is_integer(v) || json_integer_value(v) < 1) {
+			*why = "\"top_n\" must be a positive integer";
+			return 400;
+		}
+		*top_n = (size_t)json_integer_value(v);
+	}
+	if ((v = json_object_get(doc, "return_documents")) && !json_is_null(v)) {
+		if (!json_is_boolean(v)) {
+			*why = "\"return_documents\" must be true or false";
+			return 400;
+		}
+		*with_docs = json_is_true(v);
+	}
+	return 0;
+}
+
+/* POST /v1/embeddings, /predict and /rerank: parse, queue, wait, answer. */
 static enum MHD_Result infer(struct sv_server *sv, struct MHD_Connection *c, struct sv_req *r)
 {
 	struct sv_job job;
@@ -216,11 +302,16 @@ static enum MHD_Result infer(struct sv_server *sv, struct MHD_Connection *c, str
 	json_t *doc, *in;
 	const char *why = NULL, *key;
 	enum MHD_Result ok;
+	size_t top_n = SIZE_MAX;
+	bool with_docs = false;
 	int st;
 
 	if (r->ep == SV_EP_EMBEDDINGS && sv->b->set.task != RT_TASK_EMBEDDING)
 		return fail(sv, c, r, 400, "invalid_request_error", NULL,
 			    "this bundle's task is not embedding; use POST /predict");
+	if (r->ep == SV_EP_RERANK && sv->b->set.task != RT_TASK_RERANK)
+		return fail(sv, c, r, 400, "invalid_request_error", NULL,
+			    "this bundle's task is not rerank; use POST /predict");
 	doc = json_loadb(r->body ? r->body : "", r->len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!json_is_object(doc)) {
 		json_decref(doc);
@@ -237,10 +328,21 @@ static enum MHD_Result infer(struct sv_server *sv, struct MHD_Connection *c, str
 			return fail(sv, c, r, 400, "invalid_request_error", NULL,
 				    "only \"encoding_format\": \"float\" is supported");
 		}
+	} else if (r->ep == SV_EP_RERANK) {
+		key = "documents";
 	} else {
 		key = json_object_get(doc, "texts") ? "texts" : "text";
 	}
 	memset(&job, 0, sizeof(job));
+	if (r->ep == SV_EP_RERANK && (st = rerank_options(doc, &top_n, &with_docs, &why))) {
+		ok = fail(sv, c, r, (unsigned)st, "invalid_request_error", NULL, "%s", why);
+		goto out;
+	}
+	if (r->ep == SV_EP_RERANK) {
+		in = json_object_get(doc, "query");
+		job.pair = json_string_value(in);
+		job.pair_len = json_string_length(in);
+	}
 	if (!(in = json_object_get(doc, key))) {
 		ok = fail(sv, c, r, 400, "invalid_request_error", NULL, "the body needs \"%s\"%s",
 			  key, r->ep == SV_EP_PREDICT ? " (a string) or \"texts\" (an array)" : "");
@@ -265,6 +367,8 @@ static enum MHD_Result infer(struct sv_server *sv, struct MHD_Connection *c, str
 		ok = fail(sv, c, r, 500, "internal_error", NULL, "%s", job.err.message);
 	else if (r->ep == SV_EP_EMBEDDINGS)
 		ok = answer_embeddings(sv, c, r, &job);
+	else if (r->ep == SV_EP_RERANK)
+		ok = answer_rerank(sv, c, r, &job, top_n, with_docs);
 	else
 		ok = answer_predict(sv, c, r, &job, json_is_string(in));
 out:
@@ -301,11 +405,6 @@ static enum MHD_Result route(struct sv_server *sv, struct MHD_Connection *c, str
 	if (r->ep == SV_EP_HEALTH)
 		return reply_json(sv, c, r, 200, json_pack("{s:s,s:s}", "status", "ok", "model",
 							   sv->b->manifest->bundle_id), 0);
-	if (r->ep == SV_EP_RERANK)
-		return fail(sv, c, r, 501, "not_implemented", NULL,
-			    "POST /rerank is not in serve yet; a task: rerank bundle answers "
-			    "POST /predict, and `nexus_cli run` takes (query, document) pairs "
-			    "as {\"text\", \"text_pair\"} lines");
 	return infer(sv, c, r);
 }
 
@@ -326,7 +425,7 @@ enum MHD_Result sv_http_handle(void *cls, struct MHD_Connection *c, const char *
 		pthread_mutex_lock(&sv->mu);
 		sv->inflight++;
 		r->refuse = sv->draining;
-		if (sv->ready && !r->refuse && (r->ep == SV_EP_EMBEDDINGS || r->ep == SV_EP_PREDICT))
+		if (sv->ready && !r->refuse && r->ep >= SV_EP_EMBEDDINGS && r->ep <= SV_EP_RERANK)
 			r->coming = sv->engine;
 		pthread_mutex_unlock(&sv->mu);
 		if (r->coming)

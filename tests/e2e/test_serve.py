@@ -18,7 +18,8 @@ import time
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from test_runtime import TEXTS, jsonl, make_bundle, run_texts, token_ids  # noqa: E402
+from test_runtime import TEXTS, jsonl, make_bundle, run, run_texts, token_ids  # noqa: E402
+from test_runtime_outputs import with_model  # noqa: E402
 
 pytest.importorskip("onnx")
 
@@ -190,13 +191,21 @@ def test_concurrent_clients_match_run_and_are_batched(clf, server_factory):
     status, _, body = srv.post("/predict", {"texts": MANY[:10][::-1]})
     assert status == 200
     assert all(same(g, want[t]) for g, t in zip(body["results"], MANY[:10][::-1]))
-    samples, types = parse_prometheus(srv.get("/metrics")[2].decode())
+    ok = (("endpoint", "/predict"), ("status", "200"))
+    # a request is counted once its connection completes, just after the
+    # client has read the answer: wait for the last one
+    deadline = time.monotonic() + 10
+    while True:
+        samples, types = parse_prometheus(srv.get("/metrics")[2].decode())
+        if samples[("nexus_requests_total", ok)] == len(MANY) + 1 or \
+                time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert types["nexus_batch_size"] == "histogram"
     batches = samples[("nexus_batch_size_count", ())]
     texts = samples[("nexus_batch_size_sum", ())]
     assert texts == len(MANY) + 10 + 1 - 1  # the warm-up does not count
     assert batches < len(MANY), "96 concurrent requests ran one by one: no batching"
-    ok = (("endpoint", "/predict"), ("status", "200"))
     assert samples[("nexus_requests_total", ok)] == len(MANY) + 1
     assert samples[("nexus_request_duration_seconds_count", (("endpoint", "/predict"),))] \
         == len(MANY) + 1
@@ -267,7 +276,7 @@ def test_bad_requests_get_json_errors(clf, server_factory):
     status, _, err = srv.post("/v1/embeddings", {"input": "x"})
     assert status == 400 and "/predict" in err["error"]["message"]
     status, _, err = srv.post("/rerank", {"query": "q", "documents": ["d"]})
-    assert status == 501 and "not in serve yet" in err["error"]["message"]
+    assert status == 400 and "not rerank" in err["error"]["message"]
     status, _, err = srv.post("/predict", {"texts": ["a"] * 101})
     assert status == 413 and "at most 100)" in err["error"]["message"]  # --queue 100
     status, _, b = srv.request("GET", "/nope")
@@ -406,3 +415,94 @@ def test_text_the_model_rejects_costs_only_itself(tmp_path, server_factory):
     assert body["results"][1]["code"] == "model-error"
     status, _, err = srv.post("/predict", {"text": long_text})
     assert status == 422 and err["error"]["reason"] == "model-error"
+
+
+def test_rerank_scores_pairs_as_run_does(tmp_path, server_factory):
+    """POST /rerank (Cohere's and Jina's shape): each document paired with
+    the query as `run --text QUERY --pair DOC` pairs it, sorted by score,
+    top_n kept, documents echoed on request."""
+    cli, _ = with_model(tmp_path / "r", 64, classes=2, task="rerank", batch_size=4)
+    query, docs = "free money", ["lunch at noon", "click now for free money", "x",
+                                 "hello world", "money money money", "tomorrow"]
+    r = run(cli, "run", *sum((["--text", query, "--pair", d] for d in docs), []))
+    assert r.returncode == 0, r.stderr
+    want = [x["score"] for x in jsonl(r.stdout)]
+    assert len(set(want)) == len(want)
+    order = sorted(range(len(docs)), key=lambda i: -want[i])
+    srv = server_factory(cli, "--max-batch", "4")
+    status, _, body = srv.post("/rerank", {"query": query, "documents": docs})
+    assert status == 200, body
+    assert [x["index"] for x in body["results"]] == order
+    for x in body["results"]:
+        assert x["relevance_score"] == pytest.approx(want[x["index"]], abs=1e-6)
+        assert "document" not in x
+    assert body["model"] and body["usage"]["total_tokens"] > 0
+    status, _, top = srv.post("/rerank", {"query": query, "documents": docs, "top_n": 2,
+                                          "return_documents": True})
+    assert status == 200 and [x["index"] for x in top["results"]] == order[:2]
+    assert [x["document"]["text"] for x in top["results"]] == [docs[i] for i in order[:2]]
+    for body, why in [({"documents": ["a"]}, "query"), ({"query": "q"}, "documents"),
+                      ({"query": "q", "documents": []}, "non-empty"),
+                      ({"query": "q", "documents": ["a"], "top_n": 0}, "top_n"),
+                      ({"query": "q", "documents": ["a"], "return_documents": 1}, "true or")]:
+        status, _, err = srv.post("/rerank", body)
+        assert status == 400 and why in err["error"]["message"], (body, err)
+    status, _, err = srv.post("/predict", {"text": "x"})
+    assert status == 200 and "score" in err
+
+
+def unix_request(path, method, url, body=b""):
+    """One HTTP/1.1 request over the unix socket at path: (status, body)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    try:
+        s.connect(str(path))
+        s.sendall(f"{method} {url} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                  f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    finally:
+        s.close()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), rest
+
+
+def test_unix_socket_listener(clf, tmp_path):
+    """--unix PATH: the same API on a unix socket; the ready file names the
+    path; a stale socket (nothing listening) is taken over, anything else
+    at the path is refused and left alone; the socket goes at exit."""
+    cli, want = clf
+    sock, ready = tmp_path / "s.sock", tmp_path / "ready"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(sock))
+    stale.close()
+    proc = subprocess.Popen([str(cli), "serve", "--unix", str(sock), "--ready-file", str(ready)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert ready.read_text() == f"{sock}\n"
+        while unix_request(sock, "GET", "/health")[0] != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        for t in MANY[:3]:
+            status, body = unix_request(sock, "POST", "/predict", json.dumps({"text": t}).encode())
+            assert status == 200 and same(json.loads(body), want[t])
+        # a second server on the same path: refused, the first keeps it
+        r = run(cli, "serve", "--unix", sock)
+        assert r.returncode == 3 and "another server" in r.stderr
+        assert unix_request(sock, "GET", "/health")[0] == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    assert not sock.exists()
+    sock.write_text("not a socket")
+    r = run(cli, "serve", "--unix", sock)
+    assert r.returncode == 2 and "not a socket" in r.stderr
+    assert sock.read_text() == "not a socket"
+    r = run(cli, "serve", "--unix", sock, "--port", "9")
+    assert r.returncode == 2 and "give one of --unix" in r.stderr

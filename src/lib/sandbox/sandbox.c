@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -133,6 +134,7 @@ static int supervise(pid_t parent, int nfds, int ew, pid_t *boss)
 	}
 	for (i = 0; i < nfds; i++)   /* the caller sees EOF when the program closes them */
 		close(i);
+	close(NX_SANDBOX_PASS_FD);  /* a passed socket is the program's alone */
 	close(ew);
 	while (waitpid(prog, &st, 0) < 0)
 		if (errno != EINTR)
@@ -151,6 +153,7 @@ static void child(const struct sbx_backend *be, const struct sbx_prep *pr,
 		  pid_t parent, uid_t id)
 {
 	int e = fcntl(ew, F_DUPFD_CLOEXEC, 64), s[5], i, n = 3;
+	int pass = o->pass_fd > 0 ? fcntl(o->pass_fd, F_DUPFD, 64) : -1;
 
 	s[0] = fcntl(in, F_DUPFD, 64);
 	s[1] = fcntl(out, F_DUPFD, 64);
@@ -164,8 +167,15 @@ static void child(const struct sbx_backend *be, const struct sbx_prep *pr,
 	for (i = 0; i < n; i++)
 		if (s[i] < 0 || dup2(s[i], i) != i)
 			goto fail;
-	if (e > n)
+	if (o->pass_fd > 0 && (pass < 0 || dup2(pass, NX_SANDBOX_PASS_FD) != NX_SANDBOX_PASS_FD))
+		goto fail;
+	/* everything else goes; n <= 5 < NX_SANDBOX_PASS_FD < 64 <= e */
+	if (o->pass_fd > 0) {
+		close_range((unsigned)n, NX_SANDBOX_PASS_FD - 1, 0);
+		close_range(NX_SANDBOX_PASS_FD + 1, (unsigned)e - 1, 0);
+	} else if (e > n) {
 		close_range((unsigned)n, (unsigned)e - 1, 0);
+	}
 	close_range((unsigned)e + 1, ~0u, 0);
 	/* A session (and so a process group) of its own: no controlling
 	 * terminal, and kill(-pid) reaches everything it starts. */
@@ -211,8 +221,9 @@ static void kill_all(pid_t pid)
 }
 
 /* Append to a capture buffer; false when the output cap was hit. */
-static bool take(struct pump *p, char **buf, size_t *len, const char *data, size_t n, bool stream)
+static bool take(struct pump *p, char **buf, size_t *len, const char *data, size_t n, int fd)
 {
+	bool stream = fd >= 0;
 	size_t room = p->o->max_output - p->total;
 	bool ok = n <= room;
 
@@ -223,7 +234,7 @@ static bool take(struct pump *p, char **buf, size_t *len, const char *data, size
 		size_t off = 0;
 
 		while (off < n) {
-			ssize_t w = write(p->o->out_fd, data + off, n - off);
+			ssize_t w = write(fd, data + off, n - off);
 
 			if (w < 0 && errno == EINTR)
 				continue;
@@ -261,7 +272,8 @@ static void pump(struct pump *p, pid_t pid, int in, int out, int errp, double de
 
 	while (out >= 0 || errp >= 0) {
 		struct pollfd fds[4];
-		int nf = 0, ms = (int)((deadline - nx_sbx__now()) * 1000.0), k;
+		double left = (deadline - nx_sbx__now()) * 1000.0;
+		int nf = 0, ms = left > 3600e3 ? 3600000 : (int)left, k;  /* no limit: hourly */
 		bool want_in = in >= 0 && p->inoff < p->inlen;
 		bool want_src = in >= 0 && !want_in && p->o->stdin_fd >= 0 && !p->in_eof;
 
@@ -301,8 +313,9 @@ static void pump(struct pump *p, pid_t pid, int in, int out, int errp, double de
 				*fd = -1;
 				continue;
 			}
-			ok = i ? take(p, &r->errout, &r->errout_len, buf, (size_t)n, false)
-			       : take(p, &r->out, &r->out_len, buf, (size_t)n, p->o->out_fd >= 0);
+			ok = i ? take(p, &r->errout, &r->errout_len, buf, (size_t)n,
+				      p->o->err_fd > 0 ? p->o->err_fd : -1)
+			       : take(p, &r->out, &r->out_len, buf, (size_t)n, p->o->out_fd);
 			if (!ok) {
 				r->output_capped = true;
 				kill_all(pid);
@@ -420,8 +433,9 @@ int nx_sandbox_run(struct nx_sandbox_result *out, const struct nx_sandbox_opts *
 	if ((rc = be->check(o, err)) != 0 || (rc = be->prepare(&pr, o, err)) != 0)
 		goto out;
 	pr.nproc = pr.nproc ? pr.nproc : o->nproc;
-	r.out = malloc(o->max_output + 1);
-	r.errout = malloc(o->max_output + 1);
+	/* a streamed output needs no buffer (and a server's cap is large) */
+	r.out = malloc(o->out_fd >= 0 ? 1 : o->max_output + 1);
+	r.errout = malloc(o->err_fd > 0 ? 1 : o->max_output + 1);
 	p.inbuf = o->stdin_fd >= 0 ? malloc(CHUNK) : (char *)o->stdin_data;
 	p.inlen = o->stdin_fd >= 0 ? 0 : o->stdin_len;
 	if (!r.out || !r.errout || (o->stdin_fd >= 0 && !p.inbuf)) {
@@ -452,7 +466,7 @@ int nx_sandbox_run(struct nx_sandbox_result *out, const struct nx_sandbox_opts *
 	do
 		n = read(ep[0], &cerr, sizeof(cerr));
 	while (n < 0 && errno == EINTR);
-	deadline = nx_sbx__now() + (double)o->wall_ms / 1000.0;
+	deadline = o->wall_ms ? nx_sbx__now() + (double)o->wall_ms / 1000.0 : INFINITY;
 	if (n == (ssize_t)sizeof(cerr)) {
 		close(in[0]), close(po[0]), close(pe[0]);
 		in[0] = po[0] = pe[0] = -1;
