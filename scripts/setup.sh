@@ -33,7 +33,8 @@ APT_PACKAGES=(build-essential make pkg-config ca-certificates
 	bubblewrap python3 python3-pytest python3-numpy python3-onnx python3-torch
 	groff-base strace attr libcap2-bin
 	sentencepiece  # spm_train: the Unigram + Precompiled tokenizer of the parity matrix
-	libcurl4-openssl-dev libcurl4 docker-registry skopeo apache2-utils python3-cryptography)
+	libcurl4-openssl-dev libcurl4 docker-registry skopeo apache2-utils python3-cryptography
+	python3-jinja2)  # the oracle of the chat template tests
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 3; }
