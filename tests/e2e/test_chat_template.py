@@ -152,6 +152,10 @@ def test_unsupported_is_refused(nexus_cli, tmp_path, template, what, line):
     ("{{ messages }}", "cannot be printed"),
     ("{% for i in range(2000000) %}{% endfor %}", "range()"),
     ("{% set s = 'x' * 10000000 %}{{ s ~ s }}", "exceed"),
+    ("{% set ns = namespace(l=[1]) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}{% endfor %}",
+     "exceed"),
+    ("{% for i in range(1000) %}{% for j in range(1000) if j > 5000 %}{% endfor %}{% endfor %}",
+     "loop iterations"),
 ])
 def test_render_errors_are_bounded(nexus_cli, tmp_path, template, what):
     r = render(nexus_cli, tmp_path, template, MESSAGES["user"], True)

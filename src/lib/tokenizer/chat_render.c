@@ -393,6 +393,8 @@ static int binop(struct rctx *r, int op, json_t *a, json_t *b, int line, json_t 
 	if (op == CB_ADD && a && b && json_is_string(a) && json_is_string(b))
 		return binop(r, CB_CONCAT, a, b, line, out);
 	if (op == CB_ADD && a && b && json_is_array(a) && json_is_array(b)) {
+		if (json_array_size(a) + json_array_size(b) > NX_CHAT_LOOP_MAX)
+			return rfail(r, NX_ELIMIT, line, "a list would exceed %u items", NX_CHAT_LOOP_MAX);
 		if (!(*out = json_copy(a)) || json_array_extend(*out, b))
 			return nx_error_oom(r->err, r->t->path);
 		return 0;
@@ -1149,6 +1151,11 @@ static int exec_for(struct rctx *r, const struct chat_node *n)
 		for (i = 0; i < json_array_size(items) && !rc; i++) {
 			json_t *ok = NULL;
 
+			/* a filtered item costs an iteration too: loops of filters stay bounded */
+			if (++r->iterations > NX_CHAT_LOOP_MAX) {
+				rc = rfail(r, NX_ELIMIT, n->line, "more than %u loop iterations", NX_CHAT_LOOP_MAX);
+				break;
+			}
 			if (!(sc.vars = json_object()))
 				goto oom;
 			r->sc = &sc;
