@@ -76,7 +76,7 @@ Q =
 msg = @true
 endif
 
-.PHONY: FORCE all check-layers check-symbols lint check test unit fuzz-replay torture e2e e2e-asan asan fuzz install uninstall clean demo bench setup
+.PHONY: FORCE all check-layers check-symbols lint check test unit fuzz-replay torture e2e e2e-asan asan fuzz install uninstall clean demo demo-generate bench setup
 all: $(NEXUS) $(NX_CLI) $(RT_ORT) $(TRUSTED) $(UT_BIN) $(FZ_BIN)
 
 $(ORT_LIB) $(ORT_INC)/onnxruntime_c_api.h:
@@ -241,6 +241,17 @@ fuzz:
 
 demo: all
 	$(PYTHON) scripts/demo.py --nexus $(NEXUS) examples/spam-distill
+
+# The decoder example: build -> verify -> generate (needs task: generation
+# in the runtime) and the prompt its chat template makes.
+GEN_DEMO := $(BUILD)/demo-generate/tiny_gen_v1
+demo-generate: all
+	rm -rf $(BUILD)/demo-generate && mkdir -p $(BUILD)/demo-generate
+	$(NEXUS) build examples/tiny-gen -o $(GEN_DEMO)
+	$(NEXUS) verify $(GEN_DEMO) --teacher examples/tiny-gen/artifacts/teacher.onnx \
+		--teacher examples/tiny-gen/checkpoints/teacher.pt
+	$(GEN_DEMO)/bin/nexus_cli chat --messages examples/tiny-gen/chat_example.json
+	$(GEN_DEMO)/bin/nexus_cli generate --prompt "And God said" --max-new-tokens 24
 
 bench: all
 	$(PYTHON) bench/run.py --nexus $(NEXUS)

@@ -17,6 +17,7 @@
 #define NX_BUNDLE_TOKENIZER_DIR "model/tokenizer"
 #define NX_BUNDLE_TOKENIZER_JSON "model/tokenizer/tokenizer.json"
 #define NX_BUNDLE_VOCAB "model/tokenizer/vocab.txt"
+#define NX_BUNDLE_TOKENIZER_CONFIG "model/tokenizer/tokenizer_config.json" /* chat_template */
 #define NX_BUNDLE_CONFIG_DIR "config"
 #define NX_BUNDLE_RUNTIME_CONFIG "config/runtime.yaml"
 #define NX_BUNDLE_SELFTEST "config/selftest.json"

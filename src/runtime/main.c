@@ -594,6 +594,15 @@ static const struct rt_opt detokenize_opts[] = {
 	{ 0 },
 };
 
+static const struct rt_opt chat_opts[] = {
+	{ "messages", "FILE", "a JSON list of {\"role\", \"content\"} (or an object of template "
+	  "variables holding \"messages\"); - for stdin", RT_OPT_INPUT },
+	{ "no-generation-prompt", NULL, "render add_generation_prompt as false", RT_OPT_NOGENPROMPT },
+	{ "json", NULL, "print {\"prompt\": ...} instead of the prompt", RT_OPT_JSON },
+	{ "tokenizer", "DIR", "DIR/tokenizer_config.json instead of the bundle's", RT_OPT_TOKDIR },
+	RT_OPT_BUNDLE_ENTRY,
+	{ 0 },
+};
 static const struct rt_opt serve_opts[] = {
 	{ "listen", "ADDR", "numeric address to listen on (default 127.0.0.1)", RT_OPT_LISTEN },
 	{ "port", "N", "TCP port (default 8080; 0 picks a free one)", RT_OPT_PORT },
@@ -643,6 +652,12 @@ static const struct rt_verb verbs[] = {
 	  "one line of text per input (or {\"text\": ...} with --json); ids the vocabulary\n"
 	  "does not have are left out, as Hugging Face's decode does.",
 	  detokenize_opts, cmd_detokenize, false },
+	{ "chat", "render messages with the tokenizer's chat template and print the prompt",
+	  "the tokenizer_config.json chat_template (Jinja) is rendered as transformers'\n"
+	  "apply_chat_template does, with bos_token/eos_token from that file and\n"
+	  "add_generation_prompt true unless --no-generation-prompt.  A template outside\n"
+	  "the supported subset is refused (exit 2) naming the construct and its line.",
+	  chat_opts, rt_cmd_chat, false },
 	{ "serve", "answer HTTP requests: /v1/embeddings, /predict, /rerank, /health, /metrics",
 	  "one inference thread batches the texts of concurrent requests (--max-batch,\n"
 	  "--max-wait-ms); a full --queue answers 503 with Retry-After.  GET /health is\n"

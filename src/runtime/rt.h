@@ -245,7 +245,7 @@ enum {
 	RT_OPT_MINBYTES, RT_OPT_BUDGET, RT_OPT_SKIP_SPECIAL, RT_OPT_PAIR,
 	RT_OPT_LISTEN, RT_OPT_READY, RT_OPT_PORT, RT_OPT_QUEUE, RT_OPT_MAXBATCH, RT_OPT_MAXWAIT,
 	RT_OPT_MAXBODY, RT_OPT_TIMEOUT, RT_OPT_MAXCONN, RT_OPT_UNIX, RT_OPT_LISTENFD,
-	RT_OPT_STOP_EOF
+	RT_OPT_STOP_EOF, RT_OPT_NOGENPROMPT
 };
 
 struct rt_opt {
@@ -274,6 +274,7 @@ struct rt_args {
 	bool json, write, raw, long_case;
 	bool skip_special;      /* detokenize --skip-special-tokens */
 	bool verbose;           /* ONNX Runtime logs from INFO instead of ERROR */
+	bool no_gen_prompt;     /* chat: add_generation_prompt false */
 	double tol;
 	long maxlen;
 	uint64_t min_bytes, budget_ms;   /* liveness */
@@ -298,5 +299,7 @@ int rt_usage(const struct rt_verb *v, const char *fmt, ...) __attribute__((forma
 /* 0 parsed, -1 --help printed (exit 0), 2 usage error printed; in every
  * case the caller frees a->texts and a->pairs (the values, not copied). */
 int rt_parse(struct rt_args *a, const struct rt_verb *v, int argc, char **argv);
+/* `nexus_cli chat` (chat.c) */
+int rt_cmd_chat(const struct rt_verb *v, int argc, char **argv);
 
 #endif

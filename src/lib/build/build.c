@@ -399,6 +399,17 @@ static int load(struct build *b)
 		return nx_error_set(b->err, NX_ECONFIG, ws->tokenizer, 0, -1,
 				    "%s holds neither tokenizer.json nor vocab.txt; put the "
 				    "tokenizer files there or fix tokenizer: in nexus.yaml", ws->tokenizer);
+	/* Optional: its chat_template is compiled (and refused if unsupported) at assembly. */
+	{
+		char *tp = join(ws->tokenizer, "tokenizer_config.json");
+
+		if (tp && faccessat(b->wsfd, tp, F_OK, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT) {
+			free(tp);
+		} else if ((rc = add_input(b, b->wsfd, tp, strdup(NX_BUNDLE_TOKENIZER_CONFIG),
+					   BUILD_COPY, false))) {
+			return rc;
+		}
+	}
 	rc = add_input(b, b->wsfd, strdup(ws->runtime_config), strdup(NX_BUNDLE_RUNTIME_CONFIG),
 		       BUILD_RUNTIME, false);
 	if (!rc && ws->readme)

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "nexus/chat_template.h"
+#include "nexus/fs.h"
 #include "nexus/tokenizer.h"
 
 #include <jansson.h>
@@ -110,6 +112,31 @@ static int add_inputs(struct build *b, struct build_input *in)
 	return rc;
 }
 
+/*
+ * A tokenizer_config.json chat_template must compile in the runtime's
+ * renderer: a template it cannot render exactly is refused here, naming the
+ * construct and its line, not rendered wrong on the production host.
+ */
+static int check_chat_template(struct build *b)
+{
+	nx_chat_template *t = NULL;
+	char *buf = NULL, path[4200];
+	size_t len;
+	int rc;
+
+	if (faccessat(nx_stage_dirfd(b->stage), NX_BUNDLE_TOKENIZER_CONFIG, F_OK,
+		      AT_SYMLINK_NOFOLLOW) != 0)
+		return 0;
+	snprintf(path, sizeof(path), "%s/tokenizer_config.json", b->ws->tokenizer);
+	rc = nx_fs_read_all(&buf, &len, nx_stage_dirfd(b->stage), NX_BUNDLE_TOKENIZER_CONFIG,
+			    BUILD_CHAT_CONFIG_MAX, b->err);
+	if (!rc)
+		rc = nx_chat_template_from_config(&t, buf, len, path, b->err);
+	nx_chat_template_free(t);
+	free(buf);
+	return rc;
+}
+
 int nx_build__assemble(struct build *b)
 {
 	size_t i;
@@ -144,6 +171,8 @@ int nx_build__assemble(struct build *b)
 	}
 	if (!rc)
 		rc = check_tokenizer(b);
+	if (!rc)
+		rc = check_chat_template(b);
 	/* Last: it runs the staged runtime on the staged model and tokenizer. */
 	if (!rc)
 		rc = nx_build__selftest(b);

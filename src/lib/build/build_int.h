@@ -24,6 +24,7 @@
 
 #define BUILD_WRITEBACK_MAX 2  /* the exported model and its external data */
 /* The tolerance config/selftest.json records; the manifest's policy too. */
+#define BUILD_CHAT_CONFIG_MAX (4u << 20) /* bytes of tokenizer_config.json */
 #define BUILD_SELFTEST_TOLERANCE 1e-4
 #define BUILD_SELFTEST_TOLERANCE_ARG "0.0001"
 

@@ -10,7 +10,8 @@
  *   model/tokenizer/           tokens judged as tokens, the rest of
  *                              tokenizer.json by its schema (verify_tokjson.c);
  *                              both files share one residual, so a vocabulary
- *                              given twice is charged about once
+ *                              given twice is charged about once;
+ *                              tokenizer_config.json (the chat template) whole
  *   model/student_model.onnx   every string of the model (names, doc strings,
  *                              metadata, attribute and tensor strings)
  *   manifest.json              its strings (paths, ids, architecture, ...)
@@ -117,7 +118,9 @@ static int text_file(struct tally *t, const char *path, nx_budget_buf *tok, uint
 	char *buf = NULL;
 	size_t len = 0;
 	json_t *root = NULL;
-	bool failed = false, shared = !strncmp(path, TOKENIZER_DIR, strlen(TOKENIZER_DIR));
+	/* the vocabulary files share one residual; tokenizer_config.json is plain text */
+	bool failed = false, shared = !strcmp(path, NX_BUNDLE_TOKENIZER_JSON) ||
+				      !strcmp(path, NX_BUNDLE_VOCAB);
 	nx_error e;
 	int rc;
 

@@ -1,0 +1,1 @@
+"""Plain-Python greedy generation with the bundled student (onnxruntime + numpy)."""
