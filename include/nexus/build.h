@@ -104,6 +104,14 @@ struct nx_build_removed {
 	char *statement_kind;
 };
 
+/* A dead parameter the build stored as zeros (build_dead.c, docs/TRV.md). */
+struct nx_build_zeroed {
+	char *name;          /* the initializer */
+	uint64_t bytes;
+	double change;       /* relative change of the outputs under noise (< 1e-6) */
+	double zero_change;  /* ... when zeros, on the selftest texts and random ids */
+};
+
 struct nx_build_result {
 	char *bundle_path;
 	char *bundle_id;
@@ -126,6 +134,8 @@ struct nx_build_result {
 	 * and the quantized student (quant_cases 0: no gate ran) */
 	size_t quant_cases, quant_agree;   /* inputs; of those, labels equal */
 	double quant_min_cosine;           /* lowest cosine of an input's outputs */
+	struct nx_build_zeroed *zeroed;  /* dead bias vectors stored as zeros */
+	size_t nzeroed;
 	char **warnings;           /* WARN lines for the user (e.g. the tokenizer's
 				      truncation and runtime.yaml disagree) */
 	size_t nwarnings;

@@ -152,6 +152,14 @@ int nx_manifest_add_file(nx_manifest *m, const char *path,
 			 nx_error *err);
 
 /*
+ * Replace the digest and size of the entry for path (a file the build
+ * rewrote in place).  NX_EINTERNAL when path is not listed.
+ */
+int nx_manifest_update_file(nx_manifest *m, const char *path,
+			    const unsigned char sha256[NX_SHA256_LEN], uint64_t size,
+			    nx_error *err);
+
+/*
  * The path rules: relative, '/'-separated, every component non-empty,
  * made of [A-Za-z0-9._-], not "." or "..", at most NX_MANIFEST_COMPONENT_MAX
  * bytes; whole path at most NX_MANIFEST_PATH_MAX bytes.  0, or NX_EUNSAFE

@@ -144,6 +144,11 @@ static void print_human(const struct nx_build_result *r, const char *path)
 		printf("  export        removed %zu item(s), %llu bytes, %llu doc string(s) from the student\n",
 		       r->exported->nremoved, (unsigned long long)r->exported->removed_bytes,
 		       (unsigned long long)r->exported->doc_strings);
+	for (i = 0; i < r->nzeroed; i++)
+		printf("  zeroed        %s (%llu bytes): a dead bias (noise moved the outputs by "
+		       "%.3g, zeros by %.3g), stored as zeros\n", r->zeroed[i].name,
+		       (unsigned long long)r->zeroed[i].bytes, r->zeroed[i].change,
+		       r->zeroed[i].zero_change);
 	for (i = 0; i < r->nwarnings; i++)
 		fprintf(stderr, "nexus build: WARN: %s\n", r->warnings[i]);
 	if (!r->nremoved)
@@ -219,6 +224,17 @@ static int print_json(const struct nx_build_result *r, const nx_report *rep, con
 	json_object_set_new(doc, "removed_imports", removed);
 	if (r->exported)
 		json_object_set_new(doc, "export", export_json(r->exported));
+	{
+		json_t *z = json_array();
+
+		for (i = 0; i < r->nzeroed; i++)
+			json_array_append_new(z, json_pack("{s:s, s:I, s:f, s:f}",
+							   "name", r->zeroed[i].name,
+							   "bytes", (json_int_t)r->zeroed[i].bytes,
+							   "change", r->zeroed[i].change,
+							   "zero_change", r->zeroed[i].zero_change));
+		json_object_set_new(doc, "zeroed_initializers", z);
+	}
 	if (r->quant_cases)
 		json_object_set_new(doc, "quantization_check",
 				    json_pack("{s:I, s:I, s:f}", "selftest_inputs",

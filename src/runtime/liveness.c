@@ -25,6 +25,13 @@
  * then {"checked": N, "of": M, "bytes_checked": B, "bytes": T}.  The time
  * budget (--budget-ms) stops the loop: what is left is "unchecked".
  * Exit 1 when one is dead.
+ *
+ * --zero-check (nexus build runs it, build_dead.c): a dead tensor is also
+ * replaced by zeros, on the selftest texts and on RT_LIVE_PROBES sequences
+ * of random token ids (lengths 1 to max_sequence_length), and its line
+ * gets "zero_change": the relative change of all those outputs.  Below
+ * the threshold the build may store zeros in its place: the outputs cannot
+ * tell, on inputs the selftest never chose either.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -46,6 +53,14 @@
  * factor by 1e-30.  1e-6 sits between with two orders on each side. */
 #define RT_LIVE_REL_MIN NX_FUNCTIONAL_LIVE_REL_MIN
 #define RT_LIVE_TENSOR_MAX (1ull << 31)   /* bytes of one tensor copied */
+#define RT_LIVE_PROBES 8                  /* random id sequences of --zero-check */
+
+/* Token id sequences run after the selftest texts (--zero-check). */
+struct probes {
+	int64_t **ids;
+	size_t *lens;
+	size_t n;
+};
 
 struct live_tensor {
 	const struct nx_onnx_tensor *t;
@@ -283,10 +298,32 @@ static int append_result(struct outputs *o, json_t *res)
 	return 0;
 }
 
+/* One sequence of ids; a run that fails is o->failed, or (strict: the
+ * model as it is must answer) the error. */
+static int run_one(struct outputs *o, struct rt_session *s, struct rt_bundle *b, int64_t *ids,
+		   size_t n, bool strict, nx_error *err)
+{
+	json_t *res = NULL;
+	nx_error e;
+	int rc;
+
+	nx_error_clear(&e);
+	if (rt_session_run(s, b, &ids, NULL, NULL, &n, 1, &res, &e)) {
+		if (strict)
+			return nx_error_set(err, e.code, e.path, 0, -1, "%s", e.message);
+		o->failed = true;
+		return 0;
+	}
+	rc = append_result(o, res);
+	json_decref(res);
+	return rc ? nx_error_oom(err, NULL) : 0;
+}
+
 /* Run every text through a session opened with ov; a failure to open or
- * run is recorded as o->failed, not returned. */
+ * run is recorded as o->failed, not returned.  Then the probes, if any
+ * (a model that rejects random ids is "failed" there, never an error). */
 static int run_all(struct outputs *o, struct rt_bundle *b, const struct rt_override *ov,
-		   json_t *cases, nx_error *err)
+		   json_t *cases, const struct probes *pr, nx_error *err)
 {
 	struct rt_session *s = NULL;
 	int64_t *ids = NULL;
@@ -315,30 +352,18 @@ static int run_all(struct outputs *o, struct rt_bundle *b, const struct rt_overr
 		goto out;
 	}
 	json_array_foreach(cases, i, c) {
-		json_t *text = json_object_get(c, "text"), *res = NULL;
+		json_t *text = json_object_get(c, "text");
 
 		if (!json_is_string(text))
 			continue;
 		n = 0;
 		if ((rc = nx_tokenizer_encode(b->tok, json_string_value(text), json_string_length(text),
-					      b->set.max_len, ids, &n, err)))
+					      b->set.max_len, ids, &n, err)) ||
+		    (rc = run_one(o, s, b, ids, n, !ov, err)))
 			goto out;
-		nx_error_clear(&e);
-		if (rt_session_run(s, b, &ids, NULL, NULL, &n, 1, &res, &e)) {
-			if (!ov) {
-				rc = nx_error_set(err, e.code, e.path, 0, -1, "%s", e.message);
-				goto out;
-			}
-			o->failed = true;
-			continue;
-		}
-		rc = append_result(o, res);
-		json_decref(res);
-		if (rc) {
-			rc = nx_error_oom(err, NULL);
-			goto out;
-		}
 	}
+	for (i = 0; pr && i < pr->n && !rc; i++)
+		rc = run_one(o, s, b, pr->ids[i], pr->lens[i], false, err);
 out:
 	free(ids);
 	rt_session_free(s);
@@ -361,7 +386,9 @@ static double change(const struct outputs *base, const struct outputs *o)
 	return sqrt(d) / (sqrt(n) + 1e-30);
 }
 
-static void print_line(FILE *f, const char *name, const char *verdict, size_t bytes, double ch)
+/* zero_ch: NAN when not measured. */
+static void print_line(FILE *f, const char *name, const char *verdict, size_t bytes, double ch,
+		       double zero_ch)
 {
 	json_t *j = json_pack("{s:s,s:s,s:I}", "initializer", name, "verdict", verdict,
 			      "bytes", (json_int_t)bytes);
@@ -374,6 +401,10 @@ static void print_line(FILE *f, const char *name, const char *verdict, size_t by
 		json_object_set_new(j, "change", json_real(ch));
 	else
 		json_object_set_new(j, "change", json_string("run failed or not finite"));
+	if (isfinite(zero_ch))
+		json_object_set_new(j, "zero_change", json_real(zero_ch));
+	else if (isinf(zero_ch))
+		json_object_set_new(j, "zero_change", json_string("run failed or not finite"));
 	json_dumpf(j, f, JSON_COMPACT | JSON_ENSURE_ASCII);
 	fputc('\n', f);
 	json_decref(j);
@@ -426,10 +457,71 @@ static int candidates(struct live_tensor **out, size_t *nout,
 	return 0;
 }
 
-int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t budget_ms,
-		nx_error *err)
+static void probes_free(struct probes *p)
 {
-	struct outputs base = {0}, o = {0};
+	size_t i;
+
+	for (i = 0; p->ids && i < p->n; i++)
+		free(p->ids[i]);
+	free(p->ids);
+	free(p->lens);
+	memset(p, 0, sizeof(*p));
+}
+
+/* RT_LIVE_PROBES sequences of ids drawn uniformly from the vocabulary, of
+ * lengths spread from 1 to max_sequence_length.  A model answers every
+ * input of its vocabulary: these are inputs the selftest did not choose. */
+static int probes_new(struct probes *p, const struct rt_bundle *b, uint64_t *seed, nx_error *err)
+{
+	size_t vocab = nx_tokenizer_vocab_size(b->tok), max = b->set.max_len ? b->set.max_len : 1;
+	size_t i, j;
+
+	memset(p, 0, sizeof(*p));
+	if (!vocab)
+		return 0;
+	p->ids = calloc(RT_LIVE_PROBES, sizeof(*p->ids));
+	p->lens = calloc(RT_LIVE_PROBES, sizeof(*p->lens));
+	if (!p->ids || !p->lens)
+		goto oom;
+	for (i = 0; i < RT_LIVE_PROBES; i++) {
+		size_t len = 1 + (max - 1) * i / (RT_LIVE_PROBES - 1);
+
+		if (!(p->ids[i] = malloc(len * sizeof(**p->ids))))
+			goto oom;
+		p->n++;
+		p->lens[i] = len;
+		for (j = 0; j < len; j++)
+			p->ids[i][j] = (int64_t)(rnd(seed) % vocab);
+	}
+	return 0;
+oom:
+	probes_free(p);
+	return nx_error_oom(err, NULL);
+}
+
+/* The change of every output (selftest texts and probes) when the tensor
+ * is all zeros (zero bytes are zero in every type perturb() handles). */
+static int zero_change(double *out, struct rt_bundle *b, struct rt_override *ov, json_t *cases,
+		       const struct probes *pr, struct outputs *base_z, struct outputs *o,
+		       unsigned char *copy, nx_error *err)
+{
+	int rc;
+
+	if (!base_z->v && (rc = run_all(base_z, b, NULL, cases, pr, err)))
+		return rc;
+	memset(copy, 0, ov->bytes);
+	ov->data = copy;
+	if ((rc = run_all(o, b, ov, cases, pr, err)))
+		return rc;
+	*out = base_z->failed ? INFINITY : change(base_z, o);
+	return 0;
+}
+
+int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t budget_ms,
+		bool zero_check, nx_error *err)
+{
+	struct outputs base = {0}, o = {0}, base_z = {0};
+	struct probes pr = {0};
 	struct live_tensor *v = NULL;
 	const struct nx_onnx_tensor **sub = NULL;
 	size_t nsub = 0;
@@ -449,18 +541,19 @@ int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t bu
 	cases = json_object_get(golden, "cases");
 	if ((rc = nx_onnx_open(&m, b->model_fd, RT_MODEL, err)) ||
 	    (rc = candidates(&v, &n, &sub, &nsub, nx_onnx_summary_get(m), min_bytes, &seed, err)) ||
-	    (rc = run_all(&base, b, NULL, cases, err)))
+	    (rc = run_all(&base, b, NULL, cases, NULL, err)) ||
+	    (zero_check && (rc = probes_new(&pr, b, &seed, err))))
 		goto out;
 	for (i = 0; i < n; i++)
 		total += v[i].bytes;
 	for (i = 0; i < n; i++) {
 		const struct nx_onnx_tensor *t = v[i].t;
 		struct rt_override ov = { t->name, t->data_type, t->dims, t->ndims, NULL, v[i].bytes };
-		double ch;
+		double ch, zch;
 		bool dead;
 
 		if (budget_ms && now_ms() - start > budget_ms) {
-			print_line(report, t->name, "unchecked", v[i].bytes, 0);
+			print_line(report, t->name, "unchecked", v[i].bytes, 0, NAN);
 			continue;
 		}
 		free(orig);
@@ -475,7 +568,7 @@ int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t bu
 			goto out;
 		perturb(copy, orig, t->data_type, t->nelem, 1, &seed);
 		ov.data = copy;
-		if ((rc = run_all(&o, b, &ov, cases, err)))
+		if ((rc = run_all(&o, b, &ov, cases, NULL, err)))
 			goto out;
 		ch = change(&base, &o);
 		/* A float tensor whose every change turns the outputs non-finite
@@ -483,7 +576,7 @@ int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t bu
 		 * a smaller change must then move them finitely. */
 		if (!isfinite(ch) && is_float(t->data_type)) {
 			perturb(copy, orig, t->data_type, t->nelem, 1e-3, &seed);
-			if ((rc = run_all(&o, b, &ov, cases, err)))
+			if ((rc = run_all(&o, b, &ov, cases, NULL, err)))
 				goto out;
 			ch = change(&base, &o);
 			if (!isfinite(ch))
@@ -495,12 +588,16 @@ int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t bu
 		       !uniform(orig, v[i].bytes, nx_onnx_dtype_size(t->data_type));
 		if (dead && !ndead++)
 			snprintf(first, sizeof(first), "'%.200s' (relative change %.3g)", t->name, ch);
+		zch = NAN;
+		if (dead && zero_check &&
+		    (rc = zero_change(&zch, b, &ov, cases, &pr, &base_z, &o, copy, err)))
+			goto out;
 		print_line(report, t->name, dead ? "dead" : ch >= RT_LIVE_REL_MIN ? "live" :
-			   "dead-empty", v[i].bytes, ch);
+			   "dead-empty", v[i].bytes, ch, zch);
 	}
 	for (i = 0; i < nsub; i++)
 		print_line(report, sub[i]->name, "subgraph", (size_t)(sub[i]->nelem *
-			   nx_onnx_dtype_size(sub[i]->data_type)), 0);
+			   nx_onnx_dtype_size(sub[i]->data_type)), 0, NAN);
 	fprintf(report, "{\"checked\":%zu,\"of\":%zu,\"bytes_checked\":%llu,\"bytes\":%llu,"
 		"\"threshold\":%g}\n", checked, n, (unsigned long long)done,
 		(unsigned long long)total, RT_LIVE_REL_MIN);
@@ -512,7 +609,9 @@ out:
 	free(orig);
 	free(copy);
 	free(base.v);
+	free(base_z.v);
 	free(o.v);
+	probes_free(&pr);
 	free(v);
 	free(sub);
 	nx_onnx_free(m);

@@ -296,11 +296,13 @@ static int cmd_liveness(const struct rt_verb *v, int argc, char **argv)
 	if ((rc = rt_parse(&a, v, argc, argv)))
 		return free(a.texts), rc < 0 ? 0 : rc;
 	free(a.texts);
-	if ((rc = rt_start(&b, NULL, v->name, &a, true)))
+	/* --zero-check runs on the build's stage, which has no manifest yet
+	 * (like selftest --write) */
+	if ((rc = rt_start(&b, NULL, v->name, &a, !a.zero_check)))
 		return rc;
 	nx_error_clear(&err);
 	rc = rt_liveness(&b, stdout, a.min_bytes ? a.min_bytes : RT_LIVE_MIN_BYTES,
-			 a.budget_ms ? a.budget_ms : RT_LIVE_BUDGET_MS, &err);
+			 a.budget_ms ? a.budget_ms : RT_LIVE_BUDGET_MS, a.zero_check, &err);
 	fflush(stdout);
 	rt_bundle_release(&b);
 	return rc ? rt_fail(v->name, &err) : 0;
@@ -568,6 +570,9 @@ static const struct rt_opt selftest_opts[] = {
 static const struct rt_opt liveness_opts[] = {
 	{ "min-bytes", "N", "initializers of at least N bytes are checked (default 64)", RT_OPT_MINBYTES },
 	{ "budget-ms", "MS", "stop checking after MS milliseconds (default 60000)", RT_OPT_BUDGET },
+	{ "zero-check", NULL, "for each dead initializer, also measure the change when it is all "
+	  "zeros, on the selftest texts and random token sequences (nexus build uses it)",
+	  RT_OPT_ZERO },
 	RT_OPT_BUNDLE_ENTRY,
 	{ 0 },
 };

@@ -230,7 +230,7 @@ int rt_selftest_load(json_t **out, struct rt_bundle *b, nx_error *err);
 #define RT_LIVE_MIN_BYTES NX_FUNCTIONAL_LIVE_MIN_BYTES
 #define RT_LIVE_BUDGET_MS NX_FUNCTIONAL_LIVENESS_MS
 int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t budget_ms,
-		nx_error *err);
+		bool zero_check, nx_error *err);
 /* long_case: one more case, a text of max_sequence_length tokens; when the
  * model rejects it, NX_ECONFIG naming max_sequence_length and the longest
  * input the model takes. */
@@ -245,7 +245,7 @@ enum {
 	RT_OPT_MINBYTES, RT_OPT_BUDGET, RT_OPT_SKIP_SPECIAL, RT_OPT_PAIR,
 	RT_OPT_LISTEN, RT_OPT_READY, RT_OPT_PORT, RT_OPT_QUEUE, RT_OPT_MAXBATCH, RT_OPT_MAXWAIT,
 	RT_OPT_MAXBODY, RT_OPT_TIMEOUT, RT_OPT_MAXCONN, RT_OPT_UNIX, RT_OPT_LISTENFD,
-	RT_OPT_STOP_EOF, RT_OPT_NOGENPROMPT
+	RT_OPT_STOP_EOF, RT_OPT_NOGENPROMPT, RT_OPT_ZERO
 };
 
 struct rt_opt {
@@ -273,6 +273,7 @@ struct rt_args {
 	size_t npairs;
 	bool json, write, raw, long_case;
 	bool skip_special;      /* detokenize --skip-special-tokens */
+	bool zero_check;        /* liveness --zero-check */
 	bool verbose;           /* ONNX Runtime logs from INFO instead of ERROR */
 	bool no_gen_prompt;     /* chat: add_generation_prompt false */
 	double tol;

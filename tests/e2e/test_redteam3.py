@@ -66,9 +66,10 @@ def model_with_initializer(model, tensor):
 
 def sink_nodes(name, to_float=True):
     """Nodes that use initializer `name` and discard it (x a zero computed
-    from the input, so that no node computes from constants only, which
-    would be constant-subgraph): the tensor is referenced, and only the
-    fingerprint (or, where the selftest runs, liveness) can name it
+    from the input as the difference of two equal nodes - Sub(x, x) with
+    one input named twice is a constant to constant-subgraph - so that no
+    node computes from constants only): the tensor is referenced, and only
+    the fingerprint (or, where the selftest runs, liveness) can name it
     (docs/TRV.md)."""
     nodes = []
     src = name
@@ -80,7 +81,9 @@ def sink_nodes(name, to_float=True):
                                to=TensorProto.FLOAT),
               helper.make_node("ReduceSum", [name + "_ids"], [name + "_a"], name=name + "_a",
                                keepdims=0),
-              helper.make_node("Sub", [name + "_a", name + "_a"], [name + "_0"],
+              helper.make_node("ReduceSum", [name + "_ids"], [name + "_b"], name=name + "_b",
+                               keepdims=0),
+              helper.make_node("Sub", [name + "_a", name + "_b"], [name + "_0"],
                                name=name + "_0"),
               helper.make_node("Mul", [src, name + "_0"], [name + "_m"], name=name + "_m"),
               helper.make_node("ReduceSum", [name + "_m"], [name + "_s"], name=name + "_sum",

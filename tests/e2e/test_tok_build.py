@@ -71,11 +71,7 @@ def logits(weights, ids, types, mask):
     return ((e * m).sum(0) / m.sum()) @ w
 
 
-@pytest.mark.parametrize("name", ["bpe_roberta", "wp_uncased", pytest.param(
-    "unigram_xlmr", marks=pytest.mark.xfail(strict=True, reason=(
-        "TRV's allowlist (base64-blob: the Precompiled charsmap) and code (literal-blob: the "
-        "Unigram scores) checks still refuse a SentencePiece tokenizer.json; only the leak "
-        "budget's schema knows them yet")))])
+@pytest.mark.parametrize("name", ["bpe_roberta", "wp_uncased", "unigram_xlmr"])
 def test_student_end_to_end_with_pairs(nexus, matrix, tmp_path, name):
     ws, weights = workspace_with(tmp_path, matrix[1][name])
     out = tmp_path / "out"

@@ -315,6 +315,8 @@ CASES = {
         "tensor times a constant zero": lambda r: build_case(
             r, plain(teacher_layer()), dec_times_zero),
         "halves concatenated": lambda r: build_case(r, halves(teacher_layer()), dec_concat),
+        "additive split, one half laundered through Sub(x, x)": lambda r: build_case(
+            r, additive(teacher_layer()), lambda st: dec_laundered_sum(st)),
     },
     "values": {
         "widened to float64": case_values(f64),
@@ -507,6 +509,16 @@ def dec_laundered_sum(stored):
     return launder("b", "ln") + [helper.make_node("Add", ["a", "ln_l"], ["sum"])], [], ["sum"]
 
 
+def dec_laundered_twice(stored):
+    """a + (b + (m1 - m2)), m1 and m2 two ReduceMean nodes of the same
+    input: zero, but not Sub(x, x) with one input named twice."""
+    return ([helper.make_node("ReduceMean", ["pooled0"], ["lt_x1"], axes=[0, 1], keepdims=0),
+             helper.make_node("ReduceMean", ["pooled0"], ["lt_x2"], axes=[0, 1], keepdims=0),
+             helper.make_node("Sub", ["lt_x1", "lt_x2"], ["lt_0"]),
+             helper.make_node("Add", ["b", "lt_0"], ["lt_l"]),
+             helper.make_node("Add", ["a", "lt_l"], ["sum"])], [], ["sum"])
+
+
 def low_bits(layer):
     """A live student weight whose low 8 mantissa bits are teacher bytes."""
     w = np.random.default_rng(12).standard_normal(
@@ -516,8 +528,8 @@ def low_bits(layer):
 
 
 LIMITS = {
-    "additive split, one half laundered, summed and used": lambda r: build_case(
-        r, additive(teacher_layer()), dec_laundered_sum, None, True),
+    "additive split, one half laundered by two equal nodes, summed and used": lambda r: build_case(
+        r, additive(teacher_layer()), dec_laundered_twice, None, True),
     "teacher bytes in the low mantissa bits of a live weight": lambda r: build_case(
         r, low_bits(teacher_layer()), each_as_matrix, None, True),
     "XOR-padded halves used as live weights": lambda r: build_case(

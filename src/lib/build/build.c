@@ -588,6 +588,9 @@ void nx_build_result_free(struct nx_build_result *r)
 	for (i = 0; i < r->nfiles; i++)
 		free(r->files[i].path);
 	free(r->files);
+	for (i = 0; i < r->nzeroed; i++)
+		free(r->zeroed[i].name);
+	free(r->zeroed);
 	for (i = 0; i < r->nwarnings; i++)
 		free(r->warnings[i]);
 	free(r->warnings);

@@ -48,9 +48,10 @@ static int write_all(int fd, const char *buf, size_t len, const char *path, nx_e
 	return 0;
 }
 
-int nx_build__put(struct build *b, const char *relpath, const void *buf, size_t len, bool exec)
+/* Create relpath in the stage with buf, and its digest in sha. */
+static int write_new(struct build *b, const char *relpath, const void *buf, size_t len, bool exec,
+		     unsigned char sha[NX_SHA256_LEN])
 {
-	unsigned char sha[NX_SHA256_LEN];
 	int fd = -1, rc;
 
 	rc = nx_stage_create_file(&fd, b->stage, relpath, exec, b->err);
@@ -59,10 +60,28 @@ int nx_build__put(struct build *b, const char *relpath, const void *buf, size_t 
 	rc = write_all(fd, buf, len, relpath, b->err);
 	if (!rc && nx_sha256_buf(sha, buf, len) != 0)
 		rc = nx_error_set(b->err, NX_EINTERNAL, relpath, 0, -1, "cannot hash %s", relpath);
-	if (!rc)
-		rc = nx_manifest_add_file(b->m, relpath, sha, len, b->err);
 	close(fd);
 	return rc;
+}
+
+int nx_build__put(struct build *b, const char *relpath, const void *buf, size_t len, bool exec)
+{
+	unsigned char sha[NX_SHA256_LEN];
+	int rc = write_new(b, relpath, buf, len, exec, sha);
+
+	return rc ? rc : nx_manifest_add_file(b->m, relpath, sha, len, b->err);
+}
+
+int nx_build__replace(struct build *b, const char *relpath, const void *buf, size_t len)
+{
+	unsigned char sha[NX_SHA256_LEN];
+	int rc;
+
+	if (unlinkat(nx_stage_dirfd(b->stage), relpath, 0) != 0)
+		return nx_error_errno(b->err, NX_EIO, errno, relpath, "cannot replace staged %s",
+				      relpath);
+	rc = write_new(b, relpath, buf, len, false, sha);
+	return rc ? rc : nx_manifest_update_file(b->m, relpath, sha, len, b->err);
 }
 
 char *nx_build__bundle_file(const struct build *b, const char *relpath)

@@ -21,8 +21,6 @@
 #include "nexus/export.h"
 #include "nexus/fingerprint.h"
 
-#define BUILD_STUDENT_DST "model/student_model.onnx"
-#define BUILD_STUDENT_DATA "model/" NX_EXPORT_DATA_NAME
 
 static int ext_open(void *ctx, int *out_fd, nx_error *err)
 {

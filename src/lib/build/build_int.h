@@ -9,11 +9,13 @@
 #ifndef NEXUS_BUILD_INT_H
 #define NEXUS_BUILD_INT_H
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <sys/stat.h>
 
 #include "nexus/build.h"
+#include "nexus/bundle.h"
 #include "nexus/export.h"
 #include "nexus/sandbox.h"
 #include "nexus/config.h"
@@ -72,6 +74,8 @@ struct build {
 };
 
 #define BUILD_FLOAT_DIR "model/.float"
+#define BUILD_STUDENT_DST NX_MODEL_PATH
+#define BUILD_STUDENT_DATA NX_BUNDLE_MODEL_DATA
 
 /* build_ctx.c: "<bundle path>/<relpath>", a new string (NULL: out of memory): how errors
  * name a bundle file the build is writing (the stage is a hidden name). */
@@ -103,10 +107,19 @@ int nx_build__selftest_run(struct build *b, struct nx_sandbox_result *r);
  * models' selftest outputs (golden: the quantized model's). */
 int nx_build__quant_export_float(struct build *b);
 int nx_build__quant_gate(struct build *b, const char *golden, size_t len);
+/* Append every number under v (depth first) to (*a)[*n], growing *cap; -1: out of memory. */
+int nx_build__flatten(json_t *v, double **a, size_t *n, size_t *cap);
 int nx_build__verify(struct build *b);
+/* build_dead.c: dead bias vectors stored as zeros, config/selftest.json
+ * (golden, written) recomputed when any was. */
+int nx_build__zero_dead(struct build *b, const char *golden, size_t len);
+/* Sandbox options for running the staged bin/nexus_cli (build_selftest.c). */
+int nx_build__sandbox_opts(struct build *b, struct nx_sandbox_opts *so, uint64_t wall_ms);
 
 /* build_ctx.c: write buf to relpath in the stage, hash it, add it to the manifest. */
 int nx_build__put(struct build *b, const char *relpath, const void *buf, size_t len, bool exec);
+/* Write buf over the staged file relpath (already listed), hash it, update its entry. */
+int nx_build__replace(struct build *b, const char *relpath, const void *buf, size_t len);
 /* Copy size bytes of src_fd to relpath in the stage, hashing while copying. */
 int nx_build__copy(struct build *b, const char *relpath, int src_fd, uint64_t size,
 	       const char *src_name, bool exec);

@@ -97,7 +97,7 @@ static void remove_float(struct build *b)
 }
 
 /* Every number of v (nested arrays, objects of arrays) appended to *a. */
-static int flatten(json_t *v, double **a, size_t *n, size_t *cap)
+int nx_build__flatten(json_t *v, double **a, size_t *n, size_t *cap)
 {
 	size_t i;
 	const char *k;
@@ -116,11 +116,11 @@ static int flatten(json_t *v, double **a, size_t *n, size_t *cap)
 		(*a)[(*n)++] = json_number_value(v);
 	} else if (json_is_array(v)) {
 		json_array_foreach(v, i, x)
-			if (flatten(x, a, n, cap))
+			if (nx_build__flatten(x, a, n, cap))
 				return -1;
 	} else if (json_is_object(v)) {
 		json_object_foreach(v, k, x)
-			if (flatten(x, a, n, cap))
+			if (nx_build__flatten(x, a, n, cap))
 				return -1;
 	}
 	return 0;
@@ -131,7 +131,8 @@ static double cosine(json_t *qo, json_t *fo, bool *ok)
 	double *a = NULL, *c = NULL, dot = 0, na = 0, nc = 0;
 	size_t n = 0, m = 0, capa = 0, capc = 0, i;
 
-	*ok = !flatten(qo, &a, &n, &capa) && !flatten(fo, &c, &m, &capc) && n == m;
+	*ok = !nx_build__flatten(qo, &a, &n, &capa) && !nx_build__flatten(fo, &c, &m, &capc) &&
+	      n == m;
 	for (i = 0; *ok && i < n; i++) {
 		dot += a[i] * c[i];
 		na += a[i] * a[i];

@@ -38,6 +38,22 @@ static const char *last_line(const char *s, size_t len, size_t *n)
 	return s;
 }
 
+int nx_build__sandbox_opts(struct build *b, struct nx_sandbox_opts *so, uint64_t wall_ms)
+{
+	nx_error why;
+
+	nx_error_clear(&why);
+	nx_sandbox_opts_init(so);
+	if (nx_sandbox_available(&so->backend, b->opts->sandbox, NULL, &why) != 0)
+		return nx_error_set(b->err, NX_EDEP, NULL, 0, -1,
+				    "cannot run the bundle's selftest in a sandbox: %s", why.message);
+	so->bundle_dirfd = nx_stage_dirfd(b->stage);
+	so->wall_ms = wall_ms;
+	nx_sandbox_scale(so, (uint64_t)b->student_st.st_size + b->data_size,
+			 b->opts->sandbox_memory ? b->opts->sandbox_memory : b->ws->sandbox_memory);
+	return 0;
+}
+
 int nx_build__selftest_run(struct build *b, struct nx_sandbox_result *rp)
 {
 	const char *args[2 * SELFTEST_ARGS_MAX + 10];
@@ -47,7 +63,6 @@ int nx_build__selftest_run(struct build *b, struct nx_sandbox_result *rp)
 	struct nx_sandbox_opts so;
 	char lim[128];
 	const char *hit;
-	nx_error why;
 	int rc;
 
 	if (!ntexts) {
@@ -73,15 +88,8 @@ int nx_build__selftest_run(struct build *b, struct nx_sandbox_result *rp)
 		args[n++] = texts[i];
 	}
 	args[n] = NULL;
-	nx_error_clear(&why);
-	nx_sandbox_opts_init(&so);
-	if (nx_sandbox_available(&so.backend, b->opts->sandbox, NULL, &why) != 0)
-		return nx_error_set(b->err, NX_EDEP, NULL, 0, -1,
-				    "cannot run the bundle's selftest in a sandbox: %s", why.message);
-	so.bundle_dirfd = nx_stage_dirfd(b->stage);
-	so.wall_ms = SELFTEST_WALL_MS;
-	nx_sandbox_scale(&so, (uint64_t)b->student_st.st_size + b->data_size,
-			 b->opts->sandbox_memory ? b->opts->sandbox_memory : b->ws->sandbox_memory);
+	if ((rc = nx_build__sandbox_opts(b, &so, SELFTEST_WALL_MS)))
+		return rc;
 	rc = nx_sandbox_run_cli(&r, &so, nx_stage_path(b->stage), args, b->err);
 	if (rc)
 		goto out;
@@ -133,6 +141,9 @@ int nx_build__selftest(struct build *b)
 		rc = nx_build__quant_gate(b, r.out, r.out_len);
 	if (!rc)
 		rc = nx_build__put(b, NX_BUNDLE_SELFTEST, r.out, r.out_len, false);
+	/* the golden file is what the liveness check runs */
+	if (!rc)
+		rc = nx_build__zero_dead(b, r.out, r.out_len);
 	nx_sandbox_result_release(&r);
 	return rc;
 }

@@ -301,6 +301,21 @@ int nx_manifest_add_file(nx_manifest *m, const char *path,
 	return 0;
 }
 
+int nx_manifest_update_file(nx_manifest *m, const char *path,
+			    const unsigned char sha256[NX_SHA256_LEN], uint64_t size,
+			    nx_error *err)
+{
+	int found;
+	size_t i = lower_bound(m, path, &found);
+
+	if (!found)
+		return nx_error_set(err, NX_EINTERNAL, path, 0, -1, "%s is not in the manifest",
+				    path);
+	memcpy(m->files[i].sha256, sha256, NX_SHA256_LEN);
+	m->files[i].size = size;
+	return 0;
+}
+
 /* A number that is not whole, as the string "%.9g" writes (see manifest.h). */
 static json_t *decimal(double v)
 {

@@ -3,7 +3,8 @@
  * `weights`, docs/DESIGN-NOTES.md "Constant subgraphs").
  *
  * A value is constant when it is an initializer, the output of a Constant
- * node, or the output of a node all of whose inputs are constant.  An
+ * node, of Sub(x, x) or Xor(x, x) (zero whatever x is), or the output of a
+ * node all of whose inputs are constant.  An
  * exporter folds such nodes (torch.onnx.export's do_constant_folding, ORT's
  * optimizer): what is left of them in a canonical student is a decoding
  * step - bit planes reassembled, an additive or XOR split summed, a
@@ -275,6 +276,18 @@ static int report(struct vfy_ctx *c, const struct cnode *n, uint64_t bytes, cons
 			     n->op ? n->op : "?", (unsigned long long)bytes, why);
 }
 
+/* Sub(x, x), Xor(x, x): zero whatever x is, so the output is a constant
+ * even when x is not.  Without this, `w + Sub(x, x)` launders a stored
+ * tensor w into a non-constant before an in-graph decoder.  Only the
+ * spelling with one input named twice is seen: two nodes computing the
+ * same value (Relu(x) - Relu(x) as two Relus) are not (docs/TRV.md, Known
+ * limits). */
+static bool algebraic_zero(const struct cnode *n)
+{
+	return n->nin == 2 && n->in[0][0] && !strcmp(n->in[0], n->in[1]) &&
+	       (!strcmp(n->op, "Sub") || !strcmp(n->op, "Xor") || !strcmp(n->op, "BitwiseXor"));
+}
+
 /* Mark constants in topological passes until nothing changes (a graph
  * need not be sorted); judge each node once, when it becomes constant. */
 static int judge(struct vfy_ctx *c, struct walk *w, struct cmap *m)
@@ -297,6 +310,8 @@ static int judge(struct vfy_ctx *c, struct walk *w, struct cmap *m)
 				continue;
 			if (!strcmp(n->op, "Constant")) {
 				total = n->value_bytes;
+			} else if (algebraic_zero(n)) {
+				total = 0;   /* x - x is 0 whatever x is: a constant of no data */
 			} else {
 				for (j = 0; j < n->nin && all; j++) {
 					const struct centry *e;

@@ -143,6 +143,15 @@ int nx_vfy__budget(struct vfy_ctx *c, nx_error *err);
  * reported) or did not parse (config-unparsable, from check code). */
 int nx_vfy__tokjson_residual(struct vfy_ctx *c, const char *path, const char *buf, size_t len,
 			 nx_budget_buf *b, bool *failed, nx_error *err);
+/* verify_charsmap.c: what a decoded Precompiled charsmap raw[0..len) holds
+ * that Unicode does not explain, appended to b. */
+struct nx_vfy_charsmap_stats {
+	size_t entries, unexplained;   /* keys the trie maps; of those, charged */
+	size_t stray_bytes;            /* unreached non-zero trie units, unused blob bytes */
+	bool whole;                    /* not walkable: charged whole */
+};
+int nx_vfy__charsmap_residual(nx_budget_buf *b, const unsigned char *raw, size_t len,
+			      struct nx_vfy_charsmap_stats *st, nx_error *err);
 int nx_vfy__weights(struct vfy_ctx *c, bool *skipped, nx_error *err);
 int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err);
 int nx_vfy__size(struct vfy_ctx *c, bool *skipped, nx_error *err);

@@ -4,7 +4,7 @@
  * tokenizers' models, normalizers, pre-tokenizers, post-processors and
  * decoders), so every string in it is either a token (judged as one), a
  * short setting, a BPE merge the vocabulary explains, a Unigram score
- * (charged as the float32 it is) or a SentencePiece charsmap (explained
+ * (a parameter: bounded, in order, see walk_unigram) or a SentencePiece charsmap (explained
  * when it is one of spm_train's built-in rules, else charged in full).  An unknown key or type, or a long
  * string where a setting belongs, is a FAIL: extra keys are where a
  * tensor's encoding would otherwise sit unread by the runtime.
@@ -217,7 +217,8 @@ static int walk_map(struct walk *w, json_t *v, const char *ctx, const char *ptr,
 	return 0;
 }
 
-/* A charsmap is explained when it is one of spm_train's; else all its bytes are charged. */
+/* A charsmap is explained when it is one of spm_train's; else by its
+ * grammar (verify_charsmap.c): only what Unicode does not explain is charged. */
 static int walk_charsmap(struct walk *w, json_t *v, const char *ptr)
 {
 	unsigned char md[32], *raw;
@@ -246,7 +247,17 @@ static int walk_charsmap(struct walk *w, json_t *v, const char *ptr)
 			free(raw);
 			return 0;
 		}
-	rc = nx_budget_add(w->b, (const char *)raw, (size_t)n, w->err);
+	{
+		struct nx_vfy_charsmap_stats st;
+
+		rc = nx_vfy__charsmap_residual(w->b, raw, (size_t)n, &st, w->err);
+		if (!rc)
+			rc = nx_report_add(w->c->r, CHECK, NX_SEV_INFO, "charsmap-explained", w->path,
+					   0, "%s: %s maps %zu keys, %zu not as Unicode normalizes "
+					   "them (charged), %zu stray bytes%s", w->path, ptr,
+					   st.entries, st.unexplained, st.stray_bytes,
+					   st.whole ? "; not a walkable trie: charged whole" : "");
+	}
 	free(raw);
 	return rc;
 }
@@ -303,11 +314,33 @@ static int walk_merges(struct walk *w, json_t *v, json_t *vocab, const char *ptr
 	return 0;
 }
 
-/* A Unigram vocabulary: [piece, score] pairs; the score is charged as the
- * float32 SentencePiece stores (8 bytes when it is not one). */
+/*
+ * A Unigram vocabulary: [piece, score] pairs.  The scores are the model's
+ * parameters (SentencePiece's log-probabilities), not text: their values
+ * are not charged, but their grammar is enforced and what it leaves free
+ * is a stated capacity (docs/TRV.md, "Unigram scores"):
+ *   - a score is finite and within [UNIGRAM_SCORE_MIN, 0], else FAIL;
+ *   - a score that is not a float32 (SentencePiece stores float32;
+ *     Hugging Face's own trainer keeps doubles) is charged its extra 4 bytes;
+ *   - the pieces come in SentencePiece's order, score descending and, for
+ *     equal scores, piece ascending (bytewise); a piece out of that order
+ *     is charged its score's 4 bytes, so the order carries no free
+ *     information (about log2(N) bits per misplaced piece).
+ */
+#define UNIGRAM_SCORE_MIN (-64.0)
+
+static int piece_cmp(json_t *a, json_t *b)
+{
+	size_t la = json_string_length(a), lb = json_string_length(b);
+	int c = memcmp(json_string_value(a), json_string_value(b), la < lb ? la : lb);
+
+	return c ? c : (la > lb) - (la < lb);
+}
+
 static int walk_unigram(struct walk *w, json_t *v, const char *ptr)
 {
-	json_t *e;
+	json_t *e, *prev_piece = NULL;
+	double prev = 0;
 	size_t i;
 	int rc;
 
@@ -324,11 +357,17 @@ static int walk_unigram(struct walk *w, json_t *v, const char *ptr)
 		if ((rc = token(w, json_string_value(p), json_string_length(p))))
 			return rc;
 		d = json_number_value(sc);
+		if (!(d <= 0 && d >= UNIGRAM_SCORE_MIN))
+			return fail(w, "%s: %s/%zu: a Unigram score is a log-probability, from %g "
+				    "to 0, not %g", w->path, ptr, i, UNIGRAM_SCORE_MIN, d);
 		f = (float)d;
-		rc = (double)f == d ? nx_budget_add(w->b, (const char *)&f, sizeof(f), w->err)
-				    : nx_budget_add(w->b, (const char *)&d, sizeof(d), w->err);
-		if (rc)
+		if ((double)f != d && (rc = nx_budget_add(w->b, (const char *)&d, 4, w->err)))
 			return rc;
+		if (prev_piece && !(d < prev || (d == prev && piece_cmp(prev_piece, p) < 0)) &&
+		    (rc = nx_budget_add(w->b, (const char *)&f, sizeof(f), w->err)))
+			return rc;
+		prev = d;
+		prev_piece = p;
 	}
 	return 0;
 }

@@ -1,0 +1,221 @@
+/*
+ * test_liveness.c - src/runtime/liveness.c (`nexus_cli liveness`) against a
+ * model whose outputs are known: ONNX Runtime and the tokenizer are
+ * replaced by stubs (below) computing y = sum(live) + [probe] sum(probe_only),
+ * so the verdicts are exact: live, dead (noise moves nothing), dead-empty
+ * (all zeros), and with --zero-check, zero_change 0 for a tensor no input
+ * sees but not for one only the random-id probes see.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define put pbuf_put   /* liveness.c has a put() of its own */
+#include "pbuild.h"
+#undef put
+
+#include "../../src/runtime/liveness.c"
+
+#define NT 5
+#define NF 32        /* floats per tensor: 128 bytes, over the 64-byte floor */
+
+static const char *const names[NT] = { "live", "dead", "zeros", "probe_only", "small" };
+static float orig[NT][NF];
+
+/* --- stubs for what liveness.c calls outside lib/ -------------------------- */
+struct rt_session {
+	const struct rt_override *ov;
+};
+
+int rt_session_open_with(struct rt_session **out, const struct rt_bundle *b, bool verbose,
+			 const struct rt_override *ov, bool unoptimized, nx_error *err)
+{
+	(void)b, (void)verbose, (void)unoptimized, (void)err;
+	*out = calloc(1, sizeof(**out));
+	assert_non_null(*out);
+	(*out)->ov = ov;
+	return 0;
+}
+
+void rt_session_free(struct rt_session *s)
+{
+	free(s);
+}
+
+static double sum_of(const struct rt_session *s, int t)
+{
+	const float *v = orig[t];
+	double x = 0;
+	int i;
+
+	if (s->ov && !strcmp(s->ov->name, names[t]))
+		v = s->ov->data;
+	for (i = 0; i < NF; i++)
+		x += v[i] * (i + 1);
+	return x;
+}
+
+int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *const *ids,
+		   int64_t *const *types, int64_t *const *masks, const size_t *lens, size_t n,
+		   json_t **results, nx_error *err)
+{
+	/* a selftest text encodes to the one id 1; a probe is anything else */
+	bool probe = lens[0] != 1 || ids[0][0] != 1;
+	double y = sum_of(s, 0) + (probe ? sum_of(s, 3) : 0);
+
+	(void)b, (void)types, (void)masks, (void)n, (void)err;
+	results[0] = json_pack("{s:{s:[f]}}", "outputs", "y", y);
+	return 0;
+}
+
+int rt_selftest_load(json_t **out, struct rt_bundle *b, nx_error *err)
+{
+	(void)b, (void)err;
+	*out = json_pack("{s:[{s:s},{s:s}]}", "cases", "text", "free money", "text", "lunch");
+	return 0;
+}
+
+int nx_tokenizer_encode(nx_tokenizer *t, const char *text, size_t len, size_t max_len,
+			int64_t *ids, size_t *n, nx_error *err)
+{
+	(void)t, (void)text, (void)len, (void)max_len, (void)err;
+	ids[0] = 1;
+	*n = 1;
+	return 0;
+}
+
+size_t nx_tokenizer_vocab_size(const nx_tokenizer *t)
+{
+	(void)t;
+	return 1000;
+}
+
+double rt_half_to_double(uint16_t h)
+{
+	(void)h;
+	return 0;
+}
+
+/* --- the model file --------------------------------------------------------- */
+static int model_fd(void)
+{
+	struct buf m = { 0 }, g = { 0 }, o = { 0 };
+	int t, i, fd;
+
+	for (t = 0; t < NT; t++) {
+		struct buf x = { 0 };
+		int nf = t == 4 ? 8 : NF;   /* "small": 32 bytes, under the floor */
+
+		for (i = 0; i < NF; i++)
+			orig[t][i] = t == 2 ? 0.0f : (float)((i * 7 + t * 3) % 11) - 5.0f;
+		f_varint(&x, 1, (uint64_t)nf);
+		f_varint(&x, 2, 1);
+		f_str(&x, 8, names[t]);
+		f_bytes(&x, 9, orig[t], (size_t)nf * sizeof(float));
+		f_msg(&g, 5, &x);
+		free(x.d);
+	}
+	f_varint(&m, 1, 8);
+	f_str(&g, 2, "g");
+	f_msg(&m, 7, &g);
+	f_varint(&o, 2, 13);
+	f_msg(&m, 8, &o);
+	fd = memfd_create("model", MFD_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, m.d, m.n), (ssize_t)m.n);
+	free(m.d), free(g.d), free(o.d);
+	return fd;
+}
+
+/* Run the check; the JSON line of each initializer (new references). */
+static int check(bool zero_check, json_t *line[NT], char **text)
+{
+	struct rt_bundle b;
+	nx_error err;
+	size_t len = 0;
+	FILE *f = open_memstream(text, &len);
+	char *p, *nl;
+	int rc, t;
+
+	memset(&b, 0, sizeof(b));
+	b.model_fd = model_fd();
+	b.set.max_len = 8;
+	nx_error_clear(&err);
+	rc = rt_liveness(&b, f, 64, 0, zero_check, &err);
+	fclose(f);
+	close(b.model_fd);
+	for (t = 0; t < NT; t++)
+		line[t] = NULL;
+	for (p = *text; (nl = strchr(p, '\n')); p = nl + 1) {
+		json_t *j = json_loadb(p, (size_t)(nl - p), 0, NULL);
+		const char *name = json_string_value(json_object_get(j, "initializer"));
+
+		for (t = 0; name && t < NT; t++)
+			if (!strcmp(name, names[t]))
+				line[t] = json_incref(j);
+		json_decref(j);
+	}
+	return rc;
+}
+
+static const char *verdict(json_t *j)
+{
+	return json_string_value(json_object_get(j, "verdict"));
+}
+
+static void verdicts(void **state)
+{
+	json_t *line[NT];
+	char *text = NULL;
+	int t;
+
+	(void)state;
+	assert_int_equal(check(false, line, &text), NX_ECHECK);   /* something is dead */
+	assert_string_equal(verdict(line[0]), "live");
+	assert_true(json_number_value(json_object_get(line[0], "change")) > 1e-3);
+	assert_string_equal(verdict(line[1]), "dead");
+	assert_true(json_number_value(json_object_get(line[1], "change")) < 1e-6);
+	assert_string_equal(verdict(line[2]), "dead-empty");  /* zeros carry nothing */
+	assert_string_equal(verdict(line[3]), "dead");        /* no selftest text sees it */
+	assert_null(line[4]);                                 /* under --min-bytes */
+	assert_null(json_object_get(line[1], "zero_change")); /* not asked */
+	assert_non_null(strstr(text, "\"checked\":4,\"of\":4"));
+	for (t = 0; t < NT; t++)
+		json_decref(line[t]);
+	free(text);
+}
+
+static void zero_check_sees_what_probes_see(void **state)
+{
+	json_t *line[NT];
+	char *text = NULL;
+	int t;
+
+	(void)state;
+	assert_int_equal(check(true, line, &text), NX_ECHECK);
+	/* dead on every input: zeros change nothing, the build may zero it */
+	assert_true(json_is_number(json_object_get(line[1], "zero_change")));
+	assert_true(json_number_value(json_object_get(line[1], "zero_change")) < 1e-6);
+	/* dead on the selftest texts only: random ids see it */
+	assert_true(json_number_value(json_object_get(line[3], "zero_change")) > 1e-3);
+	assert_null(json_object_get(line[0], "zero_change"));   /* live: not measured */
+	for (t = 0; t < NT; t++)
+		json_decref(line[t]);
+	free(text);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(verdicts),
+		cmocka_unit_test(zero_check_sees_what_probes_see),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
