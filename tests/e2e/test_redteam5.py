@@ -264,3 +264,56 @@ def test_insider_teacher_bytes_in_tokens_refused(nexus, tmp_path, release_key, n
     assert dec(root) == raw, "the case's own decoder must get the teacher bytes back"
     official_build_refuses(nexus, root, tmp_path, release_key, code)
 
+
+# -- class 3: training code behind a keyword given by position ----------------
+# The audit refuses allow_pickle= unless False; numpy.load's third parameter
+# is allow_pickle, so np.load(f, None, True) unpickled without the keyword:
+# a pickle runs any callable it names (here exec of an optimiser step).
+
+FIT = ("import torch\n"
+       "def step(model, batch):\n"
+       "    opt = torch.optim.SGD(model.parameters(), lr=0.01)\n"
+       "    loss = model(batch).sum()\n"
+       "    loss.backward()\n"
+       "    opt.step()\n")
+
+
+def pickled_exec(code):
+    """A protocol-0 pickle that calls exec(code) when loaded."""
+    return b"cbuiltins\nexec\n(V" + code.encode("raw_unicode_escape") + b"\ntR."
+
+
+POSITIONAL = {
+    "np-load": "import io\nimport numpy as np\n"
+               "def fit():\n    return np.load(io.BytesIO(BLOB), None, True)\n",
+    "from-import": "import io\nfrom numpy import load\n"
+                   "def fit():\n    return load(io.BytesIO(BLOB), 'r', 1)\n",
+    "read-array": "import io\nimport numpy.lib.format as fmt\n"
+                  "def fit():\n    return fmt.read_array(io.BytesIO(BLOB), True)\n",
+    "splat": "import io\nimport numpy as np\nARGS = (None, True)\n"
+             "def fit():\n    return np.load(io.BytesIO(BLOB), *ARGS)\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(POSITIONAL))
+def test_insider_pickle_by_position_refused(nexus, tmp_path, release_key, name):
+    blob = pickled_exec(FIT)
+    code = f"BLOB = {blob!r}\n" + POSITIONAL[name]
+    root = ws.make_workspace(tmp_path / "ws", utils_py=ws.UTILS_PY + "\n" + code)
+    official_build_refuses(nexus, root, tmp_path, release_key, "python-reflective")
+
+
+def test_pickle_by_position_does_run_code(tmp_path):
+    """The case is real: numpy runs the pickle's callable (here a harmless
+    assignment in place of the optimiser step)."""
+    import io
+    marker = {}
+    blob = pickled_exec("import builtins; builtins._rt5 = 42")
+    try:
+        np.load(io.BytesIO(blob), None, True)
+    except Exception:
+        pass   # exec returns None, not an array: numpy complains after running it
+    import builtins
+    assert getattr(builtins, "_rt5", None) == 42, marker
+    del builtins._rt5
+
