@@ -16,7 +16,12 @@ The classes (docs/TRV.md, "Leak budget"):
 - plausible-token rules that explain far more than "about 2 bytes a
   token": combining marks after a letter were not counted, a bracketed
   special-token name was any 24 letters, "punctuation" was any code point
-  that is no letter (private use, unassigned), digits of any script mixed.
+  that is no letter (private use, unassigned), digits of any script mixed;
+- training code run through a keyword given by position (np.load's
+  allow_pickle as its third argument unpickles, and a pickle calls exec);
+- a dead Constant node: liveness replaces initializers only and the
+  budget charged only the model's strings.
+A 3-character CJK vocabulary stays a strict xfail (documented limit).
 """
 import json
 import os
@@ -317,3 +322,46 @@ def test_pickle_by_position_does_run_code(tmp_path):
     assert getattr(builtins, "_rt5", None) == 42, marker
     del builtins._rt5
 
+
+# -- class 4: a dead Constant node --------------------------------------------
+# docs/TRV.md: "no dead tensor of 64 bytes or more passes", and at most
+# 64 KiB outside the weights.  Liveness replaces initializers; a Constant
+# node's tensor is data too, and one whose only use is multiplied by a zero
+# computed from the input (so no node computes from constants only) moved
+# nothing, and the leak budget charged only the model's strings.  62 KiB
+# there and 6 KiB more in README carried 68 KiB of the teacher.
+
+def dead_constant_student(root, raw):
+    from onnx import helper, numpy_helper
+    from test_insider import student_with
+    data = np.frombuffer(raw, dtype=np.float32).reshape(-1, 8)
+    student_with(root, extra_nodes=[
+        helper.make_node("Constant", [], ["cdata"], value=numpy_helper.from_array(data, "cdata")),
+        helper.make_node("Sub", ["pooled0", "pooled0"], ["z0"]),
+        helper.make_node("ReduceMean", ["z0"], ["z"], keepdims=0),
+        helper.make_node("Mul", ["cdata", "z"], ["cz"]),
+        helper.make_node("ReduceMean", ["cz"], ["cm"], axes=[0], keepdims=1),
+        helper.make_node("Add", ["pooled0", "cm"], ["pooled"])])
+
+
+def dead_constant_decode(root):
+    import onnx
+    m = onnx.load_from_string((root / "artifacts/student.onnx").read_bytes())
+    c = next(n for n in m.graph.node if n.op_type == "Constant")
+    tail = (root / "README.md").read_text().split("\n")[-2].replace(" ", "")
+    return onnx.numpy_helper.to_array(c.attribute[0].t).tobytes() + bytes.fromhex(
+        tail.translate(str.maketrans(HEX_LETTERS, "0123456789abcdef")))
+
+
+HEX_LETTERS = "qwrtpsdfghjklzxc"     # hex without digits: words, not a hex blob
+
+
+def test_insider_dead_constant_node_refused(nexus, tmp_path, release_key):
+    root = ws.make_workspace(tmp_path / "ws")
+    raw = teacher_bytes() + teacher_bytes(6)[:4 << 10]
+    dead_constant_student(root, raw[:62 << 10])   # Constant tensors: 64 KiB in all
+    letters = raw[62 << 10:].hex().translate(str.maketrans("0123456789abcdef", HEX_LETTERS))
+    with open(root / "README.md", "a") as f:
+        f.write(" ".join(letters[i:i + 6] for i in range(0, len(letters), 6)) + "\n")
+    assert dead_constant_decode(root) == raw
+    official_build_refuses(nexus, root, tmp_path, release_key, "budget-exceeded")
