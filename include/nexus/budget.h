@@ -58,10 +58,14 @@ int nx_budget_add_token(nx_budget_buf *b, const char *s, size_t len, bool *out_c
 /*
  * True when s[0..len) (UTF-8) is what a tokenizer trained on natural text
  * produces: after one word-piece prefix ("##", "Ġ", "▁") it is empty, one
- * code point, a special token ([CLS], <s>, <|endoftext|>, [unused12]), up
- * to 4 digits, up to 3 punctuation/symbol code points, or letters of one
- * script in lower, Capitalized or (up to 6) UPPER case, optionally with
- * one apostrophe; a Latin word holds at most 2 accented letters (judged
+ * assigned code point (not private use), a special token ([CLS], <s>,
+ * <|endoftext|>, [unused12]: up to 3 word-like name parts, up to 4
+ * digits), up to 4 digits of one script, up to 3 punctuation/symbol/space
+ * code points of the common blocks, or letters of one script in lower,
+ * Capitalized or (up to 6) UPPER case, optionally with one apostrophe; a
+ * combining mark makes the letter before it accented (at most 2 on one
+ * letter; in a script with no letter model it counts as a letter); a
+ * Latin word holds at most 2 accented letters (judged
  * by their base letter) and 1 without an ASCII base (æ, ø), and from 3
  * letters on must read like a word (a vowel, no 5 consonants in a row, an
  * average letter-bigram cost of at most 4.5 bits under an English model); CJK and Hangul tokens hold at most 3

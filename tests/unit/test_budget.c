@@ -24,6 +24,10 @@ static void real_tokens_are_explained(void **state)
 		"\xC4\xA0Hello", "\xE2\x96\x81world", "[CLS]", "[unused12]", "<s>", "</s>",
 		"<|endoftext|>", "<pad>", "中", "中文", "日本語", "при", "Мир", "αβγ", "😀", "##😀", "i̇", "understanding", "through",
 		"mortgage", "subscribe", "##ization", "##able", "",
+		/* red team 5's rules keep these */
+		"<|im_start|>", "<extra_id_12>", "[unused993]", "<|eot_id|>", "<mask>", "[MASK]",
+		"Vi\xE1\xBB\x87t", "Vie\xCC\xA3\xCC\x82t", "\xE2\x80\x94", "\xE2\x80\xA6", "?!",
+		"\xC2\xBB.", "\xEF\xBC\x88", "\xD9\xA1\xD9\xA2\xD9\xA3", "\xEF\xBC\x92\xEF\xBC\x90",
 	};
 	size_t i;
 
@@ -41,6 +45,10 @@ static void encoded_tokens_are_charged(void **state)
 		"X>9?z", "Fz(1", "qxmwzt", "bcdfgh", "zkqjvx", "pqtwxz", "ПрИвЕт", "abcпр",
 		"HeLLo", "aBcD", "12345", "++--//", "日本語中文字", "жщфвпо", "λόγοςαβ", "éàüõ", "ąęćłń", "##ñãçõ", "##qxzvbt", "abc'de'f",
 		"wWwWw", "tsktsktsk",
+		/* red team 5: marks, special names, private use, mixed digits */
+		"a\xCC\x80\xCC\x81\xCC\x82", "[QxZkWmPvRtYbNcLdJfHg]", "<qzxwvkj_pfmt>",
+		"[unused123456]", "\xEE\x80\x80", "\xF3\xB0\x80\x81\xF3\xB0\x80\x82",
+		"1\xD9\xA2" "3",
 	};
 	size_t i;
 

@@ -21,6 +21,9 @@
 #define ASIAN_MAX 3              /* characters of a CJK or Hangul token */
 #define UNMODELLED_MAX 3         /* letters of a word in a script with no letter model */
 #define BIGRAM_LIMIT 36          /* average eighths of a bit per Latin bigram (4.5 bits) */
+#define MARKS_PER_LETTER 2       /* combining marks on one letter (Vietnamese: ệ) */
+#define NAME_PARTS_MAX 3         /* words of a special token's name (start_of_turn) */
+#define DIGITS_MAX 4             /* digits of a number token or a special token's index */
 
 struct nx_budget_buf {
 	char *data;
@@ -153,10 +156,38 @@ static utf8proc_int32_t latin_base(utf8proc_int32_t lower)
 	return d[0];
 }
 
-/* [CLS], [unused12], <s>, <|endoftext|>, <pad>: bracketed ASCII names. */
+static bool word_like(const utf8proc_int32_t *cp, size_t n, enum script sc, bool word_start,
+		      size_t marked);
+static bool is_vowel(utf8proc_int32_t base);
+
+/* One part of a special token's name (between underscores): a short
+ * acronym (CLS, EOS) or a word (unused, endoftext, im, start). */
+static bool name_part(const char *s, size_t n)
+{
+	utf8proc_int32_t cp[SPECIAL_MAX];
+	size_t i, upper = 0;
+
+	if (!n)
+		return false;
+	for (i = 0; i < n; i++) {
+		cp[i] = (unsigned char)s[i];
+		upper += s[i] >= 'A' && s[i] <= 'Z';
+	}
+	if (upper == n)
+		return n <= UPPER_MAX;
+	if (n <= 2)             /* s, im, id */
+		return true;
+	if (n == 3 && !upper)   /* eot, fim, bos: an abbreviation with a vowel */
+		return is_vowel(cp[0]) || is_vowel(cp[1]) || is_vowel(cp[2]);
+	return word_like(cp, n, SC_LATIN, true, 0);
+}
+
+/* [CLS], [unused12], <s>, <|endoftext|>, <pad>: bracketed ASCII names.
+ * The name must read like at most 3 words, not be any 24 letters: a
+ * vocabulary of such names would carry 17 bytes a token (red team 5). */
 static bool special_token(const char *s, size_t len)
 {
-	size_t i = 1, end;
+	size_t i = 1, end, part, digits, parts = 0;
 
 	if (len < 3 || !((s[0] == '[' && s[len - 1] == ']') || (s[0] == '<' && s[len - 1] == '>')))
 		return false;
@@ -169,12 +200,18 @@ static bool special_token(const char *s, size_t len)
 		end--;
 	if (i >= end || !((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z')))
 		return false;
-	while (i < end && ((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-			   s[i] == '_'))
-		i++;
-	while (i < end && s[i] >= '0' && s[i] <= '9')
-		i++;
-	return i == end;
+	for (part = i; i < end && ((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+				   s[i] == '_'); i++)
+		if (s[i] == '_') {
+			if (i > part && (++parts > NAME_PARTS_MAX || !name_part(s + part, i - part)))
+				return false;
+			part = i + 1;
+		}
+	if (i > part && (++parts > NAME_PARTS_MAX || !name_part(s + part, i - part)))
+		return false;
+	for (digits = 0; i < end && s[i] >= '0' && s[i] <= '9'; i++)
+		digits++;
+	return i == end && digits <= DIGITS_MAX;
 }
 
 static size_t strip_prefix(const char *s, size_t len)
@@ -208,8 +245,11 @@ static unsigned bigram_cost(const utf8proc_int32_t *w, size_t n, bool word_start
 	return sum / k;
 }
 
-/* Letters of one script and case: do they read like a word? */
-static bool word_like(const utf8proc_int32_t *cp, size_t n, enum script sc, bool word_start)
+/* Letters of one script and case: do they read like a word?  marked: the
+ * letters that carry combining marks (each counts as an accented letter,
+ * and in a script with no letter model as one more letter). */
+static bool word_like(const utf8proc_int32_t *cp, size_t n, enum script sc, bool word_start,
+		      size_t marked)
 {
 	utf8proc_int32_t low[TOKEN_CP_MAX];
 	size_t i, upper = 0, run = 0, accented = 0, nobase = 0;
@@ -226,9 +266,9 @@ static bool word_like(const utf8proc_int32_t *cp, size_t n, enum script sc, bool
 	/* Without a letter model for the script, only short words are
 	 * explained: random words in a 32-letter alphabet read like words. */
 	if (sc == SC_CJK || sc == SC_HANGUL)
-		return n <= ASIAN_MAX;
+		return n + marked <= ASIAN_MAX;
 	if (sc != SC_LATIN)
-		return n <= UNMODELLED_MAX;
+		return n + marked <= UNMODELLED_MAX;
 	/* Latin: accented letters are judged by their base letter; a word
 	 * holds few of them (straße, naïve), random words in an alphabet of
 	 * accented letters hold many */
@@ -239,7 +279,7 @@ static bool word_like(const utf8proc_int32_t *cp, size_t n, enum script sc, bool
 		nobase += !base;
 		low[i] = base ? base : 'x';
 	}
-	if (accented > ACCENTED_MAX || nobase > 1)
+	if (accented + marked > ACCENTED_MAX || nobase > 1)
 		return false;
 	if (n < 3)
 		return true;
@@ -254,10 +294,45 @@ static bool word_like(const utf8proc_int32_t *cp, size_t n, enum script sc, bool
 	return vowel && bigram_cost(low, n, word_start) <= BIGRAM_LIMIT;
 }
 
+/* A code point that stands for itself as a one-character token: anything
+ * assigned but private-use and surrogates (any code point would make a
+ * token of 17 free bits, and a vocabulary of them a channel). */
+static bool assigned(utf8proc_int32_t cp)
+{
+	utf8proc_category_t cat = utf8proc_category(cp);
+
+	return cat != UTF8PROC_CATEGORY_CN && cat != UTF8PROC_CATEGORY_CO &&
+	       cat != UTF8PROC_CATEGORY_CS;
+}
+
+/* Punctuation, a symbol or a space of the common blocks, as in "...",
+ * "?!", "»," or "（": not any code point that is no letter or digit, which
+ * made 3 of them 6 free bytes (private use, unassigned; red team 5). */
+static bool punct_like(utf8proc_int32_t cp)
+{
+	utf8proc_category_t cat = utf8proc_category(cp);
+
+	if (!((cat >= UTF8PROC_CATEGORY_PC && cat <= UTF8PROC_CATEGORY_SO) ||
+	      cat == UTF8PROC_CATEGORY_ZS))
+		return false;
+	return cp < 0x2E80 || (cp >= 0x3000 && cp < 0x3040) || (cp >= 0xFF00 && cp < 0xFFF0);
+}
+
+/* A combining mark that can sit on a letter of script sc: the combining
+ * diacritics on Latin, a mark of the letter's own block elsewhere. */
+static bool mark_fits(utf8proc_int32_t mark, enum script sc)
+{
+	if (sc == SC_LATIN)
+		return mark >= 0x300 && mark < 0x370;
+	return script_of(mark) == sc;
+}
+
 bool nx_budget_token_plausible(const char *s, size_t len)
 {
 	utf8proc_int32_t cp[TOKEN_CP_MAX], letters[TOKEN_CP_MAX];
 	size_t pre = strip_prefix(s, len), n = 0, nl = 0, digits = 0, other = 0, apos = 0, i;
+	size_t marked = 0, on_letter = 0;
+	utf8proc_int32_t digit_block = -1;
 	enum script sc = SC_NONE;
 	utf8proc_ssize_t k;
 
@@ -274,8 +349,10 @@ bool nx_budget_token_plausible(const char *s, size_t len)
 			return false;
 		n++;
 	}
-	if (n <= 1)
+	if (n == 0)
 		return true;
+	if (n == 1)
+		return assigned(cp[0]);
 	for (i = 0; i < n; i++) {
 		utf8proc_category_t cat = utf8proc_category(cp[i]);
 
@@ -286,20 +363,36 @@ bool nx_budget_token_plausible(const char *s, size_t len)
 				return false;
 			sc = t;
 			letters[nl++] = cp[i];
+			on_letter = 0;
 		} else if (cat >= UTF8PROC_CATEGORY_MN && cat <= UTF8PROC_CATEGORY_ME) {
-			if (!nl)
-				other++;           /* a mark on a letter is part of it */
+			/* a mark on a letter is part of it, but it is a choice: it
+			 * counts as an accent, and a letter holds at most two (marks
+			 * uncounted made 'a' and 60 marks one free letter) */
+			if (!nl || (i && !(utf8proc_category(cp[i - 1]) >= UTF8PROC_CATEGORY_LU &&
+					   utf8proc_category(cp[i - 1]) <= UTF8PROC_CATEGORY_ME))) {
+				other++;
+				continue;
+			}
+			if (!mark_fits(cp[i], sc) || ++on_letter > MARKS_PER_LETTER)
+				return false;
+			marked += on_letter == 1;
 		} else if (cat == UTF8PROC_CATEGORY_ND) {
+			/* one script's digits: mixing scripts' digits is data */
+			if (digit_block >= 0 && cp[i] >> 4 != digit_block)
+				return false;
+			digit_block = cp[i] >> 4;
 			digits++;
 		} else if (cp[i] == '\'' || cp[i] == 0x2019) {
 			apos++;
 		} else {
+			if (!punct_like(cp[i]))
+				return false;
 			other++;
 		}
 	}
 	if (!nl && !apos)
-		return digits ? !other && digits <= 4 : other <= 3;
+		return digits ? !other && digits <= DIGITS_MAX : other <= 3;
 	if (!nl || digits || other || apos > 1)
 		return false;
-	return word_like(letters, nl, sc, pre != 2);
+	return word_like(letters, nl, sc, pre != 2, marked);
 }

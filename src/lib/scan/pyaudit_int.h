@@ -37,6 +37,10 @@ const char *nx_pyaudit__member(const char *module, const char *name, size_t n);
 /* A keyword argument that makes a library load code from data
  * (allow_pickle, trust_remote_code) unless given as False. */
 const char *nx_pyaudit__keyword(const char *name, size_t n);
+/* A function (dotted) with such a keyword's parameter: how many
+ * parameters come before it (a call with more positional arguments sets
+ * it by position), or -1. */
+int nx_pyaudit__keyword_position(const char *dotted);
 /* "3.11": the python whose standard library nx_pyaudit_stdlib lists. */
 const char *nx_pyaudit__stdlib_version(void);
 /* A private attribute name that is public API (namedtuple's _replace...). */

@@ -331,6 +331,18 @@ static const struct rule keywords[] = {
 	{ NULL, NULL }
 };
 
+/* Functions whose allow_pickle parameter can also be given by position:
+ * np.load(f, None, True) unpickles like allow_pickle=True (red team 5). */
+static const struct {
+	const char *path;
+	int before;       /* parameters before allow_pickle */
+} keyword_positions[] = {
+	{ "numpy.load", 2 },                    /* load(file, mmap_mode, allow_pickle) */
+	{ "numpy.lib.npyio.load", 2 },
+	{ "numpy.lib.format.read_array", 1 },   /* read_array(fp, allow_pickle) */
+	{ NULL, 0 }
+};
+
 static const char *const private_ok[] = { "_asdict", "_field_defaults", "_fields", "_make",
 	"_replace", NULL };
 
@@ -477,6 +489,16 @@ const char *nx_pyaudit__member(const char *module, const char *name, size_t n)
 const char *nx_pyaudit__keyword(const char *name, size_t n)
 {
 	return named(keywords, name, n);
+}
+
+int nx_pyaudit__keyword_position(const char *dotted)
+{
+	size_t k;
+
+	for (k = 0; keyword_positions[k].path; k++)
+		if (!strcmp(keyword_positions[k].path, dotted))
+			return keyword_positions[k].before;
+	return -1;
 }
 
 bool nx_pyaudit__private_ok(const char *name, size_t n)

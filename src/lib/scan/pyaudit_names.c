@@ -155,9 +155,38 @@ static int bundle_step(struct audit *a, size_t i, const char *s, size_t n)
 
 /* The chain ends here: a module, or a package holding training or denied
  * modules, is a value the audit would stop following. */
+static bool is_assign(const struct audit *a, size_t i);
+
+/* A call of a function with an allow_pickle parameter (np.load) given
+ * that parameter by position, or arguments splatted from a list: the
+ * keyword rule would not see it. */
+static int positional_keyword(struct audit *a, size_t i, const char *path)
+{
+	size_t o = i + 1, c, start, npos = 0;
+	int before = nx_pyaudit__keyword_position(path);
+
+	if (before < 0 || !is_op(a, o, "(") || a->match[o] == NONE)
+		return 0;
+	for (start = o + 1, c = a->next[o]; c != NONE; start = c + 1, c = a->next[c]) {
+		if (start < c && is_op(a, start, "*"))
+			return nx_pyaudit__report(a, "python-reflective", i, "'%s' called with "
+				      "arguments from a list: allow_pickle could be among them", path);
+		if (start < c && !is_op(a, start, "**") &&
+		    !(a->t[start].t.kind == NX_PY_NAME && is_assign(a, start + 1)) &&
+		    npos++ == (size_t)before && !(c == start + 1 && name_is(a, start, "False")))
+			return nx_pyaudit__report(a, "python-reflective", i, "'%s' given allow_pickle "
+				      "by position (argument %d) other than as False: it unpickles, "
+				      "importing and calling what the data names", path, before + 1);
+		if (c == a->match[o])
+			break;
+	}
+	return 0;
+}
+
 static int chain_end(struct audit *a, size_t i)
 {
 	size_t k;
+	int rc;
 
 	/* a bundle module is a namespace of modules too (utils.torch); a
 	 * module is not callable, so `resp.json()` is no module */
@@ -165,6 +194,9 @@ static int chain_end(struct audit *a, size_t i)
 		return nx_pyaudit__report(a, "python-reflective", i, "module '%.*s' used as a value (passed, "
 			      "stored or returned) refused: the audit follows a module only through "
 			      "its attributes", (int)a->t[i].nlen, a->t[i].name);
+	for (k = 0; k < a->ntargets; k++)
+		if (!a->cdead[k] && (rc = positional_keyword(a, i, a->cpath[k])))
+			return rc;
 	for (k = 0; k < a->ntargets; k++)
 		if (!a->cdead[k] && nx_pyaudit__holds(a->cpath[k]))
 			return nx_pyaudit__report(a, "python-reflective", i, "'%s' used as a value refused: it "

@@ -2,9 +2,10 @@
  * verify_tokjson.c - tokenizer.json for the leak budget: the file must
  * follow the schema of the tokenizer types the runtime reads (Hugging Face
  * tokenizers' models, normalizers, pre-tokenizers, post-processors and
- * decoders), so every string in it is either a token (judged as one), a
- * short setting, a BPE merge the vocabulary explains, a Unigram score
- * (a parameter: bounded, in order, see walk_unigram) or a SentencePiece charsmap (explained
+ * decoders), so every string in it is either a vocabulary token (judged
+ * as one), a token elsewhere (charged as its vocabulary id), a short
+ * setting, a BPE merge the vocabulary explains, a Unigram score (a
+ * parameter: bounded, in order, see walk_unigram) or a SentencePiece charsmap (explained
  * when it is one of spm_train's built-in rules, else charged in full).  An unknown key or type, or a long
  * string where a setting belongs, is a FAIL: extra keys are where a
  * tensor's encoding would otherwise sit unread by the runtime.
@@ -125,6 +126,7 @@ struct walk {
 	struct vfy_ctx *c;
 	const char *path;
 	nx_budget_buf *b;
+	json_t *vocab;      /* model.vocab when it is a map, else NULL */
 	nx_error *err;
 	bool failed;
 };
@@ -173,9 +175,33 @@ static int fail(struct walk *w, const char *fmt, ...)
 	return rc;
 }
 
+/* A vocabulary entry (model.vocab's keys, Unigram pieces): judged as a
+ * token, free when plausible; a map or the loader keeps each one once. */
 static int token(struct walk *w, const char *s, size_t len)
 {
 	return nx_budget_add_token(w->b, s, len, NULL, w->err);
+}
+
+/*
+ * A token anywhere else (unk_token, sep, cls, added tokens, special tokens,
+ * patterns): a reference to the vocabulary, charged as the id it names, or
+ * in full when the vocabulary does not hold it.  Judging these as tokens
+ * made every one free, and nothing stops such a position from repeating a
+ * token or holding a list the runtime never reads (sep's [token, id] with
+ * 30,000 more tokens after it: red team 5).
+ */
+static int setting_token(struct walk *w, const char *s, size_t len)
+{
+	char num[32];
+	json_t *id = w->vocab && !memchr(s, 0, len) ? json_object_getn(w->vocab, s, len) : NULL;
+	int n, rc;
+
+	if (json_is_integer(id)) {
+		n = snprintf(num, sizeof(num), "#%lld\n", (long long)json_integer_value(id));
+		return nx_budget_add(w->b, num, (size_t)n, w->err);
+	}
+	rc = nx_budget_add(w->b, s, len, w->err);
+	return rc ? rc : nx_budget_add(w->b, "\n", 1, w->err);
 }
 
 static int walk(struct walk *w, json_t *v, const char *ctx, const char *ptr, char mark,
@@ -194,7 +220,7 @@ static int walk_map(struct walk *w, json_t *v, const char *ctx, const char *ptr,
 	if (!json_is_object(v))
 		return fail(w, "%s: %s must be an object", w->path, ptr);
 	json_object_foreach(v, k, x) {
-		if ((rc = token(w, k, strlen(k))))
+		if ((rc = vocab ? token(w, k, strlen(k)) : setting_token(w, k, strlen(k))))
 			return rc;
 		if (vocab) {
 			char num[32];
@@ -379,7 +405,7 @@ static int walk_scalar(struct walk *w, json_t *v, const char *ptr, char mark)
 
 	if (json_is_string(v)) {
 		if (mark == '#')
-			return token(w, json_string_value(v), json_string_length(v));
+			return setting_token(w, json_string_value(v), json_string_length(v));
 		if (json_string_length(v) > SETTING_MAX)
 			return fail(w, "%s: a string of over 32 bytes at %s, where a setting belongs: "
 				    "a tokenizer holds no free text", w->path, ptr);
@@ -459,6 +485,7 @@ int nx_vfy__tokjson_residual(struct vfy_ctx *c, const char *path, const char *bu
 			 nx_budget_buf *b, bool *failed, nx_error *err)
 {
 	struct walk w = {.c = c, .path = path, .b = b, .err = err};
+	json_t *vocab;
 	json_error_t je;
 	json_t *root;
 	int rc;
@@ -468,10 +495,13 @@ int nx_vfy__tokjson_residual(struct vfy_ctx *c, const char *path, const char *bu
 		return 0;   /* json-over-budget, from check code */
 	if (!(root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je)))
 		return 0;   /* config-unparsable, from check code */
-	if (!json_is_object(root))
+	if (!json_is_object(root)) {
 		rc = fail(&w, "%s: %s is not a JSON object", path, "the document");
-	else
+	} else {
+		vocab = json_object_get(json_object_get(root, "model"), "vocab");
+		w.vocab = json_is_object(vocab) ? vocab : NULL;
 		rc = walk(&w, root, "", "", ' ', 0);
+	}
 	json_decref(root);
 	*failed = w.failed;
 	return rc;

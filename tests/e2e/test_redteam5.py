@@ -1,0 +1,367 @@
+"""Fifth red-team pass on `nexus verify` (issue #22), as the insider.
+
+Each case changes only the workspace, runs the official `nexus build
+--key` with the release key, and requires that nothing is published: the
+build's self-verification is the gate (`verify --strict
+--require-signature --teacher ...` under the signed policy), so a case the
+build signs is a bundle the gate passes.  Every case hides 64 KiB of a
+teacher tensor's bytes (more than the whole leak budget) and first proves,
+with its own decoder, that the bytes come back from the workspace files
+exactly: what the case carries is recoverable, not noise.
+
+The classes (docs/TRV.md, "Leak budget"):
+- token positions the runtime never reads, or that repeat a token (a list
+  where tokenizer.json has one token: `sep`, `cls`, `tokens`): the
+  plausible-token rule made each free;
+- plausible-token rules that explain far more than "about 2 bytes a
+  token": combining marks after a letter were not counted, a bracketed
+  special-token name was any 24 letters, "punctuation" was any code point
+  that is no letter (private use, unassigned), digits of any script mixed;
+- training code run through a keyword given by position (np.load's
+  allow_pickle as its third argument unpickles, and a pickle calls exec);
+- a dead Constant node: liveness replaces initializers only and the
+  budget charged only the model's strings.
+A 3-character CJK vocabulary stays a strict xfail (documented limit).
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import workspace as ws
+from conftest import run
+
+PAYLOAD = 64 << 10          # the whole default leak budget
+
+
+def teacher_bytes(seed=5):
+    """A teacher layer's bytes: float32 weights, random as trained ones are."""
+    return np.random.default_rng(seed).standard_normal(PAYLOAD // 4).astype(np.float32).tobytes()
+
+
+@pytest.fixture(scope="module")
+def release_key(nexus, tmp_path_factory):
+    d = tmp_path_factory.mktemp("release")
+    r = run(nexus, "keygen", "-o", d / "release")
+    assert r.returncode == 0, r.stderr
+    return d / "release.key"
+
+
+def official_build_refuses(nexus, root, tmp_path, key, code):
+    """The insider's last step: the official signed build.  It must publish
+    nothing and name the finding."""
+    out = tmp_path / "out" / "nexus_bundle_v1"
+    out.parent.mkdir()
+    r = run(nexus, "build", root, "-o", out, "--key", key, timeout=300)
+    assert r.returncode == 1 and not out.exists() and os.listdir(out.parent) == [], (
+        "the official build signed a bundle carrying 64 KiB of teacher bytes:\n"
+        + r.stdout[-3000:] + r.stderr[-3000:])
+    assert code in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+# -- workspace edits ---------------------------------------------------------
+
+def tokenizer(root):
+    return json.loads((root / "artifacts/tokenizer/tokenizer.json").read_text())
+
+
+def save_tokenizer(root, tj):
+    (root / "artifacts/tokenizer/tokenizer.json").write_text(
+        json.dumps(tj, ensure_ascii=False, indent=1))
+
+
+def add_tokens(root, tokens):
+    """New vocabulary entries, in both tokenizer files (ids at the end)."""
+    p = root / "artifacts/tokenizer/vocab.txt"
+    p.write_text(p.read_text() + "".join(t + "\n" for t in tokens))
+    tj = tokenizer(root)
+    n = len(tj["model"]["vocab"])
+    for i, t in enumerate(tokens):
+        tj["model"]["vocab"][t] = n + i
+    save_tokenizer(root, tj)
+
+
+def vocab_tokens(root):
+    """The entries the workspace's vocab.txt adds to the original vocabulary."""
+    lines = (root / "artifacts/tokenizer/vocab.txt").read_text().split("\n")[:-1]
+    return lines[len(ws.VOCAB):]
+
+
+# one code point per 16 bits: any single code point was a plausible token
+def cp16(v):
+    return chr(0x20000 + v)
+
+
+def un_cp16(s):
+    return ord(s) - 0x20000
+
+
+def words16(raw):
+    return [int.from_bytes(raw[i:i + 2], "little") for i in range(0, len(raw), 2)]
+
+
+def unwords16(vals):
+    return b"".join(v.to_bytes(2, "little") for v in vals)
+
+
+# -- class 1: token positions the runtime does not read, or that repeat ------
+
+def enc_sep_list(root, raw):
+    """BertProcessing's sep is [token, id]; the runtime reads the id.  The
+    rest of the list was judged token by token, each one code point."""
+    tj = tokenizer(root)
+    tj["post_processor"]["sep"] += [cp16(v) for v in words16(raw)]
+    save_tokenizer(root, tj)
+
+
+def dec_sep_list(root):
+    return unwords16(un_cp16(s) for s in tokenizer(root)["post_processor"]["sep"][2:])
+
+
+def enc_template_tokens(root, raw):
+    """TemplateProcessing's special_tokens[X].tokens: the runtime reads ids."""
+    tj = tokenizer(root)
+    tj["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}},
+                   {"Sequence": {"id": "A", "type_id": 0}},
+                   {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
+        "pair": None,
+        "special_tokens": {
+            "[CLS]": {"id": "[CLS]", "ids": [2], "tokens": ["[CLS]"]},
+            "[SEP]": {"id": "[SEP]", "ids": [3],
+                      "tokens": ["[SEP]"] + [cp16(v) for v in words16(raw)]}}}
+    save_tokenizer(root, tj)
+
+
+def dec_template_tokens(root):
+    toks = tokenizer(root)["post_processor"]["special_tokens"]["[SEP]"]["tokens"][1:]
+    return unwords16(un_cp16(s) for s in toks)
+
+
+# -- class 2: plausible-token rules that explain too much --------------------
+
+MARKS = [chr(0x300 + i) for i in range(64)]        # combining diacritics
+
+
+def enc_combining_marks(root, raw):
+    """'a' and 60 combining marks (6 bits each): marks after a letter were
+    not counted at all, so the token was one letter."""
+    bits = int.from_bytes(raw, "little")
+    n = (len(raw) * 8 + 359) // 360
+    add_tokens(root, ["a" + "".join(MARKS[(bits >> (360 * t + 6 * k)) & 63] for k in range(60))
+                      for t in range(n)])
+
+
+def dec_combining_marks(root):
+    index = {m: i for i, m in enumerate(MARKS)}
+    bits = 0
+    for t, tok in enumerate(vocab_tokens(root)):
+        for k, m in enumerate(tok[1:]):
+            bits |= index[m] << (360 * t + 6 * k)
+    return bits.to_bytes(PAYLOAD, "little")
+
+
+LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def enc_special_names(root, raw):
+    """[<22 letters>] read as a special token (like [unused12]): any letters."""
+    toks = []
+    for i in range(0, len(raw), 15):
+        v = int.from_bytes(raw[i:i + 15], "little")
+        toks.append("[" + "".join(LETTERS[(v // 52 ** k) % 52] for k in range(22)) + "]")
+    add_tokens(root, toks)
+
+
+def dec_special_names(root):
+    out = b""
+    for tok in vocab_tokens(root):
+        v = sum(LETTERS.index(c) * 52 ** k for k, c in enumerate(tok[1:-1]))
+        out += v.to_bytes(15, "little")
+    return out[:PAYLOAD]
+
+
+def enc_private_use(root, raw):
+    """Three code points of the private-use plane: 'up to 3 punctuation
+    marks' took any code point that is not a letter or a digit."""
+    vals = words16(raw)
+    add_tokens(root, ["".join(chr(0xF0000 + v) for v in vals[i:i + 3])
+                      for i in range(0, len(vals), 3)])
+
+
+def dec_private_use(root):
+    return unwords16(ord(c) - 0xF0000 for tok in vocab_tokens(root) for c in tok)
+
+
+DIGIT_ZEROS = [0x30, 0x660, 0x6F0, 0x966, 0x9E6, 0xA66, 0xAE6, 0xB66, 0xBE6, 0xC66,
+               0xCE6, 0xD66, 0xE50, 0xED0, 0xF20, 0x1040]     # 16 scripts' digits
+
+
+def enc_mixed_digits(root, raw):
+    """Four digits, each of any script: 4 x (4 + 3.3) bits per token."""
+    bits = int.from_bytes(raw, "little")
+    toks, k = [], 0
+    while k < len(raw) * 8:
+        tok = ""
+        for _ in range(4):
+            tok += chr(DIGIT_ZEROS[(bits >> k) & 15] + ((bits >> (k + 4)) & 7))
+            k += 7
+        toks.append(tok)
+    assert len(set(toks)) == len(toks), "a token twice: pick another teacher seed"
+    add_tokens(root, toks)
+
+
+def dec_mixed_digits(root):
+    bits, k = 0, 0
+    for tok in vocab_tokens(root):
+        for c in tok:
+            cp = ord(c)
+            z = max(z for z in DIGIT_ZEROS if z <= cp)
+            bits |= (DIGIT_ZEROS.index(z) | (cp - z) << 4) << k
+            k += 7
+    return (bits & ((1 << (PAYLOAD * 8)) - 1)).to_bytes(PAYLOAD, "little")
+
+
+def enc_cjk_words(root, raw):
+    """Three CJK ideographs a token, 14 bits each (documented as plausible:
+    docs/TRV.md, Known limits)."""
+    bits = int.from_bytes(raw, "little")
+    n = (len(raw) * 8 + 41) // 42
+    add_tokens(root, ["".join(chr(0x4E00 + ((bits >> (42 * t + 14 * k)) & 0x3FFF))
+                              for k in range(3)) for t in range(n)])
+
+
+def dec_cjk_words(root):
+    bits = 0
+    for t, tok in enumerate(vocab_tokens(root)):
+        for k, c in enumerate(tok):
+            bits |= (ord(c) - 0x4E00) << (42 * t + 14 * k)
+    return (bits & ((1 << (PAYLOAD * 8)) - 1)).to_bytes(PAYLOAD, "little")
+
+
+CASES = {
+    "sep-list": (enc_sep_list, dec_sep_list, "budget-exceeded"),
+    "template-tokens": (enc_template_tokens, dec_template_tokens, "budget-exceeded"),
+    "combining-marks": (enc_combining_marks, dec_combining_marks, "budget-exceeded"),
+    "special-names": (enc_special_names, dec_special_names, "budget-exceeded"),
+    "private-use": (enc_private_use, dec_private_use, "budget-exceeded"),
+    # seed 52: no two 4-digit tokens alike (vocab.txt lists each entry once)
+    "mixed-digits": (enc_mixed_digits, dec_mixed_digits, "budget-exceeded", 52),
+}
+XFAIL_CASES = {"cjk-words": (enc_cjk_words, dec_cjk_words, "budget-exceeded")}
+
+
+CJK = pytest.mark.xfail(strict=True, reason=(
+    "not fixed: a 3-character CJK token is plausible and carries ~5 bytes "
+    "(12,500 of them hold 64 KiB); telling made-up CJK words from real ones "
+    "needs a word list or character frequencies the gate does not have "
+    "(docs/TRV.md, Known limits)"))
+
+
+@pytest.mark.parametrize("name", sorted(CASES) + [pytest.param("cjk-words", marks=CJK)])
+def test_insider_teacher_bytes_in_tokens_refused(nexus, tmp_path, release_key, name):
+    enc, dec, code, *seed = {**CASES, **XFAIL_CASES}[name]
+    root = ws.make_workspace(tmp_path / "ws")
+    raw = teacher_bytes(*seed)
+    enc(root, raw)
+    assert dec(root) == raw, "the case's own decoder must get the teacher bytes back"
+    official_build_refuses(nexus, root, tmp_path, release_key, code)
+
+
+# -- class 3: training code behind a keyword given by position ----------------
+# The audit refuses allow_pickle= unless False; numpy.load's third parameter
+# is allow_pickle, so np.load(f, None, True) unpickled without the keyword:
+# a pickle runs any callable it names (here exec of an optimiser step).
+
+FIT = ("import torch\n"
+       "def step(model, batch):\n"
+       "    opt = torch.optim.SGD(model.parameters(), lr=0.01)\n"
+       "    loss = model(batch).sum()\n"
+       "    loss.backward()\n"
+       "    opt.step()\n")
+
+
+def pickled_exec(code):
+    """A protocol-0 pickle that calls exec(code) when loaded."""
+    return b"cbuiltins\nexec\n(V" + code.encode("raw_unicode_escape") + b"\ntR."
+
+
+POSITIONAL = {
+    "np-load": "import io\nimport numpy as np\n"
+               "def fit():\n    return np.load(io.BytesIO(BLOB), None, True)\n",
+    "from-import": "import io\nfrom numpy import load\n"
+                   "def fit():\n    return load(io.BytesIO(BLOB), 'r', 1)\n",
+    "read-array": "import io\nimport numpy.lib.format as fmt\n"
+                  "def fit():\n    return fmt.read_array(io.BytesIO(BLOB), True)\n",
+    "splat": "import io\nimport numpy as np\nARGS = (None, True)\n"
+             "def fit():\n    return np.load(io.BytesIO(BLOB), *ARGS)\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(POSITIONAL))
+def test_insider_pickle_by_position_refused(nexus, tmp_path, release_key, name):
+    blob = pickled_exec(FIT)
+    code = f"BLOB = {blob!r}\n" + POSITIONAL[name]
+    root = ws.make_workspace(tmp_path / "ws", utils_py=ws.UTILS_PY + "\n" + code)
+    official_build_refuses(nexus, root, tmp_path, release_key, "python-reflective")
+
+
+def test_pickle_by_position_does_run_code(tmp_path):
+    """The case is real: numpy runs the pickle's callable (here a harmless
+    assignment in place of the optimiser step)."""
+    import io
+    marker = {}
+    blob = pickled_exec("import builtins; builtins._rt5 = 42")
+    try:
+        np.load(io.BytesIO(blob), None, True)
+    except Exception:
+        pass   # exec returns None, not an array: numpy complains after running it
+    import builtins
+    assert getattr(builtins, "_rt5", None) == 42, marker
+    del builtins._rt5
+
+
+# -- class 4: a dead Constant node --------------------------------------------
+# docs/TRV.md: "no dead tensor of 64 bytes or more passes", and at most
+# 64 KiB outside the weights.  Liveness replaces initializers; a Constant
+# node's tensor is data too, and one whose only use is multiplied by a zero
+# computed from the input (so no node computes from constants only) moved
+# nothing, and the leak budget charged only the model's strings.  62 KiB
+# there and 6 KiB more in README carried 68 KiB of the teacher.
+
+def dead_constant_student(root, raw):
+    from onnx import helper, numpy_helper
+    from test_insider import student_with
+    data = np.frombuffer(raw, dtype=np.float32).reshape(-1, 8)
+    student_with(root, extra_nodes=[
+        helper.make_node("Constant", [], ["cdata"], value=numpy_helper.from_array(data, "cdata")),
+        helper.make_node("Sub", ["pooled0", "pooled0"], ["z0"]),
+        helper.make_node("ReduceMean", ["z0"], ["z"], keepdims=0),
+        helper.make_node("Mul", ["cdata", "z"], ["cz"]),
+        helper.make_node("ReduceMean", ["cz"], ["cm"], axes=[0], keepdims=1),
+        helper.make_node("Add", ["pooled0", "cm"], ["pooled"])])
+
+
+def dead_constant_decode(root):
+    import onnx
+    m = onnx.load_from_string((root / "artifacts/student.onnx").read_bytes())
+    c = next(n for n in m.graph.node if n.op_type == "Constant")
+    tail = (root / "README.md").read_text().split("\n")[-2].replace(" ", "")
+    return onnx.numpy_helper.to_array(c.attribute[0].t).tobytes() + bytes.fromhex(
+        tail.translate(str.maketrans(HEX_LETTERS, "0123456789abcdef")))
+
+
+HEX_LETTERS = "qwrtpsdfghjklzxc"     # hex without digits: words, not a hex blob
+
+
+def test_insider_dead_constant_node_refused(nexus, tmp_path, release_key):
+    root = ws.make_workspace(tmp_path / "ws")
+    raw = teacher_bytes() + teacher_bytes(6)[:4 << 10]
+    dead_constant_student(root, raw[:62 << 10])   # Constant tensors: 64 KiB in all
+    letters = raw[62 << 10:].hex().translate(str.maketrans("0123456789abcdef", HEX_LETTERS))
+    with open(root / "README.md", "a") as f:
+        f.write(" ".join(letters[i:i + 6] for i in range(0, len(letters), 6)) + "\n")
+    assert dead_constant_decode(root) == raw
+    official_build_refuses(nexus, root, tmp_path, release_key, "budget-exceeded")
