@@ -66,7 +66,7 @@ static void run_round(struct sv_engine *e, struct sv_job *round, size_t ntexts)
 	e->emit_at = 0;
 	for (j = round; j && !rc; j = j->next)
 		for (i = 0; i < j->n && !rc; i++) {
-			struct rt_input in = { j->texts[i], j->lens[i], NULL, NULL, 0 };
+			struct rt_input in = { j->texts[i], j->lens[i], NULL, NULL, 0, NULL };
 			nx_error te;
 
 			/* a second encode for the count: the batcher keeps its

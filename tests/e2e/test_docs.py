@@ -68,7 +68,7 @@ def test_no_documented_code_is_stale():
 
 
 NEXUS_VERBS = ["build", "verify", "inspect", "run", "keygen", "sign", "manifest", "push", "pull"]
-CLI_VERBS = ["info", "run", "selftest", "tokenize", "detokenize", "serve"]
+CLI_VERBS = ["info", "run", "selftest", "tokenize", "detokenize", "generate", "serve"]
 OPT_RE = re.compile(r"^\s+(?:(-[A-Za-z]), )?(--[a-z][a-z0-9-]*)", re.M)
 
 

@@ -199,7 +199,7 @@ static int load(struct build *b)
 	if (ws->nsource_files > BUILD_INPUTS_MAX)
 		return nx_error_set(b->err, NX_ELIMIT, "nexus.yaml", 0, -1,
 				    "nexus.yaml: more than %d source files", BUILD_INPUTS_MAX);
-	b->capin = ws->nsource_files + 8;
+	b->capin = ws->nsource_files + 9;
 	b->in = calloc(b->capin, sizeof(*b->in));
 	b->teacher_st = calloc(ws->nteacher + 1, sizeof(*b->teacher_st));
 	if (!b->in || !b->teacher_st)
@@ -258,6 +258,17 @@ static int load(struct build *b)
 		return nx_error_set(b->err, NX_ECONFIG, ws->tokenizer, 0, -1,
 				    "%s holds neither tokenizer.json nor vocab.txt; put the "
 				    "tokenizer files there or fix tokenizer: in nexus.yaml", ws->tokenizer);
+	/* a decoder's generation_config.json, where Hugging Face keeps it (beside
+	 * the tokenizer): the runtime's generation defaults */
+	{
+		char *gp = join(ws->tokenizer, "generation_config.json");
+
+		if (gp && faccessat(b->wsfd, gp, F_OK, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT)
+			free(gp);
+		else if ((rc = add_input(b, b->wsfd, gp, strdup("config/generation_config.json"),
+					 BUILD_TEXT, false)))
+			return rc;
+	}
 	rc = add_input(b, b->wsfd, strdup(ws->runtime_config), strdup("config/runtime.yaml"),
 		       BUILD_RUNTIME, false);
 	if (!rc && ws->readme)

@@ -31,7 +31,7 @@ static const char *const forbidden_names[] = {"teacher", "checkpoint", "optimize
 static const char *const fixed_files[] = {
 	NX_MANIFEST_NAME, "README.md", "LICENSE", "bin/nexus_cli", NX_MODEL_PATH,
 	"model/tokenizer/tokenizer.json", "model/tokenizer/vocab.txt", "config/runtime.yaml",
-	"config/selftest.json",
+	"config/selftest.json", "config/generation_config.json",
 };
 static const char *const fixed_dirs[] = {"bin", "lib", "model", "model/tokenizer", "config", "src"};
 
