@@ -257,3 +257,38 @@ def script_onnx(vocab, plan):
                               producer_name="pytorch")
     model.ir_version = 7
     return model.SerializeToString()
+
+
+def merged_onnx(vocab, seed=0):
+    """Optimum's merged decoder: the with-past graph twice under an If on
+    use_cache_branch (bool [1]); here both branches compute the same (the
+    one without cache gets an empty cache), names prefixed per branch."""
+    import copy
+    import onnx
+    from onnx import TensorProto, helper
+    m = onnx.load_from_string(decoder_onnx(vocab, "past", seed=seed))
+    g = m.graph
+    outer = {i.name for i in g.input}
+
+    def branch(prefix):
+        sub = copy.deepcopy(g)
+        ren = lambda n: n if (n in outer or n == "") else prefix + n  # noqa: E731
+        for node in sub.node:
+            node.input[:] = [ren(x) for x in node.input]
+            node.output[:] = [ren(x) for x in node.output]
+            node.name = prefix + node.name
+        for t in sub.initializer:
+            t.name = ren(t.name)
+        for v in list(sub.output) + list(sub.value_info):
+            v.name = ren(v.name)
+        del sub.input[:]
+        sub.name = prefix + "graph"
+        return sub
+
+    cond = helper.make_tensor_value_info("use_cache_branch", TensorProto.BOOL, [1])
+    node = helper.make_node("If", ["use_cache_branch"], [o.name for o in g.output],
+                            then_branch=branch("with_past_"), else_branch=branch("no_past_"))
+    graph = helper.make_graph([node], "merged", list(g.input) + [cond], list(g.output))
+    merged = helper.make_model(graph, opset_imports=m.opset_import, producer_name="pytorch")
+    merged.ir_version = m.ir_version
+    return merged.SerializeToString()

@@ -122,6 +122,25 @@ def test_cache_and_plain_agree_and_run_verb(bundles):
     assert json.loads(r.stdout)["ids"][:8] == a[0]["ids"][:8]
 
 
+def test_merged_decoder_with_use_cache_branch(bundles, tmp_path, nexus):
+    """Optimum's merged decoder (an If on use_cache_branch): the prefill takes
+    the branch without cache, the steps the other; same ids as the with-past
+    export of the same weights."""
+    tj, _ = gen_models.bytelevel_tokenizer()
+    root, out, _ = make(tmp_path, "merged", genconfig={"eos_token_id": 999999})
+    (root / "artifacts/student.onnx").write_bytes(
+        gen_models.merged_onnx(len(json.loads(tj)["model"]["vocab"]) + 1))
+    r = build(nexus, root, out)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(run(cli(out), "info", "--json").stdout)
+    assert "use_cache_branch" in [i["name"] for i in info["inputs"]]
+    past = bundles["past"][0]
+    for prompt in PROMPTS[:2]:
+        a = gen_json(out, "--prompt", prompt, "--max-new-tokens", "16")[1][0]
+        b = gen_json(past, "--prompt", prompt, "--max-new-tokens", "16")[1][0]
+        assert a["ids"] == b["ids"], prompt
+
+
 def test_seeded_sampling_reproducible_across_runs_and_threads(bundles):
     bundle = bundles["past"][0]
     args = ["--prompt", "the theme", "--max-new-tokens", "24", "--temperature", "0.9",
