@@ -111,7 +111,7 @@ def test_greedy_equals_node_reference(bundles):
             assert res["ttft_ms"] > 0
 
 
-def test_cache_and_plain_agree_and_run_verb(bundles):
+def test_cache_and_plain_agree_and_run_verb(bundles, nexus):
     (past, _, _), (plain, _, _) = bundles["past"], bundles["plain"]
     a = gen_json(past, "--prompt", "the theme", "--max-new-tokens", "30")[1]
     b = gen_json(plain, "--prompt", "the theme", "--max-new-tokens", "30")[1]
@@ -120,6 +120,11 @@ def test_cache_and_plain_agree_and_run_verb(bundles):
     r = run(cli(past), "run", "--text", "the theme")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["ids"][:8] == a[0]["ids"][:8]
+    # and `nexus run`, the same in the sandbox; an empty prompt fails alone
+    r = run(nexus, "run", past, "-t", "the theme", "-t", "")
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert r.returncode == 3, r.stderr
+    assert lines[0]["ids"][:8] == a[0]["ids"][:8] and lines[1]["code"] == "empty-prompt"
 
 
 def test_merged_decoder_with_use_cache_branch(bundles, tmp_path, nexus):
