@@ -288,6 +288,11 @@ def test_selftest_records_ids_and_mismatch_fails_functional(bundles, tmp_path, n
     assert all(len(c["ids"]) == 8 for c in golden["cases"])
     r = run(nexus, "verify", src)
     assert r.returncode == 0, r.stdout + r.stderr
+    # liveness on a decoder: one pass over each text with an empty cache
+    r = run(cli(src), "liveness")
+    verdicts = [json.loads(x) for x in r.stdout.splitlines() if '"verdict"' in x]
+    assert r.returncode == 0 and len(verdicts) > 10, r.stderr
+    assert all(v["verdict"] in ("live", "dead-empty") for v in verdicts), verdicts
     # the same workspace, its recorded ids changed, rebuilt manifest: FAIL
     bad = tmp_path / "bad"
     shutil.copytree(src, bad, symlinks=True)
