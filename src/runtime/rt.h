@@ -3,7 +3,11 @@
  *   main.c     verbs, options, exit codes
  *   bundle.c   finding the bundle, start-up integrity against manifest.json,
  *              runtime.yaml and the tokenizer
- *   infer.c    one ONNX Runtime session: inputs, padding, outputs
+ *   infer.c    one ONNX Runtime session: inputs, padding, outputs; a
+ *              decoder's layout (rt_ort.h, shared with generate.c)
+ *   generate.c the decoder loop of task: generation: cache, sampling, stop
+ *              strings, incremental decoding
+ *   generate_cli.c  the generate verb: settings, prompts, printing
  *   input.c    reading texts (JSONL lines) and the batcher
  *   selftest.c config/selftest.json: compare and --write
  *   liveness.c every initializer must move the outputs (hidden verb)
