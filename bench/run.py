@@ -1191,6 +1191,99 @@ def bench_oci(ctx):
                     f"{gb:.2f} GB, every blob skipped"))
     return rows
 
+# ---------------------------------------------------------------- generate
+GEN_VOCAB, GEN_D, GEN_H, GEN_LAYERS, GEN_POS = 32000, 768, 12, 12, 1024   # ~134M parameters
+GEN_NEW = 32
+
+
+def gen_size(ctx):
+    """(d, heads, layers) of the benchmark's decoder."""
+    return (256, 8, 4) if ctx.a.quick else (GEN_D, GEN_H, GEN_LAYERS)
+
+
+def gen_bundle(ctx):
+    """A GPT-2-shaped decoder with random weights (tests/e2e/gen_models.py,
+    Optimum's with-past layout), built into a bundle; --quick: 4 layers, d 256."""
+    import gen_models
+    import workspace
+    d, h, layers = gen_size(ctx)
+    tag = f"gen_{d}_{layers}"
+    ws, out = ctx.cache / tag, ctx.cache / f"{tag}_bundle"
+    cli = out / "bin/nexus_cli"
+    if cli.exists() and cli.read_bytes() == pathlib.Path(ctx.cli).read_bytes():
+        return out, ws
+    shutil.rmtree(ws, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
+    tj, _ = gen_models.bytelevel_tokenizer()
+    model = gen_models.decoder_onnx(GEN_VOCAB, "past", d=d, h=h, layers=layers,
+                                    positions=GEN_POS)
+    workspace.make_workspace(
+        ws, student=model, tokenizer_files=("tokenizer.json",),
+        runtime_yaml="task: generation\nmax_sequence_length: 1024\nthreads: 1\n"
+                     "python_packages: [numpy, onnxruntime]\n",
+        config={"selftest": '["the cat"]', "architecture": "GPT2ish-random"})
+    (ws / "artifacts/tokenizer/tokenizer.json").write_text(tj, encoding="utf-8")
+    r = subprocess.run([ctx.nexus, "build", str(ws), "-o", str(out)], capture_output=True,
+                       text=True)
+    if r.returncode:
+        raise RuntimeError("generate: nexus build failed: " + r.stderr[-300:])
+    return out, ws
+
+
+def bench_generate(ctx):
+    """nexus_cli generate (greedy, GEN_NEW new tokens) against the same greedy
+    loop on onnxruntime-node with its cache (tests/e2e/gen_oracle.js): time to
+    first token and decode tokens/s at prompt 128 and 512, one thread and all."""
+    import gen_models
+    env = node_env(ctx)
+    bundle, ws = gen_bundle(ctx)
+    cli = str(bundle / "bin/nexus_cli")
+    model = str(ws / "artifacts/student.onnx")
+    d, h, _ = gen_size(ctx)
+    rows = []
+    for plen in (128, 512):
+        prompt = "x" * plen                  # one byte token each: plen tokens
+        ids = json.loads(subprocess.run([cli, "tokenize", "--text", prompt],
+                                        capture_output=True, text=True).stdout)
+        assert len(ids) == plen
+        for threads in (1, os.cpu_count()):
+            ours_cmd = [cli, "generate", "--json", "--prompt", prompt, "--max-new-tokens",
+                        str(GEN_NEW), "--threads", str(threads)]
+            node_cmd = ["node", str(ROOT / "tests/e2e/gen_oracle.js"), model, json.dumps(ids),
+                        str(GEN_NEW), "[]", str(h), str(d // h), str(threads)]
+            res = {"ours": [], "base": []}
+            ctx.tmp.mkdir(parents=True, exist_ok=True)
+            tmp = ctx.tmp / "gen_out.json"
+
+            def one(side, cmd, env=None):
+                with open(tmp, "w") as f:
+                    w, rss, _ = run(cmd, env=env, stdout=f)
+                res[side].append(json.loads(tmp.read_text()))
+                return w, rss
+
+            def ours():
+                return one("ours", ours_cmd)
+
+            def base():
+                return one("base", node_cmd, env)
+
+            o, b = alternate(ctx, ours, base, ctx.runs, cold=False)
+            if res["ours"][-1]["ids"] != res["base"][-1]["ids"]:
+                raise RuntimeError(f"generate: nexus_cli and onnxruntime-node disagree "
+                                   f"(prompt {plen}, {threads} threads)")
+            for fig, key, better in (("ttft", "ttft_ms", "low"), ("decode", "tokens_per_s", "high")):
+                om = med([x[key] for x in res["ours"]])
+                bm = med([x[key] for x in res["base"]])
+                # a ratio above 1 is nexus faster, either way
+                ratio = bm / om if better == "low" else om / bm
+                rows.append(row(f"generate_{fig}_p{plen}_t{threads}",
+                                f"{fig} prompt {plen}, {threads} thread(s), {GEN_NEW} new",
+                                om, bm, "ms" if better == "low" else "tok/s", ">= 1.0x (1.3x)",
+                                ratio >= 1.0, "onnxruntime-node greedy loop with cache",
+                                max(x[1] for x in o), extra={"speedup": ratio,
+                                "baseline_peak_rss_mib": max(x[1] for x in b) / MIB}))
+    return rows
+
 
 BENCHES = {"build": bench_build, "inspect": bench_inspect, "verify": bench_verify,
            "export": bench_export, "runtime": bench_runtime, "tokenizer": bench_tokenizer,
@@ -1198,7 +1291,8 @@ BENCHES = {"build": bench_build, "inspect": bench_inspect, "verify": bench_verif
            "coldstart": bench_coldstart, "fingerprint": bench_fingerprint,
            "realrt": bench_realrt,
            "sandbox": bench_sandbox, "quant": bench_quant,
-           "quant_big": bench_quant_big, "oci": bench_oci}
+           "quant_big": bench_quant_big, "oci": bench_oci,
+           "generate": bench_generate}
 
 
 def fmt(v, unit):

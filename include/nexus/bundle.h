@@ -21,6 +21,7 @@
 #define NX_BUNDLE_CONFIG_DIR "config"
 #define NX_BUNDLE_RUNTIME_CONFIG "config/runtime.yaml"
 #define NX_BUNDLE_SELFTEST "config/selftest.json"
+#define NX_BUNDLE_GENERATION_CONFIG "config/generation_config.json"
 #define NX_BUNDLE_SRC_DIR "src"
 
 #endif

@@ -114,12 +114,13 @@ int nx_workspace_load(nx_workspace **out, int dirfd, const char *name,
 /* Free a workspace. Accepts NULL. */
 void nx_workspace_free(nx_workspace *ws);
 
-enum nx_task { NX_TASK_CLASSIFICATION, NX_TASK_EMBEDDING, NX_TASK_RAW, NX_TASK_RERANK };
+enum nx_task { NX_TASK_CLASSIFICATION, NX_TASK_EMBEDDING, NX_TASK_RAW, NX_TASK_RERANK,
+	       NX_TASK_GENERATION };
 enum nx_pooling { NX_POOL_MEAN, NX_POOL_CLS, NX_POOL_LAST };
 enum nx_integrity { NX_INTEGRITY_FULL, NX_INTEGRITY_SIZE };
 
 typedef struct nx_runtime_config {
-	enum nx_task task;          /* required: classification | embedding | raw | rerank */
+	enum nx_task task;          /* required: classification | embedding | raw | rerank | generation */
 	char **labels; size_t nlabels;   /* classification: required, non-empty, unique */
 	bool scores_map;            /* classification: scores as {label: score}; default false (list) */
 	enum nx_pooling pooling;    /* embedding: mean | cls | last, default mean */
@@ -134,7 +135,24 @@ typedef struct nx_runtime_config {
 	char **python_packages; size_t npython_packages; /* default []; dotted module names */
 	char *inputs[NX_INPUT_ROLES]; /* inputs: the model's input name per role; NULL =
 					 nx_input_default_names */
+	/* generation: runtime.yaml's `generation:` mapping, the defaults of
+	 * `nexus_cli generate` (its flags override them; what is unset here
+	 * comes from config/generation_config.json, then built-in defaults).
+	 * Unset: -1, or NAN for the reals. */
+	struct nx_generation_defaults {
+		int max_new_tokens;         /* 1..NX_GEN_NEW_TOKENS_MAX */
+		int do_sample;              /* 0 greedy, 1 sample */
+		double temperature;         /* 0..100 (0 = greedy) */
+		int top_k;                  /* 0 = off */
+		double top_p;               /* 0..1, 1 = off */
+		double repetition_penalty;  /* 0.01..100, 1 = off */
+		long long seed;             /* 0..2^53 */
+		int64_t *eos_token_id; size_t neos_token_id; /* an id or a list; none: unset */
+		char **stop; size_t nstop;  /* stop strings, default none */
+	} gen;
 } nx_runtime_config;
+
+#define NX_GEN_NEW_TOKENS_MAX 65536   /* max_new_tokens cap (runtime.yaml, flags) */
 
 /*
  * Parse runtime.yaml text.  labels are allowed only with task

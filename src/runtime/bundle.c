@@ -187,7 +187,8 @@ static int settings(struct rt_bundle *b, nx_error *err)
 
 	s->task = rc->task == NX_TASK_CLASSIFICATION ? RT_TASK_CLASSIFICATION
 		: rc->task == NX_TASK_EMBEDDING ? RT_TASK_EMBEDDING
-		: rc->task == NX_TASK_RERANK ? RT_TASK_RERANK : RT_TASK_RAW;
+		: rc->task == NX_TASK_RERANK ? RT_TASK_RERANK
+		: rc->task == NX_TASK_GENERATION ? RT_TASK_GENERATION : RT_TASK_RAW;
 	s->labels = rc->labels;
 	s->nlabels = rc->nlabels;
 	s->scores_map = rc->scores_map;

@@ -13,32 +13,17 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "onnxruntime_c_api.h"
-#include "rt.h"
+#include "rt_ort.h"
 
-/* the roles of nx_input_role, in its order */
-enum { IN_IDS, IN_MASK, IN_TYPES, IN_POS, IN_COUNT };
+/* The name of input role k: student.inputs / runtime.yaml inputs: for the
+ * roles of nx_input_role (ids, mask, type ids, positions), then the merged
+ * decoder's branch flag, which Optimum always names so. */
+static const char *in_name(const struct rt_settings *set, size_t k)
+{
+	return k < NX_INPUT_ROLES ? set->inputs[k] : "use_cache_branch";
+}
 
-struct rt_session {
-	const OrtApi *ort;
-	OrtEnv *env;
-	OrtSession *sess;
-	OrtMemoryInfo *mem;
-	int in_present[IN_COUNT];
-	ONNXTensorElementDataType in_type[IN_COUNT];
-	const char *run_in[IN_COUNT];
-	size_t nin;
-	char *out_names[RT_OUTPUTS_MAX];
-	size_t nout;
-	size_t main_out;        /* output used by the task */
-	bool out_seq[RT_OUTPUTS_MAX]; /* declared [batch, dynamic, ...]: per token */
-	json_t *describe;
-	OrtValue *override;     /* an initializer replaced (liveness.c); must outlive sess */
-	bool any_f64;           /* some output is float64: print 17 digits */
-	bool run_failed;        /* the last rt_session_run failed in ORT's Run */
-};
-
-static int ort_fail(const OrtApi *ort, OrtStatus *st, nx_error *err, const char *what)
+int rt_ort_fail(const OrtApi *ort, OrtStatus *st, nx_error *err, const char *what)
 {
 	const char *m = ort->GetErrorMessage(st);
 	size_t n = strlen(m);
@@ -51,9 +36,6 @@ static int ort_fail(const OrtApi *ort, OrtStatus *st, nx_error *err, const char 
 	ort->ReleaseStatus(st);
 	return rc;
 }
-
-#define ORT_TRY(call, what) do { OrtStatus *st_ = (call); \
-	if (st_) { rc = ort_fail(s->ort, st_, err, what); goto out; } } while (0)
 
 static const char *type_name(ONNXTensorElementDataType t)
 {
@@ -99,6 +81,63 @@ out:
 	return rc;
 }
 
+/* A past_key_values.* input: its declared [batch, heads, past, head_dim]. */
+static int add_past(struct rt_session *s, json_t *d, const char *name,
+		    ONNXTensorElementDataType t, nx_error *err)
+{
+	json_t *shape = json_object_get(d, "shape");
+	struct rt_past *p = &s->past[s->npast];
+	size_t i;
+
+	if (s->npast == RT_PAST_MAX)
+		return nx_error_set(err, NX_ELIMIT, NULL, 0, -1,
+				    "the model has more than %d past_key_values inputs", RT_PAST_MAX);
+	if (json_array_size(shape) != 4 ||
+	    json_integer_value(json_array_get(shape, 1)) <= 0 ||
+	    json_integer_value(json_array_get(shape, 3)) <= 0)
+		return nx_error_set(err, NX_ECONFIG, NULL, 0, -1,
+				    "the model input '%s' is not declared [batch, heads, past_sequence, "
+				    "head_dim] with a fixed number of heads and head_dim, which the "
+				    "runtime needs to start the cache", name);
+	for (i = 0; i < 4; i++)
+		p->dims[i] = json_integer_value(json_array_get(shape, i));
+	p->type = t;
+	if (!(p->name = strdup(name)))
+		return nx_error_oom(err, NULL);
+	s->npast++;
+	return 0;
+}
+
+/* Every past_key_values.X has its present.X output; the decoder's kind. */
+static int match_present(struct rt_session *s, const struct rt_settings *set, nx_error *err)
+{
+	size_t k, i;
+	char want[512];
+
+	for (k = 0; k < s->npast; k++) {
+		snprintf(want, sizeof(want), "present%s", s->past[k].name + strlen(RT_PAST_PREFIX) - 1);
+		for (i = 0; i < s->nout && strcmp(s->out_names[i], want); i++)
+			;
+		if (i == s->nout)
+			return nx_error_set(err, NX_ECONFIG, NULL, 0, -1,
+					    "the model input '%s' has no output '%s' to carry the cache "
+					    "to the next step (%s)", s->past[k].name, want,
+					    RT_INPUTS_EXPECTED);
+		s->past[k].present = i;
+	}
+	if (s->in_present[IN_BRANCH] && !s->npast)
+		return nx_error_set(err, NX_ECONFIG, NULL, 0, -1,
+				    "the model has use_cache_branch but no past_key_values inputs (%s)",
+				    RT_INPUTS_EXPECTED);
+	s->dec = s->npast ? (s->in_present[IN_BRANCH] ? RT_DEC_MERGED : RT_DEC_PAST)
+		: set->task == RT_TASK_GENERATION ? RT_DEC_PLAIN : RT_DEC_NONE;
+	if (set->task == RT_TASK_GENERATION && !set->output)
+		for (i = 0; i < s->nout; i++)
+			if (!strcmp(s->out_names[i], "logits"))
+				s->main_out = i;
+	return 0;
+}
+
 static int discover(struct rt_session *s, const struct rt_settings *set, nx_error *err)
 {
 	OrtAllocator *alloc = NULL;
@@ -107,6 +146,7 @@ static int discover(struct rt_session *s, const struct rt_settings *set, nx_erro
 	int rc = 0;
 
 	ORT_TRY(s->ort->GetAllocatorWithDefaultOptions(&alloc), "allocator");
+	s->alloc = alloc;
 	ORT_TRY(s->ort->SessionGetInputCount(s->sess, &n), "inputs");
 	for (i = 0; i < n; i++) {
 		char *name = NULL;
@@ -119,19 +159,26 @@ static int discover(struct rt_session *s, const struct rt_settings *set, nx_erro
 		rc = describe_value(&d, &t, &seq, s, ti, name, err);
 		s->ort->ReleaseTypeInfo(ti);
 		json_array_append_new(ins, d);
-		for (k = 0; k < IN_COUNT && strcmp(name, set->inputs[k]); k++)
+		for (k = 0; k < IN_COUNT && strcmp(name, in_name(set, k)); k++)
 			;
 		if (!rc && k < IN_COUNT) {
 			s->in_present[k] = 1;
 			s->in_type[k] = t;
 		}
-		if (!rc && k == IN_COUNT)
+		if (!rc && k == IN_COUNT && !strncmp(name, RT_PAST_PREFIX, strlen(RT_PAST_PREFIX)))
+			rc = add_past(s, d, name, t, err);
+		else if (!rc && k == IN_COUNT)
 			rc = nx_error_set(err, NX_ECONFIG, NULL, 0, -1,
 					  "the model input '%s' is not one the runtime can feed "
-					  "(%s, %s, %s, %s); name its role in nexus.yaml student.inputs "
+					  "(%s, %s, %s, %s; %s); name its role in nexus.yaml student.inputs "
 					  "{ids, mask, type_ids, positions}", name, set->inputs[IN_IDS],
-					  set->inputs[IN_MASK], set->inputs[IN_TYPES], set->inputs[IN_POS]);
-		else if (!rc && t != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64 &&
+					  set->inputs[IN_MASK], set->inputs[IN_TYPES], set->inputs[IN_POS],
+					  RT_INPUTS_EXPECTED);
+		else if (!rc && k == IN_BRANCH && t != ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL)
+			rc = nx_error_set(err, NX_ECONFIG, NULL, 0, -1,
+					  "the model input 'use_cache_branch' is %s; bool expected",
+					  type_name(t));
+		else if (!rc && k != IN_BRANCH && t != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64 &&
 			 t != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32)
 			rc = nx_error_set(err, NX_ECONFIG, NULL, 0, -1,
 					  "the model input '%s' is %s; int64 or int32 expected",
@@ -146,8 +193,14 @@ static int discover(struct rt_session *s, const struct rt_settings *set, nx_erro
 		goto out;
 	}
 	for (k = 0; k < IN_COUNT; k++)
-		if (s->in_present[k])
-			s->run_in[s->nin++] = set->inputs[k];
+		if (s->in_present[k]) {
+			s->run_kind[s->nin] = (int)k;
+			s->run_in[s->nin++] = in_name(set, k);
+		}
+	for (k = 0; k < s->npast; k++) {
+		s->run_kind[s->nin] = IN_COUNT + (int)k;
+		s->run_in[s->nin++] = s->past[k].name;
+	}
 	ORT_TRY(s->ort->SessionGetOutputCount(s->sess, &n), "outputs");
 	if (n == 0 || n > RT_OUTPUTS_MAX) {
 		rc = nx_error_set(err, NX_ECONFIG, NULL, 0, -1, "the model has %zu outputs (1 to %d handled)",
@@ -182,6 +235,8 @@ static int discover(struct rt_session *s, const struct rt_settings *set, nx_erro
 				  set->output);
 		goto out;
 	}
+	if ((rc = match_present(s, set, err)))
+		goto out;
 	s->describe = json_pack("{s:O,s:O}", "inputs", ins, "outputs", outs);
 out:
 	json_decref(ins);
@@ -315,6 +370,8 @@ void rt_session_free(struct rt_session *s)
 		return;
 	for (i = 0; i < s->nout; i++)
 		free(s->out_names[i]);
+	for (i = 0; i < s->npast; i++)
+		free(s->past[i].name);
 	json_decref(s->describe);
 	if (s->sess)
 		s->ort->ReleaseSession(s->sess);
@@ -391,17 +448,28 @@ out:
 	return rc;
 }
 
+int rt_past_empty(OrtValue **out, struct rt_session *s, size_t k, int64_t batch, nx_error *err)
+{
+	int64_t shape[4] = { batch, s->past[k].dims[1], 0, s->past[k].dims[3] };
+	int rc = 0;
+
+	ORT_TRY(s->ort->CreateTensorAsOrtValue(s->alloc, shape, 4, s->past[k].type, out),
+		"empty cache tensor");
+out:
+	return rc;
+}
+
 int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *const *ids,
 		   int64_t *const *types, int64_t *const *masks, const size_t *lens, size_t n,
 		   json_t **results, nx_error *err)
 {
-	OrtValue *in[IN_COUNT] = { NULL }, *outv[RT_OUTPUTS_MAX] = { NULL };
+	OrtValue *in[IN_COUNT + RT_PAST_MAX] = { NULL }, *outv[RT_OUTPUTS_MAX] = { NULL };
 	struct rt_output o[RT_OUTPUTS_MAX];
 	void *buf[IN_COUNT] = { NULL };
 	size_t L = 1, r, t, k, ni = 0;
 	bool raw = b->set.raw || b->set.task == RT_TASK_CLASSIFICATION || b->set.task == RT_TASK_RAW;
 	bool left = nx_tokenizer_pad_left(b->tok);
-	int64_t shape[2];
+	int64_t shape[2], one = 1;
 	int rc = 0;
 
 	memset(o, 0, sizeof(o));
@@ -417,6 +485,16 @@ int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *con
 
 		if (!s->in_present[k])
 			continue;
+		if (k == IN_BRANCH) {   /* merged decoder: the branch without cache */
+			if (!(buf[k] = calloc(1, 1))) {
+				rc = nx_error_oom(err, NULL);
+				goto out;
+			}
+			ORT_TRY(s->ort->CreateTensorWithDataAsOrtValue(s->mem, buf[k], 1, &one, 1,
+				ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL, &in[ni]), "input tensor");
+			ni++;
+			continue;
+		}
 		if (!(buf[k] = calloc(n * L, esz))) {
 			rc = nx_error_oom(err, NULL);
 			goto out;
@@ -454,6 +532,10 @@ int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *con
 			&in[ni]), "input tensor");
 		ni++;
 	}
+	/* a decoder's cache starts empty: one pass over the whole text */
+	for (k = 0; k < s->npast; k++)
+		if ((rc = rt_past_empty(&in[ni++], s, k, (int64_t)n, err)))
+			goto out;
 	s->run_failed = true;
 	ORT_TRY(s->ort->Run(s->sess, NULL, s->run_in, (const OrtValue *const *)in, ni,
 			    (const char *const *)s->out_names, s->nout, outv), "run");
@@ -514,11 +596,11 @@ out:
 			json_decref(results[r]);
 			results[r] = NULL;
 		}
-	for (k = 0; k < IN_COUNT; k++) {
+	for (k = 0; k < ni; k++)
 		if (in[k])
 			s->ort->ReleaseValue(in[k]);
+	for (k = 0; k < IN_COUNT; k++)
 		free(buf[k]);
-	}
 	for (k = 0; k < s->nout; k++) {
 		if (outv[k])
 			s->ort->ReleaseValue(outv[k]);

@@ -77,6 +77,8 @@ int rt_reader_next(struct rt_reader *r, struct rt_input *in, nx_error *err)
 	if (!j)
 		return bad(in, r->lineno, jerr.text);
 	t = json_object_get(j, "text");
+	if (!t)         /* generate: {"prompt": ...}, as OpenAI's completions */
+		t = json_object_get(j, "prompt");
 	if (!json_is_object(j) || !json_is_string(t)) {
 		json_decref(j);
 		return bad(in, r->lineno, "a JSON line must be an object with a \"text\" string");
@@ -98,7 +100,7 @@ int rt_reader_next(struct rt_reader *r, struct rt_input *in, nx_error *err)
 			in->text = NULL;
 		}
 	}
-	json_decref(j);
+	in->obj = j;            /* generate reads its per-request settings */
 	return in->text ? 1 : NX_ENOMEM;
 }
 
@@ -117,6 +119,7 @@ void rt_input_release(struct rt_input *in)
 	free(in->text);
 	free(in->error);
 	free(in->pair);
+	json_decref(in->obj);
 	memset(in, 0, sizeof(*in));
 }
 

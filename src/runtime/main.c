@@ -33,8 +33,9 @@ int rt_start(struct rt_bundle *b, struct rt_session **s, const char *verb,
 	nx_error err;
 
 	nx_error_clear(&err);
-	if (rt_bundle_open(b, a->bundle, check, &err) || (s && rt_session_open(s, b, a->verbose, &err)) ||
-	    rt_bundle_verified(b, &err)) {
+	if (rt_bundle_open(b, a->bundle, check, &err) ||
+	    (a->threads >= 0 && (b->set.threads = (int)a->threads) < 0) ||
+	    (s && rt_session_open(s, b, a->verbose, &err)) || rt_bundle_verified(b, &err)) {
 		nx_error herr;
 
 		/* a modified file is the verdict even when the load failed on it */
@@ -132,6 +133,12 @@ static int cmd_run(const struct rt_verb *v, int argc, char **argv)
 		       rt_usage(v, "give --text TEXT or --input FILE (- for stdin)");
 	if ((rc = rt_start(&b, &s, v->name, &a, true)))
 		return free(a.texts), free(a.pairs), rc;
+	if (b.set.task == RT_TASK_GENERATION) {   /* a decoder: its continuations, as JSONL */
+		rc = rt_gen_main(&b, s, &a, true);
+		rt_session_free(s);
+		rt_bundle_release(&b);
+		return free(a.texts), free(a.pairs), rc;
+	}
 	b.set.raw = a.raw;
 	p.flags = rt_session_json_flags(s);
 	nx_error_clear(&err);
@@ -317,7 +324,7 @@ struct tok_ctx {
 	struct printer *p;
 };
 
-static json_t *int_list(const int64_t *v, size_t n)
+json_t *rt_int_list(const int64_t *v, size_t n)
 {
 	json_t *r = json_array();
 	size_t i;
@@ -344,9 +351,9 @@ static json_t *tok_object(const struct tok_ctx *c, size_t n)
 			return NULL;
 		}
 	}
-	return json_pack("{s:o,s:o,s:o,s:o,s:o}", "ids", int_list(c->ids, n), "tokens", toks,
-			 "type_ids", int_list(c->type_ids, n), "attention_mask", int_list(c->mask, n),
-			 "special_tokens_mask", int_list(c->special, n));
+	return json_pack("{s:o,s:o,s:o,s:o,s:o}", "ids", rt_int_list(c->ids, n), "tokens", toks,
+			 "type_ids", rt_int_list(c->type_ids, n), "attention_mask", rt_int_list(c->mask, n),
+			 "special_tokens_mask", rt_int_list(c->special, n));
 }
 
 static int emit(struct printer *p, json_t *r, nx_error *err)
@@ -371,7 +378,7 @@ static int tok_one(void *ctx, const struct rt_input *in, nx_error *err)
 	if (nx_tokenizer_encode_pair(c->tok, in->text, in->len, in->pair, in->pair_len, c->max_len,
 				     c->ids, c->type_ids, c->mask, c->special, &n, &e))
 		return emit(c->p, json_pack("{s:s}", "error", e.message), err);
-	return emit(c->p, c->json ? tok_object(c, n) : int_list(c->ids, n), err);
+	return emit(c->p, c->json ? tok_object(c, n) : rt_int_list(c->ids, n), err);
 }
 
 /* ids of a detokenize input: a JSON list or "5, 6 7" (a line starting with
@@ -625,6 +632,26 @@ static const struct rt_opt serve_opts[] = {
 	{ 0 },
 };
 
+static const struct rt_opt generate_opts[] = {
+	{ "prompt", "TEXT", "continue TEXT (repeatable)", RT_OPT_TEXT },
+	{ "input", "FILE", "one prompt or {\"prompt\": ..., settings...} per line; - for stdin",
+	  RT_OPT_INPUT },
+	{ "json", NULL, "one object per prompt: ids, text, finish_reason, ttft_ms, tokens_per_s",
+	  RT_OPT_JSON },
+	{ "max-new-tokens", "N", "new tokens at most (1..65536; default 64)", RT_OPT_GEN_MAXNEW },
+	{ "temperature", "X", "sample at temperature X (0: greedy)", RT_OPT_GEN_TEMP },
+	{ "top-k", "N", "sample among the N most likely tokens (0: all; default 50)", RT_OPT_GEN_TOPK },
+	{ "top-p", "X", "sample among the most likely tokens reaching probability X", RT_OPT_GEN_TOPP },
+	{ "repetition-penalty", "X", "divide the logits of tokens already seen by X", RT_OPT_GEN_REP },
+	{ "seed", "N", "the sampling seed (same seed, same tokens)", RT_OPT_GEN_SEED },
+	{ "stop", "TEXT", "stop before TEXT (repeatable, up to 16)", RT_OPT_GEN_STOP },
+	{ "do-sample", NULL, "sample (temperature, top-k, top-p)", RT_OPT_GEN_SAMPLE },
+	{ "greedy", NULL, "take the most likely token each step", RT_OPT_GEN_GREEDY },
+	{ "threads", "N", "ONNX Runtime threads (0: all cores; default runtime.yaml)", RT_OPT_THREADS },
+	RT_OPT_BUNDLE_ENTRY,
+	{ 0 },
+};
+
 static const struct rt_verb verbs[] = {
 	{ "info", "show the bundle, its model and runtime after checking its integrity", NULL,
 	  info_opts, cmd_info, false },
@@ -663,6 +690,14 @@ static const struct rt_verb verbs[] = {
 	  "add_generation_prompt true unless --no-generation-prompt.  A template outside\n"
 	  "the supported subset is refused (exit 2) naming the construct and its line.",
 	  chat_opts, rt_cmd_chat, false },
+	{ "generate", "continue text with a decoder (task: generation), printing it as produced",
+	  "defaults: built in (greedy, 64 new tokens), config/generation_config.json,\n"
+	  "runtime.yaml's generation:, then these flags, then a JSONL line's own keys\n"
+	  "(max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed,\n"
+	  "do_sample, stop).  --temperature above 0 samples.  One prompt at a time.  A bad\n"
+	  "prompt (empty, longer than max_sequence_length, NaN logits) is an error in its\n"
+	  "place ({\"error\", \"code\"} with --json) and exit status 3 after all ran.",
+	  generate_opts, rt_cmd_generate, false },
 	{ "serve", "answer HTTP requests: /v1/embeddings, /predict, /rerank, /health, /metrics",
 	  "one inference thread batches the texts of concurrent requests (--max-batch,\n"
 	  "--max-wait-ms); a full --queue answers 503 with Retry-After.  GET /health is\n"

@@ -91,6 +91,8 @@ int rt_parse(struct rt_args *a, const struct rt_verb *v, int argc, char **argv)
 	a->timeout = 30;
 	a->max_conn = 256;
 	a->listen_fd = -1;
+	a->sample = -1;
+	a->threads = -1;
 	for (i = 1; i < argc; i++) {
 		const struct rt_opt *o;
 		const char *val = NULL, *eq;
@@ -173,6 +175,30 @@ int rt_parse(struct rt_args *a, const struct rt_verb *v, int argc, char **argv)
 						limits[o->key - RT_OPT_PORT][0],
 						limits[o->key - RT_OPT_PORT][1]);
 			break;
+		case RT_OPT_GEN_MAXNEW: case RT_OPT_GEN_TEMP: case RT_OPT_GEN_TOPK: case RT_OPT_GEN_TOPP:
+		case RT_OPT_GEN_REP: case RT_OPT_GEN_SEED:
+			a->gen[o->key - RT_OPT_GEN_MAXNEW] = val;
+			break;
+		case RT_OPT_GEN_SAMPLE: a->sample = 1; break;
+		case RT_OPT_GEN_GREEDY: a->sample = 0; break;
+		case RT_OPT_THREADS: {
+			char *end;
+
+			a->threads = strtol(val, &end, 10);
+			if (*end || !*val || a->threads < 0 || a->threads > 256)
+				return rt_usage(v, "--threads needs a number from 0 to 256");
+			break;
+		}
+		case RT_OPT_GEN_STOP: {
+			/* on failure a->stops stays, for the caller to free */
+			const char **t = realloc(a->stops, (a->nstops + 1) * sizeof(*a->stops));
+
+			if (!t)
+				return rt_usage(v, "out of memory");
+			a->stops = t;
+			a->stops[a->nstops++] = val;
+			break;
+		}
 		case RT_OPT_TEXT: {
 			/* on failure a->texts stays, for the caller to free */
 			char **t = realloc(a->texts, (a->ntexts + 1) * sizeof(*a->texts));

@@ -3,7 +3,11 @@
  *   main.c     verbs, options, exit codes
  *   bundle.c   finding the bundle, start-up integrity against manifest.json,
  *              runtime.yaml and the tokenizer
- *   infer.c    one ONNX Runtime session: inputs, padding, outputs
+ *   infer.c    one ONNX Runtime session: inputs, padding, outputs; a
+ *              decoder's layout (rt_ort.h, shared with generate.c)
+ *   generate.c the decoder loop of task: generation: cache, sampling, stop
+ *              strings, incremental decoding
+ *   generate_cli.c  the generate verb: settings, prompts, printing
  *   input.c    reading texts (JSONL lines) and the batcher
  *   selftest.c config/selftest.json: compare and --write
  *   liveness.c every initializer must move the outputs (hidden verb)
@@ -26,12 +30,13 @@
 #include "nexus/error.h"
 #include "nexus/functional.h"
 #include "nexus/manifest.h"
+#include "nexus/tokdecode.h"
 #include "nexus/tokenizer.h"
 
 #define RT_LINE_MAX (4u << 20)       /* bytes of one input line */
 #define RT_BATCH_MAX 4096            /* batch_size cap */
 #define RT_SEQ_MAX 65536             /* max_sequence_length cap */
-#define RT_OUTPUTS_MAX 64            /* model inputs/outputs handled */
+#define RT_OUTPUTS_MAX 256           /* model outputs handled (a decoder: 2 per layer + 1) */
 #define RT_WINDOW_BATCHES 16         /* inputs read ahead and sorted by length, in batches */
 #define RT_WINDOW_MAX 1024           /* ... and in inputs */
 #define RT_LOG_LINE_MAX 2048
@@ -42,8 +47,16 @@
 #define RT_TOKENIZER NX_BUNDLE_TOKENIZER_DIR
 #define RT_CONFIG NX_BUNDLE_RUNTIME_CONFIG
 #define RT_SELFTEST NX_BUNDLE_SELFTEST
+#define RT_GENCONFIG NX_BUNDLE_GENERATION_CONFIG
+/* The decoder inputs the runtime drives (Optimum's layouts), for messages. */
+#define RT_PAST_PREFIX "past_key_values."
+#define RT_INPUTS_EXPECTED "input_ids, attention_mask, token_type_ids; a decoder: input_ids, " \
+	"attention_mask, position_ids?, past_key_values.N.key/.value with outputs logits and " \
+	"present.N.key/.value, use_cache_branch? (Optimum's text-generation-with-past), or " \
+	"input_ids and attention_mask alone"
 
-enum rt_task { RT_TASK_CLASSIFICATION, RT_TASK_EMBEDDING, RT_TASK_RAW, RT_TASK_RERANK };
+enum rt_task { RT_TASK_CLASSIFICATION, RT_TASK_EMBEDDING, RT_TASK_RAW, RT_TASK_RERANK,
+	       RT_TASK_GENERATION };
 enum rt_pool { RT_POOL_MEAN, RT_POOL_CLS, RT_POOL_LAST };
 
 /* What the runtime needs from config/runtime.yaml. */
@@ -197,6 +210,7 @@ struct rt_input {
 	char *error;            /* why the line was bad */
 	char *pair;             /* "text_pair" of a JSONL line, or --pair; NULL if none */
 	size_t pair_len;
+	json_t *obj;            /* the JSON line, when it was one ({"text"|"prompt", ...}) */
 };
 
 /* Reads texts: a file of lines (one text or one {"text": ...} per line). */
@@ -238,6 +252,69 @@ int rt_selftest_write(struct rt_session *s, struct rt_bundle *b, char *const *te
 		      size_t ntexts, bool long_case, const char *out_path, double tolerance,
 		      nx_error *err);
 
+struct rt_verb;
+struct rt_args;
+
+/* generate.c: one prompt, the decoder loop (task: generation). */
+#define RT_GEN_EOS_MAX 64
+#define RT_GEN_STOP_MAX 16
+struct rt_gen_params {
+	size_t max_new_tokens;
+	bool do_sample;                 /* false: greedy */
+	double temperature;             /* > 0 when sampling */
+	size_t top_k;                   /* 0: off */
+	double top_p;                   /* 1: off */
+	double repetition_penalty;      /* 1: off */
+	uint64_t seed;
+	int64_t eos[RT_GEN_EOS_MAX];
+	size_t neos;
+	const char *stop[RT_GEN_STOP_MAX];   /* borrowed */
+	size_t nstop;
+};
+
+struct rt_gen_result {
+	int64_t *ids;                   /* the new tokens (an EOS included) */
+	size_t nids, prompt_tokens;
+	char *text;                     /* their text, cut before a stop string */
+	size_t len;
+	const char *finish;             /* "length", "eos", "stop" */
+	double ttft_ms, tokens_per_s;   /* first token; the tokens after it */
+	char *error;                    /* this request failed: why; NULL when not */
+	const char *code;               /* ... and a short code ("prompt-too-long") */
+};
+
+/* Called with each piece of text as it is complete (never a broken UTF-8
+ * character); nonzero stops with NX_EIO. */
+typedef int (*rt_text_fn)(void *ctx, const char *piece, size_t len);
+
+/*
+ * Continue `prompt` by at most p->max_new_tokens tokens (and the context,
+ * max_sequence_length, prompt included).  A problem of this request (empty
+ * or too long prompt, the model failing on it, a NaN logit) returns 0 with
+ * res->error set; a nonzero return is a problem of the runtime (memory,
+ * the model's layout, output).  res is released with rt_gen_result_release.
+ */
+int rt_generate(struct rt_session *s, struct rt_bundle *b, nx_tokdecoder *dec, const char *prompt,
+		size_t plen, const struct rt_gen_params *p, rt_text_fn emit, void *ctx,
+		struct rt_gen_result *res, nx_error *err);
+void rt_gen_result_release(struct rt_gen_result *r);
+
+/* A JSON list of the n integers (main.c); NULL when out of memory. */
+json_t *rt_int_list(const int64_t *v, size_t n);
+
+/* generate_cli.c: the defaults: built in, then config/generation_config.json,
+ * then runtime.yaml's generation: (flags and JSONL lines override them). */
+int rt_gen_defaults(struct rt_gen_params *p, struct rt_bundle *b, nx_error *err);
+/* `nexus_cli generate`, and `run` on a generation bundle */
+int rt_cmd_generate(const struct rt_verb *v, int argc, char **argv);
+/* The prompts of a (--text/--prompt, --input), generated and printed (JSONL
+ * with json); the exit status. */
+int rt_gen_main(struct rt_bundle *b, struct rt_session *s, const struct rt_args *a, bool json);
+/* Greedy ids of the selftest (RT_SELFTEST_GEN_TOKENS new tokens). */
+#define RT_SELFTEST_GEN_TOKENS 8
+int rt_gen_selftest_ids(json_t **out, struct rt_session *s, struct rt_bundle *b, const char *text,
+			size_t len, nx_error *err);
+
 /* Verbs and their options (opts.c, main.c). */
 enum {
 	RT_OPT_BUNDLE = 1, RT_OPT_JSON, RT_OPT_TEXT, RT_OPT_INPUT, RT_OPT_WRITE, RT_OPT_OUTPUT,
@@ -245,7 +322,9 @@ enum {
 	RT_OPT_MINBYTES, RT_OPT_BUDGET, RT_OPT_SKIP_SPECIAL, RT_OPT_PAIR,
 	RT_OPT_LISTEN, RT_OPT_READY, RT_OPT_PORT, RT_OPT_QUEUE, RT_OPT_MAXBATCH, RT_OPT_MAXWAIT,
 	RT_OPT_MAXBODY, RT_OPT_TIMEOUT, RT_OPT_MAXCONN, RT_OPT_UNIX, RT_OPT_LISTENFD,
-	RT_OPT_STOP_EOF, RT_OPT_NOGENPROMPT, RT_OPT_ZERO
+	RT_OPT_STOP_EOF, RT_OPT_NOGENPROMPT, RT_OPT_ZERO,
+	RT_OPT_GEN_MAXNEW, RT_OPT_GEN_TEMP, RT_OPT_GEN_TOPK, RT_OPT_GEN_TOPP, RT_OPT_GEN_REP,
+	RT_OPT_GEN_SEED, RT_OPT_GEN_STOP, RT_OPT_GEN_SAMPLE, RT_OPT_GEN_GREEDY, RT_OPT_THREADS
 };
 
 struct rt_opt {
@@ -285,6 +364,12 @@ struct rt_args {
 	long listen_fd;         /* --listen-fd: an inherited listening socket; -1 none */
 	bool stop_on_eof;       /* --stop-on-eof: stdin's end stops as SIGTERM does */
 	long port, queue, max_batch, max_wait, max_body, timeout, max_conn;
+	/* generate: the values as given, checked by generate_cli.c */
+	const char *gen[RT_OPT_GEN_SEED - RT_OPT_GEN_MAXNEW + 1];
+	const char **stops;
+	size_t nstops;
+	int sample;             /* --do-sample 1, --greedy 0, neither -1 */
+	long threads;           /* --threads, -1: runtime.yaml's */
 };
 
 void rt_help(const struct rt_verb *v, FILE *f);

@@ -134,6 +134,41 @@ found:
 	return "non-finite-output: a golden number is not finite";
 }
 
+/* A generation case: the greedy continuation must be the same ids. */
+static int check_ids(struct rt_session *s, struct rt_bundle *b, json_t *c, size_t i, FILE *report,
+		     size_t *failed, nx_error *err)
+{
+	json_t *text = json_object_get(c, "text"), *want = json_object_get(c, "ids"), *got = NULL;
+	char *a = NULL, *g = NULL;
+	int rc;
+
+	if (!json_is_array(want)) {
+		return nx_error_set(err, NX_EFORMAT, RT_SELFTEST, 0, -1,
+				    "%s: case %zu: \"ids\" must be a list of ids", RT_SELFTEST, i);
+	}
+	rc = rt_gen_selftest_ids(&got, s, b, json_string_value(text), json_string_length(text), err);
+	if (rc == NX_ECHECK) {  /* the model failed on the text: a failed case */
+		(*failed)++;
+		fprintf(report, "case %zu: FAIL: %s\n", i, err->message);
+		return 0;
+	}
+	if (rc)
+		return rc;
+	if (json_equal(want, got)) {
+		fprintf(report, "case %zu: ok (%zu generated ids identical)\n", i, json_array_size(got));
+	} else {
+		(*failed)++;
+		a = json_dumps(want, JSON_COMPACT);
+		g = json_dumps(got, JSON_COMPACT);
+		fprintf(report, "case %zu: FAIL: generated ids differ: golden %.300s, got %.300s\n", i,
+			a ? a : "?", g ? g : "?");
+	}
+	free(a);
+	free(g);
+	json_decref(got);
+	return 0;
+}
+
 int rt_selftest_check(struct rt_session *s, struct rt_bundle *b, FILE *report, nx_error *err)
 {
 	json_t *golden = NULL, *cases, *c;
@@ -156,6 +191,11 @@ int rt_selftest_check(struct rt_session *s, struct rt_bundle *b, FILE *report, n
 			rc = nx_error_set(err, NX_EFORMAT, RT_SELFTEST, 0, -1,
 					  "%s: case %zu needs \"text\" and \"outputs\"", RT_SELFTEST, i);
 			goto out;
+		}
+		if (json_object_get(c, "ids")) {
+			if ((rc = check_ids(s, b, c, i, report, &failed, err)))
+				goto out;
+			continue;
 		}
 		if ((rc = run_one(&res, s, b, json_string_value(text), json_string_length(text), err)))
 			goto out;
@@ -307,6 +347,18 @@ int rt_selftest_write(struct rt_session *s, struct rt_bundle *b, char *const *te
 				  RT_SELFTEST_CASES_MAX);
 		goto out;
 	}
+	for (i = 0; i < ntexts && b->set.task == RT_TASK_GENERATION; i++) {
+		json_t *ids = NULL;
+
+		/* a decoder: the greedy continuation's ids, compared exactly */
+		if ((rc = rt_gen_selftest_ids(&ids, s, b, texts[i], strlen(texts[i]), err)))
+			goto out;
+		json_array_append_new(cases, json_pack("{s:s,s:{},s:o}", "text", texts[i], "outputs",
+						       "ids", ids));
+	}
+	/* a decoder's context is checked per prompt by generate itself */
+	if (b->set.task == RT_TASK_GENERATION)
+		long_text = false, ntexts = 0;
 	for (i = 0; i < ntexts; i++) {
 		json_t *res = NULL, *c;
 

@@ -69,7 +69,7 @@ static void run_round(struct sv_engine *e, struct sv_job *round, size_t ntexts)
 			/* a pair is (query, document), as a cross-encoder was trained */
 			struct rt_input in = { j->pair ? (char *)j->pair : j->texts[i],
 					       j->pair ? j->pair_len : j->lens[i], NULL,
-					       j->pair ? j->texts[i] : NULL, j->pair ? j->lens[i] : 0 };
+					       j->pair ? j->texts[i] : NULL, j->pair ? j->lens[i] : 0, NULL };
 			nx_error te;
 
 			/* a second encode for the count: the batcher keeps its

@@ -69,7 +69,7 @@ def test_no_documented_code_is_stale():
 
 NEXUS_VERBS = ["build", "verify", "inspect", "run", "keygen", "sign", "manifest", "push", "pull",
                "init", "pack", "unpack", "fix-modes", "rm", "diff", "serve"]
-CLI_VERBS = ["info", "run", "selftest", "tokenize", "detokenize", "chat", "serve"]
+CLI_VERBS = ["info", "run", "selftest", "tokenize", "detokenize", "chat", "generate", "serve"]
 OPT_RE = re.compile(r"^\s+(?:(-[A-Za-z]), )?(--[a-z][a-z0-9-]*)", re.M)
 
 

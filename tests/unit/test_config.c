@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -474,6 +475,47 @@ static void runtime_defaults(void **state)
 	nx_runtime_config_free(rc);
 }
 
+static void runtime_generation(void **state)
+{
+	nx_runtime_config *rc;
+
+	(void)state;
+	rc = rc_ok("task: generation\n");
+	assert_int_equal(rc->task, NX_TASK_GENERATION);
+	assert_int_equal(rc->gen.max_new_tokens, -1);
+	assert_true(isnan(rc->gen.temperature));
+	assert_int_equal(rc->gen.neos_token_id, 0);
+	nx_runtime_config_free(rc);
+	rc = rc_ok("task: generation\ngeneration:\n  max_new_tokens: 40\n  do_sample: true\n"
+		   "  temperature: 0.7\n  top_k: 20\n  top_p: 0.9\n  repetition_penalty: 1.1\n"
+		   "  seed: 42\n  eos_token_id: [2, 32000]\n  stop: [\"###\", \"END\"]\n");
+	assert_int_equal(rc->gen.max_new_tokens, 40);
+	assert_int_equal(rc->gen.do_sample, 1);
+	assert_true(rc->gen.temperature == 0.7 && rc->gen.top_p == 0.9);
+	assert_int_equal(rc->gen.top_k, 20);
+	assert_int_equal(rc->gen.seed, 42);
+	assert_int_equal(rc->gen.neos_token_id, 2);
+	assert_int_equal(rc->gen.eos_token_id[1], 32000);
+	assert_int_equal(rc->gen.nstop, 2);
+	assert_string_equal(rc->gen.stop[0], "###");
+	nx_runtime_config_free(rc);
+	rc = rc_ok("task: generation\ngeneration: {eos_token_id: 50256}\n");
+	assert_int_equal(rc->gen.neos_token_id, 1);
+	assert_int_equal(rc->gen.eos_token_id[0], 50256);
+	nx_runtime_config_free(rc);
+	rc_fails("task: raw\ngeneration: {seed: 1}\n", NX_ECONFIG, 2,
+		 "only valid with task: generation");
+	rc_fails("task: generation\ngeneration: {max_new_tokens: 1000000000}\n", NX_ECONFIG, 2,
+		 "between 1 and 65536");
+	rc_fails("task: generation\ngeneration: {top_p: 1.5}\n", NX_ECONFIG, 2, "between 0 and 1");
+	rc_fails("task: generation\ngeneration: {temperature: nan}\n", NX_ECONFIG, 2,
+		 "decimal number");
+	rc_fails("task: generation\ngeneration: {beams: 4}\n", NX_ECONFIG, 2, "beams");
+	rc_fails("task: generation\ngeneration: {stop: [\"\"]}\n", NX_ECONFIG, 2, NULL);
+	rc_fails("task: generation\ngeneration: {eos_token_id: []}\n", NX_ECONFIG, 2, "1 to 64");
+	rc_fails("task: generation\ngeneration: 3\n", NX_ECONFIG, 2, "mapping");
+}
+
 static void runtime_errors(void **state)
 {
 	rc_fails("", NX_ECONFIG, 1, "missing required key task");
@@ -611,6 +653,7 @@ int main(void)
 		cmocka_unit_test(runtime_classification),
 		cmocka_unit_test(runtime_defaults),
 		cmocka_unit_test(runtime_errors),
+		cmocka_unit_test(runtime_generation),
 		cmocka_unit_test(load_from_directory),
 		cmocka_unit_test(free_accepts_null),
 	};

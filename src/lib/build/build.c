@@ -316,7 +316,7 @@ static int load(struct build *b)
 	if (ws->nsource_files > BUILD_INPUTS_MAX)
 		return nx_error_set(b->err, NX_ELIMIT, "nexus.yaml", 0, -1,
 				    "nexus.yaml: more than %d source files", BUILD_INPUTS_MAX);
-	b->capin = ws->nsource_files + 8;
+	b->capin = ws->nsource_files + 9;
 	b->in = calloc(b->capin, sizeof(*b->in));
 	b->teacher_st = calloc(ws->nteacher + 1, sizeof(*b->teacher_st));
 	if (!b->in || !b->teacher_st)
@@ -409,6 +409,17 @@ static int load(struct build *b)
 					   BUILD_COPY, false))) {
 			return rc;
 		}
+	}
+	/* a decoder's generation_config.json, where Hugging Face keeps it (beside
+	 * the tokenizer): the runtime's generation defaults */
+	{
+		char *gp = join(ws->tokenizer, "generation_config.json");
+
+		if (gp && faccessat(b->wsfd, gp, F_OK, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT)
+			free(gp);
+		else if ((rc = add_input(b, b->wsfd, gp, strdup(NX_BUNDLE_GENERATION_CONFIG),
+					 BUILD_TEXT, false)))
+			return rc;
 	}
 	rc = add_input(b, b->wsfd, strdup(ws->runtime_config), strdup(NX_BUNDLE_RUNTIME_CONFIG),
 		       BUILD_RUNTIME, false);

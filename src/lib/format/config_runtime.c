@@ -4,16 +4,22 @@
  */
 #include "config_priv.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char *const keys[] = {
 	"task", "labels", "scores", "pooling", "output_dims", "normalize", "max_sequence_length",
 	"batch_size", "threads", "integrity", "graph_optimization", "output",
-	"python_packages", "inputs", NULL
+	"python_packages", "inputs", "generation", NULL
+};
+static const char *const gen_keys[] = {
+	"max_new_tokens", "do_sample", "temperature", "top_k", "top_p", "repetition_penalty",
+	"seed", "eos_token_id", "stop", NULL
 };
 /* Indexed by enum nx_task / nx_pooling / nx_integrity. */
-static const char *const tasks[] = { "classification", "embedding", "raw", "rerank", NULL };
+static const char *const tasks[] = { "classification", "embedding", "raw", "rerank",
+				     "generation", NULL };
 static const char *const poolings[] = { "mean", "cls", "last", NULL };
 static const char *const score_forms[] = { "list", "map", NULL };
 static const char *const integrities[] = { "full", "size", NULL };
@@ -29,6 +35,8 @@ void nx_runtime_config_free(nx_runtime_config *rc)
 	nx_cfg__strv_free(rc->python_packages, rc->npython_packages);
 	for (int i = 0; i < NX_INPUT_ROLES; i++)
 		free(rc->inputs[i]);
+	free(rc->gen.eos_token_id);
+	nx_cfg__strv_free(rc->gen.stop, rc->gen.nstop);
 	free(rc);
 }
 
@@ -42,6 +50,73 @@ static int only_for(struct cfg *c, const nx_yaml_node *root, const char *key,
 		return 0;
 	return nx_error_set(c->err, NX_ECONFIG, c->path, v->line, -1,
 			    "%s is only valid with task: %s; remove it", key, task);
+}
+
+/* eos_token_id: one id or a list of ids, as generation_config.json has it */
+static int eos_ids(struct cfg *c, const nx_yaml_node *v, struct nx_generation_defaults *g)
+{
+	const nx_yaml_node *const *items = v->type == NX_YAML_SEQUENCE
+					   ? (const nx_yaml_node *const *)v->items : &v;
+	size_t n = v->type == NX_YAML_SEQUENCE ? v->nitems : 1, i;
+	int id, r;
+
+	if (!n || n > 64)
+		return nx_error_set(c->err, NX_ECONFIG, c->path, v->line, -1,
+				    "generation.eos_token_id must be an id or a list of 1 to 64 ids");
+	if (!(g->eos_token_id = calloc(n, sizeof(*g->eos_token_id))))
+		return nx_cfg__oom(c);
+	for (i = 0; i < n; i++) {
+		if ((r = nx_cfg__int(c, items[i], "generation.eos_token_id", 0, 0x7fffffff, &id)))
+			return r;
+		g->eos_token_id[g->neos_token_id++] = id;
+	}
+	return 0;
+}
+
+/* The `generation:` mapping (task: generation only). */
+static int parse_generation(struct cfg *c, const nx_yaml_node *m, struct nx_generation_defaults *g)
+{
+	const nx_yaml_node *v;
+	bool b;
+	int i, r;
+
+	if ((r = nx_cfg__want(c, m, "generation", NX_YAML_MAPPING, "a mapping")) ||
+	    (r = nx_cfg__check_keys(c, m, "generation", gen_keys)))
+		return r;
+	if ((v = nx_yaml_map_get(m, "max_new_tokens")) &&
+	    (r = nx_cfg__int(c, v, "generation.max_new_tokens", 1, NX_GEN_NEW_TOKENS_MAX,
+			     &g->max_new_tokens)))
+		return r;
+	if ((v = nx_yaml_map_get(m, "do_sample"))) {
+		if ((r = nx_cfg__bool(c, v, "generation.do_sample", &b)))
+			return r;
+		g->do_sample = b;
+	}
+	if ((v = nx_yaml_map_get(m, "temperature")) &&
+	    (r = nx_cfg__number(c, v, "generation.temperature", 0, 100, &g->temperature)))
+		return r;
+	if ((v = nx_yaml_map_get(m, "top_k")) &&
+	    (r = nx_cfg__int(c, v, "generation.top_k", 0, 1 << 24, &g->top_k)))
+		return r;
+	if ((v = nx_yaml_map_get(m, "top_p")) &&
+	    (r = nx_cfg__number(c, v, "generation.top_p", 0, 1, &g->top_p)))
+		return r;
+	if ((v = nx_yaml_map_get(m, "repetition_penalty")) &&
+	    (r = nx_cfg__number(c, v, "generation.repetition_penalty", 0.01, 100,
+				&g->repetition_penalty)))
+		return r;
+	if ((v = nx_yaml_map_get(m, "seed"))) {
+		if ((r = nx_cfg__int(c, v, "generation.seed", 0, 0x7fffffff, &i)))
+			return r;
+		g->seed = i;
+	}
+	if ((v = nx_yaml_map_get(m, "eos_token_id")) && (r = eos_ids(c, v, g)))
+		return r;
+	if ((v = nx_yaml_map_get(m, "stop")) &&
+	    (r = nx_cfg__string_list(c, v, "generation.stop", nx_cfg__nonempty, true, &g->stop,
+				     &g->nstop)))
+		return r;
+	return 0;
 }
 
 static int parse_root(struct cfg *c, const nx_yaml_node *root, nx_runtime_config *rc)
@@ -63,7 +138,10 @@ static int parse_root(struct cfg *c, const nx_yaml_node *root, nx_runtime_config
 	    (r = only_for(c, root, "scores", "classification", task, NX_TASK_CLASSIFICATION)) ||
 	    (r = only_for(c, root, "pooling", "embedding", task, NX_TASK_EMBEDDING)) ||
 	    (r = only_for(c, root, "output_dims", "embedding", task, NX_TASK_EMBEDDING)) ||
-	    (r = only_for(c, root, "normalize", "embedding", task, NX_TASK_EMBEDDING)))
+	    (r = only_for(c, root, "normalize", "embedding", task, NX_TASK_EMBEDDING)) ||
+	    (r = only_for(c, root, "generation", "generation", task, NX_TASK_GENERATION)))
+		return r;
+	if ((v = nx_yaml_map_get(root, "generation")) && (r = parse_generation(c, v, &rc->gen)))
 		return r;
 
 	if (task == NX_TASK_CLASSIFICATION) {
@@ -146,6 +224,9 @@ int nx_runtime_config_parse(nx_runtime_config **out, const char *buf,
 	rc->batch_size = 8;
 	rc->threads = 1;
 	rc->integrity = NX_INTEGRITY_FULL;
+	rc->gen.max_new_tokens = rc->gen.do_sample = rc->gen.top_k = -1;
+	rc->gen.seed = -1;
+	rc->gen.temperature = rc->gen.top_p = rc->gen.repetition_penalty = NAN;
 	if ((r = nx_cfg__strdup(&c, "all", &rc->graph_optimization)) ||
 	    (r = parse_root(&c, root, rc)))
 		goto out_rc;

@@ -32,7 +32,7 @@ static const char *const forbidden_names[] = {"teacher", "checkpoint", "optimize
 static const char *const fixed_files[] = {
 	NX_MANIFEST_NAME, "README.md", "LICENSE", NX_BUNDLE_CLI, NX_MODEL_PATH,
 	NX_BUNDLE_TOKENIZER_JSON, NX_BUNDLE_VOCAB, NX_BUNDLE_TOKENIZER_CONFIG, NX_BUNDLE_RUNTIME_CONFIG,
-	NX_BUNDLE_SELFTEST,
+	NX_BUNDLE_SELFTEST, NX_BUNDLE_GENERATION_CONFIG,
 };
 static const char *const fixed_dirs[] = {"bin", "lib", "model", NX_BUNDLE_TOKENIZER_DIR, "config", "src"};
 

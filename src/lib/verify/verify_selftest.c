@@ -76,15 +76,16 @@ static int nonfinite(struct vfy_ctx *c, size_t index, const char *name, long at)
 static int check_case(struct vfy_ctx *c, size_t index, json_t *cs, struct nx_text_scan *ts,
 		      long *nums)
 {
-	static const char *const keys[] = { "text", "outputs", "label", "embedding", NULL };
+	static const char *const keys[] = { "text", "outputs", "label", "embedding", "ids", NULL };
 	json_t *text = json_object_get(cs, "text"), *outs = json_object_get(cs, "outputs");
 	json_t *v, *lab = json_object_get(cs, "label"), *emb = json_object_get(cs, "embedding");
+	json_t *ids = json_object_get(cs, "ids");
 	const char *name;
 	long n, at;
 
 	if (!json_is_object(cs) || !only_keys(cs, keys) || !json_is_string(text) ||
 	    !json_is_object(outs) || (lab && !json_is_string(lab)))
-		return bad(c, "a case must be {text, outputs, label?, embedding?}");
+		return bad(c, "a case must be {text, outputs, label?, embedding?, ids?}");
 	if (json_string_length(text) > SELFTEST_TEXT_MAX)
 		return bad(c, "a selftest text is longer than 4096 bytes");
 	nx_text_scan_feed(ts, (const unsigned char *)json_string_value(text),
@@ -98,6 +99,16 @@ static int check_case(struct vfy_ctx *c, size_t index, json_t *cs, struct nx_tex
 		if (at >= 0)
 			return nonfinite(c, index, name, at);
 		*nums += n;
+	}
+	if (ids) {      /* a decoder's greedy continuation, rerun by TRV-5 */
+		size_t i;
+
+		json_array_foreach(ids, i, v)
+			if (!json_is_integer(v))
+				return bad(c, "ids must be a list of token ids");
+		if (!json_is_array(ids))
+			return bad(c, "ids must be a list of token ids");
+		*nums += (long)json_array_size(ids);
 	}
 	if (emb) {
 		if ((n = numbers(emb, &at)) < 0)
