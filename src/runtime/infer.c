@@ -169,11 +169,11 @@ static int discover(struct rt_session *s, const struct rt_settings *set, nx_erro
 			rc = add_past(s, d, name, t, err);
 		else if (!rc && k == IN_COUNT)
 			rc = nx_error_set(err, NX_ECONFIG, NULL, 0, -1,
-					  "the model input '%s' is not one the runtime can feed "
-					  "(%s, %s, %s, %s; %s); name its role in nexus.yaml student.inputs "
-					  "{ids, mask, type_ids, positions}", name, set->inputs[IN_IDS],
-					  set->inputs[IN_MASK], set->inputs[IN_TYPES], set->inputs[IN_POS],
-					  RT_INPUTS_EXPECTED);
+					  "the model input '%s' is not one the runtime can feed: %s, %s, "
+					  "%s, %s (nexus.yaml student.inputs names them) or a decoder's "
+					  "past_key_values.N.key/.value (Optimum's with-past layout)", name,
+					  set->inputs[IN_IDS], set->inputs[IN_MASK], set->inputs[IN_TYPES],
+					  set->inputs[IN_POS]);
 		else if (!rc && k == IN_BRANCH && t != ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL)
 			rc = nx_error_set(err, NX_ECONFIG, NULL, 0, -1,
 					  "the model input 'use_cache_branch' is %s; bool expected",
