@@ -312,9 +312,14 @@ static int binop(struct rctx *r, int op, json_t *a, json_t *b, int line, json_t 
 			rc = rfail(r, NX_ELIMIT, line, "a string would exceed %u bytes", NX_CHAT_OUTPUT_MAX);
 			break;
 		}
-		if (!(x = realloc(x, xn + yn + 1))) {
-			rc = nx_error_oom(r->err, r->t->path);
-			break;
+		{
+			char *xy = realloc(x, xn + yn + 1);   /* x stays ours if this fails */
+
+			if (!xy) {
+				rc = nx_error_oom(r->err, r->t->path);
+				break;
+			}
+			x = xy;
 		}
 		memcpy(x + xn, y, yn);
 		*out = new_str(x, xn + yn);
