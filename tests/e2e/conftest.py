@@ -1,6 +1,8 @@
 """Shared fixtures for the end-to-end suite: paths to the real binaries."""
 import os
 import pathlib
+import shutil
+import stat
 import subprocess
 
 import pytest
@@ -13,6 +15,36 @@ BUILD = pathlib.Path(os.environ.get("NEXUS_BUILD", ROOT / "build"))
 # to the binary.  `make e2e-asan` points it at the plain build's runtime,
 # because a sanitized nexus_cli cannot start inside the sandbox's RLIMIT_AS.
 RUNTIME_DIR = pathlib.Path(os.environ.get("NEXUS_RUNTIME_DIR", BUILD / "libexec" / "nexus"))
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item (for the fixture below)."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+def _writable(func, path, _exc):
+    """rmtree's onerror: bundles are read-only trees (0555/0444)."""
+    os.chmod(os.path.dirname(path), stat.S_IRWXU)
+    if os.path.lexists(path) and not os.path.islink(path):
+        os.chmod(path, stat.S_IRWXU)
+    func(path)
+
+
+@pytest.fixture(autouse=True)
+def _drop_tmp_path_of_passed_tests(request):
+    """A passed test's tmp_path is deleted at once: the suite builds about a
+    thousand bundles (each carrying ONNX Runtime), more than a tmpfs /tmp
+    holds if pytest keeps them all until the end (pytest 7.2, Debian 12's,
+    has no tmp_path_retention_policy).  A failed test's stays for reading."""
+    # taken before the test: tmp_path is torn down before this fixture is
+    path = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    if path is not None and rep is not None and rep.passed:
+        shutil.rmtree(path, onerror=_writable)
 
 
 @pytest.fixture(scope="session")
