@@ -1,7 +1,8 @@
 /*
  * chat.c - `nexus_cli chat`: renders a list of messages with the chat
  * template of the tokenizer (tokenizer_config.json beside tokenizer.json)
- * and prints the prompt a generation would start from.
+ * and prints the prompt a generation would start from; rt_chat_load is
+ * also what `generate --chat` and serve's /v1/chat/completions start from.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +19,27 @@
 
 #define CHAT_CONFIG_MAX (4u << 20)  /* bytes of tokenizer_config.json */
 
+int rt_chat_load(nx_chat_template **out, struct rt_bundle *b, bool required, nx_error *err)
+{
+	char *cfg = NULL;
+	size_t n;
+	int rc;
+
+	*out = NULL;
+	if (!required && faccessat(b->rootfd, NX_BUNDLE_TOKENIZER_CONFIG, F_OK,
+				   AT_SYMLINK_NOFOLLOW) && errno == ENOENT)
+		return 0;
+	rc = nx_fs_read_all(&cfg, &n, b->rootfd, NX_BUNDLE_TOKENIZER_CONFIG, CHAT_CONFIG_MAX, err);
+	if (!rc)
+		rc = nx_chat_template_from_config(out, cfg, n, NX_BUNDLE_TOKENIZER_CONFIG, err);
+	free(cfg);
+	if (!rc && !*out && required)
+		rc = nx_error_set(err, NX_ECONFIG, NX_BUNDLE_TOKENIZER_CONFIG, 0, -1,
+				  "%s has no chat_template: this tokenizer has no chat format; "
+				  "give a plain prompt instead", NX_BUNDLE_TOKENIZER_CONFIG);
+	return rc;
+}
+
 static int load_template(nx_chat_template **t, const struct rt_args *a, nx_error *err)
 {
 	char *cfg = NULL, path[4200];
@@ -25,23 +47,19 @@ static int load_template(nx_chat_template **t, const struct rt_args *a, nx_error
 	size_t n;
 	int rc, dirfd;
 
-	if (a->tokdir) {
-		snprintf(path, sizeof(path), "%s/tokenizer_config.json", a->tokdir);
-		if ((dirfd = open(a->tokdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-			return nx_error_errno(err, NX_EIO, errno, a->tokdir, "cannot open %s", a->tokdir);
-		rc = nx_fs_read_all(&cfg, &n, dirfd, "tokenizer_config.json", CHAT_CONFIG_MAX, err);
-		close(dirfd);
-	} else {
+	if (!a->tokdir) {
 		/* the bundle's copy, checked against the manifest first */
-		if ((rc = rt_bundle_open(&b, a->bundle, true, err)) || (rc = rt_bundle_verified(&b, err))) {
-			rt_bundle_release(&b);
-			return rc;
-		}
-		dirfd = b.rootfd;
-		snprintf(path, sizeof(path), "%s", NX_BUNDLE_TOKENIZER_CONFIG);
-		rc = nx_fs_read_all(&cfg, &n, dirfd, path, CHAT_CONFIG_MAX, err);
+		if (!(rc = rt_bundle_open(&b, a->bundle, true, err)) &&
+		    !(rc = rt_bundle_verified(&b, err)))
+			rc = rt_chat_load(t, &b, true, err);
 		rt_bundle_release(&b);
+		return rc;
 	}
+	snprintf(path, sizeof(path), "%s/tokenizer_config.json", a->tokdir);
+	if ((dirfd = open(a->tokdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return nx_error_errno(err, NX_EIO, errno, a->tokdir, "cannot open %s", a->tokdir);
+	rc = nx_fs_read_all(&cfg, &n, dirfd, "tokenizer_config.json", CHAT_CONFIG_MAX, err);
+	close(dirfd);
 	if (rc)
 		return rc;
 	rc = nx_chat_template_from_config(t, cfg, n, path, err);

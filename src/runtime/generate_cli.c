@@ -46,8 +46,8 @@ static int add_eos(struct rt_gen_params *p, json_t *v)
  * One setting by name from a number (or bool for do_sample); 0, or -1 with
  * *why.  Used for generation_config.json, flags and JSONL lines alike.
  */
-static int set_one(struct rt_gen_params *p, const char *key, double v, bool explicit_sampling,
-		   const char **why)
+int rt_gen_set(struct rt_gen_params *p, const char *key, double v, bool explicit_sampling,
+	       const char **why)
 {
 	if (!strcmp(key, "max_new_tokens")) {
 		if (!(v >= 1 && v <= NX_GEN_NEW_TOKENS_MAX) || v != floor(v))
@@ -123,7 +123,7 @@ static int from_genconfig(struct rt_gen_params *p, struct rt_bundle *b, nx_error
 			continue;
 		if (!json_is_number(v) && !json_is_boolean(v))
 			why = "not a number";
-		else if (set_one(p, keys[i], json_is_boolean(v) ? json_is_true(v) : json_number_value(v),
+		else if (rt_gen_set(p, keys[i], json_is_boolean(v) ? json_is_true(v) : json_number_value(v),
 				 false, &why) == 0)
 			continue;
 		rc = nx_error_set(err, NX_ECONFIG, RT_GENCONFIG, 0, -1, "%s: %s: %s", RT_GENCONFIG,
@@ -196,7 +196,7 @@ static int from_flags(struct rt_gen_params *p, const struct rt_args *a, char *wh
 			snprintf(why, n, "--%s needs a number, not '%s'", flag_keys[i], a->gen[i]);
 			return -1;
 		}
-		if (set_one(p, flag_keys[i], v, true, &w)) {
+		if (rt_gen_set(p, flag_keys[i], v, true, &w)) {
 			snprintf(why, n, "%s (--%s %s)", w, flag_keys[i], a->gen[i]);
 			return -1;
 		}
@@ -258,7 +258,7 @@ static int from_line(struct rt_gen_params *p, json_t *obj, const char **why)
 			snprintf(msg, sizeof(msg), "\"%.60s\" must be a number", key);
 			return *why = msg, -1;
 		}
-		if (set_one(p, key, json_number_value(v), true, why))
+		if (rt_gen_set(p, key, json_number_value(v), true, why))
 			return -1;
 	}
 	return 0;

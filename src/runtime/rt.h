@@ -302,6 +302,12 @@ void rt_gen_result_release(struct rt_gen_result *r);
 /* A JSON list of the n integers (main.c); NULL when out of memory. */
 json_t *rt_int_list(const int64_t *v, size_t n);
 
+/* One setting by its generation_config.json name (max_new_tokens,
+ * temperature, top_k, top_p, repetition_penalty, seed, do_sample) from a
+ * number; explicit: a temperature turns sampling on (0: off), as a flag or
+ * a request does.  0, or -1 with *why (a static string). */
+int rt_gen_set(struct rt_gen_params *p, const char *key, double v, bool explicit_sampling,
+	       const char **why);
 /* generate_cli.c: the defaults: built in, then config/generation_config.json,
  * then runtime.yaml's generation: (flags and JSONL lines override them). */
 int rt_gen_defaults(struct rt_gen_params *p, struct rt_bundle *b, nx_error *err);
@@ -387,5 +393,10 @@ int rt_usage(const struct rt_verb *v, const char *fmt, ...) __attribute__((forma
 int rt_parse(struct rt_args *a, const struct rt_verb *v, int argc, char **argv);
 /* `nexus_cli chat` (chat.c) */
 int rt_cmd_chat(const struct rt_verb *v, int argc, char **argv);
+/* The chat template of the bundle's tokenizer_config.json (checked with the
+ * bundle); *out NULL when there is none and !required, else NX_ECONFIG. */
+struct nx_chat_template;
+int rt_chat_load(struct nx_chat_template **out, struct rt_bundle *b, bool required,
+		 nx_error *err);
 
 #endif

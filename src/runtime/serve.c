@@ -176,9 +176,12 @@ int rt_cmd_serve(const struct rt_verb *v, int argc, char **argv)
 		b.set.batch_size = (size_t)a.max_batch;
 	sv.b = &b;
 	sv.json_flags = rt_session_json_flags(s);
-	if ((rc = warm_up(&b, s, &err)) ||
-	    (rc = sv_engine_start(&sv.engine, &b, s, sv.metrics, (size_t)a.queue,
-				  b.set.batch_size, a.max_wait, &err)))
+	if (b.set.task == RT_TASK_GENERATION)
+		rc = sv_gen_start(&sv.gen, &b, s, (size_t)a.queue, &err);
+	else if (!(rc = warm_up(&b, s, &err)))
+		rc = sv_engine_start(&sv.engine, &b, s, sv.metrics, (size_t)a.queue,
+				     b.set.batch_size, a.max_wait, &err);
+	if (rc)
 		goto fail;
 	pthread_mutex_lock(&sv.mu);
 	sv.ready = true;
@@ -203,6 +206,7 @@ out:
 	else if (fd >= 0)
 		close(fd);
 	sv_engine_stop(sv.engine);
+	sv_gen_stop(sv.gen);
 	if (loaded) {
 		rt_session_free(s);
 		rt_bundle_release(&b);

@@ -4,6 +4,8 @@
  *   serve_http.c    requests: body caps, endpoints, JSON replies
  *   serve_engine.c  the bounded queue and the one inference thread that
  *                   batches texts across requests
+ *   serve_gen.c     /v1/completions and /v1/chat/completions (generation
+ *                   bundles), streamed as server-sent events
  *   serve_metrics.c counters and histograms, Prometheus text
  *   serve_mhd.c     libmicrohttpd, dlopen()ed at serve time
  * Only src/runtime/serve*.c include this.
@@ -29,6 +31,7 @@ struct sv_mhd {
 	__typeof__(&MHD_stop_daemon) stop_daemon;
 	__typeof__(&MHD_quiesce_daemon) quiesce_daemon;
 	__typeof__(&MHD_create_response_from_buffer) create_response_from_buffer;
+	__typeof__(&MHD_create_response_from_callback) create_response_from_callback;
 	__typeof__(&MHD_add_response_header) add_response_header;
 	__typeof__(&MHD_queue_response) queue_response;
 	__typeof__(&MHD_destroy_response) destroy_response;
@@ -39,7 +42,7 @@ int sv_mhd_open(struct sv_mhd *m, nx_error *err);
 void sv_mhd_close(struct sv_mhd *m);
 
 enum sv_endpoint { SV_EP_HEALTH, SV_EP_METRICS, SV_EP_EMBEDDINGS, SV_EP_PREDICT, SV_EP_RERANK,
-		   SV_EP_OTHER, SV_EP_COUNT };
+		   SV_EP_COMPLETIONS, SV_EP_CHAT, SV_EP_OTHER, SV_EP_COUNT };
 extern const char *const sv_endpoint_names[SV_EP_COUNT];
 
 struct sv_metrics;
@@ -85,7 +88,8 @@ void sv_engine_stop(struct sv_engine *e);
 struct sv_server {
 	struct sv_mhd mhd;
 	struct sv_metrics *metrics;
-	struct sv_engine *engine;   /* set once ready */
+	struct sv_engine *engine;   /* set once ready (not for a generation bundle) */
+	struct sv_gen *gen;         /* set once ready for a generation bundle */
 	const struct rt_bundle *b;
 	size_t json_flags;
 	size_t max_body;
@@ -101,6 +105,18 @@ enum MHD_Result sv_http_handle(void *cls, struct MHD_Connection *c, const char *
 			       size_t *upload_size, void **con_cls);
 void sv_http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		       enum MHD_RequestTerminationCode toe);
+
+/* serve_gen.c: the generation endpoints (one generation at a time, at most
+ * `queue` requests waiting); start warms the model up with one token. */
+struct sv_gen;
+int sv_gen_start(struct sv_gen **out, struct rt_bundle *b, struct rt_session *s, size_t queue,
+		 nx_error *err);
+/* Waits for the streams still generating (their clients are gone once
+ * libmicrohttpd stopped), then frees; accepts NULL. */
+void sv_gen_stop(struct sv_gen *g);
+/* POST /v1/completions (chat false) or /v1/chat/completions; *status set. */
+enum MHD_Result sv_gen_answer(struct sv_server *sv, struct MHD_Connection *c, bool chat,
+			      const char *body, size_t len, unsigned *status);
 
 int rt_cmd_serve(const struct rt_verb *v, int argc, char **argv);
 

@@ -395,7 +395,8 @@ static enum MHD_Result route(struct sv_server *sv, struct MHD_Connection *c, str
 			    sv_endpoint_names[r->ep], r->ep <= SV_EP_METRICS ? "GET" : "POST");
 	if (r->ep == SV_EP_METRICS)
 		return reply(sv, c, r, 200, "text/plain; version=0.0.4; charset=utf-8",
-			     sv_metrics_text(sv->metrics, ready ? sv_engine_depth(sv->engine) : 0,
+			     sv_metrics_text(sv->metrics, ready && sv->engine ?
+					     sv_engine_depth(sv->engine) : 0,
 					     inflight, ready), 0);
 	if (r->refuse)
 		return fail(sv, c, r, 503, "shutting_down", NULL, "the server is shutting down");
@@ -405,6 +406,14 @@ static enum MHD_Result route(struct sv_server *sv, struct MHD_Connection *c, str
 	if (r->ep == SV_EP_HEALTH)
 		return reply_json(sv, c, r, 200, json_pack("{s:s,s:s}", "status", "ok", "model",
 							   sv->b->manifest->bundle_id), 0);
+	if ((r->ep == SV_EP_COMPLETIONS || r->ep == SV_EP_CHAT) != !!sv->gen)
+		return fail(sv, c, r, 400, "invalid_request_error", NULL, sv->gen ?
+			    "this bundle's task is generation; use POST /v1/completions" :
+			    "this bundle's task is not generation; use POST /predict");
+	if (sv->gen) {
+		r->replied = true;
+		return sv_gen_answer(sv, c, r->ep == SV_EP_CHAT, r->body, r->len, &r->status);
+	}
 	return infer(sv, c, r);
 }
 

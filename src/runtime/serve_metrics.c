@@ -10,7 +10,8 @@
 #include "serve.h"
 
 const char *const sv_endpoint_names[SV_EP_COUNT] = {
-	"/health", "/metrics", "/v1/embeddings", "/predict", "/rerank", "other",
+	"/health", "/metrics", "/v1/embeddings", "/predict", "/rerank", "/v1/completions",
+	"/v1/chat/completions", "other",
 };
 
 static const unsigned statuses[] = { 200, 400, 404, 405, 413, 422, 500, 501, 503 };
