@@ -7,6 +7,10 @@
  * config/generation_config.json, runtime.yaml's generation:, the flags,
  * and a JSONL line's own keys.  A temperature given by a flag or a line
  * turns sampling on (0: greedy), as OpenAI's API reads it.
+ *
+ * With --chat each prompt goes through the tokenizer's chat template first
+ * (add_generation_prompt true): a {"messages": [...]} line as it is, a
+ * plain text as one user message.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "nexus/chat_template.h"
 #include "rt.h"
 
 #define GENCONFIG_MAX (64u << 10)     /* bytes of generation_config.json read */
@@ -228,7 +233,7 @@ static int from_line(struct rt_gen_params *p, json_t *obj, const char **why)
 	size_t i;
 
 	json_object_foreach(obj, key, v) {
-		if (!strcmp(key, "text") || !strcmp(key, "prompt"))
+		if (!strcmp(key, "text") || !strcmp(key, "prompt") || !strcmp(key, "messages"))
 			continue;
 		if (!strcmp(key, "stop")) {
 			if (json_is_string(v)) {
@@ -291,9 +296,40 @@ struct gen_ctx {
 	struct rt_bundle *b;
 	struct rt_session *s;
 	nx_tokdecoder *dec;
+	nx_chat_template *chat;         /* --chat */
 	const struct rt_gen_params *base;
 	struct gen_out out;
 };
+
+/* A {"messages": [...]} line (its text is the list as JSON). */
+static bool is_messages(const struct rt_input *in)
+{
+	return in->obj && !json_object_get(in->obj, "text") && !json_object_get(in->obj, "prompt") &&
+	       json_is_array(json_object_get(in->obj, "messages"));
+}
+
+/* The chat prompt of an input (*out for free()); 0, NX_ENOMEM, or another
+ * code with the template's complaint in err (this prompt's problem). */
+static int chat_prompt(char **out, size_t *len, const struct gen_ctx *c,
+		       const struct rt_input *in, nx_error *err)
+{
+	json_t *one = NULL;
+	char *msgs = NULL;
+	int rc;
+
+	if (!is_messages(in)) {
+		one = json_pack("[{s:s,s:s%}]", "role", "user", "content", in->text, in->len);
+		if (!one || !(msgs = json_dumps(one, JSON_COMPACT))) {
+			json_decref(one);
+			return NX_ENOMEM;
+		}
+		json_decref(one);
+	}
+	rc = nx_chat_template_render(c->chat, msgs ? msgs : in->text, msgs ? strlen(msgs) : in->len,
+				     true, out, len, err);
+	free(msgs);
+	return rc;
+}
 
 /* One prompt: generate and print; a per-request problem is printed in its
  * place and counted. */
@@ -303,14 +339,25 @@ static int one(void *vctx, const struct rt_input *in, nx_error *err)
 	struct rt_gen_params p = *c->base;
 	struct rt_gen_result res;
 	const char *why = NULL;
+	char *prompt = NULL, msg[NX_ERROR_MSG_MAX + 64];
+	size_t plen = 0;
 	int rc;
 
 	memset(&res, 0, sizeof(res));
 	c->out.n++;
 	if (!in->text)
 		why = in->error;
+	else if (is_messages(in) && !c->chat)
+		why = "a \"messages\" line needs --chat";
 	else if (in->obj)
 		from_line(&p, in->obj, &why);
+	if (!why && c->chat && (rc = chat_prompt(&prompt, &plen, c, in, err))) {
+		if (rc == NX_ENOMEM)
+			return rc;
+		snprintf(msg, sizeof(msg), "the chat template cannot render these messages: %s",
+			 err->message);
+		why = msg;
+	}
 	if (why) {
 		c->out.errors++;
 		if (c->out.json)
@@ -319,8 +366,8 @@ static int one(void *vctx, const struct rt_input *in, nx_error *err)
 		fprintf(stderr, "nexus_cli generate: prompt %zu: error: %s\n", c->out.n, why);
 		return 0;
 	}
-	rc = rt_generate(c->s, c->b, c->dec, in->text, in->len, &p, c->out.json ? NULL : put_piece,
-			 NULL, &res, err);
+	rc = rt_generate(c->s, c->b, c->dec, prompt ? prompt : in->text, prompt ? plen : in->len, &p,
+			 c->out.json ? NULL : put_piece, NULL, &res, err);
 	if (rc)
 		goto out;
 	if (res.error) {
@@ -344,13 +391,14 @@ static int one(void *vctx, const struct rt_input *in, nx_error *err)
 		rc = rc == NX_ENOMEM ? nx_error_oom(err, NULL)
 		     : nx_error_set(err, NX_EIO, NULL, 0, -1, "cannot write the output");
 out:
+	free(prompt);
 	rt_gen_result_release(&res);
 	return rc;
 }
 
 int rt_gen_main(struct rt_bundle *b, struct rt_session *s, const struct rt_args *a, bool json)
 {
-	struct gen_ctx c = { b, s, NULL, NULL, { json, !json, 0, 0 } };
+	struct gen_ctx c = { b, s, NULL, NULL, NULL, { json, !json, 0, 0 } };
 	struct rt_gen_params p;
 	struct rt_reader *r = NULL;
 	struct rt_input in;
@@ -367,8 +415,12 @@ int rt_gen_main(struct rt_bundle *b, struct rt_session *s, const struct rt_args 
 		return 2;
 	}
 	c.base = &p;
-	if ((rc = nx_tokdecoder_new(&c.dec, b->tok, RT_TOKENIZER, &err)))
+	if (a->chat && (rc = rt_chat_load(&c.chat, b, true, &err)))
 		return rt_fail("generate", &err);
+	if ((rc = nx_tokdecoder_new(&c.dec, b->tok, RT_TOKENIZER, &err))) {
+		nx_chat_template_free(c.chat);
+		return rt_fail("generate", &err);
+	}
 	for (i = 0; !rc && i < a->ntexts; i++) {
 		memset(&in, 0, sizeof(in));
 		in.text = a->texts[i];
@@ -387,6 +439,7 @@ int rt_gen_main(struct rt_bundle *b, struct rt_session *s, const struct rt_args 
 		rt_reader_free(r);
 	}
 	nx_tokdecoder_free(c.dec);
+	nx_chat_template_free(c.chat);
 	if (rc)
 		return rt_fail("generate", &err);
 	if (c.out.errors) {

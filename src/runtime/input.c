@@ -79,6 +79,13 @@ int rt_reader_next(struct rt_reader *r, struct rt_input *in, nx_error *err)
 	t = json_object_get(j, "text");
 	if (!t)         /* generate: {"prompt": ...}, as OpenAI's completions */
 		t = json_object_get(j, "prompt");
+	if (!t && json_is_array(json_object_get(j, "messages"))) {
+		/* generate --chat: the list, for the chat template */
+		in->obj = j;
+		in->text = json_dumps(json_object_get(j, "messages"), JSON_COMPACT);
+		in->len = in->text ? strlen(in->text) : 0;
+		return in->text ? 1 : NX_ENOMEM;
+	}
 	if (!json_is_object(j) || !json_is_string(t)) {
 		json_decref(j);
 		return bad(in, r->lineno, "a JSON line must be an object with a \"text\" string");

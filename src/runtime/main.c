@@ -636,6 +636,8 @@ static const struct rt_opt generate_opts[] = {
 	{ "prompt", "TEXT", "continue TEXT (repeatable)", RT_OPT_TEXT },
 	{ "input", "FILE", "one prompt or {\"prompt\": ..., settings...} per line; - for stdin",
 	  RT_OPT_INPUT },
+	{ "chat", NULL, "render each prompt with the chat template: a {\"messages\": [...]} line, "
+	  "or a text as one user message", RT_OPT_GEN_CHAT },
 	{ "json", NULL, "one object per prompt: ids, text, finish_reason, ttft_ms, tokens_per_s",
 	  RT_OPT_JSON },
 	{ "max-new-tokens", "N", "new tokens at most (1..65536; default 64)", RT_OPT_GEN_MAXNEW },

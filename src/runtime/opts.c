@@ -146,6 +146,7 @@ int rt_parse(struct rt_args *a, const struct rt_verb *v, int argc, char **argv)
 		case RT_OPT_ZERO: a->zero_check = true; break;
 		case RT_OPT_TOKDIR: a->tokdir = val; break;
 		case RT_OPT_NOGENPROMPT: a->no_gen_prompt = true; break;
+		case RT_OPT_GEN_CHAT: a->chat = true; break;
 		case RT_OPT_PAIR: {
 			/* on failure a->pairs stays, for the caller to free */
 			char **t = realloc(a->pairs, (a->npairs + 1) * sizeof(*a->pairs));

@@ -210,7 +210,8 @@ struct rt_input {
 	char *error;            /* why the line was bad */
 	char *pair;             /* "text_pair" of a JSONL line, or --pair; NULL if none */
 	size_t pair_len;
-	json_t *obj;            /* the JSON line, when it was one ({"text"|"prompt", ...}) */
+	json_t *obj;            /* the JSON line, when it was one ({"text"|"prompt", ...}, or
+				 * {"messages": [...]} whose list is the text, as JSON) */
 };
 
 /* Reads texts: a file of lines (one text or one {"text": ...} per line). */
@@ -330,7 +331,8 @@ enum {
 	RT_OPT_MAXBODY, RT_OPT_TIMEOUT, RT_OPT_MAXCONN, RT_OPT_UNIX, RT_OPT_LISTENFD,
 	RT_OPT_STOP_EOF, RT_OPT_NOGENPROMPT, RT_OPT_ZERO,
 	RT_OPT_GEN_MAXNEW, RT_OPT_GEN_TEMP, RT_OPT_GEN_TOPK, RT_OPT_GEN_TOPP, RT_OPT_GEN_REP,
-	RT_OPT_GEN_SEED, RT_OPT_GEN_STOP, RT_OPT_GEN_SAMPLE, RT_OPT_GEN_GREEDY, RT_OPT_THREADS
+	RT_OPT_GEN_SEED, RT_OPT_GEN_STOP, RT_OPT_GEN_SAMPLE, RT_OPT_GEN_GREEDY, RT_OPT_THREADS,
+	RT_OPT_GEN_CHAT
 };
 
 struct rt_opt {
@@ -361,6 +363,7 @@ struct rt_args {
 	bool zero_check;        /* liveness --zero-check */
 	bool verbose;           /* ONNX Runtime logs from INFO instead of ERROR */
 	bool no_gen_prompt;     /* chat: add_generation_prompt false */
+	bool chat;              /* generate --chat: prompts are messages */
 	double tol;
 	long maxlen;
 	uint64_t min_bytes, budget_ms;   /* liveness */

@@ -207,5 +207,29 @@ def test_client_gone_mid_stream_frees_the_slot(bundle, server):
     st, _, full = server.post("/v1/completions", {"prompt": "the theme", "max_tokens": CTX})
     whole = time.monotonic() - t1
     assert st == 200 and full["usage"]["completion_tokens"] > 400
-    print("waited", waited, "whole", whole)
     assert waited < whole / 2, (waited, whole)
+
+
+def test_generate_chat_renders_messages_lines(bundle, tmp_path):
+    """generate --chat: a {"messages": [...]} line through the template, a
+    plain text as one user message; the same ids as the rendered prompt."""
+    cli = bundle / "bin/nexus_cli"
+    rendered = {}
+    for name, msgs in (("two", MESSAGES), ("one", [{"role": "user", "content": "an ant"}])):
+        (tmp_path / f"{name}.json").write_text(json.dumps(msgs))
+        r = run(cli, "chat", "--messages", tmp_path / f"{name}.json")
+        assert r.returncode == 0, r.stderr
+        rendered[name] = generate(bundle, r.stdout, "--max-new-tokens", "6")
+    lines = [json.dumps({"messages": MESSAGES, "max_new_tokens": 6}), "an ant"]
+    r = run(cli, "generate", "--chat", "--json", "--input", "-", "--max-new-tokens", "6",
+            input="\n".join(lines) + "\n")
+    assert r.returncode == 0, r.stderr
+    got = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [g["ids"] for g in got] == [rendered["two"]["ids"], rendered["one"]["ids"]]
+    r = run(cli, "generate", "--chat", "--json", "--prompt", "an ant", "--max-new-tokens", "6")
+    assert json.loads(r.stdout)["ids"] == rendered["one"]["ids"]
+    # without --chat a messages line is an error for itself only
+    r = run(cli, "generate", "--json", "--input", "-", "--max-new-tokens", "2",
+            input=lines[0] + "\nthe cat\n")
+    res = [json.loads(x) for x in r.stdout.splitlines()]
+    assert r.returncode == 3 and "--chat" in res[0]["error"] and len(res[1]["ids"]) == 2
