@@ -333,6 +333,77 @@ out:
 	return rc;
 }
 
+/*
+ * A decoder's long case: a prompt of max_sequence_length minus the
+ * selftest's new tokens (the most a request can use, output included),
+ * made of "." (or " .", whichever the tokenizer splits into more tokens)
+ * within the verifier's 4096 bytes, and its greedy ids.  The count is
+ * found by halving over the text's length, as BPE merges runs of dots.
+ */
+static int gen_long_case(json_t **out, struct rt_session *s, struct rt_bundle *b, nx_error *err)
+{
+	static const char *const units[] = { ".", " ." };
+	size_t target = b->set.max_len > RT_SELFTEST_GEN_TOKENS ?
+			b->set.max_len - RT_SELFTEST_GEN_TOKENS : 1;
+	size_t u, i, n, lo, hi, mid, best = 0, best_n = 0, best_u = 0;
+	int64_t *ids = calloc(b->set.max_len + 1, sizeof(*ids));
+	char *text = malloc(RT_SELFTEST_TEXT_MAX + 1);
+	json_t *got = NULL;
+	int rc = 0;
+
+	if (!ids || !text) {
+		rc = nx_error_oom(err, NULL);
+		goto out;
+	}
+	for (u = 0; u < sizeof(units) / sizeof(units[0]); u++) {
+		size_t ul = strlen(units[u]);
+
+		for (i = 0; i + ul <= RT_SELFTEST_TEXT_MAX; i += ul)
+			memcpy(text + i, units[u], ul);
+		/* the most repeats whose tokens fit the target: lo fits, hi not */
+		for (lo = 0, hi = RT_SELFTEST_TEXT_MAX / ul + 1; hi - lo > 1;) {
+			mid = lo + (hi - lo) / 2;
+			if ((rc = nx_tokenizer_encode(b->tok, text, mid * ul, b->set.max_len + 1, ids,
+						      &n, err)))
+				goto out;
+			if (n <= target)
+				lo = mid;
+			else
+				hi = mid;
+		}
+		if (lo && !nx_tokenizer_encode(b->tok, text, lo * ul, b->set.max_len + 1, ids, &n,
+					       err) && n > best_n) {
+			best = lo * ul;
+			best_n = n;
+			best_u = u;
+		}
+	}
+	if (!best) {
+		rc = nx_error_set(err, NX_ECONFIG, RT_CONFIG, 0, -1, "%s: max_sequence_length %zu "
+				  "leaves no room for a prompt and %d new tokens", RT_CONFIG,
+				  b->set.max_len, RT_SELFTEST_GEN_TOKENS);
+		goto out;
+	}
+	for (i = 0; i < best; i += strlen(units[best_u]))
+		memcpy(text + i, units[best_u], strlen(units[best_u]));
+	text[best] = '\0';
+	rc = rt_gen_selftest_ids(&got, s, b, text, best, err);
+	if (rc == NX_ECHECK) {  /* the model refused the prompt: the context promised too much */
+		char why[200];
+
+		snprintf(why, sizeof(why), "%.190s", err->message);
+		rc = nx_error_set(err, NX_ECONFIG, RT_CONFIG, 0, -1, "%s: the model fails on a "
+				  "prompt of %zu tokens (%s): max_sequence_length %zu is more than "
+				  "the model takes; lower it", RT_CONFIG, best_n, why, b->set.max_len);
+	}
+	if (!rc && !(*out = json_pack("{s:s,s:{},s:o}", "text", text, "outputs", "ids", got)))
+		rc = nx_error_oom(err, NULL);
+out:
+	free(ids);
+	free(text);
+	return rc;
+}
+
 int rt_selftest_write(struct rt_session *s, struct rt_bundle *b, char *const *texts,
 		      size_t ntexts, bool long_text, const char *out_path, double tolerance,
 		      nx_error *err)
@@ -356,7 +427,13 @@ int rt_selftest_write(struct rt_session *s, struct rt_bundle *b, char *const *te
 		json_array_append_new(cases, json_pack("{s:s,s:{},s:o}", "text", texts[i], "outputs",
 						       "ids", ids));
 	}
-	/* a decoder's context is checked per prompt by generate itself */
+	if (b->set.task == RT_TASK_GENERATION && long_text) {
+		json_t *c = NULL;
+
+		if ((rc = gen_long_case(&c, s, b, err)))
+			goto out;
+		json_array_append_new(cases, c);
+	}
 	if (b->set.task == RT_TASK_GENERATION)
 		long_text = false, ntexts = 0;
 	for (i = 0; i < ntexts; i++) {

@@ -270,6 +270,16 @@ def test_unknown_cache_layout_refused_at_build(tmp_path, nexus):
     assert not out.exists()
 
 
+def test_long_case_refuses_a_context_beyond_the_model(tmp_path, nexus):
+    """max_sequence_length past the model's 64 positions: the selftest's long
+    prompt fails in the model, and the build names the setting."""
+    root, out, _ = make(tmp_path, "long", rt=runtime_yaml(max_len=100),
+                        genconfig={"eos_token_id": 999999})
+    r = build(nexus, root, out)
+    assert r.returncode != 0 and not out.exists()
+    assert "max_sequence_length 100 is more than the model takes" in r.stderr, r.stderr
+
+
 def test_generation_config_and_runtime_defaults(tmp_path, nexus):
     tj, eos = gen_models.bytelevel_tokenizer()
     root, out, _ = make(tmp_path, "cfg", genconfig={"max_new_tokens": 5, "eos_token_id": [eos]},
@@ -286,6 +296,9 @@ def test_selftest_records_ids_and_mismatch_fails_functional(bundles, tmp_path, n
     src = bundles["past"][0]
     golden = json.loads((src / "config/selftest.json").read_text())
     assert all(len(c["ids"]) == 8 for c in golden["cases"])
+    # the long case: a prompt of the context (48) less the 8 new tokens
+    assert len(golden["cases"]) == 3
+    assert len(tokenize(src, golden["cases"][2]["text"])) == 40
     r = run(nexus, "verify", src)
     assert r.returncode == 0, r.stdout + r.stderr
     # liveness on a decoder: one pass over each text with an empty cache
