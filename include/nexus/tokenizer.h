@@ -70,6 +70,17 @@ int nx_tokenizer_encode(nx_tokenizer *t, const char *text, size_t len, size_t ma
 			int64_t *ids_out, size_t *n_out, nx_error *err);
 
 /*
+ * As Hugging Face's encode(text, add_special_tokens=False): the text's own
+ * ids only, without the post-processor's special tokens, truncation or
+ * padding; the first max_len of them into ids_out (*n_out; more than
+ * max_len ids is seen as *n_out == max_len).  What a chat template's
+ * rendering is encoded with: the template wrote the special tokens.
+ * Errors: those of nx_tokenizer_encode.
+ */
+int nx_tokenizer_encode_plain(nx_tokenizer *t, const char *text, size_t len, size_t max_len,
+			      int64_t *ids_out, size_t *n_out, nx_error *err);
+
+/*
  * Encode text `a` (alen bytes) and, when `b` is not NULL, the pair text `b`
  * (blen bytes) as Hugging Face's encode(a, b, add_special_tokens=true):
  * added tokens, normalizer, pre-tokenizer, model, truncation, post-processor

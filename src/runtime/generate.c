@@ -506,7 +506,9 @@ int rt_generate(struct rt_session *s, struct rt_bundle *b, nx_tokdecoder *dec, c
 		else
 			((int64_t *)g.iota)[i] = (int64_t)i;
 	}
-	if ((rc = nx_tokenizer_encode(b->tok, prompt, plen, ctxlen + 1, g.ids, &np, err))) {
+	rc = p->rendered ? nx_tokenizer_encode_plain(b->tok, prompt, plen, ctxlen + 1, g.ids, &np, err)
+			 : nx_tokenizer_encode(b->tok, prompt, plen, ctxlen + 1, g.ids, &np, err);
+	if (rc) {
 		if (rc != NX_ENOMEM)    /* invalid UTF-8 and the like: this prompt's */
 			rc = request_error(res, "bad-prompt", err, "%s", err->message);
 		goto out;

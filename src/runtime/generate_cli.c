@@ -358,6 +358,7 @@ static int one(void *vctx, const struct rt_input *in, nx_error *err)
 			 err->message);
 		why = msg;
 	}
+	p.rendered = prompt != NULL;
 	if (why) {
 		c->out.errors++;
 		if (c->out.json)

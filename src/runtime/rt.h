@@ -271,6 +271,9 @@ struct rt_gen_params {
 	size_t neos;
 	const char *stop[RT_GEN_STOP_MAX];   /* borrowed */
 	size_t nstop;
+	bool rendered;                  /* a chat template's output: encoded without the
+					 * post-processor's special tokens (the template
+					 * wrote them), as transformers does */
 };
 
 struct rt_gen_result {

@@ -495,6 +495,7 @@ enum MHD_Result sv_gen_answer(struct sv_server *sv, struct MHD_Connection *c, bo
 	j->refs = 1;
 	j->chat = chat;
 	j->p = g->base;
+	j->p.rendered = chat;
 	j->model = sv->b->manifest->bundle_id;
 	j->created = (long long)time(NULL);
 	pthread_cond_init(&j->more, NULL);

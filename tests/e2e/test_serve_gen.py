@@ -5,6 +5,7 @@ JSON error that harms no other request, and a client that goes away
 mid-stream must free the one generation slot.  The server listens on
 127.0.0.1, started here and stopped by pid."""
 import json
+import os
 import pathlib
 import signal
 import socket
@@ -24,24 +25,37 @@ CTX = 512
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "the cat?"}]
 
 
+BOS = "<|endoftext|>"
+
+
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory, request):
     """A decoder without cache (every step runs the whole sequence, so a long
-    generation takes seconds) with a chat template."""
+    generation takes seconds) with a chat template that writes the BOS, and a
+    post-processor that adds it too (as Llama's tokenizers do): a rendered
+    chat must be encoded without the post-processor's."""
     nexus = request.getfixturevalue("nexus")
     tmp = tmp_path_factory.mktemp("sgen")
     root, out, eos = tg.make(tmp, "sg", "plain", rt=tg.runtime_yaml(max_len=CTX),
                              genconfig={"eos_token_id": 999999})
-    tj, _ = gen_models.bytelevel_tokenizer()
-    vocab = len(json.loads(tj)["model"]["vocab"]) + 1
+    tj, bos = gen_models.bytelevel_tokenizer()
+    tok = json.loads(tj)
+    tok["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": BOS, "type_id": 0}},
+                   {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [{"SpecialToken": {"id": BOS, "type_id": 0}},
+                 {"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {BOS: {"id": BOS, "ids": [bos], "tokens": [BOS]}}}
+    (root / "artifacts/tokenizer/tokenizer.json").write_text(json.dumps(tok), encoding="utf-8")
     (root / "artifacts/student.onnx").write_bytes(
-        gen_models.decoder_onnx(vocab, "plain", d=96, positions=CTX))
-    template = (HERE / "chat_templates/smollm2.jinja").read_text()
+        gen_models.decoder_onnx(len(tok["model"]["vocab"]) + 1, "plain", d=96, positions=CTX))
+    template = "{{ bos_token }}" + (HERE / "chat_templates/smollm2.jinja").read_text()
     (root / "artifacts/tokenizer/tokenizer_config.json").write_text(
-        json.dumps({"chat_template": template, "eos_token": "</s>"}))
+        json.dumps({"chat_template": template, "bos_token": BOS, "eos_token": "</s>"}))
     r = tg.build(nexus, root, out)
     assert r.returncode == 0, r.stderr
-    return out
+    return out, root, bos
 
 
 class Server:
@@ -98,15 +112,44 @@ def sse(body):
 
 @pytest.fixture
 def server(bundle, tmp_path):
-    s = Server(bundle, tmp_path)
+    s = Server(bundle[0], tmp_path)
     yield s
     s.stop()
 
 
 def generate(bundle, prompt, *args):
-    r = run(bundle / "bin/nexus_cli", "generate", "--json", "--prompt", prompt, *args)
+    r = run(bundle[0] / "bin/nexus_cli", "generate", "--json", "--prompt", prompt, *args)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
+
+
+def chat_ids(bundle, tmp_path, msgs, new):
+    """(prompt ids, the greedy new ids) of msgs as transformers would run
+    them: the rendering encoded without the post-processor's BOS, continued
+    by the Node reference loop (None when onnxruntime-node is missing)."""
+    out, root, bos = bundle
+    f = tmp_path / "msgs.json"
+    f.write_text(json.dumps(msgs))
+    r = run(out / "bin/nexus_cli", "chat", "--messages", f)
+    assert r.returncode == 0 and r.stdout.startswith(BOS), r.stderr
+    ids = tg.tokenize(out, r.stdout)
+    assert ids[:2] == [bos, bos]        # the post-processor's, then the template's
+    ids = ids[1:]
+    mods = tg.node_modules()
+    if not mods:
+        return ids, None
+    ref = subprocess.run(["node", str(HERE / "gen_oracle.js"), str(root / "artifacts/student.onnx"),
+                          json.dumps(ids), str(new), "[999999]", str(gen_models.H), str(96 // gen_models.H)],
+                         env=dict(os.environ, NODE_PATH=str(mods)), capture_output=True,
+                         text=True, timeout=120)
+    assert ref.returncode == 0, ref.stderr
+    return ids, json.loads(ref.stdout)["ids"]
+
+
+def detok(bundle, ids):
+    r = run(bundle[0] / "bin/nexus_cli", "detokenize", "--skip-special-tokens", "--json", "--ids",
+            json.dumps(ids))
+    return json.loads(r.stdout)["text"]
 
 
 def test_completions_whole_and_streamed_equal_generate(bundle, server):
@@ -135,21 +178,27 @@ def test_completions_whole_and_streamed_equal_generate(bundle, server):
 
 
 def test_chat_completions_render_the_template(bundle, server, tmp_path):
-    msgs = tmp_path / "m.json"
-    msgs.write_text(json.dumps(MESSAGES))
-    r = run(bundle / "bin/nexus_cli", "chat", "--messages", msgs)
+    cli = bundle[0] / "bin/nexus_cli"
+    ids, want = chat_ids(bundle, tmp_path, MESSAGES, 12)
+    line = json.dumps({"messages": MESSAGES})
+    r = run(cli, "generate", "--chat", "--json", "--input", "-", "--max-new-tokens", "12",
+            input=line + "\n")
     assert r.returncode == 0, r.stderr
-    want = generate(bundle, r.stdout, "--max-new-tokens", "12")
+    gen = json.loads(r.stdout)
+    assert gen["prompt_tokens"] == len(ids)
+    if want is not None:
+        assert gen["ids"] == want
     st, _, got = server.post("/v1/chat/completions", {"messages": MESSAGES, "max_tokens": 12})
     assert st == 200, got
-    assert got["object"] == "chat.completion"
-    assert got["choices"][0]["message"] == {"role": "assistant", "content": want["text"]}
+    assert got["object"] == "chat.completion" and got["usage"]["prompt_tokens"] == len(ids)
+    assert got["choices"][0]["message"] == {"role": "assistant", "content": gen["text"]}
+    assert gen["text"] == detok(bundle, gen["ids"])
     st, _, events = server.post("/v1/chat/completions",
                                 {"messages": MESSAGES, "max_tokens": 12, "stream": True})
     assert st == 200 and events[-1] == "[DONE]"
     deltas = [c["choices"][0]["delta"] for c in events[:-1]]
     assert deltas[0]["role"] == "assistant"
-    assert "".join(d.get("content", "") for d in deltas) == want["text"]
+    assert "".join(d.get("content", "") for d in deltas) == gen["text"]
     st, _, err = server.post("/v1/chat/completions", {"messages": "hello"})
     assert st == 400 and "messages" in err["error"]["message"]
 
@@ -212,22 +261,21 @@ def test_client_gone_mid_stream_frees_the_slot(bundle, server):
 
 def test_generate_chat_renders_messages_lines(bundle, tmp_path):
     """generate --chat: a {"messages": [...]} line through the template, a
-    plain text as one user message; the same ids as the rendered prompt."""
-    cli = bundle / "bin/nexus_cli"
-    rendered = {}
-    for name, msgs in (("two", MESSAGES), ("one", [{"role": "user", "content": "an ant"}])):
-        (tmp_path / f"{name}.json").write_text(json.dumps(msgs))
-        r = run(cli, "chat", "--messages", tmp_path / f"{name}.json")
-        assert r.returncode == 0, r.stderr
-        rendered[name] = generate(bundle, r.stdout, "--max-new-tokens", "6")
+    plain text as one user message, encoded without the post-processor's
+    special tokens; the ids of the Node reference loop."""
+    cli = bundle[0] / "bin/nexus_cli"
+    one = [{"role": "user", "content": "an ant"}]
+    (ids2, want2), (ids1, want1) = (chat_ids(bundle, tmp_path, m, 6) for m in (MESSAGES, one))
     lines = [json.dumps({"messages": MESSAGES, "max_new_tokens": 6}), "an ant"]
     r = run(cli, "generate", "--chat", "--json", "--input", "-", "--max-new-tokens", "6",
             input="\n".join(lines) + "\n")
     assert r.returncode == 0, r.stderr
     got = [json.loads(x) for x in r.stdout.splitlines()]
-    assert [g["ids"] for g in got] == [rendered["two"]["ids"], rendered["one"]["ids"]]
+    assert [g["prompt_tokens"] for g in got] == [len(ids2), len(ids1)]
+    if want1 is not None:
+        assert [g["ids"] for g in got] == [want2, want1]
     r = run(cli, "generate", "--chat", "--json", "--prompt", "an ant", "--max-new-tokens", "6")
-    assert json.loads(r.stdout)["ids"] == rendered["one"]["ids"]
+    assert json.loads(r.stdout)["ids"] == got[1]["ids"]
     # without --chat a messages line is an error for itself only
     r = run(cli, "generate", "--json", "--input", "-", "--max-new-tokens", "2",
             input=lines[0] + "\nthe cat\n")

@@ -336,6 +336,22 @@ int nx_tokenizer_encode_pair(nx_tokenizer *t, const char *a, size_t alen, const 
 	return 0;
 }
 
+int nx_tokenizer_encode_plain(nx_tokenizer *t, const char *text, size_t len, size_t max_len,
+			      int64_t *ids_out, size_t *n_out, nx_error *err)
+{
+	struct ib *e = &t->ids[0];
+	size_t i;
+	int rc;
+
+	e->n = 0;
+	if ((rc = encode_seq(t, text, len, e, err)))
+		return rc;
+	for (i = 0; i < e->n && i < max_len; i++)
+		ids_out[i] = e->p[i];
+	*n_out = i;
+	return 0;
+}
+
 int nx_tokenizer_encode(nx_tokenizer *t, const char *text, size_t len, size_t max_len,
 			int64_t *ids_out, size_t *n_out, nx_error *err)
 {
