@@ -696,15 +696,19 @@ static const struct rt_verb verbs[] = {
 	  "defaults: built in (greedy, 64 new tokens), config/generation_config.json,\n"
 	  "runtime.yaml's generation:, then these flags, then a JSONL line's own keys\n"
 	  "(max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed,\n"
-	  "do_sample, stop).  --temperature above 0 samples.  One prompt at a time.  A bad\n"
-	  "prompt (empty, longer than max_sequence_length, NaN logits) is an error in its\n"
-	  "place ({\"error\", \"code\"} with --json) and exit status 3 after all ran.",
+	  "do_sample, stop).  --temperature above 0 samples.  One prompt at a time.\n"
+	  "--chat: {\"messages\": [...]} lines (or a text as one user message) through the\n"
+	  "chat template.  A bad prompt (empty, longer than max_sequence_length, NaN\n"
+	  "logits) is an error in its place ({\"error\", \"code\"} with --json) and exit\n"
+	  "status 3 after all ran.",
 	  generate_opts, rt_cmd_generate, false },
 	{ "serve", "answer HTTP requests: /v1/embeddings, /predict, /rerank, /health, /metrics",
 	  "one inference thread batches the texts of concurrent requests (--max-batch,\n"
 	  "--max-wait-ms); a full --queue answers 503 with Retry-After.  GET /health is\n"
 	  "200 only after the integrity check and one warm-up inference.  SIGTERM or\n"
-	  "SIGINT stop accepting, answer what is in flight and exit 0.  Needs\n"
+	  "SIGINT stop accepting, answer what is in flight and exit 0.  A generation\n"
+	  "bundle answers POST /v1/completions and /v1/chat/completions (\"stream\": true:\n"
+	  "server-sent events), one generation at a time.  Needs\n"
 	  "libmicrohttpd.so.12 (Debian: libmicrohttpd12).  See nexus_cli(1).",
 	  serve_opts, rt_cmd_serve, false },
 };
