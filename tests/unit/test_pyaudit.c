@@ -430,6 +430,50 @@ static void long_statement(void **state)
 	free(src);
 }
 
+/* Red team 6: numpy's doors that import by name or run code, a training
+ * framework handed out by a package that is not one, and the autograd
+ * calls of a training step. */
+static void numpy_doors_and_frameworks(void **state)
+{
+	static const char *const bad[] = {
+		"import numpy as np\nnp.lookfor('x', module=N)\n",
+		"from numpy import lookfor\nlookfor('x', N)\n",
+		"import numpy as np\nnp.info('x', toplevel=N)\n",
+		"from numpy import info\n",
+		"import numpy.lib.utils\n",
+		"from numpy.compat import npy_load_module\n",
+		"import numpy as np\nnp.compat.py3k.npy_load_module('m', p)\n",
+		"import numpy.testing as nt\nnt.runstring(s, {})\n",
+		"import numpy as np\nnp.testing.measure(s)\n",
+		"import numpy as np\nnp.lib.npyio.NpzFile(f, False, True)\n",
+		"from numpy.lib.npyio import NpzFile\nNpzFile(f, 0, 1)\n",
+		"import onnxruntime.transformers.helper as h\nm = h.torch.nn.Linear(2, 2)\n",
+		"from onnxruntime.transformers.helper import torch\n",
+		"import onnxruntime.transformers.helper.torch\n",
+		"import numpy as np\nx = np.tensorflow.zeros(2)\n",
+		"def f(loss):\n    loss.backward()\n",
+		"def f(opt):\n    opt.zero_grad()\n",
+		NULL
+	};
+	static const char *const ok[] = {
+		"import logging\nlogging.getLogger('x').info('y')\n",
+		"import numpy as np\nnp.lib.npyio.NpzFile(f, False, False)\n",
+		"import numpy as np\nnp.lib.stride_tricks.sliding_window_view(x, 2)\n",
+		"import torch\nx = torch.nn.functional.softmax(y, -1)\n",
+		"from . import utils\nx = utils.np.zeros(3)\n",
+		NULL
+	};
+	size_t k;
+
+	for (k = 0; bad[k]; k++) {
+		struct seen s = audit(bad[k]);
+
+		if (!strstr(s.codes, "python-reflective:") && !strstr(s.codes, "import-denied:"))
+			fail_msg("expected a refusal for:\n%s\ngot:\n%s", bad[k], s.codes);
+	}
+	expect_clean(ok);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -445,6 +489,7 @@ int main(void)
 		cmocka_unit_test(through_bundle_modules),
 		cmocka_unit_test(bundle_module_shadowing_a_package),
 		cmocka_unit_test(long_statement),
+		cmocka_unit_test(numpy_doors_and_frameworks),
 	};
 	return cmocka_run_group_tests_name("pyaudit", tests, NULL, NULL);
 }

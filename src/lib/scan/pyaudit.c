@@ -346,6 +346,10 @@ static enum origin resolve(struct audit *a, const char *mod, size_t i, const cha
 		}
 		return O_STDLIB;
 	} else if (declared(a, mod)) {
+		if ((why = nx_pyaudit__framework_inside(mod))) {
+			*rc = nx_pyaudit__report(a, "import-denied", i, "import of '%s' refused: %s", mod, why);
+			return O_NONE;
+		}
 		return O_DECLARED;
 	} else if (!dot && nx_pyaudit__bundle_module(a, mod, top)) {
 		*stem = mod;
@@ -467,7 +471,8 @@ static int from_names(struct audit *a, size_t *jp, const char *prefix, enum orig
 				rc = nx_pyaudit__report(a, "import-training", nm, "import of '%s' refused: %s; a "
 					    "training package or submodule is refused even when "
 					    "python_packages declares its package", full, why);
-			else if ((why = nx_pyaudit__denied(full)))
+			else if ((why = nx_pyaudit__denied(full)) ||
+				 (org != O_BUNDLE && (why = nx_pyaudit__framework_inside(full))))
 				rc = nx_pyaudit__report(a, "import-denied", nm, "import of '%s' refused: %s", full,
 					    why);
 			else if (!(rc = nx_pyaudit__name_rules(a, nm, a->t[nm].name, a->t[nm].nlen,

@@ -21,6 +21,10 @@
  * code: import machinery, string execution, code-loading deserialisers,
  * processes and native code.  Matches the entry or anything under it. */
 const char *nx_pyaudit__denied(const char *dotted);
+/* A training framework (torch, tensorflow...) as a later component of a
+ * module path under another top-level package (`onnxruntime.x.torch`);
+ * the caller leaves out the bundle's own paths. */
+const char *nx_pyaudit__framework_inside(const char *dotted);
 /* Does the dotted path hold (is a proper prefix of) a training or denied
  * entry?  `torch.utils` holds torch.utils.data. */
 bool nx_pyaudit__holds(const char *dotted);

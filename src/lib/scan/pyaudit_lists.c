@@ -146,6 +146,15 @@ static const struct rule denied[] = {
 	{ "torch.load", "unpickles a checkpoint: imports and runs what the file names" },
 	{ "torch.serialization", "unpickles checkpoints" },
 	{ "numpy.ctypeslib", "loads and calls native code" },
+	/* numpy's doors (every serving bundle declares numpy; red team 6):
+	 * lookfor and info __import__ the module they are given by name, with
+	 * its submodules; npy_load_module runs a file by path; numpy.testing's
+	 * runstring and measure exec a string, rundocs runs a file's doctests */
+	{ "numpy.lib.utils", "lookfor and info import a module by computed name" },
+	{ "numpy.lookfor", "imports a module by computed name" },
+	{ "numpy.info", "imports a module by computed name (toplevel=)" },
+	{ "numpy.compat", "npy_load_module runs a file by path" },
+	{ "numpy.testing", "runstring and measure run source text; rundocs runs a file" },
 	{ "numpy.f2py", "compiles and loads native code" },
 	{ "numpy.distutils", "builds and runs programs" },
 	{ "torch.package", "imports code from an archive" },
@@ -241,6 +250,14 @@ static const struct rule attrs[] = {
 	{ "register_custom_ops_library", "loads native code" },
 	{ "get_field", "string.Formatter.get_field: attribute lookups by names in a string" },
 	{ "addsitedir", "extends the import path and runs .pth lines" },
+	{ "npy_load_module", "runs a file by path" },
+	{ "lookfor", "imports a module by computed name" },
+	{ "runstring", "runs source text" },
+	/* the autograd calls of a training step, on whatever object: the audit
+	 * cannot type `loss` or `opt`, and serving computes no gradients */
+	{ "backward", "computes gradients: a training step" },
+	{ "zero_grad", "clears gradients: a training step" },
+	{ "requires_grad_", "records gradients: a training step" },
 	/* modules reached as attributes of other modules (`shutil.os`,
 	 * `typing.sys`, `codecs.builtins`): import them, so the audit sees it */
 	{ "sys", "a module reached through another module" },
@@ -340,6 +357,7 @@ static const struct {
 	{ "numpy.load", 2 },                    /* load(file, mmap_mode, allow_pickle) */
 	{ "numpy.lib.npyio.load", 2 },
 	{ "numpy.lib.format.read_array", 1 },   /* read_array(fp, allow_pickle) */
+	{ "numpy.lib.npyio.NpzFile", 2 },       /* NpzFile(fid, own_fid, allow_pickle) */
 	{ NULL, 0 }
 };
 
@@ -429,6 +447,35 @@ bool nx_pyaudit_stdlib(const char *top)
 const char *nx_pyaudit__stdlib_version(void)
 {
 	return NX_PY_STDLIB_VERSION;
+}
+
+/*
+ * Training frameworks (verify_code.c's list, less `transformers`, which is
+ * also onnxruntime's tool package): declared, each is a WARN that a signed
+ * build fails on.  A package that is not one of them can still hand one out
+ * as an attribute - onnxruntime.transformers modules `import torch` at
+ * their top - so a training step ran with only numpy and onnxruntime
+ * declared (red team 6).  Reached under another top-level package, a
+ * framework is refused like `shutil.os`.  An alias (`h.th`) is not seen.
+ */
+static const char *const frameworks[] = { "torch", "functorch", "tensorflow", "jax", "flax",
+	"keras", "paddle", "mxnet", "sklearn", "xgboost", "lightgbm", NULL };
+
+const char *nx_pyaudit__framework_inside(const char *dotted)
+{
+	const char *p = strchr(dotted, '.');
+
+	if (!p || listed(frameworks, dotted, (size_t)(p - dotted)))
+		return NULL;
+	while (p) {
+		const char *c = p + 1;
+
+		p = strchr(c, '.');
+		if (listed(frameworks, c, p ? (size_t)(p - c) : strlen(c)))
+			return "a training framework reached through another package: declare "
+			       "it in python_packages (a signed build refuses it) or do not use it";
+	}
+	return NULL;
 }
 
 const char *nx_pyaudit__denied(const char *dotted)
