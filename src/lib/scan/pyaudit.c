@@ -471,10 +471,15 @@ static int from_names(struct audit *a, size_t *jp, const char *prefix, enum orig
 				rc = nx_pyaudit__report(a, "import-training", nm, "import of '%s' refused: %s; a "
 					    "training package or submodule is refused even when "
 					    "python_packages declares its package", full, why);
-			else if ((why = nx_pyaudit__denied(full)) ||
-				 (org != O_BUNDLE && (why = nx_pyaudit__framework_inside(full))))
+			else if ((why = nx_pyaudit__denied(full)))
 				rc = nx_pyaudit__report(a, "import-denied", nm, "import of '%s' refused: %s", full,
 					    why);
+			/* a framework handed out: refused, and still bound, so that
+			 * `backend.optim` after it is also import-training */
+			else if (org != O_BUNDLE && (why = nx_pyaudit__framework_inside(full)) &&
+				 (rc = nx_pyaudit__report(a, "import-denied", nm, "import of '%s' refused: "
+							  "%s", full, why)))
+				;
 			else if (!(rc = nx_pyaudit__name_rules(a, nm, a->t[nm].name, a->t[nm].nlen,
 						   org == O_BUNDLE ? R_BUNDLE : R_MODULE,
 						   org == O_BUNDLE ? NULL : prefix)))

@@ -273,8 +273,8 @@ static int chain_step(struct audit *a, size_t i, const char *s, size_t n)
 			rc = nx_pyaudit__report(a, "import-denied", i, "'%s' refused: %s", p, why);
 			a->cdead[k] = true;
 		} else if (!a->bvalid && (why = nx_pyaudit__framework_inside(p))) {
+			/* followed on: `ort.torch.optim` is also import-training */
 			rc = nx_pyaudit__report(a, "python-reflective", i, "'%s' refused: %s", p, why);
-			a->cdead[k] = true;
 		}
 	}
 	return rc;
