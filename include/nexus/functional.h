@@ -91,6 +91,11 @@ struct nx_functional_opts {
 
 void nx_functional_opts_init(struct nx_functional_opts *o);
 
+/* The liveness check's budget in ms: NX_FUNCTIONAL_LIVENESS_MS, lowered
+ * (never raised) by $NEXUS_LIVENESS_BUDGET_MS - a test simulates a model too
+ * slow to check that way.  Verify and build's zero-check pass share it. */
+uint64_t nx_functional_liveness_ms(void);
+
 /*
  * Run the check over the bundle open at bundle_dirfd (borrowed) whose path
  * is bundle_path (used to read the ELF closure of bin/nexus_cli; the bundle

@@ -169,3 +169,56 @@ def test_plain_numpy_serving_code_passes(nexus, tmp_path, release_key):
     out = tmp_path / "out" / "nexus_bundle_v1"
     r = run(nexus, "build", root, "-o", out, "--key", release_key, timeout=300)
     assert r.returncode == 0 and out.exists(), r.stdout[-3000:] + r.stderr[-3000:]
+
+
+# -- a check that ran out of time is not a pass --------------------------------
+# Liveness replaces initializers one by one, in a random order, within a
+# 60 s budget, and what it had not reached was an INFO (`liveness-sampled`).
+# An insider who makes the model slow to check - 300 live bias vectors and
+# a graph that takes seconds per run (measured before the fix: 138 s build,
+# published, the 64 KiB dead tensor intact) - hides a dead initializer
+# among those left.  NEXUS_LIVENESS_BUDGET_MS (lower only) stands in for the
+# slow graph here, so that the test takes seconds, not minutes.
+
+def dead_among_many(root, raw, nlive=300):
+    from onnx import helper, numpy_helper
+    from test_insider import student_with
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array(np.frombuffer(raw, np.float32).reshape(-1, 8), "cdata")]
+    nodes = [helper.make_node("Identity", ["pooled0"], ["p1"]),       # a zero at run time
+             helper.make_node("Sub", ["pooled0", "p1"], ["z0"]),
+             helper.make_node("ReduceMean", ["z0"], ["z"], keepdims=0),
+             helper.make_node("Mul", ["cdata", "z"], ["cz"]),
+             helper.make_node("ReduceMean", ["cz"], ["cm"], axes=[0], keepdims=1),
+             helper.make_node("Add", ["pooled0", "cm"], ["y0"])]
+    for i in range(nlive):                   # live: each shifts the pooled vector
+        b = rng.standard_normal((2, 8)).astype(np.float32) * 0.05
+        inits.append(numpy_helper.from_array(b, f"bias{i}"))
+        nodes += [helper.make_node("ReduceMean", [f"bias{i}"], [f"bm{i}"], axes=[0], keepdims=0),
+                  helper.make_node("Add", [f"y{i}", f"bm{i}"], [f"y{i + 1}"])]
+    nodes.append(helper.make_node("Identity", [f"y{nlive}"], ["pooled"]))
+    student_with(root, extra_inits=inits, extra_nodes=nodes)
+
+
+def dead_among_many_decode(root):
+    import onnx
+    from onnx import numpy_helper
+    m = onnx.load_from_string((root / "artifacts/student.onnx").read_bytes())
+    t = next(t for t in m.graph.initializer if t.name == "cdata")
+    return numpy_helper.to_array(t).tobytes()
+
+
+def test_insider_liveness_out_of_time_refused(nexus, tmp_path, release_key, monkeypatch):
+    from test_redteam5 import teacher_bytes
+    root = ws.make_workspace(tmp_path / "ws")
+    raw = teacher_bytes()
+    dead_among_many(root, raw)
+    assert dead_among_many_decode(root) == raw
+    monkeypatch.setenv("NEXUS_LIVENESS_BUDGET_MS", "1500")
+    # refused either way: the dead tensor found in time, or the check not finished
+    out = tmp_path / "out" / "nexus_bundle_v1"
+    out.parent.mkdir()
+    r = run(nexus, "build", root, "-o", out, "--key", release_key, timeout=300)
+    assert r.returncode == 1 and not out.exists(), r.stdout[-3000:] + r.stderr[-3000:]
+    assert "liveness-sampled" in r.stdout + r.stderr or "dead-initializer" in r.stdout + r.stderr
+

@@ -206,8 +206,9 @@ static int pick(struct build *b, const char *out, size_t len,
 
 int nx_build__zero_dead(struct build *b, const char *golden, size_t glen)
 {
-	static const char *const args[] = { "liveness", "--zero-check", "--bundle",
-					    NX_SANDBOX_BUNDLE, NULL };
+	char budget[32];
+	const char *args[] = { "liveness", "--zero-check", "--budget-ms", budget, "--bundle",
+			       NX_SANDBOX_BUNDLE, NULL };
 	struct nx_sandbox_result r = {0}, again = {0};
 	struct nx_sandbox_opts so;
 	const struct nx_onnx_tensor **picked = NULL;
@@ -219,6 +220,7 @@ int nx_build__zero_dead(struct build *b, const char *golden, size_t glen)
 
 	if (!b->model)
 		return 0;
+	snprintf(budget, sizeof(budget), "%llu", (unsigned long long)nx_functional_liveness_ms());
 	if ((rc = nx_build__sandbox_opts(b, &so, DEAD_WALL_MS)))
 		return rc;
 	if ((rc = nx_sandbox_run_cli(&r, &so, nx_stage_path(b->stage), args, b->err)))
