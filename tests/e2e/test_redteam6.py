@@ -21,6 +21,7 @@ The classes (docs/TRV.md, "Python by allow-list"):
 Each got through the signed build before this pass.
 """
 import io
+import json
 import sys
 
 import numpy as np
@@ -222,3 +223,83 @@ def test_insider_liveness_out_of_time_refused(nexus, tmp_path, release_key, monk
     assert r.returncode == 1 and not out.exists(), r.stdout[-3000:] + r.stderr[-3000:]
     assert "liveness-sampled" in r.stdout + r.stderr or "dead-initializer" in r.stdout + r.stderr
 
+
+
+# -- bytes the JSON parse throws away -------------------------------------------
+# tokenizer.json was charged by its grammar, which reads parsed values: the
+# whitespace between tokens was free (64 KiB after the commas of a 22-token
+# tokenizer.json cost 126 bytes of the budget, and the build copies the file
+# as it is).  Now its layout - whitespace, escapes, number spellings that
+# are not the writer's - is charged too.
+
+def _split_ws(raw, alphabet):
+    """raw as a string over a whitespace alphabet of 2 or 4 characters
+    (low-order bits of each byte first)."""
+    per = {2: 1, 4: 2}[len(alphabet)]
+    bits = np.unpackbits(np.frombuffer(raw, np.uint8), bitorder="little").reshape(-1, per)
+    sym = bits @ (1 << np.arange(per))
+    return "".join(alphabet[v] for v in sym)
+
+
+def _join_ws(text, alphabet, nbytes):
+    per = {2: 1, 4: 2}[len(alphabet)]
+    sym = np.array([alphabet.index(c) for c in text[:nbytes * 8 // per]], dtype=np.uint8)
+    bits = ((sym[:, None] >> np.arange(per)) & 1).astype(np.uint8).reshape(-1)
+    return np.packbits(bits, bitorder="little").tobytes()
+
+
+def _outside_strings(text):
+    """The characters of a JSON text outside its strings, in order."""
+    out, in_str, esc = [], False, False
+    for c in text:
+        if in_str:
+            in_str = not (c == '"' and not esc)
+            esc = c == "\\" and not esc
+        elif c == '"':
+            in_str = True
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def enc_ws(alphabet, where):
+    def enc(root, raw):
+        p = root / "artifacts/tokenizer/tokenizer.json"
+        tj = json.loads(p.read_text())
+        payload = _split_ws(raw, alphabet)
+        if where == "end":                   # after the closing brace
+            text = json.dumps(tj, separators=(",", ":")) + payload
+        else:                                # spread after every comma
+            text = json.dumps(tj, separators=(",\x01", ":"))
+            n = text.count("\x01")
+            step = -(-len(payload) // n)
+            chunks = iter(payload[i:i + step] for i in range(0, len(payload), step))
+            text = "".join(c if c != "\x01" else "," + next(chunks, "")
+                           for c in text.replace(",\x01", "\x01"))
+        assert json.loads(text) == tj        # the tokenizer the runtime reads is unchanged
+        p.write_bytes(text.encode())
+
+    def dec(root):
+        text = (root / "artifacts/tokenizer/tokenizer.json").read_bytes().decode()
+        ws_only = "".join(c for c in _outside_strings(text) if c in alphabet)
+        return _join_ws(ws_only, alphabet, PAYLOAD)
+    return enc, dec
+
+
+LAYOUT = {
+    "commas-4": enc_ws(" \t\n\r", "commas"),
+    "commas-2": enc_ws(" \t", "commas"),
+    "trailing-2": enc_ws("\n\r", "end"),
+}
+PAYLOAD = 64 << 10
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUT))
+def test_insider_teacher_bytes_in_json_layout_refused(nexus, tmp_path, release_key, name):
+    from test_redteam5 import teacher_bytes
+    enc, dec = LAYOUT[name]
+    root = ws.make_workspace(tmp_path / "ws")
+    raw = teacher_bytes()
+    enc(root, raw)
+    assert dec(root) == raw, "the case's own decoder must get the teacher bytes back"
+    official_build_refuses(nexus, root, tmp_path, release_key, "budget-exceeded")

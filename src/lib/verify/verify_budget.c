@@ -94,18 +94,31 @@ static int json_strings(nx_budget_buf *b, json_t *v, int depth, nx_error *err)
 	return rc;
 }
 
+/* Lines end in "\n" or "\r\n": a file that mixes them carries a bit a
+ * line (red team 6), so then each line's ending is charged too. */
 static int vocab_txt(nx_budget_buf *b, const char *buf, size_t len, nx_error *err)
 {
 	const char *p = buf, *end = buf + len;
+	size_t lines = 0, crlf = 0;
+	bool mixed;
 	int rc = 0;
 
-	while (!rc && p < end) {
+	for (; p < end; p++)
+		if (*p == '\n') {
+			lines++;
+			crlf += p > buf && p[-1] == '\r';
+		}
+	mixed = crlf && crlf < lines;
+	for (p = buf; !rc && p < end;) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t k = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		bool cr = k && p[k - 1] == '\r';
 
-		if (k && p[k - 1] == '\r')
+		if (cr)
 			k--;
 		rc = nx_budget_add_token(b, p, k, NULL, err);
+		if (!rc && mixed)
+			rc = nx_budget_add(b, cr ? "\r" : "\n", 1, err);
 		p = nl ? nl + 1 : end;
 	}
 	return rc;
@@ -136,8 +149,11 @@ static int text_file(struct tally *t, const char *path, nx_budget_buf *tok, uint
 		goto out;
 	if (!strcmp(path, TOKENIZER_DIR "vocab.txt"))
 		rc = vocab_txt(tok, buf, len, t->err);
-	else if (!strcmp(path, TOKENIZER_DIR "tokenizer.json"))
+	else if (!strcmp(path, TOKENIZER_DIR "tokenizer.json")) {
 		rc = nx_vfy__tokjson_residual(c, path, buf, len, tok, &failed, t->err);
+		if (!rc && !failed)
+			rc = nx_vfy__json_layout(tok, buf, len, t->err);
+	}
 	else if (!strcmp(path, NX_BUNDLE_SELFTEST) && c->opts->functional &&
 		 !nx_vfy__json_over_budget(buf, len) &&
 		 (root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL)))

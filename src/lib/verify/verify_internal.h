@@ -141,6 +141,9 @@ int nx_vfy__budget(struct vfy_ctx *c, nx_error *err);
  * types nexus_cli reads, its tokens judged as tokens and its settings
  * appended to b; *failed when it broke the schema (tokenizer-schema
  * reported) or did not parse (config-unparsable, from check code). */
+/* What a JSON text's parse throws away (whitespace, escapes, number
+ * spellings), as budget residual (verify_layout.c). */
+int nx_vfy__json_layout(nx_budget_buf *b, const char *buf, size_t len, nx_error *err);
 int nx_vfy__tokjson_residual(struct vfy_ctx *c, const char *path, const char *buf, size_t len,
 			 nx_budget_buf *b, bool *failed, nx_error *err);
 /* verify_charsmap.c: what a decoded Precompiled charsmap raw[0..len) holds
