@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 
 #define NONFINITE "non-finite-output"  /* nexus_cli's word for a NaN/inf output */
@@ -134,6 +135,7 @@ static int liveness(struct fx_ctx *c, nx_error *err)
 	uint64_t ms = c->o->liveness_ms ? c->o->liveness_ms : nx_functional_liveness_ms();
 	uint64_t unchecked_bytes = 0;
 	size_t unchecked = 0;
+	long ncpu;
 	const char *p, *end, *nl;
 	bool bad;
 	int rc;
@@ -142,6 +144,10 @@ static int liveness(struct fx_ctx *c, nx_error *err)
 	/* the runtime stops itself at the budget; the sandbox's clock is the
 	 * backstop (one more session, plus loading the model) */
 	nx_fx__sandbox_opts(&so, c, 2 * ms);
+	/* the budget may be spent on every core: RLIMIT_CPU must not end the
+	 * check before its own clock does (a FAIL where the budget says WARN) */
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	so.cpu_seconds += (ms / 1000 + 1) * (uint64_t)(ncpu > 0 ? ncpu : 1);
 	rc = nx_sandbox_run_cli(&r, &so, c->bundle_path, args, err);
 	if (rc == NX_EFORMAT || rc == NX_ELIMIT) {
 		rc = 0;   /* the selftest has said so already */
