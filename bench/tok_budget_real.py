@@ -87,7 +87,7 @@ def spm(corpus_path, prefix, model_type, size, extra=()):
     subprocess.run(["spm_train", f"--input={corpus_path}", f"--model_prefix={prefix}",
                     f"--vocab_size={size}", f"--model_type={model_type}",
                     "--character_coverage=0.9995", "--num_threads=2", "--minloglevel=2",
-                    "--input_sentence_size=2000000", "--shuffle_input_sentence=true",
+                    "--input_sentence_size=300000", "--shuffle_input_sentence=true",
                     "--max_sentence_length=8192", *extra],
                    check=True, capture_output=True, timeout=3600)
     return time.time() - t
