@@ -227,6 +227,17 @@ struct nx_onnx_canon {
  */
 int nx_onnx_canon_check(struct nx_onnx_canon *out, int fd, const char *path, nx_error *err);
 
+/*
+ * Stream every number the model's attributes hold (f, i, floats, ints, at
+ * any depth: nodes, subgraphs, functions) to fn, in file order: a float as
+ * its 4 bytes, an integer as 8, little-endian.  Walks as
+ * nx_onnx_canon_check() does and stops, returning 0, at the first
+ * departure from the canonical form (a model that departs fails that
+ * check).  fn returning non-zero stops the walk and that value is returned;
+ * otherwise the errors of nx_onnx_canon_check().
+ */
+int nx_onnx_attr_numbers(int fd, const char *path, nx_onnx_bytes_fn fn, void *ctx, nx_error *err);
+
 /* Stable lower-case name of a kind ("producer", "node_name", ...). */
 const char *nx_onnx_str_kind_name(enum nx_onnx_str_kind kind);
 

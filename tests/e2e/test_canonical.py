@@ -213,6 +213,55 @@ def test_short_constant_list_passes(nexus, bundle):
     assert codes(rep, "FAIL") == set(), rep["findings"]
 
 
+def budget_used(rep):
+    import re
+    f = next(f for f in rep["findings"] if f["code"] in ("budget-total", "budget-exceeded"))
+    return int(re.search(r"carries (\d+) bytes", f["message"]).group(1))
+
+
+def list_nodes(kind, n, seed):
+    """n Constant nodes, each a list attribute of 256 values (the most a
+    canonical list holds): random floats, or random 62-bit integers."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        if kind == "floats":
+            attrs = {"value_floats": rng.standard_normal(256).astype(np.float32).tolist()}
+        else:
+            attrs = {"value_ints": [int(v) for v in rng.integers(0, 1 << 62, 256)]}
+        out.append(helper.make_node("Constant", [], [f"k{i}"], name=f"k{i}", **attrs))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["floats", "ints"])
+def test_list_attributes_are_charged_to_the_budget(nexus, bundle, kind):
+    """Lists of 256 values each, cut over many Constant nodes so no list is
+    over the canonical limit: 72 KiB of numbers no parameter count explains.
+    The size check let them through (1 KiB a node, 64 KiB of constants);
+    the leak budget charges every attribute number, so they FAIL."""
+    g = bf.student_graph(extra_nodes=list_nodes(kind, 72, 11))
+    m = bf.student_model(graph=g)
+    smuggle_model_bytes(bundle, m.SerializeToString(), bf.parameters(m))
+    rep = expect_fail(nexus, bundle, "budget-exceeded")
+    assert budget_used(rep) > 64 * 1024, rep["findings"]   # random floats: ~95% charged
+
+
+def test_short_lists_cost_little(nexus, bundle):
+    """Real exports' lists (axes, perm, pads, kernel shapes) are a few bytes."""
+    g = bf.student_graph()
+    m = bf.student_model(graph=g)
+    smuggle_model_bytes(bundle, m.SerializeToString(), bf.parameters(m))
+    base = budget_used(verify(nexus, bundle)[1])
+    g = bf.student_graph(extra_nodes=[constant_node(value_ints=[0, 2, 1, 3]),
+                                      helper.make_node("Constant", [], ["k2"], name="k2",
+                                                       value_floats=[1e-5, 0.5])])
+    m = bf.student_model(graph=g)
+    smuggle_model_bytes(bundle, m.SerializeToString(), bf.parameters(m))
+    rc, rep = verify(nexus, bundle)
+    assert codes(rep, "FAIL") == set(), rep["findings"]
+    assert budget_used(rep) - base < 200, (base, budget_used(rep))
+
+
 @pytest.mark.parametrize("shadow", ["floats", "ints", "t"])
 def test_attribute_value_its_type_does_not_name(nexus, bundle, shadow):
     """An INT attribute also carrying a float list or a tensor: ONNX Runtime

@@ -57,3 +57,49 @@ def budget_of(rep):
     import re
     f = next(f for f in rep["findings"] if f["code"] in ("budget-total", "budget-exceeded"))
     return int(re.search(r"carries (\d+) bytes", f["message"]).group(1))
+
+
+def vocab_fails(rep):
+    return [f for f in rep["findings"] if f["code"] == "vocab-entry-suspicious"]
+
+
+def with_tokens(nexus, bundle, tokens):
+    tok = json.loads(bundle.path("model/tokenizer/tokenizer.json").read_text(encoding="utf-8"))
+    v = tok["model"]["vocab"]
+    for t in tokens:
+        v[t] = len(v)
+    put(bundle, tok)
+    return verify(nexus, bundle)
+
+
+@pytest.mark.parametrize("tokens", [
+    ["Ġ" * 150],                                   # 150 spaces, byte-level (300 bytes)
+    ["âĶĢ" * 60, "¼" + "âĶĢ" * 60],                # a box-drawing line, and one cut mid-character
+], ids=["spaces", "box-line"])
+def test_long_runs_in_a_real_bpe_vocabulary(nexus, bundle, tokens):
+    """Byte-level BPE trained on code and documentation (bench/tok_budget_real.py,
+    30,000 tokens on KJV + /usr/share/doc) learns runs of spaces and of
+    box-drawing characters over 200 bytes: a short head and one repeated
+    unit carry nothing but their length, so they pass the entry cap."""
+    rc, rep = with_tokens(nexus, bundle, tokens)
+    assert not vocab_fails(rep), vocab_fails(rep)
+
+
+def test_long_random_entry_still_fails(nexus, bundle):
+    import numpy as np
+    rnd = np.random.default_rng(3)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    tok = "".join(letters[i] for i in rnd.integers(0, 26, 250))
+    rc, rep = with_tokens(nexus, bundle, [tok])
+    assert rc == 1 and vocab_fails(rep), rep["findings"]
+
+@pytest.mark.parametrize("shape", ["long-unit", "long-head"])
+def test_long_entry_that_is_not_a_run_still_fails(nexus, bundle, shape):
+    """A run's unit and head are at most 16 bytes: a 64-byte block repeated,
+    or 100 bytes of data before a run, is an entry over the cap."""
+    import numpy as np
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    data = "".join(letters[i] for i in np.random.default_rng(4).integers(0, 26, 100))
+    tok = data[:64] * 4 if shape == "long-unit" else data + "=" * 150
+    rc, rep = with_tokens(nexus, bundle, [tok])
+    assert rc == 1 and vocab_fails(rep), rep["findings"]

@@ -200,6 +200,18 @@ static int finish(struct canon *c, const struct nx_pb_reader *r, const struct nx
 	}
 }
 
+/* An attribute's number (f, i, floats, ints) to c->numbers, little-endian:
+ * a float as its 4 bytes, an integer as 8. */
+static int attr_number(struct canon *c, const struct nx_pb_field *f)
+{
+	unsigned char b[8];
+	unsigned n = f->wire == NX_PB_I32 ? 4 : 8, i;
+
+	for (i = 0; i < n; i++)
+		b[i] = (unsigned char)(f->value >> (8 * i));
+	return c->numbers(c->numbers_ctx, b, n);
+}
+
 /* One field of a message of type m: schema, wire form, order, value. */
 static int walk_field(struct canon *c, const struct nx_pb_reader *r, enum msg type,
 		      const struct nx_pb_field *f, uint32_t *last, struct seen *s, struct seen *up)
@@ -244,6 +256,9 @@ static int walk_field(struct canon *c, const struct nx_pb_reader *r, enum msg ty
 			      NX_ONNX_SHAPE_RANK_MAX);
 	if (type == M_ATTR && (f->num == 7 || f->num == 8))
 		c->out->list_bytes += f->num == 7 ? 4 : nx_canon__varint_len(f->value);
+	if (type == M_ATTR && c->numbers && f->num >= 2 && f->num <= 8 && f->num != 4 &&
+	    (fs->kind == K_FIXED32 || fs->kind == K_VARINT) && (rc = attr_number(c, f)) != 0)
+		return rc;
 	/* node outputs, counted into the enclosing graph's first[0] */
 	if (type == M_NODE && f->num == 2 && up)
 		up->first[0].value++;
@@ -280,7 +295,8 @@ out:
 	return rc;
 }
 
-int nx_onnx_canon_check(struct nx_onnx_canon *out, int fd, const char *path, nx_error *err)
+static int canon_walk(struct nx_onnx_canon *out, int fd, const char *path,
+		      nx_onnx_bytes_fn numbers, void *numbers_ctx, nx_error *err)
 {
 	struct canon c;
 	struct nx_pb_reader r;
@@ -296,6 +312,8 @@ int nx_onnx_canon_check(struct nx_onnx_canon *out, int fd, const char *path, nx_
 	res.offset = -1;
 	c.err = err;
 	c.out = &res;
+	c.numbers = numbers;
+	c.numbers_ctx = numbers_ctx;
 	if ((rc = nx_pb_file_init(&c.f, fd, path, err)) != 0 ||
 	    (rc = nx_pb_reader_init(&r, &c.f, 0, c.f.size, err)) != 0)
 		goto out;
@@ -314,4 +332,16 @@ out:
 	free(s);
 	nx_pb_file_release(&c.f);
 	return rc;
+}
+
+int nx_onnx_canon_check(struct nx_onnx_canon *out, int fd, const char *path, nx_error *err)
+{
+	return canon_walk(out, fd, path, NULL, NULL, err);
+}
+
+int nx_onnx_attr_numbers(int fd, const char *path, nx_onnx_bytes_fn fn, void *ctx, nx_error *err)
+{
+	struct nx_onnx_canon res;
+
+	return canon_walk(&res, fd, path, fn, ctx, err);
 }

@@ -27,6 +27,8 @@ struct canon {
 	struct nx_pb_file f;
 	nx_error *err;
 	struct nx_onnx_canon *out;
+	nx_onnx_bytes_fn numbers;  /* nx_onnx_attr_numbers: each attribute number */
+	void *numbers_ctx;
 };
 
 /* Record the first departure at offset (what: printf-style) and return

@@ -15,6 +15,7 @@
  *   model/student_model.onnx   every string of the model (names, doc strings,
  *                              metadata, attribute and tensor strings) and
  *                              its attribute tensors' contents (Constant values)
+ *                              and every number of its attributes (lists too)
  *   manifest.json              its strings (paths, ids, architecture, ...)
  *
  * bin/ and lib/ are the trusted runtime (allowlist) and external data files
@@ -214,8 +215,8 @@ static int attribute_tensors(int fd, nx_budget_buf *b, nx_error *e)
 	return rc;
 }
 
-/* The model's strings and attribute tensors; a model that does not walk is
- * weights' onnx-invalid. */
+/* The model's strings, attribute tensors and attribute numbers; a model
+ * that does not walk is weights' onnx-invalid. */
 static int model_strings(struct tally *t)
 {
 	nx_budget_buf *b = NULL;
@@ -230,6 +231,10 @@ static int model_strings(struct tally *t)
 		rc = nx_onnx_visit_strings(fd, NX_MODEL_PATH, onnx_string, b, &e);
 	if (!rc)
 		rc = attribute_tensors(fd, b, &e);
+	/* list attributes (a Constant's value_floats, any node's ints) are
+	 * tensor data no parameter count explains: charged like the tensors */
+	if (!rc)
+		rc = nx_onnx_attr_numbers(fd, NX_MODEL_PATH, budget_bytes, b, &e);
 	if (rc != NX_ENOMEM)
 		rc = rc ? 0 : charge(t, NX_MODEL_PATH, b, 0, NULL);
 	if (fd >= 0)

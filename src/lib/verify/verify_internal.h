@@ -22,6 +22,13 @@
 #define NX_VERIFY_ENTRIES_MAX 100000     /* entries walked in a bundle */
 #define NX_VERIFY_TEXT_MAX (64u << 20)   /* bytes of a config/source file read for TRV-2 */
 #define NX_VERIFY_VOCAB_ENTRY_MAX 200    /* bytes of one vocabulary entry */
+/* A longer entry passes when it is a run: a head of at most
+ * NX_VERIFY_VOCAB_RUN_UNIT bytes, then one unit of at most that many bytes
+ * repeated (byte-level BPE learns runs of spaces or box-drawing lines from
+ * code and documentation); it holds its head, its unit and its length, and
+ * the leak budget charges it like any other token. */
+#define NX_VERIFY_VOCAB_RUN_MAX 1024
+#define NX_VERIFY_VOCAB_RUN_UNIT 16
 /* An entry this long made only of base64/hex characters, with letters and
  * digits, is a slice of an encoded blob, not a token: short entries under
  * the 200-byte cap would otherwise carry a tensor 64 bytes at a time. */

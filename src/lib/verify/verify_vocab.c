@@ -38,13 +38,29 @@ static size_t number_len(const char *s, size_t len)
 	return digit ? len - i : 0;
 }
 
+/* A head of at most NX_VERIFY_VOCAB_RUN_UNIT bytes, then a unit of at most
+ * that many bytes repeated to the end (the last repeat may be cut).  Each
+ * period is tried from the end back, so the cost is linear in the entry. */
+static bool is_run(const char *s, size_t len)
+{
+	size_t p, i;
+
+	for (p = 1; p <= NX_VERIFY_VOCAB_RUN_UNIT && 2 * p <= len; p++) {
+		for (i = len - p; i > 0 && s[i - 1] == s[i - 1 + p]; i--)
+			;
+		if (i <= NX_VERIFY_VOCAB_RUN_UNIT && len - i >= 2 * p)
+			return true;
+	}
+	return false;
+}
+
 int nx_vfy__vocab_entry(struct vfy_ctx *c, struct vfy_vocab *v, const char *path, const char *s,
 		    size_t len, long line, const char *where)
 {
 	size_t i, num;
 	bool digit = false, alpha = false, coded = true;
 
-	if (len > NX_VERIFY_VOCAB_ENTRY_MAX)
+	if (len > NX_VERIFY_VOCAB_ENTRY_MAX && !(len <= NX_VERIFY_VOCAB_RUN_MAX && is_run(s, len)))
 		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "vocab-entry-suspicious", path, line,
 				     "%s: a vocabulary entry of %zu bytes (over %d) can carry "
 				     "smuggled data", where, len, NX_VERIFY_VOCAB_ENTRY_MAX);
