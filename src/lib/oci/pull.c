@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "nexus/attest.h"
 #include "nexus/fs.h"
 #include "nexus/bundle.h"
 #include "oci_int.h"
@@ -26,8 +27,9 @@ struct layer {
 	uint64_t size;
 };
 
+/* GET manifests/<name> (a tag or want, the digest it must have, or NULL). */
 static int get_manifest(char **out, size_t *out_len, char digest[7 + 2 * NX_SHA256_LEN + 1],
-			struct oci_client *c, const nx_oci_ref *ref, nx_error *err)
+			struct oci_client *c, const char *name, const char *want, nx_error *err)
 {
 	char url[URL_LEN];
 	struct oci_req q = { .method = "GET", .url = url, .accept = NX_OCI_MANIFEST_MEDIA,
@@ -36,7 +38,7 @@ static int get_manifest(char **out, size_t *out_len, char digest[7 + 2 * NX_SHA2
 	unsigned char sha[NX_SHA256_LEN];
 	int rc;
 
-	snprintf(url, sizeof(url), "/v2/%s/manifests/%s", c->repo, ref->digest ? ref->digest : ref->tag);
+	snprintf(url, sizeof(url), "/v2/%s/manifests/%s", c->repo, want ? want : name);
 	if ((rc = nx_oci__request(c, &q, &r, err)))
 		goto out;
 	if (r.status != 200) {
@@ -47,10 +49,10 @@ static int get_manifest(char **out, size_t *out_len, char digest[7 + 2 * NX_SHA2
 	nx_sha256_buf(sha, r.body ? r.body : "", r.len);
 	memcpy(digest, "sha256:", 7);
 	nx_hex(digest + 7, sha);
-	if (ref->digest && strcmp(ref->digest, digest)) {
+	if (want && strcmp(want, digest)) {
 		rc = nx_error_set(err, NX_ECHECK, NULL, 0, -1,
 				  "the registry served a manifest whose digest is %s for %s; refused",
-				  digest, ref->digest);
+				  digest, want);
 		goto out;
 	}
 	if (r.digest[0] && strcmp(r.digest, digest)) {
@@ -242,6 +244,123 @@ out:
 	return rc;
 }
 
+#define REFERRERS_MAX 16   /* attestations of one artifact looked at */
+
+/* The subject's referrers: the registry's referrers API, else the
+ * sha256-<hex> tag's index; *out NULL when there are none. */
+static int referrers(json_t **out, struct oci_client *c, const char *subject, nx_error *err)
+{
+	char url[URL_LEN];
+	struct oci_req q = { .method = "GET", .url = url, .accept = NX_OCI_INDEX_MEDIA,
+			     .body_fd = -1, .cap = NX_OCI_MANIFEST_MAX, .idempotent = true };
+	struct oci_resp r = { 0 };
+	int rc, pass;
+
+	*out = NULL;
+	for (pass = 0; pass < 2 && !*out; pass++) {
+		if (!pass)
+			snprintf(url, sizeof(url), "/v2/%s/referrers/%s?artifactType=%s", c->repo,
+				 subject, "application%2Fvnd.dsse.envelope.v1%2Bjson");
+		else
+			snprintf(url, sizeof(url), "/v2/%s/manifests/sha256-%.64s", c->repo, subject + 7);
+		if ((rc = nx_oci__request(c, &q, &r, err)))
+			return rc;
+		if (r.status == 200)
+			*out = json_loadb(r.body ? r.body : "", r.len, 0, NULL);
+		else if (r.status != 404 && r.status != 400)
+			rc = nx_oci__http_error(err, NX_EIO, &q, &r, "cannot list the artifact's referrers");
+		nx_oci__resp_release(&r);
+		if (rc)
+			return rc;
+		if (*out && !json_is_array(json_object_get(*out, "manifests"))) {
+			json_decref(*out);
+			*out = NULL;
+		}
+	}
+	return 0;
+}
+
+/* One referrer: its manifest (digest-checked, subject checked), its
+ * envelope (capped, digest-checked), then nx_attest_check. */
+static int try_attestation(struct nx_attest_info *info, struct oci_client *c, const char *subject,
+			   const char *digest, const unsigned char msha[NX_SHA256_LEN],
+			   const struct nx_oci_pull_opts *po, nx_error *err)
+{
+	char got[7 + 2 * NX_SHA256_LEN + 1], *buf = NULL, *env = NULL;
+	json_t *man = NULL, *l;
+	struct layer ly = { .path = "attestation" };
+	const char *sd, *mt;
+	size_t len;
+	int rc;
+
+	if ((rc = get_manifest(&buf, &len, got, c, NULL, digest, err)))
+		return rc;
+	man = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
+	l = json_array_get(json_object_get(man, "layers"), 0);
+	ly.digest = json_string_value(json_object_get(l, "digest"));
+	ly.size = (uint64_t)json_integer_value(json_object_get(l, "size"));
+	sd = json_string_value(json_object_get(json_object_get(man, "subject"), "digest"));
+	mt = json_string_value(json_object_get(l, "mediaType"));
+	if (!sd || strcmp(sd, subject) || !mt || strcmp(mt, NX_ATTEST_MEDIA) ||
+	    !nx_oci__digest_ok(ly.digest) || !ly.size || ly.size > NX_ATTEST_MAX) {
+		rc = nx_error_set(err, NX_ECHECK, NULL, 0, -1,
+				  "referrer %s is not an attestation of %s (subject, one %s layer "
+				  "of at most %u bytes)", digest, subject, NX_ATTEST_MEDIA,
+				  NX_ATTEST_MAX);
+		goto out;
+	}
+	if (!(rc = get_blob(&env, c, &ly, -1, err)))
+		rc = nx_attest_check(info, env, (size_t)ly.size, po->keys, po->nkeys, msha, err);
+out:
+	json_decref(man);
+	free(buf);
+	free(env);
+	return rc;
+}
+
+/* --require-attestation: some referrer of the artifact must be an
+ * attestation that a trusted key signed for this manifest.json. */
+static int require_attestation(char keyid[NX_KEY_ID_LEN + 1], struct oci_client *c,
+			       const char *subject, const char *mdigest,
+			       const struct nx_oci_pull_opts *po, nx_error *err)
+{
+	struct nx_attest_info info;
+	unsigned char msha[NX_SHA256_LEN];
+	json_t *idx = NULL, *d;
+	nx_error why;
+	size_t i, tried = 0;
+	int rc;
+
+	nx_error_clear(&why);
+	if (nx_unhex(msha, mdigest + 7))
+		return nx_error_set(err, NX_EFORMAT, NULL, 0, -1, "bad manifest.json digest");
+	if ((rc = referrers(&idx, c, subject, err)))
+		return rc;
+	json_array_foreach(json_object_get(idx, "manifests"), i, d) {
+		const char *at = json_string_value(json_object_get(d, "artifactType"));
+		const char *dg = json_string_value(json_object_get(d, "digest"));
+
+		if (!at || strcmp(at, NX_ATTEST_MEDIA) || !nx_oci__digest_ok(dg))
+			continue;
+		if (++tried > REFERRERS_MAX)
+			break;
+		nx_error_clear(&why);
+		if (!try_attestation(&info, c, subject, dg, msha, po, &why)) {
+			memcpy(keyid, info.keyid, sizeof(info.keyid));
+			json_decref(idx);
+			return 0;
+		}
+	}
+	json_decref(idx);
+	if (!tried)
+		return nx_error_set(err, NX_ECHECK, NULL, 0, -1,
+				    "the artifact has no attestation (no %s referrer of %s); "
+				    "refused before downloading its files", NX_ATTEST_MEDIA, subject);
+	return nx_error_set(err, NX_ECHECK, NULL, 0, -1,
+			    "no valid attestation of the artifact (%s); refused before "
+			    "downloading its files", why.message);
+}
+
 /* The early trust decision, on manifest.json alone. */
 static int check_signature(const nx_manifest *m, const struct nx_oci_pull_opts *po, nx_error *err)
 {
@@ -292,12 +411,14 @@ int nx_oci_pull(struct nx_oci_pull_result *out, const nx_oci_ref *ref, const cha
 	int rc, fd = -1;
 
 	if ((rc = nx_oci__client_open(&c, ref, o, "pull", err)) ||
-	    (rc = get_manifest(&art, &alen, res.digest, &c, ref, err)) ||
+	    (rc = get_manifest(&art, &alen, res.digest, &c, ref->tag, ref->digest, err)) ||
 	    (rc = parse_layers(&ly, &n, &root, art, alen, err)) ||
 	    (rc = get_blob(&mjson, &c, &ly[0], -1, err)) ||
 	    (rc = nx_manifest_parse(&m, mjson, (size_t)ly[0].size, NX_MANIFEST_NAME, err)) ||
 	    (rc = check_signature(m, po, err)) ||
 	    (rc = match_files(ly, n, m, err)) ||
+	    (po->require_attestation &&
+	     (rc = require_attestation(res.attested_by, &c, res.digest, ly[0].digest, po, err))) ||
 	    (rc = nx_stage_create(&st, out_dir, po->force, err)))
 		goto out;
 	if (po->on_stage)
