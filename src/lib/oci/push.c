@@ -370,6 +370,26 @@ out:
 	return rc;
 }
 
+/* Does the repository already hold the image manifest `digest`?  Then it
+ * holds every blob the manifest names: a registry refuses a manifest whose
+ * blobs it lacks (distribution-spec, "Pushing Manifests").  One HEAD
+ * instead of one per blob, as crane and oras do. */
+static bool has_manifest(struct oci_client *c, const char *digest, nx_error *err)
+{
+	char url[PATH_URL_MAX];
+	struct oci_req q = { .method = "HEAD", .url = url, .accept = NX_OCI_MANIFEST_MEDIA,
+			     .body_fd = -1, .idempotent = true };
+	struct oci_resp r = { 0 };
+	bool has;
+
+	snprintf(url, sizeof(url), "/v2/%s/manifests/%s", c->repo, digest);
+	has = !nx_oci__request(c, &q, &r, err) && r.status == 200 &&
+	      (!r.digest[0] || !strcmp(r.digest, digest));
+	nx_oci__resp_release(&r);
+	nx_error_clear(err);   /* a registry that cannot say: upload as usual */
+	return has;
+}
+
 int nx_oci_push(struct nx_oci_push_result *out, int dirfd, const char *bundle,
 		const nx_oci_ref *ref, const struct nx_oci_opts *o, nx_error *err)
 {
@@ -397,6 +417,10 @@ int nx_oci_push(struct nx_oci_push_result *out, int dirfd, const char *bundle,
 	}
 	if ((rc = nx_oci__client_open(&c, ref, o, "pull,push", err)))
 		goto out;
+	if (has_manifest(&c, res.digest, err)) {
+		res.blobs_skipped = m->nfiles + 2;
+		goto manifest;
+	}
 	b = (struct blob){ .size = clen, .buf = cfg, .fd = -1, .what = "config" };
 	nx_sha256_buf(sha, cfg, clen);
 	digest_str(b.digest, sha);
@@ -426,6 +450,7 @@ int nx_oci_push(struct nx_oci_push_result *out, int dirfd, const char *bundle,
 		close(fd);
 		fd = -1;
 	}
+manifest:
 	if ((rc = put_manifest(&c, ref->tag, NX_OCI_MANIFEST_MEDIA, art, alen, res.digest, NULL,
 			       err)) ||
 	    (o->attestation && (rc = attach(&c, &res, alen, o->attestation, o->attestation_len, err))))
