@@ -305,6 +305,39 @@ def test_persistent_503_names_the_registry_error(nexus, registry, proxy, bundle,
     nothing_published(tmp_path / "o")
 
 
+def test_blobs_download_in_parallel(nexus, registry, proxy, bundle, env, tmp_path, request):
+    # blob GETs overlap (several connections, largest file first): the proxy
+    # holds each for a moment and counts how many are in flight at once
+    import threading
+    import time
+    name = pushed(nexus, registry, bundle, env, request)
+    state = {"now": 0, "most": 0, "first": None}
+    lock = threading.Lock()
+
+    def slow(h, method, path):
+        if method == "GET" and "/blobs/" in path:
+            with lock:
+                state["now"] += 1
+                state["most"] = max(state["most"], state["now"])
+                state["first"] = state["first"] or path
+            time.sleep(0.3)
+            h.forward()
+            with lock:
+                state["now"] -= 1
+            return True
+        return False
+    proxy.faults.append(slow)
+    r = pull(nexus, f"{proxy.host}/{name}", tmp_path / "o", env)
+    assert r.returncode == 0, r.stderr
+    assert tree(tmp_path / "o") == tree(bundle.root)
+    assert state["most"] >= 2, state
+    # after manifest.json (fetched alone, before the signature check), the
+    # largest file is among the first the workers (4) ask for
+    sizes = {blob_of(bundle, f): bundle.path(f).stat().st_size for f in bundle.files()}
+    gets = [e[1].rsplit("/", 1)[1] for e in proxy.requests("GET", "/blobs/")]
+    assert max(sizes, key=sizes.get) in gets[1:5]
+
+
 def test_dropped_blob_download_resumes_with_range(nexus, registry, proxy, bundle, env, tmp_path,
                                                   request):
     name = pushed(nexus, registry, bundle, env, request)
