@@ -1100,15 +1100,19 @@ def oci_layout(ctx, bundle, layout):
 
 def bench_oci(ctx):
     """nexus push / nexus pull of the build bundle to a loopback registry
-    (Debian's docker-registry) against skopeo copy of the same artifact
-    (an OCI layout of the same blobs) to and from it.  Push is transport
-    only (--no-verify); pull includes verification (--no-sandbox), which
-    skopeo's does not.  Every push goes to an empty registry, so every blob
-    is uploaded; then a second push of an unchanged bundle, every blob
-    skipped."""
+    (Debian's docker-registry) against oras push / oras pull of the same
+    files with the same layout (titles, media types, config; oras from
+    Debian 13, fetched by scripts/setup.sh).  The digest is checked first
+    against FORMAT.md §8 rebuilt in Python (oci_layout).
+    Push is transport only (--no-verify); pull includes verification
+    (--no-sandbox), which oras's does not.  Every push goes to an empty
+    registry, so every blob is uploaded; then a second push of an unchanged
+    bundle, every blob skipped."""
     import oci_fixture
-    if not oci_fixture.REGISTRY or not shutil.which("skopeo"):
-        raise Skip("docker-registry or skopeo missing (scripts/setup.sh)")
+    oras = pathlib.Path(os.environ.get("NEXUS_CACHE") or
+                        pathlib.Path.home() / ".cache/nexus") / "bin/oras"
+    if not oci_fixture.REGISTRY or not oras.is_file():
+        raise Skip("docker-registry or oras missing (scripts/setup.sh)")
     bundle = big_bundle(ctx)
     gb = sum(os.path.getsize(f) for f in files_under(bundle)) / 1e9
     layout = ctx.tmp / "layout"
@@ -1132,14 +1136,24 @@ def bench_oci(ctx):
                              f"{reg.host}/push/ours{n['i']}:v1"], env=env)
             return w, rss
 
+        from oci_fixture import artifact_manifest
+        am, cfg = artifact_manifest(bundle)
+        am = json.loads(am)
+        (ctx.tmp / "config.json").write_bytes(cfg)
+        oras_files = [f"{x['annotations']['org.opencontainers.image.title']}:{x['mediaType']}"
+                      for x in am["layers"]]
+        oras_env = dict(env, HOME=str(ctx.tmp / "home"))
+
         def push_base():
             n["i"] += 1
-            w, rss, _ = run(["skopeo", "copy", "-q", "--dest-tls-verify=false",
-                             f"oci:{layout}:v1", f"docker://{reg.host}/push/base{n['i']}:v1"])
+            w, rss, _ = run([oras, "push", "--plain-http", "--artifact-type", am["artifactType"],
+                             "--config", f"{ctx.tmp / 'config.json'}:{am['config']['mediaType']}",
+                             f"{reg.host}/push/base{n['i']}:v1", *oras_files], env=oras_env,
+                            cwd=bundle)
             return w, rss
 
         def empty_registry():
-            # a registry that has no blob yet, for both: skopeo's blob-info
+            # a registry that has no blob yet, for both: a blob-info
             # cache would otherwise mount what an earlier run uploaded
             nonlocal reg
             reg.stop()
@@ -1164,8 +1178,8 @@ def bench_oci(ctx):
             return w, rss
 
         def pull_base():
-            w, rss, _ = run(["skopeo", "copy", "-q", "--src-tls-verify=false",
-                             f"docker://{reg.host}/check/ours:v1", f"oci:{out}:v1"])
+            w, rss, _ = run([oras, "pull", "--plain-http", "-o", str(out),
+                             f"{reg.host}/check/ours:v1"], env=oras_env)
             return w, rss
 
         lo, lb = alternate(ctx, pull_ours, pull_base, ctx.runs, before=clean, cold=False)
@@ -1182,8 +1196,8 @@ def bench_oci(ctx):
         rss = max(x[1] for x in o)
         rows.append(row(name, f"nexus {what} of the build bundle ({gb:.2f} GB), loopback "
                         "docker-registry", ow, bw, "s", "<= 1.0x", ow <= bw and rss <= 64 * MIB,
-                        f"skopeo copy ({'oci layout -> registry' if what == 'push' else 'registry -> oci layout'})",
-                        rss, 64, note="pull includes nexus verify --no-sandbox; skopeo's does not"
+                        f"oras {what} of the same files (Debian 13's oras 1.2)",
+                        rss, 64, note="pull includes nexus verify --no-sandbox; oras's does not"
                         if what == "pull" else "every blob uploaded (an empty registry per run)"))
     a = med(again)
     rows.append(row("oci-push-again", "second push of the unchanged bundle, per GB", a / gb, None,

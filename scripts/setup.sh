@@ -9,6 +9,9 @@
 #     apt configuration is untouched).  Both are checked against pinned
 #     SHA-256 digests and cached in $NEXUS_CACHE; a second run, even offline,
 #     reuses the cache.
+#  3. Test oracles for registries: oras and cosign, static binaries from
+#     Debian 13's .debs (the same private apt download, pinned SHA-256),
+#     in $NEXUS_CACHE/bin.
 #
 # Idempotent: re-running it does nothing that is already done.
 # Usage: scripts/setup.sh [--no-apt]
@@ -23,6 +26,12 @@ HDR_DEB_SHA256=14f7d959d5deacbcf1504830d4189f91fc67382b399ed9ae9d3aa9c4050ced08
 # for the tokenizer parity test; never linked into nexus.
 TOK_VERSION=0.23.2
 TOK_TGZ_SHA256=d5196036d6e7ef5934659618ef8f911080bf95f6ba6a2e42c243196a0ea50bc4
+# Registry interop oracles (tests and bench/ only): oras and cosign, static Go
+# binaries from Debian 13's .debs, extracted into $NEXUS_CACHE/bin.
+ORAS_DEB=oras_1.2.0-1+b9_amd64.deb
+ORAS_DEB_SHA256=5f138419f0e4bc128ee4717b06190dc5770cf120ab7e3a991e5b3e9158f3189e
+COSIGN_DEB=cosign_2.5.0-2+b5_amd64.deb
+COSIGN_DEB_SHA256=3b6eadd27f3c4c00bfa7eab5c2397a6a15a763630c7a1d40d06ff60d24799eef
 
 NEXUS_CACHE=${NEXUS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nexus}
 ORT_DIR=$NEXUS_CACHE/onnxruntime-$ORT_VERSION
@@ -132,33 +141,57 @@ debian_mirror() {
 	[ -n "$uri" ] && echo "$uri"
 }
 
-fetch_ort_header() {
-	local deb=$NEXUS_CACHE/$HDR_DEB tmp apt
-	if [ -f "$ORT_DIR/include/onnxruntime_c_api.h" ]; then
-		return
-	fi
+# Download PKG=VERSION from Debian 13 (trixie) as $NEXUS_CACHE/DEB with
+# `apt-get download` through a private sources list (the system's own apt
+# configuration is untouched), then check its pinned SHA-256.
+fetch_trixie_deb() { # pkg=version deb sha256
+	local deb=$NEXUS_CACHE/$2 apt mirror
 	if [ ! -f "$deb" ]; then
-		say "fetching the ONNX Runtime C header (Debian 13 libonnxruntime-dev)"
 		apt=$(mktemp -d "$NEXUS_CACHE/apt.XXXXXX")
 		mkdir -p "$apt/lists/partial" "$apt/parts"
 		# The same Debian mirror this system already uses, trixie suite.
-		local mirror
 		mirror=$(debian_mirror) || die "cannot find this system's Debian mirror in its apt configuration"
 		echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main" \
 			>"$apt/sources.list"
 		local opts=(-o "Dir::Etc::sourcelist=$apt/sources.list" -o "Dir::Etc::sourceparts=$apt/parts"
 			-o "Dir::State::Lists=$apt/lists" -o "APT::Sandbox::User=root")
 		apt-get -q "${opts[@]}" update >/dev/null
-		(cd "$apt" && apt-get -q "${opts[@]}" download libonnxruntime-dev=1.21.0+dfsg-1 >/dev/null)
-		mv "$apt/$HDR_DEB" "$deb"
+		(cd "$apt" && apt-get -q "${opts[@]}" download "$1" >/dev/null)
+		mv "$apt/$2" "$deb"
 		rm -rf "$apt"
 	fi
-	check_sha "$deb" "$HDR_DEB_SHA256"
+	check_sha "$deb" "$3"
+}
+
+fetch_ort_header() {
+	local deb=$NEXUS_CACHE/$HDR_DEB tmp
+	if [ -f "$ORT_DIR/include/onnxruntime_c_api.h" ]; then
+		return
+	fi
+	[ -f "$deb" ] || say "fetching the ONNX Runtime C header (Debian 13 libonnxruntime-dev)"
+	fetch_trixie_deb libonnxruntime-dev=1.21.0+dfsg-1 "$HDR_DEB" "$HDR_DEB_SHA256"
 	tmp=$(mktemp -d "$NEXUS_CACHE/hdr.XXXXXX")
 	dpkg-deb -x "$deb" "$tmp"
 	mkdir -p "$ORT_DIR/include"
 	cp "$tmp"/usr/include/onnxruntime/onnxruntime_c_api.h "$ORT_DIR/include/"
 	rm -rf "$tmp"
+}
+
+# oras and cosign (test oracles): their static binaries into $NEXUS_CACHE/bin.
+fetch_registry_tools() {
+	local pkg deb sha tmp
+	for pkg in "oras=1.2.0-1+b9 $ORAS_DEB $ORAS_DEB_SHA256" \
+		"cosign=2.5.0-2+b5 $COSIGN_DEB $COSIGN_DEB_SHA256"; do
+		set -- $pkg
+		[ -x "$NEXUS_CACHE/bin/${1%%=*}" ] && continue
+		say "fetching ${1%%=*} (registry interop oracle, Debian 13)"
+		fetch_trixie_deb "$1" "$2" "$3"
+		tmp=$(mktemp -d "$NEXUS_CACHE/go.XXXXXX")
+		dpkg-deb -x "$NEXUS_CACHE/$2" "$tmp"
+		mkdir -p "$NEXUS_CACHE/bin"
+		mv "$tmp/usr/bin/${1%%=*}" "$NEXUS_CACHE/bin/"
+		rm -rf "$tmp" "${NEXUS_CACHE:?}/$2"
+	done
 }
 
 fetch_tokenizers_oracle() {
@@ -183,6 +216,7 @@ main() {
 	fetch_ort_lib
 	fetch_ort_header
 	fetch_tokenizers_oracle
+	fetch_registry_tools
 	say "ok: onnx runtime in $ORT_DIR"
 }
 main "$@"

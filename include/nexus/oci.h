@@ -40,6 +40,9 @@ extern "C" {
 #define NX_OCI_TITLE "org.opencontainers.image.title"
 #define NX_OCI_FILEPATH "org.cncf.model.filepath"
 #define NX_OCI_CREATED "org.opencontainers.image.created"
+#define NX_OCI_INDEX_MEDIA "application/vnd.oci.image.index.v1+json"
+#define NX_OCI_EMPTY_MEDIA "application/vnd.oci.empty.v1+json"
+#define NX_OCI_PREDICATE_ANNOTATION "in-toto.io/predicate-type"
 
 #define NX_OCI_MANIFEST_MAX (4u << 20)   /* bytes of an image manifest (distribution's own cap) */
 #define NX_OCI_RESPONSE_MAX (1u << 20)   /* bytes of any other response body kept */
@@ -87,6 +90,8 @@ struct nx_oci_opts {
 	const char *ca_file;      /* extra CA bundle for TLS, or NULL */
 	uint64_t chunk_size;      /* push: blobs over this go in PATCH chunks of this size */
 	const char *mount_from;   /* push: repository to mount existing blobs from, or NULL */
+	const char *attestation;  /* push: a DSSE envelope (nexus/attest.h) to attach, or NULL */
+	size_t attestation_len;
 	double backoff;           /* seconds of the first retry's back-off (default 0.5) */
 	nx_oci_progress progress; /* may be NULL */
 	void *progress_ctx;
@@ -98,13 +103,19 @@ struct nx_oci_push_result {
 	char digest[7 + 2 * NX_SHA256_LEN + 1]; /* "sha256:..." of the image manifest */
 	size_t blobs_uploaded, blobs_skipped, blobs_mounted;
 	uint64_t bytes_uploaded;
+	char attestation[7 + 2 * NX_SHA256_LEN + 1]; /* its manifest's digest, or "" */
+	bool referrers_tag;       /* attached by the sha256-<hex> tag (no referrers API) */
 };
 
 /*
  * Push the bundle open at dirfd (it is not verified here: the caller runs
  * nexus/verify.h first) to ref.  Each file is read with the size and
- * SHA-256 its manifest lists; a file that changed is NX_ECHECK.  out is
- * written on success.
+ * SHA-256 its manifest lists; a file that changed is NX_ECHECK.  With
+ * o->attestation, the envelope is then attached to the artifact as an OCI
+ * referrer (docs/FORMAT.md §8.5): a manifest of artifactType NX_ATTEST_MEDIA
+ * whose subject is the artifact, listed by the registry's referrers API, or
+ * where the registry has none, in the image index at tag sha256-<hex> (the
+ * referrers tag schema ORAS uses).  out is written on success.
  */
 int nx_oci_push(struct nx_oci_push_result *out, int dirfd, const char *bundle,
 		const nx_oci_ref *ref, const struct nx_oci_opts *o, nx_error *err);
@@ -113,6 +124,7 @@ struct nx_oci_pull_opts {
 	nx_key *const *keys;      /* trusted keys for the early signature check (borrowed) */
 	size_t nkeys;
 	bool require_signature;
+	bool require_attestation; /* a referrer nx_attest_check accepts with keys */
 	bool force;               /* replace an existing out_dir */
 	const struct nx_verify_opts *verify; /* run on the sealed stage; NULL: do not verify */
 	/* told the stage when it exists and NULL when it is gone (for a signal
@@ -125,6 +137,7 @@ struct nx_oci_pull_result {
 	char digest[7 + 2 * NX_SHA256_LEN + 1];
 	size_t files;
 	uint64_t bytes;
+	char attested_by[NX_KEY_ID_LEN + 1]; /* with require_attestation: its key id */
 	nx_report *report;        /* verify's report (the caller frees), NULL without verify */
 };
 

@@ -9,6 +9,7 @@
 #ifndef NEXUS_SIGN_H
 #define NEXUS_SIGN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "nexus/error.h"
@@ -20,6 +21,7 @@ extern "C" {
 
 #define NX_KEY_FILE_MAX (64u << 10)   /* bytes of a PEM key file */
 #define NX_KEY_ID_LEN 16              /* hex digits of a key id */
+#define NX_SIG_LEN 64                 /* bytes of an Ed25519 signature */
 
 typedef struct nx_key nx_key;
 
@@ -77,6 +79,19 @@ enum nx_sig_status {
 int nx_manifest_verify_signature(enum nx_sig_status *out, char out_keyid[NX_KEY_ID_LEN + 1],
 				 const nx_manifest *m, nx_key *const *keys, size_t nkeys,
 				 nx_error *err);
+
+/*
+ * Sign the bytes msg[0..len) themselves (Ed25519, no pre-hash: the same
+ * bytes verify with `openssl pkeyutl -verify -rawin`).  NX_ECONFIG if key
+ * has no private half, NX_ENOMEM, NX_EINTERNAL.  Used for DSSE envelopes
+ * (nexus/attest.h).
+ */
+int nx_key_sign_bytes(unsigned char out[NX_SIG_LEN], const nx_key *key, const void *msg,
+		      size_t len, nx_error *err);
+
+/* True when sig is key's Ed25519 signature of msg[0..len). */
+bool nx_key_verify_bytes(const nx_key *key, const void *msg, size_t len,
+			 const unsigned char sig[NX_SIG_LEN]);
 
 /* "valid", "unsigned", "unknown-key", "bad-encoding", "bad-signature". */
 const char *nx_sig_status_code(enum nx_sig_status s);

@@ -8,13 +8,15 @@
 #include "cli.h"
 #include "nexus/oci.h"
 
-enum { OPT_OUTPUT = 1, OPT_FORCE, OPT_TRUSTED_LIST };
+enum { OPT_OUTPUT = 1, OPT_FORCE, OPT_TRUSTED_LIST, OPT_REQUIRE_ATTEST };
 
 static const struct cli_opt opts[] = {
 	{"output", 'o', "DIR", "publish the bundle at DIR (required)", OPT_OUTPUT},
 	{"force", 0, NULL, "replace DIR if it exists", OPT_FORCE},
 	{"trusted-list", 0, "FILE", "trusted runtime releases, as for 'nexus verify'",
 	 OPT_TRUSTED_LIST},
+	{"require-attestation", 0, NULL, "refuse an artifact without an attestation signed by a "
+	 "--pubkey key for its manifest.json (before downloading its files)", OPT_REQUIRE_ATTEST},
 	CLI_OCI_OPTS,
 	{0},
 };
@@ -26,10 +28,10 @@ static int print_json(const char *ref, const char *dir, const struct nx_oci_pull
 
 	if (res->report && !nx_report_json(&rj, res->report, NULL))
 		rep = json_loads(rj, 0, NULL);
-	o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:o?}", "schema", "nexus.pull.v1",
+	o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:o?, s:s*}", "schema", "nexus.pull.v1",
 		      "reference", ref, "digest", res->digest, "output", dir,
 		      "files", (json_int_t)res->files, "bytes", (json_int_t)res->bytes,
-		      "verify", rep);
+		      "verify", rep, "attested_by", res->attested_by[0] ? res->attested_by : NULL);
 	free(rj);
 	return cli_oci_print_json(o);
 }
@@ -55,6 +57,8 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 			dir = p.optarg;
 		else if (k == OPT_FORCE)
 			po.force = true;
+		else if (k == OPT_REQUIRE_ATTEST)
+			po.require_attestation = true;
 		else if (k == OPT_TRUSTED_LIST)
 			vo.trusted_list = p.optarg;
 		else if ((status = cli_oci_opt(&r, verb, k, p.optarg)))
@@ -66,6 +70,10 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	}
 	if (p.npos != 1 || !dir) {
 		status = cli_usage(verb, "expected one REF (HOST[:PORT]/REPO[:TAG][@sha256:...]) and -o DIR");
+		goto out;
+	}
+	if (po.require_attestation && !r.nkeys) {
+		status = cli_usage(verb, "--require-attestation needs --pubkey (the release's key)");
 		goto out;
 	}
 	if ((status = cli_oci_finish(&r, verb)))
@@ -95,8 +103,8 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	if (r.json)
 		status = print_json(p.pos[0], dir, &res);
 	else
-		printf("pulled %s@%s into %s (%zu files, verified)\n", p.pos[0], res.digest, dir,
-		       res.files);
+		printf("pulled %s@%s into %s (%zu files, verified%s%s)\n", p.pos[0], res.digest, dir,
+		       res.files, res.attested_by[0] ? ", attested by key " : "", res.attested_by);
 	goto out;
 fail:
 	cli_status(verb->name, NULL);
@@ -120,7 +128,10 @@ const struct cli_verb cmd_pull = {
 	"into a staging directory with a running SHA-256 and its declared size as a\n"
 	"hard cap; interrupted downloads resume.  The staged bundle gets the bundle\n"
 	"modes, is verified (the checks of 'nexus verify') and only then appears at\n"
-	"DIR, atomically.  Any failure leaves nothing at DIR.",
+	"DIR, atomically.  Any failure leaves nothing at DIR.  --require-attestation\n"
+	"also needs an attestation referrer ('nexus push --attest') signed by a --pubkey\n"
+	"key for this manifest.json with a PASS or WARN verdict, checked before any\n"
+	"file is downloaded.",
 	.opts = opts,
 	.run = run,
 };

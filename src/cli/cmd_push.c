@@ -9,9 +9,11 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "nexus/attest.h"
+#include "nexus/fs.h"
 #include "nexus/oci.h"
 
-enum { OPT_NO_VERIFY = 1, OPT_MOUNT_FROM };
+enum { OPT_NO_VERIFY = 1, OPT_MOUNT_FROM, OPT_ATTEST };
 
 static const struct cli_opt opts[] = {
 	{"no-verify", 0, NULL, "push without verifying the bundle first", OPT_NO_VERIFY},
@@ -19,9 +21,41 @@ static const struct cli_opt opts[] = {
 	 OPT_MOUNT_FROM},
 	{"chunk-size", 0, "SIZE", "blobs over SIZE go up in PATCH chunks of SIZE (default 64MiB)",
 	 CLI_OCI_CHUNK},
+	{"attest", 0, "FILE", "attach this attestation ('nexus verify --attest') to the artifact",
+	 OPT_ATTEST},
 	CLI_OCI_OPTS,
 	{0},
 };
+
+/* The attestation file: capped; with --pubkey, it must hold for this
+ * bundle (what `nexus pull --require-attestation` will check). */
+static int read_attestation(char **out, size_t *out_len, struct cli_oci *r, int dfd,
+			    const char *path, nx_error *err)
+{
+	struct nx_attest_info info;
+	unsigned char sha[NX_SHA256_LEN];
+	char *mjson = NULL;
+	size_t mlen;
+	int rc;
+
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return nx_error_errno(err, NX_EIO, errno, path, "cannot open the attestation %s", path);
+	rc = nx_fs_read_fd(out, out_len, fd, path, NX_ATTEST_MAX, err);
+	close(fd);
+	if (rc || !r->nkeys)
+		return rc;
+	if (!(rc = nx_fs_read_all(&mjson, &mlen, dfd, NX_MANIFEST_NAME, NX_MANIFEST_MAX, err)) &&
+	    !(rc = nx_sha256_buf(sha, mjson, mlen)))
+		rc = nx_attest_check(&info, *out, *out_len, r->keys, r->nkeys, sha, err);
+	free(mjson);
+	if (rc) {
+		free(*out);
+		*out = NULL;
+	}
+	return rc;
+}
 
 /* The same checks as `nexus verify`: a FAIL (or WARN under nothing) stops the push. */
 static int verify_first(struct cli_oci *r, int dfd, const char *bundle, nx_error *err)
@@ -53,6 +87,12 @@ static int print_json(const char *ref, const struct nx_oci_push_result *res)
 			      "blobs_mounted", (json_int_t)res->blobs_mounted,
 			      "bytes_uploaded", (json_int_t)res->bytes_uploaded);
 
+	if (o && res->attestation[0] &&
+	    (json_object_set_new(o, "attestation", json_string(res->attestation)) ||
+	     json_object_set_new(o, "attached_by", json_string(res->referrers_tag ? "tag" :
+								"referrers"))))
+		json_decref(o), o = NULL;
+
 	return cli_oci_print_json(o);
 }
 
@@ -63,6 +103,8 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	struct cli_parser p;
 	nx_oci_ref *ref = NULL;
 	bool verify = true;
+	const char *attest = NULL;
+	char *env = NULL;
 	nx_error err;
 	char shown[NX_OCI_REF_MAX + 80];
 	int k, dfd = -1, status = 0;
@@ -75,6 +117,8 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 			verify = false;
 		else if (k == OPT_MOUNT_FROM)
 			r.o.mount_from = p.optarg;
+		else if (k == OPT_ATTEST)
+			attest = p.optarg;
 		else if ((status = cli_oci_opt(&r, verb, k, p.optarg)))
 			goto out;
 	}
@@ -99,6 +143,11 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	}
 	if (verify && verify_first(&r, dfd, p.pos[0], &err))
 		goto fail;
+	if (attest) {
+		if (read_attestation(&env, &r.o.attestation_len, &r, dfd, attest, &err))
+			goto fail;
+		r.o.attestation = env;
+	}
 	if (nx_oci_push(&res, dfd, p.pos[0], ref, &r.o, &err))
 		goto fail;
 	cli_status(verb->name, NULL);
@@ -117,6 +166,7 @@ out:
 		close(dfd);
 	nx_oci_ref_free(ref);
 	cli_oci_release(&r);
+	free(env);
 	return status;
 }
 
@@ -130,8 +180,11 @@ const struct cli_verb cmd_push = {
 	"docs/FORMAT.md section 8: the config, manifest.json, then one layer per file\n"
 	"whose digest is the file's SHA-256 in the manifest.  Blobs the registry has\n"
 	"are skipped.  Prints REF@sha256:<digest of the image manifest>; the same\n"
-	"bundle always gives the same digest.  Credentials: ~/.docker/config.json\n"
-	"($DOCKER_CONFIG) auths, or --username with --password-stdin.",
+	"bundle always gives the same digest.  --attest FILE attaches an attestation\n"
+	"('nexus verify --attest') as an OCI referrer of the artifact (FORMAT.md\n"
+	"section 8.5; checked first against --pubkey when given).  Credentials:\n"
+	"~/.docker/config.json ($DOCKER_CONFIG) auths, or --username with\n"
+	"--password-stdin.",
 	.opts = opts,
 	.run = run,
 };

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "nexus/attest.h"
 #include "nexus/budget.h"
 #include "nexus/config.h"
 #include "nexus/sign.h"
@@ -21,7 +22,7 @@
 enum {
 	OPT_JSON = 1, OPT_STRICT, OPT_PUBKEY, OPT_REQUIRE_SIG, OPT_TEACHER, OPT_NO_SANDBOX,
 	OPT_MAX_MODEL, OPT_TRUSTED_LIST, OPT_TERM, OPT_MAX_LEAK, OPT_SANDBOX, OPT_ALLOW_NO_SANDBOX,
-	OPT_SANDBOX_MEMORY, OPT_TIME_BUDGET, OPT_OVERRIDE,
+	OPT_SANDBOX_MEMORY, OPT_TIME_BUDGET, OPT_OVERRIDE, OPT_ATTEST, OPT_KEY,
 };
 
 /* Seconds one check may take (--time-budget).  Every check is linear in
@@ -56,8 +57,51 @@ static const struct cli_opt opts[] = {
 	{"override-policy", 0, "FIELD", "let verify's own value replace this field of the bundle's "
 	 "signed policy, even if looser (" NX_POLICY_FIELD_NAMES "); a WARN finding; repeatable",
 	 OPT_OVERRIDE},
+	{"attest", 0, "OUT", "write the report as a signed in-toto attestation (DSSE envelope, "
+	 "docs/FORMAT.md section 8.5) to OUT; needs --key", OPT_ATTEST},
+	{"key", 0, "KEY", "the release's Ed25519 private key (PEM, as for 'nexus build --key') "
+	 "that signs --attest", OPT_KEY},
 	{0},
 };
+
+/* OUT gets the envelope of the report of the bundle open at dfd, signed
+ * with key.  manifest.json is read again here: the attestation names the
+ * bytes that are there now, which verify has just checked. */
+static int attest(const char *out, int dfd, const nx_report *r,
+		  const char *key_path, nx_error *err)
+{
+	char *mjson = NULL, *json = NULL, *env = NULL;
+	nx_manifest *m = NULL;
+	nx_key *key = NULL;
+	size_t mlen, elen, put = 0;
+	ssize_t w;
+	int rc, fd = -1;
+
+	if ((rc = nx_key_load_private(&key, key_path, err)) ||
+	    (rc = nx_fs_read_all(&mjson, &mlen, dfd, NX_MANIFEST_NAME, NX_MANIFEST_MAX, err)) ||
+	    (rc = nx_manifest_parse(&m, mjson, mlen, NX_MANIFEST_NAME, err)) ||
+	    (rc = nx_report_json(&json, r, err)) ||
+	    (rc = nx_attest_create(&env, &elen, m, mjson, mlen, json, key, err)))
+		goto out;
+	fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	while (fd >= 0 && put < elen && ((w = write(fd, env + put, elen - put)) > 0 || errno == EINTR))
+		put += w > 0 ? (size_t)w : 0;
+	if (fd < 0 || put < elen || close(fd)) {
+		rc = nx_error_errno(err, NX_EIO, errno, out, "cannot write the attestation %s", out);
+		if (fd >= 0)
+			unlink(out);
+	}
+	fd = -1;
+out:
+	if (fd >= 0)
+		close(fd);
+	nx_key_free(key);
+	nx_manifest_free(m);
+	free(mjson);
+	free(json);
+	free(env);
+	return rc;
+}
 
 /* A size by nexus.yaml's grammar (nx_parse_size: "123", "2GiB", "500 MB",
  * "1.5GB"), at least one byte.  0 on success. */
@@ -195,7 +239,7 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	pthread_condattr_t ca;
 	pthread_t wd_thread;
 	char *end;
-	const char *sandbox = NULL, *sandbox_mem = NULL;
+	const char *sandbox = NULL, *sandbox_mem = NULL, *attest_out = NULL, *key_path = NULL;
 	nx_error err;
 	size_t nkeys = 0, i;
 	int k, dfd = -1, status = 0;
@@ -215,6 +259,8 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 		case OPT_SANDBOX: sandbox = p.optarg; break;
 		case OPT_ALLOW_NO_SANDBOX: vo.allow_no_sandbox = true; break;
 		case OPT_SANDBOX_MEMORY: sandbox_mem = p.optarg; break;
+		case OPT_ATTEST: attest_out = p.optarg; break;
+		case OPT_KEY: key_path = p.optarg; break;
 		case OPT_OVERRIDE:
 			if (nx_verify_policy_field(&vo.override_policy, p.optarg, &err)) {
 				status = cli_usage(verb, "%s", err.message);
@@ -274,6 +320,10 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 		status = cli_usage(verb, "expected one BUNDLE directory");
 		goto out;
 	}
+	if (!attest_out != !key_path) {
+		status = cli_usage(verb, "--attest OUT and --key KEY go together");
+		goto out;
+	}
 	if ((status = cli_sandbox_opts(verb, &vo.sandbox, sandbox, &vo.sandbox_memory, sandbox_mem)))
 		goto out;
 	vo.keys = keys;
@@ -316,6 +366,10 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	} else {
 		print_human(r, stdout);
 	}
+	if (attest_out && attest(attest_out, dfd, r, key_path, &err)) {
+		status = cli_fail(verb->name, &err);
+		goto out;
+	}
 	if (!strcmp(nx_report_verdict(r), "FAIL"))
 		status = 1;
 	else if (!strcmp(nx_report_verdict(r), "WARN") && vo.strict)
@@ -349,7 +403,9 @@ const struct cli_verb cmd_verify = {
 	"(TRV-2), budget, weights (TRV-3), size (TRV-4), functional (TRV-5).  Every\n"
 	"finding has a stable code explained in docs/TRV.md.  Verdict PASS/WARN exits 0\n"
 	"(WARN exits 1 with --strict), FAIL exits 1.  A check running past --time-budget\n"
-	"seconds stops verify with a FAIL (check-over-budget).",
+	"seconds stops verify with a FAIL (check-over-budget).  --attest OUT --key KEY\n"
+	"also writes the report as an in-toto Statement in a DSSE envelope signed with\n"
+	"KEY (docs/FORMAT.md section 8.5), for 'nexus push --attest'.",
 	.opts = opts,
 	.run = run,
 };

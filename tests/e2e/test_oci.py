@@ -115,6 +115,26 @@ def test_second_push_skips_every_blob(nexus, registry, bundle, env, request):
     assert doc["blobs_skipped"] == len(bundle.files()) + 2  # + config, manifest.json
 
 
+def test_second_push_asks_for_the_manifest_not_each_blob(nexus, registry, proxy, bundle, env,
+                                                         request):
+    # the registry has the image manifest, so it has every blob it names
+    # (a registry refuses a manifest whose blobs it lacks): one HEAD, no
+    # request per blob (0.13 s/GB before, a HEAD per file)
+    ref = f"{proxy.host}/{repo(request)}:v1"
+    assert push(nexus, bundle, ref, env).returncode == 0
+    proxy.log.clear()
+    r = push(nexus, bundle, ref.replace(":v1", ":v2"), env, "--json")
+    assert r.returncode == 0, r.stderr
+    assert not proxy.requests(contains="/blobs/"), proxy.log
+    assert len(proxy.requests("HEAD", "/manifests/sha256:")) == 1
+    doc = json.loads(r.stdout)
+    assert doc["blobs_skipped"] == len(bundle.files()) + 2 and doc["blobs_uploaded"] == 0
+    # the new tag names the same artifact
+    s = run("skopeo", "inspect", "--tls-verify=false", "--raw",
+            f"docker://{registry.host}/{repo(request)}:v2")
+    assert "sha256:" + hashlib.sha256(s.stdout.encode()).hexdigest() == doc["digest"]
+
+
 def test_chunked_push_and_mount(nexus, registry, bundle, env, tmp_path, request):
     ref = f"{registry.host}/{repo(request)}:v1"
     r = push(nexus, bundle, ref, env, "--json", "--chunk-size", "1000")
@@ -283,6 +303,39 @@ def test_persistent_503_names_the_registry_error(nexus, registry, proxy, bundle,
     assert "UNAVAILABLE: maintenance window" in r.stderr and "HTTP 503" in r.stderr
     assert len(proxy.requests("GET", "/manifests/")) == 5   # NX_OCI_ATTEMPTS
     nothing_published(tmp_path / "o")
+
+
+def test_blobs_download_in_parallel(nexus, registry, proxy, bundle, env, tmp_path, request):
+    # blob GETs overlap (several connections, largest file first): the proxy
+    # holds each for a moment and counts how many are in flight at once
+    import threading
+    import time
+    name = pushed(nexus, registry, bundle, env, request)
+    state = {"now": 0, "most": 0, "first": None}
+    lock = threading.Lock()
+
+    def slow(h, method, path):
+        if method == "GET" and "/blobs/" in path:
+            with lock:
+                state["now"] += 1
+                state["most"] = max(state["most"], state["now"])
+                state["first"] = state["first"] or path
+            time.sleep(0.3)
+            h.forward()
+            with lock:
+                state["now"] -= 1
+            return True
+        return False
+    proxy.faults.append(slow)
+    r = pull(nexus, f"{proxy.host}/{name}", tmp_path / "o", env)
+    assert r.returncode == 0, r.stderr
+    assert tree(tmp_path / "o") == tree(bundle.root)
+    assert state["most"] >= 2, state
+    # after manifest.json (fetched alone, before the signature check), the
+    # largest file is among the first the workers (4) ask for
+    sizes = {blob_of(bundle, f): bundle.path(f).stat().st_size for f in bundle.files()}
+    gets = [e[1].rsplit("/", 1)[1] for e in proxy.requests("GET", "/blobs/")]
+    assert max(sizes, key=sizes.get) in gets[1:5]
 
 
 def test_dropped_blob_download_resumes_with_range(nexus, registry, proxy, bundle, env, tmp_path,

@@ -330,9 +330,8 @@ int nx_manifest_sign(nx_manifest *m, const nx_key *key, nx_error *err)
 	unsigned char sig[ED25519_SIG_LEN];
 	unsigned char b64[SIG_B64_LEN + 1];
 	char text[sizeof(SIG_PREFIX) + NX_KEY_ID_LEN + 1 + SIG_B64_LEN + 1];
-	size_t siglen = sizeof(sig), len;
-	EVP_MD_CTX *ctx = NULL;
 	char *msg = NULL;
+	size_t len;
 	int rc;
 
 	if (!key->has_private)
@@ -340,14 +339,8 @@ int nx_manifest_sign(nx_manifest *m, const nx_key *key, nx_error *err)
 				    "signing needs a private key, not a public one");
 	if ((rc = nx_manifest_signed_bytes(&msg, &len, m, err)))
 		return rc;
-	ctx = EVP_MD_CTX_new();
-	if (!ctx || EVP_DigestSignInit(ctx, NULL, NULL, NULL, key->pkey) != 1 ||
-	    EVP_DigestSign(ctx, sig, &siglen, (unsigned char *)msg, len) != 1 ||
-	    siglen != sizeof(sig)) {
-		ERR_clear_error();
-		rc = nx_error_set(err, NX_EINTERNAL, NULL, 0, -1, "openssl failed to sign");
+	if ((rc = nx_key_sign_bytes(sig, key, msg, len, err)))
 		goto out;
-	}
 	if (EVP_EncodeBlock(b64, sig, sizeof(sig)) != SIG_B64_LEN) {
 		rc = nx_error_set(err, NX_EINTERNAL, NULL, 0, -1, "base64 encoding failed");
 		goto out;
@@ -355,7 +348,6 @@ int nx_manifest_sign(nx_manifest *m, const nx_key *key, nx_error *err)
 	snprintf(text, sizeof(text), SIG_PREFIX "%s:%s", key->id, (char *)b64);
 	rc = nx_manifest_set(m, &m->signature, text, err);
 out:
-	EVP_MD_CTX_free(ctx);
 	free(msg);
 	return rc;
 }
@@ -470,4 +462,37 @@ const char *nx_sig_status_code(enum nx_sig_status s)
 	case NX_SIG_BAD_SIGNATURE: return "bad-signature";
 	}
 	return "bad-encoding";
+}
+
+int nx_key_sign_bytes(unsigned char out[NX_SIG_LEN], const nx_key *key, const void *msg,
+		      size_t len, nx_error *err)
+{
+	size_t siglen = NX_SIG_LEN;
+	EVP_MD_CTX *ctx;
+	int ok;
+
+	if (!key->has_private)
+		return nx_error_set(err, NX_ECONFIG, NULL, 0, -1,
+				    "signing needs a private key, not a public one");
+	if (!(ctx = EVP_MD_CTX_new()))
+		return nx_error_oom(err, NULL);
+	ok = EVP_DigestSignInit(ctx, NULL, NULL, NULL, key->pkey) == 1 &&
+	     EVP_DigestSign(ctx, out, &siglen, msg, len) == 1 && siglen == NX_SIG_LEN;
+	EVP_MD_CTX_free(ctx);
+	if (ok)
+		return 0;
+	ERR_clear_error();
+	return nx_error_set(err, NX_EINTERNAL, NULL, 0, -1, "openssl failed to sign");
+}
+
+bool nx_key_verify_bytes(const nx_key *key, const void *msg, size_t len,
+			 const unsigned char sig[NX_SIG_LEN])
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	bool ok = ctx && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key->pkey) == 1 &&
+		  EVP_DigestVerify(ctx, sig, NX_SIG_LEN, msg, len) == 1;
+
+	EVP_MD_CTX_free(ctx);
+	ERR_clear_error();
+	return ok;
 }

@@ -149,7 +149,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *ctx)
 
 		r->status = sp ? strtol(sp + 1, NULL, 10) : 0;
 		r->location[0] = r->digest[0] = r->range[0] = r->www_auth[0] = 0;
-		r->ctype[0] = r->crange[0] = 0;
+		r->ctype[0] = r->crange[0] = r->subject[0] = 0;
 		r->retry_after = -1;
 		r->clen = -1;
 		r->len = 0;
@@ -171,6 +171,8 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *ctx)
 		copy_value(r->ctype, sizeof(r->ctype), colon + 1, n - k - 1);
 	else if (IS("content-range"))
 		copy_value(r->crange, sizeof(r->crange), colon + 1, n - k - 1);
+	else if (IS("oci-subject"))
+		copy_value(r->subject, sizeof(r->subject), colon + 1, n - k - 1);
 	else if (IS("retry-after") || IS("content-length")) {
 		char *end;
 		long long v;

@@ -63,6 +63,7 @@ struct oci_resp {
 	size_t len;
 	bool body_over;       /* the body passed its cap */
 	char location[2048], digest[96], range[64], www_auth[1024], ctype[160], crange[96];
+	char subject[96];     /* OCI-Subject: the registry keeps referrers (spec 1.1) */
 	long retry_after;     /* seconds; -1: none */
 	long long clen;       /* Content-Length; -1: none */
 };

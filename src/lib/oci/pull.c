@@ -7,6 +7,7 @@
  * failure it is removed and nothing appears at the output path.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 
 #include <jansson.h>
 
+#include "nexus/attest.h"
 #include "nexus/fs.h"
 #include "nexus/bundle.h"
 #include "oci_int.h"
@@ -26,8 +28,9 @@ struct layer {
 	uint64_t size;
 };
 
+/* GET manifests/<name> (a tag or want, the digest it must have, or NULL). */
 static int get_manifest(char **out, size_t *out_len, char digest[7 + 2 * NX_SHA256_LEN + 1],
-			struct oci_client *c, const nx_oci_ref *ref, nx_error *err)
+			struct oci_client *c, const char *name, const char *want, nx_error *err)
 {
 	char url[URL_LEN];
 	struct oci_req q = { .method = "GET", .url = url, .accept = NX_OCI_MANIFEST_MEDIA,
@@ -36,7 +39,7 @@ static int get_manifest(char **out, size_t *out_len, char digest[7 + 2 * NX_SHA2
 	unsigned char sha[NX_SHA256_LEN];
 	int rc;
 
-	snprintf(url, sizeof(url), "/v2/%s/manifests/%s", c->repo, ref->digest ? ref->digest : ref->tag);
+	snprintf(url, sizeof(url), "/v2/%s/manifests/%s", c->repo, want ? want : name);
 	if ((rc = nx_oci__request(c, &q, &r, err)))
 		goto out;
 	if (r.status != 200) {
@@ -47,10 +50,10 @@ static int get_manifest(char **out, size_t *out_len, char digest[7 + 2 * NX_SHA2
 	nx_sha256_buf(sha, r.body ? r.body : "", r.len);
 	memcpy(digest, "sha256:", 7);
 	nx_hex(digest + 7, sha);
-	if (ref->digest && strcmp(ref->digest, digest)) {
+	if (want && strcmp(want, digest)) {
 		rc = nx_error_set(err, NX_ECHECK, NULL, 0, -1,
 				  "the registry served a manifest whose digest is %s for %s; refused",
-				  digest, ref->digest);
+				  digest, want);
 		goto out;
 	}
 	if (r.digest[0] && strcmp(r.digest, digest)) {
@@ -242,6 +245,237 @@ out:
 	return rc;
 }
 
+#define REFERRERS_MAX 16   /* attestations of one artifact looked at */
+
+/* The subject's referrers: the registry's referrers API, else the
+ * sha256-<hex> tag's index; *out NULL when there are none. */
+static int referrers(json_t **out, struct oci_client *c, const char *subject, nx_error *err)
+{
+	char url[URL_LEN];
+	struct oci_req q = { .method = "GET", .url = url, .accept = NX_OCI_INDEX_MEDIA,
+			     .body_fd = -1, .cap = NX_OCI_MANIFEST_MAX, .idempotent = true };
+	struct oci_resp r = { 0 };
+	int rc, pass;
+
+	*out = NULL;
+	for (pass = 0; pass < 2 && !*out; pass++) {
+		if (!pass)
+			snprintf(url, sizeof(url), "/v2/%s/referrers/%s?artifactType=%s", c->repo,
+				 subject, "application%2Fvnd.dsse.envelope.v1%2Bjson");
+		else
+			snprintf(url, sizeof(url), "/v2/%s/manifests/sha256-%.64s", c->repo, subject + 7);
+		if ((rc = nx_oci__request(c, &q, &r, err)))
+			return rc;
+		if (r.status == 200)
+			*out = json_loadb(r.body ? r.body : "", r.len, 0, NULL);
+		else if (r.status != 404 && r.status != 400)
+			rc = nx_oci__http_error(err, NX_EIO, &q, &r, "cannot list the artifact's referrers");
+		nx_oci__resp_release(&r);
+		if (rc)
+			return rc;
+		if (*out && !json_is_array(json_object_get(*out, "manifests"))) {
+			json_decref(*out);
+			*out = NULL;
+		}
+	}
+	return 0;
+}
+
+/* One referrer: its manifest (digest-checked, subject checked), its
+ * envelope (capped, digest-checked), then nx_attest_check. */
+static int try_attestation(struct nx_attest_info *info, struct oci_client *c, const char *subject,
+			   const char *digest, const unsigned char msha[NX_SHA256_LEN],
+			   const struct nx_oci_pull_opts *po, nx_error *err)
+{
+	char got[7 + 2 * NX_SHA256_LEN + 1], *buf = NULL, *env = NULL;
+	json_t *man = NULL, *l;
+	struct layer ly = { .path = "attestation" };
+	const char *sd, *mt;
+	size_t len;
+	int rc;
+
+	if ((rc = get_manifest(&buf, &len, got, c, NULL, digest, err)))
+		return rc;
+	man = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
+	l = json_array_get(json_object_get(man, "layers"), 0);
+	ly.digest = json_string_value(json_object_get(l, "digest"));
+	ly.size = (uint64_t)json_integer_value(json_object_get(l, "size"));
+	sd = json_string_value(json_object_get(json_object_get(man, "subject"), "digest"));
+	mt = json_string_value(json_object_get(l, "mediaType"));
+	if (!sd || strcmp(sd, subject) || !mt || strcmp(mt, NX_ATTEST_MEDIA) ||
+	    !nx_oci__digest_ok(ly.digest) || !ly.size || ly.size > NX_ATTEST_MAX) {
+		rc = nx_error_set(err, NX_ECHECK, NULL, 0, -1,
+				  "referrer %s is not an attestation of %s (subject, one %s layer "
+				  "of at most %u bytes)", digest, subject, NX_ATTEST_MEDIA,
+				  NX_ATTEST_MAX);
+		goto out;
+	}
+	if (!(rc = get_blob(&env, c, &ly, -1, err)))
+		rc = nx_attest_check(info, env, (size_t)ly.size, po->keys, po->nkeys, msha, err);
+out:
+	json_decref(man);
+	free(buf);
+	free(env);
+	return rc;
+}
+
+/* --require-attestation: some referrer of the artifact must be an
+ * attestation that a trusted key signed for this manifest.json. */
+static int require_attestation(char keyid[NX_KEY_ID_LEN + 1], struct oci_client *c,
+			       const char *subject, const char *mdigest,
+			       const struct nx_oci_pull_opts *po, nx_error *err)
+{
+	struct nx_attest_info info;
+	unsigned char msha[NX_SHA256_LEN];
+	json_t *idx = NULL, *d;
+	nx_error why;
+	size_t i, tried = 0;
+	int rc;
+
+	nx_error_clear(&why);
+	if (nx_unhex(msha, mdigest + 7))
+		return nx_error_set(err, NX_EFORMAT, NULL, 0, -1, "bad manifest.json digest");
+	if ((rc = referrers(&idx, c, subject, err)))
+		return rc;
+	json_array_foreach(json_object_get(idx, "manifests"), i, d) {
+		const char *at = json_string_value(json_object_get(d, "artifactType"));
+		const char *dg = json_string_value(json_object_get(d, "digest"));
+
+		if (!at || strcmp(at, NX_ATTEST_MEDIA) || !nx_oci__digest_ok(dg))
+			continue;
+		if (++tried > REFERRERS_MAX)
+			break;
+		nx_error_clear(&why);
+		if (!try_attestation(&info, c, subject, dg, msha, po, &why)) {
+			memcpy(keyid, info.keyid, sizeof(info.keyid));
+			json_decref(idx);
+			return 0;
+		}
+	}
+	json_decref(idx);
+	if (!tried)
+		return nx_error_set(err, NX_ECHECK, NULL, 0, -1,
+				    "the artifact has no attestation (no %s referrer of %s); "
+				    "refused before downloading its files", NX_ATTEST_MEDIA, subject);
+	return nx_error_set(err, NX_ECHECK, NULL, 0, -1,
+			    "no valid attestation of the artifact (%s); refused before "
+			    "downloading its files", why.message);
+}
+
+/*
+ * Blob downloads run on up to FETCH_WORKERS connections, largest file
+ * first, as skopeo and oras do: on a bundle of one big model and many
+ * small files the small ones arrive while the model streams.  Each worker
+ * has its own client (libcurl easy handles are per thread); the stage is
+ * touched under the job's lock only.  The first error stops the job.
+ */
+#define FETCH_WORKERS 4
+
+struct fetch_job {
+	pthread_mutex_t mu;
+	const struct layer *ly;
+	const nx_manifest *m;
+	nx_stage *st;
+	size_t *order, n, next, files;
+	uint64_t bytes;
+	int rc;
+	nx_error err;
+};
+
+struct fetch_worker {
+	struct fetch_job *job;
+	struct oci_client *c;
+	nx_error err;
+};
+
+static void *fetch_main(void *arg)
+{
+	struct fetch_worker *w = arg;
+	struct fetch_job *j = w->job;
+	size_t i;
+	int rc, fd;
+
+	for (;;) {
+		pthread_mutex_lock(&j->mu);
+		if (j->rc || j->next >= j->n) {
+			pthread_mutex_unlock(&j->mu);
+			return NULL;
+		}
+		i = j->order[j->next++];
+		/* match_files: every layer is a listed file; its mode is the manifest's */
+		rc = nx_stage_create_file(&fd, j->st, j->ly[i].path,
+					  nx_manifest_file_mode(nx_manifest_find(j->m, j->ly[i].path))
+					  == 0555, &w->err);
+		pthread_mutex_unlock(&j->mu);
+		if (!rc) {
+			rc = get_blob(NULL, w->c, &j->ly[i], fd, &w->err);
+			close(fd);
+		}
+		pthread_mutex_lock(&j->mu);
+		if (rc && !j->rc) {
+			j->rc = rc;
+			j->err = w->err;
+		} else if (!rc) {
+			j->files++;
+			j->bytes += j->ly[i].size;
+		}
+		pthread_mutex_unlock(&j->mu);
+	}
+}
+
+static int bigger_first(const void *a, const void *b, void *layers)
+{
+	const struct layer *ly = layers;
+	uint64_t x = ly[*(const size_t *)a].size, y = ly[*(const size_t *)b].size;
+
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Layers 1..n-1 into the stage.  c is the open client; more are opened
+ * for the other workers (one that cannot open only means fewer workers). */
+static int fetch_all(struct nx_oci_pull_result *res, struct oci_client *c, const nx_oci_ref *ref,
+		     const struct nx_oci_opts *o, const struct layer *ly, size_t n,
+		     const nx_manifest *m, nx_stage *st, nx_error *err)
+{
+	struct fetch_job j = { .mu = PTHREAD_MUTEX_INITIALIZER, .ly = ly, .m = m, .st = st };
+	struct oci_client more[FETCH_WORKERS - 1];
+	struct fetch_worker w[FETCH_WORKERS];
+	pthread_t t[FETCH_WORKERS];
+	struct nx_oci_opts quiet = *o;
+	size_t i, nw = 1, started = 0;
+
+	if (n < 2)
+		return 0;
+	if (!(j.order = malloc((n - 1) * sizeof(*j.order))))
+		return nx_error_oom(err, NULL);
+	for (i = 1; i < n; i++)
+		j.order[i - 1] = i;
+	j.n = n - 1;
+	qsort_r(j.order, j.n, sizeof(*j.order), bigger_first, (void *)ly);
+	quiet.progress = NULL;   /* one status line: the first worker's, the largest file */
+	while (nw < FETCH_WORKERS && nw < j.n &&
+	       !nx_oci__client_open(&more[nw - 1], ref, &quiet, "pull", NULL))
+		nw++;
+	for (i = 0; i < nw; i++) {
+		w[i] = (struct fetch_worker){ .job = &j, .c = i ? &more[i - 1] : c };
+		nx_error_clear(&w[i].err);
+		if (i && pthread_create(&t[i], NULL, fetch_main, &w[i]))
+			break;
+		started = i + 1;
+	}
+	fetch_main(&w[0]);
+	for (i = 1; i < started; i++)
+		pthread_join(t[i], NULL);
+	for (i = 1; i < nw; i++)
+		nx_oci__client_close(&more[i - 1]);
+	free(j.order);
+	res->files = j.files;
+	res->bytes = j.bytes;
+	if (j.rc && err)
+		*err = j.err;
+	return j.rc;
+}
+
 /* The early trust decision, on manifest.json alone. */
 static int check_signature(const nx_manifest *m, const struct nx_oci_pull_opts *po, nx_error *err)
 {
@@ -288,32 +522,24 @@ int nx_oci_pull(struct nx_oci_pull_result *out, const nx_oci_ref *ref, const cha
 	nx_manifest *m = NULL;
 	nx_stage *st = NULL;
 	nx_report *rep = NULL;
-	size_t alen = 0, n = 0, i;
+	size_t alen = 0, n = 0;
 	int rc, fd = -1;
 
 	if ((rc = nx_oci__client_open(&c, ref, o, "pull", err)) ||
-	    (rc = get_manifest(&art, &alen, res.digest, &c, ref, err)) ||
+	    (rc = get_manifest(&art, &alen, res.digest, &c, ref->tag, ref->digest, err)) ||
 	    (rc = parse_layers(&ly, &n, &root, art, alen, err)) ||
 	    (rc = get_blob(&mjson, &c, &ly[0], -1, err)) ||
 	    (rc = nx_manifest_parse(&m, mjson, (size_t)ly[0].size, NX_MANIFEST_NAME, err)) ||
 	    (rc = check_signature(m, po, err)) ||
 	    (rc = match_files(ly, n, m, err)) ||
+	    (po->require_attestation &&
+	     (rc = require_attestation(res.attested_by, &c, res.digest, ly[0].digest, po, err))) ||
 	    (rc = nx_stage_create(&st, out_dir, po->force, err)))
 		goto out;
 	if (po->on_stage)
 		po->on_stage(po->stage_ctx, st);
-	for (i = 1; i < n; i++) {
-		/* match_files: every layer is a listed file; its mode is the manifest's */
-		if ((rc = nx_stage_create_file(&fd, st, ly[i].path,
-					       nx_manifest_file_mode(nx_manifest_find(m, ly[i].path))
-					       == 0555, err)) ||
-		    (rc = get_blob(NULL, &c, &ly[i], fd, err)))
-			goto out;
-		close(fd);
-		fd = -1;
-		res.files++;
-		res.bytes += ly[i].size;
-	}
+	if ((rc = fetch_all(&res, &c, ref, o, ly, n, m, st, err)))
+		goto out;
 	if ((rc = nx_stage_create_file(&fd, st, NX_MANIFEST_NAME, false, err)) ||
 	    (rc = write_all(fd, mjson, (size_t)ly[0].size, NX_MANIFEST_NAME, err)))
 		goto out;

@@ -12,6 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
+#include "nexus/attest.h"
 #include "nexus/fs.h"
 #include "oci_int.h"
 
@@ -214,17 +217,20 @@ static int push_blob(struct oci_client *c, const struct blob *b, struct nx_oci_p
 	return rc;
 }
 
-static int put_manifest(struct oci_client *c, const nx_oci_ref *ref, const char *mbuf,
-			size_t mlen, const char *digest, nx_error *err)
+/* PUT a manifest (media) at tag, or at its digest when tag is NULL.
+ * *referrers (may be NULL) tells whether the registry said OCI-Subject. */
+static int put_manifest(struct oci_client *c, const char *tag, const char *media,
+			const char *mbuf, size_t mlen, const char *digest, bool *referrers,
+			nx_error *err)
 {
 	char url[PATH_URL_MAX];
-	struct oci_req q = { .method = "PUT", .url = url, .content_type = NX_OCI_MANIFEST_MEDIA,
+	struct oci_req q = { .method = "PUT", .url = url, .content_type = media,
 			     .body = mbuf, .body_len = mlen, .body_fd = -1, .idempotent = true,
 			     .what = "manifest", .total = mlen };
 	struct oci_resp r = { 0 };
 	int rc;
 
-	snprintf(url, sizeof(url), "/v2/%s/manifests/%s", c->repo, ref->tag ? ref->tag : digest);
+	snprintf(url, sizeof(url), "/v2/%s/manifests/%s", c->repo, tag ? tag : digest);
 	if ((rc = nx_oci__request(c, &q, &r, err)))
 		goto out;
 	if (r.status != 201)
@@ -233,9 +239,155 @@ static int put_manifest(struct oci_client *c, const nx_oci_ref *ref, const char 
 		rc = nx_error_set(err, NX_ECHECK, NULL, 0, -1,
 				  "the registry stored the manifest as %.100s, not %s: it changed "
 				  "what it was sent; do not use this registry", r.digest, digest);
+	if (!rc && referrers)
+		*referrers = r.subject[0] != 0;
 out:
 	nx_oci__resp_release(&r);
 	return rc;
+}
+
+static json_t *desc(const char *media, const char *digest, size_t size)
+{
+	return json_pack("{s:s, s:s, s:I}", "mediaType", media, "digest", digest,
+			 "size", (json_int_t)size);
+}
+
+/* A blob from memory: its digest, then push_blob. */
+static int push_mem(struct oci_client *c, const char *buf, size_t len, const char *what,
+		    char digest[7 + 2 * NX_SHA256_LEN + 1], struct nx_oci_push_result *res,
+		    nx_error *err)
+{
+	struct blob b = { .size = len, .buf = buf, .fd = -1, .what = what };
+	unsigned char sha[NX_SHA256_LEN];
+
+	nx_sha256_buf(sha, buf, len);
+	digest_str(b.digest, sha);
+	memcpy(digest, b.digest, sizeof(b.digest));
+	return push_blob(c, &b, res, err);
+}
+
+/*
+ * The referrers tag schema (distribution-spec 1.1) for a registry without
+ * the referrers API: tag sha256-<hex of the subject> holds an image index
+ * of the subject's referrers; add ours to what is there.
+ */
+static int tag_referrer(struct oci_client *c, const char *subject, json_t *ours, nx_error *err)
+{
+	char tag[8 + 2 * NX_SHA256_LEN], url[PATH_URL_MAX], digest[7 + 2 * NX_SHA256_LEN + 1];
+	struct oci_req q = { .method = "GET", .url = url, .accept = NX_OCI_INDEX_MEDIA,
+			     .body_fd = -1, .cap = NX_OCI_MANIFEST_MAX, .idempotent = true };
+	struct oci_resp r = { 0 };
+	unsigned char sha[NX_SHA256_LEN];
+	json_t *idx = NULL, *ms, *m;
+	char *buf = NULL;
+	size_t i;
+	int rc;
+
+	snprintf(tag, sizeof(tag), "sha256-%.64s", subject + 7);
+	snprintf(url, sizeof(url), "/v2/%s/manifests/%s", c->repo, tag);
+	if ((rc = nx_oci__request(c, &q, &r, err)))
+		goto out;
+	if (r.status == 200)
+		idx = json_loadb(r.body ? r.body : "", r.len, JSON_REJECT_DUPLICATES, NULL);
+	else if (r.status == 404)
+		idx = json_pack("{s:i, s:s, s:[]}", "schemaVersion", 2, "mediaType",
+				NX_OCI_INDEX_MEDIA, "manifests");
+	ms = json_object_get(idx, "manifests");
+	if (r.status != 200 && r.status != 404) {
+		rc = nx_oci__http_error(err, NX_EIO, &q, &r, "cannot read the referrers tag");
+		goto out;
+	}
+	if (!json_is_array(ms)) {
+		rc = nx_error_set(err, NX_EFORMAT, NULL, 0, -1,
+				  "tag %s holds something other than an OCI image index of "
+				  "referrers; not changed", tag);
+		goto out;
+	}
+	json_array_foreach(ms, i, m)
+		if (json_equal(json_object_get(m, "digest"), json_object_get(ours, "digest")))
+			break;
+	if (i == json_array_size(ms) && json_array_append(ms, ours)) {
+		rc = nx_error_oom(err, NULL);
+		goto out;
+	}
+	if (!(buf = json_dumps(idx, JSON_COMPACT | JSON_SORT_KEYS))) {
+		rc = nx_error_oom(err, NULL);
+		goto out;
+	}
+	nx_sha256_buf(sha, buf, strlen(buf));
+	digest_str(digest, sha);
+	rc = put_manifest(c, tag, NX_OCI_INDEX_MEDIA, buf, strlen(buf), digest, NULL, err);
+out:
+	nx_oci__resp_release(&r);
+	json_decref(idx);
+	free(buf);
+	return rc;
+}
+
+/* Attach the envelope env to the artifact just pushed (res->digest, alen
+ * bytes): its blobs, a manifest whose subject is the artifact, and the tag
+ * fallback when the registry did not answer OCI-Subject. */
+static int attach(struct oci_client *c, struct nx_oci_push_result *res, size_t alen,
+		  const char *env, size_t elen, nx_error *err)
+{
+	char cfg[7 + 2 * NX_SHA256_LEN + 1], lay[sizeof(cfg)], *buf = NULL;
+	unsigned char sha[NX_SHA256_LEN];
+	json_t *man = NULL, *ours = NULL;
+	bool referrers = false;
+	int rc;
+
+	if ((rc = push_mem(c, "{}", 2, "attestation config", cfg, res, err)) ||
+	    (rc = push_mem(c, env, elen, "attestation", lay, res, err)))
+		return rc;
+	man = json_pack("{s:i, s:s, s:s, s:o, s:[o], s:o, s:{s:s}}", "schemaVersion", 2,
+			"mediaType", NX_OCI_MANIFEST_MEDIA, "artifactType", NX_ATTEST_MEDIA,
+			"config", desc(NX_OCI_EMPTY_MEDIA, cfg, 2),
+			"layers", desc(NX_ATTEST_MEDIA, lay, elen),
+			"subject", desc(NX_OCI_MANIFEST_MEDIA, res->digest, alen),
+			"annotations", NX_OCI_PREDICATE_ANNOTATION, NX_ATTEST_PREDICATE_TYPE);
+	if (!man || !(buf = json_dumps(man, JSON_COMPACT | JSON_SORT_KEYS))) {
+		rc = nx_error_oom(err, NULL);
+		goto out;
+	}
+	nx_sha256_buf(sha, buf, strlen(buf));
+	digest_str(res->attestation, sha);
+	if ((rc = put_manifest(c, NULL, NX_OCI_MANIFEST_MEDIA, buf, strlen(buf), res->attestation,
+			       &referrers, err)) || referrers)
+		goto out;
+	res->referrers_tag = true;
+	if (!(ours = desc(NX_OCI_MANIFEST_MEDIA, res->attestation, strlen(buf))) ||
+	    json_object_set_new(ours, "artifactType", json_string(NX_ATTEST_MEDIA)) ||
+	    json_object_set_new(ours, "annotations", json_pack("{s:s}", NX_OCI_PREDICATE_ANNOTATION,
+								 NX_ATTEST_PREDICATE_TYPE))) {
+		rc = nx_error_oom(err, NULL);
+		goto out;
+	}
+	rc = tag_referrer(c, res->digest, ours, err);
+out:
+	json_decref(man);
+	json_decref(ours);
+	free(buf);
+	return rc;
+}
+
+/* Does the repository already hold the image manifest `digest`?  Then it
+ * holds every blob the manifest names: a registry refuses a manifest whose
+ * blobs it lacks (distribution-spec, "Pushing Manifests").  One HEAD
+ * instead of one per blob, as crane and oras do. */
+static bool has_manifest(struct oci_client *c, const char *digest, nx_error *err)
+{
+	char url[PATH_URL_MAX];
+	struct oci_req q = { .method = "HEAD", .url = url, .accept = NX_OCI_MANIFEST_MEDIA,
+			     .body_fd = -1, .idempotent = true };
+	struct oci_resp r = { 0 };
+	bool has;
+
+	snprintf(url, sizeof(url), "/v2/%s/manifests/%s", c->repo, digest);
+	has = !nx_oci__request(c, &q, &r, err) && r.status == 200 &&
+	      (!r.digest[0] || !strcmp(r.digest, digest));
+	nx_oci__resp_release(&r);
+	nx_error_clear(err);   /* a registry that cannot say: upload as usual */
+	return has;
 }
 
 int nx_oci_push(struct nx_oci_push_result *out, int dirfd, const char *bundle,
@@ -265,6 +417,10 @@ int nx_oci_push(struct nx_oci_push_result *out, int dirfd, const char *bundle,
 	}
 	if ((rc = nx_oci__client_open(&c, ref, o, "pull,push", err)))
 		goto out;
+	if (has_manifest(&c, res.digest, err)) {
+		res.blobs_skipped = m->nfiles + 2;
+		goto manifest;
+	}
 	b = (struct blob){ .size = clen, .buf = cfg, .fd = -1, .what = "config" };
 	nx_sha256_buf(sha, cfg, clen);
 	digest_str(b.digest, sha);
@@ -294,7 +450,10 @@ int nx_oci_push(struct nx_oci_push_result *out, int dirfd, const char *bundle,
 		close(fd);
 		fd = -1;
 	}
-	if ((rc = put_manifest(&c, ref, art, alen, res.digest, err)))
+manifest:
+	if ((rc = put_manifest(&c, ref->tag, NX_OCI_MANIFEST_MEDIA, art, alen, res.digest, NULL,
+			       err)) ||
+	    (o->attestation && (rc = attach(&c, &res, alen, o->attestation, o->attestation_len, err))))
 		goto out;
 	*out = res;
 out:
