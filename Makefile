@@ -91,19 +91,33 @@ $(BUILD)/obj/%.o: %.c
 # ONNX Runtime packaged, and a build date that is SOURCE_DATE_EPOCH's or the
 # commit's, so that rebuilding one commit gives the same bytes.  The header
 # is rewritten only when a value changes, and only the two main.c include it.
-BUILD_INFO := $(BUILD)/gen/nx_build_info.h
-$(BUILD_INFO): FORCE
+# nexus_cli's commit and date are those of the last commit that changed what
+# its bytes are made of (RT_INPUTS), not HEAD's: verify compares the bundle's
+# runtime with this installation's byte for byte, so a commit elsewhere in the
+# tree must not make the bundles built before it runtime-untrusted
+# (docs/TRV.md, "Upgrades").  Within a release nothing changes either way.
+BUILD_INFO    := $(BUILD)/gen/nx_build_info.h
+RT_BUILD_INFO := $(BUILD)/gen/rt/nx_build_info.h
+RT_INPUTS     := Makefile include src/runtime $(addprefix src/,$(PROD_LAYERS))
+define build_info_sh
 	@mkdir -p $(@D)
-	@c=$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown); \
+	@c=$$(git log -1 --format=%h --abbrev=12 $(2) 2>/dev/null); [ -n "$$c" ] || c=unknown; \
 	if [ -n "$$SOURCE_DATE_EPOCH" ]; then d=$$(date -u -d "@$$SOURCE_DATE_EPOCH" +%Y-%m-%d); \
-	else d=$$(TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%d 2>/dev/null); fi; \
+	else d=$$(TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%d $(2) 2>/dev/null); fi; \
 	[ -n "$$d" ] || d=$$(date -u +%Y-%m-%d); \
 	printf '#define NX_COMMIT "%s"\n#define NX_BUILD_DATE "%s"\n#define NX_ORT_VERSION "%s"\n' \
-		"$$c" "$$d" "$(ORT_VERSION)" > $@.tmp; \
-	if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+		"$$c" "$$d" "$(ORT_VERSION)" > $(1).tmp; \
+	if cmp -s $(1).tmp $(1); then rm -f $(1).tmp; else mv $(1).tmp $(1); fi
+endef
+$(BUILD_INFO): FORCE
+	$(call build_info_sh,$@,HEAD)
+$(RT_BUILD_INFO): FORCE
+	$(call build_info_sh,$@,HEAD -- $(RT_INPUTS))
 FORCE:
-$(BUILD)/obj/src/cli/main.o $(BUILD)/obj/src/runtime/main.o: $(BUILD_INFO)
-$(BUILD)/obj/src/cli/main.o $(BUILD)/obj/src/runtime/main.o: CPPFLAGS += -I$(BUILD)/gen
+$(BUILD)/obj/src/cli/main.o: $(BUILD_INFO)
+$(BUILD)/obj/src/cli/main.o: CPPFLAGS += -I$(BUILD)/gen
+$(BUILD)/obj/src/runtime/main.o: $(RT_BUILD_INFO)
+$(BUILD)/obj/src/runtime/main.o: CPPFLAGS += -I$(BUILD)/gen/rt
 
 $(BUILD)/obj/src/runtime/%.o: CPPFLAGS += -I$(ORT_INC)
 $(RT_OBJ): $(ORT_INC)/onnxruntime_c_api.h
