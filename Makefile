@@ -62,6 +62,12 @@ NEXUS   := $(BUILD)/bin/nexus
 RTDIR   := $(BUILD)/libexec/nexus
 NX_CLI  := $(RTDIR)/bin/nexus_cli
 RT_ORT  := $(RTDIR)/lib/libonnxruntime.so.1
+# The licence texts of what a bundle redistributes (scripts/notices.py), part
+# of the runtime: the ORT notices setup.sh unpacked, and the copyright files
+# of what the link of nexus_cli pulled in ($(NX_CLI_TRACE), ld -t -t).
+RT_NOTICES := $(RTDIR)/THIRD_PARTY_NOTICES
+ORT_NOTICES := $(ORT_DIR)/notices
+NX_CLI_TRACE := $(BUILD)/nexus_cli.trace
 # The runtimes this installation trusts: its own, then earlier releases'.
 TRUSTED := $(RTDIR)/trusted-runtimes
 TRUSTED_EARLIER := src/runtime/trusted-runtimes.txt
@@ -77,7 +83,7 @@ msg = @true
 endif
 
 .PHONY: FORCE all check-layers check-symbols lint check test unit fuzz-replay torture e2e e2e-asan asan fuzz install uninstall clean demo demo-generate bench setup
-all: $(NEXUS) $(NX_CLI) $(RT_ORT) $(TRUSTED) $(UT_BIN) $(FZ_BIN)
+all: $(NEXUS) $(NX_CLI) $(RT_ORT) $(RT_NOTICES) $(TRUSTED) $(UT_BIN) $(FZ_BIN)
 
 $(ORT_LIB) $(ORT_INC)/onnxruntime_c_api.h:
 	@echo "error: ONNX Runtime not found in $(ORT_DIR); run scripts/setup.sh first" >&2; exit 3
@@ -141,8 +147,8 @@ NX_CLI_DEBUG := $(BUILD)/nexus_cli.debug
 $(NX_CLI): $(RT_OBJ) $(PROD_AR) $(ORT_LIB)
 	@mkdir -p $(@D)
 	$(call msg,LD,$@)
-	$(Q)$(CC) $(LDFLAGS) -Wl,-rpath,'$$ORIGIN/../lib' -Wl,--build-id=none -o $@.full $(RT_OBJ) \
-		$(PROD_AR) $(ORT_LIB) $(RT_LIBS)
+	$(Q)$(CC) $(LDFLAGS) -Wl,-rpath,'$$ORIGIN/../lib' -Wl,--build-id=none -Wl,--trace,--trace -o $@.full $(RT_OBJ) \
+		$(PROD_AR) $(ORT_LIB) $(RT_LIBS) > $(NX_CLI_TRACE)
 	$(Q)if [ -n "$(SAN)" ]; then mv $@.full $@; else \
 		objcopy --only-keep-debug $@.full $(NX_CLI_DEBUG) && chmod 0644 $(NX_CLI_DEBUG) && \
 		objcopy --strip-all --add-gnu-debuglink=$(NX_CLI_DEBUG) $@.full $@ && rm -f $@.full; fi
@@ -169,9 +175,17 @@ $(RT_ORT): $(ORT_LIB)
 	@mkdir -p $(@D)
 	install -m 0444 $< $@
 
-$(TRUSTED): $(NX_CLI) $(RT_ORT) $(TRUSTED_EARLIER)
+$(RT_NOTICES): $(NX_CLI) scripts/notices.py $(ORT_NOTICES)/ThirdPartyNotices.txt
 	$(call msg,GEN,$@)
-	$(Q){ echo "nexus $(VERSION)"; (cd $(RTDIR) && sha256sum bin/nexus_cli lib/*); \
+	$(Q)$(PYTHON) scripts/notices.py --trace $(NX_CLI_TRACE) --ort-notices $(ORT_NOTICES) \
+		--ort-version $(ORT_VERSION) -o $@
+
+$(ORT_NOTICES)/ThirdPartyNotices.txt:
+	@echo "error: ONNX Runtime's notices not found in $(ORT_NOTICES); run scripts/setup.sh first" >&2; exit 3
+
+$(TRUSTED): $(NX_CLI) $(RT_ORT) $(RT_NOTICES) $(TRUSTED_EARLIER)
+	$(call msg,GEN,$@)
+	$(Q){ echo "nexus $(VERSION)"; (cd $(RTDIR) && sha256sum bin/nexus_cli lib/* THIRD_PARTY_NOTICES); \
 		grep -v '^#' $(TRUSTED_EARLIER) || true; } > $@.tmp && chmod 0644 $@.tmp && mv $@.tmp $@
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(wildcard tests/unit/*.h) $(LAYER_AR)
@@ -276,6 +290,7 @@ install: all
 	install -m 0755 $(NEXUS) $(DESTDIR)$(PREFIX)/bin/nexus
 	install -m 0555 $(NX_CLI) $(DESTDIR)$(PREFIX)/libexec/nexus/bin/nexus_cli
 	install -m 0444 $(RT_ORT) $(DESTDIR)$(PREFIX)/libexec/nexus/lib/libonnxruntime.so.1
+	install -m 0444 $(RT_NOTICES) $(DESTDIR)$(PREFIX)/libexec/nexus/THIRD_PARTY_NOTICES
 	install -m 0644 $(TRUSTED) $(DESTDIR)$(PREFIX)/libexec/nexus/trusted-runtimes
 	install -m 0644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -d $(DESTDIR)$(PREFIX)/share/man/man5

@@ -56,7 +56,7 @@ def leftovers(parent, name):
 
 def test_manifest_records_modes(bundle):
     m = json.loads((bundle / "manifest.json").read_text())
-    assert m["schema_version"] == "1.2"
+    assert m["schema_version"] == "1.3"
     modes = {f["path"]: f["mode"] for f in m["files"]}
     assert modes["bin/nexus_cli"] == "0555"
     assert {v for k, v in modes.items() if k != "bin/nexus_cli"} == {"0444"}
@@ -282,7 +282,7 @@ def _student_with_one_weight_changed():
 def test_inspect_bundle(nexus, bundle):
     r = run(nexus, "inspect", bundle)
     assert r.returncode == 0, r.stderr
-    for words in ("manifest schema 1.2", "bin/nexus_cli", "signature  unsigned",
+    for words in ("manifest schema 1.3", "bin/nexus_cli", "signature  unsigned", "platform   linux/",
                   "policy     max_model_bytes", "runtime    nexus", "input_ids"):
         assert words in r.stdout, r.stdout
     r = run(nexus, "inspect", "--json", bundle)
@@ -293,6 +293,7 @@ def test_inspect_bundle(nexus, bundle):
     assert [f["path"] for f in doc["files"]] == [f["path"] for f in m["files"]]
     assert doc["signature"] == {"status": "unsigned", "key_id": "", "checked": False}
     assert doc["policy"] == m["policy"] and doc["runtime"] == m["runtime"]
+    assert doc["platform"] == m["platform"]
     assert doc["model"]["parameters"] > 0
 
 
