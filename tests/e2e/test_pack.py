@@ -17,7 +17,7 @@ import tarfile
 
 import pytest
 
-from conftest import run
+from conftest import run, sandbox_usable
 from test_build import build
 from workspace import make_workspace
 
@@ -141,6 +141,25 @@ def test_pack_unpack_round_trip(nexus, bundle, tmp_path, compress):
     assert verify(nexus, out)[0] == 0
     r = run(nexus, "unpack", a, "-o", out, "--no-sandbox")
     assert r.returncode == 2 and "exists" in r.stderr, r.stderr
+
+
+def test_unpack_runs_the_functional_check_in_the_sandbox(nexus, bundle, tmp_path):
+    """Without --no-sandbox, unpack's verify runs the bundle in the sandbox,
+    which binds it by path: it must be given the stage's, since the output
+    path does not exist yet (it failed with "cannot resolve" on every
+    unpack and pull)."""
+    if not (sandbox_usable("bwrap") or sandbox_usable("landlock")):
+        pytest.skip("no sandbox backend here")
+    a = tmp_path / "b.nexus"
+    assert run(nexus, "pack", bundle, "-o", a).returncode == 0
+    out = tmp_path / "out dir ü"
+    r = run(nexus, "unpack", a, "-o", out, "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    checks = {c["id"]: c["status"] for c in doc["verify"]["checks"]}
+    assert checks["functional"] == "PASS", doc["verify"]
+    assert doc["verify"]["bundle"] == str(out)      # the report names the output
+    assert tree(out) == tree(bundle)
 
 
 def _open_zstd(path):
