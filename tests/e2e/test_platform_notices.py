@@ -188,8 +188,10 @@ def test_a_newer_glibc_is_refused_by_the_runtime(nexus, bundle, tmp_path, keys):
 def test_the_matching_host_runs(bundle):
     r = run(str(bundle / "bin/nexus_cli"), "info")
     assert r.returncode == 0, r.stderr
+    assert f"platform    linux/{platform.machine()}, glibc " in r.stdout, r.stdout
     r = run(str(bundle / "bin/nexus_cli"), "info", "--json")
     assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["platform"] == manifest(bundle)["platform"]
 
 
 @pytest.mark.parametrize("bad", [{"arch": "x86 64"}, {"min_glibc": "2"}, {"min_glibc": "2.34x"},
