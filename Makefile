@@ -62,6 +62,12 @@ NEXUS   := $(BUILD)/bin/nexus
 RTDIR   := $(BUILD)/libexec/nexus
 NX_CLI  := $(RTDIR)/bin/nexus_cli
 RT_ORT  := $(RTDIR)/lib/libonnxruntime.so.1
+# The licence texts of what a bundle redistributes (scripts/notices.py), part
+# of the runtime: the ORT notices setup.sh unpacked, and the copyright files
+# of what the link of nexus_cli pulled in ($(NX_CLI_TRACE), ld -t -t).
+RT_NOTICES := $(RTDIR)/THIRD_PARTY_NOTICES
+ORT_NOTICES := $(ORT_DIR)/notices
+NX_CLI_TRACE := $(BUILD)/nexus_cli.trace
 # The runtimes this installation trusts: its own, then earlier releases'.
 TRUSTED := $(RTDIR)/trusted-runtimes
 TRUSTED_EARLIER := src/runtime/trusted-runtimes.txt
@@ -77,7 +83,7 @@ msg = @true
 endif
 
 .PHONY: FORCE all check-layers check-symbols lint check test unit fuzz-replay torture e2e e2e-asan asan fuzz install uninstall clean demo demo-generate bench setup
-all: $(NEXUS) $(NX_CLI) $(RT_ORT) $(TRUSTED) $(UT_BIN) $(FZ_BIN)
+all: $(NEXUS) $(NX_CLI) $(RT_ORT) $(RT_NOTICES) $(TRUSTED) $(UT_BIN) $(FZ_BIN)
 
 $(ORT_LIB) $(ORT_INC)/onnxruntime_c_api.h:
 	@echo "error: ONNX Runtime not found in $(ORT_DIR); run scripts/setup.sh first" >&2; exit 3
@@ -91,19 +97,33 @@ $(BUILD)/obj/%.o: %.c
 # ONNX Runtime packaged, and a build date that is SOURCE_DATE_EPOCH's or the
 # commit's, so that rebuilding one commit gives the same bytes.  The header
 # is rewritten only when a value changes, and only the two main.c include it.
-BUILD_INFO := $(BUILD)/gen/nx_build_info.h
-$(BUILD_INFO): FORCE
+# nexus_cli's commit and date are those of the last commit that changed what
+# its bytes are made of (RT_INPUTS), not HEAD's: verify compares the bundle's
+# runtime with this installation's byte for byte, so a commit elsewhere in the
+# tree must not make the bundles built before it runtime-untrusted
+# (docs/TRV.md, "Upgrades").  Within a release nothing changes either way.
+BUILD_INFO    := $(BUILD)/gen/nx_build_info.h
+RT_BUILD_INFO := $(BUILD)/gen/rt/nx_build_info.h
+RT_INPUTS     := Makefile include src/runtime $(addprefix src/,$(PROD_LAYERS))
+define build_info_sh
 	@mkdir -p $(@D)
-	@c=$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown); \
+	@c=$$(git log -1 --format=%h --abbrev=12 $(2) 2>/dev/null); [ -n "$$c" ] || c=unknown; \
 	if [ -n "$$SOURCE_DATE_EPOCH" ]; then d=$$(date -u -d "@$$SOURCE_DATE_EPOCH" +%Y-%m-%d); \
-	else d=$$(TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%d 2>/dev/null); fi; \
+	else d=$$(TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%d $(2) 2>/dev/null); fi; \
 	[ -n "$$d" ] || d=$$(date -u +%Y-%m-%d); \
 	printf '#define NX_COMMIT "%s"\n#define NX_BUILD_DATE "%s"\n#define NX_ORT_VERSION "%s"\n' \
-		"$$c" "$$d" "$(ORT_VERSION)" > $@.tmp; \
-	if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+		"$$c" "$$d" "$(ORT_VERSION)" > $(1).tmp; \
+	if cmp -s $(1).tmp $(1); then rm -f $(1).tmp; else mv $(1).tmp $(1); fi
+endef
+$(BUILD_INFO): FORCE
+	$(call build_info_sh,$@,HEAD)
+$(RT_BUILD_INFO): FORCE
+	$(call build_info_sh,$@,HEAD -- $(RT_INPUTS))
 FORCE:
-$(BUILD)/obj/src/cli/main.o $(BUILD)/obj/src/runtime/main.o: $(BUILD_INFO)
-$(BUILD)/obj/src/cli/main.o $(BUILD)/obj/src/runtime/main.o: CPPFLAGS += -I$(BUILD)/gen
+$(BUILD)/obj/src/cli/main.o: $(BUILD_INFO)
+$(BUILD)/obj/src/cli/main.o: CPPFLAGS += -I$(BUILD)/gen
+$(BUILD)/obj/src/runtime/main.o: $(RT_BUILD_INFO)
+$(BUILD)/obj/src/runtime/main.o: CPPFLAGS += -I$(BUILD)/gen/rt
 
 $(BUILD)/obj/src/runtime/%.o: CPPFLAGS += -I$(ORT_INC)
 $(RT_OBJ): $(ORT_INC)/onnxruntime_c_api.h
@@ -127,8 +147,8 @@ NX_CLI_DEBUG := $(BUILD)/nexus_cli.debug
 $(NX_CLI): $(RT_OBJ) $(PROD_AR) $(ORT_LIB)
 	@mkdir -p $(@D)
 	$(call msg,LD,$@)
-	$(Q)$(CC) $(LDFLAGS) -Wl,-rpath,'$$ORIGIN/../lib' -Wl,--build-id=none -o $@.full $(RT_OBJ) \
-		$(PROD_AR) $(ORT_LIB) $(RT_LIBS)
+	$(Q)$(CC) $(LDFLAGS) -Wl,-rpath,'$$ORIGIN/../lib' -Wl,--build-id=none -Wl,--trace,--trace -o $@.full $(RT_OBJ) \
+		$(PROD_AR) $(ORT_LIB) $(RT_LIBS) > $(NX_CLI_TRACE)
 	$(Q)if [ -n "$(SAN)" ]; then mv $@.full $@; else \
 		objcopy --only-keep-debug $@.full $(NX_CLI_DEBUG) && chmod 0644 $(NX_CLI_DEBUG) && \
 		objcopy --strip-all --add-gnu-debuglink=$(NX_CLI_DEBUG) $@.full $@ && rm -f $@.full; fi
@@ -155,9 +175,17 @@ $(RT_ORT): $(ORT_LIB)
 	@mkdir -p $(@D)
 	install -m 0444 $< $@
 
-$(TRUSTED): $(NX_CLI) $(RT_ORT) $(TRUSTED_EARLIER)
+$(RT_NOTICES): $(NX_CLI) scripts/notices.py $(ORT_NOTICES)/ThirdPartyNotices.txt
 	$(call msg,GEN,$@)
-	$(Q){ echo "nexus $(VERSION)"; (cd $(RTDIR) && sha256sum bin/nexus_cli lib/*); \
+	$(Q)$(PYTHON) scripts/notices.py --trace $(NX_CLI_TRACE) --ort-notices $(ORT_NOTICES) \
+		--ort-version $(ORT_VERSION) -o $@
+
+$(ORT_NOTICES)/ThirdPartyNotices.txt:
+	@echo "error: ONNX Runtime's notices not found in $(ORT_NOTICES); run scripts/setup.sh first" >&2; exit 3
+
+$(TRUSTED): $(NX_CLI) $(RT_ORT) $(RT_NOTICES) $(TRUSTED_EARLIER)
+	$(call msg,GEN,$@)
+	$(Q){ echo "nexus $(VERSION)"; (cd $(RTDIR) && sha256sum bin/nexus_cli lib/* THIRD_PARTY_NOTICES); \
 		grep -v '^#' $(TRUSTED_EARLIER) || true; } > $@.tmp && chmod 0644 $@.tmp && mv $@.tmp $@
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(wildcard tests/unit/*.h) $(LAYER_AR)
@@ -262,6 +290,7 @@ install: all
 	install -m 0755 $(NEXUS) $(DESTDIR)$(PREFIX)/bin/nexus
 	install -m 0555 $(NX_CLI) $(DESTDIR)$(PREFIX)/libexec/nexus/bin/nexus_cli
 	install -m 0444 $(RT_ORT) $(DESTDIR)$(PREFIX)/libexec/nexus/lib/libonnxruntime.so.1
+	install -m 0444 $(RT_NOTICES) $(DESTDIR)$(PREFIX)/libexec/nexus/THIRD_PARTY_NOTICES
 	install -m 0644 $(TRUSTED) $(DESTDIR)$(PREFIX)/libexec/nexus/trusted-runtimes
 	install -m 0644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -d $(DESTDIR)$(PREFIX)/share/man/man5

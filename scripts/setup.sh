@@ -22,6 +22,12 @@ ORT_TGZ_SHA256=6e3390d6b783e7be946fad629292799da28d0b42f84856e50d2c1b0383291e75
 ORT_SO_SHA256=ffb75a925ba05e47b235bb66e3e3911714a80b328a9c9425539feb204aa32a23
 HDR_DEB=libonnxruntime-dev_1.21.0+dfsg-1_amd64.deb
 HDR_DEB_SHA256=14f7d959d5deacbcf1504830d4189f91fc67382b399ed9ae9d3aa9c4050ced08
+# ONNX Runtime's LICENSE and ThirdPartyNotices.txt for THIRD_PARTY_NOTICES
+# (scripts/notices.py): the npm package ships neither, so they come from the
+# Debian source tarball, the release Debian 13 has (1.21.0; see the SOURCE
+# note written beside them).
+NOTICES_TXZ=onnxruntime_1.21.0+dfsg.orig.tar.xz
+NOTICES_TXZ_SHA256=32df1f82bd6b07b18372c0f387133214905cbde7a586b3ad83f0ed0075f80273
 # Test oracle only: Hugging Face tokenizers (the Rust library, native binding)
 # for the tokenizer parity test; never linked into nexus.
 TOK_VERSION=0.23.2
@@ -45,7 +51,8 @@ APT_PACKAGES=(build-essential make pkg-config ca-certificates
 	libcurl4-openssl-dev libcurl4 docker-registry skopeo apache2-utils python3-cryptography
 	libarchive-dev libarchive13 zstd  # nexus pack/unpack (libarchive dlopen'ed); zstd for the tests
 	python3-jsonschema  # the e2e suite validates every --json document against docs/schema/
-	python3-jinja2)  # the oracle of the chat template tests
+	python3-jinja2  # the oracle of the chat template tests
+	curl)  # fetches ONNX Runtime's notices from the Debian source archive
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 3; }
@@ -194,6 +201,30 @@ fetch_registry_tools() {
 	done
 }
 
+# ONNX Runtime's licence and third-party notices into $ORT_DIR/notices: the
+# two files only; the 38 MB tarball is deleted once they are out.
+fetch_ort_notices() {
+	local dir=$ORT_DIR/notices txz=$NEXUS_CACHE/$NOTICES_TXZ tmp mirror
+	[ -f "$dir/ThirdPartyNotices.txt" ] && [ -f "$dir/LICENSE" ] && return
+	if [ ! -f "$txz" ]; then
+		mirror=$(debian_mirror) || die "cannot find this system's Debian mirror in its apt configuration"
+		say "fetching ONNX Runtime's notices (Debian source $NOTICES_TXZ)"
+		curl -fsSL -o "$txz.part" "${mirror%/}/pool/main/o/onnxruntime/$NOTICES_TXZ" ||
+			die "cannot fetch $NOTICES_TXZ from $mirror"
+		mv "$txz.part" "$txz"
+	fi
+	check_sha "$txz" "$NOTICES_TXZ_SHA256"
+	tmp=$(mktemp -d "$NEXUS_CACHE/notices.XXXXXX")
+	tar -xJf "$txz" -C "$tmp" onnxruntime-1.21.0/LICENSE onnxruntime-1.21.0/ThirdPartyNotices.txt
+	printf '%s\n' "These are ONNX Runtime 1.21.0's LICENSE and ThirdPartyNotices.txt, from Debian's" \
+		"source tarball $NOTICES_TXZ (SHA-256 $NOTICES_TXZ_SHA256)." \
+		"The library shipped is Microsoft's $ORT_VERSION build (npm onnxruntime-node), which" \
+		"carries no notices file; 1.21.0 is the release closest to it in Debian." >"$tmp/SOURCE"
+	mkdir -p "$dir"
+	mv "$tmp/onnxruntime-1.21.0/LICENSE" "$tmp/onnxruntime-1.21.0/ThirdPartyNotices.txt" "$tmp/SOURCE" "$dir/"
+	rm -rf "$tmp" "$txz"
+}
+
 fetch_tokenizers_oracle() {
 	local tgz=$NEXUS_CACHE/tokenizers-$TOK_VERSION.tgz dir=$NEXUS_CACHE/node_modules/tokenizers tmp
 	[ -f "$dir/package.json" ] && return
@@ -215,6 +246,7 @@ main() {
 	mkdir -p "$NEXUS_CACHE"
 	fetch_ort_lib
 	fetch_ort_header
+	fetch_ort_notices
 	fetch_tokenizers_oracle
 	fetch_registry_tools
 	say "ok: onnx runtime in $ORT_DIR"

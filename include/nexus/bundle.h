@@ -23,5 +23,8 @@
 #define NX_BUNDLE_SELFTEST "config/selftest.json"
 #define NX_BUNDLE_GENERATION_CONFIG "config/generation_config.json"
 #define NX_BUNDLE_SRC_DIR "src"
+/* The licence texts of what a bundle redistributes (scripts/notices.py): a
+ * runtime file, compared byte for byte with the trusted runtime's copy. */
+#define NX_BUNDLE_NOTICES "THIRD_PARTY_NOTICES"
 
 #endif

@@ -46,6 +46,8 @@ extern "C" {
 #define NX_ELF_PATH_MAX 4096         /* bytes of PT_INTERP and of a search path */
 #define NX_ELF_CLOSURE_MAX 1024      /* files in one closure */
 #define NX_ELF_DEPTH_MAX 32          /* NEEDED chain length */
+#define NX_ELF_VERNEED_MAX 4096      /* version needs (files and their versions) of one file */
+#define NX_ELF_GLIBC_MAX 16          /* bytes of nx_elf_info.glibc, NUL included */
 
 /* Searched after RUNPATH, in this order (Debian x86_64 multiarch). */
 #define NX_ELF_SYSTEM_DIRS                                                   \
@@ -59,6 +61,10 @@ struct nx_elf_info {
 	char **needed;       /* DT_NEEDED names, in file order */
 	size_t nneeded;
 	char *runpath;       /* DT_RUNPATH, or DT_RPATH when there is no RUNPATH; NULL */
+	/* The highest GLIBC_<x.y> its version needs (DT_VERNEED) name, without
+	 * the prefix ("2.34"); "" when it names none.  The oldest glibc the
+	 * file loads with (docs/FORMAT.md, "platform"). */
+	char glibc[NX_ELF_GLIBC_MAX];
 };
 
 /*
@@ -92,6 +98,22 @@ int nx_elf_closure(char ***out, size_t *out_n, const char *const *binaries,
 		   size_t nbinaries, const char *internal_root, nx_error *err);
 
 void nx_elf_closure_free(char **paths, size_t n);
+
+#define NX_ELF_ARCH_MAX 16           /* bytes of an arch name, NUL included */
+
+/*
+ * The platform of a bundle's runtime (docs/FORMAT.md, "platform"): the
+ * runtime files of manifest m (bin/nexus_cli, lib/<name>; not the notices),
+ * opened beneath dirfd without following links.  *arch is the machine of
+ * bin/nexus_cli as uname -m names it ("x86_64", "aarch64"), *glibc the
+ * highest GLIBC_x.y any of them needs ("2.34"; "2.2.5" when none needs
+ * more, the x86-64 baseline).  Errors: NX_EFORMAT (a file is not ELF64, a
+ * machine nexus has no name for, files of different machines), NX_EIO,
+ * NX_ELIMIT, NX_ENOMEM, each naming the file.
+ */
+struct nx_manifest;
+int nx_elf_platform(char arch[NX_ELF_ARCH_MAX], char glibc[NX_ELF_GLIBC_MAX], int dirfd,
+		    const struct nx_manifest *m, nx_error *err);
 
 #ifdef __cplusplus
 }

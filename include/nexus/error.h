@@ -80,6 +80,14 @@ int nx_error_exit_status(int code);
 #define NX_SIZE_STR_MAX 32
 char *nx_size_str(char out[NX_SIZE_STR_MAX], unsigned long long bytes);
 
+/*
+ * A path as one shell word, for a command a message tells the user to run:
+ * unchanged when it is made of [A-Za-z0-9_./:=@%+,-] only, else in single
+ * quotes ('\'' for a quote), so that "nexus fix-modes /tmp/my bundle"
+ * pastes as one argument.  Cut to fit n bytes (n >= 1).  Returns out.
+ */
+char *nx_shell_word(char *out, size_t n, const char *s);
+
 #ifdef __cplusplus
 }
 #endif

@@ -33,6 +33,9 @@ extern "C" {
 #define NX_MANIFEST_SCHEMA_1_1 "1.1"
 /* "1.2" is "1.1" plus files[].mode ("0444" or "0555"), required on every file. */
 #define NX_MANIFEST_SCHEMA_1_2 "1.2"
+/* "1.3" is "1.2" plus "platform" (os, arch, min_glibc), required. */
+#define NX_MANIFEST_SCHEMA_1_3 "1.3"
+#define NX_PLATFORM_STRING_MAX 32          /* bytes of each platform value */
 #define NX_MANIFEST_SIGNED_PREFIX "nexus-manifest-v1\n"
 #define NX_MANIFEST_MAX (16u << 20)        /* bytes of manifest.json */
 #define NX_MANIFEST_FILES_MAX 65536        /* entries of "files" */
@@ -86,6 +89,18 @@ typedef struct nx_manifest_runtime {
 	size_t nfiles;
 } nx_manifest_runtime;
 
+/*
+ * "platform" (schema 1.3): the hosts the packaged runtime loads on, read from
+ * its ELF files at build (nx_build: the machine of bin/nexus_cli, the
+ * highest GLIBC_x.y version any of bin/ and lib/ needs).  os is "linux";
+ * arch the kernel's name for the machine (uname -m: "x86_64", "aarch64");
+ * min_glibc "MAJOR.MINOR" (or with a third number).  nexus verify
+ * recomputes it from the bundle.
+ */
+typedef struct nx_manifest_platform {
+	char *os, *arch, *min_glibc;
+} nx_manifest_platform;
+
 typedef struct nx_manifest {
 	char *schema_version;   /* "1.0" */
 	char *bundle_id;        /* one path component, e.g. "nexus_bundle_v1" */
@@ -97,6 +112,7 @@ typedef struct nx_manifest {
 	char *signature;        /* "" when unsigned */
 	nx_manifest_policy *policy;   /* schema 1.1; NULL for 1.0 */
 	nx_manifest_runtime *runtime; /* schema 1.1; NULL for 1.0 */
+	nx_manifest_platform *platform; /* schema 1.3; NULL before */
 } nx_manifest;
 
 /*
@@ -137,7 +153,32 @@ int nx_manifest_set_modes(nx_manifest *m, int dirfd, nx_error *err);
  */
 unsigned nx_manifest_file_mode(const struct nx_manifest_file *f);
 
-/* True for a runtime path: "bin/nexus_cli" or "lib/<one component>". */
+/*
+ * Record the platform (copies of the three strings) and set schema "1.3";
+ * call after nx_manifest_set_modes.  NX_EFORMAT when a value breaks
+ * nx_manifest_platform_check, NX_ENOMEM.
+ */
+int nx_manifest_set_platform(nx_manifest *m, const char *os, const char *arch,
+			     const char *min_glibc, nx_error *err);
+
+/*
+ * The platform rules: os "linux"; arch [a-z0-9_]+ (at most
+ * NX_PLATFORM_STRING_MAX bytes); min_glibc two or three dot-separated
+ * numbers of at most 3 digits ("2.34", "2.2.5").  0, or
+ * NX_EFORMAT naming the value (path is for the message).
+ */
+int nx_manifest_platform_check(const nx_manifest_platform *p, const char *path, nx_error *err);
+
+/*
+ * Compare two glibc versions "MAJOR.MINOR[.PATCH...]" numerically: <0, 0, >0
+ * as strcmp.  A string that is not such a version sorts first.
+ */
+int nx_manifest_glibc_cmp(const char *a, const char *b);
+
+/*
+ * True for a runtime path: "bin/nexus_cli", "lib/<one component>" or
+ * NX_BUNDLE_NOTICES (the runtime's licence texts).
+ */
 bool nx_manifest_is_runtime_path(const char *path);
 
 /*

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "nexus/error.h"
+#include "nexus/fs.h"
 #include "nexus/sandbox.h"
 
 #ifdef __cplusplus
@@ -167,10 +168,13 @@ int nx_verify_bundle(nx_report **out, int bundle_dirfd, const char *bundle_path,
  * digests are taken as known (opts->digests_known).  *out is the report
  * (the caller frees it) whenever verification ran.  A verdict of FAIL, or
  * WARN under opts->strict, is NX_ECHECK: "the <what> bundle fails
- * verification (verdict V); nothing was written to <final_path>".
+ * verification (verdict V); nothing was written to <final_path>".  The
+ * checks themselves run on the stage's own path (nx_stage_path): TRV-5
+ * binds the bundle into its sandbox by path, and final_path does not exist
+ * yet.
  */
-int nx_verify_stage(nx_report **out, int stage_dirfd, const char *final_path, const char *what,
-		    const struct nx_verify_opts *opts, nx_error *err);
+int nx_verify_stage(nx_report **out, const nx_stage *stage, const char *final_path,
+		    const char *what, const struct nx_verify_opts *opts, nx_error *err);
 
 /* An empty report for bundle_path (may be NULL). */
 int nx_report_new(nx_report **out, const char *bundle_path, nx_error *err);

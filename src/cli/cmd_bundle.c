@@ -89,7 +89,7 @@ static int print_json(const char *path, const nx_bundle_desc *d, size_t nkeys)
 		total += m->files[i].size;
 	}
 	doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:s}, s:o, s:I, s:o,"
-			" s:{s:s, s:s, s:b}, s:O?, s:O?}",
+			" s:{s:s, s:s, s:b}, s:O?, s:O?, s:O?}",
 		"schema", "nexus.inspect-bundle.v1", "bundle", path,
 		"schema_version", m->schema_version, "bundle_id", m->bundle_id,
 		"build_timestamp", m->build_timestamp,
@@ -100,7 +100,8 @@ static int print_json(const char *path, const nx_bundle_desc *d, size_t nkeys)
 		"signature", "status", nx_sig_status_code(d->sig), "key_id", d->keyid,
 		"checked", nkeys > 0,
 		"policy", tree ? json_object_get(tree, "policy") : NULL,
-		"runtime", tree ? json_object_get(tree, "runtime") : NULL);
+		"runtime", tree ? json_object_get(tree, "runtime") : NULL,
+		"platform", tree ? json_object_get(tree, "platform") : NULL);
 	json_decref(tree);
 	return cli_oci_print_json(doc);
 }
@@ -164,8 +165,11 @@ static void print_text(const char *path, const nx_bundle_desc *d, size_t nkeys)
 		printf("policy     none recorded (schema 1.0): verify applies its defaults\n");
 	}
 	if (m->runtime)
-		printf("runtime    nexus %s (%zu files under bin/ and lib/)\n", m->runtime->version,
-		       m->runtime->nfiles);
+		printf("runtime    nexus %s (%zu files: bin/, lib/, %s)\n", m->runtime->version,
+		       m->runtime->nfiles, NX_BUNDLE_NOTICES);
+	if (m->platform)
+		printf("platform   %s/%s, glibc %s or newer\n", m->platform->os, m->platform->arch,
+		       m->platform->min_glibc);
 	for (i = 0; i < m->nfiles; i++)
 		total += m->files[i].size;
 	nx_size_str(size, total);

@@ -445,7 +445,12 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	printf("  source          %s\n", f.serving ? f.serving : "(none found)");
 	for (i = 0; i < json_array_size(todo); i++)
 		printf("  to do: %s\n", json_string_value(json_array_get(todo, i)));
-	printf("check it, then run: nexus build%s%s\n", p.npos ? " " : "", p.npos ? dir : "");
+	{
+		char word[4200];
+
+		printf("check it, then run: nexus build%s%s\n", p.npos ? " " : "",
+		       p.npos ? nx_shell_word(word, sizeof(word), dir) : "");
+	}
 out:
 	if (out)
 		fclose(out);

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <gnu/libc-version.h>
 #include <limits.h>
 #include <linux/openat2.h>
 #include <pthread.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "nexus/hash.h"
@@ -57,6 +59,36 @@ static int find_root(char *out, size_t n, const char *dir, nx_error *err)
 		return nx_error_set(err, NX_EIO, NULL, 0, -1,
 				    "cannot find the bundle root; pass --bundle DIR");
 	memcpy(out, exe, strlen(exe) + 1);
+	return 0;
+}
+
+/*
+ * The manifest's platform (schema 1.3) against this host: the kernel's
+ * machine name and the running glibc.  Where the glibc is older than the
+ * runtime's ELF files need, ld.so usually refuses first, with its own
+ * message (docs/FORMAT.md, "platform"); this check speaks where the program
+ * still starts (an emulated machine, a manifest that asks for more).
+ */
+static int check_platform(const nx_manifest *m, nx_error *err)
+{
+	const nx_manifest_platform *p = m->platform;
+	const char *glibc = gnu_get_libc_version();
+	struct utsname u;
+
+	if (!p)
+		return 0;
+	if (uname(&u) != 0)
+		return nx_error_errno(err, NX_EIO, errno, NULL, "cannot read this host's machine name");
+	if (strcmp(p->arch, u.machine) != 0 || strcmp(p->os, "linux") != 0)
+		return nx_error_set(err, NX_EDEP, NX_MANIFEST_NAME, 0, -1,
+				    "this bundle is built for %s/%s (manifest.json platform) but this "
+				    "host is linux/%s; run it on a %s host or rebuild it with a nexus "
+				    "built for this one", p->os, p->arch, u.machine, p->arch);
+	if (nx_manifest_glibc_cmp(glibc, p->min_glibc) < 0)
+		return nx_error_set(err, NX_EDEP, NX_MANIFEST_NAME, 0, -1,
+				    "this bundle's runtime needs glibc %s or newer (manifest.json "
+				    "platform) but this host has glibc %s; run it on a host with "
+				    "glibc %s or newer", p->min_glibc, glibc, p->min_glibc);
 	return 0;
 }
 
@@ -229,7 +261,8 @@ int rt_bundle_open(struct rt_bundle *b, const char *dir, bool check, nx_error *e
 	/* runtime.yaml says how thoroughly to check the rest, so it is always
 	 * checked in full before it is read */
 	if (check) {
-		if ((rc = nx_manifest_load(&b->manifest, b->rootfd, NX_MANIFEST_NAME, err)))
+		if ((rc = nx_manifest_load(&b->manifest, b->rootfd, NX_MANIFEST_NAME, err)) ||
+		    (rc = check_platform(b->manifest, err)))
 			return rc;
 		mf = nx_manifest_find(b->manifest, RT_CONFIG);
 		if (!mf || !nx_manifest_find(b->manifest, RT_MODEL))

@@ -197,6 +197,14 @@ static int cmd_info(const struct rt_verb *v, int argc, char **argv)
 			"vocab_size", (json_int_t)nx_tokenizer_vocab_size(b.tok),
 			"onnxruntime", OrtGetApiBase()->GetVersionString(),
 			"nexus_cli", NX_VERSION);
+	if (doc && b.manifest->platform &&
+	    json_object_set_new(doc, "platform",
+				json_pack("{s:s,s:s,s:s}", "os", b.manifest->platform->os,
+					  "arch", b.manifest->platform->arch,
+					  "min_glibc", b.manifest->platform->min_glibc))) {
+		json_decref(doc);
+		doc = NULL;
+	}
 	if (!doc) {
 		rc = 3;
 		fprintf(stderr, "nexus_cli info: error: out of memory\n");
@@ -217,6 +225,10 @@ static int cmd_info(const struct rt_verb *v, int argc, char **argv)
 		       b.manifest->parameters, b.manifest->format, b.manifest->quantization);
 		printf("runtime     onnx runtime %s, nexus_cli %s\n",
 		       OrtGetApiBase()->GetVersionString(), NX_VERSION);
+		if (b.manifest->platform)
+			printf("platform    %s/%s, glibc %s or newer (checked against this host)\n",
+			       b.manifest->platform->os, b.manifest->platform->arch,
+			       b.manifest->platform->min_glibc);
 		printf("tokenizer   %s, %zu entries\n", nx_tokenizer_source(b.tok),
 		       nx_tokenizer_vocab_size(b.tok));
 		json_array_foreach(json_object_get(model, "inputs"), k, io)

@@ -91,6 +91,37 @@ int nx_error_exit_status(int code)
 	}
 }
 
+char *nx_shell_word(char *out, size_t n, const char *s)
+{
+	size_t o = 0;
+	const char *p;
+
+	if (!s[strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./:=@%+,-")] &&
+	    *s) {
+		snprintf(out, n, "%s", s);
+		return out;
+	}
+	/* room for the closing quote and the NUL is kept at every step */
+	if (n >= 3)
+		out[o++] = '\'';
+	for (p = s; *p && n >= 3; p++) {
+		const char *w = *p == '\'' ? "'\\''" : NULL;
+		size_t len = w ? 4 : 1;
+
+		if (o + len + 2 > n)
+			break;
+		if (w)
+			memcpy(out + o, w, len);
+		else
+			out[o] = *p;
+		o += len;
+	}
+	if (n >= 3)
+		out[o++] = '\'';
+	out[o < n ? o : n - 1] = '\0';
+	return out;
+}
+
 char *nx_size_str(char out[NX_SIZE_STR_MAX], unsigned long long bytes)
 {
 	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };

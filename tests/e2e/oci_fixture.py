@@ -249,7 +249,7 @@ def artifact_manifest(bundle_root):
             return "application/vnd.cncf.model.weight.config.v1.raw"
         if p.startswith("model/"):
             return "application/vnd.cncf.model.weight.v1.raw"
-        if p in ("README.md", "LICENSE"):
+        if p in ("README.md", "LICENSE", "THIRD_PARTY_NOTICES"):
             return "application/vnd.cncf.model.doc.v1.raw"
         return "application/vnd.cncf.model.code.v1.raw"
 

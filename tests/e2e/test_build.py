@@ -19,6 +19,7 @@ from workspace import INFERENCE_PY, default_config, make_workspace, student_onnx
 EXPECTED_FILES = [
     "LICENSE",
     "README.md",
+    "THIRD_PARTY_NOTICES",
     "bin/nexus_cli",
     "config/runtime.yaml",
     "config/selftest.json",

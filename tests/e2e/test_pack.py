@@ -17,7 +17,7 @@ import tarfile
 
 import pytest
 
-from conftest import run
+from conftest import run, sandbox_usable
 from test_build import build
 from workspace import make_workspace
 
@@ -56,7 +56,7 @@ def leftovers(parent, name):
 
 def test_manifest_records_modes(bundle):
     m = json.loads((bundle / "manifest.json").read_text())
-    assert m["schema_version"] == "1.2"
+    assert m["schema_version"] == "1.3"
     modes = {f["path"]: f["mode"] for f in m["files"]}
     assert modes["bin/nexus_cli"] == "0555"
     assert {v for k, v in modes.items() if k != "bin/nexus_cli"} == {"0444"}
@@ -141,6 +141,25 @@ def test_pack_unpack_round_trip(nexus, bundle, tmp_path, compress):
     assert verify(nexus, out)[0] == 0
     r = run(nexus, "unpack", a, "-o", out, "--no-sandbox")
     assert r.returncode == 2 and "exists" in r.stderr, r.stderr
+
+
+def test_unpack_runs_the_functional_check_in_the_sandbox(nexus, bundle, tmp_path):
+    """Without --no-sandbox, unpack's verify runs the bundle in the sandbox,
+    which binds it by path: it must be given the stage's, since the output
+    path does not exist yet (it failed with "cannot resolve" on every
+    unpack and pull)."""
+    if not (sandbox_usable("bwrap") or sandbox_usable("landlock")):
+        pytest.skip("no sandbox backend here")
+    a = tmp_path / "b.nexus"
+    assert run(nexus, "pack", bundle, "-o", a).returncode == 0
+    out = tmp_path / "out dir ü"
+    r = run(nexus, "unpack", a, "-o", out, "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    checks = {c["id"]: c["status"] for c in doc["verify"]["checks"]}
+    assert checks["functional"] == "PASS", doc["verify"]
+    assert doc["verify"]["bundle"] == str(out)      # the report names the output
+    assert tree(out) == tree(bundle)
 
 
 def _open_zstd(path):
@@ -282,7 +301,7 @@ def _student_with_one_weight_changed():
 def test_inspect_bundle(nexus, bundle):
     r = run(nexus, "inspect", bundle)
     assert r.returncode == 0, r.stderr
-    for words in ("manifest schema 1.2", "bin/nexus_cli", "signature  unsigned",
+    for words in ("manifest schema 1.3", "bin/nexus_cli", "signature  unsigned", "platform   linux/",
                   "policy     max_model_bytes", "runtime    nexus", "input_ids"):
         assert words in r.stdout, r.stdout
     r = run(nexus, "inspect", "--json", bundle)
@@ -293,6 +312,7 @@ def test_inspect_bundle(nexus, bundle):
     assert [f["path"] for f in doc["files"]] == [f["path"] for f in m["files"]]
     assert doc["signature"] == {"status": "unsigned", "key_id": "", "checked": False}
     assert doc["policy"] == m["policy"] and doc["runtime"] == m["runtime"]
+    assert doc["platform"] == m["platform"]
     assert doc["model"]["parameters"] > 0
 
 

@@ -103,7 +103,7 @@ def test_build_records_the_policy_it_enforced(nexus, tmp_path):
         "forbidden_terms: [wandb]\n"
         "allow_shared_tensors: [{name: classifier.weight, reason: shared head}]\n"))
     m = manifest(b)
-    assert m["schema_version"] == "1.2"
+    assert m["schema_version"] == "1.3"
     p = m["policy"]
     assert p["max_model_bytes"] == 4 << 20
     assert p["max_leak_bytes"] == 65536   # the default budget, enforced
@@ -116,7 +116,7 @@ def test_build_records_the_policy_it_enforced(nexus, tmp_path):
         (b / "config/selftest.json").read_text())["tolerance"] == 1e-4
     assert p["teacher_files"] == 2 and p["nexus_version"] == m["runtime"]["version"]
     digests = {f["path"]: f["sha256"] for f in m["files"]}
-    assert [f["path"] for f in m["runtime"]["files"]] == ["bin/nexus_cli",
+    assert [f["path"] for f in m["runtime"]["files"]] == ["THIRD_PARTY_NOTICES", "bin/nexus_cli",
                                                          "lib/libonnxruntime.so.1"]
     for f in m["runtime"]["files"]:
         assert f["sha256"] == digests[f["path"]]
@@ -273,6 +273,7 @@ def test_schema_1_0_bundle_still_verifies(nexus, tmp_path):
     def to_1_1(m):       # before files[].mode
         for f in m["files"]:
             del f["mode"]
+        del m["platform"]        # before the platform (1.3)
         m["schema_version"] = "1.1"
 
     def downgrade(m):
@@ -329,7 +330,7 @@ def other_runtime(root, lists=()):
     with open(cli, "ab") as f:
         f.write(b"\0newer release")
     lines = ["nexus 9.9.9"]
-    for rel in ("bin/nexus_cli", "lib/libonnxruntime.so.1"):
+    for rel in ("bin/nexus_cli", "lib/libonnxruntime.so.1", "THIRD_PARTY_NOTICES"):
         lines.append(f"{hashlib.sha256((root / rel).read_bytes()).hexdigest()}  {rel}")
     text = "\n".join(lines) + "\n" + "".join(lists)
     (root / "trusted-runtimes").write_text(text)
@@ -375,10 +376,13 @@ def test_trusted_list_is_whole_releases(nexus, tmp_path):
     mine_bin = hashlib.sha256((b / "bin/nexus_cli").read_bytes()).hexdigest()
     mine_lib = hashlib.sha256((b / "lib/libonnxruntime.so.1").read_bytes()).hexdigest()
     new_bin = hashlib.sha256((new / "bin/nexus_cli").read_bytes()).hexdigest()
+    notices = hashlib.sha256((b / "THIRD_PARTY_NOTICES").read_bytes()).hexdigest()
     (tmp_path / "mixed.list").write_text(
         f"nexus 1.0.0\n{mine_bin}  bin/nexus_cli\n{mine_lib}  lib/libonnxruntime.so.1\n"
+        f"{notices}  THIRD_PARTY_NOTICES\n"
         f"nexus 2.0.0\n{new_bin}  bin/nexus_cli\n"
-        f"{hashlib.sha256(fake).hexdigest()}  lib/libonnxruntime.so.1\n")
+        f"{hashlib.sha256(fake).hexdigest()}  lib/libonnxruntime.so.1\n"
+        f"{notices}  THIRD_PARTY_NOTICES\n")
     rewrite(b, {"lib/libonnxruntime.so.1": fake})
     env = dict(os.environ, NEXUS_RUNTIME_DIR=str(new))
     rc, rep = verify(nexus, b, "--trusted-list", tmp_path / "mixed.list", env=env)

@@ -39,3 +39,6 @@ def test_install_puts_the_referenced_docs_in_place(tmp_path):
     assert named and all((doc / n).is_file() for n in named), sorted(named)
     assert (tmp_path / "usr/share/man/man1/nexus-pack.1").is_file()
     assert os.access(tmp_path / "usr/bin/nexus", os.X_OK)
+    # the runtime's licence texts go with it, as bundles copy them from there
+    notices = tmp_path / "usr/libexec/nexus/THIRD_PARTY_NOTICES"
+    assert notices.read_bytes() == (BUILD / "libexec/nexus/THIRD_PARTY_NOTICES").read_bytes()

@@ -59,6 +59,19 @@ static void exit_status_mapping(void **state)
 	assert_string_equal(nx_error_name(NX_ELIMIT), "limit");
 }
 
+static void shell_word_quotes_what_a_shell_would_split(void **state)
+{
+	char w[64];
+
+	(void)state;
+	assert_string_equal(nx_shell_word(w, sizeof(w), "/tmp/b_1.x"), "/tmp/b_1.x");
+	assert_string_equal(nx_shell_word(w, sizeof(w), "/tmp/my bundle"), "'/tmp/my bundle'");
+	assert_string_equal(nx_shell_word(w, sizeof(w), "/tmp/w\xc3\xb6rk"), "'/tmp/w\xc3\xb6rk'");
+	assert_string_equal(nx_shell_word(w, sizeof(w), "it's"), "'it'\\''s'");
+	assert_string_equal(nx_shell_word(w, sizeof(w), ""), "''");
+	assert_string_equal(nx_shell_word(w, 6, "a b c d e"), "'a b'");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -67,6 +80,7 @@ int main(void)
 		cmocka_unit_test(oom_is_enomem),
 		cmocka_unit_test(errno_appends_reason),
 		cmocka_unit_test(exit_status_mapping),
+		cmocka_unit_test(shell_word_quotes_what_a_shell_would_split),
 	};
 	return cmocka_run_group_tests_name("error", tests, NULL, NULL);
 }

@@ -210,7 +210,7 @@ static void rejections_1_1(void **state)
 	/* 1.0 knows no policy or runtime; 1.1 needs both */
 	expect_reject_1_1("\"schema_version\": \"1.1\"", "\"schema_version\": \"1.0\"",
 			  "unknown key \"policy\"");
-	expect_reject_1_1("\"schema_version\": \"1.1\"", "\"schema_version\": \"1.3\"",
+	expect_reject_1_1("\"schema_version\": \"1.1\"", "\"schema_version\": \"1.4\"",
 			  "not supported");
 	/* 1.2 requires a mode on every file */
 	expect_reject_1_1("\"schema_version\": \"1.1\"", "\"schema_version\": \"1.2\"",
@@ -269,6 +269,55 @@ static void modes_1_2(void **state)
 	assert_non_null(strstr(err.message, "unknown key \"mode\""));
 	free(out);
 	nx_manifest_free(m);
+}
+
+/* Schema 1.3: platform, required there, unknown before, values checked. */
+static void platform_1_3(void **state)
+{
+	nx_manifest *m = make_vector_1_1(), *back = NULL;
+	char *out = NULL, *at;
+	size_t len;
+	nx_error err;
+
+	(void)state;
+	for (size_t i = 0; i < m->nfiles; i++)
+		m->files[i].mode = strcmp(m->files[i].path, "bin/nexus_cli") ? 0444 : 0555;
+	assert_int_equal(nx_manifest_set_platform(m, "linux", "x86 64", "2.34", NULL), NX_EFORMAT);
+	assert_int_equal(nx_manifest_set_platform(m, "linux", "x86_64", "2.34.1.1", NULL), NX_EFORMAT);
+	assert_int_equal(nx_manifest_set_platform(m, "darwin", "x86_64", "2.34", NULL), NX_EFORMAT);
+	assert_int_equal(nx_manifest_set_platform(m, "linux", "x86_64", "2.34", NULL), 0);
+	assert_string_equal(m->schema_version, NX_MANIFEST_SCHEMA_1_3);
+	assert_int_equal(nx_manifest_serialize(&out, &len, m, NULL), 0);
+	assert_non_null(strstr(out, "  \"platform\": {\n    \"arch\": \"x86_64\",\n"
+				    "    \"min_glibc\": \"2.34\",\n    \"os\": \"linux\"\n  },\n"));
+	assert_int_equal(nx_manifest_parse(&back, out, len, NULL, NULL), 0);
+	assert_string_equal(back->platform->arch, "x86_64");
+	assert_string_equal(back->platform->min_glibc, "2.34");
+	nx_manifest_free(back);
+	back = NULL;
+	at = strstr(out, "\"2.34\"");
+	memcpy(at, "\"2x34\"", 6);
+	nx_error_clear(&err);
+	assert_int_not_equal(nx_manifest_parse(&back, out, len, NULL, &err), 0);
+	assert_non_null(strstr(err.message, "min_glibc"));
+	memcpy(at, "\"2.34\"", 6);
+	at = strstr(out, "\"1.3\"");
+	memcpy(at, "\"1.2\"", 5);
+	assert_int_not_equal(nx_manifest_parse(&back, out, len, NULL, &err), 0);
+	assert_non_null(strstr(err.message, "unknown key \"platform\""));
+	free(out);
+	nx_manifest_free(m);
+}
+
+static void glibc_versions_compare_as_numbers(void **state)
+{
+	(void)state;
+	assert_true(nx_manifest_glibc_cmp("2.34", "2.4") > 0);
+	assert_true(nx_manifest_glibc_cmp("2.2.5", "2.3") < 0);
+	assert_true(nx_manifest_glibc_cmp("2.3", "2.3.4") < 0);
+	assert_int_equal(nx_manifest_glibc_cmp("2.36", "2.36"), 0);
+	assert_true(nx_manifest_glibc_cmp("10.0", "9.99") > 0);
+	assert_true(nx_manifest_glibc_cmp("", "2.0") < 0);
 }
 
 static void serialize_matches_vector(void **state)
@@ -507,6 +556,8 @@ int main(void)
 		cmocka_unit_test(vector_1_1),
 		cmocka_unit_test(rejections_1_1),
 		cmocka_unit_test(modes_1_2),
+		cmocka_unit_test(platform_1_3),
+		cmocka_unit_test(glibc_versions_compare_as_numbers),
 	};
 	return cmocka_run_group_tests_name("manifest", tests, NULL, NULL);
 }

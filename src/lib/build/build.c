@@ -432,7 +432,7 @@ static int load(struct build *b)
 	if (!b->opts->runtime_dir)
 		return nx_error_set(b->err, NX_EDEP, NULL, 0, -1,
 				    "no runtime directory: set NEXUS_RUNTIME_DIR to the directory "
-				    "holding bin/nexus_cli and lib/libonnxruntime.so.1");
+				    "holding bin/nexus_cli, lib/libonnxruntime.so.1 and " NX_BUNDLE_NOTICES);
 	b->rtfd = open(b->opts->runtime_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (b->rtfd < 0)
 		return nx_error_errno(b->err, NX_EDEP, errno, b->opts->runtime_dir,
@@ -441,6 +441,10 @@ static int load(struct build *b)
 	if (!rc)
 		rc = add_input(b, b->rtfd, strdup("lib/libonnxruntime.so.1"),
 			       strdup("lib/libonnxruntime.so.1"), BUILD_COPY, false);
+	/* the licence texts of the two above: they ship together (FORMAT.md) */
+	if (!rc)
+		rc = add_input(b, b->rtfd, strdup(NX_BUNDLE_NOTICES), strdup(NX_BUNDLE_NOTICES),
+			       BUILD_COPY, false);
 	if (rc == NX_EIO)
 		b->err->code = rc = NX_EDEP;
 	return rc;

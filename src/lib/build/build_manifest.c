@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "nexus/budget.h"
+#include "nexus/elf.h"
 #include "nexus/sign.h"
 
 static int format_timestamp(char out[32], int64_t epoch, nx_error *err)
@@ -121,6 +122,14 @@ int nx_build__manifest(struct build *b)
 	/* every file is staged by now, with the mode the seal will give it */
 	if ((rc = nx_manifest_set_modes(m, nx_stage_dirfd(b->stage), b->err)) != 0)
 		return rc;
+	/* the hosts the staged runtime loads on, read from its ELF files */
+	{
+		char arch[NX_ELF_ARCH_MAX], glibc[NX_ELF_GLIBC_MAX];
+
+		if ((rc = nx_elf_platform(arch, glibc, nx_stage_dirfd(b->stage), m, b->err)) ||
+		    (rc = nx_manifest_set_platform(m, "linux", arch, glibc, b->err)))
+			return rc;
+	}
 	b->res->build_timestamp = strdup(ts);
 	b->res->architecture = strdup(m->architecture);
 	if (!b->res->build_timestamp || !b->res->architecture)

@@ -94,9 +94,19 @@ static void runtime_free(nx_manifest_runtime *r)
 	free(r);
 }
 
+static void platform_free(nx_manifest_platform *p)
+{
+	if (!p)
+		return;
+	free(p->os);
+	free(p->arch);
+	free(p->min_glibc);
+	free(p);
+}
+
 bool nx_manifest_is_runtime_path(const char *path)
 {
-	return !strcmp(path, NX_BUNDLE_CLI) ||
+	return !strcmp(path, NX_BUNDLE_CLI) || !strcmp(path, NX_BUNDLE_NOTICES) ||
 	       (!strncmp(path, "lib/", 4) && path[4] && !strchr(path + 4, '/'));
 }
 
@@ -142,6 +152,91 @@ out:
 	return rc;
 }
 
+/* "2.34", "2.2.5": two or three dot-separated numbers of 1 to 3 digits. */
+static bool glibc_version_ok(const char *s)
+{
+	size_t parts = 0, digits = 0;
+
+	for (;; s++) {
+		if (*s >= '0' && *s <= '9' && digits < 3) {
+			digits++;
+			continue;
+		}
+		if (!digits || (*s != '.' && *s != '\0'))
+			return false;
+		parts++;
+		digits = 0;
+		if (*s == '\0')
+			return parts >= 2 && parts <= 3;
+	}
+}
+
+int nx_manifest_platform_check(const nx_manifest_platform *p, const char *path, nx_error *err)
+{
+	size_t i;
+
+	if (!p->os || strcmp(p->os, "linux"))
+		return nx_error_set(err, NX_EFORMAT, path, 0, -1,
+				    "%s: platform \"os\" must be \"linux\"", path);
+	for (i = 0; p->arch && p->arch[i]; i++)
+		if (!((p->arch[i] >= 'a' && p->arch[i] <= 'z') ||
+		      (p->arch[i] >= '0' && p->arch[i] <= '9') || p->arch[i] == '_'))
+			break;
+	if (!p->arch || !i || p->arch[i] || i > NX_PLATFORM_STRING_MAX)
+		return nx_error_set(err, NX_EFORMAT, path, 0, -1,
+				    "%s: platform \"arch\" must be a machine name such as "
+				    "\"x86_64\" ([a-z0-9_], at most %d bytes)", path,
+				    NX_PLATFORM_STRING_MAX);
+	if (!p->min_glibc || !glibc_version_ok(p->min_glibc))
+		return nx_error_set(err, NX_EFORMAT, path, 0, -1,
+				    "%s: platform \"min_glibc\" must be a glibc version such as "
+				    "\"2.34\"", path);
+	return 0;
+}
+
+int nx_manifest_glibc_cmp(const char *a, const char *b)
+{
+	while (*a || *b) {
+		unsigned long x = 0, y = 0;
+		bool ax = *a >= '0' && *a <= '9', bx = *b >= '0' && *b <= '9';
+
+		if (!ax || !bx)
+			return (int)ax - (int)bx;
+		for (; *a >= '0' && *a <= '9' && x < 100000; a++)
+			x = x * 10 + (unsigned long)(*a - '0');
+		for (; *b >= '0' && *b <= '9' && y < 100000; b++)
+			y = y * 10 + (unsigned long)(*b - '0');
+		if (x != y)
+			return x < y ? -1 : 1;
+		if (*a == '.')
+			a++;
+		if (*b == '.')
+			b++;
+	}
+	return 0;
+}
+
+int nx_manifest_set_platform(nx_manifest *m, const char *os, const char *arch,
+			     const char *min_glibc, nx_error *err)
+{
+	nx_manifest_platform *p = calloc(1, sizeof(*p));
+	int rc;
+
+	if (!p || !(p->os = strdup(os)) || !(p->arch = strdup(arch)) ||
+	    !(p->min_glibc = strdup(min_glibc))) {
+		platform_free(p);
+		return oom(err, NULL);
+	}
+	if ((rc = nx_manifest_platform_check(p, NX_MANIFEST_NAME, err)) ||
+	    (rc = nx_manifest_set(m, &m->schema_version, NX_MANIFEST_SCHEMA_1_3, err))) {
+		platform_free(p);
+		return rc;
+	}
+	platform_free(m->platform);
+	m->platform = p;
+	return 0;
+}
+
 void nx_manifest_free(nx_manifest *m)
 {
 	size_t i;
@@ -150,6 +245,7 @@ void nx_manifest_free(nx_manifest *m)
 		return;
 	nx_manifest_policy_free(m->policy);
 	runtime_free(m->runtime);
+	platform_free(m->platform);
 	for (i = 0; i < m->nfiles; i++)
 		free(m->files[i].path);
 	free(m->files);
@@ -388,7 +484,8 @@ static json_t *runtime_json(const nx_manifest_runtime *r)
 static json_t *to_json(const nx_manifest *m, int with_signature)
 {
 	json_t *root = json_object(), *files = json_array(), *meta, *inv;
-	bool v12 = !strcmp(m->schema_version, NX_MANIFEST_SCHEMA_1_2);
+	bool v12 = !strcmp(m->schema_version, NX_MANIFEST_SCHEMA_1_2) ||
+		   !strcmp(m->schema_version, NX_MANIFEST_SCHEMA_1_3);
 	size_t i;
 	int bad = !root || !files;
 
@@ -429,6 +526,13 @@ static json_t *to_json(const nx_manifest *m, int with_signature)
 			json_t *r = runtime_json(m->runtime);
 
 			bad |= !r || json_object_set_new(root, "runtime", r);
+		}
+		if (m->platform) {
+			json_t *p = json_pack("{s:s, s:s, s:s}", "arch", m->platform->arch,
+					      "min_glibc", m->platform->min_glibc,
+					      "os", m->platform->os);
+
+			bad |= !p || json_object_set_new(root, "platform", p);
 		}
 	}
 	json_decref(meta);

@@ -21,6 +21,9 @@ static const char *const ROOT_KEYS[] = { "schema_version", "bundle_id", "build_t
 	"model_metadata", "invariants", "files", "signature", NULL };
 static const char *const ROOT_KEYS_1_1[] = { "schema_version", "bundle_id", "build_timestamp",
 	"model_metadata", "invariants", "files", "signature", "policy", "runtime", NULL };
+static const char *const ROOT_KEYS_1_3[] = { "schema_version", "bundle_id", "build_timestamp",
+	"model_metadata", "invariants", "files", "signature", "policy", "runtime", "platform", NULL };
+static const char *const PLATFORM_KEYS[] = { "arch", "min_glibc", "os", NULL };
 static const char *const POLICY_KEYS[] = { "allow_shared_tensors", "forbidden_imports",
 	"forbidden_terms", "max_leak_bytes", "max_model_bytes", "nexus_version", "python_packages",
 	"selftest_tolerance", "size_slack", "teacher_files", NULL };
@@ -276,14 +279,14 @@ static int parse_runtime(nx_manifest *m, const json_t *obj, const char *path, nx
 		if (!nx_manifest_is_runtime_path(f->path) || !mf ||
 		    memcmp(mf->sha256, f->sha256, NX_SHA256_LEN))
 			return nx_error_set(err, NX_EFORMAT, path, 0, -1,
-					    "%s: runtime file %s is not a bin/ or lib/ file listed in "
+					    "%s: runtime file %s is not a runtime file (bin/, lib/, " NX_BUNDLE_NOTICES ") listed in "
 					    "files with the same sha256", path, f->path);
 	}
 	for (i = 0; i < m->nfiles; i++)
 		nrt += nx_manifest_is_runtime_path(m->files[i].path);
 	if (nrt != r->nfiles)
 		return nx_error_set(err, NX_EFORMAT, path, 0, -1,
-				    "%s: runtime lists %zu files but files has %zu under bin/ and lib/",
+				    "%s: runtime lists %zu files but files has %zu runtime files (bin/, lib/, " NX_BUNDLE_NOTICES ")",
 				    path, r->nfiles, nrt);
 	return 0;
 }
@@ -375,11 +378,29 @@ static int parse_files(nx_manifest *m, const json_t *arr, bool v12, const char *
 	return rc;
 }
 
+/* "platform" of schema 1.3 (nx_manifest_platform_check's rules). */
+static int parse_platform(nx_manifest *m, const json_t *obj, const char *path, nx_error *err)
+{
+	nx_manifest_platform *p;
+	int rc;
+
+	if ((rc = exact_keys(obj, PLATFORM_KEYS, "platform", path, err)))
+		return rc;
+	if (!(p = m->platform = calloc(1, sizeof(*p))))
+		return nx_error_oom(err, path);
+	if ((rc = get_string(&p->os, obj, "os", path, err)) ||
+	    (rc = get_string(&p->arch, obj, "arch", path, err)) ||
+	    (rc = get_string(&p->min_glibc, obj, "min_glibc", path, err)))
+		return rc;
+	return nx_manifest_platform_check(p, path, err);
+}
+
 static int from_json(nx_manifest *m, const json_t *root, const char *path, nx_error *err)
 {
 	const json_t *meta, *inv;
 	const char *schema = json_string_value(json_object_get(root, "schema_version"));
-	bool v12 = schema && !strcmp(schema, NX_MANIFEST_SCHEMA_1_2);
+	bool v13 = schema && !strcmp(schema, NX_MANIFEST_SCHEMA_1_3);
+	bool v12 = v13 || (schema && !strcmp(schema, NX_MANIFEST_SCHEMA_1_2));
 	bool v11 = v12 || (schema && !strcmp(schema, NX_MANIFEST_SCHEMA_1_1));
 	int rc;
 
@@ -387,9 +408,11 @@ static int from_json(nx_manifest *m, const json_t *root, const char *path, nx_er
 	if (schema && !v11 && strcmp(schema, NX_MANIFEST_SCHEMA) != 0)
 		return nx_error_set(err, NX_EFORMAT, path, 0, -1,
 				    "%s: schema_version \"%.64s\" is not supported (expected \"%s\", "
-				    "\"%s\" or \"%s\"); use a newer nexus", path, schema,
-				    NX_MANIFEST_SCHEMA, NX_MANIFEST_SCHEMA_1_1, NX_MANIFEST_SCHEMA_1_2);
-	if ((rc = exact_keys(root, v11 ? ROOT_KEYS_1_1 : ROOT_KEYS, "the manifest", path, err)))
+				    "\"%s\", \"%s\" or \"%s\"); use a newer nexus", path, schema,
+				    NX_MANIFEST_SCHEMA, NX_MANIFEST_SCHEMA_1_1, NX_MANIFEST_SCHEMA_1_2,
+				    NX_MANIFEST_SCHEMA_1_3);
+	if ((rc = exact_keys(root, v13 ? ROOT_KEYS_1_3 : v11 ? ROOT_KEYS_1_1 : ROOT_KEYS,
+			     "the manifest", path, err)))
 		return rc;
 	meta = json_object_get(root, "model_metadata");
 	inv = json_object_get(root, "invariants");
@@ -416,9 +439,10 @@ static int from_json(nx_manifest *m, const json_t *root, const char *path, nx_er
 				    "YYYY-MM-DDTHH:MM:SSZ", path, m->build_timestamp);
 	if ((rc = parse_files(m, json_object_get(root, "files"), v12, path, err)) || !v11)
 		return rc;
-	if ((rc = parse_policy(m, json_object_get(root, "policy"), path, err)))
+	if ((rc = parse_policy(m, json_object_get(root, "policy"), path, err)) ||
+	    (rc = parse_runtime(m, json_object_get(root, "runtime"), path, err)) || !v13)
 		return rc;
-	return parse_runtime(m, json_object_get(root, "runtime"), path, err);
+	return parse_platform(m, json_object_get(root, "platform"), path, err);
 }
 
 int nx_manifest_set_modes(nx_manifest *m, int dirfd, nx_error *err)

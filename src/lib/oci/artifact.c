@@ -26,6 +26,7 @@ static const struct {
 	{"config/", "application/vnd.cncf.model.weight.config.v1.raw"},
 	{"README.md", "application/vnd.cncf.model.doc.v1.raw"},
 	{"LICENSE", "application/vnd.cncf.model.doc.v1.raw"},
+	{NX_BUNDLE_NOTICES, "application/vnd.cncf.model.doc.v1.raw"},
 	{"bin/", "application/vnd.cncf.model.code.v1.raw"},
 	{"lib/", "application/vnd.cncf.model.code.v1.raw"},
 	{"src/", "application/vnd.cncf.model.code.v1.raw"},

@@ -550,7 +550,7 @@ int nx_oci_pull(struct nx_oci_pull_result *out, const nx_oci_ref *ref, const cha
 	/* every file of this private stage was written here and its SHA-256
 	 * checked against the manifest as it streamed in */
 	if (po->verify &&
-	    (rc = nx_verify_stage(&rep, nx_stage_dirfd(st), out_dir, "pulled", po->verify, err)))
+	    (rc = nx_verify_stage(&rep, st, out_dir, "pulled", po->verify, err)))
 		goto out;
 	rc = nx_stage_publish(st, err);
 out:

@@ -305,7 +305,7 @@ int nx_unpack(struct nx_unpack_result *out, const char *archive, const char *out
 	    (rc = write_file(st, NX_MANIFEST_NAME, mjson, mlen, err)) ||
 	    (rc = nx_stage_seal(st, err)))
 		goto out;
-	if (o->verify && (rc = nx_verify_stage(&rep, nx_stage_dirfd(st), out_dir, "unpacked",
+	if (o->verify && (rc = nx_verify_stage(&rep, st, out_dir, "unpacked",
 					       o->verify, err)))
 		goto out;
 	rc = nx_stage_publish(st, err);

@@ -5,6 +5,7 @@
  * file size first.
  */
 #include "nexus/elf.h"
+#include "nexus/manifest.h"   /* nx_manifest_glibc_cmp */
 
 #include <elf.h>
 #include <errno.h>
@@ -63,14 +64,67 @@ static char *str_at(const char *tab, size_t len, uint64_t off)
 	return strdup(tab + off);
 }
 
-/* Dynamic section: NEEDED names and RUNPATH/RPATH into *out. */
+/*
+ * The version needs (DT_VERNEED, DT_VERNEEDNUM entries at vaddr): the
+ * highest GLIBC_<digits.digits...> they name goes to out->glibc.  Each
+ * entry and its aux list are read at checked offsets; the walk is capped.
+ */
+static int read_verneed(struct nx_elf_info *out, int fd, uint64_t fsize, const Elf64_Phdr *ph,
+			size_t nph, uint64_t vaddr, uint64_t count, const char *strtab,
+			size_t strsz, const char *path, nx_error *err)
+{
+	uint64_t off, i, seen = 0;
+	int rc;
+
+	if (vaddr_to_off(&off, ph, nph, vaddr) != 0)
+		return nx_error_set(err, NX_EFORMAT, path, 0, -1,
+				    "%s: DT_VERNEED is not in a loaded segment", path);
+	for (i = 0; i < count; i++) {
+		Elf64_Verneed vn;
+		uint64_t aoff, j;
+
+		if ((rc = pread_exact(fd, &vn, sizeof(vn), off, fsize, path, err)))
+			return rc;
+		aoff = off + vn.vn_aux;
+		for (j = 0; j < vn.vn_cnt; j++) {
+			Elf64_Vernaux va;
+			const char *name;
+
+			if (++seen > NX_ELF_VERNEED_MAX)
+				return nx_error_set(err, NX_ELIMIT, path, 0, -1,
+						    "%s has more than %d version needs", path,
+						    NX_ELF_VERNEED_MAX);
+			if ((rc = pread_exact(fd, &va, sizeof(va), aoff, fsize, path, err)))
+				return rc;
+			if (va.vna_name >= strsz || !memchr(strtab + va.vna_name, '\0',
+							    strsz - va.vna_name))
+				return nx_error_set(err, NX_EFORMAT, path, 0, -1,
+						    "%s: a version name lies outside the string table",
+						    path);
+			name = strtab + va.vna_name;
+			if (!strncmp(name, "GLIBC_", 6) && name[6] >= '0' && name[6] <= '9' &&
+			    strlen(name + 6) < sizeof(out->glibc) &&
+			    (!out->glibc[0] || nx_manifest_glibc_cmp(name + 6, out->glibc) > 0))
+				memcpy(out->glibc, name + 6, strlen(name + 6) + 1);
+			if (!va.vna_next)
+				break;
+			aoff += va.vna_next;
+		}
+		if (!vn.vn_next)
+			break;
+		off += vn.vn_next;
+	}
+	return 0;
+}
+
+/* Dynamic section: NEEDED names, RUNPATH/RPATH and the glibc needed into *out. */
 static int read_dynamic(struct nx_elf_info *out, int fd, uint64_t fsize, const Elf64_Phdr *ph,
 			size_t nph, const Elf64_Phdr *dynph, const char *path, nx_error *err)
 {
 	Elf64_Dyn *dyn = NULL;
 	char *strtab = NULL;
 	uint64_t ndyn = dynph->p_filesz / sizeof(Elf64_Dyn), stroff = 0, strsz = 0, straddr = 0;
-	uint64_t runpath = UINT64_MAX, rpath = UINT64_MAX;
+	uint64_t runpath = UINT64_MAX, rpath = UINT64_MAX, verneed = 0, nverneed = 0;
 	bool have_strtab = false;
 	size_t i;
 	int rc;
@@ -91,6 +145,8 @@ static int read_dynamic(struct nx_elf_info *out, int fd, uint64_t fsize, const E
 		case DT_RUNPATH: runpath = dyn[i].d_un.d_val; break;
 		case DT_RPATH: rpath = dyn[i].d_un.d_val; break;
 		case DT_NEEDED: out->nneeded++; break;
+		case DT_VERNEED: verneed = dyn[i].d_un.d_ptr; break;
+		case DT_VERNEEDNUM: nverneed = dyn[i].d_un.d_val; break;
 		default: break;
 		}
 	}
@@ -146,7 +202,8 @@ static int read_dynamic(struct nx_elf_info *out, int fd, uint64_t fsize, const E
 			goto out;
 		}
 	}
-	rc = 0;
+	rc = nverneed ? read_verneed(out, fd, fsize, ph, nph, verneed, nverneed, strtab, strsz,
+				     path, err) : 0;
 out:
 	free(strtab);
 	free(dyn);

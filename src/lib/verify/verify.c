@@ -205,16 +205,21 @@ out:
 	return rc;
 }
 
-int nx_verify_stage(nx_report **out, int stage_dirfd, const char *final_path, const char *what,
-		    const struct nx_verify_opts *opts, nx_error *err)
+int nx_verify_stage(nx_report **out, const nx_stage *stage, const char *final_path,
+		    const char *what, const struct nx_verify_opts *opts, nx_error *err)
 {
 	struct nx_verify_opts vo = *opts;
 	const char *verdict;
 	int rc;
 
 	vo.digests_known = true;
-	if ((rc = nx_verify_bundle(out, stage_dirfd, final_path, &vo, err)))
+	if ((rc = nx_verify_bundle(out, nx_stage_dirfd(stage), nx_stage_path(stage), &vo, err)))
 		return rc;
+	if (nx_vfy__report_rename(*out, final_path)) {
+		nx_report_free(*out);
+		*out = NULL;
+		return nx_error_oom(err, NULL);
+	}
 	verdict = nx_report_verdict(*out);
 	if (!strcmp(verdict, "FAIL") || (opts->strict && !strcmp(verdict, "WARN")))
 		return nx_error_set(err, NX_ECHECK, final_path, 0, -1,

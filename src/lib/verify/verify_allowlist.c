@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "nexus/elf.h"
 #include "nexus/magic.h"
 
 #define CHECK NX_CHECK_ALLOWLIST
@@ -554,6 +555,35 @@ static int check_runtime(struct vfy_ctx *c)
 	return rc;
 }
 
+/*
+ * The manifest's platform (schema 1.3) must be what the bundle's runtime
+ * files say (nx_elf_platform), the way build computed it: a value that
+ * follows from trusted bytes carries nothing of its own, and one that
+ * differs would turn away hosts that can run the bundle or admit hosts
+ * that cannot.  Judged only for a trusted runtime (else runtime-* FAILs).
+ */
+static int check_platform(struct vfy_ctx *c)
+{
+	const nx_manifest_platform *p = c->m ? c->m->platform : NULL;
+	char arch[NX_ELF_ARCH_MAX], glibc[NX_ELF_GLIBC_MAX];
+	nx_error e;
+	int rc;
+
+	if (!p || c->runtime_untrusted)
+		return 0;
+	nx_error_clear(&e);
+	if ((rc = nx_elf_platform(arch, glibc, c->dirfd, c->m, &e)))
+		return rc == NX_ENOMEM ? rc :
+		       nx_report_add(c->r, CHECK, NX_SEV_FAIL, "platform-mismatch", NX_MANIFEST_NAME, 0,
+				     "the platform of the bundle's runtime cannot be read: %s", e.message);
+	if (strcmp(p->arch, arch) || strcmp(p->min_glibc, glibc))
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "platform-mismatch", NX_MANIFEST_NAME, 0,
+				     "manifest.json platform says %s/%s with glibc %s or newer, but the "
+				     "bundle's runtime is %s/%s and needs glibc %s; rebuild the bundle",
+				     p->os, p->arch, p->min_glibc, "linux", arch, glibc);
+	return 0;
+}
+
 int nx_vfy__allowlist(struct vfy_ctx *c, nx_error *err)
 {
 	size_t i;
@@ -565,7 +595,9 @@ int nx_vfy__allowlist(struct vfy_ctx *c, nx_error *err)
 		if (!S_ISREG(e->mode) && !S_ISDIR(e->mode))
 			continue;
 		rc = check_name(c, e);
-		if (rc || S_ISDIR(e->mode) || is_runtime(e->path) || !strcmp(e->path, NX_MODEL_PATH) ||
+		/* the notices are a runtime file but text, and judged as text too */
+		if (rc || S_ISDIR(e->mode) || !strcmp(e->path, NX_MODEL_PATH) ||
+		    (is_runtime(e->path) && strcmp(e->path, NX_BUNDLE_NOTICES)) ||
 		    is_external_data(c, e->path))
 			continue;
 		rc = sniff(c, i);
@@ -574,5 +606,7 @@ int nx_vfy__allowlist(struct vfy_ctx *c, nx_error *err)
 		rc = check_required(c);
 	if (!rc)
 		rc = check_runtime(c);
+	if (!rc)
+		rc = check_platform(c);
 	return rc;
 }

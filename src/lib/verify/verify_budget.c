@@ -16,7 +16,12 @@
  *                              metadata, attribute and tensor strings) and
  *                              its attribute tensors' contents (Constant values)
  *                              and every number of its attributes (lists too)
- *   manifest.json              its strings (paths, ids, architecture, ...)
+ *   manifest.json              its strings (paths, ids, architecture,
+ *                              platform, ...)
+ *   THIRD_PARTY_NOTICES        nothing when the runtime is trusted: it is then
+ *                              byte for byte the copy a trusted release ships
+ *                              (allowlist), so it can say nothing the verifier
+ *                              does not hold already; else the whole text
  *
  * bin/ and lib/ are the trusted runtime (allowlist) and external data files
  * hold tensors: they are not charged.
@@ -300,6 +305,9 @@ static int manifest_strings(struct tally *t)
 		rc = add_line(b, s[i], t->err);
 	for (i = 0; !rc && i < m->nfiles; i++)
 		rc = add_line(b, m->files[i].path, t->err);
+	if (!rc && m->platform &&
+	    !(rc = add_line(b, m->platform->os, t->err)) && !(rc = add_line(b, m->platform->arch, t->err)))
+		rc = add_line(b, m->platform->min_glibc, t->err);
 	if (!rc)
 		rc = policy_strings(b, m, t->err);
 	if (!rc)
@@ -335,7 +343,8 @@ int nx_vfy__budget(struct vfy_ctx *c, nx_error *err)
 
 		if (!S_ISREG(e->mode) || e->nlink != 1)
 			continue;
-		if (charged_text(e->path))
+		if (charged_text(e->path) ||
+		    (!strcmp(e->path, NX_BUNDLE_NOTICES) && c->runtime_untrusted))
 			rc = text_file(&t, e->path, tok, &tok_cost);
 		else if (!strcmp(e->path, NX_MODEL_PATH))
 			rc = model_strings(&t);

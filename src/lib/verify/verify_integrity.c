@@ -201,13 +201,15 @@ static int check_modes(struct vfy_ctx *c)
 	matches = content_matches(c);
 	if (matches && nbad > 1) {
 		const struct nx_fs_entry *e = &c->entries[first];
+		char word[NX_ERROR_PATH_MAX];
 
 		ADD(fail ? NX_SEV_FAIL : NX_SEV_WARN, "modes-lost", e->path,
 		    "%zu files and directories do not have the modes the manifest records "
 		    "(%s is %04o, expected %04o) although their content matches it: the modes "
 		    "were lost in transport (cp --no-preserve=mode, zip, S3 sync, oras pull). "
 		    "Restore them with: nexus fix-modes %s", nbad, e->path,
-		    (unsigned)(e->mode & 0777), (unsigned)mode_wanted(c, first), c->bundle_path);
+		    (unsigned)(e->mode & 0777), (unsigned)mode_wanted(c, first),
+		    nx_shell_word(word, sizeof(word), c->bundle_path));
 		return 0;
 	}
 	for (i = 0; i < c->nentries; i++) {

@@ -166,4 +166,8 @@ int nx_vfy__weights(struct vfy_ctx *c, bool *skipped, nx_error *err);
 int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err);
 int nx_vfy__size(struct vfy_ctx *c, bool *skipped, nx_error *err);
 
+/* The report names bundle_path (a stage verified for its final path).
+ * 0 or NX_ENOMEM. */
+int nx_vfy__report_rename(nx_report *r, const char *bundle_path);
+
 #endif

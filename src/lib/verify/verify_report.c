@@ -1,5 +1,6 @@
 /* verify_report.c - findings, check results, verdict and JSON of a TRV run. */
 #include "nexus/verify.h"
+#include "verify_internal.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -30,6 +31,17 @@ int nx_report_new(nx_report **out, const char *bundle_path, nx_error *err)
 out_nomem:
 	free(r);
 	return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory creating a report");
+}
+
+int nx_vfy__report_rename(nx_report *r, const char *bundle_path)
+{
+	char *p = strdup(bundle_path);
+
+	if (!p)
+		return NX_ENOMEM;
+	free(r->bundle);
+	r->bundle = p;
+	return 0;
 }
 
 int nx_report_over_budget(nx_report **out, const char *bundle_path, const char *check,
