@@ -136,6 +136,8 @@ struct nx_export_opts {
 	size_t nquantize_exclude;
 	uint64_t quantize_min_elements;     /* 0: NX_QUANT_MIN_ELEMENTS */
 	unsigned quantize_block;            /* int4: 32, 64 or 128 (0: NX_QUANT_BLOCK) */
+	const char *positions_input;        /* the model's position ids input (NULL:
+					       "position_ids"), for pos_table */
 };
 
 enum nx_export_what {
@@ -175,6 +177,12 @@ struct nx_export_result {
 	uint64_t quantized_int4;               /* of those, int4 (MatMulNBits) */
 	uint64_t quant_float_bytes;            /* their float32 bytes in the source */
 	uint64_t quant_bytes;                  /* their bytes now (int8 values + scales) */
+	/* The position-embedding table of the kept graph, if it shows one: the
+	 * initializer a Gather (axis 0) reads at the token positions (a Range,
+	 * a CumSum, the positions input, through reshapes, casts and added
+	 * constants), and the constant buffer sliced for them if any
+	 * (export_positions.c); NULL when none is seen. */
+	char *pos_table, *pos_buffer;
 };
 
 /*

@@ -112,6 +112,71 @@ static int add_inputs(struct build *b, struct build_input *in)
 	return rc;
 }
 
+/* The initializer `name` of the exported student's main graph, or NULL. */
+static const struct nx_onnx_tensor *main_tensor(const nx_onnx_summary *sum, const char *name)
+{
+	size_t i;
+
+	for (i = 0; name && i < sum->ntensors; i++)
+		if (!sum->tensors[i].attribute && !strcmp(sum->tensors[i].scope, "graph") &&
+		    !strcmp(sum->tensors[i].name, name))
+			return &sum->tensors[i];
+	return NULL;
+}
+
+/*
+ * runtime.yaml's max_sequence_length against the positions the graph shows
+ * (issue #17): an ids input declared with a fixed length, or the rows of
+ * the position-embedding table the export found (export_positions.c; a
+ * Slice of a constant buffer bounds them by the buffer's length).  Above
+ * either, a long text is sure to fail: refused here, naming both numbers.
+ */
+static int check_positions(struct build *b)
+{
+	const nx_onnx_summary *sum = b->model ? nx_onnx_summary_get(b->model) : NULL;
+	const struct nx_export_result *x = b->res->exported;
+	const char *ids = b->rtcfg->inputs[NX_INPUT_IDS] ? b->rtcfg->inputs[NX_INPUT_IDS]
+			: nx_input_default_names[NX_INPUT_IDS];
+	long long max = b->rtcfg->max_sequence_length, rows, cols;
+	const struct nx_onnx_tensor *t, *buf;
+	size_t i;
+
+	if (!sum)
+		return 0;
+	for (i = 0; i < sum->ninputs; i++)
+		if (!strcmp(sum->inputs[i].name, ids) && sum->inputs[i].ndims == 2 &&
+		    sum->inputs[i].dims[1] > 0 && max > sum->inputs[i].dims[1])
+			return nx_error_set(b->err, NX_ECONFIG, b->ws->runtime_config, 0, -1,
+					    "%s: max_sequence_length %lld is more than the model takes: "
+					    "its input '%s' is declared with %lld positions, so it runs "
+					    "inputs of up to %lld tokens; set max_sequence_length: %lld "
+					    "or less", b->ws->runtime_config, max, ids,
+					    (long long)sum->inputs[i].dims[1],
+					    (long long)sum->inputs[i].dims[1],
+					    (long long)sum->inputs[i].dims[1]);
+	if (!x || !(t = main_tensor(sum, x->pos_table)) || t->ndims != 2 || t->dims[0] <= 0)
+		return 0;
+	rows = t->dims[0];
+	if (x->pos_buffer) {
+		/* the slice has at most the buffer's length; past the table's
+		 * rows only if the buffer's values do not index the table in
+		 * order, which is not claimed */
+		if (!(buf = main_tensor(sum, x->pos_buffer)) || !buf->ndims ||
+		    (cols = buf->dims[buf->ndims - 1]) <= 0 || cols > rows)
+			return 0;
+		rows = cols;
+	}
+	if (max <= rows)
+		return 0;
+	return nx_error_set(b->err, NX_ECONFIG, b->ws->runtime_config, 0, -1,
+			    "%s: max_sequence_length %lld is more than the model takes: its "
+			    "position-embedding table '%s' (a Gather at the token positions%s%s) "
+			    "holds %lld positions, so it runs inputs of up to %lld tokens; set "
+			    "max_sequence_length: %lld or less", b->ws->runtime_config, max,
+			    x->pos_table, x->pos_buffer ? ", sliced from " : "",
+			    x->pos_buffer ? x->pos_buffer : "", rows, rows, rows);
+}
+
 /*
  * A tokenizer_config.json chat_template must compile in the runtime's
  * renderer: a template it cannot render exactly is refused here, naming the
@@ -169,6 +234,8 @@ int nx_build__assemble(struct build *b)
 			break;
 		}
 	}
+	if (!rc && b->rtcfg)
+		rc = check_positions(b);
 	if (!rc)
 		rc = check_tokenizer(b);
 	if (!rc)

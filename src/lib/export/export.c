@@ -140,6 +140,8 @@ void nx_export_result_release(struct nx_export_result *r)
 	for (i = 0; i < r->nremoved; i++)
 		free(r->removed[i].name);
 	free(r->removed);
+	free(r->pos_table);
+	free(r->pos_buffer);
 	nx_hash_follow_cancel(r->ext_pending);
 	memset(r, 0, sizeof(*r));
 }
