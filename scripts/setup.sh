@@ -36,7 +36,8 @@ APT_PACKAGES=(build-essential make pkg-config ca-certificates
 	libcurl4-openssl-dev libcurl4 docker-registry skopeo apache2-utils python3-cryptography
 	libarchive-dev libarchive13 zstd  # nexus pack/unpack (libarchive dlopen'ed); zstd for the tests
 	python3-jsonschema  # the e2e suite validates every --json document against docs/schema/
-	python3-jinja2)  # the oracle of the chat template tests
+	python3-jinja2  # the oracle of the chat template tests
+	python3-prometheus-client)  # serve's /metrics read by Prometheus's own text parser
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 3; }
