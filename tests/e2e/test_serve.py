@@ -542,3 +542,16 @@ def test_metrics_parse_with_prometheus_client(clf, server_factory):
     assert fams["nexus_batch_size"].samples[-1].value >= 1   # _sum or _count after the buckets
     assert fams["nexus_queue_depth"].type == "gauge"
     assert srv.stop() == 0
+
+
+def test_threads_option(clf, server_factory):
+    """--threads N sets ONNX Runtime's intra-op threads of serve (0: all
+    cores), as generate's does; the answers do not change."""
+    cli, want = clf
+    r = subprocess.run([str(cli), "serve", "--threads", "x"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--threads" in r.stderr
+    for n in ("0", "2"):
+        srv = server_factory(cli, "--threads", n)
+        got = concurrently(8, lambda i: srv.post("/predict", {"text": MANY[i]}))
+        assert all(g[0] == 200 and same(g[2], want[MANY[i]]) for i, g in enumerate(got)), got
+        assert srv.stop() == 0
