@@ -27,6 +27,12 @@
 
 #include "serve.h"
 
+/* What one Run costs beyond its tokens, in tokens of one text: ONNX
+ * Runtime's fixed work per Run and per op.  A guess, not a measurement (on
+ * the encoders of bench/run.py a token costs about 0.1-0.6 ms on one
+ * thread); too high a guess only pads as the first-come batches did. */
+#define SV_RUN_COST 16
+
 struct sv_engine {
 	pthread_mutex_t mu;
 	pthread_cond_t wake;    /* the inference thread: work or stop */
@@ -44,6 +50,8 @@ struct sv_engine {
 	struct rt_batcher *q;
 	int64_t *scratch;       /* max_len ids: token counts for "usage" and the sort */
 	struct sv_job **sorted; /* one round's jobs (window entries) */
+	uint64_t *best;         /* plan_batches: window + 1 entries */
+	size_t *from, *cut;     /* window + 1 entries */
 	/* the round being emitted: results go to jobs in order */
 	struct sv_job *round;
 	struct sv_job *emit_job;
@@ -137,11 +145,43 @@ static int by_longest(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-/* Sorts a round (a list of n jobs linked by next) by token count and runs
- * it batch texts at a time: whole jobs, at least one per batch. */
+/*
+ * Where to cut the sorted round into batches: the cuts that minimise the
+ * padded tokens run plus SV_RUN_COST per Run, with at most batch texts per
+ * batch (a job with more is a batch alone).  On a round of 8 texts of 5 to
+ * 250 tokens one batch pads all to 250; cut where the lengths jump, a few
+ * smaller Runs cost less.  Dynamic programming over the cut points:
+ * best[i] is the cost of the first i jobs, from[i] where their last batch
+ * starts.
+ */
+static void plan_batches(struct sv_engine *e, size_t n)
+{
+	size_t i, k, texts;
+
+	e->best[0] = 0;
+	for (i = 1; i <= n; i++) {
+		e->best[i] = (uint64_t)-1;
+		texts = 0;
+		for (k = i; k-- > 0;) {   /* the last batch is jobs k..i-1 */
+			uint64_t c;
+
+			texts += e->sorted[k]->n;
+			if (k < i - 1 && texts > e->batch)
+				break;
+			c = e->best[k] + SV_RUN_COST + (uint64_t)texts * e->sorted[i - 1]->longest;
+			if (c < e->best[i]) {
+				e->best[i] = c;
+				e->from[i] = k;
+			}
+		}
+	}
+}
+
+/* Sorts a round (a list of jobs linked by next) by token count and runs
+ * it in the batches plan_batches chose, shortest first. */
 static void run_sorted(struct sv_engine *e, struct sv_job *round)
 {
-	size_t n = 0, i, k, texts;
+	size_t n = 0, i, k, m, texts;
 	struct sv_job *j;
 
 	for (j = round; j; j = j->next) {
@@ -150,13 +190,18 @@ static void run_sorted(struct sv_engine *e, struct sv_job *round)
 		e->sorted[n++] = j;
 	}
 	qsort(e->sorted, n, sizeof(*e->sorted), by_longest);
+	plan_batches(e, n);
+	/* the cuts, read back from the end: cut[start] = end of that batch */
+	for (i = n; i > 0; i = k) {
+		k = e->from[i];
+		e->cut[k] = i;
+	}
 	for (i = 0; i < n; i = k) {
-		texts = e->sorted[i]->n;
-		for (k = i + 1; k < n && texts + e->sorted[k]->n <= e->batch; k++) {
-			texts += e->sorted[k]->n;
-			e->sorted[k - 1]->next = e->sorted[k];
+		k = e->cut[i];
+		for (m = i, texts = 0; m < k; m++) {
+			texts += e->sorted[m]->n;
+			e->sorted[m]->next = m + 1 < k ? e->sorted[m + 1] : NULL;
 		}
-		e->sorted[k - 1]->next = NULL;
 		run_round(e, e->sorted[i], texts);
 	}
 }
@@ -217,6 +262,9 @@ static void engine_free(struct sv_engine *e)
 	rt_batcher_free(e->q);
 	free(e->scratch);
 	free(e->sorted);
+	free(e->best);
+	free(e->from);
+	free(e->cut);
 	free(e);
 }
 
@@ -240,7 +288,10 @@ int sv_engine_start(struct sv_engine **out, struct rt_bundle *b, struct rt_sessi
 	e->wait_ms = wait_ms;
 	e->scratch = calloc(b->set.max_len, sizeof(*e->scratch));
 	e->sorted = calloc(e->window, sizeof(*e->sorted));
-	if (!e->scratch || !e->sorted) {
+	e->best = calloc(e->window + 1, sizeof(*e->best));
+	e->from = calloc(e->window + 1, sizeof(*e->from));
+	e->cut = calloc(e->window + 1, sizeof(*e->cut));
+	if (!e->scratch || !e->sorted || !e->best || !e->from || !e->cut) {
 		engine_free(e);
 		return nx_error_oom(err, NULL);
 	}
