@@ -22,7 +22,9 @@ batch_size, one intra-op thread each (the bundle's runtime.yaml), texts of
 mixed length (bench/run.py's mixed_texts).  Needs node and the npm packages
 of bench/run.py (NEXUS_BENCH_NPM).  --cli runs another nexus_cli on the
 bundle (by default its own bin/nexus_cli); --baseline-cli PATH compares
-against that nexus_cli instead of Node (e.g. the previous commit's).
+against that nexus_cli instead of Node (e.g. the previous commit's).  The
+default --cli is NEXUS_BUILD's libexec/nexus/bin/nexus_cli (bench/run.py
+keeps its real-sized bundles across commits, so their own is older).
 --node-sorted makes the Node server sort its queue by length as ours does.
 
 Each line also gives the load client's CPU seconds per request (the
@@ -132,7 +134,8 @@ def main():
     global TEXTS
     if a.bundle:
         bundle = pathlib.Path(a.bundle).resolve()
-        cli = pathlib.Path(a.cli).resolve() if a.cli else bundle / "bin/nexus_cli"
+        from conftest import BUILD
+        cli = pathlib.Path(a.cli).resolve() if a.cli else BUILD / "libexec/nexus/bin/nexus_cli"
         yaml = (bundle / "config/runtime.yaml").read_text()
         batch = re.search(r"^batch_size:\s*(\d+)", yaml, re.M).group(1)
         threads = re.search(r"^threads:\s*(\d+)", yaml, re.M).group(1)
@@ -155,19 +158,19 @@ def main():
                   base: (cli, ["--max-batch", "1", "--max-wait-ms", "0"])}
     print(f"{'clients':>7} {'setting':<26} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}", flush=True)
     for clients in map(int, a.clients.split(",")):
-        med = {}
-        for name, (prog, args) in setups.items():
-            runs = []
-            for _ in range(a.runs):
+        med, runs = {}, {name: [] for name in setups}
+        for i in range(a.runs):     # alternated, so that a change of load hits both
+            for name, (prog, args) in (list(setups.items())[::1 if i % 2 == 0 else -1]):
                 p, port = start(prog, tmp, *args)
-                runs.append(load(port, clients, a.seconds) + (rss_kib(p.pid),))
+                runs[name].append(load(port, clients, a.seconds) + (rss_kib(p.pid),))
                 p.send_signal(signal.SIGTERM)
                 assert p.wait(120) == 0
-            med[name] = [statistics.median(r[k] for r in runs) for k in (0, 1, 2, 4, 3)]
+        for name, rs in runs.items():
+            med[name] = [statistics.median(r[k] for r in rs) for k in (0, 1, 2, 4, 3)]
             print(f"{clients:>7} {name:<26} {med[name][0]:>8.2f} {med[name][1]:>8.2f} "
                   f"{med[name][2]:>8.2f}   peak RSS {med[name][3] / 1024:.0f} MiB   "
                   f"client {med[name][4]:.2f} ms CPU/req   load {os.getloadavg()[0]:.1f}   "
-                  f"runs req/s {[round(r[0], 2) for r in runs]}", flush=True)
+                  f"runs req/s {[round(r[0], 2) for r in rs]}", flush=True)
         names = list(setups)
         b, o = med[base], med[names[0]]
         print(f"{clients:>7} {'ratio ours/baseline':<26} {o[0] / b[0]:>8.2f}x "

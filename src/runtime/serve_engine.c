@@ -3,10 +3,11 @@
  * jobs (a bounded number of texts); ONE inference thread takes a round of
  * whole jobs (all that are queued, up to a window of texts; while fewer
  * than max-batch texts are queued and more requests are on their way, it
- * waits for them up to max-wait-ms), sorts the round's jobs by token count
- * and runs them max-batch texts at a time through the same batcher as
- * `run` (a rejected input costs only itself), answering each job as soon
- * as its batch is done.
+ * waits for them up to max-wait-ms), sorts the round's jobs by token count,
+ * cuts the sorted round into batches of at most max-batch texts where the
+ * padding would cost more than another Run (plan_batches), and runs them
+ * through the same batcher as `run` (a rejected input costs only itself),
+ * answering each job as soon as its batch is done.
  *
  * Sorting the round is what makes batching pay under load: texts taken in
  * arrival order have random lengths, and a batch pads every text to its
