@@ -103,6 +103,7 @@ enum nx_export_quantize {
 
 #define NX_EXPORT_NODES_MAX 10000000   /* nodes of the main graph */
 #define NX_EXPORT_REPORT_MAX 1000000   /* entries of the removal report */
+#define NX_EXPORT_POS_MAX 4            /* position-table candidates reported */
 
 /*
  * Called once, the first time a tensor with external data is exported, to
@@ -177,12 +178,14 @@ struct nx_export_result {
 	uint64_t quantized_int4;               /* of those, int4 (MatMulNBits) */
 	uint64_t quant_float_bytes;            /* their float32 bytes in the source */
 	uint64_t quant_bytes;                  /* their bytes now (int8 values + scales) */
-	/* The position-embedding table of the kept graph, if it shows one: the
-	 * initializer a Gather (axis 0) reads at the token positions (a Range,
+	/* Position-embedding tables of the kept graph, if it shows them: the
+	 * initializers Gathers (axis 0) read at the token positions (a Range,
 	 * a CumSum, the positions input, through reshapes, casts and added
-	 * constants), and the constant buffer sliced for them if any
-	 * (export_positions.c); NULL when none is seen. */
-	char *pos_table, *pos_buffer;
+	 * constants), each with the constant buffer sliced for them, or NULL
+	 * (export_positions.c).  A sliced buffer may also be transformers'
+	 * token_type_ids buffer: the build tells them apart by their sizes. */
+	char *pos_table[NX_EXPORT_POS_MAX], *pos_buffer[NX_EXPORT_POS_MAX];
+	size_t npos;
 };
 
 /*

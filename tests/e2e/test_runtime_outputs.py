@@ -297,8 +297,10 @@ def torch_positions_student(path, vocab, positions, *, fixed_len=None, buffer=Fa
     """A torch BERT-shaped embedding block with a position table of
     `positions` rows, exported by torch.onnx: positions as torch.arange
     (a Range in the graph) or, with buffer, sliced from a registered
-    position_ids buffer as transformers does; fixed_len exports the
-    sequence axis fixed at that length."""
+    position_ids buffer as transformers does (and its token_type_ids
+    buffer of zeros, sliced and read from a 2-row table before the
+    positions, as BertEmbeddings does); fixed_len exports the sequence axis
+    fixed at that length."""
     import torch
 
     torch.manual_seed(4)
@@ -309,12 +311,17 @@ def torch_positions_student(path, vocab, positions, *, fixed_len=None, buffer=Fa
             self.word = torch.nn.Embedding(vocab, 16)
             self.pos = torch.nn.Embedding(positions, 16)
             self.cls = torch.nn.Linear(16, 2)
+            self.typ = torch.nn.Embedding(2, 16)
             self.register_buffer("position_ids", torch.arange(positions).unsqueeze(0))
+            self.register_buffer("token_type_ids", torch.zeros(1, positions, dtype=torch.long))
 
         def forward(self, input_ids, attention_mask):
             n = input_ids.shape[1]
             pos = self.position_ids[:, :n] if buffer else torch.arange(n).unsqueeze(0)
-            x = self.word(input_ids) + self.pos(pos)
+            x = self.word(input_ids)
+            if buffer:
+                x = x + self.typ(self.token_type_ids[:, :n])
+            x = x + self.pos(pos)
             m = attention_mask.unsqueeze(-1).float()
             return self.cls((x * m).sum(1) / m.sum(1))
 

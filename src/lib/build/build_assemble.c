@@ -137,7 +137,7 @@ static int check_positions(struct build *b)
 	const struct nx_export_result *x = b->res->exported;
 	const char *ids = b->rtcfg->inputs[NX_INPUT_IDS] ? b->rtcfg->inputs[NX_INPUT_IDS]
 			: nx_input_default_names[NX_INPUT_IDS];
-	long long max = b->rtcfg->max_sequence_length, rows, cols;
+	long long max = b->rtcfg->max_sequence_length, rows, cols = 0;
 	const struct nx_onnx_tensor *t, *buf;
 	size_t i;
 
@@ -154,27 +154,30 @@ static int check_positions(struct build *b)
 					    (long long)sum->inputs[i].dims[1],
 					    (long long)sum->inputs[i].dims[1],
 					    (long long)sum->inputs[i].dims[1]);
-	if (!x || !(t = main_tensor(sum, x->pos_table)) || t->ndims != 2 || t->dims[0] <= 0)
-		return 0;
-	rows = t->dims[0];
-	if (x->pos_buffer) {
-		/* the slice has at most the buffer's length; past the table's
-		 * rows only if the buffer's values do not index the table in
-		 * order, which is not claimed */
-		if (!(buf = main_tensor(sum, x->pos_buffer)) || !buf->ndims ||
-		    (cols = buf->dims[buf->ndims - 1]) <= 0 || cols > rows)
-			return 0;
-		rows = cols;
+	for (i = 0; x && i < x->npos; i++) {
+		if (!(t = main_tensor(sum, x->pos_table[i])) || t->ndims != 2 || t->dims[0] <= 0)
+			continue;
+		rows = t->dims[0];
+		/* a slice has at most the buffer's length; a buffer longer than
+		 * the table is not claimed (transformers' token_type_ids buffer
+		 * of 512 zeros indexes a table of 2 rows) */
+		if (x->pos_buffer[i] &&
+		    (!(buf = main_tensor(sum, x->pos_buffer[i])) || !buf->ndims ||
+		     (cols = buf->dims[buf->ndims - 1]) <= 0 || cols > rows))
+			continue;
+		if (x->pos_buffer[i])
+			rows = cols;
+		if (max <= rows)
+			continue;
+		return nx_error_set(b->err, NX_ECONFIG, b->ws->runtime_config, 0, -1,
+				    "%s: max_sequence_length %lld is more than the model takes: its "
+				    "position-embedding table '%s' (a Gather at the token positions%s%s) "
+				    "holds %lld positions, so it runs inputs of up to %lld tokens; set "
+				    "max_sequence_length: %lld or less", b->ws->runtime_config, max,
+				    x->pos_table[i], x->pos_buffer[i] ? ", sliced from " : "",
+				    x->pos_buffer[i] ? x->pos_buffer[i] : "", rows, rows, rows);
 	}
-	if (max <= rows)
-		return 0;
-	return nx_error_set(b->err, NX_ECONFIG, b->ws->runtime_config, 0, -1,
-			    "%s: max_sequence_length %lld is more than the model takes: its "
-			    "position-embedding table '%s' (a Gather at the token positions%s%s) "
-			    "holds %lld positions, so it runs inputs of up to %lld tokens; set "
-			    "max_sequence_length: %lld or less", b->ws->runtime_config, max,
-			    x->pos_table, x->pos_buffer ? ", sliced from " : "",
-			    x->pos_buffer ? x->pos_buffer : "", rows, rows, rows);
+	return 0;
 }
 
 /*

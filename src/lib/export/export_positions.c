@@ -103,7 +103,7 @@ static bool positions(struct walk *w, const char *name, const char **buffer, int
 int nx_export__positions(struct ex *x)
 {
 	struct walk w = { x, NULL, 0, 0 };
-	size_t i, j, n = 0;
+	size_t i, j, k, n = 0;
 	int rc = 0;
 
 	for (i = 0; i < x->nnodes; i++)
@@ -123,10 +123,14 @@ int nx_export__positions(struct ex *x)
 		    !nx_strset_has(&x->initializers, g->in[0]) ||
 		    !positions(&w, g->in[1], &buffer, 0))
 			continue;
-		if (!(x->res->pos_table = strdup(g->in[0])) ||
-		    (buffer && !(x->res->pos_buffer = strdup(buffer))))
+		k = x->res->npos++;
+		if (!(x->res->pos_table[k] = strdup(g->in[0])) ||
+		    (buffer && !(x->res->pos_buffer[k] = strdup(buffer)))) {
 			rc = nx_export__oom(x);
-		break;
+			break;
+		}
+		if (x->res->npos == NX_EXPORT_POS_MAX)
+			break;
 	}
 	free(w.by_name);
 	return rc;
