@@ -1,7 +1,7 @@
 // ort_node_server.js - the Node baseline of bench/serve_bench.py: an http
 // server around onnxruntime-node with the batching `nexus_cli serve` does.
 //
-//   node ort_node_server.js BUNDLE READY_FILE MAX_BATCH THREADS
+//   node ort_node_server.js BUNDLE READY_FILE MAX_BATCH THREADS [sorted]
 //
 // Serves POST /predict {"text": ...} for BUNDLE's model/student_model.onnx,
 // tokenized by the npm `tokenizers` package from BUNDLE/model/tokenizer/
@@ -10,7 +10,9 @@
 // {"embedding"} (mean pooling over the mask, L2-normalised).  Batching: one
 // Run at a time; requests that arrive while it runs are queued, and the next
 // Run takes up to MAX_BATCH of them, sorted by length and padded to the
-// longest (what nexus_cli's engine does).  Listens on 127.0.0.1, a free
+// longest (what nexus_cli's engine did before it sorted its queue).  With
+// "sorted", the next Runs take the whole queue (up to 16 batches), sorted by
+// length, MAX_BATCH at a time (what nexus_cli's engine does now).  Listens on 127.0.0.1, a free
 // port, written to READY_FILE once the session is loaded.  GET /health.
 'use strict';
 const fs = require('fs');
@@ -19,7 +21,7 @@ const path = require('path');
 const ort = require('onnxruntime-node');
 const { Tokenizer } = require('tokenizers');
 
-const [bundle, readyFile, maxBatchArg, threadsArg] = process.argv.slice(2);
+const [bundle, readyFile, maxBatchArg, threadsArg, mode] = process.argv.slice(2);
 const maxBatch = parseInt(maxBatchArg, 10);
 const yaml = fs.readFileSync(path.join(bundle, 'config/runtime.yaml'), 'utf8');
 const field = (k, d) => { const m = yaml.match(new RegExp(`^${k}:\\s*(.+)$`, 'm')); return m ? m[1].trim() : d; };
@@ -72,13 +74,17 @@ async function pump(sess) {
 		return;
 	busy = true;
 	while (queue.length) {
-		const jobs = queue.splice(0, maxBatch);
-		try {
-			await runBatch(sess, jobs);
-		} catch (e) {
-			for (const j of jobs) {
-				j.res.writeHead(500);
-				j.res.end(JSON.stringify({ error: String(e) }) + '\n');
+		const round = mode === 'sorted' ? queue.splice(0, 16 * maxBatch) : queue.splice(0, maxBatch);
+		round.sort((a, b) => a.ids.length - b.ids.length);
+		for (let i = 0; i < round.length; i += maxBatch) {
+			const jobs = round.slice(i, i + maxBatch);
+			try {
+				await runBatch(sess, jobs);
+			} catch (e) {
+				for (const j of jobs) {
+					j.res.writeHead(500);
+					j.res.end(JSON.stringify({ error: String(e) }) + '\n');
+				}
 			}
 		}
 	}

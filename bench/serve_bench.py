@@ -20,7 +20,15 @@ onnxruntime-node 1.30 with the same batching (one Run at a time, up to B
 queued requests, sorted and padded to the longest), B the bundle's
 batch_size, one intra-op thread each (the bundle's runtime.yaml), texts of
 mixed length (bench/run.py's mixed_texts).  Needs node and the npm packages
-of bench/run.py (NEXUS_BENCH_NPM).
+of bench/run.py (NEXUS_BENCH_NPM).  --cli runs another nexus_cli on the
+bundle (by default its own bin/nexus_cli); --baseline-cli PATH compares
+against that nexus_cli instead of Node (e.g. the previous commit's).  The
+default --cli is NEXUS_BUILD's libexec/nexus/bin/nexus_cli (bench/run.py
+keeps its real-sized bundles across commits, so their own is older).
+--node-sorted makes the Node server sort its queue by length as ours does.
+
+Each line also gives the load client's CPU seconds per request (the
+client must not be the bottleneck) and the load average.
 """
 import argparse
 import http.client
@@ -50,9 +58,9 @@ NPM = pathlib.Path(os.environ.get("NEXUS_BENCH_NPM",
 
 def start(cli, tmp, *args):
     ready = tmp / f"port-{time.monotonic_ns()}"
-    if cli == "node":   # args: bundle, max batch, threads
+    if cli == "node":   # args: bundle, max batch, threads[, "sorted"]
         p = subprocess.Popen(["node", str(ROOT / "bench/ort_node_server.js"), str(args[0]),
-                              str(ready), str(args[1]), str(args[2])],
+                              str(ready), *map(str, args[1:])],
                              env=dict(os.environ, NODE_PATH=str(NPM / "node_modules")),
                              stderr=subprocess.DEVNULL)
     else:
@@ -76,6 +84,7 @@ def start(cli, tmp, *args):
 def load(port, clients, seconds):
     lat, stop = [], time.monotonic() + seconds
     lock = threading.Lock()
+    cpu0 = time.process_time()
 
     def client(k):
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
@@ -97,8 +106,10 @@ def load(port, clients, seconds):
     for t in ts:
         t.join()
     lat.sort()
-    return (len(lat) / (time.monotonic() - t0), lat[len(lat) // 2] * 1e3,
-            lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3)
+    wall = time.monotonic() - t0
+    return (len(lat) / wall, lat[len(lat) // 2] * 1e3,
+            lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3,
+            (time.process_time() - cpu0) / max(1, len(lat)) * 1e3)
 
 
 def rss_kib(pid):
@@ -114,39 +125,52 @@ def main():
     ap.add_argument("--seconds", type=float, default=3)
     ap.add_argument("--clients", default="1,8,64", help="comma-separated concurrencies")
     ap.add_argument("--bundle", help="a real-sized bundle: nexus_cli serve vs a Node server")
+    ap.add_argument("--cli", help="the nexus_cli to serve --bundle with (default its own)")
+    ap.add_argument("--baseline-cli", help="compare with this nexus_cli instead of Node")
+    ap.add_argument("--node-sorted", action="store_true",
+                    help="the Node server sorts its whole queue by length, as ours does")
     a = ap.parse_args()
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="serve-bench-"))
     global TEXTS
     if a.bundle:
         bundle = pathlib.Path(a.bundle).resolve()
-        cli = bundle / "bin/nexus_cli"
+        from conftest import BUILD
+        cli = pathlib.Path(a.cli).resolve() if a.cli else BUILD / "libexec/nexus/bin/nexus_cli"
         yaml = (bundle / "config/runtime.yaml").read_text()
         batch = re.search(r"^batch_size:\s*(\d+)", yaml, re.M).group(1)
         threads = re.search(r"^threads:\s*(\d+)", yaml, re.M).group(1)
         sys.path.insert(0, str(ROOT / "bench"))
         from run import mixed_texts
         TEXTS = mixed_texts()
-        base = "onnxruntime-node server"
-        setups = {"nexus_cli serve": (cli, ["--max-batch", batch, "--max-wait-ms", "2"]),
-                  base: ("node", [bundle, batch, threads])}
+        ours = ["--bundle", str(bundle), "--max-batch", batch, "--max-wait-ms", "2"]
+        if a.baseline_cli:
+            base = "baseline nexus_cli serve"
+            setups = {"nexus_cli serve": (cli, ours), base: (a.baseline_cli, ours)}
+        else:
+            base = "onnxruntime-node server" + (" (sorted)" if a.node_sorted else "")
+            setups = {"nexus_cli serve": (cli, ours),
+                      base: ("node", [bundle, batch, threads] +
+                             (["sorted"] if a.node_sorted else []))}
     else:
         cli = make_bundle(tmp / "b", batch_size=8, max_len=32)
         base = "baseline (--max-batch 1)"
         setups = {"batched": (cli, ["--max-batch", "32", "--max-wait-ms", "2"]),
                   base: (cli, ["--max-batch", "1", "--max-wait-ms", "0"])}
-    print(f"{'clients':>7} {'setting':<26} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'clients':>7} {'setting':<26} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}", flush=True)
     for clients in map(int, a.clients.split(",")):
-        med = {}
-        for name, (prog, args) in setups.items():
-            runs = []
-            for _ in range(a.runs):
+        med, runs = {}, {name: [] for name in setups}
+        for i in range(a.runs):     # alternated, so that a change of load hits both
+            for name, (prog, args) in (list(setups.items())[::1 if i % 2 == 0 else -1]):
                 p, port = start(prog, tmp, *args)
-                runs.append(load(port, clients, a.seconds) + (rss_kib(p.pid),))
+                runs[name].append(load(port, clients, a.seconds) + (rss_kib(p.pid),))
                 p.send_signal(signal.SIGTERM)
                 assert p.wait(120) == 0
-            med[name] = [statistics.median(r[k] for r in runs) for k in range(4)]
+        for name, rs in runs.items():
+            med[name] = [statistics.median(r[k] for r in rs) for k in (0, 1, 2, 4, 3)]
             print(f"{clients:>7} {name:<26} {med[name][0]:>8.2f} {med[name][1]:>8.2f} "
-                  f"{med[name][2]:>8.2f}   peak RSS {med[name][3] / 1024:.0f} MiB")
+                  f"{med[name][2]:>8.2f}   peak RSS {med[name][3] / 1024:.0f} MiB   "
+                  f"client {med[name][4]:.2f} ms CPU/req   load {os.getloadavg()[0]:.1f}   "
+                  f"runs req/s {[round(r[0], 2) for r in rs]}", flush=True)
         names = list(setups)
         b, o = med[base], med[names[0]]
         print(f"{clients:>7} {'ratio ours/baseline':<26} {o[0] / b[0]:>8.2f}x "

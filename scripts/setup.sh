@@ -52,7 +52,8 @@ APT_PACKAGES=(build-essential make pkg-config ca-certificates
 	libarchive-dev libarchive13 zstd  # nexus pack/unpack (libarchive dlopen'ed); zstd for the tests
 	python3-jsonschema  # the e2e suite validates every --json document against docs/schema/
 	python3-jinja2  # the oracle of the chat template tests
-	curl)  # fetches ONNX Runtime's notices from the Debian source archive
+	curl  # fetches ONNX Runtime's notices from the Debian source archive
+	python3-prometheus-client)  # serve's /metrics read by Prometheus's own text parser
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 3; }

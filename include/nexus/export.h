@@ -103,6 +103,7 @@ enum nx_export_quantize {
 
 #define NX_EXPORT_NODES_MAX 10000000   /* nodes of the main graph */
 #define NX_EXPORT_REPORT_MAX 1000000   /* entries of the removal report */
+#define NX_EXPORT_POS_MAX 4            /* position-table candidates reported */
 
 /*
  * Called once, the first time a tensor with external data is exported, to
@@ -136,6 +137,8 @@ struct nx_export_opts {
 	size_t nquantize_exclude;
 	uint64_t quantize_min_elements;     /* 0: NX_QUANT_MIN_ELEMENTS */
 	unsigned quantize_block;            /* int4: 32, 64 or 128 (0: NX_QUANT_BLOCK) */
+	const char *positions_input;        /* the model's position ids input (NULL:
+					       "position_ids"), for pos_table */
 };
 
 enum nx_export_what {
@@ -175,6 +178,14 @@ struct nx_export_result {
 	uint64_t quantized_int4;               /* of those, int4 (MatMulNBits) */
 	uint64_t quant_float_bytes;            /* their float32 bytes in the source */
 	uint64_t quant_bytes;                  /* their bytes now (int8 values + scales) */
+	/* Position-embedding tables of the kept graph, if it shows them: the
+	 * initializers Gathers (axis 0) read at the token positions (a Range,
+	 * a CumSum, the positions input, through reshapes, casts and added
+	 * constants), each with the constant buffer sliced for them, or NULL
+	 * (export_positions.c).  A sliced buffer may also be transformers'
+	 * token_type_ids buffer: the build tells them apart by their sizes. */
+	char *pos_table[NX_EXPORT_POS_MAX], *pos_buffer[NX_EXPORT_POS_MAX];
+	size_t npos;
 };
 
 /*

@@ -640,6 +640,8 @@ static const struct rt_opt serve_opts[] = {
 	{ "max-body", "BYTES", "request body cap; beyond: 413 (default 1048576)", RT_OPT_MAXBODY },
 	{ "timeout", "S", "drop a connection idle that long (default 30)", RT_OPT_TIMEOUT },
 	{ "max-connections", "N", "open connections at most (default 256)", RT_OPT_MAXCONN },
+	{ "threads", "N", "ONNX Runtime intra-op threads (0: all cores; default runtime.yaml)",
+	  RT_OPT_THREADS },
 	RT_OPT_BUNDLE_ENTRY,
 	{ 0 },
 };

@@ -65,6 +65,9 @@ struct sv_job {
 	int rc;                 /* 0, or the error that failed the whole batch */
 	nx_error err;
 	bool done;
+	pthread_cond_t answered; /* done became true (engine-owned: submit to wait) */
+	size_t longest;         /* engine-owned: tokens of its longest text */
+	size_t seq;             /* engine-owned: arrival order within a round */
 	struct sv_job *next;
 };
 

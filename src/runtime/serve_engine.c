@@ -1,11 +1,24 @@
 /*
  * serve_engine.c - dynamic batching for `serve`: request threads queue
- * jobs (a bounded number of texts); ONE inference thread takes whole jobs
- * until it has max-batch texts or the oldest has waited max-wait-ms, runs
- * them through the same batcher as `run` (length buckets, a rejected input
- * costs only itself) and hands every job its results in order.  One thread
- * because ONNX Runtime already uses the cores inside a Run, and one session
- * run at a time keeps memory flat.
+ * jobs (a bounded number of texts); ONE inference thread takes a round of
+ * whole jobs (all that are queued, up to a window of texts; while fewer
+ * than max-batch texts are queued and more requests are on their way, it
+ * waits for them up to max-wait-ms), sorts the round's jobs by token count,
+ * cuts the sorted round into batches of at most max-batch texts where the
+ * padding would cost more than another Run (plan_batches), and runs them
+ * through the same batcher as `run` (a rejected input costs only itself),
+ * answering each job as soon as its batch is done.
+ *
+ * Sorting the round is what makes batching pay under load: texts taken in
+ * arrival order have random lengths, and a batch pads every text to its
+ * longest (on the mixed texts of bench/run.py, up to 8 first-come texts
+ * padded to the longest ran 0.48x a Node server's throughput at 64
+ * clients).  Each job is answered within the round it was taken in, so a
+ * long text waits at most for the round, never for ever.
+ *
+ * One thread because ONNX Runtime already uses the cores inside a Run, and
+ * one session run at a time keeps memory flat.  Each job has its own
+ * condition variable, so an answered batch wakes only its own requests.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -15,13 +28,19 @@
 
 #include "serve.h"
 
+/* What one Run costs beyond its tokens, in tokens of one text: ONNX
+ * Runtime's fixed work per Run and per op.  A guess, not a measurement (on
+ * the encoders of bench/run.py a token costs about 0.1-0.6 ms on one
+ * thread); too high a guess only pads as the first-come batches did. */
+#define SV_RUN_COST 16
+
 struct sv_engine {
 	pthread_mutex_t mu;
 	pthread_cond_t wake;    /* the inference thread: work or stop */
-	pthread_cond_t answered; /* request threads: some job is done */
 	struct sv_job *head, *tail;
 	size_t depth, cap;      /* texts queued, at most */
 	size_t batch;
+	size_t window;          /* texts taken in one round, at most */
 	long wait_ms;
 	size_t coming;          /* requests begun that have not submitted yet */
 	bool stopping;
@@ -30,7 +49,10 @@ struct sv_engine {
 	struct rt_session *s;
 	struct sv_metrics *metrics;
 	struct rt_batcher *q;
-	int64_t *scratch;       /* max_len ids: token counts for "usage" */
+	int64_t *scratch;       /* max_len ids: token counts for "usage" and the sort */
+	struct sv_job **sorted; /* one round's jobs (window entries) */
+	uint64_t *best;         /* plan_batches: window + 1 entries */
+	size_t *from, *cut;     /* window + 1 entries */
 	/* the round being emitted: results go to jobs in order */
 	struct sv_job *round;
 	struct sv_job *emit_job;
@@ -53,7 +75,32 @@ static int emit(void *ctx, json_t *r)
 	return 0;
 }
 
-/* Runs one round of jobs (a list linked by next) and answers them. */
+/* Token counts of each text of j (for "usage") and of its longest (the
+ * round's sort key).  A text that does not tokenize counts 0: the batcher
+ * gives it its error result. */
+static void count_tokens(struct sv_engine *e, struct sv_job *j)
+{
+	size_t i;
+
+	j->longest = 0;
+	for (i = 0; i < j->n; i++) {
+		const char *text = j->pair ? j->pair : j->texts[i];
+		size_t len = j->pair ? j->pair_len : j->lens[i];
+		nx_error te;
+
+		/* a pair is (query, document), as a cross-encoder was trained */
+		if (j->pair ? nx_tokenizer_encode_pair(e->b->tok, text, len, j->texts[i], j->lens[i],
+						       e->b->set.max_len, e->scratch, NULL, NULL,
+						       NULL, &j->tokens[i], &te)
+			    : nx_tokenizer_encode(e->b->tok, text, len, e->b->set.max_len, e->scratch,
+						  &j->tokens[i], &te))
+			j->tokens[i] = 0;
+		if (j->tokens[i] > j->longest)
+			j->longest = j->tokens[i];
+	}
+}
+
+/* Runs one batch of jobs (a list linked by next) and answers them. */
 static void run_round(struct sv_engine *e, struct sv_job *round, size_t ntexts)
 {
 	struct sv_job *j;
@@ -66,21 +113,10 @@ static void run_round(struct sv_engine *e, struct sv_job *round, size_t ntexts)
 	e->emit_at = 0;
 	for (j = round; j && !rc; j = j->next)
 		for (i = 0; i < j->n && !rc; i++) {
-			/* a pair is (query, document), as a cross-encoder was trained */
 			struct rt_input in = { j->pair ? (char *)j->pair : j->texts[i],
 					       j->pair ? j->pair_len : j->lens[i], NULL,
 					       j->pair ? j->texts[i] : NULL, j->pair ? j->lens[i] : 0, NULL };
-			nx_error te;
 
-			/* a second encode for the count: the batcher keeps its
-			 * lengths to itself, and tokenizing is cheap next to Run */
-			if (in.pair ? nx_tokenizer_encode_pair(e->b->tok, in.text, in.len, in.pair,
-							       in.pair_len, e->b->set.max_len,
-							       e->scratch, NULL, NULL, NULL,
-							       &j->tokens[i], &te)
-				    : nx_tokenizer_encode(e->b->tok, in.text, in.len, e->b->set.max_len,
-							  e->scratch, &j->tokens[i], &te))
-				j->tokens[i] = 0;
 			rc = rt_batcher_add(e->q, &in, &err);
 		}
 	if (!rc)
@@ -95,9 +131,80 @@ static void run_round(struct sv_engine *e, struct sv_job *round, size_t ntexts)
 				j->rc = nx_error_set(&j->err, NX_EINTERNAL, NULL, 0, -1,
 						     "no result for input %zu", i);
 		j->done = true;
+		pthread_cond_signal(&j->answered);
 	}
-	pthread_cond_broadcast(&e->answered);
 	pthread_mutex_unlock(&e->mu);
+}
+
+/* by longest text, then arrival: equal lengths keep their order */
+static int by_longest(const void *a, const void *b)
+{
+	const struct sv_job *x = *(struct sv_job *const *)a, *y = *(struct sv_job *const *)b;
+
+	if (x->longest != y->longest)
+		return x->longest < y->longest ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/*
+ * Where to cut the sorted round into batches: the cuts that minimise the
+ * padded tokens run plus SV_RUN_COST per Run, with at most batch texts per
+ * batch (a job with more is a batch alone).  On a round of 8 texts of 5 to
+ * 250 tokens one batch pads all to 250; cut where the lengths jump, a few
+ * smaller Runs cost less.  Dynamic programming over the cut points:
+ * best[i] is the cost of the first i jobs, from[i] where their last batch
+ * starts.
+ */
+static void plan_batches(struct sv_engine *e, size_t n)
+{
+	size_t i, k, texts;
+
+	e->best[0] = 0;
+	for (i = 1; i <= n; i++) {
+		e->best[i] = (uint64_t)-1;
+		texts = 0;
+		for (k = i; k-- > 0;) {   /* the last batch is jobs k..i-1 */
+			uint64_t c;
+
+			texts += e->sorted[k]->n;
+			if (k < i - 1 && texts > e->batch)
+				break;
+			c = e->best[k] + SV_RUN_COST + (uint64_t)texts * e->sorted[i - 1]->longest;
+			if (c < e->best[i]) {
+				e->best[i] = c;
+				e->from[i] = k;
+			}
+		}
+	}
+}
+
+/* Sorts a round (a list of jobs linked by next) by token count and runs
+ * it in the batches plan_batches chose, shortest first. */
+static void run_sorted(struct sv_engine *e, struct sv_job *round)
+{
+	size_t n = 0, i, k, m, texts;
+	struct sv_job *j;
+
+	for (j = round; j; j = j->next) {
+		count_tokens(e, j);
+		j->seq = n;
+		e->sorted[n++] = j;
+	}
+	qsort(e->sorted, n, sizeof(*e->sorted), by_longest);
+	plan_batches(e, n);
+	/* the cuts, read back from the end: cut[start] = end of that batch */
+	for (i = n; i > 0; i = k) {
+		k = e->from[i];
+		e->cut[k] = i;
+	}
+	for (i = 0; i < n; i = k) {
+		k = e->cut[i];
+		for (m = i, texts = 0; m < k; m++) {
+			texts += e->sorted[m]->n;
+			e->sorted[m]->next = m + 1 < k ? e->sorted[m + 1] : NULL;
+		}
+		run_round(e, e->sorted[i], texts);
+	}
 }
 
 static void deadline_after(struct timespec *ts, long ms)
@@ -131,10 +238,10 @@ static void *worker(void *arg)
 		while (!e->stopping && e->depth < e->batch && e->coming &&
 		       pthread_cond_timedwait(&e->wake, &e->mu, &until) != ETIMEDOUT)
 			;
-		/* whole jobs, at least one, while they fit in a batch */
+		/* whole jobs, at least one, while they fit in the window */
 		round = e->head;
 		tail = &round;
-		while (e->head && (!n || n + e->head->n <= e->batch)) {
+		while (e->head && (!n || n + e->head->n <= e->window)) {
 			n += e->head->n;
 			tail = &e->head->next;
 			e->head = e->head->next;
@@ -144,11 +251,22 @@ static void *worker(void *arg)
 			e->tail = NULL;
 		e->depth -= n;
 		pthread_mutex_unlock(&e->mu);
-		run_round(e, round, n);
+		run_sorted(e, round);
 		pthread_mutex_lock(&e->mu);
 	}
 	pthread_mutex_unlock(&e->mu);
 	return NULL;
+}
+
+static void engine_free(struct sv_engine *e)
+{
+	rt_batcher_free(e->q);
+	free(e->scratch);
+	free(e->sorted);
+	free(e->best);
+	free(e->from);
+	free(e->cut);
+	free(e);
 }
 
 int sv_engine_start(struct sv_engine **out, struct rt_bundle *b, struct rt_session *s,
@@ -158,19 +276,28 @@ int sv_engine_start(struct sv_engine **out, struct rt_bundle *b, struct rt_sessi
 	pthread_condattr_t ca;
 	int rc;
 
-	if (!e || !(e->scratch = calloc(b->set.max_len, sizeof(*e->scratch)))) {
-		free(e);
-		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory");
-	}
+	if (!e)
+		return nx_error_oom(err, NULL);
 	e->b = b;
 	e->s = s;
 	e->metrics = m;
 	e->cap = queue;
 	e->batch = batch;
+	/* the batcher's window: as many texts as `run` sorts at once */
+	e->window = batch * RT_WINDOW_BATCHES < RT_WINDOW_MAX ? batch * RT_WINDOW_BATCHES
+		  : batch > RT_WINDOW_MAX ? batch : RT_WINDOW_MAX;
 	e->wait_ms = wait_ms;
+	e->scratch = calloc(b->set.max_len, sizeof(*e->scratch));
+	e->sorted = calloc(e->window, sizeof(*e->sorted));
+	e->best = calloc(e->window + 1, sizeof(*e->best));
+	e->from = calloc(e->window + 1, sizeof(*e->from));
+	e->cut = calloc(e->window + 1, sizeof(*e->cut));
+	if (!e->scratch || !e->sorted || !e->best || !e->from || !e->cut) {
+		engine_free(e);
+		return nx_error_oom(err, NULL);
+	}
 	if ((rc = rt_batcher_new(&e->q, s, b, emit, e, err))) {
-		free(e->scratch);
-		free(e);
+		engine_free(e);
 		return rc;
 	}
 	pthread_mutex_init(&e->mu, NULL);
@@ -178,11 +305,10 @@ int sv_engine_start(struct sv_engine **out, struct rt_bundle *b, struct rt_sessi
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&e->wake, &ca);
 	pthread_condattr_destroy(&ca);
-	pthread_cond_init(&e->answered, NULL);
 	if ((rc = pthread_create(&e->thread, NULL, worker, e))) {
-		rt_batcher_free(e->q);
-		free(e->scratch);
-		free(e);
+		pthread_cond_destroy(&e->wake);
+		pthread_mutex_destroy(&e->mu);
+		engine_free(e);
 		return nx_error_errno(err, NX_EIO, rc, NULL, "cannot start the inference thread");
 	}
 	*out = e;
@@ -207,6 +333,7 @@ int sv_engine_submit(struct sv_engine *e, struct sv_job *job)
 	}
 	job->next = NULL;
 	job->done = false;
+	pthread_cond_init(&job->answered, NULL);
 	if (e->tail)
 		e->tail->next = job;
 	else
@@ -222,8 +349,9 @@ void sv_engine_wait(struct sv_engine *e, struct sv_job *job)
 {
 	pthread_mutex_lock(&e->mu);
 	while (!job->done)
-		pthread_cond_wait(&e->answered, &e->mu);
+		pthread_cond_wait(&job->answered, &e->mu);
 	pthread_mutex_unlock(&e->mu);
+	pthread_cond_destroy(&job->answered);
 }
 
 size_t sv_engine_depth(struct sv_engine *e)
@@ -245,10 +373,7 @@ void sv_engine_stop(struct sv_engine *e)
 	pthread_cond_signal(&e->wake);
 	pthread_mutex_unlock(&e->mu);
 	pthread_join(e->thread, NULL);
-	rt_batcher_free(e->q);
 	pthread_cond_destroy(&e->wake);
-	pthread_cond_destroy(&e->answered);
 	pthread_mutex_destroy(&e->mu);
-	free(e->scratch);
-	free(e);
+	engine_free(e);
 }

@@ -291,3 +291,74 @@ def test_integrity_checked_beside_the_load_still_gates_every_answer(tmp_path, re
         assert r.returncode == 1, (verb, r.stderr)
         assert rel in r.stderr and "integrity" in r.stderr
         assert r.stdout == ""
+
+
+def torch_positions_student(path, vocab, positions, *, fixed_len=None, buffer=False):
+    """A torch BERT-shaped embedding block with a position table of
+    `positions` rows, exported by torch.onnx: positions as torch.arange
+    (a Range in the graph) or, with buffer, sliced from a registered
+    position_ids buffer as transformers does (and its token_type_ids
+    buffer of zeros, sliced and read from a 2-row table before the
+    positions, as BertEmbeddings does); fixed_len exports the sequence axis
+    fixed at that length."""
+    import torch
+
+    torch.manual_seed(4)
+
+    class Student(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.word = torch.nn.Embedding(vocab, 16)
+            self.pos = torch.nn.Embedding(positions, 16)
+            self.cls = torch.nn.Linear(16, 2)
+            self.typ = torch.nn.Embedding(2, 16)
+            self.register_buffer("position_ids", torch.arange(positions).unsqueeze(0))
+            self.register_buffer("token_type_ids", torch.zeros(1, positions, dtype=torch.long))
+
+        def forward(self, input_ids, attention_mask):
+            n = input_ids.shape[1]
+            pos = self.position_ids[:, :n] if buffer else torch.arange(n).unsqueeze(0)
+            x = self.word(input_ids)
+            if buffer:
+                x = x + self.typ(self.token_type_ids[:, :n])
+            x = x + self.pos(pos)
+            m = attention_mask.unsqueeze(-1).float()
+            return self.cls((x * m).sum(1) / m.sum(1))
+
+    ids = torch.ones((1, fixed_len or 8), dtype=torch.long)
+    axes = {0: "batch"} if fixed_len else {0: "batch", 1: "seq"}
+    torch.onnx.export(Student().eval(), (ids, torch.ones_like(ids)), str(path),
+                      input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                      opset_version=14, dynamic_axes={"input_ids": axes, "attention_mask": axes,
+                                                      "logits": {0: "batch"}})
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("form", ["arange", "buffer", "fixed"])
+def test_build_reads_the_position_capacity_from_the_graph(nexus, tmp_path, form):
+    """A torch student with 64 positions behind max_sequence_length 128 is
+    refused at build time from its graph (the position-embedding Gather, or
+    the ids input fixed at 64), naming both numbers, before any selftest;
+    at max_sequence_length 64 the same student builds."""
+    from test_build import build
+    from workspace import RUNTIME_YAML, VOCAB, make_workspace
+    student = torch_positions_student(
+        tmp_path / "s.onnx", len(VOCAB), 512 if form == "fixed" else 64,
+        fixed_len=64 if form == "fixed" else None, buffer=form == "buffer")
+    for max_len in (128, 64):
+        ws = make_workspace(tmp_path / f"ws{max_len}", student=student,
+                            runtime_yaml=RUNTIME_YAML.replace("max_sequence_length: 32",
+                                                              f"max_sequence_length: {max_len}"))
+        r = build(nexus, ws, tmp_path / f"out{max_len}")
+        if max_len == 64 and form != "fixed":
+            assert r.returncode == 0, r.stderr
+            continue
+        if max_len == 64:   # fixed at 64: the checks pass; the runtime pads to the batch's longest
+            assert "max_sequence_length" not in r.stderr, r.stderr
+            continue
+        assert r.returncode == 2, r.stderr
+        assert "max_sequence_length 128 is more than the model takes" in r.stderr, r.stderr
+        assert "up to 64 tokens" in r.stderr and "max_sequence_length: 64 or less" in r.stderr
+        assert ("input 'input_ids' is declared with 64 positions" if form == "fixed" else
+                "position-embedding table 'pos.weight'") in r.stderr, r.stderr
+        assert "selftest" not in r.stderr     # from the graph, not from running it

@@ -506,3 +506,52 @@ def test_unix_socket_listener(clf, tmp_path):
     assert sock.read_text() == "not a socket"
     r = run(cli, "serve", "--unix", sock, "--port", "9")
     assert r.returncode == 2 and "give one of --unix" in r.stderr
+
+
+def test_metrics_parse_with_prometheus_client(clf, server_factory):
+    """/metrics read by the Prometheus project's own text parser
+    (python3-prometheus-client): every family parses, with the types and
+    the samples a scraper needs after a few requests."""
+    parser = pytest.importorskip("prometheus_client.parser")
+    cli, want = clf
+    srv = server_factory(cli)
+    for t in MANY[:5]:
+        status, _, body = srv.post("/predict", {"text": t})
+        assert status == 200 and same(body, want[t])
+    assert srv.post("/predict", "{not json")[0] == 400
+    deadline = time.monotonic() + 10
+    while True:
+        fams = {f.name: f for f in parser.text_string_to_metric_families(
+            srv.get("/metrics")[2].decode())}
+        ok = [s for s in fams["nexus_requests"].samples
+              if s.name == "nexus_requests_total" and s.labels.get("status") == "200"
+              and s.labels.get("endpoint") == "/predict"]
+        if (ok and ok[0].value == 5) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert ok and ok[0].value == 5, fams["nexus_requests"].samples
+    assert fams["nexus_requests"].type == "counter"
+    bad = [s for s in fams["nexus_requests"].samples if s.labels.get("status") == "400"]
+    assert bad and bad[0].value == 1
+    for name in ("nexus_request_duration_seconds", "nexus_batch_size"):
+        assert fams[name].type == "histogram", name
+        buckets = [s for s in fams[name].samples if s.name == name + "_bucket"]
+        assert buckets and buckets[-1].labels["le"] == "+Inf"
+        counts = [s.value for s in buckets if s.labels.get("endpoint", "/predict") == "/predict"]
+        assert counts == sorted(counts), (name, counts)   # cumulative
+    assert fams["nexus_batch_size"].samples[-1].value >= 1   # _sum or _count after the buckets
+    assert fams["nexus_queue_depth"].type == "gauge"
+    assert srv.stop() == 0
+
+
+def test_threads_option(clf, server_factory):
+    """--threads N sets ONNX Runtime's intra-op threads of serve (0: all
+    cores), as generate's does; the answers do not change."""
+    cli, want = clf
+    r = subprocess.run([str(cli), "serve", "--threads", "x"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--threads" in r.stderr
+    for n in ("0", "2"):
+        srv = server_factory(cli, "--threads", n)
+        got = concurrently(8, lambda i: srv.post("/predict", {"text": MANY[i]}))
+        assert all(g[0] == 200 and same(g[2], want[MANY[i]]) for i, g in enumerate(got)), got
+        assert srv.stop() == 0

@@ -112,6 +112,74 @@ static int add_inputs(struct build *b, struct build_input *in)
 	return rc;
 }
 
+/* The initializer `name` of the exported student's main graph, or NULL. */
+static const struct nx_onnx_tensor *main_tensor(const nx_onnx_summary *sum, const char *name)
+{
+	size_t i;
+
+	for (i = 0; name && i < sum->ntensors; i++)
+		if (!sum->tensors[i].attribute && !strcmp(sum->tensors[i].scope, "graph") &&
+		    !strcmp(sum->tensors[i].name, name))
+			return &sum->tensors[i];
+	return NULL;
+}
+
+/*
+ * runtime.yaml's max_sequence_length against the positions the graph shows
+ * (issue #17): an ids input declared with a fixed length, or the rows of
+ * the position-embedding table the export found (export_positions.c; a
+ * Slice of a constant buffer bounds them by the buffer's length).  Above
+ * either, a long text is sure to fail: refused here, naming both numbers.
+ */
+static int check_positions(struct build *b)
+{
+	const nx_onnx_summary *sum = b->model ? nx_onnx_summary_get(b->model) : NULL;
+	const struct nx_export_result *x = b->res->exported;
+	const char *ids = b->rtcfg->inputs[NX_INPUT_IDS] ? b->rtcfg->inputs[NX_INPUT_IDS]
+			: nx_input_default_names[NX_INPUT_IDS];
+	long long max = b->rtcfg->max_sequence_length, rows, cols = 0;
+	const struct nx_onnx_tensor *t, *buf;
+	size_t i;
+
+	if (!sum)
+		return 0;
+	for (i = 0; i < sum->ninputs; i++)
+		if (!strcmp(sum->inputs[i].name, ids) && sum->inputs[i].ndims == 2 &&
+		    sum->inputs[i].dims[1] > 0 && max > sum->inputs[i].dims[1])
+			return nx_error_set(b->err, NX_ECONFIG, b->ws->runtime_config, 0, -1,
+					    "%s: max_sequence_length %lld is more than the model takes: "
+					    "its input '%s' is declared with %lld positions, so it runs "
+					    "inputs of up to %lld tokens; set max_sequence_length: %lld "
+					    "or less", b->ws->runtime_config, max, ids,
+					    (long long)sum->inputs[i].dims[1],
+					    (long long)sum->inputs[i].dims[1],
+					    (long long)sum->inputs[i].dims[1]);
+	for (i = 0; x && i < x->npos; i++) {
+		if (!(t = main_tensor(sum, x->pos_table[i])) || t->ndims != 2 || t->dims[0] <= 0)
+			continue;
+		rows = t->dims[0];
+		/* a slice has at most the buffer's length; a buffer longer than
+		 * the table is not claimed (transformers' token_type_ids buffer
+		 * of 512 zeros indexes a table of 2 rows) */
+		if (x->pos_buffer[i] &&
+		    (!(buf = main_tensor(sum, x->pos_buffer[i])) || !buf->ndims ||
+		     (cols = buf->dims[buf->ndims - 1]) <= 0 || cols > rows))
+			continue;
+		if (x->pos_buffer[i])
+			rows = cols;
+		if (max <= rows)
+			continue;
+		return nx_error_set(b->err, NX_ECONFIG, b->ws->runtime_config, 0, -1,
+				    "%s: max_sequence_length %lld is more than the model takes: its "
+				    "position-embedding table '%s' (a Gather at the token positions%s%s) "
+				    "holds %lld positions, so it runs inputs of up to %lld tokens; set "
+				    "max_sequence_length: %lld or less", b->ws->runtime_config, max,
+				    x->pos_table[i], x->pos_buffer[i] ? ", sliced from " : "",
+				    x->pos_buffer[i] ? x->pos_buffer[i] : "", rows, rows, rows);
+	}
+	return 0;
+}
+
 /*
  * A tokenizer_config.json chat_template must compile in the runtime's
  * renderer: a template it cannot render exactly is refused here, naming the
@@ -169,6 +237,8 @@ int nx_build__assemble(struct build *b)
 			break;
 		}
 	}
+	if (!rc && b->rtcfg)
+		rc = check_positions(b);
 	if (!rc)
 		rc = check_tokenizer(b);
 	if (!rc)

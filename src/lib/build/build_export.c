@@ -189,6 +189,7 @@ void nx_build__export_opts(const struct build *b, struct nx_export_opts *o,
 	o->ext_ctx = (void *)b;
 	o->data_digest = digest;
 	o->ext_open = ext;
+	o->positions_input = ws->student.inputs[NX_INPUT_POSITIONS];
 }
 
 int nx_build__export(struct build *b)

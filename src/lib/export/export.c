@@ -140,6 +140,10 @@ void nx_export_result_release(struct nx_export_result *r)
 	for (i = 0; i < r->nremoved; i++)
 		free(r->removed[i].name);
 	free(r->removed);
+	for (i = 0; i < r->npos; i++) {
+		free(r->pos_table[i]);
+		free(r->pos_buffer[i]);
+	}
 	nx_hash_follow_cancel(r->ext_pending);
 	memset(r, 0, sizeof(*r));
 }

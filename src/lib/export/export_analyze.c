@@ -366,7 +366,7 @@ int nx_export__analyze(struct ex *x, const struct nx_pb_reader *model)
 	for (i = 0; i < x->requested.cap; i++)
 		if (x->requested.slots[i] && nx_strset_add(&x->needed, x->requested.slots[i], NULL))
 			return nx_export__oom(x);
-	if ((rc = reach(x)) != 0)
+	if ((rc = reach(x)) != 0 || (rc = nx_export__positions(x)) != 0)
 		return rc;
 	return nx_export__quant_plan(x, model, &graph);
 }

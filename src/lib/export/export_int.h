@@ -169,6 +169,8 @@ int nx_export__read_strings(struct ex *x, const struct nx_pb_reader *parent,
 
 /* export_analyze.c */
 int nx_export__analyze(struct ex *x, const struct nx_pb_reader *model);
+/* export_positions.c: res->pos_table (and pos_buffer) of the kept graph */
+int nx_export__positions(struct ex *x);
 
 /* export_alias.c.  torch.onnx.export stores equal initializers once, so a
  * student's zero bias may be a teacher's tensor reached through Identity.
