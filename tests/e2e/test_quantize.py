@@ -843,3 +843,35 @@ def test_fp16_teacher_copy_found_and_allowed(nexus, tmp_path):
                               for n in ("embeddings.weight", "dense1.weight", "dense2.weight")))
         r = run(nexus, "build", ws, "-o", tmp_path / f"out_{mode}")
         assert r.returncode == 0, r.stderr
+
+
+# ---------------------------------------------------------------- decoders
+def random_decoder_ws(root, mode, tol):
+    """A small random GPT-2-shaped decoder (with past) whose near-tied
+    logits int4 changes: task generation, three selftest prompts."""
+    import gen_models
+    tj, _ = gen_models.bytelevel_tokenizer()
+    model = gen_models.decoder_onnx(320, "past", d=128, h=4, layers=2, positions=128)
+    ws = make_workspace(
+        root, student=model, tokenizer_files=("tokenizer.json",),
+        runtime_yaml="task: generation\nmax_sequence_length: 128\nthreads: 1\n"
+                     "python_packages: [numpy, onnxruntime]\n",
+        config={"selftest": '["the cat", "a dog sat", "hello world"]',
+                "architecture": "GPT2ish-random"},
+        extra_yaml=f"export: {{quantize: {mode}, quantize_tolerance: {tol}}}\n")
+    (ws / "artifacts/tokenizer/tokenizer.json").write_text(tj, encoding="utf-8")
+    return ws
+
+
+def test_decoder_gate_compares_greedy_tokens(nexus, tmp_path):
+    """A decoder's selftest outputs are its greedy ids (outputs {}): the gate
+    compares those, so int4 changing the continuation of two of the three
+    prompts fails the build at tolerance 0 (it passed unseen before), and
+    int8, which keeps them, passes with every prompt agreeing."""
+    ws = random_decoder_ws(tmp_path / "w4", "int4", 0)
+    r = run(nexus, "build", ws, "-o", tmp_path / "o4")
+    assert r.returncode == 1, r.stderr
+    assert "greedy tokens) agree on 1" in r.stderr and "quantize_tolerance 0" in r.stderr, r.stderr
+    assert not (tmp_path / "o4").exists()
+    out = build(nexus, random_decoder_ws(tmp_path / "w8", "int8", 0), tmp_path / "o8")
+    assert out["quantization_check"]["labels_agree"] == out["quantization_check"]["selftest_inputs"] == 3
