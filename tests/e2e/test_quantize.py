@@ -627,6 +627,7 @@ def test_gemm_int8_and_int4_forms(nexus, tmp_path):
     onnx.checker.check_model(q, full_check=True)
     nb = {n.name: {a.name: a.i for a in n.attribute} for n in q.graph.node if n.op_type == "MatMulNBits"}
     assert sorted((v["K"], v["N"]) for v in nb.values()) == [(64, 64), (64, 64)]
+    assert all(v["accuracy_level"] == 4 for v in nb.values())   # int8 compute (DESIGN-NOTES)
     t = {x.name: numpy_helper.to_array(x) for x in q.graph.initializer}
     a = w["fc1"]                                # [N, K]: its rows are MatMulNBits' columns
     blocks = a.reshape(64, 2, 32)
