@@ -876,3 +876,60 @@ def test_decoder_gate_compares_greedy_tokens(nexus, tmp_path):
     assert not (tmp_path / "o4").exists()
     out = build(nexus, random_decoder_ws(tmp_path / "w8", "int8", 0), tmp_path / "o8")
     assert out["quantization_check"]["labels_agree"] == out["quantization_check"]["selftest_inputs"] == 3
+
+
+def test_old_opset_student_is_refused_at_build(nexus, tmp_path):
+    """An opset-9 student would get DynamicQuantizeLinear (opset 11), which
+    ONNX Runtime refuses to load: the build fails naming the opset, before
+    the sandbox and before anything is published; without quantize it builds."""
+    m = embedder(vocab=128)
+    m.opset_import[0].version, m.ir_version = 9, 4
+    ws = make_workspace(tmp_path / "w", student=m.SerializeToString(), runtime_yaml=EMBED_RT,
+                        extra_yaml="export: {quantize: int8}\n")
+    r = run(nexus, "build", ws, "-o", tmp_path / "out")
+    assert r.returncode == 2, r.stderr
+    assert "opset 9" in r.stderr and "DynamicQuantizeLinear" in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists()
+    src = tmp_path / "e9.onnx"
+    onnx.save(m, str(src))
+    assert export(nexus, src, tmp_path / "a.onnx").returncode == 0
+
+
+@pytest.mark.parametrize("mode", ["int8", "fp16"])
+def test_full_disk_during_quantized_export_leaves_nothing(nexus, tmp_path, mode):
+    """The data file cannot grow past 200 KiB (RLIMIT_FSIZE, SIGXFSZ ignored:
+    the write fails like a full disk): the error names the file, and neither
+    the model nor its data file is left."""
+    src, out = tmp_path / "e.onnx", tmp_path / "out"
+    onnx.save(embedder(dim=256, vocab=512), str(src))
+    out.mkdir()
+    r = subprocess.run(["sh", "-c", 'trap "" XFSZ; ulimit -f 200; exec "$@"', "sh", str(nexus),
+                        "inspect", str(src), "--export-to", str(out / "m.onnx"), "--quantize", mode,
+                        "--external-data", "always"], capture_output=True, text=True)
+    assert r.returncode == 3, r.stderr
+    assert "student_model.onnx.data" in r.stderr and "File too large" in r.stderr, r.stderr
+    assert list(out.iterdir()) == []
+
+
+def test_tiny_gen_greedy_16_tokens_unchanged(nexus, tmp_path):
+    """examples/tiny-gen (a trained decoder), int8 and int4: the greedy
+    continuation of every selftest prompt is the float bundle's for the
+    first 16 tokens (the bundle's runtime generating, with its cache)."""
+    import yaml
+    src = ROOT / "examples/tiny-gen"
+    prompts = yaml.safe_load((src / "nexus.yaml").read_text())["selftest"]
+    ids = {}
+    for mode in ("none", "int8", "int4"):
+        ws = tmp_path / f"w_{mode}"
+        shutil.copytree(src, ws, ignore=shutil.ignore_patterns("nexus_bundle_v1"))
+        with open(ws / "nexus.yaml", "a") as f:
+            f.write(f"export: {{quantize: {mode}}}\n")
+        build(nexus, ws, tmp_path / mode)
+        ids[mode] = []
+        for p in prompts:
+            r = run(tmp_path / mode / "bin/nexus_cli", "generate", "--json", "--prompt", p,
+                    "--max-new-tokens", "16")
+            assert r.returncode == 0, r.stderr
+            ids[mode].append(json.loads(r.stdout)["ids"][:16])
+    assert all(len(x) == 16 for x in ids["none"]), ids["none"]
+    assert ids["int8"] == ids["none"] and ids["int4"] == ids["none"], ids

@@ -307,6 +307,62 @@ static enum ex_qkind use_kind(const struct ex_node *n, size_t pos)
 	return EX_Q_NONE;
 }
 
+/* The version of the default ONNX domain the model imports (0: none). */
+static int onnx_opset(struct ex *x, const struct nx_pb_reader *model, int64_t *out)
+{
+	struct nx_pb_reader m = *model, r;
+	struct nx_pb_field f, g;
+	int rc;
+
+	*out = 0;
+	LOOP(x, &m, &f, rc) {
+		char *domain = NULL;
+		int64_t v = 0;
+
+		if (f.num != 8 || f.wire != NX_PB_LEN)
+			continue;
+		if ((rc = nx_pb_sub(&r, &m, &f, x->err)) != 0)
+			return rc;
+		LOOP(x, &r, &g, rc) {
+			if (g.num == 1 && g.wire == NX_PB_LEN && !domain)
+				rc = nx_export__read_name(x, &g, &domain);
+			else if (g.num == 2 && g.wire == NX_PB_VARINT)
+				v = (int64_t)g.value;
+			if (rc)
+				break;
+		}
+		if (!rc && (!domain || !domain[0] || !strcmp(domain, "ai.onnx")))
+			*out = v;
+		free(domain);
+		if (rc)
+			return rc;
+	}
+	return rc;
+}
+
+/* The quantized forms need ONNX ops of a minimum opset: DynamicQuantizeLinear
+ * (11) for int8, Cast with an int `to` (6) for fp16 and int4's int8
+ * embeddings.  An older student would get a model ONNX Runtime refuses. */
+static int opset_check(struct ex *x, const struct nx_pb_reader *model)
+{
+	int64_t v, need = x->o->quantize == NX_EXPORT_QUANT_INT8 ? 11 : 6;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < x->nqinits && x->qinits[i].kind == EX_Q_NONE; i++)
+		;
+	if (i == x->nqinits)
+		return 0;   /* nothing quantized: no new op */
+	if ((rc = onnx_opset(x, model, &v)) != 0 || v >= need)
+		return rc;
+	return nx_error_set(x->err, NX_ECONFIG, x->path, 0, -1,
+			    "%s imports ONNX opset %lld, and export.quantize: %s writes ops of "
+			    "opset %lld (%s): export the student with opset_version %lld or "
+			    "later, or set export.quantize: none", x->path, (long long)v,
+			    nx_export_quantize_names[x->o->quantize], (long long)need,
+			    need == 11 ? "DynamicQuantizeLinear" : "Cast", (long long)need);
+}
+
 /* fp16: every node reads the Cast's float32 output under the tensor's
  * own name, so any kept float32 initializer can be stored float16; only
  * quantize_exclude (of it or of a node reading it), min elements, graph
@@ -368,7 +424,7 @@ int nx_export__quant_plan(struct ex *x, const struct nx_pb_reader *model, const 
 	if (!(x->qnode = calloc(x->nnodes ? x->nnodes : 1, 1)))
 		return nx_export__oom(x);
 	if (x->o->quantize == NX_EXPORT_QUANT_FP16)
-		return plan_fp16(x, min);
+		return (rc = plan_fp16(x, min)) != 0 ? rc : opset_check(x, model);
 	/* every kept use of each candidate: one kind, or the tensor stays float */
 	for (i = 0; i < x->nnodes; i++) {
 		const struct ex_node *n = &x->nodes[i];
@@ -410,7 +466,7 @@ int nx_export__quant_plan(struct ex *x, const struct nx_pb_reader *model, const 
 		    q->kind == use_kind(n, weight_pos(n)))
 			x->qnode[i] = (unsigned char)q->kind;
 	}
-	return 0;
+	return opset_check(x, model);
 }
 
 /* ------------------------------------------------------------ new nodes */
