@@ -933,3 +933,29 @@ def test_tiny_gen_greedy_16_tokens_unchanged(nexus, tmp_path):
             ids[mode].append(json.loads(r.stdout)["ids"][:16])
     assert all(len(x) == 16 for x in ids["none"]), ids["none"]
     assert ids["int8"] == ids["none"] and ids["int4"] == ids["none"], ids
+
+
+def test_tensor_too_big_for_int4_blocks_is_refused(nexus, tmp_path):
+    """K = 2^31 (a sparse 16 GiB external weight: refused before a byte is
+    read): MatMulNBits' K and N are int32; the error names the tensor, and
+    nothing is left."""
+    k, n = 2 ** 31, 2
+    w = TensorProto(name="big.weight", data_type=TensorProto.FLOAT, dims=[k, n],
+                    data_location=TensorProto.EXTERNAL)
+    for key, v in (("location", "w.bin"), ("offset", "0"), ("length", str(k * n * 4))):
+        e = w.external_data.add()
+        e.key, e.value = key, v
+    with open(tmp_path / "w.bin", "wb") as f:
+        f.truncate(k * n * 4)
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "big.weight"], ["y"], name="mm")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, k])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    src, out = tmp_path / "big.onnx", tmp_path / "out"
+    src.write_bytes(m.SerializeToString())
+    out.mkdir()
+    r = export(nexus, src, out / "m.onnx", "--quantize", "int4")
+    assert r.returncode == 3, r.stderr
+    assert "'big.weight' [2147483648, 2] is too big for the int4 block layout" in r.stderr
+    assert list(out.iterdir()) == []
