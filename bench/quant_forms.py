@@ -14,11 +14,20 @@ knows, with onnx + numpy only:
   qdq      DequantizeLinear(Wq, w_scale, axis=1) -> MatMul(x, W)
            (weight-only QDQ; float activations)
 
-and times all three in onnxruntime-node (bench/ort_node_bench.js), one
+With --forms fp16w,fp16 it compares the two float16 forms instead:
+
+  fp16w    every float32 initializer of 4096 elements or more stored
+           float16, read through Cast(to float) (what export.quantize:
+           fp16 writes; ORT folds the Casts at load: float32 compute)
+  fp16     the whole graph in float16 (initializers, Constants, Casts to
+           float), logits cast back to float32: ORT's CPU EP inserts
+           Casts to float32 around every node without a float16 kernel
+
+and times all of them in onnxruntime-node (bench/ort_node_bench.js), one
 thread, batch 1 and 8, the same ids, alternating, medians.  The figures
-decide the form `nexus build` emits for export.quantize: int8 (see
-docs/DESIGN-NOTES.md).  The C exporter is not used here: this compares
-forms, not implementations.
+decide the forms `nexus build` emits for export.quantize: int8 and fp16
+(see docs/DESIGN-NOTES.md).  The C exporter is not used here: this
+compares forms, not implementations.
 """
 import argparse
 import json
@@ -114,6 +123,54 @@ def quantize(m, form):
     return out
 
 
+def fp16_weights(m, min_elements=4096):
+    """fp16w: float32 initializers stored float16, each behind a Cast."""
+    casts, inits = [], []
+    for t in m.graph.initializer:
+        a = numpy_helper.to_array(t)
+        if t.data_type == TensorProto.FLOAT and a.size >= min_elements:
+            inits.append(numpy_helper.from_array(a.astype(np.float16), t.name + "/fp16"))
+            casts.append(helper.make_node("Cast", [t.name + "/fp16"], [t.name], to=TensorProto.FLOAT))
+        else:
+            inits.append(t)
+    g = helper.make_graph(casts + list(m.graph.node), m.graph.name, m.graph.input,
+                          m.graph.output, inits)
+    out = helper.make_model(g, opset_imports=m.opset_import)
+    out.ir_version = m.ir_version
+    return out
+
+
+def fp16_full(m):
+    """fp16: every float tensor float16 (constants clamped to +-65504),
+    the float outputs cast back to float32."""
+    def half(t):
+        a = numpy_helper.to_array(t)
+        if a.dtype != np.float32:
+            return t
+        return numpy_helper.from_array(np.clip(a, -65504, 65504).astype(np.float16), t.name)
+    nodes = []
+    for n in m.graph.node:
+        n = onnx.NodeProto.FromString(n.SerializeToString())
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.TENSOR:
+                a.t.CopyFrom(half(a.t))
+            if n.op_type == "Cast" and a.name == "to" and a.i == TensorProto.FLOAT:
+                a.i = TensorProto.FLOAT16
+        nodes.append(n)
+    outs = []
+    for o in m.graph.output:
+        for n in nodes:
+            n.output[:] = [x + "/h" if x == o.name else x for x in n.output]
+            n.input[:] = [x + "/h" if x == o.name else x for x in n.input]
+        nodes.append(helper.make_node("Cast", [o.name + "/h"], [o.name], to=TensorProto.FLOAT))
+        outs.append(o)
+    g = helper.make_graph(nodes, m.graph.name, m.graph.input, outs,
+                          [half(t) for t in m.graph.initializer])
+    out = helper.make_model(g, opset_imports=m.opset_import)
+    out.ir_version = m.ir_version
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
@@ -121,6 +178,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--n", type=int, default=16, help="sequences per timed run")
+    ap.add_argument("--forms", default="dynamic,qdq", help="of dynamic, qdq, fp16w, fp16")
     a = ap.parse_args()
     out = pathlib.Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -135,9 +193,11 @@ def main():
                                         "attention_mask": {0: "b", 1: "s"}}, opset_version=17)
     base = onnx.load(str(fp32))
     models = {"fp32": fp32}
-    for form in ("dynamic", "qdq"):
+    make = {"dynamic": lambda: quantize(base, "dynamic"), "qdq": lambda: quantize(base, "qdq"),
+            "fp16w": lambda: fp16_weights(base), "fp16": lambda: fp16_full(base)}
+    for form in a.forms.split(","):
         p = out / f"{form}.onnx"
-        onnx.save(quantize(base, form), str(p))
+        onnx.save(make[form](), str(p))
         models[form] = p
     rng = np.random.default_rng(1)
     ids = out / "ids.jsonl"

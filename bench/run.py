@@ -1242,13 +1242,15 @@ def gen_size(ctx):
     return (256, 8, 4) if ctx.a.quick else (GEN_D, GEN_H, GEN_LAYERS)
 
 
-def gen_bundle(ctx):
+def gen_bundle(ctx, quantize="none"):
     """A GPT-2-shaped decoder with random weights (tests/e2e/gen_models.py,
-    Optimum's with-past layout), built into a bundle; --quick: 4 layers, d 256."""
+    Optimum's with-past layout), built into a bundle; --quick: 4 layers, d 256.
+    quantize: export.quantize (the gate opened: random weights' near-tied
+    logits change under int4, a trained decoder's do not)."""
     import gen_models
     import workspace
     d, h, layers = gen_size(ctx)
-    tag = f"gen_{d}_{layers}"
+    tag = f"gen_{d}_{layers}" + ("" if quantize == "none" else f"_{quantize}")
     ws, out = ctx.cache / tag, ctx.cache / f"{tag}_bundle"
     cli = out / "bin/nexus_cli"
     if cli.exists() and cli.read_bytes() == pathlib.Path(ctx.cli).read_bytes():
@@ -1266,7 +1268,8 @@ def gen_bundle(ctx):
         ws, student=model, tokenizer_files=("tokenizer.json",),
         runtime_yaml="task: generation\nmax_sequence_length: 1024\nthreads: 1\n"
                      "python_packages: [numpy, onnxruntime]\n",
-        config={"selftest": '["the cat"]', "architecture": "GPT2ish-random"})
+        config={"selftest": '["the cat"]', "architecture": "GPT2ish-random"},
+        extra_yaml=f"export: {{quantize: {quantize}, quantize_tolerance: 1}}\n")
     (ws / "artifacts/tokenizer/tokenizer.json").write_text(tj, encoding="utf-8")
     r = subprocess.run([ctx.nexus, "build", str(ws), "-o", str(out)], capture_output=True,
                        text=True)
@@ -1351,6 +1354,59 @@ def bench_generate(ctx):
     return rows
 
 
+def bench_quant_gen(ctx):
+    """int4 decoder speed (issue #19): nexus_cli generate on the int4 bundle
+    of bench_generate's decoder (MatMulNBits, GatherBlockQuantized, block
+    32) against onnxruntime-node's greedy loop with cache on the fp32 model,
+    one thread, prompt 128, GEN_NEW new tokens; and the same node loop on
+    the int4 model, to tell the form's gain from the runtime's."""
+    env = node_env(ctx)
+    d, h, layers = gen_size(ctx)
+    bundle, _ = gen_bundle(ctx, "int4")
+    _, ws = gen_bundle(ctx)
+    cli = str(bundle / "bin/nexus_cli")
+    fp32, int4 = str(ws / "artifacts/student.onnx"), str(bundle / "model/student_model.onnx")
+    prompt = "x" * 128
+    ids = json.loads(subprocess.run([cli, "tokenize", "--text", prompt], capture_output=True,
+                                    text=True).stdout)
+    res = {"ours": [], "fp32": [], "int4": []}
+    tmp = ctx.tmp / "qgen_out.json"
+    ctx.tmp.mkdir(parents=True, exist_ok=True)
+
+    def one(side, cmd, env=None):
+        with open(tmp, "w") as f:
+            w, rss, _ = run(cmd, env=env, stdout=f)
+        res[side].append(json.loads(tmp.read_text()))
+        return w, rss
+
+    def node(model):
+        return ["node", str(ROOT / "tests/e2e/gen_oracle.js"), model, json.dumps(ids),
+                str(GEN_NEW), "[]", str(h), str(d // h), "1"]
+
+    def ours():
+        one("int4", node(int4), env)
+        return one("ours", [cli, "generate", "--json", "--prompt", prompt, "--max-new-tokens",
+                            str(GEN_NEW), "--threads", "1"])
+
+    o, b = alternate(ctx, ours, lambda: one("fp32", node(fp32), env), ctx.runs, cold=False)
+    tps = {k: med([x["tokens_per_s"] for x in v]) for k, v in res.items()}
+    same = res["ours"][-1]["ids"] == res["int4"][-1]["ids"]
+    agree = sum(a == c for a, c in zip(res["ours"][-1]["ids"], res["fp32"][-1]["ids"]))
+    size = sum(p.stat().st_size for p in (bundle / "model").glob("student_model.onnx*"))
+    fsize = sum(p.stat().st_size for p in ws.glob("artifacts/student.onnx*"))
+    return [row("quant_gen_int4", f"decode tok/s, int4 nexus_cli vs fp32 ORT, d {d} x {layers}, "
+                f"prompt 128, {GEN_NEW} new, 1 thread", tps["ours"], tps["fp32"], "tok/s",
+                ">= 2.0x", tps["ours"] >= 2 * tps["fp32"],
+                "onnxruntime-node 1.30 greedy loop with cache on the fp32 model",
+                max(x[1] for x in o),
+                note=f"int4 model in onnxruntime-node: {tps['int4']:.1f} tok/s "
+                     f"({tps['int4'] / tps['fp32']:.2f}x); nexus_cli and node on int4 give "
+                     f"{'the same' if same else 'DIFFERENT'} ids; {agree} of {GEN_NEW} new "
+                     f"ids as fp32's (random weights); model {size / fsize:.3f}x of fp32; "
+                     f"runs ours {[round(x['tokens_per_s'], 1) for x in res['ours']]} "
+                     f"fp32 {[round(x['tokens_per_s'], 1) for x in res['fp32']]}")]
+
+
 BENCHES = {"build": bench_build, "inspect": bench_inspect, "verify": bench_verify,
            "export": bench_export, "runtime": bench_runtime, "tokenizer": bench_tokenizer,
            "tokenizer_types": bench_tok_types,
@@ -1358,7 +1414,7 @@ BENCHES = {"build": bench_build, "inspect": bench_inspect, "verify": bench_verif
            "realrt": bench_realrt,
            "sandbox": bench_sandbox, "quant": bench_quant,
            "quant_big": bench_quant_big, "oci": bench_oci,
-           "generate": bench_generate}
+           "generate": bench_generate, "quant_gen": bench_quant_gen}
 
 
 def fmt(v, unit):

@@ -96,6 +96,9 @@ enum nx_export_quantize {
 	NX_EXPORT_QUANT_INT8,  /* weight-only symmetric int8 (MatMul per column, Gather per row) */
 	NX_EXPORT_QUANT_INT4,  /* MatMul weights int4 in blocks (com.microsoft.MatMulNBits),
 				  Gather embeddings int8 per row */
+	NX_EXPORT_QUANT_FP16,  /* float32 weights stored float16, each read through a
+				  Cast to float: compute and graph inputs/outputs
+				  stay float32 (docs/DESIGN-NOTES.md, fp16) */
 };
 #define NX_QUANT_BLOCK 32           /* default export.quantize_block (int4) */
 #define NX_QUANT_MIN_ELEMENTS 4096  /* default export.quantize_min_elements */
@@ -219,7 +222,7 @@ extern const char *const nx_export_external_names[];
 /* "auto", "always", "never" -> *out; -1 for anything else. */
 int nx_export_external_parse(const char *s, enum nx_export_external *out);
 
-/* "none", "int8", "int4", NULL: the names of export.quantize, by the enum. */
+/* "none", "int8", "int4", "fp16", NULL: the names of export.quantize, by the enum. */
 extern const char *const nx_export_quantize_names[];
 
 /*
@@ -238,9 +241,15 @@ signed char nx_quant_int8(float v, float scale);
  * first) and scales[nblocks]; the fingerprints share it. */
 void nx_quant_int4_column(const float *v, uint64_t n, unsigned block, unsigned char *out,
 			  float *scales);
+/* The float16 bits of the float32 bits x, rounded to nearest even as
+ * torch's .half() and x86's VCVTPS2PH round (a NaN stays a NaN, a
+ * magnitude past 65504 becomes an infinity).  export.quantize: fp16 and
+ * the teacher fingerprints' "as float16" form share it. */
+uint16_t nx_quant_fp16(uint32_t x);
 
-/* name is tensor, or the source tensor it is the int8 form of ("W" for
- * "W/int8"): allow_shared_tensors names the tensor the student was given. */
+/* name is tensor, or the source tensor it is the quantized form of ("W"
+ * for "W/int8", "W/int4" or "W/fp16"): allow_shared_tensors names the
+ * tensor the student was given. */
 bool nx_quant_same_tensor(const char *name, const char *tensor);
 
 /* "node", "initializer", ... */

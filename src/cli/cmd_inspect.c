@@ -35,8 +35,9 @@ static const struct cli_opt opts[] = {
 	  "external data goes beside it as " NX_EXPORT_DATA_NAME, OPT_EXPORT },
 	{ "external-data", 0, "MODE", "export: auto (default: initializers of 64 KiB or more "
 	  "go to the data file when the model is 64 MiB or more), always, never", OPT_EXTERNAL },
-	{ "quantize", 0, "MODE", "export: none (default), int8 (MatMul and Gather weights) or "
-	  "int4 (MatMul weights in MatMulNBits blocks), as export.quantize in nexus.yaml(5)",
+	{ "quantize", 0, "MODE", "export: none (default), int8 (MatMul and Gather weights), "
+	  "int4 (MatMul weights in MatMulNBits blocks) or fp16 (float16 weights, float32 "
+	  "compute), as export.quantize in nexus.yaml(5)",
 	  OPT_QUANTIZE },
 	{ "quantize-block", 0, "N", "export: int4 block size, 32 (default), 64 or 128", OPT_QBLOCK },
 	{ "quantize-exclude", 0, "PATTERN", "export: node or initializer names kept in float "

@@ -12,6 +12,9 @@
  * or listed.  The two sets of outputs are then compared input by input:
  *  - an input with a label (classification): the labels must agree on all
  *    but export.quantize_tolerance of the inputs;
+ *  - a decoder's (generation): its greedy ids (the selftest's first
+ *    RT_SELFTEST_GEN_TOKENS new tokens) must be the same, on all but
+ *    quantize_tolerance of the inputs, as labels;
  *  - otherwise (embedding, raw): the cosine of the input's outputs (all
  *    output tensors, flattened) must be at least 1 - quantize_tolerance.
  * The figures go into the build result (nexus build prints them) and into
@@ -169,6 +172,7 @@ static int compare(struct build *b, const char *golden, size_t glen, const char 
 		json_t *a = json_array_get(qc, i), *c = json_array_get(fc, i);
 		const char *la = json_string_value(json_object_get(a, "label"));
 		const char *lc = json_string_value(json_object_get(c, "label"));
+		json_t *ia = json_object_get(a, "ids"), *ic = json_object_get(c, "ids");
 		bool ok;
 		double cs = cosine(json_object_get(a, "outputs"), json_object_get(c, "outputs"), &ok);
 
@@ -181,6 +185,10 @@ static int compare(struct build *b, const char *golden, size_t glen, const char 
 		if (la && lc) {
 			labels++;
 			res->quant_agree += !strcmp(la, lc);
+		} else if (json_is_array(ia) && json_is_array(ic)) {
+			/* a decoder: its outputs are {}, the greedy tokens are the answer */
+			labels++;
+			res->quant_agree += json_equal(ia, ic);
 		}
 		if (cs < min_cos)
 			min_cos = cs;
@@ -191,7 +199,8 @@ static int compare(struct build *b, const char *golden, size_t glen, const char 
 		rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
 				  "export.quantize %s changes the student's answers beyond "
 				  "export.quantize_tolerance %g: on the %zu selftest inputs the "
-				  "labels agree on %zu%s, the lowest cosine of the outputs is %.6f; "
+				  "labels (a decoder's greedy tokens) agree on %zu%s, the lowest "
+				  "cosine of the outputs is %.6f; "
 				  "list the sensitive layers in export.quantize_exclude, raise the "
 				  "tolerance, or set export.quantize: none",
 				  nx_export_quantize_names[b->ws->export_quantize], tol,

@@ -148,7 +148,7 @@ void nx_export_result_release(struct nx_export_result *r)
 	memset(r, 0, sizeof(*r));
 }
 
-const char *const nx_export_quantize_names[] = { "none", "int8", "int4", NULL };
+const char *const nx_export_quantize_names[] = { "none", "int8", "int4", "fp16", NULL };
 
 const char *const nx_export_external_names[] = { "auto", "always", "never", NULL };
 

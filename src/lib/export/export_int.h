@@ -142,12 +142,14 @@ struct ex {
 
 /* How a weight is read: W[K, N] by a MatMul or a Gemm (transB 0), W[N, K]
  * by a Gemm with transB 1 (a torch Linear's [out, in]), E[V, D] by a Gather. */
-enum ex_qkind { EX_Q_NONE, EX_Q_MATMUL, EX_Q_GATHER, EX_Q_GEMM_T };
+enum ex_qkind { EX_Q_NONE, EX_Q_MATMUL, EX_Q_GATHER, EX_Q_GEMM_T, EX_Q_FP16 };
 
-/* A 2-D float32 initializer of the main graph and what becomes of it. */
+/* A float32 initializer of the main graph (int8, int4: 2-D only) and what
+ * becomes of it. */
 struct ex_qinit {
 	char *name;
 	uint64_t rows, cols;
+	uint64_t nelem;      /* elements (any rank) */
 	bool payload;        /* raw_data or external: readable by the quantizer */
 	bool input;          /* also a graph input (overridable): kept float */
 	enum ex_qkind kind;  /* EX_Q_NONE: kept float */
@@ -198,6 +200,9 @@ int nx_export__quant_node(struct ex *x, const struct nx_pb_field *fld, size_t i,
 int nx_export__quant_tensor(struct ex *x, const struct nx_pb_reader *r, const struct nx_pb_field *fld,
 		    const char *name, struct pw_msg *m, bool *done);
 void nx_export__quant_release(struct ex *x);
+/* fp16: the Cast of each float16 initializer back to its float32 name,
+ * added to graph m before its first node (nodes are in topological order). */
+int nx_export__quant_casts(struct ex *x, struct pw_msg *m);
 
 /* export_ext.c.  A tensor's external data, checked and open. */
 struct ex_src {

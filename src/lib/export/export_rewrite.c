@@ -571,6 +571,9 @@ static int rewrite_graph(struct ex *x, const struct nx_pb_reader *parent,
 		c = NULL;
 		switch (f.num) {
 		case 1:
+			if (main_graph && !nodes && x->o->quantize == NX_EXPORT_QUANT_FP16 &&
+			    (rc = nx_export__quant_casts(x, m)) != 0)
+				break;
 			if (main_graph && nodes < x->nnodes && !x->keep_node[nodes]) {
 				if (!(rc = node_label(x, &r, &f, nodes, &name)))
 					rc = nx_export__report(x, NX_EXPORT_NODE, name, field_bytes(&f),

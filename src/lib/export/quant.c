@@ -54,6 +54,8 @@
 #define QBUF (4u << 20)
 #define NX_QUANT_MS_DOMAIN "com.microsoft"          /* bytes of float32 rows read at a time */
 #define QNAME_MAX 4096
+#define QINT4_ACCURACY 4  /* MatMulNBits accuracy_level: int8 compute */
+#define QDIMS_MAX 32      /* rank of an fp16 tensor (ONNX models stay far below) */
 
 static const char *const q_ops[] = {
 	"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger",
@@ -73,11 +75,43 @@ signed char nx_quant_int8(float v, float scale)
 	return (signed char)(q > 127.0f ? 127 : q < -127.0f ? -127 : (int)q);
 }
 
+uint16_t nx_quant_fp16(uint32_t x)
+{
+	uint32_t sign = (x >> 16) & 0x8000, e = (x >> 23) & 0xff, m = x & 0x7fffff, r, rest;
+	int32_t he = (int32_t)e - 127 + 15;
+
+	if (e == 0xff)
+		return (uint16_t)(sign | 0x7c00 | (m ? 0x200 | (m >> 13) : 0));
+	if (he >= 31)
+		return (uint16_t)(sign | 0x7c00);
+	if (he <= 0) {
+		unsigned shift;
+
+		if (he < -10)
+			return (uint16_t)sign;
+		m |= 0x800000;
+		shift = (unsigned)(14 - he);
+		r = m >> shift;
+		rest = m & ((1u << shift) - 1);
+		if (rest > 1u << (shift - 1) || (rest == 1u << (shift - 1) && (r & 1)))
+			r++;
+		return (uint16_t)(sign | r);
+	}
+	r = (uint32_t)he << 10 | m >> 13;
+	rest = m & 0x1fff;
+	if (rest > 0x1000 || (rest == 0x1000 && (r & 1)))
+		r++;    /* a carry into the exponent rounds up to the next one, or inf */
+	return (uint16_t)(sign | r);
+}
+
 bool nx_quant_same_tensor(const char *name, const char *tensor)
 {
 	size_t n = strlen(name);
 
-	return !strcmp(name, tensor) || (!strncmp(name, tensor, n) && !strcmp(tensor + n, "/int8"));
+	return !strcmp(name, tensor) ||
+	       (!strncmp(name, tensor, n) && (!strcmp(tensor + n, "/int8") ||
+					       !strcmp(tensor + n, "/int4") ||
+					       !strcmp(tensor + n, "/fp16")));
 }
 
 void nx_export__quant_release(struct ex *x)
@@ -134,7 +168,7 @@ static int read_init(struct ex *x, const struct nx_pb_reader *g, const struct nx
 	struct nx_pb_field f;
 	struct ex_qinit q = { 0 };
 	uint64_t dims[3] = { 0 }, n = 1;
-	size_t ndims = 0, i;
+	size_t ndims = 0;
 	int64_t dtype = 0;
 	int rc;
 
@@ -145,6 +179,7 @@ static int read_init(struct ex *x, const struct nx_pb_reader *g, const struct nx
 			if (ndims < 3)
 				dims[ndims] = f.value;
 			ndims++;
+			n = f.value && n > UINT64_MAX / f.value ? UINT64_MAX : n * f.value;
 		} else if (f.num == 2 && f.wire == NX_PB_VARINT) {
 			dtype = (int64_t)f.value;
 		} else if (f.num == 8) {
@@ -157,19 +192,25 @@ static int read_init(struct ex *x, const struct nx_pb_reader *g, const struct nx
 	}
 	if (rc)
 		goto out;
-	for (i = 0; i < ndims && i < 3; i++)
-		n = dims[i] && n > UINT64_MAX / dims[i] ? UINT64_MAX : n * dims[i];
-	if ((dtype == 2 || dtype == 3) && n >= min && q.name && nx_strset_has(&x->needed, q.name)) {
+	if ((dtype == 2 || dtype == 3 || dtype == 10 || dtype == 16) && n >= min && q.name &&
+	    nx_strset_has(&x->needed, q.name)) {
 		rc = nx_error_set(x->err, NX_ECONFIG, x->path, 0, (long long)fld->tag_offset,
 				  "%s is already quantized (initializer '%s' holds %s values): "
-				  "set export.quantize: none for this student", x->path, q.name,
-				  dtype == 2 ? "uint8" : "int8");
+				  "set export.quantize: none for this student, or quantize the "
+				  "float32 student", x->path, q.name,
+				  dtype == 2 ? "uint8" : dtype == 3 ? "int8" : dtype == 10 ? "float16"
+				  : "bfloat16");
 		goto out;
 	}
-	if (dtype != 1 || ndims != 2 || !q.name || !dims[0] || !dims[1])
+	/* fp16 takes a float32 tensor of any rank (QDIMS_MAX, so that its
+	 * dims fit the rewrite's array); int8 and int4 2-D ones */
+	if (dtype != 1 || !q.name || !n || ndims > QDIMS_MAX ||
+	    (x->o->quantize == NX_EXPORT_QUANT_FP16 ? ndims < 1 : ndims != 2) ||
+	    (ndims == 2 && (!dims[0] || !dims[1])))
 		goto out;
 	q.rows = dims[0];
-	q.cols = dims[1];
+	q.cols = ndims >= 2 ? dims[1] : 1;
+	q.nelem = n;
 	if (x->nqinits % 64 == 0) {
 		struct ex_qinit *a = realloc(x->qinits, (x->nqinits + 64) * sizeof(*a));
 
@@ -266,6 +307,89 @@ static enum ex_qkind use_kind(const struct ex_node *n, size_t pos)
 	return EX_Q_NONE;
 }
 
+/* The version of the default ONNX domain the model imports (0: none). */
+static int onnx_opset(struct ex *x, const struct nx_pb_reader *model, int64_t *out)
+{
+	struct nx_pb_reader m = *model, r;
+	struct nx_pb_field f, g;
+	int rc;
+
+	*out = 0;
+	LOOP(x, &m, &f, rc) {
+		char *domain = NULL;
+		int64_t v = 0;
+
+		if (f.num != 8 || f.wire != NX_PB_LEN)
+			continue;
+		if ((rc = nx_pb_sub(&r, &m, &f, x->err)) != 0)
+			return rc;
+		LOOP(x, &r, &g, rc) {
+			if (g.num == 1 && g.wire == NX_PB_LEN && !domain)
+				rc = nx_export__read_name(x, &g, &domain);
+			else if (g.num == 2 && g.wire == NX_PB_VARINT)
+				v = (int64_t)g.value;
+			if (rc)
+				break;
+		}
+		if (!rc && (!domain || !domain[0] || !strcmp(domain, "ai.onnx")))
+			*out = v;
+		free(domain);
+		if (rc)
+			return rc;
+	}
+	return rc;
+}
+
+/* The quantized forms need ONNX ops of a minimum opset: DynamicQuantizeLinear
+ * (11) for int8, Cast with an int `to` (6) for fp16 and int4's int8
+ * embeddings.  An older student would get a model ONNX Runtime refuses. */
+static int opset_check(struct ex *x, const struct nx_pb_reader *model)
+{
+	int64_t v, need = x->o->quantize == NX_EXPORT_QUANT_INT8 ? 11 : 6;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < x->nqinits && x->qinits[i].kind == EX_Q_NONE; i++)
+		;
+	if (i == x->nqinits)
+		return 0;   /* nothing quantized: no new op */
+	if ((rc = onnx_opset(x, model, &v)) != 0 || v >= need)
+		return rc;
+	return nx_error_set(x->err, NX_ECONFIG, x->path, 0, -1,
+			    "%s imports ONNX opset %lld, and export.quantize: %s writes ops of "
+			    "opset %lld (%s): export the student with opset_version %lld or "
+			    "later, or set export.quantize: none", x->path, (long long)v,
+			    nx_export_quantize_names[x->o->quantize], (long long)need,
+			    need == 11 ? "DynamicQuantizeLinear" : "Cast", (long long)need);
+}
+
+/* fp16: every node reads the Cast's float32 output under the tensor's
+ * own name, so any kept float32 initializer can be stored float16; only
+ * quantize_exclude (of it or of a node reading it), min elements, graph
+ * inputs and outputs keep one float32. */
+static int plan_fp16(struct ex *x, uint64_t min)
+{
+	size_t i, j;
+
+	for (i = 0; i < x->nnodes; i++) {
+		const struct ex_node *n = &x->nodes[i];
+		struct ex_qinit *q;
+
+		for (j = 0; x->keep_node[i] && j < n->nin; j++)
+			if ((q = qinit_find(x, n->in[j])) && excluded(x, n->name))
+				q->mixed = true;
+	}
+	for (i = 0; i < x->nqinits; i++) {
+		struct ex_qinit *q = &x->qinits[i];
+
+		q->kind = q->mixed || q->input || !q->payload || excluded(x, q->name) ||
+				  !nx_strset_has(&x->needed, q->name) ||
+				  nx_strset_has(&x->graph_outputs, q->name) || q->nelem < min
+			  ? EX_Q_NONE : EX_Q_FP16;
+	}
+	return 0;
+}
+
 int nx_export__quant_plan(struct ex *x, const struct nx_pb_reader *model, const struct nx_pb_field *graph)
 {
 	struct nx_pb_reader g;
@@ -299,6 +423,8 @@ int nx_export__quant_plan(struct ex *x, const struct nx_pb_reader *model, const 
 		return rc;
 	if (!(x->qnode = calloc(x->nnodes ? x->nnodes : 1, 1)))
 		return nx_export__oom(x);
+	if (x->o->quantize == NX_EXPORT_QUANT_FP16)
+		return (rc = plan_fp16(x, min)) != 0 ? rc : opset_check(x, model);
 	/* every kept use of each candidate: one kind, or the tensor stays float */
 	for (i = 0; i < x->nnodes; i++) {
 		const struct ex_node *n = &x->nodes[i];
@@ -340,7 +466,7 @@ int nx_export__quant_plan(struct ex *x, const struct nx_pb_reader *model, const 
 		    q->kind == use_kind(n, weight_pos(n)))
 			x->qnode[i] = (unsigned char)q->kind;
 	}
-	return 0;
+	return opset_check(x, model);
 }
 
 /* ------------------------------------------------------------ new nodes */
@@ -441,12 +567,18 @@ int nx_export__quant_node(struct ex *x, const struct nx_pb_field *fld, size_t i,
 		const char *nb_in[] = { n->in[0], nm(b[0], n->in[1], "/int4"),
 					nm(b[1], n->in[1], "/scale") };
 		const char *nb_out[] = { bias ? nm(b[12], y, "/int4/product") : y };
-		struct qattr at[4] = { { "K", (int64_t)(t ? q->cols : q->rows) },
+		/* accuracy_level 4: MLAS multiplies the int4 blocks with the
+		 * activations quantized to int8 per block (VNNI dot products)
+		 * instead of dequantizing to float32: 3.7x faster on one token
+		 * of the DistilBERT-shaped model, at the gate's accuracy
+		 * (docs/DESIGN-NOTES.md, "int4 speed") */
+		struct qattr at[5] = { { "K", (int64_t)(t ? q->cols : q->rows) },
 				       { "N", (int64_t)(t ? q->rows : q->cols) },
-				       { "bits", 4 }, { "block_size", (int64_t)qblock(x) } };
+				       { "bits", 4 }, { "block_size", (int64_t)qblock(x) },
+				       { "accuracy_level", QINT4_ACCURACY } };
 
 		if ((rc = node_new(x, m, "MatMulNBits", bias ? nm(b[13], base, "/int4/matmul") : base,
-				   nb_in, 3, nb_out, 1, at, 4, NX_QUANT_MS_DOMAIN)) != 0)
+				   nb_in, 3, nb_out, 1, at, 5, NX_QUANT_MS_DOMAIN)) != 0)
 			return rc;
 		return bias ? bias_add(x, m, n, nb_out[0], base) : 0;
 	} else if (x->qnode[i] != EX_Q_GATHER) {
@@ -502,6 +634,32 @@ int nx_export__quant_node(struct ex *x, const struct nx_pb_field *fld, size_t i,
 			return rc;
 		return node_new(x, m, "Mul", base, y_in, 2, y_out, 1, NULL, 0, NULL);
 	}
+}
+
+int nx_export__quant_casts(struct ex *x, struct pw_msg *m)
+{
+	const struct qattr to_float = { "to", 1 };
+	char b[2][QNAME_MAX];
+	size_t i;
+	int rc;
+
+	for (i = 0; i < x->nqinits; i++) {
+		const struct ex_qinit *q = &x->qinits[i];
+		const char *in[1], *out[1];
+
+		if (q->kind != EX_Q_FP16)
+			continue;
+		if (strlen(q->name) + 16 > QNAME_MAX)
+			return nx_error_set(x->err, NX_ELIMIT, x->path, 0, -1,
+					    "%s: tensor name '%.64s...' too long to quantize",
+					    x->path, q->name);
+		in[0] = nm(b[0], q->name, "/fp16");
+		out[0] = q->name;
+		if ((rc = node_new(x, m, "Cast", nm(b[1], q->name, "/fp16/cast"), in, 1, out, 1,
+				   &to_float, 1, NULL)) != 0)
+			return rc;
+	}
+	return 0;
 }
 
 /* ------------------------------------------------------------ tensors */
@@ -594,10 +752,10 @@ static int rd(struct ex *x, int fd, const char *path, void *buf, size_t len, uin
 static int not_finite(struct ex *x, const char *name, uint64_t elem, float v, uint64_t field)
 {
 	return nx_error_set(x->err, NX_EFORMAT, x->path, 0, (long long)field,
-			    "%s: tensor '%s' holds %s at element %llu, which has no int8 form: "
+			    "%s: tensor '%s' holds %s at element %llu, which has no %s form: "
 			    "fix the training run, or list '%s' in export.quantize_exclude",
 			    x->path, name, isnan(v) ? "NaN" : "an infinity",
-			    (unsigned long long)elem, name);
+			    (unsigned long long)elem, nx_export_quantize_names[x->o->quantize], name);
 }
 
 /* The int8 matrix t[rows, cols] to vo as [cols, rows], through a staging
@@ -822,6 +980,91 @@ out:
 	return rc;
 }
 
+/*
+ * fp16: the n float32 values at (fd, off) as float16, streamed through
+ * the QBUF buffer into vo.  A value that is not finite, or too large for
+ * float16 (past 65504, which would become an infinity), is refused like
+ * int8's NaN: a weight of that size is a training fault, and an infinity
+ * in the served model hides it.
+ */
+static int fp16_values(struct ex *x, const char *name, int fd, const char *path, uint64_t off,
+		       uint64_t n, struct qout *vo, uint64_t field)
+{
+	size_t cap = QBUF / 4, k;
+	uint32_t *buf = malloc(cap * 4);
+	uint16_t *h = malloc(cap * 2);
+	uint64_t i0;
+	int rc = 0;
+
+	if (!buf || !h) {
+		rc = nx_export__oom(x);
+		goto out;
+	}
+	for (i0 = 0; i0 < n && !rc; i0 += cap) {
+		size_t c = n - i0 < cap ? (size_t)(n - i0) : cap;
+
+		if ((rc = rd(x, fd, path, buf, c * 4, off + i0 * 4)) != 0)
+			goto out;
+		for (k = 0; k < c; k++) {
+			h[k] = nx_quant_fp16(buf[k]);
+			if ((h[k] & 0x7c00) == 0x7c00) {
+				float v;
+
+				memcpy(&v, &buf[k], 4);
+				rc = isfinite(v)
+					? nx_error_set(x->err, NX_EFORMAT, x->path, 0, (long long)field,
+						       "%s: tensor '%s' holds %g at element %llu, past "
+						       "float16's largest value (65504): list '%s' in "
+						       "export.quantize_exclude, or use int8", x->path,
+						       name, (double)v, (unsigned long long)(i0 + k), name)
+					: not_finite(x, name, i0 + k, v, field);
+				goto out;
+			}
+		}
+		rc = qout_write(vo, h, c * 2);
+	}
+out:
+	free(buf);
+	free(h);
+	return rc;
+}
+
+/* fp16: the float16 tensor "name/fp16" of the float32 initializer (field
+ * fld, read by r), its dims copied as they are, added to graph m. */
+static int fp16_tensor(struct ex *x, const struct ex_qinit *q, const struct nx_pb_reader *parent,
+		       const struct nx_pb_field *fld, int fd, const char *path, uint64_t off,
+		       bool external, struct pw_msg *m)
+{
+	struct nx_pb_reader r;
+	struct nx_pb_field f;
+	uint64_t dims[QDIMS_MAX];
+	int ndims = 0, rc;
+	struct qout vo;
+	char qn[QNAME_MAX];
+
+	if ((rc = nx_pb_sub(&r, parent, fld, x->err)) != 0)
+		return rc;
+	LOOP(x, &r, &f, rc)
+		if (f.num == 1 && f.wire == NX_PB_VARINT && ndims < QDIMS_MAX)
+			dims[ndims++] = f.value;
+	if (rc)
+		return rc;
+	if ((rc = qout_begin(&vo, x, (external || x->externalize) &&
+				       q->nelem * 2 >= NX_EXPORT_EXTERNAL_MIN,
+			     q->nelem * 2, fld->tag_offset, q->name)) != 0)
+		return rc;
+	if (!x->dry &&
+	    (rc = fp16_values(x, q->name, fd, path, off, q->nelem, &vo, fld->tag_offset)) != 0) {
+		free(vo.inl);
+		return rc;
+	}
+	if ((rc = qout_tensor(&vo, m, nm(qn, q->name, "/fp16"), 10, dims, ndims)) != 0)
+		return rc;
+	x->res->quantized++;
+	x->res->quant_float_bytes += q->nelem * 4;
+	return 0;
+}
+
 int nx_export__quant_tensor(struct ex *x, const struct nx_pb_reader *parent, const struct nx_pb_field *fld,
 		    const char *name, struct pw_msg *m, bool *done)
 {
@@ -845,7 +1088,7 @@ int nx_export__quant_tensor(struct ex *x, const struct nx_pb_reader *parent, con
 		return rc;
 	if ((rc = nx_export__tensor_payload(x, &r, &e, &external, &raw, &has_raw, NULL)) != 0)
 		goto out;
-	n = q->rows * q->cols;
+	n = q->kind == EX_Q_FP16 ? q->nelem : q->rows * q->cols;
 	if (external && e.location) {
 		if ((rc = nx_export__external(x, name, e.location, e.offset, e.length, fld->tag_offset,
 				      &src)) != 0)
@@ -869,6 +1112,15 @@ int nx_export__quant_tensor(struct ex *x, const struct nx_pb_reader *parent, con
 		rc = nx_error_set(x->err, NX_EFORMAT, x->path, 0, (long long)fld->tag_offset,
 				  "%s: tensor '%s' has %llu bytes where its shape takes %llu",
 				  x->path, name, (unsigned long long)len, (unsigned long long)(n * 4));
+		goto out;
+	}
+	if (q->kind == EX_Q_FP16) {
+		if (strlen(name) + 16 > QNAME_MAX)
+			rc = nx_error_set(x->err, NX_ELIMIT, x->path, 0, (long long)fld->tag_offset,
+					  "%s: tensor name '%.64s...' too long to quantize", x->path,
+					  name);
+		else
+			rc = fp16_tensor(x, q, parent, fld, fd, path, off, external, m);
 		goto out;
 	}
 	if ((q->kind != EX_Q_GATHER && x->o->quantize == NX_EXPORT_QUANT_INT4) || gather_int4(x, q)) {

@@ -17,40 +17,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "nexus/export.h"
+
 #define CAST_ELEMS 16384u            /* float32 values converted at a time */
 #define TRANSPOSE_BUF (4u << 20)     /* bytes of a strip of columns read at once */
 #define TRANSPOSE_ROW_MAX (64u << 20) /* bytes of one column: larger is not transposed */
 
 static const char *const cast_suffix[FP_CASTS] = { " as float16", " as bfloat16" };
-
-static uint16_t f32_to_f16(uint32_t x)
-{
-	uint32_t sign = (x >> 16) & 0x8000, e = (x >> 23) & 0xff, m = x & 0x7fffff, r, rest;
-	int32_t he = (int32_t)e - 127 + 15;
-
-	if (e == 0xff)
-		return (uint16_t)(sign | 0x7c00 | (m ? 0x200 | (m >> 13) : 0));
-	if (he >= 31)
-		return (uint16_t)(sign | 0x7c00);
-	if (he <= 0) {
-		unsigned shift;
-
-		if (he < -10)
-			return (uint16_t)sign;
-		m |= 0x800000;
-		shift = (unsigned)(14 - he);
-		r = m >> shift;
-		rest = m & ((1u << shift) - 1);
-		if (rest > 1u << (shift - 1) || (rest == 1u << (shift - 1) && (r & 1)))
-			r++;
-		return (uint16_t)(sign | r);
-	}
-	r = (uint32_t)he << 10 | m >> 13;
-	rest = m & 0x1fff;
-	if (rest > 0x1000 || (rest == 0x1000 && (r & 1)))
-		r++;    /* a carry into the exponent rounds up to the next one, or inf */
-	return (uint16_t)(sign | r);
-}
 
 static uint16_t f32_to_bf16(uint32_t x)
 {
@@ -74,7 +47,7 @@ static void casts_scalar(uint16_t *o16, uint16_t *obf, const unsigned char *p, s
 		uint32_t x;
 
 		memcpy(&x, p, 4);
-		o16[i] = f32_to_f16(x);
+		o16[i] = nx_quant_fp16(x);
 		obf[i] = f32_to_bf16(x);
 	}
 }
@@ -82,7 +55,7 @@ static void casts_scalar(uint16_t *o16, uint16_t *obf, const unsigned char *p, s
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-/* Eight at a time: VCVTPS2PH rounds to nearest even like f32_to_f16, and
+/* Eight at a time: VCVTPS2PH rounds to nearest even like nx_quant_fp16, and
  * the bfloat16 rounding is integer arithmetic (the scalar loop was most
  * of the casts' cost). */
 __attribute__((target("avx2,f16c"))) static void casts_avx2(uint16_t *o16, uint16_t *obf,
