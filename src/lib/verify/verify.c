@@ -46,7 +46,7 @@ static void open_student(struct vfy_ctx *c)
 	close(fd);
 }
 
-static int functional_finding(void *ctx, enum nx_functional_sev sev, const char *code,
+static int functional_finding(void *ctx, enum nx_functional_sev sev, enum nx_finding_code code,
 			      const char *path, long line, const char *message)
 {
 	enum nx_severity s = sev == NX_FUNCTIONAL_FAIL ? NX_SEV_FAIL :
@@ -83,7 +83,7 @@ static int functional(struct vfy_ctx *c, bool *skipped)
 	 * and a file swapped for a FIFO would block the run until its timeout.
 	 */
 	if (check_failed(c->r, NX_CHECK_INTEGRITY) || check_failed(c->r, NX_CHECK_ALLOWLIST))
-		return nx_report_add(c->r, NX_CHECK_FUNCTIONAL, NX_SEV_INFO, "functional-skipped",
+		return nx_report_add(c->r, NX_CHECK_FUNCTIONAL, NX_SEV_INFO, NX_F_FUNCTIONAL_SKIPPED,
 				     NULL, 0, "skipped: integrity failed");
 	nx_functional_opts_init(&fo);
 	fo.strict = c->opts->strict;
@@ -106,7 +106,7 @@ static int functional(struct vfy_ctx *c, bool *skipped)
 	if ((fo.selftest || fo.liveness) && c->runtime_untrusted) {
 		fo.selftest = false;
 		fo.liveness = false;
-		if (nx_report_add(c->r, NX_CHECK_FUNCTIONAL, NX_SEV_INFO, "functional-selftest-skipped",
+		if (nx_report_add(c->r, NX_CHECK_FUNCTIONAL, NX_SEV_INFO, NX_F_FUNCTIONAL_SELFTEST_SKIPPED,
 				  NX_BUNDLE_CLI, 0, "bin/ or lib/ is not the trusted nexus runtime, "
 				  "so bin/nexus_cli selftest is not executed"))
 			return NX_ENOMEM;
@@ -114,7 +114,7 @@ static int functional(struct vfy_ctx *c, bool *skipped)
 	nx_error_clear(&err);
 	if (nx_functional_check(skipped, c->dirfd, c->bundle_path, &fo, functional_finding, c->r,
 				&err) != 0)
-		return nx_report_add(c->r, NX_CHECK_FUNCTIONAL, NX_SEV_FAIL, "functional-error",
+		return nx_report_add(c->r, NX_CHECK_FUNCTIONAL, NX_SEV_FAIL, NX_F_FUNCTIONAL_ERROR,
 				     err.path[0] ? err.path : NULL, 0, "%s", err.message);
 	return 0;
 }
@@ -209,16 +209,16 @@ int nx_verify_stage(nx_report **out, int stage_dirfd, const char *final_path, co
 		    const struct nx_verify_opts *opts, nx_error *err)
 {
 	struct nx_verify_opts vo = *opts;
-	const char *verdict;
+	enum nx_verdict verdict;
 	int rc;
 
 	vo.digests_known = true;
 	if ((rc = nx_verify_bundle(out, stage_dirfd, final_path, &vo, err)))
 		return rc;
 	verdict = nx_report_verdict(*out);
-	if (!strcmp(verdict, "FAIL") || (opts->strict && !strcmp(verdict, "WARN")))
+	if (verdict == NX_VERDICT_FAIL || (opts->strict && verdict == NX_VERDICT_WARN))
 		return nx_error_set(err, NX_ECHECK, final_path, 0, -1,
 				    "the %s bundle fails verification (verdict %s); nothing was "
-				    "written to %s", what, verdict, final_path);
+				    "written to %s", what, nx_verdict_name(verdict), final_path);
 	return 0;
 }
