@@ -3,6 +3,7 @@
  * and collects their findings.  Each check lives in its own file
  * (verify_<check>.c); this one owns the shared context.
  */
+#include "nexus/clock.h"
 #include "nexus/functional.h"
 #include "nexus/bundle.h"
 #include "verify_internal.h"
@@ -19,14 +20,6 @@ void nx_verify_opts_init(struct nx_verify_opts *opts)
 	memset(opts, 0, sizeof(*opts));
 	opts->functional = true;
 	opts->size_slack = -1;
-}
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* Open the student once for the checks that read it (allowlist needs its
@@ -153,11 +146,11 @@ int nx_verify_bundle(nx_report **out, int bundle_dirfd, const char *bundle_path,
 		skipped = false;                                        \
 		if (opts->progress)                                     \
 			opts->progress(opts->progress_ctx, id, false, 0); \
-		t = now();                                              \
+		t = nx_now();                                              \
 		rc = (call);                                            \
 		if (rc)                                                 \
 			goto out;                                       \
-		t = now() - t;                                          \
+		t = nx_now() - t;                                          \
 		if (opts->progress)                                     \
 			opts->progress(opts->progress_ctx, id, true, t); \
 		rc = nx_report_check(c.r, id, skipped, t);              \
