@@ -31,6 +31,7 @@
 
 #include "nexus/clock.h"
 #include "nexus/elf.h"
+#include "nexus/fs.h"
 
 #define CHUNK 65536
 #define GROUP_WAIT_MS 2000   /* for a killed process group to be gone */
@@ -232,17 +233,7 @@ static bool take(struct pump *p, char **buf, size_t *len, const char *data, size
 		n = room;
 	p->total += n;
 	if (stream) {
-		size_t off = 0;
-
-		while (off < n) {
-			ssize_t w = write(fd, data + off, n - off);
-
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0)
-				break;
-			off += (size_t)w;
-		}
+		(void)nx_write_all(fd, data, n);   /* best effort: output is not worth failing a run */
 		return ok;
 	}
 	memcpy(*buf + *len, data, n);
