@@ -166,10 +166,14 @@ check-symbols: $(LAYER_AR)
 
 # Headers that compile alone as C and C++ (private ones too), no banned functions
 # (scripts/dev/lint.py), bundle paths only from nexus/bundle.h
-# (scripts/dev/use_bundle_paths.py), and the symbol check.
+# (scripts/dev/use_bundle_paths.py), finding codes only from
+# nexus/findings.def and each documented in docs/TRV.md
+# (scripts/dev/use_finding_codes.py, check_findings.py), and the symbol check.
 lint: check-symbols
 	$(Q)$(PYTHON) scripts/dev/lint.py --cc $(CC) --cxx $(CXX) --ort-inc $(ORT_INC)
 	$(Q)$(PYTHON) scripts/dev/use_bundle_paths.py --check
+	$(Q)$(PYTHON) scripts/dev/use_finding_codes.py --check
+	$(Q)$(PYTHON) scripts/dev/check_findings.py
 
 $(RT_ORT): $(ORT_LIB)
 	@mkdir -p $(@D)

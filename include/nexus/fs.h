@@ -196,6 +196,13 @@ void nx_stage_free(nx_stage *s);
 int nx_fs_remove_tree(int parentfd, const char *name, const char *path, nx_error *err);
 
 /*
+ * Write all len bytes of buf to fd, again after EINTR and short writes.
+ * 0, or -1 with errno set (EIO if write made no progress): the caller
+ * words the error, naming its file.
+ */
+int nx_write_all(int fd, const void *buf, size_t len);
+
+/*
  * Remove the staging tree using only async-signal-safe system calls and no
  * allocation, for a SIGINT/SIGTERM handler.  Does not free s; a no-op after
  * publish.  Returns 0 or -1.

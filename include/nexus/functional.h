@@ -51,6 +51,7 @@
 #include <stdint.h>
 
 #include "nexus/error.h"
+#include "nexus/findings.h"
 #include "nexus/sandbox.h"
 
 #ifdef __cplusplus
@@ -72,7 +73,7 @@ enum nx_functional_sev { NX_FUNCTIONAL_INFO, NX_FUNCTIONAL_WARN, NX_FUNCTIONAL_F
 
 /* One finding; strings are borrowed for the call.  Return 0 or a negative
  * NX_E* code, which aborts the check and is returned by it. */
-typedef int (*nx_functional_fn)(void *ctx, enum nx_functional_sev sev, const char *code,
+typedef int (*nx_functional_fn)(void *ctx, enum nx_functional_sev sev, enum nx_finding_code code,
 				const char *path, long line, const char *message);
 
 struct nx_functional_opts {

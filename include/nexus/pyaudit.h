@@ -51,6 +51,7 @@
 #include <stddef.h>
 
 #include "nexus/error.h"
+#include "nexus/findings.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -92,11 +93,12 @@ struct nx_pyaudit_opts {
 };
 
 /*
- * One finding: code is one of the strings above, line/col (1-based, col in
+ * One finding: code is one of the codes above (NX_F_IMPORT_DENIED for
+ * import-denied, nexus/findings.h), line/col (1-based, col in
  * bytes) where the offending token starts, message a lower-case sentence.
  * A non-zero return stops the audit and is returned by nx_pyaudit_run.
  */
-typedef int (*nx_pyaudit_fn)(void *ctx, const char *code, long line, long col,
+typedef int (*nx_pyaudit_fn)(void *ctx, enum nx_finding_code code, long line, long col,
 			     const char *message);
 
 /*

@@ -21,6 +21,7 @@
 
 #include "nexus/error.h"
 #include "nexus/fs.h"
+#include "nexus/findings.h"
 #include "nexus/sandbox.h"
 
 #ifdef __cplusplus
@@ -29,8 +30,8 @@ extern "C" {
 
 typedef struct nx_key nx_key;   /* nexus/sign.h */
 
-enum nx_severity { NX_SEV_INFO, NX_SEV_WARN, NX_SEV_FAIL };
 enum nx_check_status { NX_CHECK_PASS, NX_CHECK_WARN, NX_CHECK_FAIL, NX_CHECK_SKIP };
+enum nx_verdict { NX_VERDICT_PASS, NX_VERDICT_WARN, NX_VERDICT_FAIL };
 
 /* The check ids, in the order they run and are reported. */
 #define NX_CHECK_INTEGRITY "integrity"
@@ -54,7 +55,8 @@ enum nx_check_status { NX_CHECK_PASS, NX_CHECK_WARN, NX_CHECK_FAIL, NX_CHECK_SKI
 struct nx_finding {
 	char *check;               /* check id */
 	enum nx_severity severity;
-	char *code;                /* stable, kebab-case, see docs/TRV.md */
+	const char *code;          /* stable, kebab-case: nx_finding_name(id), see docs/TRV.md */
+	enum nx_finding_code id;
 	char *path;                /* bundle-relative path, "" if none */
 	long line;                 /* 1-based, 0 if not applicable */
 	char *message;
@@ -190,14 +192,15 @@ int nx_report_over_budget(nx_report **out, const char *bundle_path, const char *
 			  double budget, nx_error *err);
 
 /*
- * Add a finding (strings copied; path may be NULL).  Past
+ * Add a finding of code (a row of nexus/findings.def; reported as its
+ * string, nx_finding_name(code)) (strings copied; path may be NULL).  Past
  * NX_REPORT_FINDINGS_MAX findings only the counters and the verdict change.
  * Returns 0 or NX_ENOMEM.
  */
-int nx_report_add(nx_report *r, const char *check, enum nx_severity sev, const char *code,
+int nx_report_add(nx_report *r, const char *check, enum nx_severity sev, enum nx_finding_code code,
 		  const char *path, long line, const char *fmt, ...)
 	__attribute__((format(printf, 7, 8)));
-int nx_report_vadd(nx_report *r, const char *check, enum nx_severity sev, const char *code,
+int nx_report_vadd(nx_report *r, const char *check, enum nx_severity sev, enum nx_finding_code code,
 		   const char *path, long line, const char *fmt, va_list ap)
 	__attribute__((format(printf, 7, 0)));
 
@@ -210,8 +213,8 @@ int nx_report_check(nx_report *r, const char *id, bool skipped, double seconds);
  * reported so far (a finding may come after its check ran).  Returns 0. */
 int nx_report_check_update(nx_report *r, const char *id);
 
-/* "PASS", "WARN" or "FAIL": the worst finding severity of the report. */
-const char *nx_report_verdict(const nx_report *r);
+/* The worst finding severity of the report (INFO is PASS). */
+enum nx_verdict nx_report_verdict(const nx_report *r);
 
 /* Borrowed views, valid until the next nx_report_* call that modifies r. */
 const struct nx_finding *nx_report_findings(const nx_report *r, size_t *out_n);
@@ -219,7 +222,7 @@ const struct nx_check_result *nx_report_checks(const nx_report *r, size_t *out_n
 /* Findings not stored because of NX_REPORT_FINDINGS_MAX. */
 size_t nx_report_dropped(const nx_report *r);
 /* Number of findings of a code (including dropped ones is not possible: stored only). */
-size_t nx_report_count(const nx_report *r, const char *code);
+size_t nx_report_count(const nx_report *r, enum nx_finding_code code);
 
 /* Findings whose path is `from` get `to` instead (build: the workspace file
  * a bundle file was copied from, so that the user knows which to edit).
@@ -228,6 +231,7 @@ int nx_report_rename_path(nx_report *r, const char *from, const char *to);
 
 const char *nx_severity_name(enum nx_severity s);          /* "INFO","WARN","FAIL" */
 const char *nx_check_status_name(enum nx_check_status s);  /* "PASS","WARN","FAIL","SKIP" */
+const char *nx_verdict_name(enum nx_verdict v);            /* "PASS","WARN","FAIL" */
 
 /*
  * The report as one JSON document (malloc'd, NUL-terminated, caller frees):

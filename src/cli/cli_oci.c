@@ -9,6 +9,7 @@
 #include <openssl/crypto.h>
 
 #include "cli.h"
+#include "nexus/clock.h"
 #include "nexus/config.h"
 #include "nexus/sign.h"
 
@@ -109,19 +110,11 @@ void cli_oci_findings(const char *verb, const nx_report *rep)
 				f[i].path[0] ? f[i].path : "-", f[i].message);
 }
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Transfers that last over a second get a status line (a terminal only). */
 void cli_oci_progress(void *ctx, const char *what, uint64_t done, uint64_t total)
 {
 	struct cli_oci *r = ctx;
-	double t = now();
+	double t = nx_now();
 
 	if (r->what != what) {
 		r->what = what;

@@ -68,7 +68,7 @@ static int verify_first(struct cli_oci *r, int dfd, const char *bundle, nx_error
 	cli_status("push", "verifying %s", bundle);
 	rc = nx_verify_bundle(&rep, dfd, bundle, &vo, err);
 	cli_status("push", NULL);
-	if (!rc && !strcmp(nx_report_verdict(rep), "FAIL")) {
+	if (!rc && nx_report_verdict(rep) == NX_VERDICT_FAIL) {
 		cli_oci_findings("push", rep);
 		rc = nx_error_set(err, NX_ECHECK, bundle, 0, -1,
 				  "%s fails verification (findings above; 'nexus verify %s' for the "

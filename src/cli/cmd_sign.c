@@ -78,7 +78,7 @@ static int check_integrity(int dirfd, const char *bundle, nx_error *err)
 				  "%s/%s: %s (%s); the bundle is not what its manifest lists, so it "
 				  "is not signed: rebuild it with nexus build", bundle,
 				  f[i].path && f[i].path[0] ? f[i].path : NX_MANIFEST_NAME, f[i].message, f[i].code);
-	else if (!strcmp(nx_report_verdict(rep), "FAIL"))
+	else if (nx_report_verdict(rep) == NX_VERDICT_FAIL)
 		rc = nx_error_set(err, NX_ECHECK, bundle, 0, -1,
 				  "%s fails its integrity check, so it is not signed: rebuild it",
 				  bundle);

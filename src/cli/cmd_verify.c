@@ -139,7 +139,7 @@ static void print_human(const nx_report *r, FILE *f)
 	}
 	if (nx_report_dropped(r))
 		fprintf(f, "... and %zu more findings\n", nx_report_dropped(r));
-	fprintf(f, "\nverdict: %s\n", nx_report_verdict(r));
+	fprintf(f, "\nverdict: %s\n", nx_verdict_name(nx_report_verdict(r)));
 }
 
 /*
@@ -370,9 +370,9 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 		status = cli_fail(verb->name, &err);
 		goto out;
 	}
-	if (!strcmp(nx_report_verdict(r), "FAIL"))
+	if (nx_report_verdict(r) == NX_VERDICT_FAIL)
 		status = 1;
-	else if (!strcmp(nx_report_verdict(r), "WARN") && vo.strict)
+	else if (nx_report_verdict(r) == NX_VERDICT_WARN && vo.strict)
 		status = 1;
 out:
 	if (watching)

@@ -27,17 +27,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "nexus/clock.h"
 #include "rt_ort.h"
 
 #define GEN_VOCAB_MAX (1u << 24)   /* logits per row handled */
-
-static double now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 /* splitmix64: tiny, fast, and the same sequence everywhere */
 static uint64_t rng_next(uint64_t *s)
@@ -464,7 +457,7 @@ int rt_generate(struct rt_session *s, struct rt_bundle *b, nx_tokdecoder *dec, c
 	struct gen_state g;
 	struct gen_text t;
 	size_t ctxlen = b->set.max_len, i, np, cap, from = 0;
-	double t0 = now_ms(), t1 = 0;
+	double t0 = nx_now(), t1 = 0;
 	bool i32mask, i32pos;
 	int64_t tok;
 	int rc = 0;
@@ -546,7 +539,7 @@ int rt_generate(struct rt_session *s, struct rt_bundle *b, nx_tokdecoder *dec, c
 			goto out;
 		}
 		if (g.n == np)
-			t1 = now_ms();
+			t1 = nx_now();
 		g.ids[g.n++] = tok;
 		mark_seen(&g, tok);
 		if (s->dec != RT_DEC_PLAIN)
@@ -575,8 +568,8 @@ int rt_generate(struct rt_session *s, struct rt_bundle *b, nx_tokdecoder *dec, c
 	res->text = t.buf;
 	res->len = t.len;
 	t.buf = NULL;
-	res->ttft_ms = t1 ? t1 - t0 : 0;
-	res->tokens_per_s = res->nids > 1 ? (double)(res->nids - 1) / ((now_ms() - t1) / 1e3) : 0;
+	res->ttft_ms = t1 ? (t1 - t0) * 1e3 : 0;
+	res->tokens_per_s = res->nids > 1 ? (double)(res->nids - 1) / (nx_now() - t1) : 0;
 out:
 	for (i = 0; i < s->npast; i++)
 		if (g.past[i])

@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nexus/clock.h"
 #include "nexus/functional.h"
 #include "nexus/onnx.h"
 #include "rt.h"
@@ -68,14 +69,6 @@ struct live_tensor {
 	const struct nx_onnx_tensor *t;
 	size_t bytes;
 };
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* xorshift64*: the noise needs no cryptographic strength, only a seed the
  * model's author cannot know (getrandom). */
@@ -537,7 +530,7 @@ int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t bu
 	json_t *golden = NULL, *cases;
 	unsigned char *orig = NULL, *copy = NULL;
 	size_t i, n = 0, checked = 0, ndead = 0;
-	uint64_t seed = 0, start = now_ms(), total = 0, done = 0;
+	uint64_t seed = 0, start = (uint64_t)(nx_now() * 1e3), total = 0, done = 0;
 	char first[300] = "";
 	int rc;
 
@@ -560,7 +553,7 @@ int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t bu
 		double ch, zch;
 		bool dead;
 
-		if (budget_ms && now_ms() - start > budget_ms) {
+		if (budget_ms && (uint64_t)(nx_now() * 1e3) - start > budget_ms) {
 			print_line(report, t->name, "unchecked", v[i].bytes, 0, NAN);
 			continue;
 		}

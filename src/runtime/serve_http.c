@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "nexus/clock.h"
 #include "serve.h"
 
 struct sv_req {
@@ -21,14 +22,6 @@ struct sv_req {
 	struct sv_engine *coming; /* told sv_engine_expect(+1) and not yet -1 */
 	unsigned status;
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static enum sv_endpoint endpoint_of(const char *url)
 {
@@ -428,7 +421,7 @@ enum MHD_Result sv_http_handle(void *cls, struct MHD_Connection *c, const char *
 	if (!r) {
 		if (!(r = calloc(1, sizeof(*r))))
 			return MHD_NO;
-		r->t0 = now_s();
+		r->t0 = nx_now();
 		r->ep = endpoint_of(url);
 		*con_cls = r;
 		pthread_mutex_lock(&sv->mu);
@@ -481,7 +474,7 @@ void sv_http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 	if (!r)
 		return;
-	sv_metrics_request(sv->metrics, r->ep, r->status, now_s() - r->t0);
+	sv_metrics_request(sv->metrics, r->ep, r->status, nx_now() - r->t0);
 	if (r->coming)
 		sv_engine_expect(r->coming, -1);
 	free(r->body);

@@ -421,3 +421,23 @@ void nx_fs_entries_free(struct nx_fs_entry *e, size_t n)
 		free(e[i].path);
 	free(e);
 }
+
+int nx_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = EIO;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 import schema_check
+import bundle_fixture as bf
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("NEXUS_BUILD", ROOT / "build"))
@@ -91,3 +92,34 @@ def sandbox_backend(request, monkeypatch):
         pytest.skip(f"the {request.param} sandbox cannot run here")
     monkeypatch.setenv("NEXUS_SANDBOX", request.param)
     return request.param
+
+
+# ---- fixtures moved here by scripts/dev/regroup_tests.py ----
+
+
+@pytest.fixture(scope="module")
+def release_key_file(nexus, tmp_path_factory):
+    d = tmp_path_factory.mktemp("release")
+    r = run(nexus, "keygen", "-o", d / "release")
+    assert r.returncode == 0, r.stderr
+    return d / "release.key"
+
+
+@pytest.fixture(scope="session")
+def runtime(tmp_path_factory):
+    return bf.make_runtime(tmp_path_factory.mktemp("runtime") / "nexus")
+
+
+@pytest.fixture
+def bundle(tmp_path, runtime):
+    b = bf.Bundle(tmp_path / "nexus_bundle_v1", runtime)
+    yield b
+    b.unlock()
+
+
+@pytest.fixture(scope="module")
+def release_key(nexus, tmp_path_factory):
+    prefix = tmp_path_factory.mktemp("release") / "release"
+    r = run(nexus, "keygen", "-o", prefix)
+    assert r.returncode == 0, r.stderr
+    return pathlib.Path(str(prefix) + ".key"), pathlib.Path(str(prefix) + ".pub")

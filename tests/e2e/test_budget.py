@@ -18,7 +18,7 @@ import pytest
 
 import bundle_fixture as bf
 from conftest import ROOT, run
-from test_verify_adversarial import bundle, codes, runtime, verify  # noqa: F401
+from verify_helpers import codes, verify
 from workspace import make_workspace
 
 BUDGET = 16 << 10          # a lowered budget keeps the fixtures small

@@ -11,9 +11,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 import bundle_fixture as bf
 from conftest import run
-from test_redteam3 import field, floats, sink_nodes, smuggle_model_bytes, tensor_bytes, varint
-from test_verify_adversarial import (bundle, codes, expect_fail,  # noqa: F401
-                                     runtime, verify)
+from onnx_smuggling import field, sink_nodes, smuggle_model_bytes, tensor_bytes, varint
+from smuggling import floats
+from verify_helpers import codes, expect_fail, verify
 from workspace import make_workspace
 
 

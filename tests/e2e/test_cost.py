@@ -19,7 +19,7 @@ from onnx import TensorProto, helper
 import bundle_fixture as bf
 import workspace as ws
 from conftest import run
-from test_verify_adversarial import bundle, runtime, verify  # noqa: F401 (fixtures)
+from verify_helpers import verify
 
 FNV_OFFSET, FNV_PRIME, M64 = 1469598103934665603, 1099511628211, (1 << 64) - 1
 

@@ -13,7 +13,7 @@ import pytest
 
 import workspace as ws
 from conftest import ROOT, run
-from test_insider import gate, release_key  # noqa: F401
+from test_insider import gate
 
 CLI = ROOT / "build/libexec/nexus/bin/nexus_cli"
 

@@ -1,7 +1,7 @@
 """The user-facing docs cannot drift from the code.
 
-- every finding code src/lib/*/verify*.c can report is in docs/TRV.md, and
-  every code TRV.md's tables list can still be reported;
+- every finding code the code can report (include/nexus/findings.def) is
+  in docs/TRV.md, and every code TRV.md's tables list can still be reported;
 - every option a verb's --help lists is in its man page, and every option
   a man page's OPTIONS section documents exists in --help;
 - the man pages render without groff warnings.
@@ -14,30 +14,20 @@ import pytest
 
 from conftest import ROOT, run
 
-LIB = ROOT / "src" / "lib"
 DOCS = ROOT / "docs"
 MAN = DOCS / "man"
 
 CODE = r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*"
-# A code is the first literal of a report call, or assigned / returned as one.
-CALL_RE = re.compile(r"(?:nx_report_add|runtime_fail|\bADD|->fn)\s*\([^;\"{}#]*?\"(" + CODE + r")\"")
-ASSIGN_RE = re.compile(r"(?:\bcode\s*=|\?|:|return)\s*\"(" + CODE + r"-" + r"[a-z0-9-]+)\"")
-AUDIT_RE = re.compile(r"report\s*\([^;\"{}#]*?\"(" + CODE + r")\"")
-# nx_sig_status_code(): "valid" is reported as "signed", never by itself.
-SIG_RE = re.compile(r"case NX_SIG_\w+: return \"(" + CODE + r")\"")
+# The codes are the rows of include/nexus/findings.def; the code reports
+# NX_F_<NAME>, never the string (make lint: scripts/dev/use_finding_codes.py).
+ROW_RE = re.compile(r'^NX_FINDING\((\w+), "(' + CODE + r')",', re.M)
 
 
 def emitted_codes():
-    codes = set()
-    for src in sorted(LIB.glob("*/verify*.c")):
-        text = src.read_text()
-        codes.update(CALL_RE.findall(text))
-        codes.update(ASSIGN_RE.findall(text))
-    codes.update(c for c in SIG_RE.findall((LIB / "format" / "sign.c").read_text()) if c != "valid")
-    # the Python import audit reports through check `code` (verify_code.c)
-    for src in sorted(LIB.glob("*/pyaudit*.c")):
-        codes.update(AUDIT_RE.findall(src.read_text()))
-    return codes
+    """Codes of the table that something in src/ reports."""
+    src = "\n".join(p.read_text() for p in sorted((ROOT / "src").rglob("*.[ch]")))
+    table = (ROOT / "include" / "nexus" / "findings.def").read_text()
+    return {code for name, code in ROW_RE.findall(table) if re.search(rf"\bNX_F_{name}\b", src)}
 
 
 def documented_codes():

@@ -14,7 +14,7 @@ from onnx import helper
 import bundle_fixture as bf
 from conftest import RUNTIME_DIR, run
 from test_build import build
-from test_redteam import sandbox_ok
+from smuggling import sandbox_ok
 from workspace import make_workspace, student_onnx
 
 needs_sandbox = pytest.mark.skipif(not sandbox_ok(), reason="bubblewrap cannot run here")

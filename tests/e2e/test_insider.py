@@ -16,7 +16,6 @@ classes (canonical ONNX, leak budget, imports, xattrs) add their cases to
 CASES.
 """
 import json
-import pathlib
 import pickle
 
 import numpy as np
@@ -27,14 +26,6 @@ import workspace as ws
 from conftest import run
 
 TEACHERS = ["artifacts/teacher.onnx", "checkpoints/teacher.pt"]
-
-
-@pytest.fixture(scope="module")
-def release_key(nexus, tmp_path_factory):
-    prefix = tmp_path_factory.mktemp("release") / "release"
-    r = run(nexus, "keygen", "-o", prefix)
-    assert r.returncode == 0, r.stderr
-    return pathlib.Path(str(prefix) + ".key"), pathlib.Path(str(prefix) + ".pub")
 
 
 # ---------------------------------------------------------------- changes

@@ -17,7 +17,6 @@ import pytest
 
 import oci_fixture as of
 from conftest import run
-from test_verify_adversarial import bundle, runtime  # noqa: F401
 
 pytestmark = pytest.mark.skipif(not of.REGISTRY, reason="docker-registry not installed "
                                 "(scripts/setup.sh)")

@@ -18,7 +18,6 @@ import pytest
 import oci_fixture as of
 from conftest import ROOT, run
 from test_oci import env, nothing_published, proxy, pull, push, registry, repo  # noqa: F401
-from test_verify_adversarial import bundle, runtime  # noqa: F401
 
 pytestmark = pytest.mark.skipif(not of.REGISTRY, reason="docker-registry not installed "
                                 "(scripts/setup.sh)")

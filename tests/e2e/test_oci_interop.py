@@ -17,7 +17,6 @@ import pytest
 import oci_fixture as of
 from conftest import run
 from test_oci import env, nothing_published, pull, push, registry, repo, tree  # noqa: F401
-from test_verify_adversarial import bundle, runtime  # noqa: F401
 
 CACHE = pathlib.Path(os.environ.get("NEXUS_CACHE") or
                      pathlib.Path(os.environ.get("XDG_CACHE_HOME") or

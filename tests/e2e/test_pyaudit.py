@@ -13,7 +13,7 @@ import pytest
 
 from conftest import run
 from test_build import build
-from test_verify_adversarial import bundle, expect_fail, runtime, verify, codes  # noqa: F401
+from verify_helpers import codes, expect_fail, verify
 from workspace import INFERENCE_PY, UTILS_PY, make_workspace
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

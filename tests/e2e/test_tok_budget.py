@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from test_tok_matrix import matrix  # noqa: F401  (the fixture)
-from test_verify_adversarial import bundle, codes, runtime, verify  # noqa: F401
+from verify_helpers import codes, verify
 
 FAMILIES = ["wp_cased", "bpe_gpt2", "bpe_roberta", "bpe_llama", "bpe_qwen2", "unigram_xlmr",
             "wordlevel", "hand_wp", "hand_bpe"]

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import run
 from test_build import build
-from test_redteam import sandbox_ok
+from smuggling import sandbox_ok
 from workspace import VOCAB, make_workspace
 
 torch = pytest.importorskip("torch")

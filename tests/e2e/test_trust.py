@@ -33,7 +33,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import workspace as ws
 from conftest import ROOT, run
-from test_insider import gate, release_key, student_with  # noqa: F401
+from test_insider import gate, student_with
 
 TEACHER_SHAPE = (8, 1024)          # 32 KiB of float32, the red team's size
 DEFENCES = {"dead-initializer", "constant-subgraph", "teacher-values-copied",

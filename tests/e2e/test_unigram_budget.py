@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from test_tok_budget import budget_of, put
-from test_verify_adversarial import bundle, codes, runtime, verify  # noqa: F401
+from verify_helpers import codes, verify
 
 N = 250_000
 

@@ -18,12 +18,12 @@ struct limits {
 	size_t n;
 };
 
-static int on_finding(void *ctx, const char *code, long line, long col, const char *message)
+static int on_finding(void *ctx, enum nx_finding_code code, long line, long col, const char *message)
 {
 	struct limits *l = ctx;
 
-	if (strcmp(code, "import-unresolved") && strcmp(code, "import-training") &&
-	    strcmp(code, "import-denied") && strcmp(code, "python-reflective"))
+	if (code != NX_F_IMPORT_UNRESOLVED && code != NX_F_IMPORT_TRAINING &&
+	    code != NX_F_IMPORT_DENIED && code != NX_F_PYTHON_REFLECTIVE)
 		abort();
 	if (line < 1 || line > l->lines || col < 1 || !*message)
 		abort();

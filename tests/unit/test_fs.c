@@ -372,6 +372,44 @@ static void stale_stage_swept(void **state)
 	nx_stage_free(s);
 }
 
+/* nx_write_all: every byte through a pipe; -1 with errno from /dev/full. */
+static void write_all_whole_or_errno(void **state)
+{
+	char big[200000], back[sizeof(big)];
+	int p[2], fd, status;
+	size_t got = 0;
+	pid_t pid;
+
+	(void)state;
+	memset(big, 'x', sizeof(big));
+	assert_int_equal(pipe(p), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {   /* the reader: the pipe holds less than big */
+		close(p[1]);
+		while (got < sizeof(back)) {
+			ssize_t n = read(p[0], back + got, sizeof(back) - got);
+
+			if (n <= 0)
+				_exit(1);
+			got += (size_t)n;
+		}
+		_exit(memcmp(big, back, sizeof(big)) != 0);
+	}
+	close(p[0]);
+	assert_int_equal(nx_write_all(p[1], big, sizeof(big)), 0);
+	close(p[1]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	fd = open("/dev/full", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		errno = 0;
+		assert_int_equal(nx_write_all(fd, big, 10), -1);
+		assert_int_equal(errno, ENOSPC);
+		close(fd);
+	}
+}
+
 static void stage_bad_parent(void **state)
 {
 	nx_stage *s = NULL;
@@ -397,6 +435,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(stage_free_removes, setup, teardown),
 		cmocka_unit_test_setup_teardown(stale_stage_swept, setup, teardown),
 		cmocka_unit_test_setup_teardown(stage_bad_parent, setup, teardown),
+		cmocka_unit_test(write_all_whole_or_errno),
 	};
 	return cmocka_run_group_tests_name("fs", tests, NULL, NULL);
 }

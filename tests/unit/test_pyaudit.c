@@ -18,7 +18,7 @@ struct seen {
 	int n;
 };
 
-static int collect(void *ctx, const char *code, long line, long col, const char *message)
+static int collect(void *ctx, enum nx_finding_code code, long line, long col, const char *message)
 {
 	struct seen *s = ctx;
 	size_t k = strlen(s->codes);
@@ -26,7 +26,8 @@ static int collect(void *ctx, const char *code, long line, long col, const char 
 	if (!s->n)
 		s->line = line;
 	s->n++;
-	snprintf(s->codes + k, sizeof(s->codes) - k, "%s:%ld:%ld %s\n", code, line, col, message);
+	snprintf(s->codes + k, sizeof(s->codes) - k, "%s:%ld:%ld %s\n", nx_finding_name(code), line, col,
+		 message);
 	return 0;
 }
 
@@ -399,7 +400,7 @@ static void bundle_module_shadowing_a_package(void **state)
 }
 
 /* The callback's non-zero value stops the audit and is returned. */
-static int stop(void *ctx, const char *code, long line, long col, const char *message)
+static int stop(void *ctx, enum nx_finding_code code, long line, long col, const char *message)
 {
 	(*(int *)ctx)++;
 	return 7;

@@ -80,14 +80,14 @@ static int teardown(void **state)
 struct seen { char codes[512]; };
 static enum nx_functional_sev last_sev;
 
-static int collect(void *ctx, enum nx_functional_sev sev, const char *code, const char *path,
+static int collect(void *ctx, enum nx_functional_sev sev, enum nx_finding_code code, const char *path,
 		   long line, const char *message)
 {
 	struct seen *s = ctx;
 	char one[128];
 
 	last_sev = sev;
-	snprintf(one, sizeof(one), "%s:%s:%ld;", code, path ? path : "", line);
+	snprintf(one, sizeof(one), "%s:%s:%ld;", nx_finding_name(code), path ? path : "", line);
 	strncat(s->codes, one, sizeof(s->codes) - strlen(s->codes) - 1);
 	return 0;
 }

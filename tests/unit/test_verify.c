@@ -18,16 +18,16 @@ static void verdict_is_worst_severity(void **state)
 	nx_report *r = NULL;
 
 	assert_int_equal(nx_report_new(&r, "b", NULL), 0);
-	assert_string_equal(nx_report_verdict(r), "PASS");
-	assert_int_equal(nx_report_add(r, "signature", NX_SEV_INFO, "signed", "manifest.json", 0, "ok"), 0);
-	assert_string_equal(nx_report_verdict(r), "PASS");
-	assert_int_equal(nx_report_add(r, "code", NX_SEV_WARN, "term-in-comment", "src/a.py", 3, "c"), 0);
-	assert_string_equal(nx_report_verdict(r), "WARN");
-	assert_int_equal(nx_report_add(r, "allowlist", NX_SEV_FAIL, "forbidden-name", "x", 0, "%d", 7), 0);
-	assert_string_equal(nx_report_verdict(r), "FAIL");
-	assert_int_equal(nx_report_add(r, "code", NX_SEV_WARN, "term-in-comment", "src/b.py", 1, "c"), 0);
-	assert_string_equal(nx_report_verdict(r), "FAIL");
-	assert_int_equal(nx_report_count(r, "term-in-comment"), 2);
+	assert_int_equal(nx_report_verdict(r), NX_VERDICT_PASS);
+	assert_int_equal(nx_report_add(r, "signature", NX_SEV_INFO, NX_F_SIGNED, "manifest.json", 0, "ok"), 0);
+	assert_int_equal(nx_report_verdict(r), NX_VERDICT_PASS);
+	assert_int_equal(nx_report_add(r, "code", NX_SEV_WARN, NX_F_TERM_IN_COMMENT, "src/a.py", 3, "c"), 0);
+	assert_int_equal(nx_report_verdict(r), NX_VERDICT_WARN);
+	assert_int_equal(nx_report_add(r, "allowlist", NX_SEV_FAIL, NX_F_FORBIDDEN_NAME, "x", 0, "%d", 7), 0);
+	assert_int_equal(nx_report_verdict(r), NX_VERDICT_FAIL);
+	assert_int_equal(nx_report_add(r, "code", NX_SEV_WARN, NX_F_TERM_IN_COMMENT, "src/b.py", 1, "c"), 0);
+	assert_int_equal(nx_report_verdict(r), NX_VERDICT_FAIL);
+	assert_int_equal(nx_report_count(r, NX_F_TERM_IN_COMMENT), 2);
 	nx_report_free(r);
 	nx_report_free(NULL);
 }
@@ -39,8 +39,8 @@ static void check_status_from_findings(void **state)
 	size_t n;
 
 	assert_int_equal(nx_report_new(&r, NULL, NULL), 0);
-	nx_report_add(r, "code", NX_SEV_WARN, "term-in-comment", "a", 1, "w");
-	nx_report_add(r, "weights", NX_SEV_FAIL, "onnx-invalid", "m", 0, "f");
+	nx_report_add(r, "code", NX_SEV_WARN, NX_F_TERM_IN_COMMENT, "a", 1, "w");
+	nx_report_add(r, "weights", NX_SEV_FAIL, NX_F_ONNX_INVALID, "m", 0, "f");
 	assert_int_equal(nx_report_check(r, "integrity", false, 0.1), 0);
 	assert_int_equal(nx_report_check(r, "code", false, 0.1), 0);
 	assert_int_equal(nx_report_check(r, "weights", false, 0.1), 0);
@@ -61,12 +61,12 @@ static void findings_are_capped_but_verdict_kept(void **state)
 
 	assert_int_equal(nx_report_new(&r, "b", NULL), 0);
 	for (i = 0; i < NX_REPORT_FINDINGS_MAX; i++)
-		nx_report_add(r, "code", NX_SEV_WARN, "term-in-comment", "a", 1, "w");
-	nx_report_add(r, "code", NX_SEV_FAIL, "term-in-code", "a", 2, "f");
+		nx_report_add(r, "code", NX_SEV_WARN, NX_F_TERM_IN_COMMENT, "a", 1, "w");
+	nx_report_add(r, "code", NX_SEV_FAIL, NX_F_TERM_IN_CODE, "a", 2, "f");
 	nx_report_findings(r, &n);
 	assert_int_equal(n, NX_REPORT_FINDINGS_MAX);
 	assert_int_equal(nx_report_dropped(r), 1);
-	assert_string_equal(nx_report_verdict(r), "FAIL");
+	assert_int_equal(nx_report_verdict(r), NX_VERDICT_FAIL);
 	nx_report_free(r);
 }
 
@@ -77,8 +77,8 @@ static void json_has_schema_and_optional_line(void **state)
 	char *s = NULL;
 
 	assert_int_equal(nx_report_new(&r, "bundle", NULL), 0);
-	nx_report_add(r, "code", NX_SEV_FAIL, "term-in-string", "src/a.py", 4, "teacher");
-	nx_report_add(r, "weights", NX_SEV_FAIL, "onnx-teacher-reference", "m", 0, "bad \xff byte");
+	nx_report_add(r, "code", NX_SEV_FAIL, NX_F_TERM_IN_STRING, "src/a.py", 4, "teacher");
+	nx_report_add(r, "weights", NX_SEV_FAIL, NX_F_ONNX_TEACHER_REFERENCE, "m", 0, "bad \xff byte");
 	nx_report_check(r, "code", false, 0.002);
 	assert_int_equal(nx_report_json(&s, r, NULL), 0);
 	root = json_loads(s, 0, NULL);
@@ -113,10 +113,10 @@ static void empty_dir_fails_with_findings(void **state)
 	nx_verify_opts_init(&o);
 	o.functional = false;
 	assert_int_equal(nx_verify_bundle(&r, fd, tmpl, &o, &e), 0);
-	assert_string_equal(nx_report_verdict(r), "FAIL");
-	assert_int_equal(nx_report_count(r, "manifest-missing"), 1);
-	assert_int_equal(nx_report_count(r, "required-missing"), 4);
-	assert_int_equal(nx_report_count(r, "runtime-untrusted"), 1);
+	assert_int_equal(nx_report_verdict(r), NX_VERDICT_FAIL);
+	assert_int_equal(nx_report_count(r, NX_F_MANIFEST_MISSING), 1);
+	assert_int_equal(nx_report_count(r, NX_F_REQUIRED_MISSING), 4);
+	assert_int_equal(nx_report_count(r, NX_F_RUNTIME_UNTRUSTED), 1);
 	nx_report_free(r);
 	close(fd);
 	rmdir(tmpl);
@@ -137,7 +137,7 @@ static void fifo_manifest_does_not_block(void **state)
 	alarm(10);
 	assert_int_equal(nx_verify_bundle(&r, fd, tmpl, NULL, &e), 0);
 	alarm(0);
-	assert_int_equal(nx_report_count(r, "special-file"), 1);
+	assert_int_equal(nx_report_count(r, NX_F_SPECIAL_FILE), 1);
 	nx_report_free(r);
 	close(fd);
 	unlink(path);

@@ -3,6 +3,7 @@
  * anything is written), the step sequence, and the stage-writing helpers.
  */
 #include "build_int.h"
+#include "nexus/clock.h"
 #include "nexus/bundle.h"
 
 #include "nexus/export.h"
@@ -450,23 +451,15 @@ static int load(struct build *b)
 	return rc;
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int run_step(struct build *b, enum nx_build_step step, int (*fn)(struct build *))
 {
-	double t0 = now_s();
+	double t0 = nx_now();
 	int rc;
 
 	if (b->opts->progress)
 		b->opts->progress(b->opts->progress_ctx, step, false, 0);
 	rc = fn(b);
-	b->res->step_seconds[step] = now_s() - t0;
+	b->res->step_seconds[step] = nx_now() - t0;
 	if (!rc && b->opts->progress)
 		b->opts->progress(b->opts->progress_ctx, step, true, b->res->step_seconds[step]);
 	return rc;

@@ -33,21 +33,6 @@ int nx_build__removed_add(struct build *b, const char *file, long line, const ch
 	return 0;
 }
 
-static int write_all(int fd, const char *buf, size_t len, const char *path, nx_error *err)
-{
-	while (len) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return nx_error_errno(err, NX_EIO, errno, path, "cannot write staged %s", path);
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Create relpath in the stage with buf, and its digest in sha. */
 static int write_new(struct build *b, const char *relpath, const void *buf, size_t len, bool exec,
 		     unsigned char sha[NX_SHA256_LEN])
@@ -57,7 +42,8 @@ static int write_new(struct build *b, const char *relpath, const void *buf, size
 	rc = nx_stage_create_file(&fd, b->stage, relpath, exec, b->err);
 	if (rc)
 		return rc;
-	rc = write_all(fd, buf, len, relpath, b->err);
+	rc = nx_write_all(fd, buf, len) ? nx_error_errno(b->err, NX_EIO, errno, relpath,
+						     "cannot write staged %s", relpath) : 0;
 	if (!rc && nx_sha256_buf(sha, buf, len) != 0)
 		rc = nx_error_set(b->err, NX_EINTERNAL, relpath, 0, -1, "cannot hash %s", relpath);
 	close(fd);

@@ -77,7 +77,7 @@ int nx_build__verify(struct build *b)
 		nfail += f[i].severity == NX_SEV_FAIL;
 		nwarn += f[i].severity == NX_SEV_WARN;
 	}
-	if (strcmp(nx_report_verdict(rep), "FAIL") == 0)
+	if (nx_report_verdict(rep) == NX_VERDICT_FAIL)
 		rc = nx_error_set(b->err, NX_ECHECK, b->opts->output, 0, -1,
 				  "self-verification failed with %zu finding(s); nothing was "
 				  "published (see the findings above, or docs/TRV.md)", nfail);

@@ -19,6 +19,8 @@
 #include <openssl/objects.h>
 #include <openssl/pem.h>
 
+#include "nexus/fs.h"
+
 #define ED25519_PUB_LEN 32
 #define ED25519_SIG_LEN 64
 #define SIG_B64_LEN 88   /* 4 * ceil(64 / 3) */
@@ -245,7 +247,6 @@ out:
 static int write_new(const char *path, mode_t mode, const char *data, size_t len,
 		     nx_error *err)
 {
-	size_t put = 0;
 	int fd;
 
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
@@ -255,17 +256,8 @@ static int write_new(const char *path, mode_t mode, const char *data, size_t len
 				       "%s exists; nexus never overwrites a key, "
 				       "choose another prefix", path)
 			: nx_error_errno(err, NX_EIO, errno, path, "cannot create %s", path);
-	while (put < len) {
-		ssize_t n = write(fd, data + put, len - put);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			break;
-		put += (size_t)n;
-	}
 	/* fchmod because umask may have removed bits we promise (0644). */
-	if (put < len || fchmod(fd, mode) != 0 || fsync(fd) != 0) {
+	if (nx_write_all(fd, data, len) || fchmod(fd, mode) != 0 || fsync(fd) != 0) {
 		int e = errno;
 
 		close(fd);

@@ -22,6 +22,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "nexus/clock.h"
 #include "oci_int.h"
 
 #define TOKEN_MAX (64u << 10)   /* bytes of a token service's answer */
@@ -89,14 +90,6 @@ static int curl_load(nx_error *err)
 #define curl_slist_append cu.slist_append
 #define curl_slist_free_all cu.slist_free_all
 #define URL_MAX 4096
-
-static double now_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void wipe_free(char *s)
 {
@@ -496,7 +489,7 @@ static int bearer(struct oci_client *c, const char *challenge, nx_error *err)
 		goto out;
 	exp = json_object_get(root, "expires_in");
 	/* the spec's default lifetime is 60 s; renew 10 s early */
-	c->token_expiry = now_mono() + (json_is_integer(exp) && json_integer_value(exp) > 20 ?
+	c->token_expiry = nx_now() + (json_is_integer(exp) && json_integer_value(exp) > 20 ?
 					 (double)json_integer_value(exp) : 60.0) - 10.0;
 	if (c->challenge != challenge) {
 		free(c->challenge);
@@ -580,7 +573,7 @@ int nx_oci__request(struct oci_client *c, const struct oci_req *q, struct oci_re
 	int rc;
 
 	for (;;) {
-		if (c->challenge && c->token_expiry && now_mono() > c->token_expiry &&
+		if (c->challenge && c->token_expiry && nx_now() > c->token_expiry &&
 		    (rc = bearer(c, c->challenge, err)))
 			return rc;
 		if (q->sink && q->sink->written)

@@ -495,22 +495,6 @@ static int check_signature(const nx_manifest *m, const struct nx_oci_pull_opts *
 			    id[0] ? id : "");
 }
 
-static int write_all(int fd, const char *buf, size_t len, const char *path, nx_error *err)
-{
-	ssize_t w;
-
-	while (len) {
-		if ((w = write(fd, buf, len)) < 0) {
-			if (errno == EINTR)
-				continue;
-			return nx_error_errno(err, NX_EIO, errno, path, "cannot write %s", path);
-		}
-		buf += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
 int nx_oci_pull(struct nx_oci_pull_result *out, const nx_oci_ref *ref, const char *out_dir,
 		const struct nx_oci_opts *o, const struct nx_oci_pull_opts *po, nx_error *err)
 {
@@ -541,7 +525,8 @@ int nx_oci_pull(struct nx_oci_pull_result *out, const nx_oci_ref *ref, const cha
 	if ((rc = fetch_all(&res, &c, ref, o, ly, n, m, st, err)))
 		goto out;
 	if ((rc = nx_stage_create_file(&fd, st, NX_MANIFEST_NAME, false, err)) ||
-	    (rc = write_all(fd, mjson, (size_t)ly[0].size, NX_MANIFEST_NAME, err)))
+	    (rc = nx_write_all(fd, mjson, (size_t)ly[0].size) ? nx_error_errno(err, NX_EIO, errno,
+			NX_MANIFEST_NAME, "cannot write %s", NX_MANIFEST_NAME) : 0))
 		goto out;
 	close(fd);
 	fd = -1;

@@ -31,7 +31,7 @@ int nx_fx__strv_append(char ***v, size_t *n, const char *s, nx_error *err);
 const char *nx_fx__tail(const char *s, size_t len);
 /* Report a run that did not exit 0 (timeout, cap, signal, status); *bad tells. */
 int nx_fx__judge(const struct fx_ctx *c, const struct nx_sandbox_result *r,
-	     const struct nx_sandbox_opts *so, const char *what, const char *fail_code,
+	     const struct nx_sandbox_opts *so, const char *what, enum nx_finding_code fail_code,
 	     const char *path, bool *bad);
 /* verify_functional_py.c: the Python import half of the check. */
 int nx_fx__imports(struct fx_ctx *c, nx_error *err);

@@ -29,7 +29,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nexus/clock.h"
 #include "nexus/elf.h"
+#include "nexus/fs.h"
 
 #define CHUNK 65536
 #define GROUP_WAIT_MS 2000   /* for a killed process group to be gone */
@@ -231,17 +233,7 @@ static bool take(struct pump *p, char **buf, size_t *len, const char *data, size
 		n = room;
 	p->total += n;
 	if (stream) {
-		size_t off = 0;
-
-		while (off < n) {
-			ssize_t w = write(fd, data + off, n - off);
-
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0)
-				break;
-			off += (size_t)w;
-		}
+		(void)nx_write_all(fd, data, n);   /* best effort: output is not worth failing a run */
 		return ok;
 	}
 	memcpy(*buf + *len, data, n);
@@ -272,7 +264,7 @@ static void pump(struct pump *p, pid_t pid, int in, int out, int errp, double de
 
 	while (out >= 0 || errp >= 0) {
 		struct pollfd fds[4];
-		double left = (deadline - nx_sbx__now()) * 1000.0;
+		double left = (deadline - nx_now()) * 1000.0;
 		int nf = 0, ms = left > 3600e3 ? 3600000 : (int)left, k;  /* no limit: hourly */
 		bool want_in = in >= 0 && p->inoff < p->inlen;
 		bool want_src = in >= 0 && !want_in && p->o->stdin_fd >= 0 && !p->in_eof;
@@ -367,7 +359,7 @@ static void reap(struct nx_sandbox_result *r, pid_t pid, double deadline)
 			break;
 		if (w < 0 && errno != EINTR)
 			return;
-		if (w == 0 && nx_sbx__now() >= deadline) {
+		if (w == 0 && nx_now() >= deadline) {
 			r->timed_out = true;
 			kill_all(pid);
 			continue;
@@ -418,7 +410,7 @@ int nx_sandbox_run(struct nx_sandbox_result *out, const struct nx_sandbox_opts *
 	enum nx_sandbox_backend id = o->backend;
 	int in[2] = { -1, -1 }, po[2] = { -1, -1 }, pe[2] = { -1, -1 }, ep[2] = { -1, -1 };
 	int init = -1;
-	double t0 = nx_sbx__now(), deadline;
+	double t0 = nx_now(), deadline;
 	pid_t pid;
 	int rc, cerr = 0;
 	uint32_t rnd;
@@ -449,7 +441,7 @@ int nx_sandbox_run(struct nx_sandbox_result *out, const struct nx_sandbox_opts *
 		goto out;
 	}
 	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
-		rnd = (uint32_t)getpid() * 2654435761u ^ (uint32_t)nx_sbx__now();
+		rnd = (uint32_t)getpid() * 2654435761u ^ (uint32_t)nx_now();
 	pid = fork();
 	if (pid < 0) {
 		rc = nx_error_errno(err, NX_EIO, errno, NULL, "cannot fork the sandbox");
@@ -466,7 +458,7 @@ int nx_sandbox_run(struct nx_sandbox_result *out, const struct nx_sandbox_opts *
 	do
 		n = read(ep[0], &cerr, sizeof(cerr));
 	while (n < 0 && errno == EINTR);
-	deadline = o->wall_ms ? nx_sbx__now() + (double)o->wall_ms / 1000.0 : INFINITY;
+	deadline = o->wall_ms ? nx_now() + (double)o->wall_ms / 1000.0 : INFINITY;
 	if (n == (ssize_t)sizeof(cerr)) {
 		close(in[0]), close(po[0]), close(pe[0]);
 		in[0] = po[0] = pe[0] = -1;
@@ -484,7 +476,7 @@ int nx_sandbox_run(struct nx_sandbox_result *out, const struct nx_sandbox_opts *
 	kill_namespace(init);   /* stragglers that closed their output */
 	if (init >= 0)
 		close(init);
-	r.seconds = nx_sbx__now() - t0;
+	r.seconds = nx_now() - t0;
 	*out = r;
 	memset(&r, 0, sizeof(r));
 	rc = 0;

@@ -5,7 +5,6 @@
  * `--symlink` in the sandbox and only real directories/files are bound, so
  * /lib64/ld-linux-x86-64.so.2 -> /lib/x86_64-linux-gnu/... with /lib ->
  * usr/lib resolves inside exactly as outside.
- * It also holds nx_sbx__now, the clock both backends time a run by.
  */
 #include "sandbox_int.h"
 
@@ -226,10 +225,3 @@ int nx_sbx__args_build(struct sbx_args *a, const struct nx_sandbox_opts *o, int 
 }
 
 /* The monotonic clock in seconds (the run loops and the wall limit). */
-double nx_sbx__now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}

@@ -13,6 +13,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "nexus/clock.h"
+
 static const char *bwrap_of(const struct nx_sandbox_opts *o)
 {
 	return o->bwrap ? o->bwrap : NX_SANDBOX_BWRAP;
@@ -60,7 +62,7 @@ static int init_pidfd(struct sbx_prep *p, double deadline)
 
 	for (;;) {
 		struct pollfd pf = { p->parent_fd, POLLIN, 0 };
-		int ms = (int)((deadline - nx_sbx__now()) * 1000.0);
+		int ms = (int)((deadline - nx_now()) * 1000.0);
 		ssize_t n;
 
 		if (ms <= 0 || poll(&pf, 1, ms) <= 0)

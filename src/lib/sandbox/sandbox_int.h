@@ -60,7 +60,6 @@ struct sbx_backend {
 
 extern const struct sbx_backend nx_sbx__bwrap, nx_sbx__landlock;
 
-double nx_sbx__now(void);
 
 /* sandbox_seccomp.c: the landlock backend's system call filter. */
 int nx_sbx__seccomp_build(struct sock_fprog *out, nx_error *err);

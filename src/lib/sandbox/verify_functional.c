@@ -50,7 +50,7 @@ static int selftest(struct fx_ctx *c, nx_error *err)
 
 	if (fstatat(c->dirfd, NX_BUNDLE_CLI, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
 	    !S_ISREG(st.st_mode))
-		return c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "functional-no-runtime", NX_BUNDLE_CLI, 0,
+		return c->fn(c->ctx, NX_FUNCTIONAL_FAIL, NX_F_FUNCTIONAL_NO_RUNTIME, NX_BUNDLE_CLI, 0,
 			     "bin/nexus_cli is missing or not a regular file, so the bundle "
 			     "cannot run; rebuild it with nexus build");
 	nx_fx__sandbox_opts(&so, c, c->o->selftest_ms ? c->o->selftest_ms : NX_FUNCTIONAL_SELFTEST_MS);
@@ -58,7 +58,7 @@ static int selftest(struct fx_ctx *c, nx_error *err)
 	/* A binary whose ELF headers cannot be followed is the bundle's fault. */
 	if (rc == NX_EFORMAT || rc == NX_ELIMIT) {
 		c->selftest_failed = true;
-		rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "functional-selftest-failed", NX_BUNDLE_CLI,
+		rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, NX_F_FUNCTIONAL_SELFTEST_FAILED, NX_BUNDLE_CLI,
 			   0, err ? err->message : "bin/nexus_cli is not a loadable ELF program");
 		goto out;
 	}
@@ -67,7 +67,7 @@ static int selftest(struct fx_ctx *c, nx_error *err)
 	/* bin/ is the trusted runtime (allowlist), so its word on why is trusted */
 	rc = nx_fx__judge(c, &r, &so, "bin/nexus_cli selftest",
 		      r.errout && memmem(r.errout, r.errout_len, NONFINITE, strlen(NONFINITE)) ?
-		      NONFINITE : "functional-selftest-failed", NX_BUNDLE_CLI, &bad);
+		      NX_F_NON_FINITE_OUTPUT : NX_F_FUNCTIONAL_SELFTEST_FAILED, NX_BUNDLE_CLI, &bad);
 	c->selftest_failed = bad;
 out:
 	nx_sandbox_result_release(&r);
@@ -98,14 +98,14 @@ static int liveness_line(struct fx_ctx *c, const char *line, size_t len, size_t 
 			 "softmax): that changes no output", name,
 			 (long long)json_integer_value(json_object_get(j, "bytes")),
 			 json_is_number(ch) ? json_number_value(ch) : 0.0, NX_FUNCTIONAL_LIVE_REL_MIN);
-		rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "dead-initializer", NX_FUNCTIONAL_MODEL, 0,
+		rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, NX_F_DEAD_INITIALIZER, NX_FUNCTIONAL_MODEL, 0,
 			   msg);
 	} else if (name && verdict && !strcmp(verdict, "subgraph")) {
 		snprintf(msg, sizeof(msg), "initializer '%.300s' (%lld bytes) belongs to a subgraph "
 			 "(If, Loop, Scan), which the liveness check cannot replace: whether it "
 			 "influences the outputs is unknown; keep weights in the main graph",
 			 name, (long long)json_integer_value(json_object_get(j, "bytes")));
-		rc = c->fn(c->ctx, NX_FUNCTIONAL_WARN, "liveness-subgraph", NX_FUNCTIONAL_MODEL, 0,
+		rc = c->fn(c->ctx, NX_FUNCTIONAL_WARN, NX_F_LIVENESS_SUBGRAPH, NX_FUNCTIONAL_MODEL, 0,
 			   msg);
 	} else if (name && verdict && !strcmp(verdict, "unchecked")) {
 		(*unchecked)++;
@@ -164,7 +164,7 @@ static int liveness(struct fx_ctx *c, nx_error *err)
 	if (rc)
 		goto out;
 	if (r.exited && r.status == 2) {
-		rc = c->fn(c->ctx, NX_FUNCTIONAL_WARN, "liveness-unavailable", NX_BUNDLE_CLI, 0,
+		rc = c->fn(c->ctx, NX_FUNCTIONAL_WARN, NX_F_LIVENESS_UNAVAILABLE, NX_BUNDLE_CLI, 0,
 			   "this bundle's runtime has no liveness check (an earlier release): "
 			   "whether every initializer influences the outputs was not checked");
 		goto out;
@@ -173,11 +173,11 @@ static int liveness(struct fx_ctx *c, nx_error *err)
 		/* exit 1 is "dead initializers", each a finding above; without
 		 * the summary line the check did not get that far */
 		if (!summary[0])
-			rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "liveness-failed", NX_BUNDLE_CLI, 0,
+			rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, NX_F_LIVENESS_FAILED, NX_BUNDLE_CLI, 0,
 				   nx_fx__tail(r.errout, r.errout_len));
 		goto out;
 	}
-	if ((rc = nx_fx__judge(c, &r, &so, "bin/nexus_cli liveness", "liveness-failed",
+	if ((rc = nx_fx__judge(c, &r, &so, "bin/nexus_cli liveness", NX_F_LIVENESS_FAILED,
 			   NX_BUNDLE_CLI, &bad)) != 0 || bad)
 		goto out;
 	if (unchecked) {
@@ -191,13 +191,13 @@ static int liveness(struct fx_ctx *c, nx_error *err)
 			 "be among them; make the model cheaper to run (fewer initializers of 64 "
 			 "bytes or more, a faster graph)", (unsigned long long)ms,
 			 summary, unchecked, (unsigned long long)unchecked_bytes);
-		rc = c->fn(c->ctx, NX_FUNCTIONAL_WARN, "liveness-sampled", NX_FUNCTIONAL_MODEL, 0, msg);
+		rc = c->fn(c->ctx, NX_FUNCTIONAL_WARN, NX_F_LIVENESS_SAMPLED, NX_FUNCTIONAL_MODEL, 0, msg);
 	} else if (summary[0]) {
 		char msg[512];
 
 		snprintf(msg, sizeof(msg), "every initializer checked influences the outputs: %s",
 			 summary);
-		rc = c->fn(c->ctx, NX_FUNCTIONAL_INFO, "liveness-checked", NX_FUNCTIONAL_MODEL, 0, msg);
+		rc = c->fn(c->ctx, NX_FUNCTIONAL_INFO, NX_F_LIVENESS_CHECKED, NX_FUNCTIONAL_MODEL, 0, msg);
 	}
 out:
 	nx_sandbox_result_release(&r);
@@ -214,7 +214,7 @@ static int name_backend(const struct fx_ctx *c)
 			 "no namespaces)", nx_sandbox_landlock_abi());
 	else
 		snprintf(desc, sizeof(desc), "ran in the bwrap sandbox (bubblewrap namespaces)");
-	return c->fn(c->ctx, NX_FUNCTIONAL_INFO, "functional-sandbox", NULL, 0, desc);
+	return c->fn(c->ctx, NX_FUNCTIONAL_INFO, NX_F_FUNCTIONAL_SANDBOX, NULL, 0, desc);
 }
 
 int nx_functional_check(bool *skipped, int bundle_dirfd, const char *bundle_path,
@@ -241,7 +241,7 @@ int nx_functional_check(bool *skipped, int bundle_dirfd, const char *bundle_path
 			 o->allow_no_sandbox ? " (--allow-no-sandbox)" : "; --allow-no-sandbox makes "
 			 "this a WARN");
 		return fn(ctx, o->strict || !o->allow_no_sandbox ? NX_FUNCTIONAL_FAIL :
-			  NX_FUNCTIONAL_WARN, "functional-sandbox-unavailable", NULL, 0, msg);
+			  NX_FUNCTIONAL_WARN, NX_F_FUNCTIONAL_SANDBOX_UNAVAILABLE, NULL, 0, msg);
 	}
 	if ((rc = name_backend(&c)) != 0)
 		return rc;

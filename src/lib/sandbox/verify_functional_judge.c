@@ -32,27 +32,28 @@ void nx_fx__sandbox_opts(struct nx_sandbox_opts *so, const struct fx_ctx *c, uin
 
 /* A finding for a sandbox run that did not end in exit 0; 1 if one was added. */
 int nx_fx__judge(const struct fx_ctx *c, const struct nx_sandbox_result *r,
-	     const struct nx_sandbox_opts *so, const char *what, const char *fail_code,
+	     const struct nx_sandbox_opts *so, const char *what, enum nx_finding_code fail_code,
 	     const char *path, bool *bad)
 {
 	char msg[TAIL_MAX + 512], lim[128];
-	const char *code = NULL, *hit = nx_sandbox_limit_hit(lim, sizeof(lim), r, so);
+	const char *hit = nx_sandbox_limit_hit(lim, sizeof(lim), r, so);
+	enum nx_finding_code code = NX_F__COUNT;   /* none */
 
 	*bad = true;
 	if (r->timed_out) {
-		code = "functional-timeout";
+		code = NX_F_FUNCTIONAL_TIMEOUT;
 		snprintf(msg, sizeof(msg), "%s did not finish within %s and was killed", what, hit);
 	} else if (r->output_capped) {
-		code = "functional-output-cap";
+		code = NX_F_FUNCTIONAL_OUTPUT_CAP;
 		snprintf(msg, sizeof(msg), "%s printed more than the output cap and was killed", what);
 	} else if (hit) {
 		/* Named, never the program's raw words (a C++ exception's what()). */
-		code = "functional-limit";
+		code = NX_F_FUNCTIONAL_LIMIT;
 		snprintf(msg, sizeof(msg), "%s hit the sandbox's %s and was stopped; %s", what, hit + 4,
 			 strstr(hit, "memory") ? "raise it with limits.sandbox_memory in nexus.yaml or "
 			 "--sandbox-memory" : "make the model or its imports cheaper");
 	} else if (!r->exited || r->status > 128) {
-		code = "functional-killed";
+		code = NX_F_FUNCTIONAL_KILLED;
 		snprintf(msg, sizeof(msg), "%s was killed by signal %d (rlimit exceeded or crash): %s",
 			 what, r->exited ? r->status - 128 : r->signal,
 			 nx_fx__tail(r->errout, r->errout_len));
@@ -61,7 +62,7 @@ int nx_fx__judge(const struct fx_ctx *c, const struct nx_sandbox_result *r,
 		snprintf(msg, sizeof(msg), "%s exited with status %d: %s", what, r->status,
 			 nx_fx__tail(r->errout, r->errout_len));
 	}
-	if (!code) {
+	if (code == NX_F__COUNT) {
 		*bad = false;
 		return 0;
 	}

@@ -218,7 +218,7 @@ static int judge_line(struct fx_ctx *c, const char *line, nx_error *err)
 			 "importing %s needs module '%s', which is not in the standard library, "
 			 "the bundle or runtime.yaml python_packages (a training library or teacher "
 			 "code?): %s", imp ? imp : "?", mod ? mod : "?", msg ? msg : "");
-		rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "functional-import", file && *file ? file : "src",
+		rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, NX_F_FUNCTIONAL_IMPORT, file && *file ? file : "src",
 			   ln, text);
 	} else if (!strcmp(kind, "posing")) {
 		snprintf(text, sizeof(text),
@@ -226,7 +226,7 @@ static int judge_line(struct fx_ctx *c, const char *line, nx_error *err)
 			 "(or is a module made a package): a bundle file standing in for a package "
 			 "the sandbox does not have, which production would import for real",
 			 mod ? mod : "?", file && *file ? file : "?");
-		rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "functional-import",
+		rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, NX_F_FUNCTIONAL_IMPORT,
 			   file && *file ? file : "src", 0, text);
 	} else if (!strcmp(kind, "io")) {
 		/* the sandbox shows only the bundle: an OSError at import time is
@@ -235,12 +235,12 @@ static int judge_line(struct fx_ctx *c, const char *line, nx_error *err)
 			 "importing %s tried I/O outside the bundle and was denied by the sandbox "
 			 "(%s: %s); serving modules must not touch the host or the network when "
 			 "imported", imp ? imp : "?", type ? type : "?", msg ? msg : "");
-		rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "functional-import-io",
+		rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, NX_F_FUNCTIONAL_IMPORT_IO,
 			   file && *file ? file : "src", ln, text);
 	} else {
 		snprintf(text, sizeof(text), "importing %s raised %s: %s", imp ? imp : "?",
 			 type ? type : "?", msg ? msg : "");
-		rc = c->fn(c->ctx, NX_FUNCTIONAL_WARN, "functional-import-error",
+		rc = c->fn(c->ctx, NX_FUNCTIONAL_WARN, NX_F_FUNCTIONAL_IMPORT_ERROR,
 			   file && *file ? file : "src", ln, text);
 	}
 	json_decref(j);
@@ -276,7 +276,7 @@ static int parse_output(struct fx_ctx *c, const struct nx_sandbox_result *r, con
 		p = nl ? nl + 1 : NULL;
 	}
 	if (!rc && !done)
-		rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, "functional-python-failed", "src", 0,
+		rc = c->fn(c->ctx, NX_FUNCTIONAL_FAIL, NX_F_FUNCTIONAL_PYTHON_FAILED, "src", 0,
 			   "the Python import check did not finish (a source exited the interpreter "
 			   "or crashed it)");
 	return rc;
@@ -313,7 +313,7 @@ int nx_fx__imports(struct fx_ctx *c, nx_error *err)
 	rc = python_paths(&paths, &npaths, python, err);
 	if (rc) {
 		if (rc == NX_EDEP)
-			rc = c->fn(c->ctx, NX_FUNCTIONAL_WARN, "functional-sandbox-unavailable", "src",
+			rc = c->fn(c->ctx, NX_FUNCTIONAL_WARN, NX_F_FUNCTIONAL_SANDBOX_UNAVAILABLE, "src",
 				   0, err ? err->message : "python3 not found");
 		goto out;
 	}
@@ -354,7 +354,7 @@ int nx_fx__imports(struct fx_ctx *c, nx_error *err)
 	rc = nx_sandbox_run(&r, &so, err);
 	if (rc)
 		goto out;
-	rc = nx_fx__judge(c, &r, &so, "the Python import check", "functional-python-failed", "src", &bad);
+	rc = nx_fx__judge(c, &r, &so, "the Python import check", NX_F_FUNCTIONAL_PYTHON_FAILED, "src", &bad);
 	if (!rc && !bad)
 		rc = parse_output(c, &r, nonce, err);
 out:

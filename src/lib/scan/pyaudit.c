@@ -28,7 +28,7 @@ int nx_pyaudit__oom(struct audit *a)
 			    "imports", a->path ? a->path : "<source>");
 }
 
-int nx_pyaudit__report(struct audit *a, const char *code, size_t i, const char *fmt, ...)
+int nx_pyaudit__report(struct audit *a, enum nx_finding_code code, size_t i, const char *fmt, ...)
 {
 	char msg[768];
 	const struct ctok *t = &a->t[i < a->n ? i : a->n - 1].t;
@@ -268,7 +268,7 @@ static int seal_bindings(struct audit *a)
 		      !memcmp(b->v[w - 1].name, b->v[i].name, b->v[i].nlen) ? run + 1 : 1;
 		b->v[w++] = b->v[i];
 		if (run == TARGETS_MAX + 1 && !rc)
-			rc = nx_pyaudit__report(a, "import-unresolved", b->v[i].tok, "'%.*s' is bound to more than "
+			rc = nx_pyaudit__report(a, NX_F_IMPORT_UNRESOLVED, b->v[i].tok, "'%.*s' is bound to more than "
 				    "%d modules by import statements; the audit follows at most %d: "
 				    "use distinct names", (int)b->v[i].nlen, b->v[i].name,
 				    TARGETS_MAX, TARGETS_MAX);
@@ -318,13 +318,13 @@ static enum origin resolve(struct audit *a, const char *mod, size_t i, const cha
 	memcpy(first, mod, top);
 	first[top] = '\0';
 	if ((why = nx_pyaudit_training(mod))) {
-		*rc = nx_pyaudit__report(a, "import-training", i, "import of '%s' refused: %s; a "
+		*rc = nx_pyaudit__report(a, NX_F_IMPORT_TRAINING, i, "import of '%s' refused: %s; a "
 			     "training package or submodule is refused even when python_packages declares its "
 			     "package", mod, why);
 		return O_NONE;
 	}
 	if ((why = nx_pyaudit__denied(mod))) {
-		*rc = nx_pyaudit__report(a, "import-denied", i, "import of '%s' refused: %s; serving code never "
+		*rc = nx_pyaudit__report(a, NX_F_IMPORT_DENIED, i, "import of '%s' refused: %s; serving code never "
 			     "needs it and the audit cannot see what it would run", mod, why);
 		return O_NONE;
 	}
@@ -339,7 +339,7 @@ static enum origin resolve(struct audit *a, const char *mod, size_t i, const cha
 		}
 	} else if (nx_pyaudit_stdlib(first)) {
 		if (first[0] == '_' && strcmp(first, "__future__")) {
-			*rc = nx_pyaudit__report(a, "import-denied", i, "import of '%s' refused: a private module "
+			*rc = nx_pyaudit__report(a, NX_F_IMPORT_DENIED, i, "import of '%s' refused: a private module "
 				     "of the standard library's implementation; import its public "
 				     "module", mod);
 			return O_NONE;
@@ -347,7 +347,7 @@ static enum origin resolve(struct audit *a, const char *mod, size_t i, const cha
 		return O_STDLIB;
 	} else if (declared(a, mod)) {
 		if ((why = nx_pyaudit__framework_inside(mod))) {
-			*rc = nx_pyaudit__report(a, "import-denied", i, "import of '%s' refused: %s", mod, why);
+			*rc = nx_pyaudit__report(a, NX_F_IMPORT_DENIED, i, "import of '%s' refused: %s", mod, why);
 			return O_NONE;
 		}
 		return O_DECLARED;
@@ -355,7 +355,7 @@ static enum origin resolve(struct audit *a, const char *mod, size_t i, const cha
 		*stem = mod;
 		return O_BUNDLE;
 	}
-	*rc = nx_pyaudit__report(a, "import-unresolved", i, "import of '%s' refused: it is not "
+	*rc = nx_pyaudit__report(a, NX_F_IMPORT_UNRESOLVED, i, "import of '%s' refused: it is not "
 		     "in the standard library of python %s, the bundle's src/ or runtime.yaml python_packages "
 		     "(a training library or teacher code? declare a serving package, or remove "
 		     "the import)", mod, nx_pyaudit__stdlib_version());
@@ -394,7 +394,7 @@ static int import_stmt(struct audit *a, size_t i, size_t *end)
 		size_t first = j, as = NONE;
 
 		if (!dotted(a, &j, mod)) {
-			rc = nx_pyaudit__report(a, "import-unresolved", first, "import statement does not parse "
+			rc = nx_pyaudit__report(a, NX_F_IMPORT_UNRESOLVED, first, "import statement does not parse "
 				    "(or names a module over %d bytes); it cannot be audited",
 				    NX_PYAUDIT_DOTTED_MAX);
 			break;
@@ -440,7 +440,7 @@ static int from_names(struct audit *a, size_t *jp, const char *prefix, enum orig
 		j++;
 	if (is_op(a, j, "*")) {
 		*jp = j + 1;
-		return nx_pyaudit__report(a, "import-unresolved", stmt, "'from %s%s import *' refused: a star "
+		return nx_pyaudit__report(a, NX_F_IMPORT_UNRESOLVED, stmt, "'from %s%s import *' refused: a star "
 			      "import binds names the audit cannot see; import the names you use",
 			      org == O_BUNDLE ? "." : "", prefix);
 	}
@@ -455,7 +455,7 @@ static int from_names(struct audit *a, size_t *jp, const char *prefix, enum orig
 		if (org == O_NONE && *prefix &&
 		    snprintf(full, sizeof(full), "%s.%.*s", prefix, (int)a->t[nm].nlen,
 			     a->t[nm].name) < (int)sizeof(full) && (why = nx_pyaudit_training(full)))
-			rc = nx_pyaudit__report(a, "import-training", nm, "import of '%s' refused: %s", full, why);
+			rc = nx_pyaudit__report(a, NX_F_IMPORT_TRAINING, nm, "import of '%s' refused: %s", full, why);
 		if (org != O_NONE) {
 			/* a bundle name: "<stem>.<name>", or a stem, or "__init__.<name>" */
 			bool pkg = org == O_BUNDLE && !*prefix;
@@ -465,19 +465,19 @@ static int from_names(struct audit *a, size_t *jp, const char *prefix, enum orig
 					 pkg || *prefix ? "." : "", (int)a->t[nm].nlen, a->t[nm].name);
 
 			if (w < 0 || (size_t)w >= sizeof(full))
-				rc = nx_pyaudit__report(a, "import-unresolved", nm, "imported name over %d bytes",
+				rc = nx_pyaudit__report(a, NX_F_IMPORT_UNRESOLVED, nm, "imported name over %d bytes",
 					    NX_PYAUDIT_DOTTED_MAX);
 			else if ((why = nx_pyaudit_training(full)))
-				rc = nx_pyaudit__report(a, "import-training", nm, "import of '%s' refused: %s; a "
+				rc = nx_pyaudit__report(a, NX_F_IMPORT_TRAINING, nm, "import of '%s' refused: %s; a "
 					    "training package or submodule is refused even when "
 					    "python_packages declares its package", full, why);
 			else if ((why = nx_pyaudit__denied(full)))
-				rc = nx_pyaudit__report(a, "import-denied", nm, "import of '%s' refused: %s", full,
+				rc = nx_pyaudit__report(a, NX_F_IMPORT_DENIED, nm, "import of '%s' refused: %s", full,
 					    why);
 			/* a framework handed out: refused, and still bound, so that
 			 * `backend.optim` after it is also import-training */
 			else if (org != O_BUNDLE && (why = nx_pyaudit__framework_inside(full)) &&
-				 (rc = nx_pyaudit__report(a, "import-denied", nm, "import of '%s' refused: "
+				 (rc = nx_pyaudit__report(a, NX_F_IMPORT_DENIED, nm, "import of '%s' refused: "
 							  "%s", full, why)))
 				;
 			else if (!(rc = nx_pyaudit__name_rules(a, nm, a->t[nm].name, a->t[nm].nlen,
@@ -509,7 +509,7 @@ static int from_stmt(struct audit *a, size_t i, size_t *end)
 		j++;
 	}
 	if ((!name_is(a, j, "import") && !dotted(a, &j, mod)) || !name_is(a, j, "import")) {
-		rc = nx_pyaudit__report(a, "import-unresolved", i, "import statement does not parse (or names "
+		rc = nx_pyaudit__report(a, NX_F_IMPORT_UNRESOLVED, i, "import statement does not parse (or names "
 			    "a module over %d bytes); it cannot be audited", NX_PYAUDIT_DOTTED_MAX);
 		while (j < a->n && a->t[j].t.kind != NX_PY_NEWLINE && !is_op(a, j, ";"))
 			j++;
@@ -521,7 +521,7 @@ static int from_stmt(struct audit *a, size_t i, size_t *end)
 		org = O_BUNDLE;
 		stem = mod;
 	} else if (level) {
-		rc = nx_pyaudit__report(a, "import-unresolved", i, "relative import '%.*s%s' refused: the "
+		rc = nx_pyaudit__report(a, NX_F_IMPORT_UNRESOLVED, i, "relative import '%.*s%s' refused: the "
 			    "bundle's sources are the modules of src/, one level, nothing above it "
 			    "or below it", (int)(level < 16 ? level : 16), "................", mod);
 	} else {
@@ -642,7 +642,7 @@ int nx_pyaudit_run(const char *src, size_t len, const struct nx_pyaudit_opts *o,
 	return rc;
 }
 
-static int silent(void *ctx, const char *code, long line, long col, const char *message)
+static int silent(void *ctx, enum nx_finding_code code, long line, long col, const char *message)
 {
 	return 0;
 }

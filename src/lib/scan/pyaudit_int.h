@@ -110,7 +110,7 @@ struct audit {
 	int depth;
 	long line0, col0;      /* where this text starts in the file (f-string fields) */
 	long last_line;
-	const char *last_code;
+	enum nx_finding_code last_code;
 	/* the attribute chain being followed */
 	size_t chain;          /* its last NAME token */
 	enum root root;
@@ -137,7 +137,7 @@ int nx_pyaudit__names(struct audit *a);
 int nx_pyaudit__name_rules(struct audit *a, size_t i, const char *s, size_t n, enum root root,
 			   const char *module);
 /* A finding at token i (one of a kind per line), through the caller's fn. */
-int nx_pyaudit__report(struct audit *a, const char *code, size_t i, const char *fmt, ...)
+int nx_pyaudit__report(struct audit *a, enum nx_finding_code code, size_t i, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 int nx_pyaudit__oom(struct audit *a);
 /* The bindings of name[0..n): *lo and the count (0 when none). */

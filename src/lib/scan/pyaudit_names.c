@@ -24,18 +24,18 @@ int nx_pyaudit__name_rules(struct audit *a, size_t i, const char *s, size_t n, e
 		if (nx_pyaudit__dunder_ok(s, n) || (root == R_SELF && n == 8 &&
 						    !memcmp(s, "__dict__", 8)))
 			return 0;
-		return nx_pyaudit__report(a, "python-reflective", i, "'%.*s' refused: a dunder outside the data "
+		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' refused: a dunder outside the data "
 			      "model reaches namespaces, frames or the import system", (int)n, s);
 	}
 	if (n > 1 && s[0] == '_' && root != R_SELF && root != R_BUNDLE &&
 	    !nx_pyaudit__private_ok(s, n))
-		return nx_pyaudit__report(a, "python-reflective", i, "private attribute '%.*s' of an object that "
+		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "private attribute '%.*s' of an object that "
 			      "is not self, cls, super() or a bundle module refused: library "
 			      "internals reach modules and importers", (int)n, s);
 	if ((why = nx_pyaudit__attr(s, n)))
-		return nx_pyaudit__report(a, "python-reflective", i, "'%.*s' refused: %s", (int)n, s, why);
+		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' refused: %s", (int)n, s, why);
 	if (module && (why = nx_pyaudit__member(module, s, n)))
-		return nx_pyaudit__report(a, "python-reflective", i, "'%s.%.*s' refused: %s", module, (int)n, s,
+		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%s.%.*s' refused: %s", module, (int)n, s,
 			      why);
 	return 0;
 }
@@ -143,11 +143,11 @@ static int bundle_step(struct audit *a, size_t i, const char *s, size_t n)
 		a->bvalid = false;
 	} else if ((why = nx_pyaudit_training(a->bpath))) {
 		a->bvalid = false;
-		return nx_pyaudit__report(a, "import-training", i, "'%s' refused: %s (a bundle module named "
+		return nx_pyaudit__report(a, NX_F_IMPORT_TRAINING, i, "'%s' refused: %s (a bundle module named "
 			      "like the package it shadows)", a->bpath, why);
 	} else if ((why = nx_pyaudit__denied(a->bpath))) {
 		a->bvalid = false;
-		return nx_pyaudit__report(a, "import-denied", i, "'%s' refused: %s (a bundle module named like "
+		return nx_pyaudit__report(a, NX_F_IMPORT_DENIED, i, "'%s' refused: %s (a bundle module named like "
 			      "the package it shadows)", a->bpath, why);
 	}
 	return 0;
@@ -169,12 +169,12 @@ static int positional_keyword(struct audit *a, size_t i, const char *path)
 		return 0;
 	for (start = o + 1, c = a->next[o]; c != NONE; start = c + 1, c = a->next[c]) {
 		if (start < c && is_op(a, start, "*"))
-			return nx_pyaudit__report(a, "python-reflective", i, "'%s' called with "
+			return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%s' called with "
 				      "arguments from a list: allow_pickle could be among them", path);
 		if (start < c && !is_op(a, start, "**") &&
 		    !(a->t[start].t.kind == NX_PY_NAME && is_assign(a, start + 1)) &&
 		    npos++ == (size_t)before && !(c == start + 1 && name_is(a, start, "False")))
-			return nx_pyaudit__report(a, "python-reflective", i, "'%s' given allow_pickle "
+			return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%s' given allow_pickle "
 				      "by position (argument %d) other than as False: it unpickles, "
 				      "importing and calling what the data names", path, before + 1);
 		if (c == a->match[o])
@@ -191,7 +191,7 @@ static int chain_end(struct audit *a, size_t i)
 	/* a bundle module is a namespace of modules too (utils.torch); a
 	 * module is not callable, so `resp.json()` is no module */
 	if ((a->on_module || (a->bvalid && !strchr(a->bpath, '.'))) && !is_op(a, i + 1, "("))
-		return nx_pyaudit__report(a, "python-reflective", i, "module '%.*s' used as a value (passed, "
+		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "module '%.*s' used as a value (passed, "
 			      "stored or returned) refused: the audit follows a module only through "
 			      "its attributes", (int)a->t[i].nlen, a->t[i].name);
 	for (k = 0; k < a->ntargets; k++)
@@ -199,7 +199,7 @@ static int chain_end(struct audit *a, size_t i)
 			return rc;
 	for (k = 0; k < a->ntargets; k++)
 		if (!a->cdead[k] && nx_pyaudit__holds(a->cpath[k]))
-			return nx_pyaudit__report(a, "python-reflective", i, "'%s' used as a value refused: it "
+			return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%s' used as a value refused: it "
 				      "holds training or denied modules the audit would stop "
 				      "following", a->cpath[k]);
 	return 0;
@@ -254,7 +254,7 @@ static int chain_step(struct audit *a, size_t i, const char *s, size_t n)
 			continue;
 		len = strlen(p);
 		if ((why = nx_pyaudit__member(p, s, n)))
-			rc = nx_pyaudit__report(a, "python-reflective", i, "'%s.%.*s' refused: %s", p, (int)n, s,
+			rc = nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%s.%.*s' refused: %s", p, (int)n, s,
 				    why);
 		if (rc || len + 1 + n > NX_PYAUDIT_DOTTED_MAX) {
 			/* no list entry is this long: nothing further can match */
@@ -265,16 +265,16 @@ static int chain_step(struct audit *a, size_t i, const char *s, size_t n)
 		memcpy(p + len + 1, s, n);
 		p[len + 1 + n] = '\0';
 		if ((why = nx_pyaudit_training(p))) {
-			rc = nx_pyaudit__report(a, "import-training", i, "'%s' refused: %s; a training package or "
+			rc = nx_pyaudit__report(a, NX_F_IMPORT_TRAINING, i, "'%s' refused: %s; a training package or "
 				    "submodule is refused even when python_packages declares its "
 				    "package", p, why);
 			a->cdead[k] = true;
 		} else if ((why = nx_pyaudit__denied(p))) {
-			rc = nx_pyaudit__report(a, "import-denied", i, "'%s' refused: %s", p, why);
+			rc = nx_pyaudit__report(a, NX_F_IMPORT_DENIED, i, "'%s' refused: %s", p, why);
 			a->cdead[k] = true;
 		} else if (!a->bvalid && (why = nx_pyaudit__framework_inside(p))) {
 			/* followed on: `ort.torch.optim` is also import-training */
-			rc = nx_pyaudit__report(a, "python-reflective", i, "'%s' refused: %s", p, why);
+			rc = nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%s' refused: %s", p, why);
 		}
 	}
 	return rc;
@@ -316,13 +316,13 @@ static int getattr_call(struct audit *a, size_t i)
 	int rc;
 
 	if (!is_op(a, o, "(") || a->match[o] == NONE)
-		return nx_pyaudit__report(a, "python-reflective", i, "'%.*s' used other than called with a "
+		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' used other than called with a "
 			      "literal attribute name: a lookup by computed name", (int)a->t[i].nlen,
 			      a->t[i].name);
 	c = a->next[o];
 	e = c != NONE && c != a->match[o] ? a->next[c] : NONE;
 	if (e == NONE || !plain_literal(a, c + 1, e, lit, sizeof(lit)) || strchr(lit, '.'))
-		return nx_pyaudit__report(a, "python-reflective", i, "'%.*s' with a computed attribute name "
+		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' with a computed attribute name "
 			      "refused: the audit cannot see what it reaches; use the attribute "
 			      "itself", (int)a->t[i].nlen, a->t[i].name);
 	if (c == first + 1 && is_name(a, first)) {
@@ -349,14 +349,14 @@ static int getter_call(struct audit *a, size_t i, bool all)
 	int rc = 0;
 
 	if (!is_op(a, o, "(") || a->match[o] == NONE)
-		return nx_pyaudit__report(a, "python-reflective", i, "'%.*s' used other than called with "
+		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' used other than called with "
 			      "literal attribute names: a lookup by computed name",
 			      (int)a->t[i].nlen, a->t[i].name);
 	for (start = o + 1, c = a->next[o]; !rc && c != NONE; start = c + 1, c = a->next[c]) {
 		char *p, *dot;
 
 		if (!plain_literal(a, start, c, lit, sizeof(lit)))
-			return nx_pyaudit__report(a, "python-reflective", i, "'%.*s' with a computed attribute "
+			return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' with a computed attribute "
 				      "name refused", (int)a->t[i].nlen, a->t[i].name);
 		for (p = lit; !rc && p; p = dot ? dot + 1 : NULL) {
 			dot = strchr(p, '.');
@@ -414,17 +414,17 @@ static int bare_name(struct audit *a, size_t i)
 	if (keyword_arg(a, i)) {
 		if ((why = nx_pyaudit__keyword(s, n)) &&
 		    !(name_is(a, i + 2, "False") && (is_op(a, i + 3, ",") || is_op(a, i + 3, ")"))))
-			return nx_pyaudit__report(a, "python-reflective", i, "keyword '%.*s' refused unless False: "
+			return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "keyword '%.*s' refused unless False: "
 				      "%s", (int)n, s, why);
 		return 0;
 	}
 	if (i && (name_is(a, i - 1, "def") || name_is(a, i - 1, "class")))
 		return 0;
 	if ((why = nx_pyaudit__builtin(s, n)))
-		return nx_pyaudit__report(a, "python-reflective", i, "'%.*s' refused: %s; serving code must "
+		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' refused: %s; serving code must "
 			      "import and call only what the audit can see", (int)n, s, why);
 	if (is_dunder(s, n) && !nx_pyaudit__dunder_ok(s, n))
-		return nx_pyaudit__report(a, "python-reflective", i, "'%.*s' refused: a dunder outside the data "
+		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' refused: a dunder outside the data "
 			      "model reaches namespaces, frames or the import system", (int)n, s);
 	if (name_is(a, i, "getattr") || name_is(a, i, "setattr") || name_is(a, i, "delattr") ||
 	    name_is(a, i, "hasattr"))
@@ -497,7 +497,7 @@ static int annotation_code(struct audit *a, size_t i)
 	if (memchr(a->buf + t->body, '\\', t->body_len) ||
 	    (i + 1 < a->n && a->t[i + 1].t.kind == NX_PY_STRING) ||
 	    a->depth >= NX_PYAUDIT_FSTRING_DEPTH_MAX)
-		return nx_pyaudit__report(a, "python-reflective", i, "annotation string with escapes or in "
+		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "annotation string with escapes or in "
 			      "pieces refused: typing tools evaluate it as code, and the audit "
 			      "reads only plain annotation strings");
 	if (!(code = malloc((size_t)t->body_len + 2)))
@@ -544,7 +544,7 @@ int nx_pyaudit__names(struct audit *a)
 		/* **{"allow_pickle": True}: the keyword spelled as a string */
 		if (t->kind == NX_PY_STRING && !(t->flags & NX_PY_STR_F) &&
 		    nx_pyaudit__keyword(a->buf + t->body, t->body_len)) {
-			rc = nx_pyaudit__report(a, "python-reflective", i, "'%.*s' refused as a string: %s",
+			rc = nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' refused as a string: %s",
 				    (int)t->body_len, a->buf + t->body,
 				    nx_pyaudit__keyword(a->buf + t->body, t->body_len));
 			continue;

@@ -3,6 +3,7 @@
  * and collects their findings.  Each check lives in its own file
  * (verify_<check>.c); this one owns the shared context.
  */
+#include "nexus/clock.h"
 #include "nexus/functional.h"
 #include "nexus/bundle.h"
 #include "verify_internal.h"
@@ -19,14 +20,6 @@ void nx_verify_opts_init(struct nx_verify_opts *opts)
 	memset(opts, 0, sizeof(*opts));
 	opts->functional = true;
 	opts->size_slack = -1;
-}
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* Open the student once for the checks that read it (allowlist needs its
@@ -46,7 +39,7 @@ static void open_student(struct vfy_ctx *c)
 	close(fd);
 }
 
-static int functional_finding(void *ctx, enum nx_functional_sev sev, const char *code,
+static int functional_finding(void *ctx, enum nx_functional_sev sev, enum nx_finding_code code,
 			      const char *path, long line, const char *message)
 {
 	enum nx_severity s = sev == NX_FUNCTIONAL_FAIL ? NX_SEV_FAIL :
@@ -83,7 +76,7 @@ static int functional(struct vfy_ctx *c, bool *skipped)
 	 * and a file swapped for a FIFO would block the run until its timeout.
 	 */
 	if (check_failed(c->r, NX_CHECK_INTEGRITY) || check_failed(c->r, NX_CHECK_ALLOWLIST))
-		return nx_report_add(c->r, NX_CHECK_FUNCTIONAL, NX_SEV_INFO, "functional-skipped",
+		return nx_report_add(c->r, NX_CHECK_FUNCTIONAL, NX_SEV_INFO, NX_F_FUNCTIONAL_SKIPPED,
 				     NULL, 0, "skipped: integrity failed");
 	nx_functional_opts_init(&fo);
 	fo.strict = c->opts->strict;
@@ -106,7 +99,7 @@ static int functional(struct vfy_ctx *c, bool *skipped)
 	if ((fo.selftest || fo.liveness) && c->runtime_untrusted) {
 		fo.selftest = false;
 		fo.liveness = false;
-		if (nx_report_add(c->r, NX_CHECK_FUNCTIONAL, NX_SEV_INFO, "functional-selftest-skipped",
+		if (nx_report_add(c->r, NX_CHECK_FUNCTIONAL, NX_SEV_INFO, NX_F_FUNCTIONAL_SELFTEST_SKIPPED,
 				  NX_BUNDLE_CLI, 0, "bin/ or lib/ is not the trusted nexus runtime, "
 				  "so bin/nexus_cli selftest is not executed"))
 			return NX_ENOMEM;
@@ -114,7 +107,7 @@ static int functional(struct vfy_ctx *c, bool *skipped)
 	nx_error_clear(&err);
 	if (nx_functional_check(skipped, c->dirfd, c->bundle_path, &fo, functional_finding, c->r,
 				&err) != 0)
-		return nx_report_add(c->r, NX_CHECK_FUNCTIONAL, NX_SEV_FAIL, "functional-error",
+		return nx_report_add(c->r, NX_CHECK_FUNCTIONAL, NX_SEV_FAIL, NX_F_FUNCTIONAL_ERROR,
 				     err.path[0] ? err.path : NULL, 0, "%s", err.message);
 	return 0;
 }
@@ -153,11 +146,11 @@ int nx_verify_bundle(nx_report **out, int bundle_dirfd, const char *bundle_path,
 		skipped = false;                                        \
 		if (opts->progress)                                     \
 			opts->progress(opts->progress_ctx, id, false, 0); \
-		t = now();                                              \
+		t = nx_now();                                              \
 		rc = (call);                                            \
 		if (rc)                                                 \
 			goto out;                                       \
-		t = now() - t;                                          \
+		t = nx_now() - t;                                          \
 		if (opts->progress)                                     \
 			opts->progress(opts->progress_ctx, id, true, t); \
 		rc = nx_report_check(c.r, id, skipped, t);              \
@@ -209,7 +202,7 @@ int nx_verify_stage(nx_report **out, const nx_stage *stage, const char *final_pa
 		    const char *what, const struct nx_verify_opts *opts, nx_error *err)
 {
 	struct nx_verify_opts vo = *opts;
-	const char *verdict;
+	enum nx_verdict verdict;
 	int rc;
 
 	vo.digests_known = true;
@@ -221,9 +214,9 @@ int nx_verify_stage(nx_report **out, const nx_stage *stage, const char *final_pa
 		return nx_error_oom(err, NULL);
 	}
 	verdict = nx_report_verdict(*out);
-	if (!strcmp(verdict, "FAIL") || (opts->strict && !strcmp(verdict, "WARN")))
+	if (verdict == NX_VERDICT_FAIL || (opts->strict && verdict == NX_VERDICT_WARN))
 		return nx_error_set(err, NX_ECHECK, final_path, 0, -1,
 				    "the %s bundle fails verification (verdict %s); nothing was "
-				    "written to %s", what, verdict, final_path);
+				    "written to %s", what, nx_verdict_name(verdict), final_path);
 	return 0;
 }

@@ -96,11 +96,11 @@ static int check_name(struct vfy_ctx *c, const struct nx_fs_entry *e)
 
 		for (i = 0; i < sizeof(forbidden_names) / sizeof(forbidden_names[0]); i++)
 			if (nx_scan_find(comp, len, forbidden_names[i]) >= 0)
-				return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "forbidden-name", p, 0,
+				return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_FORBIDDEN_NAME, p, 0,
 						     "%s: the name contains '%s'", p, forbidden_names[i]);
 		if ((len == 11 && !strncmp(comp, "__pycache__", 11)) ||
 		    (len > 4 && (!strncmp(comp + len - 4, ".pyc", 4) || !strncmp(comp + len - 4, ".pyo", 4))))
-			return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "bytecode", p, 0,
+			return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_BYTECODE, p, 0,
 					     "%s is compiled Python; bundles carry source only", p);
 		if (!end)
 			break;
@@ -110,7 +110,7 @@ static int check_name(struct vfy_ctx *c, const struct nx_fs_entry *e)
 	    in_list(p, fixed_files, sizeof(fixed_files) / sizeof(fixed_files[0])) ||
 	    is_source(p) || is_runtime(p) || is_external_data(c, p))
 		return 0;
-	return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "unexpected-path", p, 0,
+	return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_UNEXPECTED_PATH, p, 0,
 			     "%s is not part of the bundle layout (docs/TRV.md lists the allowed paths)", p);
 }
 
@@ -122,15 +122,15 @@ static int check_required(struct vfy_ctx *c)
 
 	for (i = 0; !rc && i < sizeof(need) / sizeof(need[0]); i++)
 		if (nx_vfy__find(c, need[i]) < 0)
-			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "required-missing", need[i], 0,
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_REQUIRED_MISSING, need[i], 0,
 					   "%s is missing: every bundle has it", need[i]);
 	if (!rc && nx_vfy__find(c, NX_BUNDLE_TOKENIZER_JSON) < 0 &&
 	    nx_vfy__find(c, NX_BUNDLE_VOCAB) < 0)
-		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "required-missing", NX_BUNDLE_TOKENIZER_DIR, 0,
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_REQUIRED_MISSING, NX_BUNDLE_TOKENIZER_DIR, 0,
 				   "the bundle has neither model/tokenizer/tokenizer.json nor vocab.txt");
 	for (i = 0; !rc && i < 2; i++)
 		if (nx_vfy__find(c, i ? "LICENSE" : "README.md") < 0)
-			rc = nx_report_add(c->r, CHECK, NX_SEV_WARN, "doc-missing",
+			rc = nx_report_add(c->r, CHECK, NX_SEV_WARN, NX_F_DOC_MISSING,
 					   i ? "LICENSE" : "README.md", 0, "%s is missing",
 					   i ? "LICENSE" : "README.md");
 	return rc;
@@ -194,26 +194,26 @@ static int sniff(struct vfy_ctx *c, size_t idx)
 	if (rc)
 		return rc == NX_ENOMEM ? rc : 0;
 	if (nx_magic_is_weights(mr.head))
-		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "weights-content", p, 0,
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_WEIGHTS_CONTENT, p, 0,
 				     "%s holds %s data (model weights); only %s may carry weights",
 				     p, nx_magic_name(mr.head), NX_MODEL_PATH);
 	if (nx_magic_is_archive(mr.head))
-		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "archive-content", p, 0,
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_ARCHIVE_CONTENT, p, 0,
 				     "%s is a %s archive; bundles carry no archives", p,
 				     nx_magic_name(mr.head));
 	if (mr.head == NX_MAGIC_ELF)
-		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "elf-outside-lib", p, 0,
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_ELF_OUTSIDE_LIB, p, 0,
 				     "%s is an ELF executable or shared object outside lib/ and bin/", p);
 	if (mr.head == NX_MAGIC_PYC)
-		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "bytecode", p, 0,
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_BYTECODE, p, 0,
 				     "%s is compiled Python bytecode", p);
 	if (mr.text.embedded_at >= 0 &&
-	    (rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "embedded-magic", p, 0,
+	    (rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_EMBEDDED_MAGIC, p, 0,
 				"%s has %s data embedded at byte %lld", p,
 				nx_magic_name(mr.text.embedded), (long long)mr.text.embedded_at)))
 		return rc;
 	if (mr.text.binary_at >= 0 && mr.text.embedded_at < 0 &&
-	    (rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "binary-content", p, 0,
+	    (rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_BINARY_CONTENT, p, 0,
 				"%s should be UTF-8 text but has binary data at byte %lld", p,
 				(long long)mr.text.binary_at)))
 		return rc;
@@ -229,7 +229,7 @@ static int sniff(struct vfy_ctx *c, size_t idx)
 		}
 	}
 	if (mr.text.base64_at >= 0)
-		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "base64-blob", p, 0,
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_BASE64_BLOB, p, 0,
 				     "%s has a run of %llu base64 characters at byte %lld (over %d): "
 				     "an encoded blob", p, (unsigned long long)mr.text.base64_longest,
 				     (long long)mr.text.base64_at, NX_MAGIC_BASE64_RUN_MAX);
@@ -239,7 +239,7 @@ static int sniff(struct vfy_ctx *c, size_t idx)
 	 * (verify_selftest.c). */
 	if (mr.text.data_at >= 0 && strncmp(p, NX_BUNDLE_TOKENIZER_DIR "/", 16) &&
 	    strcmp(p, NX_BUNDLE_SELFTEST))
-		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "literal-blob", p, 0,
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_LITERAL_BLOB, p, 0,
 				     "%s carries over %d bytes of data as literals (numbers, hex "
 				     "bytes, base64 words) by byte %lld: an encoded blob", p,
 				     NX_MAGIC_DATA_MAX, (long long)mr.text.data_at);
@@ -458,13 +458,13 @@ static int check_runtime_file(struct vfy_ctx *c, size_t idx)
 	char hint[256];
 
 	if (!c->opts->runtime_dir || runtime_digest(want, &want_size, c->opts->runtime_dir, p))
-		return runtime_fail(c, "runtime-mismatch", p, 0,
+		return runtime_fail(c, NX_F_RUNTIME_MISMATCH, p, 0,
 				    "%s is not a file of the trusted nexus runtime; %s", p,
 				    upgrade_hint(c, hint, sizeof(hint)));
 	if (c->entries[idx].size == want_size && !bundle_digest(c, idx, got) &&
 	    !memcmp(got, want, NX_SHA256_LEN))
 		return 0;
-	return runtime_fail(c, "runtime-mismatch", p, 0,
+	return runtime_fail(c, NX_F_RUNTIME_MISMATCH, p, 0,
 			    "%s differs from the trusted nexus runtime's copy; %s", p,
 			    upgrade_hint(c, hint, sizeof(hint)));
 }
@@ -477,7 +477,7 @@ static int list_match(struct vfy_ctx *c, const struct trusted_list *l, bool *mat
 	for (r = 0; r < l->nrelease; r++)
 		if (release_matches(c, l, r)) {
 			*matched = true;
-			return nx_report_add(c->r, CHECK, NX_SEV_INFO, "runtime-trusted", NULL, 0,
+			return nx_report_add(c->r, CHECK, NX_SEV_INFO, NX_F_RUNTIME_TRUSTED, NULL, 0,
 					     "bin/ and lib/ are the runtime %s listed in %s",
 					     l->release[r][0] ? l->release[r] : "of a release", l->file);
 		}
@@ -499,7 +499,7 @@ static int installed_list(struct vfy_ctx *c, bool *matched)
 		return 0;
 	nx_error_clear(&e);
 	if ((rc = load_trusted_list(&l, path, true, &e)))
-		return rc == NX_ENOMEM ? rc : runtime_fail(c, "runtime-untrusted", NULL, 0, "%s",
+		return rc == NX_ENOMEM ? rc : runtime_fail(c, NX_F_RUNTIME_UNTRUSTED, NULL, 0, "%s",
 							    e.message);
 	rc = list_match(c, &l, matched);
 	trusted_list_release(&l);
@@ -518,7 +518,7 @@ static int check_runtime(struct vfy_ctx *c)
 	if (c->opts->trusted_list) {
 		if ((rc = load_trusted_list(&l, c->opts->trusted_list, false, &e)))
 			return rc == NX_ENOMEM ? rc :
-			       runtime_fail(c, "runtime-untrusted", NULL, 0, "%s", e.message);
+			       runtime_fail(c, NX_F_RUNTIME_UNTRUSTED, NULL, 0, "%s", e.message);
 		rc = list_match(c, &l, &matched);
 		trusted_list_release(&l);
 	}
@@ -527,7 +527,7 @@ static int check_runtime(struct vfy_ctx *c)
 	if (rc || matched || c->runtime_untrusted)
 		return rc;
 	if (!c->opts->runtime_dir)
-		return runtime_fail(c, "runtime-untrusted", NULL, 0,
+		return runtime_fail(c, NX_F_RUNTIME_UNTRUSTED, NULL, 0,
 				    "no trusted nexus runtime to compare bin/ and lib/ with; set "
 				    "NEXUS_RUNTIME_DIR or pass --trusted-list");
 	for (i = 0; !rc && i < c->nentries; i++)
@@ -540,12 +540,12 @@ static int check_runtime(struct vfy_ctx *c)
 		int dfd = open(c->opts->runtime_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 		if (dfd < 0 || nx_fs_walk(&re, &nre, dfd, 1024, NULL))
-			rc = runtime_fail(c, "runtime-untrusted", NULL, 0,
+			rc = runtime_fail(c, NX_F_RUNTIME_UNTRUSTED, NULL, 0,
 					  "cannot read the trusted runtime in %s", c->opts->runtime_dir);
 		for (i = 0; !rc && i < nre; i++)
 			if ((S_ISREG(re[i].mode) || S_ISLNK(re[i].mode)) && is_runtime(re[i].path) &&
 			    nx_vfy__find(c, re[i].path) < 0)
-				rc = runtime_fail(c, "runtime-missing", re[i].path, 0,
+				rc = runtime_fail(c, NX_F_RUNTIME_MISSING, re[i].path, 0,
 						   "%s of the nexus runtime is missing from the bundle",
 						   re[i].path);
 		nx_fs_entries_free(re, nre);
@@ -574,10 +574,10 @@ static int check_platform(struct vfy_ctx *c)
 	nx_error_clear(&e);
 	if ((rc = nx_elf_platform(arch, glibc, c->dirfd, c->m, &e)))
 		return rc == NX_ENOMEM ? rc :
-		       nx_report_add(c->r, CHECK, NX_SEV_FAIL, "platform-mismatch", NX_MANIFEST_NAME, 0,
+		       nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_PLATFORM_MISMATCH, NX_MANIFEST_NAME, 0,
 				     "the platform of the bundle's runtime cannot be read: %s", e.message);
 	if (strcmp(p->arch, arch) || strcmp(p->min_glibc, glibc))
-		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "platform-mismatch", NX_MANIFEST_NAME, 0,
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_PLATFORM_MISMATCH, NX_MANIFEST_NAME, 0,
 				     "manifest.json platform says %s/%s with glibc %s or newer, but the "
 				     "bundle's runtime is %s/%s and needs glibc %s; rebuild the bundle",
 				     p->os, p->arch, p->min_glibc, "linux", arch, glibc);

@@ -67,7 +67,7 @@ static int charge(struct tally *t, const char *path, nx_budget_buf *b, uint64_t 
 		*out_cost = cost;
 	cost = cost > before ? cost - before : 0;
 	t->total += cost;
-	return nx_report_add(t->c->r, CHECK, NX_SEV_INFO, "budget-used", path, 0,
+	return nx_report_add(t->c->r, CHECK, NX_SEV_INFO, NX_F_BUDGET_USED, path, 0,
 			     "%s uses %llu bytes of the leak budget (%llu bytes not explained by "
 			     "its grammar)", path, (unsigned long long)cost,
 			     (unsigned long long)nx_budget_residual(b));
@@ -148,7 +148,7 @@ static int text_file(struct tally *t, const char *path, nx_budget_buf *tok, uint
 	rc = nx_fs_read_all(&buf, &len, c->dirfd, path, NX_VERIFY_TEXT_MAX, &e);
 	if (rc) {
 		rc = rc == NX_ENOMEM ? rc :
-		     nx_report_add(c->r, CHECK, NX_SEV_FAIL, "unreadable", path, 0, "%s", e.message);
+		     nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_UNREADABLE, path, 0, "%s", e.message);
 		goto out;
 	}
 	if (!shared && (rc = nx_budget_buf_new(&b, t->err)))
@@ -353,7 +353,7 @@ int nx_vfy__budget(struct vfy_ctx *c, nx_error *err)
 		rc = manifest_strings(&t);
 	if (!rc)
 		rc = nx_report_add(c->r, CHECK, t.total > limit ? NX_SEV_FAIL : NX_SEV_INFO,
-				   t.total > limit ? "budget-exceeded" : "budget-total", NULL, 0,
+				   t.total > limit ? NX_F_BUDGET_EXCEEDED : NX_F_BUDGET_TOTAL, NULL, 0,
 				   "the bundle carries %llu bytes of information outside the model's "
 				   "weights (leak budget %llu bytes)%s", (unsigned long long)t.total,
 				   (unsigned long long)limit,

@@ -46,21 +46,21 @@ struct scan_ctx {
 	bool docs;     /* README/LICENSE: WARN only */
 };
 
-static const char *where_code(enum nx_term_where w, enum nx_severity *sev)
+static enum nx_finding_code where_code(enum nx_term_where w, enum nx_severity *sev)
 {
 	*sev = NX_SEV_FAIL;
 	switch (w) {
-	case NX_TERM_CODE: return "term-in-code";
-	case NX_TERM_STRING: return "term-in-string";
-	case NX_TERM_KEY: return "term-in-key";
-	case NX_TERM_VALUE: return "term-in-value";
-	case NX_TERM_DYNAMIC_IMPORT: return "dynamic-import";
+	case NX_TERM_CODE: return NX_F_TERM_IN_CODE;
+	case NX_TERM_STRING: return NX_F_TERM_IN_STRING;
+	case NX_TERM_KEY: return NX_F_TERM_IN_KEY;
+	case NX_TERM_VALUE: return NX_F_TERM_IN_VALUE;
+	case NX_TERM_DYNAMIC_IMPORT: return NX_F_DYNAMIC_IMPORT;
 	case NX_TERM_COMMENT:
 		*sev = NX_SEV_WARN;
-		return "term-in-comment";
+		return NX_F_TERM_IN_COMMENT;
 	default:
 		*sev = NX_SEV_WARN;
-		return "term-in-docstring";
+		return NX_F_TERM_IN_DOCSTRING;
 	}
 }
 
@@ -69,11 +69,11 @@ static int on_term(void *arg, const char *term, enum nx_term_where where, long l
 {
 	struct scan_ctx *s = arg;
 	enum nx_severity sev;
-	const char *code = where_code(where, &sev);
+	enum nx_finding_code code = where_code(where, &sev);
 
 	if (s->docs) {
 		sev = NX_SEV_WARN;
-		code = "term-in-docs";
+		code = NX_F_TERM_IN_DOCS;
 	}
 	if (where == NX_TERM_DYNAMIC_IMPORT && !s->docs)
 		return nx_report_add(s->c->r, CHECK, sev, code, s->path, line,
@@ -99,7 +99,7 @@ static int json_str(struct vfy_ctx *c, const char *path, const char *ptr, const 
 
 	if (!t)
 		return 0;
-	return nx_report_add(c->r, CHECK, NX_SEV_FAIL, key ? "term-in-key" : "term-in-value", path, 0,
+	return nx_report_add(c->r, CHECK, NX_SEV_FAIL, key ? NX_F_TERM_IN_KEY : NX_F_TERM_IN_VALUE, path, 0,
 			     "forbidden term '%s' in a JSON %s at %s", t, key ? "key" : "value", ptr);
 }
 
@@ -125,7 +125,7 @@ static int json_number(struct json_scan *js, json_t *v, const char *ptr)
 	js->literal += nx_magic_number_payload((size_t)n);
 	if (js->literal <= NX_MAGIC_DATA_MAX)
 		return 0;
-	return nx_report_add(js->c->r, CHECK, NX_SEV_FAIL, "literal-blob", js->path, 0,
+	return nx_report_add(js->c->r, CHECK, NX_SEV_FAIL, NX_F_LITERAL_BLOB, js->path, 0,
 			     "%s carries over %d bytes of data as numbers by %s: only the "
 			     "vocabulary's ids are exempt, and they are not this", js->path,
 			     NX_MAGIC_DATA_MAX, ptr);
@@ -143,7 +143,7 @@ static int json_walk(struct json_scan *js, json_t *v, const char *ptr, int depth
 	int rc = 0;
 
 	if (depth > JSON_DEPTH_MAX)
-		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "config-unparsable", js->path, 0,
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_CONFIG_UNPARSABLE, js->path, 0,
 				     "JSON nested deeper than %d at %s", JSON_DEPTH_MAX, ptr);
 	if (json_is_string(v))
 		return vocab ? nx_vfy__vocab_entry(c, &js->vocab, js->path, json_string_value(v),
@@ -233,14 +233,14 @@ static int scan_json(struct vfy_ctx *c, const char *path, const char *buf, size_
 	int rc;
 
 	if (cost > JSON_TREE_MAX)
-		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "json-over-budget", path, 0,
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_JSON_OVER_BUDGET, path, 0,
 				     "%s would take about %llu MiB of memory to check (its values "
 				     "are many and small), over the %u MiB budget: a tokenizer or "
 				     "configuration is not this shape; regenerate it", path,
 				     (unsigned long long)(cost >> 20), JSON_TREE_MAX >> 20);
 	root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
 	if (!root)
-		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "config-unparsable", path, je.line,
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_CONFIG_UNPARSABLE, path, je.line,
 				     "%s is not valid JSON (duplicate keys are rejected): %s", path,
 				     je.text);
 	rc = json_walk(&js, root, "", 0, false, false);
@@ -250,7 +250,7 @@ static int scan_json(struct vfy_ctx *c, const char *path, const char *buf, size_
 	return rc;
 }
 
-static int on_audit(void *arg, const char *code, long line, long col, const char *message)
+static int on_audit(void *arg, enum nx_finding_code code, long line, long col, const char *message)
 {
 	struct scan_ctx *s = arg;
 
@@ -271,7 +271,7 @@ static int scan_file(struct vfy_ctx *c, const char *path, const struct nx_pyaudi
 	rc = nx_fs_read_all(&buf, &len, c->dirfd, path, NX_VERIFY_TEXT_MAX, &e);
 	if (rc)
 		return rc == NX_ENOMEM ? rc :
-		       nx_report_add(c->r, CHECK, NX_SEV_FAIL, "unreadable", path, 0, "%s", e.message);
+		       nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_UNREADABLE, path, 0, "%s", e.message);
 	if (ends_with(path, ".py")) {
 		rc = nx_scan_python(buf, len, terms, c->nterms, on_term, &s, path, &e);
 		if (!rc)
@@ -296,7 +296,7 @@ static int scan_file(struct vfy_ctx *c, const char *path, const struct nx_pyaudi
 		rc = nx_scan_text(buf, len, terms, c->nterms, on_term, &s, path, &e);
 	}
 	if (rc && rc != NX_ENOMEM && e.code != NX_OK)
-		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "code-unparsable", path, e.line,
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_CODE_UNPARSABLE, path, e.line,
 				   "%s cannot be scanned, so it cannot be shown clean: %s", path,
 				   e.message);
 	free(buf);
@@ -359,18 +359,18 @@ static int check_packages(struct vfy_ctx *c, const nx_runtime_config *rcfg)
 
 		if (c->m && c->m->policy && !listed(p, c->m->policy->python_packages,
 						   c->m->policy->npython_packages))
-			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "policy-mismatch",
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_POLICY_MISMATCH,
 					   NX_BUNDLE_RUNTIME_CONFIG, 0,
 					   "python_packages declares %s, which the manifest's policy does "
 					   "not record; rebuild with nexus build", p);
 		else if ((why = nx_pyaudit_training(p)))
-			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "training-package-declared",
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TRAINING_PACKAGE_DECLARED,
 					   NX_BUNDLE_RUNTIME_CONFIG, 0,
 					   "python_packages declares %s, a training library (%s): the "
 					   "import check would let training code run; remove it", p,
 					   why);
 		else if (module_under(p, training_frameworks))
-			rc = nx_report_add(c->r, CHECK, NX_SEV_WARN, "training-package-declared",
+			rc = nx_report_add(c->r, CHECK, NX_SEV_WARN, NX_F_TRAINING_PACKAGE_DECLARED,
 					   NX_BUNDLE_RUNTIME_CONFIG, 0,
 					   "python_packages declares %s, a framework with training "
 					   "modules: the import audit refuses those it lists, not every "
@@ -395,12 +395,12 @@ static int scan_manifest_policy(struct vfy_ctx *c, const nx_manifest *m)
 
 	for (i = 0; !rc && i < 2; i++)
 		if ((t = nx_vfy__term_in(c, v[i], strlen(v[i]))))
-			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "term-in-value", NX_MANIFEST_NAME,
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TERM_IN_VALUE, NX_MANIFEST_NAME,
 					   0, "forbidden term '%s' in the manifest's %s", t,
 					   i ? "policy.nexus_version" : "runtime.version");
 	for (i = 0; !rc && p && i < p->nallow_shared; i++)
 		if ((t = nx_vfy__term_in(c, p->allow_shared[i].reason, strlen(p->allow_shared[i].reason))))
-			rc = nx_report_add(c->r, CHECK, NX_SEV_WARN, "term-in-docs", NX_MANIFEST_NAME,
+			rc = nx_report_add(c->r, CHECK, NX_SEV_WARN, NX_F_TERM_IN_DOCS, NX_MANIFEST_NAME,
 					   0, "forbidden term '%s' in the reason for allowing %s "
 					   "(policy.allow_shared_tensors)", t, p->allow_shared[i].name);
 	return rc;
@@ -423,11 +423,11 @@ static int scan_manifest(struct vfy_ctx *c)
 
 	for (i = 0; !rc && i < sizeof(f) / sizeof(*f); i++)
 		if ((t = nx_vfy__term_in(c, f[i].value, strlen(f[i].value))))
-			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "term-in-value", NX_MANIFEST_NAME,
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TERM_IN_VALUE, NX_MANIFEST_NAME,
 					   0, "forbidden term '%s' in the manifest's %s", t, f[i].key);
 	for (i = 0; !rc && i < m->nfiles; i++)
 		if ((t = nx_vfy__term_in(c, m->files[i].path, strlen(m->files[i].path))))
-			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "term-in-value", NX_MANIFEST_NAME,
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TERM_IN_VALUE, NX_MANIFEST_NAME,
 					   0, "forbidden term '%s' in the manifest's path %s", t,
 					   m->files[i].path);
 	if (!rc)

@@ -266,7 +266,7 @@ static uint64_t add_sat(uint64_t a, uint64_t b)
 /* The finding for node n, which should have been folded. */
 static int report(struct vfy_ctx *c, const struct cnode *n, uint64_t bytes, const char *why)
 {
-	return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "constant-subgraph", NX_MODEL_PATH, 0,
+	return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_CONSTANT_SUBGRAPH, NX_MODEL_PATH, 0,
 			     "node '%.200s' (%.64s) computes only from constants (%llu bytes of "
 			     "initializers and Constant values%s): an exporter folds such nodes, and "
 			     "left in they can decode data hidden in their inputs (bit planes, a "

@@ -111,22 +111,22 @@ static int check_entry_type(struct vfy_ctx *c, const struct nx_fs_entry *e)
 	nx_error pe;
 
 	if (nx_manifest_path_check(e->path, &pe))
-		ADD(NX_SEV_FAIL, "path-invalid", e->path, "%s", pe.message);
+		ADD(NX_SEV_FAIL, NX_F_PATH_INVALID, e->path, "%s", pe.message);
 	if (S_ISLNK(e->mode))
-		ADD(NX_SEV_FAIL, "symlink", e->path, "%s is a symbolic link; bundles hold regular files only",
+		ADD(NX_SEV_FAIL, NX_F_SYMLINK, e->path, "%s is a symbolic link; bundles hold regular files only",
 		    e->path);
 	else if (!S_ISREG(e->mode) && !S_ISDIR(e->mode))
-		ADD(NX_SEV_FAIL, "special-file", e->path,
+		ADD(NX_SEV_FAIL, NX_F_SPECIAL_FILE, e->path,
 		    "%s is a special file (fifo, socket or device); bundles hold regular files only",
 		    e->path);
 	if (S_ISLNK(e->mode) || (!S_ISREG(e->mode) && !S_ISDIR(e->mode)))
 		return 0;
 	if (S_ISREG(e->mode) && e->nlink > 1)
-		ADD(NX_SEV_FAIL, "hardlink", e->path,
+		ADD(NX_SEV_FAIL, NX_F_HARDLINK, e->path,
 		    "%s has %lu hard links; a linked file can be changed from outside the bundle",
 		    e->path, (unsigned long)e->nlink);
 	if (e->mode & (S_ISUID | S_ISGID | S_ISVTX))
-		ADD(NX_SEV_FAIL, "setuid", e->path, "%s has the setuid, setgid or sticky bit (mode %04o)",
+		ADD(NX_SEV_FAIL, NX_F_SETUID, e->path, "%s has the setuid, setgid or sticky bit (mode %04o)",
 		    e->path, (unsigned)(e->mode & 07777));
 	return 0;
 }
@@ -203,7 +203,7 @@ static int check_modes(struct vfy_ctx *c)
 		const struct nx_fs_entry *e = &c->entries[first];
 		char word[NX_ERROR_PATH_MAX];
 
-		ADD(fail ? NX_SEV_FAIL : NX_SEV_WARN, "modes-lost", e->path,
+		ADD(fail ? NX_SEV_FAIL : NX_SEV_WARN, NX_F_MODES_LOST, e->path,
 		    "%zu files and directories do not have the modes the manifest records "
 		    "(%s is %04o, expected %04o) although their content matches it: the modes "
 		    "were lost in transport (cp --no-preserve=mode, zip, S3 sync, oras pull). "
@@ -219,12 +219,12 @@ static int check_modes(struct vfy_ctx *c)
 		if (!want || perm == want)
 			continue;
 		if (perm & 0222)
-			ADD(NX_SEV_FAIL, "writable", e->path,
+			ADD(NX_SEV_FAIL, NX_F_WRITABLE, e->path,
 			    "%s is writable (mode %04o); bundle files are 0444 (bin/nexus_cli 0555), "
 			    "directories 0555%s%s", e->path, (unsigned)perm, matches ? fix : "",
 			    matches ? c->bundle_path : "");
 		else
-			ADD(NX_SEV_WARN, "mode-unexpected", e->path, "%s has mode %04o, expected %04o%s%s",
+			ADD(NX_SEV_WARN, NX_F_MODE_UNEXPECTED, e->path, "%s has mode %04o, expected %04o%s%s",
 			    e->path, (unsigned)perm, (unsigned)want, matches ? fix : "",
 			    matches ? c->bundle_path : "");
 	}
@@ -257,7 +257,7 @@ static int check_case(struct vfy_ctx *c)
 	qsort(low, c->nentries, sizeof(*low), by_str);
 	for (i = 1; i < c->nentries; i++)
 		if (!strcmp(low[i], low[i - 1]) &&
-		    (rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "case-collision", low[i], 0,
+		    (rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_CASE_COLLISION, low[i], 0,
 					"two entries are named '%s' when case is ignored", low[i])))
 			goto out_free;
 out_free:
@@ -273,12 +273,12 @@ static int load_manifest(struct vfy_ctx *c)
 	nx_error e;
 
 	if (i < 0)
-		ADD(NX_SEV_FAIL, "manifest-missing", NX_MANIFEST_NAME,
+		ADD(NX_SEV_FAIL, NX_F_MANIFEST_MISSING, NX_MANIFEST_NAME,
 		    "the bundle has no manifest.json; rebuild it with nexus build");
 	/* a directory passes the type check, so it must be named here: with
 	 * no manifest nothing was compared and integrity must not PASS */
 	if (i >= 0 && S_ISDIR(c->entries[i].mode))
-		ADD(NX_SEV_FAIL, "manifest-missing", NX_MANIFEST_NAME,
+		ADD(NX_SEV_FAIL, NX_F_MANIFEST_MISSING, NX_MANIFEST_NAME,
 		    "manifest.json is a directory, not the bundle's manifest; rebuild the "
 		    "bundle with nexus build");
 	if (i < 0 || !S_ISREG(c->entries[i].mode))
@@ -288,11 +288,11 @@ static int load_manifest(struct vfy_ctx *c)
 		if (e.code == NX_ENOMEM)
 			return NX_ENOMEM;
 		c->m = NULL;
-		ADD(NX_SEV_FAIL, "manifest-invalid", NX_MANIFEST_NAME, "%s", e.message);
+		ADD(NX_SEV_FAIL, NX_F_MANIFEST_INVALID, NX_MANIFEST_NAME, "%s", e.message);
 		return 0;
 	}
 	if (!c->m->teacher_free || !c->m->training_code_excluded)
-		ADD(NX_SEV_FAIL, "manifest-invariant-false", NX_MANIFEST_NAME,
+		ADD(NX_SEV_FAIL, NX_F_MANIFEST_INVARIANT_FALSE, NX_MANIFEST_NAME,
 		    "the manifest's invariants are not both true: the bundle did not pass "
 		    "teacher-removal validation when it was built");
 	return 0;
@@ -315,7 +315,7 @@ static int compare(struct vfy_ctx *c)
 			continue;
 		if (S_ISDIR(e->mode)) {
 			if (!nx_manifest_has_dir(c->m, e->path) &&
-			    (rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "extra-dir", e->path, 0,
+			    (rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_EXTRA_DIR, e->path, 0,
 						"directory %s holds no file of the manifest", e->path)))
 				goto out_free;
 			continue;
@@ -324,7 +324,7 @@ static int compare(struct vfy_ctx *c)
 			continue;
 		mf = nx_manifest_find(c->m, e->path);
 		if (!mf) {
-			if ((rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "extra-file", e->path, 0,
+			if ((rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_EXTRA_FILE, e->path, 0,
 						"%s is not listed in the manifest", e->path)))
 				goto out_free;
 			continue;
@@ -336,7 +336,7 @@ static int compare(struct vfy_ctx *c)
 	for (i = 0; i < c->m->nfiles; i++) {
 		long k = nx_vfy__find(c, c->m->files[i].path);
 
-		if (k < 0 && (rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "missing-file",
+		if (k < 0 && (rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_MISSING_FILE,
 						  c->m->files[i].path, 0,
 						  "%s is listed in the manifest but missing",
 						  c->m->files[i].path)))
@@ -355,7 +355,7 @@ static int compare(struct vfy_ctx *c)
 			memcpy(c->files[j->entry].sha256, j->sha256, NX_SHA256_LEN);
 			break;
 		case JOB_SIZE:
-			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "size-mismatch", p, 0,
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_SIZE_MISMATCH, p, 0,
 					   "%s is %llu bytes, the manifest says %llu", p,
 					   (unsigned long long)j->actual_size,
 					   (unsigned long long)j->mf->size);
@@ -365,11 +365,11 @@ static int compare(struct vfy_ctx *c)
 			memcpy(c->files[j->entry].sha256, j->sha256, NX_SHA256_LEN);
 			nx_hex(want, j->mf->sha256);
 			nx_hex(got, j->sha256);
-			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "hash-mismatch", p, 0,
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_HASH_MISMATCH, p, 0,
 					   "%s has sha256 %s, the manifest says %s", p, got, want);
 			break;
 		case JOB_OPEN:
-			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "unreadable", p, 0, "%s",
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_UNREADABLE, p, 0, "%s",
 					   j->error ? j->error : "cannot read the file");
 			break;
 		}
@@ -404,13 +404,13 @@ static int check_xattr(struct vfy_ctx *c, const char *path, bool dir, char **roo
 		close(fd);
 	if (rc && rc != NX_ENOMEM)
 		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL,
-				   rc == NX_EUNSAFE ? "extended-attribute" : "unreadable", name, 0,
+				   rc == NX_EUNSAFE ? NX_F_EXTENDED_ATTRIBUTE : NX_F_UNREADABLE, name, 0,
 				   "%s", e.message);
 	if (rc || e.code)
 		goto out_free;
 	if (names)
 		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL,
-				   strstr(names, "security.capability") ? "file-capability" : "extended-attribute",
+				   strstr(names, "security.capability") ? NX_F_FILE_CAPABILITY : NX_F_EXTENDED_ATTRIBUTE,
 				   name, 0, "%s has extended attributes (%s): bundle files carry "
 				   "their bytes and mode only; an xattr is data the manifest does not "
 				   "cover, a file capability grants privileges like setuid. Rebuild "
@@ -419,7 +419,7 @@ static int check_xattr(struct vfy_ctx *c, const char *path, bool dir, char **roo
 		*root_label = label, label = NULL;
 	else if (!rc && (label || *root_label) &&
 		 (!label || !*root_label || strcmp(label, *root_label) != 0))
-		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "extended-attribute", name, 0,
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_EXTENDED_ATTRIBUTE, name, 0,
 				   "%s has SELinux label '%s' where the bundle directory has '%s': "
 				   "a bundle's files carry the one label of their tree (relabel it with "
 				   "restorecon -R, or copy it with cp -r)", name, label ? label : "none",
@@ -444,7 +444,7 @@ int nx_vfy__integrity(struct vfy_ctx *c, nx_error *err)
 	if (rc) {
 		c->entries = NULL;
 		c->nentries = 0;
-		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "unreadable", e.path, 0, "%s",
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_UNREADABLE, e.path, 0, "%s",
 				     e.message);
 	}
 	c->files = calloc(c->nentries + 1, sizeof(*c->files));
@@ -496,7 +496,7 @@ int nx_vfy__unchanged(struct vfy_ctx *c)
 		    (uint64_t)st.st_size == e->size && same_time(&st.st_mtim, &e->mtime) &&
 		    same_time(&st.st_ctim, &e->ctime))
 			continue;
-		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "changed-during-verify", e->path, 0,
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_CHANGED_DURING_VERIFY, e->path, 0,
 				   "%s changed while it was verified (its inode, size or times are "
 				   "not those it had when listed): what was hashed is not what was "
 				   "judged", e->path);

@@ -94,7 +94,7 @@ static int apply(struct vfy_ctx *c, const struct limit *l, bool trusted, long do
 
 	if (c->opts->override_policy & l->bit) {
 		*out = own;
-		return nx_report_add(c->r, CHECK, NX_SEV_WARN, "policy-overridden", NX_MANIFEST_NAME, 0,
+		return nx_report_add(c->r, CHECK, NX_SEV_WARN, NX_F_POLICY_OVERRIDDEN, NX_MANIFEST_NAME, 0,
 				     "--override-policy %s: the bundle's policy sets %s, verify "
 				     "applies %s", name, show(l, l->recorded).v, show(l, own).v);
 	}
@@ -104,7 +104,7 @@ static int apply(struct vfy_ctx *c, const struct limit *l, bool trusted, long do
 	}
 	if (l->has_flag) {
 		*out = l->recorded;
-		return nx_report_add(c->r, CHECK, NX_SEV_INFO, "policy-kept", NX_MANIFEST_NAME, 0,
+		return nx_report_add(c->r, CHECK, NX_SEV_INFO, NX_F_POLICY_KEPT, NX_MANIFEST_NAME, 0,
 				     "the bundle's policy sets %s %s, stricter than the option's %s, "
 				     "so the policy applies (--override-policy %s to loosen it)", name,
 				     show(l, l->recorded).v, show(l, l->flag).v, name);
@@ -112,12 +112,12 @@ static int apply(struct vfy_ctx *c, const struct limit *l, bool trusted, long do
 	if (l->recorded <= l->def || trusted) {
 		*out = l->recorded;
 		return l->recorded == l->def ? 0 :
-		       nx_report_add(c->r, CHECK, NX_SEV_INFO, "policy-differs", NX_MANIFEST_NAME, 0,
+		       nx_report_add(c->r, CHECK, NX_SEV_INFO, NX_F_POLICY_DIFFERS, NX_MANIFEST_NAME, 0,
 				     "the bundle's policy sets %s %s (verify's default: %s)", name,
 				     show(l, l->recorded).v, show(l, l->def).v);
 	}
 	*out = l->def;
-	return nx_report_add(c->r, CHECK, NX_SEV_WARN, "policy-untrusted", NX_MANIFEST_NAME, 0,
+	return nx_report_add(c->r, CHECK, NX_SEV_WARN, NX_F_POLICY_UNTRUSTED, NX_MANIFEST_NAME, 0,
 			     "the bundle's policy sets %s %s, looser than verify's default %s, but "
 			     "the manifest is not signed by a key given with --pubkey, so the default "
 			     "applies", name, show(l, l->recorded).v, show(l, l->def).v);
@@ -161,7 +161,7 @@ static int lists(struct vfy_ctx *c, const nx_manifest_policy *p, bool trusted)
 				 p->nforbidden_terms)))
 			return rc;
 		for (i = 0; !rc && i < p->nforbidden_terms; i++)
-			rc = nx_report_add(c->r, CHECK, NX_SEV_INFO, "policy-differs", NX_MANIFEST_NAME, 0,
+			rc = nx_report_add(c->r, CHECK, NX_SEV_INFO, NX_F_POLICY_DIFFERS, NX_MANIFEST_NAME, 0,
 					   "the bundle's policy also forbids the term '%s'",
 					   p->forbidden_terms[i]);
 	}
@@ -173,19 +173,19 @@ static int lists(struct vfy_ctx *c, const nx_manifest_policy *p, bool trusted)
 		rc = append(&c->pol.allow_shared, &c->pol.nallow_shared,
 			    (const char *const *)&p->allow_shared[i].name, 1);
 		if (!rc)
-			rc = nx_report_add(c->r, CHECK, NX_SEV_INFO, "policy-differs", NX_MANIFEST_NAME, 0,
+			rc = nx_report_add(c->r, CHECK, NX_SEV_INFO, NX_F_POLICY_DIFFERS, NX_MANIFEST_NAME, 0,
 					   "the bundle's policy allows student tensor '%s' to equal a "
 					   "teacher tensor: %s", p->allow_shared[i].name,
 					   p->allow_shared[i].reason);
 	}
 	if (!rc && p->nallow_shared && !trusted && c->opts->nteachers)
-		rc = nx_report_add(c->r, CHECK, NX_SEV_WARN, "policy-untrusted", NX_MANIFEST_NAME, 0,
+		rc = nx_report_add(c->r, CHECK, NX_SEV_WARN, NX_F_POLICY_UNTRUSTED, NX_MANIFEST_NAME, 0,
 				   "the bundle's policy allows %zu student tensor(s) to equal teacher "
 				   "tensors, but the manifest is not signed by a key given with --pubkey, "
 				   "so no tensor is allowed", p->nallow_shared);
 	for (i = 0; !rc && i < sizeof(list_fields) / sizeof(list_fields[0]); i++)
 		if (ov & list_fields[i])
-			rc = nx_report_add(c->r, CHECK, NX_SEV_WARN, "policy-overridden", NX_MANIFEST_NAME,
+			rc = nx_report_add(c->r, CHECK, NX_SEV_WARN, NX_F_POLICY_OVERRIDDEN, NX_MANIFEST_NAME,
 					   0, "--override-policy %s: the bundle's recorded %s are not "
 					   "applied", field_name(list_fields[i]), field_name(list_fields[i]));
 	return rc;
@@ -216,10 +216,10 @@ int nx_vfy__policy(struct vfy_ctx *c, nx_error *err)
 		return rc;
 	if (!p) {
 		if (c->m && o->override_policy)
-			return nx_report_add(c->r, CHECK, NX_SEV_WARN, "policy-overridden",
+			return nx_report_add(c->r, CHECK, NX_SEV_WARN, NX_F_POLICY_OVERRIDDEN,
 					     NX_MANIFEST_NAME, 0, "--override-policy given, but the "
 					     "manifest (schema %s) records no policy", c->m->schema_version);
-		return c->m ? nx_report_add(c->r, CHECK, NX_SEV_INFO, "policy-missing", NX_MANIFEST_NAME,
+		return c->m ? nx_report_add(c->r, CHECK, NX_SEV_INFO, NX_F_POLICY_MISSING, NX_MANIFEST_NAME,
 					    0, "the manifest (schema %s) records no build policy, so "
 					    "verify's own limits apply", c->m->schema_version) : 0;
 	}
@@ -238,7 +238,7 @@ int nx_vfy__policy(struct vfy_ctx *c, nx_error *err)
 	/* never above the default: the budget can only be lowered */
 	c->pol.max_leak_bytes = v < NX_BUDGET_DEFAULT ? (uint64_t)v : NX_BUDGET_DEFAULT;
 	if (strcmp(p->nexus_version, NX_VERSION))
-		rc = nx_report_add(c->r, CHECK, NX_SEV_INFO, "policy-differs", NX_MANIFEST_NAME, 0,
+		rc = nx_report_add(c->r, CHECK, NX_SEV_INFO, NX_F_POLICY_DIFFERS, NX_MANIFEST_NAME, 0,
 				   "the policy was recorded by nexus %s (this is %s)", p->nexus_version,
 				   NX_VERSION);
 	return rc;
@@ -260,12 +260,12 @@ int nx_vfy__policy_imports(struct vfy_ctx *c, const char *path, const char *buf,
 	nx_error_clear(&e);
 	rc = nx_pyfilter_run(&res, buf, len, c->pol.imports, c->pol.nimports, path, &e);
 	if (rc == NX_ECHECK)   /* a forbidden import whose name the code uses */
-		return nx_report_add(c->r, NX_CHECK_CODE, NX_SEV_FAIL, "forbidden-import", path,
+		return nx_report_add(c->r, NX_CHECK_CODE, NX_SEV_FAIL, NX_F_FORBIDDEN_IMPORT, path,
 				     e.line, "%s", e.message);
 	if (rc)   /* unparsable: the term scan reports it */
 		return rc == NX_ENOMEM ? rc : 0;
 	for (i = 0; !rc && i < res.nremoved; i++)
-		rc = nx_report_add(c->r, NX_CHECK_CODE, NX_SEV_FAIL, "forbidden-import", path,
+		rc = nx_report_add(c->r, NX_CHECK_CODE, NX_SEV_FAIL, NX_F_FORBIDDEN_IMPORT, path,
 				   res.removed[i].line, "%s imports %s, a forbidden import of the "
 				   "bundle's policy; rebuild with nexus build (its filter removes it)",
 				   path, res.removed[i].module);
@@ -278,7 +278,7 @@ int nx_vfy__policy_teacher(struct vfy_ctx *c)
 	if (c->opts->nteachers || c->pol.teacher_recorded)
 		return 0;
 	return nx_report_add(c->r, NX_CHECK_WEIGHTS, c->opts->strict ? NX_SEV_FAIL : NX_SEV_WARN,
-			     "no-teacher-fingerprint", NX_MODEL_PATH, 0,
+			     NX_F_NO_TEACHER_FINGERPRINT, NX_MODEL_PATH, 0,
 			     "the student was not fingerprinted against any teacher: no --teacher "
 			     "was given and the manifest records none checked at build (no teacher: "
 			     "in nexus.yaml); pass --teacher PATH, or list the teacher files under "

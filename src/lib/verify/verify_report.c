@@ -52,7 +52,7 @@ int nx_report_over_budget(nx_report **out, const char *bundle_path, const char *
 
 	if (rc)
 		return rc;
-	if (nx_report_add(r, check, NX_SEV_FAIL, "check-over-budget", NULL, 0,
+	if (nx_report_add(r, check, NX_SEV_FAIL, NX_F_CHECK_OVER_BUDGET, NULL, 0,
 			  "the %s check ran past its time budget of %g s and was stopped: the "
 			  "bundle is shaped to make it slow, or the disk is very slow (raise "
 			  "--time-budget)", check, budget) ||
@@ -82,12 +82,11 @@ const char *nx_check_status_name(enum nx_check_status s)
 static void finding_release(struct nx_finding *f)
 {
 	free(f->check);
-	free(f->code);
 	free(f->path);
 	free(f->message);
 }
 
-int nx_report_vadd(nx_report *r, const char *check, enum nx_severity sev, const char *code,
+int nx_report_vadd(nx_report *r, const char *check, enum nx_severity sev, enum nx_finding_code code,
 		   const char *path, long line, const char *fmt, va_list ap)
 {
 	struct nx_finding f = {0};
@@ -113,10 +112,11 @@ int nx_report_vadd(nx_report *r, const char *check, enum nx_severity sev, const 
 	f.severity = sev;
 	f.line = line;
 	f.check = strdup(check);
-	f.code = strdup(code);
+	f.id = code;
+	f.code = nx_finding_name(code);
 	f.path = strdup(path ? path : "");
 	f.message = strdup(msg);
-	if (!f.check || !f.code || !f.path || !f.message) {
+	if (!f.check || !f.path || !f.message) {
 		finding_release(&f);
 		return NX_ENOMEM;
 	}
@@ -124,7 +124,7 @@ int nx_report_vadd(nx_report *r, const char *check, enum nx_severity sev, const 
 	return 0;
 }
 
-int nx_report_add(nx_report *r, const char *check, enum nx_severity sev, const char *code,
+int nx_report_add(nx_report *r, const char *check, enum nx_severity sev, enum nx_finding_code code,
 		  const char *path, long line, const char *fmt, ...)
 {
 	va_list ap;
@@ -183,11 +183,16 @@ int nx_report_check(nx_report *r, const char *id, bool skipped, double seconds)
 	return 0;
 }
 
-const char *nx_report_verdict(const nx_report *r)
+enum nx_verdict nx_report_verdict(const nx_report *r)
 {
 	if (!r->any || r->worst == NX_SEV_INFO)
-		return "PASS";
-	return r->worst == NX_SEV_FAIL ? "FAIL" : "WARN";
+		return NX_VERDICT_PASS;
+	return r->worst == NX_SEV_FAIL ? NX_VERDICT_FAIL : NX_VERDICT_WARN;
+}
+
+const char *nx_verdict_name(enum nx_verdict v)
+{
+	return v == NX_VERDICT_FAIL ? "FAIL" : v == NX_VERDICT_WARN ? "WARN" : "PASS";
 }
 
 const struct nx_finding *nx_report_findings(const nx_report *r, size_t *out_n)
@@ -207,12 +212,12 @@ size_t nx_report_dropped(const nx_report *r)
 	return r->dropped;
 }
 
-size_t nx_report_count(const nx_report *r, const char *code)
+size_t nx_report_count(const nx_report *r, enum nx_finding_code code)
 {
 	size_t i, n = 0;
 
 	for (i = 0; i < r->nfindings; i++)
-		n += !strcmp(r->findings[i].code, code);
+		n += r->findings[i].id == code;
 	return n;
 }
 
@@ -304,7 +309,7 @@ int nx_report_json(char **out, const nx_report *r, nx_error *err)
 	if (!bad) {
 		put(root, "schema", json_string("nexus.verify.v1"), &bad);
 		put(root, "bundle", jstr(r->bundle), &bad);
-		put(root, "verdict", json_string(nx_report_verdict(r)), &bad);
+		put(root, "verdict", json_string(nx_verdict_name(nx_report_verdict(r))), &bad);
 		put(root, "checks", checks, &bad);
 		checks = NULL;
 		put(root, "findings", findings, &bad);

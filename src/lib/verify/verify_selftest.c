@@ -25,7 +25,7 @@
 
 static int bad(struct vfy_ctx *c, const char *why)
 {
-	return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "selftest-malformed", SELFTEST_PATH, 0,
+	return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_SELFTEST_MALFORMED, SELFTEST_PATH, 0,
 			     "%s: %s (see nexus_cli(1))", SELFTEST_PATH, why);
 }
 
@@ -67,7 +67,7 @@ static long numbers(json_t *a, long *null_at)
  * runtimes wrote them so): such a model must not pass, even unrun. */
 static int nonfinite(struct vfy_ctx *c, size_t index, const char *name, long at)
 {
-	return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "non-finite-output", SELFTEST_PATH, 0,
+	return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_NON_FINITE_OUTPUT, SELFTEST_PATH, 0,
 			     "%s: case %zu output '%s' index %ld is not a finite number (the model "
 			     "computed NaN or infinity); fix the student and rebuild", SELFTEST_PATH,
 			     index, name, at);
@@ -132,7 +132,7 @@ int nx_vfy__selftest_json(struct vfy_ctx *c, const char *buf, size_t len)
 	int rc = 0;
 
 	if (!root)
-		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "config-unparsable", SELFTEST_PATH,
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_CONFIG_UNPARSABLE, SELFTEST_PATH,
 				     je.line, "%s is not valid JSON: %s", SELFTEST_PATH, je.text);
 	cases = json_object_get(root, "cases");
 	tol = json_number_value(json_object_get(root, "tolerance"));
@@ -148,7 +148,7 @@ int nx_vfy__selftest_json(struct vfy_ctx *c, const char *buf, size_t len)
 		goto out;
 	}
 	if (c->m && c->m->policy && tol > c->m->policy->selftest_tolerance) {
-		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "policy-mismatch", SELFTEST_PATH, 0,
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_POLICY_MISMATCH, SELFTEST_PATH, 0,
 				   "%s: tolerance %g is looser than the %g the manifest's policy "
 				   "records; rebuild with nexus build", SELFTEST_PATH, tol,
 				   c->m->policy->selftest_tolerance);
@@ -164,11 +164,11 @@ int nx_vfy__selftest_json(struct vfy_ctx *c, const char *buf, size_t len)
 			goto out;
 	nx_text_scan_finish(&ts);
 	if (ts.data_at >= 0 || ts.base64_at >= 0)
-		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "literal-blob", SELFTEST_PATH, 0,
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_LITERAL_BLOB, SELFTEST_PATH, 0,
 				   "%s: the selftest texts carry encoded data (numbers, hex, base64) "
 				   "rather than sample inputs", SELFTEST_PATH);
 	else if (!c->opts->functional && nums > SELFTEST_UNPROVEN_NUMBERS_MAX)
-		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "literal-blob", SELFTEST_PATH, 0,
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_LITERAL_BLOB, SELFTEST_PATH, 0,
 				   "%s holds %ld golden numbers that only the functional check "
 				   "(TRV-5) can account for, and it is off; run without --no-sandbox",
 				   SELFTEST_PATH, nums);

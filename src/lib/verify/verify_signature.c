@@ -26,11 +26,11 @@ int nx_vfy__signature(struct vfy_ctx *c, bool *skipped, nx_error *err)
 	switch (st) {
 	case NX_SIG_VALID:
 		c->signature_valid = true;
-		return nx_report_add(c->r, CHECK, NX_SEV_INFO, "signed", NX_MANIFEST_NAME, 0,
+		return nx_report_add(c->r, CHECK, NX_SEV_INFO, NX_F_SIGNED, NX_MANIFEST_NAME, 0,
 				     "manifest signed by trusted key %s", keyid);
 	case NX_SIG_UNSIGNED:
 		return nx_report_add(c->r, CHECK, c->opts->require_signature ? NX_SEV_FAIL : NX_SEV_WARN,
-				     "unsigned", NX_MANIFEST_NAME, 0,
+				     NX_F_UNSIGNED, NX_MANIFEST_NAME, 0,
 				     "the manifest is not signed; sign it with nexus sign --key KEY%s",
 				     c->opts->require_signature ? " (--require-signature given)" : "");
 	case NX_SIG_UNKNOWN_KEY:
@@ -39,15 +39,16 @@ int nx_vfy__signature(struct vfy_ctx *c, bool *skipped, nx_error *err)
 		if (!c->opts->nkeys)
 			return nx_report_add(c->r, CHECK,
 					     c->opts->require_signature ? NX_SEV_FAIL : NX_SEV_WARN,
-					     "signature-unchecked", NX_MANIFEST_NAME, 0,
+					     NX_F_SIGNATURE_UNCHECKED, NX_MANIFEST_NAME, 0,
 					     "the manifest is signed by key %s but no --pubkey was given, "
 					     "so the signature was not checked; pass the release's public "
 					     "key", keyid[0] ? keyid : "?");
-		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, nx_sig_status_code(st), NX_MANIFEST_NAME, 0,
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_UNKNOWN_KEY, NX_MANIFEST_NAME, 0,
 				     "signed by key %s, which is not among the %zu trusted key(s) given "
 				     "with --pubkey", keyid[0] ? keyid : "?", c->opts->nkeys);
 	default:
-		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, nx_sig_status_code(st), NX_MANIFEST_NAME, 0,
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, st == NX_SIG_BAD_SIGNATURE ?
+				     NX_F_BAD_SIGNATURE : NX_F_BAD_ENCODING, NX_MANIFEST_NAME, 0,
 				     "the manifest signature%s%s is not valid (%s): the manifest was "
 				     "changed after signing or the signature is corrupt",
 				     keyid[0] ? " by key " : "", keyid, nx_sig_status_code(st));

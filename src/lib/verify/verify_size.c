@@ -131,7 +131,7 @@ int nx_vfy__size(struct vfy_ctx *c, bool *skipped, nx_error *err)
 	if (total > max) {
 		char a[NX_SIZE_STR_MAX], b[NX_SIZE_STR_MAX];
 
-		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "model-too-large", NX_MODEL_PATH, 0,
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_MODEL_TOO_LARGE, NX_MODEL_PATH, 0,
 				   "the model is %s (%llu bytes), over the threshold of %s "
 				   "(limits.max_model_bytes in nexus.yaml, or --max-model-bytes): a "
 				   "larger (teacher?) model may have been packaged",
@@ -141,7 +141,7 @@ int nx_vfy__size(struct vfy_ctx *c, bool *skipped, nx_error *err)
 	limit = (uint64_t)((double)explained * (1.0 + slack)) + STRUCTURE_ALLOWANCE +
 		(uint64_t)NODE_ALLOWANCE * s->nnodes;
 	if (!rc && total > limit)
-		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "model-size-unexplained", NX_MODEL_PATH, 0,
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_MODEL_SIZE_UNEXPLAINED, NX_MODEL_PATH, 0,
 				   "the model is %llu bytes but its %llu parameters explain %llu bytes "
 				   "(limit with %.0f%% slack and graph allowance: %llu): extra bytes "
 				   "mean extra tensors or hidden data", (unsigned long long)total,
@@ -149,7 +149,7 @@ int nx_vfy__size(struct vfy_ctx *c, bool *skipped, nx_error *err)
 				   slack * 100.0, (unsigned long long)limit);
 	nx_human_count(human, sizeof(human), s->parameters);
 	if (!rc && c->m && c->m->parameters && strcmp(c->m->parameters, human))
-		rc = nx_report_add(c->r, CHECK, NX_SEV_WARN, "parameters-mismatch", NX_MANIFEST_NAME, 0,
+		rc = nx_report_add(c->r, CHECK, NX_SEV_WARN, NX_F_PARAMETERS_MISMATCH, NX_MANIFEST_NAME, 0,
 				   "the manifest says %s parameters, the model has %s (%llu)",
 				   c->m->parameters, human, (unsigned long long)s->parameters);
 	return rc;

@@ -43,7 +43,7 @@ int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err)
 	/* the int8 forms of teacher tensors the student's int8 tensors may be */
 	nx_error_clear(&e);
 	if (nx_fp_set_quant_shapes(set, c->dirfd, NX_MODEL_PATH, &e) != 0) {
-		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "teacher-check-failed", NX_MODEL_PATH, 0,
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_CHECK_FAILED, NX_MODEL_PATH, 0,
 				   "the student's tensors could not be fingerprinted: %s", e.message);
 		goto out;
 	}
@@ -60,9 +60,9 @@ int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err)
 			}
 			/* e.message names the teacher already, most of the time */
 			rc = strstr(e.message, t)
-				? nx_report_add(c->r, CHECK, NX_SEV_FAIL, "teacher-unreadable", NULL, 0,
+				? nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_UNREADABLE, NULL, 0,
 						"no fingerprint taken: %s", e.message)
-				: nx_report_add(c->r, CHECK, NX_SEV_FAIL, "teacher-unreadable", NULL, 0,
+				: nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_UNREADABLE, NULL, 0,
 						"teacher %s could not be fingerprinted: %s", t, e.message);
 			if (rc)
 				goto out;
@@ -74,18 +74,18 @@ int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err)
 		goto out;
 	nx_error_clear(&e);
 	if (nx_fingerprint_student(&m, &n, set, c->dirfd, NX_MODEL_PATH, NX_FP_MIN_BYTES, &e) != 0) {
-		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "teacher-check-failed", NX_MODEL_PATH, 0,
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_CHECK_FAILED, NX_MODEL_PATH, 0,
 				   "the student's tensors could not be fingerprinted: %s", e.message);
 		goto out;
 	}
 	for (i = 0; !rc && i < n; i++) {
 		if (allowed(c, m[i].student_tensor))
-			rc = nx_report_add(c->r, CHECK, NX_SEV_INFO, "teacher-tensor-allowed", NX_MODEL_PATH, 0,
+			rc = nx_report_add(c->r, CHECK, NX_SEV_INFO, NX_F_TEACHER_TENSOR_ALLOWED, NX_MODEL_PATH, 0,
 					   "student tensor '%s' equals '%s' of teacher %s (allowed by "
 					   "allow_shared_tensors)", m[i].student_tensor,
 					   m[i].teacher_tensor, m[i].teacher_file);
 		else if (m[i].values)
-			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "teacher-values-copied", NX_MODEL_PATH, 0,
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_VALUES_COPIED, NX_MODEL_PATH, 0,
 					   "student tensor '%s' holds %u of the %u values sampled from "
 					   "'%s' of teacher %s%s, in another order or form (reversed, "
 					   "permuted, interleaved, widened or cast): the tensor re-encoded",
@@ -93,13 +93,13 @@ int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err)
 					   m[i].teacher_tensor, m[i].teacher_file,
 					   m[i].value_shift ? " scaled by a power of two" : "");
 		else if (m[i].partial)
-			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "teacher-tensor-copied", NX_MODEL_PATH, 0,
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_TENSOR_COPIED, NX_MODEL_PATH, 0,
 					   "student tensor '%s' holds %llu bytes of '%s' of teacher %s "
 					   "(pieces of it: the tensor cut up, or inside a larger one)",
 					   m[i].student_tensor, (unsigned long long)m[i].bytes,
 					   m[i].teacher_tensor, m[i].teacher_file);
 		else
-			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "teacher-tensor-copied", NX_MODEL_PATH, 0,
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_TENSOR_COPIED, NX_MODEL_PATH, 0,
 					   "student tensor '%s' (%llu bytes) is byte-identical to '%s' of "
 					   "teacher %s%s", m[i].student_tensor,
 					   (unsigned long long)m[i].bytes, m[i].teacher_tensor,

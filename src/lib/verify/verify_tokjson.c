@@ -164,7 +164,7 @@ static char key_mark(const char *keys, const char *k)
 __attribute__((format(printf, 2, 3)))
 static int fail(struct walk *w, const char *fmt, ...)
 {
-	const char *code = "tokenizer-schema";
+	enum nx_finding_code code = NX_F_TOKENIZER_SCHEMA;
 	va_list ap;
 	int rc;
 
@@ -278,7 +278,7 @@ static int walk_charsmap(struct walk *w, json_t *v, const char *ptr)
 
 		rc = nx_vfy__charsmap_residual(w->b, raw, (size_t)n, &st, w->err);
 		if (!rc)
-			rc = nx_report_add(w->c->r, CHECK, NX_SEV_INFO, "charsmap-explained", w->path,
+			rc = nx_report_add(w->c->r, CHECK, NX_SEV_INFO, NX_F_CHARSMAP_EXPLAINED, w->path,
 					   0, "%s: %s maps %zu keys, %zu not as Unicode normalizes "
 					   "them (charged), %zu stray bytes%s", w->path, ptr,
 					   st.entries, st.unexplained, st.stray_bytes,

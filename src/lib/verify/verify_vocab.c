@@ -61,12 +61,12 @@ int nx_vfy__vocab_entry(struct vfy_ctx *c, struct vfy_vocab *v, const char *path
 	bool digit = false, alpha = false, coded = true;
 
 	if (len > NX_VERIFY_VOCAB_ENTRY_MAX && !(len <= NX_VERIFY_VOCAB_RUN_MAX && is_run(s, len)))
-		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "vocab-entry-suspicious", path, line,
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_VOCAB_ENTRY_SUSPICIOUS, path, line,
 				     "%s: a vocabulary entry of %zu bytes (over %d) can carry "
 				     "smuggled data", where, len, NX_VERIFY_VOCAB_ENTRY_MAX);
 	for (i = 0; i < len; i++)
 		if ((unsigned char)s[i] < 0x20)
-			return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "vocab-entry-suspicious", path,
+			return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_VOCAB_ENTRY_SUSPICIOUS, path,
 					     line, "%s: a vocabulary entry holds control byte 0x%02x",
 					     where, (unsigned char)s[i]);
 	for (i = 0; i < len; i++) {
@@ -78,7 +78,7 @@ int nx_vfy__vocab_entry(struct vfy_ctx *c, struct vfy_vocab *v, const char *path
 			 (ch >= 'A' && ch <= 'Z') || ch == '+' || ch == '/' || ch == '=';
 	}
 	if (len >= NX_VERIFY_VOCAB_CODED_MIN && digit && alpha && coded)
-		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "vocab-entry-suspicious", path, line,
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_VOCAB_ENTRY_SUSPICIOUS, path, line,
 				     "%s: a vocabulary entry of %zu base64/hex characters is an "
 				     "encoded blob, not a token", where, len);
 	/* long numbers, one per entry, are a float list written as tokens */
@@ -89,7 +89,7 @@ int nx_vfy__vocab_entry(struct vfy_ctx *c, struct vfy_vocab *v, const char *path
 	if (v->numbers <= NX_MAGIC_DATA_MAX)
 		return 0;
 	v->reported = true;
-	return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "vocab-entry-suspicious", path, line,
+	return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_VOCAB_ENTRY_SUSPICIOUS, path, line,
 			     "%s: the vocabulary's number entries of %d+ digits carry over %d "
 			     "bytes of data by here: a list of numbers, not tokens", where,
 			     NX_VERIFY_VOCAB_NUMBER_MIN, NX_MAGIC_DATA_MAX);
@@ -121,7 +121,7 @@ static int check_repeats(struct vfy_ctx *c, const char *path, struct line_ref *e
 	qsort(e, n, sizeof(*e), line_cmp);
 	for (i = 1; i < n; i++)
 		if (!line_cmp(&e[i - 1], &e[i]))
-			return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "vocab-entry-suspicious", path,
+			return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_VOCAB_ENTRY_SUSPICIOUS, path,
 					     e[i].line > e[i - 1].line ? e[i].line : e[i - 1].line,
 					     "vocab.txt: an entry of %zu bytes is listed twice (lines "
 					     "%ld and %ld); a vocabulary lists each token once", e[i].len,
@@ -191,7 +191,7 @@ int nx_vfy__vocab_ids(struct vfy_ctx *c, const char *path, json_t *root)
 		return NX_ENOMEM;
 	json_object_foreach(vocab, k, v) {
 		if (!json_is_integer(v) || json_integer_value(v) < 0) {
-			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "vocab-entry-suspicious", path, 0,
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_VOCAB_ENTRY_SUSPICIOUS, path, 0,
 					   "/model/vocab: the id of an entry of %zu bytes is not an "
 					   "integer >= 0", strlen(k));
 			goto out;
@@ -202,11 +202,11 @@ int nx_vfy__vocab_ids(struct vfy_ctx *c, const char *path, json_t *root)
 	for (i = 1; i < n && ids[i] != ids[i - 1]; i++)
 		;
 	if (i < n)
-		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "vocab-entry-suspicious", path, 0,
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_VOCAB_ENTRY_SUSPICIOUS, path, 0,
 				   "/model/vocab: id %lld is given to two entries; ids number the "
 				   "tokens, they do not carry values", (long long)ids[i]);
 	else if ((uint64_t)ids[n - 1] >= (uint64_t)n + NX_VERIFY_VOCAB_ID_SLACK)
-		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "vocab-entry-suspicious", path, 0,
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_VOCAB_ENTRY_SUSPICIOUS, path, 0,
 				   "/model/vocab: id %lld is far past the %zu entries; ids number "
 				   "the tokens from 0, they do not carry values",
 				   (long long)ids[n - 1], n);

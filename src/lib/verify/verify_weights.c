@@ -86,7 +86,7 @@ static int on_string(void *arg, enum nx_onnx_str_kind kind, const char *s, size_
 
 	if (free_text(kind) && st->text <= NX_VERIFY_ONNX_TEXT_MAX &&
 	    (st->text += len) > NX_VERIFY_ONNX_TEXT_MAX &&
-	    (rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-string-blob", NX_MODEL_PATH, 0,
+	    (rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_ONNX_STRING_BLOB, NX_MODEL_PATH, 0,
 				"the model's doc strings, metadata, string attributes and string "
 				"tensors hold over %u bytes by byte %llu (%s): free text is not a "
 				"place for data", NX_VERIFY_ONNX_TEXT_MAX, (unsigned long long)offset,
@@ -98,21 +98,21 @@ static int on_string(void *arg, enum nx_onnx_str_kind kind, const char *s, size_
 	 * a long one is where a second model or encoded weights hide, under
 	 * the size check's allowance for the graph's structure */
 	if (len > NX_VERIFY_ONNX_STRING_MAX &&
-	    (rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-string-blob", NX_MODEL_PATH, 0,
+	    (rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_ONNX_STRING_BLOB, NX_MODEL_PATH, 0,
 				"%s at byte %llu (%s) is %zu bytes, over %u: a string field is "
 				"not a place for data (\"%s\")", nx_onnx_str_kind_name(kind),
 				(unsigned long long)offset, scope ? scope : "model", len,
 				NX_VERIFY_ONNX_STRING_MAX, ex)))
 		return rc;
 	if (term)
-		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-teacher-reference", NX_MODEL_PATH, 0,
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_ONNX_TEACHER_REFERENCE, NX_MODEL_PATH, 0,
 				   "%s at byte %llu (%s) mentions '%s': \"%s\"",
 				   nx_onnx_str_kind_name(kind), (unsigned long long)offset,
 				   scope ? scope : "model", term, ex);
 	if (!rc && ((kind == NX_ONNX_OP_TYPE && is_training_op(s)) ||
 		    ((kind == NX_ONNX_NODE_DOMAIN || kind == NX_ONNX_DOMAIN) &&
 		     !strcmp(s, TRAINING_DOMAIN))))
-		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-training-op", NX_MODEL_PATH, 0,
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_ONNX_TRAINING_OP, NX_MODEL_PATH, 0,
 				   "%s '%s' at byte %llu (%s) belongs to a training graph",
 				   nx_onnx_str_kind_name(kind), ex, (unsigned long long)offset,
 				   scope ? scope : "model");
@@ -129,17 +129,17 @@ static int check_external(struct vfy_ctx *c, const struct nx_onnx_tensor *t)
 	if (!loc || nx_onnx_location_problem(loc) ||
 	    (size_t)snprintf(path, sizeof(path), "model/%s", loc) >= sizeof(path) ||
 	    nx_manifest_path_check(path, NULL))
-		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-external-outside", NX_MODEL_PATH, 0,
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_ONNX_EXTERNAL_OUTSIDE, NX_MODEL_PATH, 0,
 				     "tensor '%s' keeps its data at '%s', outside the bundle's model/ "
 				     "directory", t->name, loc ? loc : "(no location)");
 	i = nx_vfy__find(c, path);
 	if (i < 0 || (c->m && !nx_manifest_find(c->m, path)))
-		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-external-outside", NX_MODEL_PATH, 0,
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_ONNX_EXTERNAL_OUTSIDE, NX_MODEL_PATH, 0,
 				     "tensor '%s' keeps its data in %s, which is not a file of the "
 				     "bundle's manifest", t->name, path);
 	if (t->ext_offset < 0 || t->ext_length < 0 ||
 	    (uint64_t)t->ext_offset + (uint64_t)t->ext_length > c->entries[i].size)
-		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-external-range", path, 0,
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_ONNX_EXTERNAL_RANGE, path, 0,
 				     "tensor '%s' reads bytes [%lld, +%lld) past the end of %s (%llu bytes)",
 				     t->name, (long long)t->ext_offset, (long long)t->ext_length, path,
 				     (unsigned long long)c->entries[i].size);
@@ -232,7 +232,7 @@ static int check_external_coverage(struct vfy_ctx *c, const nx_onnx_summary *s,
 			cur = sp[i].b;
 	}
 	if (bad)
-		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-external-unread", path, 0,
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_ONNX_EXTERNAL_UNREAD, path, 0,
 				   "%s holds bytes no tensor reads, from byte %llu (%llu unread bytes "
 				   "in all; padding must be zero, at most %u bytes between two "
 				   "tensors): data beside the weights", path,
@@ -250,29 +250,29 @@ static int check_summary(struct vfy_ctx *c, const nx_onnx_summary *s)
 	int rc = 0;
 
 	if (s->has_training_info)
-		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-training-info", NX_MODEL_PATH, 0,
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_ONNX_TRAINING_INFO, NX_MODEL_PATH, 0,
 				   "the model carries training_info (training algorithm and state); "
 				   "export an inference-only graph");
 	if (!rc && s->unknown_fields)
-		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-unknown-fields", NX_MODEL_PATH, 0,
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_ONNX_UNKNOWN_FIELDS, NX_MODEL_PATH, 0,
 				   "%llu protobuf field(s) unknown to ONNX, the first at byte %lld: "
 				   "unknown fields and trailing bytes can hide data",
 				   (unsigned long long)s->unknown_fields, (long long)s->first_unknown_offset);
 	for (i = 0; !rc && i < s->nopsets; i++)
 		if (s->opsets[i].domain && !strcmp(s->opsets[i].domain, TRAINING_DOMAIN))
-			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-training-op", NX_MODEL_PATH, 0,
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_ONNX_TRAINING_OP, NX_MODEL_PATH, 0,
 					   "the model imports the opset %s", TRAINING_DOMAIN);
 	for (i = 0; !rc && i < s->ntensors; i++) {
 		const struct nx_onnx_tensor *t = &s->tensors[i];
 
 		if (!t->attribute && t->duplicate)
-			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-unreferenced-initializer",
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_ONNX_UNREFERENCED_INITIALIZER,
 					   NX_MODEL_PATH, 0,
 					   "initializer '%s' (%s) shares its name with another initializer "
 					   "or a node output: ONNX Runtime reads one of them, the other is "
 					   "a tensor no node uses", t->name, t->scope ? t->scope : "graph");
 		else if (!t->attribute && !t->referenced)
-			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-unreferenced-initializer",
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_ONNX_UNREFERENCED_INITIALIZER,
 					   NX_MODEL_PATH, 0,
 					   "initializer '%s' (%s) is used by no node: extra tensors are "
 					   "where copied weights hide", t->name, t->scope ? t->scope : "graph");
@@ -317,12 +317,12 @@ int nx_vfy__weights(struct vfy_ctx *c, bool *skipped, nx_error *err)
 	if (rc && e.code == NX_OK)
 		return rc;   /* from the callback */
 	if (rc || !c->onnx)
-		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-invalid", NX_MODEL_PATH, 0,
+		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_ONNX_INVALID, NX_MODEL_PATH, 0,
 				     "%s is not a valid ONNX model: %s", NX_MODEL_PATH,
 				     rc ? e.message : "it could not be opened");
 	c->list_bytes = canon.list_bytes;
 	if (!canon.canonical &&
-	    (rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, "onnx-not-canonical", NX_MODEL_PATH, 0,
+	    (rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_ONNX_NOT_CANONICAL, NX_MODEL_PATH, 0,
 				"%s is not in nexus's canonical ONNX form at byte %lld: %s; bytes "
 				"ONNX Runtime does not read could carry data (rebuild it with "
 				"nexus build, which writes the canonical form)", NX_MODEL_PATH,

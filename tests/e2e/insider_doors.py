@@ -1,40 +1,17 @@
-"""Sixth red-team pass on `nexus verify` (issue #22), as the insider.
-
-Each case changes only the workspace (here: the serving code), runs the
-official `nexus build --key` with the release key, and requires that
-nothing is published: the build's self-verification is the gate (`verify
---strict --require-signature --teacher ...` under the signed policy), so a
-case the build signs is a bundle the gate passes.
-
-The classes (docs/TRV.md, "Python by allow-list"):
-- doors in numpy, which every serving bundle declares, that import by
-  computed name or run code given as data: `np.lookfor(module=NAME)` and
-  `np.info(toplevel=NAME)` import NAME (and its submodules),
-  `numpy.compat.npy_load_module(name, path)` runs a file by path,
-  `numpy.testing.runstring`/`measure` exec a string, and `NpzFile`'s
-  allow_pickle given by position unpickles;
-- a training framework reached as an attribute of a declared package that
-  is not itself listed as one (`onnxruntime.transformers` modules import
-  torch at the top), so a training step ran with no `torch` declared;
-- the autograd calls of a training step (`loss.backward()`,
-  `opt.zero_grad()`) on an object the audit cannot type.
-Each got through the signed build before this pass.
+"""Helpers of the end-to-end tests (from test_redteam6.py, by
+scripts/dev/regroup_tests.py).
 """
-import io
 import json
-import sys
 
 import numpy as np
-import pytest
-
-import workspace as ws
-from conftest import run
-from test_redteam5 import official_build_refuses, release_key  # noqa: F401 (fixture)
 
 
 # The module name is computed, so no literal names it ("to" + "rch.op" + "tim").
 NAME = 'NAME = "to" + "rch.op" + "tim"\n'
+
+
 STEP = 'SRC = "import torch\\nopt = torch.optim.SGD(PARAMS, lr=0.1)\\nopt.step()\\n"\n'
+
 
 NUMPY_DOORS = {
     # numpy.lib.utils.lookfor: __import__(module), then its submodules
@@ -57,6 +34,7 @@ NUMPY_DOORS = {
                    "def fit(ns):\n    runstring(SRC, ns)\n",
 }
 
+
 POSITIONAL_PICKLE = {
     # NpzFile(fid, own_fid, allow_pickle): the third argument unpickles
     "npzfile": "import numpy as np\ndef fit(f):\n"
@@ -64,6 +42,7 @@ POSITIONAL_PICKLE = {
     "npzfile-from": "from numpy.lib.npyio import NpzFile\ndef fit(f):\n"
                     "    return NpzFile(f, False, 1)['a']\n",
 }
+
 
 # A training step with no `torch` declared (python_packages: numpy,
 # onnxruntime): onnxruntime's transformers tools import torch at their top,
@@ -94,7 +73,10 @@ TRAINING = {
                  "    opt.step()\n",
 }
 
+
 CASES = {**NUMPY_DOORS, **POSITIONAL_PICKLE, **TRAINING}
+
+
 # an import is import-denied, an attribute chain or call python-reflective
 FINDING = {
     "lookfor": "python-reflective",
@@ -117,45 +99,6 @@ FINDING = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_insider_code_door_refused(nexus, tmp_path, release_key, name):
-    root = ws.make_workspace(tmp_path / "ws", utils_py=ws.UTILS_PY + "\n" + CASES[name])
-    official_build_refuses(nexus, root, tmp_path, release_key, FINDING[name])
-
-
-# -- the doors are real: numpy (Debian 12's 1.24) runs what they are given ---
-
-def test_numpy_doors_run_code(tmp_path, monkeypatch):
-    """Each numpy door imports by name or runs code: a harmless module and
-    statement stand in for the training step."""
-    import builtins
-    pytest.importorskip("numpy.compat")
-    mod = tmp_path / "rt6_mod.py"
-    mod.write_text("import builtins\nbuiltins._rt6_file = 1\n")
-    from numpy.compat import npy_load_module
-    npy_load_module("rt6_mod", str(mod))
-    assert getattr(builtins, "_rt6_file", None) == 1
-    ns = {}
-    from numpy.testing import runstring
-    runstring("x = 6 * 7", ns)
-    assert ns["x"] == 42
-    assert "mailbox" not in sys.modules or pytest.skip("mailbox already imported")
-    monkeypatch.chdir(tmp_path)
-    np.info("nothing", toplevel="mailbox", output=io.StringIO())
-    assert "mailbox" in sys.modules      # imported by name from a string
-    del builtins._rt6_file
-
-
-def test_npzfile_positional_unpickles():
-    """NpzFile's third argument is allow_pickle: an object array loads."""
-    buf = io.BytesIO()
-    np.savez(buf, a=np.array([{"k": 1}], dtype=object))
-    buf.seek(0)
-    assert np.lib.npyio.NpzFile(buf, False, True)["a"][0] == {"k": 1}
-
-
-# -- no false alarms: serving code that uses numpy and logging plainly ------
-
 CLEAN = ("import io\nimport logging\nimport numpy as np\n"
          "LOG = logging.getLogger(__name__)\n"
          "def post(logits, blob):\n"
@@ -164,22 +107,6 @@ CLEAN = ("import io\nimport logging\nimport numpy as np\n"
          "    e = np.exp(np.asarray(logits) - np.max(logits))\n"
          "    return arr, e / e.sum(), np.lib.stride_tricks.sliding_window_view(e, 1)\n")
 
-
-def test_plain_numpy_serving_code_passes(nexus, tmp_path, release_key):
-    root = ws.make_workspace(tmp_path / "ws", utils_py=ws.UTILS_PY + "\n" + CLEAN)
-    out = tmp_path / "out" / "nexus_bundle_v1"
-    r = run(nexus, "build", root, "-o", out, "--key", release_key, timeout=300)
-    assert r.returncode == 0 and out.exists(), r.stdout[-3000:] + r.stderr[-3000:]
-
-
-# -- a check that ran out of time is not a pass --------------------------------
-# Liveness replaces initializers one by one, in a random order, within a
-# 60 s budget, and what it had not reached was an INFO (`liveness-sampled`).
-# An insider who makes the model slow to check - 300 live bias vectors and
-# a graph that takes seconds per run (measured before the fix: 138 s build,
-# published, the 64 KiB dead tensor intact) - hides a dead initializer
-# among those left.  NEXUS_LIVENESS_BUDGET_MS (lower only) stands in for the
-# slow graph here, so that the test takes seconds, not minutes.
 
 def dead_among_many(root, raw, nlive=300):
     from onnx import helper, numpy_helper
@@ -208,29 +135,6 @@ def dead_among_many_decode(root):
     t = next(t for t in m.graph.initializer if t.name == "cdata")
     return numpy_helper.to_array(t).tobytes()
 
-
-def test_insider_liveness_out_of_time_refused(nexus, tmp_path, release_key, monkeypatch):
-    from test_redteam5 import teacher_bytes
-    root = ws.make_workspace(tmp_path / "ws")
-    raw = teacher_bytes()
-    dead_among_many(root, raw)
-    assert dead_among_many_decode(root) == raw
-    monkeypatch.setenv("NEXUS_LIVENESS_BUDGET_MS", "1500")
-    # refused either way: the dead tensor found in time, or the check not finished
-    out = tmp_path / "out" / "nexus_bundle_v1"
-    out.parent.mkdir()
-    r = run(nexus, "build", root, "-o", out, "--key", release_key, timeout=300)
-    assert r.returncode == 1 and not out.exists(), r.stdout[-3000:] + r.stderr[-3000:]
-    assert "liveness-sampled" in r.stdout + r.stderr or "dead-initializer" in r.stdout + r.stderr
-
-
-
-# -- bytes the JSON parse throws away -------------------------------------------
-# tokenizer.json was charged by its grammar, which reads parsed values: the
-# whitespace between tokens was free (64 KiB after the commas of a 22-token
-# tokenizer.json cost 126 bytes of the budget, and the build copies the file
-# as it is).  Now its layout - whitespace, escapes, number spellings that
-# are not the writer's - is charged too.
 
 def _split_ws(raw, alphabet):
     """raw as a string over a whitespace alphabet of 2 or 4 characters
@@ -291,15 +195,6 @@ LAYOUT = {
     "commas-2": enc_ws(" \t", "commas"),
     "trailing-2": enc_ws("\n\r", "end"),
 }
+
+
 PAYLOAD = 64 << 10
-
-
-@pytest.mark.parametrize("name", sorted(LAYOUT))
-def test_insider_teacher_bytes_in_json_layout_refused(nexus, tmp_path, release_key, name):
-    from test_redteam5 import teacher_bytes
-    enc, dec = LAYOUT[name]
-    root = ws.make_workspace(tmp_path / "ws")
-    raw = teacher_bytes()
-    enc(root, raw)
-    assert dec(root) == raw, "the case's own decoder must get the teacher bytes back"
-    official_build_refuses(nexus, root, tmp_path, release_key, "budget-exceeded")

@@ -1,27 +1,6 @@
-"""Fifth red-team pass on `nexus verify` (issue #22), as the insider.
-
-Each case changes only the workspace, runs the official `nexus build
---key` with the release key, and requires that nothing is published: the
-build's self-verification is the gate (`verify --strict
---require-signature --teacher ...` under the signed policy), so a case the
-build signs is a bundle the gate passes.  Every case hides 64 KiB of a
-teacher tensor's bytes (more than the whole leak budget) and first proves,
-with its own decoder, that the bytes come back from the workspace files
-exactly: what the case carries is recoverable, not noise.
-
-The classes (docs/TRV.md, "Leak budget"):
-- token positions the runtime never reads, or that repeat a token (a list
-  where tokenizer.json has one token: `sep`, `cls`, `tokens`): the
-  plausible-token rule made each free;
-- plausible-token rules that explain far more than "about 2 bytes a
-  token": combining marks after a letter were not counted, a bracketed
-  special-token name was any 24 letters, "punctuation" was any code point
-  that is no letter (private use, unassigned), digits of any script mixed;
-- training code run through a keyword given by position (np.load's
-  allow_pickle as its third argument unpickles, and a pickle calls exec);
-- a dead Constant node: liveness replaces initializers only and the
-  budget charged only the model's strings.
-A 3-character CJK vocabulary stays a strict xfail (documented limit).
+"""Teacher bytes encoded as tokenizer tokens in several ways, and other insider
+payloads built with the official build. (from test_redteam5.py, by
+scripts/dev/regroup_tests.py).
 """
 import json
 import os
@@ -32,20 +11,13 @@ import pytest
 import workspace as ws
 from conftest import run
 
+
 PAYLOAD = 64 << 10          # the whole default leak budget
 
 
 def teacher_bytes(seed=5):
     """A teacher layer's bytes: float32 weights, random as trained ones are."""
     return np.random.default_rng(seed).standard_normal(PAYLOAD // 4).astype(np.float32).tobytes()
-
-
-@pytest.fixture(scope="module")
-def release_key(nexus, tmp_path_factory):
-    d = tmp_path_factory.mktemp("release")
-    r = run(nexus, "keygen", "-o", d / "release")
-    assert r.returncode == 0, r.stderr
-    return d / "release.key"
 
 
 def official_build_refuses(nexus, root, tmp_path, key, code):
@@ -59,8 +31,6 @@ def official_build_refuses(nexus, root, tmp_path, key, code):
         + r.stdout[-3000:] + r.stderr[-3000:])
     assert code in r.stdout + r.stderr, r.stdout + r.stderr
 
-
-# -- workspace edits ---------------------------------------------------------
 
 def tokenizer(root):
     return json.loads((root / "artifacts/tokenizer/tokenizer.json").read_text())
@@ -105,8 +75,6 @@ def unwords16(vals):
     return b"".join(v.to_bytes(2, "little") for v in vals)
 
 
-# -- class 1: token positions the runtime does not read, or that repeat ------
-
 def enc_sep_list(root, raw):
     """BertProcessing's sep is [token, id]; the runtime reads the id.  The
     rest of the list was judged token by token, each one code point."""
@@ -139,8 +107,6 @@ def dec_template_tokens(root):
     toks = tokenizer(root)["post_processor"]["special_tokens"]["[SEP]"]["tokens"][1:]
     return unwords16(un_cp16(s) for s in toks)
 
-
-# -- class 2: plausible-token rules that explain too much --------------------
 
 MARKS = [chr(0x300 + i) for i in range(64)]        # combining diacritics
 
@@ -250,6 +216,8 @@ CASES = {
     # seed 52: no two 4-digit tokens alike (vocab.txt lists each entry once)
     "mixed-digits": (enc_mixed_digits, dec_mixed_digits, "budget-exceeded", 52),
 }
+
+
 XFAIL_CASES = {"cjk-words": (enc_cjk_words, dec_cjk_words, "budget-exceeded")}
 
 
@@ -259,21 +227,6 @@ CJK = pytest.mark.xfail(strict=True, reason=(
     "needs a word list or character frequencies the gate does not have "
     "(docs/TRV.md, Known limits)"))
 
-
-@pytest.mark.parametrize("name", sorted(CASES) + [pytest.param("cjk-words", marks=CJK)])
-def test_insider_teacher_bytes_in_tokens_refused(nexus, tmp_path, release_key, name):
-    enc, dec, code, *seed = {**CASES, **XFAIL_CASES}[name]
-    root = ws.make_workspace(tmp_path / "ws")
-    raw = teacher_bytes(*seed)
-    enc(root, raw)
-    assert dec(root) == raw, "the case's own decoder must get the teacher bytes back"
-    official_build_refuses(nexus, root, tmp_path, release_key, code)
-
-
-# -- class 3: training code behind a keyword given by position ----------------
-# The audit refuses allow_pickle= unless False; numpy.load's third parameter
-# is allow_pickle, so np.load(f, None, True) unpickled without the keyword:
-# a pickle runs any callable it names (here exec of an optimiser step).
 
 FIT = ("import torch\n"
        "def step(model, batch):\n"
@@ -300,37 +253,6 @@ POSITIONAL = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(POSITIONAL))
-def test_insider_pickle_by_position_refused(nexus, tmp_path, release_key, name):
-    blob = pickled_exec(FIT)
-    code = f"BLOB = {blob!r}\n" + POSITIONAL[name]
-    root = ws.make_workspace(tmp_path / "ws", utils_py=ws.UTILS_PY + "\n" + code)
-    official_build_refuses(nexus, root, tmp_path, release_key, "python-reflective")
-
-
-def test_pickle_by_position_does_run_code(tmp_path):
-    """The case is real: numpy runs the pickle's callable (here a harmless
-    assignment in place of the optimiser step)."""
-    import io
-    marker = {}
-    blob = pickled_exec("import builtins; builtins._rt5 = 42")
-    try:
-        np.load(io.BytesIO(blob), None, True)
-    except Exception:
-        pass   # exec returns None, not an array: numpy complains after running it
-    import builtins
-    assert getattr(builtins, "_rt5", None) == 42, marker
-    del builtins._rt5
-
-
-# -- class 4: a dead Constant node --------------------------------------------
-# docs/TRV.md: "no dead tensor of 64 bytes or more passes", and at most
-# 64 KiB outside the weights.  Liveness replaces initializers; a Constant
-# node's tensor is data too, and one whose only use is multiplied by a zero
-# computed from the input (so no node computes from constants only) moved
-# nothing, and the leak budget charged only the model's strings.  62 KiB
-# there and 6 KiB more in README carried 68 KiB of the teacher.
-
 def dead_constant_student(root, raw):
     from onnx import helper, numpy_helper
     from test_insider import student_with
@@ -354,14 +276,3 @@ def dead_constant_decode(root):
 
 
 HEX_LETTERS = "qwrtpsdfghjklzxc"     # hex without digits: words, not a hex blob
-
-
-def test_insider_dead_constant_node_refused(nexus, tmp_path, release_key):
-    root = ws.make_workspace(tmp_path / "ws")
-    raw = teacher_bytes() + teacher_bytes(6)[:4 << 10]
-    dead_constant_student(root, raw[:62 << 10])   # Constant tensors: 64 KiB in all
-    letters = raw[62 << 10:].hex().translate(str.maketrans("0123456789abcdef", HEX_LETTERS))
-    with open(root / "README.md", "a") as f:
-        f.write(" ".join(letters[i:i + 6] for i in range(0, len(letters), 6)) + "\n")
-    assert dead_constant_decode(root) == raw
-    official_build_refuses(nexus, root, tmp_path, release_key, "budget-exceeded")

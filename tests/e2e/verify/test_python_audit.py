@@ -1,0 +1,126 @@
+"""The code check (TRV-2): the Python import audit against code that reaches
+training modules. (Regrouped by check from the red-team files by
+scripts/dev/regroup_tests.py.)
+"""
+import numpy as np
+import pytest
+
+import workspace as ws
+from onnx_smuggling import FAKE_PACKAGE
+from token_payloads import FIT, POSITIONAL, official_build_refuses, pickled_exec
+from verify_helpers import expect_fail
+from conftest import run
+from insider_doors import CASES
+from insider_doors import CLEAN
+from insider_doors import FINDING
+import io
+import sys
+
+
+@pytest.mark.parametrize("fake", FAKE_PACKAGE)
+def test_bundle_module_posing_as_a_training_package(nexus, tmp_path, fake, sandbox_backend):
+    """The import check puts src/ on sys.path so that `import utils` works;
+    a src/torch.py that is a package over src/ then answered `import
+    torch.optim` with src/optim.py, and the undeclared training import
+    passed TRV-5."""
+    from test_build import build
+    from workspace import UTILS_PY, make_workspace
+    ws = make_workspace(tmp_path / "ws", utils_py=UTILS_PY + "import torch.optim\n",
+                        config={"source": "{dir: serving, files: [__init__.py, inference.py, "
+                                          "utils.py, torch.py, optim.py]}"})
+    (ws / "serving/torch.py").write_text(FAKE_PACKAGE[fake])
+    (ws / "serving/optim.py").write_text('"""Optimisers."""\n')
+    r = build(nexus, ws, tmp_path / "b")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "dynamic-import" in r.stderr or "functional-import" in r.stderr, r.stderr
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("src", [
+    "import sys, types\nsys.modules['torch'] = types.ModuleType('torch')\n",
+    "import sys\ndel sys.modules['json']\n",
+    "import os\n__path__ = [os.path.dirname(__file__)]\n",
+    "import os\n__path__.append('/opt/training')\n",
+    "import os\nglobals()['__path__'] = ['/opt/training']\n",
+    "import os\nglobals()['__pa' + 'th__'] = ['/opt/training']\n",
+])
+def test_module_table_written(nexus, bundle, src):
+    """Writing sys.modules or a module's __path__ decides what a later
+    import finds, by a name or a place the import check does not see."""
+    bundle.smuggle("src/helpers.py", src)
+    expect_fail(nexus, bundle, "dynamic-import")
+
+
+def test_module_table_read_is_refused(nexus, bundle):
+    """Reading sys.modules even by a literal name is refused (issue 22): a
+    framework imports its training submodules itself (torch/__init__ imports
+    torch.optim), so sys.modules['torch.optim'] reaches one with no import
+    statement for the import audit to refuse."""
+    bundle.smuggle("src/helpers.py", "import sys\nm = sys.modules['json']\n"
+                                     "def f(x):\n    return sys.modules['os'].path.join(x, 'a')\n")
+    expect_fail(nexus, bundle, "python-reflective")
+
+
+@pytest.mark.parametrize("name", sorted(POSITIONAL))
+def test_insider_pickle_by_position_refused(nexus, tmp_path, release_key_file, name):
+    blob = pickled_exec(FIT)
+    code = f"BLOB = {blob!r}\n" + POSITIONAL[name]
+    root = ws.make_workspace(tmp_path / "ws", utils_py=ws.UTILS_PY + "\n" + code)
+    official_build_refuses(nexus, root, tmp_path, release_key_file, "python-reflective")
+
+
+def test_pickle_by_position_does_run_code(tmp_path):
+    """The case is real: numpy runs the pickle's callable (here a harmless
+    assignment in place of the optimiser step)."""
+    import io
+    marker = {}
+    blob = pickled_exec("import builtins; builtins._rt5 = 42")
+    try:
+        np.load(io.BytesIO(blob), None, True)
+    except Exception:
+        pass   # exec returns None, not an array: numpy complains after running it
+    import builtins
+    assert getattr(builtins, "_rt5", None) == 42, marker
+    del builtins._rt5
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_insider_code_door_refused(nexus, tmp_path, release_key_file, name):
+    root = ws.make_workspace(tmp_path / "ws", utils_py=ws.UTILS_PY + "\n" + CASES[name])
+    official_build_refuses(nexus, root, tmp_path, release_key_file, FINDING[name])
+
+
+def test_numpy_doors_run_code(tmp_path, monkeypatch):
+    """Each numpy door imports by name or runs code: a harmless module and
+    statement stand in for the training step."""
+    import builtins
+    pytest.importorskip("numpy.compat")
+    mod = tmp_path / "rt6_mod.py"
+    mod.write_text("import builtins\nbuiltins._rt6_file = 1\n")
+    from numpy.compat import npy_load_module
+    npy_load_module("rt6_mod", str(mod))
+    assert getattr(builtins, "_rt6_file", None) == 1
+    ns = {}
+    from numpy.testing import runstring
+    runstring("x = 6 * 7", ns)
+    assert ns["x"] == 42
+    assert "mailbox" not in sys.modules or pytest.skip("mailbox already imported")
+    monkeypatch.chdir(tmp_path)
+    np.info("nothing", toplevel="mailbox", output=io.StringIO())
+    assert "mailbox" in sys.modules      # imported by name from a string
+    del builtins._rt6_file
+
+
+def test_npzfile_positional_unpickles():
+    """NpzFile's third argument is allow_pickle: an object array loads."""
+    buf = io.BytesIO()
+    np.savez(buf, a=np.array([{"k": 1}], dtype=object))
+    buf.seek(0)
+    assert np.lib.npyio.NpzFile(buf, False, True)["a"][0] == {"k": 1}
+
+
+def test_plain_numpy_serving_code_passes(nexus, tmp_path, release_key_file):
+    root = ws.make_workspace(tmp_path / "ws", utils_py=ws.UTILS_PY + "\n" + CLEAN)
+    out = tmp_path / "out" / "nexus_bundle_v1"
+    r = run(nexus, "build", root, "-o", out, "--key", release_key_file, timeout=300)
+    assert r.returncode == 0 and out.exists(), r.stdout[-3000:] + r.stderr[-3000:]
