@@ -146,6 +146,9 @@ class Bundle:
             (self.root / rel).mkdir()
             for f in sorted((self.runtime_dir / rel).iterdir()):
                 shutil.copyfile(f, self.root / rel / f.name)
+        # a real runtime ships its licence notices beside bin/ and lib/
+        if (self.runtime_dir / "THIRD_PARTY_NOTICES").is_file():
+            shutil.copyfile(self.runtime_dir / "THIRD_PARTY_NOTICES", self.root / "THIRD_PARTY_NOTICES")
         self.write("model/student_model.onnx", self.model.SerializeToString())
         vocab = {t: i for i, t in enumerate(VOCAB)}
         self.write("model/tokenizer/tokenizer.json", json.dumps({

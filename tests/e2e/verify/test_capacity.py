@@ -189,7 +189,7 @@ def test_overlong_vocab_entry_is_smuggling(nexus, bundle):
 
 @pytest.mark.parametrize("name", sorted(LAYOUT))
 def test_insider_teacher_bytes_in_json_layout_refused(nexus, tmp_path, release_key_file, name):
-    from test_redteam5 import teacher_bytes
+    from token_payloads import teacher_bytes
     enc, dec = LAYOUT[name]
     root = ws.make_workspace(tmp_path / "ws")
     raw = teacher_bytes()

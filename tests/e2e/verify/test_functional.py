@@ -119,7 +119,7 @@ def test_allowlist_failure_also_runs_nothing(nexus, bundle):
 
 
 def test_insider_liveness_out_of_time_refused(nexus, tmp_path, release_key_file, monkeypatch):
-    from test_redteam5 import teacher_bytes
+    from token_payloads import teacher_bytes
     root = ws.make_workspace(tmp_path / "ws")
     raw = teacher_bytes()
     dead_among_many(root, raw)
