@@ -182,7 +182,7 @@ $(RT_ORT): $(ORT_LIB)
 $(RT_NOTICES): $(NX_CLI) scripts/notices.py $(ORT_NOTICES)/ThirdPartyNotices.txt
 	$(call msg,GEN,$@)
 	$(Q)$(PYTHON) scripts/notices.py --trace $(NX_CLI_TRACE) --ort-notices $(ORT_NOTICES) \
-		--ort-version $(ORT_VERSION) -o $@
+		--ort-version $(ORT_VERSION) --own $(BUILD) --own $(CURDIR) -o $@
 
 $(ORT_NOTICES)/ThirdPartyNotices.txt:
 	@echo "error: ONNX Runtime's notices not found in $(ORT_NOTICES); run scripts/setup.sh first" >&2; exit 3

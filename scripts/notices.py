@@ -81,10 +81,16 @@ def main():
     ap.add_argument("--ort-notices", required=True)
     ap.add_argument("--ort-version", required=True)
     ap.add_argument("-o", "--output", required=True)
+    ap.add_argument("--own", action="append", default=[],
+                    help="a directory of nexus's own objects (the build tree), not redistributed code")
     a = ap.parse_args()
 
     by_pkg = {}
+    own = [os.path.realpath(d) + os.sep for d in a.own]
     for path in traced_system_inputs(a.trace):
+        # nexus's own archives appear by absolute path when BUILD is one
+        if any(path.startswith(d) for d in own):
+            continue
         by_pkg.setdefault(owner(path), []).append(os.path.basename(path))
 
     out = [
