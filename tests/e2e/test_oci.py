@@ -271,13 +271,15 @@ def blob_of(bundle, rel):
 
 
 def test_retry_after_429_and_503(nexus, registry, proxy, bundle, env, tmp_path, request):
-    count = {"n": 0}
+    count = {}
 
     def busy(h, method, path):
-        # every second request is refused, alternately 429 and 503
-        count["n"] += 1
-        if count["n"] % 2:
-            h.answer(429 if count["n"] % 4 == 1 else 503, b'{"errors":[{"code":"TOOMANYREQUESTS",'
+        # every second try of each request is refused, alternately 429 and
+        # 503; counted per request, as pull's parallel workers interleave
+        # (counted over all, one worker could be refused every time)
+        n = count[method, path] = count.get((method, path), 0) + 1
+        if n % 2:
+            h.answer(429 if n % 4 == 1 else 503, b'{"errors":[{"code":"TOOMANYREQUESTS",'
                      b'"message":"slow down"}]}', [("Retry-After", "0")])
             return True
         return False
