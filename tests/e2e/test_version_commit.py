@@ -4,9 +4,8 @@ does not change the runtime's bytes and make the bundles built before it
 runtime-untrusted (docs/TRV.md, "Development builds")."""
 import pathlib
 import re
+import shutil
 import subprocess
-
-import pytest
 
 from conftest import run
 
@@ -18,12 +17,14 @@ def test_runtime_names_the_last_commit_of_its_own_sources(nexus_cli):
     so a commit elsewhere does not change its bytes (docs/TRV.md)."""
     inputs = ["Makefile", "include", "src/runtime", "src/util", "src/lib/tokenizer",
               "src/lib/format", "src/lib/onnx"]
-    r = subprocess.run(["git", "-C", ROOT, "log", "-1", "--format=%h", "--abbrev=12", "HEAD",
-                        "--", *inputs], capture_output=True, text=True)
-    if r.returncode != 0 or not r.stdout.strip():
-        pytest.skip("not a git checkout")
+    commit = "unknown"   # what the Makefile embeds without git or outside a checkout
+    if shutil.which("git"):
+        r = subprocess.run(["git", "-C", ROOT, "log", "-1", "--format=%h", "--abbrev=12", "HEAD",
+                            "--", *inputs], capture_output=True, text=True)
+        if r.returncode == 0 and r.stdout.strip():
+            commit = r.stdout.strip()
     out = run(nexus_cli, "-V").stdout
-    assert f"(commit {r.stdout.strip()}," in out, out
+    assert f"(commit {commit}," in out, out
     # the Makefile's list is the one this test names
     mk = (ROOT / "Makefile").read_text()
     assert re.search(r"^RT_INPUTS\s*:=\s*Makefile include src/runtime \$\(addprefix src/,"
