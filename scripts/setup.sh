@@ -19,6 +19,7 @@ set -euo pipefail
 
 ORT_VERSION=1.30.0
 ORT_TGZ_SHA256=6e3390d6b783e7be946fad629292799da28d0b42f84856e50d2c1b0383291e75
+ORT_COMMON_TGZ_SHA256=7906c439e0d3e0f4048caa23b64cdfadc0f455c377f579ce1ab2a4b778f07d5f
 ORT_SO_SHA256=ffb75a925ba05e47b235bb66e3e3911714a80b328a9c9425539feb204aa32a23
 HDR_DEB=libonnxruntime-dev_1.21.0+dfsg-1_amd64.deb
 HDR_DEB_SHA256=14f7d959d5deacbcf1504830d4189f91fc67382b399ed9ae9d3aa9c4050ced08
@@ -227,6 +228,31 @@ fetch_ort_notices() {
 	rm -rf "$tmp" "$txz"
 }
 
+# Test oracle only: onnxruntime-node's JavaScript package (the parity and
+# greedy-loop tests run the same model through it), unpacked from the
+# tarball fetch_ort_lib already checked, with onnxruntime-common beside it;
+# no install script runs (the tarball carries its linux-x64 binding).
+fetch_ort_node_oracle() {
+	local mods=$NEXUS_CACHE/node_modules tgz=$NEXUS_CACHE/onnxruntime-common-$ORT_VERSION.tgz tmp
+	[ -f "$mods/onnxruntime-node/package.json" ] && [ -f "$mods/onnxruntime-common/package.json" ] && return
+	if [ ! -f "$tgz" ]; then
+		say "fetching onnxruntime-common@$ORT_VERSION (test oracle) with npm pack"
+		npm_pack "onnxruntime-common@$ORT_VERSION" "$tgz"
+	fi
+	check_sha "$tgz" "$ORT_COMMON_TGZ_SHA256"
+	[ -f "$NEXUS_CACHE/onnxruntime-node-$ORT_VERSION.tgz" ] ||
+		npm_pack "onnxruntime-node@$ORT_VERSION" "$NEXUS_CACHE/onnxruntime-node-$ORT_VERSION.tgz"
+	check_sha "$NEXUS_CACHE/onnxruntime-node-$ORT_VERSION.tgz" "$ORT_TGZ_SHA256"
+	tmp=$(mktemp -d "$NEXUS_CACHE/ortnode.XXXXXX")
+	mkdir -p "$tmp/node" "$tmp/common" "$mods"
+	tar -xzf "$NEXUS_CACHE/onnxruntime-node-$ORT_VERSION.tgz" -C "$tmp/node"
+	tar -xzf "$tgz" -C "$tmp/common"
+	rm -rf "$mods/onnxruntime-node" "$mods/onnxruntime-common"
+	mv "$tmp/node/package" "$mods/onnxruntime-node"
+	mv "$tmp/common/package" "$mods/onnxruntime-common"
+	rm -rf "$tmp"
+}
+
 fetch_tokenizers_oracle() {
 	local tgz=$NEXUS_CACHE/tokenizers-$TOK_VERSION.tgz dir=$NEXUS_CACHE/node_modules/tokenizers tmp
 	[ -f "$dir/package.json" ] && return
@@ -250,6 +276,7 @@ main() {
 	fetch_ort_header
 	fetch_ort_notices
 	fetch_tokenizers_oracle
+	fetch_ort_node_oracle
 	fetch_registry_tools
 	say "ok: onnx runtime in $ORT_DIR"
 }

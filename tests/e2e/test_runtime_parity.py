@@ -26,8 +26,9 @@ pytest.importorskip("torch")
 
 
 def ort_node():
-    cands = [os.environ.get("NEXUS_BENCH_NPM"),
-             os.path.expanduser("~/.cache/nexus/bench/npm")]
+    cache = os.environ.get("NEXUS_CACHE", os.path.expanduser("~/.cache/nexus"))
+    cands = [os.environ.get("NEXUS_BENCH_NPM"), os.path.join(cache, "bench/npm"),
+             cache]   # scripts/setup.sh unpacks the oracle into $NEXUS_CACHE/node_modules
     cands = [c and os.path.join(c, "node_modules") for c in cands]
     cands += os.environ.get("NODE_PATH", "").split(":")
     if not shutil.which("node"):
