@@ -588,7 +588,7 @@ static const struct rt_opt selftest_opts[] = {
 };
 static const struct rt_opt liveness_opts[] = {
 	{ "min-bytes", "N", "initializers of at least N bytes are checked (default 64)", RT_OPT_MINBYTES },
-	{ "budget-ms", "MS", "stop checking after MS milliseconds (default 60000)", RT_OPT_BUDGET },
+	{ "budget-ms", "MS", "stop checking after MS milliseconds (default 600000)", RT_OPT_BUDGET },
 	{ "zero-check", NULL, "for each dead initializer, also measure the change when it is all "
 	  "zeros, on the selftest texts and random token sequences (nexus build uses it)",
 	  RT_OPT_ZERO },
