@@ -103,6 +103,7 @@ enum nx_export_quantize {
 #define NX_QUANT_BLOCK 32           /* default export.quantize_block (int4) */
 #define NX_QUANT_MIN_ELEMENTS 4096  /* default export.quantize_min_elements */
 #define NX_QUANT_TOLERANCE 0.01     /* default export.quantize_tolerance */
+#define NX_QUANT_THREADS_MAX 8      /* opts.quantize_threads */
 
 #define NX_EXPORT_NODES_MAX 10000000   /* nodes of the main graph */
 #define NX_EXPORT_REPORT_MAX 1000000   /* entries of the removal report */
@@ -140,6 +141,9 @@ struct nx_export_opts {
 	size_t nquantize_exclude;
 	uint64_t quantize_min_elements;     /* 0: NX_QUANT_MIN_ELEMENTS */
 	unsigned quantize_block;            /* int4: 32, 64 or 128 (0: NX_QUANT_BLOCK) */
+	unsigned quantize_threads;          /* threads that quantize (0: one per CPU this
+					       process may use, at most NX_QUANT_THREADS_MAX);
+					       the output is the same for any number */
 	const char *positions_input;        /* the model's position ids input (NULL:
 					       "position_ids"), for pos_table */
 };

@@ -17,7 +17,8 @@
 #include "nexus/sign.h"
 
 enum { OPT_JSON = 1, OPT_OUTPUT, OPT_KEEP, OPT_FORBID, OPT_EXPORT, OPT_NO_EXTRACT,
-       OPT_TEACHER, OPT_EXTERNAL, OPT_QUANTIZE, OPT_QEXCLUDE, OPT_QBLOCK, OPT_PUBKEY };
+       OPT_TEACHER, OPT_EXTERNAL, OPT_QUANTIZE, OPT_QEXCLUDE, OPT_QBLOCK, OPT_QTHREADS,
+       OPT_PUBKEY };
 
 static const struct cli_opt opts[] = {
 	{ "json", 0, NULL, "print one JSON document instead of text", OPT_JSON },
@@ -40,6 +41,8 @@ static const struct cli_opt opts[] = {
 	  "compute), as export.quantize in nexus.yaml(5)",
 	  OPT_QUANTIZE },
 	{ "quantize-block", 0, "N", "export: int4 block size, 32 (default), 64 or 128", OPT_QBLOCK },
+	{ "quantize-threads", 0, "N", "export: threads that quantize, 1 to 8 (default: one per "
+	  "CPU, at most 8); the output is the same for any number", OPT_QTHREADS },
 	{ "quantize-exclude", 0, "PATTERN", "export: node or initializer names kept in float "
 	  "(fnmatch; repeatable)", OPT_QEXCLUDE },
 	{ "pubkey", 0, "PUB", "a BUNDLE's signature: check it with this Ed25519 public key "
@@ -55,6 +58,7 @@ struct export_args {
 	size_t noutputs, nkeep, nforbid, nteachers, nqexclude;
 	int quantize;        /* enum nx_export_quantize */
 	unsigned block;      /* --quantize-block, 0: default */
+	unsigned threads;    /* --quantize-threads, 0: default */
 	bool no_extract;
 	enum nx_export_external external;
 	bool ext_created;    /* the data file exists: remove it on failure */
@@ -89,6 +93,7 @@ static void export_opts(struct nx_export_opts *o, const struct export_args *a)
 	o->external = a->external;
 	o->quantize = (enum nx_export_quantize)a->quantize;
 	o->quantize_block = a->block;
+	o->quantize_threads = a->threads;
 	o->quantize_exclude = a->qexclude;
 	o->nquantize_exclude = a->nqexclude;
 	o->producer_version = NX_VERSION;
@@ -546,6 +551,11 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 			a.block = (unsigned)strtoul(p.optarg, NULL, 10);   /* one of the three above */
 		else if (k == OPT_QBLOCK)
 			return cli_usage(verb, "--quantize-block takes 32, 64 or 128, not '%s'", p.optarg);
+		else if (k == OPT_QTHREADS && p.optarg[0] >= '1' && p.optarg[0] <= '8' && !p.optarg[1])
+			a.threads = (unsigned)(p.optarg[0] - '0');
+		else if (k == OPT_QTHREADS)
+			return cli_usage(verb, "--quantize-threads takes 1 to %d, not '%s'",
+					 NX_QUANT_THREADS_MAX, p.optarg);
 		else if (k == OPT_QEXCLUDE)
 			list = a.qexclude, n = &a.nqexclude;
 		else if (k == OPT_OUTPUT)

@@ -174,6 +174,38 @@ def test_int8_values_are_per_channel_symmetric(nexus, tmp_path, vocab, dim):
     np.testing.assert_array_equal(q["embeddings.weight/int8"], np.clip(np.rint(e / rs), -127, 127))
 
 
+@pytest.mark.parametrize("mode", ["int8", "fp16"])
+def test_threads_write_the_same_bytes(nexus, tmp_path, mode):
+    """Weights of 3 and 4 buffers of 4 MiB (MatMul per column, embedding
+    per row) quantized by 1, 2 and 8 threads: the same model and data file
+    byte for byte; a NaN in a later buffer gives the same error."""
+    m = embedder(vocab=2048, dim=1536)
+    src = tmp_path / "e.onnx"
+    onnx.save(m, str(src))
+    outs = {}
+    for t in ("1", "2", "8"):
+        d = tmp_path / f"t{t}"
+        d.mkdir()
+        r = export(nexus, src, d / "m.onnx", "--quantize", mode, "--quantize-threads", t,
+                   "--external-data", "always")
+        assert r.returncode == 0, r.stderr
+        outs[t] = [(d / f).read_bytes() for f in ("m.onnx", "student_model.onnx.data")]
+    assert outs["1"] == outs["2"] == outs["8"]
+    a = numpy_helper.to_array(m.graph.initializer[0]).copy()
+    a[1900, 7] = np.nan
+    m.graph.initializer[0].CopyFrom(numpy_helper.from_array(a, "embeddings.weight"))
+    onnx.save(m, str(src))
+    errs = set()
+    for t in ("1", "2", "8"):
+        r = export(nexus, src, tmp_path / f"bad{t}.onnx", "--quantize", mode,
+                   "--quantize-threads", t)
+        assert r.returncode == 3 and f"element {1900 * 1536 + 7}" in r.stderr, r.stderr
+        errs.add(r.stderr)
+    assert len(errs) == 1
+    r = export(nexus, src, tmp_path / "x.onnx", "--quantize", mode, "--quantize-threads", "9")
+    assert r.returncode == 2 and "--quantize-threads takes 1 to 8" in r.stderr, r.stderr
+
+
 def test_external_weights_quantized_into_page_aligned_data(nexus, tmp_path):
     m = embedder(dim=256, vocab=512)
     src = tmp_path / "e.onnx"

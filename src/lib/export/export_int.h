@@ -138,6 +138,7 @@ struct ex {
 	bool ms_opset;             /* the model imports com.microsoft */
 	struct ex_qinit *qinits;   /* the main graph's 2-D float initializers */
 	size_t nqinits;
+	struct ex_par *par;        /* quant_par.c: the helper threads (NULL: none yet) */
 };
 
 /* How a weight is read: W[K, N] by a MatMul or a Gemm (transB 0), W[N, K]
@@ -203,6 +204,15 @@ void nx_export__quant_release(struct ex *x);
 /* fp16: the Cast of each float16 initializer back to its float32 name,
  * added to graph m before its first node (nodes are in topological order). */
 int nx_export__quant_casts(struct ex *x, struct pw_msg *m);
+
+/* quant_par.c.  fn(ctx, piece, npieces) runs once for each piece
+ * 0..npieces-1, on the caller and on helper threads (started on first
+ * use, opts.quantize_threads), in any order and at once; it returns when
+ * every piece has.  A piece must not touch x (nx_error is not shared
+ * between threads). */
+typedef void nx_export__par_fn(void *ctx, unsigned piece, unsigned npieces);
+void nx_export__par_run(struct ex *x, nx_export__par_fn *fn, void *ctx, unsigned npieces);
+void nx_export__par_release(struct ex *x);
 
 /* export_ext.c.  A tensor's external data, checked and open. */
 struct ex_src {

@@ -52,6 +52,7 @@
 #define LOOP(x, r, f, rc) while (((rc) = nx_pb_next((r), (f), (x)->err)) > 0 && ((rc) = 0) == 0)
 
 #define QBUF (4u << 20)
+#define QPIECES 8         /* pieces of a buffer, taken in turn by the threads (quant_par.c) */
 #define NX_QUANT_MS_DOMAIN "com.microsoft"          /* bytes of float32 rows read at a time */
 #define QNAME_MAX 4096
 #define QINT4_ACCURACY 4  /* MatMulNBits accuracy_level: int8 compute */
@@ -122,6 +123,7 @@ void nx_export__quant_release(struct ex *x)
 		free(x->qinits[i].name);
 	free(x->qinits);
 	free(x->qnode);
+	nx_export__par_release(x);
 	x->qinits = NULL;
 	x->qnode = NULL;
 	x->nqinits = 0;
@@ -731,8 +733,9 @@ static int qout_tensor(struct qout *o, struct pw_msg *m, const char *name, int d
 	return 0;
 }
 
-/* pread all of [off, off + len) of fd into buf. */
-static int rd(struct ex *x, int fd, const char *path, void *buf, size_t len, uint64_t off)
+/* pread all of [off, off + len) of fd into buf: 0 or an errno (EIO: the
+ * file ended).  No nx_error: the quantizing threads call it too. */
+static int pread_all(int fd, void *buf, size_t len, uint64_t off)
 {
 	size_t done = 0;
 
@@ -742,11 +745,17 @@ static int rd(struct ex *x, int fd, const char *path, void *buf, size_t len, uin
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			return nx_error_errno(x->err, NX_EIO, n < 0 ? errno : EIO, path,
-					      "cannot read weights from %s", path);
+			return n < 0 ? errno : EIO;
 		done += (size_t)n;
 	}
 	return 0;
+}
+
+static int rd(struct ex *x, int fd, const char *path, void *buf, size_t len, uint64_t off)
+{
+	int e = pread_all(fd, buf, len, off);
+
+	return e ? nx_error_errno(x->err, NX_EIO, e, path, "cannot read weights from %s", path) : 0;
 }
 
 static int not_finite(struct ex *x, const char *name, uint64_t elem, float v, uint64_t field)
@@ -784,80 +793,153 @@ static int write_transposed(struct ex *x, const signed char *t, uint64_t rows, u
 	return rc;
 }
 
+/* What went wrong in one piece of a job: the first failure of its range. */
+struct qfail {
+	int err;          /* a read failed: its errno */
+	bool bad;         /* a value is not finite (fp16: or too large) */
+	uint64_t at;      /* its element in the tensor */
+	float v;
+};
+
+/* The first failure in the pieces, in the order one thread meets them (the
+ * pieces are consecutive ranges), as an error; 0 if none. */
+static int qfail_check(struct ex *x, const struct qfail *f, const char *path,
+		       const char *name, uint64_t field, int (*bad)(struct ex *, const char *,
+								     uint64_t, float, uint64_t))
+{
+	unsigned p;
+
+	for (p = 0; p < QPIECES; p++) {
+		if (f[p].err)
+			return nx_error_errno(x->err, NX_EIO, f[p].err, path,
+					      "cannot read weights from %s", path);
+		if (f[p].bad)
+			return bad(x, name, f[p].at, f[p].v, field);
+	}
+	return 0;
+}
+
+/* Rows [r0, r0 + nr) of the float32 matrix being quantized to int8, one
+ * buffer of them, cut into pieces by row: each piece reads its own rows into
+ * buf and either takes their column maxima (into max, one row of cols per
+ * piece) or quantizes them into out (per column with scale, else per row,
+ * the row scales into srow). */
+struct qjob {
+	const struct ex_qinit *q;
+	int fd;
+	uint64_t off;            /* the matrix in fd */
+	float *buf;
+	uint64_t r0, nr;
+	bool maxima;
+	float *max;
+	const float *scale;
+	signed char *out;
+	float *srow;
+	struct qfail fail[QPIECES];
+};
+
+static void qjob_piece(void *ctx, unsigned piece, unsigned npieces)
+{
+	struct qjob *j = ctx;
+	uint64_t cols = j->q->cols, lo = j->nr * piece / npieces, hi = j->nr * (piece + 1) / npieces;
+	uint64_t r, c;
+	struct qfail *f = &j->fail[piece];
+
+	memset(f, 0, sizeof(*f));
+	if (lo == hi || (f->err = pread_all(j->fd, j->buf + lo * cols, (size_t)((hi - lo) * cols * 4),
+					     j->off + (j->r0 + lo) * cols * 4)) != 0)
+		return;
+	for (r = lo; r < hi; r++) {
+		const float *row = j->buf + r * cols;
+		signed char *o = j->out + r * cols;
+		float s = 0;
+
+		if (j->scale) {
+			for (c = 0; c < cols; c++)
+				o[c] = nx_quant_int8(row[c], j->scale[c]);
+			continue;
+		}
+		for (c = 0; c < cols; c++) {
+			float v = row[c], a = fabsf(v);
+
+			if (!isfinite(v)) {
+				f->bad = true;
+				f->at = (j->r0 + r) * cols + c;
+				f->v = v;
+				return;
+			}
+			if (j->maxima && a > j->max[piece * cols + c])
+				j->max[piece * cols + c] = a;
+			s = a > s ? a : s;
+		}
+		if (j->maxima)
+			continue;
+		s = j->srow[r] = nx_quant_int8_scale(s);
+		for (c = 0; c < cols; c++)
+			o[c] = nx_quant_int8(row[c], s);
+	}
+}
+
 /*
  * Quantize the float32 matrix [rows, cols] at (fd, off): per column
  * (MatMul) or per row (Gather; a Gemm's transposed W[N, K], whose int8
  * values are gathered whole and written transposed, [K, N], the layout
  * MatMulInteger reads: memory rows * cols bytes, a quarter of the
- * float tensor).  Values to vo, scales to so.
+ * float tensor).  Values to vo, scales to so.  The rows of each buffer
+ * are quantized by the export's threads (quant_par.c).
  */
 static int quantize(struct ex *x, const struct ex_qinit *q, int fd, const char *path,
 		    uint64_t off, struct qout *vo, struct qout *so, uint64_t field)
 {
-	uint64_t rows_per = QBUF / 4 / q->cols ? QBUF / 4 / q->cols : 1, r0, r, c;
+	uint64_t rows_per = QBUF / 4 / q->cols ? QBUF / 4 / q->cols : 1, r0, c;
 	size_t cap = (size_t)(rows_per * q->cols);
-	float *buf = malloc(cap * sizeof(float)), *scale = NULL;
+	unsigned p;
 	bool per_col = q->kind == EX_Q_MATMUL, trans = q->kind == EX_Q_GEMM_T;
+	struct qjob j = { .q = q, .fd = fd, .off = off };
 	signed char *all = trans ? malloc((size_t)(q->rows * q->cols)) : NULL;
-	signed char *out = trans ? NULL : malloc(cap);
+	float *scale = NULL;
+	void *buf = NULL;
 	int rc = 0;
 
-	if (!buf || (!out && !all) || (per_col && !(scale = calloc((size_t)q->cols, sizeof(float))))) {
+	if (posix_memalign(&buf, 4096, cap * sizeof(float)))
+		buf = NULL;    /* page-aligned: the kernel copies faster (hash.c) */
+	j.buf = buf;
+	j.out = trans ? NULL : malloc(cap);
+	j.srow = per_col ? NULL : malloc((size_t)rows_per * sizeof(float));
+	if (per_col) {
+		scale = calloc((size_t)q->cols, sizeof(float));
+		j.max = calloc((size_t)q->cols * QPIECES, sizeof(float));
+	}
+	if (!buf || (!j.out && !all) || (per_col ? !scale || !j.max : !j.srow)) {
 		rc = nx_export__oom(x);
 		goto out;
 	}
-	if (per_col) {
-		for (r0 = 0; r0 < q->rows && !rc; r0 += rows_per) {
-			uint64_t nr = q->rows - r0 < rows_per ? q->rows - r0 : rows_per;
-
-			if ((rc = rd(x, fd, path, buf, (size_t)(nr * q->cols * 4),
-				     off + r0 * q->cols * 4)) != 0)
-				goto out;
-			for (r = 0; r < nr; r++)
-				for (c = 0; c < q->cols; c++) {
-					float v = buf[r * q->cols + c], a = fabsf(v);
-
-					if (!isfinite(v)) {
-						rc = not_finite(x, q->name, (r0 + r) * q->cols + c, v, field);
-						goto out;
-					}
-					if (a > scale[c])
-						scale[c] = a;
-				}
-		}
-		for (c = 0; c < q->cols; c++)
-			scale[c] = nx_quant_int8_scale(scale[c]);
-	}
-	for (r0 = 0; r0 < q->rows; r0 += rows_per) {
-		uint64_t nr = q->rows - r0 < rows_per ? q->rows - r0 : rows_per;
-
-		signed char *o = trans ? all + r0 * q->cols : out;
-
-		if ((rc = rd(x, fd, path, buf, (size_t)(nr * q->cols * 4), off + r0 * q->cols * 4)) != 0)
+	for (r0 = 0; per_col && r0 < q->rows; r0 += rows_per) {
+		j.r0 = r0;
+		j.nr = q->rows - r0 < rows_per ? q->rows - r0 : rows_per;
+		j.maxima = true;
+		nx_export__par_run(x, qjob_piece, &j, QPIECES);
+		if ((rc = qfail_check(x, j.fail, path, q->name, field, not_finite)) != 0)
 			goto out;
-		for (r = 0; r < nr; r++) {
-			const float *row = buf + r * q->cols;
-			float s;
-
-			if (per_col) {
-				for (c = 0; c < q->cols; c++)
-					o[r * q->cols + c] = nx_quant_int8(row[c], scale[c]);
-				continue;
-			}
-			for (s = 0, c = 0; c < q->cols; c++) {
-				if (!isfinite(row[c])) {
-					rc = not_finite(x, q->name, (r0 + r) * q->cols + c, row[c], field);
-					goto out;
-				}
-				s = fabsf(row[c]) > s ? fabsf(row[c]) : s;
-			}
-			s = nx_quant_int8_scale(s);
-			for (c = 0; c < q->cols; c++)
-				o[r * q->cols + c] = nx_quant_int8(row[c], s);
-			if ((rc = qout_write(so, &s, sizeof(s))) != 0)
-				goto out;
-		}
-		if (!trans && (rc = qout_write(vo, out, (size_t)(nr * q->cols))) != 0)
+	}
+	for (c = 0; per_col && c < q->cols; c++) {
+		for (p = 0; p < QPIECES; p++)
+			scale[c] = j.max[p * q->cols + c] > scale[c] ? j.max[p * q->cols + c] : scale[c];
+		scale[c] = nx_quant_int8_scale(scale[c]);
+	}
+	j.maxima = false;
+	j.scale = scale;
+	for (r0 = 0; r0 < q->rows; r0 += rows_per) {
+		j.r0 = r0;
+		j.nr = q->rows - r0 < rows_per ? q->rows - r0 : rows_per;
+		if (trans)
+			j.out = all + r0 * q->cols;
+		nx_export__par_run(x, qjob_piece, &j, QPIECES);
+		if ((rc = qfail_check(x, j.fail, path, q->name, field, not_finite)) != 0)
+			goto out;
+		if (!per_col && (rc = qout_write(so, j.srow, (size_t)j.nr * sizeof(float))) != 0)
+			goto out;
+		if (!trans && (rc = qout_write(vo, j.out, (size_t)(j.nr * q->cols))) != 0)
 			goto out;
 	}
 	if (per_col)
@@ -867,7 +949,10 @@ static int quantize(struct ex *x, const struct ex_qinit *q, int fd, const char *
 out:
 	free(buf);
 	free(all);
-	free(out);
+	if (!trans)
+		free(j.out);
+	free(j.srow);
+	free(j.max);
 	free(scale);
 	return rc;
 }
@@ -980,52 +1065,80 @@ out:
 	return rc;
 }
 
+/* fp16: one buffer of a tensor, cut into parts (quant_par.c). */
+struct fp16_job {
+	int fd;
+	uint64_t off, i0;      /* the tensor in fd; this buffer's first element */
+	size_t n;
+	uint32_t *buf;
+	uint16_t *h;
+	struct qfail fail[QPIECES];
+};
+
+static void fp16_piece(void *ctx, unsigned piece, unsigned npieces)
+{
+	struct fp16_job *j = ctx;
+	size_t lo = j->n * piece / npieces, hi = j->n * (piece + 1) / npieces, k;
+	struct qfail *f = &j->fail[piece];
+
+	memset(f, 0, sizeof(*f));
+	if (lo == hi || (f->err = pread_all(j->fd, j->buf + lo, (hi - lo) * 4,
+					     j->off + (j->i0 + lo) * 4)) != 0)
+		return;
+	for (k = lo; k < hi; k++) {
+		j->h[k] = nx_quant_fp16(j->buf[k]);
+		if ((j->h[k] & 0x7c00) == 0x7c00) {
+			f->bad = true;
+			f->at = j->i0 + k;
+			memcpy(&f->v, &j->buf[k], 4);
+			return;
+		}
+	}
+}
+
+/* A value fp16 has no form for: not finite, or past 65504. */
+static int fp16_refused(struct ex *x, const char *name, uint64_t elem, float v, uint64_t field)
+{
+	if (!isfinite(v))
+		return not_finite(x, name, elem, v, field);
+	return nx_error_set(x->err, NX_EFORMAT, x->path, 0, (long long)field,
+			    "%s: tensor '%s' holds %g at element %llu, past float16's largest "
+			    "value (65504): list '%s' in export.quantize_exclude, or use int8",
+			    x->path, name, (double)v, (unsigned long long)elem, name);
+}
+
 /*
  * fp16: the n float32 values at (fd, off) as float16, streamed through
- * the QBUF buffer into vo.  A value that is not finite, or too large for
- * float16 (past 65504, which would become an infinity), is refused like
- * int8's NaN: a weight of that size is a training fault, and an infinity
- * in the served model hides it.
+ * the QBUF buffer into vo, each buffer converted by the export's threads.
+ * A value that is not finite, or too large for float16 (past 65504, which
+ * would become an infinity), is refused like int8's NaN: a weight of that
+ * size is a training fault, and an infinity in the served model hides it.
  */
 static int fp16_values(struct ex *x, const char *name, int fd, const char *path, uint64_t off,
 		       uint64_t n, struct qout *vo, uint64_t field)
 {
-	size_t cap = QBUF / 4, k;
-	uint32_t *buf = malloc(cap * 4);
-	uint16_t *h = malloc(cap * 2);
-	uint64_t i0;
+	size_t cap = QBUF / 4;
+	struct fp16_job j = { .fd = fd, .off = off };
+	void *buf = NULL;
 	int rc = 0;
 
-	if (!buf || !h) {
+	if (posix_memalign(&buf, 4096, cap * 4))
+		buf = NULL;
+	j.buf = buf;
+	j.h = malloc(cap * 2);
+	if (!j.buf || !j.h) {
 		rc = nx_export__oom(x);
 		goto out;
 	}
-	for (i0 = 0; i0 < n && !rc; i0 += cap) {
-		size_t c = n - i0 < cap ? (size_t)(n - i0) : cap;
-
-		if ((rc = rd(x, fd, path, buf, c * 4, off + i0 * 4)) != 0)
-			goto out;
-		for (k = 0; k < c; k++) {
-			h[k] = nx_quant_fp16(buf[k]);
-			if ((h[k] & 0x7c00) == 0x7c00) {
-				float v;
-
-				memcpy(&v, &buf[k], 4);
-				rc = isfinite(v)
-					? nx_error_set(x->err, NX_EFORMAT, x->path, 0, (long long)field,
-						       "%s: tensor '%s' holds %g at element %llu, past "
-						       "float16's largest value (65504): list '%s' in "
-						       "export.quantize_exclude, or use int8", x->path,
-						       name, (double)v, (unsigned long long)(i0 + k), name)
-					: not_finite(x, name, i0 + k, v, field);
-				goto out;
-			}
-		}
-		rc = qout_write(vo, h, c * 2);
+	for (j.i0 = 0; j.i0 < n && !rc; j.i0 += cap) {
+		j.n = n - j.i0 < cap ? (size_t)(n - j.i0) : cap;
+		nx_export__par_run(x, fp16_piece, &j, QPIECES);
+		if ((rc = qfail_check(x, j.fail, path, name, field, fp16_refused)) == 0)
+			rc = qout_write(vo, j.h, j.n * 2);
 	}
 out:
 	free(buf);
-	free(h);
+	free(j.h);
 	return rc;
 }
 
