@@ -994,7 +994,8 @@ def bench_quant(ctx):
     def export():
         fresh(outdir)
         outdir.mkdir()
-        return run([ctx.nexus, "inspect", "--export-to", str(out), "--quantize", "int8",
+        # --json: the data file is hashed as written (its sha256 is printed)
+        return run([ctx.nexus, "inspect", "--json", "--export-to", str(out), "--quantize", "int8",
                     "--external-data", "always", str(model)])
 
     def ours():
