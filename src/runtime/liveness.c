@@ -249,10 +249,22 @@ static int contents(unsigned char *dst, size_t bytes, const struct rt_bundle *b,
 	fd = openat(b->rootfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return nx_error_errno(err, NX_EIO, errno, path, "cannot open %s", path);
-	got = pread(fd, dst, bytes, t->ext_offset < 0 ? 0 : t->ext_offset);
-	if (got != (ssize_t)bytes)
-		rc = nx_error_set(err, NX_EFORMAT, path, 0, -1, "%s: tensor '%s' is short",
-				  path, t->name);
+	/* in a loop: Linux reads at most 2 GiB - 4 KiB a call, and a tensor
+	 * of a student over 2 GB may be larger */
+	for (r.len = 0; r.len < bytes; r.len += (size_t)got) {
+		got = pread(fd, dst + r.len, bytes - r.len,
+			    (off_t)(t->ext_offset < 0 ? 0 : t->ext_offset) + (off_t)r.len);
+		if (got < 0 && errno == EINTR) {
+			got = 0;
+			continue;
+		}
+		if (got <= 0) {
+			rc = got < 0 ? nx_error_errno(err, NX_EIO, errno, path, "cannot read %s", path)
+				     : nx_error_set(err, NX_EFORMAT, path, 0, -1,
+						    "%s: tensor '%s' is short", path, t->name);
+			break;
+		}
+	}
 	close(fd);
 	return rc;
 }

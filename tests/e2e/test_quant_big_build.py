@@ -81,8 +81,10 @@ def big_student(art):
 
 @pytest.fixture(scope="module")
 def big_ws(tmp_path_factory):
+    # sandbox_memory: the int8 build's selftest passed 4 GiB of address
+    # space (the default) and was stopped, with that advice, before this
     ws = make_workspace(tmp_path_factory.mktemp("big") / "ws",
-                        extra_yaml="limits: {max_model_bytes: 3GiB}\n")
+                        extra_yaml="limits: {max_model_bytes: 3GiB, sandbox_memory: 8GiB}\n")
     size = big_student(ws / "artifacts")
     assert size > 2 << 30
     return ws
