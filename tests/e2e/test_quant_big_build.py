@@ -99,7 +99,9 @@ def test_big_build_verifies_under_the_rss_bound(nexus, big_ws, tmp_path, mode):
     out = tmp_path / "bundle"
     tool, rss = tmp_path / "rusage", tmp_path / "rss"
     subprocess.run(["cc", "-O2", "-o", tool, ROOT / "bench/rusage.c"], check=True)
-    r = run(tool, rss, nexus, "build", ws, "-o", out, "--json")
+    # minutes: liveness opens an ONNX Runtime session of the whole model per
+    # initializer (the 300 s default of run() was too short at load ~12)
+    r = run(tool, rss, nexus, "build", ws, "-o", out, "--json", timeout=3600)
     assert r.returncode == 0, r.stderr + r.stdout
     build_rss = int(rss.read_text()) * 1024
     rep = json.loads(r.stdout)
@@ -115,7 +117,8 @@ def test_big_build_verifies_under_the_rss_bound(nexus, big_ws, tmp_path, mode):
     # the bound: the weights ONNX Runtime maps in the sandbox (the float
     # student in the int8 build's gate) plus 512 MiB; nexus itself streams
     assert build_rss < weights + (512 << 20), build_rss
-    r = run(tool, rss, nexus, "verify", out, "--json", "--teacher", ws / "artifacts/teacher.onnx")
+    r = run(tool, rss, nexus, "verify", out, "--json", "--teacher", ws / "artifacts/teacher.onnx",
+            timeout=3600)
     assert r.returncode == 0, r.stderr + r.stdout
     v = json.loads(r.stdout)
     print(f"{mode}: verify peak RSS {int(rss.read_text()) / 1024:.0f} MiB; verdict "

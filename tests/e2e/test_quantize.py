@@ -174,11 +174,12 @@ def test_int8_values_are_per_channel_symmetric(nexus, tmp_path, vocab, dim):
     np.testing.assert_array_equal(q["embeddings.weight/int8"], np.clip(np.rint(e / rs), -127, 127))
 
 
-@pytest.mark.parametrize("mode", ["int8", "fp16"])
+@pytest.mark.parametrize("mode", ["int8", "fp16", "int4"])
 def test_threads_write_the_same_bytes(nexus, tmp_path, mode):
     """Weights of 3 and 4 buffers of 4 MiB (MatMul per column, embedding
-    per row) quantized by 1, 2 and 8 threads: the same model and data file
-    byte for byte; a NaN in a later buffer gives the same error."""
+    per row; int4: columns of MatMulNBits, rows of GatherBlockQuantized)
+    quantized by 1, 2 and 8 threads: the same model and data file byte for
+    byte; a NaN in a later buffer gives the same error."""
     m = embedder(vocab=2048, dim=1536)
     src = tmp_path / "e.onnx"
     onnx.save(m, str(src))

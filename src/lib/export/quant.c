@@ -53,6 +53,7 @@
 
 #define QBUF (4u << 20)
 #define QPIECES 8         /* pieces of a buffer, taken in turn by the threads (quant_par.c) */
+#define QBUF16 (16u << 20)  /* int4: the most the pieces' column buffers may take */
 #define NX_QUANT_MS_DOMAIN "com.microsoft"          /* bytes of float32 rows read at a time */
 #define QNAME_MAX 4096
 #define QINT4_ACCURACY 4  /* MatMulNBits accuracy_level: int8 compute */
@@ -980,6 +981,49 @@ void nx_quant_int4_column(const float *v, uint64_t n, unsigned block, unsigned c
 	}
 }
 
+/* Columns [c0, c0 + nc) of an int4 tensor, cut into pieces (quant_par.c):
+ * each piece gathers its columns from a (the whole [K, N] MatMul weight)
+ * or reads them as rows of the [N, K] tensor in fd, into its own K floats
+ * of col, and packs them into packed and sc at the column's place. */
+struct int4_job {
+	const float *a;
+	int fd;
+	uint64_t off, k, n, nb, c0, nc;
+	unsigned block, pieces;
+	float *col, *sc;
+	unsigned char *packed;
+	struct qfail fail[QPIECES];
+};
+
+static void int4_piece(void *ctx, unsigned piece, unsigned npieces)
+{
+	struct int4_job *j = ctx;
+	uint64_t lo = j->c0 + j->nc * piece / npieces, hi = j->c0 + j->nc * (piece + 1) / npieces;
+	uint64_t c, r, per = j->nb * j->block / 2;
+	float *col = j->col + piece * j->k;
+	struct qfail *f = &j->fail[piece];
+
+	memset(f, 0, sizeof(*f));
+	for (c = lo; c < hi; c++) {
+		if (!j->a) {
+			if ((f->err = pread_all(j->fd, col, (size_t)j->k * 4, j->off + c * j->k * 4)) != 0)
+				return;
+			for (r = 0; r < j->k; r++)
+				if (!isfinite(col[r])) {
+					f->bad = true;
+					f->at = c * j->k + r;
+					f->v = col[r];
+					return;
+				}
+		} else {
+			for (r = 0; r < j->k; r++)
+				col[r] = j->a[r * j->n + c];
+		}
+		nx_quant_int4_column(col, j->k, j->block, j->packed + (c - j->c0) * per,
+				     j->sc + (c - j->c0) * j->nb);
+	}
+}
+
 /*
  * A MatMul weight W[K, N] as MatMulNBits wants it: per column n, blocks of
  * `block` values along K, packed [N, nblocks, block / 2] uint8 (zero point
@@ -987,7 +1031,8 @@ void nx_quant_int4_column(const float *v, uint64_t n, unsigned block, unsigned c
  * tensor: it is read at once (memory: the largest such tensor).  A Gemm's
  * transposed W[N, K] has those columns as its rows: read a row at a time;
  * so has an embedding E[V, D] for GatherBlockQuantized, whose data is
- * [V, D / 2] and scales [V, D / block] (gather_int4).
+ * [V, D / 2] and scales [V, D / block] (gather_int4).  The columns of
+ * each buffer are packed by the export's threads (int4_piece).
  */
 static int int4_tensor(struct ex *x, const struct ex_qinit *q, int fd, const char *path,
 		       uint64_t off, uint64_t field, const char *name, bool external,
@@ -999,6 +1044,7 @@ static int int4_tensor(struct ex *x, const struct ex_qinit *q, int fd, const cha
 	uint64_t nb = (k + block - 1) / block, c, r, dims[3];
 	uint64_t bytes = n * nb * block / 2;
 	struct qout vo = { 0 }, so = { 0 };
+	struct int4_job j = { 0 };
 	float *a = NULL, *col = NULL, *sc = NULL;
 	unsigned char *packed = NULL;
 	char qn[QNAME_MAX];
@@ -1015,8 +1061,21 @@ static int int4_tensor(struct ex *x, const struct ex_qinit *q, int fd, const cha
 	    (rc = qout_begin(&so, x, false, n * nb * 4, field, name)) != 0)
 		goto out;
 	if (!x->dry) {
-		if ((!trans && !(a = malloc((size_t)(k * n * 4)))) || !(col = malloc((size_t)k * 4)) ||
-		    !(sc = malloc((size_t)nb * 4)) || !(packed = malloc((size_t)(nb * block / 2)))) {
+		/* columns a buffer at a time, about QBUF of packed values; one
+		 * column buffer of K floats per piece (a single piece when K is
+		 * so large that QPIECES of them would pass QBUF16) */
+		uint64_t per = nb * block / 2, cols = QBUF / per ? QBUF / per : 1;
+
+		j.pieces = (uint64_t)k * 4 * QPIECES <= QBUF16 ? QPIECES : 1;
+		j.fd = fd;
+		j.off = off;
+		j.k = k;
+		j.n = n;
+		j.nb = nb;
+		j.block = block;
+		if ((!trans && !(a = malloc((size_t)(k * n * 4)))) ||
+		    !(col = malloc((size_t)k * 4 * j.pieces)) ||
+		    !(sc = malloc((size_t)(nb * 4 * cols))) || !(packed = malloc((size_t)(per * cols)))) {
 			rc = nx_export__oom(x);
 			goto out;
 		}
@@ -1027,19 +1086,17 @@ static int int4_tensor(struct ex *x, const struct ex_qinit *q, int fd, const cha
 				rc = not_finite(x, name, r, a[r], field);
 				goto out;
 			}
-		for (c = 0; c < n; c++) {
-			if (trans && (rc = rd(x, fd, path, col, (size_t)k * 4, off + c * k * 4)) != 0)
-				goto out;
-			for (r = 0; trans && r < k; r++)
-				if (!isfinite(col[r])) {
-					rc = not_finite(x, name, c * k + r, col[r], field);
-					goto out;
-				}
-			for (r = 0; !trans && r < k; r++)
-				col[r] = a[r * n + c];
-			nx_quant_int4_column(col, k, block, packed, sc);
-			if ((rc = qout_write(&vo, packed, (size_t)(nb * block / 2))) != 0 ||
-			    (rc = qout_write(&so, sc, (size_t)nb * 4)) != 0)
+		j.a = a;
+		j.col = col;
+		j.packed = packed;
+		j.sc = sc;
+		for (c = 0; c < n; c += j.nc) {
+			j.c0 = c;
+			j.nc = n - c < cols ? n - c : cols;
+			nx_export__par_run(x, int4_piece, &j, j.pieces);
+			if ((rc = qfail_check(x, j.fail, path, name, field, not_finite)) != 0 ||
+			    (rc = qout_write(&vo, packed, (size_t)(per * j.nc))) != 0 ||
+			    (rc = qout_write(&so, sc, (size_t)(nb * 4 * j.nc))) != 0)
 				goto out;
 		}
 	}
