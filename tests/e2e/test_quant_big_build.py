@@ -6,8 +6,8 @@ all work on live weights, then `nexus verify` of the bundle.
 It writes 2.15 GB of weights and builds twice (float, int8): minutes, and
 about 7 GB of disk at the peak, so it runs only with NEXUS_BIG_TESTS=1
 (`NEXUS_BIG_TESTS=1 make check` or pytest -k big_build).  Peak RSS is
-measured through bench/rusage.c (the largest of nexus and the sandboxed
-children it waited for)."""
+measured through bench/rusage.c: nexus's own (15 MiB for the float
+build); the sandboxed runs are bounded by limits.sandbox_memory."""
 import json
 import os
 import subprocess
@@ -114,9 +114,11 @@ def test_big_build_verifies_under_the_rss_bound(nexus, big_ws, tmp_path, mode):
         assert data.stat().st_size < 0.3 * weights
     else:
         assert data.stat().st_size >= weights
-    # the bound: the weights ONNX Runtime maps in the sandbox (the float
-    # student in the int8 build's gate) plus 512 MiB; nexus itself streams
-    assert build_rss < weights + (512 << 20), build_rss
+    # nexus itself streams: its peak stays that of the export's buffers.
+    # The sandboxed runs (selftest, gate, liveness) are not in this figure:
+    # they run in bwrap's own PID namespace, whose reaping does not reach
+    # nexus's rusage; limits.sandbox_memory (RLIMIT_AS) bounds them instead
+    assert build_rss < 256 << 20, build_rss
     r = run(tool, rss, nexus, "verify", out, "--json", "--teacher", ws / "artifacts/teacher.onnx",
             timeout=3600)
     assert r.returncode == 0, r.stderr + r.stdout
