@@ -119,13 +119,18 @@ def test_big_build_verifies_under_the_rss_bound(nexus, big_ws, tmp_path, mode):
     # they run in bwrap's own PID namespace, whose reaping does not reach
     # nexus's rusage; limits.sandbox_memory (RLIMIT_AS) bounds them instead
     assert build_rss < 256 << 20, build_rss
+    # --time-budget: at load ~13 the float bundle's functional check (selftest
+    # and liveness on 2 GiB) ran past verify's default 300 s and FAILed
     r = run(tool, rss, nexus, "verify", out, "--json", "--teacher", ws / "artifacts/teacher.onnx",
-            timeout=3600)
-    assert r.returncode == 0, r.stderr + r.stdout
+            "--time-budget", "3600", timeout=3600)
     v = json.loads(r.stdout)
     print(f"{mode}: verify peak RSS {int(rss.read_text()) / 1024:.0f} MiB; verdict "
           f"{v.get('verdict')}; {json.dumps(v)[:1500]}")
-    assert v["verdict"] == "PASS", r.stdout
+    # unsigned, with a policy looser than verify's default (max_model_bytes
+    # 3 GiB): WARN, and nothing else
+    warn = {f["code"] for f in v["findings"] if f["severity"] in ("WARN", "FAIL")}
+    assert v["verdict"] == "WARN" and warn == {"unsigned", "policy-untrusted"}, r.stdout
+    assert any(f["code"] == "liveness-checked" for f in v["findings"]), r.stdout
     r = run(out / "bin/nexus_cli", "run", "--text", "free money, click now")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.splitlines()[0])["label"] in ("ham", "spam")
