@@ -1116,7 +1116,7 @@ def bench_quant_big(ctx):
                 note=f"{fsize / 1e9:.2f} GB fp32 (external data) -> {qsize / 1e9:.2f} GB int8; "
                      f"runs {[round(x[0], 1) for x in o]} vs {[round(x[0], 1) for x in b]}; "
                      f"{load}"),
-            row("quant_export_1b_threads", f"the same export, threads vs --quantize-threads 1",
+            row("quant_export_1b_threads", "the same export, threads vs --quantize-threads 1",
                 ow, o1w, "s", "< 1.0x", ow < o1w, "the same export on one thread", rss, 256,
                 note=f"runs {[round(x[0], 1) for x in o]} vs {[round(x[0], 1) for x in o1]}; "
                      f"{load}; the bytes are the same (tests/e2e/test_quantize.py)")]
