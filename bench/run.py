@@ -1429,6 +1429,122 @@ def bench_quant_gen(ctx):
                      f"fp32 {[round(x['tokens_per_s'], 1) for x in res['fp32']]}")]
 
 
+LIVE_SHAPE = (1024, 16, 24)  # d, heads, layers: ~335M parameters at vocab 32000
+LIVE_RUNS = 3               # timed runs per side (the median of 3)
+LIVE_BUDGET_MS = 60000      # each timed run checks what fits in this budget
+
+
+def live_bundle(ctx):
+    """An int8 GPT-2-shaped decoder (export.quantize: int8 of
+    gen_models.decoder_onnx, Optimum's with-past layout), one thread;
+    --quick: d 256 x 4 layers.  Its build runs liveness too: the budget is
+    lowered for it (NEXUS_LIVENESS_BUDGET_MS), the bundle is unsigned."""
+    import gen_models
+    import workspace
+    d, h, layers = (256, 8, 4) if ctx.a.quick else LIVE_SHAPE
+    tag = f"live_d{d}_l{layers}"
+    ws, out, onnx_path = ctx.cache / tag, ctx.cache / f"{tag}_int8", ctx.cache / f"{tag}.onnx"
+    cli = out / "bin/nexus_cli"
+    if cli.exists() and cli.read_bytes() == pathlib.Path(ctx.cli).read_bytes():
+        return out, (d, h, layers)
+    if not onnx_path.exists():     # minutes of torch: kept, the same seed gives the same bytes
+        onnx_path.write_bytes(gen_models.decoder_onnx(GEN_VOCAB, "past", d=d, h=h, layers=layers,
+                                                      positions=GEN_POS))
+    shutil.rmtree(ws, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
+    tj, _ = gen_models.bytelevel_tokenizer()
+    workspace.make_workspace(
+        ws, student=onnx_path.read_bytes(), tokenizer_files=("tokenizer.json",),
+        runtime_yaml="task: generation\nmax_sequence_length: 1024\nthreads: 1\n"
+                     "python_packages: [numpy, onnxruntime]\n",
+        config={"selftest": '["the cat sat on the mat"]', "architecture": "GPT2ish-random"},
+        extra_yaml="export: {quantize: int8, quantize_tolerance: 1}\n")
+    (ws / "artifacts/tokenizer/tokenizer.json").write_text(tj, encoding="utf-8")
+    env = dict(os.environ, NEXUS_LIVENESS_BUDGET_MS="1000")
+    r = subprocess.run([ctx.nexus, "build", str(ws), "-o", str(out)], capture_output=True,
+                       text=True, env=env)
+    if r.returncode:
+        raise RuntimeError("liveness: nexus build failed: " + r.stderr[-300:])
+    return out, (d, h, layers)
+
+
+def bench_liveness(ctx):
+    """nexus_cli liveness (TRV-5) with one session for every initializer
+    (overridable initializers) against a session per initializer
+    (--session-each, AddInitializer: what verify ran before), on an int8
+    decoder, one thread.  Each run checks what fits in LIVE_BUDGET_MS; a
+    run with a 1 ms budget (no check) times the start (bundle, session,
+    baseline).  Per check: (wall - start) / checked; the full pass is
+    projected as start + initializers x per check.  With
+    NEXUS_BENCH_LIVENESS_BEFORE=PATH (an earlier release's nexus_cli, e.g.
+    /work/main's), that binary is timed the same way as a third side."""
+    bundle, (d, _, layers) = live_bundle(ctx)
+    cli = str(bundle / "bin/nexus_cli")
+    before = os.environ.get("NEXUS_BENCH_LIVENESS_BEFORE")
+    budget = 20000 if ctx.a.quick else LIVE_BUDGET_MS
+    res = {"ours": [], "base": [], "before": []}
+    tmp = ctx.tmp / "live_out.jsonl"
+    ctx.tmp.mkdir(parents=True, exist_ok=True)
+
+    def one(side, each, ms):
+        with open(tmp, "w") as f:
+            w, rss, _ = run([before if side == "before" else cli, "liveness", "--bundle",
+                             str(bundle), "--budget-ms", str(ms)]
+                            + (["--session-each"] if each else []), stdout=f)
+        lines = [json.loads(x) for x in tmp.read_text().splitlines()]
+        summary = lines[-1]
+        verdicts = {x["initializer"]: x["verdict"] for x in lines[:-1]}
+        if any(v == "dead" for v in verdicts.values()):
+            raise RuntimeError(f"liveness: a random decoder has a dead initializer ({side})")
+        if ms > 1:
+            res[side].append((w, summary["checked"], summary["of"]))
+        return w, rss
+
+    runs = min(ctx.runs, LIVE_RUNS)
+    start = {"ours": [], "base": [], "before": []}
+    for _ in range(runs):
+        start["ours"].append(one("ours", False, 1)[0])
+        start["base"].append(one("base", True, 1)[0])
+        if before:
+            start["before"].append(one("before", False, 1)[0])
+
+    def base():
+        r = one("base", True, budget)
+        if before:
+            one("before", False, budget)
+        return r
+
+    o, b = alternate(ctx, lambda: one("ours", False, budget), base, runs, cold=False,
+                     warmup=False)
+    if not before:
+        del start["before"], res["before"]
+    st = {k: med(v) for k, v in start.items()}
+    per = {k: med([(w - st[k]) / max(c, 1) for w, c, _ in v]) for k, v in res.items()}
+    n = res["ours"][-1][2]
+    full = {k: st[k] + n * per[k] for k in per}
+    params = GEN_VOCAB * d + GEN_POS * d + layers * 12 * d * d
+    scale = 1.2e9 / params      # a forward pass and a session load grow with the parameters
+    return [row("liveness_per_check",
+                f"seconds per initializer checked, int8 decoder d {d} x {layers} "
+                f"(~{params / 1e6:.0f}M parameters, {n} initializers), 1 thread, "
+                f"{budget / 1000:.0f} s budget, {runs} run(s)",
+                per["ours"], per["base"], "s", "<= 0.5x", per["ours"] <= 0.5 * per["base"],
+                "nexus_cli liveness --session-each (a session per initializer)",
+                max(x[1] for x in o),
+                note=f"start (bundle, session, baseline) ours {st['ours']:.1f} s, baseline "
+                     f"{st['base']:.1f} s; full pass projected ours {full['ours']:.0f} s, "
+                     f"baseline {full['base']:.0f} s; 1.2B int8 (x{scale:.1f}) projected ours "
+                     f"{full['ours'] * scale:.0f} s, baseline {full['base'] * scale:.0f} s "
+                     f"(budget 600 s); checked per run ours {[c for _, c, _ in res['ours']]}, "
+                     f"baseline {[c for _, c, _ in res['base']]}"
+                     + (f"; before ({before}): {per['before']:.2f} s per check, start "
+                        f"{st['before']:.1f} s, full pass projected {full['before']:.0f} s, "
+                        f"1.2B {full['before'] * scale:.0f} s, checked per run "
+                        f"{[c for _, c, _ in res['before']]}" if before else ""),
+                extra={"start_s": st, "full_pass_s": full, "initializers": n,
+                       "projected_1_2b_s": {k: v * scale for k, v in full.items()}})]
+
+
 BENCHES = {"build": bench_build, "inspect": bench_inspect, "verify": bench_verify,
            "export": bench_export, "runtime": bench_runtime, "tokenizer": bench_tokenizer,
            "tokenizer_types": bench_tok_types,
@@ -1436,7 +1552,8 @@ BENCHES = {"build": bench_build, "inspect": bench_inspect, "verify": bench_verif
            "realrt": bench_realrt,
            "sandbox": bench_sandbox, "quant": bench_quant,
            "quant_big": bench_quant_big, "oci": bench_oci,
-           "generate": bench_generate, "quant_gen": bench_quant_gen}
+           "generate": bench_generate, "quant_gen": bench_quant_gen,
+           "liveness": bench_liveness}
 
 
 def fmt(v, unit):

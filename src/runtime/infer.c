@@ -281,10 +281,23 @@ int rt_session_open(struct rt_session **out, const struct rt_bundle *b, bool ver
 int rt_session_open_with(struct rt_session **out, const struct rt_bundle *b, bool verbose,
 			 const struct rt_override *ov, bool unoptimized, nx_error *err)
 {
+	void *map = mmap(NULL, b->model_size, PROT_READ, MAP_PRIVATE, b->model_fd, 0);
+	int rc;
+
+	if (map == MAP_FAILED)
+		return nx_error_errno(err, NX_EIO, errno, NULL, "cannot map the model");
+	rc = rt_session_open_model(out, b, verbose, ov, unoptimized, map, b->model_size, err);
+	munmap(map, b->model_size);
+	return rc;
+}
+
+int rt_session_open_model(struct rt_session **out, const struct rt_bundle *b, bool verbose,
+			  const struct rt_override *ov, bool unoptimized, const void *model,
+			  size_t size, nx_error *err)
+{
 	struct rt_session *s = calloc(1, sizeof(*s));
 	const OrtApi *ort = OrtGetApiBase()->GetApi(ORT_API_VERSION);
 	OrtSessionOptions *so = NULL;
-	void *map = MAP_FAILED;
 	char dir[sizeof(b->root) + 8];
 	int rc = 0;
 
@@ -339,12 +352,7 @@ int rt_session_open_with(struct rt_session **out, const struct rt_bundle *b, boo
 			"replacement initializer");
 		ORT_TRY(s->ort->AddInitializer(so, ov->name, s->override), "replacement initializer");
 	}
-	map = mmap(NULL, b->model_size, PROT_READ, MAP_PRIVATE, b->model_fd, 0);
-	if (map == MAP_FAILED) {
-		rc = nx_error_errno(err, NX_EIO, errno, NULL, "cannot map the model");
-		goto out;
-	}
-	ORT_TRY(s->ort->CreateSessionFromArray(s->env, map, b->model_size, so, &s->sess),
+	ORT_TRY(s->ort->CreateSessionFromArray(s->env, model, size, so, &s->sess),
 		"loading model/student_model.onnx");
 	if (!s->mem)
 		ORT_TRY(s->ort->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &s->mem),
@@ -354,8 +362,6 @@ int rt_session_open_with(struct rt_session **out, const struct rt_bundle *b, boo
 	*out = s;
 	s = NULL;
 out:
-	if (map != MAP_FAILED)
-		munmap(map, b->model_size);
 	if (so)
 		ort->ReleaseSessionOptions(so);
 	rt_session_free(s);
@@ -377,6 +383,8 @@ void rt_session_free(struct rt_session *s)
 		s->ort->ReleaseSession(s->sess);
 	if (s->override)
 		s->ort->ReleaseValue(s->override);
+	if (s->feed)
+		s->ort->ReleaseValue(s->feed);
 	if (s->mem)
 		s->ort->ReleaseMemoryInfo(s->mem);
 	if (s->env)
@@ -387,6 +395,12 @@ void rt_session_free(struct rt_session *s)
 json_t *rt_session_describe(const struct rt_session *s)
 {
 	return s->describe;
+}
+
+void rt_session_sink(struct rt_session *s, rt_sink_fn fn, void *ctx)
+{
+	s->sink = fn;
+	s->sink_ctx = ctx;
 }
 
 bool rt_session_run_failed(const struct rt_session *s)
@@ -463,7 +477,8 @@ int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *con
 		   int64_t *const *types, int64_t *const *masks, const size_t *lens, size_t n,
 		   json_t **results, nx_error *err)
 {
-	OrtValue *in[IN_COUNT + RT_PAST_MAX] = { NULL }, *outv[RT_OUTPUTS_MAX] = { NULL };
+	OrtValue *in[IN_COUNT + RT_PAST_MAX + 1] = { NULL }, *outv[RT_OUTPUTS_MAX] = { NULL };
+	const char *names[IN_COUNT + RT_PAST_MAX + 1];
 	struct rt_output o[RT_OUTPUTS_MAX];
 	void *buf[IN_COUNT] = { NULL };
 	size_t L = 1, r, t, k, ni = 0;
@@ -536,8 +551,15 @@ int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *con
 	for (k = 0; k < s->npast; k++)
 		if ((rc = rt_past_empty(&in[ni++], s, k, (int64_t)n, err)))
 			goto out;
+	/* an initializer given in place of the model's (rt_session_feed),
+	 * after the inputs the loop below releases */
+	memcpy(names, s->run_in, ni * sizeof(*names));
+	if (s->feed) {
+		names[ni] = s->feed_name;
+		in[ni] = s->feed;
+	}
 	s->run_failed = true;
-	ORT_TRY(s->ort->Run(s->sess, NULL, s->run_in, (const OrtValue *const *)in, ni,
+	ORT_TRY(s->ort->Run(s->sess, NULL, names, (const OrtValue *const *)in, ni + !!s->feed,
 			    (const char *const *)s->out_names, s->nout, outv), "run");
 	s->run_failed = false;
 	for (k = 0; k < s->nout; k++) {
@@ -550,6 +572,15 @@ int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *con
 			goto out;
 		}
 	}
+	/* the numbers themselves (rt_session_sink): printing each output
+	 * number as JSON costs more than the run of a decoder */
+	for (k = 0; s->sink && k < s->nout; k++)
+		if (s->sink(s->sink_ctx, o[k].v, o[k].count)) {
+			rc = nx_error_oom(err, NULL);
+			goto out;
+		}
+	if (s->sink)
+		goto out;
 	for (r = 0; r < n; r++) {
 		json_t *res = json_object(), *outs = json_object(), *bad;
 		const struct rt_output *m = &o[s->main_out];

@@ -6,9 +6,8 @@
  * nothing: replacing it changes no output.
  *
  * For each such initializer, in a random order, the selftest texts of
- * config/selftest.json are run once more by a session in which ONNX Runtime
- * takes a perturbed copy instead of the model's tensor (AddInitializer):
- * the whole tensor, each element plus Gaussian noise of the tensor's own
+ * config/selftest.json are run once more with a perturbed copy in place of
+ * the model's tensor: the whole tensor, each element plus Gaussian noise of the tensor's own
  * root mean square, at least 1e-2 (integers rounded, at least 1, clamped
  * to their type).  The change is ||new - old|| / ||old|| over
  * every number of every output of every case; below RT_LIVE_REL_MIN the
@@ -18,7 +17,17 @@
  * turns any change into a NaN).  A dead tensor whose elements are all
  * equal (a zero key bias, which softmax cannot see) carries nothing:
  * "dead-empty", not a failure.  Subgraph initializers cannot be replaced
- * (AddInitializer reaches the main graph only): "subgraph".  One JSON line
+ * (ONNX Runtime replaces main-graph initializers only): "subgraph".
+ *
+ * One unoptimized session serves every check: the model is read with the
+ * candidates also declared graph inputs (overridable.c), the baseline runs
+ * with the model's own tensors, each check feeds its copy as that input.
+ * Nothing is folded or pre-packed from an overridable initializer, so a
+ * copy reaches every node that reads the tensor, as the baseline's does.
+ * Where ONNX Runtime refuses that reading (IR version below 4, a kernel
+ * that wants the tensor constant), each check opens its own session that
+ * takes the copy instead (AddInitializer), as --session-each always does:
+ * the same verdicts, a session load per initializer.  One JSON line
  * per initializer on stdout:
  *   {"initializer": NAME, "verdict": "live"|"dead"|"dead-empty"|
  *    "unchecked"|"subgraph", "bytes": N, "change": X}
@@ -274,33 +283,32 @@ struct outputs {
 	double *v;
 	size_t n, cap;
 	bool failed;   /* a run failed or an output was not finite */
+	bool oom;      /* sink() could not grow v */
 };
 
-static int append_result(struct outputs *o, json_t *res)
+/* rt_session_sink: every number of one output, appended. */
+static int sink(void *ctx, const double *v, size_t count)
 {
-	const char *name;
-	json_t *arr, *x;
+	struct outputs *o = ctx;
 	size_t i;
 
-	if (!res || json_object_get(res, "error")) {
-		o->failed = true;
-		return 0;
-	}
-	json_object_foreach(json_object_get(res, "outputs"), name, arr) {
-		json_array_foreach(arr, i, x) {
-			if (o->n == o->cap) {
-				size_t cap = o->cap ? 2 * o->cap : 1024;
-				double *v = realloc(o->v, cap * sizeof(*v));
+	if (count > o->cap - o->n) {
+		size_t cap = o->cap ? o->cap : 1024;
+		double *p;
 
-				if (!v)
-					return NX_ENOMEM;
-				o->v = v;
-				o->cap = cap;
-			}
-			if (!json_is_number(x))
-				o->failed = true;
-			o->v[o->n++] = json_is_number(x) ? json_number_value(x) : NAN;
+		while (cap - o->n < count)
+			cap *= 2;
+		if (!(p = realloc(o->v, cap * sizeof(*p)))) {
+			o->oom = true;
+			return NX_ENOMEM;
 		}
+		o->v = p;
+		o->cap = cap;
+	}
+	for (i = 0; i < count; i++) {
+		if (!isfinite(v[i]))
+			o->failed = true;
+		o->v[o->n++] = v[i];
 	}
 	return 0;
 }
@@ -315,22 +323,28 @@ static int run_one(struct outputs *o, struct rt_session *s, struct rt_bundle *b,
 	int rc;
 
 	nx_error_clear(&e);
-	if (rt_session_run(s, b, &ids, NULL, NULL, &n, 1, &res, &e)) {
+	o->oom = false;
+	rt_session_sink(s, sink, o);
+	rc = rt_session_run(s, b, &ids, NULL, NULL, &n, 1, &res, &e);
+	rt_session_sink(s, NULL, NULL);
+	json_decref(res);       /* NULL: the numbers went to sink() */
+	if (o->oom)
+		return nx_error_oom(err, NULL);
+	if (rc) {
 		if (strict)
 			return nx_error_set(err, e.code, e.path, 0, -1, "%s", e.message);
 		o->failed = true;
-		return 0;
 	}
-	rc = append_result(o, res);
-	json_decref(res);
-	return rc ? nx_error_oom(err, NULL) : 0;
+	return 0;
 }
 
-/* Run every text through a session opened with ov; a failure to open or
- * run is recorded as o->failed, not returned.  Then the probes, if any
- * (a model that rejects random ids is "failed" there, never an error). */
-static int run_all(struct outputs *o, struct rt_bundle *b, const struct rt_override *ov,
-		   json_t *cases, const struct probes *pr, nx_error *err)
+/* Run every text through shared fed ov, or (shared NULL) a session opened
+ * with ov; a failure to open, feed or run is recorded as o->failed, not
+ * returned.  Then the probes, if any (a model that rejects random ids is
+ * "failed" there, never an error). */
+static int run_all(struct outputs *o, struct rt_bundle *b, struct rt_session *shared,
+		   const struct rt_override *ov, json_t *cases, const struct probes *pr,
+		   nx_error *err)
 {
 	/* a decoder's long selftest prompt fills the context: every check a
 	 * full-context forward pass (minutes on a 1B model).  Its first
@@ -353,8 +367,9 @@ static int run_all(struct outputs *o, struct rt_bundle *b, const struct rt_overr
 	nx_error_clear(&e);
 	/* unoptimized, baseline too: ONNX Runtime folds Cast(initializer) and
 	 * the like from the model's own tensor, so a replacement behind one
-	 * would change nothing */
-	if (rt_session_open_with(&s, b, false, ov, true, &e)) {
+	 * would change nothing (shared is unoptimized too) */
+	if (shared ? rt_session_feed(s = shared, ov, &e) :
+	    rt_session_open_with(&s, b, false, ov, true, &e)) {
 		if (!ov)
 			return nx_error_set(err, e.code, e.path, 0, -1, "%s", e.message);
 		o->failed = true;
@@ -379,7 +394,10 @@ static int run_all(struct outputs *o, struct rt_bundle *b, const struct rt_overr
 		rc = run_one(o, s, b, pr->ids[i], pr->lens[i], false, err);
 out:
 	free(ids);
-	rt_session_free(s);
+	if (shared)
+		rt_session_feed(shared, NULL, &e);      /* releases only */
+	else
+		rt_session_free(s);
 	return rc;
 }
 
@@ -514,25 +532,58 @@ oom:
 
 /* The change of every output (selftest texts and probes) when the tensor
  * is all zeros (zero bytes are zero in every type perturb() handles). */
-static int zero_change(double *out, struct rt_bundle *b, struct rt_override *ov, json_t *cases,
-		       const struct probes *pr, struct outputs *base_z, struct outputs *o,
-		       unsigned char *copy, nx_error *err)
+static int zero_change(double *out, struct rt_bundle *b, struct rt_session *shared,
+		       struct rt_override *ov, json_t *cases, const struct probes *pr,
+		       struct outputs *base_z, struct outputs *o, unsigned char *copy, nx_error *err)
 {
 	int rc;
 
-	if (!base_z->v && (rc = run_all(base_z, b, NULL, cases, pr, err)))
+	if (!base_z->v && (rc = run_all(base_z, b, shared, NULL, cases, pr, err)))
 		return rc;
 	memset(copy, 0, ov->bytes);
 	ov->data = copy;
-	if ((rc = run_all(o, b, ov, cases, pr, err)))
+	if ((rc = run_all(o, b, shared, ov, cases, pr, err)))
 		return rc;
 	*out = base_z->failed ? INFINITY : change(base_z, o);
 	return 0;
 }
 
-int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t budget_ms,
-		bool zero_check, nx_error *err)
+/*
+ * One session for every check (overridable.c): the candidates made
+ * overridable, the baseline run in it.  NULL, and a session per check
+ * after, when ONNX Runtime does not take that model (IR version below 4,
+ * a kernel that wants one of them constant) or the baseline fails in it.
+ */
+static struct rt_session *shared_open(struct rt_bundle *b, const struct live_tensor *v,
+				      size_t n, json_t *cases, struct outputs *base)
 {
+	struct rt_override *ov = calloc(n ? n : 1, sizeof(*ov));
+	struct rt_session *s = NULL;
+	nx_error e;
+	size_t i;
+
+	nx_error_clear(&e);
+	if (!ov)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		const struct nx_onnx_tensor *t = v[i].t;
+
+		ov[i] = (struct rt_override){ t->name, t->data_type, t->dims, t->ndims, NULL, 0 };
+	}
+	if (rt_session_open_overridable(&s, b, ov, n, &e) ||
+	    run_all(base, b, s, NULL, cases, NULL, &e)) {
+		fprintf(stderr, "nexus_cli: liveness: a session per initializer: %s\n", e.message);
+		rt_session_free(s);
+		s = NULL;
+	}
+	free(ov);
+	return s;
+}
+
+int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t budget_ms,
+		bool zero_check, bool session_each, nx_error *err)
+{
+	struct rt_session *shared = NULL;
 	struct outputs base = {0}, o = {0}, base_z = {0};
 	struct probes pr = {0};
 	struct live_tensor *v = NULL;
@@ -553,8 +604,11 @@ int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t bu
 		return rc;
 	cases = json_object_get(golden, "cases");
 	if ((rc = nx_onnx_open(&m, b->model_fd, RT_MODEL, err)) ||
-	    (rc = candidates(&v, &n, &sub, &nsub, nx_onnx_summary_get(m), min_bytes, &seed, err)) ||
-	    (rc = run_all(&base, b, NULL, cases, NULL, err)) ||
+	    (rc = candidates(&v, &n, &sub, &nsub, nx_onnx_summary_get(m), min_bytes, &seed, err)))
+		goto out;
+	if (!session_each && n)
+		shared = shared_open(b, v, n, cases, &base);
+	if ((!shared && (rc = run_all(&base, b, NULL, NULL, cases, NULL, err))) ||
 	    (zero_check && (rc = probes_new(&pr, b, &seed, err))))
 		goto out;
 	for (i = 0; i < n; i++)
@@ -581,7 +635,7 @@ int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t bu
 			goto out;
 		perturb(copy, orig, t->data_type, t->nelem, 1, &seed);
 		ov.data = copy;
-		if ((rc = run_all(&o, b, &ov, cases, NULL, err)))
+		if ((rc = run_all(&o, b, shared, &ov, cases, NULL, err)))
 			goto out;
 		ch = change(&base, &o);
 		/* A float tensor whose every change turns the outputs non-finite
@@ -589,7 +643,7 @@ int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t bu
 		 * a smaller change must then move them finitely. */
 		if (!isfinite(ch) && is_float(t->data_type)) {
 			perturb(copy, orig, t->data_type, t->nelem, 1e-3, &seed);
-			if ((rc = run_all(&o, b, &ov, cases, NULL, err)))
+			if ((rc = run_all(&o, b, shared, &ov, cases, NULL, err)))
 				goto out;
 			ch = change(&base, &o);
 			if (!isfinite(ch))
@@ -603,7 +657,7 @@ int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t bu
 			snprintf(first, sizeof(first), "'%.200s' (relative change %.3g)", t->name, ch);
 		zch = NAN;
 		if (dead && zero_check &&
-		    (rc = zero_change(&zch, b, &ov, cases, &pr, &base_z, &o, copy, err)))
+		    (rc = zero_change(&zch, b, shared, &ov, cases, &pr, &base_z, &o, copy, err)))
 			goto out;
 		print_line(report, t->name, dead ? "dead" : ch >= RT_LIVE_REL_MIN ? "live" :
 			   "dead-empty", v[i].bytes, ch, zch);
@@ -619,6 +673,7 @@ int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t bu
 				  "liveness: %zu initializer(s) do not influence the outputs, "
 				  "first %s", ndead, first);
 out:
+	rt_session_free(shared);
 	free(orig);
 	free(copy);
 	free(base.v);

@@ -321,7 +321,8 @@ static int cmd_liveness(const struct rt_verb *v, int argc, char **argv)
 		return rc;
 	nx_error_clear(&err);
 	rc = rt_liveness(&b, stdout, a.min_bytes ? a.min_bytes : RT_LIVE_MIN_BYTES,
-			 a.budget_ms ? a.budget_ms : RT_LIVE_BUDGET_MS, a.zero_check, &err);
+			 a.budget_ms ? a.budget_ms : RT_LIVE_BUDGET_MS, a.zero_check, a.session_each,
+			 &err);
 	fflush(stdout);
 	rt_bundle_release(&b);
 	return rc ? rt_fail(v->name, &err) : 0;
@@ -592,6 +593,8 @@ static const struct rt_opt liveness_opts[] = {
 	{ "zero-check", NULL, "for each dead initializer, also measure the change when it is all "
 	  "zeros, on the selftest texts and random token sequences (nexus build uses it)",
 	  RT_OPT_ZERO },
+	{ "session-each", NULL, "open an ONNX Runtime session per initializer checked (AddInitializer) "
+	  "instead of one for all (the baseline of bench/run.py liveness)", RT_OPT_EACH },
 	RT_OPT_BUNDLE_ENTRY,
 	{ 0 },
 };

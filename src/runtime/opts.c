@@ -144,6 +144,7 @@ int rt_parse(struct rt_args *a, const struct rt_verb *v, int argc, char **argv)
 		case RT_OPT_LONG: a->long_case = true; break;
 		case RT_OPT_SKIP_SPECIAL: a->skip_special = true; break;
 		case RT_OPT_ZERO: a->zero_check = true; break;
+		case RT_OPT_EACH: a->session_each = true; break;
 		case RT_OPT_TOKDIR: a->tokdir = val; break;
 		case RT_OPT_NOGENPROMPT: a->no_gen_prompt = true; break;
 		case RT_OPT_GEN_CHAT: a->chat = true; break;

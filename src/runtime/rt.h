@@ -135,6 +135,27 @@ struct rt_override {
  * from the model's own initializer, not the replacement). */
 int rt_session_open_with(struct rt_session **out, const struct rt_bundle *b, bool verbose,
 			 const struct rt_override *ov, bool unoptimized, nx_error *err);
+/*
+ * An unoptimized session in which the n initializers of ov[] (their name,
+ * type and shape; data unused) are overridable: ONNX Runtime reads the
+ * model as if each were also an input of the main graph (IR version 4 and
+ * later: an initializer listed as an input is its default value), so that
+ * rt_session_feed can replace any one of them run by run, without a new
+ * session.  NX_ECHECK when ONNX Runtime does not offer every one as
+ * overridable; the caller then opens a session per replacement.
+ */
+int rt_session_open_overridable(struct rt_session **out, const struct rt_bundle *b,
+				const struct rt_override *ov, size_t n, nx_error *err);
+/* Every later rt_session_run of s (from rt_session_open_overridable) takes
+ * ov's contents (borrowed: they must outlive the runs) in place of the
+ * initializer ov->name; NULL: the model's own again. */
+int rt_session_feed(struct rt_session *s, const struct rt_override *ov, nx_error *err);
+/* With fn set, rt_session_run of one text (n = 1) hands every output's
+ * numbers, in the session's output order, to fn(ctx, v, count) instead of
+ * building results (left NULL); fn returns nonzero when out of memory.
+ * NULL: results again. */
+typedef int (*rt_sink_fn)(void *ctx, const double *v, size_t count);
+void rt_session_sink(struct rt_session *s, rt_sink_fn fn, void *ctx);
 /* Whether the last rt_session_run failed in ONNX Runtime's Run (the model
  * rejected these inputs) rather than before or after it. */
 bool rt_session_run_failed(const struct rt_session *s);
@@ -245,7 +266,7 @@ int rt_selftest_load(json_t **out, struct rt_bundle *b, nx_error *err);
 #define RT_LIVE_MIN_BYTES NX_FUNCTIONAL_LIVE_MIN_BYTES
 #define RT_LIVE_BUDGET_MS NX_FUNCTIONAL_LIVENESS_MS
 int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t budget_ms,
-		bool zero_check, nx_error *err);
+		bool zero_check, bool session_each, nx_error *err);
 /* long_case: one more case, a text of max_sequence_length tokens; when the
  * model rejects it, NX_ECONFIG naming max_sequence_length and the longest
  * input the model takes. */
@@ -332,7 +353,7 @@ enum {
 	RT_OPT_MINBYTES, RT_OPT_BUDGET, RT_OPT_SKIP_SPECIAL, RT_OPT_PAIR,
 	RT_OPT_LISTEN, RT_OPT_READY, RT_OPT_PORT, RT_OPT_QUEUE, RT_OPT_MAXBATCH, RT_OPT_MAXWAIT,
 	RT_OPT_MAXBODY, RT_OPT_TIMEOUT, RT_OPT_MAXCONN, RT_OPT_UNIX, RT_OPT_LISTENFD,
-	RT_OPT_STOP_EOF, RT_OPT_NOGENPROMPT, RT_OPT_ZERO,
+	RT_OPT_STOP_EOF, RT_OPT_NOGENPROMPT, RT_OPT_ZERO, RT_OPT_EACH,
 	RT_OPT_GEN_MAXNEW, RT_OPT_GEN_TEMP, RT_OPT_GEN_TOPK, RT_OPT_GEN_TOPP, RT_OPT_GEN_REP,
 	RT_OPT_GEN_SEED, RT_OPT_GEN_STOP, RT_OPT_GEN_SAMPLE, RT_OPT_GEN_GREEDY, RT_OPT_THREADS,
 	RT_OPT_GEN_CHAT
@@ -364,6 +385,7 @@ struct rt_args {
 	bool json, write, raw, long_case;
 	bool skip_special;      /* detokenize --skip-special-tokens */
 	bool zero_check;        /* liveness --zero-check */
+	bool session_each;      /* liveness --session-each */
 	bool verbose;           /* ONNX Runtime logs from INFO instead of ERROR */
 	bool no_gen_prompt;     /* chat: add_generation_prompt false */
 	bool chat;              /* generate --chat: prompts are messages */

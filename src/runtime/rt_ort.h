@@ -1,7 +1,8 @@
 /*
  * rt_ort.h - the ONNX Runtime session shared by infer.c (one pass over a
- * batch) and generate.c (the decoder loop).  Only those two include it:
- * the rest of the runtime sees struct rt_session through rt.h.
+ * batch), generate.c (the decoder loop) and overridable.c (liveness's one
+ * session).  Only those include it: the rest of the runtime sees struct
+ * rt_session through rt.h.
  */
 #ifndef NEXUS_RT_ORT_H
 #define NEXUS_RT_ORT_H
@@ -46,6 +47,10 @@ struct rt_session {
 	bool out_seq[RT_OUTPUTS_MAX]; /* declared [batch, dynamic, ...]: per token */
 	json_t *describe;
 	OrtValue *override;     /* an initializer replaced (liveness.c); must outlive sess */
+	OrtValue *feed;         /* an overridable initializer fed to every run (overridable.c) */
+	const char *feed_name;  /* its name, borrowed */
+	rt_sink_fn sink;        /* rt_session_sink */
+	void *sink_ctx;
 	bool any_f64;           /* some output is float64: print 17 digits */
 	bool run_failed;        /* the last rt_session_run failed in ORT's Run */
 	enum rt_dec_kind dec;
@@ -58,6 +63,12 @@ int rt_ort_fail(const OrtApi *ort, OrtStatus *st, nx_error *err, const char *wha
 
 #define ORT_TRY(call, what) do { OrtStatus *st_ = (call); \
 	if (st_) { rc = rt_ort_fail(s->ort, st_, err, what); goto out; } } while (0)
+
+/* rt_session_open_with on the model bytes model[0..size) (the bundle's
+ * model, or overridable.c's reading of it) instead of the model fd. */
+int rt_session_open_model(struct rt_session **out, const struct rt_bundle *b, bool verbose,
+			  const struct rt_override *ov, bool unoptimized, const void *model,
+			  size_t size, nx_error *err);
 
 /* A past_key_values input of length 0 ([batch, heads, 0, head_dim]): the
  * prefill, and every pass of rt_session_run over a decoder. */

@@ -4,7 +4,10 @@
  * replaced by stubs (below) computing y = sum(live) + [probe] sum(probe_only),
  * so the verdicts are exact: live, dead (noise moves nothing), dead-empty
  * (all zeros), and with --zero-check, zero_change 0 for a tensor no input
- * sees but not for one only the random-id probes see.
+ * sees but not for one only the random-id probes see.  Each in the three
+ * ways of running the checks: one session fed each copy, a session per
+ * copy (--session-each), and the fallback to that when the one session is
+ * refused.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -31,15 +34,62 @@ static float orig[NT][NF];
 /* --- stubs for what liveness.c calls outside lib/ -------------------------- */
 struct rt_session {
 	const struct rt_override *ov;
+	bool shared;
+	rt_sink_fn sink;
+	void *sink_ctx;
 };
+
+void rt_session_sink(struct rt_session *s, rt_sink_fn fn, void *ctx)
+{
+	s->sink = fn;
+	s->sink_ctx = ctx;
+}
+
+enum mode { SHARED, EACH, REFUSED };
+static enum mode mode;
+static int opened, overridable;   /* sessions opened, of them overridable */
+
+int rt_session_open_overridable(struct rt_session **out, const struct rt_bundle *b,
+				const struct rt_override *ov, size_t n, nx_error *err)
+{
+	size_t i;
+
+	(void)b;
+	/* every candidate, by name and shape, with no contents */
+	assert_int_equal(n, 4);
+	for (i = 0; i < n; i++) {
+		assert_null(ov[i].data);
+		assert_int_equal(ov[i].ndims, 1);
+		assert_int_equal(ov[i].dims[0], NF);
+	}
+	assert_int_not_equal(mode, EACH);
+	*out = NULL;
+	if (mode == REFUSED)
+		return nx_error_set(err, NX_ECHECK, NULL, 0, -1, "refused by the stub");
+	*out = calloc(1, sizeof(**out));
+	assert_non_null(*out);
+	(*out)->shared = true;
+	opened++, overridable++;
+	return 0;
+}
+
+int rt_session_feed(struct rt_session *s, const struct rt_override *ov, nx_error *err)
+{
+	(void)err;
+	assert_true(s->shared);
+	s->ov = ov;
+	return 0;
+}
 
 int rt_session_open_with(struct rt_session **out, const struct rt_bundle *b, bool verbose,
 			 const struct rt_override *ov, bool unoptimized, nx_error *err)
 {
 	(void)b, (void)verbose, (void)unoptimized, (void)err;
+	assert_int_not_equal(mode, SHARED);
 	*out = calloc(1, sizeof(**out));
 	assert_non_null(*out);
 	(*out)->ov = ov;
+	opened++;
 	return 0;
 }
 
@@ -70,6 +120,9 @@ int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *con
 	double y = sum_of(s, 0) + (probe ? sum_of(s, 3) : 0);
 
 	(void)b, (void)types, (void)masks, (void)n, (void)err;
+	results[0] = NULL;
+	if (s->sink)
+		return s->sink(s->sink_ctx, &y, 1);
 	results[0] = json_pack("{s:{s:[f]}}", "outputs", "y", y);
 	return 0;
 }
@@ -147,7 +200,14 @@ static int check(bool zero_check, json_t *line[NT], char **text)
 	b.model_fd = model_fd();
 	b.set.max_len = 8;
 	nx_error_clear(&err);
-	rc = rt_liveness(&b, f, 64, 0, zero_check, &err);
+	opened = overridable = 0;
+	rc = rt_liveness(&b, f, 64, 0, zero_check, mode == EACH, &err);
+	/* one session for all, or the baseline's and one per check */
+	if (mode == SHARED)
+		assert_int_equal(opened, 1);
+	else
+		assert_true(opened >= 5);
+	assert_int_equal(overridable, mode == SHARED);
 	fclose(f);
 	close(b.model_fd);
 	for (t = 0; t < NT; t++)
@@ -175,7 +235,7 @@ static void verdicts(void **state)
 	char *text = NULL;
 	int t;
 
-	(void)state;
+	mode = *(enum mode *)*state;
 	assert_int_equal(check(false, line, &text), NX_ECHECK);   /* something is dead */
 	assert_string_equal(verdict(line[0]), "live");
 	assert_true(json_number_value(json_object_get(line[0], "change")) > 1e-3);
@@ -197,7 +257,7 @@ static void zero_check_sees_what_probes_see(void **state)
 	char *text = NULL;
 	int t;
 
-	(void)state;
+	mode = *(enum mode *)*state;
 	assert_int_equal(check(true, line, &text), NX_ECHECK);
 	/* dead on every input: zeros change nothing, the build may zero it */
 	assert_true(json_is_number(json_object_get(line[1], "zero_change")));
@@ -212,9 +272,14 @@ static void zero_check_sees_what_probes_see(void **state)
 
 int main(void)
 {
+	static enum mode shared = SHARED, each = EACH, refused = REFUSED;
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(verdicts),
-		cmocka_unit_test(zero_check_sees_what_probes_see),
+		cmocka_unit_test_prestate(verdicts, &shared),
+		cmocka_unit_test_prestate(verdicts, &each),
+		cmocka_unit_test_prestate(verdicts, &refused),
+		cmocka_unit_test_prestate(zero_check_sees_what_probes_see, &shared),
+		cmocka_unit_test_prestate(zero_check_sees_what_probes_see, &each),
+		cmocka_unit_test_prestate(zero_check_sees_what_probes_see, &refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
