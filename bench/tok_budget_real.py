@@ -98,8 +98,7 @@ def cjk_corpus(path):
             try:
                 with open(p, "rb") as f:
                     cat = gettext.GNUTranslations(f)._catalog
-            except (OSError, UnicodeDecodeError, gettext.error if hasattr(gettext, "error")
-                    else OSError):
+            except (OSError, UnicodeDecodeError):
                 continue
             for k, v in cat.items():
                 if k and isinstance(v, str):
