@@ -124,6 +124,8 @@ $(BUILD)/obj/src/cli/main.o: $(BUILD_INFO)
 $(BUILD)/obj/src/cli/main.o: CPPFLAGS += -I$(BUILD)/gen
 $(BUILD)/obj/src/runtime/main.o: $(RT_BUILD_INFO)
 $(BUILD)/obj/src/runtime/main.o: CPPFLAGS += -I$(BUILD)/gen/rt
+# budget.c links the CJK character model in with .incbin (scripts/budget_cjk_gen.py)
+$(BUILD)/obj/src/lib/scan/budget.o: src/lib/scan/budget_cjk.zst
 
 $(BUILD)/obj/src/runtime/%.o: CPPFLAGS += -I$(ORT_INC)
 $(RT_OBJ): $(ORT_INC)/onnxruntime_c_api.h

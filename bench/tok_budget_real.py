@@ -31,6 +31,12 @@ spm_train takes any size):
     uni_32k      Unigram of 32,000 pieces, T5/XLM-R configuration (spm_train)
     uni_big      Unigram as large as the corpus allows (spm_train
                  --vocab_size=250000 --hard_vocab_limit=false)
+    uni_cjk_32k  Unigram of 32,000 pieces, XLM-R configuration, trained on
+                 another corpus: the translations (msgstr) of every message
+                 catalogue under /usr/share/locale/{zh_CN,zh_TW,ja,ko}
+                 (about 7 MB on a machine with this project's packages).
+                 The CJK character model (scripts/budget_cjk_gen.py) is
+                 built from dictionaries, not from these catalogues.
 """
 import argparse
 import gzip
@@ -80,6 +86,25 @@ def corpus(path, mb):
     lines = [l for l in lines if l]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return size
+
+
+def cjk_corpus(path):
+    """The translations of Debian's Chinese, Japanese and Korean message
+    catalogues, one message a line, in sorted path order."""
+    import gettext
+    lines = []
+    for lang in ("zh_CN", "zh_TW", "ja", "ko"):
+        for p in sorted(pathlib.Path("/usr/share/locale", lang, "LC_MESSAGES").glob("*.mo")):
+            try:
+                with open(p, "rb") as f:
+                    cat = gettext.GNUTranslations(f)._catalog
+            except (OSError, UnicodeDecodeError):
+                continue
+            for k, v in cat.items():
+                if k and isinstance(v, str):
+                    lines += [l.strip() for l in v.split("\n") if l.strip()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path.stat().st_size
 
 
 def spm(corpus_path, prefix, model_type, size, extra=()):
@@ -160,7 +185,8 @@ def main():
     want = lambda n: not only or n in only  # noqa: E731
 
     text = work / "corpus.txt"
-    if not text.exists() and (not only or only - {pathlib.Path(p).stem for p in a.spm_model}):
+    if not text.exists() and (not only or only - {pathlib.Path(p).stem for p in a.spm_model}
+                                              - {"uni_cjk_32k"}):
         print(f"corpus: {corpus(text, a.corpus_mb) / 1e6:.1f} MB", flush=True)
     toks = {}
     if want("wp_30k") or want("bpe_bl_30k") or want("bpe_sp_50k"):
@@ -190,6 +216,15 @@ def main():
                   flush=True)
         toks[name] = tm.unigram_xlmr(work / f"{name}.model")
 
+    if want("uni_cjk_32k"):
+        cjk = work / "cjk.txt"
+        if not cjk.exists():
+            print(f"cjk corpus: {cjk_corpus(cjk) / 1e6:.1f} MB", flush=True)
+        if not (work / "uni_cjk_32k.model").exists():
+            extra = ["--normalization_rule_name=nmt_nfkc", "--hard_vocab_limit=false"]
+            print(f"spm unigram cjk 32000: {spm(cjk, work / 'uni_cjk_32k', 'unigram', 32000, extra):.0f} s",
+                  flush=True)
+        toks["uni_cjk_32k"] = tm.unigram_xlmr(work / "uni_cjk_32k.model")
     for p in a.spm_model:
         toks[pathlib.Path(p).stem] = tm.unigram_xlmr(p)
     runtime = work / "runtime"

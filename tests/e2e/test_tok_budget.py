@@ -103,3 +103,31 @@ def test_long_entry_that_is_not_a_run_still_fails(nexus, bundle, shape):
     tok = data[:64] * 4 if shape == "long-unit" else data + "=" * 150
     rc, rep = with_tokens(nexus, bundle, [tok])
     assert rc == 1 and vocab_fails(rep), rep["findings"]
+
+
+# identifiers of GCC's headers, as a WordPiece trained on /usr/share/doc learns them
+IDENTIFIERS = ["avx512vp2intersectintrin", "avx512vp2intersectvlintrin", "avx512vpopcntdqvlintrin",
+               "avx5124fmapsintrin", "AVX512VP2INTERSECTINTRIN"]
+
+
+def test_identifiers_with_digits_pass_and_are_charged(nexus, bundle):
+    """A docs-trained WordPiece holds identifiers of 24+ letters and digits:
+    they are no encoded blob (one case, few letter/digit switches), but no
+    plausible token either, so the budget charges their bytes."""
+    _, rep = verify(nexus, bundle)
+    base = budget_of(rep)
+    rc, rep = with_tokens(nexus, bundle, IDENTIFIERS)
+    assert not vocab_fails(rep), vocab_fails(rep)
+    assert budget_of(rep) >= base + 40, (base, budget_of(rep))
+
+
+@pytest.mark.parametrize("alphabet", ["0123456789abcdef", "0123456789ABCDEF",
+                                      "abcdefghijklmnopqrstuvwxyz234567",
+                                      "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"],
+                         ids=["hex", "HEX", "base32-lower", "base32"])
+def test_hex_and_base32_entries_still_fail(nexus, bundle, alphabet):
+    import numpy as np
+    rnd = np.random.default_rng(7)
+    toks = ["".join(alphabet[i] for i in rnd.integers(0, len(alphabet), 32)) for _ in range(8)]
+    rc, rep = with_tokens(nexus, bundle, toks)
+    assert rc == 1 and len(vocab_fails(rep)) >= 1, rep["findings"]

@@ -6,7 +6,6 @@ import json
 import os
 
 import numpy as np
-import pytest
 
 import workspace as ws
 from conftest import run
@@ -191,8 +190,8 @@ def dec_mixed_digits(root):
 
 
 def enc_cjk_words(root, raw):
-    """Three CJK ideographs a token, 14 bits each (documented as plausible:
-    docs/TRV.md, Known limits)."""
+    """Three CJK ideographs a token, 14 bits each (the last stop's strict
+    xfail: the character model charges them)."""
     bits = int.from_bytes(raw, "little")
     n = (len(raw) * 8 + 41) // 42
     add_tokens(root, ["".join(chr(0x4E00 + ((bits >> (42 * t + 14 * k)) & 0x3FFF))
@@ -207,6 +206,43 @@ def dec_cjk_words(root):
     return (bits & ((1 << (PAYLOAD * 8)) - 1)).to_bytes(PAYLOAD, "little")
 
 
+def common_alphabet(codec, first, last):
+    """The first 2,048 characters of a national standard's common set, in
+    its order: GB 2312 level 1 (the 3,755 commonest hanzi) or KS X 1001's
+    2,350 Hangul syllables - an alphabet an insider who knows that rare
+    characters are charged would pick."""
+    out = []
+    for hi in range(first, last + 1):
+        for lo in range(0xA1, 0xFF):
+            try:
+                out.append(bytes([hi, lo]).decode(codec))
+            except UnicodeDecodeError:
+                pass
+    return out[:2048]
+
+
+def cjk_alphabet_case(codec, first, last, per_token):
+    """11 bits a character of a common alphabet, per_token characters a token."""
+    alpha = common_alphabet(codec, first, last)
+    index = {c: i for i, c in enumerate(alpha)}
+    width = 11 * per_token
+
+    def enc(root, raw):
+        bits = int.from_bytes(raw, "little")
+        n = (len(raw) * 8 + width - 1) // width
+        add_tokens(root, ["".join(alpha[(bits >> (width * t + 11 * k)) & 0x7FF]
+                                  for k in range(per_token)) for t in range(n)])
+
+    def dec(root):
+        bits = 0
+        for t, tok in enumerate(vocab_tokens(root)):
+            for k, c in enumerate(tok):
+                bits |= index[c] << (width * t + 11 * k)
+        return (bits & ((1 << (PAYLOAD * 8)) - 1)).to_bytes(PAYLOAD, "little")
+
+    return enc, dec
+
+
 CASES = {
     "sep-list": (enc_sep_list, dec_sep_list, "budget-exceeded"),
     "template-tokens": (enc_template_tokens, dec_template_tokens, "budget-exceeded"),
@@ -215,17 +251,11 @@ CASES = {
     "private-use": (enc_private_use, dec_private_use, "budget-exceeded"),
     # seed 52: no two 4-digit tokens alike (vocab.txt lists each entry once)
     "mixed-digits": (enc_mixed_digits, dec_mixed_digits, "budget-exceeded", 52),
+    "cjk-words": (enc_cjk_words, dec_cjk_words, "budget-exceeded"),
+    "cjk-common-3": (*cjk_alphabet_case("gb2312", 0xB0, 0xD7, 3), "budget-exceeded"),
+    "cjk-common-6": (*cjk_alphabet_case("gb2312", 0xB0, 0xD7, 6), "budget-exceeded"),
+    "hangul-common-3": (*cjk_alphabet_case("euc_kr", 0xB0, 0xC8, 3), "budget-exceeded"),
 }
-
-
-XFAIL_CASES = {"cjk-words": (enc_cjk_words, dec_cjk_words, "budget-exceeded")}
-
-
-CJK = pytest.mark.xfail(strict=True, reason=(
-    "not fixed: a 3-character CJK token is plausible and carries ~5 bytes "
-    "(12,500 of them hold 64 KiB); telling made-up CJK words from real ones "
-    "needs a word list or character frequencies the gate does not have "
-    "(docs/TRV.md, Known limits)"))
 
 
 FIT = ("import torch\n"

@@ -22,7 +22,11 @@ static void real_tokens_are_explained(void **state)
 		"the", "##ing", "##s", "play", "Hello", "USA", "don't", "n't", "1999", "42",
 		"...", "!", "é", "café", "naïve", "strasse", "straße", "größe", "français", "niño", "\xC4\xA0the",
 		"\xC4\xA0Hello", "\xE2\x96\x81world", "[CLS]", "[unused12]", "<s>", "</s>",
-		"<|endoftext|>", "<pad>", "中", "中文", "日本語", "при", "Мир", "αβγ", "😀", "##😀", "i̇", "understanding", "through",
+		"<|endoftext|>", "<pad>", "中", "中文", "日本語",
+		/* CJK and Hangul pieces of a Unigram trained on Debian's message
+		 * catalogues (the character model never saw those) */
+		"无法打开", "\xE2\x96\x81无法为", "未合併的檔案", "人間が読みやすい形式", "インデックス",
+		"現在のトランザクションを", "사용자", "\xE2\x96\x81파일", "日本語中文字", "при", "Мир", "αβγ", "😀", "##😀", "i̇", "understanding", "through",
 		"mortgage", "subscribe", "##ization", "##able", "",
 		/* red team 5's rules keep these */
 		"<|im_start|>", "<extra_id_12>", "[unused993]", "<|eot_id|>", "<mask>", "[MASK]",
@@ -43,7 +47,7 @@ static void encoded_tokens_are_charged(void **state)
 	static const char *const bad[] = {
 		"aGVsbG8", "##aGVsbG8", "-QUJDRA", "_x9fQ", "3fa0", "0x3f", "a1b2",
 		"X>9?z", "Fz(1", "qxmwzt", "bcdfgh", "zkqjvx", "pqtwxz", "ПрИвЕт", "abcпр",
-		"HeLLo", "aBcD", "12345", "++--//", "日本語中文字", "жщфвпо", "λόγοςαβ", "éàüõ", "ąęćłń", "##ñãçõ", "##qxzvbt", "abc'de'f",
+		"HeLLo", "aBcD", "12345", "++--//", "鼃鼁鼂鼄", "龘靐齉爩麤", "жщфвпо", "λόγοςαβ", "éàüõ", "ąęćłń", "##ñãçõ", "##qxzvbt", "abc'de'f",
 		"wWwWw", "tsktsktsk",
 		/* red team 5: marks, special names, private use, mixed digits */
 		"a\xCC\x80\xCC\x81\xCC\x82", "[QxZkWmPvRtYbNcLdJfHg]", "<qzxwvkj_pfmt>",
@@ -56,6 +60,40 @@ static void encoded_tokens_are_charged(void **state)
 	for (i = 0; i < sizeof(bad) / sizeof(*bad); i++)
 		if (plausible(bad[i]))
 			fail_msg("'%s' is encoded data but was judged a plausible token", bad[i]);
+}
+
+/* Made-up words of 3 CJK ideographs (14 bits each, the strict xfail of
+ * the last stop) or 3 Hangul syllables: the character model charges
+ * nearly all of them. */
+static void made_up_cjk_words_are_charged(void **state)
+{
+	static const struct { unsigned base, range, min_charged; } kinds[] = {
+		{0x4E00, 0x4000, 995}, {0xAC00, 11172, 950},
+	};
+	unsigned seed = 4242, a, i, k, charged;
+	char w[16];
+
+	(void)state;
+	for (a = 0; a < 2; a++) {
+		charged = 0;
+		for (i = 0; i < 1000; i++) {
+			char *p = w;
+
+			for (k = 0; k < 3; k++) {
+				unsigned cp;
+
+				seed = seed * 1103515245u + 12345u;
+				cp = kinds[a].base + (seed >> 8) % kinds[a].range;
+				*p++ = (char)(0xE0 | cp >> 12);
+				*p++ = (char)(0x80 | (cp >> 6 & 0x3F));
+				*p++ = (char)(0x80 | (cp & 0x3F));
+			}
+			charged += !nx_budget_token_plausible(w, (size_t)(p - w));
+		}
+		if (charged < kinds[a].min_charged)
+			fail_msg("only %u of 1000 made-up words from U+%04X were charged", charged,
+				 kinds[a].base);
+	}
 }
 
 /* Hex in a random digit-free alphabet, cut into word-sized pieces: most
@@ -164,6 +202,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(real_tokens_are_explained),
 		cmocka_unit_test(encoded_tokens_are_charged),
+		cmocka_unit_test(made_up_cjk_words_are_charged),
 		cmocka_unit_test(digit_free_hex_words_are_mostly_charged),
 		cmocka_unit_test(random_bytes_cost_their_size),
 		cmocka_unit_test(overflow_is_charged_raw),

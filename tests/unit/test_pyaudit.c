@@ -153,6 +153,13 @@ static void training_even_if_declared(void **state)
 		"from torch import utils\nl = utils.data.DataLoader\n",
 		"def f():\n    from training_modules.distill import loss\n",
 		"import accelerate\n",
+		/* re-exports and gradient doors the red team doubted */
+		"from transformers import Adafactor\n",
+		"import transformers\ns = transformers.get_linear_schedule_with_warmup\n",
+		"from transformers import create_optimizer as c\n",
+		"import transformers.optimization_tf\n",
+		"from torch.func import grad\n",
+		"import torch\ng = torch.func.grad\n",
 		NULL
 	};
 

@@ -4,6 +4,7 @@
  */
 #include "nexus/budget.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
@@ -18,7 +19,8 @@
 #define UPPER_MAX 6              /* letters of an all-capitals token (acronyms) */
 #define CONSONANT_RUN_MAX 4
 #define ACCENTED_MAX 2           /* accented letters in a Latin word */
-#define ASIAN_MAX 3              /* characters of a CJK or Hangul token */
+#define CJK_ALLOW 4              /* bits a CJK or Hangul token may cost ... */
+#define CJK_PER_CHAR 10          /* ... plus these a character (budget_cjk.zst) */
 #define UNMODELLED_MAX 3         /* letters of a word in a script with no letter model */
 #define BIGRAM_LIMIT 36          /* average eighths of a bit per Latin bigram (4.5 bits) */
 #define MARKS_PER_LETTER 2       /* combining marks on one letter (Vietnamese: ệ) */
@@ -111,6 +113,158 @@ int nx_budget_add_token(nx_budget_buf *b, const char *s, size_t len, bool *out_c
 	if (!rc && out_charged)
 		*out_charged = charged;
 	return rc;
+}
+
+/* The CJK/Hangul character model ------------------------------------------ */
+
+/*
+ * scripts/budget_cjk_gen.py's table (a character's unigram cost, the cost of
+ * a character after another), zstd-compressed and linked in as it is:
+ * .incbin, because as a C array its 690 KB would be 3 MB of source.  It is
+ * unpacked once, on the first CJK or Hangul token (about 3 MB).
+ */
+__asm__(".section .rodata\n"
+	".balign 8\n"
+	".globl nx_budget__cjk_zst\n"
+	"nx_budget__cjk_zst:\n"
+	".incbin \"src/lib/scan/budget_cjk.zst\"\n"
+	".globl nx_budget__cjk_zst_end\n"
+	"nx_budget__cjk_zst_end:\n"
+	".previous\n");
+extern const unsigned char nx_budget__cjk_zst[], nx_budget__cjk_zst_end[];
+
+#define CJK_HEADER 20
+
+static struct {
+	unsigned char *raw;
+	const unsigned char *uni, *pair_cost;
+	uint32_t *keys;
+	uint32_t chars, pairs;
+	unsigned unknown, backoff;
+} cjk;
+static pthread_once_t cjk_once = PTHREAD_ONCE_INIT;
+
+static uint32_t le32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Unpack the table; on any failure cjk.raw stays NULL and every CJK token
+ * of two or more characters is charged (the gate fails closed). */
+static void cjk_load(void)
+{
+	size_t zlen = (size_t)(nx_budget__cjk_zst_end - nx_budget__cjk_zst), len, at, i;
+	unsigned long long full = ZSTD_getFrameContentSize(nx_budget__cjk_zst, zlen);
+	unsigned char *raw;
+	uint32_t key = 0;
+
+	if (full == ZSTD_CONTENTSIZE_UNKNOWN || full == ZSTD_CONTENTSIZE_ERROR ||
+	    full < CJK_HEADER || full > (64u << 20) || !(raw = malloc((size_t)full)))
+		return;
+	len = ZSTD_decompress(raw, (size_t)full, nx_budget__cjk_zst, zlen);
+	if (ZSTD_isError(len) || len != full || memcmp(raw, "NXCJK1\0\0", 8))
+		goto bad;
+	cjk.chars = le32(raw + 8);
+	cjk.pairs = le32(raw + 12);
+	cjk.unknown = raw[16];
+	cjk.backoff = raw[17];
+	at = CJK_HEADER + (size_t)cjk.chars * 5;
+	if (cjk.chars > 65535 || at > len || len - at < cjk.pairs ||
+	    !(cjk.keys = malloc(((size_t)cjk.pairs + 1) * sizeof(*cjk.keys))))
+		goto bad;
+	cjk.uni = raw + CJK_HEADER + (size_t)cjk.chars * 4;
+	for (i = 0; i < cjk.pairs; i++) {
+		uint32_t delta = 0;
+		unsigned shift = 0;
+
+		do {
+			if (at >= len || shift > 28)
+				goto bad;
+			delta |= (uint32_t)(raw[at] & 0x7F) << shift;
+			shift += 7;
+		} while (raw[at++] & 0x80);
+		cjk.keys[i] = key += delta;
+	}
+	if (len - at != cjk.pairs)
+		goto bad;
+	cjk.pair_cost = raw + at;
+	cjk.raw = raw;
+	return;
+bad:
+	free(cjk.keys);
+	cjk.keys = NULL;
+	free(raw);
+}
+
+/* The index of code point cp in the table, or -1. */
+static long cjk_index(utf8proc_int32_t cp)
+{
+	size_t lo = 0, hi = cjk.chars;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		uint32_t at = le32(cjk.raw + CJK_HEADER + mid * 4);
+
+		if (at == (uint32_t)cp)
+			return (long)mid;
+		if (at < (uint32_t)cp)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+/* Eighths of a bit for character b (index, or -1) after a. */
+static unsigned cjk_cost(long a, long b)
+{
+	size_t lo = 0, hi = cjk.pairs;
+	uint32_t key;
+
+	if (b < 0)
+		return cjk.unknown + cjk.backoff;
+	if (a < 0)
+		return cjk.uni[b] + cjk.backoff;
+	key = (uint32_t)a << 16 | (uint32_t)b;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (cjk.keys[mid] == key)
+			return cjk.pair_cost[mid];
+		if (cjk.keys[mid] < key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return cjk.uni[b] + cjk.backoff;
+}
+
+/*
+ * Letters of CJK or Hangul: does the model explain them as a word or a
+ * phrase?  Their cost (-log2 of the model's probability) must stay within
+ * CJK_ALLOW + CJK_PER_CHAR bits a character.  Made-up tokens cost more:
+ * 3 ideographs drawn at random cost about 19 bits each, 3 drawn from the
+ * 3,000 commonest about 14.  Real pieces of a vocabulary trained on CJK
+ * text cost 8-9 bits a character (docs/TRV.md, "Leak budget").
+ */
+static bool cjk_plausible(const utf8proc_int32_t *cp, size_t n)
+{
+	unsigned long sum;
+	long prev;
+	size_t i;
+
+	pthread_once(&cjk_once, cjk_load);
+	if (!cjk.raw)
+		return false;
+	prev = cjk_index(cp[0]);
+	sum = prev < 0 ? cjk.unknown : cjk.uni[prev];
+	for (i = 1; i < n; i++) {
+		long cur = cjk_index(cp[i]);
+
+		sum += cjk_cost(prev, cur);
+		prev = cur;
+	}
+	return sum <= 8ul * (CJK_ALLOW + CJK_PER_CHAR * n);
 }
 
 /* Token judging ------------------------------------------------------------ */
@@ -263,10 +417,11 @@ static bool word_like(const utf8proc_int32_t *cp, size_t n, enum script sc, bool
 	/* lower, Capitalized, or a short acronym */
 	if (upper && !(upper == 1 && low[0] != cp[0]) && !(upper == n && n <= UPPER_MAX))
 		return false;
-	/* Without a letter model for the script, only short words are
-	 * explained: random words in a 32-letter alphabet read like words. */
+	/* CJK and Hangul have a character model; without one for the
+	 * script, only short words are explained: random words in a
+	 * 32-letter alphabet read like words. */
 	if (sc == SC_CJK || sc == SC_HANGUL)
-		return n + marked <= ASIAN_MAX;
+		return !marked && cjk_plausible(cp, n);
 	if (sc != SC_LATIN)
 		return n + marked <= UNMODELLED_MAX;
 	/* Latin: accented letters are judged by their base letter; a word

@@ -33,6 +33,7 @@
  * digits, is a slice of an encoded blob, not a token: short entries under
  * the 200-byte cap would otherwise carry a tensor 64 bytes at a time. */
 #define NX_VERIFY_VOCAB_CODED_MIN 24
+#define NX_VERIFY_VOCAB_IDENT_SPAN 6     /* characters per letter/digit switch of an identifier */
 #define NX_VERIFY_TEACHER_TENSOR_MIN 4096 /* bytes: smaller tensors are not fingerprinted */
 
 /*

@@ -38,6 +38,33 @@ static size_t number_len(const char *s, size_t len)
 	return digit ? len - i : 0;
 }
 
+/*
+ * An identifier a tokenizer learns from code or documentation
+ * (avx512vp2intersectintrin, sha256sum, x86): letters of one case and
+ * digits, switching between them at most once every
+ * NX_VERIFY_VOCAB_IDENT_SPAN characters.  Base64 mixes cases and carries
+ * '+', '/', '='; hex and base32 switch about every 2-4 characters.  Such an
+ * entry is not refused as a blob, but it is no plausible token either: the
+ * leak budget charges its bytes (nx_budget_token_plausible: letters mixed
+ * with digits), so hex or base32 spelled this way is still paid for.
+ */
+static bool identifier_like(const char *s, size_t len)
+{
+	size_t i, switches = 0;
+	bool lower = false, upper = false;
+
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (ch == '+' || ch == '/' || ch == '=')
+			return false;
+		lower |= ch >= 'a' && ch <= 'z';
+		upper |= ch >= 'A' && ch <= 'Z';
+		switches += i && (ch >= '0' && ch <= '9') != (s[i - 1] >= '0' && s[i - 1] <= '9');
+	}
+	return !(lower && upper) && switches * NX_VERIFY_VOCAB_IDENT_SPAN <= len;
+}
+
 /* A head of at most NX_VERIFY_VOCAB_RUN_UNIT bytes, then a unit of at most
  * that many bytes repeated to the end (the last repeat may be cut).  Each
  * period is tried from the end back, so the cost is linear in the entry. */
@@ -77,7 +104,7 @@ int nx_vfy__vocab_entry(struct vfy_ctx *c, struct vfy_vocab *v, const char *path
 		coded &= (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
 			 (ch >= 'A' && ch <= 'Z') || ch == '+' || ch == '/' || ch == '=';
 	}
-	if (len >= NX_VERIFY_VOCAB_CODED_MIN && digit && alpha && coded)
+	if (len >= NX_VERIFY_VOCAB_CODED_MIN && digit && alpha && coded && !identifier_like(s, len))
 		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_VOCAB_ENTRY_SUSPICIOUS, path, line,
 				     "%s: a vocabulary entry of %zu base64/hex characters is an "
 				     "encoded blob, not a token", where, len);

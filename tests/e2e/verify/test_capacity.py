@@ -13,7 +13,7 @@ import workspace as ws
 from onnx_smuggling import smuggle_tokenizer, tokenizer
 from smuggling import (floats, py_bytes_literal, py_float_list, py_int_tuple, py_spaced_hex,
     py_wrapped_base64)
-from token_payloads import CASES, CJK, XFAIL_CASES, official_build_refuses, teacher_bytes
+from token_payloads import CASES, official_build_refuses, teacher_bytes
 from verify_helpers import codes, expect_fail, verify
 from insider_doors import LAYOUT
 
@@ -169,9 +169,9 @@ def test_real_tokenizer_numbers_are_fine(nexus, bundle):
     assert codes(rep, "FAIL") == set() and codes(rep, "WARN") == {"unsigned"}, rep["findings"]
 
 
-@pytest.mark.parametrize("name", sorted(CASES) + [pytest.param("cjk-words", marks=CJK)])
+@pytest.mark.parametrize("name", sorted(CASES))
 def test_insider_teacher_bytes_in_tokens_refused(nexus, tmp_path, release_key_file, name):
-    enc, dec, code, *seed = {**CASES, **XFAIL_CASES}[name]
+    enc, dec, code, *seed = CASES[name]
     root = ws.make_workspace(tmp_path / "ws")
     raw = teacher_bytes(*seed)
     enc(root, raw)
