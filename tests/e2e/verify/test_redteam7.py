@@ -1,0 +1,131 @@
+"""Red team 7 (issue #22): an insider who controls only the workspace runs
+the official `nexus build --key`; every case here must end with no bundle,
+or a bundle the deployment gate
+
+    nexus verify --strict --require-signature --pubkey RELEASE.pub
+                 --teacher artifacts/teacher.onnx --teacher checkpoints/teacher.pt
+
+refuses.  Each case failed on main before its fix (the bundle was signed
+and the gate passed it).
+"""
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import workspace as ws
+from conftest import run
+from test_quantize import EMBED_RT, embedder as quantize_embedder
+
+TEACHERS = ["artifacts/teacher.onnx", "checkpoints/teacher.pt"]
+
+def gate(nexus, bundle, pub, root):
+    teachers = [a for t in TEACHERS if (root / t).exists() for a in ("--teacher", root / t)]
+    return run(nexus, "verify", "--json", "--strict", "--require-signature", "--pubkey", pub,
+               *teachers, bundle, timeout=600)
+
+
+def signed_build_is_refused(nexus, root, out, release_key):
+    """The official build either refuses the workspace, or signs a bundle
+    the gate refuses; returns the build's or the gate's report text."""
+    key, pub = release_key
+    b = run(nexus, "build", root, "-o", out, "--key", key, timeout=600)
+    if not out.exists():
+        assert b.returncode != 0, b.stderr
+        return b.stderr
+    assert b.returncode == 0, b.stderr
+    g = gate(nexus, out, pub, root)
+    assert g.returncode == 1, (
+        "the build signed, and the gate passed, a bundle carrying teacher weights:\n"
+        + "\n".join(f"{f['severity']} {f['code']}: {f['message']}"
+                    for f in json.loads(g.stdout)["findings"]))
+    return g.stdout
+
+
+# ------------------------------------------------ the quantizer as a laundry
+def teacher_onnx(root, tensors):
+    """artifacts/teacher.onnx holding `tensors` (name -> float32 array)."""
+    nodes, inits = [], []
+    for i, (name, a) in enumerate(tensors.items()):
+        inits.append(numpy_helper.from_array(a, name))
+        nodes.append(helper.make_node("Identity", [name], [f"out{i}"]))
+    g = helper.make_graph(
+        nodes, "t", [],
+        [helper.make_tensor_value_info(f"out{i}", TensorProto.FLOAT, list(a.shape))
+         for i, a in enumerate(tensors.values())], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    onnx.save(m, str(root / "artifacts/teacher.onnx"))
+
+
+def embedder(emb, w1, w2):
+    """test_quantize's embedder (Gather -> MatMul -> Tanh -> MatMul, every
+    weight live) with these weights."""
+    m = quantize_embedder(dim=w2.shape[1])
+    weights = {"embeddings.weight": emb, "dense1.weight": w1, "dense2.weight": w2}
+    for t in m.graph.initializer:
+        t.CopyFrom(numpy_helper.from_array(weights[t.name], t.name))
+    return m.SerializeToString()
+
+
+# A 64 KiB teacher layer [256, 64] hidden as a part of a bigger student
+# weight, so that no quantized form of the whole teacher tensor has the
+# student tensor's shape; the build's own quantizer then turns the student
+# weight into int8 / int4 (the teacher's values, to 8 or 4 bits).
+K_T, D = 256, 64
+
+
+def _teacher(seed=11):
+    return (np.random.default_rng(seed).standard_normal((K_T, D)) / 8).astype(np.float32)
+
+
+def rows_of_matmul(rng, t):
+    """dense2 [2 K_T, D]: its first K_T rows are the teacher's (the rest
+    smaller, so each column's int8 scale is the teacher's own)."""
+    w2 = np.concatenate([t, t[::-1] * 0.25 + rng.standard_normal(t.shape).astype(np.float32)
+                         * 0.01]).astype(np.float32)
+    w1 = (rng.standard_normal((D, 2 * K_T)) / 8).astype(np.float32)
+    return embedder(rng.standard_normal((len(ws.VOCAB), D)).astype(np.float32), w1, w2)
+
+
+def columns_of_matmul(rng, t):
+    """dense2 [K_T, 2 D]: its first D columns are the teacher's (MatMulNBits
+    stores a weight by column: the teacher's int4 columns in one run)."""
+    w2 = np.concatenate([t, rng.standard_normal(t.shape).astype(np.float32) / 8], axis=1)
+    w1 = (rng.standard_normal((D, K_T)) / 8).astype(np.float32)
+    return embedder(rng.standard_normal((len(ws.VOCAB), D)).astype(np.float32), w1, w2)
+
+
+def transposed_rows(rng, t):
+    """dense1 [D, 2 K_T]: the teacher transposed as its first K_T columns
+    (a torch Linear [out, in] as the exporter writes it), the rest random."""
+    w1 = np.concatenate([t.T, rng.standard_normal((D, K_T)).astype(np.float32) / 8],
+                        axis=1).astype(np.float32)
+    w2 = (rng.standard_normal((2 * K_T, D)) / 8).astype(np.float32)
+    return embedder(rng.standard_normal((len(ws.VOCAB), D)).astype(np.float32), w1, w2)
+
+
+LAUNDRY = {"rows of a MatMul weight": rows_of_matmul,
+           "columns of a MatMul weight": columns_of_matmul,
+           "transposed, columns of a MatMul weight": transposed_rows}
+
+
+@pytest.mark.parametrize("quant", ["int8", "{quantize: int4, quantize_block: 32}",
+                                   "{quantize: int4, quantize_block: 128}", "fp16"])
+@pytest.mark.parametrize("case", sorted(LAUNDRY))
+def test_teacher_part_of_a_weight_quantized_by_the_build(nexus, release_key, tmp_path,
+                                                         case, quant):
+    """The fingerprints know a teacher tensor's int8/int4 forms only as
+    whole tensors of a quantized student tensor's shape; a teacher layer
+    that is a part of a student weight was laundered by the build's own
+    quantizer and signed."""
+    rng = np.random.default_rng(5)
+    t = _teacher()
+    export = quant if quant.startswith("{") else f"{{quantize: {quant}}}"
+    root = ws.make_workspace(tmp_path / "ws", student=LAUNDRY[case](rng, t),
+                             runtime_yaml=EMBED_RT, extra_yaml=f"export: {export}\n")
+    teacher_onnx(root, {"encoder.layer.3.output.dense": t})
+    why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
+    assert "encoder.layer.3.output.dense" in why, why
