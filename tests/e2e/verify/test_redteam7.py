@@ -239,3 +239,30 @@ def test_many_small_teacher_tensors_copied(nexus, release_key, tmp_path):
     small_vectors_copied(root)
     why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
     assert "teacher" in why, why
+
+
+# ------------------------------------------- training code written by hand
+HAND_FIT = '''
+
+def softmax(z, t=1.0):
+    e = np.exp((z - z.max(-1, keepdims=True)) / t)
+    return e / e.sum(-1, keepdims=True)
+
+
+def fit(w, feats, guide_logits, lr=0.1, steps=100, temp=2.0):
+    """Fit w so that softmax(feats @ w) follows guide_logits."""
+    target = softmax(guide_logits, temp)
+    for _ in range(steps):
+        p = softmax(feats @ w, temp)
+        w -= lr * feats.T @ (p - target) / (temp * len(feats))
+    return w
+'''
+
+
+@pytest.mark.xfail(strict=True, reason="a limit, not fixed (red team 7): the audit refuses "
+                   "training packages and the doors to code given as data, not arithmetic; "
+                   "a distillation step in numpy is ~1 KiB of the leak budget (docs/TRV.md "
+                   "Known limits, 'Training code written by hand')")
+def test_distillation_step_written_in_numpy(nexus, release_key, tmp_path):
+    root = ws.make_workspace(tmp_path / "ws", utils_py=ws.UTILS_PY + HAND_FIT)
+    signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
