@@ -266,3 +266,57 @@ def fit(w, feats, guide_logits, lr=0.1, steps=100, temp=2.0):
 def test_distillation_step_written_in_numpy(nexus, release_key, tmp_path):
     root = ws.make_workspace(tmp_path / "ws", utils_py=ws.UTILS_PY + HAND_FIT)
     signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
+
+
+# ------------------------------- a 16-bit teacher tensor widened to float32
+def widened_copy(root, dtype):
+    """The teacher stores a [256, 64] layer as float16 or bfloat16 (32 KiB);
+    the student holds it widened to float32 (64 KiB, exact) as a live
+    MatMul weight."""
+    import torch
+    rng = np.random.default_rng(3)
+    t = torch.tensor((rng.standard_normal((K_T, D)) / 8).astype(np.float32)).to(dtype)
+    w2 = t.float().numpy()
+    raw = t.view(torch.int16).numpy().tobytes()
+    onnx_type = TensorProto.FLOAT16 if dtype == torch.float16 else TensorProto.BFLOAT16
+    g = helper.make_graph(
+        [helper.make_node("Identity", ["w"], ["o"])], "t", [],
+        [helper.make_tensor_value_info("o", onnx_type, [K_T, D])],
+        [helper.make_tensor("encoder.layer.5.intermediate.dense", onnx_type, [K_T, D], raw,
+                            raw=True)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    w1 = (rng.standard_normal((D, K_T)) / 8).astype(np.float32)
+    emb = rng.standard_normal((len(ws.VOCAB), D)).astype(np.float32)
+    (root / "artifacts/student.onnx").write_bytes(embedder(emb, w1, w2))
+    onnx.save(m, str(root / "artifacts/teacher.onnx"))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_sixteen_bit_teacher_widened(nexus, release_key, tmp_path, dtype):
+    """A float32 teacher tensor is known widened, cast and reordered; a
+    float16/bfloat16 one (most checkpoints of large teachers) was known
+    only by its own bytes, so the exact float32 widening was signed."""
+    import torch
+    root = ws.make_workspace(tmp_path / "ws", runtime_yaml=EMBED_RT)
+    widened_copy(root, getattr(torch, dtype))
+    why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
+    assert "encoder.layer.5.intermediate.dense widened to float32" in why, why
+
+
+@pytest.mark.xfail(strict=True, reason="not fixed (red team 7): a torch.save storage's dtype "
+                   "is in its pickle, which the fingerprint does not read, so a bfloat16 "
+                   "storage is not widened (ONNX and safetensors teachers are); docs/TRV.md "
+                   "Known limits")
+def test_bfloat16_torch_teacher_widened(nexus, release_key, tmp_path):
+    import torch
+    root = ws.make_workspace(tmp_path / "ws", runtime_yaml=EMBED_RT)
+    widened_copy(root, torch.bfloat16)
+    t = onnx.load(str(root / "artifacts/teacher.onnx")).graph.initializer[0]
+    torch.save({"encoder.layer.5.intermediate.dense":
+                torch.frombuffer(bytearray(t.raw_data), dtype=torch.bfloat16).reshape(K_T, D)},
+               str(root / "checkpoints/teacher.pt"))
+    (root / "artifacts/teacher.onnx").write_bytes(
+        ws.student_onnx(len(ws.VOCAB), dim=32, seed=1, producer="teacher-export"))
+    why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
+    assert "encoder.layer.5.intermediate.dense" in why, why
