@@ -39,12 +39,54 @@ static bool shared_allowed(const struct build *b, const char *tensor)
 	return false;
 }
 
-/* Every teacher file exists (the load step made sure of it). */
+/* The student exported to path, against the teachers in set; `when`
+ * qualifies its tensors in the error ("" or " before quantization"). */
+static int fingerprint_one(struct build *b, const nx_fp_set *set, const char *path,
+			   const char *when)
+{
+	struct nx_fp_match *m = NULL;
+	size_t n = 0, i;
+	int rc;
+
+	rc = nx_fingerprint_student(&m, &n, set, nx_stage_dirfd(b->stage), path,
+				    NX_FP_MIN_BYTES, b->err);
+	for (i = 0; !rc && i < n; i++)
+		if (shared_allowed(b, m[i].student_tensor))
+			continue;
+		else if (m[i].values)
+			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
+					  "student tensor '%s'%s holds %u of the %u values sampled "
+					  "from '%s' of the teacher %s (teacher-values-copied: "
+					  "reordered, interleaved, widened, cast or scaled): the "
+					  "student carries teacher weights; retrain it",
+					  m[i].student_tensor, when, m[i].value_hits,
+					  m[i].value_samples, m[i].teacher_tensor, m[i].teacher_file);
+		else
+			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
+					  "student tensor '%s'%s (%llu bytes) is identical to '%s' "
+					  "of the teacher %s%s: the student carries teacher weights; "
+					  "retrain it, or list it in allow_shared_tensors with a "
+					  "reason", m[i].student_tensor, when,
+					  (unsigned long long)m[i].bytes, m[i].teacher_tensor,
+					  m[i].teacher_file, m[i].transposed ? " once transposed" : "");
+	nx_fp_matches_free(m, n);
+	return rc;
+}
+
+/*
+ * Every teacher file exists (the load step made sure of it).  With
+ * export.quantize, the float export (what the quantizer read) is
+ * fingerprinted too: the int8/int4 forms of a teacher tensor are known
+ * only as whole tensors of a quantized tensor's shape, so a teacher layer
+ * made a part of a bigger student weight (rows, columns, transposed) came
+ * out of our own quantizer unrecognised and was signed (red team 7).  In
+ * float32 every form the fingerprints know (bytes, chunks, casts, values
+ * in any order) applies to it before it is rounded.
+ */
 static int fingerprint(struct build *b)
 {
 	nx_fp_set *set = NULL;
-	struct nx_fp_match *m = NULL;
-	size_t n = 0, i;
+	size_t i;
 	int rc;
 
 	if (!b->ws->nteacher)
@@ -59,29 +101,10 @@ static int fingerprint(struct build *b)
 					      b->err)) != 0)
 			goto out;
 	}
-	rc = nx_fingerprint_student(&m, &n, set, nx_stage_dirfd(b->stage), BUILD_STUDENT_DST,
-				    NX_FP_MIN_BYTES, b->err);
-	for (i = 0; !rc && i < n; i++)
-		if (shared_allowed(b, m[i].student_tensor))
-			continue;
-		else if (m[i].values)
-			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
-					  "student tensor '%s' holds %u of the %u values sampled from "
-					  "'%s' of the teacher %s (teacher-values-copied: reordered, "
-					  "interleaved, widened, cast or scaled): the student carries "
-					  "teacher weights; retrain it", m[i].student_tensor,
-					  m[i].value_hits, m[i].value_samples, m[i].teacher_tensor,
-					  m[i].teacher_file);
-		else
-			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
-					  "student tensor '%s' (%llu bytes) is identical to '%s' "
-					  "of the teacher %s%s: the student carries teacher weights; "
-					  "retrain it, or list it in allow_shared_tensors with a "
-					  "reason", m[i].student_tensor,
-					  (unsigned long long)m[i].bytes, m[i].teacher_tensor,
-					  m[i].teacher_file, m[i].transposed ? " once transposed" : "");
+	rc = fingerprint_one(b, set, BUILD_STUDENT_DST, "");
+	if (!rc && b->float_staged)
+		rc = fingerprint_one(b, set, BUILD_FLOAT_MODEL, " before quantization");
 out:
-	nx_fp_matches_free(m, n);
 	nx_fp_set_free(set);
 	return rc;
 }
@@ -233,10 +256,11 @@ int nx_build__export(struct build *b)
 	r.ext_pending = NULL;
 	if ((rc = summarise(b)) != 0)
 		goto out;
-	if ((rc = fingerprint(b)) != 0)
-		goto out;
-	/* the float student too, for the accuracy gate (build_quant.c) */
+	/* the float student too, for the accuracy gate (build_quant.c) and
+	 * the fingerprints */
 	if (ws->export_quantize != NX_EXPORT_QUANT_NONE && (rc = nx_build__quant_export_float(b)) != 0)
+		goto out;
+	if ((rc = fingerprint(b)) != 0)
 		goto out;
 	/* The removal report moves into the result, for `nexus build --json`. */
 	if (!(b->res->exported = malloc(sizeof(r)))) {

@@ -74,6 +74,7 @@ struct build {
 };
 
 #define BUILD_FLOAT_DIR "model/.float"
+#define BUILD_FLOAT_MODEL BUILD_FLOAT_DIR "/student_model.onnx"
 #define BUILD_STUDENT_DST NX_MODEL_PATH
 #define BUILD_STUDENT_DATA NX_BUNDLE_MODEL_DATA
 

@@ -34,7 +34,7 @@
 
 #include "nexus/export.h"
 
-#define FLOAT_MODEL BUILD_FLOAT_DIR "/student_model.onnx"
+#define FLOAT_MODEL BUILD_FLOAT_MODEL
 #define FLOAT_DATA BUILD_FLOAT_DIR "/" NX_EXPORT_DATA_NAME
 #define QUANT_MODEL "model/student_model.onnx"
 #define QUANT_DATA "model/" NX_EXPORT_DATA_NAME

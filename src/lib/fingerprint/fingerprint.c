@@ -113,13 +113,16 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 			 * sized: a varint takes at least one byte for at most 8 */
 			struct tensor_src src = { t, t->contents_offset,
 						  t->contents_encoded ? 0 : t->contents_length,
-						  t->data_type == 1, 0, 0, 0, t->data_type };
+						  t->data_type == 1, 0, 0, 0, t->data_type, 0 };
 
 			/* only verbatim contents can be read transposed */
 			if (!t->contents_encoded)
 				matrix(&src, t);
 			if ((t->contents_encoded ? t->data_length * 8 : t->contents_length) >= w->min)
 				rc = nx_fp__one_tensor(w, t->name, fd, path, &src, err);
+			if (!rc && w->collect && !t->contents_encoded)
+				rc = nx_fp__add_widened(w, t->name, t->data_type, fd, path, t,
+							t->contents_offset, t->contents_length, err);
 		} else {
 			char *full = NULL;
 			const char *why = t->ext_location ? nx_onnx_location_problem(t->ext_location)
@@ -155,10 +158,14 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 							  path, t->name, full);
 				else if (len >= w->min) {
 					struct tensor_src src = { NULL, off, len, t->data_type == 1,
-								  0, 0, 0, t->data_type };
+								  0, 0, 0, t->data_type, 0 };
 
 					matrix(&src, t);
 					rc = nx_fp__one_tensor(w, t->name, efd, full, &src, err);
+				}
+				if (!rc && w->collect) {
+					rc = nx_fp__add_widened(w, t->name, t->data_type, efd, full,
+								NULL, off, len, err);
 				}
 			}
 			if (efd >= 0)
@@ -219,6 +226,14 @@ static int safetensors(nx_fp_set *set, int fd, const char *path, uint64_t size, 
 				       8 + hlen + (uint64_t)a, (uint64_t)(b - a), min,
 				       path, err)) != 0)
 			goto out;
+		if (dt && (!strcmp(dt, "F16") || !strcmp(dt, "BF16"))) {
+			struct tensors w = { set, NULL, nx_fp__add_cb, set, min, NULL, 0 };
+
+			if ((rc = nx_fp__add_widened(&w, key, dt[0] == 'B' ? 16 : 10, fd, path,
+						     NULL, 8 + hlen + (uint64_t)a,
+						     (uint64_t)(b - a), err)) != 0)
+				goto out;
+		}
 	}
 out:
 	json_decref(root);

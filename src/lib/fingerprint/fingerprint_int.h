@@ -154,7 +154,11 @@ struct tensor_src {
 	uint64_t rows, cols;
 	unsigned width;
 	int32_t dtype;      /* student: its ONNX type, how its values are read */
+	int32_t widen;      /* teacher: 10 (float16) or 16 (bfloat16) read widened
+			     * to float32, len bytes of it becoming 2 x len */
 };
+/* The float32 bits of float16 h (exact). */
+uint32_t nx_fp__f16_to_f32(uint16_t h);
 int nx_fp__u64_cmp(const void *a, const void *b);
 /* Hash a tensor (src) and hand it on to w->fn (see the file). */
 int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *path,
@@ -167,6 +171,12 @@ int nx_fp__add_cb(void *ctx, const char *name, const struct fp_hash *h, bool tra
  * with its chunks. */
 int nx_fp__add_range(nx_fp_set *set, const char *name, bool f32, int fd, uint64_t off, uint64_t len,
 		 size_t min, const char *path, nx_error *err);
+/* A float16 (dtype 10) or bfloat16 (16) teacher tensor at [off, off + len)
+ * of fd, recorded widened to float32 as a float32 teacher tensor (bytes,
+ * chunks, casts, values) named "<name> widened to float32". */
+int nx_fp__add_widened(struct tensors *w, const char *name, int32_t dtype, int fd,
+		       const char *path, const struct nx_onnx_tensor *t, uint64_t off,
+		       uint64_t len, nx_error *err);
 /* fingerprint_zip.c: every <archive>/data/<n> record of a torch.save zip. */
 int nx_fp__torch_zip(nx_fp_set *set, int fd, const char *path, uint64_t size, size_t min,
 		 nx_error *err);

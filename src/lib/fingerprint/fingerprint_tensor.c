@@ -8,6 +8,7 @@
 #include "fingerprint_int.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "lib/format/hash_int.h"
 #include "nexus/onnx.h"
@@ -42,6 +43,49 @@ static int one_transposed(struct tensors *w, const char *name, int fd, const cha
 	return w->fn(w->ctx, name, &h, true, err);
 }
 
+/* A 16-bit float stream widened to float32 on its way to fn (an element
+ * may straddle two buffers). */
+struct widen {
+	nx_onnx_bytes_fn fn;
+	void *ctx;
+	bool bf16, odd;
+	unsigned char carry;
+};
+
+static int widen_feed(void *arg, const unsigned char *p, size_t len)
+{
+	struct widen *w = arg;
+	uint32_t out[512];
+	size_t n = 0;
+	int rc;
+
+	while (len) {
+		uint16_t h;
+
+		if (w->odd) {
+			h = (uint16_t)(w->carry | p[0] << 8);
+			p++;
+			len--;
+			w->odd = false;
+		} else if (len == 1) {
+			w->carry = p[0];
+			w->odd = true;
+			break;
+		} else {
+			h = (uint16_t)(p[0] | p[1] << 8);
+			p += 2;
+			len -= 2;
+		}
+		out[n++] = w->bf16 ? (uint32_t)h << 16 : nx_fp__f16_to_f32(h);
+		if (n == sizeof(out) / sizeof(out[0])) {
+			if ((rc = w->fn(w->ctx, (const unsigned char *)out, sizeof(out))) != 0)
+				return rc;
+			n = 0;
+		}
+	}
+	return n ? w->fn(w->ctx, (const unsigned char *)out, n * 4) : 0;
+}
+
 /*
  * Hash a tensor (src) and hand it on.  A student tensor is not read at all
  * when there are no teacher chunks to find in it and no teacher tensor of
@@ -53,11 +97,12 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 	struct fp_hash h;
 	struct fp_casts casts;
 	struct nx_fp__vfeed vf;
-	uint64_t len = src->len;
+	uint64_t len = src->widen ? 2 * src->len : src->len;
 	bool keep, cast = w->collect && src->f32, sized = !len || (w->nsizes &&
 			   bsearch(&len, w->sizes, w->nsizes, sizeof(*w->sizes), nx_fp__u64_cmp));
 	nx_onnx_bytes_fn feed = cast ? nx_fp__casts_feed : nx_fp__hash_feed;
 	void *ctx = &h;
+	struct widen wd;
 	int rc, end;
 
 	if (!w->collect && !sized && !w->match->nchunks && !w->match->values)
@@ -80,6 +125,11 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 	}
 	if (cast)
 		ctx = &casts;
+	if (src->widen) {
+		wd = (struct widen){ feed, ctx, src->widen == 16, false, 0 };
+		feed = widen_feed;
+		ctx = &wd;
+	}
 	rc = src->t ? nx_onnx_tensor_read(fd, path, src->t, feed, ctx, err) :
 		      nx_hash__read_range(fd, path, src->off, src->len, feed, ctx, err);
 	keep = !rc && h.total >= w->min;
@@ -97,7 +147,7 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 	}
 	if (!rc)
 		rc = one_transposed(w, name, fd, path, src, err);
-	if (!rc && w->collect && src->f32 && w->collect->nqshapes)
+	if (!rc && w->collect && src->f32 && !src->widen && w->collect->nqshapes)
 		rc = nx_fp__quant_forms(w->collect, name, fd, path, src->t, src->off,
 				    src->t ? src->t->nelem * 4 : src->len, w->min, err);
 	return rc;
@@ -118,12 +168,39 @@ int nx_fp__add_cb(void *ctx, const char *name, const struct fp_hash *h, bool tra
 	return rc;
 }
 
+/*
+ * A float16/bfloat16 teacher tensor widened to float32 is exact, so a
+ * student holding it as float32 held a teacher tensor whose bytes and
+ * values no float32 record knew (red team 7: a float16 ONNX teacher or a
+ * bfloat16 safetensors one, copied widened, was signed and passed).
+ */
+int nx_fp__add_widened(struct tensors *w, const char *name, int32_t dtype, int fd,
+		       const char *path, const struct nx_onnx_tensor *t, uint64_t off,
+		       uint64_t len, nx_error *err)
+{
+	static const char sfx[] = " widened to float32";
+	struct tensor_src src = { t, off, len, true, 0, 0, 0, 1, dtype };
+	size_t n = strlen(name);
+	char *label;
+	int rc;
+
+	if ((dtype != 10 && dtype != 16) || len % 2 || 2 * len < w->min)
+		return 0;
+	if (!(label = malloc(n + sizeof(sfx))))
+		return nx_error_oom(err, NULL);
+	memcpy(label, name, n);
+	memcpy(label + n, sfx, sizeof(sfx));
+	rc = nx_fp__one_tensor(w, label, fd, path, &src, err);
+	free(label);
+	return rc;
+}
+
 /* A record of bytes [off, off + len) of a teacher file (torch, safetensors). */
 int nx_fp__add_range(nx_fp_set *set, const char *name, bool f32, int fd, uint64_t off, uint64_t len,
 		 size_t min, const char *path, nx_error *err)
 {
 	struct tensors w = { set, NULL, nx_fp__add_cb, set, min, NULL, 0 };
-	struct tensor_src src = { NULL, off, len, f32, 0, 0, 0, 1 };
+	struct tensor_src src = { NULL, off, len, f32, 0, 0, 0, 1, 0 };
 
 	return nx_fp__one_tensor(&w, name, fd, path, &src, err);
 }

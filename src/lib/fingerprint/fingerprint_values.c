@@ -325,7 +325,7 @@ static void look_up(struct fp_values *s, uint32_t bits)
 	}
 }
 
-static uint32_t f16_to_f32(uint16_t h)
+uint32_t nx_fp__f16_to_f32(uint16_t h)
 {
 	uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
 
@@ -429,7 +429,7 @@ static void each_value(struct nx_fp__vfeed *f, const unsigned char *p, size_t n)
 			uint16_t h;
 
 			memcpy(&h, p + i, 2);
-			bits = f->bf16 ? (uint32_t)h << 16 : f16_to_f32(h);
+			bits = f->bf16 ? (uint32_t)h << 16 : nx_fp__f16_to_f32(h);
 		} else {
 			memcpy(&bits, p + i, 4);
 		}

@@ -313,10 +313,22 @@ static enum origin resolve(struct audit *a, const char *mod, size_t i, const cha
 	size_t top = dot ? (size_t)(dot - mod) : strlen(mod);
 	char first[NX_PYAUDIT_DOTTED_MAX + 1];
 
+	char canon[NX_PYAUDIT_DOTTED_MAX + 1];
+
 	*rc = 0;
 	*stem = NULL;
 	memcpy(first, mod, top);
 	first[top] = '\0';
+	/* judged as the module it is: an alias (os.path) names another */
+	if (snprintf(canon, sizeof(canon), "%s", mod) < (int)sizeof(canon) &&
+	    nx_pyaudit_stdlib(first)) {
+		nx_pyaudit__canonical(canon, sizeof(canon));
+		if ((why = nx_pyaudit__denied(canon))) {
+			*rc = nx_pyaudit__report(a, NX_F_IMPORT_DENIED, i, "import of '%s' (%s) refused: %s",
+						 mod, canon, why);
+			return O_NONE;
+		}
+	}
 	if ((why = nx_pyaudit_training(mod))) {
 		*rc = nx_pyaudit__report(a, NX_F_IMPORT_TRAINING, i, "import of '%s' refused: %s; a "
 			     "training package or submodule is refused even when python_packages declares its "
@@ -464,6 +476,11 @@ static int from_names(struct audit *a, size_t *jp, const char *prefix, enum orig
 				snprintf(full, sizeof(full), "%s%s%.*s", pkg ? "__init__" : prefix,
 					 pkg || *prefix ? "." : "", (int)a->t[nm].nlen, a->t[nm].name);
 
+			bool alias = false;
+
+			/* `from concurrent.futures.process import mp` is multiprocessing */
+			if (w >= 0 && (size_t)w < sizeof(full) && org == O_STDLIB)
+				alias = nx_pyaudit__canonical(full, sizeof(full));
 			if (w < 0 || (size_t)w >= sizeof(full))
 				rc = nx_pyaudit__report(a, NX_F_IMPORT_UNRESOLVED, nm, "imported name over %d bytes",
 					    NX_PYAUDIT_DOTTED_MAX);
@@ -483,7 +500,7 @@ static int from_names(struct audit *a, size_t *jp, const char *prefix, enum orig
 			else if (!(rc = nx_pyaudit__name_rules(a, nm, a->t[nm].name, a->t[nm].nlen,
 						   org == O_BUNDLE ? R_BUNDLE : R_MODULE,
 						   org == O_BUNDLE ? NULL : prefix)))
-				rc = bind(a, as != NONE ? as : nm, full, org, false);
+				rc = bind(a, as != NONE ? as : nm, full, org, alias);
 		}
 		if (rc || !is_op(a, j, ","))
 			break;

@@ -28,6 +28,9 @@ const char *nx_pyaudit__framework_inside(const char *dotted);
 /* Does the dotted path hold (is a proper prefix of) a training or denied
  * entry?  `torch.utils` holds torch.utils.data. */
 bool nx_pyaudit__holds(const char *dotted);
+/* Rewrite dotted path p (cap bytes) past standard modules' aliases of
+ * other modules (os.path -> posixpath); true when p itself was one. */
+bool nx_pyaudit__canonical(char *p, size_t cap);
 /* An attribute name refused on any object (reflection, frames, import
  * machinery, process creation, modules reached as attributes). */
 const char *nx_pyaudit__attr(const char *name, size_t n);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pymodattr.h"
 #include "pystdlib.h"
 
 struct rule {
@@ -143,6 +144,14 @@ static const struct rule denied[] = {
 	{ "inspect", "frames, namespaces and evaluation of annotation strings" },
 	{ "gc", "reaches every live object, modules included" },
 	{ "builtins", "the importer and the string executors" },
+	/* every source of a code object from data is refused, since one
+	 * is run by the function type, which `type(f)` gives under no
+	 * name the audit could refuse (red team 7): compile, marshal,
+	 * pickle, __code__, and these two */
+	{ "dis", "compiles source text: dis.Bytecode(text).codeobj is a code object "
+		 "that type(f)(code, {}) runs" },
+	{ "pstats", "load_stats reads a marshal file: a code object that type(f)(code, {}) "
+		    "runs" },
 	{ "types.CodeType", "builds code from bytes" },
 	{ "types.FunctionType", "builds functions from code objects" },
 	{ "types.LambdaType", "builds functions from code objects" },
@@ -199,6 +208,8 @@ static const struct rule denied[] = {
 	{ "pip", "installs packages" },
 	{ "sqlite3.Connection.load_extension", "loads native code" },
 	{ "imaplib.IMAP4_stream", "runs a program" },
+	{ "xmlrpc.server.resolve_dotted_attribute", "looks up attributes by a computed "
+						     "dotted name" },
 	{ NULL, NULL }
 };
 
@@ -221,6 +232,8 @@ static const struct rule attrs[] = {
 	{ "spec_from_loader", "import machinery" },
 	{ "resolve_name", "imports by computed name" },
 	{ "locate", "imports by computed name (pydoc.locate)" },
+	{ "resolve_dotted_attribute", "looks up attributes by a computed dotted name "
+				      "(xmlrpc.server)" },
 	{ "run_path", "runs a file" },
 	{ "run_module", "runs a module by name" },
 	{ "SourceFileLoader", "imports a file by path" },
@@ -250,6 +263,7 @@ static const struct rule attrs[] = {
 	{ "co_code", "bytecode" },
 	{ "co_consts", "bytecode" },
 	{ "co_names", "bytecode" },
+	{ "codeobj", "a code object (dis.Bytecode)" },
 	{ "CodeType", "builds code from bytes" },
 	{ "FunctionType", "builds functions from code objects" },
 	{ "LambdaType", "builds functions from code objects" },
@@ -574,4 +588,68 @@ int nx_pyaudit__keyword_position(const char *dotted)
 bool nx_pyaudit__private_ok(const char *name, size_t n)
 {
 	return listed(private_ok, name, n);
+}
+
+/* The module "module.attribute" dotted is, when it names one under another
+ * name (pymodattr.h: os.path is posixpath); NULL otherwise. */
+static const char *module_alias(const char *dotted)
+{
+	size_t l = 0, h = sizeof(nx_py_modattr) / sizeof(nx_py_modattr[0]);
+
+	while (l < h) {
+		size_t m = l + (h - l) / 2;
+		int c = strcmp(nx_py_modattr[m][0], dotted);
+
+		if (!c)
+			return nx_py_modattr[m][1];
+		if (c < 0)
+			l = m + 1;
+		else
+			h = m;
+	}
+	return NULL;
+}
+
+/*
+ * Rewrite p (cap bytes) so that no prefix of it is a standard module's
+ * alias of another module (concurrent.futures.process.mp.reduction ->
+ * multiprocessing.reduction), from the left; true when the whole of p was
+ * such an alias (it now names a module).  An alias hid a denied module
+ * from the lists above (red team 7).
+ */
+bool nx_pyaudit__canonical(char *p, size_t cap)
+{
+	char out[NX_PYAUDIT_DOTTED_MAX + 1], *dot;
+	const char *t, *rest = p;
+	size_t n;
+	bool whole = false;
+
+	if (strlen(p) >= sizeof(out))
+		return false;
+	dot = strchr(p, '.');
+	n = dot ? (size_t)(dot - p) : strlen(p);
+	memcpy(out, p, n);
+	out[n] = '\0';
+	rest = dot;
+	while (rest) {
+		const char *c = rest + 1, *next = strchr(c, '.');
+		size_t len = strlen(out), k = next ? (size_t)(next - c) : strlen(c);
+
+		if (len + 1 + k >= sizeof(out))
+			return false;
+		out[len] = '.';
+		memcpy(out + len + 1, c, k);
+		out[len + 1 + k] = '\0';
+		whole = (t = module_alias(out)) != NULL;
+		if (whole) {
+			if (strlen(t) >= sizeof(out))
+				return false;
+			memmove(out, t, strlen(t) + 1);
+		}
+		rest = next;
+	}
+	if (strlen(out) >= cap)
+		return false;
+	memcpy(p, out, strlen(out) + 1);
+	return whole;
 }

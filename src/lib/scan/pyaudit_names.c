@@ -264,6 +264,9 @@ static int chain_step(struct audit *a, size_t i, const char *s, size_t n)
 		p[len] = '.';
 		memcpy(p + len + 1, s, n);
 		p[len + 1 + n] = '\0';
+		/* process.mp is multiprocessing: judged, and followed, as it */
+		if (nx_pyaudit__canonical(p, sizeof(a->cpath[0])))
+			a->on_module = true;
 		if ((why = nx_pyaudit_training(p))) {
 			rc = nx_pyaudit__report(a, NX_F_IMPORT_TRAINING, i, "'%s' refused: %s; a training package or "
 				    "submodule is refused even when python_packages declares its "
