@@ -11,6 +11,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "util/array_int.h"
+
 #define NX_FS_OPENAT2_RETRIES 8 /* EAGAIN from a concurrent rename */
 
 static bool force_fallback;
@@ -216,7 +218,7 @@ int nx_fs_read_fd(char **out, size_t *out_len, int fd, const char *name,
 		  size_t max_size, nx_error *err)
 {
 	struct stat st;
-	char *buf = NULL, *nb;
+	char *buf = NULL;
 	size_t len = 0, cap;
 	int rc = 0;
 
@@ -244,13 +246,11 @@ int nx_fs_read_fd(char **out, size_t *out_len, int fd, const char *name,
 						  name, max_size);
 				goto out;
 			}
-			cap = cap * 2 > max_size + 1 ? max_size + 1 : cap * 2;
-			nb = realloc(buf, cap);
-			if (!nb) {
+			if (nx_array_grow(&buf, &cap, cap + 1, 1,
+					  max_size < SIZE_MAX ? max_size + 1 : SIZE_MAX)) {
 				rc = nx_error_set(err, NX_ENOMEM, name, 0, -1, "out of memory reading %s", name);
 				goto out;
 			}
-			buf = nb;
 		}
 		n = read(fd, buf + len, cap - 1 - len);
 		if (n < 0) {
@@ -300,15 +300,8 @@ static int walk_add(struct walk *w, const char *path, const struct stat *st)
 	if (w->n >= w->max)
 		return nx_error_set(w->err, NX_ELIMIT, path, 0, -1,
 				    "more than %zu entries in the directory tree", w->max);
-	if (w->n == w->cap) {
-		size_t cap = w->cap ? w->cap * 2 : 64;
-
-		e = realloc(w->v, cap * sizeof(*e));
-		if (!e)
-			return nx_error_oom(w->err, path);
-		w->v = e;
-		w->cap = cap;
-	}
+	if (NX_ARRAY_PUSH(w->v, w->cap, w->n))
+		return nx_error_oom(w->err, path);
 	e = &w->v[w->n];
 	e->path = strdup(path);
 	if (!e->path)
