@@ -59,17 +59,11 @@ static int add_sym(struct tmodel *m, size_t *n, int64_t id, size_t len)
 {
 	struct bpe_sym *s;
 
-	if (*n == m->syms_cap) {
-		size_t cap = m->syms_cap ? m->syms_cap * 2 : 256;
-
-		if (!(s = realloc(m->syms, cap * sizeof(*s))))
-			return NX_ENOMEM;
-		m->syms = s;
-		m->syms_cap = cap;
-		if (!(m->heap = realloc(m->heap, cap * 2 * sizeof(*m->heap))))
-			return NX_ENOMEM;
-		m->heap_cap = cap * 2;
-	}
+	/* the heap holds up to two entries a symbol */
+	if (*n == m->syms_cap &&
+	    (NX_ARRAY_PUSH(m->syms, m->syms_cap, *n) ||
+	     nx_array_grow(&m->heap, &m->heap_cap, m->syms_cap * 2, sizeof(*m->heap), SIZE_MAX)))
+		return NX_ENOMEM;
 	s = &m->syms[*n];
 	s->id = id;
 	s->len = (uint32_t)len;

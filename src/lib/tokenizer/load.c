@@ -78,21 +78,15 @@ static int map_id(nx_tokenizer *t, int64_t id, const char *tok, size_t len, cons
 		return nx_tok__cfg(err, path, jpath, "id %lld is out of range (0 to %u)",
 				   (long long)id, ID_MAX - 1);
 	if ((size_t)id >= t->id_n) {
-		size_t n = t->id_n ? t->id_n : 1024;
-		const char **a;
-		uint32_t *l;
+		/* two arrays of one length, t->id_n, zeroed past what was set */
+		size_t na = t->id_n, nl = t->id_n;
 
-		while (n <= (size_t)id)
-			n *= 2;
-		if (!(a = realloc(t->id_tok, n * sizeof(*a))))
+		if (nx_array_grow(&t->id_tok, &na, (size_t)id + 1, sizeof(*t->id_tok), ID_MAX) ||
+		    nx_array_grow(&t->id_len, &nl, na, sizeof(*t->id_len), na))
 			return nomem(err, path);
-		t->id_tok = a;
-		if (!(l = realloc(t->id_len, n * sizeof(*l))))
-			return nomem(err, path);
-		t->id_len = l;
-		memset(a + t->id_n, 0, (n - t->id_n) * sizeof(*a));
-		memset(l + t->id_n, 0, (n - t->id_n) * sizeof(*l));
-		t->id_n = n;
+		memset(t->id_tok + t->id_n, 0, (na - t->id_n) * sizeof(*t->id_tok));
+		memset(t->id_len + t->id_n, 0, (na - t->id_n) * sizeof(*t->id_len));
+		t->id_n = na;
 	}
 	if (t->id_tok[id])
 		return nx_tok__cfg(err, path, jpath, "id %lld is given to two tokens", (long long)id);

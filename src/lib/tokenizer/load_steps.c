@@ -327,11 +327,10 @@ int nx_tok__load_pre(nx_tokenizer *t, struct tpre *p, void *json, const char *jp
 static int tmpl_add(struct ttemplate *tp, int seq, uint32_t type_id, const int64_t *ids,
 		    size_t nids)
 {
-	struct titem *it = realloc(tp->items, (tp->n + 1) * sizeof(*it));
+	struct titem *it;
 
-	if (!it)
+	if (NX_ARRAY_PUSH(tp->items, tp->cap, tp->n))
 		return NX_ENOMEM;
-	tp->items = it;
 	it = &tp->items[tp->n++];
 	it->seq = seq;
 	it->type_id = type_id;

@@ -27,6 +27,7 @@
 #include <pcre2.h>
 
 #include "nexus/tokenizer.h"
+#include "util/array_int.h"
 
 #define NX_TOK_PREFIX_MAX 64      /* bytes of a prefix / suffix / replacement */
 #define NX_TOK_ADDED_MAX 65536    /* added tokens */
@@ -220,7 +221,7 @@ struct titem {
 };
 struct ttemplate {
 	struct titem *items;
-	size_t n;
+	size_t n, cap;
 	size_t nspecial;         /* ids it adds */
 };
 

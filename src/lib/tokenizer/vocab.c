@@ -91,26 +91,10 @@ int nx_vocab_put(struct nx_vocab *v, const char *s, size_t len, int64_t id)
 		v->ent[i].id = id;
 		return 0;
 	}
-	if (v->n == v->cap) {
-		size_t cap = v->cap ? v->cap * 2 : 1024;
-		struct nx_vocab_entry *ent = realloc(v->ent, cap * sizeof(*ent));
-
-		if (!ent)
-			return NX_ENOMEM;
-		v->ent = ent;
-		v->cap = cap;
-	}
-	if (v->arena_len + len > v->arena_cap) {
-		size_t cap = v->arena_cap ? v->arena_cap : 8192;
-		char *arena;
-
-		while (cap < v->arena_len + len)
-			cap *= 2;
-		if (!(arena = realloc(v->arena, cap)))
-			return NX_ENOMEM;
-		v->arena = arena;
-		v->arena_cap = cap;
-	}
+	/* entries hold 32-bit arena offsets: the arena's cap */
+	if (NX_ARRAY_PUSH(v->ent, v->cap, v->n) || len > UINT32_MAX ||
+	    nx_array_grow(&v->arena, &v->arena_cap, v->arena_len + len, 1, UINT32_MAX))
+		return NX_ENOMEM;
 	memcpy(v->arena + v->arena_len, s, len);
 	v->ent[v->n].off = (uint32_t)v->arena_len;
 	v->ent[v->n].len = (uint32_t)len;
