@@ -231,7 +231,6 @@ int nx_fingerprint_file(nx_fp_set *set, int dirfd, const char *path, size_t min_
 {
 	unsigned char head[9] = { 0 };
 	struct stat st;
-	char **files;
 	uint64_t hlen = 0;
 	int fd, rc, i;
 
@@ -243,14 +242,11 @@ int nx_fingerprint_file(nx_fp_set *set, int dirfd, const char *path, size_t min_
 		rc = nx_error_set(err, NX_EIO, path, 0, -1, "teacher %s is not a regular file", path);
 		goto out;
 	}
-	if (!(files = realloc(set->files, (set->nfiles + 1) * sizeof(char *))) ||
-	    !(files[set->nfiles] = strdup(path))) {
-		if (files)
-			set->files = files;
+	if (NX_ARRAY_PUSH_EXACT(set->files, set->nfiles) ||
+	    !(set->files[set->nfiles] = strdup(path))) {
 		rc = nx_error_oom(err, NULL);
 		goto out;
 	}
-	set->files = files;
 	set->nfiles++;
 	if (pread(fd, head, sizeof(head), 0) < 0) {
 		rc = nx_error_errno(err, NX_EIO, errno, path, "cannot read %s", path);
@@ -319,9 +315,8 @@ static int match_cb(void *ctx, const char *name, const struct fp_hash *h, bool t
 	} else {
 		return 0;
 	}
-	if (!(m = realloc(c->m, (c->n + 1) * sizeof(*m))))
+	if (NX_ARRAY_PUSH_EXACT(c->m, c->n))
 		return nx_error_oom(err, NULL);
-	c->m = m;
 	m = &c->m[c->n];
 	memset(m, 0, sizeof(*m));
 	c->n++;

@@ -4,6 +4,7 @@
 
 #include "nexus/fingerprint.h"
 #include "nexus/onnx.h"
+#include "util/array_int.h"
 
 struct fp_entry {
 	uint64_t whole;  /* fp_hash.whole: its whole contents */

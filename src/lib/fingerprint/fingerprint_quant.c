@@ -51,9 +51,9 @@ static int add_qshape(nx_fp_set *s, uint64_t d0, uint64_t d1, uint64_t d2, nx_er
 			return 0;
 	if (s->nqshapes >= QSHAPES_MAX)
 		return 0;
-	if (!(q = realloc(s->qshapes, (s->nqshapes + 1) * sizeof(*q))))
+	if (NX_ARRAY_PUSH_EXACT(s->qshapes, s->nqshapes))
 		return nx_error_oom(err, NULL);
-	s->qshapes = q;
+	q = s->qshapes;
 	q[s->nqshapes][0] = d0;
 	q[s->nqshapes][1] = d1;
 	q[s->nqshapes][2] = d2;
