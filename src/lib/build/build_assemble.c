@@ -52,9 +52,9 @@ static int check_tokenizer(struct build *b)
 		 (long long)b->rtcfg->max_sequence_length,
 		 (long long)(tmax < (size_t)b->rtcfg->max_sequence_length
 				     ? (long long)tmax : (long long)b->rtcfg->max_sequence_length));
-	if (!(w = realloc(b->res->warnings, (b->res->nwarnings + 1) * sizeof(*w))))
+	if (NX_ARRAY_PUSH_EXACT(b->res->warnings, b->res->nwarnings))
 		return nx_error_oom(b->err, NULL);
-	b->res->warnings = w;
+	w = b->res->warnings;
 	if (!(w[b->res->nwarnings] = strdup(msg)))
 		return nx_error_oom(b->err, NULL);
 	b->res->nwarnings++;

@@ -18,11 +18,9 @@ int nx_build__removed_add(struct build *b, const char *file, long line, const ch
 	struct nx_build_result *r = b->res;
 	struct nx_build_removed *v;
 
-	v = realloc(r->removed, (r->nremoved + 1) * sizeof(*v));
-	if (!v)
+	if (NX_ARRAY_PUSH_EXACT(r->removed, r->nremoved))
 		return nx_error_oom(b->err, file);
-	r->removed = v;
-	v += r->nremoved;
+	v = r->removed + r->nremoved;
 	v->file = strdup(file);
 	v->module = strdup(module ? module : "");
 	v->statement_kind = strdup(kind ? kind : "");

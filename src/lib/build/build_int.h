@@ -23,6 +23,7 @@
 #include "nexus/hash.h"
 #include "nexus/manifest.h"
 #include "nexus/onnx.h"
+#include "util/array_int.h"
 
 #define BUILD_WRITEBACK_MAX 2  /* the exported model and its external data */
 /* The tolerance config/selftest.json records; the manifest's policy too. */
