@@ -97,14 +97,8 @@ static int lex(struct audit *a, size_t len)
 					    tk.msg);
 		if (k == NX_PY_NL || k == NX_PY_COMMENT)
 			continue;
-		if (a->n == cap) {
-			struct ptok *p;
-
-			cap = cap ? cap * 2 : 256;
-			if (!(p = realloc(a->t, cap * sizeof(*p))))
-				return nx_pyaudit__oom(a);
-			a->t = p;
-		}
+		if (a->n == cap && NX_ARRAY_PUSH(a->t, cap, a->n))
+			return nx_pyaudit__oom(a);
 		memset(&a->t[a->n], 0, sizeof(a->t[a->n]));
 		a->t[a->n].t = (struct ctok){ (uint32_t)tk.start, (uint32_t)tk.len, (uint32_t)tk.body,
 					      (uint32_t)tk.body_len, (int32_t)tk.line,
@@ -199,14 +193,8 @@ static int bind(struct audit *a, size_t name_tok, const char *target, enum origi
 				    "%s:%ld: more than %d names bound by imports; the file cannot be "
 				    "audited", a->path ? a->path : "<source>", (long)a->t[name_tok].t.line,
 				    NX_PYAUDIT_BINDINGS_MAX);
-	if (b->n == b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 32;
-
-		if (!(v = realloc(b->v, cap * sizeof(*v))))
-			return nx_pyaudit__oom(a);
-		b->v = v;
-		b->cap = cap;
-	}
+	if (NX_ARRAY_PUSH(b->v, b->cap, b->n))
+		return nx_pyaudit__oom(a);
 	v = &b->v[b->n];
 	if (!(v->target = strdup(target)))
 		return nx_pyaudit__oom(a);
@@ -654,7 +642,7 @@ int nx_pyaudit_exports(struct nx_pyaudit_export **v, size_t *n, const char *stem
 	static const struct nx_pyaudit_opts none = { 0 };
 	struct bindings b = { 0 };
 	struct nx_pyaudit_export *p;
-	size_t i;
+	size_t i, cap;
 	int rc = 0;
 
 	if (len > NX_PYAUDIT_SRC_MAX ||
@@ -662,11 +650,12 @@ int nx_pyaudit_exports(struct nx_pyaudit_export **v, size_t *n, const char *stem
 		goto out;   /* the file's own audit reports why */
 	if (!b.n)
 		goto out;
-	if (!(p = realloc(*v, (*n + b.n) * sizeof(*p)))) {
+	cap = *n;
+	if (nx_array_grow(v, &cap, *n + b.n, sizeof(**v), *n + b.n)) {
 		rc = nx_error_oom(err, NULL);
 		goto out;
 	}
-	*v = p;
+	p = *v;
 	for (i = 0; i < b.n; i++) {
 		struct nx_pyaudit_export *e = &p[*n];
 		size_t k = strlen(stem) + b.v[i].nlen + 2;

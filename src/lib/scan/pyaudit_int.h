@@ -13,6 +13,7 @@
 
 #include "nexus/pyaudit.h"
 #include "nexus/pylex.h"
+#include "util/array_int.h"
 
 /* ---- the lists: each takes a name (not NUL-terminated where a length is
  * given) and returns the static lower-case reason it is refused, or NULL */
