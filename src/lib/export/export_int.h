@@ -19,6 +19,7 @@
 #include "nexus/export.h"
 #include "nexus/pb.h"
 #include "nexus/scan.h"
+#include "util/array_int.h"
 #include "util/strset_int.h"
 #include "export_ext.h"
 
