@@ -276,15 +276,8 @@ static int append_result(struct outputs *o, json_t *res)
 	}
 	json_object_foreach(json_object_get(res, "outputs"), name, arr) {
 		json_array_foreach(arr, i, x) {
-			if (o->n == o->cap) {
-				size_t cap = o->cap ? 2 * o->cap : 1024;
-				double *v = realloc(o->v, cap * sizeof(*v));
-
-				if (!v)
-					return NX_ENOMEM;
-				o->v = v;
-				o->cap = cap;
-			}
+			if (o->n == o->cap && NX_ARRAY_PUSH(o->v, o->cap, o->n))
+				return NX_ENOMEM;
 			if (!json_is_number(x))
 				o->failed = true;
 			o->v[o->n++] = json_is_number(x) ? json_number_value(x) : NAN;
