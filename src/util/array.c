@@ -1,4 +1,4 @@
-/* array.c - nx_array_grow and the byte string on top of it (array_int.h). */
+/* array.c - nx_array_grow (array_int.h). */
 #include "util/array_int.h"
 
 #include <stdlib.h>
@@ -35,17 +35,5 @@ int nx_array_grow(void *arrp, size_t *cap, size_t need, size_t elem, size_t max)
 		return NX_ENOMEM;
 	memcpy(arrp, &p, sizeof(p));
 	*cap = ncap;
-	return 0;
-}
-
-int nx_strbuf_add(struct nx_strbuf *b, const char *s, size_t n)
-{
-	if (n > SIZE_MAX - b->len - 1 ||
-	    nx_array_grow(&b->p, &b->cap, b->len + n + 1, 1, SIZE_MAX))
-		return NX_ENOMEM;
-	if (n)
-		memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
 	return 0;
 }

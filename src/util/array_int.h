@@ -43,16 +43,4 @@ static inline int nx_array_push_exact(void *arrp, size_t n, size_t elem)
 }
 #define NX_ARRAY_PUSH_EXACT(arr, n) nx_array_push_exact(&(arr), (n), sizeof(*(arr)))
 
-/*
- * A growing byte string, always NUL-terminated once anything was added.
- * Zero-initialise it; free(p) releases it.
- */
-struct nx_strbuf {
-	char *p;
-	size_t len, cap;
-};
-
-/* Append s[0..n) and a NUL.  0 or NX_ENOMEM (b unchanged). */
-int nx_strbuf_add(struct nx_strbuf *b, const char *s, size_t n);
-
 #endif

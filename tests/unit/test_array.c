@@ -1,4 +1,4 @@
-/* test_array.c - nx_array_grow (overflow, cap, doubling) and nx_strbuf. */
+/* test_array.c - nx_array_grow: overflow, cap, doubling. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -77,23 +77,6 @@ static void push_exact_grows_by_one(void **state)
 	free(v);
 }
 
-static void strbuf_appends(void **state)
-{
-	struct nx_strbuf b = { 0 };
-	int i;
-
-	assert_int_equal(nx_strbuf_add(&b, "", 0), 0);
-	assert_string_equal(b.p, "");
-	for (i = 0; i < 1000; i++)
-		assert_int_equal(nx_strbuf_add(&b, "ab", 2), 0);
-	assert_int_equal(b.len, 2000);
-	assert_int_equal(strlen(b.p), 2000);
-	assert_int_equal(memcmp(b.p + 1996, "abab", 5), 0);
-	assert_int_equal(nx_strbuf_add(&b, "x", SIZE_MAX), NX_ENOMEM);
-	assert_int_equal(b.len, 2000);
-	free(b.p);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -101,7 +84,6 @@ int main(void)
 		cmocka_unit_test(cap_is_kept),
 		cmocka_unit_test(overflow_refused),
 		cmocka_unit_test(push_exact_grows_by_one),
-		cmocka_unit_test(strbuf_appends),
 	};
 	return cmocka_run_group_tests_name("array", tests, NULL, NULL);
 }
