@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -413,6 +414,28 @@ void nx_fs_entries_free(struct nx_fs_entry *e, size_t n)
 	for (i = 0; i < n; i++)
 		free(e[i].path);
 	free(e);
+}
+
+ssize_t nx_pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t got = 0;
+
+	if (len > SSIZE_MAX || off > (uint64_t)INT64_MAX - len) {
+		errno = EINVAL;
+		return -1;
+	}
+	while (got < len) {
+		ssize_t n = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
 }
 
 int nx_write_all(int fd, const void *buf, size_t len)
