@@ -13,7 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "lib/export/export_ext.h"
 #include "nexus/onnx.h"
 
 int nx_fp_set_new(nx_fp_set **out, nx_error *err)
@@ -140,9 +139,9 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 			}
 			memcpy(full, path, dlen);
 			memcpy(full + dlen, t->ext_location, strlen(t->ext_location) + 1);
-			if ((rc = nx_export__open_beneath(dirfd, full, &efd)) != 0) {
-				rc = nx_error_errno(err, rc == -ELOOP ? NX_EUNSAFE : NX_EIO, -rc, full,
-						    "cannot open external data %s", full);
+			if ((rc = nx_fs_open_beneath(&efd, dirfd, full,
+						     O_RDONLY | O_NOCTTY | O_NONBLOCK, err)) != 0) {
+				/* err says why, naming the file */
 			} else if (fstat(efd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
 				rc = nx_error_set(err, NX_EUNSAFE, full, 0, -1,
 						  "%s is not a plain regular file", full);
@@ -186,7 +185,7 @@ static int safetensors(nx_fp_set *set, int fd, const char *path, uint64_t size, 
 				    (unsigned long long)hlen);
 	if (!(hdr = malloc(hlen + 1)))
 		return nx_error_oom(err, NULL);
-	if (pread(fd, hdr, hlen, 8) != (ssize_t)hlen) {
+	if (nx_pread_full(fd, hdr, hlen, 8) != (ssize_t)hlen) {
 		rc = nx_error_errno(err, NX_EIO, errno, path, "cannot read %s", path);
 		goto out;
 	}

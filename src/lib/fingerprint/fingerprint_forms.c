@@ -243,10 +243,8 @@ int nx_fp__hash_transposed(struct fp_hash *h, int fd, const char *path, uint64_t
 			size_t want = (size_t)(kk * width);
 			ssize_t n;
 
-			do
-				n = pread(fd, strip + i * kk * width, want,
-					  (off_t)(off + (i * cols + j0) * width));
-			while (n < 0 && errno == EINTR);
+			n = nx_pread_full(fd, strip + i * kk * width, want,
+					  off + (i * cols + j0) * width);
 			if (n != (ssize_t)want) {
 				rc = n < 0 ? nx_error_errno(err, NX_EIO, errno, path, "cannot read %s",
 							    path)

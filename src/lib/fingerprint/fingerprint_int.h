@@ -4,6 +4,7 @@
 
 #include "nexus/fingerprint.h"
 #include "nexus/onnx.h"
+#include "nexus/fs.h"
 #include "util/array_int.h"
 
 struct fp_entry {
