@@ -5,11 +5,13 @@
  *
  * A location is untrusted (ONNX CVE-2022-25882, CVE-2024-27318: "../" and
  * absolute paths reading arbitrary files).  It must be relative, without
- * "." / ".." / empty components; it is resolved beside the model one
- * component at a time with O_NOFOLLOW, so no symlink is followed anywhere on
- * the way; the file must be regular with a single link.
+ * "." / ".." / empty components; it is opened beside the model with
+ * nx_fs_open_beneath (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, or a
+ * checked walk where openat2 is missing), so no symlink is followed anywhere
+ * on the way; the file must be regular with a single link.
  */
 #include "export_int.h"
+#include "nexus/fs.h"
 #include "nexus/onnx.h"
 
 #include <errno.h>
@@ -28,39 +30,6 @@ static int unsafe(struct ex *x, const char *tensor, const char *location, uint64
 			    "data in plain files beside the model", x->path, tensor, location, why);
 }
 
-/* Open dir/location below dirfd without following any symlink. */
-int nx_export__open_beneath(int dirfd, const char *path, int *out)
-{
-	char *copy = strdup(path), *p, *slash;
-	int fd = dirfd, next, rc = 0;
-
-	if (!copy)
-		return -ENOMEM;
-	p = copy;
-	while ((slash = strchr(p, '/')) != NULL) {
-		*slash = '\0';
-		next = openat(fd, p, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd != dirfd)
-			close(fd);
-		if (next < 0) {
-			rc = -errno;
-			goto out;
-		}
-		fd = next;
-		p = slash + 1;
-	}
-	next = openat(fd, p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd != dirfd)
-		close(fd);
-	if (next < 0)
-		rc = -errno;
-	else
-		*out = next;
-out:
-	free(copy);
-	return rc;
-}
-
 int nx_export__external(struct ex *x, const char *tensor, const char *location, int64_t offset,
 		int64_t length, uint64_t field_offset, struct ex_src *src)
 {
@@ -69,6 +38,7 @@ int nx_export__external(struct ex *x, const char *tensor, const char *location, 
 	char *full = NULL;
 	struct stat st;
 	uint64_t off = offset < 0 ? 0 : (uint64_t)offset, len;
+	nx_error e;
 	int fd = -1, rc;
 
 	src->fd = -1;
@@ -94,13 +64,15 @@ int nx_export__external(struct ex *x, const char *tensor, const char *location, 
 		memcpy(full, rel, dlen);
 		memcpy(full + dlen, location, strlen(location) + 1);
 	}
-	if ((rc = nx_export__open_beneath(o->ws_dirfd, full, &fd)) != 0) {
-		if (rc == -ELOOP || rc == -ENOTDIR)
-			rc = unsafe(x, tensor, location, field_offset, "is or passes through a symlink");
+	if ((rc = nx_fs_open_beneath(&fd, o->ws_dirfd, full, O_RDONLY | O_NOCTTY | O_NONBLOCK,
+				     &e)) != 0) {
+		if (rc == NX_EUNSAFE)
+			rc = unsafe(x, tensor, location, field_offset,
+				    "is or passes through a symlink, or crosses a mount point");
 		else
-			rc = nx_error_errno(x->err, NX_EIO, -rc, full,
-					    "%s: cannot open external data '%s' of tensor '%s'",
-					    x->path, full, tensor);
+			rc = nx_error_set(x->err, rc, full, 0, -1,
+					  "%s: external data of tensor '%s': %s", x->path, tensor,
+					  e.message);
 		goto out;
 	}
 	if (fstat(fd, &st) != 0) {
@@ -147,22 +119,14 @@ void nx_export__src_release(struct ex_src *src)
 int nx_export__read_small(struct ex *x, const struct ex_src *src, unsigned char **out)
 {
 	unsigned char *buf = malloc(src->len ? (size_t)src->len : 1);
-	uint64_t done = 0;
+	ssize_t n;
 
 	if (!buf)
 		return nx_export__oom(x);
-	while (done < src->len) {
-		ssize_t n = pread(src->fd, buf + done, (size_t)(src->len - done),
-				  (off_t)(src->off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			free(buf);
-			return nx_error_errno(x->err, NX_EIO, n < 0 ? errno : EIO, src->path,
-					      "cannot read external data from %s", src->path);
-		}
-		done += (uint64_t)n;
+	if ((n = nx_pread_full(src->fd, buf, (size_t)src->len, src->off)) != (ssize_t)src->len) {
+		free(buf);
+		return nx_error_errno(x->err, NX_EIO, n < 0 ? errno : EIO, src->path,
+				      "cannot read external data from %s", src->path);
 	}
 	*out = buf;
 	return 0;

@@ -21,7 +21,6 @@
 #include "nexus/scan.h"
 #include "util/array_int.h"
 #include "util/strset_int.h"
-#include "export_ext.h"
 
 enum pw_kind { PW_COPY, PW_LIT, PW_MSG };
 
