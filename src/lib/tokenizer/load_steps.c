@@ -6,11 +6,41 @@
  */
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tok_int.h"
+
+/* The config error and the typed getter that load.c shares with the steps
+ * (declared in tok_int.h). */
+int nx_tok__cfg(nx_error *err, const char *path, const char *jpath, const char *fmt, ...)
+{
+	char msg[600];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return nx_error_set(err, NX_ECONFIG, path, 0, -1,
+			    "%s: %s: %s (this is the tokenizer, not the model: the bundle's runtime "
+			    "cannot reproduce it exactly)", path, jpath, msg);
+}
+
+int nx_tok__get_bool(bool *out, void *o, const char *key, const char *jpath, const char *path,
+		     nx_error *err)
+{
+	json_t *obj = o;
+	json_t *v = json_object_get(obj, key);
+
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_boolean(v))
+		return nx_tok__cfg(err, path, jpath, "%s must be true or false", key);
+	*out = json_is_true(v);
+	return 0;
+}
 
 static int nomem(nx_error *err, const char *path)
 {

@@ -12,8 +12,6 @@
 
 #include "tok_int.h"
 
-uint32_t nx_tok__byte_char(unsigned char b);
-
 /*
  * Hugging Face's regexes run on Oniguruma, whose \s is Unicode White_Space
  * and whose \w is L, M, Nd, Pc; PCRE2's (UCP) differ on a few characters

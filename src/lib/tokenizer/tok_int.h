@@ -51,6 +51,8 @@ struct ib {
 int nx_tok__tb_reserve(struct tb *b, size_t more);
 int nx_tok__tb_put(struct tb *b, const void *s, size_t len);
 int nx_tok__ib_push(struct ib *b, int64_t v);
+/* GPT-2's byte -> printable character table (ByteLevel; chars.c). */
+uint32_t nx_tok__byte_char(unsigned char b);
 
 /* A piece of text: bytes [off, off+len) of its list's text. */
 struct tpiece {

@@ -1,4 +1,5 @@
-/* vocab.c - the vocabulary hash table, the tokenizer's lifetime and look-ups. */
+/* vocab.c - the vocabulary hash table, the tokenizer's allocation and
+ * look-ups (load.c frees it). */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,53 +198,4 @@ int nx_tokenizer_is_special(const nx_tokenizer *t, int64_t id)
 const void *nx_tokenizer_decoder_json(const nx_tokenizer *t)
 {
 	return t->decoder;
-}
-
-static void tmpl_release(struct ttemplate *tp)
-{
-	size_t i;
-
-	for (i = 0; i < tp->n; i++)
-		free(tp->items[i].ids);
-	free(tp->items);
-}
-
-void nx_tokenizer_free(nx_tokenizer *t)
-{
-	size_t i, w;
-
-	if (!t)
-		return;
-	for (i = 0; i < t->nadded; i++) {
-		free(t->added[i].content);
-		free(t->added[i].raw);
-	}
-	free(t->added);
-	for (w = 0; w < 2; w++)
-		for (i = 0; i < 256; i++)
-			free(t->added_by_byte[w][i]);
-	nx_vocab_release(&t->v);
-	free(t->id_tok);
-	free(t->id_len);
-	nx_tok__model_release(&t->m);
-	nx_tok__norm_release(t->norm);
-	free(t->norm);
-	nx_tok__pre_release(t->pre);
-	free(t->pre);
-	tmpl_release(&t->single);
-	tmpl_release(&t->pair);
-	json_decref(t->decoder);
-	free(t->seg.p);
-	free(t->normed.p);
-	free(t->pieces.v);
-	free(t->pieces.text.p);
-	free(t->pieces2.v);
-	free(t->pieces2.text.p);
-	free(t->ids[0].p);
-	free(t->ids[1].p);
-	free(t->word.p);
-	free(t->word2.p);
-	free(t->spans);
-	free(t->boff);
-	free(t);
 }
