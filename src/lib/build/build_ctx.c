@@ -96,3 +96,29 @@ int nx_build__copy(struct build *b, const char *relpath, int src_fd, uint64_t si
 	close(fd);
 	return rc;
 }
+
+/* The export options of the workspace (the student export and the float
+ * one of the quantization gate). */
+void nx_build__export_opts(const struct build *b, struct nx_export_opts *o,
+		       enum nx_export_data_digest digest, nx_export_ext_open_fn ext)
+{
+	const nx_workspace *ws = b->ws;
+
+	memset(o, 0, sizeof(*o));
+	o->outputs = (const char *const *)ws->student.outputs;
+	o->noutputs = ws->student.noutputs;
+	o->metadata_keep = (const char *const *)ws->metadata_keep;
+	o->nmetadata_keep = ws->nmetadata_keep;
+	o->forbidden_terms = (const char *const *)ws->forbidden_terms;
+	o->nforbidden_terms = ws->nforbidden_terms;
+	o->extract = ws->export_extract;
+	o->strip_metadata = ws->export_strip_metadata;
+	o->external = (enum nx_export_external)ws->export_external;
+	o->producer_version = NX_VERSION;
+	o->ws_dirfd = b->wsfd;
+	o->model_relpath = ws->student.model;
+	o->ext_ctx = (void *)b;
+	o->data_digest = digest;
+	o->ext_open = ext;
+	o->positions_input = ws->student.inputs[NX_INPUT_POSITIONS];
+}

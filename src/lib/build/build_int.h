@@ -99,7 +99,6 @@ int nx_build__filter(struct build *b);
 int nx_build__assemble(struct build *b);
 int nx_build__manifest(struct build *b);
 int nx_build__sign(struct build *b);
-int nx_build__selftest(struct build *b);
 /* Run bin/nexus_cli selftest --write on the stage in the sandbox; *r holds
  * the golden JSON it printed (release it also on error). */
 int nx_build__selftest_run(struct build *b, struct nx_sandbox_result *r);
