@@ -122,3 +122,6 @@ int nx_export__read_strings(struct ex *x, const struct nx_pb_reader *parent,
 	}
 	return rc;
 }
+
+/* Here, not in export.c, because quant.c names them in its errors. */
+const char *const nx_export_quantize_names[] = { "none", "int8", "int4", "fp16", NULL };
