@@ -230,7 +230,7 @@ int nx_fp__quant_forms(nx_fp_set *set, const char *name, int fd, const char *pat
 	float *a, *scale = NULL;
 	signed char *q = NULL, *qt = NULL;
 	uint64_t i, n = len / 4, r, c;
-	size_t k;
+	size_t k, scap = 0;
 	bool any = false;
 	int rc = 0;
 
@@ -262,7 +262,8 @@ int nx_fp__quant_forms(nx_fp_set *set, const char *name, int fd, const char *pat
 		}
 		if (rows * cols != n)
 			continue;
-		if (!(scale = realloc(scale, (size_t)(rows > cols ? rows : cols) * sizeof(float)))) {
+		if (nx_array_grow(&scale, &scap, (size_t)(rows > cols ? rows : cols), sizeof(*scale),
+				  SIZE_MAX)) {
 			rc = nx_error_oom(err, NULL);
 			break;
 		}
