@@ -170,12 +170,15 @@ check-symbols: $(LAYER_AR)
 # (scripts/dev/lint.py), bundle paths only from nexus/bundle.h
 # (scripts/dev/use_bundle_paths.py), finding codes only from
 # nexus/findings.def and each documented in docs/TRV.md
-# (scripts/dev/use_finding_codes.py, check_findings.py), and the symbol check.
+# (scripts/dev/use_finding_codes.py, check_findings.py), no file-level cycle in
+# libnexus (scripts/dev/cycles.py: no two files call each other, directly or
+# around a ring; no #include cycle), and the symbol check.
 lint: check-symbols
 	$(Q)$(PYTHON) scripts/dev/lint.py --cc $(CC) --cxx $(CXX) --ort-inc $(ORT_INC)
 	$(Q)$(PYTHON) scripts/dev/use_bundle_paths.py --check
 	$(Q)$(PYTHON) scripts/dev/use_finding_codes.py --check
 	$(Q)$(PYTHON) scripts/dev/check_findings.py
+	$(Q)$(PYTHON) scripts/dev/cycles.py $(BUILD) $(LIB_OBJ)
 
 $(RT_ORT): $(ORT_LIB)
 	@mkdir -p $(@D)

@@ -203,6 +203,14 @@ int nx_fs_remove_tree(int parentfd, const char *name, const char *path, nx_error
 int nx_write_all(int fd, const void *buf, size_t len);
 
 /*
+ * Read len bytes of fd at offset off into buf, again after EINTR and short
+ * reads; only the end of the file stops it early.  Returns the bytes read
+ * (less than len only at the end of the file), or -1 with errno set: the
+ * caller words the error, naming its file.
+ */
+ssize_t nx_pread_full(int fd, void *buf, size_t len, uint64_t off);
+
+/*
  * Remove the staging tree using only async-signal-safe system calls and no
  * allocation, for a SIGINT/SIGTERM handler.  Does not free s; a no-op after
  * publish.  Returns 0 or -1.

@@ -178,6 +178,17 @@ int nx_verify_bundle(nx_report **out, int bundle_dirfd, const char *bundle_path,
 int nx_verify_stage(nx_report **out, const nx_stage *stage, const char *final_path,
 		    const char *what, const struct nx_verify_opts *opts, nx_error *err);
 
+/*
+ * The end of pull and unpack: write manifest.json (mjson[0..mlen)) into the
+ * stage whose other files the caller wrote, seal it, verify it with
+ * nx_verify_stage when opts is not NULL, and publish it to final_path
+ * atomically.  *out as for nx_verify_stage; on any failure nothing is
+ * published and the caller frees the stage.
+ */
+int nx_verify_publish(nx_report **out, nx_stage *stage, const char *mjson, size_t mlen,
+		      const char *final_path, const char *what,
+		      const struct nx_verify_opts *opts, nx_error *err);
+
 /* An empty report for bundle_path (may be NULL). */
 int nx_report_new(nx_report **out, const char *bundle_path, nx_error *err);
 

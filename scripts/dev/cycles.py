@@ -2,11 +2,15 @@
 """Print the file-level cycles of libnexus: two .c files that call each
 other (directly or through others) by global symbols, and #include cycles.
 
-    scripts/dev/cycles.py [BUILD]      (default build/; needs `make` first)
+    scripts/dev/cycles.py [BUILD [OBJ...]]   (default build/; needs `make` first)
+
+With OBJ, only those objects (BUILD/obj/src/...o, what the Makefile builds
+now: an object left behind by a removed source does not count); without,
+every object under BUILD/obj/src but the programs'.  `make lint` runs it.
 
 A cycle is a strongly connected component of the graph "a.o uses a symbol
-defined in b.o".  Exit status 1 when there is one, so a make target could
-run it.  Reads objects with nm(1); no Python packages needed.
+defined in b.o".  Exit status 1 when there is one, which fails `make
+lint`.  Reads objects with nm(1); no Python packages needed.
 """
 import os
 import re
@@ -72,8 +76,8 @@ def sccs(graph):
     return out
 
 
-def symbol_graph(build):
-    objs = objects(build)
+def symbol_graph(build, objs=None):
+    objs = objs or objects(build)
     top = os.path.join(build, "obj") + os.sep
     owner, uses = {}, {}
     for o in objs:
@@ -112,7 +116,7 @@ def include_graph(root="src"):
 
 def main():
     build = sys.argv[1] if len(sys.argv) > 1 else "build"
-    graph, why = symbol_graph(build)
+    graph, why = symbol_graph(build, sys.argv[2:])
     cycles = sccs(graph)
     for comp in cycles:
         print("symbol cycle: " + " ".join(comp))

@@ -30,7 +30,8 @@ line, or a test of its own named) is taken apart with the ast module:
 
 Other test files that import from a source (or the fixtures named by a
 `fixtures` line) import helpers from the helper modules instead, and
-fixtures not at all: pytest finds them in conftest.py.
+fixtures not at all: pytest finds them in conftest.py.  This holds for
+imports inside functions too, in every file including the moved pieces.
 
 It fails loudly, changing nothing, on a test of a source no rule places,
 on two pieces of one name in one file, and on a fixture name taken twice
@@ -385,21 +386,28 @@ def append_to(path, pieces, imports, text=None):
 
 def rewrite_importers(mods, home, fixture_names, skip, writes):
     """Other test files: imports of a source's helpers come from the helper
-    modules, imports of moved fixtures go."""
+    modules, imports of moved fixtures go.  Imports inside functions (a
+    test that imports a helper where it uses it) are rewritten too, at
+    their indentation, also in the files this run writes (skip), whose
+    top-level imports imports_for already chose."""
     out = {}
     moved = {pathlib.Path(s).stem for s in mods}
     for path in sorted(set(E2E.rglob("*.py")) | set(writes)):
         rel = str(path.relative_to(E2E))
-        if rel in skip or path.suffix != ".py":
+        if path.suffix != ".py" or (rel in skip and path not in writes):
             continue
         text = writes[path] if path in writes else path.read_text()
         tree = ast.parse(text)
         lines = text.splitlines()
+        top = set(map(id, tree.body))
         edits = []
-        for node in tree.body:
+        for node in ast.walk(tree):
             if not (isinstance(node, ast.ImportFrom) and (node.module in moved or (
                     f"{node.module}.py" in MAP["helpers"] and
                     not (E2E / f"{node.module}.py").exists()))):
+                continue
+            nested = id(node) not in top
+            if rel in skip and not nested:
                 continue
             keep, new = [], []
             for a in node.names:
@@ -418,11 +426,17 @@ def rewrite_importers(mods, home, fixture_names, skip, writes):
                     keep.append(a)
             if keep:
                 new.insert(0, ast.unparse(ast.ImportFrom(module=node.module, names=keep, level=0)))
-            edits.append((node.lineno, node.end_lineno, new))
+            pad = " " * node.col_offset
+            body = [pad + l if l else l for l in import_lines(new)] if new else []
+            if nested:
+                # a nested import is one statement of a block: no blank
+                # lines between groups, and "pass" if nothing is left
+                body = [l for l in body if l] or [pad + "pass"]
+            edits.append((node.lineno, node.end_lineno, body))
         if not edits:
             continue
         for a, b, new in sorted(edits, reverse=True):
-            lines[a - 1:b] = import_lines(new) if new else []
+            lines[a - 1:b] = new
         out[path] = "\n".join(lines) + "\n"
     return out
 

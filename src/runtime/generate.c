@@ -313,15 +313,8 @@ struct gen_text {
 
 static int text_append(struct gen_text *t, const char *s, size_t n, nx_error *err)
 {
-	if (t->len + n + 1 > t->cap) {
-		size_t cap = (t->len + n + 1) * 2;
-		char *b = realloc(t->buf, cap);
-
-		if (!b)
-			return nx_error_oom(err, NULL);
-		t->buf = b;
-		t->cap = cap;
-	}
+	if (n > SIZE_MAX - t->len - 1 || nx_array_grow(&t->buf, &t->cap, t->len + n + 1, 1, SIZE_MAX))
+		return nx_error_oom(err, NULL);
 	memcpy(t->buf + t->len, s, n);
 	t->len += n;
 	t->buf[t->len] = '\0';

@@ -52,6 +52,7 @@
 #include <unistd.h>
 
 #include "nexus/clock.h"
+#include "nexus/fs.h"
 #include "nexus/functional.h"
 #include "nexus/onnx.h"
 #include "rt.h"
@@ -258,22 +259,14 @@ static int contents(unsigned char *dst, size_t bytes, const struct rt_bundle *b,
 	fd = openat(b->rootfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return nx_error_errno(err, NX_EIO, errno, path, "cannot open %s", path);
-	/* in a loop: Linux reads at most 2 GiB - 4 KiB a call, and a tensor
-	 * of a student over 2 GB may be larger */
-	for (r.len = 0; r.len < bytes; r.len += (size_t)got) {
-		got = pread(fd, dst + r.len, bytes - r.len,
-			    (off_t)(t->ext_offset < 0 ? 0 : t->ext_offset) + (off_t)r.len);
-		if (got < 0 && errno == EINTR) {
-			got = 0;
-			continue;
-		}
-		if (got <= 0) {
-			rc = got < 0 ? nx_error_errno(err, NX_EIO, errno, path, "cannot read %s", path)
-				     : nx_error_set(err, NX_EFORMAT, path, 0, -1,
-						    "%s: tensor '%s' is short", path, t->name);
-			break;
-		}
-	}
+	/* nx_pread_full loops: Linux reads at most 2 GiB - 4 KiB a call, and a
+	 * tensor of a student over 2 GB may be larger */
+	got = nx_pread_full(fd, dst, bytes, (uint64_t)(t->ext_offset < 0 ? 0 : t->ext_offset));
+	if (got < 0)
+		rc = nx_error_errno(err, NX_EIO, errno, path, "cannot read %s", path);
+	else if ((size_t)got != bytes)
+		rc = nx_error_set(err, NX_EFORMAT, path, 0, -1, "%s: tensor '%s' is short", path,
+				  t->name);
 	close(fd);
 	return rc;
 }
@@ -292,18 +285,10 @@ static int sink(void *ctx, const double *v, size_t count)
 	struct outputs *o = ctx;
 	size_t i;
 
-	if (count > o->cap - o->n) {
-		size_t cap = o->cap ? o->cap : 1024;
-		double *p;
-
-		while (cap - o->n < count)
-			cap *= 2;
-		if (!(p = realloc(o->v, cap * sizeof(*p)))) {
-			o->oom = true;
-			return NX_ENOMEM;
-		}
-		o->v = p;
-		o->cap = cap;
+	if (count > SIZE_MAX - o->n ||
+	    nx_array_grow(&o->v, &o->cap, o->n + count, sizeof(*o->v), SIZE_MAX)) {
+		o->oom = true;
+		return NX_ENOMEM;
 	}
 	for (i = 0; i < count; i++) {
 		if (!isfinite(v[i]))

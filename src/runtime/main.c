@@ -251,16 +251,13 @@ static int cmd_info(const struct rt_verb *v, int argc, char **argv)
 static int collect(void *ctx, const struct rt_input *in, nx_error *err)
 {
 	struct rt_args *a = ctx;
-	char **t;
-
 	if (!in->text)
 		return nx_error_set(err, NX_EFORMAT, a->input, 0, -1, "%s", in->error);
-	/* a->texts takes the moved array before strndup can fail: the caller
-	 * frees a->texts, and the old pointer is already freed by realloc */
-	if (!(t = realloc(a->texts, (a->ntexts + 1) * sizeof(*t))))
+	/* a->texts owns the array whether or not it could grow: the caller
+	 * frees it */
+	if (NX_ARRAY_PUSH_EXACT(a->texts, a->ntexts))
 		return nx_error_oom(err, NULL);
-	a->texts = t;
-	if (!(t[a->ntexts] = strndup(in->text, in->len)))
+	if (!(a->texts[a->ntexts] = strndup(in->text, in->len)))
 		return nx_error_oom(err, NULL);
 	a->ntexts++;
 	return 0;
@@ -413,8 +410,10 @@ static int parse_ids(const char *s, size_t len, int64_t **ids, size_t *n, const 
 			rc = 1;
 			goto out;
 		}
-		if (!(*ids = realloc(*ids, (json_array_size(list) + 1) * sizeof(**ids))))
-			return NX_ENOMEM;
+		if (nx_array_grow(ids, &cap, json_array_size(list) + 1, sizeof(**ids), SIZE_MAX)) {
+			rc = NX_ENOMEM;   /* *ids stays the caller's to free */
+			goto out;
+		}
 		json_array_foreach(list, i, v) {
 			if (!json_is_integer(v)) {
 				*why = "an id is not an integer";
@@ -436,11 +435,8 @@ static int parse_ids(const char *s, size_t len, int64_t **ids, size_t *n, const 
 		if (!k)
 			break;
 		buf[k] = '\0';
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 64;
-			if (!(*ids = realloc(*ids, cap * sizeof(**ids))))
-				return NX_ENOMEM;
-		}
+		if (*n == cap && NX_ARRAY_PUSH(*ids, cap, *n))
+			return NX_ENOMEM;   /* *ids stays the caller's to free */
 		(*ids)[(*n)++] = strtoll(buf, &end, 10);
 		if (*end) {
 			*why = "ids must be integers separated by commas or spaces, or a JSON list";

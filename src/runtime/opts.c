@@ -150,11 +150,8 @@ int rt_parse(struct rt_args *a, const struct rt_verb *v, int argc, char **argv)
 		case RT_OPT_GEN_CHAT: a->chat = true; break;
 		case RT_OPT_PAIR: {
 			/* on failure a->pairs stays, for the caller to free */
-			char **t = realloc(a->pairs, (a->npairs + 1) * sizeof(*a->pairs));
-
-			if (!t)
+			if (NX_ARRAY_PUSH_EXACT(a->pairs, a->npairs))
 				return rt_usage(v, "out of memory");
-			a->pairs = t;
 			a->pairs[a->npairs++] = (char *)val;
 			break;
 		}
@@ -193,21 +190,15 @@ int rt_parse(struct rt_args *a, const struct rt_verb *v, int argc, char **argv)
 		}
 		case RT_OPT_GEN_STOP: {
 			/* on failure a->stops stays, for the caller to free */
-			const char **t = realloc(a->stops, (a->nstops + 1) * sizeof(*a->stops));
-
-			if (!t)
+			if (NX_ARRAY_PUSH_EXACT(a->stops, a->nstops))
 				return rt_usage(v, "out of memory");
-			a->stops = t;
 			a->stops[a->nstops++] = val;
 			break;
 		}
 		case RT_OPT_TEXT: {
 			/* on failure a->texts stays, for the caller to free */
-			char **t = realloc(a->texts, (a->ntexts + 1) * sizeof(*a->texts));
-
-			if (!t)
+			if (NX_ARRAY_PUSH_EXACT(a->texts, a->ntexts))
 				return rt_usage(v, "out of memory");
-			a->texts = t;
 			a->texts[a->ntexts++] = (char *)val;
 			break;
 		}

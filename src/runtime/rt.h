@@ -30,6 +30,7 @@
 #include "nexus/error.h"
 #include "nexus/functional.h"
 #include "nexus/manifest.h"
+#include "util/array_int.h"
 #include "nexus/tokdecode.h"
 #include "nexus/tokenizer.h"
 

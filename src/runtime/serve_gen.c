@@ -168,16 +168,9 @@ static int put_event(struct gen_job *j, json_t *doc, bool done_mark)
 	json_decref(doc);
 	if (!s)
 		return -1;
-	if (j->len + n + 1 > j->cap) {
-		size_t cap = (j->len + n + 1) * 2;
-		char *b = realloc(j->buf, cap);
-
-		if (!b) {
-			free(s);
-			return -1;
-		}
-		j->buf = b;
-		j->cap = cap;
+	if (nx_array_grow(&j->buf, &j->cap, j->len + n + 1, 1, SIZE_MAX)) {
+		free(s);
+		return -1;
 	}
 	j->len += (size_t)snprintf(j->buf + j->len, j->cap - j->len, "data: %s\n\n", s);
 	free(s);

@@ -4,12 +4,15 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include "util/array_int.h"
 
 #define NX_FS_OPENAT2_RETRIES 8 /* EAGAIN from a concurrent rename */
 
@@ -216,7 +219,7 @@ int nx_fs_read_fd(char **out, size_t *out_len, int fd, const char *name,
 		  size_t max_size, nx_error *err)
 {
 	struct stat st;
-	char *buf = NULL, *nb;
+	char *buf = NULL;
 	size_t len = 0, cap;
 	int rc = 0;
 
@@ -244,13 +247,11 @@ int nx_fs_read_fd(char **out, size_t *out_len, int fd, const char *name,
 						  name, max_size);
 				goto out;
 			}
-			cap = cap * 2 > max_size + 1 ? max_size + 1 : cap * 2;
-			nb = realloc(buf, cap);
-			if (!nb) {
+			if (nx_array_grow(&buf, &cap, cap + 1, 1,
+					  max_size < SIZE_MAX ? max_size + 1 : SIZE_MAX)) {
 				rc = nx_error_set(err, NX_ENOMEM, name, 0, -1, "out of memory reading %s", name);
 				goto out;
 			}
-			buf = nb;
 		}
 		n = read(fd, buf + len, cap - 1 - len);
 		if (n < 0) {
@@ -300,15 +301,8 @@ static int walk_add(struct walk *w, const char *path, const struct stat *st)
 	if (w->n >= w->max)
 		return nx_error_set(w->err, NX_ELIMIT, path, 0, -1,
 				    "more than %zu entries in the directory tree", w->max);
-	if (w->n == w->cap) {
-		size_t cap = w->cap ? w->cap * 2 : 64;
-
-		e = realloc(w->v, cap * sizeof(*e));
-		if (!e)
-			return nx_error_oom(w->err, path);
-		w->v = e;
-		w->cap = cap;
-	}
+	if (NX_ARRAY_PUSH(w->v, w->cap, w->n))
+		return nx_error_oom(w->err, path);
 	e = &w->v[w->n];
 	e->path = strdup(path);
 	if (!e->path)
@@ -420,6 +414,28 @@ void nx_fs_entries_free(struct nx_fs_entry *e, size_t n)
 	for (i = 0; i < n; i++)
 		free(e[i].path);
 	free(e);
+}
+
+ssize_t nx_pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t got = 0;
+
+	if (len > SSIZE_MAX || off > (uint64_t)INT64_MAX - len) {
+		errno = EINVAL;
+		return -1;
+	}
+	while (got < len) {
+		ssize_t n = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
 }
 
 int nx_write_all(int fd, const void *buf, size_t len)

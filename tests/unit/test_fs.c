@@ -410,6 +410,31 @@ static void write_all_whole_or_errno(void **state)
 	}
 }
 
+/* nx_pread_full: the range at an offset, short only at the end of the
+ * file, -1 with errno on a bad fd. */
+static void pread_full_range_or_eof(void **state)
+{
+	char path[] = "/tmp/nx-pread-XXXXXX", buf[70000], big[70000];
+	int fd = mkstemp(path);
+	size_t i;
+
+	(void)state;
+	assert_true(fd >= 0);
+	unlink(path);
+	for (i = 0; i < sizeof(big); i++)
+		big[i] = (char)(i * 7);
+	assert_int_equal(nx_write_all(fd, big, sizeof(big)), 0);
+	assert_int_equal(nx_pread_full(fd, buf, 1000, 5), 1000);
+	assert_memory_equal(buf, big + 5, 1000);
+	assert_int_equal(nx_pread_full(fd, buf, sizeof(buf), 100), sizeof(big) - 100);
+	assert_memory_equal(buf, big + 100, sizeof(big) - 100);
+	assert_int_equal(nx_pread_full(fd, buf, 10, sizeof(big)), 0);
+	close(fd);
+	errno = 0;
+	assert_int_equal(nx_pread_full(fd, buf, 10, 0), -1);
+	assert_int_equal(errno, EBADF);
+}
+
 static void stage_bad_parent(void **state)
 {
 	nx_stage *s = NULL;
@@ -436,6 +461,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(stale_stage_swept, setup, teardown),
 		cmocka_unit_test_setup_teardown(stage_bad_parent, setup, teardown),
 		cmocka_unit_test(write_all_whole_or_errno),
+		cmocka_unit_test(pread_full_range_or_eof),
 	};
 	return cmocka_run_group_tests_name("fs", tests, NULL, NULL);
 }

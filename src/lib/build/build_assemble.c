@@ -52,9 +52,9 @@ static int check_tokenizer(struct build *b)
 		 (long long)b->rtcfg->max_sequence_length,
 		 (long long)(tmax < (size_t)b->rtcfg->max_sequence_length
 				     ? (long long)tmax : (long long)b->rtcfg->max_sequence_length));
-	if (!(w = realloc(b->res->warnings, (b->res->nwarnings + 1) * sizeof(*w))))
+	if (NX_ARRAY_PUSH_EXACT(b->res->warnings, b->res->nwarnings))
 		return nx_error_oom(b->err, NULL);
-	b->res->warnings = w;
+	w = b->res->warnings;
 	if (!(w[b->res->nwarnings] = strdup(msg)))
 		return nx_error_oom(b->err, NULL);
 	b->res->nwarnings++;
@@ -205,6 +205,25 @@ static int check_chat_template(struct build *b)
 	return rc;
 }
 
+/* The selftest step: golden outputs (build_selftest.c), then the
+ * quantization gate and the dead-weight check, which run the bundle again. */
+static int selftest(struct build *b)
+{
+	struct nx_sandbox_result r = {0};
+	int rc = nx_build__selftest_run(b, &r);
+
+	/* export.quantize: the float student on the same inputs, compared */
+	if (!rc && b->float_staged)
+		rc = nx_build__quant_gate(b, r.out, r.out_len);
+	if (!rc)
+		rc = nx_build__put(b, NX_BUNDLE_SELFTEST, r.out, r.out_len, false);
+	/* the golden file is what the liveness check runs */
+	if (!rc)
+		rc = nx_build__zero_dead(b, r.out, r.out_len);
+	nx_sandbox_result_release(&r);
+	return rc;
+}
+
 int nx_build__assemble(struct build *b)
 {
 	size_t i;
@@ -245,6 +264,6 @@ int nx_build__assemble(struct build *b)
 		rc = check_chat_template(b);
 	/* Last: it runs the staged runtime on the staged model and tokenizer. */
 	if (!rc)
-		rc = nx_build__selftest(b);
+		rc = selftest(b);
 	return rc;
 }

@@ -18,11 +18,9 @@ int nx_build__removed_add(struct build *b, const char *file, long line, const ch
 	struct nx_build_result *r = b->res;
 	struct nx_build_removed *v;
 
-	v = realloc(r->removed, (r->nremoved + 1) * sizeof(*v));
-	if (!v)
+	if (NX_ARRAY_PUSH_EXACT(r->removed, r->nremoved))
 		return nx_error_oom(b->err, file);
-	r->removed = v;
-	v += r->nremoved;
+	v = r->removed + r->nremoved;
 	v->file = strdup(file);
 	v->module = strdup(module ? module : "");
 	v->statement_kind = strdup(kind ? kind : "");
@@ -97,4 +95,30 @@ int nx_build__copy(struct build *b, const char *relpath, int src_fd, uint64_t si
 	free(dst);
 	close(fd);
 	return rc;
+}
+
+/* The export options of the workspace (the student export and the float
+ * one of the quantization gate). */
+void nx_build__export_opts(const struct build *b, struct nx_export_opts *o,
+		       enum nx_export_data_digest digest, nx_export_ext_open_fn ext)
+{
+	const nx_workspace *ws = b->ws;
+
+	memset(o, 0, sizeof(*o));
+	o->outputs = (const char *const *)ws->student.outputs;
+	o->noutputs = ws->student.noutputs;
+	o->metadata_keep = (const char *const *)ws->metadata_keep;
+	o->nmetadata_keep = ws->nmetadata_keep;
+	o->forbidden_terms = (const char *const *)ws->forbidden_terms;
+	o->nforbidden_terms = ws->nforbidden_terms;
+	o->extract = ws->export_extract;
+	o->strip_metadata = ws->export_strip_metadata;
+	o->external = (enum nx_export_external)ws->export_external;
+	o->producer_version = NX_VERSION;
+	o->ws_dirfd = b->wsfd;
+	o->model_relpath = ws->student.model;
+	o->ext_ctx = (void *)b;
+	o->data_digest = digest;
+	o->ext_open = ext;
+	o->positions_input = ws->student.inputs[NX_INPUT_POSITIONS];
 }

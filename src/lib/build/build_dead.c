@@ -129,12 +129,11 @@ static int rehash(struct build *b, int fd, const char *path)
 static int record(struct build *b, const struct nx_onnx_tensor *t, json_t *j)
 {
 	struct nx_build_result *r = b->res;
-	struct nx_build_zeroed *z = realloc(r->zeroed, (r->nzeroed + 1) * sizeof(*z));
+	struct nx_build_zeroed *z;
 
-	if (!z)
+	if (NX_ARRAY_PUSH_EXACT(r->zeroed, r->nzeroed))
 		return nx_error_oom(b->err, NULL);
-	r->zeroed = z;
-	z += r->nzeroed;
+	z = r->zeroed + r->nzeroed;
 	z->bytes = t->nelem * nx_onnx_dtype_size(t->data_type);
 	z->change = json_number_value(json_object_get(j, "change"));
 	z->zero_change = json_number_value(json_object_get(j, "zero_change"));
@@ -185,18 +184,9 @@ static int pick(struct build *b, const char *out, size_t len,
 			json_decref(j);
 			continue;
 		}
-		{
-			const struct nx_onnx_tensor **tp = realloc(*picked, (*n + 1) * sizeof(*tp));
-			json_t **lp = tp ? realloc(*lines, (*n + 1) * sizeof(*lp)) : NULL;
-
-			if (tp)
-				*picked = tp;
-			if (lp)
-				*lines = lp;
-			if (!tp || !lp) {
-				json_decref(j);
-				return nx_error_oom(b->err, NULL);
-			}
+		if (NX_ARRAY_PUSH_EXACT(*picked, *n) || NX_ARRAY_PUSH_EXACT(*lines, *n)) {
+			json_decref(j);
+			return nx_error_oom(b->err, NULL);
 		}
 		(*picked)[*n] = t;
 		(*lines)[(*n)++] = j;

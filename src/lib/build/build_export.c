@@ -191,30 +191,6 @@ static int summarise(struct build *b)
 	return 0;
 }
 
-void nx_build__export_opts(const struct build *b, struct nx_export_opts *o,
-		       enum nx_export_data_digest digest, nx_export_ext_open_fn ext)
-{
-	const nx_workspace *ws = b->ws;
-
-	memset(o, 0, sizeof(*o));
-	o->outputs = (const char *const *)ws->student.outputs;
-	o->noutputs = ws->student.noutputs;
-	o->metadata_keep = (const char *const *)ws->metadata_keep;
-	o->nmetadata_keep = ws->nmetadata_keep;
-	o->forbidden_terms = (const char *const *)ws->forbidden_terms;
-	o->nforbidden_terms = ws->nforbidden_terms;
-	o->extract = ws->export_extract;
-	o->strip_metadata = ws->export_strip_metadata;
-	o->external = (enum nx_export_external)ws->export_external;
-	o->producer_version = NX_VERSION;
-	o->ws_dirfd = b->wsfd;
-	o->model_relpath = ws->student.model;
-	o->ext_ctx = (void *)b;
-	o->data_digest = digest;
-	o->ext_open = ext;
-	o->positions_input = ws->student.inputs[NX_INPUT_POSITIONS];
-}
-
 int nx_build__export(struct build *b)
 {
 	const nx_workspace *ws = b->ws;

@@ -23,6 +23,7 @@
 #include "nexus/hash.h"
 #include "nexus/manifest.h"
 #include "nexus/onnx.h"
+#include "util/array_int.h"
 
 #define BUILD_WRITEBACK_MAX 2  /* the exported model and its external data */
 /* The tolerance config/selftest.json records; the manifest's policy too. */
@@ -99,7 +100,6 @@ int nx_build__filter(struct build *b);
 int nx_build__assemble(struct build *b);
 int nx_build__manifest(struct build *b);
 int nx_build__sign(struct build *b);
-int nx_build__selftest(struct build *b);
 /* Run bin/nexus_cli selftest --write on the stage in the sandbox; *r holds
  * the golden JSON it printed (release it also on error). */
 int nx_build__selftest_run(struct build *b, struct nx_sandbox_result *r);

@@ -107,15 +107,8 @@ int nx_build__flatten(json_t *v, double **a, size_t *n, size_t *cap)
 	json_t *x;
 
 	if (json_is_number(v)) {
-		if (*n == *cap) {
-			size_t c = *cap ? 2 * *cap : 64;
-			double *p = realloc(*a, c * sizeof(double));
-
-			if (!p)
-				return -1;
-			*a = p;
-			*cap = c;
-		}
+		if (*n == *cap && nx_array_grow(a, cap, *n + 1, sizeof(**a), SIZE_MAX))
+			return -1;
 		(*a)[(*n)++] = json_number_value(v);
 	} else if (json_is_array(v)) {
 		json_array_foreach(v, i, x)

@@ -5,6 +5,8 @@
  * tree inside the TRV-5 sandbox (`selftest --write --output -`), so the
  * golden file records what this exact runtime computes on this exact model,
  * and a student that cannot run in the runtime fails the build here.
+ * Support for the selftest step (build_assemble.c) and for the quantization
+ * gate and the dead-weight check, which run the bundle the same way.
  */
 #include "build_int.h"
 #include "nexus/bundle.h"
@@ -128,22 +130,5 @@ int nx_build__selftest_run(struct build *b, struct nx_sandbox_result *rp)
 	}
 out:
 	*rp = r;
-	return rc;
-}
-
-int nx_build__selftest(struct build *b)
-{
-	struct nx_sandbox_result r = {0};
-	int rc = nx_build__selftest_run(b, &r);
-
-	/* export.quantize: the float student on the same inputs, compared */
-	if (!rc && b->float_staged)
-		rc = nx_build__quant_gate(b, r.out, r.out_len);
-	if (!rc)
-		rc = nx_build__put(b, NX_BUNDLE_SELFTEST, r.out, r.out_len, false);
-	/* the golden file is what the liveness check runs */
-	if (!rc)
-		rc = nx_build__zero_dead(b, r.out, r.out_len);
-	nx_sandbox_result_release(&r);
 	return rc;
 }

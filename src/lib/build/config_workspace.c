@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/array_int.h"
+
 static const char *const top_keys[] = {
 	"bundle_id", "architecture", "student", "teacher", "tokenizer",
 	"runtime_config", "source", "forbidden_imports", "forbidden_terms",
@@ -352,10 +354,9 @@ static int add_required_imports(struct cfg *c, nx_workspace *ws)
 				break;
 		if (j < ws->nforbidden_imports)
 			continue;
-		l = realloc(ws->forbidden_imports, (ws->nforbidden_imports + 1) * sizeof(*l));
-		if (!l)
+		if (NX_ARRAY_PUSH_EXACT(ws->forbidden_imports, ws->nforbidden_imports))
 			return nx_cfg__oom(c);
-		ws->forbidden_imports = l;
+		l = ws->forbidden_imports;
 		if ((rc = nx_cfg__strdup(c, required_imports[i], &l[ws->nforbidden_imports])))
 			return rc;
 		ws->nforbidden_imports++;

@@ -148,8 +148,6 @@ void nx_export_result_release(struct nx_export_result *r)
 	memset(r, 0, sizeof(*r));
 }
 
-const char *const nx_export_quantize_names[] = { "none", "int8", "int4", "fp16", NULL };
-
 const char *const nx_export_external_names[] = { "auto", "always", "never", NULL };
 
 int nx_export_external_parse(const char *s, enum nx_export_external *out)

@@ -17,14 +17,11 @@
 
 static int push_name(struct ex *x, char ***arr, size_t *n, char *s)
 {
-	char **a = realloc(*arr, (*n + 1) * sizeof(char *));
-
-	if (!a) {
+	if (NX_ARRAY_PUSH_EXACT(*arr, *n)) {
 		free(s);
 		return nx_export__oom(x);
 	}
-	a[(*n)++] = s;
-	*arr = a;
+	(*arr)[(*n)++] = s;
 	return 0;
 }
 
@@ -148,15 +145,8 @@ static int read_node(struct ex *x, const struct nx_pb_reader *gr, const struct n
 		return nx_error_set(x->err, NX_ELIMIT, x->path, 0, (long long)nf->tag_offset,
 				    "%s: more than %u nodes in the main graph", x->path,
 				    NX_EXPORT_NODES_MAX);
-	if (x->nnodes == x->cap_nodes) {
-		size_t cap = x->cap_nodes ? 2 * x->cap_nodes : 64;
-		struct ex_node *n = realloc(x->nodes, cap * sizeof(*n));
-
-		if (!n)
-			return nx_export__oom(x);
-		x->nodes = n;
-		x->cap_nodes = cap;
-	}
+	if (NX_ARRAY_PUSH(x->nodes, x->cap_nodes, x->nnodes))
+		return nx_export__oom(x);
 	node = &x->nodes[x->nnodes++];
 	memset(node, 0, sizeof(*node));
 	if ((rc = nx_pb_sub(&r, gr, nf, x->err)) != 0)

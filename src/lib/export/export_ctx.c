@@ -28,14 +28,8 @@ int nx_export__report(struct ex *x, enum nx_export_what what, const char *name, 
 		return nx_error_set(x->err, NX_ELIMIT, x->path, 0, (long long)offset,
 				    "%s: more than %u removals to report", x->path,
 				    NX_EXPORT_REPORT_MAX);
-	if (r->nremoved == x->cap_removed) {
-		size_t cap = x->cap_removed ? 2 * x->cap_removed : 16;
-
-		if (!(it = realloc(r->removed, cap * sizeof(*it))))
-			return nx_export__oom(x);
-		r->removed = it;
-		x->cap_removed = cap;
-	}
+	if (NX_ARRAY_PUSH(r->removed, x->cap_removed, r->nremoved))
+		return nx_export__oom(x);
 	it = &r->removed[r->nremoved];
 	if (!(it->name = strdup(name ? name : "")))
 		return nx_export__oom(x);
@@ -128,3 +122,6 @@ int nx_export__read_strings(struct ex *x, const struct nx_pb_reader *parent,
 	}
 	return rc;
 }
+
+/* Here, not in export.c, because quant.c names them in its errors. */
+const char *const nx_export_quantize_names[] = { "none", "int8", "int4", "fp16", NULL };

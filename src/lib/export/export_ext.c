@@ -5,20 +5,26 @@
  *
  * A location is untrusted (ONNX CVE-2022-25882, CVE-2024-27318: "../" and
  * absolute paths reading arbitrary files).  It must be relative, without
- * "." / ".." / empty components; it is resolved beside the model one
- * component at a time with O_NOFOLLOW, so no symlink is followed anywhere on
- * the way; the file must be regular with a single link.
+ * "." / ".." / empty components; it is opened beside the model with
+ * nx_fs_open_beneath (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, or a
+ * checked walk where openat2 is missing), so no symlink is followed anywhere
+ * on the way; the file must be regular with a single link.
  */
 #include "export_int.h"
+#include "nexus/fs.h"
 #include "nexus/onnx.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+
+/* rc is 0 inside the body, 0 or an error after the loop */
+#define LOOP(x, r, f, rc) while (((rc) = nx_pb_next((r), (f), (x)->err)) > 0 && ((rc) = 0) == 0)
 
 static int unsafe(struct ex *x, const char *tensor, const char *location, uint64_t off,
 		  const char *why)
@@ -26,39 +32,6 @@ static int unsafe(struct ex *x, const char *tensor, const char *location, uint64
 	return nx_error_set(x->err, NX_EUNSAFE, x->path, 0, (long long)off,
 			    "%s: tensor '%s' has external data at '%s', which %s; keep external "
 			    "data in plain files beside the model", x->path, tensor, location, why);
-}
-
-/* Open dir/location below dirfd without following any symlink. */
-int nx_export__open_beneath(int dirfd, const char *path, int *out)
-{
-	char *copy = strdup(path), *p, *slash;
-	int fd = dirfd, next, rc = 0;
-
-	if (!copy)
-		return -ENOMEM;
-	p = copy;
-	while ((slash = strchr(p, '/')) != NULL) {
-		*slash = '\0';
-		next = openat(fd, p, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd != dirfd)
-			close(fd);
-		if (next < 0) {
-			rc = -errno;
-			goto out;
-		}
-		fd = next;
-		p = slash + 1;
-	}
-	next = openat(fd, p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd != dirfd)
-		close(fd);
-	if (next < 0)
-		rc = -errno;
-	else
-		*out = next;
-out:
-	free(copy);
-	return rc;
 }
 
 int nx_export__external(struct ex *x, const char *tensor, const char *location, int64_t offset,
@@ -69,6 +42,7 @@ int nx_export__external(struct ex *x, const char *tensor, const char *location, 
 	char *full = NULL;
 	struct stat st;
 	uint64_t off = offset < 0 ? 0 : (uint64_t)offset, len;
+	nx_error e;
 	int fd = -1, rc;
 
 	src->fd = -1;
@@ -94,13 +68,15 @@ int nx_export__external(struct ex *x, const char *tensor, const char *location, 
 		memcpy(full, rel, dlen);
 		memcpy(full + dlen, location, strlen(location) + 1);
 	}
-	if ((rc = nx_export__open_beneath(o->ws_dirfd, full, &fd)) != 0) {
-		if (rc == -ELOOP || rc == -ENOTDIR)
-			rc = unsafe(x, tensor, location, field_offset, "is or passes through a symlink");
+	if ((rc = nx_fs_open_beneath(&fd, o->ws_dirfd, full, O_RDONLY | O_NOCTTY | O_NONBLOCK,
+				     &e)) != 0) {
+		if (rc == NX_EUNSAFE)
+			rc = unsafe(x, tensor, location, field_offset,
+				    "is or passes through a symlink, or crosses a mount point");
 		else
-			rc = nx_error_errno(x->err, NX_EIO, -rc, full,
-					    "%s: cannot open external data '%s' of tensor '%s'",
-					    x->path, full, tensor);
+			rc = nx_error_set(x->err, rc, full, 0, -1,
+					  "%s: external data of tensor '%s': %s", x->path, tensor,
+					  e.message);
 		goto out;
 	}
 	if (fstat(fd, &st) != 0) {
@@ -147,22 +123,14 @@ void nx_export__src_release(struct ex_src *src)
 int nx_export__read_small(struct ex *x, const struct ex_src *src, unsigned char **out)
 {
 	unsigned char *buf = malloc(src->len ? (size_t)src->len : 1);
-	uint64_t done = 0;
+	ssize_t n;
 
 	if (!buf)
 		return nx_export__oom(x);
-	while (done < src->len) {
-		ssize_t n = pread(src->fd, buf + done, (size_t)(src->len - done),
-				  (off_t)(src->off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			free(buf);
-			return nx_error_errno(x->err, NX_EIO, n < 0 ? errno : EIO, src->path,
-					      "cannot read external data from %s", src->path);
-		}
-		done += (uint64_t)n;
+	if ((n = nx_pread_full(src->fd, buf, (size_t)src->len, src->off)) != (ssize_t)src->len) {
+		free(buf);
+		return nx_error_errno(x->err, NX_EIO, n < 0 ? errno : EIO, src->path,
+				      "cannot read external data from %s", src->path);
 	}
 	*out = buf;
 	return 0;
@@ -244,5 +212,54 @@ int nx_export__ext_entry(struct ex *x, const struct nx_pb_reader *parent, const 
 out:
 	free(key);
 	free(value);
+	return rc;
+}
+
+/* The external_data entries of a tensor moved into the bundle's data file
+ * (rewrite and quantization alike). */
+int nx_export__ext_fields(struct pw_msg *m, uint64_t off, uint64_t len)
+{
+	char v[2][32];
+	const char *keys[3] = { "location", "offset", "length" };
+	const char *vals[3] = { NX_EXPORT_DATA_NAME, v[0], v[1] };
+	int i, rc = 0;
+
+	snprintf(v[0], sizeof(v[0]), "%llu", (unsigned long long)off);
+	snprintf(v[1], sizeof(v[1]), "%llu", (unsigned long long)len);
+	for (i = 0; i < 3 && !rc; i++) {
+		struct pw_msg *entry = nx_pw__msg_new();
+
+		if (!entry)
+			return NX_ENOMEM;
+		if ((rc = nx_pw__string(entry, 1, keys[i], strlen(keys[i]))) != 0 ||
+		    (rc = nx_pw__string(entry, 2, vals[i], strlen(vals[i]))) != 0) {
+			nx_pw__msg_free(entry);
+			return rc;
+		}
+		rc = nx_pw__child(m, 13, entry);
+	}
+	return rc ? rc : nx_pw__varint_field(m, 14, 1);
+}
+
+/* A first look at a TensorProto: its external data, raw_data and name. */
+int nx_export__tensor_payload(struct ex *x, struct nx_pb_reader *r, struct ext_ref *e, bool *external,
+		      struct nx_pb_field *raw, bool *has_raw, char **name)
+{
+	struct nx_pb_field f;
+	int rc;
+
+	LOOP(x, r, &f, rc) {
+		if (f.num == 13 && f.wire == NX_PB_LEN)
+			rc = nx_export__ext_entry(x, r, &f, e);
+		else if (f.num == 14 && f.wire == NX_PB_VARINT)
+			*external = f.value == 1;
+		else if (f.num == 9 && f.wire == NX_PB_LEN) {
+			*raw = f;
+			*has_raw = true;
+		} else if (f.num == 8 && name)
+			rc = nx_export__read_name(x, &f, name);
+		if (rc)
+			return rc;
+	}
 	return rc;
 }

@@ -19,8 +19,8 @@
 #include "nexus/export.h"
 #include "nexus/pb.h"
 #include "nexus/scan.h"
+#include "util/array_int.h"
 #include "util/strset_int.h"
-#include "export_ext.h"
 
 enum pw_kind { PW_COPY, PW_LIT, PW_MSG };
 

@@ -144,52 +144,6 @@ static int meta(struct ex *x, struct pw_msg *m, const struct nx_pb_reader *paren
 	return oom(x, rc);
 }
 
-int nx_export__ext_fields(struct pw_msg *m, uint64_t off, uint64_t len)
-{
-	char v[2][32];
-	const char *keys[3] = { "location", "offset", "length" };
-	const char *vals[3] = { NX_EXPORT_DATA_NAME, v[0], v[1] };
-	int i, rc = 0;
-
-	snprintf(v[0], sizeof(v[0]), "%llu", (unsigned long long)off);
-	snprintf(v[1], sizeof(v[1]), "%llu", (unsigned long long)len);
-	for (i = 0; i < 3 && !rc; i++) {
-		struct pw_msg *entry = nx_pw__msg_new();
-
-		if (!entry)
-			return NX_ENOMEM;
-		if ((rc = nx_pw__string(entry, 1, keys[i], strlen(keys[i]))) != 0 ||
-		    (rc = nx_pw__string(entry, 2, vals[i], strlen(vals[i]))) != 0) {
-			nx_pw__msg_free(entry);
-			return rc;
-		}
-		rc = nx_pw__child(m, 13, entry);
-	}
-	return rc ? rc : nx_pw__varint_field(m, 14, 1);
-}
-
-int nx_export__tensor_payload(struct ex *x, struct nx_pb_reader *r, struct ext_ref *e, bool *external,
-		      struct nx_pb_field *raw, bool *has_raw, char **name)
-{
-	struct nx_pb_field f;
-	int rc;
-
-	LOOP(x, r, &f, rc) {
-		if (f.num == 13 && f.wire == NX_PB_LEN)
-			rc = nx_export__ext_entry(x, r, &f, e);
-		else if (f.num == 14 && f.wire == NX_PB_VARINT)
-			*external = f.value == 1;
-		else if (f.num == 9 && f.wire == NX_PB_LEN) {
-			*raw = f;
-			*has_raw = true;
-		} else if (f.num == 8 && name)
-			rc = nx_export__read_name(x, &f, name);
-		if (rc)
-			return rc;
-	}
-	return rc;
-}
-
 /*
  * TensorProto.  A first look finds data_location, external_data and
  * raw_data.  Where the bytes end up:

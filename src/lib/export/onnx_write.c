@@ -37,15 +37,8 @@ void nx_pw__msg_free(struct pw_msg *m)
 
 static struct pw_piece *pw_add(struct pw_msg *m)
 {
-	if (m->n == m->cap) {
-		size_t cap = m->cap ? 2 * m->cap : 8;
-		struct pw_piece *p = realloc(m->p, cap * sizeof(*p));
-
-		if (!p)
-			return NULL;
-		m->p = p;
-		m->cap = cap;
-	}
+	if (NX_ARRAY_PUSH(m->p, m->cap, m->n))
+		return NULL;
 	memset(&m->p[m->n], 0, sizeof(m->p[0]));
 	return &m->p[m->n++];
 }

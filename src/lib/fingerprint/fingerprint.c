@@ -13,7 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "lib/export/export_ext.h"
 #include "nexus/onnx.h"
 
 int nx_fp_set_new(nx_fp_set **out, nx_error *err)
@@ -143,9 +142,9 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 			}
 			memcpy(full, path, dlen);
 			memcpy(full + dlen, t->ext_location, strlen(t->ext_location) + 1);
-			if ((rc = nx_export__open_beneath(dirfd, full, &efd)) != 0) {
-				rc = nx_error_errno(err, rc == -ELOOP ? NX_EUNSAFE : NX_EIO, -rc, full,
-						    "cannot open external data %s", full);
+			if ((rc = nx_fs_open_beneath(&efd, dirfd, full,
+						     O_RDONLY | O_NOCTTY | O_NONBLOCK, err)) != 0) {
+				/* err says why, naming the file */
 			} else if (fstat(efd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
 				rc = nx_error_set(err, NX_EUNSAFE, full, 0, -1,
 						  "%s is not a plain regular file", full);
@@ -193,7 +192,7 @@ static int safetensors(nx_fp_set *set, int fd, const char *path, uint64_t size, 
 				    (unsigned long long)hlen);
 	if (!(hdr = malloc(hlen + 1)))
 		return nx_error_oom(err, NULL);
-	if (pread(fd, hdr, hlen, 8) != (ssize_t)hlen) {
+	if (nx_pread_full(fd, hdr, hlen, 8) != (ssize_t)hlen) {
 		rc = nx_error_errno(err, NX_EIO, errno, path, "cannot read %s", path);
 		goto out;
 	}
@@ -246,7 +245,6 @@ int nx_fingerprint_file(nx_fp_set *set, int dirfd, const char *path, size_t min_
 {
 	unsigned char head[9] = { 0 };
 	struct stat st;
-	char **files;
 	uint64_t hlen = 0;
 	int fd, rc, i;
 
@@ -258,14 +256,11 @@ int nx_fingerprint_file(nx_fp_set *set, int dirfd, const char *path, size_t min_
 		rc = nx_error_set(err, NX_EIO, path, 0, -1, "teacher %s is not a regular file", path);
 		goto out;
 	}
-	if (!(files = realloc(set->files, (set->nfiles + 1) * sizeof(char *))) ||
-	    !(files[set->nfiles] = strdup(path))) {
-		if (files)
-			set->files = files;
+	if (NX_ARRAY_PUSH_EXACT(set->files, set->nfiles) ||
+	    !(set->files[set->nfiles] = strdup(path))) {
 		rc = nx_error_oom(err, NULL);
 		goto out;
 	}
-	set->files = files;
 	set->nfiles++;
 	if (pread(fd, head, sizeof(head), 0) < 0) {
 		rc = nx_error_errno(err, NX_EIO, errno, path, "cannot read %s", path);
@@ -334,9 +329,8 @@ static int match_cb(void *ctx, const char *name, const struct fp_hash *h, bool t
 	} else {
 		return 0;
 	}
-	if (!(m = realloc(c->m, (c->n + 1) * sizeof(*m))))
+	if (NX_ARRAY_PUSH_EXACT(c->m, c->n))
 		return nx_error_oom(err, NULL);
-	c->m = m;
 	m = &c->m[c->n];
 	memset(m, 0, sizeof(*m));
 	c->n++;

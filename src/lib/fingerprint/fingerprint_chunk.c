@@ -166,15 +166,8 @@ static int end_chunk(struct fp_hash *h, const unsigned char *tail, size_t n, boo
 					    "the teacher files hold more than %u chunks (~48 GB of "
 					    "tensors); fingerprint against fewer of them at a time",
 					    NX_FP_CHUNKS_MAX);
-		if (s->nchunks == s->capchunks) {
-			size_t cap = s->capchunks ? 2 * s->capchunks : 1024;
-			struct fp_chunk *g = realloc(s->chunks, cap * sizeof(*g));
-
-			if (!g)
-				return nx_error_oom(h->err, NULL);
-			s->chunks = g;
-			s->capchunks = cap;
-		}
+		if (NX_ARRAY_PUSH(s->chunks, s->capchunks, s->nchunks))
+			return nx_error_oom(h->err, NULL);
 		s->chunks[s->nchunks].hash = hash;
 		s->chunks[s->nchunks].len = (uint32_t)n;
 		s->chunks[s->nchunks].name = NULL;   /* nx_fp__add names them */
@@ -314,14 +307,8 @@ int nx_fp__add(nx_fp_set *s, const char *name, uint64_t whole, uint64_t bytes, n
 	if (s->n >= NX_FP_TENSORS_MAX)
 		return nx_error_set(err, NX_ELIMIT, s->files[s->nfiles - 1], 0, -1,
 				    "more than %u teacher tensors", NX_FP_TENSORS_MAX);
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? 2 * s->cap : 64;
-
-		if (!(e = realloc(s->e, cap * sizeof(*e))))
-			return nx_error_oom(err, NULL);
-		s->e = e;
-		s->cap = cap;
-	}
+	if (NX_ARRAY_PUSH(s->e, s->cap, s->n))
+		return nx_error_oom(err, NULL);
 	e = &s->e[s->n];
 	if (!(e->name = strdup(name ? name : "")))
 		return nx_error_oom(err, NULL);

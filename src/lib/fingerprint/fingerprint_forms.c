@@ -167,17 +167,9 @@ static int move_chunks(nx_fp_set *set, nx_fp_set *tmp, nx_error *err)
 		return nx_error_set(err, NX_ELIMIT, NULL, 0, -1,
 				    "the teacher files hold more than %u chunks (~48 GB of tensors); "
 				    "fingerprint against fewer of them at a time", NX_FP_CHUNKS_MAX);
-	if (set->nchunks + tmp->nchunks > set->capchunks) {
-		size_t cap = set->capchunks ? set->capchunks : 1024;
-		struct fp_chunk *g;
-
-		while (cap < set->nchunks + tmp->nchunks)
-			cap *= 2;
-		if (!(g = realloc(set->chunks, cap * sizeof(*g))))
-			return nx_error_oom(err, NULL);
-		set->chunks = g;
-		set->capchunks = cap;
-	}
+	if (nx_array_grow(&set->chunks, &set->capchunks, set->nchunks + tmp->nchunks,
+			  sizeof(*set->chunks), SIZE_MAX))
+		return nx_error_oom(err, NULL);
 	for (k = 0; k < tmp->nchunks; k++) {
 		set->chunks[set->nchunks] = tmp->chunks[k];
 		set->chunks[set->nchunks++].file = set->nfiles - 1;
@@ -251,10 +243,8 @@ int nx_fp__hash_transposed(struct fp_hash *h, int fd, const char *path, uint64_t
 			size_t want = (size_t)(kk * width);
 			ssize_t n;
 
-			do
-				n = pread(fd, strip + i * kk * width, want,
-					  (off_t)(off + (i * cols + j0) * width));
-			while (n < 0 && errno == EINTR);
+			n = nx_pread_full(fd, strip + i * kk * width, want,
+					  off + (i * cols + j0) * width);
 			if (n != (ssize_t)want) {
 				rc = n < 0 ? nx_error_errno(err, NX_EIO, errno, path, "cannot read %s",
 							    path)

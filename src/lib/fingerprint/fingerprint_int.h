@@ -4,6 +4,8 @@
 
 #include "nexus/fingerprint.h"
 #include "nexus/onnx.h"
+#include "nexus/fs.h"
+#include "util/array_int.h"
 
 struct fp_entry {
 	uint64_t whole;  /* fp_hash.whole: its whole contents */

@@ -51,9 +51,9 @@ static int add_qshape(nx_fp_set *s, uint64_t d0, uint64_t d1, uint64_t d2, nx_er
 			return 0;
 	if (s->nqshapes >= QSHAPES_MAX)
 		return 0;
-	if (!(q = realloc(s->qshapes, (s->nqshapes + 1) * sizeof(*q))))
+	if (NX_ARRAY_PUSH_EXACT(s->qshapes, s->nqshapes))
 		return nx_error_oom(err, NULL);
-	s->qshapes = q;
+	q = s->qshapes;
 	q[s->nqshapes][0] = d0;
 	q[s->nqshapes][1] = d1;
 	q[s->nqshapes][2] = d2;
@@ -230,7 +230,7 @@ int nx_fp__quant_forms(nx_fp_set *set, const char *name, int fd, const char *pat
 	float *a, *scale = NULL;
 	signed char *q = NULL, *qt = NULL;
 	uint64_t i, n = len / 4, r, c;
-	size_t k;
+	size_t k, scap = 0;
 	bool any = false;
 	int rc = 0;
 
@@ -262,7 +262,8 @@ int nx_fp__quant_forms(nx_fp_set *set, const char *name, int fd, const char *pat
 		}
 		if (rows * cols != n)
 			continue;
-		if (!(scale = realloc(scale, (size_t)(rows > cols ? rows : cols) * sizeof(float)))) {
+		if (nx_array_grow(&scale, &scap, (size_t)(rows > cols ? rows : cols), sizeof(*scale),
+				  SIZE_MAX)) {
 			rc = nx_error_oom(err, NULL);
 			break;
 		}

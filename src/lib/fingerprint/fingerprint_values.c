@@ -198,15 +198,8 @@ static int fp_values_owner(nx_fp_set *set, const char *name, uint32_t *out, nx_e
 	if (s->no >= NX_FP_TENSORS_MAX)
 		return nx_error_set(err, NX_ELIMIT, NULL, 0, -1, "more than %u teacher tensors",
 				    NX_FP_TENSORS_MAX);
-	if (s->no == s->capo) {
-		size_t cap = s->capo ? 2 * s->capo : 64;
-		struct fp_owner *o = realloc(s->o, cap * sizeof(*o));
-
-		if (!o)
-			return nx_error_oom(err, NULL);
-		s->o = o;
-		s->capo = cap;
-	}
+	if (NX_ARRAY_PUSH(s->o, s->capo, s->no))
+		return nx_error_oom(err, NULL);
 	if (!(s->o[s->no].name = strdup(name ? name : "")))
 		return nx_error_oom(err, NULL);
 	s->o[s->no].file = set->nfiles - 1;

@@ -46,7 +46,7 @@ static int rd(int fd, void *buf, size_t len, uint64_t off, const char *path, uin
 
 	if (off > size || len > size - off)
 		return bad(path, off, "a record runs past the end of the file", err);
-	n = pread(fd, buf, len, (off_t)off);
+	n = nx_pread_full(fd, buf, len, off);
 	if (n < 0)
 		return nx_error_errno(err, NX_EIO, errno, path, "cannot read %s", path);
 	if ((size_t)n != len)

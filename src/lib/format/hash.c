@@ -10,6 +10,7 @@
  * through nx_hash__copy_range (hash_int.h).
  */
 #include "hash_int.h"
+#include "nexus/fs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -48,25 +49,17 @@ static void *read_buf_alloc(size_t len)
 static int pread_full(int fd, void *buf, size_t len, uint64_t off,
 		      const char *path, nx_error *err)
 {
-	size_t got = 0;
+	ssize_t got = nx_pread_full(fd, buf, len, off);
 
-	while (got < len) {
-		ssize_t n = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return nx_error_errno(err, NX_EIO, errno, path, "cannot read %s",
-					      path ? path : "file");
-		}
-		if (n == 0)
-			return nx_error_set(err, NX_EFORMAT, path, 0, (long long)(off + got),
-					    "%s ended after %llu bytes, expected more; "
-					    "was it changed while being read?",
-					    path ? path : "file",
-					    (unsigned long long)(off + got));
-		got += (size_t)n;
-	}
+	if (got < 0)
+		return nx_error_errno(err, NX_EIO, errno, path, "cannot read %s",
+				      path ? path : "file");
+	if ((size_t)got < len)
+		return nx_error_set(err, NX_EFORMAT, path, 0, (long long)(off + (uint64_t)got),
+				    "%s ended after %llu bytes, expected more; "
+				    "was it changed while being read?",
+				    path ? path : "file",
+				    (unsigned long long)(off + (uint64_t)got));
 	return 0;
 }
 

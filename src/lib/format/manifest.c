@@ -14,6 +14,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util/array_int.h"
+
 #include <jansson.h>
 
 #define DUMP_FLAGS (JSON_INDENT(2) | JSON_SORT_KEYS)
@@ -383,12 +385,11 @@ int nx_manifest_add_file(nx_manifest *m, const char *path,
 					    m->files[i].path, path);
 	if (!(copy = strdup(path)))
 		return oom(err, path);
-	files = realloc(m->files, (m->nfiles + 1) * sizeof(*files));
-	if (!files) {
+	if (NX_ARRAY_PUSH_EXACT(m->files, m->nfiles)) {
 		free(copy);
 		return oom(err, path);
 	}
-	m->files = files;
+	files = m->files;
 	memmove(&files[at + 1], &files[at], (m->nfiles - at) * sizeof(*files));
 	files[at].path = copy;
 	memcpy(files[at].sha256, sha256, NX_SHA256_LEN);

@@ -5,6 +5,7 @@
  * everything else (spacing, key order, escapes, "1e3" for 1000, ...).
  */
 #include "nexus/manifest.h"
+#include "nexus/fs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -521,6 +522,7 @@ int nx_manifest_load(nx_manifest **out, int dirfd, const char *name, nx_error *e
 	struct stat st;
 	char *buf = NULL;
 	size_t got = 0;
+	ssize_t n;
 	int fd, rc;
 
 	if (!name)
@@ -547,23 +549,15 @@ int nx_manifest_load(nx_manifest **out, int dirfd, const char *name, nx_error *e
 		rc = nx_error_oom(err, name);
 		goto out;
 	}
-	for (;;) {
-		ssize_t n = pread(fd, buf + got, (size_t)st.st_size + 1 - got, (off_t)got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = nx_error_errno(err, NX_EIO, errno, name, "cannot read %s", name);
-			goto out;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-		if (got > (size_t)st.st_size) {
-			rc = nx_error_set(err, NX_EIO, name, 0, -1,
-					  "%s changed while being read; try again", name);
-			goto out;
-		}
+	if ((n = nx_pread_full(fd, buf, (size_t)st.st_size + 1, 0)) < 0) {
+		rc = nx_error_errno(err, NX_EIO, errno, name, "cannot read %s", name);
+		goto out;
+	}
+	got = (size_t)n;
+	if (got > (size_t)st.st_size) {
+		rc = nx_error_set(err, NX_EIO, name, 0, -1,
+				  "%s changed while being read; try again", name);
+		goto out;
 	}
 	rc = nx_manifest_parse(out, buf, got, name, err);
 out:

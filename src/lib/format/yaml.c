@@ -14,6 +14,8 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "util/array_int.h"
+
 struct builder {
 	const char *path;
 	nx_error *err;
@@ -137,16 +139,13 @@ static int refuse(struct builder *b, const yaml_mark_t *m, const char *what)
 
 static int grow(void **arr, size_t n, size_t size)
 {
-	void *p;
+	size_t cap = n;
 
-	/* Capacity doubles at powers of two, so no separate capacity field. */
+	/* Capacity doubles at powers of two, so no separate capacity field:
+	 * full exactly when n is 0 or a power of two. */
 	if (n && (n & (n - 1)))
 		return 0;
-	p = realloc(*arr, (n ? n * 2 : 1) * size);
-	if (!p)
-		return NX_ENOMEM;
-	*arr = p;
-	return 0;
+	return nx_array_grow(arr, &cap, n + 1, size, SIZE_MAX);
 }
 
 static int check_key(struct builder *b, nx_yaml_node *map, nx_yaml_node *key)

@@ -507,7 +507,7 @@ int nx_oci_pull(struct nx_oci_pull_result *out, const nx_oci_ref *ref, const cha
 	nx_stage *st = NULL;
 	nx_report *rep = NULL;
 	size_t alen = 0, n = 0;
-	int rc, fd = -1;
+	int rc;
 
 	if ((rc = nx_oci__client_open(&c, ref, o, "pull", err)) ||
 	    (rc = get_manifest(&art, &alen, res.digest, &c, ref->tag, ref->digest, err)) ||
@@ -524,23 +524,9 @@ int nx_oci_pull(struct nx_oci_pull_result *out, const nx_oci_ref *ref, const cha
 		po->on_stage(po->stage_ctx, st);
 	if ((rc = fetch_all(&res, &c, ref, o, ly, n, m, st, err)))
 		goto out;
-	if ((rc = nx_stage_create_file(&fd, st, NX_MANIFEST_NAME, false, err)) ||
-	    (rc = nx_write_all(fd, mjson, (size_t)ly[0].size) ? nx_error_errno(err, NX_EIO, errno,
-			NX_MANIFEST_NAME, "cannot write %s", NX_MANIFEST_NAME) : 0))
-		goto out;
-	close(fd);
-	fd = -1;
-	if ((rc = nx_stage_seal(st, err)))
-		goto out;
-	/* every file of this private stage was written here and its SHA-256
-	 * checked against the manifest as it streamed in */
-	if (po->verify &&
-	    (rc = nx_verify_stage(&rep, st, out_dir, "pulled", po->verify, err)))
-		goto out;
-	rc = nx_stage_publish(st, err);
+	rc = nx_verify_publish(&rep, st, mjson, (size_t)ly[0].size, out_dir, "pulled", po->verify,
+			       err);
 out:
-	if (fd >= 0)
-		close(fd);
 	if (po->on_stage && st)
 		po->on_stage(po->stage_ctx, NULL);
 	nx_stage_free(st);

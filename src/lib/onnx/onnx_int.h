@@ -8,6 +8,7 @@
 
 #include "nexus/onnx.h"
 #include "nexus/pb.h"
+#include "util/array_int.h"
 #include "util/strset_int.h"
 
 /* Returned up the walk when the visitor asked to stop (w->stop_rc holds its

@@ -44,21 +44,16 @@ void nx_onnx__strset_release(struct strset *s)
 
 int nx_onnx__walk_grow(struct walk *w, void **arr, size_t *cap, size_t n, size_t elem, size_t max)
 {
-	size_t ncap;
-	void *p;
+	size_t old = *cap;
+	int rc;
 
 	if (n < *cap)
 		return 0;
-	if (n >= max)
+	if ((rc = nx_array_grow(arr, cap, n + 1, elem, max)) == NX_ELIMIT)
 		return nx_error_set(w->err, NX_ELIMIT, w->f.path, 0, -1,
 				    "the model has more than %zu entries of one kind", max);
-	ncap = *cap ? *cap * 2 : 16;
-	if (ncap > max)
-		ncap = max;
-	if (!(p = realloc(*arr, ncap * elem)))
+	if (rc)
 		return nx_error_oom(w->err, w->f.path);
-	memset((char *)p + *cap * elem, 0, (ncap - *cap) * elem);
-	*arr = p;
-	*cap = ncap;
+	memset((char *)*arr + old * elem, 0, (*cap - old) * elem);
 	return 0;
 }

@@ -49,8 +49,6 @@ static int read_dims(struct walk *w, const struct nx_pb_reader *r, const struct 
 	if (f->wire == NX_PB_LEN && (rc = nx_pb_sub(&p, r, f, w->err)) != 0)
 		return rc;
 	do {
-		int64_t *d;
-
 		if (f->wire == NX_PB_LEN) {
 			if (p.pos >= p.end)
 				break;
@@ -65,10 +63,9 @@ static int read_dims(struct walk *w, const struct nx_pb_reader *r, const struct 
 			return nx_error_set(w->err, NX_ELIMIT, w->f.path, 0,
 					    (long long)f->tag_offset,
 					    "tensor has more than %d dimensions", NX_ONNX_DIMS_MAX);
-		if (!(d = realloc(*dims, (*ndims + 1) * sizeof(*d))))
+		if (NX_ARRAY_PUSH_EXACT(*dims, *ndims))
 			return nx_error_oom(w->err, w->f.path);
-		*dims = d;
-		d[(*ndims)++] = (int64_t)v;
+		(*dims)[(*ndims)++] = (int64_t)v;
 	} while (f->wire == NX_PB_LEN);
 	return 0;
 }
@@ -385,12 +382,10 @@ static int read_dim(struct walk *w, const struct nx_pb_reader *parent,
 	if (k >= NX_ONNX_DIMS_MAX)
 		return nx_error_set(w->err, NX_ELIMIT, w->f.path, 0, (long long)fld->tag_offset,
 				    "value has more than %d dimensions", NX_ONNX_DIMS_MAX);
-	if (!(dims = realloc(v->dims, (k + 1) * sizeof(*dims))))
+	if (NX_ARRAY_PUSH_EXACT(v->dims, k) || NX_ARRAY_PUSH_EXACT(v->dim_params, k))
 		return nx_error_oom(w->err, w->f.path);
-	v->dims = dims;
-	if (!(params = realloc(v->dim_params, (k + 1) * sizeof(*params))))
-		return nx_error_oom(w->err, w->f.path);
-	v->dim_params = params;
+	dims = v->dims;
+	params = v->dim_params;
 	dims[k] = -1;
 	params[k] = NULL;
 	v->ndims++;

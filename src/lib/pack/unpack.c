@@ -238,29 +238,6 @@ static int read_members(struct unpacker *u, const nx_manifest *m, nx_stage *st)
 	return rc;
 }
 
-static int write_file(nx_stage *st, const char *name, const char *buf, size_t len,
-		      nx_error *err)
-{
-	int fd, rc;
-
-	if ((rc = nx_stage_create_file(&fd, st, name, false, err)))
-		return rc;
-	while (len) {
-		ssize_t w = write(fd, buf, len);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0) {
-			rc = nx_error_errno(err, NX_EIO, errno, name, "cannot write %s", name);
-			break;
-		}
-		buf += w;
-		len -= (size_t)w;
-	}
-	close(fd);
-	return rc;
-}
-
 int nx_unpack(struct nx_unpack_result *out, const char *archive, const char *out_dir,
 	      const struct nx_unpack_opts *o, nx_error *err)
 {
@@ -302,13 +279,8 @@ int nx_unpack(struct nx_unpack_result *out, const char *archive, const char *out
 	if (o->on_stage)
 		o->on_stage(o->stage_ctx, st);
 	if ((rc = read_members(&u, m, st)) ||
-	    (rc = write_file(st, NX_MANIFEST_NAME, mjson, mlen, err)) ||
-	    (rc = nx_stage_seal(st, err)))
+	    (rc = nx_verify_publish(&rep, st, mjson, mlen, out_dir, "unpacked", o->verify, err)))
 		goto out;
-	if (o->verify && (rc = nx_verify_stage(&rep, st, out_dir, "unpacked",
-					       o->verify, err)))
-		goto out;
-	rc = nx_stage_publish(st, err);
 	res.files = m->nfiles + 1;
 	res.bytes += mlen;
 out:

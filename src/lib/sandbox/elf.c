@@ -5,6 +5,7 @@
  * file size first.
  */
 #include "nexus/elf.h"
+#include "nexus/fs.h"
 #include "nexus/manifest.h"   /* nx_manifest_glibc_cmp */
 
 #include <elf.h>
@@ -20,24 +21,17 @@
 static int pread_exact(int fd, void *buf, size_t len, uint64_t off, uint64_t fsize,
 		       const char *path, nx_error *err)
 {
-	size_t got = 0;
+	ssize_t got;
 
 	if (off > fsize || len > fsize - off)
 		return nx_error_set(err, NX_EFORMAT, path, 0, (long long)off,
 				    "%s: ELF range of %zu bytes at %llu lies outside the file",
 				    path, len, (unsigned long long)off);
-	while (got < len) {
-		ssize_t n = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return nx_error_errno(err, NX_EIO, errno, path, "cannot read %s", path);
-		if (n == 0)
-			return nx_error_set(err, NX_EFORMAT, path, 0, (long long)(off + got),
-					    "%s ended early; was it changed while being read?", path);
-		got += (size_t)n;
-	}
+	if ((got = nx_pread_full(fd, buf, len, off)) < 0)
+		return nx_error_errno(err, NX_EIO, errno, path, "cannot read %s", path);
+	if ((size_t)got < len)
+		return nx_error_set(err, NX_EFORMAT, path, 0, (long long)(off + (uint64_t)got),
+				    "%s ended early; was it changed while being read?", path);
 	return 0;
 }
 

@@ -8,6 +8,7 @@
 
 #include "nexus/functional.h"
 #include "nexus/sandbox.h"
+#include "util/array_int.h"
 
 struct fx_ctx {
 	int dirfd;

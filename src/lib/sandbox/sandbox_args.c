@@ -23,17 +23,13 @@
 int nx_sbx__args_push(struct sbx_args *a, const char *s, nx_error *err)
 {
 	if (a->n + 2 > a->cap) {
-		size_t cap = a->cap ? a->cap * 2 : 64;
-		char **v;
+		int rc = nx_array_grow(&a->v, &a->cap, a->n + 2, sizeof(*a->v), ARGS_MAX);
 
-		if (cap > ARGS_MAX)
+		if (rc == NX_ELIMIT)
 			return nx_error_set(err, NX_ELIMIT, NULL, 0, -1,
 					    "sandbox command line longer than %d words", ARGS_MAX);
-		v = realloc(a->v, cap * sizeof(*v));
-		if (!v)
+		if (rc)
 			return nx_error_oom(err, NULL);
-		a->v = v;
-		a->cap = cap;
 	}
 	a->v[a->n] = strdup(s);
 	if (!a->v[a->n])
@@ -77,10 +73,9 @@ static int seen(struct sbx_args *a, const char *dest, bool *out, nx_error *err)
 			*out = true;
 			return 0;
 		}
-	d = realloc(a->dests, (a->ndests + 1) * sizeof(*d));
-	if (!d)
+	if (NX_ARRAY_PUSH_EXACT(a->dests, a->ndests))
 		return nx_error_oom(err, NULL);
-	a->dests = d;
+	d = a->dests;
 	if (!(d[a->ndests] = strdup(dest)))
 		return nx_error_oom(err, NULL);
 	a->ndests++;

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "nexus/sandbox.h"
+#include "util/array_int.h"
 
 /* A NULL-terminated argv under construction, plus the sandbox paths
  * already bound or linked (so each is set up once). */

@@ -71,11 +71,13 @@ int nx_fx__judge(const struct fx_ctx *c, const struct nx_sandbox_result *r,
 
 int nx_fx__strv_append(char ***v, size_t *n, const char *s, nx_error *err)
 {
-	char **nv = realloc(*v, (*n + 2) * sizeof(char *));
+	char **nv;
+	size_t cap = *n;
 
-	if (!nv)
+	/* the vector stays NULL-terminated: room for s and the NULL */
+	if (nx_array_grow(v, &cap, *n + 2, sizeof(**v), *n + 2))
 		return nx_error_oom(err, NULL);
-	*v = nv;
+	nv = *v;
 	nv[*n] = NULL;
 	nv[*n + 1] = NULL;
 	if (!s)

@@ -11,6 +11,7 @@
 #include <zstd.h>
 
 #include "budget_bigram.h"
+#include "util/array_int.h"
 
 #define STRONG_LEVEL 19
 #define FAST_LEVEL 3
@@ -58,17 +59,8 @@ int nx_budget_add(nx_budget_buf *b, const char *s, size_t len, nx_error *err)
 	if (b->len + fit > NX_BUDGET_RESIDUAL_MAX)
 		fit = NX_BUDGET_RESIDUAL_MAX - b->len;
 	b->overflow += len - fit;
-	if (b->len + fit > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		char *d;
-
-		while (cap < b->len + fit)
-			cap *= 2;
-		if (!(d = realloc(b->data, cap)))
-			return nx_error_oom(err, NULL);
-		b->data = d;
-		b->cap = cap;
-	}
+	if (nx_array_grow(&b->data, &b->cap, b->len + fit, 1, SIZE_MAX))
+		return nx_error_oom(err, NULL);
 	if (fit)
 		memcpy(b->data + b->len, s, fit);
 	b->len += fit;

@@ -22,31 +22,6 @@
 
 #include <utf8proc.h>
 
-int nx_pyaudit__oom(struct audit *a)
-{
-	return nx_error_set(a->err, NX_ENOMEM, a->path, 0, -1, "%s: out of memory while auditing "
-			    "imports", a->path ? a->path : "<source>");
-}
-
-int nx_pyaudit__report(struct audit *a, enum nx_finding_code code, size_t i, const char *fmt, ...)
-{
-	char msg[768];
-	const struct ctok *t = &a->t[i < a->n ? i : a->n - 1].t;
-	long line = a->line0 + t->line - 1;
-	long col = t->line == 1 ? a->col0 + t->col - 1 : t->col;
-	va_list ap;
-
-	/* one finding of a kind per line: `eval(eval(x))` is one problem */
-	if (line == a->last_line && a->last_code == code)
-		return 0;
-	a->last_line = line;
-	a->last_code = code;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	return a->fn(a->ctx, code, line, col, msg);
-}
-
 /* ---- tokens ---- */
 
 /* Python compares identifiers in NFKC form: `ｅｖａｌ` is eval. */
@@ -97,14 +72,8 @@ static int lex(struct audit *a, size_t len)
 					    tk.msg);
 		if (k == NX_PY_NL || k == NX_PY_COMMENT)
 			continue;
-		if (a->n == cap) {
-			struct ptok *p;
-
-			cap = cap ? cap * 2 : 256;
-			if (!(p = realloc(a->t, cap * sizeof(*p))))
-				return nx_pyaudit__oom(a);
-			a->t = p;
-		}
+		if (a->n == cap && NX_ARRAY_PUSH(a->t, cap, a->n))
+			return nx_pyaudit__oom(a);
 		memset(&a->t[a->n], 0, sizeof(a->t[a->n]));
 		a->t[a->n].t = (struct ctok){ (uint32_t)tk.start, (uint32_t)tk.len, (uint32_t)tk.body,
 					      (uint32_t)tk.body_len, (int32_t)tk.line,
@@ -199,14 +168,8 @@ static int bind(struct audit *a, size_t name_tok, const char *target, enum origi
 				    "%s:%ld: more than %d names bound by imports; the file cannot be "
 				    "audited", a->path ? a->path : "<source>", (long)a->t[name_tok].t.line,
 				    NX_PYAUDIT_BINDINGS_MAX);
-	if (b->n == b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 32;
-
-		if (!(v = realloc(b->v, cap * sizeof(*v))))
-			return nx_pyaudit__oom(a);
-		b->v = v;
-		b->cap = cap;
-	}
+	if (NX_ARRAY_PUSH(b->v, b->cap, b->n))
+		return nx_pyaudit__oom(a);
 	v = &b->v[b->n];
 	if (!(v->target = strdup(target)))
 		return nx_pyaudit__oom(a);
@@ -222,28 +185,6 @@ static int bind(struct audit *a, size_t name_tok, const char *target, enum origi
 	v->tok = name_tok;
 	b->n++;
 	return 0;
-}
-
-/* The bindings of name[0..n): *lo and the count (0 when none). */
-size_t nx_pyaudit__lookup(const struct bindings *b, const char *name, size_t n, size_t *lo)
-{
-	size_t l = 0, h = b->n, k;
-
-	while (l < h) {
-		size_t m = l + (h - l) / 2;
-		const struct binding *v = &b->v[m];
-		size_t c = v->nlen < n ? v->nlen : n;
-		int r = memcmp(v->name, name, c);
-
-		if (r < 0 || (r == 0 && v->nlen < n))
-			l = m + 1;
-		else
-			h = m;
-	}
-	*lo = l;
-	for (k = l; k < b->n && b->v[k].nlen == n && !memcmp(b->v[k].name, name, n); k++)
-		;
-	return k - l;
 }
 
 /* Sort, drop duplicates, and refuse a name bound to more modules than the
@@ -288,16 +229,6 @@ static bool declared(const struct audit *a, const char *mod)
 		if (n && !strncmp(mod, a->o->packages[k], n) && (mod[n] == '\0' || mod[n] == '.'))
 			return true;
 	}
-	return false;
-}
-
-bool nx_pyaudit__bundle_module(const struct audit *a, const char *s, size_t n)
-{
-	size_t k;
-
-	for (k = 0; k < a->o->nmodules; k++)
-		if (strlen(a->o->modules[k]) == n && !memcmp(a->o->modules[k], s, n))
-			return true;
 	return false;
 }
 
@@ -576,7 +507,8 @@ int nx_pyaudit__text(const char *buf, size_t len, const struct nx_pyaudit_opts *
 		      nx_error *err, int depth, long line0, long col0)
 {
 	struct audit a = { .buf = buf, .o = o, .b = b, .fn = fn, .ctx = ctx, .path = path,
-			   .err = err, .depth = depth, .line0 = line0, .col0 = col0 };
+			   .err = err, .text = nx_pyaudit__text, .depth = depth, .line0 = line0,
+			   .col0 = col0 };
 	size_t i;
 	int rc;
 
@@ -671,7 +603,7 @@ int nx_pyaudit_exports(struct nx_pyaudit_export **v, size_t *n, const char *stem
 	static const struct nx_pyaudit_opts none = { 0 };
 	struct bindings b = { 0 };
 	struct nx_pyaudit_export *p;
-	size_t i;
+	size_t i, cap;
 	int rc = 0;
 
 	if (len > NX_PYAUDIT_SRC_MAX ||
@@ -679,11 +611,12 @@ int nx_pyaudit_exports(struct nx_pyaudit_export **v, size_t *n, const char *stem
 		goto out;   /* the file's own audit reports why */
 	if (!b.n)
 		goto out;
-	if (!(p = realloc(*v, (*n + b.n) * sizeof(*p)))) {
+	cap = *n;
+	if (nx_array_grow(v, &cap, *n + b.n, sizeof(**v), *n + b.n)) {
 		rc = nx_error_oom(err, NULL);
 		goto out;
 	}
-	*v = p;
+	p = *v;
 	for (i = 0; i < b.n; i++) {
 		struct nx_pyaudit_export *e = &p[*n];
 		size_t k = strlen(stem) + b.v[i].nlen + 2;

@@ -13,6 +13,7 @@
 
 #include "nexus/pyaudit.h"
 #include "nexus/pylex.h"
+#include "util/array_int.h"
 
 /* ---- the lists: each takes a name (not NUL-terminated where a length is
  * given) and returns the static lower-case reason it is refused, or NULL */
@@ -96,6 +97,15 @@ struct bindings {
 	size_t nex;
 };
 
+/* The type of nx_pyaudit__text.  Code inside a string (an f-string field,
+ * an annotation) is audited by the same function; the names pass reaches
+ * it through audit.text, which nx_pyaudit__text sets, so that
+ * pyaudit_names.c does not link back to its driver. */
+typedef int (*nx_pyaudit_text_fn)(const char *buf, size_t len, const struct nx_pyaudit_opts *o,
+				  struct bindings *b, nx_pyaudit_fn fn, void *ctx,
+				  const char *path, nx_error *err, int depth, long line0,
+				  long col0);
+
 struct audit {
 	const char *buf;
 	struct ptok *t;
@@ -110,6 +120,7 @@ struct audit {
 	void *ctx;
 	const char *path;
 	nx_error *err;
+	nx_pyaudit_text_fn text; /* nx_pyaudit__text */
 	int depth;
 	long line0, col0;      /* where this text starts in the file (f-string fields) */
 	long last_line;

@@ -468,7 +468,7 @@ static int field(void *arg, size_t start, size_t n)
 	code[0] = '(';
 	memcpy(code + 1, a->buf + start, n);
 	code[n + 1] = ')';
-	rc = nx_pyaudit__text(code, n + 2, a->o, a->b, a->fn, a->ctx, a->path, a->err, a->depth + 1,
+	rc = a->text(code, n + 2, a->o, a->b, a->fn, a->ctx, a->path, a->err, a->depth + 1,
 			line, col - 1);
 	free(code);
 	return rc;
@@ -509,7 +509,7 @@ static int annotation_code(struct audit *a, size_t i)
 	memcpy(code + 1, a->buf + t->body, t->body_len);
 	code[t->body_len + 1] = ')';
 	nx_error_clear(&sub);
-	rc = nx_pyaudit__text(code, (size_t)t->body_len + 2, a->o, a->b, a->fn, a->ctx, a->path, &sub,
+	rc = a->text(code, (size_t)t->body_len + 2, a->o, a->b, a->fn, a->ctx, a->path, &sub,
 			a->depth + 1, a->line0 + t->line - 1, a->col0 + t->col - 1);
 	free(code);
 	if (rc == NX_EFORMAT)

@@ -8,6 +8,7 @@
  */
 #include "nexus/pyfilter.h"
 #include "nexus/pylex.h"
+#include "util/array_int.h"
 #include "util/strset_int.h"
 
 #include <stdlib.h>
@@ -50,18 +51,7 @@ struct filt {
 
 static int grow(void *pp, size_t *cap, size_t need, size_t size)
 {
-	void *n;
-	size_t c = *cap ? *cap : 16;
-
-	if (need <= *cap)
-		return 0;
-	while (c < need)
-		c *= 2;
-	if (!(n = realloc(*(void **)pp, c * size)))
-		return NX_ENOMEM;
-	*(void **)pp = n;
-	*cap = c;
-	return 0;
+	return nx_array_grow(pp, cap, need, size, SIZE_MAX) ? NX_ENOMEM : 0;
 }
 
 static int sb_add(struct sbuf *b, const char *s, size_t n)

@@ -9,6 +9,7 @@
  */
 #include "nexus/scan.h"
 #include "nexus/pylex.h"
+#include "util/array_int.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -186,7 +187,7 @@ static size_t prev_sig(const struct pyscan *s, size_t i)
 static int join_run(struct pyscan *s, size_t i, size_t *end, size_t *count, int *fstr,
 		    int *plus)
 {
-	size_t j = i, n;
+	size_t j = i;
 
 	s->catlen = 0;
 	*count = 0;
@@ -201,18 +202,10 @@ static int join_run(struct pyscan *s, size_t i, size_t *end, size_t *count, int 
 					    "the file cannot be scanned",
 					    s->path ? s->path : "<source>", t->line,
 					    NX_SCAN_CONCAT_MAX);
-		if (s->catlen + t->body_len > s->catcap) {
-			char *p;
-
-			for (n = s->catcap ? s->catcap : 256; n < s->catlen + t->body_len; n *= 2)
-				;
-			if (!(p = realloc(s->cat, n)))
-				return nx_error_set(s->err, NX_ENOMEM, s->path, 0, -1,
-						    "%s: out of memory while scanning",
-						    s->path ? s->path : "<source>");
-			s->cat = p;
-			s->catcap = n;
-		}
+		if (nx_array_grow(&s->cat, &s->catcap, s->catlen + t->body_len, 1, SIZE_MAX))
+			return nx_error_set(s->err, NX_ENOMEM, s->path, 0, -1,
+					    "%s: out of memory while scanning",
+					    s->path ? s->path : "<source>");
 		if (t->body_len)
 			memcpy(s->cat + s->catlen, s->buf + t->body, t->body_len);
 		s->catlen += t->body_len;
@@ -898,17 +891,10 @@ static int scan_python(const char *buf, size_t len, const char *const *terms, si
 	s.depth = depth;
 	nx_pylex_init(&lx, buf, len);
 	do {
-		if (s.ntok + 1 > cap) {
-			nx_py_token *n;
-			size_t c = cap ? cap * 2 : 256;
-
-			if (!(n = realloc(s.tok, c * sizeof(*n)))) {
-				rc = nx_error_set(err, NX_ENOMEM, path, 0, -1,
-						  "%s: out of memory while scanning", name);
-				goto out;
-			}
-			s.tok = n;
-			cap = c;
+		if (NX_ARRAY_PUSH(s.tok, cap, s.ntok)) {
+			rc = nx_error_set(err, NX_ENOMEM, path, 0, -1,
+					  "%s: out of memory while scanning", name);
+			goto out;
 		}
 		k = nx_pylex_next(&lx, &s.tok[s.ntok]);
 		if (k == NX_PY_ERROR) {

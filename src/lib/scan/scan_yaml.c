@@ -13,6 +13,7 @@
  * spaces.  Otherwise the raw text hides a term the value holds.
  */
 #include "nexus/scan.h"
+#include "util/array_int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -219,18 +220,9 @@ static int end_block(struct ys *y)
 
 static int bin_append(struct ys *y, const char *b, size_t n)
 {
-	if (y->binlen + n > y->bincap) {
-		size_t c = y->bincap ? y->bincap : 1024;
-		char *p;
-
-		while (c < y->binlen + n)
-			c *= 2;
-		if (!(p = realloc(y->bin, c)))
-			return nx_error_set(y->err, NX_ENOMEM, y->path, 0, -1,
-					    "%s: out of memory while scanning", y->path ? y->path : "<yaml>");
-		y->bin = p;
-		y->bincap = c;
-	}
+	if (nx_array_grow(&y->bin, &y->bincap, y->binlen + n, 1, SIZE_MAX))
+		return nx_error_set(y->err, NX_ENOMEM, y->path, 0, -1,
+				    "%s: out of memory while scanning", y->path ? y->path : "<yaml>");
 	memcpy(y->bin + y->binlen, b, n);
 	y->binlen += n;
 	return 0;

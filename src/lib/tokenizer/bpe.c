@@ -4,7 +4,9 @@
  * byte_fallback to <0xNN>, unknowns (fused or not) to unk_token, then the
  * merges applied lowest rank first, leftmost first on ties, through a
  * binary heap with stale entries skipped.  A direct-mapped cache of short
- * words skips all of it for the words that repeat.
+ * words skips all of it for the words that repeat.  The merge map (pair of
+ * ids -> rank and merged id; open addressing over 64-bit keys, sized once
+ * at load) lives here too.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,21 +57,55 @@ static struct bpe_heap_ent heap_pop(struct bpe_heap_ent *h, size_t *n)
 	return top;
 }
 
+/* The merge map, filled by load.c, read here for every pair. */
+static uint64_t mix(uint64_t k)
+{
+	k ^= k >> 33;
+	k *= 0xff51afd7ed558ccdULL;
+	k ^= k >> 33;
+	k *= 0xc4ceb9fe1a85ec53ULL;
+	return k ^ (k >> 33);
+}
+
+int nx_tok__merge_put(struct tmodel *m, uint32_t a, uint32_t b, uint32_t rank, uint32_t new_id)
+{
+	uint64_t key = (((uint64_t)a << 32) | b) + 1;
+	size_t s = mix(key) & m->merges_mask;
+
+	uint64_t h = mix(key) >> 24;
+
+	m->merge_bits[(h >> 6) & m->merge_bits_mask] |= 1ull << (h & 63);
+	while (m->merges[s].key && m->merges[s].key != key)
+		s = (s + 1) & m->merges_mask;
+	m->merges[s].key = key;
+	m->merges[s].rank = rank;
+	m->merges[s].new_id = new_id;
+	return 0;
+}
+
+const struct merge_slot *nx_tok__merge_get(const struct tmodel *m, uint32_t a, uint32_t b)
+{
+	uint64_t key = (((uint64_t)a << 32) | b) + 1, h = mix(key), f = h >> 24;
+	size_t s;
+
+	if (!m->merges || !(m->merge_bits[(f >> 6) & m->merge_bits_mask] & (1ull << (f & 63))))
+		return NULL;
+	s = h & m->merges_mask;
+	for (; m->merges[s].key; s = (s + 1) & m->merges_mask)
+		if (m->merges[s].key == key)
+			return &m->merges[s];
+	return NULL;
+}
+
 static int add_sym(struct tmodel *m, size_t *n, int64_t id, size_t len)
 {
 	struct bpe_sym *s;
 
-	if (*n == m->syms_cap) {
-		size_t cap = m->syms_cap ? m->syms_cap * 2 : 256;
-
-		if (!(s = realloc(m->syms, cap * sizeof(*s))))
-			return NX_ENOMEM;
-		m->syms = s;
-		m->syms_cap = cap;
-		if (!(m->heap = realloc(m->heap, cap * 2 * sizeof(*m->heap))))
-			return NX_ENOMEM;
-		m->heap_cap = cap * 2;
-	}
+	/* the heap holds up to two entries a symbol */
+	if (*n == m->syms_cap &&
+	    (NX_ARRAY_PUSH(m->syms, m->syms_cap, *n) ||
+	     nx_array_grow(&m->heap, &m->heap_cap, m->syms_cap * 2, sizeof(*m->heap), SIZE_MAX)))
+		return NX_ENOMEM;
 	s = &m->syms[*n];
 	s->id = id;
 	s->len = (uint32_t)len;

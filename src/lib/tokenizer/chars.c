@@ -243,18 +243,9 @@ long nx_tok__utf8_check(const char *str, size_t len)
 
 int nx_tok__tb_reserve(struct tb *b, size_t more)
 {
-	size_t cap;
-	char *p;
-
-	if (b->n + more <= b->cap)
-		return 0;
-	for (cap = b->cap ? b->cap : 256; cap < b->n + more; cap *= 2)
-		;
-	if (!(p = realloc(b->p, cap)))
+	if (more > SIZE_MAX - b->n)
 		return NX_ENOMEM;
-	b->p = p;
-	b->cap = cap;
-	return 0;
+	return b->n + more <= b->cap ? 0 : nx_array_grow(&b->p, &b->cap, b->n + more, 1, SIZE_MAX);
 }
 
 int nx_tok__tb_put(struct tb *b, const void *s, size_t len)
@@ -269,15 +260,8 @@ int nx_tok__tb_put(struct tb *b, const void *s, size_t len)
 
 int nx_tok__ib_push(struct ib *b, int64_t v)
 {
-	if (b->n == b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 256;
-		int64_t *p = realloc(b->p, cap * sizeof(*p));
-
-		if (!p)
-			return NX_ENOMEM;
-		b->p = p;
-		b->cap = cap;
-	}
+	if (b->n == b->cap && NX_ARRAY_PUSH(b->p, b->cap, b->n))
+		return NX_ENOMEM;
 	b->p[b->n++] = v;
 	return 0;
 }
@@ -286,15 +270,8 @@ int nx_tok__split_add(struct tsplit *s, const char *p, size_t len, int32_t added
 {
 	struct tpiece *pc;
 
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 64;
-		struct tpiece *v = realloc(s->v, cap * sizeof(*v));
-
-		if (!v)
-			return NX_ENOMEM;
-		s->v = v;
-		s->cap = cap;
-	}
+	if (s->n == s->cap && NX_ARRAY_PUSH(s->v, s->cap, s->n))
+		return NX_ENOMEM;
 	pc = &s->v[s->n];
 	pc->off = (uint32_t)s->text.n;
 	pc->len = (uint32_t)len;
@@ -304,4 +281,23 @@ int nx_tok__split_add(struct tsplit *s, const char *p, size_t len, int32_t added
 		return NX_ENOMEM;
 	s->n++;
 	return 0;
+}
+
+/* GPT-2's byte -> printable character table (ByteLevel). */
+uint32_t nx_tok__byte_char(unsigned char b)
+{
+	static uint16_t table[256];
+	static int ready;
+	unsigned k, n = 0;
+
+	if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
+		uint16_t t[256];
+
+		for (k = 0; k < 256; k++)
+			t[k] = (uint16_t)((k >= '!' && k <= '~') || (k >= 0xa1 && k <= 0xac) || k >= 0xae
+					  ? k : 256 + n++);
+		memcpy(table, t, sizeof(t));  /* every thread writes the same values */
+		__atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
+	}
+	return table[b];
 }

@@ -26,6 +26,7 @@
 #include <stddef.h>
 
 #include "nexus/chat_template.h"
+#include "util/array_int.h"
 
 enum chat_expr_kind {
 	CE_LIT, CE_NAME, CE_ATTR, CE_INDEX, CE_SLICE, CE_LIST, CE_DICT, CE_NOT, CE_NEG,
@@ -43,7 +44,7 @@ struct chat_expr {
 	struct chat_expr *a, *b, *c; /* operands; CE_SLICE: a[b:c] with step in args[0] */
 	struct chat_expr **args;   /* call / filter / test arguments, list items, dict k,v,k,v */
 	char **kw;                 /* keyword of each argument, or NULL */
-	size_t nargs;
+	size_t nargs, cap_args, cap_kw;
 	bool negate;               /* CE_TEST: `is not` */
 };
 

@@ -482,15 +482,9 @@ static json_t *replace(const char *s, size_t n, const char *old, size_t on, cons
 			free(buf);
 			return NULL;
 		}
-		if (need > cap) {
-			char *p;
-
-			cap = need * 2;
-			if (!(p = realloc(buf, cap))) {
-				free(buf);
-				return NULL;
-			}
-			buf = p;
+		if (nx_array_grow(&buf, &cap, need, 1, NX_CHAT_OUTPUT_MAX)) {
+			free(buf);
+			return NULL;
 		}
 		memcpy(buf + k, s + i, pre);
 		k += pre;

@@ -89,14 +89,8 @@ static int add_chunk(struct parser *p, int kind, size_t off, size_t len, char lf
 {
 	struct chunk *c;
 
-	if (p->nch == p->capch) {
-		size_t cap = p->capch ? p->capch * 2 : 16;
-
-		if (!(c = realloc(p->ch, cap * sizeof(*c))))
-			return nx_error_oom(p->err, p->path);
-		p->ch = c;
-		p->capch = cap;
-	}
+	if (NX_ARRAY_PUSH(p->ch, p->capch, p->nch))
+		return nx_error_oom(p->err, p->path);
 	c = &p->ch[p->nch++];
 	*c = (struct chunk){ kind, line_at(p, off), off, len, lf, rf };
 	return 0;
@@ -299,15 +293,8 @@ static int string_value(struct parser *p, int line, const char *s, size_t n, jso
 
 static int push_tok(struct parser *p, int type, int line, const char *s, size_t len)
 {
-	if (p->ntok == p->captok) {
-		size_t cap = p->captok ? p->captok * 2 : 32;
-		struct token *t = realloc(p->tok, cap * sizeof(*t));
-
-		if (!t)
-			return nx_error_oom(p->err, p->path);
-		p->tok = t;
-		p->captok = cap;
-	}
+	if (NX_ARRAY_PUSH(p->tok, p->captok, p->ntok))
+		return nx_error_oom(p->err, p->path);
 	p->tok[p->ntok++] = (struct token){ type, line, s, len, NULL };
 	return 0;
 }
@@ -474,22 +461,14 @@ static struct chat_expr *mk(struct parser *p, int kind, int line)
 
 static int add_arg(struct parser *p, struct chat_expr *e, struct chat_expr *a, const char *kw, size_t kwlen)
 {
-	struct chat_expr **args = realloc(e->args, (e->nargs + 1) * sizeof(*args));
-	char **k;
-
-	if (!args) {
+	if (NX_ARRAY_PUSH(e->args, e->cap_args, e->nargs) ||
+	    NX_ARRAY_PUSH(e->kw, e->cap_kw, e->nargs)) {
 		expr_free(a);
 		return nx_error_oom(p->err, p->path);
 	}
-	e->args = args;
-	if (!(k = realloc(e->kw, (e->nargs + 1) * sizeof(*k)))) {
-		expr_free(a);
-		return nx_error_oom(p->err, p->path);
-	}
-	e->kw = k;
-	k[e->nargs] = kw ? strndup(kw, kwlen) : NULL;
-	args[e->nargs++] = a;
-	if (kw && !k[e->nargs - 1])
+	e->kw[e->nargs] = kw ? strndup(kw, kwlen) : NULL;
+	e->args[e->nargs++] = a;
+	if (kw && !e->kw[e->nargs - 1])
 		return nx_error_oom(p->err, p->path);
 	return 0;
 }
@@ -996,16 +975,9 @@ static struct chat_node *add_node(struct parser *p, struct chat_body *b, int kin
 {
 	struct chat_node *n;
 
-	if (b->n == b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 8;
-		struct chat_node **v = realloc(b->v, cap * sizeof(*v));
-
-		if (!v) {
-			nx_error_oom(p->err, p->path);
-			return NULL;
-		}
-		b->v = v;
-		b->cap = cap;
+	if (NX_ARRAY_PUSH(b->v, b->cap, b->n)) {
+		nx_error_oom(p->err, p->path);
+		return NULL;
 	}
 	if (!(n = calloc(1, sizeof(*n)))) {
 		nx_error_oom(p->err, p->path);

@@ -15,17 +15,8 @@ int nx_chat__sb_put(struct chat_sb *b, const char *s, size_t len)
 {
 	if (len > NX_CHAT_OUTPUT_MAX - b->n)
 		return NX_ELIMIT;
-	if (b->n + len + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 64;
-		char *p;
-
-		while (cap < b->n + len + 1)
-			cap *= 2;
-		if (!(p = realloc(b->p, cap)))
-			return NX_ENOMEM;
-		b->p = p;
-		b->cap = cap;
-	}
+	if (nx_array_grow(&b->p, &b->cap, b->n + len + 1, 1, NX_CHAT_OUTPUT_MAX + 1))
+		return NX_ENOMEM;
 	memcpy(b->p + b->n, s, len);
 	b->n += len;
 	b->p[b->n] = '\0';

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "nexus/tokdecode.h"
+#include "util/array_int.h"
 
 enum step_kind {
 	S_BYTELEVEL, S_METASPACE, S_WORDPIECE, S_BPE, S_BYTEFALLBACK, S_FUSE, S_STRIP,
@@ -52,25 +53,9 @@ struct nx_tokdecoder {
 
 /* --- byte buffers ----------------------------------------------------- */
 
-static int grow(char **buf, size_t *cap, size_t need)
-{
-	size_t c = *cap ? *cap : 256;
-	char *p;
-
-	if (need <= *cap)
-		return 0;
-	while (c < need)
-		c *= 2;
-	if (!(p = realloc(*buf, c)))
-		return NX_ENOMEM;
-	*buf = p;
-	*cap = c;
-	return 0;
-}
-
 static int tl_add(struct tlist *l, const void *s, size_t len)
 {
-	if (grow(&l->buf, &l->cap, l->len + len + 1))
+	if (nx_array_grow(&l->buf, &l->cap, l->len + len + 1, 1, SIZE_MAX))
 		return NX_ENOMEM;
 	if (len)  /* s may be NULL then */
 		memcpy(l->buf + l->len, s, len);
@@ -81,17 +66,10 @@ static int tl_add(struct tlist *l, const void *s, size_t len)
 /* close the token being appended to */
 static int tl_end(struct tlist *l)
 {
-	if (grow(&l->buf, &l->cap, l->len + 1))  /* a buffer even for empty tokens */
+	/* a buffer even for empty tokens */
+	if (nx_array_grow(&l->buf, &l->cap, l->len + 1, 1, SIZE_MAX) ||
+	    NX_ARRAY_PUSH(l->end, l->ncap, l->n))
 		return NX_ENOMEM;
-	if (l->n == l->ncap) {
-		size_t c = l->ncap ? l->ncap * 2 : 64;
-		size_t *e = realloc(l->end, c * sizeof(*e));
-
-		if (!e)
-			return NX_ENOMEM;
-		l->end = e;
-		l->ncap = c;
-	}
 	l->end[l->n++] = l->len;
 	return 0;
 }

@@ -21,36 +21,9 @@
 
 #define ID_MAX (1u << 23)  /* largest token id */
 
-int nx_tok__cfg(nx_error *err, const char *path, const char *jpath, const char *fmt, ...)
-{
-	char msg[600];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	return nx_error_set(err, NX_ECONFIG, path, 0, -1,
-			    "%s: %s: %s (this is the tokenizer, not the model: the bundle's runtime "
-			    "cannot reproduce it exactly)", path, jpath, msg);
-}
-
 static int nomem(nx_error *err, const char *path)
 {
 	return nx_error_set(err, NX_ENOMEM, path, 0, -1, "out of memory loading %s", path);
-}
-
-int nx_tok__get_bool(bool *out, void *o, const char *key, const char *jpath, const char *path,
-		     nx_error *err)
-{
-	json_t *obj = o;
-	json_t *v = json_object_get(obj, key);
-
-	if (!v || json_is_null(v))
-		return 0;
-	if (!json_is_boolean(v))
-		return nx_tok__cfg(err, path, jpath, "%s must be true or false", key);
-	*out = json_is_true(v);
-	return 0;
 }
 
 /* A string setting: NULL when absent or null; error when not a string or too long. */
@@ -78,21 +51,15 @@ static int map_id(nx_tokenizer *t, int64_t id, const char *tok, size_t len, cons
 		return nx_tok__cfg(err, path, jpath, "id %lld is out of range (0 to %u)",
 				   (long long)id, ID_MAX - 1);
 	if ((size_t)id >= t->id_n) {
-		size_t n = t->id_n ? t->id_n : 1024;
-		const char **a;
-		uint32_t *l;
+		/* two arrays of one length, t->id_n, zeroed past what was set */
+		size_t na = t->id_n, nl = t->id_n;
 
-		while (n <= (size_t)id)
-			n *= 2;
-		if (!(a = realloc(t->id_tok, n * sizeof(*a))))
+		if (nx_array_grow(&t->id_tok, &na, (size_t)id + 1, sizeof(*t->id_tok), ID_MAX) ||
+		    nx_array_grow(&t->id_len, &nl, na, sizeof(*t->id_len), na))
 			return nomem(err, path);
-		t->id_tok = a;
-		if (!(l = realloc(t->id_len, n * sizeof(*l))))
-			return nomem(err, path);
-		t->id_len = l;
-		memset(a + t->id_n, 0, (n - t->id_n) * sizeof(*a));
-		memset(l + t->id_n, 0, (n - t->id_n) * sizeof(*l));
-		t->id_n = n;
+		memset(t->id_tok + t->id_n, 0, (na - t->id_n) * sizeof(*t->id_tok));
+		memset(t->id_len + t->id_n, 0, (na - t->id_n) * sizeof(*t->id_len));
+		t->id_n = na;
 	}
 	if (t->id_tok[id])
 		return nx_tok__cfg(err, path, jpath, "id %lld is given to two tokens", (long long)id);
@@ -937,4 +904,55 @@ int nx_tokenizer_load(nx_tokenizer **out, int dirfd, const char *dirpath, nx_err
 out:
 	free(buf);
 	return rc;
+}
+
+/* Here rather than beside nx_tokenizer_alloc (vocab.c): it releases every
+ * part, the models included, and vocab.c is below them. */
+static void tmpl_release(struct ttemplate *tp)
+{
+	size_t i;
+
+	for (i = 0; i < tp->n; i++)
+		free(tp->items[i].ids);
+	free(tp->items);
+}
+
+void nx_tokenizer_free(nx_tokenizer *t)
+{
+	size_t i, w;
+
+	if (!t)
+		return;
+	for (i = 0; i < t->nadded; i++) {
+		free(t->added[i].content);
+		free(t->added[i].raw);
+	}
+	free(t->added);
+	for (w = 0; w < 2; w++)
+		for (i = 0; i < 256; i++)
+			free(t->added_by_byte[w][i]);
+	nx_vocab_release(&t->v);
+	free(t->id_tok);
+	free(t->id_len);
+	nx_tok__model_release(&t->m);
+	nx_tok__norm_release(t->norm);
+	free(t->norm);
+	nx_tok__pre_release(t->pre);
+	free(t->pre);
+	tmpl_release(&t->single);
+	tmpl_release(&t->pair);
+	json_decref(t->decoder);
+	free(t->seg.p);
+	free(t->normed.p);
+	free(t->pieces.v);
+	free(t->pieces.text.p);
+	free(t->pieces2.v);
+	free(t->pieces2.text.p);
+	free(t->ids[0].p);
+	free(t->ids[1].p);
+	free(t->word.p);
+	free(t->word2.p);
+	free(t->spans);
+	free(t->boff);
+	free(t);
 }

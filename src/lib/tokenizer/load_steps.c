@@ -6,11 +6,41 @@
  */
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tok_int.h"
+
+/* The config error and the typed getter that load.c shares with the steps
+ * (declared in tok_int.h). */
+int nx_tok__cfg(nx_error *err, const char *path, const char *jpath, const char *fmt, ...)
+{
+	char msg[600];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return nx_error_set(err, NX_ECONFIG, path, 0, -1,
+			    "%s: %s: %s (this is the tokenizer, not the model: the bundle's runtime "
+			    "cannot reproduce it exactly)", path, jpath, msg);
+}
+
+int nx_tok__get_bool(bool *out, void *o, const char *key, const char *jpath, const char *path,
+		     nx_error *err)
+{
+	json_t *obj = o;
+	json_t *v = json_object_get(obj, key);
+
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_boolean(v))
+		return nx_tok__cfg(err, path, jpath, "%s must be true or false", key);
+	*out = json_is_true(v);
+	return 0;
+}
 
 static int nomem(nx_error *err, const char *path)
 {
@@ -327,11 +357,10 @@ int nx_tok__load_pre(nx_tokenizer *t, struct tpre *p, void *json, const char *jp
 static int tmpl_add(struct ttemplate *tp, int seq, uint32_t type_id, const int64_t *ids,
 		    size_t nids)
 {
-	struct titem *it = realloc(tp->items, (tp->n + 1) * sizeof(*it));
+	struct titem *it;
 
-	if (!it)
+	if (NX_ARRAY_PUSH(tp->items, tp->cap, tp->n))
 		return NX_ENOMEM;
-	tp->items = it;
 	it = &tp->items[tp->n++];
 	it->seq = seq;
 	it->type_id = type_id;

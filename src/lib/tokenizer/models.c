@@ -1,7 +1,6 @@
 /*
- * models.c - WordPiece and WordLevel, the model dispatch, and the BPE
- * merge map (pair of ids -> rank and merged id; open addressing over
- * 64-bit keys, sized once at load).
+ * models.c - WordPiece and WordLevel, the model dispatch and release.  The
+ * BPE merge map is bpe.c's.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -82,45 +81,6 @@ int nx_tok__model(nx_tokenizer *t, const char *s, size_t len, struct ib *out, nx
 	if (rc == NX_ENOMEM)
 		return nx_error_set(err, NX_ENOMEM, NULL, 0, -1, "out of memory tokenizing the text");
 	return rc;
-}
-
-static uint64_t mix(uint64_t k)
-{
-	k ^= k >> 33;
-	k *= 0xff51afd7ed558ccdULL;
-	k ^= k >> 33;
-	k *= 0xc4ceb9fe1a85ec53ULL;
-	return k ^ (k >> 33);
-}
-
-int nx_tok__merge_put(struct tmodel *m, uint32_t a, uint32_t b, uint32_t rank, uint32_t new_id)
-{
-	uint64_t key = (((uint64_t)a << 32) | b) + 1;
-	size_t s = mix(key) & m->merges_mask;
-
-	uint64_t h = mix(key) >> 24;
-
-	m->merge_bits[(h >> 6) & m->merge_bits_mask] |= 1ull << (h & 63);
-	while (m->merges[s].key && m->merges[s].key != key)
-		s = (s + 1) & m->merges_mask;
-	m->merges[s].key = key;
-	m->merges[s].rank = rank;
-	m->merges[s].new_id = new_id;
-	return 0;
-}
-
-const struct merge_slot *nx_tok__merge_get(const struct tmodel *m, uint32_t a, uint32_t b)
-{
-	uint64_t key = (((uint64_t)a << 32) | b) + 1, h = mix(key), f = h >> 24;
-	size_t s;
-
-	if (!m->merges || !(m->merge_bits[(f >> 6) & m->merge_bits_mask] & (1ull << (f & 63))))
-		return NULL;
-	s = h & m->merges_mask;
-	for (; m->merges[s].key; s = (s + 1) & m->merges_mask)
-		if (m->merges[s].key == key)
-			return &m->merges[s];
-	return NULL;
 }
 
 void nx_tok__model_release(struct tmodel *m)

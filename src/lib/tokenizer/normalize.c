@@ -198,26 +198,6 @@ static int nmt(const char *s, size_t len, struct tb *o)
 	return 0;
 }
 
-/* GPT-2's byte -> printable character table (ByteLevel). */
-uint32_t nx_tok__byte_char(unsigned char b);
-uint32_t nx_tok__byte_char(unsigned char b)
-{
-	static uint16_t table[256];
-	static int ready;
-	unsigned k, n = 0;
-
-	if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
-		uint16_t t[256];
-
-		for (k = 0; k < 256; k++)
-			t[k] = (uint16_t)((k >= '!' && k <= '~') || (k >= 0xa1 && k <= 0xac) || k >= 0xae
-					  ? k : 256 + n++);
-		memcpy(table, t, sizeof(t));  /* every thread writes the same values */
-		__atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
-	}
-	return table[b];
-}
-
 static int replace(nx_tokenizer *t, const struct tnorm *n, const char *s, size_t len,
 		   struct tb *o, nx_error *err)
 {

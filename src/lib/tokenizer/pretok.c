@@ -12,8 +12,6 @@
 
 #include "tok_int.h"
 
-uint32_t nx_tok__byte_char(unsigned char b);
-
 /*
  * Hugging Face's regexes run on Oniguruma, whose \s is Unicode White_Space
  * and whose \w is L, M, Nd, Pc; PCRE2's (UCP) differ on a few characters
@@ -141,15 +139,8 @@ int nx_tok__re_next(struct tre *re, const char *s, size_t len, size_t from, size
 
 static int span_add(nx_tokenizer *t, size_t *n, size_t s, size_t e, int m)
 {
-	if (*n == t->spans_cap) {
-		size_t cap = t->spans_cap ? t->spans_cap * 2 : 256;
-		struct span *v = realloc(t->spans, cap * sizeof(*v));
-
-		if (!v)
-			return NX_ENOMEM;
-		t->spans = v;
-		t->spans_cap = cap;
-	}
+	if (*n == t->spans_cap && NX_ARRAY_PUSH(t->spans, t->spans_cap, *n))
+		return NX_ENOMEM;
 	t->spans[*n].s = (uint32_t)s;
 	t->spans[*n].e = (uint32_t)e;
 	t->spans[*n].m = (uint32_t)m;

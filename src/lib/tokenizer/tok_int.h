@@ -27,6 +27,7 @@
 #include <pcre2.h>
 
 #include "nexus/tokenizer.h"
+#include "util/array_int.h"
 
 #define NX_TOK_PREFIX_MAX 64      /* bytes of a prefix / suffix / replacement */
 #define NX_TOK_ADDED_MAX 65536    /* added tokens */
@@ -50,6 +51,8 @@ struct ib {
 int nx_tok__tb_reserve(struct tb *b, size_t more);
 int nx_tok__tb_put(struct tb *b, const void *s, size_t len);
 int nx_tok__ib_push(struct ib *b, int64_t v);
+/* GPT-2's byte -> printable character table (ByteLevel; chars.c). */
+uint32_t nx_tok__byte_char(unsigned char b);
 
 /* A piece of text: bytes [off, off+len) of its list's text. */
 struct tpiece {
@@ -220,7 +223,7 @@ struct titem {
 };
 struct ttemplate {
 	struct titem *items;
-	size_t n;
+	size_t n, cap;
 	size_t nspecial;         /* ids it adds */
 };
 

@@ -71,16 +71,8 @@ int nx_tok__unigram(nx_tokenizer *t, const char *s, size_t len, struct ib *out, 
 
 	if (!len)
 		return 0;
-	if (len + 1 > m->lattice_cap) {
-		size_t cap = m->lattice_cap ? m->lattice_cap : 256;
-
-		while (cap < len + 1)
-			cap *= 2;
-		if (!(lat = realloc(m->lattice, cap * sizeof(*lat))))
-			return NX_ENOMEM;
-		m->lattice = lat;
-		m->lattice_cap = cap;
-	}
+	if (nx_array_grow(&m->lattice, &m->lattice_cap, len + 1, sizeof(*m->lattice), SIZE_MAX))
+		return NX_ENOMEM;
 	lat = m->lattice;
 	for (k = 0; k <= len; k++)
 		lat[k].start = -1;

@@ -1,4 +1,5 @@
-/* vocab.c - the vocabulary hash table, the tokenizer's lifetime and look-ups. */
+/* vocab.c - the vocabulary hash table, the tokenizer's allocation and
+ * look-ups (load.c frees it). */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,26 +92,10 @@ int nx_vocab_put(struct nx_vocab *v, const char *s, size_t len, int64_t id)
 		v->ent[i].id = id;
 		return 0;
 	}
-	if (v->n == v->cap) {
-		size_t cap = v->cap ? v->cap * 2 : 1024;
-		struct nx_vocab_entry *ent = realloc(v->ent, cap * sizeof(*ent));
-
-		if (!ent)
-			return NX_ENOMEM;
-		v->ent = ent;
-		v->cap = cap;
-	}
-	if (v->arena_len + len > v->arena_cap) {
-		size_t cap = v->arena_cap ? v->arena_cap : 8192;
-		char *arena;
-
-		while (cap < v->arena_len + len)
-			cap *= 2;
-		if (!(arena = realloc(v->arena, cap)))
-			return NX_ENOMEM;
-		v->arena = arena;
-		v->arena_cap = cap;
-	}
+	/* entries hold 32-bit arena offsets: the arena's cap */
+	if (NX_ARRAY_PUSH(v->ent, v->cap, v->n) || len > UINT32_MAX ||
+	    nx_array_grow(&v->arena, &v->arena_cap, v->arena_len + len, 1, UINT32_MAX))
+		return NX_ENOMEM;
 	memcpy(v->arena + v->arena_len, s, len);
 	v->ent[v->n].off = (uint32_t)v->arena_len;
 	v->ent[v->n].len = (uint32_t)len;
@@ -213,53 +198,4 @@ int nx_tokenizer_is_special(const nx_tokenizer *t, int64_t id)
 const void *nx_tokenizer_decoder_json(const nx_tokenizer *t)
 {
 	return t->decoder;
-}
-
-static void tmpl_release(struct ttemplate *tp)
-{
-	size_t i;
-
-	for (i = 0; i < tp->n; i++)
-		free(tp->items[i].ids);
-	free(tp->items);
-}
-
-void nx_tokenizer_free(nx_tokenizer *t)
-{
-	size_t i, w;
-
-	if (!t)
-		return;
-	for (i = 0; i < t->nadded; i++) {
-		free(t->added[i].content);
-		free(t->added[i].raw);
-	}
-	free(t->added);
-	for (w = 0; w < 2; w++)
-		for (i = 0; i < 256; i++)
-			free(t->added_by_byte[w][i]);
-	nx_vocab_release(&t->v);
-	free(t->id_tok);
-	free(t->id_len);
-	nx_tok__model_release(&t->m);
-	nx_tok__norm_release(t->norm);
-	free(t->norm);
-	nx_tok__pre_release(t->pre);
-	free(t->pre);
-	tmpl_release(&t->single);
-	tmpl_release(&t->pair);
-	json_decref(t->decoder);
-	free(t->seg.p);
-	free(t->normed.p);
-	free(t->pieces.v);
-	free(t->pieces.text.p);
-	free(t->pieces2.v);
-	free(t->pieces2.text.p);
-	free(t->ids[0].p);
-	free(t->ids[1].p);
-	free(t->word.p);
-	free(t->word2.p);
-	free(t->spans);
-	free(t->boff);
-	free(t);
 }

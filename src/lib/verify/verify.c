@@ -8,6 +8,7 @@
 #include "nexus/bundle.h"
 #include "verify_internal.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -219,4 +220,24 @@ int nx_verify_stage(nx_report **out, const nx_stage *stage, const char *final_pa
 				    "the %s bundle fails verification (verdict %s); nothing was "
 				    "written to %s", what, nx_verdict_name(verdict), final_path);
 	return 0;
+}
+
+int nx_verify_publish(nx_report **out, nx_stage *stage, const char *mjson, size_t mlen,
+		      const char *final_path, const char *what,
+		      const struct nx_verify_opts *opts, nx_error *err)
+{
+	int fd, rc;
+
+	if ((rc = nx_stage_create_file(&fd, stage, NX_MANIFEST_NAME, false, err)))
+		return rc;
+	rc = nx_write_all(fd, mjson, mlen) ? nx_error_errno(err, NX_EIO, errno, NX_MANIFEST_NAME,
+							    "cannot write %s", NX_MANIFEST_NAME) : 0;
+	close(fd);
+	if (rc || (rc = nx_stage_seal(stage, err)))
+		return rc;
+	/* every file of this private stage was written by the caller and its
+	 * SHA-256 checked against the manifest as it streamed in */
+	if (opts && (rc = nx_verify_stage(out, stage, final_path, what, opts, err)))
+		return rc;
+	return nx_stage_publish(stage, err);
 }

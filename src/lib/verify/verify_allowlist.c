@@ -284,12 +284,9 @@ static void trusted_list_release(struct trusted_list *l)
 
 static int add_release(struct trusted_list *l, const char *name, nx_error *err)
 {
-	char **r = realloc(l->release, (l->nrelease + 1) * sizeof(*r));
-
-	if (!r)
+	if (NX_ARRAY_PUSH_EXACT(l->release, l->nrelease))
 		return nx_error_oom(err, l->file);
-	l->release = r;
-	if (!(r[l->nrelease] = strdup(name)))
+	if (!(l->release[l->nrelease] = strdup(name)))
 		return nx_error_oom(err, l->file);
 	l->nrelease++;
 	return 0;

@@ -138,14 +138,11 @@ struct walk {
 
 static int push(char ***v, size_t *n, char *s)
 {
-	char **nv = realloc(*v, (*n + 1) * sizeof(char *));
-
-	if (!nv) {
+	if (NX_ARRAY_PUSH_EXACT(*v, *n)) {
 		free(s);
 		return NX_ENOMEM;
 	}
-	nv[(*n)++] = s;
-	*v = nv;
+	(*v)[(*n)++] = s;
 	return 0;
 }
 
@@ -192,15 +189,8 @@ static int read_node(struct walk *w, const struct nx_pb_reader *g, const struct 
 	if (w->nn >= NX_CONST_NODES_MAX)
 		return nx_error_set(w->err, NX_ELIMIT, w->f.path, 0, (long long)nf->tag_offset,
 				    "more than %u nodes in the main graph", NX_CONST_NODES_MAX);
-	if (w->nn == w->cap) {
-		size_t cap = w->cap ? 2 * w->cap : 256;
-		struct cnode *v = realloc(w->n, cap * sizeof(*v));
-
-		if (!v)
-			return NX_ENOMEM;
-		w->n = v;
-		w->cap = cap;
-	}
+	if (NX_ARRAY_PUSH(w->n, w->cap, w->nn))
+		return NX_ENOMEM;
 	n = &w->n[w->nn++];
 	memset(n, 0, sizeof(*n));
 	if ((rc = nx_pb_sub(&r, g, nf, w->err)) != 0)

@@ -18,6 +18,7 @@
 #include "nexus/onnx.h"
 #include "nexus/scan.h"
 #include "nexus/verify.h"
+#include "util/array_int.h"
 
 #define NX_VERIFY_ENTRIES_MAX 100000     /* entries walked in a bundle */
 #define NX_VERIFY_TEXT_MAX (64u << 20)   /* bytes of a config/source file read for TRV-2 */

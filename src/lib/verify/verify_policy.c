@@ -126,17 +126,15 @@ static int apply(struct vfy_ctx *c, const struct limit *l, bool trusted, long do
 /* Append n strings to the NULL-free array *v of *nv (pointers borrowed). */
 static int append(const char ***v, size_t *nv, const char *const *add, size_t n)
 {
-	const char **grown;
-	size_t i;
+	size_t i, cap = *nv;
 
 	if (!n)
 		return 0;
-	if (!(grown = realloc(*v, (*nv + n) * sizeof(*grown))))
+	if (nx_array_grow(v, &cap, *nv + n, sizeof(**v), *nv + n))
 		return NX_ENOMEM;
 	for (i = 0; i < n; i++)
 		if (add[i] && add[i][0])
-			grown[(*nv)++] = add[i];
-	*v = grown;
+			(*v)[(*nv)++] = add[i];
 	return 0;
 }
 

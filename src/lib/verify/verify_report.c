@@ -99,15 +99,8 @@ int nx_report_vadd(nx_report *r, const char *check, enum nx_severity sev, enum n
 		r->dropped++;
 		return 0;
 	}
-	if (r->nfindings == r->cap) {
-		size_t cap = r->cap ? r->cap * 2 : 16;
-		struct nx_finding *n = realloc(r->findings, cap * sizeof(*n));
-
-		if (!n)
-			return NX_ENOMEM;
-		r->findings = n;
-		r->cap = cap;
-	}
+	if (NX_ARRAY_PUSH(r->findings, r->cap, r->nfindings))
+		return NX_ENOMEM;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	f.severity = sev;
 	f.line = line;
@@ -166,19 +159,17 @@ int nx_report_check_update(nx_report *r, const char *id)
 
 int nx_report_check(nx_report *r, const char *id, bool skipped, double seconds)
 {
-	struct nx_check_result *n, c = {0};
+	struct nx_check_result c = {0};
 
 	c.status = status_of(r, id, skipped);
 	c.seconds = seconds;
 	c.id = strdup(id);
 	if (!c.id)
 		return NX_ENOMEM;
-	n = realloc(r->checks, (r->nchecks + 1) * sizeof(*n));
-	if (!n) {
+	if (NX_ARRAY_PUSH_EXACT(r->checks, r->nchecks)) {
 		free(c.id);
 		return NX_ENOMEM;
 	}
-	r->checks = n;
 	r->checks[r->nchecks++] = c;
 	return 0;
 }

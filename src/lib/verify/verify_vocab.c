@@ -174,15 +174,9 @@ int nx_vfy__vocab_txt(struct vfy_ctx *c, const char *path, const char *buf, size
 			k--;
 		rc = nx_vfy__vocab_entry(c, &v, path, p, k, line, "vocab.txt");
 		if (!rc && k) {
-			if (n == cap) {
-				struct line_ref *g = realloc(e, (cap ? 2 * cap : 1024) * sizeof(*e));
-
-				if (!g) {
-					rc = NX_ENOMEM;
-					break;
-				}
-				e = g;
-				cap = cap ? 2 * cap : 1024;
+			if (n == cap && NX_ARRAY_PUSH(e, cap, n)) {
+				rc = NX_ENOMEM;
+				break;
 			}
 			e[n].s = p;
 			e[n].len = k;
