@@ -40,6 +40,13 @@
 #define RT_OUTPUTS_MAX 256           /* model outputs handled (a decoder: 2 per layer + 1) */
 #define RT_WINDOW_BATCHES 16         /* inputs read ahead and sorted by length, in batches */
 #define RT_WINDOW_MAX 1024           /* ... and in inputs */
+#define RT_RUN_WINDOW 512            /* `run` reads ahead at least this many inputs ... */
+#define RT_RUN_WINDOW_TOKENS (1u << 18) /* ... while inputs x max_sequence_length fit this */
+/* What one Run costs beyond its tokens, in padded tokens: ONNX Runtime's
+ * fixed work per Run and per op.  A guess, not a measurement (on the
+ * encoders of bench/run.py a token costs about 0.1-0.6 ms on one thread);
+ * too high a guess only pads as fixed batches did. */
+#define RT_RUN_COST 16
 #define RT_LOG_LINE_MAX 2048
 #define RT_LARGE_MODEL (64u << 20)   /* bytes of model + data: session options for large */         /* bytes of one ONNX Runtime log line printed */
 
@@ -245,8 +252,8 @@ void rt_reader_free(struct rt_reader *r);
 void rt_input_release(struct rt_input *in);
 
 /*
- * Tokenize and run texts in batches of b->set.batch_size, bucketed by
- * length over a window of RT_WINDOW_BATCHES batches; each result goes to
+ * Tokenize and run texts in batches of at most b->set.batch_size, bucketed
+ * by length over a window of inputs (rt_batcher_new); each result goes to
  * `emit` in input order (borrowed: emit takes its own reference if it keeps
  * it), then emit(ctx, NULL) marks the end of a window.  A per-input problem
  * (bad line, tokenizer error, an input the model rejects) becomes
@@ -259,6 +266,15 @@ int rt_batcher_new(struct rt_batcher **out, struct rt_session *s, struct rt_bund
 int rt_batcher_add(struct rt_batcher *q, const struct rt_input *in, nx_error *err);
 int rt_batcher_flush(struct rt_batcher *q, nx_error *err);
 void rt_batcher_free(struct rt_batcher *q);
+/*
+ * Where to cut n texts sorted by length (lens ascending; texts[i] texts
+ * of that length, NULL: one each) into batches of at most `batch` texts:
+ * the cuts that minimise padded tokens + RT_RUN_COST per Run.  best and
+ * from have n + 1 entries; from[i] is where the last batch of the first i
+ * starts (read back from from[n]).
+ */
+void rt_plan_batches(const size_t *lens, const size_t *texts, size_t n, size_t batch,
+		     uint64_t *best, size_t *from);
 
 int rt_selftest_check(struct rt_session *s, struct rt_bundle *b, FILE *report, nx_error *err);
 /* config/selftest.json, checked ({"schema", "tolerance", "cases"}). */

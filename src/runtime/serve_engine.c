@@ -5,7 +5,7 @@
  * than max-batch texts are queued and more requests are on their way, it
  * waits for them up to max-wait-ms), sorts the round's jobs by token count,
  * cuts the sorted round into batches of at most max-batch texts where the
- * padding would cost more than another Run (plan_batches), and runs them
+ * padding would cost more than another Run (rt_plan_batches), and runs them
  * through the same batcher as `run` (a rejected input costs only itself),
  * answering each job as soon as its batch is done.
  *
@@ -28,12 +28,6 @@
 
 #include "serve.h"
 
-/* What one Run costs beyond its tokens, in tokens of one text: ONNX
- * Runtime's fixed work per Run and per op.  A guess, not a measurement (on
- * the encoders of bench/run.py a token costs about 0.1-0.6 ms on one
- * thread); too high a guess only pads as the first-come batches did. */
-#define SV_RUN_COST 16
-
 struct sv_engine {
 	pthread_mutex_t mu;
 	pthread_cond_t wake;    /* the inference thread: work or stop */
@@ -51,7 +45,8 @@ struct sv_engine {
 	struct rt_batcher *q;
 	int64_t *scratch;       /* max_len ids: token counts for "usage" and the sort */
 	struct sv_job **sorted; /* one round's jobs (window entries) */
-	uint64_t *best;         /* plan_batches: window + 1 entries */
+	size_t *longest, *texts; /* per sorted job: rt_plan_batches' input */
+	uint64_t *best;         /* rt_plan_batches: window + 1 entries */
 	size_t *from, *cut;     /* window + 1 entries */
 	/* the round being emitted: results go to jobs in order */
 	struct sv_job *round;
@@ -146,40 +141,9 @@ static int by_longest(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-/*
- * Where to cut the sorted round into batches: the cuts that minimise the
- * padded tokens run plus SV_RUN_COST per Run, with at most batch texts per
- * batch (a job with more is a batch alone).  On a round of 8 texts of 5 to
- * 250 tokens one batch pads all to 250; cut where the lengths jump, a few
- * smaller Runs cost less.  Dynamic programming over the cut points:
- * best[i] is the cost of the first i jobs, from[i] where their last batch
- * starts.
- */
-static void plan_batches(struct sv_engine *e, size_t n)
-{
-	size_t i, k, texts;
-
-	e->best[0] = 0;
-	for (i = 1; i <= n; i++) {
-		e->best[i] = (uint64_t)-1;
-		texts = 0;
-		for (k = i; k-- > 0;) {   /* the last batch is jobs k..i-1 */
-			uint64_t c;
-
-			texts += e->sorted[k]->n;
-			if (k < i - 1 && texts > e->batch)
-				break;
-			c = e->best[k] + SV_RUN_COST + (uint64_t)texts * e->sorted[i - 1]->longest;
-			if (c < e->best[i]) {
-				e->best[i] = c;
-				e->from[i] = k;
-			}
-		}
-	}
-}
-
 /* Sorts a round (a list of jobs linked by next) by token count and runs
- * it in the batches plan_batches chose, shortest first. */
+ * it in the batches rt_plan_batches chose, shortest first: a job is never
+ * split, one with more than max-batch texts is a batch alone. */
 static void run_sorted(struct sv_engine *e, struct sv_job *round)
 {
 	size_t n = 0, i, k, m, texts;
@@ -191,7 +155,11 @@ static void run_sorted(struct sv_engine *e, struct sv_job *round)
 		e->sorted[n++] = j;
 	}
 	qsort(e->sorted, n, sizeof(*e->sorted), by_longest);
-	plan_batches(e, n);
+	for (i = 0; i < n; i++) {
+		e->longest[i] = e->sorted[i]->longest;
+		e->texts[i] = e->sorted[i]->n;
+	}
+	rt_plan_batches(e->longest, e->texts, n, e->batch, e->best, e->from);
 	/* the cuts, read back from the end: cut[start] = end of that batch */
 	for (i = n; i > 0; i = k) {
 		k = e->from[i];
@@ -263,6 +231,8 @@ static void engine_free(struct sv_engine *e)
 	rt_batcher_free(e->q);
 	free(e->scratch);
 	free(e->sorted);
+	free(e->longest);
+	free(e->texts);
 	free(e->best);
 	free(e->from);
 	free(e->cut);
@@ -289,10 +259,12 @@ int sv_engine_start(struct sv_engine **out, struct rt_bundle *b, struct rt_sessi
 	e->wait_ms = wait_ms;
 	e->scratch = calloc(b->set.max_len, sizeof(*e->scratch));
 	e->sorted = calloc(e->window, sizeof(*e->sorted));
+	e->longest = calloc(e->window, sizeof(*e->longest));
+	e->texts = calloc(e->window, sizeof(*e->texts));
 	e->best = calloc(e->window + 1, sizeof(*e->best));
 	e->from = calloc(e->window + 1, sizeof(*e->from));
 	e->cut = calloc(e->window + 1, sizeof(*e->cut));
-	if (!e->scratch || !e->sorted || !e->best || !e->from || !e->cut) {
+	if (!e->scratch || !e->sorted || !e->longest || !e->texts || !e->best || !e->from || !e->cut) {
 		engine_free(e);
 		return nx_error_oom(err, NULL);
 	}
