@@ -4,6 +4,7 @@
  * A bad input never stops the others: it becomes {"error": ...} in place.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +46,27 @@ static int bad(struct rt_input *in, long lineno, const char *why)
 	snprintf(msg, sizeof(msg), "line %ld: %s", lineno, why);
 	in->error = strdup(msg);
 	return in->error ? 1 : NX_ENOMEM;
+}
+
+/*
+ * True when the next line is not here yet: stdio holds no unread input and
+ * the descriptor has none ready.  `run --input -` answers what it has read
+ * at that point instead of waiting for a full window: a client that writes
+ * one line and waits for its answer (a pipe, a co-process) would otherwise
+ * wait for ever.  A file is always ready, so files keep the whole window.
+ * The stdio check reads glibc's FILE, which <stdio.h> declares in full;
+ * elsewhere only the descriptor is asked (a window may then end early:
+ * smaller batches, the same answers).
+ */
+bool rt_reader_idle(const struct rt_reader *r)
+{
+	struct pollfd p = { .fd = fileno(r->f), .events = POLLIN };
+
+#ifdef __GLIBC__
+	if (r->f->_IO_read_ptr < r->f->_IO_read_end)
+		return false;
+#endif
+	return poll(&p, 1, 0) == 0;
 }
 
 int rt_reader_next(struct rt_reader *r, struct rt_input *in, nx_error *err)

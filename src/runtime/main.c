@@ -72,9 +72,10 @@ static int print_result(void *ctx, json_t *r)
 	return 0;
 }
 
-/* Feed --text values, then the --input lines, to `add`. */
+/* Feed --text values, then the --input lines, to `add`; `idle` (if any)
+ * runs whenever the next input line has not arrived yet. */
 static int feed(const struct rt_args *a, int (*add)(void *, const struct rt_input *, nx_error *),
-		void *ctx, nx_error *err)
+		int (*idle)(void *, nx_error *), void *ctx, nx_error *err)
 {
 	struct rt_reader *r = NULL;
 	struct rt_input in;
@@ -99,6 +100,8 @@ static int feed(const struct rt_args *a, int (*add)(void *, const struct rt_inpu
 	while ((rc = rt_reader_next(r, &in, err)) == 1) {
 		rc = add(ctx, &in, err);
 		rt_input_release(&in);
+		if (!rc && idle && rt_reader_idle(r))
+			rc = idle(ctx, err);
 		if (rc)
 			break;
 	}
@@ -111,6 +114,11 @@ static int feed(const struct rt_args *a, int (*add)(void *, const struct rt_inpu
 static int batch_add(void *q, const struct rt_input *in, nx_error *err)
 {
 	return rt_batcher_add(q, in, err);
+}
+
+static int batch_flush(void *q, nx_error *err)
+{
+	return rt_batcher_flush(q, err);
 }
 
 static int cmd_run(const struct rt_verb *v, int argc, char **argv)
@@ -144,7 +152,7 @@ static int cmd_run(const struct rt_verb *v, int argc, char **argv)
 	nx_error_clear(&err);
 	rc = rt_batcher_new(&q, s, &b, print_result, &p, &err);
 	if (!rc)
-		rc = feed(&a, batch_add, q, &err);
+		rc = feed(&a, batch_add, batch_flush, q, &err);
 	if (!rc)
 		rc = rt_batcher_flush(q, &err);
 	rt_batcher_free(q);
@@ -281,7 +289,7 @@ static int cmd_selftest(const struct rt_verb *v, int argc, char **argv)
 					       "with --write");
 	given = a.ntexts;
 	nx_error_clear(&err);
-	if (a.write && a.input && (rc = feed(&(struct rt_args){ .input = a.input }, collect, &a, &err))) {
+	if (a.write && a.input && (rc = feed(&(struct rt_args){ .input = a.input }, collect, NULL, &a, &err))) {
 		rc = rt_fail(v->name, &err);
 		goto out;
 	}
@@ -502,6 +510,15 @@ static int open_tokenizer(struct tok_ctx *c, struct rt_bundle *b, const struct r
 	return rc;
 }
 
+/* the next line has not arrived: the client may be waiting for this one */
+static int tok_idle(void *ctx, nx_error *err)
+{
+	struct tok_ctx *c = ctx;
+
+	(void)err;
+	return fflush(c->p->f) ? NX_EIO : 0;
+}
+
 static int tok_verb(const struct rt_verb *v, int argc, char **argv, bool detok)
 {
 	struct printer p = { stdout, 0, 0, 0 };
@@ -533,7 +550,7 @@ static int tok_verb(const struct rt_verb *v, int argc, char **argv, bool detok)
 		    !(c.special = calloc(c.max_len, sizeof(*c.ids)))))
 		rc = nx_error_oom(&err, NULL);
 	if (!rc)
-		rc = feed(&a, detok ? detok_one : tok_one, &c, &err);
+		rc = feed(&a, detok ? detok_one : tok_one, tok_idle, &c, &err);
 	fflush(stdout);
 	free(c.ids);
 	free(c.type_ids);

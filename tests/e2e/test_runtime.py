@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import pathlib
+import select
 import shutil
 import subprocess
 import sys
@@ -190,6 +191,32 @@ def test_stdin_input(bundle):
     r = run(bundle, "run", "--input", "-", input="hello world\nfree money\n")
     assert r.returncode == 0, r.stderr
     assert len(jsonl(r.stdout)) == 2
+
+
+@pytest.mark.parametrize("verb", ["run", "tokenize"])
+def test_stdin_answers_each_line_before_the_next_arrives(bundle, verb):
+    """A client that writes one line and waits for its answer (a pipe, a
+    co-process) gets it: the batcher reads ahead only what is already
+    there, it does not wait for a full window of inputs, and the answer is
+    flushed."""
+    p = subprocess.Popen([str(bundle), verb, "--input", "-"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        got = []
+        for text in ("hello world", "free money"):
+            p.stdin.write(text + "\n")
+            p.stdin.flush()
+            ready, _, _ = select.select([p.stdout], [], [], 60)
+            assert ready, f"no answer to {text!r} while stdin stays open"
+            got.append(json.loads(p.stdout.readline()))
+        p.stdin.close()
+        assert p.wait(timeout=60) == 0, p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    want = jsonl(run(bundle, verb, "--text", "hello world", "--text", "free money").stdout)
+    assert got == want
 
 
 def test_long_text_is_truncated(bundle):
