@@ -339,24 +339,29 @@ def test_blobs_download_in_parallel(nexus, registry, proxy, bundle, env, tmp_pat
     assert max(sizes, key=sizes.get) in gets[1:5]
 
 
+def drop_mid_blob(digest, data, cut):
+    """A fault: the first GET of digest sends cut bytes of data, then the
+    connection is lost."""
+    def drop(h, method, path):
+        if method != "GET" or digest not in path or "Range" in h.headers:
+            return False
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data[:cut])
+        h.wfile.flush()
+        h.close_connection = True
+        h.connection.shutdown(2)
+        return True
+    return drop
+
+
 def test_dropped_blob_download_resumes_with_range(nexus, registry, proxy, bundle, env, tmp_path,
                                                   request):
     name = pushed(nexus, registry, bundle, env, request)
     digest = blob_of(bundle, "model/student_model.onnx")
     data = bundle.path("model/student_model.onnx").read_bytes()
-
-    def drop(h, method, path):
-        if method != "GET" or digest not in path:
-            return False
-        h.send_response(200)
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
-        h.wfile.write(data[:len(data) // 2])
-        h.wfile.flush()
-        h.close_connection = True
-        h.connection.shutdown(2)
-        return True
-    proxy.faults.append(of.once(drop))
+    proxy.faults.append(of.once(drop_mid_blob(digest, data, len(data) // 2)))
     r = pull(nexus, f"{proxy.host}/{name}", tmp_path / "o", env)
     assert r.returncode == 0, r.stderr
     ranged = [e for e in proxy.requests("GET", digest) if "Range" in e[2]]
@@ -375,6 +380,57 @@ def test_truncated_body_is_resumed(nexus, registry, proxy, bundle, env, tmp_path
     r = pull(nexus, f"{proxy.host}/{name}", tmp_path / "o", env)
     assert r.returncode == 0, r.stderr
     assert tree(tmp_path / "o") == tree(bundle.root)
+
+
+BIG = 9 << 20   # over sink.c's FOLLOW_MIN: hashed on a second thread reading the file back
+
+
+def big_bundle(bundle):
+    # a student whose embedding has unused rows: a model file over BIG
+    import bundle_fixture as bf
+    model = bf.student_model(vocab=BIG // (4 * bf.HIDDEN) + 1024)
+    bundle.meta["parameters"] = bf.human(bf.parameters(model))
+    bundle.smuggle("model/student_model.onnx", model.SerializeToString())
+    return "model/student_model.onnx"
+
+
+@pytest.mark.parametrize("fault", ["drop", "ignore-range", "other-bytes"])
+def test_large_blob_hashed_behind_the_writer(nexus, registry, proxy, bundle, env, tmp_path,
+                                             request, fault):
+    # a blob over 8 MiB is hashed by a thread that reads the staged file
+    # back: a dropped download resumes with Range, a registry that then
+    # ignores the Range starts the file (and its hash) over, and other
+    # bytes are refused whichever thread hashed them
+    rel = big_bundle(bundle)
+    name = pushed(nexus, registry, bundle, env, request)
+    digest = blob_of(bundle, rel)
+    data = bundle.path(rel).read_bytes()
+
+    def whole(h, method, path):
+        # the resumed request gets the whole blob with 200, as if no Range
+        if method != "GET" or digest not in path or "Range" not in h.headers:
+            return False
+        h.answer(200, data)
+        return True
+    out = tmp_path / "o"
+    if fault == "other-bytes":
+        bad = bytearray(data)
+        bad[len(bad) - 5] ^= 1
+        proxy.faults.append(lambda h, m, p: m == "GET" and digest in p and
+                            h.answer(200, bytes(bad)) is None)
+        r = pull(nexus, f"{proxy.host}/{name}", out, env)
+        assert r.returncode == 1, r.stderr
+        assert "digest" in r.stderr and rel in r.stderr
+        nothing_published(out)
+        return
+    proxy.faults.append(of.once(drop_mid_blob(digest, data, len(data) // 3)))
+    if fault == "ignore-range":
+        proxy.faults.append(of.once(whole))
+    r = pull(nexus, f"{proxy.host}/{name}", out, env)
+    assert r.returncode == 0, r.stderr
+    ranged = [e for e in proxy.requests("GET", digest) if "Range" in e[2]]
+    assert ranged and ranged[0][2]["Range"] == f"bytes={len(data) // 3}-"
+    assert tree(out) == tree(bundle.root)
 
 
 def test_registry_serving_another_blob_publishes_nothing(nexus, registry, proxy, bundle, env,

@@ -32,14 +32,27 @@ struct oci_client {
 	unsigned retries;     /* requests retried in all (for --json and tests) */
 };
 
-/* A blob written to a file as it arrives: a running SHA-256, a hard cap. */
+/* A blob written to a file as it arrives: a running SHA-256, a hard cap
+ * (sink.c; a large blob is hashed on a second thread that reads the file
+ * back behind the writer). */
+struct oci_follow;
 struct oci_sink {
 	int fd;
 	EVP_MD_CTX *md;
+	struct oci_follow *follow;
 	uint64_t written, cap;
 	bool over;            /* the server sent more than cap */
 	bool bad_range;       /* a 206 that does not continue where we were */
 };
+
+int nx_oci__sink_init(struct oci_sink *s, int fd, uint64_t cap, nx_error *err);
+/* Append n bytes at s->written; -1 on a write error. */
+int nx_oci__sink_write(struct oci_sink *s, const char *buf, size_t n);
+/* The server ignored our Range: empty the file, hash from the start. */
+int nx_oci__sink_restart(struct oci_sink *s);
+/* The SHA-256 of the s->written bytes; -1 when they could not be hashed. */
+int nx_oci__sink_final(struct oci_sink *s, unsigned char sha[NX_SHA256_LEN]);
+void nx_oci__sink_release(struct oci_sink *s);
 
 struct oci_req {
 	const char *method;   /* GET HEAD PUT POST PATCH */

@@ -179,7 +179,7 @@ static int match_files(const struct layer *ly, size_t n, const nx_manifest *m, n
 static int get_blob(char **mem, struct oci_client *c, const struct layer *l, int fd, nx_error *err)
 {
 	char url[URL_LEN], hex[2 * NX_SHA256_LEN + 1];
-	struct oci_sink s = { .fd = fd, .cap = l->size };
+	struct oci_sink s = { .fd = -1 };
 	struct oci_req q = { .method = "GET", .url = url, .body_fd = -1, .idempotent = true,
 			     .follow = true, .what = l->path, .total = l->size };
 	struct oci_resp r = { 0 };
@@ -189,10 +189,8 @@ static int get_blob(char **mem, struct oci_client *c, const struct layer *l, int
 
 	snprintf(url, sizeof(url), "/v2/%s/blobs/%s", c->repo, l->digest);
 	if (fd >= 0) {
-		if (!(s.md = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(s.md, EVP_sha256(), NULL)) {
-			rc = nx_error_oom(err, NULL);
+		if ((rc = nx_oci__sink_init(&s, fd, l->size, err)))
 			goto out;
-		}
 		q.sink = &s;
 	} else {
 		q.cap = (size_t)l->size;
@@ -210,12 +208,15 @@ static int get_blob(char **mem, struct oci_client *c, const struct layer *l, int
 		c->retries++;
 	}
 	if (fd >= 0) {
-		unsigned int mdlen = 0;
-
-		if (s.written != l->size || !EVP_DigestFinal_ex(s.md, sha, &mdlen)) {
+		if (s.written != l->size) {
 			rc = nx_error_set(err, NX_ECHECK, l->path, 0, -1,
 					  "%s: the registry sent %llu of %llu bytes; refused", l->path,
 					  (unsigned long long)s.written, (unsigned long long)l->size);
+			goto out;
+		}
+		if (nx_oci__sink_final(&s, sha)) {
+			rc = nx_error_set(err, NX_EIO, l->path, 0, -1,
+					  "%s: cannot read the staged file back to hash it", l->path);
 			goto out;
 		}
 	} else {
@@ -240,7 +241,7 @@ static int get_blob(char **mem, struct oci_client *c, const struct layer *l, int
 		r.body = NULL;
 	}
 out:
-	EVP_MD_CTX_free(s.md);
+	nx_oci__sink_release(&s);
 	nx_oci__resp_release(&r);
 	return rc;
 }
