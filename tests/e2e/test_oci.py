@@ -153,6 +153,43 @@ def test_chunked_push_and_mount(nexus, registry, bundle, env, tmp_path, request)
     assert tree(tmp_path / "o") == tree(bundle.root)
 
 
+def hold_and_count(proxy, method, contains):
+    """A fault: each matching request is held 0.3 s, then forwarded; the
+    returned dict's "most" is how many were in flight at once."""
+    import threading
+    import time
+    state = {"now": 0, "most": 0}
+    lock = threading.Lock()
+
+    def slow(h, m, path):
+        if m != method or contains not in path:
+            return False
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(0.3)
+        h.forward()
+        with lock:
+            state["now"] -= 1
+        return True
+    proxy.faults.append(slow)
+    return state
+
+
+def test_blobs_upload_in_parallel(nexus, registry, proxy, bundle, env, request):
+    # uploads overlap (several connections, largest first): the proxy holds
+    # each upload's start for a moment and counts how many are in flight
+    state = hold_and_count(proxy, "POST", "/blobs/uploads/")
+    r = push(nexus, bundle, f"{proxy.host}/{repo(request)}:v1", env, "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["blobs_uploaded"] == len(bundle.files()) + 2 and doc["blobs_skipped"] == 0
+    assert state["most"] >= 2, state
+    sizes = {blob_of(bundle, f): bundle.path(f).stat().st_size for f in bundle.files()}
+    heads = [e[1].rsplit("/", 1)[1] for e in proxy.requests("HEAD", "/blobs/")]
+    assert heads[0] == max(sizes, key=sizes.get)
+
+
 def test_push_verifies_first(nexus, registry, bundle, env, request):
     bundle.tamper("README.md", "changed after the build\n")
     ref = f"{registry.host}/{repo(request)}:v1"
@@ -309,25 +346,8 @@ def test_persistent_503_names_the_registry_error(nexus, registry, proxy, bundle,
 def test_blobs_download_in_parallel(nexus, registry, proxy, bundle, env, tmp_path, request):
     # blob GETs overlap (several connections, largest file first): the proxy
     # holds each for a moment and counts how many are in flight at once
-    import threading
-    import time
     name = pushed(nexus, registry, bundle, env, request)
-    state = {"now": 0, "most": 0, "first": None}
-    lock = threading.Lock()
-
-    def slow(h, method, path):
-        if method == "GET" and "/blobs/" in path:
-            with lock:
-                state["now"] += 1
-                state["most"] = max(state["most"], state["now"])
-                state["first"] = state["first"] or path
-            time.sleep(0.3)
-            h.forward()
-            with lock:
-                state["now"] -= 1
-            return True
-        return False
-    proxy.faults.append(slow)
+    state = hold_and_count(proxy, "GET", "/blobs/")
     r = pull(nexus, f"{proxy.host}/{name}", tmp_path / "o", env)
     assert r.returncode == 0, r.stderr
     assert tree(tmp_path / "o") == tree(bundle.root)

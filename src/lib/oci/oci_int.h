@@ -5,6 +5,7 @@
 #ifndef NEXUS_OCI_INT_H
 #define NEXUS_OCI_INT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -120,5 +121,17 @@ bool nx_oci__has_error_code(const struct oci_resp *r, const char *code);
  * exactly the registry's scheme, host and port (else NX_EUNSAFE). */
 int nx_oci__location(char *out, size_t outsz, const struct oci_client *c, const char *loc,
 		  nx_error *err);
+
+/*
+ * Job i of n for each i, largest sizes[i] first, on c and on up to
+ * NX_OCI__CONNECTIONS - 1 more clients opened like it for `actions`
+ * (pool.c).  A job may take mu around what the jobs share.  The first
+ * error stops the rest and is returned.
+ */
+#define NX_OCI__CONNECTIONS 4
+typedef int (*nx_oci__job)(struct oci_client *c, size_t i, void *ctx, pthread_mutex_t *mu,
+			   nx_error *err);
+int nx_oci__pool_run(struct oci_client *c, const nx_oci_ref *ref, const char *actions,
+		     const uint64_t *sizes, size_t n, nx_oci__job job, void *ctx, nx_error *err);
 
 #endif

@@ -7,7 +7,6 @@
  * failure it is removed and nothing appears at the output path.
  */
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -363,118 +362,60 @@ static int require_attestation(char keyid[NX_KEY_ID_LEN + 1], struct oci_client 
 			    "downloading its files", why.message);
 }
 
-/*
- * Blob downloads run on up to FETCH_WORKERS connections, largest file
- * first, as skopeo and oras do: on a bundle of one big model and many
- * small files the small ones arrive while the model streams.  Each worker
- * has its own client (libcurl easy handles are per thread); the stage is
- * touched under the job's lock only.  The first error stops the job.
- */
-#define FETCH_WORKERS 4
-
-struct fetch_job {
-	pthread_mutex_t mu;
-	const struct layer *ly;
+/* Layers 1..n-1 into the stage, on several connections (pool.c); the
+ * stage is touched under the pool's lock only. */
+struct fetch {
+	const struct layer *ly;   /* layers 1..n-1 as jobs 0..n-2 */
 	const nx_manifest *m;
 	nx_stage *st;
-	size_t *order, n, next, files;
+	size_t files;
 	uint64_t bytes;
-	int rc;
-	nx_error err;
 };
 
-struct fetch_worker {
-	struct fetch_job *job;
-	struct oci_client *c;
-	nx_error err;
-};
-
-static void *fetch_main(void *arg)
+static int fetch_one(struct oci_client *c, size_t i, void *ctx, pthread_mutex_t *mu, nx_error *err)
 {
-	struct fetch_worker *w = arg;
-	struct fetch_job *j = w->job;
-	size_t i;
+	struct fetch *f = ctx;
+	const struct layer *l = &f->ly[i];
 	int rc, fd;
 
-	for (;;) {
-		pthread_mutex_lock(&j->mu);
-		if (j->rc || j->next >= j->n) {
-			pthread_mutex_unlock(&j->mu);
-			return NULL;
-		}
-		i = j->order[j->next++];
-		/* match_files: every layer is a listed file; its mode is the manifest's */
-		rc = nx_stage_create_file(&fd, j->st, j->ly[i].path,
-					  nx_manifest_file_mode(nx_manifest_find(j->m, j->ly[i].path))
-					  == 0555, &w->err);
-		pthread_mutex_unlock(&j->mu);
-		if (!rc) {
-			rc = get_blob(NULL, w->c, &j->ly[i], fd, &w->err);
-			close(fd);
-		}
-		pthread_mutex_lock(&j->mu);
-		if (rc && !j->rc) {
-			j->rc = rc;
-			j->err = w->err;
-		} else if (!rc) {
-			j->files++;
-			j->bytes += j->ly[i].size;
-		}
-		pthread_mutex_unlock(&j->mu);
+	pthread_mutex_lock(mu);
+	/* match_files: every layer is a listed file; its mode is the manifest's */
+	rc = nx_stage_create_file(&fd, f->st, l->path,
+				  nx_manifest_file_mode(nx_manifest_find(f->m, l->path)) == 0555, err);
+	pthread_mutex_unlock(mu);
+	if (rc)
+		return rc;
+	rc = get_blob(NULL, c, l, fd, err);
+	close(fd);
+	if (!rc) {
+		pthread_mutex_lock(mu);
+		f->files++;
+		f->bytes += l->size;
+		pthread_mutex_unlock(mu);
 	}
+	return rc;
 }
 
-static int bigger_first(const void *a, const void *b, void *layers)
-{
-	const struct layer *ly = layers;
-	uint64_t x = ly[*(const size_t *)a].size, y = ly[*(const size_t *)b].size;
-
-	return x < y ? 1 : x > y ? -1 : 0;
-}
-
-/* Layers 1..n-1 into the stage.  c is the open client; more are opened
- * for the other workers (one that cannot open only means fewer workers). */
 static int fetch_all(struct nx_oci_pull_result *res, struct oci_client *c, const nx_oci_ref *ref,
-		     const struct nx_oci_opts *o, const struct layer *ly, size_t n,
-		     const nx_manifest *m, nx_stage *st, nx_error *err)
+		     const struct layer *ly, size_t n, const nx_manifest *m, nx_stage *st,
+		     nx_error *err)
 {
-	struct fetch_job j = { .mu = PTHREAD_MUTEX_INITIALIZER, .ly = ly, .m = m, .st = st };
-	struct oci_client more[FETCH_WORKERS - 1];
-	struct fetch_worker w[FETCH_WORKERS];
-	pthread_t t[FETCH_WORKERS];
-	struct nx_oci_opts quiet = *o;
-	size_t i, nw = 1, started = 0;
+	struct fetch f = { .ly = ly + 1, .m = m, .st = st };
+	uint64_t *sizes;
+	size_t i;
+	int rc;
 
 	if (n < 2)
 		return 0;
-	if (!(j.order = malloc((n - 1) * sizeof(*j.order))))
+	if (!(sizes = malloc((n - 1) * sizeof(*sizes))))
 		return nx_error_oom(err, NULL);
 	for (i = 1; i < n; i++)
-		j.order[i - 1] = i;
-	j.n = n - 1;
-	qsort_r(j.order, j.n, sizeof(*j.order), bigger_first, (void *)ly);
-	quiet.progress = NULL;   /* one status line: the first worker's, the largest file */
-	while (nw < FETCH_WORKERS && nw < j.n &&
-	       !nx_oci__client_open(&more[nw - 1], ref, &quiet, "pull", NULL))
-		nw++;
-	for (i = 0; i < nw; i++) {
-		w[i] = (struct fetch_worker){ .job = &j, .c = i ? &more[i - 1] : c };
-		nx_error_clear(&w[i].err);
-		if (i && pthread_create(&t[i], NULL, fetch_main, &w[i]))
-			break;
-		started = i + 1;
-	}
-	fetch_main(&w[0]);
-	for (i = 1; i < started; i++)
-		pthread_join(t[i], NULL);
-	for (i = 1; i < nw; i++)
-		nx_oci__client_close(&more[i - 1]);
-	free(j.order);
-	res->files = j.files;
-	res->bytes = j.bytes;
-	if (j.rc && err)
-		*err = j.err;
-	return j.rc;
+		sizes[i - 1] = ly[i].size;
+	rc = nx_oci__pool_run(c, ref, "pull", sizes, n - 1, fetch_one, &f, err);
+	free(sizes);
+	res->files = f.files;
+	res->bytes = f.bytes;
+	return rc;
 }
 
 /* The early trust decision, on manifest.json alone. */
@@ -523,7 +464,7 @@ int nx_oci_pull(struct nx_oci_pull_result *out, const nx_oci_ref *ref, const cha
 		goto out;
 	if (po->on_stage)
 		po->on_stage(po->stage_ctx, st);
-	if ((rc = fetch_all(&res, &c, ref, o, ly, n, m, st, err)))
+	if ((rc = fetch_all(&res, &c, ref, ly, n, m, st, err)))
 		goto out;
 	rc = nx_verify_publish(&rep, st, mjson, (size_t)ly[0].size, out_dir, "pulled", po->verify,
 			       err);
