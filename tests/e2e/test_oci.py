@@ -453,6 +453,54 @@ def test_large_blob_hashed_behind_the_writer(nexus, registry, proxy, bundle, env
     assert tree(out) == tree(bundle.root)
 
 
+def test_staged_file_changed_after_download_is_caught(nexus, registry, proxy, bundle, env,
+                                                      tmp_path, request):
+    # pull takes a downloaded file's digest as known only while the file is
+    # as the download left it (inode, size, the mtime it stamped): one
+    # changed in the stage afterwards, same size, is hashed again by verify
+    # and refused.  The proxy holds the model's download until the test has
+    # changed README.md, which another connection fetched meanwhile.
+    import calendar
+    import threading
+    import time
+    name = pushed(nexus, registry, bundle, env, request)
+    digest = blob_of(bundle, "model/student_model.onnx")
+    built = calendar.timegm(time.strptime(bundle.manifest_obj()["build_timestamp"],
+                                          "%Y-%m-%dT%H:%M:%SZ"))
+    size = bundle.path("README.md").stat().st_size
+    out = tmp_path / "o"
+    changed = threading.Event()
+
+    def change():
+        for _ in range(400):
+            for stage in (p for p in tmp_path.iterdir() if ".nexus-stage." in p.name):
+                f = stage / "README.md"
+                try:
+                    st = f.stat()
+                except OSError:
+                    continue
+                if st.st_size == size and st.st_mtime == built:   # downloaded and stamped
+                    with open(f, "r+b") as fh:
+                        fh.write(b"X")
+                    changed.set()
+                    return
+            time.sleep(0.025)
+
+    def hold(h, method, path):
+        if method == "GET" and digest in path:
+            changed.wait(10)
+        return False
+    proxy.faults.append(hold)
+    t = threading.Thread(target=change)
+    t.start()
+    r = pull(nexus, f"{proxy.host}/{name}", out, env)
+    t.join()
+    assert changed.is_set()
+    assert r.returncode == 1, r.stderr
+    assert "hash-mismatch" in r.stderr and "README.md" in r.stderr, r.stderr
+    nothing_published(out)
+
+
 def test_registry_serving_another_blob_publishes_nothing(nexus, registry, proxy, bundle, env,
                                                         tmp_path, request):
     name = pushed(nexus, registry, bundle, env, request)
