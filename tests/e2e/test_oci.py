@@ -134,6 +134,31 @@ def test_second_push_asks_for_the_manifest_not_each_blob(nexus, registry, proxy,
     assert "sha256:" + hashlib.sha256(s.stdout.encode()).hexdigest() == doc["digest"]
 
 
+def test_second_push_to_the_same_tag_sends_nothing(nexus, registry, proxy, bundle, env,
+                                                    request):
+    # the tag already names this artifact: a HEAD says so, and nothing is
+    # uploaded or put (the ping and one HEAD)
+    ref = f"{proxy.host}/{repo(request)}:v1"
+    assert push(nexus, bundle, ref, env).returncode == 0
+    proxy.log.clear()
+    r = push(nexus, bundle, ref, env, "--json")
+    assert r.returncode == 0, r.stderr
+    assert [(e[0], e[1]) for e in proxy.log] == [("GET", "/v2/"),
+                                                  ("HEAD", f"/v2/{repo(request)}/manifests/v1")]
+    doc = json.loads(r.stdout)
+    assert doc["blobs_skipped"] == len(bundle.files()) + 2 and doc["blobs_uploaded"] == 0
+    # a tag that names something else is moved: the manifest is put again
+    b2 = bundle
+    b2.meta["parameters"] = "other"
+    b2.regen_manifest()
+    r = push(nexus, b2, ref, env, "--json")
+    assert r.returncode == 0, r.stderr
+    assert proxy.requests("PUT", "/manifests/v1")
+    s = run("skopeo", "inspect", "--tls-verify=false", "--raw",
+            f"docker://{registry.host}/{repo(request)}:v1")
+    assert "sha256:" + hashlib.sha256(s.stdout.encode()).hexdigest() == json.loads(r.stdout)["digest"]
+
+
 def test_chunked_push_and_mount(nexus, registry, bundle, env, tmp_path, request):
     ref = f"{registry.host}/{repo(request)}:v1"
     r = push(nexus, bundle, ref, env, "--json", "--chunk-size", "1000")

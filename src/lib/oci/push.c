@@ -371,11 +371,12 @@ out:
 	return rc;
 }
 
-/* Does the repository already hold the image manifest `digest`?  Then it
- * holds every blob the manifest names: a registry refuses a manifest whose
- * blobs it lacks (distribution-spec, "Pushing Manifests").  One HEAD
- * instead of one per blob, as crane and oras do. */
-static bool has_manifest(struct oci_client *c, const char *digest, nx_error *err)
+/* Does the repository already hold the image manifest `digest`, by that
+ * digest or (tag non-NULL) as what the tag names?  Then it holds every
+ * blob the manifest names: a registry refuses a manifest whose blobs it
+ * lacks (distribution-spec, "Pushing Manifests").  One HEAD instead of one
+ * per blob, as crane and oras do. */
+static bool has_manifest(struct oci_client *c, const char *tag, const char *digest, nx_error *err)
 {
 	char url[PATH_URL_MAX];
 	struct oci_req q = { .method = "HEAD", .url = url, .accept = NX_OCI_MANIFEST_MEDIA,
@@ -383,9 +384,10 @@ static bool has_manifest(struct oci_client *c, const char *digest, nx_error *err
 	struct oci_resp r = { 0 };
 	bool has;
 
-	snprintf(url, sizeof(url), "/v2/%s/manifests/%s", c->repo, digest);
+	snprintf(url, sizeof(url), "/v2/%s/manifests/%s", c->repo, tag ? tag : digest);
+	/* a tag must say what it names; a digest is what was asked for */
 	has = !nx_oci__request(c, &q, &r, err) && r.status == 200 &&
-	      (!r.digest[0] || !strcmp(r.digest, digest));
+	      (tag ? !strcmp(r.digest, digest) : !r.digest[0] || !strcmp(r.digest, digest));
 	nx_oci__resp_release(&r);
 	nx_error_clear(err);   /* a registry that cannot say: upload as usual */
 	return has;
@@ -489,7 +491,14 @@ int nx_oci_push(struct nx_oci_push_result *out, int dirfd, const char *bundle,
 	}
 	if ((rc = nx_oci__client_open(&c, ref, o, "pull,push", err)))
 		goto out;
-	if (has_manifest(&c, res.digest, err)) {
+	/* pushed before under this tag: nothing to send (a second push of an
+	 * unchanged bundle is then two requests, the ping and this HEAD) */
+	if (ref->tag && !o->attestation && has_manifest(&c, ref->tag, res.digest, err)) {
+		res.blobs_skipped = m->nfiles + 2;
+		*out = res;
+		goto out;
+	}
+	if (has_manifest(&c, NULL, res.digest, err)) {
 		res.blobs_skipped = m->nfiles + 2;
 		goto manifest;
 	}
