@@ -105,7 +105,12 @@ def run(argv, *, shell=False, env=None, stdout=subprocess.DEVNULL, cwd=None, che
         raise RuntimeError(f"{' '.join(cmd)}: exit {p.returncode}: "
                            f"{p.stderr.decode(errors='replace')[-2000:]}")
     rss = int(rss_file.read_text()) * 1024
+    global LAST_CPU
+    LAST_CPU = float(pathlib.Path(RUSAGE + ".out.cpu").read_text())
     return wall, rss, p.returncode
+
+
+LAST_CPU = None   # CPU seconds (user + sys) of the last run()'s child
 
 
 def alternate(ctx, ours, base, runs, before=None, cold=True, deadline=None, warmup=True):
@@ -1181,7 +1186,7 @@ def bench_oci(ctx):
             n["i"] += 1
             w, rss, _ = run([ctx.nexus, "push", "--no-verify", "--plain-http", str(bundle),
                              f"{reg.host}/push/ours{n['i']}:v1"], env=env)
-            return w, rss
+            return w, rss, LAST_CPU
 
         from oci_fixture import artifact_manifest
         am, cfg = artifact_manifest(bundle)
@@ -1197,7 +1202,7 @@ def bench_oci(ctx):
                              "--config", f"{ctx.tmp / 'config.json'}:{am['config']['mediaType']}",
                              f"{reg.host}/push/base{n['i']}:v1", *oras_files], env=oras_env,
                             cwd=bundle)
-            return w, rss
+            return w, rss, LAST_CPU
 
         def empty_registry():
             # a registry that has no blob yet, for both: a blob-info
@@ -1222,12 +1227,12 @@ def bench_oci(ctx):
         def pull_ours():
             w, rss, _ = run([ctx.nexus, "pull", "--plain-http", "--no-sandbox",
                              f"{reg.host}/check/ours:v1", "-o", str(out)], env=env)
-            return w, rss
+            return w, rss, LAST_CPU
 
         def pull_base():
             w, rss, _ = run([oras, "pull", "--plain-http", "-o", str(out),
                              f"{reg.host}/check/ours:v1"], env=oras_env)
-            return w, rss
+            return w, rss, LAST_CPU
 
         lo, lb = alternate(ctx, pull_ours, pull_base, ctx.runs, before=clean, cold=False)
         again = [run([ctx.nexus, "push", "--no-verify", "--plain-http", str(bundle),
@@ -1238,14 +1243,22 @@ def bench_oci(ctx):
             reg.stop()
         fresh(reg_dir)
     rows = []
+    load = os.getloadavg()[0]
     for name, o, b, what in (("oci-push", po, pb, "push"), ("oci-pull", lo, lb, "pull")):
         ow, bw = med([x[0] for x in o]), med([x[0] for x in b])
+        oc, bc = med([x[2] for x in o]), med([x[2] for x in b])
         rss = max(x[1] for x in o)
+        # the machine may be shared: CPU time (user + sys) beside wall time
+        cpu = (f"CPU user+sys {oc:.2f} s vs {bc:.2f} s ({oc / bc:.2f}x); runs "
+               f"{[round(x[0], 2) for x in o]} vs {[round(x[0], 2) for x in b]}; "
+               f"load average {load:.1f}")
         rows.append(row(name, f"nexus {what} of the build bundle ({gb:.2f} GB), loopback "
                         "docker-registry", ow, bw, "s", "<= 1.0x", ow <= bw and rss <= 64 * MIB,
                         f"oras {what} of the same files (Debian 13's oras 1.2)",
-                        rss, 64, note="pull includes nexus verify --no-sandbox; oras's does not"
-                        if what == "pull" else "every blob uploaded (an empty registry per run)"))
+                        rss, 64, note=("pull includes nexus verify --no-sandbox; oras's does not"
+                        if what == "pull" else "every blob uploaded (an empty registry per run)")
+                        + "; " + cpu, extra={"cpu_ours": oc, "cpu_baseline": bc,
+                                              "load_average": load}))
     a = med(again)
     rows.append(row("oci-push-again", "second push of the unchanged bundle, per GB", a / gb, None,
                     "s", "<= 0.1 s/GB", a / gb <= 0.1, "-", note=f"{a * 1000:.0f} ms for "

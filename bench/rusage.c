@@ -1,5 +1,7 @@
 /*
- * rusage.c - run a command and write its peak RSS (KiB) to a file.
+ * rusage.c - run a command and write its peak RSS (KiB) to a file, and its
+ * CPU seconds (user + system, with the descendants it waited for) to the
+ * file OUT.cpu.
  *   rusage OUT CMD [ARGS...]
  * bench/run.py launches every timed child through this small process:
  * Linux carries the pre-exec hiwater RSS of a forked process into
@@ -17,6 +19,7 @@ int main(int argc, char **argv)
 	int status = 0;
 	pid_t pid;
 	FILE *f;
+	char cpu[4096];
 
 	if (argc < 3) {
 		fprintf(stderr, "usage: rusage OUT CMD [ARGS...]\n");
@@ -35,6 +38,12 @@ int main(int argc, char **argv)
 	f = fopen(argv[1], "w");
 	if (f) {
 		fprintf(f, "%ld\n", ru.ru_maxrss);
+		fclose(f);
+	}
+	if (snprintf(cpu, sizeof(cpu), "%s.cpu", argv[1]) < (int)sizeof(cpu) &&
+	    (f = fopen(cpu, "w"))) {
+		fprintf(f, "%.6f\n", (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+			(double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
 		fclose(f);
 	}
 	if (WIFSIGNALED(status))
