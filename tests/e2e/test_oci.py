@@ -526,6 +526,32 @@ def test_staged_file_changed_after_download_is_caught(nexus, registry, proxy, bu
     nothing_published(out)
 
 
+def test_no_fsync_pulls_the_same_bundle_without_syncing(nexus, registry, bundle, env, tmp_path,
+                                                       request):
+    # --no-fsync changes durability only: the same tree, and not one
+    # fsync/fdatasync/sync_file_range call (a 9 MiB model, so the hashing
+    # thread that otherwise starts the writeback runs too)
+    big_bundle(bundle)
+    name = pushed(nexus, registry, bundle, env, request)
+    trace = tmp_path / "trace"
+    if os.environ.get("NEXUS_SANITIZED"):
+        # LeakSanitizer cannot run under ptrace; ASan and UBSan still do
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":detect_leaks=0"
+
+    def traced(out, *args):
+        r = run("strace", "-f", "-qq", "-e", "signal=none", "-e",
+                "trace=fsync,fdatasync,sync_file_range,syncfs", "-o", trace, nexus, "pull",
+                "--plain-http", "--no-sandbox", *args, f"{registry.host}/{name}", "-o", out,
+                env=env)
+        assert r.returncode == 0, r.stderr
+        return [line for line in trace.read_text().splitlines() if "sync" in line]
+    assert traced(tmp_path / "fast", "--no-fsync") == []
+    assert tree(tmp_path / "fast") == tree(bundle.root)
+    # the trace sees the calls it is asked for: the durable pull makes them
+    calls = traced(tmp_path / "durable")
+    assert any("fsync(" in c for c in calls) and any("sync_file_range(" in c for c in calls)
+
+
 def test_registry_serving_another_blob_publishes_nothing(nexus, registry, proxy, bundle, env,
                                                         tmp_path, request):
     name = pushed(nexus, registry, bundle, env, request)

@@ -46,7 +46,8 @@ struct oci_sink {
 	bool bad_range;       /* a 206 that does not continue where we were */
 };
 
-int nx_oci__sink_init(struct oci_sink *s, int fd, uint64_t cap, nx_error *err);
+/* writeback: start writing each hashed window to the disk (sync_file_range) */
+int nx_oci__sink_init(struct oci_sink *s, int fd, uint64_t cap, bool writeback, nx_error *err);
 /* Append n bytes at s->written; -1 on a write error. */
 int nx_oci__sink_write(struct oci_sink *s, const char *buf, size_t n);
 /* The server ignored our Range: empty the file, hash from the start. */

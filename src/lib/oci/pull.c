@@ -176,8 +176,10 @@ static int match_files(const struct layer *ly, size_t n, const nx_manifest *m, n
 	return rc;
 }
 
-/* GET a blob into fd (or memory when fd < 0), checked against digest and size. */
-static int get_blob(char **mem, struct oci_client *c, const struct layer *l, int fd, nx_error *err)
+/* GET a blob into fd (or memory when fd < 0), checked against digest and
+ * size; writeback: start its disk writeback as it arrives (sink.c). */
+static int get_blob(char **mem, struct oci_client *c, const struct layer *l, int fd,
+		    bool writeback, nx_error *err)
 {
 	char url[URL_LEN], hex[2 * NX_SHA256_LEN + 1];
 	struct oci_sink s = { .fd = -1 };
@@ -190,7 +192,7 @@ static int get_blob(char **mem, struct oci_client *c, const struct layer *l, int
 
 	snprintf(url, sizeof(url), "/v2/%s/blobs/%s", c->repo, l->digest);
 	if (fd >= 0) {
-		if ((rc = nx_oci__sink_init(&s, fd, l->size, err)))
+		if ((rc = nx_oci__sink_init(&s, fd, l->size, writeback, err)))
 			goto out;
 		q.sink = &s;
 	} else {
@@ -312,7 +314,7 @@ static int try_attestation(struct nx_attest_info *info, struct oci_client *c, co
 				  NX_ATTEST_MAX);
 		goto out;
 	}
-	if (!(rc = get_blob(&env, c, &ly, -1, err)))
+	if (!(rc = get_blob(&env, c, &ly, -1, false, err)))
 		rc = nx_attest_check(info, env, (size_t)ly.size, po->keys, po->nkeys, msha, err);
 out:
 	json_decref(man);
@@ -386,6 +388,7 @@ struct fetch {
 	nx_stage *st;
 	struct ident *ids;        /* by index in m->files */
 	struct timespec built;
+	bool writeback;           /* the files are fsynced at publish */
 	size_t files;
 	uint64_t bytes;
 };
@@ -425,7 +428,7 @@ static int fetch_one(struct oci_client *c, size_t i, void *ctx, pthread_mutex_t 
 	pthread_mutex_unlock(mu);
 	if (rc)
 		return rc;
-	rc = get_blob(NULL, c, l, fd, err);
+	rc = get_blob(NULL, c, l, fd, f->writeback, err);
 	if (!rc)
 		stamp(&f->ids[mf - f->m->files], fd, f->built);
 	close(fd);
@@ -500,7 +503,7 @@ int nx_oci_pull(struct nx_oci_pull_result *out, const nx_oci_ref *ref, const cha
 	if ((rc = nx_oci__client_open(&c, ref, o, "pull", err)) ||
 	    (rc = get_manifest(&art, &alen, res.digest, &c, ref->tag, ref->digest, err)) ||
 	    (rc = parse_layers(&ly, &n, &root, art, alen, err)) ||
-	    (rc = get_blob(&mjson, &c, &ly[0], -1, err)) ||
+	    (rc = get_blob(&mjson, &c, &ly[0], -1, false, err)) ||
 	    (rc = nx_manifest_parse(&m, mjson, (size_t)ly[0].size, NX_MANIFEST_NAME, err)) ||
 	    (rc = check_signature(m, po, err)) ||
 	    (rc = match_files(ly, n, m, err)) ||
@@ -512,6 +515,7 @@ int nx_oci_pull(struct nx_oci_pull_result *out, const nx_oci_ref *ref, const cha
 		po->on_stage(po->stage_ctx, st);
 	fetch.m = m;
 	fetch.st = st;
+	fetch.writeback = !po->no_fsync;
 	if ((rc = fetch_all(&res, &fetch, &c, ref, ly, n, err)))
 		goto out;
 	/* every file of this private stage was written here and its SHA-256
@@ -522,6 +526,7 @@ int nx_oci_pull(struct nx_oci_pull_result *out, const nx_oci_ref *ref, const cha
 		vo.digest_still_known = still_known;
 		vo.digest_known_ctx = &fetch;
 	}
+	nx_stage_set_nosync(st, po->no_fsync);
 	rc = nx_verify_publish(&rep, st, mjson, (size_t)ly[0].size, out_dir, "pulled",
 			       po->verify ? &vo : NULL, err);
 out:

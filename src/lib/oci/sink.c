@@ -34,6 +34,7 @@ struct oci_follow {
 	unsigned gen;     /* bumped when the writer starts the blob over (under mu) */
 	bool done;        /* the writer is finished (under mu) */
 	bool failed;      /* a read back came short (under mu) */
+	bool writeback;   /* start the disk writeback as it goes */
 };
 
 /* Hash [at, upto) of the file; false on a short read. */
@@ -75,12 +76,17 @@ static void *follow_main(void *arg)
 			}
 			continue;
 		}
-		if (f->ready == at)
-			break;   /* done, and every byte hashed */
+		if (f->ready == at) {
+			/* done, and every byte hashed: the tail to the disk too */
+			if (f->writeback && at > flushed)
+				(void)sync_file_range(f->fd, (off_t)flushed, (off_t)(at - flushed),
+						      SYNC_FILE_RANGE_WRITE);
+			break;
+		}
 		upto = f->ready;
 		pthread_mutex_unlock(&f->mu);
 		ok = hash_range(f, at, upto);
-		if (ok && upto - flushed >= FOLLOW_FLUSH) {
+		if (ok && f->writeback && upto - flushed >= FOLLOW_FLUSH) {
 			/* advisory: the seal's fsync decides */
 			(void)sync_file_range(f->fd, (off_t)flushed, (off_t)(upto - flushed),
 					      SYNC_FILE_RANGE_WRITE);
@@ -99,7 +105,7 @@ static void *follow_main(void *arg)
 	return NULL;
 }
 
-int nx_oci__sink_init(struct oci_sink *s, int fd, uint64_t cap, nx_error *err)
+int nx_oci__sink_init(struct oci_sink *s, int fd, uint64_t cap, bool writeback, nx_error *err)
 {
 	struct oci_follow *f;
 
@@ -114,6 +120,7 @@ int nx_oci__sink_init(struct oci_sink *s, int fd, uint64_t cap, nx_error *err)
 	}
 	f->fd = fd;
 	f->md = s->md;
+	f->writeback = writeback;
 	pthread_mutex_init(&f->mu, NULL);
 	pthread_cond_init(&f->cv, NULL);
 	if (pthread_create(&f->thread, NULL, follow_main, f)) {
