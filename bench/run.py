@@ -1157,7 +1157,10 @@ def bench_oci(ctx):
     Debian 13, fetched by scripts/setup.sh).  The digest is checked first
     against FORMAT.md §8 rebuilt in Python (oci_layout).
     Push is transport only (--no-verify); pull includes verification
-    (--no-sandbox), which oras's does not.  Every push goes to an empty
+    (--no-sandbox), which oras's does not.  Pull is compared twice:
+    --no-fsync against oras pull (neither waits for the disk), and the
+    default, durable pull against oras pull then `sync` of every file and
+    directory it wrote.  Every push goes to an empty
     registry, so every blob is uploaded; then a second push of an unchanged
     bundle, every blob skipped."""
     import oci_fixture
@@ -1224,17 +1227,24 @@ def bench_oci(ctx):
             subprocess.run(["chmod", "-R", "u+w", str(out)], stderr=subprocess.DEVNULL)
             fresh(out)
 
-        def pull_ours():
-            w, rss, _ = run([ctx.nexus, "pull", "--plain-http", "--no-sandbox",
+        def pull_ours(*flags):
+            w, rss, _ = run([ctx.nexus, "pull", "--plain-http", "--no-sandbox", *flags,
                              f"{reg.host}/check/ours:v1", "-o", str(out)], env=env)
             return w, rss, LAST_CPU
 
-        def pull_base():
-            w, rss, _ = run([oras, "pull", "--plain-http", "-o", str(out),
-                             f"{reg.host}/check/ours:v1"], env=oras_env)
+        def pull_base(durable=False):
+            # durable: then fsync every file and directory it wrote, as
+            # nexus's default publish does (coreutils sync FILE...)
+            cmd = (f"{oras} pull --plain-http -o {out} {reg.host}/check/ours:v1 >/dev/null"
+                   + (f" && find {out} -exec sync {{}} +" if durable else ""))
+            w, rss, _ = run(cmd, shell=True, env=oras_env)
             return w, rss, LAST_CPU
 
-        lo, lb = alternate(ctx, pull_ours, pull_base, ctx.runs, before=clean, cold=False)
+        # like for like, neither waits for the disk: --no-fsync against oras
+        lo, lb = alternate(ctx, lambda: pull_ours("--no-fsync"), pull_base, ctx.runs,
+                           before=clean, cold=False)
+        do, db = alternate(ctx, pull_ours, lambda: pull_base(True), ctx.runs, before=clean,
+                           cold=False, warmup=False)
         again = [run([ctx.nexus, "push", "--no-verify", "--plain-http", str(bundle),
                       f"{reg.host}/check/ours:v1"], env=env)[0] for _ in range(ctx.runs)]
         clean()
@@ -1244,7 +1254,8 @@ def bench_oci(ctx):
         fresh(reg_dir)
     rows = []
     load = os.getloadavg()[0]
-    for name, o, b, what in (("oci-push", po, pb, "push"), ("oci-pull", lo, lb, "pull")):
+    for name, o, b, what in (("oci-push", po, pb, "push"), ("oci-pull", lo, lb, "pull"),
+                             ("oci-pull-durable", do, db, "pull")):
         ow, bw = med([x[0] for x in o]), med([x[0] for x in b])
         oc, bc = med([x[2] for x in o]), med([x[2] for x in b])
         rss = max(x[1] for x in o)
@@ -1252,10 +1263,14 @@ def bench_oci(ctx):
         cpu = (f"CPU user+sys {oc:.2f} s vs {bc:.2f} s ({oc / bc:.2f}x); runs "
                f"{[round(x[0], 2) for x in o]} vs {[round(x[0], 2) for x in b]}; "
                f"load average {load:.1f}")
-        rows.append(row(name, f"nexus {what} of the build bundle ({gb:.2f} GB), loopback "
-                        "docker-registry", ow, bw, "s", "<= 1.0x", ow <= bw and rss <= 64 * MIB,
-                        f"oras {what} of the same files (Debian 13's oras 1.2)",
+        durable = name == "oci-pull-durable"
+        rows.append(row(name, f"nexus {what}{'' if what == 'push' or durable else ' --no-fsync'}"
+                        f" of the build bundle ({gb:.2f} GB), loopback docker-registry", ow, bw,
+                        "s", "<= 1.0x", ow <= bw and rss <= 64 * MIB,
+                        f"oras {what} of the same files (Debian 13's oras 1.2)"
+                        + (" + sync of every file" if durable else ""),
                         rss, 64, note=("pull includes nexus verify --no-sandbox; oras's does not"
+                        + ("; both wait for the disk" if durable else "; neither waits for the disk")
                         if what == "pull" else "every blob uploaded (an empty registry per run)")
                         + "; " + cpu, extra={"cpu_ours": oc, "cpu_baseline": bc,
                                               "load_average": load}))
