@@ -107,10 +107,15 @@ def run(argv, *, shell=False, env=None, stdout=subprocess.DEVNULL, cwd=None, che
         raise RuntimeError(f"{' '.join(cmd)}: exit {p.returncode}: "
                            f"{p.stderr.decode(errors='replace')[-2000:]}")
     rss = int(rss_file.read_text()) * 1024
+    global LAST_CPU
+    user, system = pathlib.Path(str(rss_file) + ".cpu").read_text().split()
+    LAST_CPU = float(user) + float(system)
     if cpu:
-        user, system = pathlib.Path(str(rss_file) + ".cpu").read_text().split()
-        return wall, rss, p.returncode, float(user) + float(system)
+        return wall, rss, p.returncode, LAST_CPU
     return wall, rss, p.returncode
+
+
+LAST_CPU = None   # CPU seconds (user + sys) of the last run()'s child
 
 
 def _wrc(r):
@@ -1173,7 +1178,10 @@ def bench_oci(ctx):
     Debian 13, fetched by scripts/setup.sh).  The digest is checked first
     against FORMAT.md §8 rebuilt in Python (oci_layout).
     Push is transport only (--no-verify); pull includes verification
-    (--no-sandbox), which oras's does not.  Every push goes to an empty
+    (--no-sandbox), which oras's does not.  Pull is compared twice:
+    --no-fsync against oras pull (neither waits for the disk), and the
+    default, durable pull against oras pull then `sync` of every file and
+    directory it wrote.  Every push goes to an empty
     registry, so every blob is uploaded; then a second push of an unchanged
     bundle, every blob skipped."""
     import oci_fixture
@@ -1202,7 +1210,7 @@ def bench_oci(ctx):
             n["i"] += 1
             w, rss, _ = run([ctx.nexus, "push", "--no-verify", "--plain-http", str(bundle),
                              f"{reg.host}/push/ours{n['i']}:v1"], env=env)
-            return w, rss
+            return w, rss, LAST_CPU
 
         from oci_fixture import artifact_manifest
         am, cfg = artifact_manifest(bundle)
@@ -1218,7 +1226,7 @@ def bench_oci(ctx):
                              "--config", f"{ctx.tmp / 'config.json'}:{am['config']['mediaType']}",
                              f"{reg.host}/push/base{n['i']}:v1", *oras_files], env=oras_env,
                             cwd=bundle)
-            return w, rss
+            return w, rss, LAST_CPU
 
         def empty_registry():
             # a registry that has no blob yet, for both: a blob-info
@@ -1240,17 +1248,24 @@ def bench_oci(ctx):
             subprocess.run(["chmod", "-R", "u+w", str(out)], stderr=subprocess.DEVNULL)
             fresh(out)
 
-        def pull_ours():
-            w, rss, _ = run([ctx.nexus, "pull", "--plain-http", "--no-sandbox",
+        def pull_ours(*flags):
+            w, rss, _ = run([ctx.nexus, "pull", "--plain-http", "--no-sandbox", *flags,
                              f"{reg.host}/check/ours:v1", "-o", str(out)], env=env)
-            return w, rss
+            return w, rss, LAST_CPU
 
-        def pull_base():
-            w, rss, _ = run([oras, "pull", "--plain-http", "-o", str(out),
-                             f"{reg.host}/check/ours:v1"], env=oras_env)
-            return w, rss
+        def pull_base(durable=False):
+            # durable: then fsync every file and directory it wrote, as
+            # nexus's default publish does (coreutils sync FILE...)
+            cmd = (f"{oras} pull --plain-http -o {out} {reg.host}/check/ours:v1 >/dev/null"
+                   + (f" && find {out} -exec sync {{}} +" if durable else ""))
+            w, rss, _ = run(cmd, shell=True, env=oras_env)
+            return w, rss, LAST_CPU
 
-        lo, lb = alternate(ctx, pull_ours, pull_base, ctx.runs, before=clean, cold=False)
+        # like for like, neither waits for the disk: --no-fsync against oras
+        lo, lb = alternate(ctx, lambda: pull_ours("--no-fsync"), pull_base, ctx.runs,
+                           before=clean, cold=False)
+        do, db = alternate(ctx, pull_ours, lambda: pull_base(True), ctx.runs, before=clean,
+                           cold=False, warmup=False)
         again = [run([ctx.nexus, "push", "--no-verify", "--plain-http", str(bundle),
                       f"{reg.host}/check/ours:v1"], env=env)[0] for _ in range(ctx.runs)]
         clean()
@@ -1259,14 +1274,27 @@ def bench_oci(ctx):
             reg.stop()
         fresh(reg_dir)
     rows = []
-    for name, o, b, what in (("oci-push", po, pb, "push"), ("oci-pull", lo, lb, "pull")):
+    load = os.getloadavg()[0]
+    for name, o, b, what in (("oci-push", po, pb, "push"), ("oci-pull", lo, lb, "pull"),
+                             ("oci-pull-durable", do, db, "pull")):
         ow, bw = med([x[0] for x in o]), med([x[0] for x in b])
+        oc, bc = med([x[2] for x in o]), med([x[2] for x in b])
         rss = max(x[1] for x in o)
-        rows.append(row(name, f"nexus {what} of the build bundle ({gb:.2f} GB), loopback "
-                        "docker-registry", ow, bw, "s", "<= 1.0x", ow <= bw and rss <= 64 * MIB,
-                        f"oras {what} of the same files (Debian 13's oras 1.2)",
-                        rss, 64, note="pull includes nexus verify --no-sandbox; oras's does not"
-                        if what == "pull" else "every blob uploaded (an empty registry per run)"))
+        # the machine may be shared: CPU time (user + sys) beside wall time
+        cpu = (f"CPU user+sys {oc:.2f} s vs {bc:.2f} s ({oc / bc:.2f}x); runs "
+               f"{[round(x[0], 2) for x in o]} vs {[round(x[0], 2) for x in b]}; "
+               f"load average {load:.1f}")
+        durable = name == "oci-pull-durable"
+        rows.append(row(name, f"nexus {what}{'' if what == 'push' or durable else ' --no-fsync'}"
+                        f" of the build bundle ({gb:.2f} GB), loopback docker-registry", ow, bw,
+                        "s", "<= 1.0x", ow <= bw and rss <= 64 * MIB,
+                        f"oras {what} of the same files (Debian 13's oras 1.2)"
+                        + (" + sync of every file" if durable else ""),
+                        rss, 64, note=("pull includes nexus verify --no-sandbox; oras's does not"
+                        + ("; both wait for the disk" if durable else "; neither waits for the disk")
+                        if what == "pull" else "every blob uploaded (an empty registry per run)")
+                        + "; " + cpu, extra={"cpu_ours": oc, "cpu_baseline": bc,
+                                              "load_average": load}))
     a = med(again)
     rows.append(row("oci-push-again", "second push of the unchanged bundle, per GB", a / gb, None,
                     "s", "<= 0.1 s/GB", a / gb <= 0.1, "-", note=f"{a * 1000:.0f} ms for "

@@ -126,6 +126,7 @@ struct nx_oci_pull_opts {
 	bool require_signature;
 	bool require_attestation; /* a referrer nx_attest_check accepts with keys */
 	bool force;               /* replace an existing out_dir */
+	bool no_fsync;            /* publish atomically but without waiting for the disk */
 	const struct nx_verify_opts *verify; /* run on the sealed stage; NULL: do not verify */
 	/* told the stage when it exists and NULL when it is gone (for a signal
 	 * handler that removes it); may be NULL */

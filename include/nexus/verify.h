@@ -109,6 +109,14 @@ struct nx_verify_opts {
 	 * Never set it for a tree someone else could have written.
 	 */
 	bool digests_known;
+	/*
+	 * With digests_known, when set: asked for each file (st: its fstat)
+	 * before its digest is taken from the manifest; false means the file
+	 * is not as the caller left it, and it is hashed like any other
+	 * (nexus pull: inode, size and the mtime it stamped).
+	 */
+	bool (*digest_still_known)(void *ctx, const char *path, const struct stat *st);
+	void *digest_known_ctx;
 	/* TRV-5 without the selftest run (imports only): for nexus build, whose
 	 * golden outputs were computed by that same run moments before. */
 	bool functional_imports_only;

@@ -8,11 +8,13 @@
 #include "cli.h"
 #include "nexus/oci.h"
 
-enum { OPT_OUTPUT = 1, OPT_FORCE, OPT_TRUSTED_LIST, OPT_REQUIRE_ATTEST };
+enum { OPT_OUTPUT = 1, OPT_FORCE, OPT_TRUSTED_LIST, OPT_REQUIRE_ATTEST, OPT_NO_FSYNC };
 
 static const struct cli_opt opts[] = {
 	{"output", 'o', "DIR", "publish the bundle at DIR (required)", OPT_OUTPUT},
 	{"force", 0, NULL, "replace DIR if it exists", OPT_FORCE},
+	{"no-fsync", 0, NULL, "publish without waiting for the disk (atomic, not durable: for "
+	 "throw-away CI hosts)", OPT_NO_FSYNC},
 	{"trusted-list", 0, "FILE", "trusted runtime releases, as for 'nexus verify'",
 	 OPT_TRUSTED_LIST},
 	{"require-attestation", 0, NULL, "refuse an artifact without an attestation signed by a "
@@ -57,6 +59,8 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 			dir = p.optarg;
 		else if (k == OPT_FORCE)
 			po.force = true;
+		else if (k == OPT_NO_FSYNC)
+			po.no_fsync = true;
 		else if (k == OPT_REQUIRE_ATTEST)
 			po.require_attestation = true;
 		else if (k == OPT_TRUSTED_LIST)

@@ -134,6 +134,31 @@ def test_second_push_asks_for_the_manifest_not_each_blob(nexus, registry, proxy,
     assert "sha256:" + hashlib.sha256(s.stdout.encode()).hexdigest() == doc["digest"]
 
 
+def test_second_push_to_the_same_tag_sends_nothing(nexus, registry, proxy, bundle, env,
+                                                    request):
+    # the tag already names this artifact: a HEAD says so, and nothing is
+    # uploaded or put (the ping and one HEAD)
+    ref = f"{proxy.host}/{repo(request)}:v1"
+    assert push(nexus, bundle, ref, env).returncode == 0
+    proxy.log.clear()
+    r = push(nexus, bundle, ref, env, "--json")
+    assert r.returncode == 0, r.stderr
+    assert [(e[0], e[1]) for e in proxy.log] == [("GET", "/v2/"),
+                                                  ("HEAD", f"/v2/{repo(request)}/manifests/v1")]
+    doc = json.loads(r.stdout)
+    assert doc["blobs_skipped"] == len(bundle.files()) + 2 and doc["blobs_uploaded"] == 0
+    # a tag that names something else is moved: the manifest is put again
+    b2 = bundle
+    b2.meta["parameters"] = "other"
+    b2.regen_manifest()
+    r = push(nexus, b2, ref, env, "--json")
+    assert r.returncode == 0, r.stderr
+    assert proxy.requests("PUT", "/manifests/v1")
+    s = run("skopeo", "inspect", "--tls-verify=false", "--raw",
+            f"docker://{registry.host}/{repo(request)}:v1")
+    assert "sha256:" + hashlib.sha256(s.stdout.encode()).hexdigest() == json.loads(r.stdout)["digest"]
+
+
 def test_chunked_push_and_mount(nexus, registry, bundle, env, tmp_path, request):
     ref = f"{registry.host}/{repo(request)}:v1"
     r = push(nexus, bundle, ref, env, "--json", "--chunk-size", "1000")
@@ -151,6 +176,43 @@ def test_chunked_push_and_mount(nexus, registry, bundle, env, tmp_path, request)
     r = pull(nexus, f"{registry.host}/{repo(request)}-copy:v1", tmp_path / "o", env)
     assert r.returncode == 0, r.stderr
     assert tree(tmp_path / "o") == tree(bundle.root)
+
+
+def hold_and_count(proxy, method, contains):
+    """A fault: each matching request is held 0.3 s, then forwarded; the
+    returned dict's "most" is how many were in flight at once."""
+    import threading
+    import time
+    state = {"now": 0, "most": 0}
+    lock = threading.Lock()
+
+    def slow(h, m, path):
+        if m != method or contains not in path:
+            return False
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(0.3)
+        h.forward()
+        with lock:
+            state["now"] -= 1
+        return True
+    proxy.faults.append(slow)
+    return state
+
+
+def test_blobs_upload_in_parallel(nexus, registry, proxy, bundle, env, request):
+    # uploads overlap (several connections, largest first): the proxy holds
+    # each upload's start for a moment and counts how many are in flight
+    state = hold_and_count(proxy, "POST", "/blobs/uploads/")
+    r = push(nexus, bundle, f"{proxy.host}/{repo(request)}:v1", env, "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["blobs_uploaded"] == len(bundle.files()) + 2 and doc["blobs_skipped"] == 0
+    assert state["most"] >= 2, state
+    sizes = {blob_of(bundle, f): bundle.path(f).stat().st_size for f in bundle.files()}
+    heads = [e[1].rsplit("/", 1)[1] for e in proxy.requests("HEAD", "/blobs/")]
+    assert heads[0] == max(sizes, key=sizes.get)
 
 
 def test_push_verifies_first(nexus, registry, bundle, env, request):
@@ -309,25 +371,8 @@ def test_persistent_503_names_the_registry_error(nexus, registry, proxy, bundle,
 def test_blobs_download_in_parallel(nexus, registry, proxy, bundle, env, tmp_path, request):
     # blob GETs overlap (several connections, largest file first): the proxy
     # holds each for a moment and counts how many are in flight at once
-    import threading
-    import time
     name = pushed(nexus, registry, bundle, env, request)
-    state = {"now": 0, "most": 0, "first": None}
-    lock = threading.Lock()
-
-    def slow(h, method, path):
-        if method == "GET" and "/blobs/" in path:
-            with lock:
-                state["now"] += 1
-                state["most"] = max(state["most"], state["now"])
-                state["first"] = state["first"] or path
-            time.sleep(0.3)
-            h.forward()
-            with lock:
-                state["now"] -= 1
-            return True
-        return False
-    proxy.faults.append(slow)
+    state = hold_and_count(proxy, "GET", "/blobs/")
     r = pull(nexus, f"{proxy.host}/{name}", tmp_path / "o", env)
     assert r.returncode == 0, r.stderr
     assert tree(tmp_path / "o") == tree(bundle.root)
@@ -339,24 +384,29 @@ def test_blobs_download_in_parallel(nexus, registry, proxy, bundle, env, tmp_pat
     assert max(sizes, key=sizes.get) in gets[1:5]
 
 
+def drop_mid_blob(digest, data, cut):
+    """A fault: the first GET of digest sends cut bytes of data, then the
+    connection is lost."""
+    def drop(h, method, path):
+        if method != "GET" or digest not in path or "Range" in h.headers:
+            return False
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data[:cut])
+        h.wfile.flush()
+        h.close_connection = True
+        h.connection.shutdown(2)
+        return True
+    return drop
+
+
 def test_dropped_blob_download_resumes_with_range(nexus, registry, proxy, bundle, env, tmp_path,
                                                   request):
     name = pushed(nexus, registry, bundle, env, request)
     digest = blob_of(bundle, "model/student_model.onnx")
     data = bundle.path("model/student_model.onnx").read_bytes()
-
-    def drop(h, method, path):
-        if method != "GET" or digest not in path:
-            return False
-        h.send_response(200)
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
-        h.wfile.write(data[:len(data) // 2])
-        h.wfile.flush()
-        h.close_connection = True
-        h.connection.shutdown(2)
-        return True
-    proxy.faults.append(of.once(drop))
+    proxy.faults.append(of.once(drop_mid_blob(digest, data, len(data) // 2)))
     r = pull(nexus, f"{proxy.host}/{name}", tmp_path / "o", env)
     assert r.returncode == 0, r.stderr
     ranged = [e for e in proxy.requests("GET", digest) if "Range" in e[2]]
@@ -375,6 +425,131 @@ def test_truncated_body_is_resumed(nexus, registry, proxy, bundle, env, tmp_path
     r = pull(nexus, f"{proxy.host}/{name}", tmp_path / "o", env)
     assert r.returncode == 0, r.stderr
     assert tree(tmp_path / "o") == tree(bundle.root)
+
+
+BIG = 9 << 20   # over sink.c's FOLLOW_MIN: hashed on a second thread reading the file back
+
+
+def big_bundle(bundle):
+    # a student whose embedding has unused rows: a model file over BIG
+    import bundle_fixture as bf
+    model = bf.student_model(vocab=BIG // (4 * bf.HIDDEN) + 1024)
+    bundle.meta["parameters"] = bf.human(bf.parameters(model))
+    bundle.smuggle("model/student_model.onnx", model.SerializeToString())
+    return "model/student_model.onnx"
+
+
+@pytest.mark.parametrize("fault", ["drop", "ignore-range", "other-bytes"])
+def test_large_blob_hashed_behind_the_writer(nexus, registry, proxy, bundle, env, tmp_path,
+                                             request, fault):
+    # a blob over 8 MiB is hashed by a thread that reads the staged file
+    # back: a dropped download resumes with Range, a registry that then
+    # ignores the Range starts the file (and its hash) over, and other
+    # bytes are refused whichever thread hashed them
+    rel = big_bundle(bundle)
+    name = pushed(nexus, registry, bundle, env, request)
+    digest = blob_of(bundle, rel)
+    data = bundle.path(rel).read_bytes()
+
+    def whole(h, method, path):
+        # the resumed request gets the whole blob with 200, as if no Range
+        if method != "GET" or digest not in path or "Range" not in h.headers:
+            return False
+        h.answer(200, data)
+        return True
+    out = tmp_path / "o"
+    if fault == "other-bytes":
+        bad = bytearray(data)
+        bad[len(bad) - 5] ^= 1
+        proxy.faults.append(lambda h, m, p: m == "GET" and digest in p and
+                            h.answer(200, bytes(bad)) is None)
+        r = pull(nexus, f"{proxy.host}/{name}", out, env)
+        assert r.returncode == 1, r.stderr
+        assert "digest" in r.stderr and rel in r.stderr
+        nothing_published(out)
+        return
+    proxy.faults.append(of.once(drop_mid_blob(digest, data, len(data) // 3)))
+    if fault == "ignore-range":
+        proxy.faults.append(of.once(whole))
+    r = pull(nexus, f"{proxy.host}/{name}", out, env)
+    assert r.returncode == 0, r.stderr
+    ranged = [e for e in proxy.requests("GET", digest) if "Range" in e[2]]
+    assert ranged and ranged[0][2]["Range"] == f"bytes={len(data) // 3}-"
+    assert tree(out) == tree(bundle.root)
+
+
+def test_staged_file_changed_after_download_is_caught(nexus, registry, proxy, bundle, env,
+                                                      tmp_path, request):
+    # pull takes a downloaded file's digest as known only while the file is
+    # as the download left it (inode, size, the mtime it stamped): one
+    # changed in the stage afterwards, same size, is hashed again by verify
+    # and refused.  The proxy holds the model's download until the test has
+    # changed README.md, which another connection fetched meanwhile.
+    import calendar
+    import threading
+    import time
+    name = pushed(nexus, registry, bundle, env, request)
+    digest = blob_of(bundle, "model/student_model.onnx")
+    built = calendar.timegm(time.strptime(bundle.manifest_obj()["build_timestamp"],
+                                          "%Y-%m-%dT%H:%M:%SZ"))
+    size = bundle.path("README.md").stat().st_size
+    out = tmp_path / "o"
+    changed = threading.Event()
+
+    def change():
+        for _ in range(400):
+            for stage in (p for p in tmp_path.iterdir() if ".nexus-stage." in p.name):
+                f = stage / "README.md"
+                try:
+                    st = f.stat()
+                except OSError:
+                    continue
+                if st.st_size == size and st.st_mtime == built:   # downloaded and stamped
+                    with open(f, "r+b") as fh:
+                        fh.write(b"X")
+                    changed.set()
+                    return
+            time.sleep(0.025)
+
+    def hold(h, method, path):
+        if method == "GET" and digest in path:
+            changed.wait(10)
+        return False
+    proxy.faults.append(hold)
+    t = threading.Thread(target=change)
+    t.start()
+    r = pull(nexus, f"{proxy.host}/{name}", out, env)
+    t.join()
+    assert changed.is_set()
+    assert r.returncode == 1, r.stderr
+    assert "hash-mismatch" in r.stderr and "README.md" in r.stderr, r.stderr
+    nothing_published(out)
+
+
+def test_no_fsync_pulls_the_same_bundle_without_syncing(nexus, registry, bundle, env, tmp_path,
+                                                       request):
+    # --no-fsync changes durability only: the same tree, and not one
+    # fsync/fdatasync/sync_file_range call (a 9 MiB model, so the hashing
+    # thread that otherwise starts the writeback runs too)
+    big_bundle(bundle)
+    name = pushed(nexus, registry, bundle, env, request)
+    trace = tmp_path / "trace"
+    if os.environ.get("NEXUS_SANITIZED"):
+        # LeakSanitizer cannot run under ptrace; ASan and UBSan still do
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":detect_leaks=0"
+
+    def traced(out, *args):
+        r = run("strace", "-f", "-qq", "-e", "signal=none", "-e",
+                "trace=fsync,fdatasync,sync_file_range,syncfs", "-o", trace, nexus, "pull",
+                "--plain-http", "--no-sandbox", *args, f"{registry.host}/{name}", "-o", out,
+                env=env)
+        assert r.returncode == 0, r.stderr
+        return [line for line in trace.read_text().splitlines() if "sync" in line]
+    assert traced(tmp_path / "fast", "--no-fsync") == []
+    assert tree(tmp_path / "fast") == tree(bundle.root)
+    # the trace sees the calls it is asked for: the durable pull makes them
+    calls = traced(tmp_path / "durable")
+    assert any("fsync(" in c for c in calls) and any("sync_file_range(" in c for c in calls)
 
 
 def test_registry_serving_another_blob_publishes_nothing(nexus, registry, proxy, bundle, env,

@@ -205,9 +205,8 @@ static size_t on_body(char *buf, size_t size, size_t nitems, void *ctx)
 	if (s && (r->status == 200 || r->status == 206)) {
 		if (x->ranged && r->status == 200 && s->written) {
 			/* the server ignored our Range: start the blob over */
-			if (ftruncate(s->fd, 0) || !EVP_DigestInit_ex(s->md, EVP_sha256(), NULL))
+			if (nx_oci__sink_restart(s))
 				return 0;
-			s->written = 0;
 		}
 		if (r->status == 206 && x->ranged && !range_continues(r->crange, s->written)) {
 			s->bad_range = true;
@@ -218,10 +217,8 @@ static size_t on_body(char *buf, size_t size, size_t nitems, void *ctx)
 			s->over = true;
 			return 0;
 		}
-		if (pwrite(s->fd, buf, n, (off_t)s->written) != (ssize_t)n ||
-		    !EVP_DigestUpdate(s->md, buf, n))
+		if (nx_oci__sink_write(s, buf, n))
 			return 0;
-		s->written += n;
 		if (x->c->o->progress && x->q->what)
 			x->c->o->progress(x->c->o->progress_ctx, x->q->what, s->written, x->q->total);
 		return n;

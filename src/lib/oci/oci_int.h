@@ -5,6 +5,7 @@
 #ifndef NEXUS_OCI_INT_H
 #define NEXUS_OCI_INT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -32,14 +33,28 @@ struct oci_client {
 	unsigned retries;     /* requests retried in all (for --json and tests) */
 };
 
-/* A blob written to a file as it arrives: a running SHA-256, a hard cap. */
+/* A blob written to a file as it arrives: a running SHA-256, a hard cap
+ * (sink.c; a large blob is hashed on a second thread that reads the file
+ * back behind the writer). */
+struct oci_follow;
 struct oci_sink {
 	int fd;
 	EVP_MD_CTX *md;
+	struct oci_follow *follow;
 	uint64_t written, cap;
 	bool over;            /* the server sent more than cap */
 	bool bad_range;       /* a 206 that does not continue where we were */
 };
+
+/* writeback: start writing each hashed window to the disk (sync_file_range) */
+int nx_oci__sink_init(struct oci_sink *s, int fd, uint64_t cap, bool writeback, nx_error *err);
+/* Append n bytes at s->written; -1 on a write error. */
+int nx_oci__sink_write(struct oci_sink *s, const char *buf, size_t n);
+/* The server ignored our Range: empty the file, hash from the start. */
+int nx_oci__sink_restart(struct oci_sink *s);
+/* The SHA-256 of the s->written bytes; -1 when they could not be hashed. */
+int nx_oci__sink_final(struct oci_sink *s, unsigned char sha[NX_SHA256_LEN]);
+void nx_oci__sink_release(struct oci_sink *s);
 
 struct oci_req {
 	const char *method;   /* GET HEAD PUT POST PATCH */
@@ -107,5 +122,17 @@ bool nx_oci__has_error_code(const struct oci_resp *r, const char *code);
  * exactly the registry's scheme, host and port (else NX_EUNSAFE). */
 int nx_oci__location(char *out, size_t outsz, const struct oci_client *c, const char *loc,
 		  nx_error *err);
+
+/*
+ * Job i of n for each i, largest sizes[i] first, on c and on up to
+ * NX_OCI__CONNECTIONS - 1 more clients opened like it for `actions`
+ * (pool.c).  A job may take mu around what the jobs share.  The first
+ * error stops the rest and is returned.
+ */
+#define NX_OCI__CONNECTIONS 4
+typedef int (*nx_oci__job)(struct oci_client *c, size_t i, void *ctx, pthread_mutex_t *mu,
+			   nx_error *err);
+int nx_oci__pool_run(struct oci_client *c, const nx_oci_ref *ref, const char *actions,
+		     const uint64_t *sizes, size_t n, nx_oci__job job, void *ctx, nx_error *err);
 
 #endif

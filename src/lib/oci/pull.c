@@ -7,10 +7,11 @@
  * failure it is removed and nothing appears at the output path.
  */
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -175,11 +176,13 @@ static int match_files(const struct layer *ly, size_t n, const nx_manifest *m, n
 	return rc;
 }
 
-/* GET a blob into fd (or memory when fd < 0), checked against digest and size. */
-static int get_blob(char **mem, struct oci_client *c, const struct layer *l, int fd, nx_error *err)
+/* GET a blob into fd (or memory when fd < 0), checked against digest and
+ * size; writeback: start its disk writeback as it arrives (sink.c). */
+static int get_blob(char **mem, struct oci_client *c, const struct layer *l, int fd,
+		    bool writeback, nx_error *err)
 {
 	char url[URL_LEN], hex[2 * NX_SHA256_LEN + 1];
-	struct oci_sink s = { .fd = fd, .cap = l->size };
+	struct oci_sink s = { .fd = -1 };
 	struct oci_req q = { .method = "GET", .url = url, .body_fd = -1, .idempotent = true,
 			     .follow = true, .what = l->path, .total = l->size };
 	struct oci_resp r = { 0 };
@@ -189,10 +192,8 @@ static int get_blob(char **mem, struct oci_client *c, const struct layer *l, int
 
 	snprintf(url, sizeof(url), "/v2/%s/blobs/%s", c->repo, l->digest);
 	if (fd >= 0) {
-		if (!(s.md = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(s.md, EVP_sha256(), NULL)) {
-			rc = nx_error_oom(err, NULL);
+		if ((rc = nx_oci__sink_init(&s, fd, l->size, writeback, err)))
 			goto out;
-		}
 		q.sink = &s;
 	} else {
 		q.cap = (size_t)l->size;
@@ -210,12 +211,15 @@ static int get_blob(char **mem, struct oci_client *c, const struct layer *l, int
 		c->retries++;
 	}
 	if (fd >= 0) {
-		unsigned int mdlen = 0;
-
-		if (s.written != l->size || !EVP_DigestFinal_ex(s.md, sha, &mdlen)) {
+		if (s.written != l->size) {
 			rc = nx_error_set(err, NX_ECHECK, l->path, 0, -1,
 					  "%s: the registry sent %llu of %llu bytes; refused", l->path,
 					  (unsigned long long)s.written, (unsigned long long)l->size);
+			goto out;
+		}
+		if (nx_oci__sink_final(&s, sha)) {
+			rc = nx_error_set(err, NX_EIO, l->path, 0, -1,
+					  "%s: cannot read the staged file back to hash it", l->path);
 			goto out;
 		}
 	} else {
@@ -240,7 +244,7 @@ static int get_blob(char **mem, struct oci_client *c, const struct layer *l, int
 		r.body = NULL;
 	}
 out:
-	EVP_MD_CTX_free(s.md);
+	nx_oci__sink_release(&s);
 	nx_oci__resp_release(&r);
 	return rc;
 }
@@ -310,7 +314,7 @@ static int try_attestation(struct nx_attest_info *info, struct oci_client *c, co
 				  NX_ATTEST_MAX);
 		goto out;
 	}
-	if (!(rc = get_blob(&env, c, &ly, -1, err)))
+	if (!(rc = get_blob(&env, c, &ly, -1, false, err)))
 		rc = nx_attest_check(info, env, (size_t)ly.size, po->keys, po->nkeys, msha, err);
 out:
 	json_decref(man);
@@ -363,117 +367,102 @@ static int require_attestation(char keyid[NX_KEY_ID_LEN + 1], struct oci_client 
 }
 
 /*
- * Blob downloads run on up to FETCH_WORKERS connections, largest file
- * first, as skopeo and oras do: on a bundle of one big model and many
- * small files the small ones arrive while the model streams.  Each worker
- * has its own client (libcurl easy handles are per thread); the stage is
- * touched under the job's lock only.  The first error stops the job.
+ * What a downloaded file was when its download ended, so that verify can
+ * take its digest as known only while it still is (DESIGN-NOTES, "pull
+ * hashes once").  The file's mtime is stamped with the bundle's build time
+ * (as nexus pack does): a write after that moves it to the present.
  */
-#define FETCH_WORKERS 4
+struct ident {
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+	bool set;
+};
 
-struct fetch_job {
-	pthread_mutex_t mu;
-	const struct layer *ly;
+/* Layers 1..n-1 into the stage, on several connections (pool.c); the
+ * stage is touched under the pool's lock only. */
+struct fetch {
+	const struct layer *ly;   /* layers 1..n-1 as jobs 0..n-2 */
 	const nx_manifest *m;
 	nx_stage *st;
-	size_t *order, n, next, files;
+	struct ident *ids;        /* by index in m->files */
+	struct timespec built;
+	bool writeback;           /* the files are fsynced at publish */
+	size_t files;
 	uint64_t bytes;
-	int rc;
-	nx_error err;
 };
 
-struct fetch_worker {
-	struct fetch_job *job;
-	struct oci_client *c;
-	nx_error err;
-};
-
-static void *fetch_main(void *arg)
+static void stamp(struct ident *id, int fd, struct timespec built)
 {
-	struct fetch_worker *w = arg;
-	struct fetch_job *j = w->job;
-	size_t i;
+	const struct timespec t[2] = { { .tv_nsec = UTIME_OMIT }, built };
+	struct stat st;
+
+	if (futimens(fd, t) || fstat(fd, &st))
+		return;   /* not set: verify hashes this file */
+	*id = (struct ident){ .dev = st.st_dev, .ino = st.st_ino, .size = st.st_size,
+			      .mtime = st.st_mtim, .set = true };
+}
+
+static bool still_known(void *ctx, const char *path, const struct stat *st)
+{
+	const struct fetch *f = ctx;
+	const struct nx_manifest_file *mf = nx_manifest_find(f->m, path);
+	const struct ident *id = mf ? &f->ids[mf - f->m->files] : NULL;
+
+	return id && id->set && id->dev == st->st_dev && id->ino == st->st_ino &&
+	       id->size == st->st_size && id->mtime.tv_sec == st->st_mtim.tv_sec &&
+	       id->mtime.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+static int fetch_one(struct oci_client *c, size_t i, void *ctx, pthread_mutex_t *mu, nx_error *err)
+{
+	struct fetch *f = ctx;
+	const struct layer *l = &f->ly[i];
+	const struct nx_manifest_file *mf = nx_manifest_find(f->m, l->path);
 	int rc, fd;
 
-	for (;;) {
-		pthread_mutex_lock(&j->mu);
-		if (j->rc || j->next >= j->n) {
-			pthread_mutex_unlock(&j->mu);
-			return NULL;
-		}
-		i = j->order[j->next++];
-		/* match_files: every layer is a listed file; its mode is the manifest's */
-		rc = nx_stage_create_file(&fd, j->st, j->ly[i].path,
-					  nx_manifest_file_mode(nx_manifest_find(j->m, j->ly[i].path))
-					  == 0555, &w->err);
-		pthread_mutex_unlock(&j->mu);
-		if (!rc) {
-			rc = get_blob(NULL, w->c, &j->ly[i], fd, &w->err);
-			close(fd);
-		}
-		pthread_mutex_lock(&j->mu);
-		if (rc && !j->rc) {
-			j->rc = rc;
-			j->err = w->err;
-		} else if (!rc) {
-			j->files++;
-			j->bytes += j->ly[i].size;
-		}
-		pthread_mutex_unlock(&j->mu);
+	pthread_mutex_lock(mu);
+	/* match_files: every layer is a listed file; its mode is the manifest's */
+	rc = nx_stage_create_file(&fd, f->st, l->path, nx_manifest_file_mode(mf) == 0555, err);
+	pthread_mutex_unlock(mu);
+	if (rc)
+		return rc;
+	rc = get_blob(NULL, c, l, fd, f->writeback, err);
+	if (!rc)
+		stamp(&f->ids[mf - f->m->files], fd, f->built);
+	close(fd);
+	if (!rc) {
+		pthread_mutex_lock(mu);
+		f->files++;
+		f->bytes += l->size;
+		pthread_mutex_unlock(mu);
 	}
+	return rc;
 }
 
-static int bigger_first(const void *a, const void *b, void *layers)
+static int fetch_all(struct nx_oci_pull_result *res, struct fetch *f, struct oci_client *c,
+		     const nx_oci_ref *ref, const struct layer *ly, size_t n, nx_error *err)
 {
-	const struct layer *ly = layers;
-	uint64_t x = ly[*(const size_t *)a].size, y = ly[*(const size_t *)b].size;
+	struct tm tm = { 0 };
+	uint64_t *sizes;
+	size_t i;
+	int rc;
 
-	return x < y ? 1 : x > y ? -1 : 0;
-}
-
-/* Layers 1..n-1 into the stage.  c is the open client; more are opened
- * for the other workers (one that cannot open only means fewer workers). */
-static int fetch_all(struct nx_oci_pull_result *res, struct oci_client *c, const nx_oci_ref *ref,
-		     const struct nx_oci_opts *o, const struct layer *ly, size_t n,
-		     const nx_manifest *m, nx_stage *st, nx_error *err)
-{
-	struct fetch_job j = { .mu = PTHREAD_MUTEX_INITIALIZER, .ly = ly, .m = m, .st = st };
-	struct oci_client more[FETCH_WORKERS - 1];
-	struct fetch_worker w[FETCH_WORKERS];
-	pthread_t t[FETCH_WORKERS];
-	struct nx_oci_opts quiet = *o;
-	size_t i, nw = 1, started = 0;
-
-	if (n < 2)
-		return 0;
-	if (!(j.order = malloc((n - 1) * sizeof(*j.order))))
+	f->ly = ly + 1;
+	/* the manifest parser checked the form */
+	if (strptime(f->m->build_timestamp, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		f->built.tv_sec = timegm(&tm);
+	if (!(f->ids = calloc(f->m->nfiles + 1, sizeof(*f->ids))) ||
+	    !(sizes = malloc(n * sizeof(*sizes))))
 		return nx_error_oom(err, NULL);
 	for (i = 1; i < n; i++)
-		j.order[i - 1] = i;
-	j.n = n - 1;
-	qsort_r(j.order, j.n, sizeof(*j.order), bigger_first, (void *)ly);
-	quiet.progress = NULL;   /* one status line: the first worker's, the largest file */
-	while (nw < FETCH_WORKERS && nw < j.n &&
-	       !nx_oci__client_open(&more[nw - 1], ref, &quiet, "pull", NULL))
-		nw++;
-	for (i = 0; i < nw; i++) {
-		w[i] = (struct fetch_worker){ .job = &j, .c = i ? &more[i - 1] : c };
-		nx_error_clear(&w[i].err);
-		if (i && pthread_create(&t[i], NULL, fetch_main, &w[i]))
-			break;
-		started = i + 1;
-	}
-	fetch_main(&w[0]);
-	for (i = 1; i < started; i++)
-		pthread_join(t[i], NULL);
-	for (i = 1; i < nw; i++)
-		nx_oci__client_close(&more[i - 1]);
-	free(j.order);
-	res->files = j.files;
-	res->bytes = j.bytes;
-	if (j.rc && err)
-		*err = j.err;
-	return j.rc;
+		sizes[i - 1] = ly[i].size;
+	rc = nx_oci__pool_run(c, ref, "pull", sizes, n - 1, fetch_one, f, err);
+	free(sizes);
+	res->files = f->files;
+	res->bytes = f->bytes;
+	return rc;
 }
 
 /* The early trust decision, on manifest.json alone. */
@@ -506,13 +495,15 @@ int nx_oci_pull(struct nx_oci_pull_result *out, const nx_oci_ref *ref, const cha
 	nx_manifest *m = NULL;
 	nx_stage *st = NULL;
 	nx_report *rep = NULL;
+	struct fetch fetch = { 0 };
+	struct nx_verify_opts vo;
 	size_t alen = 0, n = 0;
 	int rc;
 
 	if ((rc = nx_oci__client_open(&c, ref, o, "pull", err)) ||
 	    (rc = get_manifest(&art, &alen, res.digest, &c, ref->tag, ref->digest, err)) ||
 	    (rc = parse_layers(&ly, &n, &root, art, alen, err)) ||
-	    (rc = get_blob(&mjson, &c, &ly[0], -1, err)) ||
+	    (rc = get_blob(&mjson, &c, &ly[0], -1, false, err)) ||
 	    (rc = nx_manifest_parse(&m, mjson, (size_t)ly[0].size, NX_MANIFEST_NAME, err)) ||
 	    (rc = check_signature(m, po, err)) ||
 	    (rc = match_files(ly, n, m, err)) ||
@@ -522,10 +513,22 @@ int nx_oci_pull(struct nx_oci_pull_result *out, const nx_oci_ref *ref, const cha
 		goto out;
 	if (po->on_stage)
 		po->on_stage(po->stage_ctx, st);
-	if ((rc = fetch_all(&res, &c, ref, o, ly, n, m, st, err)))
+	fetch.m = m;
+	fetch.st = st;
+	fetch.writeback = !po->no_fsync;
+	if ((rc = fetch_all(&res, &fetch, &c, ref, ly, n, err)))
 		goto out;
-	rc = nx_verify_publish(&rep, st, mjson, (size_t)ly[0].size, out_dir, "pulled", po->verify,
-			       err);
+	/* every file of this private stage was written here and its SHA-256
+	 * checked against the manifest as it streamed in; one changed since
+	 * is hashed again (still_known) */
+	if (po->verify) {
+		vo = *po->verify;
+		vo.digest_still_known = still_known;
+		vo.digest_known_ctx = &fetch;
+	}
+	nx_stage_set_nosync(st, po->no_fsync);
+	rc = nx_verify_publish(&rep, st, mjson, (size_t)ly[0].size, out_dir, "pulled",
+			       po->verify ? &vo : NULL, err);
 out:
 	if (po->on_stage && st)
 		po->on_stage(po->stage_ctx, NULL);
@@ -540,6 +543,7 @@ out:
 	nx_report_free(rep);
 	nx_manifest_free(m);
 	json_decref(root);
+	free(fetch.ids);
 	free(ly);
 	free(art);
 	free(mjson);

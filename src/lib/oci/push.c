@@ -2,8 +2,9 @@
  * push.c - `nexus push`: a bundle's blobs (config, manifest.json, every
  * file), each skipped when the registry has it, mounted from --mount-from,
  * or uploaded (one PUT up to chunk_size, PATCH chunks above, resumed from
- * the registry's Range); then the image manifest, whose digest the registry
- * must confirm.
+ * the registry's Range), on several connections at once, largest first
+ * (pool.c); then the image manifest, whose digest the registry must
+ * confirm.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -370,11 +371,12 @@ out:
 	return rc;
 }
 
-/* Does the repository already hold the image manifest `digest`?  Then it
- * holds every blob the manifest names: a registry refuses a manifest whose
- * blobs it lacks (distribution-spec, "Pushing Manifests").  One HEAD
- * instead of one per blob, as crane and oras do. */
-static bool has_manifest(struct oci_client *c, const char *digest, nx_error *err)
+/* Does the repository already hold the image manifest `digest`, by that
+ * digest or (tag non-NULL) as what the tag names?  Then it holds every
+ * blob the manifest names: a registry refuses a manifest whose blobs it
+ * lacks (distribution-spec, "Pushing Manifests").  One HEAD instead of one
+ * per blob, as crane and oras do. */
+static bool has_manifest(struct oci_client *c, const char *tag, const char *digest, nx_error *err)
 {
 	char url[PATH_URL_MAX];
 	struct oci_req q = { .method = "HEAD", .url = url, .accept = NX_OCI_MANIFEST_MEDIA,
@@ -382,12 +384,85 @@ static bool has_manifest(struct oci_client *c, const char *digest, nx_error *err
 	struct oci_resp r = { 0 };
 	bool has;
 
-	snprintf(url, sizeof(url), "/v2/%s/manifests/%s", c->repo, digest);
+	snprintf(url, sizeof(url), "/v2/%s/manifests/%s", c->repo, tag ? tag : digest);
+	/* a tag must say what it names; a digest is what was asked for */
 	has = !nx_oci__request(c, &q, &r, err) && r.status == 200 &&
-	      (!r.digest[0] || !strcmp(r.digest, digest));
+	      (tag ? !strcmp(r.digest, digest) : !r.digest[0] || !strcmp(r.digest, digest));
 	nx_oci__resp_release(&r);
 	nx_error_clear(err);   /* a registry that cannot say: upload as usual */
 	return has;
+}
+
+/* The artifact's blobs as pool jobs: 0 the config, 1 manifest.json, then
+ * the files, each job counting into its own result, added up under the
+ * pool's lock. */
+struct blobs {
+	int dirfd;
+	const char *bundle;
+	const nx_manifest *m;
+	const char *cfg, *mjson;
+	size_t clen, mlen;
+	struct nx_oci_push_result *res;
+};
+
+static int push_one(struct oci_client *c, size_t i, void *ctx, pthread_mutex_t *mu, nx_error *err)
+{
+	struct blobs *bs = ctx;
+	struct nx_oci_push_result mine = { 0 };
+	unsigned char sha[NX_SHA256_LEN];
+	struct blob b = { .fd = -1 };
+	struct stat st;
+	int rc;
+
+	if (i < 2) {
+		b.buf = i ? bs->mjson : bs->cfg;
+		b.size = i ? bs->mlen : bs->clen;
+		b.what = i ? NX_MANIFEST_NAME : "config";
+		nx_sha256_buf(sha, b.buf, b.size);
+		digest_str(b.digest, sha);
+	} else {
+		const struct nx_manifest_file *f = &bs->m->files[i - 2];
+
+		if ((rc = nx_fs_open_regular(&b.fd, &st, bs->dirfd, f->path, UINT64_MAX, err)))
+			return rc;
+		if ((uint64_t)st.st_size != f->size) {
+			close(b.fd);
+			return nx_error_set(err, NX_ECHECK, f->path, 0, -1,
+					    "%s/%s is %lld bytes, the manifest says %llu: the bundle "
+					    "changed since it was verified", bs->bundle, f->path,
+					    (long long)st.st_size, (unsigned long long)f->size);
+		}
+		b.size = f->size;
+		b.what = f->path;
+		digest_str(b.digest, f->sha256);
+	}
+	rc = push_blob(c, &b, &mine, err);
+	if (b.fd >= 0)
+		close(b.fd);
+	pthread_mutex_lock(mu);
+	bs->res->blobs_uploaded += mine.blobs_uploaded;
+	bs->res->blobs_skipped += mine.blobs_skipped;
+	bs->res->blobs_mounted += mine.blobs_mounted;
+	bs->res->bytes_uploaded += mine.bytes_uploaded;
+	pthread_mutex_unlock(mu);
+	return rc;
+}
+
+static int push_blobs(struct oci_client *c, const nx_oci_ref *ref, struct blobs *bs, nx_error *err)
+{
+	size_t i, n = bs->m->nfiles + 2;
+	uint64_t *sizes = malloc(n * sizeof(*sizes));
+	int rc;
+
+	if (!sizes)
+		return nx_error_oom(err, NULL);
+	sizes[0] = bs->clen;
+	sizes[1] = bs->mlen;
+	for (i = 2; i < n; i++)
+		sizes[i] = bs->m->files[i - 2].size;
+	rc = nx_oci__pool_run(c, ref, "pull,push", sizes, n, push_one, bs, err);
+	free(sizes);
+	return rc;
 }
 
 int nx_oci_push(struct nx_oci_push_result *out, int dirfd, const char *bundle,
@@ -397,11 +472,10 @@ int nx_oci_push(struct nx_oci_push_result *out, int dirfd, const char *bundle,
 	struct oci_client c = { 0 };
 	unsigned char sha[NX_SHA256_LEN];
 	char *mjson = NULL, *art = NULL, *cfg = NULL;
-	size_t mlen, alen, clen, i;
+	size_t mlen, alen, clen;
 	nx_manifest *m = NULL;
-	struct stat st;
-	struct blob b;
-	int rc, fd = -1;
+	struct blobs bs;
+	int rc;
 
 	if ((rc = nx_fs_read_all(&mjson, &mlen, dirfd, NX_MANIFEST_NAME, NX_MANIFEST_MAX, err)) ||
 	    (rc = nx_manifest_parse(&m, mjson, mlen, NX_MANIFEST_NAME, err)) ||
@@ -417,39 +491,21 @@ int nx_oci_push(struct nx_oci_push_result *out, int dirfd, const char *bundle,
 	}
 	if ((rc = nx_oci__client_open(&c, ref, o, "pull,push", err)))
 		goto out;
-	if (has_manifest(&c, res.digest, err)) {
+	/* pushed before under this tag: nothing to send (a second push of an
+	 * unchanged bundle is then two requests, the ping and this HEAD) */
+	if (ref->tag && !o->attestation && has_manifest(&c, ref->tag, res.digest, err)) {
+		res.blobs_skipped = m->nfiles + 2;
+		*out = res;
+		goto out;
+	}
+	if (has_manifest(&c, NULL, res.digest, err)) {
 		res.blobs_skipped = m->nfiles + 2;
 		goto manifest;
 	}
-	b = (struct blob){ .size = clen, .buf = cfg, .fd = -1, .what = "config" };
-	nx_sha256_buf(sha, cfg, clen);
-	digest_str(b.digest, sha);
-	if ((rc = push_blob(&c, &b, &res, err)))
+	bs = (struct blobs){ .dirfd = dirfd, .bundle = bundle, .m = m, .cfg = cfg, .mjson = mjson,
+			     .clen = clen, .mlen = mlen, .res = &res };
+	if ((rc = push_blobs(&c, ref, &bs, err)))
 		goto out;
-	b = (struct blob){ .size = mlen, .buf = mjson, .fd = -1, .what = NX_MANIFEST_NAME };
-	nx_sha256_buf(sha, mjson, mlen);
-	digest_str(b.digest, sha);
-	if ((rc = push_blob(&c, &b, &res, err)))
-		goto out;
-	for (i = 0; i < m->nfiles; i++) {
-		const struct nx_manifest_file *f = &m->files[i];
-
-		if ((rc = nx_fs_open_regular(&fd, &st, dirfd, f->path, UINT64_MAX, err)))
-			goto out;
-		if ((uint64_t)st.st_size != f->size) {
-			rc = nx_error_set(err, NX_ECHECK, f->path, 0, -1,
-					  "%s/%s is %lld bytes, the manifest says %llu: the bundle "
-					  "changed since it was verified", bundle, f->path,
-					  (long long)st.st_size, (unsigned long long)f->size);
-			goto out;
-		}
-		b = (struct blob){ .size = f->size, .fd = fd, .what = f->path };
-		digest_str(b.digest, f->sha256);
-		if ((rc = push_blob(&c, &b, &res, err)))
-			goto out;
-		close(fd);
-		fd = -1;
-	}
 manifest:
 	if ((rc = put_manifest(&c, ref->tag, NX_OCI_MANIFEST_MEDIA, art, alen, res.digest, NULL,
 			       err)) ||
@@ -457,8 +513,6 @@ manifest:
 		goto out;
 	*out = res;
 out:
-	if (fd >= 0)
-		close(fd);
 	nx_oci__client_close(&c);
 	nx_manifest_free(m);
 	free(mjson);

@@ -53,7 +53,9 @@ static void run_job(struct vfy_ctx *c, struct job *j)
 		j->state = JOB_SIZE;
 		goto out_close;
 	}
-	if (c->opts->digests_known) {
+	if (c->opts->digests_known &&
+	    (!c->opts->digest_still_known ||
+	     c->opts->digest_still_known(c->opts->digest_known_ctx, path, &st))) {
 		/* The caller wrote this tree and took these digests while
 		 * writing it (nx_verify_opts.digests_known): no second read. */
 		memcpy(j->sha256, j->mf->sha256, NX_SHA256_LEN);
