@@ -153,7 +153,9 @@ struct nx_verify_opts {
 	 * default); like max_model_bytes it only tightens the policy */
 	uint64_t max_leak_bytes;
 	int threads;                    /* hashing threads, <= 0 = 2 */
-	/* Called as each check starts (done false) and ends; may be NULL. */
+	/* Called as each check starts (done false; seconds = the check's
+	 * default time budget, nx_verify_time_budget) and ends (seconds it
+	 * took); may be NULL. */
 	void (*progress)(void *ctx, const char *check, bool done, double seconds);
 	void *progress_ctx;
 };
@@ -199,6 +201,19 @@ int nx_verify_publish(nx_report **out, nx_stage *stage, const char *mjson, size_
 
 /* An empty report for bundle_path (may be NULL). */
 int nx_report_new(nx_report **out, const char *bundle_path, nx_error *err);
+
+/*
+ * The default time budget of check `check`, in seconds, for a bundle whose
+ * model and external data hold model_bytes: NX_VERIFY_CHECK_S plus
+ * NX_VERIFY_CHECK_S_PER_GIB per GiB (every check is linear in the bundle).
+ * The functional check also gets the budgets of the programs it runs
+ * (selftest, imports, liveness: nexus/functional.h), which end in findings
+ * of their own: a watchdog firing first would turn a liveness WARN into
+ * check-over-budget.  A caller's single --time-budget replaces all of it.
+ */
+#define NX_VERIFY_CHECK_S 300.0
+#define NX_VERIFY_CHECK_S_PER_GIB 60.0
+double nx_verify_time_budget(const char *check, uint64_t model_bytes);
 
 /*
  * The report of a verify stopped because check `check` ran past its time

@@ -25,11 +25,10 @@ enum {
 	OPT_SANDBOX_MEMORY, OPT_TIME_BUDGET, OPT_OVERRIDE, OPT_ATTEST, OPT_KEY,
 };
 
-/* Seconds one check may take (--time-budget).  Every check is linear in
- * the bundle (docs/TRV.md "Cost"): hashing a 2 GiB model from a slow disk
- * at 10 MB/s stays well inside; the functional check's own timeouts (60 s
- * selftest, 30 s imports) too. */
-#define TIME_BUDGET_DEFAULT 300.0
+/* Seconds one check may take: --time-budget, else each check's default
+ * (nx_verify_time_budget: 300 s plus 60 s per GiB of model, the functional
+ * check also its programs' own budgets).  Every check is linear in the
+ * bundle (docs/TRV.md "Cost"). */
 #define TIME_BUDGET_MAX 86400.0
 
 static const struct cli_opt opts[] = {
@@ -53,7 +52,8 @@ static const struct cli_opt opts[] = {
 	{"forbidden-term", 0, "TERM", "also forbid TERM (besides teacher, distillation, "
 	 "soft_targets); repeatable", OPT_TERM},
 	{"time-budget", 0, "SECONDS", "a check running longer FAILs (check-over-budget) "
-	 "instead of hanging (default 300)", OPT_TIME_BUDGET},
+	 "instead of hanging (default 300 + 60 per GiB of model; the functional check "
+	 "also its programs' 690)", OPT_TIME_BUDGET},
 	{"override-policy", 0, "FIELD", "let verify's own value replace this field of the bundle's "
 	 "signed policy, even if looser (" NX_POLICY_FIELD_NAMES "); a WARN finding; repeatable",
 	 OPT_OVERRIDE},
@@ -155,7 +155,8 @@ struct watchdog {
 	pthread_cond_t cv;
 	const char *check;          /* under way, or NULL */
 	struct timespec deadline;   /* CLOCK_MONOTONIC */
-	double budget;
+	double budget;              /* --time-budget, or 0: each check's default */
+	double check_budget;        /* of the check under way */
 	bool json, quit;
 	const char *bundle;
 };
@@ -166,7 +167,7 @@ static void over_budget(struct watchdog *w)
 	char *json = NULL;
 
 	cli_status("verify", NULL);
-	if (nx_report_over_budget(&r, w->bundle, w->check, w->budget, NULL))
+	if (nx_report_over_budget(&r, w->bundle, w->check, w->check_budget, NULL))
 		fprintf(stderr, "nexus verify: the %s check ran past its time budget; verdict: FAIL\n",
 			w->check);
 	else if (!w->json)
@@ -209,14 +210,14 @@ static void on_progress(void *ctx, const char *check, bool done, double seconds)
 	struct watchdog *w = ctx;
 	double end;
 
-	(void)seconds;
 	if (!done)
 		cli_status("verify", "%s...", check);
 	pthread_mutex_lock(&w->mu);
 	w->check = done ? NULL : check;
 	if (!done) {
+		w->check_budget = w->budget > 0 ? w->budget : seconds;
 		clock_gettime(CLOCK_MONOTONIC, &w->deadline);
-		end = (double)w->deadline.tv_nsec / 1e9 + w->budget;
+		end = (double)w->deadline.tv_nsec / 1e9 + w->check_budget;
 		w->deadline.tv_sec += (time_t)end;
 		w->deadline.tv_nsec = (long)((end - (double)(time_t)end) * 1e9);
 	}
@@ -235,7 +236,7 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	char *rt = NULL, *json = NULL;
 	bool as_json = false, watching = false;
 	struct watchdog wd = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL,
-			       { 0, 0 }, TIME_BUDGET_DEFAULT, false, false, NULL };
+			       { 0, 0 }, 0, 0, false, false, NULL };
 	pthread_condattr_t ca;
 	pthread_t wd_thread;
 	char *end;

@@ -119,10 +119,12 @@ def test_big_build_verifies_under_the_rss_bound(nexus, big_ws, tmp_path, mode):
     # they run in bwrap's own PID namespace, whose reaping does not reach
     # nexus's rusage; limits.sandbox_memory (RLIMIT_AS) bounds them instead
     assert build_rss < 256 << 20, build_rss
-    # --time-budget: at load ~13 the float bundle's functional check (selftest
-    # and liveness on 2 GiB) ran past verify's default 300 s and FAILed
+    # verify's default time budgets: at load ~13 the float bundle's
+    # functional check (selftest and liveness on 2 GiB) ran past the old
+    # flat 300 s and FAILed; a check now gets 60 s more per GiB, and the
+    # functional check its programs' own budgets too
     r = run(tool, rss, nexus, "verify", out, "--json", "--teacher", ws / "artifacts/teacher.onnx",
-            "--time-budget", "3600", timeout=3600)
+            timeout=3600)
     v = json.loads(r.stdout)
     print(f"{mode}: verify peak RSS {int(rss.read_text()) / 1024:.0f} MiB; verdict "
           f"{v.get('verdict')}; {json.dumps(v)[:1500]}")

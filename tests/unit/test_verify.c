@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "nexus/functional.h"
 #include "nexus/verify.h"
 
 static void verdict_is_worst_severity(void **state)
@@ -122,6 +123,60 @@ static void empty_dir_fails_with_findings(void **state)
 	rmdir(tmpl);
 }
 
+/* Each check's default time budget grows with the model, and the
+ * functional check's covers the programs it runs: a watchdog at 300 s
+ * stopped a 600 s liveness check of a large student with FAIL
+ * check-over-budget before it could end on its own. */
+static void time_budget_covers_the_checks_own_budgets(void **state)
+{
+	double gib = (double)(1ull << 30);
+
+	(void)state;
+	assert_true(nx_verify_time_budget(NX_CHECK_INTEGRITY, 0) == NX_VERIFY_CHECK_S);
+	assert_true(nx_verify_time_budget(NX_CHECK_INTEGRITY, (uint64_t)(5 * gib)) ==
+		    NX_VERIFY_CHECK_S + 5 * NX_VERIFY_CHECK_S_PER_GIB);
+	assert_true(nx_verify_time_budget(NX_CHECK_FUNCTIONAL, 0) >=
+		    NX_VERIFY_CHECK_S + (NX_FUNCTIONAL_SELFTEST_MS + NX_FUNCTIONAL_IMPORT_MS +
+					 nx_functional_liveness_ms()) / 1000.0);
+}
+
+struct started { double integrity, functional; };
+
+static void record_start(void *ctx, const char *check, bool done, double seconds)
+{
+	struct started *s = ctx;
+
+	if (!done && !strcmp(check, NX_CHECK_INTEGRITY))
+		s->integrity = seconds;
+	if (!done && !strcmp(check, NX_CHECK_FUNCTIONAL))
+		s->functional = seconds;
+}
+
+/* nx_verify_bundle tells its progress callback each check's budget. */
+static void progress_gets_each_checks_budget(void **state)
+{
+	char tmpl[] = "/tmp/nx_verify_XXXXXX";
+	struct started got = { 0, 0 };
+	struct nx_verify_opts o;
+	nx_report *r = NULL;
+	nx_error e;
+	int fd;
+
+	(void)state;
+	assert_non_null(mkdtemp(tmpl));
+	fd = open(tmpl, O_RDONLY | O_DIRECTORY);
+	assert_true(fd >= 0);
+	nx_verify_opts_init(&o);
+	o.progress = record_start;
+	o.progress_ctx = &got;
+	assert_int_equal(nx_verify_bundle(&r, fd, tmpl, &o, &e), 0);
+	assert_true(got.integrity == nx_verify_time_budget(NX_CHECK_INTEGRITY, 0));
+	assert_true(got.functional == nx_verify_time_budget(NX_CHECK_FUNCTIONAL, 0));
+	nx_report_free(r);
+	close(fd);
+	rmdir(tmpl);
+}
+
 /* A FIFO at the manifest's name must not block the verifier. */
 static void fifo_manifest_does_not_block(void **state)
 {
@@ -171,6 +226,8 @@ int main(void)
 		cmocka_unit_test(empty_dir_fails_with_findings),
 		cmocka_unit_test(fifo_manifest_does_not_block),
 		cmocka_unit_test(policy_field_names),
+		cmocka_unit_test(time_budget_covers_the_checks_own_budgets),
+		cmocka_unit_test(progress_gets_each_checks_budget),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

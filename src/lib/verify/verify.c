@@ -62,6 +62,28 @@ static bool check_failed(const nx_report *r, const char *id)
 	return false;
 }
 
+/* Bytes of the model and its external data (model/), as listed so far. */
+static uint64_t model_bytes(const struct vfy_ctx *c)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < c->nentries; i++)
+		if (!strncmp(c->entries[i].path, "model/", 6) && S_ISREG(c->entries[i].mode))
+			n += c->entries[i].size;
+	return n;
+}
+
+double nx_verify_time_budget(const char *check, uint64_t model_bytes)
+{
+	double s = NX_VERIFY_CHECK_S +
+		   NX_VERIFY_CHECK_S_PER_GIB * (double)model_bytes / (double)(1ull << 30);
+
+	if (!strcmp(check, NX_CHECK_FUNCTIONAL))
+		s += (double)(NX_FUNCTIONAL_SELFTEST_MS + NX_FUNCTIONAL_IMPORT_MS +
+			      nx_functional_liveness_ms()) / 1000.0;
+	return s;
+}
+
 /* TRV-5: the bundle's selftest and its Python imports, in the sandbox. */
 static int functional(struct vfy_ctx *c, bool *skipped)
 {
@@ -84,9 +106,7 @@ static int functional(struct vfy_ctx *c, bool *skipped)
 	fo.backend = c->opts->sandbox;
 	fo.allow_no_sandbox = c->opts->allow_no_sandbox;
 	fo.sandbox_memory = c->opts->sandbox_memory;
-	for (size_t i = 0; i < c->nentries; i++)   /* the model and its external data */
-		if (!strncmp(c->entries[i].path, "model/", 6) && S_ISREG(c->entries[i].mode))
-			fo.model_bytes += c->entries[i].size;
+	fo.model_bytes = model_bytes(c);   /* the model and its external data */
 	fo.selftest = !c->opts->functional_imports_only;
 	/* not a repeat of anything the build did: it runs in every build too */
 	fo.liveness = true;
@@ -146,7 +166,8 @@ int nx_verify_bundle(nx_report **out, int bundle_dirfd, const char *bundle_path,
 	do {                                                            \
 		skipped = false;                                        \
 		if (opts->progress)                                     \
-			opts->progress(opts->progress_ctx, id, false, 0); \
+			opts->progress(opts->progress_ctx, id, false,     \
+				       nx_verify_time_budget(id, model_bytes(&c))); \
 		t = nx_now();                                              \
 		rc = (call);                                            \
 		if (rc)                                                 \
