@@ -19,9 +19,7 @@ void cli_init(struct cli_parser *p, const struct cli_verb *verb, int argc, char 
 {
 	memset(p, 0, sizeof(*p));
 	p->verb = verb;
-	p->argc = argc;
-	p->argv = argv;
-	p->i = 1;
+	nx_opt_init(&p->scan, argc, argv, 1);
 }
 
 void cli_help(const struct cli_verb *verb, FILE *f)
@@ -166,47 +164,43 @@ static const struct cli_opt *find_short(const struct cli_verb *v, char c)
 
 int cli_next(struct cli_parser *p)
 {
-	while (p->i < p->argc) {
-		char *a = p->argv[p->i++];
-		const struct cli_opt *o;
-		const char *eq = NULL;
+	struct nx_opt_scan *s = &p->scan;
+	const struct cli_opt *o = NULL;
 
-		if (p->only_pos || a[0] != '-' || a[1] == '\0') {
-			if (p->npos >= (int)(sizeof(p->pos) / sizeof(p->pos[0])))
-				return cli_usage(p->verb, "too many arguments"), -2;
-			p->pos[p->npos++] = a;
-			continue;
-		}
-		if (strcmp(a, "--") == 0) {
-			p->only_pos = true;
-			continue;
-		}
-		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+	for (;;) {
+		switch (nx_opt_next(s)) {
+		case NX_OPT_DONE:
+			return 0;
+		case NX_OPT_HELP:
 			cli_help(p->verb, stdout);
 			return -1;
+		case NX_OPT_POSITIONAL:
+			if (p->npos >= (int)(sizeof(p->pos) / sizeof(p->pos[0])))
+				return cli_usage(p->verb, "too many arguments"), -2;
+			p->pos[p->npos++] = (char *)s->word;
+			continue;
+		case NX_OPT_LONG:
+			o = find_long(p->verb, s->name, s->name_len);
+			break;
+		case NX_OPT_SHORT:
+			o = find_short(p->verb, s->short_name);
+			break;
+		case NX_OPT_BAD:
+			o = NULL;
+			break;
 		}
-		if (a[1] == '-') {
-			eq = strchr(a + 2, '=');
-			o = find_long(p->verb, a + 2, eq ? (size_t)(eq - a - 2) : strlen(a + 2));
-		} else {
-			o = a[2] == '\0' ? find_short(p->verb, a[1]) : NULL;
-		}
-		if (!o)
-			return cli_usage(p->verb, "unknown option '%s'", a), -2;
-		p->optarg = NULL;
-		if (o->arg) {
-			if (eq)
-				p->optarg = eq + 1;
-			else if (p->i < p->argc)
-				p->optarg = p->argv[p->i++];
-			else
-				return cli_usage(p->verb, "option '%s' needs %s", a, o->arg), -2;
-		} else if (eq) {
-			return cli_usage(p->verb, "option '--%s' takes no value", o->name), -2;
-		}
-		return o->key;
+		break;
 	}
-	return 0;
+	if (!o)
+		return cli_usage(p->verb, "unknown option '%s'", s->word), -2;
+	p->optarg = NULL;
+	if (o->arg) {
+		if (!(p->optarg = nx_opt_value(s)))
+			return cli_usage(p->verb, "option '%s' needs %s", s->word, o->arg), -2;
+	} else if (s->eq) {
+		return cli_usage(p->verb, "option '--%s' takes no value", o->name), -2;
+	}
+	return o->key;
 }
 
 void cli_status(const char *verb, const char *fmt, ...)

@@ -14,6 +14,7 @@
 #include "nexus/oci.h"
 #include "nexus/verify.h"
 #include "nexus/sandbox.h"
+#include "util/opt_int.h"
 
 typedef struct json_t json_t;
 
@@ -38,11 +39,8 @@ struct cli_verb {
 /* Parser state over argv for one verb; --help is handled here. */
 struct cli_parser {
 	const struct cli_verb *verb;
-	int argc;
-	char **argv;
-	int i;              /* next argv index */
+	struct nx_opt_scan scan;  /* util/opt_int.h: argv split into words */
 	const char *optarg; /* argument of the option just returned */
-	bool only_pos;      /* after "--" */
 	char *pos[64];      /* positional arguments, in order */
 	int npos;
 };

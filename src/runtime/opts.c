@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "rt.h"
+#include "util/opt_int.h"
 
 /* The long option a one-letter option stands for, or NULL. */
 static const char *short_name(char c)
@@ -80,7 +81,8 @@ static int number(struct rt_args *a, const struct rt_opt *o, const char *val)
 
 int rt_parse(struct rt_args *a, const struct rt_verb *v, int argc, char **argv)
 {
-	int i;
+	struct nx_opt_scan sc;
+	enum nx_opt_kind kind;
 
 	memset(a, 0, sizeof(*a));
 	a->tol = 1e-4;
@@ -93,44 +95,37 @@ int rt_parse(struct rt_args *a, const struct rt_verb *v, int argc, char **argv)
 	a->listen_fd = -1;
 	a->sample = -1;
 	a->threads = -1;
-	for (i = 1; i < argc; i++) {
-		const struct rt_opt *o;
-		const char *val = NULL, *eq;
-		size_t n;
+	nx_opt_init(&sc, argc, argv, 1);
+	while ((kind = nx_opt_next(&sc)) != NX_OPT_DONE) {
+		const struct rt_opt *o = NULL;
+		const char *val = NULL, *lng;
 
-		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+		switch (kind) {
+		case NX_OPT_HELP:
 			rt_help(v, stdout);
 			return -1;
-		}
-		if (argv[i][0] == '-' && argv[i][1] && argv[i][1] != '-' && !argv[i][2]) {
+		case NX_OPT_SHORT:
 			/* -t, -i, -o, -b: the short options `nexus run` has too */
-			const char *lng = short_name(argv[i][1]);
-
-			for (o = v->opts; lng && o->name; o++)
-				if (!strcmp(o->name, lng))
-					break;
-			if (!lng || !o->name)
-				return rt_usage(v, "unknown option '%s'", argv[i]);
-			eq = NULL;
-		} else if (strncmp(argv[i], "--", 2)) {
-			return rt_usage(v, "unexpected argument '%s'", argv[i]);
-		} else {
-			eq = strchr(argv[i], '=');
-			n = eq ? (size_t)(eq - argv[i] - 2) : strlen(argv[i] + 2);
+			if (!(lng = short_name(sc.short_name)))
+				return rt_usage(v, "unknown option '%s'", sc.word);
+			for (o = v->opts; o->name && strcmp(o->name, lng); o++)
+				;
+			break;
+		case NX_OPT_LONG:
 			for (o = v->opts; o->name; o++)
-				if (strlen(o->name) == n && !strncmp(o->name, argv[i] + 2, n))
+				if (strlen(o->name) == sc.name_len &&
+				    !strncmp(o->name, sc.name, sc.name_len))
 					break;
+			break;
+		default:   /* no verb of nexus_cli takes a positional argument */
+			return rt_usage(v, "unexpected argument '%s'", sc.word);
 		}
 		if (!o->name)
-			return rt_usage(v, "unknown option '%s'", argv[i]);
+			return rt_usage(v, "unknown option '%s'", sc.word);
 		if (o->arg) {
-			if (eq)
-				val = eq + 1;
-			else if (i + 1 < argc)
-				val = argv[++i];
-			else
+			if (!(val = nx_opt_value(&sc)))
 				return rt_usage(v, "option '--%s' needs %s", o->name, o->arg);
-		} else if (eq) {
+		} else if (sc.eq) {
 			return rt_usage(v, "option '--%s' takes no value", o->name);
 		}
 		switch (o->key) {
