@@ -197,10 +197,13 @@ $(TRUSTED): $(NX_CLI) $(RT_ORT) $(RT_NOTICES) $(TRUSTED_EARLIER)
 	$(Q){ echo "nexus $(VERSION)"; (cd $(RTDIR) && sha256sum bin/nexus_cli lib/* THIRD_PARTY_NOTICES); \
 		grep -v '^#' $(TRUSTED_EARLIER) || true; } > $@.tmp && chmod 0644 $@.tmp && mv $@.tmp $@
 
+# -MMD: a unit test that includes a source file (test_batching.c includes
+# src/runtime/input.c) is rebuilt when that file changes
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(wildcard tests/unit/*.h) $(LAYER_AR)
 	@mkdir -p $(@D)
 	$(call msg,LD,$@)
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LINK_AR) -lcmocka $(LIBS)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -MMD -MP -MT $@ -MF $@.d -o $@ $< $(LINK_AR) \
+		-lcmocka $(LIBS)
 
 # Fuzz targets are also built as plain programs that replay their corpus.
 $(BUILD)/tests/fuzz_%_replay: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LAYER_AR)
@@ -321,4 +324,4 @@ clean:
 setup:
 	bash scripts/setup.sh
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/tests -name '*.d' 2>/dev/null)
