@@ -53,7 +53,7 @@ static const struct cli_opt opts[] = {
 	 "soft_targets); repeatable", OPT_TERM},
 	{"time-budget", 0, "SECONDS", "a check running longer FAILs (check-over-budget) "
 	 "instead of hanging (default 300 + 60 per GiB of model; the functional check "
-	 "also its programs' 690)", OPT_TIME_BUDGET},
+	 "also its programs' own budgets)", OPT_TIME_BUDGET},
 	{"override-policy", 0, "FIELD", "let verify's own value replace this field of the bundle's "
 	 "signed policy, even if looser (" NX_POLICY_FIELD_NAMES "); a WARN finding; repeatable",
 	 OPT_OVERRIDE},

@@ -199,6 +199,11 @@ static void denied_modules(void **state)
 		"import torch\nsd = torch.load('x.pt')\n",
 		"from torch import serialization\n",
 		"import numpy as np\nl = np.ctypeslib.load_library('x', '.')\n",
+		/* a public name that is a private module (encodings.big5.mbc is
+		 * _multibytecodec), imported, from-imported or reached */
+		"import encodings.big5.mbc\n",
+		"from encodings.big5 import mbc\n",
+		"import encodings.big5 as b\nx = b.mbc.MultibyteCodec\n",
 		NULL
 	};
 

@@ -515,8 +515,22 @@ const char *nx_pyaudit__framework_inside(const char *dotted)
 	return NULL;
 }
 
+/* Also a private module of the standard library's implementation, by
+ * whatever name it was reached: every caller asks with the canonical name
+ * (encodings.big5.mbc is _multibytecodec), so an alias cannot slip past
+ * the rule that refuses `import _pickle`. */
 const char *nx_pyaudit__denied(const char *dotted)
 {
+	char first[NX_PYAUDIT_DOTTED_MAX + 1];
+	size_t top = strcspn(dotted, ".");
+
+	if (dotted[0] == '_' && top < sizeof(first)) {
+		memcpy(first, dotted, top);
+		first[top] = '\0';
+		if (strcmp(first, "__future__") && nx_pyaudit_stdlib(first))
+			return "a private module of the standard library's implementation; "
+			       "import its public module";
+	}
 	return under(denied, dotted);
 }
 
