@@ -177,6 +177,52 @@ static void progress_gets_each_checks_budget(void **state)
 	rmdir(tmpl);
 }
 
+/* The integrity check's budget, set before the bundle is listed, counts
+ * the model folder's files by the blocks they hold: a 1 GiB sparse file
+ * buys nothing, 1 MiB of data its share. */
+static void integrity_budget_counts_the_model_folder(void **state)
+{
+	char tmpl[] = "/tmp/nx_verify_XXXXXX", path[256];
+	static char data[1 << 20];
+	struct started got = { 0, 0 };
+	struct nx_verify_opts o;
+	nx_report *r = NULL;
+	nx_error e;
+	int fd, f;
+
+	(void)state;
+	assert_non_null(mkdtemp(tmpl));
+	snprintf(path, sizeof(path), "%s/model", tmpl);
+	assert_int_equal(mkdir(path, 0755), 0);
+	snprintf(path, sizeof(path), "%s/model/sparse.bin", tmpl);
+	f = open(path, O_WRONLY | O_CREAT, 0644);
+	assert_true(f >= 0 && ftruncate(f, 1 << 30) == 0);
+	close(f);
+	snprintf(path, sizeof(path), "%s/model/data.bin", tmpl);
+	f = open(path, O_WRONLY | O_CREAT, 0644);
+	memset(data, 7, sizeof(data));
+	assert_true(f >= 0 && write(f, data, sizeof(data)) == (ssize_t)sizeof(data));
+	assert_int_equal(fsync(f), 0);
+	close(f);
+	fd = open(tmpl, O_RDONLY | O_DIRECTORY);
+	assert_true(fd >= 0);
+	nx_verify_opts_init(&o);
+	o.functional = false;
+	o.progress = record_start;
+	o.progress_ctx = &got;
+	assert_int_equal(nx_verify_bundle(&r, fd, tmpl, &o, &e), 0);
+	assert_true(got.integrity >= nx_verify_time_budget(NX_CHECK_INTEGRITY, sizeof(data)));
+	assert_true(got.integrity < nx_verify_time_budget(NX_CHECK_INTEGRITY, 64u << 20));
+	nx_report_free(r);
+	close(fd);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/model/sparse.bin", tmpl);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/model", tmpl);
+	rmdir(path);
+	rmdir(tmpl);
+}
+
 /* A FIFO at the manifest's name must not block the verifier. */
 static void fifo_manifest_does_not_block(void **state)
 {
@@ -228,6 +274,7 @@ int main(void)
 		cmocka_unit_test(policy_field_names),
 		cmocka_unit_test(time_budget_covers_the_checks_own_budgets),
 		cmocka_unit_test(progress_gets_each_checks_budget),
+		cmocka_unit_test(integrity_budget_counts_the_model_folder),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
