@@ -28,6 +28,7 @@
 
 struct ex_par {
 	unsigned nthreads;        /* helpers + the caller */
+	bool sync;                /* lock, go and done were made */
 	pthread_t tid[NX_QUANT_THREADS_MAX];
 	pthread_mutex_t lock;
 	pthread_cond_t go, done;
@@ -81,8 +82,11 @@ static unsigned wanted(const struct ex *x)
 	return n < 1 ? 1 : n > NX_QUANT_THREADS_MAX ? NX_QUANT_THREADS_MAX : n;
 }
 
-/* Start the helpers; a helper that cannot be started only means fewer
- * threads (the output does not depend on their number). */
+/* Start the helpers.  Every failure here only means fewer threads, down
+ * to the caller alone, because the output does not depend on their number:
+ * without the lock and both conditions no helper is started, and a helper
+ * that cannot be created is one helper less.  NULL (out of memory): the
+ * caller quantizes alone. */
 static struct ex_par *par_start(struct ex *x)
 {
 	struct ex_par *p = calloc(1, sizeof(*p));
@@ -90,10 +94,20 @@ static struct ex_par *par_start(struct ex *x)
 
 	if (!p)
 		return NULL;
-	pthread_mutex_init(&p->lock, NULL);
-	pthread_cond_init(&p->go, NULL);
-	pthread_cond_init(&p->done, NULL);
-	for (p->nthreads = 1; p->nthreads < want; p->nthreads++)
+	p->nthreads = 1;
+	if (pthread_mutex_init(&p->lock, NULL) != 0)
+		return p;
+	if (pthread_cond_init(&p->go, NULL) != 0) {
+		pthread_mutex_destroy(&p->lock);
+		return p;
+	}
+	if (pthread_cond_init(&p->done, NULL) != 0) {
+		pthread_cond_destroy(&p->go);
+		pthread_mutex_destroy(&p->lock);
+		return p;
+	}
+	p->sync = true;
+	for (; p->nthreads < want; p->nthreads++)
 		if (pthread_create(&p->tid[p->nthreads], NULL, helper, p) != 0)
 			break;
 	return p;
@@ -131,15 +145,17 @@ void nx_export__par_release(struct ex *x)
 
 	if (!p)
 		return;
-	pthread_mutex_lock(&p->lock);
-	p->stop = true;
-	pthread_cond_broadcast(&p->go);
-	pthread_mutex_unlock(&p->lock);
-	for (i = 1; i < p->nthreads; i++)
-		pthread_join(p->tid[i], NULL);
-	pthread_cond_destroy(&p->go);
-	pthread_cond_destroy(&p->done);
-	pthread_mutex_destroy(&p->lock);
+	if (p->sync) {
+		pthread_mutex_lock(&p->lock);
+		p->stop = true;
+		pthread_cond_broadcast(&p->go);
+		pthread_mutex_unlock(&p->lock);
+		for (i = 1; i < p->nthreads; i++)
+			pthread_join(p->tid[i], NULL);
+		pthread_cond_destroy(&p->go);
+		pthread_cond_destroy(&p->done);
+		pthread_mutex_destroy(&p->lock);
+	}
 	free(p);
 	x->par = NULL;
 }
