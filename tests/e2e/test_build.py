@@ -269,6 +269,26 @@ def test_hard_link_refused(nexus, ws, out):
     assert not (out / "b").exists()
 
 
+def test_hard_linked_runtime_names_the_cause(nexus, ws, out, tmp_path):
+    """perf's build-id cache (~/.debug) hard-links the libraries it
+    profiled; the build then refuses the runtime's ONNX Runtime, and says
+    which file, its link count, the likely cause and what to do."""
+    import shutil
+    rt = tmp_path / "runtime"
+    shutil.copytree(RUNTIME_DIR, rt)
+    lib = rt / "lib" / "libonnxruntime.so.1"
+    cache = tmp_path / ".debug" / "build-id"
+    cache.mkdir(parents=True)
+    os.link(lib, cache / "elf")
+    r = build(nexus, ws, out / "b", env={"NEXUS_RUNTIME_DIR": str(rt)})
+    assert r.returncode in (2, 3), r.stderr
+    assert f"{lib} has 2 hard links" in r.stderr, r.stderr
+    assert "perf" in r.stderr and "~/.debug" in r.stderr
+    assert f"perf buildid-cache --purge {lib}" in r.stderr
+    assert f"find / -xdev -samefile {lib}" in r.stderr
+    assert not (out / "b").exists()
+
+
 def test_fifo_refused_without_blocking(nexus, ws, out):
     (ws / "LICENSE").unlink()
     os.mkfifo(ws / "LICENSE")

@@ -171,6 +171,18 @@ static int open_input(struct build *b, int *out, struct stat *st, int dirfd,
 		return rc;
 	/* DVC links its cache into the workspace: with linked layouts declared,
 	 * another name of the file is fine (the bytes are hashed as copied) */
+	if (st->st_nlink > 1 && b->rtfd >= 0 && dirfd == b->rtfd) {
+		/* not the user's workspace: say where, and the usual cause */
+		rc = nx_error_set(b->err, NX_EUNSAFE, path, 0, -1,
+				  "the runtime's %s/%s has %lu hard links, and nexus packages only "
+				  "a file no other name can change; the usual cause is perf, whose "
+				  "build-id cache (~/.debug) hard-links the libraries it profiled: "
+				  "run `perf buildid-cache --purge %s/%s` or remove ~/.debug (find "
+				  "the other names with `find / -xdev -samefile %s/%s`), or reinstall "
+				  "the runtime", b->opts->runtime_dir, path, (unsigned long)st->st_nlink,
+				  b->opts->runtime_dir, path, b->opts->runtime_dir, path);
+		goto fail;
+	}
 	if (st->st_nlink > 1 && !(dirfd == b->wsfd && b->ws->nfollow_roots)) {
 		rc = nx_error_set(b->err, NX_EUNSAFE, path, 0, -1,
 				  "%s has %lu hard links; copy it to a file of its own so the "
