@@ -153,11 +153,11 @@ void rt_input_release(struct rt_input *in)
 }
 
 /*
- * The batcher reads a window of inputs (at least RT_RUN_WINDOW, or
- * RT_WINDOW_BATCHES batches), sorts the ones that tokenized by length and
- * cuts the sorted window where padding would cost more than another Run
- * (rt_plan_batches), at most batch_size texts per batch, then emits the
- * window in input order.  Padding to the longest of 8 random texts cost
+ * The batcher reads a window of inputs (rt_batcher_window: at least
+ * RT_RUN_WINDOW, or RT_WINDOW_BATCHES batches), sorts the ones that
+ * tokenized by length and cuts the sorted window where padding would cost
+ * more than another Run (rt_plan_batches), at most batch_size texts per
+ * batch, then emits the window in input order.  Padding to the longest of 8 random texts cost
  * 1.3-2x on real workloads; fixed batches of 8 over a sorted window of 128
  * still ran 8% padded tokens on bench/run.py's 300 mixed texts, and a
  * batch of 1 (no padding) took 5% less CPU than that on the DistilBERT-
@@ -182,10 +182,8 @@ struct rt_batcher {
 	json_t **results;       /* per slot: result or error result */
 };
 
-int rt_batcher_new(struct rt_batcher **out, struct rt_session *s, struct rt_bundle *b,
-		   rt_emit_fn emit, void *ctx, nx_error *err)
+size_t rt_batcher_window(const struct rt_bundle *b)
 {
-	struct rt_batcher *q = calloc(1, sizeof(*q));
 	size_t bs = b->set.batch_size, cap = bs * RT_WINDOW_BATCHES;
 	size_t wide = RT_RUN_WINDOW_TOKENS / b->set.max_len;
 
@@ -195,6 +193,17 @@ int rt_batcher_new(struct rt_batcher **out, struct rt_session *s, struct rt_bund
 		cap = wide < RT_RUN_WINDOW ? wide : RT_RUN_WINDOW;
 	if (cap > RT_WINDOW_MAX)
 		cap = bs > RT_WINDOW_MAX ? bs : RT_WINDOW_MAX;
+	return cap;
+}
+
+int rt_batcher_new(struct rt_batcher **out, struct rt_session *s, struct rt_bundle *b,
+		   size_t cap, rt_emit_fn emit, void *ctx, nx_error *err)
+{
+	struct rt_batcher *q = calloc(1, sizeof(*q));
+	size_t bs = b->set.batch_size;
+
+	if (!cap)
+		cap = rt_batcher_window(b);
 	if (!q)
 		goto nomem;
 	q->s = s;
@@ -345,7 +354,11 @@ int rt_batcher_flush(struct rt_batcher *q, nx_error *err)
 
 	if (!q->n)
 		return 0;
-	if (q->nvalid) {
+	if (q->nvalid && q->cap <= bs) {
+		/* a window of one batch is the caller's cut (serve): one Run */
+		if ((rc = run_batch(q, q->order, q->nvalid, err)))
+			goto out;
+	} else if (q->nvalid) {
 		k = malloc(q->nvalid * sizeof(*k));
 		slots = malloc(q->nvalid * sizeof(*slots));
 		if (!k || !slots) {

@@ -150,7 +150,7 @@ static int cmd_run(const struct rt_verb *v, int argc, char **argv)
 	b.set.raw = a.raw;
 	p.flags = rt_session_json_flags(s);
 	nx_error_clear(&err);
-	rc = rt_batcher_new(&q, s, &b, print_result, &p, &err);
+	rc = rt_batcher_new(&q, s, &b, 0, print_result, &p, &err);
 	if (!rc)
 		rc = feed(&a, batch_add, batch_flush, q, &err);
 	if (!rc)

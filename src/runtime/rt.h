@@ -263,8 +263,13 @@ void rt_input_release(struct rt_input *in);
  */
 typedef int (*rt_emit_fn)(void *ctx, json_t *result);
 struct rt_batcher;
+/* cap: inputs held before a flush; 0: rt_batcher_window(b).  A batcher of
+ * at most batch_size inputs runs each flush as one Run: its caller cut the
+ * batch (serve, which plans its whole round with rt_plan_batches). */
 int rt_batcher_new(struct rt_batcher **out, struct rt_session *s, struct rt_bundle *b,
-		   rt_emit_fn emit, void *ctx, nx_error *err);
+		   size_t cap, rt_emit_fn emit, void *ctx, nx_error *err);
+/* `run`'s window: the inputs sorted by length at once */
+size_t rt_batcher_window(const struct rt_bundle *b);
 int rt_batcher_add(struct rt_batcher *q, const struct rt_input *in, nx_error *err);
 int rt_batcher_flush(struct rt_batcher *q, nx_error *err);
 void rt_batcher_free(struct rt_batcher *q);

@@ -66,8 +66,7 @@ struct sv_job {
 	nx_error err;
 	bool done;
 	pthread_cond_t answered; /* done became true (engine-owned: submit to wait) */
-	size_t longest;         /* engine-owned: tokens of its longest text */
-	size_t seq;             /* engine-owned: arrival order within a round */
+	size_t left;            /* engine-owned: texts not yet run */
 	struct sv_job *next;
 };
 

@@ -1,13 +1,14 @@
 /*
  * serve_engine.c - dynamic batching for `serve`: request threads queue
  * jobs (a bounded number of texts); ONE inference thread takes a round of
- * whole jobs (all that are queued, up to a window of texts; while fewer
- * than max-batch texts are queued and more requests are on their way, it
- * waits for them up to max-wait-ms), sorts the round's jobs by token count,
- * cuts the sorted round into batches of at most max-batch texts where the
- * padding would cost more than another Run (rt_plan_batches), and runs them
- * through the same batcher as `run` (a rejected input costs only itself),
- * answering each job as soon as its batch is done.
+ * whole jobs (all that are queued, up to `run`'s window of texts; while
+ * fewer than max-batch texts are queued and more requests are on their
+ * way, it waits for them up to max-wait-ms), sorts the round's texts by
+ * token count, cuts them into batches of at most max-batch texts where the
+ * padding would cost more than another Run (rt_plan_batches), and runs
+ * each batch as one Run through the same batcher as `run` (a rejected
+ * input costs only itself), answering each job as soon as its last text
+ * has run.
  *
  * Sorting the round is what makes batching pay under load: texts taken in
  * arrival order have random lengths, and a batch pads every text to its
@@ -16,9 +17,13 @@
  * clients).  Each job is answered within the round it was taken in, so a
  * long text waits at most for the round, never for ever.
  *
+ * The plan is made here, once, over texts (a job's texts may run in
+ * different batches); the batcher holds one batch (max-batch texts of
+ * max_sequence_length tokens) and runs it as given.
+ *
  * One thread because ONNX Runtime already uses the cores inside a Run, and
  * one session run at a time keeps memory flat.  Each job has its own
- * condition variable, so an answered batch wakes only its own requests.
+ * condition variable, so an answered job wakes only its own request.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -28,13 +33,22 @@
 
 #include "serve.h"
 
+/* one text of a round */
+struct sv_text {
+	struct sv_job *job;
+	size_t i;               /* its index in the job */
+	size_t tokens;          /* the sort key */
+	size_t seq;             /* arrival in the round: equal lengths keep their order */
+};
+
 struct sv_engine {
 	pthread_mutex_t mu;
 	pthread_cond_t wake;    /* the inference thread: work or stop */
 	struct sv_job *head, *tail;
 	size_t depth, cap;      /* texts queued, at most */
 	size_t batch;
-	size_t window;          /* texts taken in one round, at most */
+	size_t window;          /* texts taken in one round, at most (one job may be more) */
+	size_t room;            /* texts in one round, at most: window, or the largest job */
 	long wait_ms;
 	size_t coming;          /* requests begun that have not submitted yet */
 	bool stopping;
@@ -44,40 +58,36 @@ struct sv_engine {
 	struct sv_metrics *metrics;
 	struct rt_batcher *q;
 	int64_t *scratch;       /* max_len ids: token counts for "usage" and the sort */
-	struct sv_job **sorted; /* one round's jobs (window entries) */
-	size_t *longest, *texts; /* per sorted job: rt_plan_batches' input */
-	uint64_t *best;         /* rt_plan_batches: window + 1 entries */
-	size_t *from, *cut;     /* window + 1 entries */
-	/* the round being emitted: results go to jobs in order */
-	struct sv_job *round;
-	struct sv_job *emit_job;
-	size_t emit_at;
+	struct sv_text *texts;  /* one round's texts (room entries), sorted */
+	size_t *lens;           /* their token counts: rt_plan_batches' input */
+	uint64_t *best;         /* rt_plan_batches: room + 1 entries */
+	size_t *from, *cut;     /* room + 1 entries */
+	/* the batch being emitted: results go to these texts in order */
+	const struct sv_text *emit_text;
+	size_t emit_at, emit_n;
 };
 
 static int emit(void *ctx, json_t *r)
 {
 	struct sv_engine *e = ctx;
+	const struct sv_text *t;
 
 	if (!r)
 		return 0;
-	while (e->emit_job && e->emit_at == e->emit_job->n) {
-		e->emit_job = e->emit_job->next;
-		e->emit_at = 0;
-	}
-	if (!e->emit_job)
+	if (e->emit_at == e->emit_n)
 		return NX_EINTERNAL;  /* more results than texts: a bug */
-	e->emit_job->results[e->emit_at++] = json_incref(r);
+	t = &e->emit_text[e->emit_at++];
+	t->job->results[t->i] = json_incref(r);
 	return 0;
 }
 
-/* Token counts of each text of j (for "usage") and of its longest (the
- * round's sort key).  A text that does not tokenize counts 0: the batcher
- * gives it its error result. */
+/* Token counts of each text of j (for "usage" and the round's sort).  A
+ * text that does not tokenize counts 0: the batcher gives it its error
+ * result. */
 static void count_tokens(struct sv_engine *e, struct sv_job *j)
 {
 	size_t i;
 
-	j->longest = 0;
 	for (i = 0; i < j->n; i++) {
 		const char *text = j->pair ? j->pair : j->texts[i];
 		size_t len = j->pair ? j->pair_len : j->lens[i];
@@ -90,76 +100,82 @@ static void count_tokens(struct sv_engine *e, struct sv_job *j)
 			    : nx_tokenizer_encode(e->b->tok, text, len, e->b->set.max_len, e->scratch,
 						  &j->tokens[i], &te))
 			j->tokens[i] = 0;
-		if (j->tokens[i] > j->longest)
-			j->longest = j->tokens[i];
 	}
 }
 
-/* Runs one batch of jobs (a list linked by next) and answers them. */
-static void run_round(struct sv_engine *e, struct sv_job *round, size_t ntexts)
+/* Runs texts[0..n) (at most max-batch) as one batch, then answers the jobs
+ * whose last text this was.  A job is not touched after it is answered:
+ * its request frees it. */
+static void run_batch(struct sv_engine *e, const struct sv_text *texts, size_t n)
 {
-	struct sv_job *j;
 	nx_error err;
-	size_t i;
+	size_t i, k;
 	int rc = 0;
 
 	nx_error_clear(&err);
-	e->emit_job = round;
+	e->emit_text = texts;
 	e->emit_at = 0;
-	for (j = round; j && !rc; j = j->next)
-		for (i = 0; i < j->n && !rc; i++) {
-			struct rt_input in = { j->pair ? (char *)j->pair : j->texts[i],
-					       j->pair ? j->pair_len : j->lens[i], NULL,
-					       j->pair ? j->texts[i] : NULL, j->pair ? j->lens[i] : 0, NULL };
+	e->emit_n = n;
+	for (i = 0; i < n && !rc; i++) {
+		const struct sv_job *j = texts[i].job;
+		size_t t = texts[i].i;
+		struct rt_input in = { j->pair ? (char *)j->pair : j->texts[t],
+				       j->pair ? j->pair_len : j->lens[t], NULL,
+				       j->pair ? j->texts[t] : NULL, j->pair ? j->lens[t] : 0, NULL };
 
-			rc = rt_batcher_add(e->q, &in, &err);
-		}
+		rc = rt_batcher_add(e->q, &in, &err);
+	}
 	if (!rc)
 		rc = rt_batcher_flush(e->q, &err);
-	sv_metrics_batch(e->metrics, ntexts);
+	sv_metrics_batch(e->metrics, n);
 	pthread_mutex_lock(&e->mu);
-	for (j = round; j; j = j->next) {
-		j->rc = rc;
-		j->err = err;
-		for (i = 0; !rc && i < j->n; i++)
-			if (!j->results[i])
+	for (i = 0; i < n; i++) {
+		struct sv_job *j = texts[i].job;
+
+		if (rc && !j->rc) {
+			j->rc = rc;
+			j->err = err;
+		}
+		if (--j->left)
+			continue;
+		for (k = 0; !j->rc && k < j->n; k++)
+			if (!j->results[k])
 				j->rc = nx_error_set(&j->err, NX_EINTERNAL, NULL, 0, -1,
-						     "no result for input %zu", i);
+						     "no result for input %zu", k);
 		j->done = true;
 		pthread_cond_signal(&j->answered);
 	}
 	pthread_mutex_unlock(&e->mu);
 }
 
-/* by longest text, then arrival: equal lengths keep their order */
-static int by_longest(const void *a, const void *b)
+/* by token count, then arrival */
+static int by_tokens(const void *a, const void *b)
 {
-	const struct sv_job *x = *(struct sv_job *const *)a, *y = *(struct sv_job *const *)b;
+	const struct sv_text *x = a, *y = b;
 
-	if (x->longest != y->longest)
-		return x->longest < y->longest ? -1 : 1;
+	if (x->tokens != y->tokens)
+		return x->tokens < y->tokens ? -1 : 1;
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-/* Sorts a round (a list of jobs linked by next) by token count and runs
- * it in the batches rt_plan_batches chose, shortest first: a job is never
- * split, one with more than max-batch texts is a batch alone. */
+/* Sorts a round's texts (jobs linked by next, room texts at most) by
+ * token count and runs them in the batches rt_plan_batches chose,
+ * shortest first. */
 static void run_sorted(struct sv_engine *e, struct sv_job *round)
 {
-	size_t n = 0, i, k, m, texts;
+	size_t n = 0, i, k;
 	struct sv_job *j;
 
 	for (j = round; j; j = j->next) {
 		count_tokens(e, j);
-		j->seq = n;
-		e->sorted[n++] = j;
+		j->left = j->n;
+		for (i = 0; i < j->n; i++, n++)
+			e->texts[n] = (struct sv_text){ j, i, j->tokens[i], n };
 	}
-	qsort(e->sorted, n, sizeof(*e->sorted), by_longest);
-	for (i = 0; i < n; i++) {
-		e->longest[i] = e->sorted[i]->longest;
-		e->texts[i] = e->sorted[i]->n;
-	}
-	rt_plan_batches(e->longest, e->texts, n, e->batch, e->best, e->from);
+	qsort(e->texts, n, sizeof(*e->texts), by_tokens);
+	for (i = 0; i < n; i++)
+		e->lens[i] = e->texts[i].tokens;
+	rt_plan_batches(e->lens, NULL, n, e->batch, e->best, e->from);
 	/* the cuts, read back from the end: cut[start] = end of that batch */
 	for (i = n; i > 0; i = k) {
 		k = e->from[i];
@@ -167,11 +183,7 @@ static void run_sorted(struct sv_engine *e, struct sv_job *round)
 	}
 	for (i = 0; i < n; i = k) {
 		k = e->cut[i];
-		for (m = i, texts = 0; m < k; m++) {
-			texts += e->sorted[m]->n;
-			e->sorted[m]->next = m + 1 < k ? e->sorted[m + 1] : NULL;
-		}
-		run_round(e, e->sorted[i], texts);
+		run_batch(e, e->texts + i, k - i);
 	}
 }
 
@@ -230,9 +242,8 @@ static void engine_free(struct sv_engine *e)
 {
 	rt_batcher_free(e->q);
 	free(e->scratch);
-	free(e->sorted);
-	free(e->longest);
 	free(e->texts);
+	free(e->lens);
 	free(e->best);
 	free(e->from);
 	free(e->cut);
@@ -253,30 +264,42 @@ int sv_engine_start(struct sv_engine **out, struct rt_bundle *b, struct rt_sessi
 	e->metrics = m;
 	e->cap = queue;
 	e->batch = batch;
-	/* the batcher's window: as many texts as `run` sorts at once */
-	e->window = batch * RT_WINDOW_BATCHES < RT_WINDOW_MAX ? batch * RT_WINDOW_BATCHES
-		  : batch > RT_WINDOW_MAX ? batch : RT_WINDOW_MAX;
+	/* a round: as many texts as `run` sorts at once; one job (at most
+	 * the queue, at most SV_INPUTS_MAX texts) may be more */
+	e->window = rt_batcher_window(b);
+	e->room = queue < SV_INPUTS_MAX ? queue : SV_INPUTS_MAX;
+	if (e->room < e->window)
+		e->room = e->window;
 	e->wait_ms = wait_ms;
 	e->scratch = calloc(b->set.max_len, sizeof(*e->scratch));
-	e->sorted = calloc(e->window, sizeof(*e->sorted));
-	e->longest = calloc(e->window, sizeof(*e->longest));
-	e->texts = calloc(e->window, sizeof(*e->texts));
-	e->best = calloc(e->window + 1, sizeof(*e->best));
-	e->from = calloc(e->window + 1, sizeof(*e->from));
-	e->cut = calloc(e->window + 1, sizeof(*e->cut));
-	if (!e->scratch || !e->sorted || !e->longest || !e->texts || !e->best || !e->from || !e->cut) {
+	e->texts = calloc(e->room, sizeof(*e->texts));
+	e->lens = calloc(e->room, sizeof(*e->lens));
+	e->best = calloc(e->room + 1, sizeof(*e->best));
+	e->from = calloc(e->room + 1, sizeof(*e->from));
+	e->cut = calloc(e->room + 1, sizeof(*e->cut));
+	if (!e->scratch || !e->texts || !e->lens || !e->best || !e->from || !e->cut) {
 		engine_free(e);
 		return nx_error_oom(err, NULL);
 	}
-	if ((rc = rt_batcher_new(&e->q, s, b, emit, e, err))) {
+	/* the batcher holds one batch: the plan is run_sorted's */
+	if ((rc = rt_batcher_new(&e->q, s, b, batch, emit, e, err))) {
 		engine_free(e);
 		return rc;
 	}
-	pthread_mutex_init(&e->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&e->wake, &ca);
-	pthread_condattr_destroy(&ca);
+	if ((rc = pthread_mutex_init(&e->mu, NULL))) {
+		engine_free(e);
+		return nx_error_errno(err, NX_EIO, rc, NULL, "cannot make the queue's lock");
+	}
+	if (!(rc = pthread_condattr_init(&ca))) {
+		if (!(rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC)))
+			rc = pthread_cond_init(&e->wake, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	if (rc) {
+		pthread_mutex_destroy(&e->mu);
+		engine_free(e);
+		return nx_error_errno(err, NX_EIO, rc, NULL, "cannot make the queue's condition");
+	}
 	if ((rc = pthread_create(&e->thread, NULL, worker, e))) {
 		pthread_cond_destroy(&e->wake);
 		pthread_mutex_destroy(&e->mu);
@@ -299,12 +322,13 @@ void sv_engine_expect(struct sv_engine *e, int delta)
 int sv_engine_submit(struct sv_engine *e, struct sv_job *job)
 {
 	pthread_mutex_lock(&e->mu);
-	if (e->stopping || e->depth + job->n > e->cap) {
+	if (e->stopping || job->n > e->room || e->depth + job->n > e->cap) {
 		pthread_mutex_unlock(&e->mu);
 		return NX_ELIMIT;
 	}
 	job->next = NULL;
 	job->done = false;
+	job->rc = 0;
 	pthread_cond_init(&job->answered, NULL);
 	if (e->tail)
 		e->tail->next = job;

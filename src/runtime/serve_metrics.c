@@ -140,7 +140,7 @@ char *sv_metrics_text(struct sv_metrics *m, size_t queue_depth, size_t inflight,
 		histogram(f, "nexus_request_duration_seconds", label, lat_le, NLAT, m->lat[e],
 			  m->lat_sum[e]);
 	}
-	fprintf(f, "# HELP nexus_batch_size Texts per inference round of the batching thread.\n"
+	fprintf(f, "# HELP nexus_batch_size Texts per inference (one ONNX Runtime Run) of the batching thread.\n"
 		   "# TYPE nexus_batch_size histogram\n");
 	histogram(f, "nexus_batch_size", "", batch_le, NBATCH, m->batch, (double)m->batch_sum);
 	pthread_mutex_unlock(&m->mu);

@@ -223,6 +223,25 @@ def test_lone_client_does_not_wait_for_a_batch(clf, server_factory):
     assert time.monotonic() - t0 < 2, "each request waited --max-wait-ms alone"
 
 
+def test_one_plan_one_run_per_batch(clf, server_factory):
+    """serve cuts a round into batches once, over texts, and each batch is
+    one Run: a request of a 3-token and a 32-token text (max_sequence_length
+    32) runs as two batches (16 + 3 + 16 + 32 padded-token units against
+    16 + 2 x 32), and nexus_batch_size counts those two Runs."""
+    cli, want = clf
+    long_text = " ".join(WORDS * 4)
+    texts = ["hello", long_text]
+    ran = dict(zip(texts, jsonl(run_texts(cli, texts).stdout)))
+    srv = server_factory(cli, "--max-batch", "8")
+    status, _, body = srv.post("/predict", {"texts": [long_text, "hello"]})
+    assert status == 200, body
+    assert same(body["results"][0], ran[long_text]) and same(body["results"][1], ran["hello"])
+    samples, _ = parse_prometheus(srv.get("/metrics")[2].decode())
+    assert samples[("nexus_batch_size_count", ())] == 2, samples
+    assert samples[("nexus_batch_size_sum", ())] == 2
+    assert srv.stop() == 0
+
+
 def test_embeddings_openai_shape(tmp_path, server_factory):
     cli = make_bundle(tmp_path / "e", task="embedding", selftest=False,
                       extra_yaml="pooling: mean\nnormalize: true\noutput: hidden\n")
