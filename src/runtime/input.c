@@ -7,12 +7,14 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "rt.h"
 
 struct rt_reader {
 	FILE *f;
 	bool close;
+	bool stream;            /* not a regular file: a pipe, a socket, a terminal */
 	char *line;
 	size_t cap;
 	long lineno;
@@ -21,6 +23,7 @@ struct rt_reader {
 int rt_reader_open(struct rt_reader **out, const char *path, nx_error *err)
 {
 	struct rt_reader *r = calloc(1, sizeof(*r));
+	struct stat st;
 
 	if (!r)
 		return nx_error_oom(err, NULL);
@@ -34,6 +37,7 @@ int rt_reader_open(struct rt_reader **out, const char *path, nx_error *err)
 	} else {
 		r->close = true;
 	}
+	r->stream = fstat(fileno(r->f), &st) != 0 || !S_ISREG(st.st_mode);
 	*out = r;
 	return 0;
 }
@@ -49,24 +53,31 @@ static int bad(struct rt_input *in, long lineno, const char *why)
 }
 
 /*
- * True when the next line is not here yet: stdio holds no unread input and
- * the descriptor has none ready.  `run --input -` answers what it has read
- * at that point instead of waiting for a full window: a client that writes
- * one line and waits for its answer (a pipe, a co-process) would otherwise
- * wait for ever.  A file is always ready, so files keep the whole window.
- * The stdio check reads glibc's FILE, which <stdio.h> declares in full;
- * elsewhere only the descriptor is asked (a window may then end early:
- * smaller batches, the same answers).
+ * True when the next line is not here yet: stdio holds no whole line and
+ * the descriptor has nothing ready.  `run --input -` answers what it has
+ * read at that point instead of waiting for a full window: a client that
+ * writes one line and waits for its answer (a pipe, a co-process) would
+ * otherwise wait for ever, and so would one whose writes end inside a line
+ * (a block-buffered writer).  A file is always ready, so files keep the
+ * whole window.  The stdio check reads glibc's FILE, which <stdio.h>
+ * declares in full; elsewhere only the descriptor is asked (a window may
+ * then end early: smaller batches, the same answers).
  */
 bool rt_reader_idle(const struct rt_reader *r)
 {
 	struct pollfd p = { .fd = fileno(r->f), .events = POLLIN };
 
 #ifdef __GLIBC__
-	if (r->f->_IO_read_ptr < r->f->_IO_read_end)
+	if (r->f->_IO_read_ptr < r->f->_IO_read_end &&
+	    memchr(r->f->_IO_read_ptr, '\n', (size_t)(r->f->_IO_read_end - r->f->_IO_read_ptr)))
 		return false;
 #endif
 	return poll(&p, 1, 0) == 0;
+}
+
+bool rt_reader_stream(const struct rt_reader *r)
+{
+	return r->stream;
 }
 
 int rt_reader_next(struct rt_reader *r, struct rt_input *in, nx_error *err)

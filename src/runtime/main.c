@@ -12,6 +12,7 @@
 
 #include "onnxruntime_c_api.h"
 #include "nexus/bundle.h"
+#include "nexus/clock.h"
 #include "nexus/tokdecode.h"
 #include "rt.h"
 #include "serve.h"
@@ -79,6 +80,8 @@ static int feed(const struct rt_args *a, int (*add)(void *, const struct rt_inpu
 {
 	struct rt_reader *r = NULL;
 	struct rt_input in;
+	double oldest = 0;      /* when the oldest input not yet answered was read */
+	bool stream;
 	size_t i;
 	int rc = 0;
 
@@ -97,11 +100,20 @@ static int feed(const struct rt_args *a, int (*add)(void *, const struct rt_inpu
 		return 0;
 	if ((rc = rt_reader_open(&r, a->input, err)))
 		return rc;
+	/* From a stream, the inputs read are answered when the next line is
+	 * not there yet, or at the latest RT_STREAM_WAIT_S after the oldest
+	 * of them was read: a steady stream (a line every 10 ms) would
+	 * otherwise wait for a whole window. */
+	stream = idle && rt_reader_stream(r);
 	while ((rc = rt_reader_next(r, &in, err)) == 1) {
+		if (stream && !oldest)
+			oldest = nx_now();
 		rc = add(ctx, &in, err);
 		rt_input_release(&in);
-		if (!rc && idle && rt_reader_idle(r))
+		if (!rc && stream && (rt_reader_idle(r) || nx_now() - oldest >= RT_STREAM_WAIT_S)) {
 			rc = idle(ctx, err);
+			oldest = 0;
+		}
 		if (rc)
 			break;
 	}

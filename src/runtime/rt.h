@@ -42,6 +42,7 @@
 #define RT_WINDOW_MAX 1024           /* ... and in inputs */
 #define RT_RUN_WINDOW 512            /* `run` reads ahead at least this many inputs ... */
 #define RT_RUN_WINDOW_TOKENS (1u << 18) /* ... while inputs x max_sequence_length fit this */
+#define RT_STREAM_WAIT_S 0.05        /* from a stream, answer an input read this long ago */
 /* What one Run costs beyond its tokens, in padded tokens: ONNX Runtime's
  * fixed work per Run and per op.  A guess, not a measurement (on the
  * encoders of bench/run.py a token costs about 0.1-0.6 ms on one thread);
@@ -250,6 +251,8 @@ int rt_reader_open(struct rt_reader **out, const char *path, nx_error *err);
 int rt_reader_next(struct rt_reader *r, struct rt_input *in, nx_error *err);
 /* true when the next line has not arrived yet (a pipe the writer waits on) */
 bool rt_reader_idle(const struct rt_reader *r);
+/* true unless the input is a regular file (whose lines are all there) */
+bool rt_reader_stream(const struct rt_reader *r);
 void rt_reader_free(struct rt_reader *r);
 void rt_input_release(struct rt_input *in);
 

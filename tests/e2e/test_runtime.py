@@ -219,6 +219,64 @@ def test_stdin_answers_each_line_before_the_next_arrives(bundle, verb):
     assert got == want
 
 
+def _stream_to_run(cli, write_for, seconds):
+    """`run --input -` fed by write_for(fd) until `seconds` pass; returns
+    (lines written, answers read before the writer stopped, all answers)."""
+    import threading
+    import time
+    p = subprocess.Popen([str(cli), "run", "--input", "-"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    answered = []
+
+    def read():
+        for line in p.stdout:
+            answered.append((time.monotonic(), json.loads(line)))
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    try:
+        fd, n = p.stdin.fileno(), 0
+        stop = time.monotonic() + seconds
+        while time.monotonic() < stop:
+            n += write_for(fd, n)
+        stopped = time.monotonic()
+        early = sum(1 for at, _ in answered if at < stopped)
+        p.stdin.close()
+        assert p.wait(timeout=120) == 0, p.stderr.read()
+        t.join(60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return n, early, [a for _, a in answered]
+
+
+def _split_lines(fd, n):
+    """A line every 10 ms, each write ending inside the next line, as a
+    block-buffered writer's do."""
+    import time
+    time.sleep(0.01)
+    os.write(fd, (b"" if n else b"hello ") + b"world %d\nhello " % n)
+    return 1
+
+
+def _long_lines(fd, n):
+    """1 MB lines as fast as the pipe takes them: the reader is never idle."""
+    os.write(fd, b"free money now " * 70000 + b"\n")
+    return 1
+
+
+@pytest.mark.parametrize("writer", [_split_lines, _long_lines], ids=["split", "long"])
+def test_steady_stream_is_answered_while_it_lasts(bundle, writer):
+    """A stream that keeps arriving, with fewer lines than a window (512),
+    gets answers while it lasts: at the latest RT_STREAM_WAIT_S (50 ms)
+    after an input was read, or as soon as the next line is not whole."""
+    n, early, answers = _stream_to_run(bundle, writer, 3)
+    assert n < 512
+    assert early > 0, f"{n} lines in 3 s and no answer before the writer stopped"
+    assert len(answers) == n + (writer is _split_lines)  # "hello " ends the split stream
+    assert all("label" in a for a in answers), answers[:3]
+
+
 def test_long_text_is_truncated(bundle):
     text = "hello world " * 500
     ids = token_ids(bundle, [text])[0]
