@@ -125,8 +125,15 @@ static void run_batch(struct sv_engine *e, const struct sv_text *texts, size_t n
 
 		rc = rt_batcher_add(e->q, &in, &err);
 	}
-	if (!rc)
+	/* flushed even after a failed add, so that the texts it holds never
+	 * join the next batch; they are the first ones of emit_text */
+	if (rc) {
+		nx_error later;
+
+		rt_batcher_flush(e->q, &later);
+	} else {
 		rc = rt_batcher_flush(e->q, &err);
+	}
 	sv_metrics_batch(e->metrics, n);
 	pthread_mutex_lock(&e->mu);
 	for (i = 0; i < n; i++) {
