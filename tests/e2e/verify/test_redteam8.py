@@ -194,6 +194,29 @@ def test_numpy_test_does_run_readme_code(tmp_path):
     assert out.read_text() == "ran"
 
 
+# ------------------------------------------------------- cost (fixed)
+# Every Python token of a src/ file is held at once (about 100 bytes each,
+# in the code scan and again in the audit), and a file may be 64 MiB: a
+# 6 MB statement of 3 M one-byte tokens took 540 MB and 30-90 s, and it
+# compresses to nothing, so the leak budget does not stop it either.  The
+# lexer now ends a file at NX_PYLEX_TOKENS_MAX tokens with an error.
+def test_python_tokens_within_the_memory_budget(nexus, bundle):
+    """docs/TRV.md: 256 MiB peak RSS of nexus verify for any bundle.  Under
+    that limit, verify must still answer (a FAIL), not run out of memory."""
+    from verify_helpers import verify
+    bundle.smuggle("src/helpers.py", "X = (" + "a," * 1_600_000 + ")\n")
+    limit = 256 << 20
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+    env = dict(os.environ, NEXUS_RUNTIME_DIR=str(bundle.runtime_dir))
+    r = subprocess.run([nexus, "verify", "--json", "--no-sandbox", bundle.root],
+                       capture_output=True, text=True, env=env, preexec_fn=cap, timeout=300)
+    assert r.returncode == 1 and json.loads(r.stdout)["verdict"] == "FAIL", \
+        (r.returncode, r.stderr[-500:])
+
+
 # ------------------------------------- ONNX places that hold free data
 # Guards: each is caught today.
 def _blob_graph(name):
