@@ -229,8 +229,9 @@ int nx_onnx_canon_check(struct nx_onnx_canon *out, int fd, const char *path, nx_
 
 /*
  * Stream every number the model's attributes hold (f, i, floats, ints, at
- * any depth: nodes, subgraphs, functions) to fn, in file order: a float as
- * its 4 bytes, an integer as 8, little-endian.  Walks as
+ * any depth: nodes, subgraphs, functions), every shape dimension (dim_value
+ * of inputs, outputs, value_info) and every opset version to fn, in file
+ * order: a float as its 4 bytes, an integer as 8, little-endian.  Walks as
  * nx_onnx_canon_check() does and stops, returning 0, at the first
  * departure from the canonical form (a model that departs fails that
  * check).  fn returning non-zero stops the walk and that value is returned;

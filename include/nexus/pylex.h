@@ -78,7 +78,16 @@ typedef struct nx_pylex {
 	int doc_next;         /* next logical line may hold a docstring */
 	int done;
 	int peeking;          /* no docstring look-ahead inside look-ahead */
+	size_t ntokens;       /* tokens returned so far (NX_PYLEX_TOKENS_MAX) */
 } nx_pylex;
+
+/*
+ * Tokens of one buffer, at most: the scanners hold a file's tokens at once
+ * (about 100 bytes each), so past this an ERROR token ends the input, and
+ * verify stays within its 256 MiB (docs/TRV.md, Cost).  Serving code is
+ * far below it: a 6 MB statement of 3 M one-byte tokens took 540 MB (red team 8).
+ */
+#define NX_PYLEX_TOKENS_MAX 1000000u
 
 /* Start lexing buf[0..len).  buf is borrowed; NUL bytes are errors. */
 void nx_pylex_init(nx_pylex *lx, const char *buf, size_t len);

@@ -259,6 +259,12 @@ static int walk_field(struct canon *c, const struct nx_pb_reader *r, enum msg ty
 	if (type == M_ATTR && c->numbers && f->num >= 2 && f->num <= 8 && f->num != 4 &&
 	    (fs->kind == K_FIXED32 || fs->kind == K_VARINT) && (rc = attr_number(c, f)) != 0)
 		return rc;
+	/* a shape's dimensions and an opset's version are numbers the model's
+	 * author picks as freely: value_info on every edge held 48 bytes of
+	 * them per node (red team 8) */
+	if (c->numbers && ((type == M_DIM && f->num == 1) || (type == M_OPSET && f->num == 2)) &&
+	    (rc = attr_number(c, f)) != 0)
+		return rc;
 	/* node outputs, counted into the enclosing graph's first[0] */
 	if (type == M_NODE && f->num == 2 && up)
 		up->first[0].value++;

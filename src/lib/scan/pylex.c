@@ -364,6 +364,17 @@ int nx_pylex_next(nx_pylex *lx, nx_py_token *t)
 	int f;
 	const char *msg;
 
+	if (lx->ntokens++ == NX_PYLEX_TOKENS_MAX) {
+		/* one ERROR, then the end: no caller holds more tokens */
+		memset(t, 0, sizeof(*t));
+		t->start = lx->pos;
+		t->line = lx->line;
+		t->col = (long)(lx->pos - lx->line_start) + 1;
+		t->msg = "more than 1000000 tokens, more than any serving code holds";
+		lx->pos = lx->len;
+		lx->line_has_tokens = 0;
+		return t->kind = NX_PY_ERROR;
+	}
 again:
 	memset(t, 0, sizeof(*t));
 	p = lx->pos;

@@ -15,7 +15,8 @@
  *   model/student_model.onnx   every string of the model (names, doc strings,
  *                              metadata, attribute and tensor strings) and
  *                              its attribute tensors' contents (Constant values)
- *                              and every number of its attributes (lists too)
+ *                              and every number of its attributes (lists too),
+ *                              shape dimensions and opset versions
  *   manifest.json              its strings (paths, ids, architecture,
  *                              platform, ...)
  *   THIRD_PARTY_NOTICES        nothing when the runtime is trusted: it is then
