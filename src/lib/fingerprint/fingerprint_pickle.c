@@ -47,11 +47,15 @@ struct scan {
 	size_t nm, capm;
 	uint64_t nmemoize;        /* MEMOIZE opcodes seen */
 	struct tok prev, last;    /* the last two values pushed */
-	int state;                /* 1: after 'storage'; 2: after its class;
-				     3: after its key (the location follows) */
+	int state;                /* 1: after 'storage' (11, 12: and one or two
+				     strings, STACK_GLOBAL's); 2: after its
+				     class; 3: after its key (the location
+				     follows) */
 	int32_t dtype;
 	struct tok name;          /* the last string before 'storage': the
 				     state-dict key of the tensor, mostly */
+	struct tok name1, name2;  /* name before the last two values (a
+				     STACK_GLOBAL's strings are no name) */
 	struct nx_fp__dtype *out;
 	size_t nout, capout;
 };
@@ -95,13 +99,17 @@ static int push(struct scan *s, struct tok t)
 {
 	s->prev = s->last;
 	s->last = t;
+	s->name2 = s->name1;
+	s->name1 = s->name;
 	if (t.kind == TOK_STR && t.n == 7 && !memcmp(t.s, "storage", 7)) {
 		s->state = 1;
 	} else if (s->state == 3 && t.kind == TOK_STR) {
 		s->state = 0;      /* the location ('cpu') is no tensor's name */
-	} else if (s->state == 1 && t.kind == TOK_CLASS) {
+	} else if ((s->state == 1 || s->state == 12) && t.kind == TOK_CLASS) {
 		s->state = 2;
 		s->dtype = t.dtype;
+	} else if ((s->state == 1 || s->state == 11) && t.kind == TOK_STR) {
+		s->state = s->state == 1 ? 11 : 12;   /* STACK_GLOBAL's module, name */
 	} else if (s->state == 2 && t.kind == TOK_STR && t.n < sizeof(s->out->key)) {
 		if (NX_ARRAY_PUSH(s->out, s->capout, s->nout))
 			return -1;
@@ -213,6 +221,8 @@ int nx_fp__pickle_dtypes(const unsigned char *p, size_t len, struct nx_fp__dtype
 				t.kind = TOK_CLASS;
 				t.dtype = dt;
 			}
+			if (s.prev.kind == TOK_STR && s.last.kind == TOK_STR)
+				s.name = s.name2;
 			rc = push(&s, t);
 			continue;
 		}

@@ -77,12 +77,13 @@ static double elem(const unsigned char *p, unsigned kind)
 static bool float_steps(const unsigned char *p, size_t n, unsigned kind)
 {
 	size_t w = kind == 4 ? 4 : 2, i, k = n / w;
-	double v0 = elem(p, kind), d = elem(p + w, kind) - v0;
+	/* the step from the ends: v1 - v0 carries v1's rounding error k times */
+	double v0 = elem(p, kind), d = (elem(p + (k - 1) * w, kind) - v0) / (double)(k - 1);
 	double eps = kind == 4 ? 1e-6 : kind == 10 ? 1e-3 : 8e-3;
 
 	if (!isfinite(v0) || !isfinite(d) || d == 0)
 		return false;
-	for (i = 2; i < k; i++) {
+	for (i = 1; i < k; i++) {
 		double v = elem(p + i * w, kind), want = v0 + (double)i * d;
 
 		if (!isfinite(v) || fabs(v - want) > eps * (fabs(v0) + fabs((double)i * d)))
