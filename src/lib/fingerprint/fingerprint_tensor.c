@@ -120,7 +120,7 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 	struct fp_casts casts;
 	struct nx_fp__vfeed vf;
 	uint64_t len = src->widen ? 2 * src->len : src->len;
-	bool keep, cast = w->collect && src->f32, sized = !len || (w->nsizes &&
+	bool keep, trivial, cast = w->collect && src->f32, sized = !len || (w->nsizes &&
 			   bsearch(&len, w->sizes, w->nsizes, sizeof(*w->sizes), nx_fp__u64_cmp));
 	/* as onnx_tensors sizes an encoded tensor: at most 8 bytes a varint */
 	bool big = (src->t && src->t->contents_encoded ? src->t->data_length * 8 : len) >= w->min;
@@ -155,11 +155,12 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 		feed = widen_feed;
 		ctx = &wd;
 	}
+	/* 2 x min: a tensor under that has casts under min */
 	if (w->collect) {
-		if (!(tee.buf = malloc(w->min))) {
+		if (!(tee.buf = malloc(2 * w->min))) {
 			rc = nx_error_oom(err, NULL);
 		} else {
-			tee = (struct tee){ feed, ctx, tee.buf, w->min, 0 };
+			tee = (struct tee){ feed, ctx, tee.buf, 2 * w->min, 0 };
 			feed = tee_feed;
 			ctx = &tee;
 		}
@@ -167,8 +168,8 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 	if (!rc)
 		rc = src->t ? nx_onnx_tensor_read(fd, path, src->t, feed, ctx, err) :
 			      nx_hash__read_range(fd, path, src->off, src->len, feed, ctx, err);
-	keep = !rc && h.total >= nx_fp__floor(w->min) &&
-	       (!w->collect || h.total >= w->min || !nx_fp__trivial(tee.buf, tee.n));
+	trivial = w->collect && !rc && h.total < 2 * w->min && nx_fp__trivial(tee.buf, tee.n);
+	keep = !rc && h.total >= nx_fp__floor(w->min) && (h.total >= w->min || !trivial);
 	free(tee.buf);
 	if (!rc && !w->collect && h.vf)
 		nx_fp__vfeed_judge(&vf, &h.values);
@@ -178,8 +179,9 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 	if (!rc && keep)
 		rc = w->fn(w->ctx, name, &h, false, err);
 	if (cast) {
+		/* a trivial tensor's casts are as common as it is */
 		end = nx_fp__casts_end(&casts, rc || !keep ? NULL : w->collect, name,
-				       nx_fp__floor(w->min), err);
+				       trivial ? w->min : nx_fp__floor(w->min), err);
 		if (!rc)
 			rc = end;
 	}

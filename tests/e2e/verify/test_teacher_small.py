@@ -187,9 +187,14 @@ def test_student_sharing_only_initial_values_passes(nexus, bundle, tmp_path, fmt
     fills, position ids, identity and masks with any teacher of its width
     (110 KiB of them here): none of them is a teacher's."""
     tensors = trivial_tensors()
-    teacher = (onnx_teacher(tmp_path / "t.onnx", {**tensors, **vectors(2)}) if fmt == "onnx"
-               else torch_teacher(tmp_path / "t.pt", {**tensors, **vectors(2)}))
-    put_student(bundle, tensors, {"eye", "position_ids"})
+    # float32 fills of 4.4-6.2 KiB in the teacher, float16 in the student
+    # (2.2-3.1 KiB each: their casts are small, and as common)
+    wide = {f"fill.{k}": np.full(1100 + 50 * k, k % 2, np.float32) for k in range(10)}
+    teacher = {**tensors, **wide, **vectors(2)}
+    teacher = (onnx_teacher(tmp_path / "t.onnx", teacher) if fmt == "onnx"
+               else torch_teacher(tmp_path / "t.pt", teacher))
+    put_student(bundle, {**tensors, **{k: v.astype(np.float16) for k, v in wide.items()}},
+                {"eye", "position_ids"})
     no_copy(nexus, bundle, teacher)
 
 
