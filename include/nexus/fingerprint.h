@@ -12,6 +12,9 @@
  *    bounded preads; a compressed record is hashed as stored and counted in
  *    `compressed` (it cannot match raw student bytes);
  *  - safetensors: every tensor's data_offsets range.
+ *    The pickle (data.pkl) is scanned, never run, for each storage's
+ *    element type (fingerprint_pickle.c): a float16 or bfloat16 storage
+ *    is also recorded widened to float32, a float32 one cast;
  * Anything else (legacy pickle checkpoints, unknown bytes) is NX_EFORMAT:
  * an unreadable teacher must not pass as "nothing shared".
  *
@@ -24,7 +27,8 @@
  * holding min_bytes or more of a teacher tensor's chunks - a teacher layer
  * cut into pieces, or stored inside a larger tensor - matches too.  Only
  * tensors of at least min_bytes are recorded (small ones - biases, scalars
- * - collide by chance).
+ * - collide by chance); smaller ones, down to NX_FP_SMALL_MIN_BYTES, count
+ * only together (NX_FP_SMALL_TOTAL_MAX).
  *
  * The exporter's forms: a float32 teacher tensor (ONNX float, safetensors
  * F32, or a torch storage of 4-byte elements, whose type is in the pickle)
@@ -64,6 +68,15 @@ extern "C" {
 #endif
 
 #define NX_FP_MIN_BYTES 4096          /* default min_bytes */
+/* Small teacher tensors (docs/TRV.md "Small teacher tensors"): down to
+ * NX_FP_SMALL_MIN_BYTES (64 float32 elements) they are recorded too, but
+ * constant fills, two-valued tensors and arithmetic sequences are not
+ * (src/lib/fingerprint/fingerprint_small.c); a student holding whole
+ * copies of more than NX_FP_SMALL_TOTAL_MAX bytes of them (distinct
+ * teacher tensors under min_bytes, all forms) matches, each reported with
+ * small set.  A quarter of the default leak budget (64 KiB). */
+#define NX_FP_SMALL_MIN_BYTES 256
+#define NX_FP_SMALL_TOTAL_MAX (16u << 10)
 #define NX_FP_TENSORS_MAX 10000000    /* fingerprints in one set */
 #define NX_FP_ZIP_ENTRIES_MAX 1000000 /* central directory entries read */
 #define NX_FP_ST_HEADER_MAX (100u << 20) /* bytes of a safetensors header */
@@ -86,6 +99,11 @@ struct nx_fp_match {
 	bool values;
 	uint32_t value_hits, value_samples;
 	int value_shift;
+	/* small: a whole copy of a teacher tensor under min_bytes, one of
+	 * several (one per teacher tensor) holding small_total bytes in all,
+	 * over NX_FP_SMALL_TOTAL_MAX; transposed may be set */
+	bool small;
+	uint64_t small_total;
 };
 
 /*

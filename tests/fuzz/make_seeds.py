@@ -66,6 +66,29 @@ def torch_zip(stored=True):
     return b.getvalue()
 
 
+def torch_zip_typed():
+    """torch.save's layout with a data.pkl written the way torch writes it
+    (protocol 2): a bfloat16 storage '0' under key 'a', a float16 one '1'
+    under 'b' (the class, the string 'storage' and the location as memo
+    references the second time), for the pickle scan."""
+    pkl = (b"\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01ctorch._utils\n_rebuild_tensor_v2\nq\x02"
+           b"((X\x07\x00\x00\x00storageq\x03ctorch\nBFloat16Storage\nq\x04X\x01\x00\x00\x000q\x05"
+           b"X\x03\x00\x00\x00cpuq\x06K\x80tq\x07QK\x00K\x80\x85q\x08K\x01\x85q\x09\x89tq\x0aRq\x0b"
+           b"X\x01\x00\x00\x00bq\x0ch\x02((h\x03ctorch\nHalfStorage\nq\x0dX\x01\x00\x00\x001q\x0e"
+           b"h\x06K\x80tq\x0fQK\x00K\x80\x85q\x10K\x01\x85q\x11\x89tq\x12Rq\x13u.")
+    b = io.BytesIO()
+    with zipfile.ZipFile(b, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", pkl)
+        # 16-bit floats in [1, 2), mantissas scrambled (a sequence would be
+        # left out as what a fresh initialisation writes)
+        z.writestr("archive/data/0", struct.pack("<128H", *[0x3f80 | (i * 37) % 128
+                                                            for i in range(128)]))
+        z.writestr("archive/data/1", struct.pack("<128H", *[0x3c00 | (i * 389) % 1024
+                                                            for i in range(128)]))
+        z.writestr("archive/version", b"3\n")
+    return b.getvalue()
+
+
 def safetensors():
     data = struct.pack("<32f", *[i / 7 for i in range(32)])
     head = json.dumps({"w": {"dtype": "F32", "shape": [4, 8], "data_offsets": [0, 128]},
@@ -81,6 +104,7 @@ def main():
     put("teacher", "torch_stored.pt", torch_zip())
     put("teacher", "torch_deflated.pt", torch_zip(stored=False))
     put("teacher", "weights.safetensors", safetensors())
+    put("teacher", "torch_typed.pt", torch_zip_typed())
     put("teacher", "protocol2.pkl", b"\x80\x02]q\x00(K\x01K\x02e.")
     put("magic", "zip.bin", torch_zip())
     put("magic", "safetensors.bin", safetensors())

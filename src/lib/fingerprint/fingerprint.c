@@ -117,7 +117,8 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 			/* only verbatim contents can be read transposed */
 			if (!t->contents_encoded)
 				matrix(&src, t);
-			if ((t->contents_encoded ? t->data_length * 8 : t->contents_length) >= w->min)
+			if ((t->contents_encoded ? t->data_length * 8 : t->contents_length) >=
+			    nx_fp__floor(w->min))
 				rc = nx_fp__one_tensor(w, t->name, fd, path, &src, err);
 			if (!rc && w->collect && !t->contents_encoded)
 				rc = nx_fp__add_widened(w, t->name, t->data_type, fd, path, t,
@@ -155,7 +156,7 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 					rc = nx_error_set(err, NX_EFORMAT, full, 0, -1,
 							  "%s: tensor '%s' runs past the end of %s",
 							  path, t->name, full);
-				else if (len >= w->min) {
+				else if (len >= nx_fp__floor(w->min)) {
 					struct tensor_src src = { NULL, off, len, t->data_type == 1,
 								  0, 0, 0, t->data_type, 0 };
 
@@ -218,7 +219,7 @@ static int safetensors(nx_fp_set *set, int fd, const char *path, uint64_t size, 
 					  "%s: tensor '%s' has bad data_offsets", path, key);
 			goto out;
 		}
-		if ((uint64_t)(b - a) < min)
+		if ((uint64_t)(b - a) < nx_fp__floor(min))
 			continue;
 		dt = json_string_value(json_object_get(v, "dtype"));
 		if ((rc = nx_fp__add_range(set, key, dt && !strcmp(dt, "F32"), fd,
@@ -297,12 +298,90 @@ out:
 	return rc;
 }
 
+/* A student tensor equal to a teacher tensor under min bytes. */
+struct small_match {
+	const struct fp_entry *e;
+	char *student;
+	bool transposed;
+};
+
 struct student_ctx {
 	const nx_fp_set *teachers;
 	struct nx_fp_match *m;
 	size_t n;
 	size_t min;
+	struct small_match *small;
+	size_t nsmall, capsmall;
 };
+
+/* Kept aside: only their sum is a finding (nx_fingerprint_student). */
+static int small_cb(struct student_ctx *c, const char *name, const struct fp_entry *e,
+		    bool transposed, nx_error *err)
+{
+	/* a tensor equal both ways (symmetric) is one copy */
+	if (c->nsmall && !strcmp(c->small[c->nsmall - 1].student, name ? name : ""))
+		return 0;
+	if (NX_ARRAY_PUSH(c->small, c->capsmall, c->nsmall) ||
+	    !(c->small[c->nsmall].student = strdup(name ? name : "")))
+		return nx_error_oom(err, NULL);
+	c->small[c->nsmall].e = e;
+	c->small[c->nsmall].transposed = transposed;
+	c->nsmall++;
+	return 0;
+}
+
+static int cmp_small(const void *a, const void *b)
+{
+	const struct small_match *x = a, *y = b;
+
+	return x->e < y->e ? -1 : x->e > y->e;
+}
+
+/*
+ * The small matches, each teacher tensor once (the student holding one
+ * teacher vector ten times carries 3 KiB of it, not 30): reported, each
+ * with the sum, when the sum is over NX_FP_SMALL_TOTAL_MAX.
+ */
+static int small_sum(struct student_ctx *c, nx_error *err)
+{
+	uint64_t total = 0;
+	size_t i, k = 0;
+
+	if (!c->nsmall)
+		return 0;
+	qsort(c->small, c->nsmall, sizeof(*c->small), cmp_small);
+	for (i = 0; i < c->nsmall; i++) {
+		if (k && c->small[k - 1].e == c->small[i].e) {
+			free(c->small[i].student);
+			continue;
+		}
+		c->small[k++] = c->small[i];
+		total += c->small[i].e->bytes;
+	}
+	c->nsmall = k;
+	if (total <= NX_FP_SMALL_TOTAL_MAX)
+		return 0;
+	for (i = 0; i < k; i++) {
+		const struct small_match *s = &c->small[i];
+		struct nx_fp_match *m;
+
+		if (NX_ARRAY_PUSH_EXACT(c->m, c->n))
+			return nx_error_oom(err, NULL);
+		m = &c->m[c->n];
+		memset(m, 0, sizeof(*m));
+		c->n++;
+		m->student_tensor = strdup(s->student);
+		m->teacher_tensor = strdup(s->e->name);
+		m->teacher_file = strdup(c->teachers->files[s->e->file]);
+		m->bytes = s->e->bytes;
+		m->transposed = s->transposed;
+		m->small = true;
+		m->small_total = total;
+		if (!m->student_tensor || !m->teacher_tensor || !m->teacher_file)
+			return nx_error_oom(err, NULL);
+	}
+	return 0;
+}
 
 /* A student tensor equal to a teacher tensor, or holding min bytes of
  * chunks of one. */
@@ -316,7 +395,9 @@ static int match_cb(void *ctx, const char *name, const struct fp_hash *h, bool t
 
 	const char *tname, *tfile;
 
-	if (e) {
+	if (e && e->bytes < c->min) {
+		return small_cb(c, name, e, transposed, err);
+	} else if (e) {
 		tname = e->name;
 		tfile = c->teachers->files[e->file];
 	} else if (h->matched >= c->min) {
@@ -380,7 +461,7 @@ static int distinct_sizes(uint64_t **out, size_t *nout, const nx_fp_set *t, nx_e
 int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_set *teachers,
 			   int dirfd, const char *path, size_t min_bytes, nx_error *err)
 {
-	struct student_ctx c = { teachers, NULL, 0, min_bytes };
+	struct student_ctx c = { teachers, NULL, 0, min_bytes, NULL, 0, 0 };
 	struct tensors w = { NULL, teachers, match_cb, &c, min_bytes, NULL, 0 };
 	uint64_t *sizes = NULL;
 	int fd = -1, rc;
@@ -404,7 +485,12 @@ int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_s
 			break;
 		rc = match_cb(&c, "(spread over several tensors)", &h, false, err);
 	}
+	if (!rc)
+		rc = small_sum(&c, err);
 out:
+	for (size_t i = 0; i < c.nsmall; i++)
+		free(c.small[i].student);
+	free(c.small);
 	if (fd >= 0)
 		close(fd);
 	free(sizes);

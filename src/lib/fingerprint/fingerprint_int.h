@@ -129,6 +129,14 @@ int nx_fp__hash_end(struct fp_hash *h, bool keep);
 
 /* fingerprint_chunk.c: record one teacher tensor of the file added last. */
 int nx_fp__add(nx_fp_set *s, const char *name, uint64_t whole, uint64_t bytes, nx_error *err);
+/* The smallest tensor a walk with this min reads (NX_FP_SMALL_MIN_BYTES). */
+static inline size_t nx_fp__floor(size_t min)
+{
+	return min < NX_FP_SMALL_MIN_BYTES ? min : NX_FP_SMALL_MIN_BYTES;
+}
+/* fingerprint_small.c: n bytes of a small teacher tensor that any model
+ * may hold (a constant fill, two values, an arithmetic sequence). */
+bool nx_fp__trivial(const unsigned char *p, size_t n);
 /* fingerprint_tensor.c */
 /* Each tensor of an ONNX model of at least min bytes, hashed (h). */
 typedef int (*tensor_fn)(void *ctx, const char *name, const struct fp_hash *h, bool transposed,
@@ -179,6 +187,20 @@ int nx_fp__add_range(nx_fp_set *set, const char *name, bool f32, int fd, uint64_
 int nx_fp__add_widened(struct tensors *w, const char *name, int32_t dtype, int fd,
 		       const char *path, const struct nx_onnx_tensor *t, uint64_t off,
 		       uint64_t len, nx_error *err);
+/* fingerprint_pickle.c: the element type of each storage a torch.save
+ * data.pkl names (its ONNX type: 1 float32, 10 float16, 16 bfloat16, ...);
+ * *out (caller frees) is in pickle order.  A data.pkl over FP_PICKLE_MAX
+ * is not read. */
+#define FP_PICKLE_MAX (32u << 20)
+struct nx_fp__dtype {
+	char key[24];      /* the storage's record: "<archive>/data/<key>" */
+	int32_t dtype;
+	const char *name;  /* the string pickled before it (its state-dict key,
+			    * mostly; nname 0: none), in the pickle's bytes */
+	size_t nname;
+};
+int nx_fp__pickle_dtypes(const unsigned char *p, size_t len, struct nx_fp__dtype **out,
+			 size_t *nout, nx_error *err);
 /* fingerprint_zip.c: every <archive>/data/<n> record of a torch.save zip. */
 int nx_fp__torch_zip(nx_fp_set *set, int fd, const char *path, uint64_t size, size_t min,
 		 nx_error *err);

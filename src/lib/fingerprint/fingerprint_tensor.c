@@ -86,10 +86,32 @@ static int widen_feed(void *arg, const unsigned char *p, size_t len)
 	return n ? w->fn(w->ctx, (const unsigned char *)out, n * 4) : 0;
 }
 
+/* The first bytes of a tensor, kept on their way to fn (a small teacher
+ * tensor is judged by nx_fp__trivial once it is read). */
+struct tee {
+	nx_onnx_bytes_fn fn;
+	void *ctx;
+	unsigned char *buf;
+	size_t cap, n;
+};
+
+static int tee_feed(void *arg, const unsigned char *p, size_t len)
+{
+	struct tee *t = arg;
+	size_t k = len < t->cap - t->n ? len : t->cap - t->n;
+
+	memcpy(t->buf + t->n, p, k);
+	t->n += k;
+	return t->fn(t->ctx, p, len);
+}
+
 /*
  * Hash a tensor (src) and hand it on.  A student tensor is not read at all
  * when there are no teacher chunks to find in it and no teacher tensor of
  * its size to equal.  A teacher's float32 tensor is cast as it is read.
+ * Tensors under w->min (down to nx_fp__floor) are hashed whole for the
+ * small-tensor sum only: no value sample, no quantized forms, and a
+ * teacher's that any model may hold (nx_fp__trivial) is not recorded.
  */
 int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *path,
 		  const struct tensor_src *src, nx_error *err)
@@ -98,25 +120,28 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 	struct fp_casts casts;
 	struct nx_fp__vfeed vf;
 	uint64_t len = src->widen ? 2 * src->len : src->len;
-	bool keep, cast = w->collect && src->f32, sized = !len || (w->nsizes &&
+	bool keep, trivial, cast = w->collect && src->f32, sized = !len || (w->nsizes &&
 			   bsearch(&len, w->sizes, w->nsizes, sizeof(*w->sizes), nx_fp__u64_cmp));
+	/* as onnx_tensors sizes an encoded tensor: at most 8 bytes a varint */
+	bool big = (src->t && src->t->contents_encoded ? src->t->data_length * 8 : len) >= w->min;
 	nx_onnx_bytes_fn feed = cast ? nx_fp__casts_feed : nx_fp__hash_feed;
 	void *ctx = &h;
 	struct widen wd;
+	struct tee tee = { NULL, NULL, NULL, 0, 0 };
 	int rc, end;
 
-	if (!w->collect && !sized && !w->match->nchunks && !w->match->values)
+	if (!w->collect && !sized && !w->match->nchunks && (!w->match->values || !big))
 		return one_transposed(w, name, fd, path, src, err);
 	if ((rc = nx_fp__hash_begin(&h, w->collect, w->match, err)) != 0)
 		return rc;
 	/* the value sample (fingerprint_values.c) rides on the same read */
-	if (w->collect && src->f32 && (!len || len >= w->min)) {
+	if (w->collect && src->f32 && big) {
 		if ((rc = nx_fp__vfeed_teacher(&vf, w->collect, name, err)) != 0) {
 			nx_fp__hash_end(&h, false);
 			return rc;
 		}
 		h.vf = &vf;
-	} else if (!w->collect && nx_fp__vfeed_student(&vf, w->match, src->dtype, err)) {
+	} else if (!w->collect && big && nx_fp__vfeed_student(&vf, w->match, src->dtype, err)) {
 		h.vf = &vf;
 	}
 	if (cast && (rc = nx_fp__casts_begin(&casts, &h, err)) != 0) {
@@ -130,9 +155,22 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 		feed = widen_feed;
 		ctx = &wd;
 	}
-	rc = src->t ? nx_onnx_tensor_read(fd, path, src->t, feed, ctx, err) :
-		      nx_hash__read_range(fd, path, src->off, src->len, feed, ctx, err);
-	keep = !rc && h.total >= w->min;
+	/* 2 x min: a tensor under that has casts under min */
+	if (w->collect) {
+		if (!(tee.buf = malloc(2 * w->min))) {
+			rc = nx_error_oom(err, NULL);
+		} else {
+			tee = (struct tee){ feed, ctx, tee.buf, 2 * w->min, 0 };
+			feed = tee_feed;
+			ctx = &tee;
+		}
+	}
+	if (!rc)
+		rc = src->t ? nx_onnx_tensor_read(fd, path, src->t, feed, ctx, err) :
+			      nx_hash__read_range(fd, path, src->off, src->len, feed, ctx, err);
+	trivial = w->collect && !rc && h.total < 2 * w->min && nx_fp__trivial(tee.buf, tee.n);
+	keep = !rc && h.total >= nx_fp__floor(w->min) && (h.total >= w->min || !trivial);
+	free(tee.buf);
 	if (!rc && !w->collect && h.vf)
 		nx_fp__vfeed_judge(&vf, &h.values);
 	end = nx_fp__hash_end(&h, keep);
@@ -141,13 +179,15 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 	if (!rc && keep)
 		rc = w->fn(w->ctx, name, &h, false, err);
 	if (cast) {
-		end = nx_fp__casts_end(&casts, rc ? NULL : w->collect, name, w->min, err);
+		/* a trivial tensor's casts are as common as it is */
+		end = nx_fp__casts_end(&casts, rc || !keep ? NULL : w->collect, name,
+				       trivial ? w->min : nx_fp__floor(w->min), err);
 		if (!rc)
 			rc = end;
 	}
 	if (!rc)
 		rc = one_transposed(w, name, fd, path, src, err);
-	if (!rc && w->collect && src->f32 && !src->widen && w->collect->nqshapes)
+	if (!rc && w->collect && src->f32 && !src->widen && w->collect->nqshapes && big)
 		rc = nx_fp__quant_forms(w->collect, name, fd, path, src->t, src->off,
 				    src->t ? src->t->nelem * 4 : src->len, w->min, err);
 	return rc;
@@ -184,7 +224,7 @@ int nx_fp__add_widened(struct tensors *w, const char *name, int32_t dtype, int f
 	char *label;
 	int rc;
 
-	if ((dtype != 10 && dtype != 16) || len % 2 || 2 * len < w->min)
+	if ((dtype != 10 && dtype != 16) || len % 2 || 2 * len < nx_fp__floor(w->min))
 		return 0;
 	if (!(label = malloc(n + sizeof(sfx))))
 		return nx_error_oom(err, NULL);

@@ -9,6 +9,7 @@
 #include "fingerprint_int.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -119,12 +120,104 @@ out:
 	return rc;
 }
 
+/* "<archive>/data.pkl" */
+static bool pickle_name(const char *name)
+{
+	const char *d = strchr(name, '/');
+
+	return d && d != name && !strcmp(d, "/data.pkl");
+}
+
+struct record {
+	char *name;
+	uint64_t data, size;
+	bool stored;         /* not compressed */
+};
+
+static int cmp_dtype(const void *a, const void *b)
+{
+	return strcmp(((const struct nx_fp__dtype *)a)->key, ((const struct nx_fp__dtype *)b)->key);
+}
+
+/* The storages' element types from the pickle at [off, off + len), sorted
+ * by key; none when it is compressed or over FP_PICKLE_MAX (then every
+ * storage is read as before: its bytes, cast when it may be float32). */
+static int pickle_dtypes(int fd, const char *path, uint64_t size, const struct record *pk,
+			 unsigned char **bufp, struct nx_fp__dtype **out, size_t *nout,
+			 nx_error *err)
+{
+	unsigned char *buf;
+	int rc;
+
+	*out = NULL;
+	*nout = 0;
+	if (!pk || !pk->stored || pk->size > FP_PICKLE_MAX)
+		return 0;
+	if (!(*bufp = buf = malloc(pk->size ? pk->size : 1)))
+		return nx_error_oom(err, NULL);
+	if (!(rc = rd(fd, buf, pk->size, pk->data, path, size, err)) &&
+	    !(rc = nx_fp__pickle_dtypes(buf, pk->size, out, nout, err)) && *nout)
+		qsort(*out, *nout, sizeof(**out), cmp_dtype);
+	return rc;
+}
+
+/* "<state-dict key> (<record>)", when the pickle names it in plain ASCII;
+ * else a copy of the record's name. */
+static char *label(const char *record, const struct nx_fp__dtype *t)
+{
+	size_t i, n = strlen(record) + 4 + (t ? t->nname : 0);
+	char *out = malloc(n);
+
+	if (!out)
+		return NULL;
+	for (i = 0; t && i < t->nname; i++)
+		if (t->name[i] < 0x20 || t->name[i] > 0x7e)
+			break;
+	if (t && t->nname && i == t->nname)
+		snprintf(out, n, "%.*s (%s)", (int)t->nname, t->name, record);
+	else
+		snprintf(out, n, "%s", record);
+	return out;
+}
+
+/* A storage record: its bytes, cast when it is (or, its type unknown, may
+ * be) float32, widened when it is float16 or bfloat16. */
+static int storage(nx_fp_set *set, int fd, const char *path, const struct record *r,
+		   const struct nx_fp__dtype *dt, size_t ndt, size_t min, nx_error *err)
+{
+	struct nx_fp__dtype key;
+	const struct nx_fp__dtype *t = NULL;
+	const char *k = strstr(r->name, "/data/") + 6;
+	struct tensors w = { set, NULL, nx_fp__add_cb, set, min, NULL, 0 };
+	char *name;
+	int rc = 0;
+
+	if (strlen(k) < sizeof(key.key)) {
+		memcpy(key.key, k, strlen(k) + 1);
+		t = ndt ? bsearch(&key, dt, ndt, sizeof(*dt), cmp_dtype) : NULL;
+	}
+	if (!(name = label(r->name, t)))
+		return nx_error_oom(err, NULL);
+	if (r->size >= nx_fp__floor(min))
+		rc = nx_fp__add_range(set, name, r->stored && (t ? t->dtype == 1 : r->size % 4 == 0),
+				      fd, r->data, r->size, min, path, err);
+	if (!rc && r->stored && t && (t->dtype == 10 || t->dtype == 16))
+		rc = nx_fp__add_widened(&w, name, t->dtype, fd, path, NULL, r->data, r->size, err);
+	free(name);
+	return rc;
+}
+
 int nx_fp__torch_zip(nx_fp_set *set, int fd, const char *path, uint64_t size, size_t min,
 		 nx_error *err)
 {
 	unsigned char h[CDH_SIZE], lfh[LFH_SIZE];
 	unsigned char *var = NULL;
 	uint64_t cd_off = 0, count = 0, pos, k;
+	struct record *recs = NULL, pk = { NULL, 0, 0, false };
+	struct nx_fp__dtype *dt = NULL;
+	unsigned char *pkbuf = NULL;
+	size_t nrecs = 0, caprecs = 0, ndt = 0, i;
+	bool havepk = false;
 	int rc;
 
 	if ((rc = find_cd(fd, path, size, &cd_off, &count, err)) != 0)
@@ -137,6 +230,7 @@ int nx_fp__torch_zip(nx_fp_set *set, int fd, const char *path, uint64_t size, si
 	for (pos = cd_off, k = 0; k < count; k++) {
 		uint16_t method, nlen, elen, clen;
 		uint64_t csize, usize, lho, data, e;
+		bool pkl;
 
 		if ((rc = rd(fd, h, sizeof(h), pos, path, size, err)) != 0)
 			goto out;
@@ -172,7 +266,10 @@ int nx_fp__torch_zip(nx_fp_set *set, int fd, const char *path, uint64_t size, si
 		}
 		var[nlen] = '\0';
 		pos += CDH_SIZE + (uint64_t)nlen + elen + clen;
-		if (memchr(var, '\0', nlen) || !storage_name((char *)var))
+		if (memchr(var, '\0', nlen))
+			continue;
+		pkl = !havepk && pickle_name((char *)var);
+		if (!pkl && !storage_name((char *)var))
 			continue;
 		if ((rc = rd(fd, lfh, sizeof(lfh), lho, path, size, err)) != 0)
 			goto out;
@@ -185,18 +282,34 @@ int nx_fp__torch_zip(nx_fp_set *set, int fd, const char *path, uint64_t size, si
 			rc = bad(path, lho, "an entry runs past the end of the file", err);
 			goto out;
 		}
+		(void)usize;
+		if (pkl) {
+			pk = (struct record){ NULL, data, csize, method == 0 };
+			havepk = true;
+			continue;
+		}
 		if (method != 0)
 			set->compressed++;
-		(void)usize;
-		if (csize < min)
-			continue;
-		/* a storage's type is in the pickle, not read: one of 4-byte
-		 * elements may be float32, so its casts are recorded too */
-		if ((rc = nx_fp__add_range(set, (char *)var, method == 0 && csize % 4 == 0, fd, data,
-				       csize, min, path, err)) != 0)
+		/* read after the pickle, which may come later in the directory */
+		if (NX_ARRAY_PUSH(recs, caprecs, nrecs) || !(recs[nrecs].name = strdup((char *)var))) {
+			rc = nx_error_oom(err, NULL);
 			goto out;
+		}
+		recs[nrecs].data = data;
+		recs[nrecs].size = csize;
+		recs[nrecs].stored = method == 0;
+		nrecs++;
 	}
+	if ((rc = pickle_dtypes(fd, path, size, havepk ? &pk : NULL, &pkbuf, &dt, &ndt, err)) != 0)
+		goto out;
+	for (i = 0; i < nrecs && !rc; i++)
+		rc = storage(set, fd, path, &recs[i], dt, ndt, min, err);
 out:
+	for (i = 0; i < nrecs; i++)
+		free(recs[i].name);
+	free(recs);
+	free(dt);
+	free(pkbuf);
 	free(var);
 	return rc;
 }

@@ -26,6 +26,46 @@ static bool allowed(const struct vfy_ctx *c, const char *tensor)
 	return false;
 }
 
+/*
+ * Whole copies of teacher tensors under NX_FP_MIN_BYTES count together
+ * (nexus/fingerprint.h): one finding naming the first of them, when the
+ * ones allowed_shared_tensors does not name still add up to more than
+ * NX_FP_SMALL_TOTAL_MAX bytes.
+ */
+static int small_copies(struct vfy_ctx *c, const struct nx_fp_match *m, size_t n)
+{
+	const struct nx_fp_match *first = NULL;
+	uint64_t total = 0;
+	size_t i, count = 0;
+	int rc = 0;
+
+	for (i = 0; !rc && i < n; i++) {
+		if (!m[i].small)
+			continue;
+		if (allowed(c, m[i].student_tensor)) {
+			rc = nx_report_add(c->r, CHECK, NX_SEV_INFO, NX_F_TEACHER_TENSOR_ALLOWED, NX_MODEL_PATH, 0,
+					   "student tensor '%s' equals '%s' of teacher %s (allowed by "
+					   "allow_shared_tensors)", m[i].student_tensor,
+					   m[i].teacher_tensor, m[i].teacher_file);
+			continue;
+		}
+		total += m[i].bytes;
+		count++;
+		if (!first)
+			first = &m[i];
+	}
+	if (rc || total <= NX_FP_SMALL_TOTAL_MAX)
+		return rc;
+	return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_TENSOR_COPIED, NX_MODEL_PATH, 0,
+			     "%zu student tensors are whole copies of small teacher tensors (each "
+			     "under %d bytes), %llu bytes of teacher weights in all, over the %u "
+			     "allowed: e.g. '%s' (%llu bytes) equals '%s' of teacher %s%s",
+			     count, NX_FP_MIN_BYTES, (unsigned long long)total, NX_FP_SMALL_TOTAL_MAX,
+			     first->student_tensor, (unsigned long long)first->bytes,
+			     first->teacher_tensor, first->teacher_file,
+			     first->transposed ? " once transposed" : "");
+}
+
 int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err)
 {
 	struct nx_fp_match *m = NULL;
@@ -78,7 +118,10 @@ int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err)
 				   "the student's tensors could not be fingerprinted: %s", e.message);
 		goto out;
 	}
+	rc = small_copies(c, m, n);
 	for (i = 0; !rc && i < n; i++) {
+		if (m[i].small)
+			continue;
 		if (allowed(c, m[i].student_tensor))
 			rc = nx_report_add(c->r, CHECK, NX_SEV_INFO, NX_F_TEACHER_TENSOR_ALLOWED, NX_MODEL_PATH, 0,
 					   "student tensor '%s' equals '%s' of teacher %s (allowed by "

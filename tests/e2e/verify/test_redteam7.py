@@ -229,10 +229,6 @@ def small_vectors_copied(root, n=24, width=768):
     (root / "artifacts/student.onnx").write_bytes(m.SerializeToString())
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed (red team 7): teacher tensors under 4 KiB "
-                   "are neither hashed nor sampled, whatever their number; the fix is an "
-                   "aggregate of small whole-tensor matches (constant fills left out), "
-                   "docs/TRV.md Known limits, 'Smaller pieces'")
 def test_many_small_teacher_tensors_copied(nexus, release_key, tmp_path):
     """72 KiB of teacher tensors, byte for byte, in 24 pieces of 3 KiB."""
     root = ws.make_workspace(tmp_path / "ws")
@@ -304,10 +300,6 @@ def test_sixteen_bit_teacher_widened(nexus, release_key, tmp_path, dtype):
     assert "encoder.layer.5.intermediate.dense widened to float32" in why, why
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed (red team 7): a torch.save storage's dtype "
-                   "is in its pickle, which the fingerprint does not read, so a bfloat16 "
-                   "storage is not widened (ONNX and safetensors teachers are); docs/TRV.md "
-                   "Known limits")
 def test_bfloat16_torch_teacher_widened(nexus, release_key, tmp_path):
     import torch
     root = ws.make_workspace(tmp_path / "ws", runtime_yaml=EMBED_RT)
