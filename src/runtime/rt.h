@@ -286,6 +286,9 @@ int rt_selftest_load(json_t **out, struct rt_bundle *b, nx_error *err);
 #define RT_LIVE_BUDGET_MS NX_FUNCTIONAL_LIVENESS_MS
 int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t budget_ms,
 		bool zero_check, bool session_each, nx_error *err);
+/* The cores this process may run on (its CPU affinity, within the
+ * cgroup's cpu.max quota where one is readable): liveness's threads. */
+int rt_live_cores(void);
 /* long_case: one more case, a text of max_sequence_length tokens; when the
  * model rejects it, NX_ECONFIG naming max_sequence_length and the longest
  * input the model takes. */
