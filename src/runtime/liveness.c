@@ -76,6 +76,7 @@
 #define RT_LIVE_REL_MIN NX_FUNCTIONAL_LIVE_REL_MIN
 #define RT_LIVE_TENSOR_MAX (1ull << 31)   /* bytes of one tensor copied */
 #define RT_LIVE_PROBES 8                  /* random id sequences of --zero-check */
+#define LIVE_THREADS_MAX 16              /* rt_live_cores() at most */
 #define LIVE_NOISE 4096                   /* noise values drawn per tensor (a power of 2) */
 
 /* Token id sequences: the selftest texts (encoded once, shortest first)
@@ -511,7 +512,10 @@ int rt_live_cores(void)
 			n = (int)((quota + period - 1) / period);
 		fclose(f);
 	}
-	return n;
+	/* each thread may reserve a malloc arena (64 MiB of address space)
+	 * under the sandbox's RLIMIT_AS; the small matrices of a check gain
+	 * little past this many */
+	return n < LIVE_THREADS_MAX ? n : LIVE_THREADS_MAX;
 }
 
 /* The main graph's initializers the check perturbs, shuffled. */

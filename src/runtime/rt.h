@@ -287,7 +287,8 @@ int rt_selftest_load(json_t **out, struct rt_bundle *b, nx_error *err);
 int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t budget_ms,
 		bool zero_check, bool session_each, nx_error *err);
 /* The cores this process may run on (its CPU affinity, within the
- * cgroup's cpu.max quota where one is readable): liveness's threads. */
+ * cgroup's cpu.max quota where one is readable), at most 16: liveness's
+ * threads. */
 int rt_live_cores(void);
 /* long_case: one more case, a text of max_sequence_length tokens; when the
  * model rejects it, NX_ECONFIG naming max_sequence_length and the longest
