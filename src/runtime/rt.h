@@ -81,6 +81,8 @@ struct rt_settings {
 	size_t max_len;
 	size_t batch_size;
 	int threads;            /* 0 = ONNX Runtime's default */
+	bool no_spin;           /* intra-op threads sleep rather than spin between
+				 * ops (liveness.c: a busy host) */
 	bool integrity_full;    /* hash every file vs. sizes only */
 	int graph_opt;          /* GraphOptimizationLevel */
 	char *output;           /* NULL = first output */
