@@ -1518,79 +1518,76 @@ def live_bundle(ctx):
 
 
 def bench_liveness(ctx):
-    """nexus_cli liveness (TRV-5) with one session for every initializer
-    (overridable initializers) against a session per initializer
-    (--session-each, AddInitializer: what verify ran before), on an int8
-    decoder, one thread.  Each run checks what fits in LIVE_BUDGET_MS; a
-    run with a 1 ms budget (no check) times the start (bundle, session,
-    baseline).  Per check: (wall - start) / checked; the full pass is
-    projected as start + initializers x per check.  With
-    NEXUS_BENCH_LIVENESS_BEFORE=PATH (an earlier release's nexus_cli, e.g.
-    /work/main's), that binary is timed the same way as a third side."""
+    """nexus_cli liveness (TRV-5) on an int8 decoder: ours on every core
+    this process may use (the check's default) and with --threads 1,
+    against a baseline: NEXUS_BENCH_LIVENESS_BEFORE=PATH (an earlier
+    release's nexus_cli, e.g. /work/main's: runtime.yaml's one thread), or
+    without it our own --session-each (a session per initializer).  Each
+    run checks what fits in LIVE_BUDGET_MS; a run with a 1 ms budget (no
+    check) times the start (bundle, session, baseline).  Per check:
+    (wall - start) / checked; the full pass is projected as start +
+    initializers x per check (measured when a run checks them all)."""
     bundle, (d, _, layers) = live_bundle(ctx)
     cli = str(bundle / "bin/nexus_cli")
     before = os.environ.get("NEXUS_BENCH_LIVENESS_BEFORE")
     budget = 20000 if ctx.a.quick else LIVE_BUDGET_MS
-    res = {"ours": [], "base": [], "before": []}
+    cores = len(os.sched_getaffinity(0))
+    sides = {"ours": [cli], "ours1": [cli, "--threads", "1"],
+             "base": [before] if before else [cli, "--session-each"]}
+    res = {k: [] for k in sides}
     tmp = ctx.tmp / "live_out.jsonl"
     ctx.tmp.mkdir(parents=True, exist_ok=True)
 
-    def one(side, each, ms):
+    def one(side, ms):
+        exe, *flags = sides[side]
         with open(tmp, "w") as f:
-            w, rss, _ = run([before if side == "before" else cli, "liveness", "--bundle",
-                             str(bundle), "--budget-ms", str(ms)]
-                            + (["--session-each"] if each else []), stdout=f)
+            w, rss, _ = run([exe, "liveness", "--bundle", str(bundle), "--budget-ms", str(ms)]
+                            + flags, stdout=f)
         lines = [json.loads(x) for x in tmp.read_text().splitlines()]
         summary = lines[-1]
         verdicts = {x["initializer"]: x["verdict"] for x in lines[:-1]}
         if any(v == "dead" for v in verdicts.values()):
             raise RuntimeError(f"liveness: a random decoder has a dead initializer ({side})")
         if ms > 1:
-            res[side].append((w, summary["checked"], summary["of"]))
+            res[side].append((w, summary["checked"], summary["of"], rss))
         return w, rss
 
     runs = min(ctx.runs, LIVE_RUNS)
-    start = {"ours": [], "base": [], "before": []}
+    start = {k: [] for k in sides}
     for _ in range(runs):
-        start["ours"].append(one("ours", False, 1)[0])
-        start["base"].append(one("base", True, 1)[0])
-        if before:
-            start["before"].append(one("before", False, 1)[0])
+        for k in sides:
+            start[k].append(one(k, 1)[0])
 
     def base():
-        r = one("base", True, budget)
-        if before:
-            one("before", False, budget)
-        return r
+        one("ours1", budget)
+        return one("base", budget)
 
-    o, b = alternate(ctx, lambda: one("ours", False, budget), base, runs, cold=False,
-                     warmup=False)
-    if not before:
-        del start["before"], res["before"]
+    alternate(ctx, lambda: one("ours", budget), base, runs, cold=False, warmup=False)
     st = {k: med(v) for k, v in start.items()}
-    per = {k: med([(w - st[k]) / max(c, 1) for w, c, _ in v]) for k, v in res.items()}
+    per = {k: med([(w - st[k]) / max(c, 1) for w, c, _, _ in v]) for k, v in res.items()}
     n = res["ours"][-1][2]
     full = {k: st[k] + n * per[k] for k in per}
     params = GEN_VOCAB * d + GEN_POS * d + layers * 12 * d * d
     scale = 1.2e9 / params      # a forward pass and a session load grow with the parameters
+    bname = (f"{before} (an earlier nexus_cli, runtime.yaml's 1 thread)" if before else
+             "nexus_cli liveness --session-each (a session per initializer)")
+    checked = {k: [c for _, c, _, _ in v] for k, v in res.items()}
     return [row("liveness_per_check",
                 f"seconds per initializer checked, int8 decoder d {d} x {layers} "
-                f"(~{params / 1e6:.0f}M parameters, {n} initializers), 1 thread, "
-                f"{budget / 1000:.0f} s budget, {runs} run(s)",
+                f"(~{params / 1e6:.0f}M parameters, {n} initializers), ours on {cores} "
+                f"core(s), {budget / 1000:.0f} s budget, {runs} run(s)",
                 per["ours"], per["base"], "s", "<= 0.5x", per["ours"] <= 0.5 * per["base"],
-                "nexus_cli liveness --session-each (a session per initializer)",
-                max(x[1] for x in o),
+                bname, max(x[3] for x in res["ours"]),
                 note=f"start (bundle, session, baseline) ours {st['ours']:.1f} s, baseline "
-                     f"{st['base']:.1f} s; full pass projected ours {full['ours']:.0f} s, "
+                     f"{st['base']:.1f} s; per check ours {per['ours']:.3f} s ({cores} threads), "
+                     f"ours --threads 1 {per['ours1']:.3f} s, baseline {per['base']:.3f} s; "
+                     f"full pass ours {full['ours']:.0f} s, --threads 1 {full['ours1']:.0f} s, "
                      f"baseline {full['base']:.0f} s; 1.2B int8 (x{scale:.1f}) projected ours "
-                     f"{full['ours'] * scale:.0f} s, baseline {full['base'] * scale:.0f} s "
-                     f"(budget 600 s); checked per run ours {[c for _, c, _ in res['ours']]}, "
-                     f"baseline {[c for _, c, _ in res['base']]}"
-                     + (f"; before ({before}): {per['before']:.2f} s per check, start "
-                        f"{st['before']:.1f} s, full pass projected {full['before']:.0f} s, "
-                        f"1.2B {full['before'] * scale:.0f} s, checked per run "
-                        f"{[c for _, c, _ in res['before']]}" if before else ""),
-                extra={"start_s": st, "full_pass_s": full, "initializers": n,
+                     f"{full['ours'] * scale:.0f} s, --threads 1 {full['ours1'] * scale:.0f} s, "
+                     f"baseline {full['base'] * scale:.0f} s (budget 600 s); checked per run "
+                     f"{checked}",
+                extra={"start_s": st, "per_check_s": per, "full_pass_s": full,
+                       "initializers": n, "threads": cores,
                        "projected_1_2b_s": {k: v * scale for k, v in full.items()}})]
 
 

@@ -318,6 +318,9 @@ int rt_session_open_model(struct rt_session **out, const struct rt_bundle *b, bo
 	if (b->set.threads > 0)
 		ORT_TRY(s->ort->SetIntraOpNumThreads(so, b->set.threads), "threads");
 	ORT_TRY(s->ort->SetInterOpNumThreads(so, 1), "threads");
+	if (b->set.no_spin)
+		ORT_TRY(s->ort->AddSessionConfigEntry(so, "session.intra_op.allow_spinning", "0"),
+			"thread spinning");
 	ORT_TRY(s->ort->SetSessionGraphOptimizationLevel(so, unoptimized ? ORT_DISABLE_ALL :
 							 (GraphOptimizationLevel)b->set.graph_opt),
 		"graph optimization");

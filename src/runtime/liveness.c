@@ -11,7 +11,14 @@
  * root mean square, at least 1e-2 (integers rounded, at least 1, clamped
  * to their type).  The change is ||new - old|| / ||old|| over
  * every number of every output of every case; below RT_LIVE_REL_MIN the
- * initializer is "dead".  A run that fails or turns an output non-finite
+ * initializer is "dead".  The texts run shortest first, and a check stops
+ * as soon as the change of those run is at RT_LIVE_REL_MIN (the rest could
+ * only add to it): a live tensor costs one run of the shortest text, its
+ * "change" then a lower bound; a dead one runs them all.
+ *
+ * The session runs on every core this process may use (nexus_cli's
+ * --threads, else rt_live_cores()), not runtime.yaml's threads: the
+ * check is the verifier's work, within its 600 s budget.  A run that fails or turns an output non-finite
  * counts as a change, but for a float tensor only if a change 1000 times
  * smaller moves the outputs finitely (a tripwire, sqrt(-|w - copy|) x 0,
  * turns any change into a NaN).  A dead tensor whose elements are all
@@ -45,6 +52,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -67,9 +76,12 @@
 #define RT_LIVE_REL_MIN NX_FUNCTIONAL_LIVE_REL_MIN
 #define RT_LIVE_TENSOR_MAX (1ull << 31)   /* bytes of one tensor copied */
 #define RT_LIVE_PROBES 8                  /* random id sequences of --zero-check */
+#define LIVE_THREADS_MAX 16              /* rt_live_cores() at most */
+#define LIVE_NOISE 4096                   /* noise values drawn per tensor (a power of 2) */
 
-/* Token id sequences run after the selftest texts (--zero-check). */
-struct probes {
+/* Token id sequences: the selftest texts (encoded once, shortest first)
+ * or the random ones run after them (--zero-check). */
+struct seqs {
 	int64_t **ids;
 	size_t *lens;
 	size_t n;
@@ -174,17 +186,50 @@ static bool is_float(int32_t dt)
 	return dt == 1 || dt == 10 || dt == 11 || dt == 16;
 }
 
-/* A copy of every element plus noise at the tensor's own scale. */
+/* Root mean square of the finite elements (int8 and float32, the bulk of
+ * a model, without get()'s switch per element). */
+static double rms(const unsigned char *src, int32_t dt, uint64_t n)
+{
+	double sum = 0, v;
+	uint64_t i;
+
+	if (dt == 3) {
+		uint64_t s = 0;
+
+		for (i = 0; i < n; i++)
+			s += (uint64_t)((int)(int8_t)src[i] * (int)(int8_t)src[i]);
+		sum = (double)s;
+	} else if (dt == 1) {
+		for (i = 0; i < n; i++) {
+			float f;
+
+			memcpy(&f, src + 4 * i, 4);
+			if (isfinite(f))
+				sum += (double)f * f;
+		}
+	} else {
+		for (i = 0; i < n; i++)
+			if (get(&v, dt, src, i) && isfinite(v))
+				sum += v * v;
+	}
+	return n ? sqrt(sum / (double)n) : 0;
+}
+
+/*
+ * A copy of every element plus noise at the tensor's own scale.  The noise
+ * is LIVE_NOISE Gaussian draws, scaled (integers rounded, at least 1), each
+ * element taking one chosen at random: a draw per element cost 100-300 ns
+ * (log, sqrt, cos), over a minute on a 1.2B model; a pick costs a few.  The
+ * draws and the picks come from the seed the model's author cannot know.
+ */
 static void perturb(unsigned char *dst, const unsigned char *src, int32_t dt, uint64_t n,
 		    double scale, uint64_t *seed)
 {
-	double sum = 0, v, sigma;
-	uint64_t i;
+	double noise[LIVE_NOISE], sigma = rms(src, dt, n), v;
+	int16_t noise8[LIVE_NOISE];
+	uint64_t i, r = 0;
+	size_t k;
 
-	for (i = 0; i < n; i++)
-		if (get(&v, dt, src, i) && isfinite(v))
-			sum += v * v;
-	sigma = n ? sqrt(sum / (double)n) : 0;
 	/* at least 1e-2: a bias of near-zero values (a LayerNorm beta of
 	 * examples/) moved only by its own scale moves the outputs least */
 	if (!isfinite(sigma) || sigma < 1e-2)
@@ -192,17 +237,40 @@ static void perturb(unsigned char *dst, const unsigned char *src, int32_t dt, ui
 	sigma *= scale;
 	if (!is_float(dt) && sigma < 1)
 		sigma = 1;
-	for (i = 0; i < n; i++) {
+	for (k = 0; k < LIVE_NOISE; k++) {
 		double d = sigma * gauss(seed);
 
-		get(&v, dt, src, i);
 		if (!is_float(dt)) {
 			d = nearbyint(d);
 			if (d == 0)
 				d = rnd(seed) & 1 ? 1 : -1;
 		}
-		put(dst, dt, i, v + d);
+		noise[k] = d;
+		noise8[k] = (int16_t)clampd(d, -255, 255);
 	}
+	/* four 16-bit picks from each draw of rnd() */
+#define PICK(i) (((i) & 3 ? r >>= 16 : (r = rnd(seed))) & (LIVE_NOISE - 1))
+	if (dt == 3) {
+		for (i = 0; i < n; i++) {
+			int x = (int8_t)src[i] + noise8[PICK(i)];
+
+			dst[i] = (unsigned char)(int8_t)(x < -128 ? -128 : x > 127 ? 127 : x);
+		}
+	} else if (dt == 1) {
+		for (i = 0; i < n; i++) {
+			float f;
+
+			memcpy(&f, src + 4 * i, 4);
+			f = (float)(f + noise[PICK(i)]);
+			memcpy(dst + 4 * i, &f, 4);
+		}
+	} else {
+		for (i = 0; i < n; i++) {
+			get(&v, dt, src, i);
+			put(dst, dt, i, v + noise[PICK(i)]);
+		}
+	}
+#undef PICK
 }
 
 /* Every element the same (zeros, a fill): nothing to carry, dead or not. */
@@ -275,8 +343,10 @@ static int contents(unsigned char *dst, size_t bytes, const struct rt_bundle *b,
 struct outputs {
 	double *v;
 	size_t n, cap;
+	double sq;     /* the sum of the squares of v[0..n) */
 	bool failed;   /* a run failed or an output was not finite */
 	bool oom;      /* sink() could not grow v */
+	bool early;    /* stopped live before the last text: v holds a prefix */
 };
 
 /* rt_session_sink: every number of one output, appended. */
@@ -293,6 +363,7 @@ static int sink(void *ctx, const double *v, size_t count)
 	for (i = 0; i < count; i++) {
 		if (!isfinite(v[i]))
 			o->failed = true;
+		o->sq += v[i] * v[i];
 		o->v[o->n++] = v[i];
 	}
 	return 0;
@@ -323,29 +394,52 @@ static int run_one(struct outputs *o, struct rt_session *s, struct rt_bundle *b,
 	return 0;
 }
 
-/* Run every text through shared fed ov, or (shared NULL) a session opened
+/*
+ * The relative change of o from base: ||o - base|| / ||base|| over every
+ * number, INFINITY when a run failed or an output was not finite.  When o
+ * stopped early (o->early) the numbers it has are a prefix of base's: the
+ * sum over them is a lower bound of the whole one (every term is a square),
+ * so a prefix at or over the threshold gives the verdict the whole would.
+ */
+static double change(const struct outputs *base, const struct outputs *o)
+{
+	double d = 0;
+	size_t i;
+
+	if (o->failed || (o->early ? o->n > base->n : o->n != base->n))
+		return INFINITY;
+	for (i = 0; i < o->n; i++) {
+		double x = o->v[i] - base->v[i];
+
+		d += x * x;
+	}
+	return sqrt(d) / (sqrt(base->sq) + 1e-30);
+}
+
+/*
+ * Run every text through shared fed ov, or (shared NULL) a session opened
  * with ov; a failure to open, feed or run is recorded as o->failed, not
  * returned.  Then the probes, if any (a model that rejects random ids is
- * "failed" there, never an error). */
+ * "failed" there, never an error).
+ *
+ * With stop (the baseline), the texts end early, o->early, as soon as
+ * their change is already at RT_LIVE_REL_MIN or a run failed: the texts
+ * left could only add to the change (the verdict is "live" either way), and
+ * a failure makes it INFINITY whatever follows.  The texts run shortest
+ * first (texts_new), so a live tensor costs one short run, not every text.
+ */
 static int run_all(struct outputs *o, struct rt_bundle *b, struct rt_session *shared,
-		   const struct rt_override *ov, json_t *cases, const struct probes *pr,
-		   nx_error *err)
+		   const struct rt_override *ov, const struct seqs *texts, const struct seqs *pr,
+		   const struct outputs *stop, nx_error *err)
 {
-	/* a decoder's long selftest prompt fills the context: every check a
-	 * full-context forward pass (minutes on a 1B model).  Its first
-	 * LIVE_GEN_TOKENS tokens reach every initializer the whole does (the
-	 * position table is one tensor), so a decoder's texts are cut there. */
-	size_t cap = b->set.task == RT_TASK_GENERATION && b->set.max_len > LIVE_GEN_TOKENS ?
-		     LIVE_GEN_TOKENS : b->set.max_len;
 	struct rt_session *s = NULL;
-	int64_t *ids = NULL;
-	json_t *c;
-	size_t i, n;
+	size_t i;
 	nx_error e;
 	int rc = 0;
 
 	o->n = 0;
-	o->failed = false;
+	o->sq = 0;
+	o->failed = o->early = false;
 	/* every output, whatever the task prints by default (an embedding or
 	 * rerank result carries only the pooled numbers without it) */
 	b->set.raw = true;
@@ -360,46 +454,22 @@ static int run_all(struct outputs *o, struct rt_bundle *b, struct rt_session *sh
 		o->failed = true;
 		return 0;
 	}
-	if (!(ids = calloc(b->set.max_len ? b->set.max_len : 1, sizeof(*ids)))) {
-		rc = nx_error_oom(err, NULL);
-		goto out;
-	}
-	json_array_foreach(cases, i, c) {
-		json_t *text = json_object_get(c, "text");
-
-		if (!json_is_string(text))
-			continue;
-		n = 0;
-		if ((rc = nx_tokenizer_encode(b->tok, json_string_value(text), json_string_length(text),
-					      cap, ids, &n, err)) ||
-		    (rc = run_one(o, s, b, ids, n, !ov, err)))
+	for (i = 0; i < texts->n && !rc; i++) {
+		if ((rc = run_one(o, s, b, texts->ids[i], texts->lens[i], !ov, err)))
+			break;
+		if (stop && i + 1 < texts->n && !o->oom &&
+		    (o->failed || (o->early = true, change(stop, o) >= RT_LIVE_REL_MIN)))
 			goto out;
+		o->early = false;
 	}
 	for (i = 0; pr && i < pr->n && !rc; i++)
 		rc = run_one(o, s, b, pr->ids[i], pr->lens[i], false, err);
 out:
-	free(ids);
 	if (shared)
 		rt_session_feed(shared, NULL, &e);      /* releases only */
 	else
 		rt_session_free(s);
 	return rc;
-}
-
-static double change(const struct outputs *base, const struct outputs *o)
-{
-	double d = 0, n = 0;
-	size_t i;
-
-	if (o->failed || o->n != base->n)
-		return INFINITY;
-	for (i = 0; i < o->n; i++) {
-		double x = o->v[i] - base->v[i];
-
-		d += x * x;
-		n += base->v[i] * base->v[i];
-	}
-	return sqrt(d) / (sqrt(n) + 1e-30);
 }
 
 /* zero_ch: NAN when not measured. */
@@ -424,6 +494,28 @@ static void print_line(FILE *f, const char *name, const char *verdict, size_t by
 	json_dumpf(j, f, JSON_COMPACT | JSON_ENSURE_ASCII);
 	fputc('\n', f);
 	json_decref(j);
+}
+
+int rt_live_cores(void)
+{
+	cpu_set_t set;
+	long quota = 0, period = 0;
+	int n = 1;
+	FILE *f;
+
+	if (!sched_getaffinity(0, sizeof(set), &set) && CPU_COUNT(&set) > 0)
+		n = CPU_COUNT(&set);
+	/* a container's quota ("200000 100000": two cores' time); "max": none */
+	if ((f = fopen("/sys/fs/cgroup/cpu.max", "re"))) {
+		if (fscanf(f, "%ld %ld", &quota, &period) == 2 && quota > 0 && period > 0 &&
+		    (quota + period - 1) / period < n)
+			n = (int)((quota + period - 1) / period);
+		fclose(f);
+	}
+	/* each thread may reserve a malloc arena (64 MiB of address space)
+	 * under the sandbox's RLIMIT_AS; the small matrices of a check gain
+	 * little past this many */
+	return n < LIVE_THREADS_MAX ? n : LIVE_THREADS_MAX;
 }
 
 /* The main graph's initializers the check perturbs, shuffled. */
@@ -473,7 +565,7 @@ static int candidates(struct live_tensor **out, size_t *nout,
 	return 0;
 }
 
-static void probes_free(struct probes *p)
+static void seqs_free(struct seqs *p)
 {
 	size_t i;
 
@@ -487,7 +579,7 @@ static void probes_free(struct probes *p)
 /* RT_LIVE_PROBES sequences of ids drawn uniformly from the vocabulary, of
  * lengths spread from 1 to max_sequence_length.  A model answers every
  * input of its vocabulary: these are inputs the selftest did not choose. */
-static int probes_new(struct probes *p, const struct rt_bundle *b, uint64_t *seed, nx_error *err)
+static int probes_new(struct seqs *p, const struct rt_bundle *b, uint64_t *seed, nx_error *err)
 {
 	size_t vocab = nx_tokenizer_vocab_size(b->tok), max = b->set.max_len ? b->set.max_len : 1;
 	size_t i, j;
@@ -511,23 +603,74 @@ static int probes_new(struct probes *p, const struct rt_bundle *b, uint64_t *see
 	}
 	return 0;
 oom:
-	probes_free(p);
+	seqs_free(p);
+	return nx_error_oom(err, NULL);
+}
+
+/*
+ * The selftest texts as ids, encoded once, shortest first (stable): a
+ * check that stops early (run_all) has then run the least.  A decoder's
+ * long selftest prompt fills the context: every check a full-context
+ * forward pass (minutes on a 1B model).  Its first LIVE_GEN_TOKENS tokens
+ * reach every initializer the whole does (the position table is one
+ * tensor), so a decoder's texts are cut there.
+ */
+static int texts_new(struct seqs *p, const struct rt_bundle *b, json_t *cases, nx_error *err)
+{
+	size_t cap = b->set.task == RT_TASK_GENERATION && b->set.max_len > LIVE_GEN_TOKENS ?
+		     LIVE_GEN_TOKENS : b->set.max_len;
+	size_t i, j, n, count = json_array_size(cases);
+	json_t *c;
+	int rc;
+
+	memset(p, 0, sizeof(*p));
+	p->ids = calloc(count ? count : 1, sizeof(*p->ids));
+	p->lens = calloc(count ? count : 1, sizeof(*p->lens));
+	if (!p->ids || !p->lens)
+		goto oom;
+	json_array_foreach(cases, i, c) {
+		json_t *text = json_object_get(c, "text");
+		int64_t *ids;
+
+		if (!json_is_string(text))
+			continue;
+		if (!(ids = calloc(cap ? cap : 1, sizeof(*ids))))
+			goto oom;
+		n = 0;
+		if ((rc = nx_tokenizer_encode(b->tok, json_string_value(text), json_string_length(text),
+					      cap, ids, &n, err))) {
+			free(ids);
+			seqs_free(p);
+			return rc;
+		}
+		/* insertion: a selftest has a handful of texts */
+		for (j = p->n; j > 0 && p->lens[j - 1] > n; j--) {
+			p->ids[j] = p->ids[j - 1];
+			p->lens[j] = p->lens[j - 1];
+		}
+		p->ids[j] = ids;
+		p->lens[j] = n;
+		p->n++;
+	}
+	return 0;
+oom:
+	seqs_free(p);
 	return nx_error_oom(err, NULL);
 }
 
 /* The change of every output (selftest texts and probes) when the tensor
  * is all zeros (zero bytes are zero in every type perturb() handles). */
 static int zero_change(double *out, struct rt_bundle *b, struct rt_session *shared,
-		       struct rt_override *ov, json_t *cases, const struct probes *pr,
+		       struct rt_override *ov, const struct seqs *texts, const struct seqs *pr,
 		       struct outputs *base_z, struct outputs *o, unsigned char *copy, nx_error *err)
 {
 	int rc;
 
-	if (!base_z->v && (rc = run_all(base_z, b, shared, NULL, cases, pr, err)))
+	if (!base_z->v && (rc = run_all(base_z, b, shared, NULL, texts, pr, NULL, err)))
 		return rc;
 	memset(copy, 0, ov->bytes);
 	ov->data = copy;
-	if ((rc = run_all(o, b, shared, ov, cases, pr, err)))
+	if ((rc = run_all(o, b, shared, ov, texts, pr, NULL, err)))
 		return rc;
 	*out = base_z->failed ? INFINITY : change(base_z, o);
 	return 0;
@@ -540,7 +683,7 @@ static int zero_change(double *out, struct rt_bundle *b, struct rt_session *shar
  * a kernel that wants one of them constant) or the baseline fails in it.
  */
 static struct rt_session *shared_open(struct rt_bundle *b, const struct live_tensor *v,
-				      size_t n, json_t *cases, struct outputs *base)
+				      size_t n, const struct seqs *texts, struct outputs *base)
 {
 	struct rt_override *ov = calloc(n ? n : 1, sizeof(*ov));
 	struct rt_session *s = NULL;
@@ -556,7 +699,7 @@ static struct rt_session *shared_open(struct rt_bundle *b, const struct live_ten
 		ov[i] = (struct rt_override){ t->name, t->data_type, t->dims, t->ndims, NULL, 0 };
 	}
 	if (rt_session_open_overridable(&s, b, ov, n, &e) ||
-	    run_all(base, b, s, NULL, cases, NULL, &e)) {
+	    run_all(base, b, s, NULL, texts, NULL, NULL, &e)) {
 		fprintf(stderr, "nexus_cli: liveness: a session per initializer: %s\n", e.message);
 		rt_session_free(s);
 		s = NULL;
@@ -570,14 +713,14 @@ int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t bu
 {
 	struct rt_session *shared = NULL;
 	struct outputs base = {0}, o = {0}, base_z = {0};
-	struct probes pr = {0};
+	struct seqs pr = {0}, texts = {0};
 	struct live_tensor *v = NULL;
 	const struct nx_onnx_tensor **sub = NULL;
 	size_t nsub = 0;
 	nx_onnx_model *m = NULL;
 	json_t *golden = NULL, *cases;
 	unsigned char *orig = NULL, *copy = NULL;
-	size_t i, n = 0, checked = 0, ndead = 0;
+	size_t i, n = 0, checked = 0, ndead = 0, most = 1;
 	uint64_t seed = 0, start = (uint64_t)(nx_now() * 1e3), total = 0, done = 0;
 	char first[300] = "";
 	int rc;
@@ -588,16 +731,27 @@ int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t bu
 	if ((rc = rt_selftest_load(&golden, b, err)))
 		return rc;
 	cases = json_object_get(golden, "cases");
-	if ((rc = nx_onnx_open(&m, b->model_fd, RT_MODEL, err)) ||
+	if ((rc = texts_new(&texts, b, cases, err)) ||
+	    (rc = nx_onnx_open(&m, b->model_fd, RT_MODEL, err)) ||
 	    (rc = candidates(&v, &n, &sub, &nsub, nx_onnx_summary_get(m), min_bytes, &seed, err)))
 		goto out;
 	if (!session_each && n)
-		shared = shared_open(b, v, n, cases, &base);
-	if ((!shared && (rc = run_all(&base, b, NULL, NULL, cases, NULL, err))) ||
+		shared = shared_open(b, v, n, &texts, &base);
+	if ((!shared && (rc = run_all(&base, b, NULL, NULL, &texts, NULL, NULL, err))) ||
 	    (zero_check && (rc = probes_new(&pr, b, &seed, err))))
 		goto out;
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		total += v[i].bytes;
+		if (v[i].bytes > most)
+			most = v[i].bytes;
+	}
+	/* one pair of buffers for every check, as large as the largest */
+	orig = malloc(most);
+	copy = malloc(most);
+	if (!orig || !copy) {
+		rc = nx_error_oom(err, NULL);
+		goto out;
+	}
 	for (i = 0; i < n; i++) {
 		const struct nx_onnx_tensor *t = v[i].t;
 		struct rt_override ov = { t->name, t->data_type, t->dims, t->ndims, NULL, v[i].bytes };
@@ -608,19 +762,11 @@ int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t bu
 			print_line(report, t->name, "unchecked", v[i].bytes, 0, NAN);
 			continue;
 		}
-		free(orig);
-		free(copy);
-		orig = malloc(v[i].bytes ? v[i].bytes : 1);
-		copy = malloc(v[i].bytes ? v[i].bytes : 1);
-		if (!orig || !copy) {
-			rc = nx_error_oom(err, NULL);
-			goto out;
-		}
 		if ((rc = contents(orig, v[i].bytes, b, t, err)))
 			goto out;
 		perturb(copy, orig, t->data_type, t->nelem, 1, &seed);
 		ov.data = copy;
-		if ((rc = run_all(&o, b, shared, &ov, cases, NULL, err)))
+		if ((rc = run_all(&o, b, shared, &ov, &texts, NULL, &base, err)))
 			goto out;
 		ch = change(&base, &o);
 		/* A float tensor whose every change turns the outputs non-finite
@@ -628,7 +774,7 @@ int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t bu
 		 * a smaller change must then move them finitely. */
 		if (!isfinite(ch) && is_float(t->data_type)) {
 			perturb(copy, orig, t->data_type, t->nelem, 1e-3, &seed);
-			if ((rc = run_all(&o, b, shared, &ov, cases, NULL, err)))
+			if ((rc = run_all(&o, b, shared, &ov, &texts, NULL, &base, err)))
 				goto out;
 			ch = change(&base, &o);
 			if (!isfinite(ch))
@@ -642,7 +788,7 @@ int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t bu
 			snprintf(first, sizeof(first), "'%.200s' (relative change %.3g)", t->name, ch);
 		zch = NAN;
 		if (dead && zero_check &&
-		    (rc = zero_change(&zch, b, shared, &ov, cases, &pr, &base_z, &o, copy, err)))
+		    (rc = zero_change(&zch, b, shared, &ov, &texts, &pr, &base_z, &o, copy, err)))
 			goto out;
 		print_line(report, t->name, dead ? "dead" : ch >= RT_LIVE_REL_MIN ? "live" :
 			   "dead-empty", v[i].bytes, ch, zch);
@@ -664,7 +810,8 @@ out:
 	free(base.v);
 	free(base_z.v);
 	free(o.v);
-	probes_free(&pr);
+	seqs_free(&pr);
+	seqs_free(&texts);
 	free(v);
 	free(sub);
 	nx_onnx_free(m);

@@ -336,6 +336,13 @@ static int cmd_liveness(const struct rt_verb *v, int argc, char **argv)
 	 * (like selftest --write) */
 	if ((rc = rt_start(&b, NULL, v->name, &a, !a.zero_check)))
 		return rc;
+	/* the verifier's check, not the model's serving: its cores; threads
+	 * that sleep between ops, as spinning ones on a busy host waited for
+	 * each other (2 threads on a loaded 2-core host: 2-3x slower than 1,
+	 * sleeping: as fast as 1; docs/BENCHMARKS.md) */
+	if (a.threads < 0)
+		b.set.threads = rt_live_cores();
+	b.set.no_spin = true;
 	nx_error_clear(&err);
 	rc = rt_liveness(&b, stdout, a.min_bytes ? a.min_bytes : RT_LIVE_MIN_BYTES,
 			 a.budget_ms ? a.budget_ms : RT_LIVE_BUDGET_MS, a.zero_check, a.session_each,
@@ -620,6 +627,8 @@ static const struct rt_opt liveness_opts[] = {
 	  RT_OPT_ZERO },
 	{ "session-each", NULL, "open an ONNX Runtime session per initializer checked (AddInitializer) "
 	  "instead of one for all (the baseline of bench/run.py liveness)", RT_OPT_EACH },
+	{ "threads", "N", "ONNX Runtime intra-op threads (default: every core this process may "
+	  "run on, whatever runtime.yaml says)", RT_OPT_THREADS },
 	RT_OPT_BUNDLE_ENTRY,
 	{ 0 },
 };

@@ -82,6 +82,8 @@ struct rt_settings {
 	size_t max_len;
 	size_t batch_size;
 	int threads;            /* 0 = ONNX Runtime's default */
+	bool no_spin;           /* intra-op threads sleep rather than spin between
+				 * ops (liveness.c: a busy host) */
 	bool integrity_full;    /* hash every file vs. sizes only */
 	int graph_opt;          /* GraphOptimizationLevel */
 	char *output;           /* NULL = first output */
@@ -294,6 +296,10 @@ int rt_selftest_load(json_t **out, struct rt_bundle *b, nx_error *err);
 #define RT_LIVE_BUDGET_MS NX_FUNCTIONAL_LIVENESS_MS
 int rt_liveness(struct rt_bundle *b, FILE *report, size_t min_bytes, uint64_t budget_ms,
 		bool zero_check, bool session_each, nx_error *err);
+/* The cores this process may run on (its CPU affinity, within the
+ * cgroup's cpu.max quota where one is readable), at most 16: liveness's
+ * threads. */
+int rt_live_cores(void);
 /* long_case: one more case, a text of max_sequence_length tokens; when the
  * model rejects it, NX_ECONFIG naming max_sequence_length and the longest
  * input the model takes. */

@@ -1,10 +1,13 @@
 /*
  * test_liveness.c - src/runtime/liveness.c (`nexus_cli liveness`) against a
  * model whose outputs are known: ONNX Runtime and the tokenizer are
- * replaced by stubs (below) computing y = sum(live) + [probe] sum(probe_only),
- * so the verdicts are exact: live, dead (noise moves nothing), dead-empty
- * (all zeros), and with --zero-check, zero_change 0 for a tensor no input
- * sees but not for one only the random-id probes see.  Each in the three
+ * replaced by stubs (below) computing y = sum(live) + [probe] sum(probe_only)
+ * + [the longer text] sum(long_only), so the verdicts are exact: live, dead
+ * (noise moves nothing), dead-empty (all zeros), live when only the longer
+ * of the two texts sees it (a check stops early only when live), and with
+ * --zero-check, zero_change 0 for a tensor no input sees but not for one
+ * only the random-id probes see.  The texts run shortest first, and a
+ * tensor the first moves costs that one run.  Each in the three
  * ways of running the checks: one session fed each copy, a session per
  * copy (--session-each), and the fallback to that when the one session is
  * refused.
@@ -25,10 +28,11 @@
 
 #include "../../src/runtime/liveness.c"
 
-#define NT 5
+#define NT 6
 #define NF 32        /* floats per tensor: 128 bytes, over the 64-byte floor */
 
-static const char *const names[NT] = { "live", "dead", "zeros", "probe_only", "small" };
+static const char *const names[NT] = { "live", "dead", "zeros", "probe_only", "small",
+					"long_only" };
 static float orig[NT][NF];
 
 /* --- stubs for what liveness.c calls outside lib/ -------------------------- */
@@ -48,6 +52,7 @@ void rt_session_sink(struct rt_session *s, rt_sink_fn fn, void *ctx)
 enum mode { SHARED, EACH, REFUSED };
 static enum mode mode;
 static int opened, overridable;   /* sessions opened, of them overridable */
+static size_t runs, first_lens[2]; /* rt_session_run calls, the first two's lengths */
 
 int rt_session_open_overridable(struct rt_session **out, const struct rt_bundle *b,
 				const struct rt_override *ov, size_t n, nx_error *err)
@@ -56,7 +61,7 @@ int rt_session_open_overridable(struct rt_session **out, const struct rt_bundle 
 
 	(void)b;
 	/* every candidate, by name and shape, with no contents */
-	assert_int_equal(n, 4);
+	assert_int_equal(n, 5);
 	for (i = 0; i < n; i++) {
 		assert_null(ov[i].data);
 		assert_int_equal(ov[i].ndims, 1);
@@ -115,9 +120,15 @@ int rt_session_run(struct rt_session *s, const struct rt_bundle *b, int64_t *con
 		   int64_t *const *types, int64_t *const *masks, const size_t *lens, size_t n,
 		   json_t **results, nx_error *err)
 {
-	/* a selftest text encodes to the one id 1; a probe is anything else */
-	bool probe = lens[0] != 1 || ids[0][0] != 1;
-	double y = sum_of(s, 0) + (probe ? sum_of(s, 3) : 0);
+	/* a selftest text encodes to ids 1 (one, or two for the longer); a
+	 * probe is anything else */
+	bool probe = lens[0] > 2 || ids[0][0] != 1 || (lens[0] == 2 && ids[0][1] != 1);
+	double y = sum_of(s, 0) + (probe ? sum_of(s, 3) : 0) +
+		   (!probe && lens[0] == 2 ? sum_of(s, 5) : 0);
+
+	if (runs < 2)
+		first_lens[runs] = lens[0];
+	runs++;
 
 	(void)b, (void)types, (void)masks, (void)n, (void)err;
 	results[0] = NULL;
@@ -137,9 +148,10 @@ int rt_selftest_load(json_t **out, struct rt_bundle *b, nx_error *err)
 int nx_tokenizer_encode(nx_tokenizer *t, const char *text, size_t len, size_t max_len,
 			int64_t *ids, size_t *n, nx_error *err)
 {
-	(void)t, (void)text, (void)len, (void)max_len, (void)err;
-	ids[0] = 1;
-	*n = 1;
+	(void)t, (void)text, (void)max_len, (void)err;
+	/* "free money" (first in the file) two ids, "lunch" one */
+	ids[0] = ids[1] = 1;
+	*n = len > 5 ? 2 : 1;
 	return 0;
 }
 
@@ -201,6 +213,7 @@ static int check(bool zero_check, json_t *line[NT], char **text)
 	b.set.max_len = 8;
 	nx_error_clear(&err);
 	opened = overridable = 0;
+	runs = 0;
 	rc = rt_liveness(&b, f, 64, 0, zero_check, mode == EACH, &err);
 	/* one session for all, or the baseline's and one per check */
 	if (mode == SHARED)
@@ -244,8 +257,14 @@ static void verdicts(void **state)
 	assert_string_equal(verdict(line[2]), "dead-empty");  /* zeros carry nothing */
 	assert_string_equal(verdict(line[3]), "dead");        /* no selftest text sees it */
 	assert_null(line[4]);                                 /* under --min-bytes */
+	assert_string_equal(verdict(line[5]), "live");        /* the longer text sees it */
 	assert_null(json_object_get(line[1], "zero_change")); /* not asked */
-	assert_non_null(strstr(text, "\"checked\":4,\"of\":4"));
+	assert_non_null(strstr(text, "\"checked\":5,\"of\":5"));
+	/* the baseline ran the shorter text first; then "live" one run (the
+	 * short text moved it), the four others both texts: 2 + 1 + 4 x 2 */
+	assert_int_equal(first_lens[0], 1);
+	assert_int_equal(first_lens[1], 2);
+	assert_int_equal(runs, 11);
 	for (t = 0; t < NT; t++)
 		json_decref(line[t]);
 	free(text);
