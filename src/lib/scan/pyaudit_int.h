@@ -35,6 +35,9 @@ bool nx_pyaudit__holds(const char *dotted);
  * the standard library's (nx_pyaudit__under_package of where it started),
  * so its attribute names are judged by name too. */
 bool nx_pyaudit__canonical(char *p, size_t cap, bool under);
+/* The same for p's last component only, p's parent being canonical: a
+ * chain rewrites its path as it grows, one step at a time. */
+bool nx_pyaudit__canonical_last(char *p, size_t cap, bool under);
 /* Does dotted path p start at a package that is not the standard
  * library's? */
 bool nx_pyaudit__under_package(const char *p);

@@ -679,10 +679,28 @@ bool nx_pyaudit__under_package(const char *p)
  * are judged all along the path, since the audit only guesses that
  * `scipy.io` is the io module (`scipy.io.dis` is still judged).
  */
+/* Rewrite out (outsz bytes), whose last component is k bytes and whose
+ * parent is canonical already, to the module it is; true when it is one. */
+static bool last_alias(char *out, size_t outsz, size_t k, bool under)
+{
+	const char *t = module_alias(out), *c = out + strlen(out) - k;
+
+	if (!t && under && judged_by_name(c, k)) {
+		memmove(out, c, k);   /* `np.x.pickle` is pickle */
+		out[k] = '\0';
+		return true;
+	}
+	if (t && *t && strcmp(t, out) && strlen(t) < outsz) {
+		memmove(out, t, strlen(t) + 1);
+		return true;
+	}
+	return false;   /* no row, a submodule (numpy.random), or no module */
+}
+
 bool nx_pyaudit__canonical(char *p, size_t cap, bool under)
 {
 	char out[NX_PYAUDIT_DOTTED_MAX + 1], *dot;
-	const char *t, *rest = p;
+	const char *rest = p;
 	size_t n;
 	bool whole = false;
 
@@ -702,23 +720,18 @@ bool nx_pyaudit__canonical(char *p, size_t cap, bool under)
 		out[len] = '.';
 		memcpy(out + len + 1, c, k);
 		out[len + 1 + k] = '\0';
-		t = module_alias(out);
-		if (!t && under && judged_by_name(c, k)) {
-			memmove(out, c, k);   /* `np.x.pickle` is pickle */
-			out[k] = '\0';
-			whole = true;
-		} else if (t && *t && strcmp(t, out)) {
-			if (strlen(t) >= sizeof(out))
-				return false;
-			memmove(out, t, strlen(t) + 1);
-			whole = true;
-		} else {
-			whole = false;   /* no row, a submodule (numpy.random), or no module */
-		}
+		whole = last_alias(out, sizeof(out), k, under);
 		rest = next;
 	}
 	if (strlen(out) >= cap)
 		return false;
 	memcpy(p, out, strlen(out) + 1);
 	return whole;
+}
+
+bool nx_pyaudit__canonical_last(char *p, size_t cap, bool under)
+{
+	const char *dot = strrchr(p, '.');
+
+	return dot && last_alias(p, cap, strlen(dot + 1), under);
 }

@@ -67,11 +67,15 @@ static const struct nx_pyaudit_export *exported(const struct audit *a, const cha
 }
 
 /* The chain follows one more module path (there is room: the caller
- * checks ntargets). */
+ * checks ntargets), as the module it is (`import os.path as p`: p is
+ * posixpath), so that each step judges only the name it adds. */
 static void push_target(struct audit *a, const char *target)
 {
-	snprintf(a->cpath[a->ntargets], sizeof(a->cpath[0]), "%s", target);
+	char *p = a->cpath[a->ntargets];
+
+	snprintf(p, sizeof(a->cpath[0]), "%s", target);
 	a->cunder[a->ntargets] = nx_pyaudit__under_package(target);
+	nx_pyaudit__canonical(p, sizeof(a->cpath[0]), a->cunder[a->ntargets]);
 	a->cdead[a->ntargets++] = false;
 }
 
@@ -270,7 +274,7 @@ static int chain_step(struct audit *a, size_t i, const char *s, size_t n)
 		memcpy(p + len + 1, s, n);
 		p[len + 1 + n] = '\0';
 		/* process.mp is multiprocessing: judged, and followed, as it */
-		if (nx_pyaudit__canonical(p, sizeof(a->cpath[0]), a->cunder[k]))
+		if (nx_pyaudit__canonical_last(p, sizeof(a->cpath[0]), a->cunder[k]))
 			a->on_module = true;
 		if ((why = nx_pyaudit_training(p))) {
 			rc = nx_pyaudit__report(a, NX_F_IMPORT_TRAINING, i, "'%s' refused: %s; a training package or "
