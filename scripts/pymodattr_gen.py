@@ -49,7 +49,7 @@ SKIP = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "te
         "__main__", "lib2to3", "ensurepip", "pydoc_data"}
 # Serving packages of Debian 12 (python3-<name>); a missing one is left out
 # and said so.  onnxruntime, tokenizers, scipy and transformers are not
-# Debian packages: they are judged by name only.
+# installed by setup.sh: the audit judges them by name only.
 PACKAGES = ["numpy", "onnx", "torch"]
 
 CHILD = r"""
