@@ -1,8 +1,10 @@
 #!/usr/bin/python3
-"""Generate src/lib/scan/pymodattr.h: the attributes of standard-library
-modules that are other modules under another name (python 3.11, Debian 12's
-/usr/bin/python3), e.g. concurrent.futures.process.mp is multiprocessing and
-os.path is posixpath.
+"""Generate src/lib/scan/pymodattr.h: the attributes of modules that are other
+modules under another name, e.g. concurrent.futures.process.mp is
+multiprocessing and os.path is posixpath, for python 3.11's standard library
+and the serving packages Debian 12 ships (scripts/setup.sh installs them:
+python3-numpy, python3-onnx, python3-torch; their versions are written into
+the header).
 
 The Python import audit (src/lib/scan/pyaudit_names.c) follows a chain of
 attributes from an imported module by its dotted path; an alias hid a denied
@@ -10,32 +12,56 @@ module from it (`process.mp.reduction.ForkingPickler.loads` unpickles: red
 team 7).  With this table every prefix of a path that is such an alias is
 rewritten to the module it is, and the chain stands on a module.
 
+Rows:
+  standard library   "module.attribute" -> the module it is, for every
+                     public attribute whose value is a module named other
+                     than "<module>.<attribute>";
+  PACKAGES           the same, and also every attribute named like a module
+                     the audit judges by name (a standard top-level module,
+                     or a training/denied/framework name of
+                     src/lib/scan/pyaudit_lists.c): a module -> the module it
+                     is (numpy.random -> numpy.random), anything else -> ""
+                     (numpy.trace is a function, not the trace module).  For
+                     a declared package the audit resolves such a name to
+                     the module it names unless this table says otherwise,
+                     so a package version or a package not listed here is
+                     judged by name, and these rows keep the real API of
+                     the listed versions free of false alarms.
+
 Each top-level module is imported in its own interpreter (a few have side
 effects or need a display: those listed in SKIP are not imported), with
-its submodules; every public attribute whose value is a module named other
-than "<module>.<attribute>" is a row.
+its submodules.  Run with a clean working directory; it takes about two
+minutes (torch alone one).
 
 usage: /usr/bin/python3 scripts/pymodattr_gen.py
 """
 import json
 import pathlib
+import re
 import subprocess
 import sys
+import tempfile
 
-OUT = pathlib.Path(__file__).resolve().parents[1] / "src" / "lib" / "scan" / "pymodattr.h"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+OUT = ROOT / "src" / "lib" / "scan" / "pymodattr.h"
+LISTS = ROOT / "src" / "lib" / "scan" / "pyaudit_lists.c"
 SKIP = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "test",
         "__main__", "lib2to3", "ensurepip", "pydoc_data"}
+# Serving packages of Debian 12 (python3-<name>); a missing one is left out
+# and said so.  onnxruntime, tokenizers, scipy and transformers are not
+# installed by setup.sh: the audit judges them by name only.
+PACKAGES = ["numpy", "onnx", "torch"]
 
 CHILD = r"""
 import importlib, json, pkgutil, sys, types, warnings
 warnings.simplefilter("ignore")
-top = sys.argv[1]
+top, named = sys.argv[1], set(json.loads(sys.argv[2]))
 try:
     m = importlib.import_module(top)
 except BaseException:
     print("{}"); raise SystemExit
 if hasattr(m, "__path__"):
-    for info in pkgutil.walk_packages(m.__path__, top + "."):
+    for info in pkgutil.walk_packages(m.__path__, top + ".", onerror=lambda n: None):
         # a package's __main__ runs its command line when imported
         # (venv.__main__ makes a virtual environment in the working directory)
         if (".test" in info.name or "tests" in info.name or "idle_test" in info.name or
@@ -56,10 +82,40 @@ for name, mod in list(sys.modules.items()):
             v = getattr(mod, a)
         except BaseException:
             continue
-        if isinstance(v, types.ModuleType) and v.__name__ != name + "." + a:
-            rows[name + "." + a] = v.__name__
+        if isinstance(v, types.ModuleType):
+            if v.__name__ != name + "." + a or a in named:
+                rows[name + "." + a] = v.__name__
+        elif a in named:
+            rows[name + "." + a] = ""
 print(json.dumps(rows))
 """
+
+
+def judged_names():
+    """The names the audit resolves by name on a declared package's path."""
+    text = LISTS.read_text()
+    names = {n for n in sys.stdlib_module_names if not n.startswith("_")}
+    for array in ("training", "denied"):
+        body = re.search(r"static const struct rule %s\[\] = \{(.*?)\n\};" % array, text, re.S)
+        names |= {n for n in re.findall(r'\{ "([A-Za-z0-9_]+)",', body.group(1))}
+    body = re.search(r"static const char \*const frameworks\[\] = \{(.*?)\};", text, re.S)
+    names |= set(re.findall(r'"([A-Za-z0-9_]+)"', body.group(1)))
+    return sorted(names)
+
+
+def child(top, named):
+    with tempfile.TemporaryDirectory() as cwd:   # torch.distributed writes files
+        r = subprocess.run([sys.executable, "-I", "-c", CHILD, top, json.dumps(named)],
+                           capture_output=True, text=True, timeout=600,
+                           stdin=subprocess.DEVNULL, cwd=cwd)
+    return json.loads(r.stdout.strip().splitlines()[-1] or "{}")
+
+
+def version(top):
+    r = subprocess.run([sys.executable, "-I", "-c",
+                        "import %s as m; print(m.__version__)" % top],
+                       capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    return r.stdout.strip().splitlines()[-1] if r.returncode == 0 else None
 
 
 def main():
@@ -68,22 +124,32 @@ def main():
         if top.startswith("_") or top in SKIP:
             continue
         try:
-            r = subprocess.run([sys.executable, "-I", "-c", CHILD, top], capture_output=True,
-                               text=True, timeout=60, stdin=subprocess.DEVNULL)
-            rows.update(json.loads(r.stdout.strip().splitlines()[-1] or "{}"))
+            rows.update(child(top, []))
         except (subprocess.TimeoutExpired, ValueError, IndexError):
             print(f"skipped {top}", file=sys.stderr)
+    named = judged_names()
+    versions = []
+    for top in PACKAGES:
+        v = version(top)
+        if not v:
+            print(f"{top} is not installed: left out", file=sys.stderr)
+            continue
+        got = child(top, named)
+        rows.update(got)
+        versions.append(f"{top} {v}")
     ver = "%d.%d" % sys.version_info[:2]
     lines = [
         "/* pymodattr.h - generated by scripts/pymodattr_gen.py from the standard",
-        " * library of python %s; do not edit.  \"module.attribute\" -> the module" % ver,
-        " * it is.  Sorted by strcmp, for bsearch. */",
+        " * library of python %s and from %s;" % (ver, ", ".join(versions)),
+        " * do not edit.",
+        " * \"module.attribute\" -> the module it is (\"\" when the attribute is no",
+        " * module though named like one).  Sorted by strcmp, for bsearch. */",
         "static const char *const nx_py_modattr[][2] = {",
     ]
     lines += ["\t{ \"%s\", \"%s\" }," % (k, rows[k]) for k in sorted(rows)]
     lines += ["};", ""]
     OUT.write_text("\n".join(lines))
-    print(f"{len(rows)} aliases", file=sys.stderr)
+    print(f"{len(rows)} rows; {', '.join(versions)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

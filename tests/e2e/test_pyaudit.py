@@ -29,6 +29,39 @@ def test_stdlib_list_is_the_running_pythons():
     assert ver == "%d.%d" % sys.version_info[:2]
 
 
+def test_modattr_table_is_the_installed_packages():
+    """src/lib/scan/pymodattr.h holds numpy's, onnx's and torch's aliases as
+    Debian ships them (scripts/pymodattr_gen.py): the versions it names are
+    the installed ones, and numpy's rows are what its modules hold."""
+    import importlib
+    import types
+    import warnings
+    text = (ROOT / "src/lib/scan/pymodattr.h").read_text()
+    import numpy
+    head = text[:text.index("*/")]
+    assert f"numpy {numpy.__version__}" in head, "run scripts/pymodattr_gen.py"
+    rows = re.findall(r'^\t\{ "(numpy\.[^"]+)", "([^"]*)" \},$', text, re.M)
+    assert len(rows) > 300 and ("numpy.trace", "") in rows
+    checked = 0
+    for key, target in rows:
+        parent, attr = key.rsplit(".", 1)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                mod = importlib.import_module(parent)
+        except Exception:
+            continue   # an alias path, or a module that needs what is not installed
+        if not hasattr(mod, attr):
+            try:   # a submodule is an attribute once imported
+                importlib.import_module(key)
+            except Exception:
+                continue
+        v = getattr(mod, attr)
+        assert (v.__name__ if isinstance(v, types.ModuleType) else "") == target, key
+        checked += 1
+    assert checked > 200
+
+
 # -- the gate on a hand-made bundle: one family per class, several spellings ------
 
 UNRESOLVED = [
@@ -53,6 +86,9 @@ TRAINING = [
     "import onnxruntime as ort\no = ort.torch.optim.SGD\n",
     "from onnxruntime import torch as backend\nopt = backend.optim.Adam\n",
     "import onnxruntime\nt = onnxruntime.capi.transformers.Trainer\n",
+    # a declared package's attribute named like a training package is judged as it
+    "from onnxruntime.tools import torch_optimizer\n",
+    "import onnxruntime as ort\na = ort.x.accelerate.Accelerator()\n",
 ]
 DENIED = [
     "import importlib._bootstrap as b\nm = b._gcd_import('x')\n",
@@ -64,6 +100,14 @@ DENIED = [
     "import subprocess\n",
     "from pydoc import locate\n",
     "import _imp\n",
+    # a declared package's attribute that is another module (issue 22, item 1):
+    # numpy 1.24's own aliases (src/lib/scan/pymodattr.h), and by name
+    "import numpy.ma.timer_comparison as tc\nt = tc.timeit.timeit(s)\n",
+    "from numpy.ma.bench import timeit as clock\nclock.Timer(s).timeit()\n",
+    "import numpy as np\nx = np.matlib.ctypeslib.as_array(p)\n",
+    "import onnxruntime as ort\nort.capi.code.interact()\n",
+    "from onnxruntime.tools import pdb\n",
+    "import onnxruntime as o\no.x.concurrent.futures.process.mp.reduction.ForkingPickler.loads(b)\n",
 ]
 REFLECTIVE = [
     "import json\ng = json.__loader__\n",
@@ -133,7 +177,12 @@ def test_verify_serving_idioms_pass(nexus, bundle):
         "    p = os.path.join(os.path.dirname(__file__), 'x')\n"
         "    if sys.flags.isolated:\n        pass\n"
         "    print(json.dumps({'p': p, 'v': f'{sys.version_info!r:>{10}}'}), file=sys.stderr)\n"
-        "    return np.zeros(3), utils.softmax, Engine, o\n"))
+        "    return np.zeros(3), utils.softmax, Engine, o\n\n"
+        "def numeric(x):\n"
+        "    import onnxruntime as ort\n"
+        "    s = ort.InferenceSession('m.onnx', providers=ort.get_available_providers())\n"
+        "    r = np.random.default_rng(0).normal() + np.trace(np.eye(2)) + np.math.sqrt(2)\n"
+        "    return np.copy(np.array([np.float32(r)])), np.select([x > 0], [np.exp(x)]), s\n"))
     rc, rep = verify(nexus, bundle)
     assert rc == 0, rep["findings"]
 

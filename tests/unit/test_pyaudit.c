@@ -9,7 +9,8 @@
 
 #include "nexus/pyaudit.h"
 
-static const char *const packages[] = { "onnxruntime", "numpy", "torch", "transformers" };
+static const char *const packages[] = { "onnxruntime", "numpy", "torch", "transformers",
+	"tokenizers" };
 static const char *const modules[] = { "inference", "utils" };
 
 struct seen {
@@ -36,7 +37,7 @@ static size_t nexports;
 
 static struct seen audit(const char *src)
 {
-	struct nx_pyaudit_opts o = { .packages = packages, .npackages = 4, .modules = modules,
+	struct nx_pyaudit_opts o = { .packages = packages, .npackages = 5, .modules = modules,
 				     .nmodules = 2, .exports = exports, .nexports = nexports };
 	struct seen s = { "", 0, 0 };
 	nx_error e;
@@ -371,7 +372,7 @@ static void through_bundle_modules(void **state)
 		NULL
 	};
 
-	struct nx_pyaudit_opts o = { .packages = packages, .npackages = 4, .modules = modules,
+	struct nx_pyaudit_opts o = { .packages = packages, .npackages = 5, .modules = modules,
 				     .nmodules = 2 };
 
 	assert_int_equal(nx_pyaudit_exports(&exports, &nexports, "utils", utils_py,
@@ -487,6 +488,71 @@ static void numpy_doors_and_frameworks(void **state)
 	expect_clean(ok);
 }
 
+/*
+ * A declared package's attribute that is another module is judged as that
+ * module (issue 22, item 1): by pymodattr.h for the versions it was
+ * generated from (numpy 1.24.2's numpy.ma.bench.timeit is timeit), by the
+ * attribute's name for any other package or version (ort.x.code is code).
+ */
+static void declared_package_aliases(void **state)
+{
+	static const char *const denied[] = {
+		/* numpy 1.24.2's own aliases, by the table */
+		"import numpy.ma.timer_comparison as tc\ntc.timeit.timeit(s)\n",
+		"import numpy as np\nt = np.ma.bench.timeit.Timer(s).timeit()\n",
+		"from numpy.ma.bench import timeit\n",
+		"from numpy.ma.bench import timeit as clock\nclock.timeit(s)\n",
+		"import numpy.matlib\nx = numpy.matlib.ctypeslib.as_array(p)\n",
+		"from numpy.matlib import ctypeslib\n",
+		/* a package the table does not hold: by the attribute's name */
+		"import onnxruntime as ort\nort.capi.code.interact()\n",
+		"import onnxruntime as o\nt = o.tools.timeit.timeit(s)\n",
+		"from onnxruntime.tools import pdb\n",
+		"from onnxruntime.tools.pdb import run\n",
+		"import tokenizers\nd = tokenizers.tools.shelve.open(p)\n",
+		"import tokenizers\nc = tokenizers.io.dis.Bytecode(s)\n",
+		"from tokenizers import io\nc = io.dis.Bytecode(s)\n",
+		"from tokenizers import io as stream\nc = stream.x.timeit.timeit(s)\n",
+		/* the name reaches a standard module, whose own aliases follow */
+		"import onnxruntime as o\n"
+		"o.x.concurrent.futures.process.mp.reduction.ForkingPickler.loads(b)\n",
+		"import transformers\ntransformers.utils.logging.config.dictConfig(d)\n",
+		NULL
+	};
+	static const char *const training[] = {
+		/* torch 1.13's aliases of its training modules */
+		"import torch.nn.parallel.distributed as d\nd.dist.all_reduce(t)\n",
+		"from torch.nn.parallel.distributed import dist\n",
+		"import torch\np = torch.profiler.profiler.prof.profile()\n",
+		/* by name under a package the table does not hold */
+		"import tokenizers\na = tokenizers.tools.accelerate.Accelerator()\n",
+		"from onnxruntime.tools import torch_optimizer\n",
+		"import onnxruntime as ort\nopt = ort.x.torch_optimizer.Lamb(p)\n",
+		NULL
+	};
+	static const char *const ok[] = {
+		"import numpy as np\nx = np.float32(1)\ny = np.exp(x) + np.trace(np.eye(2))\n"
+		"z = np.copy(np.array([1])) + np.select([x > 0], [x])\n"
+		"r = np.random.default_rng(0).normal()\ns = np.math.sqrt(2)\n",
+		"from numpy import random, trace, copy, array\nr = random.default_rng(0)\n",
+		"import onnxruntime as ort\no = ort.SessionOptions()\n"
+		"o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL\n"
+		"s = ort.InferenceSession('m.onnx', sess_options=o, "
+		"providers=ort.get_available_providers())\n"
+		"e = ort.capi.onnxruntime_pybind11_state.Fail\n",
+		"import tokenizers\nfrom tokenizers import Tokenizer, pre_tokenizers\n"
+		"t = tokenizers.Tokenizer.from_file('t.json')\nids = t.encode('x').ids\n",
+		"import tokenizers.signal\nf = tokenizers.signal.stft(x).types\n",
+		"import torch\nx = torch.nn.functional.softmax(torch.randn(2), -1)\n",
+		"from transformers import AutoTokenizer\nt = AutoTokenizer.from_pretrained('d')\n",
+		NULL
+	};
+
+	expect_all("import-denied", denied);
+	expect_all("import-training", training);
+	expect_clean(ok);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -503,6 +569,7 @@ int main(void)
 		cmocka_unit_test(bundle_module_shadowing_a_package),
 		cmocka_unit_test(long_statement),
 		cmocka_unit_test(numpy_doors_and_frameworks),
+		cmocka_unit_test(declared_package_aliases),
 	};
 	return cmocka_run_group_tests_name("pyaudit", tests, NULL, NULL);
 }

@@ -250,13 +250,19 @@ static enum origin resolve(struct audit *a, const char *mod, size_t i, const cha
 	*stem = NULL;
 	memcpy(first, mod, top);
 	first[top] = '\0';
-	/* judged as the module it is: an alias (os.path) names another */
+	/* judged as the module it is: an alias (os.path, numpy.x.pickle)
+	 * names another */
 	if (snprintf(canon, sizeof(canon), "%s", mod) < (int)sizeof(canon) &&
-	    nx_pyaudit_stdlib(first)) {
-		nx_pyaudit__canonical(canon, sizeof(canon));
+	    (nx_pyaudit_stdlib(first) || declared(a, mod))) {
+		nx_pyaudit__canonical(canon, sizeof(canon), nx_pyaudit__under_package(canon));
 		if ((why = nx_pyaudit__denied(canon))) {
 			*rc = nx_pyaudit__report(a, NX_F_IMPORT_DENIED, i, "import of '%s' (%s) refused: %s",
 						 mod, canon, why);
+			return O_NONE;
+		}
+		if ((why = nx_pyaudit_training(canon))) {
+			*rc = nx_pyaudit__report(a, NX_F_IMPORT_TRAINING, i, "import of '%s' (%s) refused: "
+						 "%s", mod, canon, why);
 			return O_NONE;
 		}
 	}
@@ -407,21 +413,32 @@ static int from_names(struct audit *a, size_t *jp, const char *prefix, enum orig
 				snprintf(full, sizeof(full), "%s%s%.*s", pkg ? "__init__" : prefix,
 					 pkg || *prefix ? "." : "", (int)a->t[nm].nlen, a->t[nm].name);
 
-			bool alias = false;
+			char canon[NX_PYAUDIT_DOTTED_MAX + 1];
+			bool alias = false, under = false;
 
-			/* `from concurrent.futures.process import mp` is multiprocessing */
-			if (w >= 0 && (size_t)w < sizeof(full) && org == O_STDLIB)
-				alias = nx_pyaudit__canonical(full, sizeof(full));
+			/* `from concurrent.futures.process import mp` is multiprocessing,
+			 * `from numpy.ma.bench import timeit` is timeit: judged as the
+			 * module it is; a declared package's name stays bound as
+			 * spelled, so that its chains are judged by name all along */
+			if (w >= 0 && (size_t)w < sizeof(full)) {
+				memcpy(canon, full, (size_t)w + 1);
+				if (org != O_BUNDLE) {
+					under = nx_pyaudit__under_package(full);
+					alias = nx_pyaudit__canonical(canon, sizeof(canon), under);
+				}
+			}
 			if (w < 0 || (size_t)w >= sizeof(full))
 				rc = nx_pyaudit__report(a, NX_F_IMPORT_UNRESOLVED, nm, "imported name over %d bytes",
 					    NX_PYAUDIT_DOTTED_MAX);
-			else if ((why = nx_pyaudit_training(full)))
-				rc = nx_pyaudit__report(a, NX_F_IMPORT_TRAINING, nm, "import of '%s' refused: %s; a "
-					    "training package or submodule is refused even when "
-					    "python_packages declares its package", full, why);
-			else if ((why = nx_pyaudit__denied(full)))
-				rc = nx_pyaudit__report(a, NX_F_IMPORT_DENIED, nm, "import of '%s' refused: %s", full,
-					    why);
+			else if ((why = nx_pyaudit_training(canon)) || (why = nx_pyaudit_training(full)))
+				rc = nx_pyaudit__report(a, NX_F_IMPORT_TRAINING, nm, "import of '%s'%s%s%s "
+					    "refused: %s; a training package or submodule is refused even "
+					    "when python_packages declares its package", full,
+					    alias ? " (" : "", alias ? canon : "", alias ? ")" : "", why);
+			else if ((why = nx_pyaudit__denied(canon)) || (why = nx_pyaudit__denied(full)))
+				rc = nx_pyaudit__report(a, NX_F_IMPORT_DENIED, nm, "import of '%s'%s%s%s "
+					    "refused: %s", full, alias ? " (" : "", alias ? canon : "",
+					    alias ? ")" : "", why);
 			/* a framework handed out: refused, and still bound, so that
 			 * `backend.optim` after it is also import-training */
 			else if (org != O_BUNDLE && (why = nx_pyaudit__framework_inside(full)) &&
@@ -431,7 +448,7 @@ static int from_names(struct audit *a, size_t *jp, const char *prefix, enum orig
 			else if (!(rc = nx_pyaudit__name_rules(a, nm, a->t[nm].name, a->t[nm].nlen,
 						   org == O_BUNDLE ? R_BUNDLE : R_MODULE,
 						   org == O_BUNDLE ? NULL : prefix)))
-				rc = bind(a, as != NONE ? as : nm, full, org, alias);
+				rc = bind(a, as != NONE ? as : nm, under ? full : canon, org, alias);
 		}
 		if (rc || !is_op(a, j, ","))
 			break;

@@ -29,9 +29,18 @@ const char *nx_pyaudit__framework_inside(const char *dotted);
 /* Does the dotted path hold (is a proper prefix of) a training or denied
  * entry?  `torch.utils` holds torch.utils.data. */
 bool nx_pyaudit__holds(const char *dotted);
-/* Rewrite dotted path p (cap bytes) past standard modules' aliases of
- * other modules (os.path -> posixpath); true when p itself was one. */
-bool nx_pyaudit__canonical(char *p, size_t cap);
+/* Rewrite dotted path p (cap bytes) past modules' aliases of other
+ * modules (os.path -> posixpath, numpy.ma.bench.timeit -> timeit); true
+ * when p itself was one.  under: p was reached from a package that is not
+ * the standard library's (nx_pyaudit__under_package of where it started),
+ * so its attribute names are judged by name too. */
+bool nx_pyaudit__canonical(char *p, size_t cap, bool under);
+/* The same for p's last component only, p's parent being canonical: a
+ * chain rewrites its path as it grows, one step at a time. */
+bool nx_pyaudit__canonical_last(char *p, size_t cap, bool under);
+/* Does dotted path p start at a package that is not the standard
+ * library's? */
+bool nx_pyaudit__under_package(const char *p);
 /* An attribute name refused on any object (reflection, frames, import
  * machinery, process creation, modules reached as attributes). */
 const char *nx_pyaudit__attr(const char *name, size_t n);
@@ -131,6 +140,7 @@ struct audit {
 	size_t ntargets;
 	char cpath[TARGETS_MAX][NX_PYAUDIT_DOTTED_MAX + 1];
 	bool cdead[TARGETS_MAX];
+	bool cunder[TARGETS_MAX]; /* started under a package (nx_pyaudit__canonical) */
 	bool on_module;        /* the chain stands on an imported module object */
 	char bpath[NX_PYAUDIT_DOTTED_MAX + 1];   /* bundle name the chain follows */
 	bool bvalid;

@@ -605,7 +605,8 @@ bool nx_pyaudit__private_ok(const char *name, size_t n)
 }
 
 /* The module "module.attribute" dotted is, when it names one under another
- * name (pymodattr.h: os.path is posixpath); NULL otherwise. */
+ * name (pymodattr.h: os.path is posixpath); "" when the table knows it is
+ * no module though named like one (numpy.trace); NULL otherwise. */
 static const char *module_alias(const char *dotted)
 {
 	size_t l = 0, h = sizeof(nx_py_modattr) / sizeof(nx_py_modattr[0]);
@@ -625,16 +626,81 @@ static const char *module_alias(const char *dotted)
 }
 
 /*
- * Rewrite p (cap bytes) so that no prefix of it is a standard module's
- * alias of another module (concurrent.futures.process.mp.reduction ->
- * multiprocessing.reduction), from the left; true when the whole of p was
- * such an alias (it now names a module).  An alias hid a denied module
- * from the lists above (red team 7).
+ * Is c[0..k) a name a declared package's attribute is judged by: a public
+ * top-level module of the standard library, or a one-component training
+ * or denied entry (`accelerate`, `dill`)?  A package's `x.pickle` or
+ * `x.code` is, as far as the audit can tell, that module: packages import
+ * them at their top and hand them on.  pymodattr.h says otherwise for the
+ * versions it was generated from (numpy.trace is a function).
  */
-bool nx_pyaudit__canonical(char *p, size_t cap)
+static bool judged_by_name(const char *c, size_t k)
+{
+	char name[NX_PYAUDIT_DOTTED_MAX + 1];
+	size_t i;
+
+	if (!k || k >= sizeof(name) || c[0] == '_')
+		return false;
+	memcpy(name, c, k);
+	name[k] = '\0';
+	if (nx_pyaudit_stdlib(name))
+		return true;
+	for (i = 0; training[i].name; i++)
+		if (eq(training[i].name, c, k))
+			return true;
+	for (i = 0; denied[i].name; i++)
+		if (eq(denied[i].name, c, k))
+			return true;
+	return false;
+}
+
+bool nx_pyaudit__under_package(const char *p)
+{
+	char first[NX_PYAUDIT_DOTTED_MAX + 1];
+	size_t top = strcspn(p, ".");
+
+	if (top >= sizeof(first))
+		return true;
+	memcpy(first, p, top);
+	first[top] = '\0';
+	return !nx_pyaudit_stdlib(first);
+}
+
+/*
+ * Rewrite p (cap bytes) so that no prefix of it is a module's alias of
+ * another module (concurrent.futures.process.mp.reduction ->
+ * multiprocessing.reduction, numpy.core.numeric.pickle -> pickle), from
+ * the left; true when the whole of p was such an alias (it now names a
+ * module).  An alias hid a denied module from the lists above (red team
+ * 7).  Under a package that is not the standard library's, an attribute
+ * pymodattr.h does not know is judged by its name (judged_by_name): the
+ * table covers the standard library and the package versions it was
+ * generated from, not every release a bundle may be served with.  The
+ * caller says whether p started under such a package (`under`): names
+ * are judged all along the path, since the audit only guesses that
+ * `scipy.io` is the io module (`scipy.io.dis` is still judged).
+ */
+/* Rewrite out (outsz bytes), whose last component is k bytes and whose
+ * parent is canonical already, to the module it is; true when it is one. */
+static bool last_alias(char *out, size_t outsz, size_t k, bool under)
+{
+	const char *t = module_alias(out), *c = out + strlen(out) - k;
+
+	if (!t && under && judged_by_name(c, k)) {
+		memmove(out, c, k);   /* `np.x.pickle` is pickle */
+		out[k] = '\0';
+		return true;
+	}
+	if (t && *t && strcmp(t, out) && strlen(t) < outsz) {
+		memmove(out, t, strlen(t) + 1);
+		return true;
+	}
+	return false;   /* no row, a submodule (numpy.random), or no module */
+}
+
+bool nx_pyaudit__canonical(char *p, size_t cap, bool under)
 {
 	char out[NX_PYAUDIT_DOTTED_MAX + 1], *dot;
-	const char *t, *rest = p;
+	const char *rest = p;
 	size_t n;
 	bool whole = false;
 
@@ -654,16 +720,18 @@ bool nx_pyaudit__canonical(char *p, size_t cap)
 		out[len] = '.';
 		memcpy(out + len + 1, c, k);
 		out[len + 1 + k] = '\0';
-		whole = (t = module_alias(out)) != NULL;
-		if (whole) {
-			if (strlen(t) >= sizeof(out))
-				return false;
-			memmove(out, t, strlen(t) + 1);
-		}
+		whole = last_alias(out, sizeof(out), k, under);
 		rest = next;
 	}
 	if (strlen(out) >= cap)
 		return false;
 	memcpy(p, out, strlen(out) + 1);
 	return whole;
+}
+
+bool nx_pyaudit__canonical_last(char *p, size_t cap, bool under)
+{
+	const char *dot = strrchr(p, '.');
+
+	return dot && last_alias(p, cap, strlen(dot + 1), under);
 }

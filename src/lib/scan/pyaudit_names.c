@@ -66,13 +66,24 @@ static const struct nx_pyaudit_export *exported(const struct audit *a, const cha
 	return NULL;
 }
 
+/* The chain follows one more module path (there is room: the caller
+ * checks ntargets), as the module it is (`import os.path as p`: p is
+ * posixpath), so that each step judges only the name it adds. */
+static void push_target(struct audit *a, const char *target)
+{
+	char *p = a->cpath[a->ntargets];
+
+	snprintf(p, sizeof(a->cpath[0]), "%s", target);
+	a->cunder[a->ntargets] = nx_pyaudit__under_package(target);
+	nx_pyaudit__canonical(p, sizeof(a->cpath[0]), a->cunder[a->ntargets]);
+	a->cdead[a->ntargets++] = false;
+}
+
 /* The chain reached a module through a bundle module's import of it. */
 static void add_target(struct audit *a, const struct nx_pyaudit_export *e)
 {
-	if (a->ntargets < TARGETS_MAX) {
-		snprintf(a->cpath[a->ntargets], sizeof(a->cpath[0]), "%s", e->target);
-		a->cdead[a->ntargets++] = false;
-	}
+	if (a->ntargets < TARGETS_MAX)
+		push_target(a, e->target);
 	a->on_module |= e->module;
 	a->root = R_MODULE;
 }
@@ -105,8 +116,7 @@ static void chain_start(struct audit *a, size_t i)
 				snprintf(a->bpath, sizeof(a->bpath), "%s", v->target);
 			a->bvalid = true;
 		} else if (a->ntargets < TARGETS_MAX) {
-			snprintf(a->cpath[a->ntargets], sizeof(a->cpath[0]), "%s", v->target);
-			a->cdead[a->ntargets++] = false;
+			push_target(a, v->target);
 			a->on_module |= v->module;
 			a->root = R_MODULE;
 		}
@@ -220,8 +230,7 @@ static bool rebind(struct audit *a, size_t i)
 	cnt = nx_pyaudit__lookup(a->b, s, n, &lo);
 	for (k = lo; k < lo + cnt && a->ntargets < TARGETS_MAX; k++)
 		if (a->b->v[k].origin != O_BUNDLE) {
-			snprintf(a->cpath[a->ntargets], sizeof(a->cpath[0]), "%s", a->b->v[k].target);
-			a->cdead[a->ntargets++] = false;
+			push_target(a, a->b->v[k].target);
 			a->on_module |= a->b->v[k].module;
 		}
 	while (l < h) {
@@ -265,7 +274,7 @@ static int chain_step(struct audit *a, size_t i, const char *s, size_t n)
 		memcpy(p + len + 1, s, n);
 		p[len + 1 + n] = '\0';
 		/* process.mp is multiprocessing: judged, and followed, as it */
-		if (nx_pyaudit__canonical(p, sizeof(a->cpath[0])))
+		if (nx_pyaudit__canonical_last(p, sizeof(a->cpath[0]), a->cunder[k]))
 			a->on_module = true;
 		if ((why = nx_pyaudit_training(p))) {
 			rc = nx_pyaudit__report(a, NX_F_IMPORT_TRAINING, i, "'%s' refused: %s; a training package or "
