@@ -113,13 +113,18 @@ int nx_budget_add_token(nx_budget_buf *b, const char *s, size_t len, bool *out_c
  * scripts/budget_cjk_gen.py's table (a character's unigram cost, the cost of
  * a character after another), zstd-compressed and linked in as it is:
  * .incbin, because as a C array its 690 KB would be 3 MB of source.  It is
- * unpacked once, on the first CJK or Hangul token (about 3 MB).
+ * unpacked once, on the first CJK or Hangul token (about 3 MB).  The
+ * Makefile passes its absolute path (NX_BUDGET_CJK_ZST), so the build does
+ * not depend on the directory the assembler runs in.
  */
+#ifndef NX_BUDGET_CJK_ZST
+#error "NX_BUDGET_CJK_ZST: the absolute path of src/lib/scan/budget_cjk.zst (see the Makefile)"
+#endif
 __asm__(".section .rodata\n"
 	".balign 8\n"
 	".globl nx_budget__cjk_zst\n"
 	"nx_budget__cjk_zst:\n"
-	".incbin \"src/lib/scan/budget_cjk.zst\"\n"
+	".incbin \"" NX_BUDGET_CJK_ZST "\"\n"
 	".globl nx_budget__cjk_zst_end\n"
 	"nx_budget__cjk_zst_end:\n"
 	".previous\n");
