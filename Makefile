@@ -124,7 +124,10 @@ $(BUILD)/obj/src/cli/main.o: $(BUILD_INFO)
 $(BUILD)/obj/src/cli/main.o: CPPFLAGS += -I$(BUILD)/gen
 $(BUILD)/obj/src/runtime/main.o: $(RT_BUILD_INFO)
 $(BUILD)/obj/src/runtime/main.o: CPPFLAGS += -I$(BUILD)/gen/rt
-# budget.c links the CJK character model in with .incbin (scripts/budget_cjk_gen.py)
+# budget.c links the CJK character model in with .incbin (scripts/budget_cjk_gen.py),
+# named by absolute path: the assembler resolves a relative one from its own
+# working directory, not the source's (every compile, the fuzzers' too)
+override CPPFLAGS += -DNX_BUDGET_CJK_ZST='"$(abspath src/lib/scan/budget_cjk.zst)"'
 $(BUILD)/obj/src/lib/scan/budget.o: src/lib/scan/budget_cjk.zst
 
 $(BUILD)/obj/src/runtime/%.o: CPPFLAGS += -I$(ORT_INC)

@@ -48,9 +48,11 @@ void nx_budget_buf_free(nx_budget_buf *b);
 int nx_budget_add(nx_budget_buf *b, const char *s, size_t len, nx_error *err);
 
 /*
- * Judge s[0..len) as one vocabulary token: a plausible token is explained
- * (costs nothing), any other is appended, with a separator, to the
- * residual.  *out_charged (may be NULL) says which.  0 or NX_ENOMEM.
+ * Judge s[0..len) as one vocabulary token: what is free of it
+ * (nx_budget_token_free) is explained (costs nothing), the rest - all of
+ * an implausible token, the letters past the free ones of a long one - is
+ * appended, with a separator, to the residual.  *out_charged (may be NULL)
+ * says whether anything was.  0 or NX_ENOMEM.
  */
 int nx_budget_add_token(nx_budget_buf *b, const char *s, size_t len, bool *out_charged,
 			nx_error *err);
@@ -68,12 +70,24 @@ int nx_budget_add_token(nx_budget_buf *b, const char *s, size_t len, bool *out_c
  * Latin word holds at most 2 accented letters (judged
  * by their base letter) and 1 without an ASCII base (æ, ø), and from 3
  * letters on must read like a word (a vowel, no 5 consonants in a row, an
- * average letter-bigram cost of at most 4.5 bits under an English model); CJK and Hangul tokens hold at most 3
- * characters, words of other scripts (no letter model) at most 3 letters.
+ * average letter-bigram cost of at most 4.5 bits under an English model);
+ * CJK and Hangul tokens must cost at most 4 + 10 bits a character under a
+ * character bigram model (and so must their first 8 characters); words
+ * of other scripts (no letter model) hold at most 3 letters.
  * Anything else - base64/base85/hex in any alphabet, digits mixed with
  * letters, mixed scripts or case - is not plausible.
  */
 bool nx_budget_token_plausible(const char *s, size_t len);
+
+/*
+ * The leading bytes of s[0..len) that cost nothing: len for a plausible
+ * token of at most 12 letters (8 CJK or Hangul characters), the bytes up
+ * to its 13th letter (9th character) for a longer one - the rest is
+ * charged, so a free token's capacity does not grow with its length -
+ * and 0 for a token that is not plausible.  nx_budget_add_token charges
+ * what is not free.
+ */
+size_t nx_budget_token_free(const char *s, size_t len);
 
 /* Bytes appended to the residual so far (charged before compression). */
 uint64_t nx_budget_residual(const nx_budget_buf *b);

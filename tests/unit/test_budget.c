@@ -125,6 +125,38 @@ static void digit_free_hex_words_are_mostly_charged(void **state)
 	}
 }
 
+static uint64_t cost_of(const char *s, size_t len, bool tokens);
+
+/* The free part of a token does not grow with its length: a word is free
+ * up to its 12th letter, a CJK or Hangul token up to its 8th character,
+ * and the rest is charged (issue 22: 16 free characters carried 93 bits,
+ * tests/e2e/test_cjk_budget.py). */
+static void long_tokens_are_free_only_up_to_a_cap(void **state)
+{
+	static const struct { const char *tok; size_t free; } cases[] = {
+		{"mortgage", 8}, {"understand", 10}, {"understanding", 12},
+		{"##internationalization", 14}, {"\xE2\x96\x81understanding", 15},
+		{"\xC4\xA0Internationalization", 14},
+		{"无法打开", 12}, {"インデックス", 18}, {"人間が読みやすい形式", 24},
+		{"\xE2\x96\x81現在のトランザクションを", 27},
+		{"사용자", 9}, {"aGVsbG8", 0}, {"", 0}, {"[unused12]", 10}, {"1999", 4},
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		size_t got = nx_budget_token_free(cases[i].tok, strlen(cases[i].tok));
+
+		if (got != cases[i].free)
+			fail_msg("'%s': %zu bytes free, expected %zu", cases[i].tok, got,
+				 cases[i].free);
+	}
+	/* what is past the cap is charged, what is within it is not */
+	assert_int_equal(cost_of("understand", 10, true), 0);
+	assert_true(cost_of("understanding", 13, true) > 0);
+	assert_true(cost_of("人間が読みやすい形式", strlen("人間が読みやすい形式"), true) > 0);
+}
+
 static uint64_t cost_of(const char *s, size_t len, bool tokens)
 {
 	nx_budget_buf *b = NULL;
@@ -206,6 +238,7 @@ int main(void)
 		cmocka_unit_test(digit_free_hex_words_are_mostly_charged),
 		cmocka_unit_test(random_bytes_cost_their_size),
 		cmocka_unit_test(overflow_is_charged_raw),
+		cmocka_unit_test(long_tokens_are_free_only_up_to_a_cap),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

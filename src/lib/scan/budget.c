@@ -22,6 +22,18 @@
 #define ACCENTED_MAX 2           /* accented letters in a Latin word */
 #define CJK_ALLOW 4              /* bits a CJK or Hangul token may cost ... */
 #define CJK_PER_CHAR 10          /* ... plus these a character (budget_cjk.zst) */
+/*
+ * Letters of a word that are free; the rest of a longer word is charged.
+ * The free allowance must not grow with a token's length: a free token of
+ * n CJK characters can carry about 4 + 10n bits chosen along the model's
+ * likely pairs (tests/e2e/cjk_stego.py hid 93 bits in 16 characters), a
+ * free English-like word about 2 bits a letter.  Measured on real
+ * vocabularies (bench/tok_budget_real.py; docs/TRV.md, "Leak budget"):
+ * 8 characters cover 95% of a CJK Unigram's CJK and Hangul pieces, 12
+ * letters 97-98% of the Latin words of a WordPiece and a byte-level BPE.
+ */
+#define CJK_FREE_MAX 8
+#define WORD_FREE_MAX 12
 #define UNMODELLED_MAX 3         /* letters of a word in a script with no letter model */
 #define BIGRAM_LIMIT 36          /* average eighths of a bit per Latin bigram (4.5 bits) */
 #define MARKS_PER_LETTER 2       /* combining marks on one letter (Vietnamese: ệ) */
@@ -97,10 +109,12 @@ int nx_budget_cost(uint64_t *out, const nx_budget_buf *b, nx_error *err)
 int nx_budget_add_token(nx_budget_buf *b, const char *s, size_t len, bool *out_charged,
 			nx_error *err)
 {
-	bool charged = !nx_budget_token_plausible(s, len);
+	size_t free = nx_budget_token_free(s, len);
+	bool charged = free < len;
 	int rc = 0;
 
-	if (charged && !(rc = nx_budget_add(b, s, len, err)))
+	/* an implausible token whole; a long one, its letters past the free ones */
+	if (charged && !(rc = nx_budget_add(b, s + free, len - free, err)))
 		rc = nx_budget_add(b, "\n", 1, err);
 	if (!rc && out_charged)
 		*out_charged = charged;
@@ -113,13 +127,18 @@ int nx_budget_add_token(nx_budget_buf *b, const char *s, size_t len, bool *out_c
  * scripts/budget_cjk_gen.py's table (a character's unigram cost, the cost of
  * a character after another), zstd-compressed and linked in as it is:
  * .incbin, because as a C array its 690 KB would be 3 MB of source.  It is
- * unpacked once, on the first CJK or Hangul token (about 3 MB).
+ * unpacked once, on the first CJK or Hangul token (about 3 MB).  The
+ * Makefile passes its absolute path (NX_BUDGET_CJK_ZST), so the build does
+ * not depend on the directory the assembler runs in.
  */
+#ifndef NX_BUDGET_CJK_ZST
+#error "NX_BUDGET_CJK_ZST: the absolute path of src/lib/scan/budget_cjk.zst (see the Makefile)"
+#endif
 __asm__(".section .rodata\n"
 	".balign 8\n"
 	".globl nx_budget__cjk_zst\n"
 	"nx_budget__cjk_zst:\n"
-	".incbin \"src/lib/scan/budget_cjk.zst\"\n"
+	".incbin \"" NX_BUDGET_CJK_ZST "\"\n"
 	".globl nx_budget__cjk_zst_end\n"
 	"nx_budget__cjk_zst_end:\n"
 	".previous\n");
@@ -234,7 +253,9 @@ static unsigned cjk_cost(long a, long b)
 /*
  * Letters of CJK or Hangul: does the model explain them as a word or a
  * phrase?  Their cost (-log2 of the model's probability) must stay within
- * CJK_ALLOW + CJK_PER_CHAR bits a character.  Made-up tokens cost more:
+ * CJK_ALLOW + CJK_PER_CHAR bits a character, and so must the cost of their
+ * first CJK_FREE_MAX characters, the part that is free (a longer token's
+ * rest is charged, so a free part costs at most 4 + 10 x 8 bits).  Made-up tokens cost more:
  * 3 ideographs drawn at random cost about 19 bits each, 3 drawn from the
  * 3,000 commonest about 14.  Real pieces of a vocabulary trained on CJK
  * text cost 8-9 bits a character (docs/TRV.md, "Leak budget").
@@ -253,6 +274,8 @@ static bool cjk_plausible(const utf8proc_int32_t *cp, size_t n)
 	for (i = 1; i < n; i++) {
 		long cur = cjk_index(cp[i]);
 
+		if (i == CJK_FREE_MAX && sum > 8ul * (CJK_ALLOW + CJK_PER_CHAR * CJK_FREE_MAX))
+			return false;
 		sum += cjk_cost(prev, cur);
 		prev = cur;
 	}
@@ -474,17 +497,24 @@ static bool mark_fits(utf8proc_int32_t mark, enum script sc)
 	return script_of(mark) == sc;
 }
 
-bool nx_budget_token_plausible(const char *s, size_t len)
+/* The judge: is the token plausible, and if so how many of its leading
+ * bytes are free (*free: len for a token of at most WORD_FREE_MAX letters,
+ * or CJK_FREE_MAX of CJK or Hangul; up to the first letter past those for
+ * a longer one). */
+static bool judge(const char *s, size_t len, size_t *free)
 {
 	utf8proc_int32_t cp[TOKEN_CP_MAX], letters[TOKEN_CP_MAX];
-	size_t pre = strip_prefix(s, len), n = 0, nl = 0, digits = 0, other = 0, apos = 0, i;
+	size_t at[TOKEN_CP_MAX], letter_at[TOKEN_CP_MAX];
+	size_t pre = strip_prefix(s, len), n = 0, nl = 0, digits = 0, other = 0, apos = 0, i, cap;
 	size_t marked = 0, on_letter = 0;
 	utf8proc_int32_t digit_block = -1;
 	enum script sc = SC_NONE;
 	utf8proc_ssize_t k;
 
-	if (special_token(s, len))
+	if (special_token(s, len)) {
+		*free = len;
 		return true;
+	}
 	s += pre;
 	len -= pre;
 	for (i = 0; i < len; i += (size_t)k) {
@@ -494,8 +524,9 @@ bool nx_budget_token_plausible(const char *s, size_t len)
 				     &cp[n]);
 		if (k <= 0)
 			return false;
-		n++;
+		at[n++] = i;
 	}
+	*free = pre + len;
 	if (n == 0)
 		return true;
 	if (n == 1)
@@ -509,6 +540,7 @@ bool nx_budget_token_plausible(const char *s, size_t len)
 			if (sc != SC_NONE && t != sc)
 				return false;
 			sc = t;
+			letter_at[nl] = at[i];
 			letters[nl++] = cp[i];
 			on_letter = 0;
 		} else if (cat >= UTF8PROC_CATEGORY_MN && cat <= UTF8PROC_CATEGORY_ME) {
@@ -539,7 +571,24 @@ bool nx_budget_token_plausible(const char *s, size_t len)
 	}
 	if (!nl && !apos)
 		return digits ? !other && digits <= DIGITS_MAX : other <= 3;
-	if (!nl || digits || other || apos > 1)
+	if (!nl || digits || other || apos > 1 || !word_like(letters, nl, sc, pre != 2, marked))
 		return false;
-	return word_like(letters, nl, sc, pre != 2, marked);
+	cap = sc == SC_CJK || sc == SC_HANGUL ? CJK_FREE_MAX : WORD_FREE_MAX;
+	if (nl > cap)
+		*free = pre + letter_at[cap];
+	return true;
+}
+
+bool nx_budget_token_plausible(const char *s, size_t len)
+{
+	size_t free;
+
+	return judge(s, len, &free);
+}
+
+size_t nx_budget_token_free(const char *s, size_t len)
+{
+	size_t free;
+
+	return judge(s, len, &free) ? free : 0;
 }
