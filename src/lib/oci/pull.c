@@ -217,11 +217,8 @@ static int get_blob(char **mem, struct oci_client *c, const struct layer *l, int
 					  (unsigned long long)s.written, (unsigned long long)l->size);
 			goto out;
 		}
-		if (nx_oci__sink_final(&s, sha)) {
-			rc = nx_error_set(err, NX_EIO, l->path, 0, -1,
-					  "%s: cannot read the staged file back to hash it", l->path);
+		if ((rc = nx_oci__sink_final(&s, sha, l->path, err)))
 			goto out;
-		}
 	} else {
 		if (r.len != l->size) {
 			rc = nx_error_set(err, NX_ECHECK, l->path, 0, -1,
