@@ -153,6 +153,9 @@ struct nx_verify_opts {
 	 * default); like max_model_bytes it only tightens the policy */
 	uint64_t max_leak_bytes;
 	int threads;                    /* hashing threads, <= 0 = 2 */
+	/* the bundle's path in the commands hints name ('nexus fix-modes
+	 * PATH'): for a stage, the path it is published at; NULL = bundle_path */
+	const char *hint_path;
 	/* Called as each check starts (done false; seconds = the check's
 	 * default time budget, nx_verify_time_budget) and ends (seconds it
 	 * took); may be NULL. */

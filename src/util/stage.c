@@ -294,6 +294,7 @@ int nx_stage_create_file(int *out, nx_stage *s, const char *relpath, bool exec, 
 /* Final mode + fsync of one staged entry. */
 static int seal(nx_stage *s, const struct nx_fs_entry *e, nx_error *err)
 {
+	struct stat st;
 	mode_t mode;
 	int fd, rc = 0;
 
@@ -312,7 +313,12 @@ static int seal(nx_stage *s, const struct nx_fs_entry *e, nx_error *err)
 		return nx_error_errno(err, NX_EIO, errno, e->path, "cannot open staged %s", e->path);
 	/* bundle files are plain: no xattr, ACL or file capability goes out */
 	rc = nx_fs_clear_xattrs(fd, e->path, err);
-	if (!rc && (fchmod(fd, mode) < 0 || (!s->nosync && fsync(fd) < 0)))
+	/* a mode already final is left alone, so that the file's ctime is
+	 * what its writer saw (pull takes a digest as known only while the
+	 * ctime it recorded holds: DESIGN-NOTES, "pull hashes once") */
+	if (!rc && ((fstat(fd, &st) < 0 || (st.st_mode & 07777) != mode) && fchmod(fd, mode) < 0))
+		rc = nx_error_errno(err, NX_EIO, errno, e->path, "cannot seal staged %s", e->path);
+	if (!rc && !s->nosync && fsync(fd) < 0)
 		rc = nx_error_errno(err, NX_EIO, errno, e->path, "cannot seal staged %s", e->path);
 	close(fd);
 	return rc;

@@ -478,14 +478,18 @@ def test_large_blob_hashed_behind_the_writer(nexus, registry, proxy, bundle, env
     assert tree(out) == tree(bundle.root)
 
 
+@pytest.mark.parametrize("mtime", ["left", "set-back"])
 def test_staged_file_changed_after_download_is_caught(nexus, registry, proxy, bundle, env,
-                                                      tmp_path, request):
+                                                      tmp_path, request, mtime):
     # pull takes a downloaded file's digest as known only while the file is
-    # as the download left it (inode, size, the mtime it stamped): one
-    # changed in the stage afterwards, same size, is hashed again by verify
-    # and refused.  The proxy holds the model's download until the test has
-    # changed README.md, which another connection fetched meanwhile.
+    # as the download left it (inode, size, the mtime it stamped, the ctime
+    # that followed): one changed in the stage afterwards, same size, is
+    # hashed again by verify and refused, also when the writer sets the
+    # mtime back (`touch -d`), which only the ctime shows.  The proxy holds
+    # the model's download until the test has changed README.md, which
+    # another connection fetched meanwhile.
     import calendar
+    import subprocess
     import threading
     import time
     name = pushed(nexus, registry, bundle, env, request)
@@ -504,9 +508,16 @@ def test_staged_file_changed_after_download_is_caught(nexus, registry, proxy, bu
                     st = f.stat()
                 except OSError:
                     continue
-                if st.st_size == size and st.st_mtime == built:   # downloaded and stamped
+                # downloaded and stamped (mtime, then the final mode)
+                if st.st_size == size and st.st_mtime == built and \
+                        stat.S_IMODE(st.st_mode) == 0o444:
+                    os.chmod(f, 0o644)
                     with open(f, "r+b") as fh:
                         fh.write(b"X")
+                    os.chmod(f, st.st_mode & 0o7777)
+                    if mtime == "set-back":
+                        subprocess.run(["touch", "-d", f"@{built}", str(f)], check=True)
+                        assert f.stat().st_mtime == built
                     changed.set()
                     return
             time.sleep(0.025)

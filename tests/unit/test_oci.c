@@ -1,14 +1,20 @@
-/* test_oci.c - references, layer media types and the artifact vector of
- * docs/FORMAT.md §8.3 (the network parts are tested end to end). */
+/* test_oci.c - references, layer media types, the artifact vector of
+ * docs/FORMAT.md §8.3 and pull's blob sink (the network parts are tested
+ * end to end). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "nexus/oci.h"
+#include "../../src/lib/oci/oci_int.h"
 
 #include "format_vector.h"
 
@@ -108,12 +114,132 @@ static void refs(void **state)
 	}
 }
 
+/* A temporary file opened with flags (O_RDWR for a working sink). */
+static int temp_file(char path[64], int flags)
+{
+	int fd;
+
+	snprintf(path, 64, "/tmp/nx_test_sink_XXXXXX");
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	fd = open(path, flags);
+	assert_true(fd >= 0);
+	return fd;
+}
+
+static char *pattern(size_t n, unsigned seed)
+{
+	char *b = malloc(n ? n : 1);
+	size_t i;
+
+	assert_non_null(b);
+	for (i = 0; i < n; i++)
+		b[i] = (char)((i * 2654435761u + seed) >> 13);
+	return b;
+}
+
+/* libcurl's 16 KiB pieces (and odd ones) gathered into larger writes: the
+ * file holds the bytes and the SHA-256 is theirs, for blobs hashed inline
+ * (under 8 MiB) and read back by the second thread, across a restart. */
+static void sink_gathers_pieces(void **state)
+{
+	static const size_t sizes[] = { 0, 1, 16384, (1u << 20) - 1, 1u << 20, (1u << 20) + 7,
+					3000000, (9u << 20) + 12345 };
+	static const size_t pieces[] = { 16384, 7, 5u << 20 };
+	char path[64], want[2 * NX_SHA256_LEN + 1], got[2 * NX_SHA256_LEN + 1];
+	unsigned char sha[NX_SHA256_LEN];
+	struct oci_sink s;
+	struct stat st;
+	nx_error err;
+	size_t i, j, at, k;
+	int fd;
+
+	(void)state;
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		char *data = pattern(sizes[i], (unsigned)i), *back;
+
+		sha_hex(want, data, sizes[i]);
+		for (j = 0; j < sizeof(pieces) / sizeof(pieces[0]); j++) {
+			fd = temp_file(path, O_RDWR);
+			assert_int_equal(nx_oci__sink_init(&s, fd, sizes[i], j == 0, NULL), 0);
+			if (j == 1 && sizes[i] > 100) {
+				/* other bytes first, then the server ignores Range */
+				assert_int_equal(nx_oci__sink_write(&s, data + 1, 100), 0);
+				assert_int_equal(nx_oci__sink_restart(&s), 0);
+			}
+			for (at = 0; at < sizes[i]; at += k) {
+				k = sizes[i] - at < pieces[j] ? sizes[i] - at : pieces[j];
+				assert_int_equal(nx_oci__sink_write(&s, data + at, k), 0);
+			}
+			assert_int_equal(s.written, sizes[i]);
+			assert_int_equal(nx_oci__sink_final(&s, sha, "blob", &err), 0);
+			nx_oci__sink_release(&s);
+			nx_hex(got, sha);
+			assert_string_equal(got, want);
+			assert_int_equal(fstat(fd, &st), 0);
+			assert_int_equal((size_t)st.st_size, sizes[i]);
+			back = pattern(sizes[i], 0);
+			assert_int_equal(pread(fd, back, sizes[i], 0), (ssize_t)sizes[i]);
+			assert_memory_equal(back, data, sizes[i]);
+			free(back);
+			close(fd);
+			unlink(path);
+		}
+		free(data);
+	}
+}
+
+/* A staged file that cannot be read back or written says why (errno) and
+ * what to do, naming the file. */
+static void sink_errors_say_why(void **state)
+{
+	char path[64], *data = pattern(9u << 20, 1);
+	unsigned char sha[NX_SHA256_LEN];
+	struct oci_sink s;
+	nx_error err;
+	int fd;
+
+	(void)state;
+	/* read back (a blob over 8 MiB): the descriptor cannot read */
+	fd = temp_file(path, O_WRONLY);
+	assert_int_equal(nx_oci__sink_init(&s, fd, 9u << 20, false, NULL), 0);
+	assert_int_equal(nx_oci__sink_write(&s, data, 9u << 20), 0);
+	nx_error_clear(&err);
+	assert_int_equal(nx_oci__sink_final(&s, sha, "model/m.onnx", &err), NX_EIO);
+	nx_oci__sink_release(&s);
+	assert_non_null(strstr(err.message, "model/m.onnx: cannot read the staged file back"));
+	assert_non_null(strstr(err.message, strerror(EBADF)));
+	assert_non_null(strstr(err.message, "pull again"));
+	close(fd);
+	unlink(path);
+	/* write: what is gathered is written at the end */
+	fd = temp_file(path, O_RDONLY);
+	assert_int_equal(nx_oci__sink_init(&s, fd, 200, false, NULL), 0);
+	assert_int_equal(nx_oci__sink_write(&s, data, 100), 0);
+	nx_error_clear(&err);
+	assert_int_equal(nx_oci__sink_final(&s, sha, "README.md", &err), NX_EIO);
+	nx_oci__sink_release(&s);
+	assert_non_null(strstr(err.message, "README.md: cannot write the staged file"));
+	assert_non_null(strstr(err.message, strerror(EBADF)));
+	/* write: a full buffer is written as it fills, and fails there */
+	assert_int_equal(nx_oci__sink_init(&s, fd, 9u << 20, false, NULL), 0);
+	assert_int_equal(nx_oci__sink_write(&s, data, 9u << 20), -1);
+	assert_int_equal(s.werr, EBADF);
+	nx_oci__sink_release(&s);
+	close(fd);
+	unlink(path);
+	free(data);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(artifact_vector),
 		cmocka_unit_test(layer_media),
 		cmocka_unit_test(refs),
+		cmocka_unit_test(sink_gathers_pieces),
+		cmocka_unit_test(sink_errors_say_why),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

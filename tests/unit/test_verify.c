@@ -11,8 +11,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "nexus/fs.h"
 #include "nexus/functional.h"
 #include "nexus/verify.h"
+
+#include "format_vector.h"
 
 static void verdict_is_worst_severity(void **state)
 {
@@ -121,6 +124,53 @@ static void empty_dir_fails_with_findings(void **state)
 	nx_report_free(r);
 	close(fd);
 	rmdir(tmpl);
+}
+
+/* pull and unpack verify their stage, which is renamed or removed before
+ * anyone reads the report: a 'nexus fix-modes' hint names the output
+ * path, shell-quoted, never the stage. */
+static void stage_hints_name_the_output_path(void **state)
+{
+	char tmpl[] = "/tmp/nx_verify_XXXXXX", out[128], word[256], *p;
+	const struct nx_finding *f;
+	struct nx_verify_opts o;
+	nx_stage *st = NULL;
+	nx_report *r = NULL;
+	size_t i, n, hints = 0;
+	nx_error e;
+	int fd;
+
+	(void)state;
+	assert_non_null(mkdtemp(tmpl));
+	snprintf(out, sizeof(out), "%s/it's out", tmpl);
+	assert_int_equal(nx_stage_create(&st, out, false, &e), 0);
+	assert_int_equal(nx_stage_create_file(&fd, st, "README.md", false, &e), 0);
+	assert_int_equal(nx_write_all(fd, "abc", 3), 0);
+	assert_int_equal(fchmod(fd, 0644), 0);   /* writable: a finding with a hint */
+	close(fd);
+	assert_int_equal(nx_stage_create_file(&fd, st, "model/student_model.onnx", false, &e), 0);
+	close(fd);
+	assert_int_equal(nx_stage_create_file(&fd, st, "manifest.json", false, &e), 0);
+	assert_int_equal(nx_write_all(fd, VECTOR, strlen(VECTOR)), 0);
+	close(fd);
+	nx_verify_opts_init(&o);
+	o.functional = false;
+	o.integrity_only = true;
+	assert_int_equal(nx_verify_stage(&r, st, out, "pulled", &o, &e), NX_ECHECK);
+	nx_shell_word(word, sizeof(word), out);
+	assert_int_equal(word[0], '\'');
+	f = nx_report_findings(r, &n);
+	for (i = 0; i < n; i++) {
+		if (!(p = strstr(f[i].message, "nexus fix-modes ")))
+			continue;
+		hints++;
+		assert_string_equal(p + strlen("nexus fix-modes "), word);
+		assert_null(strstr(f[i].message, ".nexus-stage."));
+	}
+	assert_true(hints >= 1);
+	nx_report_free(r);
+	nx_stage_free(st);   /* removes the stage */
+	assert_int_equal(rmdir(tmpl), 0);
 }
 
 /* Each check's default time budget grows with the model, and the
@@ -275,6 +325,7 @@ int main(void)
 		cmocka_unit_test(time_budget_covers_the_checks_own_budgets),
 		cmocka_unit_test(progress_gets_each_checks_budget),
 		cmocka_unit_test(integrity_budget_counts_the_model_folder),
+		cmocka_unit_test(stage_hints_name_the_output_path),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -581,6 +581,11 @@ int nx_oci__request(struct oci_client *c, const struct oci_req *q, struct oci_re
 					    "%s: the registry sent more than the %llu bytes the "
 					    "manifest declares; refused", q->what ? q->what : q->url,
 					    (unsigned long long)q->sink->cap);
+		if (q->sink && q->sink->werr)
+			return nx_error_errno(err, NX_EIO, q->sink->werr, q->what, "%s: cannot write "
+					      "the staged file; check the space and the permissions "
+					      "of the output's directory, then pull again",
+					      q->what ? q->what : q->url);
 		if (q->sink && q->sink->bad_range)
 			return nx_error_set(err, NX_EIO, NULL, 0, -1,
 					    "%s: the registry resumed at the wrong offset (%s)",

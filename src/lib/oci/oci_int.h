@@ -41,7 +41,12 @@ struct oci_sink {
 	int fd;
 	EVP_MD_CTX *md;
 	struct oci_follow *follow;
-	uint64_t written, cap;
+	char *buf;            /* bytes received, not yet written */
+	size_t len, buf_cap;
+	uint64_t written;     /* bytes received (resume from here) */
+	uint64_t flushed;     /* of which written to the file */
+	uint64_t cap;
+	int werr;             /* errno of a failed write */
 	bool over;            /* the server sent more than cap */
 	bool bad_range;       /* a 206 that does not continue where we were */
 };
@@ -52,8 +57,10 @@ int nx_oci__sink_init(struct oci_sink *s, int fd, uint64_t cap, bool writeback, 
 int nx_oci__sink_write(struct oci_sink *s, const char *buf, size_t n);
 /* The server ignored our Range: empty the file, hash from the start. */
 int nx_oci__sink_restart(struct oci_sink *s);
-/* The SHA-256 of the s->written bytes; -1 when they could not be hashed. */
-int nx_oci__sink_final(struct oci_sink *s, unsigned char sha[NX_SHA256_LEN]);
+/* Write what is gathered, then the SHA-256 of the s->written bytes; an
+ * error naming path when they could not be written or hashed. */
+int nx_oci__sink_final(struct oci_sink *s, unsigned char sha[NX_SHA256_LEN], const char *path,
+		       nx_error *err);
 void nx_oci__sink_release(struct oci_sink *s);
 
 struct oci_req {

@@ -217,11 +217,8 @@ static int get_blob(char **mem, struct oci_client *c, const struct layer *l, int
 					  (unsigned long long)s.written, (unsigned long long)l->size);
 			goto out;
 		}
-		if (nx_oci__sink_final(&s, sha)) {
-			rc = nx_error_set(err, NX_EIO, l->path, 0, -1,
-					  "%s: cannot read the staged file back to hash it", l->path);
+		if ((rc = nx_oci__sink_final(&s, sha, l->path, err)))
 			goto out;
-		}
 	} else {
 		if (r.len != l->size) {
 			rc = nx_error_set(err, NX_ECHECK, l->path, 0, -1,
@@ -370,13 +367,16 @@ static int require_attestation(char keyid[NX_KEY_ID_LEN + 1], struct oci_client 
  * What a downloaded file was when its download ended, so that verify can
  * take its digest as known only while it still is (DESIGN-NOTES, "pull
  * hashes once").  The file's mtime is stamped with the bundle's build time
- * (as nexus pack does): a write after that moves it to the present.
+ * (as nexus pack does) and its mode set to the final one, then its ctime
+ * is recorded: a write, a chmod or an mtime set back after that moves the
+ * ctime, which no process can set back (the seal leaves a final mode
+ * alone).
  */
 struct ident {
 	dev_t dev;
 	ino_t ino;
 	off_t size;
-	struct timespec mtime;
+	struct timespec mtime, ctime;
 	bool set;
 };
 
@@ -393,15 +393,15 @@ struct fetch {
 	uint64_t bytes;
 };
 
-static void stamp(struct ident *id, int fd, struct timespec built)
+static void stamp(struct ident *id, int fd, mode_t mode, struct timespec built)
 {
 	const struct timespec t[2] = { { .tv_nsec = UTIME_OMIT }, built };
 	struct stat st;
 
-	if (futimens(fd, t) || fstat(fd, &st))
+	if (futimens(fd, t) || fchmod(fd, mode) || fstat(fd, &st))
 		return;   /* not set: verify hashes this file */
 	*id = (struct ident){ .dev = st.st_dev, .ino = st.st_ino, .size = st.st_size,
-			      .mtime = st.st_mtim, .set = true };
+			      .mtime = st.st_mtim, .ctime = st.st_ctim, .set = true };
 }
 
 static bool still_known(void *ctx, const char *path, const struct stat *st)
@@ -412,7 +412,8 @@ static bool still_known(void *ctx, const char *path, const struct stat *st)
 
 	return id && id->set && id->dev == st->st_dev && id->ino == st->st_ino &&
 	       id->size == st->st_size && id->mtime.tv_sec == st->st_mtim.tv_sec &&
-	       id->mtime.tv_nsec == st->st_mtim.tv_nsec;
+	       id->mtime.tv_nsec == st->st_mtim.tv_nsec && id->ctime.tv_sec == st->st_ctim.tv_sec &&
+	       id->ctime.tv_nsec == st->st_ctim.tv_nsec;
 }
 
 static int fetch_one(struct oci_client *c, size_t i, void *ctx, pthread_mutex_t *mu, nx_error *err)
@@ -430,7 +431,7 @@ static int fetch_one(struct oci_client *c, size_t i, void *ctx, pthread_mutex_t 
 		return rc;
 	rc = get_blob(NULL, c, l, fd, f->writeback, err);
 	if (!rc)
-		stamp(&f->ids[mf - f->m->files], fd, f->built);
+		stamp(&f->ids[mf - f->m->files], fd, nx_manifest_file_mode(mf), f->built);
 	close(fd);
 	if (!rc) {
 		pthread_mutex_lock(mu);

@@ -253,6 +253,7 @@ int nx_verify_stage(nx_report **out, const nx_stage *stage, const char *final_pa
 	int rc;
 
 	vo.digests_known = true;
+	vo.hint_path = final_path;   /* the stage is gone by the time one reads it */
 	if ((rc = nx_verify_bundle(out, nx_stage_dirfd(stage), nx_stage_path(stage), &vo, err)))
 		return rc;
 	if (nx_vfy__report_rename(*out, final_path)) {

@@ -186,6 +186,8 @@ static bool content_matches(const struct vfy_ctx *c)
 static int check_modes(struct vfy_ctx *c)
 {
 	const char *fix = "; restore the modes with: nexus fix-modes ";
+	const char *at = c->opts->hint_path ? c->opts->hint_path : c->bundle_path;
+	char word[NX_ERROR_PATH_MAX];
 	size_t i, nbad = 0, first = 0;
 	bool fail = false, matches;
 
@@ -201,17 +203,16 @@ static int check_modes(struct vfy_ctx *c)
 	if (!nbad)
 		return 0;
 	matches = content_matches(c);
+	nx_shell_word(word, sizeof(word), at);
 	if (matches && nbad > 1) {
 		const struct nx_fs_entry *e = &c->entries[first];
-		char word[NX_ERROR_PATH_MAX];
 
 		ADD(fail ? NX_SEV_FAIL : NX_SEV_WARN, NX_F_MODES_LOST, e->path,
 		    "%zu files and directories do not have the modes the manifest records "
 		    "(%s is %04o, expected %04o) although their content matches it: the modes "
 		    "were lost in transport (cp --no-preserve=mode, zip, S3 sync, oras pull). "
 		    "Restore them with: nexus fix-modes %s", nbad, e->path,
-		    (unsigned)(e->mode & 0777), (unsigned)mode_wanted(c, first),
-		    nx_shell_word(word, sizeof(word), c->bundle_path));
+		    (unsigned)(e->mode & 0777), (unsigned)mode_wanted(c, first), word);
 		return 0;
 	}
 	for (i = 0; i < c->nentries; i++) {
@@ -224,11 +225,11 @@ static int check_modes(struct vfy_ctx *c)
 			ADD(NX_SEV_FAIL, NX_F_WRITABLE, e->path,
 			    "%s is writable (mode %04o); bundle files are 0444 (bin/nexus_cli 0555), "
 			    "directories 0555%s%s", e->path, (unsigned)perm, matches ? fix : "",
-			    matches ? c->bundle_path : "");
+			    matches ? word : "");
 		else
 			ADD(NX_SEV_WARN, NX_F_MODE_UNEXPECTED, e->path, "%s has mode %04o, expected %04o%s%s",
 			    e->path, (unsigned)perm, (unsigned)want, matches ? fix : "",
-			    matches ? c->bundle_path : "");
+			    matches ? word : "");
 	}
 	return 0;
 }
