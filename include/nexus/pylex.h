@@ -82,7 +82,8 @@ typedef struct nx_pylex {
 } nx_pylex;
 
 /*
- * Tokens of one buffer, at most: the scanners hold a file's tokens at once
+ * Tokens of one file, at most (scan.c starts an f-string field's lexer at the
+ * count its enclosing levels hold): the scanners hold a file's tokens at once
  * (about 100 bytes each), so past this an ERROR token ends the input, and
  * verify stays within its 256 MiB (docs/TRV.md, Cost).  Serving code is
  * far below it: a 6 MB statement of 3 M one-byte tokens took 540 MB (red team 8).

@@ -4,8 +4,10 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "nexus/pylex.h"
 #include "nexus/scan.h"
 
 static const char *const terms[] = { "teacher", "distillation", "soft_targets" };
@@ -318,6 +320,33 @@ static void text_every_occurrence(void **state)
 	assert_int_equal(nx_scan_find("xTeAcHer", 8, "teacher"), 1);
 }
 
+/* The token cap counts a file's tokens, not each f-string field's: the
+ * fields are scanned while the enclosing levels hold theirs, so a cap per
+ * level let nested fields hold 16 times the cap (review: 492 MB at 6
+ * levels).  Here each level alone is under the cap, together over it. */
+static void token_cap_counts_nested_fields(void **state)
+{
+	size_t words = NX_PYLEX_TOKENS_MAX / 3, i, n = 0;
+	size_t len = 8 * words + 64;
+	char *src = malloc(len);
+	nx_error e;
+
+	(void)state;
+	assert_non_null(src);
+	n += (size_t)sprintf(src + n, "x = (");
+	for (i = 0; i < words; i++)
+		n += (size_t)sprintf(src + n, "a,");
+	n += (size_t)sprintf(src + n, "f\"{(");
+	for (i = 0; i < words; i++)
+		n += (size_t)sprintf(src + n, "a,");
+	n += (size_t)sprintf(src + n, ")}\")\n");
+	memset(&h, 0, sizeof(h));
+	nx_error_clear(&e);
+	assert_int_not_equal(nx_scan_python(src, n, terms, 3, collect, &h, "big.py", &e), 0);
+	assert_non_null(strstr(e.message, "tokens"));
+	free(src);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -333,6 +362,7 @@ int main(void)
 		cmocka_unit_test(yaml_escapes_and_explicit_keys),
 		cmocka_unit_test(yaml_errors),
 		cmocka_unit_test(text_every_occurrence),
+		cmocka_unit_test(token_cap_counts_nested_fields),
 	};
 	return cmocka_run_group_tests_name("scan", tests, NULL, NULL);
 }

@@ -141,6 +141,7 @@ struct pyscan {
 	 * in a statement's length (500,000 names: minutes) */
 	size_t stmt;
 	int depth;            /* f-string replacement fields entered */
+	size_t held;          /* tokens the enclosing levels hold (pylex's cap is per file) */
 	size_t field_of;      /* the f-string token whose fields are scanned */
 	/* where the last field of it was: fields come in order, so each one's
 	 * line is counted on from there, not from the string's start */
@@ -149,7 +150,8 @@ struct pyscan {
 };
 
 static int scan_python(const char *buf, size_t len, const char *const *terms, size_t nterms,
-		       nx_term_fn fn, void *ctx, const char *path, nx_error *err, int depth);
+		       nx_term_fn fn, void *ctx, const char *path, nx_error *err, int depth,
+		       size_t held);
 
 static int op_is(const struct pyscan *s, size_t i, const char *op)
 {
@@ -707,8 +709,9 @@ static int scan_field(void *arg, size_t start, size_t n)
 	code[0] = '(';
 	memcpy(code + 1, s->buf + start, n);
 	code[n + 1] = ')';
+	/* the field's tokens count with those every enclosing level holds */
 	rc = scan_python(code, n + 2, s->terms, s->nterms, field_term, &at, s->path, s->err,
-			 s->depth + 1);
+			 s->depth + 1, s->held + s->ntok);
 	if (rc < 0 && s->err && s->err->line > 0)
 		s->err->line += at.line - 1;
 	free(code);
@@ -865,11 +868,12 @@ int nx_scan_python(const char *buf, size_t len, const char *const *terms, size_t
 {
 	int rc = check_coding(buf, len, path, err);
 
-	return rc ? rc : scan_python(buf, len, terms, nterms, fn, ctx, path, err, 0);
+	return rc ? rc : scan_python(buf, len, terms, nterms, fn, ctx, path, err, 0, 0);
 }
 
 static int scan_python(const char *buf, size_t len, const char *const *terms, size_t nterms,
-		       nx_term_fn fn, void *ctx, const char *path, nx_error *err, int depth)
+		       nx_term_fn fn, void *ctx, const char *path, nx_error *err, int depth,
+		       size_t held)
 {
 	struct pyscan s = { 0 };
 	nx_pylex lx;
@@ -889,7 +893,9 @@ static int scan_python(const char *buf, size_t len, const char *const *terms, si
 	s.path = path;
 	s.err = err;
 	s.depth = depth;
+	s.held = held;
 	nx_pylex_init(&lx, buf, len);
+	lx.ntokens = held;   /* NX_PYLEX_TOKENS_MAX is per file, fields included */
 	do {
 		if (NX_ARRAY_PUSH(s.tok, cap, s.ntok)) {
 			rc = nx_error_set(err, NX_ENOMEM, path, 0, -1,
