@@ -1266,9 +1266,7 @@ def bench_oci(ctx):
                            before=clean, cold=False)
         do, db = alternate(ctx, pull_ours, lambda: pull_base(True), ctx.runs, before=clean,
                            cold=False, warmup=False)
-        # the default push, verify on: a tag that already names the artifact
-        # is answered before verify (nothing would change)
-        again = [run([ctx.nexus, "push", "--plain-http", str(bundle),
+        again = [run([ctx.nexus, "push", "--no-verify", "--plain-http", str(bundle),
                       f"{reg.host}/check/ours:v1"], env=env)[0] for _ in range(ctx.runs)]
         clean()
     finally:

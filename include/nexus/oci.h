@@ -95,12 +95,6 @@ struct nx_oci_opts {
 	double backoff;           /* seconds of the first retry's back-off (default 0.5) */
 	nx_oci_progress progress; /* may be NULL */
 	void *progress_ctx;
-	/* push: called once push knows it must send something (the tag does not
-	 * already name this artifact), before the first upload or manifest PUT;
-	 * nonzero stops the push with that status.  May be NULL.  This is where
-	 * `nexus push` verifies: a push that changes nothing needs no verify. */
-	int (*before_upload)(void *ctx, nx_error *err);
-	void *before_upload_ctx;
 };
 
 void nx_oci_opts_init(struct nx_oci_opts *o);
@@ -111,8 +105,6 @@ struct nx_oci_push_result {
 	uint64_t bytes_uploaded;
 	char attestation[7 + 2 * NX_SHA256_LEN + 1]; /* its manifest's digest, or "" */
 	bool referrers_tag;       /* attached by the sha256-<hex> tag (no referrers API) */
-	bool unchanged;           /* the tag already named this artifact: nothing sent,
-				   * before_upload not called */
 };
 
 /*

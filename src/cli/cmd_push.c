@@ -78,26 +78,10 @@ static int verify_first(struct cli_oci *r, int dfd, const char *bundle, nx_error
 	return rc;
 }
 
-struct verify_ctx {
-	struct cli_oci *r;
-	int dfd;
-	const char *bundle;
-};
-
-/* nx_oci_opts.before_upload: verify only a push that will change the
- * registry; a tag that already names this artifact needs none. */
-static int verify_before_upload(void *ctx, nx_error *err)
-{
-	struct verify_ctx *v = ctx;
-
-	return verify_first(v->r, v->dfd, v->bundle, err);
-}
-
 static int print_json(const char *ref, const struct nx_oci_push_result *res)
 {
-	json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:I}", "schema",
-			      "nexus.push.v1", "reference", ref, "digest", res->digest,
-			      "unchanged", res->unchanged,
+	json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "schema", "nexus.push.v1",
+			      "reference", ref, "digest", res->digest,
 			      "blobs_uploaded", (json_int_t)res->blobs_uploaded,
 			      "blobs_skipped", (json_int_t)res->blobs_skipped,
 			      "blobs_mounted", (json_int_t)res->blobs_mounted,
@@ -116,7 +100,6 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 {
 	struct cli_oci r = { .verb = "push" };
 	struct nx_oci_push_result res;
-	struct verify_ctx vc;
 	struct cli_parser p;
 	nx_oci_ref *ref = NULL;
 	bool verify = true;
@@ -158,11 +141,8 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 		nx_error_errno(&err, NX_EIO, errno, p.pos[0], "cannot open bundle directory %s", p.pos[0]);
 		goto fail;
 	}
-	if (verify) {
-		vc = (struct verify_ctx){ .r = &r, .dfd = dfd, .bundle = p.pos[0] };
-		r.o.before_upload = verify_before_upload;
-		r.o.before_upload_ctx = &vc;
-	}
+	if (verify && verify_first(&r, dfd, p.pos[0], &err))
+		goto fail;
 	if (attest) {
 		if (read_attestation(&env, &r.o.attestation_len, &r, dfd, attest, &err))
 			goto fail;
@@ -199,9 +179,7 @@ const struct cli_verb cmd_push = {
 	"uploads it to REF (HOST[:PORT]/REPOSITORY[:TAG]) as the OCI artifact of\n"
 	"docs/FORMAT.md section 8: the config, manifest.json, then one layer per file\n"
 	"whose digest is the file's SHA-256 in the manifest.  Blobs the registry has\n"
-	"are skipped.  When the tag already names this artifact, nothing is sent and\n"
-	"nothing verified (the push changes nothing; --json says \"unchanged\").\n"
-	"Prints REF@sha256:<digest of the image manifest>; the same\n"
+	"are skipped.  Prints REF@sha256:<digest of the image manifest>; the same\n"
 	"bundle always gives the same digest.  --attest FILE attaches an attestation\n"
 	"('nexus verify --attest') as an OCI referrer of the artifact (FORMAT.md\n"
 	"section 8.5; checked first against --pubkey when given).  Credentials:\n"

@@ -495,12 +495,9 @@ int nx_oci_push(struct nx_oci_push_result *out, int dirfd, const char *bundle,
 	 * unchanged bundle is then two requests, the ping and this HEAD) */
 	if (ref->tag && !o->attestation && has_manifest(&c, ref->tag, res.digest, err)) {
 		res.blobs_skipped = m->nfiles + 2;
-		res.unchanged = true;
 		*out = res;
 		goto out;
 	}
-	if (o->before_upload && (rc = o->before_upload(o->before_upload_ctx, err)))
-		goto out;
 	if (has_manifest(&c, NULL, res.digest, err)) {
 		res.blobs_skipped = m->nfiles + 2;
 		goto manifest;
