@@ -574,6 +574,12 @@ static bool judge(const char *s, size_t len, size_t *free)
 	if (!nl || digits || other || apos > 1 || !word_like(letters, nl, sc, pre != 2, marked))
 		return false;
 	cap = sc == SC_CJK || sc == SC_HANGUL ? CJK_FREE_MAX : WORD_FREE_MAX;
+	/* the free part must read like a word on its own: judged only as a
+	 * whole, 12 random letters and a cheap repeated tail passed (review,
+	 * stop 18); cjk_plausible checks its prefix the same way */
+	if (nl > cap && sc != SC_CJK && sc != SC_HANGUL &&
+	    !word_like(letters, cap, sc, pre != 2, marked))
+		return false;
 	if (nl > cap)
 		*free = pre + letter_at[cap];
 	return true;
