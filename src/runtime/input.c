@@ -180,6 +180,7 @@ struct rt_batcher {
 	rt_emit_fn emit;
 	void *ctx;
 	size_t cap, n, nvalid;  /* window slots, used, tokenized */
+	bool one_run;           /* the caller's window of one batch (serve cuts): one Run */
 	int64_t *idbuf;         /* cap slots of max_len ids */
 	int64_t *typebuf, *maskbuf; /* their token type ids and attention masks */
 	size_t *lens;           /* per slot */
@@ -213,10 +214,14 @@ int rt_batcher_new(struct rt_batcher **out, struct rt_session *s, struct rt_bund
 	struct rt_batcher *q = calloc(1, sizeof(*q));
 	size_t bs = b->set.batch_size;
 
-	if (!cap)
-		cap = rt_batcher_window(b);
 	if (!q)
 		goto nomem;
+	/* serve passes its own cut, at most a batch: run it as it is.  Not
+	 * inferred from the window's size, which is one batch for `run` too
+	 * when batch_size >= RT_WINDOW_MAX */
+	q->one_run = cap && cap <= bs;
+	if (!cap)
+		cap = rt_batcher_window(b);
 	q->s = s;
 	q->b = b;
 	q->emit = emit;
@@ -365,7 +370,7 @@ int rt_batcher_flush(struct rt_batcher *q, nx_error *err)
 
 	if (!q->n)
 		return 0;
-	if (q->nvalid && q->cap <= bs) {
+	if (q->nvalid && q->one_run) {
 		/* a window of one batch is the caller's cut (serve): one Run */
 		if ((rc = run_batch(q, q->order, q->nvalid, err)))
 			goto out;

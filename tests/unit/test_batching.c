@@ -155,12 +155,37 @@ static void a_big_job_is_a_batch_alone(void **state)
 	assert_int_equal(plan_cost(lens, texts, 3, 8, from, &runs), 3 * RT_RUN_COST + 220);
 }
 
+/* `run`'s window is sorted and cut even when it is one batch wide
+ * (batch_size >= RT_WINDOW_MAX); only serve's own cut runs as it is
+ * (review of stop 18: inferred from cap <= batch_size, a run with
+ * batch_size 1024 sent each window as one unsorted Run). */
+static void only_the_callers_cut_runs_as_it_is(void **state)
+{
+	struct rt_bundle b;
+	struct rt_batcher *q = NULL;
+	nx_error e;
+
+	(void)state;
+	memset(&b, 0, sizeof(b));
+	b.set.max_len = 4;
+	b.set.batch_size = RT_WINDOW_MAX;
+	assert_int_equal(rt_batcher_new(&q, NULL, &b, 0, NULL, NULL, &e), 0);
+	assert_int_equal(q->cap, RT_WINDOW_MAX);
+	assert_false(q->one_run);
+	rt_batcher_free(q);
+	b.set.batch_size = 8;
+	assert_int_equal(rt_batcher_new(&q, NULL, &b, 8, NULL, NULL, &e), 0);
+	assert_true(q->one_run);
+	rt_batcher_free(q);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(plans_are_the_cheapest),
 		cmocka_unit_test(cuts_follow_the_lengths),
 		cmocka_unit_test(a_big_job_is_a_batch_alone),
+		cmocka_unit_test(only_the_callers_cut_runs_as_it_is),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
