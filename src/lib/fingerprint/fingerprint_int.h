@@ -199,8 +199,8 @@ struct nx_fp__dtype {
 			    * mostly; nname 0: none), in the pickle's bytes */
 	size_t nname;
 };
-int nx_fp__pickle_dtypes(const unsigned char *p, size_t len, struct nx_fp__dtype **out,
-			 size_t *nout, nx_error *err);
+int nx_fp__pickle_dtypes(const unsigned char *p, size_t len, size_t max,
+			 struct nx_fp__dtype **out, size_t *nout, nx_error *err);
 /* fingerprint_zip.c: every <archive>/data/<n> record of a torch.save zip. */
 int nx_fp__torch_zip(nx_fp_set *set, int fd, const char *path, uint64_t size, size_t min,
 		 nx_error *err);

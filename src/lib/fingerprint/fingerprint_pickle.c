@@ -18,7 +18,9 @@
  * checkpoints spell it.  An opcode it does not know ends the scan with
  * what it found: a storage it found no type for is read as before (its
  * bytes, and cast when its size is a multiple of 4).  Linear in the
- * pickle; memory bounded by FP_PICKLE_MEMO.
+ * pickle; memory bounded by FP_PICKLE_MEMO memo entries and `max` types
+ * (the caller's count of storages in the zip: a pickle can name one every
+ * 6 bytes).
  */
 #include "fingerprint_int.h"
 
@@ -57,7 +59,7 @@ struct scan {
 	struct tok name1, name2;  /* name before the last two values (a
 				     STACK_GLOBAL's strings are no name) */
 	struct nx_fp__dtype *out;
-	size_t nout, capout;
+	size_t nout, capout, maxout;
 };
 
 static const struct {
@@ -110,7 +112,8 @@ static int push(struct scan *s, struct tok t)
 		s->dtype = t.dtype;
 	} else if ((s->state == 1 || s->state == 11) && t.kind == TOK_STR) {
 		s->state = s->state == 1 ? 11 : 12;   /* STACK_GLOBAL's module, name */
-	} else if (s->state == 2 && t.kind == TOK_STR && t.n < sizeof(s->out->key)) {
+	} else if (s->state == 2 && t.kind == TOK_STR && t.n < sizeof(s->out->key) &&
+		   s->nout < s->maxout) {
 		if (NX_ARRAY_PUSH(s->out, s->capout, s->nout))
 			return -1;
 		memcpy(s->out[s->nout].key, t.s, t.n);
@@ -184,14 +187,15 @@ static long long line(const unsigned char *p, const unsigned char *end)
 	return nl ? nl - p : -1;
 }
 
-int nx_fp__pickle_dtypes(const unsigned char *p, size_t len, struct nx_fp__dtype **out,
-			 size_t *nout, nx_error *err)
+int nx_fp__pickle_dtypes(const unsigned char *p, size_t len, size_t max,
+			 struct nx_fp__dtype **out, size_t *nout, nx_error *err)
 {
 	const unsigned char *end = p + len;
 	struct scan s;
 	int rc = 0;
 
 	memset(&s, 0, sizeof(s));
+	s.maxout = max;
 	while (p < end && !rc) {
 		unsigned char op = *p++;
 		uint64_t avail = (uint64_t)(end - p), n;

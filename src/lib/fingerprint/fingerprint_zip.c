@@ -143,8 +143,8 @@ static int cmp_dtype(const void *a, const void *b)
  * by key; none when it is compressed or over FP_PICKLE_MAX (then every
  * storage is read as before: its bytes, cast when it may be float32). */
 static int pickle_dtypes(int fd, const char *path, uint64_t size, const struct record *pk,
-			 unsigned char **bufp, struct nx_fp__dtype **out, size_t *nout,
-			 nx_error *err)
+			 size_t nrecs, unsigned char **bufp, struct nx_fp__dtype **out,
+			 size_t *nout, nx_error *err)
 {
 	unsigned char *buf;
 	int rc;
@@ -156,7 +156,7 @@ static int pickle_dtypes(int fd, const char *path, uint64_t size, const struct r
 	if (!(*bufp = buf = malloc(pk->size ? pk->size : 1)))
 		return nx_error_oom(err, NULL);
 	if (!(rc = rd(fd, buf, pk->size, pk->data, path, size, err)) &&
-	    !(rc = nx_fp__pickle_dtypes(buf, pk->size, out, nout, err)) && *nout)
+	    !(rc = nx_fp__pickle_dtypes(buf, pk->size, nrecs, out, nout, err)) && *nout)
 		qsort(*out, *nout, sizeof(**out), cmp_dtype);
 	return rc;
 }
@@ -300,7 +300,8 @@ int nx_fp__torch_zip(nx_fp_set *set, int fd, const char *path, uint64_t size, si
 		recs[nrecs].stored = method == 0;
 		nrecs++;
 	}
-	if ((rc = pickle_dtypes(fd, path, size, havepk ? &pk : NULL, &pkbuf, &dt, &ndt, err)) != 0)
+	if ((rc = pickle_dtypes(fd, path, size, havepk ? &pk : NULL, nrecs, &pkbuf, &dt, &ndt,
+				err)) != 0)
 		goto out;
 	for (i = 0; i < nrecs && !rc; i++)
 		rc = storage(set, fd, path, &recs[i], dt, ndt, min, err);
