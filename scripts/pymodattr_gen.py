@@ -27,6 +27,11 @@ Rows:
                      so a package version or a package not listed here is
                      judged by name, and these rows keep the real API of
                      the listed versions free of false alarms.
+  nx_py_runner       "module.attribute" -> its class, for every attribute of
+                     PACKAGES' modules that is an instance of a class
+                     pyaudit_lists.c's `runners` names (objects that run
+                     code given as data: every numpy module's `test` is a
+                     numpy._pytesttester.PytestTester).
 
 Each top-level module is imported in its own interpreter (a few have side
 effects or need a display: those listed in SKIP are not imported), with
@@ -56,6 +61,7 @@ CHILD = r"""
 import importlib, json, pkgutil, sys, types, warnings
 warnings.simplefilter("ignore")
 top, named = sys.argv[1], set(json.loads(sys.argv[2]))
+runner_classes = set(json.loads(sys.argv[3]))
 try:
     m = importlib.import_module(top)
 except BaseException:
@@ -71,7 +77,7 @@ if hasattr(m, "__path__"):
             importlib.import_module(info.name)
         except BaseException:
             pass
-rows = {}
+rows, runners = {}, {}
 for name, mod in list(sys.modules.items()):
     if mod is None or not (name == top or name.startswith(top + ".")):
         continue
@@ -82,12 +88,15 @@ for name, mod in list(sys.modules.items()):
             v = getattr(mod, a)
         except BaseException:
             continue
+        cls = type(v).__module__ + "." + type(v).__qualname__
+        if cls in runner_classes:
+            runners[name + "." + a] = cls
         if isinstance(v, types.ModuleType):
             if v.__name__ != name + "." + a or a in named:
                 rows[name + "." + a] = v.__name__
         elif a in named:
             rows[name + "." + a] = ""
-print(json.dumps(rows))
+print(json.dumps({"rows": rows, "runners": runners}))
 """
 
 
@@ -103,12 +112,22 @@ def judged_names():
     return sorted(names)
 
 
-def child(top, named):
+def runner_classes():
+    """The classes whose instances run code given as data (`runners`)."""
+    body = re.search(r"static const struct rule runners\[\] = \{(.*?)\n\};", LISTS.read_text(),
+                     re.S)
+    return sorted(re.findall(r'\{ "([A-Za-z0-9_.]+)",', body.group(1)))
+
+
+def child(top, named, runners=()):
+    """(rows, runner rows) of top and its submodules."""
     with tempfile.TemporaryDirectory() as cwd:   # torch.distributed writes files
-        r = subprocess.run([sys.executable, "-I", "-c", CHILD, top, json.dumps(named)],
+        r = subprocess.run([sys.executable, "-I", "-c", CHILD, top, json.dumps(named),
+                            json.dumps(list(runners))],
                            capture_output=True, text=True, timeout=600,
                            stdin=subprocess.DEVNULL, cwd=cwd)
-    return json.loads(r.stdout.strip().splitlines()[-1] or "{}")
+    got = json.loads(r.stdout.strip().splitlines()[-1] or "{}")
+    return got.get("rows", {}), got.get("runners", {})
 
 
 def version(top):
@@ -124,18 +143,19 @@ def main():
         if top.startswith("_") or top in SKIP:
             continue
         try:
-            rows.update(child(top, []))
+            rows.update(child(top, [])[0])
         except (subprocess.TimeoutExpired, ValueError, IndexError):
             print(f"skipped {top}", file=sys.stderr)
-    named = judged_names()
-    versions = []
+    named, classes = judged_names(), runner_classes()
+    versions, runners = [], {}
     for top in PACKAGES:
         v = version(top)
         if not v:
             print(f"{top} is not installed: left out", file=sys.stderr)
             continue
-        got = child(top, named)
+        got, run = child(top, named, classes)
         rows.update(got)
+        runners.update(run)
         versions.append(f"{top} {v}")
     ver = "%d.%d" % sys.version_info[:2]
     lines = [
@@ -147,9 +167,14 @@ def main():
         "static const char *const nx_py_modattr[][2] = {",
     ]
     lines += ["\t{ \"%s\", \"%s\" }," % (k, rows[k]) for k in sorted(rows)]
-    lines += ["};", ""]
+    lines += ["};", "",
+              "/* \"module.attribute\" -> its class: an object that runs code given as",
+              " * data (pyaudit_lists.c, runners).  Sorted; ends with NULL. */",
+              "static const char *const nx_py_runner[][2] = {"]
+    lines += ["\t{ \"%s\", \"%s\" }," % (k, runners[k]) for k in sorted(runners)]
+    lines += ["\t{ NULL, NULL }", "};", ""]
     OUT.write_text("\n".join(lines))
-    print(f"{len(rows)} rows; {', '.join(versions)}", file=sys.stderr)
+    print(f"{len(rows)} rows, {len(runners)} runners; {', '.join(versions)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,8 @@ def test_modattr_table_is_the_installed_packages():
     import numpy
     head = text[:text.index("*/")]
     assert f"numpy {numpy.__version__}" in head, "run scripts/pymodattr_gen.py"
-    rows = re.findall(r'^\t\{ "(numpy\.[^"]+)", "([^"]*)" \},$', text, re.M)
+    table, runner_table = text.split("nx_py_runner[][2]")
+    rows = re.findall(r'^\t\{ "(numpy\.[^"]+)", "([^"]*)" \},$', table, re.M)
     assert len(rows) > 300 and ("numpy.trace", "") in rows
     checked = 0
     for key, target in rows:
@@ -60,6 +61,19 @@ def test_modattr_table_is_the_installed_packages():
         assert (v.__name__ if isinstance(v, types.ModuleType) else "") == target, key
         checked += 1
     assert checked > 200
+    # nx_py_runner: every numpy module's PytestTester, and nothing else
+    from numpy._pytesttester import PytestTester
+    runners = dict(re.findall(r'^\t\{ "([^"]+)", "(numpy\._pytesttester\.PytestTester)" \},$',
+                              runner_table, re.M))
+    assert "numpy.test" in runners and "numpy.linalg.test" in runners
+    for key in runners:
+        parent, attr = key.rsplit(".", 1)
+        assert isinstance(getattr(importlib.import_module(parent), attr), PytestTester), key
+    for name in ("numpy", "numpy.fft", "numpy.ma", "numpy.random"):
+        mod = importlib.import_module(name)
+        for attr in dir(mod):
+            if isinstance(getattr(mod, attr, None), PytestTester):
+                assert f"{name}.{attr}" in runners, (name, attr)
 
 
 # -- the gate on a hand-made bundle: one family per class, several spellings ------
@@ -108,6 +122,13 @@ DENIED = [
     "import onnxruntime as ort\nort.capi.code.interact()\n",
     "from onnxruntime.tools import pdb\n",
     "import onnxruntime as o\no.x.concurrent.futures.process.mp.reduction.ForkingPickler.loads(b)\n",
+    # code given as data through a declared package (red team 8): numpy's
+    # PytestTesters run a README's doctests, sympy evaluates a string
+    "import numpy as np\nnp.test(tests=[p], extra_argv=['--doctest-glob=*.md'])\n",
+    "from numpy.linalg import test as check\ncheck(tests=[p])\n",
+    "import numpy.random as r\nr.test()\n",
+    "from onnxruntime.tools.symbolic_shape_infer import sympy as sp\nsp.sympify(s)\n",
+    "import onnxruntime.tools.symbolic_shape_infer as ssi\nssi.sympy.parsing.sympy_parser.parse_expr(s)\n",
 ]
 REFLECTIVE = [
     "import json\ng = json.__loader__\n",
@@ -155,6 +176,38 @@ def test_verify_follows_modules_across_bundle_files(nexus, bundle):
         rep = expect_fail(nexus, bundle, "import-training")
         assert [f["path"] for f in rep["findings"] if f["code"] == "import-training"] == \
             ["src/other.py"], (src, rep["findings"])
+
+
+# torch declared: the functions that run code given as data (TorchScript,
+# C++, fx code, a stmt string) are import-denied, its serving API is not
+TORCH_DOORS = [
+    "import torch\nm = torch.jit.load(p)\n",
+    "from torch.jit import CompilationUnit as CU\ncu = CU(s)\n",
+    "from torch.utils.cpp_extension import load_inline\n",
+    "import torch\ng = torch.fx.Graph()\n",
+    "import torch.utils.benchmark as b\nb.Timer(s).timeit(1)\n",
+    "import torch\ne = torch.fx.experimental.symbolic_shapes.sympy.sympify(s)\n",
+]
+
+
+def test_verify_refuses_torch_code_doors(nexus, bundle):
+    import bundle_fixture as bf
+    bundle.smuggle("config/runtime.yaml", bf.RUNTIME_YAML.replace(
+        "python_packages: [onnxruntime, numpy]", "python_packages: [onnxruntime, numpy, torch]"))
+    for src in TORCH_DOORS:
+        bundle.smuggle("src/helpers.py", src)
+        rep = expect_fail(nexus, bundle, "import-denied")
+        assert any(f["path"] == "src/helpers.py" and f["code"] == "import-denied"
+                   for f in rep["findings"]), (src, rep["findings"])
+    bundle.smuggle("src/helpers.py", (
+        "import numpy as np\nimport torch\n\n"
+        "def logits(x):\n"
+        "    with torch.no_grad():\n"
+        "        t = torch.from_numpy(np.asarray(x, np.float32))\n"
+        "        return torch.nn.functional.softmax(t, -1).numpy()\n"))
+    rc, rep = verify(nexus, bundle)
+    assert not [f for f in rep["findings"] if f["path"] == "src/helpers.py" and
+                f["severity"] != "INFO"], rep["findings"]
 
 
 def test_verify_serving_idioms_pass(nexus, bundle):

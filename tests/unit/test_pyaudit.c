@@ -10,7 +10,7 @@
 #include "nexus/pyaudit.h"
 
 static const char *const packages[] = { "onnxruntime", "numpy", "torch", "transformers",
-	"tokenizers" };
+	"tokenizers", "onnx" };
 static const char *const modules[] = { "inference", "utils" };
 
 struct seen {
@@ -37,7 +37,7 @@ static size_t nexports;
 
 static struct seen audit(const char *src)
 {
-	struct nx_pyaudit_opts o = { .packages = packages, .npackages = 5, .modules = modules,
+	struct nx_pyaudit_opts o = { .packages = packages, .npackages = 6, .modules = modules,
 				     .nmodules = 2, .exports = exports, .nexports = nexports };
 	struct seen s = { "", 0, 0 };
 	nx_error e;
@@ -372,7 +372,7 @@ static void through_bundle_modules(void **state)
 		NULL
 	};
 
-	struct nx_pyaudit_opts o = { .packages = packages, .npackages = 5, .modules = modules,
+	struct nx_pyaudit_opts o = { .packages = packages, .npackages = 6, .modules = modules,
 				     .nmodules = 2 };
 
 	assert_int_equal(nx_pyaudit_exports(&exports, &nexports, "utils", utils_py,
@@ -553,6 +553,89 @@ static void declared_package_aliases(void **state)
 	expect_clean(ok);
 }
 
+/*
+ * Red team 8: a declared package's function that runs code given as data.
+ * numpy's `test` (a PytestTester on every numpy module, pymodattr.h lists
+ * them) runs pytest, whose doctest collector runs a README's `>>>` lines;
+ * sympy's sympify evaluates a string, reached as
+ * onnxruntime.tools.symbolic_shape_infer.sympy; torch compiles TorchScript,
+ * C++ and fx code from strings.
+ */
+static void code_as_data_through_a_package(void **state)
+{
+	static const char *const denied[] = {
+		/* numpy's PytestTesters, in every spelling */
+		"import numpy as np\nnp.test(tests=[p], extra_argv=['--doctest-glob=*.md'])\n",
+		"from numpy import linalg\nlinalg.test(tests=[p])\n",
+		"from numpy import test\ntest()\n",
+		"from numpy import test as check\ncheck(tests=[p])\n",
+		"from numpy.linalg import test as t\nt()\n",
+		"import numpy.random as r\nr.test()\n",
+		"import numpy.polynomial\nnumpy.polynomial.test()\n",
+		"import numpy as np\nf = np.fft.test\n",
+		"import numpy as np\nnp.ma.test.__call__(tests=[p])\n",
+		"import numpy as np\nt = getattr(np, 'test')\n",
+		"import numpy\nclass A:\n    import numpy.lib as L\nA.L.test()\n",
+		"import numpy._pytesttester\n",
+		"from numpy._pytesttester import PytestTester\nPytestTester('numpy')(tests=[p])\n",
+		/* a numpy release the table does not hold: `test` by its name */
+		"import numpy as np\nnp.newpkg.test(tests=[p])\n",
+		/* pytest and sympy, imported or reached through another package */
+		"from onnxruntime.tools import symbolic_shape_infer as ssi\nssi.sympy.sympify(s)\n",
+		"import onnxruntime.tools.symbolic_shape_infer as s\ne = s.sympy.parsing.sympy_parser.parse_expr(t)\n",
+		"from onnxruntime.tools.symbolic_shape_infer import sympy\nsympy.sympify(s)\n",
+		"from onnxruntime.tools.symbolic_shape_infer import sympy as sp\nsp.sympify(s)\n",
+		"def shape(e):\n    from onnxruntime.tools import symbolic_shape_infer as ssi\n"
+		"    return ssi.sympy.sympify(e)\n",
+		"import torch\ne = torch.fx.experimental.symbolic_shapes.sympy.sympify(s)\n",
+		"import onnxruntime as o\no.x.pytest.main(['--doctest-glob=*.md', p])\n",
+		"import tokenizers\ntokenizers.tools.doctest.testfile(p)\n",
+		/* torch: TorchScript, C++ and fx code from strings, code loaders */
+		"import torch\nm = torch.jit.load(p)\n",
+		"import torch\ncu = torch.jit.CompilationUnit(s)\n",
+		"from torch.jit import CompilationUnit\n",
+		"from torch import jit\nm = jit.load(p)\n",
+		"from torch.utils.cpp_extension import load_inline\n",
+		"import torch.utils.cpp_extension as ce\nce.load_inline('m', s)\n",
+		"import torch\ng = torch.fx.Graph()\n",
+		"from torch import fx\n",
+		"import torch.utils.benchmark as b\nb.Timer(s).timeit(1)\n",
+		"import torch\ntorch.utils.collect_env.run(c)\n",
+		"import torch\nsd = torch.utils.model_zoo.load_url(u)\n",
+		"import torch.multiprocessing as mp\n",
+		"from torch.utils.jit.log_extract import run_nnc\n",
+		"import torch.utils.bundled_inputs\n",
+		/* onnx: graphs run in Python with optimiser ops, test harness */
+		"from onnx.reference import ReferenceEvaluator\n",
+		"import onnx\nr = onnx.reference.ReferenceEvaluator(m)\n",
+		"from onnx.backend.test import runner\n",
+		NULL
+	};
+	static const char *const reflective[] = {
+		/* an object the audit does not follow */
+		"def f(m):\n    return m.sympy.sympify(s)\n",
+		"def f(m):\n    return m.PytestTester('numpy')\n",
+		"def f(m):\n    return m.pytest.main(a)\n",
+		NULL
+	};
+	static const char *const ok[] = {
+		"import numpy as np\nx = np.exp(np.float32(1))\n",
+		"import onnxruntime as ort\ns = ort.InferenceSession('m.onnx')\n",
+		"import tokenizers\nt = tokenizers.Tokenizer.from_file('t.json')\n",
+		"import torch\nwith torch.no_grad():\n    y = torch.from_numpy(x).float()\n"
+		"z = torch.nn.functional.softmax(y, -1).numpy()\n",
+		"def f(self):\n    return self.test\n",
+		"class T:\n    def test(self, x):\n        return x\n",
+		"def test(x):\n    return x\n",
+		"import unicodedata\nc = unicodedata.category('a')\n",
+		NULL
+	};
+
+	expect_all("import-denied", denied);
+	expect_all("python-reflective", reflective);
+	expect_clean(ok);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -570,6 +653,7 @@ int main(void)
 		cmocka_unit_test(long_statement),
 		cmocka_unit_test(numpy_doors_and_frameworks),
 		cmocka_unit_test(declared_package_aliases),
+		cmocka_unit_test(code_as_data_through_a_package),
 	};
 	return cmocka_run_group_tests_name("pyaudit", tests, NULL, NULL);
 }

@@ -191,6 +191,33 @@ static const struct rule denied[] = {
 	{ "numpy.distutils", "builds and runs programs" },
 	{ "torch.package", "imports code from an archive" },
 	{ "transformers.dynamic_module_utils", "imports a model's own code by name" },
+	/* a declared package's function that runs code given as data (red
+	 * team 8, issue 22); each package setup.sh installs was read for the
+	 * class, docs/TRV.md says what was decided and why */
+	{ "pytest", "runs the tests it is pointed at; its doctest collector runs the "
+		    "`>>>` lines of any text file (README.md)" },
+	{ "_pytest", "pytest's implementation: runs test files and doctests of text files" },
+	{ "numpy._pytesttester", "PytestTester runs pytest, which runs the doctests of text "
+				 "files" },
+	{ "sympy", "sympify and parse_expr evaluate a string as Python" },
+	{ "torch.jit", "compiles and runs TorchScript from source text, source files and "
+		       "archives (CompilationUnit, script, load)" },
+	{ "torch.fx", "its code generator exec()s Python built from node names and targets, "
+		      "which are strings" },
+	{ "torch.utils.cpp_extension", "compiles and loads C++ source text (load_inline)" },
+	{ "torch.utils.benchmark", "Timer runs its stmt and setup strings" },
+	{ "torch.utils.collect_env", "run() runs a shell command" },
+	{ "torch.utils.model_zoo", "load_url downloads and unpickles (torch.hub)" },
+	{ "torch.utils.jit", "log_extract runs TorchScript IR given as a string" },
+	{ "torch.utils.bundled_inputs", "compiles TorchScript expressions given as strings "
+					"into a module" },
+	{ "torch.utils.bottleneck", "runs a script file" },
+	{ "torch.multiprocessing", "pickles callables between processes and starts "
+				   "interpreters" },
+	{ "onnx.reference", "runs ONNX graphs in Python, the preview training domain's "
+			    "optimiser ops (Adam, Adagrad, Momentum) among them" },
+	{ "onnx.backend.test", "the backend test harness: builds unittest suites and "
+			       "downloads models" },
 	/* processes and native code */
 	{ "subprocess", "runs programs" },
 	{ "pty", "runs programs" },
@@ -316,6 +343,24 @@ static const struct rule attrs[] = {
 	{ "codeop", "a module reached through another module" },
 	{ "pydoc", "a module reached through another module" },
 	{ "webbrowser", "a module reached through another module" },
+	{ "doctest", "a module reached through another module" },
+	{ "pytest", "a module reached through another module" },
+	{ "sympy", "a module reached through another module" },
+	{ "PytestTester", "runs pytest, which runs the doctests of text files" },
+	{ NULL, NULL }
+};
+
+/*
+ * Classes whose instances run code given as data.  A package hands them
+ * out as plain attributes (every numpy module's `test` is a PytestTester),
+ * under names no module list holds; scripts/pymodattr_gen.py reads this
+ * list and writes where the packages it imports hold an instance
+ * (nx_py_runner, pymodattr.h).
+ */
+static const struct rule runners[] = {
+	{ "numpy._pytesttester.PytestTester",
+	  "a PytestTester: runs pytest on the paths it is given, whose doctest collector "
+	  "runs the `>>>` lines of any text file (README.md)" },
 	{ NULL, NULL }
 };
 
@@ -515,6 +560,43 @@ const char *nx_pyaudit__framework_inside(const char *dotted)
 	return NULL;
 }
 
+/* The class a runner row (pymodattr.h) names, with its reason. */
+static const char *runner_reason(const char *cls)
+{
+	size_t k;
+
+	for (k = 0; runners[k].name; k++)
+		if (!strcmp(runners[k].name, cls))
+			return runners[k].reason;
+	return "runs code given as data";
+}
+
+/*
+ * dotted reaches an instance of a runner class: where pymodattr.h says
+ * one is, or, in a release other than the table's, by the names the
+ * table shows for the package (`test`, on any numpy module): any later
+ * component so named, under the same top-level package.
+ */
+static const char *runner(const char *dotted)
+{
+	size_t k, top = strcspn(dotted, ".");
+	const char *c;
+
+	for (k = 0; nx_py_runner[k][0]; k++) {
+		const char *row = nx_py_runner[k][0], *last = strrchr(row, '.') + 1;
+		size_t n = strlen(last);
+
+		if (starts_with(row, dotted))
+			return runner_reason(nx_py_runner[k][1]);
+		if (strncmp(row, dotted, top) || row[top] != '.')
+			continue;
+		for (c = strchr(dotted, '.'); c; c = strchr(c + 1, '.'))
+			if (!strncmp(c + 1, last, n) && (c[1 + n] == '\0' || c[1 + n] == '.'))
+				return runner_reason(nx_py_runner[k][1]);
+	}
+	return NULL;
+}
+
 /* Also a private module of the standard library's implementation, by
  * whatever name it was reached: every caller asks with the canonical name
  * (encodings.big5.mbc is _multibytecodec), so an alias cannot slip past
@@ -522,6 +604,7 @@ const char *nx_pyaudit__framework_inside(const char *dotted)
 const char *nx_pyaudit__denied(const char *dotted)
 {
 	char first[NX_PYAUDIT_DOTTED_MAX + 1];
+	const char *why;
 	size_t top = strcspn(dotted, ".");
 
 	if (dotted[0] == '_' && top < sizeof(first)) {
@@ -531,7 +614,8 @@ const char *nx_pyaudit__denied(const char *dotted)
 			return "a private module of the standard library's implementation; "
 			       "import its public module";
 	}
-	return under(denied, dotted);
+	why = under(denied, dotted);
+	return why ? why : runner(dotted);
 }
 
 static bool holds(const struct rule *list, const char *dotted)

@@ -4559,3 +4559,22 @@ static const char *const nx_py_modattr[][2] = {
 	{ "zoneinfo._zoneinfo.re", "re" },
 	{ "zoneinfo._zoneinfo.weakref", "weakref" },
 };
+
+/* "module.attribute" -> its class: an object that runs code given as
+ * data (pyaudit_lists.c, runners).  Sorted; ends with NULL. */
+static const char *const nx_py_runner[][2] = {
+	{ "numpy.core.test", "numpy._pytesttester.PytestTester" },
+	{ "numpy.distutils.test", "numpy._pytesttester.PytestTester" },
+	{ "numpy.f2py.test", "numpy._pytesttester.PytestTester" },
+	{ "numpy.fft.test", "numpy._pytesttester.PytestTester" },
+	{ "numpy.lib.test", "numpy._pytesttester.PytestTester" },
+	{ "numpy.linalg.test", "numpy._pytesttester.PytestTester" },
+	{ "numpy.ma.test", "numpy._pytesttester.PytestTester" },
+	{ "numpy.matrixlib.test", "numpy._pytesttester.PytestTester" },
+	{ "numpy.polynomial.test", "numpy._pytesttester.PytestTester" },
+	{ "numpy.random.test", "numpy._pytesttester.PytestTester" },
+	{ "numpy.test", "numpy._pytesttester.PytestTester" },
+	{ "numpy.testing.test", "numpy._pytesttester.PytestTester" },
+	{ "numpy.typing.test", "numpy._pytesttester.PytestTester" },
+	{ NULL, NULL }
+};

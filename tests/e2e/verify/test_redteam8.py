@@ -151,7 +151,9 @@ def test_teacher_tensor_scaled_by_two_is_found(nexus, release_key, tmp_path):
 # the `>>>` lines of any text file (README.md) as code the audit never
 # reads.  onnxruntime.tools.symbolic_shape_infer holds sympy as an
 # attribute, whose sympify() evaluates a string.  Each door sits in a
-# function the import check never calls.
+# function the import check never calls.  Refused (pyaudit_lists.c:
+# pytest, sympy, runners; pymodattr.h: nx_py_runner); more spellings in
+# tests/unit/test_pyaudit.c and tests/e2e/test_pyaudit.py.
 README_STEP = ("# Spam classifier\n\nUsage:\n\n"
                ">>> import pathlib\n"
                ">>> _ = pathlib.Path(OUT).write_text('ran')\n")
@@ -168,11 +170,6 @@ DECLARED_DOORS = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed (red team 8): code run from data through "
-                   "a declared package (numpy's PytestTester -> pytest doctests; sympy.sympify "
-                   "reached as onnxruntime.tools.symbolic_shape_infer.sympy); fix in "
-                   "src/lib/scan/pyaudit_lists.c: refuse `test` on numpy modules / PytestTester, "
-                   "and list sympy (and pytest) among the modules reached through another")
 @pytest.mark.parametrize("door", sorted(DECLARED_DOORS))
 def test_code_as_data_through_a_declared_package(nexus, release_key, tmp_path, door):
     root = ws.make_workspace(tmp_path / "ws", utils_py=ws.UTILS_PY + "\n\n" + DECLARED_DOORS[door])
