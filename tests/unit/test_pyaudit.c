@@ -575,6 +575,9 @@ static void code_as_data_through_a_package(void **state)
 		"import numpy as np\nf = np.fft.test\n",
 		"import numpy as np\nnp.ma.test.__call__(tests=[p])\n",
 		"import numpy as np\nt = getattr(np, 'test')\n",
+		"import numpy as np\nt = getattr(np.linalg, 'test')\n",
+		"import torch\nt = getattr(torch.utils, 'cpp_extension').load_inline\n",
+		"import onnxruntime.tools as t\ns = getattr(t.symbolic_shape_infer, 'sympy')\n",
 		"import numpy\nclass A:\n    import numpy.lib as L\nA.L.test()\n",
 		"import numpy._pytesttester\n",
 		"from numpy._pytesttester import PytestTester\nPytestTester('numpy')(tests=[p])\n",
@@ -616,6 +619,10 @@ static void code_as_data_through_a_package(void **state)
 		"def f(m):\n    return m.sympy.sympify(s)\n",
 		"def f(m):\n    return m.PytestTester('numpy')\n",
 		"def f(m):\n    return m.pytest.main(a)\n",
+		"import numpy as np\nimport operator\nt = operator.attrgetter('test')(np.linalg)\n",
+		"from operator import methodcaller\nimport numpy as np\n"
+		"methodcaller('test', tests=[p])(np.fft)\n",
+		"import operator\nt = operator.attrgetter('linalg.test')(x)\n",
 		NULL
 	};
 	static const char *const ok[] = {
@@ -628,6 +635,7 @@ static void code_as_data_through_a_package(void **state)
 		"class T:\n    def test(self, x):\n        return x\n",
 		"def test(x):\n    return x\n",
 		"import unicodedata\nc = unicodedata.category('a')\n",
+		"import operator\nk = operator.attrgetter('score', 'label.name')\n",
 		NULL
 	};
 

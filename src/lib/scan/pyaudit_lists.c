@@ -597,6 +597,16 @@ static const char *runner(const char *dotted)
 	return NULL;
 }
 
+const char *nx_pyaudit__runner_name(const char *name, size_t n)
+{
+	size_t k;
+
+	for (k = 0; nx_py_runner[k][0]; k++)
+		if (eq(strrchr(nx_py_runner[k][0], '.') + 1, name, n))
+			return runner_reason(nx_py_runner[k][1]);
+	return NULL;
+}
+
 /* Also a private module of the standard library's implementation, by
  * whatever name it was reached: every caller asks with the canonical name
  * (encodings.big5.mbc is _multibytecodec), so an alias cannot slip past

@@ -318,12 +318,25 @@ static bool plain_literal(const struct audit *a, size_t lo, size_t hi, char *out
 	return o > 0;
 }
 
+/* Tokens [lo, hi): NAME, or NAME . NAME ... (`np.linalg`). */
+static bool dotted_names(const struct audit *a, size_t lo, size_t hi)
+{
+	size_t k;
+
+	if (lo >= hi || (hi - lo) % 2 == 0)
+		return false;
+	for (k = lo; k < hi; k++)
+		if ((k - lo) % 2 ? !is_op(a, k, ".") : !is_name(a, k))
+			return false;
+	return true;
+}
+
 /* getattr/setattr/delattr/hasattr at NAME i: only called, with a plain
  * literal name, which is judged as an attribute of the first argument. */
 static int getattr_call(struct audit *a, size_t i)
 {
 	char lit[NX_PYAUDIT_DOTTED_MAX + 1];
-	size_t o = i + 1, c, e, first = i + 2;
+	size_t o = i + 1, c, e, k, first = i + 2;
 	enum root root = R_UNKNOWN;
 	int rc;
 
@@ -337,11 +350,24 @@ static int getattr_call(struct audit *a, size_t i)
 		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' with a computed attribute name "
 			      "refused: the audit cannot see what it reaches; use the attribute "
 			      "itself", (int)a->t[i].nlen, a->t[i].name);
-	if (c == first + 1 && is_name(a, first)) {
-		/* getattr(module, "name"): the module is not passed on */
+	if (dotted_names(a, first, c)) {
+		/* getattr(module, "name"): the module is not passed on;
+		 * getattr(np.linalg, "test") follows the chain to the name
+		 * (each step is judged again when the loop reaches it) */
 		chain_start(a, first);
+		if (c == first + 1)
+			a->skip[first] = 1;
+		for (k = first + 2; k < c; k += 2) {
+			const char *s = a->t[k].name;
+			size_t n = a->t[k].nlen;
+
+			if ((rc = nx_pyaudit__name_rules(a, k, s, n, a->root, NULL)))
+				return rc;
+			a->on_module = false;
+			if ((rc = chain_step(a, k, s, n)) || (rc = bundle_step(a, k, s, n)))
+				return rc;
+		}
 		root = a->root;
-		a->skip[first] = 1;
 		if ((rc = nx_pyaudit__name_rules(a, c + 1, lit, strlen(lit), root, NULL)))
 			return rc;
 		a->on_module = false;
@@ -371,9 +397,18 @@ static int getter_call(struct audit *a, size_t i, bool all)
 			return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' with a computed attribute "
 				      "name refused", (int)a->t[i].nlen, a->t[i].name);
 		for (p = lit; !rc && p; p = dot ? dot + 1 : NULL) {
+			size_t n;
+			const char *why;
+
 			dot = strchr(p, '.');
-			rc = nx_pyaudit__name_rules(a, start, p, dot ? (size_t)(dot - p) : strlen(p), R_UNKNOWN,
-					NULL);
+			n = dot ? (size_t)(dot - p) : strlen(p);
+			rc = nx_pyaudit__name_rules(a, start, p, n, R_UNKNOWN, NULL);
+			/* methodcaller("test")(np.linalg): the object is not seen */
+			if (!rc && (why = nx_pyaudit__runner_name(p, n)))
+				rc = nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, start, "'%.*s' "
+					    "in '%.*s' refused: the object is not seen, and the name "
+					    "is a runner's: %s", (int)n, p, (int)a->t[i].nlen,
+					    a->t[i].name, why);
 		}
 		if (!all || c == a->match[o])
 			break;
