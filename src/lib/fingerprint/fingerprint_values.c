@@ -9,10 +9,10 @@
  * is kept as a set, and each student tensor is asked how many of them it
  * holds.
  *
- * Sample: a value is taken when a keyed hash of its sign and mantissa
- * (not the exponent, so 2^k x v is the same candidate; not the lowest
- * mantissa bit, see decoys) falls under a rate; zeros, subnormals, NaN and
- * infinities never.  A value seen twice in the teacher (1.0 in every
+ * Sample: a value is taken when a keyed hash of its mantissa (not the
+ * sign nor the exponent, so -v and 2^k x v are the same candidate; not the
+ * lowest mantissa bit, see decoys) falls under a rate; zeros, subnormals,
+ * NaN and infinities never.  A value seen twice in the teacher (1.0 in every
  * LayerNorm) is "common" and dropped, as is one two teacher tensors share.
  * The rate starts at 1/64 and halves whenever the set would pass
  * NX_FP_VALUES_MAX entries (16 MiB), so a teacher of any size costs the
@@ -27,9 +27,16 @@
  * ~N / 3.5e7 for N elements), so every sample brings a decoy: the same
  * value with its lowest mantissa bit flipped, which the teacher does not
  * hold and an unrelated tensor holds as often.  A student tensor copies a
- * teacher tensor when, at one power-of-two scale, it holds at least half
- * of its samples and the hits beat the decoys by 5 standard deviations
- * (or the decoys the hits: the values with their lowest bit flipped).
+ * teacher tensor when, at one power-of-two scale (any: the exponent
+ * difference of each hit is counted, 2^-253 .. 2^253), it holds at least
+ * half of its samples and the hits beat the decoys by 5 standard
+ * deviations (or the decoys the hits: the values with their lowest bit
+ * flipped).  The sign is not looked at: a tensor negated, or with the
+ * signs of some rows, columns or elements flipped, is an exact copy
+ * (red team 8: x -1 and x 16 were signed and passed when the key held
+ * the sign and only 2^-3..2^3 were counted).  The counts are kept per
+ * (teacher tensor, scale) in a hash table that grows with the pairs seen,
+ * up to FP_CMAP_MAX.
  * The same count over the whole student model finds a tensor cut into
  * pieces too small to hold half of it each.
  */
@@ -43,16 +50,20 @@
 
 #define FP_VALUES_RATE0 (1u << 26)   /* 2^32 / 64: the starting rate */
 #define FP_VALUES_SLOTS0 (1u << 14)
-#define FP_SHIFTS 7                  /* scales 2^-3 .. 2^3 */
+#define FP_SHIFT_BIAS 256            /* exponent differences -253..253, biased */
+#define FP_CMAP_SLOTS0 (1u << 10)
+#define FP_CMAP_MAX (1u << 20)       /* (teacher tensor, scale) pairs counted at once */
 
 enum { V_COMMON = 1, V_SHARED = 2, V_DROP = 3, V_GHIT = 4, V_GDECOY = 8 };
 
 struct fp_val {
-	uint32_t key;      /* sign and mantissa bits 22..1, plus 1 (0: empty) */
+	uint32_t key;      /* mantissa bits 22..1, plus 1 (0: empty) */
 	uint8_t exp;       /* biased exponent */
 	uint8_t variants;  /* bit b: the teacher holds the value with lowest bit b */
 	uint8_t flags;
-	uint8_t seen;      /* counted for the student tensor `stamp`: 1 hit, 2 decoy */
+	uint8_t seen;      /* counted for the student tensor `stamp` at scale
+			    * seen_shift: 1 hit, 2 decoy */
+	int16_t seen_shift;
 	uint32_t owner;
 	uint32_t stamp;
 };
@@ -61,6 +72,19 @@ struct fp_owner {
 	char *name;
 	size_t file;
 	uint32_t n;        /* usable samples (fp_values_ready) */
+};
+
+/* Hit and decoy counts per (teacher tensor, scale): an open-addressed
+ * table, cleared through the list of the slots in use. */
+struct fp_cnt {
+	uint64_t key;      /* owner x 512 + shift + FP_SHIFT_BIAS, plus 1 (0: empty) */
+	uint32_t c[2];     /* hits, decoys */
+};
+
+struct fp_cmap {
+	struct fp_cnt *v;
+	uint32_t *used;    /* the slots in use, in the order they were taken */
+	size_t cap, n;
 };
 
 struct fp_values {
@@ -72,18 +96,15 @@ struct fp_values {
 	size_t no, capo;
 	bool ready;
 	uint32_t stamp;
-	uint32_t *cnt;            /* per owner: FP_SHIFTS x {hit, decoy} */
-	uint32_t *gcnt;           /* the same over the whole student model */
+	struct fp_cmap cnt;       /* this student tensor's counts */
+	struct fp_cmap gcnt;      /* the same over the whole student model */
 	bool *found;              /* per owner: a student tensor matched it */
-	uint32_t *touched;        /* owners counted for this student tensor */
-	uint32_t *tstamp;         /* per owner: the stamp it was last touched in */
-	uint64_t *bits;           /* 2^23 bits: a teacher key may be at key - 1 */
-	size_t ntouched;
+	uint64_t *bits;           /* 2^22 bits: a teacher key may be at key - 1 */
 };
 
 static inline uint32_t vkey(uint32_t bits)
 {
-	return (((bits >> 1) & 0x3fffffu) | ((bits >> 31) << 22)) + 1;
+	return ((bits >> 1) & 0x3fffffu) + 1;
 }
 
 /* A multiplicative hash (the product's high bits depend on every key
@@ -113,7 +134,7 @@ static int values_init(nx_fp_set *set, nx_error *err)
 	}
 	s->cap = FP_VALUES_SLOTS0;
 	s->rate = FP_VALUES_RATE0;
-	if (!(s->bits = calloc((1u << 23) / 64, sizeof(uint64_t)))) {
+	if (!(s->bits = calloc((1u << 22) / 64, sizeof(uint64_t)))) {
 		free(s->v);
 		free(s);
 		return nx_error_oom(err, NULL);
@@ -133,13 +154,75 @@ void nx_fp__values_free(struct fp_values *s)
 		free(s->o[i].name);
 	free(s->o);
 	free(s->v);
-	free(s->cnt);
-	free(s->gcnt);
+	free(s->cnt.v);
+	free(s->cnt.used);
+	free(s->gcnt.v);
+	free(s->gcnt.used);
 	free(s->found);
-	free(s->touched);
-	free(s->tstamp);
 	free(s->bits);
 	free(s);
+}
+
+static size_t cslot(const struct fp_cmap *m, uint64_t key)
+{
+	size_t j = (size_t)(key * 0x9e3779b97f4a7c15ull >> 24) & (m->cap - 1);
+
+	while (m->v[j].key && m->v[j].key != key)
+		j = (j + 1) & (m->cap - 1);
+	return j;
+}
+
+static int cmap_grow(struct fp_cmap *m)
+{
+	struct fp_cmap g = { NULL, NULL, m->cap ? 2 * m->cap : FP_CMAP_SLOTS0, 0 };
+	size_t i;
+
+	if (!(g.v = calloc(g.cap, sizeof(*g.v))) || !(g.used = malloc(g.cap / 2 * sizeof(*g.used)))) {
+		free(g.v);
+		return -1;
+	}
+	for (i = 0; i < m->n; i++) {
+		size_t j = cslot(&g, m->v[m->used[i]].key);
+
+		g.v[j] = m->v[m->used[i]];
+		g.used[g.n++] = (uint32_t)j;
+	}
+	free(m->v);
+	free(m->used);
+	*m = g;
+	return 0;
+}
+
+/* Count one hit (decoy 0) or decoy (1) of owner at scale 2^shift.  Past
+ * FP_CMAP_MAX pairs (or out of memory) a new pair is not counted: to get
+ * there a tensor holds sampled teacher values at a million scales. */
+static void cmap_add(struct fp_cmap *m, uint32_t owner, int shift, int decoy)
+{
+	uint64_t key = (uint64_t)owner * 512 + (uint64_t)(shift + FP_SHIFT_BIAS) + 1;
+	size_t j;
+
+	if (!m->cap && cmap_grow(m))
+		return;
+	j = cslot(m, key);
+	if (!m->v[j].key) {
+		if (2 * (m->n + 1) > m->cap) {
+			if (m->cap >= 2 * (size_t)FP_CMAP_MAX || cmap_grow(m))
+				return;
+			j = cslot(m, key);
+		}
+		m->v[j].key = key;
+		m->used[m->n++] = (uint32_t)j;
+	}
+	m->v[j].c[decoy]++;
+}
+
+static void cmap_clear(struct fp_cmap *m)
+{
+	size_t i;
+
+	for (i = 0; i < m->n; i++)
+		memset(&m->v[m->used[i]], 0, sizeof(*m->v));
+	m->n = 0;
 }
 
 /* Put every entry of old (cap slots) still under the rate into s->v. */
@@ -262,18 +345,10 @@ static int ready(struct fp_values *s, nx_error *err)
 		if (e->key && !(e->flags & V_DROP) && e->variants != 3)
 			s->o[e->owner].n++;
 	}
-	free(s->cnt);
-	free(s->gcnt);
+	cmap_clear(&s->cnt);
+	cmap_clear(&s->gcnt);
 	free(s->found);
-	free(s->touched);
-	free(s->tstamp);
-	s->gcnt = calloc(s->no ? s->no : 1, FP_SHIFTS * 2 * sizeof(*s->gcnt));
-	s->found = calloc(s->no ? s->no : 1, sizeof(*s->found));
-	s->cnt = calloc(s->no ? s->no : 1, FP_SHIFTS * 2 * sizeof(*s->cnt));
-	s->touched = malloc((s->no ? s->no : 1) * sizeof(*s->touched));
-	s->tstamp = calloc(s->no ? s->no : 1, sizeof(*s->tstamp));
-	s->ntouched = 0;
-	if (!s->cnt || !s->touched || !s->tstamp || !s->gcnt || !s->found)
+	if (!(s->found = calloc(s->no ? s->no : 1, sizeof(*s->found))))
 		return nx_error_oom(err, NULL);
 	s->ready = true;
 	return 0;
@@ -292,29 +367,29 @@ static void look_up(struct fp_values *s, uint32_t bits)
 		struct fp_val *e = &s->v[j];
 		int shift = (int)exp - (int)e->exp;
 		bool hit;
-		uint32_t *c;
 
-		if (e->key != key || (e->flags & V_DROP) || e->variants == 3 || shift < -3 ||
-		    shift > 3)
+		if (e->key != key || (e->flags & V_DROP) || e->variants == 3 ||
+		    s->o[e->owner].n < FP_VALUES_MIN)
 			continue;
 		hit = (e->variants >> (bits & 1)) & 1;
 		if (!(e->flags & (hit ? V_GHIT : V_GDECOY))) {
 			e->flags |= hit ? V_GHIT : V_GDECOY;
-			s->gcnt[(size_t)e->owner * FP_SHIFTS * 2 + (shift + 3) * 2 + !hit]++;
+			cmap_add(&s->gcnt, e->owner, shift, !hit);
 		}
 		if (e->stamp != s->stamp) {
 			e->stamp = s->stamp;
 			e->seen = 0;
+			e->seen_shift = (int16_t)shift;
 		}
-		if (e->seen & (hit ? 1 : 2))
-			continue;
-		e->seen |= hit ? 1 : 2;
-		c = &s->cnt[(size_t)e->owner * FP_SHIFTS * 2];
-		if (s->tstamp[e->owner] != s->stamp) {
-			s->tstamp[e->owner] = s->stamp;
-			s->touched[s->ntouched++] = e->owner;
+		/* each sample once per scale: once at the first scale it is seen
+		 * at, and always at another (a copy placed after the same values
+		 * at other scales is still counted) */
+		if (shift == e->seen_shift) {
+			if (e->seen & (hit ? 1 : 2))
+				continue;
+			e->seen |= hit ? 1 : 2;
 		}
-		c[(shift + 3) * 2 + !hit]++;
+		cmap_add(&s->cnt, e->owner, shift, !hit);
 	}
 }
 
@@ -378,8 +453,7 @@ __attribute__((target("avx2"))) static void scan32_avx2(struct nx_fp__vfeed *f,
 
 	for (; i + 32 <= n; i += 32) {
 		__m256i w = _mm256_loadu_si256((const __m256i *)(const void *)(p + i));
-		__m256i k = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(w, 1), mask),
-					    _mm256_slli_epi32(_mm256_srli_epi32(w, 31), 22));
+		__m256i k = _mm256_and_si256(_mm256_srli_epi32(w, 1), mask);
 		__m256i h = _mm256_srl_epi32(_mm256_mullo_epi32(_mm256_add_epi32(k, one), mul), shift);
 
 		if (_mm256_movemask_epi8(_mm256_cmpeq_epi32(h, zero)))
@@ -486,7 +560,7 @@ bool nx_fp__vfeed_student(struct nx_fp__vfeed *f, const nx_fp_set *set, int32_t 
 	f->width = dtype == 11 ? 8 : (dtype == 10 || dtype == 16) ? 2 : 4;
 	f->bf16 = dtype == 16;
 	s->stamp++;
-	s->ntouched = 0;
+	cmap_clear(&s->cnt);
 	return true;
 }
 
@@ -502,22 +576,20 @@ static bool shows(const uint32_t *c, uint32_t n)
 	return n >= FP_VALUES_MIN && 2 * hi >= n && hi - lo >= 5 * sqrt(h + d + 1);
 }
 
-static void best(struct fp_values_match *m, const struct fp_values *s, uint32_t o,
-		 const uint32_t *c)
+/* Counts slot i of m, if they show their teacher tensor better than m. */
+static bool best(struct fp_values_match *m, const struct fp_values *s, const struct fp_cnt *c)
 {
-	int k;
+	uint32_t o = (uint32_t)((c->key - 1) / 512);
+	uint32_t hi = c->c[0] > c->c[1] ? c->c[0] : c->c[1];
 
-	for (k = 0; k < FP_SHIFTS; k++) {
-		uint32_t hi = c[2 * k] > c[2 * k + 1] ? c[2 * k] : c[2 * k + 1];
-
-		if (shows(c + 2 * k, s->o[o].n) && hi > m->hits) {
-			m->hits = hi;
-			m->samples = s->o[o].n;
-			m->shift = k - 3;
-			m->name = s->o[o].name;
-			m->file = s->o[o].file;
-		}
-	}
+	if (!shows(c->c, s->o[o].n) || hi <= m->hits)
+		return false;
+	m->hits = hi;
+	m->samples = s->o[o].n;
+	m->shift = (int)((c->key - 1) % 512) - FP_SHIFT_BIAS;
+	m->name = s->o[o].name;
+	m->file = s->o[o].file;
+	return true;
 }
 
 void nx_fp__vfeed_judge(struct nx_fp__vfeed *f, struct fp_values_match *m)
@@ -526,16 +598,13 @@ void nx_fp__vfeed_judge(struct nx_fp__vfeed *f, struct fp_values_match *m)
 	size_t i;
 
 	memset(m, 0, sizeof(*m));
-	for (i = 0; i < s->ntouched; i++) {
-		uint32_t o = s->touched[i], *c = &s->cnt[(size_t)o * FP_SHIFTS * 2];
-		uint32_t before = m->hits;
+	for (i = 0; i < s->cnt.n; i++) {
+		const struct fp_cnt *c = &s->cnt.v[s->cnt.used[i]];
 
-		best(m, s, o, c);
-		if (m->hits != before)
-			s->found[o] = true;
-		memset(c, 0, FP_SHIFTS * 2 * sizeof(*c));
+		if (best(m, s, c))
+			s->found[(c->key - 1) / 512] = true;
 	}
-	s->ntouched = 0;
+	cmap_clear(&s->cnt);
 }
 
 int nx_fp__values_begin_model(const nx_fp_set *set, nx_error *err)
@@ -550,7 +619,7 @@ int nx_fp__values_begin_model(const nx_fp_set *set, nx_error *err)
 		return rc;
 	for (i = 0; i < s->cap; i++)
 		s->v[i].flags &= V_DROP;
-	memset(s->gcnt, 0, s->no * FP_SHIFTS * 2 * sizeof(*s->gcnt));
+	cmap_clear(&s->gcnt);
 	memset(s->found, 0, s->no * sizeof(*s->found));
 	return 0;
 }
@@ -560,16 +629,15 @@ bool nx_fp__values_judge_model(const nx_fp_set *set, size_t *next, struct fp_val
 	struct fp_values *s = set->values;
 
 	memset(m, 0, sizeof(*m));
-	for (; s && s->gcnt && *next < s->no; (*next)++) {
-		uint32_t o = (uint32_t)*next;
+	for (; s && s->ready && *next < s->gcnt.n; (*next)++) {
+		const struct fp_cnt *c = &s->gcnt.v[s->gcnt.used[*next]];
+		uint32_t o = (uint32_t)((c->key - 1) / 512);
 
-		if (s->found[o])
+		if (s->found[o] || !best(m, s, c))
 			continue;
-		best(m, s, o, &s->gcnt[(size_t)o * FP_SHIFTS * 2]);
-		if (m->hits) {
-			(*next)++;
-			return true;
-		}
+		s->found[o] = true;   /* once, at the first scale that shows it */
+		(*next)++;
+		return true;
 	}
 	return false;
 }

@@ -105,18 +105,15 @@ def test_real_shapes_in_value_info_cost_little(nexus, release_key, tmp_path):
     assert signed_and_passed(nexus, root, tmp_path / "bundle", release_key)
 
 
-# ------------------------- a teacher tensor negated or scaled past 2^3
-# The value fingerprint keys a value by its sign and mantissa and counts
+# ------------------- a teacher tensor negated or scaled past 2^3 (fixed)
+# The value fingerprint keyed a value by its sign and mantissa and counted
 # hits at scales 2^-3 .. 2^3 only; -t and 2^k t for |k| > 3 are exact,
-# lossless copies (undone offline by one multiplication), and live.
-# (x -4 and x 2^-6 got through as well; two cases keep the file fast)
+# lossless copies (undone offline by one multiplication), and live.  It now
+# keys on the mantissa alone and counts every exponent difference.  More
+# scales, signs and forms: tests/e2e/verify/test_teacher_scaled.py.
 SCALED = {"negated": -1.0, "times 16": 16.0}
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed (red team 8): the value fingerprint "
-                   "(src/lib/fingerprint/fingerprint_values.c) keys on sign + mantissa and "
-                   "counts scales 2^-3..2^3 only; fix: key on the mantissa alone and count "
-                   "every exponent difference (a sign flip and any power of two are exact)")
 @pytest.mark.parametrize("case", sorted(SCALED))
 def test_teacher_tensor_negated_or_scaled(nexus, release_key, tmp_path, case):
     rng = np.random.default_rng(5)
