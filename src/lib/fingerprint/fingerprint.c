@@ -39,6 +39,7 @@ void nx_fp_set_free(nx_fp_set *s)
 	free(s->e);
 	free(s->chunks);
 	nx_fp__values_free(s->values);
+	nx_fp__patterns_free(s->patterns);
 	free(s->qshapes);
 	free(s);
 }
@@ -303,6 +304,7 @@ struct small_match {
 	const struct fp_entry *e;
 	char *student;
 	bool transposed;
+	bool whole;        /* the student tensor is the copy (not a piece of it) */
 };
 
 struct student_ctx {
@@ -315,19 +317,32 @@ struct student_ctx {
 };
 
 /* Kept aside: only their sum is a finding (nx_fingerprint_student). */
-static int small_cb(struct student_ctx *c, const char *name, const struct fp_entry *e,
-		    bool transposed, nx_error *err)
+static int small_add(struct student_ctx *c, const char *name, const struct fp_entry *e,
+		     bool transposed, nx_error *err)
 {
-	/* a tensor equal both ways (symmetric) is one copy */
-	if (c->nsmall && !strcmp(c->small[c->nsmall - 1].student, name ? name : ""))
-		return 0;
 	if (NX_ARRAY_PUSH(c->small, c->capsmall, c->nsmall) ||
 	    !(c->small[c->nsmall].student = strdup(name ? name : "")))
 		return nx_error_oom(err, NULL);
 	c->small[c->nsmall].e = e;
 	c->small[c->nsmall].transposed = transposed;
+	c->small[c->nsmall].whole = false;
 	c->nsmall++;
 	return 0;
+}
+
+/* A student tensor equal to a small teacher tensor. */
+static int small_cb(struct student_ctx *c, const char *name, const struct fp_entry *e,
+		    bool transposed, nx_error *err)
+{
+	/* a tensor equal both ways (symmetric) is one copy */
+	if (c->nsmall && !strcmp(c->small[c->nsmall - 1].student, name ? name : "") &&
+	    c->small[c->nsmall - 1].whole)
+		return 0;
+	int rc = small_add(c, name, e, transposed, err);
+
+	if (!rc)
+		c->small[c->nsmall - 1].whole = true;
+	return rc;
 }
 
 static int cmp_small(const void *a, const void *b)
@@ -392,9 +407,19 @@ static int match_cb(void *ctx, const char *name, const struct fp_hash *h, bool t
 	const struct fp_entry *e = fp_find(c->teachers, h->whole, h->total);
 	struct nx_fp_match *m;
 	bool partial = false;
+	size_t i;
+	int rc;
 
 	const char *tname, *tfile;
 
+	/* small teacher tensors found whole inside it, at any offset */
+	for (i = 0; h->ps && i < h->ps->nhits; i++) {
+		const struct fp_entry *p = fp_find(c->teachers, h->ps->hits[i].whole,
+						   h->ps->hits[i].bytes);
+
+		if (p && p != e && p->bytes < c->min && (rc = small_add(c, name, p, false, err)) != 0)
+			return rc;
+	}
 	if (e && e->bytes < c->min) {
 		return small_cb(c, name, e, transposed, err);
 	} else if (e) {

@@ -262,8 +262,13 @@ int nx_fp__hash_feed(void *ctx, const unsigned char *buf, size_t len)
 	size_t i = 0, start = 0, n = h->len;   /* n: bytes of the chunk under way */
 	int rc;
 
+	if (h->collect && h->total < FP_PATTERN_MAX)
+		memcpy(h->head + h->total, buf,
+		       len < FP_PATTERN_MAX - h->total ? len : FP_PATTERN_MAX - h->total);
 	h->total += len;
 	if (h->vf && (rc = nx_fp__vfeed(h->vf, buf, len)) != 0)
+		return rc;
+	if (h->ps && (rc = nx_fp__pscan_feed(h->ps, buf, len)) != 0)
 		return rc;
 	while (i < len) {
 		if (!roll(&h->gear, &n, buf, &i, len))

@@ -201,6 +201,8 @@ int nx_fp__casts_end(struct fp_casts *c, nx_fp_set *set, const char *name, size_
 				memcpy(full + nlen, cast_suffix[i], slen + 1);
 				if (!(rc = nx_fp__add(set, full, c->h[i].whole, c->h[i].total, err)))
 					set->ncasts++;
+				if (!rc)
+					rc = nx_fp__pattern_add(set, &c->h[i], err);
 				free(full);
 			}
 			for (k = first; !rc && k < set->nchunks; k++)

@@ -36,6 +36,7 @@ struct fp_chunk {
 };
 
 struct fp_values;
+struct fp_patterns;
 
 struct nx_fp_set {
 	struct fp_entry *e;
@@ -49,6 +50,7 @@ struct nx_fp_set {
 	size_t nchunks, capchunks;
 	bool chunks_sorted;
 	struct fp_values *values;   /* fingerprint_values.c, NULL until a float32 tensor */
+	struct fp_patterns *patterns;  /* fingerprint_pattern.c, NULL until a small tensor */
 	uint64_t (*qshapes)[3];  /* the student's int8 matrices [rows, cols, 0] and int4
 				    MatMulNBits weights [N, blocks, block bytes]
 				    (nx_fp_set_quant_shapes) */
@@ -102,6 +104,39 @@ uint32_t nx_fp__values_rate(const nx_fp_set *set);
  * (match): chunks cut by content on both sides are looked up in the set;
  * matched counts their bytes, match_chunk is the first teacher chunk found.
  */
+/*
+ * fingerprint_pattern.c: small teacher tensors (up to FP_PATTERN_MAX bytes,
+ * each form) kept whole with an anchor (nx_fp__pattern_add, after
+ * nx_fp__add of h's entry), and a student tensor scanned for them at every
+ * offset (nx_fp__pscan_*, riding on nx_fp__hash_feed): hits lists each
+ * one found whole inside it, once, as its entry's (whole, bytes).
+ */
+#define FP_PATTERN_MAX NX_FP_MIN_BYTES
+struct nx_fp__pscan_hit {
+	uint64_t whole, bytes;
+};
+struct nx_fp__pscan {
+	struct fp_patterns *s;
+	unsigned char *ring;
+	uint64_t pos;              /* bytes fed */
+	uint64_t h[2], next[2], nsym[2];   /* per phase (even, odd offsets) */
+	unsigned phases;
+	struct pending *pending;
+	size_t npending, cappending;
+	struct nx_fp__pscan_hit *hits;
+	size_t nhits, caphits;
+	nx_error *err;
+};
+struct fp_hash;
+int nx_fp__pattern_add(nx_fp_set *set, const struct fp_hash *h, nx_error *err);
+size_t nx_fp__patterns_count(const nx_fp_set *set);
+void nx_fp__patterns_free(struct fp_patterns *s);
+/* width: the student tensor's element size (1: odd offsets too). */
+int nx_fp__pscan_begin(struct nx_fp__pscan *ps, const nx_fp_set *set, unsigned width,
+		       nx_error *err);
+int nx_fp__pscan_feed(struct nx_fp__pscan *ps, const unsigned char *buf, size_t len);
+void nx_fp__pscan_end(struct nx_fp__pscan *ps);
+
 struct fp_hash {
 	nx_fp_set *collect;
 	const nx_fp_set *match;
@@ -115,6 +150,8 @@ struct fp_hash {
 	uint64_t matched;
 	const struct fp_chunk *match_chunk;   /* the first chunk matched */
 	struct nx_fp__vfeed *vf;                  /* also fed the bytes, when set */
+	struct nx_fp__pscan *ps;                  /* student: also scanned, when set */
+	unsigned char head[FP_PATTERN_MAX];       /* teacher: the first bytes */
 	struct fp_values_match values;        /* student: set after the last byte */
 };
 

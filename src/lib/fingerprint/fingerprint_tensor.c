@@ -43,6 +43,21 @@ static int one_transposed(struct tensors *w, const char *name, int fd, const cha
 	return w->fn(w->ctx, name, &h, true, err);
 }
 
+/* The size of an element of ONNX type dtype (1 when unknown). */
+static unsigned elem_width(int32_t dtype)
+{
+	switch (dtype) {
+	case 4: case 5: case 10: case 16:
+		return 2;
+	case 1: case 6: case 12:
+		return 4;
+	case 7: case 11: case 13:
+		return 8;
+	default:
+		return 1;
+	}
+}
+
 /* A 16-bit float stream widened to float32 on its way to fn (an element
  * may straddle two buffers). */
 struct widen {
@@ -119,6 +134,7 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 	struct fp_hash h;
 	struct fp_casts casts;
 	struct nx_fp__vfeed vf;
+	struct nx_fp__pscan ps;
 	uint64_t len = src->widen ? 2 * src->len : src->len;
 	bool keep, trivial, cast = w->collect && src->f32, sized = !len || (w->nsizes &&
 			   bsearch(&len, w->sizes, w->nsizes, sizeof(*w->sizes), nx_fp__u64_cmp));
@@ -130,10 +146,19 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 	struct tee tee = { NULL, NULL, NULL, 0, 0 };
 	int rc, end;
 
-	if (!w->collect && !sized && !w->match->nchunks && (!w->match->values || !big))
+	if (!w->collect && !sized && !w->match->nchunks && (!w->match->values || !big) &&
+	    !nx_fp__patterns_count(w->match))
 		return one_transposed(w, name, fd, path, src, err);
 	if ((rc = nx_fp__hash_begin(&h, w->collect, w->match, err)) != 0)
 		return rc;
+	/* small teacher tensors anywhere inside it (fingerprint_pattern.c) */
+	if (!w->collect && (rc = nx_fp__pscan_begin(&ps, w->match, elem_width(src->dtype),
+						    err)) != 0) {
+		nx_fp__hash_end(&h, false);
+		return rc;
+	}
+	if (!w->collect && ps.s)
+		h.ps = &ps;
 	/* the value sample (fingerprint_values.c) rides on the same read */
 	if (w->collect && src->f32 && big) {
 		if ((rc = nx_fp__vfeed_teacher(&vf, w->collect, name, err)) != 0) {
@@ -178,6 +203,8 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 		rc = end;
 	if (!rc && keep)
 		rc = w->fn(w->ctx, name, &h, false, err);
+	if (h.ps)
+		nx_fp__pscan_end(&ps);
 	if (cast) {
 		/* a trivial tensor's casts are as common as it is */
 		end = nx_fp__casts_end(&casts, rc || !keep ? NULL : w->collect, name,
@@ -200,6 +227,9 @@ int nx_fp__add_cb(void *ctx, const char *name, const struct fp_hash *h, bool tra
 	nx_fp_set *s = ctx;
 	size_t k;
 	int rc = nx_fp__add(s, name, h->whole, h->total, err);
+
+	if (!rc)
+		rc = nx_fp__pattern_add(s, h, err);
 
 	(void)transposed;   /* only student tensors are transposed */
 

@@ -283,14 +283,10 @@ def test_bfloat16_torch_storages_of_a_module(nexus, bundle, tmp_path):
     fails_copied(nexus, bundle, path, "'2.weight (t/data/2) widened to float32'")
 
 
-@pytest.mark.xfail(strict=True, reason="a limit, not fixed: small teacher tensors are matched "
-                   "whole; laid end to end in one student tensor, their ~2 KiB content-defined "
-                   "chunks rarely line up (a chunk the tensor's end cuts is never looked up), "
-                   "and under 8 KiB there is no value sample (docs/TRV.md Known limits, "
-                   "'Smaller pieces')")
 def test_small_teacher_tensors_concatenated(nexus, bundle, tmp_path):
     """24 teacher vectors of 3 KiB laid end to end in one student tensor
-    (72 KiB): no whole copy, so the sum does not see them."""
+    (72 KiB): no whole copy of any, but each is found whole inside it
+    (fingerprint_pattern.c) and counted in the small-tensor sum."""
     teacher = onnx_teacher(tmp_path / "t.onnx", vectors(24))
     put_student(bundle, {"big": np.concatenate(list(vectors(24).values()))})
-    fails_copied(nexus, bundle, teacher, "'big' holds", "pieces of it")
+    fails_copied(nexus, bundle, teacher, "small teacher tensors", "'big'", "73728 bytes")

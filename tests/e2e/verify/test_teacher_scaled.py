@@ -1,0 +1,150 @@
+"""The weights check (TRV-3), red team 8's two open classes fixed as
+classes: a teacher tensor negated or scaled by any power of two (signs of
+rows, columns or elements flipped too) is found by the value fingerprint,
+and small teacher tensors held whole inside a larger student tensor (laid
+end to end, or at any element offset among other data) count toward the
+small-tensor sum (docs/TRV.md, "Re-encoded teacher tensors", "Small
+teacher tensors").  The signed-build side: tests/e2e/verify/test_redteam8.py."""
+import numpy as np
+import pytest
+from onnx import TensorProto, numpy_helper
+
+from verify_helpers import verify
+from .test_teacher_small import (bf16, fails_copied, no_copy, onnx_teacher, put_student,
+                                 torch_teacher, vectors)
+
+NAME = "encoder.layer.3.output.dense.weight"
+
+
+def values_copied(nexus, bundle, teacher, *words):
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    found = [f for f in rep["findings"] if f["code"] == "teacher-values-copied"]
+    assert rc == 1 and found and all(f["severity"] == "FAIL" for f in found), \
+        [f["message"] for f in rep["findings"] if f["check"] == "weights"]
+    text = " ".join(f["message"] for f in found)
+    assert all(w in text for w in words), text
+
+
+def layer(seed=5, shape=(256, 64)):
+    return (np.random.default_rng(seed).standard_normal(shape) / 8).astype(np.float32)
+
+
+def signs(shape, how, seed=6):
+    rng = np.random.default_rng(seed)
+    if how == "rows":
+        return np.where(rng.random((shape[0], 1)) < 0.5, -1, 1).astype(np.float32)
+    if how == "columns":
+        return np.where(rng.random((1, shape[1])) < 0.5, -1, 1).astype(np.float32)
+    return np.where(rng.random(shape) < 0.5, -1, 1).astype(np.float32)
+
+
+# (scale, sign pattern, student dtype): every one an exact copy
+SCALED = {
+    "x -4": (-4.0, None, np.float32),
+    "x 2^-6": (2.0 ** -6, None, np.float32),
+    "x -2^10": (-(2.0 ** 10), None, np.float32),
+    "x 2^40": (2.0 ** 40, None, np.float32),
+    "row signs flipped": (1.0, "rows", np.float32),
+    "column signs flipped, x 2^5": (32.0, "columns", np.float32),
+    "element signs flipped, x 2^-9": (2.0 ** -9, "elements", np.float32),
+    "x -2^-20 as float64": (-(2.0 ** -20), None, np.float64),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SCALED))
+def test_teacher_tensor_scaled_or_sign_flipped(nexus, bundle, tmp_path, case):
+    scale, how, dtype = SCALED[case]
+    t = layer()
+    s = t * np.float32(scale) * (signs(t.shape, how) if how else np.float32(1))
+    assert np.array_equal(np.abs(s / np.float32(scale)), np.abs(t))   # exact
+    teacher = onnx_teacher(tmp_path / "t.onnx", {NAME: t})
+    put_student(bundle, {"Wcopy": np.ascontiguousarray(s.T).astype(dtype)})
+    values_copied(nexus, bundle, teacher, NAME)
+
+
+@pytest.mark.xfail(strict=True, reason="a limit, not fixed: a 16-bit value has 7 (bfloat16) "
+                   "or 10 (float16) mantissa bits, too few for a value sample (an honest "
+                   "tensor holds them all); a 16-bit teacher tensor, or a float32 one's "
+                   "16-bit cast, negated or scaled is found by neither bytes nor values "
+                   "(docs/TRV.md Known limits; fix wanted: chunk the 16-bit forms with signs "
+                   "cleared and exponents as differences)")
+@pytest.mark.parametrize("form", ["bfloat16 storage widened", "float16 teacher in float16",
+                                  "float32 teacher cast to float16"])
+def test_sixteen_bit_forms_negated_and_scaled(nexus, bundle, tmp_path, form):
+    import torch
+    if form == "bfloat16 storage widened":
+        t = torch.from_numpy(layer(7)).bfloat16()
+        path = torch_teacher(tmp_path / "t.pt", {NAME: t})
+        put_student(bundle, {"Wcopy": (t.float().numpy() * np.float32(-128)).copy()})
+    elif form == "float16 teacher in float16":
+        h = layer(8).astype(np.float16)
+        path = onnx_teacher(tmp_path / "t16.onnx", {NAME: h})
+        put_student(bundle, {"Wcopy": (h * np.float16(-1 / 16)).astype(np.float16)})
+    else:
+        t = layer(8)
+        path = onnx_teacher(tmp_path / "t.onnx", {NAME: t})
+        put_student(bundle, {"Wcopy": (t * np.float32(-4)).astype(np.float16)})
+    values_copied(nexus, bundle, path, NAME)
+
+
+def test_honest_student_of_the_same_scale_passes(nexus, bundle, tmp_path):
+    """Unrelated values drawn from the teacher's distribution, at several
+    scales and both signs: no value match at any scale."""
+    teacher = onnx_teacher(tmp_path / "t.onnx", {NAME: layer(), "other": layer(9, (512, 64))})
+    rng = np.random.default_rng(10)
+    put_student(bundle, {f"W{k}": (rng.standard_normal((256, 256)) / 8 * 2.0 ** k)
+                         .astype(np.float32) for k in (-7, 0, 5)})
+    no_copy(nexus, bundle, teacher)
+
+
+# -------------------------------- small teacher tensors inside a bigger one
+def _inside(vs, rng, dtype=np.float32):
+    """vs laid among random filler, each at a random element offset."""
+    parts = []
+    for v in vs:
+        parts += [(rng.standard_normal(int(rng.integers(1, 400))) / 16).astype(dtype), v]
+    return np.concatenate(parts + [np.zeros(3, dtype)])
+
+
+PACKED = {
+    # 8 x 3 KiB inside one 50 KiB tensor among random data
+    "float32 among noise": lambda tp, rng: (
+        onnx_teacher(tp / "t.onnx", vectors(8)),
+        {"big": _inside(list(vectors(8).values()), rng)}, ["24576 bytes"]),
+    # 16 vectors cast to float16 (1.5 KiB each) end to end
+    "float16 casts end to end": lambda tp, rng: (
+        onnx_teacher(tp / "t.onnx", vectors(16)),
+        {"big": np.concatenate([v.astype(np.float16) for v in vectors(16).values()])},
+        ["as float16"]),
+    # bfloat16 storages of a torch teacher, widened, among noise
+    "pt bfloat16 widened among noise": lambda tp, rng: (
+        torch_teacher(tp / "t.pt", {n: __import__("torch").from_numpy(a).bfloat16()
+                                    for n, a in vectors(12, 1000).items()}),
+        {"big": _inside([bf16(a)[1] for a in vectors(12, 1000).values()], rng)},
+        ["widened to float32"]),
+    # the bytes in a uint8 tensor, at an odd byte offset, split over two tensors
+    "uint8 bytes at odd offsets": lambda tp, rng: (
+        onnx_teacher(tp / "t.onnx", vectors(8)),
+        {"b0": np.frombuffer(b"\x07" + b"".join(v.tobytes() for v in
+                                                list(vectors(8).values())[:4]), np.uint8),
+         "b1": np.frombuffer(b"\x01\x02\x03" + b"".join(v.tobytes() for v in
+                                                         list(vectors(8).values())[4:]),
+                             np.uint8)}, ["24576 bytes"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PACKED))
+def test_small_teacher_tensors_packed(nexus, bundle, tmp_path, case):
+    teacher, tensors, words = PACKED[case](tmp_path, np.random.default_rng(3))
+    put_student(bundle, tensors)
+    fails_copied(nexus, bundle, teacher, "small teacher tensors", *words)
+
+
+def test_packed_small_tensors_within_the_bound_pass(nexus, bundle, tmp_path):
+    """4 x 3 KiB packed and one vector packed ten times (15 KiB in all) are
+    under the 16 KiB bound: they pass, as their whole copies do."""
+    teacher = onnx_teacher(tmp_path / "t.onnx", vectors(6))
+    vs = list(vectors(6).values())
+    rng = np.random.default_rng(4)
+    put_student(bundle, {"big": _inside(vs[:4], rng), "rep": np.concatenate([vs[5]] * 10)})
+    no_copy(nexus, bundle, teacher)
