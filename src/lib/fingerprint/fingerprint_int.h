@@ -117,9 +117,9 @@ struct nx_fp__pscan_hit {
 };
 struct nx_fp__pscan {
 	struct fp_patterns *s;
-	unsigned char *ring;
+	unsigned char *ring, *lin;
 	uint64_t pos;              /* bytes fed */
-	uint64_t h[2], next[2], nsym[2];   /* per phase (even, odd offsets) */
+	uint64_t h[2], next[2];    /* per phase (even, odd offsets): hash, next word */
 	unsigned phases;
 	struct pending *pending;
 	size_t npending, cappending;

@@ -39,6 +39,7 @@
 #define FP_RING (16u << 10)             /* bytes of the student kept (> 2 x FP_PATTERN_MAX) */
 #define FP_PIECE (4u << 10)             /* bytes scanned between confirmations */
 #define FP_PATTERN_POOL_MAX (64u << 20) /* bytes of small teacher tensors kept */
+#define FP_HIST (FP_ANCHOR + 2)         /* bytes before a piece a word may reach back to */
 #define FP_PENDING_MAX 65536u           /* anchors found, awaiting the rest of their tensor */
 
 struct fp_pat {
@@ -89,7 +90,7 @@ static uint64_t anchor_hash(const struct fp_patterns *s, const unsigned char *p)
 	unsigned i;
 
 	for (i = 0; i < FP_ANCHOR; i += 2)
-		h = h * s->base + (uint64_t)(p[i] | p[i + 1] << 8);
+		h = h * s->base + (uint16_t)(p[i] | p[i + 1] << 8);
 	return h;
 }
 
@@ -172,8 +173,10 @@ int nx_fp__pscan_begin(struct nx_fp__pscan *ps, const nx_fp_set *set, unsigned w
 			return nx_error_oom(err, NULL);
 		s->sorted = true;
 	}
-	if (!(ps->ring = malloc(FP_RING)))
+	if (!(ps->ring = malloc(FP_RING)) || !(ps->lin = malloc(FP_HIST + FP_PIECE))) {
+		free(ps->ring);
 		return nx_error_oom(err, NULL);
+	}
 	ps->s = s;
 	ps->phases = width == 1 ? 2 : 1;
 	ps->next[1] = 1;
@@ -247,43 +250,74 @@ static int confirm(struct nx_fp__pscan *ps)
 	return 0;
 }
 
-int nx_fp__pscan_feed(struct nx_fp__pscan *ps, const unsigned char *buf, size_t len)
+/*
+ * Roll phase ph's hash over the words of lin[from, to) (lin: the piece
+ * read, after the FP_HIST bytes before it; each word's step drops the word
+ * FP_ANCHOR bytes back); at is the absolute offset of lin[0] (mod 2^64).
+ */
+static int roll(struct nx_fp__pscan *ps, unsigned ph, const unsigned char *lin, size_t from,
+		size_t to, uint64_t at)
 {
 	const struct fp_patterns *s = ps->s;
-	const uint64_t base = s->base, base_w = s->base_w;
+	const uint64_t base = s->base, base_w = s->base_w, *filter = s->filter;
+	uint64_t h = ps->h[ph];
+	size_t j;
+	int rc;
+
+	/* the phase's first words: nothing leaves the window yet (the word
+	 * FP_ANCHOR bytes back of the odd phase's would hold byte 0) */
+	for (j = from; j + 2 <= to && at + j < ph + FP_ANCHOR; j += 2) {
+		uint16_t x;
+
+		memcpy(&x, lin + j, 2);
+		h = h * base + x;
+		if (at + j + 2 == ph + FP_ANCHOR && (filter[fbit(h) / 64] >> (fbit(h) % 64) & 1) &&
+		    (rc = anchor_found(ps, h, at + j + 2)) != 0)
+			return rc;
+	}
+	for (; j + 2 <= to; j += 2) {
+		uint16_t x, old;
+		size_t b;
+
+		memcpy(&x, lin + j, 2);
+		memcpy(&old, lin + j - FP_ANCHOR, 2);
+		h = h * base + x - base_w * old;
+		b = fbit(h);
+		if (__builtin_expect(filter[b / 64] >> (b % 64) & 1, 0) &&
+		    (rc = anchor_found(ps, h, at + j + 2)) != 0)
+			return rc;
+	}
+	ps->h[ph] = h;
+	ps->next[ph] = at + j;
+	return 0;
+}
+
+int nx_fp__pscan_feed(struct nx_fp__pscan *ps, const unsigned char *buf, size_t len)
+{
 	int rc;
 
 	while (len) {
 		size_t n = len < FP_PIECE ? len : FP_PIECE, i = (size_t)(ps->pos % FP_RING);
 		size_t k = FP_RING - i < n ? FP_RING - i : n;
-		uint64_t end = ps->pos + n;
+		uint64_t lin0 = ps->pos - FP_HIST;   /* absolute offset of lin[0] (mod 2^64) */
 		unsigned ph;
 
+		/* lin: the FP_HIST bytes before the piece (zeros before the
+		 * start), then the piece */
+		if (ps->pos >= FP_HIST) {
+			ring_copy(ps, ps->lin, lin0, FP_HIST);
+		} else {
+			memset(ps->lin, 0, FP_HIST);
+			ring_copy(ps, ps->lin + FP_HIST - ps->pos, 0, (size_t)ps->pos);
+		}
+		memcpy(ps->lin + FP_HIST, buf, n);
 		memcpy(ps->ring + i, buf, k);
 		memcpy(ps->ring, buf + k, n - k);
-		for (ph = 0; ph < ps->phases; ph++) {
-			uint64_t h = ps->h[ph], at = ps->next[ph], nsym = ps->nsym[ph];
-
-			for (; at + 2 <= end; at += 2, nsym++) {
-				size_t j = (size_t)(at % FP_RING);
-				uint64_t x = ps->ring[j] | (uint64_t)ps->ring[(j + 1) % FP_RING] << 8;
-
-				h = h * base + x;
-				if (nsym >= FP_ANCHOR / 2) {
-					size_t o = (size_t)((at - FP_ANCHOR) % FP_RING);
-
-					h -= base_w * (ps->ring[o] | (uint64_t)ps->ring[(o + 1) % FP_RING] << 8);
-				}
-				if (nsym + 1 >= FP_ANCHOR / 2 &&
-				    (s->filter[fbit(h) / 64] >> (fbit(h) % 64) & 1) &&
-				    (rc = anchor_found(ps, h, at + 2)) != 0)
-					return rc;
-			}
-			ps->h[ph] = h;
-			ps->next[ph] = at;
-			ps->nsym[ph] = nsym;
-		}
-		ps->pos = end;
+		for (ph = 0; ph < ps->phases; ph++)
+			if ((rc = roll(ps, ph, ps->lin, (size_t)(ps->next[ph] - lin0),
+				       FP_HIST + n, lin0)) != 0)
+				return rc;
+		ps->pos += n;
 		buf += n;
 		len -= n;
 		if (ps->npending && (rc = confirm(ps)) != 0)
@@ -295,6 +329,7 @@ int nx_fp__pscan_feed(struct nx_fp__pscan *ps, const unsigned char *buf, size_t 
 void nx_fp__pscan_end(struct nx_fp__pscan *ps)
 {
 	free(ps->ring);
+	free(ps->lin);
 	free(ps->pending);
 	free(ps->hits);
 	memset(ps, 0, sizeof(*ps));
