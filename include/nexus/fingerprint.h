@@ -43,7 +43,7 @@
  * (the sampling rate halves to stay under it), and each student tensor,
  * its elements read as float32 (float64 when exactly one, float16,
  * bfloat16, other types' bytes as float32 words), is asked how many it
- * holds, at any scale 2^-3..2^3.  Holding half of a teacher tensor's
+ * holds, at any sign and power-of-two scale.  Holding half of a teacher tensor's
  * samples (32 at least), well beyond what decoy values one bit away
  * find by chance, is a match (nx_fp_match.values): the tensor reversed,
  * permuted, interleaved with zeros, widened, cast or scaled.
@@ -73,7 +73,8 @@ extern "C" {
  * constant fills, two-valued tensors and arithmetic sequences are not
  * (src/lib/fingerprint/fingerprint_small.c); a student holding whole
  * copies of more than NX_FP_SMALL_TOTAL_MAX bytes of them (distinct
- * teacher tensors under min_bytes, all forms) matches, each reported with
+ * teacher tensors under min_bytes, all forms; each a tensor of its own or
+ * anywhere inside one: fingerprint_pattern.c) matches, each reported with
  * small set.  A quarter of the default leak budget (64 KiB). */
 #define NX_FP_SMALL_MIN_BYTES 256
 #define NX_FP_SMALL_TOTAL_MAX (16u << 10)
