@@ -119,8 +119,8 @@ struct nx_fp__pscan {
 	struct fp_patterns *s;
 	unsigned char *ring, *lin;
 	uint64_t pos;              /* bytes fed */
-	uint64_t h[2], next[2];    /* per phase (even, odd offsets): hash, next word */
-	unsigned phases;
+	uint64_t next;             /* the next offset an anchor is tested at */
+	size_t step;               /* the element size (8 at most) */
 	struct pending *pending;
 	size_t npending, cappending;
 	struct nx_fp__pscan_hit *hits;
@@ -131,7 +131,7 @@ struct fp_hash;
 int nx_fp__pattern_add(nx_fp_set *set, const struct fp_hash *h, nx_error *err);
 size_t nx_fp__patterns_count(const nx_fp_set *set);
 void nx_fp__patterns_free(struct fp_patterns *s);
-/* width: the student tensor's element size (1: odd offsets too). */
+/* width: the student tensor's element size (anchors are tested at each element). */
 int nx_fp__pscan_begin(struct nx_fp__pscan *ps, const nx_fp_set *set, unsigned width,
 		       nx_error *err);
 int nx_fp__pscan_feed(struct nx_fp__pscan *ps, const unsigned char *buf, size_t len);

@@ -10,23 +10,29 @@
  * offset, it is no tensor of its own, and its ~2 KiB content-defined
  * chunks rarely line up with the student's.  So each such teacher tensor
  * (every form recorded: its bytes, casts, widened) is kept whole, with an
- * anchor: the hash of FP_ANCHOR bytes of it at an offset a multiple of 8
- * where they are not periodic (a run of zeros or a repeated pair would be
- * everywhere).  Every student tensor is scanned with a Rabin-Karp rolling
- * hash over 16-bit words, at every even offset (and every odd one in a
- * tensor of 1-byte elements), so a copy starting at any element is seen;
- * an anchor found is checked byte for byte, and the whole teacher tensor
- * then compared byte for byte, from a ring of the last FP_RING bytes read.
+ * anchor: FP_ANCHOR bytes of it at an offset a multiple of 8 that vary
+ * (8 distinct byte values at least: a run of zeros, a repeated value, a
+ * one-hot row would be everywhere).  A copy that starts on an element of
+ * the student tensor has its anchor on an element too (8 is a multiple of
+ * every element size), so every student tensor is scanned at each of its
+ * elements (every 8 bytes of float64, 4 of float32, 2 of float16, every
+ * byte of int8): a keyed hash of the FP_ANCHOR bytes there is tested in a
+ * filter, a hit looked up and compared byte for byte, and the whole
+ * teacher tensor then compared byte for byte, from a ring of the last
+ * FP_RING bytes read.
  *
- * Why by hand: a rolling hash over a stream read once, with a keyed base,
- * is a dozen lines; no Debian library offers one for a byte stream fed in
- * pieces.  The base is drawn per run (nx_keyhash), so the anchors' hashes
- * cannot be aimed at; a collision costs one 64-byte compare.
+ * Why not a rolling hash (Rabin-Karp) over every offset: its multiply
+ * chain cost ~2 cycles a byte, which nearly doubled `inspect --teacher`
+ * on a 1.2 GB student; the elements' hashes are independent, a few
+ * cycles per element.  Why by hand: no Debian library looks up fixed-size
+ * keys at every offset of a stream fed in pieces.  The hash's multipliers
+ * are drawn per run (nx_keyhash), so anchors cannot be aimed at; a
+ * collision costs one 16-byte compare.
  *
- * Cost: a multiply, an add and a filter bit per 2 bytes of every student
- * tensor; memory: the small teacher tensors' bytes (at most
- * FP_PATTERN_POOL_MAX; past it a small tensor is matched whole only), a
- * 128 KiB filter and the ring.  Transposed pieces are not looked for.
+ * Memory: the small teacher tensors' bytes (at most FP_PATTERN_POOL_MAX;
+ * past it a small tensor is matched whole only), a filter of 64 bits a
+ * pattern (4 KiB to 128 KiB), the ring.  Not looked for: a copy at an offset inside an element (a float32
+ * tensor holding a teacher vector 2 bytes in), and transposed pieces.
  */
 #include "fingerprint_int.h"
 #include "util/strset_int.h"
@@ -34,16 +40,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FP_ANCHOR 64u                   /* bytes an anchor hashes (32 words) */
-#define FP_FILTER_BITS 20               /* 2^20 bits: 128 KiB */
+#define FP_ANCHOR 16u                   /* bytes an anchor hashes */
+#define FP_FILTER_MIN 15                /* filter bits: 2^15 (4 KiB, in L1) to */
+#define FP_FILTER_MAX 20                /* 2^20 (128 KiB), 64 a pattern */
 #define FP_RING (16u << 10)             /* bytes of the student kept (> 2 x FP_PATTERN_MAX) */
 #define FP_PIECE (4u << 10)             /* bytes scanned between confirmations */
 #define FP_PATTERN_POOL_MAX (64u << 20) /* bytes of small teacher tensors kept */
-#define FP_HIST (FP_ANCHOR + 2)         /* bytes before a piece a word may reach back to */
+#define FP_HIST FP_ANCHOR               /* bytes before a piece an anchor may start in */
 #define FP_PENDING_MAX 65536u           /* anchors found, awaiting the rest of their tensor */
 
 struct fp_pat {
-	uint64_t anchor;   /* rolling hash of bytes [a, a + FP_ANCHOR) */
+	uint64_t anchor;   /* ahash of bytes [a, a + FP_ANCHOR) */
 	uint64_t whole;    /* the entry's (fp_entry.whole, .bytes): found with fp_find */
 	uint32_t len, a;
 	size_t data;       /* offset of its bytes in pool */
@@ -54,8 +61,9 @@ struct fp_patterns {
 	size_t n, cap;
 	unsigned char *pool;
 	size_t npool, cappool;
-	uint64_t base, base_w;   /* B (odd, per run), B^32 */
-	uint64_t *filter;
+	uint64_t k0, k1;         /* ahash's multipliers (odd, per run) */
+	uint64_t *filter;        /* 2^fbits bits: an anchor's top fbits bits */
+	unsigned fbits;
 	bool sorted;
 	uint32_t *stamp;         /* per pattern: the student tensor it last matched in */
 	uint32_t now;
@@ -68,30 +76,30 @@ static int pat_cmp(const void *x, const void *y)
 	return a->anchor < b->anchor ? -1 : a->anchor > b->anchor;
 }
 
-static inline size_t fbit(uint64_t h)
+/* Bytes that vary enough to be an anchor: 8 distinct values or more. */
+static bool varied(const unsigned char *p)
 {
-	return (size_t)((h * 0x9e3779b97f4a7c15ull) >> (64 - FP_FILTER_BITS));
+	bool seen[256] = { false };
+	unsigned i, n = 0;
+
+	for (i = 0; i < FP_ANCHOR; i++)
+		if (!seen[p[i]]) {
+			seen[p[i]] = true;
+			n++;
+		}
+	return n >= 8;
 }
 
-/* Periodic with a period of at most 32 bytes (zeros, a repeated value or pair). */
-static bool periodic(const unsigned char *p)
+/* The anchor hash of FP_ANCHOR bytes at p: two words, each multiplied
+ * by a key (the top bits of each product depend on every bit of its
+ * word; the filter takes the top bits). */
+static inline uint64_t ahash(uint64_t k0, uint64_t k1, const unsigned char *p)
 {
-	unsigned k;
+	uint64_t a, b;
 
-	for (k = 1; k <= 32; k++)
-		if (!memcmp(p, p + k, FP_ANCHOR - k))
-			return true;
-	return false;
-}
-
-static uint64_t anchor_hash(const struct fp_patterns *s, const unsigned char *p)
-{
-	uint64_t h = 0;
-	unsigned i;
-
-	for (i = 0; i < FP_ANCHOR; i += 2)
-		h = h * s->base + (uint16_t)(p[i] | p[i + 1] << 8);
-	return h;
+	memcpy(&a, p, 8);
+	memcpy(&b, p + 8, 8);
+	return (a * k0) ^ (b * k1);
 }
 
 void nx_fp__patterns_free(struct fp_patterns *s)
@@ -115,23 +123,18 @@ int nx_fp__pattern_add(nx_fp_set *set, const struct fp_hash *h, nx_error *err)
 	struct fp_patterns *s = set->patterns;
 	struct fp_pat *p;
 	uint32_t a;
-	unsigned i;
 
 	if (h->total < NX_FP_SMALL_MIN_BYTES || h->total > FP_PATTERN_MAX)
 		return 0;
-	for (a = 0; a + FP_ANCHOR <= h->total && periodic(h->head + a); a += 8)
+	for (a = 0; a + FP_ANCHOR <= h->total && !varied(h->head + a); a += 8)
 		;
 	if (a + FP_ANCHOR > h->total)
-		return 0;   /* periodic all along: trivial, or near enough */
+		return 0;   /* nowhere varied: trivial, or near enough */
 	if (!s) {
-		if (!(s = calloc(1, sizeof(*s))) ||
-		    !(s->filter = calloc(((size_t)1 << FP_FILTER_BITS) / 64, sizeof(uint64_t)))) {
-			free(s);
+		if (!(s = calloc(1, sizeof(*s))))
 			return nx_error_oom(err, NULL);
-		}
-		s->base = nx_keyhash("fp_pattern", 10, NULL, 0) | 1;
-		for (s->base_w = 1, i = 0; i < FP_ANCHOR / 2; i++)
-			s->base_w *= s->base;
+		s->k0 = nx_keyhash("fp_pattern0", 11, NULL, 0) | 1;
+		s->k1 = nx_keyhash("fp_pattern1", 11, NULL, 0) | 1;
 		set->patterns = s;
 	}
 	if (s->npool + h->total > FP_PATTERN_POOL_MAX)
@@ -140,14 +143,13 @@ int nx_fp__pattern_add(nx_fp_set *set, const struct fp_hash *h, nx_error *err)
 	    NX_ARRAY_PUSH(s->p, s->cap, s->n))
 		return nx_error_oom(err, NULL);
 	p = &s->p[s->n++];
-	p->anchor = anchor_hash(s, h->head + a);
+	p->anchor = ahash(s->k0, s->k1, h->head + a);
 	p->whole = h->whole;
 	p->len = (uint32_t)h->total;
 	p->a = a;
 	p->data = s->npool;
 	memcpy(s->pool + s->npool, h->head, h->total);
 	s->npool += h->total;
-	s->filter[fbit(p->anchor) / 64] |= 1ull << (fbit(p->anchor) % 64);
 	s->sorted = false;
 	return 0;
 }
@@ -167,10 +169,25 @@ int nx_fp__pscan_begin(struct nx_fp__pscan *ps, const nx_fp_set *set, unsigned w
 	if (!s || !s->n)
 		return 0;
 	if (!s->sorted) {
+		size_t i;
+
 		free(s->stamp);
+		free(s->filter);
+		/* small enough to stay in L1 beside the value sample's tables
+		 * (at 2^20 bits the filter's cache misses were most of the scan) */
+		for (s->fbits = FP_FILTER_MIN; s->fbits < FP_FILTER_MAX &&
+		     ((size_t)1 << s->fbits) < 64 * s->n; s->fbits++)
+			;
 		qsort(s->p, s->n, sizeof(*s->p), pat_cmp);
-		if (!(s->stamp = calloc(s->n, sizeof(*s->stamp))))
+		s->stamp = calloc(s->n, sizeof(*s->stamp));
+		s->filter = calloc(((size_t)1 << s->fbits) / 64, sizeof(uint64_t));
+		if (!s->stamp || !s->filter)
 			return nx_error_oom(err, NULL);
+		for (i = 0; i < s->n; i++) {
+			uint64_t b = s->p[i].anchor >> (64 - s->fbits);
+
+			s->filter[b / 64] |= 1ull << (b % 64);
+		}
 		s->sorted = true;
 	}
 	if (!(ps->ring = malloc(FP_RING)) || !(ps->lin = malloc(FP_HIST + FP_PIECE))) {
@@ -178,8 +195,7 @@ int nx_fp__pscan_begin(struct nx_fp__pscan *ps, const nx_fp_set *set, unsigned w
 		return nx_error_oom(err, NULL);
 	}
 	ps->s = s;
-	ps->phases = width == 1 ? 2 : 1;
-	ps->next[1] = 1;
+	ps->step = width >= 8 ? 8 : width ? width : 1;
 	ps->err = err;
 	s->now++;
 	return 0;
@@ -250,45 +266,26 @@ static int confirm(struct nx_fp__pscan *ps)
 	return 0;
 }
 
-/*
- * Roll phase ph's hash over the words of lin[from, to) (lin: the piece
- * read, after the FP_HIST bytes before it; each word's step drops the word
- * FP_ANCHOR bytes back); at is the absolute offset of lin[0] (mod 2^64).
- */
-static int roll(struct nx_fp__pscan *ps, unsigned ph, const unsigned char *lin, size_t from,
-		size_t to, uint64_t at)
+/* Test the anchors starting at each element of lin[from, to - FP_ANCHOR]
+ * (at: the absolute offset of lin[0], mod 2^64). */
+static int scan(struct nx_fp__pscan *ps, const unsigned char *lin, size_t from, size_t to,
+		uint64_t at)
 {
 	const struct fp_patterns *s = ps->s;
-	const uint64_t base = s->base, base_w = s->base_w, *filter = s->filter;
-	uint64_t h = ps->h[ph];
+	const uint64_t k0 = s->k0, k1 = s->k1, *filter = s->filter;
+	const unsigned shift = 64 - s->fbits;
+	const size_t step = ps->step;
 	size_t j;
 	int rc;
 
-	/* the phase's first words: nothing leaves the window yet (the word
-	 * FP_ANCHOR bytes back of the odd phase's would hold byte 0) */
-	for (j = from; j + 2 <= to && at + j < ph + FP_ANCHOR; j += 2) {
-		uint16_t x;
+	for (j = from; j + FP_ANCHOR <= to; j += step) {
+		uint64_t h = ahash(k0, k1, lin + j), b = h >> shift;
 
-		memcpy(&x, lin + j, 2);
-		h = h * base + x;
-		if (at + j + 2 == ph + FP_ANCHOR && (filter[fbit(h) / 64] >> (fbit(h) % 64) & 1) &&
-		    (rc = anchor_found(ps, h, at + j + 2)) != 0)
-			return rc;
-	}
-	for (; j + 2 <= to; j += 2) {
-		uint16_t x, old;
-		size_t b;
-
-		memcpy(&x, lin + j, 2);
-		memcpy(&old, lin + j - FP_ANCHOR, 2);
-		h = h * base + x - base_w * old;
-		b = fbit(h);
 		if (__builtin_expect(filter[b / 64] >> (b % 64) & 1, 0) &&
-		    (rc = anchor_found(ps, h, at + j + 2)) != 0)
+		    (rc = anchor_found(ps, h, at + j + FP_ANCHOR)) != 0)
 			return rc;
 	}
-	ps->h[ph] = h;
-	ps->next[ph] = at + j;
+	ps->next = at + j;
 	return 0;
 }
 
@@ -300,23 +297,17 @@ int nx_fp__pscan_feed(struct nx_fp__pscan *ps, const unsigned char *buf, size_t 
 		size_t n = len < FP_PIECE ? len : FP_PIECE, i = (size_t)(ps->pos % FP_RING);
 		size_t k = FP_RING - i < n ? FP_RING - i : n;
 		uint64_t lin0 = ps->pos - FP_HIST;   /* absolute offset of lin[0] (mod 2^64) */
-		unsigned ph;
 
-		/* lin: the FP_HIST bytes before the piece (zeros before the
-		 * start), then the piece */
-		if (ps->pos >= FP_HIST) {
+		/* lin: the FP_HIST bytes before the piece, then the piece */
+		if (ps->pos >= FP_HIST)
 			ring_copy(ps, ps->lin, lin0, FP_HIST);
-		} else {
-			memset(ps->lin, 0, FP_HIST);
+		else
 			ring_copy(ps, ps->lin + FP_HIST - ps->pos, 0, (size_t)ps->pos);
-		}
 		memcpy(ps->lin + FP_HIST, buf, n);
 		memcpy(ps->ring + i, buf, k);
 		memcpy(ps->ring, buf + k, n - k);
-		for (ph = 0; ph < ps->phases; ph++)
-			if ((rc = roll(ps, ph, ps->lin, (size_t)(ps->next[ph] - lin0),
-				       FP_HIST + n, lin0)) != 0)
-				return rc;
+		if ((rc = scan(ps, ps->lin, (size_t)(ps->next - lin0), FP_HIST + n, lin0)) != 0)
+			return rc;
 		ps->pos += n;
 		buf += n;
 		len -= n;

@@ -62,24 +62,22 @@ def test_teacher_tensor_scaled_or_sign_flipped(nexus, bundle, tmp_path, case):
     values_copied(nexus, bundle, teacher, NAME)
 
 
+# (a float16 teacher held in float16, negated or scaled, is found or not
+# depending on the run's sampling key: 10 mantissa bits give a 32K-value
+# tensor about 32 usable samples; not a test either way)
 @pytest.mark.xfail(strict=True, reason="a limit, not fixed: a 16-bit value has 7 (bfloat16) "
                    "or 10 (float16) mantissa bits, too few for a value sample (an honest "
                    "tensor holds them all); a 16-bit teacher tensor, or a float32 one's "
                    "16-bit cast, negated or scaled is found by neither bytes nor values "
                    "(docs/TRV.md Known limits; fix wanted: chunk the 16-bit forms with signs "
                    "cleared and exponents as differences)")
-@pytest.mark.parametrize("form", ["bfloat16 storage widened", "float16 teacher in float16",
-                                  "float32 teacher cast to float16"])
+@pytest.mark.parametrize("form", ["bfloat16 storage widened", "float32 teacher cast to float16"])
 def test_sixteen_bit_forms_negated_and_scaled(nexus, bundle, tmp_path, form):
     import torch
     if form == "bfloat16 storage widened":
         t = torch.from_numpy(layer(7)).bfloat16()
         path = torch_teacher(tmp_path / "t.pt", {NAME: t})
         put_student(bundle, {"Wcopy": (t.float().numpy() * np.float32(-128)).copy()})
-    elif form == "float16 teacher in float16":
-        h = layer(8).astype(np.float16)
-        path = onnx_teacher(tmp_path / "t16.onnx", {NAME: h})
-        put_student(bundle, {"Wcopy": (h * np.float16(-1 / 16)).astype(np.float16)})
     else:
         t = layer(8)
         path = onnx_teacher(tmp_path / "t.onnx", {NAME: t})
