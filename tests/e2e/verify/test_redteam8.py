@@ -180,12 +180,17 @@ def test_numpy_test_does_run_readme_code(tmp_path):
     out = tmp_path / "ran"
     readme = tmp_path / "README.md"
     readme.write_text(README_STEP.replace("OUT", repr(str(out))))
-    subprocess.run(["/usr/bin/python3", "-c",
-                    "import numpy as np, sys\n"
-                    f"np.test(tests=[{str(readme)!r}], extra_argv=['--doctest-glob=*.md', "
-                    "'-p', 'no:cacheprovider'])\n"], cwd=tmp_path, capture_output=True,
-                   timeout=120)
-    assert out.read_text() == "ran"
+    r = subprocess.run(["/usr/bin/python3", "-c",
+                        "import numpy as np, sys\n"
+                        f"np.test(tests=[{str(readme)!r}], extra_argv=['--doctest-glob=*.md', "
+                        "'-p', 'no:cacheprovider'])\n"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120)
+    if not out.exists() and "ImportError" in r.stdout + r.stderr:
+        # numpy's test runner imports numpy.distutils, which needs Debian's
+        # python3-distutils: a minimal machine lacks it and the door is shut
+        # there (the audit refuses it either way)
+        pytest.skip("numpy.test cannot run here: " + (r.stdout + r.stderr).strip()[-200:])
+    assert out.read_text() == "ran", r.stdout[-2000:] + r.stderr[-2000:]
 
 
 # ------------------------------------------------------- cost (fixed)
