@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "rt.h"
 
@@ -18,6 +19,13 @@ struct rt_reader {
 	char *line;
 	size_t cap;
 	long lineno;
+	/* a stream is read by hand, not through stdio: rt_reader_idle must
+	 * take in what has arrived without blocking, and getline blocks on a
+	 * line whose start is in the pipe and whose end is not */
+	char *buf;
+	size_t start, end, bcap;  /* buf[start, end) is read and not yet returned */
+	bool eof;
+	int rerr;                 /* errno of a read that failed in rt_reader_idle */
 };
 
 int rt_reader_open(struct rt_reader **out, const char *path, nx_error *err)
@@ -52,27 +60,98 @@ static int bad(struct rt_input *in, long lineno, const char *why)
 	return in->error ? 1 : NX_ENOMEM;
 }
 
+/* One read(2) of a stream into buf: whatever has arrived, or (blocking)
+ * the next piece.  Returns 0, or an errno. */
+static int fill(struct rt_reader *r)
+{
+	ssize_t n;
+
+	if (r->start) {
+		memmove(r->buf, r->buf + r->start, r->end - r->start);
+		r->end -= r->start;
+		r->start = 0;
+	}
+	if (r->end == r->bcap) {
+		size_t cap = r->bcap ? 2 * r->bcap : 64u << 10;
+		char *b = cap > r->bcap ? realloc(r->buf, cap) : NULL;
+
+		if (!b)
+			return ENOMEM;
+		r->buf = b;
+		r->bcap = cap;
+	}
+	do
+		n = read(fileno(r->f), r->buf + r->end, r->bcap - r->end);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno;
+	if (n == 0)
+		r->eof = true;
+	r->end += (size_t)n;
+	return 0;
+}
+
+static bool whole_line(const struct rt_reader *r)
+{
+	return memchr(r->buf + r->start, '\n', r->end - r->start) != NULL;
+}
+
 /*
- * True when the next line is not here yet: stdio holds no whole line and
- * the descriptor has nothing ready.  `run --input -` answers what it has
- * read at that point instead of waiting for a full window: a client that
- * writes one line and waits for its answer (a pipe, a co-process) would
- * otherwise wait for ever, and so would one whose writes end inside a line
- * (a block-buffered writer).  A file is always ready, so files keep the
- * whole window.  The stdio check reads glibc's FILE, which <stdio.h>
- * declares in full; elsewhere only the descriptor is asked (a window may
- * then end early: smaller batches, the same answers).
+ * True when the next line is not here yet: nothing of it has arrived, or
+ * only a part.  `run --input -` answers what it has read at that point
+ * instead of waiting for a full window: a client that writes one line and
+ * waits for its answer (a pipe, a co-process) would otherwise wait for
+ * ever, and so would one whose writes end inside a line (a block-buffered
+ * writer).  What has arrived is taken in without blocking (poll, then one
+ * read), so the start of a line waiting in the pipe is seen as a part.
+ * A regular file is never idle: files keep the whole window.
  */
-bool rt_reader_idle(const struct rt_reader *r)
+bool rt_reader_idle(struct rt_reader *r)
 {
 	struct pollfd p = { .fd = fileno(r->f), .events = POLLIN };
 
-#ifdef __GLIBC__
-	if (r->f->_IO_read_ptr < r->f->_IO_read_end &&
-	    memchr(r->f->_IO_read_ptr, '\n', (size_t)(r->f->_IO_read_end - r->f->_IO_read_ptr)))
+	if (!r->stream || r->eof || r->rerr || whole_line(r))
 		return false;
-#endif
-	return poll(&p, 1, 0) == 0;
+	if (poll(&p, 1, 0) <= 0)
+		return true;
+	if ((r->rerr = fill(r)))
+		return false;   /* rt_reader_next reports it */
+	return !r->eof && !whole_line(r);
+}
+
+/* The next line of a stream, its '\n' included, into r->line; n < 0 at
+ * the end, errno set on an error. */
+static ssize_t stream_line(struct rt_reader *r)
+{
+	const char *nl;
+	size_t n;
+	int e;
+
+	while (!(nl = memchr(r->buf + r->start, '\n', r->end - r->start)) && !r->eof) {
+		if ((e = r->rerr ? r->rerr : fill(r))) {
+			errno = e;
+			return -1;
+		}
+	}
+	n = nl ? (size_t)(nl - (r->buf + r->start)) + 1 : r->end - r->start;
+	if (!n) {
+		errno = 0;
+		return -1;
+	}
+	if (n + 1 > r->cap) {
+		char *l = realloc(r->line, n + 1);
+
+		if (!l) {
+			errno = ENOMEM;
+			return -1;
+		}
+		r->line = l;
+		r->cap = n + 1;
+	}
+	memcpy(r->line, r->buf + r->start, n);
+	r->line[n] = '\0';
+	r->start += n;
+	return (ssize_t)n;
 }
 
 bool rt_reader_stream(const struct rt_reader *r)
@@ -88,7 +167,7 @@ int rt_reader_next(struct rt_reader *r, struct rt_input *in, nx_error *err)
 
 	memset(in, 0, sizeof(*in));
 	errno = 0;
-	n = getline(&r->line, &r->cap, r->f);
+	n = r->stream ? stream_line(r) : getline(&r->line, &r->cap, r->f);
 	if (n < 0)
 		return errno ? nx_error_errno(err, NX_EIO, errno, NULL, "cannot read the input") : 0;
 	r->lineno++;
@@ -151,6 +230,7 @@ void rt_reader_free(struct rt_reader *r)
 	if (r->close)
 		fclose(r->f);
 	free(r->line);
+	free(r->buf);
 	free(r);
 }
 

@@ -251,8 +251,9 @@ struct rt_reader;
 int rt_reader_open(struct rt_reader **out, const char *path, nx_error *err);
 /* 1 = got one, 0 = end, <0 = I/O error */
 int rt_reader_next(struct rt_reader *r, struct rt_input *in, nx_error *err);
-/* true when the next line has not arrived yet (a pipe the writer waits on) */
-bool rt_reader_idle(const struct rt_reader *r);
+/* true when the next line has not wholly arrived (a pipe the writer waits
+ * on); takes in what has arrived, without blocking */
+bool rt_reader_idle(struct rt_reader *r);
 /* true unless the input is a regular file (whose lines are all there) */
 bool rt_reader_stream(const struct rt_reader *r);
 void rt_reader_free(struct rt_reader *r);

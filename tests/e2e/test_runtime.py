@@ -219,6 +219,40 @@ def test_stdin_answers_each_line_before_the_next_arrives(bundle, verb):
     assert got == want
 
 
+def test_line_answered_while_the_next_ones_start_waits_in_the_pipe(tmp_path):
+    """A whole line, then at once the start of the next in a write of its
+    own: the whole line is answered while the rest has not come.  Read
+    through stdio, the start could land in the pipe between stdio's read
+    and the idle check, and getline then blocked on it with the whole
+    line unanswered (review: 5 of 5 tries).  A few tries, since it is a
+    race in the old reader, widest with batch_size 1 (the batch runs
+    between the read and the check)."""
+    import time
+    cli = make_bundle(tmp_path / "b", batch_size=1)
+    for k in range(3):
+        p = subprocess.Popen([str(cli), "run", "--input", "-"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+        fd, out = p.stdin.fileno(), p.stdout.fileno()
+        try:
+            os.write(fd, b"hello world\n")
+            assert select.select([out], [], [], 60)[0], "no first answer"
+            os.read(out, 65536)
+            time.sleep(0.2)   # the runtime waits in its read
+            os.write(fd, b"second line\n")
+            os.write(fd, b"thi")
+            assert select.select([out], [], [], 5)[0], \
+                f"try {k}: a whole line unanswered while the next one's start waits"
+            os.write(fd, b"rd\n")
+            p.stdin.close()
+            rest = p.stdout.read()
+            assert p.wait(timeout=60) == 0, p.stderr.read()
+            assert rest.count(b"\n") >= 1
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
 def _stream_to_run(cli, write_for, seconds):
     """`run --input -` fed by write_for(fd) until `seconds` pass; returns
     (lines written, answers read before the writer stopped, all answers)."""
