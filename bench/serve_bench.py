@@ -28,7 +28,9 @@ keeps its real-sized bundles across commits, so their own is older).
 --node-sorted makes the Node server sort its queue by length as ours does.
 
 Each line also gives the load client's CPU seconds per request (the
-client must not be the bottleneck) and the load average.
+client must not be the bottleneck), the server's own CPU milliseconds per
+request (user + system, from /proc: steadier than requests/s on a loaded
+machine) and the load average.
 """
 import argparse
 import http.client
@@ -109,7 +111,7 @@ def load(port, clients, seconds):
     wall = time.monotonic() - t0
     return (len(lat) / wall, lat[len(lat) // 2] * 1e3,
             lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3,
-            (time.process_time() - cpu0) / max(1, len(lat)) * 1e3)
+            (time.process_time() - cpu0) / max(1, len(lat)) * 1e3, len(lat))
 
 
 def rss_kib(pid):
@@ -117,6 +119,12 @@ def rss_kib(pid):
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
     return 0
+
+
+def cpu_s(pid):
+    """user + system CPU seconds of pid so far (/proc/PID/stat, fields 14-15)"""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main():
@@ -162,19 +170,24 @@ def main():
         for i in range(a.runs):     # alternated, so that a change of load hits both
             for name, (prog, args) in (list(setups.items())[::1 if i % 2 == 0 else -1]):
                 p, port = start(prog, tmp, *args)
-                runs[name].append(load(port, clients, a.seconds) + (rss_kib(p.pid),))
+                cpu0 = cpu_s(p.pid)
+                r = load(port, clients, a.seconds)
+                cpu = (cpu_s(p.pid) - cpu0) / max(1, r[4]) * 1e3
+                runs[name].append(r[:4] + (rss_kib(p.pid), cpu))
                 p.send_signal(signal.SIGTERM)
                 assert p.wait(120) == 0
         for name, rs in runs.items():
-            med[name] = [statistics.median(r[k] for r in rs) for k in (0, 1, 2, 4, 3)]
+            med[name] = [statistics.median(r[k] for r in rs) for k in (0, 1, 2, 4, 3, 5)]
             print(f"{clients:>7} {name:<26} {med[name][0]:>8.2f} {med[name][1]:>8.2f} "
                   f"{med[name][2]:>8.2f}   peak RSS {med[name][3] / 1024:.0f} MiB   "
+                  f"server {med[name][5]:.3f} ms CPU/req   "
                   f"client {med[name][4]:.2f} ms CPU/req   load {os.getloadavg()[0]:.1f}   "
                   f"runs req/s {[round(r[0], 2) for r in rs]}", flush=True)
         names = list(setups)
         b, o = med[base], med[names[0]]
         print(f"{clients:>7} {'ratio ours/baseline':<26} {o[0] / b[0]:>8.2f}x "
-              f"{o[1] / b[1]:>7.2f}x {o[2] / b[2]:>7.2f}x   RSS {o[3] / b[3]:.2f}x")
+              f"{o[1] / b[1]:>7.2f}x {o[2] / b[2]:>7.2f}x   RSS {o[3] / b[3]:.2f}x   "
+              f"server CPU/req {o[5] / b[5]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -337,6 +337,16 @@ static json_t *error_result(const char *msg, const char *code)
 		    : json_pack("{s:s}", "error", msg);
 }
 
+/* slot now holds an input: one to run (valid) or its error result; a full
+ * window runs */
+static int added(struct rt_batcher *q, size_t slot, bool valid, nx_error *err)
+{
+	if (valid)
+		q->order[q->nvalid++] = slot;
+	q->n++;
+	return q->n == q->cap ? rt_batcher_flush(q, err) : 0;
+}
+
 int rt_batcher_add(struct rt_batcher *q, const struct rt_input *in, nx_error *err)
 {
 	size_t slot = q->n;
@@ -358,10 +368,23 @@ int rt_batcher_add(struct rt_batcher *q, const struct rt_input *in, nx_error *er
 	}
 	if (why && !(q->results[slot] = error_result(why, NULL)))
 		return nx_error_oom(err, NULL);
-	if (!why)
-		q->order[q->nvalid++] = slot;
-	q->n++;
-	return q->n == q->cap ? rt_batcher_flush(q, err) : 0;
+	return added(q, slot, !why, err);
+}
+
+int rt_batcher_add_encoded(struct rt_batcher *q, const int64_t *ids, const int64_t *types,
+			   const int64_t *mask, size_t n, nx_error *err)
+{
+	size_t slot = q->n, ml = q->b->set.max_len;
+
+	if (n > ml)
+		return nx_error_set(err, NX_EINTERNAL, NULL, 0, -1,
+				    "an encoding of %zu ids in a batch of %zu", n, ml);
+	q->results[slot] = NULL;
+	memcpy(q->idbuf + slot * ml, ids, n * sizeof(*ids));
+	memcpy(q->typebuf + slot * ml, types, n * sizeof(*types));
+	memcpy(q->maskbuf + slot * ml, mask, n * sizeof(*mask));
+	q->lens[slot] = n;
+	return added(q, slot, true, err);
 }
 
 /* qsort context: C11 qsort has none, so the lengths travel in the keys */

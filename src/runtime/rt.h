@@ -277,6 +277,10 @@ int rt_batcher_new(struct rt_batcher **out, struct rt_session *s, struct rt_bund
 /* `run`'s window: the inputs sorted by length at once */
 size_t rt_batcher_window(const struct rt_bundle *b);
 int rt_batcher_add(struct rt_batcher *q, const struct rt_input *in, nx_error *err);
+/* An input already tokenized (serve counts tokens before it batches): n
+ * ids, type ids and mask entries (n <= max_sequence_length), copied. */
+int rt_batcher_add_encoded(struct rt_batcher *q, const int64_t *ids, const int64_t *types,
+			   const int64_t *mask, size_t n, nx_error *err);
 int rt_batcher_flush(struct rt_batcher *q, nx_error *err);
 void rt_batcher_free(struct rt_batcher *q);
 /*

@@ -19,7 +19,9 @@
  *
  * The plan is made here, once, over texts (a job's texts may run in
  * different batches); the batcher holds one batch (max-batch texts of
- * max_sequence_length tokens) and runs it as given.
+ * max_sequence_length tokens) and runs it as given.  Each text is
+ * tokenized once, here: the sort and "usage" need its token count, and the
+ * batcher takes the encoding as it is (rt_batcher_add_encoded).
  *
  * One thread because ONNX Runtime already uses the cores inside a Run, and
  * one session run at a time keeps memory flat.  Each job has its own
@@ -39,7 +41,10 @@ struct sv_text {
 	size_t i;               /* its index in the job */
 	size_t tokens;          /* the sort key */
 	size_t seq;             /* arrival in the round: equal lengths keep their order */
+	size_t at;              /* its ids, types, masks in the round's arena; NO_IDS: none */
 };
+
+#define NO_IDS SIZE_MAX        /* the text did not tokenize: the batcher says why */
 
 struct sv_engine {
 	pthread_mutex_t mu;
@@ -57,7 +62,12 @@ struct sv_engine {
 	struct rt_session *s;
 	struct sv_metrics *metrics;
 	struct rt_batcher *q;
-	int64_t *scratch;       /* max_len ids: token counts for "usage" and the sort */
+	/* the round's encodings (each text's ids, type ids, mask: 3 x its
+	 * tokens), made once for the sort and "usage" and handed to the
+	 * batcher; grown to the largest round's need, at most room x 3 x
+	 * max_len */
+	int64_t *arena;
+	size_t arena_cap;
 	struct sv_text *texts;  /* one round's texts (room entries), sorted */
 	size_t *lens;           /* their token counts: rt_plan_batches' input */
 	uint64_t *best;         /* rt_plan_batches: room + 1 entries */
@@ -81,26 +91,72 @@ static int emit(void *ctx, json_t *r)
 	return 0;
 }
 
-/* Token counts of each text of j (for "usage" and the round's sort).  A
- * text that does not tokenize counts 0: the batcher gives it its error
- * result. */
-static void count_tokens(struct sv_engine *e, struct sv_job *j)
+/* Room for one more encoding at arena[used]: 3 x max_len entries.  False
+ * when out of memory (that text then tokenizes again in the batcher, which
+ * reports it). */
+static bool arena_reserve(struct sv_engine *e, size_t used)
 {
-	size_t i;
+	size_t need = used + 3 * e->b->set.max_len, cap = e->arena_cap;
+	int64_t *a;
 
-	for (i = 0; i < j->n; i++) {
-		const char *text = j->pair ? j->pair : j->texts[i];
-		size_t len = j->pair ? j->pair_len : j->lens[i];
-		nx_error te;
+	if (need <= cap)
+		return true;
+	cap = cap * 2 > need ? cap * 2 : need;
+	if (!(a = realloc(e->arena, cap * sizeof(*a))))
+		return false;
+	e->arena = a;
+	e->arena_cap = cap;
+	return true;
+}
 
-		/* a pair is (query, document), as a cross-encoder was trained */
-		if (j->pair ? nx_tokenizer_encode_pair(e->b->tok, text, len, j->texts[i], j->lens[i],
-						       e->b->set.max_len, e->scratch, NULL, NULL,
-						       NULL, &j->tokens[i], &te)
-			    : nx_tokenizer_encode(e->b->tok, text, len, e->b->set.max_len, e->scratch,
-						  &j->tokens[i], &te))
-			j->tokens[i] = 0;
+/* Tokenizes text i of j once, at arena[*used] (ids, then type ids, then
+ * mask, n each): its token count (for "usage" and the round's sort) and
+ * where its encoding is.  A text that does not tokenize counts 0 and has
+ * none: the batcher tokenizes it again to give it its error result, a rare
+ * path not worth keeping each text's nx_error for. */
+static void encode_text(struct sv_engine *e, struct sv_job *j, size_t i, struct sv_text *t,
+			size_t *used)
+{
+	size_t ml = e->b->set.max_len, n = 0;
+	int64_t *ids;
+	nx_error te;
+
+	t->tokens = j->tokens[i] = 0;
+	t->at = NO_IDS;
+	if (!arena_reserve(e, *used))
+		return;
+	ids = e->arena + *used;
+	/* a pair is (query, document), as a cross-encoder was trained */
+	if (nx_tokenizer_encode_pair(e->b->tok, j->pair ? j->pair : j->texts[i],
+				     j->pair ? j->pair_len : j->lens[i], j->pair ? j->texts[i] : NULL,
+				     j->pair ? j->lens[i] : 0, ml, ids, ids + ml, ids + 2 * ml, NULL,
+				     &n, &te))
+		return;
+	/* packed: type ids and mask right after the n ids */
+	memmove(ids + n, ids + ml, n * sizeof(*ids));
+	memmove(ids + 2 * n, ids + 2 * ml, n * sizeof(*ids));
+	t->tokens = j->tokens[i] = n;
+	t->at = *used;
+	*used += 3 * n;
+}
+
+/* Hands text t to the batcher: its encoding, or (none) the text itself */
+static int add_text(struct sv_engine *e, const struct sv_text *t, nx_error *err)
+{
+	const struct sv_job *j = t->job;
+	const int64_t *ids;
+	size_t n = t->tokens;
+
+	if (t->at == NO_IDS) {
+		struct rt_input in = { j->pair ? (char *)j->pair : j->texts[t->i],
+				       j->pair ? j->pair_len : j->lens[t->i], NULL,
+				       j->pair ? j->texts[t->i] : NULL, j->pair ? j->lens[t->i] : 0,
+				       NULL };
+
+		return rt_batcher_add(e->q, &in, err);
 	}
+	ids = e->arena + t->at;
+	return rt_batcher_add_encoded(e->q, ids, ids + n, ids + 2 * n, n, err);
 }
 
 /* Runs texts[0..n) (at most max-batch) as one batch, then answers the jobs
@@ -116,15 +172,8 @@ static void run_batch(struct sv_engine *e, const struct sv_text *texts, size_t n
 	e->emit_text = texts;
 	e->emit_at = 0;
 	e->emit_n = n;
-	for (i = 0; i < n && !rc; i++) {
-		const struct sv_job *j = texts[i].job;
-		size_t t = texts[i].i;
-		struct rt_input in = { j->pair ? (char *)j->pair : j->texts[t],
-				       j->pair ? j->pair_len : j->lens[t], NULL,
-				       j->pair ? j->texts[t] : NULL, j->pair ? j->lens[t] : 0, NULL };
-
-		rc = rt_batcher_add(e->q, &in, &err);
-	}
+	for (i = 0; i < n && !rc; i++)
+		rc = add_text(e, &texts[i], &err);
 	/* flushed even after a failed add, so that the texts it holds never
 	 * join the next batch; they are the first ones of emit_text */
 	if (rc) {
@@ -170,14 +219,15 @@ static int by_tokens(const void *a, const void *b)
  * shortest first. */
 static void run_sorted(struct sv_engine *e, struct sv_job *round)
 {
-	size_t n = 0, i, k;
+	size_t n = 0, i, k, used = 0;
 	struct sv_job *j;
 
 	for (j = round; j; j = j->next) {
-		count_tokens(e, j);
 		j->left = j->n;
-		for (i = 0; i < j->n; i++, n++)
-			e->texts[n] = (struct sv_text){ j, i, j->tokens[i], n };
+		for (i = 0; i < j->n; i++, n++) {
+			e->texts[n] = (struct sv_text){ j, i, 0, n, NO_IDS };
+			encode_text(e, j, i, &e->texts[n], &used);
+		}
 	}
 	qsort(e->texts, n, sizeof(*e->texts), by_tokens);
 	for (i = 0; i < n; i++)
@@ -248,7 +298,7 @@ static void *worker(void *arg)
 static void engine_free(struct sv_engine *e)
 {
 	rt_batcher_free(e->q);
-	free(e->scratch);
+	free(e->arena);
 	free(e->texts);
 	free(e->lens);
 	free(e->best);
@@ -278,13 +328,12 @@ int sv_engine_start(struct sv_engine **out, struct rt_bundle *b, struct rt_sessi
 	if (e->room < e->window)
 		e->room = e->window;
 	e->wait_ms = wait_ms;
-	e->scratch = calloc(b->set.max_len, sizeof(*e->scratch));
 	e->texts = calloc(e->room, sizeof(*e->texts));
 	e->lens = calloc(e->room, sizeof(*e->lens));
 	e->best = calloc(e->room + 1, sizeof(*e->best));
 	e->from = calloc(e->room + 1, sizeof(*e->from));
 	e->cut = calloc(e->room + 1, sizeof(*e->cut));
-	if (!e->scratch || !e->texts || !e->lens || !e->best || !e->from || !e->cut) {
+	if (!e->texts || !e->lens || !e->best || !e->from || !e->cut) {
 		engine_free(e);
 		return nx_error_oom(err, NULL);
 	}

@@ -436,6 +436,36 @@ def test_text_the_model_rejects_costs_only_itself(tmp_path, server_factory):
     assert status == 422 and err["error"]["reason"] == "model-error"
 
 
+def test_text_that_does_not_tokenize_costs_only_itself(tmp_path, server_factory):
+    """serve tokenizes each text once, before its sort; a text whose
+    encoding fails (here: truncation only_second, and no pair to cut) has
+    no encoding to hand on, and the batcher gives it the error `run` gives,
+    next to texts that ran in the same round."""
+    from test_runtime import write_manifest
+    cli = make_bundle(tmp_path / "t", batch_size=4, selftest=False)
+    tj = tmp_path / "t/model/tokenizer/tokenizer.json"
+    doc = json.loads(tj.read_text())
+    doc["truncation"] = {"direction": "Right", "max_length": 512, "strategy": "OnlySecond",
+                         "stride": 0}
+    tj.write_text(json.dumps(doc))
+    write_manifest(tmp_path / "t")
+    long_text = " ".join(WORDS * 4)      # past max_sequence_length 32: must be cut
+    texts = ["hello", long_text, "free money", "lunch at noon"]
+    want = jsonl(run_texts(cli, texts).stdout)
+    assert "only_second" in want[1]["error"] and "label" in want[0], want
+    srv = server_factory(cli, "--max-batch", "2")
+    status, _, body = srv.post("/predict", {"texts": texts})
+    assert status == 200, body
+    for got, w in zip(body["results"], want):
+        assert same(got, w), (got, w)
+    status, _, err = srv.post("/predict", {"text": long_text})
+    assert status == 422 and "only_second" in err["error"]["message"], err
+    # the texts that did tokenize still count in the metrics' batches
+    samples, _ = parse_prometheus(srv.get("/metrics")[2].decode())
+    assert samples[("nexus_batch_size_sum", ())] == len(texts) + 1, samples
+    assert srv.stop() == 0
+
+
 def test_rerank_scores_pairs_as_run_does(tmp_path, server_factory):
     """POST /rerank (Cohere's and Jina's shape): each document paired with
     the query as `run --text QUERY --pair DOC` pairs it, sorted by score,
