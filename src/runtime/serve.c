@@ -120,11 +120,14 @@ int rt_cmd_serve(const struct rt_verb *v, int argc, char **argv)
 		return free(a.texts), rc < 0 ? 0 : rc;
 	free(a.texts);
 	memset(&sv, 0, sizeof(sv));
-	pthread_mutex_init(&sv.mu, NULL);
+	nx_error_clear(&err);
+	if ((rc = pthread_mutex_init(&sv.mu, NULL))) {
+		nx_error_errno(&err, NX_EIO, rc, NULL, "cannot make the server's lock");
+		return rt_fail(v->name, &err);
+	}
 	sv.max_body = (size_t)a.max_body;
 	sv.max_inputs = a.queue < SV_INPUTS_MAX ? (size_t)a.queue : SV_INPUTS_MAX;
-	nx_error_clear(&err);
-	if ((rc = sv_mhd_open(&sv.mhd, &err)) || (rc = sv_metrics_new(&sv.metrics)))
+	if ((rc = sv_mhd_open(&sv.mhd, &err)) || (rc = sv_metrics_new(&sv.metrics, &err)))
 		goto fail;
 	/* every thread started from here on inherits the blocked signals;
 	 * this one takes them with sigwait */

@@ -46,7 +46,7 @@ enum sv_endpoint { SV_EP_HEALTH, SV_EP_METRICS, SV_EP_EMBEDDINGS, SV_EP_PREDICT,
 extern const char *const sv_endpoint_names[SV_EP_COUNT];
 
 struct sv_metrics;
-int sv_metrics_new(struct sv_metrics **out);
+int sv_metrics_new(struct sv_metrics **out, nx_error *err);
 void sv_metrics_free(struct sv_metrics *m);
 void sv_metrics_request(struct sv_metrics *m, enum sv_endpoint ep, unsigned status, double seconds);
 void sv_metrics_batch(struct sv_metrics *m, size_t texts);
@@ -79,8 +79,9 @@ int sv_engine_start(struct sv_engine **out, struct rt_bundle *b, struct rt_sessi
  * given up (-1): the inference thread waits for more texts only while one
  * is on its way, so a lone client never pays --max-wait-ms. */
 void sv_engine_expect(struct sv_engine *e, int delta);
-/* 0 queued; NX_ELIMIT when the queue has no room for job->n texts. */
-int sv_engine_submit(struct sv_engine *e, struct sv_job *job);
+/* 0 queued (then sv_engine_wait it); NX_ELIMIT when the queue has no room
+ * for job->n texts, NX_EIO when its condition variable cannot be made. */
+int sv_engine_submit(struct sv_engine *e, struct sv_job *job, nx_error *err);
 /* Blocks until the engine answered the job. */
 void sv_engine_wait(struct sv_engine *e, struct sv_job *job);
 size_t sv_engine_depth(struct sv_engine *e);

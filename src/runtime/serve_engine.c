@@ -375,17 +375,22 @@ void sv_engine_expect(struct sv_engine *e, int delta)
 	pthread_mutex_unlock(&e->mu);
 }
 
-int sv_engine_submit(struct sv_engine *e, struct sv_job *job)
+int sv_engine_submit(struct sv_engine *e, struct sv_job *job, nx_error *err)
 {
+	int rc;
+
 	pthread_mutex_lock(&e->mu);
 	if (e->stopping || job->n > e->room || e->depth + job->n > e->cap) {
 		pthread_mutex_unlock(&e->mu);
-		return NX_ELIMIT;
+		return nx_error_set(err, NX_ELIMIT, NULL, 0, -1, "the queue is full");
+	}
+	if ((rc = pthread_cond_init(&job->answered, NULL))) {
+		pthread_mutex_unlock(&e->mu);
+		return nx_error_errno(err, NX_EIO, rc, NULL, "cannot make the request's condition");
 	}
 	job->next = NULL;
 	job->done = false;
 	job->rc = 0;
-	pthread_cond_init(&job->answered, NULL);
 	if (e->tail)
 		e->tail->next = job;
 	else

@@ -481,9 +481,15 @@ enum MHD_Result sv_gen_answer(struct sv_server *sv, struct MHD_Connection *c, bo
 	char msg[1200];
 	unsigned st;
 	bool full;
+	int rc;
 
 	if (!(j = calloc(1, sizeof(*j))))
 		return MHD_NO;
+	if ((rc = pthread_cond_init(&j->more, NULL))) {
+		free(j);
+		return send_error(&sv->mhd, c, status, 500, "internal_error", NULL,
+				  "cannot make the request's condition: %s", strerror(rc));
+	}
 	j->g = g;
 	j->refs = 1;
 	j->chat = chat;
@@ -491,7 +497,6 @@ enum MHD_Result sv_gen_answer(struct sv_server *sv, struct MHD_Connection *c, bo
 	j->p.rendered = chat;
 	j->model = sv->b->manifest->bundle_id;
 	j->created = (long long)time(NULL);
-	pthread_cond_init(&j->more, NULL);
 	pthread_mutex_lock(&g->mu);
 	snprintf(j->id, sizeof(j->id), "%s-%lld-%lu", chat ? "chatcmpl" : "cmpl", j->created,
 		 ++g->serial);
@@ -547,9 +552,12 @@ int sv_gen_start(struct sv_gen **out, struct rt_bundle *b, struct rt_session *s,
 	g->b = b;
 	g->s = s;
 	g->cap = queue;
-	pthread_mutex_init(&g->slot, NULL);
-	pthread_mutex_init(&g->mu, NULL);
-	pthread_cond_init(&g->idle, NULL);
+	if ((rc = pthread_mutex_init(&g->slot, NULL)))
+		goto no_slot;
+	if ((rc = pthread_mutex_init(&g->mu, NULL)))
+		goto no_mu;
+	if ((rc = pthread_cond_init(&g->idle, NULL)))
+		goto no_idle;
 	if ((rc = rt_gen_defaults(&g->base, b, err)) ||
 	    (rc = nx_tokdecoder_new(&g->dec, b->tok, RT_TOKENIZER, err)) ||
 	    (rc = rt_chat_load(&g->chat, b, false, err)))
@@ -569,6 +577,13 @@ int sv_gen_start(struct sv_gen **out, struct rt_bundle *b, struct rt_session *s,
 fail:
 	sv_gen_stop(g);
 	return rc;
+no_idle:
+	pthread_mutex_destroy(&g->mu);
+no_mu:
+	pthread_mutex_destroy(&g->slot);
+no_slot:
+	free(g);
+	return nx_error_errno(err, NX_EIO, rc, NULL, "cannot make the generation queue's locks");
 }
 
 void sv_gen_stop(struct sv_gen *g)

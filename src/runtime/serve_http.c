@@ -292,6 +292,7 @@ static enum MHD_Result infer(struct sv_server *sv, struct MHD_Connection *c, str
 {
 	struct sv_job job;
 	json_error_t jerr;
+	nx_error err;
 	json_t *doc, *in;
 	const char *why = NULL, *key;
 	enum MHD_Result ok;
@@ -350,9 +351,10 @@ static enum MHD_Result infer(struct sv_server *sv, struct MHD_Connection *c, str
 	if (r->coming)  /* NULL when it began before the server was ready */
 		sv_engine_expect(r->coming, -1);
 	r->coming = NULL;
-	if (sv_engine_submit(sv->engine, &job)) {
-		ok = fail(sv, c, r, 503, "server_overloaded", NULL,
-			  "the queue is full; retry after a second");
+	if ((st = sv_engine_submit(sv->engine, &job, &err))) {
+		ok = st == NX_ELIMIT ? fail(sv, c, r, 503, "server_overloaded", NULL,
+					    "the queue is full; retry after a second")
+		     : fail(sv, c, r, 500, "internal_error", NULL, "%s", err.message);
 		goto out;
 	}
 	sv_engine_wait(sv->engine, &job);

@@ -31,13 +31,17 @@ struct sv_metrics {
 	unsigned long long batch_sum;
 };
 
-int sv_metrics_new(struct sv_metrics **out)
+int sv_metrics_new(struct sv_metrics **out, nx_error *err)
 {
 	struct sv_metrics *m = calloc(1, sizeof(*m));
+	int rc;
 
 	if (!m)
-		return NX_ENOMEM;
-	pthread_mutex_init(&m->mu, NULL);
+		return nx_error_oom(err, NULL);
+	if ((rc = pthread_mutex_init(&m->mu, NULL))) {
+		free(m);
+		return nx_error_errno(err, NX_EIO, rc, NULL, "cannot make the metrics' lock");
+	}
 	*out = m;
 	return 0;
 }

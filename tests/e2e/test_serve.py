@@ -604,3 +604,82 @@ def test_threads_option(clf, server_factory):
         got = concurrently(8, lambda i: srv.post("/predict", {"text": MANY[i]}))
         assert all(g[0] == 200 and same(g[2], want[MANY[i]]) for i, g in enumerate(got)), got
         assert srv.stop() == 0
+
+
+def serve_with_failure(cli, tmp_path, shim, name, nth, requests):
+    """serve with the shim failing call nth of name: (fired, how it went).
+    A failure at start must stop the server with an error naming it; one
+    in a request must answer that request 500 and harm no other; a server
+    whose calls all succeeded answers every request."""
+    import os
+    import pthread_shim
+    ready = tmp_path / f"port-{name}-{nth}"
+    p = subprocess.Popen([str(cli), "serve", "--port", "0", "--ready-file", str(ready)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=pthread_shim.env(shim, name, nth, os.environ))
+    deadline, port = time.monotonic() + 60, None
+    try:
+        while p.poll() is None and time.monotonic() < deadline:
+            if port is None and ready.exists() and ready.read_text():
+                port = int(ready.read_text())
+            if port is not None:
+                try:
+                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                    c.request("GET", "/health")
+                    if c.getresponse().status == 200:
+                        break
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        if p.poll() is not None:        # stopped at start
+            err = p.stderr.read()
+            assert "SHIM: failed" in err, err
+            assert p.returncode in (1, 2, 3), (p.returncode, err)
+            assert "nexus_cli serve: error:" in err and "cannot" in err, err
+            return True, "start"
+        answers = []
+        for path, body in requests:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            c.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+            r = c.getresponse()
+            answers.append((r.status, r.read()))
+        assert p.poll() is None
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(60) == 0
+        err = p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    failed = [a for a in answers if a[0] != 200]
+    if "SHIM: failed" not in err:
+        assert not failed, answers
+        return False, "none"
+    # the failed call was a request's: that request alone gets a JSON 500
+    assert "ready" in err and len(failed) == 1, (err, answers)
+    assert failed[0][0] == 500 and b"cannot" in failed[0][1], answers
+    return True, "request"
+
+
+def test_pthread_failures_are_errors_not_ignored(clf, tmp_path):
+    """Every pthread_mutex_init, pthread_cond_init, pthread_create and
+    condattr call serve makes is checked: the Nth one failing (an
+    LD_PRELOAD shim, for N = 1, 2, ... until none is left) stops the start
+    with an error saying what it could not make, or answers that one
+    request 500; never a server that runs on an uninitialised lock."""
+    import pthread_shim
+    shim = pthread_shim.build(tmp_path)
+    cli, _ = clf
+    reqs = [("/predict", {"text": "hello"}), ("/predict", {"texts": ["free money", "x"]})]
+    seen = {}
+    for name in pthread_shim.FUNCTIONS:
+        for nth in range(1, 12):
+            fired, where = serve_with_failure(cli, tmp_path, shim, name, nth, reqs)
+            if not fired:
+                break
+            seen[(name, nth)] = where
+        else:
+            raise AssertionError(f"{name} still failing at call {nth}")
+    # the start's calls and the requests' (a condition per request) were hit
+    assert seen.get(("pthread_mutex_init", 1)) == "start", seen
+    assert "request" in seen.values() and list(seen.values()).count("start") >= 5, seen

@@ -281,3 +281,26 @@ def test_generate_chat_renders_messages_lines(bundle, tmp_path):
             input=lines[0] + "\nthe cat\n")
     res = [json.loads(x) for x in r.stdout.splitlines()]
     assert r.returncode == 3 and "--chat" in res[0]["error"] and len(res[1]["ids"]) == 2
+
+
+def test_pthread_failures_are_errors_not_ignored(bundle, tmp_path):
+    """The generation side's locks, its request's condition and a stream's
+    thread: the Nth call failing (LD_PRELOAD shim) stops the start with an
+    error, or answers that one request 500 (test_serve.py's loop)."""
+    import pthread_shim
+    from test_serve import serve_with_failure
+    shim = pthread_shim.build(tmp_path)
+    doc = {"prompt": "the theme", "max_tokens": 2}
+    reqs = [("/v1/completions", doc), ("/v1/completions", {**doc, "stream": True})]
+    seen = {}
+    for name in ("pthread_mutex_init", "pthread_cond_init", "pthread_create"):
+        for nth in range(1, 12):
+            fired, where = serve_with_failure(bundle[0] / "bin/nexus_cli", tmp_path, shim,
+                                              name, nth, reqs)
+            if not fired:
+                break
+            seen[(name, nth)] = where
+        else:
+            raise AssertionError(f"{name} still failing at call {nth}")
+    assert seen.get(("pthread_mutex_init", 4)) == "start", seen      # sv_gen_start's
+    assert ("pthread_create", 1) in seen and list(seen.values()).count("request") >= 3, seen
