@@ -340,10 +340,15 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	wd.json = as_json;
 	wd.bundle = p.pos[0];
 	/* deadlines on the monotonic clock: a clock step must not fire one */
-	if (pthread_condattr_init(&ca) || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) ||
-	    pthread_cond_init(&wd.cv, &ca) ||
-	    (errno = pthread_create(&wd_thread, NULL, watchdog_main, &wd)) != 0) {
-		nx_error_errno(&err, NX_EIO, errno, NULL, "cannot start the time-budget watchdog");
+	if (!(rc = pthread_condattr_init(&ca))) {
+		if (!(rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC)) &&
+		    !(rc = pthread_cond_init(&wd.cv, &ca)))
+			rc = pthread_create(&wd_thread, NULL, watchdog_main, &wd);
+		pthread_condattr_destroy(&ca);
+	}
+	if (rc) {
+		/* these return their error; errno is not theirs */
+		nx_error_errno(&err, NX_EIO, rc, NULL, "cannot start the time-budget watchdog");
 		status = cli_fail(verb->name, &err);
 		goto out;
 	}

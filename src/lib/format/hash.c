@@ -233,8 +233,16 @@ int nx_hash__copy_range(EVP_MD_CTX *ctx, int dst_fd, uint64_t dst_off, int src_f
 			goto out_free;
 		}
 	}
-	pthread_mutex_init(&r.lock, NULL);
-	pthread_cond_init(&r.cond, NULL);
+	if ((rc = pthread_mutex_init(&r.lock, NULL))) {
+		rc = nx_error_errno(err, NX_EIO, rc, src_path, "cannot make the hash thread's lock");
+		goto out_free;
+	}
+	if ((rc = pthread_cond_init(&r.cond, NULL))) {
+		pthread_mutex_destroy(&r.lock);
+		rc = nx_error_errno(err, NX_EIO, rc, src_path,
+				    "cannot make the hash thread's condition");
+		goto out_free;
+	}
 	if (pthread_create(&tid, NULL, hash_thread, &r) != 0) {
 		rc = nx_error_set(err, NX_EINTERNAL, src_path, 0, -1,
 				  "cannot start the hash thread for %s", src_path ? src_path : "file");
@@ -366,11 +374,19 @@ static void follow_free(struct nx_hash_follow *h)
 int nx_hash_follow_start(nx_hash_follow **out, int fd, const char *name, nx_error *err)
 {
 	struct nx_hash_follow *h = calloc(1, sizeof(*h));
+	int rc;
 
 	if (!h)
 		return nx_error_oom(err, name);
-	pthread_mutex_init(&h->lock, NULL);
-	pthread_cond_init(&h->cond, NULL);
+	if ((rc = pthread_mutex_init(&h->lock, NULL))) {
+		free(h);
+		return nx_error_errno(err, NX_EIO, rc, name, "cannot make the hash thread's lock");
+	}
+	if ((rc = pthread_cond_init(&h->cond, NULL))) {
+		pthread_mutex_destroy(&h->lock);
+		free(h);
+		return nx_error_errno(err, NX_EIO, rc, name, "cannot make the hash thread's condition");
+	}
 	h->name = name;
 	h->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	h->ctx = EVP_MD_CTX_new();

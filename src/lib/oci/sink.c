@@ -133,17 +133,22 @@ int nx_oci__sink_init(struct oci_sink *s, int fd, uint64_t cap, bool writeback, 
 	f->fd = fd;
 	f->md = s->md;
 	f->writeback = writeback;
-	pthread_mutex_init(&f->mu, NULL);
-	pthread_cond_init(&f->cv, NULL);
-	if (pthread_create(&f->thread, NULL, follow_main, f)) {
-		/* no thread: hash inline */
-		pthread_mutex_destroy(&f->mu);
-		pthread_cond_destroy(&f->cv);
-		free(f->buf);
-		free(f);
-		return 0;
-	}
+	/* no thread (or no lock for one): hash inline */
+	if (pthread_mutex_init(&f->mu, NULL))
+		goto no_mu;
+	if (pthread_cond_init(&f->cv, NULL))
+		goto no_cv;
+	if (pthread_create(&f->thread, NULL, follow_main, f))
+		goto no_thread;
 	s->follow = f;
+	return 0;
+no_thread:
+	pthread_cond_destroy(&f->cv);
+no_cv:
+	pthread_mutex_destroy(&f->mu);
+no_mu:
+	free(f->buf);
+	free(f);
 	return 0;
 oom:
 	EVP_MD_CTX_free(s->md);

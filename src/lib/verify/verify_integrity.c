@@ -98,7 +98,12 @@ static void run_jobs(struct vfy_ctx *c, struct job *jobs, size_t n)
 
 	if (want > 8)
 		want = 8;
-	pthread_mutex_init(&p.lock, NULL);
+	if (pthread_mutex_init(&p.lock, NULL)) {
+		/* no lock to share the jobs by: all on this thread */
+		for (p.next = 0; p.next < n; p.next++)
+			run_job(c, &jobs[p.next]);
+		return;
+	}
 	for (i = 1; n > 1 && i < want; i++)
 		if (pthread_create(&th[started], NULL, worker, &p) == 0)
 			started++;
