@@ -196,6 +196,9 @@ TORCH_DOORS = [
     "import torch\ng = torch.fx.Graph()\n",
     "import torch.utils.benchmark as b\nb.Timer(s).timeit(1)\n",
     "import torch\ne = torch.fx.experimental.symbolic_shapes.sympy.sympify(s)\n",
+    # torch.jit's probes pass only called bare (below)
+    "import torch\nprobe = torch.jit.is_tracing\n",
+    "import torch\nx = torch.jit.is_scripting(s)\n",
 ]
 
 
@@ -211,6 +214,8 @@ def test_verify_refuses_torch_code_doors(nexus, bundle):
     bundle.smuggle("src/helpers.py", (
         "import numpy as np\nimport torch\n\n"
         "def logits(x):\n"
+        "    if torch.jit.is_tracing() or torch.jit.is_scripting():\n"
+        "        x = np.asarray(x)\n"
         "    with torch.no_grad():\n"
         "        t = torch.from_numpy(np.asarray(x, np.float32))\n"
         "        return torch.nn.functional.softmax(t, -1).numpy()\n"))

@@ -644,6 +644,46 @@ static void code_as_data_through_a_package(void **state)
 	expect_clean(ok);
 }
 
+/*
+ * torch.jit stays refused whole, but for the two probes serving code calls
+ * to take its plain path while traced or scripted: torch.jit.is_tracing()
+ * and torch.jit.is_scripting(), called with no argument.
+ */
+static void jit_probes_only(void **state)
+{
+	static const char *const denied[] = {
+		"import torch\nf = torch.jit.is_tracing\n",
+		"import torch\nf(torch.jit.is_scripting)\n",
+		"import torch\nx = torch.jit.is_tracing(s)\n",
+		"import torch\nx = torch.jit.is_tracing(*a)\n",
+		"import torch\ntorch.jit.is_tracing = exec\ntorch.jit.is_tracing(s)\n",
+		"import torch\nx = torch.jit.is_tracing[0]()\n",
+		"import torch\nx = torch.jit.is_tracing.__call__()\n",
+		"import torch\nx = torch.jit.script()\n",
+		"import torch\nx = torch.jit.load()\n",
+		"import torch\nj = torch.jit\n",
+		"from torch.jit import is_tracing\nx = is_tracing()\n",
+		"from torch import jit\nx = jit.is_scripting()\n",
+		"import torch.jit\nx = torch.jit.is_tracing()\n",
+		"import torch\nx = getattr(torch.jit, 'is_tracing')()\n",
+		NULL
+	};
+	static const char *const ok[] = {
+		"import torch\nif torch.jit.is_tracing():\n    pass\n",
+		"import torch as t\nx = t.jit.is_scripting() or t.jit.is_tracing()\n",
+		"import torch\nfrom torch import nn\n\nclass M(nn.Module):\n"
+		"    def forward(self, x):\n"
+		"        if not torch.jit.is_scripting() and not torch.jit.is_tracing():\n"
+		"            x = x + 1\n"
+		"        return x\n",
+		NULL
+	};
+
+	(void)state;
+	expect_all("import-denied", denied);
+	expect_clean(ok);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -662,6 +702,7 @@ int main(void)
 		cmocka_unit_test(numpy_doors_and_frameworks),
 		cmocka_unit_test(declared_package_aliases),
 		cmocka_unit_test(code_as_data_through_a_package),
+		cmocka_unit_test(jit_probes_only),
 	};
 	return cmocka_run_group_tests_name("pyaudit", tests, NULL, NULL);
 }

@@ -249,6 +249,24 @@ static bool rebind(struct audit *a, size_t i)
 	return a->ntargets > 0;
 }
 
+/*
+ * `torch.jit.is_tracing()` or `torch.jit.is_scripting()` at the chain's
+ * NAME i (p: "torch.jit"): serving code asks whether it is being traced
+ * or scripted, to take a plain path.  Both take no argument and return a
+ * bool, so that call, with empty parentheses, is all that is allowed:
+ * torch.jit stays refused in every other spelling (imported,
+ * from-imported, a value, assigned to, given arguments, any other
+ * attribute).
+ */
+static bool jit_probe(const struct audit *a, size_t i, const char *p)
+{
+	size_t o = i + 3;
+
+	return !strcmp(p, "torch.jit") && is_op(a, i + 1, ".") &&
+	       (name_is(a, i + 2, "is_tracing") || name_is(a, i + 2, "is_scripting")) &&
+	       is_op(a, o, "(") && a->match[o] == o + 1;
+}
+
 /* Extend the chain by attribute NAME i: judge what the path reaches. */
 static int chain_step(struct audit *a, size_t i, const char *s, size_t n)
 {
@@ -281,6 +299,8 @@ static int chain_step(struct audit *a, size_t i, const char *s, size_t n)
 				    "submodule is refused even when python_packages declares its "
 				    "package", p, why);
 			a->cdead[k] = true;
+		} else if (jit_probe(a, i, p)) {
+			a->cdead[k] = true;     /* judged whole: nothing further to follow */
 		} else if ((why = nx_pyaudit__denied(p))) {
 			rc = nx_pyaudit__report(a, NX_F_IMPORT_DENIED, i, "'%s' refused: %s", p, why);
 			a->cdead[k] = true;
