@@ -22,6 +22,9 @@
 #define SV_MHD_PACKAGE "libmicrohttpd12"
 #define SV_INPUTS_MAX 2048           /* texts in one request */
 #define SV_DRAIN_S 30                /* seconds SIGTERM waits for in-flight requests */
+/* tokens of one round the engine keeps encoded (24 bytes each: 6 MiB, the
+ * token window `run` holds); a round's texts past it are tokenized twice */
+#define SV_ARENA_TOKENS RT_RUN_WINDOW_TOKENS
 
 /* The few MHD_* calls serve uses: the runtime does not link libmicrohttpd
  * (Debian's static archive needs gnutls); the types come from its header. */

@@ -64,10 +64,12 @@ struct sv_engine {
 	struct rt_batcher *q;
 	/* the round's encodings (each text's ids, type ids, mask: 3 x its
 	 * tokens), made once for the sort and "usage" and handed to the
-	 * batcher; grown to the largest round's need, at most room x 3 x
-	 * max_len */
+	 * batcher; grown to the largest round's need, at most
+	 * SV_ARENA_TOKENS tokens (a text past that is counted in scratch and
+	 * tokenized again by the batcher) */
 	int64_t *arena;
 	size_t arena_cap;
+	int64_t *scratch;       /* 3 x max_len: a text the arena has no room for */
 	struct sv_text *texts;  /* one round's texts (room entries), sorted */
 	size_t *lens;           /* their token counts: rt_plan_batches' input */
 	uint64_t *best;         /* rt_plan_batches: room + 1 entries */
@@ -92,16 +94,22 @@ static int emit(void *ctx, json_t *r)
 }
 
 /* Room for one more encoding at arena[used]: 3 x max_len entries.  False
- * when out of memory (that text then tokenizes again in the batcher, which
- * reports it). */
+ * past SV_ARENA_TOKENS or out of memory: that text is counted in scratch
+ * and tokenized again by the batcher. */
 static bool arena_reserve(struct sv_engine *e, size_t used)
 {
 	size_t need = used + 3 * e->b->set.max_len, cap = e->arena_cap;
+	size_t most = 3 * (SV_ARENA_TOKENS > e->b->set.max_len ? SV_ARENA_TOKENS
+							       : e->b->set.max_len);
 	int64_t *a;
 
 	if (need <= cap)
 		return true;
+	if (need > most)
+		return false;
 	cap = cap * 2 > need ? cap * 2 : need;
+	if (cap > most)
+		cap = most;
 	if (!(a = realloc(e->arena, cap * sizeof(*a))))
 		return false;
 	e->arena = a;
@@ -118,24 +126,24 @@ static void encode_text(struct sv_engine *e, struct sv_job *j, size_t i, struct 
 			size_t *used)
 {
 	size_t ml = e->b->set.max_len, n = 0;
-	int64_t *ids;
+	bool kept = arena_reserve(e, *used);
+	int64_t *ids = kept ? e->arena + *used : e->scratch;
 	nx_error te;
 
 	t->tokens = j->tokens[i] = 0;
 	t->at = NO_IDS;
-	if (!arena_reserve(e, *used))
-		return;
-	ids = e->arena + *used;
 	/* a pair is (query, document), as a cross-encoder was trained */
 	if (nx_tokenizer_encode_pair(e->b->tok, j->pair ? j->pair : j->texts[i],
 				     j->pair ? j->pair_len : j->lens[i], j->pair ? j->texts[i] : NULL,
 				     j->pair ? j->lens[i] : 0, ml, ids, ids + ml, ids + 2 * ml, NULL,
 				     &n, &te))
 		return;
+	t->tokens = j->tokens[i] = n;
+	if (!kept)
+		return;
 	/* packed: type ids and mask right after the n ids */
 	memmove(ids + n, ids + ml, n * sizeof(*ids));
 	memmove(ids + 2 * n, ids + 2 * ml, n * sizeof(*ids));
-	t->tokens = j->tokens[i] = n;
 	t->at = *used;
 	*used += 3 * n;
 }
@@ -299,6 +307,7 @@ static void engine_free(struct sv_engine *e)
 {
 	rt_batcher_free(e->q);
 	free(e->arena);
+	free(e->scratch);
 	free(e->texts);
 	free(e->lens);
 	free(e->best);
@@ -328,12 +337,13 @@ int sv_engine_start(struct sv_engine **out, struct rt_bundle *b, struct rt_sessi
 	if (e->room < e->window)
 		e->room = e->window;
 	e->wait_ms = wait_ms;
+	e->scratch = calloc(3 * b->set.max_len, sizeof(*e->scratch));
 	e->texts = calloc(e->room, sizeof(*e->texts));
 	e->lens = calloc(e->room, sizeof(*e->lens));
 	e->best = calloc(e->room + 1, sizeof(*e->best));
 	e->from = calloc(e->room + 1, sizeof(*e->from));
 	e->cut = calloc(e->room + 1, sizeof(*e->cut));
-	if (!e->texts || !e->lens || !e->best || !e->from || !e->cut) {
+	if (!e->scratch || !e->texts || !e->lens || !e->best || !e->from || !e->cut) {
 		engine_free(e);
 		return nx_error_oom(err, NULL);
 	}

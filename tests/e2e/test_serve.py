@@ -466,6 +466,27 @@ def test_text_that_does_not_tokenize_costs_only_itself(tmp_path, server_factory)
     assert srv.stop() == 0
 
 
+def test_round_past_the_encoding_arena(tmp_path, server_factory):
+    """serve keeps a round's encodings for the batcher up to 256 Ki tokens
+    (SV_ARENA_TOKENS); the texts past that are counted and tokenized
+    again, and still answer as `run` does, with the same usage."""
+    cli = make_bundle(tmp_path / "a", task="embedding", selftest=False, max_len=4096,
+                      batch_size=8, extra_yaml="pooling: mean\nnormalize: true\noutput: hidden\n")
+    texts = [" ".join(WORDS[(i + k) % len(WORDS)] for k in range(3900 + i)) for i in range(72)]
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    want = jsonl(run(cli, "run", "--input", inp).stdout)
+    ntok = sum(len(i) for i in jsonl(run(cli, "tokenize", "--input", inp).stdout))
+    assert len(want) == len(texts) and ntok > 1 << 18, ntok     # past the arena
+    srv = server_factory(cli, "--max-body", 4 << 20)
+    status, _, body = srv.post("/v1/embeddings", {"input": texts})
+    assert status == 200, body
+    assert body["usage"] == {"prompt_tokens": ntok, "total_tokens": ntok}
+    for d, w in zip(body["data"], want):
+        assert same(d["embedding"], w["embedding"])
+    assert srv.stop() == 0
+
+
 def test_rerank_scores_pairs_as_run_does(tmp_path, server_factory):
     """POST /rerank (Cohere's and Jina's shape): each document paired with
     the query as `run --text QUERY --pair DOC` pairs it, sorted by score,
