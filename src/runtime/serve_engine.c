@@ -44,7 +44,7 @@ struct sv_text {
 	size_t at;              /* its ids, types, masks in the round's arena; NO_IDS: none */
 };
 
-#define NO_IDS SIZE_MAX        /* the text did not tokenize: the batcher says why */
+#define NO_IDS SIZE_MAX        /* none kept (no tokens, or no room): the batcher tokenizes it */
 
 struct sv_engine {
 	pthread_mutex_t mu;
@@ -121,7 +121,8 @@ static bool arena_reserve(struct sv_engine *e, size_t used)
  * mask, n each): its token count (for "usage" and the round's sort) and
  * where its encoding is.  A text that does not tokenize counts 0 and has
  * none: the batcher tokenizes it again to give it its error result, a rare
- * path not worth keeping each text's nx_error for. */
+ * path not worth keeping each text's nx_error for.  A text the arena has
+ * no room for is counted in scratch and has none either. */
 static void encode_text(struct sv_engine *e, struct sv_job *j, size_t i, struct sv_text *t,
 			size_t *used)
 {
