@@ -1596,6 +1596,11 @@ LIVE_BIG_PARAMS = "1.2B"     # the SPEC's decoder (bench/gen_decoder.py, d 2048:
 LIVE_BIG_FREE = 8 << 30      # bytes the disk keeps free besides the model and its bundle
 
 
+def live_big_paths(ctx, params):
+    """(workspace, bundle) of live_big_bundle."""
+    return ctx.cache / f"livebig_{params}", ctx.cache / f"livebig_{params}_bundle"
+
+
 def live_big_bundle(ctx, params):
     """A nexus build bundle of bench/gen_decoder.py --int8 (the int8 export
     of the float32 decoder, written directly: 1.2 GB, not the 4.8 GB
@@ -1605,7 +1610,7 @@ def live_big_bundle(ctx, params):
     (NEXUS_LIVENESS_BUDGET_MS), the bundle is unsigned."""
     import gen_models
     import workspace
-    ws, out = ctx.cache / f"livebig_{params}", ctx.cache / f"livebig_{params}_bundle"
+    ws, out = live_big_paths(ctx, params)
     cli = out / "bin/nexus_cli"
     if cli.exists() and cli.read_bytes() == pathlib.Path(ctx.cli).read_bytes():
         return out, ws
@@ -1663,21 +1668,22 @@ def bench_liveness_big(ctx):
     from gen_decoder import parse_count
     params = "200M" if ctx.a.quick else os.environ.get("NEXUS_BENCH_LIVE_BIG_PARAMS",
                                                        LIVE_BIG_PARAMS)
-    need = (2 * 1.05 * parse_count(params) if not ctx.cache.joinpath(
-        f"livebig_{params}_bundle").exists() else 0) + LIVE_BIG_FREE
+    need = (2 * 1.05 * parse_count(params) if not live_big_paths(ctx, params)[1].exists()
+            else 0) + LIVE_BIG_FREE
     if shutil.disk_usage(ctx.cache).free < need:
         raise Skip(f"{shutil.disk_usage(ctx.cache).free / 1e9:.1f} GB free, "
                    f"{need / 1e9:.1f} GB wanted")
-    t_gen = time.perf_counter()
-    bundle, ws = live_big_bundle(ctx, params)
-    t_gen = time.perf_counter() - t_gen
-    cli = str(bundle / "bin/nexus_cli")
     cores = len(os.sched_getaffinity(0))
     sides = {"all": [], "t1": ["--threads", "1"]}
     res = {k: [] for k in sides}
     loads = []
     runs = ctx.a.runs or 1
+    ws, bundle = live_big_paths(ctx, params)
     try:
+        t_gen = time.perf_counter()
+        live_big_bundle(ctx, params)
+        t_gen = time.perf_counter() - t_gen
+        cli = str(bundle / "bin/nexus_cli")
         for i in range(runs):
             for k in (list(sides) if i % 2 == 0 else list(sides)[::-1]):
                 loads.append(os.getloadavg()[0])
