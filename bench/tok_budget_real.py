@@ -161,13 +161,17 @@ def budget(nexus, runtime, work, name, tok):
     secs = time.time() - t
     rep = json.loads(r.stdout)
     fs = [f for f in rep["findings"] if f["check"] == "budget" or f["severity"] == "FAIL"]
-    used = None
+    used, bound = None, None
     for f in fs:
         m = re.search(r"carries (\d+) bytes", f["message"])
         if m and f["code"] in ("budget-total", "budget-exceeded"):
             used = int(m.group(1))
+        m = re.search(r"hold (\d+) tokens, (\d+) bytes compressed.* = (\d+) bytes, "
+                      r"charged (\d+);.*: (\d+) bytes of the tokenizer", f["message"])
+        if m:
+            bound = dict(zip(("n", "L", "allow", "charged", "relief"), map(int, m.groups())))
     b.unlock()
-    return rep["verdict"], used, fs, secs
+    return rep["verdict"], used, bound, fs, secs
 
 
 def main():
@@ -230,15 +234,21 @@ def main():
     runtime = work / "runtime"
     if not runtime.exists():
         bf.make_runtime(runtime)
-    print(f"{'tokenizer':<12} {'entries':>8} {'verdict':>7} {'budget used':>12} {'verify':>7}")
+    # L: the vocabulary stream's zstd size (tier 2), a*N its allowance,
+    # charged what it charged; tier 1 relief: bytes of the per-token charge
+    # returned past 32,000 tokens
+    print(f"{'tokenizer':<12} {'entries':>8} {'verdict':>7} {'budget used':>12} {'L':>8} "
+          f"{'L/N':>5} {'a*N':>8} {'charged':>8} {'relief':>7} {'verify':>7}")
     for name, tok in toks.items():
         n = len(tok["model"]["vocab"])
-        verdict, used, fs, secs = budget(nexus, runtime, work, name, tok)
-        print(f"{name:<12} {n:>8} {verdict:>7} {used if used is not None else '-':>12} {secs:>6.1f}s",
-              flush=True)
+        verdict, used, bd, fs, secs = budget(nexus, runtime, work, name, tok)
+        bd = bd or dict(n=1, L=0, allow=0, charged=0, relief=0)
+        print(f"{name:<12} {n:>8} {verdict:>7} {used if used is not None else '-':>12} "
+              f"{bd['L']:>8} {bd['L'] / bd['n']:>5.2f} {bd['allow']:>8} {bd['charged']:>8} "
+              f"{bd['relief']:>7} {secs:>6.1f}s", flush=True)
         for f in fs:
-            if f["code"] != "budget-total" and (f["severity"] == "FAIL" or "tokenizer" in
-                                                  f.get("path", "")):
+            if f["code"] not in ("budget-total", "budget-used") and (
+                    f["severity"] == "FAIL" or "tokenizer" in f.get("path", "")):
                 print(f"    {f['severity']} {f['code']} {f.get('path', '')}: {f['message'][:200]}")
     return 0
 

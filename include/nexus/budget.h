@@ -37,12 +37,48 @@ extern "C" {
  * false alarms); larger ones at a fast level, which only charges more. */
 #define NX_BUDGET_STRONG_MAX (1u << 20)
 
+/*
+ * The vocabulary bound (docs/TRV.md, "Leak budget", tier 2).  Every
+ * vocabulary the runtime reads is written as one *vocabulary stream* (each
+ * token whole, '\n'-terminated, in id order; then what a BPE merge list
+ * adds), and its zstd-compressed size L is a proven upper bound on the
+ * information it holds (a lossless code).  A vocabulary of N tokens is
+ * allowed NX_BUDGET_VOCAB_TOKEN_BYTES x N bytes of it; the rest is charged.
+ * Calibrated on real vocabularies (bench/tok_budget_real.py): the worst, a
+ * CJK Unigram of 32,000 pieces, needs 4.68 bytes a token at level 19 and
+ * 5.08 at NX_BUDGET_VOCAB_FAST_LEVEL; 6 leaves 28% (18%) of margin.
+ */
+#define NX_BUDGET_VOCAB_TOKEN_BYTES 6u
+/* Streams up to NX_BUDGET_STRONG_MAX are compressed at level 19, larger
+ * ones (vocabularies of about 100,000 tokens and more) at this level,
+ * about 4x faster; any level is a valid bound, a weaker one charges more. */
+#define NX_BUDGET_VOCAB_FAST_LEVEL 12
+/*
+ * Tier 1 (the per-token tripwire: implausible tokens, long words' tails)
+ * charges a vocabulary as it did up to NX_BUDGET_VOCAB_TIER1_FREE tokens;
+ * past that, each token allows NX_BUDGET_VOCAB_TIER1_BYTES bytes of its
+ * charge, so large real vocabularies pass: a Unigram of 73,740 pieces
+ * trained on English text is charged 1.6 bytes a piece, a multilingual
+ * WordLevel of 64,000 words 2.0 (tests/e2e/test_vocab_bound.py).  Tier 2
+ * bounds everything by itself, so this does not weaken the bound.
+ */
+#define NX_BUDGET_VOCAB_TIER1_FREE 32000u
+#define NX_BUDGET_VOCAB_TIER1_BYTES 3u
+
 /* The residual of one file. */
 typedef struct nx_budget_buf nx_budget_buf;
 
 /* A new empty residual (*out freed with nx_budget_buf_free).  0 or NX_ENOMEM. */
 int nx_budget_buf_new(nx_budget_buf **out, nx_error *err);
 void nx_budget_buf_free(nx_budget_buf *b);
+
+/*
+ * From now on, append to mirror (not owned) whatever nx_budget_add appends
+ * to b, but not what nx_budget_add_token charges: mirror holds the residual
+ * less its vocabulary tokens, what the vocabulary stream does not give back
+ * (the bound of tier 1's relief, docs/TRV.md "Leak budget").
+ */
+void nx_budget_set_mirror(nx_budget_buf *b, nx_budget_buf *mirror);
 
 /* Append s[0..len) to the residual verbatim (it is charged).  0 or NX_ENOMEM. */
 int nx_budget_add(nx_budget_buf *b, const char *s, size_t len, nx_error *err);
@@ -97,6 +133,20 @@ uint64_t nx_budget_residual(const nx_budget_buf *b);
  * empty.  Errors: NX_ENOMEM, NX_EINTERNAL (compressor failure).
  */
 int nx_budget_cost(uint64_t *out, const nx_budget_buf *b, nx_error *err);
+
+/* The code length of a vocabulary stream: as nx_budget_cost, at level 19
+ * up to NX_BUDGET_STRONG_MAX bytes, NX_BUDGET_VOCAB_FAST_LEVEL above. */
+int nx_budget_stream_cost(uint64_t *out, const nx_budget_buf *b, nx_error *err);
+
+/* The bytes held so far (*len of them; not those past NX_BUDGET_RESIDUAL_MAX). */
+const char *nx_budget_data(const nx_budget_buf *b, size_t *len);
+
+/* Append src's bytes to dst (what src could not hold is charged raw in dst
+ * too).  0 or NX_ENOMEM. */
+int nx_budget_append(nx_budget_buf *dst, const nx_budget_buf *src, nx_error *err);
+
+/* Append varint(v) (7 bits a byte, low first) to the residual. */
+int nx_budget_add_varint(nx_budget_buf *b, uint64_t v, nx_error *err);
 
 #ifdef __cplusplus
 }

@@ -259,6 +259,41 @@ static void overflow_is_charged_raw(void **state)
 	free(chunk);
 }
 
+/* The mirror gets every plain append, not the tokens' charges: it is the
+ * residual the vocabulary stream does not give back (tier 1's relief
+ * never goes below its cost). */
+static void mirror_holds_all_but_token_charges(void **state)
+{
+	nx_budget_buf *b = NULL, *m = NULL, *s = NULL;
+	const char *data;
+	size_t len;
+	bool charged;
+
+	(void)state;
+	assert_int_equal(nx_budget_buf_new(&b, NULL), 0);
+	assert_int_equal(nx_budget_buf_new(&m, NULL), 0);
+	assert_int_equal(nx_budget_buf_new(&s, NULL), 0);
+	nx_budget_set_mirror(b, m);
+	assert_int_equal(nx_budget_add(b, "ab", 2, NULL), 0);
+	assert_int_equal(nx_budget_add_token(b, "Zq9x+Yw/", 8, &charged, NULL), 0);
+	assert_true(charged);
+	assert_int_equal(nx_budget_add(b, "cd", 2, NULL), 0);
+	assert_int_equal(nx_budget_residual(b), 2 + 9 + 2);
+	data = nx_budget_data(m, &len);
+	assert_int_equal(len, 4);
+	assert_memory_equal(data, "abcd", 4);
+	/* varints, low 7 bits first; append keeps what did not fit */
+	assert_int_equal(nx_budget_add_varint(s, 1, NULL), 0);
+	assert_int_equal(nx_budget_add_varint(s, 300, NULL), 0);
+	assert_int_equal(nx_budget_append(s, m, NULL), 0);
+	data = nx_budget_data(s, &len);
+	assert_int_equal(len, 1 + 2 + 4);
+	assert_memory_equal(data, "\x01\xac\x02" "abcd", 7);
+	nx_budget_buf_free(s);
+	nx_budget_buf_free(m);
+	nx_budget_buf_free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -270,6 +305,7 @@ int main(void)
 		cmocka_unit_test(overflow_is_charged_raw),
 		cmocka_unit_test(long_tokens_are_free_only_up_to_a_cap),
 		cmocka_unit_test(a_long_words_free_part_reads_like_a_word),
+		cmocka_unit_test(mirror_holds_all_but_token_charges),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

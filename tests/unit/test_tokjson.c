@@ -20,6 +20,7 @@ static uint64_t residual(const char *vocab, bool *failed)
 {
 	char json[2048];
 	struct vfy_ctx c;
+	struct vfy_vocab_stream vs = {0};
 	nx_budget_buf *b = NULL;
 	uint64_t r;
 	int n = snprintf(json, sizeof(json), "{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, "
@@ -28,9 +29,11 @@ static uint64_t residual(const char *vocab, bool *failed)
 	memset(&c, 0, sizeof(c));
 	assert_int_equal(nx_report_new(&c.r, "b", NULL), 0);
 	assert_int_equal(nx_budget_buf_new(&b, NULL), 0);
+	assert_int_equal(nx_budget_buf_new(&vs.b, NULL), 0);
 	assert_int_equal(nx_vfy__tokjson_residual(&c, "model/tokenizer/tokenizer.json", json,
-						  (size_t)n, b, failed, NULL), 0);
+						  (size_t)n, b, &vs, failed, NULL), 0);
 	r = nx_budget_residual(b);
+	nx_budget_buf_free(vs.b);
 	nx_budget_buf_free(b);
 	nx_report_free(c.r);
 	return r;

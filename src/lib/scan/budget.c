@@ -44,6 +44,7 @@ struct nx_budget_buf {
 	char *data;
 	size_t len, cap;
 	uint64_t overflow;       /* bytes past NX_BUDGET_RESIDUAL_MAX, charged raw */
+	nx_budget_buf *mirror;   /* gets every nx_budget_add, not the token charges */
 };
 
 int nx_budget_buf_new(nx_budget_buf **out, nx_error *err)
@@ -64,7 +65,12 @@ void nx_budget_buf_free(nx_budget_buf *b)
 	free(b);
 }
 
-int nx_budget_add(nx_budget_buf *b, const char *s, size_t len, nx_error *err)
+void nx_budget_set_mirror(nx_budget_buf *b, nx_budget_buf *mirror)
+{
+	b->mirror = mirror;
+}
+
+static int add_raw(nx_budget_buf *b, const char *s, size_t len, nx_error *err)
 {
 	size_t fit = len;
 
@@ -79,12 +85,19 @@ int nx_budget_add(nx_budget_buf *b, const char *s, size_t len, nx_error *err)
 	return 0;
 }
 
+int nx_budget_add(nx_budget_buf *b, const char *s, size_t len, nx_error *err)
+{
+	int rc = add_raw(b, s, len, err);
+
+	return rc || !b->mirror ? rc : nx_budget_add(b->mirror, s, len, err);
+}
+
 uint64_t nx_budget_residual(const nx_budget_buf *b)
 {
 	return b->len + b->overflow;
 }
 
-int nx_budget_cost(uint64_t *out, const nx_budget_buf *b, nx_error *err)
+static int cost_at(uint64_t *out, const nx_budget_buf *b, int level, nx_error *err)
 {
 	size_t bound, n;
 	void *dst;
@@ -96,14 +109,51 @@ int nx_budget_cost(uint64_t *out, const nx_budget_buf *b, nx_error *err)
 	bound = ZSTD_compressBound(b->len);
 	if (!(dst = malloc(bound)))
 		return nx_error_oom(err, NULL);
-	n = ZSTD_compress(dst, bound, b->data, b->len,
-			  b->len <= NX_BUDGET_STRONG_MAX ? STRONG_LEVEL : FAST_LEVEL);
+	n = ZSTD_compress(dst, bound, b->data, b->len, level);
 	free(dst);
 	if (ZSTD_isError(n))
 		return nx_error_set(err, NX_EINTERNAL, NULL, 0, -1, "zstd failed: %s",
 				    ZSTD_getErrorName(n));
 	*out = n + b->overflow;
 	return 0;
+}
+
+int nx_budget_cost(uint64_t *out, const nx_budget_buf *b, nx_error *err)
+{
+	return cost_at(out, b, b->len <= NX_BUDGET_STRONG_MAX ? STRONG_LEVEL : FAST_LEVEL, err);
+}
+
+int nx_budget_stream_cost(uint64_t *out, const nx_budget_buf *b, nx_error *err)
+{
+	return cost_at(out, b, b->len <= NX_BUDGET_STRONG_MAX ? STRONG_LEVEL :
+			       NX_BUDGET_VOCAB_FAST_LEVEL, err);
+}
+
+const char *nx_budget_data(const nx_budget_buf *b, size_t *len)
+{
+	*len = b->len;
+	return b->data;
+}
+
+int nx_budget_append(nx_budget_buf *dst, const nx_budget_buf *src, nx_error *err)
+{
+	int rc = src->len ? nx_budget_add(dst, src->data, src->len, err) : 0;
+
+	if (!rc)
+		dst->overflow += src->overflow;
+	return rc;
+}
+
+int nx_budget_add_varint(nx_budget_buf *b, uint64_t v, nx_error *err)
+{
+	char buf[10];
+	size_t n = 0;
+
+	do {
+		buf[n++] = (char)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+		v >>= 7;
+	} while (v);
+	return nx_budget_add(b, buf, n, err);
 }
 
 int nx_budget_add_token(nx_budget_buf *b, const char *s, size_t len, bool *out_charged,
@@ -114,8 +164,8 @@ int nx_budget_add_token(nx_budget_buf *b, const char *s, size_t len, bool *out_c
 	int rc = 0;
 
 	/* an implausible token whole; a long one, its letters past the free ones */
-	if (charged && !(rc = nx_budget_add(b, s + free, len - free, err)))
-		rc = nx_budget_add(b, "\n", 1, err);
+	if (charged && !(rc = add_raw(b, s + free, len - free, err)))
+		rc = add_raw(b, "\n", 1, err);
 	if (!rc && out_charged)
 		*out_charged = charged;
 	return rc;

@@ -44,6 +44,10 @@
 struct tally {
 	struct vfy_ctx *c;
 	uint64_t total;
+	uint64_t tok_charged;       /* tier 1's charge of the tokenizer files */
+	nx_budget_buf *rest;        /* their residual less the tokens' charges */
+	struct vfy_vocab_stream vs; /* tier 2: the vocabularies whole */
+	const char *vpath;          /* the first file that added to it */
 	nx_error *err;
 };
 
@@ -101,14 +105,35 @@ static int json_strings(nx_budget_buf *b, json_t *v, int depth, nx_error *err)
 	return rc;
 }
 
+/* vocab.txt's tokens whole, into the vocabulary stream: counted once when
+ * they are the tokens tokenizer.json listed, in the same order. */
+static int vocab_txt_stream(struct vfy_vocab_stream *vs, nx_budget_buf *mine, uint64_t n,
+			    nx_error *err)
+{
+	size_t have, len;
+	const char *a = nx_budget_data(vs->b, &have), *b = nx_budget_data(mine, &len);
+
+	if (vs->tokjson_n == n && vs->tokjson_len == len &&
+	    nx_budget_residual(mine) == len && (!len || !memcmp(a, b, len)))
+		return 0;
+	vs->n += n;
+	return nx_budget_append(vs->b, mine, err);
+}
+
 /* Lines end in "\n" or "\r\n": a file that mixes them carries a bit a
  * line (red team 6), so then each line's ending is charged too. */
-static int vocab_txt(nx_budget_buf *b, const char *buf, size_t len, nx_error *err)
+static int vocab_txt(nx_budget_buf *b, struct vfy_vocab_stream *vs, const char *buf, size_t len,
+		     nx_error *err)
 {
 	const char *p = buf, *end = buf + len;
 	size_t lines = 0, crlf = 0;
+	nx_budget_buf *mine = NULL;
+	uint64_t n = 0;
 	bool mixed;
-	int rc = 0;
+	int rc;
+
+	if ((rc = nx_budget_buf_new(&mine, err)))
+		return rc;
 
 	for (; p < end; p++)
 		if (*p == '\n') {
@@ -126,8 +151,14 @@ static int vocab_txt(nx_budget_buf *b, const char *buf, size_t len, nx_error *er
 		rc = nx_budget_add_token(b, p, k, NULL, err);
 		if (!rc && mixed)
 			rc = nx_budget_add(b, cr ? "\r" : "\n", 1, err);
+		if (!rc && !(rc = nx_budget_add(mine, p, k, err)))
+			rc = nx_budget_add(mine, "\n", 1, err);
+		n++;
 		p = nl ? nl + 1 : end;
 	}
+	if (!rc)
+		rc = vocab_txt_stream(vs, mine, n, err);
+	nx_budget_buf_free(mine);
 	return rc;
 }
 
@@ -142,6 +173,7 @@ static int text_file(struct tally *t, const char *path, nx_budget_buf *tok, uint
 	/* the vocabulary files share one residual; tokenizer_config.json is plain text */
 	bool failed = false, shared = !strcmp(path, NX_BUNDLE_TOKENIZER_JSON) ||
 				      !strcmp(path, NX_BUNDLE_VOCAB);
+	uint64_t before = t->total;
 	nx_error e;
 	int rc;
 
@@ -154,10 +186,12 @@ static int text_file(struct tally *t, const char *path, nx_budget_buf *tok, uint
 	}
 	if (!shared && (rc = nx_budget_buf_new(&b, t->err)))
 		goto out;
+	if (shared && !t->vpath)
+		t->vpath = path;
 	if (!strcmp(path, TOKENIZER_DIR "vocab.txt"))
-		rc = vocab_txt(tok, buf, len, t->err);
+		rc = vocab_txt(tok, &t->vs, buf, len, t->err);
 	else if (!strcmp(path, TOKENIZER_DIR "tokenizer.json")) {
-		rc = nx_vfy__tokjson_residual(c, path, buf, len, tok, &failed, t->err);
+		rc = nx_vfy__tokjson_residual(c, path, buf, len, tok, &t->vs, &failed, t->err);
 		if (!rc && !failed)
 			rc = nx_vfy__json_layout(tok, buf, len, t->err);
 	}
@@ -169,6 +203,8 @@ static int text_file(struct tally *t, const char *path, nx_budget_buf *tok, uint
 		rc = nx_budget_add(b, buf, len, t->err);
 	if (!rc && !failed)
 		rc = shared ? charge(t, path, tok, *tok_cost, tok_cost) : charge(t, path, b, 0, NULL);
+	if (shared)
+		t->tok_charged += t->total - before;
 out:
 	json_decref(root);
 	nx_budget_buf_free(b);
@@ -327,6 +363,47 @@ static bool charged_text(const char *p)
 	       (ends_with(p, ".yaml") || ends_with(p, ".yml") || ends_with(p, ".json"));
 }
 
+/*
+ * Tier 2, the vocabulary bound: the stream's code length L (a lossless
+ * code, so at most 2^(8x+8) vocabularies have L <= x bytes) less the
+ * allowance of NX_BUDGET_VOCAB_TOKEN_BYTES a token is charged.  Past
+ * NX_BUDGET_VOCAB_TIER1_FREE tokens, tier 1's charge of the tokenizer
+ * files is lowered by NX_BUDGET_VOCAB_TIER1_BYTES a token: tier 1 is the
+ * tripwire, tier 2 the bound (docs/TRV.md, "Leak budget").  Never below
+ * the cost of their residual less the tokens' charges (t->rest): the
+ * stream gives the tokens back, not the rest (layout, settings, ids), so
+ * the bound stays 64 KiB + NX_BUDGET_VOCAB_TOKEN_BYTES x N.
+ */
+static int vocab_bound(struct tally *t)
+{
+	uint64_t n = t->vs.n, len, allow = (uint64_t)NX_BUDGET_VOCAB_TOKEN_BYTES * n, charged,
+		 past = n > NX_BUDGET_VOCAB_TIER1_FREE ? n - NX_BUDGET_VOCAB_TIER1_FREE : 0,
+		 relief = past * NX_BUDGET_VOCAB_TIER1_BYTES, rest = 0;
+	int rc;
+
+	if (!n)
+		return 0;
+	if ((rc = nx_budget_stream_cost(&len, t->vs.b, t->err)))
+		return rc;
+	if (relief && (rc = nx_budget_cost(&rest, t->rest, t->err)))
+		return rc;
+	charged = len > allow ? len - allow : 0;
+	rest = rest < t->tok_charged ? rest : t->tok_charged;
+	if (relief > t->tok_charged - rest)
+		relief = t->tok_charged - rest;
+	t->total = t->total - relief + charged;
+	return nx_report_add(t->c->r, CHECK, NX_SEV_INFO, NX_F_BUDGET_USED, t->vpath, 0,
+			     "the vocabularies hold %llu tokens, %llu bytes compressed (the "
+			     "tokens whole, in id order): allowance %u x %llu = %llu bytes, "
+			     "charged %llu; tier 1 allows %u bytes a token past %u tokens: %llu "
+			     "bytes of the tokenizer files' charge returned",
+			     (unsigned long long)n, (unsigned long long)len,
+			     NX_BUDGET_VOCAB_TOKEN_BYTES, (unsigned long long)n,
+			     (unsigned long long)allow, (unsigned long long)charged,
+			     NX_BUDGET_VOCAB_TIER1_BYTES, NX_BUDGET_VOCAB_TIER1_FREE,
+			     (unsigned long long)relief);
+}
+
 int nx_vfy__budget(struct vfy_ctx *c, nx_error *err)
 {
 	struct tally t = {.c = c, .err = err};
@@ -338,6 +415,12 @@ int nx_vfy__budget(struct vfy_ctx *c, nx_error *err)
 
 	if ((rc = nx_budget_buf_new(&tok, err)))
 		return rc;
+	if ((rc = nx_budget_buf_new(&t.vs.b, err)) || (rc = nx_budget_buf_new(&t.rest, err))) {
+		nx_budget_buf_free(t.vs.b);
+		nx_budget_buf_free(tok);
+		return rc;
+	}
+	nx_budget_set_mirror(tok, t.rest);
 	/* entries are sorted: tokenizer.json comes before vocab.txt */
 	for (i = 0; !rc && i < c->nentries; i++) {
 		const struct nx_fs_entry *e = &c->entries[i];
@@ -350,6 +433,8 @@ int nx_vfy__budget(struct vfy_ctx *c, nx_error *err)
 		else if (!strcmp(e->path, NX_MODEL_PATH))
 			rc = model_strings(&t);
 	}
+	if (!rc)
+		rc = vocab_bound(&t);
 	if (!rc && c->m)
 		rc = manifest_strings(&t);
 	if (!rc)
@@ -360,6 +445,8 @@ int nx_vfy__budget(struct vfy_ctx *c, nx_error *err)
 				   (unsigned long long)limit,
 				   t.total > limit ? ": text, tokens or strings hold encoded data; "
 				   "remove it (see budget-used for each file)" : "");
+	nx_budget_buf_free(t.vs.b);
+	nx_budget_buf_free(t.rest);
 	nx_budget_buf_free(tok);
 	return rc;
 }

@@ -243,6 +243,7 @@ static int scan_json(struct vfy_ctx *c, const char *path, const char *buf, size_
 		return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_CONFIG_UNPARSABLE, path, je.line,
 				     "%s is not valid JSON (duplicate keys are rejected): %s", path,
 				     je.text);
+	js.vocab.tokens = nx_vfy__vocab_count(root);
 	rc = json_walk(&js, root, "", 0, false, false);
 	if (!rc)
 		rc = nx_vfy__vocab_ids(c, path, root);

@@ -133,6 +133,7 @@ int nx_vfy__code(struct vfy_ctx *c, nx_error *err);
 /* verify_vocab.c: tokenizer vocabularies (part of `code`). */
 struct vfy_vocab {
 	uint64_t numbers;      /* payload of the long number entries so far */
+	uint64_t tokens;       /* entries of the vocabulary (scales the numbers rule) */
 	bool reported;
 };
 struct json_t;
@@ -142,6 +143,8 @@ int nx_vfy__vocab_entry(struct vfy_ctx *c, struct vfy_vocab *v, const char *path
 		    size_t len, long line, const char *where);
 /* model/tokenizer/vocab.txt: each line an entry, none twice. */
 int nx_vfy__vocab_txt(struct vfy_ctx *c, const char *path, const char *buf, size_t len);
+/* The entries of tokenizer.json's model.vocab (a map or a Unigram list). */
+uint64_t nx_vfy__vocab_count(struct json_t *root);
 /* tokenizer.json's model.vocab ids: integers, distinct, dense from 0. */
 int nx_vfy__vocab_ids(struct vfy_ctx *c, const char *path, struct json_t *root);
 /* verify_budget.c: the leak budget (check `budget`). */
@@ -153,8 +156,22 @@ int nx_vfy__budget(struct vfy_ctx *c, nx_error *err);
 /* What a JSON text's parse throws away (whitespace, escapes, number
  * spellings), as budget residual (verify_layout.c). */
 int nx_vfy__json_layout(nx_budget_buf *b, const char *buf, size_t len, nx_error *err);
+/*
+ * The vocabulary stream (docs/TRV.md, "Leak budget", tier 2): every token
+ * of the vocabularies the runtime reads, whole and '\n'-terminated, in id
+ * order, then the BPE merge list's split points; its compressed size bounds
+ * what the vocabularies hold.  tokjson_* mark where tokenizer.json's tokens
+ * end, so a vocab.txt listing the same tokens is counted once.
+ */
+struct vfy_vocab_stream {
+	nx_budget_buf *b;
+	uint64_t n;             /* tokens */
+	size_t tokjson_len;     /* bytes of tokenizer.json's tokens in b */
+	uint64_t tokjson_n;
+};
 int nx_vfy__tokjson_residual(struct vfy_ctx *c, const char *path, const char *buf, size_t len,
-			 nx_budget_buf *b, bool *failed, nx_error *err);
+			 nx_budget_buf *b, struct vfy_vocab_stream *vs, bool *failed,
+			 nx_error *err);
 /* verify_charsmap.c: what a decoded Precompiled charsmap raw[0..len) holds
  * that Unicode does not explain, appended to b. */
 struct nx_vfy_charsmap_stats {

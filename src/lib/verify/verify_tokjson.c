@@ -127,6 +127,8 @@ struct walk {
 	const char *path;
 	nx_budget_buf *b;
 	json_t *vocab;      /* model.vocab when it is a map, else NULL */
+	struct vfy_vocab_stream *vs;  /* the vocabulary stream (tier 2) */
+	nx_budget_buf *merges;        /* its merge section, appended after the tokens */
 	nx_error *err;
 	bool failed;
 };
@@ -176,10 +178,20 @@ static int fail(struct walk *w, const char *fmt, ...)
 }
 
 /* A vocabulary entry (model.vocab's keys, Unigram pieces): judged as a
- * token, free when plausible; a map or the loader keeps each one once. */
+ * token, free when plausible (tier 1); a map or the loader keeps each one
+ * once.  Whole, in the vocabulary stream (tier 2), in file order: an id
+ * that is not its token's position is charged in the residual, so the two
+ * together give the map back. */
 static int token(struct walk *w, const char *s, size_t len)
 {
-	return nx_budget_add_token(w->b, s, len, NULL, w->err);
+	int rc = nx_budget_add_token(w->b, s, len, NULL, w->err);
+
+	if (!rc)
+		rc = nx_budget_add(w->vs->b, s, len, w->err);
+	if (!rc)
+		rc = nx_budget_add(w->vs->b, "\n", 1, w->err);
+	w->vs->n += !rc;
+	return rc;
 }
 
 /*
@@ -292,7 +304,11 @@ static int walk_charsmap(struct walk *w, json_t *v, const char *ptr)
  * BPE merges: explained when both halves and their concatenation are in
  * the vocabulary and the merged tokens' ids rise with the rank (as trainers
  * write them); any other merge is charged verbatim, so that the order of
- * the list carries no free information.
+ * the list carries no free information.  What an explained merge still
+ * chooses - which token it makes (the step from the last one's id) and
+ * where it splits it - goes to the vocabulary stream's merge section as
+ * two varints, an unexplained one as a 0 (its text is in the residual),
+ * so the stream and the residual give the whole list back.
  */
 static int walk_merges(struct walk *w, json_t *v, json_t *vocab, const char *ptr)
 {
@@ -328,10 +344,16 @@ static int walk_merges(struct walk *w, json_t *v, json_t *vocab, const char *ptr
 		}
 		if (json_object_get(vocab, a) && json_object_get(vocab, b) && json_is_integer(id) &&
 		    json_integer_value(id) > last) {
+			if ((rc = nx_budget_add_varint(w->merges,
+						       (uint64_t)(json_integer_value(id) - last),
+						       w->err)) ||
+			    (rc = nx_budget_add_varint(w->merges, strlen(a), w->err)))
+				return rc;
 			last = json_integer_value(id);
 			continue;
 		}
-		if ((rc = nx_budget_add(w->b, a, strlen(a), w->err)) ||
+		if ((rc = nx_budget_add(w->merges, "", 1, w->err)) ||
+		    (rc = nx_budget_add(w->b, a, strlen(a), w->err)) ||
 		    (rc = nx_budget_add(w->b, " ", 1, w->err)) ||
 		    (rc = nx_budget_add(w->b, b, strlen(b), w->err)) ||
 		    (rc = nx_budget_add(w->b, "\n", 1, w->err)))
@@ -482,9 +504,10 @@ static int walk(struct walk *w, json_t *v, const char *ctx, const char *ptr, cha
 }
 
 int nx_vfy__tokjson_residual(struct vfy_ctx *c, const char *path, const char *buf, size_t len,
-			 nx_budget_buf *b, bool *failed, nx_error *err)
+			 nx_budget_buf *b, struct vfy_vocab_stream *vs, bool *failed,
+			 nx_error *err)
 {
-	struct walk w = {.c = c, .path = path, .b = b, .err = err};
+	struct walk w = {.c = c, .path = path, .b = b, .vs = vs, .err = err};
 	json_t *vocab;
 	json_error_t je;
 	json_t *root;
@@ -495,6 +518,8 @@ int nx_vfy__tokjson_residual(struct vfy_ctx *c, const char *path, const char *bu
 		return 0;   /* json-over-budget, from check code */
 	if (!(root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je)))
 		return 0;   /* config-unparsable, from check code */
+	if ((rc = nx_budget_buf_new(&w.merges, err)))
+		goto out;
 	if (!json_is_object(root)) {
 		rc = fail(&w, "%s: %s is not a JSON object", path, "the document");
 	} else {
@@ -502,6 +527,12 @@ int nx_vfy__tokjson_residual(struct vfy_ctx *c, const char *path, const char *bu
 		w.vocab = json_is_object(vocab) ? vocab : NULL;
 		rc = walk(&w, root, "", "", ' ', 0);
 	}
+	nx_budget_data(vs->b, &vs->tokjson_len);
+	vs->tokjson_n = vs->n;
+	if (!rc)
+		rc = nx_budget_append(vs->b, w.merges, err);
+out:
+	nx_budget_buf_free(w.merges);
 	json_decref(root);
 	*failed = w.failed;
 	return rc;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nexus/budget.h"
 #include "nexus/magic.h"
 
 #define CHECK NX_CHECK_CODE
@@ -21,6 +22,20 @@
 #define NX_VERIFY_VOCAB_ID_SLACK 1024
 /* a number token this long counts as data (years and "1000" do not) */
 #define NX_VERIFY_VOCAB_NUMBER_MIN 5
+
+/*
+ * The payload the long number entries of a vocabulary of n tokens may
+ * carry: NX_MAGIC_DATA_MAX up to NX_BUDGET_VOCAB_TIER1_FREE tokens, in
+ * proportion past it (a real Unigram of 73,740 pieces holds 3,222 numbers
+ * of 5+ digits, about 9.7 KB of payload: bench/tok_budget_real.py).  The
+ * vocabulary bound (tier 2 of the leak budget) charges what they carry
+ * either way; this rule is the tripwire for a column of numbers.
+ */
+static uint64_t numbers_max(uint64_t n)
+{
+	return n > NX_BUDGET_VOCAB_TIER1_FREE ?
+	       (uint64_t)NX_MAGIC_DATA_MAX * n / NX_BUDGET_VOCAB_TIER1_FREE : NX_MAGIC_DATA_MAX;
+}
 
 /* A token made of a number once its word-piece prefix (##, Ġ, ▁) is off. */
 static size_t number_len(const char *s, size_t len)
@@ -113,13 +128,15 @@ int nx_vfy__vocab_entry(struct vfy_ctx *c, struct vfy_vocab *v, const char *path
 	if (num < NX_VERIFY_VOCAB_NUMBER_MIN || v->reported)
 		return 0;
 	v->numbers += nx_magic_number_payload(num);
-	if (v->numbers <= NX_MAGIC_DATA_MAX)
+	if (v->numbers <= numbers_max(v->tokens))
 		return 0;
 	v->reported = true;
 	return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_VOCAB_ENTRY_SUSPICIOUS, path, line,
-			     "%s: the vocabulary's number entries of %d+ digits carry over %d "
-			     "bytes of data by here: a list of numbers, not tokens", where,
-			     NX_VERIFY_VOCAB_NUMBER_MIN, NX_MAGIC_DATA_MAX);
+			     "%s: the vocabulary's number entries of %d+ digits carry over %llu "
+			     "bytes of data by here (%d, and in proportion past %u tokens): a "
+			     "list of numbers, not tokens", where, NX_VERIFY_VOCAB_NUMBER_MIN,
+			     (unsigned long long)numbers_max(v->tokens), NX_MAGIC_DATA_MAX,
+			     NX_BUDGET_VOCAB_TIER1_FREE);
 }
 
 struct line_ref {
@@ -165,6 +182,13 @@ int nx_vfy__vocab_txt(struct vfy_ctx *c, const char *path, const char *buf, size
 	long line = 1;
 	int rc = 0;
 
+	for (; p < end; v.tokens++) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+
+		p = nl ? nl + 1 : end;
+	}
+	p = buf;
+
 	while (!rc && p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t k = nl ? (size_t)(nl - p) : (size_t)(end - p);
@@ -189,6 +213,14 @@ int nx_vfy__vocab_txt(struct vfy_ctx *c, const char *path, const char *buf, size
 		rc = check_repeats(c, path, e, n);
 	free(e);
 	return rc;
+}
+
+uint64_t nx_vfy__vocab_count(json_t *root)
+{
+	json_t *vocab = json_object_get(json_object_get(root, "model"), "vocab");
+
+	return json_is_object(vocab) ? json_object_size(vocab) :
+	       json_is_array(vocab) ? json_array_size(vocab) : 0;
 }
 
 static int id_cmp(const void *a, const void *b)
