@@ -287,10 +287,27 @@ static void reflective_access(void **state)
 		"y: \"ev\" \"al('1')\"\n",
 		/* a module made a package */
 		"__path__ = ['/opt/train']\n",
+		/* a class pattern reads attributes by keyword, or by the names
+		 * __match_args__ lists (red team 9) */
+		"def f(l):\n    match l:\n        case object(backward=b):\n            b()\n",
+		"def f(m):\n    match m:\n        case object(__dict__={'x': y}): return y\n",
+		"def f(l):\n    match l:\n        case P(_private=b) | Q(__globals__=g):\n"
+		"            pass\n",
+		"class P:\n    __match_args__ = ('backward',)\n",
+		/* backward through the autograd graph's nodes, by hand */
+		"def f(loss, g):\n    return loss.grad_fn(g)\n",
+		"def f(node):\n    return [n for n, _ in node.next_functions]\n",
+		NULL
+	};
+	static const char *const ok[] = {
+		"def f(p):\n    match p:\n        case {'a': 'not code'}:\n            return 1\n"
+		"        case Point(x=0, y=yy) if yy:\n            return yy\n"
+		"    case = 3\n    return case(x=1, backward=2)\n",
 		NULL
 	};
 
 	expect_all("python-reflective", bad);
+	expect_clean(ok);
 }
 
 static void line_numbers(void **state)

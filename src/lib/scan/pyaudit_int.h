@@ -77,6 +77,7 @@ bool nx_pyaudit__private_ok(const char *name, size_t n);
 
 enum origin { O_NONE, O_STDLIB, O_DECLARED, O_BUNDLE };
 enum root { R_UNKNOWN, R_SELF, R_BUNDLE, R_MODULE };
+enum { PARAM_DEF = 1, PARAM_CASE = 2 };
 
 /* What the audit keeps of a token (nx_py_token is twice the size). */
 struct ctok {
@@ -126,7 +127,8 @@ struct audit {
 	size_t *match;         /* bracket -> its partner */
 	size_t *next;          /* open bracket or comma -> next comma of its level or close */
 	unsigned char *skip;   /* inside an import statement, or getattr's module argument */
-	unsigned char *param;  /* inside a def's parameter list */
+	unsigned char *param;  /* PARAM_DEF inside a def's parameter list, PARAM_CASE
+				* inside a case clause's pattern */
 	const struct nx_pyaudit_opts *o;
 	struct bindings *b;
 	nx_pyaudit_fn fn;

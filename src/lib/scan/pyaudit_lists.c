@@ -322,6 +322,10 @@ static const struct rule attrs[] = {
 	{ "backward", "computes gradients: a training step" },
 	{ "zero_grad", "clears gradients: a training step" },
 	{ "requires_grad_", "records gradients: a training step" },
+	/* a tensor's autograd graph: calling its nodes, followed along
+	 * next_functions, is a backward pass by hand (red team 9) */
+	{ "grad_fn", "the autograd graph: calling its nodes computes gradients" },
+	{ "next_functions", "the autograd graph: calling its nodes computes gradients" },
 	/* modules reached as attributes of other modules (`shutil.os`,
 	 * `typing.sys`, `codecs.builtins`): import them, so the audit sees it */
 	{ "sys", "a module reached through another module" },
@@ -367,7 +371,9 @@ static const struct rule runners[] = {
 /* Dunders of the data model and module metadata; every other dunder
  * (__dict__, __globals__, __subclasses__, __builtins__, __self__,
  * __getattribute__, __loader__, __spec__, __path__, __code__...) reaches
- * namespaces, frames or the import system. */
+ * namespaces, frames or the import system.  __match_args__ is left out: its
+ * strings name the attributes a positional class pattern reads (red team 9:
+ * `__match_args__ = ("backward",)` with `case P(bw):`). */
 static const char *const dunders[] = {
 	"__abs__", "__add__", "__aenter__", "__aexit__", "__aiter__", "__all__", "__and__",
 	"__anext__", "__author__", "__await__", "__bool__", "__bytes__", "__call__", "__ceil__",
@@ -379,7 +385,7 @@ static const char *const dunders[] = {
 	"__ifloordiv__", "__ilshift__", "__imatmul__", "__imod__", "__imul__", "__index__",
 	"__init__", "__init_subclass__", "__int__", "__invert__", "__ior__", "__ipow__",
 	"__irshift__", "__isub__", "__iter__", "__itruediv__", "__ixor__", "__le__", "__len__",
-	"__length_hint__", "__license__", "__lshift__", "__lt__", "__main__", "__match_args__",
+	"__length_hint__", "__license__", "__lshift__", "__lt__", "__main__",
 	"__matmul__", "__missing__", "__mod__", "__module__", "__mul__", "__name__", "__ne__",
 	"__neg__", "__new__", "__next__", "__or__", "__pos__", "__post_init__", "__pow__",
 	"__qualname__", "__radd__", "__rand__", "__rdivmod__", "__repr__", "__reversed__",

@@ -458,6 +458,9 @@ static int bare_name(struct audit *a, size_t i)
 	const char *s = a->t[i].name, *why;
 	size_t n = a->t[i].nlen;
 
+	/* a class pattern's keyword is an attribute read of the subject */
+	if (keyword_arg(a, i) && a->param[i] == PARAM_CASE)
+		return nx_pyaudit__name_rules(a, i, s, n, R_UNKNOWN, NULL);
 	if (keyword_arg(a, i)) {
 		if ((why = nx_pyaudit__keyword(s, n)) &&
 		    !(name_is(a, i + 2, "False") && (is_op(a, i + 3, ",") || is_op(a, i + 3, ")"))))
@@ -528,7 +531,8 @@ static bool annotation(const struct audit *a, size_t i)
 	if (is_op(a, i - 1, "->"))
 		return true;
 	return i > 1 && is_op(a, i - 1, ":") && is_name(a, i - 2) &&
-	       (a->param[i - 1] || (a->t[i - 1].t.depth == 0 && stmt_start(a, i - 2)));
+	       (a->param[i - 1] == PARAM_DEF ||
+		(a->t[i - 1].t.depth == 0 && stmt_start(a, i - 2)));
 }
 
 /* Typing tools evaluate an annotation string: audit it as code.  One that

@@ -263,3 +263,213 @@ def test_teacher_layer_kept_approximately_signed(nexus, release_key, tmp_path, c
                                {"encoder.layer.3.output.dense": t})
     why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
     assert "encoder.layer.3.output.dense" in why, why
+
+
+# ---------------------- small teacher tensors in other types and places
+def _value_floats(tensors):
+    """Constant nodes with the vectors as `value_floats` (a list attribute:
+    canonical ONNX allows 256 values), each used by a node."""
+    from onnx import helper
+    from onnx_smuggling import sink_nodes
+    nodes = []
+    for name, v in tensors.items():
+        nodes.append(helper.make_node("Constant", [], [name], name=name + "_c",
+                                      value_floats=v.tolist()))
+        nodes += sink_nodes(name)
+    return nodes
+
+
+def _int8(v):
+    """symmetric int8, one scale a vector (what a quantizer writes)"""
+    return np.round(v / np.abs(v).max() * 127).astype(np.int8)
+
+
+OTHER_TYPES = {
+    # 24 vectors of 256 floats (1 KiB each, 24 KiB)
+    "Constant value_floats": lambda vs: ({}, _value_floats(vs)),
+    "widened to float64": lambda vs: ({f"w{i}": v.astype(np.float64)
+                                       for i, v in enumerate(vs.values())}, []),
+    "int8, a scale each": lambda vs: ({f"q{i}": _int8(v) for i, v in enumerate(vs.values())}, []),
+    "float32 bytes 2 bytes into float16 tensors": lambda vs: (
+        {f"h{i}": np.frombuffer(b"\x00\x3c" + v.tobytes(), np.float16)
+         for i, v in enumerate(vs.values())}, []),
+}
+OTHER_GOT_THROUGH = {"widened to float64", "int8, a scale each", "Constant value_floats"}
+
+
+def _other_reason(case):
+    return ("got through (red team 9): small teacher tensors are recorded as their bytes "
+            "and 16-bit casts only; " + case + " is none of them (24 x 1 KiB, over the 16 KiB "
+            "sum).  Fix proposed: record the float64 widening, and judge int8 vectors by "
+            "their correlation with the teacher's small tensors of their length")
+
+
+@pytest.mark.parametrize("case", [_xfail(c, OTHER_GOT_THROUGH, _other_reason)
+                                  for c in sorted(OTHER_TYPES)])
+def test_small_teacher_tensors_in_other_types(nexus, bundle, tmp_path, case):
+    import bundle_fixture as bf
+    from onnx_smuggling import sink_nodes
+    from onnx import numpy_helper
+    from .test_teacher_small import onnx_teacher
+    vs = {f"encoder.layer.{i}.attention.output.bias":
+          (np.random.default_rng(30 + i).standard_normal(256) / 16).astype(np.float32)
+          for i in range(24)}
+    teacher = onnx_teacher(tmp_path / "t.onnx", vs)
+    tensors, nodes = OTHER_TYPES[case](vs)
+    inits = [numpy_helper.from_array(np.zeros((), np.float32), "zero")]
+    for name, a in tensors.items():
+        inits.append(numpy_helper.from_array(a, name))
+        nodes += sink_nodes(name, to_float=a.dtype != np.float32)
+    m = bf.student_model(extra_nodes=nodes, extra_initializers=inits)
+    bundle.meta["parameters"] = bf.human(bf.parameters(m) + (256 * 24 if not tensors else 0))
+    bundle.smuggle("model/student_model.onnx", m.SerializeToString())
+    assert _weights_caught(nexus, bundle, teacher)
+
+
+# ------------------------------- Python: attributes read by a class pattern
+# `case object(backward=step):` binds step = subject.backward: an attribute
+# read spelled as a keyword, which the audit judged as a keyword argument
+# (only allow_pickle and the like); and a positional class pattern reads
+# the attributes its class's __match_args__ names (an allowed dunder).
+# With `.grad` and `.data` (inference code reads both) that is a training
+# step: autograd plus a hand-written SGD update.  Fixed in pyaudit.c
+# (a case clause's keywords are attributes) and pyaudit_lists.c
+# (__match_args__ is no longer an allowed dunder).  Same for a loss's
+# grad_fn: its nodes, called along next_functions, are a backward pass in
+# 15 lines with exactly autograd's gradients (refused by name now).
+UPDATE = ("    for p in model.parameters():\n"
+          "        p.data.add_(p.grad, alpha=-lr)\n"
+          "        p.grad = None\n"
+          "    return loss\n")
+GRAPH_STEP = (
+    "def fit(model, x, lr):\n"
+    "    loss = (model(x) ** 2).sum()\n"
+    "    todo = [(loss.grad_fn, loss.new_ones(loss.shape))]\n"
+    "    while todo:     # backward through the autograd graph's nodes\n"
+    "        node, g = todo.pop()\n"
+    "        if node is None:\n"
+    "            continue\n"
+    "        if hasattr(node, 'variable'):\n"
+    "            v = node.variable\n"
+    "            g = g.sum_to_size(v.shape)\n"
+    "            v.grad = g if v.grad is None else v.grad + g\n"
+    "            continue\n"
+    "        outs = node(g)\n"
+    "        outs = outs if isinstance(outs, tuple) else (outs,)\n"
+    "        for (nxt, _), o in zip(node.next_functions, outs):\n"
+    "            if o is not None:\n"
+    "                todo.append((nxt, o))\n" + UPDATE)
+PATTERN_DOORS = {
+    "class pattern keyword":
+        "def fit(model, x, lr):\n    loss = model(x).sum()\n"
+        "    match loss:\n        case object(backward=step):\n            step()\n" + UPDATE,
+    "__match_args__ and an instance check that always holds":
+        "class Any(type):\n    def __instancecheck__(cls, x):\n        return True\n\n\n"
+        "class Step(metaclass=Any):\n    __match_args__ = ('backward',)\n\n\n"
+        "def fit(model, x, lr):\n    loss = model(x).sum()\n"
+        "    match loss:\n        case Step(step):\n            step()\n" + UPDATE,
+    # no word of autograd: the loss's grad_fn nodes called one by one
+    "grad_fn nodes called by hand": GRAPH_STEP,
+}
+
+
+@pytest.mark.parametrize("door", sorted(PATTERN_DOORS))
+def test_training_step_through_a_class_pattern(nexus, release_key, tmp_path, door):
+    root = ws.make_workspace(tmp_path / "ws", utils_py=ws.UTILS_PY + "\n\n" + PATTERN_DOORS[door])
+    why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
+    assert "python-reflective" in why, why
+
+
+@pytest.mark.parametrize("door", sorted(PATTERN_DOORS))
+def test_class_pattern_step_does_train(door):
+    """The doors are real: one SGD step moves the weights."""
+    torch = pytest.importorskip("torch")
+    ns = {}
+    exec(compile(PATTERN_DOORS[door], "<door>", "exec"), ns)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    x = torch.randn(16, 4)
+    losses = [float(ns["fit"](model, x, 0.01)) for _ in range(5)]
+    assert losses[-1] < losses[0] / 2, losses
+
+
+# ------------------------------------------------ ONNX strings as a channel
+# 64 KiB of random data as base32 words in places of the model no node
+# reads; each must be refused (charged to the leak budget, or not
+# canonical).
+def _b32_words(nbytes, width):
+    import base64
+    text = base64.b32encode(np.random.default_rng(17).bytes(nbytes)).decode().lower()
+    return [text[i:i + width] for i in range(0, len(text), width)]
+
+
+def _opset_domains(m):
+    from onnx import helper
+    for w in _b32_words(65536, 200):
+        m.opset_import.append(helper.make_opsetid("ai." + w, 1))
+
+
+def _function_names(m):
+    """model-local functions, never called, named by the data"""
+    from onnx import helper
+    for w in _b32_words(65536, 200):
+        m.functions.append(helper.make_function(
+            "local", w, ["x"], ["y"], [helper.make_node("Identity", ["x"], ["y"])],
+            [helper.make_opsetid("", 13)]))
+
+
+def _graph_input_names(m):
+    """extra graph inputs (optional to a caller) named by the data"""
+    from onnx import TensorProto, helper
+    for w in _b32_words(65536, 200):
+        m.graph.input.append(helper.make_tensor_value_info(w, TensorProto.FLOAT, [1]))
+
+
+STRING_PLACES = {"opset_import domains": _opset_domains,
+                 "unused model-local function names": _function_names,
+                 "unused graph inputs' names": _graph_input_names}
+
+
+@pytest.mark.parametrize("place", sorted(STRING_PLACES))
+def test_onnx_strings_no_node_reads(nexus, bundle, place):
+    import bundle_fixture as bf
+    from verify_helpers import codes, verify, with_model
+    m = bf.student_model()
+    STRING_PLACES[place](m)
+    with_model(bundle, m)
+    rc, rep = verify(nexus, bundle)
+    assert rc == 1 and "budget-exceeded" in codes(rep, "FAIL"), \
+        [f["message"] for f in rep["findings"]][-6:]
+
+
+# ------------------- teacher tensors of 4-8 KiB: neither small nor sampled
+# A tensor from 4 KiB is judged alone (bytes, chunks) and left out of the
+# small-tensor sum, and the value sample needs 32 samples (8 KiB): so a
+# 4 KiB vector (a LayerNorm or bias of a 1024-wide teacher, BERT-large has
+# about 200 of them) in any form but its bytes is found by nothing.
+MID_FORMS = {
+    "whole (a guard)": lambda v: v,
+    "negated": lambda v: -v,
+    "reversed": lambda v: v[::-1],
+    "one element changed": _one_changed,
+}
+MID_GOT_THROUGH = {"negated", "reversed", "one element changed"}
+
+
+def _mid_reason(case):
+    return ("got through (red team 9): 16 teacher vectors of 4 KiB (64 KiB), " + case +
+            ": too big for the small-tensor sum, too small for the value sample (8 KiB), "
+            "no chunks in common.  Fix proposed: the small-tensor rules up to 8 KiB (or the "
+            "pooled value sample for every teacher tensor under 8 KiB)")
+
+
+@pytest.mark.parametrize("case", [_xfail(c, MID_GOT_THROUGH, _mid_reason)
+                                  for c in sorted(MID_FORMS)])
+def test_teacher_vectors_of_four_kib(nexus, bundle, tmp_path, case):
+    from .test_teacher_small import onnx_teacher, put_student
+    rng = np.random.default_rng(40)
+    vs = {f"encoder.layer.{i}.output.LayerNorm.weight":
+          (1 + rng.standard_normal(1024) / 16).astype(np.float32) for i in range(16)}
+    teacher = onnx_teacher(tmp_path / "t.onnx", vs)
+    put_student(bundle, {f"s{i}": MID_FORMS[case](v) for i, v in enumerate(vs.values())})
+    assert _weights_caught(nexus, bundle, teacher)
