@@ -473,3 +473,26 @@ def test_teacher_vectors_of_four_kib(nexus, bundle, tmp_path, case):
     teacher = onnx_teacher(tmp_path / "t.onnx", vs)
     put_student(bundle, {f"s{i}": MID_FORMS[case](v) for i, v in enumerate(vs.values())})
     assert _weights_caught(nexus, bundle, teacher)
+
+
+# -------------------------------------------- the allow list is workspace
+# nexus.yaml is the insider's: `allow_shared_tensors` names a student
+# tensor that may equal a teacher tensor, the build records it in the
+# signed policy, and the gate believes a signed record.  A whole 64 KiB
+# teacher layer (or every small one) then passes with an INFO
+# (teacher-tensor-allowed), whatever the reason says.
+@pytest.mark.xfail(strict=True, reason=(
+    "got through (red team 9): the allow list is workspace configuration, signed by the "
+    "official build and believed by the gate; `--strict` passes a 64 KiB teacher layer "
+    "listed in allow_shared_tensors.  Fix proposed: under --strict (the deployment gate) "
+    "an allowed shared tensor counts toward the 16 KiB small-copy bound and the leak "
+    "budget, or is believed only when the deployer passes --allow-shared NAME itself"))
+def test_teacher_layer_on_the_allow_list(nexus, release_key, tmp_path):
+    from .test_redteam7 import _teacher
+    t = _teacher()
+    root = _embedder_workspace(tmp_path / "ws", t, {"encoder.layer.3.output.dense": t})
+    with open(root / "nexus.yaml", "a") as f:
+        f.write("allow_shared_tensors:\n  - {name: dense2.weight, reason: "
+                "initialised from the base model's output projection}\n")
+    why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
+    assert "encoder.layer.3.output.dense" in why, why
