@@ -294,6 +294,15 @@ static void reflective_access(void **state)
 		"def f(l):\n    match l:\n        case P(_private=b) | Q(__globals__=g):\n"
 		"            pass\n",
 		"class P:\n    __match_args__ = ('backward',)\n",
+		/* allow_pickle where no call shows it: a mapping splatted, the
+		 * function kept as a value and called later */
+		"import numpy as np\ndef f(p, kw):\n    return np.load(p, **kw)\n",
+		"import numpy as np\nK = 'allow_' 'pickle'\nx = np.load('p', **{K: True})\n",
+		"import numpy as np\nL = np.load\ndef f(p):\n    return L(p, None, True)\n",
+		"import functools\nimport numpy as np\ng = functools.partial(np.load, mmap_mode=None)\n",
+		"from numpy import load\nM = [load]\n",
+		"import numpy as np\nx = np.load.__call__('p', None, True)\n",
+		"from numpy.lib import format as F\ndef f(p, g=F.read_array):\n    return g(p, True)\n",
 		/* backward through the autograd graph's nodes, by hand */
 		"def f(loss, g):\n    return loss.grad_fn(g)\n",
 		"def f(node):\n    return [n for n, _ in node.next_functions]\n",
@@ -303,6 +312,8 @@ static void reflective_access(void **state)
 		"def f(p):\n    match p:\n        case {'a': 'not code'}:\n            return 1\n"
 		"        case Point(x=0, y=yy) if yy:\n            return yy\n"
 		"    case = 3\n    return case(x=1, backward=2)\n",
+		"import numpy as np\ndef f(p):\n    a = np.load(p)\n    b = np.load(p, allow_pickle=False)\n"
+		"    return np.lib.format.read_array(p), np.load(p, mmap_mode='r'), a, b\n",
 		NULL
 	};
 

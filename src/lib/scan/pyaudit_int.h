@@ -62,6 +62,8 @@ const char *nx_pyaudit__keyword(const char *name, size_t n);
  * parameters come before it (a call with more positional arguments sets
  * it by position), or -1. */
 int nx_pyaudit__keyword_position(const char *dotted);
+/* dotted is such a function, or an attribute of one. */
+bool nx_pyaudit__keyword_function(const char *dotted);
 /* "3.11": the python whose standard library nx_pyaudit_stdlib lists. */
 const char *nx_pyaudit__stdlib_version(void);
 /* A private attribute name that is public API (namedtuple's _replace...). */

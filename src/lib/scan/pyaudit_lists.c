@@ -699,6 +699,18 @@ int nx_pyaudit__keyword_position(const char *dotted)
 	return -1;
 }
 
+/* dotted is a function with an allow_pickle parameter, or an attribute of
+ * one (`np.load.__call__`) */
+bool nx_pyaudit__keyword_function(const char *dotted)
+{
+	size_t k;
+
+	for (k = 0; keyword_positions[k].path; k++)
+		if (starts_with(keyword_positions[k].path, dotted))
+			return true;
+	return false;
+}
+
 bool nx_pyaudit__private_ok(const char *name, size_t n)
 {
 	return listed(private_ok, name, n);

@@ -178,9 +178,10 @@ static int positional_keyword(struct audit *a, size_t i, const char *path)
 	if (before < 0 || !is_op(a, o, "(") || a->match[o] == NONE)
 		return 0;
 	for (start = o + 1, c = a->next[o]; c != NONE; start = c + 1, c = a->next[c]) {
-		if (start < c && is_op(a, start, "*"))
+		if (start < c && (is_op(a, start, "*") || is_op(a, start, "**")))
 			return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%s' called with "
-				      "arguments from a list: allow_pickle could be among them", path);
+				      "arguments from a %s: allow_pickle could be among them", path,
+				      is_op(a, start, "*") ? "list" : "mapping");
 		if (start < c && !is_op(a, start, "**") &&
 		    !(a->t[start].t.kind == NX_PY_NAME && is_assign(a, start + 1)) &&
 		    npos++ == (size_t)before && !(c == start + 1 && name_is(a, start, "False")))
@@ -204,6 +205,14 @@ static int chain_end(struct audit *a, size_t i)
 		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "module '%.*s' used as a value (passed, "
 			      "stored or returned) refused: the audit follows a module only through "
 			      "its attributes", (int)a->t[i].nlen, a->t[i].name);
+	/* `L = np.load; L(p, None, True)`: such a function is only called,
+	 * where its arguments are seen (red team 9) */
+	for (k = 0; k < a->ntargets; k++)
+		if (!a->cdead[k] && nx_pyaudit__keyword_function(a->cpath[k]) &&
+		    (nx_pyaudit__keyword_position(a->cpath[k]) < 0 || !is_op(a, i + 1, "(")))
+			return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%s' used other than "
+				      "called refused: it has an allow_pickle parameter, which a call "
+				      "the audit does not see could set", a->cpath[k]);
 	for (k = 0; k < a->ntargets; k++)
 		if (!a->cdead[k] && (rc = positional_keyword(a, i, a->cpath[k])))
 			return rc;

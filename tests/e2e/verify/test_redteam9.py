@@ -496,3 +496,45 @@ def test_teacher_layer_on_the_allow_list(nexus, release_key, tmp_path):
                 "initialised from the base model's output projection}\n")
     why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
     assert "encoder.layer.3.output.dense" in why, why
+
+
+# ------------------- allow_pickle where no call the audit reads shows it
+# The audit refuses allow_pickle given as a keyword (any spelling of the
+# word), by position, or from a list; but np.load kept as a value and
+# called elsewhere, or given a mapping built at run time, unpickles the
+# bundle's data: a pickle that defines the optimiser step (FIT).  Fixed in
+# pyaudit_names.c: such a function is only ever called, never with **.
+UNPICKLE_DOORS = {
+    "np.load aliased": "import io\nimport numpy as np\nLOAD = np.load\n"
+                       "def fit():\n    return LOAD(io.BytesIO(BLOB), None, True)\n",
+    "a computed mapping": "import io\nimport numpy as np\n"
+                          f"KEY = {list(b'allow_pickle')!r}\n"
+                          "def fit():\n    kw = dict(zip([bytes(KEY).decode()], [True]))\n"
+                          "    return np.load(io.BytesIO(BLOB), **kw)\n",
+    "a default argument": "import io\nfrom numpy.lib import format as F\n"
+                          "def fit(read=F.read_array):\n    return read(io.BytesIO(BLOB), True)\n",
+}
+
+
+@pytest.mark.parametrize("door", sorted(UNPICKLE_DOORS))
+def test_unpickling_through_a_call_the_audit_does_not_read(nexus, release_key, tmp_path, door):
+    from token_payloads import FIT, pickled_exec
+    code = f"BLOB = {pickled_exec(FIT)!r}\n" + UNPICKLE_DOORS[door]
+    root = ws.make_workspace(tmp_path / "ws", utils_py=ws.UTILS_PY + "\n\n" + code)
+    why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
+    assert "python-reflective" in why, why
+
+
+def test_unpickling_door_is_real():
+    """numpy runs the pickle's callable through the alias (a harmless
+    assignment in place of the step)."""
+    import builtins
+    from token_payloads import pickled_exec
+    ns = {"BLOB": pickled_exec("import builtins; builtins._rt9 = 9")}
+    exec(UNPICKLE_DOORS["a computed mapping"], ns)
+    try:
+        ns["fit"]()
+    except Exception:
+        pass   # exec returns None, not an array: numpy complains after running it
+    assert getattr(builtins, "_rt9", None) == 9
+    del builtins._rt9
