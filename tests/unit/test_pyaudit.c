@@ -303,6 +303,8 @@ static void reflective_access(void **state)
 		"from numpy import load\nM = [load]\n",
 		"import numpy as np\nx = np.load.__call__('p', None, True)\n",
 		"from numpy.lib import format as F\ndef f(p, g=F.read_array):\n    return g(p, True)\n",
+		"import numpy as np\nz = np.load('a.npz')\nz.allow_pickle = True\nx = z['a']\n",
+		"import numpy as np\nz = np.load('a.npz')\nsetattr(z, 'allow_pickle', 1)\n",
 		/* backward through the autograd graph's nodes, by hand */
 		"def f(loss, g):\n    return loss.grad_fn(g)\n",
 		"def f(node):\n    return [n for n, _ in node.next_functions]\n",

@@ -310,6 +310,9 @@ static const struct rule attrs[] = {
 	{ "IMAP4_stream", "runs a program" },
 	{ "CGIHTTPRequestHandler", "runs programs" },
 	{ "read_pickle", "unpickles" },
+	/* an NpzFile reads its members with its allow_pickle attribute:
+	 * `z = np.load(f); z.allow_pickle = True; z['a']` (red team 9) */
+	{ "allow_pickle", "set on an NpzFile, its members are unpickled" },
 	{ "load_library", "loads native code" },
 	{ "register_custom_ops_library", "loads native code" },
 	{ "get_field", "string.Formatter.get_field: attribute lookups by names in a string" },

@@ -502,8 +502,10 @@ def test_teacher_layer_on_the_allow_list(nexus, release_key, tmp_path):
 # The audit refuses allow_pickle given as a keyword (any spelling of the
 # word), by position, or from a list; but np.load kept as a value and
 # called elsewhere, or given a mapping built at run time, unpickles the
-# bundle's data: a pickle that defines the optimiser step (FIT).  Fixed in
-# pyaudit_names.c: such a function is only ever called, never with **.
+# bundle's data: a pickle that defines the optimiser step (FIT); so does
+# an NpzFile whose allow_pickle attribute is set.  Fixed in
+# pyaudit_names.c (such a function is only ever called, never with **)
+# and pyaudit_lists.c (the attribute allow_pickle is refused).
 UNPICKLE_DOORS = {
     "np.load aliased": "import io\nimport numpy as np\nLOAD = np.load\n"
                        "def fit():\n    return LOAD(io.BytesIO(BLOB), None, True)\n",
@@ -511,6 +513,9 @@ UNPICKLE_DOORS = {
                           f"KEY = {list(b'allow_pickle')!r}\n"
                           "def fit():\n    kw = dict(zip([bytes(KEY).decode()], [True]))\n"
                           "    return np.load(io.BytesIO(BLOB), **kw)\n",
+    "an NpzFile's attribute": "import io\nimport numpy as np\n"
+                              "def fit(npz):\n    z = np.load(io.BytesIO(npz))\n"
+                              "    z.allow_pickle = True\n    return z['a']\n",
     "a default argument": "import io\nfrom numpy.lib import format as F\n"
                           "def fit(read=F.read_array):\n    return read(io.BytesIO(BLOB), True)\n",
 }
@@ -538,3 +543,35 @@ def test_unpickling_door_is_real():
         pass   # exec returns None, not an array: numpy complains after running it
     assert getattr(builtins, "_rt9", None) == 9
     del builtins._rt9
+
+
+# ------------------------- under half of each teacher layer, kept exact
+# The value sample calls a tensor a copy when it holds half of the
+# teacher tensor's samples; chunks need 4 KiB of bytes in a row.  Three
+# 64 KiB teacher layers, each with 40% of its elements kept exact at
+# random positions (the rest noise), carry 77 KiB of teacher values in
+# place, and each is far above its decoys.
+FRACTIONS = {"40% kept": (0.40, True), "60% kept (a guard)": (0.60, False)}
+
+
+@pytest.mark.parametrize("case", [
+    pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=(
+        "got through (red team 9): the value sample's threshold is half of a teacher "
+        "tensor's samples; 40% of three 64 KiB layers (77 KiB) kept exact in place passes.  "
+        "Fix proposed: judge by significance against the decoys alone and count the bytes "
+        "a hit rate implies (hits x rate x 4) toward a bound summed over tensors")))
+    if through else c for c, (_, through) in sorted(FRACTIONS.items())])
+def test_under_half_of_each_teacher_layer(nexus, bundle, tmp_path, case):
+    from .test_teacher_small import onnx_teacher, put_student
+    frac = FRACTIONS[case][0]
+    rng = np.random.default_rng(50)
+    layers = {f"encoder.layer.{i}.intermediate.dense.weight":
+              (rng.standard_normal((256, 64)) / 8).astype(np.float32) for i in range(3)}
+    teacher = onnx_teacher(tmp_path / "t.onnx", layers)
+    students = {}
+    for i, t in enumerate(layers.values()):
+        keep = rng.random(t.shape) < frac
+        students[f"w{i}"] = np.where(keep, t, (rng.standard_normal(t.shape) / 8)
+                                     .astype(np.float32))
+    put_student(bundle, students)
+    assert _weights_caught(nexus, bundle, teacher)
