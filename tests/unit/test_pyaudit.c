@@ -305,6 +305,9 @@ static void reflective_access(void **state)
 		"from numpy.lib import format as F\ndef f(p, g=F.read_array):\n    return g(p, True)\n",
 		"import numpy as np\nz = np.load('a.npz')\nz.allow_pickle = True\nx = z['a']\n",
 		"import numpy as np\nz = np.load('a.npz')\nsetattr(z, 'allow_pickle', 1)\n",
+		"import numpy as np\nz = np.load('a.npz')\nz.__init__('a.npz', False, True)\n",
+		"import numpy as np\nz = np.load('a.npz')\ny = type(z)('a.npz', False, True)\n",
+		"import numpy as np\nz = np.load('a.npz')\ny = z.__class__('a.npz', False, True)\n",
 		/* backward through the autograd graph's nodes, by hand */
 		"def f(loss, g):\n    return loss.grad_fn(g)\n",
 		"def f(node):\n    return [n for n, _ in node.next_functions]\n",
@@ -314,6 +317,9 @@ static void reflective_access(void **state)
 		"def f(p):\n    match p:\n        case {'a': 'not code'}:\n            return 1\n"
 		"        case Point(x=0, y=yy) if yy:\n            return yy\n"
 		"    case = 3\n    return case(x=1, backward=2)\n",
+		"class A(B):\n    def __init__(self, x):\n        B.__init__(self, x)\n"
+		"        super().__init__(x)\n        self.c = type(self)\n"
+		"    def copy(self):\n        return type(self)(self.x), self.__class__(1), type(3)\n",
 		"import numpy as np\ndef f(p):\n    a = np.load(p)\n    b = np.load(p, allow_pickle=False)\n"
 		"    return np.lib.format.read_array(p), np.load(p, mmap_mode='r'), a, b\n",
 		NULL

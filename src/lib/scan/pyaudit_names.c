@@ -13,6 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+static bool name_eq(const char *s, size_t n, const char *lit)
+{
+	return strlen(lit) == n && !memcmp(s, lit, n);
+}
+
 /* What attribute s[0..n) of a chain with this root reaches; module is the
  * dotted path it is an attribute of when that is an imported module. */
 int nx_pyaudit__name_rules(struct audit *a, size_t i, const char *s, size_t n, enum root root,
@@ -20,6 +25,15 @@ int nx_pyaudit__name_rules(struct audit *a, size_t i, const char *s, size_t n, e
 {
 	const char *why;
 
+	/* `z.__init__(f, False, True)` re-makes an object (np.load's NpzFile)
+	 * with arguments the audit cannot type; `Base.__init__(self, ...)`
+	 * and self/cls/super() stay (red team 9) */
+	if (root != R_SELF && is_op(a, i + 1, "(") && (name_eq(s, n, "__init__") ||
+						      name_eq(s, n, "__class__")) &&
+	    !(name_is(a, i + 2, "self") && (is_op(a, i + 3, ",") || is_op(a, i + 3, ")"))))
+		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' called on an object "
+			      "other than self, cls or super() refused: it makes an object of a "
+			      "type the audit cannot see with arguments it cannot judge", (int)n, s);
 	if (is_dunder(s, n)) {
 		if (nx_pyaudit__dunder_ok(s, n) || (root == R_SELF && n == 8 &&
 						    !memcmp(s, "__dict__", 8)))
@@ -485,6 +499,14 @@ static int bare_name(struct audit *a, size_t i)
 	if (is_dunder(s, n) && !nx_pyaudit__dunder_ok(s, n))
 		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' refused: a dunder outside the data "
 			      "model reaches namespaces, frames or the import system", (int)n, s);
+	/* `type(z)(f, False, True)`: the class of an object the audit cannot
+	 * type, called (red team 9); type(self)(...) stays */
+	if (name_is(a, i, "type") && is_op(a, i + 1, "(") && a->match[i + 1] != NONE &&
+	    is_op(a, a->match[i + 1] + 1, "(") &&
+	    !(a->match[i + 1] == i + 3 && (name_is(a, i + 2, "self") || name_is(a, i + 2, "cls"))))
+		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'type(...)(...)' refused: it "
+			      "calls the class of an object the audit cannot type, with arguments "
+			      "it cannot judge");
 	if (name_is(a, i, "getattr") || name_is(a, i, "setattr") || name_is(a, i, "delattr") ||
 	    name_is(a, i, "hasattr"))
 		return getattr_call(a, i);

@@ -505,7 +505,9 @@ def test_teacher_layer_on_the_allow_list(nexus, release_key, tmp_path):
 # bundle's data: a pickle that defines the optimiser step (FIT); so does
 # an NpzFile whose allow_pickle attribute is set.  Fixed in
 # pyaudit_names.c (such a function is only ever called, never with **)
-# and pyaudit_lists.c (the attribute allow_pickle is refused).
+# and pyaudit_lists.c (the attribute allow_pickle is refused); and so
+# does an NpzFile re-made by `z.__init__(...)` or `type(z)(...)` with
+# allow_pickle by position: neither is called on self/cls/super() now.
 UNPICKLE_DOORS = {
     "np.load aliased": "import io\nimport numpy as np\nLOAD = np.load\n"
                        "def fit():\n    return LOAD(io.BytesIO(BLOB), None, True)\n",
@@ -516,6 +518,13 @@ UNPICKLE_DOORS = {
     "an NpzFile's attribute": "import io\nimport numpy as np\n"
                               "def fit(npz):\n    z = np.load(io.BytesIO(npz))\n"
                               "    z.allow_pickle = True\n    return z['a']\n",
+    "an NpzFile re-initialised": "import io\nimport numpy as np\n"
+                                 "def fit(npz):\n    z = np.load(io.BytesIO(npz))\n"
+                                 "    z.__init__(io.BytesIO(npz), False, True)\n"
+                                 "    return z['a']\n",
+    "the class of an NpzFile, called": "import io\nimport numpy as np\n"
+                                       "def fit(npz):\n    z = np.load(io.BytesIO(npz))\n"
+                                       "    return type(z)(io.BytesIO(npz), False, True)['a']\n",
     "a default argument": "import io\nfrom numpy.lib import format as F\n"
                           "def fit(read=F.read_array):\n    return read(io.BytesIO(BLOB), True)\n",
 }
