@@ -32,7 +32,8 @@
  *                      methodcaller but a call with a plain literal name, a
  *                      dunder outside the data-model allow-list
  *                      (`__dict__`, `__globals__`, `__subclasses__`,
- *                      `__builtins__`...), frame and code internals, import
+ *                      `__builtins__`, `__match_args__`...), a case
+ *                      pattern's keyword judged as the attribute it reads, frame and code internals, import
  *                      machinery names, a private attribute of anything but
  *                      self/cls/super()/a bundle module, sys beyond its
  *                      allow-list, os process functions, and an imported

@@ -287,10 +287,46 @@ static void reflective_access(void **state)
 		"y: \"ev\" \"al('1')\"\n",
 		/* a module made a package */
 		"__path__ = ['/opt/train']\n",
+		/* a class pattern reads attributes by keyword, or by the names
+		 * __match_args__ lists (red team 9) */
+		"def f(l):\n    match l:\n        case object(backward=b):\n            b()\n",
+		"def f(m):\n    match m:\n        case object(__dict__={'x': y}): return y\n",
+		"def f(l):\n    match l:\n        case P(_private=b) | Q(__globals__=g):\n"
+		"            pass\n",
+		"class P:\n    __match_args__ = ('backward',)\n",
+		/* allow_pickle where no call shows it: a mapping splatted, the
+		 * function kept as a value and called later */
+		"import numpy as np\ndef f(p, kw):\n    return np.load(p, **kw)\n",
+		"import numpy as np\nK = 'allow_' 'pickle'\nx = np.load('p', **{K: True})\n",
+		"import numpy as np\nL = np.load\ndef f(p):\n    return L(p, None, True)\n",
+		"import functools\nimport numpy as np\ng = functools.partial(np.load, mmap_mode=None)\n",
+		"from numpy import load\nM = [load]\n",
+		"import numpy as np\nx = np.load.__call__('p', None, True)\n",
+		"from numpy.lib import format as F\ndef f(p, g=F.read_array):\n    return g(p, True)\n",
+		"import numpy as np\nz = np.load('a.npz')\nz.allow_pickle = True\nx = z['a']\n",
+		"import numpy as np\nz = np.load('a.npz')\nsetattr(z, 'allow_pickle', 1)\n",
+		"import numpy as np\nz = np.load('a.npz')\nz.__init__('a.npz', False, True)\n",
+		"import numpy as np\nz = np.load('a.npz')\ny = type(z)('a.npz', False, True)\n",
+		"import numpy as np\nz = np.load('a.npz')\ny = z.__class__('a.npz', False, True)\n",
+		/* backward through the autograd graph's nodes, by hand */
+		"def f(loss, g):\n    return loss.grad_fn(g)\n",
+		"def f(node):\n    return [n for n, _ in node.next_functions]\n",
+		NULL
+	};
+	static const char *const ok[] = {
+		"def f(p):\n    match p:\n        case {'a': 'not code'}:\n            return 1\n"
+		"        case Point(x=0, y=yy) if yy:\n            return yy\n"
+		"    case = 3\n    return case(x=1, backward=2)\n",
+		"class A(B):\n    def __init__(self, x):\n        B.__init__(self, x)\n"
+		"        super().__init__(x)\n        self.c = type(self)\n"
+		"    def copy(self):\n        return type(self)(self.x), self.__class__(1), type(3)\n",
+		"import numpy as np\ndef f(p):\n    a = np.load(p)\n    b = np.load(p, allow_pickle=False)\n"
+		"    return np.lib.format.read_array(p), np.load(p, mmap_mode='r'), a, b\n",
 		NULL
 	};
 
 	expect_all("python-reflective", bad);
+	expect_clean(ok);
 }
 
 static void line_numbers(void **state)

@@ -145,6 +145,17 @@ static void python_errors_and_stop(void **state)
 	assert_int_equal(e.line, 2);
 	src = "# coding: utf_8 \n# coding: utf-7\nx = 1\n";
 	assert_int_equal(nx_scan_python(src, strlen(src), terms, 3, collect, &h, "a.py", &e), 0);
+	/* Python ends a line at a lone "\r" too, and a "coding:" with no name
+	 * does not end its search of the line (red team 9) */
+	src = "\r# coding: utf-7\rx = 1\n";
+	assert_int_equal(nx_scan_python(src, strlen(src), terms, 3, collect, &h, "a.py", &e),
+			 NX_EFORMAT);
+	assert_int_equal(e.line, 2);
+	src = "# coding: , coding: unicode_escape\nx = 1\n";
+	assert_int_equal(nx_scan_python(src, strlen(src), terms, 3, collect, &h, "a.py", &e),
+			 NX_EFORMAT);
+	src = "x = 1\r\n# coding: utf_8\r\n# coding: utf-7\r\n";
+	assert_int_equal(nx_scan_python(src, strlen(src), terms, 3, collect, &h, "a.py", &e), 0);
 	/* the callback's value stops the scan and is returned */
 	memset(&h, 0, sizeof(h));
 	h.stop_after = 1;

@@ -134,9 +134,24 @@ static int pair(struct audit *a)
 			size_t k;
 
 			for (k = i + 3; k < a->match[i + 2]; k++)
-				a->param[k] = 1;
+				a->param[k] = PARAM_DEF;
 			i = a->match[i + 2];
 		}
+	/* `case P(backward=b):` reads attribute `backward` of the subject:
+	 * mark a case clause's pattern (the soft keyword at a statement start,
+	 * up to its ':'), so that its keywords are judged as attributes */
+	for (i = 0; i + 1 < a->n; i++) {
+		size_t k;
+
+		if (!name_is(a, i, "case") || !stmt_start(a, i))
+			continue;
+		for (k = i + 1; k < a->n && a->t[k].t.kind != NX_PY_NEWLINE &&
+		     !(is_op(a, k, ":") && a->t[k].t.depth == a->t[i].t.depth); k++)
+			;
+		if (k < a->n && is_op(a, k, ":"))
+			memset(a->param + i + 1, PARAM_CASE, k - i - 1);
+		i = k;
+	}
 	free(stack);
 	free(last);
 	return 0;

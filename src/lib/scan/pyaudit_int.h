@@ -62,6 +62,8 @@ const char *nx_pyaudit__keyword(const char *name, size_t n);
  * parameters come before it (a call with more positional arguments sets
  * it by position), or -1. */
 int nx_pyaudit__keyword_position(const char *dotted);
+/* dotted is such a function, or an attribute of one. */
+bool nx_pyaudit__keyword_function(const char *dotted);
 /* "3.11": the python whose standard library nx_pyaudit_stdlib lists. */
 const char *nx_pyaudit__stdlib_version(void);
 /* A private attribute name that is public API (namedtuple's _replace...). */
@@ -77,6 +79,7 @@ bool nx_pyaudit__private_ok(const char *name, size_t n);
 
 enum origin { O_NONE, O_STDLIB, O_DECLARED, O_BUNDLE };
 enum root { R_UNKNOWN, R_SELF, R_BUNDLE, R_MODULE };
+enum { PARAM_DEF = 1, PARAM_CASE = 2 };
 
 /* What the audit keeps of a token (nx_py_token is twice the size). */
 struct ctok {
@@ -126,7 +129,8 @@ struct audit {
 	size_t *match;         /* bracket -> its partner */
 	size_t *next;          /* open bracket or comma -> next comma of its level or close */
 	unsigned char *skip;   /* inside an import statement, or getattr's module argument */
-	unsigned char *param;  /* inside a def's parameter list */
+	unsigned char *param;  /* PARAM_DEF inside a def's parameter list, PARAM_CASE
+				* inside a case clause's pattern */
 	const struct nx_pyaudit_opts *o;
 	struct bindings *b;
 	nx_pyaudit_fn fn;

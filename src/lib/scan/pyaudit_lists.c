@@ -310,6 +310,9 @@ static const struct rule attrs[] = {
 	{ "IMAP4_stream", "runs a program" },
 	{ "CGIHTTPRequestHandler", "runs programs" },
 	{ "read_pickle", "unpickles" },
+	/* an NpzFile reads its members with its allow_pickle attribute:
+	 * `z = np.load(f); z.allow_pickle = True; z['a']` (red team 9) */
+	{ "allow_pickle", "set on an NpzFile, its members are unpickled" },
 	{ "load_library", "loads native code" },
 	{ "register_custom_ops_library", "loads native code" },
 	{ "get_field", "string.Formatter.get_field: attribute lookups by names in a string" },
@@ -322,6 +325,10 @@ static const struct rule attrs[] = {
 	{ "backward", "computes gradients: a training step" },
 	{ "zero_grad", "clears gradients: a training step" },
 	{ "requires_grad_", "records gradients: a training step" },
+	/* a tensor's autograd graph: calling its nodes, followed along
+	 * next_functions, is a backward pass by hand (red team 9) */
+	{ "grad_fn", "the autograd graph: calling its nodes computes gradients" },
+	{ "next_functions", "the autograd graph: calling its nodes computes gradients" },
 	/* modules reached as attributes of other modules (`shutil.os`,
 	 * `typing.sys`, `codecs.builtins`): import them, so the audit sees it */
 	{ "sys", "a module reached through another module" },
@@ -367,7 +374,9 @@ static const struct rule runners[] = {
 /* Dunders of the data model and module metadata; every other dunder
  * (__dict__, __globals__, __subclasses__, __builtins__, __self__,
  * __getattribute__, __loader__, __spec__, __path__, __code__...) reaches
- * namespaces, frames or the import system. */
+ * namespaces, frames or the import system.  __match_args__ is left out: its
+ * strings name the attributes a positional class pattern reads (red team 9:
+ * `__match_args__ = ("backward",)` with `case P(bw):`). */
 static const char *const dunders[] = {
 	"__abs__", "__add__", "__aenter__", "__aexit__", "__aiter__", "__all__", "__and__",
 	"__anext__", "__author__", "__await__", "__bool__", "__bytes__", "__call__", "__ceil__",
@@ -379,7 +388,7 @@ static const char *const dunders[] = {
 	"__ifloordiv__", "__ilshift__", "__imatmul__", "__imod__", "__imul__", "__index__",
 	"__init__", "__init_subclass__", "__int__", "__invert__", "__ior__", "__ipow__",
 	"__irshift__", "__isub__", "__iter__", "__itruediv__", "__ixor__", "__le__", "__len__",
-	"__length_hint__", "__license__", "__lshift__", "__lt__", "__main__", "__match_args__",
+	"__length_hint__", "__license__", "__lshift__", "__lt__", "__main__",
 	"__matmul__", "__missing__", "__mod__", "__module__", "__mul__", "__name__", "__ne__",
 	"__neg__", "__new__", "__next__", "__or__", "__pos__", "__post_init__", "__pow__",
 	"__qualname__", "__radd__", "__rand__", "__rdivmod__", "__repr__", "__reversed__",
@@ -691,6 +700,18 @@ int nx_pyaudit__keyword_position(const char *dotted)
 		if (!strcmp(keyword_positions[k].path, dotted))
 			return keyword_positions[k].before;
 	return -1;
+}
+
+/* dotted is a function with an allow_pickle parameter, or an attribute of
+ * one (`np.load.__call__`) */
+bool nx_pyaudit__keyword_function(const char *dotted)
+{
+	size_t k;
+
+	for (k = 0; keyword_positions[k].path; k++)
+		if (starts_with(keyword_positions[k].path, dotted))
+			return true;
+	return false;
 }
 
 bool nx_pyaudit__private_ok(const char *name, size_t n)

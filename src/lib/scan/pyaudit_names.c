@@ -13,6 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+static bool name_eq(const char *s, size_t n, const char *lit)
+{
+	return strlen(lit) == n && !memcmp(s, lit, n);
+}
+
 /* What attribute s[0..n) of a chain with this root reaches; module is the
  * dotted path it is an attribute of when that is an imported module. */
 int nx_pyaudit__name_rules(struct audit *a, size_t i, const char *s, size_t n, enum root root,
@@ -20,6 +25,15 @@ int nx_pyaudit__name_rules(struct audit *a, size_t i, const char *s, size_t n, e
 {
 	const char *why;
 
+	/* `z.__init__(f, False, True)` re-makes an object (np.load's NpzFile)
+	 * with arguments the audit cannot type; `Base.__init__(self, ...)`
+	 * and self/cls/super() stay (red team 9) */
+	if (root != R_SELF && is_op(a, i + 1, "(") && (name_eq(s, n, "__init__") ||
+						      name_eq(s, n, "__class__")) &&
+	    !(name_is(a, i + 2, "self") && (is_op(a, i + 3, ",") || is_op(a, i + 3, ")"))))
+		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' called on an object "
+			      "other than self, cls or super() refused: it makes an object of a "
+			      "type the audit cannot see with arguments it cannot judge", (int)n, s);
 	if (is_dunder(s, n)) {
 		if (nx_pyaudit__dunder_ok(s, n) || (root == R_SELF && n == 8 &&
 						    !memcmp(s, "__dict__", 8)))
@@ -178,9 +192,10 @@ static int positional_keyword(struct audit *a, size_t i, const char *path)
 	if (before < 0 || !is_op(a, o, "(") || a->match[o] == NONE)
 		return 0;
 	for (start = o + 1, c = a->next[o]; c != NONE; start = c + 1, c = a->next[c]) {
-		if (start < c && is_op(a, start, "*"))
+		if (start < c && (is_op(a, start, "*") || is_op(a, start, "**")))
 			return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%s' called with "
-				      "arguments from a list: allow_pickle could be among them", path);
+				      "arguments from a %s: allow_pickle could be among them", path,
+				      is_op(a, start, "*") ? "list" : "mapping");
 		if (start < c && !is_op(a, start, "**") &&
 		    !(a->t[start].t.kind == NX_PY_NAME && is_assign(a, start + 1)) &&
 		    npos++ == (size_t)before && !(c == start + 1 && name_is(a, start, "False")))
@@ -204,6 +219,14 @@ static int chain_end(struct audit *a, size_t i)
 		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "module '%.*s' used as a value (passed, "
 			      "stored or returned) refused: the audit follows a module only through "
 			      "its attributes", (int)a->t[i].nlen, a->t[i].name);
+	/* `L = np.load; L(p, None, True)`: such a function is only called,
+	 * where its arguments are seen (red team 9) */
+	for (k = 0; k < a->ntargets; k++)
+		if (!a->cdead[k] && nx_pyaudit__keyword_function(a->cpath[k]) &&
+		    (nx_pyaudit__keyword_position(a->cpath[k]) < 0 || !is_op(a, i + 1, "(")))
+			return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%s' used other than "
+				      "called refused: it has an allow_pickle parameter, which a call "
+				      "the audit does not see could set", a->cpath[k]);
 	for (k = 0; k < a->ntargets; k++)
 		if (!a->cdead[k] && (rc = positional_keyword(a, i, a->cpath[k])))
 			return rc;
@@ -478,6 +501,9 @@ static int bare_name(struct audit *a, size_t i)
 	const char *s = a->t[i].name, *why;
 	size_t n = a->t[i].nlen;
 
+	/* a class pattern's keyword is an attribute read of the subject */
+	if (keyword_arg(a, i) && a->param[i] == PARAM_CASE)
+		return nx_pyaudit__name_rules(a, i, s, n, R_UNKNOWN, NULL);
 	if (keyword_arg(a, i)) {
 		if ((why = nx_pyaudit__keyword(s, n)) &&
 		    !(name_is(a, i + 2, "False") && (is_op(a, i + 3, ",") || is_op(a, i + 3, ")"))))
@@ -493,6 +519,14 @@ static int bare_name(struct audit *a, size_t i)
 	if (is_dunder(s, n) && !nx_pyaudit__dunder_ok(s, n))
 		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' refused: a dunder outside the data "
 			      "model reaches namespaces, frames or the import system", (int)n, s);
+	/* `type(z)(f, False, True)`: the class of an object the audit cannot
+	 * type, called (red team 9); type(self)(...) stays */
+	if (name_is(a, i, "type") && is_op(a, i + 1, "(") && a->match[i + 1] != NONE &&
+	    is_op(a, a->match[i + 1] + 1, "(") &&
+	    !(a->match[i + 1] == i + 3 && (name_is(a, i + 2, "self") || name_is(a, i + 2, "cls"))))
+		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'type(...)(...)' refused: it "
+			      "calls the class of an object the audit cannot type, with arguments "
+			      "it cannot judge");
 	if (name_is(a, i, "getattr") || name_is(a, i, "setattr") || name_is(a, i, "delattr") ||
 	    name_is(a, i, "hasattr"))
 		return getattr_call(a, i);
@@ -548,7 +582,8 @@ static bool annotation(const struct audit *a, size_t i)
 	if (is_op(a, i - 1, "->"))
 		return true;
 	return i > 1 && is_op(a, i - 1, ":") && is_name(a, i - 2) &&
-	       (a->param[i - 1] || (a->t[i - 1].t.depth == 0 && stmt_start(a, i - 2)));
+	       (a->param[i - 1] == PARAM_DEF ||
+		(a->t[i - 1].t.depth == 0 && stmt_start(a, i - 2)));
 }
 
 /* Typing tools evaluate an annotation string: audit it as code.  One that

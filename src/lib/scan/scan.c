@@ -825,40 +825,43 @@ static bool ascii_coding(const char *name, size_t n)
  * makes Python decode the file with that codec before tokenizing it.  Under
  * utf-7 `"+AHQ-eacher"` is "teacher"; unicode_escape decodes escapes in
  * code.  The scanner reads the bytes as UTF-8, so any other encoding means
- * it would not see what Python runs.
+ * it would not see what Python runs.  Lines are found as Python finds them
+ * (tokenizer.c): a line ends at "\n", "\r\n" or a lone "\r" (a file
+ * starting "\r# coding: utf-7" has its cookie on line 2: red team 9), and
+ * a "coding:" with no name after it does not end the search of its line.
  */
 static int check_coding(const char *buf, size_t len, const char *path, nx_error *err)
 {
-	size_t p = 0, e, k;
+	size_t p = 0, e, k, n;
 	long line;
 
-	for (line = 1; line <= 2 && p < len; line++, p = e + 1) {
-		const char *hit = NULL;
-
-		for (e = p; e < len && buf[e] != '\n'; e++)
+	for (line = 1; line <= 2 && p < len; line++) {
+		for (e = p; e < len && buf[e] != '\n' && buf[e] != '\r'; e++)
 			;
 		for (k = p; k < e && (buf[k] == ' ' || buf[k] == '\t' || buf[k] == '\f'); k++)
 			;
-		if (k >= e || buf[k] != '#')
-			continue;
-		for (; k + 7 <= e && !hit; k++)
-			if (!memcmp(buf + k, "coding", 6) && (buf[k + 6] == ':' || buf[k + 6] == '='))
-				hit = buf + k + 7;
-		if (!hit)
-			continue;
-		while (hit < buf + e && (*hit == ' ' || *hit == '\t'))
-			hit++;
-		for (k = 0; hit + k < buf + e && (isalnum((unsigned char)hit[k]) || hit[k] == '-' ||
-						  hit[k] == '_' || hit[k] == '.'); k++)
-			;
-		if (k && !ascii_coding(hit, k))
-			return nx_error_set(err, NX_EFORMAT, path, line, (long long)(hit - buf),
-					    "%s:%ld: declares the source encoding '%.*s', which Python "
-					    "decodes before it tokenizes; only UTF-8 (or an encoding "
-					    "equal to it on ASCII) can be scanned", path ? path : "<source>",
-					    line, (int)(k < 32 ? k : 32), hit);
-		if (k)
-			return 0;   /* Python uses the first cookie */
+		for (k = k < e && buf[k] == '#' ? k : e; k + 7 <= e; k++) {
+			const char *hit = buf + k + 7;
+
+			if (memcmp(buf + k, "coding", 6) || (buf[k + 6] != ':' && buf[k + 6] != '='))
+				continue;
+			while (hit < buf + e && (*hit == ' ' || *hit == '\t'))
+				hit++;
+			for (n = 0; hit + n < buf + e && (isalnum((unsigned char)hit[n]) ||
+							  hit[n] == '-' || hit[n] == '_' ||
+							  hit[n] == '.'); n++)
+				;
+			if (n && !ascii_coding(hit, n))
+				return nx_error_set(err, NX_EFORMAT, path, line, (long long)(hit - buf),
+						    "%s:%ld: declares the source encoding '%.*s', which "
+						    "Python decodes before it tokenizes; only UTF-8 (or an "
+						    "encoding equal to it on ASCII) can be scanned",
+						    path ? path : "<source>", line, (int)(n < 32 ? n : 32),
+						    hit);
+			if (n)
+				return 0;   /* Python uses the first cookie */
+		}
+		p = e + (e + 1 < len && buf[e] == '\r' && buf[e + 1] == '\n' ? 2 : 1);
 	}
 	return 0;
 }
