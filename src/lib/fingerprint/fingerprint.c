@@ -314,6 +314,8 @@ struct student_ctx {
 	size_t min;
 	struct small_match *small;
 	size_t nsmall, capsmall;
+	const char *seen;   /* the student tensor whose matches began at nseen */
+	size_t nseen;
 };
 
 /* Kept aside: only their sum is a finding (nx_fingerprint_student). */
@@ -412,6 +414,14 @@ static int match_cb(void *ctx, const char *name, const struct fp_hash *h, bool t
 
 	const char *tname, *tfile;
 
+	/* a tensor's canonical 16-bit forms (fingerprint_canon.c) come after
+	 * its bytes: looked at only when nothing matched before */
+	if (h->canonical && c->seen == name && c->n + c->nsmall > c->nseen)
+		return 0;
+	if (c->seen != name) {
+		c->seen = name;
+		c->nseen = c->n + c->nsmall;
+	}
 	/* small teacher tensors found whole inside it, at any offset */
 	for (i = 0; h->ps && i < h->ps->nhits; i++) {
 		const struct fp_entry *p = fp_find(c->teachers, h->ps->hits[i].whole,
@@ -486,7 +496,7 @@ static int distinct_sizes(uint64_t **out, size_t *nout, const nx_fp_set *t, nx_e
 int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_set *teachers,
 			   int dirfd, const char *path, size_t min_bytes, nx_error *err)
 {
-	struct student_ctx c = { teachers, NULL, 0, min_bytes, NULL, 0, 0 };
+	struct student_ctx c = { teachers, NULL, 0, min_bytes, NULL, 0, 0, NULL, 0 };
 	struct tensors w = { NULL, teachers, match_cb, &c, min_bytes, NULL, 0 };
 	uint64_t *sizes = NULL;
 	int fd = -1, rc;

@@ -157,6 +157,7 @@ static int end_chunk(struct fp_hash *h, const unsigned char *tail, size_t n, boo
 	/* a repeated 1-8 byte pattern (zeros, a row of ones) is in every model */
 	flat = n <= 8 || !memcmp(c, c + 4, n - 4) || !memcmp(c, c + 8, n - 8);
 	hash = chunk_hash(c, n);
+	h->varied |= !flat;
 	h->whole = rotl(h->whole ^ (hash + n * P2), 29) * P1;
 	if (h->collect && !flat) {
 		nx_fp_set *s = h->collect;

@@ -23,7 +23,10 @@
 #define TRANSPOSE_BUF (4u << 20)     /* bytes of a strip of columns read at once */
 #define TRANSPOSE_ROW_MAX (64u << 20) /* bytes of one column: larger is not transposed */
 
-static const char *const cast_suffix[FP_CASTS] = { " as float16", " as bfloat16" };
+static const char *const cast_suffix[FP_CASTS] = {
+	" as float16", " as bfloat16",
+	" as float16, any sign or power-of-two scale", " as bfloat16, any sign or power-of-two scale",
+};
 
 static uint16_t f32_to_bf16(uint32_t x)
 {
@@ -103,6 +106,7 @@ int nx_fp__casts_begin(struct fp_casts *c, struct fp_hash *orig, nx_error *err)
 
 	memset(c, 0, sizeof(*c));
 	c->orig = orig;
+	c->prev[0] = c->prev[1] = FP_CANON_START;
 	for (i = 0; i < FP_CASTS; i++)
 		if ((rc = nx_fp__hash_begin(&c->h[i], &c->tmp[i], NULL, err)) != 0)
 			goto fail;
@@ -117,16 +121,24 @@ fail:
 	return rc;
 }
 
-/* n float32 values at p (little-endian) cast and fed to both hashes. */
+/* n float32 values at p (little-endian) cast and fed to the hashes, each
+ * cast also in its canonical form. */
 static int cast_some(struct fp_casts *c, const unsigned char *p, size_t n)
 {
-	uint16_t *o16 = (uint16_t *)c->out, *obf = o16 + CAST_ELEMS;
-	int rc;
+	uint16_t *o16 = (uint16_t *)c->out, *obf = o16 + CAST_ELEMS, *canon = obf + CAST_ELEMS;
+	int rc, i;
 
 	c->cast(o16, obf, p, n);
-	if ((rc = nx_fp__hash_feed(&c->h[0], (const unsigned char *)o16, 2 * n)) != 0)
-		return rc;
-	return nx_fp__hash_feed(&c->h[1], (const unsigned char *)obf, 2 * n);
+	for (i = 0; i < 2; i++) {
+		const uint16_t *cast = i ? obf : o16;
+
+		if ((rc = nx_fp__hash_feed(&c->h[i], (const unsigned char *)cast, 2 * n)) != 0)
+			return rc;
+		nx_fp__canon16(canon, cast, n, i == 1, &c->prev[i]);
+		if ((rc = nx_fp__hash_feed(&c->h[2 + i], (const unsigned char *)canon, 2 * n)) != 0)
+			return rc;
+	}
+	return 0;
 }
 
 int nx_fp__casts_feed(void *ctx, const unsigned char *buf, size_t len)
@@ -184,7 +196,10 @@ int nx_fp__casts_end(struct fp_casts *c, nx_fp_set *set, const char *name, size_
 	int i, rc = 0;
 
 	for (i = 0; i < FP_CASTS; i++) {
-		bool keep = set && c->h[i].buf && c->h[i].total >= min;
+		/* a canonical form that is one repeated pattern (a constant fill
+		 * at any scale) is in every model */
+		bool keep = set && c->h[i].buf && c->h[i].total >= min &&
+			    (i < 2 || c->h[i].varied);
 		int end = c->h[i].buf ? nx_fp__hash_end(&c->h[i], keep) : 0;
 		size_t first = set ? set->nchunks : 0, k;
 
@@ -201,7 +216,9 @@ int nx_fp__casts_end(struct fp_casts *c, nx_fp_set *set, const char *name, size_
 				memcpy(full + nlen, cast_suffix[i], slen + 1);
 				if (!(rc = nx_fp__add(set, full, c->h[i].whole, c->h[i].total, err)))
 					set->ncasts++;
-				if (!rc)
+				/* the student's canonical streams are matched whole
+				 * and by chunks, not scanned for patterns */
+				if (!rc && i < 2)
 					rc = nx_fp__pattern_add(set, &c->h[i], err);
 				free(full);
 			}

@@ -153,6 +153,8 @@ struct fp_hash {
 	struct nx_fp__pscan *ps;                  /* student: also scanned, when set */
 	unsigned char head[FP_PATTERN_MAX];       /* teacher: the first bytes */
 	struct fp_values_match values;        /* student: set after the last byte */
+	bool varied;      /* a chunk that is not a repeated 1-8 byte pattern was cut */
+	bool canonical;   /* a 16-bit canonical stream (fingerprint_canon.c) */
 };
 
 int nx_fp__hash_begin(struct fp_hash *h, nx_fp_set *collect, const nx_fp_set *match,
@@ -244,18 +246,21 @@ int nx_fp__torch_zip(nx_fp_set *set, int fd, const char *path, uint64_t size, si
 
 /*
  * fingerprint_forms.c: a float32 teacher tensor is also recorded cast to
- * float16 and to bfloat16 (entries named "<name> as float16" ...), hashed
+ * float16 and to bfloat16 (entries named "<name> as float16" ...), and each
+ * cast in its canonical form (fingerprint_canon.c: "... as float16, any
+ * sign or power-of-two scale"), hashed
  * in the same pass as its own bytes: nx_fp__casts_feed (an nx_onnx_bytes_fn,
  * ctx the fp_casts) feeds orig and the casts.  The casts collect into
  * sets of their own, moved into `set` by nx_fp__casts_end for those of at
  * least min bytes (set NULL: only release).
  */
-#define FP_CASTS 2
+#define FP_CASTS 4   /* float16, bfloat16, and each canonical (fingerprint_canon.c) */
 typedef void (*fp_casts_fn)(uint16_t *o16, uint16_t *obf, const unsigned char *p, size_t n);
 struct fp_casts {
 	struct fp_hash *orig;
 	struct fp_hash h[FP_CASTS];
 	nx_fp_set tmp[FP_CASTS];
+	int prev[2];        /* the canonical forms' last exponents */
 	unsigned char carry[4];
 	size_t ncarry;
 	unsigned char *out;
@@ -270,6 +275,36 @@ int nx_fp__casts_end(struct fp_casts *c, nx_fp_set *set, const char *name, size_
  * over 64 MiB. */
 int nx_fp__hash_transposed(struct fp_hash *h, int fd, const char *path, uint64_t off,
 		       uint64_t rows, uint64_t cols, unsigned width, nx_error *err);
+
+/*
+ * fingerprint_canon.c: 16-bit streams with signs cleared and exponents as
+ * differences, so any sign pattern and power-of-two scale hash alike.
+ * nx_fp__canon16 converts n elements (float16, or bfloat16 when bf16;
+ * *prev: the last element's exponent, FP_CANON_START before the first).  Student side:
+ * nx_fp__canon_feed (an nx_onnx_bytes_fn, ctx the fp_canon) feeds orig the
+ * raw bytes and h[0 .. n) the canonical forms of a tensor of ONNX type
+ * dtype: float16 or bfloat16 itself (n 1), or float32's elements a 16-bit
+ * type holds exactly (h[0] float16, h[1] bfloat16).  The caller ends each
+ * h[i] (nx_fp__hash_end) and hands it on; nx_fp__canon_end frees the rest.
+ */
+struct fp_canon {
+	struct fp_hash *orig;
+	struct fp_hash h[2];
+	unsigned n;
+	bool from_f32, bf16[2];
+	int prev[2];
+	unsigned char carry[4];
+	size_t ncarry;
+	uint16_t *in;
+};
+#define FP_CANON_START (-1000)   /* *prev before the first element */
+#define FP_CANON_DROP 3           /* 2^3 below the element before: FP_CANON_SMALL */
+#define FP_CANON_SMALL 0x8000u
+void nx_fp__canon16(uint16_t *out, const uint16_t *in, size_t n, bool bf16, int *prev);
+int nx_fp__canon_begin(struct fp_canon *c, struct fp_hash *orig, const nx_fp_set *match,
+		       int32_t dtype, nx_error *err);
+int nx_fp__canon_feed(void *ctx, const unsigned char *buf, size_t len);
+void nx_fp__canon_end(struct fp_canon *c);
 
 /* fingerprint_quant.c: a float32 teacher tensor of rows x cols elements
  * of a shape in set->qshapes, read whole (t inline, else [off, off + len)

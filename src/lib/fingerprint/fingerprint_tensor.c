@@ -133,6 +133,7 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 {
 	struct fp_hash h;
 	struct fp_casts casts;
+	struct fp_canon canon;
 	struct nx_fp__vfeed vf;
 	struct nx_fp__pscan ps;
 	uint64_t len = src->widen ? 2 * src->len : src->len;
@@ -175,6 +176,18 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 	}
 	if (cast)
 		ctx = &casts;
+	/* a student's 16-bit forms, signs and scale taken out (fingerprint_canon.c) */
+	memset(&canon, 0, sizeof(canon));
+	if (!w->collect && (rc = nx_fp__canon_begin(&canon, &h, w->match, src->dtype, err)) != 0) {
+		if (h.ps)
+			nx_fp__pscan_end(&ps);
+		nx_fp__hash_end(&h, false);
+		return rc;
+	}
+	if (canon.n) {
+		feed = nx_fp__canon_feed;
+		ctx = &canon;
+	}
 	if (src->widen) {
 		wd = (struct widen){ feed, ctx, src->widen == 16, false, 0 };
 		feed = widen_feed;
@@ -203,6 +216,14 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 		rc = end;
 	if (!rc && keep)
 		rc = w->fn(w->ctx, name, &h, false, err);
+	for (unsigned i = 0; i < canon.n; i++) {
+		end = nx_fp__hash_end(&canon.h[i], true);
+		if (!rc)
+			rc = end;
+		if (!rc && canon.h[i].total >= nx_fp__floor(w->min))
+			rc = w->fn(w->ctx, name, &canon.h[i], false, err);
+	}
+	nx_fp__canon_end(&canon);
 	if (h.ps)
 		nx_fp__pscan_end(&ps);
 	if (cast) {

@@ -1,0 +1,231 @@
+/*
+ * fingerprint_canon.c - 16-bit forms with the sign and the scale taken out.
+ *
+ * The value sample (fingerprint_values.c) finds a float32 teacher tensor
+ * negated or scaled by a power of two by its 23-bit mantissas; a float16
+ * value has 10 mantissa bits and a bfloat16 one 7, which an honest tensor
+ * of any size holds all of, so a sample of them shows nothing.  But the
+ * sequence does: x 2^k adds k to every exponent and changes no mantissa,
+ * and a sign flip changes one bit.  So a 16-bit stream is also hashed in
+ * a canonical form - each element with its sign bit cleared and its
+ * exponent replaced by the difference from the exponent of the element
+ * before it (modulo the field; the first element's is 0) - which any
+ * constant power-of-two scale and any sign pattern leave as it was.
+ * Scaled down, a float16 tensor's smallest values become subnormal and
+ * lose bits (x 2^-5: a teacher of standard deviation 0.125 has 1% of
+ * them there), so the exponent of a subnormal is its value's (the
+ * mantissa normalized), and an element more than 2^FP_CANON_DROP below
+ * the one before it - zeros too - is one token, FP_CANON_SMALL, and not
+ * the next one's reference: whatever rounding did to it is not hashed.
+ * Infinities and NaNs keep their bits.  The top bit marks those tokens.
+ * Cut into content-defined chunks like any tensor (fingerprint_chunk.c),
+ * a piece of it is found too.
+ *
+ * Teacher side (fingerprint_forms.c): a float32 tensor's float16 and
+ * bfloat16 casts (so also a 16-bit teacher tensor, widened and cast back)
+ * are recorded in this form.  Student side (nx_fp__canon_*): a float16 or
+ * bfloat16 tensor's elements, and a float32 tensor's elements that a
+ * 16-bit type holds exactly, cast to it (a 16-bit teacher tensor scaled
+ * and widened is exact; an honest float32 weight is one in 2^13 or 2^16,
+ * and those few are left out of the stream, so it costs a test per
+ * element and a hash of almost nothing).
+ *
+ * What two equal canonical streams mean: the same mantissas, the same
+ * zeros, exponents apart by one constant, signs anything - a copy.
+ * A stream whose chunks all repeat a 1-8 byte pattern (a constant fill at
+ * any scale) is in every model and never recorded (fp_hash.varied).
+ */
+#include "fingerprint_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "nexus/export.h"
+
+#define CANON_ELEMS 8192u   /* elements converted at a time */
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "16-bit elements are read in the host's order: little-endian only"
+#endif
+
+void nx_fp__canon16(uint16_t *out, const uint16_t *in, size_t n, bool bf16, int *prev)
+{
+	const unsigned mb = bf16 ? 7 : 10, emax = bf16 ? 0xff : 0x1f;
+	const unsigned mmask = (1u << mb) - 1;
+	int p = *prev;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		unsigned a = in[i] & 0x7fffu, e = a >> mb, m = a & mmask;
+		int ee;
+
+		if (e == emax) {            /* infinity, NaN: as they are */
+			out[i] = (uint16_t)(0x8000u | a);
+			continue;
+		}
+		if (!a) {
+			out[i] = FP_CANON_SMALL;
+			continue;
+		}
+		if (e) {
+			ee = (int)e;
+		} else {                    /* subnormal: its exponent, normalized */
+			int msb = 31 - __builtin_clz(m);
+
+			ee = msb - (int)mb + 1;
+			m = (m << (mb - (unsigned)msb)) & mmask;
+		}
+		if (p == FP_CANON_START)
+			p = ee;
+		if (ee < p - FP_CANON_DROP) {
+			out[i] = FP_CANON_SMALL;
+			continue;
+		}
+		out[i] = (uint16_t)((((unsigned)(ee - p) & emax) << mb) | m);
+		p = ee;
+	}
+	*prev = p;
+}
+
+int nx_fp__canon_begin(struct fp_canon *c, struct fp_hash *orig, const nx_fp_set *match,
+		       int32_t dtype, nx_error *err)
+{
+	int i, rc;
+
+	memset(c, 0, sizeof(*c));
+	c->orig = orig;
+	c->from_f32 = dtype == 1;
+	c->n = dtype == 1 ? 2 : (dtype == 10 || dtype == 16) ? 1 : 0;
+	c->bf16[0] = dtype == 16;
+	c->bf16[1] = true;
+	for (i = 0; i < 2; i++)
+		c->prev[i] = FP_CANON_START;
+	for (i = 0; i < (int)c->n; i++) {
+		if ((rc = nx_fp__hash_begin(&c->h[i], NULL, match, err)) != 0)
+			goto fail;
+		c->h[i].canonical = true;
+	}
+	if (c->n && !(c->in = malloc(3 * CANON_ELEMS * sizeof(uint16_t)))) {
+		rc = nx_error_oom(err, NULL);
+		goto fail;
+	}
+	return 0;
+fail:
+	nx_fp__canon_end(c);
+	return rc;
+}
+
+/* n 16-bit elements in c->in[which] made canonical and fed to h[which]. */
+static int canon_some(struct fp_canon *c, int which, size_t n)
+{
+	uint16_t *in = c->in + which * CANON_ELEMS, *out = c->in + 2 * CANON_ELEMS;
+
+	if (!n)
+		return 0;
+	nx_fp__canon16(out, in, n, c->bf16[which], &c->prev[which]);
+	return nx_fp__hash_feed(&c->h[which], (const unsigned char *)out, 2 * n);
+}
+
+/*
+ * A float32 element is a candidate for float16 when its low 13 mantissa
+ * bits are 0 or it is under float16's normal range (zero, subnormal):
+ * the test the block loop runs on every element, so it is branch-free
+ * and the loop vectorizes.  Candidates are then cast and widened back.
+ */
+static inline unsigned cand(uint32_t x)
+{
+	return ((x & 0x1fffu) == 0) | (((x >> 23) & 0xffu) < 113u);
+}
+
+/* n float32 elements at p: those a 16-bit type holds exactly, cast. */
+static int canon_f32(struct fp_canon *c, const unsigned char *p, size_t n)
+{
+	uint16_t *o16 = c->in, *obf = c->in + CANON_ELEMS;
+	size_t i, k, n16 = 0, nbf = 0;
+	int rc;
+
+	for (i = 0; i < n; i += 16) {
+		uint32_t x[16];
+		size_t m = n - i < 16 ? n - i : 16;
+		unsigned any = 0;
+
+		memcpy(x, p + 4 * i, 4 * m);
+		for (k = m; k < 16; k++)
+			x[k] = 1;   /* not a candidate */
+		for (k = 0; k < 16; k++)
+			any |= cand(x[k]);
+		if (__builtin_expect(!any, 1))
+			continue;
+		for (k = 0; k < m; k++) {
+			uint16_t h;
+
+			if (!cand(x[k]))
+				continue;
+			if ((x[k] & 0xffffu) == 0)
+				obf[nbf++] = (uint16_t)(x[k] >> 16);
+			h = nx_quant_fp16(x[k]);
+			if (nx_fp__f16_to_f32(h) == x[k])
+				o16[n16++] = h;
+		}
+		if (n16 + 16 > CANON_ELEMS) {
+			if ((rc = canon_some(c, 0, n16)) != 0)
+				return rc;
+			n16 = 0;
+		}
+		if (nbf + 16 > CANON_ELEMS) {
+			if ((rc = canon_some(c, 1, nbf)) != 0)
+				return rc;
+			nbf = 0;
+		}
+	}
+	if ((rc = canon_some(c, 0, n16)) != 0)
+		return rc;
+	return canon_some(c, 1, nbf);
+}
+
+/* n 16-bit elements at p. */
+static int canon_16(struct fp_canon *c, const unsigned char *p, size_t n)
+{
+	memcpy(c->in, p, 2 * n);
+	return canon_some(c, 0, n);
+}
+
+int nx_fp__canon_feed(void *ctx, const unsigned char *buf, size_t len)
+{
+	struct fp_canon *c = ctx;
+	size_t w = c->from_f32 ? 4 : 2, n;
+	int rc;
+
+	if ((rc = nx_fp__hash_feed(c->orig, buf, len)) != 0 || !c->n)
+		return rc;
+	while (len && c->ncarry) {
+		c->carry[c->ncarry++] = *buf++;
+		len--;
+		if (c->ncarry == w) {
+			c->ncarry = 0;
+			if ((rc = c->from_f32 ? canon_f32(c, c->carry, 1) : canon_16(c, c->carry, 1)))
+				return rc;
+		}
+	}
+	while (len >= w) {
+		n = len / w < CANON_ELEMS ? len / w : CANON_ELEMS;
+		if ((rc = c->from_f32 ? canon_f32(c, buf, n) : canon_16(c, buf, n)) != 0)
+			return rc;
+		buf += w * n;
+		len -= w * n;
+	}
+	memcpy(c->carry, buf, len);
+	c->ncarry = len;
+	return 0;
+}
+
+void nx_fp__canon_end(struct fp_canon *c)
+{
+	unsigned i;
+
+	for (i = 0; i < c->n; i++)
+		if (c->h[i].buf)
+			nx_fp__hash_end(&c->h[i], true);
+	free(c->in);
+	c->in = NULL;
+}
