@@ -48,11 +48,14 @@
 #define FP_PATTERN_POOL_MAX (64u << 20) /* bytes of small teacher tensors kept */
 #define FP_HIST FP_ANCHOR               /* bytes before a piece an anchor may start in */
 #define FP_PENDING_MAX 65536u           /* anchors found, awaiting the rest of their tensor */
+#define FP_ANCHORS 8u                   /* anchors a tensor, at consecutive bytes */
 
 struct fp_pat {
 	uint64_t anchor;   /* ahash of bytes [a, a + FP_ANCHOR) */
 	uint64_t whole;    /* the entry's (fp_entry.whole, .bytes): found with fp_find */
 	uint32_t len, a;
+	uint32_t r;        /* a is the tensor's first anchor + r (0 .. FP_ANCHORS - 1) */
+	uint32_t t;        /* the tensor's index (its FP_ANCHORS patterns share it) */
 	size_t data;       /* offset of its bytes in pool */
 };
 
@@ -65,8 +68,9 @@ struct fp_patterns {
 	uint64_t *filter;        /* 2^fbits bits: an anchor's top fbits bits */
 	unsigned fbits;
 	bool sorted;
-	uint32_t *stamp;         /* per pattern: the student tensor it last matched in */
+	uint32_t *stamp;         /* per tensor: the student tensor it last matched in */
 	uint32_t now;
+	uint32_t ntensors;
 };
 
 static int pat_cmp(const void *x, const void *y)
@@ -121,14 +125,19 @@ size_t nx_fp__patterns_count(const nx_fp_set *set)
 int nx_fp__pattern_add(nx_fp_set *set, const struct fp_hash *h, nx_error *err)
 {
 	struct fp_patterns *s = set->patterns;
-	struct fp_pat *p;
-	uint32_t a;
+	uint32_t a, r;
 
 	if (h->total < NX_FP_SMALL_MIN_BYTES || h->total > FP_PATTERN_MAX)
 		return 0;
-	for (a = 0; a + FP_ANCHOR <= h->total && !varied(h->head + a); a += 8)
-		;
-	if (a + FP_ANCHOR > h->total)
+	/* the first FP_ANCHORS windows in a row that all vary */
+	for (a = 0, r = 0; r < FP_ANCHORS && a + r + FP_ANCHOR <= h->total; )
+		if (varied(h->head + a + r)) {
+			r++;
+		} else {
+			a += r + 1;
+			r = 0;
+		}
+	if (r < FP_ANCHORS)
 		return 0;   /* nowhere varied: trivial, or near enough */
 	if (!s) {
 		if (!(s = calloc(1, sizeof(*s))))
@@ -140,14 +149,20 @@ int nx_fp__pattern_add(nx_fp_set *set, const struct fp_hash *h, nx_error *err)
 	if (s->npool + h->total > FP_PATTERN_POOL_MAX)
 		return 0;   /* documented: past it, whole copies only */
 	if (nx_array_grow(&s->pool, &s->cappool, s->npool + h->total, 1, SIZE_MAX) ||
-	    NX_ARRAY_PUSH(s->p, s->cap, s->n))
+	    nx_array_grow(&s->p, &s->cap, s->n + FP_ANCHORS, sizeof(*s->p), SIZE_MAX))
 		return nx_error_oom(err, NULL);
-	p = &s->p[s->n++];
-	p->anchor = ahash(s->k0, s->k1, h->head + a);
-	p->whole = h->whole;
-	p->len = (uint32_t)h->total;
-	p->a = a;
-	p->data = s->npool;
+	for (r = 0; r < FP_ANCHORS; r++) {
+		struct fp_pat *p = &s->p[s->n++];
+
+		p->anchor = ahash(s->k0, s->k1, h->head + a + r);
+		p->whole = h->whole;
+		p->len = (uint32_t)h->total;
+		p->a = a + r;
+		p->r = r;
+		p->t = s->ntensors;
+		p->data = s->npool;
+	}
+	s->ntensors++;
 	memcpy(s->pool + s->npool, h->head, h->total);
 	s->npool += h->total;
 	s->sorted = false;
@@ -179,7 +194,7 @@ int nx_fp__pscan_begin(struct nx_fp__pscan *ps, const nx_fp_set *set, unsigned w
 		     ((size_t)1 << s->fbits) < 64 * s->n; s->fbits++)
 			;
 		qsort(s->p, s->n, sizeof(*s->p), pat_cmp);
-		s->stamp = calloc(s->n, sizeof(*s->stamp));
+		s->stamp = calloc(s->ntensors, sizeof(*s->stamp));
 		s->filter = calloc(((size_t)1 << s->fbits) / 64, sizeof(uint64_t));
 		if (!s->stamp || !s->filter)
 			return nx_error_oom(err, NULL);
@@ -214,7 +229,7 @@ static void ring_copy(const struct nx_fp__pscan *ps, unsigned char *out, uint64_
 static int anchor_found(struct nx_fp__pscan *ps, uint64_t h, uint64_t end)
 {
 	const struct fp_patterns *s = ps->s;
-	struct fp_pat key = { h, 0, 0, 0, 0 };
+	struct fp_pat key = { h, 0, 0, 0, 0, 0, 0 };
 	const struct fp_pat *p = bsearch(&key, s->p, s->n, sizeof(*s->p), pat_cmp);
 	unsigned char win[FP_ANCHOR];
 	uint64_t wstart = end - FP_ANCHOR;
@@ -225,7 +240,10 @@ static int anchor_found(struct nx_fp__pscan *ps, uint64_t h, uint64_t end)
 		p--;
 	ring_copy(ps, win, wstart, FP_ANCHOR);
 	for (; p < s->p + s->n && p->anchor == h; p++) {
-		if (wstart < p->a || memcmp(win, s->pool + p->data + p->a, FP_ANCHOR) ||
+		/* scanned every step bytes, a copy has one anchor of r < step
+		 * on a scanned offset; the others are not looked at */
+		if (p->r >= ps->step || wstart < p->a ||
+		    memcmp(win, s->pool + p->data + p->a, FP_ANCHOR) ||
 		    ps->npending >= FP_PENDING_MAX)
 			continue;
 		if (NX_ARRAY_PUSH(ps->pending, ps->cappending, ps->npending))
@@ -251,12 +269,12 @@ static int confirm(struct nx_fp__pscan *ps)
 			ps->pending[k++] = *q;
 			continue;
 		}
-		if (s->stamp[q->pat] == s->now)
+		if (s->stamp[p->t] == s->now)
 			continue;
 		ring_copy(ps, buf, q->start, p->len);
 		if (memcmp(buf, s->pool + p->data, p->len))
 			continue;
-		s->stamp[q->pat] = s->now;
+		s->stamp[p->t] = s->now;
 		if (NX_ARRAY_PUSH(ps->hits, ps->caphits, ps->nhits))
 			return nx_error_oom(ps->err, NULL);
 		ps->hits[ps->nhits].whole = p->whole;

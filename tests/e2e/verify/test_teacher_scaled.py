@@ -187,6 +187,41 @@ def test_small_teacher_tensors_packed(nexus, bundle, tmp_path, case):
     fails_copied(nexus, bundle, teacher, "small teacher tensors", *words)
 
 
+def _at_byte_offset(vs, off, dtype, rng):
+    """vs' bytes laid among random filler whole elements of dtype, each
+    starting `off` bytes into an element (inside it)."""
+    w = np.dtype(dtype).itemsize
+    raw = bytearray(rng.bytes(off))
+    for v in vs:
+        raw += (rng.standard_normal(int(rng.integers(1, 300))) / 16).astype(dtype).tobytes()
+        raw += v.tobytes()
+    raw += bytes(-len(raw) % w + w)
+    return np.frombuffer(bytes(raw), dtype)
+
+
+# (teacher vectors, student dtype, byte offset inside its elements)
+INSIDE = {
+    "float32, 1 byte in": (np.float32, 1, None),
+    "float32, 2 bytes in": (np.float32, 2, None),
+    "float32, 3 bytes in": (np.float32, 3, None),
+    "float16 casts in float16, 1 byte in": (np.float16, 1, np.float16),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INSIDE))
+def test_small_teacher_tensors_inside_an_element(nexus, bundle, tmp_path, case):
+    """A copy need not start on an element: 8 x 3 KiB teacher vectors (16
+    float16 casts of 1.5 KiB) placed 1-3 bytes into the student's elements
+    are found whole (an anchor at each of 8 consecutive bytes)."""
+    dtype, off, cast = INSIDE[case]
+    vs = list(vectors(16 if cast else 8).values())
+    teacher = onnx_teacher(tmp_path / "t.onnx", vectors(16 if cast else 8))
+    held = [v.astype(cast) for v in vs] if cast else vs
+    put_student(bundle, {"big": _at_byte_offset(held, off, dtype, np.random.default_rng(off))})
+    fails_copied(nexus, bundle, teacher, "small teacher tensors",
+                 "as float16" if cast else "24576 bytes")
+
+
 def test_packed_small_tensors_within_the_bound_pass(nexus, bundle, tmp_path):
     """4 x 3 KiB packed and one vector packed ten times (15 KiB in all) are
     under the 16 KiB bound: they pass, as their whole copies do."""
