@@ -5,9 +5,11 @@ STUDENT --teacher TEACHER` with two builds, run alternately, median of N.
 
 The teacher is BERT-base shaped (12 layers of a 768 x 768 weight and four
 768-float vectors: 48 small tensors, 144 small forms with their casts);
-the student is bench/gen_model.py's fp32 model of --params (25M: ~100 MB).
+the student is bench/gen_model.py's model of --params (25M: ~100 MB in
+fp32) in --dtype (fp32, or fp16: issue #22's canonical 16-bit forms hash
+all of it a second time).
 
-Usage: fingerprint_small_cost.py BEFORE/nexus AFTER/nexus [--dir D] [--runs 5]
+Usage: fingerprint_small_cost.py BEFORE/nexus AFTER/nexus [--dir D] [--runs 5] [--dtype fp16]
 """
 import argparse
 import os
@@ -44,14 +46,17 @@ def main():
     ap.add_argument("--dir", default="/tmp/nexus_fp_small_cost")
     ap.add_argument("--params", default="25M")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--dtype", choices=["fp32", "fp16"], default="fp32",
+                    help="the student's weights (fp16: every tensor also hashed canonical)")
     a = ap.parse_args()
     os.makedirs(a.dir, exist_ok=True)
-    t, s = os.path.join(a.dir, "teacher.onnx"), os.path.join(a.dir, f"student_{a.params}.onnx")
+    t, s = os.path.join(a.dir, "teacher.onnx"), os.path.join(
+        a.dir, f"student_{a.params}{'' if a.dtype == 'fp32' else '_' + a.dtype}.onnx")
     if not os.path.exists(t):
         teacher(t)
     if not os.path.exists(s):
         subprocess.run([sys.executable, os.path.join(ROOT, "bench/gen_model.py"), s,
-                        "--params", a.params], check=True, stderr=subprocess.DEVNULL)
+                        "--params", a.params, "--dtype", a.dtype], check=True, stderr=subprocess.DEVNULL)
     times = {"before": [], "after": []}
     for _ in range(a.runs):
         for name in ("before", "after"):

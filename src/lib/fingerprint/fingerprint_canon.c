@@ -44,10 +44,14 @@
 
 #define CANON_ELEMS 8192u   /* elements converted at a time */
 
+static fp_cand_fn next_cand_pick(void);
+
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "16-bit elements are read in the host's order: little-endian only"
 #endif
 
+/* Selects, not branches: whether an element is small is as random as
+ * the weights (a branch on it was most of the teacher side's cost). */
 void nx_fp__canon16(uint16_t *out, const uint16_t *in, size_t n, bool bf16, int *prev)
 {
 	const unsigned mb = bf16 ? 7 : 10, emax = bf16 ? 0xff : 0x1f;
@@ -56,33 +60,24 @@ void nx_fp__canon16(uint16_t *out, const uint16_t *in, size_t n, bool bf16, int 
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		unsigned a = in[i] & 0x7fffu, e = a >> mb, m = a & mmask;
-		int ee;
+		unsigned a = in[i] & 0x7fffu, e = a >> mb, m = a & mmask, tok;
+		int ee = (int)e, p0;
+		bool keep;
 
-		if (e == emax) {            /* infinity, NaN: as they are */
-			out[i] = (uint16_t)(0x8000u | a);
-			continue;
-		}
-		if (!a) {
-			out[i] = FP_CANON_SMALL;
-			continue;
-		}
-		if (e) {
-			ee = (int)e;
-		} else {                    /* subnormal: its exponent, normalized */
+		if (__builtin_expect(e == 0 && a != 0, 0)) {
+			/* subnormal: its value's exponent, the mantissa normalized */
 			int msb = 31 - __builtin_clz(m);
 
 			ee = msb - (int)mb + 1;
 			m = (m << (mb - (unsigned)msb)) & mmask;
 		}
-		if (p == FP_CANON_START)
-			p = ee;
-		if (ee < p - FP_CANON_DROP) {
-			out[i] = FP_CANON_SMALL;
-			continue;
-		}
-		out[i] = (uint16_t)((((unsigned)(ee - p) & emax) << mb) | m);
-		p = ee;
+		p0 = p == FP_CANON_START ? ee : p;
+		/* infinity, NaN: as they are; zero, small: one token */
+		keep = a != 0 && e != emax && ee >= p0 - FP_CANON_DROP;
+		tok = (((unsigned)(ee - p0) & emax) << mb) | m;
+		tok = keep ? tok : e == emax ? 0x8000u | a : FP_CANON_SMALL;
+		out[i] = (uint16_t)tok;
+		p = keep ? ee : p;
 	}
 	*prev = p;
 }
@@ -98,6 +93,7 @@ int nx_fp__canon_begin(struct fp_canon *c, struct fp_hash *orig, const nx_fp_set
 	c->n = dtype == 1 ? 2 : (dtype == 10 || dtype == 16) ? 1 : 0;
 	c->bf16[0] = dtype == 16;
 	c->bf16[1] = true;
+	c->next_cand = next_cand_pick();
 	for (i = 0; i < 2; i++)
 		c->prev[i] = FP_CANON_START;
 	for (i = 0; i < (int)c->n; i++) {
@@ -127,56 +123,80 @@ static int canon_some(struct fp_canon *c, int which, size_t n)
 }
 
 /*
- * A float32 element is a candidate for float16 when its low 13 mantissa
- * bits are 0 or it is under float16's normal range (zero, subnormal):
- * the test the block loop runs on every element, so it is branch-free
- * and the loop vectorizes.  Candidates are then cast and widened back.
+ * A float32 element a 16-bit type holds exactly has its low 13 mantissa
+ * bits 0 (float16: 13 bits more than its 10, more still for a subnormal;
+ * bfloat16: 16; zero too): the test the block loop runs on every element,
+ * branch-free so that it vectorizes.  An honest weight passes it once in
+ * 2^13; those are then cast and widened back.
  */
 static inline unsigned cand(uint32_t x)
 {
-	return ((x & 0x1fffu) == 0) | (((x >> 23) & 0xffu) < 113u);
+	return (x & 0x1fffu) == 0;
 }
+
+/* The first element of p[i .. n) that passes cand (n: none). */
+static size_t next_cand_scalar(const unsigned char *p, size_t i, size_t n)
+{
+	for (; i < n; i++) {
+		uint32_t x;
+
+		memcpy(&x, p + 4 * i, 4);
+		if (cand(x))
+			return i;
+	}
+	return n;
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* Eight elements a step (the scalar loop was most of the float32 side). */
+__attribute__((target("avx2"))) static size_t next_cand_avx2(const unsigned char *p, size_t i,
+							      size_t n)
+{
+	const __m256i low = _mm256_set1_epi32(0x1fff), zero = _mm256_setzero_si256();
+
+	for (; i + 8 <= n; i += 8) {
+		__m256i x = _mm256_loadu_si256((const __m256i *)(p + 4 * i));
+		int hit = _mm256_movemask_ps(_mm256_castsi256_ps(
+			_mm256_cmpeq_epi32(_mm256_and_si256(x, low), zero)));
+
+		if (hit)
+			return i + (size_t)__builtin_ctz((unsigned)hit);
+	}
+	return next_cand_scalar(p, i, n);
+}
+
+static fp_cand_fn next_cand_pick(void)
+{
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx2") ? next_cand_avx2 : next_cand_scalar;
+}
+#else
+static fp_cand_fn next_cand_pick(void)
+{
+	return next_cand_scalar;
+}
+#endif
 
 /* n float32 elements at p: those a 16-bit type holds exactly, cast. */
 static int canon_f32(struct fp_canon *c, const unsigned char *p, size_t n)
 {
 	uint16_t *o16 = c->in, *obf = c->in + CANON_ELEMS;
-	size_t i, k, n16 = 0, nbf = 0;
+	size_t i, n16 = 0, nbf = 0;
 	int rc;
 
-	for (i = 0; i < n; i += 16) {
-		uint32_t x[16];
-		size_t m = n - i < 16 ? n - i : 16;
-		unsigned any = 0;
+	/* n <= CANON_ELEMS: every element fits the buffers */
+	for (i = c->next_cand(p, 0, n); i < n; i = c->next_cand(p, i + 1, n)) {
+		uint32_t x;
+		uint16_t h;
 
-		memcpy(x, p + 4 * i, 4 * m);
-		for (k = m; k < 16; k++)
-			x[k] = 1;   /* not a candidate */
-		for (k = 0; k < 16; k++)
-			any |= cand(x[k]);
-		if (__builtin_expect(!any, 1))
-			continue;
-		for (k = 0; k < m; k++) {
-			uint16_t h;
-
-			if (!cand(x[k]))
-				continue;
-			if ((x[k] & 0xffffu) == 0)
-				obf[nbf++] = (uint16_t)(x[k] >> 16);
-			h = nx_quant_fp16(x[k]);
-			if (nx_fp__f16_to_f32(h) == x[k])
-				o16[n16++] = h;
-		}
-		if (n16 + 16 > CANON_ELEMS) {
-			if ((rc = canon_some(c, 0, n16)) != 0)
-				return rc;
-			n16 = 0;
-		}
-		if (nbf + 16 > CANON_ELEMS) {
-			if ((rc = canon_some(c, 1, nbf)) != 0)
-				return rc;
-			nbf = 0;
-		}
+		memcpy(&x, p + 4 * i, 4);
+		if ((x & 0xffffu) == 0)
+			obf[nbf++] = (uint16_t)(x >> 16);
+		h = nx_quant_fp16(x);
+		if (nx_fp__f16_to_f32(h) == x)
+			o16[n16++] = h;
 	}
 	if ((rc = canon_some(c, 0, n16)) != 0)
 		return rc;

@@ -287,6 +287,8 @@ int nx_fp__hash_transposed(struct fp_hash *h, int fd, const char *path, uint64_t
  * type holds exactly (h[0] float16, h[1] bfloat16).  The caller ends each
  * h[i] (nx_fp__hash_end) and hands it on; nx_fp__canon_end frees the rest.
  */
+/* The first element of float32 p[i .. n) a 16-bit type may hold exactly. */
+typedef size_t (*fp_cand_fn)(const unsigned char *p, size_t i, size_t n);
 struct fp_canon {
 	struct fp_hash *orig;
 	struct fp_hash h[2];
@@ -296,6 +298,7 @@ struct fp_canon {
 	unsigned char carry[4];
 	size_t ncarry;
 	uint16_t *in;
+	fp_cand_fn next_cand;   /* AVX2 where the CPU has it */
 };
 #define FP_CANON_START (-1000)   /* *prev before the first element */
 #define FP_CANON_DROP 3           /* 2^3 below the element before: FP_CANON_SMALL */
