@@ -24,11 +24,11 @@
  * Teacher side (fingerprint_forms.c): a float32 tensor's float16 and
  * bfloat16 casts (so also a 16-bit teacher tensor, widened and cast back)
  * are recorded in this form.  Student side (nx_fp__canon_*): a float16 or
- * bfloat16 tensor's elements, and a float32 tensor's elements that a
- * 16-bit type holds exactly, cast to it (a 16-bit teacher tensor scaled
- * and widened is exact; an honest float32 weight is one in 2^13 or 2^16,
- * and those few are left out of the stream, so it costs a test per
- * element and a hash of almost nothing).
+ * bfloat16 tensor's elements, and a float32 tensor's elements whose
+ * mantissa fits one of the 16-bit types, at any exponent (a 16-bit
+ * teacher tensor scaled and widened; an honest float32 weight is one in
+ * 2^13 or 2^16: the others are left out of the stream, so it costs a test
+ * per element and a hash of almost nothing).
  *
  * What two equal canonical streams mean: the same mantissas, the same
  * zeros, exponents apart by one constant, signs anything - a copy.
@@ -40,7 +40,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nexus/export.h"
 
 #define CANON_ELEMS 8192u   /* elements converted at a time */
 
@@ -123,11 +122,9 @@ static int canon_some(struct fp_canon *c, int which, size_t n)
 }
 
 /*
- * A float32 element a 16-bit type holds exactly has its low 13 mantissa
- * bits 0 (float16: 13 bits more than its 10, more still for a subnormal;
- * bfloat16: 16; zero too): the test the block loop runs on every element,
- * branch-free so that it vectorizes.  An honest weight passes it once in
- * 2^13; those are then cast and widened back.
+ * A float32 element with a float16 mantissa (10 bits) has its low 13
+ * bits 0, one with a bfloat16 mantissa (7) its low 16: the test the loop
+ * runs on every element.  An honest weight passes it once in 2^13.
  */
 static inline unsigned cand(uint32_t x)
 {
@@ -179,7 +176,40 @@ static fp_cand_fn next_cand_pick(void)
 }
 #endif
 
-/* n float32 elements at p: those a 16-bit type holds exactly, cast. */
+/*
+ * The float16 canonical token of float32 x, whose mantissa fits float16's
+ * 10 bits, at any exponent: what nx_fp__canon16 gives its float16 cast
+ * where float16 holds it (a subnormal there is a normal float32 of that
+ * exponent), and past float16's range too, so a float16 teacher tensor
+ * scaled out of it and held in float32 is found as well.  Exponents are
+ * float32's (biased 127): only their differences are hashed.
+ */
+static uint16_t tok16_from_f32(uint32_t x, int *prev)
+{
+	unsigned a = x & 0x7fffffffu, e = a >> 23, m = a & 0x7fffffu;
+	int ee = (int)e;
+
+	if (e == 0xff)    /* infinity, NaN: float16's, sign cleared */
+		return (uint16_t)(0x8000u | 0x7c00u | m >> 13);
+	if (!a)
+		return FP_CANON_SMALL;
+	if (!e) {         /* a float32 subnormal: its exponent, normalized */
+		int msb = 31 - __builtin_clz(m);
+
+		ee = msb - 23 + 1;
+		m = (m << (23 - msb)) & 0x7fffffu;
+	}
+	if (*prev == FP_CANON_START)
+		*prev = ee;
+	if (ee < *prev - FP_CANON_DROP)
+		return FP_CANON_SMALL;
+	a = (((unsigned)(ee - *prev) & 0x1fu) << 10) | m >> 13;
+	*prev = ee;
+	return (uint16_t)a;
+}
+
+/* n float32 elements at p: those with a float16 or bfloat16 mantissa, in
+ * the canonical form of each. */
 static int canon_f32(struct fp_canon *c, const unsigned char *p, size_t n)
 {
 	uint16_t *o16 = c->in, *obf = c->in + CANON_ELEMS;
@@ -189,16 +219,14 @@ static int canon_f32(struct fp_canon *c, const unsigned char *p, size_t n)
 	/* n <= CANON_ELEMS: every element fits the buffers */
 	for (i = c->next_cand(p, 0, n); i < n; i = c->next_cand(p, i + 1, n)) {
 		uint32_t x;
-		uint16_t h;
 
 		memcpy(&x, p + 4 * i, 4);
 		if ((x & 0xffffu) == 0)
 			obf[nbf++] = (uint16_t)(x >> 16);
-		h = nx_quant_fp16(x);
-		if (nx_fp__f16_to_f32(h) == x)
-			o16[n16++] = h;
+		o16[n16++] = tok16_from_f32(x, &c->prev[0]);
 	}
-	if ((rc = canon_some(c, 0, n16)) != 0)
+	/* float16: tokens already */
+	if (n16 && (rc = nx_fp__hash_feed(&c->h[0], (const unsigned char *)o16, 2 * n16)) != 0)
 		return rc;
 	return canon_some(c, 1, nbf);
 }

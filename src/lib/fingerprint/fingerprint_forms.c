@@ -196,12 +196,13 @@ int nx_fp__casts_end(struct fp_casts *c, nx_fp_set *set, const char *name, size_
 	int i, rc = 0;
 
 	for (i = 0; i < FP_CASTS; i++) {
-		/* a canonical form that is one repeated pattern (a constant fill
-		 * at any scale) is in every model */
-		bool keep = set && c->h[i].buf && c->h[i].total >= min &&
-			    (i < 2 || c->h[i].varied);
+		bool keep = set && c->h[i].buf && c->h[i].total >= min;
 		int end = c->h[i].buf ? nx_fp__hash_end(&c->h[i], keep) : 0;
 		size_t first = set ? set->nchunks : 0, k;
+
+		/* a canonical form that is one repeated pattern (a constant fill
+		 * at any scale) is in every model (known once its last chunk is cut) */
+		keep = keep && (i < 2 || c->h[i].varied);
 
 		if (!rc)
 			rc = end;

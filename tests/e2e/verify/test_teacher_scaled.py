@@ -94,6 +94,13 @@ SIXTEEN = {
     "float32 teacher cast to float16, x 2^-5": lambda tp: (
         onnx_teacher(tp / "t.onnx", {NAME: layer(13)}),
         (layer(13) * np.float32(2.0 ** -5)).astype(np.float16)),
+    # a float16 ONNX teacher, widened and scaled past float16's range (x 2^20, x -2^-30)
+    "float16 teacher widened, x 2^20": lambda tp: (
+        onnx_teacher(tp / "t.onnx", {NAME: layer(18).astype(np.float16)}),
+        layer(18).astype(np.float16).astype(np.float32) * np.float32(2.0 ** 20)),
+    "float16 teacher widened, x -2^-30": lambda tp: (
+        onnx_teacher(tp / "t.onnx", {NAME: layer(19).astype(np.float16)}),
+        layer(19).astype(np.float16).astype(np.float32) * np.float32(-(2.0 ** -30))),
     # a float32 teacher's bfloat16 cast, element signs flipped, x 2^3, held in bfloat16
     "float32 teacher cast to bfloat16, element signs, x 8": lambda tp: (
         onnx_teacher(tp / "t.onnx", {NAME: layer(14)}),
@@ -101,11 +108,36 @@ SIXTEEN = {
 }
 
 
+def copied_either_way(nexus, bundle, teacher, *words):
+    """FAIL naming the teacher tensor: by its canonical 16-bit form, or (a
+    16-bit teacher widened, held in float32: its value sample is keyed
+    per run and may find it first) by values."""
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    found = [f for f in rep["findings"]
+             if f["code"] in ("teacher-tensor-copied", "teacher-values-copied")]
+    assert rc == 1 and found and all(f["severity"] == "FAIL" for f in found), \
+        [f["message"] for f in rep["findings"] if f["check"] == "weights"]
+    text = " ".join(f["message"] for f in found)
+    assert all(w in text for w in words), text
+    if not any(f["code"] == "teacher-values-copied" for f in found):
+        assert "any sign or power-of-two scale" in text, text
+
+
 @pytest.mark.parametrize("form", sorted(SIXTEEN))
 def test_sixteen_bit_forms_negated_and_scaled(nexus, bundle, tmp_path, form):
     path, student = SIXTEEN[form](tmp_path)
     put_student(bundle, {"Wcopy": student})
-    fails_copied(nexus, bundle, path, NAME, "any sign or power-of-two scale")
+    copied_either_way(nexus, bundle, path, NAME)
+
+
+def test_small_sixteen_bit_forms_scaled_count(nexus, bundle, tmp_path):
+    """16 x 3 KiB teacher vectors held as float16 x -2 (1.5 KiB each,
+    24 KiB): whole copies of small teacher tensors in their canonical
+    form, over the 16 KiB sum."""
+    teacher = onnx_teacher(tmp_path / "t.onnx", vectors(16))
+    put_student(bundle, {f"v{i}": (a * np.float32(-2)).astype(np.float16)
+                         for i, a in enumerate(vectors(16).values())})
+    fails_copied(nexus, bundle, teacher, "small teacher tensors", "any sign or power-of-two scale")
 
 
 def test_sixteen_bit_piece_scaled_inside_a_larger_tensor(nexus, bundle, tmp_path):
