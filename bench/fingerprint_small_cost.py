@@ -64,7 +64,10 @@ def main():
             r = subprocess.run([getattr(a, name), "inspect", s, "--teacher", t],
                                capture_output=True)
             times[name].append(time.perf_counter() - t0)
-            if r.returncode != 0:
+            # 1: the student shares something (bench/gen_model.py's fp16
+            # weights are random bits, which the value sample reads as any
+            # teacher's); the cost is what is measured
+            if r.returncode not in (0, 1):
                 sys.exit(f"{name}: exit {r.returncode}: {r.stderr.decode()[-300:]}")
     b, o = statistics.median(times["before"]), statistics.median(times["after"])
     print(f"student {os.path.getsize(s) / 1e6:.0f} MB, teacher {os.path.getsize(t) / 1e6:.0f} MB, "
