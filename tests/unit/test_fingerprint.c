@@ -4,7 +4,9 @@
  * rolls four bytes a step (fingerprint_chunk.c); whatever the data and
  * however it is fed, its chunks must be the reference's.  Also: which
  * small teacher tensors are left out (nx_fp__trivial), and the storage
- * types read from a torch.save pickle (nx_fp__pickle_dtypes).
+ * types read from a torch.save pickle (nx_fp__pickle_dtypes), and the
+ * canonical 16-bit form (nx_fp__canon16): the same under any sign pattern
+ * and power-of-two scale, different for one mantissa bit.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -264,6 +266,65 @@ static void trivial(void **state)
 	assert_false(nx_fp__trivial((unsigned char *)f, sizeof(f)));
 }
 
+/* n float16 values of magnitude about 2^(e - 15), a few much smaller */
+static void f16_values(uint16_t *h, size_t n, unsigned e)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		uint32_t r = (uint32_t)(i * 2654435761u) ^ (uint32_t)(i >> 3) * 40503u;
+
+		h[i] = (uint16_t)(((e - (r >> 20) % 3) << 10) | (r & 0x3ffu));
+		if (i % 97 == 5)
+			h[i] = (uint16_t)(((e - 9) << 10) | (r & 0x3ffu));   /* 2^-9 of it: small */
+		if (i % 131 == 7)
+			h[i] = 0;
+	}
+}
+
+static void canon(void **state)
+{
+	enum { N = 1000 };
+	uint16_t a[N], b[N], ca[N], cb[N];
+	int pa = FP_CANON_START, pb = FP_CANON_START;
+	size_t i;
+
+	(void)state;
+	f16_values(a, N, 20);
+	/* x -2^-6, signs flipped on every third element: exponents 20 -> 14 */
+	for (i = 0; i < N; i++)
+		b[i] = a[i] ? (uint16_t)((a[i] - (6u << 10)) ^ (i % 3 ? 0 : 0x8000u)) : 0;
+	nx_fp__canon16(ca, a, N, false, &pa);
+	nx_fp__canon16(cb, b, 600, false, &pb);           /* in two pieces */
+	nx_fp__canon16(cb + 600, b + 600, N - 600, false, &pb);
+	assert_memory_equal(ca, cb, sizeof(ca));
+	/* x 2^-12: the small ones become subnormal and round; still equal */
+	for (i = 0; i < N; i++) {
+		unsigned e = a[i] >> 10, m = a[i] & 0x3ffu;
+
+		b[i] = !a[i] ? 0 : e > 12 ? (uint16_t)(a[i] - (12u << 10))
+			 : (uint16_t)((0x400u | m) >> (13 - e));   /* subnormal, truncated */
+	}
+	pb = FP_CANON_START;
+	nx_fp__canon16(cb, b, N, false, &pb);
+	assert_memory_equal(ca, cb, sizeof(ca));
+	/* one mantissa bit of one ordinary element: different */
+	memcpy(b, a, sizeof(a));
+	b[500] ^= 1;
+	pb = FP_CANON_START;
+	nx_fp__canon16(cb, b, N, false, &pb);
+	assert_memory_not_equal(ca, cb, sizeof(ca));
+	/* bfloat16: x 2^40 and negated */
+	for (i = 0; i < N; i++) {
+		a[i] = (uint16_t)(0x3c00u + (uint16_t)(i * 2654435761u >> 20) % 0x300u);
+		b[i] = (uint16_t)((a[i] + (40u << 7)) | 0x8000u);
+	}
+	pa = pb = FP_CANON_START;
+	nx_fp__canon16(ca, a, N, true, &pa);
+	nx_fp__canon16(cb, b, N, true, &pb);
+	assert_memory_equal(ca, cb, sizeof(ca));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -272,6 +333,7 @@ int main(void)
 		cmocka_unit_test(mixed),
 		cmocka_unit_test(pickle_protocols),
 		cmocka_unit_test(trivial),
+		cmocka_unit_test(canon),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
