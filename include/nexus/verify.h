@@ -123,7 +123,10 @@ struct nx_verify_opts {
 	/* Only the integrity check (nexus sign: files == manifest before a
 	 * signature vouches for them); the other checks are not reported. */
 	bool integrity_only;
-	const char *const *allow_shared; /* student tensor names allowed to equal a teacher's */
+	/* student tensor names the verifier allows to equal a teacher's (--accept-shared);
+	 * the signed policy's allow_shared_tensors is believed only for these
+	 * (it is workspace configuration), or wholly under trust_policy */
+	const char *const *allow_shared;
 	size_t nallow_shared;
 	const char *const *extra_terms; /* forbidden terms besides teacher/distillation/soft_targets */
 	size_t nextra_terms;

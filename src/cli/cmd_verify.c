@@ -22,7 +22,7 @@
 enum {
 	OPT_JSON = 1, OPT_STRICT, OPT_PUBKEY, OPT_REQUIRE_SIG, OPT_TEACHER, OPT_NO_SANDBOX,
 	OPT_MAX_MODEL, OPT_TRUSTED_LIST, OPT_TERM, OPT_MAX_LEAK, OPT_SANDBOX, OPT_ALLOW_NO_SANDBOX,
-	OPT_SANDBOX_MEMORY, OPT_TIME_BUDGET, OPT_OVERRIDE, OPT_ATTEST, OPT_KEY,
+	OPT_SANDBOX_MEMORY, OPT_TIME_BUDGET, OPT_OVERRIDE, OPT_ATTEST, OPT_KEY, OPT_ACCEPT_SHARED,
 };
 
 /* Seconds one check may take: --time-budget, else each check's default
@@ -38,6 +38,9 @@ static const struct cli_opt opts[] = {
 	{"require-signature", 0, NULL, "an unsigned manifest FAILs instead of WARNs", OPT_REQUIRE_SIG},
 	{"teacher", 0, "PATH", "fingerprint the student against this teacher model; repeatable",
 	 OPT_TEACHER},
+	{"accept-shared", 0, "NAME", "accept student tensor NAME equal to a teacher tensor "
+	 "(the bundle's allow_shared_tensors is workspace configuration: believed only for the "
+	 "names given here); repeatable", OPT_ACCEPT_SHARED},
 	{"no-sandbox", 0, NULL, "do not run the functional check (TRV-5)", OPT_NO_SANDBOX},
 	{"sandbox", 0, "NAME", CLI_SANDBOX_HELP, OPT_SANDBOX},
 	{"allow-no-sandbox", 0, NULL, "no usable sandbox backend is a WARN, not a FAIL",
@@ -227,7 +230,7 @@ static void on_progress(void *ctx, const char *check, bool done, double seconds)
 
 static int run(const struct cli_verb *verb, int argc, char **argv)
 {
-	const char *teachers[LIST_MAX], *terms[LIST_MAX];
+	const char *teachers[LIST_MAX], *terms[LIST_MAX], *accept[LIST_MAX];
 	nx_key *keys[LIST_MAX];
 	struct nx_verify_opts vo;
 	struct cli_parser p;
@@ -249,6 +252,7 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 	nx_verify_opts_init(&vo);
 	vo.teachers = teachers;
 	vo.extra_terms = terms;
+	vo.allow_shared = accept;
 	cli_init(&p, verb, argc, argv);
 	while ((k = cli_next(&p)) > 0) {
 		switch (k) {
@@ -295,8 +299,10 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 			break;
 		case OPT_TEACHER:
 		case OPT_TERM:
+		case OPT_ACCEPT_SHARED:
 		case OPT_PUBKEY:
-			if ((k == OPT_TEACHER ? vo.nteachers : k == OPT_TERM ? vo.nextra_terms : nkeys) >= LIST_MAX) {
+			if ((k == OPT_TEACHER ? vo.nteachers : k == OPT_TERM ? vo.nextra_terms :
+			     k == OPT_ACCEPT_SHARED ? vo.nallow_shared : nkeys) >= LIST_MAX) {
 				status = cli_usage(verb, "at most %d of each repeatable option", LIST_MAX);
 				goto out;
 			}
@@ -304,6 +310,8 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 				teachers[vo.nteachers++] = p.optarg;
 			else if (k == OPT_TERM)
 				terms[vo.nextra_terms++] = p.optarg;
+			else if (k == OPT_ACCEPT_SHARED)
+				accept[vo.nallow_shared++] = p.optarg;
 			else if (nx_key_load_public(&keys[nkeys], p.optarg, &err)) {
 				status = cli_fail(verb->name, &err);
 				goto out;

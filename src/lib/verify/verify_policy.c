@@ -138,6 +138,17 @@ static int append(const char ***v, size_t *nv, const char *const *add, size_t n)
 	return 0;
 }
 
+/* Does the verifier itself allow student tensor name (--accept-shared)? */
+static bool accepted(const struct nx_verify_opts *o, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < o->nallow_shared; i++)
+		if (o->allow_shared[i] && !strcmp(o->allow_shared[i], name))
+			return true;
+	return false;
+}
+
 /* The policy's lists: each, when overridden, is simply not applied. */
 static const unsigned list_fields[] = { NX_POLICY_FORBIDDEN_TERMS, NX_POLICY_FORBIDDEN_IMPORTS,
 					NX_POLICY_ALLOW_SHARED };
@@ -166,15 +177,32 @@ static int lists(struct vfy_ctx *c, const nx_manifest_policy *p, bool trusted)
 	if (!rc && p->nforbidden_imports && !(ov & NX_POLICY_FORBIDDEN_IMPORTS))
 		rc = append(&c->pol.imports, &c->pol.nimports,
 			    (const char *const *)p->forbidden_imports, p->nforbidden_imports);
-	/* An allow list only loosens the teacher check: believed when signed. */
+	/*
+	 * An allow list only loosens the teacher check: believed when signed,
+	 * and then only for the names the verifier accepts itself
+	 * (--accept-shared, opts->allow_shared, appended above).  The list is
+	 * workspace configuration: an insider who controls the workspace
+	 * writes it, and the official build signs it (red team 9).  Only
+	 * nexus build's self-check (trust_policy) believes it as written.
+	 */
 	for (i = 0; !rc && trusted && !(ov & NX_POLICY_ALLOW_SHARED) && i < p->nallow_shared; i++) {
-		rc = append(&c->pol.allow_shared, &c->pol.nallow_shared,
-			    (const char *const *)&p->allow_shared[i].name, 1);
+		const char *name = p->allow_shared[i].name;
+
+		if (!c->opts->trust_policy && !accepted(c->opts, name)) {
+			if (c->opts->nteachers)
+				rc = nx_report_add(c->r, CHECK, NX_SEV_INFO, NX_F_POLICY_DIFFERS,
+						   NX_MANIFEST_NAME, 0, "the bundle's policy allows "
+						   "student tensor '%s' to equal a teacher tensor (%s), "
+						   "but the workspace wrote that: it is checked like any "
+						   "other tensor unless you pass --accept-shared %s",
+						   name, p->allow_shared[i].reason, name);
+			continue;
+		}
+		rc = append(&c->pol.allow_shared, &c->pol.nallow_shared, &name, 1);
 		if (!rc)
 			rc = nx_report_add(c->r, CHECK, NX_SEV_INFO, NX_F_POLICY_DIFFERS, NX_MANIFEST_NAME, 0,
 					   "the bundle's policy allows student tensor '%s' to equal a "
-					   "teacher tensor: %s", p->allow_shared[i].name,
-					   p->allow_shared[i].reason);
+					   "teacher tensor: %s", name, p->allow_shared[i].reason);
 	}
 	if (!rc && p->nallow_shared && !trusted && c->opts->nteachers)
 		rc = nx_report_add(c->r, CHECK, NX_SEV_WARN, NX_F_POLICY_UNTRUSTED, NX_MANIFEST_NAME, 0,

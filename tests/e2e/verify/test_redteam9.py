@@ -9,6 +9,7 @@ the workspace and runs the official `nexus build --key`; the gate is
 Cases the gate catches guard against regressions; cases that get through
 are strict xfails naming their class and the fix wanted (docs/TRV.md).
 """
+import json
 import subprocess
 
 import numpy as np
@@ -477,16 +478,12 @@ def test_teacher_vectors_of_four_kib(nexus, bundle, tmp_path, case):
 
 # -------------------------------------------- the allow list is workspace
 # nexus.yaml is the insider's: `allow_shared_tensors` names a student
-# tensor that may equal a teacher tensor, the build records it in the
-# signed policy, and the gate believes a signed record.  A whole 64 KiB
-# teacher layer (or every small one) then passes with an INFO
-# (teacher-tensor-allowed), whatever the reason says.
-@pytest.mark.xfail(strict=True, reason=(
-    "got through (red team 9): the allow list is workspace configuration, signed by the "
-    "official build and believed by the gate; `--strict` passes a 64 KiB teacher layer "
-    "listed in allow_shared_tensors.  Fix proposed: under --strict (the deployment gate) "
-    "an allowed shared tensor counts toward the 16 KiB small-copy bound and the leak "
-    "budget, or is believed only when the deployer passes --allow-shared NAME itself"))
+# tensor that may equal a teacher tensor, and the build records it in the
+# signed policy.  The gate believed a signed record, so a whole 64 KiB
+# teacher layer (or every small one) passed with an INFO
+# (teacher-tensor-allowed), whatever the reason said (red team 9).  Now the
+# record is believed only for the names the verifier accepts itself
+# (--accept-shared): the deployer, not the workspace, decides.
 def test_teacher_layer_on_the_allow_list(nexus, release_key, tmp_path):
     from .test_redteam7 import _teacher
     t = _teacher()
@@ -496,6 +493,18 @@ def test_teacher_layer_on_the_allow_list(nexus, release_key, tmp_path):
                 "initialised from the base model's output projection}\n")
     why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
     assert "encoder.layer.3.output.dense" in why, why
+    assert "--accept-shared dense2.weight" in why, why
+    # the deployer's own acceptance is what allows it
+    from conftest import run
+    from .test_redteam7 import TEACHERS
+    _, pub = release_key
+    teachers = [a for t in TEACHERS if (root / t).exists() for a in ("--teacher", root / t)]
+    assert teachers
+    ok = run(nexus, "verify", "--json", "--strict", "--require-signature", "--pubkey", pub,
+             *teachers, "--accept-shared", "dense2.weight", tmp_path / "bundle", timeout=600)
+    rep = json.loads(ok.stdout)
+    assert ok.returncode == 0, [f for f in rep["findings"] if f["severity"] != "INFO"]
+    assert any(f["code"] == "teacher-tensor-allowed" for f in rep["findings"]), rep["findings"]
 
 
 # ------------------- allow_pickle where no call the audit reads shows it
