@@ -161,6 +161,10 @@ static void training_even_if_declared(void **state)
 		"import transformers.optimization_tf\n",
 		"from torch.func import grad\n",
 		"import torch\ng = torch.func.grad\n",
+		"import torch\ngw = torch.nn.grad.conv2d_weight(x, w.shape, g)\n",
+		"from torch.nn import grad\n",
+		"import torch\ndx = torch.ops.aten.gelu_backward(g, x)\n",
+		"from torch import ops\nb = ops.aten.native_layer_norm_backward\n",
 		NULL
 	};
 

@@ -34,6 +34,10 @@ static const struct rule training[] = {
 	{ "torch.cuda.amp.GradScaler", "mixed-precision training" },
 	{ "torch.amp.GradScaler", "mixed-precision training" },
 	{ "torch.func.grad", "gradients are computed only to train" },
+	/* per-operation gradient formulas: a backward pass written by hand
+	 * (torch.nn.grad.conv2d_weight, torch.ops.aten.*_backward; red team 9) */
+	{ "torch.nn.grad", "gradient formulas: a backward pass by hand" },
+	{ "torch.ops", "ATen's operators, every *_backward formula among them" },
 	{ "torch.hub", "downloads and runs code" },
 	{ "torch_optimizer", "optimisers" },
 	{ "onnxruntime.training", "ONNX Runtime's training API" },
