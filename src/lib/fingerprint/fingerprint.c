@@ -415,12 +415,14 @@ static int match_cb(void *ctx, const char *name, const struct fp_hash *h, bool t
 	const char *tname, *tfile;
 
 	/* a tensor's canonical 16-bit forms (fingerprint_canon.c) come after
-	 * its bytes: looked at only when nothing matched before */
-	if (h->canonical && c->seen == name && c->n + c->nsmall > c->nseen)
+	 * its bytes: looked at unless its bytes already made a finding.  Small
+	 * copies inside it do not count: they are a finding only in sum, and
+	 * one of them in front of a scaled teacher layer hid the layer (review) */
+	if (h->canonical && c->seen == name && c->n > c->nseen)
 		return 0;
 	if (c->seen != name) {
 		c->seen = name;
-		c->nseen = c->n + c->nsmall;
+		c->nseen = c->n;
 	}
 	/* small teacher tensors found whole inside it, at any offset */
 	for (i = 0; h->ps && i < h->ps->nhits; i++) {

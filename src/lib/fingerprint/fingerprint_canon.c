@@ -255,6 +255,8 @@ int nx_fp__canon_feed(void *ctx, const unsigned char *buf, size_t len)
 				return rc;
 		}
 	}
+	if (c->ncarry)   /* the element is still incomplete: keep its bytes */
+		return 0;
 	while (len >= w) {
 		n = len / w < CANON_ELEMS ? len / w : CANON_ELEMS;
 		if ((rc = c->from_f32 ? canon_f32(c, buf, n) : canon_16(c, buf, n)) != 0)

@@ -158,6 +158,8 @@ int nx_fp__casts_feed(void *ctx, const unsigned char *buf, size_t len)
 				return rc;
 		}
 	}
+	if (c->ncarry)   /* the element is still incomplete: keep its bytes */
+		return 0;
 	while (len >= 4) {
 		n = len / 4 < CAST_ELEMS ? len / 4 : CAST_ELEMS;
 		if ((rc = cast_some(c, buf, n)) != 0)

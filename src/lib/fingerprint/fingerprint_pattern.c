@@ -9,12 +9,12 @@
  * packed into one 72 KiB initializer), or inside a larger tensor at any
  * offset, it is no tensor of its own, and its ~2 KiB content-defined
  * chunks rarely line up with the student's.  So each such teacher tensor
- * (every form recorded: its bytes, casts, widened) is kept whole, with an
- * anchor: FP_ANCHOR bytes of it at an offset a multiple of 8 that vary
- * (8 distinct byte values at least: a run of zeros, a repeated value, a
- * one-hot row would be everywhere).  A copy that starts on an element of
- * the student tensor has its anchor on an element too (8 is a multiple of
- * every element size), so every student tensor is scanned at each of its
+ * (every form recorded: its bytes, casts, widened) is kept whole, with 8
+ * anchors: FP_ANCHOR bytes of it at 8 consecutive byte offsets, where they
+ * vary (8 distinct byte values at least: a run of zeros, a repeated value,
+ * a one-hot row would be everywhere).  A copy that starts anywhere in the
+ * student tensor, on an element or inside one, has one of its anchors on
+ * an element boundary, so every student tensor is scanned at each of its
  * elements (every 8 bytes of float64, 4 of float32, 2 of float16, every
  * byte of int8): a keyed hash of the FP_ANCHOR bytes there is tested in a
  * filter, a hit looked up and compared byte for byte, and the whole
@@ -31,8 +31,8 @@
  *
  * Memory: the small teacher tensors' bytes (at most FP_PATTERN_POOL_MAX;
  * past it a small tensor is matched whole only), a filter of 64 bits a
- * pattern (4 KiB to 128 KiB), the ring.  Not looked for: a copy at an offset inside an element (a float32
- * tensor holding a teacher vector 2 bytes in), and transposed pieces.
+ * pattern (4 KiB to 128 KiB), the ring.  Not looked for: transposed
+ * pieces.
  */
 #include "fingerprint_int.h"
 #include "util/strset_int.h"

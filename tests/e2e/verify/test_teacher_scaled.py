@@ -262,3 +262,22 @@ def test_packed_small_tensors_within_the_bound_pass(nexus, bundle, tmp_path):
     rng = np.random.default_rng(4)
     put_student(bundle, {"big": _inside(vs[:4], rng), "rep": np.concatenate([vs[5]] * 10)})
     no_copy(nexus, bundle, teacher)
+
+
+@pytest.mark.parametrize("student_dtype", ["float16", "float32 (the fp16 cast widened, x 2^20)"])
+def test_small_copy_does_not_hide_a_scaled_layer_beside_it(nexus, bundle, tmp_path,
+                                                            student_dtype):
+    """One small teacher vector held whole (1 KiB, under the 16 KiB sum, so
+    no finding of its own) in front of a 16-bit teacher layer x -2: the
+    small hit switched the tensor's canonical forms off (review)."""
+    t = layer(21)
+    s = (np.random.default_rng(22).standard_normal(256) / 8).astype(np.float32)
+    teacher = onnx_teacher(tmp_path / "t.onnx", {NAME: t, "encoder.small.bias": s})
+    if student_dtype == "float16":
+        w = np.concatenate([s.astype(np.float16),
+                            (t.ravel() * np.float32(-2)).astype(np.float16)])
+    else:
+        w = np.concatenate([s, t.ravel().astype(np.float16).astype(np.float32)
+                            * np.float32(2.0 ** 20)])
+    put_student(bundle, {"Wmixed": w})
+    copied_either_way(nexus, bundle, teacher, NAME)
