@@ -105,12 +105,41 @@ def test_vocab_txt_listing_the_same_tokens_is_counted_once(nexus, bundle):
     _, rep = verify(nexus, bundle)
     same = vocab_finding(rep)
     assert same[0] == n, (same, n)
-    # a vocab.txt of other tokens is a second vocabulary: both are counted
+    # a vocab.txt of other tokens is paid for in the stream, but the runtime
+    # reads tokenizer.json: it brings no allowance
     bundle.smuggle("model/tokenizer/vocab.txt",
                    "\n".join(cjk_tokens(3000, 3, seed=4)) + "\n")
     _, rep = verify(nexus, bundle)
     other = vocab_finding(rep)
-    assert other[0] == n + 3000 and other[1] > same[1] + 5000, (same, other)
+    assert other[0] == n and other[1] > same[1] + 5000, (same, other)
+
+
+def test_a_second_vocab_txt_brings_no_allowance(nexus, bundle):
+    """Review: the 12,000 free CJK tokens above, with vocab.txt's last two
+    lines swapped, counted N twice (24,256) for 41 bytes more of stream and
+    passed; a shuffled vocab.txt likewise.  Only the vocabulary the runtime
+    loads (tokenizer.json's) counts."""
+    n = put_wordpiece(bundle, cjk_tokens(12000, 8))
+    lines = bundle.path("model/tokenizer/vocab.txt").read_text(encoding="utf-8").split("\n")
+    lines[-3], lines[-2] = lines[-2], lines[-3]
+    bundle.smuggle("model/tokenizer/vocab.txt", "\n".join(lines))
+    rc, rep = verify(nexus, bundle, timeout=120)
+    assert vocab_finding(rep)[0] == n
+    assert rc == 1 and "budget-exceeded" in codes(rep, "FAIL"), budget_of(rep)
+
+
+def test_a_unigram_piece_listed_twice_fails(nexus, bundle):
+    """Review: the list repeated at lower scores doubled N (and the
+    allowance) for 32 bytes of stream; the loader keeps each piece once."""
+    from test_unigram_budget import put, unigram
+    tok = unigram(2000)
+    vocab = tok["model"]["vocab"]
+    low = min(s for _, s in vocab)
+    vocab += [[p, low - 1 - i / 1e4] for i, (p, _) in enumerate(vocab[3:1003])]
+    put(bundle, tok)
+    rc, rep = verify(nexus, bundle)
+    assert rc == 1 and "listed twice" in " ".join(
+        f["message"] for f in rep["findings"] if f["severity"] == "FAIL"), rep["findings"]
 
 
 LOCALES = ("de", "fr", "es", "it", "pt_BR", "pl", "ru", "uk", "el", "ko", "ar", "hi")

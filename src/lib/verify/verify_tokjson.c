@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "nexus/budget.h"
+#include "util/strset_int.h"
 
 #define CHECK NX_CHECK_BUDGET
 #define SETTING_MAX 32     /* bytes of a string that is a setting, not a token */
@@ -385,39 +386,62 @@ static int piece_cmp(json_t *a, json_t *b)
 	return c ? c : (la > lb) - (la < lb);
 }
 
+/*
+ * Each piece once: the loader keeps one of a repeated piece, but each copy
+ * would count toward the vocabulary's N, whose 6 bytes a token of
+ * allowance a repeated list brings for a few bytes of stream (review: the
+ * list repeated at lower scores doubled N for 32 bytes).  SentencePiece
+ * never writes a piece twice.
+ */
 static int walk_unigram(struct walk *w, json_t *v, const char *ptr)
 {
 	json_t *e, *prev_piece = NULL;
+	struct strset seen = {0};
 	double prev = 0;
 	size_t i;
-	int rc;
+	int rc = 0;
 
 	if (!json_is_array(v))
 		return fail(w, "%s: %s must be a list", w->path, ptr);
 	json_array_foreach(v, i, e) {
 		json_t *p = json_array_get(e, 0), *sc = json_array_get(e, 1);
+		bool added = true;
 		double d;
 		float f;
 
 		if (!json_is_array(e) || json_array_size(e) != 2 || !json_is_string(p) ||
-		    !json_is_number(sc))
-			return fail(w, "%s: %s/%zu is not [piece, score]", w->path, ptr, i);
+		    !json_is_number(sc)) {
+			rc = fail(w, "%s: %s/%zu is not [piece, score]", w->path, ptr, i);
+			break;
+		}
+		if (!memchr(json_string_value(p), 0, json_string_length(p)) &&
+		    (rc = nx_strset_add(&seen, json_string_value(p), &added)))
+			break;
+		if (!added) {
+			rc = fail(w, "%s: %s/%zu: a piece of %zu bytes listed twice; a Unigram "
+				  "vocabulary lists each piece once", w->path, ptr, i,
+				  json_string_length(p));
+			break;
+		}
 		if ((rc = token(w, json_string_value(p), json_string_length(p))))
-			return rc;
+			break;
 		d = json_number_value(sc);
-		if (!(d <= 0 && d >= UNIGRAM_SCORE_MIN))
-			return fail(w, "%s: %s/%zu: a Unigram score is a log-probability, from %g "
-				    "to 0, not %g", w->path, ptr, i, UNIGRAM_SCORE_MIN, d);
+		if (!(d <= 0 && d >= UNIGRAM_SCORE_MIN)) {
+			rc = fail(w, "%s: %s/%zu: a Unigram score is a log-probability, from %g "
+				  "to 0, not %g", w->path, ptr, i, UNIGRAM_SCORE_MIN, d);
+			break;
+		}
 		f = (float)d;
 		if ((double)f != d && (rc = nx_budget_add(w->b, (const char *)&d, 4, w->err)))
-			return rc;
+			break;
 		if (prev_piece && !(d < prev || (d == prev && piece_cmp(prev_piece, p) < 0)) &&
 		    (rc = nx_budget_add(w->b, (const char *)&f, sizeof(f), w->err)))
-			return rc;
+			break;
 		prev = d;
 		prev_piece = p;
 	}
-	return 0;
+	nx_strset_release(&seen);
+	return rc;
 }
 
 static int walk_scalar(struct walk *w, json_t *v, const char *ptr, char mark)
