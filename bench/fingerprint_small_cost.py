@@ -9,7 +9,12 @@ the student is bench/gen_model.py's model of --params (25M: ~100 MB in
 fp32) in --dtype (fp32, or fp16: issue #22's canonical 16-bit forms hash
 all of it a second time).
 
+--teacher-shaped: the student is instead an independent model of the
+teacher's shapes (seed 2): every tensor is of a teacher tensor's size, the
+worst case of the correlation of same-size tensors (fingerprint_corr.c).
+
 Usage: fingerprint_small_cost.py BEFORE/nexus AFTER/nexus [--dir D] [--runs 5] [--dtype fp16]
+       [--teacher-shaped]
 """
 import argparse
 import os
@@ -24,8 +29,8 @@ from onnx import TensorProto, helper, numpy_helper
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def teacher(path):
-    rng = np.random.default_rng(1)
+def teacher(path, seed=1):
+    rng = np.random.default_rng(seed)
     inits = []
     for i in range(12):
         inits.append(numpy_helper.from_array(
@@ -48,12 +53,18 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--dtype", choices=["fp32", "fp16"], default="fp32",
                     help="the student's weights (fp16: every tensor also hashed canonical)")
+    ap.add_argument("--teacher-shaped", action="store_true",
+                    help="an independent student of the teacher's shapes")
     a = ap.parse_args()
     os.makedirs(a.dir, exist_ok=True)
     t, s = os.path.join(a.dir, "teacher.onnx"), os.path.join(
         a.dir, f"student_{a.params}{'' if a.dtype == 'fp32' else '_' + a.dtype}.onnx")
     if not os.path.exists(t):
         teacher(t)
+    if a.teacher_shaped:
+        s = os.path.join(a.dir, "student_teacher_shaped.onnx")
+        if not os.path.exists(s):
+            teacher(s, seed=2)
     if not os.path.exists(s):
         subprocess.run([sys.executable, os.path.join(ROOT, "bench/gen_model.py"), s,
                         "--params", a.params, "--dtype", a.dtype], check=True, stderr=subprocess.DEVNULL)

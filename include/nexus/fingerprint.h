@@ -48,6 +48,14 @@
  * find by chance, is a match (nx_fp_match.values): the tensor reversed,
  * permuted, interleaved with zeros, widened, cast or scaled.
  *
+ * Approximate copies (docs/TRV.md "Approximate copies";
+ * src/lib/fingerprint/fingerprint_corr.c): each float teacher tensor of 256
+ * elements or more keeps its values at 1024 keyed positions (the 4096
+ * largest tensors); a student tensor of any numeric type and the same
+ * element count whose values there (as is, reversed, or transposed when
+ * 2-D) correlate with them, Pearson |r| >= 0.99, matches
+ * (nx_fp_match.approx): the tensor rounded, noised, quantized, a x + b.
+ *
  * Chunks and whole tensors are compared by 64-bit hashes (chunk hashes and
  * lengths; a whole tensor by the sequence of its chunks' and its size), not
  * SHA-256: a collision can only report an unrelated tensor as shared (a
@@ -105,6 +113,14 @@ struct nx_fp_match {
 	 * over NX_FP_SMALL_TOTAL_MAX; transposed may be set */
 	bool small;
 	uint64_t small_total;
+	/* approx: not equal, but its values at corr_used sampled positions
+	 * correlate with the teacher tensor's (same element count; as is,
+	 * reversed, or transposed) with Pearson |corr| >= 0.99: a copy
+	 * rounded, noised, quantized or mapped by a x + b.  small may be set
+	 * (the teacher tensor is under min_bytes: it counts in the sum) */
+	bool approx;
+	double corr;
+	uint32_t corr_used;
 };
 
 /*

@@ -53,6 +53,13 @@ static int fingerprint_one(struct build *b, const nx_fp_set *set, const char *pa
 	for (i = 0; !rc && i < n; i++)
 		if (shared_allowed(b, m[i].student_tensor))
 			continue;
+		else if (m[i].approx)
+			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
+					  "student tensor '%s'%s is '%s' of the teacher %s "
+					  "approximately (teacher-tensor-copied: correlation r=%.4f; "
+					  "rounded, noised, quantized or scaled): the student carries "
+					  "teacher weights; retrain it", m[i].student_tensor, when,
+					  m[i].teacher_tensor, m[i].teacher_file, m[i].corr);
 		else if (m[i].values)
 			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
 					  "student tensor '%s'%s holds %u of the %u values sampled "

@@ -40,6 +40,7 @@ void nx_fp_set_free(nx_fp_set *s)
 	free(s->chunks);
 	nx_fp__values_free(s->values);
 	nx_fp__patterns_free(s->patterns);
+	nx_fp__corr_free(s->corr);
 	free(s->qshapes);
 	free(s);
 }
@@ -94,6 +95,18 @@ static void matrix(struct tensor_src *src, const struct nx_onnx_tensor *t)
 	src->width = width;
 }
 
+/* The tensor's sampled values (teacher) or its correlation with them (student). */
+static int corr(struct tensors *w, const struct nx_onnx_tensor *t, int fd, const char *path,
+		uint64_t off, uint64_t len, nx_error *err)
+{
+	if (t->sparse)
+		return 0;
+	if (w->collect)
+		return nx_fp__corr_teacher(w->collect, t->name, t->data_type, fd, path, off, len, err);
+	return nx_fp__corr_student(w->match, t->name, t->data_type, fd, path, off, len, t->dims,
+				   t->ndims, w->corr, w->ctx, err);
+}
+
 static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, nx_error *err)
 {
 	nx_onnx_model *m = NULL;
@@ -124,6 +137,9 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 			if (!rc && w->collect && !t->contents_encoded)
 				rc = nx_fp__add_widened(w, t->name, t->data_type, fd, path, t,
 							t->contents_offset, t->contents_length, err);
+			if (!rc && !t->contents_encoded)
+				rc = corr(w, t, fd, path, t->contents_offset, t->contents_length,
+					  err);
 		} else {
 			char *full = NULL;
 			const char *why = t->ext_location ? nx_onnx_location_problem(t->ext_location)
@@ -168,6 +184,8 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 					rc = nx_fp__add_widened(w, t->name, t->data_type, efd, full,
 								NULL, off, len, err);
 				}
+				if (!rc)
+					rc = corr(w, t, efd, full, off, len, err);
 			}
 			if (efd >= 0)
 				close(efd);
@@ -227,8 +245,15 @@ static int safetensors(nx_fp_set *set, int fd, const char *path, uint64_t size, 
 				       8 + hlen + (uint64_t)a, (uint64_t)(b - a), min,
 				       path, err)) != 0)
 			goto out;
+		if (dt && (rc = nx_fp__corr_teacher(set, key, !strcmp(dt, "F32") ? 1 :
+						    !strcmp(dt, "F16") ? 10 :
+						    !strcmp(dt, "BF16") ? 16 :
+						    !strcmp(dt, "F64") ? 11 : 0, fd, path,
+						    8 + hlen + (uint64_t)a, (uint64_t)(b - a),
+						    err)) != 0)
+			goto out;
 		if (dt && (!strcmp(dt, "F16") || !strcmp(dt, "BF16"))) {
-			struct tensors w = { set, NULL, nx_fp__add_cb, set, min, NULL, 0 };
+			struct tensors w = { set, NULL, nx_fp__add_cb, set, min, NULL, 0, NULL };
 
 			if ((rc = nx_fp__add_widened(&w, key, dt[0] == 'B' ? 16 : 10, fd, path,
 						     NULL, 8 + hlen + (uint64_t)a,
@@ -280,7 +305,7 @@ int nx_fingerprint_file(nx_fp_set *set, int dirfd, const char *path, size_t min_
 				  "safely; re-save it with torch.save (zip format) or as safetensors",
 				  path);
 	else {
-		struct tensors w = { set, NULL, nx_fp__add_cb, set, min_bytes, NULL, 0 };
+		struct tensors w = { set, NULL, nx_fp__add_cb, set, min_bytes, NULL, 0, NULL };
 
 		rc = onnx_tensors(dirfd, path, fd, &w, err);
 	}
@@ -316,6 +341,8 @@ struct student_ctx {
 	size_t nsmall, capsmall;
 	const char *seen;   /* the student tensor whose matches began at nseen */
 	size_t nseen;
+	struct nx_fp_match *csmall;  /* approximate copies of small teacher tensors */
+	size_t ncsmall;
 };
 
 /* Kept aside: only their sum is a finding (nx_fingerprint_student). */
@@ -347,6 +374,62 @@ static int small_cb(struct student_ctx *c, const char *name, const struct fp_ent
 	return rc;
 }
 
+/* A match record (its strings copied) appended to *m. */
+static struct nx_fp_match *match_push(struct nx_fp_match **m, size_t *n, const char *student,
+				      const char *tname, const char *tfile, nx_error *err)
+{
+	struct nx_fp_match *r;
+
+	if (NX_ARRAY_PUSH_EXACT(*m, *n)) {
+		nx_error_oom(err, NULL);
+		return NULL;
+	}
+	r = &(*m)[*n];
+	memset(r, 0, sizeof(*r));
+	(*n)++;
+	r->student_tensor = strdup(student ? student : "");
+	r->teacher_tensor = strdup(tname);
+	r->teacher_file = strdup(tfile);
+	if (!r->student_tensor || !r->teacher_tensor || !r->teacher_file) {
+		nx_error_oom(err, NULL);
+		return NULL;
+	}
+	return r;
+}
+
+/* A student tensor correlating with a teacher tensor of its size
+ * (fingerprint_corr.c): reported unless its bytes matched already. */
+static int corr_cb(void *ctx, const char *name, const struct nx_fp__corr_hit *hit, nx_error *err)
+{
+	struct student_ctx *c = ctx;
+	bool small = hit->bytes < c->min;
+	struct nx_fp_match *m;
+
+	if (c->seen == name && c->n + c->nsmall > c->nseen)
+		return 0;
+	m = small ? match_push(&c->csmall, &c->ncsmall, name, hit->teacher,
+			       c->teachers->files[hit->file], err)
+		  : match_push(&c->m, &c->n, name, hit->teacher, c->teachers->files[hit->file],
+			       err);
+	if (!m)
+		return NX_ENOMEM;
+	m->bytes = hit->bytes;
+	m->transposed = hit->transposed;
+	m->approx = true;
+	m->small = small;
+	m->corr = hit->r;
+	m->corr_used = hit->used;
+	return 0;
+}
+
+static int cmp_csmall(const void *a, const void *b)
+{
+	const struct nx_fp_match *x = a, *y = b;
+	int d = strcmp(x->teacher_file, y->teacher_file);
+
+	return d ? d : strcmp(x->teacher_tensor, y->teacher_tensor);
+}
+
 static int cmp_small(const void *a, const void *b)
 {
 	const struct small_match *x = a, *y = b;
@@ -364,9 +447,16 @@ static int small_sum(struct student_ctx *c, nx_error *err)
 	uint64_t total = 0;
 	size_t i, k = 0;
 
-	if (!c->nsmall)
+	/* approximate copies: each teacher tensor once too */
+	if (c->ncsmall)
+		qsort(c->csmall, c->ncsmall, sizeof(*c->csmall), cmp_csmall);
+	for (i = 0; i < c->ncsmall; i++)
+		if (!i || cmp_csmall(&c->csmall[i - 1], &c->csmall[i]))
+			total += c->csmall[i].bytes;
+	if (!c->nsmall && total <= NX_FP_SMALL_TOTAL_MAX)
 		return 0;
-	qsort(c->small, c->nsmall, sizeof(*c->small), cmp_small);
+	if (c->nsmall)
+		qsort(c->small, c->nsmall, sizeof(*c->small), cmp_small);
 	for (i = 0; i < c->nsmall; i++) {
 		if (k && c->small[k - 1].e == c->small[i].e) {
 			free(c->small[i].student);
@@ -378,6 +468,20 @@ static int small_sum(struct student_ctx *c, nx_error *err)
 	c->nsmall = k;
 	if (total <= NX_FP_SMALL_TOTAL_MAX)
 		return 0;
+	for (i = 0; i < c->ncsmall; i++) {
+		struct nx_fp_match *m = match_push(&c->m, &c->n, c->csmall[i].student_tensor,
+						   c->csmall[i].teacher_tensor,
+						   c->csmall[i].teacher_file, err);
+
+		if (!m)
+			return NX_ENOMEM;
+		m->bytes = c->csmall[i].bytes;
+		m->transposed = c->csmall[i].transposed;
+		m->approx = m->small = true;
+		m->corr = c->csmall[i].corr;
+		m->corr_used = c->csmall[i].corr_used;
+		m->small_total = total;
+	}
 	for (i = 0; i < k; i++) {
 		const struct small_match *s = &c->small[i];
 		struct nx_fp_match *m;
@@ -498,8 +602,8 @@ static int distinct_sizes(uint64_t **out, size_t *nout, const nx_fp_set *t, nx_e
 int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_set *teachers,
 			   int dirfd, const char *path, size_t min_bytes, nx_error *err)
 {
-	struct student_ctx c = { teachers, NULL, 0, min_bytes, NULL, 0, 0, NULL, 0 };
-	struct tensors w = { NULL, teachers, match_cb, &c, min_bytes, NULL, 0 };
+	struct student_ctx c = { teachers, NULL, 0, min_bytes, NULL, 0, 0, NULL, 0, NULL, 0 };
+	struct tensors w = { NULL, teachers, match_cb, &c, min_bytes, NULL, 0, corr_cb };
 	uint64_t *sizes = NULL;
 	int fd = -1, rc;
 
@@ -528,6 +632,7 @@ out:
 	for (size_t i = 0; i < c.nsmall; i++)
 		free(c.small[i].student);
 	free(c.small);
+	nx_fp_matches_free(c.csmall, c.ncsmall);
 	if (fd >= 0)
 		close(fd);
 	free(sizes);

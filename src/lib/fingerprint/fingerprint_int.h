@@ -37,6 +37,7 @@ struct fp_chunk {
 
 struct fp_values;
 struct fp_patterns;
+struct fp_corr;
 
 struct nx_fp_set {
 	struct fp_entry *e;
@@ -51,6 +52,7 @@ struct nx_fp_set {
 	bool chunks_sorted;
 	struct fp_values *values;   /* fingerprint_values.c, NULL until a float32 tensor */
 	struct fp_patterns *patterns;  /* fingerprint_pattern.c, NULL until a small tensor */
+	struct fp_corr *corr;          /* fingerprint_corr.c, NULL until a float tensor */
 	uint64_t (*qshapes)[3];  /* the student's int8 matrices [rows, cols, 0] and int4
 				    MatMulNBits weights [N, blocks, block bytes]
 				    (nx_fp_set_quant_shapes) */
@@ -176,6 +178,36 @@ static inline size_t nx_fp__floor(size_t min)
 /* fingerprint_small.c: n bytes of a small teacher tensor that any model
  * may hold (a constant fill, two values, an arithmetic sequence). */
 bool nx_fp__trivial(const unsigned char *p, size_t n);
+/*
+ * fingerprint_corr.c: approximate copies.  A teacher float tensor of
+ * FP_CORR_MIN elements or more keeps FP_CORR_K sampled values
+ * (nx_fp__corr_teacher, for the file added last); a student tensor of any
+ * numeric type and a kept tensor's element count is read at the same
+ * positions (as is, reversed, transposed when dims are 2-D) and fn is
+ * called once with the teacher tensor it correlates best with, when
+ * |r| >= FP_CORR_R (nx_fp__corr_student).
+ */
+#define FP_CORR_K 1024          /* positions sampled in a teacher tensor */
+#define FP_CORR_MIN 256         /* elements (and usable positions) needed */
+#define FP_CORR_TENSORS 4096    /* teacher tensors kept (the largest) */
+#define FP_CORR_R 0.99
+struct nx_fp__corr_hit {
+	const char *teacher;   /* owned by the set */
+	size_t file;
+	uint64_t bytes;        /* the teacher tensor's */
+	double r;
+	uint32_t used;         /* positions compared */
+	bool reversed, transposed;
+};
+typedef int (*nx_fp__corr_fn)(void *ctx, const char *student, const struct nx_fp__corr_hit *hit,
+			      nx_error *err);
+int nx_fp__corr_teacher(nx_fp_set *set, const char *name, int32_t dtype, int fd,
+			const char *path, uint64_t off, uint64_t len, nx_error *err);
+int nx_fp__corr_student(const nx_fp_set *set, const char *name, int32_t dtype, int fd,
+			const char *path, uint64_t off, uint64_t len, const int64_t *dims,
+			size_t ndims, nx_fp__corr_fn fn, void *ctx, nx_error *err);
+void nx_fp__corr_free(struct fp_corr *c);
+
 /* fingerprint_tensor.c */
 /* Each tensor of an ONNX model of at least min bytes, hashed (h). */
 typedef int (*tensor_fn)(void *ctx, const char *name, const struct fp_hash *h, bool transposed,
@@ -190,6 +222,7 @@ struct tensors {
 	size_t min;
 	const uint64_t *sizes;       /* student: distinct teacher tensor sizes, sorted */
 	size_t nsizes;
+	nx_fp__corr_fn corr;         /* student: approximate copies go here (ctx) */
 };
 
 /* How a tensor is read: t (inline, decoded) or bytes [off, off + len) of

@@ -188,7 +188,7 @@ static int storage(nx_fp_set *set, int fd, const char *path, const struct record
 	struct nx_fp__dtype key;
 	const struct nx_fp__dtype *t = NULL;
 	const char *k = strstr(r->name, "/data/") + 6;
-	struct tensors w = { set, NULL, nx_fp__add_cb, set, min, NULL, 0 };
+	struct tensors w = { set, NULL, nx_fp__add_cb, set, min, NULL, 0, NULL };
 	char *name;
 	int rc = 0;
 
@@ -203,6 +203,9 @@ static int storage(nx_fp_set *set, int fd, const char *path, const struct record
 				      fd, r->data, r->size, min, path, err);
 	if (!rc && r->stored && t && (t->dtype == 10 || t->dtype == 16))
 		rc = nx_fp__add_widened(&w, name, t->dtype, fd, path, NULL, r->data, r->size, err);
+	if (!rc && r->stored)
+		rc = nx_fp__corr_teacher(set, name, t ? t->dtype : r->size % 4 ? 0 : 1, fd, path,
+					 r->data, r->size, err);
 	free(name);
 	return rc;
 }

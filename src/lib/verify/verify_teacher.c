@@ -59,11 +59,12 @@ static int small_copies(struct vfy_ctx *c, const struct nx_fp_match *m, size_t n
 	return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_TENSOR_COPIED, NX_MODEL_PATH, 0,
 			     "%zu student tensors are whole copies of small teacher tensors (each "
 			     "under %d bytes), %llu bytes of teacher weights in all, over the %u "
-			     "allowed: e.g. '%s' (%llu bytes) equals '%s' of teacher %s%s",
+			     "allowed: e.g. '%s' (%llu bytes) equals '%s' of teacher %s%s%s",
 			     count, NX_FP_MIN_BYTES, (unsigned long long)total, NX_FP_SMALL_TOTAL_MAX,
 			     first->student_tensor, (unsigned long long)first->bytes,
 			     first->teacher_tensor, first->teacher_file,
-			     first->transposed ? " once transposed" : "");
+			     first->transposed ? " once transposed" : "",
+			     first->approx ? " approximately (correlation)" : "");
 }
 
 int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err)
@@ -127,6 +128,13 @@ int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err)
 					   "student tensor '%s' equals '%s' of teacher %s (allowed by "
 					   "allow_shared_tensors)", m[i].student_tensor,
 					   m[i].teacher_tensor, m[i].teacher_file);
+		else if (m[i].approx)
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_TENSOR_COPIED, NX_MODEL_PATH, 0,
+					   "student tensor '%s' is '%s' of teacher %s%s approximately: "
+					   "correlation r=%.4f over %u sampled elements (a copy rounded, "
+					   "noised, quantized or mapped by a x + b)", m[i].student_tensor,
+					   m[i].teacher_tensor, m[i].teacher_file,
+					   m[i].transposed ? " transposed" : "", m[i].corr, m[i].corr_used);
 		else if (m[i].values)
 			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_VALUES_COPIED, NX_MODEL_PATH, 0,
 					   "student tensor '%s' holds %u of the %u values sampled from "

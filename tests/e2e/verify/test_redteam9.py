@@ -232,8 +232,8 @@ LAYER_FORMS = {
     "relative noise 2^-14": _noise,
     "lowest 4 bits cleared": lambda t: _rounded(t, 19),
 }
-LAYER_GOT_THROUGH = {"3 x + 0.01", "rounded to 16 mantissa bits", "relative noise 2^-14",
-                     "lowest 4 bits cleared"}
+# caught since: the correlation of same-size tensors (fingerprint_corr.c)
+LAYER_GOT_THROUGH = set()
 
 
 def _layer_reason(case):
@@ -295,7 +295,9 @@ OTHER_TYPES = {
         {f"h{i}": np.frombuffer(b"\x00\x3c" + v.tobytes(), np.float16)
          for i, v in enumerate(vs.values())}, []),
 }
-OTHER_GOT_THROUGH = {"widened to float64", "int8, a scale each", "Constant value_floats"}
+# "widened to float64" and "int8, a scale each" caught since: the
+# correlation of same-size tensors (fingerprint_corr.c)
+OTHER_GOT_THROUGH = {"Constant value_floats"}
 
 
 def _other_reason(case):
@@ -454,7 +456,10 @@ MID_FORMS = {
     "reversed": lambda v: v[::-1],
     "one element changed": _one_changed,
 }
-MID_GOT_THROUGH = {"negated", "reversed", "one element changed"}
+# "negated" and "reversed" caught since (vectors of the teacher's length):
+# the correlation of same-size tensors (fingerprint_corr.c); "one element
+# changed" by its rank correlation
+MID_GOT_THROUGH = set()
 
 
 def _mid_reason(case):
