@@ -155,6 +155,10 @@ struct nx_verify_opts {
 	 * is also the most any caller gets (a larger value counts as the
 	 * default); like max_model_bytes it only tightens the policy */
 	uint64_t max_leak_bytes;
+	/* the vocabulary the runtime loads may hold at most this many tokens
+	 * (0 = no limit): its allowance, 6 bytes a token, is the insider's to
+	 * grow otherwise (docs/TRV.md "Leak budget") */
+	uint64_t max_vocab_tokens;
 	int threads;                    /* hashing threads, <= 0 = 2 */
 	/* the bundle's path in the commands hints name ('nexus fix-modes
 	 * PATH'): for a stage, the path it is published at; NULL = bundle_path */

@@ -23,6 +23,7 @@ enum {
 	OPT_JSON = 1, OPT_STRICT, OPT_PUBKEY, OPT_REQUIRE_SIG, OPT_TEACHER, OPT_NO_SANDBOX,
 	OPT_MAX_MODEL, OPT_TRUSTED_LIST, OPT_TERM, OPT_MAX_LEAK, OPT_SANDBOX, OPT_ALLOW_NO_SANDBOX,
 	OPT_SANDBOX_MEMORY, OPT_TIME_BUDGET, OPT_OVERRIDE, OPT_ATTEST, OPT_KEY, OPT_ACCEPT_SHARED,
+	OPT_MAX_VOCAB,
 };
 
 /* Seconds one check may take: --time-budget, else each check's default
@@ -50,6 +51,8 @@ static const struct cli_opt opts[] = {
 	 "policy, else 2GiB); only tightens the policy", OPT_MAX_MODEL},
 	{"max-leak-bytes", 0, "N", "leak budget: information outside the weights, at most "
 	 "the default 64KiB (it can only be lowered)", OPT_MAX_LEAK},
+	{"max-vocab-tokens", 0, "N", "FAIL when the vocabulary the runtime loads holds more than "
+	 "N tokens (each brings 6 bytes of leak allowance; default: no limit)", OPT_MAX_VOCAB},
 	{"trusted-list", 0, "FILE", "trusted runtime releases: 'nexus <version>' lines, each "
 	 "followed by its '<sha256>  <path>' lines", OPT_TRUSTED_LIST},
 	{"forbidden-term", 0, "TERM", "also forbid TERM (besides teacher, distillation, "
@@ -284,6 +287,16 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 				status = cli_usage(verb, "--max-leak-bytes: '%s' is not a size of at "
 						   "most %u bytes (the budget can only be lowered)",
 						   p.optarg, NX_BUDGET_DEFAULT);
+				goto out;
+			}
+			break;
+		case OPT_MAX_VOCAB:
+			errno = 0;
+			vo.max_vocab_tokens = strtoull(p.optarg, &end, 10);
+			if (errno || end == p.optarg || *end || p.optarg[0] == '-' ||
+			    !vo.max_vocab_tokens) {
+				status = cli_usage(verb, "--max-vocab-tokens: '%s' is not a count "
+						   "of tokens (>= 1)", p.optarg);
 				goto out;
 			}
 			break;

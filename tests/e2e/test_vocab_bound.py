@@ -207,3 +207,14 @@ def test_large_real_shaped_vocabulary_passes(nexus, bundle):
           f"budget used {budget_of(rep)}")
     assert N == len(vocab) and charged == 0 and relief > 0, (N, L, relief)
     assert budget_of(rep) < 65536 * 3 // 4
+
+
+def test_max_vocab_tokens_pins_the_vocabulary_size(nexus, bundle):
+    """N is the insider's to choose (each token brings 6 bytes of
+    allowance): a gate that knows its student's vocabulary size pins it."""
+    n = put_wordpiece(bundle, cjk_tokens(2000, 2, seed=5))
+    rc, rep = verify(nexus, bundle, "--max-vocab-tokens", str(n))
+    assert rc == 0, rep["findings"]
+    rc, rep = verify(nexus, bundle, "--max-vocab-tokens", str(n - 1))
+    assert rc == 1 and any(f["code"] == "budget-exceeded" and "--max-vocab-tokens" in f["message"]
+                           for f in rep["findings"]), rep["findings"]

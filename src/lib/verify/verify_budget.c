@@ -398,6 +398,14 @@ static int vocab_bound(struct tally *t)
 	if (relief > t->tok_charged - rest)
 		relief = t->tok_charged - rest;
 	t->total = t->total - relief + charged;
+	if (t->c->opts->max_vocab_tokens && n > t->c->opts->max_vocab_tokens &&
+	    (rc = nx_report_add(t->c->r, CHECK, NX_SEV_FAIL, NX_F_BUDGET_EXCEEDED, t->vpath, 0,
+				"the vocabulary holds %llu tokens, over --max-vocab-tokens %llu: "
+				"each token brings %u bytes of leak allowance",
+				(unsigned long long)n,
+				(unsigned long long)t->c->opts->max_vocab_tokens,
+				NX_BUDGET_VOCAB_TOKEN_BYTES)))
+		return rc;
 	return nx_report_add(t->c->r, CHECK, NX_SEV_INFO, NX_F_BUDGET_USED, t->vpath, 0,
 			     "the vocabularies hold %llu tokens, %llu bytes compressed (the "
 			     "tokens whole, in id order): allowance %u x %llu = %llu bytes, "
