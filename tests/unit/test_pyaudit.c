@@ -724,6 +724,142 @@ static void jit_probes_only(void **state)
 	expect_clean(ok);
 }
 
+/* Review of red team 9's rules (#22): __init__/__class__/type(x) however
+ * reached, self and cls bound by name, positional class patterns. */
+static void init_class_type_however_reached(void **state)
+{
+	static const char *const bad[] = {
+		"import numpy as np\ndef f(p):\n    z = np.load(p)\n    g = z.__init__\n"
+		"    g(p, False, True)\n    return z['a']\n",
+		"import numpy as np\ndef f(p):\n    z = np.load(p)\n    C = z.__class__\n"
+		"    return C(p, False, True)['a']\n",
+		"import numpy as np\ndef f(p):\n    z = np.load(p)\n"
+		"    return z.__class__.__call__(p, False, True)\n",
+		"import numpy as np\ndef f(p):\n    z = np.load(p)\n    T = type(z)\n"
+		"    return T(p, False, True)['a']\n",
+		"import numpy as np\ndef f(p):\n    z = np.load(p)\n"
+		"    return (type(z))(p, False, True)['a']\n",
+		"import numpy as np\ndef f(p):\n    z = np.load(p)\n    return [type(z)][0](p, False, True)\n",
+		"import numpy as np\ndef f(p):\n    z = np.load(p)\n    return type(*[z])(p, False, True)\n",
+		"import numpy as np\ndef f(p):\n    z = np.load(p)\n    return type(z).__call__(p, False, True)\n",
+		"import numpy as np\ndef f(p):\n    z = np.load(p)\n    return type(z).__name__.__class__\n",
+		"class A:\n    def m(self, p):\n        self.z = np.load(p)\n"
+		"        self.z.__init__(p, False, True)\n",
+		"class A:\n    def m(self, p):\n        self.z = np.load(p)\n"
+		"        return self.z.__class__(p, False, True)\n",
+		"class A:\n    def m(self, p):\n        self.z = np.load(p)\n"
+		"        self.z.__dict__['allow_' + 'pickle'] = True\n",
+		"class A:\n    def m(self, p):\n        return type(self.z)(p, False, True)\n",
+		"def f(z, p):\n    return getattr(z, '__class__')(p, False, True)\n",
+		"def f(z, p):\n    return z.__class__.__name__.__class__, z.__init__.__name__\n",
+		"def f(v):\n    return type(v)(x * 2 for x in v)\n",
+		NULL
+	};
+	static const char *const ok[] = {
+		"class A(B):\n    def __init__(self, n):\n        super().__init__()\n"
+		"        Base.__init__(self, n)\n        super(A, self).__init__(n)\n"
+		"        self.k = self.__class__.__name__, type(self).__qualname__\n"
+		"    def copy(self):\n        return type(self)(self.n), self.__class__(1)\n"
+		"    @classmethod\n    def make(cls, n):\n        return cls.__init__, type(cls)\n",
+		"def f(x):\n    raise TypeError(f'bad {type(x).__name__}: {type(x).__qualname__}')\n",
+		"def f(x):\n    return x.__class__.__name__ + x.__class__.__qualname__.lower()\n",
+		"t = type(3), type('s'), type(b'b')\n",
+		NULL
+	};
+
+	(void)state;
+	expect_all("python-reflective", bad);
+	expect_clean(ok);
+}
+
+static void self_and_cls_bound_only_as_first_parameter(void **state)
+{
+	static const char *const bad[] = {
+		"import numpy as np\ndef f(p):\n    self = np.load(p)\n"
+		"    self.__dict__['allow_' + 'pickle'] = True\n    return self['a']\n",
+		"import numpy as np\ndef f(p):\n    self = np.load(p)\n"
+		"    return type(self)(p, False, True)['a']\n",
+		"import numpy as np\ndef f(p):\n    self = np.load(p)\n    self.__init__(p, False, True)\n",
+		"def f(z):\n    a = cls = z\n",
+		"def f(z):\n    a, self = z, z\n",
+		"def f(z):\n    (a, [b, *cls]) = z\n",
+		"def f(z):\n    self: object = z\n",
+		"def f(z):\n    self += z\n",
+		"def f(z):\n    for self in z:\n        pass\n",
+		"def f(z):\n    for i, (a, self) in z:\n        pass\n",
+		"def f(z):\n    return [type(self) for self in z]\n",
+		"def f(z):\n    with z as self:\n        pass\n",
+		"def f(z):\n    with z as (a, cls):\n        pass\n",
+		"def f(z):\n    try:\n        pass\n    except E as self:\n        pass\n",
+		"import numpy as self\n",
+		"from numpy import load as cls\n",
+		"def f(z):\n    if (self := z):\n        pass\n",
+		"def f(z):\n    global self\n",
+		"def f(z):\n    def g():\n        nonlocal cls\n",
+		"g = lambda self: type(self)\n",
+		"g = lambda a, *, cls=1: a\n",
+		"def f(z, self):\n    pass\n",
+		"def f(z, *, cls):\n    pass\n",
+		"def f(z, *self):\n    pass\n",
+		"def self():\n    pass\n",
+		"class cls:\n    pass\n",
+		"def f(z):\n    match z:\n        case self:\n            pass\n",
+		"def f(z):\n    match z:\n        case [a, self]:\n            pass\n",
+		"def f(z):\n    match z:\n        case {'k': cls}:\n            pass\n",
+		"def f(z):\n    match z:\n        case P(x=self):\n            pass\n",
+		"def f(z):\n    match z:\n        case _ as self:\n            pass\n",
+		NULL
+	};
+	static const char *const ok[] = {
+		"class A:\n    def __init__(self, x, *a, **k):\n        self.x = x\n        self[0] = x\n"
+		"        self.d[self] = 1\n        self.x, self.y = x, self\n        for self.i in x:\n"
+		"            pass\n        with x as self.c:\n            pass\n"
+		"        y = [s for s in self.x]\n        z = self if self else cls\n"
+		"        f(self=1)\n        g = lambda: self.x\n        h = lambda k=self: k\n"
+		"        w = (v := self.x)\n        r[cls] = self\n"
+		"    @classmethod\n    def make(cls, n):\n        registry[cls] = n\n        return cls(n)\n",
+		"def f(p):\n    match p:\n        case Point(x=0) if self.ok:\n            return 1\n"
+		"        case self.k:\n            return 2\n",
+		NULL
+	};
+
+	(void)state;
+	expect_all("python-reflective", bad);
+	expect_clean(ok);
+}
+
+static void positional_class_patterns(void **state)
+{
+	static const char *const bad[] = {
+		"import dataclasses\n\n@dataclasses.dataclass\nclass Step:\n    backward: object\n\n"
+		"def fit(loss):\n    match loss:\n        case Step(step):\n            step()\n",
+		"import dataclasses\nStep = dataclasses.make_dataclass('Step', ['backward'])\n"
+		"def fit(loss):\n    match loss:\n        case Step(step):\n            step()\n",
+		"S = type('S', (), {'__match_args__': ('backward',)})\n"
+		"def fit(loss):\n    match loss:\n        case S(step):\n            step()\n",
+		"def fit(loss):\n    match loss:\n        case m.Step(x=1, y=[a, b]) | Q(step):\n            step()\n",
+		"def fit(loss):\n    match loss:\n        case builtins.int(step):\n            step()\n",
+		"def fit(loss):\n    match loss:\n        case [P(step), 1]:\n            step()\n",
+		"class Any(type):\n    def __instancecheck__(cls, x):\n        return True\n",
+		"class Any(type):\n    def __subclasscheck__(cls, x):\n        return True\n",
+		"class A(abc.ABC):\n    @classmethod\n    def __subclasshook__(cls, c):\n        return True\n",
+		"M = type('M', (type,), {'__instancecheck__': lambda c, x: True})\n",
+		NULL
+	};
+	static const char *const ok[] = {
+		"def f(p):\n    match p:\n        case Point(x=0, y=yy) if yy:\n            return yy\n"
+		"        case int(n) | str(n) | float(n) | bool(n) | tuple(n):\n            return n\n"
+		"        case list(l) | dict(d) | set(s) | frozenset(s) | bytes(b) | bytearray(b):\n"
+		"            return l\n        case Empty():\n            return 0\n"
+		"        case [Point(x=1), int(k)]:\n            return k\n",
+		NULL
+	};
+
+	(void)state;
+	expect_all("python-reflective", bad);
+	expect_clean(ok);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -743,6 +879,9 @@ int main(void)
 		cmocka_unit_test(declared_package_aliases),
 		cmocka_unit_test(code_as_data_through_a_package),
 		cmocka_unit_test(jit_probes_only),
+		cmocka_unit_test(init_class_type_however_reached),
+		cmocka_unit_test(self_and_cls_bound_only_as_first_parameter),
+		cmocka_unit_test(positional_class_patterns),
 	};
 	return cmocka_run_group_tests_name("pyaudit", tests, NULL, NULL);
 }

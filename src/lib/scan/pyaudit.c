@@ -553,6 +553,8 @@ int nx_pyaudit__text(const char *buf, size_t len, const struct nx_pyaudit_opts *
 			rc = seal_bindings(&a);
 	}
 	if (!rc && depth >= 0)
+		rc = nx_pyaudit__binds(&a);
+	if (!rc && depth >= 0)
 		rc = nx_pyaudit__names(&a);
 	for (i = 0; i < a.n; i++)
 		if (a.t[i].owned)

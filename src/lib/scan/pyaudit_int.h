@@ -164,6 +164,9 @@ int nx_pyaudit__text(const char *buf, size_t len, const struct nx_pyaudit_opts *
 		     nx_error *err, int depth, long line0, long col0);
 /* The pass over names (pyaudit_names.c). */
 int nx_pyaudit__names(struct audit *a);
+/* Statement rules (pyaudit_bind.c): self/cls bound other than as a def's
+ * first parameter, positional class sub-patterns, isinstance hooks. */
+int nx_pyaudit__binds(struct audit *a);
 /* What attribute s[0..n) of a chain with this root reaches; module is the
  * dotted path it is an attribute of when that is an imported module. */
 int nx_pyaudit__name_rules(struct audit *a, size_t i, const char *s, size_t n, enum root root,

@@ -18,6 +18,28 @@ static bool name_eq(const char *s, size_t n, const char *lit)
 	return strlen(lit) == n && !memcmp(s, lit, n);
 }
 
+/* Is attribute NAME i read straight off self, cls or super() (not
+ * self.z.__class__, whose root is self too)? */
+static bool self_attr(const struct audit *a, size_t i, enum root root)
+{
+	size_t m;
+
+	if (root != R_SELF || i < 2 || !is_op(a, i - 1, "."))
+		return false;
+	if (name_is(a, i - 2, "self") || name_is(a, i - 2, "cls"))
+		return true;
+	m = a->match[i - 2];
+	return is_op(a, i - 2, ")") && m != NONE && m > 0 && name_is(a, m - 1, "super");
+}
+
+/* Is the object before token i+1 only read for its name: `.__name__` or
+ * `.__qualname__` (a string; the class itself goes no further)? */
+static bool name_read(const struct audit *a, size_t i)
+{
+	return is_op(a, i + 1, ".") &&
+	       (name_is(a, i + 2, "__name__") || name_is(a, i + 2, "__qualname__"));
+}
+
 /* What attribute s[0..n) of a chain with this root reaches; module is the
  * dotted path it is an attribute of when that is an imported module. */
 int nx_pyaudit__name_rules(struct audit *a, size_t i, const char *s, size_t n, enum root root,
@@ -25,18 +47,21 @@ int nx_pyaudit__name_rules(struct audit *a, size_t i, const char *s, size_t n, e
 {
 	const char *why;
 
-	/* `z.__init__(f, False, True)` re-makes an object (np.load's NpzFile)
-	 * with arguments the audit cannot type; `Base.__init__(self, ...)`
-	 * and self/cls/super() stay (red team 9) */
-	if (root != R_SELF && is_op(a, i + 1, "(") && (name_eq(s, n, "__init__") ||
-						      name_eq(s, n, "__class__")) &&
-	    !(name_is(a, i + 2, "self") && (is_op(a, i + 3, ",") || is_op(a, i + 3, ")"))))
-		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' called on an object "
-			      "other than self, cls or super() refused: it makes an object of a "
-			      "type the audit cannot see with arguments it cannot judge", (int)n, s);
+	/* `z.__init__(f, False, True)`, `g = z.__init__`, `C = z.__class__`:
+	 * a re-made object (np.load's NpzFile) with arguments the audit
+	 * cannot type, however it is reached; self.__init__, cls.__class__,
+	 * super().__init__ and `Base.__init__(self, ...)` stay, and so does
+	 * x.__class__.__name__ (red team 9) */
+	if ((name_eq(s, n, "__init__") || (name_eq(s, n, "__class__") && !name_read(a, i))) &&
+	    !self_attr(a, i, root) &&
+	    !(is_op(a, i + 1, "(") && name_is(a, i + 2, "self") &&
+	      (is_op(a, i + 3, ",") || is_op(a, i + 3, ")"))))
+		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' of an object other "
+			      "than self, cls or super() refused: it makes an object of a type "
+			      "the audit cannot see, with arguments it cannot judge", (int)n, s);
 	if (is_dunder(s, n)) {
-		if (nx_pyaudit__dunder_ok(s, n) || (root == R_SELF && n == 8 &&
-						    !memcmp(s, "__dict__", 8)))
+		if (nx_pyaudit__dunder_ok(s, n) || (n == 8 && !memcmp(s, "__dict__", 8) &&
+						    self_attr(a, i, root)))
 			return 0;
 		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' refused: a dunder outside the data "
 			      "model reaches namespaces, frames or the import system", (int)n, s);
@@ -519,14 +544,21 @@ static int bare_name(struct audit *a, size_t i)
 	if (is_dunder(s, n) && !nx_pyaudit__dunder_ok(s, n))
 		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' refused: a dunder outside the data "
 			      "model reaches namespaces, frames or the import system", (int)n, s);
-	/* `type(z)(f, False, True)`: the class of an object the audit cannot
-	 * type, called (red team 9); type(self)(...) stays */
+	/* `T = type(z); T(f, False, True)`: the class of an object the audit
+	 * cannot type, whatever follows (red team 9); type(self), type(cls),
+	 * type of a literal, and type(x).__name__ / .__qualname__ (a string
+	 * read, no call) stay */
 	if (name_is(a, i, "type") && is_op(a, i + 1, "(") && a->match[i + 1] != NONE &&
-	    is_op(a, a->match[i + 1] + 1, "(") &&
-	    !(a->match[i + 1] == i + 3 && (name_is(a, i + 2, "self") || name_is(a, i + 2, "cls"))))
-		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'type(...)(...)' refused: it "
-			      "calls the class of an object the audit cannot type, with arguments "
-			      "it cannot judge");
+	    a->next[i + 1] == a->match[i + 1] && a->match[i + 1] > i + 2 &&
+	    !(a->match[i + 1] == i + 3 &&
+	      (name_is(a, i + 2, "self") || name_is(a, i + 2, "cls") ||
+	       a->t[i + 2].t.kind == NX_PY_NUMBER ||
+	       (a->t[i + 2].t.kind == NX_PY_STRING && !(a->t[i + 2].t.flags & NX_PY_STR_F)))) &&
+	    !name_read(a, a->match[i + 1]))
+		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'type(...)' of an object "
+			      "other than self or cls refused: it is the class of an object the "
+			      "audit cannot type, which a later call would make with arguments it "
+			      "cannot judge");
 	if (name_is(a, i, "getattr") || name_is(a, i, "setattr") || name_is(a, i, "delattr") ||
 	    name_is(a, i, "hasattr"))
 		return getattr_call(a, i);
