@@ -337,7 +337,8 @@ def test_small_teacher_tensors_in_other_types(nexus, bundle, tmp_path, case):
 # With `.grad` and `.data` (inference code reads both) that is a training
 # step: autograd plus a hand-written SGD update.  Fixed in pyaudit.c
 # (a case clause's keywords are attributes) and pyaudit_lists.c
-# (__match_args__ is no longer an allowed dunder).  Same for a loss's
+# (__match_args__ is no longer an allowed dunder; a @dataclass writes it
+# unseen, so positional class sub-patterns are refused, pyaudit_bind.c).  Same for a loss's
 # grad_fn: its nodes, called along next_functions, are a backward pass in
 # 15 lines with exactly autograd's gradients (refused by name now).
 UPDATE = ("    for p in model.parameters():\n"
@@ -373,6 +374,13 @@ PATTERN_DOORS = {
         "    match loss:\n        case Step(step):\n            step()\n" + UPDATE,
     # no word of autograd: the loss's grad_fn nodes called one by one
     "grad_fn nodes called by hand": GRAPH_STEP,
+    # review (#22): a dataclass writes __match_args__ where no name shows it
+    "a dataclass's __match_args__":
+        "import dataclasses\n\n\nclass Any(type):\n    def __instancecheck__(cls, x):\n"
+        "        return True\n\n\n@dataclasses.dataclass\nclass Step(metaclass=Any):\n"
+        "    backward: object\n\n\n"
+        "def fit(model, x, lr):\n    loss = model(x).sum()\n"
+        "    match loss:\n        case Step(step):\n            step()\n" + UPDATE,
 }
 
 
@@ -521,7 +529,9 @@ def test_teacher_layer_on_the_allow_list(nexus, release_key, tmp_path):
 # pyaudit_names.c (such a function is only ever called, never with **)
 # and pyaudit_lists.c (the attribute allow_pickle is refused); and so
 # does an NpzFile re-made by `z.__init__(...)` or `type(z)(...)` with
-# allow_pickle by position: neither is called on self/cls/super() now.
+# allow_pickle by position: neither is called on self/cls/super() now;
+# nor kept (`g = z.__init__`, `C = z.__class__`), nor a local named self
+# (pyaudit_bind.c: self and cls are bound only as a def's first parameter).
 UNPICKLE_DOORS = {
     "np.load aliased": "import io\nimport numpy as np\nLOAD = np.load\n"
                        "def fit():\n    return LOAD(io.BytesIO(BLOB), None, True)\n",
@@ -539,6 +549,19 @@ UNPICKLE_DOORS = {
     "the class of an NpzFile, called": "import io\nimport numpy as np\n"
                                        "def fit(npz):\n    z = np.load(io.BytesIO(npz))\n"
                                        "    return type(z)(io.BytesIO(npz), False, True)['a']\n",
+    # review (#22): the same reached other than by a call's next token,
+    # or through a local named self, which the audit trusted by name
+    "an NpzFile's __init__ kept": "import io\nimport numpy as np\n"
+                                  "def fit(npz):\n    z = np.load(io.BytesIO(npz))\n"
+                                  "    g = z.__init__\n    g(io.BytesIO(npz), False, True)\n"
+                                  "    return z['a']\n",
+    "the class of an NpzFile, kept": "import io\nimport numpy as np\n"
+                                     "def fit(npz):\n    z = np.load(io.BytesIO(npz))\n"
+                                     "    C = z.__class__\n"
+                                     "    return C(io.BytesIO(npz), False, True)['a']\n",
+    "an NpzFile named self": "import io\nimport numpy as np\n"
+                             "def fit(npz):\n    self = np.load(io.BytesIO(npz))\n"
+                             "    return type(self)(io.BytesIO(npz), False, True)['a']\n",
     "a default argument": "import io\nfrom numpy.lib import format as F\n"
                           "def fit(read=F.read_array):\n    return read(io.BytesIO(BLOB), True)\n",
 }
