@@ -823,9 +823,28 @@ static void self_and_cls_bound_only_as_first_parameter(void **state)
 		NULL
 	};
 
+	static const char *const far[] = { "def f(z):\n    for ", "a, ", "self in z:\n        pass\n",
+		"def f(z):\n    x[", "a, ", "self] = z\n", NULL };
+	char *src = malloc(6 * 5000 + 64);
+	size_t k, j;
+
 	(void)state;
 	expect_all("python-reflective", bad);
 	expect_clean(ok);
+	/* a target list longer than the audit looks: still refused, in
+	 * linear time */
+	assert_non_null(src);
+	for (k = 0; far[k]; k += 3) {
+		const char *one[] = { src, NULL };
+
+		char *p = src + sprintf(src, "%s", far[k]);
+
+		for (j = 0; j < 5000; j++)
+			p += sprintf(p, "%s", far[k + 1]);
+		sprintf(p, "%s", far[k + 2]);
+		expect_all("python-reflective", one);
+	}
+	free(src);
 }
 
 static void positional_class_patterns(void **state)

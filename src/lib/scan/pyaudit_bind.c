@@ -11,6 +11,7 @@
  */
 #include "pyaudit_int.h"
 
+#include <stdint.h>
 #include <string.h>
 
 static bool trusted_name(const struct audit *a, size_t i)
@@ -38,10 +39,21 @@ static bool keyword(const struct audit *a, size_t i)
 	return in_list(a, i, kw, false);
 }
 
-/* The unmatched open bracket around token i, from token lo; NONE if none. */
+/* How far back or ahead one look goes: a bound that keeps the pass
+ * linear on a crafted file (a target list or a line of thousands of
+ * items); past it a name counts as bound. */
+#define REACH 4096
+#define FAR (SIZE_MAX - 1)
+
+/* The unmatched open bracket around token i, from token lo; NONE if none,
+ * FAR if it is more than REACH steps back. */
 static size_t enclosing(const struct audit *a, size_t lo, size_t i)
 {
+	size_t steps = 0;
+
 	while (i > lo) {
+		if (++steps > REACH)
+			return FAR;
 		i--;
 		if (is_op(a, i, ")") || is_op(a, i, "]") || is_op(a, i, "}")) {
 			if (a->match[i] == NONE || a->match[i] < lo)
@@ -65,7 +77,9 @@ static bool target(const struct audit *a, size_t lo, size_t i)
 	    (i && is_op(a, i - 1, ".")))
 		return false;
 	for (o = enclosing(a, lo, i); o != NONE; o = enclosing(a, lo, o))
-		if (o > lo && (is_op(a, o, "{") ||
+		if (o == FAR)
+			return true;
+		else if (o > lo && (is_op(a, o, "{") ||
 			       (is_name(a, o - 1) && !keyword(a, o - 1)) || is_op(a, o - 1, ")") ||
 			       is_op(a, o - 1, "]") || a->t[o - 1].t.kind == NX_PY_STRING))
 			return false;
@@ -78,6 +92,13 @@ static int refuse(struct audit *a, size_t i, const char *how)
 				  "audit trusts self and cls by name (type(self), self.__dict__), "
 				  "so only a def's first parameter may bind them", (int)a->t[i].nlen,
 				  a->t[i].name, how);
+}
+
+static int refuse_far(struct audit *a, size_t i, const char *kw)
+{
+	return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%s' whose %s is not within %d "
+				  "tokens on its line refused: the audit cannot see whether it "
+				  "binds self or cls", kw, !strcmp(kw, "for") ? "'in'" : "':'", REACH);
 }
 
 /* Tokens [lo, hi): a target list; refuse self or cls bound in it. */
@@ -99,13 +120,16 @@ static bool assign_op(const struct audit *a, size_t i)
 	return in_list(a, i, ops, true);
 }
 
-/* The first token after i, within the line and at i's bracket depth, that
- * is NAME kw (or op when kw is NULL); NONE if none. */
+/* The first token after i, within the line, at i's bracket depth and
+ * within REACH tokens, that is NAME kw (or op when kw is NULL); NONE if
+ * none (Python has one: the caller refuses). */
 static size_t find_at_depth(const struct audit *a, size_t i, const char *kw, const char *op)
 {
 	int32_t d = a->t[i].t.depth;
+	size_t end = i + REACH;
 
-	for (i++; i < a->n && a->t[i].t.kind != NX_PY_NEWLINE; i++)
+	for (i++; i < a->n && i < end && a->t[i].t.kind != NX_PY_NEWLINE &&
+	     a->t[i].t.depth >= d; i++)
 		if (a->t[i].t.depth == d && (kw ? name_is(a, i, kw) : is_op(a, i, op)))
 			return i;
 	return NONE;
@@ -155,13 +179,17 @@ static int self_bindings(struct audit *a)
 			rc = refuse(a, i, "as a def or class name");
 		else if (name_is(a, i, "def") && is_name(a, i + 1))
 			rc = def_params(a, i);
-		else if (name_is(a, i, "for") && (e = find_at_depth(a, i, "in", NULL)) != NONE)
+		else if (name_is(a, i, "for") && (e = find_at_depth(a, i, "in", NULL)) == NONE)
+			rc = refuse_far(a, i, "for");
+		else if (name_is(a, i, "for"))
 			rc = targets(a, i + 1, e, "as a for target");
 		else if (name_is(a, i, "as") && is_op(a, i + 1, "(") && a->match[i + 1] != NONE)
 			rc = targets(a, i + 1, a->match[i + 1], "by 'as'");
 		else if (name_is(a, i, "as") && trusted_name(a, i + 1) && target(a, i + 1, i + 1))
 			rc = refuse(a, i + 1, "by 'as'");
-		else if (name_is(a, i, "lambda") && (e = find_at_depth(a, i, NULL, ":")) != NONE) {
+		else if (name_is(a, i, "lambda") && (e = find_at_depth(a, i, NULL, ":")) == NONE)
+			rc = refuse_far(a, i, "lambda");
+		else if (name_is(a, i, "lambda")) {
 			size_t k;
 
 			for (k = i + 1; !rc && k < e; k++)
