@@ -753,6 +753,10 @@ static void init_class_type_however_reached(void **state)
 		"def f(z, p):\n    return getattr(z, '__class__')(p, False, True)\n",
 		"def f(z, p):\n    return z.__class__.__name__.__class__, z.__init__.__name__\n",
 		"def f(v):\n    return type(v)(x * 2 for x in v)\n",
+		"def f(z, p):\n    T = type\n    return T(z)(p, False, True)\n",
+		"def f(z, p):\n    return [type][0](z)(p, False, True)\n",
+		"def f(z, p):\n    return type.__call__(type, z)(p, False, True)\n",
+		"def f(z, p, t=type):\n    return t(z)(p, False, True)\n",
 		NULL
 	};
 	static const char *const ok[] = {
@@ -764,6 +768,9 @@ static void init_class_type_however_reached(void **state)
 		"def f(x):\n    raise TypeError(f'bad {type(x).__name__}: {type(x).__qualname__}')\n",
 		"def f(x):\n    return x.__class__.__name__ + x.__class__.__qualname__.lower()\n",
 		"t = type(3), type('s'), type(b'b')\n",
+		"class M(type):\n    pass\nclass A(B, metaclass=type):\n    pass\n"
+		"def f(x: type, y: type[int] = int) -> type:\n    return isinstance(x, type)\n"
+		"k: type = int\n",
 		NULL
 	};
 

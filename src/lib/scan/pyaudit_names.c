@@ -521,6 +521,33 @@ static bool keyword_arg(const struct audit *a, size_t i)
 	       (is_op(a, i - 1, "(") || is_op(a, i - 1, ","));
 }
 
+/*
+ * NAME i, `type` not called, is one of the uses that hand it to nothing
+ * that calls it: an annotation (`-> type`, `x: type[T]`), a class
+ * statement's base or metaclass, isinstance(x, type) / issubclass.
+ */
+static bool type_value_ok(const struct audit *a, size_t i)
+{
+	size_t k, o;
+
+	if (i && is_op(a, i - 1, "->"))
+		return true;
+	if (i > 1 && is_op(a, i - 1, ":") && is_name(a, i - 2) &&
+	    (a->param[i - 1] == PARAM_DEF || (a->t[i - 1].t.depth == 0 && stmt_start(a, i - 2))))
+		return true;
+	if (i > 1 && is_op(a, i - 1, ",") && is_op(a, i + 1, ")") &&
+	    (o = a->match[i + 1]) != NONE && o > 0 &&
+	    (name_is(a, o - 1, "isinstance") || name_is(a, o - 1, "issubclass")))
+		return true;
+	/* class A(type): / class B(metaclass=type): on its header line */
+	if (a->t[i].t.depth != 1 || !(is_op(a, i + 1, ")") || is_op(a, i + 1, ",")))
+		return false;
+	for (k = i; k > 0 && i - k < 64 && !stmt_start(a, k); k--)
+		;
+	return stmt_start(a, k) && name_is(a, k, "class") && is_name(a, k + 1) &&
+	       is_op(a, k + 2, "(") && a->match[k + 2] != NONE && a->match[k + 2] > i;
+}
+
 static int bare_name(struct audit *a, size_t i)
 {
 	const char *s = a->t[i].name, *why;
@@ -559,6 +586,11 @@ static int bare_name(struct audit *a, size_t i)
 			      "other than self or cls refused: it is the class of an object the "
 			      "audit cannot type, which a later call would make with arguments it "
 			      "cannot judge");
+	if (name_is(a, i, "type") && !is_op(a, i + 1, "(") && !type_value_ok(a, i))
+		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'type' used other than "
+			      "called refused: `T = type; T(z)` and `type.__call__` are type(z) "
+			      "where the audit does not see it (an annotation, a class's base or "
+			      "metaclass and isinstance(x, type) stay)");
 	if (name_is(a, i, "getattr") || name_is(a, i, "setattr") || name_is(a, i, "delattr") ||
 	    name_is(a, i, "hasattr"))
 		return getattr_call(a, i);
