@@ -152,7 +152,7 @@ static int def_params(struct audit *a, size_t i)
 
 static int self_bindings(struct audit *a)
 {
-	size_t i, stmt = 0, done = 0, e;
+	size_t i, stmt = 0, done = 0, e = 0;
 	int rc = 0;
 
 	for (i = 0; !rc && i < a->n; i++) {
