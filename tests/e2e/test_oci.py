@@ -211,8 +211,12 @@ def test_blobs_upload_in_parallel(nexus, registry, proxy, bundle, env, request):
     assert doc["blobs_uploaded"] == len(bundle.files()) + 2 and doc["blobs_skipped"] == 0
     assert state["most"] >= 2, state
     sizes = {blob_of(bundle, f): bundle.path(f).stat().st_size for f in bundle.files()}
+    # the largest blob is in the first wave the workers (4) take; which of
+    # them sends its HEAD first is the scheduler's choice (a worker that
+    # must still open its connection loses to one that has it), so the
+    # first HEAD is not always the largest blob's (it failed so under load)
     heads = [e[1].rsplit("/", 1)[1] for e in proxy.requests("HEAD", "/blobs/")]
-    assert heads[0] == max(sizes, key=sizes.get)
+    assert max(sizes, key=sizes.get) in heads[:4]
 
 
 def test_push_verifies_first(nexus, registry, bundle, env, request):
