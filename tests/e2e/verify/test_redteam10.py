@@ -1,0 +1,302 @@
+"""Red team 10 (issue #22): attacks on what stop 19 added - the correlation
+of same-size tensors (fingerprint_corr.c), the 16-bit canonical forms, the
+Python audit's self/cls binding (pyaudit_bind.c) and the vocabulary bound.
+An insider controls only the workspace and runs the official
+`nexus build --key`; the gate is
+
+    nexus verify --strict --require-signature --pubkey RELEASE.pub
+                 --teacher artifacts/teacher.onnx --teacher checkpoints/teacher.pt
+
+Cases the gate catches guard against regressions; cases that get through
+are strict xfails naming their class and the fix wanted (docs/TRV.md).
+"""
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import workspace as ws
+from .test_redteam7 import signed_build_is_refused, teacher_onnx
+
+# --------------------------------------- a teacher layer pair, re-encoded
+# The teacher's feed-forward pair: tanh(x @ T1) @ T2, T1 [64, 256] and T2
+# [256, 64] (64 KiB each, in the [in, out] order torch.onnx.export writes).
+# Each form below is a student that computes the same function (exactly,
+# or to float rounding / 16 mantissa bits) from tensors that are not T1
+# and T2 at the same positions - the correlation of same-size tensors
+# compares element i with element i (as is, reversed, transposed) only.
+D, H = 64, 256
+T1_NAME, T2_NAME = "encoder.layer.3.intermediate.dense", "encoder.layer.3.output.dense"
+
+
+def teacher_pair(seed=11):
+    rng = np.random.default_rng(seed)
+    return ((rng.standard_normal((D, H)) / 8).astype(np.float32),
+            (rng.standard_normal((H, D)) / 8).astype(np.float32))
+
+
+def _rounded(t, bits=16):
+    """the mantissa cut to `bits` bits: 5 significant digits, a usable copy"""
+    return (t.view(np.uint32) & np.uint32(~((1 << (23 - bits)) - 1) & 0xFFFFFFFF)).view(np.float32)
+
+
+def _perm():
+    return np.random.default_rng(77).permutation(H)
+
+
+def _signs():
+    return np.where(np.random.default_rng(78).random(H) < 0.5, -1, 1).astype(np.float32)
+
+
+# Each form: (t1, t2) -> (tensors, fn); fn(x, tensors) is what the student's
+# graph computes, and the test checks it is the teacher's function.
+def f_plain(x, s):
+    return np.tanh(x @ s["w1"]) @ s["w2"]
+
+
+def form_same(t1, t2):
+    return {"w1": t1, "w2": t2}, f_plain
+
+
+def form_rounded(t1, t2):
+    return {"w1": _rounded(t1), "w2": _rounded(t2)}, f_plain
+
+
+def form_permuted(t1, t2):
+    """hidden units permuted: T1's columns and T2's rows by one permutation
+    (tanh acts element by element, so the network is the same function)"""
+    p = _perm()
+    return {"w1": t1[:, p], "w2": t2[p]}, f_plain
+
+
+def form_permuted_rounded(t1, t2):
+    s, f = form_permuted(t1, t2)
+    return {k: _rounded(v) for k, v in s.items()}, f
+
+
+def form_permuted_signed(t1, t2):
+    """permuted, and each hidden unit's sign flipped at random (tanh is odd:
+    flip T1's column and T2's row together)"""
+    p, sg = _perm(), _signs()
+    return {"w1": (t1 * sg)[:, p], "w2": (t2 * sg[:, None])[p]}, f_plain
+
+
+def form_permuted_signed_rounded(t1, t2):
+    s, f = form_permuted_signed(t1, t2)
+    return {k: _rounded(v) for k, v in s.items()}, f
+
+
+def form_split(t1, t2):
+    """W = A + B, A noise four times the weights' spread; the graph computes
+    x @ A + x @ B (two live MatMuls: no node computes from constants only)"""
+    rng = np.random.default_rng(80)
+    a1 = (rng.standard_normal(t1.shape) / 2).astype(np.float32)
+    a2 = (rng.standard_normal(t2.shape) / 2).astype(np.float32)
+    return ({"w1a": a1, "w1b": t1 - a1, "w2a": a2, "w2b": t2 - a2},
+            lambda x, s: (np.tanh(x @ s["w1a"] + x @ s["w1b"]) @ s["w2a"]
+                          + np.tanh(x @ s["w1a"] + x @ s["w1b"]) @ s["w2b"]))
+
+
+def form_low_rank(t1, t2):
+    """W + 4 u v^T stored; the graph subtracts (x @ u) v^T"""
+    rng = np.random.default_rng(81)
+    u1, v1 = rng.standard_normal((D, 1)).astype(np.float32), rng.standard_normal((1, H)).astype(np.float32)
+    u2, v2 = rng.standard_normal((H, 1)).astype(np.float32), rng.standard_normal((1, D)).astype(np.float32)
+    return ({"w1": t1 + 4 * u1 @ v1, "u1": u1, "v1": v1,
+             "w2": t2 + 4 * u2 @ v2, "u2": u2, "v2": v2},
+            lambda x, s: ((lambda h: h @ s["w2"] - 4 * (h @ s["u2"]) @ s["v2"])(
+                np.tanh(x @ s["w1"] - 4 * (x @ s["u1"]) @ s["v1"]))))
+
+
+def _col_scales(n, seed):
+    rng = np.random.default_rng(seed)
+    return (10.0 ** rng.uniform(-2, 2, n) * np.where(rng.random(n) < 0.5, -1, 1)).astype(np.float32)
+
+
+def form_column_scaled(t1, t2):
+    """each output column scaled by its own factor (1e-2 .. 1e2, either
+    sign); the graph divides the MatMul's output by the factors"""
+    c1, c2 = _col_scales(H, 82), _col_scales(D, 83)
+    return ({"w1": t1 * c1, "c1": c1, "w2": t2 * c2, "c2": c2},
+            lambda x, s: (np.tanh((x @ s["w1"]) / s["c1"]) @ s["w2"]) / s["c2"])
+
+
+def form_padded_rounded(t1, t2):
+    """one hidden unit more (a column of T1, a row of T2, both noise): every
+    element count changes, and the values are rounded"""
+    rng = np.random.default_rng(84)
+    w1 = np.concatenate([t1, rng.standard_normal((D, 1)).astype(np.float32) / 8], 1)
+    w2 = np.concatenate([t2, np.zeros((1, D), np.float32)], 0)
+    return {"w1": _rounded(w1), "w2": _rounded(w2)}, f_plain
+
+
+def form_axes_swapped_rounded(t1, t2):
+    """[256, 64] kept as [64, 4, 64] (axes 0 and 1 of its [4, 64, 64] view
+    swapped), rounded; the graph's Transpose+Reshape of one weight is one of
+    the folds constant-subgraph lets through"""
+    w1 = _rounded(t1).reshape(D, 4, 64).transpose(1, 0, 2).copy()
+    w2 = _rounded(t2).reshape(4, 64, 64).transpose(1, 0, 2).copy()
+    return ({"w1": w1, "w2": w2},
+            lambda x, s: np.tanh(x @ s["w1"].transpose(1, 0, 2).reshape(D, H))
+            @ s["w2"].transpose(1, 0, 2).reshape(H, D))
+
+
+def _uint8_rows(t, seed):
+    """uint8 codes, per-row scale and zero point (a row spans 20..60 codes,
+    its zero point anywhere the codes fit)"""
+    rng = np.random.default_rng(seed)
+    lo, hi = t.min(1, keepdims=True), t.max(1, keepdims=True)
+    span = rng.uniform(20, 60, (t.shape[0], 1))
+    scale = ((hi - lo) / span).astype(np.float32)
+    zp = np.round(rng.uniform(0, 255 - span) - lo / scale).astype(np.float32)
+    q = np.clip(np.round(t / scale) + zp, 0, 255).astype(np.uint8)
+    return q, scale, zp
+
+
+def form_uint8_row_zero_points(t1, t2):
+    q1, s1, z1 = _uint8_rows(t1.T.copy(), 85)     # per output column of T1
+    q2, s2, z2 = _uint8_rows(t2.T.copy(), 86)
+    return ({"q1": q1, "s1": s1, "z1": z1, "q2": q2, "s2": s2, "z2": z2},
+            lambda x, s: np.tanh(x @ ((s["q1"] - s["z1"]) * s["s1"]).T)
+            @ ((s["q2"] - s["z2"]) * s["s2"]).T)
+
+
+def form_plus_constant(t1, t2):
+    """a constant 7 added to every weight (the graph subtracts x.sum * 7)"""
+    return ({"w1": t1 + 7, "w2": t2 + 7},
+            lambda x, s: (lambda h: h @ s["w2"] - 7 * h.sum(-1, keepdims=True))(
+                np.tanh(x @ s["w1"] - 7 * x.sum(-1, keepdims=True))))
+
+
+PAIR_FORMS = {
+    "same (a guard)": (form_same, 1e-6),
+    "rounded (a guard)": (form_rounded, 1e-3),
+    "plus a constant (a guard)": (form_plus_constant, 1e-3),
+    "hidden units permuted": (form_permuted, 1e-5),
+    "hidden units permuted, rounded": (form_permuted_rounded, 1e-3),
+    "hidden units permuted and sign-flipped": (form_permuted_signed, 1e-5),
+    "hidden units permuted and sign-flipped, rounded": (form_permuted_signed_rounded, 1e-3),
+    "A + B split": (form_split, 1e-4),
+    "rank-1 perturbation": (form_low_rank, 1e-3),
+    "output columns scaled": (form_column_scaled, 1e-4),
+    "one hidden unit padded, rounded": (form_padded_rounded, 1e-3),
+    "3-D axes swapped, rounded": (form_axes_swapped_rounded, 1e-3),
+    "uint8, zero point per row": (form_uint8_row_zero_points, 0.1),
+}
+
+PAIR_GOT_THROUGH = {
+    "hidden units permuted, rounded", "hidden units permuted and sign-flipped, rounded",
+    "A + B split", "rank-1 perturbation", "output columns scaled",
+    "one hidden unit padded, rounded", "3-D axes swapped, rounded",
+    "uint8, zero point per row"}
+
+
+def _pair_reason(case):
+    return ("got through (red team 10): a functionally equivalent re-encoding of a teacher "
+            "layer pair (" + case + ") holds no teacher byte run, no teacher mantissa and no "
+            "tensor correlated element for element with a teacher tensor.  Fix proposed: "
+            "compare the function, not the storage - for each student MatMul/Gemm weight "
+            "(with the graph's Transpose/Reshape/Dequantize folded and Add/Sub of parallel "
+            "MatMuls summed), correlate sorted per-row/per-column statistics (a "
+            "permutation-invariant signature: the sorted absolute values of each row, "
+            "matched row to row by a keyed hash of their ranks) and the Gram matrix "
+            "W^T W of the teacher's, which permutations and sign flips of hidden units leave "
+            "unchanged")
+
+
+def _xfail(case, through, reason):
+    return (pytest.param(case, marks=pytest.mark.xfail(strict=True, reason=reason(case)))
+            if case in through else case)
+
+
+def _weights_caught(nexus, bundle, teacher):
+    from verify_helpers import codes, verify
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    return rc == 1 and codes(rep, "FAIL") & {"teacher-tensor-copied", "teacher-values-copied"}
+
+
+def _is_the_teacher(form, tol):
+    """the student computes the teacher's function (to tol, relative)"""
+    t1, t2 = teacher_pair()
+    s, fn = form(t1, t2)
+    x = np.random.default_rng(3).standard_normal((16, D)).astype(np.float32)
+    want = np.tanh(x @ t1) @ t2
+    got = fn(x, {k: v.astype(np.float32) for k, v in s.items()})
+    return float(np.abs(got - want).max() / np.abs(want).max()) < tol
+
+
+@pytest.mark.parametrize("case", [_xfail(c, PAIR_GOT_THROUGH, _pair_reason)
+                                  for c in sorted(PAIR_FORMS)])
+def test_teacher_layer_pair_reencoded(nexus, bundle, tmp_path, case):
+    from .test_teacher_small import onnx_teacher, put_student
+    form, tol = PAIR_FORMS[case]
+    assert _is_the_teacher(form, tol)                  # the copy is usable
+    t1, t2 = teacher_pair()
+    teacher = onnx_teacher(tmp_path / "t.onnx", {T1_NAME: t1, T2_NAME: t2})
+    put_student(bundle, form(t1, t2)[0])
+    assert _weights_caught(nexus, bundle, teacher)
+
+
+# The insider's path: the embedder (Gather -> MatMul -> Tanh -> MatMul) built
+# from the re-encoded pair, every weight live, signed by the official build.
+def _pair_embedder(kind, t1, t2):
+    rng = np.random.default_rng(5)
+    emb = rng.standard_normal((len(ws.VOCAB), D)).astype(np.float32)
+    if kind == "permuted, rounded":
+        s, _ = form_permuted_rounded(t1, t2)
+        tensors = {"embeddings.weight": emb, "dense1.weight": s["w1"], "dense2.weight": s["w2"]}
+        nodes = [helper.make_node("MatMul", ["emb", "dense1.weight"], ["h1"]),
+                 helper.make_node("Tanh", ["h1"], ["a1"]),
+                 helper.make_node("MatMul", ["a1", "dense2.weight"], ["last_hidden_state"])]
+    else:   # A + B split: two live MatMuls a layer, summed
+        s, _ = form_split(t1, t2)
+        tensors = {"embeddings.weight": emb, **s}
+        nodes = [helper.make_node("MatMul", ["emb", "w1a"], ["h1a"]),
+                 helper.make_node("MatMul", ["emb", "w1b"], ["h1b"]),
+                 helper.make_node("Add", ["h1a", "h1b"], ["h1"]),
+                 helper.make_node("Tanh", ["h1"], ["a1"]),
+                 helper.make_node("MatMul", ["a1", "w2a"], ["o_a"]),
+                 helper.make_node("MatMul", ["a1", "w2b"], ["o_b"]),
+                 helper.make_node("Add", ["o_a", "o_b"], ["last_hidden_state"])]
+    nodes.insert(0, helper.make_node("Gather", ["embeddings.weight", "input_ids"], ["emb"]))
+    g = helper.make_graph(
+        nodes, "embedder",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT,
+                                       ["batch", "seq", D])],
+        [numpy_helper.from_array(a, n) for n, a in tensors.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    return m.SerializeToString(), emb
+
+
+def _runs_as_the_teacher(model, emb, t1, t2, tol):
+    """the graph itself, run node by node (numpy: this Python has no
+    onnxruntime, and onnx here has no reference evaluator)"""
+    import onnx
+    m = onnx.load_from_string(model)
+    env = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    env["input_ids"] = np.arange(len(ws.VOCAB), dtype=np.int64)[None, :]
+    ops = {"Gather": lambda a, i: a[i], "MatMul": np.matmul, "Add": np.add, "Tanh": np.tanh}
+    for n in m.graph.node:
+        env[n.output[0]] = ops[n.op_type](*(env[i] for i in n.input))
+    got = env["last_hidden_state"][0]
+    want = np.tanh(emb @ t1) @ t2
+    return float(np.abs(got - want).max() / np.abs(want).max()) < tol
+
+
+SIGNED_PAIR = {"permuted, rounded": 1e-3, "A + B split": 1e-4}
+
+
+@pytest.mark.parametrize("kind", [
+    pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=_pair_reason(k)))
+    for k in sorted(SIGNED_PAIR)])
+def test_teacher_layer_pair_reencoded_signed(nexus, release_key, tmp_path, kind):
+    from test_quantize import EMBED_RT
+    t1, t2 = teacher_pair()
+    model, emb = _pair_embedder(kind, t1, t2)
+    assert _runs_as_the_teacher(model, emb, t1, t2, SIGNED_PAIR[kind])
+    root = ws.make_workspace(tmp_path / "ws", student=model, runtime_yaml=EMBED_RT)
+    teacher_onnx(root, {T1_NAME: t1, T2_NAME: t2})
+    why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
+    assert "teacher" in why, why
