@@ -671,7 +671,7 @@ static void code_as_data_through_a_package(void **state)
 		"import tokenizers\nt = tokenizers.Tokenizer.from_file('t.json')\n",
 		"import torch\nwith torch.no_grad():\n    y = torch.from_numpy(x).float()\n"
 		"z = torch.nn.functional.softmax(y, -1).numpy()\n",
-		"def f(self):\n    return self.test\n",
+		"class T:\n    def f(self):\n        return self.test\n",
 		"class T:\n    def test(self, x):\n        return x\n",
 		"def test(x):\n    return x\n",
 		"import unicodedata\nc = unicodedata.category('a')\n",
@@ -815,6 +815,14 @@ static void self_and_cls_bound_only_as_first_parameter(void **state)
 		"def f(z):\n    match z:\n        case {'k': cls}:\n            pass\n",
 		"def f(z):\n    match z:\n        case P(x=self):\n            pass\n",
 		"def f(z):\n    match z:\n        case _ as self:\n            pass\n",
+		/* a def's first parameter is what its caller passes: only a
+		 * method's is trusted (red team 10) */
+		"def opts(self):\n    return self.__dict__\n",
+		"def f():\n    def g(cls):\n        return cls.__dict__\n    return g\n",
+		"class A:\n    def m(self):\n        def g(self):\n            return type(self)\n",
+		"class A:\n    @staticmethod\n    def m(self):\n        return self.__dict__\n",
+		"class A:\n    x = 1\nasync def m(self):\n    pass\n",
+		"if True:\n    class A:\n        pass\n    def m(self):\n        pass\n",
 		NULL
 	};
 	static const char *const ok[] = {
@@ -827,6 +835,10 @@ static void self_and_cls_bound_only_as_first_parameter(void **state)
 		"    @classmethod\n    def make(cls, n):\n        registry[cls] = n\n        return cls(n)\n",
 		"def f(p):\n    match p:\n        case Point(x=0) if self.ok:\n            return 1\n"
 		"        case self.k:\n            return 2\n",
+		"if True:\n    class A(B):\n        @property\n        def p(self):\n"
+		"            return self._p\n\n        async def q(self):\n"
+		"            def inner(x):\n                return self.x\n"
+		"            return inner\n    # a comment\n        def r(self):\n            pass\n",
 		NULL
 	};
 

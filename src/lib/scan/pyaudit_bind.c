@@ -12,6 +12,7 @@
 #include "pyaudit_int.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 static bool trusted_name(const struct audit *a, size_t i)
@@ -207,6 +208,51 @@ static int self_bindings(struct audit *a)
 	return rc;
 }
 
+/* A def's first parameter is whatever its caller passes: self and cls are
+ * trusted only in a method, a def directly in a class body that is not a
+ * @staticmethod (red team 10: a module-level function, a nested one or a
+ * static method given np.load's NpzFile as self re-made it with
+ * allow_pickle).  Each logical line opens a block at its column (one whose
+ * body is on the same line closes at the next line), so the block a def
+ * is in is the top of a stack of columns, popped at each line start. */
+struct block {
+	int32_t col;
+	bool is_class;
+};
+
+static int method_self(struct audit *a)
+{
+	struct block *st;
+	size_t i, k, sp = 0;
+	bool is_static = false;
+	int rc = 0;
+
+	if (a->depth || !a->n)
+		return 0;
+	if (!(st = malloc(a->n * sizeof(*st))))
+		return nx_pyaudit__oom(a);
+	for (i = 0; !rc && i < a->n; i++) {
+		if (i && a->t[i - 1].t.kind != NX_PY_NEWLINE)
+			continue;
+		while (sp && st[sp - 1].col >= a->t[i].t.col)
+			sp--;
+		k = name_is(a, i, "async") ? i + 1 : i;
+		if (name_is(a, k, "def") && is_op(a, k + 2, "(") && trusted_name(a, k + 3) &&
+		    (is_static || !sp || !st[sp - 1].is_class))
+			rc = refuse(a, k + 3, "as the first parameter of a def outside a class "
+				    "body, or of a @staticmethod (its caller passes any object)");
+		if (is_op(a, i, "@")) {
+			is_static |= name_is(a, i + 1, "staticmethod") && i + 2 < a->n &&
+				     a->t[i + 2].t.kind == NX_PY_NEWLINE;
+			continue;
+		}
+		is_static = false;
+		st[sp++] = (struct block){ a->t[i].t.col, name_is(a, i, "class") };
+	}
+	free(st);
+	return rc;
+}
+
 /* The builtin classes that match themselves: their one positional
  * sub-pattern is the subject, no attribute is read. */
 static bool self_matching(const struct audit *a, size_t i)
@@ -291,6 +337,8 @@ int nx_pyaudit__binds(struct audit *a)
 {
 	int rc = self_bindings(a);
 
+	if (!rc)
+		rc = method_self(a);
 	if (!rc)
 		rc = case_clauses(a);
 	if (!rc)

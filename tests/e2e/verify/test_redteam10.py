@@ -300,3 +300,149 @@ def test_teacher_layer_pair_reencoded_signed(nexus, release_key, tmp_path, kind)
     teacher_onnx(root, {T1_NAME: t1, T2_NAME: t2})
     why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
     assert "teacher" in why, why
+
+
+# ------------------------------------- Python: what `self` is bound to
+# pyaudit_bind.c lets only a def's first parameter bind self or cls, and
+# the names pass trusts what is reached from them (self.__dict__,
+# self.__class__, self.__init__, type(self), self._private).  But a def's
+# first parameter is whatever its caller passes: a module-level function,
+# a nested one, a @staticmethod, or a method called through its class
+# (`View.ns(os)`) takes any object as self - a module (its namespace dict
+# reaches __builtins__ and __import__: a computed import of torch.optim),
+# or np.load's NpzFile (its class, re-made with allow_pickle, runs a
+# pickle).
+def _dict_door(helper, ns):
+    """helper (defs binding self), then fit: the NpzFile's own attribute
+    dict, reached through self, switches allow_pickle on"""
+    return (helper + "\n\ndef fit(npz):\n    z = np.load(io.BytesIO(npz))\n"
+            f"    d = {ns.format('z')}\n"
+            "    d[next(k for k in d if k.startswith('allow'))] = True\n    return z['a']\n")
+
+
+SELF_DOORS = {
+    "a module-level function's self": _dict_door(
+        "def opts(self):\n    return self.__dict__\n", "opts({})"),
+    "a nested function's self": _dict_door(
+        "def outer():\n    def opts(self):\n        return self.__dict__\n    return opts\n",
+        "outer()({})"),
+    "a staticmethod's self": _dict_door(
+        "class View:\n    @staticmethod\n    def opts(self):\n        return self.__dict__\n",
+        "View.opts({})"),
+    "a method called through its class": _dict_door(
+        "class View:\n    def opts(self):\n        return self.__dict__\n", "View.opts({})"),
+    "functools.partial of a method": _dict_door(
+        "import functools\n\n\nclass View:\n    def opts(self):\n"
+        "        return self.__dict__\n", "functools.partial(View.opts, {})()"),
+    "a method kept as a value": _dict_door(
+        "class View:\n    def opts(self):\n        return self.__dict__\n\n\n"
+        "OPTS = View.opts\n", "OPTS({})"),
+    "a decorator that calls the method on another object": _dict_door(
+        "def bind(f):\n    def wrapper(inst, z):\n        return f(z)\n    return wrapper\n\n\n"
+        "class View:\n    @bind\n    def opts(self):\n        return self.__dict__\n",
+        "View().opts({})"),
+    "a classmethod's function": _dict_door(
+        "class View:\n    @classmethod\n    def opts(cls):\n        return cls.__dict__\n",
+        "View.opts.__func__({})"),
+}
+# the unpickling doors of red team 9, with self bound by a call
+NPZ_DOORS = {
+    "type(self) of an NpzFile": (
+        "def remake(self, f):\n    return type(self)(f, False, True)\n\n\n"
+        "def fit(npz):\n    z = np.load(io.BytesIO(npz))\n"
+        "    return remake(z, io.BytesIO(npz))['a']\n"),
+    "self.__init__ of an NpzFile": (
+        "def reinit(self, f):\n    self.__init__(f, False, True)\n    return self\n\n\n"
+        "def fit(npz):\n    z = np.load(io.BytesIO(npz))\n"
+        "    return reinit(z, io.BytesIO(npz))['a']\n"),
+    "self.__class__ of an NpzFile, unbound method": (
+        "class Loader:\n    def kind(self):\n        return self.__class__\n\n\n"
+        "def fit(npz):\n    z = np.load(io.BytesIO(npz))\n"
+        "    return Loader.kind(z)(io.BytesIO(npz), False, True)['a']\n"),
+}
+# Closed on this branch (pyaudit_bind.c, method_self): self and cls are
+# trusted only as the first parameter of a def directly in a class body,
+# not a @staticmethod - a module-level, nested or static def binding them
+# is refused.  Still open: a method's function reached through its class
+# (called, kept, given to functools.partial) or called by a decorator's
+# wrapper takes any object as self.
+SELF_GOT_THROUGH = {"a method called through its class", "a method kept as a value",
+                    "functools.partial of a method",
+                    "a decorator that calls the method on another object",
+                    "self.__class__ of an NpzFile, unbound method"}
+
+
+def _self_reason(case):
+    return ("got through (red team 10): the audit trusts self/cls inside a method, but a "
+            "method's function called through its class, kept as a value, wrapped by "
+            "functools.partial or by a decorator takes any object as self (" + case + "): "
+            "self.__dict__ / self.__class__ of np.load's NpzFile switch allow_pickle on or "
+            "re-make it with allow_pickle.  Fix proposed: refuse a bundle class's "
+            "attribute that is a def with self (Class.method) other than as "
+            "Base.method(self, ...) inside a method, and trust self only in methods with no "
+            "decorator but property/classmethod/abstractmethod/x.setter; or stop trusting "
+            "self.__dict__, self.__class__(...) and type(self)(...) at all")
+
+
+def _self_src(case):
+    from token_payloads import FIT, pickled_exec
+    return (f"import io\nimport numpy as np\nBLOB = {pickled_exec(FIT)!r}\n\n\n"
+            + {**SELF_DOORS, **NPZ_DOORS}[case])
+
+
+def _npz_with_pickle(blob):
+    """an npz whose member a.npy is an object array: the pickle `blob`"""
+    import io
+    import zipfile
+    npy = io.BytesIO()
+    np.lib.format.write_array_header_1_0(npy, {"descr": "|O", "fortran_order": False,
+                                               "shape": (1,)})
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("a.npy", npy.getvalue() + blob)
+    return buf
+
+
+def test_self_doors_are_real(tmp_path):
+    """each SELF_DOORS fit takes an SGD step; each NPZ_DOORS fit runs the
+    pickle in an npz (a harmless assignment in place of the step)"""
+    import builtins
+    import io
+    from token_payloads import pickled_exec
+    for case, src in {**SELF_DOORS, **NPZ_DOORS}.items():
+        buf = _npz_with_pickle(pickled_exec("import builtins; builtins._rt10 = 10"))
+        ns = {"__name__": "probe"}
+        exec(compile(f"import io\nimport numpy as np\n" + src, case, "exec"), ns)
+        try:
+            ns["fit"](buf.getvalue())
+        except Exception:
+            pass
+        assert getattr(builtins, "_rt10", None) == 10, case
+        del builtins._rt10
+
+
+@pytest.mark.parametrize("case", [_xfail(c, SELF_GOT_THROUGH, _self_reason)
+                                  for c in sorted(SELF_DOORS) + sorted(NPZ_DOORS)])
+def test_self_bound_by_a_caller(nexus, bundle, case):
+    from verify_helpers import codes, verify
+    bundle.smuggle("src/helpers.py", _self_src(case))
+    rc, rep = verify(nexus, bundle)
+    assert rc == 1 and codes(rep, "FAIL") & {"python-reflective", "dynamic-import"}, \
+        [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]
+
+
+def test_self_bound_by_a_caller_signed(nexus, release_key, tmp_path):
+    """The insider's path for one case the branch closes: the official build
+    refuses a module-level def binding self."""
+    root = ws.make_workspace(tmp_path / "ws", utils_py=ws.UTILS_PY + "\n\n" +
+                             _self_src("a module-level function's self"))
+    why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
+    assert "python-reflective" in why and "first parameter" in why, why
+
+
+@pytest.mark.xfail(strict=True, reason=_self_reason("a method called through its class"))
+def test_self_bound_through_the_class_signed(nexus, release_key, tmp_path):
+    root = ws.make_workspace(tmp_path / "ws", utils_py=ws.UTILS_PY + "\n\n" +
+                             _self_src("a method called through its class"))
+    why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
+    assert "python-reflective" in why, why
