@@ -446,3 +446,66 @@ def test_self_bound_through_the_class_signed(nexus, release_key, tmp_path):
                              _self_src("a method called through its class"))
     why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
     assert "python-reflective" in why, why
+
+
+# ------------------ Python: an NpzFile's allow_pickle by other reflection
+# More ways to switch allow_pickle on or re-make an NpzFile with it, none
+# naming `allow_pickle`, `__dict__` or `__init__` off a foreign object.
+# All caught (regression guards); the one that is not is a method called
+# through its class (SELF_DOORS above).
+_KEY = "next(k for k in dir(z) if k.startswith('allow'))"
+_FIT = "def fit(npz):\n    z = np.load(io.BytesIO(npz))\n"
+REFLECT_DOORS = {
+    "vars()": _FIT + f"    vars(z)[{_KEY}] = True\n    return z['a']\n",
+    "setattr with a computed name": _FIT + f"    setattr(z, {_KEY}, True)\n    return z['a']\n",
+    "object.__setattr__": _FIT + f"    object.__setattr__(z, {_KEY}, True)\n    return z['a']\n",
+    "operator.attrgetter of __dict__": (
+        "import operator\n\n\n" + _FIT +
+        f"    operator.attrgetter('__di' + 'ct__')(z)[{_KEY}] = True\n    return z['a']\n"),
+    "operator.methodcaller of __init__": (
+        "import operator\n\n\n" + _FIT +
+        "    operator.methodcaller('__in' + 'it__', io.BytesIO(npz), False, True)(z)\n"
+        "    return z['a']\n"),
+    "a subclass's super().__init__": (
+        "from numpy.lib import npyio\n\n\nclass Z(npyio.NpzFile):\n"
+        "    def __init__(self, f):\n        super().__init__(f, False, True)\n\n\n"
+        "def fit(npz):\n    return Z(io.BytesIO(npz))['a']\n"),
+    "a subclass's Base.__init__(self, ...)": (
+        "from numpy.lib import npyio\n\n\nclass Z(npyio.NpzFile):\n"
+        "    def __init__(self, f):\n        npyio.NpzFile.__init__(self, f, False, True)\n\n\n"
+        "def fit(npz):\n    return Z(io.BytesIO(npz))['a']\n"),
+    "a subclass's own attribute": (
+        "from numpy.lib import npyio\n\n\nclass Z(npyio.NpzFile):\n"
+        "    def open(self):\n        self.__dict__[" + _KEY.replace("(z)", "(self)") +
+        "] = True\n        return self\n\n\n"
+        "def fit(npz):\n    z = np.load(io.BytesIO(npz))\n    z.__class__ = Z\n"
+        "    return z.open()['a']\n"),
+}
+def _reflect_src(case):
+    from token_payloads import FIT, pickled_exec
+    return (f"import io\nimport numpy as np\nBLOB = {pickled_exec(FIT)!r}\n\n\n"
+            + REFLECT_DOORS[case])
+
+
+def test_reflect_doors_are_real():
+    import builtins
+    from token_payloads import pickled_exec
+    for case, src in REFLECT_DOORS.items():
+        buf = _npz_with_pickle(pickled_exec("import builtins; builtins._rt10 = 10"))
+        ns = {"__name__": "probe"}
+        exec(compile("import io\nimport numpy as np\n" + src, case, "exec"), ns)
+        try:
+            ns["fit"](buf.getvalue())
+        except Exception:
+            pass
+        assert getattr(builtins, "_rt10", None) == 10, case
+        del builtins._rt10
+
+
+@pytest.mark.parametrize("case", sorted(REFLECT_DOORS))
+def test_npzfile_reflection(nexus, bundle, case):
+    from verify_helpers import codes, verify
+    bundle.smuggle("src/helpers.py", _reflect_src(case))
+    rc, rep = verify(nexus, bundle)
+    assert rc == 1 and codes(rep, "FAIL") & {"python-reflective", "dynamic-import"}, \
+        [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]
