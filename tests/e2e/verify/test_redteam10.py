@@ -85,6 +85,12 @@ def form_permuted_signed_rounded(t1, t2):
     return {k: _rounded(v) for k, v in s.items()}, f
 
 
+def form_signed_rounded(t1, t2):
+    """each hidden unit's sign flipped at random, in place, rounded"""
+    sg = _signs()
+    return {"w1": _rounded(t1 * sg), "w2": _rounded(t2 * sg[:, None])}, f_plain
+
+
 def form_split(t1, t2):
     """W = A + B, A noise four times the weights' spread; the graph computes
     x @ A + x @ B (two live MatMuls: no node computes from constants only)"""
@@ -219,6 +225,7 @@ PAIR_FORMS = {
     "hidden units permuted, rounded": (form_permuted_rounded, 1e-3),
     "hidden units permuted and sign-flipped": (form_permuted_signed, 1e-5),
     "hidden units permuted and sign-flipped, rounded": (form_permuted_signed_rounded, 1e-3),
+    "hidden units sign-flipped, rounded": (form_signed_rounded, 1e-3),
     "A + B split": (form_split, 1e-4),
     "rank-1 perturbation": (form_low_rank, 1e-3),
     "output columns scaled": (form_column_scaled, 1e-4),
@@ -233,6 +240,7 @@ PAIR_FORMS = {
 
 PAIR_GOT_THROUGH = {
     "hidden units permuted, rounded", "hidden units permuted and sign-flipped, rounded",
+    "hidden units sign-flipped, rounded",
     "A + B split", "rank-1 perturbation", "output columns scaled",
     "one hidden unit padded, rounded", "3-D axes swapped, rounded",
     "uint8, zero point per row", "output columns scaled by powers of two",
