@@ -693,3 +693,35 @@ def test_small_teacher_tensors_in_16_bits(nexus, bundle, tmp_path, case):
     flat = np.concatenate([np.float32([0.01, -0.02, 0.03])] + list(vs.values()))
     put_student(bundle, {"h": _as_tensor("h", SIXTEEN_FORMS[case](flat))})
     assert _weights_caught(nexus, bundle, teacher)
+
+
+# ------------------------------- a second tokenizer file beside the first
+# Tier 2 bounds the vocabulary the runtime loads (tokenizer.json, or
+# vocab.txt); 72 KiB of teacher bytes as plausible-looking word tokens in
+# the files other tokenizers ship must be charged in full, or refused.
+# All are (regression guards): the path is unexpected, and charged.
+def _word_tokens(nbytes=72 << 10):
+    import base64
+    text = base64.b32encode(np.random.default_rng(19).bytes(nbytes)).decode().lower()
+    return [text[i:i + 8] for i in range(0, len(text), 8)]
+
+
+SECOND_FILES = {
+    "model/tokenizer/merges.txt": lambda w: "#version: 0.2\n" + "".join(
+        f"{a} {b}\n" for a, b in zip(w[0::2], w[1::2])),
+    "model/tokenizer/vocab.json": lambda w: __import__("json").dumps(
+        {t: i for i, t in enumerate(w)}),
+    "model/tokenizer/special_tokens_map.json": lambda w: __import__("json").dumps(
+        {"additional_special_tokens": w}),
+    "model/tokenizer/added_tokens.json": lambda w: __import__("json").dumps(
+        {t: 30000 + i for i, t in enumerate(w)}),
+}
+
+
+@pytest.mark.parametrize("path", sorted(SECOND_FILES))
+def test_a_second_tokenizer_file(nexus, bundle, path):
+    from verify_helpers import codes, verify
+    bundle.smuggle(path, SECOND_FILES[path](_word_tokens()))
+    rc, rep = verify(nexus, bundle)
+    assert rc == 1 and codes(rep, "FAIL") & {"budget-exceeded", "unexpected-path"}, \
+        codes(rep, "FAIL")
