@@ -554,7 +554,29 @@ REFLECT_DOORS = {
         "] = True\n        return self\n\n\n"
         "def fit(npz):\n    z = np.load(io.BytesIO(npz))\n    z.__class__ = Z\n"
         "    return z.open()['a']\n"),
+    # the builtin classes that match themselves (`case str(x):` binds the
+    # subject) are told by name; a class of that name with __match_args__,
+    # made an instance check of every Mapping by ABC registration, reads
+    # the NpzFile's __dict__ in a case pattern (caught: __match_args__ is
+    # refused by name; a dataclass or namedtuple sets it only to public,
+    # non-underscore names, which code may read anyway)
+    "a builtin class name rebound in a class pattern": (
+        "import abc\nimport collections.abc\n\n\nclass str(abc.ABC):\n"
+        "    __match_args__ = ('__dict__',)\n\n\nstr.register(collections.abc.Mapping)\n\n\n"
+        + _FIT + "    match z:\n        case str(d):\n"
+        "            d[next(k for k in d if k.startswith('allow'))] = True\n"
+        "    return z['a']\n"),
 }
+REFLECT_GOT_THROUGH = set()
+
+
+def _reflect_reason(case):
+    return ("got through (red team 10): " + case + ": pyaudit_bind.c's self_matching() "
+            "trusts the names bool/bytes/dict/.../str/tuple, whatever they are bound to.  "
+            "Fix proposed: refuse binding those names (class, def, assignment, import as) "
+            "anywhere in the bundle, and refuse __match_args__ and ABC register()")
+
+
 def _reflect_src(case):
     from token_payloads import FIT, pickled_exec
     return (f"import io\nimport numpy as np\nBLOB = {pickled_exec(FIT)!r}\n\n\n"
@@ -576,7 +598,8 @@ def test_reflect_doors_are_real():
         del builtins._rt10
 
 
-@pytest.mark.parametrize("case", sorted(REFLECT_DOORS))
+@pytest.mark.parametrize("case", [_xfail(c, REFLECT_GOT_THROUGH, _reflect_reason)
+                                  for c in sorted(REFLECT_DOORS)])
 def test_npzfile_reflection(nexus, bundle, case):
     from verify_helpers import codes, verify
     bundle.smuggle("src/helpers.py", _reflect_src(case))
