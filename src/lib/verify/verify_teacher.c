@@ -9,6 +9,7 @@
 #include "verify_internal.h"
 
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "nexus/export.h"
@@ -16,13 +17,27 @@
 
 #define CHECK NX_CHECK_WEIGHTS
 
-static bool allowed(const struct vfy_ctx *c, const char *tensor)
+/*
+ * Is student tensor `tensor` allowed to equal a teacher tensor?  An allowed
+ * NAME covers the tensor of that name or the one the quantizer writes for
+ * it (NAME/int8, /int4, /fp16), but ONE of them: the quantizer replaces
+ * NAME, so a student holding several is not what it wrote, and red team 10
+ * carried four teacher layers under one accepted name so.  used[i] is the
+ * student tensor allowed name i went to first (small copies are judged
+ * first, then the rest, each in the student's order: deterministic).
+ */
+static bool allowed(const struct vfy_ctx *c, const char **used, const char *tensor)
 {
 	size_t i;
 
-	for (i = 0; i < c->pol.nallow_shared; i++)
-		if (nx_quant_same_tensor(c->pol.allow_shared[i], tensor))
+	for (i = 0; i < c->pol.nallow_shared; i++) {
+		if (!nx_quant_same_tensor(c->pol.allow_shared[i], tensor))
+			continue;
+		if (!used[i])
+			used[i] = tensor;
+		if (!strcmp(used[i], tensor))
 			return true;
+	}
 	return false;
 }
 
@@ -32,7 +47,8 @@ static bool allowed(const struct vfy_ctx *c, const char *tensor)
  * ones allowed_shared_tensors does not name still add up to more than
  * NX_FP_SMALL_TOTAL_MAX bytes.
  */
-static int small_copies(struct vfy_ctx *c, const struct nx_fp_match *m, size_t n)
+static int small_copies(struct vfy_ctx *c, const char **used, const struct nx_fp_match *m,
+			size_t n)
 {
 	const struct nx_fp_match *first = NULL;
 	uint64_t total = 0;
@@ -42,7 +58,7 @@ static int small_copies(struct vfy_ctx *c, const struct nx_fp_match *m, size_t n
 	for (i = 0; !rc && i < n; i++) {
 		if (!m[i].small)
 			continue;
-		if (allowed(c, m[i].student_tensor)) {
+		if (allowed(c, used, m[i].student_tensor)) {
 			rc = nx_report_add(c->r, CHECK, NX_SEV_INFO, NX_F_TEACHER_TENSOR_ALLOWED, NX_MODEL_PATH, 0,
 					   "student tensor '%s' equals '%s' of teacher %s (allowed by "
 					   "allow_shared_tensors)", m[i].student_tensor,
@@ -70,6 +86,7 @@ static int small_copies(struct vfy_ctx *c, const struct nx_fp_match *m, size_t n
 int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err)
 {
 	struct nx_fp_match *m = NULL;
+	const char **used = NULL;
 	nx_fp_set *set = NULL;
 	size_t i, n = 0, nread = 0;
 	nx_error e;
@@ -119,11 +136,15 @@ int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err)
 				   "the student's tensors could not be fingerprinted: %s", e.message);
 		goto out;
 	}
-	rc = small_copies(c, m, n);
+	if (c->pol.nallow_shared && !(used = calloc(c->pol.nallow_shared, sizeof(*used)))) {
+		rc = nx_error_oom(err, NULL);
+		goto out;
+	}
+	rc = small_copies(c, used, m, n);
 	for (i = 0; !rc && i < n; i++) {
 		if (m[i].small)
 			continue;
-		if (allowed(c, m[i].student_tensor))
+		if (allowed(c, used, m[i].student_tensor))
 			rc = nx_report_add(c->r, CHECK, NX_SEV_INFO, NX_F_TEACHER_TENSOR_ALLOWED, NX_MODEL_PATH, 0,
 					   "student tensor '%s' equals '%s' of teacher %s (allowed by "
 					   "allow_shared_tensors)", m[i].student_tensor,
@@ -158,6 +179,7 @@ int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err)
 					   "order torch.onnx.export writes a Linear weight in)" : "");
 	}
 out:
+	free(used);
 	nx_fp_matches_free(m, n);
 	nx_fp_set_free(set);
 	return rc;
