@@ -236,7 +236,7 @@ def test_verify_serving_idioms_pass(nexus, bundle):
         "class Cache:\n"
         "    def __init__(self, **kw):\n"
         "        super().__init__()\n"
-        "        self.__dict__.update(kw)\n"
+        "        self.opts = dict(kw)\n"
         "        self._n = getattr(self, 'n', 0)\n\n"
         "def main(argv=None):\n"
         "    import onnxruntime as ort\n"

@@ -83,7 +83,7 @@ static void serving_code_is_clean(void **state)
 		"if __name__ == '__main__':\n    sys.exit(f(sys.argv[1:]))\n",
 		"from __future__ import annotations\nimport re, unicodedata\n"
 		"class T:\n    def __init__(self, d):\n        super().__init__()\n"
-		"        self._re = re.compile('x')\n        self.__dict__.update(d)\n"
+		"        self._re = re.compile('x')\n        self.opts = dict(d)\n"
 		"    def __len__(self):\n        return len(self._re.pattern)\n",
 		"from .utils import _helper, Tokenizer\nimport src.utils\nfrom src import inference\n"
 		"from . import utils\nx = utils._private if True else src.utils.f\n",
@@ -322,8 +322,8 @@ static void reflective_access(void **state)
 		"        case Point(x=0, y=yy) if yy:\n            return yy\n"
 		"    case = 3\n    return case(x=1, backward=2)\n",
 		"class A(B):\n    def __init__(self, x):\n        B.__init__(self, x)\n"
-		"        super().__init__(x)\n        self.c = type(self)\n"
-		"    def copy(self):\n        return type(self)(self.x), self.__class__(1), type(3)\n",
+		"        super().__init__(x)\n        self.c = type(self).__name__\n"
+		"    def copy(self):\n        return A(self.x), self.__class__.__name__, type(3)\n",
 		"import numpy as np\ndef f(p):\n    a = np.load(p)\n    b = np.load(p, allow_pickle=False)\n"
 		"    return np.lib.format.read_array(p), np.load(p, mmap_mode='r'), a, b\n",
 		NULL
@@ -757,13 +757,19 @@ static void init_class_type_however_reached(void **state)
 		"def f(z, p):\n    return [type][0](z)(p, False, True)\n",
 		"def f(z, p):\n    return type.__call__(type, z)(p, False, True)\n",
 		"def f(z, p, t=type):\n    return t(z)(p, False, True)\n",
+		/* a method's self is what its caller passes (red team 10) */
+		"class A:\n    def copy(self):\n        return type(self)(self.n)\n",
+		"class A:\n    def copy(self):\n        return self.__class__(1)\n",
+		"class A:\n    def set(self, d):\n        self.__dict__.update(d)\n",
+		"class A:\n    def reset(self, p):\n        self.__init__(p, False, True)\n",
+		"class A:\n    def opts(self):\n        return self.__dict__\nA.opts(z)\n",
 		NULL
 	};
 	static const char *const ok[] = {
 		"class A(B):\n    def __init__(self, n):\n        super().__init__()\n"
 		"        Base.__init__(self, n)\n        super(A, self).__init__(n)\n"
 		"        self.k = self.__class__.__name__, type(self).__qualname__\n"
-		"    def copy(self):\n        return type(self)(self.n), self.__class__(1)\n"
+		"    def copy(self):\n        return A(self.n)\n"
 		"    @classmethod\n    def make(cls, n):\n        return cls.__init__, type(cls)\n",
 		"def f(x):\n    raise TypeError(f'bad {type(x).__name__}: {type(x).__qualname__}')\n",
 		"def f(x):\n    return x.__class__.__name__ + x.__class__.__qualname__.lower()\n",

@@ -434,16 +434,14 @@ NPZ_DOORS = {
         "def fit(npz):\n    z = np.load(io.BytesIO(npz))\n"
         "    return Loader.kind(z)(io.BytesIO(npz), False, True)['a']\n"),
 }
-# Closed on this branch (pyaudit_bind.c, method_self): self and cls are
-# trusted only as the first parameter of a def directly in a class body,
-# not a @staticmethod - a module-level, nested or static def binding them
-# is refused.  Still open: a method's function reached through its class
+# Closed: self and cls are trusted only as the first parameter of a def
+# directly in a class body, not a @staticmethod (pyaudit_bind.c,
+# method_self); and since a method's function reached through its class
 # (called, kept, given to functools.partial) or called by a decorator's
-# wrapper takes any object as self.
-SELF_GOT_THROUGH = {"a method called through its class", "a method kept as a value",
-                    "functools.partial of a method",
-                    "a decorator that calls the method on another object",
-                    "self.__class__ of an NpzFile, unbound method"}
+# wrapper takes any object as self, the forms that rewrite or re-make an
+# object - self.__dict__, self.__init__, self.__class__(...), type(self) -
+# are not trusted on self at all (pyaudit_names.c).
+SELF_GOT_THROUGH = set()
 
 
 def _self_reason(case):
@@ -514,7 +512,6 @@ def test_self_bound_by_a_caller_signed(nexus, release_key, tmp_path):
     assert "python-reflective" in why and "first parameter" in why, why
 
 
-@pytest.mark.xfail(strict=True, reason=_self_reason("a method called through its class"))
 def test_self_bound_through_the_class_signed(nexus, release_key, tmp_path):
     root = ws.make_workspace(tmp_path / "ws", utils_py=ws.UTILS_PY + "\n\n" +
                              _self_src("a method called through its class"))
