@@ -108,6 +108,12 @@ struct nx_fp_match {
 	bool values;
 	uint32_t value_hits, value_samples;
 	int value_shift;
+	/* pooled (with values): the windows of 4 elements of all the small
+	 * teacher tensors, pooled, in any a x + b form and order: the model
+	 * holds value_hits of the value_samples distinct ones (bytes: 4 a
+	 * window), over NX_FP_SMALL_TOTAL_MAX; teacher_tensor is the one most
+	 * found, student_tensor the one that held the most */
+	bool pooled;
 	/* small: a whole copy of a teacher tensor under min_bytes, one of
 	 * several (one per teacher tensor) holding small_total bytes in all,
 	 * over NX_FP_SMALL_TOTAL_MAX; transposed may be set */

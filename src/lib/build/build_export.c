@@ -60,6 +60,15 @@ static int fingerprint_one(struct build *b, const nx_fp_set *set, const char *pa
 					  "rounded, noised, quantized or scaled): the student carries "
 					  "teacher weights; retrain it", m[i].student_tensor, when,
 					  m[i].teacher_tensor, m[i].teacher_file, m[i].corr);
+		else if (m[i].pooled)
+			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
+					  "the student%s holds about %llu bytes of the small teacher "
+					  "tensors of the teacher %s in another form (teacher-values-"
+					  "copied: %u of %u 4-element windows; most in '%s', most from "
+					  "'%s'): the student carries teacher weights; retrain it",
+					  when, (unsigned long long)m[i].bytes, m[i].teacher_file,
+					  m[i].value_hits, m[i].value_samples, m[i].student_tensor,
+					  m[i].teacher_tensor);
 		else if (m[i].values)
 			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
 					  "student tensor '%s'%s holds %u of the %u values sampled "

@@ -135,6 +135,16 @@ int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err)
 					   "noised, quantized or mapped by a x + b)", m[i].student_tensor,
 					   m[i].teacher_tensor, m[i].teacher_file,
 					   m[i].transposed ? " transposed" : "", m[i].corr, m[i].corr_used);
+		else if (m[i].pooled)
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_VALUES_COPIED, NX_MODEL_PATH, 0,
+					   "the student holds %u of the %u distinct 4-element windows of "
+					   "the small teacher tensors of teacher %s (about %llu bytes, "
+					   "over the %u-byte bound for small copies; most in student "
+					   "tensor '%s', most from '%s'), in another form or order "
+					   "(reversed, negated, scaled, shifted, rounded, cut up or "
+					   "interleaved)", m[i].value_hits, m[i].value_samples,
+					   m[i].teacher_file, (unsigned long long)m[i].bytes,
+					   NX_FP_SMALL_TOTAL_MAX, m[i].student_tensor, m[i].teacher_tensor);
 		else if (m[i].values)
 			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_VALUES_COPIED, NX_MODEL_PATH, 0,
 					   "student tensor '%s' holds %u of the %u values sampled from "
