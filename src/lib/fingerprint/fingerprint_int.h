@@ -143,16 +143,19 @@ struct fp_hash;
  * NX_FP_SMALL_TOTAL_MAX teacher bytes.
  */
 #define FP_POOL_RUN 4   /* windows in a row that make a run */
+#define FP_POOL_BLOCK 1024   /* elements read at a time (a small tensor fits) */
+#define FP_POOL_HIST 6       /* the last ones kept: windows across blocks */
 struct nx_fp__pool_lane {
-	float x[4];
-	uint64_t nx;
 	unsigned run;
 	uint32_t pend[FP_POOL_RUN - 1];
 };
 struct nx_fp__pool_scan {
 	struct fp_pool *s;       /* NULL: nothing to scan for */
 	struct nx_fp__pool_lane lane[3];   /* stride 1; stride 2, even and odd */
-	uint64_t nelem;
+	float x[FP_POOL_HIST + FP_POOL_BLOCK];
+	size_t nx;               /* elements in x */
+	unsigned hist;           /* of them kept from the last block */
+	uint64_t base;           /* x[0]'s index in the stream */
 	unsigned char carry[4];
 	size_t ncarry;
 	uint32_t marks;          /* pool windows this tensor found first */
