@@ -110,9 +110,11 @@ struct nx_fp_match {
 	int value_shift;
 	/* pooled (with values): the windows of 4 elements of all the small
 	 * teacher tensors, pooled, in any a x + b form and order: the model
-	 * holds value_hits of the value_samples distinct ones (bytes: 4 a
-	 * window), over NX_FP_SMALL_TOTAL_MAX; teacher_tensor is the one most
-	 * found, student_tensor the one that held the most */
+	 * holds small_total bytes' worth of the value_samples distinct ones
+	 * (4 bytes a window), over NX_FP_SMALL_TOTAL_MAX; one match per
+	 * student tensor, which found value_hits of them first (bytes: 4
+	 * each); teacher_tensor is the one most found.  Sum the ones not
+	 * allowed (allow_shared_tensors) against NX_FP_SMALL_TOTAL_MAX */
 	bool pooled;
 	/* small: a whole copy of a teacher tensor under min_bytes, one of
 	 * several (one per teacher tensor) holding small_total bytes in all,

@@ -575,20 +575,27 @@ static int match_cb(void *ctx, const char *name, const struct fp_hash *h, bool t
 }
 
 /* The small teacher tensors found pooled, in any affine form
- * (fingerprint_pool.c): one finding for them all. */
+ * (fingerprint_pool.c): a match for each student tensor that found some,
+ * when all of them together imply over NX_FP_SMALL_TOTAL_MAX bytes (the
+ * caller sums them again, leaving out allow_shared_tensors). */
 static int pooled(struct student_ctx *c, nx_error *err)
 {
 	struct nx_fp__pool_verdict v;
-	struct nx_fp_match *m;
 
 	if (!nx_fp__pool_judge(c->teachers, &v))
 		return 0;
-	if (!(m = match_push(&c->m, &c->n, v.student, v.teacher, c->teachers->files[v.file], err)))
-		return NX_ENOMEM;
-	m->bytes = 4 * (uint64_t)v.windows;
-	m->values = m->pooled = true;
-	m->value_hits = (uint32_t)v.windows;
-	m->value_samples = (uint32_t)v.pool;
+	for (size_t i = 0; i < v.nfound; i++) {
+		struct nx_fp_match *m = match_push(&c->m, &c->n, v.found[i].student, v.teacher,
+						   c->teachers->files[v.file], err);
+
+		if (!m)
+			return NX_ENOMEM;
+		m->bytes = 4 * (uint64_t)v.found[i].windows;
+		m->values = m->pooled = true;
+		m->value_hits = v.found[i].windows;
+		m->value_samples = (uint32_t)v.pool;
+		m->small_total = 4 * (uint64_t)v.windows;
+	}
 	return 0;
 }
 

@@ -160,9 +160,14 @@ struct nx_fp__pool_scan {
 	size_t ncarry;
 	uint32_t marks;          /* pool windows this tensor found first */
 };
+struct nx_fp__pool_found {
+	char *student;           /* a student tensor, or "(node attributes)" */
+	uint32_t windows;        /* pool keys it found first */
+};
 struct nx_fp__pool_verdict {
 	size_t windows, pool, tensors;
-	const char *student;     /* the student tensor that found the most */
+	const struct nx_fp__pool_found *found;   /* owned by the set */
+	size_t nfound;
 	const char *teacher;     /* the teacher tensor most found (owned by the set) */
 	size_t file;
 };

@@ -59,8 +59,8 @@ struct fp_pool {
 	size_t nt, capt;
 	/* per model */
 	size_t marked;
-	char *best;            /* the student tensor that marked the most */
-	uint32_t best_marks;
+	struct nx_fp__pool_found *f;   /* the student tensors that found keys first */
+	size_t nf, capf;
 };
 
 #define Q_BAD ((1u << (FP_POOL_BITS + 1)) + 1)   /* quantised ratios are 0 .. this */
@@ -322,7 +322,9 @@ void nx_fp__pool_free(struct fp_pool *s)
 	free(s->keys);
 	free(s->tensor);
 	free(s->mark);
-	free(s->best);
+	for (size_t i = 0; i < s->nf; i++)
+		free(s->f[i].student);
+	free(s->f);
 	free(s);
 }
 
@@ -334,9 +336,9 @@ void nx_fp__pool_begin_model(const nx_fp_set *set)
 		return;
 	memset(s->mark, 0, s->cap);
 	s->marked = 0;
-	free(s->best);
-	s->best = NULL;
-	s->best_marks = 0;
+	for (size_t i = 0; i < s->nf; i++)
+		free(s->f[i].student);
+	s->nf = 0;
 }
 
 static void mark(struct nx_fp__pool_scan *ps, size_t slot)
@@ -441,12 +443,12 @@ int nx_fp__pool_scan_end(struct nx_fp__pool_scan *ps, const char *name, nx_error
 
 	if (s)
 		flush(ps);
-	if (!s || ps->marks <= s->best_marks)
+	if (!s || !ps->marks)
 		return 0;
-	free(s->best);
-	if (!(s->best = strdup(name ? name : "")))
+	if (NX_ARRAY_PUSH(s->f, s->capf, s->nf) ||
+	    !(s->f[s->nf].student = strdup(name ? name : "")))
 		return nx_error_oom(err, NULL);
-	s->best_marks = ps->marks;
+	s->f[s->nf++].windows = ps->marks;
 	return 0;
 }
 
@@ -474,7 +476,8 @@ bool nx_fp__pool_judge(const nx_fp_set *set, struct nx_fp__pool_verdict *v)
 		return false;
 	v->windows = s->marked;
 	v->pool = s->n;
-	v->student = s->best ? s->best : "";
+	v->found = s->f;
+	v->nfound = s->nf;
 	/* the teacher tensor with the most keys found, to name one */
 	per = calloc(s->nt + 1, sizeof(*per));
 	for (i = 0; per && i < s->cap; i++)
