@@ -108,6 +108,14 @@ struct nx_fp_match {
 	bool values;
 	uint32_t value_hits, value_samples;
 	int value_shift;
+	/* pooled (with values): the windows of 4 elements of all the small
+	 * teacher tensors, pooled, in any a x + b form and order: the model
+	 * holds small_total bytes' worth of the value_samples distinct ones
+	 * (4 bytes a window), over NX_FP_SMALL_TOTAL_MAX; one match per
+	 * student tensor, which found value_hits of them first (bytes: 4
+	 * each); teacher_tensor is the one most found.  Sum the ones not
+	 * allowed (allow_shared_tensors) against NX_FP_SMALL_TOTAL_MAX */
+	bool pooled;
 	/* small: a whole copy of a teacher tensor under min_bytes, one of
 	 * several (one per teacher tensor) holding small_total bytes in all,
 	 * over NX_FP_SMALL_TOTAL_MAX; transposed may be set */

@@ -483,6 +483,8 @@ static int fingerprint(const char *model, const struct export_args *a, bool json
 		for (i = 0; i < n; i++)
 			printf("FAIL %s (%" PRIu64 " bytes) %s %s in %s\n", m[i].student_tensor,
 			       m[i].bytes, m[i].approx ? "approximately (correlation) equals" :
+			       m[i].pooled ? "holds small teacher tensors in another form "
+					     "(pooled 4-element windows), some of" :
 			       m[i].values ? "hold the values of" :
 			       m[i].partial ? "are pieces of" :
 			       m[i].transposed ? "transposed equals" : "equals",

@@ -46,12 +46,17 @@ static int fingerprint_one(struct build *b, const nx_fp_set *set, const char *pa
 {
 	struct nx_fp_match *m = NULL;
 	size_t n = 0, i;
+	uint64_t pooled = 0;   /* the pooled small copies not allowed (bytes) */
 	int rc;
 
 	rc = nx_fingerprint_student(&m, &n, set, nx_stage_dirfd(b->stage), path,
 				    NX_FP_MIN_BYTES, b->err);
 	for (i = 0; !rc && i < n; i++)
-		if (shared_allowed(b, m[i].student_tensor))
+		if (m[i].pooled && !shared_allowed(b, m[i].student_tensor))
+			pooled += m[i].bytes;
+	for (i = 0; !rc && i < n; i++)
+		if (shared_allowed(b, m[i].student_tensor) ||
+		    (m[i].pooled && pooled <= NX_FP_SMALL_TOTAL_MAX))
 			continue;
 		else if (m[i].approx)
 			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
@@ -60,6 +65,15 @@ static int fingerprint_one(struct build *b, const nx_fp_set *set, const char *pa
 					  "rounded, noised, quantized or scaled): the student carries "
 					  "teacher weights; retrain it", m[i].student_tensor, when,
 					  m[i].teacher_tensor, m[i].teacher_file, m[i].corr);
+		else if (m[i].pooled)
+			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
+					  "the student%s holds about %llu bytes of the small teacher "
+					  "tensors of the teacher %s in another form (teacher-values-"
+					  "copied: %u of %u 4-element windows in '%s', some from "
+					  "'%s'): the student carries teacher weights; retrain it",
+					  when, (unsigned long long)pooled, m[i].teacher_file,
+					  m[i].value_hits, m[i].value_samples, m[i].student_tensor,
+					  m[i].teacher_tensor);
 		else if (m[i].values)
 			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
 					  "student tensor '%s'%s holds %u of the %u values sampled "

@@ -41,6 +41,7 @@ void nx_fp_set_free(nx_fp_set *s)
 	nx_fp__values_free(s->values);
 	nx_fp__patterns_free(s->patterns);
 	nx_fp__corr_free(s->corr);
+	nx_fp__pool_free(s->pool);
 	free(s->qshapes);
 	free(s);
 }
@@ -573,6 +574,31 @@ static int match_cb(void *ctx, const char *name, const struct fp_hash *h, bool t
 	return 0;
 }
 
+/* The small teacher tensors found pooled, in any affine form
+ * (fingerprint_pool.c): a match for each student tensor that found some,
+ * when all of them together imply over NX_FP_SMALL_TOTAL_MAX bytes (the
+ * caller sums them again, leaving out allow_shared_tensors). */
+static int pooled(struct student_ctx *c, nx_error *err)
+{
+	struct nx_fp__pool_verdict v;
+
+	if (!nx_fp__pool_judge(c->teachers, &v))
+		return 0;
+	for (size_t i = 0; i < v.nfound; i++) {
+		struct nx_fp_match *m = match_push(&c->m, &c->n, v.found[i].student, v.teacher,
+						   c->teachers->files[v.file], err);
+
+		if (!m)
+			return NX_ENOMEM;
+		m->bytes = 4 * (uint64_t)v.found[i].windows;
+		m->values = m->pooled = true;
+		m->value_hits = v.found[i].windows;
+		m->value_samples = (uint32_t)v.pool;
+		m->small_total = 4 * (uint64_t)v.windows;
+	}
+	return 0;
+}
+
 /* The teachers' tensor sizes, sorted, each once, in a new array (NULL
  * when there are none). */
 static int distinct_sizes(uint64_t **out, size_t *nout, const nx_fp_set *t, nx_error *err)
@@ -617,7 +643,12 @@ int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_s
 	}
 	if ((rc = nx_fp__values_begin_model(teachers, err)) != 0)
 		goto out;
+	nx_fp__pool_begin_model(teachers);
 	rc = onnx_tensors(dirfd, path, fd, &w, err);
+	if (!rc)
+		rc = nx_fp__pool_attrs(teachers, fd, path, err);
+	if (!rc)
+		rc = pooled(&c, err);
 	for (size_t next = 0; !rc;) {
 		struct fp_hash h;
 

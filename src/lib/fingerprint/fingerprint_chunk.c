@@ -271,6 +271,8 @@ int nx_fp__hash_feed(void *ctx, const unsigned char *buf, size_t len)
 		return rc;
 	if (h->ps && (rc = nx_fp__pscan_feed(h->ps, buf, len)) != 0)
 		return rc;
+	if (h->pl)
+		nx_fp__pool_feed(h->pl, buf, len);
 	while (i < len) {
 		if (!roll(&h->gear, &n, buf, &i, len))
 			continue;

@@ -38,6 +38,7 @@ struct fp_chunk {
 struct fp_values;
 struct fp_patterns;
 struct fp_corr;
+struct fp_pool;
 
 struct nx_fp_set {
 	struct fp_entry *e;
@@ -53,6 +54,7 @@ struct nx_fp_set {
 	struct fp_values *values;   /* fingerprint_values.c, NULL until a float32 tensor */
 	struct fp_patterns *patterns;  /* fingerprint_pattern.c, NULL until a small tensor */
 	struct fp_corr *corr;          /* fingerprint_corr.c, NULL until a float tensor */
+	struct fp_pool *pool;          /* fingerprint_pool.c, NULL until a small tensor */
 	uint64_t (*qshapes)[3];  /* the student's int8 matrices [rows, cols, 0] and int4
 				    MatMulNBits weights [N, blocks, block bytes]
 				    (nx_fp_set_quant_shapes) */
@@ -130,6 +132,55 @@ struct nx_fp__pscan {
 	nx_error *err;
 };
 struct fp_hash;
+/*
+ * fingerprint_pool.c: the small float32 teacher tensors' windows of 4
+ * elements, keyed on their shape (any a x + b, either order), pooled
+ * (nx_fp__pool_add, the file added last).  Student side: per model
+ * (nx_fp__pool_begin_model), every float32 tensor is fed through a scan
+ * (nx_fp__pool_feed, an nx_onnx_bytes_fn, riding on nx_fp__hash_feed as
+ * h->pl) and the attribute numbers (nx_fp__pool_attrs); nx_fp__pool_judge
+ * is true when the distinct pool windows found in runs imply over
+ * NX_FP_SMALL_TOTAL_MAX teacher bytes.
+ */
+#define FP_POOL_RUN 4   /* windows in a row that make a run */
+#define FP_POOL_BLOCK 1024   /* elements read at a time (a small tensor fits) */
+#define FP_POOL_HIST 6       /* the last ones kept: windows across blocks */
+struct nx_fp__pool_lane {
+	unsigned run;
+	uint32_t pend[FP_POOL_RUN - 1];
+};
+struct nx_fp__pool_scan {
+	struct fp_pool *s;       /* NULL: nothing to scan for */
+	struct nx_fp__pool_lane lane[3];   /* stride 1; stride 2, even and odd */
+	float x[FP_POOL_HIST + FP_POOL_BLOCK];
+	size_t nx;               /* elements in x */
+	unsigned hist;           /* of them kept from the last block */
+	uint64_t base;           /* x[0]'s index in the stream */
+	unsigned char carry[4];
+	size_t ncarry;
+	uint32_t marks;          /* pool windows this tensor found first */
+};
+struct nx_fp__pool_found {
+	char *student;           /* a student tensor, or "(node attributes)" */
+	uint32_t windows;        /* pool keys it found first */
+};
+struct nx_fp__pool_verdict {
+	size_t windows, pool, tensors;
+	const struct nx_fp__pool_found *found;   /* owned by the set */
+	size_t nfound;
+	const char *teacher;     /* the teacher tensor most found (owned by the set) */
+	size_t file;
+};
+int nx_fp__pool_add(nx_fp_set *set, const char *name, const unsigned char *p, size_t n,
+		    nx_error *err);
+size_t nx_fp__pool_count(const nx_fp_set *set);
+void nx_fp__pool_free(struct fp_pool *s);
+void nx_fp__pool_begin_model(const nx_fp_set *set);
+void nx_fp__pool_scan_begin(struct nx_fp__pool_scan *ps, const nx_fp_set *set);
+int nx_fp__pool_feed(void *ctx, const unsigned char *buf, size_t len);
+int nx_fp__pool_scan_end(struct nx_fp__pool_scan *ps, const char *name, nx_error *err);
+int nx_fp__pool_attrs(const nx_fp_set *set, int fd, const char *path, nx_error *err);
+bool nx_fp__pool_judge(const nx_fp_set *set, struct nx_fp__pool_verdict *v);
 int nx_fp__pattern_add(nx_fp_set *set, const struct fp_hash *h, nx_error *err);
 size_t nx_fp__patterns_count(const nx_fp_set *set);
 void nx_fp__patterns_free(struct fp_patterns *s);
@@ -153,6 +204,7 @@ struct fp_hash {
 	const struct fp_chunk *match_chunk;   /* the first chunk matched */
 	struct nx_fp__vfeed *vf;                  /* also fed the bytes, when set */
 	struct nx_fp__pscan *ps;                  /* student: also scanned, when set */
+	struct nx_fp__pool_scan *pl;              /* student: the pool scan, when set */
 	unsigned char head[FP_PATTERN_MAX];       /* teacher: the first bytes */
 	struct fp_values_match values;        /* student: set after the last byte */
 	bool varied;      /* a chunk that is not a repeated 1-8 byte pattern was cut */

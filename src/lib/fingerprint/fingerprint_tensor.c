@@ -136,6 +136,7 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 	struct fp_canon canon;
 	struct nx_fp__vfeed vf;
 	struct nx_fp__pscan ps;
+	struct nx_fp__pool_scan pl;
 	uint64_t len = src->widen ? 2 * src->len : src->len;
 	bool keep, trivial, cast = w->collect && src->f32, sized = !len || (w->nsizes &&
 			   bsearch(&len, w->sizes, w->nsizes, sizeof(*w->sizes), nx_fp__u64_cmp));
@@ -148,7 +149,7 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 	int rc, end;
 
 	if (!w->collect && !sized && !w->match->nchunks && (!w->match->values || !big) &&
-	    !nx_fp__patterns_count(w->match))
+	    !nx_fp__patterns_count(w->match) && !nx_fp__pool_count(w->match))
 		return one_transposed(w, name, fd, path, src, err);
 	if ((rc = nx_fp__hash_begin(&h, w->collect, w->match, err)) != 0)
 		return rc;
@@ -160,6 +161,12 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 	}
 	if (!w->collect && ps.s)
 		h.ps = &ps;
+	/* the pooled small teacher tensors, in any affine form (fingerprint_pool.c) */
+	if (!w->collect && src->dtype == 1 && !src->widen) {
+		nx_fp__pool_scan_begin(&pl, w->match);
+		if (pl.s)
+			h.pl = &pl;
+	}
 	/* the value sample (fingerprint_values.c) rides on the same read */
 	if (w->collect && src->f32 && big) {
 		if ((rc = nx_fp__vfeed_teacher(&vf, w->collect, name, err)) != 0) {
@@ -208,6 +215,10 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 			      nx_hash__read_range(fd, path, src->off, src->len, feed, ctx, err);
 	trivial = w->collect && !rc && h.total < 2 * w->min && nx_fp__trivial(tee.buf, tee.n);
 	keep = !rc && h.total >= nx_fp__floor(w->min) && (h.total >= w->min || !trivial);
+	if (keep && w->collect && src->f32 && !src->widen && !trivial && h.total < w->min)
+		rc = nx_fp__pool_add(w->collect, name, tee.buf, tee.n, err);
+	if (!rc && h.pl)
+		rc = nx_fp__pool_scan_end(&pl, name, err);
 	free(tee.buf);
 	if (!rc && !w->collect && h.vf)
 		nx_fp__vfeed_judge(&vf, &h.values);

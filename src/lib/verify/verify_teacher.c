@@ -83,6 +83,49 @@ static int small_copies(struct vfy_ctx *c, const char **used, const struct nx_fp
 			     first->approx ? " approximately (correlation)" : "");
 }
 
+/*
+ * The small teacher tensors pooled (nexus/fingerprint.h: pooled): the
+ * student tensors' shares, those allow_shared_tensors names left out, one
+ * FAIL naming the largest when the rest imply more than
+ * NX_FP_SMALL_TOTAL_MAX bytes.
+ */
+static int pooled_copies(struct vfy_ctx *c, const char **used, const struct nx_fp_match *m,
+			 size_t n)
+{
+	const struct nx_fp_match *top = NULL;
+	uint64_t total = 0;
+	size_t i, count = 0;
+	int rc = 0;
+
+	for (i = 0; !rc && i < n; i++) {
+		if (!m[i].pooled)
+			continue;
+		if (allowed(c, used, m[i].student_tensor)) {
+			rc = nx_report_add(c->r, CHECK, NX_SEV_INFO, NX_F_TEACHER_TENSOR_ALLOWED, NX_MODEL_PATH, 0,
+					   "student tensor '%s' holds %llu bytes of small teacher "
+					   "tensors of teacher %s in another form (allowed by "
+					   "allow_shared_tensors)", m[i].student_tensor,
+					   (unsigned long long)m[i].bytes, m[i].teacher_file);
+			continue;
+		}
+		total += m[i].bytes;
+		count++;
+		if (!top || m[i].bytes > top->bytes)
+			top = &m[i];
+	}
+	if (rc || total <= NX_FP_SMALL_TOTAL_MAX)
+		return rc;
+	return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_VALUES_COPIED, NX_MODEL_PATH, 0,
+			     "the student holds %llu of the %u distinct 4-element windows of the "
+			     "small teacher tensors of teacher %s (about %llu bytes, over the %u-byte "
+			     "bound for small copies), in another form or order (reversed, negated, "
+			     "scaled, shifted, rounded, cut up or interleaved): %zu student tensors, "
+			     "the most in '%s' (%u windows), some from '%s'",
+			     (unsigned long long)(total / 4), top->value_samples, top->teacher_file,
+			     (unsigned long long)total, NX_FP_SMALL_TOTAL_MAX, count,
+			     top->student_tensor, top->value_hits, top->teacher_tensor);
+}
+
 int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err)
 {
 	struct nx_fp_match *m = NULL;
@@ -141,8 +184,10 @@ int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err)
 		goto out;
 	}
 	rc = small_copies(c, used, m, n);
+	if (!rc)
+		rc = pooled_copies(c, used, m, n);
 	for (i = 0; !rc && i < n; i++) {
-		if (m[i].small)
+		if (m[i].small || m[i].pooled)
 			continue;
 		if (allowed(c, used, m[i].student_tensor))
 			rc = nx_report_add(c->r, CHECK, NX_SEV_INFO, NX_F_TEACHER_TENSOR_ALLOWED, NX_MODEL_PATH, 0,
