@@ -145,6 +145,18 @@ def spm_bpe_llama(model_path, raw_metaspace):
     return out
 
 
+def npm_tokenizers(work, want, toks):
+    """wp_30k and bpe_bl_30k (those wanted) from the npm trainers' raw files
+    in work, into toks; the raw files (bench/vocab_reference_real.py too)."""
+    raw = {n: json.loads((work / f"raw_{n}.json").read_text(encoding="utf-8"))
+           for n in ("wp_uncased", "bpe_bytelevel", "bpe_metaspace")}
+    if want("wp_30k"):
+        toks["wp_30k"] = tm.wordpiece(raw["wp_uncased"], cased=False)
+    if want("bpe_bl_30k"):
+        toks["bpe_bl_30k"] = tm.byte_level_bpe(raw["bpe_bytelevel"], "gpt2")
+    return raw
+
+
 def budget(nexus, runtime, work, name, tok):
     """(verdict, bytes used, findings of the budget check) for tok in the
     fixture bundle."""
@@ -200,12 +212,7 @@ def main():
             subprocess.run(["node", str(ROOT / "tests/e2e/tok_oracle.js"), "train", str(work),
                             str(text)], env=env, check=True, timeout=7200)
             print(f"npm trainers: {time.time() - t:.0f} s", flush=True)
-        raw = {n: json.loads((work / f"raw_{n}.json").read_text(encoding="utf-8"))
-               for n in ("wp_uncased", "bpe_bytelevel", "bpe_metaspace")}
-        if want("wp_30k"):
-            toks["wp_30k"] = tm.wordpiece(raw["wp_uncased"], cased=False)
-        if want("bpe_bl_30k"):
-            toks["bpe_bl_30k"] = tm.byte_level_bpe(raw["bpe_bytelevel"], "gpt2")
+        raw = npm_tokenizers(work, want, toks)
         if want("bpe_sp_50k"):
             if not (work / "bpe50k.model").exists():
                 print(f"spm bpe 50257: {spm(text, work / 'bpe50k', 'bpe', 50257, ['--byte_fallback=true']):.0f} s",

@@ -7,10 +7,17 @@ WordLevel of N tokens (the commonest words of every message catalogue under
 (e.g. main's), runs alternated, medians and their ratio.
 
     /usr/bin/python3 bench/vocab_bound_cost.py --base OTHER_BUILD [--build DIR]
-        [--tokens 250000] [--runs 5] [--work DIR]
+        [--tokens 250000] [--runs 5] [--work DIR] [--reference]
 
 The difference of the medians is the bound's cost: writing the stream and
 compressing it (zstd level 12 above 1 MiB, NX_BUDGET_VOCAB_FAST_LEVEL).
+
+--reference: this build runs with `--vocab-reference` the vocabulary's own
+tokenizer.json (written outside the bundle), the baseline without; with
+--base this build's own directory the difference is the reference's cost
+(reading and walking the reference, and compressing the stream with it as
+a zstd dictionary).  --generated: the words of test_vocab_bound's syllable
+model instead of the message catalogues (for machines with few).
 """
 import argparse
 import json
@@ -26,7 +33,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
 import bundle_fixture as bf  # noqa: E402
-from test_vocab_bound import catalogue_words  # noqa: E402
+from test_vocab_bound import catalogue_words, generated_words  # noqa: E402
 
 
 def main():
@@ -36,6 +43,8 @@ def main():
     ap.add_argument("--tokens", type=int, default=250000)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--work", default=ROOT / "build" / "vocab_bound_cost")
+    ap.add_argument("--reference", action="store_true")
+    ap.add_argument("--generated", action="store_true")
     a = ap.parse_args()
     work = pathlib.Path(a.work)
     shutil.rmtree(work, ignore_errors=True)
@@ -43,7 +52,9 @@ def main():
     runtime = bf.make_runtime(work / "runtime")
     b = bf.Bundle(work / "nexus_bundle_v1", runtime)
     vocab = {"[UNK]": 0}
-    for w in catalogue_words(a.tokens - 1, locales=None, seen=1):
+    words = (generated_words(a.tokens - 1) if a.generated else
+             catalogue_words(a.tokens - 1, locales=None, seen=1))
+    for w in words:
         vocab.setdefault(w, len(vocab))
     tok = json.loads(b.path("model/tokenizer/tokenizer.json").read_text(encoding="utf-8"))
     tok.update(normalizer={"type": "Lowercase"}, pre_tokenizer={"type": "Whitespace"},
@@ -54,7 +65,9 @@ def main():
                model={"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"})
     b.write("model/tokenizer/tokenizer.json", json.dumps(tok, ensure_ascii=False))
     b.remove("model/tokenizer/vocab.txt")
-    b.regen_manifest()
+    b.regen_manifest()   # the fixture's embedding grows to the vocabulary
+    ref = work / "reference.json"
+    ref.write_bytes(b.path("model/tokenizer/tokenizer.json").read_bytes())
     env = dict(os.environ, NEXUS_RUNTIME_DIR=str(runtime))
     builds = {"ours": pathlib.Path(a.build), "base": pathlib.Path(a.base)}
     times = {k: [] for k in builds}
@@ -62,8 +75,9 @@ def main():
     for i in range(a.runs + 1):
         for name, d in builds.items():
             t = time.perf_counter()
+            extra = ["--vocab-reference", str(ref)] if a.reference and name == "ours" else []
             r = subprocess.run([str(d / "bin" / "nexus"), "verify", "--json", "--no-sandbox",
-                                str(b.root)], capture_output=True, text=True, env=env)
+                                *extra, str(b.root)], capture_output=True, text=True, env=env)
             secs = time.perf_counter() - t
             if i:
                 times[name].append(secs)

@@ -62,6 +62,12 @@ extern "C" {
  * WordLevel of 64,000 words 2.0 (tests/e2e/test_vocab_bound.py).  Tier 2
  * bounds everything by itself, so this does not weaken the bound.
  */
+/*
+ * Tokens past the rows of the model's input embedding (ids it cannot
+ * embed) bring no allowance; more than this many of them (special tokens
+ * a converter appended) FAIL vocab-beyond-embedding.
+ */
+#define NX_BUDGET_VOCAB_DEAD_MAX 16u
 #define NX_BUDGET_VOCAB_TIER1_FREE 32000u
 #define NX_BUDGET_VOCAB_TIER1_BYTES 3u
 
@@ -137,6 +143,18 @@ int nx_budget_cost(uint64_t *out, const nx_budget_buf *b, nx_error *err);
 /* The code length of a vocabulary stream: as nx_budget_cost, at level 19
  * up to NX_BUDGET_STRONG_MAX bytes, NX_BUDGET_VOCAB_FAST_LEVEL above. */
 int nx_budget_stream_cost(uint64_t *out, const nx_budget_buf *b, nx_error *err);
+
+/*
+ * The code length of a vocabulary stream given dict, a reference stream the
+ * verifier chose (--vocab-reference): zstd with dict as a raw prefix and a
+ * window that reaches all of it (long-distance matching past
+ * NX_BUDGET_STRONG_MAX), so a stream equal to dict, or dict with a few
+ * tokens added, costs next to nothing.  A lossless code given dict, which
+ * the insider does not choose: at most 2^(8x+8) streams have a length
+ * <= x.  dict NULL or empty: nx_budget_stream_cost.
+ */
+int nx_budget_stream_cost_dict(uint64_t *out, const nx_budget_buf *b, const nx_budget_buf *dict,
+			       nx_error *err);
 
 /* The bytes held so far (*len of them; not those past NX_BUDGET_RESIDUAL_MAX). */
 const char *nx_budget_data(const nx_budget_buf *b, size_t *len);

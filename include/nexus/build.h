@@ -90,6 +90,10 @@ struct nx_build_opts {
 	bool no_fsync;              /* publish without fsync (nx_stage_set_nosync) */
 	bool strict;                /* self-verify as `nexus verify --strict` does (e.g. no
 				       teacher: is FAIL no-teacher-fingerprint) */
+	/* a tokenizer.json or vocab.txt (the teacher's or the base model's): the
+	 * self-verification charges the vocabulary against it (nexus verify
+	 * --vocab-reference) and the policy records its SHA-256; NULL = none */
+	const char *vocab_reference;
 };
 
 struct nx_build_file {

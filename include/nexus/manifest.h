@@ -75,6 +75,9 @@ typedef struct nx_manifest_policy {
 	char **python_packages; size_t npython_packages;   /* runtime.yaml's */
 	struct nx_manifest_shared *allow_shared; size_t nallow_shared;
 	uint64_t teacher_files;       /* teacher files fingerprinted; 0 = none */
+	/* lower-case hex SHA-256 of the --vocab-reference the build charged the
+	 * vocabulary against (optional key "vocab_reference_sha256"); NULL = none */
+	char *vocab_reference_sha256;
 } nx_manifest_policy;
 
 /* "runtime" (schema 1.1): the nexus runtime packaged in bin/ and lib/. */

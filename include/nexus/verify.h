@@ -159,6 +159,11 @@ struct nx_verify_opts {
 	 * (0 = no limit): its allowance, 6 bytes a token, is the insider's to
 	 * grow otherwise (docs/TRV.md "Leak budget") */
 	uint64_t max_vocab_tokens;
+	/* a tokenizer.json or vocab.txt the verifier trusts (the teacher's or
+	 * the base model's; NULL = none): the vocabulary stream is coded with
+	 * its stream as a zstd dictionary and charged with no allowance a
+	 * token, so the bound is 64 KiB whatever N (docs/TRV.md "Leak budget") */
+	const char *vocab_reference;
 	int threads;                    /* hashing threads, <= 0 = 2 */
 	/* the bundle's path in the commands hints name ('nexus fix-modes
 	 * PATH'): for a stage, the path it is published at; NULL = bundle_path */

@@ -22,7 +22,7 @@
 #include "nexus/verify.h"
 
 enum { OPT_OUTPUT = 1, OPT_FILE, OPT_KEY, OPT_FORCE, OPT_JSON, OPT_NO_FSYNC, OPT_SANDBOX,
-       OPT_SANDBOX_MEMORY, OPT_STRICT };
+       OPT_SANDBOX_MEMORY, OPT_STRICT, OPT_VOCAB_REF };
 
 static const struct cli_opt opts[] = {
 	{ "output", 'o', "PATH", "bundle directory to create, its parents too (default "
@@ -39,6 +39,10 @@ static const struct cli_opt opts[] = {
 	  "throw-away CI hosts)", OPT_NO_FSYNC },
 	{ "strict", 0, NULL, "self-verify as 'nexus verify --strict': e.g. a workspace without "
 	  "teacher: fails (no-teacher-fingerprint)", OPT_STRICT },
+	{ "vocab-reference", 0, "FILE", "charge the vocabulary against this tokenizer.json or "
+	  "vocab.txt (the teacher's or the base model's) in the self-verification, as 'nexus "
+	  "verify --vocab-reference' does; its SHA-256 is recorded in the signed policy",
+	  OPT_VOCAB_REF },
 	{ 0 },
 };
 
@@ -351,6 +355,7 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 		case OPT_SANDBOX: sandbox = p.optarg; break;
 		case OPT_SANDBOX_MEMORY: sandbox_mem = p.optarg; break;
 		case OPT_STRICT: o.strict = true; break;
+		case OPT_VOCAB_REF: o.vocab_reference = p.optarg; break;
 		}
 	}
 	if (k < 0)

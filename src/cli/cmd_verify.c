@@ -23,7 +23,7 @@ enum {
 	OPT_JSON = 1, OPT_STRICT, OPT_PUBKEY, OPT_REQUIRE_SIG, OPT_TEACHER, OPT_NO_SANDBOX,
 	OPT_MAX_MODEL, OPT_TRUSTED_LIST, OPT_TERM, OPT_MAX_LEAK, OPT_SANDBOX, OPT_ALLOW_NO_SANDBOX,
 	OPT_SANDBOX_MEMORY, OPT_TIME_BUDGET, OPT_OVERRIDE, OPT_ATTEST, OPT_KEY, OPT_ACCEPT_SHARED,
-	OPT_MAX_VOCAB,
+	OPT_MAX_VOCAB, OPT_VOCAB_REF,
 };
 
 /* Seconds one check may take: --time-budget, else each check's default
@@ -53,6 +53,9 @@ static const struct cli_opt opts[] = {
 	 "the default 64KiB (it can only be lowered)", OPT_MAX_LEAK},
 	{"max-vocab-tokens", 0, "N", "FAIL when the vocabulary the runtime loads holds more than "
 	 "N tokens (each brings 6 bytes of leak allowance; default: no limit)", OPT_MAX_VOCAB},
+	{"vocab-reference", 0, "FILE", "a tokenizer.json or vocab.txt you trust (the teacher's or "
+	 "the base model's): the vocabulary is charged what it adds to FILE's, with no allowance "
+	 "a token (the bound is the leak budget whatever its size)", OPT_VOCAB_REF},
 	{"trusted-list", 0, "FILE", "trusted runtime releases: 'nexus <version>' lines, each "
 	 "followed by its '<sha256>  <path>' lines", OPT_TRUSTED_LIST},
 	{"forbidden-term", 0, "TERM", "also forbid TERM (besides teacher, distillation, "
@@ -264,6 +267,7 @@ static int run(const struct cli_verb *verb, int argc, char **argv)
 		case OPT_REQUIRE_SIG: vo.require_signature = true; break;
 		case OPT_NO_SANDBOX: vo.functional = false; break;
 		case OPT_TRUSTED_LIST: vo.trusted_list = p.optarg; break;
+		case OPT_VOCAB_REF: vo.vocab_reference = p.optarg; break;
 		case OPT_SANDBOX: sandbox = p.optarg; break;
 		case OPT_ALLOW_NO_SANDBOX: vo.allow_no_sandbox = true; break;
 		case OPT_SANDBOX_MEMORY: sandbox_mem = p.optarg; break;

@@ -137,6 +137,9 @@ class Bundle:
         self.teacher = self.root.parent / "teacher_model.onnx"
         self.teacher.write_bytes(student_model(seed=7).SerializeToString())
         self._write_tree()
+        # the fixture's own model follows the vocabulary (regen_manifest):
+        # a real student's input embedding has a row for every token id
+        self.fit_vocabulary = model is None
         self.regen_manifest()
 
     # -- building -------------------------------------------------------
@@ -169,6 +172,36 @@ class Bundle:
         self.write("README.md", "# Spam classifier\n\nRun `bin/nexus_cli run --text hi`.\n")
         self.write("LICENSE", "MIT License\n\nCopyright (c) 2024 Example\n")
 
+    def fit_embedding(self, tokens):
+        """Give the model an input embedding of `tokens` rows, rounded up to
+        a multiple of 64 as real models pad it: a grown vocabulary's ids are
+        then ones the model can embed (verify fails a vocabulary past the
+        embedding's rows: vocab-beyond-embedding).  Call regen_manifest after."""
+        rows = -(-tokens // 64) * 64
+        self.model = student_model(vocab=rows)
+        self.meta["parameters"] = human(parameters(self.model))
+        fit = self.fit_vocabulary
+        self.write("model/student_model.onnx", self.model.SerializeToString())
+        self.fit_vocabulary = fit
+        return rows
+
+    def _vocabulary_size(self):
+        """Token ids the tokenizer files name (0 when they do not parse)."""
+        n = 0
+        p = self.root / "model/tokenizer/tokenizer.json"
+        try:
+            vocab = json.loads(p.read_text(encoding="utf-8"))["model"]["vocab"]
+            n = (max((v for v in vocab.values() if isinstance(v, int)), default=-1) + 1
+                 if isinstance(vocab, dict) else len(vocab))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
+        try:
+            with open(self.root / "model/tokenizer/vocab.txt", "rb") as f:
+                n = max(n, sum(1 for _ in f))
+        except OSError:
+            pass
+        return n
+
     def path(self, rel):
         return self.root / rel
 
@@ -180,6 +213,8 @@ class Bundle:
             p.unlink()
         if isinstance(data, str):
             data = data.encode()
+        if rel == "model/student_model.onnx":
+            self.fit_vocabulary = False   # a test's own model stays as written
         p.write_bytes(data)
         if mode is not None:
             os.chmod(p, mode)
@@ -228,8 +263,12 @@ class Bundle:
         self.lock()
 
     def regen_manifest(self):
-        """Re-hash the whole tree: integrity passes whatever was planted."""
+        """Re-hash the whole tree: integrity passes whatever was planted.
+        The fixture's own model first grows its embedding to the vocabulary
+        (fit_embedding) unless fit_vocabulary was turned off."""
         self.unlock()
+        if self.fit_vocabulary and self.model.graph.initializer[0].dims[0] < self._vocabulary_size():
+            self.fit_embedding(self._vocabulary_size())
         self.write_manifest_text(self.canonical(self.manifest_obj()))
 
     # -- modes ----------------------------------------------------------

@@ -124,6 +124,28 @@ def test_build_records_the_policy_it_enforced(nexus, tmp_path):
     assert (b / "manifest.json").read_text() == canonical(m)
 
 
+def test_build_records_its_vocabulary_reference(nexus, tmp_path):
+    """nexus build --vocab-reference charges the vocabulary against FILE in
+    its self-verification and records FILE's SHA-256 in the signed policy
+    (so a gate sees which reference a bundle was built against); without
+    the option the key is absent.  Verify uses its own FILE, never this."""
+    ref = tmp_path / "reference.json"
+    ref.write_text(json.dumps(json.loads(make_workspace(tmp_path / "ws-ref").joinpath(
+        "artifacts/tokenizer/tokenizer.json").read_text())))
+    b = built(nexus, tmp_path, "b", "--vocab-reference", ref)
+    m = manifest(b)
+    assert m["policy"]["vocab_reference_sha256"] == hashlib.sha256(ref.read_bytes()).hexdigest()
+    assert (b / "manifest.json").read_text() == canonical(m)
+    rc, rep = verify(nexus, b, "--vocab-reference", ref)
+    assert rc == 0, rep["findings"]
+    assert any("--vocab-reference" in f["message"] and "the one the build recorded" in
+               f["message"] for f in rep["findings"] if f["code"] == "budget-used"), rep["findings"]
+    assert "vocab_reference_sha256" not in manifest(built(nexus, tmp_path, "c"))["policy"]
+    r = build(nexus, make_workspace(tmp_path / "ws-d"), tmp_path / "d", "--vocab-reference",
+              tmp_path / "missing.json")
+    assert r.returncode != 0 and "missing.json" in r.stderr, r.stderr
+
+
 def test_build_limit_is_enforced_by_verify(nexus, tmp_path):
     """The example's small build limit held verify to nothing: verify used
     its own 2 GiB.  A model swapped in after the build, over the recorded

@@ -7,10 +7,12 @@
 #include "nexus/bundle.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "nexus/budget.h"
@@ -40,6 +42,33 @@ static int strv_copy(char ***out, size_t *nout, char *const *v, size_t n)
 		*nout = i + 1;
 	}
 	return 0;
+}
+
+/*
+ * The SHA-256 of the --vocab-reference file, as lower-case hex in a new
+ * string: the policy records which reference the vocabulary was charged
+ * against, so a gate can see it (verify uses its own file, never this).
+ */
+static int reference_digest(char **out, const char *file, nx_error *err)
+{
+	unsigned char d[NX_SHA256_LEN];
+	char hex[2 * NX_SHA256_LEN + 1];
+	struct stat st;
+	int fd = open(file, O_RDONLY | O_CLOEXEC), rc;
+
+	if (fd < 0)
+		return nx_error_errno(err, NX_EIO, errno, file, "cannot open the --vocab-reference %s",
+				      file);
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode))
+		rc = nx_error_set(err, NX_EIO, file, 0, -1, "--vocab-reference %s is not a "
+				  "regular file", file);
+	else
+		rc = nx_sha256_fd(d, fd, (uint64_t)st.st_size, file, err);
+	close(fd);
+	if (rc)
+		return rc;
+	nx_hex(hex, d);
+	return (*out = strdup(hex)) ? 0 : nx_error_oom(err, NULL);
 }
 
 /*
@@ -116,6 +145,12 @@ int nx_build__manifest(struct build *b)
 		return rc;
 	if (make_policy(&policy, b) != 0)
 		return nx_error_oom(b->err, NULL);
+	if (b->opts->vocab_reference &&
+	    (rc = reference_digest(&policy->vocab_reference_sha256, b->opts->vocab_reference,
+				   b->err)) != 0) {
+		nx_manifest_policy_free(policy);
+		return rc;
+	}
 	/* Last: the runtime record lists the bin/ and lib/ files added so far. */
 	if ((rc = nx_manifest_set_v11(m, policy, NX_VERSION, b->err)) != 0)
 		return rc;

@@ -42,6 +42,7 @@ int nx_build__verify(struct build *b)
 	 * build wrote: what it records is exactly what is enforced here. */
 	vo.trust_policy = true;
 	vo.strict = b->opts->strict;
+	vo.vocab_reference = b->opts->vocab_reference;
 	vo.runtime_dir = b->opts->runtime_dir;
 	vo.functional = b->opts->functional;
 	vo.sandbox = b->opts->sandbox;

@@ -80,6 +80,7 @@ void nx_manifest_policy_free(nx_manifest_policy *p)
 		free(p->allow_shared[i].reason);
 	}
 	free(p->allow_shared);
+	free(p->vocab_reference_sha256);
 	free(p);
 }
 
@@ -437,7 +438,7 @@ static json_t *strv_json(char *const *v, size_t n)
 
 static json_t *policy_json(const nx_manifest_policy *p)
 {
-	json_t *shared = json_array();
+	json_t *shared = json_array(), *o;
 	size_t i;
 
 	for (i = 0; shared && i < p->nallow_shared; i++)
@@ -448,7 +449,7 @@ static json_t *policy_json(const nx_manifest_policy *p)
 		}
 	if (!shared)
 		return NULL;
-	return json_pack("{s:o, s:o, s:o, s:I, s:I, s:s, s:o, s:o, s:o, s:I}",
+	o = json_pack("{s:o, s:o, s:o, s:I, s:I, s:s, s:o, s:o, s:o, s:I}",
 			 "allow_shared_tensors", shared,
 			 "forbidden_imports", strv_json(p->forbidden_imports, p->nforbidden_imports),
 			 "forbidden_terms", strv_json(p->forbidden_terms, p->nforbidden_terms),
@@ -459,6 +460,13 @@ static json_t *policy_json(const nx_manifest_policy *p)
 			 "selftest_tolerance", decimal(p->selftest_tolerance),
 			 "size_slack", decimal(p->size_slack),
 			 "teacher_files", (json_int_t)p->teacher_files);
+	/* present only when the build had a reference (older bundles stay valid) */
+	if (o && p->vocab_reference_sha256 &&
+	    json_object_set_new(o, "vocab_reference_sha256", json_string(p->vocab_reference_sha256))) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
 }
 
 static json_t *runtime_json(const nx_manifest_runtime *r)

@@ -6,6 +6,7 @@
  */
 #include "nexus/manifest.h"
 #include "nexus/fs.h"
+#include "nexus/hash.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +29,10 @@ static const char *const PLATFORM_KEYS[] = { "arch", "min_glibc", "os", NULL };
 static const char *const POLICY_KEYS[] = { "allow_shared_tensors", "forbidden_imports",
 	"forbidden_terms", "max_leak_bytes", "max_model_bytes", "nexus_version", "python_packages",
 	"selftest_tolerance", "size_slack", "teacher_files", NULL };
+/* the same with the optional key of a build given a --vocab-reference */
+static const char *const POLICY_KEYS_REF[] = { "allow_shared_tensors", "forbidden_imports",
+	"forbidden_terms", "max_leak_bytes", "max_model_bytes", "nexus_version", "python_packages",
+	"selftest_tolerance", "size_slack", "teacher_files", "vocab_reference_sha256", NULL };
 static const char *const SHARED_KEYS[] = { "name", "reason", NULL };
 static const char *const RUNTIME_KEYS[] = { "files", "version", NULL };
 static const char *const RUNTIME_FILE_KEYS[] = { "path", "sha256", NULL };
@@ -210,10 +215,19 @@ static int parse_policy(nx_manifest *m, const json_t *obj, const char *path, nx_
 	nx_manifest_policy *p;
 	int rc;
 
-	if ((rc = exact_keys(obj, POLICY_KEYS, "policy", path, err)))
+	bool ref = json_is_object(obj) && json_object_get(obj, "vocab_reference_sha256");
+	unsigned char digest[NX_SHA256_LEN];
+
+	if ((rc = exact_keys(obj, ref ? POLICY_KEYS_REF : POLICY_KEYS, "policy", path, err)))
 		return rc;
 	if (!(p = m->policy = calloc(1, sizeof(*p))))
 		return nx_error_oom(err, path);
+	if (ref && ((rc = get_string(&p->vocab_reference_sha256, obj, "vocab_reference_sha256",
+				     path, err)) ||
+		    nx_unhex(digest, p->vocab_reference_sha256)))
+		return rc ? rc : nx_error_set(err, NX_EFORMAT, path, 0, -1, "%s: policy "
+					      "\"vocab_reference_sha256\" must be 64 hex digits",
+					      path);
 	if ((rc = get_string(&p->nexus_version, obj, "nexus_version", path, err)) ||
 	    (rc = get_uint(&p->max_model_bytes, obj, "max_model_bytes", path, err)) ||
 	    (rc = get_uint(&p->max_leak_bytes, obj, "max_leak_bytes", path, err)) ||

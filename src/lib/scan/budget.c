@@ -38,6 +38,10 @@
 #define BIGRAM_LIMIT 36          /* average eighths of a bit per Latin bigram (4.5 bits) */
 #define MARKS_PER_LETTER 2       /* combining marks on one letter (Vietnamese: ệ) */
 #define NAME_PARTS_MAX 3         /* words of a special token's name (start_of_turn) */
+/* zstd's window bounds (ZSTD_WINDOWLOG_MIN/_MAX sit behind
+ * ZSTD_STATIC_LINKING_ONLY); 2^30 bytes is far past NX_BUDGET_RESIDUAL_MAX */
+#define DICT_WINDOWLOG_MIN 10u
+#define DICT_WINDOWLOG_MAX 30u
 #define DIGITS_MAX 4             /* digits of a number token or a special token's index */
 
 struct nx_budget_buf {
@@ -127,6 +131,59 @@ int nx_budget_stream_cost(uint64_t *out, const nx_budget_buf *b, nx_error *err)
 {
 	return cost_at(out, b, b->len <= NX_BUDGET_STRONG_MAX ? STRONG_LEVEL :
 			       NX_BUDGET_VOCAB_FAST_LEVEL, err);
+}
+
+/*
+ * The stream's code length given a dictionary the verifier fixed (a
+ * --vocab-reference): zstd with dict's bytes as a raw prefix, the window
+ * wide enough that a match may reach back to dict's first byte, so a
+ * stream equal to dict costs a few dozen bytes however long it is.  The
+ * decoder needs the same prefix: a lossless code given dict.
+ */
+int nx_budget_stream_cost_dict(uint64_t *out, const nx_budget_buf *b, const nx_budget_buf *dict,
+			       nx_error *err)
+{
+	size_t bound, n, span;
+	unsigned wlog = DICT_WINDOWLOG_MIN;
+	ZSTD_CCtx *cc;
+	void *dst;
+
+	if (!dict || !dict->len)
+		return nx_budget_stream_cost(out, b, err);
+	if (!b->len) {
+		*out = b->overflow;
+		return 0;
+	}
+	span = dict->len + b->len;
+	while (wlog < DICT_WINDOWLOG_MAX && ((size_t)1 << wlog) < span)
+		wlog++;
+	bound = ZSTD_compressBound(b->len);
+	if (!(dst = malloc(bound)))
+		return nx_error_oom(err, NULL);
+	if (!(cc = ZSTD_createCCtx())) {
+		free(dst);
+		return nx_error_oom(err, NULL);
+	}
+	n = ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel,
+				   span <= NX_BUDGET_STRONG_MAX ? STRONG_LEVEL :
+				   NX_BUDGET_VOCAB_FAST_LEVEL);
+	if (!ZSTD_isError(n))
+		n = ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, (int)wlog);
+	/* long-distance matching finds a long run of the dictionary repeated
+	 * anywhere in the window cheaply (a vocabulary reused whole) */
+	if (!ZSTD_isError(n) && span > NX_BUDGET_STRONG_MAX)
+		n = ZSTD_CCtx_setParameter(cc, ZSTD_c_enableLongDistanceMatching, 1);
+	if (!ZSTD_isError(n))
+		n = ZSTD_CCtx_refPrefix(cc, dict->data, dict->len);
+	if (!ZSTD_isError(n))
+		n = ZSTD_compress2(cc, dst, bound, b->data, b->len);
+	ZSTD_freeCCtx(cc);
+	free(dst);
+	if (ZSTD_isError(n))
+		return nx_error_set(err, NX_EINTERNAL, NULL, 0, -1, "zstd failed: %s",
+				    ZSTD_getErrorName(n));
+	*out = n + b->overflow;
+	return 0;
 }
 
 const char *nx_budget_data(const nx_budget_buf *b, size_t *len)

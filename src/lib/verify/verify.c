@@ -217,6 +217,10 @@ int nx_verify_bundle(nx_report **out, int bundle_dirfd, const char *bundle_path,
 		 * the student's summary takes up to ~160 MiB: never both, so that
 		 * verify stays within its 256 MiB (docs/TRV.md "Cost").  Reading
 		 * the summary again walks the protobuf only, not the weights. */
+		if ((rc = nx_vfy__embedding_rows(&c)) != 0) {
+			rc = nx_error_oom(err, NULL);
+			goto out;
+		}
 		nx_onnx_free(c.onnx);
 		c.onnx = NULL;
 		RUN(NX_CHECK_CODE, nx_vfy__code(&c, err));

@@ -48,6 +48,9 @@ struct tally {
 	nx_budget_buf *rest;        /* their residual less the tokens' charges */
 	struct vfy_vocab_stream vs; /* tier 2: the vocabularies whole */
 	const char *vpath;          /* the first file that added to it */
+	nx_budget_buf *ref;         /* --vocab-reference's stream, NULL = none */
+	uint64_t ref_n;             /* its tokens */
+	char ref_sha[2 * NX_SHA256_LEN + 1];   /* its SHA-256, hex */
 	nx_error *err;
 };
 
@@ -370,6 +373,91 @@ static bool charged_text(const char *p)
 }
 
 /*
+ * --vocab-reference: the stream of a tokenizer.json (walked as the
+ * bundle's is, its findings dropped) or a vocab.txt, built as the
+ * student's is, so the student's stream equals it when the vocabulary is
+ * the same.  An unreadable file is an error (exit 2), not a verdict.
+ */
+static int reference_stream(struct tally *t, const char *file)
+{
+	struct vfy_ctx scratch = *t->c;
+	struct vfy_vocab_stream vs = {0};
+	nx_budget_buf *res = NULL;
+	char *buf = NULL;
+	size_t len = 0, i = 0;
+	struct stat st;
+	bool failed;
+	int rc;
+
+	/* the user's file, not the bundle: a configuration error (exit 2) */
+	if ((rc = nx_vfy__read_path(&buf, &len, &st, file, NX_VERIFY_TEXT_MAX, t->err))) {
+		if (rc != NX_ENOMEM && t->err)
+			t->err->code = NX_ECONFIG;
+		return rc == NX_ENOMEM ? rc : NX_ECONFIG;
+	}
+	scratch.r = NULL;
+	if ((rc = nx_budget_buf_new(&res, t->err)) || (rc = nx_budget_buf_new(&vs.b, t->err)))
+		goto out;
+	while (i < len && strchr(" \t\r\n", buf[i]))
+		i++;
+	if (i < len && buf[i] == '{') {
+		if ((rc = nx_report_new(&scratch.r, file, t->err)) == 0)
+			rc = nx_vfy__tokjson_residual(&scratch, file, buf, len, res, &vs, &failed,
+						      t->err);
+	} else {
+		rc = vocab_txt(res, &vs, buf, len, t->err);
+	}
+	if (!rc && !vs.n)
+		rc = nx_error_set(t->err, NX_ECONFIG, file, 0, -1, "--vocab-reference %s holds no "
+				  "vocabulary: give a tokenizer.json (model.vocab) or a vocab.txt "
+				  "(one token a line)", file);
+	if (!rc) {
+		unsigned char d[NX_SHA256_LEN];
+
+		if ((rc = nx_sha256_buf(d, buf, len)))
+			goto out;
+		nx_hex(t->ref_sha, d);
+		t->ref = vs.b;
+		t->ref_n = vs.n;
+		vs.b = NULL;
+	}
+out:
+	nx_report_free(scratch.r);
+	nx_budget_buf_free(vs.b);
+	nx_budget_buf_free(res);
+	free(buf);
+	return rc;
+}
+
+/* Tokens past the input embedding's rows cannot be embedded: padding, with
+ * no allowance; more than NX_BUDGET_VOCAB_DEAD_MAX of them FAIL. */
+static int dead_tokens(struct tally *t, uint64_t n, uint64_t *live)
+{
+	const struct vfy_ctx *c = t->c;
+	uint64_t rows = c->embed_rows > 0 ? (uint64_t)c->embed_rows : 0;
+
+	*live = n;
+	if (c->embed_rows < 0)
+		return nx_report_add(c->r, CHECK, NX_SEV_INFO, NX_F_VOCAB_EMBEDDING_UNKNOWN, t->vpath, 0,
+				     "the rows of the model's input embedding are not known (%s): "
+				     "tokens past it could not be told from live ones, so all %llu "
+				     "bring their allowance", c->embed_why ? c->embed_why : "?",
+				     (unsigned long long)n);
+	if (n <= rows)
+		return 0;
+	*live = rows;
+	if (n - rows <= NX_BUDGET_VOCAB_DEAD_MAX)
+		return 0;
+	return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_VOCAB_BEYOND_EMBEDDING, t->vpath, 0,
+			     "the vocabulary holds %llu tokens but the model's input embedding "
+			     "has %llu rows: %llu token ids cannot be embedded (padding, which "
+			     "can carry data; at most %u, special tokens, are let pass); "
+			     "export the tokenizer the model was trained with",
+			     (unsigned long long)n, (unsigned long long)rows,
+			     (unsigned long long)(n - rows), NX_BUDGET_VOCAB_DEAD_MAX);
+}
+
+/*
  * Tier 2, the vocabulary bound: the stream's code length L (a lossless
  * code, so at most 2^(8x+8) vocabularies have L <= x bytes) less the
  * allowance of NX_BUDGET_VOCAB_TOKEN_BYTES a token is charged.  Past
@@ -382,14 +470,23 @@ static bool charged_text(const char *p)
  */
 static int vocab_bound(struct tally *t)
 {
-	uint64_t n = t->vs.n, len, allow = (uint64_t)NX_BUDGET_VOCAB_TOKEN_BYTES * n, charged,
-		 past = n > NX_BUDGET_VOCAB_TIER1_FREE ? n - NX_BUDGET_VOCAB_TIER1_FREE : 0,
-		 relief = past * NX_BUDGET_VOCAB_TIER1_BYTES, rest = 0;
+	uint64_t n = t->vs.n, live, len, allow, charged, past, relief, rest = 0;
+	const nx_manifest_policy *p = t->c->m ? t->c->m->policy : NULL;
+	const char *recorded = p ? p->vocab_reference_sha256 : NULL;
+	char refmsg[320] = "";
 	int rc;
 
 	if (!n)
 		return 0;
-	if ((rc = nx_budget_stream_cost(&len, t->vs.b, t->err)))
+	if ((rc = dead_tokens(t, n, &live)))
+		return rc;
+	/* with a reference the verifier fixed, no allowance: the stream is
+	 * coded given it, and tier 1's charge of the tokens is all returned
+	 * (the conditional code bounds them; the rest is still charged) */
+	allow = t->ref ? 0 : (uint64_t)NX_BUDGET_VOCAB_TOKEN_BYTES * live;
+	past = live > NX_BUDGET_VOCAB_TIER1_FREE ? live - NX_BUDGET_VOCAB_TIER1_FREE : 0;
+	relief = t->ref ? UINT64_MAX : past * NX_BUDGET_VOCAB_TIER1_BYTES;
+	if ((rc = nx_budget_stream_cost_dict(&len, t->vs.b, t->ref, t->err)))
 		return rc;
 	if (relief && (rc = nx_budget_cost(&rest, t->rest, t->err)))
 		return rc;
@@ -397,6 +494,14 @@ static int vocab_bound(struct tally *t)
 	rest = rest < t->tok_charged ? rest : t->tok_charged;
 	if (relief > t->tok_charged - rest)
 		relief = t->tok_charged - rest;
+	if (t->ref)
+		snprintf(refmsg, sizeof(refmsg), " given --vocab-reference %.120s (%llu tokens, "
+			 "stream %llu bytes, SHA-256 %.16s..., %s)", t->c->opts->vocab_reference,
+			 (unsigned long long)t->ref_n,
+			 (unsigned long long)nx_budget_residual(t->ref), t->ref_sha,
+			 !recorded ? "the build recorded none" :
+			 !strcmp(recorded, t->ref_sha) ? "the one the build recorded" :
+			 "not the one the build recorded");
 	t->total = t->total - relief + charged;
 	if (t->c->opts->max_vocab_tokens && n > t->c->opts->max_vocab_tokens &&
 	    (rc = nx_report_add(t->c->r, CHECK, NX_SEV_FAIL, NX_F_BUDGET_EXCEEDED, t->vpath, 0,
@@ -408,14 +513,14 @@ static int vocab_bound(struct tally *t)
 		return rc;
 	return nx_report_add(t->c->r, CHECK, NX_SEV_INFO, NX_F_BUDGET_USED, t->vpath, 0,
 			     "the vocabularies hold %llu tokens, %llu bytes compressed (the "
-			     "tokens whole, in id order): allowance %u x %llu = %llu bytes, "
-			     "charged %llu; tier 1 allows %u bytes a token past %u tokens: %llu "
+			     "tokens whole, in id order%s): allowance %u x %llu = %llu bytes, "
+			     "charged %llu; tier 1 allows %s: %llu "
 			     "bytes of the tokenizer files' charge returned",
-			     (unsigned long long)n, (unsigned long long)len,
-			     NX_BUDGET_VOCAB_TOKEN_BYTES, (unsigned long long)n,
+			     (unsigned long long)n, (unsigned long long)len, refmsg,
+			     t->ref ? 0 : NX_BUDGET_VOCAB_TOKEN_BYTES, (unsigned long long)live,
 			     (unsigned long long)allow, (unsigned long long)charged,
-			     NX_BUDGET_VOCAB_TIER1_BYTES, NX_BUDGET_VOCAB_TIER1_FREE,
-			     (unsigned long long)relief);
+			     t->ref ? "its tokens' charge given a reference" :
+			     "3 bytes a token past 32000 tokens", (unsigned long long)relief);
 }
 
 int nx_vfy__budget(struct vfy_ctx *c, nx_error *err)
@@ -435,6 +540,8 @@ int nx_vfy__budget(struct vfy_ctx *c, nx_error *err)
 		return rc;
 	}
 	nx_budget_set_mirror(tok, t.rest);
+	if (c->opts->vocab_reference)
+		rc = reference_stream(&t, c->opts->vocab_reference);
 	/* entries are sorted: tokenizer.json comes before vocab.txt */
 	for (i = 0; !rc && i < c->nentries; i++) {
 		const struct nx_fs_entry *e = &c->entries[i];
@@ -461,6 +568,7 @@ int nx_vfy__budget(struct vfy_ctx *c, nx_error *err)
 				   "remove it (see budget-used for each file)" : "");
 	nx_budget_buf_free(t.vs.b);
 	nx_budget_buf_free(t.rest);
+	nx_budget_buf_free(t.ref);
 	nx_budget_buf_free(tok);
 	return rc;
 }

@@ -339,38 +339,48 @@ static int judge(struct vfy_ctx *c, struct walk *w, struct cmap *m)
 	return rc;
 }
 
-int nx_vfy__constant_subgraphs(struct vfy_ctx *c)
+/* The nodes of the student's main graph into w (w->err set); *fd the
+ * model, open, for the caller to close.  A model without a graph: none. */
+static int read_main_graph(struct vfy_ctx *c, struct walk *w, int *fd)
 {
-	const nx_onnx_summary *s = nx_onnx_summary_get(c->onnx);
-	struct walk w = {0};
-	struct cmap m = {0};
 	struct nx_pb_reader top, g;
 	struct nx_pb_field f, graph;
-	nx_error e;
 	bool have = false;
-	size_t i;
-	int fd = -1, rc;
+	int rc;
 
-	nx_error_clear(&e);
-	w.err = &e;
-	if ((rc = nx_vfy__open_regular(&fd, NULL, c->dirfd, NX_MODEL_PATH, &e)) != 0)
-		goto out;
-	if ((rc = nx_pb_file_init(&w.f, fd, NX_MODEL_PATH, &e)) != 0 ||
-	    (rc = nx_pb_reader_init(&top, &w.f, 0, w.f.size, &e)) != 0)
-		goto out;
-	LOOP(&top, &f, rc, &e)
+	if ((rc = nx_vfy__open_regular(fd, NULL, c->dirfd, NX_MODEL_PATH, w->err)) != 0)
+		return rc;
+	if ((rc = nx_pb_file_init(&w->f, *fd, NX_MODEL_PATH, w->err)) != 0 ||
+	    (rc = nx_pb_reader_init(&top, &w->f, 0, w->f.size, w->err)) != 0)
+		return rc;
+	LOOP(&top, &f, rc, w->err)
 		if (f.num == 7 && f.wire == NX_PB_LEN) {
 			graph = f;
 			have = true;
 		}
 	if (rc || !have)
-		goto out;
-	if ((rc = nx_pb_reader_init(&top, &w.f, 0, w.f.size, &e)) != 0 ||
-	    (rc = nx_pb_sub(&g, &top, &graph, &e)) != 0)
-		goto out;
-	LOOP(&g, &f, rc, &e)
-		if (f.num == 1 && f.wire == NX_PB_LEN && (rc = read_node(&w, &g, &f)) != 0)
+		return rc;
+	if ((rc = nx_pb_reader_init(&top, &w->f, 0, w->f.size, w->err)) != 0 ||
+	    (rc = nx_pb_sub(&g, &top, &graph, w->err)) != 0)
+		return rc;
+	LOOP(&g, &f, rc, w->err)
+		if (f.num == 1 && f.wire == NX_PB_LEN && (rc = read_node(w, &g, &f)) != 0)
 			break;
+	return rc;
+}
+
+int nx_vfy__constant_subgraphs(struct vfy_ctx *c)
+{
+	const nx_onnx_summary *s = nx_onnx_summary_get(c->onnx);
+	struct walk w = {0};
+	struct cmap m = {0};
+	nx_error e;
+	size_t i;
+	int fd = -1, rc;
+
+	nx_error_clear(&e);
+	w.err = &e;
+	rc = read_main_graph(c, &w, &fd);
 	if (rc)
 		goto out;
 	for (i = 0; i < s->ntensors && !rc; i++) {
@@ -393,4 +403,142 @@ out:
 	if (rc && e.code != NX_OK)   /* the walk of the model reported it already */
 		return 0;
 	return rc;
+}
+
+/*
+ * The rows of the input embedding (docs/TRV.md "Leak budget", dead
+ * tokens): the Gather whose indices are the ids the runtime feeds
+ * (input_ids, or the main graph's only integer input), through the steps
+ * an exporter puts between them (Cast, Reshape, ...), and whose data is an
+ * initializer of the main graph, or one converted where it is used (a
+ * DequantizeLinear or Cast of it): its dim 0.  An id at or past it cannot
+ * be embedded (ORT fails the Gather), so such a token is padding.  Several
+ * such Gathers: the fewest rows.  -1 with *why set when not determinable.
+ */
+static const struct cnode *producer(const struct walk *w, const struct cmap *outs, const char *v)
+{
+	const struct centry *e = cmap_get(outs, v);
+
+	return e ? &w->n[e->bytes] : NULL;
+}
+
+static const char *ids_input(const nx_onnx_summary *s)
+{
+	const char *only = NULL;
+	size_t i, nint = 0;
+
+	for (i = 0; i < s->ninputs; i++) {
+		int32_t t = s->inputs[i].elem_type;
+
+		if (!strcmp(s->inputs[i].name, "input_ids"))
+			return s->inputs[i].name;
+		if (t == 6 || t == 7) {   /* INT32, INT64 */
+			only = s->inputs[i].name;
+			nint++;
+		}
+	}
+	return nint == 1 ? only : NULL;
+}
+
+static int64_t initializer_rows(const nx_onnx_summary *s, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < s->ntensors; i++) {
+		const struct nx_onnx_tensor *t = &s->tensors[i];
+
+		if (!t->attribute && !t->duplicate && !strcmp(t->scope, "graph") &&
+		    !strcmp(t->name, name))
+			return t->ndims == 2 && t->dims[0] > 0 ? t->dims[0] : -1;
+	}
+	return -1;
+}
+
+static int embedding_judge(const nx_onnx_summary *s, const struct walk *w, int64_t *rows,
+			   const char **why)
+{
+	static const char *const pass_ops[] = {"Cast", "Identity", "Reshape", "Squeeze",
+					       "Unsqueeze", "Flatten"};
+	static const char *const data_ops[] = {"Cast", "DequantizeLinear", "Identity"};
+	struct cmap ids = {0}, outs = {0};
+	const char *in = ids_input(s);
+	bool changed = true, gathers = false;
+	size_t i, pass;
+	int rc = 0;
+
+	*rows = -1;
+	if (!in) {
+		*why = "the graph has no input_ids input (nor a single integer input)";
+		return 0;
+	}
+	if ((rc = cmap_put(&ids, in, 0)))
+		goto out;
+	for (i = 0; i < w->nn && !rc; i++)
+		if (w->n[i].nout && w->n[i].out[0][0])
+			rc = cmap_put(&outs, w->n[i].out[0], i);
+	/* a graph need not be sorted: passes until nothing changes (bounded) */
+	for (pass = 0; changed && !rc && pass < 16; pass++)
+		for (i = 0, changed = false; i < w->nn && !rc; i++) {
+			const struct cnode *n = &w->n[i];
+
+			if (n->op && n->nin && n->nout && n->out[0][0] &&
+			    in_list(n->op, pass_ops, sizeof(pass_ops) / sizeof(*pass_ops)) &&
+			    cmap_get(&ids, n->in[0]) && !cmap_get(&ids, n->out[0])) {
+				rc = cmap_put(&ids, n->out[0], 0);
+				changed = true;
+			}
+		}
+	for (i = 0; i < w->nn && !rc; i++) {
+		const struct cnode *n = &w->n[i], *p;
+		const char *data;
+		int64_t r;
+		int hops;
+
+		if (!n->op || strcmp(n->op, "Gather") || n->nin < 2 || !cmap_get(&ids, n->in[1]))
+			continue;
+		gathers = true;
+		data = n->in[0];
+		for (hops = 0; hops < 4 && (p = producer(w, &outs, data)) && p->op && p->nin &&
+		     in_list(p->op, data_ops, sizeof(data_ops) / sizeof(*data_ops)); hops++)
+			data = p->in[0];
+		if ((r = initializer_rows(s, data)) < 0) {
+			*rows = -1;
+			*why = "the Gather of the ids reads no 2-D initializer";
+			goto out;
+		}
+		if (*rows < 0 || r < *rows)
+			*rows = r;
+	}
+	if (!gathers)
+		*why = "no Gather reads the ids the runtime feeds";
+out:
+	cmap_release(&ids);
+	cmap_release(&outs);
+	return rc;
+}
+
+int nx_vfy__embedding_rows(struct vfy_ctx *c)
+{
+	const nx_onnx_summary *s;
+	struct walk w = {0};
+	nx_error e;
+	int fd = -1, rc;
+
+	c->embed_rows = -1;
+	c->embed_why = "the model did not open";
+	if (!c->onnx)
+		return 0;
+	s = nx_onnx_summary_get(c->onnx);
+	nx_error_clear(&e);
+	w.err = &e;
+	rc = read_main_graph(c, &w, &fd);
+	if (!rc)
+		rc = embedding_judge(s, &w, &c->embed_rows, &c->embed_why);
+	else
+		c->embed_why = "the model's graph did not read";
+	free_nodes(&w);
+	nx_pb_file_release(&w.f);
+	if (fd >= 0)
+		close(fd);
+	return rc == NX_ENOMEM ? rc : 0;   /* a model that does not walk: weights says so */
 }

@@ -85,6 +85,10 @@ struct vfy_ctx {
 	uint64_t list_bytes;           /* weights: bytes of list attribute values (size counts them) */
 	bool signature_valid;          /* signed by a --pubkey key */
 	struct nx_vfy__policy pol;         /* set by nx_vfy__policy, before the TRV checks */
+	/* rows of the input embedding (nx_vfy__embedding_rows): ids at or past
+	 * it cannot be embedded; -1 = not determinable, embed_why says why */
+	int64_t embed_rows;
+	const char *embed_why;
 };
 
 /* Index of path in entries, or -1. */
@@ -108,6 +112,9 @@ const char *nx_vfy__term_in(const struct vfy_ctx *c, const char *s, size_t len);
 /* verify_consts.c: nodes of the main graph computing only from constants
  * (constant-subgraph); 0 or NX_ENOMEM. */
 int nx_vfy__constant_subgraphs(struct vfy_ctx *c);
+/* verify_consts.c: c->embed_rows from the student's graph (c->onnx);
+ * 0 or NX_ENOMEM. */
+int nx_vfy__embedding_rows(struct vfy_ctx *c);
 
 /* The checks: findings go to c->r; errors only for environment failures. */
 int nx_vfy__integrity(struct vfy_ctx *c, nx_error *err);
