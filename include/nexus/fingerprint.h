@@ -91,6 +91,9 @@ extern "C" {
 #define NX_FP_ST_HEADER_MAX (100u << 20) /* bytes of a safetensors header */
 #define NX_FP_CHUNKS_MAX (1u << 24)   /* teacher chunks (~48 GB of tensors) */
 #define NX_FP_VALUES_MAX (1u << 19)   /* sampled teacher values kept (16 MiB) */
+/* Teacher bytes a student may hold in place, as the value sample's hits
+ * imply them (struct nx_fp_match.implied): a quarter of the leak budget. */
+#define NX_FP_IMPLIED_TOTAL_MAX (16u << 10)
 
 typedef struct nx_fp_set nx_fp_set;
 
@@ -129,6 +132,14 @@ struct nx_fp_match {
 	bool approx;
 	double corr;
 	uint32_t corr_used;
+	/* implied (values is set too): the student tensor, of the teacher
+	 * tensor's element count, holds its value exactly at value_hits of
+	 * value_samples sampled positions (as is, reversed or transposed): a
+	 * part kept in place among other values; bytes is that share of the
+	 * tensor's bytes, one of several implying implied_total bytes in all,
+	 * over NX_FP_IMPLIED_TOTAL_MAX (docs/TRV.md "Parts kept in place") */
+	bool implied;
+	uint64_t implied_total;
 };
 
 /*

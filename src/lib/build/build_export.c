@@ -74,6 +74,15 @@ static int fingerprint_one(struct build *b, const nx_fp_set *set, const char *pa
 					  when, (unsigned long long)pooled, m[i].teacher_file,
 					  m[i].value_hits, m[i].value_samples, m[i].student_tensor,
 					  m[i].teacher_tensor);
+		else if (m[i].implied)
+			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
+					  "student tensor '%s'%s holds about %llu bytes of '%s' of the "
+					  "teacher %s in place (teacher-values-copied: %llu bytes of "
+					  "teacher tensors so implied in all, over %u): the student "
+					  "carries teacher weights; retrain it", m[i].student_tensor, when,
+					  (unsigned long long)m[i].bytes, m[i].teacher_tensor,
+					  m[i].teacher_file, (unsigned long long)m[i].implied_total,
+					  NX_FP_IMPLIED_TOTAL_MAX);
 		else if (m[i].values)
 			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
 					  "student tensor '%s'%s holds %u of the %u values sampled "

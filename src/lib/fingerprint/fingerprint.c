@@ -344,6 +344,8 @@ struct student_ctx {
 	size_t nseen;
 	struct nx_fp_match *csmall;  /* approximate copies of small teacher tensors */
 	size_t ncsmall;
+	struct nx_fp_match *kept;    /* teacher tensors kept in part, in place */
+	size_t nkept;
 };
 
 /* Kept aside: only their sum is a finding (nx_fingerprint_student). */
@@ -408,6 +410,17 @@ static int corr_cb(void *ctx, const char *name, const struct nx_fp__corr_hit *hi
 
 	if (c->seen == name && c->n + c->nsmall > c->nseen)
 		return 0;
+	if (hit->same) {
+		/* a part in place: the bytes its share of the positions implies */
+		if (!(m = match_push(&c->kept, &c->nkept, name, hit->teacher,
+				     c->teachers->files[hit->file], err)))
+			return NX_ENOMEM;
+		m->bytes = hit->bytes * hit->same / hit->used;
+		m->transposed = hit->transposed;
+		m->value_hits = hit->same;
+		m->value_samples = hit->used;
+		return 0;
+	}
 	m = small ? match_push(&c->csmall, &c->ncsmall, name, hit->teacher,
 			       c->teachers->files[hit->file], err)
 		  : match_push(&c->m, &c->n, name, hit->teacher, c->teachers->files[hit->file],
@@ -623,12 +636,40 @@ static int distinct_sizes(uint64_t **out, size_t *nout, const nx_fp_set *t, nx_e
 	return 0;
 }
 
+/* Teacher tensors kept in part, in place (fingerprint_corr.c corr_same):
+ * reported, each with the sum of the bytes they imply, when it is over
+ * NX_FP_IMPLIED_TOTAL_MAX. */
+static int implied_sum(struct student_ctx *c, nx_error *err)
+{
+	uint64_t total = 0;
+	size_t i;
+
+	for (i = 0; i < c->nkept; i++)
+		total += c->kept[i].bytes;
+	for (i = 0; total > NX_FP_IMPLIED_TOTAL_MAX && i < c->nkept; i++) {
+		struct nx_fp_match *m = match_push(&c->m, &c->n, c->kept[i].student_tensor,
+						   c->kept[i].teacher_tensor,
+						   c->kept[i].teacher_file, err);
+
+		if (!m)
+			return NX_ENOMEM;
+		m->bytes = c->kept[i].bytes;
+		m->transposed = c->kept[i].transposed;
+		m->values = m->implied = true;
+		m->value_hits = c->kept[i].value_hits;
+		m->value_samples = c->kept[i].value_samples;
+		m->implied_total = total;
+	}
+	return 0;
+}
+
 /* A piece of a teacher tensor can be in a student tensor of any size:
  * every one of min bytes is read while there are teacher chunks. */
 int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_set *teachers,
 			   int dirfd, const char *path, size_t min_bytes, nx_error *err)
 {
-	struct student_ctx c = { teachers, NULL, 0, min_bytes, NULL, 0, 0, NULL, 0, NULL, 0 };
+	struct student_ctx c = { teachers, NULL, 0, min_bytes, NULL, 0, 0, NULL, 0, NULL, 0,
+				   NULL, 0 };
 	struct tensors w = { NULL, teachers, match_cb, &c, min_bytes, NULL, 0, corr_cb };
 	uint64_t *sizes = NULL;
 	int fd = -1, rc;
@@ -658,12 +699,15 @@ int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_s
 		rc = match_cb(&c, "(spread over several tensors)", &h, false, err);
 	}
 	if (!rc)
+		rc = implied_sum(&c, err);
+	if (!rc)
 		rc = small_sum(&c, err);
 out:
 	for (size_t i = 0; i < c.nsmall; i++)
 		free(c.small[i].student);
 	free(c.small);
 	nx_fp_matches_free(c.csmall, c.ncsmall);
+	nx_fp_matches_free(c.kept, c.nkept);
 	if (fd >= 0)
 		close(fd);
 	free(sizes);

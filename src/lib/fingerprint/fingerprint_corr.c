@@ -386,6 +386,91 @@ void nx_fp__corr_free(struct fp_corr *c)
 	free(c);
 }
 
+/* A float's mantissa bits 22..1, or 0 for one that is not a normal float
+ * with some of its 13 low bits set (zero, subnormal, infinite, NaN, or on
+ * the float16 lattice, where a power of two and every 16-bit value is). */
+static uint32_t corr_key(float f)
+{
+	uint32_t b, e;
+
+	memcpy(&b, &f, 4);
+	e = b >> 23 & 0xff;
+	return e == 0 || e == 0xff || !(b & 0x1fffu) ? 0 : (b >> 1 & 0x3fffffu) + 1;
+}
+
+/*
+ * Positions where the student holds the teacher's value (its mantissa,
+ * but for the lowest bit: any sign, any power of two, as the value sample
+ * reads it): a part of the tensor kept in place, the rest replaced, which
+ * no correlation shows under half.  Two independent tensors share a
+ * 22-bit mantissa at one position by chance about once in 2^20 (two
+ * untrained torch tensors from the same generator too), so
+ * FP_CORR_SAME_MIN of FP_CORR_K is no accident.  A mantissa the teacher's
+ * sample repeats (a fill, a level) is not counted.
+ */
+/*
+ * The signs' agreement, as a correlation in -1..1, over the positions
+ * where both are finite and nonzero (FP_CORR_MIN at least; 0 otherwise):
+ * what a copy scaled by a positive factor per row, column or element keeps
+ * - int8 with a scale per row that varies a lot, where Pearson's r over the
+ * whole tensor drops and the ranks' with it.  Both samples must hold each
+ * sign at a fifth of those positions at least: an all-positive tensor (a
+ * LayerNorm gain, a variance) agrees with every other one.
+ */
+static double sign_corr(const double *x, const float *y, uint32_t n)
+{
+	uint32_t i, m = 0, agree = 0, xpos = 0, ypos = 0;
+
+	for (i = 0; i < n; i++) {
+		if (!isfinite(x[i]) || !isfinite(y[i]) || x[i] == 0 || y[i] == 0)
+			continue;
+		m++;
+		xpos += x[i] > 0;
+		ypos += y[i] > 0;
+		agree += (x[i] > 0) == (y[i] > 0);
+	}
+	if (m < FP_CORR_MIN || 5 * xpos < m || 5 * (m - xpos) < m || 5 * ypos < m ||
+	    5 * (m - ypos) < m)
+		return 0;
+	return (2.0 * agree - m) / m;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* keys: scratch of n; the candidates' repeats found by sorting the
+ * teacher's keys, so a tensor equal everywhere costs n log n, not n^2 */
+static uint32_t corr_same(const double *x, const float *y, uint32_t n, uint32_t *keys)
+{
+	uint32_t i, m = 0, same = 0;
+
+	for (i = 0; i < n; i++) {
+		uint32_t k = corr_key(y[i]);
+
+		if (k && isfinite(x[i]) && corr_key((float)x[i]) == k)
+			m++;
+	}
+	if (!m)
+		return 0;
+	for (i = 0; i < n; i++)
+		keys[i] = corr_key(y[i]);
+	qsort(keys, n, sizeof(*keys), cmp_u32);
+	for (i = 0; i < n; i++) {
+		uint32_t k = corr_key(y[i]);
+		const uint32_t *at;
+
+		if (!k || !isfinite(x[i]) || corr_key((float)x[i]) != k)
+			continue;
+		at = bsearch(&k, keys, n, sizeof(*keys), cmp_u32);
+		same += !((at > keys && at[-1] == k) || (at + 1 < keys + n && at[1] == k));
+	}
+	return same;
+}
+
 static int cmp_size(const void *a, const void *b)
 {
 	const struct corr_tensor *x = a, *y = b;
@@ -405,6 +490,7 @@ int nx_fp__corr_student(const nx_fp_set *set, const char *name, int32_t dtype, i
 	struct nx_fp__corr_hit best = { 0 };
 	double *val = NULL;
 	uint16_t *rk = NULL;
+	uint32_t *keys = NULL;
 	bool ranked[3] = { false, false, false };
 	uint32_t np = 0, used, i, order, norders = 2;
 	int rc = 0;
@@ -442,7 +528,8 @@ int nx_fp__corr_student(const nx_fp_set *set, const char *name, int32_t dtype, i
 	}
 	if ((rc = corr_read(fd, path, off, n, dtype, at, (size_t)np * norders, val, err)) != 0)
 		goto out;
-	if (!(rk = malloc((size_t)np * norders * sizeof(*rk)))) {
+	if (!(rk = malloc((size_t)np * norders * sizeof(*rk))) ||
+	    !(keys = malloc((size_t)np * sizeof(*keys)))) {
 		rc = nx_error_oom(err, NULL);
 		goto out;
 	}
@@ -452,6 +539,7 @@ int nx_fp__corr_student(const nx_fp_set *set, const char *name, int32_t dtype, i
 	for (; lo < c->t + c->n && lo->n == n; lo++)
 		for (order = 0; order < norders; order++) {
 			double r = pearson(val + (size_t)order * np, lo->v, np, &used);
+			bool hit;
 
 			/* the ranks' r: a few elements changed, or a monotone map */
 			if (lo->rk && ranked[order]) {
@@ -463,20 +551,42 @@ int nx_fp__corr_student(const nx_fp_set *set, const char *name, int32_t dtype, i
 				}
 			}
 
-			if (used >= FP_CORR_MIN && fabs(r) >= FP_CORR_R &&
-			    fabs(r) > fabs(best.r)) {
+			hit = used >= FP_CORR_MIN && fabs(r) >= FP_CORR_R;
+
+			/* the signs': a copy scaled per row, column or element */
+			if (!hit) {
+				double sr = sign_corr(val + (size_t)order * np, lo->v, np);
+
+				if ((hit = fabs(sr) >= FP_CORR_SIGN)) {
+					r = sr;
+					used = np;
+				}
+			}
+			/* an approximate copy before a part kept in place */
+			if (hit && (best.same || fabs(r) > fabs(best.r))) {
 				best.r = r;
 				best.used = used;
+				best.same = 0;
 				best.teacher = lo->name;
 				best.file = lo->file;
 				best.bytes = lo->bytes;
 				best.reversed = order == 1;
 				best.transposed = order == 2;
+			} else if (!hit && (!best.teacher || best.same)) {
+				uint32_t same = corr_same(val + (size_t)order * np, lo->v, np,
+							  keys);
+
+				if (same >= FP_CORR_SAME_MIN && same > best.same) {
+					best = (struct nx_fp__corr_hit){ lo->name, lo->file, lo->bytes,
+									 r, np, same, order == 1,
+									 order == 2 };
+				}
 			}
 		}
 	if (best.teacher)
 		rc = fn(ctx, name, &best, err);
 out:
+	free(keys);
 	free(rk);
 	free(val);
 	free(at);

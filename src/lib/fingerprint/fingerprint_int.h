@@ -243,12 +243,17 @@ bool nx_fp__trivial(const unsigned char *p, size_t n);
 #define FP_CORR_MIN 256         /* elements (and usable positions) needed */
 #define FP_CORR_TENSORS 4096    /* teacher tensors kept (the largest) */
 #define FP_CORR_R 0.99
+#define FP_CORR_SIGN 0.95      /* the signs' agreement (2 x share - 1) that is a hit */
+#define FP_CORR_SAME_MIN 8      /* exact positions that make a part kept in place */
 struct nx_fp__corr_hit {
 	const char *teacher;   /* owned by the set */
 	size_t file;
 	uint64_t bytes;        /* the teacher tensor's */
 	double r;
 	uint32_t used;         /* positions compared */
+	uint32_t same;         /* |r| < FP_CORR_R: positions holding the teacher's
+				* value exactly (the sign aside; not 0, not one the
+				* teacher's sample repeats): a part kept in place */
 	bool reversed, transposed;
 };
 typedef int (*nx_fp__corr_fn)(void *ctx, const char *student, const struct nx_fp__corr_hit *hit,

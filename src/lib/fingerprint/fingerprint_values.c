@@ -61,11 +61,7 @@ struct fp_val {
 	uint8_t exp;       /* biased exponent */
 	uint8_t variants;  /* bit b: the teacher holds the value with lowest bit b */
 	uint8_t flags;
-	uint8_t seen;      /* counted for the student tensor `stamp` at scale
-			    * seen_shift: 1 hit, 2 decoy */
-	int16_t seen_shift;
 	uint32_t owner;
-	uint32_t stamp;
 };
 
 struct fp_owner {
@@ -95,8 +91,9 @@ struct fp_values {
 	struct fp_owner *o;
 	size_t no, capo;
 	bool ready;
-	uint32_t stamp;
 	struct fp_cmap cnt;       /* this student tensor's counts */
+	struct fp_cmap seen;      /* this student tensor's (sample slot, scale)
+				   * pairs counted: c[0] hit, c[1] decoy */
 	struct fp_cmap gcnt;      /* the same over the whole student model */
 	bool *found;              /* per owner: a student tensor matched it */
 	uint64_t *bits;           /* 2^22 bits: a teacher key may be at key - 1 */
@@ -156,6 +153,8 @@ void nx_fp__values_free(struct fp_values *s)
 	free(s->v);
 	free(s->cnt.v);
 	free(s->cnt.used);
+	free(s->seen.v);
+	free(s->seen.used);
 	free(s->gcnt.v);
 	free(s->gcnt.used);
 	free(s->found);
@@ -193,27 +192,36 @@ static int cmap_grow(struct fp_cmap *m)
 	return 0;
 }
 
-/* Count one hit (decoy 0) or decoy (1) of owner at scale 2^shift.  Past
- * FP_CMAP_MAX pairs (or out of memory) a new pair is not counted: to get
- * there a tensor holds sampled teacher values at a million scales. */
-static void cmap_add(struct fp_cmap *m, uint32_t owner, int shift, int decoy)
+/* The counts of (id, scale 2^shift), taken if new: NULL past FP_CMAP_MAX
+ * pairs (or out of memory), when a new pair is not counted - to get there
+ * a tensor holds sampled teacher values at a million scales. */
+static uint32_t *cmap_at(struct fp_cmap *m, uint32_t id, int shift)
 {
-	uint64_t key = (uint64_t)owner * 512 + (uint64_t)(shift + FP_SHIFT_BIAS) + 1;
+	uint64_t key = (uint64_t)id * 512 + (uint64_t)(shift + FP_SHIFT_BIAS) + 1;
 	size_t j;
 
 	if (!m->cap && cmap_grow(m))
-		return;
+		return NULL;
 	j = cslot(m, key);
 	if (!m->v[j].key) {
 		if (2 * (m->n + 1) > m->cap) {
 			if (m->cap >= 2 * (size_t)FP_CMAP_MAX || cmap_grow(m))
-				return;
+				return NULL;
 			j = cslot(m, key);
 		}
 		m->v[j].key = key;
 		m->used[m->n++] = (uint32_t)j;
 	}
-	m->v[j].c[decoy]++;
+	return m->v[j].c;
+}
+
+/* Count one hit (decoy 0) or decoy (1) of owner at scale 2^shift. */
+static void cmap_add(struct fp_cmap *m, uint32_t owner, int shift, int decoy)
+{
+	uint32_t *c = cmap_at(m, owner, shift);
+
+	if (c)
+		c[decoy]++;
 }
 
 static void cmap_clear(struct fp_cmap *m)
@@ -366,6 +374,7 @@ static void look_up(struct fp_values *s, uint32_t bits)
 	for (j = vslot(s, key); s->v[j].key; j = (j + 1) & (s->cap - 1)) {
 		struct fp_val *e = &s->v[j];
 		int shift = (int)exp - (int)e->exp;
+		uint32_t *seen;
 		bool hit;
 
 		if (e->key != key || (e->flags & V_DROP) || e->variants == 3 ||
@@ -376,19 +385,16 @@ static void look_up(struct fp_values *s, uint32_t bits)
 			e->flags |= hit ? V_GHIT : V_GDECOY;
 			cmap_add(&s->gcnt, e->owner, shift, !hit);
 		}
-		if (e->stamp != s->stamp) {
-			e->stamp = s->stamp;
-			e->seen = 0;
-			e->seen_shift = (int16_t)shift;
-		}
-		/* each sample once per scale: once at the first scale it is seen
-		 * at, and always at another (a copy placed after the same values
-		 * at other scales is still counted) */
-		if (shift == e->seen_shift) {
-			if (e->seen & (hit ? 1 : 2))
-				continue;
-			e->seen |= hit ? 1 : 2;
-		}
+		/* each sample once per scale (as a hit, and as a decoy): a
+		 * copy placed after the same values at other scales is still
+		 * counted, and a value the student repeats counts once - a
+		 * random float16 tensor holds each of its 2^15 values hundreds
+		 * of times, and one sampled teacher value on the float16
+		 * lattice, counted at every occurrence, was half a teacher
+		 * tensor's samples (bench/gen_model.py --dtype fp16) */
+		seen = cmap_at(&s->seen, (uint32_t)j, shift);
+		if (!seen || seen[!hit]++)
+			continue;
 		cmap_add(&s->cnt, e->owner, shift, !hit);
 	}
 }
@@ -559,8 +565,8 @@ bool nx_fp__vfeed_student(struct nx_fp__vfeed *f, const nx_fp_set *set, int32_t 
 	f->err = err;
 	f->width = dtype == 11 ? 8 : (dtype == 10 || dtype == 16) ? 2 : 4;
 	f->bf16 = dtype == 16;
-	s->stamp++;
 	cmap_clear(&s->cnt);
+	cmap_clear(&s->seen);
 	return true;
 }
 

@@ -201,6 +201,17 @@ int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err)
 					   "noised, quantized or mapped by a x + b)", m[i].student_tensor,
 					   m[i].teacher_tensor, m[i].teacher_file,
 					   m[i].transposed ? " transposed" : "", m[i].corr, m[i].corr_used);
+		else if (m[i].implied)
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_VALUES_COPIED, NX_MODEL_PATH, 0,
+					   "student tensor '%s' holds the value of '%s' of teacher %s%s "
+					   "exactly at %u of %u sampled positions: about %llu bytes of it "
+					   "kept in place among other values, %llu bytes of teacher "
+					   "tensors so implied in all (over %u)", m[i].student_tensor,
+					   m[i].teacher_tensor, m[i].teacher_file,
+					   m[i].transposed ? " transposed" : "", m[i].value_hits,
+					   m[i].value_samples,
+					   (unsigned long long)m[i].bytes,
+					   (unsigned long long)m[i].implied_total, NX_FP_IMPLIED_TOTAL_MAX);
 		else if (m[i].values)
 			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_VALUES_COPIED, NX_MODEL_PATH, 0,
 					   "student tensor '%s' holds %u of the %u values sampled from "

@@ -599,7 +599,8 @@ def test_unpickling_door_is_real():
 # 64 KiB teacher layers, each with 40% of its elements kept exact at
 # random positions (the rest noise), carry 77 KiB of teacher values in
 # place, and each is far above its decoys.
-FRACTIONS = {"40% kept": (0.40, True), "60% kept (a guard)": (0.60, False)}
+# 40% got through before the implied-bytes sum (test_teacher_partial.py)
+FRACTIONS = {"40% kept": (0.40, False), "60% kept (a guard)": (0.60, False)}
 
 
 @pytest.mark.parametrize("case", [

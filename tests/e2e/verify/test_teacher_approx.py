@@ -114,3 +114,15 @@ def test_inspect_reports_an_approximate_copy(nexus, bundle, tmp_path):
     shared = json.loads(r.stdout)["shared_tensors"]
     assert [(s["tensor"], s["teacher_tensor"], s["approx"]) for s in shared] == [
         ("dense2.weight", "encoder.layer.3.output.dense.weight", True)], shared
+
+
+def test_int8_with_a_scale_per_row_that_varies_a_lot_fails(nexus, bundle, tmp_path):
+    """Rows of very different scales (x 2^-6 .. 2^6), quantized to int8 one
+    scale a row: Pearson's r over the whole tensor drops under 0.99 and the
+    ranks' too; the signs still agree at every nonzero position."""
+    t = _layer() * np.exp2(np.random.default_rng(13).integers(-6, 7, (ROWS, 1))).astype(np.float32)
+    teacher = onnx_teacher(tmp_path / "t.onnx", {"encoder.layer.3.output.dense.weight": t})
+    q = np.round(t / np.abs(t).max(axis=1, keepdims=True) * 100).astype(np.int8)   # not 127
+    put_student(bundle, {"dense2.weight": q})
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    assert rc == 1 and "teacher-tensor-copied" in codes(rep, "FAIL"), rep["findings"]
