@@ -51,7 +51,7 @@ static fp_cand_fn next_cand_pick(void);
 
 /* Selects, not branches: whether an element is small is as random as
  * the weights (a branch on it was most of the teacher side's cost). */
-void nx_fp__canon16(uint16_t *out, const uint16_t *in, size_t n, bool bf16, int *prev)
+void nx_fp__canon16_ref(uint16_t *out, const uint16_t *in, size_t n, bool bf16, int *prev)
 {
 	const unsigned mb = bf16 ? 7 : 10, emax = bf16 ? 0xff : 0x1f;
 	const unsigned mmask = (1u << mb) - 1;
@@ -80,6 +80,91 @@ void nx_fp__canon16(uint16_t *out, const uint16_t *in, size_t n, bool bf16, int 
 	}
 	*prev = p;
 }
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/*
+ * Eight elements a step (the scalar loop, one dependent compare and
+ * select an element, was the teacher side's largest cost after the
+ * chunking).  An element's reference is the exponent of the last element
+ * kept before it, which depends on whether that one was kept: a serial
+ * chain.  So the reference is guessed - each element's predecessor kept -
+ * and corrected lane by lane until it no longer changes: after round r
+ * lanes 0 .. r are exact (each depends only on the lanes before it), and
+ * a reference that an update leaves as it was is the recurrence's one
+ * solution.  Random weights drop 2^3 below their predecessor rarely, so
+ * one or two rounds do.  A step holding a subnormal (which needs its
+ * mantissa normalized) goes to the scalar loop, as does the first
+ * element of a stream (no reference yet).
+ */
+__attribute__((target("avx2"))) static void canon16_avx2(uint16_t *out, const uint16_t *in,
+							  size_t n, bool bf16, int *prev)
+{
+	const unsigned mb = bf16 ? 7 : 10, emax = bf16 ? 0xff : 0x1f;
+	const __m256i vabs = _mm256_set1_epi32(0x7fff), vmm = _mm256_set1_epi32((1 << mb) - 1),
+		      vemax = _mm256_set1_epi32((int)emax), zero = _mm256_setzero_si256(),
+		      small = _mm256_set1_epi32(FP_CANON_SMALL), top = _mm256_set1_epi32(0x8000),
+		      drop = _mm256_set1_epi32(FP_CANON_DROP + 1),
+		      up = _mm256_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6), last = _mm256_set1_epi32(7);
+	const __m128i shift = _mm_cvtsi32_si128((int)mb);
+	size_t i = 0;
+	int p = *prev;
+
+	/* the reference starts at the first element kept */
+	for (; i < n && p == FP_CANON_START; i++)
+		nx_fp__canon16_ref(out + i, in + i, 1, bf16, &p);
+	for (; i + 8 <= n; i += 8) {
+		__m256i x = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(in + i)));
+		__m256i a = _mm256_and_si256(x, vabs), e = _mm256_srl_epi32(a, shift);
+		__m256i m = _mm256_and_si256(a, vmm), pv = _mm256_set1_epi32(p);
+		__m256i nz = _mm256_xor_si256(_mm256_cmpeq_epi32(a, zero), _mm256_set1_epi32(-1));
+		__m256i special = _mm256_cmpeq_epi32(e, vemax);
+		__m256i keepable = _mm256_andnot_si256(special, nz);
+		__m256i ref, keep, after, tok;
+
+		if (!_mm256_testz_si256(_mm256_cmpeq_epi32(e, zero), nz)) {   /* a subnormal */
+			nx_fp__canon16_ref(out + i, in + i, 8, bf16, &p);
+			continue;
+		}
+		/* guess: every predecessor kept */
+		ref = _mm256_blend_epi32(_mm256_permutevar8x32_epi32(e, up), pv, 0x01);
+		for (;;) {
+			__m256i next;
+
+			/* e >= ref - DROP, i.e. e > ref - DROP - 1 */
+			keep = _mm256_and_si256(keepable,
+						_mm256_cmpgt_epi32(e, _mm256_sub_epi32(ref, drop)));
+			after = _mm256_blendv_epi8(ref, e, keep);   /* the reference after each */
+			next = _mm256_blend_epi32(_mm256_permutevar8x32_epi32(after, up), pv, 0x01);
+			if (_mm256_movemask_epi8(_mm256_cmpeq_epi32(next, ref)) == -1)
+				break;
+			ref = next;
+		}
+		tok = _mm256_or_si256(_mm256_sll_epi32(_mm256_and_si256(_mm256_sub_epi32(e, ref),
+									 vemax), shift), m);
+		tok = _mm256_blendv_epi8(_mm256_blendv_epi8(small, _mm256_or_si256(top, a), special),
+					 tok, keep);
+		/* 32-bit lanes to 16: packus per 128-bit half, then the halves */
+		tok = _mm256_permute4x64_epi64(_mm256_packus_epi32(tok, tok), 0x08);
+		_mm_storeu_si128((__m128i *)(out + i), _mm256_castsi256_si128(tok));
+		p = _mm_cvtsi128_si32(_mm256_castsi256_si128(_mm256_permutevar8x32_epi32(after, last)));
+	}
+	nx_fp__canon16_ref(out + i, in + i, n - i, bf16, &p);
+	*prev = p;
+}
+
+void nx_fp__canon16(uint16_t *out, const uint16_t *in, size_t n, bool bf16, int *prev)
+{
+	__builtin_cpu_init();
+	(__builtin_cpu_supports("avx2") ? canon16_avx2 : nx_fp__canon16_ref)(out, in, n, bf16, prev);
+}
+#else
+void nx_fp__canon16(uint16_t *out, const uint16_t *in, size_t n, bool bf16, int *prev)
+{
+	nx_fp__canon16_ref(out, in, n, bf16, prev);
+}
+#endif
 
 int nx_fp__canon_begin(struct fp_canon *c, struct fp_hash *orig, const nx_fp_set *match,
 		       int32_t dtype, nx_error *err)

@@ -50,6 +50,9 @@ struct nx_fp_set {
 	struct fp_chunk *chunks;
 	size_t nchunks, capchunks;
 	bool chunks_sorted;
+	uint64_t *chunk_bits;  /* a bit per chunk hash's top chunk_shift bits:
+				  set for every chunk (fingerprint_chunk.c) */
+	unsigned chunk_shift;
 	struct fp_values *values;   /* fingerprint_values.c, NULL until a float32 tensor */
 	struct fp_patterns *patterns;  /* fingerprint_pattern.c, NULL until a small tensor */
 	struct fp_corr *corr;          /* fingerprint_corr.c, NULL until a float tensor */
@@ -337,6 +340,8 @@ struct fp_canon {
 #define FP_CANON_DROP 3           /* 2^3 below the element before: FP_CANON_SMALL */
 #define FP_CANON_SMALL 0x8000u
 void nx_fp__canon16(uint16_t *out, const uint16_t *in, size_t n, bool bf16, int *prev);
+/* The same one element at a time (what the AVX2 loop must equal; tests). */
+void nx_fp__canon16_ref(uint16_t *out, const uint16_t *in, size_t n, bool bf16, int *prev);
 int nx_fp__canon_begin(struct fp_canon *c, struct fp_hash *orig, const nx_fp_set *match,
 		       int32_t dtype, nx_error *err);
 int nx_fp__canon_feed(void *ctx, const unsigned char *buf, size_t len);
