@@ -147,7 +147,8 @@ int nx_fp__casts_feed(void *ctx, const unsigned char *buf, size_t len)
 	size_t n;
 	int rc;
 
-	if ((rc = nx_fp__hash_feed(c->orig, buf, len)) != 0)
+	/* orig NULL: its bytes are fed elsewhere (fingerprint_par.c) */
+	if (c->orig && (rc = nx_fp__hash_feed(c->orig, buf, len)) != 0)
 		return rc;
 	while (len && c->ncarry) {
 		c->carry[c->ncarry++] = *buf++;

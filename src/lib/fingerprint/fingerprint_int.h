@@ -347,6 +347,18 @@ int nx_fp__canon_begin(struct fp_canon *c, struct fp_hash *orig, const nx_fp_set
 int nx_fp__canon_feed(void *ctx, const unsigned char *buf, size_t len);
 void nx_fp__canon_end(struct fp_canon *c);
 
+/*
+ * fingerprint_par.c: bytes [off, off + len) of fd read once, each buffer
+ * fed to fn0 on the calling thread and to fn1 on a second one (both in
+ * order; without a thread, fn1 then fn0 here).  fn1's consumers must say
+ * their errors in err1 (copied to err when only fn1 failed) and share no
+ * state with fn0's while the read lasts.
+ */
+#define FP_FAN_MIN (4u << 20)   /* bytes a tensor needs to be read so */
+int nx_fp__read_fanned(int fd, const char *path, uint64_t off, uint64_t len,
+		       nx_onnx_bytes_fn fn0, void *ctx0, nx_onnx_bytes_fn fn1, void *ctx1,
+		       const nx_error *err1, nx_error *err);
+
 /* fingerprint_quant.c: a float32 teacher tensor of rows x cols elements
  * of a shape in set->qshapes, read whole (t inline, else [off, off + len)
  * of fd), recorded in the int8 forms export.quantize writes. */
