@@ -292,18 +292,27 @@ int nx_fp__torch_zip(nx_fp_set *set, int fd, const char *path, uint64_t size, si
  */
 #define FP_CASTS 4   /* float16, bfloat16, and each canonical (fingerprint_canon.c) */
 typedef void (*fp_casts_fn)(uint16_t *o16, uint16_t *obf, const unsigned char *p, size_t n);
+struct fp_casts_part {   /* the forms h[from .. to) one feed makes */
+	unsigned from, to;
+	unsigned char carry[4];
+	size_t ncarry;
+	unsigned char *out;
+};
 struct fp_casts {
 	struct fp_hash *orig;
 	struct fp_hash h[FP_CASTS];
 	nx_fp_set tmp[FP_CASTS];
 	int prev[2];        /* the canonical forms' last exponents */
-	unsigned char carry[4];
-	size_t ncarry;
-	unsigned char *out;
+	struct fp_casts_part part[2];
 	fp_casts_fn cast;   /* AVX2 + F16C where the CPU has them */
 };
 int nx_fp__casts_begin(struct fp_casts *c, struct fp_hash *orig, nx_error *err);
 int nx_fp__casts_feed(void *ctx, const unsigned char *buf, size_t len);
+/* Split the forms in two for two threads (fingerprint_par.c):
+ * nx_fp__casts_feed then feeds orig and the plain casts,
+ * nx_fp__casts_feed_canon the canonical forms (the casts made again). */
+int nx_fp__casts_split(struct fp_casts *c, nx_error *err);
+int nx_fp__casts_feed_canon(void *ctx, const unsigned char *buf, size_t len);
 int nx_fp__casts_end(struct fp_casts *c, nx_fp_set *set, const char *name, size_t min,
 		 nx_error *err);
 /* Feed h the rows x cols matrix of width-byte elements at off of fd,

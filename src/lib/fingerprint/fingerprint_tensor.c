@@ -166,7 +166,7 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 	struct side side;
 	nx_error err1;
 	/* a large tensor read verbatim is read on two threads (nx_fp__read_fanned):
-	 * the casts (teacher), or the value sample and small-tensor scan
+	 * the canonical forms (teacher), or the value sample and small-tensor scan
 	 * (student) on the second */
 	bool fan = !src->widen && src->len >= FP_FAN_MIN && !(src->t && src->t->contents_encoded);
 	int rc, end;
@@ -200,10 +200,6 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 	}
 	if (cast)
 		ctx = &casts;
-	if (cast && fan) {   /* the casts are the second thread's */
-		feed = nx_fp__hash_feed;
-		ctx = &h;
-	}
 	/* a student's 16-bit forms, signs and scale taken out (fingerprint_canon.c) */
 	memset(&canon, 0, sizeof(canon));
 	if (!w->collect && (rc = nx_fp__canon_begin(&canon, &h, w->match, src->dtype, err)) != 0) {
@@ -232,14 +228,12 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 		}
 	}
 	nx_error_clear(&err1);
-	if (!rc && fan && cast) {
-		casts.orig = NULL;   /* its bytes: fed here, by feed */
-		for (unsigned i = 0; i < FP_CASTS; i++)
-			casts.h[i].err = &err1;
-		rc = nx_fp__read_fanned(fd, path, src->off, src->len, feed, ctx, nx_fp__casts_feed,
-					&casts, &err1, err);
-		for (unsigned i = 0; i < FP_CASTS; i++)
-			casts.h[i].err = err;
+	if (!rc && fan && cast && !(rc = nx_fp__casts_split(&casts, err))) {
+		/* the canonical forms are the second thread's */
+		casts.h[2].err = casts.h[3].err = &err1;
+		rc = nx_fp__read_fanned(fd, path, src->off, src->len, feed, ctx,
+					nx_fp__casts_feed_canon, &casts, &err1, err);
+		casts.h[2].err = casts.h[3].err = err;
 	} else if (!rc && fan && !w->collect && (h.vf || h.ps)) {
 		side = (struct side){ h.vf, h.ps };
 		if (h.vf)
