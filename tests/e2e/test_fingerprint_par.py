@@ -5,8 +5,10 @@ chunking.  Every way of finding a copy must still find it when the
 tensors on both sides are that large: whole, as a piece, cast to float16,
 a float16 cast scaled and held in float32, scaled in float32, and small
 teacher tensors laid inside a large student tensor; an unrelated large
-tensor is not reported."""
+tensor is not reported.  When the second thread (or its lock) cannot be
+made, the result is the same or an error that says so."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -29,8 +31,7 @@ def onnx_file(path, weights):
     return path
 
 
-@pytest.mark.parametrize("kind", ["onnx", "safetensors"])
-def test_large_tensors_found_in_every_form(nexus, tmp_path, kind):
+def files(tmp_path, kind):
     rng = np.random.default_rng(11)
     t = (rng.standard_normal(BIG) / 8).astype(np.float32)
     smalls = {f"v{i}": (rng.standard_normal(768) / 4).astype(np.float32) for i in range(8)}
@@ -62,6 +63,12 @@ def test_large_tensors_found_in_every_form(nexus, tmp_path, kind):
         "smalls": inner,
         "unrelated": filler,
     })
+    return t, smalls, teacher, student
+
+
+@pytest.mark.parametrize("kind", ["onnx", "safetensors"])
+def test_large_tensors_found_in_every_form(nexus, tmp_path, kind):
+    t, smalls, teacher, student = files(tmp_path, kind)
     r = run(nexus, "inspect", student, "--json", "--teacher", teacher)
     assert r.returncode == 1, r.stderr
     found = {}
@@ -79,3 +86,20 @@ def test_large_tensors_found_in_every_form(nexus, tmp_path, kind):
     # the piece's chunks but the two it is cut in at its ends
     assert found["piece"][0]["partial"] and found["piece"][0]["bytes"] >= 2_000_000 - (64 << 10)
     assert {m["teacher_tensor"] for m in found["smalls"]} == set(smalls)
+
+
+@pytest.mark.parametrize("call", ["pthread_create", "pthread_mutex_init", "pthread_cond_init"])
+def test_no_second_thread_same_result_or_error(nexus, tmp_path, call):
+    import pthread_shim
+    (tmp_path / "shim").mkdir()
+    shim = pthread_shim.build(tmp_path / "shim")
+    _, _, teacher, student = files(tmp_path, "onnx")
+    args = (nexus, "inspect", student, "--json", "--teacher", teacher)
+    want = json.loads(run(*args).stdout)
+    for nth in (1, 2):
+        r = run(*args, env=pthread_shim.env(shim, call, nth, os.environ))
+        assert "SHIM: failed" in r.stderr, r.stderr
+        if call == "pthread_create":   # worked around: both ways on one thread
+            assert r.returncode == 1 and json.loads(r.stdout) == want, r.stderr
+        else:
+            assert r.returncode == 3 and "cannot make a" in r.stderr, r.stderr
