@@ -6,7 +6,9 @@
  * small teacher tensors are left out (nx_fp__trivial), and the storage
  * types read from a torch.save pickle (nx_fp__pickle_dtypes), and the
  * canonical 16-bit form (nx_fp__canon16): the same under any sign pattern
- * and power-of-two scale, different for one mantissa bit.
+ * and power-of-two scale, different for one mantissa bit, and (eight
+ * elements a step where the CPU has AVX2) equal to the one-element
+ * reference loop whatever the data and however it is split.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -325,6 +327,64 @@ static void canon(void **state)
 	assert_memory_equal(ca, cb, sizeof(ca));
 }
 
+/* One random 16-bit element, drawn to hit every case of the canonical
+ * form: zeros, subnormals, infinities and NaNs (either sign), drops of
+ * 2^3 and more below the element before, and ordinary values near e. */
+static uint16_t canon_elem(uint64_t *st, bool bf16, unsigned e)
+{
+	unsigned mb = bf16 ? 7 : 10, emax = bf16 ? 0xff : 0x1f, r, k;
+	uint64_t x = (*st = *st * 6364136223846793005ull + 1442695040888963407ull);
+
+	r = (unsigned)(x >> 33);
+	k = r % 64;
+	r >>= 6;
+	if (k == 0)
+		return (uint16_t)((r & 1) << 15);                          /* +-0 */
+	if (k == 1)
+		return (uint16_t)(((r & 1) << 15) | ((r >> 1) & ((1u << mb) - 1)));  /* subnormal */
+	if (k == 2)
+		return (uint16_t)(((r & 1) << 15) | emax << mb | ((r >> 1) & 3));   /* inf, NaN */
+	if (k < 10)   /* 2^2 .. 2^9 below: kept or small */
+		e = e > (k - 1) ? e - (k - 1) : 1;
+	else
+		e = e - 2 + r % 5;
+	return (uint16_t)((((r >> 3) & 1) << 15) | (e % emax) << mb | ((r >> 4) & ((1u << mb) - 1)));
+}
+
+static void canon_vector(void **state)
+{
+	enum { N = 4099 };
+	static uint16_t in[N], a[N], b[N];
+	uint64_t st = 7;
+	int round;
+
+	(void)state;
+	for (round = 0; round < 400; round++) {
+		bool bf16 = round & 1;
+		unsigned e = bf16 ? 5 + (unsigned)round % 240 : 3 + (unsigned)round % 26;
+		int pa = FP_CANON_START, pb = FP_CANON_START;
+		size_t i, at, n = N - (size_t)round % 13;
+
+		for (i = 0; i < n; i++)
+			in[i] = canon_elem(&st, bf16, e);
+		if (round % 5 == 0)   /* leading zeros: no reference for a while */
+			memset(in, 0, 2 * (size_t)(round % 37));
+		nx_fp__canon16_ref(a, in, n, bf16, &pa);
+		/* split at odd places: the reference carries across calls */
+		for (at = 0; at < n;) {
+			size_t k = 1 + (size_t)(st >> 40) % 300;
+
+			st = st * 6364136223846793005ull + 1;
+			if (k > n - at)
+				k = n - at;
+			nx_fp__canon16(b + at, in + at, k, bf16, &pb);
+			at += k;
+		}
+		assert_memory_equal(a, b, 2 * n);
+		assert_int_equal(pa, pb);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -334,6 +394,7 @@ int main(void)
 		cmocka_unit_test(pickle_protocols),
 		cmocka_unit_test(trivial),
 		cmocka_unit_test(canon),
+		cmocka_unit_test(canon_vector),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

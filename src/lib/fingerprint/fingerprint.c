@@ -38,6 +38,7 @@ void nx_fp_set_free(nx_fp_set *s)
 	free(s->files);
 	free(s->e);
 	free(s->chunks);
+	free(s->chunk_bits);
 	nx_fp__values_free(s->values);
 	nx_fp__patterns_free(s->patterns);
 	nx_fp__corr_free(s->corr);

@@ -51,7 +51,7 @@ static fp_cand_fn next_cand_pick(void);
 
 /* Selects, not branches: whether an element is small is as random as
  * the weights (a branch on it was most of the teacher side's cost). */
-void nx_fp__canon16(uint16_t *out, const uint16_t *in, size_t n, bool bf16, int *prev)
+void nx_fp__canon16_ref(uint16_t *out, const uint16_t *in, size_t n, bool bf16, int *prev)
 {
 	const unsigned mb = bf16 ? 7 : 10, emax = bf16 ? 0xff : 0x1f;
 	const unsigned mmask = (1u << mb) - 1;
@@ -80,6 +80,119 @@ void nx_fp__canon16(uint16_t *out, const uint16_t *in, size_t n, bool bf16, int 
 	}
 	*prev = p;
 }
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/*
+ * The scalar loop was one long chain of dependent operations an element
+ * (decode, normalize, compare, select) over both casts of every teacher
+ * float32 tensor.  Only the reference exponent is serial: an element's is
+ * that of the last element kept before it.  So three passes over
+ * CANON_BLOCK elements: eight a step decode each element to the exponent
+ * it is kept by (or one that never is: zero, infinity, NaN); a scalar
+ * loop of one compare and one select an element carries the reference;
+ * eight a step make the tokens.
+ */
+#define CANON_BLOCK 1024
+
+struct canon_dec {
+	__m256i a, ee, m, special, keepable;
+};
+
+/* Eight 16-bit elements (widened to 32-bit lanes) decoded as
+ * nx_fp__canon16_ref does: a subnormal's exponent is its value's and
+ * its mantissa normalized (msb read from the float conversion). */
+__attribute__((target("avx2"))) static inline struct canon_dec
+canon_decode(__m256i x, unsigned mb, unsigned emax)
+{
+	const __m256i mmask = _mm256_set1_epi32((1 << mb) - 1), zero = _mm256_setzero_si256();
+	const __m128i shift = _mm_cvtsi32_si128((int)mb);
+	struct canon_dec d;
+	__m256i e, nz, sub, msb, ones = _mm256_set1_epi32(-1);
+
+	d.a = _mm256_and_si256(x, _mm256_set1_epi32(0x7fff));
+	e = _mm256_srl_epi32(d.a, shift);
+	d.m = _mm256_and_si256(d.a, mmask);
+	nz = _mm256_xor_si256(_mm256_cmpeq_epi32(d.a, zero), ones);
+	d.special = _mm256_cmpeq_epi32(e, _mm256_set1_epi32((int)emax));
+	d.keepable = _mm256_andnot_si256(d.special, nz);
+	sub = _mm256_and_si256(_mm256_cmpeq_epi32(e, zero), nz);
+	/* m < 2^10 converts exactly: its float exponent is its msb */
+	msb = _mm256_sub_epi32(_mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(d.m)), 23),
+			       _mm256_set1_epi32(127));
+	d.ee = _mm256_blendv_epi8(e, _mm256_sub_epi32(msb, _mm256_set1_epi32((int)mb - 1)), sub);
+	d.m = _mm256_blendv_epi8(d.m, _mm256_and_si256(_mm256_sllv_epi32(d.m, _mm256_sub_epi32(
+						_mm256_set1_epi32((int)mb), msb)), mmask), sub);
+	return d;
+}
+
+__attribute__((target("avx2"))) static void canon16_avx2(uint16_t *out, const uint16_t *in,
+							  size_t n, bool bf16, int *prev)
+{
+	const unsigned mb = bf16 ? 7 : 10, emax = bf16 ? 0xff : 0x1f;
+	const __m256i never = _mm256_set1_epi32(INT16_MIN), vemax = _mm256_set1_epi32((int)emax),
+		      small = _mm256_set1_epi32(FP_CANON_SMALL), top = _mm256_set1_epi32(0x8000),
+		      one = _mm256_set1_epi32(1), drop = _mm256_set1_epi32(FP_CANON_DROP);
+	const __m128i shift = _mm_cvtsi32_si128((int)mb);
+	int16_t ee[CANON_BLOCK], ref[CANON_BLOCK];
+	size_t i = 0, j, k;
+	int p = *prev;
+
+	/* the reference starts at the first element kept */
+	for (; i < n && p == FP_CANON_START; i++)
+		nx_fp__canon16_ref(out + i, in + i, 1, bf16, &p);
+	while (i + 8 <= n) {
+		size_t nb = (n - i < CANON_BLOCK ? n - i : CANON_BLOCK) & ~(size_t)7;
+		int q = p - FP_CANON_DROP;   /* kept: an exponent >= q */
+
+		for (j = 0; j < nb; j += 8) {
+			struct canon_dec d = canon_decode(_mm256_cvtepu16_epi32(
+				_mm_loadu_si128((const __m128i *)(in + i + j))), mb, emax);
+			__m256i v = _mm256_blendv_epi8(never, d.ee, d.keepable);
+
+			v = _mm256_permute4x64_epi64(_mm256_packs_epi32(v, v), 0x08);
+			_mm_storeu_si128((__m128i *)(ee + j), _mm256_castsi256_si128(v));
+		}
+		for (k = 0; k < nb; k++) {   /* the chain: a compare and a select */
+			int v = ee[k];
+
+			ref[k] = (int16_t)q;
+			q = v >= q ? v - FP_CANON_DROP : q;
+		}
+		for (j = 0; j < nb; j += 8) {
+			struct canon_dec d = canon_decode(_mm256_cvtepu16_epi32(
+				_mm_loadu_si128((const __m128i *)(in + i + j))), mb, emax);
+			__m256i r = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(ref + j)));
+			__m256i keep = _mm256_and_si256(d.keepable, _mm256_cmpgt_epi32(
+								d.ee, _mm256_sub_epi32(r, one)));
+			__m256i tok = _mm256_sub_epi32(d.ee, _mm256_add_epi32(r, drop));
+
+			tok = _mm256_or_si256(_mm256_sll_epi32(_mm256_and_si256(tok, vemax), shift), d.m);
+			tok = _mm256_blendv_epi8(_mm256_blendv_epi8(small, _mm256_or_si256(top, d.a),
+								    d.special), tok, keep);
+			/* 32-bit lanes to 16: packus per 128-bit half, then the halves */
+			tok = _mm256_permute4x64_epi64(_mm256_packus_epi32(tok, tok), 0x08);
+			_mm_storeu_si128((__m128i *)(out + i + j), _mm256_castsi256_si128(tok));
+		}
+		p = q + FP_CANON_DROP;
+		i += nb;
+	}
+	nx_fp__canon16_ref(out + i, in + i, n - i, bf16, &p);
+	*prev = p;
+}
+
+void nx_fp__canon16(uint16_t *out, const uint16_t *in, size_t n, bool bf16, int *prev)
+{
+	__builtin_cpu_init();
+	(__builtin_cpu_supports("avx2") ? canon16_avx2 : nx_fp__canon16_ref)(out, in, n, bf16, prev);
+}
+#else
+void nx_fp__canon16(uint16_t *out, const uint16_t *in, size_t n, bool bf16, int *prev)
+{
+	nx_fp__canon16_ref(out, in, n, bf16, prev);
+}
+#endif
 
 int nx_fp__canon_begin(struct fp_canon *c, struct fp_hash *orig, const nx_fp_set *match,
 		       int32_t dtype, nx_error *err)

@@ -107,11 +107,12 @@ int nx_fp__casts_begin(struct fp_casts *c, struct fp_hash *orig, nx_error *err)
 	memset(c, 0, sizeof(*c));
 	c->orig = orig;
 	c->prev[0] = c->prev[1] = FP_CANON_START;
+	c->part[0].to = FP_CASTS;
 	for (i = 0; i < FP_CASTS; i++)
 		if ((rc = nx_fp__hash_begin(&c->h[i], &c->tmp[i], NULL, err)) != 0)
 			goto fail;
 	c->cast = casts_pick();
-	if (!(c->out = malloc(FP_CASTS * CAST_ELEMS * 2))) {
+	if (!(c->part[0].out = malloc(3 * CAST_ELEMS * 2))) {
 		rc = nx_error_oom(err, NULL);
 		goto fail;
 	}
@@ -121,55 +122,84 @@ fail:
 	return rc;
 }
 
-/* n float32 values at p (little-endian) cast and fed to the hashes, each
- * cast also in its canonical form. */
-static int cast_some(struct fp_casts *c, const unsigned char *p, size_t n)
+int nx_fp__casts_split(struct fp_casts *c, nx_error *err)
 {
-	uint16_t *o16 = (uint16_t *)c->out, *obf = o16 + CAST_ELEMS, *canon = obf + CAST_ELEMS;
-	int rc, i;
+	if (!(c->part[1].out = malloc(3 * CAST_ELEMS * 2)))
+		return nx_error_oom(err, NULL);
+	c->part[0].to = c->part[1].from = 2;
+	c->part[1].to = FP_CASTS;
+	return 0;
+}
+
+/* n float32 values at p (little-endian) cast and fed to the hashes of
+ * the part: h[0], h[1] the casts, h[2], h[3] each cast's canonical form. */
+static int cast_some(struct fp_casts *c, struct fp_casts_part *part, const unsigned char *p,
+		     size_t n)
+{
+	uint16_t *o16 = (uint16_t *)part->out, *obf = o16 + CAST_ELEMS, *canon = obf + CAST_ELEMS;
+	unsigned i;
+	int rc;
 
 	c->cast(o16, obf, p, n);
-	for (i = 0; i < 2; i++) {
-		const uint16_t *cast = i ? obf : o16;
+	for (i = part->from; i < part->to; i++) {
+		const uint16_t *cast = i % 2 ? obf : o16;
 
+		if (i >= 2) {
+			nx_fp__canon16(canon, cast, n, i == 3, &c->prev[i - 2]);
+			cast = canon;
+		}
 		if ((rc = nx_fp__hash_feed(&c->h[i], (const unsigned char *)cast, 2 * n)) != 0)
 			return rc;
-		nx_fp__canon16(canon, cast, n, i == 1, &c->prev[i]);
-		if ((rc = nx_fp__hash_feed(&c->h[2 + i], (const unsigned char *)canon, 2 * n)) != 0)
-			return rc;
 	}
+	return 0;
+}
+
+/* buf[0 .. len) of the float32 stream through one part (an element may
+ * straddle two buffers). */
+static int part_feed(struct fp_casts *c, struct fp_casts_part *part, const unsigned char *buf,
+		     size_t len)
+{
+	size_t n;
+	int rc;
+
+	while (len && part->ncarry) {
+		part->carry[part->ncarry++] = *buf++;
+		len--;
+		if (part->ncarry == 4) {
+			part->ncarry = 0;
+			if ((rc = cast_some(c, part, part->carry, 1)) != 0)
+				return rc;
+		}
+	}
+	if (part->ncarry)   /* the element is still incomplete: keep its bytes */
+		return 0;
+	while (len >= 4) {
+		n = len / 4 < CAST_ELEMS ? len / 4 : CAST_ELEMS;
+		if ((rc = cast_some(c, part, buf, n)) != 0)
+			return rc;
+		buf += 4 * n;
+		len -= 4 * n;
+	}
+	memcpy(part->carry, buf, len);
+	part->ncarry = len;
 	return 0;
 }
 
 int nx_fp__casts_feed(void *ctx, const unsigned char *buf, size_t len)
 {
 	struct fp_casts *c = ctx;
-	size_t n;
 	int rc;
 
 	if ((rc = nx_fp__hash_feed(c->orig, buf, len)) != 0)
 		return rc;
-	while (len && c->ncarry) {
-		c->carry[c->ncarry++] = *buf++;
-		len--;
-		if (c->ncarry == 4) {
-			c->ncarry = 0;
-			if ((rc = cast_some(c, c->carry, 1)) != 0)
-				return rc;
-		}
-	}
-	if (c->ncarry)   /* the element is still incomplete: keep its bytes */
-		return 0;
-	while (len >= 4) {
-		n = len / 4 < CAST_ELEMS ? len / 4 : CAST_ELEMS;
-		if ((rc = cast_some(c, buf, n)) != 0)
-			return rc;
-		buf += 4 * n;
-		len -= 4 * n;
-	}
-	memcpy(c->carry, buf, len);
-	c->ncarry = len;
-	return 0;
+	return part_feed(c, &c->part[0], buf, len);
+}
+
+int nx_fp__casts_feed_canon(void *ctx, const unsigned char *buf, size_t len)
+{
+	struct fp_casts *c = ctx;
+
+	return part_feed(c, &c->part[1], buf, len);
 }
 
 /* The chunks one cast collected (in tmp), moved into set for its entry. */
@@ -234,8 +264,9 @@ int nx_fp__casts_end(struct fp_casts *c, nx_fp_set *set, const char *name, size_
 		c->tmp[i].chunks = NULL;
 		c->tmp[i].nchunks = c->tmp[i].capchunks = 0;
 	}
-	free(c->out);
-	c->out = NULL;
+	free(c->part[0].out);
+	free(c->part[1].out);
+	c->part[0].out = c->part[1].out = NULL;
 	return rc;
 }
 

@@ -51,6 +51,9 @@ struct nx_fp_set {
 	struct fp_chunk *chunks;
 	size_t nchunks, capchunks;
 	bool chunks_sorted;
+	uint64_t *chunk_bits;  /* a bit per chunk hash's top chunk_shift bits:
+				  set for every chunk (fingerprint_chunk.c) */
+	unsigned chunk_shift;
 	struct fp_values *values;   /* fingerprint_values.c, NULL until a float32 tensor */
 	struct fp_patterns *patterns;  /* fingerprint_pattern.c, NULL until a small tensor */
 	struct fp_corr *corr;          /* fingerprint_corr.c, NULL until a float tensor */
@@ -346,18 +349,27 @@ int nx_fp__torch_zip(nx_fp_set *set, int fd, const char *path, uint64_t size, si
  */
 #define FP_CASTS 4   /* float16, bfloat16, and each canonical (fingerprint_canon.c) */
 typedef void (*fp_casts_fn)(uint16_t *o16, uint16_t *obf, const unsigned char *p, size_t n);
+struct fp_casts_part {   /* the forms h[from .. to) one feed makes */
+	unsigned from, to;
+	unsigned char carry[4];
+	size_t ncarry;
+	unsigned char *out;
+};
 struct fp_casts {
 	struct fp_hash *orig;
 	struct fp_hash h[FP_CASTS];
 	nx_fp_set tmp[FP_CASTS];
 	int prev[2];        /* the canonical forms' last exponents */
-	unsigned char carry[4];
-	size_t ncarry;
-	unsigned char *out;
+	struct fp_casts_part part[2];
 	fp_casts_fn cast;   /* AVX2 + F16C where the CPU has them */
 };
 int nx_fp__casts_begin(struct fp_casts *c, struct fp_hash *orig, nx_error *err);
 int nx_fp__casts_feed(void *ctx, const unsigned char *buf, size_t len);
+/* Split the forms in two for two threads (fingerprint_par.c):
+ * nx_fp__casts_feed then feeds orig and the plain casts,
+ * nx_fp__casts_feed_canon the canonical forms (the casts made again). */
+int nx_fp__casts_split(struct fp_casts *c, nx_error *err);
+int nx_fp__casts_feed_canon(void *ctx, const unsigned char *buf, size_t len);
 int nx_fp__casts_end(struct fp_casts *c, nx_fp_set *set, const char *name, size_t min,
 		 nx_error *err);
 /* Feed h the rows x cols matrix of width-byte elements at off of fd,
@@ -394,10 +406,24 @@ struct fp_canon {
 #define FP_CANON_DROP 3           /* 2^3 below the element before: FP_CANON_SMALL */
 #define FP_CANON_SMALL 0x8000u
 void nx_fp__canon16(uint16_t *out, const uint16_t *in, size_t n, bool bf16, int *prev);
+/* The same one element at a time (what the AVX2 loop must equal; tests). */
+void nx_fp__canon16_ref(uint16_t *out, const uint16_t *in, size_t n, bool bf16, int *prev);
 int nx_fp__canon_begin(struct fp_canon *c, struct fp_hash *orig, const nx_fp_set *match,
 		       int32_t dtype, nx_error *err);
 int nx_fp__canon_feed(void *ctx, const unsigned char *buf, size_t len);
 void nx_fp__canon_end(struct fp_canon *c);
+
+/*
+ * fingerprint_par.c: bytes [off, off + len) of fd read once, each buffer
+ * fed to fn0 on the calling thread and to fn1 on a second one (both in
+ * order; without a thread, fn1 then fn0 here).  fn1's consumers must say
+ * their errors in err1 (copied to err when only fn1 failed) and share no
+ * state with fn0's while the read lasts.
+ */
+#define FP_FAN_MIN (4u << 20)   /* bytes a tensor needs to be read so */
+int nx_fp__read_fanned(int fd, const char *path, uint64_t off, uint64_t len,
+		       nx_onnx_bytes_fn fn0, void *ctx0, nx_onnx_bytes_fn fn1, void *ctx1,
+		       const nx_error *err1, nx_error *err);
 
 /* fingerprint_quant.c: a float32 teacher tensor of rows x cols elements
  * of a shape in set->qshapes, read whole (t inline, else [off, off + len)

@@ -120,6 +120,24 @@ static int tee_feed(void *arg, const unsigned char *p, size_t len)
 	return t->fn(t->ctx, p, len);
 }
 
+/* What a student tensor's bytes feed besides its chunks, when those are
+ * cut on another thread (fingerprint_par.c): the value sample and the
+ * small-tensor scan, in the order nx_fp__hash_feed feeds them. */
+struct side {
+	struct nx_fp__vfeed *vf;
+	struct nx_fp__pscan *ps;
+};
+
+static int side_feed(void *arg, const unsigned char *p, size_t len)
+{
+	struct side *s = arg;
+	int rc;
+
+	if (s->vf && (rc = nx_fp__vfeed(s->vf, p, len)) != 0)
+		return rc;
+	return s->ps ? nx_fp__pscan_feed(s->ps, p, len) : 0;
+}
+
 /*
  * Hash a tensor (src) and hand it on.  A student tensor is not read at all
  * when there are no teacher chunks to find in it and no teacher tensor of
@@ -146,6 +164,12 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 	void *ctx = &h;
 	struct widen wd;
 	struct tee tee = { NULL, NULL, NULL, 0, 0 };
+	struct side side;
+	nx_error err1;
+	/* a large tensor read verbatim is read on two threads (nx_fp__read_fanned):
+	 * the canonical forms (teacher), or the value sample and small-tensor scan
+	 * (student) on the second */
+	bool fan = !src->widen && src->len >= FP_FAN_MIN && !(src->t && src->t->contents_encoded);
 	int rc, end;
 
 	if (!w->collect && !sized && !w->match->nchunks && (!w->match->values || !big) &&
@@ -210,9 +234,30 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 			ctx = &tee;
 		}
 	}
-	if (!rc)
+	nx_error_clear(&err1);
+	if (!rc && fan && cast && !(rc = nx_fp__casts_split(&casts, err))) {
+		/* the canonical forms are the second thread's */
+		casts.h[2].err = casts.h[3].err = &err1;
+		rc = nx_fp__read_fanned(fd, path, src->off, src->len, feed, ctx,
+					nx_fp__casts_feed_canon, &casts, &err1, err);
+		casts.h[2].err = casts.h[3].err = err;
+	} else if (!rc && fan && !w->collect && (h.vf || h.ps)) {
+		side = (struct side){ h.vf, h.ps };
+		if (h.vf)
+			vf.err = &err1;
+		if (h.ps)
+			ps.err = &err1;
+		h.vf = NULL;
+		h.ps = NULL;
+		rc = nx_fp__read_fanned(fd, path, src->off, src->len, feed, ctx, side_feed, &side,
+					&err1, err);
+		h.vf = side.vf;
+		h.ps = side.ps;
+		vf.err = ps.err = err;
+	} else if (!rc) {
 		rc = src->t ? nx_onnx_tensor_read(fd, path, src->t, feed, ctx, err) :
 			      nx_hash__read_range(fd, path, src->off, src->len, feed, ctx, err);
+	}
 	trivial = w->collect && !rc && h.total < 2 * w->min && nx_fp__trivial(tee.buf, tee.n);
 	keep = !rc && h.total >= nx_fp__floor(w->min) && (h.total >= w->min || !trivial);
 	if (keep && w->collect && src->f32 && !src->widen && !trivial && h.total < w->min)
