@@ -103,3 +103,43 @@ def test_no_second_thread_same_result_or_error(nexus, tmp_path, call):
             assert r.returncode == 1 and json.loads(r.stdout) == want, r.stderr
         else:
             assert r.returncode == 3 and "cannot make a" in r.stderr, r.stderr
+
+
+# realloc that fails on any thread but the main one, from the Nth call
+THREAD_REALLOC = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+static int n;
+void *realloc(void *p, size_t s)
+{
+	static void *(*real)(void *, size_t);
+	if (!real)
+		real = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
+	if (syscall(SYS_gettid) != getpid() && ++n >= atoi(getenv("SHIM_RE"))) {
+		fprintf(stderr, "SHIM: realloc fails on a thread\n");
+		return NULL;
+	}
+	return real(p, s);
+}
+"""
+
+
+def test_an_error_on_the_second_thread_is_said(nexus, tmp_path):
+    """The second thread's failure (here out of memory growing its chunk
+    list) stops the read and its message is the error: it was lost, and
+    inspect printed an empty error and exited 0 (review B)."""
+    import subprocess
+    src, so = tmp_path / "re.c", tmp_path / "re.so"
+    src.write_text(THREAD_REALLOC)
+    subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-o", so, src, "-ldl"], check=True)
+    _, _, teacher, student = files(tmp_path, "onnx")
+    r = run(nexus, "inspect", student, "--json", "--teacher", teacher,
+            env={**os.environ, "LD_PRELOAD": str(so), "SHIM_RE": "1"})
+    assert "SHIM: realloc fails" in r.stderr, r.stderr
+    assert r.returncode == 3, (r.returncode, r.stderr, r.stdout)
+    err = json.loads(r.stdout)["error"] if r.stdout.strip() else {"message": r.stderr}
+    assert err["message"].strip(), r.stdout + r.stderr

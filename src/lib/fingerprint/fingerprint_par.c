@@ -92,14 +92,18 @@ int nx_fp__read_fanned(int fd, const char *path, uint64_t off, uint64_t len,
 		size_t n = len - at < FAN_BUF ? (size_t)(len - at) : FAN_BUF;
 		unsigned char *b = f.buf[k % 2];
 		ssize_t got;
+		bool theirs;
 
-		/* the buffer's last use (k - 2) must be finished */
+		/* the buffer's last use (k - 2) must be finished.  The thread's
+		 * failure stops the loop but stays in f.rc: rc is this thread's
+		 * own, so the thread's message (err1) is copied below (it was
+		 * lost, and inspect exited 0 with an empty error: review) */
 		pthread_mutex_lock(&f.lock);
 		while (threaded && f.done + 1 < k && !f.rc)
 			pthread_cond_wait(&f.cond, &f.lock);
-		rc = f.rc;
+		theirs = f.rc != 0;
 		pthread_mutex_unlock(&f.lock);
-		if (rc)
+		if (theirs)
 			break;
 		got = nx_pread_full(fd, b, n, off + at);
 		if (got != (ssize_t)n) {

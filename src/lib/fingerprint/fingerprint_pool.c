@@ -478,11 +478,16 @@ bool nx_fp__pool_judge(const nx_fp_set *set, struct nx_fp__pool_verdict *v)
 	v->pool = s->n;
 	v->found = s->f;
 	v->nfound = s->nf;
-	/* the teacher tensor with the most keys found, to name one */
+	/* the teacher tensor with the most keys found, to name one; ties to
+	 * the first teacher tensor (the table's order is keyed per run, and
+	 * the name must not change from run to run) */
 	per = calloc(s->nt + 1, sizeof(*per));
 	for (i = 0; per && i < s->cap; i++)
-		if (s->mark[i] && ++per[s->tensor[i]] > per[top])
-			top = s->tensor[i];
+		if (s->mark[i])
+			per[s->tensor[i]]++;
+	for (i = 0; per && i <= s->nt; i++)
+		if (per[i] > per[top])
+			top = i;
 	free(per);
 	v->tensors = s->nt;
 	v->teacher = s->t[top].name;

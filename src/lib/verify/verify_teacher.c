@@ -24,14 +24,22 @@
  * NAME, so a student holding several is not what it wrote, and red team 10
  * carried four teacher layers under one accepted name so.  used[i] is the
  * student tensor allowed name i went to first (small copies are judged
- * first, then the rest, each in the student's order: deterministic).
+ * first, then the rest, each in the student's order: deterministic), or
+ * VOIDED when the name covers nothing (see accepted_once).  A name given
+ * twice is one name: the first entry decides.
  */
+static const char VOIDED[] = "";
+
 static bool allowed(const struct vfy_ctx *c, const char **used, const char *tensor)
 {
-	size_t i;
+	size_t i, j;
 
 	for (i = 0; i < c->pol.nallow_shared; i++) {
 		if (!nx_quant_same_tensor(c->pol.allow_shared[i], tensor))
+			continue;
+		for (j = 0; j < i && strcmp(c->pol.allow_shared[j], c->pol.allow_shared[i]); j++)
+			;
+		if (j < i || used[i] == VOIDED)
 			continue;
 		if (!used[i])
 			used[i] = tensor;
@@ -39,6 +47,26 @@ static bool allowed(const struct vfy_ctx *c, const char **used, const char *tens
 			return true;
 	}
 	return false;
+}
+
+/*
+ * The matches name student tensors, and names are unique only within one
+ * graph: a subgraph (an If's branches) may hold its own initializer of an
+ * accepted name (review of red team 10's fix).  A name that more than one
+ * tensor of the model bears, counting the quantizer's names for it, covers
+ * none of them.
+ */
+static void accepted_once(const struct vfy_ctx *c, const char **used)
+{
+	const nx_onnx_summary *s = c->onnx ? nx_onnx_summary_get(c->onnx) : NULL;
+	size_t i, k, count;
+
+	for (i = 0; i < c->pol.nallow_shared; i++) {
+		for (k = count = 0; s && k < s->ntensors; k++)
+			count += nx_quant_same_tensor(c->pol.allow_shared[i], s->tensors[k].name);
+		if (!s || count > 1)
+			used[i] = VOIDED;
+	}
 }
 
 /*
@@ -183,6 +211,8 @@ int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err)
 		rc = nx_error_oom(err, NULL);
 		goto out;
 	}
+	if (used)
+		accepted_once(c, used);
 	rc = small_copies(c, used, m, n);
 	if (!rc)
 		rc = pooled_copies(c, used, m, n);

@@ -654,6 +654,52 @@ def test_accept_shared_covers_one_tensor(nexus, bundle, tmp_path, case):
     assert rc == 1 and fails & {"teacher-tensor-copied", "teacher-values-copied"}, fails
 
 
+def test_accept_shared_given_twice_is_one_name(nexus, bundle, tmp_path):
+    """the name repeated (by the gate, or the signed policy beside it) is
+    one name: it covered one tensor per entry (review of the fix above)"""
+    from verify_helpers import codes, verify
+    from .test_teacher_small import onnx_teacher, put_student
+    ls = list(_layers().values())
+    teacher = onnx_teacher(tmp_path / "t.onnx", dict(zip(_layers(), ls)))
+    put_student(bundle, {"dense2.weight": ls[0], "dense2.weight/int8": ls[1]})
+    rc, rep = verify(nexus, bundle, "--teacher", teacher, "--accept-shared", "dense2.weight",
+                     "--accept-shared", "dense2.weight")
+    fails = codes(rep, "FAIL")
+    assert rc == 1 and fails & {"teacher-tensor-copied", "teacher-values-copied"}, fails
+
+
+def test_accept_shared_name_in_subgraphs(nexus, bundle, tmp_path):
+    """ONNX names are unique within one graph only: an If's branches hold
+    their own initializer of the accepted name (review of the fix above)"""
+    import bundle_fixture as bf
+    from onnx_smuggling import sink_nodes
+    from verify_helpers import codes, verify
+    from .test_teacher_small import onnx_teacher
+    ls = list(_layers().values())
+    teacher = onnx_teacher(tmp_path / "t.onnx", dict(zip(_layers(), ls)))
+    nodes = sink_nodes("dense2.weight", to_float=False)
+    inits = [numpy_helper.from_array(np.zeros((), np.float32), "zero"),
+             numpy_helper.from_array(ls[0], "dense2.weight")]
+
+    def branch(i, arr):
+        return helper.make_graph(
+            [helper.make_node("ReduceSum", ["dense2.weight"], [f"o{i}"], keepdims=0)],
+            f"b{i}", [], [helper.make_tensor_value_info(f"o{i}", TensorProto.FLOAT, [])],
+            [numpy_helper.from_array(arr, "dense2.weight")])
+    nodes += [helper.make_node("Cast", ["input_ids"], ["idf"], to=TensorProto.FLOAT, name="c1"),
+              helper.make_node("ReduceSum", ["idf"], ["ids_s"], keepdims=0, name="r1"),
+              helper.make_node("Greater", ["ids_s", "zero"], ["cond"], name="g1"),
+              helper.make_node("If", ["cond"], ["ifo"], name="if1",
+                               then_branch=branch(1, ls[1]), else_branch=branch(2, ls[2]))]
+    m = bf.student_model(extra_nodes=nodes, extra_initializers=inits)
+    m.graph.output.append(helper.make_tensor_value_info("ifo", TensorProto.FLOAT, []))
+    bundle.meta["parameters"] = bf.human(bf.parameters(m) + 2 * ls[0].size)
+    bundle.smuggle("model/student_model.onnx", m.SerializeToString())
+    rc, rep = verify(nexus, bundle, "--teacher", teacher, "--accept-shared", "dense2.weight")
+    fails = codes(rep, "FAIL")
+    assert rc == 1 and fails & {"teacher-tensor-copied", "teacher-values-copied"}, fails
+
+
 # ------------------------- small teacher tensors, 16-bit but not the cast
 # The canonical 16-bit forms (fingerprint_canon.c) and the 8 anchors of
 # small tensors match the float16/bfloat16 casts torch makes (round to
