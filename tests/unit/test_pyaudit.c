@@ -763,6 +763,11 @@ static void init_class_type_however_reached(void **state)
 		"class A:\n    def set(self, d):\n        self.__dict__.update(d)\n",
 		"class A:\n    def reset(self, p):\n        self.__init__(p, False, True)\n",
 		"class A:\n    def opts(self):\n        return self.__dict__\nA.opts(z)\n",
+		/* ... and so is cls, @classmethod or not (review of red team 10) */
+		"class A:\n    def opts(cls):\n        return cls.__dict__\nA.opts(z)\n",
+		"class A:\n    @classmethod\n    @bind\n    def opts(cls):\n        return cls.__dict__\n",
+		"class A:\n    def reinit(cls, f):\n        cls.__init__(f, False, True)\n",
+		"class A:\n    def remake(cls, f):\n        return type(cls)(f, False, True)\n",
 		NULL
 	};
 	static const char *const ok[] = {
@@ -770,7 +775,7 @@ static void init_class_type_however_reached(void **state)
 		"        Base.__init__(self, n)\n        super(A, self).__init__(n)\n"
 		"        self.k = self.__class__.__name__, type(self).__qualname__\n"
 		"    def copy(self):\n        return A(self.n)\n"
-		"    @classmethod\n    def make(cls, n):\n        return cls.__init__, type(cls)\n",
+		"    @classmethod\n    def make(cls, n):\n        return cls(n), cls.__name__\n",
 		"def f(x):\n    raise TypeError(f'bad {type(x).__name__}: {type(x).__qualname__}')\n",
 		"def f(x):\n    return x.__class__.__name__ + x.__class__.__qualname__.lower()\n",
 		"t = type(3), type('s'), type(b'b')\n",

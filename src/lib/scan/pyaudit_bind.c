@@ -4,12 +4,11 @@
  * and positional sub-patterns of class patterns (red team 9 review, #22).
  *
  * The names pass trusts `self` and `cls` by name (their private
- * attributes; cls.__dict__, type(cls)); that trust holds only while
- * nothing but a def's first parameter binds them.  Even then a caller
- * passes any object as a method's self (`View.opts(z)`), so the forms that
- * re-make or rewrite an object - self.__dict__, self.__init__,
- * self.__class__(...), type(self) - are not trusted on self at all
- * (pyaudit_names.c, red team 10).  A positional class pattern
+ * attributes); that trust holds only while nothing but a def's first
+ * parameter binds them.  Even then a caller passes any object as a def's
+ * first parameter (`View.opts(z)`), so the forms that re-make or rewrite
+ * an object - __dict__, __init__, __class__(...), type() - are not
+ * trusted on self or cls at all (pyaudit_names.c, red team 10).  A positional class pattern
  * `case Step(step):` reads the attribute __match_args__ names, which a
  * @dataclass or a string sets where no name token shows it.
  */

@@ -18,21 +18,19 @@ static bool name_eq(const char *s, size_t n, const char *lit)
 	return strlen(lit) == n && !memcmp(s, lit, n);
 }
 
-/* Is attribute NAME i read straight off cls or super() (not
- * cls.z.__class__, whose root is cls too)?  Not off self: a method's self
- * is whatever its caller passes - `View.opts(z)`, `OPTS = View.opts`,
- * functools.partial, a decorator's wrapper - so self.__dict__,
- * self.__init__ and self.__class__(...) of np.load's NpzFile switched
- * allow_pickle on (red team 10).  super() checks isinstance(self, the
- * class), and a classmethod's cls is its class. */
+/* Is attribute NAME i read straight off super() (not super().z.__class__)?
+ * Not off self or cls: a def's first parameter is whatever its caller
+ * passes - `View.opts(z)`, `OPTS = View.opts`, functools.partial, a
+ * decorator's wrapper (under @classmethod too) - so self.__dict__,
+ * self.__init__, cls.__init__ and type(cls)(...) of np.load's NpzFile
+ * switched allow_pickle on (red team 10 and its review).  super() checks
+ * isinstance(self, the class). */
 static bool self_attr(const struct audit *a, size_t i, enum root root)
 {
 	size_t m;
 
 	if (root != R_SELF || i < 2 || !is_op(a, i - 1, "."))
 		return false;
-	if (name_is(a, i - 2, "cls"))
-		return true;
 	m = a->match[i - 2];
 	return is_op(a, i - 2, ")") && m != NONE && m > 0 && name_is(a, m - 1, "super");
 }
@@ -62,20 +60,21 @@ int nx_pyaudit__name_rules(struct audit *a, size_t i, const char *s, size_t n, e
 	    !(is_op(a, i + 1, "(") && name_is(a, i + 2, "self") &&
 	      (is_op(a, i + 3, ",") || is_op(a, i + 3, ")"))))
 		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' of an object other "
-			      "than cls or super() refused (self too: a caller can pass any object "
-			      "as a method's self): it makes an object of a type the audit cannot "
+			      "than super() refused (self and cls too: a caller can pass any object "
+			      "as a def's first parameter): it makes an object of a type the audit cannot "
 			      "see, with arguments it cannot judge; call the class by its name", (int)n, s);
 	if (is_dunder(s, n)) {
 		if (nx_pyaudit__dunder_ok(s, n) || (n == 8 && !memcmp(s, "__dict__", 8) &&
 						    self_attr(a, i, root)))
 			return 0;
 		if (n == 8 && !memcmp(s, "__dict__", 8) && i >= 2 && is_op(a, i - 1, ".") &&
-		    name_is(a, i - 2, "self"))
-			return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'self.__dict__' "
-				      "refused: a caller can pass any object as a method's self "
+		    (name_is(a, i - 2, "self") || name_is(a, i - 2, "cls")))
+			return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s.__dict__' "
+				      "refused: a caller can pass any object as a def's first "
+				      "parameter "
 				      "(`View.opts(z)`: np.load's NpzFile, whose attributes switch "
 				      "unpickling on); set attributes by name, or keep a dict "
-				      "attribute");
+				      "attribute", (int)a->t[i - 2].nlen, a->t[i - 2].name);
 		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' refused: a dunder outside the data "
 			      "model reaches namespaces, frames or the import system", (int)n, s);
 	}
@@ -585,20 +584,19 @@ static int bare_name(struct audit *a, size_t i)
 		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' refused: a dunder outside the data "
 			      "model reaches namespaces, frames or the import system", (int)n, s);
 	/* `T = type(z); T(f, False, True)`: the class of an object the audit
-	 * cannot type, whatever follows (red team 9), type(self) too (red
-	 * team 10: a method's self is what its caller passes); type(cls),
-	 * type of a literal, and type(x).__name__ / .__qualname__ (a string
-	 * read, no call) stay */
+	 * cannot type, whatever follows (red team 9), type(self) and
+	 * type(cls) too (red team 10: a def's first parameter is what its
+	 * caller passes); type of a literal, and type(x).__name__ /
+	 * .__qualname__ (a string read, no call) stay */
 	if (name_is(a, i, "type") && is_op(a, i + 1, "(") && a->match[i + 1] != NONE &&
 	    a->next[i + 1] == a->match[i + 1] && a->match[i + 1] > i + 2 &&
 	    !(a->match[i + 1] == i + 3 &&
-	      (name_is(a, i + 2, "cls") ||
-	       a->t[i + 2].t.kind == NX_PY_NUMBER ||
+	      (a->t[i + 2].t.kind == NX_PY_NUMBER ||
 	       (a->t[i + 2].t.kind == NX_PY_STRING && !(a->t[i + 2].t.flags & NX_PY_STR_F)))) &&
 	    !name_read(a, a->match[i + 1]))
 		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'type(...)' of an object "
-			      "other than cls refused (self too: a caller can pass any object as a "
-			      "method's self): it is the class of an object the "
+			      "refused (self and cls too: a caller can pass any object as a def's "
+			      "first parameter): it is the class of an object the "
 			      "audit cannot type, which a later call would make with arguments it "
 			      "cannot judge");
 	if (name_is(a, i, "type") && !is_op(a, i + 1, "(") && !type_value_ok(a, i))

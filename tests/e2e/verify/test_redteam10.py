@@ -415,6 +415,13 @@ SELF_DOORS = {
         "def bind(f):\n    def wrapper(inst, z):\n        return f(z)\n    return wrapper\n\n\n"
         "class View:\n    @bind\n    def opts(self):\n        return self.__dict__\n",
         "View().opts({})"),
+    # the first parameter named cls is no different (review of the fix)
+    "cls, a method called through its class": _dict_door(
+        "class View:\n    def opts(cls):\n        return cls.__dict__\n", "View.opts({})"),
+    "cls, a classmethod over a wrapper that calls it on another object": _dict_door(
+        "def bind(f):\n    def wrapper(k, z):\n        return f(z)\n    return wrapper\n\n\n"
+        "class View:\n    @classmethod\n    @bind\n    def opts(cls):\n"
+        "        return cls.__dict__\n", "View.opts({})"),
     "a classmethod's function": _dict_door(
         "class View:\n    @classmethod\n    def opts(cls):\n        return cls.__dict__\n",
         "View.opts.__func__({})"),
@@ -429,6 +436,11 @@ NPZ_DOORS = {
         "def reinit(self, f):\n    self.__init__(f, False, True)\n    return self\n\n\n"
         "def fit(npz):\n    z = np.load(io.BytesIO(npz))\n"
         "    return reinit(z, io.BytesIO(npz))['a']\n"),
+    "cls.__init__ of an NpzFile, unbound method": (
+        "class Loader:\n    def reinit(cls, f):\n        cls.__init__(f, False, True)\n"
+        "        return cls\n\n\n"
+        "def fit(npz):\n    z = np.load(io.BytesIO(npz))\n"
+        "    return Loader.reinit(z, io.BytesIO(npz))['a']\n"),
     "self.__class__ of an NpzFile, unbound method": (
         "class Loader:\n    def kind(self):\n        return self.__class__\n\n\n"
         "def fit(npz):\n    z = np.load(io.BytesIO(npz))\n"
