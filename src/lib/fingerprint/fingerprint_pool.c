@@ -334,7 +334,8 @@ void nx_fp__pool_begin_model(const nx_fp_set *set)
 
 	if (!s)
 		return;
-	memset(s->mark, 0, s->cap);
+	if (s->mark)   /* NULL when every window of every small tensor was flat */
+		memset(s->mark, 0, s->cap);
 	s->marked = 0;
 	for (size_t i = 0; i < s->nf; i++)
 		free(s->f[i].student);

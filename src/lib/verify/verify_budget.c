@@ -331,6 +331,11 @@ static int policy_strings(nx_budget_buf *b, const nx_manifest *m, nx_error *err)
 	for (i = 0; !rc && i < p->nallow_shared; i++)
 		if (!(rc = add_line(b, p->allow_shared[i].name, err)))
 			rc = add_line(b, p->allow_shared[i].reason, err);
+	/* 64 hex digits the build wrote from the reference's bytes - or, in an
+	 * unsigned manifest, the insider's: 32 bytes charged like any string
+	 * (review; ~40 bytes after zstd) */
+	if (!rc && p->vocab_reference_sha256)
+		rc = add_line(b, p->vocab_reference_sha256, err);
 	return rc;
 }
 
