@@ -449,7 +449,9 @@ static int64_t initializer_rows(const nx_onnx_summary *s, const char *name)
 
 		if (!t->attribute && !t->duplicate && !strcmp(t->scope, "graph") &&
 		    !strcmp(t->name, name))
-			return t->ndims == 2 && t->dims[0] > 0 ? t->dims[0] : -1;
+			/* rows of no bytes ([100000, 0]) are a decoy, not an
+			 * embedding (review C) */
+			return t->ndims == 2 && t->dims[0] > 0 && t->dims[1] > 0 ? t->dims[0] : -1;
 	}
 	return -1;
 }
