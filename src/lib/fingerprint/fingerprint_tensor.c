@@ -126,6 +126,7 @@ static int tee_feed(void *arg, const unsigned char *p, size_t len)
 struct side {
 	struct nx_fp__vfeed *vf;
 	struct nx_fp__pscan *ps;
+	struct nx_fp__pool_scan *pl;
 };
 
 static int side_feed(void *arg, const unsigned char *p, size_t len)
@@ -135,6 +136,8 @@ static int side_feed(void *arg, const unsigned char *p, size_t len)
 
 	if (s->vf && (rc = nx_fp__vfeed(s->vf, p, len)) != 0)
 		return rc;
+	if (s->pl)   /* the pool table is touched by this scan alone while it runs */
+		nx_fp__pool_feed(s->pl, p, len);
 	return s->ps ? nx_fp__pscan_feed(s->ps, p, len) : 0;
 }
 
@@ -167,8 +170,8 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 	struct side side;
 	nx_error err1;
 	/* a large tensor read verbatim is read on two threads (nx_fp__read_fanned):
-	 * the canonical forms (teacher), or the value sample and small-tensor scan
-	 * (student) on the second */
+	 * the canonical forms (teacher), or the value sample, the small-tensor scan
+	 * and the pool scan (student) on the second */
 	bool fan = !src->widen && src->len >= FP_FAN_MIN && !(src->t && src->t->contents_encoded);
 	int rc, end;
 
@@ -241,18 +244,20 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 		rc = nx_fp__read_fanned(fd, path, src->off, src->len, feed, ctx,
 					nx_fp__casts_feed_canon, &casts, &err1, err);
 		casts.h[2].err = casts.h[3].err = err;
-	} else if (!rc && fan && !w->collect && (h.vf || h.ps)) {
-		side = (struct side){ h.vf, h.ps };
+	} else if (!rc && fan && !w->collect && (h.vf || h.ps || h.pl)) {
+		side = (struct side){ h.vf, h.ps, h.pl };
 		if (h.vf)
 			vf.err = &err1;
 		if (h.ps)
 			ps.err = &err1;
 		h.vf = NULL;
 		h.ps = NULL;
+		h.pl = NULL;
 		rc = nx_fp__read_fanned(fd, path, src->off, src->len, feed, ctx, side_feed, &side,
 					&err1, err);
 		h.vf = side.vf;
 		h.ps = side.ps;
+		h.pl = side.pl;
 		vf.err = ps.err = err;
 	} else if (!rc) {
 		rc = src->t ? nx_onnx_tensor_read(fd, path, src->t, feed, ctx, err) :
