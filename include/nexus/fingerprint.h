@@ -140,6 +140,13 @@ struct nx_fp_match {
 	 * over NX_FP_IMPLIED_TOTAL_MAX (docs/TRV.md "Parts kept in place") */
 	bool implied;
 	uint64_t implied_total;
+	/* units: unit_blocks blocks of 64 elements of the teacher tensor (rows
+	 * or columns of it: a hidden unit's weights) found in the student
+	 * tensor, each up to an affine map a v + b and rounding (|Pearson r| >=
+	 * 0.99): bytes of the teacher's weights; small_total: those over the
+	 * whole student (distinct blocks), over NX_FP_SMALL_TOTAL_MAX */
+	bool units;
+	uint32_t unit_blocks;
 };
 
 /*

@@ -464,14 +464,15 @@ static int fingerprint(const char *model, const struct export_args *a, bool json
 		json_t *arr = json_array(), *root;
 
 		for (i = 0; i < n; i++)
-			json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:b, s:b, s:b, s:b}",
+			json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:b, s:b, s:b, s:b, s:b}",
 							     "tensor", m[i].student_tensor,
 							     "teacher_tensor", m[i].teacher_tensor,
 							     "teacher_file", m[i].teacher_file, "bytes",
 							     (json_int_t)m[i].bytes, "partial",
 							     m[i].partial, "transposed",
 							     m[i].transposed, "values", m[i].values,
-							     "approx", m[i].approx));
+							     "approx", m[i].approx, "units",
+							     m[i].units));
 		root = json_pack("{s:s, s:o, s:I, s:I}", "schema", "nexus.inspect-teacher.v1",
 				 "shared_tensors", arr, "teacher_tensors",
 				 (json_int_t)nx_fp_set_count(set), "compressed_records",
@@ -482,7 +483,8 @@ static int fingerprint(const char *model, const struct export_args *a, bool json
 	} else {
 		for (i = 0; i < n; i++)
 			printf("FAIL %s (%" PRIu64 " bytes) %s %s in %s\n", m[i].student_tensor,
-			       m[i].bytes, m[i].approx ? "approximately (correlation) equals" :
+			       m[i].bytes, m[i].units ? "holds re-encoded vectors of" :
+			       m[i].approx ? "approximately (correlation) equals" :
 			       m[i].pooled ? "holds small teacher tensors in another form "
 					     "(pooled 4-element windows), some of" :
 			       m[i].values ? "hold the values of" :

@@ -58,6 +58,14 @@ static int fingerprint_one(struct build *b, const nx_fp_set *set, const char *pa
 		if (shared_allowed(b, m[i].student_tensor) ||
 		    (m[i].pooled && pooled <= NX_FP_SMALL_TOTAL_MAX))
 			continue;
+		else if (m[i].units)
+			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
+					  "student tensor '%s'%s holds %u blocks of '%s' of the "
+					  "teacher %s re-encoded (teacher-tensor-copied: its rows or "
+					  "columns permuted, sign-flipped, scaled or quantized): the "
+					  "student carries teacher weights; retrain it",
+					  m[i].student_tensor, when, m[i].unit_blocks, m[i].teacher_tensor,
+					  m[i].teacher_file);
 		else if (m[i].approx)
 			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
 					  "student tensor '%s'%s is '%s' of the teacher %s "

@@ -43,6 +43,7 @@ void nx_fp_set_free(nx_fp_set *s)
 	nx_fp__patterns_free(s->patterns);
 	nx_fp__corr_free(s->corr);
 	nx_fp__pool_free(s->pool);
+	nx_fp__units_free(s->units);
 	free(s->qshapes);
 	free(s);
 }
@@ -101,12 +102,21 @@ static void matrix(struct tensor_src *src, const struct nx_onnx_tensor *t)
 static int corr(struct tensors *w, const struct nx_onnx_tensor *t, int fd, const char *path,
 		uint64_t off, uint64_t len, nx_error *err)
 {
+	int rc;
+
 	if (t->sparse)
 		return 0;
 	if (w->collect)
-		return nx_fp__corr_teacher(w->collect, t->name, t->data_type, fd, path, off, len, err);
-	return nx_fp__corr_student(w->match, t->name, t->data_type, fd, path, off, len, t->dims,
-				   t->ndims, w->corr, w->ctx, err);
+		return nx_fp__corr_teacher(w->collect, t->name, t->data_type, fd, path, off, len,
+					   err) ?:
+		       nx_fp__units_teacher(w->collect, t->name, t->data_type, fd, path, off, len,
+					    t->dims, t->ndims, err);
+	rc = nx_fp__corr_student(w->match, t->name, t->data_type, fd, path, off, len, t->dims,
+				 t->ndims, w->corr, w->ctx, err);
+	if (!rc && w->units)
+		rc = nx_fp__units_student(w->units, t->name, t->data_type, fd, path, off, len,
+					  t->dims, t->ndims, w->units_fn, w->ctx, err);
+	return rc;
 }
 
 static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, nx_error *err)
@@ -198,6 +208,24 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 	return rc;
 }
 
+/* A safetensors tensor's blocks (fingerprint_units.c), its shape read
+ * (up to 8 axes; else one row). */
+static int st_units(nx_fp_set *set, const char *key, const char *dt, const json_t *shape, int fd,
+		    const char *path, uint64_t off, uint64_t len, nx_error *err)
+{
+	int64_t dims[8];
+	size_t i, nd = json_is_array(shape) ? json_array_size(shape) : 0;
+
+	if (nd > 8)
+		nd = 0;
+	for (i = 0; i < nd; i++)
+		dims[i] = json_is_integer(json_array_get(shape, i))
+				  ? json_integer_value(json_array_get(shape, i)) : -1;
+	return nx_fp__units_teacher(set, key, !strcmp(dt, "F32") ? 1 : !strcmp(dt, "F16") ? 10 :
+					      !strcmp(dt, "BF16") ? 16 : !strcmp(dt, "F64") ? 11 : 0,
+				    fd, path, off, len, dims, nd, err);
+}
+
 /* safetensors: u64 LE header size, JSON {name: {dtype, shape, data_offsets}}. */
 static int safetensors(nx_fp_set *set, int fd, const char *path, uint64_t size, uint64_t hlen,
 		       size_t min, nx_error *err)
@@ -254,8 +282,11 @@ static int safetensors(nx_fp_set *set, int fd, const char *path, uint64_t size, 
 						    8 + hlen + (uint64_t)a, (uint64_t)(b - a),
 						    err)) != 0)
 			goto out;
+		if (dt && (rc = st_units(set, key, dt, json_object_get(v, "shape"), fd, path,
+					 8 + hlen + (uint64_t)a, (uint64_t)(b - a), err)) != 0)
+			goto out;
 		if (dt && (!strcmp(dt, "F16") || !strcmp(dt, "BF16"))) {
-			struct tensors w = { set, NULL, nx_fp__add_cb, set, min, NULL, 0, NULL };
+			struct tensors w = { set, NULL, nx_fp__add_cb, set, min, NULL, 0, NULL, NULL, NULL };
 
 			if ((rc = nx_fp__add_widened(&w, key, dt[0] == 'B' ? 16 : 10, fd, path,
 						     NULL, 8 + hlen + (uint64_t)a,
@@ -307,7 +338,8 @@ int nx_fingerprint_file(nx_fp_set *set, int dirfd, const char *path, size_t min_
 				  "safely; re-save it with torch.save (zip format) or as safetensors",
 				  path);
 	else {
-		struct tensors w = { set, NULL, nx_fp__add_cb, set, min_bytes, NULL, 0, NULL };
+		struct tensors w = { set, NULL, nx_fp__add_cb, set, min_bytes, NULL, 0, NULL, NULL,
+				     NULL };
 
 		rc = onnx_tensors(dirfd, path, fd, &w, err);
 	}
@@ -347,6 +379,8 @@ struct student_ctx {
 	size_t ncsmall;
 	struct nx_fp_match *kept;    /* teacher tensors kept in part, in place */
 	size_t nkept;
+	struct nx_fp_match *units;   /* re-encoded vectors (fingerprint_units.c) */
+	size_t nunits;
 };
 
 /* Kept aside: only their sum is a finding (nx_fingerprint_student). */
@@ -434,6 +468,53 @@ static int corr_cb(void *ctx, const char *name, const struct nx_fp__corr_hit *hi
 	m->small = small;
 	m->corr = hit->r;
 	m->corr_used = hit->used;
+	return 0;
+}
+
+/* Teacher blocks found re-encoded in a student tensor: kept aside, only
+ * their sum is a finding (units_sum). */
+static int units_cb(void *ctx, const char *student, const char *teacher, size_t file,
+		    uint32_t blocks, uint64_t bytes, nx_error *err)
+{
+	struct student_ctx *c = ctx;
+	struct nx_fp_match *m = match_push(&c->units, &c->nunits, student, teacher,
+					   c->teachers->files[file], err);
+
+	if (!m)
+		return NX_ENOMEM;
+	m->units = true;
+	m->unit_blocks = blocks;
+	m->bytes = bytes;
+	return 0;
+}
+
+/* Over NX_FP_SMALL_TOTAL_MAX bytes of teacher blocks in all: each student
+ * tensor holding some is reported, unless it is reported already. */
+static int units_sum(struct student_ctx *c, nx_error *err)
+{
+	uint64_t total = 0;
+	size_t i, j, n = c->n;
+
+	for (i = 0; i < c->nunits; i++)
+		total += c->units[i].bytes;
+	if (total <= NX_FP_SMALL_TOTAL_MAX)
+		return 0;
+	for (i = 0; i < c->nunits; i++) {
+		const struct nx_fp_match *u = &c->units[i];
+		struct nx_fp_match *m;
+
+		for (j = 0; j < n && strcmp(c->m[j].student_tensor, u->student_tensor); j++)
+			;
+		if (j < n)
+			continue;
+		if (!(m = match_push(&c->m, &c->n, u->student_tensor, u->teacher_tensor,
+				     u->teacher_file, err)))
+			return NX_ENOMEM;
+		m->units = true;
+		m->unit_blocks = u->unit_blocks;
+		m->bytes = u->bytes;
+		m->small_total = total;
+	}
 	return 0;
 }
 
@@ -670,12 +751,15 @@ int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_s
 			   int dirfd, const char *path, size_t min_bytes, nx_error *err)
 {
 	struct student_ctx c = { teachers, NULL, 0, min_bytes, NULL, 0, 0, NULL, 0, NULL, 0,
-				   NULL, 0 };
-	struct tensors w = { NULL, teachers, match_cb, &c, min_bytes, NULL, 0, corr_cb };
+				   NULL, 0, NULL, 0 };
+	struct nx_fp__units_run units;
+	struct tensors w = { NULL, teachers, match_cb, &c, min_bytes, NULL, 0, corr_cb, &units,
+			     units_cb };
 	uint64_t *sizes = NULL;
 	int fd = -1, rc;
 
-	if ((rc = distinct_sizes(&sizes, &w.nsizes, teachers, err)) != 0)
+	if ((rc = nx_fp__units_begin(&units, teachers, err)) != 0 ||
+	    (rc = distinct_sizes(&sizes, &w.nsizes, teachers, err)) != 0)
 		goto out;
 	w.sizes = sizes;
 	fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
@@ -703,7 +787,11 @@ int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_s
 		rc = implied_sum(&c, err);
 	if (!rc)
 		rc = small_sum(&c, err);
+	if (!rc)
+		rc = units_sum(&c, err);
 out:
+	nx_fp__units_end(&units);
+	nx_fp_matches_free(c.units, c.nunits);
 	for (size_t i = 0; i < c.nsmall; i++)
 		free(c.small[i].student);
 	free(c.small);

@@ -39,6 +39,7 @@ struct fp_values;
 struct fp_patterns;
 struct fp_corr;
 struct fp_pool;
+struct fp_units;
 
 struct nx_fp_set {
 	struct fp_entry *e;
@@ -58,6 +59,7 @@ struct nx_fp_set {
 	struct fp_patterns *patterns;  /* fingerprint_pattern.c, NULL until a small tensor */
 	struct fp_corr *corr;          /* fingerprint_corr.c, NULL until a float tensor */
 	struct fp_pool *pool;          /* fingerprint_pool.c, NULL until a small tensor */
+	struct fp_units *units;        /* fingerprint_units.c, NULL until a float tensor */
 	uint64_t (*qshapes)[3];  /* the student's int8 matrices [rows, cols, 0] and int4
 				    MatMulNBits weights [N, blocks, block bytes]
 				    (nx_fp_set_quant_shapes) */
@@ -268,6 +270,39 @@ int nx_fp__corr_student(const nx_fp_set *set, const char *name, int32_t dtype, i
 			size_t ndims, nx_fp__corr_fn fn, void *ctx, nx_error *err);
 void nx_fp__corr_free(struct fp_corr *c);
 
+/*
+ * fingerprint_units.c: per-vector fingerprints.  Every aligned block of
+ * FP_UNITS_B elements along a teacher float tensor's rows and columns is
+ * kept under a key an affine map a v + b leaves alone (nx_fp__units_teacher,
+ * for the file added last; dims may be NULL: one row); a student tensor's
+ * blocks are looked up and verified (nx_fp__units_student, between
+ * nx_fp__units_begin and _end), and fn is called once per teacher tensor
+ * with the count of its blocks verified there (each teacher block counted
+ * once per run) and their bytes.
+ */
+#define FP_UNITS_B 64             /* elements in a block */
+#define FP_UNITS_K 4              /* the largest |v - mean| whose positions key it */
+#define FP_UNITS_MAX (1u << 19)   /* teacher blocks kept (the largest tensors') */
+#define FP_UNITS_R 0.99           /* |Pearson r| a verified block has */
+struct nx_fp__units_run {
+	struct fp_units *u;
+	uint64_t *seen;       /* a bit per teacher block verified */
+	uint32_t *count;      /* per teacher tensor, in the current student tensor */
+	uint32_t *touched;
+	size_t ntouched, captouched;
+};
+typedef int (*nx_fp__units_fn)(void *ctx, const char *student, const char *teacher, size_t file,
+			       uint32_t blocks, uint64_t bytes, nx_error *err);
+int nx_fp__units_teacher(nx_fp_set *set, const char *name, int32_t dtype, int fd,
+			 const char *path, uint64_t off, uint64_t len, const int64_t *dims,
+			 size_t ndims, nx_error *err);
+int nx_fp__units_begin(struct nx_fp__units_run *run, const nx_fp_set *set, nx_error *err);
+int nx_fp__units_student(struct nx_fp__units_run *run, const char *name, int32_t dtype, int fd,
+			 const char *path, uint64_t off, uint64_t len, const int64_t *dims,
+			 size_t ndims, nx_fp__units_fn fn, void *ctx, nx_error *err);
+void nx_fp__units_end(struct nx_fp__units_run *run);
+void nx_fp__units_free(struct fp_units *u);
+
 /* fingerprint_tensor.c */
 /* Each tensor of an ONNX model of at least min bytes, hashed (h). */
 typedef int (*tensor_fn)(void *ctx, const char *name, const struct fp_hash *h, bool transposed,
@@ -283,6 +318,8 @@ struct tensors {
 	const uint64_t *sizes;       /* student: distinct teacher tensor sizes, sorted */
 	size_t nsizes;
 	nx_fp__corr_fn corr;         /* student: approximate copies go here (ctx) */
+	struct nx_fp__units_run *units;  /* student: re-encoded vectors (fingerprint_units.c) */
+	nx_fp__units_fn units_fn;
 };
 
 /* How a tensor is read: t (inline, decoded) or bytes [off, off + len) of

@@ -351,7 +351,7 @@ int nx_fp__add_widened(struct tensors *w, const char *name, int32_t dtype, int f
 int nx_fp__add_range(nx_fp_set *set, const char *name, bool f32, int fd, uint64_t off, uint64_t len,
 		 size_t min, const char *path, nx_error *err)
 {
-	struct tensors w = { set, NULL, nx_fp__add_cb, set, min, NULL, 0, NULL };
+	struct tensors w = { set, NULL, nx_fp__add_cb, set, min, NULL, 0, NULL, NULL, NULL };
 	struct tensor_src src = { NULL, off, len, f32, 0, 0, 0, 1, 0 };
 
 	return nx_fp__one_tensor(&w, name, fd, path, &src, err);

@@ -188,7 +188,7 @@ static int storage(nx_fp_set *set, int fd, const char *path, const struct record
 	struct nx_fp__dtype key;
 	const struct nx_fp__dtype *t = NULL;
 	const char *k = strstr(r->name, "/data/") + 6;
-	struct tensors w = { set, NULL, nx_fp__add_cb, set, min, NULL, 0, NULL };
+	struct tensors w = { set, NULL, nx_fp__add_cb, set, min, NULL, 0, NULL, NULL, NULL };
 	char *name;
 	int rc = 0;
 
@@ -206,6 +206,11 @@ static int storage(nx_fp_set *set, int fd, const char *path, const struct record
 	if (!rc && r->stored)
 		rc = nx_fp__corr_teacher(set, name, t ? t->dtype : r->size % 4 ? 0 : 1, fd, path,
 					 r->data, r->size, err);
+	/* no shape here: one row (the row blocks of a tensor whose rows are
+	 * multiples of 64 long) */
+	if (!rc && r->stored)
+		rc = nx_fp__units_teacher(set, name, t ? t->dtype : r->size % 4 ? 0 : 1, fd, path,
+					  r->data, r->size, NULL, 0, err);
 	free(name);
 	return rc;
 }

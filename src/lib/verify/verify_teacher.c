@@ -224,6 +224,17 @@ int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err)
 					   "student tensor '%s' equals '%s' of teacher %s (allowed by "
 					   "allow_shared_tensors)", m[i].student_tensor,
 					   m[i].teacher_tensor, m[i].teacher_file);
+		else if (m[i].units)
+			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_TENSOR_COPIED, NX_MODEL_PATH, 0,
+					   "student tensor '%s' holds re-encoded vectors of '%s' of "
+					   "teacher %s: %u blocks of 64 elements (its rows or columns: "
+					   "hidden units' weights), r >= 0.99 up to an affine map per "
+					   "vector (permuted, sign-flipped, scaled, quantized), %llu bytes; "
+					   "%llu bytes of teacher vectors in the student in all, over the "
+					   "%u allowed", m[i].student_tensor, m[i].teacher_tensor,
+					   m[i].teacher_file, m[i].unit_blocks,
+					   (unsigned long long)m[i].bytes,
+					   (unsigned long long)m[i].small_total, NX_FP_SMALL_TOTAL_MAX);
 		else if (m[i].approx)
 			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_TENSOR_COPIED, NX_MODEL_PATH, 0,
 					   "student tensor '%s' is '%s' of teacher %s%s approximately: "

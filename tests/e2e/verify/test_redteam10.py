@@ -238,14 +238,11 @@ PAIR_FORMS = {
     "float16, one hidden unit padded (a guard)": (form_fp16_padded, 1e-2),
 }
 
-PAIR_GOT_THROUGH = {
-    "hidden units permuted, rounded", "hidden units permuted and sign-flipped, rounded",
-    "hidden units sign-flipped, rounded",
-    "A + B split", "rank-1 perturbation", "output columns scaled",
-    "one hidden unit padded, rounded", "3-D axes swapped, rounded",
-    "uint8, zero point per row", "output columns scaled by powers of two",
-    "float16, output columns scaled by powers of two",
-    "float16 rounded toward zero, one hidden unit padded"}
+# Caught since the per-vector fingerprints (fingerprint_units.c, docs/TRV.md
+# "Re-encoded vectors"): every other form keeps whole rows or columns of T1
+# and T2 up to a v + b.  These two change every vector (a sum of two, a
+# rank-1 term added): out of reach of a per-vector check ("Known limits").
+PAIR_GOT_THROUGH = {"A + B split", "rank-1 perturbation"}
 # what more than the correlation's element-for-element match each one beats
 PAIR_WHY = {
     "output columns scaled by powers of two":
@@ -362,9 +359,8 @@ def _runs_as_the_teacher(model, emb, t1, t2, tol):
 SIGNED_PAIR = {"permuted, rounded": 1e-3, "A + B split": 1e-4}
 
 
-@pytest.mark.parametrize("kind", [
-    pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=_pair_reason(k)))
-    for k in sorted(SIGNED_PAIR)])
+@pytest.mark.parametrize("kind", [_xfail(k, PAIR_GOT_THROUGH, _pair_reason)
+                                  for k in sorted(SIGNED_PAIR)])
 def test_teacher_layer_pair_reencoded_signed(nexus, release_key, tmp_path, kind):
     from test_quantize import EMBED_RT
     t1, t2 = teacher_pair()

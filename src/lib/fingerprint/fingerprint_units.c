@@ -1,0 +1,816 @@
+/*
+ * fingerprint_units.c - per-vector fingerprints: teacher vectors re-encoded
+ * one by one (docs/TRV.md "Re-encoded vectors").
+ *
+ * A network keeps its function when its hidden units are permuted, a unit's
+ * sign is flipped (odd activations), an output column is scaled and the
+ * scale undone after the MatMul, a unit is padded, axes are swapped and
+ * undone by a Transpose, or a vector is quantized with its own scale and
+ * zero point.  Every one of these keeps whole vectors of a teacher matrix
+ * (a row, a column) intact up to an affine map a v + b and rounding, while
+ * no tensor correlates with a teacher tensor element for element
+ * (fingerprint_corr.c).  So fixed-length blocks of vectors are
+ * fingerprinted instead:
+ *
+ * A block is FP_UNITS_B consecutive elements along one axis, starting at a
+ * multiple of FP_UNITS_B: along each row (the last axis) and, for tensors
+ * of two axes or more, along each column of the [dims[0], rest] view (the
+ * first axis).  Its key, the same for a v + b (a of any sign) and for
+ * rounding except near ties: the set of positions of its FP_UNITS_K
+ * largest |v - mean|, and the signs of those elements relative to the
+ * first (27 bits).  A second, 32-bit sketch (bit i: element 2i is over
+ * element 2i + 1, after the same sign) filters candidates by Hamming
+ * distance, and a candidate is verified by reading the teacher block back
+ * from its file: |Pearson r| >= FP_UNITS_R over the FP_UNITS_B elements.
+ *
+ * Teacher: each float tensor's blocks (float32, float16, bfloat16, float64),
+ * without those any model may hold: a fill, a few levels (a mask), or a
+ * block an order-2 linear recurrence predicts (ramps, geometric runs,
+ * sinusoids).  A tensor half of whose blocks along one axis are predicted
+ * that way is a table made by a formula (a sinusoidal positional table:
+ * its rows are chirps, not predicted, but come from the same formula) and
+ * is not kept at all.  At most FP_UNITS_MAX blocks are kept, the largest
+ * tensors' that fit (16 bytes each); the teacher files stay open (a dup of their
+ * descriptor, FP_UNITS_FILES at most) until the set is freed.
+ *
+ * Student: every tensor of a float or integer type (int8/uint8 codes are
+ * affine in the values they stand for), both axes.  Where the student's
+ * rounding (its type's precision, one code for integers) could reorder the
+ * elements at the top-FP_UNITS_K boundary, every key the tie could give is
+ * looked up (FP_UNITS_PROBES at most; a block with more is skipped).  The
+ * cost is one read of the student per axis and a constant per block.
+ */
+#include "fingerprint_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/strset_int.h"
+
+#define FP_UNITS_SKETCH_MAX 8       /* sketch bits (of 32) a candidate may differ in */
+#define FP_UNITS_FILES 64           /* teacher files kept open */
+#define FP_UNITS_PROBES 16          /* keys looked up for one student block */
+#define FP_UNITS_LEVELS 16          /* a teacher block of fewer values is not kept */
+#define FP_UNITS_PREDICTED 1e-2     /* residual / variance of a predicted block */
+#define UNITS_WINDOW (1u << 20)     /* bytes of rows one pread reads */
+#define UNITS_COLS_WINDOW (4u << 20)   /* bytes of 64 rows read at once (else slabs) */
+#define UNITS_TOP 8                 /* the largest |v - mean| looked at for ties */
+#define UNITS_BUCKET_BITS 20
+#define FP_UNITS_FULL (1u << 22)    /* student elements read whole; over: a quarter */
+#define UNITS_STOP 1                /* a block_fn's: no more blocks wanted */
+
+struct unit_entry {
+	uint32_t key, sketch, tensor, block;
+};
+
+struct unit_tensor {
+	char *name;
+	size_t file;        /* index into the set's files */
+	int fdi;            /* index into fds */
+	uint64_t off, n, rows, cols, first, rest;   /* see struct view */
+	uint64_t rowblocks;
+	int32_t dtype;
+	unsigned width;
+	uint32_t nblocks;
+	uint32_t budget;    /* units_trim's count */
+};
+
+struct fp_units {
+	struct unit_tensor *t;
+	size_t nt, capt;
+	struct unit_entry *e;
+	size_t n, cap;
+	int fds[FP_UNITS_FILES];
+	char *paths[FP_UNITS_FILES];
+	size_t nfds;
+	uint32_t *head;     /* per bucket (the key's top bits): its first entry + 1 */
+	uint32_t *next;     /* per entry: the next of its bucket + 1 (0: none) */
+};
+
+/* A tensor of n elements as rows [rows, cols] (blocks along the last axis)
+ * and columns of [first, rest] (blocks along the first axis; first 0: none). */
+struct view {
+	uint64_t n, rows, cols, first, rest, rowblocks, colblocks;
+};
+
+static unsigned units_width(int32_t dtype)
+{
+	switch (dtype) {
+	case 2: case 3: return 1;
+	case 4: case 5: case 10: case 16: return 2;
+	case 1: return 4;
+	case 11: return 8;
+	default: return 0;
+	}
+}
+
+static bool units_float(int32_t dtype)
+{
+	return dtype == 1 || dtype == 10 || dtype == 16 || dtype == 11;
+}
+
+static void units_decode(double *out, const unsigned char *p, size_t n, size_t stride,
+			 int32_t dtype)
+{
+	size_t i;
+	uint16_t h;
+	uint32_t u;
+	float f;
+
+	if (dtype == 1) {   /* the common case, without the switch */
+		for (i = 0; i < n; i++, p += stride) {
+			memcpy(&f, p, 4);
+			out[i] = f;
+		}
+		return;
+	}
+	for (i = 0; i < n; i++, p += stride)
+		switch (dtype) {
+		case 2: out[i] = p[0]; break;
+		case 3: out[i] = (int8_t)p[0]; break;
+		case 4: memcpy(&h, p, 2); out[i] = h; break;
+		case 5: memcpy(&h, p, 2); out[i] = (int16_t)h; break;
+		case 10: memcpy(&h, p, 2); u = nx_fp__f16_to_f32(h); memcpy(&f, &u, 4); out[i] = f; break;
+		case 16: memcpy(&h, p, 2); u = (uint32_t)h << 16; memcpy(&f, &u, 4); out[i] = f; break;
+		case 1: memcpy(&f, p, 4); out[i] = f; break;
+		default: memcpy(&out[i], p, 8); break;
+		}
+}
+
+static void view_of(struct view *v, uint64_t n, const int64_t *dims, size_t ndims)
+{
+	uint64_t prod = 1;
+	size_t i;
+
+	memset(v, 0, sizeof(*v));
+	v->n = n;
+	for (i = 0; i < ndims; i++)
+		prod = dims[i] > 0 ? prod * (uint64_t)dims[i] : 0;
+	if (!ndims || prod != n || dims[ndims - 1] <= 0) {
+		v->rows = 1;
+		v->cols = n;
+	} else {
+		v->cols = (uint64_t)dims[ndims - 1];
+		v->rows = n / v->cols;
+		if (ndims >= 2 && dims[0] >= FP_UNITS_B) {
+			v->first = (uint64_t)dims[0];
+			v->rest = n / v->first;
+		}
+	}
+	v->rowblocks = v->rows * (v->cols / FP_UNITS_B);
+	v->colblocks = v->first ? v->rest * (v->first / FP_UNITS_B) : 0;
+}
+
+/* A block's centred values and its largest |c| (ord[], a[], descending). */
+struct block {
+	double c[FP_UNITS_B];
+	int ord[UNITS_TOP];
+	double a[UNITS_TOP];
+	uint32_t up;        /* bit i: c[2i] > c[2i + 1] */
+	uint32_t down;      /* bit i: c[2i] < c[2i + 1] */
+	double var;
+};
+
+static void block_of(struct block *b, const double *v)
+{
+	double mean = 0;
+	int i, j;
+
+	for (i = 0; i < FP_UNITS_B; i++)
+		mean += v[i];
+	mean /= FP_UNITS_B;
+	b->var = 0;
+	b->up = b->down = 0;
+	for (j = 0; j < UNITS_TOP; j++) {
+		b->a[j] = -1;
+		b->ord[j] = 0;
+	}
+	for (i = 0; i < FP_UNITS_B; i++) {
+		double c = v[i] - mean, a = fabs(c);
+
+		b->c[i] = c;
+		b->var += c * c;
+		if (a > b->a[UNITS_TOP - 1]) {
+			for (j = UNITS_TOP - 1; j > 0 && b->a[j - 1] < a; j--) {
+				b->a[j] = b->a[j - 1];
+				b->ord[j] = b->ord[j - 1];
+			}
+			b->a[j] = a;
+			b->ord[j] = i;
+		}
+	}
+	for (i = 0; i < FP_UNITS_B / 2; i++) {
+		double x = b->c[2 * i], y = b->c[2 * i + 1];
+
+		b->up |= (uint32_t)(x > y) << i;
+		b->down |= (uint32_t)(x < y) << i;
+	}
+}
+
+/* The key of the block's elements pos[0 .. K) and its sketch. */
+static uint32_t key_of(const struct block *b, const int *sel, uint32_t *sketch)
+{
+	int p[FP_UNITS_K], i;
+	uint32_t key = 0;
+	bool neg;
+
+	/* insertion sort: four positions */
+	for (i = 0; i < FP_UNITS_K; i++) {
+		int j, x = sel[i];
+
+		for (j = i; j > 0 && p[j - 1] > x; j--)
+			p[j] = p[j - 1];
+		p[j] = x;
+	}
+	neg = b->c[p[0]] < 0;
+	for (i = 0; i < FP_UNITS_K; i++)
+		key |= (uint32_t)p[i] << (6 * i);
+	for (i = 1; i < FP_UNITS_K; i++)
+		key |= (uint32_t)((b->c[p[i]] < 0) != neg) << (6 * FP_UNITS_K + i - 1);
+	*sketch = neg ? b->down : b->up;
+	return key;
+}
+
+/* A block any model may hold: constant, a few levels, or predicted by an
+ * order-2 linear recurrence x[i+1] = p x[i] + q x[i-1] + r (a ramp, a
+ * geometric run, a sinusoid) to within FP_UNITS_PREDICTED of its variance. */
+static bool formulaic(const struct block *b, bool *predicted)
+{
+	double m[3][4] = { { 0 } }, det, coef[3], res = 0, tot = 0, my = 0;
+	int i, j, k, distinct;
+
+	*predicted = false;
+	if (!(b->var > 0) || !isfinite(b->var))
+		return true;
+	/* distinct values: an open-addressed set of their bits (128 slots) */
+	{
+		uint64_t slot[2 * FP_UNITS_B];
+		bool used[2 * FP_UNITS_B] = { false };
+
+		distinct = 0;
+		for (i = 0; i < FP_UNITS_B; i++) {
+			uint64_t x;
+
+			memcpy(&x, &b->c[i], 8);
+			for (j = (int)((x * 0x9e3779b97f4a7c15ull) >> 57); used[j] && slot[j] != x;
+			     j = (j + 1) % (2 * FP_UNITS_B))
+				;
+			if (!used[j]) {
+				used[j] = true;
+				slot[j] = x;
+				distinct++;
+			}
+		}
+		if (distinct < FP_UNITS_LEVELS)
+			return true;
+	}
+	/* least squares over the normal equations (3 x 3, Cramer's rule) */
+	for (i = 1; i + 1 < FP_UNITS_B; i++) {
+		double x[3] = { b->c[i], b->c[i - 1], 1 }, y = b->c[i + 1];
+
+		for (j = 0; j < 3; j++) {
+			for (k = 0; k < 3; k++)
+				m[j][k] += x[j] * x[k];
+			m[j][3] += x[j] * y;
+		}
+		my += y;
+	}
+	my /= FP_UNITS_B - 2;
+	det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) -
+	      m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) +
+	      m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
+	if (fabs(det) < 1e-300)
+		return *predicted = true;
+	for (k = 0; k < 3; k++) {
+		double a[3][3];
+
+		for (i = 0; i < 3; i++)
+			for (j = 0; j < 3; j++)
+				a[i][j] = j == k ? m[i][3] : m[i][j];
+		coef[k] = (a[0][0] * (a[1][1] * a[2][2] - a[1][2] * a[2][1]) -
+			   a[0][1] * (a[1][0] * a[2][2] - a[1][2] * a[2][0]) +
+			   a[0][2] * (a[1][0] * a[2][1] - a[1][1] * a[2][0])) / det;
+	}
+	for (i = 1; i + 1 < FP_UNITS_B; i++) {
+		double e = b->c[i + 1] - coef[0] * b->c[i] - coef[1] * b->c[i - 1] - coef[2];
+
+		res += e * e;
+		tot += (b->c[i + 1] - my) * (b->c[i + 1] - my);
+	}
+	return *predicted = res <= FP_UNITS_PREDICTED * tot;
+}
+
+typedef int (*block_fn)(void *ctx, const double *v, uint32_t id, nx_error *err);
+
+static int units_read(int fd, const char *path, unsigned char *buf, size_t len, uint64_t off,
+		      nx_error *err)
+{
+	ssize_t got = nx_pread_full(fd, buf, len, off);
+
+	if (got != (ssize_t)len)
+		return nx_error_errno(err, NX_EIO, got < 0 ? errno : EIO, path, "cannot read %s",
+				      path);
+	return 0;
+}
+
+/* fn for every block of the tensor of type dtype at off of fd (view vw):
+ * the row blocks (ids 0 .. rowblocks), then the column blocks. */
+/* Read this group of 64 rows (or window of rows)?  All of them, or a
+ * quarter chosen under the run's key (sample: the tensor's name). */
+static bool units_pick(const char *sample, int axis, uint64_t group)
+{
+	uint64_t at[2] = { (uint64_t)axis, group };
+
+	return !sample || (nx_keyhash(sample, strlen(sample), at, sizeof(at)) & 3) == 0;
+}
+
+static int each_block(int fd, const char *path, uint64_t off, int32_t dtype,
+		      const struct view *vw, const char *sample, block_fn fn, void *ctx,
+		      nx_error *err)
+{
+	unsigned width = units_width(dtype);
+	uint64_t per = vw->cols / FP_UNITS_B, r, k, g;
+	unsigned char *buf = NULL;
+	double v[FP_UNITS_B];
+	uint32_t id = 0;
+	int rc = 0;
+
+	if (!(buf = malloc(UNITS_COLS_WINDOW)))
+		return nx_error_oom(err, NULL);
+	/* rows: whole rows a window at a time, or a long row in pieces */
+	if (per) {
+		uint64_t rowbytes = vw->cols * width;
+		uint64_t nr = rowbytes <= UNITS_WINDOW ? UNITS_WINDOW / rowbytes : 0;
+
+		if (sample && nr > FP_UNITS_B)
+			nr = FP_UNITS_B;
+		for (r = 0; r < vw->rows && !rc;) {
+			if (!units_pick(sample, 0, nr ? r / nr : r)) {
+				r += nr ? nr : 1;
+				continue;
+			}
+			if (nr) {
+				uint64_t m = vw->rows - r < nr ? vw->rows - r : nr, i;
+
+				if ((rc = units_read(fd, path, buf, m * rowbytes,
+						     off + r * rowbytes, err)) != 0)
+					break;
+				for (i = 0; i < m && !rc; i++)
+					for (k = 0; k < per && !rc; k++) {
+						units_decode(v, buf + i * rowbytes + k * FP_UNITS_B * width,
+							     FP_UNITS_B, width, dtype);
+						rc = fn(ctx, v, id++, err);
+					}
+				r += m;
+				continue;
+			}
+			for (k = 0; k < per && !rc; k++) {
+				if ((rc = units_read(fd, path, buf, FP_UNITS_B * width,
+						     off + r * rowbytes + k * FP_UNITS_B * width,
+						     err)) != 0)
+					break;
+				units_decode(v, buf, FP_UNITS_B, width, dtype);
+				rc = fn(ctx, v, id++, err);
+			}
+			r++;
+		}
+	}
+	/* columns of [first, rest]: 64 rows at a time (one read when they fit,
+	 * else slabs of columns); ids are column-major (c x blocks + g) */
+	for (g = 0; vw->colblocks && g < vw->first / FP_UNITS_B && !rc; g++) {
+		uint64_t slab = (UNITS_COLS_WINDOW / FP_UNITS_B) / width, c0, c, i;
+		uint64_t base = off + g * FP_UNITS_B * vw->rest * width;
+
+		if (slab > vw->rest)
+			slab = vw->rest;
+		if (!units_pick(sample, 1, g))
+			continue;
+		for (c0 = 0; c0 < vw->rest && !rc; c0 += slab) {
+			uint64_t s = vw->rest - c0 < slab ? vw->rest - c0 : slab;
+
+			if (s == vw->rest)
+				rc = units_read(fd, path, buf, FP_UNITS_B * s * width, base, err);
+			for (i = 0; s != vw->rest && i < FP_UNITS_B && !rc; i++)
+				rc = units_read(fd, path, buf + i * s * width, s * width,
+						base + (i * vw->rest + c0) * width, err);
+			for (c = 0; c < s && !rc; c++) {
+				units_decode(v, buf + c * width, FP_UNITS_B, s * width, dtype);
+				rc = fn(ctx, v, (uint32_t)(vw->rowblocks +
+							  (c0 + c) * (vw->first / FP_UNITS_B) + g),
+					err);
+			}
+		}
+	}
+	free(buf);
+	return rc == UNITS_STOP ? 0 : rc;
+}
+
+/* Teacher: the blocks of one tensor, kept only when it is not a table. */
+struct collect {
+	struct fp_units *u;
+	uint32_t tensor;
+	size_t start;
+	uint64_t predicted[2], seen[2];
+	uint64_t rowblocks;
+};
+
+static int collect_fn(void *ctx, const double *v, uint32_t id, nx_error *err)
+{
+	struct collect *c = ctx;
+	struct fp_units *u = c->u;
+	int axis = id >= c->rowblocks;
+	struct block b;
+	bool predicted;
+
+	if (u->n == u->cap && u->cap >= FP_UNITS_MAX + FP_UNITS_MAX / 4)
+		return UNITS_STOP;
+	block_of(&b, v);
+	c->seen[axis]++;
+	if (formulaic(&b, &predicted)) {
+		c->predicted[axis] += predicted;
+		return 0;
+	}
+	/* full (trimmed after each tensor): the rest of this one is not kept */
+	if (u->n == u->cap && u->cap >= FP_UNITS_MAX + FP_UNITS_MAX / 4)
+		return UNITS_STOP;
+	if (u->n == u->cap) {
+		size_t cap = u->cap ? 2 * u->cap : 4096;
+		struct unit_entry *e;
+
+		if (cap > FP_UNITS_MAX + FP_UNITS_MAX / 4)
+			cap = FP_UNITS_MAX + FP_UNITS_MAX / 4;
+		if (!(e = realloc(u->e, cap * sizeof(*e))))
+			return nx_error_oom(err, NULL);
+		u->e = e;
+		u->cap = cap;
+	}
+	u->e[u->n].key = key_of(&b, b.ord, &u->e[u->n].sketch);
+	u->e[u->n].tensor = c->tensor;
+	u->e[u->n].block = id;
+	u->n++;
+	return 0;
+}
+
+static int cmp_blocks_desc(const void *a, const void *b)
+{
+	const struct unit_tensor *x = *(const struct unit_tensor *const *)a;
+	const struct unit_tensor *y = *(const struct unit_tensor *const *)b;
+
+	return x->nblocks > y->nblocks ? -1 : x->nblocks < y->nblocks;
+}
+
+/* Keep the largest tensors' blocks, FP_UNITS_MAX at most. */
+static int units_trim(struct fp_units *u, nx_error *err)
+{
+	struct unit_tensor **by = malloc(u->nt * sizeof(*by));
+	size_t i, j, kept = 0;
+
+	if (!by)
+		return nx_error_oom(err, NULL);
+	for (i = 0; i < u->nt; i++)
+		by[i] = &u->t[i];
+	qsort(by, u->nt, sizeof(*by), cmp_blocks_desc);
+	/* each tensor's first blocks while they fit (budget, in nblocks) */
+	for (i = 0; i < u->nt; i++) {
+		uint32_t take = kept + by[i]->nblocks > FP_UNITS_MAX
+					? (uint32_t)(FP_UNITS_MAX - kept) : by[i]->nblocks;
+
+		by[i]->nblocks = take;
+		kept += take;
+	}
+	free(by);
+	for (i = 0; i < u->nt; i++)
+		u->t[i].budget = u->t[i].nblocks;
+	for (i = j = 0; i < u->n; i++)
+		if (u->t[u->e[i].tensor].budget) {
+			u->t[u->e[i].tensor].budget--;
+			u->e[j++] = u->e[i];
+		}
+	u->n = j;
+	return 0;
+}
+
+/* The index of a dup of fd for path (kept open), or -1 when FP_UNITS_FILES
+ * are open already. */
+static int units_fd(struct fp_units *u, int fd, const char *path, nx_error *err, int *out)
+{
+	size_t i;
+
+	*out = -1;
+	for (i = 0; i < u->nfds; i++)
+		if (!strcmp(u->paths[i], path)) {
+			*out = (int)i;
+			return 0;
+		}
+	if (u->nfds == FP_UNITS_FILES)
+		return 0;
+	if (!(u->paths[u->nfds] = strdup(path)))
+		return nx_error_oom(err, NULL);
+	if ((u->fds[u->nfds] = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+		free(u->paths[u->nfds]);
+		return nx_error_errno(err, NX_EIO, errno, path, "cannot keep %s open", path);
+	}
+	*out = (int)u->nfds++;
+	return 0;
+}
+
+int nx_fp__units_teacher(nx_fp_set *set, const char *name, int32_t dtype, int fd,
+			 const char *path, uint64_t off, uint64_t len, const int64_t *dims,
+			 size_t ndims, nx_error *err)
+{
+	unsigned width = units_width(dtype);
+	struct fp_units *u = set->units;
+	struct collect c;
+	struct unit_tensor *t;
+	struct view vw;
+	int rc, fdi;
+	int a;
+
+	if (!units_float(dtype) || len % width || len / width < FP_UNITS_B)
+		return 0;
+	view_of(&vw, len / width, dims, ndims);
+	if (!vw.rowblocks && !vw.colblocks)
+		return 0;
+	if (vw.rowblocks + vw.colblocks > UINT32_MAX)
+		return 0;
+	if (!u && !(u = set->units = calloc(1, sizeof(*u))))
+		return nx_error_oom(err, NULL);
+	if ((rc = units_fd(u, fd, path, err, &fdi)) != 0 || fdi < 0)
+		return rc;
+	if (NX_ARRAY_PUSH(u->t, u->capt, u->nt))
+		return nx_error_oom(err, NULL);
+	t = &u->t[u->nt];
+	memset(t, 0, sizeof(*t));
+	memset(&c, 0, sizeof(c));
+	c.u = u;
+	c.tensor = (uint32_t)u->nt;
+	c.start = u->n;
+	c.rowblocks = vw.rowblocks;
+	if ((rc = each_block(fd, path, off, dtype, &vw, NULL, collect_fn, &c, err)) != 0) {
+		u->n = c.start;
+		return rc;
+	}
+	/* a table a formula wrote (sinusoidal positions): none of it */
+	for (a = 0; a < 2; a++)
+		if (c.seen[a] && c.predicted[a] * 2 >= c.seen[a])
+			u->n = c.start;
+	if (u->n == c.start)
+		return 0;
+	if (!(t->name = strdup(name))) {
+		u->n = c.start;
+		return nx_error_oom(err, NULL);
+	}
+	t->file = set->nfiles - 1;
+	t->fdi = fdi;
+	t->off = off;
+	t->n = vw.n;
+	t->rows = vw.rows;
+	t->cols = vw.cols;
+	t->first = vw.first;
+	t->rest = vw.rest;
+	t->rowblocks = vw.rowblocks;
+	t->dtype = dtype;
+	t->width = width;
+	t->nblocks = (uint32_t)(u->n - c.start);
+	u->nt++;
+	if (u->n > FP_UNITS_MAX)
+		return units_trim(u, err);
+	return 0;
+}
+
+void nx_fp__units_free(struct fp_units *u)
+{
+	size_t i;
+
+	if (!u)
+		return;
+	for (i = 0; i < u->nt; i++)
+		free(u->t[i].name);
+	for (i = 0; i < u->nfds; i++) {
+		close(u->fds[i]);
+		free(u->paths[i]);
+	}
+	free(u->t);
+	free(u->e);
+	free(u->head);
+	free(u->next);
+	free(u);
+}
+
+static uint32_t bucket_of(uint32_t key)
+{
+	return key >> (6 * FP_UNITS_K + FP_UNITS_K - 1 - UNITS_BUCKET_BITS);
+}
+
+/* Chain the entries by bucket (no copy, no sort: linear). */
+static int units_index(struct fp_units *u, nx_error *err)
+{
+	size_t i;
+
+	if (u->n > FP_UNITS_MAX && units_trim(u, err) != 0)
+		return NX_ENOMEM;
+	if (!(u->head = calloc((size_t)1 << UNITS_BUCKET_BITS, sizeof(*u->head))) ||
+	    !(u->next = malloc(u->n * sizeof(*u->next)))) {
+		free(u->head);
+		u->head = NULL;
+		return nx_error_oom(err, NULL);
+	}
+	for (i = u->n; i-- > 0;) {
+		uint32_t b = bucket_of(u->e[i].key);
+
+		u->next[i] = u->head[b];
+		u->head[b] = (uint32_t)i + 1;
+	}
+	return 0;
+}
+
+int nx_fp__units_begin(struct nx_fp__units_run *run, const nx_fp_set *set, nx_error *err)
+{
+	struct fp_units *u = set->units;
+
+	memset(run, 0, sizeof(*run));
+	if (!u || !u->n)
+		return 0;
+	if (!u->head && units_index(u, err) != 0)
+		return NX_ENOMEM;
+	run->u = u;
+	if (!(run->seen = calloc(u->n / 64 + 1, sizeof(*run->seen))) ||
+	    !(run->count = calloc(u->nt, sizeof(*run->count))))
+		return nx_error_oom(err, NULL);
+	return 0;
+}
+
+void nx_fp__units_end(struct nx_fp__units_run *run)
+{
+	free(run->seen);
+	free(run->count);
+	free(run->touched);
+	memset(run, 0, sizeof(*run));
+}
+
+/* Pearson r of x and y (0 when either is constant). */
+static double units_pearson(const double *x, const double *y)
+{
+	double mx = 0, my = 0, sxx = 0, syy = 0, sxy = 0;
+	int i;
+
+	for (i = 0; i < FP_UNITS_B; i++) {
+		mx += x[i];
+		my += y[i];
+	}
+	mx /= FP_UNITS_B;
+	my /= FP_UNITS_B;
+	for (i = 0; i < FP_UNITS_B; i++) {
+		sxx += (x[i] - mx) * (x[i] - mx);
+		syy += (y[i] - my) * (y[i] - my);
+		sxy += (x[i] - mx) * (y[i] - my);
+	}
+	return sxx > 0 && syy > 0 ? sxy / sqrt(sxx * syy) : 0;
+}
+
+/* The teacher block of entry e, read back from its file. */
+static int teacher_block(const struct fp_units *u, const struct unit_entry *e, double *v,
+			 nx_error *err)
+{
+	const struct unit_tensor *t = &u->t[e->tensor];
+	unsigned char raw[FP_UNITS_B * 8];
+	uint64_t at, stride;
+	int i, rc;
+
+	if (e->block < t->rowblocks) {
+		uint64_t per = t->cols / FP_UNITS_B;
+
+		at = e->block / per * t->cols + e->block % per * FP_UNITS_B;
+		stride = 1;
+	} else {
+		uint64_t b = e->block - t->rowblocks, per = t->first / FP_UNITS_B;
+
+		at = b % per * FP_UNITS_B * t->rest + b / per;
+		stride = t->rest;
+	}
+	if (stride == 1)
+		rc = units_read(u->fds[t->fdi], u->paths[t->fdi], raw, FP_UNITS_B * t->width,
+				t->off + at * t->width, err);
+	else
+		for (i = 0, rc = 0; i < FP_UNITS_B && !rc; i++)
+			rc = units_read(u->fds[t->fdi], u->paths[t->fdi], raw + i * t->width,
+					t->width, t->off + (at + i * stride) * t->width, err);
+	if (!rc)
+		units_decode(v, raw, FP_UNITS_B, t->width, t->dtype);
+	return rc;
+}
+
+struct probe {
+	struct nx_fp__units_run *run;
+	double tol;    /* how far the student's rounding may move a |c| */
+	const double *v;
+};
+
+/* Look the key of the block's elements sel up and verify each candidate. */
+static int probe_key(struct probe *p, const struct block *b, const int *sel, nx_error *err)
+{
+	struct nx_fp__units_run *run = p->run;
+	const struct fp_units *u = run->u;
+	uint32_t sketch, key = key_of(b, sel, &sketch), i;
+	double tv[FP_UNITS_B];
+	int rc;
+
+	for (i = u->head[bucket_of(key)]; i; i = u->next[i - 1]) {
+		const struct unit_entry *e = &u->e[i - 1];
+
+		if (e->key != key || run->seen[(i - 1) / 64] >> ((i - 1) % 64) & 1 ||
+		    __builtin_popcount(e->sketch ^ sketch) > FP_UNITS_SKETCH_MAX)
+			continue;
+		if ((rc = teacher_block(u, e, tv, err)) != 0)
+			return rc;
+		if (fabs(units_pearson(p->v, tv)) < FP_UNITS_R)
+			continue;
+		run->seen[(i - 1) / 64] |= 1ull << ((i - 1) % 64);
+		if (!run->count[e->tensor]++) {
+			if (NX_ARRAY_PUSH(run->touched, run->captouched, run->ntouched))
+				return nx_error_oom(err, NULL);
+			run->touched[run->ntouched++] = e->tensor;
+		}
+	}
+	return 0;
+}
+
+static int probe_fn(void *ctx, const double *v, uint32_t id, nx_error *err)
+{
+	struct probe *p = ctx;
+	struct block b;
+	int sure[FP_UNITS_K], maybe[UNITS_TOP], sel[FP_UNITS_K];
+	int nsure = 0, nmaybe = 0, need, i, nprobe = 0;
+	uint32_t mask;
+	double tol;
+
+	(void)id;
+	block_of(&b, v);
+	if (!(b.var > 0) || !isfinite(b.var) || b.a[FP_UNITS_K] < 0)
+		return 0;
+	tol = p->tol < 0 ? -p->tol * b.a[0] : p->tol;
+	/* sure: over every element outside the top K by more than the
+	 * rounding; maybe: within it of the K-th */
+	for (i = 0; i < UNITS_TOP; i++) {
+		if (i < FP_UNITS_K && b.a[i] > b.a[FP_UNITS_K] + tol)
+			sure[nsure++] = b.ord[i];
+		else if (b.a[i] >= b.a[FP_UNITS_K - 1] - tol)
+			maybe[nmaybe++] = b.ord[i];
+	}
+	need = FP_UNITS_K - nsure;
+	p->v = v;
+	/* every need-subset of maybe (FP_UNITS_PROBES at most) */
+	for (mask = 0; mask < 1u << nmaybe; mask++) {
+		int k = 0, rc;
+
+		if (__builtin_popcount(mask) != need)
+			continue;
+		if (++nprobe > FP_UNITS_PROBES)
+			return 0;
+		memcpy(sel, sure, nsure * sizeof(int));
+		for (i = 0; i < nmaybe; i++)
+			if (mask >> i & 1)
+				sel[nsure + k++] = maybe[i];
+		if ((rc = probe_key(p, &b, sel, err)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+int nx_fp__units_student(struct nx_fp__units_run *run, const char *name, int32_t dtype, int fd,
+			 const char *path, uint64_t off, uint64_t len, const int64_t *dims,
+			 size_t ndims, nx_fp__units_fn fn, void *ctx, nx_error *err)
+{
+	unsigned width = units_width(dtype);
+	struct probe p = { run, 0, NULL };
+	struct view vw;
+	size_t i;
+	int rc;
+
+	if (!run->u || !width || len % width || len / width < FP_UNITS_B)
+		return 0;
+	view_of(&vw, len / width, dims, ndims);
+	if (!vw.rowblocks && !vw.colblocks)
+		return 0;
+	/* the rounding the student's type does: relative to the block's
+	 * largest |c| (negative) for floats, one code for integers */
+	p.tol = dtype == 10 ? -0x1p-9 : dtype == 16 ? -0x1p-6 : units_float(dtype) ? -0x1p-14
+									     : 1.25;
+	rc = each_block(fd, path, off, dtype, &vw, vw.n > FP_UNITS_FULL ? name : NULL, probe_fn,
+			&p, err);
+	for (i = 0; i < run->ntouched; i++) {
+		const struct unit_tensor *t = &run->u->t[run->touched[i]];
+		uint32_t n = run->count[run->touched[i]];
+
+		run->count[run->touched[i]] = 0;
+		if (!rc)
+			rc = fn(ctx, name, t->name, t->file, n,
+				(uint64_t)n * FP_UNITS_B * t->width, err);
+	}
+	run->ntouched = 0;
+	return rc;
+}

@@ -1,0 +1,157 @@
+"""The weights check (TRV-3): teacher vectors re-encoded one by one - the
+per-vector fingerprints (docs/TRV.md, "Re-encoded vectors";
+src/lib/fingerprint/fingerprint_units.c).  A teacher layer kept as a
+network of the same function (hidden units permuted or sign-flipped,
+output columns scaled, a unit padded, axes swapped, each vector quantized
+with its own scale and zero point) keeps whole rows and columns of the
+teacher up to a v + b; each aligned block of 64 of them is found.  Red
+team 10's forms are in test_redteam10.py; these guard each kind of map,
+each teacher format, the 16 KiB bound, and honest students."""
+import numpy as np
+import pytest
+
+from verify_helpers import codes, verify
+from .test_teacher_small import onnx_teacher, put_student, safetensors_teacher
+
+D, H = 64, 256
+T1, T2 = "encoder.layer.3.intermediate.dense", "encoder.layer.3.output.dense"
+
+
+def _pair(seed=11):
+    rng = np.random.default_rng(seed)
+    return ((rng.standard_normal((D, H)) / 8).astype(np.float32),
+            (rng.standard_normal((H, D)) / 8).astype(np.float32))
+
+
+def _round16(t):
+    return (t.view(np.uint32) & np.uint32(0xFFFFFF80)).view(np.float32)
+
+
+def _permuted_signed(t1, t2):
+    rng = np.random.default_rng(5)
+    p, sg = rng.permutation(H), np.where(rng.random(H) < 0.5, -1, 1).astype(np.float32)
+    return {"w1": _round16((t1 * sg)[:, p]), "w2": _round16((t2 * sg[:, None])[p])}
+
+
+def _scaled(t1, t2):
+    rng = np.random.default_rng(6)
+    c1 = (10.0 ** rng.uniform(-2, 2, H) * np.where(rng.random(H) < 0.5, -1, 1)).astype(np.float32)
+    c2 = (10.0 ** rng.uniform(-2, 2, D)).astype(np.float32)
+    return {"w1": t1 * c1, "c1": c1, "w2": t2 * c2, "c2": c2}
+
+
+def _uint8_per_vector(t1, t2):
+    """uint8 codes, a scale and zero point per teacher column (30 levels)"""
+    out = {}
+    for name, t in (("q1", t1.T), ("q2", t2.T)):
+        lo, hi = t.min(1, keepdims=True), t.max(1, keepdims=True)
+        s = (hi - lo) / 30
+        out[name] = np.clip(np.round((t - lo) / s) + 40, 0, 255).astype(np.uint8)
+    return out
+
+
+def _axes_swapped_f16(t1, t2):
+    return {"w1": t1.reshape(D, 4, 64).transpose(1, 0, 2).astype(np.float16),
+            "w2": t2.reshape(4, 64, 64).transpose(1, 0, 2).copy()}
+
+
+def _toward_zero_f16(t1, t2):
+    """float16 rounded toward zero, one hidden unit padded"""
+    def tz(t):
+        h = t.astype(np.float16)
+        return np.where(np.abs(h.astype(np.float32)) > np.abs(t), np.nextafter(h, np.float16(0)),
+                        h).astype(np.float16)
+    pad = np.random.default_rng(7).standard_normal((D, 1)).astype(np.float32)
+    return {"w1": tz(np.concatenate([t1, pad], 1)),
+            "w2": tz(np.concatenate([t2, np.zeros((1, D), np.float32)], 0))}
+
+
+FORMS = {"permuted, sign-flipped, rounded": _permuted_signed,
+         "output columns scaled (any sign)": _scaled,
+         "uint8, a zero point per vector": _uint8_per_vector,
+         "3-D axes swapped, float16": _axes_swapped_f16,
+         "float16 toward zero, padded": _toward_zero_f16}
+
+
+def _units_msg(rep):
+    return [f["message"] for f in rep["findings"]
+            if f["code"] == "teacher-tensor-copied" and "re-encoded vectors" in f["message"]]
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_reencoded_vectors_fail(nexus, bundle, tmp_path, form):
+    t1, t2 = _pair()
+    teacher = onnx_teacher(tmp_path / "t.onnx", {T1: t1, T2: t2})
+    put_student(bundle, FORMS[form](t1, t2))
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    assert rc == 1 and _units_msg(rep), rep["findings"]
+    assert "blocks of 64 elements" in _units_msg(rep)[0]
+
+
+def test_reencoded_rows_of_a_safetensors_teacher(nexus, bundle, tmp_path):
+    """the shape from the safetensors header: the rows of a [256, 64] matrix"""
+    t1, t2 = _pair(12)
+    teacher = safetensors_teacher(tmp_path / "t.safetensors", {T2: t2})
+    rng = np.random.default_rng(8)
+    put_student(bundle, {"w2": (t2[rng.permutation(H)] * np.float32(-0.3) + np.float32(2))
+                         .astype(np.float16)})
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    assert rc == 1 and _units_msg(rep), rep["findings"]
+
+
+@pytest.mark.parametrize("units,caught", [(48, False), (80, True)])
+def test_the_small_copy_bound(nexus, bundle, tmp_path, units, caught):
+    """64 elements of float32 a block: 48 teacher columns are 12 KiB (under
+    the 16 KiB any student may share), 80 are 20 KiB"""
+    t1, _ = _pair()
+    teacher = onnx_teacher(tmp_path / "t.onnx", {T1: t1})
+    rng = np.random.default_rng(9)
+    mine = (rng.standard_normal((D, H)) / 8).astype(np.float32)
+    mine[:, :units] = _round16(t1[:, rng.permutation(H)[:units]] * np.float32(-2))
+    put_student(bundle, {"w1": mine})
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    assert bool(_units_msg(rep)) == caught, rep["findings"]
+
+
+def _sinusoidal(n, d):
+    pos = np.arange(n)[:, None]
+    w = 1.0 / 10000 ** (np.arange(0, d, 2) / d)
+    t = np.zeros((n, d), np.float32)
+    t[:, 0::2], t[:, 1::2] = np.sin(pos * w), np.cos(pos * w)
+    return t
+
+
+def _halves(t):
+    return np.concatenate([t[:, 0::2], t[:, 1::2]], 1)
+
+
+def _fine_tuned(t):
+    return t + (np.random.default_rng(4).standard_normal(t.shape) / 1000).astype(np.float32)
+
+
+@pytest.mark.parametrize("student", ["random float32", "random int8", "trained apart",
+                                     "a longer sinusoidal table, fine-tuned",
+                                     "a longer sinusoidal table in halves, fine-tuned"])
+def test_honest_students_pass(nexus, bundle, tmp_path, student):
+    """No false alarm: tensors of the teacher's shapes not derived from it,
+    the teacher's pair fitted apart (another seed), and a sinusoidal
+    positional table of the teacher's formula (interleaved, or sines then
+    cosines), longer and fine-tuned: a formula any model may hold, whose
+    columns an order-2 recurrence predicts (the table is not kept)."""
+    t1, t2 = _pair()
+    teacher = onnx_teacher(tmp_path / "t.onnx", {
+        T1: t1, T2: t2, "embeddings.position": _sinusoidal(128, 128),
+        "embeddings.position2": _halves(_sinusoidal(128, 128))})
+    rng = np.random.default_rng(10)
+    o1, o2 = _pair(99)
+    put_student(bundle, {
+        "random float32": {"w1": (rng.standard_normal((D, H)) / 8).astype(np.float32)},
+        "random int8": {"q1": rng.integers(-127, 128, (H, D)).astype(np.int8),
+                        "q2": rng.integers(0, 255, (D, H)).astype(np.uint8)},
+        "trained apart": {"w1": o1, "w2": o2.astype(np.float16)},
+        "a longer sinusoidal table, fine-tuned": {"pos": _fine_tuned(_sinusoidal(192, 128))},
+        "a longer sinusoidal table in halves, fine-tuned": {
+            "pos": _fine_tuned(_halves(_sinusoidal(192, 128)))},
+    }[student])
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    assert "teacher-tensor-copied" not in codes(rep), rep["findings"]
