@@ -193,6 +193,9 @@ class Bundle:
             vocab = json.loads(p.read_text(encoding="utf-8"))["model"]["vocab"]
             n = (max((v for v in vocab.values() if isinstance(v, int)), default=-1) + 1
                  if isinstance(vocab, dict) else len(vocab))
+            # ids that are no dense range (a test's 32-bit words as ids) size
+            # nothing: the tokens' count does
+            n = n if n <= 2 * len(vocab) + 1024 else len(vocab)
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass
         try:
