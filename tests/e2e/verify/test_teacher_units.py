@@ -13,18 +13,11 @@ import pytest
 from verify_helpers import codes, verify
 from .test_teacher_small import onnx_teacher, put_student, safetensors_teacher
 
-D, H = 64, 256
-T1, T2 = "encoder.layer.3.intermediate.dense", "encoder.layer.3.output.dense"
-
-
-def _pair(seed=11):
-    rng = np.random.default_rng(seed)
-    return ((rng.standard_normal((D, H)) / 8).astype(np.float32),
-            (rng.standard_normal((H, D)) / 8).astype(np.float32))
-
-
-def _round16(t):
-    return (t.view(np.uint32) & np.uint32(0xFFFFFF80)).view(np.float32)
+# red team 10's teacher pair: [64, 256] and [256, 64], and its rounding
+# to 16 mantissa bits
+from .test_redteam10 import D, H, T1_NAME as T1, T2_NAME as T2
+from .test_redteam10 import _rounded as _round16
+from .test_redteam10 import teacher_pair as _pair
 
 
 def _permuted_signed(t1, t2):
