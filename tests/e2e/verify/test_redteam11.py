@@ -387,3 +387,98 @@ def test_reference_tokens_joined_by_newlines(nexus, bundle, tmp_path):
     put_tok(bundle, tok)
     rc, rep = verify(nexus, bundle, "--vocab-reference", ref, timeout=120)
     assert rc == 1 and "vocab-entry-suspicious" in codes(rep, "FAIL")
+
+
+
+# ------------------------------- a teacher layer as 64-bit or unsigned codes
+# The correlation of same-size tensors reads student tensors of type int8,
+# uint8, int16, uint16, int32 and the floats (fingerprint_corr.c,
+# corr_width); the per-vector fingerprints int8 to uint16 and the floats
+# (fingerprint_units.c, units_width); the value sample floats.  A teacher
+# layer held as int64 fixed-point codes (round(T x 2^20): 6 significant
+# digits), in place, decoded by the graph (Cast, Mul by 2^-20), is read by
+# none of them; nor are uint32 or uint64 codes (an offset keeps them
+# positive).  int16 and int32 codes are found in place (guards); with
+# the hidden units permuted, int16 codes are found (per-vector), int32 not.
+INT_FORMS = {
+    "int16 codes x 2^12 (a guard)": lambda t: np.round(t * 2.0 ** 12).astype(np.int16),
+    "int32 codes x 2^20 (a guard)": lambda t: np.round(t * 2.0 ** 20).astype(np.int32),
+    "int64 codes x 2^20": lambda t: np.round(t * 2.0 ** 20).astype(np.int64),
+    "uint32 codes x 2^20 + 2^30": lambda t: (np.round(t * 2.0 ** 20) + 2 ** 30).astype(np.uint32),
+    "uint64 codes x 2^20 + 2^40": lambda t: (np.round(t * 2.0 ** 20) + 2 ** 40).astype(np.uint64),
+    # red team 10's hidden units permuted (found in float32 and int16 by the
+    # per-vector fingerprints), as int32 codes, which those do not read
+    "int32 codes x 2^20, hidden units permuted": lambda t: np.round(
+        (t[:, _p(H, 92)] if t.shape == (D, H) else t[_p(H, 92)]) * 2.0 ** 20).astype(np.int32),
+    "int16 codes x 2^12, hidden units permuted (a guard)": lambda t: np.round(
+        (t[:, _p(H, 92)] if t.shape == (D, H) else t[_p(H, 92)]) * 2.0 ** 12).astype(np.int16),
+}
+INT_OFFSET = {"uint32": 2.0 ** 30, "uint64": 2.0 ** 40}
+INT_THROUGH = {"int64 codes x 2^20", "int32 codes x 2^20, hidden units permuted",
+               "uint32 codes x 2^20 + 2^30", "uint64 codes x 2^20 + 2^40"}
+
+
+def _int_reason(case):
+    return ("got through (red team 11): a teacher layer pair (2 x 64 KiB) as " + case +
+            " in place (6 significant digits, decoded by Cast and Mul): the correlation, the "
+            "per-vector fingerprints and the value sample read no student tensor of type "
+            "int64, uint32 or uint64 (nor the per-vector ones int32).  Fix proposed: decode "
+            "every integer type in corr_width/corr_decode and units_width/units_decode "
+            "(integer codes are affine in the values they stand for; 64-bit ones as "
+            "doubles), so each check reads every numeric student tensor")
+
+
+def _int_decoded(case, q):
+    off = next((v for k, v in INT_OFFSET.items() if case.startswith(k)), 0.0)
+    return ((q.astype(np.float64) - off) / 2.0 ** 20).astype(np.float32)
+
+
+def test_int_codes_are_the_teacher():
+    t1, _ = teacher_pair()
+    for case, f in INT_FORMS.items():
+        if "int16" not in case and "permuted" not in case:
+            assert np.abs(_int_decoded(case, f(t1)) - t1).max() <= 2.0 ** -20, case
+
+
+@pytest.mark.parametrize("case", [_xfail(c, INT_THROUGH, _int_reason) for c in sorted(INT_FORMS)])
+def test_teacher_layer_as_integer_codes(nexus, bundle, tmp_path, case):
+    from .test_teacher_small import onnx_teacher, put_student
+    t1, t2 = teacher_pair()
+    teacher = onnx_teacher(tmp_path / "t.onnx", {T1_NAME: t1, T2_NAME: t2})
+    put_student(bundle, {"w1": INT_FORMS[case](t1), "w2": INT_FORMS[case](t2)})
+    assert _weights_caught(nexus, bundle, teacher)
+
+
+@pytest.mark.xfail(strict=True, reason=_int_reason("int64 codes x 2^20, signed by the "
+                                                   "official build"))
+def test_teacher_layer_as_integer_codes_signed(nexus, release_key, tmp_path):
+    from test_quantize import EMBED_RT
+    t1, t2 = teacher_pair()
+    rng = np.random.default_rng(5)
+    emb = rng.standard_normal((len(ws.VOCAB), D)).astype(np.float32)
+    tensors = {"embeddings.weight": emb, "dense1.codes": INT_FORMS["int64 codes x 2^20"](t1),
+               "dense2.codes": INT_FORMS["int64 codes x 2^20"](t2),
+               "unit": np.float32(2.0 ** -20)}
+    nodes = [helper.make_node("Gather", ["embeddings.weight", "input_ids"], ["emb"])]
+    # the scale on the activations: a Mul of two constants is constant-subgraph
+    nodes += [helper.make_node("Cast", [f"dense{i}.codes"], [f"c{i}"], to=TensorProto.FLOAT)
+              for i in (1, 2)]
+    nodes += [helper.make_node("MatMul", ["emb", "c1"], ["p1"]),
+              helper.make_node("Mul", ["p1", "unit"], ["h1"]),
+              helper.make_node("Tanh", ["h1"], ["a1"]),
+              helper.make_node("MatMul", ["a1", "c2"], ["p2"]),
+              helper.make_node("Mul", ["p2", "unit"], ["last_hidden_state"])]
+    g = helper.make_graph(
+        nodes, "embedder",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT,
+                                       ["batch", "seq", D])],
+        [numpy_helper.from_array(a, n) for n, a in tensors.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    root = ws.make_workspace(tmp_path / "ws", student=m.SerializeToString(),
+                             runtime_yaml=EMBED_RT)
+    teacher_onnx(root, {T1_NAME: t1, T2_NAME: t2})
+    why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
+    assert "teacher" in why, why
