@@ -671,7 +671,6 @@ static void code_as_data_through_a_package(void **state)
 		"import tokenizers\nt = tokenizers.Tokenizer.from_file('t.json')\n",
 		"import torch\nwith torch.no_grad():\n    y = torch.from_numpy(x).float()\n"
 		"z = torch.nn.functional.softmax(y, -1).numpy()\n",
-		"class T:\n    def f(self):\n        return self.test\n",
 		"class T:\n    def test(self, x):\n        return x\n",
 		"def test(x):\n    return x\n",
 		"import unicodedata\nc = unicodedata.category('a')\n",
@@ -681,6 +680,92 @@ static void code_as_data_through_a_package(void **state)
 
 	expect_all("import-denied", denied);
 	expect_all("python-reflective", reflective);
+	expect_clean(ok);
+}
+
+/*
+ * Red team 11: numpy's PytestTester through a module used as a value.
+ * np.linalg passed to a def, bound as a method's self through its class or
+ * kept in a list was not seen as a module, and `.test` of the parameter was
+ * an attribute of an object the audit does not follow.  A path naming a
+ * module (pymodattr.h's self-rows) is now refused as a value like an
+ * import's own name, and a runner's name (test, timeit, pdb, exec...) on
+ * an object the audit does not follow.
+ */
+static void module_values_and_runner_names(void **state)
+{
+	static const char *const values[] = {
+		/* the red team's three doors */
+		"import numpy as np\ndef run(m, p):\n    return m\ndef serve(p):\n"
+		"    return run(np.linalg, p)\n",
+		"import numpy as np\nclass View:\n    def run(self, p):\n        return 1\n"
+		"def serve(p):\n    return View.run(np.linalg, p)\n",
+		"import numpy as np\nMODS = [np.fft, np.linalg]\n",
+		/* the same class, other containers and uses */
+		"import numpy as np\nMODS = (np.fft, np.linalg)\n",
+		"import numpy as np\nMODS = {'la': np.linalg}\n",
+		"import numpy as np\ndef run(p, m=np.linalg):\n    return p\n",
+		"import numpy as np\ndef mod():\n    return np.linalg\n",
+		"import numpy as np\nf = lambda: np.linalg\n",
+		"import functools\nimport numpy as np\ndef run(m, p):\n    return p\n"
+		"g = functools.partial(run, np.linalg)\n",
+		"import numpy as np\nf(np.lib)\n",
+		"import numpy as np\nclass A:\n    m = np.linalg\n",
+		"import numpy as np\nla = np.linalg\n",
+		"import numpy as np\nt = getattr(np, 'linalg')\n",
+		"from numpy import linalg\nf(linalg)\n",
+		"from numpy import lib as L\nMODS = [L]\n",
+		"import torch\nF = torch.nn.functional\n",
+		"import os\nf(os.path)\n",
+		"import xml\nf(xml.etree)\n",
+		NULL
+	};
+	static const char *const runners[] = {
+		/* the attribute on an object the audit does not follow */
+		"def run(m, p):\n    return m.test(label='full', tests=[p])\n",
+		"class View:\n    def run(self, p):\n        return self.test(tests=[p])\n",
+		"def run(mods, p):\n    return mods[1].test(tests=[p])\n",
+		"def run(m, p):\n    t = m.test\n    return t(tests=[p])\n",
+		"def run(m, p):\n    return getattr(m, 'test')(tests=[p])\n",
+		"f = lambda m, p: m.test(tests=[p])\n",
+		"def run(m, s):\n    return m.timeit.timeit(s)\n",
+		"def run(m, s):\n    return m.cProfile.run(s)\n",
+		"def run(m, s):\n    return m.pdb.run(s)\n",
+		"def run(m, s):\n    return m.code.interact(local={})\n",
+		"def run(m, s):\n    return m.exec(s)\n",
+		"def run(m, s):\n    return m.runctx(s, {}, {})\n",
+		"def run(m, s):\n    return m.InteractiveInterpreter().runsource(s)\n",
+		"def run(m, p):\n    return m.testfile(p, module_relative=False)\n",
+		"def run(m, p):\n    return m.rundocs(p)\n",
+		"def run(m):\n    m.set_trace()\n",
+		"def run(m, s):\n    return m.profile.run(s)\n",
+		"def run(m):\n    return m.trace.main()\n",
+		"def run(m, s):\n    return m.jit.CompilationUnit(s)\n",
+		"def run(m):\n    return m.unittest.main(module=None)\n",
+		"import operator\nf = operator.methodcaller('interact')\n",
+		"class C:\n    def f(self):\n        return self.test\n",
+		"def f(x):\n    match x:\n        case C(test=t):\n            return t\n",
+		NULL
+	};
+	static const char *const ok[] = {
+		"import numpy as np\nimport os\nimport torch\nimport torch.nn.functional as F\n"
+		"x = np.linalg.norm(np.float32(1))\ny = np.random.default_rng(0)\n"
+		"p = os.path.join('a', 'b')\nz = F.softmax(torch.zeros(3), -1)\n"
+		"if hasattr(torch.backends, 'mps') and torch.backends.mps.is_available():\n"
+		"    pass\n"
+		"torch.backends.cudnn.benchmark = False\n",
+		"import numpy as np\ndef f(x, dtype=np.float32):\n    return np.asarray(x, dtype)\n"
+		"T = [np.float16, np.float32]\n",
+		"from numpy import linalg\nn = linalg.norm([1.0])\n",
+		"def f(model, sess, x):\n    model.eval()\n    return sess.run(None, {'x': x})\n",
+		"import re\ndef f(e, p):\n    return e.code, re.compile(p), p.repeat(2)\n",
+		"class T:\n    def test(self, x):\n        return x\n",
+		NULL
+	};
+
+	(void)state;
+	expect_all("python-reflective", values);
+	expect_all("python-reflective", runners);
 	expect_clean(ok);
 }
 
@@ -927,6 +1012,7 @@ int main(void)
 		cmocka_unit_test(numpy_doors_and_frameworks),
 		cmocka_unit_test(declared_package_aliases),
 		cmocka_unit_test(code_as_data_through_a_package),
+		cmocka_unit_test(module_values_and_runner_names),
 		cmocka_unit_test(jit_probes_only),
 		cmocka_unit_test(init_class_type_however_reached),
 		cmocka_unit_test(self_and_cls_bound_only_as_first_parameter),

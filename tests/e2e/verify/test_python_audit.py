@@ -124,3 +124,57 @@ def test_plain_numpy_serving_code_passes(nexus, tmp_path, release_key_file):
     out = tmp_path / "out" / "nexus_bundle_v1"
     r = run(nexus, "build", root, "-o", out, "--key", release_key_file, timeout=300)
     assert r.returncode == 0 and out.exists(), r.stdout[-3000:] + r.stderr[-3000:]
+
+
+# Red team 11's PytestTester through a module value (test_redteam11.py,
+# TESTER_DOORS), in the other places a module can be put: each door runs
+# README.md's doctest (code the audit never reads) through numpy's `test`.
+def _door(body):
+    from .test_redteam11 import RUN
+    import re
+    run = "def run(m, p):\n    return m.test(" + RUN + ")\n\n\n" if re.search(r"\brun\b", body) else ""
+    return ("import functools\nimport numpy as np\nfrom numpy import linalg\n\n\n" + run +
+            body.replace("RUN", RUN))
+
+
+MODULE_VALUE_DOORS = {
+    "a tuple": "MODS = (np.fft, np.linalg)\n\n\ndef serve(p):\n    return MODS[1].test(RUN)\n",
+    "a dict value": "MODS = {'la': np.linalg}\n\n\ndef serve(p):\n"
+                    "    return MODS['la'].test(RUN)\n",
+    "a default argument": "def serve(p, m=np.linalg):\n    return m.test(RUN)\n",
+    "a return value": "def mod():\n    return np.linalg\n\n\ndef serve(p):\n"
+                      "    return mod().test(RUN)\n",
+    "a lambda": "mod = lambda: np.linalg\n\n\ndef serve(p):\n    return mod().test(RUN)\n",
+    "functools.partial": "def serve(p):\n    return functools.partial(run, np.linalg)(p)\n",
+    "np.testing": "def serve(p):\n    return run(np.testing, p)\n",
+    "np.lib": "def serve(p):\n    return run(np.lib, p)\n",
+    "a class attribute": "class V:\n    m = np.linalg\n\n\ndef serve(p):\n"
+                         "    return V.m.test(RUN)\n",
+    "from numpy import linalg": "def serve(p):\n    return run(linalg, p)\n",
+}
+
+
+def test_module_value_doors_are_real(tmp_path):
+    """each door runs README.md's doctest in a fresh interpreter"""
+    import subprocess
+    from .test_redteam11 import README_DOCTEST
+    for k, (case, body) in enumerate(sorted(MODULE_VALUE_DOORS.items())):
+        d = tmp_path / str(k)
+        d.mkdir()
+        (d / "helpers.py").write_text(_door(body))
+        (d / "README.md").write_text(README_DOCTEST)
+        subprocess.run([sys.executable, "-c", "import helpers; helpers.serve('README.md')"],
+                       cwd=d, capture_output=True, timeout=120)
+        assert (d / "ran").read_text() == "7", case
+
+
+@pytest.mark.parametrize("case", sorted(MODULE_VALUE_DOORS))
+def test_module_value_doors_refused(nexus, bundle, case):
+    """a module in a tuple, a dict, a default, returned, under a lambda or
+    partial, a class attribute, np.testing, np.lib, from-imported: refused
+    as a value, and `.test` of what the audit does not follow refused"""
+    from verify_helpers import codes, verify
+    bundle.smuggle("src/helpers.py", _door(MODULE_VALUE_DOORS[case]))
+    rc, rep = verify(nexus, bundle)
+    assert rc == 1 and codes(rep, "FAIL") & {"python-reflective", "import-denied"}, \
+        [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]

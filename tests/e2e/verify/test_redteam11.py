@@ -283,13 +283,14 @@ def test_accept_shared_covers_one_teacher_tensor_signed(nexus, release_key, tmp_
 # ------------------- a numpy submodule as a value: PytestTester by `.test`
 # Red team 8's door, numpy's PytestTester (`np.linalg.test(...)` runs
 # pytest, whose doctest collector runs the `>>>` lines of README.md), is
-# refused by its dotted name (pyaudit_lists.c, runners).  And "a module
-# cannot be passed as a value" (docs/TRV.md, on self's private attributes)
-# holds for an import's own name only: `np.linalg` passed to a function,
-# bound as a method's self, or kept in a list is not seen as a module, and
-# `.test` on the parameter is an attribute of an object the audit does not
-# follow.  So README.md's doctest - code the audit never reads - runs at
-# serving time (where pytest is installed, as red team 8 assumed).
+# refused by its dotted name (pyaudit_lists.c, runners).  Red team 11 got
+# it through with np.linalg passed to a function, bound as a method's self
+# through its class, or kept in a list: `.test` on the parameter was an
+# attribute of an object the audit does not follow, and np.linalg was not
+# seen as a module.  Caught now (audit11): a path naming a module
+# (pymodattr.h) is refused as a value like an import's own name, and a
+# runner's name (`test`, pyaudit_lists.c runner_attrs) is refused on an
+# object the audit does not follow.
 RUN = "label='full', extra_argv=['--doctest-glob=*.md', '-p', 'no:cacheprovider'], tests=[p]"
 TESTER_DOORS = {
     "a function's parameter": (
@@ -309,21 +310,8 @@ TESTER_DOORS = {
         "import numpy as np\n\n\ndef serve(p):\n"
         "    return getattr(np.linalg, 'test')(" + RUN + ")\n"),
 }
-TESTER_THROUGH = {"a function's parameter", "a method's self, called through its class",
-                  "a list of modules"}
 README_DOCTEST = ("# model\n\nUsage:\n\n>>> import importlib\n"
                   ">>> open('ran', 'w').write(importlib.import_module('json').dumps(7))\n1\n")
-
-
-def _tester_reason(case):
-    return ("got through (red team 11): numpy's PytestTester reached as `.test` of "
-            "np.linalg used as a value (" + case + "): pytest runs README.md's doctests, "
-            "code the audit never reads (any import, a training loop).  Fix proposed: a "
-            "chain through an imported package that names one of its submodules "
-            "(np.linalg, np.fft, ...: the modules scripts/pymodattr_gen.py lists) is a "
-            "module, refused as a value like the import's own name; and a runner's "
-            "attribute name (`test`) read off any object the audit does not follow is "
-            "refused, as methodcaller('test') is")
 
 
 def test_tester_doors_are_real(tmp_path):
@@ -340,8 +328,7 @@ def test_tester_doors_are_real(tmp_path):
         assert (d / "ran").read_text() == "7", case
 
 
-@pytest.mark.parametrize("case", [_xfail(c, TESTER_THROUGH, _tester_reason)
-                                  for c in sorted(TESTER_DOORS)])
+@pytest.mark.parametrize("case", sorted(TESTER_DOORS))
 def test_pytesttester_through_a_module_value(nexus, bundle, case):
     from verify_helpers import codes, verify
     bundle.smuggle("src/helpers.py", TESTER_DOORS[case])
@@ -350,8 +337,6 @@ def test_pytesttester_through_a_module_value(nexus, bundle, case):
         [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]
 
 
-@pytest.mark.xfail(strict=True, reason=_tester_reason("a function's parameter, signed by "
-                                                      "the official build"))
 def test_pytesttester_through_a_module_value_signed(nexus, release_key, tmp_path):
     root = ws.make_workspace(tmp_path / "ws", utils_py=ws.UTILS_PY + "\n\n" +
                              TESTER_DOORS["a function's parameter"])
