@@ -14,8 +14,10 @@ rewritten to the module it is, and the chain stands on a module.
 
 Rows:
   standard library   "module.attribute" -> the module it is, for every
-                     public attribute whose value is a module named other
-                     than "<module>.<attribute>";
+                     public attribute whose value is a module (a submodule
+                     names itself: numpy.linalg -> numpy.linalg, so that the
+                     audit knows the path is a module and refuses it as a
+                     value, red team 11);
   PACKAGES           the same, and also every attribute named like a module
                      the audit judges by name (a standard top-level module,
                      or a training/denied/framework name of
@@ -91,9 +93,10 @@ for name, mod in list(sys.modules.items()):
         cls = type(v).__module__ + "." + type(v).__qualname__
         if cls in runner_classes:
             runners[name + "." + a] = cls
+        # every module attribute: one named like itself (numpy.linalg ->
+        # numpy.linalg) says the path is a module, refused as a value
         if isinstance(v, types.ModuleType):
-            if v.__name__ != name + "." + a or a in named:
-                rows[name + "." + a] = v.__name__
+            rows[name + "." + a] = v.__name__
         elif a in named:
             rows[name + "." + a] = ""
 print(json.dumps({"rows": rows, "runners": runners}))
