@@ -463,7 +463,8 @@ static int from_names(struct audit *a, size_t *jp, const char *prefix, enum orig
 			else if (!(rc = nx_pyaudit__name_rules(a, nm, a->t[nm].name, a->t[nm].nlen,
 						   org == O_BUNDLE ? R_BUNDLE : R_MODULE,
 						   org == O_BUNDLE ? NULL : prefix)))
-				rc = bind(a, as != NONE ? as : nm, under ? full : canon, org, alias);
+				rc = bind(a, as != NONE ? as : nm, under ? full : canon, org,
+					  alias || nx_pyaudit__is_module(canon));
 		}
 		if (rc || !is_op(a, j, ","))
 			break;

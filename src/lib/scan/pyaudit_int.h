@@ -44,10 +44,14 @@ bool nx_pyaudit__under_package(const char *p);
 /* An attribute name refused on any object (reflection, frames, import
  * machinery, process creation, modules reached as attributes). */
 const char *nx_pyaudit__attr(const char *name, size_t n);
-/* Why attribute name[0..n) may be a runner (pymodattr.h: numpy's `test`)
- * on an object the audit cannot name (attrgetter, methodcaller); NULL if
+/* Why attribute name[0..n) may be a runner (pymodattr.h: numpy's `test`;
+ * pyaudit_lists.c runner_attrs: doctest, pdb, timeit...) on an object the
+ * audit cannot name (a parameter, self, attrgetter, methodcaller); NULL if
  * no runner is so named. */
 const char *nx_pyaudit__runner_name(const char *name, size_t n);
+/* Does dotted path p name a module (pymodattr.h: numpy.linalg, os.path)?
+ * A module is followed only through its attributes, never as a value. */
+bool nx_pyaudit__is_module(const char *p);
 /* A dunder name serving code may use (data model, metadata). */
 bool nx_pyaudit__dunder_ok(const char *name, size_t n);
 /* A builtin that imports, executes strings or exposes namespaces. */

@@ -375,6 +375,76 @@ static const struct rule runners[] = {
 	{ NULL, NULL }
 };
 
+/*
+ * Attribute names that run code, tests or a debugger, refused on an object
+ * the audit does not follow (a parameter, self, a list's element, what a
+ * call returns): such an object may be a module passed as a value from
+ * where the audit does not see it (red team 11: `View.run(np.linalg, p)`
+ * then `self.test(...)`).  On a chain from an imported module the path is
+ * judged instead (the denied list), so `np.trace` and `torch.profiler.profile`
+ * stay.  Built from the standard library (doctest, unittest, timeit,
+ * cProfile, profile, pdb, bdb, trace, code, codeop) and numpy, torch and
+ * onnx's test and code runners.  Left allowed, too common on the objects
+ * serving code holds: `run` (InferenceSession.run; profile.run and pdb.run
+ * are reached only through their modules, refused by name here), `eval`
+ * (nn.Module.eval), `compile` (re, torch; a code object runs only through
+ * exec/eval or FunctionType), `repeat` (numpy, tensors), `main`, `code`
+ * (HTTPError.code; what the code module runs is refused by name here).
+ */
+static const struct rule runner_attrs[] = {
+	{ "Bdb", "bdb's debugger: runs statements given as strings" },
+	{ "CommandCompiler", "compiles source text (codeop)" },
+	{ "Compile", "compiles source text (codeop)" },
+	{ "CompilationUnit", "compiles TorchScript source text (torch.jit)" },
+	{ "DocFileSuite", "runs the doctests of text files (doctest)" },
+	{ "DocTestRunner", "runs doctests (doctest)" },
+	{ "DocTestSuite", "runs the doctests of a module (doctest)" },
+	{ "InteractiveConsole", "runs source text (code)" },
+	{ "InteractiveInterpreter", "runs source text (code)" },
+	{ "Pdb", "the debugger: runs statements given as strings" },
+	{ "Profile", "a profiler: runs statements given as strings (profile, cProfile)" },
+	{ "ReferenceEvaluator", "runs ONNX graphs in Python (onnx.reference)" },
+	{ "TestProgram", "loads and runs tests by module name (unittest)" },
+	{ "Tester", "numpy's test runner: runs pytest on the paths it is given" },
+	{ "TextTestRunner", "runs tests (unittest)" },
+	{ "Timer", "runs a statement given as a string (timeit, torch.utils.benchmark)" },
+	{ "Trace", "runs statements given as strings under a tracer (trace)" },
+	{ "bdb", "the debugger module: runs statements given as strings" },
+	{ "cProfile", "the profiler module: runs statements given as strings" },
+	{ "compile_command", "compiles source text (code, codeop)" },
+	{ "debug_script", "runs source text under the debugger (doctest)" },
+	{ "debug_src", "runs source text under the debugger (doctest)" },
+	{ "exec", "runs source text (builtins.exec reached through an object)" },
+	{ "interact", "runs source text read from a console (code, pdb)" },
+	{ "jit", "torch.jit: loads and compiles TorchScript code" },
+	{ "loadTestsFromName", "imports a module by computed name (unittest)" },
+	{ "loadTestsFromNames", "imports modules by computed name (unittest)" },
+	{ "load_inline", "compiles and loads C++ source text (torch.utils.cpp_extension)" },
+	{ "pdb", "the debugger module: runs statements given as strings" },
+	{ "pm", "the debugger (pdb.pm): runs statements read from a console" },
+	{ "post_mortem", "the debugger: runs statements read from a console" },
+	{ "profile", "the profiler module: runs statements given as strings (profile.run)" },
+	{ "run_docstring_examples", "runs doctests (doctest)" },
+	{ "run_module", "runs a module by name (runpy)" },
+	{ "run_module_suite", "numpy.testing: runs the tests of a file" },
+	{ "runcall", "a profiler's or debugger's call of whatever it is given" },
+	{ "runcode", "runs a code object (code)" },
+	{ "runctx", "runs a statement given as a string (profile, cProfile, pdb, trace)" },
+	{ "rundocs", "numpy.testing: runs the doctests of a file" },
+	{ "runeval", "evaluates source text under the debugger (pdb, bdb)" },
+	{ "runfunc", "a tracer's call of whatever it is given (trace)" },
+	{ "runsource", "runs source text (code)" },
+	{ "set_trace", "starts the debugger: runs statements read from a console" },
+	{ "test", "numpy's PytestTester (every numpy module's `test`, scipy's too): runs "
+		  "pytest, whose doctest collector runs the `>>>` lines of text files" },
+	{ "testfile", "runs the doctests of a text file (doctest)" },
+	{ "testmod", "runs the doctests of a module (doctest)" },
+	{ "timeit", "runs a statement given as a string (timeit)" },
+	{ "trace", "the trace module (trace.main runs the file sys.argv names)" },
+	{ "unittest", "the unittest module: loads and runs tests by module name" },
+	{ NULL, NULL }
+};
+
 /* Dunders of the data model and module metadata; every other dunder
  * (__dict__, __globals__, __subclasses__, __builtins__, __self__,
  * __getattribute__, __loader__, __spec__, __path__, __code__...) reaches
@@ -617,8 +687,9 @@ const char *nx_pyaudit__runner_name(const char *name, size_t n)
 	for (k = 0; nx_py_runner[k][0]; k++)
 		if (eq(strrchr(nx_py_runner[k][0], '.') + 1, name, n))
 			return runner_reason(nx_py_runner[k][1]);
-	return NULL;
+	return named(runner_attrs, name, n);
 }
+
 
 /* Also a private module of the standard library's implementation, by
  * whatever name it was reached: every caller asks with the canonical name
@@ -853,4 +924,13 @@ bool nx_pyaudit__canonical_last(char *p, size_t cap, bool under)
 	const char *dot = strrchr(p, '.');
 
 	return dot && last_alias(p, cap, strlen(dot + 1), under);
+}
+
+/* A self-row of pymodattr.h (numpy.linalg -> numpy.linalg) or an alias:
+ * the path names a module. */
+bool nx_pyaudit__is_module(const char *dotted)
+{
+	const char *t = module_alias(dotted);
+
+	return t && *t;
 }

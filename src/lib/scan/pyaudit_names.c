@@ -88,6 +88,14 @@ int nx_pyaudit__name_rules(struct audit *a, size_t i, const char *s, size_t n, e
 	if (module && (why = nx_pyaudit__member(module, s, n)))
 		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%s.%.*s' refused: %s", module, (int)n, s,
 			      why);
+	/* a parameter, self or a list's element may be a module passed from
+	 * where the audit does not see it (red team 11: `View.run(np.linalg,
+	 * p)`, then `self.test(...)` runs pytest): a runner's name is refused
+	 * on any object the audit does not follow, as methodcaller's is */
+	if ((root == R_UNKNOWN || root == R_SELF) && (why = nx_pyaudit__runner_name(s, n)))
+		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' of an object the "
+			      "audit does not follow refused (a parameter, self, an element: a "
+			      "module may be passed there): %s", (int)n, s, why);
 	return 0;
 }
 
@@ -351,8 +359,10 @@ static int chain_step(struct audit *a, size_t i, const char *s, size_t n)
 		p[len] = '.';
 		memcpy(p + len + 1, s, n);
 		p[len + 1 + n] = '\0';
-		/* process.mp is multiprocessing: judged, and followed, as it */
-		if (nx_pyaudit__canonical_last(p, sizeof(a->cpath[0]), a->cunder[k]))
+		/* process.mp is multiprocessing: judged, and followed, as it;
+		 * np.linalg is a module too, refused as a value (red team 11) */
+		if (nx_pyaudit__canonical_last(p, sizeof(a->cpath[0]), a->cunder[k]) ||
+		    nx_pyaudit__is_module(p))
 			a->on_module = true;
 		if ((why = nx_pyaudit_training(p))) {
 			rc = nx_pyaudit__report(a, NX_F_IMPORT_TRAINING, i, "'%s' refused: %s; a training package or "
@@ -435,8 +445,10 @@ static int getattr_call(struct audit *a, size_t i)
 		 * getattr(np.linalg, "test") follows the chain to the name
 		 * (each step is judged again when the loop reaches it) */
 		chain_start(a, first);
-		if (c == first + 1)
-			a->skip[first] = 1;
+		/* the module argument is judged here, step by step; its last
+		 * name is not passed on as a value (hasattr(torch.backends,
+		 * "mps")): what getattr returns is judged below */
+		a->skip[c - 1] = 1;
 		for (k = first + 2; k < c; k += 2) {
 			const char *s = a->t[k].name;
 			size_t n = a->t[k].nlen;
@@ -454,7 +466,9 @@ static int getattr_call(struct audit *a, size_t i)
 		if ((rc = chain_step(a, c + 1, lit, strlen(lit))) ||
 		    (rc = bundle_step(a, c + 1, lit, strlen(lit))))
 			return rc;
-		return chain_end(a, c + 1);   /* what getattr returns is a value */
+		/* what getattr returns is a value; hasattr's is a bool
+		 * (`hasattr(torch.backends, "mps")`) */
+		return name_is(a, i, "hasattr") ? 0 : chain_end(a, c + 1);
 	}
 	return nx_pyaudit__name_rules(a, c + 1, lit, strlen(lit), root, NULL);
 }
