@@ -760,6 +760,9 @@ static void module_values_and_runner_names(void **state)
 		"def f(model, sess, x):\n    model.eval()\n    return sess.run(None, {'x': x})\n",
 		"import re\ndef f(e, p):\n    return e.code, re.compile(p), p.repeat(2)\n",
 		"class T:\n    def test(self, x):\n        return x\n",
+		/* on a chain from an imported module the path is judged */
+		"import numpy as np\nimport torch\nt = np.trace(np.eye(2))\n"
+		"with torch.profiler.profile() as prof:\n    pass\n",
 		NULL
 	};
 
