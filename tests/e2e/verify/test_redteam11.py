@@ -222,7 +222,7 @@ SHARED_FORMS = {
     "four teacher layers stacked (a guard: exact)": lambda ls: np.concatenate(list(ls.values())),
     "four teacher layers stacked, rounded": lambda ls: _rounded(np.concatenate(list(ls.values()))),
 }
-SHARED_THROUGH = {"four teacher layers stacked, rounded"}
+SHARED_THROUGH = set()
 
 
 def _shared_reason(case):
@@ -248,8 +248,6 @@ def test_accept_shared_covers_one_teacher_tensor(nexus, bundle, tmp_path, case):
     assert rc == 1 and fails & {"teacher-tensor-copied", "teacher-values-copied"}, fails
 
 
-@pytest.mark.xfail(strict=True, reason=_shared_reason("four teacher layers stacked, rounded, "
-                                                      "signed by the official build"))
 def test_accept_shared_covers_one_teacher_tensor_signed(nexus, release_key, tmp_path):
     """The insider's path: nexus.yaml's allow_shared_tensors names
     dense2.weight (the build records it), the deployer's gate accepts that
