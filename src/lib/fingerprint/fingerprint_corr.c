@@ -60,8 +60,8 @@ static unsigned corr_width(int32_t dtype)
 	switch (dtype) {
 	case 3: case 2: return 1;                 /* int8, uint8 */
 	case 10: case 16: case 5: case 4: return 2;  /* float16, bfloat16, int16, uint16 */
-	case 1: case 6: return 4;                 /* float32, int32 */
-	case 11: return 8;                        /* float64 */
+	case 1: case 6: case 12: return 4;        /* float32, int32, uint32 */
+	case 11: case 7: case 13: return 8;       /* float64, int64, uint64 */
 	default: return 0;
 	}
 }
@@ -73,6 +73,7 @@ static bool corr_float(int32_t dtype)
 
 static double corr_decode(const unsigned char *p, int32_t dtype)
 {
+	uint64_t u64;
 	uint32_t u32;
 	uint16_t u16;
 	float f;
@@ -84,6 +85,11 @@ static double corr_decode(const unsigned char *p, int32_t dtype)
 	case 5: memcpy(&u16, p, 2); return (double)(int16_t)u16;
 	case 4: memcpy(&u16, p, 2); return (double)u16;
 	case 6: memcpy(&u32, p, 4); return (double)(int32_t)u32;
+	case 12: memcpy(&u32, p, 4); return (double)u32;
+	/* 64-bit codes as doubles: an integer code of a weight (round(w x
+	 * 2^20), red team 11) keeps its 53 high bits, far more than r needs */
+	case 7: memcpy(&u64, p, 8); return (double)(int64_t)u64;
+	case 13: memcpy(&u64, p, 8); return (double)u64;
 	case 10: memcpy(&u16, p, 2); u32 = nx_fp__f16_to_f32(u16); memcpy(&f, &u32, 4); return f;
 	case 16: memcpy(&u16, p, 2); u32 = (uint32_t)u16 << 16; memcpy(&f, &u32, 4); return f;
 	case 1: memcpy(&f, p, 4); return f;

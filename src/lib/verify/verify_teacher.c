@@ -18,20 +18,57 @@
 #define CHECK NX_CHECK_WEIGHTS
 
 /*
- * Is student tensor `tensor` allowed to equal a teacher tensor?  An allowed
- * NAME covers the tensor of that name or the one the quantizer writes for
- * it (NAME/int8, /int4, /fp16), but ONE of them: the quantizer replaces
- * NAME, so a student holding several is not what it wrote, and red team 10
- * carried four teacher layers under one accepted name so.  used[i] is the
- * student tensor allowed name i went to first (small copies are judged
- * first, then the rest, each in the student's order: deterministic), or
- * VOIDED when the name covers nothing (see accepted_once).  A name given
- * twice is one name: the first entry decides.
+ * Is match x allowed, its student tensor named by allow_shared_tensors
+ * (--accept-shared)?  An allowed NAME covers the tensor of that name or the
+ * one the quantizer writes for it (NAME/int8, /int4, /fp16), but ONE of
+ * them: the quantizer replaces NAME, so a student holding several is not
+ * what it wrote, and red team 10 carried four teacher layers under one
+ * accepted name so.  used[i] is the student tensor allowed name i went to
+ * first (small copies are judged first, then the rest, each in the
+ * student's order: deterministic), or VOIDED when the name covers nothing
+ * (see accepted_once).  A name given twice is one name: the first entry
+ * decides.
+ *
+ * And it covers that tensor as a copy of a teacher tensor, not as a
+ * container: red team 11 stacked four teacher layers, rounded, in one
+ * accepted [1024, 64] tensor, and each was "allowed".  So only a whole copy
+ * (equal, transposed, in the quantizer's forms, or approximate: all of the
+ * student tensor's own element count) is covered, with the pieces (chunks,
+ * blocks, pooled windows, sampled values) of a teacher tensor the same
+ * student tensor is a whole copy of; any other piece is judged as if the
+ * name were not accepted.  Two teacher tensors the student tensor is a
+ * whole copy of are equal to each other: the leak is still one tensor.
  */
 static const char VOIDED[] = "";
 
-static bool allowed(const struct vfy_ctx *c, const char **used, const char *tensor)
+static bool whole_copy(const struct nx_fp_match *x)
 {
+	return !x->partial && !x->values && !x->pooled && !x->units && !x->implied;
+}
+
+static bool same_teacher(const struct nx_fp_match *a, const struct nx_fp_match *b)
+{
+	return !strcmp(a->teacher_tensor, b->teacher_tensor) &&
+	       !strcmp(a->teacher_file, b->teacher_file);
+}
+
+static bool covered(const struct nx_fp_match *m, size_t n, const struct nx_fp_match *x)
+{
+	size_t j;
+
+	if (whole_copy(x))
+		return true;
+	for (j = 0; j < n; j++)
+		if (whole_copy(&m[j]) && !strcmp(m[j].student_tensor, x->student_tensor) &&
+		    same_teacher(&m[j], x))
+			return true;
+	return false;
+}
+
+static bool allowed(const struct vfy_ctx *c, const char **used, const struct nx_fp_match *m,
+		    size_t n, const struct nx_fp_match *x)
+{
+	const char *tensor = x->student_tensor;
 	size_t i, j;
 
 	for (i = 0; i < c->pol.nallow_shared; i++) {
@@ -44,7 +81,7 @@ static bool allowed(const struct vfy_ctx *c, const char **used, const char *tens
 		if (!used[i])
 			used[i] = tensor;
 		if (!strcmp(used[i], tensor))
-			return true;
+			return covered(m, n, x);
 	}
 	return false;
 }
@@ -86,7 +123,7 @@ static int small_copies(struct vfy_ctx *c, const char **used, const struct nx_fp
 	for (i = 0; !rc && i < n; i++) {
 		if (!m[i].small)
 			continue;
-		if (allowed(c, used, m[i].student_tensor)) {
+		if (allowed(c, used, m, n, &m[i])) {
 			rc = nx_report_add(c->r, CHECK, NX_SEV_INFO, NX_F_TEACHER_TENSOR_ALLOWED, NX_MODEL_PATH, 0,
 					   "student tensor '%s' equals '%s' of teacher %s (allowed by "
 					   "allow_shared_tensors)", m[i].student_tensor,
@@ -128,7 +165,7 @@ static int pooled_copies(struct vfy_ctx *c, const char **used, const struct nx_f
 	for (i = 0; !rc && i < n; i++) {
 		if (!m[i].pooled)
 			continue;
-		if (allowed(c, used, m[i].student_tensor)) {
+		if (allowed(c, used, m, n, &m[i])) {
 			rc = nx_report_add(c->r, CHECK, NX_SEV_INFO, NX_F_TEACHER_TENSOR_ALLOWED, NX_MODEL_PATH, 0,
 					   "student tensor '%s' holds %llu bytes of small teacher "
 					   "tensors of teacher %s in another form (allowed by "
@@ -219,7 +256,7 @@ int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err)
 	for (i = 0; !rc && i < n; i++) {
 		if (m[i].small || m[i].pooled)
 			continue;
-		if (allowed(c, used, m[i].student_tensor))
+		if (allowed(c, used, m, n, &m[i]))
 			rc = nx_report_add(c->r, CHECK, NX_SEV_INFO, NX_F_TEACHER_TENSOR_ALLOWED, NX_MODEL_PATH, 0,
 					   "student tensor '%s' equals '%s' of teacher %s (allowed by "
 					   "allow_shared_tensors)", m[i].student_tensor,
