@@ -147,6 +147,14 @@ struct nx_fp_match {
 	 * whole student (distinct blocks), over NX_FP_SMALL_TOTAL_MAX */
 	bool units;
 	uint32_t unit_blocks;
+	/* the one sum (docs/TRV.md "Why 16 KiB"): small, pooled, implied and
+	 * units matches are reported only together, when the teacher bytes
+	 * they imply, each element counted at the teacher's float32 size (4
+	 * bytes, whatever the student's type), sum_total, are over
+	 * NX_FP_SMALL_TOTAL_MAX.  sum_bytes: this match's share (its bytes at
+	 * float32 size; 0 when another kind found more in the same student
+	 * tensor: the kinds see much of the same values there) */
+	uint64_t sum_bytes, sum_total;
 };
 
 /*

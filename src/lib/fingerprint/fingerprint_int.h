@@ -144,8 +144,8 @@ struct fp_hash;
  * (nx_fp__pool_begin_model), every float32 tensor is fed through a scan
  * (nx_fp__pool_feed, an nx_onnx_bytes_fn, riding on nx_fp__hash_feed as
  * h->pl) and the attribute numbers (nx_fp__pool_attrs); nx_fp__pool_judge
- * is true when the distinct pool windows found in runs imply over
- * NX_FP_SMALL_TOTAL_MAX teacher bytes.
+ * fills its verdict when any pool window was found in a run, and is true
+ * when the distinct ones imply over NX_FP_SMALL_TOTAL_MAX teacher bytes.
  */
 #define FP_POOL_RUN 4   /* windows in a row that make a run */
 #define FP_POOL_BLOCK 1024   /* elements read at a time (a small tensor fits) */
