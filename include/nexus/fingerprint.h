@@ -92,7 +92,8 @@ extern "C" {
 #define NX_FP_CHUNKS_MAX (1u << 24)   /* teacher chunks (~48 GB of tensors) */
 #define NX_FP_VALUES_MAX (1u << 19)   /* sampled teacher values kept (16 MiB) */
 /* Teacher bytes a student may hold in place, as the value sample's hits
- * imply them (struct nx_fp_match.implied): a quarter of the leak budget. */
+ * imply them (struct nx_fp_match.implied): they count in the one sum
+ * with the small copies (sum_total), so this is NX_FP_SMALL_TOTAL_MAX. */
 #define NX_FP_IMPLIED_TOTAL_MAX (16u << 10)
 
 typedef struct nx_fp_set nx_fp_set;
