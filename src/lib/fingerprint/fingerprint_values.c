@@ -31,7 +31,9 @@
  * difference of each hit is counted, 2^-253 .. 2^253), it holds at least
  * half of its samples and the hits beat the decoys by 5 standard
  * deviations (or the decoys the hits: the values with their lowest bit
- * flipped).  The sign is not looked at: a tensor negated, or with the
+ * flipped), or - in a tensor of at most FP_VALUES_TWIN_ELEMS elements -
+ * when it holds half of the decoys too (each value with its twin beside
+ * it).  The sign is not looked at: a tensor negated, or with the
  * signs of some rows, columns or elements flipped, is an exact copy
  * (red team 8: x -1 and x 16 were signed and passed when the key held
  * the sign and only 2^-3..2^3 were counted).  The counts are kept per
@@ -53,6 +55,11 @@
 #define FP_SHIFT_BIAS 256            /* exponent differences -253..253, biased */
 #define FP_CMAP_SLOTS0 (1u << 10)
 #define FP_CMAP_MAX (1u << 20)       /* (teacher tensor, scale) pairs counted at once */
+/* A student tensor of at most this many elements holding half of a teacher
+ * tensor's samples and half of their decoys holds its values with twins
+ * (see shows): chance needs ~16M elements of the teacher's distribution
+ * for half of either (a value found with probability ~N / 3.5e7). */
+#define FP_VALUES_TWIN_ELEMS (1u << 22)
 
 enum { V_COMMON = 1, V_SHARED = 2, V_DROP = 3, V_GHIT = 4, V_GDECOY = 8 };
 
@@ -95,6 +102,7 @@ struct fp_values {
 	struct fp_cmap seen;      /* this student tensor's (sample slot, scale)
 				   * pairs counted: c[0] hit, c[1] decoy */
 	struct fp_cmap gcnt;      /* the same over the whole student model */
+	uint64_t elems;           /* this student tensor's elements read */
 	bool *found;              /* per owner: a student tensor matched it */
 	uint64_t *bits;           /* 2^22 bits: a teacher key may be at key - 1 */
 };
@@ -474,6 +482,8 @@ static void each_value(struct nx_fp__vfeed *f, const unsigned char *p, size_t n)
 {
 	size_t i;
 
+	if (!f->teacher)
+		f->s->elems += n / f->width;
 	if (f->width == 4) {
 #if defined(__x86_64__)
 		if (f->s->rate > 1 && !(f->s->rate & (f->s->rate - 1)) &&
@@ -567,28 +577,38 @@ bool nx_fp__vfeed_student(struct nx_fp__vfeed *f, const nx_fp_set *set, int32_t 
 	f->bf16 = dtype == 16;
 	cmap_clear(&s->cnt);
 	cmap_clear(&s->seen);
+	s->elems = 0;
 	return true;
 }
 
 /*
- * Does one scale of counts c (hits, decoys) show teacher tensor o's values?
- * Either side may be the copy: decoys far above the hits are the values
- * with their lowest bit flipped, a re-encoding as good as any other.
+ * Does one scale of counts c (hits, decoys) show teacher tensor o's values,
+ * in a student tensor of elems elements (0: the whole model)?  Either side
+ * may be the copy: decoys far above the hits are the values with their
+ * lowest bit flipped, a re-encoding as good as any other.  Both at half
+ * of the samples is chance only in a tensor large enough to hold most
+ * values near the teacher's; in a smaller one it is the copy with each
+ * value's twin (`bits ^ 1`) beside it, which the decoys alone took for
+ * chance (review A of stop 20).
  */
-static bool shows(const uint32_t *c, uint32_t n)
+static bool shows(const uint32_t *c, uint32_t n, uint64_t elems)
 {
 	double h = c[0], d = c[1], hi = h > d ? h : d, lo = h > d ? d : h;
 
-	return n >= FP_VALUES_MIN && 2 * hi >= n && hi - lo >= 5 * sqrt(h + d + 1);
+	if (n < FP_VALUES_MIN || 2 * hi < n)
+		return false;
+	return hi - lo >= 5 * sqrt(h + d + 1) ||
+	       (elems && elems <= FP_VALUES_TWIN_ELEMS && 2 * lo >= n);
 }
 
 /* Counts slot i of m, if they show their teacher tensor better than m. */
-static bool best(struct fp_values_match *m, const struct fp_values *s, const struct fp_cnt *c)
+static bool best(struct fp_values_match *m, const struct fp_values *s, const struct fp_cnt *c,
+		 uint64_t elems)
 {
 	uint32_t o = (uint32_t)((c->key - 1) / 512);
 	uint32_t hi = c->c[0] > c->c[1] ? c->c[0] : c->c[1];
 
-	if (!shows(c->c, s->o[o].n) || hi <= m->hits)
+	if (!shows(c->c, s->o[o].n, elems) || hi <= m->hits)
 		return false;
 	m->hits = hi;
 	m->samples = s->o[o].n;
@@ -607,7 +627,7 @@ void nx_fp__vfeed_judge(struct nx_fp__vfeed *f, struct fp_values_match *m)
 	for (i = 0; i < s->cnt.n; i++) {
 		const struct fp_cnt *c = &s->cnt.v[s->cnt.used[i]];
 
-		if (best(m, s, c))
+		if (best(m, s, c, s->elems ? s->elems : 1))
 			s->found[(c->key - 1) / 512] = true;
 	}
 	cmap_clear(&s->cnt);
@@ -639,7 +659,7 @@ bool nx_fp__values_judge_model(const nx_fp_set *set, size_t *next, struct fp_val
 		const struct fp_cnt *c = &s->gcnt.v[s->gcnt.used[*next]];
 		uint32_t o = (uint32_t)((c->key - 1) / 512);
 
-		if (s->found[o] || !best(m, s, c))
+		if (s->found[o] || !best(m, s, c, 0))
 			continue;
 		s->found[o] = true;   /* once, at the first scale that shows it */
 		(*next)++;

@@ -149,3 +149,53 @@ def test_independent_students_of_the_teachers_shapes_pass(nexus, tmp_path, stude
           for i in range(6)}
     rc, out = _inspect(nexus, _onnx_student(tmp_path / "s.onnx", st), teacher)
     assert rc == 0, out
+
+
+# -------------------------------- a layer permuted, each value with a twin
+def _twin_xor1(u):
+    return u ^ np.uint32(1)
+
+
+def _twin_xor2(u):
+    return u ^ np.uint32(2)
+
+
+def _twin_next(u):      # the next float up (in magnitude)
+    return u + np.uint32(1)
+
+
+TWINS = {"bits ^ 1 (the decoy itself)": _twin_xor1, "bits ^ 2": _twin_xor2,
+         "the next float": _twin_next}
+
+
+@pytest.mark.parametrize("twin", sorted(TWINS))
+def test_layer_permuted_with_a_twin_after_each_value_fails(nexus, tmp_path, twin):
+    """The value sample's decoys are each sampled value with its lowest
+    bit flipped; a copy holding every value and its twin (`bits ^ 1`)
+    had as many decoys as hits, like chance, and passed."""
+    layers = _layers(n=1)
+    teacher = onnx_teacher(tmp_path / "t.onnx", layers)
+    t = next(iter(layers.values())).ravel()
+    u = np.random.default_rng(56).permutation(t).view(np.uint32)
+    st = np.stack([u, TWINS[twin](u)], 1).ravel().view(np.float32).reshape(512, 64)
+    rc, out = _inspect(nexus, _onnx_student(tmp_path / "s.onnx", {"w": st}), teacher)
+    assert rc == 1 and "hold the values of encoder.layer.0" in out, out
+
+
+def test_untrained_models_of_one_generator_pass(nexus, tmp_path):
+    """No false alarm from the twin rule: two untrained torch models of one
+    architecture, seeds apart, share more exact values than chance
+    predicts for unrelated tensors (the same generator), and as many
+    decoys; the largest tensor (3.9M elements: an embedding) is just
+    under the size where the twin rule stops."""
+    import torch
+
+    def net(seed):
+        torch.manual_seed(seed)
+        m = torch.nn.Sequential(torch.nn.Embedding(30522, 128), torch.nn.Linear(128, 512),
+                                torch.nn.Linear(512, 128), torch.nn.LayerNorm(128))
+        return {k: v.detach().numpy().copy() for k, v in m.state_dict().items()}
+
+    teacher = onnx_teacher(tmp_path / "t.onnx", net(0))
+    rc, out = _inspect(nexus, _onnx_student(tmp_path / "s.onnx", net(1)), teacher)
+    assert rc == 0, out
