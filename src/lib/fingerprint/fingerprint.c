@@ -455,7 +455,8 @@ static int corr_cb(void *ctx, const char *name, const struct nx_fp__corr_hit *hi
 		if (!(m = match_push(&c->kept, &c->nkept, name, hit->teacher,
 				     c->teachers->files[hit->file], err)))
 			return NX_ENOMEM;
-		m->bytes = hit->bytes * hit->same / hit->used;
+		/* at the teacher's float32 size (a 16-bit teacher's too) */
+		m->bytes = (hit->f32_bytes ? hit->f32_bytes : hit->bytes) * hit->same / hit->used;
 		m->transposed = hit->transposed;
 		m->value_hits = hit->same;
 		m->value_samples = hit->used;

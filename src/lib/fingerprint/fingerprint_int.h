@@ -260,6 +260,7 @@ struct nx_fp__corr_hit {
 				* value exactly (the sign aside; not 0, not one the
 				* teacher's sample repeats): a part kept in place */
 	bool reversed, transposed;
+	uint64_t f32_bytes;    /* same: the teacher tensor's elements x 4 */
 };
 typedef int (*nx_fp__corr_fn)(void *ctx, const char *student, const struct nx_fp__corr_hit *hit,
 			      nx_error *err);
