@@ -38,7 +38,8 @@
  * (red team 8: x -1 and x 16 were signed and passed when the key held
  * the sign and only 2^-3..2^3 were counted).  The counts are kept per
  * (teacher tensor, scale) in a hash table that grows with the pairs seen,
- * up to FP_CMAP_MAX.
+ * up to FP_CMAP_MAX; the (sample, scale) pairs a tensor counted, in one
+ * too, and past FP_CMAP_MAX in a hashed set of bits (spill).
  * The same count over the whole student model finds a tensor cut into
  * pieces too small to hold half of it each.
  */
@@ -55,6 +56,7 @@
 #define FP_SHIFT_BIAS 256            /* exponent differences -253..253, biased */
 #define FP_CMAP_SLOTS0 (1u << 10)
 #define FP_CMAP_MAX (1u << 20)       /* (teacher tensor, scale) pairs counted at once */
+#define FP_SEEN_SPILL_BITS 26        /* past FP_CMAP_MAX pairs: 2^26 bits (8 MiB), see spill */
 /* A student tensor of at most this many elements holding half of a teacher
  * tensor's samples and half of their decoys holds its values with twins
  * (see shows): chance needs ~16M elements of the teacher's distribution
@@ -101,6 +103,8 @@ struct fp_values {
 	struct fp_cmap cnt;       /* this student tensor's counts */
 	struct fp_cmap seen;      /* this student tensor's (sample slot, scale)
 				   * pairs counted: c[0] hit, c[1] decoy */
+	uint64_t *spill;          /* the pairs past FP_CMAP_MAX, hashed (see spill) */
+	bool spilled;             /* spill holds this student tensor's bits */
 	struct fp_cmap gcnt;      /* the same over the whole student model */
 	uint64_t elems;           /* this student tensor's elements read */
 	bool *found;              /* per owner: a student tensor matched it */
@@ -163,6 +167,7 @@ void nx_fp__values_free(struct fp_values *s)
 	free(s->cnt.used);
 	free(s->seen.v);
 	free(s->seen.used);
+	free(s->spill);
 	free(s->gcnt.v);
 	free(s->gcnt.used);
 	free(s->found);
@@ -370,6 +375,32 @@ static int ready(struct fp_values *s, nx_error *err)
 	return 0;
 }
 
+/*
+ * Was (slot j, shift, hit or decoy) counted already, when the exact map
+ * is full?  Past FP_CMAP_MAX pairs a new pair was not counted at all, so a
+ * tensor holding 40% of a teacher tensor's values at each of 240 scales
+ * (no scale a copy) hid a copy after them.  Now each pair sets a bit of a
+ * hashed set: a pair taken for counted is one whose bit another set, so
+ * a count is low by at most the share of the 2^26 bits set - under 2% for
+ * a million pairs more, which takes a million sampled values, 64M
+ * elements.  Out of memory, a pair is counted again (the count is high,
+ * never low).
+ */
+static bool spill(struct fp_values *s, size_t j, int shift, bool hit)
+{
+	uint64_t h = ((uint64_t)j << 10 | (uint64_t)(shift + FP_SHIFT_BIAS) << 1 | hit) *
+		     0x9e3779b97f4a7c15ull >> (64 - FP_SEEN_SPILL_BITS);
+	uint64_t bit = 1ull << (h & 63);
+	bool was;
+
+	if (!s->spill && !(s->spill = calloc((1u << FP_SEEN_SPILL_BITS) / 64, sizeof(uint64_t))))
+		return false;
+	s->spilled = true;
+	was = s->spill[h >> 6] & bit;
+	s->spill[h >> 6] |= bit;
+	return was;
+}
+
 /* One float32 value of the student tensor under way. */
 static void look_up(struct fp_values *s, uint32_t bits)
 {
@@ -401,7 +432,7 @@ static void look_up(struct fp_values *s, uint32_t bits)
 		 * lattice, counted at every occurrence, was half a teacher
 		 * tensor's samples (bench/gen_model.py --dtype fp16) */
 		seen = cmap_at(&s->seen, (uint32_t)j, shift);
-		if (!seen || seen[!hit]++)
+		if (seen ? seen[!hit]++ != 0 : spill(s, j, shift, hit))
 			continue;
 		cmap_add(&s->cnt, e->owner, shift, !hit);
 	}
@@ -577,6 +608,9 @@ bool nx_fp__vfeed_student(struct nx_fp__vfeed *f, const nx_fp_set *set, int32_t 
 	f->bf16 = dtype == 16;
 	cmap_clear(&s->cnt);
 	cmap_clear(&s->seen);
+	if (s->spilled)
+		memset(s->spill, 0, (1u << FP_SEEN_SPILL_BITS) / 8);
+	s->spilled = false;
 	s->elems = 0;
 	return true;
 }
