@@ -345,3 +345,18 @@ def test_kinds_of_copies_count_in_one_sum(nexus, bundle, tmp_path, kinds):
                      ("pooled", "4-element windows"), ("kept in place", "kept in part")):
         assert words in text or not any(x.startswith(k) for x in kinds), (k, text)
 
+
+
+def test_an_accepted_tensor_leaves_the_one_sum(nexus, bundle, tmp_path):
+    """--accept-shared NAME takes that student tensor's share out of the
+    sum: 12 KiB of whole vectors and 13 KiB kept in place FAIL together,
+    and pass with the kept tensor accepted (an INFO names it)."""
+    vs = list(vectors(8).values())
+    layer = _layer()
+    teacher = onnx_teacher(tmp_path / "t.onnx",
+                           {**vectors(8), "encoder.layer.0.intermediate.dense.weight": layer})
+    put_student(bundle, {**KINDS["whole"](vs, layer), **KINDS["kept in place"](vs, layer)})
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    assert rc == 1, rep["findings"]
+    rc, rep = verify(nexus, bundle, "--teacher", teacher, "--accept-shared", "k")
+    assert rc == 0 and "teacher-tensor-allowed" in codes(rep), rep["findings"]
