@@ -92,7 +92,8 @@ extern "C" {
 #define NX_FP_CHUNKS_MAX (1u << 24)   /* teacher chunks (~48 GB of tensors) */
 #define NX_FP_VALUES_MAX (1u << 19)   /* sampled teacher values kept (16 MiB) */
 /* Teacher bytes a student may hold in place, as the value sample's hits
- * imply them (struct nx_fp_match.implied): a quarter of the leak budget. */
+ * imply them (struct nx_fp_match.implied): they count in the one sum
+ * with the small copies (sum_total), so this is NX_FP_SMALL_TOTAL_MAX. */
 #define NX_FP_IMPLIED_TOTAL_MAX (16u << 10)
 
 typedef struct nx_fp_set nx_fp_set;
@@ -147,6 +148,14 @@ struct nx_fp_match {
 	 * whole student (distinct blocks), over NX_FP_SMALL_TOTAL_MAX */
 	bool units;
 	uint32_t unit_blocks;
+	/* the one sum (docs/TRV.md "Why 16 KiB"): small, pooled, implied and
+	 * units matches are reported only together, when the teacher bytes
+	 * they imply, each element counted at the teacher's float32 size (4
+	 * bytes, whatever the student's type), sum_total, are over
+	 * NX_FP_SMALL_TOTAL_MAX.  sum_bytes: this match's share (its bytes at
+	 * float32 size; 0 when another kind found more in the same student
+	 * tensor: the kinds see much of the same values there) */
+	uint64_t sum_bytes, sum_total;
 };
 
 /*

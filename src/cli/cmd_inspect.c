@@ -463,16 +463,25 @@ static int fingerprint(const char *model, const struct export_args *a, bool json
 	if (json) {
 		json_t *arr = json_array(), *root;
 
-		for (i = 0; i < n; i++)
-			json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:b, s:b, s:b, s:b, s:b}",
-							     "tensor", m[i].student_tensor,
-							     "teacher_tensor", m[i].teacher_tensor,
-							     "teacher_file", m[i].teacher_file, "bytes",
-							     (json_int_t)m[i].bytes, "partial",
-							     m[i].partial, "transposed",
-							     m[i].transposed, "values", m[i].values,
-							     "approx", m[i].approx, "units",
-							     m[i].units));
+		for (i = 0; i < n; i++) {
+			json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:b, s:b, s:b, s:b, s:b}",
+					      "tensor", m[i].student_tensor, "teacher_tensor",
+					      m[i].teacher_tensor, "teacher_file", m[i].teacher_file,
+					      "bytes", (json_int_t)m[i].bytes, "partial", m[i].partial,
+					      "transposed", m[i].transposed, "values", m[i].values,
+					      "approx", m[i].approx, "units", m[i].units);
+			/* a part of the one sum (nexus/fingerprint.h: sum_bytes) */
+			const char *part = m[i].pooled ? "pooled" : m[i].implied ? "kept in place"
+					 : m[i].units ? "re-encoded vectors"
+					 : m[i].small ? "small copies" : NULL;
+
+			if (o && part) {
+				json_object_set_new(o, "sum_part", json_string(part));
+				json_object_set_new(o, "sum_bytes", json_integer((json_int_t)m[i].sum_bytes));
+				json_object_set_new(o, "sum_total", json_integer((json_int_t)m[i].sum_total));
+			}
+			json_array_append_new(arr, o);
+		}
 		root = json_pack("{s:s, s:o, s:I, s:I}", "schema", "nexus.inspect-teacher.v1",
 				 "shared_tensors", arr, "teacher_tensors",
 				 (json_int_t)nx_fp_set_count(set), "compressed_records",

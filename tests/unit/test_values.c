@@ -121,11 +121,63 @@ static void unrelated_tensor_is_not_a_copy(void **state)
 	free(x);
 }
 
+/*
+ * The per-tensor map of (sample, scale) pairs counted holds FP_CMAP_MAX of
+ * them; past that a new pair was not counted at all, so a student tensor
+ * that first held 40% of a teacher tensor's values at each of 240 scales
+ * (no scale half of the samples: no copy) hid a copy at scale 1 after
+ * them.  The teacher: 2^20 values, about 16K samples; 1.6M pairs.
+ */
+#define BIG (1u << 20)
+static void a_copy_after_a_million_pairs_is_found(void **state)
+{
+	float *w = malloc(4 * (size_t)BIG), *x = malloc(4 * (size_t)BIG);
+	nx_fp_set *set = NULL;
+	struct fp_values_match m;
+	struct nx_fp__vfeed f;
+	size_t i;
+	int k;
+
+	(void)state;
+	assert_non_null(w);
+	assert_non_null(x);
+	for (i = 0; i < BIG; i++)
+		w[i] = gauss();
+	assert_int_equal(nx_fp_set_new(&set, NULL), 0);
+	assert_int_equal(nx_fp__vfeed_teacher(&f, set, "layer", NULL), 0);
+	assert_int_equal(nx_fp__vfeed(&f, (const unsigned char *)w, 4 * (size_t)BIG), 0);
+	memset(&m, 0, sizeof(m));
+	assert_true(nx_fp__vfeed_student(&f, set, 1, NULL));
+	for (k = -120; k <= 120; k++) {
+		size_t n = 0;
+
+		if (!k)
+			continue;
+		/* a different 40% at each scale */
+		for (i = 0; i < BIG; i++)
+			if ((i * 2654435761u + (size_t)k * 40503u) % 100 < 40)
+				x[n++] = ldexpf(w[i], k);
+		assert_int_equal(nx_fp__vfeed(&f, (const unsigned char *)x, 4 * n), 0);
+	}
+	/* then the copy, reversed */
+	for (i = 0; i < BIG; i++)
+		x[i] = w[BIG - 1 - i];
+	assert_int_equal(nx_fp__vfeed(&f, (const unsigned char *)x, 4 * (size_t)BIG), 0);
+	nx_fp__vfeed_judge(&f, &m);
+	assert_true(m.samples >= FP_VALUES_MIN);
+	assert_true(m.hits >= m.samples / 2);
+	assert_int_equal(m.shift, 0);
+	nx_fp_set_free(set);
+	free(w);
+	free(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(copies_are_found),
 		cmocka_unit_test(unrelated_tensor_is_not_a_copy),
+		cmocka_unit_test(a_copy_after_a_million_pairs_is_found),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -47,16 +47,21 @@ static int fingerprint_one(struct build *b, const nx_fp_set *set, const char *pa
 	struct nx_fp_match *m = NULL;
 	size_t n = 0, i;
 	uint64_t pooled = 0;   /* the pooled small copies not allowed (bytes) */
+	uint64_t sum = 0;      /* the one sum's parts not allowed (nexus/fingerprint.h) */
 	int rc;
 
 	rc = nx_fingerprint_student(&m, &n, set, nx_stage_dirfd(b->stage), path,
 				    NX_FP_MIN_BYTES, b->err);
 	for (i = 0; !rc && i < n; i++)
-		if (m[i].pooled && !shared_allowed(b, m[i].student_tensor))
-			pooled += m[i].bytes;
+		if ((m[i].pooled || m[i].small || m[i].implied || m[i].units) &&
+		    !shared_allowed(b, m[i].student_tensor)) {
+			sum += m[i].sum_bytes;
+			pooled += m[i].pooled ? m[i].bytes : 0;
+		}
 	for (i = 0; !rc && i < n; i++)
 		if (shared_allowed(b, m[i].student_tensor) ||
-		    (m[i].pooled && pooled <= NX_FP_SMALL_TOTAL_MAX))
+		    ((m[i].pooled || m[i].small || m[i].implied || m[i].units) &&
+		     sum <= NX_FP_SMALL_TOTAL_MAX))
 			continue;
 		else if (m[i].units)
 			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
@@ -86,7 +91,7 @@ static int fingerprint_one(struct build *b, const nx_fp_set *set, const char *pa
 			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
 					  "student tensor '%s'%s holds about %llu bytes of '%s' of the "
 					  "teacher %s in place (teacher-values-copied: %llu bytes of "
-					  "teacher tensors so implied in all, over %u): the student "
+					  "teacher weights in one sum, over %u): the student "
 					  "carries teacher weights; retrain it", m[i].student_tensor, when,
 					  (unsigned long long)m[i].bytes, m[i].teacher_tensor,
 					  m[i].teacher_file, (unsigned long long)m[i].implied_total,

@@ -375,12 +375,15 @@ struct student_ctx {
 	size_t nsmall, capsmall;
 	const char *seen;   /* the student tensor whose matches began at nseen */
 	size_t nseen;
+	size_t nseen_small; /* and its small copies at nseen_small */
 	struct nx_fp_match *csmall;  /* approximate copies of small teacher tensors */
 	size_t ncsmall;
 	struct nx_fp_match *kept;    /* teacher tensors kept in part, in place */
 	size_t nkept;
 	struct nx_fp_match *units;   /* re-encoded vectors (fingerprint_units.c) */
 	size_t nunits;
+	struct nx_fp_match *parts;   /* the one sum's parts (one_sum) */
+	size_t nparts;
 };
 
 /* Kept aside: only their sum is a finding (nx_fingerprint_student). */
@@ -443,14 +446,17 @@ static int corr_cb(void *ctx, const char *name, const struct nx_fp__corr_hit *hi
 	bool small = hit->bytes < c->min;
 	struct nx_fp_match *m;
 
-	if (c->seen == name && c->n + c->nsmall > c->nseen)
+	/* its own matches, not the small copies other tensors held before it
+	 * (one small copy first hid every part kept in place after it) */
+	if (c->seen == name && (c->n > c->nseen || c->nsmall > c->nseen_small))
 		return 0;
 	if (hit->same) {
 		/* a part in place: the bytes its share of the positions implies */
 		if (!(m = match_push(&c->kept, &c->nkept, name, hit->teacher,
 				     c->teachers->files[hit->file], err)))
 			return NX_ENOMEM;
-		m->bytes = hit->bytes * hit->same / hit->used;
+		/* at the teacher's float32 size (a 16-bit teacher's too) */
+		m->bytes = (hit->f32_bytes ? hit->f32_bytes : hit->bytes) * hit->same / hit->used;
 		m->transposed = hit->transposed;
 		m->value_hits = hit->same;
 		m->value_samples = hit->used;
@@ -488,32 +494,37 @@ static int units_cb(void *ctx, const char *student, const char *teacher, size_t 
 	return 0;
 }
 
-/* Over NX_FP_SMALL_TOTAL_MAX bytes of teacher blocks in all: each student
- * tensor holding some is reported, unless it is reported already. */
-static int units_sum(struct student_ctx *c, nx_error *err)
+/* A copy of a match record (strings copied) appended to the sum's parts. */
+static struct nx_fp_match *part_push(struct student_ctx *c, const struct nx_fp_match *from,
+				     nx_error *err)
 {
-	uint64_t total = 0;
+	struct nx_fp_match *m = match_push(&c->parts, &c->nparts, from->student_tensor,
+					   from->teacher_tensor, from->teacher_file, err);
+	char *st, *tt, *tf;
+
+	if (!m)
+		return NULL;
+	st = m->student_tensor;
+	tt = m->teacher_tensor;
+	tf = m->teacher_file;
+	*m = *from;
+	m->student_tensor = st;
+	m->teacher_tensor = tt;
+	m->teacher_file = tf;
+	return m;
+}
+
+/* Teacher blocks found re-encoded: parts of the sum, unless their student
+ * tensor is reported already. */
+static int units_parts(struct student_ctx *c, nx_error *err)
+{
 	size_t i, j, n = c->n;
 
-	for (i = 0; i < c->nunits; i++)
-		total += c->units[i].bytes;
-	if (total <= NX_FP_SMALL_TOTAL_MAX)
-		return 0;
 	for (i = 0; i < c->nunits; i++) {
-		const struct nx_fp_match *u = &c->units[i];
-		struct nx_fp_match *m;
-
-		for (j = 0; j < n && strcmp(c->m[j].student_tensor, u->student_tensor); j++)
+		for (j = 0; j < n && strcmp(c->m[j].student_tensor, c->units[i].student_tensor); j++)
 			;
-		if (j < n)
-			continue;
-		if (!(m = match_push(&c->m, &c->n, u->student_tensor, u->teacher_tensor,
-				     u->teacher_file, err)))
+		if (j == n && !part_push(c, &c->units[i], err))
 			return NX_ENOMEM;
-		m->units = true;
-		m->unit_blocks = u->unit_blocks;
-		m->bytes = u->bytes;
-		m->small_total = total;
 	}
 	return 0;
 }
@@ -535,22 +546,24 @@ static int cmp_small(const void *a, const void *b)
 
 /*
  * The small matches, each teacher tensor once (the student holding one
- * teacher vector ten times carries 3 KiB of it, not 30): reported, each
- * with the sum, when the sum is over NX_FP_SMALL_TOTAL_MAX.
+ * teacher vector ten times carries 3 KiB of it, not 30), and the
+ * approximate copies, each teacher tensor once too: parts of the sum.
  */
-static int small_sum(struct student_ctx *c, nx_error *err)
+static int small_parts(struct student_ctx *c, nx_error *err)
 {
-	uint64_t total = 0;
 	size_t i, k = 0;
 
-	/* approximate copies: each teacher tensor once too */
 	if (c->ncsmall)
 		qsort(c->csmall, c->ncsmall, sizeof(*c->csmall), cmp_csmall);
-	for (i = 0; i < c->ncsmall; i++)
-		if (!i || cmp_csmall(&c->csmall[i - 1], &c->csmall[i]))
-			total += c->csmall[i].bytes;
-	if (!c->nsmall && total <= NX_FP_SMALL_TOTAL_MAX)
-		return 0;
+	for (i = 0; i < c->ncsmall; i++) {
+		struct nx_fp_match *m;
+
+		if (i && !cmp_csmall(&c->csmall[i - 1], &c->csmall[i]))
+			continue;
+		if (!(m = part_push(c, &c->csmall[i], err)))
+			return NX_ENOMEM;
+		m->approx = m->small = true;
+	}
 	if (c->nsmall)
 		qsort(c->small, c->nsmall, sizeof(*c->small), cmp_small);
 	for (i = 0; i < c->nsmall; i++) {
@@ -559,43 +572,18 @@ static int small_sum(struct student_ctx *c, nx_error *err)
 			continue;
 		}
 		c->small[k++] = c->small[i];
-		total += c->small[i].e->bytes;
 	}
 	c->nsmall = k;
-	if (total <= NX_FP_SMALL_TOTAL_MAX)
-		return 0;
-	for (i = 0; i < c->ncsmall; i++) {
-		struct nx_fp_match *m = match_push(&c->m, &c->n, c->csmall[i].student_tensor,
-						   c->csmall[i].teacher_tensor,
-						   c->csmall[i].teacher_file, err);
+	for (i = 0; i < k; i++) {
+		const struct small_match *s = &c->small[i];
+		struct nx_fp_match *m = match_push(&c->parts, &c->nparts, s->student, s->e->name,
+						   c->teachers->files[s->e->file], err);
 
 		if (!m)
 			return NX_ENOMEM;
-		m->bytes = c->csmall[i].bytes;
-		m->transposed = c->csmall[i].transposed;
-		m->approx = m->small = true;
-		m->corr = c->csmall[i].corr;
-		m->corr_used = c->csmall[i].corr_used;
-		m->small_total = total;
-	}
-	for (i = 0; i < k; i++) {
-		const struct small_match *s = &c->small[i];
-		struct nx_fp_match *m;
-
-		if (NX_ARRAY_PUSH_EXACT(c->m, c->n))
-			return nx_error_oom(err, NULL);
-		m = &c->m[c->n];
-		memset(m, 0, sizeof(*m));
-		c->n++;
-		m->student_tensor = strdup(s->student);
-		m->teacher_tensor = strdup(s->e->name);
-		m->teacher_file = strdup(c->teachers->files[s->e->file]);
 		m->bytes = s->e->bytes;
 		m->transposed = s->transposed;
 		m->small = true;
-		m->small_total = total;
-		if (!m->student_tensor || !m->teacher_tensor || !m->teacher_file)
-			return nx_error_oom(err, NULL);
 	}
 	return 0;
 }
@@ -623,6 +611,7 @@ static int match_cb(void *ctx, const char *name, const struct fp_hash *h, bool t
 	if (c->seen != name) {
 		c->seen = name;
 		c->nseen = c->n;
+		c->nseen_small = c->nsmall;
 	}
 	/* small teacher tensors found whole inside it, at any offset */
 	for (i = 0; h->ps && i < h->ps->nhits; i++) {
@@ -670,18 +659,17 @@ static int match_cb(void *ctx, const char *name, const struct fp_hash *h, bool t
 }
 
 /* The small teacher tensors found pooled, in any affine form
- * (fingerprint_pool.c): a match for each student tensor that found some,
- * when all of them together imply over NX_FP_SMALL_TOTAL_MAX bytes (the
- * caller sums them again, leaving out allow_shared_tensors). */
+ * (fingerprint_pool.c): a part of the sum for each student tensor that
+ * found some (nx_fp__pool_judge fills the verdict whenever any were found,
+ * over its own bound or not). */
 static int pooled(struct student_ctx *c, nx_error *err)
 {
 	struct nx_fp__pool_verdict v;
 
-	if (!nx_fp__pool_judge(c->teachers, &v))
-		return 0;
+	(void)nx_fp__pool_judge(c->teachers, &v);
 	for (size_t i = 0; i < v.nfound; i++) {
-		struct nx_fp_match *m = match_push(&c->m, &c->n, v.found[i].student, v.teacher,
-						   c->teachers->files[v.file], err);
+		struct nx_fp_match *m = match_push(&c->parts, &c->nparts, v.found[i].student,
+						   v.teacher, c->teachers->files[v.file], err);
 
 		if (!m)
 			return NX_ENOMEM;
@@ -719,28 +707,96 @@ static int distinct_sizes(uint64_t **out, size_t *nout, const nx_fp_set *t, nx_e
 }
 
 /* Teacher tensors kept in part, in place (fingerprint_corr.c corr_same):
- * reported, each with the sum of the bytes they imply, when it is over
- * NX_FP_IMPLIED_TOTAL_MAX. */
-static int implied_sum(struct student_ctx *c, nx_error *err)
+ * parts of the sum. */
+static int kept_parts(struct student_ctx *c, nx_error *err)
 {
-	uint64_t total = 0;
-	size_t i;
-
-	for (i = 0; i < c->nkept; i++)
-		total += c->kept[i].bytes;
-	for (i = 0; total > NX_FP_IMPLIED_TOTAL_MAX && i < c->nkept; i++) {
-		struct nx_fp_match *m = match_push(&c->m, &c->n, c->kept[i].student_tensor,
-						   c->kept[i].teacher_tensor,
-						   c->kept[i].teacher_file, err);
+	for (size_t i = 0; i < c->nkept; i++) {
+		struct nx_fp_match *m = part_push(c, &c->kept[i], err);
 
 		if (!m)
 			return NX_ENOMEM;
-		m->bytes = c->kept[i].bytes;
-		m->transposed = c->kept[i].transposed;
 		m->values = m->implied = true;
-		m->value_hits = c->kept[i].value_hits;
-		m->value_samples = c->kept[i].value_samples;
-		m->implied_total = total;
+	}
+	return 0;
+}
+
+/* A part's teacher bytes at the teacher's float32 size: the float16 and
+ * bfloat16 casts of a float32 teacher tensor (fingerprint_forms.c, named
+ * "... as float16", "... as bfloat16") hold 2 bytes an element. */
+static uint64_t f32_bytes(const struct nx_fp_match *m)
+{
+	if (m->small && !m->approx &&
+	    (strstr(m->teacher_tensor, " as float16") || strstr(m->teacher_tensor, " as bfloat16")))
+		return 2 * m->bytes;
+	return m->bytes;
+}
+
+static int cmp_part(const void *a, const void *b)
+{
+	const struct nx_fp_match *x = a, *y = b;
+
+	return strcmp(x->student_tensor, y->student_tensor);
+}
+
+/*
+ * One sum of teacher bytes (docs/TRV.md "Why 16 KiB"), not one per kind:
+ * four sums judged apart let a student carry just under the bound by each
+ * (review A of stop 20: 10 float16 vectors, 5 pooled and 7% of three
+ * layers in place, ~58 KiB).  Per student tensor the kinds overlap - a
+ * whole copy of a teacher vector is in the pool and its blocks are units,
+ * a part kept in place may be whole rows - so each student tensor counts
+ * its largest kind (whole and approximate small copies with parts kept in
+ * place; pooled windows; re-encoded blocks); student tensors add up.
+ * Over NX_FP_SMALL_TOTAL_MAX every part is reported, with its share
+ * (sum_bytes) and the sum.
+ */
+static int one_sum(struct student_ctx *c, nx_error *err)
+{
+	uint64_t total = 0;
+	size_t i, j;
+
+	if (!c->nparts)
+		return 0;
+	for (i = 0; i < c->nparts; i++)
+		c->parts[i].sum_bytes = f32_bytes(&c->parts[i]);
+	qsort(c->parts, c->nparts, sizeof(*c->parts), cmp_part);
+	for (i = 0; i < c->nparts; i = j) {
+		uint64_t kind[3] = { 0, 0, 0 };   /* exact, pooled, units */
+		unsigned best = 0, k;
+
+		for (j = i; j < c->nparts && !cmp_part(&c->parts[i], &c->parts[j]); j++)
+			kind[c->parts[j].pooled ? 1 : c->parts[j].units ? 2 : 0] +=
+				c->parts[j].sum_bytes;
+		for (k = 1; k < 3; k++)
+			if (kind[k] > kind[best])
+				best = k;
+		total += kind[best];
+		for (k = (unsigned)i; k < j; k++)
+			if ((c->parts[k].pooled ? 1u : c->parts[k].units ? 2u : 0u) != best)
+				c->parts[k].sum_bytes = 0;
+	}
+	if (total <= NX_FP_SMALL_TOTAL_MAX)
+		return 0;
+	for (i = 0; i < c->nparts; i++) {
+		struct nx_fp_match *m = match_push(&c->m, &c->n, c->parts[i].student_tensor,
+						   c->parts[i].teacher_tensor,
+						   c->parts[i].teacher_file, err);
+		char *st, *tt, *tf;
+
+		if (!m)
+			return NX_ENOMEM;
+		st = m->student_tensor;
+		tt = m->teacher_tensor;
+		tf = m->teacher_file;
+		*m = c->parts[i];
+		m->student_tensor = st;
+		m->teacher_tensor = tt;
+		m->teacher_file = tf;
+		m->sum_total = total;
+		if (m->implied)
+			m->implied_total = total;
+		else
+			m->small_total = total;
 	}
 	return 0;
 }
@@ -750,8 +806,8 @@ static int implied_sum(struct student_ctx *c, nx_error *err)
 int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_set *teachers,
 			   int dirfd, const char *path, size_t min_bytes, nx_error *err)
 {
-	struct student_ctx c = { teachers, NULL, 0, min_bytes, NULL, 0, 0, NULL, 0, NULL, 0,
-				   NULL, 0, NULL, 0 };
+	struct student_ctx c = { teachers, NULL, 0, min_bytes, NULL, 0, 0, NULL, 0, 0, NULL, 0,
+				   NULL, 0, NULL, 0, NULL, 0 };
 	struct nx_fp__units_run units;
 	struct tensors w = { NULL, teachers, match_cb, &c, min_bytes, NULL, 0, corr_cb, &units,
 			     units_cb };
@@ -784,14 +840,17 @@ int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_s
 		rc = match_cb(&c, "(spread over several tensors)", &h, false, err);
 	}
 	if (!rc)
-		rc = implied_sum(&c, err);
+		rc = kept_parts(&c, err);
 	if (!rc)
-		rc = small_sum(&c, err);
+		rc = small_parts(&c, err);
 	if (!rc)
-		rc = units_sum(&c, err);
+		rc = units_parts(&c, err);
+	if (!rc)
+		rc = one_sum(&c, err);
 out:
 	nx_fp__units_end(&units);
 	nx_fp_matches_free(c.units, c.nunits);
+	nx_fp_matches_free(c.parts, c.nparts);
 	for (size_t i = 0; i < c.nsmall; i++)
 		free(c.small[i].student);
 	free(c.small);

@@ -44,6 +44,8 @@ struct corr_tensor {
 	uint32_t nv;
 	char *name;
 	size_t file;      /* index into the set's files */
+	bool lattice;     /* every sampled value on the float16 lattice (a
+			   * float16 or bfloat16 teacher): corr_same16 */
 };
 
 struct fp_corr {
@@ -359,6 +361,14 @@ int nx_fp__corr_teacher(nx_fp_set *set, const char *name, int32_t dtype, int fd,
 	}
 	t->n = n;
 	t->bytes = len;
+	t->lattice = true;
+	for (i = 0; i < np; i++) {
+		uint32_t b;
+
+		memcpy(&b, &v[i], 4);
+		if (isfinite(v[i]) && v[i] != 0 && (b & 0x1fffu))
+			t->lattice = false;
+	}
 	t->v = v;
 	t->rk = rk;
 	t->nv = np;
@@ -477,6 +487,40 @@ static uint32_t corr_same(const double *x, const float *y, uint32_t n, uint32_t 
 	return same;
 }
 
+/*
+ * corr_same for a teacher whose values all sit on the float16 lattice (a
+ * float16 or bfloat16 checkpoint, or one widened): corr_key leaves them
+ * out, and 40% of such a teacher's layers kept in place passed.  Its
+ * values are 16-bit ones, which an independent tensor - a float16 one
+ * above all - holds at a position by chance far more often than a 22-bit
+ * mantissa (a bfloat16 value has 7 bits), and a 16-bit teacher repeats
+ * its values in its own sample.  So the student's value counts when it
+ * equals the teacher's exactly (the sign aside), and chance is measured,
+ * not assumed: the same count against the teacher's sample shifted by
+ * half (decoy positions, as independent of the student as an unrelated
+ * tensor is) must be beaten by 5 standard deviations of the difference
+ * (an honest bfloat16 student against a bfloat16 teacher: 2 of 1024 by
+ * chance, up to 9 against a decoy count of 1 measured); what is over it
+ * is the part kept.
+ */
+static uint32_t corr_same16(const double *x, const float *y, uint32_t n)
+{
+	uint32_t i, same = 0, decoy = 0;
+
+	for (i = 0; i < n; i++) {
+		float f = (float)x[i], a = y[i], b = y[(i + n / 2) % n];
+
+		if (!isfinite(x[i]) || (double)f != x[i] || f == 0)
+			continue;
+		same += isfinite(a) && fabsf(f) == fabsf(a);
+		decoy += isfinite(b) && fabsf(f) == fabsf(b);
+	}
+	if (same < FP_CORR_SAME_MIN || same <= decoy ||
+	    same - decoy < 5 * sqrt((double)same + decoy + 1))
+		return 0;
+	return same - decoy;
+}
+
 static int cmp_size(const void *a, const void *b)
 {
 	const struct corr_tensor *x = a, *y = b;
@@ -579,13 +623,16 @@ int nx_fp__corr_student(const nx_fp_set *set, const char *name, int32_t dtype, i
 				best.reversed = order == 1;
 				best.transposed = order == 2;
 			} else if (!hit && (!best.teacher || best.same)) {
-				uint32_t same = corr_same(val + (size_t)order * np, lo->v, np,
-							  keys);
+				uint32_t same = lo->lattice
+							? corr_same16(val + (size_t)order * np,
+								      lo->v, np)
+							: corr_same(val + (size_t)order * np, lo->v,
+								    np, keys);
 
 				if (same >= FP_CORR_SAME_MIN && same > best.same) {
 					best = (struct nx_fp__corr_hit){ lo->name, lo->file, lo->bytes,
 									 r, np, same, order == 1,
-									 order == 2 };
+									 order == 2, lo->n * 4 };
 				}
 			}
 		}

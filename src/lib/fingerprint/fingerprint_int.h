@@ -144,8 +144,8 @@ struct fp_hash;
  * (nx_fp__pool_begin_model), every float32 tensor is fed through a scan
  * (nx_fp__pool_feed, an nx_onnx_bytes_fn, riding on nx_fp__hash_feed as
  * h->pl) and the attribute numbers (nx_fp__pool_attrs); nx_fp__pool_judge
- * is true when the distinct pool windows found in runs imply over
- * NX_FP_SMALL_TOTAL_MAX teacher bytes.
+ * fills its verdict when any pool window was found in a run, and is true
+ * when the distinct ones imply over NX_FP_SMALL_TOTAL_MAX teacher bytes.
  */
 #define FP_POOL_RUN 4   /* windows in a row that make a run */
 #define FP_POOL_BLOCK 1024   /* elements read at a time (a small tensor fits) */
@@ -260,6 +260,7 @@ struct nx_fp__corr_hit {
 				* value exactly (the sign aside; not 0, not one the
 				* teacher's sample repeats): a part kept in place */
 	bool reversed, transposed;
+	uint64_t f32_bytes;    /* same: the teacher tensor's elements x 4 */
 };
 typedef int (*nx_fp__corr_fn)(void *ctx, const char *student, const struct nx_fp__corr_hit *hit,
 			      nx_error *err);

@@ -473,7 +473,9 @@ bool nx_fp__pool_judge(const nx_fp_set *set, struct nx_fp__pool_verdict *v)
 	size_t i, top = 0;
 
 	memset(v, 0, sizeof(*v));
-	if (!s || 4 * (uint64_t)s->marked <= NX_FP_SMALL_TOTAL_MAX)
+	/* the verdict is filled whenever any key was found: fingerprint.c
+	 * adds the pool to one sum with the other kinds */
+	if (!s || !s->marked)
 		return false;
 	v->windows = s->marked;
 	v->pool = s->n;
@@ -493,5 +495,5 @@ bool nx_fp__pool_judge(const nx_fp_set *set, struct nx_fp__pool_verdict *v)
 	v->tensors = s->nt;
 	v->teacher = s->t[top].name;
 	v->file = s->t[top].file;
-	return true;
+	return 4 * (uint64_t)s->marked > NX_FP_SMALL_TOTAL_MAX;
 }

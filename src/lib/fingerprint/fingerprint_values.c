@@ -31,12 +31,15 @@
  * difference of each hit is counted, 2^-253 .. 2^253), it holds at least
  * half of its samples and the hits beat the decoys by 5 standard
  * deviations (or the decoys the hits: the values with their lowest bit
- * flipped).  The sign is not looked at: a tensor negated, or with the
+ * flipped), or - in a tensor of at most FP_VALUES_TWIN_ELEMS elements -
+ * when it holds half of the decoys too (each value with its twin beside
+ * it).  The sign is not looked at: a tensor negated, or with the
  * signs of some rows, columns or elements flipped, is an exact copy
  * (red team 8: x -1 and x 16 were signed and passed when the key held
  * the sign and only 2^-3..2^3 were counted).  The counts are kept per
  * (teacher tensor, scale) in a hash table that grows with the pairs seen,
- * up to FP_CMAP_MAX.
+ * up to FP_CMAP_MAX; the (sample, scale) pairs a tensor counted, in one
+ * too, and past FP_CMAP_MAX in a hashed set of bits (spill).
  * The same count over the whole student model finds a tensor cut into
  * pieces too small to hold half of it each.
  */
@@ -53,6 +56,12 @@
 #define FP_SHIFT_BIAS 256            /* exponent differences -253..253, biased */
 #define FP_CMAP_SLOTS0 (1u << 10)
 #define FP_CMAP_MAX (1u << 20)       /* (teacher tensor, scale) pairs counted at once */
+#define FP_SEEN_SPILL_BITS 26        /* past FP_CMAP_MAX pairs: 2^26 bits (8 MiB), see spill */
+/* A student tensor of at most this many elements holding half of a teacher
+ * tensor's samples and half of their decoys holds its values with twins
+ * (see shows): chance needs ~16M elements of the teacher's distribution
+ * for half of either (a value found with probability ~N / 3.5e7). */
+#define FP_VALUES_TWIN_ELEMS (1u << 22)
 
 enum { V_COMMON = 1, V_SHARED = 2, V_DROP = 3, V_GHIT = 4, V_GDECOY = 8 };
 
@@ -94,7 +103,10 @@ struct fp_values {
 	struct fp_cmap cnt;       /* this student tensor's counts */
 	struct fp_cmap seen;      /* this student tensor's (sample slot, scale)
 				   * pairs counted: c[0] hit, c[1] decoy */
+	uint64_t *spill;          /* the pairs past FP_CMAP_MAX, hashed (see spill) */
+	bool spilled;             /* spill holds this student tensor's bits */
 	struct fp_cmap gcnt;      /* the same over the whole student model */
+	uint64_t elems;           /* this student tensor's elements read */
 	bool *found;              /* per owner: a student tensor matched it */
 	uint64_t *bits;           /* 2^22 bits: a teacher key may be at key - 1 */
 };
@@ -155,6 +167,7 @@ void nx_fp__values_free(struct fp_values *s)
 	free(s->cnt.used);
 	free(s->seen.v);
 	free(s->seen.used);
+	free(s->spill);
 	free(s->gcnt.v);
 	free(s->gcnt.used);
 	free(s->found);
@@ -362,6 +375,32 @@ static int ready(struct fp_values *s, nx_error *err)
 	return 0;
 }
 
+/*
+ * Was (slot j, shift, hit or decoy) counted already, when the exact map
+ * is full?  Past FP_CMAP_MAX pairs a new pair was not counted at all, so a
+ * tensor holding 40% of a teacher tensor's values at each of 240 scales
+ * (no scale a copy) hid a copy after them.  Now each pair sets a bit of a
+ * hashed set: a pair taken for counted is one whose bit another set, so
+ * a count is low by at most the share of the 2^26 bits set - under 2% for
+ * a million pairs more, which takes a million sampled values, 64M
+ * elements.  Out of memory, a pair is counted again (the count is high,
+ * never low).
+ */
+static bool spill(struct fp_values *s, size_t j, int shift, bool hit)
+{
+	uint64_t h = ((uint64_t)j << 10 | (uint64_t)(shift + FP_SHIFT_BIAS) << 1 | hit) *
+		     0x9e3779b97f4a7c15ull >> (64 - FP_SEEN_SPILL_BITS);
+	uint64_t bit = 1ull << (h & 63);
+	bool was;
+
+	if (!s->spill && !(s->spill = calloc((1u << FP_SEEN_SPILL_BITS) / 64, sizeof(uint64_t))))
+		return false;
+	s->spilled = true;
+	was = s->spill[h >> 6] & bit;
+	s->spill[h >> 6] |= bit;
+	return was;
+}
+
 /* One float32 value of the student tensor under way. */
 static void look_up(struct fp_values *s, uint32_t bits)
 {
@@ -393,7 +432,7 @@ static void look_up(struct fp_values *s, uint32_t bits)
 		 * lattice, counted at every occurrence, was half a teacher
 		 * tensor's samples (bench/gen_model.py --dtype fp16) */
 		seen = cmap_at(&s->seen, (uint32_t)j, shift);
-		if (!seen || seen[!hit]++)
+		if (seen ? seen[!hit]++ != 0 : spill(s, j, shift, hit))
 			continue;
 		cmap_add(&s->cnt, e->owner, shift, !hit);
 	}
@@ -474,6 +513,8 @@ static void each_value(struct nx_fp__vfeed *f, const unsigned char *p, size_t n)
 {
 	size_t i;
 
+	if (!f->teacher)
+		f->s->elems += n / f->width;
 	if (f->width == 4) {
 #if defined(__x86_64__)
 		if (f->s->rate > 1 && !(f->s->rate & (f->s->rate - 1)) &&
@@ -567,28 +608,41 @@ bool nx_fp__vfeed_student(struct nx_fp__vfeed *f, const nx_fp_set *set, int32_t 
 	f->bf16 = dtype == 16;
 	cmap_clear(&s->cnt);
 	cmap_clear(&s->seen);
+	if (s->spilled)
+		memset(s->spill, 0, (1u << FP_SEEN_SPILL_BITS) / 8);
+	s->spilled = false;
+	s->elems = 0;
 	return true;
 }
 
 /*
- * Does one scale of counts c (hits, decoys) show teacher tensor o's values?
- * Either side may be the copy: decoys far above the hits are the values
- * with their lowest bit flipped, a re-encoding as good as any other.
+ * Does one scale of counts c (hits, decoys) show teacher tensor o's values,
+ * in a student tensor of elems elements (0: the whole model)?  Either side
+ * may be the copy: decoys far above the hits are the values with their
+ * lowest bit flipped, a re-encoding as good as any other.  Both at half
+ * of the samples is chance only in a tensor large enough to hold most
+ * values near the teacher's; in a smaller one it is the copy with each
+ * value's twin (`bits ^ 1`) beside it, which the decoys alone took for
+ * chance (review A of stop 20).
  */
-static bool shows(const uint32_t *c, uint32_t n)
+static bool shows(const uint32_t *c, uint32_t n, uint64_t elems)
 {
 	double h = c[0], d = c[1], hi = h > d ? h : d, lo = h > d ? d : h;
 
-	return n >= FP_VALUES_MIN && 2 * hi >= n && hi - lo >= 5 * sqrt(h + d + 1);
+	if (n < FP_VALUES_MIN || 2 * hi < n)
+		return false;
+	return hi - lo >= 5 * sqrt(h + d + 1) ||
+	       (elems && elems <= FP_VALUES_TWIN_ELEMS && 2 * lo >= n);
 }
 
 /* Counts slot i of m, if they show their teacher tensor better than m. */
-static bool best(struct fp_values_match *m, const struct fp_values *s, const struct fp_cnt *c)
+static bool best(struct fp_values_match *m, const struct fp_values *s, const struct fp_cnt *c,
+		 uint64_t elems)
 {
 	uint32_t o = (uint32_t)((c->key - 1) / 512);
 	uint32_t hi = c->c[0] > c->c[1] ? c->c[0] : c->c[1];
 
-	if (!shows(c->c, s->o[o].n) || hi <= m->hits)
+	if (!shows(c->c, s->o[o].n, elems) || hi <= m->hits)
 		return false;
 	m->hits = hi;
 	m->samples = s->o[o].n;
@@ -607,7 +661,7 @@ void nx_fp__vfeed_judge(struct nx_fp__vfeed *f, struct fp_values_match *m)
 	for (i = 0; i < s->cnt.n; i++) {
 		const struct fp_cnt *c = &s->cnt.v[s->cnt.used[i]];
 
-		if (best(m, s, c))
+		if (best(m, s, c, s->elems ? s->elems : 1))
 			s->found[(c->key - 1) / 512] = true;
 	}
 	cmap_clear(&s->cnt);
@@ -639,7 +693,7 @@ bool nx_fp__values_judge_model(const nx_fp_set *set, size_t *next, struct fp_val
 		const struct fp_cnt *c = &s->gcnt.v[s->gcnt.used[*next]];
 		uint32_t o = (uint32_t)((c->key - 1) / 512);
 
-		if (s->found[o] || !best(m, s, c))
+		if (s->found[o] || !best(m, s, c, 0))
 			continue;
 		s->found[o] = true;   /* once, at the first scale that shows it */
 		(*next)++;

@@ -9,6 +9,7 @@
 #include "verify_internal.h"
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,8 +33,9 @@
  * And it covers that tensor as a copy of a teacher tensor, not as a
  * container: red team 11 stacked four teacher layers, rounded, in one
  * accepted [1024, 64] tensor, and each was "allowed".  So only a whole copy
- * (equal, transposed, in the quantizer's forms, or approximate: all of the
- * student tensor's own element count) is covered, with the pieces (chunks,
+ * (equal, transposed, in the quantizer's forms, approximate, or kept in
+ * place in part: all of the student tensor's own element count, position
+ * by position) is covered, with the pieces (chunks,
  * blocks, pooled windows, sampled values) of a teacher tensor the same
  * student tensor is a whole copy of; any other piece is judged as if the
  * name were not accepted.  Two teacher tensors the student tensor is a
@@ -43,7 +45,9 @@ static const char VOIDED[] = "";
 
 static bool whole_copy(const struct nx_fp_match *x)
 {
-	return !x->partial && !x->values && !x->pooled && !x->units && !x->implied;
+	/* implied: kept in place, position by position, in a tensor of the
+	 * teacher tensor's element count (the values flag rides along) */
+	return !x->partial && !x->pooled && !x->units && (!x->values || x->implied);
 }
 
 static bool same_teacher(const struct nx_fp_match *a, const struct nx_fp_match *b)
@@ -106,89 +110,107 @@ static void accepted_once(const struct vfy_ctx *c, const char **used)
 	}
 }
 
-/*
- * Whole copies of teacher tensors under NX_FP_MIN_BYTES count together
- * (nexus/fingerprint.h): one finding naming the first of them, when the
- * ones allowed_shared_tensors does not name still add up to more than
- * NX_FP_SMALL_TOTAL_MAX bytes.
- */
-static int small_copies(struct vfy_ctx *c, const char **used, const struct nx_fp_match *m,
-			size_t n)
-{
-	const struct nx_fp_match *first = NULL;
-	uint64_t total = 0;
-	size_t i, count = 0;
-	int rc = 0;
+/* The one sum's kinds (nexus/fingerprint.h: sum_bytes), in report order. */
+enum { SUM_SMALL, SUM_POOLED, SUM_KEPT, SUM_UNITS, SUM_KINDS };
 
-	for (i = 0; !rc && i < n; i++) {
-		if (!m[i].small)
-			continue;
-		if (allowed(c, used, m, n, &m[i])) {
-			rc = nx_report_add(c->r, CHECK, NX_SEV_INFO, NX_F_TEACHER_TENSOR_ALLOWED, NX_MODEL_PATH, 0,
-					   "student tensor '%s' equals '%s' of teacher %s (allowed by "
-					   "allow_shared_tensors)", m[i].student_tensor,
-					   m[i].teacher_tensor, m[i].teacher_file);
-			continue;
-		}
-		total += m[i].bytes;
-		count++;
-		if (!first)
-			first = &m[i];
-	}
-	if (rc || total <= NX_FP_SMALL_TOTAL_MAX)
-		return rc;
-	return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_TENSOR_COPIED, NX_MODEL_PATH, 0,
-			     "%zu student tensors are whole copies of small teacher tensors (each "
-			     "under %d bytes), %llu bytes of teacher weights in all, over the %u "
-			     "allowed: e.g. '%s' (%llu bytes) equals '%s' of teacher %s%s%s",
-			     count, NX_FP_MIN_BYTES, (unsigned long long)total, NX_FP_SMALL_TOTAL_MAX,
-			     first->student_tensor, (unsigned long long)first->bytes,
-			     first->teacher_tensor, first->teacher_file,
-			     first->transposed ? " once transposed" : "",
-			     first->approx ? " approximately (correlation)" : "");
+static int sum_kind(const struct nx_fp_match *m)
+{
+	return m->pooled ? SUM_POOLED : m->implied ? SUM_KEPT : m->units ? SUM_UNITS
+	       : m->small ? SUM_SMALL : -1;
 }
 
 /*
- * The small teacher tensors pooled (nexus/fingerprint.h: pooled): the
- * student tensors' shares, those allow_shared_tensors names left out, one
- * FAIL naming the largest when the rest imply more than
- * NX_FP_SMALL_TOTAL_MAX bytes.
+ * Whole copies of small teacher tensors, the small ones pooled, parts kept
+ * in place and re-encoded vectors count in one sum (nexus/fingerprint.h:
+ * sum_bytes; docs/TRV.md "Why 16 KiB"): when the ones allow_shared_tensors
+ * does not name add up to more than NX_FP_SMALL_TOTAL_MAX bytes at the
+ * teacher's float32 size, one FAIL for each kind found, each with its own
+ * code and example, each naming the sum and every kind's share of it.
  */
-static int pooled_copies(struct vfy_ctx *c, const char **used, const struct nx_fp_match *m,
-			 size_t n)
+static int sum_copies(struct vfy_ctx *c, const char **used, const struct nx_fp_match *m,
+		      size_t n)
 {
-	const struct nx_fp_match *top = NULL;
-	uint64_t total = 0;
-	size_t i, count = 0;
-	int rc = 0;
+	const struct nx_fp_match *top[SUM_KINDS] = { NULL };
+	uint64_t part[SUM_KINDS] = { 0 }, found[SUM_KINDS] = { 0 }, total = 0, windows = 0;
+	size_t i, count[SUM_KINDS] = { 0 };
+	char parts[256];
+	int rc = 0, k;
 
 	for (i = 0; !rc && i < n; i++) {
-		if (!m[i].pooled)
+		if ((k = sum_kind(&m[i])) < 0)
 			continue;
 		if (allowed(c, used, m, n, &m[i])) {
 			rc = nx_report_add(c->r, CHECK, NX_SEV_INFO, NX_F_TEACHER_TENSOR_ALLOWED, NX_MODEL_PATH, 0,
-					   "student tensor '%s' holds %llu bytes of small teacher "
-					   "tensors of teacher %s in another form (allowed by "
-					   "allow_shared_tensors)", m[i].student_tensor,
-					   (unsigned long long)m[i].bytes, m[i].teacher_file);
+					   "student tensor '%s' holds %llu bytes of '%s' of teacher %s "
+					   "(allowed by allow_shared_tensors)", m[i].student_tensor,
+					   (unsigned long long)m[i].bytes, m[i].teacher_tensor,
+					   m[i].teacher_file);
 			continue;
 		}
-		total += m[i].bytes;
-		count++;
-		if (!top || m[i].bytes > top->bytes)
-			top = &m[i];
+		part[k] += m[i].sum_bytes;
+		found[k] += m[i].bytes;
+		total += m[i].sum_bytes;
+		count[k]++;
+		if (k == SUM_POOLED)
+			windows += m[i].value_hits;
+		if (!top[k] || m[i].bytes > top[k]->bytes)
+			top[k] = &m[i];
 	}
 	if (rc || total <= NX_FP_SMALL_TOTAL_MAX)
 		return rc;
-	return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_VALUES_COPIED, NX_MODEL_PATH, 0,
-			     "the student holds %llu of the %u distinct 4-element windows of the "
-			     "small teacher tensors of teacher %s (about %llu bytes, over the %u-byte "
-			     "bound for small copies), in another form or order (reversed, negated, "
-			     "scaled, shifted, rounded, cut up or interleaved): %zu student tensors, "
-			     "the most in '%s' (%u windows), some from '%s'",
-			     (unsigned long long)(total / 4), top->value_samples, top->teacher_file,
-			     (unsigned long long)total, NX_FP_SMALL_TOTAL_MAX, count,
-			     top->student_tensor, top->value_hits, top->teacher_tensor);
+	snprintf(parts, sizeof(parts),
+		 "%llu bytes of teacher weights in all, each element counted at the teacher's "
+		 "float32 size (whole small copies %llu, pooled %llu, kept in place %llu, "
+		 "re-encoded vectors %llu; a student tensor counts its largest kind), over the "
+		 "%u-byte bound", (unsigned long long)total, (unsigned long long)part[SUM_SMALL],
+		 (unsigned long long)part[SUM_POOLED], (unsigned long long)part[SUM_KEPT],
+		 (unsigned long long)part[SUM_UNITS], NX_FP_SMALL_TOTAL_MAX);
+	if (top[SUM_SMALL])
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_TENSOR_COPIED, NX_MODEL_PATH, 0,
+				   "%zu student tensors are whole copies of small teacher tensors "
+				   "(each under %d bytes), %llu bytes of teacher weights: e.g. '%s' "
+				   "(%llu bytes) equals '%s' of teacher %s%s%s; %s",
+				   count[SUM_SMALL], NX_FP_MIN_BYTES,
+				   (unsigned long long)part[SUM_SMALL], top[SUM_SMALL]->student_tensor,
+				   (unsigned long long)top[SUM_SMALL]->bytes,
+				   top[SUM_SMALL]->teacher_tensor, top[SUM_SMALL]->teacher_file,
+				   top[SUM_SMALL]->transposed ? " once transposed" : "",
+				   top[SUM_SMALL]->approx ? " approximately (correlation)" : "", parts);
+	if (!rc && top[SUM_POOLED])
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_VALUES_COPIED, NX_MODEL_PATH, 0,
+				   "the student holds %llu of the %u distinct 4-element windows of "
+				   "the small teacher tensors of teacher %s (about %llu bytes), in "
+				   "another form or order (reversed, negated, scaled, shifted, "
+				   "rounded, cut up or interleaved): %zu student tensors, the most in "
+				   "'%s' (%u windows), some from '%s'; %s",
+				   (unsigned long long)windows, top[SUM_POOLED]->value_samples,
+				   top[SUM_POOLED]->teacher_file, (unsigned long long)found[SUM_POOLED],
+				   count[SUM_POOLED], top[SUM_POOLED]->student_tensor,
+				   top[SUM_POOLED]->value_hits, top[SUM_POOLED]->teacher_tensor, parts);
+	if (!rc && top[SUM_KEPT])
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_VALUES_COPIED, NX_MODEL_PATH, 0,
+				   "%zu student tensors hold teacher tensors kept in part, in place: "
+				   "e.g. '%s' holds the value of '%s' of teacher %s%s exactly at %u of "
+				   "%u sampled positions, about %llu bytes of it kept in place among "
+				   "other values; %llu bytes of teacher tensors so implied in all; %s",
+				   count[SUM_KEPT], top[SUM_KEPT]->student_tensor,
+				   top[SUM_KEPT]->teacher_tensor, top[SUM_KEPT]->teacher_file,
+				   top[SUM_KEPT]->transposed ? " transposed" : "",
+				   top[SUM_KEPT]->value_hits, top[SUM_KEPT]->value_samples,
+				   (unsigned long long)top[SUM_KEPT]->bytes,
+				   (unsigned long long)found[SUM_KEPT], parts);
+	if (!rc && top[SUM_UNITS])
+		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_TENSOR_COPIED, NX_MODEL_PATH, 0,
+				   "%zu student tensors hold re-encoded vectors of teacher tensors: "
+				   "e.g. '%s' holds %u blocks of 64 elements of '%s' of teacher %s "
+				   "(its rows or columns: hidden units' weights), r >= 0.99 up to an "
+				   "affine map per vector (permuted, sign-flipped, scaled, "
+				   "quantized), %llu bytes; %llu bytes of teacher vectors in all; %s",
+				   count[SUM_UNITS], top[SUM_UNITS]->student_tensor,
+				   top[SUM_UNITS]->unit_blocks, top[SUM_UNITS]->teacher_tensor,
+				   top[SUM_UNITS]->teacher_file, (unsigned long long)top[SUM_UNITS]->bytes,
+				   (unsigned long long)found[SUM_UNITS], parts);
+	return rc;
 }
 
 int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err)
@@ -250,28 +272,15 @@ int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err)
 	}
 	if (used)
 		accepted_once(c, used);
-	rc = small_copies(c, used, m, n);
-	if (!rc)
-		rc = pooled_copies(c, used, m, n);
+	rc = sum_copies(c, used, m, n);
 	for (i = 0; !rc && i < n; i++) {
-		if (m[i].small || m[i].pooled)
+		if (sum_kind(&m[i]) >= 0)
 			continue;
 		if (allowed(c, used, m, n, &m[i]))
 			rc = nx_report_add(c->r, CHECK, NX_SEV_INFO, NX_F_TEACHER_TENSOR_ALLOWED, NX_MODEL_PATH, 0,
 					   "student tensor '%s' equals '%s' of teacher %s (allowed by "
 					   "allow_shared_tensors)", m[i].student_tensor,
 					   m[i].teacher_tensor, m[i].teacher_file);
-		else if (m[i].units)
-			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_TENSOR_COPIED, NX_MODEL_PATH, 0,
-					   "student tensor '%s' holds re-encoded vectors of '%s' of "
-					   "teacher %s: %u blocks of 64 elements (its rows or columns: "
-					   "hidden units' weights), r >= 0.99 up to an affine map per "
-					   "vector (permuted, sign-flipped, scaled, quantized), %llu bytes; "
-					   "%llu bytes of teacher vectors in the student in all, over the "
-					   "%u allowed", m[i].student_tensor, m[i].teacher_tensor,
-					   m[i].teacher_file, m[i].unit_blocks,
-					   (unsigned long long)m[i].bytes,
-					   (unsigned long long)m[i].small_total, NX_FP_SMALL_TOTAL_MAX);
 		else if (m[i].approx)
 			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_TENSOR_COPIED, NX_MODEL_PATH, 0,
 					   "student tensor '%s' is '%s' of teacher %s%s approximately: "
@@ -279,17 +288,6 @@ int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err)
 					   "noised, quantized or mapped by a x + b)", m[i].student_tensor,
 					   m[i].teacher_tensor, m[i].teacher_file,
 					   m[i].transposed ? " transposed" : "", m[i].corr, m[i].corr_used);
-		else if (m[i].implied)
-			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_VALUES_COPIED, NX_MODEL_PATH, 0,
-					   "student tensor '%s' holds the value of '%s' of teacher %s%s "
-					   "exactly at %u of %u sampled positions: about %llu bytes of it "
-					   "kept in place among other values, %llu bytes of teacher "
-					   "tensors so implied in all (over %u)", m[i].student_tensor,
-					   m[i].teacher_tensor, m[i].teacher_file,
-					   m[i].transposed ? " transposed" : "", m[i].value_hits,
-					   m[i].value_samples,
-					   (unsigned long long)m[i].bytes,
-					   (unsigned long long)m[i].implied_total, NX_FP_IMPLIED_TOTAL_MAX);
 		else if (m[i].values)
 			rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_VALUES_COPIED, NX_MODEL_PATH, 0,
 					   "student tensor '%s' holds %u of the %u values sampled from "

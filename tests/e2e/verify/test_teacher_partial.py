@@ -149,3 +149,125 @@ def test_independent_students_of_the_teachers_shapes_pass(nexus, tmp_path, stude
           for i in range(6)}
     rc, out = _inspect(nexus, _onnx_student(tmp_path / "s.onnx", st), teacher)
     assert rc == 0, out
+
+
+# -------------------------------- a layer permuted, each value with a twin
+def _twin_xor1(u):
+    return u ^ np.uint32(1)
+
+
+def _twin_xor2(u):
+    return u ^ np.uint32(2)
+
+
+def _twin_next(u):      # the next float up (in magnitude)
+    return u + np.uint32(1)
+
+
+TWINS = {"bits ^ 1 (the decoy itself)": _twin_xor1, "bits ^ 2": _twin_xor2,
+         "the next float": _twin_next}
+
+
+@pytest.mark.parametrize("twin", sorted(TWINS))
+def test_layer_permuted_with_a_twin_after_each_value_fails(nexus, tmp_path, twin):
+    """The value sample's decoys are each sampled value with its lowest
+    bit flipped; a copy holding every value and its twin (`bits ^ 1`)
+    had as many decoys as hits, like chance, and passed."""
+    layers = _layers(n=1)
+    teacher = onnx_teacher(tmp_path / "t.onnx", layers)
+    t = next(iter(layers.values())).ravel()
+    u = np.random.default_rng(56).permutation(t).view(np.uint32)
+    st = np.stack([u, TWINS[twin](u)], 1).ravel().view(np.float32).reshape(512, 64)
+    rc, out = _inspect(nexus, _onnx_student(tmp_path / "s.onnx", {"w": st}), teacher)
+    assert rc == 1 and "hold the values of encoder.layer.0" in out, out
+
+
+def test_untrained_models_of_one_generator_pass(nexus, tmp_path):
+    """No false alarm from the twin rule: two untrained torch models of one
+    architecture, seeds apart, share more exact values than chance
+    predicts for unrelated tensors (the same generator), and as many
+    decoys; the largest tensor (3.9M elements: an embedding) is just
+    under the size where the twin rule stops."""
+    import torch
+
+    def net(seed):
+        torch.manual_seed(seed)
+        m = torch.nn.Sequential(torch.nn.Embedding(30522, 128), torch.nn.Linear(128, 512),
+                                torch.nn.Linear(512, 128), torch.nn.LayerNorm(128))
+        return {k: v.detach().numpy().copy() for k, v in m.state_dict().items()}
+
+    teacher = onnx_teacher(tmp_path / "t.onnx", net(0))
+    rc, out = _inspect(nexus, _onnx_student(tmp_path / "s.onnx", net(1)), teacher)
+    assert rc == 0, out
+
+
+# ------------------------- a 16-bit teacher's layers kept in part, in place
+def _st16_teacher(path, tensors, dtype):
+    """safetensors of float16 ("F16") or bfloat16 ("BF16") tensors, given
+    as their 16-bit patterns (uint16 arrays)."""
+    import json
+    header, data = {}, b""
+    for n, a in tensors.items():
+        raw = a.astype("<u2").tobytes()
+        header[n] = {"dtype": dtype, "shape": list(a.shape),
+                     "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    h = json.dumps(header).encode()
+    path.write_bytes(len(h).to_bytes(8, "little") + h + data)
+    return path
+
+
+def _to16(a, dtype):
+    """float32 -> (16-bit patterns, their values as float32)."""
+    if dtype == "F16":
+        h = a.astype(np.float16)
+        return h.view(np.uint16), h.astype(np.float32)
+    u = a.view(np.uint32)
+    b = ((u + np.uint32(0x7fff) + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+    return b, (b.astype(np.uint32) << 16).view(np.float32)
+
+
+def _layers16(dtype, seed=57, n=3):
+    rng = np.random.default_rng(seed)
+    return {f"encoder.layer.{i}.intermediate.dense.weight":
+            _to16((rng.standard_normal((256, 64)) / 8).astype(np.float32), dtype)
+            for i in range(n)}
+
+
+@pytest.mark.parametrize("student", ["float32", "float16"])
+@pytest.mark.parametrize("dtype", ["F16", "BF16"])
+def test_sixteen_bit_teacher_kept_in_part_fails(nexus, tmp_path, dtype, student):
+    """A float16 or bfloat16 teacher's values are all on the float16
+    lattice, which the count of parts kept in place left out: 40% of
+    three of its layers kept in place (77 KiB at float32 size) passed."""
+    layers = _layers16(dtype)
+    teacher = _st16_teacher(tmp_path / "t.safetensors", {k: b for k, (b, _) in layers.items()},
+                            dtype)
+    rng = np.random.default_rng(58)
+    st = {}
+    for i, (_, v) in enumerate(layers.values()):
+        keep = rng.random(v.shape) < 0.4
+        w = np.where(keep, v, (rng.standard_normal(v.shape) / 8).astype(np.float32))
+        st[f"w{i}"] = w.astype(np.float16) if student == "float16" else w
+    rc, out = _inspect(nexus, _onnx_student(tmp_path / "s.onnx", st), teacher)
+    assert rc == 1 and "hold the values of encoder.layer." in out, out
+
+
+@pytest.mark.parametrize("student", ["float32", "float16", "lattice"])
+@pytest.mark.parametrize("dtype", ["F16", "BF16"])
+def test_independent_student_of_a_sixteen_bit_teacher_passes(nexus, tmp_path, dtype, student):
+    """No false alarm: a student of the teacher's shapes drawn from the
+    same distribution, independently, in float16 too, or on the
+    teacher's own 16-bit lattice widened (whose values coincide with the
+    teacher's by chance far more often than float32 ones)."""
+    layers = _layers16(dtype, n=6)
+    teacher = _st16_teacher(tmp_path / "t.safetensors", {k: b for k, (b, _) in layers.items()},
+                            dtype)
+    rng = np.random.default_rng(59)
+    st = {}
+    for i in range(6):
+        w = (rng.standard_normal((256, 64)) / 8).astype(np.float32)
+        st[f"w{i}"] = (w.astype(np.float16) if student == "float16"
+                       else _to16(w, dtype)[1] if student == "lattice" else w)
+    rc, out = _inspect(nexus, _onnx_student(tmp_path / "s.onnx", st), teacher)
+    assert rc == 0, out
