@@ -578,6 +578,16 @@ static uint64_t lcols(const struct wref *r)
 	return r->trans ? r->rows : r->cols;
 }
 
+/* x as the value it copies (Identity), so that terms of one input group */
+static const char *through_identity(const struct fold *fd, const char *x)
+{
+	const struct fnode *p;
+
+	for (unsigned i = 0; i < 16 && (p = producer(fd, x)) && is(p, "Identity") && p->nin; i++)
+		x = p->in[0];
+	return x;
+}
+
 /* A MatMul/Gemm node as a term of some input (false: not one). */
 static bool as_term(struct fold *fd, const struct fnode *p, double coef, struct term *t)
 {
@@ -603,6 +613,7 @@ static bool as_term(struct fold *fd, const struct fnode *p, double coef, struct 
 		return false;
 	}
 	t->nf = 1;
+	t->x = through_identity(fd, t->x);
 	return true;
 }
 

@@ -148,7 +148,16 @@ def f_float16_cast(t1):
         _mm("x", "fb", "q"), _node("Add", ["p", "q"], "y")]
 
 
+def f_identity_x(t1):
+    """one term reads x through an Identity"""
+    a = _noise(t1.shape, 17)
+    return {"fa": a, "fb": t1 - a}, [
+        _node("Identity", ["x"], "xi"), _mm("x", "fa", "p"), _mm("xi", "fb", "q"),
+        _node("Add", ["p", "q"], "y")]
+
+
 FORMS = {
+    "x through an Identity on one side": (f_identity_x, 1e-4),
     "A - B": (f_a_minus_b, 1e-4),
     "B + A, operands swapped": (f_b_plus_a, 1e-4),
     "three-way split": (f_three_way, 1e-4),
@@ -167,7 +176,7 @@ FORMS = {
 # what the graph computes, run node by node (numpy: no onnxruntime here)
 OPS = {
     "MatMul": np.matmul, "Add": np.add, "Sub": np.subtract, "Mul": np.multiply,
-    "Neg": np.negative, "Sum": lambda *a: sum(a), "Tanh": np.tanh,
+    "Neg": np.negative, "Identity": lambda a: a, "Sum": lambda *a: sum(a), "Tanh": np.tanh,
     "Transpose": lambda a, perm=None: np.transpose(a, perm),
     "Reshape": lambda a, s: a.reshape(s),
     "Cast": lambda a, to=None: a.astype(np.float32),
@@ -268,3 +277,24 @@ def test_honest_sums_pass(nexus, bundle, tmp_path, case):
     assert not codes(rep, "FAIL") & {"teacher-tensor-copied", "teacher-values-copied",
                                      "teacher-check-failed"}, \
         [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]
+
+
+def test_fold_budget_fails_closed(nexus, bundle, tmp_path):
+    """Folds reading more than the model's own weight bytes (decoys: one
+    noise pair summed again and again) fail the teacher check rather than
+    leave the folds after them unread"""
+    t1, t2 = teacher_pair()
+    teacher = onnx_teacher(tmp_path / "t.onnx", {T1_NAME: t1, T2_NAME: t2})
+    tensors = {"fa": _noise((D, H), 30), "fb": _noise((D, H), 31)}
+    model_bytes = 4 * bf.parameters(bf.student_model()) + 2 * 4 * D * H
+    n = model_bytes // (2 * 4 * D * H) + 2      # each fold reads fa and fb
+    nodes = []
+    for i in range(n):
+        nodes += [_mm("x", "fa", f"p{i}"), _mm("x", "fb", f"q{i}"),
+                  _node("Add", [f"p{i}", f"q{i}"], f"s{i}")]
+    nodes.append(_node("Concat", [f"s{i}" for i in range(n)], "y", axis=-1))
+    live_student(bundle, tensors, nodes)
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    assert rc == 1 and "teacher-check-failed" in codes(rep, "FAIL"), \
+        [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]
+    assert any("to fold" in f["message"] for f in rep["findings"])
