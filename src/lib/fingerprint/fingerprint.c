@@ -120,7 +120,7 @@ static int corr(struct tensors *w, const struct nx_onnx_tensor *t, int fd, const
 }
 
 /* A student matrix the graph computes (fingerprint_fold.c): as a stored one. */
-int nx_fp__fold_tensor(struct tensors *w, const struct nx_onnx_tensor *t, int fd, const char *path,
+static int fold_tensor(struct tensors *w, const struct nx_onnx_tensor *t, int fd, const char *path,
 		       nx_error *err)
 {
 	struct tensor_src src = { NULL, 0, t->contents_length, true, 0, 0, 0, 1, 0 };
@@ -219,7 +219,7 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 	}
 	/* the student's sums of linear maps, folded (A + B, W' - U V) */
 	if (!rc && w->match)
-		rc = nx_fp__fold(w, dirfd, path, fd, s, err);
+		rc = nx_fp__fold(w, dirfd, path, fd, s, fold_tensor, err);
 	nx_onnx_free(m);
 	return rc;
 }

@@ -20,7 +20,7 @@
  * them and one full, are a fold: their effective matrix sum(c_i M_i) is
  * written, a block of rows at a time, to an unlinked temporary file and
  * handed to the same consumers a stored student tensor goes through
- * (nx_fp__fold_tensor), under the name of its terms ("A - B (folded)").
+ * (fingerprint.c's fold_tensor), under the name of its terms ("A - B (folded)").
  *
  * Cost: the terms are read once per fold, rows at a time (a term stored
  * the other way round a strided block at a time; a low-rank term's factors,
@@ -49,7 +49,9 @@
 
 #define FOLD_RANK_MAX 64                 /* inner dimension of a low-rank term */
 #define FOLD_BLOCK (1u << 20)            /* bytes of a block of output rows */
-#define FOLD_FACTOR_MAX (4u << 20)       /* elements of a low-rank factor held */
+#define FOLD_FACTOR_MAX (4u << 20)       /* elements of the low-rank factors of one
+					  * fold, held (16 MiB, 32 while one is
+					  * transposed) */
 #define FOLD_NODES_MAX 4000000u          /* main-graph nodes read */
 #define FOLD_VISITS_PER_NODE 8           /* expansion steps a node, in all */
 #define FOLD_NAME_MAX 240                /* bytes of a fold's name */
@@ -97,6 +99,7 @@ struct term {
 
 struct fold {
 	struct tensors *w;
+	nx_fp__fold_fn one;     /* the consumers of a folded matrix */
 	int dirfd, fd;
 	const char *path;
 	const nx_onnx_summary *s;
@@ -113,7 +116,6 @@ struct fold {
 	char **names;          /* the folds' names, alive until the end (matches
 				* compare them by address) */
 	size_t nnames;
-	uint64_t folds, bytes_read;
 };
 
 #define LOOP(r, fl, rc, err) while (((rc) = nx_pb_next((r), (fl), (err))) > 0 && ((rc) = 0) == 0)
@@ -534,7 +536,6 @@ static int read_elems(struct fold *fd, struct wref *r, uint64_t first, size_t n,
 		}
 		done += k;
 	}
-	fd->bytes_read += n * width;
 	return 0;
 }
 
@@ -902,6 +903,13 @@ static int fold_group(struct fold *fd, struct term **g, size_t ng)
 	}
 	if (!full)
 		return 0;
+	for (i = 0, k = 0; i < ng; i++)
+		if (g[i]->nf == 2)
+			k += g[i]->f[0].t->nelem + g[i]->f[1].t->nelem;
+	if (k > FOLD_FACTOR_MAX)
+		return nx_error_set(fd->err, NX_ELIMIT, fd->path, 0, -1,
+				    "%s: the low-rank terms of one sum hold more than %u elements "
+				    "to fold", fd->path, FOLD_FACTOR_MAX);
 	if (cost > fd->charge_max - fd->charged)
 		return nx_error_set(fd->err, NX_ELIMIT, fd->path, 0, -1,
 				    "%s: the graph's sums of linear maps take more than the model's "
@@ -957,8 +965,7 @@ static int fold_group(struct fold *fd, struct term **g, size_t ng)
 	t.contents_length = t.data_length = orow * ocol * sizeof(float);
 	t.scope = (char *)"graph";
 	t.referenced = true;
-	rc = nx_fp__fold_tensor(fd->w, &t, tf, "(folded weights)", fd->err);
-	fd->folds++;
+	rc = fd->one(fd->w, &t, tf, "(folded weights)", fd->err);
 	if (!rc && push_str(&fd->names, &fd->nnames, name))
 		rc = nx_error_oom(fd->err, NULL);
 	name = NULL;
@@ -1013,7 +1020,7 @@ static int fold_terms(struct fold *fd)
 }
 
 int nx_fp__fold(struct tensors *w, int dirfd, const char *path, int fd, const nx_onnx_summary *s,
-		nx_error *err)
+		nx_fp__fold_fn one, nx_error *err)
 {
 	struct fold f;
 	size_t i, j, skip;
@@ -1021,6 +1028,7 @@ int nx_fp__fold(struct tensors *w, int dirfd, const char *path, int fd, const nx
 
 	memset(&f, 0, sizeof(f));
 	f.w = w;
+	f.one = one;
 	f.dirfd = dirfd;
 	f.fd = fd;
 	f.path = path;
