@@ -119,6 +119,19 @@ static int corr(struct tensors *w, const struct nx_onnx_tensor *t, int fd, const
 	return rc;
 }
 
+/* A student matrix the graph computes (fingerprint_fold.c): as a stored one. */
+static int fold_tensor(struct tensors *w, const struct nx_onnx_tensor *t, int fd, const char *path,
+		       nx_error *err)
+{
+	struct tensor_src src = { NULL, 0, t->contents_length, true, 0, 0, 0, 1, 0 };
+	int rc = 0;
+
+	matrix(&src, t);
+	if (src.len >= nx_fp__floor(w->min))
+		rc = nx_fp__one_tensor(w, t->name, fd, path, &src, err);
+	return rc ?: corr(w, t, fd, path, 0, src.len, err);
+}
+
 static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, nx_error *err)
 {
 	nx_onnx_model *m = NULL;
@@ -204,6 +217,9 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 			free(full);
 		}
 	}
+	/* the student's sums of linear maps, folded (A + B, W' - U V) */
+	if (!rc && w->match)
+		rc = nx_fp__fold(w, dirfd, path, fd, s, fold_tensor, err);
 	nx_onnx_free(m);
 	return rc;
 }

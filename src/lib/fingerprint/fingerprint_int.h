@@ -304,6 +304,19 @@ int nx_fp__units_student(struct nx_fp__units_run *run, const char *name, int32_t
 void nx_fp__units_end(struct nx_fp__units_run *run);
 void nx_fp__units_free(struct fp_units *u);
 
+/*
+ * fingerprint_fold.c: the student's main graph read as linear maps: sums
+ * of MatMul/Gemm terms of one input (A + B, W' - U V) folded into their
+ * effective matrix, each handed to one (fingerprint.c: the consumers a
+ * stored tensor goes through) as a float32 tensor t at [0, len) of fd.
+ * s and fd are the model's (path in dirfd).
+ */
+struct tensors;
+typedef int (*nx_fp__fold_fn)(struct tensors *w, const struct nx_onnx_tensor *t, int fd,
+			      const char *path, nx_error *err);
+int nx_fp__fold(struct tensors *w, int dirfd, const char *path, int fd, const nx_onnx_summary *s,
+		nx_fp__fold_fn one, nx_error *err);
+
 /* fingerprint_tensor.c */
 /* Each tensor of an ONNX model of at least min bytes, hashed (h). */
 typedef int (*tensor_fn)(void *ctx, const char *name, const struct fp_hash *h, bool transposed,

@@ -1,0 +1,1112 @@
+/*
+ * fingerprint_fold.c - the student graph's linear algebra folded before
+ * fingerprinting (docs/TRV.md "Folded linear maps").
+ *
+ * Every other check reads stored tensors.  A teacher layer W kept as
+ * W = A + B (A noise), computed as MatMul(x, A) + MatMul(x, B), or as
+ * W' = W + U V with MatMul(MatMul(x, U), V) subtracted at run time, holds
+ * no tensor that is W or correlates with it: only the graph sums them
+ * (red team 10).  So the main graph's sums are read as a linear map of
+ * each input: an Add/Sub/Sum tree (through Neg, and Mul/Div by a scalar
+ * initializer) whose leaves are
+ *   - MatMul(x, W), MatMul(W, x) (W the left operand), Gemm(x, W) with
+ *     transB and alpha: a full term;
+ *   - MatMul(MatMul(x, U), V) (or V U x on the left, a scalar Mul between
+ *     them) with the inner dimension k <= FOLD_RANK_MAX: a low-rank term;
+ * where a weight is an initializer of the main graph reached through
+ * Identity, Cast, a 2-D Transpose, a Reshape by an initializer shape and
+ * DequantizeLinear of int8/uint8 (scale and zero point per tensor or per
+ * axis).  Terms of one input x, one side and one shape, at least two of
+ * them and one full, are a fold: their effective matrix sum(c_i M_i) is
+ * written, a block of rows at a time, to an unlinked temporary file and
+ * handed to the same consumers a stored student tensor goes through
+ * (fingerprint.c's fold_tensor), under the name of its terms ("A - B (folded)").
+ *
+ * Cost: the terms are read once per fold, rows at a time (a term stored
+ * the other way round a strided block at a time; a low-rank term's factors,
+ * k rows or columns, whole), so memory is a block (1 MiB) and the factors;
+ * the bytes read for folds are charged against the model's own weight
+ * bytes, and a model past that (or whose sums take more than
+ * FOLD_VISITS_PER_NODE steps a node to expand) fails the teacher check
+ * (NX_ELIMIT): an honest model has few folds or none, and a budget an
+ * insider could run out with decoys must not let the rest through.
+ * Not folded: subgraphs (If/Loop/Scan), a sum reached through any other
+ * op (a Concat, a Slice of a wider MatMul), products of full matrices
+ * (k > FOLD_RANK_MAX), a rotation of the hidden units (docs/TRV.md
+ * "Known limits").
+ */
+#include "fingerprint_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "nexus/pb.h"
+
+#define FOLD_RANK_MAX 64                 /* inner dimension of a low-rank term */
+#define FOLD_BLOCK (1u << 20)            /* bytes of a block of output rows */
+#define FOLD_FACTOR_MAX (4u << 20)       /* elements of the low-rank factors of one
+					  * fold, held (16 MiB, 32 while one is
+					  * transposed) */
+#define FOLD_NODES_MAX 4000000u          /* main-graph nodes read */
+#define FOLD_VISITS_PER_NODE 8           /* expansion steps a node, in all */
+#define FOLD_NAME_MAX 240                /* bytes of a fold's name */
+#define FOLD_DEPTH_MAX 4096              /* sums nested in one another */
+
+struct fnode {
+	char *op;
+	char **in, **out;
+	size_t nin, nout;
+	int64_t trans_a, trans_b, axis;
+	double alpha;
+	int64_t perm[2];
+	size_t nperm;
+};
+
+/* name -> index (of a node output, or of a tensor), sorted for bsearch */
+struct fkey {
+	const char *name;
+	size_t i;
+};
+
+/* A weight as a term uses it: stored tensor t viewed [rows, cols] (its
+ * dims, or a Reshape's), transposed when trans; dequantized when q. */
+struct wref {
+	const struct nx_onnx_tensor *t;
+	uint64_t rows, cols;
+	bool trans;
+	bool q;
+	float *scale, *zp;     /* q: per tensor (nscale 1) or per axis */
+	uint64_t nscale;
+	int64_t axis;          /* q: of the stored tensor's 2 dims */
+	int fd;                /* where t's bytes are (-1: not opened yet) */
+	char *path;
+	uint64_t off;
+};
+
+struct term {
+	struct wref f[2];      /* the factors, in the order x meets them */
+	size_t nf;
+	double coef;
+	bool left;             /* W x, not x W */
+	const char *x;
+	uint64_t m, n;         /* the term's matrix (x W: W is [m, n]; W x: [m, n]) */
+};
+
+struct fold {
+	struct tensors *w;
+	nx_fp__fold_fn one;     /* the consumers of a folded matrix */
+	int dirfd, fd;
+	const char *path;
+	const nx_onnx_summary *s;
+	nx_error *err;
+	struct nx_pb_file f;
+	struct fnode *n;
+	size_t nn, capn;
+	struct fkey *prod, *tens, *inner;
+	size_t nprod, ntens, ninner;
+	uint64_t visits, visit_max;     /* expansion steps, and their bound */
+	uint64_t charged, charge_max;   /* bytes read for folds, and their bound */
+	struct term *terms;
+	size_t nterms, capterms;
+	char **names;          /* the folds' names, alive until the end (matches
+				* compare them by address) */
+	size_t nnames;
+};
+
+#define LOOP(r, fl, rc, err) while (((rc) = nx_pb_next((r), (fl), (err))) > 0 && ((rc) = 0) == 0)
+
+static int cmp_key(const void *a, const void *b)
+{
+	return strcmp(((const struct fkey *)a)->name, ((const struct fkey *)b)->name);
+}
+
+static const struct fkey *find(const struct fkey *v, size_t n, const char *name)
+{
+	struct fkey k = { name, 0 };
+
+	return n ? bsearch(&k, v, n, sizeof(*v), cmp_key) : NULL;
+}
+
+static int push_str(char ***v, size_t *n, char *s)
+{
+	if (NX_ARRAY_PUSH_EXACT(*v, *n)) {
+		free(s);
+		return NX_ENOMEM;
+	}
+	(*v)[(*n)++] = s;
+	return 0;
+}
+
+/* One AttributeProto: the numbers a fold needs. */
+static int read_attr(struct fold *fd, struct fnode *n, const struct nx_pb_reader *parent,
+		     const struct nx_pb_field *fld)
+{
+	struct nx_pb_reader r, p;
+	struct nx_pb_field f;
+	char *name = NULL;
+	int64_t i = 0;
+	float fl = 0;
+	int64_t ints[2];
+	size_t nints = 0;
+	uint64_t v;
+	int rc;
+
+	if ((rc = nx_pb_sub(&r, parent, fld, fd->err)) != 0)
+		return rc;
+	LOOP(&r, &f, rc, fd->err) {
+		if (f.num == 1 && f.wire == NX_PB_LEN && !name) {
+			if ((rc = nx_pb_read_string(&fd->f, &f, 64, &name, NULL, fd->err)) != 0)
+				return rc == NX_ELIMIT ? 0 : rc;
+		} else if (f.num == 2 && f.wire == NX_PB_I32) {
+			uint32_t u = (uint32_t)f.value;
+
+			memcpy(&fl, &u, 4);
+		} else if (f.num == 3 && f.wire == NX_PB_VARINT) {
+			i = (int64_t)f.value;
+		} else if (f.num == 8 && f.wire == NX_PB_VARINT) {
+			if (nints < 2)
+				ints[nints] = (int64_t)f.value;
+			nints++;
+		} else if (f.num == 8 && f.wire == NX_PB_LEN) {
+			if ((rc = nx_pb_sub(&p, &r, &f, fd->err)) != 0)
+				break;
+			while (p.pos < p.end && !(rc = nx_pb_read_varint(&p, &v, fd->err))) {
+				if (nints < 2)
+					ints[nints] = (int64_t)v;
+				nints++;
+			}
+			if (rc)
+				break;
+		}
+	}
+	if (!rc && name) {
+		if (!strcmp(name, "transA"))
+			n->trans_a = i;
+		else if (!strcmp(name, "transB"))
+			n->trans_b = i;
+		else if (!strcmp(name, "axis"))
+			n->axis = i;
+		else if (!strcmp(name, "alpha"))
+			n->alpha = fl;
+		else if (!strcmp(name, "perm")) {
+			n->nperm = nints;
+			memcpy(n->perm, ints, (nints < 2 ? nints : 2) * sizeof(*ints));
+		}
+	}
+	free(name);
+	return rc;
+}
+
+static int read_node(struct fold *fd, const struct nx_pb_reader *g, const struct nx_pb_field *nf)
+{
+	struct nx_pb_reader r;
+	struct nx_pb_field f;
+	struct fnode *n;
+	char *s = NULL;
+	int rc;
+
+	if (fd->nn >= FOLD_NODES_MAX)
+		return nx_error_set(fd->err, NX_ELIMIT, fd->path, 0, (long long)nf->tag_offset,
+				    "more than %u nodes in the main graph", FOLD_NODES_MAX);
+	if (NX_ARRAY_PUSH(fd->n, fd->capn, fd->nn))
+		return nx_error_oom(fd->err, NULL);
+	n = &fd->n[fd->nn++];
+	memset(n, 0, sizeof(*n));
+	n->alpha = 1;
+	n->axis = 1;
+	if ((rc = nx_pb_sub(&r, g, nf, fd->err)) != 0)
+		return rc;
+	LOOP(&r, &f, rc, fd->err) {
+		if (f.wire != NX_PB_LEN)
+			continue;
+		if (f.num == 1 || f.num == 2 || (f.num == 4 && !n->op)) {
+			if ((rc = nx_pb_read_string(&fd->f, &f, 0, &s, NULL, fd->err)) != 0)
+				return rc;
+			if (f.num == 1)
+				rc = push_str(&n->in, &n->nin, s);
+			else if (f.num == 2)
+				rc = push_str(&n->out, &n->nout, s);
+			else
+				n->op = s;
+			s = NULL;
+			if (rc)
+				return nx_error_oom(fd->err, NULL);
+		} else if (f.num == 5 && (rc = read_attr(fd, n, &r, &f)) != 0) {
+			return rc;
+		}
+	}
+	return rc;
+}
+
+/* The main graph's nodes (field 7 of the model, field 1 of the graph). */
+static int read_graph(struct fold *fd)
+{
+	struct nx_pb_reader top, g;
+	struct nx_pb_field f, graph;
+	bool have = false;
+	int rc;
+
+	if ((rc = nx_pb_file_init(&fd->f, fd->fd, fd->path, fd->err)) != 0 ||
+	    (rc = nx_pb_reader_init(&top, &fd->f, 0, fd->f.size, fd->err)) != 0)
+		return rc;
+	LOOP(&top, &f, rc, fd->err)
+		if (f.num == 7 && f.wire == NX_PB_LEN) {
+			graph = f;
+			have = true;
+		}
+	if (rc || !have)
+		return rc;
+	if ((rc = nx_pb_reader_init(&top, &fd->f, 0, fd->f.size, fd->err)) != 0 ||
+	    (rc = nx_pb_sub(&g, &top, &graph, fd->err)) != 0)
+		return rc;
+	LOOP(&g, &f, rc, fd->err)
+		if (f.num == 1 && f.wire == NX_PB_LEN && (rc = read_node(fd, &g, &f)) != 0)
+			break;
+	return rc;
+}
+
+static bool is(const struct fnode *n, const char *op)
+{
+	return n->op && !strcmp(n->op, op);
+}
+
+static const struct fnode *producer(const struct fold *fd, const char *name)
+{
+	const struct fkey *k = find(fd->prod, fd->nprod, name);
+
+	return k ? &fd->n[k->i] : NULL;
+}
+
+static const struct nx_onnx_tensor *tensor(const struct fold *fd, const char *name)
+{
+	const struct fkey *k = find(fd->tens, fd->ntens, name);
+
+	return k ? &fd->s->tensors[k->i] : NULL;
+}
+
+struct sink {
+	unsigned char *p;
+	size_t cap, len;
+};
+
+static int sink_feed(void *ctx, const unsigned char *buf, size_t len)
+{
+	struct sink *k = ctx;
+
+	if (len > k->cap - k->len)
+		return NX_ELIMIT;
+	memcpy(k->p + k->len, buf, len);
+	k->len += len;
+	return 0;
+}
+
+/* A small inline tensor's contents (at most cap bytes), as floats (float32
+ * or int8/uint8 zero points) or int64 (a shape): *n its elements, false
+ * when it is not one of those or too large. */
+static bool small_values(struct fold *fd, const struct nx_onnx_tensor *t, void *out, size_t cap,
+			 uint64_t *n)
+{
+	struct sink k = { out, cap, 0 };
+	nx_error e;
+
+	if (!t || t->location != NX_TENSOR_INLINE || t->sparse)
+		return false;
+	nx_error_clear(&e);
+	if (nx_onnx_tensor_read(fd->fd, fd->path, t, sink_feed, &k, &e) != 0)
+		return false;
+	*n = t->nelem;
+	return k.len == t->nelem * nx_onnx_dtype_size(t->data_type);
+}
+
+/* A scalar float32 initializer's value. */
+static bool scalar(struct fold *fd, const char *name, double *v)
+{
+	const struct nx_onnx_tensor *t = tensor(fd, name);
+	float f;
+	uint64_t n;
+
+	if (!t || t->data_type != 1 || t->nelem != 1 || !small_values(fd, t, &f, sizeof(f), &n))
+		return false;
+	*v = f;
+	return true;
+}
+
+/* A per-tensor or per-axis float vector (DequantizeLinear's scale, or its
+ * zero point widened), in a new array. */
+static bool qvec(struct fold *fd, const char *name, float **out, uint64_t *n)
+{
+	const struct nx_onnx_tensor *t = tensor(fd, name);
+	size_t width = t ? nx_onnx_dtype_size(t->data_type) : 0;
+	unsigned char *raw;
+	uint64_t i;
+
+	if (!t || (t->data_type != 1 && t->data_type != 2 && t->data_type != 3) ||
+	    t->nelem > (1u << 20) || !t->nelem || !(raw = malloc(t->nelem * width)))
+		return false;
+	if (!small_values(fd, t, raw, t->nelem * width, n) || !(*out = malloc(*n * sizeof(float)))) {
+		free(raw);
+		return false;
+	}
+	for (i = 0; i < *n; i++) {
+		if (t->data_type == 1)
+			memcpy(&(*out)[i], raw + 4 * i, 4);
+		else
+			(*out)[i] = t->data_type == 3 ? (float)(signed char)raw[i] : (float)raw[i];
+	}
+	free(raw);
+	return true;
+}
+
+static void wref_release(struct wref *r)
+{
+	free(r->scale);
+	free(r->zp);
+	free(r->path);
+	if (r->fd >= 0 && r->fd != -2)
+		close(r->fd);
+	memset(r, 0, sizeof(*r));
+	r->fd = -1;
+}
+
+/* name as a weight: an initializer of the main graph, through Identity,
+ * Cast, a 2-D Transpose, one Reshape by an initializer shape (the outermost
+ * decides; no Transpose under it) and DequantizeLinear. */
+static bool weight(struct fold *fd, const char *name, struct wref *r)
+{
+	const struct nx_onnx_tensor *t;
+	const struct fnode *p;
+	int64_t rdims[8];
+	uint64_t nr = 0, i, elem;
+	unsigned steps;
+	bool reshaped = false;
+
+	memset(r, 0, sizeof(*r));
+	r->fd = -1;
+	t = NULL;
+	for (steps = 0; steps < 16 && !(t = tensor(fd, name)); steps++) {
+		if (!(p = producer(fd, name)) || !p->nin)
+			goto no;
+		if (is(p, "Identity") || is(p, "Cast")) {
+			/* as read */
+		} else if (is(p, "Transpose") && !reshaped && !r->q &&
+			   (p->nperm == 0 || (p->nperm == 2 && p->perm[0] == 1 && p->perm[1] == 0))) {
+			r->trans = !r->trans;
+		} else if (is(p, "Reshape") && p->nin >= 2 && !r->q) {
+			if (!reshaped && (!small_values(fd, tensor(fd, p->in[1]), rdims, sizeof(rdims),
+							&nr) || tensor(fd, p->in[1])->data_type != 7 ||
+					  nr != 2))
+				goto no;
+			reshaped = true;
+		} else if (is(p, "DequantizeLinear") && p->nin >= 2 && !r->q) {
+			r->q = true;
+			r->axis = p->axis;
+			if (!qvec(fd, p->in[1], &r->scale, &r->nscale) ||
+			    (p->nin >= 3 && p->in[2][0] &&
+			     (!qvec(fd, p->in[2], &r->zp, &i) || i != r->nscale))) {
+				wref_release(r);
+				return false;
+			}
+		} else {
+			goto no;
+		}
+		name = p->in[0];
+	}
+	if (!t || t->sparse || t->ndims < 1 || t->ndims > 2 || !t->nelem)
+		goto no;
+	if (r->q ? (t->data_type != 2 && t->data_type != 3)
+		 : (t->data_type != 1 && t->data_type != 10 && t->data_type != 16))
+		goto no;
+	if (t->location == NX_TENSOR_INLINE && t->contents_encoded)
+		goto no;
+	r->t = t;
+	r->rows = t->ndims == 2 ? (uint64_t)t->dims[0] : 1;
+	r->cols = t->ndims == 2 ? (uint64_t)t->dims[1] : (uint64_t)t->dims[0];
+	if (r->q && r->nscale != 1) {
+		/* per axis: of the stored [rows, cols] */
+		if (t->ndims != 2 || (r->axis != 0 && r->axis != 1 && r->axis != -1 && r->axis != -2))
+			goto no;
+		if (r->axis < 0)
+			r->axis += 2;
+		if (r->nscale != (r->axis ? r->cols : r->rows))
+			goto no;
+	}
+	if (reshaped) {
+		for (i = 0; i < 2; i++)
+			if (rdims[i] == 0 && t->ndims == 2)
+				rdims[i] = t->dims[i];
+		if (rdims[0] == -1 && rdims[1] > 0 && t->nelem % (uint64_t)rdims[1] == 0)
+			rdims[0] = (int64_t)(t->nelem / (uint64_t)rdims[1]);
+		else if (rdims[1] == -1 && rdims[0] > 0 && t->nelem % (uint64_t)rdims[0] == 0)
+			rdims[1] = (int64_t)(t->nelem / (uint64_t)rdims[0]);
+		if (rdims[0] <= 0 || rdims[1] <= 0 ||
+		    (uint64_t)rdims[0] > t->nelem / (uint64_t)rdims[1] ||
+		    (uint64_t)rdims[0] * (uint64_t)rdims[1] != t->nelem)
+			goto no;
+		r->rows = (uint64_t)rdims[0];
+		r->cols = (uint64_t)rdims[1];
+	}
+	elem = nx_onnx_dtype_size(t->data_type);
+	if (t->location == NX_TENSOR_INLINE && t->contents_length != t->nelem * elem)
+		goto no;
+	return true;
+no:
+	wref_release(r);
+	return false;
+}
+
+/* The stored bytes of r, opened once: the model's, or its external file. */
+static int wref_open(struct fold *fd, struct wref *r)
+{
+	const struct nx_onnx_tensor *t = r->t;
+	const char *slash = strrchr(fd->path, '/');
+	size_t dlen = slash ? (size_t)(slash - fd->path) + 1 : 0;
+	struct stat st;
+	uint64_t len = t->nelem * nx_onnx_dtype_size(t->data_type);
+	int rc;
+
+	if (r->fd != -1)
+		return 0;
+	if (t->location == NX_TENSOR_INLINE) {
+		r->fd = -2;     /* the model's own */
+		r->off = t->contents_offset;
+		return 0;
+	}
+	if (!t->ext_location || nx_onnx_location_problem(t->ext_location))
+		return nx_error_set(fd->err, NX_EUNSAFE, fd->path, 0, -1,
+				    "%s: external data of tensor '%s' is refused", fd->path, t->name);
+	if (!(r->path = malloc(dlen + strlen(t->ext_location) + 1)))
+		return nx_error_oom(fd->err, NULL);
+	memcpy(r->path, fd->path, dlen);
+	memcpy(r->path + dlen, t->ext_location, strlen(t->ext_location) + 1);
+	if ((rc = nx_fs_open_beneath(&r->fd, fd->dirfd, r->path, O_RDONLY | O_NOCTTY | O_NONBLOCK,
+				     fd->err)) != 0) {
+		r->fd = -1;
+		return rc;
+	}
+	r->off = t->ext_offset < 0 ? 0 : (uint64_t)t->ext_offset;
+	if (fstat(r->fd, &st) != 0 || !S_ISREG(st.st_mode) || r->off > (uint64_t)st.st_size ||
+	    len > (uint64_t)st.st_size - r->off)
+		return nx_error_set(fd->err, NX_EFORMAT, r->path, 0, -1,
+				    "%s: tensor '%s' runs past the end of %s", fd->path, t->name,
+				    r->path);
+	return 0;
+}
+
+/* Stored elements [first, first + n) of r, as floats (dequantized). */
+static int read_elems(struct fold *fd, struct wref *r, uint64_t first, size_t n, float *out)
+{
+	size_t width = nx_onnx_dtype_size(r->t->data_type), i, done = 0;
+	unsigned char buf[16384];
+	int rc;
+
+	if ((rc = wref_open(fd, r)) != 0)
+		return rc;
+	while (done < n) {
+		size_t k = n - done < sizeof(buf) / width ? n - done : sizeof(buf) / width;
+		int from = r->fd == -2 ? fd->fd : r->fd;
+
+		if (nx_pread_full(from, buf, k * width, (off_t)(r->off + (first + done) * width)) !=
+		    (ssize_t)(k * width))
+			return nx_error_errno(fd->err, NX_EIO, errno, fd->path, "cannot read %s",
+					      r->path ? r->path : fd->path);
+		for (i = 0; i < k; i++) {
+			const unsigned char *p = buf + i * width;
+			uint64_t e = first + done + i, a;
+			uint32_t u;
+			uint16_t h;
+			float v;
+
+			switch (r->t->data_type) {
+			case 1: memcpy(&v, p, 4); break;
+			case 10: memcpy(&h, p, 2); u = nx_fp__f16_to_f32(h); memcpy(&v, &u, 4); break;
+			case 16: memcpy(&h, p, 2); u = (uint32_t)h << 16; memcpy(&v, &u, 4); break;
+			case 3: v = (float)(signed char)p[0]; break;
+			default: v = (float)p[0]; break;
+			}
+			if (r->q) {
+				a = r->nscale == 1 ? 0 : r->axis ? e % r->cols : e / r->cols;
+				v = (v - (r->zp ? r->zp[a] : 0)) * r->scale[a];
+			}
+			out[done + i] = v;
+		}
+		done += k;
+	}
+	return 0;
+}
+
+/* Factor r as its logical [rows, cols] matrix (transposed if r->trans), whole. */
+static int load_factor(struct fold *fd, struct wref *r, float **out)
+{
+	uint64_t n = r->rows * r->cols, i, j;
+	float *raw = malloc(n * sizeof(float)), *m;
+	int rc;
+
+	*out = NULL;
+	if (!raw)
+		return nx_error_oom(fd->err, NULL);
+	if ((rc = read_elems(fd, r, 0, n, raw)) != 0 || !r->trans) {
+		if (rc)
+			free(raw);
+		else
+			*out = raw;
+		return rc;
+	}
+	if (!(m = malloc(n * sizeof(float)))) {
+		free(raw);
+		return nx_error_oom(fd->err, NULL);
+	}
+	for (i = 0; i < r->rows; i++)
+		for (j = 0; j < r->cols; j++)
+			m[j * r->rows + i] = raw[i * r->cols + j];
+	free(raw);
+	*out = m;
+	return 0;
+}
+
+/* The logical dims of a factor. */
+static uint64_t lrows(const struct wref *r)
+{
+	return r->trans ? r->cols : r->rows;
+}
+
+static uint64_t lcols(const struct wref *r)
+{
+	return r->trans ? r->rows : r->cols;
+}
+
+/* x as the value it copies (Identity), so that terms of one input group */
+static const char *through_identity(const struct fold *fd, const char *x)
+{
+	const struct fnode *p;
+
+	for (unsigned i = 0; i < 16 && (p = producer(fd, x)) && is(p, "Identity") && p->nin; i++)
+		x = p->in[0];
+	return x;
+}
+
+/* A MatMul/Gemm node as a term of some input (false: not one). */
+static bool as_term(struct fold *fd, const struct fnode *p, double coef, struct term *t)
+{
+	memset(t, 0, sizeof(*t));
+	t->coef = coef;
+	if (is(p, "Gemm")) {
+		if (p->nin < 2 || p->trans_a || !weight(fd, p->in[1], &t->f[0]))
+			return false;
+		if (p->trans_b)
+			t->f[0].trans = !t->f[0].trans;
+		t->coef *= p->alpha;
+		t->x = p->in[0];
+	} else if (is(p, "MatMul") && p->nin == 2) {
+		if (weight(fd, p->in[1], &t->f[0])) {
+			t->x = p->in[0];
+		} else if (weight(fd, p->in[0], &t->f[0])) {
+			t->x = p->in[1];
+			t->left = true;
+		} else {
+			return false;
+		}
+	} else {
+		return false;
+	}
+	t->nf = 1;
+	t->x = through_identity(fd, t->x);
+	return true;
+}
+
+/* Follow x back through scalar Mul/Div and Neg to a MatMul/Gemm by a
+ * factor of inner dimension k <= FOLD_RANK_MAX on the same side: t becomes
+ * a low-rank term of that MatMul's input. */
+static void low_rank(struct fold *fd, struct term *t)
+{
+	const struct fnode *p;
+	struct term u;
+	double c = 1, v;
+	const char *x = t->x;
+	unsigned steps;
+	uint64_t k = t->left ? lcols(&t->f[0]) : lrows(&t->f[0]);
+
+	if (k > FOLD_RANK_MAX)
+		return;
+	for (steps = 0; steps < 8 && (p = producer(fd, x)); steps++) {
+		if (is(p, "Neg") && p->nin == 1) {
+			c = -c;
+			x = p->in[0];
+		} else if ((is(p, "Mul") || is(p, "Div")) && p->nin == 2 && scalar(fd, p->in[1], &v)) {
+			c = is(p, "Mul") ? c * v : v ? c / v : 0;
+			x = p->in[0];
+		} else if (is(p, "Mul") && p->nin == 2 && scalar(fd, p->in[0], &v)) {
+			c *= v;
+			x = p->in[1];
+		} else {
+			break;
+		}
+	}
+	if (!p || !c || !as_term(fd, p, c, &u))
+		return;
+	if (u.left != t->left ||
+	    (t->left ? lrows(&u.f[0]) != k : lcols(&u.f[0]) != k) ||
+	    lrows(&u.f[0]) * lcols(&u.f[0]) > FOLD_FACTOR_MAX ||
+	    lrows(&t->f[0]) * lcols(&t->f[0]) > FOLD_FACTOR_MAX) {
+		wref_release(&u.f[0]);
+		return;
+	}
+	t->f[1] = t->f[0];
+	t->f[0] = u.f[0];
+	t->nf = 2;
+	t->coef *= u.coef;
+	t->x = u.x;
+}
+
+static void term_dims(struct term *t)
+{
+	/* x W1 W2: [rows(W1), cols(W2)]; W2 W1 x: [rows(W2), cols(W1)] */
+	const struct wref *a = &t->f[0], *b = &t->f[t->nf - 1];
+
+	t->m = t->left ? lrows(b) : lrows(a);
+	t->n = t->left ? lcols(a) : lcols(b);
+}
+
+static int push_term(struct fold *fd, const struct term *t)
+{
+	if (NX_ARRAY_PUSH(fd->terms, fd->capterms, fd->nterms))
+		return nx_error_oom(fd->err, NULL);
+	fd->terms[fd->nterms++] = *t;
+	return 0;
+}
+
+static bool expandable(struct fold *fd, const struct fnode *p, size_t *skip)
+{
+	double v;
+
+	*skip = SIZE_MAX;
+	if (is(p, "Add") || is(p, "Sub") || is(p, "Sum") || (is(p, "Neg") && p->nin == 1))
+		return true;
+	if ((is(p, "Mul") || is(p, "Div")) && p->nin == 2 && scalar(fd, p->in[1], &v)) {
+		*skip = 1;
+		return true;
+	}
+	if (is(p, "Mul") && p->nin == 2 && scalar(fd, p->in[0], &v)) {
+		*skip = 0;
+		return true;
+	}
+	return false;
+}
+
+/* The terms of value name (times coef) into fd->terms: depth-first,
+ * each step charged to fd->visits. */
+static int expand(struct fold *fd, const char *name, double coef, unsigned depth)
+{
+	const struct fnode *p = producer(fd, name);
+	struct term t;
+	size_t i, skip;
+	double v;
+	int rc = 0;
+
+	if (++fd->visits > fd->visit_max || depth > FOLD_DEPTH_MAX)
+		return nx_error_set(fd->err, NX_ELIMIT, fd->path, 0, -1,
+				    "%s: the graph's sums take more than %u steps a node, or nest "
+				    "deeper than %u, to fold", fd->path, FOLD_VISITS_PER_NODE,
+				    FOLD_DEPTH_MAX);
+	if (!p)
+		return 0;
+	if (expandable(fd, p, &skip)) {
+		if (skip != SIZE_MAX) {
+			scalar(fd, p->in[skip], &v);
+			coef = is(p, "Div") ? (v ? coef / v : 0) : coef * v;
+		}
+		for (i = 0; i < p->nin && !rc; i++)
+			if (i != skip && p->in[i][0])
+				rc = expand(fd, p->in[i], (is(p, "Sub") && i == 1) || is(p, "Neg")
+							   ? -coef : coef, depth + 1);
+		return rc;
+	}
+	if (!as_term(fd, p, coef, &t))
+		return 0;
+	low_rank(fd, &t);
+	term_dims(&t);
+	return push_term(fd, &t);
+}
+
+static void release_terms(struct fold *fd)
+{
+	for (size_t i = 0; i < fd->nterms; i++)
+		for (size_t j = 0; j < fd->terms[i].nf; j++)
+			wref_release(&fd->terms[i].f[j]);
+	fd->nterms = 0;
+}
+
+/* Terms that fold together: one input, side and shape. */
+static bool same_group(const struct term *a, const struct term *b)
+{
+	return a->left == b->left && a->m == b->m && a->n == b->n && !strcmp(a->x, b->x);
+}
+
+static bool same_factors(const struct term *a, const struct term *b)
+{
+	if (a->nf != b->nf)
+		return false;
+	for (size_t j = 0; j < a->nf; j++)
+		if (a->f[j].t != b->f[j].t || a->f[j].trans != b->f[j].trans ||
+		    a->f[j].rows != b->f[j].rows || a->f[j].q != b->f[j].q)
+			return false;
+	return true;
+}
+
+/* "A - 4 U V (folded)" */
+static char *fold_name(struct term **g, size_t ng)
+{
+	char *s = malloc(FOLD_NAME_MAX + 32);
+	size_t len = 0, i, j;
+
+	if (!s)
+		return NULL;
+	for (i = 0; i < ng && len < FOLD_NAME_MAX; i++) {
+		double c = g[i]->coef < 0 ? -g[i]->coef : g[i]->coef;
+
+		len += (size_t)snprintf(s + len, FOLD_NAME_MAX - len, "%s", g[i]->coef < 0
+					? (i ? " - " : "-") : (i ? " + " : ""));
+		if (len < FOLD_NAME_MAX && (c < 0.999999 || c > 1.000001))
+			len += (size_t)snprintf(s + len, FOLD_NAME_MAX - len, "%g ", c);
+		for (j = 0; j < g[i]->nf && len < FOLD_NAME_MAX; j++)
+			len += (size_t)snprintf(s + len, FOLD_NAME_MAX - len, "%s%s%s",
+						j ? " " : "", g[i]->f[j].t->name,
+						g[i]->f[j].trans ? "^T" : "");
+	}
+	if (len > FOLD_NAME_MAX)
+		len = FOLD_NAME_MAX;
+	snprintf(s + len, 32, "%s (folded)", i < ng ? " ..." : "");
+	return s;
+}
+
+/* An unlinked file to write a folded matrix to. */
+static int temp_file(struct fold *fd, int *out)
+{
+	const char *dir = getenv("TMPDIR");
+	char tmpl[4096];
+	int t;
+
+	if (!dir || !dir[0] || strlen(dir) > 4000)
+		dir = "/tmp";
+	t = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (t < 0) {
+		snprintf(tmpl, sizeof(tmpl), "%s/nexus-fold-XXXXXX", dir);
+		if ((t = mkstemp(tmpl)) >= 0)
+			unlink(tmpl);
+	}
+	if (t < 0)
+		return nx_error_errno(fd->err, NX_EIO, errno, dir,
+				      "cannot make a temporary file in %s for the folded weights",
+				      dir);
+	*out = t;
+	return 0;
+}
+
+/* Adds c times rows [r0, r0 + nr) of O (the fold's output, O = M or
+ * M^T when ot) of full term t to blk ([nr, ocol]). */
+static int add_full(struct fold *fd, struct term *t, bool ot, uint64_t r0, uint64_t nr,
+		    uint64_t ocol, float *blk, float *tmp)
+{
+	struct wref *v = &t->f[0];
+	uint64_t i, j;
+	int rc;
+
+	if (v->trans == ot) {
+		/* O is the stored view: its rows in order */
+		if ((rc = read_elems(fd, v, r0 * v->cols, (size_t)(nr * ocol), tmp)) != 0)
+			return rc;
+		for (i = 0; i < nr * ocol; i++)
+			blk[i] += (float)(t->coef * tmp[i]);
+		return 0;
+	}
+	/* O is the stored view transposed: a piece of each stored row */
+	for (j = 0; j < ocol; j++) {
+		if ((rc = read_elems(fd, v, j * v->cols + r0, (size_t)nr, tmp)) != 0)
+			return rc;
+		for (i = 0; i < nr; i++)
+			blk[i * ocol + j] += (float)(t->coef * tmp[i]);
+	}
+	return 0;
+}
+
+/* The same for a low-rank term, M = P Q (P [m, k], Q [k, n], in memory). */
+static void add_low_rank(const struct term *t, const float *P, const float *Q, uint64_t k,
+			 bool ot, uint64_t r0, uint64_t nr, uint64_t ocol, float *blk)
+{
+	uint64_t i, j, l;
+
+	for (i = 0; i < nr; i++) {
+		float *o = blk + i * ocol;
+
+		for (l = 0; l < k; l++) {
+			if (!ot) {
+				/* O[r, :] += c P[r, l] Q[l, :] */
+				float a = (float)(t->coef * P[(r0 + i) * k + l]);
+				const float *q = Q + l * t->n;
+
+				for (j = 0; j < ocol; j++)
+					o[j] += a * q[j];
+			} else {
+				/* O[r, j] = M[j, r]: += c P[j, l] Q[l, r] */
+				float b = (float)(t->coef * Q[l * t->n + r0 + i]);
+
+				for (j = 0; j < ocol; j++)
+					o[j] += b * P[j * k + l];
+			}
+		}
+	}
+}
+
+static int write_full(struct fold *fd, int tf, const float *p, uint64_t len, uint64_t off)
+{
+	const unsigned char *b = (const unsigned char *)p;
+
+	while (len) {
+		ssize_t k = pwrite(tf, b, len, (off_t)off);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return nx_error_errno(fd->err, NX_EIO, errno ? errno : EIO, fd->path,
+					      "cannot write the folded weights");
+		b += k;
+		len -= (uint64_t)k;
+		off += (uint64_t)k;
+	}
+	return 0;
+}
+
+/* The group's matrix sum(c M), written as O = M (or M^T when its first
+ * full term is stored so: its rows read in order) to a temporary file a
+ * block of rows at a time, then fingerprinted as a student tensor. */
+static int fold_group(struct fold *fd, struct term **g, size_t ng)
+{
+	const struct term *full = NULL;
+	uint64_t orow, ocol, r0, rb, nr, cost = 0, k;
+	float *blk = NULL, *tmp = NULL, **fac = NULL;
+	struct nx_onnx_tensor t;
+	int64_t dims[2];
+	char *name = NULL;
+	bool ot;
+	size_t i, j;
+	int tf = -1, rc = 0;
+
+	for (i = 0; i < ng; i++) {
+		if (!full && g[i]->nf == 1)
+			full = g[i];
+		for (j = 0; j < g[i]->nf; j++)
+			cost += g[i]->f[j].t->nelem * nx_onnx_dtype_size(g[i]->f[j].t->data_type);
+	}
+	if (!full)
+		return 0;
+	for (i = 0, k = 0; i < ng; i++)
+		if (g[i]->nf == 2)
+			k += g[i]->f[0].t->nelem + g[i]->f[1].t->nelem;
+	if (k > FOLD_FACTOR_MAX)
+		return nx_error_set(fd->err, NX_ELIMIT, fd->path, 0, -1,
+				    "%s: the low-rank terms of one sum hold more than %u elements "
+				    "to fold", fd->path, FOLD_FACTOR_MAX);
+	if (cost > fd->charge_max - fd->charged)
+		return nx_error_set(fd->err, NX_ELIMIT, fd->path, 0, -1,
+				    "%s: the graph's sums of linear maps take more than the model's "
+				    "own %llu bytes of weights to fold", fd->path,
+				    (unsigned long long)fd->charge_max);
+	fd->charged += cost;
+	ot = full->f[0].trans;
+	orow = ot ? full->n : full->m;
+	ocol = ot ? full->m : full->n;
+	rb = FOLD_BLOCK / 4 / ocol ? FOLD_BLOCK / 4 / ocol : 1;
+	if (rb > orow)
+		rb = orow;
+	if (!(blk = malloc(rb * ocol * sizeof(float))) ||
+	    !(tmp = malloc((rb * ocol > ocol ? rb * ocol : ocol) * sizeof(float))) ||
+	    !(fac = calloc(2 * ng, sizeof(*fac))) || !(name = fold_name(g, ng))) {
+		rc = nx_error_oom(fd->err, NULL);
+		goto out;
+	}
+	/* a low-rank term's factors, whole: P then Q (x U V: U V; V U x: V U) */
+	for (i = 0; i < ng && !rc; i++)
+		if (g[i]->nf == 2) {
+			rc = load_factor(fd, &g[i]->f[g[i]->left ? 1 : 0], &fac[2 * i]);
+			if (!rc)
+				rc = load_factor(fd, &g[i]->f[g[i]->left ? 0 : 1], &fac[2 * i + 1]);
+		}
+	if (rc || (rc = temp_file(fd, &tf)) != 0)
+		goto out;
+	for (r0 = 0; r0 < orow && !rc; r0 += nr) {
+		nr = orow - r0 < rb ? orow - r0 : rb;
+		memset(blk, 0, nr * ocol * sizeof(float));
+		for (i = 0; i < ng && !rc; i++) {
+			if (g[i]->nf == 1) {
+				rc = add_full(fd, g[i], ot, r0, nr, ocol, blk, tmp);
+				continue;
+			}
+			k = g[i]->left ? lcols(&g[i]->f[1]) : lcols(&g[i]->f[0]);
+			add_low_rank(g[i], fac[2 * i], fac[2 * i + 1], k, ot, r0, nr, ocol, blk);
+		}
+		if (!rc)
+			rc = write_full(fd, tf, blk, nr * ocol * sizeof(float), r0 * ocol * sizeof(float));
+	}
+	if (rc)
+		goto out;
+	memset(&t, 0, sizeof(t));
+	dims[0] = (int64_t)orow;
+	dims[1] = (int64_t)ocol;
+	t.name = name;
+	t.data_type = 1;
+	t.ndims = 2;
+	t.dims = dims;
+	t.nelem = orow * ocol;
+	t.location = NX_TENSOR_INLINE;
+	t.contents_length = t.data_length = orow * ocol * sizeof(float);
+	t.scope = (char *)"graph";
+	t.referenced = true;
+	rc = fd->one(fd->w, &t, tf, "(folded weights)", fd->err);
+	if (!rc && push_str(&fd->names, &fd->nnames, name))
+		rc = nx_error_oom(fd->err, NULL);
+	name = NULL;
+out:
+	for (i = 0; fac && i < 2 * ng; i++)
+		free(fac[i]);
+	free(fac);
+	free(name);
+	free(blk);
+	free(tmp);
+	if (tf >= 0)
+		close(tf);
+	return rc;
+}
+
+/* The terms of one sum tree, grouped by input, side and shape; duplicates
+ * (one weight reached twice) merged; each group of two or more folded. */
+static int fold_terms(struct fold *fd)
+{
+	struct term **g;
+	bool *done;
+	size_t i, j, k, ng;
+	int rc = 0;
+
+	if (fd->nterms < 2)
+		return 0;
+	if (!(g = malloc(fd->nterms * sizeof(*g))) || !(done = calloc(fd->nterms, sizeof(*done)))) {
+		free(g);
+		return nx_error_oom(fd->err, NULL);
+	}
+	for (i = 0; i < fd->nterms && !rc; i++) {
+		if (done[i])
+			continue;
+		ng = 0;
+		for (j = i; j < fd->nterms; j++) {
+			if (done[j] || !same_group(&fd->terms[i], &fd->terms[j]))
+				continue;
+			done[j] = true;
+			for (k = 0; k < ng && !same_factors(g[k], &fd->terms[j]); k++)
+				;
+			if (k < ng)
+				g[k]->coef += fd->terms[j].coef;
+			else
+				g[ng++] = &fd->terms[j];
+		}
+		if (ng >= 2)
+			rc = fold_group(fd, g, ng);
+	}
+	free(done);
+	free(g);
+	return rc;
+}
+
+int nx_fp__fold(struct tensors *w, int dirfd, const char *path, int fd, const nx_onnx_summary *s,
+		nx_fp__fold_fn one, nx_error *err)
+{
+	struct fold f;
+	size_t i, j, skip;
+	int rc;
+
+	memset(&f, 0, sizeof(f));
+	f.w = w;
+	f.one = one;
+	f.dirfd = dirfd;
+	f.fd = fd;
+	f.path = path;
+	f.s = s;
+	f.err = err;
+	for (i = 0; i < s->ntensors; i++) {
+		const struct nx_onnx_tensor *t = &s->tensors[i];
+
+		if (t->attribute || t->sparse || t->duplicate || strcmp(t->scope, "graph"))
+			continue;
+		if (NX_ARRAY_PUSH_EXACT(f.tens, f.ntens)) {
+			rc = nx_error_oom(err, NULL);
+			goto out;
+		}
+		f.tens[f.ntens++] = (struct fkey){ t->name, i };
+	}
+	if (f.ntens)
+		qsort(f.tens, f.ntens, sizeof(*f.tens), cmp_key);
+	if ((rc = read_graph(&f)) != 0)
+		goto out;
+	for (i = 0; i < f.nn; i++)
+		for (j = 0; j < f.n[i].nout; j++) {
+			if (!f.n[i].out[j][0])
+				continue;
+			if (NX_ARRAY_PUSH_EXACT(f.prod, f.nprod)) {
+				rc = nx_error_oom(err, NULL);
+				goto out;
+			}
+			f.prod[f.nprod++] = (struct fkey){ f.n[i].out[j], i };
+		}
+	if (f.nprod)
+		qsort(f.prod, f.nprod, sizeof(*f.prod), cmp_key);
+	/* a value another sum reads is folded with that sum, not alone */
+	for (i = 0; i < f.nn; i++) {
+		if (!f.n[i].op || !expandable(&f, &f.n[i], &skip))
+			continue;
+		for (j = 0; j < f.n[i].nin; j++) {
+			if (j == skip || !f.n[i].in[j][0])
+				continue;
+			if (NX_ARRAY_PUSH_EXACT(f.inner, f.ninner)) {
+				rc = nx_error_oom(err, NULL);
+				goto out;
+			}
+			f.inner[f.ninner++] = (struct fkey){ f.n[i].in[j], i };
+		}
+	}
+	if (f.ninner)
+		qsort(f.inner, f.ninner, sizeof(*f.inner), cmp_key);
+	f.visit_max = FOLD_VISITS_PER_NODE * (uint64_t)f.nn + 1024;
+	f.charge_max = s->weight_bytes;
+	for (i = 0; i < f.nn && !rc; i++) {
+		if (!f.n[i].op || !f.n[i].nout || !f.n[i].out[0][0] ||
+		    !expandable(&f, &f.n[i], &skip) || find(f.inner, f.ninner, f.n[i].out[0]))
+			continue;
+		rc = expand(&f, f.n[i].out[0], 1, 0);
+		if (!rc)
+			rc = fold_terms(&f);
+		release_terms(&f);
+	}
+out:
+	release_terms(&f);
+	free(f.terms);
+	for (i = 0; i < f.nn; i++) {
+		for (j = 0; j < f.n[i].nin; j++)
+			free(f.n[i].in[j]);
+		for (j = 0; j < f.n[i].nout; j++)
+			free(f.n[i].out[j]);
+		free(f.n[i].in);
+		free(f.n[i].out);
+		free(f.n[i].op);
+	}
+	free(f.n);
+	free(f.tens);
+	free(f.prod);
+	free(f.inner);
+	for (i = 0; i < f.nnames; i++)
+		free(f.names[i]);
+	free(f.names);
+	nx_pb_file_release(&f.f);
+	return rc;
+}
