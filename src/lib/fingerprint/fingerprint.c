@@ -44,6 +44,7 @@ void nx_fp_set_free(nx_fp_set *s)
 	nx_fp__corr_free(s->corr);
 	nx_fp__pool_free(s->pool);
 	nx_fp__units_free(s->units);
+	nx_fp__perm_free(s->perm);
 	free(s->qshapes);
 	free(s);
 }
@@ -110,12 +111,17 @@ static int corr(struct tensors *w, const struct nx_onnx_tensor *t, int fd, const
 		return nx_fp__corr_teacher(w->collect, t->name, t->data_type, fd, path, off, len,
 					   err) ?:
 		       nx_fp__units_teacher(w->collect, t->name, t->data_type, fd, path, off, len,
-					    t->dims, t->ndims, err);
+					    t->dims, t->ndims, err) ?:
+		       nx_fp__perm_teacher(w->collect, t->name, t->data_type, fd, path, off, len,
+					   t->dims, t->ndims, err);
 	rc = nx_fp__corr_student(w->match, t->name, t->data_type, fd, path, off, len, t->dims,
 				 t->ndims, w->corr, w->ctx, err);
 	if (!rc && w->units)
 		rc = nx_fp__units_student(w->units, t->name, t->data_type, fd, path, off, len,
 					  t->dims, t->ndims, w->units_fn, w->ctx, err);
+	if (!rc && w->units && w->units->perm)
+		rc = nx_fp__perm_student(w->units->perm, t->name, t->data_type, fd, path, off,
+					 len, t->dims, t->ndims, w->units_fn, w->ctx, err);
 	return rc;
 }
 
@@ -753,15 +759,19 @@ int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_s
 	struct student_ctx c = { teachers, NULL, 0, min_bytes, NULL, 0, 0, NULL, 0, NULL, 0,
 				   NULL, 0, NULL, 0 };
 	struct nx_fp__units_run units;
+	struct nx_fp__perm_run perm;
 	struct tensors w = { NULL, teachers, match_cb, &c, min_bytes, NULL, 0, corr_cb, &units,
 			     units_cb };
 	uint64_t *sizes = NULL;
 	int fd = -1, rc;
 
+	memset(&perm, 0, sizeof(perm));
 	if ((rc = nx_fp__units_begin(&units, teachers, err)) != 0 ||
+	    (rc = nx_fp__perm_begin(&perm, teachers, err)) != 0 ||
 	    (rc = distinct_sizes(&sizes, &w.nsizes, teachers, err)) != 0)
 		goto out;
 	w.sizes = sizes;
+	units.perm = perm.u ? &perm : NULL;
 	fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0) {
 		rc = nx_error_errno(err, NX_EIO, errno, path, "cannot open %s", path);
@@ -791,6 +801,7 @@ int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_s
 		rc = units_sum(&c, err);
 out:
 	nx_fp__units_end(&units);
+	nx_fp__perm_end(&perm);
 	nx_fp_matches_free(c.units, c.nunits);
 	for (size_t i = 0; i < c.nsmall; i++)
 		free(c.small[i].student);
