@@ -111,7 +111,7 @@ static unsigned perm_width(int32_t dtype)
 	case 2: case 3: return 1;
 	case 4: case 5: case 10: case 16: return 2;
 	case 1: case 6: case 12: return 4;
-	case 11: return 8;
+	case 7: case 11: case 13: return 8;
 	default: return 0;
 	}
 }
@@ -126,6 +126,8 @@ static double perm_value(const unsigned char *p, int32_t dtype)
 	uint16_t h;
 	uint32_t u;
 	int32_t s;
+	int64_t l;
+	uint64_t w;
 	float f;
 	double d;
 
@@ -139,6 +141,8 @@ static double perm_value(const unsigned char *p, int32_t dtype)
 	case 12: memcpy(&u, p, 4); return u;
 	case 10: memcpy(&h, p, 2); u = nx_fp__f16_to_f32(h); memcpy(&f, &u, 4); return f;
 	case 16: memcpy(&h, p, 2); u = (uint32_t)h << 16; memcpy(&f, &u, 4); return f;
+	case 7: memcpy(&l, p, 8); return (double)l;
+	case 13: memcpy(&w, p, 8); return (double)w;
 	default: memcpy(&d, p, 8); return d;
 	}
 }
@@ -452,7 +456,7 @@ static int perm_keep(struct fp_perm *u, uint32_t tensor, uint64_t len,
 	size_t i, k;
 	int rc = 0;
 
-	if (ps->n < FP_PERM_MINVEC || ps->predicted * 2 >= ps->seen)
+	if (ps->n < FP_PERM_MINVEC)
 		return 0;
 	if (!(f = malloc(ps->n * FP_PERM_F * sizeof(*f))))
 		return nx_error_oom(err, NULL);
@@ -521,10 +525,11 @@ int nx_fp__perm_teacher(nx_fp_set *set, const char *name, int32_t dtype, int fd,
 {
 	unsigned width = perm_width(dtype);
 	struct fp_perm *u = set->perm;
-	struct perm_profiles ps = { NULL, 0, 0, 0, 0 };
+	struct perm_profiles ps[2] = { { NULL, 0, 0, 0, 0 }, { NULL, 0, 0, 0, 0 } };
 	struct perm_tensor *t;
+	uint64_t lens[2] = { 0, 0 };
 	size_t axes[2] = { ndims - 1, 0 }, n0;
-	int rc = 0;
+	int rc = 0, a;
 
 	if (!perm_float(dtype) || ndims < 2 || ndims > FP_PERM_AXES || len % width)
 		return 0;
@@ -536,18 +541,26 @@ int nx_fp__perm_teacher(nx_fp_set *set, const char *name, int32_t dtype, int fd,
 		return nx_error_oom(err, NULL);
 	t = &u->t[u->nt];
 	n0 = u->n;
-	for (int a = 0; a < 2 && !rc; a++) {
+	for (a = 0; a < 2 && !rc; a++) {
 		struct perm_axis ax = { fd, path, off, dtype, width, 0, 0, 0, name, (unsigned)axes[a],
 					true };
 
-		if (!perm_shape(dims, ndims, axes[a], len / width, &ax.outer, &ax.len, &ax.inner))
-			continue;
-		ps.n = ps.seen = ps.predicted = 0;
-		rc = perm_read_axis(&ax, &ps, err);
-		if (!rc)
-			rc = perm_keep(u, (uint32_t)u->nt, ax.len, &ps, err);
+		if (perm_shape(dims, ndims, axes[a], len / width, &ax.outer, &ax.len, &ax.inner)) {
+			lens[a] = ax.len;
+			rc = perm_read_axis(&ax, &ps[a], err);
+		}
 	}
-	free(ps.p);
+	/* a table a formula wrote (sinusoidal positions: its columns
+	 * predicted, its rows chirps of the same formula): none of it */
+	for (a = 0; a < 2 && !rc; a++)
+		if (ps[a].seen && ps[a].predicted * 2 >= ps[a].seen)
+			goto out;
+	for (a = 0; a < 2 && !rc; a++)
+		if (lens[a])
+			rc = perm_keep(u, (uint32_t)u->nt, lens[a], &ps[a], err);
+out:
+	free(ps[0].p);
+	free(ps[1].p);
 	if (rc || u->n == n0) {
 		u->n = n0;
 		return rc;
