@@ -52,7 +52,7 @@
 #define FP_PERM_MINLEN 64           /* elements a vector needs */
 #define FP_PERM_MAXLEN 65536        /* elements a vector may have */
 #define FP_PERM_MINVEC 16           /* vectors an axis needs (its means) */
-#define FP_PERM_VMAX (1u << 16)     /* vectors read along one axis (more: sampled) */
+#define FP_PERM_VMAX (1u << 14)     /* vectors read along one axis (more: sampled) */
 #define FP_PERM_MAX (1u << 19)      /* teacher vectors kept */
 #define FP_PERM_LEVELS 16           /* a vector of fewer values is not kept */
 #define FP_PERM_PREDICTED 1e-2      /* residual / variance of a predicted vector */
