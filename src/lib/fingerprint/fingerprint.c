@@ -214,22 +214,24 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 	return rc;
 }
 
-/* A safetensors tensor's blocks (fingerprint_units.c), its shape read
+/* A safetensors tensor's blocks (fingerprint_units.c) and vectors
+ * (fingerprint_perm.c), its shape read
  * (up to 8 axes; else one row). */
 static int st_units(nx_fp_set *set, const char *key, const char *dt, const json_t *shape, int fd,
 		    const char *path, uint64_t off, uint64_t len, nx_error *err)
 {
 	int64_t dims[8];
 	size_t i, nd = json_is_array(shape) ? json_array_size(shape) : 0;
+	int32_t type = !strcmp(dt, "F32") ? 1 : !strcmp(dt, "F16") ? 10 : !strcmp(dt, "BF16") ? 16 :
+		       !strcmp(dt, "F64") ? 11 : 0;
 
 	if (nd > 8)
 		nd = 0;
 	for (i = 0; i < nd; i++)
 		dims[i] = json_is_integer(json_array_get(shape, i))
 				  ? json_integer_value(json_array_get(shape, i)) : -1;
-	return nx_fp__units_teacher(set, key, !strcmp(dt, "F32") ? 1 : !strcmp(dt, "F16") ? 10 :
-					      !strcmp(dt, "BF16") ? 16 : !strcmp(dt, "F64") ? 11 : 0,
-				    fd, path, off, len, dims, nd, err);
+	return nx_fp__units_teacher(set, key, type, fd, path, off, len, dims, nd, err) ?:
+	       nx_fp__perm_teacher(set, key, type, fd, path, off, len, dims, nd, err);
 }
 
 /* safetensors: u64 LE header size, JSON {name: {dtype, shape, data_offsets}}. */
@@ -483,10 +485,24 @@ static int units_cb(void *ctx, const char *student, const char *teacher, size_t 
 		    uint32_t blocks, uint64_t bytes, nx_error *err)
 {
 	struct student_ctx *c = ctx;
-	struct nx_fp_match *m = match_push(&c->units, &c->nunits, student, teacher,
-					   c->teachers->files[file], err);
+	struct nx_fp_match *m;
 
-	if (!m)
+	/* the blocks (fingerprint_units.c) and the whole vectors
+	 * (fingerprint_perm.c) of one teacher tensor found in one student
+	 * tensor are mostly the same bytes: the larger count stands */
+	for (size_t i = 0; i < c->nunits; i++) {
+		m = &c->units[i];
+		if (!strcmp(m->student_tensor, student) && !strcmp(m->teacher_tensor, teacher) &&
+		    !strcmp(m->teacher_file, c->teachers->files[file])) {
+			if (bytes > m->bytes) {
+				m->bytes = bytes;
+				m->unit_blocks = blocks;
+			}
+			return 0;
+		}
+	}
+	if (!(m = match_push(&c->units, &c->nunits, student, teacher, c->teachers->files[file],
+			     err)))
 		return NX_ENOMEM;
 	m->units = true;
 	m->unit_blocks = blocks;

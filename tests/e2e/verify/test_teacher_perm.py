@@ -9,7 +9,7 @@ import pytest
 from verify_helpers import codes, verify
 from .test_redteam10 import D, H, T1_NAME, T2_NAME, _rounded, _weights_caught, teacher_pair
 from .test_redteam11 import P_HID, P_IN, P_OUT
-from .test_teacher_small import onnx_teacher, put_student
+from .test_teacher_small import onnx_teacher, put_student, safetensors_teacher
 from .test_teacher_units import _fine_tuned, _sinusoidal
 
 
@@ -72,6 +72,16 @@ def test_teacher_layer_permuted_within_vectors_caught(nexus, bundle, tmp_path, c
     if case.startswith("columns"):
         w1, w2 = t1, t2
     put_student(bundle, CAUGHT[case](w1, w2))
+    assert _weights_caught(nexus, bundle, teacher)
+
+
+def test_permuted_layer_of_a_safetensors_teacher(nexus, bundle, tmp_path):
+    """the shape from the safetensors header: the pair permuted on every
+    axis, float16"""
+    t1, t2 = teacher_pair()
+    teacher = safetensors_teacher(tmp_path / "t.safetensors", {T1_NAME: t1, T2_NAME: t2})
+    w1, w2 = _permuted(t1, t2)
+    put_student(bundle, {"w1": w1.astype(np.float16), "w2": w2.astype(np.float16)})
     assert _weights_caught(nexus, bundle, teacher)
 
 
