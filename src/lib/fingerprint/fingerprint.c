@@ -44,6 +44,7 @@ void nx_fp_set_free(nx_fp_set *s)
 	nx_fp__corr_free(s->corr);
 	nx_fp__pool_free(s->pool);
 	nx_fp__units_free(s->units);
+	nx_fp__perm_free(s->perm);
 	free(s->qshapes);
 	free(s);
 }
@@ -110,12 +111,17 @@ static int corr(struct tensors *w, const struct nx_onnx_tensor *t, int fd, const
 		return nx_fp__corr_teacher(w->collect, t->name, t->data_type, fd, path, off, len,
 					   err) ?:
 		       nx_fp__units_teacher(w->collect, t->name, t->data_type, fd, path, off, len,
-					    t->dims, t->ndims, err);
+					    t->dims, t->ndims, err) ?:
+		       nx_fp__perm_teacher(w->collect, t->name, t->data_type, fd, path, off, len,
+					   t->dims, t->ndims, err);
 	rc = nx_fp__corr_student(w->match, t->name, t->data_type, fd, path, off, len, t->dims,
 				 t->ndims, w->corr, w->ctx, err);
 	if (!rc && w->units)
 		rc = nx_fp__units_student(w->units, t->name, t->data_type, fd, path, off, len,
 					  t->dims, t->ndims, w->units_fn, w->ctx, err);
+	if (!rc && w->units && w->units->perm)
+		rc = nx_fp__perm_student(w->units->perm, t->name, t->data_type, fd, path, off,
+					 len, t->dims, t->ndims, w->units_fn, w->ctx, err);
 	return rc;
 }
 
@@ -224,22 +230,24 @@ static int onnx_tensors(int dirfd, const char *path, int fd, struct tensors *w, 
 	return rc;
 }
 
-/* A safetensors tensor's blocks (fingerprint_units.c), its shape read
+/* A safetensors tensor's blocks (fingerprint_units.c) and vectors
+ * (fingerprint_perm.c), its shape read
  * (up to 8 axes; else one row). */
 static int st_units(nx_fp_set *set, const char *key, const char *dt, const json_t *shape, int fd,
 		    const char *path, uint64_t off, uint64_t len, nx_error *err)
 {
 	int64_t dims[8];
 	size_t i, nd = json_is_array(shape) ? json_array_size(shape) : 0;
+	int32_t type = !strcmp(dt, "F32") ? 1 : !strcmp(dt, "F16") ? 10 : !strcmp(dt, "BF16") ? 16 :
+		       !strcmp(dt, "F64") ? 11 : 0;
 
 	if (nd > 8)
 		nd = 0;
 	for (i = 0; i < nd; i++)
 		dims[i] = json_is_integer(json_array_get(shape, i))
 				  ? json_integer_value(json_array_get(shape, i)) : -1;
-	return nx_fp__units_teacher(set, key, !strcmp(dt, "F32") ? 1 : !strcmp(dt, "F16") ? 10 :
-					      !strcmp(dt, "BF16") ? 16 : !strcmp(dt, "F64") ? 11 : 0,
-				    fd, path, off, len, dims, nd, err);
+	return nx_fp__units_teacher(set, key, type, fd, path, off, len, dims, nd, err) ?:
+	       nx_fp__perm_teacher(set, key, type, fd, path, off, len, dims, nd, err);
 }
 
 /* safetensors: u64 LE header size, JSON {name: {dtype, shape, data_offsets}}. */
@@ -499,10 +507,24 @@ static int units_cb(void *ctx, const char *student, const char *teacher, size_t 
 		    uint32_t blocks, uint64_t bytes, nx_error *err)
 {
 	struct student_ctx *c = ctx;
-	struct nx_fp_match *m = match_push(&c->units, &c->nunits, student, teacher,
-					   c->teachers->files[file], err);
+	struct nx_fp_match *m;
 
-	if (!m)
+	/* the blocks (fingerprint_units.c) and the whole vectors
+	 * (fingerprint_perm.c) of one teacher tensor found in one student
+	 * tensor are mostly the same bytes: the larger count stands */
+	for (size_t i = 0; i < c->nunits; i++) {
+		m = &c->units[i];
+		if (!strcmp(m->student_tensor, student) && !strcmp(m->teacher_tensor, teacher) &&
+		    !strcmp(m->teacher_file, c->teachers->files[file])) {
+			if (bytes > m->bytes) {
+				m->bytes = bytes;
+				m->unit_blocks = blocks;
+			}
+			return 0;
+		}
+	}
+	if (!(m = match_push(&c->units, &c->nunits, student, teacher, c->teachers->files[file],
+			     err)))
 		return NX_ENOMEM;
 	m->units = true;
 	m->unit_blocks = blocks;
@@ -825,15 +847,19 @@ int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_s
 	struct student_ctx c = { teachers, NULL, 0, min_bytes, NULL, 0, 0, NULL, 0, 0, NULL, 0,
 				   NULL, 0, NULL, 0, NULL, 0 };
 	struct nx_fp__units_run units;
+	struct nx_fp__perm_run perm;
 	struct tensors w = { NULL, teachers, match_cb, &c, min_bytes, NULL, 0, corr_cb, &units,
 			     units_cb };
 	uint64_t *sizes = NULL;
 	int fd = -1, rc;
 
+	memset(&perm, 0, sizeof(perm));
 	if ((rc = nx_fp__units_begin(&units, teachers, err)) != 0 ||
+	    (rc = nx_fp__perm_begin(&perm, teachers, err)) != 0 ||
 	    (rc = distinct_sizes(&sizes, &w.nsizes, teachers, err)) != 0)
 		goto out;
 	w.sizes = sizes;
+	units.perm = perm.u ? &perm : NULL;
 	fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0) {
 		rc = nx_error_errno(err, NX_EIO, errno, path, "cannot open %s", path);
@@ -865,6 +891,7 @@ int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_s
 		rc = one_sum(&c, err);
 out:
 	nx_fp__units_end(&units);
+	nx_fp__perm_end(&perm);
 	nx_fp_matches_free(c.units, c.nunits);
 	nx_fp_matches_free(c.parts, c.nparts);
 	for (size_t i = 0; i < c.nsmall; i++)

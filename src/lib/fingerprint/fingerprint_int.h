@@ -40,6 +40,7 @@ struct fp_patterns;
 struct fp_corr;
 struct fp_pool;
 struct fp_units;
+struct fp_perm;
 
 struct nx_fp_set {
 	struct fp_entry *e;
@@ -60,6 +61,7 @@ struct nx_fp_set {
 	struct fp_corr *corr;          /* fingerprint_corr.c, NULL until a float tensor */
 	struct fp_pool *pool;          /* fingerprint_pool.c, NULL until a small tensor */
 	struct fp_units *units;        /* fingerprint_units.c, NULL until a float tensor */
+	struct fp_perm *perm;          /* fingerprint_perm.c, NULL until a float matrix */
 	uint64_t (*qshapes)[3];  /* the student's int8 matrices [rows, cols, 0] and int4
 				    MatMulNBits weights [N, blocks, block bytes]
 				    (nx_fp_set_quant_shapes) */
@@ -285,8 +287,10 @@ void nx_fp__corr_free(struct fp_corr *c);
 #define FP_UNITS_K 4              /* the largest |v - mean| whose positions key it */
 #define FP_UNITS_MAX (1u << 19)   /* teacher blocks kept (the largest tensors') */
 #define FP_UNITS_R 0.99           /* |Pearson r| a verified block has */
+struct nx_fp__perm_run;
 struct nx_fp__units_run {
 	struct fp_units *u;
+	struct nx_fp__perm_run *perm;   /* set after nx_fp__units_begin (fingerprint_perm.c) */
 	uint64_t *seen;       /* a bit per teacher block verified */
 	uint32_t *count;      /* per teacher tensor, in the current student tensor */
 	uint32_t *touched;
@@ -316,6 +320,34 @@ typedef int (*nx_fp__fold_fn)(struct tensors *w, const struct nx_onnx_tensor *t,
 			      const char *path, nx_error *err);
 int nx_fp__fold(struct tensors *w, int dirfd, const char *path, int fd, const nx_onnx_summary *s,
 		nx_fp__fold_fn one, nx_error *err);
+
+/*
+ * fingerprint_perm.c: order-invariant per-vector fingerprints.  Every
+ * vector of 64+ elements along the first and last axis of a teacher float
+ * tensor is kept as the features of its sorted, standardised profile (a
+ * permutation within it and a v + b leave them alone; nx_fp__perm_teacher,
+ * for the file added last); a student tensor's vectors along every axis of
+ * a teacher vector's length are looked up (nx_fp__perm_student, between
+ * _begin and _end), and fn is called once per teacher tensor with the
+ * count of its vectors found (each counted once per run) and their bytes.
+ */
+struct nx_fp__perm_run {
+	struct fp_perm *u;
+	uint64_t *seen;       /* a bit per teacher vector found */
+	uint32_t *count;      /* per teacher tensor, in the current student tensor */
+	uint64_t *bytes;
+	uint32_t *touched;
+	size_t ntouched, captouched;
+};
+int nx_fp__perm_teacher(nx_fp_set *set, const char *name, int32_t dtype, int fd,
+			const char *path, uint64_t off, uint64_t len, const int64_t *dims,
+			size_t ndims, nx_error *err);
+int nx_fp__perm_begin(struct nx_fp__perm_run *run, const nx_fp_set *set, nx_error *err);
+int nx_fp__perm_student(struct nx_fp__perm_run *run, const char *name, int32_t dtype, int fd,
+			const char *path, uint64_t off, uint64_t len, const int64_t *dims,
+			size_t ndims, nx_fp__units_fn fn, void *ctx, nx_error *err);
+void nx_fp__perm_end(struct nx_fp__perm_run *run);
+void nx_fp__perm_free(struct fp_perm *u);
 
 /* fingerprint_tensor.c */
 /* Each tensor of an ONNX model of at least min bytes, hashed (h). */

@@ -1,0 +1,747 @@
+/*
+ * fingerprint_perm.c - order-invariant per-vector fingerprints: teacher
+ * vectors moved within themselves (docs/TRV.md "Re-encoded vectors").
+ *
+ * A network keeps its function when every axis of a layer is permuted
+ * (input features with the embedding, hidden units, output features undone
+ * by a Gather): each element then moves within its row and its column, so
+ * no block of a teacher vector keeps its order (fingerprint_units.c keys a
+ * block on the positions of its largest elements).  What a permutation
+ * leaves alone is the multiset of a vector's values; a v + b (a of any
+ * sign) and rounding leave its standardised sorted profile nearly alone.
+ *
+ * A vector of L elements (FP_PERM_MINLEN .. FP_PERM_MAXLEN) along any axis
+ * of a tensor is read whole, standardised (z = (v - mean) / std), sorted,
+ * and averaged into FP_PERM_Q rank bins.  The sorted profiles of random
+ * rows are all alike (Gaussian order statistics, strongly correlated
+ * neighbour to neighbour), so what keys it is how its spacings (bin q + 1
+ * minus bin q: nearly independent) differ from the mean spacings of the
+ * vectors read along the same axis of the same tensor, each bin divided by
+ * their spread there (both made symmetric, so that -v, whose spacings are
+ * v's reversed, has its features reversed).  A permuted copy holds the same
+ * vectors, hence the same means.  The FP_PERM_F features, centred and of
+ * unit norm, are hashed by FP_PERM_BITS random hyperplanes (sign bits); a
+ * student vector looks up its key and the keys with any of its
+ * FP_PERM_FLIP least sure bits flipped, for itself and reversed, and a
+ * candidate of the same length is a hit when the features' cosine is at
+ * least FP_PERM_R (measured: docs/TRV.md).
+ *
+ * Teacher: the vectors along the last and the first axis of each float
+ * tensor (float32, float16, bfloat16, float64), without those any model
+ * may hold (fewer than FP_PERM_LEVELS values; or predicted by an order-2
+ * linear recurrence in their own order: ramps, sinusoids), an axis half of
+ * whose vectors are predicted not at all (a formula's table); at most
+ * FP_PERM_MAX vectors in all (the first tensors').  Student: every tensor
+ * of a float or integer type, along every axis whose length a teacher
+ * vector has.  Over FP_PERM_VMAX vectors along an axis, groups of them are
+ * picked under a per-run key (nx_keyhash), about FP_PERM_VMAX in all, on
+ * both sides: the cost is one sort per vector read.
+ */
+#include "fingerprint_int.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/strset_int.h"
+
+#define FP_PERM_Q 32                /* rank bins of a sorted profile */
+#define FP_PERM_F (FP_PERM_Q - 1)   /* features: the bins' spacings */
+#define FP_PERM_MINLEN 64           /* elements a vector needs */
+#define FP_PERM_MAXLEN 65536        /* elements a vector may have */
+#define FP_PERM_MINVEC 16           /* vectors an axis needs (its means) */
+#define FP_PERM_VMAX (1u << 14)     /* vectors read along one axis (more: sampled) */
+#define FP_PERM_MAX (1u << 19)      /* teacher vectors kept */
+#define FP_PERM_LEVELS 16           /* a vector of fewer values is not kept */
+#define FP_PERM_PREDICTED 1e-2      /* residual / variance of a predicted vector */
+#define FP_PERM_BITS 16             /* key bits (hyperplanes) */
+#define FP_PERM_FLIP 3              /* least sure bits tried flipped */
+#define FP_PERM_R 0.93              /* the cosine a hit has */
+#define FP_PERM_AXES 8              /* axes of a student tensor read */
+#define PERM_WINDOW (4u << 20)      /* bytes one read takes */
+#define PERM_GROUP 64               /* vectors in a sampled group */
+
+struct perm_entry {
+	uint64_t key;        /* L << 32 | sign bits */
+	uint32_t tensor;
+	int8_t f[FP_PERM_F + 1];   /* features x 127 / max |f| */
+};
+
+struct perm_tensor {
+	char *name;
+	size_t file;
+	unsigned width;
+};
+
+struct fp_perm {
+	struct perm_tensor *t;
+	size_t nt, capt;
+	struct perm_entry *e;
+	size_t n, cap;
+	bool sorted;
+	uint32_t *lens;      /* the vector lengths kept, sorted, each once */
+	size_t nlens, caplens;
+};
+
+/* One axis of a tensor, read vector by vector. */
+struct perm_axis {
+	int fd;
+	const char *path;
+	uint64_t off;
+	int32_t dtype;
+	unsigned width;
+	uint64_t outer, len, inner;
+	const char *sample;   /* the tensor's name: the key groups are picked under */
+	unsigned axis;
+	bool teacher;
+};
+
+/* The binned profiles read along an axis. */
+struct perm_profiles {
+	float *p;            /* n x FP_PERM_Q */
+	size_t n, cap;
+	uint64_t seen, predicted;
+};
+
+static unsigned perm_width(int32_t dtype)
+{
+	switch (dtype) {
+	case 2: case 3: return 1;
+	case 4: case 5: case 10: case 16: return 2;
+	case 1: case 6: case 12: return 4;
+	case 7: case 11: case 13: return 8;
+	default: return 0;
+	}
+}
+
+static bool perm_float(int32_t dtype)
+{
+	return dtype == 1 || dtype == 10 || dtype == 16 || dtype == 11;
+}
+
+static double perm_value(const unsigned char *p, int32_t dtype)
+{
+	uint16_t h;
+	uint32_t u;
+	int32_t s;
+	int64_t l;
+	uint64_t w;
+	float f;
+	double d;
+
+	switch (dtype) {
+	case 1: memcpy(&f, p, 4); return f;
+	case 2: return p[0];
+	case 3: return (int8_t)p[0];
+	case 4: memcpy(&h, p, 2); return h;
+	case 5: memcpy(&h, p, 2); return (int16_t)h;
+	case 6: memcpy(&s, p, 4); return s;
+	case 12: memcpy(&u, p, 4); return u;
+	case 10: memcpy(&h, p, 2); u = nx_fp__f16_to_f32(h); memcpy(&f, &u, 4); return f;
+	case 16: memcpy(&h, p, 2); u = (uint32_t)h << 16; memcpy(&f, &u, 4); return f;
+	case 7: memcpy(&l, p, 8); return (double)l;
+	case 13: memcpy(&w, p, 8); return (double)w;
+	default: memcpy(&d, p, 8); return d;
+	}
+}
+
+/* Sort x[0 .. n) ascending (no NaN): quicksort, insertion below 16. */
+static void perm_sort(double *x, size_t n)
+{
+	while (n > 16) {
+		double a = x[0], b = x[n / 2], c = x[n - 1], piv, t;
+		size_t i = 0, j = n - 1;
+
+		piv = a < b ? (b < c ? b : a < c ? c : a) : (a < c ? a : b < c ? c : b);
+		for (;;) {
+			while (x[i] < piv)
+				i++;
+			while (x[j] > piv)
+				j--;
+			if (i >= j)
+				break;
+			t = x[i];
+			x[i++] = x[j];
+			x[j--] = t;
+		}
+		/* recurse into the smaller side, loop on the larger */
+		if (j + 1 < n - j - 1) {
+			perm_sort(x, j + 1);
+			x += j + 1;
+			n -= j + 1;
+		} else {
+			perm_sort(x + j + 1, n - j - 1);
+			n = j + 1;
+		}
+	}
+	for (size_t i = 1; i < n; i++) {
+		double v = x[i];
+		size_t j = i;
+
+		for (; j > 0 && x[j - 1] > v; j--)
+			x[j] = x[j - 1];
+		x[j] = v;
+	}
+}
+
+/* Predicted by x[i+1] = p x[i] + q x[i-1] + r to within FP_PERM_PREDICTED
+ * of its variance (a ramp, a geometric run, a sinusoid). */
+static bool perm_predicted(const double *c, size_t n)
+{
+	double m[3][4] = { { 0 } }, det, coef[3], res = 0, tot = 0, my = 0;
+	size_t i;
+	int j, k;
+
+	for (i = 1; i + 1 < n; i++) {
+		double x[3] = { c[i], c[i - 1], 1 }, y = c[i + 1];
+
+		for (j = 0; j < 3; j++) {
+			for (k = 0; k < 3; k++)
+				m[j][k] += x[j] * x[k];
+			m[j][3] += x[j] * y;
+		}
+		my += y;
+	}
+	my /= (double)(n - 2);
+	det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) -
+	      m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) +
+	      m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
+	if (fabs(det) < 1e-300)
+		return true;
+	for (k = 0; k < 3; k++) {
+		double a[3][3];
+
+		for (i = 0; i < 3; i++)
+			for (j = 0; j < 3; j++)
+				a[i][j] = j == k ? m[i][3] : m[i][j];
+		coef[k] = (a[0][0] * (a[1][1] * a[2][2] - a[1][2] * a[2][1]) -
+			   a[0][1] * (a[1][0] * a[2][2] - a[1][2] * a[2][0]) +
+			   a[0][2] * (a[1][0] * a[2][1] - a[1][1] * a[2][0])) / det;
+	}
+	for (i = 1; i + 1 < n; i++) {
+		double e = c[i + 1] - coef[0] * c[i] - coef[1] * c[i - 1] - coef[2];
+
+		res += e * e;
+		tot += (c[i + 1] - my) * (c[i + 1] - my);
+	}
+	return res <= FP_PERM_PREDICTED * tot;
+}
+
+/* One vector's binned standardised sorted profile into ps (nothing for a
+ * vector of too few values; a teacher's predicted one is counted). */
+static int perm_vector(struct perm_profiles *ps, double *v, size_t n, bool teacher,
+		       nx_error *err)
+{
+	double mean = 0, var = 0, sd;
+	size_t i, distinct = 1;
+	float *p;
+
+	for (i = 0; i < n; i++)
+		mean += v[i];
+	mean /= (double)n;
+	for (i = 0; i < n; i++)
+		var += (v[i] - mean) * (v[i] - mean);
+	if (!(var > 0) || !isfinite(var))
+		return 0;
+	sd = sqrt(var / (double)n);
+	if (teacher) {
+		ps->seen++;
+		if (perm_predicted(v, n)) {
+			ps->predicted++;
+			return 0;
+		}
+	}
+	perm_sort(v, n);
+	for (i = 1; i < n && distinct < FP_PERM_LEVELS; i++)
+		distinct += v[i] != v[i - 1];
+	if (distinct < FP_PERM_LEVELS)
+		return 0;
+	if (NX_ARRAY_PUSH(ps->p, ps->cap, ps->n * FP_PERM_Q + FP_PERM_Q - 1))
+		return nx_error_oom(err, NULL);
+	p = ps->p + ps->n * FP_PERM_Q;
+	for (int q = 0; q < FP_PERM_Q; q++) {
+		size_t a = (size_t)q * n / FP_PERM_Q, b = (size_t)(q + 1) * n / FP_PERM_Q;
+		double s = 0;
+
+		for (i = a; i < b; i++)
+			s += v[i];
+		p[q] = (float)((s / (double)(b - a) - mean) / sd);
+	}
+	ps->n++;
+	return 0;
+}
+
+/* Every vector along the axis (a picked share of groups when there are
+ * over FP_PERM_VMAX), its profile into ps. */
+static int perm_read_axis(const struct perm_axis *ax, struct perm_profiles *ps, nx_error *err)
+{
+	uint64_t nv = ax->outer * ax->inner, slice = ax->len * ax->inner * ax->width;
+	uint64_t thr = nv > FP_PERM_VMAX ? (uint64_t)FP_PERM_VMAX * 65536 / nv : 65536;
+	unsigned char *buf = NULL;
+	double *v = NULL;
+	uint64_t o, i0, group = 0;
+	int rc = 0;
+
+	if (!(buf = malloc(PERM_WINDOW)) || !(v = malloc(ax->len * sizeof(*v)))) {
+		rc = nx_error_oom(err, NULL);
+		goto out;
+	}
+	if (slice <= PERM_WINDOW) {
+		/* whole slices of the outer axes: R of them a read */
+		uint64_t r = PERM_WINDOW / slice;
+
+		if (thr < 65536 && r * ax->inner > PERM_GROUP)
+			r = ax->inner >= PERM_GROUP ? 1 : PERM_GROUP / ax->inner;
+		for (o = 0; o < ax->outer && !rc; o += r, group++) {
+			uint64_t m = ax->outer - o < r ? ax->outer - o : r, a[3] = { ax->axis, group, 0 };
+			ssize_t got;
+
+			if (thr < 65536 &&
+			    (nx_keyhash(ax->sample, strlen(ax->sample), a, sizeof(a)) & 65535) >= thr)
+				continue;
+			got = nx_pread_full(ax->fd, buf, m * slice, ax->off + o * slice);
+			if (got != (ssize_t)(m * slice)) {
+				rc = nx_error_errno(err, NX_EIO, got < 0 ? errno : EIO, ax->path,
+						    "cannot read %s", ax->path);
+				break;
+			}
+			for (uint64_t k = 0; k < m * ax->inner && !rc; k++) {
+				const unsigned char *base = buf + (k / ax->inner * ax->len * ax->inner +
+								   k % ax->inner) * ax->width;
+
+				for (uint64_t j = 0; j < ax->len; j++)
+					v[j] = perm_value(base + j * ax->inner * ax->width, ax->dtype);
+				rc = perm_vector(ps, v, ax->len, ax->teacher, err);
+			}
+		}
+		goto out;
+	}
+	/* a slice over the window: columns of it, s at a time, a read per element */
+	for (o = 0; o < ax->outer && !rc; o++) {
+		uint64_t s = PERM_WINDOW / (ax->len * ax->width);
+
+		if (thr < 65536 && s > PERM_GROUP)
+			s = PERM_GROUP;
+		for (i0 = 0; i0 < ax->inner && !rc; i0 += s, group++) {
+			uint64_t cnt = ax->inner - i0 < s ? ax->inner - i0 : s, a[3] = { ax->axis, group, 1 };
+
+			if (thr < 65536 &&
+			    (nx_keyhash(ax->sample, strlen(ax->sample), a, sizeof(a)) & 65535) >= thr)
+				continue;
+			for (uint64_t j = 0; j < ax->len && !rc; j++) {
+				ssize_t got = nx_pread_full(ax->fd, buf + j * cnt * ax->width,
+							    cnt * ax->width,
+							    ax->off + ((o * ax->len + j) * ax->inner + i0) *
+									      ax->width);
+
+				if (got != (ssize_t)(cnt * ax->width))
+					rc = nx_error_errno(err, NX_EIO, got < 0 ? errno : EIO,
+							    ax->path, "cannot read %s", ax->path);
+			}
+			for (uint64_t k = 0; k < cnt && !rc; k++) {
+				for (uint64_t j = 0; j < ax->len; j++)
+					v[j] = perm_value(buf + (j * cnt + k) * ax->width, ax->dtype);
+				rc = perm_vector(ps, v, ax->len, ax->teacher, err);
+			}
+		}
+	}
+out:
+	free(buf);
+	free(v);
+	return rc;
+}
+
+/* The profiles' features (n x FP_PERM_F into f), each centred, unit norm:
+ * spacings less the axis's mean spacings, over their spread (both
+ * symmetric).  False when the axis has no spread. */
+static bool perm_features(const struct perm_profiles *ps, double *f)
+{
+	double m[FP_PERM_F] = { 0 }, s[FP_PERM_F] = { 0 }, ms[FP_PERM_F], ss[FP_PERM_F];
+	size_t i;
+	int q;
+
+	for (i = 0; i < ps->n; i++)
+		for (q = 0; q < FP_PERM_F; q++)
+			m[q] += ps->p[i * FP_PERM_Q + q + 1] - ps->p[i * FP_PERM_Q + q];
+	for (q = 0; q < FP_PERM_F; q++)
+		m[q] /= (double)ps->n;
+	for (q = 0; q < FP_PERM_F; q++)
+		ms[q] = (m[q] + m[FP_PERM_F - 1 - q]) / 2;
+	for (i = 0; i < ps->n; i++)
+		for (q = 0; q < FP_PERM_F; q++) {
+			double d = ps->p[i * FP_PERM_Q + q + 1] - ps->p[i * FP_PERM_Q + q] - ms[q];
+
+			f[i * FP_PERM_F + q] = d;
+			s[q] += d * d;
+		}
+	for (q = 0; q < FP_PERM_F; q++)
+		ss[q] = sqrt((s[q] + s[FP_PERM_F - 1 - q]) / 2 / (double)ps->n);
+	for (q = 0; q < FP_PERM_F; q++)
+		if (!(ss[q] > 0))
+			return false;
+	for (i = 0; i < ps->n; i++) {
+		double *x = f + i * FP_PERM_F, mean = 0, norm = 0;
+
+		for (q = 0; q < FP_PERM_F; q++) {
+			x[q] /= ss[q];
+			mean += x[q];
+		}
+		mean /= FP_PERM_F;
+		for (q = 0; q < FP_PERM_F; q++) {
+			x[q] -= mean;
+			norm += x[q] * x[q];
+		}
+		norm = norm > 0 ? 1 / sqrt(norm) : 0;
+		for (q = 0; q < FP_PERM_F; q++)
+			x[q] *= norm;
+	}
+	return true;
+}
+
+/* The FP_PERM_BITS hyperplanes (fixed: teacher and student runs agree). */
+static double perm_h[FP_PERM_BITS][FP_PERM_F];
+static pthread_once_t perm_once = PTHREAD_ONCE_INIT;
+
+static void perm_planes_make(void)
+{
+	double (*h)[FP_PERM_F] = perm_h;
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+
+	for (int b = 0; b < FP_PERM_BITS; b++)
+		for (int q = 0; q < FP_PERM_F; q++) {
+			double u = 0;
+
+			/* a sum of 4 uniforms: near enough a Gaussian direction */
+			for (int k = 0; k < 4; k++) {
+				x ^= x << 13;
+				x ^= x >> 7;
+				x ^= x << 17;
+				u += (double)(x >> 11) / 9007199254740992.0 - 0.5;
+			}
+			h[b][q] = u;
+		}
+}
+
+static const double *perm_planes(void)
+{
+	pthread_once(&perm_once, perm_planes_make);
+	return &perm_h[0][0];
+}
+
+/* The sign bits of x on the planes, and each's |projection| in margin. */
+static uint32_t perm_key(const double *x, double *margin)
+{
+	const double *h = perm_planes();
+	uint32_t key = 0;
+
+	for (int b = 0; b < FP_PERM_BITS; b++) {
+		double d = 0;
+
+		for (int q = 0; q < FP_PERM_F; q++)
+			d += x[q] * h[b * FP_PERM_F + q];
+		key |= (uint32_t)(d > 0) << b;
+		if (margin)
+			margin[b] = fabs(d);
+	}
+	return key;
+}
+
+/* Teacher: the axis's vectors kept (the set's first FP_PERM_MAX). */
+static int perm_keep(struct fp_perm *u, uint32_t tensor, uint64_t len,
+		     const struct perm_profiles *ps, nx_error *err)
+{
+	double *f = NULL;
+	size_t i, k;
+	int rc = 0;
+
+	if (ps->n < FP_PERM_MINVEC)
+		return 0;
+	if (!(f = malloc(ps->n * FP_PERM_F * sizeof(*f))))
+		return nx_error_oom(err, NULL);
+	if (!perm_features(ps, f))
+		goto out;
+	for (i = 0; i < ps->n && u->n < FP_PERM_MAX; i++) {
+		const double *x = f + i * FP_PERM_F;
+		struct perm_entry *e;
+		double mx = 0;
+		int q;
+
+		if (NX_ARRAY_PUSH(u->e, u->cap, u->n)) {
+			rc = nx_error_oom(err, NULL);
+			goto out;
+		}
+		e = &u->e[u->n++];
+		memset(e, 0, sizeof(*e));
+		e->key = len << 32 | perm_key(x, NULL);
+		e->tensor = tensor;
+		for (q = 0; q < FP_PERM_F; q++)
+			mx = fabs(x[q]) > mx ? fabs(x[q]) : mx;
+		for (q = 0; q < FP_PERM_F && mx > 0; q++)
+			e->f[q] = (int8_t)lrint(x[q] * 127 / mx);
+	}
+	u->sorted = false;
+	for (k = 0; k < u->nlens && u->lens[k] != len; k++)
+		;
+	if (k == u->nlens) {
+		if (NX_ARRAY_PUSH(u->lens, u->caplens, u->nlens)) {
+			rc = nx_error_oom(err, NULL);
+			goto out;
+		}
+		u->lens[u->nlens++] = (uint32_t)len;
+	}
+out:
+	free(f);
+	return rc;
+}
+
+/* outer x len x inner of axis k of dims (false: not a whole tensor of n). */
+static bool perm_shape(const int64_t *dims, size_t ndims, size_t k, uint64_t n,
+		       uint64_t *outer, uint64_t *len, uint64_t *inner)
+{
+	uint64_t prod = 1;
+
+	for (size_t i = 0; i < ndims; i++) {
+		if (dims[i] <= 0 || (uint64_t)dims[i] > n / prod)
+			return false;
+		prod *= (uint64_t)dims[i];
+	}
+	if (prod != n)
+		return false;
+	*outer = *inner = 1;
+	for (size_t i = 0; i < k; i++)
+		*outer *= (uint64_t)dims[i];
+	for (size_t i = k + 1; i < ndims; i++)
+		*inner *= (uint64_t)dims[i];
+	*len = (uint64_t)dims[k];
+	return *len >= FP_PERM_MINLEN && *len <= FP_PERM_MAXLEN &&
+	       *outer * *inner >= FP_PERM_MINVEC;
+}
+
+int nx_fp__perm_teacher(nx_fp_set *set, const char *name, int32_t dtype, int fd,
+			const char *path, uint64_t off, uint64_t len, const int64_t *dims,
+			size_t ndims, nx_error *err)
+{
+	unsigned width = perm_width(dtype);
+	struct fp_perm *u = set->perm;
+	struct perm_profiles ps[2] = { { NULL, 0, 0, 0, 0 }, { NULL, 0, 0, 0, 0 } };
+	struct perm_tensor *t;
+	uint64_t lens[2] = { 0, 0 };
+	size_t axes[2] = { ndims - 1, 0 }, n0;
+	int rc = 0, a;
+
+	if (!perm_float(dtype) || ndims < 2 || ndims > FP_PERM_AXES || len % width)
+		return 0;
+	if (u && u->n >= FP_PERM_MAX)
+		return 0;
+	if (!u && !(u = set->perm = calloc(1, sizeof(*u))))
+		return nx_error_oom(err, NULL);
+	if (NX_ARRAY_PUSH(u->t, u->capt, u->nt))
+		return nx_error_oom(err, NULL);
+	t = &u->t[u->nt];
+	n0 = u->n;
+	for (a = 0; a < 2 && !rc; a++) {
+		struct perm_axis ax = { fd, path, off, dtype, width, 0, 0, 0, name, (unsigned)axes[a],
+					true };
+
+		if (perm_shape(dims, ndims, axes[a], len / width, &ax.outer, &ax.len, &ax.inner)) {
+			lens[a] = ax.len;
+			rc = perm_read_axis(&ax, &ps[a], err);
+		}
+	}
+	/* a table a formula wrote (sinusoidal positions: its columns
+	 * predicted, its rows chirps of the same formula): none of it */
+	for (a = 0; a < 2 && !rc; a++)
+		if (ps[a].seen && ps[a].predicted * 2 >= ps[a].seen)
+			goto out;
+	for (a = 0; a < 2 && !rc; a++)
+		if (lens[a])
+			rc = perm_keep(u, (uint32_t)u->nt, lens[a], &ps[a], err);
+out:
+	free(ps[0].p);
+	free(ps[1].p);
+	if (rc || u->n == n0) {
+		u->n = n0;
+		return rc;
+	}
+	if (!(t->name = strdup(name))) {
+		u->n = n0;
+		return nx_error_oom(err, NULL);
+	}
+	t->file = set->nfiles - 1;
+	t->width = width;
+	u->nt++;
+	return 0;
+}
+
+void nx_fp__perm_free(struct fp_perm *u)
+{
+	if (!u)
+		return;
+	for (size_t i = 0; i < u->nt; i++)
+		free(u->t[i].name);
+	free(u->t);
+	free(u->e);
+	free(u->lens);
+	free(u);
+}
+
+static int cmp_entry_key(const void *a, const void *b)
+{
+	const struct perm_entry *x = a, *y = b;
+
+	return x->key < y->key ? -1 : x->key > y->key;
+}
+
+int nx_fp__perm_begin(struct nx_fp__perm_run *run, const nx_fp_set *set, nx_error *err)
+{
+	struct fp_perm *u = set->perm;
+
+	memset(run, 0, sizeof(*run));
+	if (!u || !u->n)
+		return 0;
+	if (!u->sorted) {
+		qsort(u->e, u->n, sizeof(*u->e), cmp_entry_key);
+		u->sorted = true;
+	}
+	run->u = u;
+	if (!(run->seen = calloc(u->n / 64 + 1, sizeof(*run->seen))) ||
+	    !(run->count = calloc(u->nt, sizeof(*run->count))) ||
+	    !(run->bytes = calloc(u->nt, sizeof(*run->bytes))))
+		return nx_error_oom(err, NULL);
+	return 0;
+}
+
+void nx_fp__perm_end(struct nx_fp__perm_run *run)
+{
+	free(run->seen);
+	free(run->count);
+	free(run->bytes);
+	free(run->touched);
+	memset(run, 0, sizeof(*run));
+}
+
+/* Look key up; each unseen candidate whose features' cosine with x is at
+ * least FP_PERM_R is a teacher vector found. */
+static int perm_probe(struct nx_fp__perm_run *run, uint64_t key, const double *x, uint64_t len,
+		      nx_error *err)
+{
+	const struct fp_perm *u = run->u;
+	size_t lo = 0, hi = u->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (u->e[mid].key < key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < u->n && u->e[lo].key == key; lo++) {
+		const struct perm_entry *e = &u->e[lo];
+		double dot = 0, nn = 0;
+
+		if (run->seen[lo / 64] >> (lo % 64) & 1)
+			continue;
+		for (int q = 0; q < FP_PERM_F; q++) {
+			dot += x[q] * e->f[q];
+			nn += (double)e->f[q] * e->f[q];
+		}
+		if (!(nn > 0) || dot / sqrt(nn) < FP_PERM_R)
+			continue;
+		run->seen[lo / 64] |= 1ull << (lo % 64);
+		run->bytes[e->tensor] += len * u->t[e->tensor].width;
+		if (!run->count[e->tensor]++) {
+			if (NX_ARRAY_PUSH(run->touched, run->captouched, run->ntouched))
+				return nx_error_oom(err, NULL);
+			run->touched[run->ntouched++] = e->tensor;
+		}
+	}
+	return 0;
+}
+
+/* One student vector's features, as is and reversed (-v), every key its
+ * FP_PERM_FLIP least sure bits may give. */
+static int perm_lookup(struct nx_fp__perm_run *run, const double *f, uint64_t len, nx_error *err)
+{
+	double x[FP_PERM_F], margin[FP_PERM_BITS];
+	int rc = 0;
+
+	for (int side = 0; side < 2 && !rc; side++) {
+		int low[FP_PERM_FLIP];
+		uint32_t key;
+
+		for (int q = 0; q < FP_PERM_F; q++)
+			x[q] = side ? f[FP_PERM_F - 1 - q] : f[q];
+		key = perm_key(x, margin);
+		for (int k = 0; k < FP_PERM_FLIP; k++) {
+			int best = -1;
+
+			for (int b = 0; b < FP_PERM_BITS; b++)
+				if (margin[b] >= 0 && (best < 0 || margin[b] < margin[best]))
+					best = b;
+			low[k] = best;
+			margin[best] = -1;
+		}
+		for (uint32_t mask = 0; mask < 1u << FP_PERM_FLIP && !rc; mask++) {
+			uint32_t k2 = key;
+
+			for (int k = 0; k < FP_PERM_FLIP; k++)
+				if (mask >> k & 1)
+					k2 ^= 1u << low[k];
+			rc = perm_probe(run, len << 32 | k2, x, len, err);
+		}
+	}
+	return rc;
+}
+
+int nx_fp__perm_student(struct nx_fp__perm_run *run, const char *name, int32_t dtype, int fd,
+			const char *path, uint64_t off, uint64_t len, const int64_t *dims,
+			size_t ndims, nx_fp__units_fn fn, void *ctx, nx_error *err)
+{
+	unsigned width = perm_width(dtype);
+	struct perm_profiles ps = { NULL, 0, 0, 0, 0 };
+	double *f = NULL;
+	int rc = 0;
+
+	if (!run->u || !width || len % width || ndims < 2 || ndims > FP_PERM_AXES)
+		return 0;
+	for (size_t k = 0; k < ndims && !rc; k++) {
+		struct perm_axis ax = { fd, path, off, dtype, width, 0, 0, 0, name, (unsigned)k,
+					false };
+		size_t j;
+
+		if (!perm_shape(dims, ndims, k, len / width, &ax.outer, &ax.len, &ax.inner))
+			continue;
+		for (j = 0; j < run->u->nlens && run->u->lens[j] != ax.len; j++)
+			;
+		if (j == run->u->nlens)
+			continue;
+		ps.n = 0;
+		if ((rc = perm_read_axis(&ax, &ps, err)) != 0 || ps.n < FP_PERM_MINVEC)
+			continue;
+		free(f);
+		if (!(f = malloc(ps.n * FP_PERM_F * sizeof(*f)))) {
+			rc = nx_error_oom(err, NULL);
+			break;
+		}
+		if (!perm_features(&ps, f))
+			continue;
+		for (size_t i = 0; i < ps.n && !rc; i++)
+			rc = perm_lookup(run, f + i * FP_PERM_F, ax.len, err);
+	}
+	free(f);
+	free(ps.p);
+	for (size_t i = 0; i < run->ntouched; i++) {
+		uint32_t t = run->touched[i];
+
+		if (!rc)
+			rc = fn(ctx, name, run->u->t[t].name, run->u->t[t].file, run->count[t],
+				run->bytes[t], err);
+		run->count[t] = 0;
+		run->bytes[t] = 0;
+	}
+	run->ntouched = 0;
+	return rc;
+}

@@ -1,0 +1,140 @@
+"""Teacher layers moved within their vectors (issue #22, red team 11):
+fingerprint_perm.c keys each vector on its sorted, standardised profile,
+which a permutation inside the vector, a v + b and rounding leave alone.
+Variants beyond red team 11's own (test_redteam11.py), and honest students
+that must still pass (docs/TRV.md "Re-encoded vectors")."""
+import numpy as np
+import pytest
+
+from verify_helpers import codes, verify
+from .test_redteam10 import D, H, T1_NAME, T2_NAME, _rounded, _weights_caught, teacher_pair
+from .test_redteam11 import P_HID, P_IN, P_OUT
+from .test_teacher_small import onnx_teacher, put_student, safetensors_teacher
+from .test_teacher_units import _fine_tuned, _sinusoidal
+
+
+def _permuted(t1, t2):
+    return t1[P_IN][:, P_HID], t2[P_HID][:, P_OUT]
+
+
+def _int8_rows(v):
+    """int8 codes with one scale per row (the scales kept aside)"""
+    sc = np.abs(v).max(1, keepdims=True) / 127
+    return np.round(v / sc).astype(np.int8), sc.astype(np.float32).ravel()
+
+
+def _bf16(v):
+    """bfloat16 bits (truncated float32), as ONNX stores them"""
+    from onnx import TensorProto, helper
+    bits = (v.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    return helper.make_tensor("x", TensorProto.BFLOAT16, v.shape, bits.tobytes(), raw=True)
+
+
+def _named(name, t):
+    t.name = name
+    return t
+
+
+def _signs(t1, t2):
+    """hidden units' signs flipped (tanh is odd): T1's columns, T2's rows"""
+    s = np.where(np.random.default_rng(8).random(H) < 0.5, -1, 1).astype(np.float32)
+    return t1 * s, t2 * s[:, None]
+
+
+def _fold4(t):
+    """[a, b] kept as [b / 16, a, 4, 4]: its columns along axis 1 of four"""
+    a, b = t.shape
+    return _rounded(t).reshape(a, b // 16, 4, 4).transpose(1, 0, 2, 3).copy()
+
+
+CAUGHT = {
+    "every axis permuted, int8 one scale per row": lambda w1, w2: {
+        "w1_q": _int8_rows(w1)[0], "w1_s": _int8_rows(w1)[1],
+        "w2_q": _int8_rows(w2)[0], "w2_s": _int8_rows(w2)[1]},
+    "every axis permuted, bfloat16": lambda w1, w2: {
+        "w1": _named("w1", _bf16(w1)), "w2": _named("w2", _bf16(w2))},
+    "every axis permuted, signs of hidden units flipped, rounded": lambda w1, w2: {
+        k: _rounded(v) for k, v in zip(("w1", "w2"), _signs(w1, w2))},
+    "every axis permuted, transposed, float16": lambda w1, w2: {
+        "w1": w1.T.astype(np.float16).copy(), "w2": w2.T.astype(np.float16).copy()},
+    "every axis permuted, scaled and shifted, rounded": lambda w1, w2: {
+        "w1": _rounded(w1 * -3.5 + 0.25), "w2": _rounded(w2 * 0.01 - 1)},
+    "columns along axis 1 of a 4-D tensor, rounded": lambda w1, w2: {
+        "w1": _fold4(w1), "w2": _fold4(w2)},
+}
+
+
+@pytest.mark.parametrize("case", sorted(CAUGHT))
+def test_teacher_layer_permuted_within_vectors_caught(nexus, bundle, tmp_path, case):
+    t1, t2 = teacher_pair()
+    teacher = onnx_teacher(tmp_path / "t.onnx", {T1_NAME: t1, T2_NAME: t2})
+    w1, w2 = _permuted(t1, t2)
+    if case.startswith("columns"):
+        w1, w2 = t1, t2
+    put_student(bundle, CAUGHT[case](w1, w2))
+    assert _weights_caught(nexus, bundle, teacher)
+
+
+def test_permuted_layer_of_a_safetensors_teacher(nexus, bundle, tmp_path):
+    """the shape from the safetensors header: the pair permuted on every
+    axis, float16"""
+    t1, t2 = teacher_pair()
+    teacher = safetensors_teacher(tmp_path / "t.safetensors", {T1_NAME: t1, T2_NAME: t2})
+    w1, w2 = _permuted(t1, t2)
+    put_student(bundle, {"w1": w1.astype(np.float16), "w2": w2.astype(np.float16)})
+    assert _weights_caught(nexus, bundle, teacher)
+
+
+def test_teacher_vectors_below_the_sum_pass(nexus, bundle, tmp_path):
+    """8 teacher rows (8 KiB, under the 16 KiB sum), permuted within,
+    among 24 rows of the student's own: not a finding"""
+    t1, t2 = teacher_pair()
+    teacher = onnx_teacher(tmp_path / "t.onnx", {T1_NAME: t1, T2_NAME: t2})
+    rng = np.random.default_rng(12)
+    own = (rng.standard_normal((24, H)) / 8).astype(np.float32)
+    put_student(bundle, {"w": np.concatenate([_rounded(t1[:8][:, P_HID]), own])})
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    assert "teacher-tensor-copied" not in codes(rep), rep["findings"]
+
+
+def _same_init(seed):
+    """the teacher's init (seed 11) moved apart by training of half its size"""
+    t1, t2 = teacher_pair()
+    rng = np.random.default_rng(seed)
+    return ((t1 + rng.standard_normal(t1.shape) / 16).astype(np.float32),
+            (t2 + rng.standard_normal(t2.shape) / 16).astype(np.float32))
+
+
+HONEST = {
+    "random float32 of the teacher's shapes": lambda rng: {
+        "w1": (rng.standard_normal((D, H)) / 8).astype(np.float32),
+        "w2": (rng.standard_normal((H, D)) / 8).astype(np.float32)},
+    "random heavy-tailed float32": lambda rng: {
+        "w1": (rng.standard_t(4, (D, H)) / 8).astype(np.float32),
+        "w2": (rng.laplace(size=(H, D)) / 8).astype(np.float32)},
+    "random int8 and uint8": lambda rng: {
+        "q1": rng.integers(-127, 128, (H, D)).astype(np.int8),
+        "q2": rng.integers(0, 255, (D, H)).astype(np.uint8)},
+    "random 3-D and 4-D": lambda rng: {
+        "w3": (rng.standard_normal((16, D, 16)) / 8).astype(np.float32),
+        "w4": (rng.standard_normal((4, H, 4, 4)) / 8).astype(np.float32)},
+    "the same pair trained apart (another seed), float16": lambda rng: {
+        k: v.astype(np.float16) for k, v in zip(("w1", "w2"), teacher_pair(99))},
+    "from the teacher's init, trained apart": lambda rng: dict(zip(("w1", "w2"),
+                                                                   _same_init(5))),
+    "a longer sinusoidal table, fine-tuned": lambda rng: {
+        "pos": _fine_tuned(_sinusoidal(320, 256))},
+}
+
+
+@pytest.mark.parametrize("student", sorted(HONEST))
+def test_honest_students_pass(nexus, bundle, tmp_path, student):
+    """No false alarm: tensors with the teacher's vector lengths (64, 256)
+    along some axis, not derived from the teacher's layers; the teacher also
+    holds a sinusoidal table (a formula's: not kept)"""
+    t1, t2 = _same_init(6) if "init" in student else teacher_pair()
+    teacher = onnx_teacher(tmp_path / "t.onnx", {
+        T1_NAME: t1, T2_NAME: t2, "embeddings.position": _sinusoidal(256, 256)})
+    put_student(bundle, HONEST[student](np.random.default_rng(10)))
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    assert "teacher-tensor-copied" not in codes(rep), rep["findings"]
