@@ -48,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <immintrin.h>
 
 #include "util/strset_int.h"
 
@@ -58,8 +59,8 @@
 #define FP_UNITS_PREDICTED 1e-2     /* residual / variance of a predicted block */
 #define UNITS_WINDOW (1u << 20)     /* bytes of rows one pread reads */
 #define UNITS_COLS_WINDOW (4u << 20)   /* bytes of 64 rows read at once (else slabs) */
-#define UNITS_TOP 8                 /* the largest |v - mean| looked at for ties */
 #define UNITS_BUCKET_BITS 20
+#define UNITS_FILTER_BITS 22        /* a bit per hashed key: most misses stop there */
 #define FP_UNITS_FULL (1u << 22)    /* student elements read whole; over: a quarter */
 #define UNITS_STOP 1                /* a block_fn's: no more blocks wanted */
 
@@ -89,6 +90,7 @@ struct fp_units {
 	size_t nfds;
 	uint32_t *head;     /* per bucket (the key's top bits): its first entry + 1 */
 	uint32_t *next;     /* per entry: the next of its bucket + 1 (0: none) */
+	uint64_t *filter;   /* bit filter_of(key): some entry may have the key */
 };
 
 /* A tensor of n elements as rows [rows, cols] (blocks along the last axis)
@@ -165,25 +167,26 @@ static void view_of(struct view *v, uint64_t n, const int64_t *dims, size_t ndim
 	v->colblocks = v->first ? v->rest * (v->first / FP_UNITS_B) : 0;
 }
 
-/* A block's centred values and its largest |c| (ord[], a[], descending). */
-struct block {
-	double c[FP_UNITS_B];
-	int ord[UNITS_TOP];
-	double a[UNITS_TOP];
-	uint32_t up;        /* bit i: c[2i] > c[2i + 1] */
-	uint32_t down;      /* bit i: c[2i] < c[2i + 1] */
-	double var;
-};
+#define UNITS_TOP FP_UNITS_TOP
 
-static void block_of(struct block *b, const double *v)
+/* The sum of 64 elements in the order the AVX2 path adds them (eight
+ * running sums, i mod 8, then pairwise), so both round alike.  For
+ * float32 and 16-bit data the sum is exact in any order. */
+static double units_sum8(const double *s)
 {
-	double mean = 0;
+	double t0 = s[0] + s[4], t1 = s[1] + s[5], t2 = s[2] + s[6], t3 = s[3] + s[7];
+
+	return (t0 + t2) + (t1 + t3);
+}
+
+void nx_fp__units_block_ref(struct nx_fp__units_block *b, const double *v)
+{
+	double mean, s[8] = { 0 }, q[8] = { 0 };
 	int i, j;
 
 	for (i = 0; i < FP_UNITS_B; i++)
-		mean += v[i];
-	mean /= FP_UNITS_B;
-	b->var = 0;
+		s[i % 8] += v[i];
+	mean = units_sum8(s) / FP_UNITS_B;
 	b->up = b->down = 0;
 	for (j = 0; j < UNITS_TOP; j++) {
 		b->a[j] = -1;
@@ -193,7 +196,7 @@ static void block_of(struct block *b, const double *v)
 		double c = v[i] - mean, a = fabs(c);
 
 		b->c[i] = c;
-		b->var += c * c;
+		q[i % 8] += c * c;
 		if (a > b->a[UNITS_TOP - 1]) {
 			for (j = UNITS_TOP - 1; j > 0 && b->a[j - 1] < a; j--) {
 				b->a[j] = b->a[j - 1];
@@ -203,6 +206,7 @@ static void block_of(struct block *b, const double *v)
 			b->ord[j] = i;
 		}
 	}
+	b->var = units_sum8(q);
 	for (i = 0; i < FP_UNITS_B / 2; i++) {
 		double x = b->c[2 * i], y = b->c[2 * i + 1];
 
@@ -211,8 +215,114 @@ static void block_of(struct block *b, const double *v)
 	}
 }
 
+/*
+ * The same four lanes at a time.  The top |c| without the scalar loop's
+ * branchy insertion: t, the least of the largest |c| of eight disjoint
+ * groups of eight, has eight elements at or over it, so an element under
+ * t is in no top eight; the few at or over it (NaN never) are ranked by
+ * counting, the order being |c| descending, then position.
+ */
+__attribute__((target("avx2"))) static double units_hsum(__m256d lo, __m256d hi)
+{
+	__m256d t = _mm256_add_pd(lo, hi);   /* s[l] + s[l + 4] */
+	__m128d u = _mm_add_pd(_mm256_castpd256_pd128(t), _mm256_extractf128_pd(t, 1));
+
+	return _mm_cvtsd_f64(u) + _mm_cvtsd_f64(_mm_unpackhi_pd(u, u));
+}
+
+__attribute__((target("avx2"))) static void block_avx2(struct nx_fp__units_block *b, const double *v)
+{
+	const __m256d sign = _mm256_set1_pd(-0.0);
+	__m256d s0 = _mm256_setzero_pd(), s1 = s0, q0 = s0, q1 = s0, m0, m1, mean, t;
+	double abs[FP_UNITS_B], ca[FP_UNITS_B + 4], top[FP_UNITS_B];
+	int ci[FP_UNITS_B], at[FP_UNITS_B];
+	uint64_t cand = 0;
+	int i, n, p;
+
+	for (i = 0; i < FP_UNITS_B; i += 8) {
+		s0 = _mm256_add_pd(s0, _mm256_loadu_pd(v + i));
+		s1 = _mm256_add_pd(s1, _mm256_loadu_pd(v + i + 4));
+	}
+	mean = _mm256_set1_pd(units_hsum(s0, s1) / FP_UNITS_B);
+	m0 = m1 = _mm256_set1_pd(-1);
+	b->up = b->down = 0;
+	for (i = 0; i < FP_UNITS_B; i += 8) {
+		__m256d x = _mm256_sub_pd(_mm256_loadu_pd(v + i), mean);
+		__m256d y = _mm256_sub_pd(_mm256_loadu_pd(v + i + 4), mean);
+		__m256d ax = _mm256_andnot_pd(sign, x), ay = _mm256_andnot_pd(sign, y);
+		__m256d lo = _mm256_unpacklo_pd(x, y), hi = _mm256_unpackhi_pd(x, y);
+		/* lanes of lo / hi: pairs 0, 2, 1, 3 of these eight */
+		unsigned gt = (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(lo, hi, _CMP_GT_OQ));
+		unsigned lt = (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(lo, hi, _CMP_LT_OQ));
+
+		gt = (gt & 9) | (gt & 2) << 1 | (gt & 4) >> 1;
+		lt = (lt & 9) | (lt & 2) << 1 | (lt & 4) >> 1;
+		b->up |= gt << (i / 2);
+		b->down |= lt << (i / 2);
+		_mm256_storeu_pd(b->c + i, x);
+		_mm256_storeu_pd(b->c + i + 4, y);
+		_mm256_storeu_pd(abs + i, ax);
+		_mm256_storeu_pd(abs + i + 4, ay);
+		q0 = _mm256_add_pd(q0, _mm256_mul_pd(x, x));
+		q1 = _mm256_add_pd(q1, _mm256_mul_pd(y, y));
+		/* group maxima: lane l of m0 over the elements 8j + l, of m1
+		 * over 8j + 4 + l; a NaN counts as -1 */
+		ax = _mm256_blendv_pd(_mm256_set1_pd(-1), ax, _mm256_cmp_pd(ax, ax, _CMP_ORD_Q));
+		ay = _mm256_blendv_pd(_mm256_set1_pd(-1), ay, _mm256_cmp_pd(ay, ay, _CMP_ORD_Q));
+		m0 = _mm256_max_pd(m0, ax);
+		m1 = _mm256_max_pd(m1, ay);
+	}
+	b->var = units_hsum(q0, q1);
+	t = _mm256_min_pd(m0, m1);
+	t = _mm256_min_pd(t, _mm256_permute4x64_pd(t, 0x4e));
+	t = _mm256_min_pd(t, _mm256_permute4x64_pd(t, 0xb1));
+	for (i = 0; i < FP_UNITS_B; i += 4)
+		cand |= (uint64_t)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(abs + i), t,
+								   _CMP_GE_OQ)) << i;
+	for (n = 0; cand; cand &= cand - 1, n++) {
+		ci[n] = __builtin_ctzll(cand);
+		ca[n] = abs[ci[n]];
+	}
+	for (i = n; i < n + 4; i++)
+		ca[i] = -2;   /* under every candidate */
+	for (i = 0; i < UNITS_TOP; i++) {
+		top[i] = -1;
+		at[i] = 0;
+	}
+	/* rank: the candidates before p at or over it, after p over it */
+	for (p = 0; p < n; p++) {
+		__m256d x = _mm256_set1_pd(ca[p]);
+		uint64_t ge = 0, gt = 0, before = (1ull << p) - 1;
+		int r, q;
+
+		for (q = 0; q < n; q += 4) {
+			__m256d y = _mm256_loadu_pd(ca + q);
+
+			ge |= (uint64_t)_mm256_movemask_pd(_mm256_cmp_pd(y, x, _CMP_GE_OQ)) << q;
+			gt |= (uint64_t)_mm256_movemask_pd(_mm256_cmp_pd(y, x, _CMP_GT_OQ)) << q;
+		}
+		r = __builtin_popcountll(ge & before) + __builtin_popcountll(gt & ~before & ~(1ull << p));
+		top[r] = ca[p];
+		at[r] = ci[p];
+	}
+	memcpy(b->a, top, sizeof(b->a));
+	memcpy(b->ord, at, sizeof(b->ord));
+}
+
+void nx_fp__units_block(struct nx_fp__units_block *b, const double *v)
+{
+	static int avx2 = -1;
+
+	if (avx2 < 0)
+		avx2 = __builtin_cpu_supports("avx2");
+	if (avx2)
+		block_avx2(b, v);
+	else
+		nx_fp__units_block_ref(b, v);
+}
+
 /* The key of the block's elements pos[0 .. K) and its sketch. */
-static uint32_t key_of(const struct block *b, const int *sel, uint32_t *sketch)
+static uint32_t key_of(const struct nx_fp__units_block *b, const int *sel, uint32_t *sketch)
 {
 	int p[FP_UNITS_K], i;
 	uint32_t key = 0;
@@ -238,7 +348,7 @@ static uint32_t key_of(const struct block *b, const int *sel, uint32_t *sketch)
 /* A block any model may hold: constant, a few levels, or predicted by an
  * order-2 linear recurrence x[i+1] = p x[i] + q x[i-1] + r (a ramp, a
  * geometric run, a sinusoid) to within FP_UNITS_PREDICTED of its variance. */
-static bool formulaic(const struct block *b, bool *predicted)
+static bool formulaic(const struct nx_fp__units_block *b, bool *predicted)
 {
 	double m[3][4] = { { 0 } }, det, coef[3], res = 0, tot = 0, my = 0;
 	int i, j, k, distinct;
@@ -423,12 +533,12 @@ static int collect_fn(void *ctx, const double *v, uint32_t id, nx_error *err)
 	struct collect *c = ctx;
 	struct fp_units *u = c->u;
 	int axis = id >= c->rowblocks;
-	struct block b;
+	struct nx_fp__units_block b;
 	bool predicted;
 
 	if (u->n == u->cap && u->cap >= FP_UNITS_MAX + FP_UNITS_MAX / 4)
 		return UNITS_STOP;
-	block_of(&b, v);
+	nx_fp__units_block(&b, v);
 	c->seen[axis]++;
 	if (formulaic(&b, &predicted)) {
 		c->predicted[axis] += predicted;
@@ -598,6 +708,7 @@ void nx_fp__units_free(struct fp_units *u)
 	free(u->e);
 	free(u->head);
 	free(u->next);
+	free(u->filter);
 	free(u);
 }
 
@@ -606,7 +717,17 @@ static uint32_t bucket_of(uint32_t key)
 	return key >> (6 * FP_UNITS_K + FP_UNITS_K - 1 - UNITS_BUCKET_BITS);
 }
 
-/* Chain the entries by bucket (no copy, no sort: linear). */
+/* A key's bit in the filter: a hash of all of it (the bucket is its top
+ * bits, which the largest position mostly fills). */
+static uint32_t filter_of(uint32_t key)
+{
+	return (uint32_t)(((uint64_t)key * 0x9e3779b97f4a7c15ull) >> (64 - UNITS_FILTER_BITS));
+}
+
+/* Chain the entries by bucket (no copy, no sort: linear).  A student
+ * block's key is mostly no teacher's: the filter (512 KiB, cached) says
+ * so without the two cache misses of the bucket and its chain, which
+ * were most of the check's time. */
 static int units_index(struct fp_units *u, nx_error *err)
 {
 	size_t i;
@@ -614,16 +735,20 @@ static int units_index(struct fp_units *u, nx_error *err)
 	if (u->n > FP_UNITS_MAX && units_trim(u, err) != 0)
 		return NX_ENOMEM;
 	if (!(u->head = calloc((size_t)1 << UNITS_BUCKET_BITS, sizeof(*u->head))) ||
-	    !(u->next = malloc(u->n * sizeof(*u->next)))) {
+	    !(u->next = malloc(u->n * sizeof(*u->next))) ||
+	    !(u->filter = calloc((size_t)1 << (UNITS_FILTER_BITS - 6), sizeof(*u->filter)))) {
 		free(u->head);
+		free(u->next);
 		u->head = NULL;
+		u->next = NULL;
 		return nx_error_oom(err, NULL);
 	}
 	for (i = u->n; i-- > 0;) {
-		uint32_t b = bucket_of(u->e[i].key);
+		uint32_t b = bucket_of(u->e[i].key), f = filter_of(u->e[i].key);
 
 		u->next[i] = u->head[b];
 		u->head[b] = (uint32_t)i + 1;
+		u->filter[f / 64] |= 1ull << (f % 64);
 	}
 	return 0;
 }
@@ -711,14 +836,16 @@ struct probe {
 };
 
 /* Look the key of the block's elements sel up and verify each candidate. */
-static int probe_key(struct probe *p, const struct block *b, const int *sel, nx_error *err)
+static int probe_key(struct probe *p, const struct nx_fp__units_block *b, const int *sel, nx_error *err)
 {
 	struct nx_fp__units_run *run = p->run;
 	const struct fp_units *u = run->u;
-	uint32_t sketch, key = key_of(b, sel, &sketch), i;
+	uint32_t sketch, key = key_of(b, sel, &sketch), i, f = filter_of(key);
 	double tv[FP_UNITS_B];
 	int rc;
 
+	if (!(u->filter[f / 64] >> (f % 64) & 1))
+		return 0;
 	for (i = u->head[bucket_of(key)]; i; i = u->next[i - 1]) {
 		const struct unit_entry *e = &u->e[i - 1];
 
@@ -742,14 +869,14 @@ static int probe_key(struct probe *p, const struct block *b, const int *sel, nx_
 static int probe_fn(void *ctx, const double *v, uint32_t id, nx_error *err)
 {
 	struct probe *p = ctx;
-	struct block b;
+	struct nx_fp__units_block b;
 	int sure[FP_UNITS_K], maybe[UNITS_TOP], sel[FP_UNITS_K];
 	int nsure = 0, nmaybe = 0, need, i, nprobe = 0;
 	uint32_t mask;
 	double tol;
 
 	(void)id;
-	block_of(&b, v);
+	nx_fp__units_block(&b, v);
 	if (!(b.var > 0) || !isfinite(b.var) || b.a[FP_UNITS_K] < 0)
 		return 0;
 	tol = p->tol < 0 ? -p->tol * b.a[0] : p->tol;
