@@ -45,6 +45,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -63,6 +64,7 @@
 #define UNITS_FILTER_BITS 22        /* a bit per hashed key: most misses stop there */
 #define FP_UNITS_FULL (1u << 22)    /* student elements read whole; over: a quarter */
 #define UNITS_STOP 1                /* a block_fn's: no more blocks wanted */
+#define UNITS_SPLIT_MIN (1u << 20)  /* student elements checked on two threads */
 
 struct unit_entry {
 	uint32_t key, sketch, tensor, block;
@@ -427,8 +429,6 @@ static int units_read(int fd, const char *path, unsigned char *buf, size_t len, 
 	return 0;
 }
 
-/* fn for every block of the tensor of type dtype at off of fd (view vw):
- * the row blocks (ids 0 .. rowblocks), then the column blocks. */
 /* Read this group of 64 rows (or window of rows)?  All of them, or a
  * quarter chosen under the run's key (sample: the tensor's name). */
 static bool units_pick(const char *sample, int axis, uint64_t group)
@@ -438,83 +438,121 @@ static bool units_pick(const char *sample, int axis, uint64_t group)
 	return !sample || (nx_keyhash(sample, strlen(sample), at, sizeof(at)) & 3) == 0;
 }
 
+/* A tensor's blocks in groups, each read at once: windows of whole rows
+ * (nr of them; 0: one long row in pieces), then 64 rows' columns. */
+struct walk {
+	int fd;
+	const char *path;
+	uint64_t off;
+	int32_t dtype;
+	const struct view *vw;
+	const char *sample;
+	unsigned width;
+	uint64_t per, rowbytes, nr, rowgroups, groups;
+};
+
+static void walk_init(struct walk *w, int fd, const char *path, uint64_t off, int32_t dtype,
+		      const struct view *vw, const char *sample)
+{
+	memset(w, 0, sizeof(*w));
+	w->fd = fd;
+	w->path = path;
+	w->off = off;
+	w->dtype = dtype;
+	w->vw = vw;
+	w->sample = sample;
+	w->width = units_width(dtype);
+	w->per = vw->cols / FP_UNITS_B;
+	if (w->per) {
+		w->rowbytes = vw->cols * w->width;
+		w->nr = w->rowbytes <= UNITS_WINDOW ? UNITS_WINDOW / w->rowbytes : 0;
+		if (sample && w->nr > FP_UNITS_B)
+			w->nr = FP_UNITS_B;
+		w->rowgroups = w->nr ? (vw->rows + w->nr - 1) / w->nr : vw->rows;
+	}
+	w->groups = w->rowgroups + (vw->colblocks ? vw->first / FP_UNITS_B : 0);
+}
+
+/* fn for every block of group k (buf: UNITS_COLS_WINDOW bytes); ids:
+ * row blocks row-major (0 .. rowblocks), then column blocks column-major
+ * (rowblocks + c x blocks + g). */
+static int walk_group(const struct walk *w, uint64_t k, unsigned char *buf, block_fn fn,
+		      void *ctx, nx_error *err)
+{
+	const struct view *vw = w->vw;
+	uint64_t width = w->width, i, c, c0, g, slab, base;
+	double v[FP_UNITS_B];
+	int rc = 0;
+
+	if (k < w->rowgroups) {
+		uint64_t r = w->nr ? k * w->nr : k, m;
+
+		if (!units_pick(w->sample, 0, k))
+			return 0;
+		if (!w->nr) {   /* a long row in pieces */
+			for (i = 0; i < w->per && !rc; i++) {
+				if ((rc = units_read(w->fd, w->path, buf, FP_UNITS_B * width,
+						     w->off + r * w->rowbytes +
+							     i * FP_UNITS_B * width, err)) != 0)
+					break;
+				units_decode(v, buf, FP_UNITS_B, width, w->dtype);
+				rc = fn(ctx, v, (uint32_t)(r * w->per + i), err);
+			}
+			return rc;
+		}
+		m = vw->rows - r < w->nr ? vw->rows - r : w->nr;
+		if ((rc = units_read(w->fd, w->path, buf, m * w->rowbytes, w->off + r * w->rowbytes,
+				     err)) != 0)
+			return rc;
+		for (i = 0; i < m * w->per && !rc; i++) {
+			units_decode(v, buf + i / w->per * w->rowbytes + i % w->per * FP_UNITS_B * width,
+				     FP_UNITS_B, width, w->dtype);
+			rc = fn(ctx, v, (uint32_t)(r * w->per + i), err);
+		}
+		return rc;
+	}
+	/* 64 rows' columns: one read when they fit, else slabs of columns */
+	g = k - w->rowgroups;
+	if (!units_pick(w->sample, 1, g))
+		return 0;
+	slab = (UNITS_COLS_WINDOW / FP_UNITS_B) / width;
+	base = w->off + g * FP_UNITS_B * vw->rest * width;
+	if (slab > vw->rest)
+		slab = vw->rest;
+	for (c0 = 0; c0 < vw->rest && !rc; c0 += slab) {
+		uint64_t s = vw->rest - c0 < slab ? vw->rest - c0 : slab;
+
+		if (s == vw->rest)
+			rc = units_read(w->fd, w->path, buf, FP_UNITS_B * s * width, base, err);
+		for (i = 0; s != vw->rest && i < FP_UNITS_B && !rc; i++)
+			rc = units_read(w->fd, w->path, buf + i * s * width, s * width,
+					base + (i * vw->rest + c0) * width, err);
+		for (c = 0; c < s && !rc; c++) {
+			units_decode(v, buf + c * width, FP_UNITS_B, s * width, w->dtype);
+			rc = fn(ctx, v, (uint32_t)(vw->rowblocks +
+						  (c0 + c) * (vw->first / FP_UNITS_B) + g),
+				err);
+		}
+	}
+	return rc;
+}
+
+/* fn for every block of the tensor of type dtype at off of fd (view vw),
+ * in order; fn may say UNITS_STOP. */
 static int each_block(int fd, const char *path, uint64_t off, int32_t dtype,
 		      const struct view *vw, const char *sample, block_fn fn, void *ctx,
 		      nx_error *err)
 {
-	unsigned width = units_width(dtype);
-	uint64_t per = vw->cols / FP_UNITS_B, r, k, g;
 	unsigned char *buf = NULL;
-	double v[FP_UNITS_B];
-	uint32_t id = 0;
+	struct walk w;
+	uint64_t k;
 	int rc = 0;
 
+	walk_init(&w, fd, path, off, dtype, vw, sample);
 	if (!(buf = malloc(UNITS_COLS_WINDOW)))
 		return nx_error_oom(err, NULL);
-	/* rows: whole rows a window at a time, or a long row in pieces */
-	if (per) {
-		uint64_t rowbytes = vw->cols * width;
-		uint64_t nr = rowbytes <= UNITS_WINDOW ? UNITS_WINDOW / rowbytes : 0;
-
-		if (sample && nr > FP_UNITS_B)
-			nr = FP_UNITS_B;
-		for (r = 0; r < vw->rows && !rc;) {
-			if (!units_pick(sample, 0, nr ? r / nr : r)) {
-				r += nr ? nr : 1;
-				continue;
-			}
-			if (nr) {
-				uint64_t m = vw->rows - r < nr ? vw->rows - r : nr, i;
-
-				if ((rc = units_read(fd, path, buf, m * rowbytes,
-						     off + r * rowbytes, err)) != 0)
-					break;
-				for (i = 0; i < m && !rc; i++)
-					for (k = 0; k < per && !rc; k++) {
-						units_decode(v, buf + i * rowbytes + k * FP_UNITS_B * width,
-							     FP_UNITS_B, width, dtype);
-						rc = fn(ctx, v, id++, err);
-					}
-				r += m;
-				continue;
-			}
-			for (k = 0; k < per && !rc; k++) {
-				if ((rc = units_read(fd, path, buf, FP_UNITS_B * width,
-						     off + r * rowbytes + k * FP_UNITS_B * width,
-						     err)) != 0)
-					break;
-				units_decode(v, buf, FP_UNITS_B, width, dtype);
-				rc = fn(ctx, v, id++, err);
-			}
-			r++;
-		}
-	}
-	/* columns of [first, rest]: 64 rows at a time (one read when they fit,
-	 * else slabs of columns); ids are column-major (c x blocks + g) */
-	for (g = 0; vw->colblocks && g < vw->first / FP_UNITS_B && !rc; g++) {
-		uint64_t slab = (UNITS_COLS_WINDOW / FP_UNITS_B) / width, c0, c, i;
-		uint64_t base = off + g * FP_UNITS_B * vw->rest * width;
-
-		if (slab > vw->rest)
-			slab = vw->rest;
-		if (!units_pick(sample, 1, g))
-			continue;
-		for (c0 = 0; c0 < vw->rest && !rc; c0 += slab) {
-			uint64_t s = vw->rest - c0 < slab ? vw->rest - c0 : slab;
-
-			if (s == vw->rest)
-				rc = units_read(fd, path, buf, FP_UNITS_B * s * width, base, err);
-			for (i = 0; s != vw->rest && i < FP_UNITS_B && !rc; i++)
-				rc = units_read(fd, path, buf + i * s * width, s * width,
-						base + (i * vw->rest + c0) * width, err);
-			for (c = 0; c < s && !rc; c++) {
-				units_decode(v, buf + c * width, FP_UNITS_B, s * width, dtype);
-				rc = fn(ctx, v, (uint32_t)(vw->rowblocks +
-							  (c0 + c) * (vw->first / FP_UNITS_B) + g),
-					err);
-			}
-		}
-	}
+	for (k = 0; k < w.groups && !rc; k++)
+		rc = walk_group(&w, k, buf, fn, ctx, err);
 	free(buf);
 	return rc == UNITS_STOP ? 0 : rc;
 }
@@ -833,6 +871,8 @@ struct probe {
 	struct nx_fp__units_run *run;
 	double tol;    /* how far the student's rounding may move a |c| */
 	const double *v;
+	uint32_t *touched;   /* the teacher tensors this probe counted first */
+	size_t ntouched, captouched;
 };
 
 /* Look the key of the block's elements sel up and verify each candidate. */
@@ -846,21 +886,24 @@ static int probe_key(struct probe *p, const struct nx_fp__units_block *b, const 
 
 	if (!(u->filter[f / 64] >> (f % 64) & 1))
 		return 0;
+	/* two threads may probe at once (units_split): seen and count are
+	 * changed atomically, and a block verified by both counts once */
 	for (i = u->head[bucket_of(key)]; i; i = u->next[i - 1]) {
 		const struct unit_entry *e = &u->e[i - 1];
+		uint64_t *seen = &run->seen[(i - 1) / 64], bit = 1ull << ((i - 1) % 64);
 
-		if (e->key != key || run->seen[(i - 1) / 64] >> ((i - 1) % 64) & 1 ||
+		if (e->key != key || __atomic_load_n(seen, __ATOMIC_RELAXED) & bit ||
 		    __builtin_popcount(e->sketch ^ sketch) > FP_UNITS_SKETCH_MAX)
 			continue;
 		if ((rc = teacher_block(u, e, tv, err)) != 0)
 			return rc;
-		if (fabs(units_pearson(p->v, tv)) < FP_UNITS_R)
+		if (fabs(units_pearson(p->v, tv)) < FP_UNITS_R ||
+		    __atomic_fetch_or(seen, bit, __ATOMIC_RELAXED) & bit)
 			continue;
-		run->seen[(i - 1) / 64] |= 1ull << ((i - 1) % 64);
-		if (!run->count[e->tensor]++) {
-			if (NX_ARRAY_PUSH(run->touched, run->captouched, run->ntouched))
+		if (!__atomic_fetch_add(&run->count[e->tensor], 1, __ATOMIC_RELAXED)) {
+			if (NX_ARRAY_PUSH(p->touched, p->captouched, p->ntouched))
 				return nx_error_oom(err, NULL);
-			run->touched[run->ntouched++] = e->tensor;
+			p->touched[p->ntouched++] = e->tensor;
 		}
 	}
 	return 0;
@@ -908,13 +951,106 @@ static int probe_fn(void *ctx, const double *v, uint32_t id, nx_error *err)
 	return 0;
 }
 
+/*
+ * A student tensor's groups on two threads: each takes the next group
+ * not taken (the machine's other work takes cores unevenly), with its own
+ * buffer, probe and error; the first failure stops both.
+ */
+struct split {
+	const struct walk *w;
+	uint64_t next;   /* the next group to take */
+	int stop;
+};
+
+struct half {
+	struct split *sp;
+	struct probe p;
+	unsigned char *buf;
+	nx_error *err;
+	int rc;
+};
+
+static void *half_run(void *arg)
+{
+	struct half *h = arg;
+	uint64_t k;
+
+	while (!h->rc && !__atomic_load_n(&h->sp->stop, __ATOMIC_RELAXED) &&
+	       (k = __atomic_fetch_add(&h->sp->next, 1, __ATOMIC_RELAXED)) < h->sp->w->groups)
+		h->rc = walk_group(h->sp->w, k, h->buf, probe_fn, &h->p, h->err);
+	if (h->rc)
+		__atomic_store_n(&h->sp->stop, 1, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Both halves' groups; the second on a thread when the tensor is large
+ * and one can be made.  The teacher tensors touched end in run->touched,
+ * sorted (the threads find them in any order). */
+static int units_split(struct nx_fp__units_run *run, const struct walk *w, double tol,
+		       nx_error *err)
+{
+	struct split sp = { w, 0, 0 };
+	struct half h[2];
+	nx_error err1;
+	pthread_t tid;
+	bool threaded = false;
+	int rc, i;
+	size_t j;
+
+	memset(h, 0, sizeof(h));
+	nx_error_clear(&err1);
+	for (i = 0; i < 2; i++) {
+		h[i].sp = &sp;
+		h[i].p.run = run;
+		h[i].p.tol = tol;
+		h[i].err = i ? &err1 : err;
+	}
+	if (!(h[0].buf = malloc(UNITS_COLS_WINDOW)))
+		return nx_error_oom(err, NULL);
+	if (w->vw->n >= UNITS_SPLIT_MIN && (h[1].buf = malloc(UNITS_COLS_WINDOW)))
+		threaded = pthread_create(&tid, NULL, half_run, &h[1]) == 0;
+	half_run(&h[0]);
+	if (threaded)
+		pthread_join(tid, NULL);
+	rc = h[0].rc;
+	if (!rc && h[1].rc) {
+		rc = h[1].rc;
+		if (err)
+			*err = err1;
+	}
+	rc = rc == UNITS_STOP ? 0 : rc;
+	for (i = 0; i < 2; i++) {
+		for (j = 0; j < h[i].p.ntouched; j++) {
+			if (!rc && NX_ARRAY_PUSH(run->touched, run->captouched, run->ntouched))
+				rc = nx_error_oom(err, NULL);
+			if (!rc)
+				run->touched[run->ntouched++] = h[i].p.touched[j];
+			else   /* not reported: the next tensor counts from 0 */
+				run->count[h[i].p.touched[j]] = 0;
+		}
+		free(h[i].p.touched);
+		free(h[i].buf);
+	}
+	if (run->ntouched > 1)
+		qsort(run->touched, run->ntouched, sizeof(*run->touched), cmp_u32);
+	return rc;
+}
+
 int nx_fp__units_student(struct nx_fp__units_run *run, const char *name, int32_t dtype, int fd,
 			 const char *path, uint64_t off, uint64_t len, const int64_t *dims,
 			 size_t ndims, nx_fp__units_fn fn, void *ctx, nx_error *err)
 {
 	unsigned width = units_width(dtype);
-	struct probe p = { run, 0, NULL };
+	struct walk w;
 	struct view vw;
+	double tol;
 	size_t i;
 	int rc;
 
@@ -925,10 +1061,9 @@ int nx_fp__units_student(struct nx_fp__units_run *run, const char *name, int32_t
 		return 0;
 	/* the rounding the student's type does: relative to the block's
 	 * largest |c| (negative) for floats, one code for integers */
-	p.tol = dtype == 10 ? -0x1p-9 : dtype == 16 ? -0x1p-6 : units_float(dtype) ? -0x1p-14
-									     : 1.25;
-	rc = each_block(fd, path, off, dtype, &vw, vw.n > FP_UNITS_FULL ? name : NULL, probe_fn,
-			&p, err);
+	tol = dtype == 10 ? -0x1p-9 : dtype == 16 ? -0x1p-6 : units_float(dtype) ? -0x1p-14 : 1.25;
+	walk_init(&w, fd, path, off, dtype, &vw, vw.n > FP_UNITS_FULL ? name : NULL);
+	rc = units_split(run, &w, tol, err);
 	for (i = 0; i < run->ntouched; i++) {
 		const struct unit_tensor *t = &run->u->t[run->touched[i]];
 		uint32_t n = run->count[run->touched[i]];
