@@ -429,10 +429,11 @@ static void units_vector(void **state)
 
 	(void)state;
 	for (round = 0; round < 20000; round++) {
-		unsigned kind = (unsigned)round % 11;
+		unsigned kind = (unsigned)round % 13;
 
-		for (i = 0; i < FP_UNITS_B; i++)
-			v[i] = units_elem(&st, kind);
+		for (i = 0; i < FP_UNITS_B; i++)   /* 11, 12: one group of eight small */
+			v[i] = units_elem(&st, kind > 10 ? 0 : kind) *
+			       (kind > 10 && i % 8 == 3 ? 1e-3 * (kind - 10) : 1);
 		if (round % 7 == 0)   /* a tie made on purpose: a copy of another's value */
 			v[(round / 7) % FP_UNITS_B] = v[(round / 3) % FP_UNITS_B];
 		memset(&a, 0x55, sizeof(a));

@@ -64,6 +64,7 @@
 #define UNITS_FILTER_BITS 22        /* a bit per hashed key: most misses stop there */
 #define FP_UNITS_FULL (1u << 22)    /* student elements read whole; over: a quarter */
 #define UNITS_STOP 1                /* a block_fn's: no more blocks wanted */
+#define UNITS_RANK_MAX 32           /* candidates ranked by counting (more: inserted) */
 #define UNITS_SPLIT_MIN (1u << 20)  /* student elements checked on two threads */
 
 struct unit_entry {
@@ -238,8 +239,8 @@ __attribute__((target("avx2"))) static void block_avx2(struct nx_fp__units_block
 	__m256d s0 = _mm256_setzero_pd(), s1 = s0, q0 = s0, q1 = s0, m0, m1, mean, t;
 	double abs[FP_UNITS_B], ca[FP_UNITS_B + 4], top[FP_UNITS_B];
 	int ci[FP_UNITS_B], at[FP_UNITS_B];
-	uint64_t cand = 0;
-	int i, n, p;
+	uint64_t over = 0, tie = 0, cand;
+	int i, n, p, need;
 
 	for (i = 0; i < FP_UNITS_B; i += 8) {
 		s0 = _mm256_add_pd(s0, _mm256_loadu_pd(v + i));
@@ -278,9 +279,17 @@ __attribute__((target("avx2"))) static void block_avx2(struct nx_fp__units_block
 	t = _mm256_min_pd(m0, m1);
 	t = _mm256_min_pd(t, _mm256_permute4x64_pd(t, 0x4e));
 	t = _mm256_min_pd(t, _mm256_permute4x64_pd(t, 0xb1));
-	for (i = 0; i < FP_UNITS_B; i += 4)
-		cand |= (uint64_t)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(abs + i), t,
-								   _CMP_GE_OQ)) << i;
+	for (i = 0; i < FP_UNITS_B; i += 4) {
+		__m256d x = _mm256_loadu_pd(abs + i);
+
+		over |= (uint64_t)_mm256_movemask_pd(_mm256_cmp_pd(x, t, _CMP_GT_OQ)) << i;
+		tie |= (uint64_t)_mm256_movemask_pd(_mm256_cmp_pd(x, t, _CMP_EQ_OQ)) << i;
+	}
+	/* of the elements equal to t (many, where one element dwarfs the
+	 * rest: their |c| is the mean's), only the first 8 - #over can rank */
+	cand = over;
+	for (need = UNITS_TOP - __builtin_popcountll(over); need > 0 && tie; need--, tie &= tie - 1)
+		cand |= tie & -tie;
 	for (n = 0; cand; cand &= cand - 1, n++) {
 		ci[n] = __builtin_ctzll(cand);
 		ca[n] = abs[ci[n]];
@@ -292,7 +301,7 @@ __attribute__((target("avx2"))) static void block_avx2(struct nx_fp__units_block
 		at[i] = 0;
 	}
 	/* rank: the candidates before p at or over it, after p over it */
-	for (p = 0; p < n; p++) {
+	for (p = 0; p < n && n <= UNITS_RANK_MAX; p++) {
 		__m256d x = _mm256_set1_pd(ca[p]);
 		uint64_t ge = 0, gt = 0, before = (1ull << p) - 1;
 		int r, q;
@@ -306,6 +315,19 @@ __attribute__((target("avx2"))) static void block_avx2(struct nx_fp__units_block
 		r = __builtin_popcountll(ge & before) + __builtin_popcountll(gt & ~before & ~(1ull << p));
 		top[r] = ca[p];
 		at[r] = ci[p];
+	}
+	/* many over t (rare): the scalar loop's insertion, over them only */
+	for (p = 0; p < n && n > UNITS_RANK_MAX; p++) {
+		int j;
+
+		if (!(ca[p] > top[UNITS_TOP - 1]))
+			continue;
+		for (j = UNITS_TOP - 1; j > 0 && top[j - 1] < ca[p]; j--) {
+			top[j] = top[j - 1];
+			at[j] = at[j - 1];
+		}
+		top[j] = ca[p];
+		at[j] = ci[p];
 	}
 	memcpy(b->a, top, sizeof(b->a));
 	memcpy(b->ord, at, sizeof(b->ord));
