@@ -369,39 +369,51 @@ static uint32_t key_of(const struct nx_fp__units_block *b, const int *sel, uint3
 	return key;
 }
 
+/* Fewer than FP_UNITS_LEVELS distinct values (a mask, a few levels)?
+ * The first FP_UNITS_LEVELS pairwise unequal answer no at once (unequal
+ * values have unequal bits; the set below was most of a teacher block's
+ * cost); else an open-addressed set of their bits (128 slots). */
+static bool few_levels(const double *c)
+{
+	uint64_t slot[2 * FP_UNITS_B];
+	bool used[2 * FP_UNITS_B] = { false };
+	int i, j, distinct = 0;
+	bool same = false;
+
+	for (i = 1; i < FP_UNITS_LEVELS && !same; i++)
+		for (j = 0; j < i; j++)
+			same |= c[i] == c[j];
+	if (!same)
+		return false;
+	for (i = 0; i < FP_UNITS_B; i++) {
+		uint64_t x;
+
+		memcpy(&x, &c[i], 8);
+		for (j = (int)((x * 0x9e3779b97f4a7c15ull) >> 57); used[j] && slot[j] != x;
+		     j = (j + 1) % (2 * FP_UNITS_B))
+			;
+		if (!used[j]) {
+			used[j] = true;
+			slot[j] = x;
+			distinct++;
+		}
+	}
+	return distinct < FP_UNITS_LEVELS;
+}
+
 /* A block any model may hold: constant, a few levels, or predicted by an
  * order-2 linear recurrence x[i+1] = p x[i] + q x[i-1] + r (a ramp, a
  * geometric run, a sinusoid) to within FP_UNITS_PREDICTED of its variance. */
 static bool formulaic(const struct nx_fp__units_block *b, bool *predicted)
 {
 	double m[3][4] = { { 0 } }, det, coef[3], res = 0, tot = 0, my = 0;
-	int i, j, k, distinct;
+	int i, j, k;
 
 	*predicted = false;
 	if (!(b->var > 0) || !isfinite(b->var))
 		return true;
-	/* distinct values: an open-addressed set of their bits (128 slots) */
-	{
-		uint64_t slot[2 * FP_UNITS_B];
-		bool used[2 * FP_UNITS_B] = { false };
-
-		distinct = 0;
-		for (i = 0; i < FP_UNITS_B; i++) {
-			uint64_t x;
-
-			memcpy(&x, &b->c[i], 8);
-			for (j = (int)((x * 0x9e3779b97f4a7c15ull) >> 57); used[j] && slot[j] != x;
-			     j = (j + 1) % (2 * FP_UNITS_B))
-				;
-			if (!used[j]) {
-				used[j] = true;
-				slot[j] = x;
-				distinct++;
-			}
-		}
-		if (distinct < FP_UNITS_LEVELS)
-			return true;
-	}
+	if (few_levels(b->c))
+		return true;
 	/* least squares over the normal equations (3 x 3, Cramer's rule) */
 	for (i = 1; i + 1 < FP_UNITS_B; i++) {
 		double x[3] = { b->c[i], b->c[i - 1], 1 }, y = b->c[i + 1];
