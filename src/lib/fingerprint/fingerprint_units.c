@@ -370,21 +370,14 @@ static uint32_t key_of(const struct nx_fp__units_block *b, const int *sel, uint3
 }
 
 /* Fewer than FP_UNITS_LEVELS distinct values (a mask, a few levels)?
- * The first FP_UNITS_LEVELS pairwise unequal answer no at once (unequal
- * values have unequal bits; the set below was most of a teacher block's
- * cost); else an open-addressed set of their bits (128 slots). */
+ * An open-addressed set of their bits (128 slots), left as soon as it
+ * holds FP_UNITS_LEVELS (it was most of a teacher block's cost). */
 static bool few_levels(const double *c)
 {
 	uint64_t slot[2 * FP_UNITS_B];
 	bool used[2 * FP_UNITS_B] = { false };
 	int i, j, distinct = 0;
-	bool same = false;
 
-	for (i = 1; i < FP_UNITS_LEVELS && !same; i++)
-		for (j = 0; j < i; j++)
-			same |= c[i] == c[j];
-	if (!same)
-		return false;
 	for (i = 0; i < FP_UNITS_B; i++) {
 		uint64_t x;
 
@@ -395,10 +388,11 @@ static bool few_levels(const double *c)
 		if (!used[j]) {
 			used[j] = true;
 			slot[j] = x;
-			distinct++;
+			if (++distinct >= FP_UNITS_LEVELS)
+				return false;
 		}
 	}
-	return distinct < FP_UNITS_LEVELS;
+	return true;
 }
 
 /* A block any model may hold: constant, a few levels, or predicted by an
