@@ -395,6 +395,8 @@ static bool few_levels(const double *c)
 	return true;
 }
 
+typedef double units_v4 __attribute__((vector_size(32)));
+
 /* A block any model may hold: constant, a few levels, or predicted by an
  * order-2 linear recurrence x[i+1] = p x[i] + q x[i-1] + r (a ramp, a
  * geometric run, a sinusoid) to within FP_UNITS_PREDICTED of its variance. */
@@ -408,16 +410,23 @@ static bool formulaic(const struct nx_fp__units_block *b, bool *predicted)
 		return true;
 	if (few_levels(b->c))
 		return true;
-	/* least squares over the normal equations (3 x 3, Cramer's rule) */
-	for (i = 1; i + 1 < FP_UNITS_B; i++) {
-		double x[3] = { b->c[i], b->c[i - 1], 1 }, y = b->c[i + 1];
+	/* least squares over the normal equations (3 x 3, Cramer's rule);
+	 * row j of m is added as one vector (x[j] times x0, x1, 1, y), each
+	 * sum in the same order as element by element */
+	{
+		units_v4 r0 = { 0 }, r1 = { 0 }, r2 = { 0 };
 
-		for (j = 0; j < 3; j++) {
-			for (k = 0; k < 3; k++)
-				m[j][k] += x[j] * x[k];
-			m[j][3] += x[j] * y;
+		for (i = 1; i + 1 < FP_UNITS_B; i++) {
+			units_v4 x = { b->c[i], b->c[i - 1], 1, b->c[i + 1] };
+
+			r0 += b->c[i] * x;
+			r1 += b->c[i - 1] * x;
+			r2 += x;
+			my += b->c[i + 1];
 		}
-		my += y;
+		memcpy(m[0], &r0, sizeof(m[0]));
+		memcpy(m[1], &r1, sizeof(m[1]));
+		memcpy(m[2], &r2, sizeof(m[2]));
 	}
 	my /= FP_UNITS_B - 2;
 	det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) -
