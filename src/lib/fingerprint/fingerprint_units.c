@@ -233,7 +233,8 @@ __attribute__((target("avx2"))) static double units_hsum(__m256d lo, __m256d hi)
 	return _mm_cvtsd_f64(u) + _mm_cvtsd_f64(_mm_unpackhi_pd(u, u));
 }
 
-__attribute__((target("avx2"))) static void block_avx2(struct nx_fp__units_block *b, const double *v)
+__attribute__((target("avx2"))) static void block_avx2(struct nx_fp__units_block *b,
+						      const double *v)
 {
 	const __m256d sign = _mm256_set1_pd(-0.0);
 	__m256d s0 = _mm256_setzero_pd(), s1 = s0, q0 = s0, q1 = s0, m0, m1, mean, t;
@@ -913,7 +914,8 @@ struct probe {
 };
 
 /* Look the key of the block's elements sel up and verify each candidate. */
-static int probe_key(struct probe *p, const struct nx_fp__units_block *b, const int *sel, nx_error *err)
+static int probe_key(struct probe *p, const struct nx_fp__units_block *b, const int *sel,
+		     nx_error *err)
 {
 	struct nx_fp__units_run *run = p->run;
 	const struct fp_units *u = run->u;
