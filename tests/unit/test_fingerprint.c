@@ -8,13 +8,16 @@
  * canonical 16-bit form (nx_fp__canon16): the same under any sign pattern
  * and power-of-two scale, different for one mantissa bit, and (eight
  * elements a step where the CPU has AVX2) equal to the one-element
- * reference loop whatever the data and however it is split.
+ * reference loop whatever the data and however it is split.  And the
+ * units check's block summary (nx_fp__units_block): its AVX2 path equals
+ * the scalar reference, ties, NaN, infinities and subnormals included.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 #include <stdbool.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -385,6 +388,70 @@ static void canon_vector(void **state)
 	}
 }
 
+/* Two doubles the same, bit for bit or both NaN. */
+static bool same_double(double x, double y)
+{
+	return (x != x && y != y) || !memcmp(&x, &y, sizeof(x));
+}
+
+/* One element of a units block, drawn by kind: ties (a few levels, the
+ * same |c| either side of the mean), NaN, infinities, subnormals, huge,
+ * or a plain normal-ish value. */
+static double units_elem(uint64_t *st, unsigned kind)
+{
+	uint64_t x = (*st = *st * 6364136223846793005ull + 1442695040888963407ull);
+	double u = (double)(x >> 11) * 0x1p-53 - 0.5;
+	unsigned r = (unsigned)(x >> 7) % 97;
+
+	switch (kind) {
+	case 0: return u;                                      /* random */
+	case 1: return (double)((int)(r % 5) - 2);             /* ties: 5 levels */
+	case 2: return r % 2 ? 1.5 : -1.5;                     /* one |c| for all */
+	case 3: return r == 0 ? NAN : u;                       /* NaN, now and then */
+	case 4: return r == 0 ? (x >> 63 ? -INFINITY : INFINITY) : u;
+	case 5: return r < 3 ? (r == 1 ? -INFINITY : INFINITY) : u;
+	case 6: return u * 0x1p-1060;                          /* subnormals */
+	case 7: return u * 0x1p1020;                           /* sums overflow */
+	case 8: return r < 60 ? 0.25 : u;                      /* mostly one value */
+	case 9: return (float)u;                               /* float32 data */
+	default: return r < 48 ? (r % 2 ? -0.0 : 0.0) : (double)(r % 3);
+	}
+}
+
+/* The units block (nx_fp__units_block, AVX2 where the CPU has it) is
+ * its reference's, field for field, on random and adversarial data. */
+static void units_vector(void **state)
+{
+	struct nx_fp__units_block a, b;
+	double v[FP_UNITS_B];
+	uint64_t st = 11;
+	int round, i;
+
+	(void)state;
+	for (round = 0; round < 20000; round++) {
+		unsigned kind = (unsigned)round % 13;
+
+		for (i = 0; i < FP_UNITS_B; i++)   /* 11, 12: one group of eight small */
+			v[i] = units_elem(&st, kind > 10 ? 0 : kind) *
+			       (kind > 10 && i % 8 == 3 ? 1e-3 * (kind - 10) : 1);
+		if (round % 7 == 0)   /* a tie made on purpose: a copy of another's value */
+			v[(round / 7) % FP_UNITS_B] = v[(round / 3) % FP_UNITS_B];
+		memset(&a, 0x55, sizeof(a));
+		memset(&b, 0xaa, sizeof(b));
+		nx_fp__units_block_ref(&a, v);
+		nx_fp__units_block(&b, v);
+		for (i = 0; i < FP_UNITS_B; i++)
+			assert_true(same_double(a.c[i], b.c[i]));
+		for (i = 0; i < FP_UNITS_TOP; i++) {
+			assert_int_equal(a.ord[i], b.ord[i]);
+			assert_true(same_double(a.a[i], b.a[i]));
+		}
+		assert_int_equal(a.up, b.up);
+		assert_int_equal(a.down, b.down);
+		assert_true(same_double(a.var, b.var));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -395,6 +462,7 @@ int main(void)
 		cmocka_unit_test(trivial),
 		cmocka_unit_test(canon),
 		cmocka_unit_test(canon_vector),
+		cmocka_unit_test(units_vector),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -288,6 +288,22 @@ void nx_fp__corr_free(struct fp_corr *c);
 #define FP_UNITS_MAX (1u << 19)   /* teacher blocks kept (the largest tensors') */
 #define FP_UNITS_R 0.99           /* |Pearson r| a verified block has */
 struct nx_fp__perm_run;
+/* A block as the check reads it: its centred values c, its FP_UNITS_TOP
+ * largest |c| (a[], descending, ties the earlier first; -1 where fewer
+ * are numbers) at positions ord[], bit i of up (down): c[2i] > (<)
+ * c[2i + 1], and the sum of c^2.  nx_fp__units_block_ref defines it;
+ * nx_fp__units_block gives the same, four lanes at a time where the CPU
+ * has AVX2 (tests/unit/test_fingerprint.c holds them equal). */
+#define FP_UNITS_TOP 8
+struct nx_fp__units_block {
+	double c[FP_UNITS_B];
+	int ord[FP_UNITS_TOP];
+	double a[FP_UNITS_TOP];
+	uint32_t up, down;
+	double var;
+};
+void nx_fp__units_block_ref(struct nx_fp__units_block *b, const double *v);
+void nx_fp__units_block(struct nx_fp__units_block *b, const double *v);
 struct nx_fp__units_run {
 	struct fp_units *u;
 	struct nx_fp__perm_run *perm;   /* set after nx_fp__units_begin (fingerprint_perm.c) */

@@ -45,9 +45,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <immintrin.h>
 
 #include "util/strset_int.h"
 
@@ -58,10 +60,12 @@
 #define FP_UNITS_PREDICTED 1e-2     /* residual / variance of a predicted block */
 #define UNITS_WINDOW (1u << 20)     /* bytes of rows one pread reads */
 #define UNITS_COLS_WINDOW (4u << 20)   /* bytes of 64 rows read at once (else slabs) */
-#define UNITS_TOP 8                 /* the largest |v - mean| looked at for ties */
 #define UNITS_BUCKET_BITS 20
+#define UNITS_FILTER_BITS 22        /* a bit per hashed key: most misses stop there */
 #define FP_UNITS_FULL (1u << 22)    /* student elements read whole; over: a quarter */
 #define UNITS_STOP 1                /* a block_fn's: no more blocks wanted */
+#define UNITS_RANK_MAX 32           /* candidates ranked by counting (more: inserted) */
+#define UNITS_SPLIT_MIN (1u << 20)  /* student elements checked on two threads */
 
 struct unit_entry {
 	uint32_t key, sketch, tensor, block;
@@ -89,6 +93,7 @@ struct fp_units {
 	size_t nfds;
 	uint32_t *head;     /* per bucket (the key's top bits): its first entry + 1 */
 	uint32_t *next;     /* per entry: the next of its bucket + 1 (0: none) */
+	uint64_t *filter;   /* bit filter_of(key): some entry may have the key */
 };
 
 /* A tensor of n elements as rows [rows, cols] (blocks along the last axis)
@@ -165,25 +170,26 @@ static void view_of(struct view *v, uint64_t n, const int64_t *dims, size_t ndim
 	v->colblocks = v->first ? v->rest * (v->first / FP_UNITS_B) : 0;
 }
 
-/* A block's centred values and its largest |c| (ord[], a[], descending). */
-struct block {
-	double c[FP_UNITS_B];
-	int ord[UNITS_TOP];
-	double a[UNITS_TOP];
-	uint32_t up;        /* bit i: c[2i] > c[2i + 1] */
-	uint32_t down;      /* bit i: c[2i] < c[2i + 1] */
-	double var;
-};
+#define UNITS_TOP FP_UNITS_TOP
 
-static void block_of(struct block *b, const double *v)
+/* The sum of 64 elements in the order the AVX2 path adds them (eight
+ * running sums, i mod 8, then pairwise), so both round alike.  For
+ * float32 and 16-bit data the sum is exact in any order. */
+static double units_sum8(const double *s)
 {
-	double mean = 0;
+	double t0 = s[0] + s[4], t1 = s[1] + s[5], t2 = s[2] + s[6], t3 = s[3] + s[7];
+
+	return (t0 + t2) + (t1 + t3);
+}
+
+void nx_fp__units_block_ref(struct nx_fp__units_block *b, const double *v)
+{
+	double mean, s[8] = { 0 }, q[8] = { 0 };
 	int i, j;
 
 	for (i = 0; i < FP_UNITS_B; i++)
-		mean += v[i];
-	mean /= FP_UNITS_B;
-	b->var = 0;
+		s[i % 8] += v[i];
+	mean = units_sum8(s) / FP_UNITS_B;
 	b->up = b->down = 0;
 	for (j = 0; j < UNITS_TOP; j++) {
 		b->a[j] = -1;
@@ -193,7 +199,7 @@ static void block_of(struct block *b, const double *v)
 		double c = v[i] - mean, a = fabs(c);
 
 		b->c[i] = c;
-		b->var += c * c;
+		q[i % 8] += c * c;
 		if (a > b->a[UNITS_TOP - 1]) {
 			for (j = UNITS_TOP - 1; j > 0 && b->a[j - 1] < a; j--) {
 				b->a[j] = b->a[j - 1];
@@ -203,6 +209,7 @@ static void block_of(struct block *b, const double *v)
 			b->ord[j] = i;
 		}
 	}
+	b->var = units_sum8(q);
 	for (i = 0; i < FP_UNITS_B / 2; i++) {
 		double x = b->c[2 * i], y = b->c[2 * i + 1];
 
@@ -211,8 +218,136 @@ static void block_of(struct block *b, const double *v)
 	}
 }
 
+/*
+ * The same four lanes at a time.  The top |c| without the scalar loop's
+ * branchy insertion: t, the least of the largest |c| of eight disjoint
+ * groups of eight, has eight elements at or over it, so an element under
+ * t is in no top eight; the few at or over it (NaN never) are ranked by
+ * counting, the order being |c| descending, then position.
+ */
+__attribute__((target("avx2"))) static double units_hsum(__m256d lo, __m256d hi)
+{
+	__m256d t = _mm256_add_pd(lo, hi);   /* s[l] + s[l + 4] */
+	__m128d u = _mm_add_pd(_mm256_castpd256_pd128(t), _mm256_extractf128_pd(t, 1));
+
+	return _mm_cvtsd_f64(u) + _mm_cvtsd_f64(_mm_unpackhi_pd(u, u));
+}
+
+__attribute__((target("avx2"))) static void block_avx2(struct nx_fp__units_block *b,
+						      const double *v)
+{
+	const __m256d sign = _mm256_set1_pd(-0.0);
+	__m256d s0 = _mm256_setzero_pd(), s1 = s0, q0 = s0, q1 = s0, m0, m1, mean, t;
+	double abs[FP_UNITS_B], ca[FP_UNITS_B + 4], top[FP_UNITS_B];
+	int ci[FP_UNITS_B], at[FP_UNITS_B];
+	uint64_t over = 0, tie = 0, cand;
+	int i, n, p, need;
+
+	for (i = 0; i < FP_UNITS_B; i += 8) {
+		s0 = _mm256_add_pd(s0, _mm256_loadu_pd(v + i));
+		s1 = _mm256_add_pd(s1, _mm256_loadu_pd(v + i + 4));
+	}
+	mean = _mm256_set1_pd(units_hsum(s0, s1) / FP_UNITS_B);
+	m0 = m1 = _mm256_set1_pd(-1);
+	b->up = b->down = 0;
+	for (i = 0; i < FP_UNITS_B; i += 8) {
+		__m256d x = _mm256_sub_pd(_mm256_loadu_pd(v + i), mean);
+		__m256d y = _mm256_sub_pd(_mm256_loadu_pd(v + i + 4), mean);
+		__m256d ax = _mm256_andnot_pd(sign, x), ay = _mm256_andnot_pd(sign, y);
+		__m256d lo = _mm256_unpacklo_pd(x, y), hi = _mm256_unpackhi_pd(x, y);
+		/* lanes of lo / hi: pairs 0, 2, 1, 3 of these eight */
+		unsigned gt = (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(lo, hi, _CMP_GT_OQ));
+		unsigned lt = (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(lo, hi, _CMP_LT_OQ));
+
+		gt = (gt & 9) | (gt & 2) << 1 | (gt & 4) >> 1;
+		lt = (lt & 9) | (lt & 2) << 1 | (lt & 4) >> 1;
+		b->up |= gt << (i / 2);
+		b->down |= lt << (i / 2);
+		_mm256_storeu_pd(b->c + i, x);
+		_mm256_storeu_pd(b->c + i + 4, y);
+		_mm256_storeu_pd(abs + i, ax);
+		_mm256_storeu_pd(abs + i + 4, ay);
+		q0 = _mm256_add_pd(q0, _mm256_mul_pd(x, x));
+		q1 = _mm256_add_pd(q1, _mm256_mul_pd(y, y));
+		/* group maxima: lane l of m0 over the elements 8j + l, of m1
+		 * over 8j + 4 + l; a NaN counts as -1 */
+		ax = _mm256_blendv_pd(_mm256_set1_pd(-1), ax, _mm256_cmp_pd(ax, ax, _CMP_ORD_Q));
+		ay = _mm256_blendv_pd(_mm256_set1_pd(-1), ay, _mm256_cmp_pd(ay, ay, _CMP_ORD_Q));
+		m0 = _mm256_max_pd(m0, ax);
+		m1 = _mm256_max_pd(m1, ay);
+	}
+	b->var = units_hsum(q0, q1);
+	t = _mm256_min_pd(m0, m1);
+	t = _mm256_min_pd(t, _mm256_permute4x64_pd(t, 0x4e));
+	t = _mm256_min_pd(t, _mm256_permute4x64_pd(t, 0xb1));
+	for (i = 0; i < FP_UNITS_B; i += 4) {
+		__m256d x = _mm256_loadu_pd(abs + i);
+
+		over |= (uint64_t)_mm256_movemask_pd(_mm256_cmp_pd(x, t, _CMP_GT_OQ)) << i;
+		tie |= (uint64_t)_mm256_movemask_pd(_mm256_cmp_pd(x, t, _CMP_EQ_OQ)) << i;
+	}
+	/* of the elements equal to t (many, where one element dwarfs the
+	 * rest: their |c| is the mean's), only the first 8 - #over can rank */
+	cand = over;
+	for (need = UNITS_TOP - __builtin_popcountll(over); need > 0 && tie; need--, tie &= tie - 1)
+		cand |= tie & -tie;
+	for (n = 0; cand; cand &= cand - 1, n++) {
+		ci[n] = __builtin_ctzll(cand);
+		ca[n] = abs[ci[n]];
+	}
+	for (i = n; i < n + 4; i++)
+		ca[i] = -2;   /* under every candidate */
+	for (i = 0; i < UNITS_TOP; i++) {
+		top[i] = -1;
+		at[i] = 0;
+	}
+	/* rank: the candidates before p at or over it, after p over it */
+	for (p = 0; p < n && n <= UNITS_RANK_MAX; p++) {
+		__m256d x = _mm256_set1_pd(ca[p]);
+		uint64_t ge = 0, gt = 0, before = (1ull << p) - 1;
+		int r, q;
+
+		for (q = 0; q < n; q += 4) {
+			__m256d y = _mm256_loadu_pd(ca + q);
+
+			ge |= (uint64_t)_mm256_movemask_pd(_mm256_cmp_pd(y, x, _CMP_GE_OQ)) << q;
+			gt |= (uint64_t)_mm256_movemask_pd(_mm256_cmp_pd(y, x, _CMP_GT_OQ)) << q;
+		}
+		r = __builtin_popcountll(ge & before) + __builtin_popcountll(gt & ~before & ~(1ull << p));
+		top[r] = ca[p];
+		at[r] = ci[p];
+	}
+	/* many over t (rare): the scalar loop's insertion, over them only */
+	for (p = 0; p < n && n > UNITS_RANK_MAX; p++) {
+		int j;
+
+		if (!(ca[p] > top[UNITS_TOP - 1]))
+			continue;
+		for (j = UNITS_TOP - 1; j > 0 && top[j - 1] < ca[p]; j--) {
+			top[j] = top[j - 1];
+			at[j] = at[j - 1];
+		}
+		top[j] = ca[p];
+		at[j] = ci[p];
+	}
+	memcpy(b->a, top, sizeof(b->a));
+	memcpy(b->ord, at, sizeof(b->ord));
+}
+
+void nx_fp__units_block(struct nx_fp__units_block *b, const double *v)
+{
+	static int avx2 = -1;
+
+	if (avx2 < 0)
+		avx2 = __builtin_cpu_supports("avx2");
+	if (avx2)
+		block_avx2(b, v);
+	else
+		nx_fp__units_block_ref(b, v);
+}
+
 /* The key of the block's elements pos[0 .. K) and its sketch. */
-static uint32_t key_of(const struct block *b, const int *sel, uint32_t *sketch)
+static uint32_t key_of(const struct nx_fp__units_block *b, const int *sel, uint32_t *sketch)
 {
 	int p[FP_UNITS_K], i;
 	uint32_t key = 0;
@@ -235,49 +370,64 @@ static uint32_t key_of(const struct block *b, const int *sel, uint32_t *sketch)
 	return key;
 }
 
+/* Fewer than FP_UNITS_LEVELS distinct values (a mask, a few levels)?
+ * An open-addressed set of their bits (128 slots), left as soon as it
+ * holds FP_UNITS_LEVELS (it was most of a teacher block's cost). */
+static bool few_levels(const double *c)
+{
+	uint64_t slot[2 * FP_UNITS_B];
+	bool used[2 * FP_UNITS_B] = { false };
+	int i, j, distinct = 0;
+
+	for (i = 0; i < FP_UNITS_B; i++) {
+		uint64_t x;
+
+		memcpy(&x, &c[i], 8);
+		for (j = (int)((x * 0x9e3779b97f4a7c15ull) >> 57); used[j] && slot[j] != x;
+		     j = (j + 1) % (2 * FP_UNITS_B))
+			;
+		if (!used[j]) {
+			used[j] = true;
+			slot[j] = x;
+			if (++distinct >= FP_UNITS_LEVELS)
+				return false;
+		}
+	}
+	return true;
+}
+
+typedef double units_v4 __attribute__((vector_size(32)));
+
 /* A block any model may hold: constant, a few levels, or predicted by an
  * order-2 linear recurrence x[i+1] = p x[i] + q x[i-1] + r (a ramp, a
  * geometric run, a sinusoid) to within FP_UNITS_PREDICTED of its variance. */
-static bool formulaic(const struct block *b, bool *predicted)
+static bool formulaic(const struct nx_fp__units_block *b, bool *predicted)
 {
 	double m[3][4] = { { 0 } }, det, coef[3], res = 0, tot = 0, my = 0;
-	int i, j, k, distinct;
+	int i, j, k;
 
 	*predicted = false;
 	if (!(b->var > 0) || !isfinite(b->var))
 		return true;
-	/* distinct values: an open-addressed set of their bits (128 slots) */
+	if (few_levels(b->c))
+		return true;
+	/* least squares over the normal equations (3 x 3, Cramer's rule);
+	 * row j of m is added as one vector (x[j] times x0, x1, 1, y), each
+	 * sum in the same order as element by element */
 	{
-		uint64_t slot[2 * FP_UNITS_B];
-		bool used[2 * FP_UNITS_B] = { false };
+		units_v4 r0 = { 0 }, r1 = { 0 }, r2 = { 0 };
 
-		distinct = 0;
-		for (i = 0; i < FP_UNITS_B; i++) {
-			uint64_t x;
+		for (i = 1; i + 1 < FP_UNITS_B; i++) {
+			units_v4 x = { b->c[i], b->c[i - 1], 1, b->c[i + 1] };
 
-			memcpy(&x, &b->c[i], 8);
-			for (j = (int)((x * 0x9e3779b97f4a7c15ull) >> 57); used[j] && slot[j] != x;
-			     j = (j + 1) % (2 * FP_UNITS_B))
-				;
-			if (!used[j]) {
-				used[j] = true;
-				slot[j] = x;
-				distinct++;
-			}
+			r0 += b->c[i] * x;
+			r1 += b->c[i - 1] * x;
+			r2 += x;
+			my += b->c[i + 1];
 		}
-		if (distinct < FP_UNITS_LEVELS)
-			return true;
-	}
-	/* least squares over the normal equations (3 x 3, Cramer's rule) */
-	for (i = 1; i + 1 < FP_UNITS_B; i++) {
-		double x[3] = { b->c[i], b->c[i - 1], 1 }, y = b->c[i + 1];
-
-		for (j = 0; j < 3; j++) {
-			for (k = 0; k < 3; k++)
-				m[j][k] += x[j] * x[k];
-			m[j][3] += x[j] * y;
-		}
-		my += y;
+		memcpy(m[0], &r0, sizeof(m[0]));
+		memcpy(m[1], &r1, sizeof(m[1]));
+		memcpy(m[2], &r2, sizeof(m[2]));
 	}
 	my /= FP_UNITS_B - 2;
 	det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) -
@@ -317,8 +467,6 @@ static int units_read(int fd, const char *path, unsigned char *buf, size_t len, 
 	return 0;
 }
 
-/* fn for every block of the tensor of type dtype at off of fd (view vw):
- * the row blocks (ids 0 .. rowblocks), then the column blocks. */
 /* Read this group of 64 rows (or window of rows)?  All of them, or a
  * quarter chosen under the run's key (sample: the tensor's name). */
 static bool units_pick(const char *sample, int axis, uint64_t group)
@@ -328,83 +476,121 @@ static bool units_pick(const char *sample, int axis, uint64_t group)
 	return !sample || (nx_keyhash(sample, strlen(sample), at, sizeof(at)) & 3) == 0;
 }
 
+/* A tensor's blocks in groups, each read at once: windows of whole rows
+ * (nr of them; 0: one long row in pieces), then 64 rows' columns. */
+struct walk {
+	int fd;
+	const char *path;
+	uint64_t off;
+	int32_t dtype;
+	const struct view *vw;
+	const char *sample;
+	unsigned width;
+	uint64_t per, rowbytes, nr, rowgroups, groups;
+};
+
+static void walk_init(struct walk *w, int fd, const char *path, uint64_t off, int32_t dtype,
+		      const struct view *vw, const char *sample)
+{
+	memset(w, 0, sizeof(*w));
+	w->fd = fd;
+	w->path = path;
+	w->off = off;
+	w->dtype = dtype;
+	w->vw = vw;
+	w->sample = sample;
+	w->width = units_width(dtype);
+	w->per = vw->cols / FP_UNITS_B;
+	if (w->per) {
+		w->rowbytes = vw->cols * w->width;
+		w->nr = w->rowbytes <= UNITS_WINDOW ? UNITS_WINDOW / w->rowbytes : 0;
+		if (sample && w->nr > FP_UNITS_B)
+			w->nr = FP_UNITS_B;
+		w->rowgroups = w->nr ? (vw->rows + w->nr - 1) / w->nr : vw->rows;
+	}
+	w->groups = w->rowgroups + (vw->colblocks ? vw->first / FP_UNITS_B : 0);
+}
+
+/* fn for every block of group k (buf: UNITS_COLS_WINDOW bytes); ids:
+ * row blocks row-major (0 .. rowblocks), then column blocks column-major
+ * (rowblocks + c x blocks + g). */
+static int walk_group(const struct walk *w, uint64_t k, unsigned char *buf, block_fn fn,
+		      void *ctx, nx_error *err)
+{
+	const struct view *vw = w->vw;
+	uint64_t width = w->width, i, c, c0, g, slab, base;
+	double v[FP_UNITS_B];
+	int rc = 0;
+
+	if (k < w->rowgroups) {
+		uint64_t r = w->nr ? k * w->nr : k, m;
+
+		if (!units_pick(w->sample, 0, k))
+			return 0;
+		if (!w->nr) {   /* a long row in pieces */
+			for (i = 0; i < w->per && !rc; i++) {
+				if ((rc = units_read(w->fd, w->path, buf, FP_UNITS_B * width,
+						     w->off + r * w->rowbytes +
+							     i * FP_UNITS_B * width, err)) != 0)
+					break;
+				units_decode(v, buf, FP_UNITS_B, width, w->dtype);
+				rc = fn(ctx, v, (uint32_t)(r * w->per + i), err);
+			}
+			return rc;
+		}
+		m = vw->rows - r < w->nr ? vw->rows - r : w->nr;
+		if ((rc = units_read(w->fd, w->path, buf, m * w->rowbytes, w->off + r * w->rowbytes,
+				     err)) != 0)
+			return rc;
+		for (i = 0; i < m * w->per && !rc; i++) {
+			units_decode(v, buf + i / w->per * w->rowbytes + i % w->per * FP_UNITS_B * width,
+				     FP_UNITS_B, width, w->dtype);
+			rc = fn(ctx, v, (uint32_t)(r * w->per + i), err);
+		}
+		return rc;
+	}
+	/* 64 rows' columns: one read when they fit, else slabs of columns */
+	g = k - w->rowgroups;
+	if (!units_pick(w->sample, 1, g))
+		return 0;
+	slab = (UNITS_COLS_WINDOW / FP_UNITS_B) / width;
+	base = w->off + g * FP_UNITS_B * vw->rest * width;
+	if (slab > vw->rest)
+		slab = vw->rest;
+	for (c0 = 0; c0 < vw->rest && !rc; c0 += slab) {
+		uint64_t s = vw->rest - c0 < slab ? vw->rest - c0 : slab;
+
+		if (s == vw->rest)
+			rc = units_read(w->fd, w->path, buf, FP_UNITS_B * s * width, base, err);
+		for (i = 0; s != vw->rest && i < FP_UNITS_B && !rc; i++)
+			rc = units_read(w->fd, w->path, buf + i * s * width, s * width,
+					base + (i * vw->rest + c0) * width, err);
+		for (c = 0; c < s && !rc; c++) {
+			units_decode(v, buf + c * width, FP_UNITS_B, s * width, w->dtype);
+			rc = fn(ctx, v, (uint32_t)(vw->rowblocks +
+						  (c0 + c) * (vw->first / FP_UNITS_B) + g),
+				err);
+		}
+	}
+	return rc;
+}
+
+/* fn for every block of the tensor of type dtype at off of fd (view vw),
+ * in order; fn may say UNITS_STOP. */
 static int each_block(int fd, const char *path, uint64_t off, int32_t dtype,
 		      const struct view *vw, const char *sample, block_fn fn, void *ctx,
 		      nx_error *err)
 {
-	unsigned width = units_width(dtype);
-	uint64_t per = vw->cols / FP_UNITS_B, r, k, g;
 	unsigned char *buf = NULL;
-	double v[FP_UNITS_B];
-	uint32_t id = 0;
+	struct walk w;
+	uint64_t k;
 	int rc = 0;
 
+	walk_init(&w, fd, path, off, dtype, vw, sample);
 	if (!(buf = malloc(UNITS_COLS_WINDOW)))
 		return nx_error_oom(err, NULL);
-	/* rows: whole rows a window at a time, or a long row in pieces */
-	if (per) {
-		uint64_t rowbytes = vw->cols * width;
-		uint64_t nr = rowbytes <= UNITS_WINDOW ? UNITS_WINDOW / rowbytes : 0;
-
-		if (sample && nr > FP_UNITS_B)
-			nr = FP_UNITS_B;
-		for (r = 0; r < vw->rows && !rc;) {
-			if (!units_pick(sample, 0, nr ? r / nr : r)) {
-				r += nr ? nr : 1;
-				continue;
-			}
-			if (nr) {
-				uint64_t m = vw->rows - r < nr ? vw->rows - r : nr, i;
-
-				if ((rc = units_read(fd, path, buf, m * rowbytes,
-						     off + r * rowbytes, err)) != 0)
-					break;
-				for (i = 0; i < m && !rc; i++)
-					for (k = 0; k < per && !rc; k++) {
-						units_decode(v, buf + i * rowbytes + k * FP_UNITS_B * width,
-							     FP_UNITS_B, width, dtype);
-						rc = fn(ctx, v, id++, err);
-					}
-				r += m;
-				continue;
-			}
-			for (k = 0; k < per && !rc; k++) {
-				if ((rc = units_read(fd, path, buf, FP_UNITS_B * width,
-						     off + r * rowbytes + k * FP_UNITS_B * width,
-						     err)) != 0)
-					break;
-				units_decode(v, buf, FP_UNITS_B, width, dtype);
-				rc = fn(ctx, v, id++, err);
-			}
-			r++;
-		}
-	}
-	/* columns of [first, rest]: 64 rows at a time (one read when they fit,
-	 * else slabs of columns); ids are column-major (c x blocks + g) */
-	for (g = 0; vw->colblocks && g < vw->first / FP_UNITS_B && !rc; g++) {
-		uint64_t slab = (UNITS_COLS_WINDOW / FP_UNITS_B) / width, c0, c, i;
-		uint64_t base = off + g * FP_UNITS_B * vw->rest * width;
-
-		if (slab > vw->rest)
-			slab = vw->rest;
-		if (!units_pick(sample, 1, g))
-			continue;
-		for (c0 = 0; c0 < vw->rest && !rc; c0 += slab) {
-			uint64_t s = vw->rest - c0 < slab ? vw->rest - c0 : slab;
-
-			if (s == vw->rest)
-				rc = units_read(fd, path, buf, FP_UNITS_B * s * width, base, err);
-			for (i = 0; s != vw->rest && i < FP_UNITS_B && !rc; i++)
-				rc = units_read(fd, path, buf + i * s * width, s * width,
-						base + (i * vw->rest + c0) * width, err);
-			for (c = 0; c < s && !rc; c++) {
-				units_decode(v, buf + c * width, FP_UNITS_B, s * width, dtype);
-				rc = fn(ctx, v, (uint32_t)(vw->rowblocks +
-							  (c0 + c) * (vw->first / FP_UNITS_B) + g),
-					err);
-			}
-		}
-	}
+	for (k = 0; k < w.groups && !rc; k++)
+		rc = walk_group(&w, k, buf, fn, ctx, err);
 	free(buf);
 	return rc == UNITS_STOP ? 0 : rc;
 }
@@ -423,12 +609,12 @@ static int collect_fn(void *ctx, const double *v, uint32_t id, nx_error *err)
 	struct collect *c = ctx;
 	struct fp_units *u = c->u;
 	int axis = id >= c->rowblocks;
-	struct block b;
+	struct nx_fp__units_block b;
 	bool predicted;
 
 	if (u->n == u->cap && u->cap >= FP_UNITS_MAX + FP_UNITS_MAX / 4)
 		return UNITS_STOP;
-	block_of(&b, v);
+	nx_fp__units_block(&b, v);
 	c->seen[axis]++;
 	if (formulaic(&b, &predicted)) {
 		c->predicted[axis] += predicted;
@@ -598,6 +784,7 @@ void nx_fp__units_free(struct fp_units *u)
 	free(u->e);
 	free(u->head);
 	free(u->next);
+	free(u->filter);
 	free(u);
 }
 
@@ -606,7 +793,17 @@ static uint32_t bucket_of(uint32_t key)
 	return key >> (6 * FP_UNITS_K + FP_UNITS_K - 1 - UNITS_BUCKET_BITS);
 }
 
-/* Chain the entries by bucket (no copy, no sort: linear). */
+/* A key's bit in the filter: a hash of all of it (the bucket is its top
+ * bits, which the largest position mostly fills). */
+static uint32_t filter_of(uint32_t key)
+{
+	return (uint32_t)(((uint64_t)key * 0x9e3779b97f4a7c15ull) >> (64 - UNITS_FILTER_BITS));
+}
+
+/* Chain the entries by bucket (no copy, no sort: linear).  A student
+ * block's key is mostly no teacher's: the filter (512 KiB, cached) says
+ * so without the two cache misses of the bucket and its chain, which
+ * were most of the check's time. */
 static int units_index(struct fp_units *u, nx_error *err)
 {
 	size_t i;
@@ -614,16 +811,20 @@ static int units_index(struct fp_units *u, nx_error *err)
 	if (u->n > FP_UNITS_MAX && units_trim(u, err) != 0)
 		return NX_ENOMEM;
 	if (!(u->head = calloc((size_t)1 << UNITS_BUCKET_BITS, sizeof(*u->head))) ||
-	    !(u->next = malloc(u->n * sizeof(*u->next)))) {
+	    !(u->next = malloc(u->n * sizeof(*u->next))) ||
+	    !(u->filter = calloc((size_t)1 << (UNITS_FILTER_BITS - 6), sizeof(*u->filter)))) {
 		free(u->head);
+		free(u->next);
 		u->head = NULL;
+		u->next = NULL;
 		return nx_error_oom(err, NULL);
 	}
 	for (i = u->n; i-- > 0;) {
-		uint32_t b = bucket_of(u->e[i].key);
+		uint32_t b = bucket_of(u->e[i].key), f = filter_of(u->e[i].key);
 
 		u->next[i] = u->head[b];
 		u->head[b] = (uint32_t)i + 1;
+		u->filter[f / 64] |= 1ull << (f % 64);
 	}
 	return 0;
 }
@@ -708,32 +909,40 @@ struct probe {
 	struct nx_fp__units_run *run;
 	double tol;    /* how far the student's rounding may move a |c| */
 	const double *v;
+	uint32_t *touched;   /* the teacher tensors this probe counted first */
+	size_t ntouched, captouched;
 };
 
 /* Look the key of the block's elements sel up and verify each candidate. */
-static int probe_key(struct probe *p, const struct block *b, const int *sel, nx_error *err)
+static int probe_key(struct probe *p, const struct nx_fp__units_block *b, const int *sel,
+		     nx_error *err)
 {
 	struct nx_fp__units_run *run = p->run;
 	const struct fp_units *u = run->u;
-	uint32_t sketch, key = key_of(b, sel, &sketch), i;
+	uint32_t sketch, key = key_of(b, sel, &sketch), i, f = filter_of(key);
 	double tv[FP_UNITS_B];
 	int rc;
 
+	if (!(u->filter[f / 64] >> (f % 64) & 1))
+		return 0;
+	/* two threads may probe at once (units_split): seen and count are
+	 * changed atomically, and a block verified by both counts once */
 	for (i = u->head[bucket_of(key)]; i; i = u->next[i - 1]) {
 		const struct unit_entry *e = &u->e[i - 1];
+		uint64_t *seen = &run->seen[(i - 1) / 64], bit = 1ull << ((i - 1) % 64);
 
-		if (e->key != key || run->seen[(i - 1) / 64] >> ((i - 1) % 64) & 1 ||
+		if (e->key != key || __atomic_load_n(seen, __ATOMIC_RELAXED) & bit ||
 		    __builtin_popcount(e->sketch ^ sketch) > FP_UNITS_SKETCH_MAX)
 			continue;
 		if ((rc = teacher_block(u, e, tv, err)) != 0)
 			return rc;
-		if (fabs(units_pearson(p->v, tv)) < FP_UNITS_R)
+		if (fabs(units_pearson(p->v, tv)) < FP_UNITS_R ||
+		    __atomic_fetch_or(seen, bit, __ATOMIC_RELAXED) & bit)
 			continue;
-		run->seen[(i - 1) / 64] |= 1ull << ((i - 1) % 64);
-		if (!run->count[e->tensor]++) {
-			if (NX_ARRAY_PUSH(run->touched, run->captouched, run->ntouched))
+		if (!__atomic_fetch_add(&run->count[e->tensor], 1, __ATOMIC_RELAXED)) {
+			if (NX_ARRAY_PUSH(p->touched, p->captouched, p->ntouched))
 				return nx_error_oom(err, NULL);
-			run->touched[run->ntouched++] = e->tensor;
+			p->touched[p->ntouched++] = e->tensor;
 		}
 	}
 	return 0;
@@ -742,14 +951,14 @@ static int probe_key(struct probe *p, const struct block *b, const int *sel, nx_
 static int probe_fn(void *ctx, const double *v, uint32_t id, nx_error *err)
 {
 	struct probe *p = ctx;
-	struct block b;
+	struct nx_fp__units_block b;
 	int sure[FP_UNITS_K], maybe[UNITS_TOP], sel[FP_UNITS_K];
 	int nsure = 0, nmaybe = 0, need, i, nprobe = 0;
 	uint32_t mask;
 	double tol;
 
 	(void)id;
-	block_of(&b, v);
+	nx_fp__units_block(&b, v);
 	if (!(b.var > 0) || !isfinite(b.var) || b.a[FP_UNITS_K] < 0)
 		return 0;
 	tol = p->tol < 0 ? -p->tol * b.a[0] : p->tol;
@@ -781,13 +990,106 @@ static int probe_fn(void *ctx, const double *v, uint32_t id, nx_error *err)
 	return 0;
 }
 
+/*
+ * A student tensor's groups on two threads: each takes the next group
+ * not taken (the machine's other work takes cores unevenly), with its own
+ * buffer, probe and error; the first failure stops both.
+ */
+struct split {
+	const struct walk *w;
+	uint64_t next;   /* the next group to take */
+	int stop;
+};
+
+struct half {
+	struct split *sp;
+	struct probe p;
+	unsigned char *buf;
+	nx_error *err;
+	int rc;
+};
+
+static void *half_run(void *arg)
+{
+	struct half *h = arg;
+	uint64_t k;
+
+	while (!h->rc && !__atomic_load_n(&h->sp->stop, __ATOMIC_RELAXED) &&
+	       (k = __atomic_fetch_add(&h->sp->next, 1, __ATOMIC_RELAXED)) < h->sp->w->groups)
+		h->rc = walk_group(h->sp->w, k, h->buf, probe_fn, &h->p, h->err);
+	if (h->rc)
+		__atomic_store_n(&h->sp->stop, 1, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Both halves' groups; the second on a thread when the tensor is large
+ * and one can be made.  The teacher tensors touched end in run->touched,
+ * sorted (the threads find them in any order). */
+static int units_split(struct nx_fp__units_run *run, const struct walk *w, double tol,
+		       nx_error *err)
+{
+	struct split sp = { w, 0, 0 };
+	struct half h[2];
+	nx_error err1;
+	pthread_t tid;
+	bool threaded = false;
+	int rc, i;
+	size_t j;
+
+	memset(h, 0, sizeof(h));
+	nx_error_clear(&err1);
+	for (i = 0; i < 2; i++) {
+		h[i].sp = &sp;
+		h[i].p.run = run;
+		h[i].p.tol = tol;
+		h[i].err = i ? &err1 : err;
+	}
+	if (!(h[0].buf = malloc(UNITS_COLS_WINDOW)))
+		return nx_error_oom(err, NULL);
+	if (w->vw->n >= UNITS_SPLIT_MIN && (h[1].buf = malloc(UNITS_COLS_WINDOW)))
+		threaded = pthread_create(&tid, NULL, half_run, &h[1]) == 0;
+	half_run(&h[0]);
+	if (threaded)
+		pthread_join(tid, NULL);
+	rc = h[0].rc;
+	if (!rc && h[1].rc) {
+		rc = h[1].rc;
+		if (err)
+			*err = err1;
+	}
+	rc = rc == UNITS_STOP ? 0 : rc;
+	for (i = 0; i < 2; i++) {
+		for (j = 0; j < h[i].p.ntouched; j++) {
+			if (!rc && NX_ARRAY_PUSH(run->touched, run->captouched, run->ntouched))
+				rc = nx_error_oom(err, NULL);
+			if (!rc)
+				run->touched[run->ntouched++] = h[i].p.touched[j];
+			else   /* not reported: the next tensor counts from 0 */
+				run->count[h[i].p.touched[j]] = 0;
+		}
+		free(h[i].p.touched);
+		free(h[i].buf);
+	}
+	if (run->ntouched > 1)
+		qsort(run->touched, run->ntouched, sizeof(*run->touched), cmp_u32);
+	return rc;
+}
+
 int nx_fp__units_student(struct nx_fp__units_run *run, const char *name, int32_t dtype, int fd,
 			 const char *path, uint64_t off, uint64_t len, const int64_t *dims,
 			 size_t ndims, nx_fp__units_fn fn, void *ctx, nx_error *err)
 {
 	unsigned width = units_width(dtype);
-	struct probe p = { run, 0, NULL };
+	struct walk w;
 	struct view vw;
+	double tol;
 	size_t i;
 	int rc;
 
@@ -798,10 +1100,9 @@ int nx_fp__units_student(struct nx_fp__units_run *run, const char *name, int32_t
 		return 0;
 	/* the rounding the student's type does: relative to the block's
 	 * largest |c| (negative) for floats, one code for integers */
-	p.tol = dtype == 10 ? -0x1p-9 : dtype == 16 ? -0x1p-6 : units_float(dtype) ? -0x1p-14
-									     : 1.25;
-	rc = each_block(fd, path, off, dtype, &vw, vw.n > FP_UNITS_FULL ? name : NULL, probe_fn,
-			&p, err);
+	tol = dtype == 10 ? -0x1p-9 : dtype == 16 ? -0x1p-6 : units_float(dtype) ? -0x1p-14 : 1.25;
+	walk_init(&w, fd, path, off, dtype, &vw, vw.n > FP_UNITS_FULL ? name : NULL);
+	rc = units_split(run, &w, tol, err);
 	for (i = 0; i < run->ntouched; i++) {
 		const struct unit_tensor *t = &run->u->t[run->touched[i]];
 		uint32_t n = run->count[run->touched[i]];
