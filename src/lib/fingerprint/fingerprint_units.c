@@ -63,6 +63,11 @@
 #define UNITS_BUCKET_BITS 20
 #define UNITS_FILTER_BITS 22        /* a bit per hashed key: most misses stop there */
 #define FP_UNITS_FULL (1u << 22)    /* student elements read whole; over: a quarter */
+/* blocks of one teacher tensor confirmed in one student tensor: 256 KiB of
+ * float32, 16 times the bound the sum judges (NX_FP_SMALL_TOTAL_MAX); past
+ * it a copy is a copy, and confirming every block of a large one read its
+ * columns back an element at a time (2.4M reads for a 9 MB copy) */
+#define FP_UNITS_CONFIRM_MAX 1024u
 #define UNITS_STOP 1                /* a block_fn's: no more blocks wanted */
 #define UNITS_RANK_MAX 32           /* candidates ranked by counting (more: inserted) */
 #define UNITS_SPLIT_MIN (1u << 20)  /* student elements checked on two threads */
@@ -932,7 +937,8 @@ static int probe_key(struct probe *p, const struct nx_fp__units_block *b, const 
 		uint64_t *seen = &run->seen[(i - 1) / 64], bit = 1ull << ((i - 1) % 64);
 
 		if (e->key != key || __atomic_load_n(seen, __ATOMIC_RELAXED) & bit ||
-		    __builtin_popcount(e->sketch ^ sketch) > FP_UNITS_SKETCH_MAX)
+		    __builtin_popcount(e->sketch ^ sketch) > FP_UNITS_SKETCH_MAX ||
+		    __atomic_load_n(&run->count[e->tensor], __ATOMIC_RELAXED) >= FP_UNITS_CONFIRM_MAX)
 			continue;
 		if ((rc = teacher_block(u, e, tv, err)) != 0)
 			return rc;

@@ -148,3 +148,33 @@ def test_honest_students_pass(nexus, bundle, tmp_path, student):
     }[student])
     rc, rep = verify(nexus, bundle, "--teacher", teacher)
     assert "teacher-tensor-copied" not in codes(rep), rep["findings"]
+
+
+def test_a_large_copy_is_confirmed_at_bounded_cost(nexus, tmp_path):
+    """A student tensor that holds a teacher layer whole (rounded) has every
+    block of it confirmed against the teacher file: a column block was 64
+    reads of one element, so a 2.4M-element copy took 2.4M pread calls
+    (15 s; the fold branch's report).  A teacher tensor's blocks found in
+    one student tensor are confirmed up to a count far over the 16 KiB
+    bound, then no more: the verdict is the same, the reads bounded."""
+    import shutil
+    import subprocess
+    from onnx import TensorProto, helper, numpy_helper
+    if not shutil.which("strace"):
+        pytest.skip("strace is installed by scripts/setup.sh")
+    t = (np.random.default_rng(8).standard_normal((1536, 1536)) / 40).astype(np.float32)
+    teacher = onnx_teacher(tmp_path / "t.onnx", {"big": t})
+    init = numpy_helper.from_array(t.astype(np.float16), "copy")
+    g = helper.make_graph([helper.make_node("Identity", ["copy"], ["o"])], "s", [],
+                          [helper.make_tensor_value_info("o", TensorProto.FLOAT16, None)],
+                          [init])
+    student = tmp_path / "s.onnx"
+    student.write_bytes(helper.make_model(g).SerializeToString())
+    log = tmp_path / "strace.log"
+    r = subprocess.run(["strace", "-f", "-c", "-e", "trace=pread64", "-o", str(log), nexus,
+                        "inspect", str(student), "--teacher", str(teacher)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1 and "copy" in r.stdout, (r.stdout, r.stderr)
+    calls = next(int(line.split()[3]) for line in log.read_text().splitlines()
+                 if line.rstrip().endswith("pread64"))
+    assert calls < 100_000, f"{calls} pread calls to fingerprint one 9 MB copy"
