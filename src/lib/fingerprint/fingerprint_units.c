@@ -112,8 +112,8 @@ static unsigned units_width(int32_t dtype)
 	switch (dtype) {
 	case 2: case 3: return 1;
 	case 4: case 5: case 10: case 16: return 2;
-	case 1: return 4;
-	case 11: return 8;
+	case 1: case 6: case 12: return 4;     /* and int32, uint32 */
+	case 11: case 7: case 13: return 8;    /* and int64, uint64 */
 	default: return 0;
 	}
 }
@@ -129,6 +129,7 @@ static void units_decode(double *out, const unsigned char *p, size_t n, size_t s
 	size_t i;
 	uint16_t h;
 	uint32_t u;
+	uint64_t q;
 	float f;
 
 	if (dtype == 1) {   /* the common case, without the switch */
@@ -147,6 +148,12 @@ static void units_decode(double *out, const unsigned char *p, size_t n, size_t s
 		case 10: memcpy(&h, p, 2); u = nx_fp__f16_to_f32(h); memcpy(&f, &u, 4); out[i] = f; break;
 		case 16: memcpy(&h, p, 2); u = (uint32_t)h << 16; memcpy(&f, &u, 4); out[i] = f; break;
 		case 1: memcpy(&f, p, 4); out[i] = f; break;
+		/* integer codes are affine in the weights they stand for (red
+		 * team 11: round(T x 2^20) as int64); 64-bit ones as doubles */
+		case 6: memcpy(&u, p, 4); out[i] = (int32_t)u; break;
+		case 12: memcpy(&u, p, 4); out[i] = u; break;
+		case 7: memcpy(&q, p, 8); out[i] = (double)(int64_t)q; break;
+		case 13: memcpy(&q, p, 8); out[i] = (double)q; break;
 		default: memcpy(&out[i], p, 8); break;
 		}
 }

@@ -178,3 +178,24 @@ def test_a_large_copy_is_confirmed_at_bounded_cost(nexus, tmp_path):
     calls = next(int(line.split()[3]) for line in log.read_text().splitlines()
                  if line.rstrip().endswith("pread64"))
     assert calls < 100_000, f"{calls} pread calls to fingerprint one 9 MB copy"
+
+
+@pytest.mark.parametrize("dtype", ["int32", "uint32", "int64", "uint64"])
+def test_integer_codes_are_read_as_vectors(nexus, bundle, tmp_path, dtype):
+    """A teacher layer as 32- or 64-bit integer codes (round(T x 2^20),
+    decoded by Cast and a Mul in the graph), its hidden units permuted and
+    stacked with as many rows of another origin: the order-invariant
+    vectors lose it among the noise rows' profile, the blocks keep every
+    column of it (each a teacher column in order) - when they read the
+    type (they read up to 16-bit integers before; red team 11)."""
+    rng = np.random.default_rng(3)
+    t1, _ = _pair()
+    p = rng.permutation(H)
+    off = 2.0 ** 30 if dtype.startswith("u") else 0.0
+    codes_ = np.round(t1[:, p] * 2.0 ** 20) + off
+    noise = np.round(rng.laplace(size=codes_.shape) * 2.0 ** 22) + off
+    teacher = onnx_teacher(tmp_path / "t.onnx", {T1: t1})
+    put_student(bundle, {"w1": np.concatenate([codes_, np.abs(noise) if off else noise])
+                         .astype(dtype)})
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    assert rc == 1 and "teacher-tensor-copied" in codes(rep, "FAIL"), rep["findings"]
