@@ -144,11 +144,11 @@ static int pooled_copies(struct vfy_ctx *c, const char **used, const struct nx_f
 	if (rc || total <= NX_FP_SMALL_TOTAL_MAX)
 		return rc;
 	return nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_VALUES_COPIED, NX_MODEL_PATH, 0,
-			     "the student holds %llu of the %u distinct 4-element windows of the "
-			     "small teacher tensors of teacher %s (about %llu bytes, over the %u-byte "
+			     "the student holds %llu of the %u elements of the small teacher "
+			     "tensors pooled of teacher %s (about %llu bytes, over the %u-byte "
 			     "bound for small copies), in another form or order (reversed, negated, "
 			     "scaled, shifted, rounded, cut up or interleaved): %zu student tensors, "
-			     "the most in '%s' (%u windows), some from '%s'",
+			     "the most in '%s' (%u elements), some from '%s'",
 			     (unsigned long long)(total / 4), top->value_samples, top->teacher_file,
 			     (unsigned long long)total, NX_FP_SMALL_TOTAL_MAX, count,
 			     top->student_tensor, top->value_hits, top->teacher_tensor);
