@@ -65,8 +65,10 @@
 
 #define FP_POOL_BITS 12          /* a folded ratio is kept to 2^-12 */
 #define FP_POOL_FLAT 14          /* differences under 2^-14 of the values: flat */
-#define FP_POOL_GAP 6            /* a chain's hits at most 6 windows apart */
-#define FP_POOL_ANCHOR 4         /* keys worked out at one window in 4 */
+#define FP_POOL_GAP 8            /* a chain's hits at most 8 windows apart */
+#define FP_POOL_DEG 10           /* ratios within 2^-10 of 0 or +-1: no key */
+#define FP_POOL_ANCHOR 3         /* keys worked out in one group of 8 windows in 2^3 */
+#define FP_POOL_PHI 0x9E3779B97F4A7C15ull   /* 2^64 / the golden ratio */
 #define FP_POOL_FILTER_WORDS (1u << 16)   /* 2^21 bits, 256 KiB: 2 bits a key */
 #define FP_POOL_MAX (1u << 18)   /* distinct keys kept (7 MiB of table) */
 #define F2_TAG (1u << 14)        /* F2 keys: their lo half over 2^14 */
@@ -82,7 +84,7 @@ struct fp_pool {
 	size_t unpooled;       /* teacher windows left out at FP_POOL_MAX */
 	uint64_t mul;          /* keyed per process (odd) */
 	uint32_t hm[3];        /* the filter's hash, keyed per process (odd) */
-	unsigned anchor;       /* the anchors' residue, keyed per process */
+	uint64_t anchor;       /* the anchor groups' offset, keyed per process */
 	uint32_t filter[FP_POOL_FILTER_WORDS];   /* two bits a key in one word */
 	struct pooled {
 		char *name;    /* a teacher tensor pooled */
@@ -96,6 +98,8 @@ struct fp_pool {
 };
 
 #define Q_BAD ((1u << (FP_POOL_BITS + 1)) + 1)   /* quantised ratios are 0 .. this */
+#define Q0 (1u << FP_POOL_BITS)                  /* the ratio 0 */
+#define DEG (1u << (FP_POOL_BITS - FP_POOL_DEG))
 
 /* The ratio a / b folded into [-1, 1] (b / a when |a| > |b|), quantised
  * to 0 .. Q_BAD - 1 (Q_BAD or more: not finite).  Branch-free float
@@ -112,11 +116,22 @@ static inline uint32_t folded(float a, float b)
 			  (1 << FP_POOL_BITS));
 }
 
+/* A ratio within 2^-FP_POOL_DEG of 0 or of +-1 says little: values of
+ * very different magnitudes (random bits read as floats: one element
+ * dominates its window) all key on those few quanta. */
+static inline bool telling(uint32_t q)
+{
+	uint32_t c = q > Q0 ? q - Q0 : Q0 - q;
+
+	return c >= DEG && c <= Q0 - DEG;
+}
+
 static inline uint64_t pack(uint32_t q1, uint32_t q2, bool ok, uint32_t tag)
 {
 	uint32_t lo = q1 < q2 ? q1 : q2, hi = q1 ^ q2 ^ lo;
 
-	return ok && hi < Q_BAD ? (uint64_t)(lo + 1 + tag) << 32 | (hi + 1) : 0;
+	return ok && hi < Q_BAD && telling(q1) && telling(q2) ?
+		       (uint64_t)(lo + 1 + tag) << 32 | (hi + 1) : 0;
 }
 
 /*
@@ -145,9 +160,131 @@ static uint64_t key_of(const float *x, size_t st, unsigned f)
 			    fabsf(d[0]) >= t && fabsf(d[1]) >= t && fabsf(d[2]) >= t, 0);
 	for (unsigned k = 0; k < 3; k++)
 		e[k] = d[k + 1] - d[k];
+	/* the first differences too: one element far over the rest
+	 * (0, 0, b, 0, 0) has second differences b, -2b, b */
 	return pack(folded(e[1], e[0]), folded(e[2], e[1]),
-		    fabsf(e[0]) >= t && fabsf(e[1]) >= t && fabsf(e[2]) >= t, F2_TAG);
+		    fabsf(e[0]) >= t && fabsf(e[1]) >= t && fabsf(e[2]) >= t &&
+			    fabsf(d[0]) >= t && fabsf(d[1]) >= t && fabsf(d[2]) >= t &&
+			    fabsf(d[3]) >= t, F2_TAG);
 }
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* folded() on 8 lanes: the same IEEE operations. */
+__attribute__((target("avx2"))) static inline __m256i folded8(__m256 a, __m256 b)
+{
+	const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+	const __m256 one = _mm256_set1_ps(1), two = _mm256_set1_ps(2);
+	__m256 sw = _mm256_cmp_ps(_mm256_and_ps(a, abs), _mm256_and_ps(b, abs), _CMP_GT_OQ);
+	__m256 r = _mm256_div_ps(_mm256_blendv_ps(a, b, sw), _mm256_blendv_ps(b, a, sw)), h;
+
+	r = _mm256_blendv_ps(two, r, _mm256_cmp_ps(_mm256_and_ps(r, abs), one, _CMP_LE_OQ));
+	h = _mm256_blendv_ps(_mm256_set1_ps(0.5f), _mm256_set1_ps(-0.5f),
+			     _mm256_cmp_ps(r, _mm256_setzero_ps(), _CMP_LT_OQ));
+	return _mm256_add_epi32(_mm256_cvttps_epi32(_mm256_add_ps(
+					_mm256_mul_ps(r, _mm256_set1_ps((float)Q0)), h)),
+				_mm256_set1_epi32((int)Q0));
+}
+
+/* telling() on 8 lanes: all ones where it holds */
+__attribute__((target("avx2"))) static inline __m256i telling8(__m256i q)
+{
+	__m256i c = _mm256_abs_epi32(_mm256_sub_epi32(q, _mm256_set1_epi32((int)Q0)));
+
+	return _mm256_andnot_si256(_mm256_or_si256(
+					   _mm256_cmpgt_epi32(_mm256_set1_epi32((int)DEG), c),
+					   _mm256_cmpgt_epi32(c, _mm256_set1_epi32((int)(Q0 - DEG)))),
+				   _mm256_set1_epi32(-1));
+}
+
+/* The filter's bits of 8 keys (lo, hi as pack() makes them), tested:
+ * a bit a lane that passes (ok lanes only). */
+__attribute__((target("avx2"))) static inline unsigned filter8(const uint32_t *filter,
+							       const uint32_t *hm, __m256i q1,
+							       __m256i q2, __m256i ok, int tag)
+{
+	const __m256i inc = _mm256_set1_epi32(1), b31 = _mm256_set1_epi32(31);
+	__m256i lo = _mm256_add_epi32(_mm256_min_epu32(q1, q2), _mm256_set1_epi32(1 + tag));
+	__m256i hi = _mm256_max_epu32(q1, q2), h, w, m;
+
+	ok = _mm256_and_si256(ok, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)Q_BAD), hi));
+	ok = _mm256_and_si256(ok, _mm256_and_si256(telling8(q1), telling8(q2)));
+	hi = _mm256_add_epi32(hi, inc);
+	h = _mm256_add_epi32(_mm256_mullo_epi32(lo, _mm256_set1_epi32((int)hm[0])),
+			     _mm256_mullo_epi32(hi, _mm256_set1_epi32((int)hm[1])));
+	h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 15));
+	h = _mm256_mullo_epi32(h, _mm256_set1_epi32((int)hm[2]));
+	w = _mm256_i32gather_epi32((const int *)filter, _mm256_srli_epi32(h, 16), 4);
+	m = _mm256_or_si256(_mm256_sllv_epi32(inc, _mm256_and_si256(h, b31)),
+			    _mm256_sllv_epi32(inc, _mm256_and_si256(_mm256_srli_epi32(h, 5), b31)));
+	ok = _mm256_and_si256(ok, _mm256_cmpeq_epi32(_mm256_and_si256(w, m), m));
+	return (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(ok));
+}
+
+/* The windows x[i], x[i + st] .. of x[0 .. 8) whose key of family f
+ * (bit f * 8 + i) may be pooled; x holds 8 + 4 st elements. */
+__attribute__((target("avx2"))) static unsigned group_avx2(const struct fp_pool *s, const float *x,
+							   size_t st)
+{
+	const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+	const __m256 flat = _mm256_set1_ps(1.0f / (1 << FP_POOL_FLAT));
+	const __m256 tiny = _mm256_set1_ps(0x1p-100f), huge = _mm256_set1_ps(HUGE_VALF);
+	__m256 v[5], d[4], e[3], m, t, ok;
+	unsigned out;
+
+	for (unsigned k = 0; k < 5; k++)
+		v[k] = _mm256_loadu_ps(x + k * st);
+	for (unsigned k = 0; k < 4; k++)
+		d[k] = _mm256_sub_ps(v[k + 1], v[k]);
+	for (unsigned k = 0; k < 3; k++)
+		e[k] = _mm256_sub_ps(d[k + 1], d[k]);
+	m = _mm256_and_ps(v[0], abs);
+	for (unsigned k = 1; k < 4; k++)
+		m = _mm256_max_ps(_mm256_and_ps(v[k], abs), m);
+	/* F1 */
+	t = _mm256_mul_ps(m, flat);
+	ok = _mm256_and_ps(_mm256_cmp_ps(m, tiny, _CMP_GE_OQ), _mm256_cmp_ps(m, huge, _CMP_LT_OQ));
+	for (unsigned k = 0; k < 3; k++)
+		ok = _mm256_and_ps(ok, _mm256_cmp_ps(_mm256_and_ps(d[k], abs), t, _CMP_GE_OQ));
+	out = filter8(s->filter, s->hm, folded8(d[1], d[0]), folded8(d[2], d[1]),
+		      _mm256_castps_si256(ok), 0);
+	/* F2 */
+	m = _mm256_max_ps(_mm256_and_ps(v[4], abs), m);
+	t = _mm256_mul_ps(m, flat);
+	ok = _mm256_and_ps(_mm256_cmp_ps(m, tiny, _CMP_GE_OQ), _mm256_cmp_ps(m, huge, _CMP_LT_OQ));
+	for (unsigned k = 0; k < 3; k++)
+		ok = _mm256_and_ps(ok, _mm256_cmp_ps(_mm256_and_ps(e[k], abs), t, _CMP_GE_OQ));
+	for (unsigned k = 0; k < 4; k++)
+		ok = _mm256_and_ps(ok, _mm256_cmp_ps(_mm256_and_ps(d[k], abs), t, _CMP_GE_OQ));
+	return out | filter8(s->filter, s->hm, folded8(e[1], e[0]), folded8(e[2], e[1]),
+			     _mm256_castps_si256(ok), (int)F2_TAG) << 8;
+}
+
+static bool has_avx2(void)
+{
+	static int avx2 = -1;
+
+	if (avx2 < 0) {
+		__builtin_cpu_init();
+		avx2 = __builtin_cpu_supports("avx2");
+	}
+	return avx2;
+}
+#else
+static bool has_avx2(void)
+{
+	return false;
+}
+
+static unsigned group_avx2(const struct fp_pool *s, const float *x, size_t st)
+{
+	(void)s;
+	(void)x;
+	(void)st;
+	return 0;
+}
+#endif
 
 /* The filter's hash of a key: a word and two bits in it. */
 static inline uint32_t fhash(const struct fp_pool *s, uint32_t lo, uint32_t hi)
@@ -251,7 +388,7 @@ static int pool_new(nx_fp_set *set, nx_error *err)
 	s->hm[1] = (uint32_t)(k >> 32) | 1;
 	k = nx_keyhash("fp_pool_anchor", 14, NULL, 0);
 	s->hm[2] = (uint32_t)k | 1;
-	s->anchor = (unsigned)(k >> 32) % FP_POOL_ANCHOR;
+	s->anchor = nx_keyhash("fp_pool_groups", 14, NULL, 0);
 	set->pool = s;
 	return 0;
 }
@@ -471,6 +608,7 @@ static void flush(struct nx_fp__pool_scan *ps, bool last)
 {
 	struct fp_pool *s = ps->s;
 	size_t n = ps->nx;
+	bool avx2 = has_avx2();
 
 	for (size_t st = 1; st <= FP_POOL_STRIDES; st++) {
 		struct nx_fp__pool_lane *lanes[2] = { ps->lane[0] + st * (st - 1) / 2,
@@ -485,28 +623,31 @@ static void flush(struct nx_fp__pool_scan *ps, bool last)
 		for (unsigned f = 0; f < 2; f++)
 			for (size_t i = 0; i < st; i++)
 				forward(ps, lanes[f] + i, st, f, end[f]);
-		/* then the anchors: floor(g / st) = r mod FP_POOL_ANCHOR */
-		g = ps->done[st - 1];
-		for (; g < end[0]; g++) {
-			if ((g / st) % FP_POOL_ANCHOR != s->anchor) {
-				/* the next anchor */
-				uint64_t a = ((g / st) / FP_POOL_ANCHOR * FP_POOL_ANCHOR + s->anchor) * st;
+		/* then the anchor groups: a bit a window that may be pooled */
+		for (g = ps->done[st - 1]; g + 8 <= end[0] || (last && g < end[0]); g += 8) {
+			unsigned bits = 0;
 
-				g = a > g ? a : a + FP_POOL_ANCHOR * st;
-				if (g >= end[0])
-					break;
-			}
-			for (unsigned f = 0; f < 2; f++) {
-				uint64_t key;
+			if ((g / 8 * FP_POOL_PHI + s->anchor) >> (64 - FP_POOL_ANCHOR))
+				continue;
+			if (g + 8 <= end[1] && avx2)
+				bits = group_avx2(s, ps->x + (g - ps->base), st);
+			else
+				for (unsigned f = 0; f < 2; f++)
+					for (unsigned i = 0; i < 8 && g + i < end[f]; i++) {
+						uint64_t key = key_of(ps->x + (g + i - ps->base), st, f);
 
-				if (g >= end[f])
-					continue;
-				key = key_of(ps->x + (g - ps->base), st, f);
-				if (key && in_filter(s, key))
-					anchor(ps, lanes[f] + g % st, g, st, f, end[f]);
+						if (key && in_filter(s, key))
+							bits |= 1u << (f * 8 + i);
+					}
+			for (; bits; bits &= bits - 1) {
+				unsigned b = (unsigned)__builtin_ctz(bits), f = b / 8;
+
+				if (g + b % 8 < end[f])
+					anchor(ps, lanes[f] + (g + b % 8) % st, g + b % 8, st, f, end[f]);
 			}
 		}
-		ps->done[st - 1] = end[0] > ps->done[st - 1] ? end[0] : ps->done[st - 1];
+		if (g > ps->done[st - 1])
+			ps->done[st - 1] = g;
 	}
 	if (n > FP_POOL_HIST) {
 		memmove(ps->x, ps->x + n - FP_POOL_HIST, FP_POOL_HIST * sizeof(*ps->x));
