@@ -247,7 +247,9 @@ __attribute__((target("avx2"))) static unsigned group_avx2(const struct fp_pool 
 	ok = _mm256_and_ps(_mm256_cmp_ps(m, tiny, _CMP_GE_OQ), _mm256_cmp_ps(m, huge, _CMP_LT_OQ));
 	for (unsigned k = 0; k < 3; k++)
 		ok = _mm256_and_ps(ok, _mm256_cmp_ps(_mm256_and_ps(d[k], abs), t, _CMP_GE_OQ));
-	out = filter8(s->filter, s->hm, folded8(d[1], d[0]), folded8(d[2], d[1]),
+	/* the divisions only where a window has a key (few in random bits) */
+	out = !_mm256_movemask_ps(ok) ? 0 :
+	      filter8(s->filter, s->hm, folded8(d[1], d[0]), folded8(d[2], d[1]),
 		      _mm256_castps_si256(ok), 0);
 	/* F2 */
 	m = _mm256_max_ps(_mm256_and_ps(v[4], abs), m);
@@ -257,6 +259,8 @@ __attribute__((target("avx2"))) static unsigned group_avx2(const struct fp_pool 
 		ok = _mm256_and_ps(ok, _mm256_cmp_ps(_mm256_and_ps(e[k], abs), t, _CMP_GE_OQ));
 	for (unsigned k = 0; k < 4; k++)
 		ok = _mm256_and_ps(ok, _mm256_cmp_ps(_mm256_and_ps(d[k], abs), t, _CMP_GE_OQ));
+	if (!_mm256_movemask_ps(ok))
+		return out;
 	return out | filter8(s->filter, s->hm, folded8(e[1], e[0]), folded8(e[2], e[1]),
 			     _mm256_castps_si256(ok), (int)F2_TAG) << 8;
 }
