@@ -35,17 +35,21 @@
  * element), are the teacher bytes the model implies; over
  * NX_FP_SMALL_TOTAL_MAX they are a finding (fingerprint.c).
  *
- * Cost: keys are worked out only at anchors, one window in FP_POOL_ANCHOR
- * of each lane (its index r mod FP_POOL_ANCHOR, r keyed per process), 8 at
- * a time where the CPU has AVX2, and tested in a filter; a hit in the
- * table makes the scan read the lane's windows around it, back and forth,
- * until a gap no chain crosses.  So every window of a chain that holds a
- * hit on an anchor is read and counted as a scan of every window would:
- * any FP_POOL_ANCHOR hits in a row (the rule before chains) hold one, and
- * so does any chain of a copy damaged with a period (blocks, junk): its
- * whole windows come back at every period and meet the anchors' residues
- * within a few periods.  A chain whose every hit misses the anchors is
- * left out; the windows of an insider's copy do not know r.
+ * Cost: keys are worked out only in anchor groups: the windows of a
+ * stride in groups of 8 by their index in the stream, group G read when
+ * frac(G / phi + beta) < 2^-FP_POOL_ANCHOR (phi the golden ratio, beta
+ * keyed per process), 8 windows and both families at a time where the
+ * CPU has AVX2, and tested in a filter; a hit in the table makes the
+ * scan read the lane's windows around it, back and forth, until a gap no
+ * chain crosses.  So a chain holding a hit in an anchor group is read and
+ * counted in full.  Why this spacing and not every 4th window: a chain
+ * may have gaps, and no spacing over 1 is lossless for gapped runs; with
+ * golden-ratio steps the anchor groups are at most 13 groups (104
+ * windows) apart whatever beta is (three-gap theorem), so any chain that
+ * hits through 112 windows of its lane is found, and a copy damaged with
+ * a period (blocks, junk) meets them within a few periods.  Shorter
+ * chains are found with a probability about their length over 104; the
+ * windows of an insider's copy do not know beta.
  *
  * False alarms: a window whose differences are under 2^-FP_POOL_FLAT of
  * its largest magnitude is skipped on both sides (near-constant values -
@@ -53,7 +57,10 @@
  * are 2 x 13 bits a family; a chance hit is about the pool's share of the
  * key space (74k windows a family for a BERT-base teacher: well under 1%),
  * a chance chain that to the 4th power times FP_POOL_GAP^3 (measured in
- * docs/TRV.md "Small teacher tensors").
+ * docs/TRV.md "Small teacher tensors").  A ratio within 2^-FP_POOL_DEG
+ * of 0 or +-1 gives no key, nor does an F2 window with a flat first
+ * difference: in random bits read as floats one element dominates each
+ * window and the keys crowd onto a few quanta.
  */
 #include "fingerprint_int.h"
 
@@ -70,7 +77,7 @@
 #define FP_POOL_ANCHOR 3         /* keys worked out in one group of 8 windows in 2^3 */
 #define FP_POOL_PHI 0x9E3779B97F4A7C15ull   /* 2^64 / the golden ratio */
 #define FP_POOL_FILTER_WORDS (1u << 16)   /* 2^21 bits, 256 KiB: 2 bits a key */
-#define FP_POOL_MAX (1u << 18)   /* distinct keys kept (7 MiB of table) */
+#define FP_POOL_MAX (1u << 19)   /* distinct keys kept (17 MiB of table): BERT-large 442k */
 #define F2_TAG (1u << 14)        /* F2 keys: their lo half over 2^14 */
 
 struct fp_pool {
