@@ -38,7 +38,7 @@
  * Cost: keys are worked out only in anchor groups: the windows of a
  * stride in groups of 8 by their index in the stream, group G read when
  * frac(G / phi + beta) < 2^-FP_POOL_ANCHOR (phi the golden ratio, beta
- * keyed per process), 8 windows and both families at a time where the
+ * drawn from the pool's keys: the same in every run), 8 windows and both families at a time where the
  * CPU has AVX2, and tested in a filter; a hit in the table makes the
  * scan read the lane's windows around it, back and forth, until a gap no
  * chain crosses.  So a chain holding a hit in an anchor group is read and
@@ -48,8 +48,10 @@
  * windows) apart whatever beta is (three-gap theorem), so any chain that
  * hits through 112 windows of its lane is found, and a copy damaged with
  * a period (blocks, junk) meets them within a few periods.  Shorter
- * chains are found with a probability about their length over 104; the
- * windows of an insider's copy do not know beta.
+ * chains are found with a probability about their length over 104 for
+ * a copy placed without knowing beta; an insider who computes it can put
+ * pieces under 112 windows between anchor groups (docs/TRV.md "Known
+ * limits").
  *
  * False alarms: a window whose differences are under 2^-FP_POOL_FLAT of
  * its largest magnitude is skipped on both sides (near-constant values -
@@ -91,7 +93,7 @@ struct fp_pool {
 	size_t unpooled;       /* teacher windows left out at FP_POOL_MAX */
 	uint64_t mul;          /* keyed per process (odd) */
 	uint32_t hm[3];        /* the filter's hash, keyed per process (odd) */
-	uint64_t anchor;       /* the anchor groups' offset, keyed per process */
+	uint64_t anchor;       /* the anchor groups' offset, from the keys */
 	uint32_t filter[FP_POOL_FILTER_WORDS];   /* two bits a key in one word */
 	struct pooled {
 		char *name;    /* a teacher tensor pooled */
@@ -399,7 +401,6 @@ static int pool_new(nx_fp_set *set, nx_error *err)
 	s->hm[1] = (uint32_t)(k >> 32) | 1;
 	k = nx_keyhash("fp_pool_anchor", 14, NULL, 0);
 	s->hm[2] = (uint32_t)k | 1;
-	s->anchor = nx_keyhash("fp_pool_groups", 14, NULL, 0);
 	set->pool = s;
 	return 0;
 }
@@ -501,6 +502,15 @@ void nx_fp__pool_begin_model(const nx_fp_set *set)
 	if (s->cover)
 		memset(s->cover, 0, s->nelem);
 	s->marked = 0;
+	/* the anchor groups' offset: drawn from the pool's keys (a sum: the
+	 * table's order is keyed per process), so the same teacher and student
+	 * give the same count in every run (reports are compared) */
+	s->anchor = s->n;
+	for (size_t i = 0; i < s->cap; i++)
+		s->anchor += s->keys[i] * FP_POOL_PHI;
+	s->anchor ^= s->anchor >> 31;
+	s->anchor *= 0xBF58476D1CE4E5B9ull;
+	s->anchor ^= s->anchor >> 29;
 	for (size_t i = 0; i < s->nf; i++)
 		free(s->f[i].student);
 	s->nf = 0;
