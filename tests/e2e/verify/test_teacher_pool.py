@@ -163,9 +163,7 @@ DITHER_GOT_THROUGH = {"dither 1e-05 seed 1", "dither 1e-05 seed 2"}
 def _evasion(case):
     if case not in DITHER_GOT_THROUGH:
         return case
-    # not strict: the anchor groups are keyed per process, and some runs
-    # find just over 16 KiB of the 24
-    return pytest.param(case, marks=pytest.mark.xfail(strict=False, reason=(
+    return pytest.param(case, marks=pytest.mark.xfail(strict=True, reason=(
         "a dither of 1e-5 on values of spread 1/16 moves a ratio of differences by about "
         "its quantum (2^-12): hits fall under half of the windows and the chains break "
         "(5e-6 is found); probing the neighbouring quanta on the student's side is the "
