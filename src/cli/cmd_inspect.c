@@ -495,7 +495,7 @@ static int fingerprint(const char *model, const struct export_args *a, bool json
 			       m[i].bytes, m[i].units ? "holds re-encoded vectors of" :
 			       m[i].approx ? "approximately (correlation) equals" :
 			       m[i].pooled ? "holds small teacher tensors in another form "
-					     "(pooled 4-element windows), some of" :
+					     "(pooled windows), some of" :
 			       m[i].values ? "hold the values of" :
 			       m[i].partial ? "are pieces of" :
 			       m[i].transposed ? "transposed equals" : "equals",

@@ -82,7 +82,7 @@ static int fingerprint_one(struct build *b, const nx_fp_set *set, const char *pa
 			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
 					  "the student%s holds about %llu bytes of the small teacher "
 					  "tensors of the teacher %s in another form (teacher-values-"
-					  "copied: %u of %u 4-element windows in '%s', some from "
+					  "copied: %u of %u pooled elements in '%s', some from "
 					  "'%s'): the student carries teacher weights; retrain it",
 					  when, (unsigned long long)pooled, m[i].teacher_file,
 					  m[i].value_hits, m[i].value_samples, m[i].student_tensor,

@@ -140,50 +140,62 @@ struct nx_fp__pscan {
 };
 struct fp_hash;
 /*
- * fingerprint_pool.c: the small float32 teacher tensors' windows of 4
- * elements, keyed on their shape (any a x + b, either order), pooled
+ * fingerprint_pool.c: the small teacher tensors' windows of 4 and 5
+ * elements (float32, or 16-bit widened), keyed on their shape (any
+ * a x + b, and for 5 any added ramp; either order), pooled
  * (nx_fp__pool_add, the file added last).  Student side: per model
- * (nx_fp__pool_begin_model), every float32 tensor is fed through a scan
+ * (nx_fp__pool_begin_model), every float tensor is fed through a scan
  * (nx_fp__pool_feed, an nx_onnx_bytes_fn, riding on nx_fp__hash_feed as
  * h->pl) and the attribute numbers (nx_fp__pool_attrs); nx_fp__pool_judge
  * fills its verdict when any pool window was found in a run, and is true
- * when the distinct ones imply over NX_FP_SMALL_TOTAL_MAX teacher bytes.
+ * when the distinct pool windows found in chains imply over
+ * NX_FP_SMALL_TOTAL_MAX teacher bytes.
  */
-#define FP_POOL_RUN 4   /* windows in a row that make a run */
+#define FP_POOL_RUN 4        /* hits that make a chain */
 #define FP_POOL_BLOCK 1024   /* elements read at a time (a small tensor fits) */
-#define FP_POOL_HIST 6       /* the last ones kept: windows across blocks */
+#define FP_POOL_HIST 64      /* the last ones kept: windows across blocks */
+#define FP_POOL_STRIDES 4    /* lanes read every element .. every 4th */
+#define FP_POOL_LANES (FP_POOL_STRIDES * (FP_POOL_STRIDES + 1) / 2)
 struct nx_fp__pool_lane {
+	uint64_t next;           /* the first window (stream index) not looked at */
+	uint64_t last;           /* the last hit's window + 1 (0: none) */
 	unsigned run;
 	uint32_t pend[FP_POOL_RUN - 1];
+	uint32_t prev;           /* the last hit's slot */
 };
 struct nx_fp__pool_scan {
 	struct fp_pool *s;       /* NULL: nothing to scan for */
-	struct nx_fp__pool_lane lane[3];   /* stride 1; stride 2, even and odd */
+	struct nx_fp__pool_lane lane[2][FP_POOL_LANES];   /* family; stride s, lane l */
 	float x[FP_POOL_HIST + FP_POOL_BLOCK];
 	size_t nx;               /* elements in x */
-	unsigned hist;           /* of them kept from the last block */
 	uint64_t base;           /* x[0]'s index in the stream */
+	uint64_t done[FP_POOL_STRIDES];   /* anchors below looked at */
 	unsigned char carry[4];
 	size_t ncarry;
-	uint32_t marks;          /* pool windows this tensor found first */
+	unsigned width;          /* 4: float32; 2: float16 or bfloat16, widened */
+	bool bf16;
+	uint32_t marks;          /* teacher elements this tensor covered first */
 };
 struct nx_fp__pool_found {
 	char *student;           /* a student tensor, or "(node attributes)" */
-	uint32_t windows;        /* pool keys it found first */
+	uint32_t windows;        /* teacher elements it covered first */
 };
 struct nx_fp__pool_verdict {
-	size_t windows, pool, tensors;
+	size_t windows, pool, tensors;   /* elements covered; pooled */
+	size_t unpooled;         /* teacher windows left out at FP_POOL_MAX */
 	const struct nx_fp__pool_found *found;   /* owned by the set */
 	size_t nfound;
 	const char *teacher;     /* the teacher tensor most found (owned by the set) */
 	size_t file;
 };
-int nx_fp__pool_add(nx_fp_set *set, const char *name, const unsigned char *p, size_t n,
-		    nx_error *err);
+/* dtype: 1 (float32), 10 (float16) or 16 (bfloat16); p holds n bytes of it. */
+int nx_fp__pool_add(nx_fp_set *set, const char *name, int32_t dtype, const unsigned char *p,
+		    size_t n, nx_error *err);
 size_t nx_fp__pool_count(const nx_fp_set *set);
 void nx_fp__pool_free(struct fp_pool *s);
 void nx_fp__pool_begin_model(const nx_fp_set *set);
-void nx_fp__pool_scan_begin(struct nx_fp__pool_scan *ps, const nx_fp_set *set);
+/* dtype: the student tensor's, 1, 10 or 16 (anything else: float32). */
+void nx_fp__pool_scan_begin(struct nx_fp__pool_scan *ps, const nx_fp_set *set, int32_t dtype);
 int nx_fp__pool_feed(void *ctx, const unsigned char *buf, size_t len);
 int nx_fp__pool_scan_end(struct nx_fp__pool_scan *ps, const char *name, nx_error *err);
 int nx_fp__pool_attrs(const nx_fp_set *set, int fd, const char *path, nx_error *err);

@@ -5,31 +5,64 @@
  * whole (fingerprint_pattern.c) and counted towards the small-copy sum, but
  * a copy that is not whole - reversed, negated, times 3, plus 0.5, one
  * element changed, rounded, cut in halves, two interleaved - carried 63
- * KiB of them past every check (red team 9).  So every window of 4
- * consecutive elements of every small float32 teacher tensor is keyed on
- * its shape alone, invariant under x -> a x + b (a != 0) and under
- * reversal: with d1 = b - a, d2 = c - b, d3 = d - c, the ratios d2/d1 and
- * d3/d2, each folded into [-1, 1] (r or 1/r: reversal maps the pair to
- * their inverses, swapped), quantised to FP_POOL_BITS bits and sorted.
- * One table of the distinct keys, all teacher files together, is the pool.
+ * KiB of them past every check (red team 9).  So every window of every
+ * small teacher tensor (float32, or float16/bfloat16 widened: exact) is
+ * keyed on its shape alone, in two families:
  *
- * A student's float32 tensors (every one, any size) and the numbers in its
- * node attributes (Constant value_floats) are read as lanes: every element
- * (stride 1), and the even and the odd elements (stride 2: two vectors
- * interleaved).  A window counts only inside a run of FP_POOL_RUN windows
- * in a row that are all in the pool, and each pool key counts once per
- * model (a vector copied ten times is one copy; a teacher arange or
- * geometric sequence, one key for all its windows, is one window).  The
- * distinct keys so found, 4 bytes each (a window per element), are the
- * teacher bytes the model implies; over NX_FP_SMALL_TOTAL_MAX they are a
- * finding (fingerprint.c).
+ *  - F1, 4 elements, invariant under x -> a x + b (a != 0) and reversal:
+ *    with d1 = b - a, d2 = c - b, d3 = d - c, the ratios d2/d1 and d3/d2;
+ *  - F2, 5 elements, the same on the second differences (e1 = d2 - d1 ..
+ *    e3 = d4 - d3), so also invariant under an added ramp x + c i (review
+ *    A: v + 1e-5 i passed F1, every ratio moved by a quantum).
+ *
+ * Each ratio folded into [-1, 1] (r or 1/r: reversal maps the pair to
+ * their inverses, swapped), quantised to FP_POOL_BITS bits, the pair
+ * sorted.  One table of the distinct keys, all teacher files together, is
+ * the pool.  F1 is kept beside F2 because it is shorter: a copy cut by a
+ * junk element or scaled by blocks keeps more whole windows of 4.
+ *
+ * A student's float tensors (every one, any size; 16-bit ones widened) and
+ * the numbers in its node attributes (Constant value_floats) are read as
+ * lanes: every element (stride 1), and every 2nd, 3rd and 4th element from
+ * each offset (strides 2 to 4: vectors interleaved).  A window counts only
+ * in a chain: FP_POOL_RUN hits or more in one lane, each within FP_POOL_GAP
+ * windows of the one before (a junk element every 5, or a copy scaled by
+ * blocks of 5 or more, leaves at least 2 whole windows of 4 every 6; a
+ * dither of 1e-5 moves some ratios across a quantum, not all).  Each pool
+ * key counts once per model (a vector copied ten times is one copy; a
+ * teacher arange or geometric sequence, one key for all its windows, is
+ * one window).  The distinct keys so found, 4 bytes each (a window per
+ * element), are the teacher bytes the model implies; over
+ * NX_FP_SMALL_TOTAL_MAX they are a finding (fingerprint.c).
+ *
+ * Cost: keys are worked out only in anchor groups: the windows of a
+ * stride in groups of 8 by their index in the stream, group G read when
+ * frac(G / phi + beta) < 2^-FP_POOL_ANCHOR (phi the golden ratio, beta
+ * drawn from the pool's keys: the same in every run), 8 windows and both families at a time where the
+ * CPU has AVX2, and tested in a filter; a hit in the table makes the
+ * scan read the lane's windows around it, back and forth, until a gap no
+ * chain crosses.  So a chain holding a hit in an anchor group is read and
+ * counted in full.  Why this spacing and not every 4th window: a chain
+ * may have gaps, and no spacing over 1 is lossless for gapped runs; with
+ * golden-ratio steps the anchor groups are at most 13 groups (104
+ * windows) apart whatever beta is (three-gap theorem), so any chain that
+ * hits through 112 windows of its lane is found, and a copy damaged with
+ * a period (blocks, junk) meets them within a few periods.  Shorter
+ * chains are found with a probability about their length over 104 for
+ * a copy placed without knowing beta; an insider who computes it can put
+ * pieces under 112 windows between anchor groups (docs/TRV.md "Known
+ * limits").
  *
  * False alarms: a window whose differences are under 2^-FP_POOL_FLAT of
  * its largest magnitude is skipped on both sides (near-constant values -
  * LayerNorm gammas at 1.0 - key on their rounding, not their shape).  Keys
- * are 2 x 13 bits; a chance hit is about the pool's share of the key space
- * (74k windows for a BERT-base teacher: well under 1%), a chance run of 4
- * that to the 4th power (none measured in a 25M-element random student).
+ * are 2 x 13 bits a family; a chance hit is about the pool's share of the
+ * key space (74k windows a family for a BERT-base teacher: well under 1%),
+ * a chance chain that to the 4th power times FP_POOL_GAP^3 (measured in
+ * docs/TRV.md "Small teacher tensors").  A ratio within 2^-FP_POOL_DEG
+ * of 0 or +-1 gives no key, nor does an F2 window with a flat first
+ * difference: in random bits read as floats one element dominates each
+ * window and the keys crowd onto a few quanta.
  */
 #include "fingerprint_int.h"
 
@@ -41,17 +74,27 @@
 
 #define FP_POOL_BITS 12          /* a folded ratio is kept to 2^-12 */
 #define FP_POOL_FLAT 14          /* differences under 2^-14 of the values: flat */
-#define FP_POOL_FILTER_BITS 18   /* 2^18 bits, 32 KiB: a student key tested here first */
-#define FP_POOL_FILTER (1u << FP_POOL_FILTER_BITS)
-#define FP_POOL_MAX (1u << 18)   /* distinct keys kept (1 MiB of teacher floats; 7 MiB of table) */
+#define FP_POOL_GAP 8            /* a chain's hits at most 8 windows apart */
+#define FP_POOL_DEG 10           /* ratios within 2^-10 of 0 or +-1: no key */
+#define FP_POOL_ANCHOR 3         /* keys worked out in one group of 8 windows in 2^3 */
+#define FP_POOL_PHI 0x9E3779B97F4A7C15ull   /* 2^64 / the golden ratio */
+#define FP_POOL_FILTER_WORDS (1u << 16)   /* 2^21 bits, 256 KiB: 2 bits a key */
+#define FP_POOL_MAX (1u << 19)   /* distinct keys kept (17 MiB of table): BERT-large 442k */
+#define F2_TAG (1u << 14)        /* F2 keys: their lo half over 2^14 */
 
 struct fp_pool {
 	uint64_t *keys;        /* open addressing, 0 empty */
 	uint32_t *tensor;      /* the first teacher tensor with the key */
-	unsigned char *mark;   /* per model: found in a run */
+	uint32_t *pos;         /* its first window's first element (of all pooled) */
+	unsigned char *mark;   /* per model: found in a chain */
+	unsigned char *cover;  /* per model, a byte a pooled element: covered */
+	size_t nelem;          /* elements of the pooled tensors */
 	size_t cap, n;         /* cap a power of 2 */
-	uint64_t mul;          /* keyed per run (odd) */
-	uint64_t filter[FP_POOL_FILTER / 64];   /* a bit a key (its top bits) */
+	size_t unpooled;       /* teacher windows left out at FP_POOL_MAX */
+	uint64_t mul;          /* keyed per process (odd) */
+	uint32_t hm[3];        /* the filter's hash, keyed per process (odd) */
+	uint64_t anchor;       /* the anchor groups' offset, from the keys */
+	uint32_t filter[FP_POOL_FILTER_WORDS];   /* two bits a key in one word */
 	struct pooled {
 		char *name;    /* a teacher tensor pooled */
 		size_t file;   /* index into the set's files */
@@ -64,13 +107,17 @@ struct fp_pool {
 };
 
 #define Q_BAD ((1u << (FP_POOL_BITS + 1)) + 1)   /* quantised ratios are 0 .. this */
+#define Q0 (1u << FP_POOL_BITS)                  /* the ratio 0 */
+#define DEG (1u << (FP_POOL_BITS - FP_POOL_DEG))
 
-/* The ratio a / b folded into [-1, 1] (b / a when |a / b| > 1),
- * quantised to 0 .. Q_BAD - 1 (Q_BAD or more: not finite).  Branch-free
- * float arithmetic; teacher and student run this same code. */
+/* The ratio a / b folded into [-1, 1] (b / a when |a| > |b|), quantised
+ * to 0 .. Q_BAD - 1 (Q_BAD or more: not finite).  Branch-free float
+ * arithmetic, one division; teacher and student, scalar and AVX2, run
+ * the same IEEE operations (no fused multiply-add), so the same keys. */
 static inline uint32_t folded(float a, float b)
 {
-	float r1 = a / b, r2 = b / a, r = fabsf(r1) <= 1 ? r1 : r2;
+	bool sw = fabsf(a) > fabsf(b);
+	float r = (sw ? b : a) / (sw ? a : b);
 
 	r = fabsf(r) <= 1 ? r : 2.0f;   /* a float to int conversion of NaN is undefined */
 	/* rounded half away from zero (a conversion truncates) */
@@ -78,106 +125,156 @@ static inline uint32_t folded(float a, float b)
 			  (1 << FP_POOL_BITS));
 }
 
-/*
- * The keys of the windows i, i + st, i + 2 st, i + 3 st of x[0 .. n), for
- * i from first to n - 3 st - 1: k[i] = (lo << 32 | hi) as lo[i] and hi[i],
- * lo 0 where there is no key (flat: a difference under 2^-FP_POOL_FLAT of
- * the largest magnitude; values not finite or subnormal - an integer
- * tensor read as float32).  Each difference (d) and folded ratio (q) is
- * worked out once, in arrays.  8 at a time where the CPU has AVX2: the
- * same IEEE operations lane by lane (no fused multiply-add), so the same
- * keys; a NaN or infinity makes a difference NaN or the maximum infinite
- * either way, and the window keyless.
- */
-struct wins {
-	float d[FP_POOL_HIST + FP_POOL_BLOCK];
-	uint32_t q[FP_POOL_HIST + FP_POOL_BLOCK];
-	uint32_t lo[FP_POOL_HIST + FP_POOL_BLOCK], hi[FP_POOL_HIST + FP_POOL_BLOCK];
-};
-
-static void keys_scalar(struct wins *w, const float *x, size_t n, unsigned st, size_t i0,
-			size_t i1, size_t i2)
+/* A ratio within 2^-FP_POOL_DEG of 0 or of +-1 says little: values of
+ * very different magnitudes (random bits read as floats: one element
+ * dominates its window) all key on those few quanta. */
+static inline bool telling(uint32_t q)
 {
-	size_t i;
+	uint32_t c = q > Q0 ? q - Q0 : Q0 - q;
 
-	for (i = i0; i + st < n; i++)
-		w->d[i] = x[i + st] - x[i];
-	for (i = i1; i + 2 * st < n; i++)
-		w->q[i] = folded(w->d[i + st], w->d[i]);
-	for (i = i2; i + 3 * st < n; i++) {
-		uint32_t q1 = w->q[i], q2 = w->q[i + st], lo = q1 < q2 ? q1 : q2, hi = q1 ^ q2 ^ lo;
-		float m = fabsf(x[i]), t;
+	return c >= DEG && c <= Q0 - DEG;
+}
 
-		m = fabsf(x[i + st]) > m ? fabsf(x[i + st]) : m;
-		m = fabsf(x[i + 2 * st]) > m ? fabsf(x[i + 2 * st]) : m;
-		m = fabsf(x[i + 3 * st]) > m ? fabsf(x[i + 3 * st]) : m;
-		t = m * (1.0f / (1 << FP_POOL_FLAT));
-		w->hi[i] = hi + 1;
-		w->lo[i] = (hi < Q_BAD) & (m >= 0x1p-100f) & (m < HUGE_VALF) &
-			   (fabsf(w->d[i]) >= t) & (fabsf(w->d[i + st]) >= t) &
-			   (fabsf(w->d[i + 2 * st]) >= t) ? lo + 1 : 0;
+static inline uint64_t pack(uint32_t q1, uint32_t q2, bool ok, uint32_t tag)
+{
+	uint32_t lo = q1 < q2 ? q1 : q2, hi = q1 ^ q2 ^ lo;
+
+	return ok && hi < Q_BAD && telling(q1) && telling(q2) ?
+		       (uint64_t)(lo + 1 + tag) << 32 | (hi + 1) : 0;
+}
+
+/*
+ * The key of family f (0: F1, 1: F2) of the window x[0], x[st], ..
+ * (4 or 5 elements), 0 where there is none: flat (a difference under
+ * 2^-FP_POOL_FLAT of the largest magnitude), values not finite or
+ * subnormal (an integer tensor read as float32).  A NaN or infinity
+ * makes a difference NaN or the maximum infinite, and the window keyless.
+ */
+static uint64_t key_of(const float *x, size_t st, unsigned f)
+{
+	float v[5], d[4], e[3], m = 0, t;
+	unsigned w = f ? 5 : 4;
+
+	for (unsigned k = 0; k < w; k++) {
+		v[k] = x[k * st];
+		m = fabsf(v[k]) > m ? fabsf(v[k]) : m;
 	}
+	t = m * (1.0f / (1 << FP_POOL_FLAT));
+	for (unsigned k = 0; k + 1 < w; k++)
+		d[k] = v[k + 1] - v[k];
+	if (!(m >= 0x1p-100f) || !(m < HUGE_VALF))
+		return 0;
+	if (!f)
+		return pack(folded(d[1], d[0]), folded(d[2], d[1]),
+			    fabsf(d[0]) >= t && fabsf(d[1]) >= t && fabsf(d[2]) >= t, 0);
+	for (unsigned k = 0; k < 3; k++)
+		e[k] = d[k + 1] - d[k];
+	/* the first differences too: one element far over the rest
+	 * (0, 0, b, 0, 0) has second differences b, -2b, b */
+	return pack(folded(e[1], e[0]), folded(e[2], e[1]),
+		    fabsf(e[0]) >= t && fabsf(e[1]) >= t && fabsf(e[2]) >= t &&
+			    fabsf(d[0]) >= t && fabsf(d[1]) >= t && fabsf(d[2]) >= t &&
+			    fabsf(d[3]) >= t, F2_TAG);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
-__attribute__((target("avx2"))) static void keys_avx2(struct wins *w, const float *x, size_t n,
-						       unsigned st, size_t first)
+/* folded() on 8 lanes: the same IEEE operations. */
+__attribute__((target("avx2"))) static inline __m256i folded8(__m256 a, __m256 b)
 {
-	const __m256 one = _mm256_set1_ps(1), two = _mm256_set1_ps(2), zero = _mm256_setzero_ps();
-	const __m256 half = _mm256_set1_ps(0.5f), mhalf = _mm256_set1_ps(-0.5f);
-	const __m256 scale = _mm256_set1_ps((float)(1 << FP_POOL_BITS));
-	const __m256 flat = _mm256_set1_ps(1.0f / (1 << FP_POOL_FLAT));
-	const __m256 tiny = _mm256_set1_ps(0x1p-100f), huge = _mm256_set1_ps(HUGE_VALF);
 	const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-	const __m256i off = _mm256_set1_epi32(1 << FP_POOL_BITS), inc = _mm256_set1_epi32(1);
-	const __m256i bad = _mm256_set1_epi32(Q_BAD);
-	size_t i, i1, i2;
+	const __m256 one = _mm256_set1_ps(1), two = _mm256_set1_ps(2);
+	__m256 sw = _mm256_cmp_ps(_mm256_and_ps(a, abs), _mm256_and_ps(b, abs), _CMP_GT_OQ);
+	__m256 r = _mm256_div_ps(_mm256_blendv_ps(a, b, sw), _mm256_blendv_ps(b, a, sw)), h;
 
-	for (i = 0; i + st + 8 <= n; i += 8)
-		_mm256_storeu_ps(w->d + i, _mm256_sub_ps(_mm256_loadu_ps(x + i + st),
-							 _mm256_loadu_ps(x + i)));
-	for (i1 = 0; i1 + 2 * st + 8 <= n && i1 + st + 8 <= i; i1 += 8) {
-		__m256 a = _mm256_loadu_ps(w->d + i1 + st), b = _mm256_loadu_ps(w->d + i1);
-		__m256 r1 = _mm256_div_ps(a, b), r2 = _mm256_div_ps(b, a), r, h;
-
-		r = _mm256_blendv_ps(r2, r1, _mm256_cmp_ps(_mm256_and_ps(r1, abs), one, _CMP_LE_OQ));
-		r = _mm256_blendv_ps(two, r, _mm256_cmp_ps(_mm256_and_ps(r, abs), one, _CMP_LE_OQ));
-		h = _mm256_blendv_ps(half, mhalf, _mm256_cmp_ps(r, zero, _CMP_LT_OQ));
-		_mm256_storeu_si256((__m256i *)(w->q + i1),
-				    _mm256_add_epi32(_mm256_cvttps_epi32(
-							     _mm256_add_ps(_mm256_mul_ps(r, scale), h)),
-						     off));
-	}
-	/* the tails of d and q first: the windows read them */
-	keys_scalar(w, x, n, st, i, i1, n);
-	for (i2 = first; i2 + 3 * st + 8 <= n; i2 += 8) {
-		__m256 m = _mm256_and_ps(_mm256_loadu_ps(x + i2), abs), t, ok;
-		__m256i q1 = _mm256_loadu_si256((const __m256i *)(w->q + i2));
-		__m256i q2 = _mm256_loadu_si256((const __m256i *)(w->q + i2 + st));
-		__m256i lo = _mm256_min_epu32(q1, q2), hi = _mm256_max_epu32(q1, q2);
-
-		m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(x + i2 + st), abs));
-		m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(x + i2 + 2 * st), abs));
-		m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(x + i2 + 3 * st), abs));
-		t = _mm256_mul_ps(m, flat);
-		ok = _mm256_and_ps(_mm256_cmp_ps(m, tiny, _CMP_GE_OQ),
-				   _mm256_cmp_ps(m, huge, _CMP_LT_OQ));
-		for (unsigned k = 0; k < 3; k++)
-			ok = _mm256_and_ps(ok, _mm256_cmp_ps(_mm256_and_ps(_mm256_loadu_ps(
-								     w->d + i2 + k * st), abs),
-							     t, _CMP_GE_OQ));
-		ok = _mm256_and_ps(ok, _mm256_castsi256_ps(_mm256_cmpgt_epi32(bad, hi)));
-		_mm256_storeu_si256((__m256i *)(w->hi + i2), _mm256_add_epi32(hi, inc));
-		_mm256_storeu_si256((__m256i *)(w->lo + i2),
-				    _mm256_and_si256(_mm256_castps_si256(ok),
-						     _mm256_add_epi32(lo, inc)));
-	}
-	keys_scalar(w, x, n, st, n, n, i2);
+	r = _mm256_blendv_ps(two, r, _mm256_cmp_ps(_mm256_and_ps(r, abs), one, _CMP_LE_OQ));
+	h = _mm256_blendv_ps(_mm256_set1_ps(0.5f), _mm256_set1_ps(-0.5f),
+			     _mm256_cmp_ps(r, _mm256_setzero_ps(), _CMP_LT_OQ));
+	return _mm256_add_epi32(_mm256_cvttps_epi32(_mm256_add_ps(
+					_mm256_mul_ps(r, _mm256_set1_ps((float)Q0)), h)),
+				_mm256_set1_epi32((int)Q0));
 }
 
-static void keys_of(struct wins *w, const float *x, size_t n, unsigned st, size_t first)
+/* telling() on 8 lanes: all ones where it holds */
+__attribute__((target("avx2"))) static inline __m256i telling8(__m256i q)
+{
+	__m256i c = _mm256_abs_epi32(_mm256_sub_epi32(q, _mm256_set1_epi32((int)Q0)));
+
+	return _mm256_andnot_si256(_mm256_or_si256(
+					   _mm256_cmpgt_epi32(_mm256_set1_epi32((int)DEG), c),
+					   _mm256_cmpgt_epi32(c, _mm256_set1_epi32((int)(Q0 - DEG)))),
+				   _mm256_set1_epi32(-1));
+}
+
+/* The filter's bits of 8 keys (lo, hi as pack() makes them), tested:
+ * a bit a lane that passes (ok lanes only). */
+__attribute__((target("avx2"))) static inline unsigned filter8(const uint32_t *filter,
+							       const uint32_t *hm, __m256i q1,
+							       __m256i q2, __m256i ok, int tag)
+{
+	const __m256i inc = _mm256_set1_epi32(1), b31 = _mm256_set1_epi32(31);
+	__m256i lo = _mm256_add_epi32(_mm256_min_epu32(q1, q2), _mm256_set1_epi32(1 + tag));
+	__m256i hi = _mm256_max_epu32(q1, q2), h, w, m;
+
+	ok = _mm256_and_si256(ok, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)Q_BAD), hi));
+	ok = _mm256_and_si256(ok, _mm256_and_si256(telling8(q1), telling8(q2)));
+	hi = _mm256_add_epi32(hi, inc);
+	h = _mm256_add_epi32(_mm256_mullo_epi32(lo, _mm256_set1_epi32((int)hm[0])),
+			     _mm256_mullo_epi32(hi, _mm256_set1_epi32((int)hm[1])));
+	h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 15));
+	h = _mm256_mullo_epi32(h, _mm256_set1_epi32((int)hm[2]));
+	w = _mm256_i32gather_epi32((const int *)filter, _mm256_srli_epi32(h, 16), 4);
+	m = _mm256_or_si256(_mm256_sllv_epi32(inc, _mm256_and_si256(h, b31)),
+			    _mm256_sllv_epi32(inc, _mm256_and_si256(_mm256_srli_epi32(h, 5), b31)));
+	ok = _mm256_and_si256(ok, _mm256_cmpeq_epi32(_mm256_and_si256(w, m), m));
+	return (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(ok));
+}
+
+/* The windows x[i], x[i + st] .. of x[0 .. 8) whose key of family f
+ * (bit f * 8 + i) may be pooled; x holds 8 + 4 st elements. */
+__attribute__((target("avx2"))) static unsigned group_avx2(const struct fp_pool *s, const float *x,
+							   size_t st)
+{
+	const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+	const __m256 flat = _mm256_set1_ps(1.0f / (1 << FP_POOL_FLAT));
+	const __m256 tiny = _mm256_set1_ps(0x1p-100f), huge = _mm256_set1_ps(HUGE_VALF);
+	__m256 v[5], d[4], e[3], m, t, ok;
+	unsigned out;
+
+	for (unsigned k = 0; k < 5; k++)
+		v[k] = _mm256_loadu_ps(x + k * st);
+	for (unsigned k = 0; k < 4; k++)
+		d[k] = _mm256_sub_ps(v[k + 1], v[k]);
+	for (unsigned k = 0; k < 3; k++)
+		e[k] = _mm256_sub_ps(d[k + 1], d[k]);
+	m = _mm256_and_ps(v[0], abs);
+	for (unsigned k = 1; k < 4; k++)
+		m = _mm256_max_ps(_mm256_and_ps(v[k], abs), m);
+	/* F1 */
+	t = _mm256_mul_ps(m, flat);
+	ok = _mm256_and_ps(_mm256_cmp_ps(m, tiny, _CMP_GE_OQ), _mm256_cmp_ps(m, huge, _CMP_LT_OQ));
+	for (unsigned k = 0; k < 3; k++)
+		ok = _mm256_and_ps(ok, _mm256_cmp_ps(_mm256_and_ps(d[k], abs), t, _CMP_GE_OQ));
+	/* the divisions only where a window has a key (few in random bits) */
+	out = !_mm256_movemask_ps(ok) ? 0 :
+	      filter8(s->filter, s->hm, folded8(d[1], d[0]), folded8(d[2], d[1]),
+		      _mm256_castps_si256(ok), 0);
+	/* F2 */
+	m = _mm256_max_ps(_mm256_and_ps(v[4], abs), m);
+	t = _mm256_mul_ps(m, flat);
+	ok = _mm256_and_ps(_mm256_cmp_ps(m, tiny, _CMP_GE_OQ), _mm256_cmp_ps(m, huge, _CMP_LT_OQ));
+	for (unsigned k = 0; k < 3; k++)
+		ok = _mm256_and_ps(ok, _mm256_cmp_ps(_mm256_and_ps(e[k], abs), t, _CMP_GE_OQ));
+	for (unsigned k = 0; k < 4; k++)
+		ok = _mm256_and_ps(ok, _mm256_cmp_ps(_mm256_and_ps(d[k], abs), t, _CMP_GE_OQ));
+	if (!_mm256_movemask_ps(ok))
+		return out;
+	return out | filter8(s->filter, s->hm, folded8(e[1], e[0]), folded8(e[2], e[1]),
+			     _mm256_castps_si256(ok), (int)F2_TAG) << 8;
+}
+
+static bool has_avx2(void)
 {
 	static int avx2 = -1;
 
@@ -185,21 +282,38 @@ static void keys_of(struct wins *w, const float *x, size_t n, unsigned st, size_
 		__builtin_cpu_init();
 		avx2 = __builtin_cpu_supports("avx2");
 	}
-	if (avx2)
-		keys_avx2(w, x, n, st, first);
-	else
-		keys_scalar(w, x, n, st, 0, 0, first);
+	return avx2;
 }
 #else
-static void keys_of(struct wins *w, const float *x, size_t n, unsigned st, size_t first)
+static bool has_avx2(void)
 {
-	keys_scalar(w, x, n, st, 0, 0, first);
+	return false;
+}
+
+static unsigned group_avx2(const struct fp_pool *s, const float *x, size_t st)
+{
+	(void)s;
+	(void)x;
+	(void)st;
+	return 0;
 }
 #endif
 
-static inline uint64_t key_at(const struct wins *w, size_t i)
+/* The filter's hash of a key: a word and two bits in it. */
+static inline uint32_t fhash(const struct fp_pool *s, uint32_t lo, uint32_t hi)
 {
-	return w->lo[i] ? (uint64_t)w->lo[i] << 32 | w->hi[i] : 0;
+	uint32_t h = lo * s->hm[0] + hi * s->hm[1];
+
+	h ^= h >> 15;
+	return h * s->hm[2];
+}
+
+static inline bool in_filter(const struct fp_pool *s, uint64_t key)
+{
+	uint32_t h = fhash(s, (uint32_t)(key >> 32), (uint32_t)key);
+	uint32_t m = 1u << (h & 31) | 1u << (h >> 5 & 31);
+
+	return (s->filter[h >> 16] & m) == m;
 }
 
 static uint64_t spread(const struct fp_pool *s, uint64_t key)
@@ -228,12 +342,18 @@ static int grow(struct fp_pool *s, nx_error *err)
 	s->cap = o.cap ? 2 * o.cap : 1024;
 	s->keys = calloc(s->cap, sizeof(*s->keys));
 	s->tensor = calloc(s->cap, sizeof(*s->tensor));
+	s->pos = calloc(s->cap, sizeof(*s->pos));
 	s->mark = calloc(s->cap, 1);
-	if (!s->keys || !s->tensor || !s->mark) {
+	if (!s->keys || !s->tensor || !s->pos || !s->mark) {
 		free(s->keys);
 		free(s->tensor);
+		free(s->pos);
 		free(s->mark);
-		*s = o;
+		s->keys = o.keys;
+		s->tensor = o.tensor;
+		s->pos = o.pos;
+		s->mark = o.mark;
+		s->cap = o.cap;
 		return nx_error_oom(err, NULL);
 	}
 	for (i = 0; i < o.cap; i++)
@@ -242,65 +362,106 @@ static int grow(struct fp_pool *s, nx_error *err)
 
 			s->keys[j] = o.keys[i];
 			s->tensor[j] = o.tensor[i];
+			s->pos[j] = o.pos[i];
 		}
 	free(o.keys);
 	free(o.tensor);
+	free(o.pos);
 	free(o.mark);
 	return 0;
 }
 
-int nx_fp__pool_add(nx_fp_set *set, const char *name, const unsigned char *p, size_t n,
-		    nx_error *err)
+/* 4 bytes little-endian of p as a float32, or 2 widened (exact). */
+static float element(const unsigned char *p, int32_t dtype)
+{
+	uint32_t u;
+	float f;
+
+	if (dtype == 10)
+		u = nx_fp__f16_to_f32((uint16_t)(p[0] | p[1] << 8));
+	else if (dtype == 16)
+		u = (uint32_t)(p[0] | p[1] << 8) << 16;
+	else
+		u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+		    (uint32_t)p[3] << 24;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+static int pool_new(nx_fp_set *set, nx_error *err)
+{
+	struct fp_pool *s = calloc(1, sizeof(*s));
+	uint64_t k;
+
+	if (!s)
+		return nx_error_oom(err, NULL);
+	s->mul = nx_keyhash("fp_pool", 7, NULL, 0) | 1;
+	k = nx_keyhash("fp_pool_filter", 14, NULL, 0);
+	s->hm[0] = (uint32_t)k | 1;
+	s->hm[1] = (uint32_t)(k >> 32) | 1;
+	k = nx_keyhash("fp_pool_anchor", 14, NULL, 0);
+	s->hm[2] = (uint32_t)k | 1;
+	set->pool = s;
+	return 0;
+}
+
+int nx_fp__pool_add(nx_fp_set *set, const char *name, int32_t dtype, const unsigned char *p,
+		    size_t n, nx_error *err)
 {
 	struct fp_pool *s = set->pool;
-	size_t i, k = n / 4, added = 0;
-	float x[FP_POOL_HIST + FP_POOL_BLOCK];
-	struct wins *w;
+	size_t i, w = dtype == 10 || dtype == 16 ? 2 : 4, k = n / w, added = 0;
+	float x[FP_POOL_BLOCK];
+	unsigned char *cover;
+	int rc;
 
 	if (k < 4)
 		return 0;
 	if (!s) {
-		if (!(s = calloc(1, sizeof(*s))))
-			return nx_error_oom(err, NULL);
-		s->mul = nx_keyhash("fp_pool", 7, NULL, 0) | 1;
-		set->pool = s;
+		if ((rc = pool_new(set, err)) != 0)
+			return rc;
+		s = set->pool;
 	}
 	if (NX_ARRAY_PUSH(s->t, s->capt, s->nt))
 		return nx_error_oom(err, NULL);
 	/* a small tensor is at most FP_POOL_BLOCK elements (4 KiB) */
 	if (k > FP_POOL_BLOCK)
 		k = FP_POOL_BLOCK;
-	memcpy(x, p, 4 * k);
-	if (!(w = malloc(sizeof(*w))))
-		return nx_error_oom(err, NULL);
-	keys_of(w, x, k, 1, 0);
-	for (i = 0; i + 3 < k && s->n < FP_POOL_MAX; i++) {
-		uint64_t key = key_at(w, i), h;
-		size_t j;
+	for (i = 0; i < k; i++)
+		x[i] = element(p + w * i, dtype);
+	for (unsigned f = 0; f < 2; f++)
+		for (i = 0; i + 3 + f < k; i++) {
+			uint64_t key = key_of(x + i, 1, f);
+			uint32_t h, m;
+			size_t j;
 
-		if (!key)
-			continue;
-		if (2 * (s->n + 1) > s->cap) {
-			int rc = grow(s, err);
-
-			if (rc) {
-				free(w);
-				return rc;
+			if (!key)
+				continue;
+			if (s->n >= FP_POOL_MAX) {
+				s->unpooled++;
+				continue;
 			}
+			if (2 * (s->n + 1) > s->cap && (rc = grow(s, err)) != 0)
+				return rc;
+			j = slot_of(s, key);
+			if (s->keys[j])
+				continue;
+			s->keys[j] = key;
+			h = fhash(s, (uint32_t)(key >> 32), (uint32_t)key);
+			m = 1u << (h & 31) | 1u << (h >> 5 & 31);
+			s->filter[h >> 16] |= m;
+			s->tensor[j] = (uint32_t)s->nt;
+			s->pos[j] = (uint32_t)(s->nelem + i);
+			s->n++;
+			added++;
 		}
-		j = slot_of(s, key);
-		if (s->keys[j])
-			continue;
-		s->keys[j] = key;
-		h = spread(s, key) >> (64 - FP_POOL_FILTER_BITS);
-		s->filter[h / 64] |= 1ull << (h % 64);
-		s->tensor[j] = (uint32_t)s->nt;
-		s->n++;
-		added++;
-	}
-	free(w);
 	if (!added)
 		return 0;
+	cover = realloc(s->cover, s->nelem + k);
+	if (!cover)
+		return nx_error_oom(err, NULL);
+	s->cover = cover;
+	memset(s->cover + s->nelem, 0, k);
+	s->nelem += k;
 	if (!(s->t[s->nt].name = strdup(name)))
 		return nx_error_oom(err, NULL);
 	s->t[s->nt++].file = set->nfiles ? set->nfiles - 1 : 0;
@@ -321,7 +482,9 @@ void nx_fp__pool_free(struct fp_pool *s)
 	free(s->t);
 	free(s->keys);
 	free(s->tensor);
+	free(s->pos);
 	free(s->mark);
+	free(s->cover);
 	for (size_t i = 0; i < s->nf; i++)
 		free(s->f[i].student);
 	free(s->f);
@@ -336,104 +499,227 @@ void nx_fp__pool_begin_model(const nx_fp_set *set)
 		return;
 	if (s->mark)   /* NULL when every window of every small tensor was flat */
 		memset(s->mark, 0, s->cap);
+	if (s->cover)
+		memset(s->cover, 0, s->nelem);
 	s->marked = 0;
+	/* the anchor groups' offset: drawn from the pool's keys (a sum: the
+	 * table's order is keyed per process), so the same teacher and student
+	 * give the same count in every run (reports are compared) */
+	s->anchor = s->n;
+	for (size_t i = 0; i < s->cap; i++)
+		s->anchor += s->keys[i] * FP_POOL_PHI;
+	s->anchor ^= s->anchor >> 31;
+	s->anchor *= 0xBF58476D1CE4E5B9ull;
+	s->anchor ^= s->anchor >> 29;
 	for (size_t i = 0; i < s->nf; i++)
 		free(s->f[i].student);
 	s->nf = 0;
 }
 
-static void mark(struct nx_fp__pool_scan *ps, size_t slot)
+/* The teacher elements of window slot b (pooled key) covered, and those
+ * between it and a (the hit before it in its chain, or none: b == a)
+ * when both are of one teacher tensor, a gap apart at most: a chain
+ * whose windows were cut (junk, blocks scaled) carries the elements
+ * between its hits too. */
+static void cover(struct nx_fp__pool_scan *ps, uint32_t a, uint32_t b)
 {
 	struct fp_pool *s = ps->s;
+	size_t w = s->keys[b] >> 32 > F2_TAG ? 5 : 4, lo = s->pos[b], hi = lo + w;
 
-	if (s->mark[slot])
-		return;
-	s->mark[slot] = 1;
-	s->marked++;
-	ps->marks++;
+	s->mark[b] = 1;
+	if (a != b && s->tensor[a] == s->tensor[b]) {
+		size_t pa = s->pos[a];
+
+		if (pa < lo && lo - pa <= FP_POOL_GAP + 1)
+			lo = pa;
+		else if (pa > lo && pa - lo <= FP_POOL_GAP + 1)
+			hi = pa + w;
+	}
+	for (size_t e = lo; e < hi && e < s->nelem; e++)
+		if (!s->cover[e]) {
+			s->cover[e] = 1;
+			s->marked++;
+			ps->marks++;
+		}
 }
 
-/* The next window of a lane (its key, 0: none). */
-static void window(struct nx_fp__pool_scan *ps, struct nx_fp__pool_lane *l, uint64_t key)
+/* A hit of lane l at window g (the key's slot j), hits in order: the
+ * chain rule. */
+static void hit(struct nx_fp__pool_scan *ps, struct nx_fp__pool_lane *l, uint64_t g, size_t st,
+		uint32_t j)
 {
-	struct fp_pool *s = ps->s;
-	uint64_t h = spread(s, key) >> (64 - FP_POOL_FILTER_BITS);
-	size_t j;
-
-	if (!key || !(s->filter[h / 64] >> (h % 64) & 1) || !s->keys[j = slot_of(s, key)]) {
+	if (!l->last || g - (l->last - 1) > FP_POOL_GAP * st)
 		l->run = 0;
-		return;
-	}
+	l->last = g + 1;
 	if (l->run < FP_POOL_RUN - 1) {
-		l->pend[l->run++] = (uint32_t)j;
+		l->pend[l->run++] = j;
+		l->prev = j;
 		return;
 	}
 	if (l->run == FP_POOL_RUN - 1)
 		for (unsigned i = 0; i < FP_POOL_RUN - 1; i++)
-			mark(ps, l->pend[i]);
+			cover(ps, l->pend[i ? i - 1 : 0], l->pend[i]);
 	l->run = FP_POOL_RUN;
-	mark(ps, j);
+	cover(ps, l->prev, j);
+	l->prev = j;
 }
 
-/* The windows of ps->x not seen yet (those inside the history were), in
- * the three lanes; the last FP_POOL_HIST elements kept. */
-static void flush(struct nx_fp__pool_scan *ps)
+/* The table slot of window g's key of family f, or -1: not pooled. */
+static long lookup(const struct nx_fp__pool_scan *ps, uint64_t g, size_t st, unsigned f)
 {
-	struct wins w;   /* 22 KiB */
-	size_t n = ps->nx, i, first;
+	const struct fp_pool *s = ps->s;
+	uint64_t key = key_of(ps->x + (g - ps->base), st, f);
+	size_t j;
 
-	for (unsigned st = 1; st <= 2; st++) {
-		first = ps->hist > 3 * st ? ps->hist - 3 * st : 0;
-		if (n < 3 * st + 1 || first + 3 * st >= n)
-			continue;
-		keys_of(&w, ps->x, n, st, first);
-		for (i = first; i + 3 * st < n; i++)
-			window(ps, &ps->lane[st == 1 ? 0 : 1 + ((ps->base + i) & 1)], key_at(&w, i));
+	if (!key || !in_filter(s, key) || !s->keys[j = slot_of(s, key)])
+		return -1;
+	return (long)j;
+}
+
+/* Lane l's windows from l->next on, while a chain could still cross. */
+static void forward(struct nx_fp__pool_scan *ps, struct nx_fp__pool_lane *l, size_t st,
+		    unsigned f, uint64_t end)
+{
+	uint64_t g;
+
+	for (g = l->next; g < end && l->last && g - (l->last - 1) <= FP_POOL_GAP * st; g += st) {
+		long j = lookup(ps, g, st, f);
+
+		if (j >= 0)
+			hit(ps, l, g, st, (uint32_t)j);
+	}
+	l->next = g > l->next ? g : l->next;
+}
+
+/* An anchor of lane l at window g whose key passed the filter: when it
+ * is pooled, the lane's windows before it back to a gap no chain crosses
+ * (or those already read), then it, then those after it. */
+static void anchor(struct nx_fp__pool_scan *ps, struct nx_fp__pool_lane *l, uint64_t g,
+		   size_t st, unsigned f, uint64_t end)
+{
+	uint64_t lo = l->next > ps->base ? l->next : ps->base, back[FP_POOL_HIST + FP_POOL_BLOCK],
+		 seen = g, b;
+	uint32_t slot[FP_POOL_HIST + FP_POOL_BLOCK];
+	size_t nb = 0;
+	long j;
+
+	if (g < l->next || (j = lookup(ps, g, st, f)) < 0)
+		return;
+	for (b = g; b >= lo + st && seen - (b - st) <= FP_POOL_GAP * st;) {
+		long k;
+
+		b -= st;
+		if ((k = lookup(ps, b, st, f)) >= 0) {
+			back[nb] = b;
+			slot[nb++] = (uint32_t)k;
+			seen = b;
+		}
+	}
+	while (nb--)
+		hit(ps, l, back[nb], st, slot[nb]);
+	hit(ps, l, g, st, (uint32_t)j);
+	l->next = g + st;
+	forward(ps, l, st, f, end);
+}
+
+/* The windows of ps->x not seen yet, in every lane; the last
+ * FP_POOL_HIST elements kept.  Windows need all 5 elements but at the
+ * end of the tensor (last), where F1's of 4 are read too. */
+static void flush(struct nx_fp__pool_scan *ps, bool last)
+{
+	struct fp_pool *s = ps->s;
+	size_t n = ps->nx;
+	bool avx2 = has_avx2();
+
+	for (size_t st = 1; st <= FP_POOL_STRIDES; st++) {
+		struct nx_fp__pool_lane *lanes[2] = { ps->lane[0] + st * (st - 1) / 2,
+						      ps->lane[1] + st * (st - 1) / 2 };
+		uint64_t top = ps->base + n, end[2], g;
+
+		end[0] = top >= 4 * st ? top - (last ? 3 : 4) * st : 0;
+		end[1] = top >= 4 * st ? top - 4 * st : 0;
+		if (last && top >= 3 * st && top < 4 * st)
+			end[0] = top - 3 * st;
+		/* the chains under way first */
+		for (unsigned f = 0; f < 2; f++)
+			for (size_t i = 0; i < st; i++)
+				forward(ps, lanes[f] + i, st, f, end[f]);
+		/* then the anchor groups: a bit a window that may be pooled */
+		for (g = ps->done[st - 1]; g + 8 <= end[0] || (last && g < end[0]); g += 8) {
+			unsigned bits = 0;
+
+			if ((g / 8 * FP_POOL_PHI + s->anchor) >> (64 - FP_POOL_ANCHOR))
+				continue;
+			if (g + 8 <= end[1] && avx2)
+				bits = group_avx2(s, ps->x + (g - ps->base), st);
+			else
+				for (unsigned f = 0; f < 2; f++)
+					for (unsigned i = 0; i < 8 && g + i < end[f]; i++) {
+						uint64_t key = key_of(ps->x + (g + i - ps->base), st, f);
+
+						if (key && in_filter(s, key))
+							bits |= 1u << (f * 8 + i);
+					}
+			for (; bits; bits &= bits - 1) {
+				unsigned b = (unsigned)__builtin_ctz(bits), f = b / 8;
+
+				if (g + b % 8 < end[f])
+					anchor(ps, lanes[f] + (g + b % 8) % st, g + b % 8, st, f, end[f]);
+			}
+		}
+		if (g > ps->done[st - 1])
+			ps->done[st - 1] = g;
 	}
 	if (n > FP_POOL_HIST) {
 		memmove(ps->x, ps->x + n - FP_POOL_HIST, FP_POOL_HIST * sizeof(*ps->x));
 		ps->base += n - FP_POOL_HIST;
-		ps->nx = ps->hist = FP_POOL_HIST;
-	} else {
-		ps->hist = (unsigned)n;
+		ps->nx = FP_POOL_HIST;
 	}
 }
 
-void nx_fp__pool_scan_begin(struct nx_fp__pool_scan *ps, const nx_fp_set *set)
+void nx_fp__pool_scan_begin(struct nx_fp__pool_scan *ps, const nx_fp_set *set, int32_t dtype)
 {
 	memset(ps, 0, sizeof(*ps));
 	ps->s = set->pool && set->pool->n ? set->pool : NULL;
+	ps->width = dtype == 10 || dtype == 16 ? 2 : 4;
+	ps->bf16 = dtype == 16;
 }
 
 int nx_fp__pool_feed(void *ctx, const unsigned char *buf, size_t len)
 {
 	struct nx_fp__pool_scan *ps = ctx;
-	const size_t cap = FP_POOL_HIST + FP_POOL_BLOCK;
+	const size_t cap = FP_POOL_HIST + FP_POOL_BLOCK, w = ps->width;
+	const int32_t dtype = w == 4 ? 1 : ps->bf16 ? 16 : 10;
 
 	if (!ps->s)
 		return 0;
 	while (len) {
-		size_t k = 4 - ps->ncarry < len ? 4 - ps->ncarry : len;
+		size_t k = w - ps->ncarry < len ? w - ps->ncarry : len;
 
-		if (!ps->ncarry && len >= 4) {
+		if (!ps->ncarry && len >= w) {
 			/* whole elements straight from buf */
-			k = (cap - ps->nx < len / 4 ? cap - ps->nx : len / 4);
-			memcpy(ps->x + ps->nx, buf, 4 * k);
+			k = (cap - ps->nx < len / w ? cap - ps->nx : len / w);
+			if (w == 4) {
+				memcpy(ps->x + ps->nx, buf, 4 * k);
+			} else {
+				for (size_t i = 0; i < k; i++)
+					ps->x[ps->nx + i] = element(buf + 2 * i, dtype);
+			}
 			ps->nx += k;
-			buf += 4 * k;
-			len -= 4 * k;
+			buf += w * k;
+			len -= w * k;
 		} else {
 			memcpy(ps->carry + ps->ncarry, buf, k);
 			ps->ncarry += k;
 			buf += k;
 			len -= k;
-			if (ps->ncarry == 4) {
-				memcpy(ps->x + ps->nx++, ps->carry, 4);
+			if (ps->ncarry == w) {
+				ps->x[ps->nx++] = element(ps->carry, dtype);
 				ps->ncarry = 0;
 			}
 		}
 		if (ps->nx == cap)
-			flush(ps);
+			flush(ps, false);
 	}
 	return 0;
 }
@@ -443,7 +729,7 @@ int nx_fp__pool_scan_end(struct nx_fp__pool_scan *ps, const char *name, nx_error
 	struct fp_pool *s = ps->s;
 
 	if (s)
-		flush(ps);
+		flush(ps, true);
 	if (!s || !ps->marks)
 		return 0;
 	if (NX_ARRAY_PUSH(s->f, s->capf, s->nf) ||
@@ -458,7 +744,7 @@ int nx_fp__pool_attrs(const nx_fp_set *set, int fd, const char *path, nx_error *
 	struct nx_fp__pool_scan ps;
 	int rc;
 
-	nx_fp__pool_scan_begin(&ps, set);
+	nx_fp__pool_scan_begin(&ps, set, 1);
 	if (!ps.s)
 		return 0;
 	if ((rc = nx_onnx_attr_numbers(fd, path, nx_fp__pool_feed, &ps, err)) != 0)
@@ -478,7 +764,8 @@ bool nx_fp__pool_judge(const nx_fp_set *set, struct nx_fp__pool_verdict *v)
 	if (!s || !s->marked)
 		return false;
 	v->windows = s->marked;
-	v->pool = s->n;
+	v->unpooled = s->unpooled;
+	v->pool = s->nelem;
 	v->found = s->f;
 	v->nfound = s->nf;
 	/* the teacher tensor with the most keys found, to name one; ties to

@@ -189,8 +189,9 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 	if (!w->collect && ps.s)
 		h.ps = &ps;
 	/* the pooled small teacher tensors, in any affine form (fingerprint_pool.c) */
-	if (!w->collect && src->dtype == 1 && !src->widen) {
-		nx_fp__pool_scan_begin(&pl, w->match);
+	if (!w->collect && (src->dtype == 1 || src->dtype == 10 || src->dtype == 16) &&
+	    !src->widen) {
+		nx_fp__pool_scan_begin(&pl, w->match, src->dtype);
 		if (pl.s)
 			h.pl = &pl;
 	}
@@ -265,8 +266,10 @@ int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *p
 	}
 	trivial = w->collect && !rc && h.total < 2 * w->min && nx_fp__trivial(tee.buf, tee.n);
 	keep = !rc && h.total >= nx_fp__floor(w->min) && (h.total >= w->min || !trivial);
-	if (keep && w->collect && src->f32 && !src->widen && !trivial && h.total < w->min)
-		rc = nx_fp__pool_add(w->collect, name, tee.buf, tee.n, err);
+	/* a 16-bit teacher's tee holds its 16-bit bytes (widened after it) */
+	if (keep && w->collect && src->f32 && !trivial && h.total < w->min)
+		rc = nx_fp__pool_add(w->collect, name, src->widen ? src->widen : 1, tee.buf,
+				     tee.n, err);
 	if (!rc && h.pl)
 		rc = nx_fp__pool_scan_end(&pl, name, err);
 	free(tee.buf);

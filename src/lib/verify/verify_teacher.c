@@ -178,11 +178,11 @@ static int sum_copies(struct vfy_ctx *c, const char **used, const struct nx_fp_m
 				   top[SUM_SMALL]->approx ? " approximately (correlation)" : "", parts);
 	if (!rc && top[SUM_POOLED])
 		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_VALUES_COPIED, NX_MODEL_PATH, 0,
-				   "the student holds %llu of the %u distinct 4-element windows of "
-				   "the small teacher tensors of teacher %s (about %llu bytes), in "
-				   "another form or order (reversed, negated, scaled, shifted, "
-				   "rounded, cut up or interleaved): %zu student tensors, the most in "
-				   "'%s' (%u windows), some from '%s'; %s",
+				   "the student holds %llu of the %u elements of the small teacher "
+				   "tensors pooled of teacher %s (about %llu bytes), in another form "
+				   "or order (reversed, negated, scaled, shifted, rounded, cut up or "
+				   "interleaved): %zu student tensors, the most in '%s' (%u "
+				   "elements), some from '%s'; %s",
 				   (unsigned long long)windows, top[SUM_POOLED]->value_samples,
 				   top[SUM_POOLED]->teacher_file, (unsigned long long)found[SUM_POOLED],
 				   count[SUM_POOLED], top[SUM_POOLED]->student_tensor,

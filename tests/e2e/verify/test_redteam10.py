@@ -778,7 +778,10 @@ SIXTEEN_FORMS = {
                                               TensorProto.FLOAT16),
     "bfloat16 rounded toward zero": _bf16_toward_zero,
 }
-SIXTEEN_GOT_THROUGH = {"float16 rounded toward zero", "bfloat16 rounded toward zero"}
+# float16 rounded toward zero is found since the pool reads 16-bit student
+# tensors widened (fingerprint_pool.c); bfloat16's 8 bits are too coarse
+# for ratios kept to 2^-12
+SIXTEEN_GOT_THROUGH = {"bfloat16 rounded toward zero"}
 
 
 def _sixteen_reason(case):

@@ -19,7 +19,7 @@ def _verify(nexus, bundle, teacher):
 
 def _pooled(rep):
     return [f for f in rep["findings"] if f["code"] == "teacher-values-copied"
-            and "4-element windows of the small teacher tensors" in f["message"]]
+            and "of the small teacher tensors pooled" in f["message"]]
 
 
 def test_the_bound_holds_for_copies_in_another_form(nexus, bundle, tmp_path):
@@ -88,3 +88,163 @@ def test_honest_student_at_the_teachers_scale_passes(nexus, bundle, tmp_path, sp
     rc, rep, fails = _verify(nexus, bundle, teacher)
     assert not _pooled(rep) and "teacher-values-copied" not in fails, rep["findings"]
     assert rc == 0, rep["findings"]
+
+
+# ------------------------------------------------ review A's cheap evasions
+# Eight small teacher vectors (24 KiB) laid end to end in one student
+# tensor, each form a cheap, (nearly) lossless change that the 4-element
+# windows of first differences, read at strides 1 and 2 in runs of 4
+# windows in a row, did not survive (docs/TRV.md "Known limits").  Each
+# must be found by the pool alone: no student tensor has a vector's size.
+def _eight():
+    return list(vectors(8).values())
+
+
+def _ramp(slope):
+    def form(vs):
+        flat = np.concatenate(vs)
+        return (flat + np.float32(slope) * np.arange(flat.size, dtype=np.float32)).astype(np.float32)
+    return form
+
+
+def _blocks(size, scales):
+    def form(vs):
+        flat = np.concatenate(vs).copy()
+        for k, i in enumerate(range(0, flat.size, size)):
+            flat[i:i + size] *= np.float32(scales[k % len(scales)])
+        return flat
+    return form
+
+
+def _dither(amp, seed):
+    def form(vs):
+        flat = np.concatenate(vs)
+        rng = np.random.default_rng(seed)
+        return (flat + np.float32(amp) * rng.choice([-1, 1], flat.size).astype(np.float32)
+                ).astype(np.float32)
+    return form
+
+
+def _junk(every):
+    def form(vs):
+        flat = np.concatenate(vs)
+        rng = np.random.default_rng(every)
+        out = []
+        for i in range(0, flat.size, every):
+            out += [flat[i:i + every], np.float32([rng.standard_normal() / 16])]
+        return np.concatenate(out).astype(np.float32)
+    return form
+
+
+def _interleaved(stride):
+    def form(vs):
+        vs = list(vs)
+        rng = np.random.default_rng(stride)
+        while len(vs) % stride:   # a group filled with noise
+            vs.append((rng.standard_normal(vs[0].size) / 16).astype(np.float32))
+        return np.concatenate([np.stack(vs[i:i + stride], axis=1).ravel()
+                               for i in range(0, len(vs), stride)])
+    return form
+
+
+EVASIONS = {
+    **{f"ramp {s:g}": _ramp(s) for s in (1e-5, 1e-4, 1e-3, -3e-3)},
+    **{f"blocks of {b} x {sc}": _blocks(b, sc)
+       for b, sc in ((5, (1, 2)), (6, (1, 2)), (7, (1, -3)), (8, (1, 2, 0.5)))},
+    **{f"dither {a:g} seed {s}": _dither(a, s) for a, s in ((1e-5, 1), (1e-5, 2), (5e-6, 3))},
+    **{f"junk after every {k}": _junk(k) for k in (5, 6, 7, 8)},
+    **{f"interleaved at stride {s}": _interleaved(s) for s in (3, 4)},
+}
+
+
+DITHER_GOT_THROUGH = {"dither 1e-05 seed 1", "dither 1e-05 seed 2"}
+
+
+def _evasion(case):
+    if case not in DITHER_GOT_THROUGH:
+        return case
+    return pytest.param(case, marks=pytest.mark.xfail(strict=True, reason=(
+        "a dither of 1e-5 on values of spread 1/16 moves a ratio of differences by about "
+        "its quantum (2^-12): hits fall under half of the windows and the chains break "
+        "(5e-6 is found); probing the neighbouring quanta on the student's side is the "
+        "fix on record, and its chance chains are not measured yet")))
+
+
+@pytest.mark.parametrize("case", [_evasion(c) for c in sorted(EVASIONS)])
+def test_cheap_evasions_are_pooled(nexus, bundle, tmp_path, case):
+    vs = _eight()
+    teacher = onnx_teacher(tmp_path / "t.onnx", vectors(8))
+    flat = np.concatenate([np.float32([0.01, -0.02, 0.03]), EVASIONS[case](vs)])
+    put_student(bundle, {"h": flat})
+    rc, rep, fails = _verify(nexus, bundle, teacher)
+    assert rc == 1 and _pooled(rep), (case, rep["findings"])
+
+
+# ------------------------------------------------------ a 16-bit teacher
+# A float16 or bfloat16 teacher (the usual checkpoint) is pooled widened to
+# float32: its small tensors reversed and times -3, in float32 or in the
+# teacher's own 16-bit type, are found.
+def _sixteen(vs, kind):
+    """name -> (16-bit bits, the values they hold as float32)"""
+    out = {}
+    for n, v in vs.items():
+        if kind == "float16":
+            h = v.astype(np.float16)
+            out[n] = (h.view(np.uint16), h.astype(np.float32))
+        else:
+            u = v.view(np.uint32).astype(np.uint64)
+            bits = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+            out[n] = (bits, (bits.astype(np.uint32) << 16).view(np.float32))
+    return out
+
+
+def _sixteen_teacher(path, fmt, kind, vs):
+    from onnx import TensorProto
+    dtype = TensorProto.FLOAT16 if kind == "float16" else TensorProto.BFLOAT16
+    if fmt == "onnx":
+        ts = {}
+        for n, (bits, _) in vs.items():
+            t = TensorProto()
+            t.name, t.data_type = n, dtype
+            t.dims.extend([bits.size])
+            t.raw_data = bits.tobytes()
+            ts[n] = t
+        return onnx_teacher(path, ts)
+    import json
+    header, data = {}, b""
+    for n, (bits, _) in vs.items():
+        raw = bits.tobytes()
+        header[n] = {"dtype": "F16" if kind == "float16" else "BF16", "shape": [bits.size],
+                     "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    h = json.dumps(header).encode()
+    path.write_bytes(len(h).to_bytes(8, "little") + h + data)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "safetensors"])
+@pytest.mark.parametrize("kind", ["float16", "bfloat16"])
+@pytest.mark.parametrize("store", ["float32", "16-bit"])
+def test_a_sixteen_bit_teacher_is_pooled(nexus, bundle, tmp_path, fmt, kind, store):
+    vs = _sixteen(vectors(8), kind)
+    teacher = _sixteen_teacher(tmp_path / ("t." + fmt), fmt, kind, vs)
+    flat = np.concatenate([np.float32([0.01, -0.02, 0.03])] +
+                          [(w[::-1] * np.float32(-3)) for _, w in vs.values()])
+    if store == "float32":
+        put_student(bundle, {"h": flat.astype(np.float32)})
+    else:
+        from onnx import TensorProto
+        # times -3 is not exact in 16 bits: times -2, which is
+        flat = np.concatenate([np.float32([0.01, -0.02, 0.03])] +
+                              [(w[::-1] * np.float32(-2)) for _, w in vs.values()])
+        t = TensorProto()
+        t.name = "h"
+        if kind == "float16":
+            t.data_type, bits = TensorProto.FLOAT16, flat.astype(np.float16).view(np.uint16)
+        else:
+            t.data_type, bits = TensorProto.BFLOAT16, (flat.view(np.uint32) >> 16).astype(np.uint16)
+        t.dims.extend([bits.size])
+        t.raw_data = bits.tobytes()
+        put_student(bundle, {"h": t})
+    rc, rep, fails = _verify(nexus, bundle, teacher)
+    assert rc == 1 and _pooled(rep), rep["findings"]
