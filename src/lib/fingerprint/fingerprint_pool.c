@@ -36,22 +36,20 @@
  * NX_FP_SMALL_TOTAL_MAX they are a finding (fingerprint.c).
  *
  * Cost: keys are worked out only in anchor groups: the windows of a
- * stride in groups of 8 by their index in the stream, group G read when
- * frac(G / phi + beta) < 2^-FP_POOL_ANCHOR (phi the golden ratio, beta
- * drawn from the pool's keys: the same in every run), 8 windows and both families at a time where the
- * CPU has AVX2, and tested in a filter; a hit in the table makes the
- * scan read the lane's windows around it, back and forth, until a gap no
- * chain crosses.  So a chain holding a hit in an anchor group is read and
- * counted in full.  Why this spacing and not every 4th window: a chain
- * may have gaps, and no spacing over 1 is lossless for gapped runs; with
- * golden-ratio steps the anchor groups are at most 13 groups (104
- * windows) apart whatever beta is (three-gap theorem), so any chain that
- * hits through 112 windows of its lane is found, and a copy damaged with
- * a period (blocks, junk) meets them within a few periods.  Shorter
- * chains are found with a probability about their length over 104 for
- * a copy placed without knowing beta; an insider who computes it can put
- * pieces under 112 windows between anchor groups (docs/TRV.md "Known
- * limits").
+ * stride in groups of 8 by their index in the stream, each group an
+ * anchor with probability 2^-FP_POOL_ANCHOR under a per-process key
+ * (anchor_group), 8 windows and both families at a time where the CPU has
+ * AVX2, and tested in a filter; a hit in the table makes the scan read
+ * the lane's windows around it, back and forth, until a gap no chain
+ * crosses.  So a chain holding a hit in an anchor group is read and
+ * counted in full.  Why not every 4th window: a chain may have gaps, and
+ * no spacing over 1 is lossless for gapped runs.  A chain over C groups
+ * is missed with probability (7/8)^C: a small teacher vector copied whole
+ * (768 elements, 96 groups) 3e-6; a piece of 40 windows (5 groups) about
+ * half the time, each piece on its own, so pieces of that length count
+ * about half of what they hold (docs/TRV.md "Known limits": short pieces
+ * carry up to about twice the bound).  The count of short chains varies
+ * from run to run; whole vectors' does not, in practice.
  *
  * False alarms: a window whose differences are under 2^-FP_POOL_FLAT of
  * its largest magnitude is skipped on both sides (near-constant values -
@@ -502,15 +500,11 @@ void nx_fp__pool_begin_model(const nx_fp_set *set)
 	if (s->cover)
 		memset(s->cover, 0, s->nelem);
 	s->marked = 0;
-	/* the anchor groups' offset: drawn from the pool's keys (a sum: the
-	 * table's order is keyed per process), so the same teacher and student
-	 * give the same count in every run (reports are compared) */
-	s->anchor = s->n;
-	for (size_t i = 0; i < s->cap; i++)
-		s->anchor += s->keys[i] * FP_POOL_PHI;
-	s->anchor ^= s->anchor >> 31;
-	s->anchor *= 0xBF58476D1CE4E5B9ull;
-	s->anchor ^= s->anchor >> 29;
+	/* the anchor groups' key: drawn per process (getrandom), never from
+	 * the teacher or the student.  Drawn from the teacher's keys, the
+	 * groups were a fixed pattern an insider holding the teacher could
+	 * compute and place short pieces between (review of stop 21) */
+	s->anchor = nx_keyhash("fp_pool_anchor", 14, NULL, 0);
 	for (size_t i = 0; i < s->nf; i++)
 		free(s->f[i].student);
 	s->nf = 0;
@@ -591,6 +585,22 @@ static void forward(struct nx_fp__pool_scan *ps, struct nx_fp__pool_lane *l, siz
 	l->next = g > l->next ? g : l->next;
 }
 
+/* Is group G (8 windows of a lane's stream) an anchor group?  Each group
+ * on its own, one in 2^FP_POOL_ANCHOR, under the per-process key: a
+ * keyed mix (splitmix64's finaliser) - the insider sees neither key nor
+ * output, and groups drawn apart make pieces placed anywhere found apart
+ * (a fixed pattern, even at a random offset, finds or misses pieces
+ * placed in step with it all together). */
+static inline bool anchor_group(const struct fp_pool *s, uint64_t G)
+{
+	uint64_t x = G + s->anchor;
+
+	x = (x ^ x >> 30) * 0xBF58476D1CE4E5B9ull;
+	x = (x ^ x >> 27) * 0x94D049BB133111EBull;
+	x ^= x >> 31;
+	return !(x >> (64 - FP_POOL_ANCHOR));
+}
+
 /* An anchor of lane l at window g whose key passed the filter: when it
  * is pooled, the lane's windows before it back to a gap no chain crosses
  * (or those already read), then it, then those after it. */
@@ -648,7 +658,7 @@ static void flush(struct nx_fp__pool_scan *ps, bool last)
 		for (g = ps->done[st - 1]; g + 8 <= end[0] || (last && g < end[0]); g += 8) {
 			unsigned bits = 0;
 
-			if ((g / 8 * FP_POOL_PHI + s->anchor) >> (64 - FP_POOL_ANCHOR))
+			if (!anchor_group(s, g / 8))
 				continue;
 			if (g + 8 <= end[1] && avx2)
 				bits = group_avx2(s, ps->x + (g - ps->base), st);
