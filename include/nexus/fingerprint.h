@@ -124,6 +124,7 @@ struct nx_fp_match {
 	 * several (one per teacher tensor) holding small_total bytes in all,
 	 * over NX_FP_SMALL_TOTAL_MAX; transposed may be set */
 	bool small;
+	bool inside;           /* small: found inside a larger student tensor, not all of it */
 	uint64_t small_total;
 	/* approx: not equal, but its values at corr_used sampled positions
 	 * correlate with the teacher tensor's (same element count; as is,

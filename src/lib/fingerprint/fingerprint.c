@@ -462,6 +462,16 @@ static struct nx_fp_match *match_push(struct nx_fp_match **m, size_t *n, const c
 	return r;
 }
 
+/* Is a small copy recorded since index from a whole one (the student
+ * tensor equal to a small teacher tensor, not one found inside it)? */
+static bool whole_small_since(const struct student_ctx *c, size_t from)
+{
+	for (size_t i = from; i < c->nsmall; i++)
+		if (c->small[i].whole)
+			return true;
+	return false;
+}
+
 /* A student tensor correlating with a teacher tensor of its size
  * (fingerprint_corr.c): reported unless its bytes matched already. */
 static int corr_cb(void *ctx, const char *name, const struct nx_fp__corr_hit *hit, nx_error *err)
@@ -470,9 +480,12 @@ static int corr_cb(void *ctx, const char *name, const struct nx_fp__corr_hit *hi
 	bool small = hit->bytes < c->min;
 	struct nx_fp_match *m;
 
-	/* its own matches, not the small copies other tensors held before it
-	 * (one small copy first hid every part kept in place after it) */
-	if (c->seen == name && (c->n > c->nseen || c->nsmall > c->nseen_small))
+	/* its own matches: a byte match, or its being a small teacher tensor
+	 * whole - not the small copies other tensors held before it (one
+	 * small copy first hid every part kept in place after it), nor one
+	 * found inside it (review of stop 21: a 3 KiB teacher vector written
+	 * over each of three layers hid 45% of them kept in place) */
+	if (c->seen == name && (c->n > c->nseen || whole_small_since(c, c->nseen_small)))
 		return 0;
 	if (hit->same) {
 		/* a part in place: the bytes its share of the positions implies */
@@ -622,6 +635,7 @@ static int small_parts(struct student_ctx *c, nx_error *err)
 		m->bytes = s->e->bytes;
 		m->transposed = s->transposed;
 		m->small = true;
+		m->inside = !s->whole;
 	}
 	return 0;
 }

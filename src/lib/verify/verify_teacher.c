@@ -25,14 +25,15 @@
  * them: the quantizer replaces NAME, so a student holding several is not
  * what it wrote, and red team 10 carried four teacher layers under one
  * accepted name so.  used[i] is the student tensor allowed name i went to
- * first (small copies are judged first, then the rest, each in the
+ * first (the one sum's parts are judged first, then the rest, each in the
  * student's order: deterministic), or VOIDED when the name covers nothing
  * (see accepted_once).  A name given twice is one name: the first entry
  * decides.
  *
  * And it covers that tensor as a copy of a teacher tensor, not as a
  * container: red team 11 stacked four teacher layers, rounded, in one
- * accepted [1024, 64] tensor, and each was "allowed".  So only a whole copy
+ * accepted [1024, 64] tensor, and each was "allowed" (and the review of
+ * the fix, 24 small teacher vectors, found whole inside it).  So only a whole copy
  * (equal, transposed, in the quantizer's forms, approximate, or kept in
  * place in part: all of the student tensor's own element count, position
  * by position) is covered, with the pieces (chunks,
@@ -47,7 +48,8 @@ static bool whole_copy(const struct nx_fp_match *x)
 {
 	/* implied: kept in place, position by position, in a tensor of the
 	 * teacher tensor's element count (the values flag rides along) */
-	return !x->partial && !x->pooled && !x->units && (!x->values || x->implied);
+	return !x->partial && !x->pooled && !x->units && !x->inside &&
+	       (!x->values || x->implied);
 }
 
 static bool same_teacher(const struct nx_fp_match *a, const struct nx_fp_match *b)

@@ -363,3 +363,34 @@ def test_an_accepted_tensor_leaves_the_one_sum(nexus, bundle, tmp_path):
     assert rc == 1, rep["findings"]
     rc, rep = verify(nexus, bundle, "--teacher", teacher, "--accept-shared", "k")
     assert rc == 0 and "teacher-tensor-allowed" in codes(rep), rep["findings"]
+
+
+def test_an_accepted_name_covers_no_small_tensors_inside_it(nexus, bundle, tmp_path):
+    """Review of stop 21: small teacher vectors found whole inside a larger
+    student tensor were recorded like the student tensor being one, so an
+    accepted name covered 24 of them (72 KiB) stacked in it.  An accepted
+    name covers a whole copy; small tensors inside it are pieces."""
+    vs = vectors(24)
+    teacher = onnx_teacher(tmp_path / "t.onnx", vs)
+    put_student(bundle, {"big": np.concatenate(list(vs.values()))})
+    rc, rep = verify(nexus, bundle, "--teacher", teacher, "--accept-shared", "big")
+    assert rc == 1 and codes(rep, "FAIL") & {"teacher-tensor-copied",
+                                             "teacher-values-copied"}, rep["findings"]
+
+
+def test_a_small_copy_inside_hides_no_part_kept_in_place(nexus, bundle, tmp_path):
+    """Review of stop 21: a 3 KiB teacher vector written over the head of
+    each of three layers kept 45% in place hid those parts (the check
+    skipped a tensor that held any small copy)."""
+    from .test_teacher_partial import _kept, _layers
+    layers, v = _layers(), next(iter(vectors(1).values()))
+    teacher = onnx_teacher(tmp_path / "t.onnx", {**layers, **vectors(1)})
+    rng = np.random.default_rng(51)
+    hid = {}
+    for i, t in enumerate(layers.values()):
+        b = _kept(t, 0.45, rng).reshape(-1).copy()
+        b[:v.size] = v
+        hid[f"w{i}"] = b.reshape(t.shape)
+    put_student(bundle, hid)
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    assert rc == 1 and "teacher-values-copied" in codes(rep, "FAIL"), rep["findings"]
