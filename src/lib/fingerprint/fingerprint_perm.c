@@ -72,7 +72,6 @@ struct perm_entry {
 struct perm_tensor {
 	char *name;
 	size_t file;
-	unsigned width;
 };
 
 struct fp_perm {
@@ -615,7 +614,6 @@ out:
 		return nx_error_oom(err, NULL);
 	}
 	t->file = set->nfiles - 1;
-	t->width = width;
 	u->nt++;
 	return 0;
 }
@@ -696,7 +694,8 @@ static int perm_probe(struct nx_fp__perm_run *run, uint64_t key, const double *x
 		if (!(nn > 0) || dot / sqrt(nn) < FP_PERM_R)
 			continue;
 		run->seen[lo / 64] |= 1ull << (lo % 64);
-		run->bytes[e->tensor] += len * u->t[e->tensor].width;
+		/* at float32 size, as the one sum's 16 KiB is */
+		run->bytes[e->tensor] += len * sizeof(float);
 		if (!run->count[e->tensor]++) {
 			if (NX_ARRAY_PUSH(run->touched, run->captouched, run->ntouched))
 				return nx_error_oom(err, NULL);

@@ -199,3 +199,48 @@ def test_integer_codes_are_read_as_vectors(nexus, bundle, tmp_path, dtype):
                          .astype(dtype)})
     rc, rep = verify(nexus, bundle, "--teacher", teacher)
     assert rc == 1 and "teacher-tensor-copied" in codes(rep, "FAIL"), rep["findings"]
+
+
+# ---------------- the bytes counted at float32 size, whatever the teacher's width
+def _st_teacher(path, name, a, dtype):
+    """safetensors of one tensor: F16 / BF16 (from float32, rounded), F64"""
+    import json
+    if dtype == "F64":
+        raw, vals = a.astype("<f8").tobytes(), a.astype(np.float64)
+    elif dtype == "F16":
+        raw, vals = a.astype("<f2").tobytes(), a.astype(np.float16).astype(np.float32)
+    else:
+        u = a.view(np.uint32)
+        b = ((u + np.uint32(0x7fff) + ((u >> 16) & 1)) >> 16).astype("<u2")
+        raw, vals = b.tobytes(), (b.astype(np.uint32) << 16).view(np.float32)
+    h = json.dumps({name: {"dtype": dtype, "shape": list(a.shape),
+                           "data_offsets": [0, len(raw)]}}).encode()
+    path.write_bytes(len(h).to_bytes(8, "little") + h + raw)
+    return path, vals
+
+
+def _rows_units_bytes(rep):
+    return [p.get("sum_bytes", p["bytes"]) for p in rep.get("shared_tensors", [])
+            if p.get("sum_part") == "re-encoded vectors"]
+
+
+@pytest.mark.parametrize("rows,caught", [(56, False), (112, True)])
+@pytest.mark.parametrize("dtype", ["F16", "BF16", "F64"])
+def test_reencoded_rows_count_at_float32_size(nexus, tmp_path, dtype, rows, caught):
+    """The 16 KiB any student may share is float32 bytes: 112 re-encoded
+    rows of 64 elements are 28 KiB whatever the teacher stores (a 16-bit
+    teacher's counted half, 14 KiB, and passed), 56 are 14 KiB (a float64
+    teacher's counted double, 28 KiB, and failed)."""
+    import json
+    import subprocess
+    rng = np.random.default_rng(9)
+    a = (rng.standard_normal((256, 64)) / 8).astype(np.float32)
+    teacher, vals = _st_teacher(tmp_path / "t.safetensors", "layer.weight", a, dtype)
+    s = (rng.standard_normal((256, 64)) / 8).astype(np.float32)
+    idx = np.r_[0:rows // 2, 64:64 + rows // 2]
+    s[idx] = (vals[idx] * -2.5 + 0.01).astype(np.float32)
+    r = subprocess.run([nexus, "inspect", str(onnx_teacher(tmp_path / "s.onnx", {"w": s})),
+                        "--teacher", str(teacher), "--json"], capture_output=True, text=True)
+    assert r.returncode == (1 if caught else 0), (r.stdout[-2000:], r.stderr[-2000:])
+    if caught:
+        assert _rows_units_bytes(json.loads(r.stdout)) == [rows * 64 * 4], r.stdout[-2000:]
