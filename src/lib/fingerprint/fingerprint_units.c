@@ -1121,9 +1121,11 @@ int nx_fp__units_student(struct nx_fp__units_run *run, const char *name, int32_t
 		uint32_t n = run->count[run->touched[i]];
 
 		run->count[run->touched[i]] = 0;
+		/* at float32 size, as the one sum's 16 KiB is (a 16-bit
+		 * teacher's blocks counted half, a float64 one's double) */
 		if (!rc)
 			rc = fn(ctx, name, t->name, t->file, n,
-				(uint64_t)n * FP_UNITS_B * t->width, err);
+				(uint64_t)n * FP_UNITS_B * sizeof(float), err);
 	}
 	run->ntouched = 0;
 	return rc;
