@@ -24,7 +24,9 @@
  *
  * Cost: the terms are read once per fold, rows at a time (a term stored
  * the other way round a strided block at a time; a low-rank term's factors,
- * k rows or columns, whole), so memory is a block (1 MiB) and the factors;
+ * k rows or columns, whole), so memory is a block (1 MiB, or one row of
+ * at most FOLD_COLS_MAX columns) and the factors (FOLD_FACTOR_MAX; a fold
+ * past either fails closed, never skipped);
  * the bytes read for folds are charged against the model's own weight
  * bytes, and a model past that (or whose sums take more than
  * FOLD_VISITS_PER_NODE steps a node to expand) fails the teacher check
