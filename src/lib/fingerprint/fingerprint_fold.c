@@ -24,7 +24,9 @@
  *
  * Cost: the terms are read once per fold, rows at a time (a term stored
  * the other way round a strided block at a time; a low-rank term's factors,
- * k rows or columns, whole), so memory is a block (1 MiB) and the factors;
+ * k rows or columns, whole), so memory is a block (1 MiB, or one row of
+ * at most FOLD_COLS_MAX columns) and the factors (FOLD_FACTOR_MAX; a fold
+ * past either fails closed, never skipped);
  * the bytes read for folds are charged against the model's own weight
  * bytes, and a model past that (or whose sums take more than
  * FOLD_VISITS_PER_NODE steps a node to expand) fails the teacher check
@@ -52,6 +54,9 @@
 #define FOLD_FACTOR_MAX (4u << 20)       /* elements of the low-rank factors of one
 					  * fold, held (16 MiB, 32 while one is
 					  * transposed) */
+#define FOLD_COLS_MAX (1u << 22)         /* columns of a folded matrix: its row
+					  * block holds one row at least, twice
+					  * (32 MiB) */
 #define FOLD_NODES_MAX 4000000u          /* main-graph nodes read */
 #define FOLD_VISITS_PER_NODE 8           /* expansion steps a node, in all */
 #define FOLD_NAME_MAX 240                /* bytes of a fold's name */
@@ -83,6 +88,8 @@ struct wref {
 	float *scale, *zp;     /* q: per tensor (nscale 1) or per axis */
 	uint64_t nscale;
 	int64_t axis;          /* q: of the stored tensor's 2 dims */
+	uint64_t scols;        /* the stored tensor's columns (a per-axis scale's
+				* index; rows, cols may be a Reshape's) */
 	int fd;                /* where t's bytes are (-1: not opened yet) */
 	char *path;
 	uint64_t off;
@@ -388,7 +395,10 @@ static bool weight(struct fold *fd, const char *name, struct wref *r)
 	memset(r, 0, sizeof(*r));
 	r->fd = -1;
 	t = NULL;
-	for (steps = 0; steps < 16 && !(t = tensor(fd, name)); steps++) {
+	/* no step cap (17 Identities must not evade the fold): a graph's
+	 * chain is at most its node count long, and each step is charged to
+	 * the expansion budget (expand fails closed past it) */
+	for (steps = 0; steps <= fd->nn && !(t = tensor(fd, name)); steps++, fd->visits++) {
 		if (!(p = producer(fd, name)) || !p->nin)
 			goto no;
 		if (is(p, "Identity") || is(p, "Cast")) {
@@ -426,6 +436,7 @@ static bool weight(struct fold *fd, const char *name, struct wref *r)
 	r->t = t;
 	r->rows = t->ndims == 2 ? (uint64_t)t->dims[0] : 1;
 	r->cols = t->ndims == 2 ? (uint64_t)t->dims[1] : (uint64_t)t->dims[0];
+	r->scols = r->cols;
 	if (r->q && r->nscale != 1) {
 		/* per axis: of the stored [rows, cols] */
 		if (t->ndims != 2 || (r->axis != 0 && r->axis != 1 && r->axis != -1 && r->axis != -2))
@@ -529,7 +540,7 @@ static int read_elems(struct fold *fd, struct wref *r, uint64_t first, size_t n,
 			default: v = (float)p[0]; break;
 			}
 			if (r->q) {
-				a = r->nscale == 1 ? 0 : r->axis ? e % r->cols : e / r->cols;
+				a = r->nscale == 1 ? 0 : r->axis ? e % r->scols : e / r->scols;
 				v = (v - (r->zp ? r->zp[a] : 0)) * r->scale[a];
 			}
 			out[done + i] = v;
@@ -580,11 +591,13 @@ static uint64_t lcols(const struct wref *r)
 }
 
 /* x as the value it copies (Identity), so that terms of one input group */
-static const char *through_identity(const struct fold *fd, const char *x)
+static const char *through_identity(struct fold *fd, const char *x)
 {
 	const struct fnode *p;
 
-	for (unsigned i = 0; i < 16 && (p = producer(fd, x)) && is(p, "Identity") && p->nin; i++)
+	/* uncapped, charged like weight()'s walk */
+	for (size_t i = 0; i <= fd->nn && (p = producer(fd, x)) && is(p, "Identity") && p->nin;
+	     i++, fd->visits++)
 		x = p->in[0];
 	return x;
 }
@@ -648,10 +661,9 @@ static void low_rank(struct fold *fd, struct term *t)
 	}
 	if (!p || !c || !as_term(fd, p, c, &u))
 		return;
-	if (u.left != t->left ||
-	    (t->left ? lrows(&u.f[0]) != k : lcols(&u.f[0]) != k) ||
-	    lrows(&u.f[0]) * lcols(&u.f[0]) > FOLD_FACTOR_MAX ||
-	    lrows(&t->f[0]) * lcols(&t->f[0]) > FOLD_FACTOR_MAX) {
+	/* factors past FOLD_FACTOR_MAX are kept: fold_group fails the sum
+	 * closed (NX_ELIMIT) rather than leave it unfolded */
+	if (u.left != t->left || (t->left ? lrows(&u.f[0]) != k : lcols(&u.f[0]) != k)) {
 		wref_release(&u.f[0]);
 		return;
 	}
@@ -697,6 +709,15 @@ static bool expandable(struct fold *fd, const struct fnode *p, size_t *skip)
 	return false;
 }
 
+/* The expansion budget spent (or sums nested too deep): fail closed. */
+static int over_budget(struct fold *fd)
+{
+	return nx_error_set(fd->err, NX_ELIMIT, fd->path, 0, -1,
+			    "%s: the graph's sums take more than %u steps a node, or nest "
+			    "deeper than %u, to fold", fd->path, FOLD_VISITS_PER_NODE,
+			    FOLD_DEPTH_MAX);
+}
+
 /* The terms of value name (times coef) into fd->terms: depth-first,
  * each step charged to fd->visits. */
 static int expand(struct fold *fd, const char *name, double coef, unsigned depth)
@@ -708,10 +729,7 @@ static int expand(struct fold *fd, const char *name, double coef, unsigned depth
 	int rc = 0;
 
 	if (++fd->visits > fd->visit_max || depth > FOLD_DEPTH_MAX)
-		return nx_error_set(fd->err, NX_ELIMIT, fd->path, 0, -1,
-				    "%s: the graph's sums take more than %u steps a node, or nest "
-				    "deeper than %u, to fold", fd->path, FOLD_VISITS_PER_NODE,
-				    FOLD_DEPTH_MAX);
+		return over_budget(fd);
 	if (!p)
 		return 0;
 	if (expandable(fd, p, &skip)) {
@@ -726,10 +744,13 @@ static int expand(struct fold *fd, const char *name, double coef, unsigned depth
 		return rc;
 	}
 	if (!as_term(fd, p, coef, &t))
-		return 0;
+		return fd->visits > fd->visit_max ? over_budget(fd) : 0;
 	low_rank(fd, &t);
 	term_dims(&t);
-	return push_term(fd, &t);
+	if ((rc = push_term(fd, &t)) != 0)
+		return rc;
+	/* the walks through Identity in as_term and low_rank were charged */
+	return fd->visits > fd->visit_max ? over_budget(fd) : 0;
 }
 
 static void release_terms(struct fold *fd)
@@ -919,6 +940,10 @@ static int fold_group(struct fold *fd, struct term **g, size_t ng)
 	ot = full->f[0].trans;
 	orow = ot ? full->n : full->m;
 	ocol = ot ? full->m : full->n;
+	if (ocol > FOLD_COLS_MAX)
+		return nx_error_set(fd->err, NX_ELIMIT, fd->path, 0, -1,
+				    "%s: a sum of linear maps with rows of more than %u columns "
+				    "to fold", fd->path, FOLD_COLS_MAX);
 	rb = FOLD_BLOCK / 4 / ocol ? FOLD_BLOCK / 4 / ocol : 1;
 	if (rb > orow)
 		rb = orow;
@@ -981,41 +1006,66 @@ out:
 	return rc;
 }
 
+#define CMP(a, b) ((a) < (b) ? -1 : (a) > (b))
+
+/* Orders terms by group (input, side, shape), then by factors (duplicates
+ * side by side), then as they were found. */
+static int cmp_term(const void *pa, const void *pb)
+{
+	const struct term *a = *(const struct term *const *)pa, *b = *(const struct term *const *)pb;
+	int c;
+
+	if ((c = strcmp(a->x, b->x)) != 0 || (c = CMP(a->left, b->left)) != 0 ||
+	    (c = CMP(a->m, b->m)) != 0 || (c = CMP(a->n, b->n)) != 0 ||
+	    (c = CMP(a->nf, b->nf)) != 0)
+		return c;
+	for (size_t j = 0; j < a->nf; j++)
+		if ((c = CMP(a->f[j].t, b->f[j].t)) != 0 ||
+		    (c = CMP(a->f[j].trans, b->f[j].trans)) != 0 ||
+		    (c = CMP(a->f[j].rows, b->f[j].rows)) != 0 || (c = CMP(a->f[j].q, b->f[j].q)) != 0)
+			return c;
+	return CMP(a, b);
+}
+
+static int cmp_found(const void *pa, const void *pb)
+{
+	return CMP(*(const struct term *const *)pa, *(const struct term *const *)pb);
+}
+
 /* The terms of one sum tree, grouped by input, side and shape; duplicates
- * (one weight reached twice) merged; each group of two or more folded. */
+ * (one weight reached twice) merged; each group of two or more folded, its
+ * terms in the order they were found.  Sorted, not compared pairwise: a
+ * sum of many terms costs n log n. */
 static int fold_terms(struct fold *fd)
 {
-	struct term **g;
-	bool *done;
-	size_t i, j, k, ng;
+	struct term **o, **g;
+	size_t i, j, ng;
 	int rc = 0;
 
 	if (fd->nterms < 2)
 		return 0;
-	if (!(g = malloc(fd->nterms * sizeof(*g))) || !(done = calloc(fd->nterms, sizeof(*done)))) {
-		free(g);
+	if (!(o = malloc(fd->nterms * sizeof(*o))) || !(g = malloc(fd->nterms * sizeof(*g)))) {
+		free(o);
 		return nx_error_oom(fd->err, NULL);
 	}
-	for (i = 0; i < fd->nterms && !rc; i++) {
-		if (done[i])
-			continue;
+	for (i = 0; i < fd->nterms; i++)
+		o[i] = &fd->terms[i];
+	qsort(o, fd->nterms, sizeof(*o), cmp_term);
+	for (i = 0; i < fd->nterms && !rc; i = j) {
 		ng = 0;
-		for (j = i; j < fd->nterms; j++) {
-			if (done[j] || !same_group(&fd->terms[i], &fd->terms[j]))
-				continue;
-			done[j] = true;
-			for (k = 0; k < ng && !same_factors(g[k], &fd->terms[j]); k++)
-				;
-			if (k < ng)
-				g[k]->coef += fd->terms[j].coef;
+		for (j = i; j < fd->nterms && same_group(o[i], o[j]); j++) {
+			if (ng && same_factors(g[ng - 1], o[j]))
+				g[ng - 1]->coef += o[j]->coef;
 			else
-				g[ng++] = &fd->terms[j];
+				g[ng++] = o[j];
 		}
-		if (ng >= 2)
+		if (ng >= 2) {
+			qsort(g, ng, sizeof(*g), cmp_found);
 			rc = fold_group(fd, g, ng);
+		}
 	}
-	free(done);
 	free(g);
+	free(o);
 	return rc;
 }
 

@@ -156,6 +156,48 @@ def f_identity_x(t1):
         _node("Add", ["p", "q"], "y")]
 
 
+def _int8_reshaped(t1, seed, stored):
+    """A = Reshape(DequantizeLinear(q, a scale per stored column)) to t1's
+    shape; the scale indexed by the stored column, not the reshaped one"""
+    a = _noise(t1.shape, seed).reshape(stored)
+    a *= np.geomspace(0.05, 20, stored[1], dtype=np.float32)  # scales far apart
+    q, s = _int8_cols(a, seed)
+    return {"fq": q, "fs": s, "fshape": np.int64(t1.shape),
+            "fb": t1 - (q.astype(np.float32) * s).reshape(t1.shape)}, [
+        _node("DequantizeLinear", ["fq", "fs"], "fd", axis=1),
+        _node("Reshape", ["fd", "fshape"], "fa"), _mm("x", "fa", "p"),
+        _mm("x", "fb", "q"), _node("Add", ["p", "q"], "y")]
+
+
+def f_int8_reshaped_wider(t1):
+    """stored [16, 1024] (scale [1024]) viewed [64, 256]"""
+    return _int8_reshaped(t1, 18, (16, 1024))
+
+
+def f_int8_reshaped_narrower(t1):
+    """stored [256, 64] (scale [64]) viewed [64, 256]: read past the scale"""
+    return _int8_reshaped(t1, 19, (256, 64))
+
+
+def _chain(name, out, n):
+    return [_node("Identity", [name if i == 0 else f"{out}_i{i}"],
+                  out if i == n - 1 else f"{out}_i{i + 1}") for i in range(n)]
+
+
+def f_identity_chain_w(t1):
+    """a weight through 40 Identities"""
+    a = _noise(t1.shape, 25)
+    return {"fa": a, "fb0": t1 - a}, _chain("fb0", "fb", 40) + [
+        _mm("x", "fa", "p"), _mm("x", "fb", "q"), _node("Add", ["p", "q"], "y")]
+
+
+def f_identity_chain_x(t1):
+    """x through 40 Identities on one side"""
+    a = _noise(t1.shape, 26)
+    return {"fa": a, "fb": t1 - a}, _chain("x", "xi", 40) + [
+        _mm("x", "fa", "p"), _mm("xi", "fb", "q"), _node("Add", ["p", "q"], "y")]
+
+
 FORMS = {
     "x through an Identity on one side": (f_identity_x, 1e-4),
     "A - B": (f_a_minus_b, 1e-4),
@@ -171,6 +213,8 @@ FORMS = {
     "int8 both terms": (f_int8_both, 2e-2),    # 0.9%
     "a term reshaped": (f_reshaped, 1e-4),
     "a float16 term cast": (f_float16_cast, 1e-2),
+    "a weight through 40 Identities": (f_identity_chain_w, 1e-4),
+    "x through 40 Identities": (f_identity_chain_x, 1e-4),
 }
 
 # what the graph computes, run node by node (numpy: no onnxruntime here)
@@ -298,3 +342,57 @@ def test_fold_budget_fails_closed(nexus, bundle, tmp_path):
     assert rc == 1 and "teacher-check-failed" in codes(rep, "FAIL"), \
         [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]
     assert any("to fold" in f["message"] for f in rep["findings"])
+
+
+def test_low_rank_factor_over_the_cap_fails_closed(nexus, bundle, tmp_path):
+    """W' = T + U V with V [64, 65537] (over the 4M elements a fold holds of
+    its factors): the sum fails the teacher check, it is not left unfolded
+    (T a 16 MiB teacher layer)"""
+    n = 65537
+    rng = np.random.default_rng(40)
+    t = (rng.standard_normal((D, n)) / 8).astype(np.float32)
+    u = rng.standard_normal((D, 64)).astype(np.float32)
+    v = rng.standard_normal((64, n)).astype(np.float32)
+    teacher = onnx_teacher(tmp_path / "t.onnx", {"big.dense": t})
+    live_student(bundle, {"fw": t + u @ v, "fu": u, "fv": v},
+                 [_mm("x", "fu", "xu"), _mm("xu", "fv", "uv"), _mm("x", "fw", "p"),
+                  _node("Sub", ["p", "uv"], "y")])
+    rc, rep = verify(nexus, bundle, "--teacher", teacher, timeout=300)
+    fails = codes(rep, "FAIL")
+    assert rc == 1 and fails & {"teacher-tensor-copied", "teacher-values-copied",
+                                "teacher-check-failed"}, \
+        [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]
+
+
+def test_fold_of_wide_rows_fails_closed(nexus, bundle, tmp_path):
+    """A + B of [1, 2^22 + 1]: a row wider than a fold holds in memory (its
+    block, 4 bytes a column, twice) fails the teacher check rather than
+    take 8 bytes a column of memory (verify stays under 256 MiB)"""
+    n = (1 << 22) + 1
+    t1, t2 = teacher_pair()
+    teacher = onnx_teacher(tmp_path / "t.onnx", {T1_NAME: t1, T2_NAME: t2})
+    tensors = {"fa": _noise((1, n), 41), "fb": _noise((1, n), 42),
+               "fcol": np.int64([-1, 1])}
+    live_student(bundle, tensors, [_node("Reshape", ["x", "fcol"], "x1"), _mm("x1", "fa", "p"),
+                                   _mm("x1", "fb", "q"), _node("Add", ["p", "q"], "y")])
+    rc, rep = verify(nexus, bundle, "--teacher", teacher, timeout=300)
+    assert rc == 1 and "teacher-check-failed" in codes(rep, "FAIL"), \
+        [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]
+    assert any("to fold" in f["message"] for f in rep["findings"])
+
+
+@pytest.mark.parametrize("form", [f_int8_reshaped_wider, f_int8_reshaped_narrower])
+def test_int8_reshaped_folds_exactly(nexus, bundle, tmp_path, form):
+    """Reshape(DequantizeLinear(q, per-axis scale)): the fold dequantizes
+    each element by its stored column (indexed by the reshaped one, it read
+    the wrong scales, or past the scale's end: a crash on a large one), so
+    the folded map is the teacher layer whole"""
+    t1, t2 = teacher_pair()
+    tensors, nodes = form(t1)
+    assert _computes(tensors, nodes, t1, 1e-4)
+    teacher = onnx_teacher(tmp_path / "t.onnx", {T1_NAME: t1, T2_NAME: t2})
+    live_student(bundle, tensors, nodes)
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    assert rc == 1 and any(f["code"] == "teacher-tensor-copied" and "(folded)' is '" in f["message"]
+                           and T1_NAME in f["message"] for f in rep["findings"]), \
+        [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]
