@@ -140,8 +140,8 @@ int nx_pyaudit__name_rules(struct audit *a, size_t i, const char *s, size_t n, e
 	 * where the audit does not see it (red team 11: `View.run(np.linalg,
 	 * p)`, then `self.test(...)` runs pytest): a runner's name is refused
 	 * on any object the audit does not follow, as methodcaller's is */
-	if (!known_module(a, root, module) && !value_ok(a, a->head, i, true) &&
-	    (why = nx_pyaudit__runner_name(s, n)))
+	if ((why = nx_pyaudit__runner_name(s, n)) && !known_module(a, root, module) &&
+	    !value_ok(a, a->head, i, true))
 		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' of an object the "
 			      "audit does not follow refused (a parameter, self, an element, a "
 			      "bundle module's global, a path the module table does not know: a "
