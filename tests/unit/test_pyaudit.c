@@ -1010,6 +1010,8 @@ static void class_body_imports_and_runner_roots(void **state)
 		"class A:\n    from numpy import linalg\n",
 		"class A: import numpy.linalg as la\n",
 		"def f():\n    class A:\n        if True:\n            import numpy.linalg as la\n",
+		"class A:\n    try: import numpy.linalg as la\n    except ImportError: pass\n",
+		"class A:\n    x = 1; from numpy import linalg\n",
 		"import json\nclass A:\n    x = 1\nclass H:\n    json = getattr(A, 'la')\n"
 		"def serve(p):\n    return H.json.test(tests=[p])\n",
 		"import json\ndef serve(m, p):\n    json.m = m\n    return json.m.test(tests=[p])\n",
