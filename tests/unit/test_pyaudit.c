@@ -997,6 +997,52 @@ static void positional_class_patterns(void **state)
 	expect_clean(ok);
 }
 
+/*
+ * Review C (stop 21): a module as a class attribute (an import in a class
+ * body) reached by getattr, setattr or a case pattern, then `.test` on a
+ * bundle root, on a holder named like an import, or under a package the
+ * table does not know.  And the false alarms of the runner-name rule.
+ */
+static void class_body_imports_and_runner_roots(void **state)
+{
+	static const char *const doors[] = {
+		"class A:\n    import numpy.linalg as la\n",
+		"class A:\n    from numpy import linalg\n",
+		"class A: import numpy.linalg as la\n",
+		"def f():\n    class A:\n        if True:\n            import numpy.linalg as la\n",
+		"class A:\n    try: import numpy.linalg as la\n    except ImportError: pass\n",
+		"class A:\n    x = 1; from numpy import linalg\n",
+		"import json\nclass A:\n    x = 1\nclass H:\n    json = getattr(A, 'la')\n"
+		"def serve(p):\n    return H.json.test(tests=[p])\n",
+		"import json\ndef serve(m, p):\n    json.m = m\n    return json.m.test(tests=[p])\n",
+		"import utils\ndef serve(p):\n    return utils.M.test(tests=[p])\n",
+		"import transformers\ndef serve(p):\n    return transformers.x.test(tests=[p])\n",
+		NULL
+	};
+	static const char *const ok[] = {
+		"import argparse\np = argparse.ArgumentParser()\nargs = p.parse_args()\n"
+		"if args.test:\n    pass\n",
+		"class R:\n    def __init__(self):\n        self.trace = None\n",
+		"import torch\nok = getattr(torch.backends, 'mps', None) is not None\n",
+		"import numpy as np\nx = np.random is None\n",
+		"def f(a):\n    if a.test and a.profile:\n        del a.trace\n",
+		"class A:\n    def f(self):\n        import numpy as np\n        return np.eye(2)\n"
+		"x = 1\n",
+		"def f():\n    class A:\n        pass\n    import numpy as np\n    return np.eye(2)\n",
+		NULL
+	};
+	static const char *const still[] = {
+		"def run(m, p):\n    t = m.test\n    return t(tests=[p])\n",
+		"def run(m, p):\n    return m.test(tests=[p])\n",
+		NULL
+	};
+
+	(void)state;
+	expect_all("python-reflective", doors);
+	expect_all("python-reflective", still);
+	expect_clean(ok);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1020,6 +1066,7 @@ int main(void)
 		cmocka_unit_test(init_class_type_however_reached),
 		cmocka_unit_test(self_and_cls_bound_only_as_first_parameter),
 		cmocka_unit_test(positional_class_patterns),
+		cmocka_unit_test(class_body_imports_and_runner_roots),
 	};
 	return cmocka_run_group_tests_name("pyaudit", tests, NULL, NULL);
 }

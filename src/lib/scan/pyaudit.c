@@ -517,12 +517,55 @@ out:
 	return rc;
 }
 
+/* CPython refuses more than 100 levels of indentation */
+#define SCOPES_MAX 128
+
+/*
+ * Is the statement at token i in a class body (the innermost def or class
+ * around it, by indentation, is a class)?  st holds the def and class
+ * headers still open, with their columns; a logical line at or left of a
+ * header's column closes it.  One look per statement: linear.
+ */
+static int class_scope(struct audit *a, size_t i, long *st, size_t *ns, bool *in_class)
+{
+	long col = a->t[i].t.col;
+
+	if (i == 0 || a->t[i - 1].t.kind == NX_PY_NEWLINE)
+		while (*ns && labs(st[*ns - 1]) >= col)
+			(*ns)--;
+	if (name_is(a, i, "class") || (name_is(a, i, "def") && stmt_start(a, i)) ||
+	    (name_is(a, i, "async") && name_is(a, i + 1, "def"))) {
+		if (*ns == SCOPES_MAX)
+			return nx_pyaudit__report(a, NX_F_IMPORT_UNRESOLVED, i, "defs and classes "
+				      "nested deeper than %d; the file cannot be audited", SCOPES_MAX);
+		/* a class header's column is kept negative */
+		st[(*ns)++] = name_is(a, i, "class") ? -col : col;
+	}
+	*in_class = *ns && st[*ns - 1] < 0;
+	return 0;
+}
+
 static int imports(struct audit *a)
 {
-	size_t i = 0, end;
+	size_t i = 0, end, ns = 0;
+	long st[SCOPES_MAX];
+	bool in_class = false;
 	int rc = 0;
 
 	while (!rc && i < a->n) {
+		if (stmt_start(a, i) && (rc = class_scope(a, i, st, &ns, &in_class)))
+			break;
+		/* `class A: import numpy.linalg as la` makes the module a class
+		 * attribute: getattr(A, "la"), setattr and a case pattern's
+		 * keyword (`case object(la=m)`) hand it on as a value the audit
+		 * does not follow (review C, stop 21) */
+		if (in_class && stmt_start(a, i) && (name_is(a, i, "import") || name_is(a, i, "from")))
+			rc = nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "import inside a class body "
+				      "refused: it makes the module a class attribute, which getattr, "
+				      "setattr or a case pattern hand on as a value the audit does not "
+				      "follow; import at module level (or inside a def)");
+		if (rc)
+			break;
 		if (name_is(a, i, "from") && stmt_start(a, i))
 			rc = from_stmt(a, i, &end);
 		else if (name_is(a, i, "import") && !a->skip[i])

@@ -52,6 +52,7 @@ const char *nx_pyaudit__runner_name(const char *name, size_t n);
 /* Does dotted path p name a module (pymodattr.h: numpy.linalg, os.path)?
  * A module is followed only through its attributes, never as a value. */
 bool nx_pyaudit__is_module(const char *p);
+bool nx_pyaudit__table_knows(const char *dotted);
 /* A dunder name serving code may use (data model, metadata). */
 bool nx_pyaudit__dunder_ok(const char *name, size_t n);
 /* A builtin that imports, executes strings or exposes namespaces. */
@@ -148,6 +149,8 @@ struct audit {
 	enum nx_finding_code last_code;
 	/* the attribute chain being followed */
 	size_t chain;          /* its last NAME token */
+	size_t head;           /* its first token; NONE where unknown */
+	bool rebound;          /* a module by an attribute's name only (A.torch) */
 	enum root root;
 	size_t ntargets;
 	char cpath[TARGETS_MAX][NX_PYAUDIT_DOTTED_MAX + 1];

@@ -7,6 +7,7 @@
 #include "pyaudit_int.h"
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "pymodattr.h"
@@ -933,4 +934,29 @@ bool nx_pyaudit__is_module(const char *dotted)
 	const char *t = module_alias(dotted);
 
 	return t && *t;
+}
+
+/* pymodattr.h knows the module dotted: a module row, or a top-level
+ * package it has rows under (torch), so that nx_py_runner decides its
+ * runners exactly (the denied list, on the path). */
+bool nx_pyaudit__table_knows(const char *dotted)
+{
+	char pre[NX_PYAUDIT_DOTTED_MAX + 2];
+	size_t l = 0, h = sizeof(nx_py_modattr) / sizeof(nx_py_modattr[0]), n;
+
+	if (nx_pyaudit__is_module(dotted))
+		return true;
+	n = (size_t)snprintf(pre, sizeof(pre), "%s.", dotted);
+	if (strchr(dotted, '.') || n >= sizeof(pre))
+		return false;
+	while (l < h) {
+		size_t m = l + (h - l) / 2;
+
+		if (strcmp(nx_py_modattr[m][0], pre) < 0)
+			l = m + 1;
+		else
+			h = m;
+	}
+	return l < sizeof(nx_py_modattr) / sizeof(nx_py_modattr[0]) &&
+	       !strncmp(nx_py_modattr[l][0], pre, n);
 }

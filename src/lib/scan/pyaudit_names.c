@@ -43,6 +43,54 @@ static bool name_read(const struct audit *a, size_t i)
 	       (name_is(a, i + 2, "__name__") || name_is(a, i + 2, "__qualname__"));
 }
 
+static bool one_of(const struct audit *a, size_t i, const char *const *names);
+static bool is_assign(const struct audit *a, size_t i);
+
+/*
+ * Is the value of tokens [head, last] only tested, deleted or, where
+ * assign, written: `x is None`, `if x:`, `del x`, `x = ...` (as
+ * module_value lets a bare name be)?  `if args.test:`, `self.trace =
+ * None`, `np.random is None`; `t = m.test` and `m.test(...)` are no such use.
+ */
+static bool value_ok(const struct audit *a, size_t head, size_t last, bool assign)
+{
+	static const char *const cond[] = { "if", "elif", "while", "not", "and", "or", NULL };
+	static const char *const after[] = { "del", NULL };
+	static const char *const logic[] = { "and", "or", NULL };
+
+	if (is_op(a, last + 1, ".") || is_op(a, last + 1, "(") || is_op(a, last + 1, "["))
+		return false;
+	if (name_is(a, last + 1, "is"))
+		return true;
+	if (head == NONE || head == 0)
+		return false;
+	return (assign && is_assign(a, last + 1) && stmt_start(a, head)) ||
+	       name_is(a, head - 1, "is") || one_of(a, head - 1, after) ||
+	       (head > 1 && name_is(a, head - 1, "not") && name_is(a, head - 2, "is")) ||
+	       (one_of(a, head - 1, cond) && (is_op(a, last + 1, ":") || one_of(a, last + 1, logic)));
+}
+
+/* The chain is on a module pymodattr.h knows, whose runners the denied
+ * list judges exactly on the path (np.linalg.test; np.trace stays). */
+static bool known_module(const struct audit *a, enum root root, const char *module)
+{
+	size_t k, live = 0;
+
+	if (module)
+		return nx_pyaudit__table_knows(module);
+	/* H.json may be any object: its attribute named like an import */
+	if (root != R_MODULE || a->bvalid || a->rebound)
+		return false;
+	for (k = 0; k < a->ntargets; k++) {
+		if (a->cdead[k])
+			continue;
+		if (!nx_pyaudit__table_knows(a->cpath[k]))
+			return false;
+		live++;
+	}
+	return live > 0;
+}
+
 /* What attribute s[0..n) of a chain with this root reaches; module is the
  * dotted path it is an attribute of when that is an imported module. */
 int nx_pyaudit__name_rules(struct audit *a, size_t i, const char *s, size_t n, enum root root,
@@ -92,10 +140,12 @@ int nx_pyaudit__name_rules(struct audit *a, size_t i, const char *s, size_t n, e
 	 * where the audit does not see it (red team 11: `View.run(np.linalg,
 	 * p)`, then `self.test(...)` runs pytest): a runner's name is refused
 	 * on any object the audit does not follow, as methodcaller's is */
-	if ((root == R_UNKNOWN || root == R_SELF) && (why = nx_pyaudit__runner_name(s, n)))
+	if ((why = nx_pyaudit__runner_name(s, n)) && !known_module(a, root, module) &&
+	    !value_ok(a, a->head, i, true))
 		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' of an object the "
-			      "audit does not follow refused (a parameter, self, an element: a "
-			      "module may be passed there): %s", (int)n, s, why);
+			      "audit does not follow refused (a parameter, self, an element, a "
+			      "bundle module's global, a path the module table does not know: a "
+			      "module may be put there): %s", (int)n, s, why);
 	return 0;
 }
 
@@ -154,6 +204,8 @@ static void chain_start(struct audit *a, size_t i)
 	size_t lo, cnt, k;
 
 	a->chain = i;
+	a->head = i;
+	a->rebound = false;
 	a->ntargets = 0;
 	a->root = R_UNKNOWN;
 	a->on_module = false;
@@ -253,6 +305,25 @@ static int positional_keyword(struct audit *a, size_t i, const char *path)
 	return 0;
 }
 
+/* The chain's dotted path, for a message: getattr's last step is a
+ * STRING token, which has no name. */
+static const char *chain_path(struct audit *a, size_t i)
+{
+	size_t k;
+
+	for (k = 0; k < a->ntargets; k++)
+		if (!a->cdead[k])
+			return a->cpath[k];
+	if (a->bvalid)
+		return a->bpath;
+	if (is_name(a, i) && a->t[i].nlen < sizeof(a->bpath)) {
+		memcpy(a->bpath, a->t[i].name, a->t[i].nlen);
+		a->bpath[a->t[i].nlen] = '\0';
+		return a->bpath;
+	}
+	return "?";
+}
+
 static int chain_end(struct audit *a, size_t i)
 {
 	size_t k;
@@ -261,9 +332,9 @@ static int chain_end(struct audit *a, size_t i)
 	/* a bundle module is a namespace of modules too (utils.torch); a
 	 * module is not callable, so `resp.json()` is no module */
 	if ((a->on_module || (a->bvalid && !strchr(a->bpath, '.'))) && !is_op(a, i + 1, "("))
-		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "module '%.*s' used as a value (passed, "
+		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "module '%s' used as a value (passed, "
 			      "stored or returned) refused: the audit follows a module only through "
-			      "its attributes", (int)a->t[i].nlen, a->t[i].name);
+			      "its attributes", chain_path(a, i));
 	/* `L = np.load; L(p, None, True)`: such a function is only called,
 	 * where its arguments are seen (red team 9) */
 	for (k = 0; k < a->ntargets; k++)
@@ -314,6 +385,7 @@ static bool rebind(struct audit *a, size_t i)
 			add_target(a, e);
 	if (a->ntargets)
 		a->root = R_MODULE;
+	a->rebound |= a->ntargets > 0;
 	return a->ntargets > 0;
 }
 
@@ -468,7 +540,8 @@ static int getattr_call(struct audit *a, size_t i)
 			return rc;
 		/* what getattr returns is a value; hasattr's is a bool
 		 * (`hasattr(torch.backends, "mps")`) */
-		return name_is(a, i, "hasattr") ? 0 : chain_end(a, c + 1);
+		return name_is(a, i, "hasattr") || value_ok(a, i, a->match[o], false) ? 0 :
+		       chain_end(a, c + 1);
 	}
 	return nx_pyaudit__name_rules(a, c + 1, lit, strlen(lit), root, NULL);
 }
@@ -762,6 +835,8 @@ int nx_pyaudit__names(struct audit *a)
 			if (rc)
 				continue;
 			if (!cont) {
+				a->head = NONE;
+				a->rebound = false;
 				a->ntargets = 0;
 				a->bvalid = false;
 				a->root = R_UNKNOWN;
@@ -776,7 +851,8 @@ int nx_pyaudit__names(struct audit *a)
 			 * judged as that module */
 			if (!rc && a->root != R_MODULE)
 				rebind(a, i);
-			if (!rc && !is_op(a, i + 1, ".") && !a->skip[i])
+			if (!rc && !is_op(a, i + 1, ".") && !a->skip[i] &&
+			    !value_ok(a, a->head, i, true))
 				rc = chain_end(a, i);
 			continue;
 		}

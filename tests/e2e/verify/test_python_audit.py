@@ -178,3 +178,84 @@ def test_module_value_doors_refused(nexus, bundle, case):
     rc, rep = verify(nexus, bundle)
     assert rc == 1 and codes(rep, "FAIL") & {"python-reflective", "import-denied"}, \
         [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]
+
+
+# Review C (stop 21): a module imported in a class body, handed on by
+# getattr, setattr or a case pattern's keyword, then `.test` on a bundle
+# root or on a holder named like an import.  Each runs README.md's doctest.
+def _review_c_doors():
+    from .test_redteam11 import RUN
+    cls = "\n\n\nclass _A:\n    import numpy.linalg as la\n\n\n"
+    tail = "\n\n\ndef serve(p):\n    return %s.test(" + RUN + ")\n"
+    return {
+        "self-import bundle root": "import helpers" + cls + "M = getattr(_A, 'la')" +
+                                   tail % "helpers.M",
+        "holder named like an import": "import json" + cls +
+                                       "class H:\n    json = getattr(_A, 'la')" + tail % "H.json",
+        "setattr holder named like an import": "import json" + cls + "class H:\n    pass\n\n\n"
+                                               "setattr(H, 'json', getattr(_A, 'la'))" +
+                                               tail % "H.json",
+        "bundle global set through a parameter": "import helpers\n\n\nM = None\n\n\n"
+                                                 "def put(m):\n    global M\n    M = m" + cls +
+                                                 "put(getattr(_A, 'la'))" + tail % "helpers.M",
+        "case pattern keyword": "import json" + cls + "def get():\n    match _A:\n"
+                                "        case object(la=m):\n            return m\n\n\n"
+                                "class H:\n    json = get()" + tail % "H.json",
+        "a stdlib module's attribute written": "import json" + cls +
+                                               "json.m = getattr(_A, 'la')" + tail % "json.m",
+    }
+
+
+def test_review_c_doors_are_real(tmp_path):
+    """each door runs README.md's doctest in a fresh interpreter"""
+    import subprocess
+    from .test_redteam11 import README_DOCTEST
+    for k, (case, src) in enumerate(sorted(_review_c_doors().items())):
+        d = tmp_path / str(k)
+        d.mkdir()
+        (d / "helpers.py").write_text(src)
+        (d / "README.md").write_text(README_DOCTEST)
+        subprocess.run([sys.executable, "-c", "import helpers; helpers.serve('README.md')"],
+                       cwd=d, capture_output=True, timeout=120)
+        assert (d / "ran").exists() and (d / "ran").read_text() == "7", case
+
+
+@pytest.mark.parametrize("case", sorted(_review_c_doors()))
+def test_review_c_doors_refused(nexus, bundle, case):
+    """the import in the class body is refused, and `.test` on the holder"""
+    from verify_helpers import codes, verify
+    bundle.smuggle("src/helpers.py", _review_c_doors()[case])
+    rc, rep = verify(nexus, bundle)
+    msgs = [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]
+    assert rc == 1 and "python-reflective" in codes(rep, "FAIL"), msgs
+    assert any("class body" in m for m in msgs), msgs
+    assert any("'test'" in m or ".test'" in m for m in msgs), msgs
+
+
+def test_review_c_doors_signed(nexus, release_key, tmp_path):
+    """a signed build with the door is refused too"""
+    from .test_redteam7 import signed_build_is_refused
+    from .test_redteam11 import README_DOCTEST
+    src = _review_c_doors()["holder named like an import"]
+    root = ws.make_workspace(tmp_path / "ws", utils_py=ws.UTILS_PY + "\n\n" + src)
+    (root / "README.md").write_text((root / "README.md").read_text() + "\n" + README_DOCTEST)
+    why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
+    assert "python-reflective" in why, why
+
+
+@pytest.mark.parametrize("src", [
+    "import argparse\n\n\ndef f(argv):\n    p = argparse.ArgumentParser()\n"
+    "    p.add_argument('--test', action='store_true')\n    args = p.parse_args(argv)\n"
+    "    if args.test:\n        return 1\n    return 0\n",
+    "class R:\n    def __init__(self):\n        self.trace = None\n",
+    "import numpy as np\n\n\ndef f():\n    return np.random is None\n",
+    "import numpy as np\n\n\ndef f():\n    return getattr(np, 'linalg', None) is not None\n",
+])
+def test_review_c_tested_or_written_attributes_pass(nexus, bundle, src):
+    """a runner's name or a module only tested, compared or written is no
+    value handed on: these honest lines pass"""
+    from verify_helpers import verify
+    bundle.smuggle("src/helpers.py", src)
+    rc, rep = verify(nexus, bundle)
+    msgs = [f["message"] for f in rep["findings"] if f["severity"] == "FAIL"]
+    assert not [m for m in msgs if "helpers.py" in m or "refused" in m], msgs
