@@ -514,8 +514,11 @@ def stderr_on_a_terminal(*argv):
     """Run argv with stderr on a pseudo-terminal; return (exit status, what it wrote)."""
     import pty
     master, slave = pty.openpty()
+    # a terminal that takes escapes: the progress line is off for TERM unset
+    # or dumb and under NO_COLOR (cli.c), and a test runner's env may say so
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
     p = subprocess.Popen([str(a) for a in argv], stdout=subprocess.DEVNULL, stderr=slave,
-                         env=dict(os.environ, SOURCE_DATE_EPOCH=EPOCH))
+                         env=dict(env, SOURCE_DATE_EPOCH=EPOCH, TERM="xterm"))
     os.close(slave)
     chunks = []
     while True:
