@@ -280,4 +280,6 @@ def test_many_student_tensors_of_reencoded_rows_cost_linear_time(nexus, tmp_path
     big, mb = _units_inspect_cpu(nexus, tmp_path, 24000)
     assert len(mb) == 24000 and {m.get("sum_total") for m in mb} == {24000 * 256}
     assert {m["bytes"] for m in mb} == {256}
-    assert big < 18 * max(small, 0.01), (small, big)
+    # the small run is a few tens of ms: floor it so that its noise cannot
+    # fail the test (quadratic, 24,000 took about 2.5 s)
+    assert big < 18 * max(small, 0.1), (small, big)
