@@ -295,6 +295,35 @@ void nx_fp__corr_free(struct fp_corr *c);
  * with the count of its blocks verified there (each teacher block counted
  * once per run) and their bytes.
  */
+/*
+ * The 3 x 3 system m[i][0..2] c = m[i][3] (normal equations of the order-2
+ * recurrences the per-vector checks leave out: fingerprint_units.c,
+ * fingerprint_perm.c) solved by Cramer's rule; false when it is singular.
+ */
+static inline double nx_fp__det3(const double a[3][4])
+{
+	return a[0][0] * (a[1][1] * a[2][2] - a[1][2] * a[2][1]) -
+	       a[0][1] * (a[1][0] * a[2][2] - a[1][2] * a[2][0]) +
+	       a[0][2] * (a[1][0] * a[2][1] - a[1][1] * a[2][0]);
+}
+
+static inline bool nx_fp__solve3(const double m[3][4], double coef[3])
+{
+	double det = nx_fp__det3(m);
+
+	if (det < 1e-300 && det > -1e-300)   /* fabs(det) < 1e-300: a NaN goes on */
+		return false;
+	for (int k = 0; k < 3; k++) {
+		double a[3][4];
+
+		for (int i = 0; i < 3; i++)
+			for (int j = 0; j < 3; j++)
+				a[i][j] = j == k ? m[i][3] : m[i][j];
+		coef[k] = nx_fp__det3((const double (*)[4])a) / det;
+	}
+	return true;
+}
+
 #define FP_UNITS_B 64             /* elements in a block */
 #define FP_UNITS_K 4              /* the largest |v - mean| whose positions key it */
 #define FP_UNITS_MAX (1u << 19)   /* teacher blocks kept (the largest tensors') */

@@ -234,7 +234,7 @@ static void perm_sort(double *x, size_t n)
  * of its variance (a ramp, a geometric run, a sinusoid). */
 static bool perm_predicted(const double *c, size_t n)
 {
-	double m[3][4] = { { 0 } }, det, coef[3], res = 0, tot = 0, my = 0;
+	double m[3][4] = { { 0 } }, coef[3], res = 0, tot = 0, my = 0;
 	size_t i;
 	int j, k;
 
@@ -249,21 +249,8 @@ static bool perm_predicted(const double *c, size_t n)
 		my += y;
 	}
 	my /= (double)(n - 2);
-	det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) -
-	      m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) +
-	      m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
-	if (fabs(det) < 1e-300)
+	if (!nx_fp__solve3((const double (*)[4])m, coef))
 		return true;
-	for (k = 0; k < 3; k++) {
-		double a[3][3];
-
-		for (i = 0; i < 3; i++)
-			for (j = 0; j < 3; j++)
-				a[i][j] = j == k ? m[i][3] : m[i][j];
-		coef[k] = (a[0][0] * (a[1][1] * a[2][2] - a[1][2] * a[2][1]) -
-			   a[0][1] * (a[1][0] * a[2][2] - a[1][2] * a[2][0]) +
-			   a[0][2] * (a[1][0] * a[2][1] - a[1][1] * a[2][0])) / det;
-	}
 	for (i = 1; i + 1 < n; i++) {
 		double e = c[i + 1] - coef[0] * c[i] - coef[1] * c[i - 1] - coef[2];
 

@@ -415,8 +415,8 @@ typedef double units_v4 __attribute__((vector_size(32)));
  * geometric run, a sinusoid) to within FP_UNITS_PREDICTED of its variance. */
 static bool formulaic(const struct nx_fp__units_block *b, bool *predicted)
 {
-	double m[3][4] = { { 0 } }, det, coef[3], res = 0, tot = 0, my = 0;
-	int i, j, k;
+	double m[3][4] = { { 0 } }, coef[3], res = 0, tot = 0, my = 0;
+	int i;
 
 	*predicted = false;
 	if (!(b->var > 0) || !isfinite(b->var))
@@ -442,21 +442,8 @@ static bool formulaic(const struct nx_fp__units_block *b, bool *predicted)
 		memcpy(m[2], &r2, sizeof(m[2]));
 	}
 	my /= FP_UNITS_B - 2;
-	det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) -
-	      m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) +
-	      m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
-	if (fabs(det) < 1e-300)
+	if (!nx_fp__solve3((const double (*)[4])m, coef))
 		return *predicted = true;
-	for (k = 0; k < 3; k++) {
-		double a[3][3];
-
-		for (i = 0; i < 3; i++)
-			for (j = 0; j < 3; j++)
-				a[i][j] = j == k ? m[i][3] : m[i][j];
-		coef[k] = (a[0][0] * (a[1][1] * a[2][2] - a[1][2] * a[2][1]) -
-			   a[0][1] * (a[1][0] * a[2][2] - a[1][2] * a[2][0]) +
-			   a[0][2] * (a[1][0] * a[2][1] - a[1][1] * a[2][0])) / det;
-	}
 	for (i = 1; i + 1 < FP_UNITS_B; i++) {
 		double e = b->c[i + 1] - coef[0] * b->c[i] - coef[1] * b->c[i - 1] - coef[2];
 
