@@ -53,7 +53,6 @@ APT_PACKAGES=(build-essential make pkg-config ca-certificates
 	libarchive-dev libarchive13 zstd  # nexus pack/unpack (libarchive dlopen'ed); zstd for the tests
 	python3-jsonschema  # the e2e suite validates every --json document against docs/schema/
 	python3-jinja2  # the oracle of the chat template tests
-	python3-distutils  # numpy's PytestTester imports numpy.distutils: the audit's door tests run it
 	jq  # the attestation check FORMAT.md documents (openssl pkeyutl -rawin over the DSSE PAE)
 	curl  # fetches ONNX Runtime's notices from the Debian source archive
 	python3-prometheus-client)  # serve's /metrics read by Prometheus's own text parser

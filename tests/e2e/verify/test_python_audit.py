@@ -157,7 +157,8 @@ MODULE_VALUE_DOORS = {
 def test_module_value_doors_are_real(tmp_path):
     """each door runs README.md's doctest in a fresh interpreter"""
     import subprocess
-    from .test_redteam11 import README_DOCTEST
+    from .test_redteam11 import README_DOCTEST, tester_opens
+    tester_opens()
     for k, (case, body) in enumerate(sorted(MODULE_VALUE_DOORS.items())):
         d = tmp_path / str(k)
         d.mkdir()
