@@ -552,11 +552,12 @@ static int units_cb(void *ctx, const char *student, const char *teacher, size_t 
 }
 
 /* A copy of a match record (strings copied) appended to the sum's parts. */
-static struct nx_fp_match *part_push(struct student_ctx *c, const struct nx_fp_match *from,
-				     nx_error *err)
+/* A copy of match from (its strings copied too) appended to *ms. */
+static struct nx_fp_match *match_copy(struct nx_fp_match **ms, size_t *n,
+				      const struct nx_fp_match *from, nx_error *err)
 {
-	struct nx_fp_match *m = match_push(&c->parts, &c->nparts, from->student_tensor,
-					   from->teacher_tensor, from->teacher_file, err);
+	struct nx_fp_match *m = match_push(ms, n, from->student_tensor, from->teacher_tensor,
+					   from->teacher_file, err);
 	char *st, *tt, *tf;
 
 	if (!m)
@@ -569,6 +570,12 @@ static struct nx_fp_match *part_push(struct student_ctx *c, const struct nx_fp_m
 	m->teacher_tensor = tt;
 	m->teacher_file = tf;
 	return m;
+}
+
+static struct nx_fp_match *part_push(struct student_ctx *c, const struct nx_fp_match *from,
+				     nx_error *err)
+{
+	return match_copy(&c->parts, &c->nparts, from, err);
 }
 
 /* Teacher blocks found re-encoded: parts of the sum, unless their student
@@ -836,20 +843,10 @@ static int one_sum(struct student_ctx *c, nx_error *err)
 	if (total <= NX_FP_SMALL_TOTAL_MAX)
 		return 0;
 	for (i = 0; i < c->nparts; i++) {
-		struct nx_fp_match *m = match_push(&c->m, &c->n, c->parts[i].student_tensor,
-						   c->parts[i].teacher_tensor,
-						   c->parts[i].teacher_file, err);
-		char *st, *tt, *tf;
+		struct nx_fp_match *m = match_copy(&c->m, &c->n, &c->parts[i], err);
 
 		if (!m)
 			return NX_ENOMEM;
-		st = m->student_tensor;
-		tt = m->teacher_tensor;
-		tf = m->teacher_file;
-		*m = c->parts[i];
-		m->student_tensor = st;
-		m->teacher_tensor = tt;
-		m->teacher_file = tf;
 		m->sum_total = total;
 		if (m->implied)
 			m->implied_total = total;
