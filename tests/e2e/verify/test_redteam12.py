@@ -388,3 +388,139 @@ def test_teacher_layer_signed(nexus, release_key, tmp_path, kind):
     teacher_onnx(root, {T1_NAME: t1, T2_NAME: t2})
     why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
     assert "teacher" in why, why
+
+
+
+# ------------------- --accept-shared: another teacher layer inside the copy
+# The deployer accepts one student tensor, by name, as a copy of a teacher
+# tensor (the student kept the teacher's wide intermediate projection and
+# fine-tuned it).  verify_teacher.c then covers that tensor as a whole copy
+# and judges "any other piece ... as if the name were not accepted" (red
+# team 11's fix).  But fingerprint.c's units_parts() drops the re-encoded
+# blocks of every student tensor that has a match reported already
+# ("unless their student tensor is reported already"): the accepted copy is
+# such a tensor, so the blocks of ANY teacher tensor found inside it never
+# reach the one sum, and the gate never sees them.  An approximate copy
+# (the correlation's r >= 0.99) leaves 1% of its elements free: X
+# [64, 16384] (4 MiB) rounded to 16 mantissa bits, 128 of its columns
+# replaced by 128 rows of another teacher layer Y (rounded): 32 KiB of Y,
+# r = 0.992, and one `teacher-tensor-allowed` INFO.  The leak scales with
+# the accepted tensor: 1% of a BERT-base word embedding is ~900 KiB.
+X_NAME = "encoder.layer.0.intermediate.dense.weight"
+WIDE = 16384
+Y_COLS = np.sort(np.random.default_rng(71).choice(WIDE, 128, replace=False))
+
+
+def _wide_pair():
+    rng = np.random.default_rng(70)
+    return ((rng.standard_normal((D, WIDE)) / 8).astype(np.float32),     # X: 4 MiB
+            (rng.standard_normal((H, D)) / 8).astype(np.float32))        # Y: 64 KiB
+
+
+def _x_holding_y(x, y, base=None):
+    """base (default: X rounded) with Y's first 128 rows, rounded, as the
+    columns Y_COLS; r with X 0.992 when base is X"""
+    s = _rounded(x) if base is None else base.copy()
+    s[:, Y_COLS] = _rounded(y[:len(Y_COLS)]).T
+    return s
+
+
+def _y_decoded(s):
+    return s[:, Y_COLS].T
+
+
+def test_the_layer_inside_the_copy_is_the_teacher():
+    x, y = _wide_pair()
+    s = _x_holding_y(x, y)
+    assert np.corrcoef(s.ravel(), x.ravel())[0, 1] >= 0.99      # an approximate copy of X
+    d = _y_decoded(s)
+    assert np.abs(d - y[:len(Y_COLS)]).max() <= 2.0 ** -16      # and 32 KiB of Y, 5 digits
+
+
+def _accept_reason(case):
+    return ("got through (red team 12): --accept-shared NAME, NAME an approximate copy of a "
+            "teacher tensor X (r >= 0.99), " + case + ": fingerprint.c units_parts() leaves "
+            "out of the one sum the re-encoded blocks of a student tensor that is reported "
+            "already, so the blocks of another teacher tensor inside the accepted copy are "
+            "never judged (verify_teacher.c covered() would refuse them: it never sees "
+            "them).  32 KiB here; up to ~1% of the accepted tensor (r >= 0.99 leaves that "
+            "much free).  Fix proposed: push every units match into the parts and let the "
+            "sum skip only those of a teacher tensor the same student tensor is reported as "
+            "a whole copy of (or let verify judge them, as it does chunks)")
+
+
+ACCEPT_CASES = {
+    "128 rows of another teacher layer in 1% of it": True,
+    "the same without --accept-shared (a guard)": False,
+}
+ACCEPT_THROUGH = {"128 rows of another teacher layer in 1% of it"}
+
+
+def _accept_student(bundle, tmp_path):
+    from .test_teacher_small import onnx_teacher, put_student
+    x, y = _wide_pair()
+    teacher = onnx_teacher(tmp_path / "t.onnx", {X_NAME: x, T2_NAME: y})
+    put_student(bundle, {"dense1.weight": _x_holding_y(x, y)})
+    return teacher
+
+
+@pytest.mark.parametrize("case", [_xfail(c, ACCEPT_THROUGH, _accept_reason)
+                                  for c in sorted(ACCEPT_CASES)])
+def test_accept_shared_copy_holding_another_layer(nexus, bundle, tmp_path, case):
+    from verify_helpers import codes, verify
+    teacher = _accept_student(bundle, tmp_path)
+    accept = ("--accept-shared", "dense1.weight") if ACCEPT_CASES[case] else ()
+    rc, rep = verify(nexus, bundle, "--teacher", teacher, *accept)
+    fails = codes(rep, "FAIL")
+    if not accept:      # a guard: the copy of X itself fails
+        assert rc == 1 and "teacher-tensor-copied" in fails, fails
+        return
+    # what must fail is Y (T2_NAME): X under the accepted name is the deployer's call
+    y_found = [f for f in rep["findings"] if f["severity"] == "FAIL" and T2_NAME in f["message"]]
+    assert rc == 1 and y_found, fails
+
+
+def test_another_layer_in_a_tensor_of_its_own(nexus, bundle, tmp_path):
+    """a guard: Y's 128 rounded rows as columns of a noise tensor of the
+    same shape are found (re-encoded vectors, 32 KiB over the one sum)"""
+    from verify_helpers import verify
+    from .test_teacher_small import onnx_teacher, put_student
+    x, y = _wide_pair()
+    teacher = onnx_teacher(tmp_path / "t.onnx", {X_NAME: x, T2_NAME: y})
+    noise = (np.random.default_rng(72).standard_normal((D, WIDE)) / 8).astype(np.float32)
+    put_student(bundle, {"dense1.weight": _x_holding_y(x, y, base=noise)})
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    assert rc == 1 and any(f["severity"] == "FAIL" and T2_NAME in f["message"]
+                           for f in rep["findings"])
+
+
+@pytest.mark.xfail(strict=True, reason=_accept_reason(
+    "signed: the workspace's allow_shared_tensors names dense1.weight, the deployer's "
+    "gate accepts it"))
+def test_accept_shared_copy_holding_another_layer_signed(nexus, release_key, tmp_path):
+    """The insider's path: nexus.yaml's allow_shared_tensors names
+    dense1.weight (the build records it), the deployer's gate accepts that
+    one name; dense1.weight, live, is X rounded holding 128 rows of Y."""
+    import json
+    from conftest import run
+    from test_quantize import EMBED_RT
+    from .test_redteam7 import TEACHERS, embedder
+    x, y = _wide_pair()
+    rng = np.random.default_rng(5)
+    emb = rng.standard_normal((len(ws.VOCAB), D)).astype(np.float32)
+    w2 = (rng.standard_normal((WIDE, D)) / 64).astype(np.float32)
+    root = ws.make_workspace(tmp_path / "ws", runtime_yaml=EMBED_RT,
+                             student=embedder(emb, _x_holding_y(x, y), w2))
+    teacher_onnx(root, {X_NAME: x, T2_NAME: y})
+    with open(root / "nexus.yaml", "a") as f:
+        f.write("allow_shared_tensors:\n  - {name: dense1.weight, reason: "
+                "the base model intermediate projection then fine-tuned}\n")
+    key, pub = release_key
+    b = run(nexus, "build", root, "-o", tmp_path / "bundle", "--key", key, timeout=600)
+    assert b.returncode == 0, b.stderr
+    teachers = [a for t in TEACHERS if (root / t).exists() for a in ("--teacher", root / t)]
+    g = run(nexus, "verify", "--json", "--strict", "--require-signature", "--pubkey", pub,
+            *teachers, "--accept-shared", "dense1.weight", tmp_path / "bundle", timeout=600)
+    rep = json.loads(g.stdout)
+    assert g.returncode == 1, "the gate passed: " + "; ".join(
+        f["code"] for f in rep["findings"] if f["severity"] != "INFO")
