@@ -236,6 +236,29 @@ def form_blocks_all_axes_rounded(t1, t2):
     return s, fn
 
 
+def _groups(n):
+    return [(i, min(i + n, D)) for i in range(0, D, n)]
+
+
+def form_fifteen_vectors_rounded(t1, t2, n=15):
+    """red team 11's every axis permuted, rounded, then T1 cut by rows and
+    T2 by columns into tensors of at most 15 vectors each
+    (fingerprint_perm.c reads an axis of 16 vectors or more: FP_PERM_MINVEC,
+    its means); x's feature groups each multiplied by their rows and
+    summed, the output groups concatenated"""
+    GROUPS = _groups(n)        # 15, 15, 15, 15, 4
+    w1, w2 = _rounded(t1[P_IN][:, P_HID]), _rounded(t2[P_HID][:, P_OUT])
+    s = {**{f"w1_{g}": w1[a:b].copy() for g, (a, b) in enumerate(GROUPS)},
+         **{f"w2_{g}": w2[:, a:b].copy() for g, (a, b) in enumerate(GROUPS)}}
+    inv = np.argsort(P_OUT)
+
+    def fn(x, s):
+        xp = x[:, P_IN]
+        h = np.tanh(sum(xp[:, a:b] @ s[f"w1_{g}"] for g, (a, b) in enumerate(GROUPS)))
+        return np.concatenate([h @ s[f"w2_{g}"] for g in range(len(GROUPS))], axis=1)[:, inv]
+    return s, fn
+
+
 def form_all_axes_rounded_guard(t1, t2):
     """a guard: red team 11's every axis permuted, rounded (caught)"""
     inv = np.argsort(P_OUT)
@@ -246,9 +269,16 @@ def form_all_axes_rounded_guard(t1, t2):
 PERM_FORMS = {
     "every axis permuted and sign-flipped, rounded": form_signed_all_axes_rounded,
     "every axis permuted, cut in [32, 128] blocks, rounded": form_blocks_all_axes_rounded,
+    "every axis permuted, rounded, in tensors of 15 vectors": form_fifteen_vectors_rounded,
+    "every axis permuted, rounded, in tensors of 16 vectors (a guard)":
+        lambda t1, t2: form_fifteen_vectors_rounded(t1, t2, 16),
     "every axis permuted, rounded (a guard)": form_all_axes_rounded_guard,
 }
 PERM_WHY = {
+    "every axis permuted, rounded, in tensors of 15 vectors":
+        "read an axis of fewer than 16 vectors too: measure its features against the "
+        "mean profile of all the student's vectors of that length (pooled across "
+        "tensors), or against the Gaussian order statistics, rather than skip it",
     "every axis permuted and sign-flipped, rounded":
         "key a vector by the sorted profile of |v - median| (or of |v| for a vector of "
         "mean near 0) beside the signed one, so that diag(+-1) on either side keeps it",
@@ -330,6 +360,25 @@ def _signed_model(kind, t1, t2):
                  _mm("a1", "dense2.weight", "o"),
                  _node("Gather", ["o", "unpermute"], "op", axis=2),
                  _node("Mul", ["op", "signs"], "last_hidden_state")]
+    elif kind == "every axis permuted, rounded, in tensors of 15 vectors":
+        s, _ = form_fifteen_vectors_rounded(t1, t2)
+        gr = _groups(15)
+        tensors = {"embeddings.weight": emb[:, P_IN], "unpermute": inv, "ax": np.int64([2]),
+                   **{f"st{g}": np.int64([a]) for g, (a, b) in enumerate(gr)},
+                   **{f"en{g}": np.int64([b]) for g, (a, b) in enumerate(gr)},
+                   **{k.replace("_", "."): v for k, v in s.items()}}
+        nodes = []
+        for g in range(len(gr)):
+            nodes += [_node("Slice", ["emb", f"st{g}", f"en{g}", "ax"], f"x{g}"),
+                      _mm(f"x{g}", f"w1.{g}", f"p{g}")]
+        acc = "p0"
+        for g in range(1, len(gr)):
+            nodes.append(_node("Add", [acc, f"p{g}"], f"acc{g}"))
+            acc = f"acc{g}"
+        nodes.append(_node("Tanh", [acc], "a"))
+        nodes += [_mm("a", f"w2.{g}", f"o{g}") for g in range(len(gr))]
+        nodes += [_node("Concat", [f"o{g}" for g in range(len(gr))], "o", axis=2),
+                  _node("Gather", ["o", "unpermute"], "last_hidden_state", axis=2)]
     else:   # every axis permuted, cut in [32, 128] blocks, rounded
         s, _ = form_blocks_all_axes_rounded(t1, t2)
         tensors = {"embeddings.weight": emb[:, P_IN], "unpermute": inv,
@@ -374,7 +423,8 @@ def _signed_runs_as_the_teacher(model, emb, t1, t2, tol=1e-3):
 
 SIGNED = {"the second term as Gemm's C operand": _fold_reason,
           "every axis permuted and sign-flipped, rounded": _perm_reason,
-          "every axis permuted, cut in [32, 128] blocks, rounded": _perm_reason}
+          "every axis permuted, cut in [32, 128] blocks, rounded": _perm_reason,
+          "every axis permuted, rounded, in tensors of 15 vectors": _perm_reason}
 SIGNED_THROUGH = set(SIGNED)
 
 
