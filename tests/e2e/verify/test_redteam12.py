@@ -108,7 +108,20 @@ def g_gemm_c_guard(t1):
                                      _node("Add", ["p", "q"], "y")]
 
 
+def g_split_permuted(t1):
+    """a guard: A + B of T1 with both its axes permuted (fold and perm
+    compose: the fold's matrix goes through the perm check); x permuted by a
+    Gather, the output unpermuted by another"""
+    tp = t1[P_IN][:, P_HID]
+    a = _noise(t1.shape, 27)
+    return {"fa": a, "fb": tp - a, "pin": P_IN.astype(np.int64),
+            "unhid": np.argsort(P_HID).astype(np.int64)}, [
+        _node("Gather", ["x", "pin"], "xp", axis=2), _mm("xp", "fa", "p"), _mm("xp", "fb", "q"),
+        _node("Add", ["p", "q"], "yp"), _node("Gather", ["yp", "unhid"], "y", axis=2)]
+
+
 FOLD_FORMS = {
+    "A + B of T1 with both axes permuted (a guard)": g_split_permuted,
     "the second term as Gemm's C operand": g_gemm_c,
     "the weights as Gemm's A operand": g_gemm_left,
     "two 1x1 Convs summed": g_conv,
@@ -154,7 +167,7 @@ def _gemm(a, b, c=None, transA=0, transB=0, alpha=1.0, beta=1.0):
     return r if c is None else r + beta * c
 
 
-OPS = {"MatMul": np.matmul, "Add": np.add, "Gemm": _gemm, "Conv": _conv,
+OPS = {"Gather": lambda a, i, axis=0: np.take(a, i, axis=axis), "MatMul": np.matmul, "Add": np.add, "Gemm": _gemm, "Conv": _conv,
        "Clip": lambda a, lo, hi: np.clip(a, lo, hi), "Reshape": lambda a, s: a.reshape(s),
        "Transpose": lambda a, perm=None: np.transpose(a, perm)}
 
@@ -325,7 +338,9 @@ def test_teacher_layer_moved_beyond_its_vectors(nexus, bundle, tmp_path, case):
 # The embedder (Gather -> layer -> Tanh -> layer), every weight live, built
 # in a workspace whose artifacts/teacher.onnx holds T1 and T2, signed by the
 # official build and checked by the gate.  The embedding is the student's
-# own (permuted and sign-flipped with T1's rows where the form asks).
+# own (its columns permuted with T1's rows where the form asks).  (The
+# sign-flipped and the [32, 128] blocks forms were signed and passed the
+# same way when this was written; left out to keep the file under 90 s.)
 def _slice(a, starts, ends, axes):
     idx = [slice(None)] * a.ndim
     for s_, e_, ax in zip(starts, ends, axes):
@@ -334,7 +349,6 @@ def _slice(a, starts, ends, axes):
 
 
 SIGNED_OPS = {**OPS, "Tanh": np.tanh, "Mul": np.multiply, "Slice": _slice,
-              "Gather": lambda a, i, axis=0: np.take(a, i, axis=axis),
               "Concat": lambda *a, axis=0: np.concatenate(a, axis=axis)}
 
 
@@ -352,15 +366,7 @@ def _signed_model(kind, t1, t2):
                  _node("Tanh", ["h1"], "a1"),
                  _mm("a1", "dense2.b", "q2"), _node("Gemm", ["a1", "dense2.a", "q2"], "o"),
                  _node("Reshape", ["o", "unflat"], "last_hidden_state")]
-    elif kind == "every axis permuted and sign-flipped, rounded":
-        s, _ = form_signed_all_axes_rounded(t1, t2)
-        tensors = {"embeddings.weight": (emb * S_IN)[:, P_IN], "dense1.weight": s["w1"],
-                   "dense2.weight": s["w2"], "unpermute": inv, "signs": S_OUT}
-        nodes = [_mm("emb", "dense1.weight", "h1"), _node("Tanh", ["h1"], "a1"),
-                 _mm("a1", "dense2.weight", "o"),
-                 _node("Gather", ["o", "unpermute"], "op", axis=2),
-                 _node("Mul", ["op", "signs"], "last_hidden_state")]
-    elif kind == "every axis permuted, rounded, in tensors of 15 vectors":
+    else:   # every axis permuted, rounded, in tensors of 15 vectors
         s, _ = form_fifteen_vectors_rounded(t1, t2)
         gr = _groups(15)
         tensors = {"embeddings.weight": emb[:, P_IN], "unpermute": inv, "ax": np.int64([2]),
@@ -378,23 +384,6 @@ def _signed_model(kind, t1, t2):
         nodes.append(_node("Tanh", [acc], "a"))
         nodes += [_mm("a", f"w2.{g}", f"o{g}") for g in range(len(gr))]
         nodes += [_node("Concat", [f"o{g}" for g in range(len(gr))], "o", axis=2),
-                  _node("Gather", ["o", "unpermute"], "last_hidden_state", axis=2)]
-    else:   # every axis permuted, cut in [32, 128] blocks, rounded
-        s, _ = form_blocks_all_axes_rounded(t1, t2)
-        tensors = {"embeddings.weight": emb[:, P_IN], "unpermute": inv,
-                   "st0": np.int64([0]), "en0": np.int64([D // 2]), "st1": np.int64([D // 2]),
-                   "en1": np.int64([D]), "ax": np.int64([2]), "sh0": np.int64([0]),
-                   "eh0": np.int64([H // 2]), "sh1": np.int64([H // 2]), "eh1": np.int64([H]),
-                   **{k.replace("_", "."): v for k, v in s.items()}}
-        nodes = [_node("Slice", ["emb", "st0", "en0", "ax"], "x0"),
-                 _node("Slice", ["emb", "st1", "en1", "ax"], "x1")]
-        for j in (0, 1):
-            nodes += [_mm("x0", f"w1.0{j}", f"p0{j}"), _mm("x1", f"w1.1{j}", f"p1{j}"),
-                      _node("Add", [f"p0{j}", f"p1{j}"], f"h{j}"), _node("Tanh", [f"h{j}"], f"a{j}")]
-        for j in (0, 1):
-            nodes += [_mm("a0", f"w2.0{j}", f"q0{j}"), _mm("a1", f"w2.1{j}", f"q1{j}"),
-                      _node("Add", [f"q0{j}", f"q1{j}"], f"o{j}")]
-        nodes += [_node("Concat", ["o0", "o1"], "o", axis=2),
                   _node("Gather", ["o", "unpermute"], "last_hidden_state", axis=2)]
     nodes.insert(0, _node("Gather", ["embeddings.weight", "input_ids"], "emb"))
     g = helper.make_graph(
@@ -422,8 +411,6 @@ def _signed_runs_as_the_teacher(model, emb, t1, t2, tol=1e-3):
 
 
 SIGNED = {"the second term as Gemm's C operand": _fold_reason,
-          "every axis permuted and sign-flipped, rounded": _perm_reason,
-          "every axis permuted, cut in [32, 128] blocks, rounded": _perm_reason,
           "every axis permuted, rounded, in tensors of 15 vectors": _perm_reason}
 SIGNED_THROUGH = set(SIGNED)
 
@@ -574,3 +561,205 @@ def test_accept_shared_copy_holding_another_layer_signed(nexus, release_key, tmp
     rep = json.loads(g.stdout)
     assert g.returncode == 1, "the gate passed: " + "; ".join(
         f["code"] for f in rep["findings"] if f["severity"] != "INFO")
+
+
+# ----------------------------------- a teacher layer as float8 codes, in place
+# The correlation of same-size tensors reads the floats, int8 to uint16 and
+# int32 (fingerprint_corr.c); the per-vector checks the floats and every
+# integer type; the value sample float32.  ONNX's float8 types (17-20:
+# e4m3fn, e4m3fnuz, e5m2, e5m2fnuz; Cast reads them from opset 19) are read
+# by none: T1 and T2 cast to float8e4m3fn (3 mantissa bits: r = 0.999 with
+# the teacher, an fp8 copy of the layer as fp8 inference uses), in place,
+# decoded by a Cast in the graph, pass.  docs/TRV.md does not name float8.
+def _e4m3fn_table():
+    c = np.arange(256)
+    s, e, m = c >> 7, (c >> 3) & 15, c & 7
+    v = np.where(e == 0, m / 8 * 2.0 ** -6, (1 + m / 8) * 2.0 ** (e - 7.0))
+    v = np.where((e == 15) & (m == 7), np.nan, v)
+    return np.where(s == 1, -v, v)
+
+
+def float8_codes(t):
+    """t rounded to the nearest float8e4m3fn (as uint8 codes)"""
+    table = _e4m3fn_table()
+    ok = np.flatnonzero(~np.isnan(table))
+    order = ok[np.argsort(table[ok], kind="stable")]
+    vals = table[order]
+    i = np.clip(np.searchsorted(vals, t.ravel()), 1, len(vals) - 1)
+    pick = np.where(np.abs(vals[i - 1] - t.ravel()) <= np.abs(vals[i] - t.ravel()), i - 1, i)
+    return order[pick].astype(np.uint8).reshape(t.shape)
+
+
+def float8_tensor(t, name, dtype=17):
+    p = TensorProto()
+    p.name, p.data_type = name, dtype
+    p.dims.extend(t.shape)
+    p.raw_data = float8_codes(t).tobytes()
+    return p
+
+
+def test_float8_codes_are_the_teacher():
+    t1, _ = teacher_pair()
+    d = _e4m3fn_table()[float8_codes(t1)]
+    assert np.corrcoef(d.ravel(), t1.ravel())[0, 1] > 0.998
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "got through (red team 12): a teacher layer pair (2 x 64 KiB) as float8e4m3fn codes in "
+    "place (16 KiB each, r = 0.999): no check reads a float8 student tensor.  Fix proposed: "
+    "decode float8 (e4m3fn, e4m3fnuz, e5m2, e5m2fnuz) in corr_width/corr_decode, "
+    "units/perm and the value sample's reader, as float16 is (a 256-entry table), or "
+    "refuse float8 tensors (teacher-check-failed) until then"))
+def test_teacher_layer_as_float8(nexus, bundle, tmp_path):
+    from .test_teacher_small import onnx_teacher, put_student
+    t1, t2 = teacher_pair()
+    teacher = onnx_teacher(tmp_path / "t.onnx", {T1_NAME: t1, T2_NAME: t2})
+    put_student(bundle, {"w1": float8_tensor(t1, "w1"), "w2": float8_tensor(t2, "w2")})
+    assert _weights_caught(nexus, bundle, teacher)
+
+
+def _float8_embedder(t1, t2, opset=19):
+    rng = np.random.default_rng(5)
+    emb = rng.standard_normal((len(ws.VOCAB), D)).astype(np.float32)
+    nodes = [_node("Gather", ["embeddings.weight", "input_ids"], "emb"),
+             _node("Cast", ["dense1.f8"], "w1", to=F), _node("Cast", ["dense2.f8"], "w2", to=F),
+             _mm("emb", "w1", "h1"), _node("Tanh", ["h1"], "a1"),
+             _mm("a1", "w2", "last_hidden_state")]
+    g = helper.make_graph(
+        nodes, "embedder",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("last_hidden_state", F, ["batch", "seq", D])],
+        [numpy_helper.from_array(emb, "embeddings.weight"), float8_tensor(t1, "dense1.f8"),
+         float8_tensor(t2, "dense2.f8")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 9
+    return m.SerializeToString()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "got through (red team 12): the float8 layer pair, signed by the official build (opset "
+    "19, Cast to float) and passed by the gate; liveness.c does not perturb float8 either "
+    "(\"1 of 1 initializers\": the embedding).  Fix proposed: as above"))
+def test_teacher_layer_as_float8_signed(nexus, release_key, tmp_path):
+    from test_quantize import EMBED_RT
+    t1, t2 = teacher_pair()
+    root = ws.make_workspace(tmp_path / "ws", student=_float8_embedder(t1, t2),
+                             runtime_yaml=EMBED_RT)
+    teacher_onnx(root, {T1_NAME: t1, T2_NAME: t2})
+    why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
+    assert "teacher" in why, why
+
+
+# ------------------------------ a dead initializer of a type liveness skips
+# docs/TRV.md: "no dead initializer of 64 bytes or more passes".  The
+# liveness check (src/runtime/liveness.c) replaces each main-graph
+# initializer by noise and wants the outputs to change - but only those of
+# a type get() reads (float32/64, float16, bfloat16, uint8, int8, int16,
+# int32, int64); a uint16, uint32, uint64, bool or float8 initializer is
+# skipped in silence ("every initializer checked influences the outputs:
+# 1 of 1").  Made dead at run time (multiplied by a zero the graph
+# computes, Tanh(h) - Tanh(h) by two nodes: not a constant to
+# constant-subgraph, docs/TRV.md "Known limits"), a uint32 initializer
+# carries anything: here the hand-written trainer (tests/e2e/verify/
+# hand_trainer.py, zlib) and the teacher layer pair XOR a keystream,
+# 136 KiB, none of it charged to the leak budget.  The same bytes as an
+# int32 initializer are found dead and stored as zeros by the build (a
+# guard: the bundle carries nothing).
+def _payload():
+    import pathlib
+    import zlib
+    t1, t2 = teacher_pair()
+    code = zlib.compress(pathlib.Path(__file__).with_name("hand_trainer.py").read_bytes(), 9)
+    weights = np.concatenate([t1.ravel(), t2.ravel()]).view(np.uint8)
+    pad = np.random.default_rng(99).integers(0, 256, weights.size, dtype=np.uint8)
+    raw = len(code).to_bytes(4, "little") + code + (weights ^ pad).tobytes()
+    raw += b"\0" * (-len(raw) % 4)
+    return raw, code
+
+
+def _dead_buffer_embedder(buf):
+    rng = np.random.default_rng(5)
+    emb = rng.standard_normal((len(ws.VOCAB), D)).astype(np.float32)
+    w1 = (rng.standard_normal((D, H)) / 8).astype(np.float32)
+    w2 = (rng.standard_normal((H, D)) / 8).astype(np.float32)
+    nodes = [_node("Gather", ["embeddings.weight", "input_ids"], "emb"),
+             _mm("emb", "dense1.weight", "h1"), _node("Tanh", ["h1"], "a1"),
+             _node("Tanh", ["h1"], "a1b"), _node("Sub", ["a1", "a1b"], "z"),
+             _node("ReduceSum", ["z"], "zs", keepdims=0),
+             _node("Cast", ["position_buffer"], "pb", to=F),
+             _node("Mul", ["pb", "zs"], "pbz"), _node("ReduceSum", ["pbz"], "dead", keepdims=0),
+             _mm("a1", "dense2.weight", "o"), _node("Add", ["o", "dead"], "last_hidden_state")]
+    g = helper.make_graph(
+        nodes, "embedder",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("last_hidden_state", F, ["batch", "seq", D])],
+        [numpy_helper.from_array(emb, "embeddings.weight"),
+         numpy_helper.from_array(w1, "dense1.weight"), numpy_helper.from_array(w2, "dense2.weight"),
+         numpy_helper.from_array(buf, "position_buffer")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    return m.SerializeToString()
+
+
+def test_payload_decodes():
+    """the buffer gives back the trainer's source and the teacher pair"""
+    import pathlib
+    import zlib
+    raw, _ = _payload()
+    n = int.from_bytes(raw[:4], "little")
+    src = pathlib.Path(__file__).with_name("hand_trainer.py").read_bytes()
+    assert zlib.decompress(raw[4:4 + n]) == src
+    t1, t2 = teacher_pair()
+    weights = np.concatenate([t1.ravel(), t2.ravel()]).view(np.uint8)
+    pad = np.random.default_rng(99).integers(0, 256, weights.size, dtype=np.uint8)
+    got = np.frombuffer(raw[4 + n:4 + n + weights.size], np.uint8) ^ pad
+    assert np.array_equal(got.view(np.float32)[:t1.size].reshape(t1.shape), t1)
+    assert len(raw) > 128 * 1024
+
+
+DEAD_TYPES = {"uint32": np.uint32, "int32 (a guard)": np.int32}
+DEAD_THROUGH = {"uint32"}
+
+
+def _dead_reason(case):
+    return ("got through (red team 12): a dead initializer of type " + case + " (136 KiB: a "
+            "trainer's source and the teacher pair, XOR a pad), made dead by a zero the graph "
+            "computes at run time (as int32, the same bytes are found dead and stored as zeros): liveness.c get() reads no uint16/uint32/uint64/bool/float8/"
+            "int4 element, so the tensor is skipped without a word, and no other check "
+            "charges an initializer's bytes.  Fix proposed: perturb every fixed-width type "
+            "(integers clamped, float8 by a table, bool flipped; bytes XOR noise for any "
+            "other), and report the initializers the check could not perturb as "
+            "liveness-sampled/unchecked (a signed build refuses)")
+
+
+def _payload_carried(nexus, root, out, release_key):
+    """the official build signs and the gate passes a bundle whose model
+    still holds the payload (a build that stores the dead tensor as zeros,
+    refuses, or a gate that fails it: False)"""
+    import onnx
+    from conftest import run
+    from .test_redteam7 import gate
+    key, pub = release_key
+    b = run(nexus, "build", root, "-o", out, "--key", key, timeout=600)
+    if not out.exists():
+        return False
+    assert b.returncode == 0, b.stderr
+    g = gate(nexus, out, pub, root)
+    if g.returncode == 1:
+        return False
+    assert g.returncode == 0, g.stdout
+    m = onnx.load(str(out / "model/student_model.onnx"))
+    buf = next(t for t in m.graph.initializer if t.name == "position_buffer")
+    return numpy_helper.to_array(buf).tobytes() == _payload()[0]
+
+
+@pytest.mark.parametrize("case", [_xfail(c, DEAD_THROUGH, _dead_reason) for c in sorted(DEAD_TYPES)])
+def test_dead_initializer_of_an_unchecked_type_signed(nexus, release_key, tmp_path, case):
+    from test_quantize import EMBED_RT
+    raw, _ = _payload()
+    buf = np.frombuffer(raw, np.uint32).view(DEAD_TYPES[case])     # the same bytes
+    root = ws.make_workspace(tmp_path / "ws", student=_dead_buffer_embedder(buf),
+                             runtime_yaml=EMBED_RT)
+    assert not _payload_carried(nexus, root, tmp_path / "bundle", release_key)
