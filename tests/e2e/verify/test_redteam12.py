@@ -571,6 +571,11 @@ def test_accept_shared_copy_holding_another_layer_signed(nexus, release_key, tmp
 # by none: T1 and T2 cast to float8e4m3fn (3 mantissa bits: r = 0.999 with
 # the teacher, an fp8 copy of the layer as fp8 inference uses), in place,
 # decoded by a Cast in the graph, pass.  docs/TRV.md does not name float8.
+# Signed when this was written (the embedder with dense1/dense2 as float8
+# initializers, opset 19, ir_version 9, a Cast each before its MatMul): the
+# official build signed it and the gate passed it, liveness saying "1 of 1
+# initializers" (the embedding: float8 is not perturbed either); left out
+# of the file to keep it under 90 s.
 def _e4m3fn_table():
     c = np.arange(256)
     s, e, m = c >> 7, (c >> 3) & 15, c & 7
@@ -616,39 +621,6 @@ def test_teacher_layer_as_float8(nexus, bundle, tmp_path):
     teacher = onnx_teacher(tmp_path / "t.onnx", {T1_NAME: t1, T2_NAME: t2})
     put_student(bundle, {"w1": float8_tensor(t1, "w1"), "w2": float8_tensor(t2, "w2")})
     assert _weights_caught(nexus, bundle, teacher)
-
-
-def _float8_embedder(t1, t2, opset=19):
-    rng = np.random.default_rng(5)
-    emb = rng.standard_normal((len(ws.VOCAB), D)).astype(np.float32)
-    nodes = [_node("Gather", ["embeddings.weight", "input_ids"], "emb"),
-             _node("Cast", ["dense1.f8"], "w1", to=F), _node("Cast", ["dense2.f8"], "w2", to=F),
-             _mm("emb", "w1", "h1"), _node("Tanh", ["h1"], "a1"),
-             _mm("a1", "w2", "last_hidden_state")]
-    g = helper.make_graph(
-        nodes, "embedder",
-        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
-         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])],
-        [helper.make_tensor_value_info("last_hidden_state", F, ["batch", "seq", D])],
-        [numpy_helper.from_array(emb, "embeddings.weight"), float8_tensor(t1, "dense1.f8"),
-         float8_tensor(t2, "dense2.f8")])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = 9
-    return m.SerializeToString()
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "got through (red team 12): the float8 layer pair, signed by the official build (opset "
-    "19, Cast to float) and passed by the gate; liveness.c does not perturb float8 either "
-    "(\"1 of 1 initializers\": the embedding).  Fix proposed: as above"))
-def test_teacher_layer_as_float8_signed(nexus, release_key, tmp_path):
-    from test_quantize import EMBED_RT
-    t1, t2 = teacher_pair()
-    root = ws.make_workspace(tmp_path / "ws", student=_float8_embedder(t1, t2),
-                             runtime_yaml=EMBED_RT)
-    teacher_onnx(root, {T1_NAME: t1, T2_NAME: t2})
-    why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
-    assert "teacher" in why, why
 
 
 # ------------------------------ a dead initializer of a type liveness skips
@@ -763,3 +735,51 @@ def test_dead_initializer_of_an_unchecked_type_signed(nexus, release_key, tmp_pa
     root = ws.make_workspace(tmp_path / "ws", student=_dead_buffer_embedder(buf),
                              runtime_yaml=EMBED_RT)
     assert not _payload_carried(nexus, root, tmp_path / "bundle", release_key)
+
+
+# ------------------------------------ a teacher layer as a sparse initializer
+# fingerprint.c's corr() returns at once for a sparse tensor, and
+# liveness.c skips sparse initializers; ONNX Runtime densifies them at load.
+# T1 and T2 rounded to 16 mantissa bits, as sparse initializers that list
+# every element (indices 0 .. n-1), the embedder's dense1/dense2.
+def _sparse(t, name):
+    vals = numpy_helper.from_array(t.ravel(), name)
+    idx = numpy_helper.from_array(np.arange(t.size, dtype=np.int64), name + "_idx")
+    return helper.make_sparse_tensor(vals, idx, list(t.shape))
+
+
+def _sparse_embedder(t1, t2):
+    rng = np.random.default_rng(5)
+    emb = rng.standard_normal((len(ws.VOCAB), D)).astype(np.float32)
+    nodes = [_node("Gather", ["embeddings.weight", "input_ids"], "emb"),
+             _mm("emb", "dense1.weight", "h1"), _node("Tanh", ["h1"], "a1"),
+             _mm("a1", "dense2.weight", "last_hidden_state")]
+    g = helper.make_graph(
+        nodes, "embedder",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("last_hidden_state", F, ["batch", "seq", D])],
+        [numpy_helper.from_array(emb, "embeddings.weight")],
+        sparse_initializer=[_sparse(_rounded(t1), "dense1.weight"),
+                            _sparse(_rounded(t2), "dense2.weight")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    return m.SerializeToString()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "got through (red team 12): a teacher layer pair (2 x 64 KiB) rounded to 16 mantissa bits "
+    "as sparse initializers listing every element, signed by the official build and passed "
+    "by the gate: fingerprint.c corr() returns at once for a sparse tensor (no correlation, "
+    "per-vector or perm check) and liveness.c skips sparse initializers (\"1 of 1\"), so "
+    "a dead sparse initializer carries anything as well.  Fix proposed: densify sparse "
+    "initializers (bounded by the model-size budget) before fingerprinting and liveness, "
+    "or refuse them (onnx-not-canonical): no exporter writes them for a dense layer"))
+def test_teacher_layer_as_sparse_initializers_signed(nexus, release_key, tmp_path):
+    from test_quantize import EMBED_RT
+    t1, t2 = teacher_pair()
+    root = ws.make_workspace(tmp_path / "ws", student=_sparse_embedder(t1, t2),
+                             runtime_yaml=EMBED_RT)
+    teacher_onnx(root, {T1_NAME: t1, T2_NAME: t2})
+    why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
+    assert "teacher" in why or "sparse" in why, why
