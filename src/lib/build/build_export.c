@@ -48,6 +48,7 @@ static int fingerprint_one(struct build *b, const nx_fp_set *set, const char *pa
 	size_t n = 0, i;
 	uint64_t pooled = 0;   /* the pooled small copies not allowed (bytes) */
 	uint64_t sum = 0;      /* the one sum's parts not allowed (nexus/fingerprint.h) */
+	char sum_said[96];
 	int rc;
 
 	rc = nx_fingerprint_student(&m, &n, set, nx_stage_dirfd(b->stage), path,
@@ -58,6 +59,8 @@ static int fingerprint_one(struct build *b, const nx_fp_set *set, const char *pa
 			sum += m[i].sum_bytes;
 			pooled += m[i].pooled ? m[i].bytes : 0;
 		}
+	snprintf(sum_said, sizeof(sum_said), " (%llu bytes of teacher weights in one sum, over %u)",
+		 (unsigned long long)sum, NX_FP_SMALL_TOTAL_MAX);
 	for (i = 0; !rc && i < n; i++)
 		if (shared_allowed(b, m[i].student_tensor) ||
 		    ((m[i].pooled || m[i].small || m[i].implied || m[i].units) &&
@@ -67,10 +70,11 @@ static int fingerprint_one(struct build *b, const nx_fp_set *set, const char *pa
 			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
 					  "student tensor '%s'%s holds %u blocks of '%s' of the "
 					  "teacher %s re-encoded (teacher-tensor-copied: its rows or "
-					  "columns permuted, sign-flipped, scaled or quantized): the "
-					  "student carries teacher weights; retrain it",
+					  "columns permuted, sign-flipped, scaled or quantized; %llu "
+					  "bytes of teacher weights in one sum, over %u): the student "
+					  "carries teacher weights; retrain it",
 					  m[i].student_tensor, when, m[i].unit_blocks, m[i].teacher_tensor,
-					  m[i].teacher_file);
+					  m[i].teacher_file, (unsigned long long)sum, NX_FP_SMALL_TOTAL_MAX);
 		else if (m[i].approx)
 			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
 					  "student tensor '%s'%s is '%s' of the teacher %s "
@@ -83,10 +87,12 @@ static int fingerprint_one(struct build *b, const nx_fp_set *set, const char *pa
 					  "the student%s holds about %llu bytes of the small teacher "
 					  "tensors of the teacher %s in another form (teacher-values-"
 					  "copied: %u of %u pooled elements in '%s', some from "
-					  "'%s'): the student carries teacher weights; retrain it",
+					  "'%s'; %llu bytes of teacher weights in one sum, over %u): "
+					  "the student carries teacher weights; retrain it",
 					  when, (unsigned long long)pooled, m[i].teacher_file,
 					  m[i].value_hits, m[i].value_samples, m[i].student_tensor,
-					  m[i].teacher_tensor);
+					  m[i].teacher_tensor, (unsigned long long)sum,
+					  NX_FP_SMALL_TOTAL_MAX);
 		else if (m[i].implied)
 			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
 					  "student tensor '%s'%s holds about %llu bytes of '%s' of the "
@@ -94,8 +100,8 @@ static int fingerprint_one(struct build *b, const nx_fp_set *set, const char *pa
 					  "teacher weights in one sum, over %u): the student "
 					  "carries teacher weights; retrain it", m[i].student_tensor, when,
 					  (unsigned long long)m[i].bytes, m[i].teacher_tensor,
-					  m[i].teacher_file, (unsigned long long)m[i].implied_total,
-					  NX_FP_IMPLIED_TOTAL_MAX);
+					  m[i].teacher_file, (unsigned long long)sum,
+					  NX_FP_SMALL_TOTAL_MAX);
 		else if (m[i].values)
 			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
 					  "student tensor '%s'%s holds %u of the %u values sampled "
@@ -107,11 +113,12 @@ static int fingerprint_one(struct build *b, const nx_fp_set *set, const char *pa
 		else
 			rc = nx_error_set(b->err, NX_ECHECK, b->ws->student.model, 0, -1,
 					  "student tensor '%s'%s (%llu bytes) is identical to '%s' "
-					  "of the teacher %s%s: the student carries teacher weights; "
-					  "retrain it, or list it in allow_shared_tensors with a "
-					  "reason", m[i].student_tensor, when,
+					  "of the teacher %s%s%s: the student carries teacher "
+					  "weights; retrain it, or list it in allow_shared_tensors "
+					  "with a reason", m[i].student_tensor, when,
 					  (unsigned long long)m[i].bytes, m[i].teacher_tensor,
-					  m[i].teacher_file, m[i].transposed ? " once transposed" : "");
+					  m[i].teacher_file, m[i].transposed ? " once transposed" : "",
+					  m[i].small ? sum_said : "");
 	nx_fp_matches_free(m, n);
 	return rc;
 }
