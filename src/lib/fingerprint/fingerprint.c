@@ -900,9 +900,10 @@ static uint64_t tensor_sum(struct nx_fp_match *p, size_t i, size_t j, uint64_t c
 	return t;
 }
 
-/* The float32 size of each student tensor the parts name (sorted by
- * name; NULL and 0 when the model cannot be read again). */
-static struct part_cap *part_caps(int fd, const char *path, size_t *ncap, nx_error *err)
+/* The float32 size of each student tensor (sorted by name; NULL and 0
+ * when the model cannot be read again: then no cap, the count is high,
+ * never low). */
+static struct part_cap *part_caps(int fd, const char *path, size_t *ncap)
 {
 	nx_onnx_model *m = NULL;
 	const nx_onnx_summary *s;
@@ -911,7 +912,6 @@ static struct part_cap *part_caps(int fd, const char *path, size_t *ncap, nx_err
 	size_t i;
 
 	*ncap = 0;
-	(void)err;
 	memset(&e2, 0, sizeof(e2));
 	if (nx_onnx_open(&m, fd, path, &e2) != 0)
 		return NULL;
@@ -951,7 +951,7 @@ static int one_sum(struct student_ctx *c, int fd, const char *path, nx_error *er
 		if (!c->parts[i].sum_bytes)   /* set by small_parts for a 16-bit teacher's own */
 			c->parts[i].sum_bytes = f32_bytes(&c->parts[i]);
 	qsort(c->parts, c->nparts, sizeof(*c->parts), cmp_part);
-	caps = part_caps(fd, path, &ncap, err);
+	caps = part_caps(fd, path, &ncap);
 	for (i = 0; i < c->nparts; i = j) {
 		const struct part_cap *at;
 
