@@ -11,8 +11,8 @@
  *
  * Sample: a value is taken when a keyed hash of its mantissa (not the
  * sign nor the exponent, so -v and 2^k x v are the same candidate; not the
- * lowest mantissa bit, see decoys) falls under a rate; zeros, subnormals,
- * NaN and infinities never.  A value seen twice in the teacher (1.0 in every
+ * lowest mantissa bit nor the second decoy's, see decoys) falls under a
+ * rate; zeros, subnormals, NaN and infinities never.  A value seen twice in the teacher (1.0 in every
  * LayerNorm) is "common" and dropped, as is one two teacher tensors share.
  * The rate starts at 1/64 and halves whenever the set would pass
  * NX_FP_VALUES_MAX entries (16 MiB), so a teacher of any size costs the
@@ -33,7 +33,9 @@
  * deviations (or the decoys the hits: the values with their lowest bit
  * flipped), or - in a tensor of at most FP_VALUES_TWIN_ELEMS elements -
  * when it holds half of the decoys too (each value with its twin beside
- * it).  The sign is not looked at: a tensor negated, or with the
+ * it), or - at any size - when it holds half of them as themselves or
+ * their twins and beats a second, keyed decoy (look_up).  The sign is
+ * not looked at: a tensor negated, or with the
  * signs of some rows, columns or elements flipped, is an exact copy
  * (red team 8: x -1 and x 16 were signed and passed when the key held
  * the sign and only 2^-3..2^3 were counted).  The counts are kept per
