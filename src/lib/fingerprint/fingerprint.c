@@ -639,6 +639,32 @@ static int cmp_small(const void *a, const void *b)
 	return x->e < y->e ? -1 : x->e > y->e;
 }
 
+static bool cast_name(const char *name)
+{
+	return strstr(name, " as float16") || strstr(name, " as bfloat16");
+}
+
+/*
+ * Is e a float16 or bfloat16 teacher tensor's own?  The entry does not
+ * record its type, but such a tensor is also recorded widened to float32
+ * and cast back ("... widened to float32 as float16"), the same bytes: an
+ * entry of e's contents named as a cast, beside e in the sorted entries.
+ * (A float32 teacher tensor's cast is named so itself: f32_bytes.)
+ */
+static bool half_entry(const nx_fp_set *t, const struct fp_entry *e)
+{
+	const struct fp_entry *p;
+
+	if (cast_name(e->name))
+		return false;
+	for (p = e; p > t->e && !cmp_entry(p - 1, e); p--)
+		;
+	for (; p < t->e + t->n && !cmp_entry(p, e); p++)
+		if (p != e && cast_name(p->name))
+			return true;
+	return false;
+}
+
 /*
  * The small matches, each teacher tensor once (the student holding one
  * teacher vector ten times carries 3 KiB of it, not 30), and the
@@ -680,6 +706,10 @@ static int small_parts(struct student_ctx *c, nx_error *err)
 		m->transposed = s->transposed;
 		m->small = true;
 		m->inside = !s->whole;
+		/* a float16/bfloat16 teacher's own tensor holds 2 bytes an
+		 * element: at float32 size as every other part (one_sum) */
+		if (half_entry(c->teachers, s->e))
+			m->sum_bytes = 2 * m->bytes;
 	}
 	return 0;
 }
@@ -821,8 +851,7 @@ static int kept_parts(struct student_ctx *c, nx_error *err)
  * "... as float16", "... as bfloat16") hold 2 bytes an element. */
 static uint64_t f32_bytes(const struct nx_fp_match *m)
 {
-	if (m->small && !m->approx &&
-	    (strstr(m->teacher_tensor, " as float16") || strstr(m->teacher_tensor, " as bfloat16")))
+	if (m->small && !m->approx && cast_name(m->teacher_tensor))
 		return 2 * m->bytes;
 	return m->bytes;
 }
@@ -830,47 +859,143 @@ static uint64_t f32_bytes(const struct nx_fp_match *m)
 static int cmp_part(const void *a, const void *b)
 {
 	const struct nx_fp_match *x = a, *y = b;
+	int d = strcmp(x->student_tensor, y->student_tensor);
 
-	return strcmp(x->student_tensor, y->student_tensor);
+	if (!d && x->pooled != y->pooled)
+		return x->pooled ? 1 : -1;
+	if (!d)
+		d = strcmp(x->teacher_file, y->teacher_file);
+	return d ? d : strcmp(x->teacher_tensor, y->teacher_tensor);
+}
+
+/* A student tensor's size at float32 (4 bytes an element, its shape's
+ * product), by name: a cap on what its parts can hold. */
+struct part_cap {
+	const char *name;
+	uint64_t f32;
+};
+
+static int cmp_cap(const void *a, const void *b)
+{
+	return strcmp(((const struct part_cap *)a)->name, ((const struct part_cap *)b)->name);
+}
+
+/*
+ * One student tensor's parts [i, j), sorted by cmp_part: the teacher
+ * bytes it holds.  The kinds overlap - a whole copy of a teacher vector
+ * is in the pool and its blocks are units, a part kept in place may be
+ * whole rows - so each teacher tensor counts once, at the kind that found
+ * most of it; the small teacher tensors found whole or approximate and
+ * the pooled windows (which see the same small tensors) count the larger;
+ * the rest adds up, capped at the tensor's own float32 size.  Counting
+ * only its largest kind let a tensor hold a pooled vector, a whole one
+ * and a layer's part kept in place side by side, counted as the largest
+ * (review of stop 21: up to 3x under).  Not known per element: a pooled
+ * window that is also a unit block of another teacher tensor counts
+ * twice (over, the safe direction).
+ */
+static uint64_t tensor_sum(struct nx_fp_match *p, size_t i, size_t j, uint64_t cap)
+{
+	uint64_t small = 0, rest = 0, pool = 0, t, over;
+	size_t k, g, h;
+
+	for (k = i; k < j && !p[k].pooled; k = g) {
+		size_t top = k;
+		bool is_small = false;
+
+		for (g = k; g < j && !p[g].pooled && !strcmp(p[g].teacher_file, p[k].teacher_file) &&
+			    !strcmp(p[g].teacher_tensor, p[k].teacher_tensor); g++) {
+			is_small |= p[g].small;
+			if (p[g].sum_bytes > p[top].sum_bytes)
+				top = g;
+		}
+		for (h = k; h < g; h++)
+			if (h != top)
+				p[h].sum_bytes = 0;
+		*(is_small ? &small : &rest) += p[top].sum_bytes;
+	}
+	for (; k < j; k++)
+		pool += p[k].sum_bytes;
+	for (k = i; k < j; k++)
+		if (pool > small ? p[k].small && !p[k].pooled : p[k].pooled)
+			p[k].sum_bytes = 0;
+	t = rest + (pool > small ? pool : small);
+	/* over the cap: the shares trimmed from the last, so they add up to it */
+	for (over = cap && t > cap ? t - cap : 0, k = j; over && k-- > i;) {
+		uint64_t cut = p[k].sum_bytes < over ? p[k].sum_bytes : over;
+
+		p[k].sum_bytes -= cut;
+		over -= cut;
+		t -= cut;
+	}
+	return t;
+}
+
+/* The float32 size of each student tensor (sorted by name; NULL and 0
+ * when the model cannot be read again: then no cap, the count is high,
+ * never low). */
+static struct part_cap *part_caps(int fd, const char *path, size_t *ncap)
+{
+	nx_onnx_model *m = NULL;
+	const nx_onnx_summary *s;
+	struct part_cap *v = NULL;
+	nx_error e2;
+	size_t i;
+
+	*ncap = 0;
+	memset(&e2, 0, sizeof(e2));
+	if (nx_onnx_open(&m, fd, path, &e2) != 0)
+		return NULL;
+	s = nx_onnx_summary_get(m);
+	if (s->ntensors && (v = malloc(s->ntensors * sizeof(*v))) != NULL) {
+		for (i = 0; i < s->ntensors; i++) {
+			v[i].name = NULL;
+			v[i].f32 = s->tensors[i].nelem <= UINT64_MAX / 4 ? 4 * s->tensors[i].nelem : 0;
+			if (!(v[i].name = strdup(s->tensors[i].name ? s->tensors[i].name : "")))
+				break;
+		}
+		*ncap = i;
+		qsort(v, *ncap, sizeof(*v), cmp_cap);
+	}
+	nx_onnx_free(m);
+	return v;
 }
 
 /*
  * One sum of teacher bytes (docs/TRV.md "Why 16 KiB"), not one per kind:
  * four sums judged apart let a student carry just under the bound by each
  * (review A of stop 20: 10 float16 vectors, 5 pooled and 7% of three
- * layers in place, ~58 KiB).  Per student tensor the kinds overlap - a
- * whole copy of a teacher vector is in the pool and its blocks are units,
- * a part kept in place may be whole rows - so each student tensor counts
- * its largest kind (whole and approximate small copies with parts kept in
- * place; pooled windows; re-encoded blocks); student tensors add up.
+ * layers in place, ~58 KiB).  Per student tensor the kinds add up, each
+ * teacher tensor once (tensor_sum); student tensors add up.
  * Over NX_FP_SMALL_TOTAL_MAX every part is reported, with its share
  * (sum_bytes) and the sum.
  */
-static int one_sum(struct student_ctx *c, nx_error *err)
+static int one_sum(struct student_ctx *c, int fd, const char *path, nx_error *err)
 {
 	uint64_t total = 0;
-	size_t i, j;
+	struct part_cap *caps = NULL, key;
+	size_t i, j, ncap = 0;
 
 	if (!c->nparts)
 		return 0;
 	for (i = 0; i < c->nparts; i++)
-		c->parts[i].sum_bytes = f32_bytes(&c->parts[i]);
+		if (!c->parts[i].sum_bytes)   /* set by small_parts for a 16-bit teacher's own */
+			c->parts[i].sum_bytes = f32_bytes(&c->parts[i]);
 	qsort(c->parts, c->nparts, sizeof(*c->parts), cmp_part);
+	caps = part_caps(fd, path, &ncap);
 	for (i = 0; i < c->nparts; i = j) {
-		uint64_t kind[3] = { 0, 0, 0 };   /* exact, pooled, units */
-		unsigned best = 0, k;
+		const struct part_cap *at;
 
-		for (j = i; j < c->nparts && !cmp_part(&c->parts[i], &c->parts[j]); j++)
-			kind[c->parts[j].pooled ? 1 : c->parts[j].units ? 2 : 0] +=
-				c->parts[j].sum_bytes;
-		for (k = 1; k < 3; k++)
-			if (kind[k] > kind[best])
-				best = k;
-		total += kind[best];
-		for (k = (unsigned)i; k < j; k++)
-			if ((c->parts[k].pooled ? 1u : c->parts[k].units ? 2u : 0u) != best)
-				c->parts[k].sum_bytes = 0;
+		for (j = i; j < c->nparts &&
+			    !strcmp(c->parts[i].student_tensor, c->parts[j].student_tensor); j++)
+			;
+		key.name = c->parts[i].student_tensor;
+		at = ncap ? bsearch(&key, caps, ncap, sizeof(*caps), cmp_cap) : NULL;
+		total += tensor_sum(c->parts, i, j, at ? at->f32 : 0);
 	}
+	for (i = 0; i < ncap; i++)
+		free((char *)caps[i].name);
+	free(caps);
 	if (total <= NX_FP_SMALL_TOTAL_MAX)
 		return 0;
 	for (i = 0; i < c->nparts; i++) {
@@ -936,7 +1061,7 @@ int nx_fingerprint_student(struct nx_fp_match **out, size_t *nout, const nx_fp_s
 	if (!rc)
 		rc = units_parts(&c, err);
 	if (!rc)
-		rc = one_sum(&c, err);
+		rc = one_sum(&c, fd, path, err);
 out:
 	nx_fp__units_end(&units);
 	nx_fp__perm_end(&perm);

@@ -11,8 +11,8 @@
  *
  * Sample: a value is taken when a keyed hash of its mantissa (not the
  * sign nor the exponent, so -v and 2^k x v are the same candidate; not the
- * lowest mantissa bit, see decoys) falls under a rate; zeros, subnormals,
- * NaN and infinities never.  A value seen twice in the teacher (1.0 in every
+ * lowest mantissa bit nor the second decoy's, see decoys) falls under a
+ * rate; zeros, subnormals, NaN and infinities never.  A value seen twice in the teacher (1.0 in every
  * LayerNorm) is "common" and dropped, as is one two teacher tensors share.
  * The rate starts at 1/64 and halves whenever the set would pass
  * NX_FP_VALUES_MAX entries (16 MiB), so a teacher of any size costs the
@@ -33,7 +33,9 @@
  * deviations (or the decoys the hits: the values with their lowest bit
  * flipped), or - in a tensor of at most FP_VALUES_TWIN_ELEMS elements -
  * when it holds half of the decoys too (each value with its twin beside
- * it).  The sign is not looked at: a tensor negated, or with the
+ * it), or - at any size - when it holds half of them as themselves or
+ * their twins and beats a second, keyed decoy (look_up).  The sign is
+ * not looked at: a tensor negated, or with the
  * signs of some rows, columns or elements flipped, is an exact copy
  * (red team 8: x -1 and x 16 were signed and passed when the key held
  * the sign and only 2^-3..2^3 were counted).  The counts are kept per
@@ -63,7 +65,15 @@
  * for half of either (a value found with probability ~N / 3.5e7). */
 #define FP_VALUES_TWIN_ELEMS (1u << 22)
 
-enum { V_COMMON = 1, V_SHARED = 2, V_DROP = 3, V_GHIT = 4, V_GDECOY = 8 };
+/* V_DPAIR: the teacher holds the value's keyed decoy too (see look_up);
+ * V_GEITHER, V_GDECOY2: the whole-model counts of the second decoy */
+enum { V_COMMON = 1, V_SHARED = 2, V_DROP = 3, V_GHIT = 4, V_GDECOY = 8, V_GEITHER = 16,
+       V_GDECOY2 = 32, V_DPAIR = 64 };
+
+/* The counts of one (teacher tensor, scale): hits, decoys (the lowest
+ * bit flipped), samples held as themselves or their twin, and second
+ * decoys (a keyed bit flipped: see look_up). */
+enum { C_HIT, C_DECOY, C_EITHER, C_DECOY2, C_KINDS };
 
 struct fp_val {
 	uint32_t key;      /* mantissa bits 22..1, plus 1 (0: empty) */
@@ -83,7 +93,7 @@ struct fp_owner {
  * table, cleared through the list of the slots in use. */
 struct fp_cnt {
 	uint64_t key;      /* owner x 512 + shift + FP_SHIFT_BIAS, plus 1 (0: empty) */
-	uint32_t c[2];     /* hits, decoys */
+	uint32_t c[C_KINDS];
 };
 
 struct fp_cmap {
@@ -97,12 +107,14 @@ struct fp_values {
 	size_t cap, n;            /* slots (a power of two), entries */
 	uint32_t rate;            /* a value is sampled when its hash < rate */
 	uint32_t mul;             /* keyed odd multiplier */
+	uint32_t dbit;            /* keyed key bit (0..7) the second decoy flips */
+	uint32_t hmask;           /* the key bits hashed: all but dbit */
 	struct fp_owner *o;
 	size_t no, capo;
 	bool ready;
 	struct fp_cmap cnt;       /* this student tensor's counts */
 	struct fp_cmap seen;      /* this student tensor's (sample slot, scale)
-				   * pairs counted: c[0] hit, c[1] decoy */
+				   * pairs counted, c[kind] per kind */
 	uint64_t *spill;          /* the pairs past FP_CMAP_MAX, hashed (see spill) */
 	bool spilled;             /* spill holds this student tensor's bits */
 	struct fp_cmap gcnt;      /* the same over the whole student model */
@@ -123,7 +135,13 @@ static inline uint32_t vkey(uint32_t bits)
  * values, so it is sampled alike whatever the key. */
 static inline uint32_t vhash(const struct fp_values *s, uint32_t key)
 {
-	return key * s->mul;
+	return (((key - 1) & s->hmask) + 1) * s->mul;
+}
+
+/* The key of a value's second decoy: sampled with it (hmask). */
+static inline uint32_t dkey(const struct fp_values *s, uint32_t key)
+{
+	return ((key - 1) ^ s->dbit) + 1;
 }
 
 static size_t vslot(const struct fp_values *s, uint32_t key)
@@ -149,6 +167,8 @@ static int values_init(nx_fp_set *set, nx_error *err)
 		return nx_error_oom(err, NULL);
 	}
 	s->mul = (uint32_t)nx_keyhash("fp_values", 9, NULL, 0) | 1;
+	s->dbit = 1u << (nx_keyhash("fp_values_decoy", 15, NULL, 0) % 8);
+	s->hmask = 0x3fffffu & ~s->dbit;
 	set->values = s;
 	return 0;
 }
@@ -228,13 +248,13 @@ static uint32_t *cmap_at(struct fp_cmap *m, uint32_t id, int shift)
 	return m->v[j].c;
 }
 
-/* Count one hit (decoy 0) or decoy (1) of owner at scale 2^shift. */
-static void cmap_add(struct fp_cmap *m, uint32_t owner, int shift, int decoy)
+/* Count one of kind (C_HIT ...) of owner at scale 2^shift. */
+static void cmap_add(struct fp_cmap *m, uint32_t owner, int shift, int kind)
 {
 	uint32_t *c = cmap_at(m, owner, shift);
 
 	if (c)
-		c[decoy]++;
+		c[kind]++;
 }
 
 static void cmap_clear(struct fp_cmap *m)
@@ -360,10 +380,26 @@ static int ready(struct fp_values *s, nx_error *err)
 		return 0;
 	for (i = 0; i < s->no; i++)
 		s->o[i].n = 0;
+	/* a value whose second decoy the teacher holds too (at its exponent)
+	 * is no sample: a copy would hold its decoy (both are sampled alike) */
+	for (i = 0; i < s->cap; i++) {
+		struct fp_val *e = &s->v[i];
+		uint32_t k;
+		size_t j;
+
+		if (!e->key || (e->flags & V_DPAIR))
+			continue;
+		k = dkey(s, e->key);
+		for (j = vslot(s, k); s->v[j].key; j = (j + 1) & (s->cap - 1))
+			if (s->v[j].key == k && s->v[j].exp == e->exp) {
+				e->flags |= V_DPAIR;
+				s->v[j].flags |= V_DPAIR;
+			}
+	}
 	for (i = 0; i < s->cap; i++) {
 		const struct fp_val *e = &s->v[i];
 
-		if (e->key && !(e->flags & V_DROP) && e->variants != 3)
+		if (e->key && !(e->flags & (V_DROP | V_DPAIR)) && e->variants != 3)
 			s->o[e->owner].n++;
 	}
 	cmap_clear(&s->cnt);
@@ -386,9 +422,9 @@ static int ready(struct fp_values *s, nx_error *err)
  * elements.  Out of memory, a pair is counted again (the count is high,
  * never low).
  */
-static bool spill(struct fp_values *s, size_t j, int shift, bool hit)
+static bool spill(struct fp_values *s, size_t j, int shift, int kind)
 {
-	uint64_t h = ((uint64_t)j << 10 | (uint64_t)(shift + FP_SHIFT_BIAS) << 1 | hit) *
+	uint64_t h = ((uint64_t)j << 11 | (uint64_t)(shift + FP_SHIFT_BIAS) << 2 | (uint64_t)kind) *
 		     0x9e3779b97f4a7c15ull >> (64 - FP_SEEN_SPILL_BITS);
 	uint64_t bit = 1ull << (h & 63);
 	bool was;
@@ -401,40 +437,75 @@ static bool spill(struct fp_values *s, size_t j, int shift, bool hit)
 	return was;
 }
 
-/* One float32 value of the student tensor under way. */
+/* Count sample slot j of owner at scale 2^shift as kind, once per
+ * student tensor (seen), and once per model (gflag). */
+static void count(struct fp_values *s, size_t j, int shift, int kind, uint8_t gflag)
+{
+	struct fp_val *e = &s->v[j];
+	uint32_t *seen;
+
+	if (!(e->flags & gflag)) {
+		e->flags |= gflag;
+		cmap_add(&s->gcnt, e->owner, shift, kind);
+	}
+	/* each sample once per scale (and kind): a copy placed after the
+	 * same values at other scales is still counted, and a value the
+	 * student repeats counts once - a random float16 tensor holds each
+	 * of its 2^15 values hundreds of times, and one sampled teacher value
+	 * on the float16 lattice, counted at every occurrence, was half a
+	 * teacher tensor's samples (bench/gen_model.py --dtype fp16) */
+	seen = cmap_at(&s->seen, (uint32_t)j, shift);
+	if (seen ? seen[kind]++ != 0 : spill(s, j, shift, kind))
+		return;
+	cmap_add(&s->cnt, e->owner, shift, kind);
+}
+
+static bool usable(const struct fp_values *s, const struct fp_val *e)
+{
+	return !(e->flags & (V_DROP | V_DPAIR)) && e->variants != 3 &&
+	       s->o[e->owner].n >= FP_VALUES_MIN;
+}
+
+/*
+ * One float32 value of the student tensor under way.  The samples it is
+ * (its key: hit, or decoy when the teacher holds the twin), and the
+ * samples it is the second decoy of: the value with key bit dbit flipped
+ * (a bit among the mantissa's 2..9, keyed, so a copy cannot be spread
+ * over the value, its twin and that decoy on purpose), which the teacher
+ * does not hold (V_DPAIR) and an unrelated tensor holds as often as the
+ * value.  A sample held as itself or its twin (C_EITHER) against its
+ * second decoy held either way (C_DECOY2) is a count that mixing twins
+ * cannot halve: 48% of a layer exact and 48% as twins passed (review of
+ * stop 21), and it is judged at any tensor size.
+ */
 static void look_up(struct fp_values *s, uint32_t bits)
 {
-	uint32_t exp = (bits >> 23) & 0xff, key = vkey(bits);
+	uint32_t exp = (bits >> 23) & 0xff, key = vkey(bits), dk;
 	size_t j;
 
-	if (exp == 0 || exp == 0xff || vhash(s, key) >= s->rate ||
-	    !(s->bits[(key - 1) >> 6] >> ((key - 1) & 63) & 1))
+	if (exp == 0 || exp == 0xff || vhash(s, key) >= s->rate)
 		return;
-	for (j = vslot(s, key); s->v[j].key; j = (j + 1) & (s->cap - 1)) {
-		struct fp_val *e = &s->v[j];
-		int shift = (int)exp - (int)e->exp;
-		uint32_t *seen;
-		bool hit;
+	if (s->bits[(key - 1) >> 6] >> ((key - 1) & 63) & 1) {
+		for (j = vslot(s, key); s->v[j].key; j = (j + 1) & (s->cap - 1)) {
+			struct fp_val *e = &s->v[j];
+			int shift = (int)exp - (int)e->exp;
+			bool hit;
 
-		if (e->key != key || (e->flags & V_DROP) || e->variants == 3 ||
-		    s->o[e->owner].n < FP_VALUES_MIN)
-			continue;
-		hit = (e->variants >> (bits & 1)) & 1;
-		if (!(e->flags & (hit ? V_GHIT : V_GDECOY))) {
-			e->flags |= hit ? V_GHIT : V_GDECOY;
-			cmap_add(&s->gcnt, e->owner, shift, !hit);
+			if (e->key != key || !usable(s, e))
+				continue;
+			hit = (e->variants >> (bits & 1)) & 1;
+			count(s, j, shift, hit ? C_HIT : C_DECOY, hit ? V_GHIT : V_GDECOY);
+			count(s, j, shift, C_EITHER, V_GEITHER);
 		}
-		/* each sample once per scale (as a hit, and as a decoy): a
-		 * copy placed after the same values at other scales is still
-		 * counted, and a value the student repeats counts once - a
-		 * random float16 tensor holds each of its 2^15 values hundreds
-		 * of times, and one sampled teacher value on the float16
-		 * lattice, counted at every occurrence, was half a teacher
-		 * tensor's samples (bench/gen_model.py --dtype fp16) */
-		seen = cmap_at(&s->seen, (uint32_t)j, shift);
-		if (seen ? seen[!hit]++ != 0 : spill(s, j, shift, hit))
-			continue;
-		cmap_add(&s->cnt, e->owner, shift, !hit);
+	}
+	dk = dkey(s, key);
+	if (!(s->bits[(dk - 1) >> 6] >> ((dk - 1) & 63) & 1))
+		return;
+	for (j = vslot(s, dk); s->v[j].key; j = (j + 1) & (s->cap - 1)) {
+		struct fp_val *e = &s->v[j];
+
+		if (e->key == dk && usable(s, e))
+			count(s, j, (int)exp - (int)e->exp, C_DECOY2, V_GDECOY2);
 	}
 }
 
@@ -462,14 +533,14 @@ uint32_t nx_fp__f16_to_f32(uint16_t h)
 static void scan32(struct nx_fp__vfeed *f, const unsigned char *p, size_t n)
 {
 	struct fp_values *s = f->s;
-	const uint32_t mul = s->mul, rate = s->rate;
+	const uint32_t mul = s->mul, rate = s->rate, hmask = s->hmask;
 	size_t i;
 
 	for (i = 0; i + 4 <= n; i += 4) {
 		uint32_t bits;
 
 		memcpy(&bits, p + i, 4);
-		if (vkey(bits) * mul >= rate)
+		if ((((bits >> 1) & hmask) + 1) * mul >= rate)
 			continue;
 		if (!f->teacher)
 			look_up(s, bits);
@@ -491,7 +562,7 @@ __attribute__((target("avx2"))) static void scan32_avx2(struct nx_fp__vfeed *f,
 							 const unsigned char *p, size_t n)
 {
 	const struct fp_values *s = f->s;
-	const __m256i mask = _mm256_set1_epi32(0x3fffff), one = _mm256_set1_epi32(1);
+	const __m256i mask = _mm256_set1_epi32((int)s->hmask), one = _mm256_set1_epi32(1);
 	const __m256i mul = _mm256_set1_epi32((int)s->mul), zero = _mm256_setzero_si256();
 	const __m128i shift = _mm_cvtsi32_si128(__builtin_ctz(s->rate));
 	size_t i = 0;
@@ -616,20 +687,26 @@ bool nx_fp__vfeed_student(struct nx_fp__vfeed *f, const nx_fp_set *set, int32_t 
 }
 
 /*
- * Does one scale of counts c (hits, decoys) show teacher tensor o's values,
- * in a student tensor of elems elements (0: the whole model)?  Either side
- * may be the copy: decoys far above the hits are the values with their
- * lowest bit flipped, a re-encoding as good as any other.  Both at half
- * of the samples is chance only in a tensor large enough to hold most
- * values near the teacher's; in a smaller one it is the copy with each
- * value's twin (`bits ^ 1`) beside it, which the decoys alone took for
- * chance (review A of stop 20).
+ * Does one scale of counts c show teacher tensor o's values, in a student
+ * tensor of elems elements (0: the whole model)?  Either side may be the
+ * copy: decoys far above the hits are the values with their lowest bit
+ * flipped, a re-encoding as good as any other.  Both at half of the
+ * samples is chance only in a tensor large enough to hold most values
+ * near the teacher's; in a smaller one it is the copy with each value's
+ * twin (`bits ^ 1`) beside it, which the decoys alone took for chance
+ * (review A of stop 20).  The samples held either way beating their
+ * second decoys (look_up) find that at any size, and the twins mixed.
  */
 static bool shows(const uint32_t *c, uint32_t n, uint64_t elems)
 {
-	double h = c[0], d = c[1], hi = h > d ? h : d, lo = h > d ? d : h;
+	double h = c[C_HIT], d = c[C_DECOY], hi = h > d ? h : d, lo = h > d ? d : h;
+	double e = c[C_EITHER], d2 = c[C_DECOY2];
 
-	if (n < FP_VALUES_MIN || 2 * hi < n)
+	if (n < FP_VALUES_MIN)
+		return false;
+	if (2 * e >= n && e - d2 >= 5 * sqrt(e + d2 + 1))
+		return true;
+	if (2 * hi < n)
 		return false;
 	return hi - lo >= 5 * sqrt(h + d + 1) ||
 	       (elems && elems <= FP_VALUES_TWIN_ELEMS && 2 * lo >= n);
@@ -640,8 +717,10 @@ static bool best(struct fp_values_match *m, const struct fp_values *s, const str
 		 uint64_t elems)
 {
 	uint32_t o = (uint32_t)((c->key - 1) / 512);
-	uint32_t hi = c->c[0] > c->c[1] ? c->c[0] : c->c[1];
+	uint32_t hi = c->c[C_HIT] > c->c[C_DECOY] ? c->c[C_HIT] : c->c[C_DECOY];
 
+	/* held either way: at least the larger of the two */
+	hi = c->c[C_EITHER] > hi ? c->c[C_EITHER] : hi;
 	if (!shows(c->c, s->o[o].n, elems) || hi <= m->hits)
 		return false;
 	m->hits = hi;
@@ -678,7 +757,7 @@ int nx_fp__values_begin_model(const nx_fp_set *set, nx_error *err)
 	if ((rc = ready(s, err)) != 0)
 		return rc;
 	for (i = 0; i < s->cap; i++)
-		s->v[i].flags &= V_DROP;
+		s->v[i].flags &= V_DROP | V_DPAIR;
 	cmap_clear(&s->gcnt);
 	memset(s->found, 0, s->no * sizeof(*s->found));
 	return 0;

@@ -393,6 +393,9 @@ def test_int8_reshaped_folds_exactly(nexus, bundle, tmp_path, form):
     teacher = onnx_teacher(tmp_path / "t.onnx", {T1_NAME: t1, T2_NAME: t2})
     live_student(bundle, tensors, nodes)
     rc, rep = verify(nexus, bundle, "--teacher", teacher)
-    assert rc == 1 and any(f["code"] == "teacher-tensor-copied" and "(folded)' is '" in f["message"]
+    # found as a copy, or by the value sample: the fold's rounding leaves
+    # over half of its values the teacher's or their twins (`bits ^ 1`)
+    assert rc == 1 and any((f["code"] == "teacher-tensor-copied" and "(folded)' is '" in f["message"]
+                            or f["code"] == "teacher-values-copied" and "(folded)' holds " in f["message"])
                            and T1_NAME in f["message"] for f in rep["findings"]), \
         [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]

@@ -271,3 +271,65 @@ def test_independent_student_of_a_sixteen_bit_teacher_passes(nexus, tmp_path, dt
                        else _to16(w, dtype)[1] if student == "lattice" else w)
     rc, out = _inspect(nexus, _onnx_student(tmp_path / "s.onnx", st), teacher)
     assert rc == 0, out
+
+
+# ---------------- review B of stop 21: closed (values3)
+@pytest.mark.parametrize("scale", [2.0, 0.5, -4.0])
+@pytest.mark.parametrize("dtype", ["F16", "BF16"])
+def test_sixteen_bit_teacher_kept_in_part_and_scaled_fails(nexus, tmp_path, dtype, scale):
+    """A 16-bit teacher's parts kept in place, then scaled by a power of
+    two (lossless): the exact count saw none of them (3 x 40% of 64 KiB
+    layers at float32 size passed)."""
+    layers = _layers16(dtype)
+    teacher = _st16_teacher(tmp_path / "t.safetensors", {k: b for k, (b, _) in layers.items()},
+                            dtype)
+    rng = np.random.default_rng(58)
+    st = {}
+    for i, (_, v) in enumerate(layers.values()):
+        keep = rng.random(v.shape) < 0.4
+        noise = (rng.standard_normal(v.shape) / 8).astype(np.float32)
+        st[f"w{i}"] = np.where(keep, v * np.float32(scale), noise).astype(np.float32)
+    rc, out = _inspect(nexus, _onnx_student(tmp_path / "s.onnx", st), teacher)
+    assert rc == 1 and "hold the values of encoder.layer." in out, out
+
+
+def _mixed_twins(t, rng, p_exact=0.48, p_twin=0.48):
+    """t's values shuffled: p_exact as they are, p_twin as their twin
+    (`bits ^ 1`), the rest `bits ^ 2` (all within 2 ulp)."""
+    u = t.reshape(-1).view(np.uint32).copy()
+    r = rng.random(u.size)
+    u = np.where(r < p_exact, u, np.where(r < p_exact + p_twin, u ^ np.uint32(1),
+                                          u ^ np.uint32(2)))
+    return u[rng.permutation(u.size)].view(np.float32)
+
+
+def test_layers_shuffled_half_exact_half_twins_fail(nexus, tmp_path):
+    """48% of each value exact, 48% as its twin, 4% `^ 2`: neither the
+    hits nor the decoys reach half of the samples; a sample held as itself
+    or its twin, against a second keyed decoy, does."""
+    layers = _layers()
+    teacher = onnx_teacher(tmp_path / "t.onnx", layers)
+    rng = np.random.default_rng(7)
+    st = {f"w{i}": _mixed_twins(t, rng).reshape(t.shape) for i, t in enumerate(layers.values())}
+    rc, out = _inspect(nexus, _onnx_student(tmp_path / "s.onnx", st), teacher)
+    assert rc == 1 and out.count("hold the values of encoder.layer.") == 3, out
+
+
+@pytest.mark.parametrize("case", ["twins", "unrelated"])
+def test_twins_padded_past_four_million_elements(nexus, tmp_path, case):
+    """A layer permuted, each value with its twin, padded with unrelated
+    values to 2^22 + 2^16 elements (past the size the twin rule stopped
+    at): found; the same tensor without the layer passes."""
+    layers = _layers(n=1)
+    teacher = onnx_teacher(tmp_path / "t.onnx", layers)
+    t = next(iter(layers.values())).ravel()
+    rng = np.random.default_rng(60)
+    pad = (rng.standard_normal((1 << 22) + (1 << 16)) / 8).astype(np.float32)
+    if case == "twins":
+        u = rng.permutation(t).view(np.uint32)
+        pad[:2 * t.size] = np.stack([u, u ^ np.uint32(1)], 1).ravel().view(np.float32)
+    rc, out = _inspect(nexus, _onnx_student(tmp_path / "s.onnx", {"w": pad.reshape(-1, 64)}),
+                       teacher)
+    assert rc == (1 if case == "twins" else 0), out
+    if case == "twins":
+        assert "hold the values of encoder.layer.0" in out, out

@@ -394,3 +394,38 @@ def test_a_small_copy_inside_hides_no_part_kept_in_place(nexus, bundle, tmp_path
     put_student(bundle, hid)
     rc, rep = verify(nexus, bundle, "--teacher", teacher)
     assert rc == 1 and "teacher-values-copied" in codes(rep, "FAIL"), rep["findings"]
+
+
+# ---------------- review B of stop 21: closed (values3)
+def test_kinds_side_by_side_in_one_student_tensor_add_up(nexus, bundle, tmp_path):
+    """One student tensor of the layer's size: 4 teacher vectors reversed
+    and scaled by -3 (pooled, 12 KiB) written at its head, 20% of the
+    layer kept in place in the rest (~10 KiB).  Each alone is under the
+    bound; counted at the tensor's largest kind, together they passed."""
+    vs = list(vectors(8).values())
+    layer = _layer()
+    teacher = onnx_teacher(tmp_path / "t.onnx",
+                           {**vectors(8), "encoder.layer.0.intermediate.dense.weight": layer})
+    k = _kept_in_place(layer, 0.2).reshape(-1)
+    put_student(bundle, {"k": k[4 * WIDTH:].copy()})
+    put_student(bundle, {"k": k.reshape(layer.shape)})
+    no_copy(nexus, bundle, teacher)
+    k[:4 * WIDTH] = np.concatenate([v[::-1] * np.float32(-3) for v in vs[:4]])
+    put_student(bundle, {"k": k.reshape(layer.shape)})
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    text = " ".join(f["message"] for f in rep["findings"] if f["severity"] == "FAIL")
+    assert rc == 1 and "kept in part" in text and "pooled" in text, rep["findings"]
+
+
+def test_whole_copies_of_a_float16_teachers_own_vectors_count_at_float32_size(
+        nexus, bundle, tmp_path):
+    """8 vectors of a float16 safetensors teacher held whole, as float16:
+    12 KiB stored, 24 KiB at the float32 size every other part counts at."""
+    from .test_teacher_partial import _st16_teacher
+    vs = {n: v.astype(np.float16) for n, v in vectors(8).items()}
+    teacher = _st16_teacher(tmp_path / "t.safetensors",
+                            {n: v.view(np.uint16) for n, v in vs.items()}, "F16")
+    put_student(bundle, {f"h{i}": v for i, v in enumerate(list(vs.values())[:4])})
+    no_copy(nexus, bundle, teacher)
+    put_student(bundle, {f"h{i}": v for i, v in enumerate(vs.values())})
+    fails_copied(nexus, bundle, teacher, "small teacher tensors")
