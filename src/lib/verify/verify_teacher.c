@@ -135,7 +135,7 @@ static int sum_copies(struct vfy_ctx *c, const char **used, const struct nx_fp_m
 	const struct nx_fp_match *top[SUM_KINDS] = { NULL };
 	uint64_t part[SUM_KINDS] = { 0 }, found[SUM_KINDS] = { 0 }, total = 0, windows = 0;
 	size_t i, count[SUM_KINDS] = { 0 };
-	char parts[256];
+	char parts[384];
 	int rc = 0, k;
 
 	for (i = 0; !rc && i < n; i++) {
@@ -163,8 +163,8 @@ static int sum_copies(struct vfy_ctx *c, const char **used, const struct nx_fp_m
 	snprintf(parts, sizeof(parts),
 		 "%llu bytes of teacher weights in all, each element counted at the teacher's "
 		 "float32 size (whole small copies %llu, pooled %llu, kept in place %llu, "
-		 "re-encoded vectors %llu; a student tensor counts its largest kind), over the "
-		 "%u-byte bound", (unsigned long long)total, (unsigned long long)part[SUM_SMALL],
+		 "re-encoded vectors %llu; each teacher tensor once per student tensor, the "
+		 "kinds added up to the student tensor's own size), over the %u-byte bound", (unsigned long long)total, (unsigned long long)part[SUM_SMALL],
 		 (unsigned long long)part[SUM_POOLED], (unsigned long long)part[SUM_KEPT],
 		 (unsigned long long)part[SUM_UNITS], NX_FP_SMALL_TOTAL_MAX);
 	if (top[SUM_SMALL])
