@@ -47,6 +47,23 @@ def _fold4(t):
     return _rounded(t).reshape(a, b // 16, 4, 4).transpose(1, 0, 2, 3).copy()
 
 
+def _diag(w, lo, hi, seed):
+    """diag(e) W diag(d), e and d log-uniform in [lo, hi]: free for a ReLU
+    network (e into the embedding, d cancelled by the next layer)"""
+    rng = np.random.default_rng(seed)
+    e = np.exp(rng.uniform(np.log(lo), np.log(hi), w.shape[0]))[:, None]
+    d = np.exp(rng.uniform(np.log(lo), np.log(hi), w.shape[1]))[None, :]
+    return (w * e * d).astype(np.float32)
+
+
+def _pad(w, k, seed, rows=1):
+    """each row k elements longer (and `rows` rows more) of the student's own"""
+    rng = np.random.default_rng(seed)
+    out = (rng.standard_normal((w.shape[0] + rows, w.shape[1] + k)) * w.std()).astype(np.float32)
+    out[:w.shape[0], :w.shape[1]] = w
+    return out[:, rng.permutation(w.shape[1] + k)].copy()
+
+
 CAUGHT = {
     "every axis permuted, int8 one scale per row": lambda w1, w2: {
         "w1_q": _int8_rows(w1)[0], "w1_s": _int8_rows(w1)[1],
@@ -61,6 +78,20 @@ CAUGHT = {
         "w1": _rounded(w1 * -3.5 + 0.25), "w2": _rounded(w2 * 0.01 - 1)},
     "columns along axis 1 of a 4-D tensor, rounded": lambda w1, w2: {
         "w1": _fold4(w1), "w2": _fold4(w2)},
+    "every axis permuted and scaled per element in [0.8, 1.25], rounded": lambda w1, w2: {
+        "w1": _rounded(_diag(w1, 0.8, 1.25, 5)), "w2": _rounded(_diag(w2, 0.8, 1.25, 6))},
+    "every axis permuted and scaled per element in [0.5, 2], float16": lambda w1, w2: {
+        "w1": _diag(w1, 0.5, 2, 5).astype(np.float16), "w2": _diag(w2, 0.5, 2, 6).astype(np.float16)},
+    "every axis permuted, scaled per element, transposed, rounded": lambda w1, w2: {
+        "w1": _rounded(_diag(w1, 0.8, 1.25, 5).T.copy()),
+        "w2": _rounded(_diag(w2, 0.8, 1.25, 6).T.copy())},
+    "padded by one row and column, rounded": lambda w1, w2: {
+        "w1": _rounded(_pad(w1, 1, 3)), "w2": _rounded(_pad(w2.T.copy(), 1, 4).T.copy())},
+    "padded by four rows and columns, rounded": lambda w1, w2: {
+        "w1": _rounded(_pad(w1, 4, 3, rows=4)), "w2": _rounded(_pad(w2.T.copy(), 4, 4, rows=4).T.copy())},
+    "padded by two and scaled per element, rounded": lambda w1, w2: {
+        "w1": _rounded(_pad(_diag(w1, 0.8, 1.25, 5), 2, 3)),
+        "w2": _rounded(_pad(_diag(w2, 0.8, 1.25, 6).T.copy(), 2, 4).T.copy())},
 }
 
 
@@ -122,6 +153,14 @@ HONEST = {
         k: v.astype(np.float16) for k, v in zip(("w1", "w2"), teacher_pair(99))},
     "from the teacher's init, trained apart": lambda rng: dict(zip(("w1", "w2"),
                                                                    _same_init(5))),
+    "random heavy-tailed, vectors 1 to 4 longer than the teacher's": lambda rng: {
+        "w1": (rng.standard_t(4, (D + 1, H + 1)) / 8).astype(np.float32),
+        "w2": (rng.laplace(size=(H + 4, D + 3)) / 8).astype(np.float32)},
+    "random, scaled per row and column in [0.5, 2]": lambda rng: {
+        "w1": _diag((rng.standard_normal((D, H)) / 8).astype(np.float32), 0.5, 2, 1),
+        "w2": _diag((rng.standard_t(4, (H, D)) / 8).astype(np.float32), 0.5, 2, 2)},
+    "from the teacher's init, trained apart, scaled per row and column": lambda rng: {
+        k: _diag(v, 0.8, 1.25, i) for i, (k, v) in enumerate(zip(("w1", "w2"), _same_init(5)))},
     "a longer sinusoidal table, fine-tuned": lambda rng: {
         "pos": _fine_tuned(_sinusoidal(320, 256))},
 }
