@@ -177,3 +177,47 @@ def test_honest_students_pass(nexus, bundle, tmp_path, student):
     put_student(bundle, HONEST[student](np.random.default_rng(10)))
     rc, rep = verify(nexus, bundle, "--teacher", teacher)
     assert "teacher-tensor-copied" not in codes(rep), rep["findings"]
+
+
+def _log_uniform(n, seed, lo=0.8, hi=1.25):
+    return np.exp(np.random.default_rng(seed).uniform(np.log(lo), np.log(hi), n)).astype(np.float32)
+
+
+def test_scaled_permuted_pair_refused_at_signed_build(nexus, release_key, tmp_path):
+    """Review A (stop 21): every axis permuted and each scaled by its own
+    positive diagonal, x e^-1 . diag(e) W1 diag(d) . relu . diag(1/d) W2
+    diag(f) . f^-1: one Mul more, the teacher's function; the official
+    build signed it (128 KiB at +-25%)"""
+    from onnx import TensorProto, helper, numpy_helper
+    import workspace as ws
+    from test_quantize import EMBED_RT
+    from .test_redteam7 import signed_build_is_refused, teacher_onnx
+    t1, t2 = teacher_pair()
+    e, d, f = _log_uniform(D, 1), _log_uniform(H, 2), _log_uniform(D, 3)
+    emb = np.random.default_rng(5).standard_normal((len(ws.VOCAB), D)).astype(np.float32)
+    w1 = _rounded((e[:, None] * t1[P_IN][:, P_HID] * d[None, :]).astype(np.float32))
+    w2 = _rounded(((t2[P_HID] / d[:, None])[:, P_OUT] * f[None, :]).astype(np.float32))
+    tens = {"embeddings.weight": (emb[:, P_IN] / e).astype(np.float32), "dense1.weight": w1,
+            "dense2.weight": w2, "outscale": (1 / f).astype(np.float32),
+            "unpermute": np.argsort(P_OUT).astype(np.int64)}
+    x = emb[:5]
+    got = (np.maximum((x[:, P_IN] / e) @ w1, 0) @ w2 / f)[:, np.argsort(P_OUT)]
+    want = np.maximum(x @ t1, 0) @ t2
+    assert np.abs(got - want).max() / np.abs(want).max() < 1e-3
+    mk = helper.make_node
+    nodes = [mk("Gather", ["embeddings.weight", "input_ids"], ["x"]),
+             mk("MatMul", ["x", "dense1.weight"], ["h1"]), mk("Relu", ["h1"], ["a1"]),
+             mk("MatMul", ["a1", "dense2.weight"], ["o0"]), mk("Mul", ["o0", "outscale"], ["o"]),
+             mk("Gather", ["o", "unpermute"], ["last_hidden_state"], axis=2)]
+    g = helper.make_graph(
+        nodes, "embedder",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "seq", D])],
+        [numpy_helper.from_array(v, k) for k, v in tens.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    root = ws.make_workspace(tmp_path / "ws", student=m.SerializeToString(), runtime_yaml=EMBED_RT)
+    teacher_onnx(root, {T1_NAME: t1, T2_NAME: t2})
+    why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
+    assert "teacher" in why, why
