@@ -24,7 +24,10 @@
  * student vector looks up its key and the keys with any of its
  * FP_PERM_FLIP least sure bits flipped, for itself and reversed, and a
  * candidate of the same length is a hit when the features' cosine is at
- * least FP_PERM_R (measured: docs/TRV.md).
+ * least FP_PERM_R (measured: docs/TRV.md).  Each vector is also kept and
+ * looked up in a scale-free form (perm_scales: a copy scaled per element
+ * of both axes), and a student vector up to FP_PERM_PAD elements longer
+ * than a teacher's is looked up at the teacher's length (padded).
  *
  * Teacher: the vectors along the last and the first axis of each float
  * tensor (float32, float16, bfloat16, float64), without those any model
