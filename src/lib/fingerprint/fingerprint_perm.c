@@ -103,7 +103,7 @@ struct perm_axis {
 	unsigned axis;
 	bool teacher;
 	const double *scale;  /* each position's scale: the scale-free form (or NULL) */
-	double *lsum;         /* non-NULL: only sum log |x| per position into it */
+	double *lsum;         /* non-NULL: sum log |x| per position into it */
 	uint64_t *lcnt;       /* ... and count the non-zero ones */
 };
 
@@ -354,19 +354,18 @@ static int perm_vector(struct perm_profiles *ps, double *v, size_t n, bool teach
 	return 0;
 }
 
-/* One vector read: its log magnitudes summed per position (the pass
- * perm_scales makes), or its profile into ps. */
+/* One vector read: its log magnitudes summed per position (for
+ * perm_scales: in the same read as the profiles as stored, before the
+ * sort moves them), its profile into ps. */
 static int perm_take(const struct perm_axis *ax, struct perm_profiles *ps, double *v,
 		     nx_error *err)
 {
-	if (ax->lsum) {
+	if (ax->lsum)
 		for (uint64_t j = 0; j < ax->len; j++)
 			if (v[j] != 0 && isfinite(v[j])) {
 				ax->lsum[j] += log(fabs(v[j]));
 				ax->lcnt[j]++;
 			}
-		return 0;
-	}
 	return perm_vector(ps, v, ax->len, ax->teacher, ax->scale, err);
 }
 
@@ -461,29 +460,34 @@ out:
  * T_pi(i)sigma(j) / G'_sigma(j) times e_i / (the mean of e): the teacher's
  * own normalised vector, permuted, times a constant the standardisation
  * removes.  Exact for any positive scales, whatever their spread; zeros
- * (log 0) are left out of the means.  scale: ax->len, out.
+ * (log 0) are left out of the means.  perm_logs: the sums gathered while
+ * the axis is read as stored; perm_scales: the scales made of them.
  */
-static int perm_scales(const struct perm_axis *ax, double *scale, nx_error *err)
+static int perm_logs(struct perm_axis *ax, double **sum, uint64_t **cnt, nx_error *err)
 {
-	struct perm_axis a = *ax;
-	uint64_t *cnt = calloc(ax->len, sizeof(*cnt));
-	int rc;
-
-	if (!cnt)
+	free(*sum);
+	free(*cnt);
+	*sum = calloc(ax->len, sizeof(**sum));
+	*cnt = calloc(ax->len, sizeof(**cnt));
+	if (!*sum || !*cnt)
 		return nx_error_oom(err, NULL);
-	memset(scale, 0, ax->len * sizeof(*scale));
-	a.lsum = scale;
-	a.lcnt = cnt;
-	a.scale = NULL;
-	rc = perm_read_axis(&a, NULL, err);
-	for (uint64_t j = 0; j < ax->len; j++)
-	{
-		scale[j] = cnt[j] ? exp(scale[j] / (double)cnt[j]) : 1;
-		if (!(scale[j] > 0) || !isfinite(scale[j]))
-			scale[j] = 1;
+	ax->lsum = *sum;
+	ax->lcnt = *cnt;
+	return 0;
+}
+
+static void perm_scales(struct perm_axis *ax)
+{
+	double *s = ax->lsum;
+
+	for (uint64_t j = 0; j < ax->len; j++) {
+		s[j] = ax->lcnt[j] ? exp(s[j] / (double)ax->lcnt[j]) : 1;
+		if (!(s[j] > 0) || !isfinite(s[j]))
+			s[j] = 1;
 	}
-	free(cnt);
-	return rc;
+	ax->scale = s;
+	ax->lsum = NULL;
+	ax->lcnt = NULL;
 }
 
 /* The profiles' features (n x FP_PERM_F into f), each centred, unit norm:
@@ -663,9 +667,9 @@ int nx_fp__perm_teacher(nx_fp_set *set, const char *name, int32_t dtype, int fd,
 	struct perm_profiles ps[4];   /* per axis: as stored, scale-free */
 	struct perm_tensor *t;
 	struct perm_axis axv[2];
-	uint64_t lens[2] = { 0, 0 }, vid0;
+	uint64_t lens[2] = { 0, 0 }, vid0, *cnt[2] = { NULL, NULL };
 	size_t axes[2] = { ndims - 1, 0 }, n0;
-	double *scale = NULL;
+	double *sum[2] = { NULL, NULL };
 	int rc = 0, a;
 
 	if (!perm_float(dtype) || ndims < 2 || ndims > FP_PERM_AXES || len % width)
@@ -688,7 +692,8 @@ int nx_fp__perm_teacher(nx_fp_set *set, const char *name, int32_t dtype, int fd,
 		if (perm_shape(dims, ndims, axes[a], len / width, &axv[a].outer, &axv[a].len,
 			       &axv[a].inner)) {
 			lens[a] = axv[a].len;
-			rc = perm_read_axis(&axv[a], &ps[a], err);
+			if (!(rc = perm_logs(&axv[a], &sum[a], &cnt[a], err)))
+				rc = perm_read_axis(&axv[a], &ps[a], err);
 		}
 	}
 	/* a table a formula wrote (sinusoidal positions: its columns
@@ -699,21 +704,18 @@ int nx_fp__perm_teacher(nx_fp_set *set, const char *name, int32_t dtype, int fd,
 	for (a = 0; a < 2 && !rc; a++) {
 		if (!lens[a])
 			continue;
-		free(scale);
-		if (!(scale = malloc(lens[a] * sizeof(*scale)))) {
-			rc = nx_error_oom(err, NULL);
-			break;
-		}
-		axv[a].scale = scale;
-		if (!(rc = perm_scales(&axv[a], scale, err)))
-			rc = perm_read_axis(&axv[a], &ps[2 + a], err);
+		perm_scales(&axv[a]);
+		rc = perm_read_axis(&axv[a], &ps[2 + a], err);
 	}
 	for (a = 0; a < 4 && !rc; a++)
 		if (lens[a % 2])
 			rc = perm_keep(u, (uint32_t)u->nt, lens[a % 2], (unsigned)a / 2,
 				       vid0 + (a % 2 ? ps[0].nread : 0), &ps[a], err);
 out:
-	free(scale);
+	for (a = 0; a < 2; a++) {
+		free(sum[a]);
+		free(cnt[a]);
+	}
 	for (a = 0; a < 4; a++) {
 		free(ps[a].p);
 		free(ps[a].ord);
@@ -863,12 +865,11 @@ static int perm_lookup(struct nx_fp__perm_run *run, const double *f, const uint6
  * looked up at the lengths ls. */
 static int perm_student_axis(struct nx_fp__perm_run *run, struct perm_axis *ax,
 			     struct perm_profiles *ps, double **f, const uint64_t *ls, size_t nl,
-			     const double *scale, nx_error *err)
+			     nx_error *err)
 {
 	int rc;
 
 	ps->n = 0;
-	ax->scale = scale;
 	if ((rc = perm_read_axis(ax, ps, err)) != 0 || ps->n < FP_PERM_MINVEC)
 		return rc;
 	free(*f);
@@ -877,7 +878,7 @@ static int perm_student_axis(struct nx_fp__perm_run *run, struct perm_axis *ax,
 	if (!perm_features(ps, *f))
 		return 0;
 	for (size_t i = 0; i < ps->n && !rc; i++)
-		rc = perm_lookup(run, *f + i * FP_PERM_F, ls, nl, scale != NULL, err);
+		rc = perm_lookup(run, *f + i * FP_PERM_F, ls, nl, ax->scale != NULL, err);
 	return rc;
 }
 
@@ -887,7 +888,8 @@ int nx_fp__perm_student(struct nx_fp__perm_run *run, const char *name, int32_t d
 {
 	unsigned width = perm_width(dtype);
 	struct perm_profiles ps;
-	double *f = NULL, *scale = NULL;
+	double *f = NULL, *sum = NULL;
+	uint64_t *cnt = NULL;
 	int rc = 0;
 
 	if (!run->u || !width || len % width || ndims < 2 || ndims > FP_PERM_AXES)
@@ -906,23 +908,19 @@ int nx_fp__perm_student(struct nx_fp__perm_run *run, const char *name, int32_t d
 				ls[nl++] = run->u->lens[j];
 		if (!nl)
 			continue;
-		if ((rc = perm_student_axis(run, &ax, &ps, &f, ls, nl, NULL, err)) != 0)
-			break;
 		/* integer codes: int8 of a scaled copy keeps 0.29 - 0.62 of
 		 * the scale-free cosine (bench/perm_margins.py), and the
 		 * form doubles an axis's cost */
-		if (!perm_float(dtype))
-			continue;
-		free(scale);
-		if (!(scale = malloc(ax.len * sizeof(*scale)))) {
-			rc = nx_error_oom(err, NULL);
+		if (perm_float(dtype) && (rc = perm_logs(&ax, &sum, &cnt, err)) != 0)
 			break;
-		}
-		if (!(rc = perm_scales(&ax, scale, err)))
-			rc = perm_student_axis(run, &ax, &ps, &f, ls, nl, scale, err);
+		if ((rc = perm_student_axis(run, &ax, &ps, &f, ls, nl, err)) != 0 || !ax.lsum)
+			continue;
+		perm_scales(&ax);
+		rc = perm_student_axis(run, &ax, &ps, &f, ls, nl, err);
 	}
 	free(f);
-	free(scale);
+	free(sum);
+	free(cnt);
 	free(ps.p);
 	free(ps.ord);
 	for (size_t i = 0; i < run->ntouched; i++) {
