@@ -5,7 +5,10 @@ through float16, bfloat16 and int8 (one scale per tensor or per row), and
 the largest an unrelated vector, or one of a model from the teacher's init
 trained apart, reaches.  The features are the C file's: z sorted, 32 rank
 bins, 31 spacings less the axis's mean over its spread (both symmetric),
-centred, unit norm; a pair is compared as is and reversed."""
+centred, unit norm; a pair is compared as is and reversed.  The
+scale-free form (each position divided by its geometric mean magnitude
+over the axis's vectors) against copies scaled per element of both axes,
+diag(e) W diag(d), and vectors padded by k elements."""
 import numpy as np
 
 Q = 32
@@ -31,6 +34,55 @@ def cosines(a, b):
     return np.maximum(fb @ fa.T, fb[:, ::-1] @ fa.T)
 
 
+def scale_free(x):
+    """each position (column of x: the vectors are its rows) over its
+    geometric mean magnitude, zeros left out of the mean"""
+    a = np.abs(x)
+    lg = np.where(a > 0, np.log(np.where(a > 0, a, 1)), 0)
+    return x / np.exp(lg.sum(0) / np.maximum((a > 0).sum(0), 1))
+
+
+def scaled_forms(rng, t):
+    for lo, hi in ((0.9, 1.1), (0.8, 1.25), (0.5, 2.0), (0.1, 10.0)):
+        e = np.exp(rng.uniform(np.log(lo), np.log(hi), t.shape[0]))[:, None]
+        d = np.exp(rng.uniform(np.log(lo), np.log(hi), t.shape[1]))[None, :]
+        pi, si = rng.permutation(t.shape[0]), rng.permutation(t.shape[1])
+        s = (e * t[pi][:, si] * d).astype(np.float32)
+        for name, form in (("rounded", lambda v: v.astype(np.float64)),
+                           ("float16", lambda v: v.astype(np.float16).astype(np.float64)),
+                           ("int8, one scale", lambda v: np.round(v / (np.abs(v).max() / 127)))):
+            q = form(s)
+            for a, b, inv, ax in ((t, q, pi, "rows"), (t.T.copy(), q.T.copy(), si, "cols")):
+                idx = np.arange(len(inv)), inv
+                plain = cosines(a, b)[idx]
+                free = cosines(scale_free(a), scale_free(b))[idx]
+                print(f"scaled in [{lo}, {hi}], {name:15s} {ax}: as stored min {plain.min():.3f} "
+                      f"median {np.median(plain):.3f}; scale-free min {free.min():.4f} "
+                      f"median {np.median(free):.4f}")
+
+
+def padded(rng):
+    for length in (64, 128, 256, 1024):
+        t = rng.standard_normal((256, length))
+        for k in (1, 2, 4):
+            p = np.concatenate([t, rng.standard_normal((t.shape[0], k))], 1)
+            p = p[:, rng.permutation(length + k)]
+            c = (features(t) * features(p)).sum(1)
+            print(f"padded L={length:4d} by {k}: min {c.min():.3f} median {np.median(c):.3f}, "
+                  f"found (>= 0.93) {(c >= 0.93).mean():.2f}")
+
+
+def chance(rng):
+    gens = {"Gaussian": lambda n, L: rng.standard_normal((n, L)),
+            "t(4)": lambda n, L: rng.standard_t(4, (n, L)),
+            "Laplace": lambda n, L: rng.laplace(size=(n, L))}
+    for length in (64, 256, 1024):
+        for name, g in gens.items():
+            a, b = g(2000, length), g(2000, length)
+            print(f"unrelated {name:8s} L={length:4d}: max of 4M pairs as stored "
+                  f"{cosines(a, b).max():.3f}, scale-free {cosines(scale_free(a), scale_free(b)).max():.3f}")
+
+
 def main():
     rng = np.random.default_rng(11)
     t = rng.standard_normal((64, 256)) / 8
@@ -54,6 +106,15 @@ def main():
     for length in (64, 256, 1024):
         c = cosines(rng.standard_normal((2000, length)), rng.standard_normal((2000, length)))
         print(f"unrelated Gaussian L={length:4d}: max of 4M pairs {c.max():.3f}")
+    for div in (16, 32):
+        s = t + rng.standard_normal(t.shape) / div
+        for a, b in ((t, s), (t.T.copy(), s.T.copy())):
+            c = np.diag(cosines(scale_free(a), scale_free(b)))
+            print(f"same init, moved by {8 / div:.3f}, scale-free L={a.shape[1]:4d}: "
+                  f"median {np.median(c):.3f} max {c.max():.3f}")
+    scaled_forms(rng, t)
+    padded(rng)
+    chance(rng)
 
 
 if __name__ == "__main__":

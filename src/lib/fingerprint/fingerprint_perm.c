@@ -24,7 +24,10 @@
  * student vector looks up its key and the keys with any of its
  * FP_PERM_FLIP least sure bits flipped, for itself and reversed, and a
  * candidate of the same length is a hit when the features' cosine is at
- * least FP_PERM_R (measured: docs/TRV.md).
+ * least FP_PERM_R (measured: docs/TRV.md).  Each vector is also kept and
+ * looked up in a scale-free form (perm_scales: a copy scaled per element
+ * of both axes), and a student vector up to FP_PERM_PAD elements longer
+ * than a teacher's is looked up at the teacher's length (padded).
  *
  * Teacher: the vectors along the last and the first axis of each float
  * tensor (float32, float16, bfloat16, float64), without those any model
@@ -53,19 +56,22 @@
 #define FP_PERM_MAXLEN 65536        /* elements a vector may have */
 #define FP_PERM_MINVEC 16           /* vectors an axis needs (its means) */
 #define FP_PERM_VMAX (1u << 14)     /* vectors read along one axis (more: sampled) */
-#define FP_PERM_MAX (1u << 19)      /* teacher vectors kept */
+#define FP_PERM_MAX (1u << 20)      /* teacher entries kept (a vector has two forms) */
 #define FP_PERM_LEVELS 16           /* a vector of fewer values is not kept */
 #define FP_PERM_PREDICTED 1e-2      /* residual / variance of a predicted vector */
 #define FP_PERM_BITS 16             /* key bits (hyperplanes) */
 #define FP_PERM_FLIP 3              /* least sure bits tried flipped */
 #define FP_PERM_R 0.93              /* the cosine a hit has */
+#define FP_PERM_RN 0.97             /* ... in the scale-free form (see perm_scales) */
+#define FP_PERM_PAD 4               /* elements a student vector may have over a teacher's */
 #define FP_PERM_AXES 8              /* axes of a student tensor read */
 #define PERM_WINDOW (4u << 20)      /* bytes one read takes */
 #define PERM_GROUP 64               /* vectors in a sampled group */
 
 struct perm_entry {
-	uint64_t key;        /* L << 32 | sign bits */
+	uint64_t key;        /* L << 32 | form << 31 | sign bits */
 	uint32_t tensor;
+	uint32_t vid;        /* the teacher vector (both forms of it share it) */
 	int8_t f[FP_PERM_F + 1];   /* features x 127 / max |f| */
 };
 
@@ -79,6 +85,7 @@ struct fp_perm {
 	size_t nt, capt;
 	struct perm_entry *e;
 	size_t n, cap;
+	uint64_t nvid;       /* vector ids given out */
 	bool sorted;
 	uint32_t *lens;      /* the vector lengths kept, sorted, each once */
 	size_t nlens, caplens;
@@ -95,13 +102,17 @@ struct perm_axis {
 	const char *sample;   /* the tensor's name: the key groups are picked under */
 	unsigned axis;
 	bool teacher;
+	const double *scale;  /* each position's scale: the scale-free form (or NULL) */
+	double *lsum;         /* non-NULL: sum log |x| per position into it */
+	uint64_t *lcnt;       /* ... and count the non-zero ones */
 };
 
 /* The binned profiles read along an axis. */
 struct perm_profiles {
 	float *p;            /* n x FP_PERM_Q */
-	size_t n, cap;
-	uint64_t seen, predicted;
+	uint32_t *ord;       /* each profile's vector: its order of reading */
+	size_t n, cap, capord;
+	uint64_t seen, predicted, nread;
 };
 
 static unsigned perm_width(int32_t dtype)
@@ -260,23 +271,35 @@ static bool perm_predicted(const double *c, size_t n)
 	return res <= FP_PERM_PREDICTED * tot;
 }
 
-/* One vector's binned standardised sorted profile into ps (nothing for a
- * vector of too few values; a teacher's predicted one is counted). */
-static int perm_vector(struct perm_profiles *ps, double *v, size_t n, bool teacher,
-		       nx_error *err)
+static double perm_var(const double *v, size_t n, double *mean)
 {
-	double mean = 0, var = 0, sd;
+	double m = 0, var = 0;
+
+	for (size_t i = 0; i < n; i++)
+		m += v[i];
+	m /= (double)n;
+	for (size_t i = 0; i < n; i++)
+		var += (v[i] - m) * (v[i] - m);
+	*mean = m;
+	return var;
+}
+
+/* One vector's binned standardised sorted profile into ps (nothing for a
+ * vector of too few values; a teacher's predicted one is counted), each
+ * element divided by its position's scale first when there is one.  The
+ * tests below look at the values as stored, so that both forms of a
+ * teacher vector are kept or left out together. */
+static int perm_vector(struct perm_profiles *ps, double *v, size_t n, bool teacher,
+		       const double *scale, nx_error *err)
+{
+	double mean, var, sd;
 	size_t i, distinct = 1;
+	uint32_t ord = (uint32_t)ps->nread++;
 	float *p;
 
-	for (i = 0; i < n; i++)
-		mean += v[i];
-	mean /= (double)n;
-	for (i = 0; i < n; i++)
-		var += (v[i] - mean) * (v[i] - mean);
+	var = perm_var(v, n, &mean);
 	if (!(var > 0) || !isfinite(var))
 		return 0;
-	sd = sqrt(var / (double)n);
 	if (teacher) {
 		ps->seen++;
 		if (perm_predicted(v, n)) {
@@ -284,13 +307,40 @@ static int perm_vector(struct perm_profiles *ps, double *v, size_t n, bool teach
 			return 0;
 		}
 	}
-	perm_sort(v, n);
-	for (i = 1; i < n && distinct < FP_PERM_LEVELS; i++)
-		distinct += v[i] != v[i - 1];
-	if (distinct < FP_PERM_LEVELS)
-		return 0;
-	if (NX_ARRAY_PUSH(ps->p, ps->cap, ps->n * FP_PERM_Q + FP_PERM_Q - 1))
+	if (scale) {
+		/* few levels: counted on the stored values, before the scales
+		 * make every element distinct (no sort: a random vector has
+		 * its FP_PERM_LEVELS values within its first elements) */
+		double lv[FP_PERM_LEVELS];
+		size_t k;
+
+		lv[0] = v[0];
+		for (i = 1; i < n && distinct < FP_PERM_LEVELS; i++) {
+			for (k = 0; k < distinct && lv[k] != v[i]; k++)
+				;
+			if (k == distinct)
+				lv[distinct++] = v[i];
+		}
+		if (distinct < FP_PERM_LEVELS)
+			return 0;
+		for (i = 0; i < n; i++)
+			v[i] /= scale[i];
+		var = perm_var(v, n, &mean);
+		if (!(var > 0) || !isfinite(var))
+			return 0;
+		perm_sort(v, n);
+	} else {
+		perm_sort(v, n);
+		for (i = 1; i < n && distinct < FP_PERM_LEVELS; i++)
+			distinct += v[i] != v[i - 1];
+		if (distinct < FP_PERM_LEVELS)
+			return 0;
+	}
+	sd = sqrt(var / (double)n);
+	if (NX_ARRAY_PUSH(ps->p, ps->cap, ps->n * FP_PERM_Q + FP_PERM_Q - 1) ||
+	    NX_ARRAY_PUSH(ps->ord, ps->capord, ps->n))
 		return nx_error_oom(err, NULL);
+	ps->ord[ps->n] = ord;
 	p = ps->p + ps->n * FP_PERM_Q;
 	for (int q = 0; q < FP_PERM_Q; q++) {
 		size_t a = (size_t)q * n / FP_PERM_Q, b = (size_t)(q + 1) * n / FP_PERM_Q;
@@ -302,6 +352,21 @@ static int perm_vector(struct perm_profiles *ps, double *v, size_t n, bool teach
 	}
 	ps->n++;
 	return 0;
+}
+
+/* One vector read: its log magnitudes summed per position (for
+ * perm_scales: in the same read as the profiles as stored, before the
+ * sort moves them), its profile into ps. */
+static int perm_take(const struct perm_axis *ax, struct perm_profiles *ps, double *v,
+		     nx_error *err)
+{
+	if (ax->lsum)
+		for (uint64_t j = 0; j < ax->len; j++)
+			if (v[j] != 0 && isfinite(v[j])) {
+				ax->lsum[j] += log(fabs(v[j]));
+				ax->lcnt[j]++;
+			}
+	return perm_vector(ps, v, ax->len, ax->teacher, ax->scale, err);
 }
 
 /* Every vector along the axis (a picked share of groups when there are
@@ -344,7 +409,7 @@ static int perm_read_axis(const struct perm_axis *ax, struct perm_profiles *ps, 
 
 				for (uint64_t j = 0; j < ax->len; j++)
 					v[j] = perm_value(base + j * ax->inner * ax->width, ax->dtype);
-				rc = perm_vector(ps, v, ax->len, ax->teacher, err);
+				rc = perm_take(ax, ps, v, err);
 			}
 		}
 		goto out;
@@ -374,7 +439,7 @@ static int perm_read_axis(const struct perm_axis *ax, struct perm_profiles *ps, 
 			for (uint64_t k = 0; k < cnt && !rc; k++) {
 				for (uint64_t j = 0; j < ax->len; j++)
 					v[j] = perm_value(buf + (j * cnt + k) * ax->width, ax->dtype);
-				rc = perm_vector(ps, v, ax->len, ax->teacher, err);
+				rc = perm_take(ax, ps, v, err);
 			}
 		}
 	}
@@ -382,6 +447,47 @@ out:
 	free(buf);
 	free(v);
 	return rc;
+}
+
+/*
+ * The scale-free form.  A copy scaled per element of each axis,
+ * diag(e) W diag(d) (free in a ReLU network: e into the layer before, d
+ * undone by the next), changes every vector's profile: no statistic of one
+ * vector survives a scale per element.  But the scales are shared by all
+ * the vectors of the tensor: divide each position of a vector by the
+ * geometric mean magnitude of that position over the axis's vectors,
+ * exp(mean log |x|), and the student's e_i W_ij d_j / G_j is the teacher's
+ * T_pi(i)sigma(j) / G'_sigma(j) times e_i / (the mean of e): the teacher's
+ * own normalised vector, permuted, times a constant the standardisation
+ * removes.  Exact for any positive scales, whatever their spread; zeros
+ * (log 0) are left out of the means.  perm_logs: the sums gathered while
+ * the axis is read as stored; perm_scales: the scales made of them.
+ */
+static int perm_logs(struct perm_axis *ax, double **sum, uint64_t **cnt, nx_error *err)
+{
+	free(*sum);
+	free(*cnt);
+	*sum = calloc(ax->len, sizeof(**sum));
+	*cnt = calloc(ax->len, sizeof(**cnt));
+	if (!*sum || !*cnt)
+		return nx_error_oom(err, NULL);
+	ax->lsum = *sum;
+	ax->lcnt = *cnt;
+	return 0;
+}
+
+static void perm_scales(struct perm_axis *ax)
+{
+	double *s = ax->lsum;
+
+	for (uint64_t j = 0; j < ax->len; j++) {
+		s[j] = ax->lcnt[j] ? exp(s[j] / (double)ax->lcnt[j]) : 1;
+		if (!(s[j] > 0) || !isfinite(s[j]))
+			s[j] = 1;
+	}
+	ax->scale = s;
+	ax->lsum = NULL;
+	ax->lcnt = NULL;
 }
 
 /* The profiles' features (n x FP_PERM_F into f), each centred, unit norm:
@@ -479,9 +585,10 @@ static uint32_t perm_key(const double *x, double *margin)
 	return key;
 }
 
-/* Teacher: the axis's vectors kept (the set's first FP_PERM_MAX). */
-static int perm_keep(struct fp_perm *u, uint32_t tensor, uint64_t len,
-		     const struct perm_profiles *ps, nx_error *err)
+/* Teacher: the axis's vectors kept in one form (the set's first
+ * FP_PERM_MAX entries); vid0 + a profile's order of reading is its id. */
+static int perm_keep(struct fp_perm *u, uint32_t tensor, uint64_t len, unsigned form,
+		     uint64_t vid0, const struct perm_profiles *ps, nx_error *err)
 {
 	double *f = NULL;
 	size_t i, k;
@@ -505,8 +612,9 @@ static int perm_keep(struct fp_perm *u, uint32_t tensor, uint64_t len,
 		}
 		e = &u->e[u->n++];
 		memset(e, 0, sizeof(*e));
-		e->key = len << 32 | perm_key(x, NULL);
+		e->key = len << 32 | (uint64_t)form << 31 | perm_key(x, NULL);
 		e->tensor = tensor;
+		e->vid = (uint32_t)(vid0 + ps->ord[i]);
 		for (q = 0; q < FP_PERM_F; q++)
 			mx = fabs(x[q]) > mx ? fabs(x[q]) : mx;
 		for (q = 0; q < FP_PERM_F && mx > 0; q++)
@@ -556,10 +664,12 @@ int nx_fp__perm_teacher(nx_fp_set *set, const char *name, int32_t dtype, int fd,
 {
 	unsigned width = perm_width(dtype);
 	struct fp_perm *u = set->perm;
-	struct perm_profiles ps[2] = { { NULL, 0, 0, 0, 0 }, { NULL, 0, 0, 0, 0 } };
+	struct perm_profiles ps[4];   /* per axis: as stored, scale-free */
 	struct perm_tensor *t;
-	uint64_t lens[2] = { 0, 0 };
+	struct perm_axis axv[2];
+	uint64_t lens[2] = { 0, 0 }, vid0, *cnt[2] = { NULL, NULL };
 	size_t axes[2] = { ndims - 1, 0 }, n0;
+	double *sum[2] = { NULL, NULL };
 	int rc = 0, a;
 
 	if (!perm_float(dtype) || ndims < 2 || ndims > FP_PERM_AXES || len % width)
@@ -570,15 +680,20 @@ int nx_fp__perm_teacher(nx_fp_set *set, const char *name, int32_t dtype, int fd,
 		return nx_error_oom(err, NULL);
 	if (NX_ARRAY_PUSH(u->t, u->capt, u->nt))
 		return nx_error_oom(err, NULL);
+	memset(ps, 0, sizeof(ps));
 	t = &u->t[u->nt];
 	n0 = u->n;
+	vid0 = u->nvid;
 	for (a = 0; a < 2 && !rc; a++) {
 		struct perm_axis ax = { fd, path, off, dtype, width, 0, 0, 0, name, (unsigned)axes[a],
-					true };
+					true, NULL, NULL, NULL };
 
-		if (perm_shape(dims, ndims, axes[a], len / width, &ax.outer, &ax.len, &ax.inner)) {
-			lens[a] = ax.len;
-			rc = perm_read_axis(&ax, &ps[a], err);
+		axv[a] = ax;
+		if (perm_shape(dims, ndims, axes[a], len / width, &axv[a].outer, &axv[a].len,
+			       &axv[a].inner)) {
+			lens[a] = axv[a].len;
+			if (!(rc = perm_logs(&axv[a], &sum[a], &cnt[a], err)))
+				rc = perm_read_axis(&axv[a], &ps[a], err);
 		}
 	}
 	/* a table a formula wrote (sinusoidal positions: its columns
@@ -586,12 +701,25 @@ int nx_fp__perm_teacher(nx_fp_set *set, const char *name, int32_t dtype, int fd,
 	for (a = 0; a < 2 && !rc; a++)
 		if (ps[a].seen && ps[a].predicted * 2 >= ps[a].seen)
 			goto out;
-	for (a = 0; a < 2 && !rc; a++)
-		if (lens[a])
-			rc = perm_keep(u, (uint32_t)u->nt, lens[a], &ps[a], err);
+	for (a = 0; a < 2 && !rc; a++) {
+		if (!lens[a])
+			continue;
+		perm_scales(&axv[a]);
+		rc = perm_read_axis(&axv[a], &ps[2 + a], err);
+	}
+	for (a = 0; a < 4 && !rc; a++)
+		if (lens[a % 2])
+			rc = perm_keep(u, (uint32_t)u->nt, lens[a % 2], (unsigned)a / 2,
+				       vid0 + (a % 2 ? ps[0].nread : 0), &ps[a], err);
 out:
-	free(ps[0].p);
-	free(ps[1].p);
+	for (a = 0; a < 2; a++) {
+		free(sum[a]);
+		free(cnt[a]);
+	}
+	for (a = 0; a < 4; a++) {
+		free(ps[a].p);
+		free(ps[a].ord);
+	}
 	if (rc || u->n == n0) {
 		u->n = n0;
 		return rc;
@@ -601,6 +729,7 @@ out:
 		return nx_error_oom(err, NULL);
 	}
 	t->file = set->nfiles - 1;
+	u->nvid += ps[0].nread + ps[1].nread;
 	u->nt++;
 	return 0;
 }
@@ -636,7 +765,7 @@ int nx_fp__perm_begin(struct nx_fp__perm_run *run, const nx_fp_set *set, nx_erro
 		u->sorted = true;
 	}
 	run->u = u;
-	if (!(run->seen = calloc(u->n / 64 + 1, sizeof(*run->seen))) ||
+	if (!(run->seen = calloc(u->nvid / 64 + 1, sizeof(*run->seen))) ||
 	    !(run->count = calloc(u->nt, sizeof(*run->count))) ||
 	    !(run->bytes = calloc(u->nt, sizeof(*run->bytes))))
 		return nx_error_oom(err, NULL);
@@ -653,10 +782,11 @@ void nx_fp__perm_end(struct nx_fp__perm_run *run)
 }
 
 /* Look key up; each unseen candidate whose features' cosine with x is at
- * least FP_PERM_R is a teacher vector found. */
-static int perm_probe(struct nx_fp__perm_run *run, uint64_t key, const double *x, uint64_t len,
-		      nx_error *err)
+ * least FP_PERM_R (FP_PERM_RN in the scale-free form) is a teacher vector
+ * found, counted at its own length. */
+static int perm_probe(struct nx_fp__perm_run *run, uint64_t key, const double *x, nx_error *err)
 {
+	double r = key >> 31 & 1 ? FP_PERM_RN : FP_PERM_R;
 	const struct fp_perm *u = run->u;
 	size_t lo = 0, hi = u->n;
 
@@ -672,17 +802,17 @@ static int perm_probe(struct nx_fp__perm_run *run, uint64_t key, const double *x
 		const struct perm_entry *e = &u->e[lo];
 		double dot = 0, nn = 0;
 
-		if (run->seen[lo / 64] >> (lo % 64) & 1)
+		if (run->seen[e->vid / 64] >> (e->vid % 64) & 1)
 			continue;
 		for (int q = 0; q < FP_PERM_F; q++) {
 			dot += x[q] * e->f[q];
 			nn += (double)e->f[q] * e->f[q];
 		}
-		if (!(nn > 0) || dot / sqrt(nn) < FP_PERM_R)
+		if (!(nn > 0) || dot / sqrt(nn) < r)
 			continue;
-		run->seen[lo / 64] |= 1ull << (lo % 64);
+		run->seen[e->vid / 64] |= 1ull << (e->vid % 64);
 		/* at float32 size, as the one sum's 16 KiB is */
-		run->bytes[e->tensor] += len * sizeof(float);
+		run->bytes[e->tensor] += (key >> 32) * sizeof(float);
 		if (!run->count[e->tensor]++) {
 			if (NX_ARRAY_PUSH(run->touched, run->captouched, run->ntouched))
 				return nx_error_oom(err, NULL);
@@ -693,8 +823,11 @@ static int perm_probe(struct nx_fp__perm_run *run, uint64_t key, const double *x
 }
 
 /* One student vector's features, as is and reversed (-v), every key its
- * FP_PERM_FLIP least sure bits may give. */
-static int perm_lookup(struct nx_fp__perm_run *run, const double *f, uint64_t len, nx_error *err)
+ * FP_PERM_FLIP least sure bits may give, at each of the nl teacher lengths
+ * ls (its own, and those a few elements shorter: a padded vector's rank
+ * bins are nearly the teacher's), in one form. */
+static int perm_lookup(struct nx_fp__perm_run *run, const double *f, const uint64_t *ls,
+		       size_t nl, unsigned form, nx_error *err)
 {
 	double x[FP_PERM_F], margin[FP_PERM_BITS];
 	int rc = 0;
@@ -721,9 +854,31 @@ static int perm_lookup(struct nx_fp__perm_run *run, const double *f, uint64_t le
 			for (int k = 0; k < FP_PERM_FLIP; k++)
 				if (mask >> k & 1)
 					k2 ^= 1u << low[k];
-			rc = perm_probe(run, len << 32 | k2, x, len, err);
+			for (size_t l = 0; l < nl && !rc; l++)
+				rc = perm_probe(run, ls[l] << 32 | (uint64_t)form << 31 | k2, x, err);
 		}
 	}
+	return rc;
+}
+
+/* The axis's vectors read in one form (scale: the scale-free one), each
+ * looked up at the lengths ls. */
+static int perm_student_axis(struct nx_fp__perm_run *run, struct perm_axis *ax,
+			     struct perm_profiles *ps, double **f, const uint64_t *ls, size_t nl,
+			     nx_error *err)
+{
+	int rc;
+
+	ps->n = 0;
+	if ((rc = perm_read_axis(ax, ps, err)) != 0 || ps->n < FP_PERM_MINVEC)
+		return rc;
+	free(*f);
+	if (!(*f = malloc(ps->n * FP_PERM_F * sizeof(**f))))
+		return nx_error_oom(err, NULL);
+	if (!perm_features(ps, *f))
+		return 0;
+	for (size_t i = 0; i < ps->n && !rc; i++)
+		rc = perm_lookup(run, *f + i * FP_PERM_F, ls, nl, ax->scale != NULL, err);
 	return rc;
 }
 
@@ -732,38 +887,42 @@ int nx_fp__perm_student(struct nx_fp__perm_run *run, const char *name, int32_t d
 			size_t ndims, nx_fp__units_fn fn, void *ctx, nx_error *err)
 {
 	unsigned width = perm_width(dtype);
-	struct perm_profiles ps = { NULL, 0, 0, 0, 0 };
-	double *f = NULL;
+	struct perm_profiles ps;
+	double *f = NULL, *sum = NULL;
+	uint64_t *cnt = NULL;
 	int rc = 0;
 
 	if (!run->u || !width || len % width || ndims < 2 || ndims > FP_PERM_AXES)
 		return 0;
+	memset(&ps, 0, sizeof(ps));
 	for (size_t k = 0; k < ndims && !rc; k++) {
 		struct perm_axis ax = { fd, path, off, dtype, width, 0, 0, 0, name, (unsigned)k,
-					false };
-		size_t j;
+					false, NULL, NULL, NULL };
+		uint64_t ls[FP_PERM_PAD + 1];
+		size_t nl = 0;
 
 		if (!perm_shape(dims, ndims, k, len / width, &ax.outer, &ax.len, &ax.inner))
 			continue;
-		for (j = 0; j < run->u->nlens && run->u->lens[j] != ax.len; j++)
-			;
-		if (j == run->u->nlens)
+		for (size_t j = 0; j < run->u->nlens; j++)
+			if (run->u->lens[j] <= ax.len && run->u->lens[j] + FP_PERM_PAD >= ax.len)
+				ls[nl++] = run->u->lens[j];
+		if (!nl)
 			continue;
-		ps.n = 0;
-		if ((rc = perm_read_axis(&ax, &ps, err)) != 0 || ps.n < FP_PERM_MINVEC)
-			continue;
-		free(f);
-		if (!(f = malloc(ps.n * FP_PERM_F * sizeof(*f)))) {
-			rc = nx_error_oom(err, NULL);
+		/* integer codes: int8 of a scaled copy keeps 0.29 - 0.62 of
+		 * the scale-free cosine (bench/perm_margins.py), and the
+		 * form doubles an axis's cost */
+		if (perm_float(dtype) && (rc = perm_logs(&ax, &sum, &cnt, err)) != 0)
 			break;
-		}
-		if (!perm_features(&ps, f))
+		if ((rc = perm_student_axis(run, &ax, &ps, &f, ls, nl, err)) != 0 || !ax.lsum)
 			continue;
-		for (size_t i = 0; i < ps.n && !rc; i++)
-			rc = perm_lookup(run, f + i * FP_PERM_F, ax.len, err);
+		perm_scales(&ax);
+		rc = perm_student_axis(run, &ax, &ps, &f, ls, nl, err);
 	}
 	free(f);
+	free(sum);
+	free(cnt);
 	free(ps.p);
+	free(ps.ord);
 	for (size_t i = 0; i < run->ntouched; i++) {
 		uint32_t t = run->touched[i];
 

@@ -47,6 +47,23 @@ def _fold4(t):
     return _rounded(t).reshape(a, b // 16, 4, 4).transpose(1, 0, 2, 3).copy()
 
 
+def _diag(w, lo, hi, seed):
+    """diag(e) W diag(d), e and d log-uniform in [lo, hi]: free for a ReLU
+    network (e into the embedding, d cancelled by the next layer)"""
+    rng = np.random.default_rng(seed)
+    e = np.exp(rng.uniform(np.log(lo), np.log(hi), w.shape[0]))[:, None]
+    d = np.exp(rng.uniform(np.log(lo), np.log(hi), w.shape[1]))[None, :]
+    return (w * e * d).astype(np.float32)
+
+
+def _pad(w, k, seed, rows=1):
+    """each row k elements longer (and `rows` rows more) of the student's own"""
+    rng = np.random.default_rng(seed)
+    out = (rng.standard_normal((w.shape[0] + rows, w.shape[1] + k)) * w.std()).astype(np.float32)
+    out[:w.shape[0], :w.shape[1]] = w
+    return out[:, rng.permutation(w.shape[1] + k)].copy()
+
+
 CAUGHT = {
     "every axis permuted, int8 one scale per row": lambda w1, w2: {
         "w1_q": _int8_rows(w1)[0], "w1_s": _int8_rows(w1)[1],
@@ -61,6 +78,20 @@ CAUGHT = {
         "w1": _rounded(w1 * -3.5 + 0.25), "w2": _rounded(w2 * 0.01 - 1)},
     "columns along axis 1 of a 4-D tensor, rounded": lambda w1, w2: {
         "w1": _fold4(w1), "w2": _fold4(w2)},
+    "every axis permuted and scaled per element in [0.8, 1.25], rounded": lambda w1, w2: {
+        "w1": _rounded(_diag(w1, 0.8, 1.25, 5)), "w2": _rounded(_diag(w2, 0.8, 1.25, 6))},
+    "every axis permuted and scaled per element in [0.5, 2], float16": lambda w1, w2: {
+        "w1": _diag(w1, 0.5, 2, 5).astype(np.float16), "w2": _diag(w2, 0.5, 2, 6).astype(np.float16)},
+    "every axis permuted, scaled per element, transposed, rounded": lambda w1, w2: {
+        "w1": _rounded(_diag(w1, 0.8, 1.25, 5).T.copy()),
+        "w2": _rounded(_diag(w2, 0.8, 1.25, 6).T.copy())},
+    "padded by one row and column, rounded": lambda w1, w2: {
+        "w1": _rounded(_pad(w1, 1, 3)), "w2": _rounded(_pad(w2.T.copy(), 1, 4).T.copy())},
+    "padded by four rows and columns, rounded": lambda w1, w2: {
+        "w1": _rounded(_pad(w1, 4, 3, rows=4)), "w2": _rounded(_pad(w2.T.copy(), 4, 4, rows=4).T.copy())},
+    "padded by two and scaled per element, rounded": lambda w1, w2: {
+        "w1": _rounded(_pad(_diag(w1, 0.8, 1.25, 5), 2, 3)),
+        "w2": _rounded(_pad(_diag(w2, 0.8, 1.25, 6).T.copy(), 2, 4).T.copy())},
 }
 
 
@@ -122,6 +153,14 @@ HONEST = {
         k: v.astype(np.float16) for k, v in zip(("w1", "w2"), teacher_pair(99))},
     "from the teacher's init, trained apart": lambda rng: dict(zip(("w1", "w2"),
                                                                    _same_init(5))),
+    "random heavy-tailed, vectors 1 to 4 longer than the teacher's": lambda rng: {
+        "w1": (rng.standard_t(4, (D + 1, H + 1)) / 8).astype(np.float32),
+        "w2": (rng.laplace(size=(H + 4, D + 3)) / 8).astype(np.float32)},
+    "random, scaled per row and column in [0.5, 2]": lambda rng: {
+        "w1": _diag((rng.standard_normal((D, H)) / 8).astype(np.float32), 0.5, 2, 1),
+        "w2": _diag((rng.standard_t(4, (H, D)) / 8).astype(np.float32), 0.5, 2, 2)},
+    "from the teacher's init, trained apart, scaled per row and column": lambda rng: {
+        k: _diag(v, 0.8, 1.25, i) for i, (k, v) in enumerate(zip(("w1", "w2"), _same_init(5)))},
     "a longer sinusoidal table, fine-tuned": lambda rng: {
         "pos": _fine_tuned(_sinusoidal(320, 256))},
 }
@@ -138,3 +177,47 @@ def test_honest_students_pass(nexus, bundle, tmp_path, student):
     put_student(bundle, HONEST[student](np.random.default_rng(10)))
     rc, rep = verify(nexus, bundle, "--teacher", teacher)
     assert "teacher-tensor-copied" not in codes(rep), rep["findings"]
+
+
+def _log_uniform(n, seed, lo=0.8, hi=1.25):
+    return np.exp(np.random.default_rng(seed).uniform(np.log(lo), np.log(hi), n)).astype(np.float32)
+
+
+def test_scaled_permuted_pair_refused_at_signed_build(nexus, release_key, tmp_path):
+    """Review A (stop 21): every axis permuted and each scaled by its own
+    positive diagonal, x e^-1 . diag(e) W1 diag(d) . relu . diag(1/d) W2
+    diag(f) . f^-1: one Mul more, the teacher's function; the official
+    build signed it (128 KiB at +-25%)"""
+    from onnx import TensorProto, helper, numpy_helper
+    import workspace as ws
+    from test_quantize import EMBED_RT
+    from .test_redteam7 import signed_build_is_refused, teacher_onnx
+    t1, t2 = teacher_pair()
+    e, d, f = _log_uniform(D, 1), _log_uniform(H, 2), _log_uniform(D, 3)
+    emb = np.random.default_rng(5).standard_normal((len(ws.VOCAB), D)).astype(np.float32)
+    w1 = _rounded((e[:, None] * t1[P_IN][:, P_HID] * d[None, :]).astype(np.float32))
+    w2 = _rounded(((t2[P_HID] / d[:, None])[:, P_OUT] * f[None, :]).astype(np.float32))
+    tens = {"embeddings.weight": (emb[:, P_IN] / e).astype(np.float32), "dense1.weight": w1,
+            "dense2.weight": w2, "outscale": (1 / f).astype(np.float32),
+            "unpermute": np.argsort(P_OUT).astype(np.int64)}
+    x = emb[:5]
+    got = (np.maximum((x[:, P_IN] / e) @ w1, 0) @ w2 / f)[:, np.argsort(P_OUT)]
+    want = np.maximum(x @ t1, 0) @ t2
+    assert np.abs(got - want).max() / np.abs(want).max() < 1e-3
+    mk = helper.make_node
+    nodes = [mk("Gather", ["embeddings.weight", "input_ids"], ["x"]),
+             mk("MatMul", ["x", "dense1.weight"], ["h1"]), mk("Relu", ["h1"], ["a1"]),
+             mk("MatMul", ["a1", "dense2.weight"], ["o0"]), mk("Mul", ["o0", "outscale"], ["o"]),
+             mk("Gather", ["o", "unpermute"], ["last_hidden_state"], axis=2)]
+    g = helper.make_graph(
+        nodes, "embedder",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "seq", D])],
+        [numpy_helper.from_array(v, k) for k, v in tens.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    root = ws.make_workspace(tmp_path / "ws", student=m.SerializeToString(), runtime_yaml=EMBED_RT)
+    teacher_onnx(root, {T1_NAME: t1, T2_NAME: t2})
+    why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
+    assert "teacher" in why, why
