@@ -819,19 +819,23 @@ static int collect_blocks(int fd, const char *path, uint64_t off, int32_t dtype,
 	for (i = 0; i < COLLECT_W; i++)
 		if (!(cb.slot[i].e = malloc(most * sizeof(*cb.slot[i].e))))
 			rc = nx_error_oom(err, NULL);
-	if (!rc && pthread_mutex_init(&cb.lock, NULL) == 0) {
-		if (pthread_cond_init(&cb.cond, NULL) == 0) {
-			if ((h.buf = malloc(UNITS_COLS_WINDOW)))
-				threaded = pthread_create(&tid, NULL, chelper_run, &h) == 0;
-			if (!threaded)
-				pthread_cond_destroy(&cb.cond);
-		}
-		if (!threaded)
+	/* as nx_fp__read_fanned: no lock is an error, no thread one thread */
+	if (!rc && pthread_mutex_init(&cb.lock, NULL) != 0)
+		rc = nx_error_set(err, NX_EINTERNAL, path, 0, -1,
+				  "cannot make a lock to fingerprint %s", path);
+	else if (!rc && pthread_cond_init(&cb.cond, NULL) != 0) {
+		pthread_mutex_destroy(&cb.lock);
+		rc = nx_error_set(err, NX_EINTERNAL, path, 0, -1,
+				  "cannot make a condition to fingerprint %s", path);
+	} else if (!rc) {
+		if ((h.buf = malloc(UNITS_COLS_WINDOW)))
+			threaded = pthread_create(&tid, NULL, chelper_run, &h) == 0;
+		if (!threaded) {
+			pthread_cond_destroy(&cb.cond);
 			pthread_mutex_destroy(&cb.lock);
-	}
-	if (!rc && !threaded) {
-		rc = each_block(fd, path, off, dtype, vw, NULL, collect_fn, c, err);
-		goto out;
+			rc = each_block(fd, path, off, dtype, vw, NULL, collect_fn, c, err);
+			goto out;
+		}
 	}
 	for (k = 0; !rc && k < w.groups; k += cb.count) {
 		pthread_mutex_lock(&cb.lock);
