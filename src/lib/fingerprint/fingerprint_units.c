@@ -640,6 +640,237 @@ static int collect_fn(void *ctx, const double *v, uint32_t id, nx_error *err)
 	return 0;
 }
 
+/*
+ * A large teacher tensor's blocks on two threads.  The keys come out as
+ * one thread's would: groups are taken W at a time (a batch), either
+ * thread taking the next group not taken, each group's kept blocks and
+ * counts in its own slot; the calling thread then appends the slots in
+ * group order.  The group where the set fills is walked again one block
+ * at a time by collect_fn, so the blocks kept and the counts the table
+ * rule reads stop exactly where they stop on one thread.
+ */
+#define COLLECT_W 8                 /* groups in a batch */
+#define COLLECT_GROUP_MAX (1u << 16)   /* blocks in a group (more: one thread) */
+
+struct cslot {
+	struct unit_entry *e;   /* key, sketch, block of each kept block (tensor unset) */
+	size_t n;
+	uint64_t predicted[2], seen[2];
+	int rc;
+	nx_error err;
+};
+
+struct cbatch {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	const struct walk *w;
+	uint64_t rowblocks;
+	uint64_t first, count;   /* this batch's groups */
+	uint64_t next;           /* the next group to take (atomic) */
+	unsigned busy;           /* groups taken and not finished */
+	uint64_t round;          /* batches posted */
+	bool end;
+	struct cslot slot[COLLECT_W];
+};
+
+struct cgroup {
+	struct cslot *s;
+	uint64_t rowblocks;
+};
+
+static int cgroup_fn(void *ctx, const double *v, uint32_t id, nx_error *err)
+{
+	struct cgroup *g = ctx;
+	struct cslot *s = g->s;
+	int axis = id >= g->rowblocks;
+	struct nx_fp__units_block b;
+	bool predicted;
+
+	(void)err;
+	nx_fp__units_block(&b, v);
+	s->seen[axis]++;
+	if (formulaic(&b, &predicted)) {
+		s->predicted[axis] += predicted;
+		return 0;
+	}
+	/* the slot holds a whole group (COLLECT_GROUP_MAX blocks at most) */
+	s->e[s->n].key = key_of(&b, b.ord, &s->e[s->n].sketch);
+	s->e[s->n].block = id;
+	s->n++;
+	return 0;
+}
+
+/* Take and walk this batch's groups until none is left. */
+static void cbatch_work(struct cbatch *cb, unsigned char *buf)
+{
+	uint64_t k;
+
+	while ((k = __atomic_fetch_add(&cb->next, 1, __ATOMIC_ACQ_REL)) < cb->count) {
+		struct cslot *s = &cb->slot[k];
+		struct cgroup g = { s, cb->rowblocks };
+
+		s->n = 0;
+		s->predicted[0] = s->predicted[1] = s->seen[0] = s->seen[1] = 0;
+		nx_error_clear(&s->err);
+		s->rc = walk_group(cb->w, cb->first + k, buf, cgroup_fn, &g, &s->err);
+		pthread_mutex_lock(&cb->lock);
+		cb->busy--;
+		pthread_cond_broadcast(&cb->cond);
+		pthread_mutex_unlock(&cb->lock);
+	}
+}
+
+struct chelper {
+	struct cbatch *cb;
+	unsigned char *buf;
+};
+
+static void *chelper_run(void *arg)
+{
+	struct chelper *h = arg;
+	struct cbatch *cb = h->cb;
+	uint64_t seen = 0;
+
+	pthread_mutex_lock(&cb->lock);
+	for (;;) {
+		while (cb->round == seen && !cb->end)
+			pthread_cond_wait(&cb->cond, &cb->lock);
+		if (cb->round == seen)
+			break;
+		seen = cb->round;
+		pthread_mutex_unlock(&cb->lock);
+		cbatch_work(cb, h->buf);
+		pthread_mutex_lock(&cb->lock);
+	}
+	pthread_mutex_unlock(&cb->lock);
+	return NULL;
+}
+
+/* Slot s appended to the set; UNITS_STOP when the set fills in it (then
+ * its group is walked again by collect_fn, which stops where one thread
+ * stopped). */
+static int cslot_merge(struct collect *c, const struct walk *w, uint64_t k, struct cslot *s,
+		       unsigned char *buf, nx_error *err)
+{
+	struct fp_units *u = c->u;
+	const size_t full = FP_UNITS_MAX + FP_UNITS_MAX / 4;
+	size_t i;
+	int rc;
+
+	if (s->rc) {
+		if (err)
+			*err = s->err;
+		return s->rc;
+	}
+	if (u->n + s->n >= full) {
+		rc = walk_group(w, k, buf, collect_fn, c, err);
+		return rc ? rc : UNITS_STOP;
+	}
+	if (u->n + s->n > u->cap) {
+		size_t cap = u->cap ? u->cap : 4096;
+		struct unit_entry *e;
+
+		while (cap < u->n + s->n)
+			cap *= 2;
+		if (cap > full)
+			cap = full;
+		if (!(e = realloc(u->e, cap * sizeof(*e))))
+			return nx_error_oom(err, NULL);
+		u->e = e;
+		u->cap = cap;
+	}
+	for (i = 0; i < s->n; i++) {
+		u->e[u->n] = s->e[i];
+		u->e[u->n++].tensor = c->tensor;
+	}
+	for (i = 0; i < 2; i++) {
+		c->seen[i] += s->seen[i];
+		c->predicted[i] += s->predicted[i];
+	}
+	return 0;
+}
+
+/* Every block of the tensor into c, as each_block(..., collect_fn, c)
+ * does; on two threads when it is large and a thread can be made. */
+static int collect_blocks(int fd, const char *path, uint64_t off, int32_t dtype,
+			  const struct view *vw, struct collect *c, nx_error *err)
+{
+	struct cbatch cb;
+	struct chelper h = { &cb, NULL };
+	unsigned char *buf;
+	struct walk w;
+	pthread_t tid;
+	bool threaded = false;
+	uint64_t k, most;
+	unsigned i;
+	int rc = 0;
+
+	walk_init(&w, fd, path, off, dtype, vw, NULL);
+	most = w.nr ? w.nr * w.per : w.per;
+	if (vw->colblocks && vw->rest > most)
+		most = vw->rest;
+	if (vw->n < UNITS_SPLIT_MIN || most > COLLECT_GROUP_MAX)
+		return each_block(fd, path, off, dtype, vw, NULL, collect_fn, c, err);
+	memset(&cb, 0, sizeof(cb));
+	cb.w = &w;
+	cb.rowblocks = vw->rowblocks;
+	if (!(buf = malloc(UNITS_COLS_WINDOW)))
+		return nx_error_oom(err, NULL);
+	for (i = 0; i < COLLECT_W; i++)
+		if (!(cb.slot[i].e = malloc(most * sizeof(*cb.slot[i].e))))
+			rc = nx_error_oom(err, NULL);
+	/* as nx_fp__read_fanned: no lock is an error, no thread one thread */
+	if (!rc && pthread_mutex_init(&cb.lock, NULL) != 0)
+		rc = nx_error_set(err, NX_EINTERNAL, path, 0, -1,
+				  "cannot make a lock to fingerprint %s", path);
+	else if (!rc && pthread_cond_init(&cb.cond, NULL) != 0) {
+		pthread_mutex_destroy(&cb.lock);
+		rc = nx_error_set(err, NX_EINTERNAL, path, 0, -1,
+				  "cannot make a condition to fingerprint %s", path);
+	} else if (!rc) {
+		if ((h.buf = malloc(UNITS_COLS_WINDOW)))
+			threaded = pthread_create(&tid, NULL, chelper_run, &h) == 0;
+		if (!threaded) {
+			pthread_cond_destroy(&cb.cond);
+			pthread_mutex_destroy(&cb.lock);
+			rc = each_block(fd, path, off, dtype, vw, NULL, collect_fn, c, err);
+			goto out;
+		}
+	}
+	for (k = 0; !rc && k < w.groups; k += cb.count) {
+		pthread_mutex_lock(&cb.lock);
+		cb.first = k;
+		cb.count = w.groups - k < COLLECT_W ? w.groups - k : COLLECT_W;
+		cb.busy = (unsigned)cb.count;
+		__atomic_store_n(&cb.next, 0, __ATOMIC_RELEASE);
+		cb.round++;
+		pthread_cond_broadcast(&cb.cond);
+		pthread_mutex_unlock(&cb.lock);
+		cbatch_work(&cb, buf);
+		pthread_mutex_lock(&cb.lock);
+		while (cb.busy)
+			pthread_cond_wait(&cb.cond, &cb.lock);
+		pthread_mutex_unlock(&cb.lock);
+		for (i = 0; !rc && i < cb.count; i++)
+			rc = cslot_merge(c, &w, k + i, &cb.slot[i], buf, err);
+	}
+	if (threaded) {
+		pthread_mutex_lock(&cb.lock);
+		cb.end = true;
+		pthread_cond_broadcast(&cb.cond);
+		pthread_mutex_unlock(&cb.lock);
+		pthread_join(tid, NULL);
+		pthread_cond_destroy(&cb.cond);
+		pthread_mutex_destroy(&cb.lock);
+	}
+out:
+	for (i = 0; i < COLLECT_W; i++)
+		free(cb.slot[i].e);
+	free(h.buf);
+	free(buf);
+	return rc == UNITS_STOP ? 0 : rc;
+}
+
 static int cmp_blocks_desc(const void *a, const void *b)
 {
 	const struct unit_tensor *x = *(const struct unit_tensor *const *)a;
@@ -735,7 +966,7 @@ int nx_fp__units_teacher(nx_fp_set *set, const char *name, int32_t dtype, int fd
 	c.tensor = (uint32_t)u->nt;
 	c.start = u->n;
 	c.rowblocks = vw.rowblocks;
-	if ((rc = each_block(fd, path, off, dtype, &vw, NULL, collect_fn, &c, err)) != 0) {
+	if ((rc = collect_blocks(fd, path, off, dtype, &vw, &c, err)) != 0) {
 		u->n = c.start;
 		return rc;
 	}
