@@ -7,15 +7,20 @@
  * W' = W + U V with MatMul(MatMul(x, U), V) subtracted at run time, holds
  * no tensor that is W or correlates with it: only the graph sums them
  * (red team 10).  So the main graph's sums are read as a linear map of
- * each input: an Add/Sub/Sum tree (through Neg, and Mul/Div by a scalar
- * initializer) whose leaves are
+ * each input: an Add/Sub/Sum tree (through Neg, views - Identity, Cast,
+ * Reshape, Squeeze, Unsqueeze, Flatten, Expand - and Mul/Div by a scale:
+ * a scalar or a vector initializer along either matrix axis) whose
+ * leaves are
  *   - MatMul(x, W), MatMul(W, x) (W the left operand), Gemm(x, W) with
- *     transB and alpha: a full term;
+ *     transB and alpha, an Einsum of a MatMul's form: a full term;
+ *     MatMul(Concat([x, x, ...]), W): a full term per block of W;
  *   - MatMul(MatMul(x, U), V) (or V U x on the left, a scalar Mul between
  *     them) with the inner dimension k <= FOLD_RANK_MAX: a low-rank term;
- * where a weight is an initializer of the main graph reached through
- * Identity, Cast, a 2-D Transpose, a Reshape by an initializer shape and
- * DequantizeLinear of int8/uint8 (scale and zero point per tensor or per
+ * where a weight is an initializer of the main graph or a Constant's
+ * value (any rank whose dims but two are 1; float, or integer codes Cast
+ * or dequantized; typed fields decoded to a temporary file) reached
+ * through views, a Transpose of its two dims, scales and DequantizeLinear
+ * of int8/uint8 (scale and zero point per tensor or per
  * axis).  Terms of one input x, one side and one shape, at least two of
  * them and one full, are a fold: their effective matrix sum(c_i M_i) is
  * written, a block of rows at a time, to an unlinked temporary file and
@@ -33,7 +38,7 @@
  * (NX_ELIMIT): an honest model has few folds or none, and a budget an
  * insider could run out with decoys must not let the rest through.
  * Not folded: subgraphs (If/Loop/Scan), a sum reached through any other
- * op (a Concat, a Slice of a wider MatMul), products of full matrices
+ * op (a Transpose of a term, a Slice of a wider MatMul), products of full matrices
  * (k > FOLD_RANK_MAX), a rotation of the hidden units (docs/TRV.md
  * "Known limits").
  */
@@ -415,7 +420,7 @@ static bool qvec(struct fold *fd, const char *name, float **out, uint64_t *n)
 	uint64_t i;
 
 	if (!t || (t->data_type != 1 && t->data_type != 2 && t->data_type != 3) ||
-	    t->nelem > (1u << 20) || !t->nelem || !(raw = malloc(t->nelem * width)))
+	    t->nelem > FOLD_SCALES_MAX || !t->nelem || !(raw = malloc(t->nelem * width)))
 		return false;
 	if (!small_values(fd, t, raw, t->nelem * width, n) || !(*out = malloc(*n * sizeof(float)))) {
 		free(raw);
@@ -465,8 +470,9 @@ static int scale_kind(const struct fold *fd, const char *name, uint64_t *n)
 	const struct nx_onnx_tensor *t = tensor(fd, name);
 	size_t i, big = SIZE_MAX;
 
+	/* inline only (read whole; one in external data is no scale here) */
 	if (!t || t->data_type != 1 || t->sparse || !t->nelem || t->nelem > FOLD_SCALES_MAX ||
-	    t->ndims > FOLD_DIMS)
+	    t->ndims > FOLD_DIMS || t->location != NX_TENSOR_INLINE)
 		return -1;
 	for (i = 0; i < t->ndims; i++)
 		if (t->dims[i] != 1) {
@@ -681,7 +687,8 @@ static bool weight(struct fold *fd, const char *name, struct wref *r)
 			if (scale_kind(fd, p->in[0], &nv) < 0)
 				goto no;
 			w = 1;
-		} else if (is(p, "Div") && (p->nin != 2 || scale_kind(fd, p->in[1], &nv) < 0)) {
+		} else if ((is(p, "Mul") || is(p, "Div")) &&
+			   (p->nin != 2 || !p->in[1][0] || scale_kind(fd, p->in[1], &nv) < 0)) {
 			goto no;
 		} else if (!is(p, "Identity") && !is(p, "Cast") && !is(p, "Transpose") &&
 			   !is(p, "Reshape") && !is(p, "Squeeze") && !is(p, "Unsqueeze") &&
@@ -1373,16 +1380,15 @@ static int expand(struct fold *fd, const char *name, double coef, const struct o
 			coef = -coef;
 		if (sk < 0)
 			return expand(fd, p->in[arg], coef, os, depth + 1);
+		scale_kind(fd, p->in[1 - arg], &n);
+		if (n > FOLD_SCALES_MAX - fd->scales)
+			return over_budget(fd);
 		if (!qvec(fd, p->in[1 - arg], &v, &n))
 			return 0;
 		if (sk == 0) {
 			coef = is(p, "Div") ? (v[0] ? coef / v[0] : 0) : coef * v[0];
 			free(v);
 			return coef ? expand(fd, p->in[arg], coef, os, depth + 1) : 0;
-		}
-		if (n > FOLD_SCALES_MAX - fd->scales) {
-			free(v);
-			return over_budget(fd);
 		}
 		fd->scales += n;
 		here = (struct oscale){ v, n, sk, is(p, "Div"), os };

@@ -425,3 +425,21 @@ def test_honest_spellings_pass(nexus, bundle, tmp_path, case):
     assert not codes(rep, "FAIL") & {"teacher-tensor-copied", "teacher-values-copied",
                                      "teacher-check-failed"}, \
         [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]
+
+
+def test_scales_past_their_memory_fail_closed(nexus, bundle, tmp_path):
+    """A term under two vector Muls of 2^21 + 1 elements each (more than
+    the 4M scale elements a sum's walk holds at once): the teacher check
+    fails closed, it does not hold them all nor skip the sum"""
+    t1, t2 = teacher_pair()
+    teacher = onnx_teacher(tmp_path / "t.onnx", {T1_NAME: t1, T2_NAME: t2})
+    n = (1 << 21) + 1
+    a, b = base(t1, 90)
+    tensors = {"fa": a, "fb": b, "fv1": np.ones(n, np.float32), "fv2": np.ones(n, np.float32)}
+    nodes = [_mm("x", "fa", "p"), _node("Mul", ["p", "fv1"], "p1"), _node("Mul", ["p1", "fv2"], "p2"),
+             _mm("x", "fb", "q"), _sum("p2", "q")]
+    live_student(bundle, tensors, nodes)
+    rc, rep = verify(nexus, bundle, "--teacher", teacher, timeout=300)
+    assert rc == 1 and "teacher-check-failed" in codes(rep, "FAIL"), \
+        [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]
+    assert any("scale elements" in f["message"] for f in rep["findings"])
