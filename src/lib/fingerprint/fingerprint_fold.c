@@ -779,6 +779,11 @@ static bool weight(struct fold *fd, const char *name, struct wref *r)
 			 * may follow a scale, so it is the final one) */
 			uint64_t vrow = n >= 2 ? (uint64_t)d[n - 2] : 1, vcol = (uint64_t)d[n - 1];
 
+			/* scales held are of this base: it must not have changed
+			 * (a view [m, n] then [m, n, 1] is another matrix) */
+			if ((r->vr || r->vc) &&
+			    (r->brows != (r->trans ? vcol : vrow) || r->stride != (r->trans ? vrow : vcol)))
+				goto no;
 			r->brows = r->trans ? vcol : vrow;
 			r->stride = r->trans ? vrow : vcol;
 			if ((k = scale_kind(fd, p->in[1 - chain[i].w], &nv)) < 0 ||

@@ -443,3 +443,53 @@ def test_scales_past_their_memory_fail_closed(nexus, bundle, tmp_path):
     assert rc == 1 and "teacher-check-failed" in codes(rep, "FAIL"), \
         [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]
     assert any("scale elements" in f["message"] for f in rep["findings"])
+
+
+# The insider's path (the review signed three of these): official build
+# with --key, then the gate.  dense2 is split too (A + B, an Identity
+# between), so that it is not found stored.
+def _signed_model(kind, t1, t2):
+    import workspace as ws
+    rng = np.random.default_rng(5)
+    emb = rng.standard_normal((len(ws.VOCAB), D)).astype(np.float32)
+    a = (rng.standard_normal(t1.shape) * 0.5).astype(np.float32)
+    b = (rng.standard_normal(t2.shape) * 0.5).astype(np.float32)
+    tens = {"embeddings.weight": emb, "d2a": b, "d2b": t2 - b}
+    nodes = [_node("Gather", ["embeddings.weight", "input_ids"], "x")]
+    if kind == "Identity between MatMul and Add":
+        tens.update({"d1a": a, "d1b": t1 - a})
+        nodes += [_mm("x", "d1a", "p"), _node("Identity", ["p"], "pi"),
+                  _mm("x", "d1b", "q"), _node("Add", ["pi", "q"], "h1")]
+    elif kind == "Mul by a vector":
+        d = rng.uniform(0.5, 2, H).astype(np.float32)
+        tens.update({"d1a": a, "d1b": ((t1 - a) / d).astype(np.float32), "d1d": d})
+        nodes += [_mm("x", "d1a", "p"), _mm("x", "d1b", "q0"),
+                  _node("Mul", ["q0", "d1d"], "q"), _node("Add", ["p", "q"], "h1")]
+    else:
+        tens.update({"d1ab": np.concatenate([a, t1 - a], 0)})
+        nodes += [_node("Concat", ["x", "x"], "xx", axis=-1), _mm("xx", "d1ab", "h1")]
+    nodes += [_node("Tanh", ["h1"], "a1"), _mm("a1", "d2a", "r"), _node("Identity", ["r"], "ri"),
+              _mm("a1", "d2b", "s"), _node("Add", ["ri", "s"], "last_hidden_state")]
+    g = helper.make_graph(
+        nodes, "embedder",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("last_hidden_state", F, ["batch", "seq", D])],
+        [numpy_helper.from_array(v, k) for k, v in tens.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    return m.SerializeToString()
+
+
+@pytest.mark.parametrize("kind", ["Identity between MatMul and Add", "Mul by a vector",
+                                  "[x, x] @ [A; B]"])
+def test_signed_build_refuses_the_spellings(nexus, release_key, tmp_path, kind):
+    import workspace as ws
+    from test_quantize import EMBED_RT
+    from .test_redteam7 import signed_build_is_refused, teacher_onnx
+    t1, t2 = teacher_pair()
+    root = ws.make_workspace(tmp_path / "ws", student=_signed_model(kind, t1, t2),
+                             runtime_yaml=EMBED_RT)
+    teacher_onnx(root, {T1_NAME: t1, T2_NAME: t2})
+    why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
+    assert "teacher" in why, why
