@@ -7,15 +7,20 @@
  * W' = W + U V with MatMul(MatMul(x, U), V) subtracted at run time, holds
  * no tensor that is W or correlates with it: only the graph sums them
  * (red team 10).  So the main graph's sums are read as a linear map of
- * each input: an Add/Sub/Sum tree (through Neg, and Mul/Div by a scalar
- * initializer) whose leaves are
+ * each input: an Add/Sub/Sum tree (through Neg, views - Identity, Cast,
+ * Reshape, Squeeze, Unsqueeze, Flatten, Expand - and Mul/Div by a scale:
+ * a scalar or a vector initializer along either matrix axis) whose
+ * leaves are
  *   - MatMul(x, W), MatMul(W, x) (W the left operand), Gemm(x, W) with
- *     transB and alpha: a full term;
+ *     transB and alpha, an Einsum of a MatMul's form: a full term;
+ *     MatMul(Concat([x, x, ...]), W): a full term per block of W;
  *   - MatMul(MatMul(x, U), V) (or V U x on the left, a scalar Mul between
  *     them) with the inner dimension k <= FOLD_RANK_MAX: a low-rank term;
- * where a weight is an initializer of the main graph reached through
- * Identity, Cast, a 2-D Transpose, a Reshape by an initializer shape and
- * DequantizeLinear of int8/uint8 (scale and zero point per tensor or per
+ * where a weight is an initializer of the main graph or a Constant's
+ * value (any rank whose dims but two are 1; float, or integer codes Cast
+ * or dequantized; typed fields decoded to a temporary file) reached
+ * through views, a Transpose of its two dims, scales and DequantizeLinear
+ * of int8/uint8 (scale and zero point per tensor or per
  * axis).  Terms of one input x, one side and one shape, at least two of
  * them and one full, are a fold: their effective matrix sum(c_i M_i) is
  * written, a block of rows at a time, to an unlinked temporary file and
@@ -33,7 +38,7 @@
  * (NX_ELIMIT): an honest model has few folds or none, and a budget an
  * insider could run out with decoys must not let the rest through.
  * Not folded: subgraphs (If/Loop/Scan), a sum reached through any other
- * op (a Concat, a Slice of a wider MatMul), products of full matrices
+ * op (a Transpose of a term, a Slice of a wider MatMul), products of full matrices
  * (k > FOLD_RANK_MAX), a rotation of the hidden units (docs/TRV.md
  * "Known limits").
  */
@@ -61,6 +66,10 @@
 #define FOLD_VISITS_PER_NODE 8           /* expansion steps a node, in all */
 #define FOLD_NAME_MAX 240                /* bytes of a fold's name */
 #define FOLD_DEPTH_MAX 4096              /* sums nested in one another */
+#define FOLD_SCALES_MAX (4u << 20)       /* elements of scale vectors held at once
+					  * (16 MiB) */
+#define FOLD_DIMS 8                      /* dims of a weight as the graph views it */
+#define FOLD_EQ_MAX 64                   /* bytes of an Einsum equation */
 
 struct fnode {
 	char *op;
@@ -68,8 +77,11 @@ struct fnode {
 	size_t nin, nout;
 	int64_t trans_a, trans_b, axis;
 	double alpha;
-	int64_t perm[2];
+	int64_t perm[FOLD_DIMS];
 	size_t nperm;
+	int64_t to;            /* Cast's target type */
+	uint64_t tmsg;         /* Constant: file offset of its value tensor (0: none) */
+	char *eq;              /* Einsum's equation */
 };
 
 /* name -> index (of a node output, or of a tensor), sorted for bsearch */
@@ -85,6 +97,11 @@ struct wref {
 	uint64_t rows, cols;
 	bool trans;
 	bool q;
+	double c;              /* a scalar the graph multiplies the weight by */
+	float *vr, *vc;        /* scales of the base's rows and columns (NULL: 1) */
+	uint64_t brows;        /* the base's rows (vr's length) */
+	uint64_t stride, boff; /* rows, cols may be a block of the base: its columns
+				* (vc's length), and the block's first element */
 	float *scale, *zp;     /* q: per tensor (nscale 1) or per axis */
 	uint64_t nscale;
 	int64_t axis;          /* q: of the stored tensor's 2 dims */
@@ -117,6 +134,13 @@ struct fold {
 	struct fkey *prod, *tens, *inner;
 	size_t nprod, ntens, ninner;
 	uint64_t visits, visit_max;     /* expansion steps, and their bound */
+	uint64_t scales;                /* elements of scale vectors held */
+	bool over;                      /* a bound hit where false was returned */
+	struct fconst {
+		uint64_t off;
+		size_t i;
+	} *consts;                      /* attribute tensors, by msg_offset */
+	size_t nconsts;
 	uint64_t charged, charge_max;   /* bytes read for folds, and their bound */
 	struct term *terms;
 	size_t nterms, capterms;
@@ -130,6 +154,13 @@ struct fold {
 static int cmp_key(const void *a, const void *b)
 {
 	return strcmp(((const struct fkey *)a)->name, ((const struct fkey *)b)->name);
+}
+
+static int cmp_const(const void *a, const void *b)
+{
+	uint64_t x = ((const struct fconst *)a)->off, y = ((const struct fconst *)b)->off;
+
+	return x < y ? -1 : x > y;
 }
 
 static const struct fkey *find(const struct fkey *v, size_t n, const char *name)
@@ -155,10 +186,11 @@ static int read_attr(struct fold *fd, struct fnode *n, const struct nx_pb_reader
 {
 	struct nx_pb_reader r, p;
 	struct nx_pb_field f;
-	char *name = NULL;
+	char *name = NULL, *str = NULL;
 	int64_t i = 0;
 	float fl = 0;
-	int64_t ints[2];
+	uint64_t toff = 0;
+	int64_t ints[FOLD_DIMS];
 	size_t nints = 0;
 	uint64_t v;
 	int rc;
@@ -175,15 +207,24 @@ static int read_attr(struct fold *fd, struct fnode *n, const struct nx_pb_reader
 			memcpy(&fl, &u, 4);
 		} else if (f.num == 3 && f.wire == NX_PB_VARINT) {
 			i = (int64_t)f.value;
+		} else if (f.num == 4 && f.wire == NX_PB_LEN && !str) {
+			/* an Einsum equation longer than this is no plain MatMul */
+			if ((rc = nx_pb_read_string(&fd->f, &f, FOLD_EQ_MAX, &str, NULL, fd->err)) != 0) {
+				if (rc != NX_ELIMIT)
+					break;
+				rc = 0;
+			}
+		} else if (f.num == 5 && f.wire == NX_PB_LEN) {
+			toff = f.offset;
 		} else if (f.num == 8 && f.wire == NX_PB_VARINT) {
-			if (nints < 2)
+			if (nints < FOLD_DIMS)
 				ints[nints] = (int64_t)f.value;
 			nints++;
 		} else if (f.num == 8 && f.wire == NX_PB_LEN) {
 			if ((rc = nx_pb_sub(&p, &r, &f, fd->err)) != 0)
 				break;
 			while (p.pos < p.end && !(rc = nx_pb_read_varint(&p, &v, fd->err))) {
-				if (nints < 2)
+				if (nints < FOLD_DIMS)
 					ints[nints] = (int64_t)v;
 				nints++;
 			}
@@ -200,11 +241,20 @@ static int read_attr(struct fold *fd, struct fnode *n, const struct nx_pb_reader
 			n->axis = i;
 		else if (!strcmp(name, "alpha"))
 			n->alpha = fl;
-		else if (!strcmp(name, "perm")) {
+		else if (!strcmp(name, "to"))
+			n->to = i;
+		else if (!strcmp(name, "value"))
+			n->tmsg = toff;
+		else if (!strcmp(name, "equation") && str && !n->eq) {
+			n->eq = str;
+			str = NULL;
+		} else if (!strcmp(name, "perm")) {
+			/* more than FOLD_DIMS: no view of a weight */
 			n->nperm = nints;
-			memcpy(n->perm, ints, (nints < 2 ? nints : 2) * sizeof(*ints));
+			memcpy(n->perm, ints, (nints < FOLD_DIMS ? nints : FOLD_DIMS) * sizeof(*ints));
 		}
 	}
+	free(str);
 	free(name);
 	return rc;
 }
@@ -226,6 +276,7 @@ static int read_node(struct fold *fd, const struct nx_pb_reader *g, const struct
 	memset(n, 0, sizeof(*n));
 	n->alpha = 1;
 	n->axis = 1;
+	n->to = 1;
 	if ((rc = nx_pb_sub(&r, g, nf, fd->err)) != 0)
 		return rc;
 	LOOP(&r, &f, rc, fd->err) {
@@ -289,11 +340,27 @@ static const struct fnode *producer(const struct fold *fd, const char *name)
 	return k ? &fd->n[k->i] : NULL;
 }
 
+/* name's initializer, or the value of the Constant node that makes it
+ * (the attribute tensor whose message is at the node's offset) */
 static const struct nx_onnx_tensor *tensor(const struct fold *fd, const char *name)
 {
 	const struct fkey *k = find(fd->tens, fd->ntens, name);
+	const struct fnode *p;
+	size_t lo = 0, hi = fd->nconsts, mid;
 
-	return k ? &fd->s->tensors[k->i] : NULL;
+	if (k)
+		return &fd->s->tensors[k->i];
+	if (!(p = producer(fd, name)) || !is(p, "Constant") || !p->tmsg || p->nin)
+		return NULL;
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (fd->consts[mid].off < p->tmsg)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < fd->nconsts && fd->consts[lo].off == p->tmsg
+	       ? &fd->s->tensors[fd->consts[lo].i] : NULL;
 }
 
 struct sink {
@@ -353,7 +420,7 @@ static bool qvec(struct fold *fd, const char *name, float **out, uint64_t *n)
 	uint64_t i;
 
 	if (!t || (t->data_type != 1 && t->data_type != 2 && t->data_type != 3) ||
-	    t->nelem > (1u << 20) || !t->nelem || !(raw = malloc(t->nelem * width)))
+	    t->nelem > FOLD_SCALES_MAX || !t->nelem || !(raw = malloc(t->nelem * width)))
 		return false;
 	if (!small_values(fd, t, raw, t->nelem * width, n) || !(*out = malloc(*n * sizeof(float)))) {
 		free(raw);
@@ -369,105 +436,448 @@ static bool qvec(struct fold *fd, const char *name, float **out, uint64_t *n)
 	return true;
 }
 
-static void wref_release(struct wref *r)
+static void scale_free(struct fold *fd, float **v, uint64_t n)
 {
+	if (*v)
+		fd->scales -= n;
+	free(*v);
+	*v = NULL;
+}
+
+static void wref_release(struct fold *fd, struct wref *r)
+{
+	scale_free(fd, &r->vr, r->brows);
+	scale_free(fd, &r->vc, r->stride);
 	free(r->scale);
 	free(r->zp);
 	free(r->path);
-	if (r->fd >= 0 && r->fd != -2)
+	if (r->fd >= 0)
 		close(r->fd);
 	memset(r, 0, sizeof(*r));
 	r->fd = -1;
 }
 
-/* name as a weight: an initializer of the main graph, through Identity,
- * Cast, a 2-D Transpose, one Reshape by an initializer shape (the outermost
- * decides; no Transpose under it) and DequantizeLinear. */
+static bool float_type(int64_t dt)
+{
+	return dt == 1 || dt == 10 || dt == 11 || dt == 16;
+}
+
+/* A tensor a Mul/Div scales by, as broadcast against a matrix: 0 a scalar,
+ * 1 a vector along the last axis (a column scale), 2 along the one before
+ * ([m, 1]: a row scale), -1 none of those.  *n its elements. */
+static int scale_kind(const struct fold *fd, const char *name, uint64_t *n)
+{
+	const struct nx_onnx_tensor *t = tensor(fd, name);
+	size_t i, big = SIZE_MAX;
+
+	/* inline only (read whole; one in external data is no scale here) */
+	if (!t || t->data_type != 1 || t->sparse || !t->nelem || t->nelem > FOLD_SCALES_MAX ||
+	    t->ndims > FOLD_DIMS || t->location != NX_TENSOR_INLINE)
+		return -1;
+	for (i = 0; i < t->ndims; i++)
+		if (t->dims[i] != 1) {
+			if (big != SIZE_MAX)
+				return -1;
+			big = i;
+		}
+	*n = t->nelem;
+	if (big == SIZE_MAX)
+		return 0;
+	return big + 1 == t->ndims ? 1 : big + 2 == t->ndims ? 2 : -1;
+}
+
+/* Multiplies r's base rows (rows true) or columns by v (or divides). */
+static bool wscale(struct fold *fd, struct wref *r, bool rows, const float *v, uint64_t n, bool div)
+{
+	float **d = rows ? &r->vr : &r->vc;
+	uint64_t i;
+
+	if (n != (rows ? r->brows : r->stride))
+		return false;
+	if (!*d) {
+		if (n > FOLD_SCALES_MAX - fd->scales) {
+			fd->over = true;
+			return false;
+		}
+		if (!(*d = malloc(n * sizeof(float))))
+			return false;
+		fd->scales += n;
+		for (i = 0; i < n; i++)
+			(*d)[i] = 1;
+	}
+	for (i = 0; i < n; i++) {
+		if (div && !v[i])
+			return false;
+		(*d)[i] = div ? (*d)[i] / v[i] : (*d)[i] * v[i];
+	}
+	return true;
+}
+
+/* A view's dims other than 1, in order: their count (3: more than 2). */
+static size_t nonone(const int64_t *d, size_t n, int64_t out[2])
+{
+	size_t k = 0;
+
+	out[0] = out[1] = 1;
+	for (size_t i = 0; i < n; i++)
+		if (d[i] != 1) {
+			if (k == 2)
+				return 3;
+			out[k++] = d[i];
+		}
+	return k;
+}
+
+/* An int64 shape tensor (Reshape's, Expand's, axes): false if none. */
+static bool shape_of(struct fold *fd, const char *name, int64_t *v, uint64_t *n)
+{
+	const struct nx_onnx_tensor *t = tensor(fd, name);
+
+	return t && t->data_type == 7 && t->nelem <= FOLD_DIMS &&
+	       small_values(fd, t, v, FOLD_DIMS * sizeof(*v), n);
+}
+
+/* The dims p gives a view d[n] (Reshape, Squeeze, Unsqueeze, Flatten,
+ * Expand), in place; false if they cannot be known or keep no layout. */
+static bool reshape_view(struct fold *fd, const struct fnode *p, int64_t *d, size_t *n)
+{
+	int64_t v[FOLD_DIMS], o[FOLD_DIMS];
+	uint64_t nv = 0, i, j, total = 1, known = 1;
+	size_t no = 0;
+	int64_t ax;
+
+	for (i = 0; i < *n; i++)
+		total *= (uint64_t)d[i];
+	if (is(p, "Flatten")) {
+		ax = p->axis < 0 ? p->axis + (int64_t)*n : p->axis;
+		if (ax < 0 || ax > (int64_t)*n)
+			return false;
+		o[0] = o[1] = 1;
+		for (i = 0; i < *n; i++)
+			o[(int64_t)i < ax ? 0 : 1] *= d[i];
+		no = 2;
+	} else if (p->nin < 2 || !shape_of(fd, p->in[1], v, &nv)) {
+		/* Squeeze with no axes: every dim of 1 */
+		if (!is(p, "Squeeze") || p->nin >= 2)
+			return false;
+		for (i = 0; i < *n; i++)
+			if (d[i] != 1)
+				o[no++] = d[i];
+	} else if (is(p, "Reshape")) {
+		for (i = 0; i < nv; i++) {
+			o[i] = v[i] == 0 && i < *n ? d[i] : v[i];
+			if (o[i] < -1 || (o[i] == -1 && nv > 1 && known == 0))
+				return false;
+			if (o[i] > 0)
+				known *= (uint64_t)o[i];
+		}
+		no = nv;
+		for (i = 0; i < nv; i++)
+			if (o[i] == -1) {
+				if (!known || total % known)
+					return false;
+				o[i] = (int64_t)(total / known);
+			}
+	} else if (is(p, "Squeeze") || is(p, "Unsqueeze")) {
+		bool un = is(p, "Unsqueeze");
+		size_t out = un ? *n + nv : *n;
+		unsigned mark = 0;
+
+		if (out > FOLD_DIMS)
+			return false;
+		for (i = 0; i < nv; i++) {
+			ax = v[i] < 0 ? v[i] + (int64_t)out : v[i];
+			if (ax < 0 || ax >= (int64_t)out || (mark & (1u << ax)) ||
+			    (!un && d[ax] != 1))
+				return false;
+			mark |= 1u << ax;
+		}
+		for (i = 0, j = 0; i < out; i++)
+			if (un)
+				o[no++] = (mark & (1u << i)) ? 1 : d[j++];
+			else if (!(mark & (1u << i)))
+				o[no++] = d[i];
+	} else if (is(p, "Expand")) {
+		/* broadcast: only to the view's own dims (leading 1s aside) */
+		no = nv > *n ? nv : *n;
+		for (i = 0; i < no; i++) {
+			int64_t a = i + *n >= no ? d[i + *n - no] : 1;
+			int64_t b = i + nv >= no ? v[i + nv - no] : 1;
+
+			if (b != 1 && b != a)
+				return false;
+			o[i] = a;
+		}
+	} else {
+		return false;
+	}
+	for (i = 0, known = 1; i < no; i++) {
+		if (o[i] <= 0)
+			return false;
+		known *= (uint64_t)o[i];
+	}
+	if (known != total || no > FOLD_DIMS)
+		return false;
+	memcpy(d, o, no * sizeof(*o));
+	*n = no;
+	return true;
+}
+
+/* The scale s = tensor name of kind k (scale_kind) applied to r as it is
+ * viewed [.., vr, vc] (trans: base transposed) */
+static bool apply_scale(struct fold *fd, struct wref *r, const char *name, int k, bool div,
+			const int64_t *d, size_t n)
+{
+	float *v = NULL;
+	uint64_t nv, i;
+	bool ok;
+
+	if (!qvec(fd, name, &v, &nv))
+		return false;
+	if (k == 0) {
+		ok = !div || v[0];
+		if (ok)
+			r->c = div ? r->c / v[0] : r->c * v[0];
+		free(v);
+		return ok;
+	}
+	/* the view a matrix: only its last two dims other than 1 */
+	for (i = 0; i + 2 < n; i++)
+		if (d[i] != 1) {
+			free(v);
+			return false;
+		}
+	ok = n >= (k == 1 ? 1u : 2u) && (int64_t)nv == d[n - k] &&
+	     wscale(fd, r, (k == 2) != r->trans, v, nv, div);
+	free(v);
+	return ok;
+}
+
+/* name as a weight: an initializer of the main graph (or a Constant
+ * node's value, any float or integer type, stored in any rank whose dims
+ * but two are 1) as the graph views it through Identity, Cast, Transpose,
+ * Reshape, Squeeze, Unsqueeze, Flatten, Expand to its own shape, a Mul or
+ * Div by a scalar or a vector along either axis, and DequantizeLinear of
+ * the stored tensor.  The chain is walked back to the tensor (any length:
+ * each step charged to the expansion budget), then replayed forward. */
 static bool weight(struct fold *fd, const char *name, struct wref *r)
 {
-	const struct nx_onnx_tensor *t;
+	const struct nx_onnx_tensor *t = NULL;
 	const struct fnode *p;
-	int64_t rdims[8];
-	uint64_t nr = 0, i, elem;
-	unsigned steps;
-	bool reshaped = false;
+	struct step {
+		const struct fnode *p;
+		unsigned w;    /* the operand that is the weight */
+	} *chain = NULL;
+	size_t nchain = 0, cap = 0, i, n;
+	int64_t d[FOLD_DIMS], a[2], b[2];
+	uint64_t nv, elem;
+	bool fl;
+	int k;
 
 	memset(r, 0, sizeof(*r));
 	r->fd = -1;
-	t = NULL;
-	/* no step cap (17 Identities must not evade the fold): a graph's
-	 * chain is at most its node count long, and each step is charged to
-	 * the expansion budget (expand fails closed past it) */
-	for (steps = 0; steps <= fd->nn && !(t = tensor(fd, name)); steps++, fd->visits++) {
-		if (!(p = producer(fd, name)) || !p->nin)
+	r->c = 1;
+	while (!(t = tensor(fd, name))) {
+		unsigned w = 0;
+
+		if (nchain > fd->nn || !(p = producer(fd, name)) || !p->nin || !p->in[0][0])
 			goto no;
-		if (is(p, "Identity") || is(p, "Cast")) {
-			/* as read */
-		} else if (is(p, "Transpose") && !reshaped && !r->q &&
-			   (p->nperm == 0 || (p->nperm == 2 && p->perm[0] == 1 && p->perm[1] == 0))) {
-			r->trans = !r->trans;
-		} else if (is(p, "Reshape") && p->nin >= 2 && !r->q) {
-			if (!reshaped && (!small_values(fd, tensor(fd, p->in[1]), rdims, sizeof(rdims),
-							&nr) || tensor(fd, p->in[1])->data_type != 7 ||
-					  nr != 2))
+		fd->visits++;
+		if (is(p, "Mul") && p->nin == 2 && scale_kind(fd, p->in[1], &nv) < 0) {
+			if (scale_kind(fd, p->in[0], &nv) < 0)
 				goto no;
-			reshaped = true;
-		} else if (is(p, "DequantizeLinear") && p->nin >= 2 && !r->q) {
-			r->q = true;
-			r->axis = p->axis;
-			if (!qvec(fd, p->in[1], &r->scale, &r->nscale) ||
-			    (p->nin >= 3 && p->in[2][0] &&
-			     (!qvec(fd, p->in[2], &r->zp, &i) || i != r->nscale))) {
-				wref_release(r);
-				return false;
-			}
-		} else {
+			w = 1;
+		} else if ((is(p, "Mul") || is(p, "Div")) &&
+			   (p->nin != 2 || !p->in[1][0] || scale_kind(fd, p->in[1], &nv) < 0)) {
+			goto no;
+		} else if (!is(p, "Identity") && !is(p, "Cast") && !is(p, "Transpose") &&
+			   !is(p, "Reshape") && !is(p, "Squeeze") && !is(p, "Unsqueeze") &&
+			   !is(p, "Flatten") && !is(p, "Expand") && !is(p, "Mul") &&
+			   !is(p, "Div") && !(is(p, "DequantizeLinear") && p->nin >= 2)) {
 			goto no;
 		}
-		name = p->in[0];
+		if (NX_ARRAY_PUSH(chain, cap, nchain))
+			goto no;
+		chain[nchain++] = (struct step){ p, w };
+		name = p->in[w];
 	}
-	if (!t || t->sparse || t->ndims < 1 || t->ndims > 2 || !t->nelem)
+	if (t->sparse || t->ndims > FOLD_DIMS || !t->nelem ||
+	    !(float_type(t->data_type) || (t->data_type >= 2 && t->data_type <= 7)))
 		goto no;
-	if (r->q ? (t->data_type != 2 && t->data_type != 3)
-		 : (t->data_type != 1 && t->data_type != 10 && t->data_type != 16))
+	n = t->ndims;
+	memcpy(d, t->dims, n * sizeof(*d));
+	if (!n)
+		d[n++] = 1;
+	/* integer codes are made floats (Cast or DequantizeLinear) before
+	 * anything but a view uses them */
+	fl = float_type(t->data_type);
+	for (i = nchain; i-- > 0;) {
+		p = chain[i].p;
+		if (is(p, "Identity")) {
+			continue;
+		} else if (is(p, "Cast")) {
+			if (!float_type(p->to))
+				goto no;
+			fl = true;
+		} else if (is(p, "DequantizeLinear")) {
+			int64_t ax = p->axis < 0 ? p->axis + (int64_t)t->ndims : p->axis;
+
+			/* of the stored codes only, in their own coordinates */
+			if (fl || t->data_type > 3 || n != t->ndims ||
+			    memcmp(d, t->dims, n * sizeof(*d)))
+				goto no;
+			fl = true;
+			r->q = true;
+			if (!qvec(fd, p->in[1], &r->scale, &r->nscale) ||
+			    (p->nin >= 3 && p->in[2][0] &&
+			     (!qvec(fd, p->in[2], &r->zp, &nv) || nv != r->nscale)))
+				goto no;
+			if (r->nscale != 1) {
+				/* per axis: one of the last two of the stored dims, the rest 1 */
+				if (nonone(t->dims, t->ndims, a) > 2 || t->ndims < 2 ||
+				    (ax != (int64_t)t->ndims - 1 && ax != (int64_t)t->ndims - 2) ||
+				    r->nscale != (uint64_t)t->dims[ax])
+					goto no;
+				for (size_t j = 0; j + 2 < t->ndims; j++)
+					if (t->dims[j] != 1)
+						goto no;
+				r->axis = ax == (int64_t)t->ndims - 1;
+			}
+		} else if (is(p, "Transpose")) {
+			int64_t o[FOLD_DIMS];
+			unsigned seen = 0;
+
+			int64_t first = -1;
+			size_t big = 0;
+
+			if ((p->nperm && p->nperm != n) || nonone(d, n, a) > 2)
+				goto no;
+			for (size_t j = 0; j < n; j++) {
+				int64_t q = p->nperm ? p->perm[j] : (int64_t)(n - 1 - j);
+
+				if (q < 0 || q >= (int64_t)n || (seen & (1u << q)))
+					goto no;
+				seen |= 1u << q;
+				o[j] = d[q];
+				/* the two dims other than 1 swapped: the base transposed */
+				if (d[q] != 1 && big++ == 0)
+					first = q;
+			}
+			if (big == 2) {
+				for (size_t j = 0; j < n; j++)
+					if (d[j] != 1) {
+						if (j != (size_t)first)
+							r->trans = !r->trans;
+						break;
+					}
+			}
+			memcpy(d, o, n * sizeof(*o));
+		} else if (is(p, "Mul") || is(p, "Div")) {
+			if (!fl)
+				goto no;
+			/* the base: the view as a matrix, untransposed (no new layout
+			 * may follow a scale, so it is the final one) */
+			uint64_t vrow = n >= 2 ? (uint64_t)d[n - 2] : 1, vcol = (uint64_t)d[n - 1];
+
+			/* scales held are of this base: it must not have changed
+			 * (a view [m, n] then [m, n, 1] is another matrix) */
+			if ((r->vr || r->vc) &&
+			    (r->brows != (r->trans ? vcol : vrow) || r->stride != (r->trans ? vrow : vcol)))
+				goto no;
+			r->brows = r->trans ? vcol : vrow;
+			r->stride = r->trans ? vrow : vcol;
+			if ((k = scale_kind(fd, p->in[1 - chain[i].w], &nv)) < 0 ||
+			    !apply_scale(fd, r, p->in[1 - chain[i].w], k, is(p, "Div"), d, n))
+				goto no;
+		} else {
+			size_t na = nonone(d, n, a);
+
+			if (!reshape_view(fd, p, d, &n))
+				goto no;
+			/* a new layout of the elements: only of the base as stored
+			 * (row-major), never of one transposed or scaled */
+			if ((nonone(d, n, b) != na || a[0] != b[0] || a[1] != b[1]) &&
+			    (r->trans || r->vr || r->vc))
+				goto no;
+		}
+	}
+	/* a float matrix as MatMul reads it: every dim but the last two 1 */
+	if (!fl)
 		goto no;
-	if (t->location == NX_TENSOR_INLINE && t->contents_encoded)
-		goto no;
+	for (i = 0; i + 2 < n; i++)
+		if (d[i] != 1)
+			goto no;
 	r->t = t;
-	r->rows = t->ndims == 2 ? (uint64_t)t->dims[0] : 1;
-	r->cols = t->ndims == 2 ? (uint64_t)t->dims[1] : (uint64_t)t->dims[0];
-	r->scols = r->cols;
-	if (r->q && r->nscale != 1) {
-		/* per axis: of the stored [rows, cols] */
-		if (t->ndims != 2 || (r->axis != 0 && r->axis != 1 && r->axis != -1 && r->axis != -2))
-			goto no;
-		if (r->axis < 0)
-			r->axis += 2;
-		if (r->nscale != (r->axis ? r->cols : r->rows))
-			goto no;
+	r->rows = n >= 2 ? (uint64_t)d[n - 2] : 1;
+	r->cols = (uint64_t)d[n - 1];
+	if (r->trans) {
+		uint64_t x = r->rows;
+
+		r->rows = r->cols;
+		r->cols = x;
 	}
-	if (reshaped) {
-		for (i = 0; i < 2; i++)
-			if (rdims[i] == 0 && t->ndims == 2)
-				rdims[i] = t->dims[i];
-		if (rdims[0] == -1 && rdims[1] > 0 && t->nelem % (uint64_t)rdims[1] == 0)
-			rdims[0] = (int64_t)(t->nelem / (uint64_t)rdims[1]);
-		else if (rdims[1] == -1 && rdims[0] > 0 && t->nelem % (uint64_t)rdims[0] == 0)
-			rdims[1] = (int64_t)(t->nelem / (uint64_t)rdims[0]);
-		if (rdims[0] <= 0 || rdims[1] <= 0 ||
-		    (uint64_t)rdims[0] > t->nelem / (uint64_t)rdims[1] ||
-		    (uint64_t)rdims[0] * (uint64_t)rdims[1] != t->nelem)
-			goto no;
-		r->rows = (uint64_t)rdims[0];
-		r->cols = (uint64_t)rdims[1];
-	}
-	elem = nx_onnx_dtype_size(t->data_type);
-	if (t->location == NX_TENSOR_INLINE && t->contents_length != t->nelem * elem)
+	if ((r->vr && r->brows != r->rows) || (r->vc && r->stride != r->cols))
 		goto no;
+	r->brows = r->rows;
+	r->stride = r->cols;
+	r->scols = t->ndims ? (uint64_t)t->dims[t->ndims - 1] : 1;
+	elem = nx_onnx_dtype_size(t->data_type);
+	if (t->location == NX_TENSOR_INLINE && !t->contents_encoded &&
+	    t->contents_length != t->nelem * elem)
+		goto no;
+	free(chain);
 	return true;
 no:
-	wref_release(r);
+	free(chain);
+	wref_release(fd, r);
 	return false;
+}
+
+static int temp_file(struct fold *fd, int *out);
+
+struct wsink {
+	int fd;
+	uint64_t off, cap;
+};
+
+static int wsink_feed(void *ctx, const unsigned char *buf, size_t len)
+{
+	struct wsink *k = ctx;
+
+	if (len > k->cap - k->off)
+		return NX_ELIMIT;
+	while (len) {
+		ssize_t w = pwrite(k->fd, buf, len, (off_t)k->off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return NX_EIO;
+		buf += w;
+		len -= (size_t)w;
+		k->off += (uint64_t)w;
+	}
+	return 0;
+}
+
+/* An inline tensor spread over typed fields (varints, unpacked values):
+ * its contents decoded once, as the rest of the gate reads them, to an
+ * unlinked file that is then read at offsets like any other. */
+static int decode(struct fold *fd, struct wref *r, uint64_t len)
+{
+	struct wsink k = { -1, 0, len };
+	int rc;
+
+	if ((rc = temp_file(fd, &k.fd)) != 0)
+		return rc;
+	r->fd = k.fd;
+	r->off = 0;
+	rc = nx_onnx_tensor_read(fd->fd, fd->path, r->t, wsink_feed, &k, fd->err);
+	if (rc == NX_ELIMIT || rc == NX_EIO || (!rc && k.off != len))
+		return nx_error_set(fd->err, NX_EFORMAT, fd->path, 0, -1,
+				    "%s: tensor '%s' does not decode to its %llu bytes", fd->path,
+				    r->t->name, (unsigned long long)len);
+	return rc;
 }
 
 /* The stored bytes of r, opened once: the model's, or its external file. */
@@ -482,6 +892,8 @@ static int wref_open(struct fold *fd, struct wref *r)
 
 	if (r->fd != -1)
 		return 0;
+	if (t->location == NX_TENSOR_INLINE && t->contents_encoded)
+		return decode(fd, r, len);
 	if (t->location == NX_TENSOR_INLINE) {
 		r->fd = -2;     /* the model's own */
 		r->off = t->contents_offset;
@@ -532,18 +944,32 @@ static int read_elems(struct fold *fd, struct wref *r, uint64_t first, size_t n,
 			uint16_t h;
 			float v;
 
+			double dv;
+			int16_t s16;
+			int32_t s32;
+			int64_t s64;
+
 			switch (r->t->data_type) {
 			case 1: memcpy(&v, p, 4); break;
 			case 10: memcpy(&h, p, 2); u = nx_fp__f16_to_f32(h); memcpy(&v, &u, 4); break;
 			case 16: memcpy(&h, p, 2); u = (uint32_t)h << 16; memcpy(&v, &u, 4); break;
+			case 11: memcpy(&dv, p, 8); v = (float)dv; break;
 			case 3: v = (float)(signed char)p[0]; break;
+			case 4: memcpy(&h, p, 2); v = (float)h; break;
+			case 5: memcpy(&s16, p, 2); v = (float)s16; break;
+			case 6: memcpy(&s32, p, 4); v = (float)s32; break;
+			case 7: memcpy(&s64, p, 8); v = (float)s64; break;
 			default: v = (float)p[0]; break;
 			}
 			if (r->q) {
 				a = r->nscale == 1 ? 0 : r->axis ? e % r->scols : e / r->scols;
 				v = (v - (r->zp ? r->zp[a] : 0)) * r->scale[a];
 			}
-			out[done + i] = v;
+			if (r->vr)
+				v *= r->vr[e / r->stride];
+			if (r->vc)
+				v *= r->vc[e % r->stride];
+			out[done + i] = (float)(r->c * v);
 		}
 		done += k;
 	}
@@ -555,12 +981,14 @@ static int load_factor(struct fold *fd, struct wref *r, float **out)
 {
 	uint64_t n = r->rows * r->cols, i, j;
 	float *raw = malloc(n * sizeof(float)), *m;
-	int rc;
+	int rc = 0;
 
 	*out = NULL;
 	if (!raw)
 		return nx_error_oom(fd->err, NULL);
-	if ((rc = read_elems(fd, r, 0, n, raw)) != 0 || !r->trans) {
+	for (i = 0; i < r->rows && !rc; i++)
+		rc = read_elems(fd, r, r->boff + i * r->stride, (size_t)r->cols, raw + i * r->cols);
+	if (rc || !r->trans) {
 		if (rc)
 			free(raw);
 		else
@@ -590,19 +1018,115 @@ static uint64_t lcols(const struct wref *r)
 	return r->trans ? r->rows : r->cols;
 }
 
-/* x as the value it copies (Identity), so that terms of one input group */
+/* An op that passes its first input on as it is, or viewed otherwise
+ * (Cast to a float type, a shape op): a term through it is the same term. */
+static bool passes(const struct fnode *p)
+{
+	return p->nin && p->in[0][0] &&
+	       (is(p, "Identity") || (is(p, "Cast") && float_type(p->to)) || is(p, "Reshape") ||
+		is(p, "Squeeze") || is(p, "Unsqueeze") || is(p, "Flatten") || is(p, "Expand"));
+}
+
+/* x as the value it copies or views, so that terms of one input group */
 static const char *through_identity(struct fold *fd, const char *x)
 {
 	const struct fnode *p;
 
 	/* uncapped, charged like weight()'s walk */
-	for (size_t i = 0; i <= fd->nn && (p = producer(fd, x)) && is(p, "Identity") && p->nin;
-	     i++, fd->visits++)
+	for (size_t i = 0; i <= fd->nn && (p = producer(fd, x)) && passes(p); i++, fd->visits++)
 		x = p->in[0];
 	return x;
 }
 
-/* A MatMul/Gemm node as a term of some input (false: not one). */
+static bool letter(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* Einsum of x and a weight in a plain MatMul's form: "X c, c o -> X o"
+ * (x W; the weight either way round, either operand first) or
+ * "X c y, o c -> X o y" (W x); X letters or "..." then letters. */
+static bool einsum_term(struct fold *fd, const struct fnode *p, struct term *t)
+{
+	char eq[FOLD_EQ_MAX + 1], want[FOLD_EQ_MAX + 4], impl[FOLD_EQ_MAX + 4], *ops[2], *out, *x,
+	     *w;
+	size_t len = 0, i, nl, nx, pre;
+	unsigned wi, cnt[128] = { 0 };
+	bool ell;
+	char o;
+
+	if (!p->eq || p->nin != 2)
+		return false;
+	for (i = 0; p->eq[i] && len < FOLD_EQ_MAX; i++)
+		if (p->eq[i] != ' ')
+			eq[len++] = p->eq[i];
+	eq[len] = '\0';
+	ops[0] = eq;
+	if (!(ops[1] = strchr(eq, ',')))
+		return false;
+	*ops[1]++ = '\0';
+	if ((out = strstr(ops[1], "->")) != NULL) {
+		*out = '\0';
+		out += 2;
+	}
+	for (wi = 1;; wi--) {
+		if (weight(fd, p->in[wi], &t->f[0]))
+			break;
+		if (!wi)
+			return false;
+	}
+	w = ops[wi];
+	x = ops[1 - wi];
+	ell = !strncmp(x, "...", 3);
+	pre = ell ? 3 : 0;
+	nl = strlen(x + pre);
+	if (strlen(w) != 2 || !letter(w[0]) || !letter(w[1]) || w[0] == w[1] || !nl)
+		goto no;
+	for (i = 0; i < 2; i++)
+		cnt[(unsigned char)w[i]]++;
+	for (i = pre; x[i]; i++) {
+		if (!letter(x[i]) || (cnt[(unsigned char)x[i]] && !strchr(w, x[i])) ||
+		    (cnt[(unsigned char)x[i]] && strchr(x + i + 1, x[i])))
+			goto no;
+		cnt[(unsigned char)x[i]]++;
+	}
+	if (!out) {
+		/* implicit: "..." and the letters seen once, in order */
+		len = 0;
+		if (ell)
+			len += (size_t)snprintf(impl, sizeof(impl), "...");
+		for (i = 'A'; i <= 'z' && len < FOLD_EQ_MAX; i++)
+			if (cnt[i] == 1)
+				impl[len++] = (char)i;
+		impl[len] = '\0';
+		out = impl;
+	}
+	/* x's last letter contracted: x W; the one before it: W x */
+	for (nx = 1; nx <= 2 && nx <= nl; nx++) {
+		char c = x[pre + nl - nx];
+
+		if (!strchr(w, c) || cnt[(unsigned char)c] != 2)
+			continue;
+		o = w[0] == c ? w[1] : w[0];
+		if (cnt[(unsigned char)o] != 1)
+			goto no;
+		len = (size_t)snprintf(want, sizeof(want), "%.*s%c%s", (int)(pre + nl - nx), x, o,
+				       nx == 2 ? x + pre + nl - 1 : "");
+		if (len >= sizeof(want) || strcmp(want, out))
+			goto no;
+		/* the weight as the term wants it: [c, o] for x W, [o, c] for W x */
+		if ((nx == 1) != (w[0] == c))
+			t->f[0].trans = !t->f[0].trans;
+		t->left = nx == 2;
+		t->x = p->in[1 - wi];
+		return true;
+	}
+no:
+	wref_release(fd, &t->f[0]);
+	return false;
+}
+
+/* A MatMul/Gemm/Einsum node as a term of some input (false: not one). */
 static bool as_term(struct fold *fd, const struct fnode *p, double coef, struct term *t)
 {
 	memset(t, 0, sizeof(*t));
@@ -623,11 +1147,83 @@ static bool as_term(struct fold *fd, const struct fnode *p, double coef, struct 
 		} else {
 			return false;
 		}
+	} else if (is(p, "Einsum")) {
+		if (!einsum_term(fd, p, t))
+			return false;
 	} else {
 		return false;
 	}
 	t->nf = 1;
 	t->x = through_identity(fd, t->x);
+	return true;
+}
+
+/* x a Concat of k copies of one value along the contracted axis
+ * ([x, x] @ [A; B] = x A + x B): k, and t->x that value; else 1. */
+static size_t self_concat(struct fold *fd, struct term *t)
+{
+	const struct fnode *p = producer(fd, t->x);
+	const char *x;
+	size_t i;
+
+	if (!p || !is(p, "Concat") || p->nin < 2 || t->nf != 1 ||
+	    p->axis != (t->left ? -2 : -1))
+		return 1;
+	x = through_identity(fd, p->in[0]);
+	for (i = 1; i < p->nin; i++)
+		if (strcmp(through_identity(fd, p->in[i]), x))
+			return 1;
+	if ((t->left ? lcols(&t->f[0]) : lrows(&t->f[0])) % p->nin)
+		return 1;
+	t->x = x;
+	return p->nin;
+}
+
+/* *v a copy of from[n] (scale vectors charged to FOLD_SCALES_MAX) */
+static bool copyv(struct fold *fd, float **v, const float *from, uint64_t n, bool charge)
+{
+	if (!from)
+		return true;
+	if (charge && n > FOLD_SCALES_MAX - fd->scales) {
+		fd->over = true;
+		return false;
+	}
+	if (!(*v = malloc(n * sizeof(float))))
+		return false;
+	memcpy(*v, from, n * sizeof(float));
+	if (charge)
+		fd->scales += n;
+	return true;
+}
+
+/* Block j of k of t's weight along the contracted axis, as a term of its
+ * own (a copy: its own scales, its own file). */
+static bool block_term(struct fold *fd, const struct term *t, size_t j, size_t k, struct term *b)
+{
+	struct wref *r = &b->f[0];
+	const struct wref *f = &t->f[0];
+	bool rows = t->left == f->trans;      /* the base's rows split */
+	uint64_t h;
+
+	*b = *t;
+	r->fd = -1;
+	r->path = NULL;
+	r->scale = r->zp = r->vr = r->vc = NULL;
+	if (!copyv(fd, &r->vr, f->vr, r->brows, true) || !copyv(fd, &r->vc, f->vc, r->stride, true) ||
+	    !copyv(fd, &r->scale, f->scale, r->nscale, false) ||
+	    !copyv(fd, &r->zp, f->zp, r->nscale, false)) {
+		wref_release(fd, r);
+		return false;
+	}
+	if (rows) {
+		h = r->rows / k;
+		r->boff += j * h * r->stride;
+		r->rows = h;
+	} else {
+		h = r->cols / k;
+		r->boff += j * h;
+		r->cols = h;
+	}
 	return true;
 }
 
@@ -640,13 +1236,16 @@ static void low_rank(struct fold *fd, struct term *t)
 	struct term u;
 	double c = 1, v;
 	const char *x = t->x;
-	unsigned steps;
+	size_t steps;
 	uint64_t k = t->left ? lcols(&t->f[0]) : lrows(&t->f[0]);
 
 	if (k > FOLD_RANK_MAX)
 		return;
-	for (steps = 0; steps < 8 && (p = producer(fd, x)); steps++) {
-		if (is(p, "Neg") && p->nin == 1) {
+	/* uncapped, charged like weight()'s walk */
+	for (steps = 0; steps <= fd->nn && (p = producer(fd, x)); steps++, fd->visits++) {
+		if (passes(p)) {
+			x = p->in[0];
+		} else if (is(p, "Neg") && p->nin == 1) {
 			c = -c;
 			x = p->in[0];
 		} else if ((is(p, "Mul") || is(p, "Div")) && p->nin == 2 && scalar(fd, p->in[1], &v)) {
@@ -664,7 +1263,7 @@ static void low_rank(struct fold *fd, struct term *t)
 	/* factors past FOLD_FACTOR_MAX are kept: fold_group fails the sum
 	 * closed (NX_ELIMIT) rather than leave it unfolded */
 	if (u.left != t->left || (t->left ? lrows(&u.f[0]) != k : lcols(&u.f[0]) != k)) {
-		wref_release(&u.f[0]);
+		wref_release(fd, &u.f[0]);
 		return;
 	}
 	t->f[1] = t->f[0];
@@ -691,73 +1290,155 @@ static int push_term(struct fold *fd, const struct term *t)
 	return 0;
 }
 
-static bool expandable(struct fold *fd, const struct fnode *p, size_t *skip)
+/* How expand reads p: 1 a sum (every input), 2 one input (*arg) passed on,
+ * negated (Neg) or scaled (Mul/Div by a scale of kind *sk, scale_kind),
+ * 0 not at all. */
+static int expand_kind(const struct fold *fd, const struct fnode *p, size_t *arg, int *sk)
 {
-	double v;
+	uint64_t n;
 
-	*skip = SIZE_MAX;
-	if (is(p, "Add") || is(p, "Sub") || is(p, "Sum") || (is(p, "Neg") && p->nin == 1))
-		return true;
-	if ((is(p, "Mul") || is(p, "Div")) && p->nin == 2 && scalar(fd, p->in[1], &v)) {
-		*skip = 1;
-		return true;
+	*arg = 0;
+	*sk = -1;
+	if (is(p, "Add") || is(p, "Sub") || is(p, "Sum"))
+		return 1;
+	if ((is(p, "Neg") && p->nin == 1 && p->in[0][0]) || passes(p))
+		return 2;
+	if ((is(p, "Mul") || is(p, "Div")) && p->nin == 2 && p->in[0][0] &&
+	    (*sk = scale_kind(fd, p->in[1], &n)) >= 0)
+		return 2;
+	if (is(p, "Mul") && p->nin == 2 && p->in[1][0] && (*sk = scale_kind(fd, p->in[0], &n)) >= 0) {
+		*arg = 1;
+		return 2;
 	}
-	if (is(p, "Mul") && p->nin == 2 && scalar(fd, p->in[0], &v)) {
-		*skip = 0;
-		return true;
-	}
-	return false;
+	return 0;
 }
 
-/* The expansion budget spent (or sums nested too deep): fail closed. */
+static bool term_op(const struct fnode *p)
+{
+	return is(p, "MatMul") || is(p, "Gemm") || is(p, "Einsum");
+}
+
+/* The expansion budget spent (or sums nested too deep, or scales past
+ * their memory): fail closed. */
 static int over_budget(struct fold *fd)
 {
 	return nx_error_set(fd->err, NX_ELIMIT, fd->path, 0, -1,
-			    "%s: the graph's sums take more than %u steps a node, or nest "
-			    "deeper than %u, to fold", fd->path, FOLD_VISITS_PER_NODE,
-			    FOLD_DEPTH_MAX);
+			    "%s: the graph's sums take more than %u steps a node, nest "
+			    "deeper than %u, or hold more than %u scale elements, to fold",
+			    fd->path, FOLD_VISITS_PER_NODE, FOLD_DEPTH_MAX, FOLD_SCALES_MAX);
 }
 
-/* The terms of value name (times coef) into fd->terms: depth-first,
- * each step charged to fd->visits. */
-static int expand(struct fold *fd, const char *name, double coef, unsigned depth)
+/* A vector scale between a term and its sum, outermost last. */
+struct oscale {
+	const float *v;
+	uint64_t n;
+	int k;                 /* scale_kind: 1 along the last axis, 2 the one before */
+	bool div;
+	const struct oscale *up;
+};
+
+/* The scales on t's output as scales of its matrix: the last axis scales
+ * x W's columns, the one before W x's rows (the other way round, a scale
+ * per position of x, is no scale of the matrix: false). */
+static bool out_scales(struct fold *fd, struct term *t, const struct oscale *os)
+{
+	struct wref *f = &t->f[t->nf - 1];
+
+	for (; os; os = os->up)
+		if ((os->k == 1) == t->left ||
+		    !wscale(fd, f, (os->k == 1) == f->trans, os->v, os->n, os->div))
+			return false;
+	return true;
+}
+
+static bool over(struct fold *fd)
+{
+	return fd->visits > fd->visit_max || fd->over;
+}
+
+/* The terms of value name (times coef, and the scales os) into fd->terms:
+ * depth-first, each step charged to fd->visits. */
+static int expand(struct fold *fd, const char *name, double coef, const struct oscale *os,
+		  unsigned depth)
 {
 	const struct fnode *p = producer(fd, name);
-	struct term t;
-	size_t i, skip;
-	double v;
-	int rc = 0;
+	struct term t, b;
+	struct oscale here;
+	size_t i, k, arg;
+	uint64_t n;
+	float *v = NULL;
+	int rc = 0, kind, sk;
 
 	if (++fd->visits > fd->visit_max || depth > FOLD_DEPTH_MAX)
 		return over_budget(fd);
 	if (!p)
 		return 0;
-	if (expandable(fd, p, &skip)) {
-		if (skip != SIZE_MAX) {
-			scalar(fd, p->in[skip], &v);
-			coef = is(p, "Div") ? (v ? coef / v : 0) : coef * v;
-		}
+	if ((kind = expand_kind(fd, p, &arg, &sk)) == 1) {
 		for (i = 0; i < p->nin && !rc; i++)
-			if (i != skip && p->in[i][0])
-				rc = expand(fd, p->in[i], (is(p, "Sub") && i == 1) || is(p, "Neg")
-							   ? -coef : coef, depth + 1);
+			if (p->in[i][0])
+				rc = expand(fd, p->in[i], is(p, "Sub") && i == 1 ? -coef : coef, os,
+					    depth + 1);
+		return rc;
+	}
+	if (kind == 2) {
+		if (is(p, "Neg"))
+			coef = -coef;
+		if (sk < 0)
+			return expand(fd, p->in[arg], coef, os, depth + 1);
+		scale_kind(fd, p->in[1 - arg], &n);
+		if (n > FOLD_SCALES_MAX - fd->scales)
+			return over_budget(fd);
+		if (!qvec(fd, p->in[1 - arg], &v, &n))
+			return 0;
+		if (sk == 0) {
+			coef = is(p, "Div") ? (v[0] ? coef / v[0] : 0) : coef * v[0];
+			free(v);
+			return coef ? expand(fd, p->in[arg], coef, os, depth + 1) : 0;
+		}
+		fd->scales += n;
+		here = (struct oscale){ v, n, sk, is(p, "Div"), os };
+		rc = expand(fd, p->in[arg], coef, &here, depth + 1);
+		fd->scales -= n;
+		free(v);
 		return rc;
 	}
 	if (!as_term(fd, p, coef, &t))
-		return fd->visits > fd->visit_max ? over_budget(fd) : 0;
+		return over(fd) ? over_budget(fd) : 0;
 	low_rank(fd, &t);
 	term_dims(&t);
-	if ((rc = push_term(fd, &t)) != 0)
+	if (!out_scales(fd, &t, os)) {
+		for (i = 0; i < t.nf; i++)
+			wref_release(fd, &t.f[i]);
+		return over(fd) ? over_budget(fd) : 0;
+	}
+	if ((k = self_concat(fd, &t)) > 1) {
+		/* [x, x] @ [A; B]: a term a block */
+		for (i = 0; i < k && !rc; i++) {
+			if (!block_term(fd, &t, i, k, &b))
+				rc = over(fd) ? over_budget(fd) : nx_error_oom(fd->err, NULL);
+			else {
+				term_dims(&b);
+				if ((rc = push_term(fd, &b)) != 0)
+					wref_release(fd, &b.f[0]);
+			}
+		}
+		wref_release(fd, &t.f[0]);
+		return rc ? rc : over(fd) ? over_budget(fd) : 0;
+	}
+	if ((rc = push_term(fd, &t)) != 0) {
+		for (i = 0; i < t.nf; i++)
+			wref_release(fd, &t.f[i]);
 		return rc;
+	}
 	/* the walks through Identity in as_term and low_rank were charged */
-	return fd->visits > fd->visit_max ? over_budget(fd) : 0;
+	return over(fd) ? over_budget(fd) : 0;
 }
 
 static void release_terms(struct fold *fd)
 {
 	for (size_t i = 0; i < fd->nterms; i++)
 		for (size_t j = 0; j < fd->terms[i].nf; j++)
-			wref_release(&fd->terms[i].f[j]);
+			wref_release(fd, &fd->terms[i].f[j]);
 	fd->nterms = 0;
 }
 
@@ -773,7 +1454,9 @@ static bool same_factors(const struct term *a, const struct term *b)
 		return false;
 	for (size_t j = 0; j < a->nf; j++)
 		if (a->f[j].t != b->f[j].t || a->f[j].trans != b->f[j].trans ||
-		    a->f[j].rows != b->f[j].rows || a->f[j].q != b->f[j].q)
+		    a->f[j].rows != b->f[j].rows || a->f[j].q != b->f[j].q ||
+		    a->f[j].boff != b->f[j].boff || a->f[j].c != b->f[j].c ||
+		    a->f[j].vr || a->f[j].vc || b->f[j].vr || b->f[j].vc)
 			return false;
 	return true;
 }
@@ -837,16 +1520,19 @@ static int add_full(struct fold *fd, struct term *t, bool ot, uint64_t r0, uint6
 	int rc;
 
 	if (v->trans == ot) {
-		/* O is the stored view: its rows in order */
-		if ((rc = read_elems(fd, v, r0 * v->cols, (size_t)(nr * ocol), tmp)) != 0)
-			return rc;
+		/* O is the stored view: its rows in order (a block's, a row at a time) */
+		for (i = 0; i < nr; i += v->stride == v->cols ? nr : 1)
+			if ((rc = read_elems(fd, v, v->boff + (r0 + i) * v->stride,
+					     (size_t)((v->stride == v->cols ? nr : 1) * ocol),
+					     tmp + i * ocol)) != 0)
+				return rc;
 		for (i = 0; i < nr * ocol; i++)
 			blk[i] += (float)(t->coef * tmp[i]);
 		return 0;
 	}
 	/* O is the stored view transposed: a piece of each stored row */
 	for (j = 0; j < ocol; j++) {
-		if ((rc = read_elems(fd, v, j * v->cols + r0, (size_t)nr, tmp)) != 0)
+		if ((rc = read_elems(fd, v, v->boff + j * v->stride + r0, (size_t)nr, tmp)) != 0)
 			return rc;
 		for (i = 0; i < nr; i++)
 			blk[i * ocol + j] += (float)(t->coef * tmp[i]);
@@ -920,7 +1606,9 @@ static int fold_group(struct fold *fd, struct term **g, size_t ng)
 		if (!full && g[i]->nf == 1)
 			full = g[i];
 		for (j = 0; j < g[i]->nf; j++)
-			cost += g[i]->f[j].t->nelem * nx_onnx_dtype_size(g[i]->f[j].t->data_type);
+			/* a block ([x, x] @ [A; B]) reads its own elements only */
+			cost += g[i]->f[j].rows * g[i]->f[j].cols *
+				nx_onnx_dtype_size(g[i]->f[j].t->data_type);
 	}
 	if (!full)
 		return 0;
@@ -1022,7 +1710,8 @@ static int cmp_term(const void *pa, const void *pb)
 	for (size_t j = 0; j < a->nf; j++)
 		if ((c = CMP(a->f[j].t, b->f[j].t)) != 0 ||
 		    (c = CMP(a->f[j].trans, b->f[j].trans)) != 0 ||
-		    (c = CMP(a->f[j].rows, b->f[j].rows)) != 0 || (c = CMP(a->f[j].q, b->f[j].q)) != 0)
+		    (c = CMP(a->f[j].rows, b->f[j].rows)) != 0 || (c = CMP(a->f[j].q, b->f[j].q)) != 0 ||
+		    (c = CMP(a->f[j].boff, b->f[j].boff)) != 0)
 			return c;
 	return CMP(a, b);
 }
@@ -1073,8 +1762,8 @@ int nx_fp__fold(struct tensors *w, int dirfd, const char *path, int fd, const nx
 		nx_fp__fold_fn one, nx_error *err)
 {
 	struct fold f;
-	size_t i, j, skip;
-	int rc;
+	size_t i, j, arg;
+	int rc, kind, sk;
 
 	memset(&f, 0, sizeof(f));
 	f.w = w;
@@ -1087,6 +1776,15 @@ int nx_fp__fold(struct tensors *w, int dirfd, const char *path, int fd, const nx
 	for (i = 0; i < s->ntensors; i++) {
 		const struct nx_onnx_tensor *t = &s->tensors[i];
 
+		if (t->attribute && !t->sparse) {
+			/* a Constant node's value, found by its offset */
+			if (NX_ARRAY_PUSH_EXACT(f.consts, f.nconsts)) {
+				rc = nx_error_oom(err, NULL);
+				goto out;
+			}
+			f.consts[f.nconsts++] = (struct fconst){ t->msg_offset, i };
+			continue;
+		}
 		if (t->attribute || t->sparse || t->duplicate || strcmp(t->scope, "graph"))
 			continue;
 		if (NX_ARRAY_PUSH_EXACT(f.tens, f.ntens)) {
@@ -1097,6 +1795,8 @@ int nx_fp__fold(struct tensors *w, int dirfd, const char *path, int fd, const nx
 	}
 	if (f.ntens)
 		qsort(f.tens, f.ntens, sizeof(*f.tens), cmp_key);
+	if (f.nconsts)
+		qsort(f.consts, f.nconsts, sizeof(*f.consts), cmp_const);
 	if ((rc = read_graph(&f)) != 0)
 		goto out;
 	for (i = 0; i < f.nn; i++)
@@ -1113,10 +1813,10 @@ int nx_fp__fold(struct tensors *w, int dirfd, const char *path, int fd, const nx
 		qsort(f.prod, f.nprod, sizeof(*f.prod), cmp_key);
 	/* a value another sum reads is folded with that sum, not alone */
 	for (i = 0; i < f.nn; i++) {
-		if (!f.n[i].op || !expandable(&f, &f.n[i], &skip))
+		if (!f.n[i].op || !(kind = expand_kind(&f, &f.n[i], &arg, &sk)))
 			continue;
 		for (j = 0; j < f.n[i].nin; j++) {
-			if (j == skip || !f.n[i].in[j][0])
+			if ((kind == 2 && j != arg) || !f.n[i].in[j][0])
 				continue;
 			if (NX_ARRAY_PUSH_EXACT(f.inner, f.ninner)) {
 				rc = nx_error_oom(err, NULL);
@@ -1130,10 +1830,12 @@ int nx_fp__fold(struct tensors *w, int dirfd, const char *path, int fd, const nx
 	f.visit_max = FOLD_VISITS_PER_NODE * (uint64_t)f.nn + 1024;
 	f.charge_max = s->weight_bytes;
 	for (i = 0; i < f.nn && !rc; i++) {
+		/* a sum read by no other, or a term by none ([x, x] @ [A; B]) */
 		if (!f.n[i].op || !f.n[i].nout || !f.n[i].out[0][0] ||
-		    !expandable(&f, &f.n[i], &skip) || find(f.inner, f.ninner, f.n[i].out[0]))
+		    !(expand_kind(&f, &f.n[i], &arg, &sk) || term_op(&f.n[i])) ||
+		    find(f.inner, f.ninner, f.n[i].out[0]))
 			continue;
-		rc = expand(&f, f.n[i].out[0], 1, 0);
+		rc = expand(&f, f.n[i].out[0], 1, NULL, 0);
 		if (!rc)
 			rc = fold_terms(&f);
 		release_terms(&f);
@@ -1149,9 +1851,11 @@ out:
 		free(f.n[i].in);
 		free(f.n[i].out);
 		free(f.n[i].op);
+		free(f.n[i].eq);
 	}
 	free(f.n);
 	free(f.tens);
+	free(f.consts);
 	free(f.prod);
 	free(f.inner);
 	for (i = 0; i < f.nnames; i++)
