@@ -441,6 +441,14 @@ struct tensor_src {
 };
 /* The float32 bits of float16 h (exact). */
 uint32_t nx_fp__f16_to_f32(uint16_t h);
+/* A tensor's elements as numbers (fingerprint_num.c): the bytes an
+ * element of dtype takes (0: not read as numbers), whether dtype is a
+ * float type, element p's value, and n elements stride bytes apart. */
+unsigned nx_fp__num_width(int32_t dtype);
+bool nx_fp__num_float(int32_t dtype);
+double nx_fp__num_get(const unsigned char *p, int32_t dtype);
+void nx_fp__num_get_n(double *out, const unsigned char *p, size_t n, size_t stride,
+		      int32_t dtype);
 int nx_fp__u64_cmp(const void *a, const void *b);
 /* Hash a tensor (src) and hand it on to w->fn (see the file). */
 int nx_fp__one_tensor(struct tensors *w, const char *name, int fd, const char *path,
