@@ -84,7 +84,8 @@ bool nx_pyaudit__private_ok(const char *name, size_t n);
 
 enum origin { O_NONE, O_STDLIB, O_DECLARED, O_BUNDLE };
 enum root { R_UNKNOWN, R_SELF, R_BUNDLE, R_MODULE };
-enum { PARAM_DEF = 1, PARAM_CASE = 2 };
+/* PARAM_ANNOT: the ':' of a def's annotated parameter (`x: T`) */
+enum { PARAM_DEF = 1, PARAM_CASE = 2, PARAM_ANNOT = 3 };
 
 /* What the audit keeps of a token (nx_py_token is twice the size). */
 struct ctok {
@@ -134,8 +135,9 @@ struct audit {
 	size_t *match;         /* bracket -> its partner */
 	size_t *next;          /* open bracket or comma -> next comma of its level or close */
 	unsigned char *skip;   /* inside an import statement, or getattr's module argument */
-	unsigned char *param;  /* PARAM_DEF inside a def's parameter list, PARAM_CASE
-				* inside a case clause's pattern */
+	unsigned char *param;  /* PARAM_DEF inside a def's parameter list (PARAM_ANNOT
+				* its annotations' ':'), PARAM_CASE inside a case
+				* clause's pattern */
 	const struct nx_pyaudit_opts *o;
 	struct bindings *b;
 	nx_pyaudit_fn fn;
