@@ -1140,6 +1140,35 @@ static void annotation_colons_only(void **state)
 	expect_clean(ok);
 }
 
+/*
+ * audit12: a runner's name that is only a module's (trace, pdb, profile,
+ * cProfile, bdb, unittest, jit) called straight away is no module, which
+ * is not callable: `a.trace()` of a tensor or an array (review C's fa1).
+ * Read as a value, or followed further, it is still refused.
+ */
+static void module_runner_names_called(void **state)
+{
+	static const char *const still[] = {
+		"def run(m):\n    return m.trace.main()\n",
+		"def run(m):\n    t = m.trace\n    return t\n",
+		"def run(m, s):\n    return m.pdb.run(s)\n",
+		"def run(m, s):\n    return m.timeit(s)\n",
+		"def run(m, p):\n    return m.test(tests=[p])\n",
+		"def run(m, s):\n    return getattr(m, 'trace')(s)\n",
+		NULL
+	};
+	static const char *const ok[] = {
+		"def f(a):\n    return a.trace()\n",
+		"import numpy as np\nt = np.eye(3).trace()\n",
+		"def f(x, prof):\n    with prof.profile():\n        return x.trace(offset=1)\n",
+		NULL
+	};
+
+	(void)state;
+	expect_all("python-reflective", still);
+	expect_clean(ok);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1166,6 +1195,7 @@ int main(void)
 		cmocka_unit_test(class_body_imports_and_runner_roots),
 		cmocka_unit_test(undeclared_to_the_table_values),
 		cmocka_unit_test(annotation_colons_only),
+		cmocka_unit_test(module_runner_names_called),
 	};
 	return cmocka_run_group_tests_name("pyaudit", tests, NULL, NULL);
 }

@@ -49,6 +49,9 @@ const char *nx_pyaudit__attr(const char *name, size_t n);
  * audit cannot name (a parameter, self, attrgetter, methodcaller); NULL if
  * no runner is so named. */
 const char *nx_pyaudit__runner_name(const char *name, size_t n);
+/* Is that runner's name a module's only (trace, pdb), so that an attribute
+ * so named and called straight away is no runner? */
+bool nx_pyaudit__runner_module(const char *name, size_t n);
 /* Does dotted path p name a module (pymodattr.h: numpy.linalg, os.path)?
  * A module is followed only through its attributes, never as a value. */
 bool nx_pyaudit__is_module(const char *p);

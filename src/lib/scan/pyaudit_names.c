@@ -154,7 +154,8 @@ int nx_pyaudit__name_rules(struct audit *a, size_t i, const char *s, size_t n, e
 	 * p)`, then `self.test(...)` runs pytest): a runner's name is refused
 	 * on any object the audit does not follow, as methodcaller's is */
 	if ((why = nx_pyaudit__runner_name(s, n)) && !known_module(a, root, module) &&
-	    !value_ok(a, a->head, i, true))
+	    !value_ok(a, a->head, i, true) &&
+	    !(is_op(a, i + 1, "(") && nx_pyaudit__runner_module(s, n)))
 		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' of an object the "
 			      "audit does not follow refused (a parameter, self, an element, a "
 			      "bundle module's global, a path the module table does not know: a "
