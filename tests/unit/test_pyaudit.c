@@ -1169,6 +1169,37 @@ static void module_runner_names_called(void **state)
 	expect_clean(ok);
 }
 
+/*
+ * audit12: `and` and `or` return an operand, so a module between them is a
+ * value unless the whole expression is a test: `m = None or np.linalg or
+ * None` bound the module (the rule took any operand of `or` for a test).
+ */
+static void boolean_operands(void **state)
+{
+	static const char *const values[] = {
+		"import numpy as np\nm = None or np.linalg or None\n",
+		"import numpy as np\nm = None or np or None\n",
+		"from numpy import linalg\nf(0 or linalg or 0)\n",
+		"import numpy as np\nm = [not np.linalg and 0 or np.linalg or 0]\n",
+		"import numpy as np\nif x:\n    m = 0 or np.linalg or 0\n",
+		"import numpy as np\nm = x if c else y or np.linalg or 0\n",
+		"import numpy as np\nf = lambda: 0 or np.linalg or 0\n",
+		"import onnxruntime as ort\nm = 0 or ort.tools or 0\n",
+		NULL
+	};
+	static const char *const ok[] = {
+		"import numpy as np\nif x and np.random:\n    pass\nwhile np.linalg or 0:\n    break\n"
+		"m = a if b or np.random or c else d\nk = [y for y in z if y or np.random or 0]\n"
+		"if not x or np.random or y == 1:\n    pass\nelif x.y(1)[2] and np or 0:\n    pass\n",
+		"import numpy as np\nv = np.random is None or np.linalg is None\n",
+		NULL
+	};
+
+	(void)state;
+	expect_all("python-reflective", values);
+	expect_clean(ok);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1196,6 +1227,7 @@ int main(void)
 		cmocka_unit_test(undeclared_to_the_table_values),
 		cmocka_unit_test(annotation_colons_only),
 		cmocka_unit_test(module_runner_names_called),
+		cmocka_unit_test(boolean_operands),
 	};
 	return cmocka_run_group_tests_name("pyaudit", tests, NULL, NULL);
 }

@@ -60,6 +60,48 @@ static bool assign_target(const struct audit *a, size_t head)
 }
 
 /*
+ * Is the `and`/`or` at token op part of an expression that is only tested:
+ * looking back (64 tokens at most, over operands, comparisons, `not` and
+ * bracketed parts), does an `if`, `elif` or `while` start it?  `and` and
+ * `or` return an operand: `m = None or np.linalg or None` binds the module.
+ */
+static bool in_test(const struct audit *a, size_t op)
+{
+	static const char *const stop[] = { "lambda", "return", "yield", "else", "for", "await",
+		"assert", "del", "raise", "from", "import", "as", "with", "async", "def",
+		"class", "global", "nonlocal", "case", "match", "pass", NULL };
+	static const char *const test[] = { "if", "elif", "while", NULL };
+	static const char *const ops[] = { ".", "==", "!=", "<", ">", "<=", ">=", "+", "-",
+		"*", "/", "//", "%", "@", "|", "&", "^", "~", "**", "<<", ">>", NULL };
+	size_t j = op, steps;
+
+	for (steps = 0; j > 0 && steps < 64; steps++) {
+		const char *const *o;
+		bool cont = false;
+
+		j--;
+		if (one_of(a, j, test))
+			return true;
+		if (a->match[j] != NONE && a->match[j] < j) {
+			j = a->match[j];   /* a bracketed operand, a call or subscript */
+			continue;
+		}
+		if (stmt_start(a, j + 1) && j + 1 != op)
+			return false;
+		if (is_name(a, j))
+			cont = !one_of(a, j, stop);
+		else if (a->t[j].t.kind == NX_PY_NUMBER || a->t[j].t.kind == NX_PY_STRING)
+			cont = true;
+		else
+			for (o = ops; *o && !cont; o++)
+				cont = is_op(a, j, *o);
+		if (!cont)
+			return false;
+	}
+	return false;
+}
+
+/*
  * Is the value of tokens [head, last] only tested, deleted or, where
  * assign, written: `x is None`, `if x:`, `del x`, `x = ...` (as
  * module_value lets a bare name be)?  `if args.test:`, `self.trace =
@@ -67,7 +109,7 @@ static bool assign_target(const struct audit *a, size_t head)
  */
 static bool value_ok(const struct audit *a, size_t head, size_t last, bool assign)
 {
-	static const char *const cond[] = { "if", "elif", "while", "not", "and", "or", NULL };
+	static const char *const cond[] = { "if", "elif", "while", "not", NULL };
 	static const char *const after[] = { "del", NULL };
 	static const char *const logic[] = { "and", "or", NULL };
 
@@ -80,7 +122,8 @@ static bool value_ok(const struct audit *a, size_t head, size_t last, bool assig
 	return (assign && is_assign(a, last + 1) && assign_target(a, head)) ||
 	       name_is(a, head - 1, "is") || one_of(a, head - 1, after) ||
 	       (head > 1 && name_is(a, head - 1, "not") && name_is(a, head - 2, "is")) ||
-	       (one_of(a, head - 1, cond) && (is_op(a, last + 1, ":") || one_of(a, last + 1, logic)));
+	       ((one_of(a, head - 1, cond) || (one_of(a, head - 1, logic) && in_test(a, head - 1))) &&
+		(is_op(a, last + 1, ":") || one_of(a, last + 1, logic)));
 }
 
 /* The chain is on a module pymodattr.h knows, whose runners the denied
@@ -728,7 +771,7 @@ static bool is_assign(const struct audit *a, size_t i)
 /* An imported module used other than through its attributes. */
 static int module_value(struct audit *a, size_t i)
 {
-	static const char *const cond[] = { "if", "elif", "while", "not", "and", "or", NULL };
+	static const char *const cond[] = { "if", "elif", "while", "not", NULL };
 	static const char *const after[] = { "del", "global", "nonlocal", NULL };
 	static const char *const logic[] = { "and", "or", NULL };
 
@@ -737,7 +780,8 @@ static int module_value(struct audit *a, size_t i)
 	if ((is_assign(a, i + 1) && assign_target(a, i)) || (i && one_of(a, i - 1, after)) ||
 	    name_is(a, i + 1, "is") || (i && name_is(a, i - 1, "is")) ||
 	    (i > 1 && name_is(a, i - 1, "not") && name_is(a, i - 2, "is")) ||
-	    (i && one_of(a, i - 1, cond) && (is_op(a, i + 1, ":") || one_of(a, i + 1, logic))))
+	    (i && (one_of(a, i - 1, cond) || (one_of(a, i - 1, logic) && in_test(a, i - 1))) &&
+	     (is_op(a, i + 1, ":") || one_of(a, i + 1, logic))))
 		return 0;
 	return chain_end(a, i);
 }
