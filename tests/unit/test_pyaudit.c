@@ -579,7 +579,7 @@ static void declared_package_aliases(void **state)
 		"o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL\n"
 		"s = ort.InferenceSession('m.onnx', sess_options=o, "
 		"providers=ort.get_available_providers())\n"
-		"e = ort.capi.onnxruntime_pybind11_state.Fail\n",
+		"ok = isinstance(e, ort.capi.onnxruntime_pybind11_state.Fail)\n",
 		"import tokenizers\nfrom tokenizers import Tokenizer, pre_tokenizers\n"
 		"t = tokenizers.Tokenizer.from_file('t.json')\nids = t.encode('x').ids\n",
 		"import tokenizers.signal\nf = tokenizers.signal.stft(x).types\n",
@@ -1043,6 +1043,163 @@ static void class_body_imports_and_runner_roots(void **state)
 	expect_clean(ok);
 }
 
+/*
+ * audit12 (review C's hole left, stop 21): a module reached through a
+ * declared package pymodattr.h does not hold (`u.np` of onnxruntime's
+ * tools is numpy) passed as a value: every attribute of such a package,
+ * and every name from-imported from it, is refused as a value unless it
+ * is called, subscripted or followed further, tested, a def's plain
+ * annotation, isinstance's class, an except clause's class, or a
+ * CamelCase class's CONSTANT_CASE member (an enum value).
+ */
+static void undeclared_to_the_table_values(void **state)
+{
+	static const char *const values[] = {
+		"import onnxruntime.tools.onnx_model_utils as u\ndef run(m):\n    return m\n"
+		"x = run(u.np)\n",
+		"from onnxruntime.tools.onnx_model_utils import np\nrun(np)\n",
+		"import onnxruntime as ort\nM = [ort.tools.onnx_model_utils.np]\n",
+		"import onnxruntime as ort\nm = ort.capi\n",
+		"import onnxruntime as ort\ndef f():\n    return ort.tools\n",
+		"import onnxruntime as ort\ndef f(m=ort.tools):\n    return m\n",
+		"import onnxruntime as ort\nf = lambda: ort.tools\n",
+		"import tokenizers\nrun(m=tokenizers.implementations)\n",
+		"import transformers\nd = {'m': transformers.utils}\n",
+		"import onnxruntime as ort\nt = getattr(ort, 'tools')\n",
+		"import onnxruntime as ort\nclass A:\n    m = ort.tools\n",
+		"import onnxruntime as ort\nclass A:\n    m: ort.tools = None\n",
+		"import onnxruntime as ort\ndef f(x: g(ort.tools)):\n    return x\n",
+		"import onnxruntime as ort\ndef f(x: T[ort.tools]):\n    return x\n",
+		"import onnxruntime as ort\ndef f(g=lambda y: ort.tools):\n    return g\n",
+		"import onnxruntime as ort\nok = isinstance(ort.tools, T)\n",
+		"import onnxruntime as ort\nx = ort.tools.SomeClass.np\n",
+		"import onnxruntime as ort\nx = ort.GraphOptimizationLevel.ORT_ENABLE_ALL.np\n",
+		NULL
+	};
+	static const char *const ok[] = {
+		"import onnxruntime as ort\no = ort.SessionOptions()\n"
+		"o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL\n"
+		"o.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL\n"
+		"s = ort.InferenceSession('m.onnx', o, providers=ort.get_available_providers())\n",
+		"import onnxruntime as ort\ndef load(p: ort.SessionOptions, q: ort.RunOptions = None,"
+		" *a: ort.OrtValue, **k: ort.X) -> ort.InferenceSession:\n"
+		"    return ort.InferenceSession(p)\n",
+		"import onnxruntime as ort\ntry:\n    pass\n"
+		"except ort.capi.onnxruntime_pybind11_state.Fail:\n    pass\n"
+		"except (ort.capi.onnxruntime_pybind11_state.Fail, ValueError) as e:\n    pass\n",
+		"import onnxruntime as ort\ndef f(e):\n"
+		"    return isinstance(e, ort.capi.onnxruntime_pybind11_state.Fail)\n",
+		"import onnxruntime as ort\nif ort.capi is None or ort.tools:\n    pass\n",
+		"from tokenizers import Tokenizer\ndef load(p) -> Tokenizer:\n"
+		"    return Tokenizer.from_file(p)\n",
+		"import tokenizers\nt = tokenizers.Tokenizer.from_file('t.json')\nx = t.encode('a').ids\n",
+		"import onnxruntime as ort\nv = ort.get_device()[0]\n",
+		"import numpy as np\nimport torch\nx = np.float32\ny = torch.nn.Linear\n",
+		NULL
+	};
+
+	(void)state;
+	expect_all("python-reflective", values);
+	expect_clean(ok);
+}
+
+/*
+ * audit12: the annotation rules (type, annotation strings, the values
+ * above) took any ':' in a def's parentheses after a name for a
+ * parameter's annotation: a lambda's body in a default (`g=lambda y:
+ * type`, then `g(0)(z)` re-made np.load's NpzFile) or a dict display's
+ * value passed as one.
+ */
+static void annotation_colons_only(void **state)
+{
+	static const char *const doors[] = {
+		"def f(g=lambda y: type):\n    return g(0)\n",
+		"def f(g=lambda a, y: type):\n    return g\n",
+		"def f(d={k: type}):\n    return d\n",
+		"def f(x, g=lambda a, *b, y: type):\n    return g\n",
+		/* an annotated assignment's annotation is kept, and
+		 * dataclasses.fields() hands it out: a value, not a target */
+		"import numpy as np\nclass A:\n    m: np.linalg = None\n",
+		"import numpy as np\nclass A:\n    m: np = None\n",
+		"from numpy import linalg\nclass A:\n    m: linalg = None\n",
+		"import torch\nm: torch = None\n",
+		NULL
+	};
+	static const char *const ok[] = {
+		"def f(x: type, *a: type, y: type = int, **k: type) -> type:\n    return x\n",
+		"def f(g=lambda a, b: a, x: type = int):\n    return g\n",
+		"def f(x: 'T', y: \"it's\" = 1):\n    return x\n",
+		"import numpy as np\ntry: np.random = None\nexcept ImportError: pass\n"
+		"if np: np.x = 1\nelse: np.y = 2\n",
+		"import numpy as np\nclass A:\n    m: int = 0\n    x = np.float32\n",
+		NULL
+	};
+
+	(void)state;
+	expect_all("python-reflective", doors);
+	expect_clean(ok);
+}
+
+/*
+ * audit12: a runner's name that is only a module's (trace, pdb, profile,
+ * cProfile, bdb, unittest, jit) called straight away is no module, which
+ * is not callable: `a.trace()` of a tensor or an array (review C's fa1).
+ * Read as a value, or followed further, it is still refused.
+ */
+static void module_runner_names_called(void **state)
+{
+	static const char *const still[] = {
+		"def run(m):\n    return m.trace.main()\n",
+		"def run(m):\n    t = m.trace\n    return t\n",
+		"def run(m, s):\n    return m.pdb.run(s)\n",
+		"def run(m, s):\n    return m.timeit(s)\n",
+		"def run(m, p):\n    return m.test(tests=[p])\n",
+		"def run(m, s):\n    return getattr(m, 'trace')(s)\n",
+		NULL
+	};
+	static const char *const ok[] = {
+		"def f(a):\n    return a.trace()\n",
+		"import numpy as np\nt = np.eye(3).trace()\n",
+		"def f(x, prof):\n    with prof.profile():\n        return x.trace(offset=1)\n",
+		NULL
+	};
+
+	(void)state;
+	expect_all("python-reflective", still);
+	expect_clean(ok);
+}
+
+/*
+ * audit12: `and` and `or` return an operand, so a module between them is a
+ * value unless the whole expression is a test: `m = None or np.linalg or
+ * None` bound the module (the rule took any operand of `or` for a test).
+ */
+static void boolean_operands(void **state)
+{
+	static const char *const values[] = {
+		"import numpy as np\nm = None or np.linalg or None\n",
+		"import numpy as np\nm = None or np or None\n",
+		"from numpy import linalg\nf(0 or linalg or 0)\n",
+		"import numpy as np\nm = [not np.linalg and 0 or np.linalg or 0]\n",
+		"import numpy as np\nif x:\n    m = 0 or np.linalg or 0\n",
+		"import numpy as np\nm = x if c else y or np.linalg or 0\n",
+		"import numpy as np\nf = lambda: 0 or np.linalg or 0\n",
+		"import onnxruntime as ort\nm = 0 or ort.tools or 0\n",
+		NULL
+	};
+	static const char *const ok[] = {
+		"import numpy as np\nif x and np.random:\n    pass\nwhile np.linalg or 0:\n    break\n"
+		"m = a if b or np.random or c else d\nk = [y for y in z if y or np.random or 0]\n"
+		"if not x or np.random or y == 1:\n    pass\nelif x.y(1)[2] and np or 0:\n    pass\n",
+		"import numpy as np\nv = np.random is None or np.linalg is None\n",
+		NULL
+	};
+
+	(void)state;
+	expect_all("python-reflective", values);
+	expect_clean(ok);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1067,6 +1224,10 @@ int main(void)
 		cmocka_unit_test(self_and_cls_bound_only_as_first_parameter),
 		cmocka_unit_test(positional_class_patterns),
 		cmocka_unit_test(class_body_imports_and_runner_roots),
+		cmocka_unit_test(undeclared_to_the_table_values),
+		cmocka_unit_test(annotation_colons_only),
+		cmocka_unit_test(module_runner_names_called),
+		cmocka_unit_test(boolean_operands),
 	};
 	return cmocka_run_group_tests_name("pyaudit", tests, NULL, NULL);
 }

@@ -86,6 +86,37 @@ static int lex(struct audit *a, size_t len)
 	return 0;
 }
 
+
+/*
+ * Mark the ':' of each annotated parameter of the def whose '(' is token o
+ * (PARAM_ANNOT): `x: T`, `*a: T`, `**k: T` at the start of one of its own
+ * comma-separated parameters.  Not a lambda's ':' in a default (`g=lambda
+ * a, y: type`, whose `y` follows a comma of the def's own level) nor a
+ * dict display's: what follows those is a value, not an annotation.
+ * Each token of the list is looked at once.
+ */
+static void annotation_colons(struct audit *a, size_t o)
+{
+	size_t start, c, k;
+	bool lambda = false;   /* inside a lambda's parameters */
+
+	for (start = o + 1, c = a->next[o]; c != NONE; start = c + 1, c = a->next[c]) {
+		k = start + (is_op(a, start, "*") || is_op(a, start, "**"));
+		if (!lambda && is_name(a, k) && is_op(a, k + 1, ":") && k + 1 < c)
+			a->param[k + 1] = PARAM_ANNOT;
+		for (k = start; k < c; k++) {
+			if (a->match[k] != NONE && a->match[k] > k && a->match[k] < c)
+				k = a->match[k];   /* a nested display or call */
+			else if (name_is(a, k, "lambda"))
+				lambda = true;
+			else if (is_op(a, k, ":"))
+				lambda = false;
+		}
+		if (c == a->match[o])
+			break;
+	}
+}
+
 /* Bracket partners, and for each open bracket and comma the next comma of
  * the same bracket (or its close).  One pass with a stack. */
 static int pair(struct audit *a)
@@ -135,6 +166,7 @@ static int pair(struct audit *a)
 
 			for (k = i + 3; k < a->match[i + 2]; k++)
 				a->param[k] = PARAM_DEF;
+			annotation_colons(a, i + 2);
 			i = a->match[i + 2];
 		}
 	/* `case P(backward=b):` reads attribute `backward` of the subject:

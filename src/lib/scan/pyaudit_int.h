@@ -49,6 +49,9 @@ const char *nx_pyaudit__attr(const char *name, size_t n);
  * audit cannot name (a parameter, self, attrgetter, methodcaller); NULL if
  * no runner is so named. */
 const char *nx_pyaudit__runner_name(const char *name, size_t n);
+/* Is that runner's name a module's only (trace, pdb), so that an attribute
+ * so named and called straight away is no runner? */
+bool nx_pyaudit__runner_module(const char *name, size_t n);
 /* Does dotted path p name a module (pymodattr.h: numpy.linalg, os.path)?
  * A module is followed only through its attributes, never as a value. */
 bool nx_pyaudit__is_module(const char *p);
@@ -84,7 +87,8 @@ bool nx_pyaudit__private_ok(const char *name, size_t n);
 
 enum origin { O_NONE, O_STDLIB, O_DECLARED, O_BUNDLE };
 enum root { R_UNKNOWN, R_SELF, R_BUNDLE, R_MODULE };
-enum { PARAM_DEF = 1, PARAM_CASE = 2 };
+/* PARAM_ANNOT: the ':' of a def's annotated parameter (`x: T`) */
+enum { PARAM_DEF = 1, PARAM_CASE = 2, PARAM_ANNOT = 3 };
 
 /* What the audit keeps of a token (nx_py_token is twice the size). */
 struct ctok {
@@ -134,8 +138,9 @@ struct audit {
 	size_t *match;         /* bracket -> its partner */
 	size_t *next;          /* open bracket or comma -> next comma of its level or close */
 	unsigned char *skip;   /* inside an import statement, or getattr's module argument */
-	unsigned char *param;  /* PARAM_DEF inside a def's parameter list, PARAM_CASE
-				* inside a case clause's pattern */
+	unsigned char *param;  /* PARAM_DEF inside a def's parameter list (PARAM_ANNOT
+				* its annotations' ':'), PARAM_CASE inside a case
+				* clause's pattern */
 	const struct nx_pyaudit_opts *o;
 	struct bindings *b;
 	nx_pyaudit_fn fn;

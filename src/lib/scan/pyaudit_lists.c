@@ -692,6 +692,20 @@ const char *nx_pyaudit__runner_name(const char *name, size_t n)
 }
 
 
+/*
+ * runner_attrs entries that are a module's name only: no callable so named
+ * runs code given as data (np.trace, a tensor's trace(), torch.jit.trace,
+ * torch.profiler.profile are no runners), and a module is not callable, so
+ * `x.trace()` cannot be the trace module.
+ */
+static const char *const runner_modules[] = { "bdb", "cProfile", "jit", "pdb", "profile",
+	"trace", "unittest", NULL };
+
+bool nx_pyaudit__runner_module(const char *name, size_t n)
+{
+	return listed(runner_modules, name, n);
+}
+
 /* Also a private module of the standard library's implementation, by
  * whatever name it was reached: every caller asks with the canonical name
  * (encodings.big5.mbc is _multibytecodec), so an alias cannot slip past

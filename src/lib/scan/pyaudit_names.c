@@ -46,6 +46,61 @@ static bool name_read(const struct audit *a, size_t i)
 static bool one_of(const struct audit *a, size_t i, const char *const *names);
 static bool is_assign(const struct audit *a, size_t i);
 
+/* Does an assignment's target start at token head (`x.y = ...`), not an
+ * annotated assignment's annotation (`m: np.linalg = None`, which stores
+ * the module in __annotations__, where dataclasses.fields() hands it
+ * out)?  stmt_start takes `try:`'s ':' for a statement start. */
+static bool assign_target(const struct audit *a, size_t head)
+{
+	static const char *const blocks[] = { "try", "else", "finally", NULL };
+
+	return stmt_start(a, head) &&
+	       !(head > 1 && is_op(a, head - 1, ":") && is_name(a, head - 2) &&
+		 stmt_start(a, head - 2) && !one_of(a, head - 2, blocks));
+}
+
+/*
+ * Is the `and`/`or` at token op part of an expression that is only tested:
+ * looking back (64 tokens at most, over operands, comparisons, `not` and
+ * bracketed parts), does an `if`, `elif` or `while` start it?  `and` and
+ * `or` return an operand: `m = None or np.linalg or None` binds the module.
+ */
+static bool in_test(const struct audit *a, size_t op)
+{
+	static const char *const stop[] = { "lambda", "return", "yield", "else", "for", "await",
+		"assert", "del", "raise", "from", "import", "as", "with", "async", "def",
+		"class", "global", "nonlocal", "case", "match", "pass", NULL };
+	static const char *const test[] = { "if", "elif", "while", NULL };
+	static const char *const ops[] = { ".", "==", "!=", "<", ">", "<=", ">=", "+", "-",
+		"*", "/", "//", "%", "@", "|", "&", "^", "~", "**", "<<", ">>", NULL };
+	size_t j = op, steps;
+
+	for (steps = 0; j > 0 && steps < 64; steps++) {
+		const char *const *o;
+		bool cont = false;
+
+		j--;
+		if (one_of(a, j, test))
+			return true;
+		if (a->match[j] != NONE && a->match[j] < j) {
+			j = a->match[j];   /* a bracketed operand, a call or subscript */
+			continue;
+		}
+		if (stmt_start(a, j + 1) && j + 1 != op)
+			return false;
+		if (is_name(a, j))
+			cont = !one_of(a, j, stop);
+		else if (a->t[j].t.kind == NX_PY_NUMBER || a->t[j].t.kind == NX_PY_STRING)
+			cont = true;
+		else
+			for (o = ops; *o && !cont; o++)
+				cont = is_op(a, j, *o);
+		if (!cont)
+			return false;
+	}
+	return false;
+}
+
 /*
  * Is the value of tokens [head, last] only tested, deleted or, where
  * assign, written: `x is None`, `if x:`, `del x`, `x = ...` (as
@@ -54,7 +109,7 @@ static bool is_assign(const struct audit *a, size_t i);
  */
 static bool value_ok(const struct audit *a, size_t head, size_t last, bool assign)
 {
-	static const char *const cond[] = { "if", "elif", "while", "not", "and", "or", NULL };
+	static const char *const cond[] = { "if", "elif", "while", "not", NULL };
 	static const char *const after[] = { "del", NULL };
 	static const char *const logic[] = { "and", "or", NULL };
 
@@ -64,10 +119,11 @@ static bool value_ok(const struct audit *a, size_t head, size_t last, bool assig
 		return true;
 	if (head == NONE || head == 0)
 		return false;
-	return (assign && is_assign(a, last + 1) && stmt_start(a, head)) ||
+	return (assign && is_assign(a, last + 1) && assign_target(a, head)) ||
 	       name_is(a, head - 1, "is") || one_of(a, head - 1, after) ||
 	       (head > 1 && name_is(a, head - 1, "not") && name_is(a, head - 2, "is")) ||
-	       (one_of(a, head - 1, cond) && (is_op(a, last + 1, ":") || one_of(a, last + 1, logic)));
+	       ((one_of(a, head - 1, cond) || (one_of(a, head - 1, logic) && in_test(a, head - 1))) &&
+		(is_op(a, last + 1, ":") || one_of(a, last + 1, logic)));
 }
 
 /* The chain is on a module pymodattr.h knows, whose runners the denied
@@ -141,7 +197,8 @@ int nx_pyaudit__name_rules(struct audit *a, size_t i, const char *s, size_t n, e
 	 * p)`, then `self.test(...)` runs pytest): a runner's name is refused
 	 * on any object the audit does not follow, as methodcaller's is */
 	if ((why = nx_pyaudit__runner_name(s, n)) && !known_module(a, root, module) &&
-	    !value_ok(a, a->head, i, true))
+	    !value_ok(a, a->head, i, true) &&
+	    !(is_op(a, i + 1, "(") && nx_pyaudit__runner_module(s, n)))
 		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' of an object the "
 			      "audit does not follow refused (a parameter, self, an element, a "
 			      "bundle module's global, a path the module table does not know: a "
@@ -324,6 +381,114 @@ static const char *chain_path(struct audit *a, size_t i)
 	return "?";
 }
 
+/* The token before i that opens the brackets i is in, looking back at
+ * most 64 tokens (bounded: the callers ask once a chain); NONE if none. */
+static size_t enclosing_open(const struct audit *a, size_t i)
+{
+	size_t j, steps;
+
+	for (j = i, steps = 0; j > 0 && steps < 64; steps++) {
+		j--;
+		if (a->match[j] == NONE)
+			continue;
+		if (a->match[j] > i)
+			return j;
+		j = a->match[j];   /* a closed pair before i: step over it */
+	}
+	return NONE;
+}
+
+/* Is the chain [head, last] a class where only a class is taken and
+ * nothing is kept: `except X:`, `except (X, Y) as e:`, `isinstance(x, X)`,
+ * `isinstance(x, (X, Y))` (a module there raises TypeError)? */
+static bool class_position(const struct audit *a, size_t head, size_t last)
+{
+	size_t o, p;
+
+	if (name_is(a, head - 1, "except"))
+		return is_op(a, last + 1, ":") || name_is(a, last + 1, "as");
+	if (!(is_op(a, head - 1, "(") || is_op(a, head - 1, ",")) ||
+	    !(is_op(a, last + 1, ")") || is_op(a, last + 1, ",")) ||
+	    (o = enclosing_open(a, head)) == NONE || !is_op(a, o, "(") || o == 0)
+		return false;
+	if (name_is(a, o - 1, "except"))
+		return is_op(a, a->match[o] + 1, ":") || name_is(a, a->match[o] + 1, "as");
+	/* isinstance(x, X): X is the call's second and last argument */
+	if (a->next[o] == head - 1 && a->next[head - 1] == last + 1 && is_op(a, last + 1, ")"))
+		return name_is(a, o - 1, "isinstance") || name_is(a, o - 1, "issubclass");
+	/* isinstance(x, (X, Y)): the tuple is that argument */
+	return o > 1 && is_op(a, o - 1, ",") && is_op(a, a->match[o] + 1, ")") &&
+	       (p = a->match[a->match[o] + 1]) != NONE && p > 0 && a->next[p] == o - 1 &&
+	       (name_is(a, p - 1, "isinstance") || name_is(a, p - 1, "issubclass"));
+}
+
+/* A CamelCase class's CONSTANT_CASE member at NAME i
+ * (`ort.GraphOptimizationLevel.ORT_ENABLE_ALL`): an enum's value. */
+static bool enum_member(const struct audit *a, size_t i)
+{
+	const char *s = a->t[i].name, *c;
+	size_t n = a->t[i].nlen, k;
+	bool lower = false;
+
+	if (!is_name(a, i) || n < 2 || !(s[0] >= 'A' && s[0] <= 'Z') || i < 2 ||
+	    !is_op(a, i - 1, ".") || !is_name(a, i - 2))
+		return false;
+	for (k = 0; k < n; k++)
+		if (!((s[k] >= 'A' && s[k] <= 'Z') || (s[k] >= '0' && s[k] <= '9') || s[k] == '_'))
+			return false;
+	c = a->t[i - 2].name;
+	for (k = 0; k < a->t[i - 2].nlen; k++)
+		lower |= c[k] >= 'a' && c[k] <= 'z';
+	return c[0] >= 'A' && c[0] <= 'Z' && lower;
+}
+
+/* Does dotted path p lie under a declared package pymodattr.h holds no
+ * rows for (onnxruntime, scipy, tokenizers, transformers)? */
+static bool uncovered(const char *p)
+{
+	char top[NX_PYAUDIT_DOTTED_MAX + 1];
+	size_t n = strcspn(p, ".");
+
+	if (!p[n] || n >= sizeof(top) || !nx_pyaudit__under_package(p))
+		return false;
+	memcpy(top, p, n);
+	top[n] = '\0';
+	return !nx_pyaudit__table_knows(top);
+}
+
+/*
+ * The chain ends at NAME i (head: a->head) on an attribute of a declared
+ * package the module table does not hold, or a name from-imported from
+ * one: any of them may be a module (onnxruntime's
+ * tools.onnx_model_utils.np is numpy, review C), which the audit follows
+ * only through its attributes.  Allowed where no value is handed on:
+ * called (a module is not callable) or subscripted, as a decorator, a
+ * def's plain parameter or return annotation (read back only through
+ * `__annotations__`, inspect or get_type_hints, all refused), a class
+ * where only a class is taken (except, isinstance), or a CamelCase
+ * class's CONSTANT_CASE member.
+ */
+static bool uncovered_value(const struct audit *a, size_t i)
+{
+	size_t k, head = a->head;
+	bool any = false;
+
+	for (k = 0; k < a->ntargets; k++)
+		any |= !a->cdead[k] && uncovered(a->cpath[k]);
+	if (!any || a->root != R_MODULE || is_op(a, i + 1, "(") || is_op(a, i + 1, "["))
+		return false;
+	if (head == NONE || head == 0)
+		return true;
+	if (is_op(a, head - 1, "@") && stmt_start(a, head - 1) &&
+	    i + 1 < a->n && a->t[i + 1].t.kind == NX_PY_NEWLINE)
+		return false;
+	if ((is_op(a, head - 1, "->") && is_op(a, i + 1, ":")) ||
+	    (is_op(a, head - 1, ":") && a->param[head - 1] == PARAM_ANNOT &&
+	     (is_op(a, i + 1, ",") || is_op(a, i + 1, ")") || is_op(a, i + 1, "="))))
+		return false;
+	return !class_position(a, head, i) && !enum_member(a, i);
+}
+
 static int chain_end(struct audit *a, size_t i)
 {
 	size_t k;
@@ -335,6 +500,13 @@ static int chain_end(struct audit *a, size_t i)
 		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "module '%s' used as a value (passed, "
 			      "stored or returned) refused: the audit follows a module only through "
 			      "its attributes", chain_path(a, i));
+	if (uncovered_value(a, i))
+		return nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%s' used as a value "
+			      "(passed, stored or returned) refused: the module table does not hold "
+			      "its package, so it may be a module (onnxruntime's "
+			      "tools.onnx_model_utils.np is numpy), which the audit follows only "
+			      "through its attributes; call it, or name it only as a def's "
+			      "annotation or an except or isinstance class", chain_path(a, i));
 	/* `L = np.load; L(p, None, True)`: such a function is only called,
 	 * where its arguments are seen (red team 9) */
 	for (k = 0; k < a->ntargets; k++)
@@ -599,16 +771,17 @@ static bool is_assign(const struct audit *a, size_t i)
 /* An imported module used other than through its attributes. */
 static int module_value(struct audit *a, size_t i)
 {
-	static const char *const cond[] = { "if", "elif", "while", "not", "and", "or", NULL };
+	static const char *const cond[] = { "if", "elif", "while", "not", NULL };
 	static const char *const after[] = { "del", "global", "nonlocal", NULL };
 	static const char *const logic[] = { "and", "or", NULL };
 
 	if ((a->root != R_MODULE && !a->bvalid) || a->skip[i] || is_op(a, i + 1, "."))
 		return 0;
-	if ((is_assign(a, i + 1) && stmt_start(a, i)) || (i && one_of(a, i - 1, after)) ||
+	if ((is_assign(a, i + 1) && assign_target(a, i)) || (i && one_of(a, i - 1, after)) ||
 	    name_is(a, i + 1, "is") || (i && name_is(a, i - 1, "is")) ||
 	    (i > 1 && name_is(a, i - 1, "not") && name_is(a, i - 2, "is")) ||
-	    (i && one_of(a, i - 1, cond) && (is_op(a, i + 1, ":") || one_of(a, i + 1, logic))))
+	    (i && (one_of(a, i - 1, cond) || (one_of(a, i - 1, logic) && in_test(a, i - 1))) &&
+	     (is_op(a, i + 1, ":") || one_of(a, i + 1, logic))))
 		return 0;
 	return chain_end(a, i);
 }
@@ -632,7 +805,7 @@ static bool type_value_ok(const struct audit *a, size_t i)
 	if (i && is_op(a, i - 1, "->"))
 		return true;
 	if (i > 1 && is_op(a, i - 1, ":") && is_name(a, i - 2) &&
-	    (a->param[i - 1] == PARAM_DEF || (a->t[i - 1].t.depth == 0 && stmt_start(a, i - 2))))
+	    (a->param[i - 1] == PARAM_ANNOT || (a->t[i - 1].t.depth == 0 && stmt_start(a, i - 2))))
 		return true;
 	if (i > 1 && is_op(a, i - 1, ",") && is_op(a, i + 1, ")") &&
 	    (o = a->match[i + 1]) != NONE && o > 0 &&
@@ -746,7 +919,7 @@ static bool annotation(const struct audit *a, size_t i)
 	if (is_op(a, i - 1, "->"))
 		return true;
 	return i > 1 && is_op(a, i - 1, ":") && is_name(a, i - 2) &&
-	       (a->param[i - 1] == PARAM_DEF ||
+	       (a->param[i - 1] == PARAM_ANNOT ||
 		(a->t[i - 1].t.depth == 0 && stmt_start(a, i - 2)));
 }
 

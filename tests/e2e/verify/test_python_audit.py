@@ -260,3 +260,47 @@ def test_review_c_tested_or_written_attributes_pass(nexus, bundle, src):
     rc, rep = verify(nexus, bundle)
     msgs = [f["message"] for f in rep["findings"] if f["severity"] == "FAIL"]
     assert not [m for m in msgs if "helpers.py" in m or "refused" in m], msgs
+
+
+# audit12: a module reaches a value past the module-value rule: through a
+# declared package the module table does not hold (review C's run(u.np)),
+# as an operand of `or`, or as a class annotation dataclasses.fields()
+# hands out.  The last two run README.md's doctest here.
+def _audit12_doors():
+    from .test_redteam11 import RUN
+    return {
+        "onnxruntime's np": "import onnxruntime.tools.onnx_model_utils as u\n\n\n"
+                            "def run(m, p):\n    return m\n\n\n"
+                            "def serve(p):\n    return run(u.np, p)\n",
+        "or operand": "import numpy as np\n\n\ndef serve(p):\n"
+                      "    m = None or np.linalg or None\n    return m.test(" + RUN + ")\n",
+        "dataclass annotation": "import dataclasses\nimport numpy as np\n\n\n"
+                                "@dataclasses.dataclass\nclass A:\n    m: np.linalg = None\n\n\n"
+                                "def serve(p):\n    m = dataclasses.fields(A)[0].type\n"
+                                "    return m.test(" + RUN + ")\n",
+    }
+
+
+def test_audit12_doors_are_real(tmp_path):
+    """the doors that need only numpy run README.md's doctest"""
+    import subprocess
+    from .test_redteam11 import README_DOCTEST
+    for k, case in enumerate(["or operand", "dataclass annotation"]):
+        d = tmp_path / str(k)
+        d.mkdir()
+        (d / "helpers.py").write_text(_audit12_doors()[case])
+        (d / "README.md").write_text(README_DOCTEST)
+        subprocess.run([sys.executable, "-c", "import helpers; helpers.serve('README.md')"],
+                       cwd=d, capture_output=True, timeout=120)
+        assert (d / "ran").exists() and (d / "ran").read_text() == "7", case
+
+
+@pytest.mark.parametrize("case", sorted(_audit12_doors()))
+def test_audit12_module_values_refused(nexus, bundle, case):
+    """the module is refused where it becomes a value, not only at `.test`"""
+    from verify_helpers import codes, verify
+    bundle.smuggle("src/helpers.py", _audit12_doors()[case])
+    rc, rep = verify(nexus, bundle)
+    msgs = [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]
+    assert rc == 1 and "python-reflective" in codes(rep, "FAIL"), msgs
+    assert any("used as a value" in m for m in msgs), msgs
