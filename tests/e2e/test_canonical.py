@@ -317,6 +317,36 @@ def test_value_info_of_real_shapes_passes(nexus, bundle):
     assert codes(rep, "FAIL") == set(), rep["findings"]
 
 
+# -- sparse tensors: the checks read dense ones only ------------------------------
+# fingerprint.c and the liveness check skip sparse tensors, so a teacher
+# layer listed element by element passed both (red team 12): refused.
+
+def sparse(name, dense, nnz, stride=1):
+    vals = numpy_helper.from_array(floats(nnz, 5), name)
+    idx = numpy_helper.from_array(np.arange(nnz, dtype=np.int64) * stride, name + "_idx")
+    return helper.make_sparse_tensor(vals, idx, list(dense))
+
+
+SPARSE = {
+    "initializer-every-element": lambda m: m.graph.sparse_initializer.append(
+        sparse("E2", (32, 32), 1024)),
+    "initializer-a-few": lambda m: m.graph.sparse_initializer.append(
+        sparse("E2", (32, 32), 16, stride=7)),
+    "constant-sparse-value": lambda m: m.graph.node.insert(0, helper.make_node(
+        "Constant", [], ["E2"], name="E2c", sparse_value=sparse("E2", (32, 32), 1024))),
+}
+
+
+@pytest.mark.parametrize("case", SPARSE)
+def test_sparse_tensor_not_canonical(nexus, bundle, case):
+    m = bf.student_model(extra_nodes=sink_nodes("E2"), extra_initializers=[ZERO])
+    SPARSE[case](m)
+    smuggle_model_bytes(bundle, m.SerializeToString(), bf.parameters(m) + 1024)
+    rep = not_canonical(nexus, bundle)
+    msg = " ".join(f["message"] for f in rep["findings"] if f["code"] == "onnx-not-canonical")
+    assert "sparse" in msg and "dense" in msg, msg
+
+
 # -- the insider path: only the workspace changes --------------------------------
 
 def insider_students():
@@ -346,9 +376,19 @@ def insider_students():
             for x in load_from_string(base).graph.initializer if x.name != "classifier.weight"]
     m.graph.initializer.extend(rest)
     yield "raw-twice", model_with(m, tensor=t)
+    # a used weight as a sparse initializer listing every element
+    m2 = load_from_string(base)
+    cw = [t for t in m2.graph.initializer if t.name == "classifier.weight"][0]
+    w = numpy_helper.to_array(cw)
+    m2.graph.initializer.remove(cw)
+    m2.graph.sparse_initializer.append(helper.make_sparse_tensor(
+        numpy_helper.from_array(w.ravel(), "classifier.weight"),
+        numpy_helper.from_array(np.arange(w.size, dtype=np.int64), "classifier.weight_idx"),
+        list(w.shape)))
+    yield "sparse-initializer", m2.SerializeToString()
 
 
-@pytest.mark.parametrize("case", ["constant-list", "raw-twice"])
+@pytest.mark.parametrize("case", ["constant-list", "raw-twice", "sparse-initializer"])
 def test_insider_workspace_official_build_refuses(nexus, tmp_path, case):
     """Only the workspace is changed; the official `nexus build --key` must
     refuse (exit 1) and publish nothing."""

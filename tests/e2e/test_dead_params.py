@@ -191,3 +191,119 @@ def test_dead_bias_vector_from_an_insider_is_emptied(nexus, tmp_path, shape):
     assert '"initializer":"smuggled","verdict":"dead-empty"' in lv.stdout, lv.stdout
     rep = json.loads(run(nexus, "verify", "--json", out).stdout)
     assert rep["verdict"] != "FAIL", [f for f in rep["findings"] if f["severity"] == "FAIL"]
+
+
+# -- dead initializers of every fixed-width type (red team 12) -------------------
+# liveness.c once perturbed float32/64, float16, bfloat16 and int8 to int64
+# only: a dead uint32 tensor was skipped in silence.  Each type below is
+# kept "used" by a zero the graph computes at run time (Tanh(h) - Tanh(h),
+# or the difference of two equal ReduceMeans), after a Cast to float.
+def _buffer(dtype, shape, seed=3):
+    """A TensorProto of ONNX type dtype holding random bytes as raw_data
+    (valid codes: bool 0/1)."""
+    from onnx import TensorProto as TP
+    n = int(np.prod(shape))
+    bits = {TP.BOOL: 8, TP.UINT16: 16, TP.UINT32: 32, TP.UINT64: 64, 17: 8, 19: 8,
+            22: 4}[dtype]
+    raw = np.random.default_rng(seed).integers(0, 256, (n * bits + 7) // 8, dtype=np.uint8)
+    if dtype == TP.BOOL:
+        raw &= 1
+    if dtype in (17, 19):           # no NaN codes: e4m3fn S.1111.111, e5m2 S.11111.xx
+        raw &= 0x77 if dtype == 17 else 0x7b
+    p = TP()
+    p.name, p.data_type = "position_buffer", dtype
+    p.dims.extend(shape)
+    p.raw_data = raw.tobytes()
+    return p
+
+
+ZERO_SPELLINGS = {
+    "tanh-minus-tanh": lambda: [("Tanh", ["h1"], "a1b"), ("Sub", ["a1", "a1b"], "z")],
+    "mean-minus-mean": lambda: [("ReduceMean", ["h1"], "m1"), ("ReduceMean", ["h1"], "m2"),
+                                ("Sub", ["m1", "m2"], "z")],
+}
+
+
+def _dead_typed_embedder(tensor, zero, opset):
+    from onnx import TensorProto as TP, helper
+    from onnx import numpy_helper
+    rng = np.random.default_rng(5)
+    d, h = 16, 32
+    emb = rng.standard_normal((len(ws.VOCAB), d)).astype(np.float32)
+    w1 = (rng.standard_normal((d, h)) / 4).astype(np.float32)
+    w2 = (rng.standard_normal((h, d)) / 4).astype(np.float32)
+    mk = lambda op, ins, out, **kw: helper.make_node(op, ins, [out], name=out, **kw)  # noqa: E731
+    nodes = [mk("Gather", ["embeddings.weight", "input_ids"], "emb"),
+             mk("MatMul", ["emb", "dense1.weight"], "h1"), mk("Tanh", ["h1"], "a1")]
+    nodes += [mk(*z) for z in ZERO_SPELLINGS[zero]()]
+    nodes += [mk("ReduceSum", ["z"], "zs", keepdims=0),
+              mk("Cast", ["position_buffer"], "pb", to=TP.FLOAT),
+              mk("Mul", ["pb", "zs"], "pbz"), mk("ReduceSum", ["pbz"], "dead", keepdims=0),
+              mk("MatMul", ["a1", "dense2.weight"], "o"),
+              mk("Add", ["o", "dead"], "last_hidden_state")]
+    g = helper.make_graph(
+        nodes, "embedder",
+        [helper.make_tensor_value_info("input_ids", TP.INT64, ["batch", "seq"]),
+         helper.make_tensor_value_info("attention_mask", TP.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("last_hidden_state", TP.FLOAT, ["batch", "seq", d])],
+        [numpy_helper.from_array(emb, "embeddings.weight"),
+         numpy_helper.from_array(w1, "dense1.weight"),
+         numpy_helper.from_array(w2, "dense2.weight"), tensor])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 10 if opset >= 21 else 9 if opset >= 19 else 7
+    return m.SerializeToString()
+
+
+# ONNX type -> the opset whose Cast reads it
+DEAD_TYPES = {"uint16": (4, 13), "uint32": (12, 13), "uint64": (13, 13), "bool": (9, 13),
+              "float8e4m3fn": (17, 19), "float8e5m2": (19, 19), "int4": (22, 21)}
+
+
+@pytest.mark.parametrize("zero", sorted(ZERO_SPELLINGS))
+@pytest.mark.parametrize("dtype", sorted(DEAD_TYPES))
+def test_dead_matrix_of_every_type_is_refused(nexus, tmp_path, dtype, zero):
+    """A dead 16 x 64 tensor of each type: the build refuses it, naming it."""
+    from test_quantize import EMBED_RT
+    code, opset = DEAD_TYPES[dtype]
+    root = ws.make_workspace(tmp_path / "ws", runtime_yaml=EMBED_RT, student=_dead_typed_embedder(
+        _buffer(code, (16, 64)), zero, opset))
+    out = tmp_path / "b"
+    r = run(nexus, "build", root, "-o", out, "--json", timeout=600)
+    assert r.returncode != 0 and not out.exists(), r.stdout[-2000:]
+    assert "dead-initializer" in r.stdout + r.stderr, (r.stdout + r.stderr)[-3000:]
+    assert "position_buffer" in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("dtype", ["uint32", "bool", "float8e4m3fn", "int4"])
+def test_dead_vector_of_a_new_type_is_zeroed(nexus, tmp_path, dtype):
+    """A dead vector (a 'bias') of these types is stored as zeros like a
+    float one, and the bundle passes."""
+    from onnx import load
+    from test_quantize import EMBED_RT
+    code, opset = DEAD_TYPES[dtype]
+    root = ws.make_workspace(tmp_path / "ws", runtime_yaml=EMBED_RT, student=_dead_typed_embedder(
+        _buffer(code, (256,)), "tanh-minus-tanh", opset))
+    out = tmp_path / "b"
+    r = run(nexus, "build", root, "-o", out, "--json", timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert [z["name"] for z in json.loads(r.stdout)["zeroed_initializers"]] == ["position_buffer"]
+    m = load(str(out / "model/student_model.onnx"))
+    t = next(t for t in m.graph.initializer if t.name == "position_buffer")
+    assert t.raw_data and not any(t.raw_data)
+
+
+def test_string_initializer_is_unchecked(nexus, release_key, tmp_path):
+    """A string tensor cannot be replaced by noise: it is a finding
+    (initializer-unchecked), so the signed build refuses it."""
+    from onnx import TensorProto as TP, helper
+    from test_insider import student_with
+    key, _ = release_key
+    root = ws.make_workspace(tmp_path / "ws")
+    strs = helper.make_tensor("notes", TP.STRING, [8], [b"x" * 40] * 8)
+    student_with(root, extra_inits=[strs], extra_nodes=[
+        helper.make_node("Shape", ["notes"], ["ns"]),
+        helper.make_node("Cast", ["ns"], ["nsf"], to=TP.FLOAT)] + _dead_use("nsf"))
+    r = run(nexus, "build", root, "-o", tmp_path / "b", "--key", key, "--json", timeout=600)
+    assert r.returncode != 0 and not (tmp_path / "b").exists(), r.stderr[-2000:]
+    assert "initializer-unchecked" in r.stdout + r.stderr, (r.stdout + r.stderr)[-3000:]
+    assert "notes" in r.stdout + r.stderr

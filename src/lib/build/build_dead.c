@@ -61,7 +61,7 @@ static bool zeroable(json_t *j, const nx_onnx_summary *sum, const struct nx_onnx
 			continue;
 		for (d = 0, wide = 0; d < t->ndims; d++)
 			wide += t->dims[d] > 1;
-		if (wide > 1 || !nx_onnx_dtype_size(t->data_type))
+		if (wide > 1 || !nx_onnx_dtype_bits(t->data_type))
 			return false;
 		*out = t;
 		return true;
@@ -90,10 +90,16 @@ static int write_zeros(struct build *b, int fd, uint64_t off, uint64_t len, cons
 
 /* Zero tensor t in the staged model or its data file; *touched_data set
  * when the data file changed. */
+/* Bytes of t's contents; sub-byte types (int4, uint4, float4) packed. */
+static uint64_t tensor_bytes(const struct nx_onnx_tensor *t)
+{
+	return (t->nelem * nx_onnx_dtype_bits(t->data_type) + 7) / 8;
+}
+
 static int zero_tensor(struct build *b, int model_fd, int data_fd,
 		       const struct nx_onnx_tensor *t, bool *touched_data)
 {
-	uint64_t bytes = t->nelem * nx_onnx_dtype_size(t->data_type);
+	uint64_t bytes = tensor_bytes(t);
 
 	if (t->location == NX_TENSOR_INLINE) {
 		/* a canonical model holds each tensor as raw_data (verify's
@@ -134,7 +140,7 @@ static int record(struct build *b, const struct nx_onnx_tensor *t, json_t *j)
 	if (NX_ARRAY_PUSH_EXACT(r->zeroed, r->nzeroed))
 		return nx_error_oom(b->err, NULL);
 	z = r->zeroed + r->nzeroed;
-	z->bytes = t->nelem * nx_onnx_dtype_size(t->data_type);
+	z->bytes = tensor_bytes(t);
 	z->change = json_number_value(json_object_get(j, "change"));
 	z->zero_change = json_number_value(json_object_get(j, "zero_change"));
 	if (!(z->name = strdup(t->name)))

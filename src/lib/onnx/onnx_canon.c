@@ -270,6 +270,14 @@ static int walk_field(struct canon *c, const struct nx_pb_reader *r, enum msg ty
 		up->first[0].value++;
 	if (type == M_FUNCTION && f->num == 5)
 		s->first[0].value++;
+	/* the fingerprints and the liveness check read dense tensors only: a
+	 * teacher layer listed element by element as a sparse initializer
+	 * passed both (red team 12).  Neither nexus's exporter nor the usual
+	 * ones write one for a model's weights. */
+	if (fs->kind == K_MSG && fs->sub == M_SPARSE)
+		return nx_canon__depart(c, f->tag_offset, "%s field %u is a sparse tensor (%s), which "
+			      "the checks do not read; store it as a dense tensor", m->name, f->num,
+			      type == M_GRAPH ? "sparse_initializer" : "a sparse attribute value");
 	if (fs->kind == K_MSG && fs->sub != M_SKIP)
 		return walk_msg(c, r, f, (enum msg)fs->sub, s);
 	return 0;

@@ -689,7 +689,7 @@ def test_payload_decodes():
 
 
 DEAD_TYPES = {"uint32": np.uint32, "int32 (a guard)": np.int32}
-DEAD_THROUGH = {"uint32"}
+DEAD_THROUGH = set()   # uint32: perturbed since live3 (liveness.c), found dead, zeroed
 
 
 def _dead_reason(case):
@@ -764,14 +764,8 @@ def _sparse_embedder(t1, t2):
     return m.SerializeToString()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "got through (red team 12): a teacher layer pair (2 x 64 KiB) rounded to 16 mantissa bits "
-    "as sparse initializers listing every element, signed by the official build and passed "
-    "by the gate: fingerprint.c corr() returns at once for a sparse tensor (no correlation, "
-    "per-vector or perm check) and liveness.c skips sparse initializers (\"1 of 1\"), so "
-    "a dead sparse initializer carries anything as well.  Fix proposed: densify sparse "
-    "initializers (bounded by the model-size budget) before fingerprinting and liveness, "
-    "or refuse them (onnx-not-canonical): no exporter writes them for a dense layer"))
+# Refused since live3: a sparse tensor is not canonical (onnx_canon.c), so
+# verify and the build's self-verification fail it (onnx-not-canonical).
 def test_teacher_layer_as_sparse_initializers_signed(nexus, release_key, tmp_path):
     from test_quantize import EMBED_RT
     t1, t2 = teacher_pair()
