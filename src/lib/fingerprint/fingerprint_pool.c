@@ -27,8 +27,13 @@
  * each offset (strides 2 to 4: vectors interleaved).  A window counts only
  * in a chain: FP_POOL_RUN hits or more in one lane, each within FP_POOL_GAP
  * windows of the one before (a junk element every 5, or a copy scaled by
- * blocks of 5 or more, leaves at least 2 whole windows of 4 every 6; a
- * dither of 1e-5 moves some ratios across a quantum, not all).  Each pool
+ * blocks of 5 or more, leaves at least 2 whole windows of 4 every 6).
+ * Read on from a hit, a window whose key is not pooled is looked up a
+ * quantum off too (each ratio's nearer neighbour, 3 keys more): a dither
+ * of +-1e-5 on values of spread 1/16 moves most ratios by about a
+ * quantum, so under half of its windows keep their key.  Such hits make
+ * a chain only FP_POOL_LOOSE long, the exact ones FP_POOL_RUN; an
+ * anchor's hit is exact (docs/TRV.md: the chance chains measured).  Each pool
  * key counts once per model (a vector copied ten times is one copy; a
  * teacher arange or geometric sequence, one key for all its windows, is
  * one window).  The distinct keys so found, 4 bytes each (a window per
@@ -111,16 +116,22 @@ struct fp_pool {
 /* The ratio a / b folded into [-1, 1] (b / a when |a| > |b|), quantised
  * to 0 .. Q_BAD - 1 (Q_BAD or more: not finite).  Branch-free float
  * arithmetic, one division; teacher and student, scalar and AVX2, run
- * the same IEEE operations (no fused multiply-add), so the same keys. */
-static inline uint32_t folded(float a, float b)
+ * the same IEEE operations (no fused multiply-add), so the same keys.
+ * *nb: the neighbouring quantum on the ratio's side of q (a dither of
+ * 1e-5 on values of spread 1/16 moves a ratio by about a quantum: the
+ * student's side looks it up too). */
+static inline uint32_t folded_nb(float a, float b, uint32_t *nb)
 {
 	bool sw = fabsf(a) > fabsf(b);
-	float r = (sw ? b : a) / (sw ? a : b);
+	float r = (sw ? b : a) / (sw ? a : b), u;
+	uint32_t q;
 
 	r = fabsf(r) <= 1 ? r : 2.0f;   /* a float to int conversion of NaN is undefined */
+	u = r * (float)(1 << FP_POOL_BITS);
 	/* rounded half away from zero (a conversion truncates) */
-	return (uint32_t)((int32_t)(r * (float)(1 << FP_POOL_BITS) + (r < 0 ? -0.5f : 0.5f)) +
-			  (1 << FP_POOL_BITS));
+	q = (uint32_t)((int32_t)(u + (r < 0 ? -0.5f : 0.5f)) + (1 << FP_POOL_BITS));
+	*nb = u >= (float)((int32_t)q - (int32_t)Q0) ? q + 1 : q - 1;
+	return q;
 }
 
 /* A ratio within 2^-FP_POOL_DEG of 0 or of +-1 says little: values of
@@ -147,11 +158,15 @@ static inline uint64_t pack(uint32_t q1, uint32_t q2, bool ok, uint32_t tag)
  * 2^-FP_POOL_FLAT of the largest magnitude), values not finite or
  * subnormal (an integer tensor read as float32).  A NaN or infinity
  * makes a difference NaN or the maximum infinite, and the window keyless.
+ * nb, when not NULL: the 3 keys with one ratio or both moved to their
+ * nearer neighbouring quantum (0: none).
  */
-static uint64_t key_of(const float *x, size_t st, unsigned f)
+static uint64_t key_of(const float *x, size_t st, unsigned f, uint64_t *nb)
 {
 	float v[5], d[4], e[3], m = 0, t;
 	unsigned w = f ? 5 : 4;
+	uint32_t q1, q2, n1, n2, tag = 0;
+	bool ok;
 
 	for (unsigned k = 0; k < w; k++) {
 		v[k] = x[k * st];
@@ -162,23 +177,33 @@ static uint64_t key_of(const float *x, size_t st, unsigned f)
 		d[k] = v[k + 1] - v[k];
 	if (!(m >= 0x1p-100f) || !(m < HUGE_VALF))
 		return 0;
-	if (!f)
-		return pack(folded(d[1], d[0]), folded(d[2], d[1]),
-			    fabsf(d[0]) >= t && fabsf(d[1]) >= t && fabsf(d[2]) >= t, 0);
-	for (unsigned k = 0; k < 3; k++)
-		e[k] = d[k + 1] - d[k];
-	/* the first differences too: one element far over the rest
-	 * (0, 0, b, 0, 0) has second differences b, -2b, b */
-	return pack(folded(e[1], e[0]), folded(e[2], e[1]),
-		    fabsf(e[0]) >= t && fabsf(e[1]) >= t && fabsf(e[2]) >= t &&
-			    fabsf(d[0]) >= t && fabsf(d[1]) >= t && fabsf(d[2]) >= t &&
-			    fabsf(d[3]) >= t, F2_TAG);
+	ok = fabsf(d[0]) >= t && fabsf(d[1]) >= t && fabsf(d[2]) >= t;
+	if (!f) {
+		q1 = folded_nb(d[1], d[0], &n1);
+		q2 = folded_nb(d[2], d[1], &n2);
+	} else {
+		for (unsigned k = 0; k < 3; k++)
+			e[k] = d[k + 1] - d[k];
+		/* the first differences too: one element far over the rest
+		 * (0, 0, b, 0, 0) has second differences b, -2b, b */
+		ok = ok && fabsf(d[3]) >= t && fabsf(e[0]) >= t && fabsf(e[1]) >= t &&
+		     fabsf(e[2]) >= t;
+		q1 = folded_nb(e[1], e[0], &n1);
+		q2 = folded_nb(e[2], e[1], &n2);
+		tag = F2_TAG;
+	}
+	if (nb) {
+		nb[0] = pack(n1, q2, ok, tag);
+		nb[1] = pack(q1, n2, ok, tag);
+		nb[2] = pack(n1, n2, ok, tag);
+	}
+	return pack(q1, q2, ok, tag);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
-/* folded() on 8 lanes: the same IEEE operations. */
+/* folded_nb()'s quantum on 8 lanes: the same IEEE operations. */
 __attribute__((target("avx2"))) static inline __m256i folded8(__m256 a, __m256 b)
 {
 	const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
@@ -428,7 +453,7 @@ int nx_fp__pool_add(nx_fp_set *set, const char *name, int32_t dtype, const unsig
 		x[i] = element(p + w * i, dtype);
 	for (unsigned f = 0; f < 2; f++)
 		for (i = 0; i + 3 + f < k; i++) {
-			uint64_t key = key_of(x + i, 1, f);
+			uint64_t key = key_of(x + i, 1, f, NULL);
 			uint32_t h, m;
 			size_t j;
 
@@ -537,37 +562,52 @@ static void cover(struct nx_fp__pool_scan *ps, uint32_t a, uint32_t b)
 		}
 }
 
-/* A hit of lane l at window g (the key's slot j), hits in order: the
- * chain rule. */
+/* A hit of lane l at window g (the key's slot j; exact, or a
+ * neighbouring quantum's), hits in order: the chain rule.  A run is a
+ * chain at FP_POOL_RUN exact hits, or FP_POOL_LOOSE hits of either kind
+ * (a dithered copy: under half its windows keep their key, most of the
+ * rest are a quantum off; a chance run that long is far rarer than one
+ * of FP_POOL_RUN exact hits, though each window has 4 keys to hit). */
 static void hit(struct nx_fp__pool_scan *ps, struct nx_fp__pool_lane *l, uint64_t g, size_t st,
-		uint32_t j)
+		uint32_t j, bool exact)
 {
-	if (!l->last || g - (l->last - 1) > FP_POOL_GAP * st)
-		l->run = 0;
-	l->last = g + 1;
-	if (l->run < FP_POOL_RUN - 1) {
-		l->pend[l->run++] = j;
-		l->prev = j;
-		return;
+	if (!l->last || g - (l->last - 1) > FP_POOL_GAP * st) {
+		l->run = l->exact = 0;
+		l->sure = false;
 	}
-	if (l->run == FP_POOL_RUN - 1)
-		for (unsigned i = 0; i < FP_POOL_RUN - 1; i++)
+	l->last = g + 1;
+	l->exact += exact;
+	if (!l->sure) {
+		if (l->exact < FP_POOL_RUN && l->run + 1 < FP_POOL_LOOSE) {
+			l->pend[l->run++] = j;
+			l->prev = j;
+			return;
+		}
+		for (unsigned i = 0; i < l->run; i++)
 			cover(ps, l->pend[i ? i - 1 : 0], l->pend[i]);
-	l->run = FP_POOL_RUN;
+		l->sure = true;
+	}
 	cover(ps, l->prev, j);
 	l->prev = j;
 }
 
-/* The table slot of window g's key of family f, or -1: not pooled. */
-static long lookup(const struct nx_fp__pool_scan *ps, uint64_t g, size_t st, unsigned f)
+/* The table slot of window g's key of family f, or -1: not pooled.
+ * probe: when the key is not, the keys a quantum off too (*exact false). */
+static long lookup(const struct nx_fp__pool_scan *ps, uint64_t g, size_t st, unsigned f,
+		   bool probe, bool *exact)
 {
 	const struct fp_pool *s = ps->s;
-	uint64_t key = key_of(ps->x + (g - ps->base), st, f);
+	uint64_t nb[3], key = key_of(ps->x + (g - ps->base), st, f, probe ? nb : NULL);
 	size_t j;
 
-	if (!key || !in_filter(s, key) || !s->keys[j = slot_of(s, key)])
-		return -1;
-	return (long)j;
+	*exact = true;
+	if (key && in_filter(s, key) && s->keys[j = slot_of(s, key)])
+		return (long)j;
+	*exact = false;
+	for (unsigned i = 0; probe && key && i < 3; i++)
+		if (nb[i] && in_filter(s, nb[i]) && s->keys[j = slot_of(s, nb[i])])
+			return (long)j;
+	return -1;
 }
 
 /* Lane l's windows from l->next on, while a chain could still cross. */
@@ -575,12 +615,13 @@ static void forward(struct nx_fp__pool_scan *ps, struct nx_fp__pool_lane *l, siz
 		    unsigned f, uint64_t end)
 {
 	uint64_t g;
+	bool exact;
 
 	for (g = l->next; g < end && l->last && g - (l->last - 1) <= FP_POOL_GAP * st; g += st) {
-		long j = lookup(ps, g, st, f);
+		long j = lookup(ps, g, st, f, true, &exact);
 
 		if (j >= 0)
-			hit(ps, l, g, st, (uint32_t)j);
+			hit(ps, l, g, st, (uint32_t)j, exact);
 	}
 	l->next = g > l->next ? g : l->next;
 }
@@ -602,32 +643,33 @@ static inline bool anchor_group(const struct fp_pool *s, uint64_t G)
 }
 
 /* An anchor of lane l at window g whose key passed the filter: when it
- * is pooled, the lane's windows before it back to a gap no chain crosses
- * (or those already read), then it, then those after it. */
+ * is pooled (exactly), the lane's windows before it back to a gap no
+ * chain crosses (or those already read), then it, then those after it. */
 static void anchor(struct nx_fp__pool_scan *ps, struct nx_fp__pool_lane *l, uint64_t g,
 		   size_t st, unsigned f, uint64_t end)
 {
 	uint64_t lo = l->next > ps->base ? l->next : ps->base, back[FP_POOL_HIST + FP_POOL_BLOCK],
 		 seen = g, b;
 	uint32_t slot[FP_POOL_HIST + FP_POOL_BLOCK];
+	bool ex[FP_POOL_HIST + FP_POOL_BLOCK], exact;
 	size_t nb = 0;
 	long j;
 
-	if (g < l->next || (j = lookup(ps, g, st, f)) < 0)
+	if (g < l->next || (j = lookup(ps, g, st, f, false, &exact)) < 0)
 		return;
 	for (b = g; b >= lo + st && seen - (b - st) <= FP_POOL_GAP * st;) {
 		long k;
 
 		b -= st;
-		if ((k = lookup(ps, b, st, f)) >= 0) {
+		if ((k = lookup(ps, b, st, f, true, &ex[nb])) >= 0) {
 			back[nb] = b;
 			slot[nb++] = (uint32_t)k;
 			seen = b;
 		}
 	}
 	while (nb--)
-		hit(ps, l, back[nb], st, slot[nb]);
-	hit(ps, l, g, st, (uint32_t)j);
+		hit(ps, l, back[nb], st, slot[nb], ex[nb]);
+	hit(ps, l, g, st, (uint32_t)j, true);
 	l->next = g + st;
 	forward(ps, l, st, f, end);
 }
@@ -665,7 +707,7 @@ static void flush(struct nx_fp__pool_scan *ps, bool last)
 			else
 				for (unsigned f = 0; f < 2; f++)
 					for (unsigned i = 0; i < 8 && g + i < end[f]; i++) {
-						uint64_t key = key_of(ps->x + (g + i - ps->base), st, f);
+						uint64_t key = key_of(ps->x + (g + i - ps->base), st, f, NULL);
 
 						if (key && in_filter(s, key))
 							bits |= 1u << (f * 8 + i);
