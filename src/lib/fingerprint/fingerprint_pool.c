@@ -82,7 +82,7 @@
 #define FP_POOL_ANCHOR 3         /* keys worked out in one group of 8 windows in 2^3 */
 #define FP_POOL_PHI 0x9E3779B97F4A7C15ull   /* 2^64 / the golden ratio */
 #define FP_POOL_FILTER_WORDS (1u << 16)   /* 2^21 bits, 256 KiB: 2 bits a key */
-#define FP_POOL_MAX (1u << 19)   /* distinct keys kept (17 MiB of table): BERT-large 442k */
+#define FP_POOL_MAX NX_FP_POOL_MAX   /* distinct keys kept (17 MiB of table): BERT-large 442k */
 #define F2_TAG (1u << 14)        /* F2 keys: their lo half over 2^14 */
 
 struct fp_pool {
@@ -494,6 +494,11 @@ int nx_fp__pool_add(nx_fp_set *set, const char *name, int32_t dtype, const unsig
 size_t nx_fp__pool_count(const nx_fp_set *set)
 {
 	return set->pool ? set->pool->n : 0;
+}
+
+size_t nx_fp_set_unpooled(const nx_fp_set *s)
+{
+	return s->pool ? s->pool->unpooled : 0;
 }
 
 void nx_fp__pool_free(struct fp_pool *s)

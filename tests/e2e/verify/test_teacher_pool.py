@@ -244,3 +244,24 @@ def test_a_sixteen_bit_teacher_is_pooled(nexus, bundle, tmp_path, fmt, kind, sto
         put_student(bundle, {"h": t})
     rc, rep, fails = _verify(nexus, bundle, teacher)
     assert rc == 1 and _pooled(rep), rep["findings"]
+
+
+# ------------------------------------------------------- the pool's cap
+# The pool keeps 2^19 distinct teacher keys (a BERT-large teacher's small
+# tensors give about 442k); past that the rest of the small teacher
+# tensors is not looked for, so a student could hold them unseen.  That
+# is reported: a WARN (so FAIL under --strict), never a silent pass.
+def test_keys_past_the_pools_cap_are_reported(nexus, bundle, tmp_path):
+    rng = np.random.default_rng(70)
+    many = {f"t{i}": (rng.standard_normal(768) / 16).astype(np.float32) for i in range(400)}
+    teacher = onnx_teacher(tmp_path / "t.onnx", many)
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    capped = [f for f in rep["findings"] if f["code"] == "teacher-pool-capped"]
+    assert rc == 0 and capped and capped[0]["severity"] == "WARN", rep["findings"]
+    assert "not looked for" in capped[0]["message"], capped[0]["message"]
+    rc, rep = verify(nexus, bundle, "--teacher", teacher, "--strict")
+    assert rc == 1 and "teacher-pool-capped" in codes(rep, "WARN") | codes(rep, "FAIL"), \
+        rep["findings"]
+    # a teacher under the cap: nothing to report
+    rc, rep = verify(nexus, bundle, "--teacher", onnx_teacher(tmp_path / "s.onnx", vectors(8)))
+    assert rc == 0 and "teacher-pool-capped" not in codes(rep, "WARN"), rep["findings"]
