@@ -167,7 +167,7 @@ struct nx_fp__pool_lane {
 };
 struct nx_fp__pool_scan {
 	struct fp_pool *s;       /* NULL: nothing to scan for */
-	struct nx_fp__pool_lane lane[2][FP_POOL_LANES];   /* family; stride s, lane l */
+	struct nx_fp__pool_lane lane[4][FP_POOL_LANES];   /* family; stride s, lane l */
 	float x[FP_POOL_HIST + FP_POOL_BLOCK];
 	size_t nx;               /* elements in x */
 	uint64_t base;           /* x[0]'s index in the stream */

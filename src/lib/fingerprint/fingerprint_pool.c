@@ -82,8 +82,10 @@
 #define FP_POOL_ANCHOR 3         /* keys worked out in one group of 8 windows in 2^3 */
 #define FP_POOL_PHI 0x9E3779B97F4A7C15ull   /* 2^64 / the golden ratio */
 #define FP_POOL_FILTER_WORDS (1u << 16)   /* 2^21 bits, 256 KiB: 2 bits a key */
-#define FP_POOL_MAX NX_FP_POOL_MAX   /* distinct keys kept (17 MiB of table): BERT-large 442k */
-#define F2_TAG (1u << 14)        /* F2 keys: their lo half over 2^14 */
+#define FP_POOL_MAX NX_FP_POOL_MAX   /* distinct keys kept (36 MiB of table): BERT-large about 580k */
+#define F2_TAG (1u << 14)        /* F2 keys: bit 14 of their lo half */
+#define B16_TAG (1u << 15)       /* B16 keys: bit 15 of their lo half */
+#define FP_POOL_B16_FLAT 2       /* B16: differences under 1/4 of the values: flat */
 
 struct fp_pool {
 	uint64_t *keys;        /* open addressing, 0 empty */
@@ -94,6 +96,7 @@ struct fp_pool {
 	size_t nelem;          /* elements of the pooled tensors */
 	size_t cap, n;         /* cap a power of 2 */
 	size_t unpooled;       /* teacher windows left out at FP_POOL_MAX */
+	size_t nb16;           /* B16 keys pooled */
 	uint64_t mul;          /* keyed per process (odd) */
 	uint32_t hm[3];        /* the filter's hash, keyed per process (odd) */
 	uint64_t anchor;       /* the anchor groups' offset, from the keys */
@@ -152,8 +155,18 @@ static inline uint64_t pack(uint32_t q1, uint32_t q2, bool ok, uint32_t tag)
 		       (uint64_t)(lo + 1 + tag) << 32 | (hi + 1) : 0;
 }
 
+/* The low 16 bits of x: 0 when x is a bfloat16 value exactly. */
+static inline uint32_t b16_low(float x)
+{
+	uint32_t u;
+
+	memcpy(&u, &x, 4);
+	return u & 0xffff;
+}
+
 /*
- * The key of family f (0: F1, 1: F2) of the window x[0], x[st], ..
+ * The key of family f (0: F1, 1: F2; 2, 3: the same, B16, of windows of
+ * bfloat16 values only, flat under 1/4) of the window x[0], x[st], ..
  * (4 or 5 elements), 0 where there is none: flat (a difference under
  * 2^-FP_POOL_FLAT of the largest magnitude), values not finite or
  * subnormal (an integer tensor read as float32).  A NaN or infinity
@@ -164,21 +177,24 @@ static inline uint64_t pack(uint32_t q1, uint32_t q2, bool ok, uint32_t tag)
 static uint64_t key_of(const float *x, size_t st, unsigned f, uint64_t *nb)
 {
 	float v[5], d[4], e[3], m = 0, t;
-	unsigned w = f ? 5 : 4;
-	uint32_t q1, q2, n1, n2, tag = 0;
+	unsigned w = f & 1 ? 5 : 4;
+	uint32_t q1, q2, n1, n2, tag = f >= 2 ? B16_TAG : 0, lowbits = 0;
 	bool ok;
 
 	for (unsigned k = 0; k < w; k++) {
 		v[k] = x[k * st];
 		m = fabsf(v[k]) > m ? fabsf(v[k]) : m;
+		lowbits |= b16_low(v[k]);
 	}
-	t = m * (1.0f / (1 << FP_POOL_FLAT));
+	if (tag && lowbits)
+		return 0;
+	t = m * (tag ? 1.0f / (1 << FP_POOL_B16_FLAT) : 1.0f / (1 << FP_POOL_FLAT));
 	for (unsigned k = 0; k + 1 < w; k++)
 		d[k] = v[k + 1] - v[k];
 	if (!(m >= 0x1p-100f) || !(m < HUGE_VALF))
 		return 0;
 	ok = fabsf(d[0]) >= t && fabsf(d[1]) >= t && fabsf(d[2]) >= t;
-	if (!f) {
+	if (!(f & 1)) {
 		q1 = folded_nb(d[1], d[0], &n1);
 		q2 = folded_nb(d[2], d[1], &n2);
 	} else {
@@ -190,7 +206,7 @@ static uint64_t key_of(const float *x, size_t st, unsigned f, uint64_t *nb)
 		     fabsf(e[2]) >= t;
 		q1 = folded_nb(e[1], e[0], &n1);
 		q2 = folded_nb(e[2], e[1], &n2);
-		tag = F2_TAG;
+		tag |= F2_TAG;
 	}
 	if (nb) {
 		nb[0] = pack(n1, q2, ok, tag);
@@ -433,7 +449,7 @@ int nx_fp__pool_add(nx_fp_set *set, const char *name, int32_t dtype, const unsig
 {
 	struct fp_pool *s = set->pool;
 	size_t i, w = dtype == 10 || dtype == 16 ? 2 : 4, k = n / w, added = 0;
-	float x[FP_POOL_BLOCK];
+	float x[FP_POOL_BLOCK], xt[FP_POOL_BLOCK];
 	unsigned char *cover;
 	int rc;
 
@@ -451,9 +467,19 @@ int nx_fp__pool_add(nx_fp_set *set, const char *name, int32_t dtype, const unsig
 		k = FP_POOL_BLOCK;
 	for (i = 0; i < k; i++)
 		x[i] = element(p + w * i, dtype);
-	for (unsigned f = 0; f < 2; f++)
-		for (i = 0; i + 3 + f < k; i++) {
-			uint64_t key = key_of(x + i, 1, f, NULL);
+	/* B16: a float32 tensor's values truncated to bfloat16 (rounded
+	 * toward zero: 8 mantissa bits move every ratio by many quanta;
+	 * the cast to nearest is found whole) */
+	for (i = 0; dtype == 1 && i < k; i++) {
+		uint32_t u;
+
+		memcpy(&u, &x[i], 4);
+		u &= 0xffff0000u;
+		memcpy(&xt[i], &u, 4);
+	}
+	for (unsigned f = 0; f < (dtype == 1 ? 4u : 2u); f++)
+		for (i = 0; i + 3 + (f & 1) < k; i++) {
+			uint64_t key = key_of((f >= 2 ? xt : x) + i, 1, f, NULL);
 			uint32_t h, m;
 			size_t j;
 
@@ -475,6 +501,7 @@ int nx_fp__pool_add(nx_fp_set *set, const char *name, int32_t dtype, const unsig
 			s->tensor[j] = (uint32_t)s->nt;
 			s->pos[j] = (uint32_t)(s->nelem + i);
 			s->n++;
+			s->nb16 += f >= 2;
 			added++;
 		}
 	if (!added)
@@ -548,7 +575,7 @@ void nx_fp__pool_begin_model(const nx_fp_set *set)
 static void cover(struct nx_fp__pool_scan *ps, uint32_t a, uint32_t b)
 {
 	struct fp_pool *s = ps->s;
-	size_t w = s->keys[b] >> 32 > F2_TAG ? 5 : 4, lo = s->pos[b], hi = lo + w;
+	size_t w = s->keys[b] >> 32 & F2_TAG ? 5 : 4, lo = s->pos[b], hi = lo + w;
 
 	s->mark[b] = 1;
 	if (a != b && s->tensor[a] == s->tensor[b]) {
@@ -679,6 +706,21 @@ static void anchor(struct nx_fp__pool_scan *ps, struct nx_fp__pool_lane *l, uint
 	forward(ps, l, st, f, end);
 }
 
+/* Does group g of stride st (elements g .. g + 8 + 4 st) hold any
+ * bfloat16 value exactly?  Most float32 weights hold none: the B16
+ * families are not worked out for them. */
+static bool b16_group(const struct nx_fp__pool_scan *ps, uint64_t g, size_t st, uint64_t top)
+{
+	uint64_t lim = g + 8 + 4 * st < top ? g + 8 + 4 * st : top;
+
+	if (ps->bf16)
+		return true;
+	for (uint64_t i = g; i < lim; i++)
+		if (!b16_low(ps->x[i - ps->base]))
+			return true;
+	return false;
+}
+
 /* The windows of ps->x not seen yet, in every lane; the last
  * FP_POOL_HIST elements kept.  Windows need all 5 elements but at the
  * end of the tensor (last), where F1's of 4 are read too. */
@@ -689,16 +731,20 @@ static void flush(struct nx_fp__pool_scan *ps, bool last)
 	bool avx2 = has_avx2();
 
 	for (size_t st = 1; st <= FP_POOL_STRIDES; st++) {
-		struct nx_fp__pool_lane *lanes[2] = { ps->lane[0] + st * (st - 1) / 2,
-						      ps->lane[1] + st * (st - 1) / 2 };
-		uint64_t top = ps->base + n, end[2], g;
+		struct nx_fp__pool_lane *lanes[4] = {
+			ps->lane[0] + st * (st - 1) / 2, ps->lane[1] + st * (st - 1) / 2,
+			ps->lane[2] + st * (st - 1) / 2, ps->lane[3] + st * (st - 1) / 2
+		};
+		uint64_t top = ps->base + n, end[4], g;
 
 		end[0] = top >= 4 * st ? top - (last ? 3 : 4) * st : 0;
 		end[1] = top >= 4 * st ? top - 4 * st : 0;
 		if (last && top >= 3 * st && top < 4 * st)
 			end[0] = top - 3 * st;
+		end[2] = end[0];
+		end[3] = end[1];
 		/* the chains under way first */
-		for (unsigned f = 0; f < 2; f++)
+		for (unsigned f = 0; f < 4; f++)
 			for (size_t i = 0; i < st; i++)
 				forward(ps, lanes[f] + i, st, f, end[f]);
 		/* then the anchor groups: a bit a window that may be pooled */
@@ -711,6 +757,14 @@ static void flush(struct nx_fp__pool_scan *ps, bool last)
 				bits = group_avx2(s, ps->x + (g - ps->base), st);
 			else
 				for (unsigned f = 0; f < 2; f++)
+					for (unsigned i = 0; i < 8 && g + i < end[f]; i++) {
+						uint64_t key = key_of(ps->x + (g + i - ps->base), st, f, NULL);
+
+						if (key && in_filter(s, key))
+							bits |= 1u << (f * 8 + i);
+					}
+			if (s->nb16 && b16_group(ps, g, st, top))
+				for (unsigned f = 2; f < 4; f++)
 					for (unsigned i = 0; i < 8 && g + i < end[f]; i++) {
 						uint64_t key = key_of(ps->x + (g + i - ps->base), st, f, NULL);
 
