@@ -14,6 +14,9 @@
  *  - F2, 5 elements, the same on the second differences (e1 = d2 - d1 ..
  *    e3 = d4 - d3), so also invariant under an added ramp x + c i (review
  *    A: v + 1e-5 i passed F1, every ratio moved by a quantum).
+ *  - B16, F1 and F2 of a float32 teacher tensor truncated to bfloat16,
+ *    looked up in windows of bfloat16 values only (a copy rounded toward
+ *    zero: 8 mantissa bits move every ratio by many quanta; red team 10).
  *
  * Each ratio folded into [-1, 1] (r or 1/r: reversal maps the pair to
  * their inverses, swapped), quantised to FP_POOL_BITS bits, the pair
