@@ -731,7 +731,18 @@ static void flush(struct nx_fp__pool_scan *ps, bool last)
 {
 	struct fp_pool *s = ps->s;
 	size_t n = ps->nx;
-	bool avx2 = has_avx2();
+	bool avx2 = has_avx2(), b16 = false;
+	uint32_t low = 0;
+
+	/* any bfloat16 value exactly in the block?  (random float32 bits: one
+	 * block in about 60 holds one) */
+	for (size_t i = 0; s->nb16 && !ps->bf16 && i < n; i++) {
+		uint32_t u;
+
+		memcpy(&u, &ps->x[i], 4);
+		low |= (u & 0xffff) == 0;
+	}
+	b16 = s->nb16 && (ps->bf16 || low);
 
 	for (size_t st = 1; st <= FP_POOL_STRIDES; st++) {
 		struct nx_fp__pool_lane *lanes[4] = {
@@ -766,7 +777,7 @@ static void flush(struct nx_fp__pool_scan *ps, bool last)
 						if (key && in_filter(s, key))
 							bits |= 1u << (f * 8 + i);
 					}
-			if (s->nb16 && b16_group(ps, g, st, top))
+			if (b16 && b16_group(ps, g, st, top))
 				for (unsigned f = 2; f < 4; f++)
 					for (unsigned i = 0; i < 8 && g + i < end[f]; i++) {
 						uint64_t key = key_of(ps->x + (g + i - ps->base), st, f, NULL);
