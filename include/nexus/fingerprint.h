@@ -176,6 +176,10 @@ void nx_fp_set_free(nx_fp_set *s);
  * not counted); compressed torch records seen. */
 size_t nx_fp_set_count(const nx_fp_set *s);
 size_t nx_fp_set_compressed(const nx_fp_set *s);
+/* Windows of the small teacher tensors left out of the pool at its cap
+ * of NX_FP_POOL_MAX distinct keys (fingerprint_pool.c): not looked for. */
+#define NX_FP_POOL_MAX (1u << 20)
+size_t nx_fp_set_unpooled(const nx_fp_set *s);
 
 /*
  * Fingerprint every tensor of at least min_bytes of the teacher file at path

@@ -152,6 +152,7 @@ struct fp_hash;
  * NX_FP_SMALL_TOTAL_MAX teacher bytes.
  */
 #define FP_POOL_RUN 4        /* hits that make a chain */
+#define FP_POOL_LOOSE 8      /* or hits, some a neighbouring quantum's */
 #define FP_POOL_BLOCK 1024   /* elements read at a time (a small tensor fits) */
 #define FP_POOL_HIST 64      /* the last ones kept: windows across blocks */
 #define FP_POOL_STRIDES 4    /* lanes read every element .. every 4th */
@@ -159,13 +160,14 @@ struct fp_hash;
 struct nx_fp__pool_lane {
 	uint64_t next;           /* the first window (stream index) not looked at */
 	uint64_t last;           /* the last hit's window + 1 (0: none) */
-	unsigned run;
-	uint32_t pend[FP_POOL_RUN - 1];
+	unsigned run, exact;     /* hits in the run; of them exact */
+	bool sure;               /* the run is a chain */
+	uint32_t pend[FP_POOL_LOOSE - 1];
 	uint32_t prev;           /* the last hit's slot */
 };
 struct nx_fp__pool_scan {
 	struct fp_pool *s;       /* NULL: nothing to scan for */
-	struct nx_fp__pool_lane lane[2][FP_POOL_LANES];   /* family; stride s, lane l */
+	struct nx_fp__pool_lane lane[4][FP_POOL_LANES];   /* family; stride s, lane l */
 	float x[FP_POOL_HIST + FP_POOL_BLOCK];
 	size_t nx;               /* elements in x */
 	uint64_t base;           /* x[0]'s index in the stream */

@@ -14,6 +14,9 @@
  *  - F2, 5 elements, the same on the second differences (e1 = d2 - d1 ..
  *    e3 = d4 - d3), so also invariant under an added ramp x + c i (review
  *    A: v + 1e-5 i passed F1, every ratio moved by a quantum).
+ *  - B16, F1 and F2 of a float32 teacher tensor truncated to bfloat16,
+ *    looked up in windows of bfloat16 values only (a copy rounded toward
+ *    zero: 8 mantissa bits move every ratio by many quanta; red team 10).
  *
  * Each ratio folded into [-1, 1] (r or 1/r: reversal maps the pair to
  * their inverses, swapped), quantised to FP_POOL_BITS bits, the pair
@@ -27,8 +30,13 @@
  * each offset (strides 2 to 4: vectors interleaved).  A window counts only
  * in a chain: FP_POOL_RUN hits or more in one lane, each within FP_POOL_GAP
  * windows of the one before (a junk element every 5, or a copy scaled by
- * blocks of 5 or more, leaves at least 2 whole windows of 4 every 6; a
- * dither of 1e-5 moves some ratios across a quantum, not all).  Each pool
+ * blocks of 5 or more, leaves at least 2 whole windows of 4 every 6).
+ * Read on from a hit, a window whose key is not pooled is looked up a
+ * quantum off too (each ratio's nearer neighbour, 3 keys more): a dither
+ * of +-1e-5 on values of spread 1/16 moves most ratios by about a
+ * quantum, so under half of its windows keep their key.  Such hits make
+ * a chain only FP_POOL_LOOSE long, the exact ones FP_POOL_RUN; an
+ * anchor's hit is exact (docs/TRV.md: the chance chains measured).  Each pool
  * key counts once per model (a vector copied ten times is one copy; a
  * teacher arange or geometric sequence, one key for all its windows, is
  * one window).  The distinct keys so found, 4 bytes each (a window per
@@ -77,8 +85,10 @@
 #define FP_POOL_ANCHOR 3         /* keys worked out in one group of 8 windows in 2^3 */
 #define FP_POOL_PHI 0x9E3779B97F4A7C15ull   /* 2^64 / the golden ratio */
 #define FP_POOL_FILTER_WORDS (1u << 16)   /* 2^21 bits, 256 KiB: 2 bits a key */
-#define FP_POOL_MAX (1u << 19)   /* distinct keys kept (17 MiB of table): BERT-large 442k */
-#define F2_TAG (1u << 14)        /* F2 keys: their lo half over 2^14 */
+#define FP_POOL_MAX NX_FP_POOL_MAX   /* distinct keys kept (36 MiB of table): BERT-large about 580k */
+#define F2_TAG (1u << 14)        /* F2 keys: bit 14 of their lo half */
+#define B16_TAG (1u << 15)       /* B16 keys: bit 15 of their lo half */
+#define FP_POOL_B16_FLAT 2       /* B16: differences under 1/4 of the values: flat */
 
 struct fp_pool {
 	uint64_t *keys;        /* open addressing, 0 empty */
@@ -89,6 +99,7 @@ struct fp_pool {
 	size_t nelem;          /* elements of the pooled tensors */
 	size_t cap, n;         /* cap a power of 2 */
 	size_t unpooled;       /* teacher windows left out at FP_POOL_MAX */
+	size_t nb16;           /* B16 keys pooled */
 	uint64_t mul;          /* keyed per process (odd) */
 	uint32_t hm[3];        /* the filter's hash, keyed per process (odd) */
 	uint64_t anchor;       /* the anchor groups' offset, from the keys */
@@ -111,16 +122,22 @@ struct fp_pool {
 /* The ratio a / b folded into [-1, 1] (b / a when |a| > |b|), quantised
  * to 0 .. Q_BAD - 1 (Q_BAD or more: not finite).  Branch-free float
  * arithmetic, one division; teacher and student, scalar and AVX2, run
- * the same IEEE operations (no fused multiply-add), so the same keys. */
-static inline uint32_t folded(float a, float b)
+ * the same IEEE operations (no fused multiply-add), so the same keys.
+ * *nb: the neighbouring quantum on the ratio's side of q (a dither of
+ * 1e-5 on values of spread 1/16 moves a ratio by about a quantum: the
+ * student's side looks it up too). */
+static inline uint32_t folded_nb(float a, float b, uint32_t *nb)
 {
 	bool sw = fabsf(a) > fabsf(b);
-	float r = (sw ? b : a) / (sw ? a : b);
+	float r = (sw ? b : a) / (sw ? a : b), u;
+	uint32_t q;
 
 	r = fabsf(r) <= 1 ? r : 2.0f;   /* a float to int conversion of NaN is undefined */
+	u = r * (float)(1 << FP_POOL_BITS);
 	/* rounded half away from zero (a conversion truncates) */
-	return (uint32_t)((int32_t)(r * (float)(1 << FP_POOL_BITS) + (r < 0 ? -0.5f : 0.5f)) +
-			  (1 << FP_POOL_BITS));
+	q = (uint32_t)((int32_t)(u + (r < 0 ? -0.5f : 0.5f)) + (1 << FP_POOL_BITS));
+	*nb = u >= (float)((int32_t)q - (int32_t)Q0) ? q + 1 : q - 1;
+	return q;
 }
 
 /* A ratio within 2^-FP_POOL_DEG of 0 or of +-1 says little: values of
@@ -141,44 +158,71 @@ static inline uint64_t pack(uint32_t q1, uint32_t q2, bool ok, uint32_t tag)
 		       (uint64_t)(lo + 1 + tag) << 32 | (hi + 1) : 0;
 }
 
+/* The low 16 bits of x: 0 when x is a bfloat16 value exactly. */
+static inline uint32_t b16_low(float x)
+{
+	uint32_t u;
+
+	memcpy(&u, &x, 4);
+	return u & 0xffff;
+}
+
 /*
- * The key of family f (0: F1, 1: F2) of the window x[0], x[st], ..
+ * The key of family f (0: F1, 1: F2; 2, 3: the same, B16, of windows of
+ * bfloat16 values only, flat under 1/4) of the window x[0], x[st], ..
  * (4 or 5 elements), 0 where there is none: flat (a difference under
  * 2^-FP_POOL_FLAT of the largest magnitude), values not finite or
  * subnormal (an integer tensor read as float32).  A NaN or infinity
  * makes a difference NaN or the maximum infinite, and the window keyless.
+ * nb, when not NULL: the 3 keys with one ratio or both moved to their
+ * nearer neighbouring quantum (0: none).
  */
-static uint64_t key_of(const float *x, size_t st, unsigned f)
+static uint64_t key_of(const float *x, size_t st, unsigned f, uint64_t *nb)
 {
 	float v[5], d[4], e[3], m = 0, t;
-	unsigned w = f ? 5 : 4;
+	unsigned w = f & 1 ? 5 : 4;
+	uint32_t q1, q2, n1, n2, tag = f >= 2 ? B16_TAG : 0, lowbits = 0;
+	bool ok;
 
 	for (unsigned k = 0; k < w; k++) {
 		v[k] = x[k * st];
 		m = fabsf(v[k]) > m ? fabsf(v[k]) : m;
+		lowbits |= b16_low(v[k]);
 	}
-	t = m * (1.0f / (1 << FP_POOL_FLAT));
+	if (tag && lowbits)
+		return 0;
+	t = m * (tag ? 1.0f / (1 << FP_POOL_B16_FLAT) : 1.0f / (1 << FP_POOL_FLAT));
 	for (unsigned k = 0; k + 1 < w; k++)
 		d[k] = v[k + 1] - v[k];
 	if (!(m >= 0x1p-100f) || !(m < HUGE_VALF))
 		return 0;
-	if (!f)
-		return pack(folded(d[1], d[0]), folded(d[2], d[1]),
-			    fabsf(d[0]) >= t && fabsf(d[1]) >= t && fabsf(d[2]) >= t, 0);
-	for (unsigned k = 0; k < 3; k++)
-		e[k] = d[k + 1] - d[k];
-	/* the first differences too: one element far over the rest
-	 * (0, 0, b, 0, 0) has second differences b, -2b, b */
-	return pack(folded(e[1], e[0]), folded(e[2], e[1]),
-		    fabsf(e[0]) >= t && fabsf(e[1]) >= t && fabsf(e[2]) >= t &&
-			    fabsf(d[0]) >= t && fabsf(d[1]) >= t && fabsf(d[2]) >= t &&
-			    fabsf(d[3]) >= t, F2_TAG);
+	ok = fabsf(d[0]) >= t && fabsf(d[1]) >= t && fabsf(d[2]) >= t;
+	if (!(f & 1)) {
+		q1 = folded_nb(d[1], d[0], &n1);
+		q2 = folded_nb(d[2], d[1], &n2);
+	} else {
+		for (unsigned k = 0; k < 3; k++)
+			e[k] = d[k + 1] - d[k];
+		/* the first differences too: one element far over the rest
+		 * (0, 0, b, 0, 0) has second differences b, -2b, b */
+		ok = ok && fabsf(d[3]) >= t && fabsf(e[0]) >= t && fabsf(e[1]) >= t &&
+		     fabsf(e[2]) >= t;
+		q1 = folded_nb(e[1], e[0], &n1);
+		q2 = folded_nb(e[2], e[1], &n2);
+		tag |= F2_TAG;
+	}
+	if (nb) {
+		nb[0] = pack(n1, q2, ok, tag);
+		nb[1] = pack(q1, n2, ok, tag);
+		nb[2] = pack(n1, n2, ok, tag);
+	}
+	return pack(q1, q2, ok, tag);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
-/* folded() on 8 lanes: the same IEEE operations. */
+/* folded_nb()'s quantum on 8 lanes: the same IEEE operations. */
 __attribute__((target("avx2"))) static inline __m256i folded8(__m256 a, __m256 b)
 {
 	const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
@@ -408,7 +452,7 @@ int nx_fp__pool_add(nx_fp_set *set, const char *name, int32_t dtype, const unsig
 {
 	struct fp_pool *s = set->pool;
 	size_t i, w = dtype == 10 || dtype == 16 ? 2 : 4, k = n / w, added = 0;
-	float x[FP_POOL_BLOCK];
+	float x[FP_POOL_BLOCK], xt[FP_POOL_BLOCK];
 	unsigned char *cover;
 	int rc;
 
@@ -426,9 +470,19 @@ int nx_fp__pool_add(nx_fp_set *set, const char *name, int32_t dtype, const unsig
 		k = FP_POOL_BLOCK;
 	for (i = 0; i < k; i++)
 		x[i] = element(p + w * i, dtype);
-	for (unsigned f = 0; f < 2; f++)
-		for (i = 0; i + 3 + f < k; i++) {
-			uint64_t key = key_of(x + i, 1, f);
+	/* B16: a float32 tensor's values truncated to bfloat16 (rounded
+	 * toward zero: 8 mantissa bits move every ratio by many quanta;
+	 * the cast to nearest is found whole) */
+	for (i = 0; dtype == 1 && i < k; i++) {
+		uint32_t u;
+
+		memcpy(&u, &x[i], 4);
+		u &= 0xffff0000u;
+		memcpy(&xt[i], &u, 4);
+	}
+	for (unsigned f = 0; f < (dtype == 1 ? 4u : 2u); f++)
+		for (i = 0; i + 3 + (f & 1) < k; i++) {
+			uint64_t key = key_of((f >= 2 ? xt : x) + i, 1, f, NULL);
 			uint32_t h, m;
 			size_t j;
 
@@ -450,6 +504,7 @@ int nx_fp__pool_add(nx_fp_set *set, const char *name, int32_t dtype, const unsig
 			s->tensor[j] = (uint32_t)s->nt;
 			s->pos[j] = (uint32_t)(s->nelem + i);
 			s->n++;
+			s->nb16 += f >= 2;
 			added++;
 		}
 	if (!added)
@@ -469,6 +524,11 @@ int nx_fp__pool_add(nx_fp_set *set, const char *name, int32_t dtype, const unsig
 size_t nx_fp__pool_count(const nx_fp_set *set)
 {
 	return set->pool ? set->pool->n : 0;
+}
+
+size_t nx_fp_set_unpooled(const nx_fp_set *s)
+{
+	return s->pool ? s->pool->unpooled : 0;
 }
 
 void nx_fp__pool_free(struct fp_pool *s)
@@ -518,7 +578,7 @@ void nx_fp__pool_begin_model(const nx_fp_set *set)
 static void cover(struct nx_fp__pool_scan *ps, uint32_t a, uint32_t b)
 {
 	struct fp_pool *s = ps->s;
-	size_t w = s->keys[b] >> 32 > F2_TAG ? 5 : 4, lo = s->pos[b], hi = lo + w;
+	size_t w = s->keys[b] >> 32 & F2_TAG ? 5 : 4, lo = s->pos[b], hi = lo + w;
 
 	s->mark[b] = 1;
 	if (a != b && s->tensor[a] == s->tensor[b]) {
@@ -537,37 +597,52 @@ static void cover(struct nx_fp__pool_scan *ps, uint32_t a, uint32_t b)
 		}
 }
 
-/* A hit of lane l at window g (the key's slot j), hits in order: the
- * chain rule. */
+/* A hit of lane l at window g (the key's slot j; exact, or a
+ * neighbouring quantum's), hits in order: the chain rule.  A run is a
+ * chain at FP_POOL_RUN exact hits, or FP_POOL_LOOSE hits of either kind
+ * (a dithered copy: under half its windows keep their key, most of the
+ * rest are a quantum off; a chance run that long is far rarer than one
+ * of FP_POOL_RUN exact hits, though each window has 4 keys to hit). */
 static void hit(struct nx_fp__pool_scan *ps, struct nx_fp__pool_lane *l, uint64_t g, size_t st,
-		uint32_t j)
+		uint32_t j, bool exact)
 {
-	if (!l->last || g - (l->last - 1) > FP_POOL_GAP * st)
-		l->run = 0;
-	l->last = g + 1;
-	if (l->run < FP_POOL_RUN - 1) {
-		l->pend[l->run++] = j;
-		l->prev = j;
-		return;
+	if (!l->last || g - (l->last - 1) > FP_POOL_GAP * st) {
+		l->run = l->exact = 0;
+		l->sure = false;
 	}
-	if (l->run == FP_POOL_RUN - 1)
-		for (unsigned i = 0; i < FP_POOL_RUN - 1; i++)
+	l->last = g + 1;
+	l->exact += exact;
+	if (!l->sure) {
+		if (l->exact < FP_POOL_RUN && l->run + 1 < FP_POOL_LOOSE) {
+			l->pend[l->run++] = j;
+			l->prev = j;
+			return;
+		}
+		for (unsigned i = 0; i < l->run; i++)
 			cover(ps, l->pend[i ? i - 1 : 0], l->pend[i]);
-	l->run = FP_POOL_RUN;
+		l->sure = true;
+	}
 	cover(ps, l->prev, j);
 	l->prev = j;
 }
 
-/* The table slot of window g's key of family f, or -1: not pooled. */
-static long lookup(const struct nx_fp__pool_scan *ps, uint64_t g, size_t st, unsigned f)
+/* The table slot of window g's key of family f, or -1: not pooled.
+ * probe: when the key is not, the keys a quantum off too (*exact false). */
+static long lookup(const struct nx_fp__pool_scan *ps, uint64_t g, size_t st, unsigned f,
+		   bool probe, bool *exact)
 {
 	const struct fp_pool *s = ps->s;
-	uint64_t key = key_of(ps->x + (g - ps->base), st, f);
+	uint64_t nb[3], key = key_of(ps->x + (g - ps->base), st, f, probe ? nb : NULL);
 	size_t j;
 
-	if (!key || !in_filter(s, key) || !s->keys[j = slot_of(s, key)])
-		return -1;
-	return (long)j;
+	*exact = true;
+	if (key && in_filter(s, key) && s->keys[j = slot_of(s, key)])
+		return (long)j;
+	*exact = false;
+	for (unsigned i = 0; probe && key && i < 3; i++)
+		if (nb[i] && in_filter(s, nb[i]) && s->keys[j = slot_of(s, nb[i])])
+			return (long)j;
+	return -1;
 }
 
 /* Lane l's windows from l->next on, while a chain could still cross. */
@@ -575,12 +650,13 @@ static void forward(struct nx_fp__pool_scan *ps, struct nx_fp__pool_lane *l, siz
 		    unsigned f, uint64_t end)
 {
 	uint64_t g;
+	bool exact;
 
 	for (g = l->next; g < end && l->last && g - (l->last - 1) <= FP_POOL_GAP * st; g += st) {
-		long j = lookup(ps, g, st, f);
+		long j = lookup(ps, g, st, f, true, &exact);
 
 		if (j >= 0)
-			hit(ps, l, g, st, (uint32_t)j);
+			hit(ps, l, g, st, (uint32_t)j, exact);
 	}
 	l->next = g > l->next ? g : l->next;
 }
@@ -602,34 +678,50 @@ static inline bool anchor_group(const struct fp_pool *s, uint64_t G)
 }
 
 /* An anchor of lane l at window g whose key passed the filter: when it
- * is pooled, the lane's windows before it back to a gap no chain crosses
- * (or those already read), then it, then those after it. */
+ * is pooled (exactly), the lane's windows before it back to a gap no
+ * chain crosses (or those already read), then it, then those after it. */
 static void anchor(struct nx_fp__pool_scan *ps, struct nx_fp__pool_lane *l, uint64_t g,
 		   size_t st, unsigned f, uint64_t end)
 {
 	uint64_t lo = l->next > ps->base ? l->next : ps->base, back[FP_POOL_HIST + FP_POOL_BLOCK],
 		 seen = g, b;
 	uint32_t slot[FP_POOL_HIST + FP_POOL_BLOCK];
+	bool ex[FP_POOL_HIST + FP_POOL_BLOCK], exact;
 	size_t nb = 0;
 	long j;
 
-	if (g < l->next || (j = lookup(ps, g, st, f)) < 0)
+	if (g < l->next || (j = lookup(ps, g, st, f, false, &exact)) < 0)
 		return;
 	for (b = g; b >= lo + st && seen - (b - st) <= FP_POOL_GAP * st;) {
 		long k;
 
 		b -= st;
-		if ((k = lookup(ps, b, st, f)) >= 0) {
+		if ((k = lookup(ps, b, st, f, true, &ex[nb])) >= 0) {
 			back[nb] = b;
 			slot[nb++] = (uint32_t)k;
 			seen = b;
 		}
 	}
 	while (nb--)
-		hit(ps, l, back[nb], st, slot[nb]);
-	hit(ps, l, g, st, (uint32_t)j);
+		hit(ps, l, back[nb], st, slot[nb], ex[nb]);
+	hit(ps, l, g, st, (uint32_t)j, true);
 	l->next = g + st;
 	forward(ps, l, st, f, end);
+}
+
+/* Does group g of stride st (elements g .. g + 8 + 4 st) hold any
+ * bfloat16 value exactly?  Most float32 weights hold none: the B16
+ * families are not worked out for them. */
+static bool b16_group(const struct nx_fp__pool_scan *ps, uint64_t g, size_t st, uint64_t top)
+{
+	uint64_t lim = g + 8 + 4 * st < top ? g + 8 + 4 * st : top;
+
+	if (ps->bf16)
+		return true;
+	for (uint64_t i = g; i < lim; i++)
+		if (!b16_low(ps->x[i - ps->base]))
+			return true;
+	return false;
 }
 
 /* The windows of ps->x not seen yet, in every lane; the last
@@ -639,19 +731,34 @@ static void flush(struct nx_fp__pool_scan *ps, bool last)
 {
 	struct fp_pool *s = ps->s;
 	size_t n = ps->nx;
-	bool avx2 = has_avx2();
+	bool avx2 = has_avx2(), b16 = false;
+	uint32_t low = 0;
+
+	/* any bfloat16 value exactly in the block?  (random float32 bits: one
+	 * block in about 60 holds one) */
+	for (size_t i = 0; s->nb16 && !ps->bf16 && i < n; i++) {
+		uint32_t u;
+
+		memcpy(&u, &ps->x[i], 4);
+		low |= (u & 0xffff) == 0;
+	}
+	b16 = s->nb16 && (ps->bf16 || low);
 
 	for (size_t st = 1; st <= FP_POOL_STRIDES; st++) {
-		struct nx_fp__pool_lane *lanes[2] = { ps->lane[0] + st * (st - 1) / 2,
-						      ps->lane[1] + st * (st - 1) / 2 };
-		uint64_t top = ps->base + n, end[2], g;
+		struct nx_fp__pool_lane *lanes[4] = {
+			ps->lane[0] + st * (st - 1) / 2, ps->lane[1] + st * (st - 1) / 2,
+			ps->lane[2] + st * (st - 1) / 2, ps->lane[3] + st * (st - 1) / 2
+		};
+		uint64_t top = ps->base + n, end[4], g;
 
 		end[0] = top >= 4 * st ? top - (last ? 3 : 4) * st : 0;
 		end[1] = top >= 4 * st ? top - 4 * st : 0;
 		if (last && top >= 3 * st && top < 4 * st)
 			end[0] = top - 3 * st;
+		end[2] = end[0];
+		end[3] = end[1];
 		/* the chains under way first */
-		for (unsigned f = 0; f < 2; f++)
+		for (unsigned f = 0; f < 4; f++)
 			for (size_t i = 0; i < st; i++)
 				forward(ps, lanes[f] + i, st, f, end[f]);
 		/* then the anchor groups: a bit a window that may be pooled */
@@ -665,7 +772,15 @@ static void flush(struct nx_fp__pool_scan *ps, bool last)
 			else
 				for (unsigned f = 0; f < 2; f++)
 					for (unsigned i = 0; i < 8 && g + i < end[f]; i++) {
-						uint64_t key = key_of(ps->x + (g + i - ps->base), st, f);
+						uint64_t key = key_of(ps->x + (g + i - ps->base), st, f, NULL);
+
+						if (key && in_filter(s, key))
+							bits |= 1u << (f * 8 + i);
+					}
+			if (b16 && b16_group(ps, g, st, top))
+				for (unsigned f = 2; f < 4; f++)
+					for (unsigned i = 0; i < 8 && g + i < end[f]; i++) {
+						uint64_t key = key_of(ps->x + (g + i - ps->base), st, f, NULL);
 
 						if (key && in_filter(s, key))
 							bits |= 1u << (f * 8 + i);

@@ -262,6 +262,14 @@ int nx_vfy__teacher(struct vfy_ctx *c, nx_error *err)
 	}
 	if (!nread)
 		goto out;
+	/* past the pool's cap the rest of the small teacher tensors is not
+	 * looked for: said, and not a pass under --strict */
+	if (nx_fp_set_unpooled(set) &&
+	    (rc = nx_report_add(c->r, CHECK, NX_SEV_WARN, NX_F_TEACHER_POOL_CAPPED, NULL, 0,
+				"%zu windows of the small teacher tensors past the pool's %u "
+				"distinct keys were not looked for in any other form (their whole "
+				"copies still are)", nx_fp_set_unpooled(set), NX_FP_POOL_MAX)) != 0)
+		goto out;
 	nx_error_clear(&e);
 	if (nx_fingerprint_student(&m, &n, set, c->dirfd, NX_MODEL_PATH, NX_FP_MIN_BYTES, &e) != 0) {
 		rc = nx_report_add(c->r, CHECK, NX_SEV_FAIL, NX_F_TEACHER_CHECK_FAILED, NX_MODEL_PATH, 0,
