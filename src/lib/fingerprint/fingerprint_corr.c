@@ -57,48 +57,6 @@ struct fp_corr {
 #define CORR_WINDOW (64u << 10)   /* bytes one pread reads at most */
 #define FP_CORR_LEVELS 16         /* a teacher sample of fewer values is not kept */
 
-static unsigned corr_width(int32_t dtype)
-{
-	switch (dtype) {
-	case 3: case 2: return 1;                 /* int8, uint8 */
-	case 10: case 16: case 5: case 4: return 2;  /* float16, bfloat16, int16, uint16 */
-	case 1: case 6: case 12: return 4;        /* float32, int32, uint32 */
-	case 11: case 7: case 13: return 8;       /* float64, int64, uint64 */
-	default: return 0;
-	}
-}
-
-static bool corr_float(int32_t dtype)
-{
-	return dtype == 1 || dtype == 10 || dtype == 16 || dtype == 11;
-}
-
-static double corr_decode(const unsigned char *p, int32_t dtype)
-{
-	uint64_t u64;
-	uint32_t u32;
-	uint16_t u16;
-	float f;
-	double d;
-
-	switch (dtype) {
-	case 3: return (double)(int8_t)p[0];
-	case 2: return (double)p[0];
-	case 5: memcpy(&u16, p, 2); return (double)(int16_t)u16;
-	case 4: memcpy(&u16, p, 2); return (double)u16;
-	case 6: memcpy(&u32, p, 4); return (double)(int32_t)u32;
-	case 12: memcpy(&u32, p, 4); return (double)u32;
-	/* 64-bit codes as doubles: an integer code of a weight (round(w x
-	 * 2^20), red team 11) keeps its 53 high bits, far more than r needs */
-	case 7: memcpy(&u64, p, 8); return (double)(int64_t)u64;
-	case 13: memcpy(&u64, p, 8); return (double)u64;
-	case 10: memcpy(&u16, p, 2); u32 = nx_fp__f16_to_f32(u16); memcpy(&f, &u32, 4); return f;
-	case 16: memcpy(&u16, p, 2); u32 = (uint32_t)u16 << 16; memcpy(&f, &u32, 4); return f;
-	case 1: memcpy(&f, p, 4); return f;
-	default: memcpy(&d, p, 8); return d;
-	}
-}
-
 /* The positions sampled in a tensor of n elements (*np of them). */
 static uint64_t *corr_positions(uint64_t n, uint32_t *np, nx_error *err)
 {
@@ -143,7 +101,7 @@ static int cmp_req(const void *a, const void *b)
 static int corr_read(int fd, const char *path, uint64_t off, uint64_t n, int32_t dtype,
 		     const uint64_t *pos, size_t npos, double *out, nx_error *err)
 {
-	unsigned width = corr_width(dtype);
+	unsigned width = nx_fp__num_width(dtype);
 	struct corr_req *r = malloc(npos * sizeof(*r));
 	unsigned char *buf = malloc(CORR_WINDOW);
 	size_t i, j;
@@ -169,7 +127,7 @@ static int corr_read(int fd, const char *path, uint64_t off, uint64_t n, int32_t
 			goto out;
 		}
 		for (j = i; j < npos && (r[j].pos - r[i].pos + 1) * width <= (uint64_t)got; j++)
-			out[r[j].slot] = corr_decode(buf + (r[j].pos - r[i].pos) * width, dtype);
+			out[r[j].slot] = nx_fp__num_get(buf + (r[j].pos - r[i].pos) * width, dtype);
 	}
 out:
 	free(buf);
@@ -291,7 +249,7 @@ static void corr_trim(struct fp_corr *c)
 int nx_fp__corr_teacher(nx_fp_set *set, const char *name, int32_t dtype, int fd,
 			const char *path, uint64_t off, uint64_t len, nx_error *err)
 {
-	unsigned width = corr_width(dtype);
+	unsigned width = nx_fp__num_width(dtype);
 	uint64_t n = width ? len / width : 0, *pos = NULL;
 	struct fp_corr *c = set->corr;
 	struct corr_tensor *t;
@@ -302,7 +260,7 @@ int nx_fp__corr_teacher(nx_fp_set *set, const char *name, int32_t dtype, int fd,
 	float *v = NULL;
 	int rc = 0;
 
-	if (!corr_float(dtype) || n < FP_CORR_MIN || len % width)
+	if (!nx_fp__num_float(dtype) || n < FP_CORR_MIN || len % width)
 		return 0;
 	if (!c && !(c = set->corr = calloc(1, sizeof(*c))))
 		return nx_error_oom(err, NULL);
@@ -558,7 +516,7 @@ int nx_fp__corr_student(const nx_fp_set *set, const char *name, int32_t dtype, i
 			size_t ndims, nx_fp__corr_fn fn, void *ctx, nx_error *err)
 {
 	struct fp_corr *c = set->corr;
-	unsigned width = corr_width(dtype);
+	unsigned width = nx_fp__num_width(dtype);
 	uint64_t n = width ? len / width : 0, *pos = NULL, *at = NULL;
 	uint64_t rows = 0, cols = 0;
 	struct corr_tensor key, *lo;

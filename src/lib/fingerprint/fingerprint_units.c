@@ -107,57 +107,6 @@ struct view {
 	uint64_t n, rows, cols, first, rest, rowblocks, colblocks;
 };
 
-static unsigned units_width(int32_t dtype)
-{
-	switch (dtype) {
-	case 2: case 3: return 1;
-	case 4: case 5: case 10: case 16: return 2;
-	case 1: case 6: case 12: return 4;     /* and int32, uint32 */
-	case 11: case 7: case 13: return 8;    /* and int64, uint64 */
-	default: return 0;
-	}
-}
-
-static bool units_float(int32_t dtype)
-{
-	return dtype == 1 || dtype == 10 || dtype == 16 || dtype == 11;
-}
-
-static void units_decode(double *out, const unsigned char *p, size_t n, size_t stride,
-			 int32_t dtype)
-{
-	size_t i;
-	uint16_t h;
-	uint32_t u;
-	uint64_t q;
-	float f;
-
-	if (dtype == 1) {   /* the common case, without the switch */
-		for (i = 0; i < n; i++, p += stride) {
-			memcpy(&f, p, 4);
-			out[i] = f;
-		}
-		return;
-	}
-	for (i = 0; i < n; i++, p += stride)
-		switch (dtype) {
-		case 2: out[i] = p[0]; break;
-		case 3: out[i] = (int8_t)p[0]; break;
-		case 4: memcpy(&h, p, 2); out[i] = h; break;
-		case 5: memcpy(&h, p, 2); out[i] = (int16_t)h; break;
-		case 10: memcpy(&h, p, 2); u = nx_fp__f16_to_f32(h); memcpy(&f, &u, 4); out[i] = f; break;
-		case 16: memcpy(&h, p, 2); u = (uint32_t)h << 16; memcpy(&f, &u, 4); out[i] = f; break;
-		case 1: memcpy(&f, p, 4); out[i] = f; break;
-		/* integer codes are affine in the weights they stand for (red
-		 * team 11: round(T x 2^20) as int64); 64-bit ones as doubles */
-		case 6: memcpy(&u, p, 4); out[i] = (int32_t)u; break;
-		case 12: memcpy(&u, p, 4); out[i] = u; break;
-		case 7: memcpy(&q, p, 8); out[i] = (double)(int64_t)q; break;
-		case 13: memcpy(&q, p, 8); out[i] = (double)q; break;
-		default: memcpy(&out[i], p, 8); break;
-		}
-}
-
 static void view_of(struct view *v, uint64_t n, const int64_t *dims, size_t ndims)
 {
 	uint64_t prod = 1;
@@ -498,7 +447,7 @@ static void walk_init(struct walk *w, int fd, const char *path, uint64_t off, in
 	w->dtype = dtype;
 	w->vw = vw;
 	w->sample = sample;
-	w->width = units_width(dtype);
+	w->width = nx_fp__num_width(dtype);
 	w->per = vw->cols / FP_UNITS_B;
 	if (w->per) {
 		w->rowbytes = vw->cols * w->width;
@@ -532,7 +481,7 @@ static int walk_group(const struct walk *w, uint64_t k, unsigned char *buf, bloc
 						     w->off + r * w->rowbytes +
 							     i * FP_UNITS_B * width, err)) != 0)
 					break;
-				units_decode(v, buf, FP_UNITS_B, width, w->dtype);
+				nx_fp__num_get_n(v, buf, FP_UNITS_B, width, w->dtype);
 				rc = fn(ctx, v, (uint32_t)(r * w->per + i), err);
 			}
 			return rc;
@@ -542,7 +491,7 @@ static int walk_group(const struct walk *w, uint64_t k, unsigned char *buf, bloc
 				     err)) != 0)
 			return rc;
 		for (i = 0; i < m * w->per && !rc; i++) {
-			units_decode(v, buf + i / w->per * w->rowbytes + i % w->per * FP_UNITS_B * width,
+			nx_fp__num_get_n(v, buf + i / w->per * w->rowbytes + i % w->per * FP_UNITS_B * width,
 				     FP_UNITS_B, width, w->dtype);
 			rc = fn(ctx, v, (uint32_t)(r * w->per + i), err);
 		}
@@ -565,7 +514,7 @@ static int walk_group(const struct walk *w, uint64_t k, unsigned char *buf, bloc
 			rc = units_read(w->fd, w->path, buf + i * s * width, s * width,
 					base + (i * vw->rest + c0) * width, err);
 		for (c = 0; c < s && !rc; c++) {
-			units_decode(v, buf + c * width, FP_UNITS_B, s * width, w->dtype);
+			nx_fp__num_get_n(v, buf + c * width, FP_UNITS_B, s * width, w->dtype);
 			rc = fn(ctx, v, (uint32_t)(vw->rowblocks +
 						  (c0 + c) * (vw->first / FP_UNITS_B) + g),
 				err);
@@ -938,7 +887,7 @@ int nx_fp__units_teacher(nx_fp_set *set, const char *name, int32_t dtype, int fd
 			 const char *path, uint64_t off, uint64_t len, const int64_t *dims,
 			 size_t ndims, nx_error *err)
 {
-	unsigned width = units_width(dtype);
+	unsigned width = nx_fp__num_width(dtype);
 	struct fp_units *u = set->units;
 	struct collect c;
 	struct unit_tensor *t;
@@ -946,7 +895,7 @@ int nx_fp__units_teacher(nx_fp_set *set, const char *name, int32_t dtype, int fd
 	int rc, fdi;
 	int a;
 
-	if (!units_float(dtype) || len % width || len / width < FP_UNITS_B)
+	if (!nx_fp__num_float(dtype) || len % width || len / width < FP_UNITS_B)
 		return 0;
 	view_of(&vw, len / width, dims, ndims);
 	if (!vw.rowblocks && !vw.colblocks)
@@ -1131,7 +1080,7 @@ static int teacher_block(const struct fp_units *u, const struct unit_entry *e, d
 			rc = units_read(u->fds[t->fdi], u->paths[t->fdi], raw + i * t->width,
 					t->width, t->off + (at + i * stride) * t->width, err);
 	if (!rc)
-		units_decode(v, raw, FP_UNITS_B, t->width, t->dtype);
+		nx_fp__num_get_n(v, raw, FP_UNITS_B, t->width, t->dtype);
 	return rc;
 }
 
@@ -1317,7 +1266,7 @@ int nx_fp__units_student(struct nx_fp__units_run *run, const char *name, int32_t
 			 const char *path, uint64_t off, uint64_t len, const int64_t *dims,
 			 size_t ndims, nx_fp__units_fn fn, void *ctx, nx_error *err)
 {
-	unsigned width = units_width(dtype);
+	unsigned width = nx_fp__num_width(dtype);
 	struct walk w;
 	struct view vw;
 	double tol;
@@ -1331,7 +1280,9 @@ int nx_fp__units_student(struct nx_fp__units_run *run, const char *name, int32_t
 		return 0;
 	/* the rounding the student's type does: relative to the block's
 	 * largest |c| (negative) for floats, one code for integers */
-	tol = dtype == 10 ? -0x1p-9 : dtype == 16 ? -0x1p-6 : units_float(dtype) ? -0x1p-14 : 1.25;
+	tol = dtype == 10 ? -0x1p-9 : dtype == 16 ? -0x1p-6 : dtype == 17 || dtype == 18 ? -0x1p-3
+	      : dtype == 19 || dtype == 20 || dtype == 24 ? -0x1p-2
+	      : nx_fp__num_float(dtype) ? -0x1p-14 : 1.25;
 	walk_init(&w, fd, path, off, dtype, &vw, vw.n > FP_UNITS_FULL ? name : NULL);
 	rc = units_split(run, &w, tol, err);
 	for (i = 0; i < run->ntouched; i++) {

@@ -1,0 +1,109 @@
+"""The weights check (TRV-3) reads every element type a student tensor can
+have, or refuses the tensor: a type one check lacked was a door each time
+(red team 11: int64 codes; red team 12: float8 codes, r = 0.999 with the
+teacher, read by none).  One decoder serves every value check
+(src/lib/fingerprint/fingerprint_num.c); packed sub-byte types are refused
+with teacher-check-failed, never skipped (docs/TRV.md "Re-encoded teacher
+tensors", "Element types")."""
+import numpy as np
+import pytest
+from onnx import TensorProto
+
+from .test_redteam10 import T1_NAME, T2_NAME, _weights_caught, teacher_pair
+
+# (ONNX type, exponent bits, bias, kind) - kind: ieee (e5m2: inf, NaNs),
+# fn (e4m3fn: no inf, S.1111.111 NaN), fnuz (no -0: 0x80 NaN)
+FLOAT8 = {"float8e4m3fn": (17, 4, 7, "fn"), "float8e4m3fnuz": (18, 4, 8, "fnuz"),
+          "float8e5m2": (19, 5, 15, "ieee"), "float8e5m2fnuz": (20, 5, 16, "fnuz")}
+
+
+def f8_table(ebits, bias, kind):
+    """the value of each of the 256 codes (NaN where not a number)"""
+    mbits = 7 - ebits
+    c = np.arange(256)
+    e, m = (c >> mbits) & ((1 << ebits) - 1), c & ((1 << mbits) - 1)
+    v = np.where(e == 0, m * 2.0 ** (1 - bias - mbits),
+                 ((1 << mbits) + m) * 2.0 ** (e - bias - mbits))
+    v = np.where(c >= 128, -v, v)
+    if kind == "ieee":
+        v = np.where(e == (1 << ebits) - 1, np.nan, v)
+    elif kind == "fn":
+        v = np.where((e == (1 << ebits) - 1) & (m == (1 << mbits) - 1), np.nan, v)
+    else:
+        v = np.where(c == 128, np.nan, v)
+    return v
+
+
+def f8_codes(t, table):
+    """t rounded to the nearest code of table"""
+    ok = np.flatnonzero(~np.isnan(table))
+    order = ok[np.argsort(table[ok], kind="stable")]
+    vals = table[order]
+    x = t.ravel().astype(np.float64)
+    i = np.clip(np.searchsorted(vals, x), 1, len(vals) - 1)
+    pick = np.where(np.abs(vals[i - 1] - x) <= np.abs(vals[i] - x), i - 1, i)
+    return order[pick].astype(np.uint8).reshape(t.shape)
+
+
+def raw_tensor(name, dtype, dims, data):
+    p = TensorProto()
+    p.name, p.data_type = name, dtype
+    p.dims.extend(dims)
+    p.raw_data = data
+    return p
+
+
+@pytest.mark.parametrize("name", sorted(FLOAT8))
+def test_float8_codes_are_the_teacher(name):
+    """the decoded codes are a usable copy (so a miss would be a leak)"""
+    _, ebits, bias, kind = FLOAT8[name]
+    t1, _ = teacher_pair()
+    table = f8_table(ebits, bias, kind)
+    d = table[f8_codes(t1, table)]
+    assert np.corrcoef(d.ravel(), t1.ravel())[0, 1] > 0.99
+
+
+@pytest.mark.parametrize("form", ["in place", "rows permuted"])
+@pytest.mark.parametrize("name", sorted(FLOAT8))
+def test_teacher_layers_as_float8_fail(nexus, bundle, tmp_path, name, form):
+    from .test_teacher_small import onnx_teacher, put_student
+    dtype, ebits, bias, kind = FLOAT8[name]
+    table = f8_table(ebits, bias, kind)
+    t1, t2 = teacher_pair()
+    teacher = onnx_teacher(tmp_path / "t.onnx", {T1_NAME: t1, T2_NAME: t2})
+    perm = np.random.default_rng(9).permutation if form == "rows permuted" else (
+        lambda n: np.arange(n))
+    s1, s2 = t1[perm(len(t1))], t2[perm(len(t2))]
+    put_student(bundle, {n: raw_tensor(n, dtype, s.shape, f8_codes(s, table).tobytes())
+                         for n, s in (("w1", s1), ("w2", s2))})
+    assert _weights_caught(nexus, bundle, teacher)
+
+
+def test_unrelated_float8_student_passes(nexus, bundle, tmp_path):
+    """no false alarm: float8 tensors of the teacher's shapes, drawn apart"""
+    from verify_helpers import verify
+    from .test_teacher_small import onnx_teacher, put_student
+    t1, t2 = teacher_pair()
+    teacher = onnx_teacher(tmp_path / "t.onnx", {T1_NAME: t1, T2_NAME: t2})
+    o1, o2 = teacher_pair(seed=99)
+    table = f8_table(4, 7, "fn")
+    put_student(bundle, {n: raw_tensor(n, 17, s.shape, f8_codes(s, table).tobytes())
+                         for n, s in (("w1", o1), ("w2", o2))})
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    assert rc == 0, [f for f in rep["findings"] if f["severity"] != "INFO"]
+
+
+@pytest.mark.parametrize("dtype", [22, 21])   # int4, uint4 (onnx 1.16+; Debian 12 has 1.12)
+def test_packed_sub_byte_tensor_is_refused(nexus, bundle, tmp_path, dtype):
+    """int4 codes of a teacher layer (two a byte): no value check reads
+    them, so the tensor is refused, naming it, not skipped"""
+    from verify_helpers import codes, verify
+    from .test_teacher_small import onnx_teacher, put_student
+    t1, t2 = teacher_pair()
+    teacher = onnx_teacher(tmp_path / "t.onnx", {T1_NAME: t1, T2_NAME: t2})
+    q = np.clip(np.round(t1 / np.abs(t1).max() * 7), -8, 7).astype(np.int8) & 0xF
+    packed = (q.ravel()[0::2] | (q.ravel()[1::2] << 4)).astype(np.uint8)
+    put_student(bundle, {"w1": raw_tensor("w1", dtype, t1.shape, packed.tobytes())})
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    failed = [f for f in rep["findings"] if f["code"] == "teacher-check-failed"]
+    assert rc == 1 and failed and "'w1'" in failed[0]["message"], codes(rep, "FAIL")
