@@ -919,10 +919,22 @@ static uint64_t tensor_sum(struct nx_fp_match *p, size_t i, size_t j, uint64_t c
 			if (p[g].sum_bytes > p[top].sum_bytes)
 				top = g;
 		}
-		for (h = k; h < g; h++)
-			if (h != top)
-				p[h].sum_bytes = 0;
-		*(is_small ? &small : &rest) += p[top].sum_bytes;
+		if (is_small) {
+			/* a small teacher tensor found whole and approximately
+			 * is one copy: the larger count */
+			for (h = k; h < g; h++)
+				if (h != top)
+					p[h].sum_bytes = 0;
+			small += p[top].sum_bytes;
+		} else {
+			/* a layer's rows re-encoded and its other elements kept
+			 * in place are different elements: they add up (review B
+			 * of stop 22: 15 + 14.5 KiB of one layer, counted as the
+			 * larger, passed); where they are the same elements the
+			 * count is over, the safe direction */
+			for (h = k; h < g; h++)
+				rest += p[h].sum_bytes;
+		}
 	}
 	for (; k < j; k++)
 		pool += p[k].sum_bytes;
@@ -960,7 +972,14 @@ static struct part_cap *part_caps(int fd, const char *path, size_t *ncap)
 	if (s->ntensors && (v = malloc(s->ntensors * sizeof(*v))) != NULL) {
 		for (i = 0; i < s->ntensors; i++) {
 			v[i].name = NULL;
-			v[i].f32 = s->tensors[i].nelem <= UINT64_MAX / 4 ? 4 * s->tensors[i].nelem : 0;
+			/* 4 bytes an element, or its own width if wider: an int64
+			 * or float64 tensor holds two float32 teacher values an
+			 * element (review B of stop 22: ten whole vectors, 30 KiB,
+			 * in one int64 tensor were capped at 15 KiB) */
+			unsigned w = nx_fp__num_width(s->tensors[i].data_type);
+			uint64_t per = w > 4 ? w : 4;
+
+			v[i].f32 = s->tensors[i].nelem <= UINT64_MAX / per ? per * s->tensors[i].nelem : 0;
 			if (!(v[i].name = strdup(s->tensors[i].name ? s->tensors[i].name : "")))
 				break;
 		}

@@ -511,7 +511,48 @@ static int cmp_size(const void *a, const void *b)
 	return x->n < y->n ? -1 : x->n > y->n;
 }
 
+static int corr_student(const nx_fp_set *set, const char *name, int32_t dtype, int fd,
+			const char *path, uint64_t off, uint64_t len, const int64_t *dims,
+			size_t ndims, nx_fp__corr_fn fn, void *ctx, nx_error *err);
+
+/*
+ * An integer tensor is read as the codes it is, and as the float bits it
+ * may hold: a graph decodes a float32's bits from an int32 with a few
+ * integer ops, so three layers 45% kept in place and stored as int32 (or
+ * pairs of them as int64) passed, the exact values counted on the
+ * integers (review B of stop 22).  16-bit integers are read as float16
+ * and bfloat16 bits.  Each view is another read of the sampled positions
+ * only, and only for a tensor whose element count a teacher's has.
+ */
 int nx_fp__corr_student(const nx_fp_set *set, const char *name, int32_t dtype, int fd,
+			const char *path, uint64_t off, uint64_t len, const int64_t *dims,
+			size_t ndims, nx_fp__corr_fn fn, void *ctx, nx_error *err)
+{
+	int64_t d[8];
+	size_t k = ndims <= 8 ? ndims : 0;
+	int rc;
+
+	if ((rc = corr_student(set, name, dtype, fd, path, off, len, dims, ndims, fn, ctx, err)))
+		return rc;
+	memcpy(d, dims, k * sizeof(*d));
+	switch (dtype) {
+	case 6: case 12:   /* int32, uint32: float32 bits */
+		return corr_student(set, name, 1, fd, path, off, len, d, k, fn, ctx, err);
+	case 7: case 13:   /* int64, uint64: pairs of float32 bits */
+		if (k && d[k - 1] <= INT64_MAX / 2)
+			d[k - 1] *= 2;
+		else
+			k = 0;
+		return corr_student(set, name, 1, fd, path, off, len, d, k, fn, ctx, err);
+	case 4: case 5:    /* uint16, int16: float16 or bfloat16 bits */
+		return corr_student(set, name, 10, fd, path, off, len, d, k, fn, ctx, err) ?:
+		       corr_student(set, name, 16, fd, path, off, len, d, k, fn, ctx, err);
+	default:
+		return 0;
+	}
+}
+
+static int corr_student(const nx_fp_set *set, const char *name, int32_t dtype, int fd,
 			const char *path, uint64_t off, uint64_t len, const int64_t *dims,
 			size_t ndims, nx_fp__corr_fn fn, void *ctx, nx_error *err)
 {

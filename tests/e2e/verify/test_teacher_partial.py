@@ -333,3 +333,22 @@ def test_twins_padded_past_four_million_elements(nexus, tmp_path, case):
     assert rc == (1 if case == "twins" else 0), out
     if case == "twins":
         assert "hold the values of encoder.layer.0" in out, out
+
+
+def test_one_teacher_layer_held_two_ways_counts_both(nexus, tmp_path):
+    """review B of stop 22: one 64 KiB layer in one student tensor, 60 rows
+    re-encoded (a v + b: 15 KiB of blocks) and 30% of the other rows'
+    elements kept in place (14.5 KiB): each kind under 16 KiB, 29.5 KiB of
+    the layer; counted once, at the larger kind, it passed"""
+    rng = np.random.default_rng(50)
+    x = (rng.standard_normal((256, 64)) / 8).astype(np.float32)
+    teacher = onnx_teacher(tmp_path / "t.onnx", {"encoder.layer.0.intermediate.dense.weight": x})
+    r = np.random.default_rng(3)
+    s = (r.standard_normal(x.shape) / 8).astype(np.float32)
+    a = r.uniform(0.5, 2, (60, 1)).astype(np.float32)
+    b = r.uniform(-.1, .1, (60, 1)).astype(np.float32)
+    s[:60] = (a * x[:60] + b).astype(np.float32)
+    keep = r.random((196, 64)) < 0.3
+    s[60:] = np.where(keep, x[60:], s[60:])
+    rc, out = _inspect(nexus, _onnx_student(tmp_path / "s.onnx", {"w": s}), teacher)
+    assert rc == 1, out

@@ -107,3 +107,74 @@ def test_packed_sub_byte_tensor_is_refused(nexus, bundle, tmp_path, dtype):
     rc, rep = verify(nexus, bundle, "--teacher", teacher)
     failed = [f for f in rep["findings"] if f["code"] == "teacher-check-failed"]
     assert rc == 1 and failed and "'w1'" in failed[0]["message"], codes(rep, "FAIL")
+
+
+# ------------------------------------- teacher bytes stored under another type
+# (review B of stop 22).  A wider element holds more teacher bytes than its
+# float32 size, and an integer tensor can hold a float's bits, decoded by
+# the graph (Cast and a few integer ops): both must count as the float32
+# teacher values they hold.
+def _inspect(nexus, student, teacher):
+    import subprocess
+    r = subprocess.run([nexus, "inspect", str(student), "--teacher", str(teacher)],
+                       capture_output=True, text=True)
+    assert r.returncode in (0, 1), r.stderr
+    return r.returncode, r.stdout
+
+
+def _vectors(n=12):
+    rng = np.random.default_rng(21)
+    return {f"encoder.layer.{i}.output.LayerNorm.bias":
+            (rng.standard_normal(768) / 16).astype(np.float32) for i in range(n)}
+
+
+@pytest.mark.parametrize("view", [np.int64, np.float64, np.uint64])
+def test_small_copies_in_a_wider_type_count_their_bytes(nexus, tmp_path, view):
+    """ten whole 3 KiB teacher vectors (30 KiB) as the bytes of one 8-byte
+    tensor: the sum was capped at 4 bytes an element, half of it"""
+    from .test_teacher_small import onnx_teacher
+    vs = _vectors()
+    teacher = onnx_teacher(tmp_path / "t.onnx", vs)
+    cat = np.concatenate(list(vs.values())[:10])
+    rc, out = _inspect(nexus, onnx_teacher(tmp_path / "s.onnx", {"k": cat.view(view)}), teacher)
+    assert rc == 1, out
+
+
+def _kept(layers, frac, seed):
+    r = np.random.default_rng(seed)
+    out = []
+    for v in layers:
+        keep = r.random(v.shape) < frac
+        out.append(np.where(keep, v, (r.standard_normal(v.shape) / 8).astype(np.float32))
+                   .astype(np.float32))
+    return out
+
+
+@pytest.mark.parametrize("view", [np.int32, np.uint32, np.int64])
+def test_parts_kept_in_place_as_integer_bits_fail(nexus, tmp_path, view):
+    """three 64 KiB layers, 45% of each kept in place, the float32 bits
+    stored as int32/uint32 (or pairs of them as int64): passed, as the
+    count of exact values read the integers, not the bits"""
+    from .test_teacher_small import onnx_teacher
+    rng = np.random.default_rng(50)
+    layers = {f"encoder.layer.{i}.intermediate.dense.weight":
+              (rng.standard_normal((256, 64)) / 8).astype(np.float32) for i in range(3)}
+    teacher = onnx_teacher(tmp_path / "t.onnx", layers)
+    st = {f"w{i}": k.view(view) for i, k in enumerate(_kept(list(layers.values()), 0.45, 1))}
+    rc, out = _inspect(nexus, onnx_teacher(tmp_path / "s.onnx", st), teacher)
+    assert rc == 1, out
+
+
+def test_unrelated_integer_tensors_pass(nexus, tmp_path):
+    """no false alarm: int32 codes and float bits stored as int32, drawn
+    apart from the teacher"""
+    from .test_teacher_small import onnx_teacher
+    rng = np.random.default_rng(50)
+    layers = {f"encoder.layer.{i}.intermediate.dense.weight":
+              (rng.standard_normal((256, 64)) / 8).astype(np.float32) for i in range(3)}
+    teacher = onnx_teacher(tmp_path / "t.onnx", layers)
+    o = np.random.default_rng(77)
+    st = {"a": (o.standard_normal((256, 64)) / 8).astype(np.float32).view(np.int32),
+          "b": o.integers(-127, 128, (256, 64)).astype(np.int32)}
+    rc, out = _inspect(nexus, onnx_teacher(tmp_path / "s.onnx", st), teacher)
+    assert rc == 0, out
