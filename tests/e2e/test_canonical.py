@@ -128,6 +128,23 @@ def test_the_same_tensor_in_canonical_encodings_passes(nexus, bundle):
         assert codes(rep, "FAIL") == set(), rep["findings"]
 
 
+@pytest.mark.parametrize("payload", [bytes([1, 0, 3, 1] * 256), bytes([0] * 1023 + [0x80]),
+                                     bytes(range(256)) * 4], ids=["low-bits", "last", "all"])
+def test_bool_raw_data_is_zero_or_one(nexus, bundle, payload):
+    """review C of stop 22: a bool's raw_data byte is a bool for ONNX
+    Runtime whatever its other 7 bits, so `payload | 1` carried 7 free bits
+    an element through a live tensor, stored byte for byte"""
+    student_with_tensor(bundle, TensorProto.BOOL, [1024], [field(9, 2, payload)], 1024)
+    not_canonical(nexus, bundle)
+
+
+def test_bool_raw_data_of_zeros_and_ones_passes(nexus, bundle):
+    student_with_tensor(bundle, TensorProto.BOOL, [1024],
+                        [field(9, 2, bytes([1, 0, 0, 1] * 256))], 1024)
+    rc, rep = verify(nexus, bundle)
+    assert "onnx-not-canonical" not in codes(rep, "FAIL"), rep["findings"]
+
+
 @pytest.mark.parametrize("values", [[300, 1], [-129, 0], [1 << 40, 0]],
                          ids=["int8-over-range", "int8-under-range", "over-int32"])
 def test_typed_values_outside_their_type(nexus, bundle, values):

@@ -1200,6 +1200,43 @@ static void boolean_operands(void **state)
 	expect_clean(ok);
 }
 
+/*
+ * Review C of stop 22: isinstance and issubclass are trusted where only a
+ * class is taken (a module there raises TypeError), so a file that binds
+ * either name made that trust a door: `def isinstance(a, b): return b`,
+ * then `isinstance(0, u.np)` handed the module out.  Any use of the two
+ * names but a plain call is refused; a bare `except:` is not an
+ * annotation (it refused `except: np = None`).
+ */
+static void class_tests_not_rebound(void **state)
+{
+	static const char *const bound[] = {
+		"import onnxruntime as u\ndef isinstance(a, b):\n    return b\n"
+		"m = isinstance(0, u.tools)\n",
+		"import onnxruntime as u\nissubclass = lambda a, b: b\nm = issubclass(int, u.tools)\n",
+		"import onnxruntime as u\nclass K:\n    def isinstance(self, a, b):\n        return b\n"
+		"m = K().isinstance(0, u.tools)\n",
+		"from utils import isinstance\n",
+		"from utils import f, issubclass\n",
+		"import json as isinstance\n",
+		"def f(isinstance):\n    return isinstance(0, 1)\n",
+		"f = isinstance\n",
+		"def isinstance(a, b):\n    return b\nT = isinstance(0, type)\n",
+		"for issubclass in fs:\n    pass\n",
+		NULL
+	};
+	static const char *const ok[] = {
+		"import onnxruntime as ort\ntry:\n    pass\nexcept ort.capi.Fail:\n    pass\n"
+		"if isinstance(x, (int, float)) and issubclass(T, int):\n    pass\n",
+		"import numpy as np\ntry:\n    import numpy\nexcept:\n    np = None\n",
+		NULL
+	};
+
+	(void)state;
+	expect_all("python-reflective", bound);
+	expect_clean(ok);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1228,6 +1265,7 @@ int main(void)
 		cmocka_unit_test(annotation_colons_only),
 		cmocka_unit_test(module_runner_names_called),
 		cmocka_unit_test(boolean_operands),
+		cmocka_unit_test(class_tests_not_rebound),
 	};
 	return cmocka_run_group_tests_name("pyaudit", tests, NULL, NULL);
 }

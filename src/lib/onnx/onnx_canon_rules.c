@@ -43,6 +43,28 @@ static int packed_varints(struct canon *c, const struct nx_pb_reader *r,
 	return 0;
 }
 
+/* A bool's raw_data bytes are 0 or 1: ONNX Runtime reads any other byte
+ * as true, so its 7 other bits were free data in a live tensor (review C
+ * of stop 22), as int32_data's bools are held to 0..1 (int32_range). */
+static int bool_bytes(struct canon *c, const struct nx_pb_field *f)
+{
+	unsigned char buf[4096];
+	uint64_t at;
+	int rc;
+
+	for (at = 0; at < f->len; at += sizeof(buf)) {
+		size_t k = f->len - at < sizeof(buf) ? (size_t)(f->len - at) : sizeof(buf);
+
+		if ((rc = nx_pb_read_at(&c->f, f->offset + at, buf, k, c->err)) != 0)
+			return rc;
+		for (size_t i = 0; i < k; i++)
+			if (buf[i] > 1)
+				return nx_canon__depart(c, f->offset + at + i, "bool tensor holds "
+					      "the byte %u, not 0 or 1", buf[i]);
+	}
+	return 0;
+}
+
 /* The range a value of dtype takes in int32_data (sign-extended). */
 static void int32_range(int32_t dtype, int64_t *lo, int64_t *hi)
 {
@@ -190,11 +212,12 @@ int nx_canon__tensor(struct canon *c, const struct nx_pb_reader *r,
 		return have == 6 && s->count[6] == n ? 0 :
 		       nx_canon__depart(c, s->first[have].tag_offset, "string tensor does not hold exactly "
 			      "one string per element");
-	if (have == 9)
-		return s->first[9].len == want ? 0 :
-		       nx_canon__depart(c, s->first[9].tag_offset, "raw_data of %llu bytes where its shape "
+	if (have == 9 && s->first[9].len != want)
+		return nx_canon__depart(c, s->first[9].tag_offset, "raw_data of %llu bytes where its shape "
 			      "and type take %llu", (unsigned long long)s->first[9].len,
 			      (unsigned long long)want);
+	if (have == 9)
+		return dtype == 9 ? bool_bytes(c, &s->first[9]) : 0;
 	if (have != typed)
 		return nx_canon__depart(c, s->first[have].tag_offset, "tensor field %u does not hold a %s",
 			      have, nx_onnx_dtype_name(dtype));

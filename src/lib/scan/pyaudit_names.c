@@ -52,7 +52,7 @@ static bool is_assign(const struct audit *a, size_t i);
  * out)?  stmt_start takes `try:`'s ':' for a statement start. */
 static bool assign_target(const struct audit *a, size_t head)
 {
-	static const char *const blocks[] = { "try", "else", "finally", NULL };
+	static const char *const blocks[] = { "try", "except", "else", "finally", NULL };
 
 	return stmt_start(a, head) &&
 	       !(head > 1 && is_op(a, head - 1, ":") && is_name(a, head - 2) &&
@@ -988,7 +988,26 @@ int nx_pyaudit__names(struct audit *a)
 				    nx_pyaudit__keyword(a->buf + t->body, t->body_len));
 			continue;
 		}
-		if (t->kind != NX_PY_NAME || a->skip[i])
+		if (t->kind != NX_PY_NAME)
+			continue;
+		/* isinstance/issubclass are trusted where only a class is
+		 * taken (class_position, type_value_ok): a file binding either
+		 * name made that a door (review C of stop 22: `def
+		 * isinstance(a, b): return b`, then `isinstance(0, u.np)` handed
+		 * the module out), so any use but a plain call is refused */
+		if ((name_is(a, i, "isinstance") || name_is(a, i, "issubclass")) &&
+		    (!is_op(a, i + 1, "(") ||
+		     (i && (is_op(a, i - 1, ".") || name_is(a, i - 1, "def") ||
+			    name_is(a, i - 1, "class") || name_is(a, i - 1, "as") ||
+			    name_is(a, i - 1, "import"))))) {
+			rc = nx_pyaudit__report(a, NX_F_PYTHON_REFLECTIVE, i, "'%.*s' other than "
+						"called as the builtin refused: the audit trusts it to "
+						"take only a class, which a def, an import or an "
+						"assignment of that name would break", (int)a->t[i].nlen,
+						a->t[i].name);
+			continue;
+		}
+		if (a->skip[i])
 			continue;
 		if (name_is(a, i, "attrgetter") || name_is(a, i, "methodcaller")) {
 			rc = getter_call(a, i, name_is(a, i, "attrgetter"));
