@@ -1229,6 +1229,7 @@ static void class_tests_not_rebound(void **state)
 		"import onnxruntime as ort\ntry:\n    pass\nexcept ort.capi.Fail:\n    pass\n"
 		"if isinstance(x, (int, float)) and issubclass(T, int):\n    pass\n",
 		"import numpy as np\ntry:\n    import numpy\nexcept:\n    np = None\n",
+		"import onnxruntime as ort\nprint(ort.__version__)\nV = ort.capi.__name__\n",
 		NULL
 	};
 
