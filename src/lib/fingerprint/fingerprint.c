@@ -894,10 +894,10 @@ static int cmp_cap(const void *a, const void *b)
  * One student tensor's parts [i, j), sorted by cmp_part: the teacher
  * bytes it holds.  The kinds overlap - a whole copy of a teacher vector
  * is in the pool and its blocks are units, a part kept in place may be
- * whole rows - so each teacher tensor counts once, at the kind that found
- * most of it; the small teacher tensors found whole or approximate and
+ * whole rows - so a small teacher tensor found whole and approximately
+ * counts once; the small teacher tensors found whole or approximate and
  * the pooled windows (which see the same small tensors) count the larger;
- * the rest adds up, capped at the tensor's own float32 size.  Counting
+ * the rest adds up, a layer's kinds too, capped at the tensor's own size.  Counting
  * only its largest kind let a tensor hold a pooled vector, a whole one
  * and a layer's part kept in place side by side, counted as the largest
  * (review of stop 21: up to 3x under).  Not known per element: a pooled
