@@ -195,6 +195,44 @@ def test_teacher_layer_as_a_sum_spelled_otherwise(nexus, bundle, tmp_path, case)
     assert _weights_caught(nexus, bundle, teacher)
 
 
+
+# What fold3 reads must stay exact: a Clip that bounds the layer's values,
+# or a Conv that strides, changes the function, so the sum through it is
+# not A + B and must not be folded; the same split of T1 through them is
+# not reported (a fold there would be a false reading of the graph).
+def n_clip_finite(t1):
+    """Clip(x A, -1, 1) + x B: not x T1 (the bounds are in the layer's range)"""
+    a = _noise(t1.shape, 24)
+    return {"fa": a, "fb": t1 - a, "lo": np.float32(-1.0), "hi": np.float32(1.0)}, [
+        _mm("x", "fa", "p"), _node("Clip", ["p", "lo", "hi"], "pc"), _mm("x", "fb", "q"),
+        _node("Add", ["pc", "q"], "y")]
+
+
+def n_conv_strided(t1):
+    """two 1x1 Convs of stride 2: every other position, no MatMul of x"""
+    a = _noise(t1.shape, 23)
+    return ({"fa": a.T[:, :, None, None].copy(), "fb": (t1 - a).T[:, :, None, None].copy(),
+             "s4": np.int64([1, D, -1, 1])}, [
+        _node("Transpose", ["x2"], "xt", perm=[1, 0]), _node("Reshape", ["xt", "s4"], "x4"),
+        _node("Conv", ["x4", "fa"], "p4", strides=[2, 1]),
+        _node("Conv", ["x4", "fb"], "q4", strides=[2, 1]), _node("Add", ["p4", "q4"], "y")])
+
+
+NOT_FOLDED = {"a Clip to +-1 on one term": n_clip_finite,
+              "strided 1x1 Convs": n_conv_strided}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_FOLDED))
+def test_sum_through_a_function_changing_op_not_folded(nexus, bundle, tmp_path, case):
+    from .test_teacher_fold import live_student
+    from .test_teacher_small import onnx_teacher
+    t1, t2 = teacher_pair()
+    tensors, nodes = NOT_FOLDED[case](t1)
+    teacher = onnx_teacher(tmp_path / "t.onnx", {T1_NAME: t1, T2_NAME: t2})
+    live_student(bundle, tensors, nodes)
+    assert not _weights_caught(nexus, bundle, teacher)
+
+
 # --------------------------- vectors moved within themselves, and then some
 # fingerprint_perm.c keys a whole teacher row or column (64 to 65536
 # elements) by its sorted, standardised profile: a permutation keeps a
