@@ -8,17 +8,21 @@
  * no tensor that is W or correlates with it: only the graph sums them
  * (red team 10).  So the main graph's sums are read as a linear map of
  * each input: an Add/Sub/Sum tree (through Neg, views - Identity, Cast,
- * Reshape, Squeeze, Unsqueeze, Flatten, Expand - and Mul/Div by a scale:
- * a scalar or a vector initializer along either matrix axis) whose
- * leaves are
- *   - MatMul(x, W), MatMul(W, x) (W the left operand), Gemm(x, W) with
- *     transB and alpha, an Einsum of a MatMul's form: a full term;
+ * Reshape, Squeeze, Unsqueeze, Flatten, Expand - a Clip no value reaches
+ * (bounds absent or past +-1e30), a Transpose of the last two axes (the
+ * terms under it flipped: (x W)^T = W^T x^T), Mul/Div by a scale: a
+ * scalar or a vector initializer along either matrix axis, and Gemm's C,
+ * summed with its product) whose leaves are
+ *   - MatMul(x, W), MatMul(W, x) (W the left operand), Gemm(x, W) or
+ *     Gemm(W, x) with transA/transB and alpha (x^T kept as x swapped), a
+ *     1 x 1 Conv (group, strides, dilations 1, no pads) as W on x's
+ *     channel axis, an Einsum of a MatMul's form: a full term;
  *     MatMul(Concat([x, x, ...]), W): a full term per block of W;
  *   - MatMul(MatMul(x, U), V) (or V U x on the left, a scalar Mul between
  *     them) with the inner dimension k <= FOLD_RANK_MAX: a low-rank term;
  * where a weight is an initializer of the main graph or a Constant's
- * value (any rank whose dims but two are 1; float, or integer codes Cast
- * or dequantized; typed fields decoded to a temporary file) reached
+ * value (any rank whose dims but two are 1; float, float8 included, or
+ * integer codes Cast or dequantized, read by fingerprint_num.c's decoder; typed fields decoded to a temporary file) reached
  * through views, a Transpose of its two dims, scales and DequantizeLinear
  * of int8/uint8 (scale and zero point per tensor or per
  * axis).  Terms of one input x, one side and one shape, at least two of
@@ -38,7 +42,7 @@
  * (NX_ELIMIT): an honest model has few folds or none, and a budget an
  * insider could run out with decoys must not let the rest through.
  * Not folded: subgraphs (If/Loop/Scan), a sum reached through any other
- * op (a Transpose of a term, a Slice of a wider MatMul), products of full matrices
+ * op (a Clip with bounds in reach, a Slice of a wider MatMul), products of full matrices
  * (k > FOLD_RANK_MAX), a rotation of the hidden units (docs/TRV.md
  * "Known limits").
  */
