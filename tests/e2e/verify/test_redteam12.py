@@ -644,6 +644,23 @@ def test_float8_codes_are_the_teacher():
     assert np.corrcoef(d.ravel(), t1.ravel())[0, 1] > 0.998
 
 
+def test_fold_of_a_float8_term(nexus, bundle, tmp_path):
+    """x Cast(A8) + x B, A8 noise stored as float8e4m3fn codes and B = T1 -
+    A8 decoded: the fold reads float8 weights by the shared decoder (it
+    skipped them: no sum, no finding)"""
+    from .test_teacher_fold import live_student
+    from .test_teacher_small import onnx_teacher
+    t1, t2 = teacher_pair()
+    a = _noise(t1.shape, 28)
+    a8 = _e4m3fn_table()[float8_codes(a)].astype(np.float32)
+    tensors = {"fa": float8_tensor(a, "fa"), "fb": t1 - a8}
+    nodes = [_node("Cast", ["fa"], "fa32", to=F), _mm("x", "fa32", "p"), _mm("x", "fb", "q"),
+             _node("Add", ["p", "q"], "y")]
+    teacher = onnx_teacher(tmp_path / "t.onnx", {T1_NAME: t1, T2_NAME: t2})
+    live_student(bundle, tensors, nodes)
+    assert _weights_caught(nexus, bundle, teacher)
+
+
 @pytest.mark.xfail(strict=True, reason=(
     "got through (red team 12): a teacher layer pair (2 x 64 KiB) as float8e4m3fn codes in "
     "place (16 KiB each, r = 0.999): no check reads a float8 student tensor.  Fix proposed: "
