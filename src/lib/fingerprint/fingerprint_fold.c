@@ -8,17 +8,21 @@
  * no tensor that is W or correlates with it: only the graph sums them
  * (red team 10).  So the main graph's sums are read as a linear map of
  * each input: an Add/Sub/Sum tree (through Neg, views - Identity, Cast,
- * Reshape, Squeeze, Unsqueeze, Flatten, Expand - and Mul/Div by a scale:
- * a scalar or a vector initializer along either matrix axis) whose
- * leaves are
- *   - MatMul(x, W), MatMul(W, x) (W the left operand), Gemm(x, W) with
- *     transB and alpha, an Einsum of a MatMul's form: a full term;
+ * Reshape, Squeeze, Unsqueeze, Flatten, Expand - a Clip no value reaches
+ * (bounds absent or past +-1e30), a Transpose of the last two axes (the
+ * terms under it flipped: (x W)^T = W^T x^T), Mul/Div by a scale: a
+ * scalar or a vector initializer along either matrix axis, and Gemm's C,
+ * summed with its product) whose leaves are
+ *   - MatMul(x, W), MatMul(W, x) (W the left operand), Gemm(x, W) or
+ *     Gemm(W, x) with transA/transB and alpha (x^T kept as x swapped), a
+ *     1 x 1 Conv (group, strides, dilations 1, no pads) as W on x's
+ *     channel axis, an Einsum of a MatMul's form: a full term;
  *     MatMul(Concat([x, x, ...]), W): a full term per block of W;
  *   - MatMul(MatMul(x, U), V) (or V U x on the left, a scalar Mul between
  *     them) with the inner dimension k <= FOLD_RANK_MAX: a low-rank term;
  * where a weight is an initializer of the main graph or a Constant's
- * value (any rank whose dims but two are 1; float, or integer codes Cast
- * or dequantized; typed fields decoded to a temporary file) reached
+ * value (any rank whose dims but two are 1; float, float8 included, or
+ * integer codes Cast or dequantized, read by fingerprint_num.c's decoder; typed fields decoded to a temporary file) reached
  * through views, a Transpose of its two dims, scales and DequantizeLinear
  * of int8/uint8 (scale and zero point per tensor or per
  * axis).  Terms of one input x, one side and one shape, at least two of
@@ -38,7 +42,7 @@
  * (NX_ELIMIT): an honest model has few folds or none, and a budget an
  * insider could run out with decoys must not let the rest through.
  * Not folded: subgraphs (If/Loop/Scan), a sum reached through any other
- * op (a Transpose of a term, a Slice of a wider MatMul), products of full matrices
+ * op (a Clip with bounds in reach, a Slice of a wider MatMul), products of full matrices
  * (k > FOLD_RANK_MAX), a rotation of the hidden units (docs/TRV.md
  * "Known limits").
  */
@@ -46,6 +50,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,7 +81,9 @@ struct fnode {
 	char **in, **out;
 	size_t nin, nout;
 	int64_t trans_a, trans_b, axis;
-	double alpha;
+	double alpha, beta;
+	double lo, hi;         /* Clip's bounds as attributes (opset < 11) */
+	bool strided;          /* Conv: a group, stride, dilation or pad not 1 (0) */
 	int64_t perm[FOLD_DIMS];
 	size_t nperm;
 	int64_t to;            /* Cast's target type */
@@ -117,6 +124,8 @@ struct term {
 	size_t nf;
 	double coef;
 	bool left;             /* W x, not x W */
+	bool xt;               /* x is the value x with its last two axes swapped */
+	bool conv;             /* a 1 x 1 Conv: W on x's channel axis (axis 1) */
 	const char *x;
 	uint64_t m, n;         /* the term's matrix (x W: W is [m, n]; W x: [m, n]) */
 };
@@ -136,6 +145,7 @@ struct fold {
 	uint64_t visits, visit_max;     /* expansion steps, and their bound */
 	uint64_t scales;                /* elements of scale vectors held */
 	bool over;                      /* a bound hit where false was returned */
+	bool kernel;                    /* weight() reads a Conv's kernel */
 	struct fconst {
 		uint64_t off;
 		size_t i;
@@ -241,6 +251,24 @@ static int read_attr(struct fold *fd, struct fnode *n, const struct nx_pb_reader
 			n->axis = i;
 		else if (!strcmp(name, "alpha"))
 			n->alpha = fl;
+		else if (!strcmp(name, "beta"))
+			n->beta = fl;
+		else if (!strcmp(name, "min"))
+			n->lo = fl;
+		else if (!strcmp(name, "max"))
+			n->hi = fl;
+		else if (!strcmp(name, "group"))
+			n->strided |= i != 1;
+		else if (!strcmp(name, "strides") || !strcmp(name, "dilations") ||
+			 !strcmp(name, "pads")) {
+			/* a 1 x 1 Conv is a MatMul only with every stride and
+			 * dilation 1 and no pad (more values than read: not) */
+			int64_t want = strcmp(name, "pads") ? 1 : 0;
+
+			n->strided |= nints > FOLD_DIMS;
+			for (size_t j = 0; j < nints && j < FOLD_DIMS; j++)
+				n->strided |= ints[j] != want;
+		}
 		else if (!strcmp(name, "to"))
 			n->to = i;
 		else if (!strcmp(name, "value"))
@@ -275,6 +303,9 @@ static int read_node(struct fold *fd, const struct nx_pb_reader *g, const struct
 	n = &fd->n[fd->nn++];
 	memset(n, 0, sizeof(*n));
 	n->alpha = 1;
+	n->beta = 1;
+	n->lo = -HUGE_VAL;
+	n->hi = HUGE_VAL;
 	n->axis = 1;
 	n->to = 1;
 	if ((rc = nx_pb_sub(&r, g, nf, fd->err)) != 0)
@@ -702,15 +733,18 @@ static bool weight(struct fold *fd, const char *name, struct wref *r)
 		name = p->in[w];
 	}
 	if (t->sparse || t->ndims > FOLD_DIMS || !t->nelem ||
-	    !(float_type(t->data_type) || (t->data_type >= 2 && t->data_type <= 7)))
+	    !nx_fp__num_width(t->data_type) || t->data_type == 9)
 		goto no;
 	n = t->ndims;
 	memcpy(d, t->dims, n * sizeof(*d));
 	if (!n)
 		d[n++] = 1;
+	/* a 1 x 1 Conv's stored kernel [out, in, 1, ...]: [out, in] row-major */
+	if (fd->kernel && !nchain && n >= 3)
+		n = 2;
 	/* integer codes are made floats (Cast or DequantizeLinear) before
 	 * anything but a view uses them */
-	fl = float_type(t->data_type);
+	fl = nx_fp__num_float(t->data_type);
 	for (i = nchain; i-- > 0;) {
 		p = chain[i].p;
 		if (is(p, "Identity")) {
@@ -821,7 +855,7 @@ static bool weight(struct fold *fd, const char *name, struct wref *r)
 	r->brows = r->rows;
 	r->stride = r->cols;
 	r->scols = t->ndims ? (uint64_t)t->dims[t->ndims - 1] : 1;
-	elem = nx_onnx_dtype_size(t->data_type);
+	elem = nx_fp__num_width(t->data_type);
 	if (t->location == NX_TENSOR_INLINE && !t->contents_encoded &&
 	    t->contents_length != t->nelem * elem)
 		goto no;
@@ -887,7 +921,7 @@ static int wref_open(struct fold *fd, struct wref *r)
 	const char *slash = strrchr(fd->path, '/');
 	size_t dlen = slash ? (size_t)(slash - fd->path) + 1 : 0;
 	struct stat st;
-	uint64_t len = t->nelem * nx_onnx_dtype_size(t->data_type);
+	uint64_t len = t->nelem * nx_fp__num_width(t->data_type);
 	int rc;
 
 	if (r->fd != -1)
@@ -923,7 +957,7 @@ static int wref_open(struct fold *fd, struct wref *r)
 /* Stored elements [first, first + n) of r, as floats (dequantized). */
 static int read_elems(struct fold *fd, struct wref *r, uint64_t first, size_t n, float *out)
 {
-	size_t width = nx_onnx_dtype_size(r->t->data_type), i, done = 0;
+	size_t width = nx_fp__num_width(r->t->data_type), i, done = 0;
 	unsigned char buf[16384];
 	int rc;
 
@@ -938,29 +972,11 @@ static int read_elems(struct fold *fd, struct wref *r, uint64_t first, size_t n,
 			return nx_error_errno(fd->err, NX_EIO, errno, fd->path, "cannot read %s",
 					      r->path ? r->path : fd->path);
 		for (i = 0; i < k; i++) {
-			const unsigned char *p = buf + i * width;
 			uint64_t e = first + done + i, a;
-			uint32_t u;
-			uint16_t h;
-			float v;
+			/* the shared decoder (fingerprint_num.c): float8 and the
+			 * unsigned types read as the stored-tensor walk reads them */
+			float v = (float)nx_fp__num_get(buf + i * width, r->t->data_type);
 
-			double dv;
-			int16_t s16;
-			int32_t s32;
-			int64_t s64;
-
-			switch (r->t->data_type) {
-			case 1: memcpy(&v, p, 4); break;
-			case 10: memcpy(&h, p, 2); u = nx_fp__f16_to_f32(h); memcpy(&v, &u, 4); break;
-			case 16: memcpy(&h, p, 2); u = (uint32_t)h << 16; memcpy(&v, &u, 4); break;
-			case 11: memcpy(&dv, p, 8); v = (float)dv; break;
-			case 3: v = (float)(signed char)p[0]; break;
-			case 4: memcpy(&h, p, 2); v = (float)h; break;
-			case 5: memcpy(&s16, p, 2); v = (float)s16; break;
-			case 6: memcpy(&s32, p, 4); v = (float)s32; break;
-			case 7: memcpy(&s64, p, 8); v = (float)s64; break;
-			default: v = (float)p[0]; break;
-			}
 			if (r->q) {
 				a = r->nscale == 1 ? 0 : r->axis ? e % r->scols : e / r->scols;
 				v = (v - (r->zp ? r->zp[a] : 0)) * r->scale[a];
@@ -1127,17 +1143,46 @@ no:
 }
 
 /* A MatMul/Gemm/Einsum node as a term of some input (false: not one). */
+static bool swaps_last(const struct fnode *p)
+{
+	size_t n = p->nperm;
+
+	if (!is(p, "Transpose") || p->nin < 1 || !p->in[0][0] || n < 2 || n > FOLD_DIMS ||
+	    p->perm[n - 2] != (int64_t)n - 1 || p->perm[n - 1] != (int64_t)n - 2)
+		return false;
+	for (size_t i = 0; i + 2 < n; i++)
+		if (p->perm[i] != (int64_t)i)
+			return false;
+	return true;
+}
+
 static bool as_term(struct fold *fd, const struct fnode *p, double coef, struct term *t)
 {
+	const struct fnode *q;
+	bool ok;
+
 	memset(t, 0, sizeof(*t));
 	t->coef = coef;
 	if (is(p, "Gemm")) {
-		if (p->nin < 2 || p->trans_a || !weight(fd, p->in[1], &t->f[0]))
+		/* Gemm(x, W) (x^T when transA), or Gemm(W, x) the W x form
+		 * (x^T when transB): the weight on either side, like MatMul */
+		if (p->nin < 2)
 			return false;
-		if (p->trans_b)
-			t->f[0].trans = !t->f[0].trans;
+		if (weight(fd, p->in[1], &t->f[0])) {
+			if (p->trans_b)
+				t->f[0].trans = !t->f[0].trans;
+			t->x = p->in[0];
+			t->xt = p->trans_a;
+		} else if (weight(fd, p->in[0], &t->f[0])) {
+			if (p->trans_a)
+				t->f[0].trans = !t->f[0].trans;
+			t->x = p->in[1];
+			t->xt = p->trans_b;
+			t->left = true;
+		} else {
+			return false;
+		}
 		t->coef *= p->alpha;
-		t->x = p->in[0];
 	} else if (is(p, "MatMul") && p->nin == 2) {
 		if (weight(fd, p->in[1], &t->f[0])) {
 			t->x = p->in[0];
@@ -1147,6 +1192,30 @@ static bool as_term(struct fold *fd, const struct fnode *p, double coef, struct 
 		} else {
 			return false;
 		}
+	} else if (is(p, "Conv") && p->nin >= 2 && p->in[0][0] && !p->strided) {
+		/* a stored kernel [out, in, 1, ...] of group 1, stride and
+		 * dilation 1, no pad: W [out, in] on the channel axis; a bias is
+		 * no term.  (A kernel computed by the graph is not read.) */
+		const struct nx_onnx_tensor *k = tensor(fd, p->in[1]);
+
+		if (!k || k->ndims < 3 || k->ndims > FOLD_DIMS || k->dims[0] < 1 || k->dims[1] < 1)
+			return false;
+		for (size_t i = 2; i < k->ndims; i++)
+			if (k->dims[i] != 1)
+				return false;
+		fd->kernel = true;
+		ok = weight(fd, p->in[1], &t->f[0]);
+		fd->kernel = false;
+		if (!ok)
+			return false;
+		if (t->f[0].rows * t->f[0].cols != (uint64_t)k->dims[0] * (uint64_t)k->dims[1] ||
+		    t->f[0].rows != (uint64_t)k->dims[0] || t->f[0].trans) {
+			wref_release(fd, &t->f[0]);
+			return false;
+		}
+		t->x = p->in[0];
+		t->left = true;
+		t->conv = true;
 	} else if (is(p, "Einsum")) {
 		if (!einsum_term(fd, p, t))
 			return false;
@@ -1154,7 +1223,13 @@ static bool as_term(struct fold *fd, const struct fnode *p, double coef, struct 
 		return false;
 	}
 	t->nf = 1;
+	/* x and x^T are one input: terms of either group, the swap kept */
 	t->x = through_identity(fd, t->x);
+	for (size_t i = 0; i <= fd->nn && (q = producer(fd, t->x)) && swaps_last(q);
+	     i++, fd->visits++) {
+		t->x = through_identity(fd, q->in[0]);
+		t->xt = !t->xt;
+	}
 	return true;
 }
 
@@ -1166,7 +1241,7 @@ static size_t self_concat(struct fold *fd, struct term *t)
 	const char *x;
 	size_t i;
 
-	if (!p || !is(p, "Concat") || p->nin < 2 || t->nf != 1 ||
+	if (!p || !is(p, "Concat") || p->nin < 2 || t->nf != 1 || t->xt || t->conv ||
 	    p->axis != (t->left ? -2 : -1))
 		return 1;
 	x = through_identity(fd, p->in[0]);
@@ -1290,10 +1365,27 @@ static int push_term(struct fold *fd, const struct term *t)
 	return 0;
 }
 
+/* A Clip no value reaches: both bounds absent, infinite or past 1e30 in
+ * magnitude (FLT_MAX is 3.4e38: a layer's values near 1e30 are no layer's).
+ * A Clip with finite bounds inside that changes the function: not read. */
+#define FOLD_CLIP_OPEN 1e30
+static bool open_clip(struct fold *fd, const struct fnode *p)
+{
+	double lo = p->lo, hi = p->hi;
+
+	if (!is(p, "Clip") || p->nin < 1 || !p->in[0][0] || p->nin > 3)
+		return false;
+	if (p->nin >= 2 && p->in[1][0] && !scalar(fd, p->in[1], &lo))
+		return false;
+	if (p->nin >= 3 && p->in[2][0] && !scalar(fd, p->in[2], &hi))
+		return false;
+	return lo <= -FOLD_CLIP_OPEN && hi >= FOLD_CLIP_OPEN;
+}
+
 /* How expand reads p: 1 a sum (every input), 2 one input (*arg) passed on,
  * negated (Neg) or scaled (Mul/Div by a scale of kind *sk, scale_kind),
  * 0 not at all. */
-static int expand_kind(const struct fold *fd, const struct fnode *p, size_t *arg, int *sk)
+static int expand_kind(struct fold *fd, const struct fnode *p, size_t *arg, int *sk)
 {
 	uint64_t n;
 
@@ -1301,7 +1393,8 @@ static int expand_kind(const struct fold *fd, const struct fnode *p, size_t *arg
 	*sk = -1;
 	if (is(p, "Add") || is(p, "Sub") || is(p, "Sum"))
 		return 1;
-	if ((is(p, "Neg") && p->nin == 1 && p->in[0][0]) || passes(p))
+	if ((is(p, "Neg") && p->nin == 1 && p->in[0][0]) || passes(p) || open_clip(fd, p) ||
+	    swaps_last(p))
 		return 2;
 	if ((is(p, "Mul") || is(p, "Div")) && p->nin == 2 && p->in[0][0] &&
 	    (*sk = scale_kind(fd, p->in[1], &n)) >= 0)
@@ -1332,7 +1425,8 @@ static int over_budget(struct fold *fd)
 struct oscale {
 	const float *v;
 	uint64_t n;
-	int k;                 /* scale_kind: 1 along the last axis, 2 the one before */
+	int k;                 /* scale_kind: 1 along the last axis, 2 the one before;
+				* 0 no scale: a Transpose of the last two axes */
 	bool div;
 	const struct oscale *up;
 };
@@ -1343,11 +1437,31 @@ struct oscale {
 static bool out_scales(struct fold *fd, struct term *t, const struct oscale *os)
 {
 	struct wref *f = &t->f[t->nf - 1];
+	bool flip = false;
+	int k;
 
-	for (; os; os = os->up)
-		if ((os->k == 1) == t->left ||
-		    !wscale(fd, f, (os->k == 1) == f->trans, os->v, os->n, os->div))
+	for (; os; os = os->up) {
+		if (!os->k) {
+			/* a Transpose of the last two axes: (x W)^T = W^T x^T.
+			 * A Conv's output is [N, out, ...]: a Transpose (after a
+			 * view to [out, L]) leaves its kernel W as it is, and
+			 * Conv terms group only with Conv terms */
+			flip = !flip && !t->conv;
+			continue;
+		}
+		k = flip ? 3 - os->k : os->k;
+		/* a Conv's output is [N, out, ...]: no axis of its matrix */
+		if (t->conv || (k == 1) == t->left ||
+		    !wscale(fd, f, (k == 1) == f->trans, os->v, os->n, os->div))
 			return false;
+	}
+	if (flip) {
+		t->left = !t->left;
+		t->xt = !t->xt;
+		for (size_t j = 0; j < t->nf; j++)
+			t->f[j].trans = !t->f[j].trans;
+		term_dims(t);
+	}
 	return true;
 }
 
@@ -1383,6 +1497,10 @@ static int expand(struct fold *fd, const char *name, double coef, const struct o
 	if (kind == 2) {
 		if (is(p, "Neg"))
 			coef = -coef;
+		if (swaps_last(p)) {
+			here = (struct oscale){ NULL, 0, 0, false, os };
+			return expand(fd, p->in[0], coef, &here, depth + 1);
+		}
 		if (sk < 0)
 			return expand(fd, p->in[arg], coef, os, depth + 1);
 		scale_kind(fd, p->in[1 - arg], &n);
@@ -1402,6 +1520,10 @@ static int expand(struct fold *fd, const char *name, double coef, const struct o
 		free(v);
 		return rc;
 	}
+	/* Gemm(x, A, C) is x A + beta C: C another operand of the sum */
+	if (is(p, "Gemm") && p->nin >= 3 && p->in[2][0] && p->beta &&
+	    (rc = expand(fd, p->in[2], coef * p->beta, os, depth + 1)) != 0)
+		return rc;
 	if (!as_term(fd, p, coef, &t))
 		return over(fd) ? over_budget(fd) : 0;
 	low_rank(fd, &t);
@@ -1445,7 +1567,8 @@ static void release_terms(struct fold *fd)
 /* Terms that fold together: one input, side and shape. */
 static bool same_group(const struct term *a, const struct term *b)
 {
-	return a->left == b->left && a->m == b->m && a->n == b->n && !strcmp(a->x, b->x);
+	return a->left == b->left && a->xt == b->xt && a->conv == b->conv && a->m == b->m &&
+	       a->n == b->n && !strcmp(a->x, b->x);
 }
 
 static bool same_factors(const struct term *a, const struct term *b)
@@ -1608,7 +1731,7 @@ static int fold_group(struct fold *fd, struct term **g, size_t ng)
 		for (j = 0; j < g[i]->nf; j++)
 			/* a block ([x, x] @ [A; B]) reads its own elements only */
 			cost += g[i]->f[j].rows * g[i]->f[j].cols *
-				nx_onnx_dtype_size(g[i]->f[j].t->data_type);
+				nx_fp__num_width(g[i]->f[j].t->data_type);
 	}
 	if (!full)
 		return 0;
@@ -1704,6 +1827,7 @@ static int cmp_term(const void *pa, const void *pb)
 	int c;
 
 	if ((c = strcmp(a->x, b->x)) != 0 || (c = CMP(a->left, b->left)) != 0 ||
+	    (c = CMP(a->xt, b->xt)) != 0 || (c = CMP(a->conv, b->conv)) != 0 ||
 	    (c = CMP(a->m, b->m)) != 0 || (c = CMP(a->n, b->n)) != 0 ||
 	    (c = CMP(a->nf, b->nf)) != 0)
 		return c;
@@ -1813,10 +1937,14 @@ int nx_fp__fold(struct tensors *w, int dirfd, const char *path, int fd, const nx
 		qsort(f.prod, f.nprod, sizeof(*f.prod), cmp_key);
 	/* a value another sum reads is folded with that sum, not alone */
 	for (i = 0; i < f.nn; i++) {
-		if (!f.n[i].op || !(kind = expand_kind(&f, &f.n[i], &arg, &sk)))
+		if (!f.n[i].op)
+			continue;
+		if (is(&f.n[i], "Gemm"))
+			kind = 3;   /* only C, summed with the product */
+		else if (!(kind = expand_kind(&f, &f.n[i], &arg, &sk)))
 			continue;
 		for (j = 0; j < f.n[i].nin; j++) {
-			if ((kind == 2 && j != arg) || !f.n[i].in[j][0])
+			if ((kind == 2 && j != arg) || (kind == 3 && j != 2) || !f.n[i].in[j][0])
 				continue;
 			if (NX_ARRAY_PUSH_EXACT(f.inner, f.ninner)) {
 				rc = nx_error_oom(err, NULL);

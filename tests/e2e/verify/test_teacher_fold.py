@@ -248,7 +248,8 @@ def live_student(bundle, tensors, nodes, out="y"):
     """The fixture's student plus the layer: x ([batch, seq, 64]) made from
     the input ids, the layer's output reduced into a dead end (the fixture
     runs no selftest here; liveness is the signed tests' business)"""
-    inits = [numpy_helper.from_array(np.asarray(a), n) for n, a in tensors.items()]
+    inits = [a if isinstance(a, TensorProto) else numpy_helper.from_array(np.asarray(a), n)
+             for n, a in tensors.items()]
     inits += [numpy_helper.from_array(np.ones(D, np.float32), "fold_ones"),
               numpy_helper.from_array(np.int64([-1]), "fold_axes"),
               numpy_helper.from_array(np.int64([-1, D]), "fold_2d"),
