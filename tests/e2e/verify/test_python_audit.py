@@ -210,7 +210,8 @@ def _review_c_doors():
 def test_review_c_doors_are_real(tmp_path):
     """each door runs README.md's doctest in a fresh interpreter"""
     import subprocess
-    from .test_redteam11 import README_DOCTEST
+    from .test_redteam11 import README_DOCTEST, tester_opens
+    tester_opens()
     for k, (case, src) in enumerate(sorted(_review_c_doors().items())):
         d = tmp_path / str(k)
         d.mkdir()
@@ -284,7 +285,8 @@ def _audit12_doors():
 def test_audit12_doors_are_real(tmp_path):
     """the doors that need only numpy run README.md's doctest"""
     import subprocess
-    from .test_redteam11 import README_DOCTEST
+    from .test_redteam11 import README_DOCTEST, tester_opens
+    tester_opens()
     for k, case in enumerate(["or operand", "dataclass annotation"]):
         d = tmp_path / str(k)
         d.mkdir()
