@@ -115,48 +115,6 @@ struct perm_profiles {
 	uint64_t seen, predicted, nread;
 };
 
-static unsigned perm_width(int32_t dtype)
-{
-	switch (dtype) {
-	case 2: case 3: return 1;
-	case 4: case 5: case 10: case 16: return 2;
-	case 1: case 6: case 12: return 4;
-	case 7: case 11: case 13: return 8;
-	default: return 0;
-	}
-}
-
-static bool perm_float(int32_t dtype)
-{
-	return dtype == 1 || dtype == 10 || dtype == 16 || dtype == 11;
-}
-
-static double perm_value(const unsigned char *p, int32_t dtype)
-{
-	uint16_t h;
-	uint32_t u;
-	int32_t s;
-	int64_t l;
-	uint64_t w;
-	float f;
-	double d;
-
-	switch (dtype) {
-	case 1: memcpy(&f, p, 4); return f;
-	case 2: return p[0];
-	case 3: return (int8_t)p[0];
-	case 4: memcpy(&h, p, 2); return h;
-	case 5: memcpy(&h, p, 2); return (int16_t)h;
-	case 6: memcpy(&s, p, 4); return s;
-	case 12: memcpy(&u, p, 4); return u;
-	case 10: memcpy(&h, p, 2); u = nx_fp__f16_to_f32(h); memcpy(&f, &u, 4); return f;
-	case 16: memcpy(&h, p, 2); u = (uint32_t)h << 16; memcpy(&f, &u, 4); return f;
-	case 7: memcpy(&l, p, 8); return (double)l;
-	case 13: memcpy(&w, p, 8); return (double)w;
-	default: memcpy(&d, p, 8); return d;
-	}
-}
-
 /* Every comparison the sort makes, so that a unit test can count them
  * (tests/unit/test_fingerprint_perm.c runs McIlroy's adversary through it). */
 #ifndef PERM_LT
@@ -407,8 +365,7 @@ static int perm_read_axis(const struct perm_axis *ax, struct perm_profiles *ps, 
 				const unsigned char *base = buf + (k / ax->inner * ax->len * ax->inner +
 								   k % ax->inner) * ax->width;
 
-				for (uint64_t j = 0; j < ax->len; j++)
-					v[j] = perm_value(base + j * ax->inner * ax->width, ax->dtype);
+				nx_fp__num_get_n(v, base, ax->len, ax->inner * ax->width, ax->dtype);
 				rc = perm_take(ax, ps, v, err);
 			}
 		}
@@ -437,8 +394,8 @@ static int perm_read_axis(const struct perm_axis *ax, struct perm_profiles *ps, 
 							    ax->path, "cannot read %s", ax->path);
 			}
 			for (uint64_t k = 0; k < cnt && !rc; k++) {
-				for (uint64_t j = 0; j < ax->len; j++)
-					v[j] = perm_value(buf + (j * cnt + k) * ax->width, ax->dtype);
+				nx_fp__num_get_n(v, buf + k * ax->width, ax->len, cnt * ax->width,
+						 ax->dtype);
 				rc = perm_take(ax, ps, v, err);
 			}
 		}
@@ -662,7 +619,7 @@ int nx_fp__perm_teacher(nx_fp_set *set, const char *name, int32_t dtype, int fd,
 			const char *path, uint64_t off, uint64_t len, const int64_t *dims,
 			size_t ndims, nx_error *err)
 {
-	unsigned width = perm_width(dtype);
+	unsigned width = nx_fp__num_width(dtype);
 	struct fp_perm *u = set->perm;
 	struct perm_profiles ps[4];   /* per axis: as stored, scale-free */
 	struct perm_tensor *t;
@@ -672,7 +629,7 @@ int nx_fp__perm_teacher(nx_fp_set *set, const char *name, int32_t dtype, int fd,
 	double *sum[2] = { NULL, NULL };
 	int rc = 0, a;
 
-	if (!perm_float(dtype) || ndims < 2 || ndims > FP_PERM_AXES || len % width)
+	if (!nx_fp__num_float(dtype) || ndims < 2 || ndims > FP_PERM_AXES || len % width)
 		return 0;
 	if (u && u->n >= FP_PERM_MAX)
 		return 0;
@@ -886,7 +843,7 @@ int nx_fp__perm_student(struct nx_fp__perm_run *run, const char *name, int32_t d
 			const char *path, uint64_t off, uint64_t len, const int64_t *dims,
 			size_t ndims, nx_fp__units_fn fn, void *ctx, nx_error *err)
 {
-	unsigned width = perm_width(dtype);
+	unsigned width = nx_fp__num_width(dtype);
 	struct perm_profiles ps;
 	double *f = NULL, *sum = NULL;
 	uint64_t *cnt = NULL;
@@ -911,7 +868,7 @@ int nx_fp__perm_student(struct nx_fp__perm_run *run, const char *name, int32_t d
 		/* integer codes: int8 of a scaled copy keeps 0.29 - 0.62 of
 		 * the scale-free cosine (bench/perm_margins.py), and the
 		 * form doubles an axis's cost */
-		if (perm_float(dtype) && (rc = perm_logs(&ax, &sum, &cnt, err)) != 0)
+		if (nx_fp__num_float(dtype) && (rc = perm_logs(&ax, &sum, &cnt, err)) != 0)
 			break;
 		if ((rc = perm_student_axis(run, &ax, &ps, &f, ls, nl, err)) != 0 || !ax.lsum)
 			continue;
