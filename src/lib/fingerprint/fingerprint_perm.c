@@ -27,10 +27,15 @@
  * least FP_PERM_R (measured: docs/TRV.md).  Each vector is also kept and
  * looked up in a scale-free form (perm_scales: a copy scaled per element
  * of both axes), and a student vector up to FP_PERM_PAD elements longer
- * than a teacher's is looked up at the teacher's length (padded).
+ * than a teacher's is looked up at the teacher's length (padded).  Each
+ * of the two forms is also kept as the profile of |v| (PERM_ABS: signs
+ * flipped per row and column, diag(+-1) W diag(+-1), change v's profile,
+ * not |v|'s).  A student axis of fewer than FP_PERM_MINVEC vectors has
+ * no means of its own: it is measured against each teacher axis's
+ * (struct perm_stat), in that tensor only.
  *
  * Teacher: the vectors along the last and the first axis of each float
- * tensor (float32, float16, bfloat16, float64), without those any model
+ * tensor (nx_fp__num_float: float8 to float64), without those any model
  * may hold (fewer than FP_PERM_LEVELS values; or predicted by an order-2
  * linear recurrence in their own order: ramps, sinusoids), an axis half of
  * whose vectors are predicted not at all (a formula's table); at most
@@ -56,7 +61,7 @@
 #define FP_PERM_MAXLEN 65536        /* elements a vector may have */
 #define FP_PERM_MINVEC 16           /* vectors an axis needs (its means) */
 #define FP_PERM_VMAX (1u << 14)     /* vectors read along one axis (more: sampled) */
-#define FP_PERM_MAX (1u << 20)      /* teacher entries kept (a vector has two forms) */
+#define FP_PERM_MAX (1u << 20)      /* teacher entries kept (a vector has four forms) */
 #define FP_PERM_LEVELS 16           /* a vector of fewer values is not kept */
 #define FP_PERM_PREDICTED 1e-2      /* residual / variance of a predicted vector */
 #define FP_PERM_BITS 16             /* key bits (hyperplanes) */
