@@ -607,12 +607,8 @@ def test_float8_codes_are_the_teacher():
     assert np.corrcoef(d.ravel(), t1.ravel())[0, 1] > 0.998
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "got through (red team 12): a teacher layer pair (2 x 64 KiB) as float8e4m3fn codes in "
-    "place (16 KiB each, r = 0.999): no check reads a float8 student tensor.  Fix proposed: "
-    "decode float8 (e4m3fn, e4m3fnuz, e5m2, e5m2fnuz) in corr_width/corr_decode, "
-    "units/perm and the value sample's reader, as float16 is (a 256-entry table), or "
-    "refuse float8 tensors (teacher-check-failed) until then"))
+# closed (perm3): fingerprint_perm.c reads every type through the shared
+# decoder (fingerprint_num.c), float8 included
 def test_teacher_layer_as_float8(nexus, bundle, tmp_path):
     from .test_teacher_small import onnx_teacher, put_student
     t1, t2 = teacher_pair()
