@@ -14,24 +14,105 @@ import numpy as np
 Q = 32
 
 
-def features(x):
+def spacings(x, absolute=False):
+    """the binned profile's spacings: of v, or of |v| (the |v| form)"""
+    if absolute:
+        x = np.abs(x)
     z = (x - x.mean(1, keepdims=True)) / x.std(1, keepdims=True)
     z = np.sort(z, 1)
     n, length = z.shape
     at = (np.arange(length) * Q) // length
     p = np.stack([z[:, at == q].mean(1) for q in range(Q)], 1)
-    g = np.diff(p, axis=1)
-    m = g.mean(0)
-    d = g - (m + m[::-1]) / 2
-    s = np.sqrt((d * d).mean(0))
-    f = d / np.sqrt((s * s + s[::-1] ** 2) / 2)
+    return np.diff(p, axis=1)
+
+
+def stats(g, absolute=False):
+    """an axis's mean spacings and their spread (both symmetric: -v's
+    spacings are v's reversed; not for |v|, whose are not symmetric)"""
+    ms = g.mean(0)
+    if not absolute:
+        ms = (ms + ms[::-1]) / 2
+    s = np.sqrt(((g - ms) ** 2).mean(0))
+    return ms, s if absolute else np.sqrt((s * s + s[::-1] ** 2) / 2)
+
+
+def features(x, absolute=False, st=None):
+    """st: another axis's (stats(...)): a short axis measured against the
+    teacher's means"""
+    g = spacings(x, absolute)
+    ms, ss = stats(g, absolute) if st is None else st
+    f = (g - ms) / ss
     f -= f.mean(1, keepdims=True)
     return f / np.linalg.norm(f, axis=1, keepdims=True)
 
 
-def cosines(a, b):
-    fa, fb = features(a), features(b)
+def cosines(a, b, absolute=False):
+    fa, fb = features(a, absolute), features(b, absolute)
+    if absolute:
+        return fb @ fa.T
     return np.maximum(fb @ fa.T, fb[:, ::-1] @ fa.T)
+
+
+def flips(rng, w):
+    r = np.where(rng.random(w.shape[0]) < 0.5, -1, 1)[:, None]
+    c = np.where(rng.random(w.shape[1]) < 0.5, -1, 1)[None, :]
+    return w * r * c
+
+
+def signed(rng, t):
+    """the |v| form: a teacher permuted and flipped per row and column,
+    rounded / float16 / int8; chance among unrelated vectors"""
+    print("-- |v| form (FP_PERM_RA)")
+    for name, form in (("float32", lambda v: v.astype(np.float32).astype(np.float64)),
+                       ("float16", lambda v: v.astype(np.float16).astype(np.float64)),
+                       ("int8, one scale", lambda v: np.round(v / (np.abs(v).max() / 127)))):
+        pi, si = rng.permutation(t.shape[0]), rng.permutation(t.shape[1])
+        s = form(flips(rng, t)[pi][:, si])
+        for a, b, inv, ax in ((t, s, pi, "rows"), (t.T.copy(), s.T.copy(), si, "cols")):
+            c = cosines(a, b, True)[np.arange(len(inv)), inv]
+            print(f"signed, permuted, {name:15s} {ax}: |v| min {c.min():.3f} "
+                  f"median {np.median(c):.3f}")
+    for div in (16, 32):
+        s = flips(rng, t + rng.standard_normal(t.shape) / div)
+        for a, b in ((t, s), (t.T.copy(), s.T.copy())):
+            c = np.diag(cosines(a, b, True))
+            print(f"same init, moved by {8 / div:.3f}, flipped, |v| L={a.shape[1]:4d}: "
+                  f"median {np.median(c):.3f} max {c.max():.3f}")
+    gens = {"Gaussian": lambda n, L: rng.standard_normal((n, L)),
+            "t(4)": lambda n, L: rng.standard_t(4, (n, L)),
+            "Laplace": lambda n, L: rng.laplace(size=(n, L))}
+    for length in (64, 256, 1024):
+        for name, g in gens.items():
+            print(f"unrelated {name:8s} L={length:4d}: max of 4M pairs, |v| "
+                  f"{cosines(g(2000, length), g(2000, length), True).max():.3f}")
+
+
+def short(rng, t):
+    """an axis of 15 vectors or fewer, against the teacher axis's means"""
+    print("-- short axes (teacher's means)")
+    for a in (t, t.T.copy()):
+        for absolute in (False, True):
+            st = stats(spacings(a, absolute), absolute)
+            ft = features(a, absolute)
+            tag = "|v|" if absolute else "v  "
+            for n in (1, 4, 15):
+                idx = rng.permutation(len(a))[:n]
+                q = a[idx][:, rng.permutation(a.shape[1])].astype(np.float32).astype(np.float64)
+                c = (features(q, absolute, st) * ft[idx]).sum(1)
+                if not absolute:
+                    c = np.maximum(c, (features(q, absolute, st)[:, ::-1] * ft[idx]).sum(1))
+                print(f"L={a.shape[1]:4d} {tag} {n:2d} teacher vectors, permuted: "
+                      f"min {c.min():.3f}")
+            for name, other in (("random Gaussian", rng.standard_normal((3000, a.shape[1])) / 8),
+                                ("random t(4)", rng.standard_t(4, (3000, a.shape[1])) / 8),
+                                ("same init, moved 0.5",
+                                 np.tile(a, (1, 1)) + rng.standard_normal(a.shape) / 16)):
+                fo = features(other, absolute, st)
+                c = fo @ ft.T
+                if not absolute:
+                    c = np.maximum(c, fo[:, ::-1] @ ft.T)
+                print(f"L={a.shape[1]:4d} {tag} {name:20s} vs the teacher axis: "
+                      f"max of {c.size} pairs {c.max():.3f}")
 
 
 def scale_free(x):
@@ -112,9 +193,16 @@ def main():
             c = np.diag(cosines(scale_free(a), scale_free(b)))
             print(f"same init, moved by {8 / div:.3f}, scale-free L={a.shape[1]:4d}: "
                   f"median {np.median(c):.3f} max {c.max():.3f}")
+    import sys
+    if "--new" in sys.argv:   # only what stop 22 added
+        signed(rng, t)
+        short(rng, t)
+        return
     scaled_forms(rng, t)
     padded(rng)
     chance(rng)
+    signed(rng, t)
+    short(rng, t)
 
 
 if __name__ == "__main__":

@@ -27,10 +27,15 @@
  * least FP_PERM_R (measured: docs/TRV.md).  Each vector is also kept and
  * looked up in a scale-free form (perm_scales: a copy scaled per element
  * of both axes), and a student vector up to FP_PERM_PAD elements longer
- * than a teacher's is looked up at the teacher's length (padded).
+ * than a teacher's is looked up at the teacher's length (padded).  Each
+ * of the two forms is also kept as the profile of |v| (PERM_ABS: signs
+ * flipped per row and column, diag(+-1) W diag(+-1), change v's profile,
+ * not |v|'s).  A student axis of fewer than FP_PERM_MINVEC vectors has
+ * no means of its own: it is measured against each teacher axis's
+ * (struct perm_stat), in that tensor only.
  *
  * Teacher: the vectors along the last and the first axis of each float
- * tensor (float32, float16, bfloat16, float64), without those any model
+ * tensor (nx_fp__num_float: float8 to float64), without those any model
  * may hold (fewer than FP_PERM_LEVELS values; or predicted by an order-2
  * linear recurrence in their own order: ramps, sinusoids), an axis half of
  * whose vectors are predicted not at all (a formula's table); at most
@@ -56,20 +61,27 @@
 #define FP_PERM_MAXLEN 65536        /* elements a vector may have */
 #define FP_PERM_MINVEC 16           /* vectors an axis needs (its means) */
 #define FP_PERM_VMAX (1u << 14)     /* vectors read along one axis (more: sampled) */
-#define FP_PERM_MAX (1u << 20)      /* teacher entries kept (a vector has two forms) */
+#define FP_PERM_MAX (1u << 20)      /* teacher entries kept (a vector has four forms) */
 #define FP_PERM_LEVELS 16           /* a vector of fewer values is not kept */
 #define FP_PERM_PREDICTED 1e-2      /* residual / variance of a predicted vector */
 #define FP_PERM_BITS 16             /* key bits (hyperplanes) */
 #define FP_PERM_FLIP 3              /* least sure bits tried flipped */
 #define FP_PERM_R 0.93              /* the cosine a hit has */
 #define FP_PERM_RN 0.97             /* ... in the scale-free form (see perm_scales) */
+#define FP_PERM_RA 0.985            /* ... of |v| as stored (see perm_vector) */
+#define FP_PERM_RAN 0.985           /* ... of |v| in the scale-free form */
 #define FP_PERM_PAD 4               /* elements a student vector may have over a teacher's */
 #define FP_PERM_AXES 8              /* axes of a student tensor read */
 #define PERM_WINDOW (4u << 20)      /* bytes one read takes */
 #define PERM_GROUP 64               /* vectors in a sampled group */
+#define PERM_P (2 * FP_PERM_Q)      /* a vector's profiles: v's, then |v|'s */
+
+/* The forms a vector is kept and looked up in (a key's bits 29 - 30). */
+enum { PERM_FREE = 1,   /* scale-free (perm_scales) */
+       PERM_ABS = 2 };  /* the profile of |v| (diag(+-1) on either side) */
 
 struct perm_entry {
-	uint64_t key;        /* L << 32 | form << 31 | sign bits */
+	uint64_t key;        /* L << 32 | form << 29 | sign bits */
 	uint32_t tensor;
 	uint32_t vid;        /* the teacher vector (both forms of it share it) */
 	int8_t f[FP_PERM_F + 1];   /* features x 127 / max |f| */
@@ -80,8 +92,20 @@ struct perm_tensor {
 	size_t file;
 };
 
+/* The means and spreads of the spacings along one axis of a teacher
+ * tensor, in a form as stored (PERM_ABS or not): a student axis of fewer
+ * than FP_PERM_MINVEC vectors has too few for its own, and is measured
+ * against these, a teacher tensor at a time. */
+struct perm_stat {
+	uint32_t tensor, len;
+	unsigned form;
+	double ms[FP_PERM_F], ss[FP_PERM_F];
+};
+
 struct fp_perm {
 	struct perm_tensor *t;
+	struct perm_stat *st;
+	size_t nst, capst;
 	size_t nt, capt;
 	struct perm_entry *e;
 	size_t n, cap;
@@ -109,53 +133,11 @@ struct perm_axis {
 
 /* The binned profiles read along an axis. */
 struct perm_profiles {
-	float *p;            /* n x FP_PERM_Q */
+	float *p;            /* n x PERM_P: the profile of v, then of |v| */
 	uint32_t *ord;       /* each profile's vector: its order of reading */
 	size_t n, cap, capord;
 	uint64_t seen, predicted, nread;
 };
-
-static unsigned perm_width(int32_t dtype)
-{
-	switch (dtype) {
-	case 2: case 3: return 1;
-	case 4: case 5: case 10: case 16: return 2;
-	case 1: case 6: case 12: return 4;
-	case 7: case 11: case 13: return 8;
-	default: return 0;
-	}
-}
-
-static bool perm_float(int32_t dtype)
-{
-	return dtype == 1 || dtype == 10 || dtype == 16 || dtype == 11;
-}
-
-static double perm_value(const unsigned char *p, int32_t dtype)
-{
-	uint16_t h;
-	uint32_t u;
-	int32_t s;
-	int64_t l;
-	uint64_t w;
-	float f;
-	double d;
-
-	switch (dtype) {
-	case 1: memcpy(&f, p, 4); return f;
-	case 2: return p[0];
-	case 3: return (int8_t)p[0];
-	case 4: memcpy(&h, p, 2); return h;
-	case 5: memcpy(&h, p, 2); return (int16_t)h;
-	case 6: memcpy(&s, p, 4); return s;
-	case 12: memcpy(&u, p, 4); return u;
-	case 10: memcpy(&h, p, 2); u = nx_fp__f16_to_f32(h); memcpy(&f, &u, 4); return f;
-	case 16: memcpy(&h, p, 2); u = (uint32_t)h << 16; memcpy(&f, &u, 4); return f;
-	case 7: memcpy(&l, p, 8); return (double)l;
-	case 13: memcpy(&w, p, 8); return (double)w;
-	default: memcpy(&d, p, 8); return d;
-	}
-}
 
 /* Every comparison the sort makes, so that a unit test can count them
  * (tests/unit/test_fingerprint_perm.c runs McIlroy's adversary through it). */
@@ -289,10 +271,10 @@ static double perm_var(const double *v, size_t n, double *mean)
  * element divided by its position's scale first when there is one.  The
  * tests below look at the values as stored, so that both forms of a
  * teacher vector are kept or left out together. */
-static int perm_vector(struct perm_profiles *ps, double *v, size_t n, bool teacher,
+static int perm_vector(struct perm_profiles *ps, double *v, double *w, size_t n, bool teacher,
 		       const double *scale, nx_error *err)
 {
-	double mean, var, sd;
+	double mean, var, sd, am = 0, av = 0;
 	size_t i, distinct = 1;
 	uint32_t ord = (uint32_t)ps->nread++;
 	float *p;
@@ -336,27 +318,50 @@ static int perm_vector(struct perm_profiles *ps, double *v, size_t n, bool teach
 		if (distinct < FP_PERM_LEVELS)
 			return 0;
 	}
+	/* |v| sorted: the negatives reversed merged with the rest, O(n) */
+	{
+		size_t neg = 0, a, b, k = 0;
+
+		while (neg < n && v[neg] < 0)
+			neg++;
+		a = neg;   /* next negative, counted down (a - 1) */
+		b = neg;   /* next non-negative */
+		while (a > 0 || b < n)
+			w[k++] = b == n || (a > 0 && -v[a - 1] <= v[b]) ? -v[--a] : v[b++];
+		for (k = 0; k < n; k++)
+			am += w[k];
+		am /= (double)n;
+		for (k = 0; k < n; k++)
+			av += (w[k] - am) * (w[k] - am);
+	}
+	if (!(av > 0))
+		return 0;
 	sd = sqrt(var / (double)n);
-	if (NX_ARRAY_PUSH(ps->p, ps->cap, ps->n * FP_PERM_Q + FP_PERM_Q - 1) ||
+	if (NX_ARRAY_PUSH(ps->p, ps->cap, ps->n * PERM_P + PERM_P - 1) ||
 	    NX_ARRAY_PUSH(ps->ord, ps->capord, ps->n))
 		return nx_error_oom(err, NULL);
 	ps->ord[ps->n] = ord;
-	p = ps->p + ps->n * FP_PERM_Q;
+	p = ps->p + ps->n * PERM_P;
+	av = sqrt(av / (double)n);
 	for (int q = 0; q < FP_PERM_Q; q++) {
 		size_t a = (size_t)q * n / FP_PERM_Q, b = (size_t)(q + 1) * n / FP_PERM_Q;
-		double s = 0;
+		double s = 0, t = 0;
 
-		for (i = a; i < b; i++)
+		for (i = a; i < b; i++) {
 			s += v[i];
+			t += w[i];
+		}
 		p[q] = (float)((s / (double)(b - a) - mean) / sd);
+		p[FP_PERM_Q + q] = (float)((t / (double)(b - a) - am) / av);
 	}
 	ps->n++;
 	return 0;
 }
 
-/* One vector read: its log magnitudes summed per position (for
- * perm_scales: in the same read as the profiles as stored, before the
- * sort moves them), its profile into ps. */
+/* One vector read (v: 2 x len, the second half scratch for |v|): its log
+ * magnitudes summed per position (for perm_scales: in the same read as
+ * the profiles as stored, before the sort moves them), its profiles into
+ * ps. */
 static int perm_take(const struct perm_axis *ax, struct perm_profiles *ps, double *v,
 		     nx_error *err)
 {
@@ -366,7 +371,7 @@ static int perm_take(const struct perm_axis *ax, struct perm_profiles *ps, doubl
 				ax->lsum[j] += log(fabs(v[j]));
 				ax->lcnt[j]++;
 			}
-	return perm_vector(ps, v, ax->len, ax->teacher, ax->scale, err);
+	return perm_vector(ps, v, v + ax->len, ax->len, ax->teacher, ax->scale, err);
 }
 
 /* Every vector along the axis (a picked share of groups when there are
@@ -380,7 +385,7 @@ static int perm_read_axis(const struct perm_axis *ax, struct perm_profiles *ps, 
 	uint64_t o, i0, group = 0;
 	int rc = 0;
 
-	if (!(buf = malloc(PERM_WINDOW)) || !(v = malloc(ax->len * sizeof(*v)))) {
+	if (!(buf = malloc(PERM_WINDOW)) || !(v = malloc(2 * ax->len * sizeof(*v)))) {
 		rc = nx_error_oom(err, NULL);
 		goto out;
 	}
@@ -407,8 +412,7 @@ static int perm_read_axis(const struct perm_axis *ax, struct perm_profiles *ps, 
 				const unsigned char *base = buf + (k / ax->inner * ax->len * ax->inner +
 								   k % ax->inner) * ax->width;
 
-				for (uint64_t j = 0; j < ax->len; j++)
-					v[j] = perm_value(base + j * ax->inner * ax->width, ax->dtype);
+				nx_fp__num_get_n(v, base, ax->len, ax->inner * ax->width, ax->dtype);
 				rc = perm_take(ax, ps, v, err);
 			}
 		}
@@ -437,8 +441,8 @@ static int perm_read_axis(const struct perm_axis *ax, struct perm_profiles *ps, 
 							    ax->path, "cannot read %s", ax->path);
 			}
 			for (uint64_t k = 0; k < cnt && !rc; k++) {
-				for (uint64_t j = 0; j < ax->len; j++)
-					v[j] = perm_value(buf + (j * cnt + k) * ax->width, ax->dtype);
+				nx_fp__num_get_n(v, buf + k * ax->width, ax->len, cnt * ax->width,
+						 ax->dtype);
 				rc = perm_take(ax, ps, v, err);
 			}
 		}
@@ -490,39 +494,50 @@ static void perm_scales(struct perm_axis *ax)
 	ax->lcnt = NULL;
 }
 
-/* The profiles' features (n x FP_PERM_F into f), each centred, unit norm:
- * spacings less the axis's mean spacings, over their spread (both
- * symmetric).  False when the axis has no spread. */
-static bool perm_features(const struct perm_profiles *ps, double *f)
+/* The mean spacings of the profiles at off (0: v's, FP_PERM_Q: |v|'s)
+ * and their spread: symmetric for v (-v's spacings are v's reversed), not
+ * for |v| (its profile is one-sided: made symmetric, its means left a part
+ * all vectors share, and unrelated t(4) vectors reached cosine 0.98).
+ * False when the axis has no spread. */
+static bool perm_stats(const struct perm_profiles *ps, int off, double *ms, double *ss)
 {
-	double m[FP_PERM_F] = { 0 }, s[FP_PERM_F] = { 0 }, ms[FP_PERM_F], ss[FP_PERM_F];
+	double m[FP_PERM_F] = { 0 }, s[FP_PERM_F] = { 0 };
 	size_t i;
 	int q;
 
 	for (i = 0; i < ps->n; i++)
 		for (q = 0; q < FP_PERM_F; q++)
-			m[q] += ps->p[i * FP_PERM_Q + q + 1] - ps->p[i * FP_PERM_Q + q];
+			m[q] += ps->p[i * PERM_P + off + q + 1] - ps->p[i * PERM_P + off + q];
 	for (q = 0; q < FP_PERM_F; q++)
 		m[q] /= (double)ps->n;
 	for (q = 0; q < FP_PERM_F; q++)
-		ms[q] = (m[q] + m[FP_PERM_F - 1 - q]) / 2;
+		ms[q] = off ? m[q] : (m[q] + m[FP_PERM_F - 1 - q]) / 2;
 	for (i = 0; i < ps->n; i++)
 		for (q = 0; q < FP_PERM_F; q++) {
-			double d = ps->p[i * FP_PERM_Q + q + 1] - ps->p[i * FP_PERM_Q + q] - ms[q];
+			double d = ps->p[i * PERM_P + off + q + 1] - ps->p[i * PERM_P + off + q] - ms[q];
 
-			f[i * FP_PERM_F + q] = d;
 			s[q] += d * d;
 		}
 	for (q = 0; q < FP_PERM_F; q++)
-		ss[q] = sqrt((s[q] + s[FP_PERM_F - 1 - q]) / 2 / (double)ps->n);
+		ss[q] = sqrt((off ? s[q] : (s[q] + s[FP_PERM_F - 1 - q]) / 2) / (double)ps->n);
 	for (q = 0; q < FP_PERM_F; q++)
 		if (!(ss[q] > 0))
 			return false;
-	for (i = 0; i < ps->n; i++) {
+	return true;
+}
+
+/* The profiles' features at off (n x FP_PERM_F into f), each centred,
+ * unit norm: spacings less the means ms, over the spreads ss. */
+static void perm_apply(const struct perm_profiles *ps, int off, const double *ms,
+		       const double *ss, double *f)
+{
+	for (size_t i = 0; i < ps->n; i++) {
 		double *x = f + i * FP_PERM_F, mean = 0, norm = 0;
+		int q;
 
 		for (q = 0; q < FP_PERM_F; q++) {
-			x[q] /= ss[q];
+			x[q] = (ps->p[i * PERM_P + off + q + 1] - ps->p[i * PERM_P + off + q] - ms[q]) /
+			       ss[q];
 			mean += x[q];
 		}
 		mean /= FP_PERM_F;
@@ -534,7 +549,6 @@ static bool perm_features(const struct perm_profiles *ps, double *f)
 		for (q = 0; q < FP_PERM_F; q++)
 			x[q] *= norm;
 	}
-	return true;
 }
 
 /* The FP_PERM_BITS hyperplanes (fixed: teacher and student runs agree). */
@@ -586,20 +600,35 @@ static uint32_t perm_key(const double *x, double *margin)
 }
 
 /* Teacher: the axis's vectors kept in one form (the set's first
- * FP_PERM_MAX entries); vid0 + a profile's order of reading is its id. */
+ * FP_PERM_MAX entries); vid0 + a profile's order of reading is its id.
+ * A form as stored keeps the axis's means too (struct perm_stat). */
 static int perm_keep(struct fp_perm *u, uint32_t tensor, uint64_t len, unsigned form,
 		     uint64_t vid0, const struct perm_profiles *ps, nx_error *err)
 {
-	double *f = NULL;
+	int off = form & PERM_ABS ? FP_PERM_Q : 0;
+	double *f = NULL, ms[FP_PERM_F], ss[FP_PERM_F];
 	size_t i, k;
 	int rc = 0;
 
-	if (ps->n < FP_PERM_MINVEC)
+	if (ps->n < FP_PERM_MINVEC || !perm_stats(ps, off, ms, ss))
 		return 0;
 	if (!(f = malloc(ps->n * FP_PERM_F * sizeof(*f))))
 		return nx_error_oom(err, NULL);
-	if (!perm_features(ps, f))
-		goto out;
+	perm_apply(ps, off, ms, ss, f);
+	if (!(form & PERM_FREE)) {
+		struct perm_stat *st;
+
+		if (NX_ARRAY_PUSH(u->st, u->capst, u->nst)) {
+			rc = nx_error_oom(err, NULL);
+			goto out;
+		}
+		st = &u->st[u->nst++];
+		st->tensor = tensor;
+		st->len = (uint32_t)len;
+		st->form = form;
+		memcpy(st->ms, ms, sizeof(ms));
+		memcpy(st->ss, ss, sizeof(ss));
+	}
 	for (i = 0; i < ps->n && u->n < FP_PERM_MAX; i++) {
 		const double *x = f + i * FP_PERM_F;
 		struct perm_entry *e;
@@ -612,7 +641,7 @@ static int perm_keep(struct fp_perm *u, uint32_t tensor, uint64_t len, unsigned 
 		}
 		e = &u->e[u->n++];
 		memset(e, 0, sizeof(*e));
-		e->key = len << 32 | (uint64_t)form << 31 | perm_key(x, NULL);
+		e->key = len << 32 | (uint64_t)form << 29 | perm_key(x, NULL);
 		e->tensor = tensor;
 		e->vid = (uint32_t)(vid0 + ps->ord[i]);
 		for (q = 0; q < FP_PERM_F; q++)
@@ -635,8 +664,9 @@ out:
 	return rc;
 }
 
-/* outer x len x inner of axis k of dims (false: not a whole tensor of n). */
-static bool perm_shape(const int64_t *dims, size_t ndims, size_t k, uint64_t n,
+/* outer x len x inner of axis k of dims (false: not a whole tensor of n,
+ * or fewer than minvec vectors along it). */
+static bool perm_shape(const int64_t *dims, size_t ndims, size_t k, uint64_t n, uint64_t minvec,
 		       uint64_t *outer, uint64_t *len, uint64_t *inner)
 {
 	uint64_t prod = 1;
@@ -655,24 +685,24 @@ static bool perm_shape(const int64_t *dims, size_t ndims, size_t k, uint64_t n,
 		*inner *= (uint64_t)dims[i];
 	*len = (uint64_t)dims[k];
 	return *len >= FP_PERM_MINLEN && *len <= FP_PERM_MAXLEN &&
-	       *outer * *inner >= FP_PERM_MINVEC;
+	       *outer * *inner >= minvec;
 }
 
 int nx_fp__perm_teacher(nx_fp_set *set, const char *name, int32_t dtype, int fd,
 			const char *path, uint64_t off, uint64_t len, const int64_t *dims,
 			size_t ndims, nx_error *err)
 {
-	unsigned width = perm_width(dtype);
+	unsigned width = nx_fp__num_width(dtype);
 	struct fp_perm *u = set->perm;
 	struct perm_profiles ps[4];   /* per axis: as stored, scale-free */
 	struct perm_tensor *t;
 	struct perm_axis axv[2];
 	uint64_t lens[2] = { 0, 0 }, vid0, *cnt[2] = { NULL, NULL };
-	size_t axes[2] = { ndims - 1, 0 }, n0;
+	size_t axes[2] = { ndims - 1, 0 }, n0, nst0;
 	double *sum[2] = { NULL, NULL };
 	int rc = 0, a;
 
-	if (!perm_float(dtype) || ndims < 2 || ndims > FP_PERM_AXES || len % width)
+	if (!nx_fp__num_float(dtype) || ndims < 2 || ndims > FP_PERM_AXES || len % width)
 		return 0;
 	if (u && u->n >= FP_PERM_MAX)
 		return 0;
@@ -683,14 +713,15 @@ int nx_fp__perm_teacher(nx_fp_set *set, const char *name, int32_t dtype, int fd,
 	memset(ps, 0, sizeof(ps));
 	t = &u->t[u->nt];
 	n0 = u->n;
+	nst0 = u->nst;
 	vid0 = u->nvid;
 	for (a = 0; a < 2 && !rc; a++) {
 		struct perm_axis ax = { fd, path, off, dtype, width, 0, 0, 0, name, (unsigned)axes[a],
 					true, NULL, NULL, NULL };
 
 		axv[a] = ax;
-		if (perm_shape(dims, ndims, axes[a], len / width, &axv[a].outer, &axv[a].len,
-			       &axv[a].inner)) {
+		if (perm_shape(dims, ndims, axes[a], len / width, FP_PERM_MINVEC, &axv[a].outer,
+			       &axv[a].len, &axv[a].inner)) {
 			lens[a] = axv[a].len;
 			if (!(rc = perm_logs(&axv[a], &sum[a], &cnt[a], err)))
 				rc = perm_read_axis(&axv[a], &ps[a], err);
@@ -707,10 +738,12 @@ int nx_fp__perm_teacher(nx_fp_set *set, const char *name, int32_t dtype, int fd,
 		perm_scales(&axv[a]);
 		rc = perm_read_axis(&axv[a], &ps[2 + a], err);
 	}
-	for (a = 0; a < 4 && !rc; a++)
+	/* ps[a % 4] (axis a % 2, scale-free from 2 on), v's then |v|'s */
+	for (a = 0; a < 8 && !rc; a++)
 		if (lens[a % 2])
-			rc = perm_keep(u, (uint32_t)u->nt, lens[a % 2], (unsigned)a / 2,
-				       vid0 + (a % 2 ? ps[0].nread : 0), &ps[a], err);
+			rc = perm_keep(u, (uint32_t)u->nt, lens[a % 2],
+				       (a % 4 / 2 ? PERM_FREE : 0) | (a / 4 ? PERM_ABS : 0),
+				       vid0 + (a % 2 ? ps[0].nread : 0), &ps[a % 4], err);
 out:
 	for (a = 0; a < 2; a++) {
 		free(sum[a]);
@@ -722,10 +755,12 @@ out:
 	}
 	if (rc || u->n == n0) {
 		u->n = n0;
+		u->nst = nst0;
 		return rc;
 	}
 	if (!(t->name = strdup(name))) {
 		u->n = n0;
+		u->nst = nst0;
 		return nx_error_oom(err, NULL);
 	}
 	t->file = set->nfiles - 1;
@@ -741,6 +776,7 @@ void nx_fp__perm_free(struct fp_perm *u)
 	for (size_t i = 0; i < u->nt; i++)
 		free(u->t[i].name);
 	free(u->t);
+	free(u->st);
 	free(u->e);
 	free(u->lens);
 	free(u);
@@ -781,12 +817,14 @@ void nx_fp__perm_end(struct nx_fp__perm_run *run)
 	memset(run, 0, sizeof(*run));
 }
 
-/* Look key up; each unseen candidate whose features' cosine with x is at
- * least FP_PERM_R (FP_PERM_RN in the scale-free form) is a teacher vector
- * found, counted at its own length. */
-static int perm_probe(struct nx_fp__perm_run *run, uint64_t key, const double *x, nx_error *err)
+/* Look key up; each unseen candidate (of teacher tensor `only` when it is
+ * not -1) whose features' cosine with x is at least its form's FP_PERM_R*
+ * is a teacher vector found, counted at its own length. */
+static int perm_probe(struct nx_fp__perm_run *run, uint64_t key, int64_t only, const double *x,
+		      nx_error *err)
 {
-	double r = key >> 31 & 1 ? FP_PERM_RN : FP_PERM_R;
+	static const double rs[4] = { FP_PERM_R, FP_PERM_RN, FP_PERM_RA, FP_PERM_RAN };
+	double r = rs[key >> 29 & 3];
 	const struct fp_perm *u = run->u;
 	size_t lo = 0, hi = u->n;
 
@@ -802,7 +840,7 @@ static int perm_probe(struct nx_fp__perm_run *run, uint64_t key, const double *x
 		const struct perm_entry *e = &u->e[lo];
 		double dot = 0, nn = 0;
 
-		if (run->seen[e->vid / 64] >> (e->vid % 64) & 1)
+		if (run->seen[e->vid / 64] >> (e->vid % 64) & 1 || (only >= 0 && e->tensor != only))
 			continue;
 		for (int q = 0; q < FP_PERM_F; q++) {
 			dot += x[q] * e->f[q];
@@ -822,17 +860,17 @@ static int perm_probe(struct nx_fp__perm_run *run, uint64_t key, const double *x
 	return 0;
 }
 
-/* One student vector's features, as is and reversed (-v), every key its
- * FP_PERM_FLIP least sure bits may give, at each of the nl teacher lengths
- * ls (its own, and those a few elements shorter: a padded vector's rank
- * bins are nearly the teacher's), in one form. */
+/* One student vector's features, as is and reversed (-v; |v| has no
+ * reverse), every key its FP_PERM_FLIP least sure bits may give, at each
+ * of the nl teacher lengths ls (its own, and those a few elements shorter:
+ * a padded vector's rank bins are nearly the teacher's), in one form. */
 static int perm_lookup(struct nx_fp__perm_run *run, const double *f, const uint64_t *ls,
-		       size_t nl, unsigned form, nx_error *err)
+		       size_t nl, unsigned form, int64_t only, nx_error *err)
 {
 	double x[FP_PERM_F], margin[FP_PERM_BITS];
 	int rc = 0;
 
-	for (int side = 0; side < 2 && !rc; side++) {
+	for (int side = 0; side < (form & PERM_ABS ? 1 : 2) && !rc; side++) {
 		int low[FP_PERM_FLIP];
 		uint32_t key;
 
@@ -855,30 +893,58 @@ static int perm_lookup(struct nx_fp__perm_run *run, const double *f, const uint6
 				if (mask >> k & 1)
 					k2 ^= 1u << low[k];
 			for (size_t l = 0; l < nl && !rc; l++)
-				rc = perm_probe(run, ls[l] << 32 | (uint64_t)form << 31 | k2, x, err);
+				rc = perm_probe(run, ls[l] << 32 | (uint64_t)form << 29 | k2, only, x,
+						err);
 		}
 	}
 	return rc;
 }
 
-/* The axis's vectors read in one form (scale: the scale-free one), each
- * looked up at the lengths ls. */
+/* The axis's vectors read (scale: in the scale-free form), each looked up
+ * at the lengths ls as v and as |v|.  An axis of fewer than FP_PERM_MINVEC
+ * vectors (a layer cut into tensors of 15 rows: red team 12) has no means
+ * of its own: its features are taken against each teacher axis's of a
+ * length in ls (struct perm_stat) and looked up in that tensor only. */
 static int perm_student_axis(struct nx_fp__perm_run *run, struct perm_axis *ax,
 			     struct perm_profiles *ps, double **f, const uint64_t *ls, size_t nl,
 			     nx_error *err)
 {
+	const struct fp_perm *u = run->u;
+	double ms[FP_PERM_F], ss[FP_PERM_F];
 	int rc;
 
 	ps->n = 0;
-	if ((rc = perm_read_axis(ax, ps, err)) != 0 || ps->n < FP_PERM_MINVEC)
+	if ((rc = perm_read_axis(ax, ps, err)) != 0 || !ps->n)
 		return rc;
 	free(*f);
 	if (!(*f = malloc(ps->n * FP_PERM_F * sizeof(**f))))
 		return nx_error_oom(err, NULL);
-	if (!perm_features(ps, *f))
-		return 0;
-	for (size_t i = 0; i < ps->n && !rc; i++)
-		rc = perm_lookup(run, *f + i * FP_PERM_F, ls, nl, ax->scale != NULL, err);
+	for (unsigned form = 0; form <= PERM_ABS && !rc; form += PERM_ABS) {
+		int off = form ? FP_PERM_Q : 0;
+
+		if (ps->n >= FP_PERM_MINVEC) {
+			if (!perm_stats(ps, off, ms, ss))
+				continue;
+			perm_apply(ps, off, ms, ss, *f);
+			for (size_t i = 0; i < ps->n && !rc; i++)
+				rc = perm_lookup(run, *f + i * FP_PERM_F, ls, nl,
+						 form | (ax->scale ? PERM_FREE : 0), -1, err);
+			continue;
+		}
+		for (size_t j = 0; j < u->nst && !rc && !ax->scale; j++) {
+			const struct perm_stat *st = &u->st[j];
+			uint64_t l = st->len;
+			size_t k;
+
+			for (k = 0; k < nl && ls[k] != l; k++)
+				;
+			if (st->form != form || k == nl)
+				continue;
+			perm_apply(ps, off, st->ms, st->ss, *f);
+			for (size_t i = 0; i < ps->n && !rc; i++)
+				rc = perm_lookup(run, *f + i * FP_PERM_F, &l, 1, form, st->tensor, err);
+		}
+	}
 	return rc;
 }
 
@@ -886,7 +952,7 @@ int nx_fp__perm_student(struct nx_fp__perm_run *run, const char *name, int32_t d
 			const char *path, uint64_t off, uint64_t len, const int64_t *dims,
 			size_t ndims, nx_fp__units_fn fn, void *ctx, nx_error *err)
 {
-	unsigned width = perm_width(dtype);
+	unsigned width = nx_fp__num_width(dtype);
 	struct perm_profiles ps;
 	double *f = NULL, *sum = NULL;
 	uint64_t *cnt = NULL;
@@ -901,7 +967,7 @@ int nx_fp__perm_student(struct nx_fp__perm_run *run, const char *name, int32_t d
 		uint64_t ls[FP_PERM_PAD + 1];
 		size_t nl = 0;
 
-		if (!perm_shape(dims, ndims, k, len / width, &ax.outer, &ax.len, &ax.inner))
+		if (!perm_shape(dims, ndims, k, len / width, 1, &ax.outer, &ax.len, &ax.inner))
 			continue;
 		for (size_t j = 0; j < run->u->nlens; j++)
 			if (run->u->lens[j] <= ax.len && run->u->lens[j] + FP_PERM_PAD >= ax.len)
@@ -910,8 +976,10 @@ int nx_fp__perm_student(struct nx_fp__perm_run *run, const char *name, int32_t d
 			continue;
 		/* integer codes: int8 of a scaled copy keeps 0.29 - 0.62 of
 		 * the scale-free cosine (bench/perm_margins.py), and the
-		 * form doubles an axis's cost */
-		if (perm_float(dtype) && (rc = perm_logs(&ax, &sum, &cnt, err)) != 0)
+		 * form doubles an axis's cost; an axis of fewer than
+		 * FP_PERM_MINVEC vectors has too few for the scales */
+		if (nx_fp__num_float(dtype) && ax.outer * ax.inner >= FP_PERM_MINVEC &&
+		    (rc = perm_logs(&ax, &sum, &cnt, err)) != 0)
 			break;
 		if ((rc = perm_student_axis(run, &ax, &ps, &f, ls, nl, err)) != 0 || !ax.lsum)
 			continue;

@@ -136,6 +136,20 @@ def _same_init(seed):
             (t2 + rng.standard_normal(t2.shape) / 16).astype(np.float32))
 
 
+def _flipped(w, seed):
+    """each row's and each column's sign flipped at random (diag(+-1) W diag(+-1))"""
+    rng = np.random.default_rng(40 + seed)
+    r = np.where(rng.random(w.shape[0]) < 0.5, -1, 1).astype(np.float32)
+    c = np.where(rng.random(w.shape[1]) < 0.5, -1, 1).astype(np.float32)
+    return (w * r[:, None] * c[None, :]).astype(np.float32)
+
+
+def _short(w1, w2, n=15):
+    """w1 cut by rows and w2 by columns into tensors of at most n vectors"""
+    return {**{f"w1_{i}": w1[a:a + n].copy() for i, a in enumerate(range(0, w1.shape[0], n))},
+            **{f"w2_{i}": w2[:, a:a + n].copy() for i, a in enumerate(range(0, w2.shape[1], n))}}
+
+
 HONEST = {
     "random float32 of the teacher's shapes": lambda rng: {
         "w1": (rng.standard_normal((D, H)) / 8).astype(np.float32),
@@ -161,6 +175,16 @@ HONEST = {
         "w2": _diag((rng.standard_t(4, (H, D)) / 8).astype(np.float32), 0.5, 2, 2)},
     "from the teacher's init, trained apart, scaled per row and column": lambda rng: {
         k: _diag(v, 0.8, 1.25, i) for i, (k, v) in enumerate(zip(("w1", "w2"), _same_init(5)))},
+    "random heavy-tailed, signs flipped per row and column": lambda rng: {
+        "w1": _flipped((rng.standard_t(4, (D, H)) / 8).astype(np.float32), 1),
+        "w2": _flipped((rng.laplace(size=(H, D)) / 8).astype(np.float32), 2)},
+    "from the teacher's init, trained apart, signs flipped per row and column": lambda rng: {
+        k: _flipped(v, i) for i, (k, v) in enumerate(zip(("w1", "w2"), _same_init(5)))},
+    "random, in tensors of 15 vectors and fewer": lambda rng: _short(
+        (rng.standard_normal((D, H)) / 8).astype(np.float32),
+        (rng.standard_t(4, (H, D)) / 8).astype(np.float32)),
+    "from the teacher's init, trained apart, in tensors of 15 vectors, signs flipped":
+        lambda rng: _short(*(_flipped(v, i) for i, v in enumerate(_same_init(5)))),
     "a longer sinusoidal table, fine-tuned": lambda rng: {
         "pos": _fine_tuned(_sinusoidal(320, 256))},
 }
