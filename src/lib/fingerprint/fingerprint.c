@@ -588,21 +588,40 @@ static struct nx_fp_match *part_push(struct student_ctx *c, const struct nx_fp_m
 	return match_copy(&c->parts, &c->nparts, from, err);
 }
 
+/* A teacher tensor's name without the form the fingerprints recorded it
+ * in ("T as float16", "T as int8 per row [...]", "T widened to ..."):
+ * its length. */
+static size_t form_base(const char *name)
+{
+	const char *as = strstr(name, " as "), *wide = strstr(name, " widened");
+
+	if (wide && (!as || wide < as))
+		as = wide;
+	return as ? (size_t)(as - name) : strlen(name);
+}
+
 static int cmp_same_copy(const void *a, const void *b)
 {
 	const struct nx_fp_match *x = *(const struct nx_fp_match *const *)a;
 	const struct nx_fp_match *y = *(const struct nx_fp_match *const *)b;
+	size_t lx, ly;
 	int d = strcmp(x->student_tensor, y->student_tensor);
 
 	if (!d)
-		d = strcmp(x->teacher_tensor, y->teacher_tensor);
-	return d ? d : strcmp(x->teacher_file, y->teacher_file);
+		d = strcmp(x->teacher_file, y->teacher_file);
+	if (d)
+		return d;
+	/* one teacher tensor in any of its forms */
+	lx = form_base(x->teacher_tensor);
+	ly = form_base(y->teacher_tensor);
+	d = memcmp(x->teacher_tensor, y->teacher_tensor, lx < ly ? lx : ly);
+	return d ? d : (lx > ly) - (lx < ly);
 }
 
 /*
  * Re-encoded blocks are parts of the sum, but for those of a teacher
- * tensor the student tensor is reported as a copy of already (one leak,
- * reported once).  Blocks of any other teacher tensor count: an
+ * tensor the student tensor is reported as a copy of already, in any of
+ * its forms (one leak, reported once).  Blocks of any other teacher tensor count: an
  * approximate copy of X (r >= 0.99) leaves 1% of itself free, and red
  * team 12 kept 32 KiB of another layer Y there under an accepted name;
  * leaving out every reported student tensor's blocks hid Y from the sum

@@ -829,3 +829,24 @@ def test_teacher_layer_as_sparse_initializers_signed(nexus, release_key, tmp_pat
     teacher_onnx(root, {T1_NAME: t1, T2_NAME: t2})
     why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
     assert "teacher" in why or "sparse" in why, why
+
+
+def test_a_copys_own_teacher_tensor_in_another_form_is_not_counted_again(nexus, tmp_path):
+    """A student tensor reported as a copy of one of a teacher tensor's
+    forms ("T as float16") has re-encoded blocks of T itself: the same
+    tensor, not another one, so no part of the sum (closing the hole
+    above counted them, 8.8 MB for a float16 copy, and which of two such
+    copies got the capped blocks depended on the threads' order)."""
+    import json
+    import subprocess
+    from .test_teacher_small import onnx_teacher
+    t = (np.random.default_rng(11).standard_normal((1100, 1000)) / 8).astype(np.float32)
+    teacher = onnx_teacher(tmp_path / "t.onnx", {"teacher.big": t})
+    student = onnx_teacher(tmp_path / "s.onnx", {
+        "half": t.astype(np.float16),
+        "half_scaled": t.astype(np.float16).astype(np.float32) * np.float32(2.0 ** -5)})
+    r = subprocess.run([nexus, "inspect", str(student), "--json", "--teacher", str(teacher)],
+                       capture_output=True, text=True)
+    found = json.loads(r.stdout)["shared_tensors"]
+    assert r.returncode == 1 and sorted(m["tensor"] for m in found) == ["half", "half_scaled"], \
+        found
