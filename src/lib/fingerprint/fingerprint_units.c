@@ -552,22 +552,33 @@ struct collect {
 	uint64_t rowblocks;
 };
 
+/* One teacher block read (b: its summary): counted, and to be kept
+ * unless the table rule explains it (formulaic).  One thread's walk
+ * (collect_fn) and the two threads' groups (cgroup_fn) count alike. */
+static bool block_counted(struct nx_fp__units_block *b, const double *v, int axis,
+			  uint64_t seen[2], uint64_t predicted[2])
+{
+	bool p;
+
+	nx_fp__units_block(b, v);
+	seen[axis]++;
+	if (formulaic(b, &p)) {
+		predicted[axis] += p;
+		return false;
+	}
+	return true;
+}
+
 static int collect_fn(void *ctx, const double *v, uint32_t id, nx_error *err)
 {
 	struct collect *c = ctx;
 	struct fp_units *u = c->u;
-	int axis = id >= c->rowblocks;
 	struct nx_fp__units_block b;
-	bool predicted;
 
 	if (u->n == u->cap && u->cap >= FP_UNITS_MAX + FP_UNITS_MAX / 4)
 		return UNITS_STOP;
-	nx_fp__units_block(&b, v);
-	c->seen[axis]++;
-	if (formulaic(&b, &predicted)) {
-		c->predicted[axis] += predicted;
+	if (!block_counted(&b, v, id >= c->rowblocks, c->seen, c->predicted))
 		return 0;
-	}
 	/* full (trimmed after each tensor): the rest of this one is not kept */
 	if (u->n == u->cap && u->cap >= FP_UNITS_MAX + FP_UNITS_MAX / 4)
 		return UNITS_STOP;
@@ -631,17 +642,11 @@ static int cgroup_fn(void *ctx, const double *v, uint32_t id, nx_error *err)
 {
 	struct cgroup *g = ctx;
 	struct cslot *s = g->s;
-	int axis = id >= g->rowblocks;
 	struct nx_fp__units_block b;
-	bool predicted;
 
 	(void)err;
-	nx_fp__units_block(&b, v);
-	s->seen[axis]++;
-	if (formulaic(&b, &predicted)) {
-		s->predicted[axis] += predicted;
+	if (!block_counted(&b, v, id >= g->rowblocks, s->seen, s->predicted))
 		return 0;
-	}
 	/* the slot holds a whole group (COLLECT_GROUP_MAX blocks at most) */
 	s->e[s->n].key = key_of(&b, b.ord, &s->e[s->n].sketch);
 	s->e[s->n].block = id;
