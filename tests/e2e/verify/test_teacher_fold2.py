@@ -493,3 +493,71 @@ def test_signed_build_refuses_the_spellings(nexus, release_key, tmp_path, kind):
     teacher_onnx(root, {T1_NAME: t1, T2_NAME: t2})
     why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
     assert "teacher" in why, why
+
+
+# Review A of stop 22: a scale stored as external data, and an Einsum
+# equation padded past 64 bytes, each made the fold skip the sum.
+def _external(name, a, location="student_model.onnx.data", offset=0):
+    """initializer name whose bytes are in the bundle's external data file"""
+    t = numpy_helper.from_array(np.asarray(a), name)
+    t.ClearField("raw_data")
+    t.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", location), ("offset", str(offset)), ("length", str(a.nbytes))):
+        e = t.external_data.add()
+        e.key, e.value = k, v
+    return t
+
+
+def x_col_scale_external(t1):
+    """x A + (x B/d) * d, d in external data"""
+    a, b = base(t1, 91)
+    d = np.random.default_rng(91).uniform(0.5, 2, H).astype(np.float32)
+    return {"fa": a, "fb": (b / d).astype(np.float32), "fd": _external("fd", d)}, [
+        _mm("x", "fa", "p"), _mm("x", "fb", "q"), _node("Div", ["q", "fd"], "q0"),
+        _node("Mul", ["q0", "fd"], "q1"), _node("Mul", ["q1", "fd"], "q2"), _sum("p", "q2")], d
+
+
+def x_dq_scale_external(t1):
+    """A int8 dequantized by a per-column scale in external data"""
+    from .test_teacher_fold import _int8_cols
+    q, s = _int8_cols(_noise(t1.shape, 92), 92)
+    return {"fq": q, "fs": _external("fs", s), "fb": t1 - q.astype(np.float32) * s}, [
+        _node("DequantizeLinear", ["fq", "fs"], "fa", axis=1), _mm("x", "fa", "p"),
+        _mm("x", "fb", "q"), _sum()], s
+
+
+EXTERNAL = {"Mul/Div scale in external data": x_col_scale_external,
+            "DequantizeLinear scale in external data": x_dq_scale_external}
+
+
+@pytest.mark.parametrize("case", sorted(EXTERNAL))
+def test_external_scale_is_read(nexus, bundle, tmp_path, case):
+    t1, t2 = teacher_pair()
+    tensors, nodes, data = EXTERNAL[case](t1)
+    env = {k: (data if isinstance(v, TensorProto) else v) for k, v in tensors.items()}
+    OPS.setdefault("DequantizeLinear", FOPS["DequantizeLinear"])
+    assert computes(env, nodes, t1) < 1e-2
+    teacher = onnx_teacher(tmp_path / "t.onnx", {T1_NAME: t1, T2_NAME: t2})
+    bundle.write("model/student_model.onnx.data", data.tobytes())
+    live_student(bundle, tensors, nodes)
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    assert rc == 1 and codes(rep, "FAIL") & {"teacher-tensor-copied", "teacher-values-copied"}, \
+        [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]
+
+
+@pytest.mark.parametrize("pad", [60, 300])
+def test_einsum_long_equation(nexus, bundle, tmp_path, pad):
+    """the Einsum term's equation padded with spaces past 64 bytes (the
+    runtime strips them)"""
+    t1, t2 = teacher_pair()
+    a, b = base(t1, 93)
+    eq = "bsi,ij->bsj".replace(",", " " * pad + ",")
+    tensors, nodes = {"fa": a, "fb": b}, [
+        _node("Einsum", ["x", "fa"], "p", equation=eq), _node("Einsum", ["x", "fb"], "q", equation=eq),
+        _sum()]
+    assert computes(tensors, nodes, t1) < 1e-2
+    teacher = onnx_teacher(tmp_path / "t.onnx", {T1_NAME: t1, T2_NAME: t2})
+    live_student(bundle, tensors, nodes)
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    assert rc == 1 and codes(rep, "FAIL") & {"teacher-tensor-copied", "teacher-values-copied"}, \
+        [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]
