@@ -145,6 +145,7 @@ struct fold {
 	uint64_t visits, visit_max;     /* expansion steps, and their bound */
 	uint64_t scales;                /* elements of scale vectors held */
 	bool over;                      /* a bound hit where false was returned */
+	const char *unread;             /* a scale the fold could not read (over) */
 	bool kernel;                    /* weight() reads a Conv's kernel */
 	struct fconst {
 		uint64_t off;
@@ -410,17 +411,37 @@ static int sink_feed(void *ctx, const unsigned char *buf, size_t len)
 	return 0;
 }
 
-/* A small inline tensor's contents (at most cap bytes), as floats (float32
- * or int8/uint8 zero points) or int64 (a shape): *n its elements, false
- * when it is not one of those or too large. */
+static int wref_open(struct fold *fd, struct wref *r);
+
+/* A small tensor's stored bytes (at most cap), inline or in external data
+ * (a scale stored outside the model is as much a scale): *n its elements,
+ * false when it cannot be read or is too large. */
 static bool small_values(struct fold *fd, const struct nx_onnx_tensor *t, void *out, size_t cap,
 			 uint64_t *n)
 {
 	struct sink k = { out, cap, 0 };
+	struct wref r;
+	uint64_t len;
 	nx_error e;
+	bool ok;
 
-	if (!t || t->location != NX_TENSOR_INLINE || t->sparse)
+	if (!t || t->sparse)
 		return false;
+	if (t->location != NX_TENSOR_INLINE) {
+		len = t->nelem * nx_onnx_dtype_size(t->data_type);
+		if (!len || len > cap)
+			return false;
+		memset(&r, 0, sizeof(r));
+		r.fd = -1;
+		r.t = t;
+		ok = !wref_open(fd, &r) &&
+		     nx_pread_full(r.fd, out, len, (off_t)r.off) == (ssize_t)len;
+		if (r.fd >= 0)
+			close(r.fd);
+		free(r.path);
+		*n = t->nelem;
+		return ok;
+	}
 	nx_error_clear(&e);
 	if (nx_onnx_tensor_read(fd->fd, fd->path, t, sink_feed, &k, &e) != 0)
 		return false;
@@ -441,28 +462,31 @@ static bool scalar(struct fold *fd, const char *name, double *v)
 	return true;
 }
 
-/* A per-tensor or per-axis float vector (DequantizeLinear's scale, or its
- * zero point widened), in a new array. */
+/* A per-tensor or per-axis float vector (a Mul/Div scale, DequantizeLinear's
+ * scale, or its zero point widened), in a new array.  An initializer that
+ * is there but cannot be read (its type, size or bytes) is no "not a
+ * scale": the walk fails closed (fd->over), else a scale kept where the
+ * fold does not look would hide the sum it scales. */
 static bool qvec(struct fold *fd, const char *name, float **out, uint64_t *n)
 {
 	const struct nx_onnx_tensor *t = tensor(fd, name);
-	size_t width = t ? nx_onnx_dtype_size(t->data_type) : 0;
-	unsigned char *raw;
+	size_t width = t ? nx_fp__num_width(t->data_type) : 0;
+	unsigned char *raw = NULL;
 	uint64_t i;
 
-	if (!t || (t->data_type != 1 && t->data_type != 2 && t->data_type != 3) ||
-	    t->nelem > FOLD_SCALES_MAX || !t->nelem || !(raw = malloc(t->nelem * width)))
+	*out = NULL;
+	if (!t)
 		return false;
-	if (!small_values(fd, t, raw, t->nelem * width, n) || !(*out = malloc(*n * sizeof(float)))) {
+	if (!width || t->data_type == 9 || t->nelem > FOLD_SCALES_MAX || !t->nelem ||
+	    nx_onnx_dtype_size(t->data_type) != width || !(raw = malloc(t->nelem * width)) ||
+	    !small_values(fd, t, raw, t->nelem * width, n) || !(*out = malloc(*n * sizeof(float)))) {
 		free(raw);
+		fd->over = true;
+		fd->unread = t->name;
 		return false;
 	}
-	for (i = 0; i < *n; i++) {
-		if (t->data_type == 1)
-			memcpy(&(*out)[i], raw + 4 * i, 4);
-		else
-			(*out)[i] = t->data_type == 3 ? (float)(signed char)raw[i] : (float)raw[i];
-	}
+	for (i = 0; i < *n; i++)
+		(*out)[i] = (float)nx_fp__num_get(raw + i * width, t->data_type);
 	free(raw);
 	return true;
 }
@@ -488,22 +512,23 @@ static void wref_release(struct fold *fd, struct wref *r)
 	r->fd = -1;
 }
 
+/* A tensor a Mul/Div scales by, as broadcast against a matrix: 0 a scalar,
+ * 1 a vector along the last axis (a column scale), 2 along the one before
+ * ([m, 1]: a row scale), -1 none of those.  *n its elements. */
 static bool float_type(int64_t dt)
 {
 	return dt == 1 || dt == 10 || dt == 11 || dt == 16;
 }
 
-/* A tensor a Mul/Div scales by, as broadcast against a matrix: 0 a scalar,
- * 1 a vector along the last axis (a column scale), 2 along the one before
- * ([m, 1]: a row scale), -1 none of those.  *n its elements. */
 static int scale_kind(const struct fold *fd, const char *name, uint64_t *n)
 {
 	const struct nx_onnx_tensor *t = tensor(fd, name);
 	size_t i, big = SIZE_MAX;
 
-	/* inline only (read whole; one in external data is no scale here) */
-	if (!t || t->data_type != 1 || t->sparse || !t->nelem || t->nelem > FOLD_SCALES_MAX ||
-	    t->ndims > FOLD_DIMS || t->location != NX_TENSOR_INLINE)
+	/* by its shape only: inline or external, any float type, is read
+	 * whole (qvec), and one that cannot be read fails the walk closed */
+	if (!t || !float_type(t->data_type) || !t->nelem || t->nelem > FOLD_SCALES_MAX ||
+	    t->ndims > FOLD_DIMS)
 		return -1;
 	for (i = 0; i < t->ndims; i++)
 		if (t->dims[i] != 1) {
@@ -1415,6 +1440,11 @@ static bool term_op(const struct fnode *p)
  * their memory): fail closed. */
 static int over_budget(struct fold *fd)
 {
+	if (fd->unread)
+		return nx_error_set(fd->err, NX_ELIMIT, fd->path, 0, -1,
+				    "%s: tensor '%s' scales or dequantizes a weight but cannot "
+				    "be read to fold (its type, size or stored bytes)",
+				    fd->path, fd->unread);
 	return nx_error_set(fd->err, NX_ELIMIT, fd->path, 0, -1,
 			    "%s: the graph's sums take more than %u steps a node, nest "
 			    "deeper than %u, or hold more than %u scale elements, to fold",
@@ -1507,7 +1537,7 @@ static int expand(struct fold *fd, const char *name, double coef, const struct o
 		if (n > FOLD_SCALES_MAX - fd->scales)
 			return over_budget(fd);
 		if (!qvec(fd, p->in[1 - arg], &v, &n))
-			return 0;
+			return over(fd) ? over_budget(fd) : 0;
 		if (sk == 0) {
 			coef = is(p, "Div") ? (v[0] ? coef / v[0] : 0) : coef * v[0];
 			free(v);
