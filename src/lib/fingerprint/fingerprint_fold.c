@@ -74,7 +74,10 @@
 #define FOLD_SCALES_MAX (4u << 20)       /* elements of scale vectors held at once
 					  * (16 MiB) */
 #define FOLD_DIMS 8                      /* dims of a weight as the graph views it */
-#define FOLD_EQ_MAX 64                   /* bytes of an Einsum equation */
+#define FOLD_EQ_MAX 64                   /* bytes of an Einsum equation, spaces
+					  * stripped */
+#define FOLD_EQ_READ 4096                /* bytes of one read (spaces and all):
+					  * longer fails a term closed */
 
 struct fnode {
 	char *op;
@@ -88,7 +91,8 @@ struct fnode {
 	size_t nperm;
 	int64_t to;            /* Cast's target type */
 	uint64_t tmsg;         /* Constant: file offset of its value tensor (0: none) */
-	char *eq;              /* Einsum's equation */
+	char *eq;              /* Einsum's equation, spaces stripped */
+	bool eq_long;          /* its equation past FOLD_EQ_READ or FOLD_EQ_MAX */
 };
 
 /* name -> index (of a node output, or of a tensor), sorted for bsearch */
@@ -204,6 +208,7 @@ static int read_attr(struct fold *fd, struct fnode *n, const struct nx_pb_reader
 	int64_t ints[FOLD_DIMS];
 	size_t nints = 0;
 	uint64_t v;
+	bool str_long = false;
 	int rc;
 
 	if ((rc = nx_pb_sub(&r, parent, fld, fd->err)) != 0)
@@ -219,11 +224,14 @@ static int read_attr(struct fold *fd, struct fnode *n, const struct nx_pb_reader
 		} else if (f.num == 3 && f.wire == NX_PB_VARINT) {
 			i = (int64_t)f.value;
 		} else if (f.num == 4 && f.wire == NX_PB_LEN && !str) {
-			/* an Einsum equation longer than this is no plain MatMul */
-			if ((rc = nx_pb_read_string(&fd->f, &f, FOLD_EQ_MAX, &str, NULL, fd->err)) != 0) {
+			/* the runtime ignores spaces in an Einsum equation: they
+			 * are read (to a bound) and stripped, not taken for a
+			 * longer equation that is no term */
+			if ((rc = nx_pb_read_string(&fd->f, &f, FOLD_EQ_READ, &str, NULL, fd->err)) != 0) {
 				if (rc != NX_ELIMIT)
 					break;
 				rc = 0;
+				str_long = true;
 			}
 		} else if (f.num == 5 && f.wire == NX_PB_LEN) {
 			toff = f.offset;
@@ -274,9 +282,19 @@ static int read_attr(struct fold *fd, struct fnode *n, const struct nx_pb_reader
 			n->to = i;
 		else if (!strcmp(name, "value"))
 			n->tmsg = toff;
-		else if (!strcmp(name, "equation") && str && !n->eq) {
-			n->eq = str;
-			str = NULL;
+		else if (!strcmp(name, "equation") && !n->eq && !n->eq_long) {
+			size_t k = 0;
+
+			for (size_t j = 0; str && str[j]; j++)
+				if (str[j] != ' ')
+					str[k++] = str[j];
+			if (str_long || !str || k > FOLD_EQ_MAX) {
+				n->eq_long = true;
+			} else {
+				str[k] = '\0';
+				n->eq = str;
+				str = NULL;
+			}
 		} else if (!strcmp(name, "perm")) {
 			/* more than FOLD_DIMS: no view of a weight */
 			n->nperm = nints;
@@ -1096,7 +1114,15 @@ static bool einsum_term(struct fold *fd, const struct fnode *p, struct term *t)
 	bool ell;
 	char o;
 
-	if (!p->eq || p->nin != 2)
+	if (p->nin != 2)
+		return false;
+	if (p->eq_long) {
+		/* an equation the fold cannot read: fail closed, not "no term" */
+		fd->over = true;
+		fd->unread = p->nout ? p->out[0] : "";
+		return false;
+	}
+	if (!p->eq)
 		return false;
 	for (i = 0; p->eq[i] && len < FOLD_EQ_MAX; i++)
 		if (p->eq[i] != ' ')
@@ -1442,8 +1468,9 @@ static int over_budget(struct fold *fd)
 {
 	if (fd->unread)
 		return nx_error_set(fd->err, NX_ELIMIT, fd->path, 0, -1,
-				    "%s: tensor '%s' scales or dequantizes a weight but cannot "
-				    "be read to fold (its type, size or stored bytes)",
+				    "%s: '%s' (a weight's scale or zero point, or an Einsum "
+				    "term's equation) cannot be read to fold (its type, size "
+				    "or stored bytes)",
 				    fd->path, fd->unread);
 	return nx_error_set(fd->err, NX_ELIMIT, fd->path, 0, -1,
 			    "%s: the graph's sums take more than %u steps a node, nest "
