@@ -517,12 +517,30 @@ static void scale_free(struct fold *fd, float **v, uint64_t n)
 	*v = NULL;
 }
 
+/* qvec charged to FOLD_SCALES_MAX before it is read (a term's own copy of
+ * a DequantizeLinear's scale or zero point: many terms of one weight
+ * would each hold one), freed by scale_free. */
+static bool qvec_charged(struct fold *fd, const char *name, float **out, uint64_t *n)
+{
+	const struct nx_onnx_tensor *t = tensor(fd, name);
+
+	if (t && t->nelem > FOLD_SCALES_MAX - fd->scales) {
+		*out = NULL;
+		fd->over = true;
+		return false;
+	}
+	if (!qvec(fd, name, out, n))
+		return false;
+	fd->scales += *n;
+	return true;
+}
+
 static void wref_release(struct fold *fd, struct wref *r)
 {
 	scale_free(fd, &r->vr, r->brows);
 	scale_free(fd, &r->vc, r->stride);
-	free(r->scale);
-	free(r->zp);
+	scale_free(fd, &r->scale, r->nscale);
+	scale_free(fd, &r->zp, r->nscale);
 	free(r->path);
 	if (r->fd >= 0)
 		close(r->fd);
@@ -805,10 +823,13 @@ static bool weight(struct fold *fd, const char *name, struct wref *r)
 				goto no;
 			fl = true;
 			r->q = true;
-			if (!qvec(fd, p->in[1], &r->scale, &r->nscale) ||
-			    (p->nin >= 3 && p->in[2][0] &&
-			     (!qvec(fd, p->in[2], &r->zp, &nv) || nv != r->nscale)))
+			if (!qvec_charged(fd, p->in[1], &r->scale, &r->nscale))
 				goto no;
+			if (p->nin >= 3 && p->in[2][0] &&
+			    (!qvec_charged(fd, p->in[2], &r->zp, &nv) || nv != r->nscale)) {
+				scale_free(fd, &r->zp, nv);
+				goto no;
+			}
 			if (r->nscale != 1) {
 				/* per axis: one of the last two of the stored dims, the rest 1 */
 				if (nonone(t->dims, t->ndims, a) > 2 || t->ndims < 2 ||
@@ -1336,8 +1357,8 @@ static bool block_term(struct fold *fd, const struct term *t, size_t j, size_t k
 	r->path = NULL;
 	r->scale = r->zp = r->vr = r->vc = NULL;
 	if (!copyv(fd, &r->vr, f->vr, r->brows, true) || !copyv(fd, &r->vc, f->vc, r->stride, true) ||
-	    !copyv(fd, &r->scale, f->scale, r->nscale, false) ||
-	    !copyv(fd, &r->zp, f->zp, r->nscale, false)) {
+	    !copyv(fd, &r->scale, f->scale, r->nscale, true) ||
+	    !copyv(fd, &r->zp, f->zp, r->nscale, true)) {
 		wref_release(fd, r);
 		return false;
 	}

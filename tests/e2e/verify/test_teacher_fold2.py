@@ -567,3 +567,25 @@ def test_einsum_long_equation(nexus, bundle, tmp_path, pad):
         ({"teacher-check-failed"} if pad > 1000 else set())
     assert rc == 1 and codes(rep, "FAIL") & want, \
         [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]
+
+
+def test_dequantize_scales_charged(nexus, bundle, tmp_path):
+    """five MatMuls of one DequantizeLinear weight [1, 2^19] (a scale and a
+    zero point per column) summed: each term's copy of the scale and zero
+    point counts against the 4M scale elements a walk holds (review A: 557
+    MB at 16 terms of 2^22), so the check fails closed past them"""
+    t1, t2 = teacher_pair()
+    teacher = onnx_teacher(tmp_path / "t.onnx", {T1_NAME: t1, T2_NAME: t2})
+    m = 1 << 19
+    rng = np.random.default_rng(94)
+    tensors = {"fq": rng.integers(-127, 127, (1, m)).astype(np.int8),
+               "fs": rng.uniform(0.01, 0.02, m).astype(np.float32), "fz": np.zeros(m, np.int8),
+               "fcol": np.int64([-1, 1])}
+    nodes = [_node("DequantizeLinear", ["fq", "fs", "fz"], "fw", axis=1),
+             _node("Reshape", ["x", "fcol"], "xc")] + \
+        [_mm("xc", "fw", f"p{i}") for i in range(5)] + [_node("Sum", [f"p{i}" for i in range(5)], "y")]
+    live_student(bundle, tensors, nodes)
+    rc, rep = verify(nexus, bundle, "--teacher", teacher, timeout=300)
+    assert rc == 1 and "teacher-check-failed" in codes(rep, "FAIL"), \
+        [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]
+    assert any("scale elements" in f["message"] for f in rep["findings"])
