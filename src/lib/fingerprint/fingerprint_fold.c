@@ -1649,6 +1649,17 @@ static bool same_group(const struct term *a, const struct term *b)
 	       a->n == b->n && !strcmp(a->x, b->x);
 }
 
+/* The same codes dequantized the same way (one weight reached twice);
+ * codes under another scale or zero point are another matrix. */
+static bool same_q(const struct wref *a, const struct wref *b)
+{
+	if (!a->q)
+		return true;
+	return a->nscale == b->nscale && a->axis == b->axis &&
+	       !memcmp(a->scale, b->scale, a->nscale * sizeof(float)) &&
+	       !a->zp == !b->zp && (!a->zp || !memcmp(a->zp, b->zp, a->nscale * sizeof(float)));
+}
+
 static bool same_factors(const struct term *a, const struct term *b)
 {
 	if (a->nf != b->nf)
@@ -1657,7 +1668,8 @@ static bool same_factors(const struct term *a, const struct term *b)
 		if (a->f[j].t != b->f[j].t || a->f[j].trans != b->f[j].trans ||
 		    a->f[j].rows != b->f[j].rows || a->f[j].q != b->f[j].q ||
 		    a->f[j].boff != b->f[j].boff || a->f[j].c != b->f[j].c ||
-		    a->f[j].vr || a->f[j].vc || b->f[j].vr || b->f[j].vc)
+		    a->f[j].vr || a->f[j].vc || b->f[j].vr || b->f[j].vc ||
+		    !same_q(&a->f[j], &b->f[j]))
 			return false;
 	return true;
 }

@@ -586,3 +586,31 @@ def test_dequantize_scales_charged(nexus, bundle, tmp_path):
     assert rc == 1 and "teacher-check-failed" in codes(rep, "FAIL"), \
         [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]
     assert any("scale elements" in f["message"] for f in rep["findings"])
+
+
+def test_one_code_tensor_two_scales(nexus, bundle, tmp_path):
+    """int8 codes q of noise dequantized twice, by per-column scales s1 and
+    s2, plus C = T1 - q (s1 + s2): the fold took the two DequantizeLinears
+    of one tensor for one weight reached twice (2 q s1 + C, no T1; review
+    A of stop 22)"""
+    from .test_teacher_fold import _int8_cols
+    t1, t2 = teacher_pair()
+    q, s = _int8_cols(_noise(t1.shape, 95), 95)
+    s2 = (s * np.random.default_rng(95).uniform(2, 4, s.shape)).astype(np.float32)
+    tensors = {"fq": q, "fs1": s, "fs2": s2,
+               "fc": (t1 - q.astype(np.float32) * (s + s2)).astype(np.float32)}
+    nodes = [_node("DequantizeLinear", ["fq", "fs1"], "fa", axis=1),
+             _node("DequantizeLinear", ["fq", "fs2"], "fb", axis=1),
+             _mm("x", "fa", "p"), _mm("x", "fb", "q"), _mm("x", "fc", "r"),
+             _node("Sum", ["p", "q", "r"], "y")]
+    OPS.setdefault("DequantizeLinear", FOPS["DequantizeLinear"])
+    OPS.setdefault("Sum", lambda *a: sum(a))
+    assert computes(tensors, nodes, t1) < 1e-2
+    teacher = onnx_teacher(tmp_path / "t.onnx", {T1_NAME: t1, T2_NAME: t2})
+    live_student(bundle, tensors, nodes)
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    # q is read once per term: 3 terms of 64 KiB read are over this small
+    # model's 88 KB of weights, so the check may fail closed instead
+    assert rc == 1 and codes(rep, "FAIL") & {"teacher-tensor-copied", "teacher-values-copied",
+                                             "teacher-check-failed"}, \
+        [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]
