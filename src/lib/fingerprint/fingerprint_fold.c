@@ -74,7 +74,10 @@
 #define FOLD_SCALES_MAX (4u << 20)       /* elements of scale vectors held at once
 					  * (16 MiB) */
 #define FOLD_DIMS 8                      /* dims of a weight as the graph views it */
-#define FOLD_EQ_MAX 64                   /* bytes of an Einsum equation */
+#define FOLD_EQ_MAX 64                   /* bytes of an Einsum equation, spaces
+					  * stripped */
+#define FOLD_EQ_READ 4096                /* bytes of one read (spaces and all):
+					  * longer fails a term closed */
 
 struct fnode {
 	char *op;
@@ -88,7 +91,8 @@ struct fnode {
 	size_t nperm;
 	int64_t to;            /* Cast's target type */
 	uint64_t tmsg;         /* Constant: file offset of its value tensor (0: none) */
-	char *eq;              /* Einsum's equation */
+	char *eq;              /* Einsum's equation, spaces stripped */
+	bool eq_long;          /* its equation past FOLD_EQ_READ or FOLD_EQ_MAX */
 };
 
 /* name -> index (of a node output, or of a tensor), sorted for bsearch */
@@ -145,6 +149,7 @@ struct fold {
 	uint64_t visits, visit_max;     /* expansion steps, and their bound */
 	uint64_t scales;                /* elements of scale vectors held */
 	bool over;                      /* a bound hit where false was returned */
+	const char *unread;             /* a scale the fold could not read (over) */
 	bool kernel;                    /* weight() reads a Conv's kernel */
 	struct fconst {
 		uint64_t off;
@@ -203,6 +208,7 @@ static int read_attr(struct fold *fd, struct fnode *n, const struct nx_pb_reader
 	int64_t ints[FOLD_DIMS];
 	size_t nints = 0;
 	uint64_t v;
+	bool str_long = false;
 	int rc;
 
 	if ((rc = nx_pb_sub(&r, parent, fld, fd->err)) != 0)
@@ -218,11 +224,14 @@ static int read_attr(struct fold *fd, struct fnode *n, const struct nx_pb_reader
 		} else if (f.num == 3 && f.wire == NX_PB_VARINT) {
 			i = (int64_t)f.value;
 		} else if (f.num == 4 && f.wire == NX_PB_LEN && !str) {
-			/* an Einsum equation longer than this is no plain MatMul */
-			if ((rc = nx_pb_read_string(&fd->f, &f, FOLD_EQ_MAX, &str, NULL, fd->err)) != 0) {
+			/* the runtime ignores spaces in an Einsum equation: they
+			 * are read (to a bound) and stripped, not taken for a
+			 * longer equation that is no term */
+			if ((rc = nx_pb_read_string(&fd->f, &f, FOLD_EQ_READ, &str, NULL, fd->err)) != 0) {
 				if (rc != NX_ELIMIT)
 					break;
 				rc = 0;
+				str_long = true;
 			}
 		} else if (f.num == 5 && f.wire == NX_PB_LEN) {
 			toff = f.offset;
@@ -273,9 +282,19 @@ static int read_attr(struct fold *fd, struct fnode *n, const struct nx_pb_reader
 			n->to = i;
 		else if (!strcmp(name, "value"))
 			n->tmsg = toff;
-		else if (!strcmp(name, "equation") && str && !n->eq) {
-			n->eq = str;
-			str = NULL;
+		else if (!strcmp(name, "equation") && !n->eq && !n->eq_long) {
+			size_t k = 0;
+
+			for (size_t j = 0; str && str[j]; j++)
+				if (str[j] != ' ')
+					str[k++] = str[j];
+			if (str_long || !str || k > FOLD_EQ_MAX) {
+				n->eq_long = true;
+			} else {
+				str[k] = '\0';
+				n->eq = str;
+				str = NULL;
+			}
 		} else if (!strcmp(name, "perm")) {
 			/* more than FOLD_DIMS: no view of a weight */
 			n->nperm = nints;
@@ -410,17 +429,37 @@ static int sink_feed(void *ctx, const unsigned char *buf, size_t len)
 	return 0;
 }
 
-/* A small inline tensor's contents (at most cap bytes), as floats (float32
- * or int8/uint8 zero points) or int64 (a shape): *n its elements, false
- * when it is not one of those or too large. */
+static int wref_open(struct fold *fd, struct wref *r);
+
+/* A small tensor's stored bytes (at most cap), inline or in external data
+ * (a scale stored outside the model is as much a scale): *n its elements,
+ * false when it cannot be read or is too large. */
 static bool small_values(struct fold *fd, const struct nx_onnx_tensor *t, void *out, size_t cap,
 			 uint64_t *n)
 {
 	struct sink k = { out, cap, 0 };
+	struct wref r;
+	uint64_t len;
 	nx_error e;
+	bool ok;
 
-	if (!t || t->location != NX_TENSOR_INLINE || t->sparse)
+	if (!t || t->sparse)
 		return false;
+	if (t->location != NX_TENSOR_INLINE) {
+		len = t->nelem * nx_onnx_dtype_size(t->data_type);
+		if (!len || len > cap)
+			return false;
+		memset(&r, 0, sizeof(r));
+		r.fd = -1;
+		r.t = t;
+		ok = !wref_open(fd, &r) &&
+		     nx_pread_full(r.fd, out, len, (off_t)r.off) == (ssize_t)len;
+		if (r.fd >= 0)
+			close(r.fd);
+		free(r.path);
+		*n = t->nelem;
+		return ok;
+	}
 	nx_error_clear(&e);
 	if (nx_onnx_tensor_read(fd->fd, fd->path, t, sink_feed, &k, &e) != 0)
 		return false;
@@ -441,28 +480,31 @@ static bool scalar(struct fold *fd, const char *name, double *v)
 	return true;
 }
 
-/* A per-tensor or per-axis float vector (DequantizeLinear's scale, or its
- * zero point widened), in a new array. */
+/* A per-tensor or per-axis float vector (a Mul/Div scale, DequantizeLinear's
+ * scale, or its zero point widened), in a new array.  An initializer that
+ * is there but cannot be read (its type, size or bytes) is no "not a
+ * scale": the walk fails closed (fd->over), else a scale kept where the
+ * fold does not look would hide the sum it scales. */
 static bool qvec(struct fold *fd, const char *name, float **out, uint64_t *n)
 {
 	const struct nx_onnx_tensor *t = tensor(fd, name);
-	size_t width = t ? nx_onnx_dtype_size(t->data_type) : 0;
-	unsigned char *raw;
+	size_t width = t ? nx_fp__num_width(t->data_type) : 0;
+	unsigned char *raw = NULL;
 	uint64_t i;
 
-	if (!t || (t->data_type != 1 && t->data_type != 2 && t->data_type != 3) ||
-	    t->nelem > FOLD_SCALES_MAX || !t->nelem || !(raw = malloc(t->nelem * width)))
+	*out = NULL;
+	if (!t)
 		return false;
-	if (!small_values(fd, t, raw, t->nelem * width, n) || !(*out = malloc(*n * sizeof(float)))) {
+	if (!width || t->data_type == 9 || t->nelem > FOLD_SCALES_MAX || !t->nelem ||
+	    nx_onnx_dtype_size(t->data_type) != width || !(raw = malloc(t->nelem * width)) ||
+	    !small_values(fd, t, raw, t->nelem * width, n) || !(*out = malloc(*n * sizeof(float)))) {
 		free(raw);
+		fd->over = true;
+		fd->unread = t->name;
 		return false;
 	}
-	for (i = 0; i < *n; i++) {
-		if (t->data_type == 1)
-			memcpy(&(*out)[i], raw + 4 * i, 4);
-		else
-			(*out)[i] = t->data_type == 3 ? (float)(signed char)raw[i] : (float)raw[i];
-	}
+	for (i = 0; i < *n; i++)
+		(*out)[i] = (float)nx_fp__num_get(raw + i * width, t->data_type);
 	free(raw);
 	return true;
 }
@@ -475,12 +517,30 @@ static void scale_free(struct fold *fd, float **v, uint64_t n)
 	*v = NULL;
 }
 
+/* qvec charged to FOLD_SCALES_MAX before it is read (a term's own copy of
+ * a DequantizeLinear's scale or zero point: many terms of one weight
+ * would each hold one), freed by scale_free. */
+static bool qvec_charged(struct fold *fd, const char *name, float **out, uint64_t *n)
+{
+	const struct nx_onnx_tensor *t = tensor(fd, name);
+
+	if (t && t->nelem > FOLD_SCALES_MAX - fd->scales) {
+		*out = NULL;
+		fd->over = true;
+		return false;
+	}
+	if (!qvec(fd, name, out, n))
+		return false;
+	fd->scales += *n;
+	return true;
+}
+
 static void wref_release(struct fold *fd, struct wref *r)
 {
 	scale_free(fd, &r->vr, r->brows);
 	scale_free(fd, &r->vc, r->stride);
-	free(r->scale);
-	free(r->zp);
+	scale_free(fd, &r->scale, r->nscale);
+	scale_free(fd, &r->zp, r->nscale);
 	free(r->path);
 	if (r->fd >= 0)
 		close(r->fd);
@@ -488,22 +548,23 @@ static void wref_release(struct fold *fd, struct wref *r)
 	r->fd = -1;
 }
 
+/* A tensor a Mul/Div scales by, as broadcast against a matrix: 0 a scalar,
+ * 1 a vector along the last axis (a column scale), 2 along the one before
+ * ([m, 1]: a row scale), -1 none of those.  *n its elements. */
 static bool float_type(int64_t dt)
 {
 	return dt == 1 || dt == 10 || dt == 11 || dt == 16;
 }
 
-/* A tensor a Mul/Div scales by, as broadcast against a matrix: 0 a scalar,
- * 1 a vector along the last axis (a column scale), 2 along the one before
- * ([m, 1]: a row scale), -1 none of those.  *n its elements. */
 static int scale_kind(const struct fold *fd, const char *name, uint64_t *n)
 {
 	const struct nx_onnx_tensor *t = tensor(fd, name);
 	size_t i, big = SIZE_MAX;
 
-	/* inline only (read whole; one in external data is no scale here) */
-	if (!t || t->data_type != 1 || t->sparse || !t->nelem || t->nelem > FOLD_SCALES_MAX ||
-	    t->ndims > FOLD_DIMS || t->location != NX_TENSOR_INLINE)
+	/* by its shape only: inline or external, any float type, is read
+	 * whole (qvec), and one that cannot be read fails the walk closed */
+	if (!t || !float_type(t->data_type) || !t->nelem || t->nelem > FOLD_SCALES_MAX ||
+	    t->ndims > FOLD_DIMS)
 		return -1;
 	for (i = 0; i < t->ndims; i++)
 		if (t->dims[i] != 1) {
@@ -762,10 +823,13 @@ static bool weight(struct fold *fd, const char *name, struct wref *r)
 				goto no;
 			fl = true;
 			r->q = true;
-			if (!qvec(fd, p->in[1], &r->scale, &r->nscale) ||
-			    (p->nin >= 3 && p->in[2][0] &&
-			     (!qvec(fd, p->in[2], &r->zp, &nv) || nv != r->nscale)))
+			if (!qvec_charged(fd, p->in[1], &r->scale, &r->nscale))
 				goto no;
+			if (p->nin >= 3 && p->in[2][0] &&
+			    (!qvec_charged(fd, p->in[2], &r->zp, &nv) || nv != r->nscale)) {
+				scale_free(fd, &r->zp, nv);
+				goto no;
+			}
 			if (r->nscale != 1) {
 				/* per axis: one of the last two of the stored dims, the rest 1 */
 				if (nonone(t->dims, t->ndims, a) > 2 || t->ndims < 2 ||
@@ -1071,7 +1135,15 @@ static bool einsum_term(struct fold *fd, const struct fnode *p, struct term *t)
 	bool ell;
 	char o;
 
-	if (!p->eq || p->nin != 2)
+	if (p->nin != 2)
+		return false;
+	if (p->eq_long) {
+		/* an equation the fold cannot read: fail closed, not "no term" */
+		fd->over = true;
+		fd->unread = p->nout ? p->out[0] : "";
+		return false;
+	}
+	if (!p->eq)
 		return false;
 	for (i = 0; p->eq[i] && len < FOLD_EQ_MAX; i++)
 		if (p->eq[i] != ' ')
@@ -1285,8 +1357,8 @@ static bool block_term(struct fold *fd, const struct term *t, size_t j, size_t k
 	r->path = NULL;
 	r->scale = r->zp = r->vr = r->vc = NULL;
 	if (!copyv(fd, &r->vr, f->vr, r->brows, true) || !copyv(fd, &r->vc, f->vc, r->stride, true) ||
-	    !copyv(fd, &r->scale, f->scale, r->nscale, false) ||
-	    !copyv(fd, &r->zp, f->zp, r->nscale, false)) {
+	    !copyv(fd, &r->scale, f->scale, r->nscale, true) ||
+	    !copyv(fd, &r->zp, f->zp, r->nscale, true)) {
 		wref_release(fd, r);
 		return false;
 	}
@@ -1415,6 +1487,12 @@ static bool term_op(const struct fnode *p)
  * their memory): fail closed. */
 static int over_budget(struct fold *fd)
 {
+	if (fd->unread)
+		return nx_error_set(fd->err, NX_ELIMIT, fd->path, 0, -1,
+				    "%s: '%s' (a weight's scale or zero point, or an Einsum "
+				    "term's equation) cannot be read to fold (its type, size "
+				    "or stored bytes)",
+				    fd->path, fd->unread);
 	return nx_error_set(fd->err, NX_ELIMIT, fd->path, 0, -1,
 			    "%s: the graph's sums take more than %u steps a node, nest "
 			    "deeper than %u, or hold more than %u scale elements, to fold",
@@ -1507,7 +1585,7 @@ static int expand(struct fold *fd, const char *name, double coef, const struct o
 		if (n > FOLD_SCALES_MAX - fd->scales)
 			return over_budget(fd);
 		if (!qvec(fd, p->in[1 - arg], &v, &n))
-			return 0;
+			return over(fd) ? over_budget(fd) : 0;
 		if (sk == 0) {
 			coef = is(p, "Div") ? (v[0] ? coef / v[0] : 0) : coef * v[0];
 			free(v);
@@ -1571,6 +1649,17 @@ static bool same_group(const struct term *a, const struct term *b)
 	       a->n == b->n && !strcmp(a->x, b->x);
 }
 
+/* The same codes dequantized the same way (one weight reached twice);
+ * codes under another scale or zero point are another matrix. */
+static bool same_q(const struct wref *a, const struct wref *b)
+{
+	if (!a->q)
+		return true;
+	return a->nscale == b->nscale && a->axis == b->axis &&
+	       !memcmp(a->scale, b->scale, a->nscale * sizeof(float)) &&
+	       !a->zp == !b->zp && (!a->zp || !memcmp(a->zp, b->zp, a->nscale * sizeof(float)));
+}
+
 static bool same_factors(const struct term *a, const struct term *b)
 {
 	if (a->nf != b->nf)
@@ -1579,7 +1668,8 @@ static bool same_factors(const struct term *a, const struct term *b)
 		if (a->f[j].t != b->f[j].t || a->f[j].trans != b->f[j].trans ||
 		    a->f[j].rows != b->f[j].rows || a->f[j].q != b->f[j].q ||
 		    a->f[j].boff != b->f[j].boff || a->f[j].c != b->f[j].c ||
-		    a->f[j].vr || a->f[j].vc || b->f[j].vr || b->f[j].vc)
+		    a->f[j].vr || a->f[j].vc || b->f[j].vr || b->f[j].vc ||
+		    !same_q(&a->f[j], &b->f[j]))
 			return false;
 	return true;
 }

@@ -493,3 +493,124 @@ def test_signed_build_refuses_the_spellings(nexus, release_key, tmp_path, kind):
     teacher_onnx(root, {T1_NAME: t1, T2_NAME: t2})
     why = signed_build_is_refused(nexus, root, tmp_path / "bundle", release_key)
     assert "teacher" in why, why
+
+
+# Review A of stop 22: a scale stored as external data, and an Einsum
+# equation padded past 64 bytes, each made the fold skip the sum.
+def _external(name, a, location="student_model.onnx.data", offset=0):
+    """initializer name whose bytes are in the bundle's external data file"""
+    t = numpy_helper.from_array(np.asarray(a), name)
+    t.ClearField("raw_data")
+    t.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", location), ("offset", str(offset)), ("length", str(a.nbytes))):
+        e = t.external_data.add()
+        e.key, e.value = k, v
+    return t
+
+
+def x_col_scale_external(t1):
+    """x A + (x B/d) * d, d in external data"""
+    a, b = base(t1, 91)
+    d = np.random.default_rng(91).uniform(0.5, 2, H).astype(np.float32)
+    return {"fa": a, "fb": (b / d).astype(np.float32), "fd": _external("fd", d)}, [
+        _mm("x", "fa", "p"), _mm("x", "fb", "q"), _node("Div", ["q", "fd"], "q0"),
+        _node("Mul", ["q0", "fd"], "q1"), _node("Mul", ["q1", "fd"], "q2"), _sum("p", "q2")], d
+
+
+def x_dq_scale_external(t1):
+    """A int8 dequantized by a per-column scale in external data"""
+    from .test_teacher_fold import _int8_cols
+    q, s = _int8_cols(_noise(t1.shape, 92), 92)
+    return {"fq": q, "fs": _external("fs", s), "fb": t1 - q.astype(np.float32) * s}, [
+        _node("DequantizeLinear", ["fq", "fs"], "fa", axis=1), _mm("x", "fa", "p"),
+        _mm("x", "fb", "q"), _sum()], s
+
+
+EXTERNAL = {"Mul/Div scale in external data": x_col_scale_external,
+            "DequantizeLinear scale in external data": x_dq_scale_external}
+
+
+@pytest.mark.parametrize("case", sorted(EXTERNAL))
+def test_external_scale_is_read(nexus, bundle, tmp_path, case):
+    t1, t2 = teacher_pair()
+    tensors, nodes, data = EXTERNAL[case](t1)
+    env = {k: (data if isinstance(v, TensorProto) else v) for k, v in tensors.items()}
+    OPS.setdefault("DequantizeLinear", FOPS["DequantizeLinear"])
+    assert computes(env, nodes, t1) < 1e-2
+    teacher = onnx_teacher(tmp_path / "t.onnx", {T1_NAME: t1, T2_NAME: t2})
+    bundle.write("model/student_model.onnx.data", data.tobytes())
+    live_student(bundle, tensors, nodes)
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    assert rc == 1 and codes(rep, "FAIL") & {"teacher-tensor-copied", "teacher-values-copied"}, \
+        [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]
+
+
+@pytest.mark.parametrize("pad", [60, 300, 5000])
+def test_einsum_long_equation(nexus, bundle, tmp_path, pad):
+    """the Einsum term's equation padded with spaces past 64 bytes (the
+    runtime strips them)"""
+    t1, t2 = teacher_pair()
+    a, b = base(t1, 93)
+    eq = "bsi,ij->bsj".replace(",", " " * pad + ",")
+    tensors, nodes = {"fa": a, "fb": b}, [
+        _node("Einsum", ["x", "fa"], "p", equation=eq), _node("Einsum", ["x", "fb"], "q", equation=eq),
+        _sum()]
+    assert computes(tensors, nodes, t1) < 1e-2
+    teacher = onnx_teacher(tmp_path / "t.onnx", {T1_NAME: t1, T2_NAME: t2})
+    live_student(bundle, tensors, nodes)
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    # past the 4096 bytes read, the fold fails closed
+    want = {"teacher-tensor-copied", "teacher-values-copied"} | \
+        ({"teacher-check-failed"} if pad > 1000 else set())
+    assert rc == 1 and codes(rep, "FAIL") & want, \
+        [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]
+
+
+def test_dequantize_scales_charged(nexus, bundle, tmp_path):
+    """five MatMuls of one DequantizeLinear weight [1, 2^19] (a scale and a
+    zero point per column) summed: each term's copy of the scale and zero
+    point counts against the 4M scale elements a walk holds (review A: 557
+    MB at 16 terms of 2^22), so the check fails closed past them"""
+    t1, t2 = teacher_pair()
+    teacher = onnx_teacher(tmp_path / "t.onnx", {T1_NAME: t1, T2_NAME: t2})
+    m = 1 << 19
+    rng = np.random.default_rng(94)
+    tensors = {"fq": rng.integers(-127, 127, (1, m)).astype(np.int8),
+               "fs": rng.uniform(0.01, 0.02, m).astype(np.float32), "fz": np.zeros(m, np.int8),
+               "fcol": np.int64([-1, 1])}
+    nodes = [_node("DequantizeLinear", ["fq", "fs", "fz"], "fw", axis=1),
+             _node("Reshape", ["x", "fcol"], "xc")] + \
+        [_mm("xc", "fw", f"p{i}") for i in range(5)] + [_node("Sum", [f"p{i}" for i in range(5)], "y")]
+    live_student(bundle, tensors, nodes)
+    rc, rep = verify(nexus, bundle, "--teacher", teacher, timeout=300)
+    assert rc == 1 and "teacher-check-failed" in codes(rep, "FAIL"), \
+        [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]
+    assert any("scale elements" in f["message"] for f in rep["findings"])
+
+
+def test_one_code_tensor_two_scales(nexus, bundle, tmp_path):
+    """int8 codes q of noise dequantized twice, by per-column scales s1 and
+    s2, plus C = T1 - q (s1 + s2): the fold took the two DequantizeLinears
+    of one tensor for one weight reached twice (2 q s1 + C, no T1; review
+    A of stop 22)"""
+    from .test_teacher_fold import _int8_cols
+    t1, t2 = teacher_pair()
+    q, s = _int8_cols(_noise(t1.shape, 95), 95)
+    s2 = (s * np.random.default_rng(95).uniform(2, 4, s.shape)).astype(np.float32)
+    tensors = {"fq": q, "fs1": s, "fs2": s2,
+               "fc": (t1 - q.astype(np.float32) * (s + s2)).astype(np.float32)}
+    nodes = [_node("DequantizeLinear", ["fq", "fs1"], "fa", axis=1),
+             _node("DequantizeLinear", ["fq", "fs2"], "fb", axis=1),
+             _mm("x", "fa", "p"), _mm("x", "fb", "q"), _mm("x", "fc", "r"),
+             _node("Sum", ["p", "q", "r"], "y")]
+    OPS.setdefault("DequantizeLinear", FOPS["DequantizeLinear"])
+    OPS.setdefault("Sum", lambda *a: sum(a))
+    assert computes(tensors, nodes, t1) < 1e-2
+    teacher = onnx_teacher(tmp_path / "t.onnx", {T1_NAME: t1, T2_NAME: t2})
+    live_student(bundle, tensors, nodes)
+    rc, rep = verify(nexus, bundle, "--teacher", teacher)
+    # q is read once per term: 3 terms of 64 KiB read are over this small
+    # model's 88 KB of weights, so the check may fail closed instead
+    assert rc == 1 and codes(rep, "FAIL") & {"teacher-tensor-copied", "teacher-values-copied",
+                                             "teacher-check-failed"}, \
+        [f["message"] for f in rep["findings"] if f["severity"] != "INFO"]
