@@ -93,20 +93,48 @@ def test_unrelated_float8_student_passes(nexus, bundle, tmp_path):
     assert rc == 0, [f for f in rep["findings"] if f["severity"] != "INFO"]
 
 
+def _packed(q, bits):
+    """codes q (already masked to `bits` bits) packed low first, as ONNX does"""
+    per = 8 // bits
+    q = q.ravel().astype(np.uint8)
+    out = np.zeros(len(q) // per, np.uint8)
+    for k in range(per):
+        out |= q[k::per] << (k * bits)
+    return out
+
+
 @pytest.mark.parametrize("dtype", [22, 21])   # int4, uint4 (onnx 1.16+; Debian 12 has 1.12)
-def test_packed_sub_byte_tensor_is_refused(nexus, bundle, tmp_path, dtype):
-    """int4 codes of a teacher layer (two a byte): no value check reads
-    them, so the tensor is refused, naming it, not skipped"""
-    from verify_helpers import codes, verify
+def test_teacher_layer_as_packed_codes_fails(nexus, bundle, tmp_path, dtype):
+    """a teacher layer pair as int4/uint4 codes (16 levels, two a byte): no
+    value check read them; unpacked to int8 now (a packed tensor was
+    refused before that, which kept out ONNX Runtime's int4 QDQ students).
+    int2's 4 levels are no approximate copy (r under 0.99, "Approximate
+    copies"), but read the same way."""
     from .test_teacher_small import onnx_teacher, put_student
     t1, t2 = teacher_pair()
     teacher = onnx_teacher(tmp_path / "t.onnx", {T1_NAME: t1, T2_NAME: t2})
-    q = np.clip(np.round(t1 / np.abs(t1).max() * 7), -8, 7).astype(np.int8) & 0xF
-    packed = (q.ravel()[0::2] | (q.ravel()[1::2] << 4)).astype(np.uint8)
-    put_student(bundle, {"w1": raw_tensor("w1", dtype, t1.shape, packed.tobytes())})
+    bits, lo, hi = 4, -8, 7
+    st = {}
+    for n, t in (("w1", t1), ("w2", t2)):
+        q = np.clip(np.round(t / np.abs(t).max() * hi), lo, hi).astype(np.int8)
+        if dtype == 21:
+            q = q - lo
+        st[n] = raw_tensor(n, dtype, t.shape, _packed(q.astype(np.uint8) & ((1 << bits) - 1),
+                                                      bits).tobytes())
+    put_student(bundle, st)
+    assert _weights_caught(nexus, bundle, teacher)
+
+
+def test_unrelated_int4_student_passes(nexus, bundle, tmp_path):
+    from verify_helpers import verify
+    from .test_teacher_small import onnx_teacher, put_student
+    t1, t2 = teacher_pair()
+    teacher = onnx_teacher(tmp_path / "t.onnx", {T1_NAME: t1, T2_NAME: t2})
+    q = np.random.default_rng(5).integers(-8, 8, t1.shape).astype(np.int8)
+    put_student(bundle, {"w1": raw_tensor("w1", 22, t1.shape,
+                                          _packed(q.astype(np.uint8) & 15, 4).tobytes())})
     rc, rep = verify(nexus, bundle, "--teacher", teacher)
-    failed = [f for f in rep["findings"] if f["code"] == "teacher-check-failed"]
-    assert rc == 1 and failed and "'w1'" in failed[0]["message"], codes(rep, "FAIL")
+    assert rc == 0, [f for f in rep["findings"] if f["severity"] != "INFO"]
 
 
 # ------------------------------------- teacher bytes stored under another type
