@@ -16,7 +16,7 @@
  * subnormals at exponent 0.  Sub-byte packed types (int4, uint4,
  * float4e2m1, int2, uint2) have no whole byte per element and are not
  * read here: nx_fp__num_width() is 0 for them, and the student walk
- * refuses such a tensor (fingerprint.c) rather than skip it.
+ * unpacks such a tensor to int8 first (fingerprint.c unpack_sub_byte).
  */
 #include <math.h>
 #include <stdint.h>
