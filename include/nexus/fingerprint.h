@@ -91,10 +91,6 @@ extern "C" {
 #define NX_FP_ST_HEADER_MAX (100u << 20) /* bytes of a safetensors header */
 #define NX_FP_CHUNKS_MAX (1u << 24)   /* teacher chunks (~48 GB of tensors) */
 #define NX_FP_VALUES_MAX (1u << 19)   /* sampled teacher values kept (16 MiB) */
-/* Teacher bytes a student may hold in place, as the value sample's hits
- * imply them (struct nx_fp_match.implied): they count in the one sum
- * with the small copies (sum_total), so this is NX_FP_SMALL_TOTAL_MAX. */
-#define NX_FP_IMPLIED_TOTAL_MAX (16u << 10)
 
 typedef struct nx_fp_set nx_fp_set;
 
@@ -113,19 +109,17 @@ struct nx_fp_match {
 	uint32_t value_hits, value_samples;
 	int value_shift;
 	/* pooled (with values): the windows of 4 elements of all the small
-	 * teacher tensors, pooled, in any a x + b form and order: the model
-	 * holds small_total bytes' worth of the value_samples distinct ones
-	 * (4 bytes a window), over NX_FP_SMALL_TOTAL_MAX; one match per
+	 * teacher tensors, pooled, in any a x + b form and order, of the
+	 * value_samples distinct ones (4 bytes a window); one match per
 	 * student tensor, which found value_hits of them first (bytes: 4
-	 * each); teacher_tensor is the one most found.  Sum the ones not
-	 * allowed (allow_shared_tensors) against NX_FP_SMALL_TOTAL_MAX */
+	 * each); teacher_tensor is the one most found.  A part of the one
+	 * sum (sum_bytes) */
 	bool pooled;
 	/* small: a whole copy of a teacher tensor under min_bytes, one of
-	 * several (one per teacher tensor) holding small_total bytes in all,
-	 * over NX_FP_SMALL_TOTAL_MAX; transposed may be set */
+	 * several (one per teacher tensor), a part of the one sum;
+	 * transposed may be set */
 	bool small;
 	bool inside;           /* small: found inside a larger student tensor, not all of it */
-	uint64_t small_total;
 	/* approx: not equal, but its values at corr_used sampled positions
 	 * correlate with the teacher tensor's (same element count; as is,
 	 * reversed, or transposed) with Pearson |corr| >= 0.99: a copy
@@ -138,15 +132,13 @@ struct nx_fp_match {
 	 * tensor's element count, holds its value exactly at value_hits of
 	 * value_samples sampled positions (as is, reversed or transposed): a
 	 * part kept in place among other values; bytes is that share of the
-	 * tensor's bytes, one of several implying implied_total bytes in all,
-	 * over NX_FP_IMPLIED_TOTAL_MAX (docs/TRV.md "Parts kept in place") */
+	 * tensor's bytes, a part of the one sum (docs/TRV.md "Parts kept in
+	 * place") */
 	bool implied;
-	uint64_t implied_total;
 	/* units: unit_blocks blocks of 64 elements of the teacher tensor (rows
 	 * or columns of it: a hidden unit's weights) found in the student
 	 * tensor, each up to an affine map a v + b and rounding (|Pearson r| >=
-	 * 0.99): bytes of the teacher's weights; small_total: those over the
-	 * whole student (distinct blocks), over NX_FP_SMALL_TOTAL_MAX */
+	 * 0.99): bytes of the teacher's weights, a part of the one sum */
 	bool units;
 	uint32_t unit_blocks;
 	/* the one sum (docs/TRV.md "Why 16 KiB"): small, pooled, implied and

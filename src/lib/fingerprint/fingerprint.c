@@ -921,7 +921,6 @@ static int pooled(struct student_ctx *c, nx_error *err)
 		m->values = m->pooled = true;
 		m->value_hits = v.found[i].windows;
 		m->value_samples = (uint32_t)v.pool;
-		m->small_total = 4 * (uint64_t)v.windows;
 	}
 	return 0;
 }
@@ -1141,10 +1140,6 @@ static int one_sum(struct student_ctx *c, int fd, const char *path, nx_error *er
 		if (!m)
 			return NX_ENOMEM;
 		m->sum_total = total;
-		if (m->implied)
-			m->implied_total = total;
-		else
-			m->small_total = total;
 	}
 	return 0;
 }
